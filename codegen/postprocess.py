@@ -1,0 +1,21 @@
+"""Passes run over the betterproto2 output after it is written (see generate.py).
+
+Each pass takes the output folder and the CodeGeneratorRequest (the descriptors of every
+generated file) and may add or rewrite generated modules. Passes must be deterministic.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Callable
+
+from google.protobuf.compiler import plugin_pb2
+
+Pass = Callable[[pathlib.Path, plugin_pb2.CodeGeneratorRequest], None]
+
+PASSES: list[Pass] = []
+
+
+def run_passes(out: pathlib.Path, request: plugin_pb2.CodeGeneratorRequest) -> None:
+    for step in PASSES:
+        step(out, request)
