@@ -1,0 +1,1 @@
+"""Pilot: xDS discovery server, ADS client, service registry and Istio-to-Envoy translation."""
