@@ -1,0 +1,155 @@
+"""The one place that configures grpclib servers and channels for every component.
+
+grpclib leaves h2's default of 100 concurrent streams per connection in place and has no
+setting for it: a client that opens stream 101 on one connection waits silently. Proxies,
+agents and load generators multiplex many calls over one connection, so every server in this
+project is built here, with the limit raised, keepalive on, window sizes and a maximum message
+size applied the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from grpclib.client import Channel
+from grpclib.config import Configuration
+from grpclib.const import Status
+from grpclib.encoding.proto import ProtoCodec
+from grpclib.exceptions import GRPCError
+from grpclib.protocol import H2Protocol
+from grpclib.server import Server
+from h2.settings import SettingCodes
+
+if TYPE_CHECKING:
+    from asyncio import BaseTransport
+
+    from grpclib._typing import IServable
+
+__all__ = ["GrpcSettings", "LimitedProtoCodec", "create_channel", "create_server"]
+
+_MiB = 1024 * 1024
+
+
+def _positive(_: Any, attribute: attrs.Attribute[Any], value: float | None) -> None:
+    if value is not None and value <= 0:
+        raise ValueError(f"{attribute.name} must be positive, got {value!r}")
+
+
+@attrs.frozen
+class GrpcSettings:
+    """Limits shared by servers and channels.
+
+    Defaults follow istiod's gRPC server where it has one: 30 s keepalive pings with a 10 s
+    timeout, 1 MiB windows; streams per connection are raised well above h2's 100.
+    """
+
+    max_concurrent_streams: int = attrs.field(default=4096, validator=_positive)
+    """Streams a peer may open at once on one connection (server side)."""
+    max_message_bytes: int = attrs.field(default=16 * _MiB, validator=_positive)
+    """Largest message accepted or sent; larger ones fail with RESOURCE_EXHAUSTED."""
+    keepalive_time: float | None = attrs.field(default=30.0, validator=_positive)
+    """Seconds between keepalive pings on an idle connection; None turns pings off."""
+    keepalive_timeout: float = attrs.field(default=10.0, validator=_positive)
+    """Seconds to wait for a ping's answer before the connection is closed."""
+    connection_window_bytes: int = attrs.field(default=1 * _MiB, validator=_positive)
+    stream_window_bytes: int = attrs.field(default=1 * _MiB, validator=_positive)
+
+    def configuration(self) -> Configuration:
+        """The grpclib ``Configuration`` these settings stand for."""
+        return Configuration(
+            _keepalive_time=self.keepalive_time,
+            _keepalive_timeout=self.keepalive_timeout,
+            _keepalive_permit_without_calls=True,
+            http2_connection_window_size=max(self.connection_window_bytes, 65535),
+            http2_stream_window_size=max(self.stream_window_bytes, 65535),
+        )
+
+
+class LimitedProtoCodec(ProtoCodec):
+    """grpclib's protobuf codec with a size limit in both directions.
+
+    Works for betterproto2 messages (``SerializeToString``/``FromString``) and for the
+    official runtime's alike.
+    """
+
+    def __init__(self, max_message_bytes: int) -> None:
+        self.max_message_bytes = max_message_bytes
+
+    def encode(self, message: Any, message_type: Any) -> bytes:
+        data: bytes = super().encode(message, message_type)
+        if len(data) > self.max_message_bytes:
+            raise GRPCError(
+                Status.RESOURCE_EXHAUSTED,
+                f"message of {len(data)} bytes exceeds the limit of {self.max_message_bytes}",
+            )
+        return data
+
+    def decode(self, data: bytes, message_type: Any) -> Any:
+        if len(data) > self.max_message_bytes:
+            raise GRPCError(
+                Status.RESOURCE_EXHAUSTED,
+                f"received message of {len(data)} bytes exceeds the limit of "
+                f"{self.max_message_bytes}",
+            )
+        return super().decode(data, message_type)
+
+
+class _StreamLimitProtocol(H2Protocol):
+    max_concurrent_streams: int = 100
+
+    def connection_made(self, transport: BaseTransport) -> None:
+        super().connection_made(transport)
+        h2_conn = self.connection._connection
+        h2_conn.update_settings({SettingCodes.MAX_CONCURRENT_STREAMS: self.max_concurrent_streams})
+        self.connection.flush()
+
+
+class _Server(Server):
+    """grpclib's Server with the per-connection stream limit raised."""
+
+    def __init__(
+        self, handlers: Collection[IServable], settings: GrpcSettings, codec: ProtoCodec
+    ) -> None:
+        super().__init__(handlers, codec=codec, config=settings.configuration())
+        self._stream_limit = settings.max_concurrent_streams
+
+    def _protocol_factory(self) -> H2Protocol:
+        protocol = super()._protocol_factory()
+        protocol.__class__ = _StreamLimitProtocol
+        protocol.max_concurrent_streams = self._stream_limit  # type: ignore[attr-defined]
+        return protocol
+
+
+def create_server(handlers: Collection[IServable], settings: GrpcSettings | None = None) -> Server:
+    """A grpclib server for ``handlers`` (generated ``XxxBase`` subclasses), configured.
+
+    Start it as usual: ``await server.start(host, port, ssl=context)``.
+    """
+    settings = settings or GrpcSettings()
+    return _Server(handlers, settings, LimitedProtoCodec(settings.max_message_bytes))
+
+
+def create_channel(
+    host: str | None = None,
+    port: int | None = None,
+    *,
+    path: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    settings: GrpcSettings | None = None,
+) -> Channel:
+    """A grpclib channel to ``host:port`` (or a Unix socket ``path``), configured.
+
+    Pass the channel to a generated ``XxxStub``. ``ssl_context`` turns TLS on.
+    """
+    settings = settings or GrpcSettings()
+    return Channel(
+        host,
+        port,
+        path=path,
+        ssl=ssl_context,
+        config=settings.configuration(),
+        codec=LimitedProtoCodec(settings.max_message_bytes),
+    )
