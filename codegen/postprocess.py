@@ -9,11 +9,12 @@ from __future__ import annotations
 import pathlib
 from collections.abc import Callable
 
+from field_rules import write_field_behavior
 from google.protobuf.compiler import plugin_pb2
 
 Pass = Callable[[pathlib.Path, plugin_pb2.CodeGeneratorRequest], None]
 
-PASSES: list[Pass] = []
+PASSES: list[Pass] = [write_field_behavior]
 
 
 def run_passes(out: pathlib.Path, request: plugin_pb2.CodeGeneratorRequest) -> None:
