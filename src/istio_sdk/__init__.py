@@ -22,18 +22,25 @@ _EXPORTS: dict[str, str] = {
     "validate": "istio_sdk.config",
 }
 
-__all__ = ["__version__", *sorted(_EXPORTS)]
+__all__ = [  # grouped like _EXPORTS; tests/core/test_public_api.py checks they agree
+    "__version__",
+    "Resource",
+    "ObjectMeta",
+    "ConfigStore",
+    "ConfigError",
+    "load_resources",
+    "dump_resources",
+    "validate",
+]
 
 if TYPE_CHECKING:
-    from istio_sdk.config import (
-        ConfigError,
-        ConfigStore,
-        ObjectMeta,
-        Resource,
-        dump_resources,
-        load_resources,
-        validate,
-    )
+    from istio_sdk.config import ConfigError as ConfigError
+    from istio_sdk.config import ConfigStore as ConfigStore
+    from istio_sdk.config import ObjectMeta as ObjectMeta
+    from istio_sdk.config import Resource as Resource
+    from istio_sdk.config import dump_resources as dump_resources
+    from istio_sdk.config import load_resources as load_resources
+    from istio_sdk.config import validate as validate
 
 
 def __getattr__(name: str) -> Any:
