@@ -1,0 +1,255 @@
+"""Authenticators the CA server tries, in order, to learn who is calling.
+
+Each one looks for its own kind of credential in a :class:`CallerContext`. It returns ``None``
+when that credential is absent (the next authenticator is tried), the caller's
+:class:`Identity` when it verifies, and raises :class:`AuthenticationError` when it is present
+but invalid. The identity that signs into a certificate always comes from here, never from the
+CSR.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import attrs
+import httpx
+
+from istio_sdk.citadel.errors import AuthenticationError, IdentityError, JwtError
+from istio_sdk.citadel.identity import DEFAULT_TRUST_DOMAIN, Identity
+from istio_sdk.citadel.jwt import (
+    JsonWebKey,
+    JwtRule,
+    identity_from_claims,
+    parse_jwks,
+    verify_jwt,
+)
+
+BEARER_PREFIX = "bearer "
+
+
+@attrs.frozen
+class CallerContext:
+    """What the server knows about a caller: request metadata and its verified client cert."""
+
+    metadata: Mapping[str, str] = attrs.field(factory=dict)
+    peer_uri_sans: tuple[str, ...] = ()
+
+    @property
+    def bearer_token(self) -> str | None:
+        """The token of an ``authorization: Bearer <token>`` header, if any."""
+        value = self.metadata.get("authorization")
+        if value is None or not value.lower().startswith(BEARER_PREFIX):
+            return None
+        token = value[len(BEARER_PREFIX) :].strip()
+        return token or None
+
+
+class Authenticator(Protocol):
+    """One way of authenticating a caller."""
+
+    @property
+    def name(self) -> str:
+        """Short name used in counters and error messages."""
+        ...
+
+    async def authenticate(self, caller: CallerContext) -> Identity | None:
+        """The caller's identity, ``None`` if not applicable; raise if the credential is bad."""
+        ...
+
+
+class ClientCertificateAuthenticator:
+    """Trusts the SPIFFE URI of a client certificate the TLS layer verified against our root."""
+
+    name = "client-certificate"
+
+    def __init__(self, trust_domain: str = DEFAULT_TRUST_DOMAIN) -> None:
+        self._trust_domain = trust_domain
+
+    async def authenticate(self, caller: CallerContext) -> Identity | None:
+        """Identity from the peer's single SPIFFE URI SAN."""
+        uris = [u for u in caller.peer_uri_sans if u.startswith("spiffe://")]
+        if not caller.peer_uri_sans:
+            return None
+        if len(uris) != 1:
+            raise AuthenticationError(
+                f"client certificate must carry exactly one SPIFFE URI, found {len(uris)}"
+            )
+        try:
+            identity = Identity.from_spiffe_uri(uris[0])
+        except IdentityError as exc:
+            raise AuthenticationError(f"client certificate identity: {exc}") from exc
+        if identity.trust_domain != self._trust_domain:
+            raise AuthenticationError(
+                f"client certificate is for trust domain {identity.trust_domain!r}, "
+                f"not {self._trust_domain!r}"
+            )
+        return identity
+
+
+class JwtAuthenticator:
+    """Verifies a bearer JWT against a :class:`JwtRule`; JWKS URIs are fetched and cached."""
+
+    name = "jwt"
+
+    def __init__(
+        self,
+        rule: JwtRule,
+        *,
+        trust_domain: str = DEFAULT_TRUST_DOMAIN,
+        jwks_cache_seconds: float = 20 * 60,
+        min_refresh_seconds: float = 10.0,
+        http_client: httpx.AsyncClient | None = None,
+        clock: Any = time.time,
+    ) -> None:
+        self.rule = rule
+        self._trust_domain = trust_domain
+        self._cache_seconds = jwks_cache_seconds
+        self._min_refresh = min_refresh_seconds
+        self._client = http_client
+        self._clock = clock
+        self._keys: tuple[JsonWebKey, ...] = parse_jwks(rule.jwks) if rule.jwks else ()
+        self._fetched_at: float | None = None
+        self._lock = asyncio.Lock()
+        self.jwks_fetches = 0
+
+    async def _fetch_keys(self) -> tuple[JsonWebKey, ...]:
+        assert self.rule.jwks_uri is not None
+        client = self._client or httpx.AsyncClient(timeout=10.0)
+        try:
+            response = await client.get(self.rule.jwks_uri)
+        except httpx.HTTPError as exc:
+            raise JwtError(f"cannot fetch JWKS from {self.rule.jwks_uri}: {exc}") from exc
+        finally:
+            if self._client is None:
+                await client.aclose()
+        self.jwks_fetches += 1
+        if response.status_code != 200:
+            raise JwtError(f"JWKS URI {self.rule.jwks_uri} answered HTTP {response.status_code}")
+        return parse_jwks(response.text)
+
+    async def _current_keys(self, *, force: bool = False) -> tuple[JsonWebKey, ...]:
+        if self.rule.jwks_uri is None:
+            return self._keys
+        async with self._lock:
+            now = self._clock()
+            age = None if self._fetched_at is None else now - self._fetched_at
+            if age is None or age > self._cache_seconds or (force and age > self._min_refresh):
+                self._keys = await self._fetch_keys()
+                self._fetched_at = now
+            return self._keys
+
+    async def authenticate(self, caller: CallerContext) -> Identity | None:
+        """Identity from the service-account claims of a valid token."""
+        token = caller.bearer_token
+        if token is None:
+            return None
+        keys = await self._current_keys()
+        try:
+            claims = verify_jwt(token, self.rule, keys, now=self._clock())
+        except JwtError as exc:
+            # A key rotated at the issuer shows up as an unknown kid: refetch once, then retry.
+            if "no key in the JWKS" not in str(exc) or self.rule.jwks_uri is None:
+                raise
+            keys = await self._current_keys(force=True)
+            claims = verify_jwt(token, self.rule, keys, now=self._clock())
+        return identity_from_claims(claims, self._trust_domain)
+
+
+class TokenReviewAuthenticator:
+    """Asks the Kubernetes API server (TokenReview) whether a bearer token is valid."""
+
+    name = "kubernetes-token-review"
+    path = "/apis/authentication.k8s.io/v1/tokenreviews"
+
+    def __init__(
+        self,
+        api_server_url: str,
+        *,
+        reviewer_token: str | None = None,
+        ca: str | ssl.SSLContext | bool = True,
+        audiences: tuple[str, ...] = (),
+        trust_domain: str = DEFAULT_TRUST_DOMAIN,
+        http_client: httpx.AsyncClient | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self._url = api_server_url.rstrip("/") + self.path
+        self._reviewer_token = reviewer_token
+        self._audiences = audiences
+        self._trust_domain = trust_domain
+        self._client = http_client or httpx.AsyncClient(verify=ca, timeout=timeout)
+        self._owns_client = http_client is None
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this authenticator created it."""
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def authenticate(self, caller: CallerContext) -> Identity | None:
+        """Identity from the reviewed token's ``system:serviceaccount:<ns>:<sa>`` user."""
+        token = caller.bearer_token
+        if token is None:
+            return None
+        spec: dict[str, Any] = {"token": token}
+        if self._audiences:
+            spec["audiences"] = list(self._audiences)
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": spec}
+        headers = {"Accept": "application/json"}
+        if self._reviewer_token:
+            headers["Authorization"] = f"Bearer {self._reviewer_token}"
+        try:
+            response = await self._client.post(self._url, json=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise AuthenticationError(f"TokenReview request failed: {type(exc).__name__}") from exc
+        if response.status_code not in (200, 201):
+            raise AuthenticationError(f"TokenReview answered HTTP {response.status_code}")
+        try:
+            status = response.json().get("status") or {}
+        except ValueError as exc:
+            raise AuthenticationError("TokenReview answer is not JSON") from exc
+        if not isinstance(status, dict) or status.get("authenticated") is not True:
+            error = status.get("error") if isinstance(status, dict) else None
+            raise AuthenticationError(
+                f"token rejected by TokenReview: {error or 'unauthenticated'}"
+            )
+        if self._audiences:
+            granted = status.get("audiences") or []
+            if not set(self._audiences).intersection(granted):
+                raise AuthenticationError("TokenReview did not grant any required audience")
+        user = status.get("user") or {}
+        username = user.get("username") if isinstance(user, dict) else None
+        if not isinstance(username, str):
+            raise AuthenticationError("TokenReview answer has no user name")
+        try:
+            return Identity.from_service_account_username(username, self._trust_domain)
+        except IdentityError as exc:
+            raise AuthenticationError(f"TokenReview user is not a service account: {exc}") from exc
+
+
+@attrs.frozen
+class Authenticated:
+    """Who the caller is and which authenticator vouched for it."""
+
+    identity: Identity
+    method: str
+
+
+async def authenticate_caller(
+    authenticators: tuple[Authenticator, ...], caller: CallerContext
+) -> Authenticated:
+    """Try ``authenticators`` in order; the first identity wins, else raise with every reason."""
+    reasons: list[str] = []
+    for authenticator in authenticators:
+        try:
+            identity = await authenticator.authenticate(caller)
+        except AuthenticationError as exc:
+            reasons.append(f"{authenticator.name}: {exc}")
+            continue
+        if identity is not None:
+            return Authenticated(identity, authenticator.name)
+    if not reasons:
+        raise AuthenticationError("no credential: send a client certificate or a bearer token")
+    raise AuthenticationError("; ".join(reasons))
