@@ -1,0 +1,69 @@
+"""Istio configuration as users write it: resources, YAML/JSON in and out, validation, store.
+
+- :class:`Resource` / :class:`ObjectMeta`: ``apiVersion``, ``kind``, ``metadata``, ``spec``
+  (the generated message of the kind) and ``status``;
+- :func:`load_resources` / :func:`dump_resources`: YAML or JSON text, files and folders in,
+  ``kubectl apply``-ready text out;
+- :func:`validate`: every problem, with source, document, resource, field path and line;
+- :class:`ConfigStore`: in-memory store with revisions and watchers;
+  :class:`DirectorySource` keeps one in step with a folder;
+- :data:`KINDS` / :class:`KindInfo`: the kind registry.
+"""
+
+from istio_sdk.config._directory import DirectorySource, SyncResult
+from istio_sdk.config._errors import (
+    ConfigError,
+    DocumentError,
+    FieldError,
+    MetadataError,
+    Problem,
+    UnknownApiVersionError,
+    UnknownKindError,
+    ValidationError,
+    YamlSyntaxError,
+)
+from istio_sdk.config._io import Source, dump_resources, load_resources
+from istio_sdk.config._kinds import KINDS, KindInfo, find_kind, kind_for, message_class
+from istio_sdk.config._resource import ObjectMeta, Resource
+from istio_sdk.config._store import (
+    ConfigStore,
+    Event,
+    EventType,
+    NotFoundError,
+    Watch,
+    WatchOverflowError,
+)
+from istio_sdk.config._validate import validate
+from istio_sdk.config._yaml import JsonValue
+
+__all__ = [
+    "KINDS",
+    "ConfigError",
+    "ConfigStore",
+    "DirectorySource",
+    "DocumentError",
+    "Event",
+    "EventType",
+    "FieldError",
+    "JsonValue",
+    "KindInfo",
+    "MetadataError",
+    "NotFoundError",
+    "ObjectMeta",
+    "Problem",
+    "Resource",
+    "Source",
+    "SyncResult",
+    "UnknownApiVersionError",
+    "UnknownKindError",
+    "ValidationError",
+    "Watch",
+    "WatchOverflowError",
+    "YamlSyntaxError",
+    "dump_resources",
+    "find_kind",
+    "kind_for",
+    "load_resources",
+    "message_class",
+    "validate",
+]

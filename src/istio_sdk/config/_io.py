@@ -1,0 +1,151 @@
+"""``load_resources`` and ``dump_resources``: Istio YAML/JSON in and out."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pathlib
+from collections.abc import Iterable, Iterator
+from typing import IO, Literal, TypeAlias
+
+import yaml
+
+from istio_sdk.config._errors import DocumentError, Problem
+from istio_sdk.config._resource import Resource, resource_from_json
+from istio_sdk.config._yaml import Document, JsonValue, join_index, parse_documents
+
+Source: TypeAlias = str | bytes | os.PathLike[str] | IO[str] | IO[bytes]
+"""What :func:`load_resources` reads: text, bytes, a path, or an open file."""
+
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def read_source(source: Source) -> list[tuple[str, str]]:
+    """Resolve a source into ``(name, text)`` pairs (one per file; a folder gives many).
+
+    A ``str`` is a path when it has no newline and names an existing file or folder or ends
+    in ``.yaml``, ``.yml`` or ``.json``; otherwise it is the text itself.
+    """
+    if isinstance(source, bytes):
+        return [("<bytes>", source.decode("utf-8"))]
+    if isinstance(source, str):
+        if "\n" not in source and (os.path.exists(source) or source.endswith(CONFIG_SUFFIXES)):
+            return read_source(pathlib.Path(source))
+        return [("<string>", source)]
+    if isinstance(source, os.PathLike):
+        path = pathlib.Path(source)
+        if path.is_dir():
+            return [(str(p), p.read_text(encoding="utf-8")) for p in config_files(path)]
+        return [(str(path), path.read_text(encoding="utf-8"))]
+    if isinstance(source, io.IOBase) or hasattr(source, "read"):
+        data = source.read()
+        name = str(getattr(source, "name", "<stream>"))
+        return [(name, data.decode("utf-8") if isinstance(data, bytes) else data)]
+    raise TypeError(f"cannot load resources from {type(source).__name__}")
+
+
+def config_files(folder: pathlib.Path) -> list[pathlib.Path]:
+    """Every ``*.yaml``, ``*.yml`` and ``*.json`` file below ``folder``, sorted, hidden skipped."""
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix in CONFIG_SUFFIXES
+        and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+
+
+def iter_objects(document: Document, source: str) -> Iterator[tuple[str, JsonValue]]:
+    """The objects of a document with their path prefix: itself, or a ``List``'s ``items``."""
+    value = document.value
+    if value is None:
+        return
+    if isinstance(value, dict) and _is_list(value):
+        items = value.get("items")
+        if items is None:
+            return
+        if not isinstance(items, list):
+            raise DocumentError(
+                Problem(
+                    message="a List's items must be a list",
+                    source=source,
+                    index=document.index,
+                    kind=str(value.get("kind")),
+                    path="items",
+                    line=document.line_of("items"),
+                )
+            )
+        for i, item in enumerate(items):
+            yield join_index("items", i), item
+        return
+    yield "", value
+
+
+def _is_list(value: dict[str, JsonValue]) -> bool:
+    kind = value.get("kind")
+    return isinstance(kind, str) and kind.endswith("List") and "items" in value
+
+
+def resources_from_text(text: str, source: str) -> list[Resource]:
+    """Parse one file's text; raises the first :class:`ConfigError`."""
+    out = []
+    for document in parse_documents(text, source):
+        for prefix, value in iter_objects(document, source):
+            out.append(
+                resource_from_json(
+                    value,
+                    source=source,
+                    index=document.index,
+                    prefix=prefix,
+                    line_of=document.line_of,
+                )
+            )
+    return out
+
+
+def load_resources(source: Source) -> list[Resource]:
+    """Load Istio resources from YAML or JSON.
+
+    ``source`` is text, bytes, a path (a file, or a folder read recursively) or an open file.
+    Multi-document YAML and Kubernetes ``List`` objects are flattened in order; empty
+    documents are skipped. Spec values are read the way Istio reads them (durations like
+    ``5m`` are accepted). Raises a :class:`ConfigError` subclass naming the source, document
+    index, kind/namespace/name, field path and line of the first problem.
+    """
+    out: list[Resource] = []
+    for name, text in read_source(source):
+        out.extend(resources_from_text(text, name))
+    return out
+
+
+def _yaml_dump(value: JsonValue) -> str:
+    dumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return yaml.dump(
+        value,
+        Dumper=dumper,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=1_000_000,
+    )
+
+
+def dump_resources(resources: Iterable[Resource], format: Literal["yaml", "json"] = "yaml") -> str:
+    """Write resources as text that ``kubectl apply -f`` accepts.
+
+    ``"yaml"`` gives one document per resource separated by ``---``; ``"json"`` gives the
+    single object for one resource, otherwise a ``v1`` ``List``. Loading the output gives the
+    same resources back.
+    """
+    objects = [resource.to_dict() for resource in resources]
+    if format == "yaml":
+        return "---\n".join(_yaml_dump(obj) for obj in objects)
+    if format == "json":
+        payload: JsonValue
+        if len(objects) == 1:
+            payload = objects[0]
+        else:
+            payload = {"apiVersion": "v1", "kind": "List", "items": list(objects)}
+        return json.dumps(payload, indent=2, ensure_ascii=False) + "\n"
+    raise ValueError(f"format must be 'yaml' or 'json', not {format!r}")

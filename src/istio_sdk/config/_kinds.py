@@ -1,0 +1,229 @@
+"""The kind registry: which Istio kinds exist, under which apiVersions, and their spec messages.
+
+Current kinds follow Istio's CRDs (group, plural, scope, served versions, storage version, short
+names); every served version of a kind maps to the same generated message, as in Istio, where
+``v1``, ``v1beta1`` and ``v1alpha3`` are the same schema. The 1.3-era kinds (Mixer's
+``config.istio.io`` kinds, ``authentication.istio.io`` and ``rbac.istio.io``) follow Galley's
+1.3 resource table:
+
+- ``rule``, ``handler``, ``instance``, ``attributemanifest`` -> ``istio.policy.v1beta1`` Rule,
+  Handler, Instance, AttributeManifest (handler and instance carry their adapter/template
+  parameters in a ``google.protobuf.Struct`` field, ``params``);
+- ``adapter`` -> ``istio.mixer.adapter.model.v1beta1.Info`` and ``template`` ->
+  ``istio.mixer.adapter.model.v1beta1.Template`` (adapter and template descriptors);
+- ``Policy`` and ``MeshPolicy`` -> ``istio.authentication.v1alpha1.Policy``;
+- ``ServiceRole``, ``ServiceRoleBinding`` -> their ``istio.rbac.v1alpha1`` messages, and both
+  ``RbacConfig`` and ``ClusterRbacConfig`` -> ``istio.rbac.v1alpha1.RbacConfig``.
+
+The per-adapter and per-template kinds of Mixer's "old style" config (``prometheus``,
+``metric``, ...) are not registered.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Literal
+
+import attrs
+import betterproto2
+
+Scope = Literal["Namespaced", "Cluster"]
+
+ISTIO_STATUS = "istio.meta.v1alpha1.IstioStatus"
+
+
+@attrs.frozen
+class KindInfo:
+    """What the SDK knows about one kind: its API group, versions and spec message."""
+
+    kind: str
+    group: str
+    plural: str
+    versions: tuple[str, ...]
+    """Served versions, storage version first."""
+    spec_type: str
+    """Full protobuf name of the spec message, e.g. ``istio.networking.v1alpha3.Gateway``."""
+    scope: Scope = "Namespaced"
+    short_names: tuple[str, ...] = ()
+    status_type: str | None = None
+    """Full protobuf name of the typed status, when the kind has one."""
+    legacy: bool = False
+    """True for the 1.3-era kinds (Mixer, authentication v1alpha1, rbac v1alpha1)."""
+
+    @property
+    def storage_version(self) -> str:
+        """The version Kubernetes stores; the SDK uses it when it picks an apiVersion."""
+        return self.versions[0]
+
+    @property
+    def api_version(self) -> str:
+        """``group/storage_version``, the apiVersion the SDK writes for new resources."""
+        return f"{self.group}/{self.storage_version}"
+
+    @property
+    def api_versions(self) -> tuple[str, ...]:
+        """Every served ``group/version``."""
+        return tuple(f"{self.group}/{version}" for version in self.versions)
+
+    @property
+    def namespaced(self) -> bool:
+        return self.scope == "Namespaced"
+
+    def spec_class(self) -> type[betterproto2.Message]:
+        """The generated betterproto2 class of the spec (imported on first use)."""
+        return message_class(self.spec_type)
+
+    def status_class(self) -> type[betterproto2.Message] | None:
+        """The generated class of the typed status, or None when the kind has none."""
+        return None if self.status_type is None else message_class(self.status_type)
+
+
+def message_class(full_name: str) -> type[betterproto2.Message]:
+    """Import the generated class for a protobuf message full name.
+
+    ``istio.networking.v1alpha3.VirtualService`` lives in ``istio_sdk.api.istio.networking.
+    v1alpha3``; the package is the lower-case prefix of the name.
+    """
+    parts = full_name.split(".")
+    split = next(i for i, part in enumerate(parts) if part[:1].isupper())
+    module = importlib.import_module("istio_sdk.api." + ".".join(parts[:split]))
+    cls = getattr(module, "".join(parts[split:]))
+    if not (isinstance(cls, type) and issubclass(cls, betterproto2.Message)):
+        raise TypeError(f"{full_name} is not a generated message class")
+    return cls
+
+
+_NETWORKING_V1 = ("v1", "v1alpha3", "v1beta1")
+_SECURITY_V1 = ("v1", "v1beta1")
+
+
+def _current(  # noqa: PLR0917  (a compact table row)
+    kind: str,
+    group: str,
+    plural: str,
+    versions: tuple[str, ...],
+    spec_type: str,
+    short_names: tuple[str, ...] = (),
+) -> KindInfo:
+    return KindInfo(
+        kind=kind,
+        group=group,
+        plural=plural,
+        versions=versions,
+        spec_type=spec_type,
+        short_names=short_names,
+        status_type=ISTIO_STATUS,
+    )
+
+
+def _legacy(  # noqa: PLR0917  (a compact table row)
+    kind: str, group: str, version: str, plural: str, spec_type: str, scope: Scope = "Namespaced"
+) -> KindInfo:
+    return KindInfo(
+        kind=kind,
+        group=group,
+        plural=plural,
+        versions=(version,),
+        spec_type=spec_type,
+        scope=scope,
+        legacy=True,
+    )
+
+
+_NET = "istio.networking.v1alpha3."
+_SEC = "istio.security.v1beta1."
+_POLICY = "istio.policy.v1beta1."
+_ADAPTER = "istio.mixer.adapter.model.v1beta1."
+_RBAC = "istio.rbac.v1alpha1."
+
+KINDS: tuple[KindInfo, ...] = (
+    # networking.istio.io
+    _current("DestinationRule", "networking.istio.io", "destinationrules", _NETWORKING_V1,
+             _NET + "DestinationRule", ("dr",)),
+    _current("EnvoyFilter", "networking.istio.io", "envoyfilters", ("v1alpha3",),
+             _NET + "EnvoyFilter"),
+    _current("Gateway", "networking.istio.io", "gateways", _NETWORKING_V1, _NET + "Gateway",
+             ("gw",)),
+    _current("ProxyConfig", "networking.istio.io", "proxyconfigs", ("v1beta1",),
+             "istio.networking.v1beta1.ProxyConfig"),
+    _current("ServiceEntry", "networking.istio.io", "serviceentries", _NETWORKING_V1,
+             _NET + "ServiceEntry", ("se",)),
+    _current("Sidecar", "networking.istio.io", "sidecars", _NETWORKING_V1, _NET + "Sidecar"),
+    _current("VirtualService", "networking.istio.io", "virtualservices", _NETWORKING_V1,
+             _NET + "VirtualService", ("vs",)),
+    _current("WorkloadEntry", "networking.istio.io", "workloadentries", _NETWORKING_V1,
+             _NET + "WorkloadEntry", ("we",)),
+    _current("WorkloadGroup", "networking.istio.io", "workloadgroups", _NETWORKING_V1,
+             _NET + "WorkloadGroup", ("wg",)),
+    # security.istio.io
+    _current("AuthorizationPolicy", "security.istio.io", "authorizationpolicies", _SECURITY_V1,
+             _SEC + "AuthorizationPolicy", ("ap",)),
+    _current("PeerAuthentication", "security.istio.io", "peerauthentications", _SECURITY_V1,
+             _SEC + "PeerAuthentication", ("pa",)),
+    _current("RequestAuthentication", "security.istio.io", "requestauthentications",
+             _SECURITY_V1, _SEC + "RequestAuthentication", ("ra",)),
+    # telemetry.istio.io
+    _current("Telemetry", "telemetry.istio.io", "telemetries", ("v1", "v1alpha1"),
+             "istio.telemetry.v1alpha1.Telemetry", ("telemetry",)),
+    # extensions.istio.io
+    _current("WasmPlugin", "extensions.istio.io", "wasmplugins", ("v1alpha1",),
+             "istio.extensions.v1alpha1.WasmPlugin"),
+    _current("TrafficExtension", "extensions.istio.io", "trafficextensions", ("v1alpha1",),
+             "istio.extensions.v1alpha1.TrafficExtension"),
+    # 1.3-era Mixer configuration (config.istio.io/v1alpha2)
+    _legacy("rule", "config.istio.io", "v1alpha2", "rules", _POLICY + "Rule"),
+    _legacy("handler", "config.istio.io", "v1alpha2", "handlers", _POLICY + "Handler"),
+    _legacy("instance", "config.istio.io", "v1alpha2", "instances", _POLICY + "Instance"),
+    _legacy("attributemanifest", "config.istio.io", "v1alpha2", "attributemanifests",
+            _POLICY + "AttributeManifest"),
+    _legacy("adapter", "config.istio.io", "v1alpha2", "adapters", _ADAPTER + "Info"),
+    _legacy("template", "config.istio.io", "v1alpha2", "templates", _ADAPTER + "Template"),
+    # 1.3-era authentication and RBAC
+    _legacy("Policy", "authentication.istio.io", "v1alpha1", "policies",
+            "istio.authentication.v1alpha1.Policy"),
+    _legacy("MeshPolicy", "authentication.istio.io", "v1alpha1", "meshpolicies",
+            "istio.authentication.v1alpha1.Policy", scope="Cluster"),
+    _legacy("ServiceRole", "rbac.istio.io", "v1alpha1", "serviceroles", _RBAC + "ServiceRole"),
+    _legacy("ServiceRoleBinding", "rbac.istio.io", "v1alpha1", "servicerolebindings",
+            _RBAC + "ServiceRoleBinding"),
+    _legacy("RbacConfig", "rbac.istio.io", "v1alpha1", "rbacconfigs", _RBAC + "RbacConfig"),
+    _legacy("ClusterRbacConfig", "rbac.istio.io", "v1alpha1", "clusterrbacconfigs",
+            _RBAC + "RbacConfig", scope="Cluster"),
+)  # fmt: skip
+
+_BY_GROUP_KIND: dict[tuple[str, str], KindInfo] = {(k.group, k.kind): k for k in KINDS}
+_BY_KIND: dict[str, list[KindInfo]] = {}
+for _info in KINDS:
+    _BY_KIND.setdefault(_info.kind, []).append(_info)
+
+
+def split_api_version(api_version: str) -> tuple[str, str]:
+    """Split an apiVersion: ``"networking.istio.io/v1"`` -> ``("networking.istio.io", "v1")``.
+
+    The core group has no prefix: ``"v1"`` -> ``("", "v1")``.
+    """
+    group, sep, version = api_version.rpartition("/")
+    return (group, version) if sep else ("", api_version)
+
+
+def find_kind(api_version: str, kind: str) -> KindInfo | None:
+    """The registered kind for an ``apiVersion``/``kind`` pair (served version or not)."""
+    group, _ = split_api_version(api_version)
+    return _BY_GROUP_KIND.get((group, kind))
+
+
+def kinds_named(kind: str) -> list[KindInfo]:
+    """Every registered kind with this name (in any group)."""
+    return list(_BY_KIND.get(kind, ()))
+
+
+def kind_for(kind: str, group: str | None = None) -> KindInfo:
+    """Look a kind up by name (and group when the name alone is ambiguous).
+
+    Raises :class:`KeyError` naming the kind when it is not registered or ambiguous.
+    """
+    matches = [k for k in _BY_KIND.get(kind, ()) if group is None or k.group == group]
+    if len(matches) != 1:
+        problem = "is ambiguous; pass group=" if matches else "is not a registered Istio kind"
+        raise KeyError(f"kind {kind!r} {problem}")
+    return matches[0]

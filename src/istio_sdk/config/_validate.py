@@ -1,0 +1,171 @@
+"""``validate``: schema-level checks that collect every problem instead of stopping at one.
+
+On top of what loading checks (YAML syntax, known kinds and versions, metadata, unknown
+fields, value types, enum names), it reports fields Istio marks REQUIRED
+(``api/_field_behavior.py``, generated from the protos) and Kubernetes name rules.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator
+
+import betterproto2
+
+from istio_sdk.config._errors import ConfigError, Problem
+from istio_sdk.config._io import Source, iter_objects, read_source
+from istio_sdk.config._resource import Resource, resource_from_json
+from istio_sdk.config._yaml import join_index, join_key, parse_documents
+
+_DNS1123_SUBDOMAIN = re.compile(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def _json_name(attribute: str) -> str:
+    """protoc's JSON name for a field (betterproto2 adds "_" to Python keywords)."""
+    name = attribute.rstrip("_") if attribute.endswith("_") else attribute
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def _full_name(cls: type[betterproto2.Message]) -> str:
+    from istio_sdk.api.message_pool import default_message_pool
+
+    url: str = default_message_pool.type_to_url.get(cls, "")
+    return url.rpartition("/")[2]
+
+
+def _unset(value: object) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, list | dict | str | bytes):
+        return not value
+    return isinstance(value, int | float) and value == 0
+
+
+def missing_required(message: betterproto2.Message, path: str) -> Iterator[str]:
+    """Paths of REQUIRED fields left unset anywhere inside ``message``."""
+    from istio_sdk.api._field_behavior import REQUIRED_FIELDS
+
+    for attribute, json_name in REQUIRED_FIELDS.get(_full_name(type(message)), ()):
+        if _unset(getattr(message, attribute, None)):
+            yield join_key(path, json_name)
+    for field in dataclasses.fields(message):  # type: ignore[arg-type]
+        value = getattr(message, field.name)
+        child = join_key(path, _json_name(field.name))
+        if isinstance(value, betterproto2.Message):
+            yield from missing_required(value, child)
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, betterproto2.Message):
+                    yield from missing_required(item, join_index(child, i))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(item, betterproto2.Message):
+                    yield from missing_required(item, join_key(child, str(key)))
+
+
+def check_resource(resource: Resource) -> Iterator[tuple[str, str]]:
+    """``(path, message)`` for every rule ``resource`` breaks beyond what loading checks."""
+    meta = resource.metadata
+    if meta.name and (len(meta.name) > 253 or not _DNS1123_SUBDOMAIN.match(meta.name)):
+        yield (
+            "metadata.name",
+            f"invalid name {meta.name!r}: must be a lowercase RFC 1123 subdomain "
+            "(a-z, 0-9, '-', '.'; at most 253 characters)",
+        )
+    if meta.namespace and (len(meta.namespace) > 63 or not _DNS1123_LABEL.match(meta.namespace)):
+        yield (
+            "metadata.namespace",
+            f"invalid namespace {meta.namespace!r}: must be a lowercase RFC 1123 label "
+            "(a-z, 0-9, '-'; at most 63 characters)",
+        )
+    for path in missing_required(resource.spec, "spec"):
+        yield path, "missing required field"
+
+
+def _problems_of(
+    resource: Resource,
+    *,
+    source: str,
+    index: int | None,
+    prefix: str = "",
+    line_of: Callable[[str], int | None] | None = None,
+) -> Iterator[Problem]:
+    for path, message in check_resource(resource):
+        full = f"{prefix}.{path}" if prefix else path
+        yield Problem(
+            message=message,
+            source=source,
+            index=index,
+            kind=resource.kind,
+            namespace=resource.namespace,
+            name=resource.name,
+            path=full,
+            line=None if line_of is None else line_of(full),
+        )
+
+
+def validate_text(text: str, source: str) -> tuple[list[Resource], list[Problem]]:
+    """Load what can be loaded from one file's text and collect every problem."""
+    resources: list[Resource] = []
+    problems: list[Problem] = []
+    try:
+        documents = parse_documents(text, source)
+    except ConfigError as exc:
+        return [], [exc.problem]
+    for document in documents:
+        try:
+            objects = list(iter_objects(document, source))
+        except ConfigError as exc:
+            problems.append(exc.problem)
+            continue
+        for prefix, value in objects:
+            try:
+                resource = resource_from_json(
+                    value,
+                    source=source,
+                    index=document.index,
+                    prefix=prefix,
+                    line_of=document.line_of,
+                )
+            except ConfigError as exc:
+                problems.append(exc.problem)
+                continue
+            resources.append(resource)
+            problems.extend(
+                _problems_of(
+                    resource,
+                    source=source,
+                    index=document.index,
+                    prefix=prefix,
+                    line_of=document.line_of,
+                )
+            )
+    return resources, problems
+
+
+def validate(resources: Resource | Iterable[Resource] | Source) -> list[Problem]:
+    """Check resources (or a source as :func:`load_resources` takes it) and list every problem.
+
+    An empty list means valid. Each :class:`Problem` names the source, document index,
+    kind/namespace/name, field path (``spec.http[0].route[0].destination.host``), line when
+    known, and what is wrong.
+    """
+    if isinstance(resources, Resource):
+        resources = [resources]
+    if isinstance(resources, str | bytes | os.PathLike) or hasattr(resources, "read"):
+        out: list[Problem] = []
+        for name, text in read_source(resources):  # type: ignore[arg-type]
+            out.extend(validate_text(text, name)[1])
+        return out
+    problems: list[Problem] = []
+    for resource in resources:
+        if not isinstance(resource, Resource):
+            raise TypeError(f"validate() takes Resources or a source, not {type(resource)}")
+        problems.extend(_problems_of(resource, source="<resource>", index=None))
+    return problems
