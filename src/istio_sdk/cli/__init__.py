@@ -19,7 +19,11 @@ from istio_sdk.cli._command import Command, CommandError
 __all__ = ["COMMAND_MODULES", "Command", "CommandError", "build_parser", "load_commands", "main"]
 
 # The subcommand registry: one module per command, listed in the order `--help` shows them.
-COMMAND_MODULES: tuple[str, ...] = ("istio_sdk.cli.version",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "istio_sdk.cli.version",
+    "istio_sdk.cli.validate",
+    "istio_sdk.cli.demo",
+)
 
 
 def load_commands(modules: Sequence[str] = COMMAND_MODULES) -> list[Command]:
