@@ -1,0 +1,86 @@
+"""Istio config and registry to Envoy xDS resources: Pilot's translators.
+
+The seam with the discovery server is one pure function::
+
+    generate(push_context, proxy, type_url, names) -> dict[str, Message]
+
+``push_context`` is a :class:`~istio_sdk.pilot.push_context.PushContext` (immutable snapshot),
+``proxy`` a :class:`~istio_sdk.pilot.push_context.ProxyInfo` (usually
+``ProxyInfo.from_node(request.node)``), ``type_url`` one of the four Envoy v3 type URLs (LDS,
+RDS, CDS, EDS) and ``names`` the resource names the proxy subscribed to (``None`` or empty for
+a wildcard subscription). The answer maps resource name to the generated Envoy message
+(``istio_sdk.api.envoy...``); a name that does not exist for this proxy is simply absent.
+Unknown type URLs yield an empty dict. :class:`IstioGenerator` wraps the function as a
+callable object for servers that take a pluggable generator.
+
+Which translator runs depends on the proxy: proxyless gRPC clients (``GENERATOR: grpc``) get
+:mod:`.grpc` resources, ``router`` nodes :mod:`.gateway` resources and everything else
+:mod:`.sidecar` resources. Results are memoised in the push context, so proxies that share a
+scope (namespace, labels) share the same message objects, translated once per snapshot.
+
+For incremental pushes, :func:`~istio_sdk.pilot.push_context.compute_changes` compares two
+snapshots; the resulting :class:`~istio_sdk.pilot.push_context.ChangeSet` says which types to
+recompute (``type_urls``: EDS only for endpoint-only changes), which proxies are affected
+(``affects``) and which ClusterLoadAssignments changed (``changed_clusters``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import betterproto2
+
+from istio_sdk.pilot.push_context import (
+    ALL_TYPES,
+    CLUSTER_TYPE,
+    ENDPOINT_TYPE,
+    LISTENER_TYPE,
+    ROUTE_TYPE,
+    ProxyInfo,
+    ProxyType,
+    PushContext,
+)
+from istio_sdk.pilot.translate.gateway import generate_gateway
+from istio_sdk.pilot.translate.grpc import generate_grpc
+from istio_sdk.pilot.translate.sidecar import generate_sidecar
+
+__all__ = [
+    "ALL_TYPES",
+    "CLUSTER_TYPE",
+    "ENDPOINT_TYPE",
+    "LISTENER_TYPE",
+    "ROUTE_TYPE",
+    "IstioGenerator",
+    "generate",
+]
+
+
+def generate(
+    context: PushContext,
+    proxy: ProxyInfo,
+    type_url: str,
+    names: Iterable[str] | None = None,
+) -> dict[str, betterproto2.Message]:
+    """The resources of ``type_url`` that ``proxy`` should have (only ``names`` if given)."""
+    if type_url not in ALL_TYPES:
+        return {}
+    if proxy.is_grpc:
+        return generate_grpc(context, proxy, type_url, names)
+    if proxy.type is ProxyType.ROUTER:
+        return generate_gateway(context, proxy, type_url, names)
+    return generate_sidecar(context, proxy, type_url, names)
+
+
+class IstioGenerator:
+    """:func:`generate` as an object, for servers that take a pluggable generator."""
+
+    type_urls = ALL_TYPES
+
+    def __call__(
+        self,
+        context: PushContext,
+        proxy: ProxyInfo,
+        type_url: str,
+        names: Iterable[str] | None = None,
+    ) -> dict[str, betterproto2.Message]:
+        return generate(context, proxy, type_url, names)

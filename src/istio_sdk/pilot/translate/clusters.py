@@ -1,0 +1,561 @@
+"""Clusters and ClusterLoadAssignments from services, endpoints and DestinationRules.
+
+Naming follows Istio: ``outbound|PORT|SUBSET|HOST`` for every service port and every subset of
+its DestinationRule, ``inbound|PORT||`` for what a sidecar serves. STATIC services become EDS
+clusters fed over ADS (``service_name`` is the cluster name), DNS services STRICT_DNS /
+LOGICAL_DNS clusters with inline endpoints, and NONE services ORIGINAL_DST clusters.
+
+A DestinationRule's traffic policy is merged as Istio does: the subset's policy overrides the
+rule's top-level policy, and a ``portLevelSettings`` entry for the port overrides both for the
+fields it sets. The policy maps to load balancing (round robin, least request, random, consistent
+hash as ring hash or Maglev), circuit breakers (connection pool), outlier detection and upstream
+TLS (SIMPLE, MUTUAL, ISTIO_MUTUAL over SDS, or certificate providers for proxyless gRPC).
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable
+
+import attrs
+
+from istio_sdk.api.envoy.config.cluster import v3 as cluster
+from istio_sdk.api.envoy.config.core import v3 as core
+from istio_sdk.api.envoy.config.endpoint import v3 as endpoint
+from istio_sdk.api.envoy.extensions.transport_sockets.tls import v3 as tls
+from istio_sdk.api.envoy.extensions.upstreams.http import v3 as upstream_http
+from istio_sdk.api.envoy.type import v3 as envoy_type
+from istio_sdk.api.envoy.type.matcher import v3 as matcher
+from istio_sdk.api.istio.networking import v1alpha3 as networking
+from istio_sdk.pilot.push_context import ConfigEntry, ProxyInfo, PushContext
+from istio_sdk.pilot.registry import Endpoint, HealthStatus, Resolution, Service, ServicePort
+from istio_sdk.pilot.translate._common import (
+    BLACKHOLE_CLUSTER,
+    DEFAULT_CONNECT_TIMEOUT,
+    HTTP_PROTOCOL_OPTIONS,
+    INBOUND_PASSTHROUGH_CLUSTER,
+    MAX_UINT32,
+    PASSTHROUGH_CLUSTER,
+    TLS_TRANSPORT_SOCKET,
+    ads_source,
+    inbound_cluster_name,
+    outbound_cluster_name,
+    pack,
+    parse_cluster_name,
+    socket_address,
+)
+
+__all__ = [
+    "TrafficPolicy",
+    "build_cluster",
+    "build_load_assignment",
+    "effective_policy",
+    "inbound_clusters",
+    "outbound_cluster_names",
+    "passthrough_clusters",
+    "subset_labels",
+]
+
+_LB = {
+    networking.LoadBalancerSettingsSimpleLb.UNSPECIFIED: None,
+    networking.LoadBalancerSettingsSimpleLb.LEAST_CONN: cluster.ClusterLbPolicy.LEAST_REQUEST,
+    networking.LoadBalancerSettingsSimpleLb.LEAST_REQUEST: cluster.ClusterLbPolicy.LEAST_REQUEST,
+    networking.LoadBalancerSettingsSimpleLb.RANDOM: cluster.ClusterLbPolicy.RANDOM,
+    networking.LoadBalancerSettingsSimpleLb.PASSTHROUGH: cluster.ClusterLbPolicy.CLUSTER_PROVIDED,
+    networking.LoadBalancerSettingsSimpleLb.ROUND_ROBIN: cluster.ClusterLbPolicy.ROUND_ROBIN,
+}
+
+_HEALTH = {
+    HealthStatus.HEALTHY: core.HealthStatus.HEALTHY,
+    HealthStatus.UNHEALTHY: core.HealthStatus.UNHEALTHY,
+    HealthStatus.DRAINING: core.HealthStatus.DRAINING,
+    HealthStatus.UNKNOWN: core.HealthStatus.UNKNOWN,
+}
+
+
+@attrs.frozen
+class TrafficPolicy:
+    """The traffic policy that applies to one cluster after Istio's merge rules."""
+
+    load_balancer: networking.LoadBalancerSettings | None = None
+    connection_pool: networking.ConnectionPoolSettings | None = None
+    outlier_detection: networking.OutlierDetection | None = None
+    tls: networking.ClientTlsSettings | None = None
+
+
+def _port_level(
+    policy: networking.TrafficPolicy | None, port: int
+) -> networking.TrafficPolicyPortTrafficPolicy | None:
+    if policy is None:
+        return None
+    for settings in policy.port_level_settings:
+        if settings.port is not None and settings.port.number == port:
+            return settings
+    return None
+
+
+def _merge(
+    base: TrafficPolicy, policy: networking.TrafficPolicy | None, port: int
+) -> TrafficPolicy:
+    if policy is None:
+        return base
+    merged = TrafficPolicy(
+        load_balancer=policy.load_balancer or base.load_balancer,
+        connection_pool=policy.connection_pool or base.connection_pool,
+        outlier_detection=policy.outlier_detection or base.outlier_detection,
+        tls=policy.tls or base.tls,
+    )
+    level = _port_level(policy, port)
+    if level is not None:
+        merged = TrafficPolicy(
+            load_balancer=level.load_balancer or merged.load_balancer,
+            connection_pool=level.connection_pool or merged.connection_pool,
+            outlier_detection=level.outlier_detection or merged.outlier_detection,
+            tls=level.tls or merged.tls,
+        )
+    return merged
+
+
+def effective_policy(rule: ConfigEntry | None, port: int, subset: str = "") -> TrafficPolicy:
+    """The traffic policy for ``port`` (and ``subset``) under DestinationRule ``rule``."""
+    if rule is None or not isinstance(rule.spec, networking.DestinationRule):
+        return TrafficPolicy()
+    spec = rule.spec
+    policy = _merge(TrafficPolicy(), spec.traffic_policy, port)
+    if subset:
+        for s in spec.subsets:
+            if s.name == subset:
+                policy = _merge(policy, s.traffic_policy, port)
+    return policy
+
+
+def subset_labels(rule: ConfigEntry | None, subset: str) -> dict[str, str] | None:
+    """The labels subset ``subset`` selects; None when the rule does not define it."""
+    if not subset:
+        return {}
+    if rule is None or not isinstance(rule.spec, networking.DestinationRule):
+        return None
+    for s in rule.spec.subsets:
+        if s.name == subset:
+            return dict(s.labels)
+    return None
+
+
+def outbound_cluster_names(context: PushContext, proxy: ProxyInfo, service: Service) -> list[str]:
+    """Every outbound cluster name of ``service``: each port, default and each subset."""
+    rule = context.destination_rule(service.hostname, proxy)
+    subsets = [""]
+    if rule is not None and isinstance(rule.spec, networking.DestinationRule):
+        subsets.extend(s.name for s in rule.spec.subsets if s.name)
+    return [
+        outbound_cluster_name(port.number, subset, service.hostname)
+        for port in service.ports
+        for subset in subsets
+    ]
+
+
+def _lb_settings(
+    built: cluster.Cluster, lb: networking.LoadBalancerSettings | None, grpc: bool
+) -> None:
+    default = cluster.ClusterLbPolicy.ROUND_ROBIN if grpc else cluster.ClusterLbPolicy.LEAST_REQUEST
+    built.lb_policy = default
+    if lb is None:
+        return
+    if lb.consistent_hash is not None:
+        ch = lb.consistent_hash
+        if ch.maglev is not None and not grpc:
+            built.lb_policy = cluster.ClusterLbPolicy.MAGLEV
+            if ch.maglev.table_size:
+                built.maglev_lb_config = cluster.ClusterMaglevLbConfig(
+                    table_size=ch.maglev.table_size
+                )
+            return
+        built.lb_policy = cluster.ClusterLbPolicy.RING_HASH
+        ring = ch.ring_hash.minimum_ring_size if ch.ring_hash is not None else 0
+        ring = ring or ch.minimum_ring_size or 1024
+        built.ring_hash_lb_config = cluster.ClusterRingHashLbConfig(minimum_ring_size=ring)
+        return
+    if lb.simple is not None:
+        chosen = _LB.get(lb.simple)
+        if grpc and chosen not in (None, cluster.ClusterLbPolicy.ROUND_ROBIN):
+            # Proxyless gRPC NACKs least-request/random; Istio sends round robin instead.
+            chosen = cluster.ClusterLbPolicy.ROUND_ROBIN
+        if chosen is not None:
+            built.lb_policy = chosen
+
+
+def _circuit_breakers(
+    pool: networking.ConnectionPoolSettings | None, grpc: bool
+) -> cluster.CircuitBreakers | None:
+    tcp = pool.tcp if pool is not None else None
+    http = pool.http if pool is not None else None
+    if grpc:
+        if http is None or not http.http2_max_requests:
+            return None
+        return cluster.CircuitBreakers(
+            thresholds=[cluster.CircuitBreakersThresholds(max_requests=http.http2_max_requests)]
+        )
+    # Istio lifts Envoy's low defaults (1024) to "unlimited" unless the rule sets a limit.
+    return cluster.CircuitBreakers(
+        thresholds=[
+            cluster.CircuitBreakersThresholds(
+                max_connections=(
+                    tcp.max_connections if tcp and tcp.max_connections else MAX_UINT32
+                ),
+                max_pending_requests=(
+                    http.http1_max_pending_requests
+                    if http and http.http1_max_pending_requests
+                    else MAX_UINT32
+                ),
+                max_requests=(
+                    http.http2_max_requests if http and http.http2_max_requests else MAX_UINT32
+                ),
+                max_retries=(http.max_retries if http and http.max_retries else MAX_UINT32),
+                track_remaining=True,
+            )
+        ]
+    )
+
+
+def _outlier_detection(od: networking.OutlierDetection | None) -> cluster.OutlierDetection | None:
+    if od is None:
+        return None
+    out = cluster.OutlierDetection()
+    consecutive_5xx = od.consecutive_5xx_errors
+    if consecutive_5xx is None and od.consecutive_errors:
+        consecutive_5xx = od.consecutive_errors
+    if consecutive_5xx is not None and consecutive_5xx > 0:
+        out.consecutive_5xx = consecutive_5xx
+        out.enforcing_consecutive_5xx = 100
+    else:
+        out.enforcing_consecutive_5xx = 0
+    if od.consecutive_gateway_errors:
+        out.consecutive_gateway_failure = od.consecutive_gateway_errors
+        out.enforcing_consecutive_gateway_failure = 100
+    if od.split_external_local_origin_errors:
+        out.split_external_local_origin_errors = True
+        if od.consecutive_local_origin_failures:
+            out.consecutive_local_origin_failure = od.consecutive_local_origin_failures
+            out.enforcing_consecutive_local_origin_failure = 100
+    if od.interval is not None and od.interval > datetime.timedelta(0):
+        out.interval = od.interval
+    if od.base_ejection_time is not None and od.base_ejection_time > datetime.timedelta(0):
+        out.base_ejection_time = od.base_ejection_time
+    if od.max_ejection_percent:
+        out.max_ejection_percent = min(od.max_ejection_percent, 100)
+    return out
+
+
+def _sds_source() -> core.ConfigSource:
+    return core.ConfigSource(
+        api_config_source=core.ApiConfigSource(
+            api_type=core.ApiConfigSourceApiType.GRPC,
+            transport_api_version=core.ApiVersion.V3,
+            set_node_on_first_message_only=True,
+            grpc_services=[
+                core.GrpcService(envoy_grpc=core.GrpcServiceEnvoyGrpc(cluster_name="sds-grpc"))
+            ],
+        ),
+        initial_fetch_timeout=datetime.timedelta(0),
+        resource_api_version=core.ApiVersion.V3,
+    )
+
+
+def _san_matchers(names: Iterable[str]) -> list[tls.SubjectAltNameMatcher]:
+    out = []
+    for name in names:
+        san_type = (
+            tls.SubjectAltNameMatcherSanType.URI
+            if name.startswith("spiffe://")
+            else tls.SubjectAltNameMatcherSanType.DNS
+        )
+        out.append(
+            tls.SubjectAltNameMatcher(san_type=san_type, matcher=matcher.StringMatcher(exact=name))
+        )
+    return out
+
+
+def _upstream_tls(
+    settings: networking.ClientTlsSettings | None,
+    cluster_name: str,
+    service: Service,
+    grpc: bool,
+) -> core.TransportSocket | None:
+    if settings is None:
+        return None
+    mode = settings.mode
+    modes = networking.ClientTlsSettingsTlSmode
+    if mode == modes.DISABLE:
+        return None
+    common = tls.CommonTlsContext()
+    sni = settings.sni
+    if mode == modes.ISTIO_MUTUAL:
+        if grpc:
+            common.tls_certificate_provider_instance = tls.CertificateProviderPluginInstance(
+                instance_name="default", certificate_name="default"
+            )
+            common.validation_context = tls.CertificateValidationContext(
+                ca_certificate_provider_instance=tls.CertificateProviderPluginInstance(
+                    instance_name="default", certificate_name="ROOTCA"
+                ),
+                match_subject_alt_names=[
+                    matcher.StringMatcher(exact=n) for n in settings.subject_alt_names
+                ],
+            )
+        else:
+            common.alpn_protocols = ["istio-peer-exchange", "istio"]
+            common.tls_certificate_sds_secret_configs = [
+                tls.SdsSecretConfig(name="default", sds_config=_sds_source())
+            ]
+            common.combined_validation_context = (
+                tls.CommonTlsContextCombinedCertificateValidationContext(
+                    default_validation_context=tls.CertificateValidationContext(
+                        match_typed_subject_alt_names=_san_matchers(settings.subject_alt_names)
+                    ),
+                    validation_context_sds_secret_config=tls.SdsSecretConfig(
+                        name="ROOTCA", sds_config=_sds_source()
+                    ),
+                )
+            )
+        if not sni:
+            parsed = parse_cluster_name(cluster_name)
+            if parsed is not None:
+                _, port, subset, host = parsed
+                sni = f"outbound_.{port}_.{subset}_.{host}"
+    else:
+        validation = tls.CertificateValidationContext(
+            match_typed_subject_alt_names=_san_matchers(settings.subject_alt_names)
+        )
+        if settings.ca_certificates:
+            validation.trusted_ca = core.DataSource(filename=settings.ca_certificates)
+        if settings.ca_crl:
+            validation.crl = core.DataSource(filename=settings.ca_crl)
+        if settings.credential_name:
+            common.validation_context_sds_secret_config = tls.SdsSecretConfig(
+                name=f"{settings.credential_name}-cacert", sds_config=_sds_source()
+            )
+        elif settings.ca_certificates or settings.subject_alt_names:
+            common.validation_context = validation
+        if mode == modes.MUTUAL:
+            if settings.credential_name:
+                common.tls_certificate_sds_secret_configs = [
+                    tls.SdsSecretConfig(name=settings.credential_name, sds_config=_sds_source())
+                ]
+            else:
+                common.tls_certificates = [
+                    tls.TlsCertificate(
+                        certificate_chain=core.DataSource(filename=settings.client_certificate),
+                        private_key=core.DataSource(filename=settings.private_key),
+                    )
+                ]
+        if not sni and service.mesh_external and "*" not in service.hostname:
+            sni = service.hostname
+    return core.TransportSocket(
+        name=TLS_TRANSPORT_SOCKET,
+        typed_config=pack(tls.UpstreamTlsContext(common_tls_context=common, sni=sni)),
+    )
+
+
+def _http_protocol_options(
+    port: ServicePort, pool: networking.ConnectionPoolSettings | None
+) -> upstream_http.HttpProtocolOptions | None:
+    http = pool.http if pool is not None else None
+    common: core.HttpProtocolOptions | None = None
+    if http is not None and (http.idle_timeout is not None or http.max_requests_per_connection):
+        common = core.HttpProtocolOptions()
+        if http.idle_timeout is not None:
+            common.idle_timeout = http.idle_timeout
+        if http.max_requests_per_connection:
+            common.max_requests_per_connection = http.max_requests_per_connection
+    h2 = port.effective_protocol in ("HTTP2", "GRPC") or (
+        http is not None
+        and http.h2_upgrade_policy
+        == networking.ConnectionPoolSettingsHttpSettingsH2UpgradePolicy.UPGRADE
+    )
+    if common is None and not h2:
+        return None
+    explicit = (
+        upstream_http.HttpProtocolOptionsExplicitHttpConfig(
+            http2_protocol_options=core.Http2ProtocolOptions()
+        )
+        if h2
+        else upstream_http.HttpProtocolOptionsExplicitHttpConfig(
+            http_protocol_options=core.Http1ProtocolOptions()
+        )
+    )
+    return upstream_http.HttpProtocolOptions(
+        common_http_protocol_options=common, explicit_http_config=explicit
+    )
+
+
+def build_cluster(
+    context: PushContext, proxy: ProxyInfo, name: str, *, grpc: bool = False
+) -> cluster.Cluster | None:
+    """Build the outbound cluster ``name`` (``outbound|PORT|SUBSET|HOST``) for ``proxy``.
+
+    Returns None when the service, port or subset does not exist for this proxy.
+    """
+    parsed = parse_cluster_name(name)
+    if parsed is None or parsed[0] != "outbound":
+        return None
+    _, port_number, subset, hostname = parsed
+    service = context.service_for_host(hostname, proxy)
+    if service is None:
+        return None
+    port = service.port(port_number)
+    if port is None:
+        return None
+    rule = context.destination_rule(hostname, proxy)
+    if subset and subset_labels(rule, subset) is None:
+        return None
+    policy = effective_policy(rule, port_number, subset)
+    built = cluster.Cluster(name=name)
+    if service.resolution is Resolution.STATIC or grpc:
+        built.type = cluster.ClusterDiscoveryType.EDS
+        built.eds_cluster_config = cluster.ClusterEdsClusterConfig(
+            eds_config=ads_source(), service_name=name
+        )
+    elif service.resolution is Resolution.NONE:
+        built.type = cluster.ClusterDiscoveryType.ORIGINAL_DST
+    else:
+        built.type = (
+            cluster.ClusterDiscoveryType.STRICT_DNS
+            if service.resolution is Resolution.DNS
+            else cluster.ClusterDiscoveryType.LOGICAL_DNS
+        )
+        built.dns_lookup_family = cluster.ClusterDnsLookupFamily.V4_ONLY
+        built.respect_dns_ttl = True
+        built.load_assignment = build_load_assignment(context, proxy, name)
+    if not grpc:
+        tcp = policy.connection_pool.tcp if policy.connection_pool else None
+        connect = tcp.connect_timeout if tcp is not None else None
+        built.connect_timeout = connect if connect else DEFAULT_CONNECT_TIMEOUT
+        built.circuit_breakers = _circuit_breakers(policy.connection_pool, grpc)
+        built.outlier_detection = _outlier_detection(policy.outlier_detection)
+        od = policy.outlier_detection
+        if od is not None and od.min_health_percent:
+            built.common_lb_config = cluster.ClusterCommonLbConfig(
+                healthy_panic_threshold=envoy_type.Percent(value=float(od.min_health_percent))
+            )
+        if port.is_http:
+            options = _http_protocol_options(port, policy.connection_pool)
+            if options is not None:
+                built.typed_extension_protocol_options = {HTTP_PROTOCOL_OPTIONS: pack(options)}
+    else:
+        built.circuit_breakers = _circuit_breakers(policy.connection_pool, grpc)
+    if service.resolution is Resolution.NONE and not grpc:
+        built.lb_policy = cluster.ClusterLbPolicy.CLUSTER_PROVIDED
+    else:
+        _lb_settings(built, policy.load_balancer, grpc)
+    built.transport_socket = _upstream_tls(policy.tls, name, service, grpc)
+    return built
+
+
+def _endpoint_matches(ep: Endpoint, labels: dict[str, str]) -> bool:
+    return all(ep.labels.get(k) == v for k, v in labels.items())
+
+
+def build_load_assignment(
+    context: PushContext, proxy: ProxyInfo, name: str
+) -> endpoint.ClusterLoadAssignment | None:
+    """The ClusterLoadAssignment for cluster ``name``: endpoints grouped by locality.
+
+    Subset clusters keep only endpoints carrying the subset's labels. Each locality's weight
+    is the sum of its endpoints' weights (proxyless gRPC drops localities without one).
+    """
+    parsed = parse_cluster_name(name)
+    if parsed is None or parsed[0] != "outbound":
+        return None
+    _, port_number, subset, hostname = parsed
+    service = context.service_for_host(hostname, proxy)
+    if service is None:
+        return None
+    port = service.port(port_number)
+    if port is None:
+        return None
+    labels = subset_labels(context.destination_rule(hostname, proxy), subset)
+    if labels is None:
+        return None
+    by_locality: dict[str, list[endpoint.LbEndpoint]] = {}
+    weights: dict[str, int] = {}
+    for ep in context.endpoints_of(service):
+        if not _endpoint_matches(ep, labels):
+            continue
+        by_locality.setdefault(ep.locality, []).append(
+            endpoint.LbEndpoint(
+                endpoint=endpoint.Endpoint(address=socket_address(ep.address, ep.port_for(port))),
+                health_status=_HEALTH[ep.health],
+                load_balancing_weight=ep.weight,
+            )
+        )
+        weights[ep.locality] = weights.get(ep.locality, 0) + ep.weight
+    groups = []
+    for locality in sorted(by_locality):
+        region, zone, sub_zone = ([*locality.split("/"), "", ""])[:3]
+        groups.append(
+            endpoint.LocalityLbEndpoints(
+                locality=core.Locality(region=region, zone=zone, sub_zone=sub_zone),
+                lb_endpoints=by_locality[locality],
+                load_balancing_weight=min(weights[locality], MAX_UINT32),
+                priority=0,
+            )
+        )
+    return endpoint.ClusterLoadAssignment(cluster_name=name, endpoints=groups)
+
+
+def inbound_clusters(context: PushContext, proxy: ProxyInfo) -> dict[str, cluster.Cluster]:
+    """``inbound|PORT||`` clusters for the services this proxy's workload serves."""
+    out: dict[str, cluster.Cluster] = {}
+    for service, ep in context.proxy_instances(proxy):
+        for port in service.ports:
+            name = inbound_cluster_name(port.number)
+            if name in out:
+                continue
+            out[name] = cluster.Cluster(
+                name=name,
+                type=cluster.ClusterDiscoveryType.STATIC,
+                connect_timeout=DEFAULT_CONNECT_TIMEOUT,
+                lb_policy=cluster.ClusterLbPolicy.ROUND_ROBIN,
+                load_assignment=endpoint.ClusterLoadAssignment(
+                    cluster_name=name,
+                    endpoints=[
+                        endpoint.LocalityLbEndpoints(
+                            lb_endpoints=[
+                                endpoint.LbEndpoint(
+                                    endpoint=endpoint.Endpoint(
+                                        address=socket_address("127.0.0.1", ep.port_for(port))
+                                    )
+                                )
+                            ]
+                        )
+                    ],
+                ),
+            )
+    return out
+
+
+def passthrough_clusters() -> dict[str, cluster.Cluster]:
+    """BlackHoleCluster, PassthroughCluster and InboundPassthroughClusterIpv4, as Istio sends."""
+    return {
+        BLACKHOLE_CLUSTER: cluster.Cluster(
+            name=BLACKHOLE_CLUSTER,
+            type=cluster.ClusterDiscoveryType.STATIC,
+            connect_timeout=DEFAULT_CONNECT_TIMEOUT,
+        ),
+        PASSTHROUGH_CLUSTER: cluster.Cluster(
+            name=PASSTHROUGH_CLUSTER,
+            type=cluster.ClusterDiscoveryType.ORIGINAL_DST,
+            connect_timeout=DEFAULT_CONNECT_TIMEOUT,
+            lb_policy=cluster.ClusterLbPolicy.CLUSTER_PROVIDED,
+            circuit_breakers=_circuit_breakers(None, grpc=False),
+        ),
+        INBOUND_PASSTHROUGH_CLUSTER: cluster.Cluster(
+            name=INBOUND_PASSTHROUGH_CLUSTER,
+            type=cluster.ClusterDiscoveryType.ORIGINAL_DST,
+            connect_timeout=DEFAULT_CONNECT_TIMEOUT,
+            lb_policy=cluster.ClusterLbPolicy.CLUSTER_PROVIDED,
+            upstream_bind_config=core.BindConfig(
+                source_address=core.SocketAddress(address="127.0.0.6", port_value=0)
+            ),
+        ),
+    }
