@@ -13,7 +13,6 @@ import asyncio
 import collections
 import concurrent.futures
 import logging
-import socket
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +26,7 @@ from istio_sdk.api.istio.v1.auth import (
     IstioCertificateResponse,
     IstioCertificateServiceBase,
 )
+from istio_sdk.citadel._net import bind_tcp
 from istio_sdk.citadel._tls import server_ssl_context
 from istio_sdk.citadel.authn import (
     Authenticator,
@@ -301,16 +301,7 @@ class CitadelServer:
         )
         # The serving chain stops below the root: clients already hold it.
         context = server_ssl_context(key_pem, chain[:-1] or chain, self.ca.root_pem)
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            sock.close()
-            raise
-        sock.listen(128)
-        sock.setblocking(False)
+        sock = bind_tcp(host, port)
         server = create_server([self.service], self.options.grpc_settings)
         await server.start(sock=sock, ssl=context)
         self._server = server

@@ -1,0 +1,314 @@
+"""The CA server over real TLS with grpclib: each authenticator, status codes and counters."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from cryptography import x509
+
+from istio_sdk.citadel import (
+    CaUnavailableError,
+    CertificateAuthority,
+    CertificateBundle,
+    CertificateRequestError,
+    CitadelClient,
+    CitadelServer,
+    CitadelServerOptions,
+    Identity,
+    JwtRule,
+    KeyAlgorithm,
+    TokenReviewOptions,
+    create_csr,
+    generate_private_key,
+)
+from istio_sdk.citadel._tls import client_ssl_context
+from istio_sdk.citadel.keys import private_key_pem
+
+SLEEP = Identity("default", "sleep")
+
+
+def _uris(pem: str) -> list[str]:
+    cert = x509.load_pem_x509_certificate(pem.encode())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return san.get_values_for_type(x509.UniformResourceIdentifier)
+
+
+@pytest.fixture
+async def jwt_server(ca: CertificateAuthority, ec_issuer: Any) -> Any:
+    options = CitadelServerOptions(jwt_rule=JwtRule.from_json(ec_issuer.rule()))
+    async with CitadelServer(options, ca=ca) as server:
+        yield server
+
+
+def _client(server: CitadelServer, **kwargs: Any) -> CitadelClient:
+    return CitadelClient("127.0.0.1", server.port, root_cert_pem=server.root_pem, **kwargs)
+
+
+@pytest.mark.parametrize("algorithm", [KeyAlgorithm.ECDSA_P256, KeyAlgorithm.RSA_2048])
+async def test_jwt_caller_gets_its_identity(
+    jwt_server: CitadelServer, ec_issuer: Any, algorithm: KeyAlgorithm
+) -> None:
+    async with _client(jwt_server, key_algorithm=algorithm) as client:
+        bundle = await client.request_certificate(token=ec_issuer.token("prod", "reviews"))
+    assert bundle.identity == Identity("prod", "reviews")
+    assert bundle.root_cert_pem == jwt_server.root_pem
+    assert _uris(bundle.leaf_pem) == ["spiffe://cluster.local/ns/prod/sa/reviews"]
+    stats = jwt_server.stats()
+    assert stats.signed == 1
+    assert stats.authenticated_by == {"jwt": 1}
+
+
+async def test_serving_certificate_names(jwt_server: CitadelServer) -> None:
+    context = client_ssl_context(jwt_server.root_pem)
+    context.check_hostname = False
+    _reader, writer = await asyncio.open_connection("127.0.0.1", jwt_server.port, ssl=context)
+    der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+    writer.close()
+    cert = x509.load_der_x509_certificate(der)
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["istiod.istio-system.svc", "localhost"]
+    assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    async with CitadelClient(
+        "127.0.0.1",
+        jwt_server.port,
+        root_cert_pem=jwt_server.root_pem,
+        server_name="istiod.istio-system.svc",
+    ) as client:
+        with pytest.raises(CertificateRequestError, match="UNAUTHENTICATED"):
+            await client.request_certificate()
+
+
+async def test_mtls_renewal_keeps_identity(jwt_server: CitadelServer, ec_issuer: Any) -> None:
+    async with _client(jwt_server) as client:
+        first = await client.request_certificate(token=ec_issuer.token("prod", "ratings"))
+        # Renewal over mTLS, asking (in the CSR) for someone else: the cert decides.
+        renewed = await client.request_certificate(
+            mtls=first, requested_identity=Identity("kube-system", "admin")
+        )
+    assert renewed.identity == Identity("prod", "ratings")
+    assert renewed.leaf_pem != first.leaf_pem
+    assert jwt_server.stats().authenticated_by == {"jwt": 1, "client-certificate": 1}
+
+
+async def test_client_certificate_from_another_ca_is_refused(
+    jwt_server: CitadelServer, rsa_ca: CertificateAuthority
+) -> None:
+    key = generate_private_key()
+    foreign = rsa_ca.sign_csr(create_csr(key, SLEEP), SLEEP)
+    bundle = CertificateBundle.from_response(private_key_pem(key), list(foreign.chain_pem))
+    async with _client(jwt_server) as client:
+        with pytest.raises((CaUnavailableError, CertificateRequestError)):
+            await client.request_certificate(mtls=bundle)
+        # The server keeps serving.
+        with pytest.raises(CertificateRequestError, match="UNAUTHENTICATED"):
+            await client.request_certificate()
+    assert jwt_server.stats().signed == 0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"exp": 1_000_000}, "expired"),
+        ({"iss": "https://evil.example.com"}, "issuer"),
+        ({"aud": ["not-istio"]}, "audience"),
+    ],
+)
+async def test_bad_tokens_are_unauthenticated(
+    jwt_server: CitadelServer, ec_issuer: Any, overrides: dict[str, Any], reason: str
+) -> None:
+    async with _client(jwt_server) as client:
+        with pytest.raises(CertificateRequestError) as info:
+            await client.request_certificate(token=ec_issuer.token(**overrides))
+    assert info.value.status == "UNAUTHENTICATED"
+    assert reason in info.value.message
+    assert jwt_server.stats().failed == {"unauthenticated": 1}
+
+
+async def test_forged_and_missing_tokens(
+    jwt_server: CitadelServer, ec_issuer: Any, rsa_issuer: Any
+) -> None:
+    forged = type(ec_issuer)(generate_private_key(), ec_issuer.kid).token()
+    async with _client(jwt_server) as client:
+        for token in (forged, rsa_issuer.token(), "not-a-jwt", None):
+            with pytest.raises(CertificateRequestError) as info:
+                await client.request_certificate(token=token)
+            assert info.value.status == "UNAUTHENTICATED"
+        # Still serving after the failures.
+        bundle = await client.request_certificate(token=ec_issuer.token())
+    assert bundle.identity == SLEEP
+    assert jwt_server.stats().failed == {"unauthenticated": 4}
+
+
+async def test_token_for_another_identity_than_the_csr_asks(
+    jwt_server: CitadelServer, ec_issuer: Any
+) -> None:
+    async with _client(jwt_server) as client:
+        bundle = await client.request_certificate(
+            token=ec_issuer.token("default", "sleep"),
+            requested_identity=Identity("istio-system", "istiod"),
+        )
+    assert _uris(bundle.leaf_pem) == [SLEEP.spiffe_uri]
+
+
+@pytest.mark.parametrize(
+    ("csr", "ttl", "reason"),
+    [
+        ("garbage", 0, "invalid_csr"),
+        ("", 0, "invalid_csr"),
+        ("-----BEGIN CERTIFICATE REQUEST-----\n" + "A" * 70000, 0, "invalid_csr"),
+        (None, 91 * 86400, "invalid_ttl"),
+        (None, -1, "invalid_ttl"),
+    ],
+)
+async def test_malformed_requests_are_invalid_argument(
+    jwt_server: CitadelServer, ec_issuer: Any, csr: str | None, ttl: int, reason: str
+) -> None:
+    good_csr = create_csr(generate_private_key(), SLEEP).decode()
+    async with _client(jwt_server) as client:
+        with pytest.raises(CertificateRequestError) as info:
+            await client.create_certificate(
+                good_csr if csr is None else csr, token=ec_issuer.token(), ttl_seconds=ttl
+            )
+        assert info.value.status == "INVALID_ARGUMENT"
+        chain = await client.create_certificate(good_csr, token=ec_issuer.token())
+    assert len(chain) == 2
+    assert jwt_server.stats().failed == {reason: 1}
+
+
+async def test_jwks_uri_is_fetched_and_cached(
+    ca: CertificateAuthority, ec_issuer: Any, http_server: Any
+) -> None:
+    http_server.routes[("GET", "/keys")] = lambda _body, _headers: (200, ec_issuer.jwks())
+    rule = JwtRule.from_json(
+        {
+            "issuer": ec_issuer.issuer,
+            "jwksUri": f"{http_server.url}/keys",
+            "audiences": ["istio-ca"],
+        }
+    )
+    async with (
+        CitadelServer(CitadelServerOptions(jwt_rule=rule), ca=ca) as server,
+        _client(server) as client,
+    ):
+        for _ in range(3):
+            bundle = await client.request_certificate(token=ec_issuer.token("a", "b"))
+            assert bundle.identity == Identity("a", "b")
+    assert [r[1] for r in http_server.requests] == ["/keys"]
+
+
+async def test_unreachable_jwks_uri_is_unauthenticated(
+    ca: CertificateAuthority, ec_issuer: Any, http_server: Any
+) -> None:
+    rule = JwtRule.from_json({"issuer": ec_issuer.issuer, "jwksUri": f"{http_server.url}/nope"})
+    async with (
+        CitadelServer(CitadelServerOptions(jwt_rule=rule), ca=ca) as server,
+        _client(server) as client,
+    ):
+        with pytest.raises(CertificateRequestError, match=r"UNAUTHENTICATED.*HTTP 404"):
+            await client.request_certificate(token=ec_issuer.token())
+
+
+def _token_review_api(http_server: Any, valid: dict[str, str]) -> None:
+    def review(body: Any, headers: dict[str, str]) -> tuple[int, Any]:
+        if headers.get("authorization") != "Bearer reviewer-secret":
+            return 401, {"kind": "Status", "code": 401}
+        token = body["spec"]["token"]
+        user = valid.get(token)
+        status: dict[str, Any] = {"authenticated": user is not None}
+        if user is not None:
+            status["user"] = {"username": user}
+            status["audiences"] = body["spec"].get("audiences", [])
+        else:
+            status["error"] = "invalid bearer token"
+        return 201, {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenReview",
+            "status": status,
+        }
+
+    http_server.routes[("POST", "/apis/authentication.k8s.io/v1/tokenreviews")] = review
+
+
+async def test_token_review_authenticator(ca: CertificateAuthority, http_server: Any) -> None:
+    _token_review_api(
+        http_server,
+        {
+            "sa-token": "system:serviceaccount:prod:productpage",
+            "node-token": "system:node:worker-1",
+        },
+    )
+    options = CitadelServerOptions(
+        token_review=TokenReviewOptions(
+            http_server.url, reviewer_token="reviewer-secret", audiences=("istio-ca",)
+        )
+    )
+    async with CitadelServer(options, ca=ca) as server, _client(server) as client:
+        bundle = await client.request_certificate(token="sa-token")
+        assert bundle.identity == Identity("prod", "productpage")
+        for token, reason in (
+            ("bad-token", "invalid bearer token"),
+            ("node-token", "not a service account"),
+        ):
+            with pytest.raises(CertificateRequestError, match=reason) as info:
+                await client.request_certificate(token=token)
+            assert info.value.status == "UNAUTHENTICATED"
+        stats = server.stats()
+    assert stats.authenticated_by == {"kubernetes-token-review": 1}
+    assert stats.failed == {"unauthenticated": 2}
+    method, path, _headers, body = http_server.requests[0]
+    assert (method, path) == ("POST", "/apis/authentication.k8s.io/v1/tokenreviews")
+    assert body["spec"] == {"token": "sa-token", "audiences": ["istio-ca"]}
+
+
+async def test_token_review_api_down_is_unauthenticated(ca: CertificateAuthority) -> None:
+    options = CitadelServerOptions(token_review=TokenReviewOptions("http://127.0.0.1:9"))
+    async with CitadelServer(options, ca=ca) as server, _client(server) as client:
+        with pytest.raises(CertificateRequestError, match=r"UNAUTHENTICATED.*TokenReview"):
+            await client.request_certificate(token="anything")
+
+
+async def test_authenticators_are_tried_in_order(
+    ca: CertificateAuthority, ec_issuer: Any, http_server: Any
+) -> None:
+    # A JWT the JWT rule rejects (other issuer) still passes TokenReview when the API server
+    # vouches for it; a JWT the rule accepts never reaches TokenReview.
+    other = type(ec_issuer)(generate_private_key(), "k", issuer="other")
+    other_token = other.token("ns2", "sa2")
+    _token_review_api(http_server, {other_token: "system:serviceaccount:ns2:sa2"})
+    options = CitadelServerOptions(
+        jwt_rule=JwtRule.from_json(ec_issuer.rule()),
+        token_review=TokenReviewOptions(http_server.url, reviewer_token="reviewer-secret"),
+    )
+    async with CitadelServer(options, ca=ca) as server, _client(server) as client:
+        assert (await client.request_certificate(token=ec_issuer.token())).identity == SLEEP
+        assert len(http_server.requests) == 0
+        bundle = await client.request_certificate(token=other_token)
+        assert bundle.identity == Identity("ns2", "sa2")
+        assert server.stats().authenticated_by == {"jwt": 1, "kubernetes-token-review": 1}
+
+
+async def test_ca_dir_and_plain_tls_rejection(tmp_path: Any, ec_issuer: Any) -> None:
+    options = CitadelServerOptions(
+        ca_dir=str(tmp_path / "ca"), jwt_rule=JwtRule.from_json(ec_issuer.rule())
+    )
+    async with CitadelServer(options) as server:
+        assert (tmp_path / "ca" / "root-cert.pem").read_text() == server.root_pem
+        # A client that does not trust our root cannot talk to the server.
+        plain = CitadelClient(
+            "127.0.0.1",
+            server.port,
+            root_cert_pem=CertificateAuthority.create_self_signed(options.ca_options).root_pem,
+        )
+        with pytest.raises(CaUnavailableError, match="SSL"):
+            await plain.request_certificate(token=ec_issuer.token())
+        await plain.close()
+    again = CitadelServer(options)
+    assert again.root_pem == server.root_pem
+
+
+async def test_unreachable_ca(ca: CertificateAuthority) -> None:
+    async with CitadelClient("127.0.0.1", 9, root_cert_pem=ca.root_pem, timeout=2) as client:
+        with pytest.raises(CaUnavailableError, match="unreachable"):
+            await client.request_certificate(token="t")
