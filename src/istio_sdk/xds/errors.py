@@ -1,0 +1,36 @@
+"""Exceptions raised by the xDS protocol cores."""
+
+from __future__ import annotations
+
+
+class XdsError(Exception):
+    """Base class of every xDS protocol error raised by istio-sdk."""
+
+
+class UnknownTypeUrlError(XdsError, KeyError):
+    """A type URL (or short name) that the registry does not know."""
+
+    def __init__(self, type_url: str) -> None:
+        super().__init__(type_url)
+        self.type_url = type_url
+
+    def __str__(self) -> str:
+        return f"unknown xDS type URL {self.type_url!r}"
+
+
+class XdsProtocolError(XdsError):
+    """An event that is illegal in the current protocol state.
+
+    ``state`` names the state the stream (or one of its types) was in, ``event`` what was tried.
+    """
+
+    def __init__(self, message: str, *, state: str, event: str, type_url: str = "") -> None:
+        where = f" for {type_url}" if type_url else ""
+        super().__init__(f"{message} (event {event} in state {state}{where})")
+        self.state = state
+        self.event = event
+        self.type_url = type_url
+
+
+class MalformedMessageError(XdsError, ValueError):
+    """Bytes that do not decode as the expected xDS envelope."""

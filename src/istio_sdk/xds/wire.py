@@ -1,0 +1,249 @@
+"""Hand-written protobuf wire encoding of the xDS envelopes.
+
+Resources are serialized once (as ``google.protobuf.Any`` bytes) and then spliced, unchanged,
+into every ``DiscoveryResponse`` or ``DeltaDiscoveryResponse`` that carries them. Decoding the
+envelope alone (version, nonce, type URL, the still-encoded resources) lets a client read a large
+response without building a Python object per resource. Field numbers are those of
+``envoy.service.discovery.v3`` and ``google.protobuf.Any``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import attrs
+
+from istio_sdk.xds.errors import MalformedMessageError
+
+_VARINT_CACHE = [bytes([i]) for i in range(128)]
+
+
+def encode_varint(value: int) -> bytes:
+    """Base-128 varint of a non-negative integer."""
+    if value < 128:
+        return _VARINT_CACHE[value]
+    out = bytearray()
+    while value >= 128:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _len_field(tag: bytes, payload: bytes) -> bytes:
+    return tag + encode_varint(len(payload)) + payload
+
+
+def _str_field(tag: bytes, text: str) -> bytes:
+    if not text:
+        return b""
+    return _len_field(tag, text.encode())
+
+
+# (field_number << 3) | wire_type 2
+_T1, _T2, _T3, _T4, _T5, _T6 = (bytes([(n << 3) | 2]) for n in range(1, 7))
+
+
+def encode_any(type_url: str, value: bytes) -> bytes:
+    """Serialized ``google.protobuf.Any{type_url, value}``."""
+    return _str_field(_T1, type_url) + (_len_field(_T2, value) if value else b"")
+
+
+def encode_discovery_response(
+    *, version_info: str, type_url: str, nonce: str, resources: Iterable[bytes]
+) -> bytes:
+    """Serialized ``DiscoveryResponse`` whose ``resources`` are already-encoded ``Any`` bytes."""
+    parts = [_str_field(_T1, version_info)]
+    parts.extend(_len_field(_T2, r) for r in resources)
+    parts.append(_str_field(_T4, type_url))
+    parts.append(_str_field(_T5, nonce))
+    return b"".join(parts)
+
+
+def encode_delta_resource(name: str, version: str, any_bytes: bytes) -> bytes:
+    """Serialized ``envoy.service.discovery.v3.Resource{version, resource, name}``."""
+    return _str_field(_T1, version) + _str_field(_T3, name) + _len_field(_T4, any_bytes)
+
+
+def encode_delta_response(
+    *,
+    system_version_info: str,
+    type_url: str,
+    nonce: str,
+    resources: Iterable[bytes],
+    removed_resources: Sequence[str] = (),
+) -> bytes:
+    """Serialized ``DeltaDiscoveryResponse``; ``resources`` are encoded ``Resource`` messages."""
+    parts = [_str_field(_T1, system_version_info)]
+    parts.extend(_len_field(_T2, r) for r in resources)
+    parts.append(_str_field(_T4, type_url))
+    parts.append(_str_field(_T5, nonce))
+    parts.extend(_len_field(_T6, n.encode()) for n in removed_resources)
+    return b"".join(parts)
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    result = 0
+    shift = 0
+    while True:
+        if pos >= len(data):
+            raise MalformedMessageError("truncated varint")
+        b = data[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise MalformedMessageError("varint longer than 10 bytes")
+
+
+def iter_fields(data: bytes) -> Iterable[tuple[int, int, int | bytes]]:
+    """Yield ``(field_number, wire_type, value)``; length-delimited values as bytes."""
+    pos = 0
+    end = len(data)
+    while pos < end:
+        key, pos = _read_varint(data, pos)
+        number, wire_type = key >> 3, key & 7
+        if wire_type == 0:
+            value, pos = _read_varint(data, pos)
+            yield number, 0, value
+        elif wire_type == 2:
+            length, pos = _read_varint(data, pos)
+            if pos + length > end:
+                raise MalformedMessageError("length-delimited field runs past the end")
+            yield number, 2, data[pos : pos + length]
+            pos += length
+        elif wire_type == 1:
+            pos += 8
+            yield number, 1, 0
+        elif wire_type == 5:
+            pos += 4
+            yield number, 5, 0
+        else:
+            raise MalformedMessageError(f"unsupported wire type {wire_type}")
+    if pos != end:
+        raise MalformedMessageError("fixed-width field runs past the end")
+
+
+def peek_name(value: bytes) -> str:
+    """Field 1 of an encoded resource as a string: the name of every xDS resource type.
+
+    (``Listener``, ``Cluster``, ``RouteConfiguration``, ``Secret`` and the other types keep
+    their name in field 1, ``ClusterLoadAssignment`` its ``cluster_name``.)
+    """
+    for number, wt, v in iter_fields(value):
+        if number == 1 and wt == 2:
+            assert isinstance(v, bytes)
+            return v.decode()
+    return ""
+
+
+@attrs.frozen
+class RawAny:
+    """An ``Any`` left encoded: its type URL and the serialized message."""
+
+    type_url: str
+    value: bytes
+
+
+def decode_any(data: bytes) -> RawAny:
+    """Split serialized ``Any`` bytes into type URL and value."""
+    type_url = ""
+    value = b""
+    for number, wt, v in iter_fields(data):
+        if wt != 2:
+            continue
+        assert isinstance(v, bytes)
+        if number == 1:
+            type_url = v.decode()
+        elif number == 2:
+            value = v
+    return RawAny(type_url, value)
+
+
+@attrs.frozen
+class ResponseEnvelope:
+    """A ``DiscoveryResponse`` with its resources still encoded."""
+
+    version_info: str
+    type_url: str
+    nonce: str
+    resources: tuple[RawAny, ...]
+
+
+def decode_discovery_response(data: bytes) -> ResponseEnvelope:
+    """Read version, type URL, nonce and the encoded resources of a ``DiscoveryResponse``."""
+    version = type_url = nonce = ""
+    resources: list[RawAny] = []
+    for number, wt, v in iter_fields(data):
+        if wt != 2:
+            continue
+        assert isinstance(v, bytes)
+        if number == 1:
+            version = v.decode()
+        elif number == 2:
+            resources.append(decode_any(v))
+        elif number == 4:
+            type_url = v.decode()
+        elif number == 5:
+            nonce = v.decode()
+    return ResponseEnvelope(version, type_url, nonce, tuple(resources))
+
+
+@attrs.frozen
+class DeltaResource:
+    """One ``Resource`` of a ``DeltaDiscoveryResponse``, its payload left encoded."""
+
+    name: str
+    version: str
+    resource: RawAny | None
+
+
+@attrs.frozen
+class DeltaResponseEnvelope:
+    """A ``DeltaDiscoveryResponse`` with its resources still encoded."""
+
+    system_version_info: str
+    type_url: str
+    nonce: str
+    resources: tuple[DeltaResource, ...]
+    removed_resources: tuple[str, ...]
+
+
+def _decode_delta_resource(data: bytes) -> DeltaResource:
+    name = version = ""
+    payload: RawAny | None = None
+    for number, wt, v in iter_fields(data):
+        if wt != 2:
+            continue
+        assert isinstance(v, bytes)
+        if number == 1:
+            version = v.decode()
+        elif number == 3:
+            name = v.decode()
+        elif number == 4:
+            payload = decode_any(v)
+    return DeltaResource(name, version, payload)
+
+
+def decode_delta_response(data: bytes) -> DeltaResponseEnvelope:
+    """Read a ``DeltaDiscoveryResponse`` without decoding the resources inside."""
+    version = type_url = nonce = ""
+    resources: list[DeltaResource] = []
+    removed: list[str] = []
+    for number, wt, v in iter_fields(data):
+        if wt != 2:
+            continue
+        assert isinstance(v, bytes)
+        if number == 1:
+            version = v.decode()
+        elif number == 2:
+            resources.append(_decode_delta_resource(v))
+        elif number == 4:
+            type_url = v.decode()
+        elif number == 5:
+            nonce = v.decode()
+        elif number == 6:
+            removed.append(v.decode())
+    return DeltaResponseEnvelope(version, type_url, nonce, tuple(resources), tuple(removed))
