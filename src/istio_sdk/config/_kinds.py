@@ -82,14 +82,18 @@ def message_class(full_name: str) -> type[betterproto2.Message]:
     """Import the generated class for a protobuf message full name.
 
     ``istio.networking.v1alpha3.VirtualService`` lives in ``istio_sdk.api.istio.networking.
-    v1alpha3``; the package is the lower-case prefix of the name.
+    v1alpha3``; the package is the lower-case prefix of the name. Raises :class:`KeyError`
+    when no such message was generated.
     """
     parts = full_name.split(".")
-    split = next(i for i, part in enumerate(parts) if part[:1].isupper())
-    module = importlib.import_module("istio_sdk.api." + ".".join(parts[:split]))
-    cls = getattr(module, "".join(parts[split:]))
+    split = next((i for i, part in enumerate(parts) if part[:1].isupper()), len(parts))
+    try:
+        module = importlib.import_module("istio_sdk.api." + ".".join(parts[:split]))
+    except ImportError:
+        module = None
+    cls = getattr(module, "".join(parts[split:]), None) if split < len(parts) else None
     if not (isinstance(cls, type) and issubclass(cls, betterproto2.Message)):
-        raise TypeError(f"{full_name} is not a generated message class")
+        raise KeyError(f"{full_name!r} is not a generated message")
     return cls
 
 
@@ -163,7 +167,7 @@ KINDS: tuple[KindInfo, ...] = (
     _current("RequestAuthentication", "security.istio.io", "requestauthentications",
              _SECURITY_V1, _SEC + "RequestAuthentication", ("ra",)),
     # telemetry.istio.io
-    _current("Telemetry", "telemetry.istio.io", "telemetries", ("v1", "v1alpha1"),
+    _current("Telemetry", "telemetry.istio.io", "telemetries", ("v1alpha1", "v1"),
              "istio.telemetry.v1alpha1.Telemetry", ("telemetry",)),
     # extensions.istio.io
     _current("WasmPlugin", "extensions.istio.io", "wasmplugins", ("v1alpha1",),
