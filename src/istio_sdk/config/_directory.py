@@ -78,15 +78,20 @@ class DirectorySource:
             raise FileNotFoundError(f"config folder {self.root} does not exist")
         applied = deleted = 0
         failed: list[str] = []
-        seen: set[str] = set()
-        for path in config_files(self.root):
+        paths = config_files(self.root)
+        seen = {str(path) for path in paths}
+        # Removed files first: their keys may be what another file was waiting for.
+        for name in sorted(set(self._files) - seen):
+            deleted += self._remove(name)
+        for name in sorted(set(self.errors) - seen):
+            self.errors.pop(name, None)
+            self._failed.pop(name, None)
+        for path in paths:
             name = str(path)
-            seen.add(name)
             try:
                 data = path.read_bytes()
-            except OSError as exc:  # removed between listing and reading
+            except OSError as exc:  # removed between listing and reading: next scan
                 log.debug("skipping %s: %s", name, exc)
-                seen.discard(name)
                 continue
             digest = hashlib.sha256(data).hexdigest()
             state = self._files.get(name)
@@ -114,12 +119,6 @@ class DirectorySource:
             a, d = self._replace(name, digest, resources)
             applied += a
             deleted += d
-        for name in sorted(set(self._files) - seen):
-            deleted += self._remove(name)
-            self.errors.pop(name, None)
-        for name in sorted(set(self.errors) - seen):
-            self.errors.pop(name, None)
-            self._failed.pop(name, None)
         return SyncResult(applied=applied, deleted=deleted, failed_files=tuple(failed))
 
     def _ownership_problems(self, name: str, resources: list[Resource]) -> list[Problem]:

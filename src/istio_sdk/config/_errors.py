@@ -35,17 +35,14 @@ class Problem:
         return " ".join(part for part in (self.kind, ident) if part)
 
     def __str__(self) -> str:
+        """``file[doc]:line: Kind namespace/name: field.path: message`` (known parts only)."""
         where = self.source
         if self.index is not None:
             where += f"[{self.index}]"
         if self.line is not None:
             where += f":{self.line}"
-        parts = [where]
-        if self.resource:
-            parts.append(self.resource)
-        if self.path:
-            parts.append(self.path)
-        return ": ".join([" ".join(parts), self.message])
+        parts = [where, self.resource, self.path, self.message]
+        return ": ".join(part for part in parts if part)
 
 
 class ConfigError(ValueError):

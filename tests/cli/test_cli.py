@@ -1,0 +1,186 @@
+"""The istio-sdk command: registry, --help, version, validate and demo."""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from istio_sdk import __version__
+from istio_sdk.cli import COMMAND_MODULES, Command, build_parser, load_commands, main
+
+VALID = """\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: shop}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: {host: reviews, subset: v1}
+"""
+
+INVALID = """\
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: ok, namespace: shop}
+spec:
+  selector: {istio: ingressgateway}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: shop}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: {subset: v1}
+---
+apiVersion: networking.istio.io/v1
+kind: Frobnicator
+metadata: {name: what, namespace: shop}
+"""
+
+
+def test_every_registered_module_provides_a_command() -> None:
+    commands = load_commands()
+    assert [c.name for c in commands] == ["version", "validate", "demo"]
+    assert len(COMMAND_MODULES) == len(commands)
+
+
+def test_registry_rejects_duplicates_and_modules_without_command() -> None:
+    with pytest.raises(ValueError, match="'version' is defined by both"):
+        load_commands(["istio_sdk.cli.version", "istio_sdk.cli.version"])
+    with pytest.raises(TypeError, match="does not define COMMAND"):
+        load_commands(["istio_sdk.cli._command"])
+
+
+def test_a_new_command_plugs_in_with_one_object() -> None:
+    def run(args: argparse.Namespace) -> int:
+        return 7 if args.flag else 0
+
+    def configure(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--flag", action="store_true")
+
+    parser = build_parser([Command(name="probe", help="test", run=run, configure=configure)])
+    args = parser.parse_args(["probe", "--flag"])
+    assert args._run(args) == 7
+
+
+def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for name in ("version", "validate", "demo"):
+        assert name in out
+
+
+def test_no_command_prints_help_and_fails(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert "usage: istio-sdk" in capsys.readouterr().out
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["version"]) == 0
+    assert capsys.readouterr().out.startswith(f"istio-sdk {__version__} (Python ")
+    assert main(["version", "--short"]) == 0
+    assert capsys.readouterr().out == f"{__version__}\n"
+
+
+def test_validate_valid_file(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "ok.yaml"
+    path.write_text(VALID)
+    assert main(["validate", "-f", str(path)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "checked 1 resource(s) in 1 file(s): all valid" in captured.err
+
+
+def test_validate_reports_one_line_per_problem(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text(VALID)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(INVALID)
+    assert main(["validate", "-f", str(good), "-f", str(bad)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        f"{bad}[1]:14: VirtualService shop/reviews: "
+        "spec.http[0].route[0].destination.host: missing required field",
+        f"{bad}[2]:17: Frobnicator shop/what: kind: "
+        "unknown kind 'Frobnicator' in apiVersion 'networking.istio.io/v1'",
+    ]
+
+
+def test_validate_missing_file_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "-f", "/nonexistent/file.yaml"]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_validate_requires_a_file(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["validate"])
+    assert exc.value.code == 2
+
+
+def test_demo_summarises_the_bundled_mesh(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "validation: all valid" in out
+    for expected in (
+        "VirtualService",
+        "DestinationRule",
+        "bookinfo/bookinfo-gateway",
+        "istio=ingressgateway",
+        "reviews (v1) 80%",
+        "ISTIO_MUTUAL",
+        "www.googleapis.com",
+        "rule istio-system/promhttp",
+    ):
+        assert expected in out, expected
+
+
+def test_demo_on_a_folder_with_problems(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "bad.yaml").write_text(INVALID)
+    assert main(["demo", "--path", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "2 problem(s)" in out
+    assert "Gateway" in out  # what loaded is still summarised
+
+
+def test_top_level_examples_are_the_bundled_ones() -> None:
+    root = pathlib.Path(__file__).resolve().parents[2]
+    bundled = root / "src" / "istio_sdk" / "examples"
+    top = root / "examples"
+    if not top.exists():
+        pytest.skip("not running from a checkout")
+    names = sorted(p.name for p in bundled.iterdir())
+    assert sorted(p.name for p in top.iterdir()) == names
+    for name in names:
+        assert (top / name).read_bytes() == (bundled / name).read_bytes()
+
+
+def test_console_script_validate(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(INVALID)
+    script = shutil.which("istio-sdk")
+    fallback = "import sys; from istio_sdk.cli import main; sys.exit(main())"
+    command = [script] if script else [sys.executable, "-c", fallback]
+    proc = subprocess.run(
+        [*command, "validate", "-f", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "missing required field" in proc.stdout
+    assert "2 problem(s)" in proc.stderr
