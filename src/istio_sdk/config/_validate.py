@@ -2,7 +2,8 @@
 
 On top of what loading checks (YAML syntax, known kinds and versions, metadata, unknown
 fields, value types, enum names), it reports fields Istio marks REQUIRED
-(``api/_field_behavior.py``, generated from the protos) and Kubernetes name rules.
+(``api/_field_behavior.py``, generated from the protos), Kubernetes name rules, and the
+structural rules of Istio's CRD schemas (``crd_rules.json``: ranges, lengths, patterns, sizes).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import Callable, Iterable, Iterator
 
 import betterproto2
 
+from istio_sdk.config._crd_rules import check as check_schema
+from istio_sdk.config._crd_rules import rules_for
 from istio_sdk.config._errors import ConfigError, Problem
 from istio_sdk.config._io import Source, iter_objects, read_source
 from istio_sdk.config._resource import Resource, resource_from_json
@@ -86,6 +89,11 @@ def check_resource(resource: Resource) -> Iterator[tuple[str, str]]:
         )
     for path in missing_required(resource.spec, "spec"):
         yield path, "missing required field"
+    schema = rules_for(resource.api_version, resource.kind)
+    if schema is not None:
+        from istio_sdk.protojson import message_to_json
+
+        yield from check_schema(schema, message_to_json(resource.spec), "spec")
 
 
 def _problems_of(

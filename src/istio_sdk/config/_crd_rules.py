@@ -1,0 +1,92 @@
+"""Structural rules from Istio's CRD schemas (``crd_rules.json``, made by codegen/crd_rules.py).
+
+The kube-apiserver checks a spec against its CRD's OpenAPI schema before Istio sees it. The
+keywords that go beyond the protobuf types (number ranges, string lengths and patterns, list
+and map sizes, enums) are checked here on the spec's proto3 JSON form.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Iterator
+from importlib import resources
+from typing import Any
+
+from istio_sdk.config._yaml import join_index, join_key
+
+
+@functools.cache
+def _rules() -> dict[str, dict[str, Any]]:
+    text = resources.files("istio_sdk.config").joinpath("crd_rules.json").read_text("utf-8")
+    rules: dict[str, dict[str, Any]] = json.loads(text)
+    return rules
+
+
+def rules_for(api_version: str, kind: str) -> dict[str, Any] | None:
+    """The pruned spec schema of a kind at an apiVersion, or None when it has no rules."""
+    return _rules().get(f"{api_version}/{kind}")
+
+
+@functools.cache
+def _pattern(expression: str) -> re.Pattern[str]:
+    return re.compile(expression)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return value
+    if isinstance(value, str):  # 64-bit integers are strings in proto3 JSON
+        try:
+            return int(value)
+        except ValueError:
+            return None
+    return None
+
+
+def check(schema: dict[str, Any], value: Any, path: str) -> Iterator[tuple[str, str]]:
+    """``(path, message)`` for every rule of ``schema`` that ``value`` breaks."""
+    number = (
+        _number(value)
+        if not isinstance(value, str) or "maximum" in schema or "minimum" in schema
+        else None
+    )
+    if number is not None:
+        if "minimum" in schema and number < schema["minimum"]:
+            yield path, f"must be at least {schema['minimum']}, got {value}"
+        if "maximum" in schema and number > schema["maximum"]:
+            yield path, f"must be at most {schema['maximum']}, got {value}"
+        if "exclusiveMinimum" in schema and number <= schema["exclusiveMinimum"]:
+            yield path, f"must be greater than {schema['exclusiveMinimum']}, got {value}"
+        if "exclusiveMaximum" in schema and number >= schema["exclusiveMaximum"]:
+            yield path, f"must be less than {schema['exclusiveMaximum']}, got {value}"
+    if isinstance(value, str):
+        if "minLength" in schema and len(value) < schema["minLength"]:
+            yield path, f"must be at least {schema['minLength']} characters long"
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            yield path, f"must be at most {schema['maxLength']} characters long"
+        if "pattern" in schema and not _pattern(schema["pattern"]).search(value):
+            yield path, f"{value!r} does not match the pattern {schema['pattern']}"
+    if "enum" in schema and value not in schema["enum"]:
+        yield path, f"{value!r} is not one of {', '.join(map(str, schema['enum']))}"
+    if isinstance(value, list):
+        if "minItems" in schema and len(value) < schema["minItems"]:
+            yield path, f"must have at least {schema['minItems']} items"
+        if "maxItems" in schema and len(value) > schema["maxItems"]:
+            yield path, f"must have at most {schema['maxItems']} items, got {len(value)}"
+        items = schema.get("items")
+        if items is not None:
+            for i, item in enumerate(value):
+                yield from check(items, item, join_index(path, i))
+    if isinstance(value, dict):
+        if "maxProperties" in schema and len(value) > schema["maxProperties"]:
+            yield path, f"must have at most {schema['maxProperties']} entries, got {len(value)}"
+        properties = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        for key, item in value.items():
+            sub = properties.get(key, extra)
+            if sub is not None:
+                yield from check(sub, item, join_key(path, key))
