@@ -150,8 +150,13 @@ class CitadelAgent:
 
     async def refresh_once(self) -> CertificateBundle:
         """Request a new certificate now, install it, write files; raise on failure."""
-        token = self._token()
         current = self.cache.current()
+        try:
+            token = self._token()
+        except NoCredentialError:
+            if current is None:
+                raise
+            token = None  # the token file went away: renew over mTLS while the cert is valid
         if token is None and current is None:
             raise NoCredentialError("no token configured and no valid certificate for mTLS")
         bundle = await self._client.request_certificate(
