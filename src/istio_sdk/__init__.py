@@ -20,6 +20,12 @@ _EXPORTS: dict[str, str] = {
     "load_resources": "istio_sdk.config",
     "dump_resources": "istio_sdk.config",
     "validate": "istio_sdk.config",
+    "CitadelClient": "istio_sdk.citadel",
+    "CitadelServer": "istio_sdk.citadel",
+    "CitadelServerOptions": "istio_sdk.citadel",
+    "CertificateAuthority": "istio_sdk.citadel",
+    "CertificateBundle": "istio_sdk.citadel",
+    "CitadelAgent": "istio_sdk.citadel.agent",
 }
 
 __all__ = [  # grouped like _EXPORTS; tests/core/test_public_api.py checks they agree
@@ -31,9 +37,21 @@ __all__ = [  # grouped like _EXPORTS; tests/core/test_public_api.py checks they 
     "load_resources",
     "dump_resources",
     "validate",
+    "CitadelClient",
+    "CitadelServer",
+    "CitadelServerOptions",
+    "CertificateAuthority",
+    "CertificateBundle",
+    "CitadelAgent",
 ]
 
 if TYPE_CHECKING:
+    from istio_sdk.citadel import CertificateAuthority as CertificateAuthority
+    from istio_sdk.citadel import CertificateBundle as CertificateBundle
+    from istio_sdk.citadel import CitadelClient as CitadelClient
+    from istio_sdk.citadel import CitadelServer as CitadelServer
+    from istio_sdk.citadel import CitadelServerOptions as CitadelServerOptions
+    from istio_sdk.citadel.agent import CitadelAgent as CitadelAgent
     from istio_sdk.config import ConfigError as ConfigError
     from istio_sdk.config import ConfigStore as ConfigStore
     from istio_sdk.config import ObjectMeta as ObjectMeta
