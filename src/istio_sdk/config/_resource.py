@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import attrs
@@ -41,6 +40,15 @@ _META_PASSTHROUGH = frozenset(
     {"selfLink", "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields", "clusterName"}
 )
 _TOP_LEVEL = frozenset({"apiVersion", "kind", "metadata", "spec", "status"})
+
+
+class _BadField(ValueError):
+    """A metadata field problem: ``path`` and ``message`` (wrapped into MetadataError)."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = path
+        self.message = message
 
 
 @attrs.frozen
@@ -83,7 +91,11 @@ class ObjectMeta:
 
     @classmethod
     def from_dict(cls, value: Mapping[str, Any]) -> ObjectMeta:
-        """Build from the JSON form; raises :class:`ValueError` with ``(path, problem)`` args."""
+        """Build from the JSON form.
+
+        Raises :class:`ValueError` naming the field (``metadata.labels.app: expected a
+        string``) for unknown fields and wrong types.
+        """
         kwargs: dict[str, Any] = {}
         extra: dict[str, JsonValue] = {}
         for key, item in value.items():
@@ -93,31 +105,31 @@ class ObjectMeta:
                 continue
             attr = _META_FIELDS.get(key)
             if attr is None:
-                raise ValueError(path, f"unknown field {key!r}")
+                raise _BadField(path, f"unknown field {key!r}")
             if item is None:  # kubectl writes e.g. "creationTimestamp: null"
                 continue
             if key in ("labels", "annotations"):
                 kwargs[attr] = _string_map(item, path)
             elif key == "generation":
                 if isinstance(item, bool) or not isinstance(item, int):
-                    raise ValueError(path, f"expected an integer, got {_describe(item)}")
+                    raise _BadField(path, f"expected an integer, got {_describe(item)}")
                 kwargs[attr] = item
             elif key == "finalizers":
                 kwargs[attr] = tuple(_string_list(item, path))
             elif key == "ownerReferences":
                 if not isinstance(item, list):
-                    raise ValueError(path, f"expected a list, got {_describe(item)}")
+                    raise _BadField(path, f"expected a list, got {_describe(item)}")
                 refs = []
                 for i, ref in enumerate(item):
                     if not isinstance(ref, dict):
-                        raise ValueError(
+                        raise _BadField(
                             join_index(path, i), f"expected an object, got {_describe(ref)}"
                         )
                     refs.append(dict(ref))
                 kwargs[attr] = tuple(refs)
             else:
                 if not isinstance(item, str):
-                    raise ValueError(path, f"expected a string, got {_describe(item)}")
+                    raise _BadField(path, f"expected a string, got {_describe(item)}")
                 kwargs[attr] = item
         return cls(extra=extra, **kwargs)
 
@@ -138,19 +150,19 @@ def _describe(value: object) -> str:
 
 def _string_map(value: object, path: str) -> dict[str, str]:
     if not isinstance(value, dict):
-        raise ValueError(path, f"expected an object of strings, got {_describe(value)}")
+        raise _BadField(path, f"expected an object of strings, got {_describe(value)}")
     for key, item in value.items():
         if not isinstance(item, str):
-            raise ValueError(join_key(path, key), f"expected a string, got {_describe(item)}")
+            raise _BadField(join_key(path, key), f"expected a string, got {_describe(item)}")
     return dict(value)
 
 
 def _string_list(value: object, path: str) -> list[str]:
     if not isinstance(value, list):
-        raise ValueError(path, f"expected a list of strings, got {_describe(value)}")
+        raise _BadField(path, f"expected a list of strings, got {_describe(value)}")
     for i, item in enumerate(value):
         if not isinstance(item, str):
-            raise ValueError(join_index(path, i), f"expected a string, got {_describe(item)}")
+            raise _BadField(join_index(path, i), f"expected a string, got {_describe(item)}")
     return list(value)
 
 
@@ -279,7 +291,10 @@ def _kind_of_spec(spec: betterproto2.Message, kind: str | None) -> KindInfo:
     url = default_message_pool.type_to_url.get(type(spec), "")
     full_name = url.rpartition("/")[2]
     if kind is not None:
-        info = kind_for(kind)
+        try:
+            info = kind_for(kind)
+        except KeyError as exc:
+            raise ValueError(exc.args[0]) from exc
         if info.spec_type != full_name:
             raise ValueError(f"kind {kind} takes a {info.spec_type} spec, not {full_name}")
         return info
@@ -300,7 +315,7 @@ def resource_from_json(
     source: str,
     index: int | None,
     prefix: str = "",
-    line_of: Any = None,
+    line_of: Callable[[str], int | None] | None = None,
 ) -> Resource:
     """Turn one document's JSON value into a :class:`Resource`.
 
@@ -358,9 +373,8 @@ def resource_from_json(
         )
     try:
         metadata = ObjectMeta.from_dict(meta_value)
-    except ValueError as exc:
-        path, message = exc.args
-        raise MetadataError(problem(message, path, **ident)) from exc
+    except _BadField as exc:
+        raise MetadataError(problem(exc.message, exc.path, **ident)) from exc
     if not metadata.name and not metadata.generate_name:
         raise MetadataError(problem("missing field: name", "metadata.name", **ident))
 
@@ -384,7 +398,3 @@ def _parse_spec(spec_cls: type[_M], spec_value: object, problem: Any, ident: dic
         return message_from_json(spec_cls, spec_value, path="spec", lenient=True)
     except JsonParseError as exc:
         raise FieldError(problem(exc.problem, exc.path, **ident)) from exc
-
-
-DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
