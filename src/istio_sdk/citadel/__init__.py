@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from istio_sdk.citadel.agent import AgentOptions, CitadelAgent
 from istio_sdk.citadel.authn import (
     Authenticator,
     CallerContext,
@@ -42,6 +43,7 @@ from istio_sdk.citadel.server import (
 )
 
 __all__ = [
+    "AgentOptions",
     "AuthenticationError",
     "Authenticator",
     "CaConfigError",
@@ -51,6 +53,7 @@ __all__ = [
     "CertificateAuthority",
     "CertificateBundle",
     "CertificateRequestError",
+    "CitadelAgent",
     "CitadelClient",
     "CitadelError",
     "CitadelServer",

@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "istio_sdk.cli.version",
     "istio_sdk.cli.validate",
     "istio_sdk.cli.demo",
+    "istio_sdk.cli._agent",
 )
 
 
