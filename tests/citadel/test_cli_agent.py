@@ -63,9 +63,7 @@ def test_agent_once_writes_certificate(
     assert code == 0
     assert "spiffe://cluster.local/ns/prod/sa/cli" in capsys.readouterr().out
     leaf = x509.load_pem_x509_certificate((out / "cert-chain.pem").read_bytes())
-    assert leaf.not_valid_after_utc - leaf.not_valid_before_utc == __import__("datetime").timedelta(
-        hours=1
-    )
+    assert leaf.not_valid_after_utc - leaf.not_valid_before_utc == datetime.timedelta(hours=1)
 
 
 def test_agent_errors_are_reported(
