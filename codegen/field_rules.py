@@ -9,9 +9,9 @@ enum) that the descriptor pool here does not know, so it is read from the option
 
 from __future__ import annotations
 
-import keyword
 import pathlib
 
+from betterproto2_compiler.casing import safe_snake_case
 from google.protobuf import descriptor_pb2
 from google.protobuf.compiler import plugin_pb2
 
@@ -69,8 +69,9 @@ def field_behaviors(options: descriptor_pb2.FieldOptions) -> list[int]:
 
 
 def _attribute_name(field_name: str) -> str:
-    # betterproto2 appends "_" to names that are Python keywords.
-    return f"{field_name}_" if keyword.iskeyword(field_name) else field_name
+    # The attribute betterproto2 generates: snake_case, "_" appended to Python keywords.
+    name: str = safe_snake_case(field_name)
+    return name
 
 
 def required_fields(

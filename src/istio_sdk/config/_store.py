@@ -59,6 +59,7 @@ class NotFoundError(KeyError):
 
 def _same_content(a: Resource, b: Resource) -> bool:
     """Equal apart from the fields the store itself maintains."""
+
     def bare(resource: Resource) -> Resource:
         meta = attrs.evolve(resource.metadata, resource_version="", generation=0)
         return attrs.evolve(resource, metadata=meta)
