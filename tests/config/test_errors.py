@@ -93,6 +93,7 @@ def test_bad_yaml_names_the_line() -> None:
     error = load_error(HEAD + "spec:\n  hosts: [a]\n  hosts: [b]\n")
     assert isinstance(error, YamlSyntaxError)
     assert "'hosts' is repeated" in error.problem.message
+    assert error.problem.path == "spec.hosts"
     assert error.problem.line == 6
 
 

@@ -90,12 +90,21 @@ class _Converter:
             raise self.fail(node, "document is nested too deeply (recursive alias?)", path)
         self.lines[path] = node.start_mark.line + 1
         if isinstance(node, yaml.MappingNode):
-            self.loader.flatten_mapping(node)  # resolves "<<" merge keys
+            written: set[str] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.scalar_key(key_node, path)
+                if key in written:
+                    raise self.fail(
+                        key_node, f"mapping key {key!r} is repeated", join_key(path, key)
+                    )
+                written.add(key)
+            # "<<" merge keys: merged pairs come first, so keys written here override them
+            self.loader.flatten_mapping(node)
             result: dict[str, JsonValue] = {}
             for key_node, value_node in node.value:
                 key = self.scalar_key(key_node, path)
-                if key in result:
-                    raise self.fail(key_node, f"mapping key {key!r} is repeated", path)
                 result[key] = self.convert(value_node, join_key(path, key), depth + 1)
             return result
         if isinstance(node, yaml.SequenceNode):
