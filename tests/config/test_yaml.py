@@ -30,7 +30,7 @@ def test_merge_keys_are_overridden_by_explicit_keys() -> None:
 def test_repeated_keys_are_errors_with_their_line() -> None:
     with pytest.raises(YamlSyntaxError) as info:
         parse_documents("a: 1\nb:\n  c: 1\n  c: 2\n", "f.yaml")
-    assert str(info.value) == "f.yaml[0]:4: c: mapping key 'c' is repeated"
+    assert str(info.value) == "f.yaml[0]:4: b.c: mapping key 'c' is repeated"
 
 
 def test_field_lines_and_document_indexes() -> None:
