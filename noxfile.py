@@ -95,3 +95,14 @@ def demo(session: nox.Session) -> None:
     _install(session)
     session.run("istio-sdk", "demo")
 
+
+@nox.session(python=PYTHON)
+def envoy_validate(session: nox.Session) -> None:
+    """Pilot's generated xDS resources against Envoy's own rules (xds-protos + PGV).
+
+    A session of its own because protoc-gen-validate needs protobuf < 7 while the main test
+    environment has protobuf 7; in the ``tests`` session these tests skip.
+    """
+    _install(session, "envoy-validate")
+    env = {"HYPOTHESIS_PROFILE": "ci" if os.environ.get("CI") else "dev"}
+    session.run("pytest", "tests/pilot/envoy_validate/", *session.posargs, env=env)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Iterable
+from typing import TypeVar
 
 import attrs
 
@@ -56,6 +57,8 @@ __all__ = [
     "subset_labels",
 ]
 
+_T = TypeVar("_T")
+
 _LB = {
     networking.LoadBalancerSettingsSimpleLb.UNSPECIFIED: None,
     networking.LoadBalancerSettingsSimpleLb.LEAST_CONN: cluster.ClusterLbPolicy.LEAST_REQUEST,
@@ -94,24 +97,29 @@ def _port_level(
     return None
 
 
+def _pick(override: _T | None, base: _T | None) -> _T | None:
+    # Explicit None checks: an all-default message (e.g. TLS mode DISABLE) is falsy but set.
+    return override if override is not None else base
+
+
 def _merge(
     base: TrafficPolicy, policy: networking.TrafficPolicy | None, port: int
 ) -> TrafficPolicy:
     if policy is None:
         return base
     merged = TrafficPolicy(
-        load_balancer=policy.load_balancer or base.load_balancer,
-        connection_pool=policy.connection_pool or base.connection_pool,
-        outlier_detection=policy.outlier_detection or base.outlier_detection,
-        tls=policy.tls or base.tls,
+        load_balancer=_pick(policy.load_balancer, base.load_balancer),
+        connection_pool=_pick(policy.connection_pool, base.connection_pool),
+        outlier_detection=_pick(policy.outlier_detection, base.outlier_detection),
+        tls=_pick(policy.tls, base.tls),
     )
     level = _port_level(policy, port)
     if level is not None:
         merged = TrafficPolicy(
-            load_balancer=level.load_balancer or merged.load_balancer,
-            connection_pool=level.connection_pool or merged.connection_pool,
-            outlier_detection=level.outlier_detection or merged.outlier_detection,
-            tls=level.tls or merged.tls,
+            load_balancer=_pick(level.load_balancer, merged.load_balancer),
+            connection_pool=_pick(level.connection_pool, merged.connection_pool),
+            outlier_detection=_pick(level.outlier_detection, merged.outlier_detection),
+            tls=_pick(level.tls, merged.tls),
         )
     return merged
 
@@ -341,7 +349,7 @@ def _upstream_tls(
                 common.tls_certificate_sds_secret_configs = [
                     tls.SdsSecretConfig(name=settings.credential_name, sds_config=_sds_source())
                 ]
-            else:
+            elif settings.client_certificate and settings.private_key:
                 common.tls_certificates = [
                     tls.TlsCertificate(
                         certificate_chain=core.DataSource(filename=settings.client_certificate),

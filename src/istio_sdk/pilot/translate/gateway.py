@@ -123,7 +123,7 @@ def _downstream_tls(server: networking.Server) -> core.TransportSocket:
             common.validation_context_sds_secret_config = tls.SdsSecretConfig(
                 name=f"{settings.credential_name}-cacert", sds_config=_sds_source()
             )
-    else:
+    elif settings.server_certificate and settings.private_key:
         common.tls_certificates = [
             tls.TlsCertificate(
                 certificate_chain=core.DataSource(filename=settings.server_certificate),

@@ -1,0 +1,414 @@
+"""Meshes shared by the translation tests: a hand-written bookinfo and a Hypothesis strategy.
+
+Lives here so both the main test session and the ``envoy_validate`` session (protobuf < 7 with
+protoc-gen-validate) translate exactly the same inputs.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+from hypothesis import strategies as st
+
+from istio_sdk.api.istio.networking import v1alpha3 as n
+from istio_sdk.pilot.push_context import ConfigEntry, ProxyInfo, ProxyType, PushContext
+from istio_sdk.pilot.registry import Endpoint, Service, ServicePort, ServiceRegistry
+
+NS = "bookinfo"
+REVIEWS = f"reviews.{NS}.svc.cluster.local"
+RATINGS = f"ratings.{NS}.svc.cluster.local"
+PRODUCTPAGE = f"productpage.{NS}.svc.cluster.local"
+DETAILS = "details.other.svc.cluster.local"
+
+
+def bookinfo_registry() -> ServiceRegistry:
+    """Four services in two namespaces, with versions, localities and weights."""
+    registry = ServiceRegistry()
+    registry.register_service(
+        Service(REVIEWS, NS, [ServicePort(9080, "http")], addresses=["10.96.0.10"]),
+        [
+            Endpoint("10.0.1.1", labels={"app": "reviews", "version": "v1"}, locality="eu/a/1"),
+            Endpoint("10.0.1.2", labels={"app": "reviews", "version": "v2"}, locality="eu/b"),
+            Endpoint("10.0.1.3", labels={"app": "reviews", "version": "v3"}, weight=3),
+        ],
+    )
+    registry.register_service(
+        Service(RATINGS, NS, [ServicePort(9080, "http"), ServicePort(3306, "tcp-db")]),
+        [Endpoint("10.0.2.1", labels={"app": "ratings"}, ports={"tcp-db": 13306})],
+    )
+    registry.register_service(
+        Service(PRODUCTPAGE, NS, [ServicePort(9080, "http", target_port=8080)]),
+        [Endpoint("10.0.3.1", labels={"app": "productpage"})],
+    )
+    registry.register_service(
+        Service(DETAILS, "other", [ServicePort(9080, "grpc-api")]),
+        [Endpoint("10.0.4.1", labels={"app": "details"})],
+    )
+    return registry
+
+
+def bookinfo_configs() -> list[ConfigEntry]:
+    """VirtualServices, DestinationRules, a Gateway, a ServiceEntry and a Sidecar."""
+    reviews_vs = n.VirtualService(
+        hosts=["reviews"],
+        http=[
+            n.HttpRoute(
+                name="jason",
+                match=[
+                    n.HttpMatchRequest(
+                        headers={"end-user": n.StringMatch(exact="jason")},
+                        uri=n.StringMatch(prefix="/reviews"),
+                    )
+                ],
+                route=[
+                    n.HttpRouteDestination(destination=n.Destination(host="reviews", subset="v2"))
+                ],
+                fault=n.HttpFaultInjection(
+                    abort=n.HttpFaultInjectionAbort(
+                        grpc_status="UNAVAILABLE", percentage=n.Percent(value=100)
+                    ),
+                    delay=n.HttpFaultInjectionDelay(
+                        fixed_delay=datetime.timedelta(milliseconds=5),
+                        percentage=n.Percent(value=10),
+                    ),
+                ),
+            ),
+            n.HttpRoute(
+                name="regex",
+                match=[
+                    n.HttpMatchRequest(
+                        uri=n.StringMatch(regex="/r[0-9]+"),
+                        headers={"x-present": n.StringMatch(), "x-pre": n.StringMatch(prefix="a")},
+                        without_headers={"x-debug": n.StringMatch(exact="1")},
+                        query_params={"q": n.StringMatch(exact="1")},
+                        ignore_uri_case=True,
+                    ),
+                    n.HttpMatchRequest(uri=n.StringMatch(exact="/exact")),
+                ],
+                route=[
+                    n.HttpRouteDestination(destination=n.Destination(host="reviews", subset="v3"))
+                ],
+                retries=n.HttpRetry(
+                    attempts=3,
+                    per_try_timeout=datetime.timedelta(seconds=2),
+                    retry_on="unavailable,5xx,503",
+                ),
+                timeout=datetime.timedelta(seconds=7),
+            ),
+            n.HttpRoute(
+                route=[
+                    n.HttpRouteDestination(
+                        destination=n.Destination(host="reviews", subset="v1"), weight=75
+                    ),
+                    n.HttpRouteDestination(
+                        destination=n.Destination(host="reviews", subset="v2"), weight=25
+                    ),
+                    n.HttpRouteDestination(
+                        destination=n.Destination(host="reviews", subset="v3"), weight=0
+                    ),
+                ],
+                headers=n.Headers(request=n.HeadersHeaderOperations(set={"x-mesh": "yes"})),
+            ),
+        ],
+    )
+    reviews_dr = n.DestinationRule(
+        host="reviews",
+        traffic_policy=n.TrafficPolicy(
+            connection_pool=n.ConnectionPoolSettings(
+                tcp=n.ConnectionPoolSettingsTcpSettings(
+                    max_connections=100, connect_timeout=datetime.timedelta(seconds=3)
+                ),
+                http=n.ConnectionPoolSettingsHttpSettings(
+                    http1_max_pending_requests=10,
+                    http2_max_requests=50,
+                    max_retries=4,
+                    idle_timeout=datetime.timedelta(minutes=5),
+                ),
+            ),
+            outlier_detection=n.OutlierDetection(
+                consecutive_5xx_errors=7,
+                consecutive_gateway_errors=3,
+                interval=datetime.timedelta(seconds=10),
+                base_ejection_time=datetime.timedelta(minutes=5),
+                max_ejection_percent=50,
+                min_health_percent=30,
+            ),
+            tls=n.ClientTlsSettings(mode=n.ClientTlsSettingsTlSmode.ISTIO_MUTUAL),
+        ),
+        subsets=[
+            n.Subset(name="v1", labels={"version": "v1"}),
+            n.Subset(
+                name="v2",
+                labels={"version": "v2"},
+                traffic_policy=n.TrafficPolicy(
+                    load_balancer=n.LoadBalancerSettings(
+                        consistent_hash=n.LoadBalancerSettingsConsistentHashLb(
+                            http_header_name="x-user",
+                            ring_hash=n.LoadBalancerSettingsConsistentHashLbRingHash(
+                                minimum_ring_size=2048
+                            ),
+                        )
+                    )
+                ),
+            ),
+            n.Subset(
+                name="v3",
+                labels={"version": "v3"},
+                traffic_policy=n.TrafficPolicy(
+                    load_balancer=n.LoadBalancerSettings(
+                        simple=n.LoadBalancerSettingsSimpleLb.RANDOM
+                    )
+                ),
+            ),
+        ],
+    )
+    ratings_dr = n.DestinationRule(
+        host="ratings",
+        traffic_policy=n.TrafficPolicy(
+            tls=n.ClientTlsSettings(
+                mode=n.ClientTlsSettingsTlSmode.MUTUAL,
+                client_certificate="/etc/certs/cert.pem",
+                private_key="/etc/certs/key.pem",
+                ca_certificates="/etc/certs/ca.pem",
+                subject_alt_names=["ratings.example"],
+            ),
+            port_level_settings=[
+                n.TrafficPolicyPortTrafficPolicy(
+                    port=n.PortSelector(number=3306),
+                    tls=n.ClientTlsSettings(mode=n.ClientTlsSettingsTlSmode.DISABLE),
+                )
+            ],
+        ),
+    )
+    external = n.ServiceEntry(
+        hosts=["api.example.com"],
+        ports=[n.ServicePort(number=443, name="tls", protocol="TLS")],
+        resolution=n.ServiceEntryResolution.DNS,
+        location=n.ServiceEntryLocation.MESH_EXTERNAL,
+    )
+    external_http = n.ServiceEntry(
+        hosts=["httpbin.example.org"],
+        ports=[n.ServicePort(number=80, name="http", protocol="HTTP")],
+        resolution=n.ServiceEntryResolution.DNS_ROUND_ROBIN,
+        location=n.ServiceEntryLocation.MESH_EXTERNAL,
+    )
+    passthrough = n.ServiceEntry(
+        hosts=["*.wikipedia.org"],
+        ports=[n.ServicePort(number=80, name="http", protocol="HTTP")],
+        resolution=n.ServiceEntryResolution.NONE,
+    )
+    gateway = n.Gateway(
+        selector={"istio": "ingressgateway"},
+        servers=[
+            n.Server(port=n.Port(number=80, name="http", protocol="HTTP"), hosts=["*"]),
+            n.Server(
+                port=n.Port(number=443, name="https", protocol="HTTPS"),
+                hosts=["bookinfo.example.com"],
+                tls=n.ServerTlsSettings(
+                    mode=n.ServerTlsSettingsTlSmode.SIMPLE, credential_name="bookinfo-cert"
+                ),
+            ),
+        ],
+    )
+    gateway_vs = n.VirtualService(
+        hosts=["bookinfo.example.com"],
+        gateways=["bookinfo-gateway"],
+        http=[
+            n.HttpRoute(
+                match=[n.HttpMatchRequest(uri=n.StringMatch(prefix="/api"))],
+                rewrite=n.HttpRewrite(uri="/"),
+                route=[
+                    n.HttpRouteDestination(
+                        destination=n.Destination(
+                            host="productpage", port=n.PortSelector(number=9080)
+                        )
+                    )
+                ],
+            ),
+            n.HttpRoute(
+                match=[n.HttpMatchRequest(uri=n.StringMatch(exact="/old"))],
+                redirect=n.HttpRedirect(uri="/new", redirect_code=302),
+            ),
+            n.HttpRoute(
+                direct_response=n.HttpDirectResponse(status=404, body=n.HttpBody(string="nope"))
+            ),
+        ],
+    )
+    sidecar = n.Sidecar(
+        workload_selector=n.WorkloadSelector(labels={"app": "restricted"}),
+        egress=[n.IstioEgressListener(hosts=["./ratings.bookinfo.svc.cluster.local"])],
+        outbound_traffic_policy=n.OutboundTrafficPolicy(
+            mode=n.OutboundTrafficPolicyMode.REGISTRY_ONLY
+        ),
+    )
+    return [
+        ConfigEntry("VirtualService", "reviews", NS, reviews_vs),
+        ConfigEntry("DestinationRule", "reviews", NS, reviews_dr),
+        ConfigEntry("DestinationRule", "ratings", NS, ratings_dr),
+        ConfigEntry("ServiceEntry", "external-api", NS, external),
+        ConfigEntry("ServiceEntry", "httpbin", NS, external_http),
+        ConfigEntry("ServiceEntry", "wikipedia", NS, passthrough),
+        ConfigEntry("Gateway", "bookinfo-gateway", NS, gateway),
+        ConfigEntry("VirtualService", "bookinfo", NS, gateway_vs),
+        ConfigEntry("Sidecar", "restricted", NS, sidecar),
+    ]
+
+
+def bookinfo_context() -> PushContext:
+    """The bookinfo push context."""
+    return PushContext.build(bookinfo_configs(), bookinfo_registry())
+
+
+GRPC_CLIENT = ProxyInfo("grpc-client", namespace=NS, generator="grpc")
+SIDECAR = ProxyInfo(
+    "sidecar~10.0.3.1~productpage-1.bookinfo~bookinfo.svc.cluster.local",
+    ip_addresses=["10.0.3.1"],
+    namespace=NS,
+    labels={"app": "productpage"},
+)
+RESTRICTED = ProxyInfo(
+    "sidecar~10.0.9.9~restricted.bookinfo~bookinfo.svc.cluster.local",
+    ip_addresses=["10.0.9.9"],
+    namespace=NS,
+    labels={"app": "restricted"},
+)
+GATEWAY = ProxyInfo(
+    "router~10.0.0.50~gw.istio-system~istio-system.svc.cluster.local",
+    type=ProxyType.ROUTER,
+    namespace="istio-system",
+    labels={"istio": "ingressgateway"},
+)
+PROXIES = [GRPC_CLIENT, SIDECAR, RESTRICTED, GATEWAY]
+
+
+# -- random meshes ----------------------------------------------------------------------
+
+_SUBSETS = ["v1", "v2", "v3"]
+_names = st.sampled_from(["a", "b", "x-user", "end-user"])
+_string_match = st.one_of(
+    st.builds(n.StringMatch, exact=st.text("abc/", max_size=5)),
+    st.builds(n.StringMatch, prefix=st.sampled_from(["/", "/a", "/b/"])),
+    st.builds(n.StringMatch, regex=st.sampled_from(["/a.*", "[0-9]+", ".*"])),
+    st.just(n.StringMatch()),
+)
+_match = st.builds(
+    n.HttpMatchRequest,
+    uri=st.one_of(st.none(), _string_match.filter(lambda m: m.exact is None or m.exact != "")),
+    headers=st.dictionaries(_names, _string_match, max_size=2),
+    ignore_uri_case=st.booleans(),
+)
+_destination = st.builds(
+    n.HttpRouteDestination,
+    destination=st.builds(
+        n.Destination,
+        host=st.sampled_from(["reviews", REVIEWS, "ratings"]),
+        subset=st.sampled_from(["", *_SUBSETS]),
+    ),
+    weight=st.integers(0, 100),
+)
+_percent = st.builds(n.Percent, value=st.floats(0, 100, allow_nan=False))
+_fault = st.builds(
+    n.HttpFaultInjection,
+    abort=st.one_of(
+        st.none(),
+        st.builds(
+            n.HttpFaultInjectionAbort,
+            http_status=st.integers(200, 599),
+            percentage=_percent,
+        ),
+        st.builds(
+            n.HttpFaultInjectionAbort,
+            grpc_status=st.sampled_from(["UNAVAILABLE", "INTERNAL", "14"]),
+            percentage=_percent,
+        ),
+    ),
+    delay=st.one_of(
+        st.none(),
+        st.builds(
+            n.HttpFaultInjectionDelay,
+            fixed_delay=st.timedeltas(
+                min_value=datetime.timedelta(milliseconds=1),
+                max_value=datetime.timedelta(seconds=5),
+            ),
+            percentage=_percent,
+        ),
+    ),
+)
+_http_route = st.builds(
+    n.HttpRoute,
+    name=st.sampled_from(["", "r1", "r2"]),
+    match=st.lists(_match, max_size=2),
+    route=st.lists(_destination, min_size=1, max_size=3),
+    fault=st.one_of(st.none(), _fault),
+    timeout=st.one_of(
+        st.none(),
+        st.timedeltas(min_value=datetime.timedelta(0), max_value=datetime.timedelta(seconds=30)),
+    ),
+    retries=st.one_of(
+        st.none(),
+        st.builds(
+            n.HttpRetry,
+            attempts=st.integers(0, 5),
+            retry_on=st.sampled_from(["", "5xx", "unavailable,cancelled", "503,connect-failure"]),
+        ),
+    ),
+)
+_lb = st.one_of(
+    st.none(),
+    st.builds(n.LoadBalancerSettings, simple=st.sampled_from(list(n.LoadBalancerSettingsSimpleLb))),
+    st.builds(
+        n.LoadBalancerSettings,
+        consistent_hash=st.one_of(
+            st.builds(n.LoadBalancerSettingsConsistentHashLb, http_header_name=st.just("x-user")),
+            st.builds(n.LoadBalancerSettingsConsistentHashLb, use_source_ip=st.just(True)),
+            st.builds(
+                n.LoadBalancerSettingsConsistentHashLb,
+                http_query_parameter_name=st.just("u"),
+                maglev=st.builds(
+                    n.LoadBalancerSettingsConsistentHashLbMagLev, table_size=st.just(65537)
+                ),
+            ),
+        ),
+    ),
+)
+_policy = st.builds(
+    n.TrafficPolicy,
+    load_balancer=_lb,
+    outlier_detection=st.one_of(
+        st.none(),
+        st.builds(
+            n.OutlierDetection,
+            consecutive_5xx_errors=st.one_of(st.none(), st.integers(0, 10)),
+            max_ejection_percent=st.integers(0, 100),
+            min_health_percent=st.integers(0, 100),
+        ),
+    ),
+    tls=st.one_of(
+        st.none(),
+        st.builds(n.ClientTlsSettings, mode=st.sampled_from(list(n.ClientTlsSettingsTlSmode))),
+    ),
+)
+
+
+@st.composite
+def random_contexts(draw: st.DrawFn) -> PushContext:
+    """A bookinfo registry with random VirtualServices and DestinationRules over it."""
+    vs = n.VirtualService(
+        hosts=[draw(st.sampled_from(["reviews", REVIEWS]))],
+        http=draw(st.lists(_http_route, min_size=1, max_size=3)),
+    )
+    dr = n.DestinationRule(
+        host="reviews",
+        traffic_policy=draw(st.one_of(st.none(), _policy)),
+        subsets=[
+            n.Subset(
+                name=s, labels={"version": s}, traffic_policy=draw(st.one_of(st.none(), _policy))
+            )
+            for s in _SUBSETS
+        ],
+    )
+    configs = [
+        ConfigEntry("VirtualService", "reviews", NS, vs),
+        ConfigEntry("DestinationRule", "reviews", NS, dr),
+    ]
+    return PushContext.build(configs, bookinfo_registry())
