@@ -11,7 +11,9 @@ RDS, CDS, EDS) and ``names`` the resource names the proxy subscribed to (``None`
 a wildcard subscription). The answer maps resource name to the generated Envoy message
 (``istio_sdk.api.envoy...``); a name that does not exist for this proxy is simply absent.
 Unknown type URLs yield an empty dict. :class:`IstioGenerator` wraps the function as a
-callable object for servers that take a pluggable generator.
+callable object; :class:`PushContextGenerator` is the stateful ``ResourceGenerator`` that
+:class:`istio_sdk.pilot.server.DiscoveryServer` takes (``generate(proxy, type_url, names)``
+over the current snapshot, and ``apply(new_snapshot)`` returning the push request).
 
 Which translator runs depends on the proxy: proxyless gRPC clients (``GENERATOR: grpc``) get
 :mod:`.grpc` resources, ``router`` nodes :mod:`.gateway` resources and everything else
@@ -41,6 +43,7 @@ from istio_sdk.pilot.push_context import (
     PushContext,
 )
 from istio_sdk.pilot.translate.gateway import generate_gateway
+from istio_sdk.pilot.translate.generator import PushContextGenerator
 from istio_sdk.pilot.translate.grpc import generate_grpc
 from istio_sdk.pilot.translate.sidecar import generate_sidecar
 
@@ -51,6 +54,7 @@ __all__ = [
     "LISTENER_TYPE",
     "ROUTE_TYPE",
     "IstioGenerator",
+    "PushContextGenerator",
     "generate",
 ]
 
