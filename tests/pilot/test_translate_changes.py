@@ -1,0 +1,192 @@
+"""Incremental pushes: what changed between two snapshots and which proxies must hear of it."""
+
+from __future__ import annotations
+
+from pilot.envoy_validate.meshes import (
+    GATEWAY,
+    GRPC_CLIENT,
+    NS,
+    RATINGS,
+    RESTRICTED,
+    REVIEWS,
+    SIDECAR,
+    bookinfo_configs,
+    bookinfo_registry,
+)
+
+from istio_sdk.api.istio.networking import v1alpha3 as n
+from istio_sdk.pilot.push_context import (
+    ALL_TYPES,
+    ENDPOINT_TYPE,
+    ConfigEntry,
+    ConfigKey,
+    ProxyInfo,
+    PushContext,
+    compute_changes,
+)
+from istio_sdk.pilot.registry import Endpoint
+from istio_sdk.pilot.translate import PushContextGenerator
+
+
+def _replace(configs: list[ConfigEntry], entry: ConfigEntry) -> list[ConfigEntry]:
+    return [c for c in configs if c.key != entry.key] + [entry]
+
+
+def test_identical_snapshots_change_nothing() -> None:
+    registry = bookinfo_registry()
+    a = PushContext.build(bookinfo_configs(), registry)
+    b = PushContext.build(bookinfo_configs(), registry)
+    change = compute_changes(a, b)
+    assert change.empty and change.type_urls == frozenset()
+    assert not change.affects(b, SIDECAR)
+
+
+def test_first_snapshot_changes_everything() -> None:
+    ctx = PushContext.build(bookinfo_configs(), bookinfo_registry())
+    change = compute_changes(None, ctx)
+    assert change.type_urls == ALL_TYPES
+    assert all(change.affects(ctx, p) for p in (SIDECAR, RESTRICTED, GATEWAY, GRPC_CLIENT))
+
+
+def test_endpoint_only_change_pushes_eds_to_proxies_that_see_the_service() -> None:
+    registry = bookinfo_registry()
+    before = PushContext.build(bookinfo_configs(), registry)
+    registry.set_endpoints(REVIEWS, NS, [Endpoint("10.0.1.9", labels={"version": "v1"})])
+    after = PushContext.build(bookinfo_configs(), registry)
+    change = compute_changes(before, after)
+    assert change.endpoints_only
+    assert change.type_urls == frozenset({ENDPOINT_TYPE})
+    assert change.changed_clusters(after) == {
+        f"outbound|9080|{s}|{REVIEWS}" for s in ("", "v1", "v2", "v3")
+    }
+    assert change.affects(after, SIDECAR)
+    assert change.affects(after, GRPC_CLIENT)
+    # The restricted proxy's Sidecar imports only ratings.
+    assert not change.affects(after, RESTRICTED)
+
+
+def test_virtual_service_change_is_a_full_push_for_affected_proxies() -> None:
+    registry = bookinfo_registry()
+    configs = bookinfo_configs()
+    before = PushContext.build(configs, registry)
+    new_vs = ConfigEntry(
+        "VirtualService",
+        "reviews",
+        NS,
+        n.VirtualService(
+            hosts=["reviews"],
+            http=[
+                n.HttpRoute(
+                    route=[n.HttpRouteDestination(destination=n.Destination(host="reviews"))]
+                )
+            ],
+        ),
+    )
+    after = PushContext.build(_replace(configs, new_vs), registry)
+    change = compute_changes(before, after)
+    assert change.configs == {ConfigKey("VirtualService", NS, "reviews")}
+    assert not change.endpoints_only and change.type_urls == ALL_TYPES
+    assert REVIEWS in change.hosts
+    assert change.affects(after, SIDECAR)
+    assert change.affects(after, GATEWAY)
+    assert not change.affects(after, RESTRICTED)
+
+
+def test_sidecar_change_affects_its_namespace_only() -> None:
+    registry = bookinfo_registry()
+    configs = bookinfo_configs()
+    before = PushContext.build(configs, registry)
+    widened = ConfigEntry(
+        "Sidecar",
+        "restricted",
+        NS,
+        n.Sidecar(
+            workload_selector=n.WorkloadSelector(labels={"app": "restricted"}),
+            egress=[n.IstioEgressListener(hosts=["*/*"])],
+        ),
+    )
+    after = PushContext.build(_replace(configs, widened), registry)
+    change = compute_changes(before, after)
+    assert change.sidecar_namespaces == {NS}
+    assert change.affects(after, RESTRICTED)
+    elsewhere = ProxyInfo("p", namespace="other", labels={"app": "restricted"})
+    assert not change.affects(after, elsewhere)
+
+
+def test_service_entry_endpoint_edit_is_endpoint_only() -> None:
+    def entry(address: str) -> ConfigEntry:
+        return ConfigEntry(
+            "ServiceEntry",
+            "vm",
+            NS,
+            n.ServiceEntry(
+                hosts=["vm.example"],
+                ports=[n.ServicePort(number=80, name="http")],
+                resolution=n.ServiceEntryResolution.STATIC,
+                endpoints=[n.WorkloadEntry(address=address)],
+            ),
+        )
+
+    registry = bookinfo_registry()
+    before = PushContext.build([*bookinfo_configs(), entry("1.1.1.1")], registry)
+    after = PushContext.build([*bookinfo_configs(), entry("1.1.1.2")], registry)
+    change = compute_changes(before, after)
+    assert change.endpoints_only
+    assert change.changed_clusters(after) == {"outbound|80||vm.example"}
+
+
+def test_workload_entry_change_is_endpoint_only() -> None:
+    se = ConfigEntry(
+        "ServiceEntry",
+        "vm",
+        NS,
+        n.ServiceEntry(
+            hosts=["vm.example"],
+            ports=[n.ServicePort(number=80, name="http")],
+            workload_selector=n.WorkloadSelector(labels={"app": "vm"}),
+        ),
+    )
+
+    def we(address: str) -> ConfigEntry:
+        return ConfigEntry(
+            "WorkloadEntry", "vm-1", NS, n.WorkloadEntry(address=address, labels={"app": "vm"})
+        )
+
+    before = PushContext.build([se, we("1.1.1.1")])
+    after = PushContext.build([se, we("1.1.1.2")])
+    change = compute_changes(before, after)
+    assert change.endpoints_only and change.endpoint_services == {(NS, "vm.example")}
+
+
+def test_new_service_is_a_full_push() -> None:
+    registry = bookinfo_registry()
+    before = PushContext.build(bookinfo_configs(), registry)
+    extra = ConfigEntry(
+        "ServiceEntry",
+        "new",
+        NS,
+        n.ServiceEntry(hosts=["new.example"], ports=[n.ServicePort(number=80, name="http")]),
+    )
+    after = PushContext.build([*bookinfo_configs(), extra], registry)
+    change = compute_changes(before, after)
+    assert (NS, "new.example") in change.services
+    assert change.type_urls == ALL_TYPES
+
+
+def test_generator_turns_changes_into_push_requests() -> None:
+    registry = bookinfo_registry()
+    generator = PushContextGenerator(PushContext.build(bookinfo_configs(), registry))
+    assert generator.apply(PushContext.build(bookinfo_configs(), registry)) is None
+    registry.set_endpoints(RATINGS, NS, [Endpoint("10.0.2.9")])
+    request = generator.apply(PushContext.build(bookinfo_configs(), registry))
+    assert request is not None
+    assert request.types == frozenset({ENDPOINT_TYPE})
+    assert request.changed is not None
+    assert request.changed[ENDPOINT_TYPE] == {
+        f"outbound|9080||{RATINGS}",
+        f"outbound|3306||{RATINGS}",
+    }
+    assert request.proxies is not None
+    assert request.proxies(RESTRICTED)  # it imports ratings
+    clusters = generator.generate(SIDECAR, ENDPOINT_TYPE, [f"outbound|9080||{RATINGS}"])
+    assert set(clusters) == {f"outbound|9080||{RATINGS}"}
