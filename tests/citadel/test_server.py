@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -312,3 +313,31 @@ async def test_unreachable_ca(ca: CertificateAuthority) -> None:
     async with CitadelClient("127.0.0.1", 9, root_cert_pem=ca.root_pem, timeout=2) as client:
         with pytest.raises(CaUnavailableError, match="unreachable"):
             await client.request_certificate(token="t")
+
+
+async def test_signing_in_worker_processes(ca: CertificateAuthority, ec_issuer: Any) -> None:
+    options = CitadelServerOptions(
+        jwt_rule=JwtRule.from_json(ec_issuer.rule()), signing_processes=1
+    )
+    async with CitadelServer(options, ca=ca) as server, _client(server) as client:
+        bundles = await asyncio.gather(
+            *(client.request_certificate(token=ec_issuer.token("w", f"sa{i}")) for i in range(4))
+        )
+        assert [b.identity.service_account for b in bundles] == ["sa0", "sa1", "sa2", "sa3"]
+        with pytest.raises(CertificateRequestError, match="INVALID_ARGUMENT"):
+            await client.create_certificate("garbage", token=ec_issuer.token())
+        assert server.stats().failed == {"invalid_csr": 1}
+
+
+async def test_verified_tokens_are_remembered_only_until_expiry(ec_issuer: Any) -> None:
+    from istio_sdk.citadel import CallerContext, JwtAuthenticator, JwtError
+
+    now = [time.time()]
+    authenticator = JwtAuthenticator(JwtRule.from_json(ec_issuer.rule()), clock=lambda: now[0])
+    token = ec_issuer.token("a", "b", lifetime=30)
+    caller = CallerContext(metadata={"authorization": f"Bearer {token}"})
+    assert await authenticator.authenticate(caller) == Identity("a", "b")
+    assert await authenticator.authenticate(caller) == Identity("a", "b")
+    now[0] += 3600
+    with pytest.raises(JwtError, match="expired"):
+        await authenticator.authenticate(caller)

@@ -102,6 +102,7 @@ class JwtAuthenticator:
         trust_domain: str = DEFAULT_TRUST_DOMAIN,
         jwks_cache_seconds: float = 20 * 60,
         min_refresh_seconds: float = 10.0,
+        verified_cache_seconds: float = 60.0,
         http_client: httpx.AsyncClient | None = None,
         clock: Any = time.time,
     ) -> None:
@@ -115,6 +116,9 @@ class JwtAuthenticator:
         self._fetched_at: float | None = None
         self._lock = asyncio.Lock()
         self.jwks_fetches = 0
+        self._verified: dict[str, tuple[Identity, float]] = {}
+        self._verified_seconds = verified_cache_seconds
+        self._cache_size = 4096
 
     async def _fetch_keys(self) -> tuple[JsonWebKey, ...]:
         assert self.rule.jwks_uri is not None
@@ -147,6 +151,21 @@ class JwtAuthenticator:
         token = caller.bearer_token
         if token is None:
             return None
+        now = self._clock()
+        cached = self._verified.get(token)
+        if cached is not None:
+            if now < cached[1]:
+                return cached[0]
+            del self._verified[token]
+        identity, exp = await self._verify(token)
+        # Remember the exact token (signature included) briefly: agents renew with the same
+        # token, and re-verifying it each time is pure cost. Never past its expiry.
+        if len(self._verified) >= self._cache_size:
+            self._verified.pop(next(iter(self._verified)))
+        self._verified[token] = (identity, min(exp, now + self._verified_seconds))
+        return identity
+
+    async def _verify(self, token: str) -> tuple[Identity, float]:
         keys = await self._current_keys()
         try:
             claims = verify_jwt(token, self.rule, keys, now=self._clock())
@@ -156,7 +175,7 @@ class JwtAuthenticator:
                 raise
             keys = await self._current_keys(force=True)
             claims = verify_jwt(token, self.rule, keys, now=self._clock())
-        return identity_from_claims(claims, self._trust_domain)
+        return identity_from_claims(claims, self._trust_domain), float(claims["exp"])
 
 
 class TokenReviewAuthenticator:

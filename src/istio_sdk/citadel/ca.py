@@ -258,6 +258,44 @@ class CertificateAuthority:
         ca.write_directory(directory)
         return ca
 
+    @classmethod
+    def from_pem(
+        cls,
+        key_pem: bytes,
+        cert_pem: str,
+        root_pem: str,
+        intermediates_pem: str = "",
+        options: CaOptions | None = None,
+    ) -> CertificateAuthority:
+        """Build from in-memory PEM (signing key, signing cert, root, optional intermediates)."""
+        try:
+            key = load_private_key(key_pem)
+            cert = x509.load_pem_x509_certificate(cert_pem.encode("ascii"))
+            root = x509.load_pem_x509_certificate(root_pem.encode("ascii"))
+            intermediates = (
+                x509.load_pem_x509_certificates(intermediates_pem.encode("ascii"))
+                if intermediates_pem.strip()
+                else []
+            )
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+            raise CaConfigError(f"CA PEM material cannot be loaded: {exc}") from exc
+        ca = cls(key, cert, root, intermediates, options)
+        ca._check_chain()
+        return ca
+
+    def worker_state(self) -> tuple[bytes, str, str, str, CaOptions]:
+        """What :meth:`from_pem` needs to rebuild this CA in a signing worker process.
+
+        Holds the private key: pass it only to processes of this program.
+        """
+        return (
+            private_key_pem(self._key),
+            certificate_pem(self._cert),
+            "".join(certificate_pem(c) for c in self._intermediates),
+            certificate_pem(self._root),
+            self.options,
+        )
+
     def write_directory(self, ca_dir: str | os.PathLike[str]) -> None:
         """Write Istio's four CA files into ``ca_dir`` (the key with mode 0600)."""
         directory = pathlib.Path(ca_dir)

@@ -27,6 +27,7 @@ from istio_sdk.api.istio.v1.auth import (
     IstioCertificateServiceBase,
 )
 from istio_sdk.citadel._net import bind_tcp
+from istio_sdk.citadel._signing_pool import sign_in_pool, signing_pool
 from istio_sdk.citadel._tls import server_ssl_context
 from istio_sdk.citadel.authn import (
     Authenticator,
@@ -86,7 +87,10 @@ class CitadelServerOptions:
     serving_dns_names: tuple[str, ...] = ("istiod.istio-system.svc", "localhost")
     serving_ip_addresses: tuple[str, ...] = ("127.0.0.1",)
     signing_threads: int = 0
-    """Sign in a pool of this many threads (0: sign on the event loop)."""
+    """Sign in a pool of this many threads (0: sign on the event loop). Keeps the loop
+    responsive but adds no throughput: ``cryptography`` holds the GIL while signing."""
+    signing_processes: int = 0
+    """Sign in this many worker processes (0: none); takes precedence over threads."""
     grpc_settings: GrpcSettings = attrs.field(factory=GrpcSettings)
 
 
@@ -218,9 +222,14 @@ class CitadelService(IstioCertificateServiceBase):  # type: ignore[misc]
     ) -> IssuedCertificate:
         if self._executor is None:
             return self.ca.sign_csr(request.csr, identity, request.validity_duration)
+        sign = (
+            sign_in_pool
+            if isinstance(self._executor, concurrent.futures.ProcessPoolExecutor)
+            else self.ca.sign_csr
+        )
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            self._executor, self.ca.sign_csr, request.csr, identity, request.validity_duration
+            self._executor, sign, request.csr, identity, request.validity_duration
         )
 
 
@@ -250,8 +259,10 @@ class CitadelServer:
         self._token_review: TokenReviewAuthenticator | None = None
         if authenticators is None:
             authenticators = self._default_authenticators()
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        if self.options.signing_threads > 0:
+        self._executor: concurrent.futures.Executor | None = None
+        if self.options.signing_processes > 0:
+            self._executor = signing_pool(ca, self.options.signing_processes)
+        elif self.options.signing_threads > 0:
             self._executor = concurrent.futures.ThreadPoolExecutor(
                 self.options.signing_threads, thread_name_prefix="citadel-sign"
             )
