@@ -190,3 +190,31 @@ def test_generator_turns_changes_into_push_requests() -> None:
     assert request.proxies(RESTRICTED)  # it imports ratings
     clusters = generator.generate(SIDECAR, ENDPOINT_TYPE, [f"outbound|9080||{RATINGS}"])
     assert set(clusters) == {f"outbound|9080||{RATINGS}"}
+
+
+def test_push_context_from_config_store_follows_its_revisions() -> None:
+    from istio_sdk.config import ConfigStore, ObjectMeta, Resource
+
+    def entry(port: int) -> Resource:
+        return Resource(
+            api_version="networking.istio.io/v1",
+            kind="ServiceEntry",
+            metadata=ObjectMeta(name="ext", namespace=NS),
+            spec=n.ServiceEntry(
+                hosts=["ext.example"],
+                ports=[n.ServicePort(number=port, name="http")],
+                resolution=n.ServiceEntryResolution.DNS,
+            ),
+        )
+
+    store = ConfigStore([entry(80)])
+    registry = bookinfo_registry()
+    before = PushContext.from_store(store, registry)
+    assert before.service_for_host("ext.example") is not None
+    assert before.service_for_host(REVIEWS) is not None
+    store.apply(entry(8080))
+    after = PushContext.from_store(store, registry)
+    assert after.version != before.version
+    change = compute_changes(before, after)
+    assert change.configs == {ConfigKey("ServiceEntry", NS, "ext")}
+    assert (NS, "ext.example") in change.services

@@ -77,6 +77,8 @@ _KIND_ALIASES = {
     "workloadentry": "WorkloadEntry",
 }
 _VERSION_COUNTER = itertools.count(1)
+TRANSLATED_KINDS = frozenset(_KIND_ALIASES.values())
+"""The config kinds translation reads; changes to other kinds push nothing."""
 
 
 class PushContextError(ValueError):
@@ -89,6 +91,13 @@ class _MetaLike(Protocol):
 
     @property
     def namespace(self) -> str | None: ...
+
+
+class _StoreLike(Protocol):
+    def list(self, kind: str | None = None, namespace: str | None = None) -> list[Any]: ...
+
+    @property
+    def revision(self) -> int: ...
 
 
 class ConfigLike(Protocol):
@@ -366,6 +375,33 @@ class PushContext:
             services=services,
             endpoints=endpoints,
             version=version if version is not None else str(next(_VERSION_COUNTER)),
+            domain_suffix=domain_suffix,
+            root_namespace=root_namespace,
+        )
+
+    @classmethod
+    def from_store(
+        cls,
+        store: _StoreLike,
+        registry: ServiceRegistry | RegistrySnapshot | None = None,
+        *,
+        domain_suffix: str = DEFAULT_DOMAIN_SUFFIX,
+        root_namespace: str = ROOT_NAMESPACE,
+    ) -> PushContext:
+        """Snapshot every networking resource of an ``istio_sdk.config.ConfigStore``.
+
+        The version is the store's revision (plus the registry's, when one is given).
+        """
+        resources = [r for r in store.list() if r.kind in TRANSLATED_KINDS]
+        version = str(store.revision)
+        if isinstance(registry, ServiceRegistry):
+            registry = registry.snapshot()
+        if registry is not None:
+            version = f"{version}.{registry.revision}"
+        return cls.build(
+            resources,
+            registry,
+            version=version,
             domain_suffix=domain_suffix,
             root_namespace=root_namespace,
         )
@@ -708,7 +744,7 @@ def compute_changes(old: PushContext | None, new: PushContext) -> ChangeSet:
         if before is not None and after is not None and before.digest == after.digest:
             continue
         # WorkloadEntries only feed endpoints; their effect shows up as endpoint changes.
-        if key.kind == "WorkloadEntry":
+        if key.kind == "WorkloadEntry" or key.kind not in TRANSLATED_KINDS:
             continue
         changed.add(key)
         for entry in (before, after):
