@@ -319,6 +319,19 @@ class PushContext:
             svc = self.services[skey]
             self._by_host.setdefault(svc.hostname, []).append(svc)
         self._scopes: dict[tuple[str, tuple[tuple[str, str], ...]], SidecarScope] = {}
+        self._memo: dict[tuple[object, ...], Any] = {}
+        # DestinationRules by the host they name (resolved), wildcards apart: lookups stay
+        # proportional to the rules for one host, not to every rule in the mesh.
+        self._rules_exact: dict[str, list[ConfigEntry]] = {}
+        self._rules_wild: list[tuple[str, ConfigEntry]] = []
+        for entry in by_kind.get("DestinationRule", ()):
+            if not isinstance(entry.spec, networking.DestinationRule):
+                continue
+            host = self.fqdn(entry.spec.host, entry.namespace)
+            if "*" in host:
+                self._rules_wild.append((host, entry))
+            else:
+                self._rules_exact.setdefault(host, []).append(entry)
 
     # -- construction -------------------------------------------------------------------
 
@@ -490,17 +503,26 @@ class PushContext:
         self._scopes[memo_key] = scope
         return scope
 
+    @staticmethod
+    def _proxy_key(proxy: ProxyInfo) -> tuple[object, ...]:
+        return (proxy.namespace, tuple(proxy.labels.items()))
+
     def services_for(self, proxy: ProxyInfo) -> list[Service]:
         """Services ``proxy`` sees: exported to its namespace and imported by its Sidecar."""
+        key = ("services", *self._proxy_key(proxy))
+        cached: list[Service] | None = self._memo.get(key)
+        if cached is not None:
+            return list(cached)
         scope = self.sidecar_scope(proxy)
         out = []
-        for key in sorted(self.services):
-            svc = self.services[key]
+        for skey in sorted(self.services):
+            svc = self.services[skey]
             if not svc.visible_from(proxy.namespace):
                 continue
             if scope.allows(svc.namespace, svc.hostname, proxy.namespace):
                 out.append(svc)
-        return out
+        self._memo[key] = out
+        return list(out)
 
     def virtual_services_for(self, proxy: ProxyInfo, gateway: str = "mesh") -> list[ConfigEntry]:
         """VirtualServices that apply to ``gateway`` (``mesh`` for sidecars) and ``proxy``.
@@ -508,6 +530,10 @@ class PushContext:
         ``gateway`` is ``NAMESPACE/NAME`` for a Gateway. Order: the proxy's namespace first,
         then the rest by namespace and name (Istio's precedence for conflicting hosts).
         """
+        key = ("virtual-services", gateway, *self._proxy_key(proxy))
+        cached: list[ConfigEntry] | None = self._memo.get(key)
+        if cached is not None:
+            return list(cached)
         out: list[ConfigEntry] = []
         scope = self.sidecar_scope(proxy)
         for entry in self.entries("VirtualService"):
@@ -526,24 +552,44 @@ class PushContext:
                 continue
             out.append(entry)
         out.sort(key=lambda e: (e.namespace != proxy.namespace, e.namespace, e.name))
-        return out
+        self._memo[key] = out
+        return list(out)
 
-    def virtual_service_for_host(
-        self, hostname: str, proxy: ProxyInfo, gateway: str = "mesh"
-    ) -> ConfigEntry | None:
-        """The VirtualService routing ``hostname`` for ``proxy``: exact host over wildcard."""
-        best: tuple[int, ConfigEntry] | None = None
+    def _virtual_service_index(
+        self, proxy: ProxyInfo, gateway: str
+    ) -> tuple[dict[str, ConfigEntry], list[tuple[str, ConfigEntry]]]:
+        key = ("vs-index", gateway, *self._proxy_key(proxy))
+        cached = self._memo.get(key)
+        if cached is not None:
+            index: tuple[dict[str, ConfigEntry], list[tuple[str, ConfigEntry]]] = cached
+            return index
+        exact: dict[str, ConfigEntry] = {}
+        wild: list[tuple[str, ConfigEntry]] = []
         for entry in self.virtual_services_for(proxy, gateway):
             spec = entry.spec
             assert isinstance(spec, networking.VirtualService)
             for host in spec.hosts:
                 full = self.fqdn(host, entry.namespace)
-                if full == hostname:
-                    return entry
-                if host_matches(full, hostname):
-                    rank = len(full)
-                    if best is None or rank > best[0]:
-                        best = (rank, entry)
+                if "*" in full:
+                    wild.append((full, entry))
+                else:
+                    exact.setdefault(full, entry)  # first in precedence order wins
+        self._memo[key] = (exact, wild)
+        return exact, wild
+
+    def virtual_service_for_host(
+        self, hostname: str, proxy: ProxyInfo, gateway: str = "mesh"
+    ) -> ConfigEntry | None:
+        """The VirtualService routing ``hostname`` for ``proxy``: exact host over wildcard
+        (the most specific wildcard wins)."""
+        exact, wild = self._virtual_service_index(proxy, gateway)
+        found = exact.get(hostname)
+        if found is not None:
+            return found
+        best: tuple[int, ConfigEntry] | None = None
+        for pattern, entry in wild:
+            if host_matches(pattern, hostname) and (best is None or len(pattern) > best[0]):
+                best = (len(pattern), entry)
         return best[1] if best else None
 
     def destination_rule(self, hostname: str, proxy: ProxyInfo) -> ConfigEntry | None:
@@ -552,13 +598,18 @@ class PushContext:
         Precedence as Istio: the proxy's namespace, then the service's, then the root
         namespace, then any exporting namespace; an exact host beats a wildcard.
         """
+        key = ("destination-rule", hostname, *self._proxy_key(proxy))
+        if key in self._memo:
+            memoised: ConfigEntry | None = self._memo[key]
+            return memoised
         svc = self.service_for_host(hostname, proxy)
         svc_ns = svc.namespace if svc else ""
+        candidates = [(hostname, e) for e in self._rules_exact.get(hostname, ())]
+        candidates += [(h, e) for h, e in self._rules_wild if host_matches(h, hostname)]
         ranked: list[tuple[int, int, str, str, ConfigEntry]] = []
-        for entry in self.entries("DestinationRule"):
+        for host, entry in candidates:
             spec = entry.spec
-            if not isinstance(spec, networking.DestinationRule):
-                continue
+            assert isinstance(spec, networking.DestinationRule)
             if not _visible(spec.export_to, entry.namespace, proxy.namespace):
                 continue
             if spec.workload_selector is not None and spec.workload_selector.match_labels:
@@ -567,9 +618,6 @@ class PushContext:
                     proxy.labels.get(k) == v for k, v in sel.items()
                 ):
                     continue
-            host = self.fqdn(spec.host, entry.namespace)
-            if not host_matches(host, hostname):
-                continue
             if entry.namespace == proxy.namespace:
                 ns_rank = 0
             elif entry.namespace == svc_ns:
@@ -580,10 +628,10 @@ class PushContext:
                 ns_rank = 3
             exact = 0 if host == hostname else 1
             ranked.append((ns_rank, exact, entry.namespace, entry.name, entry))
-        if not ranked:
-            return None
         ranked.sort(key=lambda t: t[:4])
-        return ranked[0][4]
+        result = ranked[0][4] if ranked else None
+        self._memo[key] = result
+        return result
 
     def gateways_for(self, proxy: ProxyInfo) -> list[ConfigEntry]:
         """Gateways whose ``selector`` matches the proxy's labels (router proxies only)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 
 import betterproto2
 
@@ -75,13 +76,21 @@ def socket_address(address: str, port: int) -> core.Address:
     return core.Address(socket_address=core.SocketAddress(address=address, port_value=port))
 
 
-def http_filters(*, with_fault: bool = True) -> list[hcm.HttpFilter]:
-    """The HTTP filter chain: fault (so routes can inject faults), router always last."""
+@functools.cache
+def _http_filter_chain(with_fault: bool) -> tuple[hcm.HttpFilter, ...]:
     filters = []
     if with_fault:
         filters.append(hcm.HttpFilter(name=FAULT_FILTER, typed_config=pack(fault.HttpFault())))
     filters.append(hcm.HttpFilter(name=ROUTER_FILTER, typed_config=pack(router.Router())))
-    return filters
+    return tuple(filters)
+
+
+def http_filters(*, with_fault: bool = True) -> list[hcm.HttpFilter]:
+    """The HTTP filter chain: fault (so routes can inject faults), router always last.
+
+    The filter messages are shared between listeners (treat them as read-only).
+    """
+    return list(_http_filter_chain(with_fault))
 
 
 def hcm_filter(connection_manager: hcm.HttpConnectionManager) -> listener.Filter:
