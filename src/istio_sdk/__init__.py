@@ -26,6 +26,8 @@ _EXPORTS: dict[str, str] = {
     "CertificateAuthority": "istio_sdk.citadel",
     "CertificateBundle": "istio_sdk.citadel",
     "CitadelAgent": "istio_sdk.citadel.agent",
+    "PushContext": "istio_sdk.pilot.push_context",
+    "ServiceRegistry": "istio_sdk.pilot.registry",
 }
 
 __all__ = [  # grouped like _EXPORTS; tests/core/test_public_api.py checks they agree
@@ -43,6 +45,8 @@ __all__ = [  # grouped like _EXPORTS; tests/core/test_public_api.py checks they 
     "CertificateAuthority",
     "CertificateBundle",
     "CitadelAgent",
+    "PushContext",
+    "ServiceRegistry",
 ]
 
 if TYPE_CHECKING:
@@ -59,6 +63,8 @@ if TYPE_CHECKING:
     from istio_sdk.config import dump_resources as dump_resources
     from istio_sdk.config import load_resources as load_resources
     from istio_sdk.config import validate as validate
+    from istio_sdk.pilot.push_context import PushContext as PushContext
+    from istio_sdk.pilot.registry import ServiceRegistry as ServiceRegistry
 
 
 def __getattr__(name: str) -> Any:
