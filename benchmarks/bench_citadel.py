@@ -22,6 +22,7 @@ import asyncio
 import datetime
 import json
 import multiprocessing
+import os
 import pathlib
 import sys
 import tempfile
@@ -197,6 +198,7 @@ def main(argv: list[str] | None = None) -> None:
             if process.is_alive():
                 process.terminate()
         print(f"server counters: signed={signed} failed={failed}")
+        print("load average (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
 
 if __name__ == "__main__":
