@@ -53,6 +53,9 @@ _PB2_MODULES = [
 for _module in _PB2_MODULES:
     importlib.import_module(_module)
 
+# protoc-gen-validate's own templates still call FieldDescriptor.label (deprecated in 6.x).
+pytestmark = pytest.mark.filterwarnings("ignore:label\\(\\) is deprecated:DeprecationWarning")
+
 _POOL = descriptor_pool.Default()
 
 
@@ -70,7 +73,7 @@ def _anys(message: OfficialMessage) -> Iterator[any_pb2.Any]:
             continue
         if field.message_type.GetOptions().map_entry:
             items = list(value.values())
-        elif field.label == field.LABEL_REPEATED:
+        elif field.is_repeated:
             items = list(value)
         else:
             items = [value]
