@@ -341,3 +341,34 @@ async def test_verified_tokens_are_remembered_only_until_expiry(ec_issuer: Any) 
     now[0] += 3600
     with pytest.raises(JwtError, match="expired"):
         await authenticator.authenticate(caller)
+
+
+async def test_self_signed_root_rotates_inside_grace_period(tmp_path: Any, ec_issuer: Any) -> None:
+    import datetime
+
+    from istio_sdk.citadel import CaOptions
+
+    ca_options = CaOptions(
+        key_algorithm=KeyAlgorithm.ECDSA_P256, root_ttl=datetime.timedelta(days=10)
+    )
+    # A root made nine days ago with a ten-day life: inside the 20% grace period now.
+    nine_days_ago = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=9)
+    CertificateAuthority.create_self_signed(ca_options, now=nine_days_ago).write_directory(tmp_path)
+    options = CitadelServerOptions(
+        ca_dir=str(tmp_path), ca_options=ca_options, jwt_rule=JwtRule.from_json(ec_issuer.rule())
+    )
+    async with CitadelServer(options) as server:
+        old_root = server.root_pem
+        async with _client(server) as client:
+            before = await client.request_certificate(token=ec_issuer.token())
+        assert not server.rotate_root_if_needed(nine_days_ago)
+        assert server.rotate_root_if_needed()
+        assert server.root_pem != old_root
+        assert (tmp_path / "root-cert.pem").read_text() == server.root_pem
+        # Clients holding either root keep working; old leaves verify under the new root.
+        for root in (old_root, server.root_pem):
+            async with CitadelClient("127.0.0.1", server.port, root_cert_pem=root) as client:
+                after = await client.request_certificate(token=ec_issuer.token())
+            assert after.root_cert_pem == server.root_pem
+        new_root = x509.load_pem_x509_certificate(server.root_pem.encode())
+        x509.load_pem_x509_certificate(before.leaf_pem.encode()).verify_directly_issued_by(new_root)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import contextlib
+import datetime
 import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -142,7 +144,7 @@ class CitadelService(IstioCertificateServiceBase):  # type: ignore[misc]
     ) -> None:
         self.ca = ca
         self.authenticators = tuple(authenticators)
-        self._executor = executor
+        self.executor = executor
         self._signed = 0
         self._failed: collections.Counter[str] = collections.Counter()
         self._authenticated_by: collections.Counter[str] = collections.Counter()
@@ -220,16 +222,16 @@ class CitadelService(IstioCertificateServiceBase):  # type: ignore[misc]
     async def _sign(
         self, request: IstioCertificateRequest, identity: Identity
     ) -> IssuedCertificate:
-        if self._executor is None:
+        if self.executor is None:
             return self.ca.sign_csr(request.csr, identity, request.validity_duration)
         sign = (
             sign_in_pool
-            if isinstance(self._executor, concurrent.futures.ProcessPoolExecutor)
+            if isinstance(self.executor, concurrent.futures.ProcessPoolExecutor)
             else self.ca.sign_csr
         )
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            self._executor, sign, request.csr, identity, request.validity_duration
+            self.executor, sign, request.csr, identity, request.validity_duration
         )
 
 
@@ -269,6 +271,7 @@ class CitadelServer:
         self.service = CitadelService(ca, authenticators, executor=self._executor)
         self._server: grpclib.server.Server | None = None
         self._port: int | None = None
+        self._root_watch: asyncio.Task[None] | None = None
 
     def _default_authenticators(self) -> list[Authenticator]:
         trust_domain = self.ca.trust_domain
@@ -303,6 +306,36 @@ class CitadelServer:
         """The service's counters."""
         return self.service.stats()
 
+    def rotate_root_if_needed(self, now: datetime.datetime | None = None) -> bool:
+        """Re-issue a self-signed root inside its grace period (Istio's root cert rotator).
+
+        The new root keeps the key, so certificates issued before keep verifying; it is
+        written to ``ca_dir`` when there is one. A plugged-in CA is never rotated here.
+        Returns whether the root changed.
+        """
+        if not self.ca.is_self_signed() or not self.ca.root_needs_rotation(now):
+            return False
+        rotated = self.ca.rotate_self_signed_root(now)
+        if self.options.ca_dir is not None:
+            rotated.write_directory(self.options.ca_dir)
+        if isinstance(self._executor, concurrent.futures.ProcessPoolExecutor):
+            self._executor.shutdown(wait=False)
+            self._executor = signing_pool(rotated, self.options.signing_processes)
+            self.service.executor = self._executor
+        self.ca = rotated
+        self.service.ca = rotated
+        log.info(
+            "self-signed root rotated; new root valid until %s",
+            rotated.root_certificate.not_valid_after_utc,
+        )
+        return True
+
+    async def _watch_root(self) -> None:
+        interval = self.options.ca_options.root_check_interval.total_seconds()
+        while True:
+            await asyncio.sleep(interval)
+            self.rotate_root_if_needed()
+
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
         """Listen on ``host:port`` over TLS with a serving certificate from this CA."""
         if self._server is not None:
@@ -317,6 +350,7 @@ class CitadelServer:
         await server.start(sock=sock, ssl=context)
         self._server = server
         self._port = sock.getsockname()[1]
+        self._root_watch = asyncio.create_task(self._watch_root(), name="citadel-root-rotation")
         log.info(
             "Citadel CA listening on %s:%d (trust domain %s)",
             host,
@@ -326,6 +360,11 @@ class CitadelServer:
 
     async def stop(self) -> None:
         """Stop serving and release the signing pool and HTTP clients."""
+        if self._root_watch is not None:
+            self._root_watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._root_watch
+            self._root_watch = None
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
