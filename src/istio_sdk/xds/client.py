@@ -24,7 +24,7 @@ from istio_sdk.api.envoy.config.core.v3 import Node
 from istio_sdk.api.envoy.service.discovery.v3 import DeltaDiscoveryRequest, DiscoveryRequest
 from istio_sdk.api.google.rpc import Status
 from istio_sdk.xds.errors import XdsProtocolError
-from istio_sdk.xds.types import is_full_state, is_legacy_wildcard
+from istio_sdk.xds.types import is_full_state
 
 Mode = Literal["sotw", "delta"]
 WILDCARD = "*"
@@ -88,6 +88,9 @@ class _TypeState:
     # held before the pending response was applied, to restore on NACK
     held_before: dict[str, str] | None = None
     active: bool = True
+
+    def watches(self, name: str) -> bool:
+        return self.wildcard or name in self.names
 
 
 def _transition(ts: _TypeState, event: ClientEvent, type_url: str) -> None:
@@ -157,8 +160,10 @@ class ClientSession:
 
         Returns the request to send, or ``None`` when nothing changed.
         """
-        ts = self._types.setdefault(type_url, _TypeState(active=False))
         wanted = None if names is None else set(names)
+        if wanted is not None and not wanted:
+            return None  # an empty first request would mean "everything" for LDS/CDS
+        ts = self._types.setdefault(type_url, _TypeState(active=False))
         new_wild = wanted is None or WILDCARD in wanted
         added = {n for n in (wanted or ()) if n != WILDCARD} - ts.names
         first = not ts.active
@@ -219,6 +224,7 @@ class ClientSession:
                 "SotW response on a delta session", state="delta", event="RECEIVE"
             )
         ts = self._checked_receive(type_url, nonce)
+        resources = {n: p for n, p in resources.items() if ts.watches(n)}
         removed: frozenset[str] = frozenset()
         ts.held_before = dict(ts.held) if ts.held_before is None else ts.held_before
         if is_full_state(type_url):
@@ -246,6 +252,8 @@ class ClientSession:
             )
         ts = self._checked_receive(type_url, nonce)
         ts.held_before = dict(ts.held) if ts.held_before is None else ts.held_before
+        # Resources that race with an unsubscribe are not wanted any more: drop them.
+        resources = {n: p for n, p in resources.items() if ts.watches(n)}
         gone = frozenset(removed)
         for name in gone:
             ts.held.pop(name, None)
@@ -353,8 +361,10 @@ class ClientSession:
     def _sotw_request(
         self, type_url: str, ts: _TypeState, nonce: str, error: Status | None = None
     ) -> DiscoveryRequest:
+        # Wildcard is always explicit ("*"), never the legacy empty list, so that an empty
+        # list later unambiguously means "nothing".
         names = sorted(ts.names)
-        if ts.wildcard and (names or not is_legacy_wildcard(type_url)):
+        if ts.wildcard:
             names.insert(0, WILDCARD)
         return DiscoveryRequest(
             version_info=ts.accepted_version,

@@ -122,6 +122,7 @@ class TypeStatus:
     # subscribed names that did not exist yet, to report as removed once (delta)
     announce_absent: set[str] = attrs.Factory(set)
     force_next: bool = False
+    legacy_wildcard: bool = False  # wildcard by the empty-first-request rule (SotW)
 
     def watches(self, name: str) -> bool:
         """Whether the client subscribed to ``name`` (explicitly or by wildcard)."""
@@ -172,9 +173,11 @@ class ServerSession:
         if st is None or st.state is ServerTypeState.UNSUBSCRIBED:
             # First request for this type on this stream (a nonce from an old stream is moot).
             st = self.types.setdefault(url, TypeStatus())
-            st.wildcard = WILDCARD in names or (not names and is_legacy_wildcard(url))
+            st.legacy_wildcard = not names and is_legacy_wildcard(url)
+            st.wildcard = WILDCARD in names or st.legacy_wildcard
             names.discard(WILDCARD)
             st.names = names
+            st.force_next = True  # the first request is always answered, even if empty
             _move(st, RequestKind.INITIAL, url)
             return RequestResult(
                 RequestKind.INITIAL, url, subscribed=frozenset(names), needs_push=True
@@ -184,7 +187,11 @@ class ServerSession:
             # Envoy's rule: a request answering an older response carries nothing current.
             _move(st, RequestKind.STALE, url)
             return RequestResult(RequestKind.STALE, url, nonce=req.response_nonce)
-        wildcard = WILDCARD in names or (not names and st.wildcard and is_legacy_wildcard(url))
+        # An empty list keeps a legacy wildcard alive; once the client named anything (or sent
+        # "*"), an empty list means it wants nothing.
+        if names:
+            st.legacy_wildcard = False
+        wildcard = WILDCARD in names or (not names and st.legacy_wildcard)
         names.discard(WILDCARD)
         added = frozenset(names - st.names)
         removed = frozenset(st.names - names)

@@ -61,8 +61,8 @@ def encode_discovery_response(
 
 
 def encode_delta_resource(name: str, version: str, any_bytes: bytes) -> bytes:
-    """Serialized ``envoy.service.discovery.v3.Resource{version, resource, name}``."""
-    return _str_field(_T1, version) + _str_field(_T3, name) + _len_field(_T4, any_bytes)
+    """Serialized ``envoy.service.discovery.v3.Resource{version=1, resource=2, name=3}``."""
+    return _str_field(_T1, version) + _len_field(_T2, any_bytes) + _str_field(_T3, name)
 
 
 def encode_delta_response(
@@ -220,10 +220,10 @@ def _decode_delta_resource(data: bytes) -> DeltaResource:
         assert isinstance(v, bytes)
         if number == 1:
             version = v.decode()
+        elif number == 2:
+            payload = decode_any(v)
         elif number == 3:
             name = v.decode()
-        elif number == 4:
-            payload = decode_any(v)
     return DeltaResource(name, version, payload)
 
 

@@ -1,0 +1,152 @@
+"""ServerSession: classification of requests and planning of pushes, SotW and delta."""
+
+from __future__ import annotations
+
+import pytest
+
+from istio_sdk import xds
+from istio_sdk.api.envoy.service.discovery.v3 import DeltaDiscoveryRequest, DiscoveryRequest
+from istio_sdk.api.google.rpc import Status
+from istio_sdk.xds import RequestKind
+
+WORLD = {"a": "1", "b": "1", "c": "1"}
+
+
+def test_legacy_empty_first_request_is_wildcard_only_for_lds_and_cds() -> None:
+    s = xds.ServerSession()
+    assert s.receive(DiscoveryRequest(type_url=xds.CLUSTER)).kind is RequestKind.INITIAL
+    assert s.types[xds.CLUSTER].wildcard
+    s.receive(DiscoveryRequest(type_url=xds.ENDPOINT))
+    assert not s.types[xds.ENDPOINT].wildcard and not s.types[xds.ENDPOINT].names
+    push = s.plan_push(xds.CLUSTER, WORLD, 1)
+    assert push is not None and dict(push.resources) == WORLD
+    push = s.plan_push(xds.ENDPOINT, WORLD, 1)
+    assert push is not None and push.resources == ()  # initial answer even when empty
+
+
+def test_ack_nack_and_stale_nonce() -> None:
+    s = xds.ServerSession()
+    s.receive(DiscoveryRequest(type_url=xds.ENDPOINT, resource_names=["a"]))
+    p1 = s.plan_push(xds.ENDPOINT, WORLD, 1)
+    assert p1 is not None
+    r = s.receive(
+        DiscoveryRequest(
+            type_url=xds.ENDPOINT, resource_names=["a"], version_info="1", response_nonce=p1.nonce
+        )
+    )
+    assert r.kind is RequestKind.ACK and r.version == "1" and not r.needs_push
+    p2 = s.plan_push(xds.ENDPOINT, {"a": "2"}, 2)
+    assert p2 is not None
+    p3 = s.plan_push(xds.ENDPOINT, {"a": "3"}, 3)
+    assert p3 is not None
+    # An answer to p2 arrives after p3 went out: stale, ignored entirely (names too).
+    stale = s.receive(
+        DiscoveryRequest(type_url=xds.ENDPOINT, resource_names=["a", "b"], response_nonce=p2.nonce)
+    )
+    assert stale.kind is RequestKind.STALE and s.types[xds.ENDPOINT].names == {"a"}
+    nack = s.receive(
+        DiscoveryRequest(
+            type_url=xds.ENDPOINT,
+            resource_names=["a"],
+            version_info="1",
+            response_nonce=p3.nonce,
+            error_detail=Status(code=3, message="bad endpoint"),
+        )
+    )
+    assert nack.kind is RequestKind.NACK and nack.error_message == "bad endpoint"
+    st = s.types[xds.ENDPOINT]
+    assert (st.acked_version, st.nacked_version, st.nack_reason) == ("1", "3", "bad endpoint")
+    assert st.state is xds.ServerTypeState.NACKED
+    # A NACK does not block the next push.
+    assert s.plan_push(xds.ENDPOINT, {"a": "4"}, 4) is not None
+
+
+def test_new_names_need_a_push_and_unchanged_content_does_not() -> None:
+    s = xds.ServerSession()
+    s.receive(DiscoveryRequest(type_url=xds.ENDPOINT, resource_names=["a"]))
+    p = s.plan_push(xds.ENDPOINT, WORLD, 1)
+    assert p is not None
+    r = s.receive(
+        DiscoveryRequest(type_url=xds.ENDPOINT, resource_names=["a", "b"], response_nonce=p.nonce)
+    )
+    assert r.kind is RequestKind.ACK and r.needs_push and r.subscribed == {"b"}
+    p2 = s.plan_push(xds.ENDPOINT, WORLD, 1)
+    assert p2 is not None and dict(p2.resources) == {"a": "1", "b": "1"}
+    assert s.plan_push(xds.ENDPOINT, WORLD, 2) is None  # nothing changed for this proxy
+
+
+def test_sotw_eds_pushes_only_changed_resources() -> None:
+    s = xds.ServerSession()
+    s.receive(DiscoveryRequest(type_url=xds.ENDPOINT, resource_names=["a", "b"]))
+    s.plan_push(xds.ENDPOINT, WORLD, 1)
+    p = s.plan_push(xds.ENDPOINT, {"b": "2"}, 2, changed={"b"})
+    assert p is not None and p.resources == (("b", "2"),)
+
+
+def test_generation_must_not_go_backwards_and_push_needs_subscription() -> None:
+    s = xds.ServerSession()
+    with pytest.raises(xds.XdsProtocolError, match="state UNSUBSCRIBED"):
+        s.plan_push(xds.CLUSTER, WORLD, 1)
+    s.receive(DiscoveryRequest(type_url=xds.CLUSTER))
+    s.plan_push(xds.CLUSTER, WORLD, 5)
+    with pytest.raises(xds.XdsProtocolError, match="older"):
+        s.plan_push(xds.CLUSTER, WORLD, 4)
+
+
+def test_make_before_break_keeps_stale_clusters_until_last() -> None:
+    s = xds.ServerSession()
+    for url in (xds.LISTENER, xds.CLUSTER, xds.ROUTE):
+        s.receive(DiscoveryRequest(type_url=url, resource_names=["*"]))
+    snap = {xds.CLUSTER: {"old": "1"}, xds.LISTENER: {"l": "1"}, xds.ROUTE: {"r": "1"}}
+    s.plan_pushes(snap, 1)
+    snap2 = {xds.CLUSTER: {"new": "2"}, xds.LISTENER: {"l": "2"}, xds.ROUTE: {"r": "2"}}
+    pushes = s.plan_pushes(snap2, 2)
+    assert [p.type_url for p in pushes] == [xds.CLUSTER, xds.LISTENER, xds.ROUTE, xds.CLUSTER]
+    assert dict(pushes[0].resources) == {"old": "1", "new": "2"}
+    assert dict(pushes[-1].resources) == {"new": "2"}
+
+
+def test_delta_initial_versions_removals_and_absent_names() -> None:
+    s = xds.ServerSession("delta")
+    r = s.receive(
+        DeltaDiscoveryRequest(
+            type_url=xds.ENDPOINT,
+            resource_names_subscribe=["a", "b", "zz"],
+            initial_resource_versions={"a": "1", "b": "old"},
+        )
+    )
+    assert r.kind is RequestKind.INITIAL
+    p = s.plan_push(xds.ENDPOINT, WORLD, 1)
+    assert p is not None
+    assert p.resources == (("b", "1"),)  # a is current already
+    assert p.removed == ("zz",)  # asked for, does not exist
+    ack = s.receive(DeltaDiscoveryRequest(type_url=xds.ENDPOINT, response_nonce=p.nonce))
+    assert ack.kind is RequestKind.ACK
+    p2 = s.plan_push(xds.ENDPOINT, {"a": "1"}, 2)
+    assert p2 is not None and p2.removed == ("b",) and p2.resources == ()
+    unsub = s.receive(
+        DeltaDiscoveryRequest(type_url=xds.ENDPOINT, resource_names_unsubscribe=["a"])
+    )
+    assert unsub.kind is RequestKind.SUBSCRIPTION and unsub.unsubscribed == {"a"}
+    assert s.plan_push(xds.ENDPOINT, {"a": "9"}, 3) is None
+
+
+def test_delta_unknown_nonce_is_stale() -> None:
+    s = xds.ServerSession("delta")
+    s.receive(DeltaDiscoveryRequest(type_url=xds.CLUSTER))
+    assert s.types[xds.CLUSTER].wildcard
+    r = s.receive(DeltaDiscoveryRequest(type_url=xds.CLUSTER, response_nonce="nope"))
+    assert r.kind is RequestKind.STALE
+
+
+def test_wrong_mode_and_missing_type_url_are_protocol_errors() -> None:
+    with pytest.raises(xds.XdsProtocolError, match="delta request on a SotW stream"):
+        xds.ServerSession().receive(DeltaDiscoveryRequest(type_url=xds.CLUSTER))
+    with pytest.raises(xds.XdsProtocolError, match="type_url"):
+        xds.ServerSession().receive(DiscoveryRequest())
+
+
+def test_transition_table_covers_every_classification_it_uses() -> None:
+    states = {s for s, _ in xds.SERVER_TRANSITIONS}
+    assert xds.ServerTypeState.UNSUBSCRIBED in states
+    assert (xds.ServerTypeState.UNSUBSCRIBED, RequestKind.ACK) not in xds.SERVER_TRANSITIONS
