@@ -218,3 +218,27 @@ def test_push_context_from_config_store_follows_its_revisions() -> None:
     change = compute_changes(before, after)
     assert change.configs == {ConfigKey("ServiceEntry", NS, "ext")}
     assert (NS, "ext.example") in change.services
+
+
+def test_dns_service_endpoint_change_is_a_cluster_change() -> None:
+    """DNS clusters carry their endpoints inline, so CDS must be pushed, not EDS alone."""
+
+    def entry(address: str) -> ConfigEntry:
+        return ConfigEntry(
+            "ServiceEntry",
+            "dns",
+            NS,
+            n.ServiceEntry(
+                hosts=["dns.example"],
+                ports=[n.ServicePort(number=80, name="http")],
+                resolution=n.ServiceEntryResolution.DNS,
+                endpoints=[n.WorkloadEntry(address=address)],
+            ),
+        )
+
+    before = PushContext.build([entry("a.example")])
+    after = PushContext.build([entry("b.example")])
+    change = compute_changes(before, after)
+    assert not change.endpoints_only
+    assert change.type_urls == ALL_TYPES
+    assert (NS, "dns.example") in change.services

@@ -39,6 +39,7 @@ from istio_sdk.pilot.registry import (
     Endpoint,
     RegistryError,
     RegistrySnapshot,
+    Resolution,
     Service,
     ServiceRegistry,
     endpoints_from_service_entry,
@@ -806,8 +807,14 @@ def compute_changes(old: PushContext | None, new: PushContext) -> ChangeSet:
             services.add(skey)
             hosts.add(skey[1])
         elif old.endpoints.get(skey, ()) != new.endpoints.get(skey, ()):
-            endpoint_only.add(skey)
             hosts.add(skey[1])
+            # DNS clusters carry their endpoints inline (CDS); other services' endpoint
+            # changes can travel over EDS alone.
+            assert s_new is not None
+            if s_new.resolution in (Resolution.DNS, Resolution.DNS_ROUND_ROBIN):
+                services.add(skey)
+            else:
+                endpoint_only.add(skey)
     # A ServiceEntry whose only change is its endpoints is an endpoint-only change.
     if not services:
         se_keys = {k for k in changed if k.kind == "ServiceEntry"}
