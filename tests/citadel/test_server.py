@@ -372,3 +372,26 @@ async def test_self_signed_root_rotates_inside_grace_period(tmp_path: Any, ec_is
             assert after.root_cert_pem == server.root_pem
         new_root = x509.load_pem_x509_certificate(server.root_pem.encode())
         x509.load_pem_x509_certificate(before.leaf_pem.encode()).verify_directly_issued_by(new_root)
+
+
+async def test_tokens_and_keys_never_reach_the_logs(
+    jwt_server: CitadelServer, ec_issuer: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    good = ec_issuer.token("prod", "logs")
+    expired = ec_issuer.token(exp=1_000_000)
+    async with _client(jwt_server) as client:
+        bundle = await client.request_certificate(token=good)
+        with pytest.raises(CertificateRequestError):
+            await client.request_certificate(token=expired)
+        with pytest.raises(CertificateRequestError):
+            await client.create_certificate("garbage", token=good)
+    # Only our loggers: hpack (under h2) logs raw headers at DEBUG, see docs/citadel.md.
+    ours = [r for r in caplog.records if r.name.startswith("istio_sdk")]
+    assert ours  # the server did log what it did
+    text = "\n".join(r.getMessage() for r in ours)
+    for secret in (good, expired, good.split(".")[2], bundle.private_key_pem.decode()):
+        assert secret not in text
+    assert "PRIVATE KEY" not in text
