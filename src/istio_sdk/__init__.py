@@ -28,6 +28,8 @@ _EXPORTS: dict[str, str] = {
     "CitadelAgent": "istio_sdk.citadel.agent",
     "PushContext": "istio_sdk.pilot.push_context",
     "ServiceRegistry": "istio_sdk.pilot.registry",
+    "PilotClient": "istio_sdk.pilot.client",
+    "DiscoveryServer": "istio_sdk.pilot.server",
 }
 
 __all__ = [  # grouped like _EXPORTS; tests/core/test_public_api.py checks they agree
@@ -47,6 +49,8 @@ __all__ = [  # grouped like _EXPORTS; tests/core/test_public_api.py checks they 
     "CitadelAgent",
     "PushContext",
     "ServiceRegistry",
+    "PilotClient",
+    "DiscoveryServer",
 ]
 
 if TYPE_CHECKING:
@@ -63,8 +67,10 @@ if TYPE_CHECKING:
     from istio_sdk.config import dump_resources as dump_resources
     from istio_sdk.config import load_resources as load_resources
     from istio_sdk.config import validate as validate
+    from istio_sdk.pilot.client import PilotClient as PilotClient
     from istio_sdk.pilot.push_context import PushContext as PushContext
     from istio_sdk.pilot.registry import ServiceRegistry as ServiceRegistry
+    from istio_sdk.pilot.server import DiscoveryServer as DiscoveryServer
 
 
 def __getattr__(name: str) -> Any:
