@@ -141,3 +141,29 @@ def test_certificate_only_ever_names_the_authenticated_caller(  # noqa: PLR0917
     assert [str(name.value) for name in san] == [caller.spiffe_uri]
     assert len(leaf.subject) == 0
     assert 0 <= ttl <= 90 * 86400
+
+
+_b64ish = st.text(
+    st.sampled_from("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=+/."),
+    max_size=200,
+)
+
+
+@given(token=st.one_of(_b64ish, st.text(max_size=200)))
+def test_any_token_string_is_refused_with_a_jwt_error(ec_issuer: Any, token: str) -> None:
+    from istio_sdk.citadel import JwtError
+    from istio_sdk.citadel.jwt import parse_jwks, verify_jwt
+
+    rule = JwtRule.from_json(ec_issuer.rule())
+    with pytest.raises(JwtError):
+        verify_jwt(token, rule, parse_jwks(rule.jwks or ""))
+
+
+@given(data=st.one_of(st.binary(max_size=600), _b64ish.map(str.encode)))
+def test_any_csr_bytes_are_refused_with_a_csr_error(ca: CertificateAuthority, data: bytes) -> None:
+    from istio_sdk.citadel import CsrError
+
+    pem = b"-----BEGIN CERTIFICATE REQUEST-----\n" + data + b"\n-----END CERTIFICATE REQUEST-----\n"
+    for candidate in (data, pem):
+        with pytest.raises(CsrError):
+            ca.sign_csr(candidate, Identity("a", "b"))
