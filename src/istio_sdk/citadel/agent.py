@@ -171,10 +171,10 @@ class CitadelAgent:
     def _install(self, bundle: CertificateBundle) -> None:
         self._bundle = bundle
         self._renewals += 1
-        if self.options.output_dir is not None:
-            write_workload_files(self.options.output_dir, bundle)
         self.cache.set(bundle)
         self._ready.set()
+        if self.options.output_dir is not None:
+            write_workload_files(self.options.output_dir, bundle)
         log.info("workload certificate for %s valid until %s", bundle.identity, bundle.not_after)
 
     # -- the loop -------------------------------------------------------------------------------
@@ -185,7 +185,8 @@ class CitadelAgent:
         while True:
             try:
                 bundle = await self.refresh_once()
-            except CitadelError as exc:
+            except (CitadelError, OSError, ValueError) as exc:
+                # CA refusals and outages, unreadable answers, unwritable output files: retry.
                 self._failures += 1
                 delay = backoff_delay(
                     attempt, self.options.backoff_initial, self.options.backoff_max, self._rng
