@@ -1,7 +1,8 @@
 """Run every ``benchmarks/bench_*.py`` module's ``main()`` in name order.
 
 ``python -m benchmarks`` runs all of them; ``python -m benchmarks codec pilot`` runs only
-``bench_codec`` and ``bench_pilot``. Exits non-zero if a benchmark raised.
+``bench_codec`` and ``bench_pilot``. Arguments starting with ``-`` (``--quick``) are left for
+the modules, which read ``sys.argv`` themselves. Exits non-zero if a benchmark raised.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ def select(available: Sequence[str], wanted: Sequence[str]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     failures = 0
-    for name in select(discover(), args):
+    wanted = [arg for arg in args if not arg.startswith("-")]
+    for name in select(discover(), wanted):
         print(f"== {name} ==", flush=True)
         started = time.perf_counter()
         try:

@@ -9,12 +9,14 @@ from __future__ import annotations
 import pathlib
 from collections.abc import Callable
 
+from fastcodec import fastcodec_pass
 from field_rules import write_field_behavior
 from google.protobuf.compiler import plugin_pb2
 
 Pass = Callable[[pathlib.Path, plugin_pb2.CodeGeneratorRequest], None]
 
-PASSES: list[Pass] = [write_field_behavior]
+# fastcodec_pass reads the finished betterproto2 output, so it stays last.
+PASSES: list[Pass] = [write_field_behavior, fastcodec_pass]
 
 
 def run_passes(out: pathlib.Path, request: plugin_pb2.CodeGeneratorRequest) -> None:

@@ -97,9 +97,7 @@ class BytesRules(betterproto2.Message):
 
     in_: "list[bytes]" = betterproto2.field(8, betterproto2.TYPE_BYTES, repeated=True)
 
-    not_in: "list[bytes]" = betterproto2.field(
-        9, betterproto2.TYPE_BYTES, repeated=True
-    )
+    not_in: "list[bytes]" = betterproto2.field(9, betterproto2.TYPE_BYTES, repeated=True)
 
     ip: "bool | None" = betterproto2.field(
         10, betterproto2.TYPE_BOOL, optional=True, group="well_known"
@@ -133,9 +131,7 @@ class DoubleRules(betterproto2.Message):
 
     in_: "list[float]" = betterproto2.field(6, betterproto2.TYPE_DOUBLE, repeated=True)
 
-    not_in: "list[float]" = betterproto2.field(
-        7, betterproto2.TYPE_DOUBLE, repeated=True
-    )
+    not_in: "list[float]" = betterproto2.field(7, betterproto2.TYPE_DOUBLE, repeated=True)
 
     ignore_empty: "bool" = betterproto2.field(8, betterproto2.TYPE_BOOL)
 
@@ -148,52 +144,31 @@ class DurationRules(betterproto2.Message):
     required: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
 
     const: "datetime.timedelta | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: _google__protobuf__.Duration,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Duration, optional=True
     )
 
     lt: "datetime.timedelta | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: _google__protobuf__.Duration,
-        optional=True,
+        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Duration, optional=True
     )
 
     lte: "datetime.timedelta | None" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: _google__protobuf__.Duration,
-        optional=True,
+        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Duration, optional=True
     )
 
     gt: "datetime.timedelta | None" = betterproto2.field(
-        5,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: _google__protobuf__.Duration,
-        optional=True,
+        5, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Duration, optional=True
     )
 
     gte: "datetime.timedelta | None" = betterproto2.field(
-        6,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: _google__protobuf__.Duration,
-        optional=True,
+        6, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Duration, optional=True
     )
 
     in_: "list[datetime.timedelta]" = betterproto2.field(
-        7,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: _google__protobuf__.Duration,
-        repeated=True,
+        7, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Duration, repeated=True
     )
 
     not_in: "list[datetime.timedelta]" = betterproto2.field(
-        8,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: _google__protobuf__.Duration,
-        repeated=True,
+        8, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Duration, repeated=True
     )
 
 
@@ -329,9 +304,7 @@ class Fixed32Rules(betterproto2.Message):
 
     in_: "list[int]" = betterproto2.field(6, betterproto2.TYPE_FIXED32, repeated=True)
 
-    not_in: "list[int]" = betterproto2.field(
-        7, betterproto2.TYPE_FIXED32, repeated=True
-    )
+    not_in: "list[int]" = betterproto2.field(7, betterproto2.TYPE_FIXED32, repeated=True)
 
     ignore_empty: "bool" = betterproto2.field(8, betterproto2.TYPE_BOOL)
 
@@ -353,9 +326,7 @@ class Fixed64Rules(betterproto2.Message):
 
     in_: "list[int]" = betterproto2.field(6, betterproto2.TYPE_FIXED64, repeated=True)
 
-    not_in: "list[int]" = betterproto2.field(
-        7, betterproto2.TYPE_FIXED64, repeated=True
-    )
+    not_in: "list[int]" = betterproto2.field(7, betterproto2.TYPE_FIXED64, repeated=True)
 
     ignore_empty: "bool" = betterproto2.field(8, betterproto2.TYPE_BOOL)
 
@@ -377,9 +348,7 @@ class FloatRules(betterproto2.Message):
 
     in_: "list[float]" = betterproto2.field(6, betterproto2.TYPE_FLOAT, repeated=True)
 
-    not_in: "list[float]" = betterproto2.field(
-        7, betterproto2.TYPE_FLOAT, repeated=True
-    )
+    not_in: "list[float]" = betterproto2.field(7, betterproto2.TYPE_FLOAT, repeated=True)
 
     ignore_empty: "bool" = betterproto2.field(8, betterproto2.TYPE_BOOL)
 
@@ -439,13 +408,9 @@ class MapRules(betterproto2.Message):
 
     no_sparse: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
 
-    keys: "FieldRules | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    keys: "FieldRules | None" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
 
-    values: "FieldRules | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    values: "FieldRules | None" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
 
     ignore_empty: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
 
@@ -471,9 +436,7 @@ class RepeatedRules(betterproto2.Message):
 
     unique: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
 
-    items: "FieldRules | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    items: "FieldRules | None" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
 
     ignore_empty: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
 
@@ -495,9 +458,7 @@ class SFixed32Rules(betterproto2.Message):
 
     in_: "list[int]" = betterproto2.field(6, betterproto2.TYPE_SFIXED32, repeated=True)
 
-    not_in: "list[int]" = betterproto2.field(
-        7, betterproto2.TYPE_SFIXED32, repeated=True
-    )
+    not_in: "list[int]" = betterproto2.field(7, betterproto2.TYPE_SFIXED32, repeated=True)
 
     ignore_empty: "bool" = betterproto2.field(8, betterproto2.TYPE_BOOL)
 
@@ -519,9 +480,7 @@ class SFixed64Rules(betterproto2.Message):
 
     in_: "list[int]" = betterproto2.field(6, betterproto2.TYPE_SFIXED64, repeated=True)
 
-    not_in: "list[int]" = betterproto2.field(
-        7, betterproto2.TYPE_SFIXED64, repeated=True
-    )
+    not_in: "list[int]" = betterproto2.field(7, betterproto2.TYPE_SFIXED64, repeated=True)
 
     ignore_empty: "bool" = betterproto2.field(8, betterproto2.TYPE_BOOL)
 
@@ -608,9 +567,7 @@ class StringRules(betterproto2.Message):
 
     in_: "list[str]" = betterproto2.field(10, betterproto2.TYPE_STRING, repeated=True)
 
-    not_in: "list[str]" = betterproto2.field(
-        11, betterproto2.TYPE_STRING, repeated=True
-    )
+    not_in: "list[str]" = betterproto2.field(11, betterproto2.TYPE_STRING, repeated=True)
 
     email: "bool | None" = betterproto2.field(
         12, betterproto2.TYPE_BOOL, optional=True, group="well_known"
@@ -665,38 +622,23 @@ class TimestampRules(betterproto2.Message):
     required: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
 
     const: "datetime.datetime | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: _google__protobuf__.Timestamp,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Timestamp, optional=True
     )
 
     lt: "datetime.datetime | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: _google__protobuf__.Timestamp,
-        optional=True,
+        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Timestamp, optional=True
     )
 
     lte: "datetime.datetime | None" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: _google__protobuf__.Timestamp,
-        optional=True,
+        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Timestamp, optional=True
     )
 
     gt: "datetime.datetime | None" = betterproto2.field(
-        5,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: _google__protobuf__.Timestamp,
-        optional=True,
+        5, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Timestamp, optional=True
     )
 
     gte: "datetime.datetime | None" = betterproto2.field(
-        6,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: _google__protobuf__.Timestamp,
-        optional=True,
+        6, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Timestamp, optional=True
     )
 
     lt_now: "bool" = betterproto2.field(7, betterproto2.TYPE_BOOL)
@@ -704,10 +646,7 @@ class TimestampRules(betterproto2.Message):
     gt_now: "bool" = betterproto2.field(8, betterproto2.TYPE_BOOL)
 
     within: "datetime.timedelta | None" = betterproto2.field(
-        9,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: _google__protobuf__.Duration,
-        optional=True,
+        9, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Duration, optional=True
     )
 
 
@@ -759,3 +698,5 @@ default_message_pool.register_message("validate", "UInt64Rules", UInt64Rules)
 
 
 from ..google import protobuf as _google__protobuf__
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

@@ -21,6 +21,6 @@ class ResourceAnnotation(betterproto2.Message):
     type: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "envoy.annotations", "ResourceAnnotation", ResourceAnnotation
-)
+default_message_pool.register_message("envoy.annotations", "ResourceAnnotation", ResourceAnnotation)
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

@@ -43,20 +43,14 @@ class CustomHttpPattern(betterproto2.Message):
     path: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "google.api", "CustomHttpPattern", CustomHttpPattern
-)
+default_message_pool.register_message("google.api", "CustomHttpPattern", CustomHttpPattern)
 
 
 @dataclass(eq=False, repr=False)
 class Http(betterproto2.Message):
-    rules: "list[HttpRule]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    rules: "list[HttpRule]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
-    fully_decode_reserved_expansion: "bool" = betterproto2.field(
-        2, betterproto2.TYPE_BOOL
-    )
+    fully_decode_reserved_expansion: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
 
 
 default_message_pool.register_message("google.api", "Http", Http)
@@ -107,3 +101,5 @@ class HttpRule(betterproto2.Message):
 
 
 default_message_pool.register_message("google.api", "HttpRule", HttpRule)
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

@@ -31,3 +31,5 @@ default_message_pool.register_message("google.rpc", "Status", Status)
 
 
 from .. import protobuf as _protobuf__
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

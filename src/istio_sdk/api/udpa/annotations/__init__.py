@@ -48,13 +48,9 @@ default_message_pool.register_message(
 
 @dataclass(eq=False, repr=False)
 class FieldSecurityAnnotation(betterproto2.Message):
-    configure_for_untrusted_downstream: "bool" = betterproto2.field(
-        1, betterproto2.TYPE_BOOL
-    )
+    configure_for_untrusted_downstream: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
 
-    configure_for_untrusted_upstream: "bool" = betterproto2.field(
-        2, betterproto2.TYPE_BOOL
-    )
+    configure_for_untrusted_upstream: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
 
 
 default_message_pool.register_message(
@@ -77,9 +73,7 @@ class MigrateAnnotation(betterproto2.Message):
     rename: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "udpa.annotations", "MigrateAnnotation", MigrateAnnotation
-)
+default_message_pool.register_message("udpa.annotations", "MigrateAnnotation", MigrateAnnotation)
 
 
 @dataclass(eq=False, repr=False)
@@ -91,9 +85,7 @@ class StatusAnnotation(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "udpa.annotations", "StatusAnnotation", StatusAnnotation
-)
+default_message_pool.register_message("udpa.annotations", "StatusAnnotation", StatusAnnotation)
 
 
 @dataclass(eq=False, repr=False)
@@ -104,3 +96,5 @@ class VersioningAnnotation(betterproto2.Message):
 default_message_pool.register_message(
     "udpa.annotations", "VersioningAnnotation", VersioningAnnotation
 )
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

@@ -66,16 +66,11 @@ class BootstrapConfigDump(betterproto2.Message):
     )
 
     last_updated: "datetime.datetime | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Timestamp,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
     )
 
 
-default_message_pool.register_message(
-    "envoy.admin.v3", "BootstrapConfigDump", BootstrapConfigDump
-)
+default_message_pool.register_message("envoy.admin.v3", "BootstrapConfigDump", BootstrapConfigDump)
 
 
 @dataclass(eq=False, repr=False)
@@ -86,18 +81,16 @@ class ClustersConfigDump(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
-    dynamic_active_clusters: "list[ClustersConfigDumpDynamicCluster]" = (
-        betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
+    dynamic_active_clusters: "list[ClustersConfigDumpDynamicCluster]" = betterproto2.field(
+        3, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
-    dynamic_warming_clusters: "list[ClustersConfigDumpDynamicCluster]" = (
-        betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True)
+    dynamic_warming_clusters: "list[ClustersConfigDumpDynamicCluster]" = betterproto2.field(
+        4, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
 
-default_message_pool.register_message(
-    "envoy.admin.v3", "ClustersConfigDump", ClustersConfigDump
-)
+default_message_pool.register_message("envoy.admin.v3", "ClustersConfigDump", ClustersConfigDump)
 
 
 @dataclass(eq=False, repr=False)
@@ -109,10 +102,7 @@ class ClustersConfigDumpDynamicCluster(betterproto2.Message):
     )
 
     last_updated: "datetime.datetime | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Timestamp,
-        optional=True,
+        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
     )
 
     error_state: "UpdateFailureState | None" = betterproto2.field(
@@ -125,9 +115,7 @@ class ClustersConfigDumpDynamicCluster(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "envoy.admin.v3",
-    "ClustersConfigDump.DynamicCluster",
-    ClustersConfigDumpDynamicCluster,
+    "envoy.admin.v3", "ClustersConfigDump.DynamicCluster", ClustersConfigDumpDynamicCluster
 )
 
 
@@ -138,17 +126,12 @@ class ClustersConfigDumpStaticCluster(betterproto2.Message):
     )
 
     last_updated: "datetime.datetime | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Timestamp,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
     )
 
 
 default_message_pool.register_message(
-    "envoy.admin.v3",
-    "ClustersConfigDump.StaticCluster",
-    ClustersConfigDumpStaticCluster,
+    "envoy.admin.v3", "ClustersConfigDump.StaticCluster", ClustersConfigDumpStaticCluster
 )
 
 
@@ -169,9 +152,7 @@ class EcdsConfigDump(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "envoy.admin.v3", "EcdsConfigDump", EcdsConfigDump
-)
+default_message_pool.register_message("envoy.admin.v3", "EcdsConfigDump", EcdsConfigDump)
 
 
 @dataclass(eq=False, repr=False)
@@ -183,10 +164,7 @@ class EcdsConfigDumpEcdsFilterConfig(betterproto2.Message):
     )
 
     last_updated: "datetime.datetime | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Timestamp,
-        optional=True,
+        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
     )
 
     error_state: "UpdateFailureState | None" = betterproto2.field(
@@ -205,18 +183,16 @@ default_message_pool.register_message(
 
 @dataclass(eq=False, repr=False)
 class EndpointsConfigDump(betterproto2.Message):
-    static_endpoint_configs: "list[EndpointsConfigDumpStaticEndpointConfig]" = (
-        betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
+    static_endpoint_configs: "list[EndpointsConfigDumpStaticEndpointConfig]" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
-    dynamic_endpoint_configs: "list[EndpointsConfigDumpDynamicEndpointConfig]" = (
-        betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
+    dynamic_endpoint_configs: "list[EndpointsConfigDumpDynamicEndpointConfig]" = betterproto2.field(
+        3, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
 
-default_message_pool.register_message(
-    "envoy.admin.v3", "EndpointsConfigDump", EndpointsConfigDump
-)
+default_message_pool.register_message("envoy.admin.v3", "EndpointsConfigDump", EndpointsConfigDump)
 
 
 @dataclass(eq=False, repr=False)
@@ -228,10 +204,7 @@ class EndpointsConfigDumpDynamicEndpointConfig(betterproto2.Message):
     )
 
     last_updated: "datetime.datetime | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Timestamp,
-        optional=True,
+        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
     )
 
     error_state: "UpdateFailureState | None" = betterproto2.field(
@@ -257,10 +230,7 @@ class EndpointsConfigDumpStaticEndpointConfig(betterproto2.Message):
     )
 
     last_updated: "datetime.datetime | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Timestamp,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
     )
 
 
@@ -284,9 +254,7 @@ class ListenersConfigDump(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "envoy.admin.v3", "ListenersConfigDump", ListenersConfigDump
-)
+default_message_pool.register_message("envoy.admin.v3", "ListenersConfigDump", ListenersConfigDump)
 
 
 @dataclass(eq=False, repr=False)
@@ -297,12 +265,12 @@ class ListenersConfigDumpDynamicListener(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    warming_state: "ListenersConfigDumpDynamicListenerState | None" = (
-        betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
+    warming_state: "ListenersConfigDumpDynamicListenerState | None" = betterproto2.field(
+        3, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    draining_state: "ListenersConfigDumpDynamicListenerState | None" = (
-        betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
+    draining_state: "ListenersConfigDumpDynamicListenerState | None" = betterproto2.field(
+        4, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     error_state: "UpdateFailureState | None" = betterproto2.field(
@@ -315,9 +283,7 @@ class ListenersConfigDumpDynamicListener(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "envoy.admin.v3",
-    "ListenersConfigDump.DynamicListener",
-    ListenersConfigDumpDynamicListener,
+    "envoy.admin.v3", "ListenersConfigDump.DynamicListener", ListenersConfigDumpDynamicListener
 )
 
 
@@ -330,10 +296,7 @@ class ListenersConfigDumpDynamicListenerState(betterproto2.Message):
     )
 
     last_updated: "datetime.datetime | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Timestamp,
-        optional=True,
+        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
     )
 
 
@@ -351,34 +314,27 @@ class ListenersConfigDumpStaticListener(betterproto2.Message):
     )
 
     last_updated: "datetime.datetime | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Timestamp,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
     )
 
 
 default_message_pool.register_message(
-    "envoy.admin.v3",
-    "ListenersConfigDump.StaticListener",
-    ListenersConfigDumpStaticListener,
+    "envoy.admin.v3", "ListenersConfigDump.StaticListener", ListenersConfigDumpStaticListener
 )
 
 
 @dataclass(eq=False, repr=False)
 class RoutesConfigDump(betterproto2.Message):
-    static_route_configs: "list[RoutesConfigDumpStaticRouteConfig]" = (
-        betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
+    static_route_configs: "list[RoutesConfigDumpStaticRouteConfig]" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
-    dynamic_route_configs: "list[RoutesConfigDumpDynamicRouteConfig]" = (
-        betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
+    dynamic_route_configs: "list[RoutesConfigDumpDynamicRouteConfig]" = betterproto2.field(
+        3, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
 
-default_message_pool.register_message(
-    "envoy.admin.v3", "RoutesConfigDump", RoutesConfigDump
-)
+default_message_pool.register_message("envoy.admin.v3", "RoutesConfigDump", RoutesConfigDump)
 
 
 @dataclass(eq=False, repr=False)
@@ -390,10 +346,7 @@ class RoutesConfigDumpDynamicRouteConfig(betterproto2.Message):
     )
 
     last_updated: "datetime.datetime | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Timestamp,
-        optional=True,
+        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
     )
 
     error_state: "UpdateFailureState | None" = betterproto2.field(
@@ -406,9 +359,7 @@ class RoutesConfigDumpDynamicRouteConfig(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "envoy.admin.v3",
-    "RoutesConfigDump.DynamicRouteConfig",
-    RoutesConfigDumpDynamicRouteConfig,
+    "envoy.admin.v3", "RoutesConfigDump.DynamicRouteConfig", RoutesConfigDumpDynamicRouteConfig
 )
 
 
@@ -419,28 +370,23 @@ class RoutesConfigDumpStaticRouteConfig(betterproto2.Message):
     )
 
     last_updated: "datetime.datetime | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Timestamp,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
     )
 
 
 default_message_pool.register_message(
-    "envoy.admin.v3",
-    "RoutesConfigDump.StaticRouteConfig",
-    RoutesConfigDumpStaticRouteConfig,
+    "envoy.admin.v3", "RoutesConfigDump.StaticRouteConfig", RoutesConfigDumpStaticRouteConfig
 )
 
 
 @dataclass(eq=False, repr=False)
 class ScopedRoutesConfigDump(betterproto2.Message):
-    inline_scoped_route_configs: "list[ScopedRoutesConfigDumpInlineScopedRouteConfigs]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
+    inline_scoped_route_configs: "list[ScopedRoutesConfigDumpInlineScopedRouteConfigs]" = (
+        betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
     )
 
-    dynamic_scoped_route_configs: "list[ScopedRoutesConfigDumpDynamicScopedRouteConfigs]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
+    dynamic_scoped_route_configs: "list[ScopedRoutesConfigDumpDynamicScopedRouteConfigs]" = (
+        betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
     )
 
 
@@ -460,10 +406,7 @@ class ScopedRoutesConfigDumpDynamicScopedRouteConfigs(betterproto2.Message):
     )
 
     last_updated: "datetime.datetime | None" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Timestamp,
-        optional=True,
+        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
     )
 
     error_state: "UpdateFailureState | None" = betterproto2.field(
@@ -491,10 +434,7 @@ class ScopedRoutesConfigDumpInlineScopedRouteConfigs(betterproto2.Message):
     )
 
     last_updated: "datetime.datetime | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Timestamp,
-        optional=True,
+        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
     )
 
 
@@ -515,14 +455,12 @@ class SecretsConfigDump(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
-    dynamic_warming_secrets: "list[SecretsConfigDumpDynamicSecret]" = (
-        betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
+    dynamic_warming_secrets: "list[SecretsConfigDumpDynamicSecret]" = betterproto2.field(
+        3, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
 
-default_message_pool.register_message(
-    "envoy.admin.v3", "SecretsConfigDump", SecretsConfigDump
-)
+default_message_pool.register_message("envoy.admin.v3", "SecretsConfigDump", SecretsConfigDump)
 
 
 @dataclass(eq=False, repr=False)
@@ -532,10 +470,7 @@ class SecretsConfigDumpDynamicSecret(betterproto2.Message):
     version_info: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
     last_updated: "datetime.datetime | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Timestamp,
-        optional=True,
+        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
     )
 
     secret: "___google__protobuf__.Any | None" = betterproto2.field(
@@ -561,10 +496,7 @@ class SecretsConfigDumpStaticSecret(betterproto2.Message):
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     last_updated: "datetime.datetime | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Timestamp,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
     )
 
     secret: "___google__protobuf__.Any | None" = betterproto2.field(
@@ -584,10 +516,7 @@ class UpdateFailureState(betterproto2.Message):
     )
 
     last_update_attempt: "datetime.datetime | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Timestamp,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
     )
 
     details: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
@@ -595,10 +524,10 @@ class UpdateFailureState(betterproto2.Message):
     version_info: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "envoy.admin.v3", "UpdateFailureState", UpdateFailureState
-)
+default_message_pool.register_message("envoy.admin.v3", "UpdateFailureState", UpdateFailureState)
 
 
 from ....google import protobuf as ___google__protobuf__
 from ...config.bootstrap import v3 as __config__bootstrap__v3__
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

@@ -59,15 +59,11 @@ class FractionalPercent(betterproto2.Message):
     numerator: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
 
     denominator: "FractionalPercentDenominatorType" = betterproto2.field(
-        2,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: FractionalPercentDenominatorType(0),
+        2, betterproto2.TYPE_ENUM, default_factory=lambda: FractionalPercentDenominatorType(0)
     )
 
 
-default_message_pool.register_message(
-    "envoy.type.v3", "FractionalPercent", FractionalPercent
-)
+default_message_pool.register_message("envoy.type.v3", "FractionalPercent", FractionalPercent)
 
 
 @dataclass(eq=False, repr=False)
@@ -106,9 +102,7 @@ class HashPolicySourceIp(betterproto2.Message):
     pass
 
 
-default_message_pool.register_message(
-    "envoy.type.v3", "HashPolicy.SourceIp", HashPolicySourceIp
-)
+default_message_pool.register_message("envoy.type.v3", "HashPolicy.SourceIp", HashPolicySourceIp)
 
 
 @dataclass(eq=False, repr=False)
@@ -148,6 +142,6 @@ class SemanticVersion(betterproto2.Message):
     patch: "int" = betterproto2.field(3, betterproto2.TYPE_UINT32)
 
 
-default_message_pool.register_message(
-    "envoy.type.v3", "SemanticVersion", SemanticVersion
-)
+default_message_pool.register_message("envoy.type.v3", "SemanticVersion", SemanticVersion)
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

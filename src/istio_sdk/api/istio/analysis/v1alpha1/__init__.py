@@ -92,9 +92,7 @@ class AnalysisMessageWeakSchemaArgType(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "istio.analysis.v1alpha1",
-    "AnalysisMessageWeakSchema.ArgType",
-    AnalysisMessageWeakSchemaArgType,
+    "istio.analysis.v1alpha1", "AnalysisMessageWeakSchema.ArgType", AnalysisMessageWeakSchemaArgType
 )
 
 
@@ -108,9 +106,7 @@ class GenericAnalysisMessage(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    resource_paths: "list[str]" = betterproto2.field(
-        3, betterproto2.TYPE_STRING, repeated=True
-    )
+    resource_paths: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
 
 
 default_message_pool.register_message(
@@ -128,10 +124,10 @@ class InternalErrorAnalysisMessage(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "istio.analysis.v1alpha1",
-    "InternalErrorAnalysisMessage",
-    InternalErrorAnalysisMessage,
+    "istio.analysis.v1alpha1", "InternalErrorAnalysisMessage", InternalErrorAnalysisMessage
 )
 
 
 from ....google import protobuf as ___google__protobuf__
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

@@ -44,21 +44,15 @@ class PrincipalBinding(betterproto2.Enum):
 class Jwt(betterproto2.Message):
     issuer: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
-    audiences: "list[str]" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, repeated=True
-    )
+    audiences: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
 
     jwks_uri: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
 
     jwks: "str" = betterproto2.field(10, betterproto2.TYPE_STRING)
 
-    jwt_headers: "list[str]" = betterproto2.field(
-        6, betterproto2.TYPE_STRING, repeated=True
-    )
+    jwt_headers: "list[str]" = betterproto2.field(6, betterproto2.TYPE_STRING, repeated=True)
 
-    jwt_params: "list[str]" = betterproto2.field(
-        7, betterproto2.TYPE_STRING, repeated=True
-    )
+    jwt_params: "list[str]" = betterproto2.field(7, betterproto2.TYPE_STRING, repeated=True)
 
     trigger_rules: "list[JwtTriggerRule]" = betterproto2.field(
         9, betterproto2.TYPE_MESSAGE, repeated=True
@@ -93,9 +87,7 @@ class MutualTls(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "istio.authentication.v1alpha1", "MutualTls", MutualTls
-)
+default_message_pool.register_message("istio.authentication.v1alpha1", "MutualTls", MutualTls)
 
 
 @dataclass(eq=False, repr=False)
@@ -104,9 +96,7 @@ class OriginAuthenticationMethod(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "istio.authentication.v1alpha1",
-    "OriginAuthenticationMethod",
-    OriginAuthenticationMethod,
+    "istio.authentication.v1alpha1", "OriginAuthenticationMethod", OriginAuthenticationMethod
 )
 
 
@@ -129,9 +119,7 @@ class PeerAuthenticationMethod(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "istio.authentication.v1alpha1",
-    "PeerAuthenticationMethod",
-    PeerAuthenticationMethod,
+    "istio.authentication.v1alpha1", "PeerAuthenticationMethod", PeerAuthenticationMethod
 )
 
 
@@ -179,9 +167,7 @@ class PortSelector(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "istio.authentication.v1alpha1", "PortSelector", PortSelector
-)
+default_message_pool.register_message("istio.authentication.v1alpha1", "PortSelector", PortSelector)
 
 
 @dataclass(eq=False, repr=False)
@@ -210,9 +196,7 @@ class StringMatch(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "istio.authentication.v1alpha1", "StringMatch", StringMatch
-)
+default_message_pool.register_message("istio.authentication.v1alpha1", "StringMatch", StringMatch)
 
 
 @dataclass(eq=False, repr=False)
@@ -222,16 +206,14 @@ class TargetSelector(betterproto2.Message):
     labels: "dict[str, str]" = betterproto2.field(
         3,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
-    ports: "list[PortSelector]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    ports: "list[PortSelector]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
 
 
 default_message_pool.register_message(
     "istio.authentication.v1alpha1", "TargetSelector", TargetSelector
 )
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

@@ -100,9 +100,7 @@ class LuaConfig(betterproto2.Message):
     inline_code: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "istio.extensions.v1alpha1", "LuaConfig", LuaConfig
-)
+default_message_pool.register_message("istio.extensions.v1alpha1", "LuaConfig", LuaConfig)
 
 
 @dataclass(eq=False, repr=False)
@@ -123,21 +121,14 @@ class TrafficExtension(betterproto2.Message):
     )
 
     phase: "TrafficExtensionExecutionPhase" = betterproto2.field(
-        3,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: TrafficExtensionExecutionPhase(0),
+        3, betterproto2.TYPE_ENUM, default_factory=lambda: TrafficExtensionExecutionPhase(0)
     )
 
     priority: "int | None" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Int32Value,
-        optional=True,
+        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Int32Value, optional=True
     )
 
-    match: "list[TrafficSelector]" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    match: "list[TrafficSelector]" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, repeated=True)
 
     wasm: "WasmConfig | None" = betterproto2.field(
         6, betterproto2.TYPE_MESSAGE, optional=True, group="filter_config"
@@ -156,9 +147,7 @@ default_message_pool.register_message(
 @dataclass(eq=False, repr=False)
 class TrafficSelector(betterproto2.Message):
     mode: "__type__v1beta1__.WorkloadMode" = betterproto2.field(
-        1,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: __type__v1beta1__.WorkloadMode(0),
+        1, betterproto2.TYPE_ENUM, default_factory=lambda: __type__v1beta1__.WorkloadMode(0)
     )
 
     ports: "list[__type__v1beta1__.PortSelector]" = betterproto2.field(
@@ -173,9 +162,7 @@ default_message_pool.register_message(
 
 @dataclass(eq=False, repr=False)
 class VmConfig(betterproto2.Message):
-    env: "list[EnvVar]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    env: "list[EnvVar]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
 
 default_message_pool.register_message("istio.extensions.v1alpha1", "VmConfig", VmConfig)
@@ -205,18 +192,14 @@ class WasmConfig(betterproto2.Message):
         8, betterproto2.TYPE_ENUM, default_factory=lambda: FailStrategy(0)
     )
 
-    vm_config: "VmConfig | None" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    vm_config: "VmConfig | None" = betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True)
 
     type: "PluginType" = betterproto2.field(
         10, betterproto2.TYPE_ENUM, default_factory=lambda: PluginType(0)
     )
 
 
-default_message_pool.register_message(
-    "istio.extensions.v1alpha1", "WasmConfig", WasmConfig
-)
+default_message_pool.register_message("istio.extensions.v1alpha1", "WasmConfig", WasmConfig)
 
 
 @dataclass(eq=False, repr=False)
@@ -266,9 +249,7 @@ class WasmPlugin(betterproto2.Message):
         13, betterproto2.TYPE_ENUM, default_factory=lambda: FailStrategy(0)
     )
 
-    vm_config: "VmConfig | None" = betterproto2.field(
-        11, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    vm_config: "VmConfig | None" = betterproto2.field(11, betterproto2.TYPE_MESSAGE, optional=True)
 
     match: "list[WasmPluginTrafficSelector]" = betterproto2.field(
         12, betterproto2.TYPE_MESSAGE, repeated=True
@@ -279,17 +260,13 @@ class WasmPlugin(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "istio.extensions.v1alpha1", "WasmPlugin", WasmPlugin
-)
+default_message_pool.register_message("istio.extensions.v1alpha1", "WasmPlugin", WasmPlugin)
 
 
 @dataclass(eq=False, repr=False)
 class WasmPluginTrafficSelector(betterproto2.Message):
     mode: "__type__v1beta1__.WorkloadMode" = betterproto2.field(
-        1,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: __type__v1beta1__.WorkloadMode(0),
+        1, betterproto2.TYPE_ENUM, default_factory=lambda: __type__v1beta1__.WorkloadMode(0)
     )
 
     ports: "list[__type__v1beta1__.PortSelector]" = betterproto2.field(
@@ -304,3 +281,5 @@ default_message_pool.register_message(
 
 from ....google import protobuf as ___google__protobuf__
 from ...type import v1beta1 as __type__v1beta1__
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

@@ -44,18 +44,14 @@ betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 @dataclass(eq=False, repr=False)
 class IncrementalMeshConfigRequest(betterproto2.Message):
-    sink_node: "SinkNode | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    sink_node: "SinkNode | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     type_url: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
     initial_resource_versions: "dict[str, str]" = betterproto2.field(
         3,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
     response_nonce: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
@@ -74,13 +70,9 @@ default_message_pool.register_message(
 class IncrementalMeshConfigResponse(betterproto2.Message):
     system_version_info: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
-    resources: "list[Resource]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    resources: "list[Resource]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
 
-    removed_resources: "list[str]" = betterproto2.field(
-        3, betterproto2.TYPE_STRING, repeated=True
-    )
+    removed_resources: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
 
     nonce: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
 
@@ -94,9 +86,7 @@ default_message_pool.register_message(
 class MeshConfigRequest(betterproto2.Message):
     version_info: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
-    sink_node: "SinkNode | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    sink_node: "SinkNode | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
 
     type_url: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
 
@@ -107,18 +97,14 @@ class MeshConfigRequest(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "istio.mcp.v1alpha1", "MeshConfigRequest", MeshConfigRequest
-)
+default_message_pool.register_message("istio.mcp.v1alpha1", "MeshConfigRequest", MeshConfigRequest)
 
 
 @dataclass(eq=False, repr=False)
 class MeshConfigResponse(betterproto2.Message):
     version_info: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
-    resources: "list[Resource]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    resources: "list[Resource]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
 
     type_url: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
 
@@ -135,10 +121,7 @@ class Metadata(betterproto2.Message):
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     create_time: "datetime.datetime | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Timestamp,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
     )
 
     version: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
@@ -146,17 +129,13 @@ class Metadata(betterproto2.Message):
     labels: "dict[str, str]" = betterproto2.field(
         4,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
     annotations: "dict[str, str]" = betterproto2.field(
         5,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
 
@@ -165,18 +144,14 @@ default_message_pool.register_message("istio.mcp.v1alpha1", "Metadata", Metadata
 
 @dataclass(eq=False, repr=False)
 class RequestResources(betterproto2.Message):
-    sink_node: "SinkNode | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    sink_node: "SinkNode | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     collection: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
     initial_resource_versions: "dict[str, str]" = betterproto2.field(
         3,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
     response_nonce: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
@@ -188,16 +163,12 @@ class RequestResources(betterproto2.Message):
     incremental: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
 
 
-default_message_pool.register_message(
-    "istio.mcp.v1alpha1", "RequestResources", RequestResources
-)
+default_message_pool.register_message("istio.mcp.v1alpha1", "RequestResources", RequestResources)
 
 
 @dataclass(eq=False, repr=False)
 class Resource(betterproto2.Message):
-    metadata: "Metadata | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    metadata: "Metadata | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     body: "___google__protobuf__.Any | None" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, optional=True
@@ -213,13 +184,9 @@ class Resources(betterproto2.Message):
 
     collection: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
-    resources: "list[Resource]" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    resources: "list[Resource]" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
 
-    removed_resources: "list[str]" = betterproto2.field(
-        4, betterproto2.TYPE_STRING, repeated=True
-    )
+    removed_resources: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
 
     nonce: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
 
@@ -236,9 +203,7 @@ class SinkNode(betterproto2.Message):
     annotations: "dict[str, str]" = betterproto2.field(
         2,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
 
@@ -444,3 +409,5 @@ class ResourceSourceBase(betterproto2_grpclib.ServiceBase):
                 Resources,
             ),
         }
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

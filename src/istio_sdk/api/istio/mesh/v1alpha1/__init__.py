@@ -156,9 +156,7 @@ class MeshConfigAuthPolicy(betterproto2.Enum):
     MUTUAL_TLS = 1
 
 
-class MeshConfigExtensionProviderOpenCensusAgentTracingProviderTraceContext(
-    betterproto2.Enum
-):
+class MeshConfigExtensionProviderOpenCensusAgentTracingProviderTraceContext(betterproto2.Enum):
     UNSPECIFIED = 0
 
     W3C_TRACE_CONTEXT = 1
@@ -176,9 +174,7 @@ class MeshConfigExtensionProviderServiceAttributeEnrichment(betterproto2.Enum):
     OTEL_SEMANTIC_CONVENTIONS = 1
 
 
-class MeshConfigExtensionProviderZipkinTracingProviderTraceContextOption(
-    betterproto2.Enum
-):
+class MeshConfigExtensionProviderZipkinTracingProviderTraceContextOption(betterproto2.Enum):
     USE_B3 = 0
 
     USE_B3_WITH_W3C_PROPAGATION = 1
@@ -320,9 +316,7 @@ class TracingOpenCensusAgentTraceContext(betterproto2.Enum):
 class Certificate(betterproto2.Message):
     secret_name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
-    dns_names: "list[str]" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, repeated=True
-    )
+    dns_names: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
 
 
 default_message_pool.register_message("istio.mesh.v1alpha1", "Certificate", Certificate)
@@ -332,8 +326,8 @@ default_message_pool.register_message("istio.mesh.v1alpha1", "Certificate", Cert
 class ConfigSource(betterproto2.Message):
     address: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
-    tls_settings: "__networking__v1alpha3__.ClientTlsSettings | None" = (
-        betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+    tls_settings: "__networking__v1alpha3__.ClientTlsSettings | None" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     subscribed_resources: "list[Resource]" = betterproto2.field(
@@ -341,9 +335,7 @@ class ConfigSource(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "istio.mesh.v1alpha1", "ConfigSource", ConfigSource
-)
+default_message_pool.register_message("istio.mesh.v1alpha1", "ConfigSource", ConfigSource)
 
 
 @dataclass(eq=False, repr=False)
@@ -351,9 +343,7 @@ class LabelSelector(betterproto2.Message):
     match_labels: "dict[str, str]" = betterproto2.field(
         1,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
     match_expressions: "list[LabelSelectorRequirement]" = betterproto2.field(
@@ -361,9 +351,7 @@ class LabelSelector(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "istio.mesh.v1alpha1", "LabelSelector", LabelSelector
-)
+default_message_pool.register_message("istio.mesh.v1alpha1", "LabelSelector", LabelSelector)
 
 
 @dataclass(eq=False, repr=False)
@@ -389,24 +377,15 @@ class MeshConfig(betterproto2.Message):
     proxy_http_port: "int" = betterproto2.field(5, betterproto2.TYPE_INT32)
 
     connect_timeout: "datetime.timedelta | None" = betterproto2.field(
-        6,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
+        6, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
     hbone_idle_timeout: "datetime.timedelta | None" = betterproto2.field(
-        70,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
+        70, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
     protocol_detection_timeout: "datetime.timedelta | None" = betterproto2.field(
-        42,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
+        42, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
     tcp_keepalive: "__networking__v1alpha3__.ConnectionPoolSettingsTcpSettingsTcpKeepalive | None" = betterproto2.field(
@@ -418,9 +397,7 @@ class MeshConfig(betterproto2.Message):
     ingress_service: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
 
     ingress_controller_mode: "MeshConfigIngressControllerMode" = betterproto2.field(
-        9,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: MeshConfigIngressControllerMode(0),
+        9, betterproto2.TYPE_ENUM, default_factory=lambda: MeshConfigIngressControllerMode(0)
     )
 
     ingress_selector: "str" = betterproto2.field(52, betterproto2.TYPE_STRING)
@@ -432,14 +409,10 @@ class MeshConfig(betterproto2.Message):
     access_log_format: "str" = betterproto2.field(24, betterproto2.TYPE_STRING)
 
     access_log_encoding: "MeshConfigAccessLogEncoding" = betterproto2.field(
-        27,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: MeshConfigAccessLogEncoding(0),
+        27, betterproto2.TYPE_ENUM, default_factory=lambda: MeshConfigAccessLogEncoding(0)
     )
 
-    enable_envoy_access_log_service: "bool" = betterproto2.field(
-        40, betterproto2.TYPE_BOOL
-    )
+    enable_envoy_access_log_service: "bool" = betterproto2.field(40, betterproto2.TYPE_BOOL)
 
     disable_envoy_listener_log: "bool" = betterproto2.field(56, betterproto2.TYPE_BOOL)
 
@@ -447,12 +420,12 @@ class MeshConfig(betterproto2.Message):
         14, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    outbound_traffic_policy: "MeshConfigOutboundTrafficPolicy | None" = (
-        betterproto2.field(17, betterproto2.TYPE_MESSAGE, optional=True)
+    outbound_traffic_policy: "MeshConfigOutboundTrafficPolicy | None" = betterproto2.field(
+        17, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    inbound_traffic_policy: "MeshConfigInboundTrafficPolicy | None" = (
-        betterproto2.field(66, betterproto2.TYPE_MESSAGE, optional=True)
+    inbound_traffic_policy: "MeshConfigInboundTrafficPolicy | None" = betterproto2.field(
+        66, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     config_sources: "list[ConfigSource]" = betterproto2.field(
@@ -460,10 +433,7 @@ class MeshConfig(betterproto2.Message):
     )
 
     enable_auto_mtls: "bool | None" = betterproto2.field(
-        43,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.BoolValue,
-        optional=True,
+        43, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
 
     trust_domain: "str" = betterproto2.field(26, betterproto2.TYPE_STRING)
@@ -490,19 +460,16 @@ class MeshConfig(betterproto2.Message):
 
     root_namespace: "str" = betterproto2.field(34, betterproto2.TYPE_STRING)
 
-    locality_lb_setting: "__networking__v1alpha3__.LocalityLoadBalancerSetting | None" = betterproto2.field(
-        35, betterproto2.TYPE_MESSAGE, optional=True
+    locality_lb_setting: "__networking__v1alpha3__.LocalityLoadBalancerSetting | None" = (
+        betterproto2.field(35, betterproto2.TYPE_MESSAGE, optional=True)
     )
 
-    zone_aware_lb_setting: "__networking__v1alpha3__.ZoneAwareLoadBalancerSetting | None" = betterproto2.field(
-        73, betterproto2.TYPE_MESSAGE, optional=True
+    zone_aware_lb_setting: "__networking__v1alpha3__.ZoneAwareLoadBalancerSetting | None" = (
+        betterproto2.field(73, betterproto2.TYPE_MESSAGE, optional=True)
     )
 
     dns_refresh_rate: "datetime.timedelta | None" = betterproto2.field(
-        36,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
+        36, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
     h2_upgrade_policy: "MeshConfigH2UpgradePolicy" = betterproto2.field(
@@ -526,22 +493,14 @@ class MeshConfig(betterproto2.Message):
     )
 
     enable_prometheus_merge: "bool | None" = betterproto2.field(
-        51,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.BoolValue,
-        optional=True,
+        51, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
 
     verify_certificate_at_client: "bool | None" = betterproto2.field(
-        54,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.BoolValue,
-        optional=True,
+        54, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
 
-    ca: "MeshConfigCa | None" = betterproto2.field(
-        55, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    ca: "MeshConfigCa | None" = betterproto2.field(55, betterproto2.TYPE_MESSAGE, optional=True)
 
     extension_providers: "list[MeshConfigExtensionProvider]" = betterproto2.field(
         57, betterproto2.TYPE_MESSAGE, repeated=True
@@ -559,8 +518,8 @@ class MeshConfig(betterproto2.Message):
         61, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    default_http_retry_policy: "__networking__v1alpha3__.HttpRetry | None" = (
-        betterproto2.field(62, betterproto2.TYPE_MESSAGE, optional=True)
+    default_http_retry_policy: "__networking__v1alpha3__.HttpRetry | None" = betterproto2.field(
+        62, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     mesh_mTLS: "MeshConfigTlsConfig | None" = betterproto2.field(
@@ -571,8 +530,8 @@ class MeshConfig(betterproto2.Message):
         64, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    default_traffic_policy: "MeshConfigDefaultTrafficPolicy | None" = (
-        betterproto2.field(71, betterproto2.TYPE_MESSAGE, optional=True)
+    default_traffic_policy: "MeshConfigDefaultTrafficPolicy | None" = betterproto2.field(
+        71, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     service_entry_visibility: "ServiceEntryVisibility | None" = betterproto2.field(
@@ -585,8 +544,7 @@ class MeshConfig(betterproto2.Message):
             warnings.warn("MeshConfig.certificates is deprecated", DeprecationWarning)
         if self.is_set("verify_certificate_at_client"):
             warnings.warn(
-                "MeshConfig.verify_certificate_at_client is deprecated",
-                DeprecationWarning,
+                "MeshConfig.verify_certificate_at_client is deprecated", DeprecationWarning
             )
 
 
@@ -597,23 +555,18 @@ default_message_pool.register_message("istio.mesh.v1alpha1", "MeshConfig", MeshC
 class MeshConfigCa(betterproto2.Message):
     address: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
-    tls_settings: "__networking__v1alpha3__.ClientTlsSettings | None" = (
-        betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+    tls_settings: "__networking__v1alpha3__.ClientTlsSettings | None" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     request_timeout: "datetime.timedelta | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
+        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
     istiod_side: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
 
 
-default_message_pool.register_message(
-    "istio.mesh.v1alpha1", "MeshConfig.CA", MeshConfigCa
-)
+default_message_pool.register_message("istio.mesh.v1alpha1", "MeshConfig.CA", MeshConfigCa)
 
 
 @dataclass(eq=False, repr=False)
@@ -633,13 +586,9 @@ class MeshConfigCertificateData(betterproto2.Message):
         2, betterproto2.TYPE_STRING, optional=True, group="certificate_data"
     )
 
-    cert_signers: "list[str]" = betterproto2.field(
-        3, betterproto2.TYPE_STRING, repeated=True
-    )
+    cert_signers: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
 
-    trust_domains: "list[str]" = betterproto2.field(
-        4, betterproto2.TYPE_STRING, repeated=True
-    )
+    trust_domains: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
 
 
 default_message_pool.register_message(
@@ -649,17 +598,11 @@ default_message_pool.register_message(
 
 @dataclass(eq=False, repr=False)
 class MeshConfigDefaultProviders(betterproto2.Message):
-    tracing: "list[str]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING, repeated=True
-    )
+    tracing: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
 
-    metrics: "list[str]" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, repeated=True
-    )
+    metrics: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
 
-    access_logging: "list[str]" = betterproto2.field(
-        3, betterproto2.TYPE_STRING, repeated=True
-    )
+    access_logging: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
 
 
 default_message_pool.register_message(
@@ -669,19 +612,17 @@ default_message_pool.register_message(
 
 @dataclass(eq=False, repr=False)
 class MeshConfigDefaultTrafficPolicy(betterproto2.Message):
-    connection_pool: "__networking__v1alpha3__.ConnectionPoolSettings | None" = (
-        betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    connection_pool: "__networking__v1alpha3__.ConnectionPoolSettings | None" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    outlier_detection: "__networking__v1alpha3__.OutlierDetection | None" = (
-        betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+    outlier_detection: "__networking__v1alpha3__.OutlierDetection | None" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
 
 default_message_pool.register_message(
-    "istio.mesh.v1alpha1",
-    "MeshConfig.DefaultTrafficPolicy",
-    MeshConfigDefaultTrafficPolicy,
+    "istio.mesh.v1alpha1", "MeshConfig.DefaultTrafficPolicy", MeshConfigDefaultTrafficPolicy
 )
 
 
@@ -704,72 +645,52 @@ class MeshConfigExtensionProvider(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True, group="provider"
     )
 
-    zipkin: "MeshConfigExtensionProviderZipkinTracingProvider | None" = (
-        betterproto2.field(
-            4, betterproto2.TYPE_MESSAGE, optional=True, group="provider"
-        )
+    zipkin: "MeshConfigExtensionProviderZipkinTracingProvider | None" = betterproto2.field(
+        4, betterproto2.TYPE_MESSAGE, optional=True, group="provider"
     )
 
-    lightstep: "MeshConfigExtensionProviderLightstepTracingProvider | None" = (
-        betterproto2.field(
-            5, betterproto2.TYPE_MESSAGE, optional=True, group="provider"
-        )
+    lightstep: "MeshConfigExtensionProviderLightstepTracingProvider | None" = betterproto2.field(
+        5, betterproto2.TYPE_MESSAGE, optional=True, group="provider"
     )
 
-    datadog: "MeshConfigExtensionProviderDatadogTracingProvider | None" = (
-        betterproto2.field(
-            6, betterproto2.TYPE_MESSAGE, optional=True, group="provider"
-        )
+    datadog: "MeshConfigExtensionProviderDatadogTracingProvider | None" = betterproto2.field(
+        6, betterproto2.TYPE_MESSAGE, optional=True, group="provider"
     )
 
-    stackdriver: "MeshConfigExtensionProviderStackdriverProvider | None" = (
-        betterproto2.field(
-            7, betterproto2.TYPE_MESSAGE, optional=True, group="provider"
-        )
+    stackdriver: "MeshConfigExtensionProviderStackdriverProvider | None" = betterproto2.field(
+        7, betterproto2.TYPE_MESSAGE, optional=True, group="provider"
     )
 
     opencensus: "MeshConfigExtensionProviderOpenCensusAgentTracingProvider | None" = (
-        betterproto2.field(
-            8, betterproto2.TYPE_MESSAGE, optional=True, group="provider"
-        )
+        betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True, group="provider")
     )
 
-    skywalking: "MeshConfigExtensionProviderSkyWalkingTracingProvider | None" = (
-        betterproto2.field(
-            9, betterproto2.TYPE_MESSAGE, optional=True, group="provider"
-        )
+    skywalking: "MeshConfigExtensionProviderSkyWalkingTracingProvider | None" = betterproto2.field(
+        9, betterproto2.TYPE_MESSAGE, optional=True, group="provider"
     )
 
     opentelemetry: "MeshConfigExtensionProviderOpenTelemetryTracingProvider | None" = (
-        betterproto2.field(
-            15, betterproto2.TYPE_MESSAGE, optional=True, group="provider"
-        )
+        betterproto2.field(15, betterproto2.TYPE_MESSAGE, optional=True, group="provider")
     )
 
-    prometheus: "MeshConfigExtensionProviderPrometheusMetricsProvider | None" = (
-        betterproto2.field(
-            10, betterproto2.TYPE_MESSAGE, optional=True, group="provider"
-        )
+    prometheus: "MeshConfigExtensionProviderPrometheusMetricsProvider | None" = betterproto2.field(
+        10, betterproto2.TYPE_MESSAGE, optional=True, group="provider"
     )
 
-    envoy_file_access_log: "MeshConfigExtensionProviderEnvoyFileAccessLogProvider | None" = betterproto2.field(
-        11, betterproto2.TYPE_MESSAGE, optional=True, group="provider"
+    envoy_file_access_log: "MeshConfigExtensionProviderEnvoyFileAccessLogProvider | None" = (
+        betterproto2.field(11, betterproto2.TYPE_MESSAGE, optional=True, group="provider")
     )
 
     envoy_http_als: "MeshConfigExtensionProviderEnvoyHttpGrpcV3LogProvider | None" = (
-        betterproto2.field(
-            12, betterproto2.TYPE_MESSAGE, optional=True, group="provider"
-        )
+        betterproto2.field(12, betterproto2.TYPE_MESSAGE, optional=True, group="provider")
     )
 
     envoy_tcp_als: "MeshConfigExtensionProviderEnvoyTcpGrpcV3LogProvider | None" = (
-        betterproto2.field(
-            13, betterproto2.TYPE_MESSAGE, optional=True, group="provider"
-        )
+        betterproto2.field(13, betterproto2.TYPE_MESSAGE, optional=True, group="provider")
     )
 
-    envoy_otel_als: "MeshConfigExtensionProviderEnvoyOpenTelemetryLogProvider | None" = betterproto2.field(
-        14, betterproto2.TYPE_MESSAGE, optional=True, group="provider"
+    envoy_otel_als: "MeshConfigExtensionProviderEnvoyOpenTelemetryLogProvider | None" = (
+        betterproto2.field(14, betterproto2.TYPE_MESSAGE, optional=True, group="provider")
     )
 
     sds: "MeshConfigExtensionProviderSdsProvider | None" = betterproto2.field(
@@ -779,14 +700,10 @@ class MeshConfigExtensionProvider(betterproto2.Message):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("lightstep"):
-            warnings.warn(
-                "MeshConfigExtensionProvider.lightstep is deprecated",
-                DeprecationWarning,
-            )
+            warnings.warn("MeshConfigExtensionProvider.lightstep is deprecated", DeprecationWarning)
         if self.is_set("opencensus"):
             warnings.warn(
-                "MeshConfigExtensionProvider.opencensus is deprecated",
-                DeprecationWarning,
+                "MeshConfigExtensionProvider.opencensus is deprecated", DeprecationWarning
             )
 
 
@@ -812,18 +729,13 @@ default_message_pool.register_message(
 
 
 @dataclass(eq=False, repr=False)
-class MeshConfigExtensionProviderEnvoyExternalAuthorizationGrpcProvider(
-    betterproto2.Message
-):
+class MeshConfigExtensionProviderEnvoyExternalAuthorizationGrpcProvider(betterproto2.Message):
     service: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     port: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
 
     timeout: "datetime.timedelta | None" = betterproto2.field(
-        5,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
+        5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
     fail_open: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
@@ -845,18 +757,13 @@ default_message_pool.register_message(
 
 
 @dataclass(eq=False, repr=False)
-class MeshConfigExtensionProviderEnvoyExternalAuthorizationHttpProvider(
-    betterproto2.Message
-):
+class MeshConfigExtensionProviderEnvoyExternalAuthorizationHttpProvider(betterproto2.Message):
     service: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     port: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
 
     timeout: "datetime.timedelta | None" = betterproto2.field(
-        9,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
+        9, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
     path_prefix: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
@@ -878,9 +785,7 @@ class MeshConfigExtensionProviderEnvoyExternalAuthorizationHttpProvider(
     include_additional_headers_in_check: "dict[str, str]" = betterproto2.field(
         11,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
     include_request_body_in_check: "MeshConfigExtensionProviderEnvoyExternalAuthorizationRequestBody | None" = betterproto2.field(
@@ -916,9 +821,7 @@ default_message_pool.register_message(
 
 
 @dataclass(eq=False, repr=False)
-class MeshConfigExtensionProviderEnvoyExternalAuthorizationRequestBody(
-    betterproto2.Message
-):
+class MeshConfigExtensionProviderEnvoyExternalAuthorizationRequestBody(betterproto2.Message):
     max_request_bytes: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
 
     allow_partial_message: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
@@ -937,8 +840,8 @@ default_message_pool.register_message(
 class MeshConfigExtensionProviderEnvoyFileAccessLogProvider(betterproto2.Message):
     path: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
-    log_format: "MeshConfigExtensionProviderEnvoyFileAccessLogProviderLogFormat | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
+    log_format: "MeshConfigExtensionProviderEnvoyFileAccessLogProviderLogFormat | None" = (
+        betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
     )
 
     omit_empty_values: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
@@ -952,9 +855,7 @@ default_message_pool.register_message(
 
 
 @dataclass(eq=False, repr=False)
-class MeshConfigExtensionProviderEnvoyFileAccessLogProviderLogFormat(
-    betterproto2.Message
-):
+class MeshConfigExtensionProviderEnvoyFileAccessLogProviderLogFormat(betterproto2.Message):
     """
 
 
@@ -1018,8 +919,8 @@ class MeshConfigExtensionProviderEnvoyOpenTelemetryLogProvider(betterproto2.Mess
 
     log_name: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
 
-    log_format: "MeshConfigExtensionProviderEnvoyOpenTelemetryLogProviderLogFormat | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
+    log_format: "MeshConfigExtensionProviderEnvoyOpenTelemetryLogProviderLogFormat | None" = (
+        betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
     )
 
 
@@ -1031,9 +932,7 @@ default_message_pool.register_message(
 
 
 @dataclass(eq=False, repr=False)
-class MeshConfigExtensionProviderEnvoyOpenTelemetryLogProviderLogFormat(
-    betterproto2.Message
-):
+class MeshConfigExtensionProviderEnvoyOpenTelemetryLogProviderLogFormat(betterproto2.Message):
     text: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     labels: "___google__protobuf__.Struct | None" = betterproto2.field(
@@ -1071,14 +970,11 @@ default_message_pool.register_message(
 @dataclass(eq=False, repr=False)
 class MeshConfigExtensionProviderGrpcService(betterproto2.Message):
     timeout: "datetime.timedelta | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
+        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
-    initial_metadata: "list[MeshConfigExtensionProviderHttpHeader]" = (
-        betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
+    initial_metadata: "list[MeshConfigExtensionProviderHttpHeader]" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
 
@@ -1121,10 +1017,7 @@ class MeshConfigExtensionProviderHttpService(betterproto2.Message):
     path: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     timeout: "datetime.timedelta | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
     headers: "list[MeshConfigExtensionProviderHttpHeader]" = betterproto2.field(
@@ -1163,8 +1056,8 @@ class MeshConfigExtensionProviderOpenCensusAgentTracingProvider(betterproto2.Mes
 
     port: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
 
-    context: "list[MeshConfigExtensionProviderOpenCensusAgentTracingProviderTraceContext]" = betterproto2.field(
-        3, betterproto2.TYPE_ENUM, repeated=True
+    context: "list[MeshConfigExtensionProviderOpenCensusAgentTracingProviderTraceContext]" = (
+        betterproto2.field(3, betterproto2.TYPE_ENUM, repeated=True)
     )
 
     max_tag_length: "int" = betterproto2.field(4, betterproto2.TYPE_UINT32)
@@ -1200,16 +1093,16 @@ class MeshConfigExtensionProviderOpenTelemetryTracingProvider(betterproto2.Messa
         7, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    resource_detectors: "MeshConfigExtensionProviderResourceDetectors | None" = (
-        betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
+    resource_detectors: "MeshConfigExtensionProviderResourceDetectors | None" = betterproto2.field(
+        5, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    service_attribute_enrichment: "MeshConfigExtensionProviderServiceAttributeEnrichment" = betterproto2.field(
-        8,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: MeshConfigExtensionProviderServiceAttributeEnrichment(
-            0
-        ),
+    service_attribute_enrichment: "MeshConfigExtensionProviderServiceAttributeEnrichment" = (
+        betterproto2.field(
+            8,
+            betterproto2.TYPE_ENUM,
+            default_factory=lambda: MeshConfigExtensionProviderServiceAttributeEnrichment(0),
+        )
     )
 
     dynatrace_sampler: "MeshConfigExtensionProviderOpenTelemetryTracingProviderDynatraceSampler | None" = betterproto2.field(
@@ -1225,9 +1118,7 @@ default_message_pool.register_message(
 
 
 @dataclass(eq=False, repr=False)
-class MeshConfigExtensionProviderOpenTelemetryTracingProviderDynatraceSampler(
-    betterproto2.Message
-):
+class MeshConfigExtensionProviderOpenTelemetryTracingProviderDynatraceSampler(betterproto2.Message):
     tenant: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     cluster_id: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
@@ -1284,8 +1175,8 @@ class MeshConfigExtensionProviderResourceDetectors(betterproto2.Message):
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    dynatrace: "MeshConfigExtensionProviderResourceDetectorsDynatraceResourceDetector | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
+    dynatrace: "MeshConfigExtensionProviderResourceDetectorsDynatraceResourceDetector | None" = (
+        betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
     )
 
 
@@ -1297,9 +1188,7 @@ default_message_pool.register_message(
 
 
 @dataclass(eq=False, repr=False)
-class MeshConfigExtensionProviderResourceDetectorsDynatraceResourceDetector(
-    betterproto2.Message
-):
+class MeshConfigExtensionProviderResourceDetectorsDynatraceResourceDetector(betterproto2.Message):
     pass
 
 
@@ -1311,9 +1200,7 @@ default_message_pool.register_message(
 
 
 @dataclass(eq=False, repr=False)
-class MeshConfigExtensionProviderResourceDetectorsEnvironmentResourceDetector(
-    betterproto2.Message
-):
+class MeshConfigExtensionProviderResourceDetectorsEnvironmentResourceDetector(betterproto2.Message):
     pass
 
 
@@ -1361,30 +1248,21 @@ class MeshConfigExtensionProviderStackdriverProvider(betterproto2.Message):
     debug: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
 
     max_number_of_attributes: "int | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Int64Value,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Int64Value, optional=True
     )
 
     max_number_of_annotations: "int | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Int64Value,
-        optional=True,
+        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Int64Value, optional=True
     )
 
     max_number_of_message_events: "int | None" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Int64Value,
-        optional=True,
+        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Int64Value, optional=True
     )
 
     max_tag_length: "int" = betterproto2.field(5, betterproto2.TYPE_UINT32)
 
-    logging: "MeshConfigExtensionProviderStackdriverProviderLogging | None" = (
-        betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True)
+    logging: "MeshConfigExtensionProviderStackdriverProviderLogging | None" = betterproto2.field(
+        6, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     def __post_init__(self) -> None:
@@ -1423,9 +1301,7 @@ class MeshConfigExtensionProviderStackdriverProviderLogging(betterproto2.Message
     labels: "dict[str, str]" = betterproto2.field(
         1,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
 
@@ -1448,19 +1324,18 @@ class MeshConfigExtensionProviderZipkinTracingProvider(betterproto2.Message):
 
     path: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
 
-    trace_context_option: "MeshConfigExtensionProviderZipkinTracingProviderTraceContextOption" = betterproto2.field(
-        6,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: (
-            MeshConfigExtensionProviderZipkinTracingProviderTraceContextOption(0)
-        ),
+    trace_context_option: "MeshConfigExtensionProviderZipkinTracingProviderTraceContextOption" = (
+        betterproto2.field(
+            6,
+            betterproto2.TYPE_ENUM,
+            default_factory=lambda: (
+                MeshConfigExtensionProviderZipkinTracingProviderTraceContextOption(0)
+            ),
+        )
     )
 
     timeout: "datetime.timedelta | None" = betterproto2.field(
-        7,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
+        7, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
     headers: "list[MeshConfigExtensionProviderHttpHeader]" = betterproto2.field(
@@ -1478,25 +1353,19 @@ default_message_pool.register_message(
 @dataclass(eq=False, repr=False)
 class MeshConfigInboundTrafficPolicy(betterproto2.Message):
     mode: "MeshConfigInboundTrafficPolicyMode" = betterproto2.field(
-        1,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: MeshConfigInboundTrafficPolicyMode(0),
+        1, betterproto2.TYPE_ENUM, default_factory=lambda: MeshConfigInboundTrafficPolicyMode(0)
     )
 
 
 default_message_pool.register_message(
-    "istio.mesh.v1alpha1",
-    "MeshConfig.InboundTrafficPolicy",
-    MeshConfigInboundTrafficPolicy,
+    "istio.mesh.v1alpha1", "MeshConfig.InboundTrafficPolicy", MeshConfigInboundTrafficPolicy
 )
 
 
 @dataclass(eq=False, repr=False)
 class MeshConfigOutboundTrafficPolicy(betterproto2.Message):
     mode: "MeshConfigOutboundTrafficPolicyMode" = betterproto2.field(
-        1,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: MeshConfigOutboundTrafficPolicyMode(0),
+        1, betterproto2.TYPE_ENUM, default_factory=lambda: MeshConfigOutboundTrafficPolicyMode(0)
     )
 
     tls: "__networking__v1alpha3__.ClientTlsSettings | None" = betterproto2.field(
@@ -1505,29 +1374,21 @@ class MeshConfigOutboundTrafficPolicy(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "istio.mesh.v1alpha1",
-    "MeshConfig.OutboundTrafficPolicy",
-    MeshConfigOutboundTrafficPolicy,
+    "istio.mesh.v1alpha1", "MeshConfig.OutboundTrafficPolicy", MeshConfigOutboundTrafficPolicy
 )
 
 
 @dataclass(eq=False, repr=False)
 class MeshConfigProxyPathNormalization(betterproto2.Message):
-    normalization: "MeshConfigProxyPathNormalizationNormalizationType" = (
-        betterproto2.field(
-            1,
-            betterproto2.TYPE_ENUM,
-            default_factory=lambda: MeshConfigProxyPathNormalizationNormalizationType(
-                0
-            ),
-        )
+    normalization: "MeshConfigProxyPathNormalizationNormalizationType" = betterproto2.field(
+        1,
+        betterproto2.TYPE_ENUM,
+        default_factory=lambda: MeshConfigProxyPathNormalizationNormalizationType(0),
     )
 
 
 default_message_pool.register_message(
-    "istio.mesh.v1alpha1",
-    "MeshConfig.ProxyPathNormalization",
-    MeshConfigProxyPathNormalization,
+    "istio.mesh.v1alpha1", "MeshConfig.ProxyPathNormalization", MeshConfigProxyPathNormalization
 )
 
 
@@ -1542,16 +1403,12 @@ class MeshConfigServiceScopeConfigs(betterproto2.Message):
     )
 
     scope: "MeshConfigServiceScopeConfigsScope" = betterproto2.field(
-        3,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: MeshConfigServiceScopeConfigsScope(0),
+        3, betterproto2.TYPE_ENUM, default_factory=lambda: MeshConfigServiceScopeConfigsScope(0)
     )
 
 
 default_message_pool.register_message(
-    "istio.mesh.v1alpha1",
-    "MeshConfig.ServiceScopeConfigs",
-    MeshConfigServiceScopeConfigs,
+    "istio.mesh.v1alpha1", "MeshConfig.ServiceScopeConfigs", MeshConfigServiceScopeConfigs
 )
 
 
@@ -1575,27 +1432,19 @@ class MeshConfigServiceSettingsSettings(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "istio.mesh.v1alpha1",
-    "MeshConfig.ServiceSettings.Settings",
-    MeshConfigServiceSettingsSettings,
+    "istio.mesh.v1alpha1", "MeshConfig.ServiceSettings.Settings", MeshConfigServiceSettingsSettings
 )
 
 
 @dataclass(eq=False, repr=False)
 class MeshConfigTlsConfig(betterproto2.Message):
     min_protocol_version: "MeshConfigTlsConfigTlsProtocol" = betterproto2.field(
-        1,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: MeshConfigTlsConfigTlsProtocol(0),
+        1, betterproto2.TYPE_ENUM, default_factory=lambda: MeshConfigTlsConfigTlsProtocol(0)
     )
 
-    ecdh_curves: "list[str]" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, repeated=True
-    )
+    ecdh_curves: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
 
-    cipher_suites: "list[str]" = betterproto2.field(
-        3, betterproto2.TYPE_STRING, repeated=True
-    )
+    cipher_suites: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
 
 
 default_message_pool.register_message(
@@ -1608,15 +1457,11 @@ class MeshNetworks(betterproto2.Message):
     networks: "dict[str, Network]" = betterproto2.field(
         1,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
 
 
-default_message_pool.register_message(
-    "istio.mesh.v1alpha1", "MeshNetworks", MeshNetworks
-)
+default_message_pool.register_message("istio.mesh.v1alpha1", "MeshNetworks", MeshNetworks)
 
 
 @dataclass(eq=False, repr=False)
@@ -1709,17 +1554,11 @@ default_message_pool.register_message(
 @dataclass(eq=False, repr=False)
 class PrivateKeyProviderCryptoMb(betterproto2.Message):
     poll_delay: "datetime.timedelta | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
+        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
     fallback: "bool | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.BoolValue,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
 
 
@@ -1731,17 +1570,11 @@ default_message_pool.register_message(
 @dataclass(eq=False, repr=False)
 class PrivateKeyProviderQat(betterproto2.Message):
     poll_delay: "datetime.timedelta | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
+        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
     fallback: "bool | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.BoolValue,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
 
 
@@ -1772,28 +1605,20 @@ class ProxyConfig(betterproto2.Message):
     )
 
     drain_duration: "datetime.timedelta | None" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
+        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
     discovery_address: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
 
     discovery_refresh_delay: "datetime.timedelta | None" = betterproto2.field(
-        7,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
+        7, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
     zipkin_address: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
 
     statsd_udp_address: "str" = betterproto2.field(10, betterproto2.TYPE_STRING)
 
-    envoy_metrics_service_address: "str" = betterproto2.field(
-        20, betterproto2.TYPE_STRING
-    )
+    envoy_metrics_service_address: "str" = betterproto2.field(20, betterproto2.TYPE_STRING)
 
     proxy_admin_port: "int" = betterproto2.field(11, betterproto2.TYPE_INT32)
 
@@ -1814,19 +1639,13 @@ class ProxyConfig(betterproto2.Message):
         optional=True,
     )
 
-    proxy_bootstrap_template_path: "str" = betterproto2.field(
-        17, betterproto2.TYPE_STRING
-    )
+    proxy_bootstrap_template_path: "str" = betterproto2.field(17, betterproto2.TYPE_STRING)
 
     interception_mode: "ProxyConfigInboundInterceptionMode" = betterproto2.field(
-        18,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: ProxyConfigInboundInterceptionMode(0),
+        18, betterproto2.TYPE_ENUM, default_factory=lambda: ProxyConfigInboundInterceptionMode(0)
     )
 
-    tracing: "Tracing | None" = betterproto2.field(
-        19, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    tracing: "Tracing | None" = betterproto2.field(19, betterproto2.TYPE_MESSAGE, optional=True)
 
     sds: "Sds | None" = betterproto2.field(21, betterproto2.TYPE_MESSAGE, optional=True)
 
@@ -1841,40 +1660,31 @@ class ProxyConfig(betterproto2.Message):
     proxy_metadata: "dict[str, str]" = betterproto2.field(
         24,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
     runtime_values: "dict[str, str]" = betterproto2.field(
         37,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
     status_port: "int" = betterproto2.field(26, betterproto2.TYPE_INT32)
 
-    extra_stat_tags: "list[str]" = betterproto2.field(
-        27, betterproto2.TYPE_STRING, repeated=True
-    )
+    extra_stat_tags: "list[str]" = betterproto2.field(27, betterproto2.TYPE_STRING, repeated=True)
 
     gateway_topology: "Topology | None" = betterproto2.field(
         28, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     termination_drain_duration: "datetime.timedelta | None" = betterproto2.field(
-        29,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
+        29, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
     mesh_id: "str" = betterproto2.field(30, betterproto2.TYPE_STRING)
 
-    readiness_probe: "__networking__v1alpha3__.ReadinessProbe | None" = (
-        betterproto2.field(31, betterproto2.TYPE_MESSAGE, optional=True)
+    readiness_probe: "__networking__v1alpha3__.ReadinessProbe | None" = betterproto2.field(
+        31, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     proxy_stats_matcher: "ProxyConfigProxyStatsMatcher | None" = betterproto2.field(
@@ -1882,10 +1692,7 @@ class ProxyConfig(betterproto2.Message):
     )
 
     hold_application_until_proxy_starts: "bool | None" = betterproto2.field(
-        33,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.BoolValue,
-        optional=True,
+        33, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
 
     ca_certificates_pem: "list[str]" = betterproto2.field(
@@ -1905,19 +1712,13 @@ class ProxyConfig(betterproto2.Message):
     )
 
     file_flush_interval: "datetime.timedelta | None" = betterproto2.field(
-        40,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
+        40, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
     file_flush_min_size_kb: "int" = betterproto2.field(41, betterproto2.TYPE_UINT32)
 
     stats_compression: "bool | None" = betterproto2.field(
-        42,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.BoolValue,
-        optional=True,
+        42, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
 
     connection_settings: "ProxyConfigConnectionSettings | None" = betterproto2.field(
@@ -1927,22 +1728,15 @@ class ProxyConfig(betterproto2.Message):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("discovery_refresh_delay"):
-            warnings.warn(
-                "ProxyConfig.discovery_refresh_delay is deprecated", DeprecationWarning
-            )
+            warnings.warn("ProxyConfig.discovery_refresh_delay is deprecated", DeprecationWarning)
         if self.is_set("zipkin_address"):
-            warnings.warn(
-                "ProxyConfig.zipkin_address is deprecated", DeprecationWarning
-            )
+            warnings.warn("ProxyConfig.zipkin_address is deprecated", DeprecationWarning)
         if self.is_set("envoy_metrics_service_address"):
             warnings.warn(
-                "ProxyConfig.envoy_metrics_service_address is deprecated",
-                DeprecationWarning,
+                "ProxyConfig.envoy_metrics_service_address is deprecated", DeprecationWarning
             )
         if self.is_set("availability_zone"):
-            warnings.warn(
-                "ProxyConfig.availability_zone is deprecated", DeprecationWarning
-            )
+            warnings.warn("ProxyConfig.availability_zone is deprecated", DeprecationWarning)
         if self.is_set("sds"):
             warnings.warn("ProxyConfig.sds is deprecated", DeprecationWarning)
 
@@ -1953,72 +1747,43 @@ default_message_pool.register_message("istio.mesh.v1alpha1", "ProxyConfig", Prox
 @dataclass(eq=False, repr=False)
 class ProxyConfigConnectionSettings(betterproto2.Message):
     profile: "ProxyConfigConnectionSettingsProfile" = betterproto2.field(
-        1,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: ProxyConfigConnectionSettingsProfile(0),
+        1, betterproto2.TYPE_ENUM, default_factory=lambda: ProxyConfigConnectionSettingsProfile(0)
     )
 
     listener_per_connection_buffer_limit_bytes: "int | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Int32Value,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Int32Value, optional=True
     )
 
     cluster_per_connection_buffer_limit_bytes: "int | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Int32Value,
-        optional=True,
+        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Int32Value, optional=True
     )
 
     http_idle_timeout: "datetime.timedelta | None" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
+        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
     http_max_connection_duration: "datetime.timedelta | None" = betterproto2.field(
-        5,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
+        5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
     http_drain_timeout: "datetime.timedelta | None" = betterproto2.field(
-        6,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
+        6, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
     http_request_timeout: "datetime.timedelta | None" = betterproto2.field(
-        7,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
+        7, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
     http_request_headers_timeout: "datetime.timedelta | None" = betterproto2.field(
-        8,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
+        8, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
     http_stream_idle_timeout: "datetime.timedelta | None" = betterproto2.field(
-        9,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
+        9, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
     http_max_stream_duration: "datetime.timedelta | None" = betterproto2.field(
-        10,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
+        10, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
     http_max_concurrent_streams: "int | None" = betterproto2.field(
@@ -2045,24 +1810,17 @@ class ProxyConfigConnectionSettings(betterproto2.Message):
     http_headers_with_underscores_action: "ProxyConfigConnectionSettingsHeadersWithUnderscoresAction" = betterproto2.field(
         14,
         betterproto2.TYPE_ENUM,
-        default_factory=lambda: (
-            ProxyConfigConnectionSettingsHeadersWithUnderscoresAction(0)
-        ),
+        default_factory=lambda: ProxyConfigConnectionSettingsHeadersWithUnderscoresAction(0),
     )
 
     http_merge_slashes: "bool | None" = betterproto2.field(
-        15,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.BoolValue,
-        optional=True,
+        15, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
 
     http_path_with_escaped_slashes_action: "ProxyConfigConnectionSettingsPathWithEscapedSlashesAction" = betterproto2.field(
         16,
         betterproto2.TYPE_ENUM,
-        default_factory=lambda: (
-            ProxyConfigConnectionSettingsPathWithEscapedSlashesAction(0)
-        ),
+        default_factory=lambda: ProxyConfigConnectionSettingsPathWithEscapedSlashesAction(0),
     )
 
     listener_connection_limit: "int | None" = betterproto2.field(
@@ -2081,9 +1839,7 @@ class ProxyConfigConnectionSettings(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "istio.mesh.v1alpha1",
-    "ProxyConfig.ConnectionSettings",
-    ProxyConfigConnectionSettings,
+    "istio.mesh.v1alpha1", "ProxyConfig.ConnectionSettings", ProxyConfigConnectionSettings
 )
 
 
@@ -2093,8 +1849,8 @@ class ProxyConfigProxyHeaders(betterproto2.Message):
         1, betterproto2.TYPE_ENUM, default_factory=lambda: ForwardClientCertDetails(0)
     )
 
-    set_current_client_cert_details: "ProxyConfigProxyHeadersSetCurrentClientCertDetails | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True
+    set_current_client_cert_details: "ProxyConfigProxyHeadersSetCurrentClientCertDetails | None" = (
+        betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True)
     )
 
     request_id: "ProxyConfigProxyHeadersRequestId | None" = betterproto2.field(
@@ -2109,27 +1865,24 @@ class ProxyConfigProxyHeaders(betterproto2.Message):
         4, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    envoy_debug_headers: "ProxyConfigProxyHeadersEnvoyDebugHeaders | None" = (
-        betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
+    envoy_debug_headers: "ProxyConfigProxyHeadersEnvoyDebugHeaders | None" = betterproto2.field(
+        5, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    metadata_exchange_headers: "ProxyConfigProxyHeadersMetadataExchangeHeaders | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, optional=True
+    metadata_exchange_headers: "ProxyConfigProxyHeadersMetadataExchangeHeaders | None" = (
+        betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True)
     )
 
     preserve_http1_header_case: "bool | None" = betterproto2.field(
-        40,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.BoolValue,
-        optional=True,
+        40, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
 
-    x_forwarded_host: "ProxyConfigProxyHeadersXForwardedHost | None" = (
-        betterproto2.field(41, betterproto2.TYPE_MESSAGE, optional=True)
+    x_forwarded_host: "ProxyConfigProxyHeadersXForwardedHost | None" = betterproto2.field(
+        41, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    x_forwarded_port: "ProxyConfigProxyHeadersXForwardedPort | None" = (
-        betterproto2.field(42, betterproto2.TYPE_MESSAGE, optional=True)
+    x_forwarded_port: "ProxyConfigProxyHeadersXForwardedPort | None" = betterproto2.field(
+        42, betterproto2.TYPE_MESSAGE, optional=True
     )
 
 
@@ -2141,10 +1894,7 @@ default_message_pool.register_message(
 @dataclass(eq=False, repr=False)
 class ProxyConfigProxyHeadersAttemptCount(betterproto2.Message):
     disabled: "bool | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.BoolValue,
-        optional=True,
+        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
 
 
@@ -2158,10 +1908,7 @@ default_message_pool.register_message(
 @dataclass(eq=False, repr=False)
 class ProxyConfigProxyHeadersEnvoyDebugHeaders(betterproto2.Message):
     disabled: "bool | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.BoolValue,
-        optional=True,
+        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
 
 
@@ -2191,74 +1938,49 @@ default_message_pool.register_message(
 @dataclass(eq=False, repr=False)
 class ProxyConfigProxyHeadersRequestId(betterproto2.Message):
     disabled: "bool | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.BoolValue,
-        optional=True,
+        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
 
 
 default_message_pool.register_message(
-    "istio.mesh.v1alpha1",
-    "ProxyConfig.ProxyHeaders.RequestId",
-    ProxyConfigProxyHeadersRequestId,
+    "istio.mesh.v1alpha1", "ProxyConfig.ProxyHeaders.RequestId", ProxyConfigProxyHeadersRequestId
 )
 
 
 @dataclass(eq=False, repr=False)
 class ProxyConfigProxyHeadersServer(betterproto2.Message):
     disabled: "bool | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.BoolValue,
-        optional=True,
+        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
 
     value: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
 
 default_message_pool.register_message(
-    "istio.mesh.v1alpha1",
-    "ProxyConfig.ProxyHeaders.Server",
-    ProxyConfigProxyHeadersServer,
+    "istio.mesh.v1alpha1", "ProxyConfig.ProxyHeaders.Server", ProxyConfigProxyHeadersServer
 )
 
 
 @dataclass(eq=False, repr=False)
 class ProxyConfigProxyHeadersSetCurrentClientCertDetails(betterproto2.Message):
     subject: "bool | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.BoolValue,
-        optional=True,
+        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
 
     cert: "bool | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.BoolValue,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
 
     chain: "bool | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.BoolValue,
-        optional=True,
+        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
 
     dns: "bool | None" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.BoolValue,
-        optional=True,
+        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
 
     uri: "bool | None" = betterproto2.field(
-        5,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.BoolValue,
-        optional=True,
+        5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
 
 
@@ -2272,10 +1994,7 @@ default_message_pool.register_message(
 @dataclass(eq=False, repr=False)
 class ProxyConfigProxyHeadersXForwardedHost(betterproto2.Message):
     enabled: "bool | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.BoolValue,
-        optional=True,
+        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
 
 
@@ -2289,10 +2008,7 @@ default_message_pool.register_message(
 @dataclass(eq=False, repr=False)
 class ProxyConfigProxyHeadersXForwardedPort(betterproto2.Message):
     enabled: "bool | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.BoolValue,
-        optional=True,
+        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
 
 
@@ -2305,17 +2021,11 @@ default_message_pool.register_message(
 
 @dataclass(eq=False, repr=False)
 class ProxyConfigProxyStatsMatcher(betterproto2.Message):
-    inclusion_prefixes: "list[str]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING, repeated=True
-    )
+    inclusion_prefixes: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
 
-    inclusion_suffixes: "list[str]" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, repeated=True
-    )
+    inclusion_suffixes: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
 
-    inclusion_regexps: "list[str]" = betterproto2.field(
-        3, betterproto2.TYPE_STRING, repeated=True
-    )
+    inclusion_regexps: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
 
 
 default_message_pool.register_message(
@@ -2327,8 +2037,8 @@ default_message_pool.register_message(
 class RemoteService(betterproto2.Message):
     address: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
-    tls_settings: "__networking__v1alpha3__.ClientTlsSettings | None" = (
-        betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+    tls_settings: "__networking__v1alpha3__.ClientTlsSettings | None" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     tcp_keepalive: "__networking__v1alpha3__.ConnectionPoolSettingsTcpSettingsTcpKeepalive | None" = betterproto2.field(
@@ -2336,9 +2046,7 @@ class RemoteService(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "istio.mesh.v1alpha1", "RemoteService", RemoteService
-)
+default_message_pool.register_message("istio.mesh.v1alpha1", "RemoteService", RemoteService)
 
 
 @dataclass(eq=False, repr=False)
@@ -2354,9 +2062,7 @@ default_message_pool.register_message("istio.mesh.v1alpha1", "SDS", Sds)
 @dataclass(eq=False, repr=False)
 class ServiceEntryVisibility(betterproto2.Message):
     default_visibility: "ServiceEntryVisibilityVisibility" = betterproto2.field(
-        1,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: ServiceEntryVisibilityVisibility(0),
+        1, betterproto2.TYPE_ENUM, default_factory=lambda: ServiceEntryVisibilityVisibility(0)
     )
 
     apply_to_sidecars: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
@@ -2386,18 +2092,14 @@ class ServiceEntryVisibilityMatchRule(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "istio.mesh.v1alpha1",
-    "ServiceEntryVisibility.MatchRule",
-    ServiceEntryVisibilityMatchRule,
+    "istio.mesh.v1alpha1", "ServiceEntryVisibility.MatchRule", ServiceEntryVisibilityMatchRule
 )
 
 
 @dataclass(eq=False, repr=False)
 class ServiceEntryVisibilityPolicy(betterproto2.Message):
     visibility: "ServiceEntryVisibilityVisibility" = betterproto2.field(
-        1,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: ServiceEntryVisibilityVisibility(0),
+        1, betterproto2.TYPE_ENUM, default_factory=lambda: ServiceEntryVisibilityVisibility(0)
     )
 
     matching_rules: "list[ServiceEntryVisibilityMatchRule]" = betterproto2.field(
@@ -2432,9 +2134,7 @@ class TopologyProxyProtocolConfiguration(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "istio.mesh.v1alpha1",
-    "Topology.ProxyProtocolConfiguration",
-    TopologyProxyProtocolConfiguration,
+    "istio.mesh.v1alpha1", "Topology.ProxyProtocolConfiguration", TopologyProxyProtocolConfiguration
 )
 
 
@@ -2470,24 +2170,19 @@ class Tracing(betterproto2.Message):
     custom_tags: "dict[str, TracingCustomTag]" = betterproto2.field(
         5,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
 
     max_path_tag_length: "int" = betterproto2.field(6, betterproto2.TYPE_UINT32)
 
     sampling: "float" = betterproto2.field(7, betterproto2.TYPE_DOUBLE)
 
-    tls_settings: "__networking__v1alpha3__.ClientTlsSettings | None" = (
-        betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True)
+    tls_settings: "__networking__v1alpha3__.ClientTlsSettings | None" = betterproto2.field(
+        8, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     enable_istio_tags: "bool | None" = betterproto2.field(
-        10,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.BoolValue,
-        optional=True,
+        10, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
 
 
@@ -2516,9 +2211,7 @@ class TracingCustomTag(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "istio.mesh.v1alpha1", "Tracing.CustomTag", TracingCustomTag
-)
+default_message_pool.register_message("istio.mesh.v1alpha1", "Tracing.CustomTag", TracingCustomTag)
 
 
 @dataclass(eq=False, repr=False)
@@ -2526,9 +2219,7 @@ class TracingDatadog(betterproto2.Message):
     address: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "istio.mesh.v1alpha1", "Tracing.Datadog", TracingDatadog
-)
+default_message_pool.register_message("istio.mesh.v1alpha1", "Tracing.Datadog", TracingDatadog)
 
 
 @dataclass(eq=False, repr=False)
@@ -2550,9 +2241,7 @@ class TracingLightstep(betterproto2.Message):
     access_token: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "istio.mesh.v1alpha1", "Tracing.Lightstep", TracingLightstep
-)
+default_message_pool.register_message("istio.mesh.v1alpha1", "Tracing.Lightstep", TracingLightstep)
 
 
 @dataclass(eq=False, repr=False)
@@ -2560,9 +2249,7 @@ class TracingLiteral(betterproto2.Message):
     value: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "istio.mesh.v1alpha1", "Tracing.Literal", TracingLiteral
-)
+default_message_pool.register_message("istio.mesh.v1alpha1", "Tracing.Literal", TracingLiteral)
 
 
 @dataclass(eq=False, repr=False)
@@ -2596,24 +2283,15 @@ class TracingStackdriver(betterproto2.Message):
     debug: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
 
     max_number_of_attributes: "int | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Int64Value,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Int64Value, optional=True
     )
 
     max_number_of_annotations: "int | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Int64Value,
-        optional=True,
+        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Int64Value, optional=True
     )
 
     max_number_of_message_events: "int | None" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Int64Value,
-        optional=True,
+        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Int64Value, optional=True
     )
 
 
@@ -2627,11 +2305,11 @@ class TracingZipkin(betterproto2.Message):
     address: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "istio.mesh.v1alpha1", "Tracing.Zipkin", TracingZipkin
-)
+default_message_pool.register_message("istio.mesh.v1alpha1", "Tracing.Zipkin", TracingZipkin)
 
 
 from ....google import protobuf as ___google__protobuf__
 from ...networking import v1alpha3 as __networking__v1alpha3__
 from ...networking import v1beta1 as __networking__v1beta1__
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

@@ -27,17 +27,11 @@ class IstioCondition(betterproto2.Message):
     status: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
     last_probe_time: "datetime.datetime | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Timestamp,
-        optional=True,
+        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
     )
 
     last_transition_time: "datetime.datetime | None" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Timestamp,
-        optional=True,
+        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
     )
 
     reason: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
@@ -47,9 +41,7 @@ class IstioCondition(betterproto2.Message):
     observed_generation: "int" = betterproto2.field(7, betterproto2.TYPE_INT64)
 
 
-default_message_pool.register_message(
-    "istio.meta.v1alpha1", "IstioCondition", IstioCondition
-)
+default_message_pool.register_message("istio.meta.v1alpha1", "IstioCondition", IstioCondition)
 
 
 @dataclass(eq=False, repr=False)
@@ -58,8 +50,8 @@ class IstioStatus(betterproto2.Message):
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
-    validation_messages: "list[__analysis__v1alpha1__.AnalysisMessageBase]" = (
-        betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
+    validation_messages: "list[__analysis__v1alpha1__.AnalysisMessageBase]" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
     observed_generation: "int" = betterproto2.field(3, betterproto2.TYPE_INT64)
@@ -70,3 +62,5 @@ default_message_pool.register_message("istio.meta.v1alpha1", "IstioStatus", Isti
 
 from ....google import protobuf as ___google__protobuf__
 from ...analysis import v1alpha1 as __analysis__v1alpha1__
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

@@ -76,9 +76,7 @@ class Attributes(betterproto2.Message):
     attributes: "dict[str, AttributesAttributeValue]" = betterproto2.field(
         1,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
 
 
@@ -145,15 +143,11 @@ class AttributesStringMap(betterproto2.Message):
     entries: "dict[str, str]" = betterproto2.field(
         1,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
 
-default_message_pool.register_message(
-    "istio.mixer.v1", "Attributes.StringMap", AttributesStringMap
-)
+default_message_pool.register_message("istio.mixer.v1", "Attributes.StringMap", AttributesStringMap)
 
 
 @dataclass(eq=False, repr=False)
@@ -169,9 +163,7 @@ class CheckRequest(betterproto2.Message):
     quotas: "dict[str, CheckRequestQuotaParams]" = betterproto2.field(
         4,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
 
 
@@ -199,9 +191,7 @@ class CheckResponse(betterproto2.Message):
     quotas: "dict[str, CheckResponseQuotaResult]" = betterproto2.field(
         3,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
 
 
@@ -215,10 +205,7 @@ class CheckResponsePreconditionResult(betterproto2.Message):
     )
 
     valid_duration: "datetime.timedelta | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
     valid_use_count: "int" = betterproto2.field(3, betterproto2.TYPE_INT32)
@@ -233,19 +220,14 @@ class CheckResponsePreconditionResult(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "istio.mixer.v1",
-    "CheckResponse.PreconditionResult",
-    CheckResponsePreconditionResult,
+    "istio.mixer.v1", "CheckResponse.PreconditionResult", CheckResponsePreconditionResult
 )
 
 
 @dataclass(eq=False, repr=False)
 class CheckResponseQuotaResult(betterproto2.Message):
     valid_duration: "datetime.timedelta | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
+        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
     granted_amount: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
@@ -271,33 +253,25 @@ class CompressedAttributes(betterproto2.Message):
     strings: "dict[int, int]" = betterproto2.field(
         2,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_SINT32, betterproto2.TYPE_SINT32
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_SINT32, betterproto2.TYPE_SINT32),
     )
 
     int64s: "dict[int, int]" = betterproto2.field(
         3,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_SINT32, betterproto2.TYPE_INT64
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_SINT32, betterproto2.TYPE_INT64),
     )
 
     doubles: "dict[int, float]" = betterproto2.field(
         4,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_SINT32, betterproto2.TYPE_DOUBLE
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_SINT32, betterproto2.TYPE_DOUBLE),
     )
 
     bools: "dict[int, bool]" = betterproto2.field(
         5,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_SINT32, betterproto2.TYPE_BOOL
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_SINT32, betterproto2.TYPE_BOOL),
     )
 
     timestamps: "dict[int, datetime.datetime]" = betterproto2.field(
@@ -323,17 +297,13 @@ class CompressedAttributes(betterproto2.Message):
     bytes: "dict[int, bytes]" = betterproto2.field(
         8,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_SINT32, betterproto2.TYPE_BYTES
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_SINT32, betterproto2.TYPE_BYTES),
     )
 
     string_maps: "dict[int, StringMap]" = betterproto2.field(
         9,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_SINT32, betterproto2.TYPE_MESSAGE
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_SINT32, betterproto2.TYPE_MESSAGE),
     )
 
 
@@ -353,9 +323,7 @@ class HeaderOperation(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "istio.mixer.v1", "HeaderOperation", HeaderOperation
-)
+default_message_pool.register_message("istio.mixer.v1", "HeaderOperation", HeaderOperation)
 
 
 @dataclass(eq=False, repr=False)
@@ -377,9 +345,7 @@ class ReferencedAttributesAttributeMatch(betterproto2.Message):
     name: "int" = betterproto2.field(1, betterproto2.TYPE_SINT32)
 
     condition: "ReferencedAttributesCondition" = betterproto2.field(
-        2,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: ReferencedAttributesCondition(0),
+        2, betterproto2.TYPE_ENUM, default_factory=lambda: ReferencedAttributesCondition(0)
     )
 
     regex: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
@@ -388,9 +354,7 @@ class ReferencedAttributesAttributeMatch(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "istio.mixer.v1",
-    "ReferencedAttributes.AttributeMatch",
-    ReferencedAttributesAttributeMatch,
+    "istio.mixer.v1", "ReferencedAttributes.AttributeMatch", ReferencedAttributesAttributeMatch
 )
 
 
@@ -400,17 +364,13 @@ class ReportRequest(betterproto2.Message):
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
-    repeated_attributes_semantics: "ReportRequestRepeatedAttributesSemantics" = (
-        betterproto2.field(
-            4,
-            betterproto2.TYPE_ENUM,
-            default_factory=lambda: ReportRequestRepeatedAttributesSemantics(0),
-        )
+    repeated_attributes_semantics: "ReportRequestRepeatedAttributesSemantics" = betterproto2.field(
+        4,
+        betterproto2.TYPE_ENUM,
+        default_factory=lambda: ReportRequestRepeatedAttributesSemantics(0),
     )
 
-    default_words: "list[str]" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, repeated=True
-    )
+    default_words: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
 
     global_word_count: "int" = betterproto2.field(3, betterproto2.TYPE_UINT32)
 
@@ -423,9 +383,7 @@ class ReportResponse(betterproto2.Message):
     pass
 
 
-default_message_pool.register_message(
-    "istio.mixer.v1", "ReportResponse", ReportResponse
-)
+default_message_pool.register_message("istio.mixer.v1", "ReportResponse", ReportResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -443,9 +401,7 @@ class RouteDirective(betterproto2.Message):
     direct_response_body: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "istio.mixer.v1", "RouteDirective", RouteDirective
-)
+default_message_pool.register_message("istio.mixer.v1", "RouteDirective", RouteDirective)
 
 
 @dataclass(eq=False, repr=False)
@@ -453,9 +409,7 @@ class StringMap(betterproto2.Message):
     entries: "dict[int, int]" = betterproto2.field(
         1,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_SINT32, betterproto2.TYPE_SINT32
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_SINT32, betterproto2.TYPE_SINT32),
     )
 
 
@@ -544,3 +498,5 @@ class MixerBase(betterproto2_grpclib.ServiceBase):
                 ReportResponse,
             ),
         }
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

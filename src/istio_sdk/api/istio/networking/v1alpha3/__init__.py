@@ -333,17 +333,12 @@ class ClientTlsSettings(betterproto2.Message):
 
     credential_name: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
 
-    subject_alt_names: "list[str]" = betterproto2.field(
-        5, betterproto2.TYPE_STRING, repeated=True
-    )
+    subject_alt_names: "list[str]" = betterproto2.field(5, betterproto2.TYPE_STRING, repeated=True)
 
     sni: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
 
     insecure_skip_verify: "bool | None" = betterproto2.field(
-        8,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.BoolValue,
-        optional=True,
+        8, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
 
     ca_crl: "str" = betterproto2.field(9, betterproto2.TYPE_STRING)
@@ -381,20 +376,13 @@ class ConnectionPoolSettingsHttpSettings(betterproto2.Message):
     max_retries: "int" = betterproto2.field(4, betterproto2.TYPE_INT32)
 
     idle_timeout: "datetime.timedelta | None" = betterproto2.field(
-        5,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
+        5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
-    h2_upgrade_policy: "ConnectionPoolSettingsHttpSettingsH2UpgradePolicy" = (
-        betterproto2.field(
-            6,
-            betterproto2.TYPE_ENUM,
-            default_factory=lambda: ConnectionPoolSettingsHttpSettingsH2UpgradePolicy(
-                0
-            ),
-        )
+    h2_upgrade_policy: "ConnectionPoolSettingsHttpSettingsH2UpgradePolicy" = betterproto2.field(
+        6,
+        betterproto2.TYPE_ENUM,
+        default_factory=lambda: ConnectionPoolSettingsHttpSettingsH2UpgradePolicy(0),
     )
 
     use_client_protocol: "bool" = betterproto2.field(7, betterproto2.TYPE_BOOL)
@@ -416,17 +404,11 @@ default_message_pool.register_message(
 @dataclass(eq=False, repr=False)
 class ConnectionPoolSettingsHttpSettingsConnectionKeepalive(betterproto2.Message):
     interval: "datetime.timedelta | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
+        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
     timeout: "datetime.timedelta | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
 
@@ -442,28 +424,19 @@ class ConnectionPoolSettingsTcpSettings(betterproto2.Message):
     max_connections: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
 
     connect_timeout: "datetime.timedelta | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
-    tcp_keepalive: "ConnectionPoolSettingsTcpSettingsTcpKeepalive | None" = (
-        betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
+    tcp_keepalive: "ConnectionPoolSettingsTcpSettingsTcpKeepalive | None" = betterproto2.field(
+        3, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     max_connection_duration: "datetime.timedelta | None" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
+        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
     idle_timeout: "datetime.timedelta | None" = betterproto2.field(
-        5,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
+        5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
 
@@ -479,17 +452,11 @@ class ConnectionPoolSettingsTcpSettingsTcpKeepalive(betterproto2.Message):
     probes: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
 
     time: "datetime.timedelta | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
     interval: "datetime.timedelta | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
+        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
 
@@ -502,44 +469,28 @@ default_message_pool.register_message(
 
 @dataclass(eq=False, repr=False)
 class CorsPolicy(betterproto2.Message):
-    allow_origin: "list[str]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING, repeated=True
-    )
+    allow_origin: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
 
     allow_origins: "list[StringMatch]" = betterproto2.field(
         7, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
-    allow_methods: "list[str]" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, repeated=True
-    )
+    allow_methods: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
 
-    allow_headers: "list[str]" = betterproto2.field(
-        3, betterproto2.TYPE_STRING, repeated=True
-    )
+    allow_headers: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
 
-    expose_headers: "list[str]" = betterproto2.field(
-        4, betterproto2.TYPE_STRING, repeated=True
-    )
+    expose_headers: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
 
     max_age: "datetime.timedelta | None" = betterproto2.field(
-        5,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
+        5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
     allow_credentials: "bool | None" = betterproto2.field(
-        6,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.BoolValue,
-        optional=True,
+        6, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
 
     unmatched_preflights: "CorsPolicyUnmatchedPreflights" = betterproto2.field(
-        8,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: CorsPolicyUnmatchedPreflights(0),
+        8, betterproto2.TYPE_ENUM, default_factory=lambda: CorsPolicyUnmatchedPreflights(0)
     )
 
     def __post_init__(self) -> None:
@@ -548,9 +499,7 @@ class CorsPolicy(betterproto2.Message):
             warnings.warn("CorsPolicy.allow_origin is deprecated", DeprecationWarning)
 
 
-default_message_pool.register_message(
-    "istio.networking.v1alpha3", "CorsPolicy", CorsPolicy
-)
+default_message_pool.register_message("istio.networking.v1alpha3", "CorsPolicy", CorsPolicy)
 
 
 @dataclass(eq=False, repr=False)
@@ -569,14 +518,10 @@ class Destination(betterproto2.Message):
 
     subset: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
-    port: "PortSelector | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    port: "PortSelector | None" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
 
 
-default_message_pool.register_message(
-    "istio.networking.v1alpha3", "Destination", Destination
-)
+default_message_pool.register_message("istio.networking.v1alpha3", "Destination", Destination)
 
 
 @dataclass(eq=False, repr=False)
@@ -587,13 +532,9 @@ class DestinationRule(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    subsets: "list[Subset]" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    subsets: "list[Subset]" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
 
-    export_to: "list[str]" = betterproto2.field(
-        4, betterproto2.TYPE_STRING, repeated=True
-    )
+    export_to: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
 
     workload_selector: "__type__v1beta1__.WorkloadSelector | None" = betterproto2.field(
         5, betterproto2.TYPE_MESSAGE, optional=True
@@ -622,9 +563,7 @@ class EnvoyFilter(betterproto2.Message):
     priority: "int" = betterproto2.field(5, betterproto2.TYPE_INT32)
 
 
-default_message_pool.register_message(
-    "istio.networking.v1alpha3", "EnvoyFilter", EnvoyFilter
-)
+default_message_pool.register_message("istio.networking.v1alpha3", "EnvoyFilter", EnvoyFilter)
 
 
 @dataclass(eq=False, repr=False)
@@ -664,10 +603,8 @@ class EnvoyFilterEnvoyConfigObjectMatch(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True, group="object_types"
     )
 
-    route_configuration: "EnvoyFilterRouteConfigurationMatch | None" = (
-        betterproto2.field(
-            4, betterproto2.TYPE_MESSAGE, optional=True, group="object_types"
-        )
+    route_configuration: "EnvoyFilterRouteConfigurationMatch | None" = betterproto2.field(
+        4, betterproto2.TYPE_MESSAGE, optional=True, group="object_types"
     )
 
     cluster: "EnvoyFilterClusterMatch | None" = betterproto2.field(
@@ -714,8 +651,8 @@ class EnvoyFilterListenerMatch(betterproto2.Message):
 
     port_name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
-    filter_chain: "EnvoyFilterListenerMatchFilterChainMatch | None" = (
-        betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
+    filter_chain: "EnvoyFilterListenerMatchFilterChainMatch | None" = betterproto2.field(
+        3, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     listener_filter: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
@@ -791,9 +728,7 @@ class EnvoyFilterPatch(betterproto2.Message):
     )
 
     filter_class: "EnvoyFilterPatchFilterClass" = betterproto2.field(
-        3,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: EnvoyFilterPatchFilterClass(0),
+        3, betterproto2.TYPE_ENUM, default_factory=lambda: EnvoyFilterPatchFilterClass(0)
     )
 
 
@@ -809,9 +744,7 @@ class EnvoyFilterProxyMatch(betterproto2.Message):
     metadata: "dict[str, str]" = betterproto2.field(
         2,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
 
@@ -828,8 +761,8 @@ class EnvoyFilterRouteConfigurationMatch(betterproto2.Message):
 
     gateway: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
 
-    vhost: "EnvoyFilterRouteConfigurationMatchVirtualHostMatch | None" = (
-        betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
+    vhost: "EnvoyFilterRouteConfigurationMatchVirtualHostMatch | None" = betterproto2.field(
+        4, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     name: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
@@ -900,8 +833,8 @@ default_message_pool.register_message(
 class EnvoyFilterWaypointMatchFilterMatch(betterproto2.Message):
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
-    sub_filter: "EnvoyFilterWaypointMatchFilterMatchSubFilterMatch | None" = (
-        betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+    sub_filter: "EnvoyFilterWaypointMatchFilterMatchSubFilterMatch | None" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
 
@@ -938,9 +871,7 @@ default_message_pool.register_message(
 
 @dataclass(eq=False, repr=False)
 class ExecHealthCheckConfig(betterproto2.Message):
-    command: "list[str]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING, repeated=True
-    )
+    command: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
 
 
 default_message_pool.register_message(
@@ -950,16 +881,12 @@ default_message_pool.register_message(
 
 @dataclass(eq=False, repr=False)
 class Gateway(betterproto2.Message):
-    servers: "list[Server]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    servers: "list[Server]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
     selector: "dict[str, str]" = betterproto2.field(
         2,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
 
@@ -997,17 +924,13 @@ class HeadersHeaderOperations(betterproto2.Message):
     set: "dict[str, str]" = betterproto2.field(
         1,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
     add: "dict[str, str]" = betterproto2.field(
         2,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
     remove: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
@@ -1043,9 +966,7 @@ default_message_pool.register_message("istio.networking.v1alpha3", "HTTPBody", H
 class HttpDirectResponse(betterproto2.Message):
     status: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
 
-    body: "HttpBody | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    body: "HttpBody | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
 
 
 default_message_pool.register_message(
@@ -1090,9 +1011,7 @@ class HttpFaultInjectionAbort(betterproto2.Message):
         4, betterproto2.TYPE_STRING, optional=True, group="error_type"
     )
 
-    percentage: "Percent | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    percentage: "Percent | None" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
 
 
 default_message_pool.register_message(
@@ -1127,16 +1046,12 @@ class HttpFaultInjectionDelay(betterproto2.Message):
         group="http_delay_type",
     )
 
-    percentage: "Percent | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    percentage: "Percent | None" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("percent"):
-            warnings.warn(
-                "HttpFaultInjectionDelay.percent is deprecated", DeprecationWarning
-            )
+            warnings.warn("HttpFaultInjectionDelay.percent is deprecated", DeprecationWarning)
 
 
 default_message_pool.register_message(
@@ -1151,9 +1066,7 @@ class HttpHeader(betterproto2.Message):
     value: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "istio.networking.v1alpha3", "HTTPHeader", HttpHeader
-)
+default_message_pool.register_message("istio.networking.v1alpha3", "HTTPHeader", HttpHeader)
 
 
 @dataclass(eq=False, repr=False)
@@ -1180,17 +1093,11 @@ default_message_pool.register_message(
 class HttpMatchRequest(betterproto2.Message):
     name: "str" = betterproto2.field(11, betterproto2.TYPE_STRING)
 
-    uri: "StringMatch | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    uri: "StringMatch | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
-    scheme: "StringMatch | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    scheme: "StringMatch | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
 
-    method: "StringMatch | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    method: "StringMatch | None" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
 
     authority: "StringMatch | None" = betterproto2.field(
         4, betterproto2.TYPE_MESSAGE, optional=True
@@ -1199,9 +1106,7 @@ class HttpMatchRequest(betterproto2.Message):
     headers: "dict[str, StringMatch]" = betterproto2.field(
         5,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
 
     port: "int" = betterproto2.field(6, betterproto2.TYPE_UINT32)
@@ -1209,21 +1114,15 @@ class HttpMatchRequest(betterproto2.Message):
     source_labels: "dict[str, str]" = betterproto2.field(
         7,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
-    gateways: "list[str]" = betterproto2.field(
-        8, betterproto2.TYPE_STRING, repeated=True
-    )
+    gateways: "list[str]" = betterproto2.field(8, betterproto2.TYPE_STRING, repeated=True)
 
     query_params: "dict[str, StringMatch]" = betterproto2.field(
         9,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
 
     ignore_uri_case: "bool" = betterproto2.field(10, betterproto2.TYPE_BOOL)
@@ -1231,9 +1130,7 @@ class HttpMatchRequest(betterproto2.Message):
     without_headers: "dict[str, StringMatch]" = betterproto2.field(
         12,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
 
     source_namespace: "str" = betterproto2.field(13, betterproto2.TYPE_STRING)
@@ -1252,9 +1149,7 @@ class HttpMirrorPolicy(betterproto2.Message):
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    percentage: "Percent | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    percentage: "Percent | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
 
 
 default_message_pool.register_message(
@@ -1290,9 +1185,7 @@ class HttpRedirect(betterproto2.Message):
     prefix_rewrite: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "istio.networking.v1alpha3", "HTTPRedirect", HttpRedirect
-)
+default_message_pool.register_message("istio.networking.v1alpha3", "HTTPRedirect", HttpRedirect)
 
 
 @dataclass(eq=False, repr=False)
@@ -1300,39 +1193,25 @@ class HttpRetry(betterproto2.Message):
     attempts: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
 
     per_try_timeout: "datetime.timedelta | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
     retry_on: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
 
     retry_remote_localities: "bool | None" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.BoolValue,
-        optional=True,
+        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
 
     retry_ignore_previous_hosts: "bool | None" = betterproto2.field(
-        5,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.BoolValue,
-        optional=True,
+        5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
 
     backoff: "datetime.timedelta | None" = betterproto2.field(
-        6,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
+        6, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
 
-default_message_pool.register_message(
-    "istio.networking.v1alpha3", "HTTPRetry", HttpRetry
-)
+default_message_pool.register_message("istio.networking.v1alpha3", "HTTPRetry", HttpRetry)
 
 
 @dataclass(eq=False, repr=False)
@@ -1346,9 +1225,7 @@ class HttpRewrite(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "istio.networking.v1alpha3", "HTTPRewrite", HttpRewrite
-)
+default_message_pool.register_message("istio.networking.v1alpha3", "HTTPRewrite", HttpRewrite)
 
 
 @dataclass(eq=False, repr=False)
@@ -1371,32 +1248,21 @@ class HttpRoute(betterproto2.Message):
         21, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    delegate: "Delegate | None" = betterproto2.field(
-        20, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    delegate: "Delegate | None" = betterproto2.field(20, betterproto2.TYPE_MESSAGE, optional=True)
 
-    rewrite: "HttpRewrite | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    rewrite: "HttpRewrite | None" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
 
     timeout: "datetime.timedelta | None" = betterproto2.field(
-        6,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
+        6, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
-    retries: "HttpRetry | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    retries: "HttpRetry | None" = betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True)
 
     fault: "HttpFaultInjection | None" = betterproto2.field(
         8, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    mirror: "Destination | None" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    mirror: "Destination | None" = betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True)
 
     mirrors: "list[HttpMirrorPolicy]" = betterproto2.field(
         22, betterproto2.TYPE_MESSAGE, repeated=True
@@ -1417,9 +1283,7 @@ class HttpRoute(betterproto2.Message):
         10, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    headers: "Headers | None" = betterproto2.field(
-        16, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    headers: "Headers | None" = betterproto2.field(16, betterproto2.TYPE_MESSAGE, optional=True)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -1427,9 +1291,7 @@ class HttpRoute(betterproto2.Message):
             warnings.warn("HttpRoute.mirror_percent is deprecated", DeprecationWarning)
 
 
-default_message_pool.register_message(
-    "istio.networking.v1alpha3", "HTTPRoute", HttpRoute
-)
+default_message_pool.register_message("istio.networking.v1alpha3", "HTTPRoute", HttpRoute)
 
 
 @dataclass(eq=False, repr=False)
@@ -1440,9 +1302,7 @@ class HttpRouteDestination(betterproto2.Message):
 
     weight: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
 
-    headers: "Headers | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    headers: "Headers | None" = betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True)
 
 
 default_message_pool.register_message(
@@ -1452,9 +1312,7 @@ default_message_pool.register_message(
 
 @dataclass(eq=False, repr=False)
 class IstioEgressListener(betterproto2.Message):
-    port: "SidecarPort | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    port: "SidecarPort | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     bind: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
@@ -1472,9 +1330,7 @@ default_message_pool.register_message(
 
 @dataclass(eq=False, repr=False)
 class IstioIngressListener(betterproto2.Message):
-    port: "SidecarPort | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    port: "SidecarPort | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     bind: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
@@ -1511,14 +1367,10 @@ class L4MatchAttributes(betterproto2.Message):
     source_labels: "dict[str, str]" = betterproto2.field(
         4,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
-    gateways: "list[str]" = betterproto2.field(
-        5, betterproto2.TYPE_STRING, repeated=True
-    )
+    gateways: "list[str]" = betterproto2.field(5, betterproto2.TYPE_STRING, repeated=True)
 
     source_namespace: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
 
@@ -1554,10 +1406,7 @@ class LoadBalancerSettings(betterproto2.Message):
     )
 
     warmup_duration_secs: "datetime.timedelta | None" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
+        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
     warmup: "WarmupConfiguration | None" = betterproto2.field(
@@ -1584,10 +1433,8 @@ class LoadBalancerSettingsConsistentHashLb(betterproto2.Message):
         1, betterproto2.TYPE_STRING, optional=True, group="hash_key"
     )
 
-    http_cookie: "LoadBalancerSettingsConsistentHashLbHttpCookie | None" = (
-        betterproto2.field(
-            2, betterproto2.TYPE_MESSAGE, optional=True, group="hash_key"
-        )
+    http_cookie: "LoadBalancerSettingsConsistentHashLbHttpCookie | None" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, optional=True, group="hash_key"
     )
 
     use_source_ip: "bool | None" = betterproto2.field(
@@ -1598,10 +1445,8 @@ class LoadBalancerSettingsConsistentHashLb(betterproto2.Message):
         5, betterproto2.TYPE_STRING, optional=True, group="hash_key"
     )
 
-    ring_hash: "LoadBalancerSettingsConsistentHashLbRingHash | None" = (
-        betterproto2.field(
-            6, betterproto2.TYPE_MESSAGE, optional=True, group="hash_algorithm"
-        )
+    ring_hash: "LoadBalancerSettingsConsistentHashLbRingHash | None" = betterproto2.field(
+        6, betterproto2.TYPE_MESSAGE, optional=True, group="hash_algorithm"
     )
 
     maglev: "LoadBalancerSettingsConsistentHashLbMagLev | None" = betterproto2.field(
@@ -1633,10 +1478,7 @@ class LoadBalancerSettingsConsistentHashLbHttpCookie(betterproto2.Message):
     path: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
     ttl: "datetime.timedelta | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
+        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
     attributes: "list[LoadBalancerSettingsConsistentHashLbHttpCookieAttribute]" = (
@@ -1699,22 +1541,15 @@ class LocalityLoadBalancerSetting(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
-    failover_priority: "list[str]" = betterproto2.field(
-        4, betterproto2.TYPE_STRING, repeated=True
-    )
+    failover_priority: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
 
     enabled: "bool | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.BoolValue,
-        optional=True,
+        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
 
 
 default_message_pool.register_message(
-    "istio.networking.v1alpha3",
-    "LocalityLoadBalancerSetting",
-    LocalityLoadBalancerSetting,
+    "istio.networking.v1alpha3", "LocalityLoadBalancerSetting", LocalityLoadBalancerSetting
 )
 
 
@@ -1725,9 +1560,7 @@ class LocalityLoadBalancerSettingDistribute(betterproto2.Message):
     to: "dict[str, int]" = betterproto2.field(
         2,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_UINT32
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_UINT32),
     )
 
 
@@ -1772,9 +1605,7 @@ default_message_pool.register_message(
 class OutlierDetection(betterproto2.Message):
     consecutive_errors: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
 
-    split_external_local_origin_errors: "bool" = betterproto2.field(
-        8, betterproto2.TYPE_BOOL
-    )
+    split_external_local_origin_errors: "bool" = betterproto2.field(8, betterproto2.TYPE_BOOL)
 
     consecutive_local_origin_failures: "int | None" = betterproto2.field(
         9,
@@ -1798,17 +1629,11 @@ class OutlierDetection(betterproto2.Message):
     )
 
     interval: "datetime.timedelta | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
     base_ejection_time: "datetime.timedelta | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
+        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
     max_ejection_percent: "int" = betterproto2.field(4, betterproto2.TYPE_INT32)
@@ -1822,9 +1647,7 @@ class OutlierDetection(betterproto2.Message):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("consecutive_errors"):
-            warnings.warn(
-                "OutlierDetection.consecutive_errors is deprecated", DeprecationWarning
-            )
+            warnings.warn("OutlierDetection.consecutive_errors is deprecated", DeprecationWarning)
 
 
 default_message_pool.register_message(
@@ -1864,9 +1687,7 @@ class PortSelector(betterproto2.Message):
     number: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
 
 
-default_message_pool.register_message(
-    "istio.networking.v1alpha3", "PortSelector", PortSelector
-)
+default_message_pool.register_message("istio.networking.v1alpha3", "PortSelector", PortSelector)
 
 
 @dataclass(eq=False, repr=False)
@@ -1905,9 +1726,7 @@ class ReadinessProbe(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "istio.networking.v1alpha3", "ReadinessProbe", ReadinessProbe
-)
+default_message_pool.register_message("istio.networking.v1alpha3", "ReadinessProbe", ReadinessProbe)
 
 
 @dataclass(eq=False, repr=False)
@@ -1917,9 +1736,7 @@ class RegexRewrite(betterproto2.Message):
     rewrite: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "istio.networking.v1alpha3", "RegexRewrite", RegexRewrite
-)
+default_message_pool.register_message("istio.networking.v1alpha3", "RegexRewrite", RegexRewrite)
 
 
 @dataclass(eq=False, repr=False)
@@ -1938,9 +1755,7 @@ default_message_pool.register_message(
 
 @dataclass(eq=False, repr=False)
 class Server(betterproto2.Message):
-    port: "Port | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    port: "Port | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     bind: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
 
@@ -1976,9 +1791,7 @@ class ServerTlsSettings(betterproto2.Message):
 
     credential_name: "str" = betterproto2.field(10, betterproto2.TYPE_STRING)
 
-    credential_names: "list[str]" = betterproto2.field(
-        14, betterproto2.TYPE_STRING, repeated=True
-    )
+    credential_names: "list[str]" = betterproto2.field(14, betterproto2.TYPE_STRING, repeated=True)
 
     ca_cert_credential_name: "str" = betterproto2.field(16, betterproto2.TYPE_STRING)
 
@@ -1986,9 +1799,7 @@ class ServerTlsSettings(betterproto2.Message):
         15, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
-    subject_alt_names: "list[str]" = betterproto2.field(
-        6, betterproto2.TYPE_STRING, repeated=True
-    )
+    subject_alt_names: "list[str]" = betterproto2.field(6, betterproto2.TYPE_STRING, repeated=True)
 
     verify_certificate_spki: "list[str]" = betterproto2.field(
         11, betterproto2.TYPE_STRING, repeated=True
@@ -1999,26 +1810,17 @@ class ServerTlsSettings(betterproto2.Message):
     )
 
     min_protocol_version: "ServerTlsSettingsTlsProtocol" = betterproto2.field(
-        7,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: ServerTlsSettingsTlsProtocol(0),
+        7, betterproto2.TYPE_ENUM, default_factory=lambda: ServerTlsSettingsTlsProtocol(0)
     )
 
     max_protocol_version: "ServerTlsSettingsTlsProtocol" = betterproto2.field(
-        8,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: ServerTlsSettingsTlsProtocol(0),
+        8, betterproto2.TYPE_ENUM, default_factory=lambda: ServerTlsSettingsTlsProtocol(0)
     )
 
-    cipher_suites: "list[str]" = betterproto2.field(
-        9, betterproto2.TYPE_STRING, repeated=True
-    )
+    cipher_suites: "list[str]" = betterproto2.field(9, betterproto2.TYPE_STRING, repeated=True)
 
     insecure_skip_verify: "bool | None" = betterproto2.field(
-        17,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.BoolValue,
-        optional=True,
+        17, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
 
 
@@ -2037,9 +1839,7 @@ class ServerTlsSettingsTlsCertificate(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "istio.networking.v1alpha3",
-    "ServerTLSSettings.TLSCertificate",
-    ServerTlsSettingsTlsCertificate,
+    "istio.networking.v1alpha3", "ServerTLSSettings.TLSCertificate", ServerTlsSettingsTlsCertificate
 )
 
 
@@ -2047,13 +1847,9 @@ default_message_pool.register_message(
 class ServiceEntry(betterproto2.Message):
     hosts: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
 
-    addresses: "list[str]" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, repeated=True
-    )
+    addresses: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
 
-    ports: "list[ServicePort]" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    ports: "list[ServicePort]" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
 
     location: "ServiceEntryLocation" = betterproto2.field(
         4, betterproto2.TYPE_ENUM, default_factory=lambda: ServiceEntryLocation(0)
@@ -2071,18 +1867,12 @@ class ServiceEntry(betterproto2.Message):
         9, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    export_to: "list[str]" = betterproto2.field(
-        7, betterproto2.TYPE_STRING, repeated=True
-    )
+    export_to: "list[str]" = betterproto2.field(7, betterproto2.TYPE_STRING, repeated=True)
 
-    subject_alt_names: "list[str]" = betterproto2.field(
-        8, betterproto2.TYPE_STRING, repeated=True
-    )
+    subject_alt_names: "list[str]" = betterproto2.field(8, betterproto2.TYPE_STRING, repeated=True)
 
 
-default_message_pool.register_message(
-    "istio.networking.v1alpha3", "ServiceEntry", ServiceEntry
-)
+default_message_pool.register_message("istio.networking.v1alpha3", "ServiceEntry", ServiceEntry)
 
 
 @dataclass(eq=False, repr=False)
@@ -2103,8 +1893,8 @@ class ServiceEntryStatus(betterproto2.Message):
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
-    validation_messages: "list[__analysis__v1alpha1__.AnalysisMessageBase]" = (
-        betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
+    validation_messages: "list[__analysis__v1alpha1__.AnalysisMessageBase]" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
     observed_generation: "int" = betterproto2.field(3, betterproto2.TYPE_INT64)
@@ -2130,9 +1920,7 @@ class ServicePort(betterproto2.Message):
     target_port: "int" = betterproto2.field(4, betterproto2.TYPE_UINT32)
 
 
-default_message_pool.register_message(
-    "istio.networking.v1alpha3", "ServicePort", ServicePort
-)
+default_message_pool.register_message("istio.networking.v1alpha3", "ServicePort", ServicePort)
 
 
 @dataclass(eq=False, repr=False)
@@ -2177,9 +1965,7 @@ class SidecarPort(betterproto2.Message):
             warnings.warn("SidecarPort.target_port is deprecated", DeprecationWarning)
 
 
-default_message_pool.register_message(
-    "istio.networking.v1alpha3", "SidecarPort", SidecarPort
-)
+default_message_pool.register_message("istio.networking.v1alpha3", "SidecarPort", SidecarPort)
 
 
 @dataclass(eq=False, repr=False)
@@ -2204,9 +1990,7 @@ class StringMatch(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "istio.networking.v1alpha3", "StringMatch", StringMatch
-)
+default_message_pool.register_message("istio.networking.v1alpha3", "StringMatch", StringMatch)
 
 
 @dataclass(eq=False, repr=False)
@@ -2216,9 +2000,7 @@ class Subset(betterproto2.Message):
     labels: "dict[str, str]" = betterproto2.field(
         2,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
     traffic_policy: "TrafficPolicy | None" = betterproto2.field(
@@ -2257,9 +2039,7 @@ default_message_pool.register_message("istio.networking.v1alpha3", "TCPRoute", T
 
 @dataclass(eq=False, repr=False)
 class TlsMatchAttributes(betterproto2.Message):
-    sni_hosts: "list[str]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING, repeated=True
-    )
+    sni_hosts: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
 
     destination_subnets: "list[str]" = betterproto2.field(
         2, betterproto2.TYPE_STRING, repeated=True
@@ -2270,14 +2050,10 @@ class TlsMatchAttributes(betterproto2.Message):
     source_labels: "dict[str, str]" = betterproto2.field(
         5,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
-    gateways: "list[str]" = betterproto2.field(
-        6, betterproto2.TYPE_STRING, repeated=True
-    )
+    gateways: "list[str]" = betterproto2.field(6, betterproto2.TYPE_STRING, repeated=True)
 
     source_namespace: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
 
@@ -2336,16 +2112,12 @@ class TrafficPolicy(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "istio.networking.v1alpha3", "TrafficPolicy", TrafficPolicy
-)
+default_message_pool.register_message("istio.networking.v1alpha3", "TrafficPolicy", TrafficPolicy)
 
 
 @dataclass(eq=False, repr=False)
 class TrafficPolicyPortTrafficPolicy(betterproto2.Message):
-    port: "PortSelector | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    port: "PortSelector | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     load_balancer: "LoadBalancerSettings | None" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, optional=True
@@ -2365,25 +2137,19 @@ class TrafficPolicyPortTrafficPolicy(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "istio.networking.v1alpha3",
-    "TrafficPolicy.PortTrafficPolicy",
-    TrafficPolicyPortTrafficPolicy,
+    "istio.networking.v1alpha3", "TrafficPolicy.PortTrafficPolicy", TrafficPolicyPortTrafficPolicy
 )
 
 
 @dataclass(eq=False, repr=False)
 class TrafficPolicyProxyProtocol(betterproto2.Message):
     version: "TrafficPolicyProxyProtocolVersion" = betterproto2.field(
-        1,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: TrafficPolicyProxyProtocolVersion(0),
+        1, betterproto2.TYPE_ENUM, default_factory=lambda: TrafficPolicyProxyProtocolVersion(0)
     )
 
 
 default_message_pool.register_message(
-    "istio.networking.v1alpha3",
-    "TrafficPolicy.ProxyProtocol",
-    TrafficPolicyProxyProtocol,
+    "istio.networking.v1alpha3", "TrafficPolicy.ProxyProtocol", TrafficPolicyProxyProtocol
 )
 
 
@@ -2399,10 +2165,7 @@ class TrafficPolicyRetryBudget(betterproto2.Message):
     min_retry_concurrency: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
 
     budget_interval: "datetime.timedelta | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
+        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
 
@@ -2421,9 +2184,7 @@ class TrafficPolicyTunnelSettings(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "istio.networking.v1alpha3",
-    "TrafficPolicy.TunnelSettings",
-    TrafficPolicyTunnelSettings,
+    "istio.networking.v1alpha3", "TrafficPolicy.TunnelSettings", TrafficPolicyTunnelSettings
 )
 
 
@@ -2431,39 +2192,24 @@ default_message_pool.register_message(
 class VirtualService(betterproto2.Message):
     hosts: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
 
-    gateways: "list[str]" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, repeated=True
-    )
+    gateways: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
 
-    http: "list[HttpRoute]" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    http: "list[HttpRoute]" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
 
-    tls: "list[TlsRoute]" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    tls: "list[TlsRoute]" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, repeated=True)
 
-    tcp: "list[TcpRoute]" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    tcp: "list[TcpRoute]" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True)
 
-    export_to: "list[str]" = betterproto2.field(
-        6, betterproto2.TYPE_STRING, repeated=True
-    )
+    export_to: "list[str]" = betterproto2.field(6, betterproto2.TYPE_STRING, repeated=True)
 
 
-default_message_pool.register_message(
-    "istio.networking.v1alpha3", "VirtualService", VirtualService
-)
+default_message_pool.register_message("istio.networking.v1alpha3", "VirtualService", VirtualService)
 
 
 @dataclass(eq=False, repr=False)
 class WarmupConfiguration(betterproto2.Message):
     duration: "datetime.timedelta | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
+        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
     minimum_percent: "float | None" = betterproto2.field(
@@ -2493,17 +2239,13 @@ class WorkloadEntry(betterproto2.Message):
     ports: "dict[str, int]" = betterproto2.field(
         2,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_UINT32
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_UINT32),
     )
 
     labels: "dict[str, str]" = betterproto2.field(
         3,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
     network: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
@@ -2515,9 +2257,7 @@ class WorkloadEntry(betterproto2.Message):
     service_account: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "istio.networking.v1alpha3", "WorkloadEntry", WorkloadEntry
-)
+default_message_pool.register_message("istio.networking.v1alpha3", "WorkloadEntry", WorkloadEntry)
 
 
 @dataclass(eq=False, repr=False)
@@ -2530,14 +2270,10 @@ class WorkloadGroup(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    probe: "ReadinessProbe | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    probe: "ReadinessProbe | None" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
 
 
-default_message_pool.register_message(
-    "istio.networking.v1alpha3", "WorkloadGroup", WorkloadGroup
-)
+default_message_pool.register_message("istio.networking.v1alpha3", "WorkloadGroup", WorkloadGroup)
 
 
 @dataclass(eq=False, repr=False)
@@ -2545,17 +2281,13 @@ class WorkloadGroupObjectMeta(betterproto2.Message):
     labels: "dict[str, str]" = betterproto2.field(
         1,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
     annotations: "dict[str, str]" = betterproto2.field(
         2,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
 
@@ -2569,9 +2301,7 @@ class WorkloadSelector(betterproto2.Message):
     labels: "dict[str, str]" = betterproto2.field(
         1,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
 
@@ -2583,19 +2313,14 @@ default_message_pool.register_message(
 @dataclass(eq=False, repr=False)
 class ZoneAwareLoadBalancerSetting(betterproto2.Message):
     enabled: "bool | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.BoolValue,
-        optional=True,
+        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
 
     failover: "list[ZoneAwareLoadBalancerSettingFailover]" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
-    failover_priority: "list[str]" = betterproto2.field(
-        3, betterproto2.TYPE_STRING, repeated=True
-    )
+    failover_priority: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
 
     min_cluster_size: "int | None" = betterproto2.field(
         4,
@@ -2606,9 +2331,7 @@ class ZoneAwareLoadBalancerSetting(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "istio.networking.v1alpha3",
-    "ZoneAwareLoadBalancerSetting",
-    ZoneAwareLoadBalancerSetting,
+    "istio.networking.v1alpha3", "ZoneAwareLoadBalancerSetting", ZoneAwareLoadBalancerSetting
 )
 
 
@@ -2630,3 +2353,5 @@ from ....google import protobuf as ___google__protobuf__
 from ...analysis import v1alpha1 as __analysis__v1alpha1__
 from ...meta import v1alpha1 as __meta__v1alpha1__
 from ...type import v1beta1 as __type__v1beta1__
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

@@ -26,28 +26,19 @@ class ProxyConfig(betterproto2.Message):
     )
 
     concurrency: "int | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Int32Value,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Int32Value, optional=True
     )
 
     environment_variables: "dict[str, str]" = betterproto2.field(
         3,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
-    image: "ProxyImage | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    image: "ProxyImage | None" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
 
 
-default_message_pool.register_message(
-    "istio.networking.v1beta1", "ProxyConfig", ProxyConfig
-)
+default_message_pool.register_message("istio.networking.v1beta1", "ProxyConfig", ProxyConfig)
 
 
 @dataclass(eq=False, repr=False)
@@ -55,10 +46,10 @@ class ProxyImage(betterproto2.Message):
     image_type: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "istio.networking.v1beta1", "ProxyImage", ProxyImage
-)
+default_message_pool.register_message("istio.networking.v1beta1", "ProxyImage", ProxyImage)
 
 
 from ....google import protobuf as ___google__protobuf__
 from ...type import v1beta1 as __type__v1beta1__
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

@@ -214,9 +214,7 @@ class ValueType(betterproto2.Enum):
 class Action(betterproto2.Message):
     handler: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
-    instances: "list[str]" = betterproto2.field(
-        3, betterproto2.TYPE_STRING, repeated=True
-    )
+    instances: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
 
     name: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
 
@@ -233,9 +231,7 @@ class AttributeManifest(betterproto2.Message):
     attributes: "dict[str, AttributeManifestAttributeInfo]" = betterproto2.field(
         3,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
 
 
@@ -254,9 +250,7 @@ class AttributeManifestAttributeInfo(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "istio.policy.v1beta1",
-    "AttributeManifest.AttributeInfo",
-    AttributeManifestAttributeInfo,
+    "istio.policy.v1beta1", "AttributeManifest.AttributeInfo", AttributeManifestAttributeInfo
 )
 
 
@@ -278,9 +272,7 @@ class Authentication(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "istio.policy.v1beta1", "Authentication", Authentication
-)
+default_message_pool.register_message("istio.policy.v1beta1", "Authentication", Authentication)
 
 
 @dataclass(eq=False, repr=False)
@@ -288,10 +280,7 @@ class Connection(betterproto2.Message):
     address: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
     timeout: "datetime.timedelta | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
+        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
     authentication: "Authentication | None" = betterproto2.field(
@@ -313,9 +302,7 @@ class DirectHttpResponse(betterproto2.Message):
     headers: "dict[str, str]" = betterproto2.field(
         3,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
 
@@ -335,10 +322,7 @@ default_message_pool.register_message("istio.policy.v1beta1", "DNSName", DnsName
 @dataclass(eq=False, repr=False)
 class Duration(betterproto2.Message):
     value: "datetime.timedelta | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
+        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
 
@@ -350,9 +334,7 @@ class EmailAddress(betterproto2.Message):
     value: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "istio.policy.v1beta1", "EmailAddress", EmailAddress
-)
+default_message_pool.register_message("istio.policy.v1beta1", "EmailAddress", EmailAddress)
 
 
 @dataclass(eq=False, repr=False)
@@ -360,9 +342,7 @@ class FractionalPercent(betterproto2.Message):
     numerator: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
 
     denominator: "FractionalPercentDenominatorType" = betterproto2.field(
-        2,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: FractionalPercentDenominatorType(0),
+        2, betterproto2.TYPE_ENUM, default_factory=lambda: FractionalPercentDenominatorType(0)
     )
 
 
@@ -406,9 +386,7 @@ class Instance(betterproto2.Message):
     attribute_bindings: "dict[str, str]" = betterproto2.field(
         4,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
 
@@ -450,9 +428,7 @@ class OAuth(betterproto2.Message):
     endpoint_params: "dict[str, str]" = betterproto2.field(
         5,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
 
@@ -470,18 +446,13 @@ class RandomSampling(betterproto2.Message):
     use_independent_randomness: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
 
 
-default_message_pool.register_message(
-    "istio.policy.v1beta1", "RandomSampling", RandomSampling
-)
+default_message_pool.register_message("istio.policy.v1beta1", "RandomSampling", RandomSampling)
 
 
 @dataclass(eq=False, repr=False)
 class RateLimitSampling(betterproto2.Message):
     sampling_duration: "datetime.timedelta | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
+        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
     max_unsampled_entries: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
@@ -498,21 +469,17 @@ default_message_pool.register_message(
 class Rule(betterproto2.Message):
     match: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
-    actions: "list[Action]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    actions: "list[Action]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
 
     request_header_operations: "list[RuleHeaderOperationTemplate]" = betterproto2.field(
         3, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
-    response_header_operations: "list[RuleHeaderOperationTemplate]" = (
-        betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True)
+    response_header_operations: "list[RuleHeaderOperationTemplate]" = betterproto2.field(
+        4, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
-    sampling: "Sampling | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    sampling: "Sampling | None" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
 
 
 default_message_pool.register_message("istio.policy.v1beta1", "Rule", Rule)
@@ -525,9 +492,7 @@ class RuleHeaderOperationTemplate(betterproto2.Message):
     values: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
 
     operation: "RuleHeaderOperationTemplateOperation" = betterproto2.field(
-        3,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: RuleHeaderOperationTemplateOperation(0),
+        3, betterproto2.TYPE_ENUM, default_factory=lambda: RuleHeaderOperationTemplateOperation(0)
     )
 
 
@@ -555,9 +520,7 @@ class StringMap(betterproto2.Message):
     value: "dict[str, str]" = betterproto2.field(
         1,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
 
@@ -567,10 +530,7 @@ default_message_pool.register_message("istio.policy.v1beta1", "StringMap", Strin
 @dataclass(eq=False, repr=False)
 class TimeStamp(betterproto2.Message):
     value: "datetime.datetime | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Timestamp,
-        optional=True,
+        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
     )
 
 
@@ -677,3 +637,5 @@ default_message_pool.register_message("istio.policy.v1beta1", "Value", Value)
 
 
 from ....google import protobuf as ___google__protobuf__
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

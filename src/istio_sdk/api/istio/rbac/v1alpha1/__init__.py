@@ -46,35 +46,23 @@ class RbacConfigMode(betterproto2.Enum):
 
 @dataclass(eq=False, repr=False)
 class AccessRule(betterproto2.Message):
-    services: "list[str]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING, repeated=True
-    )
+    services: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
 
     hosts: "list[str]" = betterproto2.field(5, betterproto2.TYPE_STRING, repeated=True)
 
-    not_hosts: "list[str]" = betterproto2.field(
-        6, betterproto2.TYPE_STRING, repeated=True
-    )
+    not_hosts: "list[str]" = betterproto2.field(6, betterproto2.TYPE_STRING, repeated=True)
 
     paths: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
 
-    not_paths: "list[str]" = betterproto2.field(
-        7, betterproto2.TYPE_STRING, repeated=True
-    )
+    not_paths: "list[str]" = betterproto2.field(7, betterproto2.TYPE_STRING, repeated=True)
 
-    methods: "list[str]" = betterproto2.field(
-        3, betterproto2.TYPE_STRING, repeated=True
-    )
+    methods: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
 
-    not_methods: "list[str]" = betterproto2.field(
-        8, betterproto2.TYPE_STRING, repeated=True
-    )
+    not_methods: "list[str]" = betterproto2.field(8, betterproto2.TYPE_STRING, repeated=True)
 
     ports: "list[int]" = betterproto2.field(9, betterproto2.TYPE_INT32, repeated=True)
 
-    not_ports: "list[int]" = betterproto2.field(
-        10, betterproto2.TYPE_INT32, repeated=True
-    )
+    not_ports: "list[int]" = betterproto2.field(10, betterproto2.TYPE_INT32, repeated=True)
 
     constraints: "list[AccessRuleConstraint]" = betterproto2.field(
         4, betterproto2.TYPE_MESSAGE, repeated=True
@@ -120,18 +108,12 @@ default_message_pool.register_message("istio.rbac.v1alpha1", "RbacConfig", RbacC
 
 @dataclass(eq=False, repr=False)
 class RbacConfigTarget(betterproto2.Message):
-    services: "list[str]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING, repeated=True
-    )
+    services: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
 
-    namespaces: "list[str]" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, repeated=True
-    )
+    namespaces: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
 
 
-default_message_pool.register_message(
-    "istio.rbac.v1alpha1", "RbacConfig.Target", RbacConfigTarget
-)
+default_message_pool.register_message("istio.rbac.v1alpha1", "RbacConfig.Target", RbacConfigTarget)
 
 
 @dataclass(eq=False, repr=False)
@@ -146,9 +128,7 @@ default_message_pool.register_message("istio.rbac.v1alpha1", "RoleRef", RoleRef)
 
 @dataclass(eq=False, repr=False)
 class ServiceRole(betterproto2.Message):
-    rules: "list[AccessRule]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    rules: "list[AccessRule]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
 
 default_message_pool.register_message("istio.rbac.v1alpha1", "ServiceRole", ServiceRole)
@@ -156,21 +136,15 @@ default_message_pool.register_message("istio.rbac.v1alpha1", "ServiceRole", Serv
 
 @dataclass(eq=False, repr=False)
 class ServiceRoleBinding(betterproto2.Message):
-    subjects: "list[Subject]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    subjects: "list[Subject]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
-    role_ref: "RoleRef | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    role_ref: "RoleRef | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
 
     mode: "EnforcementMode" = betterproto2.field(
         3, betterproto2.TYPE_ENUM, default_factory=lambda: EnforcementMode(0)
     )
 
-    actions: "list[AccessRule]" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    actions: "list[AccessRule]" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True)
 
     role: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
 
@@ -186,38 +160,26 @@ class Subject(betterproto2.Message):
 
     names: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
 
-    not_names: "list[str]" = betterproto2.field(
-        5, betterproto2.TYPE_STRING, repeated=True
-    )
+    not_names: "list[str]" = betterproto2.field(5, betterproto2.TYPE_STRING, repeated=True)
 
     group: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
     groups: "list[str]" = betterproto2.field(6, betterproto2.TYPE_STRING, repeated=True)
 
-    not_groups: "list[str]" = betterproto2.field(
-        7, betterproto2.TYPE_STRING, repeated=True
-    )
+    not_groups: "list[str]" = betterproto2.field(7, betterproto2.TYPE_STRING, repeated=True)
 
-    namespaces: "list[str]" = betterproto2.field(
-        8, betterproto2.TYPE_STRING, repeated=True
-    )
+    namespaces: "list[str]" = betterproto2.field(8, betterproto2.TYPE_STRING, repeated=True)
 
-    not_namespaces: "list[str]" = betterproto2.field(
-        9, betterproto2.TYPE_STRING, repeated=True
-    )
+    not_namespaces: "list[str]" = betterproto2.field(9, betterproto2.TYPE_STRING, repeated=True)
 
     ips: "list[str]" = betterproto2.field(10, betterproto2.TYPE_STRING, repeated=True)
 
-    not_ips: "list[str]" = betterproto2.field(
-        11, betterproto2.TYPE_STRING, repeated=True
-    )
+    not_ips: "list[str]" = betterproto2.field(11, betterproto2.TYPE_STRING, repeated=True)
 
     properties: "dict[str, str]" = betterproto2.field(
         3,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
     def __post_init__(self) -> None:
@@ -227,3 +189,5 @@ class Subject(betterproto2.Message):
 
 
 default_message_pool.register_message("istio.rbac.v1alpha1", "Subject", Subject)
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

@@ -75,9 +75,7 @@ class AuthorizationPolicy(betterproto2.Message):
         6, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
-    rules: "list[Rule]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    rules: "list[Rule]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
 
     action: "AuthorizationPolicyAction" = betterproto2.field(
         3, betterproto2.TYPE_ENUM, default_factory=lambda: AuthorizationPolicyAction(0)
@@ -112,9 +110,7 @@ class ClaimToHeader(betterproto2.Message):
     claim: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "istio.security.v1beta1", "ClaimToHeader", ClaimToHeader
-)
+default_message_pool.register_message("istio.security.v1beta1", "ClaimToHeader", ClaimToHeader)
 
 
 @dataclass(eq=False, repr=False)
@@ -123,9 +119,7 @@ class Condition(betterproto2.Message):
 
     values: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
 
-    not_values: "list[str]" = betterproto2.field(
-        3, betterproto2.TYPE_STRING, repeated=True
-    )
+    not_values: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
 
 
 default_message_pool.register_message("istio.security.v1beta1", "Condition", Condition)
@@ -145,9 +139,7 @@ default_message_pool.register_message("istio.security.v1beta1", "JWTHeader", Jwt
 class JwtRule(betterproto2.Message):
     issuer: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
-    audiences: "list[str]" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, repeated=True
-    )
+    audiences: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
 
     jwks_uri: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
 
@@ -157,15 +149,11 @@ class JwtRule(betterproto2.Message):
         6, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
-    from_params: "list[str]" = betterproto2.field(
-        7, betterproto2.TYPE_STRING, repeated=True
-    )
+    from_params: "list[str]" = betterproto2.field(7, betterproto2.TYPE_STRING, repeated=True)
 
     output_payload_to_header: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
 
-    from_cookies: "list[str]" = betterproto2.field(
-        12, betterproto2.TYPE_STRING, repeated=True
-    )
+    from_cookies: "list[str]" = betterproto2.field(12, betterproto2.TYPE_STRING, repeated=True)
 
     forward_original_token: "bool" = betterproto2.field(9, betterproto2.TYPE_BOOL)
 
@@ -174,10 +162,7 @@ class JwtRule(betterproto2.Message):
     )
 
     timeout: "datetime.timedelta | None" = betterproto2.field(
-        13,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
+        13, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
     space_delimited_claims: "list[str]" = betterproto2.field(
@@ -192,29 +177,19 @@ default_message_pool.register_message("istio.security.v1beta1", "JWTRule", JwtRu
 class Operation(betterproto2.Message):
     hosts: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
 
-    not_hosts: "list[str]" = betterproto2.field(
-        5, betterproto2.TYPE_STRING, repeated=True
-    )
+    not_hosts: "list[str]" = betterproto2.field(5, betterproto2.TYPE_STRING, repeated=True)
 
     ports: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
 
-    not_ports: "list[str]" = betterproto2.field(
-        6, betterproto2.TYPE_STRING, repeated=True
-    )
+    not_ports: "list[str]" = betterproto2.field(6, betterproto2.TYPE_STRING, repeated=True)
 
-    methods: "list[str]" = betterproto2.field(
-        3, betterproto2.TYPE_STRING, repeated=True
-    )
+    methods: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
 
-    not_methods: "list[str]" = betterproto2.field(
-        7, betterproto2.TYPE_STRING, repeated=True
-    )
+    not_methods: "list[str]" = betterproto2.field(7, betterproto2.TYPE_STRING, repeated=True)
 
     paths: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
 
-    not_paths: "list[str]" = betterproto2.field(
-        8, betterproto2.TYPE_STRING, repeated=True
-    )
+    not_paths: "list[str]" = betterproto2.field(8, betterproto2.TYPE_STRING, repeated=True)
 
 
 default_message_pool.register_message("istio.security.v1beta1", "Operation", Operation)
@@ -233,9 +208,7 @@ class PeerAuthentication(betterproto2.Message):
     port_level_mtls: "dict[int, PeerAuthenticationMutualTls]" = betterproto2.field(
         3,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_UINT32, betterproto2.TYPE_MESSAGE
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_UINT32, betterproto2.TYPE_MESSAGE),
     )
 
 
@@ -247,16 +220,12 @@ default_message_pool.register_message(
 @dataclass(eq=False, repr=False)
 class PeerAuthenticationMutualTls(betterproto2.Message):
     mode: "PeerAuthenticationMutualTlsMode" = betterproto2.field(
-        1,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: PeerAuthenticationMutualTlsMode(0),
+        1, betterproto2.TYPE_ENUM, default_factory=lambda: PeerAuthenticationMutualTlsMode(0)
     )
 
 
 default_message_pool.register_message(
-    "istio.security.v1beta1",
-    "PeerAuthentication.MutualTLS",
-    PeerAuthenticationMutualTls,
+    "istio.security.v1beta1", "PeerAuthentication.MutualTLS", PeerAuthenticationMutualTls
 )
 
 
@@ -274,9 +243,7 @@ class RequestAuthentication(betterproto2.Message):
         4, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
-    jwt_rules: "list[JwtRule]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    jwt_rules: "list[JwtRule]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
 
 
 default_message_pool.register_message(
@@ -286,15 +253,11 @@ default_message_pool.register_message(
 
 @dataclass(eq=False, repr=False)
 class Rule(betterproto2.Message):
-    from_: "list[RuleFrom]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    from_: "list[RuleFrom]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
     to: "list[RuleTo]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
 
-    when: "list[Condition]" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    when: "list[Condition]" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
 
 
 default_message_pool.register_message("istio.security.v1beta1", "Rule", Rule)
@@ -302,9 +265,7 @@ default_message_pool.register_message("istio.security.v1beta1", "Rule", Rule)
 
 @dataclass(eq=False, repr=False)
 class RuleFrom(betterproto2.Message):
-    source: "Source | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    source: "Source | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
 
 default_message_pool.register_message("istio.security.v1beta1", "Rule.From", RuleFrom)
@@ -312,9 +273,7 @@ default_message_pool.register_message("istio.security.v1beta1", "Rule.From", Rul
 
 @dataclass(eq=False, repr=False)
 class RuleTo(betterproto2.Message):
-    operation: "Operation | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    operation: "Operation | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
 
 default_message_pool.register_message("istio.security.v1beta1", "Rule.To", RuleTo)
@@ -322,61 +281,39 @@ default_message_pool.register_message("istio.security.v1beta1", "Rule.To", RuleT
 
 @dataclass(eq=False, repr=False)
 class Source(betterproto2.Message):
-    principals: "list[str]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING, repeated=True
-    )
+    principals: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
 
-    not_principals: "list[str]" = betterproto2.field(
-        5, betterproto2.TYPE_STRING, repeated=True
-    )
+    not_principals: "list[str]" = betterproto2.field(5, betterproto2.TYPE_STRING, repeated=True)
 
-    request_principals: "list[str]" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, repeated=True
-    )
+    request_principals: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
 
     not_request_principals: "list[str]" = betterproto2.field(
         6, betterproto2.TYPE_STRING, repeated=True
     )
 
-    namespaces: "list[str]" = betterproto2.field(
-        3, betterproto2.TYPE_STRING, repeated=True
-    )
+    namespaces: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
 
-    not_namespaces: "list[str]" = betterproto2.field(
-        7, betterproto2.TYPE_STRING, repeated=True
-    )
+    not_namespaces: "list[str]" = betterproto2.field(7, betterproto2.TYPE_STRING, repeated=True)
 
-    service_accounts: "list[str]" = betterproto2.field(
-        11, betterproto2.TYPE_STRING, repeated=True
-    )
+    service_accounts: "list[str]" = betterproto2.field(11, betterproto2.TYPE_STRING, repeated=True)
 
     not_service_accounts: "list[str]" = betterproto2.field(
         12, betterproto2.TYPE_STRING, repeated=True
     )
 
-    ip_blocks: "list[str]" = betterproto2.field(
-        4, betterproto2.TYPE_STRING, repeated=True
-    )
+    ip_blocks: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
 
-    not_ip_blocks: "list[str]" = betterproto2.field(
-        8, betterproto2.TYPE_STRING, repeated=True
-    )
+    not_ip_blocks: "list[str]" = betterproto2.field(8, betterproto2.TYPE_STRING, repeated=True)
 
-    remote_ip_blocks: "list[str]" = betterproto2.field(
-        9, betterproto2.TYPE_STRING, repeated=True
-    )
+    remote_ip_blocks: "list[str]" = betterproto2.field(9, betterproto2.TYPE_STRING, repeated=True)
 
     not_remote_ip_blocks: "list[str]" = betterproto2.field(
         10, betterproto2.TYPE_STRING, repeated=True
     )
 
-    trust_domains: "list[str]" = betterproto2.field(
-        13, betterproto2.TYPE_STRING, repeated=True
-    )
+    trust_domains: "list[str]" = betterproto2.field(13, betterproto2.TYPE_STRING, repeated=True)
 
-    not_trust_domains: "list[str]" = betterproto2.field(
-        14, betterproto2.TYPE_STRING, repeated=True
-    )
+    not_trust_domains: "list[str]" = betterproto2.field(14, betterproto2.TYPE_STRING, repeated=True)
 
 
 default_message_pool.register_message("istio.security.v1beta1", "Source", Source)
@@ -384,3 +321,5 @@ default_message_pool.register_message("istio.security.v1beta1", "Source", Source
 
 from ....google import protobuf as ___google__protobuf__
 from ...type import v1beta1 as __type__v1beta1__
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

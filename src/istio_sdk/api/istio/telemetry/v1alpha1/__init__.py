@@ -81,15 +81,10 @@ class AccessLogging(betterproto2.Message):
         4, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    providers: "list[ProviderRef]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    providers: "list[ProviderRef]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
     disabled: "bool | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.BoolValue,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
 
     filter: "AccessLoggingFilter | None" = betterproto2.field(
@@ -97,9 +92,7 @@ class AccessLogging(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "istio.telemetry.v1alpha1", "AccessLogging", AccessLogging
-)
+default_message_pool.register_message("istio.telemetry.v1alpha1", "AccessLogging", AccessLogging)
 
 
 @dataclass(eq=False, repr=False)
@@ -126,19 +119,14 @@ default_message_pool.register_message(
 
 @dataclass(eq=False, repr=False)
 class Metrics(betterproto2.Message):
-    providers: "list[ProviderRef]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    providers: "list[ProviderRef]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
     overrides: "list[MetricsOverrides]" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
     reporting_interval: "datetime.timedelta | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
+        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
 
@@ -167,30 +155,21 @@ class MetricSelector(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "istio.telemetry.v1alpha1", "MetricSelector", MetricSelector
-)
+default_message_pool.register_message("istio.telemetry.v1alpha1", "MetricSelector", MetricSelector)
 
 
 @dataclass(eq=False, repr=False)
 class MetricsOverrides(betterproto2.Message):
-    match: "MetricSelector | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    match: "MetricSelector | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     disabled: "bool | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.BoolValue,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
 
     tag_overrides: "dict[str, MetricsOverridesTagOverride]" = betterproto2.field(
         3,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
 
 
@@ -202,18 +181,14 @@ default_message_pool.register_message(
 @dataclass(eq=False, repr=False)
 class MetricsOverridesTagOverride(betterproto2.Message):
     operation: "MetricsOverridesTagOverrideOperation" = betterproto2.field(
-        1,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: MetricsOverridesTagOverrideOperation(0),
+        1, betterproto2.TYPE_ENUM, default_factory=lambda: MetricsOverridesTagOverrideOperation(0)
     )
 
     value: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
 
 default_message_pool.register_message(
-    "istio.telemetry.v1alpha1",
-    "MetricsOverrides.TagOverride",
-    MetricsOverridesTagOverride,
+    "istio.telemetry.v1alpha1", "MetricsOverrides.TagOverride", MetricsOverridesTagOverride
 )
 
 
@@ -222,9 +197,7 @@ class ProviderRef(betterproto2.Message):
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "istio.telemetry.v1alpha1", "ProviderRef", ProviderRef
-)
+default_message_pool.register_message("istio.telemetry.v1alpha1", "ProviderRef", ProviderRef)
 
 
 @dataclass(eq=False, repr=False)
@@ -241,22 +214,16 @@ class Telemetry(betterproto2.Message):
         6, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
-    tracing: "list[Tracing]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    tracing: "list[Tracing]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
 
-    metrics: "list[Metrics]" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    metrics: "list[Metrics]" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
 
     access_logging: "list[AccessLogging]" = betterproto2.field(
         4, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
 
-default_message_pool.register_message(
-    "istio.telemetry.v1alpha1", "Telemetry", Telemetry
-)
+default_message_pool.register_message("istio.telemetry.v1alpha1", "Telemetry", Telemetry)
 
 
 @dataclass(eq=False, repr=False)
@@ -265,9 +232,7 @@ class Tracing(betterproto2.Message):
         7, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    providers: "list[ProviderRef]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    providers: "list[ProviderRef]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
 
     random_sampling_percentage: "float | None" = betterproto2.field(
         3,
@@ -277,39 +242,25 @@ class Tracing(betterproto2.Message):
     )
 
     disable_span_reporting: "bool | None" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.BoolValue,
-        optional=True,
+        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
 
     custom_tags: "dict[str, TracingCustomTag]" = betterproto2.field(
         5,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
 
     use_request_id_for_trace_sampling: "bool | None" = betterproto2.field(
-        6,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.BoolValue,
-        optional=True,
+        6, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
 
     enable_istio_tags: "bool | None" = betterproto2.field(
-        8,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.BoolValue,
-        optional=True,
+        8, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
 
     disable_context_propagation: "bool | None" = betterproto2.field(
-        9,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.BoolValue,
-        optional=True,
+        9, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
 
 
@@ -374,9 +325,7 @@ class TracingLiteral(betterproto2.Message):
     value: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "istio.telemetry.v1alpha1", "Tracing.Literal", TracingLiteral
-)
+default_message_pool.register_message("istio.telemetry.v1alpha1", "Tracing.Literal", TracingLiteral)
 
 
 @dataclass(eq=False, repr=False)
@@ -405,3 +354,5 @@ default_message_pool.register_message(
 
 from ....google import protobuf as ___google__protobuf__
 from ...type import v1beta1 as __type__v1beta1__
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

@@ -47,9 +47,7 @@ class PortSelector(betterproto2.Message):
     number: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
 
 
-default_message_pool.register_message(
-    "istio.type.v1beta1", "PortSelector", PortSelector
-)
+default_message_pool.register_message("istio.type.v1beta1", "PortSelector", PortSelector)
 
 
 @dataclass(eq=False, repr=False)
@@ -57,12 +55,10 @@ class WorkloadSelector(betterproto2.Message):
     match_labels: "dict[str, str]" = betterproto2.field(
         1,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
 
-default_message_pool.register_message(
-    "istio.type.v1beta1", "WorkloadSelector", WorkloadSelector
-)
+default_message_pool.register_message("istio.type.v1beta1", "WorkloadSelector", WorkloadSelector)
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

@@ -47,9 +47,7 @@ default_message_pool.register_message(
 
 @dataclass(eq=False, repr=False)
 class IstioCertificateResponse(betterproto2.Message):
-    cert_chain: "list[str]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING, repeated=True
-    )
+    cert_chain: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
 
 
 default_message_pool.register_message(
@@ -88,8 +86,7 @@ class IstioCertificateServiceBase(betterproto2_grpclib.ServiceBase):
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
     async def __rpc_create_certificate(
-        self,
-        stream: "grpclib.server.Stream[IstioCertificateRequest, IstioCertificateResponse]",
+        self, stream: "grpclib.server.Stream[IstioCertificateRequest, IstioCertificateResponse]"
     ) -> None:
         request = await stream.recv_message()
         assert request is not None
@@ -105,3 +102,5 @@ class IstioCertificateServiceBase(betterproto2_grpclib.ServiceBase):
                 IstioCertificateResponse,
             ),
         }
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

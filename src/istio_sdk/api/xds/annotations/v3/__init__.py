@@ -71,6 +71,6 @@ class StatusAnnotation(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "xds.annotations.v3", "StatusAnnotation", StatusAnnotation
-)
+default_message_pool.register_message("xds.annotations.v3", "StatusAnnotation", StatusAnnotation)
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

@@ -99,9 +99,7 @@ class ContextParams(betterproto2.Message):
     params: "dict[str, str]" = betterproto2.field(
         1,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
 
@@ -171,9 +169,9 @@ class TypedExtensionConfig(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "xds.core.v3", "TypedExtensionConfig", TypedExtensionConfig
-)
+default_message_pool.register_message("xds.core.v3", "TypedExtensionConfig", TypedExtensionConfig)
 
 
 from ....google import protobuf as ___google__protobuf__
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

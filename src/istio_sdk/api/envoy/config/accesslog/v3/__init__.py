@@ -101,9 +101,7 @@ class AccessLog(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "envoy.config.accesslog.v3", "AccessLog", AccessLog
-)
+default_message_pool.register_message("envoy.config.accesslog.v3", "AccessLog", AccessLog)
 
 
 @dataclass(eq=False, repr=False)
@@ -180,9 +178,7 @@ class AndFilter(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "envoy.config.accesslog.v3", "AndFilter", AndFilter
-)
+default_message_pool.register_message("envoy.config.accesslog.v3", "AndFilter", AndFilter)
 
 
 @dataclass(eq=False, repr=False)
@@ -208,9 +204,7 @@ class DurationFilter(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "envoy.config.accesslog.v3", "DurationFilter", DurationFilter
-)
+default_message_pool.register_message("envoy.config.accesslog.v3", "DurationFilter", DurationFilter)
 
 
 @dataclass(eq=False, repr=False)
@@ -255,9 +249,7 @@ class HeaderFilter(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "envoy.config.accesslog.v3", "HeaderFilter", HeaderFilter
-)
+default_message_pool.register_message("envoy.config.accesslog.v3", "HeaderFilter", HeaderFilter)
 
 
 @dataclass(eq=False, repr=False)
@@ -269,9 +261,7 @@ class LogTypeFilter(betterproto2.Message):
     exclude: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
 
 
-default_message_pool.register_message(
-    "envoy.config.accesslog.v3", "LogTypeFilter", LogTypeFilter
-)
+default_message_pool.register_message("envoy.config.accesslog.v3", "LogTypeFilter", LogTypeFilter)
 
 
 @dataclass(eq=False, repr=False)
@@ -281,16 +271,11 @@ class MetadataFilter(betterproto2.Message):
     )
 
     match_if_key_not_found: "bool | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.BoolValue,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
     )
 
 
-default_message_pool.register_message(
-    "envoy.config.accesslog.v3", "MetadataFilter", MetadataFilter
-)
+default_message_pool.register_message("envoy.config.accesslog.v3", "MetadataFilter", MetadataFilter)
 
 
 @dataclass(eq=False, repr=False)
@@ -334,9 +319,7 @@ class RuntimeFilter(betterproto2.Message):
     use_independent_randomness: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
 
 
-default_message_pool.register_message(
-    "envoy.config.accesslog.v3", "RuntimeFilter", RuntimeFilter
-)
+default_message_pool.register_message("envoy.config.accesslog.v3", "RuntimeFilter", RuntimeFilter)
 
 
 @dataclass(eq=False, repr=False)
@@ -367,3 +350,5 @@ from ....type import v3 as ___type__v3__
 from ....type.matcher import v3 as ___type__matcher__v3__
 from ...core import v3 as __core__v3__
 from ...route import v3 as __route__v3__
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

@@ -147,10 +147,7 @@ class Bootstrap(betterproto2.Message):
     )
 
     stats_flush_interval: "datetime.timedelta | None" = betterproto2.field(
-        7,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        7, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     stats_flush_on_admin: "bool | None" = betterproto2.field(
@@ -165,13 +162,9 @@ class Bootstrap(betterproto2.Message):
         group="stats_eviction",
     )
 
-    watchdog: "Watchdog | None" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    watchdog: "Watchdog | None" = betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True)
 
-    watchdogs: "Watchdogs | None" = betterproto2.field(
-        27, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    watchdogs: "Watchdogs | None" = betterproto2.field(27, betterproto2.TYPE_MESSAGE, optional=True)
 
     tracing: "__trace__v3__.Tracing | None" = betterproto2.field(
         9, betterproto2.TYPE_MESSAGE, optional=True
@@ -181,9 +174,7 @@ class Bootstrap(betterproto2.Message):
         17, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    admin: "Admin | None" = betterproto2.field(
-        12, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    admin: "Admin | None" = betterproto2.field(12, betterproto2.TYPE_MESSAGE, optional=True)
 
     overload_manager: "__overload__v3__.OverloadManager | None" = betterproto2.field(
         15, betterproto2.TYPE_MESSAGE, optional=True
@@ -202,16 +193,16 @@ class Bootstrap(betterproto2.Message):
 
     use_tcp_for_dns_lookups: "bool" = betterproto2.field(20, betterproto2.TYPE_BOOL)
 
-    dns_resolution_config: "__core__v3__.DnsResolutionConfig | None" = (
-        betterproto2.field(30, betterproto2.TYPE_MESSAGE, optional=True)
+    dns_resolution_config: "__core__v3__.DnsResolutionConfig | None" = betterproto2.field(
+        30, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    typed_dns_resolver_config: "__core__v3__.TypedExtensionConfig | None" = (
-        betterproto2.field(31, betterproto2.TYPE_MESSAGE, optional=True)
+    typed_dns_resolver_config: "__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
+        31, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    bootstrap_extensions: "list[__core__v3__.TypedExtensionConfig]" = (
-        betterproto2.field(21, betterproto2.TYPE_MESSAGE, repeated=True)
+    bootstrap_extensions: "list[__core__v3__.TypedExtensionConfig]" = betterproto2.field(
+        21, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
     fatal_actions: "list[FatalAction]" = betterproto2.field(
@@ -232,9 +223,7 @@ class Bootstrap(betterproto2.Message):
         betterproto2.field(
             25,
             betterproto2.TYPE_MAP,
-            map_meta=betterproto2.map_meta(
-                betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE
-            ),
+            map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
         )
     )
 
@@ -244,16 +233,16 @@ class Bootstrap(betterproto2.Message):
 
     perf_tracing_file_path: "str" = betterproto2.field(33, betterproto2.TYPE_STRING)
 
-    default_regex_engine: "__core__v3__.TypedExtensionConfig | None" = (
-        betterproto2.field(34, betterproto2.TYPE_MESSAGE, optional=True)
+    default_regex_engine: "__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
+        34, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    xds_delegate_extension: "__core__v3__.TypedExtensionConfig | None" = (
-        betterproto2.field(35, betterproto2.TYPE_MESSAGE, optional=True)
+    xds_delegate_extension: "__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
+        35, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    xds_config_tracker_extension: "__core__v3__.TypedExtensionConfig | None" = (
-        betterproto2.field(36, betterproto2.TYPE_MESSAGE, optional=True)
+    xds_config_tracker_extension: "__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
+        36, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     listener_manager: "__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
@@ -279,18 +268,12 @@ class Bootstrap(betterproto2.Message):
         if self.is_set("tracing"):
             warnings.warn("Bootstrap.tracing is deprecated", DeprecationWarning)
         if self.is_set("use_tcp_for_dns_lookups"):
-            warnings.warn(
-                "Bootstrap.use_tcp_for_dns_lookups is deprecated", DeprecationWarning
-            )
+            warnings.warn("Bootstrap.use_tcp_for_dns_lookups is deprecated", DeprecationWarning)
         if self.is_set("dns_resolution_config"):
-            warnings.warn(
-                "Bootstrap.dns_resolution_config is deprecated", DeprecationWarning
-            )
+            warnings.warn("Bootstrap.dns_resolution_config is deprecated", DeprecationWarning)
 
 
-default_message_pool.register_message(
-    "envoy.config.bootstrap.v3", "Bootstrap", Bootstrap
-)
+default_message_pool.register_message("envoy.config.bootstrap.v3", "Bootstrap", Bootstrap)
 
 
 @dataclass(eq=False, repr=False)
@@ -301,9 +284,7 @@ class BootstrapApplicationLogConfig(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "envoy.config.bootstrap.v3",
-    "Bootstrap.ApplicationLogConfig",
-    BootstrapApplicationLogConfig,
+    "envoy.config.bootstrap.v3", "Bootstrap.ApplicationLogConfig", BootstrapApplicationLogConfig
 )
 
 
@@ -334,15 +315,11 @@ default_message_pool.register_message(
 
 @dataclass(eq=False, repr=False)
 class BootstrapDeferredStatOptions(betterproto2.Message):
-    enable_deferred_creation_stats: "bool" = betterproto2.field(
-        1, betterproto2.TYPE_BOOL
-    )
+    enable_deferred_creation_stats: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
 
 
 default_message_pool.register_message(
-    "envoy.config.bootstrap.v3",
-    "Bootstrap.DeferredStatOptions",
-    BootstrapDeferredStatOptions,
+    "envoy.config.bootstrap.v3", "Bootstrap.DeferredStatOptions", BootstrapDeferredStatOptions
 )
 
 
@@ -373,10 +350,7 @@ default_message_pool.register_message(
 @dataclass(eq=False, repr=False)
 class BootstrapGrpcAsyncClientManagerConfig(betterproto2.Message):
     max_cached_entry_idle_duration: "datetime.timedelta | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
 
@@ -397,8 +371,8 @@ class BootstrapStaticResources(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
-    secrets: "list[___extensions__transport_sockets__tls__v3__.Secret]" = (
-        betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
+    secrets: "list[___extensions__transport_sockets__tls__v3__.Secret]" = betterproto2.field(
+        3, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
 
@@ -423,14 +397,10 @@ class ClusterManager(betterproto2.Message):
         4, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    enable_deferred_cluster_creation: "bool" = betterproto2.field(
-        5, betterproto2.TYPE_BOOL
-    )
+    enable_deferred_cluster_creation: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
 
 
-default_message_pool.register_message(
-    "envoy.config.bootstrap.v3", "ClusterManager", ClusterManager
-)
+default_message_pool.register_message("envoy.config.bootstrap.v3", "ClusterManager", ClusterManager)
 
 
 @dataclass(eq=False, repr=False)
@@ -443,9 +413,7 @@ class ClusterManagerOutlierDetection(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "envoy.config.bootstrap.v3",
-    "ClusterManager.OutlierDetection",
-    ClusterManagerOutlierDetection,
+    "envoy.config.bootstrap.v3", "ClusterManager.OutlierDetection", ClusterManagerOutlierDetection
 )
 
 
@@ -454,9 +422,7 @@ class CustomInlineHeader(betterproto2.Message):
     inline_header_name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     inline_header_type: "CustomInlineHeaderInlineHeaderType" = betterproto2.field(
-        2,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: CustomInlineHeaderInlineHeaderType(0),
+        2, betterproto2.TYPE_ENUM, default_factory=lambda: CustomInlineHeaderInlineHeaderType(0)
     )
 
 
@@ -472,21 +438,15 @@ class FatalAction(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "envoy.config.bootstrap.v3", "FatalAction", FatalAction
-)
+default_message_pool.register_message("envoy.config.bootstrap.v3", "FatalAction", FatalAction)
 
 
 @dataclass(eq=False, repr=False)
 class LayeredRuntime(betterproto2.Message):
-    layers: "list[RuntimeLayer]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    layers: "list[RuntimeLayer]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
 
-default_message_pool.register_message(
-    "envoy.config.bootstrap.v3", "LayeredRuntime", LayeredRuntime
-)
+default_message_pool.register_message("envoy.config.bootstrap.v3", "LayeredRuntime", LayeredRuntime)
 
 
 @dataclass(eq=False, repr=False)
@@ -494,10 +454,7 @@ class MemoryAllocatorManager(betterproto2.Message):
     bytes_to_release: "int" = betterproto2.field(1, betterproto2.TYPE_UINT64)
 
     memory_release_interval: "datetime.timedelta | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
 
@@ -550,9 +507,7 @@ class RuntimeLayer(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "envoy.config.bootstrap.v3", "RuntimeLayer", RuntimeLayer
-)
+default_message_pool.register_message("envoy.config.bootstrap.v3", "RuntimeLayer", RuntimeLayer)
 
 
 @dataclass(eq=False, repr=False)
@@ -600,38 +555,23 @@ class Watchdog(betterproto2.Message):
     )
 
     miss_timeout: "datetime.timedelta | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     megamiss_timeout: "datetime.timedelta | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     kill_timeout: "datetime.timedelta | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     max_kill_timeout_jitter: "datetime.timedelta | None" = betterproto2.field(
-        6,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        6, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     multikill_timeout: "datetime.timedelta | None" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     multikill_threshold: "___type__v3__.Percent | None" = betterproto2.field(
@@ -649,9 +589,7 @@ class WatchdogWatchdogAction(betterproto2.Message):
     )
 
     event: "WatchdogWatchdogActionWatchdogEvent" = betterproto2.field(
-        2,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: WatchdogWatchdogActionWatchdogEvent(0),
+        2, betterproto2.TYPE_ENUM, default_factory=lambda: WatchdogWatchdogActionWatchdogEvent(0)
     )
 
 
@@ -671,15 +609,11 @@ class Watchdogs(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "envoy.config.bootstrap.v3", "Watchdogs", Watchdogs
-)
+default_message_pool.register_message("envoy.config.bootstrap.v3", "Watchdogs", Watchdogs)
 
 
 from .....google import protobuf as ____google__protobuf__
-from ....extensions.transport_sockets.tls import (
-    v3 as ___extensions__transport_sockets__tls__v3__,
-)
+from ....extensions.transport_sockets.tls import v3 as ___extensions__transport_sockets__tls__v3__
 from ....type import v3 as ___type__v3__
 from ....type.matcher import v3 as ___type__matcher__v3__
 from ...accesslog import v3 as __accesslog__v3__
@@ -689,3 +623,5 @@ from ...listener import v3 as __listener__v3__
 from ...metrics import v3 as __metrics__v3__
 from ...overload import v3 as __overload__v3__
 from ...trace import v3 as __trace__v3__
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

@@ -117,9 +117,7 @@ class ClusterLbSubsetConfigLbSubsetMetadataFallbackPolicy(betterproto2.Enum):
     FALLBACK_LIST = 1
 
 
-class ClusterLbSubsetConfigLbSubsetSelectorLbSubsetSelectorFallbackPolicy(
-    betterproto2.Enum
-):
+class ClusterLbSubsetConfigLbSubsetSelectorLbSubsetSelectorFallbackPolicy(betterproto2.Enum):
     NOT_DEFINED = 0
 
     NO_FALLBACK = 1
@@ -156,17 +154,13 @@ class CircuitBreakers(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "envoy.config.cluster.v3", "CircuitBreakers", CircuitBreakers
-)
+default_message_pool.register_message("envoy.config.cluster.v3", "CircuitBreakers", CircuitBreakers)
 
 
 @dataclass(eq=False, repr=False)
 class CircuitBreakersThresholds(betterproto2.Message):
     priority: "__core__v3__.RoutingPriority" = betterproto2.field(
-        1,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: __core__v3__.RoutingPriority(0),
+        1, betterproto2.TYPE_ENUM, default_factory=lambda: __core__v3__.RoutingPriority(0)
     )
 
     max_connections: "int | None" = betterproto2.field(
@@ -251,8 +245,8 @@ class Cluster(betterproto2.Message):
         43, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
-    transport_socket_matcher: "____xds__type__matcher__v3__.Matcher | None" = (
-        betterproto2.field(59, betterproto2.TYPE_MESSAGE, optional=True)
+    transport_socket_matcher: "____xds__type__matcher__v3__.Matcher | None" = betterproto2.field(
+        59, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
@@ -272,10 +266,7 @@ class Cluster(betterproto2.Message):
     )
 
     connect_timeout: "datetime.timedelta | None" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     per_connection_buffer_limit_bytes: "int | None" = betterproto2.field(
@@ -289,8 +280,8 @@ class Cluster(betterproto2.Message):
         6, betterproto2.TYPE_ENUM, default_factory=lambda: ClusterLbPolicy(0)
     )
 
-    load_assignment: "__endpoint__v3__.ClusterLoadAssignment | None" = (
-        betterproto2.field(33, betterproto2.TYPE_MESSAGE, optional=True)
+    load_assignment: "__endpoint__v3__.ClusterLoadAssignment | None" = betterproto2.field(
+        33, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     health_checks: "list[__core__v3__.HealthCheck]" = betterproto2.field(
@@ -308,44 +299,34 @@ class Cluster(betterproto2.Message):
         10, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    upstream_http_protocol_options: "__core__v3__.UpstreamHttpProtocolOptions | None" = betterproto2.field(
-        46, betterproto2.TYPE_MESSAGE, optional=True
+    upstream_http_protocol_options: "__core__v3__.UpstreamHttpProtocolOptions | None" = (
+        betterproto2.field(46, betterproto2.TYPE_MESSAGE, optional=True)
     )
 
-    common_http_protocol_options: "__core__v3__.HttpProtocolOptions | None" = (
-        betterproto2.field(29, betterproto2.TYPE_MESSAGE, optional=True)
+    common_http_protocol_options: "__core__v3__.HttpProtocolOptions | None" = betterproto2.field(
+        29, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    http_protocol_options: "__core__v3__.Http1ProtocolOptions | None" = (
-        betterproto2.field(13, betterproto2.TYPE_MESSAGE, optional=True)
+    http_protocol_options: "__core__v3__.Http1ProtocolOptions | None" = betterproto2.field(
+        13, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    http2_protocol_options: "__core__v3__.Http2ProtocolOptions | None" = (
-        betterproto2.field(14, betterproto2.TYPE_MESSAGE, optional=True)
+    http2_protocol_options: "__core__v3__.Http2ProtocolOptions | None" = betterproto2.field(
+        14, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    typed_extension_protocol_options: "dict[str, ____google__protobuf__.Any]" = (
-        betterproto2.field(
-            36,
-            betterproto2.TYPE_MAP,
-            map_meta=betterproto2.map_meta(
-                betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE
-            ),
-        )
+    typed_extension_protocol_options: "dict[str, ____google__protobuf__.Any]" = betterproto2.field(
+        36,
+        betterproto2.TYPE_MAP,
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
 
     dns_refresh_rate: "datetime.timedelta | None" = betterproto2.field(
-        16,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        16, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     dns_jitter: "datetime.timedelta | None" = betterproto2.field(
-        58,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        58, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     dns_failure_refresh_rate: "ClusterRefreshRate | None" = betterproto2.field(
@@ -364,12 +345,12 @@ class Cluster(betterproto2.Message):
 
     use_tcp_for_dns_lookups: "bool" = betterproto2.field(45, betterproto2.TYPE_BOOL)
 
-    dns_resolution_config: "__core__v3__.DnsResolutionConfig | None" = (
-        betterproto2.field(53, betterproto2.TYPE_MESSAGE, optional=True)
+    dns_resolution_config: "__core__v3__.DnsResolutionConfig | None" = betterproto2.field(
+        53, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    typed_dns_resolver_config: "__core__v3__.TypedExtensionConfig | None" = (
-        betterproto2.field(55, betterproto2.TYPE_MESSAGE, optional=True)
+    typed_dns_resolver_config: "__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
+        55, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     wait_for_warm_on_init: "bool | None" = betterproto2.field(
@@ -384,10 +365,7 @@ class Cluster(betterproto2.Message):
     )
 
     cleanup_interval: "datetime.timedelta | None" = betterproto2.field(
-        20,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        20, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     upstream_bind_config: "__core__v3__.BindConfig | None" = betterproto2.field(
@@ -431,26 +409,20 @@ class Cluster(betterproto2.Message):
     )
 
     protocol_selection: "ClusterClusterProtocolSelection" = betterproto2.field(
-        26,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: ClusterClusterProtocolSelection(0),
+        26, betterproto2.TYPE_ENUM, default_factory=lambda: ClusterClusterProtocolSelection(0)
     )
 
-    upstream_connection_options: "UpstreamConnectionOptions | None" = (
-        betterproto2.field(30, betterproto2.TYPE_MESSAGE, optional=True)
+    upstream_connection_options: "UpstreamConnectionOptions | None" = betterproto2.field(
+        30, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     close_connections_on_host_health_failure: "bool" = betterproto2.field(
         31, betterproto2.TYPE_BOOL
     )
 
-    ignore_health_on_host_removal: "bool" = betterproto2.field(
-        32, betterproto2.TYPE_BOOL
-    )
+    ignore_health_on_host_removal: "bool" = betterproto2.field(32, betterproto2.TYPE_BOOL)
 
-    filters: "list[Filter]" = betterproto2.field(
-        40, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    filters: "list[Filter]" = betterproto2.field(40, betterproto2.TYPE_MESSAGE, repeated=True)
 
     load_balancing_policy: "LoadBalancingPolicy | None" = betterproto2.field(
         41, betterproto2.TYPE_MESSAGE, optional=True
@@ -485,54 +457,35 @@ class Cluster(betterproto2.Message):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("max_requests_per_connection"):
-            warnings.warn(
-                "Cluster.max_requests_per_connection is deprecated", DeprecationWarning
-            )
+            warnings.warn("Cluster.max_requests_per_connection is deprecated", DeprecationWarning)
         if self.is_set("upstream_http_protocol_options"):
             warnings.warn(
-                "Cluster.upstream_http_protocol_options is deprecated",
-                DeprecationWarning,
+                "Cluster.upstream_http_protocol_options is deprecated", DeprecationWarning
             )
         if self.is_set("common_http_protocol_options"):
-            warnings.warn(
-                "Cluster.common_http_protocol_options is deprecated", DeprecationWarning
-            )
+            warnings.warn("Cluster.common_http_protocol_options is deprecated", DeprecationWarning)
         if self.is_set("http_protocol_options"):
-            warnings.warn(
-                "Cluster.http_protocol_options is deprecated", DeprecationWarning
-            )
+            warnings.warn("Cluster.http_protocol_options is deprecated", DeprecationWarning)
         if self.is_set("http2_protocol_options"):
-            warnings.warn(
-                "Cluster.http2_protocol_options is deprecated", DeprecationWarning
-            )
+            warnings.warn("Cluster.http2_protocol_options is deprecated", DeprecationWarning)
         if self.is_set("dns_refresh_rate"):
             warnings.warn("Cluster.dns_refresh_rate is deprecated", DeprecationWarning)
         if self.is_set("dns_jitter"):
             warnings.warn("Cluster.dns_jitter is deprecated", DeprecationWarning)
         if self.is_set("dns_failure_refresh_rate"):
-            warnings.warn(
-                "Cluster.dns_failure_refresh_rate is deprecated", DeprecationWarning
-            )
+            warnings.warn("Cluster.dns_failure_refresh_rate is deprecated", DeprecationWarning)
         if self.is_set("respect_dns_ttl"):
             warnings.warn("Cluster.respect_dns_ttl is deprecated", DeprecationWarning)
         if self.is_set("dns_resolvers"):
             warnings.warn("Cluster.dns_resolvers is deprecated", DeprecationWarning)
         if self.is_set("use_tcp_for_dns_lookups"):
-            warnings.warn(
-                "Cluster.use_tcp_for_dns_lookups is deprecated", DeprecationWarning
-            )
+            warnings.warn("Cluster.use_tcp_for_dns_lookups is deprecated", DeprecationWarning)
         if self.is_set("dns_resolution_config"):
-            warnings.warn(
-                "Cluster.dns_resolution_config is deprecated", DeprecationWarning
-            )
+            warnings.warn("Cluster.dns_resolution_config is deprecated", DeprecationWarning)
         if self.is_set("protocol_selection"):
-            warnings.warn(
-                "Cluster.protocol_selection is deprecated", DeprecationWarning
-            )
+            warnings.warn("Cluster.protocol_selection is deprecated", DeprecationWarning)
         if self.is_set("track_timeout_budgets"):
-            warnings.warn(
-                "Cluster.track_timeout_budgets is deprecated", DeprecationWarning
-            )
+            warnings.warn("Cluster.track_timeout_budgets is deprecated", DeprecationWarning)
 
 
 default_message_pool.register_message("envoy.config.cluster.v3", "Cluster", Cluster)
@@ -551,36 +504,26 @@ class ClusterCommonLbConfig(betterproto2.Message):
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    zone_aware_lb_config: "ClusterCommonLbConfigZoneAwareLbConfig | None" = (
+    zone_aware_lb_config: "ClusterCommonLbConfigZoneAwareLbConfig | None" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, optional=True, group="locality_config_specifier"
+    )
+
+    locality_weighted_lb_config: "ClusterCommonLbConfigLocalityWeightedLbConfig | None" = (
         betterproto2.field(
-            2,
-            betterproto2.TYPE_MESSAGE,
-            optional=True,
-            group="locality_config_specifier",
+            3, betterproto2.TYPE_MESSAGE, optional=True, group="locality_config_specifier"
         )
     )
 
-    locality_weighted_lb_config: "ClusterCommonLbConfigLocalityWeightedLbConfig | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="locality_config_specifier"
-    )
-
     update_merge_window: "datetime.timedelta | None" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
-    ignore_new_hosts_until_first_hc: "bool" = betterproto2.field(
-        5, betterproto2.TYPE_BOOL
-    )
+    ignore_new_hosts_until_first_hc: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
 
-    close_connections_on_host_set_change: "bool" = betterproto2.field(
-        6, betterproto2.TYPE_BOOL
-    )
+    close_connections_on_host_set_change: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
 
-    consistent_hashing_lb_config: "ClusterCommonLbConfigConsistentHashingLbConfig | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True
+    consistent_hashing_lb_config: "ClusterCommonLbConfigConsistentHashingLbConfig | None" = (
+        betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True)
     )
 
     override_host_status: "__core__v3__.HealthStatusSet | None" = betterproto2.field(
@@ -687,8 +630,8 @@ class ClusterLbSubsetConfig(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    subset_selectors: "list[ClusterLbSubsetConfigLbSubsetSelector]" = (
-        betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
+    subset_selectors: "list[ClusterLbSubsetConfigLbSubsetSelector]" = betterproto2.field(
+        3, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
     locality_weight_aware: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
@@ -703,9 +646,7 @@ class ClusterLbSubsetConfig(betterproto2.Message):
         betterproto2.field(
             8,
             betterproto2.TYPE_ENUM,
-            default_factory=lambda: ClusterLbSubsetConfigLbSubsetMetadataFallbackPolicy(
-                0
-            ),
+            default_factory=lambda: ClusterLbSubsetConfigLbSubsetMetadataFallbackPolicy(0),
         )
     )
 
@@ -721,12 +662,14 @@ class ClusterLbSubsetConfigLbSubsetSelector(betterproto2.Message):
 
     single_host_per_subset: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
 
-    fallback_policy: "ClusterLbSubsetConfigLbSubsetSelectorLbSubsetSelectorFallbackPolicy" = betterproto2.field(
-        2,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: (
-            ClusterLbSubsetConfigLbSubsetSelectorLbSubsetSelectorFallbackPolicy(0)
-        ),
+    fallback_policy: "ClusterLbSubsetConfigLbSubsetSelectorLbSubsetSelectorFallbackPolicy" = (
+        betterproto2.field(
+            2,
+            betterproto2.TYPE_ENUM,
+            default_factory=lambda: (
+                ClusterLbSubsetConfigLbSubsetSelectorLbSubsetSelectorFallbackPolicy(0)
+            ),
+        )
     )
 
     fallback_keys_subset: "list[str]" = betterproto2.field(
@@ -760,9 +703,7 @@ class ClusterLeastRequestLbConfig(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "envoy.config.cluster.v3",
-    "Cluster.LeastRequestLbConfig",
-    ClusterLeastRequestLbConfig,
+    "envoy.config.cluster.v3", "Cluster.LeastRequestLbConfig", ClusterLeastRequestLbConfig
 )
 
 
@@ -829,17 +770,11 @@ default_message_pool.register_message(
 @dataclass(eq=False, repr=False)
 class ClusterRefreshRate(betterproto2.Message):
     base_interval: "datetime.timedelta | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     max_interval: "datetime.timedelta | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
 
@@ -858,9 +793,7 @@ class ClusterRingHashLbConfig(betterproto2.Message):
     )
 
     hash_function: "ClusterRingHashLbConfigHashFunction" = betterproto2.field(
-        3,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: ClusterRingHashLbConfigHashFunction(0),
+        3, betterproto2.TYPE_ENUM, default_factory=lambda: ClusterRingHashLbConfigHashFunction(0)
     )
 
     maximum_ring_size: "int | None" = betterproto2.field(
@@ -891,10 +824,7 @@ default_message_pool.register_message(
 @dataclass(eq=False, repr=False)
 class ClusterSlowStartConfig(betterproto2.Message):
     slow_start_window: "datetime.timedelta | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     aggression: "__core__v3__.RuntimeDouble | None" = betterproto2.field(
@@ -925,9 +855,7 @@ class ClusterTransportSocketMatch(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "envoy.config.cluster.v3",
-    "Cluster.TransportSocketMatch",
-    ClusterTransportSocketMatch,
+    "envoy.config.cluster.v3", "Cluster.TransportSocketMatch", ClusterTransportSocketMatch
 )
 
 
@@ -973,8 +901,8 @@ default_message_pool.register_message(
 
 @dataclass(eq=False, repr=False)
 class LoadBalancingPolicyPolicy(betterproto2.Message):
-    typed_extension_config: "__core__v3__.TypedExtensionConfig | None" = (
-        betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
+    typed_extension_config: "__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
+        4, betterproto2.TYPE_MESSAGE, optional=True
     )
 
 
@@ -993,17 +921,11 @@ class OutlierDetection(betterproto2.Message):
     )
 
     interval: "datetime.timedelta | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     base_ejection_time: "datetime.timedelta | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     max_ejection_percent: "int | None" = betterproto2.field(
@@ -1062,9 +984,7 @@ class OutlierDetection(betterproto2.Message):
         optional=True,
     )
 
-    split_external_local_origin_errors: "bool" = betterproto2.field(
-        12, betterproto2.TYPE_BOOL
-    )
+    split_external_local_origin_errors: "bool" = betterproto2.field(12, betterproto2.TYPE_BOOL)
 
     consecutive_local_origin_failure: "int | None" = betterproto2.field(
         13,
@@ -1123,17 +1043,11 @@ class OutlierDetection(betterproto2.Message):
     )
 
     max_ejection_time: "datetime.timedelta | None" = betterproto2.field(
-        21,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        21, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     max_ejection_time_jitter: "datetime.timedelta | None" = betterproto2.field(
-        22,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        22, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     successful_active_health_check_uneject_host: "bool | None" = betterproto2.field(
@@ -1196,10 +1110,12 @@ default_message_pool.register_message(
 
 @dataclass(eq=False, repr=False)
 class UpstreamConnectionOptionsHappyEyeballsConfig(betterproto2.Message):
-    first_address_family_version: "UpstreamConnectionOptionsFirstAddressFamilyVersion" = betterproto2.field(
-        1,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: UpstreamConnectionOptionsFirstAddressFamilyVersion(0),
+    first_address_family_version: "UpstreamConnectionOptionsFirstAddressFamilyVersion" = (
+        betterproto2.field(
+            1,
+            betterproto2.TYPE_ENUM,
+            default_factory=lambda: UpstreamConnectionOptionsFirstAddressFamilyVersion(0),
+        )
     )
 
     first_address_family_count: "int | None" = betterproto2.field(
@@ -1224,3 +1140,5 @@ from ....type import v3 as ___type__v3__
 from ....type.metadata import v3 as ___type__metadata__v3__
 from ...core import v3 as __core__v3__
 from ...endpoint import v3 as __endpoint__v3__
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

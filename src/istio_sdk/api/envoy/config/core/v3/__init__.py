@@ -308,19 +308,15 @@ class AlternateProtocolsCacheOptions(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    prepopulated_entries: "list[AlternateProtocolsCacheOptionsAlternateProtocolsCacheEntry]" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, repeated=True
+    prepopulated_entries: "list[AlternateProtocolsCacheOptionsAlternateProtocolsCacheEntry]" = (
+        betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True)
     )
 
-    canonical_suffixes: "list[str]" = betterproto2.field(
-        5, betterproto2.TYPE_STRING, repeated=True
-    )
+    canonical_suffixes: "list[str]" = betterproto2.field(5, betterproto2.TYPE_STRING, repeated=True)
 
 
 default_message_pool.register_message(
-    "envoy.config.core.v3",
-    "AlternateProtocolsCacheOptions",
-    AlternateProtocolsCacheOptions,
+    "envoy.config.core.v3", "AlternateProtocolsCacheOptions", AlternateProtocolsCacheOptions
 )
 
 
@@ -348,44 +344,32 @@ class ApiConfigSource(betterproto2.Message):
         8, betterproto2.TYPE_ENUM, default_factory=lambda: ApiVersion(0)
     )
 
-    cluster_names: "list[str]" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, repeated=True
-    )
+    cluster_names: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
 
     grpc_services: "list[GrpcService]" = betterproto2.field(
         4, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
     refresh_delay: "datetime.timedelta | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     request_timeout: "datetime.timedelta | None" = betterproto2.field(
-        5,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     rate_limit_settings: "RateLimitSettings | None" = betterproto2.field(
         6, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    set_node_on_first_message_only: "bool" = betterproto2.field(
-        7, betterproto2.TYPE_BOOL
-    )
+    set_node_on_first_message_only: "bool" = betterproto2.field(7, betterproto2.TYPE_BOOL)
 
     config_validators: "list[TypedExtensionConfig]" = betterproto2.field(
         9, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
 
-default_message_pool.register_message(
-    "envoy.config.core.v3", "ApiConfigSource", ApiConfigSource
-)
+default_message_pool.register_message("envoy.config.core.v3", "ApiConfigSource", ApiConfigSource)
 
 
 @dataclass(eq=False, repr=False)
@@ -406,31 +390,21 @@ class AsyncDataSource(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "envoy.config.core.v3", "AsyncDataSource", AsyncDataSource
-)
+default_message_pool.register_message("envoy.config.core.v3", "AsyncDataSource", AsyncDataSource)
 
 
 @dataclass(eq=False, repr=False)
 class BackoffStrategy(betterproto2.Message):
     base_interval: "datetime.timedelta | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     max_interval: "datetime.timedelta | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
 
-default_message_pool.register_message(
-    "envoy.config.core.v3", "BackoffStrategy", BackoffStrategy
-)
+default_message_pool.register_message("envoy.config.core.v3", "BackoffStrategy", BackoffStrategy)
 
 
 @dataclass(eq=False, repr=False)
@@ -440,10 +414,7 @@ class BindConfig(betterproto2.Message):
     )
 
     freebind: "bool | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.BoolValue,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
     )
 
     socket_options: "list[SocketOption]" = betterproto2.field(
@@ -466,8 +437,7 @@ class BindConfig(betterproto2.Message):
         super().__post_init__()
         if self.is_set("additional_source_addresses"):
             warnings.warn(
-                "BindConfig.additional_source_addresses is deprecated",
-                DeprecationWarning,
+                "BindConfig.additional_source_addresses is deprecated", DeprecationWarning
             )
 
 
@@ -485,9 +455,7 @@ class BuildVersion(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "envoy.config.core.v3", "BuildVersion", BuildVersion
-)
+default_message_pool.register_message("envoy.config.core.v3", "BuildVersion", BuildVersion)
 
 
 @dataclass(eq=False, repr=False)
@@ -553,10 +521,7 @@ class ConfigSource(betterproto2.Message):
     )
 
     initial_fetch_timeout: "datetime.timedelta | None" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     resource_api_version: "ApiVersion" = betterproto2.field(
@@ -569,9 +534,7 @@ class ConfigSource(betterproto2.Message):
             warnings.warn("ConfigSource.path is deprecated", DeprecationWarning)
 
 
-default_message_pool.register_message(
-    "envoy.config.core.v3", "ConfigSource", ConfigSource
-)
+default_message_pool.register_message("envoy.config.core.v3", "ConfigSource", ConfigSource)
 
 
 @dataclass(eq=False, repr=False)
@@ -579,9 +542,7 @@ class ControlPlane(betterproto2.Message):
     identifier: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "envoy.config.core.v3", "ControlPlane", ControlPlane
-)
+default_message_pool.register_message("envoy.config.core.v3", "ControlPlane", ControlPlane)
 
 
 @dataclass(eq=False, repr=False)
@@ -619,9 +580,7 @@ default_message_pool.register_message("envoy.config.core.v3", "DataSource", Data
 
 @dataclass(eq=False, repr=False)
 class DnsResolutionConfig(betterproto2.Message):
-    resolvers: "list[Address]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    resolvers: "list[Address]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
     dns_resolver_options: "DnsResolverOptions | None" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, optional=True
@@ -693,15 +652,11 @@ class Extension(betterproto2.Message):
 
     type_descriptor: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
 
-    version: "BuildVersion | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    version: "BuildVersion | None" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
 
     disabled: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
 
-    type_urls: "list[str]" = betterproto2.field(
-        6, betterproto2.TYPE_STRING, repeated=True
-    )
+    type_urls: "list[str]" = betterproto2.field(6, betterproto2.TYPE_STRING, repeated=True)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -722,13 +677,9 @@ class ExtensionConfigSource(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    apply_default_config_without_warming: "bool" = betterproto2.field(
-        3, betterproto2.TYPE_BOOL
-    )
+    apply_default_config_without_warming: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
 
-    type_urls: "list[str]" = betterproto2.field(
-        4, betterproto2.TYPE_STRING, repeated=True
-    )
+    type_urls: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
 
 
 default_message_pool.register_message(
@@ -782,10 +733,7 @@ class GrpcService(betterproto2.Message):
     )
 
     timeout: "datetime.timedelta | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     initial_metadata: "list[HeaderValue]" = betterproto2.field(
@@ -797,9 +745,7 @@ class GrpcService(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "envoy.config.core.v3", "GrpcService", GrpcService
-)
+default_message_pool.register_message("envoy.config.core.v3", "GrpcService", GrpcService)
 
 
 @dataclass(eq=False, repr=False)
@@ -831,8 +777,8 @@ default_message_pool.register_message(
 class GrpcServiceGoogleGrpc(betterproto2.Message):
     target_uri: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
-    channel_credentials: "GrpcServiceGoogleGrpcChannelCredentials | None" = (
-        betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+    channel_credentials: "GrpcServiceGoogleGrpcChannelCredentials | None" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     channel_credentials_plugin: "list[____google__protobuf__.Any]" = betterproto2.field(
@@ -903,14 +849,14 @@ class GrpcServiceGoogleGrpcCallCredentials(betterproto2.Message):
         )
     )
 
-    from_plugin: "GrpcServiceGoogleGrpcCallCredentialsMetadataCredentialsFromPlugin | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, optional=True, group="credential_specifier"
+    from_plugin: "GrpcServiceGoogleGrpcCallCredentialsMetadataCredentialsFromPlugin | None" = (
+        betterproto2.field(
+            6, betterproto2.TYPE_MESSAGE, optional=True, group="credential_specifier"
+        )
     )
 
-    sts_service: "GrpcServiceGoogleGrpcCallCredentialsStsService | None" = (
-        betterproto2.field(
-            7, betterproto2.TYPE_MESSAGE, optional=True, group="credential_specifier"
-        )
+    sts_service: "GrpcServiceGoogleGrpcCallCredentialsStsService | None" = betterproto2.field(
+        7, betterproto2.TYPE_MESSAGE, optional=True, group="credential_specifier"
     )
 
 
@@ -936,9 +882,7 @@ default_message_pool.register_message(
 
 
 @dataclass(eq=False, repr=False)
-class GrpcServiceGoogleGrpcCallCredentialsMetadataCredentialsFromPlugin(
-    betterproto2.Message
-):
+class GrpcServiceGoogleGrpcCallCredentialsMetadataCredentialsFromPlugin(betterproto2.Message):
     """
 
 
@@ -961,9 +905,7 @@ default_message_pool.register_message(
 
 
 @dataclass(eq=False, repr=False)
-class GrpcServiceGoogleGrpcCallCredentialsServiceAccountJwtAccessCredentials(
-    betterproto2.Message
-):
+class GrpcServiceGoogleGrpcCallCredentialsServiceAccountJwtAccessCredentials(betterproto2.Message):
     json_key: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     token_lifetime_seconds: "int" = betterproto2.field(2, betterproto2.TYPE_UINT64)
@@ -1009,16 +951,12 @@ class GrpcServiceGoogleGrpcChannelArgs(betterproto2.Message):
     args: "dict[str, GrpcServiceGoogleGrpcChannelArgsValue]" = betterproto2.field(
         1,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
 
 
 default_message_pool.register_message(
-    "envoy.config.core.v3",
-    "GrpcService.GoogleGrpc.ChannelArgs",
-    GrpcServiceGoogleGrpcChannelArgs,
+    "envoy.config.core.v3", "GrpcService.GoogleGrpc.ChannelArgs", GrpcServiceGoogleGrpcChannelArgs
 )
 
 
@@ -1064,10 +1002,8 @@ class GrpcServiceGoogleGrpcChannelCredentials(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, optional=True, group="credential_specifier"
     )
 
-    local_credentials: "GrpcServiceGoogleGrpcGoogleLocalCredentials | None" = (
-        betterproto2.field(
-            3, betterproto2.TYPE_MESSAGE, optional=True, group="credential_specifier"
-        )
+    local_credentials: "GrpcServiceGoogleGrpcGoogleLocalCredentials | None" = betterproto2.field(
+        3, betterproto2.TYPE_MESSAGE, optional=True, group="credential_specifier"
     )
 
 
@@ -1114,9 +1050,7 @@ default_message_pool.register_message(
 
 @dataclass(eq=False, repr=False)
 class HeaderMap(betterproto2.Message):
-    headers: "list[HeaderValue]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    headers: "list[HeaderValue]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
 
 default_message_pool.register_message("envoy.config.core.v3", "HeaderMap", HeaderMap)
@@ -1131,28 +1065,19 @@ class HeaderValue(betterproto2.Message):
     raw_value: "bytes" = betterproto2.field(3, betterproto2.TYPE_BYTES)
 
 
-default_message_pool.register_message(
-    "envoy.config.core.v3", "HeaderValue", HeaderValue
-)
+default_message_pool.register_message("envoy.config.core.v3", "HeaderValue", HeaderValue)
 
 
 @dataclass(eq=False, repr=False)
 class HeaderValueOption(betterproto2.Message):
-    header: "HeaderValue | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    header: "HeaderValue | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     append: "bool | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.BoolValue,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
     )
 
     append_action: "HeaderValueOptionHeaderAppendAction" = betterproto2.field(
-        3,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: HeaderValueOptionHeaderAppendAction(0),
+        3, betterproto2.TYPE_ENUM, default_factory=lambda: HeaderValueOptionHeaderAppendAction(0)
     )
 
     keep_empty_value: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
@@ -1178,31 +1103,19 @@ class HealthCheck(betterproto2.Message):
     """
 
     timeout: "datetime.timedelta | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     interval: "datetime.timedelta | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     initial_jitter: "datetime.timedelta | None" = betterproto2.field(
-        20,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        20, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     interval_jitter: "datetime.timedelta | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     interval_jitter_percent: "int" = betterproto2.field(18, betterproto2.TYPE_UINT32)
@@ -1229,10 +1142,7 @@ class HealthCheck(betterproto2.Message):
     )
 
     reuse_connection: "bool | None" = betterproto2.field(
-        7,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.BoolValue,
-        optional=True,
+        7, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
     )
 
     http_health_check: "HealthCheckHttpHealthCheck | None" = betterproto2.field(
@@ -1252,38 +1162,23 @@ class HealthCheck(betterproto2.Message):
     )
 
     no_traffic_interval: "datetime.timedelta | None" = betterproto2.field(
-        12,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        12, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     no_traffic_healthy_interval: "datetime.timedelta | None" = betterproto2.field(
-        24,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        24, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     unhealthy_interval: "datetime.timedelta | None" = betterproto2.field(
-        14,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        14, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     unhealthy_edge_interval: "datetime.timedelta | None" = betterproto2.field(
-        15,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        15, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     healthy_edge_interval: "datetime.timedelta | None" = betterproto2.field(
-        16,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        16, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     event_log_path: "str" = betterproto2.field(17, betterproto2.TYPE_STRING)
@@ -1296,33 +1191,25 @@ class HealthCheck(betterproto2.Message):
         22, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    always_log_health_check_failures: "bool" = betterproto2.field(
-        19, betterproto2.TYPE_BOOL
-    )
+    always_log_health_check_failures: "bool" = betterproto2.field(19, betterproto2.TYPE_BOOL)
 
-    always_log_health_check_success: "bool" = betterproto2.field(
-        26, betterproto2.TYPE_BOOL
-    )
+    always_log_health_check_success: "bool" = betterproto2.field(26, betterproto2.TYPE_BOOL)
 
     tls_options: "HealthCheckTlsOptions | None" = betterproto2.field(
         21, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    transport_socket_match_criteria: "____google__protobuf__.Struct | None" = (
-        betterproto2.field(23, betterproto2.TYPE_MESSAGE, optional=True)
+    transport_socket_match_criteria: "____google__protobuf__.Struct | None" = betterproto2.field(
+        23, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("event_log_path"):
-            warnings.warn(
-                "HealthCheck.event_log_path is deprecated", DeprecationWarning
-            )
+            warnings.warn("HealthCheck.event_log_path is deprecated", DeprecationWarning)
 
 
-default_message_pool.register_message(
-    "envoy.config.core.v3", "HealthCheck", HealthCheck
-)
+default_message_pool.register_message("envoy.config.core.v3", "HealthCheck", HealthCheck)
 
 
 @dataclass(eq=False, repr=False)
@@ -1342,9 +1229,7 @@ class HealthCheckCustomHealthCheck(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "envoy.config.core.v3",
-    "HealthCheck.CustomHealthCheck",
-    HealthCheckCustomHealthCheck,
+    "envoy.config.core.v3", "HealthCheck.CustomHealthCheck", HealthCheckCustomHealthCheck
 )
 
 
@@ -1402,13 +1287,11 @@ class HealthCheckHttpHealthCheck(betterproto2.Message):
     )
 
     codec_client_type: "___type__v3__.CodecClientType" = betterproto2.field(
-        10,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: ___type__v3__.CodecClientType(0),
+        10, betterproto2.TYPE_ENUM, default_factory=lambda: ___type__v3__.CodecClientType(0)
     )
 
-    service_name_matcher: "___type__matcher__v3__.StringMatcher | None" = (
-        betterproto2.field(11, betterproto2.TYPE_MESSAGE, optional=True)
+    service_name_matcher: "___type__matcher__v3__.StringMatcher | None" = betterproto2.field(
+        11, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     method: "RequestMethod" = betterproto2.field(
@@ -1476,9 +1359,7 @@ default_message_pool.register_message(
 
 @dataclass(eq=False, repr=False)
 class HealthCheckTlsOptions(betterproto2.Message):
-    alpn_protocols: "list[str]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING, repeated=True
-    )
+    alpn_protocols: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
 
 
 default_message_pool.register_message(
@@ -1488,31 +1369,24 @@ default_message_pool.register_message(
 
 @dataclass(eq=False, repr=False)
 class HealthStatusSet(betterproto2.Message):
-    statuses: "list[HealthStatus]" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, repeated=True
-    )
+    statuses: "list[HealthStatus]" = betterproto2.field(1, betterproto2.TYPE_ENUM, repeated=True)
 
 
-default_message_pool.register_message(
-    "envoy.config.core.v3", "HealthStatusSet", HealthStatusSet
-)
+default_message_pool.register_message("envoy.config.core.v3", "HealthStatusSet", HealthStatusSet)
 
 
 @dataclass(eq=False, repr=False)
 class Http1ProtocolOptions(betterproto2.Message):
     allow_absolute_url: "bool | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.BoolValue,
-        optional=True,
+        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
     )
 
     accept_http_10: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
 
     default_host_for_http_10: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
 
-    header_key_format: "Http1ProtocolOptionsHeaderKeyFormat | None" = (
-        betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
+    header_key_format: "Http1ProtocolOptionsHeaderKeyFormat | None" = betterproto2.field(
+        4, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     enable_trailers: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
@@ -1520,34 +1394,25 @@ class Http1ProtocolOptions(betterproto2.Message):
     allow_chunked_length: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
 
     override_stream_error_on_invalid_http_message: "bool | None" = betterproto2.field(
-        7,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.BoolValue,
-        optional=True,
+        7, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
     )
 
     send_fully_qualified_url: "bool" = betterproto2.field(8, betterproto2.TYPE_BOOL)
 
     use_balsa_parser: "bool | None" = betterproto2.field(
-        9,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.BoolValue,
-        optional=True,
+        9, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
     )
 
     allow_custom_methods: "bool" = betterproto2.field(10, betterproto2.TYPE_BOOL)
 
-    ignore_http_11_upgrade: "list[___type__matcher__v3__.StringMatcher]" = (
-        betterproto2.field(11, betterproto2.TYPE_MESSAGE, repeated=True)
+    ignore_http_11_upgrade: "list[___type__matcher__v3__.StringMatcher]" = betterproto2.field(
+        11, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("use_balsa_parser"):
-            warnings.warn(
-                "Http1ProtocolOptions.use_balsa_parser is deprecated",
-                DeprecationWarning,
-            )
+            warnings.warn("Http1ProtocolOptions.use_balsa_parser is deprecated", DeprecationWarning)
 
 
 default_message_pool.register_message(
@@ -1565,9 +1430,7 @@ class Http1ProtocolOptionsHeaderKeyFormat(betterproto2.Message):
     """
 
     proper_case_words: "Http1ProtocolOptionsHeaderKeyFormatProperCaseWords | None" = (
-        betterproto2.field(
-            1, betterproto2.TYPE_MESSAGE, optional=True, group="header_format"
-        )
+        betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group="header_format")
     )
 
     stateful_formatter: "TypedExtensionConfig | None" = betterproto2.field(
@@ -1642,13 +1505,11 @@ class Http2ProtocolOptions(betterproto2.Message):
         optional=True,
     )
 
-    max_consecutive_inbound_frames_with_empty_payload: "int | None" = (
-        betterproto2.field(
-            9,
-            betterproto2.TYPE_MESSAGE,
-            unwrap=lambda: ____google__protobuf__.UInt32Value,
-            optional=True,
-        )
+    max_consecutive_inbound_frames_with_empty_payload: "int | None" = betterproto2.field(
+        9,
+        betterproto2.TYPE_MESSAGE,
+        unwrap=lambda: ____google__protobuf__.UInt32Value,
+        optional=True,
     )
 
     max_inbound_priority_frames_per_stream: "int | None" = betterproto2.field(
@@ -1658,18 +1519,14 @@ class Http2ProtocolOptions(betterproto2.Message):
         optional=True,
     )
 
-    max_inbound_window_update_frames_per_data_frame_sent: "int | None" = (
-        betterproto2.field(
-            11,
-            betterproto2.TYPE_MESSAGE,
-            unwrap=lambda: ____google__protobuf__.UInt32Value,
-            optional=True,
-        )
+    max_inbound_window_update_frames_per_data_frame_sent: "int | None" = betterproto2.field(
+        11,
+        betterproto2.TYPE_MESSAGE,
+        unwrap=lambda: ____google__protobuf__.UInt32Value,
+        optional=True,
     )
 
-    stream_error_on_invalid_http_messaging: "bool" = betterproto2.field(
-        12, betterproto2.TYPE_BOOL
-    )
+    stream_error_on_invalid_http_messaging: "bool" = betterproto2.field(12, betterproto2.TYPE_BOOL)
 
     override_stream_error_on_invalid_http_message: "bool | None" = betterproto2.field(
         14,
@@ -1678,8 +1535,8 @@ class Http2ProtocolOptions(betterproto2.Message):
         optional=True,
     )
 
-    custom_settings_parameters: "list[Http2ProtocolOptionsSettingsParameter]" = (
-        betterproto2.field(13, betterproto2.TYPE_MESSAGE, repeated=True)
+    custom_settings_parameters: "list[Http2ProtocolOptionsSettingsParameter]" = betterproto2.field(
+        13, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
     connection_keepalive: "KeepaliveSettings | None" = betterproto2.field(
@@ -1745,10 +1602,7 @@ class Http3ProtocolOptions(betterproto2.Message):
     )
 
     override_stream_error_on_invalid_http_message: "bool | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.BoolValue,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
     )
 
     allow_extended_connect: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
@@ -1770,17 +1624,11 @@ default_message_pool.register_message(
 @dataclass(eq=False, repr=False)
 class HttpProtocolOptions(betterproto2.Message):
     idle_timeout: "datetime.timedelta | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     max_connection_duration: "datetime.timedelta | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     max_headers_count: "int | None" = betterproto2.field(
@@ -1798,16 +1646,15 @@ class HttpProtocolOptions(betterproto2.Message):
     )
 
     max_stream_duration: "datetime.timedelta | None" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
-    headers_with_underscores_action: "HttpProtocolOptionsHeadersWithUnderscoresAction" = betterproto2.field(
-        5,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: HttpProtocolOptionsHeadersWithUnderscoresAction(0),
+    headers_with_underscores_action: "HttpProtocolOptionsHeadersWithUnderscoresAction" = (
+        betterproto2.field(
+            5,
+            betterproto2.TYPE_ENUM,
+            default_factory=lambda: HttpProtocolOptionsHeadersWithUnderscoresAction(0),
+        )
     )
 
     max_requests_per_connection: "int | None" = betterproto2.field(
@@ -1839,10 +1686,7 @@ class HttpUri(betterproto2.Message):
     )
 
     timeout: "datetime.timedelta | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
 
@@ -1856,9 +1700,7 @@ class JsonFormatOptions(betterproto2.Message):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("sort_properties"):
-            warnings.warn(
-                "JsonFormatOptions.sort_properties is deprecated", DeprecationWarning
-            )
+            warnings.warn("JsonFormatOptions.sort_properties is deprecated", DeprecationWarning)
 
 
 default_message_pool.register_message(
@@ -1869,17 +1711,11 @@ default_message_pool.register_message(
 @dataclass(eq=False, repr=False)
 class KeepaliveSettings(betterproto2.Message):
     interval: "datetime.timedelta | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     timeout: "datetime.timedelta | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     interval_jitter: "___type__v3__.Percent | None" = betterproto2.field(
@@ -1887,10 +1723,7 @@ class KeepaliveSettings(betterproto2.Message):
     )
 
     connection_idle_interval: "datetime.timedelta | None" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
 
@@ -1918,18 +1751,12 @@ default_message_pool.register_message("envoy.config.core.v3", "KeyValue", KeyVal
 
 @dataclass(eq=False, repr=False)
 class KeyValueAppend(betterproto2.Message):
-    record: "KeyValuePair | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    record: "KeyValuePair | None" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
 
-    entry: "KeyValue | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    entry: "KeyValue | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     action: "KeyValueAppendKeyValueAppendAction" = betterproto2.field(
-        2,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: KeyValueAppendKeyValueAppendAction(0),
+        2, betterproto2.TYPE_ENUM, default_factory=lambda: KeyValueAppendKeyValueAppendAction(0)
     )
 
     def __post_init__(self) -> None:
@@ -1938,9 +1765,7 @@ class KeyValueAppend(betterproto2.Message):
             warnings.warn("KeyValueAppend.entry is deprecated", DeprecationWarning)
 
 
-default_message_pool.register_message(
-    "envoy.config.core.v3", "KeyValueAppend", KeyValueAppend
-)
+default_message_pool.register_message("envoy.config.core.v3", "KeyValueAppend", KeyValueAppend)
 
 
 @dataclass(eq=False, repr=False)
@@ -1952,9 +1777,7 @@ class KeyValueMutation(betterproto2.Message):
     remove: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "envoy.config.core.v3", "KeyValueMutation", KeyValueMutation
-)
+default_message_pool.register_message("envoy.config.core.v3", "KeyValueMutation", KeyValueMutation)
 
 
 @dataclass(eq=False, repr=False)
@@ -1966,9 +1789,7 @@ class KeyValuePair(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "envoy.config.core.v3", "KeyValuePair", KeyValuePair
-)
+default_message_pool.register_message("envoy.config.core.v3", "KeyValuePair", KeyValuePair)
 
 
 @dataclass(eq=False, repr=False)
@@ -1988,17 +1809,13 @@ class Metadata(betterproto2.Message):
     filter_metadata: "dict[str, ____google__protobuf__.Struct]" = betterproto2.field(
         1,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
 
     typed_filter_metadata: "dict[str, ____google__protobuf__.Any]" = betterproto2.field(
         2,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
 
 
@@ -2022,19 +1839,13 @@ class Node(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    dynamic_parameters: "dict[str, ____xds__core__v3__.ContextParams]" = (
-        betterproto2.field(
-            12,
-            betterproto2.TYPE_MAP,
-            map_meta=betterproto2.map_meta(
-                betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE
-            ),
-        )
+    dynamic_parameters: "dict[str, ____xds__core__v3__.ContextParams]" = betterproto2.field(
+        12,
+        betterproto2.TYPE_MAP,
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
 
-    locality: "Locality | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    locality: "Locality | None" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
 
     user_agent_name: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
 
@@ -2046,13 +1857,9 @@ class Node(betterproto2.Message):
         8, betterproto2.TYPE_MESSAGE, optional=True, group="user_agent_version_type"
     )
 
-    extensions: "list[Extension]" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    extensions: "list[Extension]" = betterproto2.field(9, betterproto2.TYPE_MESSAGE, repeated=True)
 
-    client_features: "list[str]" = betterproto2.field(
-        10, betterproto2.TYPE_STRING, repeated=True
-    )
+    client_features: "list[str]" = betterproto2.field(10, betterproto2.TYPE_STRING, repeated=True)
 
     listening_addresses: "list[Address]" = betterproto2.field(
         11, betterproto2.TYPE_MESSAGE, repeated=True
@@ -2076,21 +1883,15 @@ class PathConfigSource(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "envoy.config.core.v3", "PathConfigSource", PathConfigSource
-)
+default_message_pool.register_message("envoy.config.core.v3", "PathConfigSource", PathConfigSource)
 
 
 @dataclass(eq=False, repr=False)
 class PerHostConfig(betterproto2.Message):
-    added_tlvs: "list[TlvEntry]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    added_tlvs: "list[TlvEntry]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
 
-default_message_pool.register_message(
-    "envoy.config.core.v3", "PerHostConfig", PerHostConfig
-)
+default_message_pool.register_message("envoy.config.core.v3", "PerHostConfig", PerHostConfig)
 
 
 @dataclass(eq=False, repr=False)
@@ -2113,9 +1914,7 @@ class ProxyProtocolConfig(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    added_tlvs: "list[TlvEntry]" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    added_tlvs: "list[TlvEntry]" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
 
 
 default_message_pool.register_message(
@@ -2131,9 +1930,7 @@ class ProxyProtocolPassThroughTlVs(betterproto2.Message):
         default_factory=lambda: ProxyProtocolPassThroughTlVsPassTlVsMatchType(0),
     )
 
-    tlv_type: "list[int]" = betterproto2.field(
-        2, betterproto2.TYPE_UINT32, repeated=True
-    )
+    tlv_type: "list[int]" = betterproto2.field(2, betterproto2.TYPE_UINT32, repeated=True)
 
 
 default_message_pool.register_message(
@@ -2148,25 +1945,17 @@ class QueryParameter(betterproto2.Message):
     value: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "envoy.config.core.v3", "QueryParameter", QueryParameter
-)
+default_message_pool.register_message("envoy.config.core.v3", "QueryParameter", QueryParameter)
 
 
 @dataclass(eq=False, repr=False)
 class QuicKeepAliveSettings(betterproto2.Message):
     max_interval: "datetime.timedelta | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     initial_interval: "datetime.timedelta | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
 
@@ -2214,10 +2003,7 @@ class QuicProtocolOptions(betterproto2.Message):
     client_connection_options: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
 
     idle_network_timeout: "datetime.timedelta | None" = betterproto2.field(
-        8,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        8, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     max_packet_length: "int | None" = betterproto2.field(
@@ -2257,9 +2043,7 @@ default_message_pool.register_message(
 
 @dataclass(eq=False, repr=False)
 class RemoteDataSource(betterproto2.Message):
-    http_uri: "HttpUri | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    http_uri: "HttpUri | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     sha256: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
@@ -2268,9 +2052,7 @@ class RemoteDataSource(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "envoy.config.core.v3", "RemoteDataSource", RemoteDataSource
-)
+default_message_pool.register_message("envoy.config.core.v3", "RemoteDataSource", RemoteDataSource)
 
 
 @dataclass(eq=False, repr=False)
@@ -2296,14 +2078,10 @@ class RetryPolicy(betterproto2.Message):
         5, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
-    host_selection_retry_max_attempts: "int" = betterproto2.field(
-        6, betterproto2.TYPE_INT64
-    )
+    host_selection_retry_max_attempts: "int" = betterproto2.field(6, betterproto2.TYPE_INT64)
 
 
-default_message_pool.register_message(
-    "envoy.config.core.v3", "RetryPolicy", RetryPolicy
-)
+default_message_pool.register_message("envoy.config.core.v3", "RetryPolicy", RetryPolicy)
 
 
 @dataclass(eq=False, repr=False)
@@ -2323,9 +2101,7 @@ class RetryPolicyRetryHostPredicate(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "envoy.config.core.v3",
-    "RetryPolicy.RetryHostPredicate",
-    RetryPolicyRetryHostPredicate,
+    "envoy.config.core.v3", "RetryPolicy.RetryHostPredicate", RetryPolicyRetryHostPredicate
 )
 
 
@@ -2357,18 +2133,13 @@ class RuntimeDouble(betterproto2.Message):
     runtime_key: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "envoy.config.core.v3", "RuntimeDouble", RuntimeDouble
-)
+default_message_pool.register_message("envoy.config.core.v3", "RuntimeDouble", RuntimeDouble)
 
 
 @dataclass(eq=False, repr=False)
 class RuntimeFeatureFlag(betterproto2.Message):
     default_value: "bool | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.BoolValue,
-        optional=True,
+        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
     )
 
     runtime_key: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -2402,9 +2173,7 @@ class RuntimePercent(betterproto2.Message):
     runtime_key: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "envoy.config.core.v3", "RuntimePercent", RuntimePercent
-)
+default_message_pool.register_message("envoy.config.core.v3", "RuntimePercent", RuntimePercent)
 
 
 @dataclass(eq=False, repr=False)
@@ -2414,9 +2183,7 @@ class RuntimeUInt32(betterproto2.Message):
     runtime_key: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "envoy.config.core.v3", "RuntimeUInt32", RuntimeUInt32
-)
+default_message_pool.register_message("envoy.config.core.v3", "RuntimeUInt32", RuntimeUInt32)
 
 
 @dataclass(eq=False, repr=False)
@@ -2447,9 +2214,7 @@ class SelfConfigSource(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "envoy.config.core.v3", "SelfConfigSource", SelfConfigSource
-)
+default_message_pool.register_message("envoy.config.core.v3", "SelfConfigSource", SelfConfigSource)
 
 
 @dataclass(eq=False, repr=False)
@@ -2482,9 +2247,7 @@ class SocketAddress(betterproto2.Message):
     network_namespace_filepath: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "envoy.config.core.v3", "SocketAddress", SocketAddress
-)
+default_message_pool.register_message("envoy.config.core.v3", "SocketAddress", SocketAddress)
 
 
 @dataclass(eq=False, repr=False)
@@ -2543,9 +2306,7 @@ class SocketOption(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "envoy.config.core.v3", "SocketOption", SocketOption
-)
+default_message_pool.register_message("envoy.config.core.v3", "SocketOption", SocketOption)
 
 
 @dataclass(eq=False, repr=False)
@@ -2570,9 +2331,7 @@ class SocketOptionSocketTypeDatagram(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "envoy.config.core.v3",
-    "SocketOption.SocketType.Datagram",
-    SocketOptionSocketTypeDatagram,
+    "envoy.config.core.v3", "SocketOption.SocketType.Datagram", SocketOptionSocketTypeDatagram
 )
 
 
@@ -2582,9 +2341,7 @@ class SocketOptionSocketTypeStream(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "envoy.config.core.v3",
-    "SocketOption.SocketType.Stream",
-    SocketOptionSocketTypeStream,
+    "envoy.config.core.v3", "SocketOption.SocketType.Stream", SocketOptionSocketTypeStream
 )
 
 
@@ -2636,9 +2393,7 @@ class SubstitutionFormatString(betterproto2.Message):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("text_format"):
-            warnings.warn(
-                "SubstitutionFormatString.text_format is deprecated", DeprecationWarning
-            )
+            warnings.warn("SubstitutionFormatString.text_format is deprecated", DeprecationWarning)
 
 
 default_message_pool.register_message(
@@ -2670,9 +2425,7 @@ class TcpKeepalive(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "envoy.config.core.v3", "TcpKeepalive", TcpKeepalive
-)
+default_message_pool.register_message("envoy.config.core.v3", "TcpKeepalive", TcpKeepalive)
 
 
 @dataclass(eq=False, repr=False)
@@ -2715,9 +2468,7 @@ class TransportSocket(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "envoy.config.core.v3", "TransportSocket", TransportSocket
-)
+default_message_pool.register_message("envoy.config.core.v3", "TransportSocket", TransportSocket)
 
 
 @dataclass(eq=False, repr=False)
@@ -2744,16 +2495,11 @@ class UdpSocketConfig(betterproto2.Message):
     )
 
     prefer_gro: "bool | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.BoolValue,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
     )
 
 
-default_message_pool.register_message(
-    "envoy.config.core.v3", "UdpSocketConfig", UdpSocketConfig
-)
+default_message_pool.register_message("envoy.config.core.v3", "UdpSocketConfig", UdpSocketConfig)
 
 
 @dataclass(eq=False, repr=False)
@@ -2775,12 +2521,12 @@ class WatchedDirectory(betterproto2.Message):
     path: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "envoy.config.core.v3", "WatchedDirectory", WatchedDirectory
-)
+default_message_pool.register_message("envoy.config.core.v3", "WatchedDirectory", WatchedDirectory)
 
 
 from .....google import protobuf as ____google__protobuf__
 from .....xds.core import v3 as ____xds__core__v3__
 from ....type import v3 as ___type__v3__
 from ....type.matcher import v3 as ___type__matcher__v3__
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

@@ -41,9 +41,7 @@ class ClusterLoadAssignment(betterproto2.Message):
     named_endpoints: "dict[str, Endpoint]" = betterproto2.field(
         5,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
 
     policy: "ClusterLoadAssignmentPolicy | None" = betterproto2.field(
@@ -58,8 +56,8 @@ default_message_pool.register_message(
 
 @dataclass(eq=False, repr=False)
 class ClusterLoadAssignmentPolicy(betterproto2.Message):
-    drop_overloads: "list[ClusterLoadAssignmentPolicyDropOverload]" = (
-        betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
+    drop_overloads: "list[ClusterLoadAssignmentPolicyDropOverload]" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
     overprovisioning_factor: "int | None" = betterproto2.field(
@@ -70,19 +68,14 @@ class ClusterLoadAssignmentPolicy(betterproto2.Message):
     )
 
     endpoint_stale_after: "datetime.timedelta | None" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     weighted_priority_health: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
 
 
 default_message_pool.register_message(
-    "envoy.config.endpoint.v3",
-    "ClusterLoadAssignment.Policy",
-    ClusterLoadAssignmentPolicy,
+    "envoy.config.endpoint.v3", "ClusterLoadAssignment.Policy", ClusterLoadAssignmentPolicy
 )
 
 
@@ -185,9 +178,7 @@ class LbEndpoint(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "envoy.config.endpoint.v3", "LbEndpoint", LbEndpoint
-)
+default_message_pool.register_message("envoy.config.endpoint.v3", "LbEndpoint", LbEndpoint)
 
 
 @dataclass(eq=False, repr=False)
@@ -237,16 +228,12 @@ class LocalityLbEndpoints(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
-    load_balancer_endpoints: "LocalityLbEndpointsLbEndpointList | None" = (
-        betterproto2.field(
-            7, betterproto2.TYPE_MESSAGE, optional=True, group="lb_config"
-        )
+    load_balancer_endpoints: "LocalityLbEndpointsLbEndpointList | None" = betterproto2.field(
+        7, betterproto2.TYPE_MESSAGE, optional=True, group="lb_config"
     )
 
-    leds_cluster_locality_config: "LedsClusterLocalityConfig | None" = (
-        betterproto2.field(
-            8, betterproto2.TYPE_MESSAGE, optional=True, group="lb_config"
-        )
+    leds_cluster_locality_config: "LedsClusterLocalityConfig | None" = betterproto2.field(
+        8, betterproto2.TYPE_MESSAGE, optional=True, group="lb_config"
     )
 
     load_balancing_weight: "int | None" = betterproto2.field(
@@ -269,8 +256,7 @@ class LocalityLbEndpoints(betterproto2.Message):
         super().__post_init__()
         if self.is_set("load_balancer_endpoints"):
             warnings.warn(
-                "LocalityLbEndpoints.load_balancer_endpoints is deprecated",
-                DeprecationWarning,
+                "LocalityLbEndpoints.load_balancer_endpoints is deprecated", DeprecationWarning
             )
 
 
@@ -297,3 +283,5 @@ from .....google import protobuf as ____google__protobuf__
 from .....xds.core import v3 as ____xds__core__v3__
 from ....type import v3 as ___type__v3__
 from ...core import v3 as __core__v3__
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

@@ -89,9 +89,7 @@ class ApiListener(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "envoy.config.listener.v3", "ApiListener", ApiListener
-)
+default_message_pool.register_message("envoy.config.listener.v3", "ApiListener", ApiListener)
 
 
 @dataclass(eq=False, repr=False)
@@ -133,15 +131,10 @@ class FilterChain(betterproto2.Message):
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    filters: "list[Filter]" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    filters: "list[Filter]" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
 
     use_proxy_proto: "bool | None" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.BoolValue,
-        optional=True,
+        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
     )
 
     metadata: "__core__v3__.Metadata | None" = betterproto2.field(
@@ -153,10 +146,7 @@ class FilterChain(betterproto2.Message):
     )
 
     transport_socket_connect_timeout: "datetime.timedelta | None" = betterproto2.field(
-        9,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        9, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     name: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
@@ -164,14 +154,10 @@ class FilterChain(betterproto2.Message):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("use_proxy_proto"):
-            warnings.warn(
-                "FilterChain.use_proxy_proto is deprecated", DeprecationWarning
-            )
+            warnings.warn("FilterChain.use_proxy_proto is deprecated", DeprecationWarning)
 
 
-default_message_pool.register_message(
-    "envoy.config.listener.v3", "FilterChain", FilterChain
-)
+default_message_pool.register_message("envoy.config.listener.v3", "FilterChain", FilterChain)
 
 
 @dataclass(eq=False, repr=False)
@@ -201,22 +187,16 @@ class FilterChainMatch(betterproto2.Message):
     )
 
     source_type: "FilterChainMatchConnectionSourceType" = betterproto2.field(
-        12,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: FilterChainMatchConnectionSourceType(0),
+        12, betterproto2.TYPE_ENUM, default_factory=lambda: FilterChainMatchConnectionSourceType(0)
     )
 
     source_prefix_ranges: "list[__core__v3__.CidrRange]" = betterproto2.field(
         6, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
-    source_ports: "list[int]" = betterproto2.field(
-        7, betterproto2.TYPE_UINT32, repeated=True
-    )
+    source_ports: "list[int]" = betterproto2.field(7, betterproto2.TYPE_UINT32, repeated=True)
 
-    server_names: "list[str]" = betterproto2.field(
-        11, betterproto2.TYPE_STRING, repeated=True
-    )
+    server_names: "list[str]" = betterproto2.field(11, betterproto2.TYPE_STRING, repeated=True)
 
     transport_protocol: "str" = betterproto2.field(9, betterproto2.TYPE_STRING)
 
@@ -259,15 +239,12 @@ class Listener(betterproto2.Message):
         36, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    filter_chain_matcher: "____xds__type__matcher__v3__.Matcher | None" = (
-        betterproto2.field(32, betterproto2.TYPE_MESSAGE, optional=True)
+    filter_chain_matcher: "____xds__type__matcher__v3__.Matcher | None" = betterproto2.field(
+        32, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     use_original_dst: "bool | None" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.BoolValue,
-        optional=True,
+        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
     )
 
     default_filter_chain: "FilterChain | None" = betterproto2.field(
@@ -298,15 +275,10 @@ class Listener(betterproto2.Message):
     )
 
     listener_filters_timeout: "datetime.timedelta | None" = betterproto2.field(
-        15,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        15, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
-    continue_on_listener_filters_timeout: "bool" = betterproto2.field(
-        17, betterproto2.TYPE_BOOL
-    )
+    continue_on_listener_filters_timeout: "bool" = betterproto2.field(17, betterproto2.TYPE_BOOL)
 
     transparent: "bool | None" = betterproto2.field(
         10,
@@ -334,9 +306,7 @@ class Listener(betterproto2.Message):
     )
 
     traffic_direction: "__core__v3__.TrafficDirection" = betterproto2.field(
-        16,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: __core__v3__.TrafficDirection(0),
+        16, betterproto2.TYPE_ENUM, default_factory=lambda: __core__v3__.TrafficDirection(0)
     )
 
     udp_listener_config: "UdpListenerConfig | None" = betterproto2.field(
@@ -347,8 +317,8 @@ class Listener(betterproto2.Message):
         19, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    connection_balance_config: "ListenerConnectionBalanceConfig | None" = (
-        betterproto2.field(20, betterproto2.TYPE_MESSAGE, optional=True)
+    connection_balance_config: "ListenerConnectionBalanceConfig | None" = betterproto2.field(
+        20, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     reuse_port: "bool" = betterproto2.field(21, betterproto2.TYPE_BOOL)
@@ -415,10 +385,8 @@ class ListenerConnectionBalanceConfig(betterproto2.Message):
         - balance_type:
     """
 
-    exact_balance: "ListenerConnectionBalanceConfigExactBalance | None" = (
-        betterproto2.field(
-            1, betterproto2.TYPE_MESSAGE, optional=True, group="balance_type"
-        )
+    exact_balance: "ListenerConnectionBalanceConfigExactBalance | None" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, optional=True, group="balance_type"
     )
 
     extend_balance: "__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
@@ -427,9 +395,7 @@ class ListenerConnectionBalanceConfig(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "envoy.config.listener.v3",
-    "Listener.ConnectionBalanceConfig",
-    ListenerConnectionBalanceConfig,
+    "envoy.config.listener.v3", "Listener.ConnectionBalanceConfig", ListenerConnectionBalanceConfig
 )
 
 
@@ -448,10 +414,7 @@ default_message_pool.register_message(
 @dataclass(eq=False, repr=False)
 class ListenerDeprecatedV1(betterproto2.Message):
     bind_to_port: "bool | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.BoolValue,
-        optional=True,
+        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
     )
 
 
@@ -480,9 +443,7 @@ class ListenerInternalListenerConfig(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "envoy.config.listener.v3",
-    "Listener.InternalListenerConfig",
-    ListenerInternalListenerConfig,
+    "envoy.config.listener.v3", "Listener.InternalListenerConfig", ListenerInternalListenerConfig
 )
 
 
@@ -522,9 +483,7 @@ class ListenerFilter(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "envoy.config.listener.v3", "ListenerFilter", ListenerFilter
-)
+default_message_pool.register_message("envoy.config.listener.v3", "ListenerFilter", ListenerFilter)
 
 
 @dataclass(eq=False, repr=False)
@@ -590,22 +549,16 @@ default_message_pool.register_message(
 
 @dataclass(eq=False, repr=False)
 class QuicProtocolOptions(betterproto2.Message):
-    quic_protocol_options: "__core__v3__.QuicProtocolOptions | None" = (
-        betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    quic_protocol_options: "__core__v3__.QuicProtocolOptions | None" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     idle_timeout: "datetime.timedelta | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     crypto_handshake_timeout: "datetime.timedelta | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     enabled: "__core__v3__.RuntimeFeatureFlag | None" = betterproto2.field(
@@ -619,16 +572,16 @@ class QuicProtocolOptions(betterproto2.Message):
         optional=True,
     )
 
-    crypto_stream_config: "__core__v3__.TypedExtensionConfig | None" = (
-        betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True)
+    crypto_stream_config: "__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
+        6, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    proof_source_config: "__core__v3__.TypedExtensionConfig | None" = (
-        betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True)
+    proof_source_config: "__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
+        7, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    connection_id_generator_config: "__core__v3__.TypedExtensionConfig | None" = (
-        betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True)
+    connection_id_generator_config: "__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
+        8, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     server_preferred_address_config: "__core__v3__.TypedExtensionConfig | None" = (
@@ -667,8 +620,8 @@ default_message_pool.register_message(
 
 @dataclass(eq=False, repr=False)
 class UdpListenerConfig(betterproto2.Message):
-    downstream_socket_config: "__core__v3__.UdpSocketConfig | None" = (
-        betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
+    downstream_socket_config: "__core__v3__.UdpSocketConfig | None" = betterproto2.field(
+        5, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     quic_options: "QuicProtocolOptions | None" = betterproto2.field(
@@ -701,3 +654,5 @@ from .....xds.type.matcher import v3 as ____xds__type__matcher__v3__
 from ....type import v3 as ___type__v3__
 from ...accesslog import v3 as __accesslog__v3__
 from ...core import v3 as __core__v3__
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

@@ -48,9 +48,7 @@ class DogStatsdSink(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "envoy.config.metrics.v3", "DogStatsdSink", DogStatsdSink
-)
+default_message_pool.register_message("envoy.config.metrics.v3", "DogStatsdSink", DogStatsdSink)
 
 
 @dataclass(eq=False, repr=False)
@@ -59,9 +57,7 @@ class HistogramBucketSettings(betterproto2.Message):
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    buckets: "list[float]" = betterproto2.field(
-        2, betterproto2.TYPE_DOUBLE, repeated=True
-    )
+    buckets: "list[float]" = betterproto2.field(2, betterproto2.TYPE_DOUBLE, repeated=True)
 
     bins: "int | None" = betterproto2.field(
         3,
@@ -81,9 +77,7 @@ class HystrixSink(betterproto2.Message):
     num_buckets: "int" = betterproto2.field(1, betterproto2.TYPE_INT64)
 
 
-default_message_pool.register_message(
-    "envoy.config.metrics.v3", "HystrixSink", HystrixSink
-)
+default_message_pool.register_message("envoy.config.metrics.v3", "HystrixSink", HystrixSink)
 
 
 @dataclass(eq=False, repr=False)
@@ -93,10 +87,7 @@ class StatsConfig(betterproto2.Message):
     )
 
     use_all_default_tags: "bool | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.BoolValue,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
     )
 
     stats_matcher: "StatsMatcher | None" = betterproto2.field(
@@ -108,9 +99,7 @@ class StatsConfig(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "envoy.config.metrics.v3", "StatsConfig", StatsConfig
-)
+default_message_pool.register_message("envoy.config.metrics.v3", "StatsConfig", StatsConfig)
 
 
 @dataclass(eq=False, repr=False)
@@ -133,9 +122,7 @@ class StatsdSink(betterproto2.Message):
     prefix: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "envoy.config.metrics.v3", "StatsdSink", StatsdSink
-)
+default_message_pool.register_message("envoy.config.metrics.v3", "StatsdSink", StatsdSink)
 
 
 @dataclass(eq=False, repr=False)
@@ -151,22 +138,16 @@ class StatsMatcher(betterproto2.Message):
         1, betterproto2.TYPE_BOOL, optional=True, group="stats_matcher"
     )
 
-    exclusion_list: "___type__matcher__v3__.ListStringMatcher | None" = (
-        betterproto2.field(
-            2, betterproto2.TYPE_MESSAGE, optional=True, group="stats_matcher"
-        )
+    exclusion_list: "___type__matcher__v3__.ListStringMatcher | None" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, optional=True, group="stats_matcher"
     )
 
-    inclusion_list: "___type__matcher__v3__.ListStringMatcher | None" = (
-        betterproto2.field(
-            3, betterproto2.TYPE_MESSAGE, optional=True, group="stats_matcher"
-        )
+    inclusion_list: "___type__matcher__v3__.ListStringMatcher | None" = betterproto2.field(
+        3, betterproto2.TYPE_MESSAGE, optional=True, group="stats_matcher"
     )
 
 
-default_message_pool.register_message(
-    "envoy.config.metrics.v3", "StatsMatcher", StatsMatcher
-)
+default_message_pool.register_message("envoy.config.metrics.v3", "StatsMatcher", StatsMatcher)
 
 
 @dataclass(eq=False, repr=False)
@@ -208,11 +189,11 @@ class TagSpecifier(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "envoy.config.metrics.v3", "TagSpecifier", TagSpecifier
-)
+default_message_pool.register_message("envoy.config.metrics.v3", "TagSpecifier", TagSpecifier)
 
 
 from .....google import protobuf as ____google__protobuf__
 from ....type.matcher import v3 as ___type__matcher__v3__
 from ...core import v3 as __core__v3__
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

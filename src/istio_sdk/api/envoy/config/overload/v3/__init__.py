@@ -45,9 +45,7 @@ class ScaleTimersOverloadActionConfigTimerType(betterproto2.Enum):
 
 @dataclass(eq=False, repr=False)
 class BufferFactoryConfig(betterproto2.Message):
-    minimum_account_to_track_power_of_two: "int" = betterproto2.field(
-        1, betterproto2.TYPE_UINT32
-    )
+    minimum_account_to_track_power_of_two: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
 
 
 default_message_pool.register_message(
@@ -59,41 +57,30 @@ default_message_pool.register_message(
 class LoadShedPoint(betterproto2.Message):
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
-    triggers: "list[Trigger]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    triggers: "list[Trigger]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
 
 
-default_message_pool.register_message(
-    "envoy.config.overload.v3", "LoadShedPoint", LoadShedPoint
-)
+default_message_pool.register_message("envoy.config.overload.v3", "LoadShedPoint", LoadShedPoint)
 
 
 @dataclass(eq=False, repr=False)
 class OverloadAction(betterproto2.Message):
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
-    triggers: "list[Trigger]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    triggers: "list[Trigger]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
 
     typed_config: "____google__protobuf__.Any | None" = betterproto2.field(
         3, betterproto2.TYPE_MESSAGE, optional=True
     )
 
 
-default_message_pool.register_message(
-    "envoy.config.overload.v3", "OverloadAction", OverloadAction
-)
+default_message_pool.register_message("envoy.config.overload.v3", "OverloadAction", OverloadAction)
 
 
 @dataclass(eq=False, repr=False)
 class OverloadManager(betterproto2.Message):
     refresh_interval: "datetime.timedelta | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     resource_monitors: "list[ResourceMonitor]" = betterproto2.field(
@@ -146,22 +133,18 @@ class ScaledTrigger(betterproto2.Message):
     saturation_threshold: "float" = betterproto2.field(2, betterproto2.TYPE_DOUBLE)
 
 
-default_message_pool.register_message(
-    "envoy.config.overload.v3", "ScaledTrigger", ScaledTrigger
-)
+default_message_pool.register_message("envoy.config.overload.v3", "ScaledTrigger", ScaledTrigger)
 
 
 @dataclass(eq=False, repr=False)
 class ScaleTimersOverloadActionConfig(betterproto2.Message):
-    timer_scale_factors: "list[ScaleTimersOverloadActionConfigScaleTimer]" = (
-        betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    timer_scale_factors: "list[ScaleTimersOverloadActionConfigScaleTimer]" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
 
 default_message_pool.register_message(
-    "envoy.config.overload.v3",
-    "ScaleTimersOverloadActionConfig",
-    ScaleTimersOverloadActionConfig,
+    "envoy.config.overload.v3", "ScaleTimersOverloadActionConfig", ScaleTimersOverloadActionConfig
 )
 
 
@@ -235,3 +218,5 @@ default_message_pool.register_message("envoy.config.overload.v3", "Trigger", Tri
 
 from .....google import protobuf as ____google__protobuf__
 from ....type import v3 as ___type__v3__
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

@@ -85,9 +85,7 @@ class Permission(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, optional=True, group="rule"
     )
 
-    any: "bool | None" = betterproto2.field(
-        3, betterproto2.TYPE_BOOL, optional=True, group="rule"
-    )
+    any: "bool | None" = betterproto2.field(3, betterproto2.TYPE_BOOL, optional=True, group="rule")
 
     header: "__route__v3__.HeaderMatcher | None" = betterproto2.field(
         4, betterproto2.TYPE_MESSAGE, optional=True, group="rule"
@@ -117,8 +115,8 @@ class Permission(betterproto2.Message):
         8, betterproto2.TYPE_MESSAGE, optional=True, group="rule"
     )
 
-    requested_server_name: "___type__matcher__v3__.StringMatcher | None" = (
-        betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True, group="rule")
+    requested_server_name: "___type__matcher__v3__.StringMatcher | None" = betterproto2.field(
+        9, betterproto2.TYPE_MESSAGE, optional=True, group="rule"
     )
 
     matcher: "__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
@@ -144,14 +142,10 @@ default_message_pool.register_message("envoy.config.rbac.v3", "Permission", Perm
 
 @dataclass(eq=False, repr=False)
 class PermissionSet(betterproto2.Message):
-    rules: "list[Permission]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    rules: "list[Permission]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
 
-default_message_pool.register_message(
-    "envoy.config.rbac.v3", "Permission.Set", PermissionSet
-)
+default_message_pool.register_message("envoy.config.rbac.v3", "Permission.Set", PermissionSet)
 
 
 @dataclass(eq=False, repr=False)
@@ -160,16 +154,14 @@ class Policy(betterproto2.Message):
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
-    principals: "list[Principal]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    principals: "list[Principal]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
 
     condition: "____google__api__expr__v1alpha1__.Expr | None" = betterproto2.field(
         3, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    checked_condition: "____google__api__expr__v1alpha1__.CheckedExpr | None" = (
-        betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
+    checked_condition: "____google__api__expr__v1alpha1__.CheckedExpr | None" = betterproto2.field(
+        4, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     cel_config: "__core__v3__.CelExpressionConfig | None" = betterproto2.field(
@@ -229,10 +221,8 @@ class Principal(betterproto2.Message):
         7, betterproto2.TYPE_MESSAGE, optional=True, group="identifier"
     )
 
-    filter_state: "___type__matcher__v3__.FilterStateMatcher | None" = (
-        betterproto2.field(
-            12, betterproto2.TYPE_MESSAGE, optional=True, group="identifier"
-        )
+    filter_state: "___type__matcher__v3__.FilterStateMatcher | None" = betterproto2.field(
+        12, betterproto2.TYPE_MESSAGE, optional=True, group="identifier"
     )
 
     not_id: "Principal | None" = betterproto2.field(
@@ -272,14 +262,10 @@ default_message_pool.register_message(
 
 @dataclass(eq=False, repr=False)
 class PrincipalSet(betterproto2.Message):
-    ids: "list[Principal]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    ids: "list[Principal]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
 
-default_message_pool.register_message(
-    "envoy.config.rbac.v3", "Principal.Set", PrincipalSet
-)
+default_message_pool.register_message("envoy.config.rbac.v3", "Principal.Set", PrincipalSet)
 
 
 @dataclass(eq=False, repr=False)
@@ -291,9 +277,7 @@ class Rbac(betterproto2.Message):
     policies: "dict[str, Policy]" = betterproto2.field(
         2,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
 
     audit_logging_options: "RbacAuditLoggingOptions | None" = betterproto2.field(
@@ -307,13 +291,11 @@ default_message_pool.register_message("envoy.config.rbac.v3", "RBAC", Rbac)
 @dataclass(eq=False, repr=False)
 class RbacAuditLoggingOptions(betterproto2.Message):
     audit_condition: "RbacAuditLoggingOptionsAuditCondition" = betterproto2.field(
-        1,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: RbacAuditLoggingOptionsAuditCondition(0),
+        1, betterproto2.TYPE_ENUM, default_factory=lambda: RbacAuditLoggingOptionsAuditCondition(0)
     )
 
-    logger_configs: "list[RbacAuditLoggingOptionsAuditLoggerConfig]" = (
-        betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
+    logger_configs: "list[RbacAuditLoggingOptionsAuditLoggerConfig]" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
 
@@ -340,8 +322,8 @@ default_message_pool.register_message(
 
 @dataclass(eq=False, repr=False)
 class SourcedMetadata(betterproto2.Message):
-    metadata_matcher: "___type__matcher__v3__.MetadataMatcher | None" = (
-        betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    metadata_matcher: "___type__matcher__v3__.MetadataMatcher | None" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     metadata_source: "MetadataSource" = betterproto2.field(
@@ -349,9 +331,7 @@ class SourcedMetadata(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "envoy.config.rbac.v3", "SourcedMetadata", SourcedMetadata
-)
+default_message_pool.register_message("envoy.config.rbac.v3", "SourcedMetadata", SourcedMetadata)
 
 
 from .....google.api.expr import v1alpha1 as ____google__api__expr__v1alpha1__
@@ -359,3 +339,5 @@ from ....type import v3 as ___type__v3__
 from ....type.matcher import v3 as ___type__matcher__v3__
 from ...core import v3 as __core__v3__
 from ...route import v3 as __route__v3__
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

@@ -156,8 +156,8 @@ class CorsPolicy(betterproto2.Message):
         - enabled_specifier:
     """
 
-    allow_origin_string_match: "list[___type__matcher__v3__.StringMatcher]" = (
-        betterproto2.field(11, betterproto2.TYPE_MESSAGE, repeated=True)
+    allow_origin_string_match: "list[___type__matcher__v3__.StringMatcher]" = betterproto2.field(
+        11, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
     allow_methods: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -169,10 +169,7 @@ class CorsPolicy(betterproto2.Message):
     max_age: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
 
     allow_credentials: "bool | None" = betterproto2.field(
-        6,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.BoolValue,
-        optional=True,
+        6, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
     )
 
     filter_enabled: "__core__v3__.RuntimeFractionalPercent | None" = betterproto2.field(
@@ -206,10 +203,7 @@ class Decorator(betterproto2.Message):
     operation: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     propagate: "bool | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.BoolValue,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
     )
 
 
@@ -241,9 +235,7 @@ class FilterAction(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "envoy.config.route.v3", "FilterAction", FilterAction
-)
+default_message_pool.register_message("envoy.config.route.v3", "FilterAction", FilterAction)
 
 
 @dataclass(eq=False, repr=False)
@@ -257,9 +249,7 @@ class FilterConfig(betterproto2.Message):
     disabled: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
 
 
-default_message_pool.register_message(
-    "envoy.config.route.v3", "FilterConfig", FilterConfig
-)
+default_message_pool.register_message("envoy.config.route.v3", "FilterConfig", FilterConfig)
 
 
 @dataclass(eq=False, repr=False)
@@ -307,35 +297,23 @@ class HeaderMatcher(betterproto2.Message):
 
     invert_match: "bool" = betterproto2.field(8, betterproto2.TYPE_BOOL)
 
-    treat_missing_header_as_empty: "bool" = betterproto2.field(
-        14, betterproto2.TYPE_BOOL
-    )
+    treat_missing_header_as_empty: "bool" = betterproto2.field(14, betterproto2.TYPE_BOOL)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("exact_match"):
             warnings.warn("HeaderMatcher.exact_match is deprecated", DeprecationWarning)
         if self.is_set("safe_regex_match"):
-            warnings.warn(
-                "HeaderMatcher.safe_regex_match is deprecated", DeprecationWarning
-            )
+            warnings.warn("HeaderMatcher.safe_regex_match is deprecated", DeprecationWarning)
         if self.is_set("prefix_match"):
-            warnings.warn(
-                "HeaderMatcher.prefix_match is deprecated", DeprecationWarning
-            )
+            warnings.warn("HeaderMatcher.prefix_match is deprecated", DeprecationWarning)
         if self.is_set("suffix_match"):
-            warnings.warn(
-                "HeaderMatcher.suffix_match is deprecated", DeprecationWarning
-            )
+            warnings.warn("HeaderMatcher.suffix_match is deprecated", DeprecationWarning)
         if self.is_set("contains_match"):
-            warnings.warn(
-                "HeaderMatcher.contains_match is deprecated", DeprecationWarning
-            )
+            warnings.warn("HeaderMatcher.contains_match is deprecated", DeprecationWarning)
 
 
-default_message_pool.register_message(
-    "envoy.config.route.v3", "HeaderMatcher", HeaderMatcher
-)
+default_message_pool.register_message("envoy.config.route.v3", "HeaderMatcher", HeaderMatcher)
 
 
 @dataclass(eq=False, repr=False)
@@ -347,16 +325,14 @@ class HedgePolicy(betterproto2.Message):
         optional=True,
     )
 
-    additional_request_chance: "___type__v3__.FractionalPercent | None" = (
-        betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+    additional_request_chance: "___type__v3__.FractionalPercent | None" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     hedge_on_per_try_timeout: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
 
 
-default_message_pool.register_message(
-    "envoy.config.route.v3", "HedgePolicy", HedgePolicy
-)
+default_message_pool.register_message("envoy.config.route.v3", "HedgePolicy", HedgePolicy)
 
 
 @dataclass(eq=False, repr=False)
@@ -410,17 +386,11 @@ class QueryParameterMatcher(betterproto2.Message):
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     string_match: "___type__matcher__v3__.StringMatcher | None" = betterproto2.field(
-        5,
-        betterproto2.TYPE_MESSAGE,
-        optional=True,
-        group="query_parameter_match_specifier",
+        5, betterproto2.TYPE_MESSAGE, optional=True, group="query_parameter_match_specifier"
     )
 
     present_match: "bool | None" = betterproto2.field(
-        6,
-        betterproto2.TYPE_BOOL,
-        optional=True,
-        group="query_parameter_match_specifier",
+        6, betterproto2.TYPE_BOOL, optional=True, group="query_parameter_match_specifier"
     )
 
 
@@ -471,10 +441,8 @@ class RateLimitAction(betterproto2.Message):
         1, betterproto2.TYPE_MESSAGE, optional=True, group="action_specifier"
     )
 
-    destination_cluster: "RateLimitActionDestinationCluster | None" = (
-        betterproto2.field(
-            2, betterproto2.TYPE_MESSAGE, optional=True, group="action_specifier"
-        )
+    destination_cluster: "RateLimitActionDestinationCluster | None" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, optional=True, group="action_specifier"
     )
 
     request_headers: "RateLimitActionRequestHeaders | None" = betterproto2.field(
@@ -509,29 +477,21 @@ class RateLimitAction(betterproto2.Message):
         9, betterproto2.TYPE_MESSAGE, optional=True, group="action_specifier"
     )
 
-    masked_remote_address: "RateLimitActionMaskedRemoteAddress | None" = (
-        betterproto2.field(
-            10, betterproto2.TYPE_MESSAGE, optional=True, group="action_specifier"
-        )
+    masked_remote_address: "RateLimitActionMaskedRemoteAddress | None" = betterproto2.field(
+        10, betterproto2.TYPE_MESSAGE, optional=True, group="action_specifier"
     )
 
     query_parameter_value_match: "RateLimitActionQueryParameterValueMatch | None" = (
-        betterproto2.field(
-            11, betterproto2.TYPE_MESSAGE, optional=True, group="action_specifier"
-        )
+        betterproto2.field(11, betterproto2.TYPE_MESSAGE, optional=True, group="action_specifier")
     )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("dynamic_metadata"):
-            warnings.warn(
-                "RateLimitAction.dynamic_metadata is deprecated", DeprecationWarning
-            )
+            warnings.warn("RateLimitAction.dynamic_metadata is deprecated", DeprecationWarning)
 
 
-default_message_pool.register_message(
-    "envoy.config.route.v3", "RateLimit.Action", RateLimitAction
-)
+default_message_pool.register_message("envoy.config.route.v3", "RateLimit.Action", RateLimitAction)
 
 
 @dataclass(eq=False, repr=False)
@@ -558,9 +518,7 @@ class RateLimitActionDynamicMetaData(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "envoy.config.route.v3",
-    "RateLimit.Action.DynamicMetaData",
-    RateLimitActionDynamicMetaData,
+    "envoy.config.route.v3", "RateLimit.Action.DynamicMetaData", RateLimitActionDynamicMetaData
 )
 
 
@@ -583,21 +541,14 @@ class RateLimitActionHeaderValueMatch(betterproto2.Message):
     descriptor_value: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     expect_match: "bool | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.BoolValue,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
     )
 
-    headers: "list[HeaderMatcher]" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    headers: "list[HeaderMatcher]" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
 
 
 default_message_pool.register_message(
-    "envoy.config.route.v3",
-    "RateLimit.Action.HeaderValueMatch",
-    RateLimitActionHeaderValueMatch,
+    "envoy.config.route.v3", "RateLimit.Action.HeaderValueMatch", RateLimitActionHeaderValueMatch
 )
 
 
@@ -636,9 +587,7 @@ class RateLimitActionMetaData(betterproto2.Message):
     default_value: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
 
     source: "RateLimitActionMetaDataSource" = betterproto2.field(
-        4,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: RateLimitActionMetaDataSource(0),
+        4, betterproto2.TYPE_ENUM, default_factory=lambda: RateLimitActionMetaDataSource(0)
     )
 
     skip_if_absent: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
@@ -659,9 +608,7 @@ class RateLimitActionQueryParameters(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "envoy.config.route.v3",
-    "RateLimit.Action.QueryParameters",
-    RateLimitActionQueryParameters,
+    "envoy.config.route.v3", "RateLimit.Action.QueryParameters", RateLimitActionQueryParameters
 )
 
 
@@ -672,10 +619,7 @@ class RateLimitActionQueryParameterValueMatch(betterproto2.Message):
     descriptor_value: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     expect_match: "bool | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.BoolValue,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
     )
 
     query_parameters: "list[QueryParameterMatcher]" = betterproto2.field(
@@ -696,9 +640,7 @@ class RateLimitActionRemoteAddress(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "envoy.config.route.v3",
-    "RateLimit.Action.RemoteAddress",
-    RateLimitActionRemoteAddress,
+    "envoy.config.route.v3", "RateLimit.Action.RemoteAddress", RateLimitActionRemoteAddress
 )
 
 
@@ -712,9 +654,7 @@ class RateLimitActionRequestHeaders(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "envoy.config.route.v3",
-    "RateLimit.Action.RequestHeaders",
-    RateLimitActionRequestHeaders,
+    "envoy.config.route.v3", "RateLimit.Action.RequestHeaders", RateLimitActionRequestHeaders
 )
 
 
@@ -724,9 +664,7 @@ class RateLimitActionSourceCluster(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "envoy.config.route.v3",
-    "RateLimit.Action.SourceCluster",
-    RateLimitActionSourceCluster,
+    "envoy.config.route.v3", "RateLimit.Action.SourceCluster", RateLimitActionSourceCluster
 )
 
 
@@ -774,9 +712,7 @@ class RateLimitOverrideDynamicMetadata(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "envoy.config.route.v3",
-    "RateLimit.Override.DynamicMetadata",
-    RateLimitOverrideDynamicMetadata,
+    "envoy.config.route.v3", "RateLimit.Override.DynamicMetadata", RateLimitOverrideDynamicMetadata
 )
 
 
@@ -810,24 +746,18 @@ class RedirectAction(betterproto2.Message):
         5, betterproto2.TYPE_STRING, optional=True, group="path_rewrite_specifier"
     )
 
-    regex_rewrite: "___type__matcher__v3__.RegexMatchAndSubstitute | None" = (
-        betterproto2.field(
-            9, betterproto2.TYPE_MESSAGE, optional=True, group="path_rewrite_specifier"
-        )
+    regex_rewrite: "___type__matcher__v3__.RegexMatchAndSubstitute | None" = betterproto2.field(
+        9, betterproto2.TYPE_MESSAGE, optional=True, group="path_rewrite_specifier"
     )
 
     response_code: "RedirectActionRedirectResponseCode" = betterproto2.field(
-        3,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: RedirectActionRedirectResponseCode(0),
+        3, betterproto2.TYPE_ENUM, default_factory=lambda: RedirectActionRedirectResponseCode(0)
     )
 
     strip_query: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
 
 
-default_message_pool.register_message(
-    "envoy.config.route.v3", "RedirectAction", RedirectAction
-)
+default_message_pool.register_message("envoy.config.route.v3", "RedirectAction", RedirectAction)
 
 
 @dataclass(eq=False, repr=False)
@@ -842,17 +772,11 @@ class RetryPolicy(betterproto2.Message):
     )
 
     per_try_timeout: "datetime.timedelta | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     per_try_idle_timeout: "datetime.timedelta | None" = betterproto2.field(
-        13,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        13, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     retry_priority: "RetryPolicyRetryPriority | None" = betterproto2.field(
@@ -863,13 +787,11 @@ class RetryPolicy(betterproto2.Message):
         5, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
-    retry_options_predicates: "list[__core__v3__.TypedExtensionConfig]" = (
-        betterproto2.field(12, betterproto2.TYPE_MESSAGE, repeated=True)
+    retry_options_predicates: "list[__core__v3__.TypedExtensionConfig]" = betterproto2.field(
+        12, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
-    host_selection_retry_max_attempts: "int" = betterproto2.field(
-        6, betterproto2.TYPE_INT64
-    )
+    host_selection_retry_max_attempts: "int" = betterproto2.field(6, betterproto2.TYPE_INT64)
 
     retriable_status_codes: "list[int]" = betterproto2.field(
         7, betterproto2.TYPE_UINT32, repeated=True
@@ -879,8 +801,8 @@ class RetryPolicy(betterproto2.Message):
         8, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    rate_limited_retry_back_off: "RetryPolicyRateLimitedRetryBackOff | None" = (
-        betterproto2.field(11, betterproto2.TYPE_MESSAGE, optional=True)
+    rate_limited_retry_back_off: "RetryPolicyRateLimitedRetryBackOff | None" = betterproto2.field(
+        11, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     retriable_headers: "list[HeaderMatcher]" = betterproto2.field(
@@ -892,9 +814,7 @@ class RetryPolicy(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "envoy.config.route.v3", "RetryPolicy", RetryPolicy
-)
+default_message_pool.register_message("envoy.config.route.v3", "RetryPolicy", RetryPolicy)
 
 
 @dataclass(eq=False, repr=False)
@@ -904,10 +824,7 @@ class RetryPolicyRateLimitedRetryBackOff(betterproto2.Message):
     )
 
     max_interval: "datetime.timedelta | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
 
@@ -923,9 +840,7 @@ class RetryPolicyResetHeader(betterproto2.Message):
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     format: "RetryPolicyResetHeaderFormat" = betterproto2.field(
-        2,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: RetryPolicyResetHeaderFormat(0),
+        2, betterproto2.TYPE_ENUM, default_factory=lambda: RetryPolicyResetHeaderFormat(0)
     )
 
 
@@ -937,17 +852,11 @@ default_message_pool.register_message(
 @dataclass(eq=False, repr=False)
 class RetryPolicyRetryBackOff(betterproto2.Message):
     base_interval: "datetime.timedelta | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     max_interval: "datetime.timedelta | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
 
@@ -973,9 +882,7 @@ class RetryPolicyRetryHostPredicate(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "envoy.config.route.v3",
-    "RetryPolicy.RetryHostPredicate",
-    RetryPolicyRetryHostPredicate,
+    "envoy.config.route.v3", "RetryPolicy.RetryHostPredicate", RetryPolicyRetryHostPredicate
 )
 
 
@@ -1011,9 +918,7 @@ class Route(betterproto2.Message):
 
     name: "str" = betterproto2.field(14, betterproto2.TYPE_STRING)
 
-    match: "RouteMatch | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    match: "RouteMatch | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     route: "RouteAction | None" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, optional=True, group="action"
@@ -1039,18 +944,12 @@ class Route(betterproto2.Message):
         4, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    decorator: "Decorator | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    decorator: "Decorator | None" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
 
-    typed_per_filter_config: "dict[str, ____google__protobuf__.Any]" = (
-        betterproto2.field(
-            13,
-            betterproto2.TYPE_MAP,
-            map_meta=betterproto2.map_meta(
-                betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE
-            ),
-        )
+    typed_per_filter_config: "dict[str, ____google__protobuf__.Any]" = betterproto2.field(
+        13,
+        betterproto2.TYPE_MAP,
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
 
     request_headers_to_add: "list[__core__v3__.HeaderValueOption]" = betterproto2.field(
@@ -1061,17 +960,15 @@ class Route(betterproto2.Message):
         12, betterproto2.TYPE_STRING, repeated=True
     )
 
-    response_headers_to_add: "list[__core__v3__.HeaderValueOption]" = (
-        betterproto2.field(10, betterproto2.TYPE_MESSAGE, repeated=True)
+    response_headers_to_add: "list[__core__v3__.HeaderValueOption]" = betterproto2.field(
+        10, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
     response_headers_to_remove: "list[str]" = betterproto2.field(
         11, betterproto2.TYPE_STRING, repeated=True
     )
 
-    tracing: "Tracing | None" = betterproto2.field(
-        15, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    tracing: "Tracing | None" = betterproto2.field(15, betterproto2.TYPE_MESSAGE, optional=True)
 
     per_request_buffer_limit_bytes: "int | None" = betterproto2.field(
         16,
@@ -1092,9 +989,7 @@ class Route(betterproto2.Message):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("per_request_buffer_limit_bytes"):
-            warnings.warn(
-                "Route.per_request_buffer_limit_bytes is deprecated", DeprecationWarning
-            )
+            warnings.warn("Route.per_request_buffer_limit_bytes is deprecated", DeprecationWarning)
 
 
 default_message_pool.register_message("envoy.config.route.v3", "Route", Route)
@@ -1126,18 +1021,14 @@ class RouteAction(betterproto2.Message):
         37, betterproto2.TYPE_STRING, optional=True, group="cluster_specifier"
     )
 
-    inline_cluster_specifier_plugin: "ClusterSpecifierPlugin | None" = (
-        betterproto2.field(
-            39, betterproto2.TYPE_MESSAGE, optional=True, group="cluster_specifier"
-        )
+    inline_cluster_specifier_plugin: "ClusterSpecifierPlugin | None" = betterproto2.field(
+        39, betterproto2.TYPE_MESSAGE, optional=True, group="cluster_specifier"
     )
 
-    cluster_not_found_response_code: "RouteActionClusterNotFoundResponseCode" = (
-        betterproto2.field(
-            20,
-            betterproto2.TYPE_ENUM,
-            default_factory=lambda: RouteActionClusterNotFoundResponseCode(0),
-        )
+    cluster_not_found_response_code: "RouteActionClusterNotFoundResponseCode" = betterproto2.field(
+        20,
+        betterproto2.TYPE_ENUM,
+        default_factory=lambda: RouteActionClusterNotFoundResponseCode(0),
     )
 
     metadata_match: "__core__v3__.Metadata | None" = betterproto2.field(
@@ -1146,12 +1037,12 @@ class RouteAction(betterproto2.Message):
 
     prefix_rewrite: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
 
-    regex_rewrite: "___type__matcher__v3__.RegexMatchAndSubstitute | None" = (
-        betterproto2.field(32, betterproto2.TYPE_MESSAGE, optional=True)
+    regex_rewrite: "___type__matcher__v3__.RegexMatchAndSubstitute | None" = betterproto2.field(
+        32, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    path_rewrite_policy: "__core__v3__.TypedExtensionConfig | None" = (
-        betterproto2.field(41, betterproto2.TYPE_MESSAGE, optional=True)
+    path_rewrite_policy: "__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
+        41, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     path_rewrite: "str" = betterproto2.field(45, betterproto2.TYPE_STRING)
@@ -1185,24 +1076,15 @@ class RouteAction(betterproto2.Message):
     append_x_forwarded_host: "bool" = betterproto2.field(38, betterproto2.TYPE_BOOL)
 
     timeout: "datetime.timedelta | None" = betterproto2.field(
-        8,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        8, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     idle_timeout: "datetime.timedelta | None" = betterproto2.field(
-        24,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        24, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     flush_timeout: "datetime.timedelta | None" = betterproto2.field(
-        42,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        42, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     early_data_policy: "__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
@@ -1217,14 +1099,12 @@ class RouteAction(betterproto2.Message):
         33, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    request_mirror_policies: "list[RouteActionRequestMirrorPolicy]" = (
-        betterproto2.field(30, betterproto2.TYPE_MESSAGE, repeated=True)
+    request_mirror_policies: "list[RouteActionRequestMirrorPolicy]" = betterproto2.field(
+        30, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
     priority: "__core__v3__.RoutingPriority" = betterproto2.field(
-        11,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: __core__v3__.RoutingPriority(0),
+        11, betterproto2.TYPE_ENUM, default_factory=lambda: __core__v3__.RoutingPriority(0)
     )
 
     rate_limits: "list[RateLimit]" = betterproto2.field(
@@ -1242,22 +1122,14 @@ class RouteAction(betterproto2.Message):
         15, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
-    cors: "CorsPolicy | None" = betterproto2.field(
-        17, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    cors: "CorsPolicy | None" = betterproto2.field(17, betterproto2.TYPE_MESSAGE, optional=True)
 
     max_grpc_timeout: "datetime.timedelta | None" = betterproto2.field(
-        23,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        23, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     grpc_timeout_offset: "datetime.timedelta | None" = betterproto2.field(
-        28,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        28, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     upgrade_configs: "list[RouteActionUpgradeConfig]" = betterproto2.field(
@@ -1269,9 +1141,7 @@ class RouteAction(betterproto2.Message):
     )
 
     internal_redirect_action: "RouteActionInternalRedirectAction" = betterproto2.field(
-        26,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: RouteActionInternalRedirectAction(0),
+        26, betterproto2.TYPE_ENUM, default_factory=lambda: RouteActionInternalRedirectAction(0)
     )
 
     max_internal_redirects: "int | None" = betterproto2.field(
@@ -1292,32 +1162,20 @@ class RouteAction(betterproto2.Message):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("include_vh_rate_limits"):
-            warnings.warn(
-                "RouteAction.include_vh_rate_limits is deprecated", DeprecationWarning
-            )
+            warnings.warn("RouteAction.include_vh_rate_limits is deprecated", DeprecationWarning)
         if self.is_set("cors"):
             warnings.warn("RouteAction.cors is deprecated", DeprecationWarning)
         if self.is_set("max_grpc_timeout"):
-            warnings.warn(
-                "RouteAction.max_grpc_timeout is deprecated", DeprecationWarning
-            )
+            warnings.warn("RouteAction.max_grpc_timeout is deprecated", DeprecationWarning)
         if self.is_set("grpc_timeout_offset"):
-            warnings.warn(
-                "RouteAction.grpc_timeout_offset is deprecated", DeprecationWarning
-            )
+            warnings.warn("RouteAction.grpc_timeout_offset is deprecated", DeprecationWarning)
         if self.is_set("internal_redirect_action"):
-            warnings.warn(
-                "RouteAction.internal_redirect_action is deprecated", DeprecationWarning
-            )
+            warnings.warn("RouteAction.internal_redirect_action is deprecated", DeprecationWarning)
         if self.is_set("max_internal_redirects"):
-            warnings.warn(
-                "RouteAction.max_internal_redirects is deprecated", DeprecationWarning
-            )
+            warnings.warn("RouteAction.max_internal_redirects is deprecated", DeprecationWarning)
 
 
-default_message_pool.register_message(
-    "envoy.config.route.v3", "RouteAction", RouteAction
-)
+default_message_pool.register_message("envoy.config.route.v3", "RouteAction", RouteAction)
 
 
 @dataclass(eq=False, repr=False)
@@ -1337,10 +1195,8 @@ class RouteActionHashPolicy(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, optional=True, group="policy_specifier"
     )
 
-    connection_properties: "RouteActionHashPolicyConnectionProperties | None" = (
-        betterproto2.field(
-            3, betterproto2.TYPE_MESSAGE, optional=True, group="policy_specifier"
-        )
+    connection_properties: "RouteActionHashPolicyConnectionProperties | None" = betterproto2.field(
+        3, betterproto2.TYPE_MESSAGE, optional=True, group="policy_specifier"
     )
 
     query_parameter: "RouteActionHashPolicyQueryParameter | None" = betterproto2.field(
@@ -1376,10 +1232,7 @@ class RouteActionHashPolicyCookie(betterproto2.Message):
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     ttl: "datetime.timedelta | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     path: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
@@ -1390,9 +1243,7 @@ class RouteActionHashPolicyCookie(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "envoy.config.route.v3",
-    "RouteAction.HashPolicy.Cookie",
-    RouteActionHashPolicyCookie,
+    "envoy.config.route.v3", "RouteAction.HashPolicy.Cookie", RouteActionHashPolicyCookie
 )
 
 
@@ -1416,9 +1267,7 @@ class RouteActionHashPolicyFilterState(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "envoy.config.route.v3",
-    "RouteAction.HashPolicy.FilterState",
-    RouteActionHashPolicyFilterState,
+    "envoy.config.route.v3", "RouteAction.HashPolicy.FilterState", RouteActionHashPolicyFilterState
 )
 
 
@@ -1426,15 +1275,13 @@ default_message_pool.register_message(
 class RouteActionHashPolicyHeader(betterproto2.Message):
     header_name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
-    regex_rewrite: "___type__matcher__v3__.RegexMatchAndSubstitute | None" = (
-        betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+    regex_rewrite: "___type__matcher__v3__.RegexMatchAndSubstitute | None" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
 
 default_message_pool.register_message(
-    "envoy.config.route.v3",
-    "RouteAction.HashPolicy.Header",
-    RouteActionHashPolicyHeader,
+    "envoy.config.route.v3", "RouteAction.HashPolicy.Header", RouteActionHashPolicyHeader
 )
 
 
@@ -1453,31 +1300,20 @@ default_message_pool.register_message(
 @dataclass(eq=False, repr=False)
 class RouteActionMaxStreamDuration(betterproto2.Message):
     max_stream_duration: "datetime.timedelta | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     grpc_timeout_header_max: "datetime.timedelta | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     grpc_timeout_header_offset: "datetime.timedelta | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
 
 default_message_pool.register_message(
-    "envoy.config.route.v3",
-    "RouteAction.MaxStreamDuration",
-    RouteActionMaxStreamDuration,
+    "envoy.config.route.v3", "RouteAction.MaxStreamDuration", RouteActionMaxStreamDuration
 )
 
 
@@ -1487,20 +1323,15 @@ class RouteActionRequestMirrorPolicy(betterproto2.Message):
 
     cluster_header: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
 
-    runtime_fraction: "__core__v3__.RuntimeFractionalPercent | None" = (
-        betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
+    runtime_fraction: "__core__v3__.RuntimeFractionalPercent | None" = betterproto2.field(
+        3, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     trace_sampled: "bool | None" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.BoolValue,
-        optional=True,
+        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
     )
 
-    disable_shadow_host_suffix_append: "bool" = betterproto2.field(
-        6, betterproto2.TYPE_BOOL
-    )
+    disable_shadow_host_suffix_append: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
 
     request_headers_mutations: "list[__common__mutation_rules__v3__.HeaderMutation]" = (
         betterproto2.field(7, betterproto2.TYPE_MESSAGE, repeated=True)
@@ -1510,9 +1341,7 @@ class RouteActionRequestMirrorPolicy(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "envoy.config.route.v3",
-    "RouteAction.RequestMirrorPolicy",
-    RouteActionRequestMirrorPolicy,
+    "envoy.config.route.v3", "RouteAction.RequestMirrorPolicy", RouteActionRequestMirrorPolicy
 )
 
 
@@ -1521,10 +1350,7 @@ class RouteActionUpgradeConfig(betterproto2.Message):
     upgrade_type: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     enabled: "bool | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.BoolValue,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
     )
 
     connect_config: "RouteActionUpgradeConfigConnectConfig | None" = betterproto2.field(
@@ -1539,8 +1365,8 @@ default_message_pool.register_message(
 
 @dataclass(eq=False, repr=False)
 class RouteActionUpgradeConfigConnectConfig(betterproto2.Message):
-    proxy_protocol_config: "__core__v3__.ProxyProtocolConfig | None" = (
-        betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    proxy_protocol_config: "__core__v3__.ProxyProtocolConfig | None" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     allow_post: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
@@ -1561,16 +1387,14 @@ class RouteConfiguration(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
-    vhds: "Vhds | None" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    vhds: "Vhds | None" = betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True)
 
     internal_only_headers: "list[str]" = betterproto2.field(
         3, betterproto2.TYPE_STRING, repeated=True
     )
 
-    response_headers_to_add: "list[__core__v3__.HeaderValueOption]" = (
-        betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True)
+    response_headers_to_add: "list[__core__v3__.HeaderValueOption]" = betterproto2.field(
+        4, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
     response_headers_to_remove: "list[str]" = betterproto2.field(
@@ -1585,15 +1409,10 @@ class RouteConfiguration(betterproto2.Message):
         8, betterproto2.TYPE_STRING, repeated=True
     )
 
-    most_specific_header_mutations_wins: "bool" = betterproto2.field(
-        10, betterproto2.TYPE_BOOL
-    )
+    most_specific_header_mutations_wins: "bool" = betterproto2.field(10, betterproto2.TYPE_BOOL)
 
     validate_clusters: "bool | None" = betterproto2.field(
-        7,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.BoolValue,
-        optional=True,
+        7, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
     )
 
     max_direct_response_body_size_bytes: "int | None" = betterproto2.field(
@@ -1607,28 +1426,20 @@ class RouteConfiguration(betterproto2.Message):
         12, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
-    request_mirror_policies: "list[RouteActionRequestMirrorPolicy]" = (
-        betterproto2.field(13, betterproto2.TYPE_MESSAGE, repeated=True)
+    request_mirror_policies: "list[RouteActionRequestMirrorPolicy]" = betterproto2.field(
+        13, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
-    ignore_port_in_host_matching: "bool" = betterproto2.field(
-        14, betterproto2.TYPE_BOOL
-    )
+    ignore_port_in_host_matching: "bool" = betterproto2.field(14, betterproto2.TYPE_BOOL)
 
     vhost_header: "str" = betterproto2.field(18, betterproto2.TYPE_STRING)
 
-    ignore_path_parameters_in_path_matching: "bool" = betterproto2.field(
-        15, betterproto2.TYPE_BOOL
-    )
+    ignore_path_parameters_in_path_matching: "bool" = betterproto2.field(15, betterproto2.TYPE_BOOL)
 
-    typed_per_filter_config: "dict[str, ____google__protobuf__.Any]" = (
-        betterproto2.field(
-            16,
-            betterproto2.TYPE_MAP,
-            map_meta=betterproto2.map_meta(
-                betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE
-            ),
-        )
+    typed_per_filter_config: "dict[str, ____google__protobuf__.Any]" = betterproto2.field(
+        16,
+        betterproto2.TYPE_MAP,
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
 
     metadata: "__core__v3__.Metadata | None" = betterproto2.field(
@@ -1643,9 +1454,7 @@ default_message_pool.register_message(
 
 @dataclass(eq=False, repr=False)
 class RouteList(betterproto2.Message):
-    routes: "list[Route]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    routes: "list[Route]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
 
 default_message_pool.register_message("envoy.config.route.v3", "RouteList", RouteList)
@@ -1685,19 +1494,14 @@ class RouteMatch(betterproto2.Message):
     )
 
     case_sensitive: "bool | None" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.BoolValue,
-        optional=True,
+        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
     )
 
-    runtime_fraction: "__core__v3__.RuntimeFractionalPercent | None" = (
-        betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True)
+    runtime_fraction: "__core__v3__.RuntimeFractionalPercent | None" = betterproto2.field(
+        9, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    headers: "list[HeaderMatcher]" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    headers: "list[HeaderMatcher]" = betterproto2.field(6, betterproto2.TYPE_MESSAGE, repeated=True)
 
     query_parameters: "list[QueryParameterMatcher]" = betterproto2.field(
         7, betterproto2.TYPE_MESSAGE, repeated=True
@@ -1711,12 +1515,12 @@ class RouteMatch(betterproto2.Message):
         11, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    dynamic_metadata: "list[___type__matcher__v3__.MetadataMatcher]" = (
-        betterproto2.field(13, betterproto2.TYPE_MESSAGE, repeated=True)
+    dynamic_metadata: "list[___type__matcher__v3__.MetadataMatcher]" = betterproto2.field(
+        13, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
-    filter_state: "list[___type__matcher__v3__.FilterStateMatcher]" = (
-        betterproto2.field(16, betterproto2.TYPE_MESSAGE, repeated=True)
+    filter_state: "list[___type__matcher__v3__.FilterStateMatcher]" = betterproto2.field(
+        16, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
 
@@ -1739,33 +1543,23 @@ class RouteMatchGrpcRouteMatchOptions(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "envoy.config.route.v3",
-    "RouteMatch.GrpcRouteMatchOptions",
-    RouteMatchGrpcRouteMatchOptions,
+    "envoy.config.route.v3", "RouteMatch.GrpcRouteMatchOptions", RouteMatchGrpcRouteMatchOptions
 )
 
 
 @dataclass(eq=False, repr=False)
 class RouteMatchTlsContextMatchOptions(betterproto2.Message):
     presented: "bool | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.BoolValue,
-        optional=True,
+        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
     )
 
     validated: "bool | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.BoolValue,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
     )
 
 
 default_message_pool.register_message(
-    "envoy.config.route.v3",
-    "RouteMatch.TlsContextMatchOptions",
-    RouteMatchTlsContextMatchOptions,
+    "envoy.config.route.v3", "RouteMatch.TlsContextMatchOptions", RouteMatchTlsContextMatchOptions
 )
 
 
@@ -1862,47 +1656,35 @@ default_message_pool.register_message("envoy.config.route.v3", "Vhds", Vhds)
 
 @dataclass(eq=False, repr=False)
 class VirtualCluster(betterproto2.Message):
-    headers: "list[HeaderMatcher]" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    headers: "list[HeaderMatcher]" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True)
 
     name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "envoy.config.route.v3", "VirtualCluster", VirtualCluster
-)
+default_message_pool.register_message("envoy.config.route.v3", "VirtualCluster", VirtualCluster)
 
 
 @dataclass(eq=False, repr=False)
 class VirtualHost(betterproto2.Message):
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
-    domains: "list[str]" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, repeated=True
-    )
+    domains: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
 
-    routes: "list[Route]" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    routes: "list[Route]" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
 
     matcher: "____xds__type__matcher__v3__.Matcher | None" = betterproto2.field(
         21, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     require_tls: "VirtualHostTlsRequirementType" = betterproto2.field(
-        4,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: VirtualHostTlsRequirementType(0),
+        4, betterproto2.TYPE_ENUM, default_factory=lambda: VirtualHostTlsRequirementType(0)
     )
 
     virtual_clusters: "list[VirtualCluster]" = betterproto2.field(
         5, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
-    rate_limits: "list[RateLimit]" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    rate_limits: "list[RateLimit]" = betterproto2.field(6, betterproto2.TYPE_MESSAGE, repeated=True)
 
     request_headers_to_add: "list[__core__v3__.HeaderValueOption]" = betterproto2.field(
         7, betterproto2.TYPE_MESSAGE, repeated=True
@@ -1912,35 +1694,25 @@ class VirtualHost(betterproto2.Message):
         13, betterproto2.TYPE_STRING, repeated=True
     )
 
-    response_headers_to_add: "list[__core__v3__.HeaderValueOption]" = (
-        betterproto2.field(10, betterproto2.TYPE_MESSAGE, repeated=True)
+    response_headers_to_add: "list[__core__v3__.HeaderValueOption]" = betterproto2.field(
+        10, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
     response_headers_to_remove: "list[str]" = betterproto2.field(
         11, betterproto2.TYPE_STRING, repeated=True
     )
 
-    cors: "CorsPolicy | None" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, optional=True
+    cors: "CorsPolicy | None" = betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True)
+
+    typed_per_filter_config: "dict[str, ____google__protobuf__.Any]" = betterproto2.field(
+        15,
+        betterproto2.TYPE_MAP,
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
 
-    typed_per_filter_config: "dict[str, ____google__protobuf__.Any]" = (
-        betterproto2.field(
-            15,
-            betterproto2.TYPE_MAP,
-            map_meta=betterproto2.map_meta(
-                betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE
-            ),
-        )
-    )
+    include_request_attempt_count: "bool" = betterproto2.field(14, betterproto2.TYPE_BOOL)
 
-    include_request_attempt_count: "bool" = betterproto2.field(
-        14, betterproto2.TYPE_BOOL
-    )
-
-    include_attempt_count_in_response: "bool" = betterproto2.field(
-        19, betterproto2.TYPE_BOOL
-    )
+    include_attempt_count_in_response: "bool" = betterproto2.field(19, betterproto2.TYPE_BOOL)
 
     retry_policy: "RetryPolicy | None" = betterproto2.field(
         16, betterproto2.TYPE_MESSAGE, optional=True
@@ -1954,9 +1726,7 @@ class VirtualHost(betterproto2.Message):
         17, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    include_is_timeout_retry_header: "bool" = betterproto2.field(
-        23, betterproto2.TYPE_BOOL
-    )
+    include_is_timeout_retry_header: "bool" = betterproto2.field(23, betterproto2.TYPE_BOOL)
 
     per_request_buffer_limit_bytes: "int | None" = betterproto2.field(
         18,
@@ -1972,8 +1742,8 @@ class VirtualHost(betterproto2.Message):
         optional=True,
     )
 
-    request_mirror_policies: "list[RouteActionRequestMirrorPolicy]" = (
-        betterproto2.field(22, betterproto2.TYPE_MESSAGE, repeated=True)
+    request_mirror_policies: "list[RouteActionRequestMirrorPolicy]" = betterproto2.field(
+        22, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
     metadata: "__core__v3__.Metadata | None" = betterproto2.field(
@@ -1986,14 +1756,11 @@ class VirtualHost(betterproto2.Message):
             warnings.warn("VirtualHost.cors is deprecated", DeprecationWarning)
         if self.is_set("per_request_buffer_limit_bytes"):
             warnings.warn(
-                "VirtualHost.per_request_buffer_limit_bytes is deprecated",
-                DeprecationWarning,
+                "VirtualHost.per_request_buffer_limit_bytes is deprecated", DeprecationWarning
             )
 
 
-default_message_pool.register_message(
-    "envoy.config.route.v3", "VirtualHost", VirtualHost
-)
+default_message_pool.register_message("envoy.config.route.v3", "VirtualHost", VirtualHost)
 
 
 @dataclass(eq=False, repr=False)
@@ -2033,14 +1800,10 @@ class WeightedCluster(betterproto2.Message):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("total_weight"):
-            warnings.warn(
-                "WeightedCluster.total_weight is deprecated", DeprecationWarning
-            )
+            warnings.warn("WeightedCluster.total_weight is deprecated", DeprecationWarning)
 
 
-default_message_pool.register_message(
-    "envoy.config.route.v3", "WeightedCluster", WeightedCluster
-)
+default_message_pool.register_message("envoy.config.route.v3", "WeightedCluster", WeightedCluster)
 
 
 @dataclass(eq=False, repr=False)
@@ -2075,22 +1838,18 @@ class WeightedClusterClusterWeight(betterproto2.Message):
         9, betterproto2.TYPE_STRING, repeated=True
     )
 
-    response_headers_to_add: "list[__core__v3__.HeaderValueOption]" = (
-        betterproto2.field(5, betterproto2.TYPE_MESSAGE, repeated=True)
+    response_headers_to_add: "list[__core__v3__.HeaderValueOption]" = betterproto2.field(
+        5, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
     response_headers_to_remove: "list[str]" = betterproto2.field(
         6, betterproto2.TYPE_STRING, repeated=True
     )
 
-    typed_per_filter_config: "dict[str, ____google__protobuf__.Any]" = (
-        betterproto2.field(
-            10,
-            betterproto2.TYPE_MAP,
-            map_meta=betterproto2.map_meta(
-                betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE
-            ),
-        )
+    typed_per_filter_config: "dict[str, ____google__protobuf__.Any]" = betterproto2.field(
+        10,
+        betterproto2.TYPE_MAP,
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
 
     host_rewrite_literal: "str | None" = betterproto2.field(
@@ -2099,9 +1858,7 @@ class WeightedClusterClusterWeight(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "envoy.config.route.v3",
-    "WeightedCluster.ClusterWeight",
-    WeightedClusterClusterWeight,
+    "envoy.config.route.v3", "WeightedCluster.ClusterWeight", WeightedClusterClusterWeight
 )
 
 
@@ -2113,3 +1870,5 @@ from ....type.metadata import v3 as ___type__metadata__v3__
 from ....type.tracing import v3 as ___type__tracing__v3__
 from ...common.mutation_rules import v3 as __common__mutation_rules__v3__
 from ...core import v3 as __core__v3__
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

@@ -21,9 +21,7 @@ betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 @dataclass(eq=False, repr=False)
 class Tracing(betterproto2.Message):
-    http: "TracingHttp | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    http: "TracingHttp | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
 
 default_message_pool.register_message("envoy.config.trace.v3", "Tracing", Tracing)
@@ -45,9 +43,9 @@ class TracingHttp(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "envoy.config.trace.v3", "Tracing.Http", TracingHttp
-)
+default_message_pool.register_message("envoy.config.trace.v3", "Tracing.Http", TracingHttp)
 
 
 from .....google import protobuf as ____google__protobuf__
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

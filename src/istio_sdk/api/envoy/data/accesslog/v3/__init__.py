@@ -98,12 +98,12 @@ class TlsPropertiesTlsVersion(betterproto2.Enum):
 class AccessLogCommon(betterproto2.Message):
     sample_rate: "float" = betterproto2.field(1, betterproto2.TYPE_DOUBLE)
 
-    downstream_remote_address: "___config__core__v3__.Address | None" = (
-        betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+    downstream_remote_address: "___config__core__v3__.Address | None" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    downstream_local_address: "___config__core__v3__.Address | None" = (
-        betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
+    downstream_local_address: "___config__core__v3__.Address | None" = betterproto2.field(
+        3, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     tls_properties: "TlsProperties | None" = betterproto2.field(
@@ -111,63 +111,39 @@ class AccessLogCommon(betterproto2.Message):
     )
 
     start_time: "datetime.datetime | None" = betterproto2.field(
-        5,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Timestamp,
-        optional=True,
+        5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Timestamp, optional=True
     )
 
     time_to_last_rx_byte: "datetime.timedelta | None" = betterproto2.field(
-        6,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        6, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     time_to_first_upstream_tx_byte: "datetime.timedelta | None" = betterproto2.field(
-        7,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        7, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     time_to_last_upstream_tx_byte: "datetime.timedelta | None" = betterproto2.field(
-        8,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        8, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     time_to_first_upstream_rx_byte: "datetime.timedelta | None" = betterproto2.field(
-        9,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        9, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     time_to_last_upstream_rx_byte: "datetime.timedelta | None" = betterproto2.field(
-        10,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        10, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     time_to_first_downstream_tx_byte: "datetime.timedelta | None" = betterproto2.field(
-        11,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        11, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     time_to_last_downstream_tx_byte: "datetime.timedelta | None" = betterproto2.field(
-        12,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        12, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
-    upstream_remote_address: "___config__core__v3__.Address | None" = (
-        betterproto2.field(13, betterproto2.TYPE_MESSAGE, optional=True)
+    upstream_remote_address: "___config__core__v3__.Address | None" = betterproto2.field(
+        13, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     upstream_local_address: "___config__core__v3__.Address | None" = betterproto2.field(
@@ -184,66 +160,47 @@ class AccessLogCommon(betterproto2.Message):
         17, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    upstream_transport_failure_reason: "str" = betterproto2.field(
-        18, betterproto2.TYPE_STRING
-    )
+    upstream_transport_failure_reason: "str" = betterproto2.field(18, betterproto2.TYPE_STRING)
 
     route_name: "str" = betterproto2.field(19, betterproto2.TYPE_STRING)
 
-    downstream_direct_remote_address: "___config__core__v3__.Address | None" = (
-        betterproto2.field(20, betterproto2.TYPE_MESSAGE, optional=True)
+    downstream_direct_remote_address: "___config__core__v3__.Address | None" = betterproto2.field(
+        20, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     filter_state_objects: "dict[str, ____google__protobuf__.Any]" = betterproto2.field(
         21,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
 
     custom_tags: "dict[str, str]" = betterproto2.field(
         22,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
     duration: "datetime.timedelta | None" = betterproto2.field(
-        23,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        23, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
-    upstream_request_attempt_count: "int" = betterproto2.field(
-        24, betterproto2.TYPE_UINT32
-    )
+    upstream_request_attempt_count: "int" = betterproto2.field(24, betterproto2.TYPE_UINT32)
 
-    connection_termination_details: "str" = betterproto2.field(
-        25, betterproto2.TYPE_STRING
-    )
+    connection_termination_details: "str" = betterproto2.field(25, betterproto2.TYPE_STRING)
 
     stream_id: "str" = betterproto2.field(26, betterproto2.TYPE_STRING)
 
     intermediate_log_entry: "bool" = betterproto2.field(27, betterproto2.TYPE_BOOL)
 
-    downstream_transport_failure_reason: "str" = betterproto2.field(
-        28, betterproto2.TYPE_STRING
-    )
+    downstream_transport_failure_reason: "str" = betterproto2.field(28, betterproto2.TYPE_STRING)
 
     downstream_wire_bytes_sent: "int" = betterproto2.field(29, betterproto2.TYPE_UINT64)
 
-    downstream_wire_bytes_received: "int" = betterproto2.field(
-        30, betterproto2.TYPE_UINT64
-    )
+    downstream_wire_bytes_received: "int" = betterproto2.field(30, betterproto2.TYPE_UINT64)
 
     upstream_wire_bytes_sent: "int" = betterproto2.field(31, betterproto2.TYPE_UINT64)
 
-    upstream_wire_bytes_received: "int" = betterproto2.field(
-        32, betterproto2.TYPE_UINT64
-    )
+    upstream_wire_bytes_received: "int" = betterproto2.field(32, betterproto2.TYPE_UINT64)
 
     access_log_type: "AccessLogType" = betterproto2.field(
         33, betterproto2.TYPE_ENUM, default_factory=lambda: AccessLogType(0)
@@ -253,14 +210,11 @@ class AccessLogCommon(betterproto2.Message):
         super().__post_init__()
         if self.is_set("intermediate_log_entry"):
             warnings.warn(
-                "AccessLogCommon.intermediate_log_entry is deprecated",
-                DeprecationWarning,
+                "AccessLogCommon.intermediate_log_entry is deprecated", DeprecationWarning
             )
 
 
-default_message_pool.register_message(
-    "envoy.data.accesslog.v3", "AccessLogCommon", AccessLogCommon
-)
+default_message_pool.register_message("envoy.data.accesslog.v3", "AccessLogCommon", AccessLogCommon)
 
 
 @dataclass(eq=False, repr=False)
@@ -282,9 +236,7 @@ class HttpAccessLogEntry(betterproto2.Message):
     )
 
     protocol_version: "HttpAccessLogEntryHttpVersion" = betterproto2.field(
-        2,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: HttpAccessLogEntryHttpVersion(0),
+        2, betterproto2.TYPE_ENUM, default_factory=lambda: HttpAccessLogEntryHttpVersion(0)
     )
 
     request: "HttpRequestProperties | None" = betterproto2.field(
@@ -304,9 +256,7 @@ default_message_pool.register_message(
 @dataclass(eq=False, repr=False)
 class HttpRequestProperties(betterproto2.Message):
     request_method: "___config__core__v3__.RequestMethod" = betterproto2.field(
-        1,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: ___config__core__v3__.RequestMethod(0),
+        1, betterproto2.TYPE_ENUM, default_factory=lambda: ___config__core__v3__.RequestMethod(0)
     )
 
     scheme: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -339,16 +289,12 @@ class HttpRequestProperties(betterproto2.Message):
     request_headers: "dict[str, str]" = betterproto2.field(
         13,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
     upstream_header_bytes_sent: "int" = betterproto2.field(14, betterproto2.TYPE_UINT64)
 
-    downstream_header_bytes_received: "int" = betterproto2.field(
-        15, betterproto2.TYPE_UINT64
-    )
+    downstream_header_bytes_received: "int" = betterproto2.field(15, betterproto2.TYPE_UINT64)
 
 
 default_message_pool.register_message(
@@ -372,28 +318,20 @@ class HttpResponseProperties(betterproto2.Message):
     response_headers: "dict[str, str]" = betterproto2.field(
         4,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
     response_trailers: "dict[str, str]" = betterproto2.field(
         5,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
     response_code_details: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
 
-    upstream_header_bytes_received: "int" = betterproto2.field(
-        7, betterproto2.TYPE_UINT64
-    )
+    upstream_header_bytes_received: "int" = betterproto2.field(7, betterproto2.TYPE_UINT64)
 
-    downstream_header_bytes_sent: "int" = betterproto2.field(
-        8, betterproto2.TYPE_UINT64
-    )
+    downstream_header_bytes_sent: "int" = betterproto2.field(8, betterproto2.TYPE_UINT64)
 
 
 default_message_pool.register_message(
@@ -415,9 +353,7 @@ class ResponseFlags(betterproto2.Message):
 
     upstream_connection_failure: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
 
-    upstream_connection_termination: "bool" = betterproto2.field(
-        7, betterproto2.TYPE_BOOL
-    )
+    upstream_connection_termination: "bool" = betterproto2.field(7, betterproto2.TYPE_BOOL)
 
     upstream_overflow: "bool" = betterproto2.field(8, betterproto2.TYPE_BOOL)
 
@@ -435,25 +371,17 @@ class ResponseFlags(betterproto2.Message):
 
     rate_limit_service_error: "bool" = betterproto2.field(14, betterproto2.TYPE_BOOL)
 
-    downstream_connection_termination: "bool" = betterproto2.field(
-        15, betterproto2.TYPE_BOOL
-    )
+    downstream_connection_termination: "bool" = betterproto2.field(15, betterproto2.TYPE_BOOL)
 
-    upstream_retry_limit_exceeded: "bool" = betterproto2.field(
-        16, betterproto2.TYPE_BOOL
-    )
+    upstream_retry_limit_exceeded: "bool" = betterproto2.field(16, betterproto2.TYPE_BOOL)
 
     stream_idle_timeout: "bool" = betterproto2.field(17, betterproto2.TYPE_BOOL)
 
-    invalid_envoy_request_headers: "bool" = betterproto2.field(
-        18, betterproto2.TYPE_BOOL
-    )
+    invalid_envoy_request_headers: "bool" = betterproto2.field(18, betterproto2.TYPE_BOOL)
 
     downstream_protocol_error: "bool" = betterproto2.field(19, betterproto2.TYPE_BOOL)
 
-    upstream_max_stream_duration_reached: "bool" = betterproto2.field(
-        20, betterproto2.TYPE_BOOL
-    )
+    upstream_max_stream_duration_reached: "bool" = betterproto2.field(20, betterproto2.TYPE_BOOL)
 
     response_from_cache_filter: "bool" = betterproto2.field(21, betterproto2.TYPE_BOOL)
 
@@ -472,17 +400,13 @@ class ResponseFlags(betterproto2.Message):
     downstream_remote_reset: "bool" = betterproto2.field(28, betterproto2.TYPE_BOOL)
 
 
-default_message_pool.register_message(
-    "envoy.data.accesslog.v3", "ResponseFlags", ResponseFlags
-)
+default_message_pool.register_message("envoy.data.accesslog.v3", "ResponseFlags", ResponseFlags)
 
 
 @dataclass(eq=False, repr=False)
 class ResponseFlagsUnauthorized(betterproto2.Message):
     reason: "ResponseFlagsUnauthorizedReason" = betterproto2.field(
-        1,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: ResponseFlagsUnauthorizedReason(0),
+        1, betterproto2.TYPE_ENUM, default_factory=lambda: ResponseFlagsUnauthorizedReason(0)
     )
 
 
@@ -522,12 +446,12 @@ class TlsProperties(betterproto2.Message):
 
     tls_sni_hostname: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
 
-    local_certificate_properties: "TlsPropertiesCertificateProperties | None" = (
-        betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
+    local_certificate_properties: "TlsPropertiesCertificateProperties | None" = betterproto2.field(
+        4, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    peer_certificate_properties: "TlsPropertiesCertificateProperties | None" = (
-        betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
+    peer_certificate_properties: "TlsPropertiesCertificateProperties | None" = betterproto2.field(
+        5, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     tls_session_id: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
@@ -535,15 +459,13 @@ class TlsProperties(betterproto2.Message):
     ja3_fingerprint: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "envoy.data.accesslog.v3", "TLSProperties", TlsProperties
-)
+default_message_pool.register_message("envoy.data.accesslog.v3", "TLSProperties", TlsProperties)
 
 
 @dataclass(eq=False, repr=False)
 class TlsPropertiesCertificateProperties(betterproto2.Message):
-    subject_alt_name: "list[TlsPropertiesCertificatePropertiesSubjectAltName]" = (
-        betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    subject_alt_name: "list[TlsPropertiesCertificatePropertiesSubjectAltName]" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
     subject: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -567,13 +489,9 @@ class TlsPropertiesCertificatePropertiesSubjectAltName(betterproto2.Message):
         - san:
     """
 
-    uri: "str | None" = betterproto2.field(
-        1, betterproto2.TYPE_STRING, optional=True, group="san"
-    )
+    uri: "str | None" = betterproto2.field(1, betterproto2.TYPE_STRING, optional=True, group="san")
 
-    dns: "str | None" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, optional=True, group="san"
-    )
+    dns: "str | None" = betterproto2.field(2, betterproto2.TYPE_STRING, optional=True, group="san")
 
 
 default_message_pool.register_message(
@@ -585,3 +503,5 @@ default_message_pool.register_message(
 
 from .....google import protobuf as ____google__protobuf__
 from ....config.core import v3 as ___config__core__v3__
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

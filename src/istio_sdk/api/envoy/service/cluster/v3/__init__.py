@@ -169,3 +169,5 @@ class ClusterDiscoveryServiceBase(betterproto2_grpclib.ServiceBase):
                 __discovery__v3__.DiscoveryResponse,
             ),
         }
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

@@ -48,9 +48,7 @@ class AdsDummy(betterproto2.Message):
     pass
 
 
-default_message_pool.register_message(
-    "envoy.service.discovery.v3", "AdsDummy", AdsDummy
-)
+default_message_pool.register_message("envoy.service.discovery.v3", "AdsDummy", AdsDummy)
 
 
 @dataclass(eq=False, repr=False)
@@ -80,9 +78,7 @@ class DeltaDiscoveryRequest(betterproto2.Message):
     initial_resource_versions: "dict[str, str]" = betterproto2.field(
         5,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
     response_nonce: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
@@ -101,15 +97,11 @@ default_message_pool.register_message(
 class DeltaDiscoveryResponse(betterproto2.Message):
     system_version_info: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
-    resources: "list[Resource]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    resources: "list[Resource]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
 
     type_url: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
 
-    removed_resources: "list[str]" = betterproto2.field(
-        6, betterproto2.TYPE_STRING, repeated=True
-    )
+    removed_resources: "list[str]" = betterproto2.field(6, betterproto2.TYPE_STRING, repeated=True)
 
     removed_resource_names: "list[ResourceName]" = betterproto2.field(
         8, betterproto2.TYPE_MESSAGE, repeated=True
@@ -139,9 +131,7 @@ class DiscoveryRequest(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    resource_names: "list[str]" = betterproto2.field(
-        3, betterproto2.TYPE_STRING, repeated=True
-    )
+    resource_names: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
 
     resource_locators: "list[ResourceLocator]" = betterproto2.field(
         7, betterproto2.TYPE_MESSAGE, repeated=True
@@ -198,16 +188,16 @@ class DynamicParameterConstraints(betterproto2.Message):
         - type:
     """
 
-    constraint: "DynamicParameterConstraintsSingleConstraint | None" = (
-        betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group="type")
+    constraint: "DynamicParameterConstraintsSingleConstraint | None" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, optional=True, group="type"
     )
 
-    or_constraints: "DynamicParameterConstraintsConstraintList | None" = (
-        betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group="type")
+    or_constraints: "DynamicParameterConstraintsConstraintList | None" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, optional=True, group="type"
     )
 
-    and_constraints: "DynamicParameterConstraintsConstraintList | None" = (
-        betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group="type")
+    and_constraints: "DynamicParameterConstraintsConstraintList | None" = betterproto2.field(
+        3, betterproto2.TYPE_MESSAGE, optional=True, group="type"
     )
 
     not_constraints: "DynamicParameterConstraints | None" = betterproto2.field(
@@ -216,9 +206,7 @@ class DynamicParameterConstraints(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "envoy.service.discovery.v3",
-    "DynamicParameterConstraints",
-    DynamicParameterConstraints,
+    "envoy.service.discovery.v3", "DynamicParameterConstraints", DynamicParameterConstraints
 )
 
 
@@ -251,10 +239,8 @@ class DynamicParameterConstraintsSingleConstraint(betterproto2.Message):
         2, betterproto2.TYPE_STRING, optional=True, group="constraint_type"
     )
 
-    exists: "DynamicParameterConstraintsSingleConstraintExists | None" = (
-        betterproto2.field(
-            3, betterproto2.TYPE_MESSAGE, optional=True, group="constraint_type"
-        )
+    exists: "DynamicParameterConstraintsSingleConstraintExists | None" = betterproto2.field(
+        3, betterproto2.TYPE_MESSAGE, optional=True, group="constraint_type"
     )
 
 
@@ -285,9 +271,7 @@ class Resource(betterproto2.Message):
         8, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    aliases: "list[str]" = betterproto2.field(
-        4, betterproto2.TYPE_STRING, repeated=True
-    )
+    aliases: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
 
     version: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
@@ -296,10 +280,7 @@ class Resource(betterproto2.Message):
     )
 
     ttl: "datetime.timedelta | None" = betterproto2.field(
-        6,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
+        6, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
     cache_control: "ResourceCacheControl | None" = betterproto2.field(
@@ -311,9 +292,7 @@ class Resource(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "envoy.service.discovery.v3", "Resource", Resource
-)
+default_message_pool.register_message("envoy.service.discovery.v3", "Resource", Resource)
 
 
 @dataclass(eq=False, repr=False)
@@ -337,9 +316,7 @@ class ResourceError(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "envoy.service.discovery.v3", "ResourceError", ResourceError
-)
+default_message_pool.register_message("envoy.service.discovery.v3", "ResourceError", ResourceError)
 
 
 @dataclass(eq=False, repr=False)
@@ -349,9 +326,7 @@ class ResourceLocator(betterproto2.Message):
     dynamic_parameters: "dict[str, str]" = betterproto2.field(
         2,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
 
@@ -364,14 +339,12 @@ default_message_pool.register_message(
 class ResourceName(betterproto2.Message):
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
-    dynamic_parameter_constraints: "DynamicParameterConstraints | None" = (
-        betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+    dynamic_parameter_constraints: "DynamicParameterConstraints | None" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
 
-default_message_pool.register_message(
-    "envoy.service.discovery.v3", "ResourceName", ResourceName
-)
+default_message_pool.register_message("envoy.service.discovery.v3", "ResourceName", ResourceName)
 
 
 class AggregatedDiscoveryServiceStub(betterproto2_grpclib.ServiceStub):
@@ -447,8 +420,7 @@ class AggregatedDiscoveryServiceBase(betterproto2_grpclib.ServiceBase):
         )
 
     async def __rpc_delta_aggregated_resources(
-        self,
-        stream: "grpclib.server.Stream[DeltaDiscoveryRequest, DeltaDiscoveryResponse]",
+        self, stream: "grpclib.server.Stream[DeltaDiscoveryRequest, DeltaDiscoveryResponse]"
     ) -> None:
         request = stream.__aiter__()
         await self._call_rpc_handler_server_stream(
@@ -472,3 +444,5 @@ class AggregatedDiscoveryServiceBase(betterproto2_grpclib.ServiceBase):
                 DeltaDiscoveryResponse,
             ),
         }
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

@@ -227,3 +227,5 @@ class VirtualHostDiscoveryServiceBase(betterproto2_grpclib.ServiceBase):
                 __discovery__v3__.DeltaDiscoveryResponse,
             ),
         }
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

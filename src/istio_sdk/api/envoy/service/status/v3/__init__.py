@@ -83,9 +83,7 @@ class ClientConfig(betterproto2.Message):
             warnings.warn("ClientConfig.xds_config is deprecated", DeprecationWarning)
 
 
-default_message_pool.register_message(
-    "envoy.service.status.v3", "ClientConfig", ClientConfig
-)
+default_message_pool.register_message("envoy.service.status.v3", "ClientConfig", ClientConfig)
 
 
 @dataclass(eq=False, repr=False)
@@ -101,10 +99,7 @@ class ClientConfigGenericXdsConfig(betterproto2.Message):
     )
 
     last_updated: "datetime.datetime | None" = betterproto2.field(
-        5,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Timestamp,
-        optional=True,
+        5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Timestamp, optional=True
     )
 
     config_status: "ConfigStatus" = betterproto2.field(
@@ -112,9 +107,7 @@ class ClientConfigGenericXdsConfig(betterproto2.Message):
     )
 
     client_status: "___admin__v3__.ClientResourceStatus" = betterproto2.field(
-        7,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: ___admin__v3__.ClientResourceStatus(0),
+        7, betterproto2.TYPE_ENUM, default_factory=lambda: ___admin__v3__.ClientResourceStatus(0)
     )
 
     error_state: "___admin__v3__.UpdateFailureState | None" = betterproto2.field(
@@ -125,9 +118,7 @@ class ClientConfigGenericXdsConfig(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "envoy.service.status.v3",
-    "ClientConfig.GenericXdsConfig",
-    ClientConfigGenericXdsConfig,
+    "envoy.service.status.v3", "ClientConfig.GenericXdsConfig", ClientConfigGenericXdsConfig
 )
 
 
@@ -151,9 +142,7 @@ default_message_pool.register_message(
 
 @dataclass(eq=False, repr=False)
 class ClientStatusResponse(betterproto2.Message):
-    config: "list[ClientConfig]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    config: "list[ClientConfig]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
 
 default_message_pool.register_message(
@@ -190,10 +179,8 @@ class PerXdsConfig(betterproto2.Message):
         4, betterproto2.TYPE_MESSAGE, optional=True, group="per_xds_config"
     )
 
-    scoped_route_config: "___admin__v3__.ScopedRoutesConfigDump | None" = (
-        betterproto2.field(
-            5, betterproto2.TYPE_MESSAGE, optional=True, group="per_xds_config"
-        )
+    scoped_route_config: "___admin__v3__.ScopedRoutesConfigDump | None" = betterproto2.field(
+        5, betterproto2.TYPE_MESSAGE, optional=True, group="per_xds_config"
     )
 
     endpoint_config: "___admin__v3__.EndpointsConfigDump | None" = betterproto2.field(
@@ -203,14 +190,10 @@ class PerXdsConfig(betterproto2.Message):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("client_status"):
-            warnings.warn(
-                "PerXdsConfig.client_status is deprecated", DeprecationWarning
-            )
+            warnings.warn("PerXdsConfig.client_status is deprecated", DeprecationWarning)
 
 
-default_message_pool.register_message(
-    "envoy.service.status.v3", "PerXdsConfig", PerXdsConfig
-)
+default_message_pool.register_message("envoy.service.status.v3", "PerXdsConfig", PerXdsConfig)
 
 
 class ClientStatusDiscoveryServiceStub(betterproto2_grpclib.ServiceStub):
@@ -267,9 +250,7 @@ class ClientStatusDiscoveryServiceBase(betterproto2_grpclib.ServiceBase):
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
         yield ClientStatusResponse()
 
-    async def fetch_client_status(
-        self, message: "ClientStatusRequest"
-    ) -> "ClientStatusResponse":
+    async def fetch_client_status(self, message: "ClientStatusRequest") -> "ClientStatusResponse":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
@@ -306,3 +287,5 @@ class ClientStatusDiscoveryServiceBase(betterproto2_grpclib.ServiceBase):
                 ClientStatusResponse,
             ),
         }
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

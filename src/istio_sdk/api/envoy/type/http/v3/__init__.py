@@ -42,14 +42,12 @@ class PathTransformationOperation(betterproto2.Message):
         - operation_specifier:
     """
 
-    normalize_path_rfc_3986: "PathTransformationOperationNormalizePathRfc3986 | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="operation_specifier"
+    normalize_path_rfc_3986: "PathTransformationOperationNormalizePathRfc3986 | None" = (
+        betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group="operation_specifier")
     )
 
-    merge_slashes: "PathTransformationOperationMergeSlashes | None" = (
-        betterproto2.field(
-            3, betterproto2.TYPE_MESSAGE, optional=True, group="operation_specifier"
-        )
+    merge_slashes: "PathTransformationOperationMergeSlashes | None" = betterproto2.field(
+        3, betterproto2.TYPE_MESSAGE, optional=True, group="operation_specifier"
     )
 
 
@@ -80,3 +78,5 @@ default_message_pool.register_message(
     "PathTransformation.Operation.NormalizePathRFC3986",
     PathTransformationOperationNormalizePathRfc3986,
 )
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

@@ -43,9 +43,7 @@ class AddressMatcher(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "envoy.type.matcher.v3", "AddressMatcher", AddressMatcher
-)
+default_message_pool.register_message("envoy.type.matcher.v3", "AddressMatcher", AddressMatcher)
 
 
 @dataclass(eq=False, repr=False)
@@ -66,9 +64,7 @@ class DoubleMatcher(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "envoy.type.matcher.v3", "DoubleMatcher", DoubleMatcher
-)
+default_message_pool.register_message("envoy.type.matcher.v3", "DoubleMatcher", DoubleMatcher)
 
 
 @dataclass(eq=False, repr=False)
@@ -110,9 +106,7 @@ class ListMatcher(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "envoy.type.matcher.v3", "ListMatcher", ListMatcher
-)
+default_message_pool.register_message("envoy.type.matcher.v3", "ListMatcher", ListMatcher)
 
 
 @dataclass(eq=False, repr=False)
@@ -135,16 +129,12 @@ class MetadataMatcher(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
-    value: "ValueMatcher | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    value: "ValueMatcher | None" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
 
     invert: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
 
 
-default_message_pool.register_message(
-    "envoy.type.matcher.v3", "MetadataMatcher", MetadataMatcher
-)
+default_message_pool.register_message("envoy.type.matcher.v3", "MetadataMatcher", MetadataMatcher)
 
 
 @dataclass(eq=False, repr=False)
@@ -177,9 +167,7 @@ class NodeMatcher(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "envoy.type.matcher.v3", "NodeMatcher", NodeMatcher
-)
+default_message_pool.register_message("envoy.type.matcher.v3", "NodeMatcher", NodeMatcher)
 
 
 @dataclass(eq=False, repr=False)
@@ -206,16 +194,12 @@ class PathMatcher(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "envoy.type.matcher.v3", "PathMatcher", PathMatcher
-)
+default_message_pool.register_message("envoy.type.matcher.v3", "PathMatcher", PathMatcher)
 
 
 @dataclass(eq=False, repr=False)
 class RegexMatchAndSubstitute(betterproto2.Message):
-    pattern: "RegexMatcher | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    pattern: "RegexMatcher | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     substitution: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
@@ -246,9 +230,7 @@ class RegexMatcher(betterproto2.Message):
             warnings.warn("RegexMatcher.google_re2 is deprecated", DeprecationWarning)
 
 
-default_message_pool.register_message(
-    "envoy.type.matcher.v3", "RegexMatcher", RegexMatcher
-)
+default_message_pool.register_message("envoy.type.matcher.v3", "RegexMatcher", RegexMatcher)
 
 
 @dataclass(eq=False, repr=False)
@@ -264,8 +246,7 @@ class RegexMatcherGoogleRe2(betterproto2.Message):
         super().__post_init__()
         if self.is_set("max_program_size"):
             warnings.warn(
-                "RegexMatcherGoogleRe2.max_program_size is deprecated",
-                DeprecationWarning,
+                "RegexMatcherGoogleRe2.max_program_size is deprecated", DeprecationWarning
             )
 
 
@@ -310,9 +291,7 @@ class StringMatcher(betterproto2.Message):
     ignore_case: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
 
 
-default_message_pool.register_message(
-    "envoy.type.matcher.v3", "StringMatcher", StringMatcher
-)
+default_message_pool.register_message("envoy.type.matcher.v3", "StringMatcher", StringMatcher)
 
 
 @dataclass(eq=False, repr=False)
@@ -321,14 +300,10 @@ class StructMatcher(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
-    value: "ValueMatcher | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    value: "ValueMatcher | None" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
 
 
-default_message_pool.register_message(
-    "envoy.type.matcher.v3", "StructMatcher", StructMatcher
-)
+default_message_pool.register_message("envoy.type.matcher.v3", "StructMatcher", StructMatcher)
 
 
 @dataclass(eq=False, repr=False)
@@ -388,9 +363,7 @@ class ValueMatcher(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "envoy.type.matcher.v3", "ValueMatcher", ValueMatcher
-)
+default_message_pool.register_message("envoy.type.matcher.v3", "ValueMatcher", ValueMatcher)
 
 
 @dataclass(eq=False, repr=False)
@@ -406,3 +379,5 @@ default_message_pool.register_message(
 from .....google import protobuf as ____google__protobuf__
 from .....xds.core import v3 as ____xds__core__v3__
 from ... import v3 as __v3__
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

@@ -33,9 +33,7 @@ class MetadataKey(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "envoy.type.metadata.v3", "MetadataKey", MetadataKey
-)
+default_message_pool.register_message("envoy.type.metadata.v3", "MetadataKey", MetadataKey)
 
 
 @dataclass(eq=False, repr=False)
@@ -83,9 +81,7 @@ class MetadataKind(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "envoy.type.metadata.v3", "MetadataKind", MetadataKind
-)
+default_message_pool.register_message("envoy.type.metadata.v3", "MetadataKind", MetadataKind)
 
 
 @dataclass(eq=False, repr=False)
@@ -126,3 +122,5 @@ class MetadataKindRoute(betterproto2.Message):
 default_message_pool.register_message(
     "envoy.type.metadata.v3", "MetadataKind.Route", MetadataKindRoute
 )
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

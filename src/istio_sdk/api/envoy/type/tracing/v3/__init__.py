@@ -76,9 +76,7 @@ class CustomTagHeader(betterproto2.Message):
     default_value: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "envoy.type.tracing.v3", "CustomTag.Header", CustomTagHeader
-)
+default_message_pool.register_message("envoy.type.tracing.v3", "CustomTag.Header", CustomTagHeader)
 
 
 @dataclass(eq=False, repr=False)
@@ -110,3 +108,5 @@ default_message_pool.register_message(
 
 
 from ...metadata import v3 as __metadata__v3__
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

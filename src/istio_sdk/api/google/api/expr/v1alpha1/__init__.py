@@ -106,17 +106,13 @@ class CheckedExpr(betterproto2.Message):
     reference_map: "dict[int, Reference]" = betterproto2.field(
         2,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_INT64, betterproto2.TYPE_MESSAGE
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_INT64, betterproto2.TYPE_MESSAGE),
     )
 
     type_map: "dict[int, Type]" = betterproto2.field(
         3,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_INT64, betterproto2.TYPE_MESSAGE
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_INT64, betterproto2.TYPE_MESSAGE),
     )
 
     source_info: "SourceInfo | None" = betterproto2.field(
@@ -125,14 +121,10 @@ class CheckedExpr(betterproto2.Message):
 
     expr_version: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
 
-    expr: "Expr | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    expr: "Expr | None" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
 
 
-default_message_pool.register_message(
-    "google.api.expr.v1alpha1", "CheckedExpr", CheckedExpr
-)
+default_message_pool.register_message("google.api.expr.v1alpha1", "CheckedExpr", CheckedExpr)
 
 
 @dataclass(eq=False, repr=False)
@@ -238,17 +230,11 @@ default_message_pool.register_message(
 class DeclFunctionDeclOverload(betterproto2.Message):
     overload_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
-    params: "list[Type]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    params: "list[Type]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
 
-    type_params: "list[str]" = betterproto2.field(
-        3, betterproto2.TYPE_STRING, repeated=True
-    )
+    type_params: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
 
-    result_type: "Type | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    result_type: "Type | None" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
 
     is_instance_function: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
 
@@ -262,20 +248,14 @@ default_message_pool.register_message(
 
 @dataclass(eq=False, repr=False)
 class DeclIdentDecl(betterproto2.Message):
-    type: "Type | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    type: "Type | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
-    value: "Constant | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    value: "Constant | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
 
     doc: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "google.api.expr.v1alpha1", "Decl.IdentDecl", DeclIdentDecl
-)
+default_message_pool.register_message("google.api.expr.v1alpha1", "Decl.IdentDecl", DeclIdentDecl)
 
 
 @dataclass(eq=False, repr=False)
@@ -323,9 +303,7 @@ default_message_pool.register_message("google.api.expr.v1alpha1", "Expr", Expr)
 
 @dataclass(eq=False, repr=False)
 class ExprCall(betterproto2.Message):
-    target: "Expr | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    target: "Expr | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     function: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
@@ -341,27 +319,17 @@ class ExprComprehension(betterproto2.Message):
 
     iter_var2: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
 
-    iter_range: "Expr | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    iter_range: "Expr | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
 
     accu_var: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
 
-    accu_init: "Expr | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    accu_init: "Expr | None" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
 
-    loop_condition: "Expr | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    loop_condition: "Expr | None" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
 
-    loop_step: "Expr | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    loop_step: "Expr | None" = betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True)
 
-    result: "Expr | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    result: "Expr | None" = betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True)
 
 
 default_message_pool.register_message(
@@ -371,18 +339,12 @@ default_message_pool.register_message(
 
 @dataclass(eq=False, repr=False)
 class ExprCreateList(betterproto2.Message):
-    elements: "list[Expr]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    elements: "list[Expr]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
-    optional_indices: "list[int]" = betterproto2.field(
-        2, betterproto2.TYPE_INT32, repeated=True
-    )
+    optional_indices: "list[int]" = betterproto2.field(2, betterproto2.TYPE_INT32, repeated=True)
 
 
-default_message_pool.register_message(
-    "google.api.expr.v1alpha1", "Expr.CreateList", ExprCreateList
-)
+default_message_pool.register_message("google.api.expr.v1alpha1", "Expr.CreateList", ExprCreateList)
 
 
 @dataclass(eq=False, repr=False)
@@ -418,9 +380,7 @@ class ExprCreateStructEntry(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True, group="key_kind"
     )
 
-    value: "Expr | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    value: "Expr | None" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
 
     optional_entry: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
 
@@ -435,59 +395,43 @@ class ExprIdent(betterproto2.Message):
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "google.api.expr.v1alpha1", "Expr.Ident", ExprIdent
-)
+default_message_pool.register_message("google.api.expr.v1alpha1", "Expr.Ident", ExprIdent)
 
 
 @dataclass(eq=False, repr=False)
 class ExprSelect(betterproto2.Message):
-    operand: "Expr | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    operand: "Expr | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     field: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
     test_only: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
 
 
-default_message_pool.register_message(
-    "google.api.expr.v1alpha1", "Expr.Select", ExprSelect
-)
+default_message_pool.register_message("google.api.expr.v1alpha1", "Expr.Select", ExprSelect)
 
 
 @dataclass(eq=False, repr=False)
 class ParsedExpr(betterproto2.Message):
-    expr: "Expr | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    expr: "Expr | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
 
     source_info: "SourceInfo | None" = betterproto2.field(
         3, betterproto2.TYPE_MESSAGE, optional=True
     )
 
 
-default_message_pool.register_message(
-    "google.api.expr.v1alpha1", "ParsedExpr", ParsedExpr
-)
+default_message_pool.register_message("google.api.expr.v1alpha1", "ParsedExpr", ParsedExpr)
 
 
 @dataclass(eq=False, repr=False)
 class Reference(betterproto2.Message):
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
-    overload_id: "list[str]" = betterproto2.field(
-        3, betterproto2.TYPE_STRING, repeated=True
-    )
+    overload_id: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
 
-    value: "Constant | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    value: "Constant | None" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
 
 
-default_message_pool.register_message(
-    "google.api.expr.v1alpha1", "Reference", Reference
-)
+default_message_pool.register_message("google.api.expr.v1alpha1", "Reference", Reference)
 
 
 @dataclass(eq=False, repr=False)
@@ -496,24 +440,18 @@ class SourceInfo(betterproto2.Message):
 
     location: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
-    line_offsets: "list[int]" = betterproto2.field(
-        3, betterproto2.TYPE_INT32, repeated=True
-    )
+    line_offsets: "list[int]" = betterproto2.field(3, betterproto2.TYPE_INT32, repeated=True)
 
     positions: "dict[int, int]" = betterproto2.field(
         4,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_INT64, betterproto2.TYPE_INT32
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_INT64, betterproto2.TYPE_INT32),
     )
 
     macro_calls: "dict[int, Expr]" = betterproto2.field(
         5,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_INT64, betterproto2.TYPE_MESSAGE
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_INT64, betterproto2.TYPE_MESSAGE),
     )
 
     extensions: "list[SourceInfoExtension]" = betterproto2.field(
@@ -521,9 +459,7 @@ class SourceInfo(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "google.api.expr.v1alpha1", "SourceInfo", SourceInfo
-)
+default_message_pool.register_message("google.api.expr.v1alpha1", "SourceInfo", SourceInfo)
 
 
 @dataclass(eq=False, repr=False)
@@ -552,9 +488,7 @@ class SourceInfoExtensionVersion(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "google.api.expr.v1alpha1",
-    "SourceInfo.Extension.Version",
-    SourceInfoExtensionVersion,
+    "google.api.expr.v1alpha1", "SourceInfo.Extension.Version", SourceInfoExtensionVersion
 )
 
 
@@ -569,9 +503,7 @@ class SourcePosition(betterproto2.Message):
     column: "int" = betterproto2.field(4, betterproto2.TYPE_INT32)
 
 
-default_message_pool.register_message(
-    "google.api.expr.v1alpha1", "SourcePosition", SourcePosition
-)
+default_message_pool.register_message("google.api.expr.v1alpha1", "SourcePosition", SourcePosition)
 
 
 @dataclass(eq=False, repr=False)
@@ -643,9 +575,7 @@ default_message_pool.register_message("google.api.expr.v1alpha1", "Type", Type)
 class TypeAbstractType(betterproto2.Message):
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
-    parameter_types: "list[Type]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    parameter_types: "list[Type]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
 
 
 default_message_pool.register_message(
@@ -655,13 +585,9 @@ default_message_pool.register_message(
 
 @dataclass(eq=False, repr=False)
 class TypeFunctionType(betterproto2.Message):
-    result_type: "Type | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    result_type: "Type | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
-    arg_types: "list[Type]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    arg_types: "list[Type]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
 
 
 default_message_pool.register_message(
@@ -671,30 +597,22 @@ default_message_pool.register_message(
 
 @dataclass(eq=False, repr=False)
 class TypeListType(betterproto2.Message):
-    elem_type: "Type | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    elem_type: "Type | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
 
-default_message_pool.register_message(
-    "google.api.expr.v1alpha1", "Type.ListType", TypeListType
-)
+default_message_pool.register_message("google.api.expr.v1alpha1", "Type.ListType", TypeListType)
 
 
 @dataclass(eq=False, repr=False)
 class TypeMapType(betterproto2.Message):
-    key_type: "Type | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    key_type: "Type | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
-    value_type: "Type | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    value_type: "Type | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
 
 
-default_message_pool.register_message(
-    "google.api.expr.v1alpha1", "Type.MapType", TypeMapType
-)
+default_message_pool.register_message("google.api.expr.v1alpha1", "Type.MapType", TypeMapType)
 
 
 from .... import protobuf as ___protobuf__
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

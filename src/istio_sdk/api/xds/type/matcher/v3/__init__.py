@@ -37,9 +37,7 @@ class ListStringMatcher(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "xds.type.matcher.v3", "ListStringMatcher", ListStringMatcher
-)
+default_message_pool.register_message("xds.type.matcher.v3", "ListStringMatcher", ListStringMatcher)
 
 
 @dataclass(eq=False, repr=False)
@@ -91,9 +89,7 @@ class MatcherMatcherListFieldMatcher(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "xds.type.matcher.v3",
-    "Matcher.MatcherList.FieldMatcher",
-    MatcherMatcherListFieldMatcher,
+    "xds.type.matcher.v3", "Matcher.MatcherList.FieldMatcher", MatcherMatcherListFieldMatcher
 )
 
 
@@ -106,10 +102,8 @@ class MatcherMatcherListPredicate(betterproto2.Message):
         - match_type:
     """
 
-    single_predicate: "MatcherMatcherListPredicateSinglePredicate | None" = (
-        betterproto2.field(
-            1, betterproto2.TYPE_MESSAGE, optional=True, group="match_type"
-        )
+    single_predicate: "MatcherMatcherListPredicateSinglePredicate | None" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, optional=True, group="match_type"
     )
 
     or_matcher: "MatcherMatcherListPredicatePredicateList | None" = betterproto2.field(
@@ -209,9 +203,7 @@ class MatcherMatcherTreeMatchMap(betterproto2.Message):
     map: "dict[str, MatcherOnMatch]" = betterproto2.field(
         1,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
 
 
@@ -240,9 +232,7 @@ class MatcherOnMatch(betterproto2.Message):
     keep_matching: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
 
 
-default_message_pool.register_message(
-    "xds.type.matcher.v3", "Matcher.OnMatch", MatcherOnMatch
-)
+default_message_pool.register_message("xds.type.matcher.v3", "Matcher.OnMatch", MatcherOnMatch)
 
 
 @dataclass(eq=False, repr=False)
@@ -261,9 +251,7 @@ class RegexMatcher(betterproto2.Message):
     regex: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "xds.type.matcher.v3", "RegexMatcher", RegexMatcher
-)
+default_message_pool.register_message("xds.type.matcher.v3", "RegexMatcher", RegexMatcher)
 
 
 @dataclass(eq=False, repr=False)
@@ -312,9 +300,9 @@ class StringMatcher(betterproto2.Message):
     ignore_case: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
 
 
-default_message_pool.register_message(
-    "xds.type.matcher.v3", "StringMatcher", StringMatcher
-)
+default_message_pool.register_message("xds.type.matcher.v3", "StringMatcher", StringMatcher)
 
 
 from ....core import v3 as ___core__v3__
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

@@ -104,9 +104,7 @@ class Matcher(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "envoy.config.common.matcher.v3", "Matcher", Matcher
-)
+default_message_pool.register_message("envoy.config.common.matcher.v3", "Matcher", Matcher)
 
 
 @dataclass(eq=False, repr=False)
@@ -148,10 +146,8 @@ class MatcherMatcherListPredicate(betterproto2.Message):
         - match_type:
     """
 
-    single_predicate: "MatcherMatcherListPredicateSinglePredicate | None" = (
-        betterproto2.field(
-            1, betterproto2.TYPE_MESSAGE, optional=True, group="match_type"
-        )
+    single_predicate: "MatcherMatcherListPredicateSinglePredicate | None" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, optional=True, group="match_type"
     )
 
     or_matcher: "MatcherMatcherListPredicatePredicateList | None" = betterproto2.field(
@@ -168,9 +164,7 @@ class MatcherMatcherListPredicate(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "envoy.config.common.matcher.v3",
-    "Matcher.MatcherList.Predicate",
-    MatcherMatcherListPredicate,
+    "envoy.config.common.matcher.v3", "Matcher.MatcherList.Predicate", MatcherMatcherListPredicate
 )
 
 
@@ -253,16 +247,12 @@ class MatcherMatcherTreeMatchMap(betterproto2.Message):
     map: "dict[str, MatcherOnMatch]" = betterproto2.field(
         1,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
 
 
 default_message_pool.register_message(
-    "envoy.config.common.matcher.v3",
-    "Matcher.MatcherTree.MatchMap",
-    MatcherMatcherTreeMatchMap,
+    "envoy.config.common.matcher.v3", "Matcher.MatcherTree.MatchMap", MatcherMatcherTreeMatchMap
 )
 
 
@@ -336,8 +326,8 @@ class MatchPredicate(betterproto2.Message):
         9, betterproto2.TYPE_MESSAGE, optional=True, group="rule"
     )
 
-    http_response_generic_body_match: "HttpGenericBodyMatch | None" = (
-        betterproto2.field(10, betterproto2.TYPE_MESSAGE, optional=True, group="rule")
+    http_response_generic_body_match: "HttpGenericBodyMatch | None" = betterproto2.field(
+        10, betterproto2.TYPE_MESSAGE, optional=True, group="rule"
     )
 
 
@@ -348,9 +338,7 @@ default_message_pool.register_message(
 
 @dataclass(eq=False, repr=False)
 class MatchPredicateMatchSet(betterproto2.Message):
-    rules: "list[MatchPredicate]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    rules: "list[MatchPredicate]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
 
 default_message_pool.register_message(
@@ -361,3 +349,5 @@ default_message_pool.register_message(
 from .....type.matcher import v3 as ____type__matcher__v3__
 from ....core import v3 as ___core__v3__
 from ....route import v3 as ___route__v3__
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

@@ -91,12 +91,12 @@ class HeaderMutationRules(betterproto2.Message):
         optional=True,
     )
 
-    allow_expression: "____type__matcher__v3__.RegexMatcher | None" = (
-        betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
+    allow_expression: "____type__matcher__v3__.RegexMatcher | None" = betterproto2.field(
+        5, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    disallow_expression: "____type__matcher__v3__.RegexMatcher | None" = (
-        betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True)
+    disallow_expression: "____type__matcher__v3__.RegexMatcher | None" = betterproto2.field(
+        6, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     disallow_is_error: "bool | None" = betterproto2.field(
@@ -115,3 +115,5 @@ default_message_pool.register_message(
 from ......google import protobuf as _____google__protobuf__
 from .....type.matcher import v3 as ____type__matcher__v3__
 from ....core import v3 as ___core__v3__
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

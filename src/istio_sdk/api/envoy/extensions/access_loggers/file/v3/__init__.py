@@ -40,10 +40,8 @@ class FileAccessLog(betterproto2.Message):
         4, betterproto2.TYPE_MESSAGE, optional=True, group="access_log_format"
     )
 
-    log_format: "____config__core__v3__.SubstitutionFormatString | None" = (
-        betterproto2.field(
-            5, betterproto2.TYPE_MESSAGE, optional=True, group="access_log_format"
-        )
+    log_format: "____config__core__v3__.SubstitutionFormatString | None" = betterproto2.field(
+        5, betterproto2.TYPE_MESSAGE, optional=True, group="access_log_format"
     )
 
     def __post_init__(self) -> None:
@@ -53,9 +51,7 @@ class FileAccessLog(betterproto2.Message):
         if self.is_set("json_format"):
             warnings.warn("FileAccessLog.json_format is deprecated", DeprecationWarning)
         if self.is_set("typed_json_format"):
-            warnings.warn(
-                "FileAccessLog.typed_json_format is deprecated", DeprecationWarning
-            )
+            warnings.warn("FileAccessLog.typed_json_format is deprecated", DeprecationWarning)
 
 
 default_message_pool.register_message(
@@ -65,3 +61,5 @@ default_message_pool.register_message(
 
 from ......google import protobuf as _____google__protobuf__
 from .....config.core import v3 as ____config__core__v3__
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

@@ -43,8 +43,8 @@ class ConsistentHashingLbConfig(betterproto2.Message):
         optional=True,
     )
 
-    hash_policy: "list[____config__route__v3__.RouteActionHashPolicy]" = (
-        betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
+    hash_policy: "list[____config__route__v3__.RouteActionHashPolicy]" = betterproto2.field(
+        3, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
 
@@ -64,29 +64,19 @@ class LocalityLbConfig(betterproto2.Message):
         - locality_config_specifier:
     """
 
-    zone_aware_lb_config: "LocalityLbConfigZoneAwareLbConfig | None" = (
-        betterproto2.field(
-            1,
-            betterproto2.TYPE_MESSAGE,
-            optional=True,
-            group="locality_config_specifier",
-        )
+    zone_aware_lb_config: "LocalityLbConfigZoneAwareLbConfig | None" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, optional=True, group="locality_config_specifier"
     )
 
     locality_weighted_lb_config: "LocalityLbConfigLocalityWeightedLbConfig | None" = (
         betterproto2.field(
-            2,
-            betterproto2.TYPE_MESSAGE,
-            optional=True,
-            group="locality_config_specifier",
+            2, betterproto2.TYPE_MESSAGE, optional=True, group="locality_config_specifier"
         )
     )
 
 
 default_message_pool.register_message(
-    "envoy.extensions.load_balancing_policies.common.v3",
-    "LocalityLbConfig",
-    LocalityLbConfig,
+    "envoy.extensions.load_balancing_policies.common.v3", "LocalityLbConfig", LocalityLbConfig
 )
 
 
@@ -117,20 +107,16 @@ class LocalityLbConfigZoneAwareLbConfig(betterproto2.Message):
 
     fail_traffic_on_panic: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
 
-    force_locality_direct_routing: "bool" = betterproto2.field(
-        4, betterproto2.TYPE_BOOL
+    force_locality_direct_routing: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
+
+    force_local_zone: "LocalityLbConfigZoneAwareLbConfigForceLocalZone | None" = betterproto2.field(
+        5, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    force_local_zone: "LocalityLbConfigZoneAwareLbConfigForceLocalZone | None" = (
-        betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
-    )
-
-    locality_basis: "LocalityLbConfigZoneAwareLbConfigLocalityBasis" = (
-        betterproto2.field(
-            6,
-            betterproto2.TYPE_ENUM,
-            default_factory=lambda: LocalityLbConfigZoneAwareLbConfigLocalityBasis(0),
-        )
+    locality_basis: "LocalityLbConfigZoneAwareLbConfigLocalityBasis" = betterproto2.field(
+        6,
+        betterproto2.TYPE_ENUM,
+        default_factory=lambda: LocalityLbConfigZoneAwareLbConfigLocalityBasis(0),
     )
 
     def __post_init__(self) -> None:
@@ -169,10 +155,7 @@ default_message_pool.register_message(
 @dataclass(eq=False, repr=False)
 class SlowStartConfig(betterproto2.Message):
     slow_start_window: "datetime.timedelta | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: _____google__protobuf__.Duration,
-        optional=True,
+        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.Duration, optional=True
     )
 
     aggression: "____config__core__v3__.RuntimeDouble | None" = betterproto2.field(
@@ -185,9 +168,7 @@ class SlowStartConfig(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "envoy.extensions.load_balancing_policies.common.v3",
-    "SlowStartConfig",
-    SlowStartConfig,
+    "envoy.extensions.load_balancing_policies.common.v3", "SlowStartConfig", SlowStartConfig
 )
 
 
@@ -195,3 +176,5 @@ from ......google import protobuf as _____google__protobuf__
 from .....config.core import v3 as ____config__core__v3__
 from .....config.route import v3 as ____config__route__v3__
 from .....type import v3 as ____type__v3__
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

@@ -32,8 +32,8 @@ class LeastRequest(betterproto2.Message):
         optional=True,
     )
 
-    active_request_bias: "____config__core__v3__.RuntimeDouble | None" = (
-        betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+    active_request_bias: "____config__core__v3__.RuntimeDouble | None" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     slow_start_config: "__common__v3__.SlowStartConfig | None" = betterproto2.field(
@@ -52,26 +52,22 @@ class LeastRequest(betterproto2.Message):
     )
 
     selection_method: "LeastRequestSelectionMethod" = betterproto2.field(
-        6,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: LeastRequestSelectionMethod(0),
+        6, betterproto2.TYPE_ENUM, default_factory=lambda: LeastRequestSelectionMethod(0)
     )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("enable_full_scan"):
-            warnings.warn(
-                "LeastRequest.enable_full_scan is deprecated", DeprecationWarning
-            )
+            warnings.warn("LeastRequest.enable_full_scan is deprecated", DeprecationWarning)
 
 
 default_message_pool.register_message(
-    "envoy.extensions.load_balancing_policies.least_request.v3",
-    "LeastRequest",
-    LeastRequest,
+    "envoy.extensions.load_balancing_policies.least_request.v3", "LeastRequest", LeastRequest
 )
 
 
 from ......google import protobuf as _____google__protobuf__
 from .....config.core import v3 as ____config__core__v3__
 from ...common import v3 as __common__v3__
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

@@ -65,13 +65,9 @@ class RingHash(betterproto2.Message):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("use_hostname_for_hashing"):
-            warnings.warn(
-                "RingHash.use_hostname_for_hashing is deprecated", DeprecationWarning
-            )
+            warnings.warn("RingHash.use_hostname_for_hashing is deprecated", DeprecationWarning)
         if self.is_set("hash_balance_factor"):
-            warnings.warn(
-                "RingHash.hash_balance_factor is deprecated", DeprecationWarning
-            )
+            warnings.warn("RingHash.hash_balance_factor is deprecated", DeprecationWarning)
 
 
 default_message_pool.register_message(
@@ -81,3 +77,5 @@ default_message_pool.register_message(
 
 from ......google import protobuf as _____google__protobuf__
 from ...common import v3 as __common__v3__
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

@@ -33,3 +33,5 @@ default_message_pool.register_message(
 
 
 from ...common import v3 as __common__v3__
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

@@ -24,3 +24,5 @@ class RawBuffer(betterproto2.Message):
 default_message_pool.register_message(
     "envoy.extensions.transport_sockets.raw_buffer.v3", "RawBuffer", RawBuffer
 )
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

@@ -110,12 +110,12 @@ class CertificateValidationContext(betterproto2.Message):
         betterproto2.field(13, betterproto2.TYPE_MESSAGE, optional=True)
     )
 
-    system_root_certs: "CertificateValidationContextSystemRootCerts | None" = (
-        betterproto2.field(17, betterproto2.TYPE_MESSAGE, optional=True)
+    system_root_certs: "CertificateValidationContextSystemRootCerts | None" = betterproto2.field(
+        17, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    watched_directory: "____config__core__v3__.WatchedDirectory | None" = (
-        betterproto2.field(11, betterproto2.TYPE_MESSAGE, optional=True)
+    watched_directory: "____config__core__v3__.WatchedDirectory | None" = betterproto2.field(
+        11, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     verify_certificate_spki: "list[str]" = betterproto2.field(
@@ -130,8 +130,8 @@ class CertificateValidationContext(betterproto2.Message):
         15, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
-    match_subject_alt_names: "list[____type__matcher__v3__.StringMatcher]" = (
-        betterproto2.field(9, betterproto2.TYPE_MESSAGE, repeated=True)
+    match_subject_alt_names: "list[____type__matcher__v3__.StringMatcher]" = betterproto2.field(
+        9, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
     require_signed_certificate_timestamp: "bool | None" = betterproto2.field(
@@ -151,9 +151,7 @@ class CertificateValidationContext(betterproto2.Message):
         betterproto2.field(
             10,
             betterproto2.TYPE_ENUM,
-            default_factory=lambda: CertificateValidationContextTrustChainVerification(
-                0
-            ),
+            default_factory=lambda: CertificateValidationContextTrustChainVerification(0),
         )
     )
 
@@ -223,12 +221,12 @@ class CommonTlsContext(betterproto2.Message):
         betterproto2.field(14, betterproto2.TYPE_MESSAGE, optional=True)
     )
 
-    custom_tls_certificate_selector: "____config__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
-        16, betterproto2.TYPE_MESSAGE, optional=True
+    custom_tls_certificate_selector: "____config__core__v3__.TypedExtensionConfig | None" = (
+        betterproto2.field(16, betterproto2.TYPE_MESSAGE, optional=True)
     )
 
-    tls_certificate_certificate_provider: "CommonTlsContextCertificateProvider | None" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, optional=True
+    tls_certificate_certificate_provider: "CommonTlsContextCertificateProvider | None" = (
+        betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True)
     )
 
     tls_certificate_certificate_provider_instance: "CommonTlsContextCertificateProviderInstance | None" = betterproto2.field(
@@ -243,29 +241,29 @@ class CommonTlsContext(betterproto2.Message):
         7, betterproto2.TYPE_MESSAGE, optional=True, group="validation_context_type"
     )
 
-    combined_validation_context: "CommonTlsContextCombinedCertificateValidationContext | None" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, optional=True, group="validation_context_type"
+    combined_validation_context: "CommonTlsContextCombinedCertificateValidationContext | None" = (
+        betterproto2.field(
+            8, betterproto2.TYPE_MESSAGE, optional=True, group="validation_context_type"
+        )
     )
 
-    validation_context_certificate_provider: "CommonTlsContextCertificateProvider | None" = betterproto2.field(
-        10, betterproto2.TYPE_MESSAGE, optional=True, group="validation_context_type"
+    validation_context_certificate_provider: "CommonTlsContextCertificateProvider | None" = (
+        betterproto2.field(
+            10, betterproto2.TYPE_MESSAGE, optional=True, group="validation_context_type"
+        )
     )
 
     validation_context_certificate_provider_instance: "CommonTlsContextCertificateProviderInstance | None" = betterproto2.field(
         12, betterproto2.TYPE_MESSAGE, optional=True, group="validation_context_type"
     )
 
-    alpn_protocols: "list[str]" = betterproto2.field(
-        4, betterproto2.TYPE_STRING, repeated=True
+    alpn_protocols: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
+
+    custom_handshaker: "____config__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
+        13, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    custom_handshaker: "____config__core__v3__.TypedExtensionConfig | None" = (
-        betterproto2.field(13, betterproto2.TYPE_MESSAGE, optional=True)
-    )
-
-    key_log: "TlsKeyLog | None" = betterproto2.field(
-        15, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    key_log: "TlsKeyLog | None" = betterproto2.field(15, betterproto2.TYPE_MESSAGE, optional=True)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -307,8 +305,8 @@ class CommonTlsContextCertificateProvider(betterproto2.Message):
 
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
-    typed_config: "____config__core__v3__.TypedExtensionConfig | None" = (
-        betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group="config")
+    typed_config: "____config__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, optional=True, group="config"
     )
 
 
@@ -335,16 +333,16 @@ default_message_pool.register_message(
 
 @dataclass(eq=False, repr=False)
 class CommonTlsContextCombinedCertificateValidationContext(betterproto2.Message):
-    default_validation_context: "CertificateValidationContext | None" = (
-        betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    default_validation_context: "CertificateValidationContext | None" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     validation_context_sds_secret_config: "SdsSecretConfig | None" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    validation_context_certificate_provider: "CommonTlsContextCertificateProvider | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
+    validation_context_certificate_provider: "CommonTlsContextCertificateProvider | None" = (
+        betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
     )
 
     validation_context_certificate_provider_instance: "CommonTlsContextCertificateProviderInstance | None" = betterproto2.field(
@@ -403,34 +401,22 @@ class DownstreamTlsContext(betterproto2.Message):
         4, betterproto2.TYPE_MESSAGE, optional=True, group="session_ticket_keys_type"
     )
 
-    session_ticket_keys_sds_secret_config: "SdsSecretConfig | None" = (
-        betterproto2.field(
-            5,
-            betterproto2.TYPE_MESSAGE,
-            optional=True,
-            group="session_ticket_keys_type",
-        )
+    session_ticket_keys_sds_secret_config: "SdsSecretConfig | None" = betterproto2.field(
+        5, betterproto2.TYPE_MESSAGE, optional=True, group="session_ticket_keys_type"
     )
 
     disable_stateless_session_resumption: "bool | None" = betterproto2.field(
         7, betterproto2.TYPE_BOOL, optional=True, group="session_ticket_keys_type"
     )
 
-    disable_stateful_session_resumption: "bool" = betterproto2.field(
-        10, betterproto2.TYPE_BOOL
-    )
+    disable_stateful_session_resumption: "bool" = betterproto2.field(10, betterproto2.TYPE_BOOL)
 
     session_timeout: "datetime.timedelta | None" = betterproto2.field(
-        6,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: _____google__protobuf__.Duration,
-        optional=True,
+        6, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.Duration, optional=True
     )
 
     ocsp_staple_policy: "DownstreamTlsContextOcspStaplePolicy" = betterproto2.field(
-        8,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: DownstreamTlsContextOcspStaplePolicy(0),
+        8, betterproto2.TYPE_ENUM, default_factory=lambda: DownstreamTlsContextOcspStaplePolicy(0)
     )
 
     full_scan_certs_on_sni_mismatch: "bool | None" = betterproto2.field(
@@ -444,9 +430,7 @@ class DownstreamTlsContext(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "envoy.extensions.transport_sockets.tls.v3",
-    "DownstreamTlsContext",
-    DownstreamTlsContext,
+    "envoy.extensions.transport_sockets.tls.v3", "DownstreamTlsContext", DownstreamTlsContext
 )
 
 
@@ -459,9 +443,7 @@ class GenericSecret(betterproto2.Message):
     secrets: "dict[str, ____config__core__v3__.DataSource]" = betterproto2.field(
         2,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
 
 
@@ -489,9 +471,7 @@ class PrivateKeyProvider(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "envoy.extensions.transport_sockets.tls.v3",
-    "PrivateKeyProvider",
-    PrivateKeyProvider,
+    "envoy.extensions.transport_sockets.tls.v3", "PrivateKeyProvider", PrivateKeyProvider
 )
 
 
@@ -537,17 +517,13 @@ class Secret(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "envoy.extensions.transport_sockets.tls.v3", "Secret", Secret
-)
+default_message_pool.register_message("envoy.extensions.transport_sockets.tls.v3", "Secret", Secret)
 
 
 @dataclass(eq=False, repr=False)
 class SubjectAltNameMatcher(betterproto2.Message):
     san_type: "SubjectAltNameMatcherSanType" = betterproto2.field(
-        1,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: SubjectAltNameMatcherSanType(0),
+        1, betterproto2.TYPE_ENUM, default_factory=lambda: SubjectAltNameMatcherSanType(0)
     )
 
     matcher: "____type__matcher__v3__.StringMatcher | None" = betterproto2.field(
@@ -558,9 +534,7 @@ class SubjectAltNameMatcher(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "envoy.extensions.transport_sockets.tls.v3",
-    "SubjectAltNameMatcher",
-    SubjectAltNameMatcher,
+    "envoy.extensions.transport_sockets.tls.v3", "SubjectAltNameMatcher", SubjectAltNameMatcher
 )
 
 
@@ -578,8 +552,8 @@ class TlsCertificate(betterproto2.Message):
         8, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    watched_directory: "____config__core__v3__.WatchedDirectory | None" = (
-        betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True)
+    watched_directory: "____config__core__v3__.WatchedDirectory | None" = betterproto2.field(
+        7, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     private_key_provider: "PrivateKeyProvider | None" = betterproto2.field(
@@ -594,8 +568,8 @@ class TlsCertificate(betterproto2.Message):
         4, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    signed_certificate_timestamp: "list[____config__core__v3__.DataSource]" = (
-        betterproto2.field(5, betterproto2.TYPE_MESSAGE, repeated=True)
+    signed_certificate_timestamp: "list[____config__core__v3__.DataSource]" = betterproto2.field(
+        5, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
 
@@ -632,13 +606,9 @@ class TlsParameters(betterproto2.Message):
         2, betterproto2.TYPE_ENUM, default_factory=lambda: TlsParametersTlsProtocol(0)
     )
 
-    cipher_suites: "list[str]" = betterproto2.field(
-        3, betterproto2.TYPE_STRING, repeated=True
-    )
+    cipher_suites: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
 
-    ecdh_curves: "list[str]" = betterproto2.field(
-        4, betterproto2.TYPE_STRING, repeated=True
-    )
+    ecdh_curves: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
 
     signature_algorithms: "list[str]" = betterproto2.field(
         5, betterproto2.TYPE_STRING, repeated=True
@@ -662,9 +632,7 @@ class TlsSessionTicketKeys(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "envoy.extensions.transport_sockets.tls.v3",
-    "TlsSessionTicketKeys",
-    TlsSessionTicketKeys,
+    "envoy.extensions.transport_sockets.tls.v3", "TlsSessionTicketKeys", TlsSessionTicketKeys
 )
 
 
@@ -698,12 +666,12 @@ class UpstreamTlsContext(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "envoy.extensions.transport_sockets.tls.v3",
-    "UpstreamTlsContext",
-    UpstreamTlsContext,
+    "envoy.extensions.transport_sockets.tls.v3", "UpstreamTlsContext", UpstreamTlsContext
 )
 
 
 from ......google import protobuf as _____google__protobuf__
 from .....config.core import v3 as ____config__core__v3__
 from .....type.matcher import v3 as ____type__matcher__v3__
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

@@ -31,49 +31,46 @@ class HttpProtocolOptions(betterproto2.Message):
         - upstream_protocol_options:
     """
 
-    common_http_protocol_options: "____config__core__v3__.HttpProtocolOptions | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
+    common_http_protocol_options: "____config__core__v3__.HttpProtocolOptions | None" = (
+        betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
     )
 
-    upstream_http_protocol_options: "____config__core__v3__.UpstreamHttpProtocolOptions | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
+    upstream_http_protocol_options: "____config__core__v3__.UpstreamHttpProtocolOptions | None" = (
+        betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
     )
 
-    explicit_http_config: "HttpProtocolOptionsExplicitHttpConfig | None" = (
+    explicit_http_config: "HttpProtocolOptionsExplicitHttpConfig | None" = betterproto2.field(
+        3, betterproto2.TYPE_MESSAGE, optional=True, group="upstream_protocol_options"
+    )
+
+    use_downstream_protocol_config: "HttpProtocolOptionsUseDownstreamHttpConfig | None" = (
         betterproto2.field(
-            3,
-            betterproto2.TYPE_MESSAGE,
-            optional=True,
-            group="upstream_protocol_options",
+            4, betterproto2.TYPE_MESSAGE, optional=True, group="upstream_protocol_options"
         )
-    )
-
-    use_downstream_protocol_config: "HttpProtocolOptionsUseDownstreamHttpConfig | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True, group="upstream_protocol_options"
     )
 
     auto_config: "HttpProtocolOptionsAutoHttpConfig | None" = betterproto2.field(
         5, betterproto2.TYPE_MESSAGE, optional=True, group="upstream_protocol_options"
     )
 
-    http_filters: "list[___filters__network__http_connection_manager__v3__.HttpFilter]" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, repeated=True
+    http_filters: "list[___filters__network__http_connection_manager__v3__.HttpFilter]" = (
+        betterproto2.field(6, betterproto2.TYPE_MESSAGE, repeated=True)
     )
 
     header_validation_config: "____config__core__v3__.TypedExtensionConfig | None" = (
         betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True)
     )
 
-    outlier_detection: "HttpProtocolOptionsOutlierDetection | None" = (
-        betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True)
+    outlier_detection: "HttpProtocolOptionsOutlierDetection | None" = betterproto2.field(
+        8, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    request_mirror_policies: "list[____config__route__v3__.RouteActionRequestMirrorPolicy]" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, repeated=True
+    request_mirror_policies: "list[____config__route__v3__.RouteActionRequestMirrorPolicy]" = (
+        betterproto2.field(9, betterproto2.TYPE_MESSAGE, repeated=True)
     )
 
-    hash_policy: "list[____config__route__v3__.RouteActionHashPolicy]" = (
-        betterproto2.field(10, betterproto2.TYPE_MESSAGE, repeated=True)
+    hash_policy: "list[____config__route__v3__.RouteActionHashPolicy]" = betterproto2.field(
+        10, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
     retry_policy: "____config__route__v3__.RetryPolicy | None" = betterproto2.field(
@@ -122,21 +119,15 @@ class HttpProtocolOptionsExplicitHttpConfig(betterproto2.Message):
     """
 
     http_protocol_options: "____config__core__v3__.Http1ProtocolOptions | None" = (
-        betterproto2.field(
-            1, betterproto2.TYPE_MESSAGE, optional=True, group="protocol_config"
-        )
+        betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group="protocol_config")
     )
 
     http2_protocol_options: "____config__core__v3__.Http2ProtocolOptions | None" = (
-        betterproto2.field(
-            2, betterproto2.TYPE_MESSAGE, optional=True, group="protocol_config"
-        )
+        betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group="protocol_config")
     )
 
     http3_protocol_options: "____config__core__v3__.Http3ProtocolOptions | None" = (
-        betterproto2.field(
-            3, betterproto2.TYPE_MESSAGE, optional=True, group="protocol_config"
-        )
+        betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group="protocol_config")
     )
 
 
@@ -149,8 +140,8 @@ default_message_pool.register_message(
 
 @dataclass(eq=False, repr=False)
 class HttpProtocolOptionsOutlierDetection(betterproto2.Message):
-    error_matcher: "____config__common__matcher__v3__.MatchPredicate | None" = (
-        betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    error_matcher: "____config__common__matcher__v3__.MatchPredicate | None" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, optional=True
     )
 
 
@@ -189,3 +180,5 @@ from .....config.route import v3 as ____config__route__v3__
 from ....filters.network.http_connection_manager import (
     v3 as ___filters__network__http_connection_manager__v3__,
 )
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

@@ -82,10 +82,7 @@ class CheckResult(betterproto2.Message):
     )
 
     valid_duration: "datetime.timedelta | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: _____google__protobuf__.Duration,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.Duration, optional=True
     )
 
     valid_use_count: "int" = betterproto2.field(3, betterproto2.TYPE_INT32)
@@ -127,9 +124,7 @@ class CreateSessionRequest(betterproto2.Message):
     inferred_types: "dict[str, _____google__protobuf__.Any]" = betterproto2.field(
         2,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
 
 
@@ -158,9 +153,7 @@ class Info(betterproto2.Message):
 
     description: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
-    templates: "list[str]" = betterproto2.field(
-        3, betterproto2.TYPE_STRING, repeated=True
-    )
+    templates: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
 
     config: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
 
@@ -175,9 +168,7 @@ class QuotaRequest(betterproto2.Message):
     quotas: "dict[str, QuotaRequestQuotaParams]" = betterproto2.field(
         1,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
 
 
@@ -194,9 +185,7 @@ class QuotaRequestQuotaParams(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "istio.mixer.adapter.model.v1beta1",
-    "QuotaRequest.QuotaParams",
-    QuotaRequestQuotaParams,
+    "istio.mixer.adapter.model.v1beta1", "QuotaRequest.QuotaParams", QuotaRequestQuotaParams
 )
 
 
@@ -205,9 +194,7 @@ class QuotaResult(betterproto2.Message):
     quotas: "dict[str, QuotaResultResult]" = betterproto2.field(
         1,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
 
 
@@ -219,10 +206,7 @@ default_message_pool.register_message(
 @dataclass(eq=False, repr=False)
 class QuotaResultResult(betterproto2.Message):
     valid_duration: "datetime.timedelta | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: _____google__protobuf__.Duration,
-        optional=True,
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.Duration, optional=True
     )
 
     granted_amount: "int" = betterproto2.field(3, betterproto2.TYPE_INT64)
@@ -252,9 +236,7 @@ class Template(betterproto2.Message):
     descriptor: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
 
-default_message_pool.register_message(
-    "istio.mixer.adapter.model.v1beta1", "Template", Template
-)
+default_message_pool.register_message("istio.mixer.adapter.model.v1beta1", "Template", Template)
 
 
 @dataclass(eq=False, repr=False)
@@ -266,9 +248,7 @@ class ValidateRequest(betterproto2.Message):
     inferred_types: "dict[str, _____google__protobuf__.Any]" = betterproto2.field(
         2,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
 
 
@@ -354,15 +334,11 @@ class InfrastructureBackendBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
-    async def create_session(
-        self, message: "CreateSessionRequest"
-    ) -> "CreateSessionResponse":
+    async def create_session(self, message: "CreateSessionRequest") -> "CreateSessionResponse":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
-    async def close_session(
-        self, message: "CloseSessionRequest"
-    ) -> "CloseSessionResponse":
+    async def close_session(self, message: "CloseSessionRequest") -> "CloseSessionResponse":
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
@@ -375,8 +351,7 @@ class InfrastructureBackendBase(betterproto2_grpclib.ServiceBase):
         await stream.send_message(response)
 
     async def __rpc_create_session(
-        self,
-        stream: "grpclib.server.Stream[CreateSessionRequest, CreateSessionResponse]",
+        self, stream: "grpclib.server.Stream[CreateSessionRequest, CreateSessionResponse]"
     ) -> None:
         request = await stream.recv_message()
         assert request is not None
@@ -412,3 +387,5 @@ class InfrastructureBackendBase(betterproto2_grpclib.ServiceBase):
                 CloseSessionResponse,
             ),
         }
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

@@ -73,9 +73,7 @@ class AttributeMatch(betterproto2.Message):
     clause: "dict[str, StringMatch]" = betterproto2.field(
         1,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
 
 
@@ -94,21 +92,15 @@ class HttpapiSpec(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
-    api_keys: "list[ApiKey]" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    api_keys: "list[ApiKey]" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
 
 
-default_message_pool.register_message(
-    "istio.mixer.v1.config.client", "HTTPAPISpec", HttpapiSpec
-)
+default_message_pool.register_message("istio.mixer.v1.config.client", "HTTPAPISpec", HttpapiSpec)
 
 
 @dataclass(eq=False, repr=False)
 class HttpapiSpecBinding(betterproto2.Message):
-    services: "list[IstioService]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    services: "list[IstioService]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
     api_specs: "list[HttpapiSpecReference]" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, repeated=True
@@ -170,9 +162,7 @@ class HttpClientConfig(betterproto2.Message):
     service_configs: "dict[str, ServiceConfig]" = betterproto2.field(
         2,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
 
     default_destination_service: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
@@ -204,39 +194,27 @@ class IstioService(betterproto2.Message):
     labels: "dict[str, str]" = betterproto2.field(
         5,
         betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_STRING, betterproto2.TYPE_STRING
-        ),
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
 
-default_message_pool.register_message(
-    "istio.mixer.v1.config.client", "IstioService", IstioService
-)
+default_message_pool.register_message("istio.mixer.v1.config.client", "IstioService", IstioService)
 
 
 @dataclass(eq=False, repr=False)
 class NetworkFailPolicy(betterproto2.Message):
     policy: "NetworkFailPolicyFailPolicy" = betterproto2.field(
-        1,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: NetworkFailPolicyFailPolicy(0),
+        1, betterproto2.TYPE_ENUM, default_factory=lambda: NetworkFailPolicyFailPolicy(0)
     )
 
     max_retry: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
 
     base_retry_wait: "datetime.timedelta | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: _____google__protobuf__.Duration,
-        optional=True,
+        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.Duration, optional=True
     )
 
     max_retry_wait: "datetime.timedelta | None" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: _____google__protobuf__.Duration,
-        optional=True,
+        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.Duration, optional=True
     )
 
 
@@ -257,37 +235,25 @@ default_message_pool.register_message("istio.mixer.v1.config.client", "Quota", Q
 
 @dataclass(eq=False, repr=False)
 class QuotaRule(betterproto2.Message):
-    match: "list[AttributeMatch]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    match: "list[AttributeMatch]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
-    quotas: "list[Quota]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    quotas: "list[Quota]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
 
 
-default_message_pool.register_message(
-    "istio.mixer.v1.config.client", "QuotaRule", QuotaRule
-)
+default_message_pool.register_message("istio.mixer.v1.config.client", "QuotaRule", QuotaRule)
 
 
 @dataclass(eq=False, repr=False)
 class QuotaSpec(betterproto2.Message):
-    rules: "list[QuotaRule]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    rules: "list[QuotaRule]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
 
-default_message_pool.register_message(
-    "istio.mixer.v1.config.client", "QuotaSpec", QuotaSpec
-)
+default_message_pool.register_message("istio.mixer.v1.config.client", "QuotaSpec", QuotaSpec)
 
 
 @dataclass(eq=False, repr=False)
 class QuotaSpecBinding(betterproto2.Message):
-    services: "list[IstioService]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    services: "list[IstioService]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
     quota_specs: "list[QuotaSpecBindingQuotaSpecReference]" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, repeated=True
@@ -327,9 +293,7 @@ class ServiceConfig(betterproto2.Message):
         4, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
-    quota_spec: "list[QuotaSpec]" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    quota_spec: "list[QuotaSpec]" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, repeated=True)
 
     network_fail_policy: "NetworkFailPolicy | None" = betterproto2.field(
         7, betterproto2.TYPE_MESSAGE, optional=True
@@ -367,9 +331,7 @@ class StringMatch(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "istio.mixer.v1.config.client", "StringMatch", StringMatch
-)
+default_message_pool.register_message("istio.mixer.v1.config.client", "StringMatch", StringMatch)
 
 
 @dataclass(eq=False, repr=False)
@@ -391,10 +353,7 @@ class TcpClientConfig(betterproto2.Message):
     )
 
     report_interval: "datetime.timedelta | None" = betterproto2.field(
-        6,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: _____google__protobuf__.Duration,
-        optional=True,
+        6, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.Duration, optional=True
     )
 
 
@@ -416,10 +375,7 @@ class TransportConfig(betterproto2.Message):
     )
 
     stats_update_interval: "datetime.timedelta | None" = betterproto2.field(
-        5,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: _____google__protobuf__.Duration,
-        optional=True,
+        5, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.Duration, optional=True
     )
 
     check_cluster: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
@@ -447,3 +403,5 @@ default_message_pool.register_message(
 
 from ......google import protobuf as _____google__protobuf__
 from .... import v1 as ___v1__
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

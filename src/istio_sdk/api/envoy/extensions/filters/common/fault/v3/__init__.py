@@ -65,9 +65,7 @@ class FaultDelayHeaderDelay(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "envoy.extensions.filters.common.fault.v3",
-    "FaultDelay.HeaderDelay",
-    FaultDelayHeaderDelay,
+    "envoy.extensions.filters.common.fault.v3", "FaultDelay.HeaderDelay", FaultDelayHeaderDelay
 )
 
 
@@ -124,3 +122,5 @@ default_message_pool.register_message(
 
 from .......google import protobuf as ______google__protobuf__
 from ......type import v3 as _____type__v3__
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

@@ -57,9 +57,7 @@ class FaultAbortHeaderAbort(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "envoy.extensions.filters.http.fault.v3",
-    "FaultAbort.HeaderAbort",
-    FaultAbortHeaderAbort,
+    "envoy.extensions.filters.http.fault.v3", "FaultAbort.HeaderAbort", FaultAbortHeaderAbort
 )
 
 
@@ -69,9 +67,7 @@ class HttpFault(betterproto2.Message):
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    abort: "FaultAbort | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    abort: "FaultAbort | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
 
     upstream_cluster: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
 
@@ -79,9 +75,7 @@ class HttpFault(betterproto2.Message):
         4, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
-    downstream_nodes: "list[str]" = betterproto2.field(
-        5, betterproto2.TYPE_STRING, repeated=True
-    )
+    downstream_nodes: "list[str]" = betterproto2.field(5, betterproto2.TYPE_STRING, repeated=True)
 
     max_active_faults: "int | None" = betterproto2.field(
         6,
@@ -90,8 +84,8 @@ class HttpFault(betterproto2.Message):
         optional=True,
     )
 
-    response_rate_limit: "___common__fault__v3__.FaultRateLimit | None" = (
-        betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True)
+    response_rate_limit: "___common__fault__v3__.FaultRateLimit | None" = betterproto2.field(
+        7, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     delay_percent_runtime: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
@@ -104,15 +98,11 @@ class HttpFault(betterproto2.Message):
 
     max_active_faults_runtime: "str" = betterproto2.field(12, betterproto2.TYPE_STRING)
 
-    response_rate_limit_percent_runtime: "str" = betterproto2.field(
-        13, betterproto2.TYPE_STRING
-    )
+    response_rate_limit_percent_runtime: "str" = betterproto2.field(13, betterproto2.TYPE_STRING)
 
     abort_grpc_status_runtime: "str" = betterproto2.field(14, betterproto2.TYPE_STRING)
 
-    disable_downstream_cluster_stats: "bool" = betterproto2.field(
-        15, betterproto2.TYPE_BOOL
-    )
+    disable_downstream_cluster_stats: "bool" = betterproto2.field(15, betterproto2.TYPE_BOOL)
 
     filter_metadata: "______google__protobuf__.Struct | None" = betterproto2.field(
         16, betterproto2.TYPE_MESSAGE, optional=True
@@ -128,3 +118,5 @@ from .......google import protobuf as ______google__protobuf__
 from ......config.route import v3 as _____config__route__v3__
 from ......type import v3 as _____type__v3__
 from ....common.fault import v3 as ___common__fault__v3__
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

@@ -35,8 +35,8 @@ class Rbac(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    shadow_matcher: "______xds__type__matcher__v3__.Matcher | None" = (
-        betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
+    shadow_matcher: "______xds__type__matcher__v3__.Matcher | None" = betterproto2.field(
+        5, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     shadow_rules_stat_prefix: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
@@ -44,16 +44,12 @@ class Rbac(betterproto2.Message):
     track_per_rule_stats: "bool" = betterproto2.field(7, betterproto2.TYPE_BOOL)
 
 
-default_message_pool.register_message(
-    "envoy.extensions.filters.http.rbac.v3", "RBAC", Rbac
-)
+default_message_pool.register_message("envoy.extensions.filters.http.rbac.v3", "RBAC", Rbac)
 
 
 @dataclass(eq=False, repr=False)
 class RbacPerRoute(betterproto2.Message):
-    rbac: "Rbac | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    rbac: "Rbac | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
 
 
 default_message_pool.register_message(
@@ -63,3 +59,5 @@ default_message_pool.register_message(
 
 from .......xds.type.matcher import v3 as ______xds__type__matcher__v3__
 from ......config.rbac import v3 as _____config__rbac__v3__
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

@@ -48,12 +48,10 @@ class Router(betterproto2.Message):
 
     respect_expected_rq_timeout: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
 
-    suppress_grpc_request_failure_code_stats: "bool" = betterproto2.field(
-        7, betterproto2.TYPE_BOOL
-    )
+    suppress_grpc_request_failure_code_stats: "bool" = betterproto2.field(7, betterproto2.TYPE_BOOL)
 
-    upstream_http_filters: "list[___network__http_connection_manager__v3__.HttpFilter]" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, repeated=True
+    upstream_http_filters: "list[___network__http_connection_manager__v3__.HttpFilter]" = (
+        betterproto2.field(8, betterproto2.TYPE_MESSAGE, repeated=True)
     )
 
     def __post_init__(self) -> None:
@@ -62,16 +60,12 @@ class Router(betterproto2.Message):
             warnings.warn("Router.start_child_span is deprecated", DeprecationWarning)
 
 
-default_message_pool.register_message(
-    "envoy.extensions.filters.http.router.v3", "Router", Router
-)
+default_message_pool.register_message("envoy.extensions.filters.http.router.v3", "Router", Router)
 
 
 @dataclass(eq=False, repr=False)
 class RouterUpstreamAccessLogOptions(betterproto2.Message):
-    flush_upstream_log_on_upstream_stream: "bool" = betterproto2.field(
-        1, betterproto2.TYPE_BOOL
-    )
+    flush_upstream_log_on_upstream_stream: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
 
     upstream_log_flush_interval: "datetime.timedelta | None" = betterproto2.field(
         2,
@@ -90,6 +84,6 @@ default_message_pool.register_message(
 
 from .......google import protobuf as ______google__protobuf__
 from ......config.accesslog import v3 as _____config__accesslog__v3__
-from ....network.http_connection_manager import (
-    v3 as ___network__http_connection_manager__v3__,
-)
+from ....network.http_connection_manager import v3 as ___network__http_connection_manager__v3__
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

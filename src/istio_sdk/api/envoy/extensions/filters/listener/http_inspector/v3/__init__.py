@@ -22,7 +22,7 @@ class HttpInspector(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "envoy.extensions.filters.listener.http_inspector.v3",
-    "HttpInspector",
-    HttpInspector,
+    "envoy.extensions.filters.listener.http_inspector.v3", "HttpInspector", HttpInspector
 )
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

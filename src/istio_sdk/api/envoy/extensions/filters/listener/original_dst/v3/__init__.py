@@ -24,3 +24,5 @@ class OriginalDst(betterproto2.Message):
 default_message_pool.register_message(
     "envoy.extensions.filters.listener.original_dst.v3", "OriginalDst", OriginalDst
 )
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

@@ -57,3 +57,5 @@ default_message_pool.register_message(
 
 
 from .......google import protobuf as ______google__protobuf__
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

@@ -119,9 +119,7 @@ class HttpConnectionManager(betterproto2.Message):
     """
 
     codec_type: "HttpConnectionManagerCodecType" = betterproto2.field(
-        1,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: HttpConnectionManagerCodecType(0),
+        1, betterproto2.TYPE_ENUM, default_factory=lambda: HttpConnectionManagerCodecType(0)
     )
 
     stat_prefix: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -130,10 +128,8 @@ class HttpConnectionManager(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True, group="route_specifier"
     )
 
-    route_config: "_____config__route__v3__.RouteConfiguration | None" = (
-        betterproto2.field(
-            4, betterproto2.TYPE_MESSAGE, optional=True, group="route_specifier"
-        )
+    route_config: "_____config__route__v3__.RouteConfiguration | None" = betterproto2.field(
+        4, betterproto2.TYPE_MESSAGE, optional=True, group="route_specifier"
     )
 
     scoped_routes: "ScopedRoutes | None" = betterproto2.field(
@@ -155,13 +151,11 @@ class HttpConnectionManager(betterproto2.Message):
         7, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    common_http_protocol_options: "_____config__core__v3__.HttpProtocolOptions | None" = betterproto2.field(
-        35, betterproto2.TYPE_MESSAGE, optional=True
+    common_http_protocol_options: "_____config__core__v3__.HttpProtocolOptions | None" = (
+        betterproto2.field(35, betterproto2.TYPE_MESSAGE, optional=True)
     )
 
-    http1_safe_max_connection_duration: "bool" = betterproto2.field(
-        58, betterproto2.TYPE_BOOL
-    )
+    http1_safe_max_connection_duration: "bool" = betterproto2.field(58, betterproto2.TYPE_BOOL)
 
     http_protocol_options: "_____config__core__v3__.Http1ProtocolOptions | None" = (
         betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True)
@@ -185,8 +179,8 @@ class HttpConnectionManager(betterproto2.Message):
         )
     )
 
-    scheme_header_transformation: "_____config__core__v3__.SchemeHeaderTransformation | None" = betterproto2.field(
-        48, betterproto2.TYPE_MESSAGE, optional=True
+    scheme_header_transformation: "_____config__core__v3__.SchemeHeaderTransformation | None" = (
+        betterproto2.field(48, betterproto2.TYPE_MESSAGE, optional=True)
     )
 
     max_request_headers_kb: "int | None" = betterproto2.field(
@@ -249,12 +243,10 @@ class HttpConnectionManager(betterproto2.Message):
         optional=True,
     )
 
-    flush_access_log_on_new_request: "bool" = betterproto2.field(
-        55, betterproto2.TYPE_BOOL
-    )
+    flush_access_log_on_new_request: "bool" = betterproto2.field(55, betterproto2.TYPE_BOOL)
 
-    access_log_options: "HttpConnectionManagerHcmAccessLogOptions | None" = (
-        betterproto2.field(56, betterproto2.TYPE_MESSAGE, optional=True)
+    access_log_options: "HttpConnectionManagerHcmAccessLogOptions | None" = betterproto2.field(
+        56, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     use_remote_address: "bool | None" = betterproto2.field(
@@ -266,12 +258,12 @@ class HttpConnectionManager(betterproto2.Message):
 
     xff_num_trusted_hops: "int" = betterproto2.field(19, betterproto2.TYPE_UINT32)
 
-    original_ip_detection_extensions: "list[_____config__core__v3__.TypedExtensionConfig]" = betterproto2.field(
-        46, betterproto2.TYPE_MESSAGE, repeated=True
+    original_ip_detection_extensions: "list[_____config__core__v3__.TypedExtensionConfig]" = (
+        betterproto2.field(46, betterproto2.TYPE_MESSAGE, repeated=True)
     )
 
-    early_header_mutation_extensions: "list[_____config__core__v3__.TypedExtensionConfig]" = betterproto2.field(
-        52, betterproto2.TYPE_MESSAGE, repeated=True
+    early_header_mutation_extensions: "list[_____config__core__v3__.TypedExtensionConfig]" = (
+        betterproto2.field(52, betterproto2.TYPE_MESSAGE, repeated=True)
     )
 
     internal_address_config: "HttpConnectionManagerInternalAddressConfig | None" = (
@@ -289,13 +281,9 @@ class HttpConnectionManager(betterproto2.Message):
         optional=True,
     )
 
-    preserve_external_request_id: "bool" = betterproto2.field(
-        32, betterproto2.TYPE_BOOL
-    )
+    preserve_external_request_id: "bool" = betterproto2.field(32, betterproto2.TYPE_BOOL)
 
-    always_set_request_id_in_response: "bool" = betterproto2.field(
-        37, betterproto2.TYPE_BOOL
-    )
+    always_set_request_id_in_response: "bool" = betterproto2.field(37, betterproto2.TYPE_BOOL)
 
     forward_client_cert_details: "HttpConnectionManagerForwardClientCertDetails" = (
         betterproto2.field(
@@ -305,8 +293,8 @@ class HttpConnectionManager(betterproto2.Message):
         )
     )
 
-    set_current_client_cert_details: "HttpConnectionManagerSetCurrentClientCertDetails | None" = betterproto2.field(
-        17, betterproto2.TYPE_MESSAGE, optional=True
+    set_current_client_cert_details: "HttpConnectionManagerSetCurrentClientCertDetails | None" = (
+        betterproto2.field(17, betterproto2.TYPE_MESSAGE, optional=True)
     )
 
     forward_client_cert_matcher: "______xds__type__matcher__v3__.Matcher | None" = (
@@ -332,10 +320,12 @@ class HttpConnectionManager(betterproto2.Message):
 
     merge_slashes: "bool" = betterproto2.field(33, betterproto2.TYPE_BOOL)
 
-    path_with_escaped_slashes_action: "HttpConnectionManagerPathWithEscapedSlashesAction" = betterproto2.field(
-        45,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: HttpConnectionManagerPathWithEscapedSlashesAction(0),
+    path_with_escaped_slashes_action: "HttpConnectionManagerPathWithEscapedSlashesAction" = (
+        betterproto2.field(
+            45,
+            betterproto2.TYPE_ENUM,
+            default_factory=lambda: HttpConnectionManagerPathWithEscapedSlashesAction(0),
+        )
     )
 
     request_id_extension: "RequestIdExtension | None" = betterproto2.field(
@@ -359,18 +349,18 @@ class HttpConnectionManager(betterproto2.Message):
         optional=True,
     )
 
-    path_normalization_options: "HttpConnectionManagerPathNormalizationOptions | None" = betterproto2.field(
-        43, betterproto2.TYPE_MESSAGE, optional=True
+    path_normalization_options: "HttpConnectionManagerPathNormalizationOptions | None" = (
+        betterproto2.field(43, betterproto2.TYPE_MESSAGE, optional=True)
     )
 
     strip_trailing_host_dot: "bool" = betterproto2.field(47, betterproto2.TYPE_BOOL)
 
-    proxy_status_config: "HttpConnectionManagerProxyStatusConfig | None" = (
-        betterproto2.field(49, betterproto2.TYPE_MESSAGE, optional=True)
+    proxy_status_config: "HttpConnectionManagerProxyStatusConfig | None" = betterproto2.field(
+        49, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    typed_header_validation_config: "_____config__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
-        50, betterproto2.TYPE_MESSAGE, optional=True
+    typed_header_validation_config: "_____config__core__v3__.TypedExtensionConfig | None" = (
+        betterproto2.field(50, betterproto2.TYPE_MESSAGE, optional=True)
     )
 
     append_x_forwarded_port: "bool" = betterproto2.field(51, betterproto2.TYPE_BOOL)
@@ -388,8 +378,7 @@ class HttpConnectionManager(betterproto2.Message):
         super().__post_init__()
         if self.is_set("access_log_flush_interval"):
             warnings.warn(
-                "HttpConnectionManager.access_log_flush_interval is deprecated",
-                DeprecationWarning,
+                "HttpConnectionManager.access_log_flush_interval is deprecated", DeprecationWarning
             )
         if self.is_set("flush_access_log_on_new_request"):
             warnings.warn(
@@ -415,8 +404,8 @@ class HttpConnectionManagerForwardClientCertConfig(betterproto2.Message):
         )
     )
 
-    set_current_client_cert_details: "HttpConnectionManagerSetCurrentClientCertDetails | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
+    set_current_client_cert_details: "HttpConnectionManagerSetCurrentClientCertDetails | None" = (
+        betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
     )
 
 
@@ -436,9 +425,7 @@ class HttpConnectionManagerHcmAccessLogOptions(betterproto2.Message):
         optional=True,
     )
 
-    flush_access_log_on_new_request: "bool" = betterproto2.field(
-        2, betterproto2.TYPE_BOOL
-    )
+    flush_access_log_on_new_request: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
 
     flush_log_on_tunnel_successfully_established: "bool" = betterproto2.field(
         3, betterproto2.TYPE_BOOL
@@ -497,15 +484,11 @@ class HttpConnectionManagerProxyStatusConfig(betterproto2.Message):
 
     remove_details: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
 
-    remove_connection_termination_details: "bool" = betterproto2.field(
-        2, betterproto2.TYPE_BOOL
-    )
+    remove_connection_termination_details: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
 
     remove_response_flags: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
 
-    set_recommended_response_code: "bool" = betterproto2.field(
-        4, betterproto2.TYPE_BOOL
-    )
+    set_recommended_response_code: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
 
     use_node_id: "bool | None" = betterproto2.field(
         5, betterproto2.TYPE_BOOL, optional=True, group="proxy_name"
@@ -602,9 +585,7 @@ default_message_pool.register_message(
 class HttpConnectionManagerUpgradeConfig(betterproto2.Message):
     upgrade_type: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
-    filters: "list[HttpFilter]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    filters: "list[HttpFilter]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
 
     enabled: "bool | None" = betterproto2.field(
         3,
@@ -636,10 +617,8 @@ class HttpFilter(betterproto2.Message):
         4, betterproto2.TYPE_MESSAGE, optional=True, group="config_type"
     )
 
-    config_discovery: "_____config__core__v3__.ExtensionConfigSource | None" = (
-        betterproto2.field(
-            5, betterproto2.TYPE_MESSAGE, optional=True, group="config_type"
-        )
+    config_discovery: "_____config__core__v3__.ExtensionConfigSource | None" = betterproto2.field(
+        5, betterproto2.TYPE_MESSAGE, optional=True, group="config_type"
     )
 
     is_optional: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
@@ -648,9 +627,7 @@ class HttpFilter(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "envoy.extensions.filters.network.http_connection_manager.v3",
-    "HttpFilter",
-    HttpFilter,
+    "envoy.extensions.filters.network.http_connection_manager.v3", "HttpFilter", HttpFilter
 )
 
 
@@ -660,8 +637,8 @@ class LocalReplyConfig(betterproto2.Message):
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
-    body_format: "_____config__core__v3__.SubstitutionFormatString | None" = (
-        betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+    body_format: "_____config__core__v3__.SubstitutionFormatString | None" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
 
@@ -721,38 +698,34 @@ class ResponseMapper(betterproto2.Message):
         betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
     )
 
-    headers_to_add: "list[_____config__core__v3__.HeaderValueOption]" = (
-        betterproto2.field(5, betterproto2.TYPE_MESSAGE, repeated=True)
+    headers_to_add: "list[_____config__core__v3__.HeaderValueOption]" = betterproto2.field(
+        5, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
 
 default_message_pool.register_message(
-    "envoy.extensions.filters.network.http_connection_manager.v3",
-    "ResponseMapper",
-    ResponseMapper,
+    "envoy.extensions.filters.network.http_connection_manager.v3", "ResponseMapper", ResponseMapper
 )
 
 
 @dataclass(eq=False, repr=False)
 class ScopedRds(betterproto2.Message):
-    scoped_rds_config_source: "_____config__core__v3__.ConfigSource | None" = (
-        betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    scoped_rds_config_source: "_____config__core__v3__.ConfigSource | None" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     srds_resources_locator: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
 
 default_message_pool.register_message(
-    "envoy.extensions.filters.network.http_connection_manager.v3",
-    "ScopedRds",
-    ScopedRds,
+    "envoy.extensions.filters.network.http_connection_manager.v3", "ScopedRds", ScopedRds
 )
 
 
 @dataclass(eq=False, repr=False)
 class ScopedRouteConfigurationsList(betterproto2.Message):
-    scoped_route_configurations: "list[_____config__route__v3__.ScopedRouteConfiguration]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
+    scoped_route_configurations: "list[_____config__route__v3__.ScopedRouteConfiguration]" = (
+        betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
     )
 
 
@@ -778,14 +751,12 @@ class ScopedRoutes(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    rds_config_source: "_____config__core__v3__.ConfigSource | None" = (
-        betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
+    rds_config_source: "_____config__core__v3__.ConfigSource | None" = betterproto2.field(
+        3, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    scoped_route_configurations_list: "ScopedRouteConfigurationsList | None" = (
-        betterproto2.field(
-            4, betterproto2.TYPE_MESSAGE, optional=True, group="config_specifier"
-        )
+    scoped_route_configurations_list: "ScopedRouteConfigurationsList | None" = betterproto2.field(
+        4, betterproto2.TYPE_MESSAGE, optional=True, group="config_specifier"
     )
 
     scoped_rds: "ScopedRds | None" = betterproto2.field(
@@ -794,9 +765,7 @@ class ScopedRoutes(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "envoy.extensions.filters.network.http_connection_manager.v3",
-    "ScopedRoutes",
-    ScopedRoutes,
+    "envoy.extensions.filters.network.http_connection_manager.v3", "ScopedRoutes", ScopedRoutes
 )
 
 
@@ -836,9 +805,7 @@ default_message_pool.register_message(
 
 
 @dataclass(eq=False, repr=False)
-class ScopedRoutesScopeKeyBuilderFragmentBuilderHeaderValueExtractor(
-    betterproto2.Message
-):
+class ScopedRoutesScopeKeyBuilderFragmentBuilderHeaderValueExtractor(betterproto2.Message):
     """
 
 
@@ -854,8 +821,8 @@ class ScopedRoutesScopeKeyBuilderFragmentBuilderHeaderValueExtractor(
         3, betterproto2.TYPE_UINT32, optional=True, group="extract_type"
     )
 
-    element: "ScopedRoutesScopeKeyBuilderFragmentBuilderHeaderValueExtractorKvElement | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True, group="extract_type"
+    element: "ScopedRoutesScopeKeyBuilderFragmentBuilderHeaderValueExtractorKvElement | None" = (
+        betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True, group="extract_type")
     )
 
 
@@ -867,9 +834,7 @@ default_message_pool.register_message(
 
 
 @dataclass(eq=False, repr=False)
-class ScopedRoutesScopeKeyBuilderFragmentBuilderHeaderValueExtractorKvElement(
-    betterproto2.Message
-):
+class ScopedRoutesScopeKeyBuilderFragmentBuilderHeaderValueExtractorKvElement(betterproto2.Message):
     separator: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     key: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -891,3 +856,5 @@ from ......config.trace import v3 as _____config__trace__v3__
 from ......type import v3 as _____type__v3__
 from ......type.http import v3 as _____type__http__v3__
 from ......type.tracing import v3 as _____type__tracing__v3__
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

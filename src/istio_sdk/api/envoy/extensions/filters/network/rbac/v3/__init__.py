@@ -37,8 +37,8 @@ class Rbac(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    shadow_matcher: "______xds__type__matcher__v3__.Matcher | None" = (
-        betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True)
+    shadow_matcher: "______xds__type__matcher__v3__.Matcher | None" = betterproto2.field(
+        7, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     shadow_rules_stat_prefix: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
@@ -57,11 +57,11 @@ class Rbac(betterproto2.Message):
     )
 
 
-default_message_pool.register_message(
-    "envoy.extensions.filters.network.rbac.v3", "RBAC", Rbac
-)
+default_message_pool.register_message("envoy.extensions.filters.network.rbac.v3", "RBAC", Rbac)
 
 
 from .......google import protobuf as ______google__protobuf__
 from .......xds.type.matcher import v3 as ______xds__type__matcher__v3__
 from ......config.rbac import v3 as _____config__rbac__v3__
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

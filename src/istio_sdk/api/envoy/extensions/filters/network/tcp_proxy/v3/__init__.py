@@ -93,8 +93,8 @@ class TcpProxy(betterproto2.Message):
         optional=True,
     )
 
-    backoff_options: "_____config__core__v3__.BackoffStrategy | None" = (
-        betterproto2.field(18, betterproto2.TYPE_MESSAGE, optional=True)
+    backoff_options: "_____config__core__v3__.BackoffStrategy | None" = betterproto2.field(
+        18, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     hash_policy: "list[_____type__v3__.HashPolicy]" = betterproto2.field(
@@ -105,17 +105,15 @@ class TcpProxy(betterproto2.Message):
         12, betterproto2.TYPE_MESSAGE, optional=True
     )
 
-    max_downstream_connection_duration: "datetime.timedelta | None" = (
-        betterproto2.field(
-            13,
-            betterproto2.TYPE_MESSAGE,
-            unwrap=lambda: ______google__protobuf__.Duration,
-            optional=True,
-        )
+    max_downstream_connection_duration: "datetime.timedelta | None" = betterproto2.field(
+        13,
+        betterproto2.TYPE_MESSAGE,
+        unwrap=lambda: ______google__protobuf__.Duration,
+        optional=True,
     )
 
-    max_downstream_connection_duration_jitter_percentage: "_____type__v3__.Percent | None" = betterproto2.field(
-        20, betterproto2.TYPE_MESSAGE, optional=True
+    max_downstream_connection_duration_jitter_percentage: "_____type__v3__.Percent | None" = (
+        betterproto2.field(20, betterproto2.TYPE_MESSAGE, optional=True)
     )
 
     access_log_flush_interval: "datetime.timedelta | None" = betterproto2.field(
@@ -125,9 +123,7 @@ class TcpProxy(betterproto2.Message):
         optional=True,
     )
 
-    flush_access_log_on_connected: "bool" = betterproto2.field(
-        16, betterproto2.TYPE_BOOL
-    )
+    flush_access_log_on_connected: "bool" = betterproto2.field(16, betterproto2.TYPE_BOOL)
 
     access_log_options: "TcpProxyTcpAccessLogOptions | None" = betterproto2.field(
         17, betterproto2.TYPE_MESSAGE, optional=True
@@ -151,13 +147,10 @@ class TcpProxy(betterproto2.Message):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("access_log_flush_interval"):
-            warnings.warn(
-                "TcpProxy.access_log_flush_interval is deprecated", DeprecationWarning
-            )
+            warnings.warn("TcpProxy.access_log_flush_interval is deprecated", DeprecationWarning)
         if self.is_set("flush_access_log_on_connected"):
             warnings.warn(
-                "TcpProxy.flush_access_log_on_connected is deprecated",
-                DeprecationWarning,
+                "TcpProxy.flush_access_log_on_connected is deprecated", DeprecationWarning
             )
 
 
@@ -183,9 +176,7 @@ class TcpProxyOnDemand(betterproto2.Message):
 
 
 default_message_pool.register_message(
-    "envoy.extensions.filters.network.tcp_proxy.v3",
-    "TcpProxy.OnDemand",
-    TcpProxyOnDemand,
+    "envoy.extensions.filters.network.tcp_proxy.v3", "TcpProxy.OnDemand", TcpProxyOnDemand
 )
 
 
@@ -198,9 +189,7 @@ class TcpProxyTcpAccessLogOptions(betterproto2.Message):
         optional=True,
     )
 
-    flush_access_log_on_connected: "bool" = betterproto2.field(
-        2, betterproto2.TYPE_BOOL
-    )
+    flush_access_log_on_connected: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
 
 
 default_message_pool.register_message(
@@ -216,8 +205,8 @@ class TcpProxyTunnelingConfig(betterproto2.Message):
 
     use_post: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
 
-    headers_to_add: "list[_____config__core__v3__.HeaderValueOption]" = (
-        betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
+    headers_to_add: "list[_____config__core__v3__.HeaderValueOption]" = betterproto2.field(
+        3, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
     propagate_response_headers: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
@@ -226,8 +215,8 @@ class TcpProxyTunnelingConfig(betterproto2.Message):
 
     propagate_response_trailers: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
 
-    request_id_extension: "__http_connection_manager__v3__.RequestIdExtension | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True
+    request_id_extension: "__http_connection_manager__v3__.RequestIdExtension | None" = (
+        betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True)
     )
 
     request_id_header: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
@@ -279,3 +268,5 @@ from ......config.accesslog import v3 as _____config__accesslog__v3__
 from ......config.core import v3 as _____config__core__v3__
 from ......type import v3 as _____type__v3__
 from ...http_connection_manager import v3 as __http_connection_manager__v3__
+
+from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

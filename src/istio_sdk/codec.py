@@ -1,0 +1,558 @@
+"""Runtime support for the generated fast protobuf codec.
+
+``codegen/fastcodec.py`` emits, next to every generated package in ``istio_sdk.api``, a
+``_codec.py`` module with one encoder and one decoder per message. Importing the package
+installs them on the message classes, so betterproto2's own API (``bytes(msg)``,
+``msg.SerializeToString()``, ``Cls.parse(data)``, ``Cls.FromString(data)``) takes the fast path.
+This module holds what those generated modules share: varint and fixed-width helpers, the
+well-known wrapper types, unknown-field skipping, the installer and the error type.
+
+Wire format choices (the same as Google's upb runtime with ``deterministic=True``):
+
+- fields are written in field-number order, unknown fields last;
+- map entries always carry their key and value, in the order upb's deterministic mode uses:
+  string keys byte-wise on their UTF-8 form (when one key is a prefix of another, the longer
+  key first), integer keys descending by their unsigned bit pattern (-1 first, 0 last);
+- ``-0.0`` in a float or double field without presence is written (it is not the default);
+- decoding follows proto3: the last value of a scalar wins, a repeated singular message is
+  merged, a oneof keeps its last member, packed and unpacked repeated scalars are both accepted,
+  and a known field with the wrong wire type is kept as an unknown field.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import gc
+import struct
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, TypeVar
+
+import betterproto2
+
+__all__ = ["DecodeError", "fast_codec_installed", "reference_codec"]
+
+T = TypeVar("T")
+Encoder = Callable[[Any], "bytes | bytearray"]
+Decoder = Callable[[bytes, int, int], Any]
+
+_MASK64 = (1 << 64) - 1
+_MASK32 = (1 << 32) - 1
+
+
+class DecodeError(ValueError):
+    """The bytes are not a valid encoding of the message being parsed."""
+
+
+def _make_varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+# Precomputed encodings of 0..16383 (every one- and two-byte varint).
+VARINTS: tuple[bytes, ...] = tuple(_make_varint(i) for i in range(1 << 14))
+VARINT_TABLE_SIZE = 1 << 14
+
+
+# Length-prefixed bodies of integer wrappers holding 0..127: b"\x00", b"\x02\x08\x01", ...
+WRAPPED_SMALL_INTS: tuple[bytes, ...] = (
+    b"\x00",
+    *tuple(b"\x02\x08" + bytes([i]) for i in range(1, 128)),
+)
+
+
+def varint(value: int) -> bytes:
+    """Encode an integer as a varint; negatives as 64-bit two's complement (10 bytes)."""
+    if 0 <= value < VARINT_TABLE_SIZE:
+        return VARINTS[value]
+    if value < 0:
+        if value < -(1 << 63):
+            raise ValueError(f"{value} does not fit in a 64-bit protobuf integer")
+        value += 1 << 64
+    elif value > _MASK64:
+        raise ValueError(f"{value} does not fit in a 64-bit protobuf integer")
+    return _make_varint(value)
+
+
+def zigzag32(value: int) -> int:
+    """ZigZag-encode a sint32 value."""
+    return ((value << 1) ^ (value >> 31)) & _MASK32
+
+
+def zigzag64(value: int) -> int:
+    """ZigZag-encode a sint64 value."""
+    return ((value << 1) ^ (value >> 63)) & _MASK64
+
+
+def read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    """Read a varint at ``pos``; return its value (low 64 bits) and the next position."""
+    byte = data[pos]
+    pos += 1
+    result = byte & 0x7F
+    shift = 7
+    while byte & 0x80:
+        if shift >= 70:
+            raise DecodeError(f"varint at offset {pos - 10} is longer than 10 bytes")
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        shift += 7
+    return result & _MASK64, pos
+
+
+def to_int32(value: int) -> int:
+    """Interpret the low 32 bits of a decoded varint as a signed int32."""
+    value &= _MASK32
+    return value - (1 << 32) if value & 0x80000000 else value
+
+
+def to_int64(value: int) -> int:
+    """Interpret a decoded 64-bit varint as a signed int64."""
+    return value - (1 << 64) if value & 0x8000000000000000 else value
+
+
+def unzigzag32(value: int) -> int:
+    value &= _MASK32
+    return (value >> 1) ^ -(value & 1)
+
+
+def unzigzag64(value: int) -> int:
+    return (value >> 1) ^ -(value & 1)
+
+
+def truncated(what: str = "a length-delimited field") -> DecodeError:
+    return DecodeError(f"truncated message: {what} runs past the end of its enclosing message")
+
+
+def overrun(pos: int, end: int) -> DecodeError:
+    return DecodeError(f"truncated message: last field ends at offset {pos}, message at {end}")
+
+
+def skip_field(data: bytes, pos: int, tag: int, end: int) -> int:
+    """Skip the value of a field whose tag was just read; return the position after it."""
+    number = tag >> 3
+    wire = tag & 7
+    if number == 0:
+        raise DecodeError(f"invalid field number 0 at offset {pos}")
+    if wire == 0:
+        if data[pos] < 0x80:
+            pos += 1
+        else:
+            _, pos = read_varint(data, pos)
+    elif wire == 1:
+        pos += 8
+    elif wire == 2:
+        length = data[pos]
+        if length < 0x80:
+            pos += 1
+        else:
+            length, pos = read_varint(data, pos)
+        pos += length
+    elif wire == 5:
+        pos += 4
+    elif wire == 3:
+        while True:
+            if pos >= end:
+                raise DecodeError(f"group {number} is not closed")
+            inner = data[pos]
+            if inner < 0x80:
+                pos += 1
+            else:
+                inner, pos = read_varint(data, pos)
+            if inner & 7 == 4:
+                if inner >> 3 != number:
+                    raise DecodeError(f"group {number} closed by end-group {inner >> 3}")
+                break
+            pos = skip_field(data, pos, inner, end)
+    else:
+        raise DecodeError(f"invalid wire type {wire} for field {number} at offset {pos}")
+    if pos > end:
+        raise truncated(f"field {number}")
+    return pos
+
+
+def read_length(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    """Read a length prefix; return (start, stop) of the payload, checked against ``end``."""
+    length = data[pos]
+    if length < 0x80:
+        pos += 1
+    else:
+        length, pos = read_varint(data, pos)
+    stop = pos + length
+    if stop > end:
+        raise truncated()
+    return pos, stop
+
+
+def merge(  # noqa: PLR0917  (called positionally from generated code)
+    decode: Decoder, encode: Encoder, old: Any, data: bytes, pos: int, end: int
+) -> Any:
+    """Merge a repeated occurrence of a singular message field into the earlier value.
+
+    Protobuf defines merging as parsing the concatenation, which is what this does.
+    """
+    joined = bytes(encode(old)) + data[pos:end]
+    return decode(joined, 0, len(joined))
+
+
+# ---------------------------------------------------------------------------- repeated scalars
+
+
+def pack_varints(values: Iterable[int]) -> bytes:
+    return b"".join([VARINTS[v] if 0 <= v < VARINT_TABLE_SIZE else varint(v) for v in values])
+
+
+def pack_zigzag32(values: Iterable[int]) -> bytes:
+    return b"".join([varint(zigzag32(v)) for v in values])
+
+
+def pack_zigzag64(values: Iterable[int]) -> bytes:
+    return b"".join([varint(zigzag64(v)) for v in values])
+
+
+def pack_bools(values: Iterable[bool]) -> bytes:
+    return bytes([1 if v else 0 for v in values])
+
+
+def pack_fixed(fmt: str, values: list[Any]) -> bytes:
+    return struct.pack(f"<{len(values)}{fmt}", *values)
+
+
+def unpack_varints(data: bytes, pos: int, end: int) -> list[int]:
+    out = []
+    while pos < end:
+        value = data[pos]
+        if value < 0x80:
+            pos += 1
+        else:
+            value, pos = read_varint(data, pos)
+        out.append(value)
+    if pos != end:
+        raise truncated("a packed varint")
+    return out
+
+
+def unpack_fixed(fmt: str, size: int, data: bytes, pos: int, end: int) -> list[Any]:
+    length = end - pos
+    if length % size:
+        raise DecodeError(f"packed field of {length} bytes is not a multiple of {size}")
+    return list(struct.unpack_from(f"<{length // size}{fmt}", data, pos))
+
+
+# ---------------------------------------------------------------------------- map ordering
+
+
+def _string_key_order(key: str) -> bytes:
+    # 0xff never occurs in UTF-8, so among keys sharing a prefix the longer one sorts first,
+    # which is how upb orders string map keys when asked for deterministic output.
+    return key.encode() + b"\xff"
+
+
+def sorted_string_keys(mapping: Mapping[str, Any]) -> Iterable[str]:
+    if len(mapping) < 2:
+        return mapping
+    return sorted(mapping, key=_string_key_order)
+
+
+def sorted_int_keys(mapping: Mapping[int, Any], mask: int) -> Iterable[int]:
+    # upb's deterministic order for integer keys: descending by the key's unsigned bit pattern
+    # (so -1 comes first and 0 last). ``mask`` is the key width: 2**32 - 1 or 2**64 - 1.
+    if len(mapping) < 2:
+        return mapping
+    return sorted(mapping, key=lambda key: key & mask, reverse=True)
+
+
+# ---------------------------------------------------------------------------- wrapper bodies
+# betterproto2 represents google.protobuf wrappers, Duration and Timestamp as Python values; the
+# functions below encode those values as the message body and decode a body back.
+
+_pack_float = struct.Struct("<f").pack
+_pack_double = struct.Struct("<d").pack
+_unpack_float = struct.Struct("<f").unpack_from
+_unpack_double = struct.Struct("<d").unpack_from
+
+
+def _scalar_wrapper_decoder(
+    wire: int, convert: Callable[[Any], Any], default: Any
+) -> Callable[[bytes, int, int], Any]:
+    """Decoder of a wrapper body (field 1 only); the common one-field case takes a short cut."""
+    expected = 8 | wire
+
+    def decode(data: bytes, pos: int, end: int) -> Any:
+        if pos == end:
+            return default
+        if data[pos] == expected and wire == 0:
+            raw = data[pos + 1]
+            if raw < 0x80 and pos + 2 == end:
+                return convert(raw)
+        value = default
+        while pos < end:
+            tag = data[pos]
+            if tag < 0x80:
+                pos += 1
+            else:
+                tag, pos = read_varint(data, pos)
+            if tag != expected:
+                pos = skip_field(data, pos, tag, end)
+            elif wire == 0:
+                raw = data[pos]
+                if raw < 0x80:
+                    pos += 1
+                else:
+                    raw, pos = read_varint(data, pos)
+                value = convert(raw)
+            elif wire == 2:
+                start, pos = read_length(data, pos, end)
+                value = convert(data[start:pos])
+            elif wire == 5:
+                value = _unpack_float(data, pos)[0]
+                pos += 4
+            else:
+                value = _unpack_double(data, pos)[0]
+                pos += 8
+        if pos != end:
+            raise overrun(pos, end)
+        return value
+
+    return decode
+
+
+def _same(value: T) -> T:
+    return value
+
+
+def _utf8(value: bytes) -> str:
+    return value.decode()
+
+
+def _uint32(value: int) -> int:
+    return value & _MASK32
+
+
+def enc_bool_value(value: bool) -> bytes:
+    return b"\x08\x01" if value else b""
+
+
+def enc_int_value(value: int) -> bytes:
+    return b"\x08" + varint(value) if value else b""
+
+
+def enc_string_value(value: str) -> bytes:
+    if not value:
+        return b""
+    raw = value.encode()
+    return b"\x0a" + varint(len(raw)) + raw
+
+
+def enc_bytes_value(value: bytes) -> bytes:
+    if not value:
+        return b""
+    return b"\x0a" + varint(len(value)) + bytes(value)
+
+
+def enc_float_value(value: float) -> bytes:
+    raw = _pack_float(value)
+    return b"\x0d" + raw if raw != b"\x00\x00\x00\x00" else b""
+
+
+def enc_double_value(value: float) -> bytes:
+    raw = _pack_double(value)
+    return b"\x09" + raw if raw != b"\x00" * 8 else b""
+
+
+dec_bool_value = _scalar_wrapper_decoder(0, bool, False)
+dec_int32_value = _scalar_wrapper_decoder(0, to_int32, 0)
+dec_int64_value = _scalar_wrapper_decoder(0, to_int64, 0)
+dec_uint32_value = _scalar_wrapper_decoder(0, _uint32, 0)
+dec_uint64_value = _scalar_wrapper_decoder(0, _same, 0)
+dec_string_value = _scalar_wrapper_decoder(2, _utf8, "")
+dec_bytes_value = _scalar_wrapper_decoder(2, _same, b"")
+dec_float_value = _scalar_wrapper_decoder(5, _same, 0.0)
+dec_double_value = _scalar_wrapper_decoder(1, _same, 0.0)
+
+
+def _seconds_nanos_body(seconds: int, nanos: int) -> bytes:
+    out = b""
+    if seconds:
+        out += b"\x08" + varint(seconds)
+    if nanos:
+        out += b"\x10" + varint(nanos)
+    return out
+
+
+def _read_seconds_nanos(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    seconds = nanos = 0
+    while pos < end:
+        tag = data[pos]
+        if tag < 0x80:
+            pos += 1
+        else:
+            tag, pos = read_varint(data, pos)
+        if tag in {8, 16}:
+            raw = data[pos]
+            if raw < 0x80:
+                pos += 1
+            else:
+                raw, pos = read_varint(data, pos)
+            if tag == 8:
+                seconds = to_int64(raw)
+            else:
+                nanos = to_int32(raw)
+        else:
+            pos = skip_field(data, pos, tag, end)
+    if pos != end:
+        raise overrun(pos, end)
+    return seconds, nanos
+
+
+def enc_duration(value: datetime.timedelta) -> bytes:
+    """A ``timedelta`` as a Duration body: seconds and nanos truncated toward zero, same sign."""
+    micros = (value.days * 86400 + value.seconds) * 1_000_000 + value.microseconds
+    sign = -1 if micros < 0 else 1
+    seconds, rest = divmod(abs(micros), 1_000_000)
+    return _seconds_nanos_body(sign * seconds, sign * rest * 1000)
+
+
+def dec_duration(data: bytes, pos: int, end: int) -> datetime.timedelta:
+    seconds, nanos = _read_seconds_nanos(data, pos, end)
+    # The same conversion as betterproto2's Duration.to_timedelta.
+    return datetime.timedelta(seconds=seconds, microseconds=nanos / 1e3)
+
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+
+def enc_timestamp(value: datetime.datetime) -> bytes:
+    """A timezone-aware ``datetime`` as a Timestamp body (nanos always non-negative)."""
+    if value.tzinfo is None:
+        raise ValueError("a Timestamp field needs a timezone-aware datetime")
+    offset = value - _EPOCH
+    micros = (offset.days * 86400 + offset.seconds) * 1_000_000 + offset.microseconds
+    seconds, rest = divmod(micros, 1_000_000)
+    return _seconds_nanos_body(seconds, rest * 1000)
+
+
+def dec_timestamp(data: bytes, pos: int, end: int) -> datetime.datetime:
+    seconds, nanos = _read_seconds_nanos(data, pos, end)
+    # The same conversion as betterproto2's Timestamp.to_datetime.
+    return _EPOCH + datetime.timedelta(seconds=seconds, microseconds=nanos // 1000)
+
+
+# Full proto name of a wrapped well-known type -> (encode body, decode body).
+WRAPPERS: dict[str, tuple[Callable[[Any], bytes], Decoder]] = {
+    "google.protobuf.BoolValue": (enc_bool_value, dec_bool_value),
+    "google.protobuf.Int32Value": (enc_int_value, dec_int32_value),
+    "google.protobuf.Int64Value": (enc_int_value, dec_int64_value),
+    "google.protobuf.UInt32Value": (enc_int_value, dec_uint32_value),
+    "google.protobuf.UInt64Value": (enc_int_value, dec_uint64_value),
+    "google.protobuf.StringValue": (enc_string_value, dec_string_value),
+    "google.protobuf.BytesValue": (enc_bytes_value, dec_bytes_value),
+    "google.protobuf.FloatValue": (enc_float_value, dec_float_value),
+    "google.protobuf.DoubleValue": (enc_double_value, dec_double_value),
+    "google.protobuf.Duration": (enc_duration, dec_duration),
+    "google.protobuf.Timestamp": (enc_timestamp, dec_timestamp),
+}
+
+
+# ---------------------------------------------------------------------------- installation
+
+_INSTALLED: dict[type[betterproto2.Message], tuple[Encoder, Decoder]] = {}
+_METHODS = ("__bytes__", "SerializeToString", "parse", "FromString")
+
+
+def parse_bytes(decode: Decoder, data: bytes | bytearray | memoryview) -> Any:
+    """Run a generated decoder over a whole buffer, turning low-level failures into DecodeError."""
+    if type(data) is not bytes:
+        data = bytes(data)
+    # A large message allocates thousands of objects that all stay alive: pausing the cyclic
+    # collector while they are built saves the collections that would find no garbage.
+    pause = len(data) > 4096 and gc.isenabled()
+    try:
+        if pause:
+            gc.disable()
+        return decode(data, 0, len(data))
+    except DecodeError:
+        raise
+    except (IndexError, struct.error) as exc:
+        raise DecodeError("truncated message: the data ends inside a field") from exc
+    except UnicodeDecodeError as exc:
+        raise DecodeError(f"a string field is not valid UTF-8: {exc.reason}") from exc
+    except RecursionError as exc:
+        raise DecodeError("messages are nested too deeply to decode") from exc
+    finally:
+        if pause:
+            gc.enable()
+
+
+def _build_methods(
+    cls: type[betterproto2.Message], encode: Encoder, decode: Decoder
+) -> dict[str, Any]:
+    slow_parse = betterproto2.Message.parse.__func__  # type: ignore[attr-defined]
+
+    def __bytes__(self: betterproto2.Message) -> bytes:
+        return bytes(encode(self))
+
+    def SerializeToString(self: betterproto2.Message) -> bytes:
+        """The binary encoding of this message (generated fast codec)."""
+        return bytes(encode(self))
+
+    fields = set(getattr(cls, "__dataclass_fields__", ()))
+
+    def parse(klass: type[betterproto2.Message], data: bytes) -> Any:
+        """Parse the binary encoding of this message (generated fast codec)."""
+        if klass is cls:
+            return parse_bytes(decode, data)
+        if set(getattr(klass, "__dataclass_fields__", ())) == fields:
+            # A user subclass without fields of its own: same layout, so re-class the result.
+            message = parse_bytes(decode, data)
+            message.__class__ = klass
+            return message
+        return slow_parse(klass, data)
+
+    __bytes__.__doc__ = "The binary encoding of this message (generated fast codec)."
+    return {
+        "__bytes__": __bytes__,
+        "SerializeToString": SerializeToString,
+        "parse": classmethod(parse),
+        "FromString": classmethod(parse),
+    }
+
+
+def install(cls: type[betterproto2.Message], encode: Encoder, decode: Decoder) -> None:
+    """Make ``cls`` serialize with ``encode`` and parse with ``decode`` (generated functions)."""
+    for name, method in _build_methods(cls, encode, decode).items():
+        setattr(cls, name, method)
+    cls._fast_encode = staticmethod(encode)  # type: ignore[attr-defined]
+    cls._fast_decode = staticmethod(decode)  # type: ignore[attr-defined]
+    _INSTALLED[cls] = (encode, decode)
+
+
+def fast_codec_installed(cls: type[betterproto2.Message]) -> bool:
+    """True when ``cls`` currently serializes and parses through its generated codec."""
+    pair = _INSTALLED.get(cls)
+    return pair is not None and "__bytes__" in vars(cls) and "parse" in vars(cls)
+
+
+@contextlib.contextmanager
+def reference_codec() -> Iterator[None]:
+    """Temporarily serialize and parse with betterproto2's own (slow) implementation.
+
+    For comparisons and benchmarks: every installed class falls back to the methods it inherits
+    from ``betterproto2.Message``, including nested messages, until the block exits. Not
+    thread-safe: other threads see the switch too.
+    """
+    installed = dict(_INSTALLED)
+    for cls in installed:
+        for name in _METHODS:
+            if name in vars(cls):
+                delattr(cls, name)
+    try:
+        yield
+    finally:
+        for cls, (encode, decode) in installed.items():
+            for name, method in _build_methods(cls, encode, decode).items():
+                setattr(cls, name, method)
