@@ -121,8 +121,15 @@ def run_plugin(request: plugin_pb2.CodeGeneratorRequest) -> plugin_pb2.CodeGener
     env = dict(os.environ)
     # The plugin formats its output with ruff: make the interpreter's bin dir visible.
     env["PATH"] = f"{pathlib.Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    # The plugin formats with `ruff format -`, which reads the ruff settings of its working
+    # directory: run it from the project root so the output does not depend on where we are.
     proc = subprocess.run(
-        [plugin], input=request.SerializeToString(), capture_output=True, env=env, check=False
+        [plugin],
+        input=request.SerializeToString(),
+        capture_output=True,
+        env=env,
+        check=False,
+        cwd=ROOT,
     )
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr.decode(errors="replace"))
