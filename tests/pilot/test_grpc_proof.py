@@ -15,6 +15,7 @@ import asyncio
 import json
 import os
 import pathlib
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -59,6 +60,44 @@ for line in sys.stdin:
     sys.stdout.write(json.dumps(counts) + "\\n")
     sys.stdout.flush()
 """
+
+
+SERVER_SCRIPT = """
+import sys
+from concurrent import futures
+import grpc
+
+server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), xds=True)
+handler = grpc.method_handlers_generic_handler(
+    "istio_sdk.proof.Backend",
+    {"Who": grpc.unary_unary_rpc_method_handler(lambda req, ctx: b"xds-server")},
+)
+server.add_generic_rpc_handlers((handler,))
+creds = grpc.xds_server_credentials(grpc.insecure_server_credentials())
+# An xDS server binds only once its listener arrives, so the port must be known up front.
+server.add_secure_port(f"127.0.0.1:{sys.argv[1]}", creds)
+server.start()
+sys.stdin.read()
+server.stop(None)
+"""
+
+
+def _bootstrap(xds_port: int, node_id: str) -> dict[str, object]:
+    return {
+        "xds_servers": [
+            {
+                "server_uri": f"127.0.0.1:{xds_port}",
+                "channel_creds": [{"type": "insecure"}],
+                "server_features": ["xds_v3"],
+            }
+        ],
+        "node": {
+            "id": node_id,
+            "cluster": "proof",
+            "metadata": {"GENERATOR": "grpc", "NAMESPACE": "default"},
+        },
+        "server_listener_resource_name_template": "xds.istio.io/grpc/lds/inbound/%s",
+    }
 
 
 def _backend(name: str) -> tuple[grpc.Server, int]:
@@ -119,11 +158,14 @@ class Proof:
     generator: PushContextGenerator
     server: DiscoveryServer
     client: asyncio.subprocess.Process
+    tmp: pathlib.Path
 
-    async def calls(self, count: int, metadata: dict[str, str] | None = None) -> dict[str, int]:
+    async def calls(
+        self, count: int, metadata: dict[str, str] | None = None, target: str = TARGET
+    ) -> dict[str, int]:
         """Make ``count`` RPCs through the xDS client; replies counted by backend/status."""
         assert self.client.stdin is not None and self.client.stdout is not None
-        line = {"target": TARGET, "calls": count, "metadata": metadata or {}}
+        line = {"target": target, "calls": count, "metadata": metadata or {}}
         self.client.stdin.write((json.dumps(line) + "\n").encode())
         await self.client.stdin.drain()
         answer = await asyncio.wait_for(self.client.stdout.readline(), timeout=60)
@@ -137,12 +179,13 @@ class Proof:
         count: int = 10,
         metadata: dict[str, str] | None = None,
         deadline: float = 20.0,
+        target: str = TARGET,
     ) -> dict[str, int]:
         """Repeat a batch of calls until ``done(counts)``; fail with the last counts."""
         end = time.monotonic() + deadline
         counts: dict[str, int] = {}
         while time.monotonic() < end:
-            counts = await self.calls(count, metadata)
+            counts = await self.calls(count, metadata, target)
             if done(counts):
                 return counts
             await asyncio.sleep(0.05)
@@ -176,20 +219,7 @@ async def proof(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Proof
     bootstrap = tmp / "bootstrap.json"
     bootstrap.write_text(
         json.dumps(
-            {
-                "xds_servers": [
-                    {
-                        "server_uri": f"127.0.0.1:{xds_port}",
-                        "channel_creds": [{"type": "insecure"}],
-                        "server_features": ["xds_v3"],
-                    }
-                ],
-                "node": {
-                    "id": "sidecar~127.0.0.1~proof-client.default~default.svc.cluster.local",
-                    "cluster": "proof-client",
-                    "metadata": {"GENERATOR": "grpc", "NAMESPACE": "default"},
-                },
-            }
+            _bootstrap(xds_port, "sidecar~127.0.0.1~proof-client.default~default.svc.cluster.local")
         )
     )
     script = tmp / "client.py"
@@ -205,7 +235,7 @@ async def proof(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Proof
         cwd=str(pathlib.Path(tmp)),
     )
     try:
-        yield Proof(ports, registry, generator, server, client)
+        yield Proof(ports, registry, generator, server, client, tmp)
     finally:
         if client.stdin is not None:
             client.stdin.close()
@@ -285,3 +315,42 @@ async def test_endpoint_only_change_pushes_eds_and_reroutes(proof: Proof) -> Non
     proof.server.push(request)
     counts = await proof.until(lambda c: c == {"v3": 20}, count=20)
     assert counts == {"v3": 20}
+
+
+async def test_xds_enabled_grpc_server_gets_its_listener(proof: Proof) -> None:
+    """An xDS-enabled grpcio server only serves once our server listener arrives."""
+    bootstrap = proof.tmp / "server-bootstrap.json"
+    node = "sidecar~127.0.0.1~xds-server.default~default.svc.cluster.local"
+    bootstrap.write_text(json.dumps(_bootstrap(proof.server.port, node)))
+    script = proof.tmp / "server.py"
+    script.write_text(SERVER_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRPC_")}
+    env["GRPC_XDS_BOOTSTRAP"] = str(bootstrap)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), str(port), stdin=asyncio.subprocess.PIPE, env=env
+    )
+    try:
+        host = "xds-server.default.svc.cluster.local"
+        proof.registry.register_service(
+            Service(host, "default", [ServicePort(9090, "grpc")]),
+            [Endpoint("127.0.0.1", ports={"grpc": port})],
+        )
+        proof.rebuild([_route("v2")])
+        counts = await proof.until(
+            lambda c: c == {"xds-server": 5}, count=5, target=f"xds:///{host}:9090"
+        )
+        assert counts == {"xds-server": 5}
+        views = {v["proxy_id"]: v for v in proof.server.syncz()}
+        lds = views[node]["types"]["type.googleapis.com/envoy.config.listener.v3.Listener"]
+        assert lds["state"] == "ACKED" and not lds["nack_reason"]
+    finally:
+        if process.stdin is not None:
+            process.stdin.close()
+        try:
+            await asyncio.wait_for(process.wait(), timeout=10)
+        except TimeoutError:
+            process.kill()
+            await process.wait()

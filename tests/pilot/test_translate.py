@@ -103,6 +103,31 @@ def test_grpc_listener_is_an_api_listener_named_by_target(ctx: PushContext) -> N
     assert [f.name for f in manager.http_filters][-1] == "envoy.filters.http.router"
 
 
+def test_grpc_server_listener_for_xds_enabled_servers(ctx: PushContext) -> None:
+    name = "xds.istio.io/grpc/lds/inbound/10.0.0.7:9080"
+    templated = "grpc/server?xds.resource.listening_address=[::1]:50051"
+    out = generate(ctx, GRPC_CLIENT, LISTENER_TYPE, [name, templated, "x/inbound/nope"])
+    assert set(out) == {name, templated}
+    lis = out[name]
+    assert isinstance(lis, listener.Listener)
+    assert lis.address is not None and lis.address.socket_address is not None
+    assert (lis.address.socket_address.address, lis.address.socket_address.port_value) == (
+        "10.0.0.7",
+        9080,
+    )
+    manager = unpack(lis.filter_chains[0].filters[0].typed_config)
+    assert isinstance(manager, hcm.HttpConnectionManager)
+    assert manager.route_config is not None
+    (only,) = manager.route_config.virtual_hosts[0].routes
+    assert only.non_forwarding_action is not None
+    assert manager.http_filters[-1].name == "envoy.filters.http.router"
+    v6 = out[templated]
+    assert isinstance(v6, listener.Listener) and v6.address is not None
+    assert v6.address.socket_address is not None
+    assert v6.address.socket_address.address == "::1"
+    official_roundtrip(lis)
+
+
 def test_grpc_routes_follow_the_virtual_service(ctx: PushContext) -> None:
     (rc,) = generate(ctx, GRPC_CLIENT, ROUTE_TYPE, [TARGET]).values()
     assert isinstance(rc, route.RouteConfiguration)

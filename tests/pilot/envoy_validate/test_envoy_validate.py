@@ -111,6 +111,8 @@ def validate_all(ctx: PushContext) -> int:
             if proxy.is_grpc:
                 if type_url in (LISTENER_TYPE, ROUTE_TYPE):
                     names = [f"{REVIEWS}:9080", "ratings:9080", "productpage:9080"]
+                    if type_url == LISTENER_TYPE:
+                        names.append("xds.istio.io/grpc/lds/inbound/10.0.0.7:9080")
                 else:
                     names = [f"outbound|9080|{s}|{REVIEWS}" for s in ("", "v1", "v2", "v3")]
             for msg in generate(ctx, proxy, type_url, names).values():

@@ -11,6 +11,10 @@ A gRPC client dialling ``xds:///HOST:PORT`` asks, by exact name and over ADS onl
 
 ``HOST`` may be a short name (``reviews``, ``reviews.ns``) resolved in the client's namespace.
 Names that resolve to nothing are left out of the answer (the resource does not exist).
+
+xDS-enabled gRPC *servers* ask for a listener named after their listening address
+(``xds.istio.io/grpc/lds/inbound/IP:PORT`` with Istio's bootstrap template, or any name with
+``listening_address=IP:PORT``); they get a server listener, see :func:`grpc_server_listener`.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from collections.abc import Iterable
 
 import betterproto2
 
+from istio_sdk.api.envoy.config.core import v3 as core
 from istio_sdk.api.envoy.config.listener import v3 as listener
 from istio_sdk.api.envoy.config.route import v3 as route
 from istio_sdk.api.envoy.extensions.filters.network.http_connection_manager import v3 as hcm
@@ -31,7 +36,14 @@ from istio_sdk.pilot.push_context import (
     PushContext,
 )
 from istio_sdk.pilot.registry import Service, ServicePort
-from istio_sdk.pilot.translate._common import ads_source, http_filters, outbound_cluster_name, pack
+from istio_sdk.pilot.translate._common import (
+    ads_source,
+    hcm_filter,
+    http_filters,
+    outbound_cluster_name,
+    pack,
+    socket_address,
+)
 from istio_sdk.pilot.translate.clusters import (
     build_cluster,
     build_load_assignment,
@@ -39,7 +51,15 @@ from istio_sdk.pilot.translate.clusters import (
 )
 from istio_sdk.pilot.translate.routes import _hash_policy, build_routes, default_route
 
-__all__ = ["generate_grpc", "grpc_listener", "grpc_route_configuration"]
+__all__ = [
+    "SERVER_LISTENER_PREFIX",
+    "generate_grpc",
+    "grpc_listener",
+    "grpc_route_configuration",
+    "grpc_server_listener",
+]
+
+SERVER_LISTENER_PREFIX = "xds.istio.io/grpc/lds/inbound/"
 
 
 def _resolve(
@@ -60,8 +80,66 @@ def _resolve(
     return service, port
 
 
+def _server_address(name: str) -> tuple[str, int] | None:
+    """``(ip, port)`` of a gRPC server listener name, or None for a client target."""
+    if name.startswith(SERVER_LISTENER_PREFIX):
+        address = name[len(SERVER_LISTENER_PREFIX) :]
+    elif "listening_address=" in name:
+        address = name.split("listening_address=", 1)[1].split("&", 1)[0]
+    else:
+        return None
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    return host.strip("[]"), int(port)
+
+
+def grpc_server_listener(name: str) -> listener.Listener | None:
+    """The listener an xDS-enabled gRPC *server* gets for ``name``.
+
+    gRPC servers ask for the name their bootstrap's ``server_listener_resource_name_template``
+    makes of their listening address (Istio's template is
+    ``xds.istio.io/grpc/lds/inbound/%s``). The answer binds that address with one filter chain:
+    an HttpConnectionManager whose inline route sends every request to the server itself
+    (``non_forwarding_action``), router filter last. Plaintext: no PeerAuthentication here.
+    """
+    address = _server_address(name)
+    if address is None:
+        return None
+    ip, port = address
+    manager = hcm.HttpConnectionManager(
+        stat_prefix=f"inbound_{port}",
+        route_config=route.RouteConfiguration(
+            name=f"inbound|{port}||",
+            virtual_hosts=[
+                route.VirtualHost(
+                    name=f"inbound|http|{port}",
+                    domains=["*"],
+                    routes=[
+                        route.Route(
+                            name="default",
+                            match=route.RouteMatch(prefix="/"),
+                            non_forwarding_action=route.NonForwardingAction(),
+                        )
+                    ],
+                )
+            ],
+        ),
+        http_filters=http_filters(with_fault=False),
+    )
+    return listener.Listener(
+        name=name,
+        address=socket_address(ip, port),
+        traffic_direction=core.TrafficDirection.INBOUND,
+        filter_chains=[listener.FilterChain(name="inbound", filters=[hcm_filter(manager)])],
+    )
+
+
 def grpc_listener(context: PushContext, proxy: ProxyInfo, name: str) -> listener.Listener | None:
-    """The API listener a gRPC client gets for target ``name`` (``HOST:PORT``)."""
+    """The listener for ``name``: an API listener for a client target (``HOST:PORT``), or a
+    server listener for an xDS-enabled gRPC server's listening address."""
+    if _server_address(name) is not None:
+        return grpc_server_listener(name)
     if _resolve(context, proxy, name) is None:
         return None
     manager = hcm.HttpConnectionManager(
