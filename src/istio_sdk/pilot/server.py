@@ -385,10 +385,25 @@ class DiscoveryServer:
             self._http.close()
             await self._http.wait_closed()
             self._http = None
+        # End every stream with UNAVAILABLE so clients reconnect elsewhere at once (grpclib's
+        # close() alone cancels handlers but leaves the HTTP/2 connections open).
+        await asyncio.gather(
+            *(self._end_stream(c) for c in list(self._connections.values())),
+            return_exceptions=True,
+        )
         if self._grpc is not None:
             self._grpc.close()
             await self._grpc.wait_closed()
             self._grpc = None
+
+    @staticmethod
+    async def _end_stream(conn: _Connection) -> None:
+        conn.alive = False
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(1.0), conn.lock:
+                await conn.stream.send_trailing_metadata(
+                    status=Status.UNAVAILABLE, status_message="discovery server shutting down"
+                )
 
     async def __aenter__(self) -> DiscoveryServer:
         if self._grpc is None:

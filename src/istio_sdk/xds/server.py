@@ -268,7 +268,9 @@ class ServerSession:
         st.announce_absent -= removed
         needs_push = first or bool(added) or wildcard_added
         if needs_push:
-            st.force_next = True
+            # A resuming client (initial_resource_versions) only needs the differences; a
+            # fresh one gets an answer even if it is empty.
+            st.force_next = not (first and st.client_has)
         if first:
             _move(st, RequestKind.INITIAL, url)
             return RequestResult(RequestKind.INITIAL, url, subscribed=added, needs_push=True)
