@@ -5,13 +5,15 @@ registers them as ``reviews`` v1/v2/v3, serves translation output through the pr
 :class:`~istio_sdk.pilot.server.DiscoveryServer` with :class:`PushContextGenerator`, and runs
 grpcio's xDS client in a subprocess (``GRPC_XDS_BOOTSTRAP`` pointing at our server, dialling
 ``xds:///reviews.default.svc.cluster.local:9080``). It then checks that RPCs follow a weighted
-split, header matches and fault injection, and that live config and endpoint changes take
-effect. Everything waits with deadlines and retries; nothing asserts on timing.
+split, header matches and fault injection (abort and delay), that live config and
+endpoint-only changes take effect, and that an xDS-enabled grpcio server serves once it gets
+its listener. Everything waits with deadlines and retries; nothing asserts on timing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import os
 import pathlib
@@ -133,6 +135,16 @@ def _configs(default_routes: list[n.HttpRouteDestination]) -> list[ConfigEntry]:
                 fault=n.HttpFaultInjection(
                     abort=n.HttpFaultInjectionAbort(
                         grpc_status="UNAVAILABLE", percentage=n.Percent(value=100)
+                    )
+                ),
+            ),
+            n.HttpRoute(
+                name="slow",
+                match=[n.HttpMatchRequest(headers={"x-delay": n.StringMatch(exact="yes")})],
+                route=[_route("v1")],
+                fault=n.HttpFaultInjection(
+                    delay=n.HttpFaultInjectionDelay(
+                        fixed_delay=datetime.timedelta(seconds=30), percentage=n.Percent(value=100)
                     )
                 ),
             ),
@@ -289,6 +301,16 @@ async def test_fault_injection_aborts_with_grpc_status(proof: Proof) -> None:
         lambda c: c == {"error:UNAVAILABLE": 10}, metadata={"x-fault": "yes"}
     )
     assert counts == {"error:UNAVAILABLE": 10}
+
+
+async def test_fault_injection_delays(proof: Proof) -> None:
+    # A 30 s injected delay against the client's 2 s deadline: every call times out.
+    counts = await proof.until(
+        lambda c: c == {"error:DEADLINE_EXCEEDED": 1}, count=1, metadata={"x-delay": "yes"}
+    )
+    assert counts == {"error:DEADLINE_EXCEEDED": 1}
+    undelayed = await proof.calls(5, {"x-delay": "no"})
+    assert not any(k.startswith("error") for k in undelayed), undelayed
 
 
 async def test_live_config_change(proof: Proof) -> None:
