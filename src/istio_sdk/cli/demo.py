@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import datetime
 import pathlib
 from collections.abc import Iterable, Sequence
 from importlib import resources as importlib_resources
@@ -86,8 +87,29 @@ def _gateway_lines(items: Iterable[Any]) -> list[str]:
     return _table(rows)
 
 
+def _duration(value: datetime.timedelta) -> str:
+    """Istio's way of writing a duration: ``5m``, ``1h30m``, ``2.5s``."""
+    seconds = value.total_seconds()
+    hours, rest = divmod(int(seconds), 3600)
+    minutes, whole = divmod(rest, 60)
+    fraction = seconds - int(seconds)
+    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else ""]
+    if whole or fraction or not (hours or minutes):
+        parts.append(f"{whole + fraction:g}s")
+    return "".join(parts)
+
+
+def _load_balancer(policy: Any) -> str:
+    lb = policy.load_balancer if policy is not None else None
+    if lb is None:
+        return "-"
+    if lb.consistent_hash is not None:
+        return "consistent hash"
+    return str(lb.simple.name) if lb.simple is not None else "-"
+
+
 def _destination_rule_lines(items: Iterable[Any]) -> list[str]:
-    rows = [("DESTINATIONRULE", "HOST", "SUBSETS", "TLS", "OUTLIER DETECTION")]
+    rows = [("DESTINATIONRULE", "HOST", "SUBSETS", "LOAD BALANCER", "TLS", "OUTLIER DETECTION")]
     for dr in items:
         policy = dr.spec.traffic_policy
         tls = "-"
@@ -97,11 +119,11 @@ def _destination_rule_lines(items: Iterable[Any]) -> list[str]:
                 tls = policy.tls.mode.name
             detection = policy.outlier_detection
             if detection is not None and detection.base_ejection_time is not None:
-                outlier = f"eject {detection.base_ejection_time}"
+                outlier = f"eject for {_duration(detection.base_ejection_time)}"
             elif detection is not None:
                 outlier = "on"
         subsets = ", ".join(s.name for s in dr.spec.subsets) or "-"
-        rows.append((_ident(dr), dr.spec.host, subsets, tls, outlier))
+        rows.append((_ident(dr), dr.spec.host, subsets, _load_balancer(policy), tls, outlier))
     return _table(rows)
 
 
