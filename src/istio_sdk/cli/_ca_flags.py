@@ -1,0 +1,75 @@
+"""The CA flags of ``istio-sdk serve``: ``--ca-port``, ``--ca-dir`` and ``--jwt-rule``.
+
+``serve`` calls :func:`add_ca_arguments` when it builds its parser and :func:`start_ca` once
+its other servers run; the CA (``CitadelServer``) then listens beside them over TLS, with the CA
+files in ``--ca-dir`` (a self-signed root is created there when the folder holds none).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+from typing import TYPE_CHECKING
+
+from istio_sdk.cli._command import CommandError
+
+if TYPE_CHECKING:
+    from istio_sdk.citadel import CitadelServer
+
+
+def add_ca_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--ca-port``, ``--ca-dir`` and ``--jwt-rule`` to ``parser``."""
+    parser.add_argument(
+        "--ca-port",
+        type=int,
+        metavar="PORT",
+        help="also run the Citadel CA (CreateCertificate over TLS) on this port (0: any free)",
+    )
+    parser.add_argument(
+        "--ca-dir",
+        metavar="DIR",
+        help="CA files (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem); "
+        "a self-signed root is created there if absent (default: in memory)",
+    )
+    parser.add_argument(
+        "--jwt-rule",
+        metavar="JSON",
+        help='Istio JWT_RULE for the CA, e.g. \'{"issuer": ..., "jwksUri": ..., '
+        '"audiences": ["istio-ca"]}\'; "@FILE" reads it from a file',
+    )
+
+
+def _jwt_rule_text(value: str) -> str:
+    if not value.startswith("@"):
+        return value
+    try:
+        return pathlib.Path(value[1:]).read_text()
+    except OSError as exc:
+        raise CommandError(f"--jwt-rule {value}: {exc.strerror}") from exc
+
+
+async def start_ca(args: argparse.Namespace, host: str) -> CitadelServer | None:
+    """Start the CA when ``--ca-port`` was given; print where it listens; else ``None``."""
+    if getattr(args, "ca_port", None) is None:
+        if getattr(args, "ca_dir", None) or getattr(args, "jwt_rule", None):
+            raise CommandError("--ca-dir and --jwt-rule need --ca-port")
+        return None
+    from istio_sdk.citadel import CitadelError, CitadelServer, CitadelServerOptions, JwtRule
+
+    try:
+        rule = JwtRule.from_json(_jwt_rule_text(args.jwt_rule)) if args.jwt_rule else None
+        server = CitadelServer(CitadelServerOptions(ca_dir=args.ca_dir, jwt_rule=rule))
+    except (CitadelError, json.JSONDecodeError) as exc:
+        raise CommandError(str(exc)) from exc
+    try:
+        await server.start(host, args.ca_port)
+    except OSError as exc:
+        raise CommandError(f"cannot listen on {host}:{args.ca_port}: {exc}") from exc
+    where = args.ca_dir or "memory"
+    print(
+        f"istio-sdk serve: Citadel CA (TLS) listening on {host}:{server.port}, "
+        f"trust domain {server.ca.trust_domain}, CA files in {where}",
+        flush=True,
+    )
+    return server
