@@ -484,16 +484,18 @@ def test_random_meshes_translate_to_parseable_envoy(ctx: PushContext) -> None:
 
 
 def test_node_parsing() -> None:
-    from istio_sdk.api.envoy.config.core.v3 import Node
+    from istio_sdk.api.envoy.config.core.v3 import Locality, Node
     from istio_sdk.api.google.protobuf import Struct
 
     node = Node(
         id="sidecar~10.1.2.3~reviews-v1-abc.bookinfo~bookinfo.svc.cluster.local",
         metadata=Struct.from_dict({"LABELS": {"app": "reviews"}, "GENERATOR": "grpc"}),
+        locality=Locality(region="eu", zone="a"),
     )
     proxy = ProxyInfo.from_node(node)
     assert proxy.namespace == "bookinfo" and proxy.ip_addresses == ("10.1.2.3",)
     assert proxy.is_grpc and dict(proxy.labels) == {"app": "reviews"}
+    assert proxy.locality == "eu/a/"
     plain = ProxyInfo.from_node(Node(id="anything"))
     assert plain.namespace == "default" and not plain.is_grpc
     router = ProxyInfo.from_node(
@@ -515,3 +517,71 @@ def test_endpoints_follow_registry_updates() -> None:
     assert lb.endpoint is not None and lb.endpoint.address is not None
     assert lb.endpoint.address.socket_address is not None
     assert lb.endpoint.address.socket_address.address == "10.9.9.9"
+
+
+def _locality_context(setting: n.LocalityLoadBalancerSetting | None) -> PushContext:
+    rule = n.DestinationRule(
+        host="reviews",
+        traffic_policy=n.TrafficPolicy(
+            load_balancer=n.LoadBalancerSettings(
+                simple=n.LoadBalancerSettingsSimpleLb.ROUND_ROBIN, locality_lb_setting=setting
+            ),
+            outlier_detection=n.OutlierDetection(consecutive_5xx_errors=3),
+        ),
+    )
+    return PushContext.build(
+        [ConfigEntry("DestinationRule", "reviews", NS, rule)], bookinfo_registry()
+    )
+
+
+def _by_locality(cla: betterproto2.Message) -> dict[str, tuple[int, int | None]]:
+    assert isinstance(cla, endpoint.ClusterLoadAssignment)
+    out = {}
+    for g in cla.endpoints:
+        assert g.locality is not None
+        key = "/".join(p for p in (g.locality.region, g.locality.zone, g.locality.sub_zone) if p)
+        out[key] = (g.priority, g.load_balancing_weight)
+    return out
+
+
+def test_locality_failover_priorities_follow_proximity() -> None:
+    ctx = _locality_context(None)
+    near = ProxyInfo("c", namespace=NS, generator="grpc", locality="eu/a/1")
+    name = f"outbound|9080||{REVIEWS}"
+    (cla,) = generate(ctx, near, ENDPOINT_TYPE, [name]).values()
+    # same subzone first, then same region, then the rest; compacted to 0, 1, 2
+    assert {k: v[0] for k, v in _by_locality(cla).items()} == {"eu/a/1": 0, "eu/b": 1, "": 2}
+    far = ProxyInfo("c", namespace=NS, generator="grpc", locality="us/x/1")
+    (cla_far,) = generate(ctx, far, ENDPOINT_TYPE, [name]).values()
+    assert {v[0] for v in _by_locality(cla_far).values()} == {0}
+    nowhere = ProxyInfo("c", namespace=NS, generator="grpc")
+    (cla_none,) = generate(ctx, nowhere, ENDPOINT_TYPE, [name]).values()
+    assert {v[0] for v in _by_locality(cla_none).values()} == {0}
+    off = _locality_context(n.LocalityLoadBalancerSetting(enabled=False))
+    (cla_off,) = generate(off, near, ENDPOINT_TYPE, [name]).values()
+    assert {v[0] for v in _by_locality(cla_off).values()} == {0}
+
+
+def test_locality_failover_regions_rank_before_the_rest() -> None:
+    setting = n.LocalityLoadBalancerSetting(
+        failover=[n.LocalityLoadBalancerSettingFailover(from_="us", to="eu")]
+    )
+    ctx = _locality_context(setting)
+    proxy = ProxyInfo("c", namespace=NS, generator="grpc", locality="us/x/1")
+    (cla,) = generate(ctx, proxy, ENDPOINT_TYPE, [f"outbound|9080||{REVIEWS}"]).values()
+    priorities = {k: v[0] for k, v in _by_locality(cla).items()}
+    assert priorities == {"eu/a/1": 0, "eu/b": 0, "": 1}
+    official_roundtrip(cla)
+
+
+def test_locality_distribute_sets_weights_and_drops_unlisted() -> None:
+    setting = n.LocalityLoadBalancerSetting(
+        distribute=[
+            n.LocalityLoadBalancerSettingDistribute(from_="eu/*", to={"eu/a/*": 80, "eu/b/*": 20})
+        ]
+    )
+    ctx = _locality_context(setting)
+    proxy = ProxyInfo("c", namespace=NS, generator="grpc", locality="eu/a/1")
+    (cla,) = generate(ctx, proxy, ENDPOINT_TYPE, [f"outbound|9080||{REVIEWS}"]).values()
+    weights = {k: v[1] for k, v in _by_locality(cla).items()}
+    assert weights == {"eu/a/1": 80_000, "eu/b": 20_000}  # the locality-less group is dropped

@@ -198,6 +198,8 @@ class ProxyInfo:
     labels: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_labels)
     generator: str = ""
     dns_domain: str = ""
+    locality: str = ""
+    """``region/zone/subzone`` of the proxy (from the node's locality), for locality LB."""
 
     @property
     def is_grpc(self) -> bool:
@@ -242,7 +244,15 @@ class ProxyInfo:
             labels=_labels(meta.get("LABELS")),
             generator=str(meta.get("GENERATOR") or ""),
             dns_domain=dns_domain,
+            locality=_node_locality(node),
         )
+
+
+def _node_locality(node: Node) -> str:
+    loc = node.locality
+    if loc is None or not (loc.region or loc.zone or loc.sub_zone):
+        return ""
+    return f"{loc.region}/{loc.zone}/{loc.sub_zone}"
 
 
 def host_matches(pattern: str, host: str) -> bool:
@@ -506,6 +516,7 @@ class PushContext:
 
     @staticmethod
     def _proxy_key(proxy: ProxyInfo) -> tuple[object, ...]:
+        # Everything per-proxy lookups depend on (the locality is not one of them).
         return (proxy.namespace, tuple(proxy.labels.items()))
 
     def services_for(self, proxy: ProxyInfo) -> list[Service]:

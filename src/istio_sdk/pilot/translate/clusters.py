@@ -508,7 +508,101 @@ def build_load_assignment(
                 priority=0,
             )
         )
+    policy = effective_policy(context.destination_rule(hostname, proxy), port_number, subset)
+    groups = apply_locality_lb(groups, proxy.locality, policy)
     return endpoint.ClusterLoadAssignment(cluster_name=name, endpoints=groups)
+
+
+def _locality_matches(pattern: str, locality: str) -> bool:
+    """``region/zone/subzone`` patterns: ``*`` matches the rest, missing parts match all."""
+    wanted = pattern.split("/")
+    have = [*locality.split("/"), "", ""][:3]
+    for i, part in enumerate(wanted[:3]):
+        if part == "*":
+            return True
+        if part != have[i]:
+            return False
+    return True
+
+
+def _group_locality(group: endpoint.LocalityLbEndpoints) -> tuple[str, str, str]:
+    loc = group.locality
+    if loc is None:
+        return ("", "", "")
+    return (loc.region, loc.zone, loc.sub_zone)
+
+
+def apply_locality_lb(
+    groups: list[endpoint.LocalityLbEndpoints], proxy_locality: str, policy: TrafficPolicy
+) -> list[endpoint.LocalityLbEndpoints]:
+    """Locality-aware load balancing as Istio applies it for a proxy in ``proxy_locality``.
+
+    * ``localityLbSetting.distribute``: the first rule whose ``from`` matches the proxy sets
+      each locality's weight (a ``to`` share split across the matching localities by
+      endpoint count); localities no ``to`` names get no traffic and are dropped.
+    * Otherwise, with outlier detection on (Istio's precondition for failover), priorities by
+      proximity: same subzone 0, same zone, same region, ``failover`` target regions, the
+      rest; compacted so they start at 0 without gaps (Envoy and gRPC require it).
+
+    Without a proxy locality, or with ``enabled: false``, the groups are returned unchanged.
+    """
+    lb = policy.load_balancer
+    setting = lb.locality_lb_setting if lb is not None else None
+    if not proxy_locality or (setting is not None and setting.enabled is False):
+        return groups
+    if setting is not None and setting.distribute:
+        for rule in setting.distribute:
+            if _locality_matches(rule.from_, proxy_locality):
+                return _distribute(groups, rule.to)
+        return groups
+    if policy.outlier_detection is None:
+        return groups
+    region, zone, sub_zone = ([*proxy_locality.split("/"), "", ""])[:3]
+    failover_regions = [
+        f.to for f in (setting.failover if setting is not None else []) if f.from_ == region
+    ]
+    raw: list[int] = []
+    for group in groups:
+        r, z, s = _group_locality(group)
+        if r == region and z == zone and s == sub_zone:
+            raw.append(0)
+        elif r == region and z == zone:
+            raw.append(1)
+        elif r == region:
+            raw.append(2)
+        elif r in failover_regions:
+            raw.append(3 + failover_regions.index(r))
+        else:
+            raw.append(3 + len(failover_regions))
+    compact = {p: i for i, p in enumerate(sorted(set(raw)))}
+    for group, priority in zip(groups, raw, strict=True):
+        group.priority = compact[priority]
+    return groups
+
+
+def _distribute(
+    groups: list[endpoint.LocalityLbEndpoints], to: dict[str, int]
+) -> list[endpoint.LocalityLbEndpoints]:
+    weights: dict[int, float] = {}
+    for pattern, share in sorted(to.items()):
+        members = [
+            i
+            for i, g in enumerate(groups)
+            if _locality_matches(pattern, "/".join(_group_locality(g)))
+        ]
+        total = sum(len(groups[i].lb_endpoints) for i in members)
+        for i in members:
+            if i in weights or not total:
+                continue
+            weights[i] = share * len(groups[i].lb_endpoints) / total
+    out = []
+    for i, group in enumerate(groups):
+        weight = round(weights.get(i, 0.0) * 1000)
+        if weight <= 0:
+            continue
+        group.load_balancing_weight = min(weight, MAX_UINT32)
+        out.append(group)
+    return out
 
 
 def inbound_clusters(context: PushContext, proxy: ProxyInfo) -> dict[str, cluster.Cluster]:

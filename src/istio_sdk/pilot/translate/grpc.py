@@ -204,7 +204,15 @@ def generate_grpc(
     wanted = list(names or ()) or _all_names(context, proxy, type_url)
     out: dict[str, betterproto2.Message] = {}
     for name in wanted:
-        key = ("grpc", type_url, name, proxy.namespace, tuple(proxy.labels.items()))
+        key: tuple[object, ...] = (
+            "grpc",
+            type_url,
+            name,
+            proxy.namespace,
+            tuple(proxy.labels.items()),
+        )
+        if type_url == ENDPOINT_TYPE:
+            key = (*key, proxy.locality)
         if key not in context.cache:
             built: betterproto2.Message | None
             if type_url == LISTENER_TYPE:

@@ -365,7 +365,7 @@ def generate_sidecar(
         wanted = list(names or ()) or _eds_cluster_names(context, proxy)
         out: dict[str, betterproto2.Message] = {}
         for name in wanted:
-            key = ("cla", name, *_scope_key(proxy))
+            key = ("cla", name, proxy.locality, *_scope_key(proxy))
             if key not in context.cache:
                 context.cache[key] = build_load_assignment(context, proxy, name)
             cla: betterproto2.Message | None = context.cache[key]
