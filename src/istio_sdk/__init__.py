@@ -30,6 +30,7 @@ _EXPORTS: dict[str, str] = {
     "ServiceRegistry": "istio_sdk.pilot.registry",
     "PilotClient": "istio_sdk.pilot.client",
     "DiscoveryServer": "istio_sdk.pilot.server",
+    "Mesh": "istio_sdk.mesh",
 }
 
 __all__ = [  # grouped like _EXPORTS; tests/core/test_public_api.py checks they agree
@@ -51,6 +52,7 @@ __all__ = [  # grouped like _EXPORTS; tests/core/test_public_api.py checks they 
     "ServiceRegistry",
     "PilotClient",
     "DiscoveryServer",
+    "Mesh",
 ]
 
 if TYPE_CHECKING:
@@ -67,6 +69,7 @@ if TYPE_CHECKING:
     from istio_sdk.config import dump_resources as dump_resources
     from istio_sdk.config import load_resources as load_resources
     from istio_sdk.config import validate as validate
+    from istio_sdk.mesh import Mesh as Mesh
     from istio_sdk.pilot.client import PilotClient as PilotClient
     from istio_sdk.pilot.push_context import PushContext as PushContext
     from istio_sdk.pilot.registry import ServiceRegistry as ServiceRegistry

@@ -24,6 +24,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "istio_sdk.cli.validate",
     "istio_sdk.cli.demo",
     "istio_sdk.cli._agent",
+    "istio_sdk.cli._serve",
+    "istio_sdk.cli._proxy_config",
 )
 
 

@@ -499,9 +499,7 @@ class DiscoveryServer:
     async def _push_round(self, request: PushRequest, changed_at: float) -> None:
         self._generation += 1
         targets = [c for c in self._connections.values() if self._affected(c, request)]
-        log.debug(
-            "push round %d (%s) to %d proxies", self._generation, request.reason, len(targets)
-        )
+        log.info("push round %d (%s) to %d proxies", self._generation, request.reason, len(targets))
         types = request.types
         await asyncio.gather(
             *(self._push_connection(c, types, request.changed, changed_at) for c in targets)

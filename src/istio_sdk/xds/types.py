@@ -227,6 +227,17 @@ def message_class(type_url: str) -> type[betterproto2.Message]:
     from istio_sdk.api.message_pool import default_message_pool
 
     cls: type[betterproto2.Message] | None = default_message_pool.url_to_type.get(type_url)
+    if cls is None and type_url.startswith(TYPE_PREFIX):
+        # Not imported yet: the generated module path mirrors the proto package, so import
+        # the longest package prefix of the full name that exists, then look again.
+        parts = type_url[len(TYPE_PREFIX) :].split(".")
+        for cut in range(len(parts) - 1, 0, -1):
+            try:
+                importlib.import_module(_API + ".".join(parts[:cut]))
+            except ImportError:
+                continue
+            break
+        cls = default_message_pool.url_to_type.get(type_url)
     if cls is None:
         raise UnknownTypeUrlError(type_url)
     return cls
