@@ -326,6 +326,10 @@ def _special(cls: type[betterproto2.Message], depth: int) -> st.SearchStrategy[A
         return _json_list(min(depth, 2))
     if name == "Any":
         return _any(depth)
+    if name == "UninterpretedOptionNamePart":
+        # Its two proto2 ``required`` fields must be on the wire; betterproto2 only writes them
+        # when they are not zero, so keep them non-zero.
+        return st.builds(cls, name_part=_text().filter(bool), is_extension=st.just(True))
     if name == "FieldMask":
         segment = st.from_regex(r"[a-z]([a-z0-9]|_[a-z])*", fullmatch=True).filter(
             lambda s: len(s) <= _MAX_TEXT

@@ -1,0 +1,390 @@
+"""Proto3 JSON (``istio_sdk.protojson``) against ``google.protobuf.json_format`` on the same schema.
+
+The property tests draw a message type from every generated class, then a message, and compare
+with what Google's runtime makes of the same bytes. The targeted tests pin each defect of
+betterproto2's own JSON that this module exists to avoid, and the error paths.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+from typing import Any
+
+import pytest
+from google.protobuf import json_format
+from hypothesis import given
+from hypothesis import strategies as st
+from support.official import official_class, official_pool, to_official
+
+from istio_sdk.api.envoy.config.cluster.v3 import (
+    ClusterCommonLbConfigZoneAwareLbConfig,
+    OutlierDetection,
+)
+from istio_sdk.api.envoy.config.core.v3 import HttpUri, Locality
+from istio_sdk.api.google import protobuf as wkt
+from istio_sdk.api.istio.mesh.v1alpha1 import MeshConfigExtensionProviderStackdriverProvider
+from istio_sdk.api.istio.networking.v1alpha3 import (
+    ClientTlsSettingsTlSmode,
+    ConnectionPoolSettingsTcpSettings,
+    Destination,
+    DestinationRule,
+    VirtualService,
+)
+from istio_sdk.api.istio.networking.v1alpha3 import (
+    OutlierDetection as IstioOutlierDetection,
+)
+from istio_sdk.protojson import (
+    JsonParseError,
+    JsonSerializeError,
+    message_from_json,
+    message_from_json_text,
+    message_to_json,
+    message_to_json_text,
+)
+from istio_sdk.testing import all_message_types, full_name, messages
+
+
+def official_dict(msg: Any) -> Any:
+    return json_format.MessageToDict(
+        to_official(msg), preserving_proto_field_name=False, descriptor_pool=official_pool()
+    )
+
+
+def official_from_json(cls: type[Any], value: Any) -> Any:
+    """json_format.ParseDict into the official class named like ``cls``, as bytes."""
+    pb = official_class(full_name(cls))()
+    json_format.ParseDict(value, pb, descriptor_pool=official_pool())
+    return pb.SerializeToString(deterministic=True)
+
+
+def wire(msg: Any) -> bytes:
+    """Canonical bytes: the official runtime's deterministic serialization of ``bytes(msg)``."""
+    result: bytes = to_official(msg).SerializeToString(deterministic=True)
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Properties over every generated type
+
+
+@given(st.data())
+def test_to_json_equals_json_format(data: st.DataObject) -> None:
+    cls = data.draw(st.sampled_from(all_message_types()), label="type")
+    msg = data.draw(messages(cls), label="message")
+    assert message_to_json(msg) == official_dict(msg)
+
+
+@given(st.data())
+def test_from_json_of_json_format_output_gives_the_message_back(data: st.DataObject) -> None:
+    cls = data.draw(st.sampled_from(all_message_types()), label="type")
+    msg = data.draw(messages(cls), label="message")
+    back = message_from_json(cls, official_dict(msg))
+    assert wire(back) == wire(msg)
+
+
+@given(st.data())
+def test_json_text_round_trip(data: st.DataObject) -> None:
+    cls = data.draw(st.sampled_from(all_message_types()), label="type")
+    msg = data.draw(messages(cls), label="message")
+    text = message_to_json_text(msg, indent=2)
+    assert wire(message_from_json_text(cls, text)) == wire(msg)
+    # and json_format reads our text to the same message
+    assert official_from_json(cls, message_to_json(msg)) == wire(msg)
+
+
+@given(messages(VirtualService), st.booleans())
+def test_include_defaults_matches_json_format(vs: VirtualService, _: bool) -> None:
+    want = json_format.MessageToDict(
+        to_official(vs),
+        always_print_fields_with_no_presence=True,
+        descriptor_pool=official_pool(),
+    )
+    got = message_to_json(vs, include_defaults=True)
+    assert got == want
+
+
+# --------------------------------------------------------------------------------------------
+# Each betterproto2 defect, fixed
+
+
+@pytest.mark.parametrize(
+    ("seconds", "nanos", "text"),
+    [
+        (1, 1, "1.000000001s"),
+        (0, 5, "0.000000005s"),
+        (3, 0, "3s"),
+        (3, 100_000_000, "3.100s"),
+        (3, 1_000, "3.000001s"),
+        (-1, -500_000_000, "-1.500s"),
+        (0, -1, "-0.000000001s"),
+        (-315_576_000_000, -999_999_999, "-315576000000.999999999s"),
+    ],
+)
+def test_duration_keeps_nanos_and_sign(seconds: int, nanos: int, text: str) -> None:
+    duration = wkt.Duration(seconds=seconds, nanos=nanos)
+    assert message_to_json(duration) == text == official_dict(duration)
+    back = message_from_json(wkt.Duration, text)
+    assert (back.seconds, back.nanos) == (seconds, nanos)
+
+
+def test_negative_timedelta_field() -> None:
+    uri = HttpUri(uri="http://x", timeout=-datetime.timedelta(seconds=1, microseconds=500_000))
+    assert message_to_json(uri)["timeout"] == "-1.500s"  # type: ignore[index,call-overload]
+    assert message_to_json(uri) == official_dict(uri)
+    assert message_from_json(HttpUri, {"timeout": "-1.5s"}).timeout == uri.timeout
+
+
+def test_sub_microsecond_duration_in_timedelta_field_is_an_error() -> None:
+    # The field holds a datetime.timedelta: silently dropping nanoseconds would change the value.
+    with pytest.raises(JsonParseError) as info:
+        message_from_json(HttpUri, {"timeout": "1.000000001s"})
+    assert info.value.path == "timeout"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "nanos", "text"),
+    [
+        (0, 123_456_789, "1970-01-01T00:00:00.123456789Z"),
+        (0, 0, "1970-01-01T00:00:00Z"),
+        (-62_135_596_800, 0, "0001-01-01T00:00:00Z"),
+        (253_402_300_799, 999_000_000, "9999-12-31T23:59:59.999Z"),
+        (1_700_000_000, 5_000, "2023-11-14T22:13:20.000005Z"),
+    ],
+)
+def test_timestamp_precision(seconds: int, nanos: int, text: str) -> None:
+    ts = wkt.Timestamp(seconds=seconds, nanos=nanos)
+    assert message_to_json(ts) == text == official_dict(ts)
+    back = message_from_json(wkt.Timestamp, text)
+    assert (back.seconds, back.nanos) == (seconds, nanos)
+
+
+def test_timestamp_with_offset() -> None:
+    back = message_from_json(wkt.Timestamp, "1970-01-01T01:00:00.5+01:00")
+    assert (back.seconds, back.nanos) == (0, 500_000_000)
+
+
+def test_64_bit_wrappers_are_strings_both_ways() -> None:
+    assert message_to_json(wkt.Int64Value(value=-(2**63))) == "-9223372036854775808"
+    assert message_to_json(wkt.UInt64Value(value=2**64 - 1)) == "18446744073709551615"
+    zone = ClusterCommonLbConfigZoneAwareLbConfig(min_cluster_size=2**64 - 1)
+    assert message_to_json(zone) == {"minClusterSize": "18446744073709551615"}
+    assert message_to_json(zone) == official_dict(zone)
+    back = message_from_json(
+        ClusterCommonLbConfigZoneAwareLbConfig, {"minClusterSize": "18446744073709551615"}
+    )
+    assert back.min_cluster_size == 2**64 - 1
+    provider = message_from_json(
+        MeshConfigExtensionProviderStackdriverProvider, {"maxNumberOfAttributes": "-5"}
+    )
+    assert provider.max_number_of_attributes == -5
+
+
+def test_bytes_value() -> None:
+    assert message_to_json(wkt.BytesValue(value=b"\xff\xfe")) == "//4="
+    assert message_to_json_text(wkt.BytesValue(value=b"\xff\xfe")) == '"//4="'
+    assert message_from_json(wkt.BytesValue, "__4").value == b"\xff\xfe"  # URL-safe, no padding
+    assert message_from_json(wkt.BytesValue, "//4=").value == b"\xff\xfe"
+    with pytest.raises(JsonParseError, match="base64"):
+        message_from_json(wkt.BytesValue, "not base64!")
+
+
+def test_json_names_with_digits() -> None:
+    envoy = OutlierDetection(consecutive_5xx=3, enforcing_consecutive_5xx=100)
+    assert message_to_json(envoy) == {"consecutive5xx": 3, "enforcingConsecutive5xx": 100}
+    assert message_to_json(envoy) == official_dict(envoy)
+    istio = IstioOutlierDetection(consecutive_5xx_errors=0)
+    assert message_to_json(istio) == {"consecutive5xxErrors": 0} == official_dict(istio)
+    # proto field names are accepted too, as json_format does
+    assert message_from_json(OutlierDetection, {"consecutive_5xx": 3}).consecutive_5xx == 3
+    with pytest.raises(JsonParseError, match="more than once"):
+        message_from_json(OutlierDetection, {"consecutive_5xx": 3, "consecutive5xx": 4})
+
+
+@pytest.mark.parametrize("value", [0.1, 1e-45, 3.4028234663852886e38, 16777217.0, -2.5, 1 / 3])
+def test_float32_prints_shortest_form(value: float) -> None:
+    msg = wkt.FloatValue(value=value)
+    assert message_to_json(msg) == official_dict(msg)
+    assert message_to_json_text(msg) == str(official_dict(msg))
+    assert message_to_json(wkt.FloatValue(value=0.1)) == 0.1
+
+
+def test_non_finite_floats() -> None:
+    assert message_to_json(wkt.DoubleValue(value=math.inf)) == "Infinity"
+    assert message_to_json(wkt.FloatValue(value=-math.inf)) == "-Infinity"
+    assert message_to_json(wkt.DoubleValue(value=math.nan)) == "NaN"
+    assert math.isnan(message_from_json(wkt.DoubleValue, "NaN").value)
+    with pytest.raises(JsonParseError, match="string"):
+        message_from_json(wkt.DoubleValue, math.nan)
+    assert math.isinf(message_from_json(wkt.DoubleValue, math.inf, lenient=True).value)
+    with pytest.raises(JsonParseError, match="out of range for float"):
+        message_from_json(wkt.FloatValue, 1e39)
+
+
+def test_any() -> None:
+    assert message_to_json(wkt.Any()) == {} == official_dict(wkt.Any())
+    assert message_from_json(wkt.Any, {}) == wkt.Any()
+    with pytest.raises(JsonSerializeError):
+        message_to_json(wkt.Any(value=b"\x08\x01"))
+    packed = wkt.Any.pack(Locality(region="eu", zone="a"))
+    assert message_to_json(packed) == {
+        "@type": "type.googleapis.com/envoy.config.core.v3.Locality",
+        "region": "eu",
+        "zone": "a",
+    }
+    duration = wkt.Any.pack(wkt.Duration(seconds=1))
+    as_json = {"@type": "type.googleapis.com/google.protobuf.Duration", "value": "1s"}
+    assert message_to_json(duration) == as_json == official_dict(duration)
+    assert message_from_json(wkt.Any, as_json) == duration
+    with pytest.raises(JsonParseError) as info:
+        message_from_json(wkt.Any, {"@type": "type.googleapis.com/no.such.Type"})
+    assert info.value.path == "@type"
+
+
+def test_struct_value_list() -> None:
+    data = {"a": [1.5, "x", None, True, {"b": []}], "c": {}}
+    struct = message_from_json(wkt.Struct, data)
+    assert message_to_json(struct) == data == official_dict(struct)
+    assert message_to_json(message_from_json(wkt.Value, None)) is None
+    with pytest.raises(JsonSerializeError):
+        message_to_json(wkt.Value())
+
+
+def test_enums_by_name_and_number() -> None:
+    rule = {"host": "a", "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}}
+    dr = message_from_json(DestinationRule, rule)
+    assert dr.traffic_policy is not None and dr.traffic_policy.tls is not None
+    assert dr.traffic_policy.tls.mode == ClientTlsSettingsTlSmode.ISTIO_MUTUAL
+    assert message_to_json(dr) == rule
+    by_number = message_from_json(DestinationRule, {"trafficPolicy": {"tls": {"mode": 3}}})
+    assert by_number == message_from_json(DestinationRule, {"trafficPolicy": rule["trafficPolicy"]})
+    unknown = message_from_json(DestinationRule, {"trafficPolicy": {"tls": {"mode": 42}}})
+    assert message_to_json(unknown) == {"trafficPolicy": {"tls": {"mode": 42}}}
+
+
+def test_int64_as_number_or_string_and_integral_floats() -> None:
+    as_number = message_from_json(wkt.Int64Value, 2**62)
+    assert as_number.value == 2**62 == message_from_json(wkt.Int64Value, str(2**62)).value
+    dest = message_from_json(Destination, {"host": "h", "port": {"number": 80.0}})
+    assert dest.port is not None and dest.port.number == 80
+    with pytest.raises(JsonParseError, match="not an integer"):
+        message_from_json(Destination, {"port": {"number": 80.5}})
+
+
+def test_null_means_default() -> None:
+    dest = message_from_json(Destination, {"host": None, "subset": "v1", "port": None})
+    assert dest == Destination(subset="v1")
+
+
+# --------------------------------------------------------------------------------------------
+# Lenient input, as Istio's YAML writes it
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("5m", datetime.timedelta(minutes=5)),
+        ("1h30m", datetime.timedelta(hours=1, minutes=30)),
+        ("100ms", datetime.timedelta(milliseconds=100)),
+        ("1.5s", datetime.timedelta(seconds=1.5)),
+        ("10us", datetime.timedelta(microseconds=10)),
+        ("10\u00b5s", datetime.timedelta(microseconds=10)),
+        ("0", datetime.timedelta(0)),
+        ("-1m", datetime.timedelta(minutes=-1)),
+        ("2h45m30.5s", datetime.timedelta(hours=2, minutes=45, seconds=30.5)),
+        ("1000ns", datetime.timedelta(microseconds=1)),
+    ],
+)
+def test_lenient_go_durations(text: str, expected: datetime.timedelta) -> None:
+    tcp = message_from_json(
+        ConnectionPoolSettingsTcpSettings, {"connectTimeout": text}, lenient=True
+    )
+    assert tcp.connect_timeout == expected
+    if not text.endswith("s") or not text[:-1].replace(".", "").lstrip("-").isdigit():
+        with pytest.raises(JsonParseError):
+            message_from_json(ConnectionPoolSettingsTcpSettings, {"connectTimeout": text})
+
+
+@pytest.mark.parametrize("text", ["5x", "m", "1.5", "", "1h-5m", ".s", "1 s"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(JsonParseError) as info:
+        message_from_json(
+            DestinationRule,
+            {"trafficPolicy": {"connectionPool": {"tcp": {"connectTimeout": text}}}},
+            path="spec",
+            lenient=True,
+        )
+    assert info.value.path == "spec.trafficPolicy.connectionPool.tcp.connectTimeout"
+    assert "duration" in info.value.problem
+
+
+def test_lenient_yaml_map_keys() -> None:
+    from istio_sdk.api.istio.mixer.v1 import CompressedAttributes
+
+    msg = message_from_json(CompressedAttributes, {"int64s": {1: "5"}}, lenient=True)
+    assert msg.int64s == {1: 5}
+    with pytest.raises(JsonParseError, match="map keys must be strings"):
+        message_from_json(CompressedAttributes, {"int64s": {1: "5"}})
+
+
+# --------------------------------------------------------------------------------------------
+# Errors name the path and the problem
+
+
+def _vs_error(spec: Any) -> JsonParseError:
+    with pytest.raises(JsonParseError) as info:
+        message_from_json(VirtualService, spec, path="spec", lenient=True)
+    assert isinstance(info.value, ValueError)
+    assert str(info.value) == f"{info.value.path}: {info.value.problem}"
+    return info.value
+
+
+def test_error_paths() -> None:
+    route = [{"destination": {"host": "a"}}, {"destination": {"host": "b"}, "weight": "x"}]
+    error = _vs_error({"hosts": ["h"], "http": [{"route": route}]})
+    assert error.path == "spec.http[0].route[1].weight"
+    assert "not an integer" in error.problem
+
+    error = _vs_error({"http": [{"rout": []}]})
+    assert error.path == "spec.http[0].rout"
+    assert "unknown field" in error.problem
+
+    error = _vs_error({"hosts": "h"})
+    assert (error.path, error.problem) == ("spec.hosts", 'expected an array, got string "h"')
+
+    error = _vs_error({"http": [{"route": [{"weight": 2**31}]}]})
+    assert error.path == "spec.http[0].route[0].weight"
+    assert "out of range for int32" in error.problem
+
+    error = _vs_error({"http": [{"match": [{"uri": {"exact": "/", "prefix": "/"}}]}]})
+    assert error.path == "spec.http[0].match[0].uri.prefix"
+    assert "oneof" in error.problem
+
+    error = _vs_error({"hosts": [None]})
+    assert error.path == "spec.hosts[0]"
+
+    error = _vs_error({"http": [{"headers": {"request": {"set": {"a": 1}}}}]})
+    assert error.path == 'spec.http[0].headers.request.set["a"]'
+
+    error = _vs_error([])
+    assert error.path == "spec"
+    assert "istio.networking.v1alpha3.VirtualService" in error.problem
+
+
+def test_bad_enum_name() -> None:
+    with pytest.raises(JsonParseError) as info:
+        message_from_json(DestinationRule, {"trafficPolicy": {"tls": {"mode": "istio_mutual"}}})
+    assert info.value.path == "trafficPolicy.tls.mode"
+    assert "ISTIO_MUTUAL" in info.value.problem
+
+
+def test_invalid_json_text() -> None:
+    with pytest.raises(JsonParseError, match="invalid JSON"):
+        message_from_json_text(VirtualService, "{")
+
+
+def test_type_errors_for_non_messages() -> None:
+    with pytest.raises(TypeError):
+        message_to_json({"a": 1})  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        message_from_json(dict, {})  # type: ignore[type-var]
