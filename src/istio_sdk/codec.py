@@ -54,7 +54,9 @@ def _make_varint(value: int) -> bytes:
 
 
 # Precomputed encodings of 0..16383 (every one- and two-byte varint).
-VARINTS: tuple[bytes, ...] = tuple(_make_varint(i) for i in range(1 << 14))
+VARINTS: tuple[bytes, ...] = tuple(bytes((i,)) for i in range(128)) + tuple(
+    bytes((i & 0x7F | 0x80, i >> 7)) for i in range(128, 1 << 14)
+)
 VARINT_TABLE_SIZE = 1 << 14
 
 
