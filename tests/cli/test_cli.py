@@ -186,3 +186,15 @@ def test_console_script_validate(tmp_path: pathlib.Path) -> None:
     assert proc.returncode == 1, proc.stderr
     assert "missing required field" in proc.stdout
     assert "2 problem(s)" in proc.stderr
+
+
+def test_validate_reads_stdin(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(INVALID))
+    assert main(["validate", "-q", "-f", "-"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.startswith("<stdin>[1]:14: VirtualService shop/reviews: ")
+    assert captured.err == ""

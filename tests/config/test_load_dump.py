@@ -227,3 +227,32 @@ def test_resource_helpers() -> None:
     moved = attrs.evolve(vs, metadata=attrs.evolve(vs.metadata, namespace="other"))
     assert moved.key == ("VirtualService", "other", "productpage")
     assert Resource.from_dict(vs.to_dict()) == vs
+
+
+def test_new_with_shared_messages_and_typed_status_errors() -> None:
+    from istio_sdk.api.istio.authentication.v1alpha1 import Policy
+    from istio_sdk.config import FieldError
+
+    mesh = Resource.new(Policy(), name="default", kind="MeshPolicy")
+    assert (mesh.api_version, mesh.kind) == ("authentication.istio.io/v1alpha1", "MeshPolicy")
+    with pytest.raises(ValueError, match="cannot tell the kind"):
+        Resource.new(Policy(), name="default")  # Policy or MeshPolicy?
+    with pytest.raises(ValueError, match="not a registered"):
+        Resource.new(Policy(), name="default", kind="Nope")
+    assert mesh.typed_status() is None  # 1.3 kinds have no typed status
+    [pa] = load_resources(EVERY_KIND)[10:11]
+    assert pa.kind == "PeerAuthentication"
+    broken = attrs.evolve(pa, status={"conditions": "not-a-list"})
+    with pytest.raises(FieldError) as info:
+        broken.typed_status()
+    assert info.value.problem.path == "status.conditions"
+    unregistered = attrs.evolve(pa, kind="Unknown")
+    with pytest.raises(KeyError, match="not a registered Istio kind"):
+        _ = unregistered.info
+
+
+def test_validate_takes_any_iterable_of_resources() -> None:
+    resources_ = load_resources(EVERY_KIND)
+    assert istio_sdk.validate(r for r in resources_) == []
+    with pytest.raises(TypeError, match="Resources or a source"):
+        istio_sdk.validate([1, 2])  # type: ignore[list-item]
