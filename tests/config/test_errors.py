@@ -173,3 +173,24 @@ def test_validate_reports_bad_yaml_once() -> None:
     [problem] = validate("a: [1\n")
     assert problem.index == 0
     assert problem.line is not None
+
+
+def test_validate_reports_values_json_cannot_express() -> None:
+    import datetime
+
+    from istio_sdk.api.istio.networking.v1alpha3 import (
+        DestinationRule,
+        OutlierDetection,
+        TrafficPolicy,
+    )
+    from istio_sdk.config import Resource
+
+    far = OutlierDetection(interval=datetime.timedelta(days=10**8))
+    resource = Resource.new(
+        DestinationRule(host="x", traffic_policy=TrafficPolicy(outlier_detection=far)),
+        name="d",
+        namespace="n",
+    )
+    [problem] = validate([resource])
+    assert problem.path == "spec.trafficPolicy.outlierDetection.interval"
+    assert "out of range" in problem.message

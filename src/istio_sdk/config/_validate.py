@@ -91,9 +91,14 @@ def check_resource(resource: Resource) -> Iterator[tuple[str, str]]:
         yield path, "missing required field"
     schema = rules_for(resource.api_version, resource.kind)
     if schema is not None:
-        from istio_sdk.protojson import message_to_json
+        from istio_sdk.protojson import JsonSerializeError, message_to_json
 
-        yield from check_schema(schema, message_to_json(resource.spec), "spec")
+        try:
+            spec_json = message_to_json(resource.spec)
+        except JsonSerializeError as exc:  # e.g. an out-of-range Duration set from Python
+            yield (f"spec.{exc.path}" if exc.path else "spec"), exc.problem
+            return
+        yield from check_schema(schema, spec_json, "spec")
 
 
 def _problems_of(
