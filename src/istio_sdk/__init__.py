@@ -31,6 +31,9 @@ _EXPORTS: dict[str, str] = {
     "PilotClient": "istio_sdk.pilot.client",
     "DiscoveryServer": "istio_sdk.pilot.server",
     "Mesh": "istio_sdk.mesh",
+    "message_to_json": "istio_sdk.protojson",
+    "message_from_json": "istio_sdk.protojson",
+    "JsonParseError": "istio_sdk.protojson",
 }
 
 __all__ = [  # grouped like _EXPORTS; tests/core/test_public_api.py checks they agree
@@ -53,6 +56,9 @@ __all__ = [  # grouped like _EXPORTS; tests/core/test_public_api.py checks they 
     "PilotClient",
     "DiscoveryServer",
     "Mesh",
+    "message_to_json",
+    "message_from_json",
+    "JsonParseError",
 ]
 
 if TYPE_CHECKING:
@@ -74,6 +80,9 @@ if TYPE_CHECKING:
     from istio_sdk.pilot.push_context import PushContext as PushContext
     from istio_sdk.pilot.registry import ServiceRegistry as ServiceRegistry
     from istio_sdk.pilot.server import DiscoveryServer as DiscoveryServer
+    from istio_sdk.protojson import JsonParseError as JsonParseError
+    from istio_sdk.protojson import message_from_json as message_from_json
+    from istio_sdk.protojson import message_to_json as message_to_json
 
 
 def __getattr__(name: str) -> Any:
