@@ -16,6 +16,7 @@ import logging
 import pathlib
 import signal
 
+from istio_sdk.cli._ca_flags import add_ca_arguments, start_ca
 from istio_sdk.cli._command import Command, CommandError
 
 DEFAULT_XDS_PORT = 15010
@@ -63,6 +64,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         help="longest a push waits for the config to settle (default 10)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_ca_arguments(parser)  # --ca-port, --ca-dir, --jwt-rule (Citadel)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -102,6 +104,7 @@ def _run(args: argparse.Namespace) -> int:
             await mesh.start()
         except OSError as exc:
             raise CommandError(f"cannot listen on {args.host}:{args.xds_port}: {exc}") from exc
+        ca = None
         try:
             print(
                 f"istio-sdk serve: xDS (ADS, plaintext) listening on "
@@ -114,8 +117,11 @@ def _run(args: argparse.Namespace) -> int:
                     f"istio-sdk serve: debug on http://{args.host}:{mesh.debug_port}/debug/syncz",
                     flush=True,
                 )
+            ca = await start_ca(args, args.host)
             await stop.wait()
         finally:
+            if ca is not None:
+                await ca.stop()
             await mesh.stop()
         return 0
 
