@@ -35,6 +35,7 @@ from istio_sdk.api.envoy.config.listener import v3 as listener
 from istio_sdk.api.envoy.config.route import v3 as route
 from istio_sdk.api.envoy.extensions.filters.http.fault import v3 as fault
 from istio_sdk.api.envoy.extensions.filters.network.http_connection_manager import v3 as hcm
+from istio_sdk.api.envoy.extensions.filters.network.tcp_proxy import v3 as tcp
 from istio_sdk.api.envoy.extensions.transport_sockets.tls import v3 as tls
 from istio_sdk.api.envoy.type import v3 as envoy_type
 from istio_sdk.api.google.protobuf import Any
@@ -251,8 +252,21 @@ def test_sidecar_listeners(ctx: PushContext) -> None:
         c.filter_chain_match.destination_port for c in inbound.filter_chains if c.filter_chain_match
     ]
     assert ports == [8080]  # productpage's targetPort
-    # the TCP port of ratings (no VIP) gets a 0.0.0.0 TCP proxy listener
-    assert "0.0.0.0_3306" in out
+    # the TCP port of ratings (no VIP) gets a 0.0.0.0 TCP proxy listener, split by the
+    # VirtualService's tcp rule; the gateway-only tcp rule does not apply to sidecars
+    db = out["0.0.0.0_3306"]
+    assert isinstance(db, listener.Listener)
+    split = unpack(db.filter_chains[0].filters[0].typed_config)
+    assert isinstance(split, tcp.TcpProxy) and split.weighted_clusters is not None
+    assert [(c.name, c.weight) for c in split.weighted_clusters.clusters] == [
+        (f"outbound|3306||{RATINGS}", 70),
+        ("outbound|443||api.example.com", 30),
+    ]
+    # ratings' VirtualService has no http rules: HTTP to it keeps the default route
+    rc = generate(ctx, SIDECAR, ROUTE_TYPE, ["9080"])["9080"]
+    assert isinstance(rc, route.RouteConfiguration)
+    ratings_vh = next(vh for vh in rc.virtual_hosts if vh.name == f"{RATINGS}:9080")
+    assert [r.name for r in ratings_vh.routes] == ["default"]
 
 
 def test_sidecar_routes_and_domains(ctx: PushContext) -> None:
@@ -402,7 +416,22 @@ def test_export_to_hides_config_from_other_namespaces() -> None:
 
 def test_gateway_listeners_and_routes(ctx: PushContext) -> None:
     listeners = generate(ctx, GATEWAY, LISTENER_TYPE)
-    assert set(listeners) == {"0.0.0.0_80", "0.0.0.0_443"}
+    assert set(listeners) == {"0.0.0.0_80", "0.0.0.0_443", "0.0.0.0_8443", "0.0.0.0_31400"}
+    passthrough = listeners["0.0.0.0_8443"]
+    assert isinstance(passthrough, listener.Listener)
+    (sni_chain,) = passthrough.filter_chains
+    assert sni_chain.filter_chain_match is not None
+    assert sni_chain.filter_chain_match.server_names == ["a.secure.example.com"]
+    assert [f.name for f in passthrough.listener_filters] == [
+        "envoy.filters.listener.tls_inspector"
+    ]
+    proxied = unpack(sni_chain.filters[0].typed_config)
+    assert isinstance(proxied, tcp.TcpProxy)
+    assert proxied.cluster == f"outbound|9080||productpage.{NS}.svc.cluster.local"
+    tcp_listener = listeners["0.0.0.0_31400"]
+    assert isinstance(tcp_listener, listener.Listener)
+    to_db = unpack(tcp_listener.filter_chains[0].filters[0].typed_config)
+    assert isinstance(to_db, tcp.TcpProxy) and to_db.cluster == f"outbound|3306||{RATINGS}"
     https = listeners["0.0.0.0_443"]
     assert isinstance(https, listener.Listener)
     assert https.bind_to_port is None  # gateways bind

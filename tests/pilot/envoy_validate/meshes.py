@@ -234,6 +234,61 @@ def bookinfo_configs() -> list[ConfigEntry]:
             ),
         ],
     )
+    gateway.servers.extend(
+        [
+            n.Server(
+                port=n.Port(number=8443, name="tls", protocol="TLS"),
+                hosts=["*.secure.example.com"],
+                tls=n.ServerTlsSettings(mode=n.ServerTlsSettingsTlSmode.PASSTHROUGH),
+            ),
+            n.Server(port=n.Port(number=31400, name="tcp", protocol="TCP"), hosts=["*"]),
+        ]
+    )
+    passthrough_vs = n.VirtualService(
+        hosts=["*.secure.example.com"],
+        gateways=["bookinfo-gateway"],
+        tls=[
+            n.TlsRoute(
+                match=[n.TlsMatchAttributes(sni_hosts=["a.secure.example.com"], port=8443)],
+                route=[
+                    n.RouteDestination(
+                        destination=n.Destination(
+                            host="productpage", port=n.PortSelector(number=9080)
+                        )
+                    )
+                ],
+            )
+        ],
+    )
+    tcp_vs = n.VirtualService(
+        hosts=["ratings"],
+        gateways=["bookinfo-gateway", "mesh"],
+        tcp=[
+            n.TcpRoute(
+                match=[n.L4MatchAttributes(port=31400, gateways=["bookinfo-gateway"])],
+                route=[
+                    n.RouteDestination(
+                        destination=n.Destination(host="ratings", port=n.PortSelector(number=3306))
+                    )
+                ],
+            ),
+            n.TcpRoute(
+                match=[n.L4MatchAttributes(port=3306)],
+                route=[
+                    n.RouteDestination(
+                        destination=n.Destination(host="ratings", port=n.PortSelector(number=3306)),
+                        weight=70,
+                    ),
+                    n.RouteDestination(
+                        destination=n.Destination(
+                            host="api.example.com", port=n.PortSelector(number=443)
+                        ),
+                        weight=30,
+                    ),
+                ],
+            ),
+        ],
+    )
     sidecar = n.Sidecar(
         workload_selector=n.WorkloadSelector(labels={"app": "restricted"}),
         egress=[n.IstioEgressListener(hosts=["./ratings.bookinfo.svc.cluster.local"])],
@@ -251,6 +306,8 @@ def bookinfo_configs() -> list[ConfigEntry]:
         ConfigEntry("Gateway", "bookinfo-gateway", NS, gateway),
         ConfigEntry("VirtualService", "bookinfo", NS, gateway_vs),
         ConfigEntry("Sidecar", "restricted", NS, sidecar),
+        ConfigEntry("VirtualService", "secure", NS, passthrough_vs),
+        ConfigEntry("VirtualService", "ratings-tcp", NS, tcp_vs),
     ]
 
 

@@ -15,6 +15,7 @@ TLS (SIMPLE, MUTUAL, ISTIO_MUTUAL over SDS, or certificate providers for proxyle
 from __future__ import annotations
 
 import datetime
+import functools
 from collections.abc import Iterable
 from typing import TypeVar
 
@@ -637,7 +638,15 @@ def inbound_clusters(context: PushContext, proxy: ProxyInfo) -> dict[str, cluste
 
 
 def passthrough_clusters() -> dict[str, cluster.Cluster]:
-    """BlackHoleCluster, PassthroughCluster and InboundPassthroughClusterIpv4, as Istio sends."""
+    """BlackHoleCluster, PassthroughCluster and InboundPassthroughClusterIpv4, as Istio sends.
+
+    The same (read-only) objects every time, so a server serializes them once.
+    """
+    return dict(_passthrough_clusters())
+
+
+@functools.cache
+def _passthrough_clusters() -> dict[str, cluster.Cluster]:
     return {
         BLACKHOLE_CLUSTER: cluster.Cluster(
             name=BLACKHOLE_CLUSTER,

@@ -10,8 +10,9 @@ grouped by port into one bound listener ``0.0.0.0_PORT``:
 
 Route configs hold a virtual host ``HOST:PORT`` for each host of each VirtualService bound to
 the gateway (``gateways: [ns/name]``) that the server's ``hosts`` admit; ``httpsRedirect``
-servers require TLS. Gateways get every outbound cluster the proxy may see.
-TLS PASSTHROUGH servers and TCP servers are not translated yet.
+servers require TLS. TLS PASSTHROUGH servers get a filter chain per VirtualService ``tls``
+rule, matched on its SNI hosts, proxying TCP to the destination; TCP servers proxy by the
+bound VirtualServices' ``tcp`` rules. Gateways get every outbound cluster the proxy may see.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ from istio_sdk.pilot.translate._common import (
     socket_address,
 )
 from istio_sdk.pilot.translate.clusters import _sds_source, passthrough_clusters
-from istio_sdk.pilot.translate.routes import build_routes
+from istio_sdk.pilot.translate.l4 import tcp_route_for, tls_routes_for
+from istio_sdk.pilot.translate.routes import build_routes, has_http_rules
 from istio_sdk.pilot.translate.sidecar import generate_sidecar, sidecar_clusters
 
 __all__ = ["gateway_listeners", "gateway_routes", "generate_gateway"]
@@ -58,10 +60,33 @@ _TERMINATING = {
     networking.ServerTlsSettingsTlSmode.ISTIO_MUTUAL,
     networking.ServerTlsSettingsTlSmode.OPTIONAL_MUTUAL,
 }
-_HTTP = {"HTTP", "HTTP2", "GRPC", "HTTPS"}
+_ALL_KINDS = frozenset({"http", "passthrough", "tcp"})
 
 
-def _servers(context: PushContext, proxy: ProxyInfo) -> list[tuple[ConfigEntry, networking.Server]]:
+def _server_kind(server: networking.Server) -> str:
+    """``http`` (incl. terminated HTTPS), ``passthrough`` (SNI routing), ``tcp``, or ``""``
+    for servers not translated."""
+    assert server.port is not None
+    protocol = server.port.protocol.upper()
+    tls_mode = server.tls.mode if server.tls is not None else None
+    if protocol in ("HTTP", "HTTP2", "GRPC"):
+        return "http"
+    if protocol in ("HTTPS", "TLS"):
+        passthrough = (
+            networking.ServerTlsSettingsTlSmode.PASSTHROUGH,
+            networking.ServerTlsSettingsTlSmode.AUTO_PASSTHROUGH,
+        )
+        if tls_mode in passthrough:
+            return "passthrough"
+        if protocol == "HTTPS" and tls_mode in _TERMINATING:
+            return "http"
+        return ""  # TLS termination for raw TCP is not translated
+    return "tcp"
+
+
+def _servers(
+    context: PushContext, proxy: ProxyInfo, kinds: frozenset[str] = frozenset({"http"})
+) -> list[tuple[ConfigEntry, networking.Server]]:
     out = []
     for entry in context.gateways_for(proxy):
         spec = entry.spec
@@ -69,12 +94,8 @@ def _servers(context: PushContext, proxy: ProxyInfo) -> list[tuple[ConfigEntry, 
         for server in spec.servers:
             if server.port is None:
                 continue
-            protocol = server.port.protocol.upper()
-            if protocol not in _HTTP:
-                continue
-            if protocol == "HTTPS" and (server.tls is None or server.tls.mode not in _TERMINATING):
-                continue
-            out.append((entry, server))
+            if _server_kind(server) in kinds:
+                out.append((entry, server))
     return out
 
 
@@ -144,15 +165,51 @@ def _downstream_tls(server: networking.Server) -> core.TransportSocket:
 def gateway_listeners(context: PushContext, proxy: ProxyInfo) -> dict[str, listener.Listener]:
     """One bound listener per Gateway port, with a filter chain per TLS server."""
     by_port: dict[int, list[tuple[ConfigEntry, networking.Server]]] = {}
-    for gateway, server in _servers(context, proxy):
+    for gateway, server in _servers(context, proxy, _ALL_KINDS):
         assert server.port is not None
         by_port.setdefault(server.port.number, []).append((gateway, server))
     out: dict[str, listener.Listener] = {}
     for port in sorted(by_port):
         chains: list[listener.FilterChain] = []
-        plain_done = False
-        has_tls = False
+        default_chain = False
+        needs_sni = False
+        claimed_sni: set[str] = set()
         for gateway, server in by_port[port]:
+            kind = _server_kind(server)
+            gw_ref = f"{gateway.namespace}/{gateway.name}"
+            if kind == "passthrough":
+                patterns = _server_host_patterns(gateway, server)
+                vss = context.virtual_services_for(proxy, gateway=gw_ref)
+                for sni, network_filter in tls_routes_for(context, proxy, vss, port, gw_ref):
+                    names = [
+                        h
+                        for h in sni
+                        if h not in claimed_sni
+                        and any(host_matches(p, h) or host_matches(h, p) for _, p in patterns)
+                    ]
+                    if not names:
+                        continue
+                    claimed_sni.update(names)
+                    needs_sni = True
+                    chains.append(
+                        listener.FilterChain(
+                            name=f"passthrough.{port}.{'.'.join(names)}",
+                            filter_chain_match=listener.FilterChainMatch(server_names=names),
+                            filters=[network_filter],
+                        )
+                    )
+                continue
+            if kind == "tcp":
+                if default_chain:
+                    continue
+                vss = context.virtual_services_for(proxy, gateway=gw_ref)
+                network_filter = tcp_route_for(context, proxy, vss, port, gw_ref)
+                if network_filter is not None:
+                    default_chain = True
+                    chains.append(
+                        listener.FilterChain(name=f"tcp.{port}", filters=[network_filter])
+                    )
+                continue
             rds_name = _route_name(gateway, server)
             manager = hcm.HttpConnectionManager(
                 stat_prefix=f"outbound_0.0.0.0_{port}",
@@ -161,7 +218,7 @@ def gateway_listeners(context: PushContext, proxy: ProxyInfo) -> dict[str, liste
                 use_remote_address=True,
             )
             if _terminates_tls(server):
-                has_tls = True
+                needs_sni = True
                 sni = sorted({h for _, h in _server_host_patterns(gateway, server) if h != "*"})
                 chains.append(
                     listener.FilterChain(
@@ -171,9 +228,11 @@ def gateway_listeners(context: PushContext, proxy: ProxyInfo) -> dict[str, liste
                         transport_socket=_downstream_tls(server),
                     )
                 )
-            elif not plain_done:
-                plain_done = True
+            elif not default_chain:
+                default_chain = True
                 chains.append(listener.FilterChain(name=rds_name, filters=[hcm_filter(manager)]))
+        if not chains:
+            continue
         name = f"0.0.0.0_{port}"
         built = listener.Listener(
             name=name,
@@ -181,7 +240,7 @@ def gateway_listeners(context: PushContext, proxy: ProxyInfo) -> dict[str, liste
             traffic_direction=core.TrafficDirection.OUTBOUND,
             filter_chains=chains,
         )
-        if has_tls:
+        if needs_sni:
             built.listener_filters = [
                 listener.ListenerFilter(
                     name=_TLS_INSPECTOR, typed_config=pack(tls_inspector.TlsInspector())
@@ -209,6 +268,8 @@ def gateway_routes(context: PushContext, proxy: ProxyInfo) -> dict[str, route.Ro
             for vs in context.virtual_services_for(proxy, gateway=gw_ref):
                 spec = vs.spec
                 assert isinstance(spec, networking.VirtualService)
+                if not has_http_rules(vs):
+                    continue
                 for raw_host in spec.hosts:
                     host = context.fqdn(raw_host, vs.namespace) if raw_host != "*" else "*"
                     chosen = None

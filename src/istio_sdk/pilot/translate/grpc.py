@@ -49,7 +49,12 @@ from istio_sdk.pilot.translate.clusters import (
     build_load_assignment,
     outbound_cluster_names,
 )
-from istio_sdk.pilot.translate.routes import _hash_policy, build_routes, default_route
+from istio_sdk.pilot.translate.routes import (
+    _hash_policy,
+    build_routes,
+    default_route,
+    has_http_rules,
+)
 
 __all__ = [
     "SERVER_LISTENER_PREFIX",
@@ -162,7 +167,7 @@ def grpc_route_configuration(
     service, port = resolved
     vs = context.virtual_service_for_host(service.hostname, proxy)
     routes: list[route.Route] = []
-    if vs is not None:
+    if vs is not None and has_http_rules(vs):
         routes = build_routes(context, proxy, vs, port.number, grpc=True)
     else:
         policy_hash = _hash_policy(context, proxy, service.hostname, "", port.number)

@@ -34,6 +34,7 @@ __all__ = [
     "build_routes",
     "default_route",
     "destination_cluster",
+    "has_http_rules",
 ]
 
 DEFAULT_RETRY_ON = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
@@ -444,6 +445,13 @@ def _route_action(
                 )
             )
     return action
+
+
+def has_http_rules(virtual_service: ConfigEntry) -> bool:
+    """Whether a VirtualService routes HTTP at all (one with only ``tcp``/``tls`` rules
+    leaves HTTP traffic to its host on the default route)."""
+    spec = virtual_service.spec
+    return isinstance(spec, networking.VirtualService) and bool(spec.http)
 
 
 def build_routes(

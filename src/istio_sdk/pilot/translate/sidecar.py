@@ -2,7 +2,8 @@
 
 * Listeners: one outbound listener per HTTP service port, ``0.0.0.0_PORT``, not bound (traffic
   arrives through ``virtualOutbound``), with an HttpConnectionManager fetching route config
-  ``PORT`` over ADS; TCP service ports get ``VIP_PORT`` (or ``0.0.0.0_PORT``) TCP proxies;
+  ``PORT`` over ADS; TCP service ports get ``VIP_PORT`` (or ``0.0.0.0_PORT``) TCP proxies
+  (routed by the VirtualService's ``tcp`` rules when there are any);
   ``virtualOutbound`` on 15001 (original destination, passthrough or blackhole by the Sidecar's
   outbound traffic policy) and ``virtualInbound`` on 15006 with a filter chain per port the
   workload serves, routing to ``inbound|PORT||``.
@@ -60,7 +61,13 @@ from istio_sdk.pilot.translate.clusters import (
     outbound_cluster_names,
     passthrough_clusters,
 )
-from istio_sdk.pilot.translate.routes import _hash_policy, build_routes, default_route
+from istio_sdk.pilot.translate.l4 import tcp_route_for
+from istio_sdk.pilot.translate.routes import (
+    _hash_policy,
+    build_routes,
+    default_route,
+    has_http_rules,
+)
 
 __all__ = [
     "generate_sidecar",
@@ -149,7 +156,7 @@ def sidecar_routes(context: PushContext, proxy: ProxyInfo) -> dict[str, route.Ro
                 continue
             used.update(domains)
             vs = context.virtual_service_for_host(service.hostname, proxy)
-            if vs is not None:
+            if vs is not None and has_http_rules(vs):
                 routes = build_routes(context, proxy, vs, port)
             else:
                 cluster_name = outbound_cluster_name(port, "", service.hostname)
@@ -230,14 +237,16 @@ def _outbound_listeners(context: PushContext, proxy: ProxyInfo) -> dict[str, lis
             if name in out or (service.resolution is Resolution.NONE and not vips):
                 continue
             cluster_name = outbound_cluster_name(sp.number, "", service.hostname)
+            vs = context.virtual_service_for_host(service.hostname, proxy)
+            network_filter = tcp_route_for(context, proxy, [vs] if vs else [], sp.number)
+            if network_filter is None:
+                network_filter = tcp_proxy_filter(cluster_name, cluster_name)
             out[name] = listener.Listener(
                 name=name,
                 address=socket_address(address, sp.number),
                 bind_to_port=False,
                 traffic_direction=core.TrafficDirection.OUTBOUND,
-                filter_chains=[
-                    listener.FilterChain(filters=[tcp_proxy_filter(cluster_name, cluster_name)])
-                ],
+                filter_chains=[listener.FilterChain(filters=[network_filter])],
             )
     return out
 
