@@ -148,9 +148,18 @@ def test_workload_selector_picks_workload_entries_in_the_same_namespace() -> Non
 
 
 def test_bad_service_entry_is_reported_with_its_name() -> None:
-    ctx_configs = [ConfigEntry("ServiceEntry", "broken", "ns", SE(hosts=[]))]
+    good = SE(hosts=["ok.example"], ports=[networking.ServicePort(number=80, name="http")])
+    ctx_configs = [
+        ConfigEntry("ServiceEntry", "broken", "ns", SE(hosts=[])),
+        ConfigEntry("ServiceEntry", "fine", "ns", good),
+    ]
     with pytest.raises(PushContextError, match=r"ServiceEntry ns/broken: spec\.hosts"):
-        PushContext.build(ctx_configs)
+        PushContext.build(ctx_configs, strict=True)
+    # Lenient (the default): the bad entry is skipped and reported, the rest still works.
+    ctx = PushContext.build(ctx_configs)
+    assert ctx.service_for_host("ok.example") is not None
+    (problem,) = ctx.errors
+    assert "ServiceEntry ns/broken" in problem
     bad_port = SE(hosts=["x.y"], ports=[networking.ServicePort(number=70000, name="http")])
     with pytest.raises(RegistryError, match=r"spec\.ports\[0\]"):
         services_from_service_entry(bad_port, "p", "ns")

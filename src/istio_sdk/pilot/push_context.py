@@ -320,6 +320,8 @@ class PushContext:
         self.domain_suffix = domain_suffix
         self.root_namespace = root_namespace
         self.cache: dict[tuple[object, ...], Any] = {}
+        self.errors: tuple[str, ...] = ()
+        """Problems with config that was skipped while building (see :meth:`build`)."""
         by_kind: dict[str, list[ConfigEntry]] = {}
         for key in sorted(self.configs):
             entry = self.configs[key]
@@ -355,12 +357,16 @@ class PushContext:
         version: str | None = None,
         domain_suffix: str = DEFAULT_DOMAIN_SUFFIX,
         root_namespace: str = ROOT_NAMESPACE,
+        strict: bool = False,
     ) -> PushContext:
         """Snapshot ``configs`` and ``registry`` into a push context.
 
         ServiceEntries become services (with their inline endpoints and the WorkloadEntries
-        their ``workloadSelector`` picks); registry services are added alongside. Raises
-        :class:`PushContextError` naming the resource when a ServiceEntry is unusable.
+        their ``workloadSelector`` picks); registry services are added alongside. A resource
+        that cannot be used (a ServiceEntry without hosts, a port out of range, a spec of the
+        wrong type) is skipped and described in :attr:`errors`, as istiod skips bad config
+        without blocking the rest; with ``strict=True`` it raises :class:`PushContextError`
+        naming the resource instead.
         """
         entries: dict[ConfigKey, ConfigEntry] = {}
         for resource in configs:
@@ -377,24 +383,35 @@ class PushContext:
             for e in entries.values()
             if e.kind == "WorkloadEntry" and isinstance(e.spec, networking.WorkloadEntry)
         ]
+        errors: list[str] = []
         for key in sorted(entries):
             entry = entries[key]
             if entry.kind != "ServiceEntry":
                 continue
             spec = entry.spec
-            if not isinstance(spec, networking.ServiceEntry):
-                raise PushContextError(f"{key}: spec is {type(spec).__name__}, not ServiceEntry")
             try:
-                for svc in services_from_service_entry(
-                    spec, entry.name, entry.namespace, domain_suffix
-                ):
-                    services[svc.key] = svc
-                    endpoints[svc.key] = endpoints_from_service_entry(
-                        spec, entry.namespace, workload_entries, svc.hostname
+                if not isinstance(spec, networking.ServiceEntry):
+                    raise RegistryError(f"{key}: spec is {type(spec).__name__}, not ServiceEntry")
+                found = [
+                    (
+                        svc,
+                        endpoints_from_service_entry(
+                            spec, entry.namespace, workload_entries, svc.hostname
+                        ),
                     )
+                    for svc in services_from_service_entry(
+                        spec, entry.name, entry.namespace, domain_suffix
+                    )
+                ]
             except RegistryError as exc:
-                raise PushContextError(str(exc)) from None
-        return cls(
+                if strict:
+                    raise PushContextError(str(exc)) from None
+                errors.append(str(exc))
+                continue
+            for svc, eps in found:
+                services[svc.key] = svc
+                endpoints[svc.key] = eps
+        context = cls(
             configs=entries,
             services=services,
             endpoints=endpoints,
@@ -402,6 +419,8 @@ class PushContext:
             domain_suffix=domain_suffix,
             root_namespace=root_namespace,
         )
+        context.errors = tuple(errors)
+        return context
 
     @classmethod
     def from_store(
@@ -411,6 +430,7 @@ class PushContext:
         *,
         domain_suffix: str = DEFAULT_DOMAIN_SUFFIX,
         root_namespace: str = ROOT_NAMESPACE,
+        strict: bool = False,
     ) -> PushContext:
         """Snapshot every networking resource of an ``istio_sdk.config.ConfigStore``.
 
@@ -428,6 +448,7 @@ class PushContext:
             version=version,
             domain_suffix=domain_suffix,
             root_namespace=root_namespace,
+            strict=strict,
         )
 
     # -- lookups ------------------------------------------------------------------------
