@@ -146,10 +146,20 @@ def _class_for_type_url(type_url: str) -> type[betterproto2.Message] | None:
     key = _TYPE_URL_PREFIX + name
     pool = _pool()
     cls = pool.url_to_type.get(key)
-    if cls is None:
-        _import_all_api_modules()
+    if cls is not None:
+        return cls
+    # Import the module of the name's package (istio_sdk.api.<package>) first: cheap.
+    parts = name.split(".")
+    for end in range(len(parts) - 1, 0, -1):
+        try:
+            importlib.import_module(".".join([_API_PACKAGE, *parts[:end]]))
+        except ImportError:
+            continue
         cls = pool.url_to_type.get(key)
-    return cls
+        if cls is not None:
+            return cls
+    _import_all_api_modules()
+    return pool.url_to_type.get(key)
 
 
 # --------------------------------------------------------------------------------------------

@@ -137,13 +137,25 @@ def message_class(name: str) -> type[betterproto2.Message]:
     """The generated class for a full proto name, importing ``istio_sdk.api`` if needed."""
     url = _TYPE_URL_PREFIX + name
     pool = _pool()
-    cls = pool.url_to_type.get(url)
-    if cls is None:
-        _import_all_api_modules()
-        cls = pool.url_to_type.get(url)
+    cls = pool.url_to_type.get(url) or _import_module_of(name, url)
     if cls is None:
         raise KeyError(f"no generated message class named {name!r}")
     return cls
+
+
+def _import_module_of(name: str, url: str) -> type[betterproto2.Message] | None:
+    """Import the generated module of a full proto name (its package), else all of them."""
+    parts = name.split(".")
+    for end in range(len(parts) - 1, 0, -1):
+        try:
+            importlib.import_module(".".join([_API_PACKAGE, *parts[:end]]))
+        except ImportError:
+            continue
+        found = _pool().url_to_type.get(url)
+        if found is not None:
+            return found
+    _import_all_api_modules()
+    return _pool().url_to_type.get(url)
 
 
 # --------------------------------------------------------------------------------------------
