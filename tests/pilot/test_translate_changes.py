@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pilot.envoy_validate.meshes import (
     GATEWAY,
     GRPC_CLIENT,
@@ -17,7 +19,10 @@ from pilot.envoy_validate.meshes import (
 from istio_sdk.api.istio.networking import v1alpha3 as n
 from istio_sdk.pilot.push_context import (
     ALL_TYPES,
+    CLUSTER_TYPE,
     ENDPOINT_TYPE,
+    LISTENER_TYPE,
+    ROUTE_TYPE,
     ConfigEntry,
     ConfigKey,
     ProxyInfo,
@@ -25,7 +30,7 @@ from istio_sdk.pilot.push_context import (
     compute_changes,
 )
 from istio_sdk.pilot.registry import Endpoint
-from istio_sdk.pilot.translate import PushContextGenerator
+from istio_sdk.pilot.translate import PushContextGenerator, generate
 
 
 def _replace(configs: list[ConfigEntry], entry: ConfigEntry) -> list[ConfigEntry]:
@@ -242,3 +247,57 @@ def test_dns_service_endpoint_change_is_a_cluster_change() -> None:
     assert not change.endpoints_only
     assert change.type_urls == ALL_TYPES
     assert (NS, "dns.example") in change.services
+
+
+_endpoints = st.lists(
+    st.builds(
+        Endpoint,
+        address=st.sampled_from(["10.0.1.1", "10.0.1.2", "10.0.1.3", "10.0.1.4"]),
+        labels=st.fixed_dictionaries({"version": st.sampled_from(["v1", "v2", "v3"])}),
+        locality=st.sampled_from(["", "eu/a/1", "eu/b"]),
+        weight=st.integers(1, 3),
+    ),
+    max_size=4,
+)
+
+
+def _all_resources(ctx: PushContext) -> dict[tuple[str, str, str], bytes]:
+    out = {}
+    grpc_names = {
+        LISTENER_TYPE: [f"{REVIEWS}:9080", f"{RATINGS}:9080"],
+        ROUTE_TYPE: [f"{REVIEWS}:9080", f"{RATINGS}:9080"],
+        CLUSTER_TYPE: [f"outbound|9080|{s}|{REVIEWS}" for s in ("", "v1", "v2", "v3")],
+        ENDPOINT_TYPE: [f"outbound|9080|{s}|{REVIEWS}" for s in ("", "v1", "v2", "v3")],
+    }
+    for proxy in (SIDECAR, RESTRICTED, GRPC_CLIENT):
+        for type_url in sorted(ALL_TYPES):
+            names = grpc_names[type_url] if proxy.is_grpc else None
+            for name, msg in generate(ctx, proxy, type_url, names).items():
+                out[(proxy.id, type_url, name)] = bytes(msg)
+    return out
+
+
+@settings(max_examples=15)
+@given(before=_endpoints, after=_endpoints)
+def test_change_sets_cover_every_resource_that_changed(
+    before: list[Endpoint], after: list[Endpoint]
+) -> None:
+    """Whatever the server skips (types, proxies, EDS names) really did not change."""
+    registry = bookinfo_registry()
+    registry.set_endpoints(REVIEWS, NS, before)
+    old = PushContext.build(bookinfo_configs(), registry)
+    registry.set_endpoints(REVIEWS, NS, after)
+    new = PushContext.build(bookinfo_configs(), registry)
+    change = compute_changes(old, new)
+    old_res, new_res = _all_resources(old), _all_resources(new)
+    proxies = {p.id: p for p in (SIDECAR, RESTRICTED, GRPC_CLIENT)}
+    for key in set(old_res) | set(new_res):
+        if old_res.get(key) == new_res.get(key):
+            continue
+        proxy_id, type_url, name = key
+        assert type_url in change.type_urls, key
+        assert change.affects(new, proxies[proxy_id]), key
+        if change.endpoints_only:
+            assert name in change.changed_clusters(new), key
+    if change.empty:
+        assert old_res == new_res
