@@ -4,8 +4,9 @@ Reads ``../shared/istio-api/crds.yaml`` (the CRDs' OpenAPI schemas; not shipped)
 ``src/istio_sdk/config/crd_rules.json`` (package data): for every kind and served version,
 the spec schema pruned to the keywords ``istio_sdk.config.validate`` checks (minimum/maximum,
 exclusive bounds, min/max length, min/max items, max properties, pattern, enum) and the
-``properties``/``items``/``additionalProperties`` that lead to them. CEL rules
-(``x-kubernetes-validations``) are not included. Run ``python codegen/crd_rules.py``;
+``properties``/``items``/``additionalProperties`` that lead to them, plus the CEL rules
+(``x-kubernetes-validations``) as ``"x-rules": [[rule, message], ...]``, which
+``istio_sdk.config._cel`` evaluates. Run ``python codegen/crd_rules.py``;
 ``tests/config/test_crd_rules.py`` fails when the output is stale. Deterministic output.
 """
 
@@ -40,6 +41,9 @@ CHECKED = (
 def prune(schema: dict[str, Any]) -> dict[str, Any] | None:
     """Keep only checked keywords and the structure leading to them; None when nothing is left."""
     out: dict[str, Any] = {key: schema[key] for key in CHECKED if key in schema}
+    cel = schema.get("x-kubernetes-validations")
+    if cel:
+        out["x-rules"] = [[rule["rule"], rule.get("message", "")] for rule in cel]
     props = {}
     for name, sub in sorted(schema.get("properties", {}).items()):
         pruned = prune(sub)

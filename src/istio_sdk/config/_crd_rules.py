@@ -2,7 +2,8 @@
 
 The kube-apiserver checks a spec against its CRD's OpenAPI schema before Istio sees it. The
 keywords that go beyond the protobuf types (number ranges, string lengths and patterns, list
-and map sizes, enums) are checked here on the spec's proto3 JSON form.
+and map sizes, enums) and the CEL rules (``x-kubernetes-validations``, see ``_cel``) are
+checked here on the spec's JSON form.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from importlib import resources
 from typing import Any
 
+from istio_sdk.config import _cel as cel
 from istio_sdk.config._yaml import join_index, join_key
 
 
@@ -48,7 +50,20 @@ def _number(value: Any) -> float | None:
 
 
 def check(schema: dict[str, Any], value: Any, path: str) -> Iterator[tuple[str, str]]:
-    """``(path, message)`` for every rule of ``schema`` that ``value`` breaks."""
+    """``(path, message)`` for every rule of ``schema`` that ``value`` breaks.
+
+    CEL rules (``x-rules``) run on values that are present, as the kube-apiserver runs them; a
+    rule that fails to evaluate (e.g. it selects a field that is not there) is a problem too.
+    """
+    if value is not None:
+        for rule, message in schema.get("x-rules", ()):
+            try:
+                passed = cel.evaluate(rule, value)
+            except cel.CelError as exc:
+                yield path, f"{message or rule} (rule could not be evaluated: {exc})"
+                continue
+            if not passed:
+                yield path, message or f"failed rule {rule}"
     number = (
         _number(value)
         if not isinstance(value, str) or "maximum" in schema or "minimum" in schema

@@ -12,6 +12,7 @@ import dataclasses
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
+from types import EllipsisType
 
 import betterproto2
 
@@ -20,7 +21,7 @@ from istio_sdk.config._crd_rules import rules_for
 from istio_sdk.config._errors import ConfigError, Problem
 from istio_sdk.config._io import Source, iter_objects, read_source
 from istio_sdk.config._resource import Resource, resource_from_json
-from istio_sdk.config._yaml import join_index, join_key, parse_documents
+from istio_sdk.config._yaml import JsonValue, join_index, join_key, parse_documents
 
 _DNS1123_SUBDOMAIN = re.compile(
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -72,8 +73,15 @@ def missing_required(message: betterproto2.Message, path: str) -> Iterator[str]:
                     yield from missing_required(item, join_key(child, str(key)))
 
 
-def check_resource(resource: Resource) -> Iterator[tuple[str, str]]:
-    """``(path, message)`` for every rule ``resource`` breaks beyond what loading checks."""
+def check_resource(
+    resource: Resource, spec_json: JsonValue | EllipsisType = ...
+) -> Iterator[tuple[str, str]]:
+    """``(path, message)`` for every rule ``resource`` breaks beyond what loading checks.
+
+    The CRD rules run on ``spec_json``, the spec as the user wrote it (None: no spec written,
+    so no spec rules run, as in the kube-apiserver), when given; otherwise on the proto3 JSON
+    form of ``resource.spec``.
+    """
     meta = resource.metadata
     if meta.name and (len(meta.name) > 253 or not _DNS1123_SUBDOMAIN.match(meta.name)):
         yield (
@@ -93,11 +101,12 @@ def check_resource(resource: Resource) -> Iterator[tuple[str, str]]:
     if schema is not None:
         from istio_sdk.protojson import JsonSerializeError, message_to_json
 
-        try:
-            spec_json = message_to_json(resource.spec)
-        except JsonSerializeError as exc:  # e.g. an out-of-range Duration set from Python
-            yield (f"spec.{exc.path}" if exc.path else "spec"), exc.problem
-            return
+        if spec_json is ...:
+            try:
+                spec_json = message_to_json(resource.spec)
+            except JsonSerializeError as exc:  # e.g. an out-of-range Duration set from Python
+                yield (f"spec.{exc.path}" if exc.path else "spec"), exc.problem
+                return
         yield from check_schema(schema, spec_json, "spec")
 
 
@@ -108,8 +117,9 @@ def _problems_of(
     index: int | None,
     prefix: str = "",
     line_of: Callable[[str], int | None] | None = None,
+    spec_json: JsonValue | EllipsisType = ...,
 ) -> Iterator[Problem]:
-    for path, message in check_resource(resource):
+    for path, message in check_resource(resource, spec_json):
         full = f"{prefix}.{path}" if prefix else path
         yield Problem(
             message=message,
@@ -150,6 +160,7 @@ def validate_text(text: str, source: str) -> tuple[list[Resource], list[Problem]
                 problems.append(exc.problem)
                 continue
             resources.append(resource)
+            written = value.get("spec") if isinstance(value, dict) else None
             problems.extend(
                 _problems_of(
                     resource,
@@ -157,6 +168,7 @@ def validate_text(text: str, source: str) -> tuple[list[Resource], list[Problem]
                     index=document.index,
                     prefix=prefix,
                     line_of=document.line_of,
+                    spec_json=written,
                 )
             )
     return resources, problems
