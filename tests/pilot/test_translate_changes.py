@@ -14,6 +14,7 @@ from pilot.envoy_validate.meshes import (
     SIDECAR,
     bookinfo_configs,
     bookinfo_registry,
+    random_contexts,
 )
 
 from istio_sdk.api.istio.networking import v1alpha3 as n
@@ -301,3 +302,17 @@ def test_change_sets_cover_every_resource_that_changed(
             assert name in change.changed_clusters(new), key
     if change.empty:
         assert old_res == new_res
+
+
+@settings(max_examples=10)
+@given(old=random_contexts(), new=random_contexts())
+def test_config_change_sets_cover_every_resource_that_changed(
+    old: PushContext, new: PushContext
+) -> None:
+    change = compute_changes(old, new)
+    old_res, new_res = _all_resources(old), _all_resources(new)
+    proxies = {p.id: p for p in (SIDECAR, RESTRICTED, GRPC_CLIENT)}
+    for key in set(old_res) | set(new_res):
+        if old_res.get(key) != new_res.get(key):
+            assert key[1] in change.type_urls, key
+            assert change.affects(new, proxies[key[0]]), key
