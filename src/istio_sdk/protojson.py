@@ -423,8 +423,8 @@ def _float_codec(proto_type: str) -> _Codec:
     def read(value: Any, path: str, lenient: bool) -> float:
         return _read_float(value, path, lenient, proto_type)
 
-    # -0.0 compares equal to 0.0 and is not written on the wire either.
-    return _Codec(write, read, lambda v: v == 0)
+    # -0.0 is not the default: like upb, the codec writes it, and json_format prints it.
+    return _Codec(write, read, lambda v: v == 0 and math.copysign(1.0, v) > 0)
 
 
 def _bool_codec() -> _Codec:

@@ -209,6 +209,17 @@ def test_float32_prints_shortest_form(value: float) -> None:
     assert message_to_json(wkt.FloatValue(value=0.1)) == 0.1
 
 
+def test_negative_zero_is_not_the_default() -> None:
+    from istio_sdk.api.envoy.type.v3 import Percent
+
+    assert (
+        message_to_json(Percent(value=-0.0))
+        == {"value": -0.0}
+        == official_dict(Percent(value=-0.0))
+    )
+    assert message_to_json(Percent(value=0.0)) == {} == official_dict(Percent(value=0.0))
+
+
 def test_non_finite_floats() -> None:
     assert message_to_json(wkt.DoubleValue(value=math.inf)) == "Infinity"
     assert message_to_json(wkt.FloatValue(value=-math.inf)) == "-Infinity"
