@@ -88,10 +88,13 @@ def message_class(full_name: str) -> type[betterproto2.Message]:
     parts = full_name.split(".")
     split = next((i for i, part in enumerate(parts) if part[:1].isupper()), len(parts))
     try:
-        module = importlib.import_module("istio_sdk.api." + ".".join(parts[:split]))
+        importlib.import_module("istio_sdk.api." + ".".join(parts[:split]))
     except ImportError:
-        module = None
-    cls = getattr(module, "".join(parts[split:]), None) if split < len(parts) else None
+        raise KeyError(f"{full_name!r} is not a generated message") from None
+    from istio_sdk.api.message_pool import default_message_pool
+
+    # the pool knows the class under its proto name (betterproto2 renames e.g. HTTPRoute)
+    cls = default_message_pool.url_to_type.get(f"type.googleapis.com/{full_name}")
     if not (isinstance(cls, type) and issubclass(cls, betterproto2.Message)):
         raise KeyError(f"{full_name!r} is not a generated message")
     return cls
