@@ -13,7 +13,8 @@ compete with the server for CPU. "cpu" compares CPU seconds per signature (raw v
 process, without signing workers), which does not depend on what else the machine does.
 
 Run with ``nox -s bench`` or ``python -m benchmarks citadel``. Options: ``--quick`` (fewer
-calls), ``--processes=N`` (sign in N worker processes inside the server).
+calls), ``--processes=0,1`` (the server configurations to run: signing worker processes
+inside the server; default both 0 and 1).
 """
 
 from __future__ import annotations
@@ -123,20 +124,71 @@ async def server_rate(port: int, root_pem: str, token: str, csrs: list[str], cal
     return calls / elapsed
 
 
+def run_config(
+    ca_dir: str, root_pem: str, rule: dict[str, Any], token: str, *, processes: int, calls: int
+) -> None:
+    """One server configuration: both workload key types, raw vs served, one table."""
+    from istio_sdk.citadel import Identity, KeyAlgorithm, create_csr, generate_private_key
+
+    context = multiprocessing.get_context("spawn")
+    parent, child = context.Pipe()
+    # Not a daemon: daemonic processes may not start the signing worker processes.
+    process = context.Process(target=_serve, args=(ca_dir, json.dumps(rule), processes, child))
+    process.start()
+    port = parent.recv()
+    print(
+        f"server in its own process, signing worker processes: {processes}; "
+        f"{CONCURRENCY} calls in flight over {CHANNELS} TLS channels; {calls} calls per run"
+    )
+    print(
+        f"{'workload key':<13}{'raw/s':>8}{'server/s':>10}{'wall':>7}"
+        f"{'raw ms cpu':>12}{'server ms cpu':>15}{'cpu':>6}"
+    )
+    try:
+        for algorithm in (KeyAlgorithm.ECDSA_P256, KeyAlgorithm.RSA_2048):
+            identity = Identity("default", "bench")
+            csrs = [create_csr(generate_private_key(algorithm), identity) for _ in range(16)]
+            raw, raw_cpu = raw_signing(ca_dir, csrs, rounds=max(calls // 16 // 2, 4))
+            parent.send("cpu")
+            cpu_before = parent.recv()
+            served = asyncio.run(
+                server_rate(port, root_pem, token, [c.decode() for c in csrs], calls)
+            )
+            parent.send("cpu")
+            server_cpu = (parent.recv() - cpu_before) / (calls + CHANNELS)
+            # With workers, the server process's own CPU leaves out the signing itself.
+            cpu_column = (
+                f"{server_cpu * 1000:>15.2f}{raw_cpu / server_cpu:>6.0%}"
+                if processes == 0
+                else f"{'(workers)':>15}{'-':>6}"
+            )
+            print(
+                f"{algorithm.value:<13}{raw:>8.0f}{served:>10.0f}{served / raw:>7.0%}"
+                f"{raw_cpu * 1000:>12.2f}{cpu_column}",
+                flush=True,
+            )
+    finally:
+        parent.send("stop")
+        signed, failed = parent.recv()
+        process.join(10)
+        if process.is_alive():
+            process.terminate()
+    print(f"server counters: signed={signed} failed={failed}")
+
+
 def main(argv: list[str] | None = None) -> None:
     from istio_sdk.citadel import (
         CaOptions,
         CertificateAuthority,
-        Identity,
         KeyAlgorithm,
-        create_csr,
         generate_private_key,
     )
     from istio_sdk.citadel.jwt import encode_jwt, public_key_to_jwk
 
     args = sys.argv[1:] if argv is None else argv
     calls = 400 if "--quick" in args else 2000
-    processes = next((int(a.split("=", 1)[1]) for a in args if a.startswith("--processes=")), 0)
+    chosen = next((a.split("=", 1)[1] for a in args if a.startswith("--processes=")), "0,1")
+    configurations = [int(n) for n in chosen.split(",")]
 
     with tempfile.TemporaryDirectory(prefix="bench-citadel-") as ca_dir:
         ca = CertificateAuthority.create_self_signed(CaOptions())  # RSA 2048 root, as Istio
@@ -154,50 +206,9 @@ def main(argv: list[str] | None = None) -> None:
             "sub": "system:serviceaccount:default:bench",
         }
         token = encode_jwt(claims, jwt_key, kid="k")
-
-        context = multiprocessing.get_context("spawn")
-        parent, child = context.Pipe()
-        # Not a daemon: daemonic processes may not start the signing worker processes.
-        process = context.Process(target=_serve, args=(ca_dir, json.dumps(rule), processes, child))
-        process.start()
-        port = parent.recv()
-        print(
-            f"CA: RSA 2048 root; server in its own process, signing processes: {processes}; "
-            f"{CONCURRENCY} calls in flight over {CHANNELS} TLS channels; {calls} calls per run"
-        )
-        print(
-            f"{'workload key':<13}{'raw/s':>8}{'server/s':>10}{'wall':>7}"
-            f"{'raw ms cpu':>12}{'server ms cpu':>15}{'cpu':>6}"
-        )
-        try:
-            for algorithm in (KeyAlgorithm.ECDSA_P256, KeyAlgorithm.RSA_2048):
-                identity = Identity("default", "bench")
-                csrs = [create_csr(generate_private_key(algorithm), identity) for _ in range(16)]
-                raw, raw_cpu = raw_signing(ca_dir, csrs, rounds=max(calls // 16 // 2, 4))
-                parent.send("cpu")
-                cpu_before = parent.recv()
-                served = asyncio.run(
-                    server_rate(port, ca.root_pem, token, [c.decode() for c in csrs], calls)
-                )
-                parent.send("cpu")
-                server_cpu = (parent.recv() - cpu_before) / (calls + CHANNELS)
-                cpu_column = (
-                    f"{server_cpu * 1000:>15.2f}{raw_cpu / server_cpu:>6.0%}"
-                    if processes == 0
-                    else f"{'(workers)':>15}{'-':>6}"
-                )
-                print(
-                    f"{algorithm.value:<13}{raw:>8.0f}{served:>10.0f}{served / raw:>7.0%}"
-                    f"{raw_cpu * 1000:>12.2f}{cpu_column}",
-                    flush=True,
-                )
-        finally:
-            parent.send("stop")
-            signed, failed = parent.recv()
-            process.join(10)
-            if process.is_alive():
-                process.terminate()
-        print(f"server counters: signed={signed} failed={failed}")
+        print("CA: RSA 2048 self-signed root (Istio's default); JWT (ES256) authentication")
+        for processes in configurations:
+            run_config(ca_dir, ca.root_pem, rule, token, processes=processes, calls=calls)
         print("load average (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
 
