@@ -7,7 +7,8 @@ grpcio's xDS client in a subprocess (``GRPC_XDS_BOOTSTRAP`` pointing at our serv
 ``xds:///reviews.default.svc.cluster.local:9080``). It then checks that RPCs follow a weighted
 split, header matches and fault injection (abort and delay), that live config and
 endpoint-only changes take effect, that an xDS-enabled grpcio server serves once it gets its
-listener, and that consistent hashing (ring hash) pins a user to one backend. Everything waits with deadlines and retries; nothing asserts on timing.
+listener, and that consistent hashing (ring hash) pins a user to one backend. Everything
+waits with deadlines and retries; nothing asserts on timing.
 """
 
 from __future__ import annotations
