@@ -154,3 +154,19 @@ def test_missing_folder_and_bad_interval(tmp_path: pathlib.Path) -> None:
         DirectorySource(ConfigStore(), tmp_path / "nope").sync()
     with pytest.raises(ValueError, match="interval"):
         DirectorySource(ConfigStore(), tmp_path, interval=0)
+
+
+def test_a_failing_error_callback_does_not_stop_the_scan(
+    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "bad.yaml").write_text("kind: [\n")
+    (tmp_path / "good.yaml").write_text(vs_yaml("a", "reviews"))
+
+    def explode(name: str, problems: list[Problem]) -> None:
+        raise RuntimeError("callback bug")
+
+    store = ConfigStore()
+    result = DirectorySource(store, tmp_path, on_error=explode).sync()
+    assert result.failed_files == (str(tmp_path / "bad.yaml"),)
+    assert names(store) == ["a"]
+    assert "on_error callback failed" in caplog.text

@@ -174,7 +174,10 @@ class DirectorySource:
         for problem in problems:
             log.warning("config file rejected, keeping its previous resources: %s", problem)
         if self.on_error is not None:
-            self.on_error(name, problems)
+            try:
+                self.on_error(name, problems)
+            except Exception:  # a broken callback must not stop following the folder
+                log.exception("config folder on_error callback failed for %s", name)
 
     async def run(self) -> None:
         """Scan now and then every ``interval`` seconds until cancelled."""
