@@ -407,3 +407,31 @@ async def test_tokens_and_keys_never_reach_the_logs(
     for secret in (good, expired, good.split(".")[2], bundle.private_key_pem.decode()):
         assert secret not in text
     assert "PRIVATE KEY" not in text
+
+
+async def test_token_review_over_https_with_a_ca_file(
+    ca: CertificateAuthority, tmp_path: Any, http_server: Any
+) -> None:
+    import ssl
+
+    from istio_sdk.citadel._tls import load_key_pair
+
+    key_pem, chain = ca.issue_serving_certificate(("kubernetes.default.svc",), ("127.0.0.1",))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    load_key_pair(context, key_pem, chain[:-1])
+    api = type(http_server)(ssl_context=context)
+    _token_review_api(api, {"tok": "system:serviceaccount:kube-system:dns"})
+    await api.start()
+    (tmp_path / "api-ca.pem").write_text(ca.root_pem)
+    try:
+        options = CitadelServerOptions(
+            token_review=TokenReviewOptions(
+                api.url, reviewer_token="reviewer-secret", ca_file=str(tmp_path / "api-ca.pem")
+            )
+        )
+        async with CitadelServer(options, ca=ca) as server, _client(server) as client:
+            bundle = await client.request_certificate(token="tok")
+        assert bundle.identity == Identity("kube-system", "dns")
+        assert api.url.startswith("https://")
+    finally:
+        await api.stop()

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import attrs
 import httpx
 
-from istio_sdk.citadel.errors import AuthenticationError, IdentityError, JwtError
+from istio_sdk.citadel.errors import AuthenticationError, CaConfigError, IdentityError, JwtError
 from istio_sdk.citadel.identity import DEFAULT_TRUST_DOMAIN, Identity
 from istio_sdk.citadel.jwt import (
     JsonWebKey,
@@ -195,10 +195,17 @@ class TokenReviewAuthenticator:
         http_client: httpx.AsyncClient | None = None,
         timeout: float = 10.0,
     ) -> None:
+        """``ca`` verifies the API server: a PEM file path, an ``SSLContext``, ``True`` for the
+        system CAs. ``reviewer_token`` authenticates this CA to the API server."""
         self._url = api_server_url.rstrip("/") + self.path
         self._reviewer_token = reviewer_token
         self._audiences = audiences
         self._trust_domain = trust_domain
+        if isinstance(ca, str):
+            try:
+                ca = ssl.create_default_context(cafile=ca)
+            except (OSError, ssl.SSLError) as exc:
+                raise CaConfigError(f"cannot load API server CA file {ca}: {exc}") from exc
         self._client = http_client or httpx.AsyncClient(verify=ca, timeout=timeout)
         self._owns_client = http_client is None
 
