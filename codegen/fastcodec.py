@@ -64,6 +64,9 @@ FIXED_TYPES = {  # type -> (struct code, size, python kind)
     FDP.TYPE_SFIXED64: ("q", 8, "int"),
     FDP.TYPE_DOUBLE: ("d", 8, "float"),
 }
+# Decoders of messages with at least this many fields start from a copy of a dict of defaults
+# instead of one local variable per field.
+LARGE_MESSAGE = 12
 INT_WRAPPERS = {
     "google.protobuf.Int32Value",
     "google.protobuf.Int64Value",
@@ -340,6 +343,7 @@ class Module:
         self.classes: dict[tuple[str, str], str] = {}  # (module, class) -> alias
         self.enum_classes: set[str] = set()
         self.wrappers: dict[str, str] = {}  # full name -> alias stem
+        self.templates: dict[str, list[str]] = {}  # class alias -> default dict items
 
     def codec_prefix(self, module: str) -> str:
         if module == self.name:
@@ -665,6 +669,9 @@ class Emitter:
             self.line(0, "else:")
             self.line(1, f"{var} = merge({dec}, {enc}, {var}, data, pos, e)")
             self.line(0, "pos = e")
+        elif var.startswith("o."):
+            self.read_value(0, value, "x")
+            self.line(0, f"{var} = x")
         else:
             self.read_value(0, value, var)
         for sibling in siblings:
@@ -748,18 +755,39 @@ class Emitter:
         for field in plan.fields:
             if field.kind == "map":
                 self.emit_map_decoder(field)
-        names = {attr: f"f{i}" for i, attr in enumerate(plan.attr_order)}
         by_attr = {f.attr: f for f in plan.fields}
+        cls_alias = self.m.cls(Ref(plan.module, plan.class_name, False))
+        large = len(plan.fields) >= LARGE_MESSAGE
         self.line(0, f"def d_{plan.class_name}(data, pos, end):")
-        for attr in plan.attr_order:
-            field = by_attr[attr]
-            if field.kind == "repeated":
-                init = "[]"
-            elif field.kind == "map":
-                init = "{}"
-            else:
-                init = self.default(field.value, field.kind == "explicit")
-            self.line(1, f"{names[attr]} = {init}")
+        if large:
+            # Many fields, few of them set: copy a dict of defaults and store what is read.
+            names = {attr: f"o.{attr}" for attr in plan.attr_order}
+            self.line(1, f"o = new({cls_alias})")
+            self.line(1, f"o.__dict__ = {cls_alias}_t.copy()")
+            template: list[str] = []
+            for attr in plan.attr_order:
+                field = by_attr[attr]
+                if field.kind in ("repeated", "map"):
+                    names[attr] = f"f{len(template)}"
+                    template.append(f"{attr!r}: None")
+                    container = "[]" if field.kind == "repeated" else "{}"
+                    self.line(1, f"{names[attr]} = o.{attr} = {container}")
+                else:
+                    default = self.default(field.value, field.kind == "explicit")
+                    template.append(f"{attr!r}: {default}")
+                    names[attr] = f"o.{attr}"
+            self.m.templates[cls_alias] = template
+        else:
+            names = {attr: f"f{i}" for i, attr in enumerate(plan.attr_order)}
+            for attr in plan.attr_order:
+                field = by_attr[attr]
+                if field.kind == "repeated":
+                    init = "[]"
+                elif field.kind == "map":
+                    init = "{}"
+                else:
+                    init = self.default(field.value, field.kind == "explicit")
+                self.line(1, f"{names[attr]} = {init}")
         self.line(1, 'u = b""')
         self.line(1, "while pos < end:")
         self.line(2, "st = pos")
@@ -771,10 +799,14 @@ class Emitter:
         )
         self.line(1, "if pos != end:")
         self.line(2, "raise over(pos, end)")
-        self.line(1, f"o = new({self.m.cls(Ref(plan.module, plan.class_name, False))})")
-        for attr in plan.attr_order:
-            self.line(1, f"o.{attr} = {names[attr]}")
-        self.line(1, "o._unknown_fields = u")
+        if large:
+            self.line(1, "if u:")
+            self.line(2, "o._unknown_fields = u")
+        else:
+            self.line(1, f"o = new({cls_alias})")
+            for attr in plan.attr_order:
+                self.line(1, f"o.{attr} = {names[attr]}")
+            self.line(1, "o._unknown_fields = u")
         self.line(1, "return o")
         self.line(0, "")
         self.line(0, "")
@@ -847,6 +879,9 @@ def render_module(name: str, plans: list[MessagePlan]) -> str:
         if alias in module.enum_classes:
             tail.append(f"{alias}_v = {alias}._value2member_map_")
             tail.append(f"{alias}_0 = {alias}(0)")
+    for alias, items in sorted(module.templates.items()):
+        # The defaults of a large message, in dataclass order, unknown fields last.
+        tail.append(f"{alias}_t = {{" + ", ".join([*items, "'_unknown_fields': b''"]) + "}")
     for plan in plans:
         alias = module.classes[(name, plan.class_name)]
         tail.append(f"install({alias}, e_{plan.class_name}, d_{plan.class_name})")

@@ -211,28 +211,8 @@ def e_FieldRules(m):
 
 
 def d_FieldRules(data, pos, end):
-    f0 = None
-    f1 = None
-    f2 = None
-    f3 = None
-    f4 = None
-    f5 = None
-    f6 = None
-    f7 = None
-    f8 = None
-    f9 = None
-    f10 = None
-    f11 = None
-    f12 = None
-    f13 = None
-    f14 = None
-    f15 = None
-    f16 = None
-    f17 = None
-    f18 = None
-    f19 = None
-    f20 = None
-    f21 = None
+    o = new(_K0)
+    o.__dict__ = _K0_t.copy()
     u = b""
     while pos < end:
         st = pos
@@ -262,31 +242,31 @@ def d_FieldRules(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f1 is None:
-                        f1 = d_FloatRules(data, pos, e)
+                    if o.float is None:
+                        o.float = d_FloatRules(data, pos, e)
                     else:
-                        f1 = merge(d_FloatRules, e_FloatRules, f1, data, pos, e)
+                        o.float = merge(d_FloatRules, e_FloatRules, o.float, data, pos, e)
                     pos = e
-                    f19 = None
-                    f13 = None
-                    f15 = None
-                    f2 = None
-                    f20 = None
-                    f16 = None
-                    f9 = None
-                    f10 = None
-                    f3 = None
-                    f4 = None
-                    f18 = None
-                    f17 = None
-                    f11 = None
-                    f12 = None
-                    f7 = None
-                    f8 = None
-                    f14 = None
-                    f21 = None
-                    f5 = None
-                    f6 = None
+                    o.any = None
+                    o.bool = None
+                    o.bytes = None
+                    o.double = None
+                    o.duration = None
+                    o.enum = None
+                    o.fixed32 = None
+                    o.fixed64 = None
+                    o.int32 = None
+                    o.int64 = None
+                    o.map = None
+                    o.repeated = None
+                    o.sfixed32 = None
+                    o.sfixed64 = None
+                    o.sint32 = None
+                    o.sint64 = None
+                    o.string = None
+                    o.timestamp = None
+                    o.uint32 = None
+                    o.uint64 = None
                 elif t == 18:
                     n = data[pos]
                     if n < 128:
@@ -301,31 +281,31 @@ def d_FieldRules(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f2 is None:
-                        f2 = d_DoubleRules(data, pos, e)
+                    if o.double is None:
+                        o.double = d_DoubleRules(data, pos, e)
                     else:
-                        f2 = merge(d_DoubleRules, e_DoubleRules, f2, data, pos, e)
+                        o.double = merge(d_DoubleRules, e_DoubleRules, o.double, data, pos, e)
                     pos = e
-                    f19 = None
-                    f13 = None
-                    f15 = None
-                    f20 = None
-                    f16 = None
-                    f9 = None
-                    f10 = None
-                    f1 = None
-                    f3 = None
-                    f4 = None
-                    f18 = None
-                    f17 = None
-                    f11 = None
-                    f12 = None
-                    f7 = None
-                    f8 = None
-                    f14 = None
-                    f21 = None
-                    f5 = None
-                    f6 = None
+                    o.any = None
+                    o.bool = None
+                    o.bytes = None
+                    o.duration = None
+                    o.enum = None
+                    o.fixed32 = None
+                    o.fixed64 = None
+                    o.float = None
+                    o.int32 = None
+                    o.int64 = None
+                    o.map = None
+                    o.repeated = None
+                    o.sfixed32 = None
+                    o.sfixed64 = None
+                    o.sint32 = None
+                    o.sint64 = None
+                    o.string = None
+                    o.timestamp = None
+                    o.uint32 = None
+                    o.uint64 = None
                 elif t == 26:
                     n = data[pos]
                     if n < 128:
@@ -340,31 +320,31 @@ def d_FieldRules(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f3 is None:
-                        f3 = d_Int32Rules(data, pos, e)
+                    if o.int32 is None:
+                        o.int32 = d_Int32Rules(data, pos, e)
                     else:
-                        f3 = merge(d_Int32Rules, e_Int32Rules, f3, data, pos, e)
+                        o.int32 = merge(d_Int32Rules, e_Int32Rules, o.int32, data, pos, e)
                     pos = e
-                    f19 = None
-                    f13 = None
-                    f15 = None
-                    f2 = None
-                    f20 = None
-                    f16 = None
-                    f9 = None
-                    f10 = None
-                    f1 = None
-                    f4 = None
-                    f18 = None
-                    f17 = None
-                    f11 = None
-                    f12 = None
-                    f7 = None
-                    f8 = None
-                    f14 = None
-                    f21 = None
-                    f5 = None
-                    f6 = None
+                    o.any = None
+                    o.bool = None
+                    o.bytes = None
+                    o.double = None
+                    o.duration = None
+                    o.enum = None
+                    o.fixed32 = None
+                    o.fixed64 = None
+                    o.float = None
+                    o.int64 = None
+                    o.map = None
+                    o.repeated = None
+                    o.sfixed32 = None
+                    o.sfixed64 = None
+                    o.sint32 = None
+                    o.sint64 = None
+                    o.string = None
+                    o.timestamp = None
+                    o.uint32 = None
+                    o.uint64 = None
                 elif t == 34:
                     n = data[pos]
                     if n < 128:
@@ -379,31 +359,31 @@ def d_FieldRules(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f4 is None:
-                        f4 = d_Int64Rules(data, pos, e)
+                    if o.int64 is None:
+                        o.int64 = d_Int64Rules(data, pos, e)
                     else:
-                        f4 = merge(d_Int64Rules, e_Int64Rules, f4, data, pos, e)
+                        o.int64 = merge(d_Int64Rules, e_Int64Rules, o.int64, data, pos, e)
                     pos = e
-                    f19 = None
-                    f13 = None
-                    f15 = None
-                    f2 = None
-                    f20 = None
-                    f16 = None
-                    f9 = None
-                    f10 = None
-                    f1 = None
-                    f3 = None
-                    f18 = None
-                    f17 = None
-                    f11 = None
-                    f12 = None
-                    f7 = None
-                    f8 = None
-                    f14 = None
-                    f21 = None
-                    f5 = None
-                    f6 = None
+                    o.any = None
+                    o.bool = None
+                    o.bytes = None
+                    o.double = None
+                    o.duration = None
+                    o.enum = None
+                    o.fixed32 = None
+                    o.fixed64 = None
+                    o.float = None
+                    o.int32 = None
+                    o.map = None
+                    o.repeated = None
+                    o.sfixed32 = None
+                    o.sfixed64 = None
+                    o.sint32 = None
+                    o.sint64 = None
+                    o.string = None
+                    o.timestamp = None
+                    o.uint32 = None
+                    o.uint64 = None
                 elif t == 42:
                     n = data[pos]
                     if n < 128:
@@ -418,31 +398,31 @@ def d_FieldRules(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f5 is None:
-                        f5 = d_UInt32Rules(data, pos, e)
+                    if o.uint32 is None:
+                        o.uint32 = d_UInt32Rules(data, pos, e)
                     else:
-                        f5 = merge(d_UInt32Rules, e_UInt32Rules, f5, data, pos, e)
+                        o.uint32 = merge(d_UInt32Rules, e_UInt32Rules, o.uint32, data, pos, e)
                     pos = e
-                    f19 = None
-                    f13 = None
-                    f15 = None
-                    f2 = None
-                    f20 = None
-                    f16 = None
-                    f9 = None
-                    f10 = None
-                    f1 = None
-                    f3 = None
-                    f4 = None
-                    f18 = None
-                    f17 = None
-                    f11 = None
-                    f12 = None
-                    f7 = None
-                    f8 = None
-                    f14 = None
-                    f21 = None
-                    f6 = None
+                    o.any = None
+                    o.bool = None
+                    o.bytes = None
+                    o.double = None
+                    o.duration = None
+                    o.enum = None
+                    o.fixed32 = None
+                    o.fixed64 = None
+                    o.float = None
+                    o.int32 = None
+                    o.int64 = None
+                    o.map = None
+                    o.repeated = None
+                    o.sfixed32 = None
+                    o.sfixed64 = None
+                    o.sint32 = None
+                    o.sint64 = None
+                    o.string = None
+                    o.timestamp = None
+                    o.uint64 = None
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
@@ -461,31 +441,31 @@ def d_FieldRules(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f6 is None:
-                        f6 = d_UInt64Rules(data, pos, e)
+                    if o.uint64 is None:
+                        o.uint64 = d_UInt64Rules(data, pos, e)
                     else:
-                        f6 = merge(d_UInt64Rules, e_UInt64Rules, f6, data, pos, e)
+                        o.uint64 = merge(d_UInt64Rules, e_UInt64Rules, o.uint64, data, pos, e)
                     pos = e
-                    f19 = None
-                    f13 = None
-                    f15 = None
-                    f2 = None
-                    f20 = None
-                    f16 = None
-                    f9 = None
-                    f10 = None
-                    f1 = None
-                    f3 = None
-                    f4 = None
-                    f18 = None
-                    f17 = None
-                    f11 = None
-                    f12 = None
-                    f7 = None
-                    f8 = None
-                    f14 = None
-                    f21 = None
-                    f5 = None
+                    o.any = None
+                    o.bool = None
+                    o.bytes = None
+                    o.double = None
+                    o.duration = None
+                    o.enum = None
+                    o.fixed32 = None
+                    o.fixed64 = None
+                    o.float = None
+                    o.int32 = None
+                    o.int64 = None
+                    o.map = None
+                    o.repeated = None
+                    o.sfixed32 = None
+                    o.sfixed64 = None
+                    o.sint32 = None
+                    o.sint64 = None
+                    o.string = None
+                    o.timestamp = None
+                    o.uint32 = None
                 elif t == 58:
                     n = data[pos]
                     if n < 128:
@@ -500,31 +480,31 @@ def d_FieldRules(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f7 is None:
-                        f7 = d_SInt32Rules(data, pos, e)
+                    if o.sint32 is None:
+                        o.sint32 = d_SInt32Rules(data, pos, e)
                     else:
-                        f7 = merge(d_SInt32Rules, e_SInt32Rules, f7, data, pos, e)
+                        o.sint32 = merge(d_SInt32Rules, e_SInt32Rules, o.sint32, data, pos, e)
                     pos = e
-                    f19 = None
-                    f13 = None
-                    f15 = None
-                    f2 = None
-                    f20 = None
-                    f16 = None
-                    f9 = None
-                    f10 = None
-                    f1 = None
-                    f3 = None
-                    f4 = None
-                    f18 = None
-                    f17 = None
-                    f11 = None
-                    f12 = None
-                    f8 = None
-                    f14 = None
-                    f21 = None
-                    f5 = None
-                    f6 = None
+                    o.any = None
+                    o.bool = None
+                    o.bytes = None
+                    o.double = None
+                    o.duration = None
+                    o.enum = None
+                    o.fixed32 = None
+                    o.fixed64 = None
+                    o.float = None
+                    o.int32 = None
+                    o.int64 = None
+                    o.map = None
+                    o.repeated = None
+                    o.sfixed32 = None
+                    o.sfixed64 = None
+                    o.sint64 = None
+                    o.string = None
+                    o.timestamp = None
+                    o.uint32 = None
+                    o.uint64 = None
                 elif t == 66:
                     n = data[pos]
                     if n < 128:
@@ -539,31 +519,31 @@ def d_FieldRules(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f8 is None:
-                        f8 = d_SInt64Rules(data, pos, e)
+                    if o.sint64 is None:
+                        o.sint64 = d_SInt64Rules(data, pos, e)
                     else:
-                        f8 = merge(d_SInt64Rules, e_SInt64Rules, f8, data, pos, e)
+                        o.sint64 = merge(d_SInt64Rules, e_SInt64Rules, o.sint64, data, pos, e)
                     pos = e
-                    f19 = None
-                    f13 = None
-                    f15 = None
-                    f2 = None
-                    f20 = None
-                    f16 = None
-                    f9 = None
-                    f10 = None
-                    f1 = None
-                    f3 = None
-                    f4 = None
-                    f18 = None
-                    f17 = None
-                    f11 = None
-                    f12 = None
-                    f7 = None
-                    f14 = None
-                    f21 = None
-                    f5 = None
-                    f6 = None
+                    o.any = None
+                    o.bool = None
+                    o.bytes = None
+                    o.double = None
+                    o.duration = None
+                    o.enum = None
+                    o.fixed32 = None
+                    o.fixed64 = None
+                    o.float = None
+                    o.int32 = None
+                    o.int64 = None
+                    o.map = None
+                    o.repeated = None
+                    o.sfixed32 = None
+                    o.sfixed64 = None
+                    o.sint32 = None
+                    o.string = None
+                    o.timestamp = None
+                    o.uint32 = None
+                    o.uint64 = None
                 elif t == 74:
                     n = data[pos]
                     if n < 128:
@@ -578,31 +558,31 @@ def d_FieldRules(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f9 is None:
-                        f9 = d_Fixed32Rules(data, pos, e)
+                    if o.fixed32 is None:
+                        o.fixed32 = d_Fixed32Rules(data, pos, e)
                     else:
-                        f9 = merge(d_Fixed32Rules, e_Fixed32Rules, f9, data, pos, e)
+                        o.fixed32 = merge(d_Fixed32Rules, e_Fixed32Rules, o.fixed32, data, pos, e)
                     pos = e
-                    f19 = None
-                    f13 = None
-                    f15 = None
-                    f2 = None
-                    f20 = None
-                    f16 = None
-                    f10 = None
-                    f1 = None
-                    f3 = None
-                    f4 = None
-                    f18 = None
-                    f17 = None
-                    f11 = None
-                    f12 = None
-                    f7 = None
-                    f8 = None
-                    f14 = None
-                    f21 = None
-                    f5 = None
-                    f6 = None
+                    o.any = None
+                    o.bool = None
+                    o.bytes = None
+                    o.double = None
+                    o.duration = None
+                    o.enum = None
+                    o.fixed64 = None
+                    o.float = None
+                    o.int32 = None
+                    o.int64 = None
+                    o.map = None
+                    o.repeated = None
+                    o.sfixed32 = None
+                    o.sfixed64 = None
+                    o.sint32 = None
+                    o.sint64 = None
+                    o.string = None
+                    o.timestamp = None
+                    o.uint32 = None
+                    o.uint64 = None
                 elif t == 82:
                     n = data[pos]
                     if n < 128:
@@ -617,31 +597,31 @@ def d_FieldRules(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f10 is None:
-                        f10 = d_Fixed64Rules(data, pos, e)
+                    if o.fixed64 is None:
+                        o.fixed64 = d_Fixed64Rules(data, pos, e)
                     else:
-                        f10 = merge(d_Fixed64Rules, e_Fixed64Rules, f10, data, pos, e)
+                        o.fixed64 = merge(d_Fixed64Rules, e_Fixed64Rules, o.fixed64, data, pos, e)
                     pos = e
-                    f19 = None
-                    f13 = None
-                    f15 = None
-                    f2 = None
-                    f20 = None
-                    f16 = None
-                    f9 = None
-                    f1 = None
-                    f3 = None
-                    f4 = None
-                    f18 = None
-                    f17 = None
-                    f11 = None
-                    f12 = None
-                    f7 = None
-                    f8 = None
-                    f14 = None
-                    f21 = None
-                    f5 = None
-                    f6 = None
+                    o.any = None
+                    o.bool = None
+                    o.bytes = None
+                    o.double = None
+                    o.duration = None
+                    o.enum = None
+                    o.fixed32 = None
+                    o.float = None
+                    o.int32 = None
+                    o.int64 = None
+                    o.map = None
+                    o.repeated = None
+                    o.sfixed32 = None
+                    o.sfixed64 = None
+                    o.sint32 = None
+                    o.sint64 = None
+                    o.string = None
+                    o.timestamp = None
+                    o.uint32 = None
+                    o.uint64 = None
                 elif t == 90:
                     n = data[pos]
                     if n < 128:
@@ -656,31 +636,31 @@ def d_FieldRules(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f11 is None:
-                        f11 = d_SFixed32Rules(data, pos, e)
+                    if o.sfixed32 is None:
+                        o.sfixed32 = d_SFixed32Rules(data, pos, e)
                     else:
-                        f11 = merge(d_SFixed32Rules, e_SFixed32Rules, f11, data, pos, e)
+                        o.sfixed32 = merge(d_SFixed32Rules, e_SFixed32Rules, o.sfixed32, data, pos, e)
                     pos = e
-                    f19 = None
-                    f13 = None
-                    f15 = None
-                    f2 = None
-                    f20 = None
-                    f16 = None
-                    f9 = None
-                    f10 = None
-                    f1 = None
-                    f3 = None
-                    f4 = None
-                    f18 = None
-                    f17 = None
-                    f12 = None
-                    f7 = None
-                    f8 = None
-                    f14 = None
-                    f21 = None
-                    f5 = None
-                    f6 = None
+                    o.any = None
+                    o.bool = None
+                    o.bytes = None
+                    o.double = None
+                    o.duration = None
+                    o.enum = None
+                    o.fixed32 = None
+                    o.fixed64 = None
+                    o.float = None
+                    o.int32 = None
+                    o.int64 = None
+                    o.map = None
+                    o.repeated = None
+                    o.sfixed64 = None
+                    o.sint32 = None
+                    o.sint64 = None
+                    o.string = None
+                    o.timestamp = None
+                    o.uint32 = None
+                    o.uint64 = None
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
@@ -700,31 +680,31 @@ def d_FieldRules(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f12 is None:
-                        f12 = d_SFixed64Rules(data, pos, e)
+                    if o.sfixed64 is None:
+                        o.sfixed64 = d_SFixed64Rules(data, pos, e)
                     else:
-                        f12 = merge(d_SFixed64Rules, e_SFixed64Rules, f12, data, pos, e)
+                        o.sfixed64 = merge(d_SFixed64Rules, e_SFixed64Rules, o.sfixed64, data, pos, e)
                     pos = e
-                    f19 = None
-                    f13 = None
-                    f15 = None
-                    f2 = None
-                    f20 = None
-                    f16 = None
-                    f9 = None
-                    f10 = None
-                    f1 = None
-                    f3 = None
-                    f4 = None
-                    f18 = None
-                    f17 = None
-                    f11 = None
-                    f7 = None
-                    f8 = None
-                    f14 = None
-                    f21 = None
-                    f5 = None
-                    f6 = None
+                    o.any = None
+                    o.bool = None
+                    o.bytes = None
+                    o.double = None
+                    o.duration = None
+                    o.enum = None
+                    o.fixed32 = None
+                    o.fixed64 = None
+                    o.float = None
+                    o.int32 = None
+                    o.int64 = None
+                    o.map = None
+                    o.repeated = None
+                    o.sfixed32 = None
+                    o.sint32 = None
+                    o.sint64 = None
+                    o.string = None
+                    o.timestamp = None
+                    o.uint32 = None
+                    o.uint64 = None
                 elif t == 106:
                     n = data[pos]
                     if n < 128:
@@ -739,31 +719,31 @@ def d_FieldRules(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f13 is None:
-                        f13 = d_BoolRules(data, pos, e)
+                    if o.bool is None:
+                        o.bool = d_BoolRules(data, pos, e)
                     else:
-                        f13 = merge(d_BoolRules, e_BoolRules, f13, data, pos, e)
+                        o.bool = merge(d_BoolRules, e_BoolRules, o.bool, data, pos, e)
                     pos = e
-                    f19 = None
-                    f15 = None
-                    f2 = None
-                    f20 = None
-                    f16 = None
-                    f9 = None
-                    f10 = None
-                    f1 = None
-                    f3 = None
-                    f4 = None
-                    f18 = None
-                    f17 = None
-                    f11 = None
-                    f12 = None
-                    f7 = None
-                    f8 = None
-                    f14 = None
-                    f21 = None
-                    f5 = None
-                    f6 = None
+                    o.any = None
+                    o.bytes = None
+                    o.double = None
+                    o.duration = None
+                    o.enum = None
+                    o.fixed32 = None
+                    o.fixed64 = None
+                    o.float = None
+                    o.int32 = None
+                    o.int64 = None
+                    o.map = None
+                    o.repeated = None
+                    o.sfixed32 = None
+                    o.sfixed64 = None
+                    o.sint32 = None
+                    o.sint64 = None
+                    o.string = None
+                    o.timestamp = None
+                    o.uint32 = None
+                    o.uint64 = None
                 elif t == 114:
                     n = data[pos]
                     if n < 128:
@@ -778,31 +758,31 @@ def d_FieldRules(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f14 is None:
-                        f14 = d_StringRules(data, pos, e)
+                    if o.string is None:
+                        o.string = d_StringRules(data, pos, e)
                     else:
-                        f14 = merge(d_StringRules, e_StringRules, f14, data, pos, e)
+                        o.string = merge(d_StringRules, e_StringRules, o.string, data, pos, e)
                     pos = e
-                    f19 = None
-                    f13 = None
-                    f15 = None
-                    f2 = None
-                    f20 = None
-                    f16 = None
-                    f9 = None
-                    f10 = None
-                    f1 = None
-                    f3 = None
-                    f4 = None
-                    f18 = None
-                    f17 = None
-                    f11 = None
-                    f12 = None
-                    f7 = None
-                    f8 = None
-                    f21 = None
-                    f5 = None
-                    f6 = None
+                    o.any = None
+                    o.bool = None
+                    o.bytes = None
+                    o.double = None
+                    o.duration = None
+                    o.enum = None
+                    o.fixed32 = None
+                    o.fixed64 = None
+                    o.float = None
+                    o.int32 = None
+                    o.int64 = None
+                    o.map = None
+                    o.repeated = None
+                    o.sfixed32 = None
+                    o.sfixed64 = None
+                    o.sint32 = None
+                    o.sint64 = None
+                    o.timestamp = None
+                    o.uint32 = None
+                    o.uint64 = None
                 elif t == 122:
                     n = data[pos]
                     if n < 128:
@@ -817,31 +797,31 @@ def d_FieldRules(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f15 is None:
-                        f15 = d_BytesRules(data, pos, e)
+                    if o.bytes is None:
+                        o.bytes = d_BytesRules(data, pos, e)
                     else:
-                        f15 = merge(d_BytesRules, e_BytesRules, f15, data, pos, e)
+                        o.bytes = merge(d_BytesRules, e_BytesRules, o.bytes, data, pos, e)
                     pos = e
-                    f19 = None
-                    f13 = None
-                    f2 = None
-                    f20 = None
-                    f16 = None
-                    f9 = None
-                    f10 = None
-                    f1 = None
-                    f3 = None
-                    f4 = None
-                    f18 = None
-                    f17 = None
-                    f11 = None
-                    f12 = None
-                    f7 = None
-                    f8 = None
-                    f14 = None
-                    f21 = None
-                    f5 = None
-                    f6 = None
+                    o.any = None
+                    o.bool = None
+                    o.double = None
+                    o.duration = None
+                    o.enum = None
+                    o.fixed32 = None
+                    o.fixed64 = None
+                    o.float = None
+                    o.int32 = None
+                    o.int64 = None
+                    o.map = None
+                    o.repeated = None
+                    o.sfixed32 = None
+                    o.sfixed64 = None
+                    o.sint32 = None
+                    o.sint64 = None
+                    o.string = None
+                    o.timestamp = None
+                    o.uint32 = None
+                    o.uint64 = None
                 elif t == 130:
                     n = data[pos]
                     if n < 128:
@@ -856,31 +836,31 @@ def d_FieldRules(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f16 is None:
-                        f16 = d_EnumRules(data, pos, e)
+                    if o.enum is None:
+                        o.enum = d_EnumRules(data, pos, e)
                     else:
-                        f16 = merge(d_EnumRules, e_EnumRules, f16, data, pos, e)
+                        o.enum = merge(d_EnumRules, e_EnumRules, o.enum, data, pos, e)
                     pos = e
-                    f19 = None
-                    f13 = None
-                    f15 = None
-                    f2 = None
-                    f20 = None
-                    f9 = None
-                    f10 = None
-                    f1 = None
-                    f3 = None
-                    f4 = None
-                    f18 = None
-                    f17 = None
-                    f11 = None
-                    f12 = None
-                    f7 = None
-                    f8 = None
-                    f14 = None
-                    f21 = None
-                    f5 = None
-                    f6 = None
+                    o.any = None
+                    o.bool = None
+                    o.bytes = None
+                    o.double = None
+                    o.duration = None
+                    o.fixed32 = None
+                    o.fixed64 = None
+                    o.float = None
+                    o.int32 = None
+                    o.int64 = None
+                    o.map = None
+                    o.repeated = None
+                    o.sfixed32 = None
+                    o.sfixed64 = None
+                    o.sint32 = None
+                    o.sint64 = None
+                    o.string = None
+                    o.timestamp = None
+                    o.uint32 = None
+                    o.uint64 = None
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
@@ -899,10 +879,10 @@ def d_FieldRules(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f0 is None:
-                        f0 = d_MessageRules(data, pos, e)
+                    if o.message is None:
+                        o.message = d_MessageRules(data, pos, e)
                     else:
-                        f0 = merge(d_MessageRules, e_MessageRules, f0, data, pos, e)
+                        o.message = merge(d_MessageRules, e_MessageRules, o.message, data, pos, e)
                     pos = e
                 elif t == 146:
                     n = data[pos]
@@ -918,31 +898,31 @@ def d_FieldRules(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f17 is None:
-                        f17 = d_RepeatedRules(data, pos, e)
+                    if o.repeated is None:
+                        o.repeated = d_RepeatedRules(data, pos, e)
                     else:
-                        f17 = merge(d_RepeatedRules, e_RepeatedRules, f17, data, pos, e)
+                        o.repeated = merge(d_RepeatedRules, e_RepeatedRules, o.repeated, data, pos, e)
                     pos = e
-                    f19 = None
-                    f13 = None
-                    f15 = None
-                    f2 = None
-                    f20 = None
-                    f16 = None
-                    f9 = None
-                    f10 = None
-                    f1 = None
-                    f3 = None
-                    f4 = None
-                    f18 = None
-                    f11 = None
-                    f12 = None
-                    f7 = None
-                    f8 = None
-                    f14 = None
-                    f21 = None
-                    f5 = None
-                    f6 = None
+                    o.any = None
+                    o.bool = None
+                    o.bytes = None
+                    o.double = None
+                    o.duration = None
+                    o.enum = None
+                    o.fixed32 = None
+                    o.fixed64 = None
+                    o.float = None
+                    o.int32 = None
+                    o.int64 = None
+                    o.map = None
+                    o.sfixed32 = None
+                    o.sfixed64 = None
+                    o.sint32 = None
+                    o.sint64 = None
+                    o.string = None
+                    o.timestamp = None
+                    o.uint32 = None
+                    o.uint64 = None
                 elif t == 154:
                     n = data[pos]
                     if n < 128:
@@ -957,31 +937,31 @@ def d_FieldRules(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f18 is None:
-                        f18 = d_MapRules(data, pos, e)
+                    if o.map is None:
+                        o.map = d_MapRules(data, pos, e)
                     else:
-                        f18 = merge(d_MapRules, e_MapRules, f18, data, pos, e)
+                        o.map = merge(d_MapRules, e_MapRules, o.map, data, pos, e)
                     pos = e
-                    f19 = None
-                    f13 = None
-                    f15 = None
-                    f2 = None
-                    f20 = None
-                    f16 = None
-                    f9 = None
-                    f10 = None
-                    f1 = None
-                    f3 = None
-                    f4 = None
-                    f17 = None
-                    f11 = None
-                    f12 = None
-                    f7 = None
-                    f8 = None
-                    f14 = None
-                    f21 = None
-                    f5 = None
-                    f6 = None
+                    o.any = None
+                    o.bool = None
+                    o.bytes = None
+                    o.double = None
+                    o.duration = None
+                    o.enum = None
+                    o.fixed32 = None
+                    o.fixed64 = None
+                    o.float = None
+                    o.int32 = None
+                    o.int64 = None
+                    o.repeated = None
+                    o.sfixed32 = None
+                    o.sfixed64 = None
+                    o.sint32 = None
+                    o.sint64 = None
+                    o.string = None
+                    o.timestamp = None
+                    o.uint32 = None
+                    o.uint64 = None
                 elif t == 162:
                     n = data[pos]
                     if n < 128:
@@ -996,31 +976,31 @@ def d_FieldRules(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f19 is None:
-                        f19 = d_AnyRules(data, pos, e)
+                    if o.any is None:
+                        o.any = d_AnyRules(data, pos, e)
                     else:
-                        f19 = merge(d_AnyRules, e_AnyRules, f19, data, pos, e)
+                        o.any = merge(d_AnyRules, e_AnyRules, o.any, data, pos, e)
                     pos = e
-                    f13 = None
-                    f15 = None
-                    f2 = None
-                    f20 = None
-                    f16 = None
-                    f9 = None
-                    f10 = None
-                    f1 = None
-                    f3 = None
-                    f4 = None
-                    f18 = None
-                    f17 = None
-                    f11 = None
-                    f12 = None
-                    f7 = None
-                    f8 = None
-                    f14 = None
-                    f21 = None
-                    f5 = None
-                    f6 = None
+                    o.bool = None
+                    o.bytes = None
+                    o.double = None
+                    o.duration = None
+                    o.enum = None
+                    o.fixed32 = None
+                    o.fixed64 = None
+                    o.float = None
+                    o.int32 = None
+                    o.int64 = None
+                    o.map = None
+                    o.repeated = None
+                    o.sfixed32 = None
+                    o.sfixed64 = None
+                    o.sint32 = None
+                    o.sint64 = None
+                    o.string = None
+                    o.timestamp = None
+                    o.uint32 = None
+                    o.uint64 = None
                 elif t == 170:
                     n = data[pos]
                     if n < 128:
@@ -1035,31 +1015,31 @@ def d_FieldRules(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f20 is None:
-                        f20 = d_DurationRules(data, pos, e)
+                    if o.duration is None:
+                        o.duration = d_DurationRules(data, pos, e)
                     else:
-                        f20 = merge(d_DurationRules, e_DurationRules, f20, data, pos, e)
+                        o.duration = merge(d_DurationRules, e_DurationRules, o.duration, data, pos, e)
                     pos = e
-                    f19 = None
-                    f13 = None
-                    f15 = None
-                    f2 = None
-                    f16 = None
-                    f9 = None
-                    f10 = None
-                    f1 = None
-                    f3 = None
-                    f4 = None
-                    f18 = None
-                    f17 = None
-                    f11 = None
-                    f12 = None
-                    f7 = None
-                    f8 = None
-                    f14 = None
-                    f21 = None
-                    f5 = None
-                    f6 = None
+                    o.any = None
+                    o.bool = None
+                    o.bytes = None
+                    o.double = None
+                    o.enum = None
+                    o.fixed32 = None
+                    o.fixed64 = None
+                    o.float = None
+                    o.int32 = None
+                    o.int64 = None
+                    o.map = None
+                    o.repeated = None
+                    o.sfixed32 = None
+                    o.sfixed64 = None
+                    o.sint32 = None
+                    o.sint64 = None
+                    o.string = None
+                    o.timestamp = None
+                    o.uint32 = None
+                    o.uint64 = None
                 elif t == 178:
                     n = data[pos]
                     if n < 128:
@@ -1074,60 +1054,38 @@ def d_FieldRules(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f21 is None:
-                        f21 = d_TimestampRules(data, pos, e)
+                    if o.timestamp is None:
+                        o.timestamp = d_TimestampRules(data, pos, e)
                     else:
-                        f21 = merge(d_TimestampRules, e_TimestampRules, f21, data, pos, e)
+                        o.timestamp = merge(d_TimestampRules, e_TimestampRules, o.timestamp, data, pos, e)
                     pos = e
-                    f19 = None
-                    f13 = None
-                    f15 = None
-                    f2 = None
-                    f20 = None
-                    f16 = None
-                    f9 = None
-                    f10 = None
-                    f1 = None
-                    f3 = None
-                    f4 = None
-                    f18 = None
-                    f17 = None
-                    f11 = None
-                    f12 = None
-                    f7 = None
-                    f8 = None
-                    f14 = None
-                    f5 = None
-                    f6 = None
+                    o.any = None
+                    o.bool = None
+                    o.bytes = None
+                    o.double = None
+                    o.duration = None
+                    o.enum = None
+                    o.fixed32 = None
+                    o.fixed64 = None
+                    o.float = None
+                    o.int32 = None
+                    o.int64 = None
+                    o.map = None
+                    o.repeated = None
+                    o.sfixed32 = None
+                    o.sfixed64 = None
+                    o.sint32 = None
+                    o.sint64 = None
+                    o.string = None
+                    o.uint32 = None
+                    o.uint64 = None
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K0)
-    o.message = f0
-    o.float = f1
-    o.double = f2
-    o.int32 = f3
-    o.int64 = f4
-    o.uint32 = f5
-    o.uint64 = f6
-    o.sint32 = f7
-    o.sint64 = f8
-    o.fixed32 = f9
-    o.fixed64 = f10
-    o.sfixed32 = f11
-    o.sfixed64 = f12
-    o.bool = f13
-    o.string = f14
-    o.bytes = f15
-    o.enum = f16
-    o.repeated = f17
-    o.map = f18
-    o.any = f19
-    o.duration = f20
-    o.timestamp = f21
-    o._unknown_fields = u
+    if u:
+        o._unknown_fields = u
     return o
 
 
@@ -3538,32 +3496,10 @@ def e_StringRules(m):
 
 
 def d_StringRules(data, pos, end):
-    f0 = ""
-    f1 = 0
-    f2 = 0
-    f3 = 0
-    f4 = 0
-    f5 = 0
-    f6 = 0
-    f7 = ""
-    f8 = ""
-    f9 = ""
-    f10 = ""
-    f11 = ""
-    f12 = []
-    f13 = []
-    f14 = None
-    f15 = None
-    f16 = None
-    f17 = None
-    f18 = None
-    f19 = None
-    f20 = None
-    f21 = None
-    f22 = None
-    f23 = None
-    f24 = False
-    f25 = False
+    o = new(_K14)
+    o.__dict__ = _K14_t.copy()
+    f12 = o.in_ = []
+    f13 = o.not_in = []
     u = b""
     while pos < end:
         st = pos
@@ -3593,52 +3529,57 @@ def d_StringRules(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f0 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.const = x
                 elif t == 16:
-                    f2 = data[pos]
-                    if f2 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f2 = (f2 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f2, pos = rv(data, pos)
+                            x, pos = rv(data, pos)
+                    o.min_len = x
                 elif t == 24:
-                    f3 = data[pos]
-                    if f3 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f3 = (f3 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f3, pos = rv(data, pos)
+                            x, pos = rv(data, pos)
+                    o.max_len = x
                 elif t == 32:
-                    f5 = data[pos]
-                    if f5 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f5 = (f5 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f5, pos = rv(data, pos)
+                            x, pos = rv(data, pos)
+                    o.min_bytes = x
                 elif t == 40:
-                    f6 = data[pos]
-                    if f6 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f6 = (f6 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f6, pos = rv(data, pos)
+                            x, pos = rv(data, pos)
+                    o.max_bytes = x
                 elif t == 50:
                     n = data[pos]
                     if n < 128:
@@ -3653,8 +3594,9 @@ def d_StringRules(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f7 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.pattern = x
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
@@ -3674,8 +3616,9 @@ def d_StringRules(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        f8 = data[pos:e].decode()
+                        x = data[pos:e].decode()
                         pos = e
+                        o.prefix = x
                     elif t == 66:
                         n = data[pos]
                         if n < 128:
@@ -3690,8 +3633,9 @@ def d_StringRules(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        f9 = data[pos:e].decode()
+                        x = data[pos:e].decode()
                         pos = e
+                        o.suffix = x
                     elif t == 74:
                         n = data[pos]
                         if n < 128:
@@ -3706,8 +3650,9 @@ def d_StringRules(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        f10 = data[pos:e].decode()
+                        x = data[pos:e].decode()
                         pos = e
+                        o.contains = x
                     else:
                         pos = skip(data, pos, t, end)
                         u += data[st:pos]
@@ -3747,226 +3692,237 @@ def d_StringRules(data, pos, end):
                         pos = e
                         f13.append(x)
                     elif t == 96:
-                        f14 = data[pos]
-                        if f14 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f14 = (f14 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f14, pos = rv(data, pos)
-                        f14 = f14 != 0
-                        f21 = None
-                        f15 = None
-                        f16 = None
-                        f17 = None
-                        f18 = None
-                        f19 = None
-                        f20 = None
-                        f22 = None
-                        f23 = None
+                                x, pos = rv(data, pos)
+                        x = x != 0
+                        o.email = x
+                        o.address = None
+                        o.hostname = None
+                        o.ip = None
+                        o.ipv4 = None
+                        o.ipv6 = None
+                        o.uri = None
+                        o.uri_ref = None
+                        o.uuid = None
+                        o.well_known_regex = None
                     elif t == 104:
-                        f15 = data[pos]
-                        if f15 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f15 = (f15 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f15, pos = rv(data, pos)
-                        f15 = f15 != 0
-                        f21 = None
-                        f14 = None
-                        f16 = None
-                        f17 = None
-                        f18 = None
-                        f19 = None
-                        f20 = None
-                        f22 = None
-                        f23 = None
+                                x, pos = rv(data, pos)
+                        x = x != 0
+                        o.hostname = x
+                        o.address = None
+                        o.email = None
+                        o.ip = None
+                        o.ipv4 = None
+                        o.ipv6 = None
+                        o.uri = None
+                        o.uri_ref = None
+                        o.uuid = None
+                        o.well_known_regex = None
                     else:
                         pos = skip(data, pos, t, end)
                         u += data[st:pos]
         else:
             if t < 160:
                 if t == 112:
-                    f16 = data[pos]
-                    if f16 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f16 = (f16 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f16, pos = rv(data, pos)
-                    f16 = f16 != 0
-                    f21 = None
-                    f14 = None
-                    f15 = None
-                    f17 = None
-                    f18 = None
-                    f19 = None
-                    f20 = None
-                    f22 = None
-                    f23 = None
+                            x, pos = rv(data, pos)
+                    x = x != 0
+                    o.ip = x
+                    o.address = None
+                    o.email = None
+                    o.hostname = None
+                    o.ipv4 = None
+                    o.ipv6 = None
+                    o.uri = None
+                    o.uri_ref = None
+                    o.uuid = None
+                    o.well_known_regex = None
                 elif t == 120:
-                    f17 = data[pos]
-                    if f17 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f17 = (f17 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f17, pos = rv(data, pos)
-                    f17 = f17 != 0
-                    f21 = None
-                    f14 = None
-                    f15 = None
-                    f16 = None
-                    f18 = None
-                    f19 = None
-                    f20 = None
-                    f22 = None
-                    f23 = None
+                            x, pos = rv(data, pos)
+                    x = x != 0
+                    o.ipv4 = x
+                    o.address = None
+                    o.email = None
+                    o.hostname = None
+                    o.ip = None
+                    o.ipv6 = None
+                    o.uri = None
+                    o.uri_ref = None
+                    o.uuid = None
+                    o.well_known_regex = None
                 elif t == 128:
-                    f18 = data[pos]
-                    if f18 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f18 = (f18 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f18, pos = rv(data, pos)
-                    f18 = f18 != 0
-                    f21 = None
-                    f14 = None
-                    f15 = None
-                    f16 = None
-                    f17 = None
-                    f19 = None
-                    f20 = None
-                    f22 = None
-                    f23 = None
+                            x, pos = rv(data, pos)
+                    x = x != 0
+                    o.ipv6 = x
+                    o.address = None
+                    o.email = None
+                    o.hostname = None
+                    o.ip = None
+                    o.ipv4 = None
+                    o.uri = None
+                    o.uri_ref = None
+                    o.uuid = None
+                    o.well_known_regex = None
                 elif t == 136:
-                    f19 = data[pos]
-                    if f19 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f19 = (f19 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f19, pos = rv(data, pos)
-                    f19 = f19 != 0
-                    f21 = None
-                    f14 = None
-                    f15 = None
-                    f16 = None
-                    f17 = None
-                    f18 = None
-                    f20 = None
-                    f22 = None
-                    f23 = None
+                            x, pos = rv(data, pos)
+                    x = x != 0
+                    o.uri = x
+                    o.address = None
+                    o.email = None
+                    o.hostname = None
+                    o.ip = None
+                    o.ipv4 = None
+                    o.ipv6 = None
+                    o.uri_ref = None
+                    o.uuid = None
+                    o.well_known_regex = None
                 elif t == 144:
-                    f20 = data[pos]
-                    if f20 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f20 = (f20 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f20, pos = rv(data, pos)
-                    f20 = f20 != 0
-                    f21 = None
-                    f14 = None
-                    f15 = None
-                    f16 = None
-                    f17 = None
-                    f18 = None
-                    f19 = None
-                    f22 = None
-                    f23 = None
+                            x, pos = rv(data, pos)
+                    x = x != 0
+                    o.uri_ref = x
+                    o.address = None
+                    o.email = None
+                    o.hostname = None
+                    o.ip = None
+                    o.ipv4 = None
+                    o.ipv6 = None
+                    o.uri = None
+                    o.uuid = None
+                    o.well_known_regex = None
                 elif t == 152:
-                    f1 = data[pos]
-                    if f1 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f1 = (f1 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f1, pos = rv(data, pos)
+                            x, pos = rv(data, pos)
+                    o.len = x
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
             else:
                 if t < 186:
                     if t == 160:
-                        f4 = data[pos]
-                        if f4 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f4 = (f4 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f4, pos = rv(data, pos)
+                                x, pos = rv(data, pos)
+                        o.len_bytes = x
                     elif t == 168:
-                        f21 = data[pos]
-                        if f21 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f21 = (f21 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f21, pos = rv(data, pos)
-                        f21 = f21 != 0
-                        f14 = None
-                        f15 = None
-                        f16 = None
-                        f17 = None
-                        f18 = None
-                        f19 = None
-                        f20 = None
-                        f22 = None
-                        f23 = None
+                                x, pos = rv(data, pos)
+                        x = x != 0
+                        o.address = x
+                        o.email = None
+                        o.hostname = None
+                        o.ip = None
+                        o.ipv4 = None
+                        o.ipv6 = None
+                        o.uri = None
+                        o.uri_ref = None
+                        o.uuid = None
+                        o.well_known_regex = None
                     elif t == 176:
-                        f22 = data[pos]
-                        if f22 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f22 = (f22 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f22, pos = rv(data, pos)
-                        f22 = f22 != 0
-                        f21 = None
-                        f14 = None
-                        f15 = None
-                        f16 = None
-                        f17 = None
-                        f18 = None
-                        f19 = None
-                        f20 = None
-                        f23 = None
+                                x, pos = rv(data, pos)
+                        x = x != 0
+                        o.uuid = x
+                        o.address = None
+                        o.email = None
+                        o.hostname = None
+                        o.ip = None
+                        o.ipv4 = None
+                        o.ipv6 = None
+                        o.uri = None
+                        o.uri_ref = None
+                        o.well_known_regex = None
                     else:
                         pos = skip(data, pos, t, end)
                         u += data[st:pos]
@@ -3985,89 +3941,67 @@ def d_StringRules(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        f11 = data[pos:e].decode()
+                        x = data[pos:e].decode()
                         pos = e
+                        o.not_contains = x
                     elif t == 192:
-                        f23 = data[pos]
-                        if f23 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f23 = (f23 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f23, pos = rv(data, pos)
-                        if f23 > 0x7FFFFFFF:
-                            f23 = i32(f23)
-                        y = _K14_v.get(f23)
-                        f23 = y if y is not None else _K14(f23)
-                        f21 = None
-                        f14 = None
-                        f15 = None
-                        f16 = None
-                        f17 = None
-                        f18 = None
-                        f19 = None
-                        f20 = None
-                        f22 = None
+                                x, pos = rv(data, pos)
+                        if x > 0x7FFFFFFF:
+                            x = i32(x)
+                        y = _K15_v.get(x)
+                        x = y if y is not None else _K15(x)
+                        o.well_known_regex = x
+                        o.address = None
+                        o.email = None
+                        o.hostname = None
+                        o.ip = None
+                        o.ipv4 = None
+                        o.ipv6 = None
+                        o.uri = None
+                        o.uri_ref = None
+                        o.uuid = None
                     elif t == 200:
-                        f24 = data[pos]
-                        if f24 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f24 = (f24 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f24, pos = rv(data, pos)
-                        f24 = f24 != 0
+                                x, pos = rv(data, pos)
+                        x = x != 0
+                        o.strict = x
                     elif t == 208:
-                        f25 = data[pos]
-                        if f25 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f25 = (f25 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f25, pos = rv(data, pos)
-                        f25 = f25 != 0
+                                x, pos = rv(data, pos)
+                        x = x != 0
+                        o.ignore_empty = x
                     else:
                         pos = skip(data, pos, t, end)
                         u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K15)
-    o.const = f0
-    o.len = f1
-    o.min_len = f2
-    o.max_len = f3
-    o.len_bytes = f4
-    o.min_bytes = f5
-    o.max_bytes = f6
-    o.pattern = f7
-    o.prefix = f8
-    o.suffix = f9
-    o.contains = f10
-    o.not_contains = f11
-    o.in_ = f12
-    o.not_in = f13
-    o.email = f14
-    o.hostname = f15
-    o.ip = f16
-    o.ipv4 = f17
-    o.ipv6 = f18
-    o.uri = f19
-    o.uri_ref = f20
-    o.address = f21
-    o.uuid = f22
-    o.well_known_regex = f23
-    o.strict = f24
-    o.ignore_empty = f25
-    o._unknown_fields = u
+    if u:
+        o._unknown_fields = u
     return o
 
 
@@ -4153,20 +4087,10 @@ def e_BytesRules(m):
 
 
 def d_BytesRules(data, pos, end):
-    f0 = b""
-    f1 = 0
-    f2 = 0
-    f3 = 0
-    f4 = ""
-    f5 = b""
-    f6 = b""
-    f7 = b""
-    f8 = []
-    f9 = []
-    f10 = None
-    f11 = None
-    f12 = None
-    f13 = False
+    o = new(_K16)
+    o.__dict__ = _K16_t.copy()
+    f8 = o.in_ = []
+    f9 = o.not_in = []
     u = b""
     while pos < end:
         st = pos
@@ -4196,30 +4120,33 @@ def d_BytesRules(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f0 = data[pos:e]
+                    x = data[pos:e]
                     pos = e
+                    o.const = x
                 elif t == 16:
-                    f2 = data[pos]
-                    if f2 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f2 = (f2 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f2, pos = rv(data, pos)
+                            x, pos = rv(data, pos)
+                    o.min_len = x
                 elif t == 24:
-                    f3 = data[pos]
-                    if f3 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f3 = (f3 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f3, pos = rv(data, pos)
+                            x, pos = rv(data, pos)
+                    o.max_len = x
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
@@ -4238,8 +4165,9 @@ def d_BytesRules(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f4 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.pattern = x
                 elif t == 42:
                     n = data[pos]
                     if n < 128:
@@ -4254,8 +4182,9 @@ def d_BytesRules(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f5 = data[pos:e]
+                    x = data[pos:e]
                     pos = e
+                    o.prefix = x
                 elif t == 50:
                     n = data[pos]
                     if n < 128:
@@ -4270,8 +4199,9 @@ def d_BytesRules(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f6 = data[pos:e]
+                    x = data[pos:e]
                     pos = e
+                    o.suffix = x
                 elif t == 58:
                     n = data[pos]
                     if n < 128:
@@ -4286,8 +4216,9 @@ def d_BytesRules(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f7 = data[pos:e]
+                    x = data[pos:e]
                     pos = e
+                    o.contains = x
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
@@ -4328,95 +4259,86 @@ def d_BytesRules(data, pos, end):
                     pos = e
                     f9.append(x)
                 elif t == 80:
-                    f10 = data[pos]
-                    if f10 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f10 = (f10 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f10, pos = rv(data, pos)
-                    f10 = f10 != 0
-                    f11 = None
-                    f12 = None
+                            x, pos = rv(data, pos)
+                    x = x != 0
+                    o.ip = x
+                    o.ipv4 = None
+                    o.ipv6 = None
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
             else:
                 if t == 88:
-                    f11 = data[pos]
-                    if f11 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f11 = (f11 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f11, pos = rv(data, pos)
-                    f11 = f11 != 0
-                    f10 = None
-                    f12 = None
+                            x, pos = rv(data, pos)
+                    x = x != 0
+                    o.ipv4 = x
+                    o.ip = None
+                    o.ipv6 = None
                 elif t == 96:
-                    f12 = data[pos]
-                    if f12 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f12 = (f12 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f12, pos = rv(data, pos)
-                    f12 = f12 != 0
-                    f10 = None
-                    f11 = None
+                            x, pos = rv(data, pos)
+                    x = x != 0
+                    o.ipv6 = x
+                    o.ip = None
+                    o.ipv4 = None
                 elif t == 104:
-                    f1 = data[pos]
-                    if f1 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f1 = (f1 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f1, pos = rv(data, pos)
+                            x, pos = rv(data, pos)
+                    o.len = x
                 elif t == 112:
-                    f13 = data[pos]
-                    if f13 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f13 = (f13 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f13, pos = rv(data, pos)
-                    f13 = f13 != 0
+                            x, pos = rv(data, pos)
+                    x = x != 0
+                    o.ignore_empty = x
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K16)
-    o.const = f0
-    o.len = f1
-    o.min_len = f2
-    o.max_len = f3
-    o.pattern = f4
-    o.prefix = f5
-    o.suffix = f6
-    o.contains = f7
-    o.in_ = f8
-    o.not_in = f9
-    o.ip = f10
-    o.ipv4 = f11
-    o.ipv6 = f12
-    o.ignore_empty = f13
-    o._unknown_fields = u
+    if u:
+        o._unknown_fields = u
     return o
 
 
@@ -5526,10 +5448,10 @@ from . import Fixed64Rules as _K10
 from . import SFixed32Rules as _K11
 from . import SFixed64Rules as _K12
 from . import BoolRules as _K13
-from . import KnownRegex as _K14
-_K14_v = _K14._value2member_map_
-_K14_0 = _K14(0)
-from . import StringRules as _K15
+from . import StringRules as _K14
+from . import KnownRegex as _K15
+_K15_v = _K15._value2member_map_
+_K15_0 = _K15(0)
 from . import BytesRules as _K16
 from . import EnumRules as _K17
 from . import MessageRules as _K18
@@ -5546,6 +5468,9 @@ from . import UInt64Rules as _K6
 from . import SInt32Rules as _K7
 from . import SInt64Rules as _K8
 from . import Fixed32Rules as _K9
+_K0_t = {'message': None, 'float': None, 'double': None, 'int32': None, 'int64': None, 'uint32': None, 'uint64': None, 'sint32': None, 'sint64': None, 'fixed32': None, 'fixed64': None, 'sfixed32': None, 'sfixed64': None, 'bool': None, 'string': None, 'bytes': None, 'enum': None, 'repeated': None, 'map': None, 'any': None, 'duration': None, 'timestamp': None, '_unknown_fields': b''}
+_K14_t = {'const': "", 'len': 0, 'min_len': 0, 'max_len': 0, 'len_bytes': 0, 'min_bytes': 0, 'max_bytes': 0, 'pattern': "", 'prefix': "", 'suffix': "", 'contains': "", 'not_contains': "", 'in_': None, 'not_in': None, 'email': None, 'hostname': None, 'ip': None, 'ipv4': None, 'ipv6': None, 'uri': None, 'uri_ref': None, 'address': None, 'uuid': None, 'well_known_regex': None, 'strict': False, 'ignore_empty': False, '_unknown_fields': b''}
+_K16_t = {'const': b"", 'len': 0, 'min_len': 0, 'max_len': 0, 'pattern': "", 'prefix': b"", 'suffix': b"", 'contains': b"", 'in_': None, 'not_in': None, 'ip': None, 'ipv4': None, 'ipv6': None, 'ignore_empty': False, '_unknown_fields': b''}
 install(_K0, e_FieldRules, d_FieldRules)
 install(_K1, e_FloatRules, d_FloatRules)
 install(_K2, e_DoubleRules, d_DoubleRules)
@@ -5560,7 +5485,7 @@ install(_K10, e_Fixed64Rules, d_Fixed64Rules)
 install(_K11, e_SFixed32Rules, d_SFixed32Rules)
 install(_K12, e_SFixed64Rules, d_SFixed64Rules)
 install(_K13, e_BoolRules, d_BoolRules)
-install(_K15, e_StringRules, d_StringRules)
+install(_K14, e_StringRules, d_StringRules)
 install(_K16, e_BytesRules, d_BytesRules)
 install(_K17, e_EnumRules, d_EnumRules)
 install(_K18, e_MessageRules, d_MessageRules)

@@ -244,8 +244,8 @@ def d_Value(data, pos, end):
                     f0, pos = rv(data, pos)
             if f0 > 0x7FFFFFFF:
                 f0 = i32(f0)
-            y = _K1_v.get(f0)
-            f0 = y if y is not None else _K1(f0)
+            y = _K2_v.get(f0)
+            f0 = y if y is not None else _K2(f0)
             f3 = None
             f5 = None
             f1 = None
@@ -350,7 +350,7 @@ def d_Value(data, pos, end):
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K2)
+    o = new(_K1)
     o.null_value = f0
     o.number_value = f1
     o.string_value = f2
@@ -575,20 +575,16 @@ def e_FileDescriptorProto(m):
 
 
 def d_FileDescriptorProto(data, pos, end):
-    f0 = ""
-    f1 = ""
-    f2 = []
-    f3 = []
-    f4 = []
-    f5 = []
-    f6 = []
-    f7 = []
-    f8 = []
-    f9 = []
-    f10 = None
-    f11 = None
-    f12 = ""
-    f13 = _K5_0
+    o = new(_K5)
+    o.__dict__ = _K5_t.copy()
+    f2 = o.dependency = []
+    f3 = o.public_dependency = []
+    f4 = o.weak_dependency = []
+    f5 = o.option_dependency = []
+    f6 = o.message_type = []
+    f7 = o.enum_type = []
+    f8 = o.service = []
+    f9 = o.extension = []
     u = b""
     while pos < end:
         st = pos
@@ -618,8 +614,9 @@ def d_FileDescriptorProto(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f0 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.name = x
                 elif t == 18:
                     n = data[pos]
                     if n < 128:
@@ -634,8 +631,9 @@ def d_FileDescriptorProto(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f1 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.package = x
                 elif t == 26:
                     n = data[pos]
                     if n < 128:
@@ -739,10 +737,10 @@ def d_FileDescriptorProto(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f10 is None:
-                        f10 = d_FileOptions(data, pos, e)
+                    if o.options is None:
+                        o.options = d_FileOptions(data, pos, e)
                     else:
-                        f10 = merge(d_FileOptions, e_FileOptions, f10, data, pos, e)
+                        o.options = merge(d_FileOptions, e_FileOptions, o.options, data, pos, e)
                     pos = e
                 else:
                     pos = skip(data, pos, t, end)
@@ -763,10 +761,10 @@ def d_FileDescriptorProto(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f11 is None:
-                        f11 = d_SourceCodeInfo(data, pos, e)
+                    if o.source_code_info is None:
+                        o.source_code_info = d_SourceCodeInfo(data, pos, e)
                     else:
-                        f11 = merge(d_SourceCodeInfo, e_SourceCodeInfo, f11, data, pos, e)
+                        o.source_code_info = merge(d_SourceCodeInfo, e_SourceCodeInfo, o.source_code_info, data, pos, e)
                     pos = e
                 elif t == 80:
                     x = data[pos]
@@ -852,23 +850,25 @@ def d_FileDescriptorProto(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f12 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.syntax = x
                 elif t == 112:
-                    f13 = data[pos]
-                    if f13 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f13 = (f13 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f13, pos = rv(data, pos)
-                    if f13 > 0x7FFFFFFF:
-                        f13 = i32(f13)
-                    y = _K5_v.get(f13)
-                    f13 = y if y is not None else _K5(f13)
+                            x, pos = rv(data, pos)
+                    if x > 0x7FFFFFFF:
+                        x = i32(x)
+                    y = _K6_v.get(x)
+                    x = y if y is not None else _K6(x)
+                    o.edition = x
                 elif t == 122:
                     n = data[pos]
                     if n < 128:
@@ -891,22 +891,8 @@ def d_FileDescriptorProto(data, pos, end):
                     u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K6)
-    o.name = f0
-    o.package = f1
-    o.dependency = f2
-    o.public_dependency = f3
-    o.weak_dependency = f4
-    o.option_dependency = f5
-    o.message_type = f6
-    o.enum_type = f7
-    o.service = f8
-    o.extension = f9
-    o.options = f10
-    o.source_code_info = f11
-    o.syntax = f12
-    o.edition = f13
-    o._unknown_fields = u
+    if u:
+        o._unknown_fields = u
     return o
 
 
@@ -1003,7 +989,7 @@ def d_DescriptorProto(data, pos, end):
     f7 = None
     f8 = []
     f9 = []
-    f10 = _K7_0
+    f10 = _K8_0
     u = b""
     while pos < end:
         st = pos
@@ -1206,14 +1192,14 @@ def d_DescriptorProto(data, pos, end):
                         f10, pos = rv(data, pos)
                 if f10 > 0x7FFFFFFF:
                     f10 = i32(f10)
-                y = _K7_v.get(f10)
-                f10 = y if y is not None else _K7(f10)
+                y = _K8_v.get(f10)
+                f10 = y if y is not None else _K8(f10)
             else:
                 pos = skip(data, pos, t, end)
                 u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K8)
+    o = new(_K7)
     o.name = f0
     o.field = f1
     o.extension = f2
@@ -1434,7 +1420,7 @@ def d_ExtensionRangeOptions(data, pos, end):
     f0 = []
     f1 = []
     f2 = None
-    f3 = _K11_0
+    f3 = _K12_0
     u = b""
     while pos < end:
         st = pos
@@ -1478,8 +1464,8 @@ def d_ExtensionRangeOptions(data, pos, end):
                     f3, pos = rv(data, pos)
             if f3 > 0x7FFFFFFF:
                 f3 = i32(f3)
-            y = _K11_v.get(f3)
-            f3 = y if y is not None else _K11(f3)
+            y = _K12_v.get(f3)
+            f3 = y if y is not None else _K12(f3)
         elif t == 402:
             n = data[pos]
             if n < 128:
@@ -1521,7 +1507,7 @@ def d_ExtensionRangeOptions(data, pos, end):
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K12)
+    o = new(_K11)
     o.uninterpreted_option = f0
     o.declaration = f1
     o.features = f2
@@ -1737,8 +1723,8 @@ def e_FieldDescriptorProto(m):
 def d_FieldDescriptorProto(data, pos, end):
     f0 = ""
     f1 = 0
-    f2 = _K14_0
-    f3 = _K15_0
+    f2 = _K15_0
+    f3 = _K16_0
     f4 = ""
     f5 = ""
     f6 = ""
@@ -1818,8 +1804,8 @@ def d_FieldDescriptorProto(data, pos, end):
                         f2, pos = rv(data, pos)
                 if f2 > 0x7FFFFFFF:
                     f2 = i32(f2)
-                y = _K14_v.get(f2)
-                f2 = y if y is not None else _K14(f2)
+                y = _K15_v.get(f2)
+                f2 = y if y is not None else _K15(f2)
             elif t == 40:
                 f3 = data[pos]
                 if f3 < 128:
@@ -1833,8 +1819,8 @@ def d_FieldDescriptorProto(data, pos, end):
                         f3, pos = rv(data, pos)
                 if f3 > 0x7FFFFFFF:
                     f3 = i32(f3)
-                y = _K15_v.get(f3)
-                f3 = y if y is not None else _K15(f3)
+                y = _K16_v.get(f3)
+                f3 = y if y is not None else _K16(f3)
             else:
                 pos = skip(data, pos, t, end)
                 u += data[st:pos]
@@ -1936,7 +1922,7 @@ def d_FieldDescriptorProto(data, pos, end):
                 u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K16)
+    o = new(_K14)
     o.name = f0
     o.number = f1
     o.label = f2
@@ -2090,7 +2076,7 @@ def d_EnumDescriptorProto(data, pos, end):
     f2 = None
     f3 = []
     f4 = []
-    f5 = _K7_0
+    f5 = _K8_0
     u = b""
     while pos < end:
         st = pos
@@ -2203,8 +2189,8 @@ def d_EnumDescriptorProto(data, pos, end):
                     f5, pos = rv(data, pos)
             if f5 > 0x7FFFFFFF:
                 f5 = i32(f5)
-            y = _K7_v.get(f5)
-            f5 = y if y is not None else _K7(f5)
+            y = _K8_v.get(f5)
+            f5 = y if y is not None else _K8(f5)
         else:
             pos = skip(data, pos, t, end)
             u += data[st:pos]
@@ -2796,27 +2782,9 @@ def e_FileOptions(m):
 
 
 def d_FileOptions(data, pos, end):
-    f0 = ""
-    f1 = ""
-    f2 = False
-    f3 = False
-    f4 = False
-    f5 = _K23_0
-    f6 = ""
-    f7 = False
-    f8 = False
-    f9 = False
-    f10 = False
-    f11 = False
-    f12 = ""
-    f13 = ""
-    f14 = ""
-    f15 = ""
-    f16 = ""
-    f17 = ""
-    f18 = ""
-    f19 = None
-    f20 = []
+    o = new(_K23)
+    o.__dict__ = _K23_t.copy()
+    f20 = o.uninterpreted_option = []
     u = b""
     while pos < end:
         st = pos
@@ -2846,8 +2814,9 @@ def d_FileOptions(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f0 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.java_package = x
                 elif t == 66:
                     n = data[pos]
                     if n < 128:
@@ -2862,35 +2831,38 @@ def d_FileOptions(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f1 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.java_outer_classname = x
                 elif t == 72:
-                    f5 = data[pos]
-                    if f5 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f5 = (f5 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f5, pos = rv(data, pos)
-                    if f5 > 0x7FFFFFFF:
-                        f5 = i32(f5)
-                    y = _K23_v.get(f5)
-                    f5 = y if y is not None else _K23(f5)
+                            x, pos = rv(data, pos)
+                    if x > 0x7FFFFFFF:
+                        x = i32(x)
+                    y = _K24_v.get(x)
+                    x = y if y is not None else _K24(x)
+                    o.optimize_for = x
                 elif t == 80:
-                    f2 = data[pos]
-                    if f2 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f2 = (f2 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f2, pos = rv(data, pos)
-                    f2 = f2 != 0
+                            x, pos = rv(data, pos)
+                    x = x != 0
+                    o.java_multiple_files = x
                 elif t == 90:
                     n = data[pos]
                     if n < 128:
@@ -2905,101 +2877,109 @@ def d_FileOptions(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f6 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.go_package = x
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
             else:
                 if t == 128:
-                    f7 = data[pos]
-                    if f7 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f7 = (f7 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f7, pos = rv(data, pos)
-                    f7 = f7 != 0
+                            x, pos = rv(data, pos)
+                    x = x != 0
+                    o.cc_generic_services = x
                 elif t == 136:
-                    f8 = data[pos]
-                    if f8 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f8 = (f8 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f8, pos = rv(data, pos)
-                    f8 = f8 != 0
+                            x, pos = rv(data, pos)
+                    x = x != 0
+                    o.java_generic_services = x
                 elif t == 144:
-                    f9 = data[pos]
-                    if f9 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f9 = (f9 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f9, pos = rv(data, pos)
-                    f9 = f9 != 0
+                            x, pos = rv(data, pos)
+                    x = x != 0
+                    o.py_generic_services = x
                 elif t == 160:
-                    f3 = data[pos]
-                    if f3 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f3 = (f3 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f3, pos = rv(data, pos)
-                    f3 = f3 != 0
+                            x, pos = rv(data, pos)
+                    x = x != 0
+                    o.java_generate_equals_and_hash = x
                 elif t == 184:
-                    f10 = data[pos]
-                    if f10 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f10 = (f10 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f10, pos = rv(data, pos)
-                    f10 = f10 != 0
+                            x, pos = rv(data, pos)
+                    x = x != 0
+                    o.deprecated = x
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
         else:
             if t < 322:
                 if t == 216:
-                    f4 = data[pos]
-                    if f4 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f4 = (f4 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f4, pos = rv(data, pos)
-                    f4 = f4 != 0
+                            x, pos = rv(data, pos)
+                    x = x != 0
+                    o.java_string_check_utf8 = x
                 elif t == 248:
-                    f11 = data[pos]
-                    if f11 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f11 = (f11 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f11, pos = rv(data, pos)
-                    f11 = f11 != 0
+                            x, pos = rv(data, pos)
+                    x = x != 0
+                    o.cc_enable_arenas = x
                 elif t == 290:
                     n = data[pos]
                     if n < 128:
@@ -3014,8 +2994,9 @@ def d_FileOptions(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f12 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.objc_class_prefix = x
                 elif t == 298:
                     n = data[pos]
                     if n < 128:
@@ -3030,8 +3011,9 @@ def d_FileOptions(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f13 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.csharp_namespace = x
                 elif t == 314:
                     n = data[pos]
                     if n < 128:
@@ -3046,8 +3028,9 @@ def d_FileOptions(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f14 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.swift_prefix = x
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
@@ -3066,8 +3049,9 @@ def d_FileOptions(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f15 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.php_class_prefix = x
                 elif t == 330:
                     n = data[pos]
                     if n < 128:
@@ -3082,8 +3066,9 @@ def d_FileOptions(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f16 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.php_namespace = x
                 elif t == 354:
                     n = data[pos]
                     if n < 128:
@@ -3098,8 +3083,9 @@ def d_FileOptions(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f17 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.php_metadata_namespace = x
                 elif t == 362:
                     n = data[pos]
                     if n < 128:
@@ -3114,8 +3100,9 @@ def d_FileOptions(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f18 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.ruby_package = x
                 elif t == 402:
                     n = data[pos]
                     if n < 128:
@@ -3130,10 +3117,10 @@ def d_FileOptions(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f19 is None:
-                        f19 = d_FeatureSet(data, pos, e)
+                    if o.features is None:
+                        o.features = d_FeatureSet(data, pos, e)
                     else:
-                        f19 = merge(d_FeatureSet, e_FeatureSet, f19, data, pos, e)
+                        o.features = merge(d_FeatureSet, e_FeatureSet, o.features, data, pos, e)
                     pos = e
                 elif t == 7994:
                     n = data[pos]
@@ -3157,29 +3144,8 @@ def d_FileOptions(data, pos, end):
                     u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K24)
-    o.java_package = f0
-    o.java_outer_classname = f1
-    o.java_multiple_files = f2
-    o.java_generate_equals_and_hash = f3
-    o.java_string_check_utf8 = f4
-    o.optimize_for = f5
-    o.go_package = f6
-    o.cc_generic_services = f7
-    o.java_generic_services = f8
-    o.py_generic_services = f9
-    o.deprecated = f10
-    o.cc_enable_arenas = f11
-    o.objc_class_prefix = f12
-    o.csharp_namespace = f13
-    o.swift_prefix = f14
-    o.php_class_prefix = f15
-    o.php_namespace = f16
-    o.php_metadata_namespace = f17
-    o.ruby_package = f18
-    o.features = f19
-    o.uninterpreted_option = f20
-    o._unknown_fields = u
+    if u:
+        o._unknown_fields = u
     return o
 
 
@@ -3430,20 +3396,11 @@ def e_FieldOptions(m):
 
 
 def d_FieldOptions(data, pos, end):
-    f0 = _K26_0
-    f1 = False
-    f2 = _K27_0
-    f3 = False
-    f4 = False
-    f5 = False
-    f6 = False
-    f7 = False
-    f8 = _K28_0
-    f9 = []
-    f10 = []
-    f11 = None
-    f12 = None
-    f13 = []
+    o = new(_K26)
+    o.__dict__ = _K26_t.copy()
+    f9 = o.targets = []
+    f10 = o.edition_defaults = []
+    f13 = o.uninterpreted_option = []
     u = b""
     while pos < end:
         st = pos
@@ -3460,132 +3417,125 @@ def d_FieldOptions(data, pos, end):
         if t < 128:
             if t < 40:
                 if t == 8:
-                    f0 = data[pos]
-                    if f0 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f0 = (f0 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f0, pos = rv(data, pos)
-                    if f0 > 0x7FFFFFFF:
-                        f0 = i32(f0)
-                    y = _K26_v.get(f0)
-                    f0 = y if y is not None else _K26(f0)
+                            x, pos = rv(data, pos)
+                    if x > 0x7FFFFFFF:
+                        x = i32(x)
+                    y = _K27_v.get(x)
+                    x = y if y is not None else _K27(x)
+                    o.ctype = x
                 elif t == 16:
-                    f1 = data[pos]
-                    if f1 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f1 = (f1 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f1, pos = rv(data, pos)
-                    f1 = f1 != 0
+                            x, pos = rv(data, pos)
+                    x = x != 0
+                    o.packed = x
                 elif t == 24:
-                    f5 = data[pos]
-                    if f5 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f5 = (f5 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f5, pos = rv(data, pos)
-                    f5 = f5 != 0
+                            x, pos = rv(data, pos)
+                    x = x != 0
+                    o.deprecated = x
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
             else:
                 if t == 40:
-                    f3 = data[pos]
-                    if f3 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f3 = (f3 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f3, pos = rv(data, pos)
-                    f3 = f3 != 0
+                            x, pos = rv(data, pos)
+                    x = x != 0
+                    o.lazy = x
                 elif t == 48:
-                    f2 = data[pos]
-                    if f2 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f2 = (f2 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f2, pos = rv(data, pos)
-                    if f2 > 0x7FFFFFFF:
-                        f2 = i32(f2)
-                    y = _K27_v.get(f2)
-                    f2 = y if y is not None else _K27(f2)
+                            x, pos = rv(data, pos)
+                    if x > 0x7FFFFFFF:
+                        x = i32(x)
+                    y = _K28_v.get(x)
+                    x = y if y is not None else _K28(x)
+                    o.jstype = x
                 elif t == 80:
-                    f6 = data[pos]
-                    if f6 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f6 = (f6 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f6, pos = rv(data, pos)
-                    f6 = f6 != 0
+                            x, pos = rv(data, pos)
+                    x = x != 0
+                    o.weak = x
                 elif t == 120:
-                    f4 = data[pos]
-                    if f4 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f4 = (f4 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f4, pos = rv(data, pos)
-                    f4 = f4 != 0
+                            x, pos = rv(data, pos)
+                    x = x != 0
+                    o.unverified_lazy = x
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
         else:
             if t < 162:
                 if t == 128:
-                    f7 = data[pos]
-                    if f7 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f7 = (f7 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f7, pos = rv(data, pos)
-                    f7 = f7 != 0
+                            x, pos = rv(data, pos)
+                    x = x != 0
+                    o.debug_redact = x
                 elif t == 136:
-                    f8 = data[pos]
-                    if f8 < 128:
-                        pos += 1
-                    else:
-                        y = data[pos + 1]
-                        if y < 128:
-                            f8 = (f8 & 127) | (y << 7)
-                            pos += 2
-                        else:
-                            f8, pos = rv(data, pos)
-                    if f8 > 0x7FFFFFFF:
-                        f8 = i32(f8)
-                    y = _K28_v.get(f8)
-                    f8 = y if y is not None else _K28(f8)
-                elif t == 152:
                     x = data[pos]
                     if x < 128:
                         pos += 1
@@ -3600,6 +3550,22 @@ def d_FieldOptions(data, pos, end):
                         x = i32(x)
                     y = _K29_v.get(x)
                     x = y if y is not None else _K29(x)
+                    o.retention = x
+                elif t == 152:
+                    x = data[pos]
+                    if x < 128:
+                        pos += 1
+                    else:
+                        y = data[pos + 1]
+                        if y < 128:
+                            x = (x & 127) | (y << 7)
+                            pos += 2
+                        else:
+                            x, pos = rv(data, pos)
+                    if x > 0x7FFFFFFF:
+                        x = i32(x)
+                    y = _K30_v.get(x)
+                    x = y if y is not None else _K30(x)
                     f9.append(x)
                 elif t == 154:
                     n = data[pos]
@@ -3618,8 +3584,8 @@ def d_FieldOptions(data, pos, end):
                     for x in unpack_varints(data, pos, e):
                         if x > 0x7FFFFFFF:
                             x = i32(x)
-                        y = _K29_v.get(x)
-                        x = y if y is not None else _K29(x)
+                        y = _K30_v.get(x)
+                        x = y if y is not None else _K30(x)
                         f9.append(x)
                     pos = e
                 else:
@@ -3657,10 +3623,10 @@ def d_FieldOptions(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f11 is None:
-                        f11 = d_FeatureSet(data, pos, e)
+                    if o.features is None:
+                        o.features = d_FeatureSet(data, pos, e)
                     else:
-                        f11 = merge(d_FeatureSet, e_FeatureSet, f11, data, pos, e)
+                        o.features = merge(d_FeatureSet, e_FeatureSet, o.features, data, pos, e)
                     pos = e
                 elif t == 178:
                     n = data[pos]
@@ -3676,10 +3642,10 @@ def d_FieldOptions(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f12 is None:
-                        f12 = d_FieldOptionsFeatureSupport(data, pos, e)
+                    if o.feature_support is None:
+                        o.feature_support = d_FieldOptionsFeatureSupport(data, pos, e)
                     else:
-                        f12 = merge(d_FieldOptionsFeatureSupport, e_FieldOptionsFeatureSupport, f12, data, pos, e)
+                        o.feature_support = merge(d_FieldOptionsFeatureSupport, e_FieldOptionsFeatureSupport, o.feature_support, data, pos, e)
                     pos = e
                 elif t == 7994:
                     n = data[pos]
@@ -3703,22 +3669,8 @@ def d_FieldOptions(data, pos, end):
                     u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K30)
-    o.ctype = f0
-    o.packed = f1
-    o.jstype = f2
-    o.lazy = f3
-    o.unverified_lazy = f4
-    o.deprecated = f5
-    o.weak = f6
-    o.debug_redact = f7
-    o.retention = f8
-    o.targets = f9
-    o.edition_defaults = f10
-    o.features = f11
-    o.feature_support = f12
-    o.uninterpreted_option = f13
-    o._unknown_fields = u
+    if u:
+        o._unknown_fields = u
     return o
 
 
@@ -3742,7 +3694,7 @@ def e_FieldOptionsEditionDefault(m):
 
 
 def d_FieldOptionsEditionDefault(data, pos, end):
-    f0 = _K5_0
+    f0 = _K6_0
     f1 = ""
     u = b""
     while pos < end:
@@ -3786,8 +3738,8 @@ def d_FieldOptionsEditionDefault(data, pos, end):
                     f0, pos = rv(data, pos)
             if f0 > 0x7FFFFFFF:
                 f0 = i32(f0)
-            y = _K5_v.get(f0)
-            f0 = y if y is not None else _K5(f0)
+            y = _K6_v.get(f0)
+            f0 = y if y is not None else _K6(f0)
         else:
             pos = skip(data, pos, t, end)
             u += data[st:pos]
@@ -3835,10 +3787,10 @@ def e_FieldOptionsFeatureSupport(m):
 
 
 def d_FieldOptionsFeatureSupport(data, pos, end):
-    f0 = _K5_0
-    f1 = _K5_0
+    f0 = _K6_0
+    f1 = _K6_0
     f2 = ""
-    f3 = _K5_0
+    f3 = _K6_0
     f4 = ""
     u = b""
     while pos < end:
@@ -3866,8 +3818,8 @@ def d_FieldOptionsFeatureSupport(data, pos, end):
                     f0, pos = rv(data, pos)
             if f0 > 0x7FFFFFFF:
                 f0 = i32(f0)
-            y = _K5_v.get(f0)
-            f0 = y if y is not None else _K5(f0)
+            y = _K6_v.get(f0)
+            f0 = y if y is not None else _K6(f0)
         elif t == 16:
             f1 = data[pos]
             if f1 < 128:
@@ -3881,8 +3833,8 @@ def d_FieldOptionsFeatureSupport(data, pos, end):
                     f1, pos = rv(data, pos)
             if f1 > 0x7FFFFFFF:
                 f1 = i32(f1)
-            y = _K5_v.get(f1)
-            f1 = y if y is not None else _K5(f1)
+            y = _K6_v.get(f1)
+            f1 = y if y is not None else _K6(f1)
         elif t == 26:
             n = data[pos]
             if n < 128:
@@ -3912,8 +3864,8 @@ def d_FieldOptionsFeatureSupport(data, pos, end):
                     f3, pos = rv(data, pos)
             if f3 > 0x7FFFFFFF:
                 f3 = i32(f3)
-            y = _K5_v.get(f3)
-            f3 = y if y is not None else _K5(f3)
+            y = _K6_v.get(f3)
+            f3 = y if y is not None else _K6(f3)
         elif t == 42:
             n = data[pos]
             if n < 128:
@@ -4450,7 +4402,7 @@ def e_MethodOptions(m):
 
 def d_MethodOptions(data, pos, end):
     f0 = False
-    f1 = _K37_0
+    f1 = _K38_0
     f2 = None
     f3 = []
     u = b""
@@ -4491,8 +4443,8 @@ def d_MethodOptions(data, pos, end):
                     f1, pos = rv(data, pos)
             if f1 > 0x7FFFFFFF:
                 f1 = i32(f1)
-            y = _K37_v.get(f1)
-            f1 = y if y is not None else _K37(f1)
+            y = _K38_v.get(f1)
+            f1 = y if y is not None else _K38(f1)
         elif t == 282:
             n = data[pos]
             if n < 128:
@@ -4534,7 +4486,7 @@ def d_MethodOptions(data, pos, end):
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K38)
+    o = new(_K37)
     o.deprecated = f0
     o.idempotency_level = f1
     o.features = f2
@@ -4841,14 +4793,14 @@ def e_FeatureSet(m):
 
 
 def d_FeatureSet(data, pos, end):
-    f0 = _K41_0
-    f1 = _K42_0
-    f2 = _K43_0
-    f3 = _K44_0
-    f4 = _K45_0
-    f5 = _K46_0
-    f6 = _K47_0
-    f7 = _K48_0
+    f0 = _K42_0
+    f1 = _K43_0
+    f2 = _K44_0
+    f3 = _K45_0
+    f4 = _K46_0
+    f5 = _K47_0
+    f6 = _K48_0
+    f7 = _K49_0
     u = b""
     while pos < end:
         st = pos
@@ -4876,8 +4828,8 @@ def d_FeatureSet(data, pos, end):
                         f0, pos = rv(data, pos)
                 if f0 > 0x7FFFFFFF:
                     f0 = i32(f0)
-                y = _K41_v.get(f0)
-                f0 = y if y is not None else _K41(f0)
+                y = _K42_v.get(f0)
+                f0 = y if y is not None else _K42(f0)
             elif t == 16:
                 f1 = data[pos]
                 if f1 < 128:
@@ -4891,8 +4843,8 @@ def d_FeatureSet(data, pos, end):
                         f1, pos = rv(data, pos)
                 if f1 > 0x7FFFFFFF:
                     f1 = i32(f1)
-                y = _K42_v.get(f1)
-                f1 = y if y is not None else _K42(f1)
+                y = _K43_v.get(f1)
+                f1 = y if y is not None else _K43(f1)
             elif t == 24:
                 f2 = data[pos]
                 if f2 < 128:
@@ -4906,8 +4858,8 @@ def d_FeatureSet(data, pos, end):
                         f2, pos = rv(data, pos)
                 if f2 > 0x7FFFFFFF:
                     f2 = i32(f2)
-                y = _K43_v.get(f2)
-                f2 = y if y is not None else _K43(f2)
+                y = _K44_v.get(f2)
+                f2 = y if y is not None else _K44(f2)
             elif t == 32:
                 f3 = data[pos]
                 if f3 < 128:
@@ -4921,8 +4873,8 @@ def d_FeatureSet(data, pos, end):
                         f3, pos = rv(data, pos)
                 if f3 > 0x7FFFFFFF:
                     f3 = i32(f3)
-                y = _K44_v.get(f3)
-                f3 = y if y is not None else _K44(f3)
+                y = _K45_v.get(f3)
+                f3 = y if y is not None else _K45(f3)
             else:
                 pos = skip(data, pos, t, end)
                 u += data[st:pos]
@@ -4940,8 +4892,8 @@ def d_FeatureSet(data, pos, end):
                         f4, pos = rv(data, pos)
                 if f4 > 0x7FFFFFFF:
                     f4 = i32(f4)
-                y = _K45_v.get(f4)
-                f4 = y if y is not None else _K45(f4)
+                y = _K46_v.get(f4)
+                f4 = y if y is not None else _K46(f4)
             elif t == 48:
                 f5 = data[pos]
                 if f5 < 128:
@@ -4955,8 +4907,8 @@ def d_FeatureSet(data, pos, end):
                         f5, pos = rv(data, pos)
                 if f5 > 0x7FFFFFFF:
                     f5 = i32(f5)
-                y = _K46_v.get(f5)
-                f5 = y if y is not None else _K46(f5)
+                y = _K47_v.get(f5)
+                f5 = y if y is not None else _K47(f5)
             elif t == 56:
                 f6 = data[pos]
                 if f6 < 128:
@@ -4970,8 +4922,8 @@ def d_FeatureSet(data, pos, end):
                         f6, pos = rv(data, pos)
                 if f6 > 0x7FFFFFFF:
                     f6 = i32(f6)
-                y = _K47_v.get(f6)
-                f6 = y if y is not None else _K47(f6)
+                y = _K48_v.get(f6)
+                f6 = y if y is not None else _K48(f6)
             elif t == 64:
                 f7 = data[pos]
                 if f7 < 128:
@@ -4985,14 +4937,14 @@ def d_FeatureSet(data, pos, end):
                         f7, pos = rv(data, pos)
                 if f7 > 0x7FFFFFFF:
                     f7 = i32(f7)
-                y = _K48_v.get(f7)
-                f7 = y if y is not None else _K48(f7)
+                y = _K49_v.get(f7)
+                f7 = y if y is not None else _K49(f7)
             else:
                 pos = skip(data, pos, t, end)
                 u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K49)
+    o = new(_K41)
     o.field_presence = f0
     o.enum_type = f1
     o.repeated_field_encoding = f2
@@ -5061,8 +5013,8 @@ def e_FeatureSetDefaults(m):
 
 def d_FeatureSetDefaults(data, pos, end):
     f0 = []
-    f1 = _K5_0
-    f2 = _K5_0
+    f1 = _K6_0
+    f2 = _K6_0
     u = b""
     while pos < end:
         st = pos
@@ -5106,8 +5058,8 @@ def d_FeatureSetDefaults(data, pos, end):
                     f1, pos = rv(data, pos)
             if f1 > 0x7FFFFFFF:
                 f1 = i32(f1)
-            y = _K5_v.get(f1)
-            f1 = y if y is not None else _K5(f1)
+            y = _K6_v.get(f1)
+            f1 = y if y is not None else _K6(f1)
         elif t == 40:
             f2 = data[pos]
             if f2 < 128:
@@ -5121,8 +5073,8 @@ def d_FeatureSetDefaults(data, pos, end):
                     f2, pos = rv(data, pos)
             if f2 > 0x7FFFFFFF:
                 f2 = i32(f2)
-            y = _K5_v.get(f2)
-            f2 = y if y is not None else _K5(f2)
+            y = _K6_v.get(f2)
+            f2 = y if y is not None else _K6(f2)
         else:
             pos = skip(data, pos, t, end)
             u += data[st:pos]
@@ -5163,7 +5115,7 @@ def e_FeatureSetDefaultsFeatureSetEditionDefault(m):
 
 
 def d_FeatureSetDefaultsFeatureSetEditionDefault(data, pos, end):
-    f0 = _K5_0
+    f0 = _K6_0
     f1 = None
     f2 = None
     u = b""
@@ -5192,8 +5144,8 @@ def d_FeatureSetDefaultsFeatureSetEditionDefault(data, pos, end):
                     f0, pos = rv(data, pos)
             if f0 > 0x7FFFFFFF:
                 f0 = i32(f0)
-            y = _K5_v.get(f0)
-            f0 = y if y is not None else _K5(f0)
+            y = _K6_v.get(f0)
+            f0 = y if y is not None else _K6(f0)
         elif t == 34:
             n = data[pos]
             if n < 128:
@@ -5597,7 +5549,7 @@ def d_GeneratedCodeInfoAnnotation(data, pos, end):
     f1 = ""
     f2 = 0
     f3 = 0
-    f4 = _K56_0
+    f4 = _K57_0
     u = b""
     while pos < end:
         st = pos
@@ -5699,14 +5651,14 @@ def d_GeneratedCodeInfoAnnotation(data, pos, end):
                     f4, pos = rv(data, pos)
             if f4 > 0x7FFFFFFF:
                 f4 = i32(f4)
-            y = _K56_v.get(f4)
-            f4 = y if y is not None else _K56(f4)
+            y = _K57_v.get(f4)
+            f4 = y if y is not None else _K57(f4)
         else:
             pos = skip(data, pos, t, end)
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K57)
+    o = new(_K56)
     o.path = f0
     o.source_file = f1
     o.begin = f2
@@ -6418,102 +6370,102 @@ def d_Empty(data, pos, end):
 
 # Bind the classes (all defined once this package's __init__ runs) and install.
 from . import Struct as _K0
-from . import NullValue as _K1
-_K1_v = _K1._value2member_map_
-_K1_0 = _K1(0)
+from . import Value as _K1
 from . import DescriptorProtoReservedRange as _K10
-from . import ExtensionRangeOptionsVerificationState as _K11
-_K11_v = _K11._value2member_map_
-_K11_0 = _K11(0)
-from . import ExtensionRangeOptions as _K12
+from . import ExtensionRangeOptions as _K11
+from . import ExtensionRangeOptionsVerificationState as _K12
+_K12_v = _K12._value2member_map_
+_K12_0 = _K12(0)
 from . import ExtensionRangeOptionsDeclaration as _K13
-from . import FieldDescriptorProtoLabel as _K14
-_K14_v = _K14._value2member_map_
-_K14_0 = _K14(0)
-from . import FieldDescriptorProtoType as _K15
+from . import FieldDescriptorProto as _K14
+from . import FieldDescriptorProtoLabel as _K15
 _K15_v = _K15._value2member_map_
 _K15_0 = _K15(0)
-from . import FieldDescriptorProto as _K16
+from . import FieldDescriptorProtoType as _K16
+_K16_v = _K16._value2member_map_
+_K16_0 = _K16(0)
 from . import OneofDescriptorProto as _K17
 from . import EnumDescriptorProto as _K18
 from . import EnumDescriptorProtoEnumReservedRange as _K19
-from . import Value as _K2
+from . import NullValue as _K2
+_K2_v = _K2._value2member_map_
+_K2_0 = _K2(0)
 from . import EnumValueDescriptorProto as _K20
 from . import ServiceDescriptorProto as _K21
 from . import MethodDescriptorProto as _K22
-from . import FileOptionsOptimizeMode as _K23
-_K23_v = _K23._value2member_map_
-_K23_0 = _K23(0)
-from . import FileOptions as _K24
+from . import FileOptions as _K23
+from . import FileOptionsOptimizeMode as _K24
+_K24_v = _K24._value2member_map_
+_K24_0 = _K24(0)
 from . import MessageOptions as _K25
-from . import FieldOptionsCType as _K26
-_K26_v = _K26._value2member_map_
-_K26_0 = _K26(0)
-from . import FieldOptionsJsType as _K27
+from . import FieldOptions as _K26
+from . import FieldOptionsCType as _K27
 _K27_v = _K27._value2member_map_
 _K27_0 = _K27(0)
-from . import FieldOptionsOptionRetention as _K28
+from . import FieldOptionsJsType as _K28
 _K28_v = _K28._value2member_map_
 _K28_0 = _K28(0)
-from . import FieldOptionsOptionTargetType as _K29
+from . import FieldOptionsOptionRetention as _K29
 _K29_v = _K29._value2member_map_
 _K29_0 = _K29(0)
 from . import ListValue as _K3
-from . import FieldOptions as _K30
+from . import FieldOptionsOptionTargetType as _K30
+_K30_v = _K30._value2member_map_
+_K30_0 = _K30(0)
 from . import FieldOptionsEditionDefault as _K31
 from . import FieldOptionsFeatureSupport as _K32
 from . import OneofOptions as _K33
 from . import EnumOptions as _K34
 from . import EnumValueOptions as _K35
 from . import ServiceOptions as _K36
-from . import MethodOptionsIdempotencyLevel as _K37
-_K37_v = _K37._value2member_map_
-_K37_0 = _K37(0)
-from . import MethodOptions as _K38
+from . import MethodOptions as _K37
+from . import MethodOptionsIdempotencyLevel as _K38
+_K38_v = _K38._value2member_map_
+_K38_0 = _K38(0)
 from . import UninterpretedOption as _K39
 from . import FileDescriptorSet as _K4
 from . import UninterpretedOptionNamePart as _K40
-from . import FeatureSetFieldPresence as _K41
-_K41_v = _K41._value2member_map_
-_K41_0 = _K41(0)
-from . import FeatureSetEnumType as _K42
+from . import FeatureSet as _K41
+from . import FeatureSetFieldPresence as _K42
 _K42_v = _K42._value2member_map_
 _K42_0 = _K42(0)
-from . import FeatureSetRepeatedFieldEncoding as _K43
+from . import FeatureSetEnumType as _K43
 _K43_v = _K43._value2member_map_
 _K43_0 = _K43(0)
-from . import FeatureSetUtf8Validation as _K44
+from . import FeatureSetRepeatedFieldEncoding as _K44
 _K44_v = _K44._value2member_map_
 _K44_0 = _K44(0)
-from . import FeatureSetMessageEncoding as _K45
+from . import FeatureSetUtf8Validation as _K45
 _K45_v = _K45._value2member_map_
 _K45_0 = _K45(0)
-from . import FeatureSetJsonFormat as _K46
+from . import FeatureSetMessageEncoding as _K46
 _K46_v = _K46._value2member_map_
 _K46_0 = _K46(0)
-from . import FeatureSetEnforceNamingStyle as _K47
+from . import FeatureSetJsonFormat as _K47
 _K47_v = _K47._value2member_map_
 _K47_0 = _K47(0)
-from . import FeatureSetVisibilityFeatureDefaultSymbolVisibility as _K48
+from . import FeatureSetEnforceNamingStyle as _K48
 _K48_v = _K48._value2member_map_
 _K48_0 = _K48(0)
-from . import FeatureSet as _K49
-from . import Edition as _K5
-_K5_v = _K5._value2member_map_
-_K5_0 = _K5(0)
+from . import FeatureSetVisibilityFeatureDefaultSymbolVisibility as _K49
+_K49_v = _K49._value2member_map_
+_K49_0 = _K49(0)
+from . import FileDescriptorProto as _K5
 from . import FeatureSetVisibilityFeature as _K50
 from . import FeatureSetDefaults as _K51
 from . import FeatureSetDefaultsFeatureSetEditionDefault as _K52
 from . import SourceCodeInfo as _K53
 from . import SourceCodeInfoLocation as _K54
 from . import GeneratedCodeInfo as _K55
-from . import GeneratedCodeInfoAnnotationSemantic as _K56
-_K56_v = _K56._value2member_map_
-_K56_0 = _K56(0)
-from . import GeneratedCodeInfoAnnotation as _K57
+from . import GeneratedCodeInfoAnnotation as _K56
+from . import GeneratedCodeInfoAnnotationSemantic as _K57
+_K57_v = _K57._value2member_map_
+_K57_0 = _K57(0)
 from . import DoubleValue as _K58
 from . import FloatValue as _K59
-from . import FileDescriptorProto as _K6
+from . import Edition as _K6
+_K6_v = _K6._value2member_map_
+_K6_0 = _K6(0)
 from . import Int64Value as _K60
 from . import UInt64Value as _K61
 from . import Int32Value as _K62
@@ -6524,49 +6476,52 @@ from . import BytesValue as _K66
 from . import Any as _K67
 from . import Timestamp as _K68
 from . import Duration as _K69
-from . import SymbolVisibility as _K7
-_K7_v = _K7._value2member_map_
-_K7_0 = _K7(0)
+from . import DescriptorProto as _K7
 from . import Empty as _K70
-from . import DescriptorProto as _K8
+from . import SymbolVisibility as _K8
+_K8_v = _K8._value2member_map_
+_K8_0 = _K8(0)
 from . import DescriptorProtoExtensionRange as _K9
+_K23_t = {'java_package': "", 'java_outer_classname': "", 'java_multiple_files': False, 'java_generate_equals_and_hash': False, 'java_string_check_utf8': False, 'optimize_for': _K24_0, 'go_package': "", 'cc_generic_services': False, 'java_generic_services': False, 'py_generic_services': False, 'deprecated': False, 'cc_enable_arenas': False, 'objc_class_prefix': "", 'csharp_namespace': "", 'swift_prefix': "", 'php_class_prefix': "", 'php_namespace': "", 'php_metadata_namespace': "", 'ruby_package': "", 'features': None, 'uninterpreted_option': None, '_unknown_fields': b''}
+_K26_t = {'ctype': _K27_0, 'packed': False, 'jstype': _K28_0, 'lazy': False, 'unverified_lazy': False, 'deprecated': False, 'weak': False, 'debug_redact': False, 'retention': _K29_0, 'targets': None, 'edition_defaults': None, 'features': None, 'feature_support': None, 'uninterpreted_option': None, '_unknown_fields': b''}
+_K5_t = {'name': "", 'package': "", 'dependency': None, 'public_dependency': None, 'weak_dependency': None, 'option_dependency': None, 'message_type': None, 'enum_type': None, 'service': None, 'extension': None, 'options': None, 'source_code_info': None, 'syntax': "", 'edition': _K6_0, '_unknown_fields': b''}
 install(_K0, e_Struct, d_Struct)
-install(_K2, e_Value, d_Value)
+install(_K1, e_Value, d_Value)
 install(_K3, e_ListValue, d_ListValue)
 install(_K4, e_FileDescriptorSet, d_FileDescriptorSet)
-install(_K6, e_FileDescriptorProto, d_FileDescriptorProto)
-install(_K8, e_DescriptorProto, d_DescriptorProto)
+install(_K5, e_FileDescriptorProto, d_FileDescriptorProto)
+install(_K7, e_DescriptorProto, d_DescriptorProto)
 install(_K9, e_DescriptorProtoExtensionRange, d_DescriptorProtoExtensionRange)
 install(_K10, e_DescriptorProtoReservedRange, d_DescriptorProtoReservedRange)
-install(_K12, e_ExtensionRangeOptions, d_ExtensionRangeOptions)
+install(_K11, e_ExtensionRangeOptions, d_ExtensionRangeOptions)
 install(_K13, e_ExtensionRangeOptionsDeclaration, d_ExtensionRangeOptionsDeclaration)
-install(_K16, e_FieldDescriptorProto, d_FieldDescriptorProto)
+install(_K14, e_FieldDescriptorProto, d_FieldDescriptorProto)
 install(_K17, e_OneofDescriptorProto, d_OneofDescriptorProto)
 install(_K18, e_EnumDescriptorProto, d_EnumDescriptorProto)
 install(_K19, e_EnumDescriptorProtoEnumReservedRange, d_EnumDescriptorProtoEnumReservedRange)
 install(_K20, e_EnumValueDescriptorProto, d_EnumValueDescriptorProto)
 install(_K21, e_ServiceDescriptorProto, d_ServiceDescriptorProto)
 install(_K22, e_MethodDescriptorProto, d_MethodDescriptorProto)
-install(_K24, e_FileOptions, d_FileOptions)
+install(_K23, e_FileOptions, d_FileOptions)
 install(_K25, e_MessageOptions, d_MessageOptions)
-install(_K30, e_FieldOptions, d_FieldOptions)
+install(_K26, e_FieldOptions, d_FieldOptions)
 install(_K31, e_FieldOptionsEditionDefault, d_FieldOptionsEditionDefault)
 install(_K32, e_FieldOptionsFeatureSupport, d_FieldOptionsFeatureSupport)
 install(_K33, e_OneofOptions, d_OneofOptions)
 install(_K34, e_EnumOptions, d_EnumOptions)
 install(_K35, e_EnumValueOptions, d_EnumValueOptions)
 install(_K36, e_ServiceOptions, d_ServiceOptions)
-install(_K38, e_MethodOptions, d_MethodOptions)
+install(_K37, e_MethodOptions, d_MethodOptions)
 install(_K39, e_UninterpretedOption, d_UninterpretedOption)
 install(_K40, e_UninterpretedOptionNamePart, d_UninterpretedOptionNamePart)
-install(_K49, e_FeatureSet, d_FeatureSet)
+install(_K41, e_FeatureSet, d_FeatureSet)
 install(_K50, e_FeatureSetVisibilityFeature, d_FeatureSetVisibilityFeature)
 install(_K51, e_FeatureSetDefaults, d_FeatureSetDefaults)
 install(_K52, e_FeatureSetDefaultsFeatureSetEditionDefault, d_FeatureSetDefaultsFeatureSetEditionDefault)
 install(_K53, e_SourceCodeInfo, d_SourceCodeInfo)
 install(_K54, e_SourceCodeInfoLocation, d_SourceCodeInfoLocation)
 install(_K55, e_GeneratedCodeInfo, d_GeneratedCodeInfo)
-install(_K57, e_GeneratedCodeInfoAnnotation, d_GeneratedCodeInfoAnnotation)
+install(_K56, e_GeneratedCodeInfoAnnotation, d_GeneratedCodeInfoAnnotation)
 install(_K58, e_DoubleValue, d_DoubleValue)
 install(_K59, e_FloatValue, d_FloatValue)
 install(_K60, e_Int64Value, d_Int64Value)

@@ -63,7 +63,7 @@ def e_StatusAnnotation(m):
 
 def d_StatusAnnotation(data, pos, end):
     f0 = False
-    f1 = _K0_0
+    f1 = _K1_0
     u = b""
     while pos < end:
         st = pos
@@ -102,14 +102,14 @@ def d_StatusAnnotation(data, pos, end):
                     f1, pos = rv(data, pos)
             if f1 > 0x7FFFFFFF:
                 f1 = i32(f1)
-            y = _K0_v.get(f1)
-            f1 = y if y is not None else _K0(f1)
+            y = _K1_v.get(f1)
+            f1 = y if y is not None else _K1(f1)
         else:
             pos = skip(data, pos, t, end)
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K1)
+    o = new(_K0)
     o.work_in_progress = f0
     o.package_version_status = f1
     o._unknown_fields = u
@@ -436,16 +436,16 @@ def d_FieldSecurityAnnotation(data, pos, end):
 
 
 # Bind the classes (all defined once this package's __init__ runs) and install.
-from . import PackageVersionStatus as _K0
-_K0_v = _K0._value2member_map_
-_K0_0 = _K0(0)
-from . import StatusAnnotation as _K1
+from . import StatusAnnotation as _K0
+from . import PackageVersionStatus as _K1
+_K1_v = _K1._value2member_map_
+_K1_0 = _K1(0)
 from . import VersioningAnnotation as _K2
 from . import MigrateAnnotation as _K3
 from . import FieldMigrateAnnotation as _K4
 from . import FileMigrateAnnotation as _K5
 from . import FieldSecurityAnnotation as _K6
-install(_K1, e_StatusAnnotation, d_StatusAnnotation)
+install(_K0, e_StatusAnnotation, d_StatusAnnotation)
 install(_K2, e_VersioningAnnotation, d_VersioningAnnotation)
 install(_K3, e_MigrateAnnotation, d_MigrateAnnotation)
 install(_K4, e_FieldMigrateAnnotation, d_FieldMigrateAnnotation)

@@ -550,7 +550,7 @@ def d_ListenersConfigDumpDynamicListener(data, pos, end):
     f2 = None
     f3 = None
     f4 = None
-    f5 = _K4_0
+    f5 = _K5_0
     u = b""
     while pos < end:
         st = pos
@@ -669,14 +669,14 @@ def d_ListenersConfigDumpDynamicListener(data, pos, end):
                     f5, pos = rv(data, pos)
             if f5 > 0x7FFFFFFF:
                 f5 = i32(f5)
-            y = _K4_v.get(f5)
-            f5 = y if y is not None else _K4(f5)
+            y = _K5_v.get(f5)
+            f5 = y if y is not None else _K5(f5)
         else:
             pos = skip(data, pos, t, end)
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K5)
+    o = new(_K4)
     o.name = f0
     o.active_state = f1
     o.warming_state = f2
@@ -955,7 +955,7 @@ def d_ClustersConfigDumpDynamicCluster(data, pos, end):
     f1 = None
     f2 = None
     f3 = None
-    f4 = _K4_0
+    f4 = _K5_0
     u = b""
     while pos < end:
         st = pos
@@ -1055,8 +1055,8 @@ def d_ClustersConfigDumpDynamicCluster(data, pos, end):
                     f4, pos = rv(data, pos)
             if f4 > 0x7FFFFFFF:
                 f4 = i32(f4)
-            y = _K4_v.get(f4)
-            f4 = y if y is not None else _K4(f4)
+            y = _K5_v.get(f4)
+            f4 = y if y is not None else _K5(f4)
         else:
             pos = skip(data, pos, t, end)
             u += data[st:pos]
@@ -1289,7 +1289,7 @@ def d_RoutesConfigDumpDynamicRouteConfig(data, pos, end):
     f1 = None
     f2 = None
     f3 = None
-    f4 = _K4_0
+    f4 = _K5_0
     u = b""
     while pos < end:
         st = pos
@@ -1389,8 +1389,8 @@ def d_RoutesConfigDumpDynamicRouteConfig(data, pos, end):
                     f4, pos = rv(data, pos)
             if f4 > 0x7FFFFFFF:
                 f4 = i32(f4)
-            y = _K4_v.get(f4)
-            f4 = y if y is not None else _K4(f4)
+            y = _K5_v.get(f4)
+            f4 = y if y is not None else _K5(f4)
         else:
             pos = skip(data, pos, t, end)
             u += data[st:pos]
@@ -1654,7 +1654,7 @@ def d_ScopedRoutesConfigDumpDynamicScopedRouteConfigs(data, pos, end):
     f2 = []
     f3 = None
     f4 = None
-    f5 = _K4_0
+    f5 = _K5_0
     u = b""
     while pos < end:
         st = pos
@@ -1768,8 +1768,8 @@ def d_ScopedRoutesConfigDumpDynamicScopedRouteConfigs(data, pos, end):
                     f5, pos = rv(data, pos)
             if f5 > 0x7FFFFFFF:
                 f5 = i32(f5)
-            y = _K4_v.get(f5)
-            f5 = y if y is not None else _K4(f5)
+            y = _K5_v.get(f5)
+            f5 = y if y is not None else _K5(f5)
         else:
             pos = skip(data, pos, t, end)
             u += data[st:pos]
@@ -2003,7 +2003,7 @@ def d_EndpointsConfigDumpDynamicEndpointConfig(data, pos, end):
     f1 = None
     f2 = None
     f3 = None
-    f4 = _K4_0
+    f4 = _K5_0
     u = b""
     while pos < end:
         st = pos
@@ -2103,8 +2103,8 @@ def d_EndpointsConfigDumpDynamicEndpointConfig(data, pos, end):
                     f4, pos = rv(data, pos)
             if f4 > 0x7FFFFFFF:
                 f4 = i32(f4)
-            y = _K4_v.get(f4)
-            f4 = y if y is not None else _K4(f4)
+            y = _K5_v.get(f4)
+            f4 = y if y is not None else _K5(f4)
         else:
             pos = skip(data, pos, t, end)
             u += data[st:pos]
@@ -2223,7 +2223,7 @@ def d_EcdsConfigDumpEcdsFilterConfig(data, pos, end):
     f1 = None
     f2 = None
     f3 = None
-    f4 = _K4_0
+    f4 = _K5_0
     u = b""
     while pos < end:
         st = pos
@@ -2323,8 +2323,8 @@ def d_EcdsConfigDumpEcdsFilterConfig(data, pos, end):
                     f4, pos = rv(data, pos)
             if f4 > 0x7FFFFFFF:
                 f4 = i32(f4)
-            y = _K4_v.get(f4)
-            f4 = y if y is not None else _K4(f4)
+            y = _K5_v.get(f4)
+            f4 = y if y is not None else _K5(f4)
         else:
             pos = skip(data, pos, t, end)
             u += data[st:pos]
@@ -2649,7 +2649,7 @@ def d_SecretsConfigDumpDynamicSecret(data, pos, end):
     f2 = None
     f3 = None
     f4 = None
-    f5 = _K4_0
+    f5 = _K5_0
     u = b""
     while pos < end:
         st = pos
@@ -2765,8 +2765,8 @@ def d_SecretsConfigDumpDynamicSecret(data, pos, end):
                     f5, pos = rv(data, pos)
             if f5 > 0x7FFFFFFF:
                 f5 = i32(f5)
-            y = _K4_v.get(f5)
-            f5 = y if y is not None else _K4(f5)
+            y = _K5_v.get(f5)
+            f5 = y if y is not None else _K5(f5)
         else:
             pos = skip(data, pos, t, end)
             u += data[st:pos]
@@ -2916,10 +2916,10 @@ from . import SecretsConfigDump as _K22
 from . import SecretsConfigDumpDynamicSecret as _K23
 from . import SecretsConfigDumpStaticSecret as _K24
 from . import ListenersConfigDumpDynamicListenerState as _K3
-from . import ClientResourceStatus as _K4
-_K4_v = _K4._value2member_map_
-_K4_0 = _K4(0)
-from . import ListenersConfigDumpDynamicListener as _K5
+from . import ListenersConfigDumpDynamicListener as _K4
+from . import ClientResourceStatus as _K5
+_K5_v = _K5._value2member_map_
+_K5_0 = _K5(0)
 from . import ClustersConfigDump as _K6
 from . import ClustersConfigDumpStaticCluster as _K7
 from . import ClustersConfigDumpDynamicCluster as _K8
@@ -2928,7 +2928,7 @@ install(_K0, e_UpdateFailureState, d_UpdateFailureState)
 install(_K1, e_ListenersConfigDump, d_ListenersConfigDump)
 install(_K2, e_ListenersConfigDumpStaticListener, d_ListenersConfigDumpStaticListener)
 install(_K3, e_ListenersConfigDumpDynamicListenerState, d_ListenersConfigDumpDynamicListenerState)
-install(_K5, e_ListenersConfigDumpDynamicListener, d_ListenersConfigDumpDynamicListener)
+install(_K4, e_ListenersConfigDumpDynamicListener, d_ListenersConfigDumpDynamicListener)
 install(_K6, e_ClustersConfigDump, d_ClustersConfigDump)
 install(_K7, e_ClustersConfigDumpStaticCluster, d_ClustersConfigDumpStaticCluster)
 install(_K8, e_ClustersConfigDumpDynamicCluster, d_ClustersConfigDumpDynamicCluster)

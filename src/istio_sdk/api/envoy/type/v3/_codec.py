@@ -105,7 +105,7 @@ def e_FractionalPercent(m):
 
 def d_FractionalPercent(data, pos, end):
     f0 = 0
-    f1 = _K1_0
+    f1 = _K2_0
     u = b""
     while pos < end:
         st = pos
@@ -145,14 +145,14 @@ def d_FractionalPercent(data, pos, end):
                     f1, pos = rv(data, pos)
             if f1 > 0x7FFFFFFF:
                 f1 = i32(f1)
-            y = _K1_v.get(f1)
-            f1 = y if y is not None else _K1(f1)
+            y = _K2_v.get(f1)
+            f1 = y if y is not None else _K2(f1)
         else:
             pos = skip(data, pos, t, end)
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K2)
+    o = new(_K1)
     o.numerator = f0
     o.denominator = f1
     o._unknown_fields = u
@@ -618,10 +618,10 @@ def d_HashPolicyFilterState(data, pos, end):
 
 # Bind the classes (all defined once this package's __init__ runs) and install.
 from . import Percent as _K0
-from . import FractionalPercentDenominatorType as _K1
-_K1_v = _K1._value2member_map_
-_K1_0 = _K1(0)
-from . import FractionalPercent as _K2
+from . import FractionalPercent as _K1
+from . import FractionalPercentDenominatorType as _K2
+_K2_v = _K2._value2member_map_
+_K2_0 = _K2(0)
 from . import SemanticVersion as _K3
 from . import Int64Range as _K4
 from . import Int32Range as _K5
@@ -630,7 +630,7 @@ from . import HashPolicy as _K7
 from . import HashPolicySourceIp as _K8
 from . import HashPolicyFilterState as _K9
 install(_K0, e_Percent, d_Percent)
-install(_K2, e_FractionalPercent, d_FractionalPercent)
+install(_K1, e_FractionalPercent, d_FractionalPercent)
 install(_K3, e_SemanticVersion, d_SemanticVersion)
 install(_K4, e_Int64Range, d_Int64Range)
 install(_K5, e_Int32Range, d_Int32Range)

@@ -75,7 +75,7 @@ def e_AnalysisMessageBase(m):
 
 def d_AnalysisMessageBase(data, pos, end):
     f0 = None
-    f1 = _K0_0
+    f1 = _K1_0
     f2 = ""
     u = b""
     while pos < end:
@@ -122,8 +122,8 @@ def d_AnalysisMessageBase(data, pos, end):
                     f1, pos = rv(data, pos)
             if f1 > 0x7FFFFFFF:
                 f1 = i32(f1)
-            y = _K0_v.get(f1)
-            f1 = y if y is not None else _K0(f1)
+            y = _K1_v.get(f1)
+            f1 = y if y is not None else _K1(f1)
         elif t == 26:
             n = data[pos]
             if n < 128:
@@ -145,7 +145,7 @@ def d_AnalysisMessageBase(data, pos, end):
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K1)
+    o = new(_K0)
     o.type = f0
     o.level = f1
     o.documentation_url = f2
@@ -653,16 +653,16 @@ def d_InternalErrorAnalysisMessage(data, pos, end):
 
 
 # Bind the classes (all defined once this package's __init__ runs) and install.
-from . import AnalysisMessageBaseLevel as _K0
-_K0_v = _K0._value2member_map_
-_K0_0 = _K0(0)
-from . import AnalysisMessageBase as _K1
+from . import AnalysisMessageBase as _K0
+from . import AnalysisMessageBaseLevel as _K1
+_K1_v = _K1._value2member_map_
+_K1_0 = _K1(0)
 from . import AnalysisMessageBaseType as _K2
 from . import AnalysisMessageWeakSchema as _K3
 from . import AnalysisMessageWeakSchemaArgType as _K4
 from . import GenericAnalysisMessage as _K5
 from . import InternalErrorAnalysisMessage as _K6
-install(_K1, e_AnalysisMessageBase, d_AnalysisMessageBase)
+install(_K0, e_AnalysisMessageBase, d_AnalysisMessageBase)
 install(_K2, e_AnalysisMessageBaseType, d_AnalysisMessageBaseType)
 install(_K3, e_AnalysisMessageWeakSchema, d_AnalysisMessageWeakSchema)
 install(_K4, e_AnalysisMessageWeakSchemaArgType, d_AnalysisMessageWeakSchemaArgType)

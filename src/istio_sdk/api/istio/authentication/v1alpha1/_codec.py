@@ -207,7 +207,7 @@ def e_MutualTls(m):
 
 def d_MutualTls(data, pos, end):
     f0 = False
-    f1 = _K1_0
+    f1 = _K2_0
     u = b""
     while pos < end:
         st = pos
@@ -246,14 +246,14 @@ def d_MutualTls(data, pos, end):
                     f1, pos = rv(data, pos)
             if f1 > 0x7FFFFFFF:
                 f1 = i32(f1)
-            y = _K1_v.get(f1)
-            f1 = y if y is not None else _K1(f1)
+            y = _K2_v.get(f1)
+            f1 = y if y is not None else _K2(f1)
         else:
             pos = skip(data, pos, t, end)
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K2)
+    o = new(_K1)
     o.allow_tls = f0
     o.mode = f1
     o._unknown_fields = u
@@ -755,7 +755,7 @@ def d_Policy(data, pos, end):
     f2 = False
     f3 = []
     f4 = False
-    f5 = _K7_0
+    f5 = _K8_0
     u = b""
     while pos < end:
         st = pos
@@ -857,14 +857,14 @@ def d_Policy(data, pos, end):
                     f5, pos = rv(data, pos)
             if f5 > 0x7FFFFFFF:
                 f5 = i32(f5)
-            y = _K7_v.get(f5)
-            f5 = y if y is not None else _K7(f5)
+            y = _K8_v.get(f5)
+            f5 = y if y is not None else _K8(f5)
         else:
             pos = skip(data, pos, t, end)
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K8)
+    o = new(_K7)
     o.targets = f0
     o.peers = f1
     o.peer_is_optional = f2
@@ -1129,26 +1129,26 @@ def d_PortSelector(data, pos, end):
 
 # Bind the classes (all defined once this package's __init__ runs) and install.
 from . import StringMatch as _K0
-from . import MutualTlsMode as _K1
-_K1_v = _K1._value2member_map_
-_K1_0 = _K1(0)
+from . import MutualTls as _K1
 from . import PortSelector as _K10
-from . import MutualTls as _K2
+from . import MutualTlsMode as _K2
+_K2_v = _K2._value2member_map_
+_K2_0 = _K2(0)
 from . import Jwt as _K3
 from . import JwtTriggerRule as _K4
 from . import PeerAuthenticationMethod as _K5
 from . import OriginAuthenticationMethod as _K6
-from . import PrincipalBinding as _K7
-_K7_v = _K7._value2member_map_
-_K7_0 = _K7(0)
-from . import Policy as _K8
+from . import Policy as _K7
+from . import PrincipalBinding as _K8
+_K8_v = _K8._value2member_map_
+_K8_0 = _K8(0)
 from . import TargetSelector as _K9
 install(_K0, e_StringMatch, d_StringMatch)
-install(_K2, e_MutualTls, d_MutualTls)
+install(_K1, e_MutualTls, d_MutualTls)
 install(_K3, e_Jwt, d_Jwt)
 install(_K4, e_JwtTriggerRule, d_JwtTriggerRule)
 install(_K5, e_PeerAuthenticationMethod, d_PeerAuthenticationMethod)
 install(_K6, e_OriginAuthenticationMethod, d_OriginAuthenticationMethod)
-install(_K8, e_Policy, d_Policy)
+install(_K7, e_Policy, d_Policy)
 install(_K9, e_TargetSelector, d_TargetSelector)
 install(_K10, e_PortSelector, d_PortSelector)

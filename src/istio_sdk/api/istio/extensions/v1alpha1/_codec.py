@@ -161,22 +161,10 @@ def e_WasmPlugin(m):
 
 
 def d_WasmPlugin(data, pos, end):
-    f0 = None
-    f1 = None
-    f2 = []
-    f3 = ""
-    f4 = ""
-    f5 = _K0_0
-    f6 = ""
-    f7 = ""
-    f8 = None
-    f9 = ""
-    f10 = _K1_0
-    f11 = None
-    f12 = _K2_0
-    f13 = None
-    f14 = []
-    f15 = _K3_0
+    o = new(_K0)
+    o.__dict__ = _K0_t.copy()
+    f2 = o.target_refs = []
+    f14 = o.match = []
     u = b""
     while pos < end:
         st = pos
@@ -206,10 +194,10 @@ def d_WasmPlugin(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f0 is None:
-                        f0 = _c0.d_WorkloadSelector(data, pos, e)
+                    if o.selector is None:
+                        o.selector = _c0.d_WorkloadSelector(data, pos, e)
                     else:
-                        f0 = merge(_c0.d_WorkloadSelector, _c0.e_WorkloadSelector, f0, data, pos, e)
+                        o.selector = merge(_c0.d_WorkloadSelector, _c0.e_WorkloadSelector, o.selector, data, pos, e)
                     pos = e
                 elif t == 18:
                     n = data[pos]
@@ -225,8 +213,9 @@ def d_WasmPlugin(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f3 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.url = x
                 elif t == 26:
                     n = data[pos]
                     if n < 128:
@@ -241,23 +230,25 @@ def d_WasmPlugin(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f4 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.sha256 = x
                 elif t == 32:
-                    f5 = data[pos]
-                    if f5 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f5 = (f5 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f5, pos = rv(data, pos)
-                    if f5 > 0x7FFFFFFF:
-                        f5 = i32(f5)
-                    y = _K0_v.get(f5)
-                    f5 = y if y is not None else _K0(f5)
+                            x, pos = rv(data, pos)
+                    if x > 0x7FFFFFFF:
+                        x = i32(x)
+                    y = _K1_v.get(x)
+                    x = y if y is not None else _K1(x)
+                    o.image_pull_policy = x
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
@@ -276,8 +267,9 @@ def d_WasmPlugin(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f6 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.image_pull_secret = x
                 elif t == 50:
                     n = data[pos]
                     if n < 128:
@@ -292,8 +284,9 @@ def d_WasmPlugin(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f7 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.verification_key = x
                 elif t == 58:
                     n = data[pos]
                     if n < 128:
@@ -308,10 +301,10 @@ def d_WasmPlugin(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f8 is None:
-                        f8 = _c1.d_Struct(data, pos, e)
+                    if o.plugin_config is None:
+                        o.plugin_config = _c1.d_Struct(data, pos, e)
                     else:
-                        f8 = merge(_c1.d_Struct, _c1.e_Struct, f8, data, pos, e)
+                        o.plugin_config = merge(_c1.d_Struct, _c1.e_Struct, o.plugin_config, data, pos, e)
                     pos = e
                 elif t == 66:
                     n = data[pos]
@@ -327,28 +320,30 @@ def d_WasmPlugin(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f9 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.plugin_name = x
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
         else:
             if t < 104:
                 if t == 72:
-                    f10 = data[pos]
-                    if f10 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f10 = (f10 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f10, pos = rv(data, pos)
-                    if f10 > 0x7FFFFFFF:
-                        f10 = i32(f10)
-                    y = _K1_v.get(f10)
-                    f10 = y if y is not None else _K1(f10)
+                            x, pos = rv(data, pos)
+                    if x > 0x7FFFFFFF:
+                        x = i32(x)
+                    y = _K2_v.get(x)
+                    x = y if y is not None else _K2(x)
+                    o.phase = x
                 elif t == 82:
                     n = data[pos]
                     if n < 128:
@@ -364,11 +359,11 @@ def d_WasmPlugin(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f11 = data[pos + 1]
-                    elif f11 is None:
-                        f11 = _w0d(data, pos, e)
+                        o.priority = data[pos + 1]
+                    elif o.priority is None:
+                        o.priority = _w0d(data, pos, e)
                     else:
-                        f11 = merge(_w0d, _w0e, f11, data, pos, e)
+                        o.priority = merge(_w0d, _w0e, o.priority, data, pos, e)
                     pos = e
                 elif t == 90:
                     n = data[pos]
@@ -384,10 +379,10 @@ def d_WasmPlugin(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f13 is None:
-                        f13 = d_VmConfig(data, pos, e)
+                    if o.vm_config is None:
+                        o.vm_config = d_VmConfig(data, pos, e)
                     else:
-                        f13 = merge(d_VmConfig, e_VmConfig, f13, data, pos, e)
+                        o.vm_config = merge(d_VmConfig, e_VmConfig, o.vm_config, data, pos, e)
                     pos = e
                 elif t == 98:
                     n = data[pos]
@@ -411,35 +406,37 @@ def d_WasmPlugin(data, pos, end):
                     u += data[st:pos]
             else:
                 if t == 104:
-                    f12 = data[pos]
-                    if f12 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f12 = (f12 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f12, pos = rv(data, pos)
-                    if f12 > 0x7FFFFFFF:
-                        f12 = i32(f12)
-                    y = _K2_v.get(f12)
-                    f12 = y if y is not None else _K2(f12)
+                            x, pos = rv(data, pos)
+                    if x > 0x7FFFFFFF:
+                        x = i32(x)
+                    y = _K3_v.get(x)
+                    x = y if y is not None else _K3(x)
+                    o.fail_strategy = x
                 elif t == 112:
-                    f15 = data[pos]
-                    if f15 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f15 = (f15 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f15, pos = rv(data, pos)
-                    if f15 > 0x7FFFFFFF:
-                        f15 = i32(f15)
-                    y = _K3_v.get(f15)
-                    f15 = y if y is not None else _K3(f15)
+                            x, pos = rv(data, pos)
+                    if x > 0x7FFFFFFF:
+                        x = i32(x)
+                    y = _K4_v.get(x)
+                    x = y if y is not None else _K4(x)
+                    o.type = x
                 elif t == 122:
                     n = data[pos]
                     if n < 128:
@@ -454,10 +451,10 @@ def d_WasmPlugin(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f1 is None:
-                        f1 = _c0.d_PolicyTargetReference(data, pos, e)
+                    if o.target_ref is None:
+                        o.target_ref = _c0.d_PolicyTargetReference(data, pos, e)
                     else:
-                        f1 = merge(_c0.d_PolicyTargetReference, _c0.e_PolicyTargetReference, f1, data, pos, e)
+                        o.target_ref = merge(_c0.d_PolicyTargetReference, _c0.e_PolicyTargetReference, o.target_ref, data, pos, e)
                     pos = e
                 elif t == 130:
                     n = data[pos]
@@ -481,24 +478,8 @@ def d_WasmPlugin(data, pos, end):
                     u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K4)
-    o.selector = f0
-    o.target_ref = f1
-    o.target_refs = f2
-    o.url = f3
-    o.sha256 = f4
-    o.image_pull_policy = f5
-    o.image_pull_secret = f6
-    o.verification_key = f7
-    o.plugin_config = f8
-    o.plugin_name = f9
-    o.phase = f10
-    o.priority = f11
-    o.fail_strategy = f12
-    o.vm_config = f13
-    o.match = f14
-    o.type = f15
-    o._unknown_fields = u
+    if u:
+        o._unknown_fields = u
     return o
 
 
@@ -522,7 +503,7 @@ def e_WasmPluginTrafficSelector(m):
 
 
 def d_WasmPluginTrafficSelector(data, pos, end):
-    f0 = _K5_0
+    f0 = _K6_0
     f1 = []
     u = b""
     while pos < end:
@@ -550,8 +531,8 @@ def d_WasmPluginTrafficSelector(data, pos, end):
                     f0, pos = rv(data, pos)
             if f0 > 0x7FFFFFFF:
                 f0 = i32(f0)
-            y = _K5_v.get(f0)
-            f0 = y if y is not None else _K5(f0)
+            y = _K6_v.get(f0)
+            f0 = y if y is not None else _K6(f0)
         elif t == 18:
             n = data[pos]
             if n < 128:
@@ -574,7 +555,7 @@ def d_WasmPluginTrafficSelector(data, pos, end):
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K6)
+    o = new(_K5)
     o.mode = f0
     o.ports = f1
     o._unknown_fields = u
@@ -667,7 +648,7 @@ def e_EnvVar(m):
 
 def d_EnvVar(data, pos, end):
     f0 = ""
-    f1 = _K8_0
+    f1 = _K9_0
     f2 = ""
     u = b""
     while pos < end:
@@ -727,14 +708,14 @@ def d_EnvVar(data, pos, end):
                     f1, pos = rv(data, pos)
             if f1 > 0x7FFFFFFF:
                 f1 = i32(f1)
-            y = _K8_v.get(f1)
-            f1 = y if y is not None else _K8(f1)
+            y = _K9_v.get(f1)
+            f1 = y if y is not None else _K9(f1)
         else:
             pos = skip(data, pos, t, end)
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K9)
+    o = new(_K8)
     o.name = f0
     o.value_from = f1
     o.value = f2
@@ -802,7 +783,7 @@ def e_TrafficExtension(m):
 def d_TrafficExtension(data, pos, end):
     f0 = None
     f1 = []
-    f2 = _K10_0
+    f2 = _K11_0
     f3 = None
     f4 = []
     f5 = None
@@ -870,8 +851,8 @@ def d_TrafficExtension(data, pos, end):
                         f2, pos = rv(data, pos)
                 if f2 > 0x7FFFFFFF:
                     f2 = i32(f2)
-                y = _K10_v.get(f2)
-                f2 = y if y is not None else _K10(f2)
+                y = _K11_v.get(f2)
+                f2 = y if y is not None else _K11(f2)
             else:
                 pos = skip(data, pos, t, end)
                 u += data[st:pos]
@@ -959,7 +940,7 @@ def d_TrafficExtension(data, pos, end):
                 u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K11)
+    o = new(_K10)
     o.selector = f0
     o.target_refs = f1
     o.phase = f2
@@ -1043,14 +1024,14 @@ def e_WasmConfig(m):
 def d_WasmConfig(data, pos, end):
     f0 = ""
     f1 = ""
-    f2 = _K0_0
+    f2 = _K1_0
     f3 = ""
     f4 = ""
     f5 = None
     f6 = ""
-    f7 = _K2_0
+    f7 = _K3_0
     f8 = None
-    f9 = _K3_0
+    f9 = _K4_0
     u = b""
     while pos < end:
         st = pos
@@ -1110,8 +1091,8 @@ def d_WasmConfig(data, pos, end):
                         f2, pos = rv(data, pos)
                 if f2 > 0x7FFFFFFF:
                     f2 = i32(f2)
-                y = _K0_v.get(f2)
-                f2 = y if y is not None else _K0(f2)
+                y = _K1_v.get(f2)
+                f2 = y if y is not None else _K1(f2)
             elif t == 34:
                 n = data[pos]
                 if n < 128:
@@ -1196,8 +1177,8 @@ def d_WasmConfig(data, pos, end):
                         f7, pos = rv(data, pos)
                 if f7 > 0x7FFFFFFF:
                     f7 = i32(f7)
-                y = _K2_v.get(f7)
-                f7 = y if y is not None else _K2(f7)
+                y = _K3_v.get(f7)
+                f7 = y if y is not None else _K3(f7)
             elif t == 74:
                 n = data[pos]
                 if n < 128:
@@ -1230,8 +1211,8 @@ def d_WasmConfig(data, pos, end):
                         f9, pos = rv(data, pos)
                 if f9 > 0x7FFFFFFF:
                     f9 = i32(f9)
-                y = _K3_v.get(f9)
-                f9 = y if y is not None else _K3(f9)
+                y = _K4_v.get(f9)
+                f9 = y if y is not None else _K4(f9)
             else:
                 pos = skip(data, pos, t, end)
                 u += data[st:pos]
@@ -1329,7 +1310,7 @@ def e_TrafficSelector(m):
 
 
 def d_TrafficSelector(data, pos, end):
-    f0 = _K5_0
+    f0 = _K6_0
     f1 = []
     u = b""
     while pos < end:
@@ -1357,8 +1338,8 @@ def d_TrafficSelector(data, pos, end):
                     f0, pos = rv(data, pos)
             if f0 > 0x7FFFFFFF:
                 f0 = i32(f0)
-            y = _K5_v.get(f0)
-            f0 = y if y is not None else _K5(f0)
+            y = _K6_v.get(f0)
+            f0 = y if y is not None else _K6(f0)
         elif t == 18:
             n = data[pos]
             if n < 128:
@@ -1389,41 +1370,42 @@ def d_TrafficSelector(data, pos, end):
 
 
 # Bind the classes (all defined once this package's __init__ runs) and install.
-from . import PullPolicy as _K0
-_K0_v = _K0._value2member_map_
-_K0_0 = _K0(0)
-from . import PluginPhase as _K1
+from . import WasmPlugin as _K0
+from . import PullPolicy as _K1
 _K1_v = _K1._value2member_map_
 _K1_0 = _K1(0)
-from . import TrafficExtensionExecutionPhase as _K10
-_K10_v = _K10._value2member_map_
-_K10_0 = _K10(0)
-from . import TrafficExtension as _K11
+from . import TrafficExtension as _K10
+from . import TrafficExtensionExecutionPhase as _K11
+_K11_v = _K11._value2member_map_
+_K11_0 = _K11(0)
 from . import WasmConfig as _K12
 from . import LuaConfig as _K13
 from . import TrafficSelector as _K14
-from . import FailStrategy as _K2
+from . import PluginPhase as _K2
 _K2_v = _K2._value2member_map_
 _K2_0 = _K2(0)
-from . import PluginType as _K3
+from . import FailStrategy as _K3
 _K3_v = _K3._value2member_map_
 _K3_0 = _K3(0)
-from . import WasmPlugin as _K4
+from . import PluginType as _K4
+_K4_v = _K4._value2member_map_
+_K4_0 = _K4(0)
+from . import WasmPluginTrafficSelector as _K5
 from ....istio.type import v1beta1 as _p0
-_K5 = _p0.WorkloadMode
-_K5_v = _K5._value2member_map_
-_K5_0 = _K5(0)
-from . import WasmPluginTrafficSelector as _K6
+_K6 = _p0.WorkloadMode
+_K6_v = _K6._value2member_map_
+_K6_0 = _K6(0)
 from . import VmConfig as _K7
-from . import EnvValueSource as _K8
-_K8_v = _K8._value2member_map_
-_K8_0 = _K8(0)
-from . import EnvVar as _K9
-install(_K4, e_WasmPlugin, d_WasmPlugin)
-install(_K6, e_WasmPluginTrafficSelector, d_WasmPluginTrafficSelector)
+from . import EnvVar as _K8
+from . import EnvValueSource as _K9
+_K9_v = _K9._value2member_map_
+_K9_0 = _K9(0)
+_K0_t = {'selector': None, 'target_ref': None, 'target_refs': None, 'url': "", 'sha256': "", 'image_pull_policy': _K1_0, 'image_pull_secret': "", 'verification_key': "", 'plugin_config': None, 'plugin_name': "", 'phase': _K2_0, 'priority': None, 'fail_strategy': _K3_0, 'vm_config': None, 'match': None, 'type': _K4_0, '_unknown_fields': b''}
+install(_K0, e_WasmPlugin, d_WasmPlugin)
+install(_K5, e_WasmPluginTrafficSelector, d_WasmPluginTrafficSelector)
 install(_K7, e_VmConfig, d_VmConfig)
-install(_K9, e_EnvVar, d_EnvVar)
-install(_K11, e_TrafficExtension, d_TrafficExtension)
+install(_K8, e_EnvVar, d_EnvVar)
+install(_K10, e_TrafficExtension, d_TrafficExtension)
 install(_K12, e_WasmConfig, d_WasmConfig)
 install(_K13, e_LuaConfig, d_LuaConfig)
 install(_K14, e_TrafficSelector, d_TrafficSelector)

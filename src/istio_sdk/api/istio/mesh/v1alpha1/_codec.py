@@ -836,8 +836,8 @@ def d_TracingOpenCensusAgent(data, pos, end):
                     x, pos = rv(data, pos)
             if x > 0x7FFFFFFF:
                 x = i32(x)
-            y = _K5_v.get(x)
-            x = y if y is not None else _K5(x)
+            y = _K6_v.get(x)
+            x = y if y is not None else _K6(x)
             f1.append(x)
         elif t == 18:
             n = data[pos]
@@ -856,8 +856,8 @@ def d_TracingOpenCensusAgent(data, pos, end):
             for x in unpack_varints(data, pos, e):
                 if x > 0x7FFFFFFF:
                     x = i32(x)
-                y = _K5_v.get(x)
-                x = y if y is not None else _K5(x)
+                y = _K6_v.get(x)
+                x = y if y is not None else _K6(x)
                 f1.append(x)
             pos = e
         else:
@@ -865,7 +865,7 @@ def d_TracingOpenCensusAgent(data, pos, end):
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K6)
+    o = new(_K5)
     o.address = f0
     o.context = f1
     o._unknown_fields = u
@@ -1314,7 +1314,7 @@ def e_Topology(m):
 
 def d_Topology(data, pos, end):
     f0 = 0
-    f1 = _K12_0
+    f1 = _K13_0
     f2 = None
     u = b""
     while pos < end:
@@ -1355,8 +1355,8 @@ def d_Topology(data, pos, end):
                     f1, pos = rv(data, pos)
             if f1 > 0x7FFFFFFF:
                 f1 = i32(f1)
-            y = _K12_v.get(f1)
-            f1 = y if y is not None else _K12(f1)
+            y = _K13_v.get(f1)
+            f1 = y if y is not None else _K13(f1)
         elif t == 26:
             n = data[pos]
             if n < 128:
@@ -1381,7 +1381,7 @@ def d_Topology(data, pos, end):
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K13)
+    o = new(_K12)
     o.num_trusted_proxies = f0
     o.forward_client_cert_details = f1
     o.proxy_protocol = f2
@@ -2075,46 +2075,12 @@ def m_ProxyConfig_runtime_values(data, pos, end):
 
 
 def d_ProxyConfig(data, pos, end):
-    f0 = ""
-    f1 = ""
-    f2 = None
-    f3 = None
-    f4 = None
-    f5 = ""
-    f6 = None
-    f7 = ""
-    f8 = ""
-    f9 = ""
-    f10 = 0
-    f11 = ""
-    f12 = _K18_0
-    f13 = ""
-    f14 = 0
-    f15 = None
-    f16 = ""
-    f17 = _K19_0
-    f18 = None
-    f19 = None
-    f20 = None
-    f21 = None
-    f22 = {}
-    f23 = {}
-    f24 = 0
-    f25 = []
-    f26 = None
-    f27 = None
-    f28 = ""
-    f29 = None
-    f30 = None
-    f31 = None
-    f32 = []
-    f33 = None
-    f34 = None
-    f35 = None
-    f36 = None
-    f37 = 0
-    f38 = None
-    f39 = None
+    o = new(_K18)
+    o.__dict__ = _K18_t.copy()
+    f22 = o.proxy_metadata = {}
+    f23 = o.runtime_values = {}
+    f25 = o.extra_stat_tags = []
+    f32 = o.ca_certificates_pem = []
     u = b""
     while pos < end:
         st = pos
@@ -2145,8 +2111,9 @@ def d_ProxyConfig(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        f0 = data[pos:e].decode()
+                        x = data[pos:e].decode()
                         pos = e
+                        o.config_path = x
                     elif t == 18:
                         n = data[pos]
                         if n < 128:
@@ -2161,8 +2128,9 @@ def d_ProxyConfig(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        f1 = data[pos:e].decode()
+                        x = data[pos:e].decode()
                         pos = e
+                        o.binary_path = x
                     elif t == 26:
                         n = data[pos]
                         if n < 128:
@@ -2177,9 +2145,10 @@ def d_ProxyConfig(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        f2 = data[pos:e].decode()
+                        x = data[pos:e].decode()
                         pos = e
-                        f3 = None
+                        o.service_cluster = x
+                        o.tracing_service_name = None
                     elif t == 34:
                         n = data[pos]
                         if n < 128:
@@ -2194,10 +2163,10 @@ def d_ProxyConfig(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f4 is None:
-                            f4 = _w2d(data, pos, e)
+                        if o.drain_duration is None:
+                            o.drain_duration = _w2d(data, pos, e)
                         else:
-                            f4 = merge(_w2d, _w2e, f4, data, pos, e)
+                            o.drain_duration = merge(_w2d, _w2e, o.drain_duration, data, pos, e)
                         pos = e
                     elif t == 50:
                         n = data[pos]
@@ -2213,8 +2182,9 @@ def d_ProxyConfig(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        f5 = data[pos:e].decode()
+                        x = data[pos:e].decode()
                         pos = e
+                        o.discovery_address = x
                     else:
                         pos = skip(data, pos, t, end)
                         u += data[st:pos]
@@ -2233,10 +2203,10 @@ def d_ProxyConfig(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f6 is None:
-                            f6 = _w2d(data, pos, e)
+                        if o.discovery_refresh_delay is None:
+                            o.discovery_refresh_delay = _w2d(data, pos, e)
                         else:
-                            f6 = merge(_w2d, _w2e, f6, data, pos, e)
+                            o.discovery_refresh_delay = merge(_w2d, _w2e, o.discovery_refresh_delay, data, pos, e)
                         pos = e
                     elif t == 66:
                         n = data[pos]
@@ -2252,8 +2222,9 @@ def d_ProxyConfig(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        f7 = data[pos:e].decode()
+                        x = data[pos:e].decode()
                         pos = e
+                        o.zipkin_address = x
                     elif t == 82:
                         n = data[pos]
                         if n < 128:
@@ -2268,21 +2239,23 @@ def d_ProxyConfig(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        f8 = data[pos:e].decode()
+                        x = data[pos:e].decode()
                         pos = e
+                        o.statsd_udp_address = x
                     elif t == 88:
-                        f10 = data[pos]
-                        if f10 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f10 = (f10 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f10, pos = rv(data, pos)
-                        if f10 > 0x7FFFFFFF:
-                            f10 = i32(f10)
+                                x, pos = rv(data, pos)
+                        if x > 0x7FFFFFFF:
+                            x = i32(x)
+                        o.proxy_admin_port = x
                     elif t == 98:
                         n = data[pos]
                         if n < 128:
@@ -2297,28 +2270,30 @@ def d_ProxyConfig(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        f11 = data[pos:e].decode()
+                        x = data[pos:e].decode()
                         pos = e
+                        o.availability_zone = x
                     else:
                         pos = skip(data, pos, t, end)
                         u += data[st:pos]
             else:
                 if t < 144:
                     if t == 104:
-                        f12 = data[pos]
-                        if f12 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f12 = (f12 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f12, pos = rv(data, pos)
-                        if f12 > 0x7FFFFFFF:
-                            f12 = i32(f12)
-                        y = _K18_v.get(f12)
-                        f12 = y if y is not None else _K18(f12)
+                                x, pos = rv(data, pos)
+                        if x > 0x7FFFFFFF:
+                            x = i32(x)
+                        y = _K19_v.get(x)
+                        x = y if y is not None else _K19(x)
+                        o.control_plane_auth_policy = x
                     elif t == 114:
                         n = data[pos]
                         if n < 128:
@@ -2333,21 +2308,23 @@ def d_ProxyConfig(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        f13 = data[pos:e].decode()
+                        x = data[pos:e].decode()
                         pos = e
+                        o.custom_config_file = x
                     elif t == 120:
-                        f14 = data[pos]
-                        if f14 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f14 = (f14 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f14, pos = rv(data, pos)
-                        if f14 > 0x7FFFFFFF:
-                            f14 = i32(f14)
+                                x, pos = rv(data, pos)
+                        if x > 0x7FFFFFFF:
+                            x = i32(x)
+                        o.stat_name_length = x
                     elif t == 130:
                         n = data[pos]
                         if n < 128:
@@ -2363,11 +2340,11 @@ def d_ProxyConfig(data, pos, end):
                         if e > end:
                             raise trunc()
                         if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                            f15 = data[pos + 1]
-                        elif f15 is None:
-                            f15 = _w3d(data, pos, e)
+                            o.concurrency = data[pos + 1]
+                        elif o.concurrency is None:
+                            o.concurrency = _w3d(data, pos, e)
                         else:
-                            f15 = merge(_w3d, _w3e, f15, data, pos, e)
+                            o.concurrency = merge(_w3d, _w3e, o.concurrency, data, pos, e)
                         pos = e
                     elif t == 138:
                         n = data[pos]
@@ -2383,27 +2360,29 @@ def d_ProxyConfig(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        f16 = data[pos:e].decode()
+                        x = data[pos:e].decode()
                         pos = e
+                        o.proxy_bootstrap_template_path = x
                     else:
                         pos = skip(data, pos, t, end)
                         u += data[st:pos]
                 else:
                     if t == 144:
-                        f17 = data[pos]
-                        if f17 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f17 = (f17 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f17, pos = rv(data, pos)
-                        if f17 > 0x7FFFFFFF:
-                            f17 = i32(f17)
-                        y = _K19_v.get(f17)
-                        f17 = y if y is not None else _K19(f17)
+                                x, pos = rv(data, pos)
+                        if x > 0x7FFFFFFF:
+                            x = i32(x)
+                        y = _K20_v.get(x)
+                        x = y if y is not None else _K20(x)
+                        o.interception_mode = x
                     elif t == 154:
                         n = data[pos]
                         if n < 128:
@@ -2418,10 +2397,10 @@ def d_ProxyConfig(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f18 is None:
-                            f18 = d_Tracing(data, pos, e)
+                        if o.tracing is None:
+                            o.tracing = d_Tracing(data, pos, e)
                         else:
-                            f18 = merge(d_Tracing, e_Tracing, f18, data, pos, e)
+                            o.tracing = merge(d_Tracing, e_Tracing, o.tracing, data, pos, e)
                         pos = e
                     elif t == 162:
                         n = data[pos]
@@ -2437,8 +2416,9 @@ def d_ProxyConfig(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        f9 = data[pos:e].decode()
+                        x = data[pos:e].decode()
                         pos = e
+                        o.envoy_metrics_service_address = x
                     elif t == 170:
                         n = data[pos]
                         if n < 128:
@@ -2453,10 +2433,10 @@ def d_ProxyConfig(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f19 is None:
-                            f19 = d_Sds(data, pos, e)
+                        if o.sds is None:
+                            o.sds = d_Sds(data, pos, e)
                         else:
-                            f19 = merge(d_Sds, e_Sds, f19, data, pos, e)
+                            o.sds = merge(d_Sds, e_Sds, o.sds, data, pos, e)
                         pos = e
                     elif t == 178:
                         n = data[pos]
@@ -2472,10 +2452,10 @@ def d_ProxyConfig(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f20 is None:
-                            f20 = d_RemoteService(data, pos, e)
+                        if o.envoy_access_log_service is None:
+                            o.envoy_access_log_service = d_RemoteService(data, pos, e)
                         else:
-                            f20 = merge(d_RemoteService, e_RemoteService, f20, data, pos, e)
+                            o.envoy_access_log_service = merge(d_RemoteService, e_RemoteService, o.envoy_access_log_service, data, pos, e)
                         pos = e
                     else:
                         pos = skip(data, pos, t, end)
@@ -2497,10 +2477,10 @@ def d_ProxyConfig(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f21 is None:
-                            f21 = d_RemoteService(data, pos, e)
+                        if o.envoy_metrics_service is None:
+                            o.envoy_metrics_service = d_RemoteService(data, pos, e)
                         else:
-                            f21 = merge(d_RemoteService, e_RemoteService, f21, data, pos, e)
+                            o.envoy_metrics_service = merge(d_RemoteService, e_RemoteService, o.envoy_metrics_service, data, pos, e)
                         pos = e
                     elif t == 194:
                         n = data[pos]
@@ -2520,18 +2500,19 @@ def d_ProxyConfig(data, pos, end):
                         f22[k] = x
                         pos = e
                     elif t == 208:
-                        f24 = data[pos]
-                        if f24 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f24 = (f24 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f24, pos = rv(data, pos)
-                        if f24 > 0x7FFFFFFF:
-                            f24 = i32(f24)
+                                x, pos = rv(data, pos)
+                        if x > 0x7FFFFFFF:
+                            x = i32(x)
+                        o.status_port = x
                     elif t == 218:
                         n = data[pos]
                         if n < 128:
@@ -2563,10 +2544,10 @@ def d_ProxyConfig(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f26 is None:
-                            f26 = d_Topology(data, pos, e)
+                        if o.gateway_topology is None:
+                            o.gateway_topology = d_Topology(data, pos, e)
                         else:
-                            f26 = merge(d_Topology, e_Topology, f26, data, pos, e)
+                            o.gateway_topology = merge(d_Topology, e_Topology, o.gateway_topology, data, pos, e)
                         pos = e
                     else:
                         pos = skip(data, pos, t, end)
@@ -2586,10 +2567,10 @@ def d_ProxyConfig(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f27 is None:
-                            f27 = _w2d(data, pos, e)
+                        if o.termination_drain_duration is None:
+                            o.termination_drain_duration = _w2d(data, pos, e)
                         else:
-                            f27 = merge(_w2d, _w2e, f27, data, pos, e)
+                            o.termination_drain_duration = merge(_w2d, _w2e, o.termination_drain_duration, data, pos, e)
                         pos = e
                     elif t == 242:
                         n = data[pos]
@@ -2605,8 +2586,9 @@ def d_ProxyConfig(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        f28 = data[pos:e].decode()
+                        x = data[pos:e].decode()
                         pos = e
+                        o.mesh_id = x
                     elif t == 250:
                         n = data[pos]
                         if n < 128:
@@ -2621,10 +2603,10 @@ def d_ProxyConfig(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f29 is None:
-                            f29 = _c0.d_ReadinessProbe(data, pos, e)
+                        if o.readiness_probe is None:
+                            o.readiness_probe = _c0.d_ReadinessProbe(data, pos, e)
                         else:
-                            f29 = merge(_c0.d_ReadinessProbe, _c0.e_ReadinessProbe, f29, data, pos, e)
+                            o.readiness_probe = merge(_c0.d_ReadinessProbe, _c0.e_ReadinessProbe, o.readiness_probe, data, pos, e)
                         pos = e
                     elif t == 258:
                         n = data[pos]
@@ -2640,10 +2622,10 @@ def d_ProxyConfig(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f30 is None:
-                            f30 = d_ProxyConfigProxyStatsMatcher(data, pos, e)
+                        if o.proxy_stats_matcher is None:
+                            o.proxy_stats_matcher = d_ProxyConfigProxyStatsMatcher(data, pos, e)
                         else:
-                            f30 = merge(d_ProxyConfigProxyStatsMatcher, e_ProxyConfigProxyStatsMatcher, f30, data, pos, e)
+                            o.proxy_stats_matcher = merge(d_ProxyConfigProxyStatsMatcher, e_ProxyConfigProxyStatsMatcher, o.proxy_stats_matcher, data, pos, e)
                         pos = e
                     elif t == 266:
                         n = data[pos]
@@ -2660,11 +2642,11 @@ def d_ProxyConfig(data, pos, end):
                         if e > end:
                             raise trunc()
                         if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                            f31 = data[pos + 1] != 0
-                        elif f31 is None:
-                            f31 = _w0d(data, pos, e)
+                            o.hold_application_until_proxy_starts = data[pos + 1] != 0
+                        elif o.hold_application_until_proxy_starts is None:
+                            o.hold_application_until_proxy_starts = _w0d(data, pos, e)
                         else:
-                            f31 = merge(_w0d, _w0e, f31, data, pos, e)
+                            o.hold_application_until_proxy_starts = merge(_w0d, _w0e, o.hold_application_until_proxy_starts, data, pos, e)
                         pos = e
                     else:
                         pos = skip(data, pos, t, end)
@@ -2702,27 +2684,28 @@ def d_ProxyConfig(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f33 is None:
-                            f33 = _c1.d_ProxyImage(data, pos, e)
+                        if o.image is None:
+                            o.image = _c1.d_ProxyImage(data, pos, e)
                         else:
-                            f33 = merge(_c1.d_ProxyImage, _c1.e_ProxyImage, f33, data, pos, e)
+                            o.image = merge(_c1.d_ProxyImage, _c1.e_ProxyImage, o.image, data, pos, e)
                         pos = e
                     elif t == 288:
-                        f3 = data[pos]
-                        if f3 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f3 = (f3 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f3, pos = rv(data, pos)
-                        if f3 > 0x7FFFFFFF:
-                            f3 = i32(f3)
-                        y = _K20_v.get(f3)
-                        f3 = y if y is not None else _K20(f3)
-                        f2 = None
+                                x, pos = rv(data, pos)
+                        if x > 0x7FFFFFFF:
+                            x = i32(x)
+                        y = _K21_v.get(x)
+                        x = y if y is not None else _K21(x)
+                        o.tracing_service_name = x
+                        o.service_cluster = None
                     elif t == 298:
                         n = data[pos]
                         if n < 128:
@@ -2754,10 +2737,10 @@ def d_ProxyConfig(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f34 is None:
-                            f34 = d_PrivateKeyProvider(data, pos, e)
+                        if o.private_key_provider is None:
+                            o.private_key_provider = d_PrivateKeyProvider(data, pos, e)
                         else:
-                            f34 = merge(d_PrivateKeyProvider, e_PrivateKeyProvider, f34, data, pos, e)
+                            o.private_key_provider = merge(d_PrivateKeyProvider, e_PrivateKeyProvider, o.private_key_provider, data, pos, e)
                         pos = e
                     else:
                         pos = skip(data, pos, t, end)
@@ -2777,10 +2760,10 @@ def d_ProxyConfig(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f35 is None:
-                            f35 = d_ProxyConfigProxyHeaders(data, pos, e)
+                        if o.proxy_headers is None:
+                            o.proxy_headers = d_ProxyConfigProxyHeaders(data, pos, e)
                         else:
-                            f35 = merge(d_ProxyConfigProxyHeaders, e_ProxyConfigProxyHeaders, f35, data, pos, e)
+                            o.proxy_headers = merge(d_ProxyConfigProxyHeaders, e_ProxyConfigProxyHeaders, o.proxy_headers, data, pos, e)
                         pos = e
                     elif t == 322:
                         n = data[pos]
@@ -2796,24 +2779,25 @@ def d_ProxyConfig(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f36 is None:
-                            f36 = _w2d(data, pos, e)
+                        if o.file_flush_interval is None:
+                            o.file_flush_interval = _w2d(data, pos, e)
                         else:
-                            f36 = merge(_w2d, _w2e, f36, data, pos, e)
+                            o.file_flush_interval = merge(_w2d, _w2e, o.file_flush_interval, data, pos, e)
                         pos = e
                     elif t == 328:
-                        f37 = data[pos]
-                        if f37 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f37 = (f37 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f37, pos = rv(data, pos)
-                        if f37 > 0xFFFFFFFF:
-                            f37 &= 0xFFFFFFFF
+                                x, pos = rv(data, pos)
+                        if x > 0xFFFFFFFF:
+                            x &= 0xFFFFFFFF
+                        o.file_flush_min_size_kb = x
                     elif t == 338:
                         n = data[pos]
                         if n < 128:
@@ -2829,11 +2813,11 @@ def d_ProxyConfig(data, pos, end):
                         if e > end:
                             raise trunc()
                         if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                            f38 = data[pos + 1] != 0
-                        elif f38 is None:
-                            f38 = _w0d(data, pos, e)
+                            o.stats_compression = data[pos + 1] != 0
+                        elif o.stats_compression is None:
+                            o.stats_compression = _w0d(data, pos, e)
                         else:
-                            f38 = merge(_w0d, _w0e, f38, data, pos, e)
+                            o.stats_compression = merge(_w0d, _w0e, o.stats_compression, data, pos, e)
                         pos = e
                     elif t == 346:
                         n = data[pos]
@@ -2849,58 +2833,18 @@ def d_ProxyConfig(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f39 is None:
-                            f39 = d_ProxyConfigConnectionSettings(data, pos, e)
+                        if o.connection_settings is None:
+                            o.connection_settings = d_ProxyConfigConnectionSettings(data, pos, e)
                         else:
-                            f39 = merge(d_ProxyConfigConnectionSettings, e_ProxyConfigConnectionSettings, f39, data, pos, e)
+                            o.connection_settings = merge(d_ProxyConfigConnectionSettings, e_ProxyConfigConnectionSettings, o.connection_settings, data, pos, e)
                         pos = e
                     else:
                         pos = skip(data, pos, t, end)
                         u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K21)
-    o.config_path = f0
-    o.binary_path = f1
-    o.service_cluster = f2
-    o.tracing_service_name = f3
-    o.drain_duration = f4
-    o.discovery_address = f5
-    o.discovery_refresh_delay = f6
-    o.zipkin_address = f7
-    o.statsd_udp_address = f8
-    o.envoy_metrics_service_address = f9
-    o.proxy_admin_port = f10
-    o.availability_zone = f11
-    o.control_plane_auth_policy = f12
-    o.custom_config_file = f13
-    o.stat_name_length = f14
-    o.concurrency = f15
-    o.proxy_bootstrap_template_path = f16
-    o.interception_mode = f17
-    o.tracing = f18
-    o.sds = f19
-    o.envoy_access_log_service = f20
-    o.envoy_metrics_service = f21
-    o.proxy_metadata = f22
-    o.runtime_values = f23
-    o.status_port = f24
-    o.extra_stat_tags = f25
-    o.gateway_topology = f26
-    o.termination_drain_duration = f27
-    o.mesh_id = f28
-    o.readiness_probe = f29
-    o.proxy_stats_matcher = f30
-    o.hold_application_until_proxy_starts = f31
-    o.ca_certificates_pem = f32
-    o.image = f33
-    o.private_key_provider = f34
-    o.proxy_headers = f35
-    o.file_flush_interval = f36
-    o.file_flush_min_size_kb = f37
-    o.stats_compression = f38
-    o.connection_settings = f39
-    o._unknown_fields = u
+    if u:
+        o._unknown_fields = u
     return o
 
 
@@ -3086,7 +3030,7 @@ def e_ProxyConfigProxyHeaders(m):
 
 
 def d_ProxyConfigProxyHeaders(data, pos, end):
-    f0 = _K12_0
+    f0 = _K13_0
     f1 = None
     f2 = None
     f3 = None
@@ -3123,8 +3067,8 @@ def d_ProxyConfigProxyHeaders(data, pos, end):
                         f0, pos = rv(data, pos)
                 if f0 > 0x7FFFFFFF:
                     f0 = i32(f0)
-                y = _K12_v.get(f0)
-                f0 = y if y is not None else _K12(f0)
+                y = _K13_v.get(f0)
+                f0 = y if y is not None else _K13(f0)
             elif t == 18:
                 n = data[pos]
                 if n < 128:
@@ -3708,7 +3652,7 @@ def e_ProxyConfigProxyHeadersMetadataExchangeHeaders(m):
 
 
 def d_ProxyConfigProxyHeadersMetadataExchangeHeaders(data, pos, end):
-    f0 = _K30_0
+    f0 = _K31_0
     u = b""
     while pos < end:
         st = pos
@@ -3735,14 +3679,14 @@ def d_ProxyConfigProxyHeadersMetadataExchangeHeaders(data, pos, end):
                     f0, pos = rv(data, pos)
             if f0 > 0x7FFFFFFF:
                 f0 = i32(f0)
-            y = _K30_v.get(f0)
-            f0 = y if y is not None else _K30(f0)
+            y = _K31_v.get(f0)
+            f0 = y if y is not None else _K31(f0)
         else:
             pos = skip(data, pos, t, end)
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K31)
+    o = new(_K30)
     o.mode = f0
     o._unknown_fields = u
     return o
@@ -4053,24 +3997,8 @@ def e_ProxyConfigConnectionSettings(m):
 
 
 def d_ProxyConfigConnectionSettings(data, pos, end):
-    f0 = _K33_0
-    f1 = None
-    f2 = None
-    f3 = None
-    f4 = None
-    f5 = None
-    f6 = None
-    f7 = None
-    f8 = None
-    f9 = None
-    f10 = None
-    f11 = None
-    f12 = None
-    f13 = _K34_0
-    f14 = None
-    f15 = _K35_0
-    f16 = None
-    f17 = None
+    o = new(_K33)
+    o.__dict__ = _K33_t.copy()
     u = b""
     while pos < end:
         st = pos
@@ -4087,20 +4015,21 @@ def d_ProxyConfigConnectionSettings(data, pos, end):
         if t < 82:
             if t < 42:
                 if t == 8:
-                    f0 = data[pos]
-                    if f0 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f0 = (f0 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f0, pos = rv(data, pos)
-                    if f0 > 0x7FFFFFFF:
-                        f0 = i32(f0)
-                    y = _K33_v.get(f0)
-                    f0 = y if y is not None else _K33(f0)
+                            x, pos = rv(data, pos)
+                    if x > 0x7FFFFFFF:
+                        x = i32(x)
+                    y = _K34_v.get(x)
+                    x = y if y is not None else _K34(x)
+                    o.profile = x
                 elif t == 18:
                     n = data[pos]
                     if n < 128:
@@ -4116,11 +4045,11 @@ def d_ProxyConfigConnectionSettings(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f1 = data[pos + 1]
-                    elif f1 is None:
-                        f1 = _w3d(data, pos, e)
+                        o.listener_per_connection_buffer_limit_bytes = data[pos + 1]
+                    elif o.listener_per_connection_buffer_limit_bytes is None:
+                        o.listener_per_connection_buffer_limit_bytes = _w3d(data, pos, e)
                     else:
-                        f1 = merge(_w3d, _w3e, f1, data, pos, e)
+                        o.listener_per_connection_buffer_limit_bytes = merge(_w3d, _w3e, o.listener_per_connection_buffer_limit_bytes, data, pos, e)
                     pos = e
                 elif t == 26:
                     n = data[pos]
@@ -4137,11 +4066,11 @@ def d_ProxyConfigConnectionSettings(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f2 = data[pos + 1]
-                    elif f2 is None:
-                        f2 = _w3d(data, pos, e)
+                        o.cluster_per_connection_buffer_limit_bytes = data[pos + 1]
+                    elif o.cluster_per_connection_buffer_limit_bytes is None:
+                        o.cluster_per_connection_buffer_limit_bytes = _w3d(data, pos, e)
                     else:
-                        f2 = merge(_w3d, _w3e, f2, data, pos, e)
+                        o.cluster_per_connection_buffer_limit_bytes = merge(_w3d, _w3e, o.cluster_per_connection_buffer_limit_bytes, data, pos, e)
                     pos = e
                 elif t == 34:
                     n = data[pos]
@@ -4157,10 +4086,10 @@ def d_ProxyConfigConnectionSettings(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f3 is None:
-                        f3 = _w2d(data, pos, e)
+                    if o.http_idle_timeout is None:
+                        o.http_idle_timeout = _w2d(data, pos, e)
                     else:
-                        f3 = merge(_w2d, _w2e, f3, data, pos, e)
+                        o.http_idle_timeout = merge(_w2d, _w2e, o.http_idle_timeout, data, pos, e)
                     pos = e
                 else:
                     pos = skip(data, pos, t, end)
@@ -4180,10 +4109,10 @@ def d_ProxyConfigConnectionSettings(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f4 is None:
-                        f4 = _w2d(data, pos, e)
+                    if o.http_max_connection_duration is None:
+                        o.http_max_connection_duration = _w2d(data, pos, e)
                     else:
-                        f4 = merge(_w2d, _w2e, f4, data, pos, e)
+                        o.http_max_connection_duration = merge(_w2d, _w2e, o.http_max_connection_duration, data, pos, e)
                     pos = e
                 elif t == 50:
                     n = data[pos]
@@ -4199,10 +4128,10 @@ def d_ProxyConfigConnectionSettings(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f5 is None:
-                        f5 = _w2d(data, pos, e)
+                    if o.http_drain_timeout is None:
+                        o.http_drain_timeout = _w2d(data, pos, e)
                     else:
-                        f5 = merge(_w2d, _w2e, f5, data, pos, e)
+                        o.http_drain_timeout = merge(_w2d, _w2e, o.http_drain_timeout, data, pos, e)
                     pos = e
                 elif t == 58:
                     n = data[pos]
@@ -4218,10 +4147,10 @@ def d_ProxyConfigConnectionSettings(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f6 is None:
-                        f6 = _w2d(data, pos, e)
+                    if o.http_request_timeout is None:
+                        o.http_request_timeout = _w2d(data, pos, e)
                     else:
-                        f6 = merge(_w2d, _w2e, f6, data, pos, e)
+                        o.http_request_timeout = merge(_w2d, _w2e, o.http_request_timeout, data, pos, e)
                     pos = e
                 elif t == 66:
                     n = data[pos]
@@ -4237,10 +4166,10 @@ def d_ProxyConfigConnectionSettings(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f7 is None:
-                        f7 = _w2d(data, pos, e)
+                    if o.http_request_headers_timeout is None:
+                        o.http_request_headers_timeout = _w2d(data, pos, e)
                     else:
-                        f7 = merge(_w2d, _w2e, f7, data, pos, e)
+                        o.http_request_headers_timeout = merge(_w2d, _w2e, o.http_request_headers_timeout, data, pos, e)
                     pos = e
                 elif t == 74:
                     n = data[pos]
@@ -4256,10 +4185,10 @@ def d_ProxyConfigConnectionSettings(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f8 is None:
-                        f8 = _w2d(data, pos, e)
+                    if o.http_stream_idle_timeout is None:
+                        o.http_stream_idle_timeout = _w2d(data, pos, e)
                     else:
-                        f8 = merge(_w2d, _w2e, f8, data, pos, e)
+                        o.http_stream_idle_timeout = merge(_w2d, _w2e, o.http_stream_idle_timeout, data, pos, e)
                     pos = e
                 else:
                     pos = skip(data, pos, t, end)
@@ -4280,10 +4209,10 @@ def d_ProxyConfigConnectionSettings(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f9 is None:
-                        f9 = _w2d(data, pos, e)
+                    if o.http_max_stream_duration is None:
+                        o.http_max_stream_duration = _w2d(data, pos, e)
                     else:
-                        f9 = merge(_w2d, _w2e, f9, data, pos, e)
+                        o.http_max_stream_duration = merge(_w2d, _w2e, o.http_max_stream_duration, data, pos, e)
                     pos = e
                 elif t == 90:
                     n = data[pos]
@@ -4300,11 +4229,11 @@ def d_ProxyConfigConnectionSettings(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f10 = data[pos + 1]
-                    elif f10 is None:
-                        f10 = _w3d(data, pos, e)
+                        o.http_max_concurrent_streams = data[pos + 1]
+                    elif o.http_max_concurrent_streams is None:
+                        o.http_max_concurrent_streams = _w3d(data, pos, e)
                     else:
-                        f10 = merge(_w3d, _w3e, f10, data, pos, e)
+                        o.http_max_concurrent_streams = merge(_w3d, _w3e, o.http_max_concurrent_streams, data, pos, e)
                     pos = e
                 elif t == 98:
                     n = data[pos]
@@ -4321,11 +4250,11 @@ def d_ProxyConfigConnectionSettings(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f11 = data[pos + 1]
-                    elif f11 is None:
-                        f11 = _w3d(data, pos, e)
+                        o.http2_initial_stream_window_size = data[pos + 1]
+                    elif o.http2_initial_stream_window_size is None:
+                        o.http2_initial_stream_window_size = _w3d(data, pos, e)
                     else:
-                        f11 = merge(_w3d, _w3e, f11, data, pos, e)
+                        o.http2_initial_stream_window_size = merge(_w3d, _w3e, o.http2_initial_stream_window_size, data, pos, e)
                     pos = e
                 elif t == 106:
                     n = data[pos]
@@ -4342,31 +4271,32 @@ def d_ProxyConfigConnectionSettings(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f12 = data[pos + 1]
-                    elif f12 is None:
-                        f12 = _w3d(data, pos, e)
+                        o.http2_initial_connection_window_size = data[pos + 1]
+                    elif o.http2_initial_connection_window_size is None:
+                        o.http2_initial_connection_window_size = _w3d(data, pos, e)
                     else:
-                        f12 = merge(_w3d, _w3e, f12, data, pos, e)
+                        o.http2_initial_connection_window_size = merge(_w3d, _w3e, o.http2_initial_connection_window_size, data, pos, e)
                     pos = e
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
             else:
                 if t == 112:
-                    f13 = data[pos]
-                    if f13 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f13 = (f13 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f13, pos = rv(data, pos)
-                    if f13 > 0x7FFFFFFF:
-                        f13 = i32(f13)
-                    y = _K34_v.get(f13)
-                    f13 = y if y is not None else _K34(f13)
+                            x, pos = rv(data, pos)
+                    if x > 0x7FFFFFFF:
+                        x = i32(x)
+                    y = _K35_v.get(x)
+                    x = y if y is not None else _K35(x)
+                    o.http_headers_with_underscores_action = x
                 elif t == 122:
                     n = data[pos]
                     if n < 128:
@@ -4382,27 +4312,28 @@ def d_ProxyConfigConnectionSettings(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f14 = data[pos + 1] != 0
-                    elif f14 is None:
-                        f14 = _w0d(data, pos, e)
+                        o.http_merge_slashes = data[pos + 1] != 0
+                    elif o.http_merge_slashes is None:
+                        o.http_merge_slashes = _w0d(data, pos, e)
                     else:
-                        f14 = merge(_w0d, _w0e, f14, data, pos, e)
+                        o.http_merge_slashes = merge(_w0d, _w0e, o.http_merge_slashes, data, pos, e)
                     pos = e
                 elif t == 128:
-                    f15 = data[pos]
-                    if f15 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f15 = (f15 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f15, pos = rv(data, pos)
-                    if f15 > 0x7FFFFFFF:
-                        f15 = i32(f15)
-                    y = _K35_v.get(f15)
-                    f15 = y if y is not None else _K35(f15)
+                            x, pos = rv(data, pos)
+                    if x > 0x7FFFFFFF:
+                        x = i32(x)
+                    y = _K36_v.get(x)
+                    x = y if y is not None else _K36(x)
+                    o.http_path_with_escaped_slashes_action = x
                 elif t == 138:
                     n = data[pos]
                     if n < 128:
@@ -4418,11 +4349,11 @@ def d_ProxyConfigConnectionSettings(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f16 = data[pos + 1]
-                    elif f16 is None:
-                        f16 = _w3d(data, pos, e)
+                        o.listener_connection_limit = data[pos + 1]
+                    elif o.listener_connection_limit is None:
+                        o.listener_connection_limit = _w3d(data, pos, e)
                     else:
-                        f16 = merge(_w3d, _w3e, f16, data, pos, e)
+                        o.listener_connection_limit = merge(_w3d, _w3e, o.listener_connection_limit, data, pos, e)
                     pos = e
                 elif t == 146:
                     n = data[pos]
@@ -4439,37 +4370,19 @@ def d_ProxyConfigConnectionSettings(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f17 = data[pos + 1]
-                    elif f17 is None:
-                        f17 = _w3d(data, pos, e)
+                        o.global_downstream_connection_limit = data[pos + 1]
+                    elif o.global_downstream_connection_limit is None:
+                        o.global_downstream_connection_limit = _w3d(data, pos, e)
                     else:
-                        f17 = merge(_w3d, _w3e, f17, data, pos, e)
+                        o.global_downstream_connection_limit = merge(_w3d, _w3e, o.global_downstream_connection_limit, data, pos, e)
                     pos = e
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K36)
-    o.profile = f0
-    o.listener_per_connection_buffer_limit_bytes = f1
-    o.cluster_per_connection_buffer_limit_bytes = f2
-    o.http_idle_timeout = f3
-    o.http_max_connection_duration = f4
-    o.http_drain_timeout = f5
-    o.http_request_timeout = f6
-    o.http_request_headers_timeout = f7
-    o.http_stream_idle_timeout = f8
-    o.http_max_stream_duration = f9
-    o.http_max_concurrent_streams = f10
-    o.http2_initial_stream_window_size = f11
-    o.http2_initial_connection_window_size = f12
-    o.http_headers_with_underscores_action = f13
-    o.http_merge_slashes = f14
-    o.http_path_with_escaped_slashes_action = f15
-    o.listener_connection_limit = f16
-    o.global_downstream_connection_limit = f17
-    o._unknown_fields = u
+    if u:
+        o._unknown_fields = u
     return o
 
 
@@ -4903,56 +4816,19 @@ def e_MeshConfig(m):
 
 
 def d_MeshConfig(data, pos, end):
-    f0 = 0
-    f1 = 0
-    f2 = 0
-    f3 = None
-    f4 = None
-    f5 = None
-    f6 = None
-    f7 = ""
-    f8 = ""
-    f9 = _K38_0
-    f10 = ""
-    f11 = False
-    f12 = ""
-    f13 = ""
-    f14 = _K39_0
-    f15 = False
-    f16 = False
-    f17 = None
-    f18 = None
-    f19 = None
-    f20 = []
-    f21 = None
-    f22 = ""
-    f23 = []
-    f24 = []
-    f25 = []
-    f26 = []
-    f27 = []
-    f28 = ""
-    f29 = None
-    f30 = None
-    f31 = None
-    f32 = _K40_0
-    f33 = ""
-    f34 = ""
-    f35 = []
-    f36 = []
-    f37 = []
-    f38 = None
-    f39 = None
-    f40 = None
-    f41 = []
-    f42 = None
-    f43 = []
-    f44 = None
-    f45 = None
-    f46 = None
-    f47 = None
-    f48 = None
-    f49 = None
+    o = new(_K38)
+    o.__dict__ = _K38_t.copy()
+    f20 = o.config_sources = []
+    f23 = o.trust_domain_aliases = []
+    f24 = o.ca_certificates = []
+    f25 = o.default_service_export_to = []
+    f26 = o.default_virtual_service_export_to = []
+    f27 = o.default_destination_rule_export_to = []
+    f35 = o.certificates = []
+    f36 = o.service_settings = []
+    f37 = o.service_scope_configs = []
+    f41 = o.extension_providers = []
+    f43 = o.discovery_selectors = []
     u = b""
     while pos < end:
         st = pos
@@ -4970,31 +4846,33 @@ def d_MeshConfig(data, pos, end):
             if t < 210:
                 if t < 96:
                     if t == 32:
-                        f0 = data[pos]
-                        if f0 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f0 = (f0 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f0, pos = rv(data, pos)
-                        if f0 > 0x7FFFFFFF:
-                            f0 = i32(f0)
+                                x, pos = rv(data, pos)
+                        if x > 0x7FFFFFFF:
+                            x = i32(x)
+                        o.proxy_listen_port = x
                     elif t == 40:
-                        f2 = data[pos]
-                        if f2 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f2 = (f2 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f2, pos = rv(data, pos)
-                        if f2 > 0x7FFFFFFF:
-                            f2 = i32(f2)
+                                x, pos = rv(data, pos)
+                        if x > 0x7FFFFFFF:
+                            x = i32(x)
+                        o.proxy_http_port = x
                     elif t == 50:
                         n = data[pos]
                         if n < 128:
@@ -5009,10 +4887,10 @@ def d_MeshConfig(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f3 is None:
-                            f3 = _w2d(data, pos, e)
+                        if o.connect_timeout is None:
+                            o.connect_timeout = _w2d(data, pos, e)
                         else:
-                            f3 = merge(_w2d, _w2e, f3, data, pos, e)
+                            o.connect_timeout = merge(_w2d, _w2e, o.connect_timeout, data, pos, e)
                         pos = e
                     elif t == 58:
                         n = data[pos]
@@ -5028,8 +4906,9 @@ def d_MeshConfig(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        f7 = data[pos:e].decode()
+                        x = data[pos:e].decode()
                         pos = e
+                        o.ingress_class = x
                     elif t == 66:
                         n = data[pos]
                         if n < 128:
@@ -5044,39 +4923,42 @@ def d_MeshConfig(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        f8 = data[pos:e].decode()
+                        x = data[pos:e].decode()
                         pos = e
+                        o.ingress_service = x
                     elif t == 72:
-                        f9 = data[pos]
-                        if f9 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f9 = (f9 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f9, pos = rv(data, pos)
-                        if f9 > 0x7FFFFFFF:
-                            f9 = i32(f9)
-                        y = _K38_v.get(f9)
-                        f9 = y if y is not None else _K38(f9)
+                                x, pos = rv(data, pos)
+                        if x > 0x7FFFFFFF:
+                            x = i32(x)
+                        y = _K39_v.get(x)
+                        x = y if y is not None else _K39(x)
+                        o.ingress_controller_mode = x
                     else:
                         pos = skip(data, pos, t, end)
                         u += data[st:pos]
                 else:
                     if t == 96:
-                        f11 = data[pos]
-                        if f11 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f11 = (f11 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f11, pos = rv(data, pos)
-                        f11 = f11 != 0
+                                x, pos = rv(data, pos)
+                        x = x != 0
+                        o.enable_tracing = x
                     elif t == 106:
                         n = data[pos]
                         if n < 128:
@@ -5091,8 +4973,9 @@ def d_MeshConfig(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        f12 = data[pos:e].decode()
+                        x = data[pos:e].decode()
                         pos = e
+                        o.access_log_file = x
                     elif t == 114:
                         n = data[pos]
                         if n < 128:
@@ -5107,10 +4990,10 @@ def d_MeshConfig(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f17 is None:
-                            f17 = d_ProxyConfig(data, pos, e)
+                        if o.default_config is None:
+                            o.default_config = d_ProxyConfig(data, pos, e)
                         else:
-                            f17 = merge(d_ProxyConfig, e_ProxyConfig, f17, data, pos, e)
+                            o.default_config = merge(d_ProxyConfig, e_ProxyConfig, o.default_config, data, pos, e)
                         pos = e
                     elif t == 138:
                         n = data[pos]
@@ -5126,10 +5009,10 @@ def d_MeshConfig(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f18 is None:
-                            f18 = d_MeshConfigOutboundTrafficPolicy(data, pos, e)
+                        if o.outbound_traffic_policy is None:
+                            o.outbound_traffic_policy = d_MeshConfigOutboundTrafficPolicy(data, pos, e)
                         else:
-                            f18 = merge(d_MeshConfigOutboundTrafficPolicy, e_MeshConfigOutboundTrafficPolicy, f18, data, pos, e)
+                            o.outbound_traffic_policy = merge(d_MeshConfigOutboundTrafficPolicy, e_MeshConfigOutboundTrafficPolicy, o.outbound_traffic_policy, data, pos, e)
                         pos = e
                     elif t == 178:
                         n = data[pos]
@@ -5162,8 +5045,9 @@ def d_MeshConfig(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        f13 = data[pos:e].decode()
+                        x = data[pos:e].decode()
                         pos = e
+                        o.access_log_format = x
                     else:
                         pos = skip(data, pos, t, end)
                         u += data[st:pos]
@@ -5183,23 +5067,25 @@ def d_MeshConfig(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        f22 = data[pos:e].decode()
+                        x = data[pos:e].decode()
                         pos = e
+                        o.trust_domain = x
                     elif t == 216:
-                        f14 = data[pos]
-                        if f14 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f14 = (f14 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f14, pos = rv(data, pos)
-                        if f14 > 0x7FFFFFFF:
-                            f14 = i32(f14)
-                        y = _K39_v.get(f14)
-                        f14 = y if y is not None else _K39(f14)
+                                x, pos = rv(data, pos)
+                        if x > 0x7FFFFFFF:
+                            x = i32(x)
+                        y = _K40_v.get(x)
+                        x = y if y is not None else _K40(x)
+                        o.access_log_encoding = x
                     elif t == 226:
                         n = data[pos]
                         if n < 128:
@@ -5214,10 +5100,10 @@ def d_MeshConfig(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f6 is None:
-                            f6 = _c0.d_ConnectionPoolSettingsTcpSettingsTcpKeepalive(data, pos, e)
+                        if o.tcp_keepalive is None:
+                            o.tcp_keepalive = _c0.d_ConnectionPoolSettingsTcpSettingsTcpKeepalive(data, pos, e)
                         else:
-                            f6 = merge(_c0.d_ConnectionPoolSettingsTcpSettingsTcpKeepalive, _c0.e_ConnectionPoolSettingsTcpSettingsTcpKeepalive, f6, data, pos, e)
+                            o.tcp_keepalive = merge(_c0.d_ConnectionPoolSettingsTcpSettingsTcpKeepalive, _c0.e_ConnectionPoolSettingsTcpSettingsTcpKeepalive, o.tcp_keepalive, data, pos, e)
                         pos = e
                     elif t == 250:
                         n = data[pos]
@@ -5289,8 +5175,9 @@ def d_MeshConfig(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            f28 = data[pos:e].decode()
+                            x = data[pos:e].decode()
                             pos = e
+                            o.root_namespace = x
                         elif t == 282:
                             n = data[pos]
                             if n < 128:
@@ -5305,10 +5192,10 @@ def d_MeshConfig(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f29 is None:
-                                f29 = _c0.d_LocalityLoadBalancerSetting(data, pos, e)
+                            if o.locality_lb_setting is None:
+                                o.locality_lb_setting = _c0.d_LocalityLoadBalancerSetting(data, pos, e)
                             else:
-                                f29 = merge(_c0.d_LocalityLoadBalancerSetting, _c0.e_LocalityLoadBalancerSetting, f29, data, pos, e)
+                                o.locality_lb_setting = merge(_c0.d_LocalityLoadBalancerSetting, _c0.e_LocalityLoadBalancerSetting, o.locality_lb_setting, data, pos, e)
                             pos = e
                         elif t == 290:
                             n = data[pos]
@@ -5324,42 +5211,44 @@ def d_MeshConfig(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f31 is None:
-                                f31 = _w2d(data, pos, e)
+                            if o.dns_refresh_rate is None:
+                                o.dns_refresh_rate = _w2d(data, pos, e)
                             else:
-                                f31 = merge(_w2d, _w2e, f31, data, pos, e)
+                                o.dns_refresh_rate = merge(_w2d, _w2e, o.dns_refresh_rate, data, pos, e)
                             pos = e
                         else:
                             pos = skip(data, pos, t, end)
                             u += data[st:pos]
                     else:
                         if t == 320:
-                            f15 = data[pos]
-                            if f15 < 128:
+                            x = data[pos]
+                            if x < 128:
                                 pos += 1
                             else:
                                 y = data[pos + 1]
                                 if y < 128:
-                                    f15 = (f15 & 127) | (y << 7)
+                                    x = (x & 127) | (y << 7)
                                     pos += 2
                                 else:
-                                    f15, pos = rv(data, pos)
-                            f15 = f15 != 0
+                                    x, pos = rv(data, pos)
+                            x = x != 0
+                            o.enable_envoy_access_log_service = x
                         elif t == 328:
-                            f32 = data[pos]
-                            if f32 < 128:
+                            x = data[pos]
+                            if x < 128:
                                 pos += 1
                             else:
                                 y = data[pos + 1]
                                 if y < 128:
-                                    f32 = (f32 & 127) | (y << 7)
+                                    x = (x & 127) | (y << 7)
                                     pos += 2
                                 else:
-                                    f32, pos = rv(data, pos)
-                            if f32 > 0x7FFFFFFF:
-                                f32 = i32(f32)
-                            y = _K40_v.get(f32)
-                            f32 = y if y is not None else _K40(f32)
+                                    x, pos = rv(data, pos)
+                            if x > 0x7FFFFFFF:
+                                x = i32(x)
+                            y = _K41_v.get(x)
+                            x = y if y is not None else _K41(x)
+                            o.h2_upgrade_policy = x
                         elif t == 338:
                             n = data[pos]
                             if n < 128:
@@ -5374,10 +5263,10 @@ def d_MeshConfig(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f5 is None:
-                                f5 = _w2d(data, pos, e)
+                            if o.protocol_detection_timeout is None:
+                                o.protocol_detection_timeout = _w2d(data, pos, e)
                             else:
-                                f5 = merge(_w2d, _w2e, f5, data, pos, e)
+                                o.protocol_detection_timeout = merge(_w2d, _w2e, o.protocol_detection_timeout, data, pos, e)
                             pos = e
                         elif t == 346:
                             n = data[pos]
@@ -5394,11 +5283,11 @@ def d_MeshConfig(data, pos, end):
                             if e > end:
                                 raise trunc()
                             if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                                f21 = data[pos + 1] != 0
-                            elif f21 is None:
-                                f21 = _w0d(data, pos, e)
+                                o.enable_auto_mtls = data[pos + 1] != 0
+                            elif o.enable_auto_mtls is None:
+                                o.enable_auto_mtls = _w0d(data, pos, e)
                             else:
-                                f21 = merge(_w0d, _w0e, f21, data, pos, e)
+                                o.enable_auto_mtls = merge(_w0d, _w0e, o.enable_auto_mtls, data, pos, e)
                             pos = e
                         else:
                             pos = skip(data, pos, t, end)
@@ -5420,8 +5309,9 @@ def d_MeshConfig(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        f33 = data[pos:e].decode()
+                        x = data[pos:e].decode()
                         pos = e
+                        o.inbound_cluster_stat_name = x
                     elif t == 362:
                         n = data[pos]
                         if n < 128:
@@ -5436,8 +5326,9 @@ def d_MeshConfig(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        f34 = data[pos:e].decode()
+                        x = data[pos:e].decode()
                         pos = e
+                        o.outbound_cluster_stat_name = x
                     elif t == 370:
                         n = data[pos]
                         if n < 128:
@@ -5504,11 +5395,11 @@ def d_MeshConfig(data, pos, end):
                         if e > end:
                             raise trunc()
                         if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                            f38 = data[pos + 1] != 0
-                        elif f38 is None:
-                            f38 = _w0d(data, pos, e)
+                            o.enable_prometheus_merge = data[pos + 1] != 0
+                        elif o.enable_prometheus_merge is None:
+                            o.enable_prometheus_merge = _w0d(data, pos, e)
                         else:
-                            f38 = merge(_w0d, _w0e, f38, data, pos, e)
+                            o.enable_prometheus_merge = merge(_w0d, _w0e, o.enable_prometheus_merge, data, pos, e)
                         pos = e
                     else:
                         pos = skip(data, pos, t, end)
@@ -5528,8 +5419,9 @@ def d_MeshConfig(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        f10 = data[pos:e].decode()
+                        x = data[pos:e].decode()
                         pos = e
+                        o.ingress_selector = x
                     elif t == 434:
                         n = data[pos]
                         if n < 128:
@@ -5545,11 +5437,11 @@ def d_MeshConfig(data, pos, end):
                         if e > end:
                             raise trunc()
                         if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                            f39 = data[pos + 1] != 0
-                        elif f39 is None:
-                            f39 = _w0d(data, pos, e)
+                            o.verify_certificate_at_client = data[pos + 1] != 0
+                        elif o.verify_certificate_at_client is None:
+                            o.verify_certificate_at_client = _w0d(data, pos, e)
                         else:
-                            f39 = merge(_w0d, _w0e, f39, data, pos, e)
+                            o.verify_certificate_at_client = merge(_w0d, _w0e, o.verify_certificate_at_client, data, pos, e)
                         pos = e
                     elif t == 442:
                         n = data[pos]
@@ -5565,23 +5457,24 @@ def d_MeshConfig(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f40 is None:
-                            f40 = d_MeshConfigCa(data, pos, e)
+                        if o.ca is None:
+                            o.ca = d_MeshConfigCa(data, pos, e)
                         else:
-                            f40 = merge(d_MeshConfigCa, e_MeshConfigCa, f40, data, pos, e)
+                            o.ca = merge(d_MeshConfigCa, e_MeshConfigCa, o.ca, data, pos, e)
                         pos = e
                     elif t == 448:
-                        f16 = data[pos]
-                        if f16 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f16 = (f16 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f16, pos = rv(data, pos)
-                        f16 = f16 != 0
+                                x, pos = rv(data, pos)
+                        x = x != 0
+                        o.disable_envoy_listener_log = x
                     elif t == 458:
                         n = data[pos]
                         if n < 128:
@@ -5652,10 +5545,10 @@ def d_MeshConfig(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f42 is None:
-                            f42 = d_MeshConfigDefaultProviders(data, pos, e)
+                        if o.default_providers is None:
+                            o.default_providers = d_MeshConfigDefaultProviders(data, pos, e)
                         else:
-                            f42 = merge(d_MeshConfigDefaultProviders, e_MeshConfigDefaultProviders, f42, data, pos, e)
+                            o.default_providers = merge(d_MeshConfigDefaultProviders, e_MeshConfigDefaultProviders, o.default_providers, data, pos, e)
                         pos = e
                     elif t == 490:
                         n = data[pos]
@@ -5671,10 +5564,10 @@ def d_MeshConfig(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f44 is None:
-                            f44 = d_MeshConfigProxyPathNormalization(data, pos, e)
+                        if o.path_normalization is None:
+                            o.path_normalization = d_MeshConfigProxyPathNormalization(data, pos, e)
                         else:
-                            f44 = merge(d_MeshConfigProxyPathNormalization, e_MeshConfigProxyPathNormalization, f44, data, pos, e)
+                            o.path_normalization = merge(d_MeshConfigProxyPathNormalization, e_MeshConfigProxyPathNormalization, o.path_normalization, data, pos, e)
                         pos = e
                     elif t == 498:
                         n = data[pos]
@@ -5690,10 +5583,10 @@ def d_MeshConfig(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f45 is None:
-                            f45 = _c0.d_HttpRetry(data, pos, e)
+                        if o.default_http_retry_policy is None:
+                            o.default_http_retry_policy = _c0.d_HttpRetry(data, pos, e)
                         else:
-                            f45 = merge(_c0.d_HttpRetry, _c0.e_HttpRetry, f45, data, pos, e)
+                            o.default_http_retry_policy = merge(_c0.d_HttpRetry, _c0.e_HttpRetry, o.default_http_retry_policy, data, pos, e)
                         pos = e
                     elif t == 506:
                         n = data[pos]
@@ -5709,10 +5602,10 @@ def d_MeshConfig(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f46 is None:
-                            f46 = d_MeshConfigTlsConfig(data, pos, e)
+                        if o.mesh_mTLS is None:
+                            o.mesh_mTLS = d_MeshConfigTlsConfig(data, pos, e)
                         else:
-                            f46 = merge(d_MeshConfigTlsConfig, e_MeshConfigTlsConfig, f46, data, pos, e)
+                            o.mesh_mTLS = merge(d_MeshConfigTlsConfig, e_MeshConfigTlsConfig, o.mesh_mTLS, data, pos, e)
                         pos = e
                     elif t == 514:
                         n = data[pos]
@@ -5728,10 +5621,10 @@ def d_MeshConfig(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f47 is None:
-                            f47 = d_MeshConfigTlsConfig(data, pos, e)
+                        if o.tls_defaults is None:
+                            o.tls_defaults = d_MeshConfigTlsConfig(data, pos, e)
                         else:
-                            f47 = merge(d_MeshConfigTlsConfig, e_MeshConfigTlsConfig, f47, data, pos, e)
+                            o.tls_defaults = merge(d_MeshConfigTlsConfig, e_MeshConfigTlsConfig, o.tls_defaults, data, pos, e)
                         pos = e
                     else:
                         pos = skip(data, pos, t, end)
@@ -5739,18 +5632,19 @@ def d_MeshConfig(data, pos, end):
                 else:
                     if t < 562:
                         if t == 520:
-                            f1 = data[pos]
-                            if f1 < 128:
+                            x = data[pos]
+                            if x < 128:
                                 pos += 1
                             else:
                                 y = data[pos + 1]
                                 if y < 128:
-                                    f1 = (f1 & 127) | (y << 7)
+                                    x = (x & 127) | (y << 7)
                                     pos += 2
                                 else:
-                                    f1, pos = rv(data, pos)
-                            if f1 > 0x7FFFFFFF:
-                                f1 = i32(f1)
+                                    x, pos = rv(data, pos)
+                            if x > 0x7FFFFFFF:
+                                x = i32(x)
+                            o.proxy_inbound_listen_port = x
                         elif t == 530:
                             n = data[pos]
                             if n < 128:
@@ -5765,10 +5659,10 @@ def d_MeshConfig(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f19 is None:
-                                f19 = d_MeshConfigInboundTrafficPolicy(data, pos, e)
+                            if o.inbound_traffic_policy is None:
+                                o.inbound_traffic_policy = d_MeshConfigInboundTrafficPolicy(data, pos, e)
                             else:
-                                f19 = merge(d_MeshConfigInboundTrafficPolicy, e_MeshConfigInboundTrafficPolicy, f19, data, pos, e)
+                                o.inbound_traffic_policy = merge(d_MeshConfigInboundTrafficPolicy, e_MeshConfigInboundTrafficPolicy, o.inbound_traffic_policy, data, pos, e)
                             pos = e
                         elif t == 538:
                             n = data[pos]
@@ -5805,10 +5699,10 @@ def d_MeshConfig(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f4 is None:
-                                f4 = _w2d(data, pos, e)
+                            if o.hbone_idle_timeout is None:
+                                o.hbone_idle_timeout = _w2d(data, pos, e)
                             else:
-                                f4 = merge(_w2d, _w2e, f4, data, pos, e)
+                                o.hbone_idle_timeout = merge(_w2d, _w2e, o.hbone_idle_timeout, data, pos, e)
                             pos = e
                         elif t == 570:
                             n = data[pos]
@@ -5824,10 +5718,10 @@ def d_MeshConfig(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f48 is None:
-                                f48 = d_MeshConfigDefaultTrafficPolicy(data, pos, e)
+                            if o.default_traffic_policy is None:
+                                o.default_traffic_policy = d_MeshConfigDefaultTrafficPolicy(data, pos, e)
                             else:
-                                f48 = merge(d_MeshConfigDefaultTrafficPolicy, e_MeshConfigDefaultTrafficPolicy, f48, data, pos, e)
+                                o.default_traffic_policy = merge(d_MeshConfigDefaultTrafficPolicy, e_MeshConfigDefaultTrafficPolicy, o.default_traffic_policy, data, pos, e)
                             pos = e
                         elif t == 578:
                             n = data[pos]
@@ -5843,10 +5737,10 @@ def d_MeshConfig(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f49 is None:
-                                f49 = d_ServiceEntryVisibility(data, pos, e)
+                            if o.service_entry_visibility is None:
+                                o.service_entry_visibility = d_ServiceEntryVisibility(data, pos, e)
                             else:
-                                f49 = merge(d_ServiceEntryVisibility, e_ServiceEntryVisibility, f49, data, pos, e)
+                                o.service_entry_visibility = merge(d_ServiceEntryVisibility, e_ServiceEntryVisibility, o.service_entry_visibility, data, pos, e)
                             pos = e
                         elif t == 586:
                             n = data[pos]
@@ -5862,68 +5756,18 @@ def d_MeshConfig(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f30 is None:
-                                f30 = _c0.d_ZoneAwareLoadBalancerSetting(data, pos, e)
+                            if o.zone_aware_lb_setting is None:
+                                o.zone_aware_lb_setting = _c0.d_ZoneAwareLoadBalancerSetting(data, pos, e)
                             else:
-                                f30 = merge(_c0.d_ZoneAwareLoadBalancerSetting, _c0.e_ZoneAwareLoadBalancerSetting, f30, data, pos, e)
+                                o.zone_aware_lb_setting = merge(_c0.d_ZoneAwareLoadBalancerSetting, _c0.e_ZoneAwareLoadBalancerSetting, o.zone_aware_lb_setting, data, pos, e)
                             pos = e
                         else:
                             pos = skip(data, pos, t, end)
                             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K41)
-    o.proxy_listen_port = f0
-    o.proxy_inbound_listen_port = f1
-    o.proxy_http_port = f2
-    o.connect_timeout = f3
-    o.hbone_idle_timeout = f4
-    o.protocol_detection_timeout = f5
-    o.tcp_keepalive = f6
-    o.ingress_class = f7
-    o.ingress_service = f8
-    o.ingress_controller_mode = f9
-    o.ingress_selector = f10
-    o.enable_tracing = f11
-    o.access_log_file = f12
-    o.access_log_format = f13
-    o.access_log_encoding = f14
-    o.enable_envoy_access_log_service = f15
-    o.disable_envoy_listener_log = f16
-    o.default_config = f17
-    o.outbound_traffic_policy = f18
-    o.inbound_traffic_policy = f19
-    o.config_sources = f20
-    o.enable_auto_mtls = f21
-    o.trust_domain = f22
-    o.trust_domain_aliases = f23
-    o.ca_certificates = f24
-    o.default_service_export_to = f25
-    o.default_virtual_service_export_to = f26
-    o.default_destination_rule_export_to = f27
-    o.root_namespace = f28
-    o.locality_lb_setting = f29
-    o.zone_aware_lb_setting = f30
-    o.dns_refresh_rate = f31
-    o.h2_upgrade_policy = f32
-    o.inbound_cluster_stat_name = f33
-    o.outbound_cluster_stat_name = f34
-    o.certificates = f35
-    o.service_settings = f36
-    o.service_scope_configs = f37
-    o.enable_prometheus_merge = f38
-    o.verify_certificate_at_client = f39
-    o.ca = f40
-    o.extension_providers = f41
-    o.default_providers = f42
-    o.discovery_selectors = f43
-    o.path_normalization = f44
-    o.default_http_retry_policy = f45
-    o.mesh_mTLS = f46
-    o.tls_defaults = f47
-    o.default_traffic_policy = f48
-    o.service_entry_visibility = f49
-    o._unknown_fields = u
+    if u:
+        o._unknown_fields = u
     return o
 
 
@@ -5947,7 +5791,7 @@ def e_MeshConfigOutboundTrafficPolicy(m):
 
 
 def d_MeshConfigOutboundTrafficPolicy(data, pos, end):
-    f0 = _K42_0
+    f0 = _K43_0
     f1 = None
     u = b""
     while pos < end:
@@ -5975,8 +5819,8 @@ def d_MeshConfigOutboundTrafficPolicy(data, pos, end):
                     f0, pos = rv(data, pos)
             if f0 > 0x7FFFFFFF:
                 f0 = i32(f0)
-            y = _K42_v.get(f0)
-            f0 = y if y is not None else _K42(f0)
+            y = _K43_v.get(f0)
+            f0 = y if y is not None else _K43(f0)
         elif t == 18:
             n = data[pos]
             if n < 128:
@@ -6001,7 +5845,7 @@ def d_MeshConfigOutboundTrafficPolicy(data, pos, end):
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K43)
+    o = new(_K42)
     o.mode = f0
     o.tls = f1
     o._unknown_fields = u
@@ -6021,7 +5865,7 @@ def e_MeshConfigInboundTrafficPolicy(m):
 
 
 def d_MeshConfigInboundTrafficPolicy(data, pos, end):
-    f0 = _K44_0
+    f0 = _K45_0
     u = b""
     while pos < end:
         st = pos
@@ -6048,14 +5892,14 @@ def d_MeshConfigInboundTrafficPolicy(data, pos, end):
                     f0, pos = rv(data, pos)
             if f0 > 0x7FFFFFFF:
                 f0 = i32(f0)
-            y = _K44_v.get(f0)
-            f0 = y if y is not None else _K44(f0)
+            y = _K45_v.get(f0)
+            f0 = y if y is not None else _K45(f0)
         else:
             pos = skip(data, pos, t, end)
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K45)
+    o = new(_K44)
     o.mode = f0
     o._unknown_fields = u
     return o
@@ -6361,7 +6205,7 @@ def e_MeshConfigServiceScopeConfigs(m):
 def d_MeshConfigServiceScopeConfigs(data, pos, end):
     f0 = None
     f1 = None
-    f2 = _K49_0
+    f2 = _K50_0
     u = b""
     while pos < end:
         st = pos
@@ -6426,14 +6270,14 @@ def d_MeshConfigServiceScopeConfigs(data, pos, end):
                     f2, pos = rv(data, pos)
             if f2 > 0x7FFFFFFF:
                 f2 = i32(f2)
-            y = _K49_v.get(f2)
-            f2 = y if y is not None else _K49(f2)
+            y = _K50_v.get(f2)
+            f2 = y if y is not None else _K50(f2)
         else:
             pos = skip(data, pos, t, end)
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K50)
+    o = new(_K49)
     o.namespace_selector = f0
     o.services_selector = f1
     o.scope = f2
@@ -6692,22 +6536,8 @@ def e_MeshConfigExtensionProvider(m):
 
 
 def d_MeshConfigExtensionProvider(data, pos, end):
-    f0 = ""
-    f1 = None
-    f2 = None
-    f3 = None
-    f4 = None
-    f5 = None
-    f6 = None
-    f7 = None
-    f8 = None
-    f9 = None
-    f10 = None
-    f11 = None
-    f12 = None
-    f13 = None
-    f14 = None
-    f15 = None
+    o = new(_K52)
+    o.__dict__ = _K52_t.copy()
     u = b""
     while pos < end:
         st = pos
@@ -6737,8 +6567,9 @@ def d_MeshConfigExtensionProvider(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f0 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.name = x
                 elif t == 18:
                     n = data[pos]
                     if n < 128:
@@ -6753,25 +6584,25 @@ def d_MeshConfigExtensionProvider(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f1 is None:
-                        f1 = d_MeshConfigExtensionProviderEnvoyExternalAuthorizationHttpProvider(data, pos, e)
+                    if o.envoy_ext_authz_http is None:
+                        o.envoy_ext_authz_http = d_MeshConfigExtensionProviderEnvoyExternalAuthorizationHttpProvider(data, pos, e)
                     else:
-                        f1 = merge(d_MeshConfigExtensionProviderEnvoyExternalAuthorizationHttpProvider, e_MeshConfigExtensionProviderEnvoyExternalAuthorizationHttpProvider, f1, data, pos, e)
+                        o.envoy_ext_authz_http = merge(d_MeshConfigExtensionProviderEnvoyExternalAuthorizationHttpProvider, e_MeshConfigExtensionProviderEnvoyExternalAuthorizationHttpProvider, o.envoy_ext_authz_http, data, pos, e)
                     pos = e
-                    f5 = None
-                    f2 = None
-                    f11 = None
-                    f12 = None
-                    f14 = None
-                    f13 = None
-                    f4 = None
-                    f7 = None
-                    f9 = None
-                    f10 = None
-                    f15 = None
-                    f8 = None
-                    f6 = None
-                    f3 = None
+                    o.datadog = None
+                    o.envoy_ext_authz_grpc = None
+                    o.envoy_file_access_log = None
+                    o.envoy_http_als = None
+                    o.envoy_otel_als = None
+                    o.envoy_tcp_als = None
+                    o.lightstep = None
+                    o.opencensus = None
+                    o.opentelemetry = None
+                    o.prometheus = None
+                    o.sds = None
+                    o.skywalking = None
+                    o.stackdriver = None
+                    o.zipkin = None
                 elif t == 26:
                     n = data[pos]
                     if n < 128:
@@ -6786,25 +6617,25 @@ def d_MeshConfigExtensionProvider(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f2 is None:
-                        f2 = d_MeshConfigExtensionProviderEnvoyExternalAuthorizationGrpcProvider(data, pos, e)
+                    if o.envoy_ext_authz_grpc is None:
+                        o.envoy_ext_authz_grpc = d_MeshConfigExtensionProviderEnvoyExternalAuthorizationGrpcProvider(data, pos, e)
                     else:
-                        f2 = merge(d_MeshConfigExtensionProviderEnvoyExternalAuthorizationGrpcProvider, e_MeshConfigExtensionProviderEnvoyExternalAuthorizationGrpcProvider, f2, data, pos, e)
+                        o.envoy_ext_authz_grpc = merge(d_MeshConfigExtensionProviderEnvoyExternalAuthorizationGrpcProvider, e_MeshConfigExtensionProviderEnvoyExternalAuthorizationGrpcProvider, o.envoy_ext_authz_grpc, data, pos, e)
                     pos = e
-                    f5 = None
-                    f1 = None
-                    f11 = None
-                    f12 = None
-                    f14 = None
-                    f13 = None
-                    f4 = None
-                    f7 = None
-                    f9 = None
-                    f10 = None
-                    f15 = None
-                    f8 = None
-                    f6 = None
-                    f3 = None
+                    o.datadog = None
+                    o.envoy_ext_authz_http = None
+                    o.envoy_file_access_log = None
+                    o.envoy_http_als = None
+                    o.envoy_otel_als = None
+                    o.envoy_tcp_als = None
+                    o.lightstep = None
+                    o.opencensus = None
+                    o.opentelemetry = None
+                    o.prometheus = None
+                    o.sds = None
+                    o.skywalking = None
+                    o.stackdriver = None
+                    o.zipkin = None
                 elif t == 34:
                     n = data[pos]
                     if n < 128:
@@ -6819,25 +6650,25 @@ def d_MeshConfigExtensionProvider(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f3 is None:
-                        f3 = d_MeshConfigExtensionProviderZipkinTracingProvider(data, pos, e)
+                    if o.zipkin is None:
+                        o.zipkin = d_MeshConfigExtensionProviderZipkinTracingProvider(data, pos, e)
                     else:
-                        f3 = merge(d_MeshConfigExtensionProviderZipkinTracingProvider, e_MeshConfigExtensionProviderZipkinTracingProvider, f3, data, pos, e)
+                        o.zipkin = merge(d_MeshConfigExtensionProviderZipkinTracingProvider, e_MeshConfigExtensionProviderZipkinTracingProvider, o.zipkin, data, pos, e)
                     pos = e
-                    f5 = None
-                    f2 = None
-                    f1 = None
-                    f11 = None
-                    f12 = None
-                    f14 = None
-                    f13 = None
-                    f4 = None
-                    f7 = None
-                    f9 = None
-                    f10 = None
-                    f15 = None
-                    f8 = None
-                    f6 = None
+                    o.datadog = None
+                    o.envoy_ext_authz_grpc = None
+                    o.envoy_ext_authz_http = None
+                    o.envoy_file_access_log = None
+                    o.envoy_http_als = None
+                    o.envoy_otel_als = None
+                    o.envoy_tcp_als = None
+                    o.lightstep = None
+                    o.opencensus = None
+                    o.opentelemetry = None
+                    o.prometheus = None
+                    o.sds = None
+                    o.skywalking = None
+                    o.stackdriver = None
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
@@ -6856,25 +6687,25 @@ def d_MeshConfigExtensionProvider(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f4 is None:
-                        f4 = d_MeshConfigExtensionProviderLightstepTracingProvider(data, pos, e)
+                    if o.lightstep is None:
+                        o.lightstep = d_MeshConfigExtensionProviderLightstepTracingProvider(data, pos, e)
                     else:
-                        f4 = merge(d_MeshConfigExtensionProviderLightstepTracingProvider, e_MeshConfigExtensionProviderLightstepTracingProvider, f4, data, pos, e)
+                        o.lightstep = merge(d_MeshConfigExtensionProviderLightstepTracingProvider, e_MeshConfigExtensionProviderLightstepTracingProvider, o.lightstep, data, pos, e)
                     pos = e
-                    f5 = None
-                    f2 = None
-                    f1 = None
-                    f11 = None
-                    f12 = None
-                    f14 = None
-                    f13 = None
-                    f7 = None
-                    f9 = None
-                    f10 = None
-                    f15 = None
-                    f8 = None
-                    f6 = None
-                    f3 = None
+                    o.datadog = None
+                    o.envoy_ext_authz_grpc = None
+                    o.envoy_ext_authz_http = None
+                    o.envoy_file_access_log = None
+                    o.envoy_http_als = None
+                    o.envoy_otel_als = None
+                    o.envoy_tcp_als = None
+                    o.opencensus = None
+                    o.opentelemetry = None
+                    o.prometheus = None
+                    o.sds = None
+                    o.skywalking = None
+                    o.stackdriver = None
+                    o.zipkin = None
                 elif t == 50:
                     n = data[pos]
                     if n < 128:
@@ -6889,25 +6720,25 @@ def d_MeshConfigExtensionProvider(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f5 is None:
-                        f5 = d_MeshConfigExtensionProviderDatadogTracingProvider(data, pos, e)
+                    if o.datadog is None:
+                        o.datadog = d_MeshConfigExtensionProviderDatadogTracingProvider(data, pos, e)
                     else:
-                        f5 = merge(d_MeshConfigExtensionProviderDatadogTracingProvider, e_MeshConfigExtensionProviderDatadogTracingProvider, f5, data, pos, e)
+                        o.datadog = merge(d_MeshConfigExtensionProviderDatadogTracingProvider, e_MeshConfigExtensionProviderDatadogTracingProvider, o.datadog, data, pos, e)
                     pos = e
-                    f2 = None
-                    f1 = None
-                    f11 = None
-                    f12 = None
-                    f14 = None
-                    f13 = None
-                    f4 = None
-                    f7 = None
-                    f9 = None
-                    f10 = None
-                    f15 = None
-                    f8 = None
-                    f6 = None
-                    f3 = None
+                    o.envoy_ext_authz_grpc = None
+                    o.envoy_ext_authz_http = None
+                    o.envoy_file_access_log = None
+                    o.envoy_http_als = None
+                    o.envoy_otel_als = None
+                    o.envoy_tcp_als = None
+                    o.lightstep = None
+                    o.opencensus = None
+                    o.opentelemetry = None
+                    o.prometheus = None
+                    o.sds = None
+                    o.skywalking = None
+                    o.stackdriver = None
+                    o.zipkin = None
                 elif t == 58:
                     n = data[pos]
                     if n < 128:
@@ -6922,25 +6753,25 @@ def d_MeshConfigExtensionProvider(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f6 is None:
-                        f6 = d_MeshConfigExtensionProviderStackdriverProvider(data, pos, e)
+                    if o.stackdriver is None:
+                        o.stackdriver = d_MeshConfigExtensionProviderStackdriverProvider(data, pos, e)
                     else:
-                        f6 = merge(d_MeshConfigExtensionProviderStackdriverProvider, e_MeshConfigExtensionProviderStackdriverProvider, f6, data, pos, e)
+                        o.stackdriver = merge(d_MeshConfigExtensionProviderStackdriverProvider, e_MeshConfigExtensionProviderStackdriverProvider, o.stackdriver, data, pos, e)
                     pos = e
-                    f5 = None
-                    f2 = None
-                    f1 = None
-                    f11 = None
-                    f12 = None
-                    f14 = None
-                    f13 = None
-                    f4 = None
-                    f7 = None
-                    f9 = None
-                    f10 = None
-                    f15 = None
-                    f8 = None
-                    f3 = None
+                    o.datadog = None
+                    o.envoy_ext_authz_grpc = None
+                    o.envoy_ext_authz_http = None
+                    o.envoy_file_access_log = None
+                    o.envoy_http_als = None
+                    o.envoy_otel_als = None
+                    o.envoy_tcp_als = None
+                    o.lightstep = None
+                    o.opencensus = None
+                    o.opentelemetry = None
+                    o.prometheus = None
+                    o.sds = None
+                    o.skywalking = None
+                    o.zipkin = None
                 elif t == 66:
                     n = data[pos]
                     if n < 128:
@@ -6955,25 +6786,25 @@ def d_MeshConfigExtensionProvider(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f7 is None:
-                        f7 = d_MeshConfigExtensionProviderOpenCensusAgentTracingProvider(data, pos, e)
+                    if o.opencensus is None:
+                        o.opencensus = d_MeshConfigExtensionProviderOpenCensusAgentTracingProvider(data, pos, e)
                     else:
-                        f7 = merge(d_MeshConfigExtensionProviderOpenCensusAgentTracingProvider, e_MeshConfigExtensionProviderOpenCensusAgentTracingProvider, f7, data, pos, e)
+                        o.opencensus = merge(d_MeshConfigExtensionProviderOpenCensusAgentTracingProvider, e_MeshConfigExtensionProviderOpenCensusAgentTracingProvider, o.opencensus, data, pos, e)
                     pos = e
-                    f5 = None
-                    f2 = None
-                    f1 = None
-                    f11 = None
-                    f12 = None
-                    f14 = None
-                    f13 = None
-                    f4 = None
-                    f9 = None
-                    f10 = None
-                    f15 = None
-                    f8 = None
-                    f6 = None
-                    f3 = None
+                    o.datadog = None
+                    o.envoy_ext_authz_grpc = None
+                    o.envoy_ext_authz_http = None
+                    o.envoy_file_access_log = None
+                    o.envoy_http_als = None
+                    o.envoy_otel_als = None
+                    o.envoy_tcp_als = None
+                    o.lightstep = None
+                    o.opentelemetry = None
+                    o.prometheus = None
+                    o.sds = None
+                    o.skywalking = None
+                    o.stackdriver = None
+                    o.zipkin = None
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
@@ -6993,25 +6824,25 @@ def d_MeshConfigExtensionProvider(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f8 is None:
-                        f8 = d_MeshConfigExtensionProviderSkyWalkingTracingProvider(data, pos, e)
+                    if o.skywalking is None:
+                        o.skywalking = d_MeshConfigExtensionProviderSkyWalkingTracingProvider(data, pos, e)
                     else:
-                        f8 = merge(d_MeshConfigExtensionProviderSkyWalkingTracingProvider, e_MeshConfigExtensionProviderSkyWalkingTracingProvider, f8, data, pos, e)
+                        o.skywalking = merge(d_MeshConfigExtensionProviderSkyWalkingTracingProvider, e_MeshConfigExtensionProviderSkyWalkingTracingProvider, o.skywalking, data, pos, e)
                     pos = e
-                    f5 = None
-                    f2 = None
-                    f1 = None
-                    f11 = None
-                    f12 = None
-                    f14 = None
-                    f13 = None
-                    f4 = None
-                    f7 = None
-                    f9 = None
-                    f10 = None
-                    f15 = None
-                    f6 = None
-                    f3 = None
+                    o.datadog = None
+                    o.envoy_ext_authz_grpc = None
+                    o.envoy_ext_authz_http = None
+                    o.envoy_file_access_log = None
+                    o.envoy_http_als = None
+                    o.envoy_otel_als = None
+                    o.envoy_tcp_als = None
+                    o.lightstep = None
+                    o.opencensus = None
+                    o.opentelemetry = None
+                    o.prometheus = None
+                    o.sds = None
+                    o.stackdriver = None
+                    o.zipkin = None
                 elif t == 82:
                     n = data[pos]
                     if n < 128:
@@ -7026,25 +6857,25 @@ def d_MeshConfigExtensionProvider(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f10 is None:
-                        f10 = d_MeshConfigExtensionProviderPrometheusMetricsProvider(data, pos, e)
+                    if o.prometheus is None:
+                        o.prometheus = d_MeshConfigExtensionProviderPrometheusMetricsProvider(data, pos, e)
                     else:
-                        f10 = merge(d_MeshConfigExtensionProviderPrometheusMetricsProvider, e_MeshConfigExtensionProviderPrometheusMetricsProvider, f10, data, pos, e)
+                        o.prometheus = merge(d_MeshConfigExtensionProviderPrometheusMetricsProvider, e_MeshConfigExtensionProviderPrometheusMetricsProvider, o.prometheus, data, pos, e)
                     pos = e
-                    f5 = None
-                    f2 = None
-                    f1 = None
-                    f11 = None
-                    f12 = None
-                    f14 = None
-                    f13 = None
-                    f4 = None
-                    f7 = None
-                    f9 = None
-                    f15 = None
-                    f8 = None
-                    f6 = None
-                    f3 = None
+                    o.datadog = None
+                    o.envoy_ext_authz_grpc = None
+                    o.envoy_ext_authz_http = None
+                    o.envoy_file_access_log = None
+                    o.envoy_http_als = None
+                    o.envoy_otel_als = None
+                    o.envoy_tcp_als = None
+                    o.lightstep = None
+                    o.opencensus = None
+                    o.opentelemetry = None
+                    o.sds = None
+                    o.skywalking = None
+                    o.stackdriver = None
+                    o.zipkin = None
                 elif t == 90:
                     n = data[pos]
                     if n < 128:
@@ -7059,25 +6890,25 @@ def d_MeshConfigExtensionProvider(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f11 is None:
-                        f11 = d_MeshConfigExtensionProviderEnvoyFileAccessLogProvider(data, pos, e)
+                    if o.envoy_file_access_log is None:
+                        o.envoy_file_access_log = d_MeshConfigExtensionProviderEnvoyFileAccessLogProvider(data, pos, e)
                     else:
-                        f11 = merge(d_MeshConfigExtensionProviderEnvoyFileAccessLogProvider, e_MeshConfigExtensionProviderEnvoyFileAccessLogProvider, f11, data, pos, e)
+                        o.envoy_file_access_log = merge(d_MeshConfigExtensionProviderEnvoyFileAccessLogProvider, e_MeshConfigExtensionProviderEnvoyFileAccessLogProvider, o.envoy_file_access_log, data, pos, e)
                     pos = e
-                    f5 = None
-                    f2 = None
-                    f1 = None
-                    f12 = None
-                    f14 = None
-                    f13 = None
-                    f4 = None
-                    f7 = None
-                    f9 = None
-                    f10 = None
-                    f15 = None
-                    f8 = None
-                    f6 = None
-                    f3 = None
+                    o.datadog = None
+                    o.envoy_ext_authz_grpc = None
+                    o.envoy_ext_authz_http = None
+                    o.envoy_http_als = None
+                    o.envoy_otel_als = None
+                    o.envoy_tcp_als = None
+                    o.lightstep = None
+                    o.opencensus = None
+                    o.opentelemetry = None
+                    o.prometheus = None
+                    o.sds = None
+                    o.skywalking = None
+                    o.stackdriver = None
+                    o.zipkin = None
                 elif t == 98:
                     n = data[pos]
                     if n < 128:
@@ -7092,25 +6923,25 @@ def d_MeshConfigExtensionProvider(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f12 is None:
-                        f12 = d_MeshConfigExtensionProviderEnvoyHttpGrpcV3LogProvider(data, pos, e)
+                    if o.envoy_http_als is None:
+                        o.envoy_http_als = d_MeshConfigExtensionProviderEnvoyHttpGrpcV3LogProvider(data, pos, e)
                     else:
-                        f12 = merge(d_MeshConfigExtensionProviderEnvoyHttpGrpcV3LogProvider, e_MeshConfigExtensionProviderEnvoyHttpGrpcV3LogProvider, f12, data, pos, e)
+                        o.envoy_http_als = merge(d_MeshConfigExtensionProviderEnvoyHttpGrpcV3LogProvider, e_MeshConfigExtensionProviderEnvoyHttpGrpcV3LogProvider, o.envoy_http_als, data, pos, e)
                     pos = e
-                    f5 = None
-                    f2 = None
-                    f1 = None
-                    f11 = None
-                    f14 = None
-                    f13 = None
-                    f4 = None
-                    f7 = None
-                    f9 = None
-                    f10 = None
-                    f15 = None
-                    f8 = None
-                    f6 = None
-                    f3 = None
+                    o.datadog = None
+                    o.envoy_ext_authz_grpc = None
+                    o.envoy_ext_authz_http = None
+                    o.envoy_file_access_log = None
+                    o.envoy_otel_als = None
+                    o.envoy_tcp_als = None
+                    o.lightstep = None
+                    o.opencensus = None
+                    o.opentelemetry = None
+                    o.prometheus = None
+                    o.sds = None
+                    o.skywalking = None
+                    o.stackdriver = None
+                    o.zipkin = None
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
@@ -7129,25 +6960,25 @@ def d_MeshConfigExtensionProvider(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f13 is None:
-                        f13 = d_MeshConfigExtensionProviderEnvoyTcpGrpcV3LogProvider(data, pos, e)
+                    if o.envoy_tcp_als is None:
+                        o.envoy_tcp_als = d_MeshConfigExtensionProviderEnvoyTcpGrpcV3LogProvider(data, pos, e)
                     else:
-                        f13 = merge(d_MeshConfigExtensionProviderEnvoyTcpGrpcV3LogProvider, e_MeshConfigExtensionProviderEnvoyTcpGrpcV3LogProvider, f13, data, pos, e)
+                        o.envoy_tcp_als = merge(d_MeshConfigExtensionProviderEnvoyTcpGrpcV3LogProvider, e_MeshConfigExtensionProviderEnvoyTcpGrpcV3LogProvider, o.envoy_tcp_als, data, pos, e)
                     pos = e
-                    f5 = None
-                    f2 = None
-                    f1 = None
-                    f11 = None
-                    f12 = None
-                    f14 = None
-                    f4 = None
-                    f7 = None
-                    f9 = None
-                    f10 = None
-                    f15 = None
-                    f8 = None
-                    f6 = None
-                    f3 = None
+                    o.datadog = None
+                    o.envoy_ext_authz_grpc = None
+                    o.envoy_ext_authz_http = None
+                    o.envoy_file_access_log = None
+                    o.envoy_http_als = None
+                    o.envoy_otel_als = None
+                    o.lightstep = None
+                    o.opencensus = None
+                    o.opentelemetry = None
+                    o.prometheus = None
+                    o.sds = None
+                    o.skywalking = None
+                    o.stackdriver = None
+                    o.zipkin = None
                 elif t == 114:
                     n = data[pos]
                     if n < 128:
@@ -7162,25 +6993,25 @@ def d_MeshConfigExtensionProvider(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f14 is None:
-                        f14 = d_MeshConfigExtensionProviderEnvoyOpenTelemetryLogProvider(data, pos, e)
+                    if o.envoy_otel_als is None:
+                        o.envoy_otel_als = d_MeshConfigExtensionProviderEnvoyOpenTelemetryLogProvider(data, pos, e)
                     else:
-                        f14 = merge(d_MeshConfigExtensionProviderEnvoyOpenTelemetryLogProvider, e_MeshConfigExtensionProviderEnvoyOpenTelemetryLogProvider, f14, data, pos, e)
+                        o.envoy_otel_als = merge(d_MeshConfigExtensionProviderEnvoyOpenTelemetryLogProvider, e_MeshConfigExtensionProviderEnvoyOpenTelemetryLogProvider, o.envoy_otel_als, data, pos, e)
                     pos = e
-                    f5 = None
-                    f2 = None
-                    f1 = None
-                    f11 = None
-                    f12 = None
-                    f13 = None
-                    f4 = None
-                    f7 = None
-                    f9 = None
-                    f10 = None
-                    f15 = None
-                    f8 = None
-                    f6 = None
-                    f3 = None
+                    o.datadog = None
+                    o.envoy_ext_authz_grpc = None
+                    o.envoy_ext_authz_http = None
+                    o.envoy_file_access_log = None
+                    o.envoy_http_als = None
+                    o.envoy_tcp_als = None
+                    o.lightstep = None
+                    o.opencensus = None
+                    o.opentelemetry = None
+                    o.prometheus = None
+                    o.sds = None
+                    o.skywalking = None
+                    o.stackdriver = None
+                    o.zipkin = None
                 elif t == 122:
                     n = data[pos]
                     if n < 128:
@@ -7195,25 +7026,25 @@ def d_MeshConfigExtensionProvider(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f9 is None:
-                        f9 = d_MeshConfigExtensionProviderOpenTelemetryTracingProvider(data, pos, e)
+                    if o.opentelemetry is None:
+                        o.opentelemetry = d_MeshConfigExtensionProviderOpenTelemetryTracingProvider(data, pos, e)
                     else:
-                        f9 = merge(d_MeshConfigExtensionProviderOpenTelemetryTracingProvider, e_MeshConfigExtensionProviderOpenTelemetryTracingProvider, f9, data, pos, e)
+                        o.opentelemetry = merge(d_MeshConfigExtensionProviderOpenTelemetryTracingProvider, e_MeshConfigExtensionProviderOpenTelemetryTracingProvider, o.opentelemetry, data, pos, e)
                     pos = e
-                    f5 = None
-                    f2 = None
-                    f1 = None
-                    f11 = None
-                    f12 = None
-                    f14 = None
-                    f13 = None
-                    f4 = None
-                    f7 = None
-                    f10 = None
-                    f15 = None
-                    f8 = None
-                    f6 = None
-                    f3 = None
+                    o.datadog = None
+                    o.envoy_ext_authz_grpc = None
+                    o.envoy_ext_authz_http = None
+                    o.envoy_file_access_log = None
+                    o.envoy_http_als = None
+                    o.envoy_otel_als = None
+                    o.envoy_tcp_als = None
+                    o.lightstep = None
+                    o.opencensus = None
+                    o.prometheus = None
+                    o.sds = None
+                    o.skywalking = None
+                    o.stackdriver = None
+                    o.zipkin = None
                 elif t == 130:
                     n = data[pos]
                     if n < 128:
@@ -7228,48 +7059,32 @@ def d_MeshConfigExtensionProvider(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f15 is None:
-                        f15 = d_MeshConfigExtensionProviderSdsProvider(data, pos, e)
+                    if o.sds is None:
+                        o.sds = d_MeshConfigExtensionProviderSdsProvider(data, pos, e)
                     else:
-                        f15 = merge(d_MeshConfigExtensionProviderSdsProvider, e_MeshConfigExtensionProviderSdsProvider, f15, data, pos, e)
+                        o.sds = merge(d_MeshConfigExtensionProviderSdsProvider, e_MeshConfigExtensionProviderSdsProvider, o.sds, data, pos, e)
                     pos = e
-                    f5 = None
-                    f2 = None
-                    f1 = None
-                    f11 = None
-                    f12 = None
-                    f14 = None
-                    f13 = None
-                    f4 = None
-                    f7 = None
-                    f9 = None
-                    f10 = None
-                    f8 = None
-                    f6 = None
-                    f3 = None
+                    o.datadog = None
+                    o.envoy_ext_authz_grpc = None
+                    o.envoy_ext_authz_http = None
+                    o.envoy_file_access_log = None
+                    o.envoy_http_als = None
+                    o.envoy_otel_als = None
+                    o.envoy_tcp_als = None
+                    o.lightstep = None
+                    o.opencensus = None
+                    o.opentelemetry = None
+                    o.prometheus = None
+                    o.skywalking = None
+                    o.stackdriver = None
+                    o.zipkin = None
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K52)
-    o.name = f0
-    o.envoy_ext_authz_http = f1
-    o.envoy_ext_authz_grpc = f2
-    o.zipkin = f3
-    o.lightstep = f4
-    o.datadog = f5
-    o.stackdriver = f6
-    o.opencensus = f7
-    o.skywalking = f8
-    o.opentelemetry = f9
-    o.prometheus = f10
-    o.envoy_file_access_log = f11
-    o.envoy_http_als = f12
-    o.envoy_tcp_als = f13
-    o.envoy_otel_als = f14
-    o.sds = f15
-    o._unknown_fields = u
+    if u:
+        o._unknown_fields = u
     return o
 
 
@@ -7519,20 +7334,14 @@ def m_MeshConfigExtensionProviderEnvoyExternalAuthorizationHttpProvider_include_
 
 
 def d_MeshConfigExtensionProviderEnvoyExternalAuthorizationHttpProvider(data, pos, end):
-    f0 = ""
-    f1 = 0
-    f2 = None
-    f3 = ""
-    f4 = False
-    f5 = False
-    f6 = ""
-    f7 = []
-    f8 = []
-    f9 = {}
-    f10 = None
-    f11 = []
-    f12 = []
-    f13 = []
+    o = new(_K54)
+    o.__dict__ = _K54_t.copy()
+    f7 = o.include_headers_in_check = []
+    f8 = o.include_request_headers_in_check = []
+    f9 = o.include_additional_headers_in_check = {}
+    f11 = o.headers_to_upstream_on_allow = []
+    f12 = o.headers_to_downstream_on_deny = []
+    f13 = o.headers_to_downstream_on_allow = []
     u = b""
     while pos < end:
         st = pos
@@ -7562,21 +7371,23 @@ def d_MeshConfigExtensionProviderEnvoyExternalAuthorizationHttpProvider(data, po
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f0 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.service = x
                 elif t == 16:
-                    f1 = data[pos]
-                    if f1 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f1 = (f1 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f1, pos = rv(data, pos)
-                    if f1 > 0xFFFFFFFF:
-                        f1 &= 0xFFFFFFFF
+                            x, pos = rv(data, pos)
+                    if x > 0xFFFFFFFF:
+                        x &= 0xFFFFFFFF
+                    o.port = x
                 elif t == 26:
                     n = data[pos]
                     if n < 128:
@@ -7591,24 +7402,26 @@ def d_MeshConfigExtensionProviderEnvoyExternalAuthorizationHttpProvider(data, po
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f3 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.path_prefix = x
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
             else:
                 if t == 32:
-                    f4 = data[pos]
-                    if f4 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f4 = (f4 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f4, pos = rv(data, pos)
-                    f4 = f4 != 0
+                            x, pos = rv(data, pos)
+                    x = x != 0
+                    o.fail_open = x
                 elif t == 42:
                     n = data[pos]
                     if n < 128:
@@ -7623,8 +7436,9 @@ def d_MeshConfigExtensionProviderEnvoyExternalAuthorizationHttpProvider(data, po
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f6 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.status_on_error = x
                 elif t == 50:
                     n = data[pos]
                     if n < 128:
@@ -7695,10 +7509,10 @@ def d_MeshConfigExtensionProviderEnvoyExternalAuthorizationHttpProvider(data, po
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f2 is None:
-                        f2 = _w2d(data, pos, e)
+                    if o.timeout is None:
+                        o.timeout = _w2d(data, pos, e)
                     else:
-                        f2 = merge(_w2d, _w2e, f2, data, pos, e)
+                        o.timeout = merge(_w2d, _w2e, o.timeout, data, pos, e)
                     pos = e
                 elif t == 82:
                     n = data[pos]
@@ -7752,10 +7566,10 @@ def d_MeshConfigExtensionProviderEnvoyExternalAuthorizationHttpProvider(data, po
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f10 is None:
-                        f10 = d_MeshConfigExtensionProviderEnvoyExternalAuthorizationRequestBody(data, pos, e)
+                    if o.include_request_body_in_check is None:
+                        o.include_request_body_in_check = d_MeshConfigExtensionProviderEnvoyExternalAuthorizationRequestBody(data, pos, e)
                     else:
-                        f10 = merge(d_MeshConfigExtensionProviderEnvoyExternalAuthorizationRequestBody, e_MeshConfigExtensionProviderEnvoyExternalAuthorizationRequestBody, f10, data, pos, e)
+                        o.include_request_body_in_check = merge(d_MeshConfigExtensionProviderEnvoyExternalAuthorizationRequestBody, e_MeshConfigExtensionProviderEnvoyExternalAuthorizationRequestBody, o.include_request_body_in_check, data, pos, e)
                     pos = e
                 elif t == 106:
                     n = data[pos]
@@ -7775,38 +7589,25 @@ def d_MeshConfigExtensionProviderEnvoyExternalAuthorizationHttpProvider(data, po
                     pos = e
                     f13.append(x)
                 elif t == 112:
-                    f5 = data[pos]
-                    if f5 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f5 = (f5 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f5, pos = rv(data, pos)
-                    f5 = f5 != 0
+                            x, pos = rv(data, pos)
+                    x = x != 0
+                    o.clear_route_cache = x
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K54)
-    o.service = f0
-    o.port = f1
-    o.timeout = f2
-    o.path_prefix = f3
-    o.fail_open = f4
-    o.clear_route_cache = f5
-    o.status_on_error = f6
-    o.include_headers_in_check = f7
-    o.include_request_headers_in_check = f8
-    o.include_additional_headers_in_check = f9
-    o.include_request_body_in_check = f10
-    o.headers_to_upstream_on_allow = f11
-    o.headers_to_downstream_on_deny = f12
-    o.headers_to_downstream_on_allow = f13
-    o._unknown_fields = u
+    if u:
+        o._unknown_fields = u
     return o
 
 
@@ -8063,7 +7864,7 @@ def d_MeshConfigExtensionProviderZipkinTracingProvider(data, pos, end):
     f2 = 0
     f3 = False
     f4 = ""
-    f5 = _K56_0
+    f5 = _K57_0
     f6 = None
     f7 = []
     u = b""
@@ -8167,8 +7968,8 @@ def d_MeshConfigExtensionProviderZipkinTracingProvider(data, pos, end):
                         f5, pos = rv(data, pos)
                 if f5 > 0x7FFFFFFF:
                     f5 = i32(f5)
-                y = _K56_v.get(f5)
-                f5 = y if y is not None else _K56(f5)
+                y = _K57_v.get(f5)
+                f5 = y if y is not None else _K57(f5)
             elif t == 58:
                 n = data[pos]
                 if n < 128:
@@ -8210,7 +8011,7 @@ def d_MeshConfigExtensionProviderZipkinTracingProvider(data, pos, end):
                 u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K57)
+    o = new(_K56)
     o.service = f0
     o.port = f1
     o.max_tag_length = f2
@@ -8947,8 +8748,8 @@ def d_MeshConfigExtensionProviderOpenCensusAgentTracingProvider(data, pos, end):
                     x, pos = rv(data, pos)
             if x > 0x7FFFFFFF:
                 x = i32(x)
-            y = _K63_v.get(x)
-            x = y if y is not None else _K63(x)
+            y = _K64_v.get(x)
+            x = y if y is not None else _K64(x)
             f2.append(x)
         elif t == 26:
             n = data[pos]
@@ -8967,8 +8768,8 @@ def d_MeshConfigExtensionProviderOpenCensusAgentTracingProvider(data, pos, end):
             for x in unpack_varints(data, pos, e):
                 if x > 0x7FFFFFFF:
                     x = i32(x)
-                y = _K63_v.get(x)
-                x = y if y is not None else _K63(x)
+                y = _K64_v.get(x)
+                x = y if y is not None else _K64(x)
                 f2.append(x)
             pos = e
         elif t == 32:
@@ -8989,7 +8790,7 @@ def d_MeshConfigExtensionProviderOpenCensusAgentTracingProvider(data, pos, end):
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K64)
+    o = new(_K63)
     o.service = f0
     o.port = f1
     o.context = f2
@@ -9831,7 +9632,7 @@ def d_MeshConfigExtensionProviderOpenTelemetryTracingProvider(data, pos, end):
     f3 = None
     f4 = None
     f5 = None
-    f6 = _K72_0
+    f6 = _K73_0
     f7 = None
     u = b""
     while pos < end:
@@ -9982,14 +9783,14 @@ def d_MeshConfigExtensionProviderOpenTelemetryTracingProvider(data, pos, end):
                         f6, pos = rv(data, pos)
                 if f6 > 0x7FFFFFFF:
                     f6 = i32(f6)
-                y = _K72_v.get(f6)
-                f6 = y if y is not None else _K72(f6)
+                y = _K73_v.get(f6)
+                f6 = y if y is not None else _K73(f6)
             else:
                 pos = skip(data, pos, t, end)
                 u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K73)
+    o = new(_K72)
     o.service = f0
     o.port = f1
     o.max_tag_length = f2
@@ -10909,7 +10710,7 @@ def e_MeshConfigProxyPathNormalization(m):
 
 
 def d_MeshConfigProxyPathNormalization(data, pos, end):
-    f0 = _K84_0
+    f0 = _K85_0
     u = b""
     while pos < end:
         st = pos
@@ -10936,14 +10737,14 @@ def d_MeshConfigProxyPathNormalization(data, pos, end):
                     f0, pos = rv(data, pos)
             if f0 > 0x7FFFFFFF:
                 f0 = i32(f0)
-            y = _K84_v.get(f0)
-            f0 = y if y is not None else _K84(f0)
+            y = _K85_v.get(f0)
+            f0 = y if y is not None else _K85(f0)
         else:
             pos = skip(data, pos, t, end)
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K85)
+    o = new(_K84)
     o.normalization = f0
     o._unknown_fields = u
     return o
@@ -10976,7 +10777,7 @@ def e_MeshConfigTlsConfig(m):
 
 
 def d_MeshConfigTlsConfig(data, pos, end):
-    f0 = _K86_0
+    f0 = _K87_0
     f1 = []
     f2 = []
     u = b""
@@ -11005,8 +10806,8 @@ def d_MeshConfigTlsConfig(data, pos, end):
                     f0, pos = rv(data, pos)
             if f0 > 0x7FFFFFFF:
                 f0 = i32(f0)
-            y = _K86_v.get(f0)
-            f0 = y if y is not None else _K86(f0)
+            y = _K87_v.get(f0)
+            f0 = y if y is not None else _K87(f0)
         elif t == 18:
             n = data[pos]
             if n < 128:
@@ -11046,7 +10847,7 @@ def d_MeshConfigTlsConfig(data, pos, end):
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K87)
+    o = new(_K86)
     o.min_protocol_version = f0
     o.ecdh_curves = f1
     o.cipher_suites = f2
@@ -11422,7 +11223,7 @@ def e_ServiceEntryVisibility(m):
 
 
 def d_ServiceEntryVisibility(data, pos, end):
-    f0 = _K91_0
+    f0 = _K92_0
     f1 = False
     f2 = []
     u = b""
@@ -11451,8 +11252,8 @@ def d_ServiceEntryVisibility(data, pos, end):
                     f0, pos = rv(data, pos)
             if f0 > 0x7FFFFFFF:
                 f0 = i32(f0)
-            y = _K91_v.get(f0)
-            f0 = y if y is not None else _K91(f0)
+            y = _K92_v.get(f0)
+            f0 = y if y is not None else _K92(f0)
         elif t == 16:
             f1 = data[pos]
             if f1 < 128:
@@ -11487,7 +11288,7 @@ def d_ServiceEntryVisibility(data, pos, end):
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K92)
+    o = new(_K91)
     o.default_visibility = f0
     o.apply_to_sidecars = f1
     o.policies = f2
@@ -11515,7 +11316,7 @@ def e_ServiceEntryVisibilityPolicy(m):
 
 
 def d_ServiceEntryVisibilityPolicy(data, pos, end):
-    f0 = _K91_0
+    f0 = _K92_0
     f1 = []
     u = b""
     while pos < end:
@@ -11543,8 +11344,8 @@ def d_ServiceEntryVisibilityPolicy(data, pos, end):
                     f0, pos = rv(data, pos)
             if f0 > 0x7FFFFFFF:
                 f0 = i32(f0)
-            y = _K91_v.get(f0)
-            f0 = y if y is not None else _K91(f0)
+            y = _K92_v.get(f0)
+            f0 = y if y is not None else _K92(f0)
         elif t == 18:
             n = data[pos]
             if n < 128:
@@ -11728,8 +11529,8 @@ def d_ConfigSource(data, pos, end):
                     x, pos = rv(data, pos)
             if x > 0x7FFFFFFF:
                 x = i32(x)
-            y = _K95_v.get(x)
-            x = y if y is not None else _K95(x)
+            y = _K96_v.get(x)
+            x = y if y is not None else _K96(x)
             f2.append(x)
         elif t == 26:
             n = data[pos]
@@ -11748,8 +11549,8 @@ def d_ConfigSource(data, pos, end):
             for x in unpack_varints(data, pos, e):
                 if x > 0x7FFFFFFF:
                     x = i32(x)
-                y = _K95_v.get(x)
-                x = y if y is not None else _K95(x)
+                y = _K96_v.get(x)
+                x = y if y is not None else _K96(x)
                 f2.append(x)
             pos = e
         else:
@@ -11757,7 +11558,7 @@ def d_ConfigSource(data, pos, end):
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K96)
+    o = new(_K95)
     o.address = f0
     o.tls_settings = f1
     o.subscribed_resources = f2
@@ -12276,25 +12077,25 @@ from . import TracingRequestHeader as _K10
 from . import NetworkIstioNetworkGateway as _K100
 from . import MeshNetworks as _K101
 from . import Sds as _K11
-from . import ForwardClientCertDetails as _K12
-_K12_v = _K12._value2member_map_
-_K12_0 = _K12(0)
-from . import Topology as _K13
+from . import Topology as _K12
+from . import ForwardClientCertDetails as _K13
+_K13_v = _K13._value2member_map_
+_K13_0 = _K13(0)
 from . import TopologyProxyProtocolConfiguration as _K14
 from . import PrivateKeyProvider as _K15
 from . import PrivateKeyProviderCryptoMb as _K16
 from . import PrivateKeyProviderQat as _K17
-from . import AuthenticationPolicy as _K18
-_K18_v = _K18._value2member_map_
-_K18_0 = _K18(0)
-from . import ProxyConfigInboundInterceptionMode as _K19
+from . import ProxyConfig as _K18
+from . import AuthenticationPolicy as _K19
 _K19_v = _K19._value2member_map_
 _K19_0 = _K19(0)
 from . import TracingLightstep as _K2
-from . import ProxyConfigTracingServiceName as _K20
+from . import ProxyConfigInboundInterceptionMode as _K20
 _K20_v = _K20._value2member_map_
 _K20_0 = _K20(0)
-from . import ProxyConfig as _K21
+from . import ProxyConfigTracingServiceName as _K21
+_K21_v = _K21._value2member_map_
+_K21_0 = _K21(0)
 from . import ProxyConfigProxyStatsMatcher as _K22
 from . import ProxyConfigProxyHeaders as _K23
 from . import ProxyConfigProxyHeadersServer as _K24
@@ -12304,70 +12105,70 @@ from . import ProxyConfigProxyHeadersXForwardedHost as _K27
 from . import ProxyConfigProxyHeadersXForwardedPort as _K28
 from . import ProxyConfigProxyHeadersEnvoyDebugHeaders as _K29
 from . import TracingDatadog as _K3
-from . import ProxyConfigProxyHeadersMetadataExchangeMode as _K30
-_K30_v = _K30._value2member_map_
-_K30_0 = _K30(0)
-from . import ProxyConfigProxyHeadersMetadataExchangeHeaders as _K31
+from . import ProxyConfigProxyHeadersMetadataExchangeHeaders as _K30
+from . import ProxyConfigProxyHeadersMetadataExchangeMode as _K31
+_K31_v = _K31._value2member_map_
+_K31_0 = _K31(0)
 from . import ProxyConfigProxyHeadersSetCurrentClientCertDetails as _K32
-from . import ProxyConfigConnectionSettingsProfile as _K33
-_K33_v = _K33._value2member_map_
-_K33_0 = _K33(0)
-from . import ProxyConfigConnectionSettingsHeadersWithUnderscoresAction as _K34
+from . import ProxyConfigConnectionSettings as _K33
+from . import ProxyConfigConnectionSettingsProfile as _K34
 _K34_v = _K34._value2member_map_
 _K34_0 = _K34(0)
-from . import ProxyConfigConnectionSettingsPathWithEscapedSlashesAction as _K35
+from . import ProxyConfigConnectionSettingsHeadersWithUnderscoresAction as _K35
 _K35_v = _K35._value2member_map_
 _K35_0 = _K35(0)
-from . import ProxyConfigConnectionSettings as _K36
+from . import ProxyConfigConnectionSettingsPathWithEscapedSlashesAction as _K36
+_K36_v = _K36._value2member_map_
+_K36_0 = _K36(0)
 from . import RemoteService as _K37
-from . import MeshConfigIngressControllerMode as _K38
-_K38_v = _K38._value2member_map_
-_K38_0 = _K38(0)
-from . import MeshConfigAccessLogEncoding as _K39
+from . import MeshConfig as _K38
+from . import MeshConfigIngressControllerMode as _K39
 _K39_v = _K39._value2member_map_
 _K39_0 = _K39(0)
 from . import TracingStackdriver as _K4
-from . import MeshConfigH2UpgradePolicy as _K40
+from . import MeshConfigAccessLogEncoding as _K40
 _K40_v = _K40._value2member_map_
 _K40_0 = _K40(0)
-from . import MeshConfig as _K41
-from . import MeshConfigOutboundTrafficPolicyMode as _K42
-_K42_v = _K42._value2member_map_
-_K42_0 = _K42(0)
-from . import MeshConfigOutboundTrafficPolicy as _K43
-from . import MeshConfigInboundTrafficPolicyMode as _K44
-_K44_v = _K44._value2member_map_
-_K44_0 = _K44(0)
-from . import MeshConfigInboundTrafficPolicy as _K45
+from . import MeshConfigH2UpgradePolicy as _K41
+_K41_v = _K41._value2member_map_
+_K41_0 = _K41(0)
+from . import MeshConfigOutboundTrafficPolicy as _K42
+from . import MeshConfigOutboundTrafficPolicyMode as _K43
+_K43_v = _K43._value2member_map_
+_K43_0 = _K43(0)
+from . import MeshConfigInboundTrafficPolicy as _K44
+from . import MeshConfigInboundTrafficPolicyMode as _K45
+_K45_v = _K45._value2member_map_
+_K45_0 = _K45(0)
 from . import MeshConfigCertificateData as _K46
 from . import MeshConfigServiceSettings as _K47
 from . import MeshConfigServiceSettingsSettings as _K48
-from . import MeshConfigServiceScopeConfigsScope as _K49
-_K49_v = _K49._value2member_map_
-_K49_0 = _K49(0)
-from . import TracingOpenCensusAgentTraceContext as _K5
-_K5_v = _K5._value2member_map_
-_K5_0 = _K5(0)
-from . import MeshConfigServiceScopeConfigs as _K50
+from . import MeshConfigServiceScopeConfigs as _K49
+from . import TracingOpenCensusAgent as _K5
+from . import MeshConfigServiceScopeConfigsScope as _K50
+_K50_v = _K50._value2member_map_
+_K50_0 = _K50(0)
 from . import MeshConfigCa as _K51
 from . import MeshConfigExtensionProvider as _K52
 from . import MeshConfigExtensionProviderEnvoyExternalAuthorizationRequestBody as _K53
 from . import MeshConfigExtensionProviderEnvoyExternalAuthorizationHttpProvider as _K54
 from . import MeshConfigExtensionProviderEnvoyExternalAuthorizationGrpcProvider as _K55
-from . import MeshConfigExtensionProviderZipkinTracingProviderTraceContextOption as _K56
-_K56_v = _K56._value2member_map_
-_K56_0 = _K56(0)
-from . import MeshConfigExtensionProviderZipkinTracingProvider as _K57
+from . import MeshConfigExtensionProviderZipkinTracingProvider as _K56
+from . import MeshConfigExtensionProviderZipkinTracingProviderTraceContextOption as _K57
+_K57_v = _K57._value2member_map_
+_K57_0 = _K57(0)
 from . import MeshConfigExtensionProviderLightstepTracingProvider as _K58
 from . import MeshConfigExtensionProviderDatadogTracingProvider as _K59
-from . import TracingOpenCensusAgent as _K6
+from . import TracingOpenCensusAgentTraceContext as _K6
+_K6_v = _K6._value2member_map_
+_K6_0 = _K6(0)
 from . import MeshConfigExtensionProviderSkyWalkingTracingProvider as _K60
 from . import MeshConfigExtensionProviderStackdriverProvider as _K61
 from . import MeshConfigExtensionProviderStackdriverProviderLogging as _K62
-from . import MeshConfigExtensionProviderOpenCensusAgentTracingProviderTraceContext as _K63
-_K63_v = _K63._value2member_map_
-_K63_0 = _K63(0)
-from . import MeshConfigExtensionProviderOpenCensusAgentTracingProvider as _K64
+from . import MeshConfigExtensionProviderOpenCensusAgentTracingProvider as _K63
+from . import MeshConfigExtensionProviderOpenCensusAgentTracingProviderTraceContext as _K64
+_K64_v = _K64._value2member_map_
+_K64_0 = _K64(0)
 from . import MeshConfigExtensionProviderPrometheusMetricsProvider as _K65
 from . import MeshConfigExtensionProviderEnvoyFileAccessLogProvider as _K66
 from . import MeshConfigExtensionProviderEnvoyFileAccessLogProviderLogFormat as _K67
@@ -12376,10 +12177,10 @@ from . import MeshConfigExtensionProviderEnvoyTcpGrpcV3LogProvider as _K69
 from . import TracingCustomTag as _K7
 from . import MeshConfigExtensionProviderEnvoyOpenTelemetryLogProvider as _K70
 from . import MeshConfigExtensionProviderEnvoyOpenTelemetryLogProviderLogFormat as _K71
-from . import MeshConfigExtensionProviderServiceAttributeEnrichment as _K72
-_K72_v = _K72._value2member_map_
-_K72_0 = _K72(0)
-from . import MeshConfigExtensionProviderOpenTelemetryTracingProvider as _K73
+from . import MeshConfigExtensionProviderOpenTelemetryTracingProvider as _K72
+from . import MeshConfigExtensionProviderServiceAttributeEnrichment as _K73
+_K73_v = _K73._value2member_map_
+_K73_0 = _K73(0)
 from . import MeshConfigExtensionProviderOpenTelemetryTracingProviderDynatraceSampler as _K74
 from . import MeshConfigExtensionProviderOpenTelemetryTracingProviderDynatraceSamplerDynatraceApi as _K75
 from . import MeshConfigExtensionProviderSdsProvider as _K76
@@ -12391,48 +12192,53 @@ from . import MeshConfigExtensionProviderResourceDetectorsEnvironmentResourceDet
 from . import MeshConfigExtensionProviderResourceDetectorsDynatraceResourceDetector as _K81
 from . import MeshConfigExtensionProviderGrpcService as _K82
 from . import MeshConfigDefaultProviders as _K83
-from . import MeshConfigProxyPathNormalizationNormalizationType as _K84
-_K84_v = _K84._value2member_map_
-_K84_0 = _K84(0)
-from . import MeshConfigProxyPathNormalization as _K85
-from . import MeshConfigTlsConfigTlsProtocol as _K86
-_K86_v = _K86._value2member_map_
-_K86_0 = _K86(0)
-from . import MeshConfigTlsConfig as _K87
+from . import MeshConfigProxyPathNormalization as _K84
+from . import MeshConfigProxyPathNormalizationNormalizationType as _K85
+_K85_v = _K85._value2member_map_
+_K85_0 = _K85(0)
+from . import MeshConfigTlsConfig as _K86
+from . import MeshConfigTlsConfigTlsProtocol as _K87
+_K87_v = _K87._value2member_map_
+_K87_0 = _K87(0)
 from . import MeshConfigDefaultTrafficPolicy as _K88
 from . import LabelSelector as _K89
 from . import TracingEnvironment as _K9
 from . import LabelSelectorRequirement as _K90
-from . import ServiceEntryVisibilityVisibility as _K91
-_K91_v = _K91._value2member_map_
-_K91_0 = _K91(0)
-from . import ServiceEntryVisibility as _K92
+from . import ServiceEntryVisibility as _K91
+from . import ServiceEntryVisibilityVisibility as _K92
+_K92_v = _K92._value2member_map_
+_K92_0 = _K92(0)
 from . import ServiceEntryVisibilityPolicy as _K93
 from . import ServiceEntryVisibilityMatchRule as _K94
-from . import Resource as _K95
-_K95_v = _K95._value2member_map_
-_K95_0 = _K95(0)
-from . import ConfigSource as _K96
+from . import ConfigSource as _K95
+from . import Resource as _K96
+_K96_v = _K96._value2member_map_
+_K96_0 = _K96(0)
 from . import Certificate as _K97
 from . import Network as _K98
 from . import NetworkNetworkEndpoints as _K99
+_K18_t = {'config_path': "", 'binary_path': "", 'service_cluster': None, 'tracing_service_name': None, 'drain_duration': None, 'discovery_address': "", 'discovery_refresh_delay': None, 'zipkin_address': "", 'statsd_udp_address': "", 'envoy_metrics_service_address': "", 'proxy_admin_port': 0, 'availability_zone': "", 'control_plane_auth_policy': _K19_0, 'custom_config_file': "", 'stat_name_length': 0, 'concurrency': None, 'proxy_bootstrap_template_path': "", 'interception_mode': _K20_0, 'tracing': None, 'sds': None, 'envoy_access_log_service': None, 'envoy_metrics_service': None, 'proxy_metadata': None, 'runtime_values': None, 'status_port': 0, 'extra_stat_tags': None, 'gateway_topology': None, 'termination_drain_duration': None, 'mesh_id': "", 'readiness_probe': None, 'proxy_stats_matcher': None, 'hold_application_until_proxy_starts': None, 'ca_certificates_pem': None, 'image': None, 'private_key_provider': None, 'proxy_headers': None, 'file_flush_interval': None, 'file_flush_min_size_kb': 0, 'stats_compression': None, 'connection_settings': None, '_unknown_fields': b''}
+_K33_t = {'profile': _K34_0, 'listener_per_connection_buffer_limit_bytes': None, 'cluster_per_connection_buffer_limit_bytes': None, 'http_idle_timeout': None, 'http_max_connection_duration': None, 'http_drain_timeout': None, 'http_request_timeout': None, 'http_request_headers_timeout': None, 'http_stream_idle_timeout': None, 'http_max_stream_duration': None, 'http_max_concurrent_streams': None, 'http2_initial_stream_window_size': None, 'http2_initial_connection_window_size': None, 'http_headers_with_underscores_action': _K35_0, 'http_merge_slashes': None, 'http_path_with_escaped_slashes_action': _K36_0, 'listener_connection_limit': None, 'global_downstream_connection_limit': None, '_unknown_fields': b''}
+_K38_t = {'proxy_listen_port': 0, 'proxy_inbound_listen_port': 0, 'proxy_http_port': 0, 'connect_timeout': None, 'hbone_idle_timeout': None, 'protocol_detection_timeout': None, 'tcp_keepalive': None, 'ingress_class': "", 'ingress_service': "", 'ingress_controller_mode': _K39_0, 'ingress_selector': "", 'enable_tracing': False, 'access_log_file': "", 'access_log_format': "", 'access_log_encoding': _K40_0, 'enable_envoy_access_log_service': False, 'disable_envoy_listener_log': False, 'default_config': None, 'outbound_traffic_policy': None, 'inbound_traffic_policy': None, 'config_sources': None, 'enable_auto_mtls': None, 'trust_domain': "", 'trust_domain_aliases': None, 'ca_certificates': None, 'default_service_export_to': None, 'default_virtual_service_export_to': None, 'default_destination_rule_export_to': None, 'root_namespace': "", 'locality_lb_setting': None, 'zone_aware_lb_setting': None, 'dns_refresh_rate': None, 'h2_upgrade_policy': _K41_0, 'inbound_cluster_stat_name': "", 'outbound_cluster_stat_name': "", 'certificates': None, 'service_settings': None, 'service_scope_configs': None, 'enable_prometheus_merge': None, 'verify_certificate_at_client': None, 'ca': None, 'extension_providers': None, 'default_providers': None, 'discovery_selectors': None, 'path_normalization': None, 'default_http_retry_policy': None, 'mesh_mTLS': None, 'tls_defaults': None, 'default_traffic_policy': None, 'service_entry_visibility': None, '_unknown_fields': b''}
+_K52_t = {'name': "", 'envoy_ext_authz_http': None, 'envoy_ext_authz_grpc': None, 'zipkin': None, 'lightstep': None, 'datadog': None, 'stackdriver': None, 'opencensus': None, 'skywalking': None, 'opentelemetry': None, 'prometheus': None, 'envoy_file_access_log': None, 'envoy_http_als': None, 'envoy_tcp_als': None, 'envoy_otel_als': None, 'sds': None, '_unknown_fields': b''}
+_K54_t = {'service': "", 'port': 0, 'timeout': None, 'path_prefix': "", 'fail_open': False, 'clear_route_cache': False, 'status_on_error': "", 'include_headers_in_check': None, 'include_request_headers_in_check': None, 'include_additional_headers_in_check': None, 'include_request_body_in_check': None, 'headers_to_upstream_on_allow': None, 'headers_to_downstream_on_deny': None, 'headers_to_downstream_on_allow': None, '_unknown_fields': b''}
 install(_K0, e_Tracing, d_Tracing)
 install(_K1, e_TracingZipkin, d_TracingZipkin)
 install(_K2, e_TracingLightstep, d_TracingLightstep)
 install(_K3, e_TracingDatadog, d_TracingDatadog)
 install(_K4, e_TracingStackdriver, d_TracingStackdriver)
-install(_K6, e_TracingOpenCensusAgent, d_TracingOpenCensusAgent)
+install(_K5, e_TracingOpenCensusAgent, d_TracingOpenCensusAgent)
 install(_K7, e_TracingCustomTag, d_TracingCustomTag)
 install(_K8, e_TracingLiteral, d_TracingLiteral)
 install(_K9, e_TracingEnvironment, d_TracingEnvironment)
 install(_K10, e_TracingRequestHeader, d_TracingRequestHeader)
 install(_K11, e_Sds, d_Sds)
-install(_K13, e_Topology, d_Topology)
+install(_K12, e_Topology, d_Topology)
 install(_K14, e_TopologyProxyProtocolConfiguration, d_TopologyProxyProtocolConfiguration)
 install(_K15, e_PrivateKeyProvider, d_PrivateKeyProvider)
 install(_K16, e_PrivateKeyProviderCryptoMb, d_PrivateKeyProviderCryptoMb)
 install(_K17, e_PrivateKeyProviderQat, d_PrivateKeyProviderQat)
-install(_K21, e_ProxyConfig, d_ProxyConfig)
+install(_K18, e_ProxyConfig, d_ProxyConfig)
 install(_K22, e_ProxyConfigProxyStatsMatcher, d_ProxyConfigProxyStatsMatcher)
 install(_K23, e_ProxyConfigProxyHeaders, d_ProxyConfigProxyHeaders)
 install(_K24, e_ProxyConfigProxyHeadersServer, d_ProxyConfigProxyHeadersServer)
@@ -12441,29 +12247,29 @@ install(_K26, e_ProxyConfigProxyHeadersAttemptCount, d_ProxyConfigProxyHeadersAt
 install(_K27, e_ProxyConfigProxyHeadersXForwardedHost, d_ProxyConfigProxyHeadersXForwardedHost)
 install(_K28, e_ProxyConfigProxyHeadersXForwardedPort, d_ProxyConfigProxyHeadersXForwardedPort)
 install(_K29, e_ProxyConfigProxyHeadersEnvoyDebugHeaders, d_ProxyConfigProxyHeadersEnvoyDebugHeaders)
-install(_K31, e_ProxyConfigProxyHeadersMetadataExchangeHeaders, d_ProxyConfigProxyHeadersMetadataExchangeHeaders)
+install(_K30, e_ProxyConfigProxyHeadersMetadataExchangeHeaders, d_ProxyConfigProxyHeadersMetadataExchangeHeaders)
 install(_K32, e_ProxyConfigProxyHeadersSetCurrentClientCertDetails, d_ProxyConfigProxyHeadersSetCurrentClientCertDetails)
-install(_K36, e_ProxyConfigConnectionSettings, d_ProxyConfigConnectionSettings)
+install(_K33, e_ProxyConfigConnectionSettings, d_ProxyConfigConnectionSettings)
 install(_K37, e_RemoteService, d_RemoteService)
-install(_K41, e_MeshConfig, d_MeshConfig)
-install(_K43, e_MeshConfigOutboundTrafficPolicy, d_MeshConfigOutboundTrafficPolicy)
-install(_K45, e_MeshConfigInboundTrafficPolicy, d_MeshConfigInboundTrafficPolicy)
+install(_K38, e_MeshConfig, d_MeshConfig)
+install(_K42, e_MeshConfigOutboundTrafficPolicy, d_MeshConfigOutboundTrafficPolicy)
+install(_K44, e_MeshConfigInboundTrafficPolicy, d_MeshConfigInboundTrafficPolicy)
 install(_K46, e_MeshConfigCertificateData, d_MeshConfigCertificateData)
 install(_K47, e_MeshConfigServiceSettings, d_MeshConfigServiceSettings)
 install(_K48, e_MeshConfigServiceSettingsSettings, d_MeshConfigServiceSettingsSettings)
-install(_K50, e_MeshConfigServiceScopeConfigs, d_MeshConfigServiceScopeConfigs)
+install(_K49, e_MeshConfigServiceScopeConfigs, d_MeshConfigServiceScopeConfigs)
 install(_K51, e_MeshConfigCa, d_MeshConfigCa)
 install(_K52, e_MeshConfigExtensionProvider, d_MeshConfigExtensionProvider)
 install(_K53, e_MeshConfigExtensionProviderEnvoyExternalAuthorizationRequestBody, d_MeshConfigExtensionProviderEnvoyExternalAuthorizationRequestBody)
 install(_K54, e_MeshConfigExtensionProviderEnvoyExternalAuthorizationHttpProvider, d_MeshConfigExtensionProviderEnvoyExternalAuthorizationHttpProvider)
 install(_K55, e_MeshConfigExtensionProviderEnvoyExternalAuthorizationGrpcProvider, d_MeshConfigExtensionProviderEnvoyExternalAuthorizationGrpcProvider)
-install(_K57, e_MeshConfigExtensionProviderZipkinTracingProvider, d_MeshConfigExtensionProviderZipkinTracingProvider)
+install(_K56, e_MeshConfigExtensionProviderZipkinTracingProvider, d_MeshConfigExtensionProviderZipkinTracingProvider)
 install(_K58, e_MeshConfigExtensionProviderLightstepTracingProvider, d_MeshConfigExtensionProviderLightstepTracingProvider)
 install(_K59, e_MeshConfigExtensionProviderDatadogTracingProvider, d_MeshConfigExtensionProviderDatadogTracingProvider)
 install(_K60, e_MeshConfigExtensionProviderSkyWalkingTracingProvider, d_MeshConfigExtensionProviderSkyWalkingTracingProvider)
 install(_K61, e_MeshConfigExtensionProviderStackdriverProvider, d_MeshConfigExtensionProviderStackdriverProvider)
 install(_K62, e_MeshConfigExtensionProviderStackdriverProviderLogging, d_MeshConfigExtensionProviderStackdriverProviderLogging)
-install(_K64, e_MeshConfigExtensionProviderOpenCensusAgentTracingProvider, d_MeshConfigExtensionProviderOpenCensusAgentTracingProvider)
+install(_K63, e_MeshConfigExtensionProviderOpenCensusAgentTracingProvider, d_MeshConfigExtensionProviderOpenCensusAgentTracingProvider)
 install(_K65, e_MeshConfigExtensionProviderPrometheusMetricsProvider, d_MeshConfigExtensionProviderPrometheusMetricsProvider)
 install(_K66, e_MeshConfigExtensionProviderEnvoyFileAccessLogProvider, d_MeshConfigExtensionProviderEnvoyFileAccessLogProvider)
 install(_K67, e_MeshConfigExtensionProviderEnvoyFileAccessLogProviderLogFormat, d_MeshConfigExtensionProviderEnvoyFileAccessLogProviderLogFormat)
@@ -12471,7 +12277,7 @@ install(_K68, e_MeshConfigExtensionProviderEnvoyHttpGrpcV3LogProvider, d_MeshCon
 install(_K69, e_MeshConfigExtensionProviderEnvoyTcpGrpcV3LogProvider, d_MeshConfigExtensionProviderEnvoyTcpGrpcV3LogProvider)
 install(_K70, e_MeshConfigExtensionProviderEnvoyOpenTelemetryLogProvider, d_MeshConfigExtensionProviderEnvoyOpenTelemetryLogProvider)
 install(_K71, e_MeshConfigExtensionProviderEnvoyOpenTelemetryLogProviderLogFormat, d_MeshConfigExtensionProviderEnvoyOpenTelemetryLogProviderLogFormat)
-install(_K73, e_MeshConfigExtensionProviderOpenTelemetryTracingProvider, d_MeshConfigExtensionProviderOpenTelemetryTracingProvider)
+install(_K72, e_MeshConfigExtensionProviderOpenTelemetryTracingProvider, d_MeshConfigExtensionProviderOpenTelemetryTracingProvider)
 install(_K74, e_MeshConfigExtensionProviderOpenTelemetryTracingProviderDynatraceSampler, d_MeshConfigExtensionProviderOpenTelemetryTracingProviderDynatraceSampler)
 install(_K75, e_MeshConfigExtensionProviderOpenTelemetryTracingProviderDynatraceSamplerDynatraceApi, d_MeshConfigExtensionProviderOpenTelemetryTracingProviderDynatraceSamplerDynatraceApi)
 install(_K76, e_MeshConfigExtensionProviderSdsProvider, d_MeshConfigExtensionProviderSdsProvider)
@@ -12482,15 +12288,15 @@ install(_K80, e_MeshConfigExtensionProviderResourceDetectorsEnvironmentResourceD
 install(_K81, e_MeshConfigExtensionProviderResourceDetectorsDynatraceResourceDetector, d_MeshConfigExtensionProviderResourceDetectorsDynatraceResourceDetector)
 install(_K82, e_MeshConfigExtensionProviderGrpcService, d_MeshConfigExtensionProviderGrpcService)
 install(_K83, e_MeshConfigDefaultProviders, d_MeshConfigDefaultProviders)
-install(_K85, e_MeshConfigProxyPathNormalization, d_MeshConfigProxyPathNormalization)
-install(_K87, e_MeshConfigTlsConfig, d_MeshConfigTlsConfig)
+install(_K84, e_MeshConfigProxyPathNormalization, d_MeshConfigProxyPathNormalization)
+install(_K86, e_MeshConfigTlsConfig, d_MeshConfigTlsConfig)
 install(_K88, e_MeshConfigDefaultTrafficPolicy, d_MeshConfigDefaultTrafficPolicy)
 install(_K89, e_LabelSelector, d_LabelSelector)
 install(_K90, e_LabelSelectorRequirement, d_LabelSelectorRequirement)
-install(_K92, e_ServiceEntryVisibility, d_ServiceEntryVisibility)
+install(_K91, e_ServiceEntryVisibility, d_ServiceEntryVisibility)
 install(_K93, e_ServiceEntryVisibilityPolicy, d_ServiceEntryVisibilityPolicy)
 install(_K94, e_ServiceEntryVisibilityMatchRule, d_ServiceEntryVisibilityMatchRule)
-install(_K96, e_ConfigSource, d_ConfigSource)
+install(_K95, e_ConfigSource, d_ConfigSource)
 install(_K97, e_Certificate, d_Certificate)
 install(_K98, e_Network, d_Network)
 install(_K99, e_NetworkNetworkEndpoints, d_NetworkNetworkEndpoints)

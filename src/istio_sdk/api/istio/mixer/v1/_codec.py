@@ -2211,7 +2211,7 @@ def e_ReferencedAttributesAttributeMatch(m):
 
 def d_ReferencedAttributesAttributeMatch(data, pos, end):
     f0 = 0
-    f1 = _K11_0
+    f1 = _K12_0
     f2 = ""
     f3 = 0
     u = b""
@@ -2252,8 +2252,8 @@ def d_ReferencedAttributesAttributeMatch(data, pos, end):
                     f1, pos = rv(data, pos)
             if f1 > 0x7FFFFFFF:
                 f1 = i32(f1)
-            y = _K11_v.get(f1)
-            f1 = y if y is not None else _K11(f1)
+            y = _K12_v.get(f1)
+            f1 = y if y is not None else _K12(f1)
         elif t == 26:
             n = data[pos]
             if n < 128:
@@ -2287,7 +2287,7 @@ def d_ReferencedAttributesAttributeMatch(data, pos, end):
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K12)
+    o = new(_K11)
     o.name = f0
     o.condition = f1
     o.regex = f2
@@ -2325,7 +2325,7 @@ def e_HeaderOperation(m):
 def d_HeaderOperation(data, pos, end):
     f0 = ""
     f1 = ""
-    f2 = _K13_0
+    f2 = _K14_0
     u = b""
     while pos < end:
         st = pos
@@ -2384,14 +2384,14 @@ def d_HeaderOperation(data, pos, end):
                     f2, pos = rv(data, pos)
             if f2 > 0x7FFFFFFF:
                 f2 = i32(f2)
-            y = _K13_v.get(f2)
-            f2 = y if y is not None else _K13(f2)
+            y = _K14_v.get(f2)
+            f2 = y if y is not None else _K14(f2)
         else:
             pos = skip(data, pos, t, end)
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K14)
+    o = new(_K13)
     o.name = f0
     o.value = f1
     o.operation = f2
@@ -2559,7 +2559,7 @@ def e_ReportRequest(m):
 
 def d_ReportRequest(data, pos, end):
     f0 = []
-    f1 = _K16_0
+    f1 = _K17_0
     f2 = []
     f3 = 0
     u = b""
@@ -2635,14 +2635,14 @@ def d_ReportRequest(data, pos, end):
                     f1, pos = rv(data, pos)
             if f1 > 0x7FFFFFFF:
                 f1 = i32(f1)
-            y = _K16_v.get(f1)
-            f1 = y if y is not None else _K16(f1)
+            y = _K17_v.get(f1)
+            f1 = y if y is not None else _K17(f1)
         else:
             pos = skip(data, pos, t, end)
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K17)
+    o = new(_K16)
     o.attributes = f0
     o.repeated_attributes_semantics = f1
     o.default_words = f2
@@ -2686,19 +2686,19 @@ def d_ReportResponse(data, pos, end):
 from . import Attributes as _K0
 from . import AttributesAttributeValue as _K1
 from . import ReferencedAttributes as _K10
-from . import ReferencedAttributesCondition as _K11
-_K11_v = _K11._value2member_map_
-_K11_0 = _K11(0)
-from . import ReferencedAttributesAttributeMatch as _K12
-from . import HeaderOperationOperation as _K13
-_K13_v = _K13._value2member_map_
-_K13_0 = _K13(0)
-from . import HeaderOperation as _K14
+from . import ReferencedAttributesAttributeMatch as _K11
+from . import ReferencedAttributesCondition as _K12
+_K12_v = _K12._value2member_map_
+_K12_0 = _K12(0)
+from . import HeaderOperation as _K13
+from . import HeaderOperationOperation as _K14
+_K14_v = _K14._value2member_map_
+_K14_0 = _K14(0)
 from . import RouteDirective as _K15
-from . import ReportRequestRepeatedAttributesSemantics as _K16
-_K16_v = _K16._value2member_map_
-_K16_0 = _K16(0)
-from . import ReportRequest as _K17
+from . import ReportRequest as _K16
+from . import ReportRequestRepeatedAttributesSemantics as _K17
+_K17_v = _K17._value2member_map_
+_K17_0 = _K17(0)
 from . import ReportResponse as _K18
 from . import AttributesStringMap as _K2
 from . import CompressedAttributes as _K3
@@ -2719,8 +2719,8 @@ install(_K7, e_CheckResponse, d_CheckResponse)
 install(_K8, e_CheckResponsePreconditionResult, d_CheckResponsePreconditionResult)
 install(_K9, e_CheckResponseQuotaResult, d_CheckResponseQuotaResult)
 install(_K10, e_ReferencedAttributes, d_ReferencedAttributes)
-install(_K12, e_ReferencedAttributesAttributeMatch, d_ReferencedAttributesAttributeMatch)
-install(_K14, e_HeaderOperation, d_HeaderOperation)
+install(_K11, e_ReferencedAttributesAttributeMatch, d_ReferencedAttributesAttributeMatch)
+install(_K13, e_HeaderOperation, d_HeaderOperation)
 install(_K15, e_RouteDirective, d_RouteDirective)
-install(_K17, e_ReportRequest, d_ReportRequest)
+install(_K16, e_ReportRequest, d_ReportRequest)
 install(_K18, e_ReportResponse, d_ReportResponse)

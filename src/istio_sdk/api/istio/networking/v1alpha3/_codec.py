@@ -477,22 +477,11 @@ def e_HttpRoute(m):
 
 
 def d_HttpRoute(data, pos, end):
-    f0 = ""
-    f1 = []
-    f2 = []
-    f3 = None
-    f4 = None
-    f5 = None
-    f6 = None
-    f7 = None
-    f8 = None
-    f9 = None
-    f10 = None
-    f11 = []
-    f12 = None
-    f13 = None
-    f14 = None
-    f15 = None
+    o = new(_K2)
+    o.__dict__ = _K2_t.copy()
+    f1 = o.match = []
+    f2 = o.route = []
+    f11 = o.mirrors = []
     u = b""
     while pos < end:
         st = pos
@@ -556,10 +545,10 @@ def d_HttpRoute(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f3 is None:
-                        f3 = d_HttpRedirect(data, pos, e)
+                    if o.redirect is None:
+                        o.redirect = d_HttpRedirect(data, pos, e)
                     else:
-                        f3 = merge(d_HttpRedirect, e_HttpRedirect, f3, data, pos, e)
+                        o.redirect = merge(d_HttpRedirect, e_HttpRedirect, o.redirect, data, pos, e)
                     pos = e
                 elif t == 34:
                     n = data[pos]
@@ -575,10 +564,10 @@ def d_HttpRoute(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f6 is None:
-                        f6 = d_HttpRewrite(data, pos, e)
+                    if o.rewrite is None:
+                        o.rewrite = d_HttpRewrite(data, pos, e)
                     else:
-                        f6 = merge(d_HttpRewrite, e_HttpRewrite, f6, data, pos, e)
+                        o.rewrite = merge(d_HttpRewrite, e_HttpRewrite, o.rewrite, data, pos, e)
                     pos = e
                 else:
                     pos = skip(data, pos, t, end)
@@ -598,10 +587,10 @@ def d_HttpRoute(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f7 is None:
-                        f7 = _w0d(data, pos, e)
+                    if o.timeout is None:
+                        o.timeout = _w0d(data, pos, e)
                     else:
-                        f7 = merge(_w0d, _w0e, f7, data, pos, e)
+                        o.timeout = merge(_w0d, _w0e, o.timeout, data, pos, e)
                     pos = e
                 elif t == 58:
                     n = data[pos]
@@ -617,10 +606,10 @@ def d_HttpRoute(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f8 is None:
-                        f8 = d_HttpRetry(data, pos, e)
+                    if o.retries is None:
+                        o.retries = d_HttpRetry(data, pos, e)
                     else:
-                        f8 = merge(d_HttpRetry, e_HttpRetry, f8, data, pos, e)
+                        o.retries = merge(d_HttpRetry, e_HttpRetry, o.retries, data, pos, e)
                     pos = e
                 elif t == 66:
                     n = data[pos]
@@ -636,10 +625,10 @@ def d_HttpRoute(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f9 is None:
-                        f9 = d_HttpFaultInjection(data, pos, e)
+                    if o.fault is None:
+                        o.fault = d_HttpFaultInjection(data, pos, e)
                     else:
-                        f9 = merge(d_HttpFaultInjection, e_HttpFaultInjection, f9, data, pos, e)
+                        o.fault = merge(d_HttpFaultInjection, e_HttpFaultInjection, o.fault, data, pos, e)
                     pos = e
                 elif t == 74:
                     n = data[pos]
@@ -655,10 +644,10 @@ def d_HttpRoute(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f10 is None:
-                        f10 = d_Destination(data, pos, e)
+                    if o.mirror is None:
+                        o.mirror = d_Destination(data, pos, e)
                     else:
-                        f10 = merge(d_Destination, e_Destination, f10, data, pos, e)
+                        o.mirror = merge(d_Destination, e_Destination, o.mirror, data, pos, e)
                     pos = e
                 else:
                     pos = skip(data, pos, t, end)
@@ -679,10 +668,10 @@ def d_HttpRoute(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f14 is None:
-                        f14 = d_CorsPolicy(data, pos, e)
+                    if o.cors_policy is None:
+                        o.cors_policy = d_CorsPolicy(data, pos, e)
                     else:
-                        f14 = merge(d_CorsPolicy, e_CorsPolicy, f14, data, pos, e)
+                        o.cors_policy = merge(d_CorsPolicy, e_CorsPolicy, o.cors_policy, data, pos, e)
                     pos = e
                 elif t == 130:
                     n = data[pos]
@@ -698,10 +687,10 @@ def d_HttpRoute(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f15 is None:
-                        f15 = d_Headers(data, pos, e)
+                    if o.headers is None:
+                        o.headers = d_Headers(data, pos, e)
                     else:
-                        f15 = merge(d_Headers, e_Headers, f15, data, pos, e)
+                        o.headers = merge(d_Headers, e_Headers, o.headers, data, pos, e)
                     pos = e
                 elif t == 138:
                     n = data[pos]
@@ -717,8 +706,9 @@ def d_HttpRoute(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f0 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.name = x
                 elif t == 146:
                     n = data[pos]
                     if n < 128:
@@ -734,11 +724,11 @@ def d_HttpRoute(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f12 = data[pos + 1]
-                    elif f12 is None:
-                        f12 = _w1d(data, pos, e)
+                        o.mirror_percent = data[pos + 1]
+                    elif o.mirror_percent is None:
+                        o.mirror_percent = _w1d(data, pos, e)
                     else:
-                        f12 = merge(_w1d, _w1e, f12, data, pos, e)
+                        o.mirror_percent = merge(_w1d, _w1e, o.mirror_percent, data, pos, e)
                     pos = e
                 else:
                     pos = skip(data, pos, t, end)
@@ -758,10 +748,10 @@ def d_HttpRoute(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f13 is None:
-                        f13 = d_Percent(data, pos, e)
+                    if o.mirror_percentage is None:
+                        o.mirror_percentage = d_Percent(data, pos, e)
                     else:
-                        f13 = merge(d_Percent, e_Percent, f13, data, pos, e)
+                        o.mirror_percentage = merge(d_Percent, e_Percent, o.mirror_percentage, data, pos, e)
                     pos = e
                 elif t == 162:
                     n = data[pos]
@@ -777,10 +767,10 @@ def d_HttpRoute(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f5 is None:
-                        f5 = d_Delegate(data, pos, e)
+                    if o.delegate is None:
+                        o.delegate = d_Delegate(data, pos, e)
                     else:
-                        f5 = merge(d_Delegate, e_Delegate, f5, data, pos, e)
+                        o.delegate = merge(d_Delegate, e_Delegate, o.delegate, data, pos, e)
                     pos = e
                 elif t == 170:
                     n = data[pos]
@@ -796,10 +786,10 @@ def d_HttpRoute(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f4 is None:
-                        f4 = d_HttpDirectResponse(data, pos, e)
+                    if o.direct_response is None:
+                        o.direct_response = d_HttpDirectResponse(data, pos, e)
                     else:
-                        f4 = merge(d_HttpDirectResponse, e_HttpDirectResponse, f4, data, pos, e)
+                        o.direct_response = merge(d_HttpDirectResponse, e_HttpDirectResponse, o.direct_response, data, pos, e)
                     pos = e
                 elif t == 178:
                     n = data[pos]
@@ -823,24 +813,8 @@ def d_HttpRoute(data, pos, end):
                     u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K2)
-    o.name = f0
-    o.match = f1
-    o.route = f2
-    o.redirect = f3
-    o.direct_response = f4
-    o.delegate = f5
-    o.rewrite = f6
-    o.timeout = f7
-    o.retries = f8
-    o.fault = f9
-    o.mirror = f10
-    o.mirrors = f11
-    o.mirror_percent = f12
-    o.mirror_percentage = f13
-    o.cors_policy = f14
-    o.headers = f15
-    o._unknown_fields = u
+    if u:
+        o._unknown_fields = u
     return o
 
 
@@ -1788,20 +1762,13 @@ def m_HttpMatchRequest_without_headers(data, pos, end):
 
 
 def d_HttpMatchRequest(data, pos, end):
-    f0 = ""
-    f1 = None
-    f2 = None
-    f3 = None
-    f4 = None
-    f5 = {}
-    f6 = 0
-    f7 = {}
-    f8 = []
-    f9 = {}
-    f10 = False
-    f11 = {}
-    f12 = ""
-    f13 = ""
+    o = new(_K8)
+    o.__dict__ = _K8_t.copy()
+    f5 = o.headers = {}
+    f7 = o.source_labels = {}
+    f8 = o.gateways = []
+    f9 = o.query_params = {}
+    f11 = o.without_headers = {}
     u = b""
     while pos < end:
         st = pos
@@ -1831,10 +1798,10 @@ def d_HttpMatchRequest(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f1 is None:
-                        f1 = d_StringMatch(data, pos, e)
+                    if o.uri is None:
+                        o.uri = d_StringMatch(data, pos, e)
                     else:
-                        f1 = merge(d_StringMatch, e_StringMatch, f1, data, pos, e)
+                        o.uri = merge(d_StringMatch, e_StringMatch, o.uri, data, pos, e)
                     pos = e
                 elif t == 18:
                     n = data[pos]
@@ -1850,10 +1817,10 @@ def d_HttpMatchRequest(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f2 is None:
-                        f2 = d_StringMatch(data, pos, e)
+                    if o.scheme is None:
+                        o.scheme = d_StringMatch(data, pos, e)
                     else:
-                        f2 = merge(d_StringMatch, e_StringMatch, f2, data, pos, e)
+                        o.scheme = merge(d_StringMatch, e_StringMatch, o.scheme, data, pos, e)
                     pos = e
                 elif t == 26:
                     n = data[pos]
@@ -1869,10 +1836,10 @@ def d_HttpMatchRequest(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f3 is None:
-                        f3 = d_StringMatch(data, pos, e)
+                    if o.method is None:
+                        o.method = d_StringMatch(data, pos, e)
                     else:
-                        f3 = merge(d_StringMatch, e_StringMatch, f3, data, pos, e)
+                        o.method = merge(d_StringMatch, e_StringMatch, o.method, data, pos, e)
                     pos = e
                 else:
                     pos = skip(data, pos, t, end)
@@ -1892,10 +1859,10 @@ def d_HttpMatchRequest(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f4 is None:
-                        f4 = d_StringMatch(data, pos, e)
+                    if o.authority is None:
+                        o.authority = d_StringMatch(data, pos, e)
                     else:
-                        f4 = merge(d_StringMatch, e_StringMatch, f4, data, pos, e)
+                        o.authority = merge(d_StringMatch, e_StringMatch, o.authority, data, pos, e)
                     pos = e
                 elif t == 42:
                     n = data[pos]
@@ -1915,18 +1882,19 @@ def d_HttpMatchRequest(data, pos, end):
                     f5[k] = x
                     pos = e
                 elif t == 48:
-                    f6 = data[pos]
-                    if f6 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f6 = (f6 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f6, pos = rv(data, pos)
-                    if f6 > 0xFFFFFFFF:
-                        f6 &= 0xFFFFFFFF
+                            x, pos = rv(data, pos)
+                    if x > 0xFFFFFFFF:
+                        x &= 0xFFFFFFFF
+                    o.port = x
                 elif t == 58:
                     n = data[pos]
                     if n < 128:
@@ -1984,17 +1952,18 @@ def d_HttpMatchRequest(data, pos, end):
                     f9[k] = x
                     pos = e
                 elif t == 80:
-                    f10 = data[pos]
-                    if f10 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f10 = (f10 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f10, pos = rv(data, pos)
-                    f10 = f10 != 0
+                            x, pos = rv(data, pos)
+                    x = x != 0
+                    o.ignore_uri_case = x
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
@@ -2013,8 +1982,9 @@ def d_HttpMatchRequest(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f0 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.name = x
                 elif t == 98:
                     n = data[pos]
                     if n < 128:
@@ -2046,8 +2016,9 @@ def d_HttpMatchRequest(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f12 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.source_namespace = x
                 elif t == 114:
                     n = data[pos]
                     if n < 128:
@@ -2062,29 +2033,16 @@ def d_HttpMatchRequest(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f13 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.stat_prefix = x
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K8)
-    o.name = f0
-    o.uri = f1
-    o.scheme = f2
-    o.method = f3
-    o.authority = f4
-    o.headers = f5
-    o.port = f6
-    o.source_labels = f7
-    o.gateways = f8
-    o.query_params = f9
-    o.ignore_uri_case = f10
-    o.without_headers = f11
-    o.source_namespace = f12
-    o.stat_prefix = f13
-    o._unknown_fields = u
+    if u:
+        o._unknown_fields = u
     return o
 
 
@@ -2909,8 +2867,8 @@ def d_HttpRedirect(data, pos, end):
                         f3, pos = rv(data, pos)
                 if f3 > 0x7FFFFFFF:
                     f3 = i32(f3)
-                y = _K13_v.get(f3)
-                f3 = y if y is not None else _K13(f3)
+                y = _K14_v.get(f3)
+                f3 = y if y is not None else _K14(f3)
                 f2 = None
             elif t == 50:
                 n = data[pos]
@@ -2949,7 +2907,7 @@ def d_HttpRedirect(data, pos, end):
                 u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K14)
+    o = new(_K13)
     o.uri = f0
     o.authority = f1
     o.port = f2
@@ -3678,7 +3636,7 @@ def d_CorsPolicy(data, pos, end):
     f4 = []
     f5 = None
     f6 = None
-    f7 = _K21_0
+    f7 = _K22_0
     u = b""
     while pos < end:
         st = pos
@@ -3835,14 +3793,14 @@ def d_CorsPolicy(data, pos, end):
                         f7, pos = rv(data, pos)
                 if f7 > 0x7FFFFFFF:
                     f7 = i32(f7)
-                y = _K21_v.get(f7)
-                f7 = y if y is not None else _K21(f7)
+                y = _K22_v.get(f7)
+                f7 = y if y is not None else _K22(f7)
             else:
                 pos = skip(data, pos, t, end)
                 u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K22)
+    o = new(_K21)
     o.allow_origin = f0
     o.allow_origins = f1
     o.allow_methods = f2
@@ -5105,7 +5063,7 @@ def e_TrafficPolicyProxyProtocol(m):
 
 
 def d_TrafficPolicyProxyProtocol(data, pos, end):
-    f0 = _K33_0
+    f0 = _K34_0
     u = b""
     while pos < end:
         st = pos
@@ -5132,14 +5090,14 @@ def d_TrafficPolicyProxyProtocol(data, pos, end):
                     f0, pos = rv(data, pos)
             if f0 > 0x7FFFFFFF:
                 f0 = i32(f0)
-            y = _K33_v.get(f0)
-            f0 = y if y is not None else _K33(f0)
+            y = _K34_v.get(f0)
+            f0 = y if y is not None else _K34(f0)
         else:
             pos = skip(data, pos, t, end)
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K34)
+    o = new(_K33)
     o.version = f0
     o._unknown_fields = u
     return o
@@ -5508,8 +5466,8 @@ def d_LoadBalancerSettings(data, pos, end):
                     f0, pos = rv(data, pos)
             if f0 > 0x7FFFFFFF:
                 f0 = i32(f0)
-            y = _K37_v.get(f0)
-            f0 = y if y is not None else _K37(f0)
+            y = _K38_v.get(f0)
+            f0 = y if y is not None else _K38(f0)
             f1 = None
         elif t == 18:
             n = data[pos]
@@ -5612,7 +5570,7 @@ def d_LoadBalancerSettings(data, pos, end):
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K38)
+    o = new(_K37)
     o.simple = f0
     o.consistent_hash = f1
     o.locality_lb_setting = f2
@@ -6687,7 +6645,7 @@ def d_ConnectionPoolSettingsHttpSettings(data, pos, end):
     f2 = 0
     f3 = 0
     f4 = None
-    f5 = _K48_0
+    f5 = _K49_0
     f6 = False
     f7 = 0
     f8 = None
@@ -6793,8 +6751,8 @@ def d_ConnectionPoolSettingsHttpSettings(data, pos, end):
                         f5, pos = rv(data, pos)
                 if f5 > 0x7FFFFFFF:
                     f5 = i32(f5)
-                y = _K48_v.get(f5)
-                f5 = y if y is not None else _K48(f5)
+                y = _K49_v.get(f5)
+                f5 = y if y is not None else _K49(f5)
             elif t == 56:
                 f6 = data[pos]
                 if f6 < 128:
@@ -6844,7 +6802,7 @@ def d_ConnectionPoolSettingsHttpSettings(data, pos, end):
                 u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K49)
+    o = new(_K48)
     o.http1_max_pending_requests = f0
     o.http2_max_requests = f1
     o.max_requests_per_connection = f2
@@ -7319,7 +7277,7 @@ def e_ClientTlsSettings(m):
 
 
 def d_ClientTlsSettings(data, pos, end):
-    f0 = _K52_0
+    f0 = _K53_0
     f1 = ""
     f2 = ""
     f3 = ""
@@ -7355,8 +7313,8 @@ def d_ClientTlsSettings(data, pos, end):
                         f0, pos = rv(data, pos)
                 if f0 > 0x7FFFFFFF:
                     f0 = i32(f0)
-                y = _K52_v.get(f0)
-                f0 = y if y is not None else _K52(f0)
+                y = _K53_v.get(f0)
+                f0 = y if y is not None else _K53(f0)
             elif t == 18:
                 n = data[pos]
                 if n < 128:
@@ -7500,7 +7458,7 @@ def d_ClientTlsSettings(data, pos, end):
                 u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K53)
+    o = new(_K52)
     o.mode = f0
     o.client_certificate = f1
     o.private_key = f2
@@ -10030,23 +9988,14 @@ def e_ServerTlsSettings(m):
 
 
 def d_ServerTlsSettings(data, pos, end):
-    f0 = False
-    f1 = _K71_0
-    f2 = ""
-    f3 = ""
-    f4 = ""
-    f5 = ""
-    f6 = ""
-    f7 = []
-    f8 = ""
-    f9 = []
-    f10 = []
-    f11 = []
-    f12 = []
-    f13 = _K72_0
-    f14 = _K72_0
-    f15 = []
-    f16 = None
+    o = new(_K71)
+    o.__dict__ = _K71_t.copy()
+    f7 = o.credential_names = []
+    f9 = o.tls_certificates = []
+    f10 = o.subject_alt_names = []
+    f11 = o.verify_certificate_spki = []
+    f12 = o.verify_certificate_hash = []
+    f15 = o.cipher_suites = []
     u = b""
     while pos < end:
         st = pos
@@ -10063,32 +10012,34 @@ def d_ServerTlsSettings(data, pos, end):
         if t < 74:
             if t < 42:
                 if t == 8:
-                    f0 = data[pos]
-                    if f0 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f0 = (f0 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f0, pos = rv(data, pos)
-                    f0 = f0 != 0
+                            x, pos = rv(data, pos)
+                    x = x != 0
+                    o.https_redirect = x
                 elif t == 16:
-                    f1 = data[pos]
-                    if f1 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f1 = (f1 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f1, pos = rv(data, pos)
-                    if f1 > 0x7FFFFFFF:
-                        f1 = i32(f1)
-                    y = _K71_v.get(f1)
-                    f1 = y if y is not None else _K71(f1)
+                            x, pos = rv(data, pos)
+                    if x > 0x7FFFFFFF:
+                        x = i32(x)
+                    y = _K72_v.get(x)
+                    x = y if y is not None else _K72(x)
+                    o.mode = x
                 elif t == 26:
                     n = data[pos]
                     if n < 128:
@@ -10103,8 +10054,9 @@ def d_ServerTlsSettings(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f2 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.server_certificate = x
                 elif t == 34:
                     n = data[pos]
                     if n < 128:
@@ -10119,8 +10071,9 @@ def d_ServerTlsSettings(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f3 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.private_key = x
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
@@ -10139,8 +10092,9 @@ def d_ServerTlsSettings(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f4 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.ca_certificates = x
                 elif t == 50:
                     n = data[pos]
                     if n < 128:
@@ -10159,35 +10113,37 @@ def d_ServerTlsSettings(data, pos, end):
                     pos = e
                     f10.append(x)
                 elif t == 56:
-                    f13 = data[pos]
-                    if f13 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f13 = (f13 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f13, pos = rv(data, pos)
-                    if f13 > 0x7FFFFFFF:
-                        f13 = i32(f13)
-                    y = _K72_v.get(f13)
-                    f13 = y if y is not None else _K72(f13)
+                            x, pos = rv(data, pos)
+                    if x > 0x7FFFFFFF:
+                        x = i32(x)
+                    y = _K73_v.get(x)
+                    x = y if y is not None else _K73(x)
+                    o.min_protocol_version = x
                 elif t == 64:
-                    f14 = data[pos]
-                    if f14 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f14 = (f14 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f14, pos = rv(data, pos)
-                    if f14 > 0x7FFFFFFF:
-                        f14 = i32(f14)
-                    y = _K72_v.get(f14)
-                    f14 = y if y is not None else _K72(f14)
+                            x, pos = rv(data, pos)
+                    if x > 0x7FFFFFFF:
+                        x = i32(x)
+                    y = _K73_v.get(x)
+                    x = y if y is not None else _K73(x)
+                    o.max_protocol_version = x
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
@@ -10224,8 +10180,9 @@ def d_ServerTlsSettings(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f6 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.credential_name = x
                 elif t == 90:
                     n = data[pos]
                     if n < 128:
@@ -10278,8 +10235,9 @@ def d_ServerTlsSettings(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f5 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.ca_crl = x
                 elif t == 114:
                     n = data[pos]
                     if n < 128:
@@ -10328,8 +10286,9 @@ def d_ServerTlsSettings(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f8 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.ca_cert_credential_name = x
                 elif t == 138:
                     n = data[pos]
                     if n < 128:
@@ -10345,36 +10304,19 @@ def d_ServerTlsSettings(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f16 = data[pos + 1] != 0
-                    elif f16 is None:
-                        f16 = _w2d(data, pos, e)
+                        o.insecure_skip_verify = data[pos + 1] != 0
+                    elif o.insecure_skip_verify is None:
+                        o.insecure_skip_verify = _w2d(data, pos, e)
                     else:
-                        f16 = merge(_w2d, _w2e, f16, data, pos, e)
+                        o.insecure_skip_verify = merge(_w2d, _w2e, o.insecure_skip_verify, data, pos, e)
                     pos = e
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K73)
-    o.https_redirect = f0
-    o.mode = f1
-    o.server_certificate = f2
-    o.private_key = f3
-    o.ca_certificates = f4
-    o.ca_crl = f5
-    o.credential_name = f6
-    o.credential_names = f7
-    o.ca_cert_credential_name = f8
-    o.tls_certificates = f9
-    o.subject_alt_names = f10
-    o.verify_certificate_spki = f11
-    o.verify_certificate_hash = f12
-    o.min_protocol_version = f13
-    o.max_protocol_version = f14
-    o.cipher_suites = f15
-    o.insecure_skip_verify = f16
-    o._unknown_fields = u
+    if u:
+        o._unknown_fields = u
     return o
 
 
@@ -10703,7 +10645,7 @@ def e_IstioIngressListener(m):
 def d_IstioIngressListener(data, pos, end):
     f0 = None
     f1 = ""
-    f2 = _K76_0
+    f2 = _K77_0
     f3 = ""
     f4 = None
     f5 = None
@@ -10768,8 +10710,8 @@ def d_IstioIngressListener(data, pos, end):
                     f2, pos = rv(data, pos)
             if f2 > 0x7FFFFFFF:
                 f2 = i32(f2)
-            y = _K76_v.get(f2)
-            f2 = y if y is not None else _K76(f2)
+            y = _K77_v.get(f2)
+            f2 = y if y is not None else _K77(f2)
         elif t == 34:
             n = data[pos]
             if n < 128:
@@ -10829,7 +10771,7 @@ def d_IstioIngressListener(data, pos, end):
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K77)
+    o = new(_K76)
     o.port = f0
     o.bind = f1
     o.capture_mode = f2
@@ -10876,7 +10818,7 @@ def e_IstioEgressListener(m):
 def d_IstioEgressListener(data, pos, end):
     f0 = None
     f1 = ""
-    f2 = _K76_0
+    f2 = _K77_0
     f3 = []
     u = b""
     while pos < end:
@@ -10939,8 +10881,8 @@ def d_IstioEgressListener(data, pos, end):
                     f2, pos = rv(data, pos)
             if f2 > 0x7FFFFFFF:
                 f2 = i32(f2)
-            y = _K76_v.get(f2)
-            f2 = y if y is not None else _K76(f2)
+            y = _K77_v.get(f2)
+            f2 = y if y is not None else _K77(f2)
         elif t == 34:
             n = data[pos]
             if n < 128:
@@ -11115,7 +11057,7 @@ def e_OutboundTrafficPolicy(m):
 
 
 def d_OutboundTrafficPolicy(data, pos, end):
-    f0 = _K80_0
+    f0 = _K81_0
     f1 = None
     u = b""
     while pos < end:
@@ -11143,8 +11085,8 @@ def d_OutboundTrafficPolicy(data, pos, end):
                     f0, pos = rv(data, pos)
             if f0 > 0x7FFFFFFF:
                 f0 = i32(f0)
-            y = _K80_v.get(f0)
-            f0 = y if y is not None else _K80(f0)
+            y = _K81_v.get(f0)
+            f0 = y if y is not None else _K81(f0)
         elif t == 18:
             n = data[pos]
             if n < 128:
@@ -11169,7 +11111,7 @@ def d_OutboundTrafficPolicy(data, pos, end):
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K81)
+    o = new(_K80)
     o.mode = f0
     o.egress_proxy = f1
     o._unknown_fields = u
@@ -11876,7 +11818,7 @@ def e_EnvoyFilterRouteConfigurationMatchRouteMatch(m):
 
 def d_EnvoyFilterRouteConfigurationMatchRouteMatch(data, pos, end):
     f0 = ""
-    f1 = _K87_0
+    f1 = _K88_0
     u = b""
     while pos < end:
         st = pos
@@ -11919,14 +11861,14 @@ def d_EnvoyFilterRouteConfigurationMatchRouteMatch(data, pos, end):
                     f1, pos = rv(data, pos)
             if f1 > 0x7FFFFFFF:
                 f1 = i32(f1)
-            y = _K87_v.get(f1)
-            f1 = y if y is not None else _K87(f1)
+            y = _K88_v.get(f1)
+            f1 = y if y is not None else _K88(f1)
         else:
             pos = skip(data, pos, t, end)
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K88)
+    o = new(_K87)
     o.name = f0
     o.action = f1
     o._unknown_fields = u
@@ -12848,9 +12790,9 @@ def e_EnvoyFilterPatch(m):
 
 
 def d_EnvoyFilterPatch(data, pos, end):
-    f0 = _K98_0
+    f0 = _K99_0
     f1 = None
-    f2 = _K99_0
+    f2 = _K100_0
     u = b""
     while pos < end:
         st = pos
@@ -12877,8 +12819,8 @@ def d_EnvoyFilterPatch(data, pos, end):
                     f0, pos = rv(data, pos)
             if f0 > 0x7FFFFFFF:
                 f0 = i32(f0)
-            y = _K98_v.get(f0)
-            f0 = y if y is not None else _K98(f0)
+            y = _K99_v.get(f0)
+            f0 = y if y is not None else _K99(f0)
         elif t == 18:
             n = data[pos]
             if n < 128:
@@ -12911,14 +12853,14 @@ def d_EnvoyFilterPatch(data, pos, end):
                     f2, pos = rv(data, pos)
             if f2 > 0x7FFFFFFF:
                 f2 = i32(f2)
-            y = _K99_v.get(f2)
-            f2 = y if y is not None else _K99(f2)
+            y = _K100_v.get(f2)
+            f2 = y if y is not None else _K100(f2)
         else:
             pos = skip(data, pos, t, end)
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K100)
+    o = new(_K98)
     o.operation = f0
     o.value = f1
     o.filter_class = f2
@@ -12974,7 +12916,7 @@ def e_EnvoyFilterEnvoyConfigObjectMatch(m):
 
 
 def d_EnvoyFilterEnvoyConfigObjectMatch(data, pos, end):
-    f0 = _K101_0
+    f0 = _K102_0
     f1 = None
     f2 = None
     f3 = None
@@ -13006,8 +12948,8 @@ def d_EnvoyFilterEnvoyConfigObjectMatch(data, pos, end):
                     f0, pos = rv(data, pos)
             if f0 > 0x7FFFFFFF:
                 f0 = i32(f0)
-            y = _K101_v.get(f0)
-            f0 = y if y is not None else _K101(f0)
+            y = _K102_v.get(f0)
+            f0 = y if y is not None else _K102(f0)
         elif t == 18:
             n = data[pos]
             if n < 128:
@@ -13120,7 +13062,7 @@ def d_EnvoyFilterEnvoyConfigObjectMatch(data, pos, end):
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K102)
+    o = new(_K101)
     o.context = f0
     o.proxy = f1
     o.listener = f2
@@ -13158,7 +13100,7 @@ def e_EnvoyFilterEnvoyConfigObjectPatch(m):
 
 
 def d_EnvoyFilterEnvoyConfigObjectPatch(data, pos, end):
-    f0 = _K103_0
+    f0 = _K104_0
     f1 = None
     f2 = None
     u = b""
@@ -13187,8 +13129,8 @@ def d_EnvoyFilterEnvoyConfigObjectPatch(data, pos, end):
                     f0, pos = rv(data, pos)
             if f0 > 0x7FFFFFFF:
                 f0 = i32(f0)
-            y = _K103_v.get(f0)
-            f0 = y if y is not None else _K103(f0)
+            y = _K104_v.get(f0)
+            f0 = y if y is not None else _K104(f0)
         elif t == 18:
             n = data[pos]
             if n < 128:
@@ -13232,7 +13174,7 @@ def d_EnvoyFilterEnvoyConfigObjectPatch(data, pos, end):
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K104)
+    o = new(_K103)
     o.apply_to = f0
     o.match = f1
     o.patch = f2
@@ -13309,8 +13251,8 @@ def d_ServiceEntry(data, pos, end):
     f0 = []
     f1 = []
     f2 = []
-    f3 = _K105_0
-    f4 = _K106_0
+    f3 = _K106_0
+    f4 = _K107_0
     f5 = []
     f6 = None
     f7 = []
@@ -13393,8 +13335,8 @@ def d_ServiceEntry(data, pos, end):
                         f3, pos = rv(data, pos)
                 if f3 > 0x7FFFFFFF:
                     f3 = i32(f3)
-                y = _K105_v.get(f3)
-                f3 = y if y is not None else _K105(f3)
+                y = _K106_v.get(f3)
+                f3 = y if y is not None else _K106(f3)
             else:
                 pos = skip(data, pos, t, end)
                 u += data[st:pos]
@@ -13412,8 +13354,8 @@ def d_ServiceEntry(data, pos, end):
                         f4, pos = rv(data, pos)
                 if f4 > 0x7FFFFFFF:
                     f4 = i32(f4)
-                y = _K106_v.get(f4)
-                f4 = y if y is not None else _K106(f4)
+                y = _K107_v.get(f4)
+                f4 = y if y is not None else _K107(f4)
             elif t == 50:
                 n = data[pos]
                 if n < 128:
@@ -13489,7 +13431,7 @@ def d_ServiceEntry(data, pos, end):
                 u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K107)
+    o = new(_K105)
     o.hosts = f0
     o.addresses = f1
     o.ports = f2
@@ -13838,31 +13780,33 @@ def d_ServiceEntryAddress(data, pos, end):
 from . import VirtualService as _K0
 from . import Destination as _K1
 from . import RouteDestination as _K10
-from . import EnvoyFilterPatch as _K100
-from . import EnvoyFilterPatchContext as _K101
-_K101_v = _K101._value2member_map_
-_K101_0 = _K101(0)
-from . import EnvoyFilterEnvoyConfigObjectMatch as _K102
-from . import EnvoyFilterApplyTo as _K103
-_K103_v = _K103._value2member_map_
-_K103_0 = _K103(0)
-from . import EnvoyFilterEnvoyConfigObjectPatch as _K104
-from . import ServiceEntryLocation as _K105
-_K105_v = _K105._value2member_map_
-_K105_0 = _K105(0)
-from . import ServiceEntryResolution as _K106
+from . import EnvoyFilterPatchFilterClass as _K100
+_K100_v = _K100._value2member_map_
+_K100_0 = _K100(0)
+from . import EnvoyFilterEnvoyConfigObjectMatch as _K101
+from . import EnvoyFilterPatchContext as _K102
+_K102_v = _K102._value2member_map_
+_K102_0 = _K102(0)
+from . import EnvoyFilterEnvoyConfigObjectPatch as _K103
+from . import EnvoyFilterApplyTo as _K104
+_K104_v = _K104._value2member_map_
+_K104_0 = _K104(0)
+from . import ServiceEntry as _K105
+from . import ServiceEntryLocation as _K106
 _K106_v = _K106._value2member_map_
 _K106_0 = _K106(0)
-from . import ServiceEntry as _K107
+from . import ServiceEntryResolution as _K107
+_K107_v = _K107._value2member_map_
+_K107_0 = _K107(0)
 from . import ServicePort as _K108
 from . import ServiceEntryStatus as _K109
 from . import L4MatchAttributes as _K11
 from . import ServiceEntryAddress as _K110
 from . import TlsMatchAttributes as _K12
-from . import HttpRedirectRedirectPortSelection as _K13
-_K13_v = _K13._value2member_map_
-_K13_0 = _K13(0)
-from . import HttpRedirect as _K14
+from . import HttpRedirect as _K13
+from . import HttpRedirectRedirectPortSelection as _K14
+_K14_v = _K14._value2member_map_
+_K14_0 = _K14(0)
 from . import HttpDirectResponse as _K15
 from . import HttpBody as _K16
 from . import HttpRewrite as _K17
@@ -13870,10 +13814,10 @@ from . import RegexRewrite as _K18
 from . import StringMatch as _K19
 from . import HttpRoute as _K2
 from . import HttpRetry as _K20
-from . import CorsPolicyUnmatchedPreflights as _K21
-_K21_v = _K21._value2member_map_
-_K21_0 = _K21(0)
-from . import CorsPolicy as _K22
+from . import CorsPolicy as _K21
+from . import CorsPolicyUnmatchedPreflights as _K22
+_K22_v = _K22._value2member_map_
+_K22_0 = _K22(0)
 from . import HttpFaultInjection as _K23
 from . import HttpFaultInjectionDelay as _K24
 from . import HttpFaultInjectionAbort as _K25
@@ -13885,16 +13829,16 @@ from . import Delegate as _K3
 from . import TrafficPolicy as _K30
 from . import TrafficPolicyPortTrafficPolicy as _K31
 from . import TrafficPolicyTunnelSettings as _K32
-from . import TrafficPolicyProxyProtocolVersion as _K33
-_K33_v = _K33._value2member_map_
-_K33_0 = _K33(0)
-from . import TrafficPolicyProxyProtocol as _K34
+from . import TrafficPolicyProxyProtocol as _K33
+from . import TrafficPolicyProxyProtocolVersion as _K34
+_K34_v = _K34._value2member_map_
+_K34_0 = _K34(0)
 from . import TrafficPolicyRetryBudget as _K35
 from . import Subset as _K36
-from . import LoadBalancerSettingsSimpleLb as _K37
-_K37_v = _K37._value2member_map_
-_K37_0 = _K37(0)
-from . import LoadBalancerSettings as _K38
+from . import LoadBalancerSettings as _K37
+from . import LoadBalancerSettingsSimpleLb as _K38
+_K38_v = _K38._value2member_map_
+_K38_0 = _K38(0)
 from . import LoadBalancerSettingsConsistentHashLb as _K39
 from . import Headers as _K4
 from . import LoadBalancerSettingsConsistentHashLbRingHash as _K40
@@ -13905,17 +13849,17 @@ from . import WarmupConfiguration as _K44
 from . import ConnectionPoolSettings as _K45
 from . import ConnectionPoolSettingsTcpSettings as _K46
 from . import ConnectionPoolSettingsTcpSettingsTcpKeepalive as _K47
-from . import ConnectionPoolSettingsHttpSettingsH2UpgradePolicy as _K48
-_K48_v = _K48._value2member_map_
-_K48_0 = _K48(0)
-from . import ConnectionPoolSettingsHttpSettings as _K49
+from . import ConnectionPoolSettingsHttpSettings as _K48
+from . import ConnectionPoolSettingsHttpSettingsH2UpgradePolicy as _K49
+_K49_v = _K49._value2member_map_
+_K49_0 = _K49(0)
 from . import HeadersHeaderOperations as _K5
 from . import ConnectionPoolSettingsHttpSettingsConnectionKeepalive as _K50
 from . import OutlierDetection as _K51
-from . import ClientTlsSettingsTlSmode as _K52
-_K52_v = _K52._value2member_map_
-_K52_0 = _K52(0)
-from . import ClientTlsSettings as _K53
+from . import ClientTlsSettings as _K52
+from . import ClientTlsSettingsTlSmode as _K53
+_K53_v = _K53._value2member_map_
+_K53_0 = _K53(0)
 from . import LocalityLoadBalancerSetting as _K54
 from . import LocalityLoadBalancerSettingDistribute as _K55
 from . import LocalityLoadBalancerSettingFailover as _K56
@@ -13935,35 +13879,35 @@ from . import Gateway as _K68
 from . import Server as _K69
 from . import TcpRoute as _K7
 from . import Port as _K70
-from . import ServerTlsSettingsTlSmode as _K71
-_K71_v = _K71._value2member_map_
-_K71_0 = _K71(0)
-from . import ServerTlsSettingsTlsProtocol as _K72
+from . import ServerTlsSettings as _K71
+from . import ServerTlsSettingsTlSmode as _K72
 _K72_v = _K72._value2member_map_
 _K72_0 = _K72(0)
-from . import ServerTlsSettings as _K73
+from . import ServerTlsSettingsTlsProtocol as _K73
+_K73_v = _K73._value2member_map_
+_K73_0 = _K73(0)
 from . import ServerTlsSettingsTlsCertificate as _K74
 from . import Sidecar as _K75
-from . import CaptureMode as _K76
-_K76_v = _K76._value2member_map_
-_K76_0 = _K76(0)
-from . import IstioIngressListener as _K77
+from . import IstioIngressListener as _K76
+from . import CaptureMode as _K77
+_K77_v = _K77._value2member_map_
+_K77_0 = _K77(0)
 from . import IstioEgressListener as _K78
 from . import WorkloadSelector as _K79
 from . import HttpMatchRequest as _K8
-from . import OutboundTrafficPolicyMode as _K80
-_K80_v = _K80._value2member_map_
-_K80_0 = _K80(0)
-from . import OutboundTrafficPolicy as _K81
+from . import OutboundTrafficPolicy as _K80
+from . import OutboundTrafficPolicyMode as _K81
+_K81_v = _K81._value2member_map_
+_K81_0 = _K81(0)
 from . import SidecarPort as _K82
 from . import EnvoyFilter as _K83
 from . import EnvoyFilterProxyMatch as _K84
 from . import EnvoyFilterClusterMatch as _K85
 from . import EnvoyFilterRouteConfigurationMatch as _K86
-from . import EnvoyFilterRouteConfigurationMatchRouteMatchAction as _K87
-_K87_v = _K87._value2member_map_
-_K87_0 = _K87(0)
-from . import EnvoyFilterRouteConfigurationMatchRouteMatch as _K88
+from . import EnvoyFilterRouteConfigurationMatchRouteMatch as _K87
+from . import EnvoyFilterRouteConfigurationMatchRouteMatchAction as _K88
+_K88_v = _K88._value2member_map_
+_K88_0 = _K88(0)
 from . import EnvoyFilterRouteConfigurationMatchVirtualHostMatch as _K89
 from . import HttpRouteDestination as _K9
 from . import EnvoyFilterListenerMatch as _K90
@@ -13974,12 +13918,13 @@ from . import EnvoyFilterWaypointMatch as _K94
 from . import EnvoyFilterWaypointMatchRouteMatch as _K95
 from . import EnvoyFilterWaypointMatchFilterMatch as _K96
 from . import EnvoyFilterWaypointMatchFilterMatchSubFilterMatch as _K97
-from . import EnvoyFilterPatchOperation as _K98
-_K98_v = _K98._value2member_map_
-_K98_0 = _K98(0)
-from . import EnvoyFilterPatchFilterClass as _K99
+from . import EnvoyFilterPatch as _K98
+from . import EnvoyFilterPatchOperation as _K99
 _K99_v = _K99._value2member_map_
 _K99_0 = _K99(0)
+_K2_t = {'name': "", 'match': None, 'route': None, 'redirect': None, 'direct_response': None, 'delegate': None, 'rewrite': None, 'timeout': None, 'retries': None, 'fault': None, 'mirror': None, 'mirrors': None, 'mirror_percent': None, 'mirror_percentage': None, 'cors_policy': None, 'headers': None, '_unknown_fields': b''}
+_K71_t = {'https_redirect': False, 'mode': _K72_0, 'server_certificate': "", 'private_key': "", 'ca_certificates': "", 'ca_crl': "", 'credential_name': "", 'credential_names': None, 'ca_cert_credential_name': "", 'tls_certificates': None, 'subject_alt_names': None, 'verify_certificate_spki': None, 'verify_certificate_hash': None, 'min_protocol_version': _K73_0, 'max_protocol_version': _K73_0, 'cipher_suites': None, 'insecure_skip_verify': None, '_unknown_fields': b''}
+_K8_t = {'name': "", 'uri': None, 'scheme': None, 'method': None, 'authority': None, 'headers': None, 'port': 0, 'source_labels': None, 'gateways': None, 'query_params': None, 'ignore_uri_case': False, 'without_headers': None, 'source_namespace': "", 'stat_prefix': "", '_unknown_fields': b''}
 install(_K0, e_VirtualService, d_VirtualService)
 install(_K1, e_Destination, d_Destination)
 install(_K2, e_HttpRoute, d_HttpRoute)
@@ -13993,14 +13938,14 @@ install(_K9, e_HttpRouteDestination, d_HttpRouteDestination)
 install(_K10, e_RouteDestination, d_RouteDestination)
 install(_K11, e_L4MatchAttributes, d_L4MatchAttributes)
 install(_K12, e_TlsMatchAttributes, d_TlsMatchAttributes)
-install(_K14, e_HttpRedirect, d_HttpRedirect)
+install(_K13, e_HttpRedirect, d_HttpRedirect)
 install(_K15, e_HttpDirectResponse, d_HttpDirectResponse)
 install(_K16, e_HttpBody, d_HttpBody)
 install(_K17, e_HttpRewrite, d_HttpRewrite)
 install(_K18, e_RegexRewrite, d_RegexRewrite)
 install(_K19, e_StringMatch, d_StringMatch)
 install(_K20, e_HttpRetry, d_HttpRetry)
-install(_K22, e_CorsPolicy, d_CorsPolicy)
+install(_K21, e_CorsPolicy, d_CorsPolicy)
 install(_K23, e_HttpFaultInjection, d_HttpFaultInjection)
 install(_K24, e_HttpFaultInjectionDelay, d_HttpFaultInjectionDelay)
 install(_K25, e_HttpFaultInjectionAbort, d_HttpFaultInjectionAbort)
@@ -14011,10 +13956,10 @@ install(_K29, e_DestinationRule, d_DestinationRule)
 install(_K30, e_TrafficPolicy, d_TrafficPolicy)
 install(_K31, e_TrafficPolicyPortTrafficPolicy, d_TrafficPolicyPortTrafficPolicy)
 install(_K32, e_TrafficPolicyTunnelSettings, d_TrafficPolicyTunnelSettings)
-install(_K34, e_TrafficPolicyProxyProtocol, d_TrafficPolicyProxyProtocol)
+install(_K33, e_TrafficPolicyProxyProtocol, d_TrafficPolicyProxyProtocol)
 install(_K35, e_TrafficPolicyRetryBudget, d_TrafficPolicyRetryBudget)
 install(_K36, e_Subset, d_Subset)
-install(_K38, e_LoadBalancerSettings, d_LoadBalancerSettings)
+install(_K37, e_LoadBalancerSettings, d_LoadBalancerSettings)
 install(_K39, e_LoadBalancerSettingsConsistentHashLb, d_LoadBalancerSettingsConsistentHashLb)
 install(_K40, e_LoadBalancerSettingsConsistentHashLbRingHash, d_LoadBalancerSettingsConsistentHashLbRingHash)
 install(_K41, e_LoadBalancerSettingsConsistentHashLbMagLev, d_LoadBalancerSettingsConsistentHashLbMagLev)
@@ -14024,10 +13969,10 @@ install(_K44, e_WarmupConfiguration, d_WarmupConfiguration)
 install(_K45, e_ConnectionPoolSettings, d_ConnectionPoolSettings)
 install(_K46, e_ConnectionPoolSettingsTcpSettings, d_ConnectionPoolSettingsTcpSettings)
 install(_K47, e_ConnectionPoolSettingsTcpSettingsTcpKeepalive, d_ConnectionPoolSettingsTcpSettingsTcpKeepalive)
-install(_K49, e_ConnectionPoolSettingsHttpSettings, d_ConnectionPoolSettingsHttpSettings)
+install(_K48, e_ConnectionPoolSettingsHttpSettings, d_ConnectionPoolSettingsHttpSettings)
 install(_K50, e_ConnectionPoolSettingsHttpSettingsConnectionKeepalive, d_ConnectionPoolSettingsHttpSettingsConnectionKeepalive)
 install(_K51, e_OutlierDetection, d_OutlierDetection)
-install(_K53, e_ClientTlsSettings, d_ClientTlsSettings)
+install(_K52, e_ClientTlsSettings, d_ClientTlsSettings)
 install(_K54, e_LocalityLoadBalancerSetting, d_LocalityLoadBalancerSetting)
 install(_K55, e_LocalityLoadBalancerSettingDistribute, d_LocalityLoadBalancerSettingDistribute)
 install(_K56, e_LocalityLoadBalancerSettingFailover, d_LocalityLoadBalancerSettingFailover)
@@ -14045,19 +13990,19 @@ install(_K67, e_ExecHealthCheckConfig, d_ExecHealthCheckConfig)
 install(_K68, e_Gateway, d_Gateway)
 install(_K69, e_Server, d_Server)
 install(_K70, e_Port, d_Port)
-install(_K73, e_ServerTlsSettings, d_ServerTlsSettings)
+install(_K71, e_ServerTlsSettings, d_ServerTlsSettings)
 install(_K74, e_ServerTlsSettingsTlsCertificate, d_ServerTlsSettingsTlsCertificate)
 install(_K75, e_Sidecar, d_Sidecar)
-install(_K77, e_IstioIngressListener, d_IstioIngressListener)
+install(_K76, e_IstioIngressListener, d_IstioIngressListener)
 install(_K78, e_IstioEgressListener, d_IstioEgressListener)
 install(_K79, e_WorkloadSelector, d_WorkloadSelector)
-install(_K81, e_OutboundTrafficPolicy, d_OutboundTrafficPolicy)
+install(_K80, e_OutboundTrafficPolicy, d_OutboundTrafficPolicy)
 install(_K82, e_SidecarPort, d_SidecarPort)
 install(_K83, e_EnvoyFilter, d_EnvoyFilter)
 install(_K84, e_EnvoyFilterProxyMatch, d_EnvoyFilterProxyMatch)
 install(_K85, e_EnvoyFilterClusterMatch, d_EnvoyFilterClusterMatch)
 install(_K86, e_EnvoyFilterRouteConfigurationMatch, d_EnvoyFilterRouteConfigurationMatch)
-install(_K88, e_EnvoyFilterRouteConfigurationMatchRouteMatch, d_EnvoyFilterRouteConfigurationMatchRouteMatch)
+install(_K87, e_EnvoyFilterRouteConfigurationMatchRouteMatch, d_EnvoyFilterRouteConfigurationMatchRouteMatch)
 install(_K89, e_EnvoyFilterRouteConfigurationMatchVirtualHostMatch, d_EnvoyFilterRouteConfigurationMatchVirtualHostMatch)
 install(_K90, e_EnvoyFilterListenerMatch, d_EnvoyFilterListenerMatch)
 install(_K91, e_EnvoyFilterListenerMatchFilterChainMatch, d_EnvoyFilterListenerMatchFilterChainMatch)
@@ -14067,10 +14012,10 @@ install(_K94, e_EnvoyFilterWaypointMatch, d_EnvoyFilterWaypointMatch)
 install(_K95, e_EnvoyFilterWaypointMatchRouteMatch, d_EnvoyFilterWaypointMatchRouteMatch)
 install(_K96, e_EnvoyFilterWaypointMatchFilterMatch, d_EnvoyFilterWaypointMatchFilterMatch)
 install(_K97, e_EnvoyFilterWaypointMatchFilterMatchSubFilterMatch, d_EnvoyFilterWaypointMatchFilterMatchSubFilterMatch)
-install(_K100, e_EnvoyFilterPatch, d_EnvoyFilterPatch)
-install(_K102, e_EnvoyFilterEnvoyConfigObjectMatch, d_EnvoyFilterEnvoyConfigObjectMatch)
-install(_K104, e_EnvoyFilterEnvoyConfigObjectPatch, d_EnvoyFilterEnvoyConfigObjectPatch)
-install(_K107, e_ServiceEntry, d_ServiceEntry)
+install(_K98, e_EnvoyFilterPatch, d_EnvoyFilterPatch)
+install(_K101, e_EnvoyFilterEnvoyConfigObjectMatch, d_EnvoyFilterEnvoyConfigObjectMatch)
+install(_K103, e_EnvoyFilterEnvoyConfigObjectPatch, d_EnvoyFilterEnvoyConfigObjectPatch)
+install(_K105, e_ServiceEntry, d_ServiceEntry)
 install(_K108, e_ServicePort, d_ServicePort)
 install(_K109, e_ServiceEntryStatus, d_ServiceEntryStatus)
 install(_K110, e_ServiceEntryAddress, d_ServiceEntryAddress)

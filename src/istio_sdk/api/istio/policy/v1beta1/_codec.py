@@ -245,7 +245,7 @@ def e_AttributeManifestAttributeInfo(m):
 
 def d_AttributeManifestAttributeInfo(data, pos, end):
     f0 = ""
-    f1 = _K1_0
+    f1 = _K2_0
     u = b""
     while pos < end:
         st = pos
@@ -288,14 +288,14 @@ def d_AttributeManifestAttributeInfo(data, pos, end):
                     f1, pos = rv(data, pos)
             if f1 > 0x7FFFFFFF:
                 f1 = i32(f1)
-            y = _K1_v.get(f1)
-            f1 = y if y is not None else _K1(f1)
+            y = _K2_v.get(f1)
+            f1 = y if y is not None else _K2(f1)
         else:
             pos = skip(data, pos, t, end)
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K2)
+    o = new(_K1)
     o.description = f0
     o.value_type = f1
     o._unknown_fields = u
@@ -494,7 +494,7 @@ def e_RuleHeaderOperationTemplate(m):
 def d_RuleHeaderOperationTemplate(data, pos, end):
     f0 = ""
     f1 = []
-    f2 = _K4_0
+    f2 = _K5_0
     u = b""
     while pos < end:
         st = pos
@@ -554,14 +554,14 @@ def d_RuleHeaderOperationTemplate(data, pos, end):
                     f2, pos = rv(data, pos)
             if f2 > 0x7FFFFFFF:
                 f2 = i32(f2)
-            y = _K4_v.get(f2)
-            f2 = y if y is not None else _K4(f2)
+            y = _K5_v.get(f2)
+            f2 = y if y is not None else _K5(f2)
         else:
             pos = skip(data, pos, t, end)
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K5)
+    o = new(_K4)
     o.name = f0
     o.values = f1
     o.operation = f2
@@ -1485,7 +1485,7 @@ def e_FractionalPercent(m):
 
 def d_FractionalPercent(data, pos, end):
     f0 = 0
-    f1 = _K13_0
+    f1 = _K14_0
     u = b""
     while pos < end:
         st = pos
@@ -1525,14 +1525,14 @@ def d_FractionalPercent(data, pos, end):
                     f1, pos = rv(data, pos)
             if f1 > 0x7FFFFFFF:
                 f1 = i32(f1)
-            y = _K13_v.get(f1)
-            f1 = y if y is not None else _K13(f1)
+            y = _K14_v.get(f1)
+            f1 = y if y is not None else _K14(f1)
         else:
             pos = skip(data, pos, t, end)
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K14)
+    o = new(_K13)
     o.numerator = f0
     o.denominator = f1
     o._unknown_fields = u
@@ -1762,8 +1762,8 @@ def d_Tls(data, pos, end):
                     f3, pos = rv(data, pos)
             if f3 > 0x7FFFFFFF:
                 f3 = i32(f3)
-            y = _K16_v.get(f3)
-            f3 = y if y is not None else _K16(f3)
+            y = _K17_v.get(f3)
+            f3 = y if y is not None else _K17(f3)
             f4 = None
         elif t == 42:
             n = data[pos]
@@ -1803,7 +1803,7 @@ def d_Tls(data, pos, end):
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K17)
+    o = new(_K16)
     o.ca_certificates = f0
     o.token_path = f1
     o.oauth = f2
@@ -2262,7 +2262,7 @@ def m_DirectHttpResponse_headers(data, pos, end):
 
 
 def d_DirectHttpResponse(data, pos, end):
-    f0 = _K20_0
+    f0 = _K21_0
     f1 = ""
     f2 = {}
     u = b""
@@ -2291,8 +2291,8 @@ def d_DirectHttpResponse(data, pos, end):
                     f0, pos = rv(data, pos)
             if f0 > 0x7FFFFFFF:
                 f0 = i32(f0)
-            y = _K20_v.get(f0)
-            f0 = y if y is not None else _K20(f0)
+            y = _K21_v.get(f0)
+            f0 = y if y is not None else _K21(f0)
         elif t == 18:
             n = data[pos]
             if n < 128:
@@ -2331,7 +2331,7 @@ def d_DirectHttpResponse(data, pos, end):
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K21)
+    o = new(_K20)
     o.code = f0
     o.body = f1
     o.headers = f2
@@ -3225,28 +3225,28 @@ def d_Uri(data, pos, end):
 
 # Bind the classes (all defined once this package's __init__ runs) and install.
 from . import AttributeManifest as _K0
-from . import ValueType as _K1
-_K1_v = _K1._value2member_map_
-_K1_0 = _K1(0)
+from . import AttributeManifestAttributeInfo as _K1
 from . import Sampling as _K10
 from . import RandomSampling as _K11
 from . import RateLimitSampling as _K12
-from . import FractionalPercentDenominatorType as _K13
-_K13_v = _K13._value2member_map_
-_K13_0 = _K13(0)
-from . import FractionalPercent as _K14
+from . import FractionalPercent as _K13
+from . import FractionalPercentDenominatorType as _K14
+_K14_v = _K14._value2member_map_
+_K14_0 = _K14(0)
 from . import Authentication as _K15
-from . import TlsAuthHeader as _K16
-_K16_v = _K16._value2member_map_
-_K16_0 = _K16(0)
-from . import Tls as _K17
+from . import Tls as _K16
+from . import TlsAuthHeader as _K17
+_K17_v = _K17._value2member_map_
+_K17_0 = _K17(0)
 from . import OAuth as _K18
 from . import Mutual as _K19
-from . import AttributeManifestAttributeInfo as _K2
-from . import HttpStatusCode as _K20
-_K20_v = _K20._value2member_map_
-_K20_0 = _K20(0)
-from . import DirectHttpResponse as _K21
+from . import ValueType as _K2
+_K2_v = _K2._value2member_map_
+_K2_0 = _K2(0)
+from . import DirectHttpResponse as _K20
+from . import HttpStatusCode as _K21
+_K21_v = _K21._value2member_map_
+_K21_0 = _K21(0)
 from . import Value as _K22
 from . import IpAddress as _K23
 from . import Duration as _K24
@@ -3256,18 +3256,18 @@ from . import StringMap as _K27
 from . import EmailAddress as _K28
 from . import Uri as _K29
 from . import Rule as _K3
-from . import RuleHeaderOperationTemplateOperation as _K4
-_K4_v = _K4._value2member_map_
-_K4_0 = _K4(0)
-from . import RuleHeaderOperationTemplate as _K5
+from . import RuleHeaderOperationTemplate as _K4
+from . import RuleHeaderOperationTemplateOperation as _K5
+_K5_v = _K5._value2member_map_
+_K5_0 = _K5(0)
 from . import Action as _K6
 from . import Instance as _K7
 from . import Handler as _K8
 from . import Connection as _K9
 install(_K0, e_AttributeManifest, d_AttributeManifest)
-install(_K2, e_AttributeManifestAttributeInfo, d_AttributeManifestAttributeInfo)
+install(_K1, e_AttributeManifestAttributeInfo, d_AttributeManifestAttributeInfo)
 install(_K3, e_Rule, d_Rule)
-install(_K5, e_RuleHeaderOperationTemplate, d_RuleHeaderOperationTemplate)
+install(_K4, e_RuleHeaderOperationTemplate, d_RuleHeaderOperationTemplate)
 install(_K6, e_Action, d_Action)
 install(_K7, e_Instance, d_Instance)
 install(_K8, e_Handler, d_Handler)
@@ -3275,12 +3275,12 @@ install(_K9, e_Connection, d_Connection)
 install(_K10, e_Sampling, d_Sampling)
 install(_K11, e_RandomSampling, d_RandomSampling)
 install(_K12, e_RateLimitSampling, d_RateLimitSampling)
-install(_K14, e_FractionalPercent, d_FractionalPercent)
+install(_K13, e_FractionalPercent, d_FractionalPercent)
 install(_K15, e_Authentication, d_Authentication)
-install(_K17, e_Tls, d_Tls)
+install(_K16, e_Tls, d_Tls)
 install(_K18, e_OAuth, d_OAuth)
 install(_K19, e_Mutual, d_Mutual)
-install(_K21, e_DirectHttpResponse, d_DirectHttpResponse)
+install(_K20, e_DirectHttpResponse, d_DirectHttpResponse)
 install(_K22, e_Value, d_Value)
 install(_K23, e_IpAddress, d_IpAddress)
 install(_K24, e_Duration, d_Duration)

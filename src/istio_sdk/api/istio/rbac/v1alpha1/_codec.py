@@ -559,7 +559,7 @@ def e_ServiceRoleBinding(m):
 def d_ServiceRoleBinding(data, pos, end):
     f0 = []
     f1 = None
-    f2 = _K3_0
+    f2 = _K4_0
     f3 = []
     f4 = ""
     u = b""
@@ -624,8 +624,8 @@ def d_ServiceRoleBinding(data, pos, end):
                     f2, pos = rv(data, pos)
             if f2 > 0x7FFFFFFF:
                 f2 = i32(f2)
-            y = _K3_v.get(f2)
-            f2 = y if y is not None else _K3(f2)
+            y = _K4_v.get(f2)
+            f2 = y if y is not None else _K4(f2)
         elif t == 34:
             n = data[pos]
             if n < 128:
@@ -664,7 +664,7 @@ def d_ServiceRoleBinding(data, pos, end):
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K4)
+    o = new(_K3)
     o.subjects = f0
     o.role_ref = f1
     o.mode = f2
@@ -1173,10 +1173,10 @@ def e_RbacConfig(m):
 
 
 def d_RbacConfig(data, pos, end):
-    f0 = _K7_0
+    f0 = _K8_0
     f1 = None
     f2 = None
-    f3 = _K3_0
+    f3 = _K4_0
     u = b""
     while pos < end:
         st = pos
@@ -1203,8 +1203,8 @@ def d_RbacConfig(data, pos, end):
                     f0, pos = rv(data, pos)
             if f0 > 0x7FFFFFFF:
                 f0 = i32(f0)
-            y = _K7_v.get(f0)
-            f0 = y if y is not None else _K7(f0)
+            y = _K8_v.get(f0)
+            f0 = y if y is not None else _K8(f0)
         elif t == 18:
             n = data[pos]
             if n < 128:
@@ -1256,14 +1256,14 @@ def d_RbacConfig(data, pos, end):
                     f3, pos = rv(data, pos)
             if f3 > 0x7FFFFFFF:
                 f3 = i32(f3)
-            y = _K3_v.get(f3)
-            f3 = y if y is not None else _K3(f3)
+            y = _K4_v.get(f3)
+            f3 = y if y is not None else _K4(f3)
         else:
             pos = skip(data, pos, t, end)
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K8)
+    o = new(_K7)
     o.mode = f0
     o.inclusion = f1
     o.exclusion = f2
@@ -1360,22 +1360,22 @@ def d_RbacConfigTarget(data, pos, end):
 from . import ServiceRole as _K0
 from . import AccessRule as _K1
 from . import AccessRuleConstraint as _K2
-from . import EnforcementMode as _K3
-_K3_v = _K3._value2member_map_
-_K3_0 = _K3(0)
-from . import ServiceRoleBinding as _K4
+from . import ServiceRoleBinding as _K3
+from . import EnforcementMode as _K4
+_K4_v = _K4._value2member_map_
+_K4_0 = _K4(0)
 from . import Subject as _K5
 from . import RoleRef as _K6
-from . import RbacConfigMode as _K7
-_K7_v = _K7._value2member_map_
-_K7_0 = _K7(0)
-from . import RbacConfig as _K8
+from . import RbacConfig as _K7
+from . import RbacConfigMode as _K8
+_K8_v = _K8._value2member_map_
+_K8_0 = _K8(0)
 from . import RbacConfigTarget as _K9
 install(_K0, e_ServiceRole, d_ServiceRole)
 install(_K1, e_AccessRule, d_AccessRule)
 install(_K2, e_AccessRuleConstraint, d_AccessRuleConstraint)
-install(_K4, e_ServiceRoleBinding, d_ServiceRoleBinding)
+install(_K3, e_ServiceRoleBinding, d_ServiceRoleBinding)
 install(_K5, e_Subject, d_Subject)
 install(_K6, e_RoleRef, d_RoleRef)
-install(_K8, e_RbacConfig, d_RbacConfig)
+install(_K7, e_RbacConfig, d_RbacConfig)
 install(_K9, e_RbacConfigTarget, d_RbacConfigTarget)

@@ -100,7 +100,7 @@ def d_AuthorizationPolicy(data, pos, end):
     f1 = None
     f2 = []
     f3 = []
-    f4 = _K0_0
+    f4 = _K1_0
     f5 = None
     u = b""
     while pos < end:
@@ -164,8 +164,8 @@ def d_AuthorizationPolicy(data, pos, end):
                     f4, pos = rv(data, pos)
             if f4 > 0x7FFFFFFF:
                 f4 = i32(f4)
-            y = _K0_v.get(f4)
-            f4 = y if y is not None else _K0(f4)
+            y = _K1_v.get(f4)
+            f4 = y if y is not None else _K1(f4)
         elif t == 34:
             n = data[pos]
             if n < 128:
@@ -226,7 +226,7 @@ def d_AuthorizationPolicy(data, pos, end):
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K1)
+    o = new(_K0)
     o.selector = f0
     o.target_ref = f1
     o.target_refs = f2
@@ -631,20 +631,22 @@ def e_Source(m):
 
 
 def d_Source(data, pos, end):
-    f0 = []
-    f1 = []
-    f2 = []
-    f3 = []
-    f4 = []
-    f5 = []
-    f6 = []
-    f7 = []
-    f8 = []
-    f9 = []
-    f10 = []
-    f11 = []
-    f12 = []
-    f13 = []
+    o = new(_K6)
+    o.__dict__ = _K6_t.copy()
+    f0 = o.principals = []
+    f1 = o.not_principals = []
+    f2 = o.request_principals = []
+    f3 = o.not_request_principals = []
+    f4 = o.namespaces = []
+    f5 = o.not_namespaces = []
+    f6 = o.service_accounts = []
+    f7 = o.not_service_accounts = []
+    f8 = o.ip_blocks = []
+    f9 = o.not_ip_blocks = []
+    f10 = o.remote_ip_blocks = []
+    f11 = o.not_remote_ip_blocks = []
+    f12 = o.trust_domains = []
+    f13 = o.not_trust_domains = []
     u = b""
     while pos < end:
         st = pos
@@ -916,22 +918,8 @@ def d_Source(data, pos, end):
                     u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K6)
-    o.principals = f0
-    o.not_principals = f1
-    o.request_principals = f2
-    o.not_request_principals = f3
-    o.namespaces = f4
-    o.not_namespaces = f5
-    o.service_accounts = f6
-    o.not_service_accounts = f7
-    o.ip_blocks = f8
-    o.not_ip_blocks = f9
-    o.remote_ip_blocks = f10
-    o.not_remote_ip_blocks = f11
-    o.trust_domains = f12
-    o.not_trust_domains = f13
-    o._unknown_fields = u
+    if u:
+        o._unknown_fields = u
     return o
 
 
@@ -1477,7 +1465,7 @@ def e_PeerAuthenticationMutualTls(m):
 
 
 def d_PeerAuthenticationMutualTls(data, pos, end):
-    f0 = _K10_0
+    f0 = _K11_0
     u = b""
     while pos < end:
         st = pos
@@ -1504,14 +1492,14 @@ def d_PeerAuthenticationMutualTls(data, pos, end):
                     f0, pos = rv(data, pos)
             if f0 > 0x7FFFFFFF:
                 f0 = i32(f0)
-            y = _K10_v.get(f0)
-            f0 = y if y is not None else _K10(f0)
+            y = _K11_v.get(f0)
+            f0 = y if y is not None else _K11(f0)
         else:
             pos = skip(data, pos, t, end)
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K11)
+    o = new(_K10)
     o.mode = f0
     o._unknown_fields = u
     return o
@@ -1746,18 +1734,14 @@ def e_JwtRule(m):
 
 
 def d_JwtRule(data, pos, end):
-    f0 = ""
-    f1 = []
-    f2 = ""
-    f3 = ""
-    f4 = []
-    f5 = []
-    f6 = ""
-    f7 = []
-    f8 = False
-    f9 = []
-    f10 = None
-    f11 = []
+    o = new(_K13)
+    o.__dict__ = _K13_t.copy()
+    f1 = o.audiences = []
+    f4 = o.from_headers = []
+    f5 = o.from_params = []
+    f7 = o.from_cookies = []
+    f9 = o.output_claim_to_headers = []
+    f11 = o.space_delimited_claims = []
     u = b""
     while pos < end:
         st = pos
@@ -1786,8 +1770,9 @@ def d_JwtRule(data, pos, end):
                 e = pos + n
                 if e > end:
                     raise trunc()
-                f0 = data[pos:e].decode()
+                x = data[pos:e].decode()
                 pos = e
+                o.issuer = x
             elif t == 18:
                 n = data[pos]
                 if n < 128:
@@ -1819,8 +1804,9 @@ def d_JwtRule(data, pos, end):
                 e = pos + n
                 if e > end:
                     raise trunc()
-                f2 = data[pos:e].decode()
+                x = data[pos:e].decode()
                 pos = e
+                o.jwks_uri = x
             elif t == 50:
                 n = data[pos]
                 if n < 128:
@@ -1869,24 +1855,26 @@ def d_JwtRule(data, pos, end):
                 e = pos + n
                 if e > end:
                     raise trunc()
-                f6 = data[pos:e].decode()
+                x = data[pos:e].decode()
                 pos = e
+                o.output_payload_to_header = x
             else:
                 pos = skip(data, pos, t, end)
                 u += data[st:pos]
         else:
             if t == 72:
-                f8 = data[pos]
-                if f8 < 128:
+                x = data[pos]
+                if x < 128:
                     pos += 1
                 else:
                     y = data[pos + 1]
                     if y < 128:
-                        f8 = (f8 & 127) | (y << 7)
+                        x = (x & 127) | (y << 7)
                         pos += 2
                     else:
-                        f8, pos = rv(data, pos)
-                f8 = f8 != 0
+                        x, pos = rv(data, pos)
+                x = x != 0
+                o.forward_original_token = x
             elif t == 82:
                 n = data[pos]
                 if n < 128:
@@ -1901,8 +1889,9 @@ def d_JwtRule(data, pos, end):
                 e = pos + n
                 if e > end:
                     raise trunc()
-                f3 = data[pos:e].decode()
+                x = data[pos:e].decode()
                 pos = e
+                o.jwks = x
             elif t == 90:
                 n = data[pos]
                 if n < 128:
@@ -1951,10 +1940,10 @@ def d_JwtRule(data, pos, end):
                 e = pos + n
                 if e > end:
                     raise trunc()
-                if f10 is None:
-                    f10 = _w0d(data, pos, e)
+                if o.timeout is None:
+                    o.timeout = _w0d(data, pos, e)
                 else:
-                    f10 = merge(_w0d, _w0e, f10, data, pos, e)
+                    o.timeout = merge(_w0d, _w0e, o.timeout, data, pos, e)
                 pos = e
             elif t == 114:
                 n = data[pos]
@@ -1978,20 +1967,8 @@ def d_JwtRule(data, pos, end):
                 u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K13)
-    o.issuer = f0
-    o.audiences = f1
-    o.jwks_uri = f2
-    o.jwks = f3
-    o.from_headers = f4
-    o.from_params = f5
-    o.output_payload_to_header = f6
-    o.from_cookies = f7
-    o.forward_original_token = f8
-    o.output_claim_to_headers = f9
-    o.timeout = f10
-    o.space_delimited_claims = f11
-    o._unknown_fields = u
+    if u:
+        o._unknown_fields = u
     return o
 
 
@@ -2160,14 +2137,14 @@ def d_ClaimToHeader(data, pos, end):
 
 
 # Bind the classes (all defined once this package's __init__ runs) and install.
-from . import AuthorizationPolicyAction as _K0
-_K0_v = _K0._value2member_map_
-_K0_0 = _K0(0)
-from . import AuthorizationPolicy as _K1
-from . import PeerAuthenticationMutualTlsMode as _K10
-_K10_v = _K10._value2member_map_
-_K10_0 = _K10(0)
-from . import PeerAuthenticationMutualTls as _K11
+from . import AuthorizationPolicy as _K0
+from . import AuthorizationPolicyAction as _K1
+_K1_v = _K1._value2member_map_
+_K1_0 = _K1(0)
+from . import PeerAuthenticationMutualTls as _K10
+from . import PeerAuthenticationMutualTlsMode as _K11
+_K11_v = _K11._value2member_map_
+_K11_0 = _K11(0)
 from . import RequestAuthentication as _K12
 from . import JwtRule as _K13
 from . import JwtHeader as _K14
@@ -2180,7 +2157,9 @@ from . import Source as _K6
 from . import Operation as _K7
 from . import Condition as _K8
 from . import PeerAuthentication as _K9
-install(_K1, e_AuthorizationPolicy, d_AuthorizationPolicy)
+_K13_t = {'issuer': "", 'audiences': None, 'jwks_uri': "", 'jwks': "", 'from_headers': None, 'from_params': None, 'output_payload_to_header': "", 'from_cookies': None, 'forward_original_token': False, 'output_claim_to_headers': None, 'timeout': None, 'space_delimited_claims': None, '_unknown_fields': b''}
+_K6_t = {'principals': None, 'not_principals': None, 'request_principals': None, 'not_request_principals': None, 'namespaces': None, 'not_namespaces': None, 'service_accounts': None, 'not_service_accounts': None, 'ip_blocks': None, 'not_ip_blocks': None, 'remote_ip_blocks': None, 'not_remote_ip_blocks': None, 'trust_domains': None, 'not_trust_domains': None, '_unknown_fields': b''}
+install(_K0, e_AuthorizationPolicy, d_AuthorizationPolicy)
 install(_K2, e_AuthorizationPolicyExtensionProvider, d_AuthorizationPolicyExtensionProvider)
 install(_K3, e_Rule, d_Rule)
 install(_K4, e_RuleFrom, d_RuleFrom)
@@ -2189,7 +2168,7 @@ install(_K6, e_Source, d_Source)
 install(_K7, e_Operation, d_Operation)
 install(_K8, e_Condition, d_Condition)
 install(_K9, e_PeerAuthentication, d_PeerAuthentication)
-install(_K11, e_PeerAuthenticationMutualTls, d_PeerAuthenticationMutualTls)
+install(_K10, e_PeerAuthenticationMutualTls, d_PeerAuthenticationMutualTls)
 install(_K12, e_RequestAuthentication, d_RequestAuthentication)
 install(_K13, e_JwtRule, d_JwtRule)
 install(_K14, e_JwtHeader, d_JwtHeader)

@@ -571,7 +571,7 @@ def e_TracingTracingSelector(m):
 
 
 def d_TracingTracingSelector(data, pos, end):
-    f0 = _K2_0
+    f0 = _K3_0
     u = b""
     while pos < end:
         st = pos
@@ -598,14 +598,14 @@ def d_TracingTracingSelector(data, pos, end):
                     f0, pos = rv(data, pos)
             if f0 > 0x7FFFFFFF:
                 f0 = i32(f0)
-            y = _K2_v.get(f0)
-            f0 = y if y is not None else _K2(f0)
+            y = _K3_v.get(f0)
+            f0 = y if y is not None else _K3(f0)
         else:
             pos = skip(data, pos, t, end)
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K3)
+    o = new(_K2)
     o.mode = f0
     o._unknown_fields = u
     return o
@@ -1240,7 +1240,7 @@ def e_MetricSelector(m):
 def d_MetricSelector(data, pos, end):
     f0 = None
     f1 = None
-    f2 = _K2_0
+    f2 = _K3_0
     u = b""
     while pos < end:
         st = pos
@@ -1267,8 +1267,8 @@ def d_MetricSelector(data, pos, end):
                     f0, pos = rv(data, pos)
             if f0 > 0x7FFFFFFF:
                 f0 = i32(f0)
-            y = _K11_v.get(f0)
-            f0 = y if y is not None else _K11(f0)
+            y = _K12_v.get(f0)
+            f0 = y if y is not None else _K12(f0)
             f1 = None
         elif t == 18:
             n = data[pos]
@@ -1300,14 +1300,14 @@ def d_MetricSelector(data, pos, end):
                     f2, pos = rv(data, pos)
             if f2 > 0x7FFFFFFF:
                 f2 = i32(f2)
-            y = _K2_v.get(f2)
-            f2 = y if y is not None else _K2(f2)
+            y = _K3_v.get(f2)
+            f2 = y if y is not None else _K3(f2)
         else:
             pos = skip(data, pos, t, end)
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K12)
+    o = new(_K11)
     o.metric = f0
     o.custom_metric = f1
     o.mode = f2
@@ -1514,7 +1514,7 @@ def e_MetricsOverridesTagOverride(m):
 
 
 def d_MetricsOverridesTagOverride(data, pos, end):
-    f0 = _K14_0
+    f0 = _K15_0
     f1 = ""
     u = b""
     while pos < end:
@@ -1542,8 +1542,8 @@ def d_MetricsOverridesTagOverride(data, pos, end):
                     f0, pos = rv(data, pos)
             if f0 > 0x7FFFFFFF:
                 f0 = i32(f0)
-            y = _K14_v.get(f0)
-            f0 = y if y is not None else _K14(f0)
+            y = _K15_v.get(f0)
+            f0 = y if y is not None else _K15(f0)
         elif t == 18:
             n = data[pos]
             if n < 128:
@@ -1565,7 +1565,7 @@ def d_MetricsOverridesTagOverride(data, pos, end):
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K15)
+    o = new(_K14)
     o.operation = f0
     o.value = f1
     o._unknown_fields = u
@@ -1725,7 +1725,7 @@ def e_AccessLoggingLogSelector(m):
 
 
 def d_AccessLoggingLogSelector(data, pos, end):
-    f0 = _K2_0
+    f0 = _K3_0
     u = b""
     while pos < end:
         st = pos
@@ -1752,8 +1752,8 @@ def d_AccessLoggingLogSelector(data, pos, end):
                     f0, pos = rv(data, pos)
             if f0 > 0x7FFFFFFF:
                 f0 = i32(f0)
-            y = _K2_v.get(f0)
-            f0 = y if y is not None else _K2(f0)
+            y = _K3_v.get(f0)
+            f0 = y if y is not None else _K3(f0)
         else:
             pos = skip(data, pos, t, end)
             u += data[st:pos]
@@ -1826,22 +1826,22 @@ def d_AccessLoggingFilter(data, pos, end):
 from . import Telemetry as _K0
 from . import Tracing as _K1
 from . import Metrics as _K10
-from . import MetricSelectorIstioMetric as _K11
-_K11_v = _K11._value2member_map_
-_K11_0 = _K11(0)
-from . import MetricSelector as _K12
+from . import MetricSelector as _K11
+from . import MetricSelectorIstioMetric as _K12
+_K12_v = _K12._value2member_map_
+_K12_0 = _K12(0)
 from . import MetricsOverrides as _K13
-from . import MetricsOverridesTagOverrideOperation as _K14
-_K14_v = _K14._value2member_map_
-_K14_0 = _K14(0)
-from . import MetricsOverridesTagOverride as _K15
+from . import MetricsOverridesTagOverride as _K14
+from . import MetricsOverridesTagOverrideOperation as _K15
+_K15_v = _K15._value2member_map_
+_K15_0 = _K15(0)
 from . import AccessLogging as _K16
 from . import AccessLoggingLogSelector as _K17
 from . import AccessLoggingFilter as _K18
-from . import WorkloadMode as _K2
-_K2_v = _K2._value2member_map_
-_K2_0 = _K2(0)
-from . import TracingTracingSelector as _K3
+from . import TracingTracingSelector as _K2
+from . import WorkloadMode as _K3
+_K3_v = _K3._value2member_map_
+_K3_0 = _K3(0)
 from . import TracingCustomTag as _K4
 from . import TracingLiteral as _K5
 from . import TracingEnvironment as _K6
@@ -1850,7 +1850,7 @@ from . import TracingFormatter as _K8
 from . import ProviderRef as _K9
 install(_K0, e_Telemetry, d_Telemetry)
 install(_K1, e_Tracing, d_Tracing)
-install(_K3, e_TracingTracingSelector, d_TracingTracingSelector)
+install(_K2, e_TracingTracingSelector, d_TracingTracingSelector)
 install(_K4, e_TracingCustomTag, d_TracingCustomTag)
 install(_K5, e_TracingLiteral, d_TracingLiteral)
 install(_K6, e_TracingEnvironment, d_TracingEnvironment)
@@ -1858,9 +1858,9 @@ install(_K7, e_TracingRequestHeader, d_TracingRequestHeader)
 install(_K8, e_TracingFormatter, d_TracingFormatter)
 install(_K9, e_ProviderRef, d_ProviderRef)
 install(_K10, e_Metrics, d_Metrics)
-install(_K12, e_MetricSelector, d_MetricSelector)
+install(_K11, e_MetricSelector, d_MetricSelector)
 install(_K13, e_MetricsOverrides, d_MetricsOverrides)
-install(_K15, e_MetricsOverridesTagOverride, d_MetricsOverridesTagOverride)
+install(_K14, e_MetricsOverridesTagOverride, d_MetricsOverridesTagOverride)
 install(_K16, e_AccessLogging, d_AccessLogging)
 install(_K17, e_AccessLoggingLogSelector, d_AccessLoggingLogSelector)
 install(_K18, e_AccessLoggingFilter, d_AccessLoggingFilter)

@@ -210,7 +210,7 @@ def e_StatusAnnotation(m):
 
 def d_StatusAnnotation(data, pos, end):
     f0 = False
-    f1 = _K3_0
+    f1 = _K4_0
     u = b""
     while pos < end:
         st = pos
@@ -249,14 +249,14 @@ def d_StatusAnnotation(data, pos, end):
                     f1, pos = rv(data, pos)
             if f1 > 0x7FFFFFFF:
                 f1 = i32(f1)
-            y = _K3_v.get(f1)
-            f1 = y if y is not None else _K3(f1)
+            y = _K4_v.get(f1)
+            f1 = y if y is not None else _K4(f1)
         else:
             pos = skip(data, pos, t, end)
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K4)
+    o = new(_K3)
     o.work_in_progress = f0
     o.package_version_status = f1
     o._unknown_fields = u
@@ -267,11 +267,11 @@ def d_StatusAnnotation(data, pos, end):
 from . import FileStatusAnnotation as _K0
 from . import MessageStatusAnnotation as _K1
 from . import FieldStatusAnnotation as _K2
-from . import PackageVersionStatus as _K3
-_K3_v = _K3._value2member_map_
-_K3_0 = _K3(0)
-from . import StatusAnnotation as _K4
+from . import StatusAnnotation as _K3
+from . import PackageVersionStatus as _K4
+_K4_v = _K4._value2member_map_
+_K4_0 = _K4(0)
 install(_K0, e_FileStatusAnnotation, d_FileStatusAnnotation)
 install(_K1, e_MessageStatusAnnotation, d_MessageStatusAnnotation)
 install(_K2, e_FieldStatusAnnotation, d_FieldStatusAnnotation)
-install(_K4, e_StatusAnnotation, d_StatusAnnotation)
+install(_K3, e_StatusAnnotation, d_StatusAnnotation)

@@ -361,7 +361,7 @@ def e_ResourceLocator(m):
 
 
 def d_ResourceLocator(data, pos, end):
-    f0 = _K3_0
+    f0 = _K4_0
     f1 = ""
     f2 = ""
     f3 = ""
@@ -393,8 +393,8 @@ def d_ResourceLocator(data, pos, end):
                     f0, pos = rv(data, pos)
             if f0 > 0x7FFFFFFF:
                 f0 = i32(f0)
-            y = _K3_v.get(f0)
-            f0 = y if y is not None else _K3(f0)
+            y = _K4_v.get(f0)
+            f0 = y if y is not None else _K4(f0)
         elif t == 18:
             n = data[pos]
             if n < 128:
@@ -484,7 +484,7 @@ def d_ResourceLocator(data, pos, end):
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K4)
+    o = new(_K3)
     o.scheme = f0
     o.id = f1
     o.authority = f2
@@ -876,10 +876,10 @@ def d_CidrRange(data, pos, end):
 from . import ContextParams as _K0
 from . import Authority as _K1
 from . import TypedExtensionConfig as _K2
-from . import ResourceLocatorScheme as _K3
-_K3_v = _K3._value2member_map_
-_K3_0 = _K3(0)
-from . import ResourceLocator as _K4
+from . import ResourceLocator as _K3
+from . import ResourceLocatorScheme as _K4
+_K4_v = _K4._value2member_map_
+_K4_0 = _K4(0)
 from . import ResourceLocatorDirective as _K5
 from . import CollectionEntry as _K6
 from . import CollectionEntryInlineEntry as _K7
@@ -887,7 +887,7 @@ from . import CidrRange as _K8
 install(_K0, e_ContextParams, d_ContextParams)
 install(_K1, e_Authority, d_Authority)
 install(_K2, e_TypedExtensionConfig, d_TypedExtensionConfig)
-install(_K4, e_ResourceLocator, d_ResourceLocator)
+install(_K3, e_ResourceLocator, d_ResourceLocator)
 install(_K5, e_ResourceLocatorDirective, d_ResourceLocatorDirective)
 install(_K6, e_CollectionEntry, d_CollectionEntry)
 install(_K7, e_CollectionEntryInlineEntry, d_CollectionEntryInlineEntry)

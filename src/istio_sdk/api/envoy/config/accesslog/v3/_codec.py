@@ -265,19 +265,8 @@ def e_AccessLogFilter(m):
 
 
 def d_AccessLogFilter(data, pos, end):
-    f0 = None
-    f1 = None
-    f2 = None
-    f3 = None
-    f4 = None
-    f5 = None
-    f6 = None
-    f7 = None
-    f8 = None
-    f9 = None
-    f10 = None
-    f11 = None
-    f12 = None
+    o = new(_K1)
+    o.__dict__ = _K1_t.copy()
     u = b""
     while pos < end:
         st = pos
@@ -306,23 +295,23 @@ def d_AccessLogFilter(data, pos, end):
                 e = pos + n
                 if e > end:
                     raise trunc()
-                if f0 is None:
-                    f0 = d_StatusCodeFilter(data, pos, e)
+                if o.status_code_filter is None:
+                    o.status_code_filter = d_StatusCodeFilter(data, pos, e)
                 else:
-                    f0 = merge(d_StatusCodeFilter, e_StatusCodeFilter, f0, data, pos, e)
+                    o.status_code_filter = merge(d_StatusCodeFilter, e_StatusCodeFilter, o.status_code_filter, data, pos, e)
                 pos = e
-                f5 = None
-                f1 = None
-                f10 = None
-                f9 = None
-                f7 = None
-                f12 = None
-                f11 = None
-                f2 = None
-                f6 = None
-                f8 = None
-                f4 = None
-                f3 = None
+                o.and_filter = None
+                o.duration_filter = None
+                o.extension_filter = None
+                o.grpc_status_filter = None
+                o.header_filter = None
+                o.log_type_filter = None
+                o.metadata_filter = None
+                o.not_health_check_filter = None
+                o.or_filter = None
+                o.response_flag_filter = None
+                o.runtime_filter = None
+                o.traceable_filter = None
             elif t == 18:
                 n = data[pos]
                 if n < 128:
@@ -337,23 +326,23 @@ def d_AccessLogFilter(data, pos, end):
                 e = pos + n
                 if e > end:
                     raise trunc()
-                if f1 is None:
-                    f1 = d_DurationFilter(data, pos, e)
+                if o.duration_filter is None:
+                    o.duration_filter = d_DurationFilter(data, pos, e)
                 else:
-                    f1 = merge(d_DurationFilter, e_DurationFilter, f1, data, pos, e)
+                    o.duration_filter = merge(d_DurationFilter, e_DurationFilter, o.duration_filter, data, pos, e)
                 pos = e
-                f5 = None
-                f10 = None
-                f9 = None
-                f7 = None
-                f12 = None
-                f11 = None
-                f2 = None
-                f6 = None
-                f8 = None
-                f4 = None
-                f0 = None
-                f3 = None
+                o.and_filter = None
+                o.extension_filter = None
+                o.grpc_status_filter = None
+                o.header_filter = None
+                o.log_type_filter = None
+                o.metadata_filter = None
+                o.not_health_check_filter = None
+                o.or_filter = None
+                o.response_flag_filter = None
+                o.runtime_filter = None
+                o.status_code_filter = None
+                o.traceable_filter = None
             elif t == 26:
                 n = data[pos]
                 if n < 128:
@@ -368,23 +357,23 @@ def d_AccessLogFilter(data, pos, end):
                 e = pos + n
                 if e > end:
                     raise trunc()
-                if f2 is None:
-                    f2 = d_NotHealthCheckFilter(data, pos, e)
+                if o.not_health_check_filter is None:
+                    o.not_health_check_filter = d_NotHealthCheckFilter(data, pos, e)
                 else:
-                    f2 = merge(d_NotHealthCheckFilter, e_NotHealthCheckFilter, f2, data, pos, e)
+                    o.not_health_check_filter = merge(d_NotHealthCheckFilter, e_NotHealthCheckFilter, o.not_health_check_filter, data, pos, e)
                 pos = e
-                f5 = None
-                f1 = None
-                f10 = None
-                f9 = None
-                f7 = None
-                f12 = None
-                f11 = None
-                f6 = None
-                f8 = None
-                f4 = None
-                f0 = None
-                f3 = None
+                o.and_filter = None
+                o.duration_filter = None
+                o.extension_filter = None
+                o.grpc_status_filter = None
+                o.header_filter = None
+                o.log_type_filter = None
+                o.metadata_filter = None
+                o.or_filter = None
+                o.response_flag_filter = None
+                o.runtime_filter = None
+                o.status_code_filter = None
+                o.traceable_filter = None
             elif t == 34:
                 n = data[pos]
                 if n < 128:
@@ -399,23 +388,23 @@ def d_AccessLogFilter(data, pos, end):
                 e = pos + n
                 if e > end:
                     raise trunc()
-                if f3 is None:
-                    f3 = d_TraceableFilter(data, pos, e)
+                if o.traceable_filter is None:
+                    o.traceable_filter = d_TraceableFilter(data, pos, e)
                 else:
-                    f3 = merge(d_TraceableFilter, e_TraceableFilter, f3, data, pos, e)
+                    o.traceable_filter = merge(d_TraceableFilter, e_TraceableFilter, o.traceable_filter, data, pos, e)
                 pos = e
-                f5 = None
-                f1 = None
-                f10 = None
-                f9 = None
-                f7 = None
-                f12 = None
-                f11 = None
-                f2 = None
-                f6 = None
-                f8 = None
-                f4 = None
-                f0 = None
+                o.and_filter = None
+                o.duration_filter = None
+                o.extension_filter = None
+                o.grpc_status_filter = None
+                o.header_filter = None
+                o.log_type_filter = None
+                o.metadata_filter = None
+                o.not_health_check_filter = None
+                o.or_filter = None
+                o.response_flag_filter = None
+                o.runtime_filter = None
+                o.status_code_filter = None
             elif t == 42:
                 n = data[pos]
                 if n < 128:
@@ -430,23 +419,23 @@ def d_AccessLogFilter(data, pos, end):
                 e = pos + n
                 if e > end:
                     raise trunc()
-                if f4 is None:
-                    f4 = d_RuntimeFilter(data, pos, e)
+                if o.runtime_filter is None:
+                    o.runtime_filter = d_RuntimeFilter(data, pos, e)
                 else:
-                    f4 = merge(d_RuntimeFilter, e_RuntimeFilter, f4, data, pos, e)
+                    o.runtime_filter = merge(d_RuntimeFilter, e_RuntimeFilter, o.runtime_filter, data, pos, e)
                 pos = e
-                f5 = None
-                f1 = None
-                f10 = None
-                f9 = None
-                f7 = None
-                f12 = None
-                f11 = None
-                f2 = None
-                f6 = None
-                f8 = None
-                f0 = None
-                f3 = None
+                o.and_filter = None
+                o.duration_filter = None
+                o.extension_filter = None
+                o.grpc_status_filter = None
+                o.header_filter = None
+                o.log_type_filter = None
+                o.metadata_filter = None
+                o.not_health_check_filter = None
+                o.or_filter = None
+                o.response_flag_filter = None
+                o.status_code_filter = None
+                o.traceable_filter = None
             elif t == 50:
                 n = data[pos]
                 if n < 128:
@@ -461,23 +450,23 @@ def d_AccessLogFilter(data, pos, end):
                 e = pos + n
                 if e > end:
                     raise trunc()
-                if f5 is None:
-                    f5 = d_AndFilter(data, pos, e)
+                if o.and_filter is None:
+                    o.and_filter = d_AndFilter(data, pos, e)
                 else:
-                    f5 = merge(d_AndFilter, e_AndFilter, f5, data, pos, e)
+                    o.and_filter = merge(d_AndFilter, e_AndFilter, o.and_filter, data, pos, e)
                 pos = e
-                f1 = None
-                f10 = None
-                f9 = None
-                f7 = None
-                f12 = None
-                f11 = None
-                f2 = None
-                f6 = None
-                f8 = None
-                f4 = None
-                f0 = None
-                f3 = None
+                o.duration_filter = None
+                o.extension_filter = None
+                o.grpc_status_filter = None
+                o.header_filter = None
+                o.log_type_filter = None
+                o.metadata_filter = None
+                o.not_health_check_filter = None
+                o.or_filter = None
+                o.response_flag_filter = None
+                o.runtime_filter = None
+                o.status_code_filter = None
+                o.traceable_filter = None
             else:
                 pos = skip(data, pos, t, end)
                 u += data[st:pos]
@@ -497,23 +486,23 @@ def d_AccessLogFilter(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f6 is None:
-                        f6 = d_OrFilter(data, pos, e)
+                    if o.or_filter is None:
+                        o.or_filter = d_OrFilter(data, pos, e)
                     else:
-                        f6 = merge(d_OrFilter, e_OrFilter, f6, data, pos, e)
+                        o.or_filter = merge(d_OrFilter, e_OrFilter, o.or_filter, data, pos, e)
                     pos = e
-                    f5 = None
-                    f1 = None
-                    f10 = None
-                    f9 = None
-                    f7 = None
-                    f12 = None
-                    f11 = None
-                    f2 = None
-                    f8 = None
-                    f4 = None
-                    f0 = None
-                    f3 = None
+                    o.and_filter = None
+                    o.duration_filter = None
+                    o.extension_filter = None
+                    o.grpc_status_filter = None
+                    o.header_filter = None
+                    o.log_type_filter = None
+                    o.metadata_filter = None
+                    o.not_health_check_filter = None
+                    o.response_flag_filter = None
+                    o.runtime_filter = None
+                    o.status_code_filter = None
+                    o.traceable_filter = None
                 elif t == 66:
                     n = data[pos]
                     if n < 128:
@@ -528,23 +517,23 @@ def d_AccessLogFilter(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f7 is None:
-                        f7 = d_HeaderFilter(data, pos, e)
+                    if o.header_filter is None:
+                        o.header_filter = d_HeaderFilter(data, pos, e)
                     else:
-                        f7 = merge(d_HeaderFilter, e_HeaderFilter, f7, data, pos, e)
+                        o.header_filter = merge(d_HeaderFilter, e_HeaderFilter, o.header_filter, data, pos, e)
                     pos = e
-                    f5 = None
-                    f1 = None
-                    f10 = None
-                    f9 = None
-                    f12 = None
-                    f11 = None
-                    f2 = None
-                    f6 = None
-                    f8 = None
-                    f4 = None
-                    f0 = None
-                    f3 = None
+                    o.and_filter = None
+                    o.duration_filter = None
+                    o.extension_filter = None
+                    o.grpc_status_filter = None
+                    o.log_type_filter = None
+                    o.metadata_filter = None
+                    o.not_health_check_filter = None
+                    o.or_filter = None
+                    o.response_flag_filter = None
+                    o.runtime_filter = None
+                    o.status_code_filter = None
+                    o.traceable_filter = None
                 elif t == 74:
                     n = data[pos]
                     if n < 128:
@@ -559,23 +548,23 @@ def d_AccessLogFilter(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f8 is None:
-                        f8 = d_ResponseFlagFilter(data, pos, e)
+                    if o.response_flag_filter is None:
+                        o.response_flag_filter = d_ResponseFlagFilter(data, pos, e)
                     else:
-                        f8 = merge(d_ResponseFlagFilter, e_ResponseFlagFilter, f8, data, pos, e)
+                        o.response_flag_filter = merge(d_ResponseFlagFilter, e_ResponseFlagFilter, o.response_flag_filter, data, pos, e)
                     pos = e
-                    f5 = None
-                    f1 = None
-                    f10 = None
-                    f9 = None
-                    f7 = None
-                    f12 = None
-                    f11 = None
-                    f2 = None
-                    f6 = None
-                    f4 = None
-                    f0 = None
-                    f3 = None
+                    o.and_filter = None
+                    o.duration_filter = None
+                    o.extension_filter = None
+                    o.grpc_status_filter = None
+                    o.header_filter = None
+                    o.log_type_filter = None
+                    o.metadata_filter = None
+                    o.not_health_check_filter = None
+                    o.or_filter = None
+                    o.runtime_filter = None
+                    o.status_code_filter = None
+                    o.traceable_filter = None
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
@@ -594,23 +583,23 @@ def d_AccessLogFilter(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f9 is None:
-                        f9 = d_GrpcStatusFilter(data, pos, e)
+                    if o.grpc_status_filter is None:
+                        o.grpc_status_filter = d_GrpcStatusFilter(data, pos, e)
                     else:
-                        f9 = merge(d_GrpcStatusFilter, e_GrpcStatusFilter, f9, data, pos, e)
+                        o.grpc_status_filter = merge(d_GrpcStatusFilter, e_GrpcStatusFilter, o.grpc_status_filter, data, pos, e)
                     pos = e
-                    f5 = None
-                    f1 = None
-                    f10 = None
-                    f7 = None
-                    f12 = None
-                    f11 = None
-                    f2 = None
-                    f6 = None
-                    f8 = None
-                    f4 = None
-                    f0 = None
-                    f3 = None
+                    o.and_filter = None
+                    o.duration_filter = None
+                    o.extension_filter = None
+                    o.header_filter = None
+                    o.log_type_filter = None
+                    o.metadata_filter = None
+                    o.not_health_check_filter = None
+                    o.or_filter = None
+                    o.response_flag_filter = None
+                    o.runtime_filter = None
+                    o.status_code_filter = None
+                    o.traceable_filter = None
                 elif t == 90:
                     n = data[pos]
                     if n < 128:
@@ -625,23 +614,23 @@ def d_AccessLogFilter(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f10 is None:
-                        f10 = d_ExtensionFilter(data, pos, e)
+                    if o.extension_filter is None:
+                        o.extension_filter = d_ExtensionFilter(data, pos, e)
                     else:
-                        f10 = merge(d_ExtensionFilter, e_ExtensionFilter, f10, data, pos, e)
+                        o.extension_filter = merge(d_ExtensionFilter, e_ExtensionFilter, o.extension_filter, data, pos, e)
                     pos = e
-                    f5 = None
-                    f1 = None
-                    f9 = None
-                    f7 = None
-                    f12 = None
-                    f11 = None
-                    f2 = None
-                    f6 = None
-                    f8 = None
-                    f4 = None
-                    f0 = None
-                    f3 = None
+                    o.and_filter = None
+                    o.duration_filter = None
+                    o.grpc_status_filter = None
+                    o.header_filter = None
+                    o.log_type_filter = None
+                    o.metadata_filter = None
+                    o.not_health_check_filter = None
+                    o.or_filter = None
+                    o.response_flag_filter = None
+                    o.runtime_filter = None
+                    o.status_code_filter = None
+                    o.traceable_filter = None
                 elif t == 98:
                     n = data[pos]
                     if n < 128:
@@ -656,23 +645,23 @@ def d_AccessLogFilter(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f11 is None:
-                        f11 = d_MetadataFilter(data, pos, e)
+                    if o.metadata_filter is None:
+                        o.metadata_filter = d_MetadataFilter(data, pos, e)
                     else:
-                        f11 = merge(d_MetadataFilter, e_MetadataFilter, f11, data, pos, e)
+                        o.metadata_filter = merge(d_MetadataFilter, e_MetadataFilter, o.metadata_filter, data, pos, e)
                     pos = e
-                    f5 = None
-                    f1 = None
-                    f10 = None
-                    f9 = None
-                    f7 = None
-                    f12 = None
-                    f2 = None
-                    f6 = None
-                    f8 = None
-                    f4 = None
-                    f0 = None
-                    f3 = None
+                    o.and_filter = None
+                    o.duration_filter = None
+                    o.extension_filter = None
+                    o.grpc_status_filter = None
+                    o.header_filter = None
+                    o.log_type_filter = None
+                    o.not_health_check_filter = None
+                    o.or_filter = None
+                    o.response_flag_filter = None
+                    o.runtime_filter = None
+                    o.status_code_filter = None
+                    o.traceable_filter = None
                 elif t == 106:
                     n = data[pos]
                     if n < 128:
@@ -687,43 +676,30 @@ def d_AccessLogFilter(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f12 is None:
-                        f12 = d_LogTypeFilter(data, pos, e)
+                    if o.log_type_filter is None:
+                        o.log_type_filter = d_LogTypeFilter(data, pos, e)
                     else:
-                        f12 = merge(d_LogTypeFilter, e_LogTypeFilter, f12, data, pos, e)
+                        o.log_type_filter = merge(d_LogTypeFilter, e_LogTypeFilter, o.log_type_filter, data, pos, e)
                     pos = e
-                    f5 = None
-                    f1 = None
-                    f10 = None
-                    f9 = None
-                    f7 = None
-                    f11 = None
-                    f2 = None
-                    f6 = None
-                    f8 = None
-                    f4 = None
-                    f0 = None
-                    f3 = None
+                    o.and_filter = None
+                    o.duration_filter = None
+                    o.extension_filter = None
+                    o.grpc_status_filter = None
+                    o.header_filter = None
+                    o.metadata_filter = None
+                    o.not_health_check_filter = None
+                    o.or_filter = None
+                    o.response_flag_filter = None
+                    o.runtime_filter = None
+                    o.status_code_filter = None
+                    o.traceable_filter = None
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K1)
-    o.status_code_filter = f0
-    o.duration_filter = f1
-    o.not_health_check_filter = f2
-    o.traceable_filter = f3
-    o.runtime_filter = f4
-    o.and_filter = f5
-    o.or_filter = f6
-    o.header_filter = f7
-    o.response_flag_filter = f8
-    o.grpc_status_filter = f9
-    o.extension_filter = f10
-    o.metadata_filter = f11
-    o.log_type_filter = f12
-    o._unknown_fields = u
+    if u:
+        o._unknown_fields = u
     return o
 
 
@@ -747,7 +723,7 @@ def e_ComparisonFilter(m):
 
 
 def d_ComparisonFilter(data, pos, end):
-    f0 = _K2_0
+    f0 = _K3_0
     f1 = None
     u = b""
     while pos < end:
@@ -775,8 +751,8 @@ def d_ComparisonFilter(data, pos, end):
                     f0, pos = rv(data, pos)
             if f0 > 0x7FFFFFFF:
                 f0 = i32(f0)
-            y = _K2_v.get(f0)
-            f0 = y if y is not None else _K2(f0)
+            y = _K3_v.get(f0)
+            f0 = y if y is not None else _K3(f0)
         elif t == 18:
             n = data[pos]
             if n < 128:
@@ -801,7 +777,7 @@ def d_ComparisonFilter(data, pos, end):
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K3)
+    o = new(_K2)
     o.op = f0
     o.value = f1
     o._unknown_fields = u
@@ -1373,8 +1349,8 @@ def d_GrpcStatusFilter(data, pos, end):
                     x, pos = rv(data, pos)
             if x > 0x7FFFFFFF:
                 x = i32(x)
-            y = _K13_v.get(x)
-            x = y if y is not None else _K13(x)
+            y = _K14_v.get(x)
+            x = y if y is not None else _K14(x)
             f0.append(x)
         elif t == 10:
             n = data[pos]
@@ -1393,8 +1369,8 @@ def d_GrpcStatusFilter(data, pos, end):
             for x in unpack_varints(data, pos, e):
                 if x > 0x7FFFFFFF:
                     x = i32(x)
-                y = _K13_v.get(x)
-                x = y if y is not None else _K13(x)
+                y = _K14_v.get(x)
+                x = y if y is not None else _K14(x)
                 f0.append(x)
             pos = e
         elif t == 16:
@@ -1414,7 +1390,7 @@ def d_GrpcStatusFilter(data, pos, end):
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K14)
+    o = new(_K13)
     o.statuses = f0
     o.exclude = f1
     o._unknown_fields = u
@@ -1554,8 +1530,8 @@ def d_LogTypeFilter(data, pos, end):
                     x, pos = rv(data, pos)
             if x > 0x7FFFFFFF:
                 x = i32(x)
-            y = _K16_v.get(x)
-            x = y if y is not None else _K16(x)
+            y = _K17_v.get(x)
+            x = y if y is not None else _K17(x)
             f0.append(x)
         elif t == 10:
             n = data[pos]
@@ -1574,8 +1550,8 @@ def d_LogTypeFilter(data, pos, end):
             for x in unpack_varints(data, pos, e):
                 if x > 0x7FFFFFFF:
                     x = i32(x)
-                y = _K16_v.get(x)
-                x = y if y is not None else _K16(x)
+                y = _K17_v.get(x)
+                x = y if y is not None else _K17(x)
                 f0.append(x)
             pos = e
         elif t == 16:
@@ -1595,7 +1571,7 @@ def d_LogTypeFilter(data, pos, end):
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K17)
+    o = new(_K16)
     o.types = f0
     o.exclude = f1
     o._unknown_fields = u
@@ -1693,30 +1669,31 @@ from . import AccessLogFilter as _K1
 from . import OrFilter as _K10
 from . import HeaderFilter as _K11
 from . import ResponseFlagFilter as _K12
-from . import GrpcStatusFilterStatus as _K13
-_K13_v = _K13._value2member_map_
-_K13_0 = _K13(0)
-from . import GrpcStatusFilter as _K14
+from . import GrpcStatusFilter as _K13
+from . import GrpcStatusFilterStatus as _K14
+_K14_v = _K14._value2member_map_
+_K14_0 = _K14(0)
 from . import MetadataFilter as _K15
+from . import LogTypeFilter as _K16
 from .....envoy.data.accesslog import v3 as _p0
-_K16 = _p0.AccessLogType
-_K16_v = _K16._value2member_map_
-_K16_0 = _K16(0)
-from . import LogTypeFilter as _K17
+_K17 = _p0.AccessLogType
+_K17_v = _K17._value2member_map_
+_K17_0 = _K17(0)
 from . import ExtensionFilter as _K18
-from . import ComparisonFilterOp as _K2
-_K2_v = _K2._value2member_map_
-_K2_0 = _K2(0)
-from . import ComparisonFilter as _K3
+from . import ComparisonFilter as _K2
+from . import ComparisonFilterOp as _K3
+_K3_v = _K3._value2member_map_
+_K3_0 = _K3(0)
 from . import StatusCodeFilter as _K4
 from . import DurationFilter as _K5
 from . import NotHealthCheckFilter as _K6
 from . import TraceableFilter as _K7
 from . import RuntimeFilter as _K8
 from . import AndFilter as _K9
+_K1_t = {'status_code_filter': None, 'duration_filter': None, 'not_health_check_filter': None, 'traceable_filter': None, 'runtime_filter': None, 'and_filter': None, 'or_filter': None, 'header_filter': None, 'response_flag_filter': None, 'grpc_status_filter': None, 'extension_filter': None, 'metadata_filter': None, 'log_type_filter': None, '_unknown_fields': b''}
 install(_K0, e_AccessLog, d_AccessLog)
 install(_K1, e_AccessLogFilter, d_AccessLogFilter)
-install(_K3, e_ComparisonFilter, d_ComparisonFilter)
+install(_K2, e_ComparisonFilter, d_ComparisonFilter)
 install(_K4, e_StatusCodeFilter, d_StatusCodeFilter)
 install(_K5, e_DurationFilter, d_DurationFilter)
 install(_K6, e_NotHealthCheckFilter, d_NotHealthCheckFilter)
@@ -1726,7 +1703,7 @@ install(_K9, e_AndFilter, d_AndFilter)
 install(_K10, e_OrFilter, d_OrFilter)
 install(_K11, e_HeaderFilter, d_HeaderFilter)
 install(_K12, e_ResponseFlagFilter, d_ResponseFlagFilter)
-install(_K14, e_GrpcStatusFilter, d_GrpcStatusFilter)
+install(_K13, e_GrpcStatusFilter, d_GrpcStatusFilter)
 install(_K15, e_MetadataFilter, d_MetadataFilter)
-install(_K17, e_LogTypeFilter, d_LogTypeFilter)
+install(_K16, e_LogTypeFilter, d_LogTypeFilter)
 install(_K18, e_ExtensionFilter, d_ExtensionFilter)

@@ -406,46 +406,15 @@ def m_Bootstrap_certificate_provider_instances(data, pos, end):
 
 
 def d_Bootstrap(data, pos, end):
-    f0 = None
-    f1 = []
-    f2 = None
-    f3 = None
-    f4 = None
-    f5 = None
-    f6 = ""
-    f7 = []
-    f8 = None
-    f9 = None
-    f10 = None
-    f11 = None
-    f12 = None
-    f13 = None
-    f14 = None
-    f15 = None
-    f16 = None
-    f17 = None
-    f18 = None
-    f19 = False
-    f20 = ""
-    f21 = None
-    f22 = False
-    f23 = None
-    f24 = None
-    f25 = []
-    f26 = []
-    f27 = []
-    f28 = None
-    f29 = ""
-    f30 = {}
-    f31 = []
-    f32 = ""
-    f33 = None
-    f34 = None
-    f35 = None
-    f36 = None
-    f37 = None
-    f38 = None
-    f39 = None
+    o = new(_K0)
+    o.__dict__ = _K0_t.copy()
+    f1 = o.node_context_params = []
+    f7 = o.stats_sinks = []
+    f25 = o.bootstrap_extensions = []
+    f26 = o.fatal_actions = []
+    f27 = o.config_sources = []
+    f30 = o.certificate_provider_instances = {}
+    f31 = o.inline_headers = []
     u = b""
     while pos < end:
         st = pos
@@ -476,10 +445,10 @@ def d_Bootstrap(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f0 is None:
-                            f0 = _c0.d_Node(data, pos, e)
+                        if o.node is None:
+                            o.node = _c0.d_Node(data, pos, e)
                         else:
-                            f0 = merge(_c0.d_Node, _c0.e_Node, f0, data, pos, e)
+                            o.node = merge(_c0.d_Node, _c0.e_Node, o.node, data, pos, e)
                         pos = e
                     elif t == 18:
                         n = data[pos]
@@ -495,10 +464,10 @@ def d_Bootstrap(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f2 is None:
-                            f2 = d_BootstrapStaticResources(data, pos, e)
+                        if o.static_resources is None:
+                            o.static_resources = d_BootstrapStaticResources(data, pos, e)
                         else:
-                            f2 = merge(d_BootstrapStaticResources, e_BootstrapStaticResources, f2, data, pos, e)
+                            o.static_resources = merge(d_BootstrapStaticResources, e_BootstrapStaticResources, o.static_resources, data, pos, e)
                         pos = e
                     elif t == 26:
                         n = data[pos]
@@ -514,10 +483,10 @@ def d_Bootstrap(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f3 is None:
-                            f3 = d_BootstrapDynamicResources(data, pos, e)
+                        if o.dynamic_resources is None:
+                            o.dynamic_resources = d_BootstrapDynamicResources(data, pos, e)
                         else:
-                            f3 = merge(d_BootstrapDynamicResources, e_BootstrapDynamicResources, f3, data, pos, e)
+                            o.dynamic_resources = merge(d_BootstrapDynamicResources, e_BootstrapDynamicResources, o.dynamic_resources, data, pos, e)
                         pos = e
                     elif t == 34:
                         n = data[pos]
@@ -533,10 +502,10 @@ def d_Bootstrap(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f4 is None:
-                            f4 = d_ClusterManager(data, pos, e)
+                        if o.cluster_manager is None:
+                            o.cluster_manager = d_ClusterManager(data, pos, e)
                         else:
-                            f4 = merge(d_ClusterManager, e_ClusterManager, f4, data, pos, e)
+                            o.cluster_manager = merge(d_ClusterManager, e_ClusterManager, o.cluster_manager, data, pos, e)
                         pos = e
                     elif t == 42:
                         n = data[pos]
@@ -552,8 +521,9 @@ def d_Bootstrap(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        f6 = data[pos:e].decode()
+                        x = data[pos:e].decode()
                         pos = e
+                        o.flags_path = x
                     else:
                         pos = skip(data, pos, t, end)
                         u += data[st:pos]
@@ -589,10 +559,10 @@ def d_Bootstrap(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f10 is None:
-                            f10 = _w0d(data, pos, e)
+                        if o.stats_flush_interval is None:
+                            o.stats_flush_interval = _w0d(data, pos, e)
                         else:
-                            f10 = merge(_w0d, _w0e, f10, data, pos, e)
+                            o.stats_flush_interval = merge(_w0d, _w0e, o.stats_flush_interval, data, pos, e)
                         pos = e
                     elif t == 66:
                         n = data[pos]
@@ -608,10 +578,10 @@ def d_Bootstrap(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f13 is None:
-                            f13 = d_Watchdog(data, pos, e)
+                        if o.watchdog is None:
+                            o.watchdog = d_Watchdog(data, pos, e)
                         else:
-                            f13 = merge(d_Watchdog, e_Watchdog, f13, data, pos, e)
+                            o.watchdog = merge(d_Watchdog, e_Watchdog, o.watchdog, data, pos, e)
                         pos = e
                     elif t == 74:
                         n = data[pos]
@@ -627,10 +597,10 @@ def d_Bootstrap(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f15 is None:
-                            f15 = _c2.d_Tracing(data, pos, e)
+                        if o.tracing is None:
+                            o.tracing = _c2.d_Tracing(data, pos, e)
                         else:
-                            f15 = merge(_c2.d_Tracing, _c2.e_Tracing, f15, data, pos, e)
+                            o.tracing = merge(_c2.d_Tracing, _c2.e_Tracing, o.tracing, data, pos, e)
                         pos = e
                     elif t == 98:
                         n = data[pos]
@@ -646,10 +616,10 @@ def d_Bootstrap(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f17 is None:
-                            f17 = d_Admin(data, pos, e)
+                        if o.admin is None:
+                            o.admin = d_Admin(data, pos, e)
                         else:
-                            f17 = merge(d_Admin, e_Admin, f17, data, pos, e)
+                            o.admin = merge(d_Admin, e_Admin, o.admin, data, pos, e)
                         pos = e
                     else:
                         pos = skip(data, pos, t, end)
@@ -670,10 +640,10 @@ def d_Bootstrap(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f9 is None:
-                            f9 = _c1.d_StatsConfig(data, pos, e)
+                        if o.stats_config is None:
+                            o.stats_config = _c1.d_StatsConfig(data, pos, e)
                         else:
-                            f9 = merge(_c1.d_StatsConfig, _c1.e_StatsConfig, f9, data, pos, e)
+                            o.stats_config = merge(_c1.d_StatsConfig, _c1.e_StatsConfig, o.stats_config, data, pos, e)
                         pos = e
                     elif t == 114:
                         n = data[pos]
@@ -689,10 +659,10 @@ def d_Bootstrap(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f5 is None:
-                            f5 = _c0.d_ApiConfigSource(data, pos, e)
+                        if o.hds_config is None:
+                            o.hds_config = _c0.d_ApiConfigSource(data, pos, e)
                         else:
-                            f5 = merge(_c0.d_ApiConfigSource, _c0.e_ApiConfigSource, f5, data, pos, e)
+                            o.hds_config = merge(_c0.d_ApiConfigSource, _c0.e_ApiConfigSource, o.hds_config, data, pos, e)
                         pos = e
                     elif t == 122:
                         n = data[pos]
@@ -708,23 +678,24 @@ def d_Bootstrap(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f18 is None:
-                            f18 = _c3.d_OverloadManager(data, pos, e)
+                        if o.overload_manager is None:
+                            o.overload_manager = _c3.d_OverloadManager(data, pos, e)
                         else:
-                            f18 = merge(_c3.d_OverloadManager, _c3.e_OverloadManager, f18, data, pos, e)
+                            o.overload_manager = merge(_c3.d_OverloadManager, _c3.e_OverloadManager, o.overload_manager, data, pos, e)
                         pos = e
                     elif t == 128:
-                        f19 = data[pos]
-                        if f19 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f19 = (f19 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f19, pos = rv(data, pos)
-                        f19 = f19 != 0
+                                x, pos = rv(data, pos)
+                        x = x != 0
+                        o.enable_dispatcher_stats = x
                     elif t == 138:
                         n = data[pos]
                         if n < 128:
@@ -739,10 +710,10 @@ def d_Bootstrap(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f16 is None:
-                            f16 = d_LayeredRuntime(data, pos, e)
+                        if o.layered_runtime is None:
+                            o.layered_runtime = d_LayeredRuntime(data, pos, e)
                         else:
-                            f16 = merge(d_LayeredRuntime, e_LayeredRuntime, f16, data, pos, e)
+                            o.layered_runtime = merge(d_LayeredRuntime, e_LayeredRuntime, o.layered_runtime, data, pos, e)
                         pos = e
                     else:
                         pos = skip(data, pos, t, end)
@@ -762,8 +733,9 @@ def d_Bootstrap(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        f20 = data[pos:e].decode()
+                        x = data[pos:e].decode()
                         pos = e
+                        o.header_prefix = x
                     elif t == 154:
                         n = data[pos]
                         if n < 128:
@@ -779,24 +751,25 @@ def d_Bootstrap(data, pos, end):
                         if e > end:
                             raise trunc()
                         if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                            f21 = data[pos + 1]
-                        elif f21 is None:
-                            f21 = _w1d(data, pos, e)
+                            o.stats_server_version_override = data[pos + 1]
+                        elif o.stats_server_version_override is None:
+                            o.stats_server_version_override = _w1d(data, pos, e)
                         else:
-                            f21 = merge(_w1d, _w1e, f21, data, pos, e)
+                            o.stats_server_version_override = merge(_w1d, _w1e, o.stats_server_version_override, data, pos, e)
                         pos = e
                     elif t == 160:
-                        f22 = data[pos]
-                        if f22 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f22 = (f22 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f22, pos = rv(data, pos)
-                        f22 = f22 != 0
+                                x, pos = rv(data, pos)
+                        x = x != 0
+                        o.use_tcp_for_dns_lookups = x
                     elif t == 170:
                         n = data[pos]
                         if n < 128:
@@ -851,10 +824,10 @@ def d_Bootstrap(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f28 is None:
-                            f28 = _c0.d_ConfigSource(data, pos, e)
+                        if o.default_config_source is None:
+                            o.default_config_source = _c0.d_ConfigSource(data, pos, e)
                         else:
-                            f28 = merge(_c0.d_ConfigSource, _c0.e_ConfigSource, f28, data, pos, e)
+                            o.default_config_source = merge(_c0.d_ConfigSource, _c0.e_ConfigSource, o.default_config_source, data, pos, e)
                         pos = e
                     elif t == 194:
                         n = data[pos]
@@ -870,8 +843,9 @@ def d_Bootstrap(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        f29 = data[pos:e].decode()
+                        x = data[pos:e].decode()
                         pos = e
+                        o.default_socket_interface = x
                     elif t == 202:
                         n = data[pos]
                         if n < 128:
@@ -920,10 +894,10 @@ def d_Bootstrap(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f14 is None:
-                            f14 = d_Watchdogs(data, pos, e)
+                        if o.watchdogs is None:
+                            o.watchdogs = d_Watchdogs(data, pos, e)
                         else:
-                            f14 = merge(d_Watchdogs, e_Watchdogs, f14, data, pos, e)
+                            o.watchdogs = merge(d_Watchdogs, e_Watchdogs, o.watchdogs, data, pos, e)
                         pos = e
                     else:
                         pos = skip(data, pos, t, end)
@@ -947,17 +921,18 @@ def d_Bootstrap(data, pos, end):
                         pos = e
                         f26.append(x)
                     elif t == 232:
-                        f11 = data[pos]
-                        if f11 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f11 = (f11 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f11, pos = rv(data, pos)
-                        f11 = f11 != 0
+                                x, pos = rv(data, pos)
+                        x = x != 0
+                        o.stats_flush_on_admin = x
                     elif t == 242:
                         n = data[pos]
                         if n < 128:
@@ -972,10 +947,10 @@ def d_Bootstrap(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f23 is None:
-                            f23 = _c0.d_DnsResolutionConfig(data, pos, e)
+                        if o.dns_resolution_config is None:
+                            o.dns_resolution_config = _c0.d_DnsResolutionConfig(data, pos, e)
                         else:
-                            f23 = merge(_c0.d_DnsResolutionConfig, _c0.e_DnsResolutionConfig, f23, data, pos, e)
+                            o.dns_resolution_config = merge(_c0.d_DnsResolutionConfig, _c0.e_DnsResolutionConfig, o.dns_resolution_config, data, pos, e)
                         pos = e
                     elif t == 250:
                         n = data[pos]
@@ -991,10 +966,10 @@ def d_Bootstrap(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f24 is None:
-                            f24 = _c0.d_TypedExtensionConfig(data, pos, e)
+                        if o.typed_dns_resolver_config is None:
+                            o.typed_dns_resolver_config = _c0.d_TypedExtensionConfig(data, pos, e)
                         else:
-                            f24 = merge(_c0.d_TypedExtensionConfig, _c0.e_TypedExtensionConfig, f24, data, pos, e)
+                            o.typed_dns_resolver_config = merge(_c0.d_TypedExtensionConfig, _c0.e_TypedExtensionConfig, o.typed_dns_resolver_config, data, pos, e)
                         pos = e
                     elif t == 258:
                         n = data[pos]
@@ -1032,8 +1007,9 @@ def d_Bootstrap(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        f32 = data[pos:e].decode()
+                        x = data[pos:e].decode()
                         pos = e
+                        o.perf_tracing_file_path = x
                     elif t == 274:
                         n = data[pos]
                         if n < 128:
@@ -1048,10 +1024,10 @@ def d_Bootstrap(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f33 is None:
-                            f33 = _c0.d_TypedExtensionConfig(data, pos, e)
+                        if o.default_regex_engine is None:
+                            o.default_regex_engine = _c0.d_TypedExtensionConfig(data, pos, e)
                         else:
-                            f33 = merge(_c0.d_TypedExtensionConfig, _c0.e_TypedExtensionConfig, f33, data, pos, e)
+                            o.default_regex_engine = merge(_c0.d_TypedExtensionConfig, _c0.e_TypedExtensionConfig, o.default_regex_engine, data, pos, e)
                         pos = e
                     elif t == 282:
                         n = data[pos]
@@ -1067,10 +1043,10 @@ def d_Bootstrap(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f34 is None:
-                            f34 = _c0.d_TypedExtensionConfig(data, pos, e)
+                        if o.xds_delegate_extension is None:
+                            o.xds_delegate_extension = _c0.d_TypedExtensionConfig(data, pos, e)
                         else:
-                            f34 = merge(_c0.d_TypedExtensionConfig, _c0.e_TypedExtensionConfig, f34, data, pos, e)
+                            o.xds_delegate_extension = merge(_c0.d_TypedExtensionConfig, _c0.e_TypedExtensionConfig, o.xds_delegate_extension, data, pos, e)
                         pos = e
                     elif t == 290:
                         n = data[pos]
@@ -1086,10 +1062,10 @@ def d_Bootstrap(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f35 is None:
-                            f35 = _c0.d_TypedExtensionConfig(data, pos, e)
+                        if o.xds_config_tracker_extension is None:
+                            o.xds_config_tracker_extension = _c0.d_TypedExtensionConfig(data, pos, e)
                         else:
-                            f35 = merge(_c0.d_TypedExtensionConfig, _c0.e_TypedExtensionConfig, f35, data, pos, e)
+                            o.xds_config_tracker_extension = merge(_c0.d_TypedExtensionConfig, _c0.e_TypedExtensionConfig, o.xds_config_tracker_extension, data, pos, e)
                         pos = e
                     elif t == 298:
                         n = data[pos]
@@ -1105,10 +1081,10 @@ def d_Bootstrap(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f36 is None:
-                            f36 = _c0.d_TypedExtensionConfig(data, pos, e)
+                        if o.listener_manager is None:
+                            o.listener_manager = _c0.d_TypedExtensionConfig(data, pos, e)
                         else:
-                            f36 = merge(_c0.d_TypedExtensionConfig, _c0.e_TypedExtensionConfig, f36, data, pos, e)
+                            o.listener_manager = merge(_c0.d_TypedExtensionConfig, _c0.e_TypedExtensionConfig, o.listener_manager, data, pos, e)
                         pos = e
                     else:
                         pos = skip(data, pos, t, end)
@@ -1128,10 +1104,10 @@ def d_Bootstrap(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f37 is None:
-                            f37 = d_BootstrapApplicationLogConfig(data, pos, e)
+                        if o.application_log_config is None:
+                            o.application_log_config = d_BootstrapApplicationLogConfig(data, pos, e)
                         else:
-                            f37 = merge(d_BootstrapApplicationLogConfig, e_BootstrapApplicationLogConfig, f37, data, pos, e)
+                            o.application_log_config = merge(d_BootstrapApplicationLogConfig, e_BootstrapApplicationLogConfig, o.application_log_config, data, pos, e)
                         pos = e
                     elif t == 314:
                         n = data[pos]
@@ -1147,10 +1123,10 @@ def d_Bootstrap(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f8 is None:
-                            f8 = d_BootstrapDeferredStatOptions(data, pos, e)
+                        if o.deferred_stat_options is None:
+                            o.deferred_stat_options = d_BootstrapDeferredStatOptions(data, pos, e)
                         else:
-                            f8 = merge(d_BootstrapDeferredStatOptions, e_BootstrapDeferredStatOptions, f8, data, pos, e)
+                            o.deferred_stat_options = merge(d_BootstrapDeferredStatOptions, e_BootstrapDeferredStatOptions, o.deferred_stat_options, data, pos, e)
                         pos = e
                     elif t == 322:
                         n = data[pos]
@@ -1166,10 +1142,10 @@ def d_Bootstrap(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f38 is None:
-                            f38 = d_BootstrapGrpcAsyncClientManagerConfig(data, pos, e)
+                        if o.grpc_async_client_manager_config is None:
+                            o.grpc_async_client_manager_config = d_BootstrapGrpcAsyncClientManagerConfig(data, pos, e)
                         else:
-                            f38 = merge(d_BootstrapGrpcAsyncClientManagerConfig, e_BootstrapGrpcAsyncClientManagerConfig, f38, data, pos, e)
+                            o.grpc_async_client_manager_config = merge(d_BootstrapGrpcAsyncClientManagerConfig, e_BootstrapGrpcAsyncClientManagerConfig, o.grpc_async_client_manager_config, data, pos, e)
                         pos = e
                     elif t == 330:
                         n = data[pos]
@@ -1185,10 +1161,10 @@ def d_Bootstrap(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f39 is None:
-                            f39 = d_MemoryAllocatorManager(data, pos, e)
+                        if o.memory_allocator_manager is None:
+                            o.memory_allocator_manager = d_MemoryAllocatorManager(data, pos, e)
                         else:
-                            f39 = merge(d_MemoryAllocatorManager, e_MemoryAllocatorManager, f39, data, pos, e)
+                            o.memory_allocator_manager = merge(d_MemoryAllocatorManager, e_MemoryAllocatorManager, o.memory_allocator_manager, data, pos, e)
                         pos = e
                     elif t == 338:
                         n = data[pos]
@@ -1204,58 +1180,18 @@ def d_Bootstrap(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f12 is None:
-                            f12 = _w0d(data, pos, e)
+                        if o.stats_eviction_interval is None:
+                            o.stats_eviction_interval = _w0d(data, pos, e)
                         else:
-                            f12 = merge(_w0d, _w0e, f12, data, pos, e)
+                            o.stats_eviction_interval = merge(_w0d, _w0e, o.stats_eviction_interval, data, pos, e)
                         pos = e
                     else:
                         pos = skip(data, pos, t, end)
                         u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K0)
-    o.node = f0
-    o.node_context_params = f1
-    o.static_resources = f2
-    o.dynamic_resources = f3
-    o.cluster_manager = f4
-    o.hds_config = f5
-    o.flags_path = f6
-    o.stats_sinks = f7
-    o.deferred_stat_options = f8
-    o.stats_config = f9
-    o.stats_flush_interval = f10
-    o.stats_flush_on_admin = f11
-    o.stats_eviction_interval = f12
-    o.watchdog = f13
-    o.watchdogs = f14
-    o.tracing = f15
-    o.layered_runtime = f16
-    o.admin = f17
-    o.overload_manager = f18
-    o.enable_dispatcher_stats = f19
-    o.header_prefix = f20
-    o.stats_server_version_override = f21
-    o.use_tcp_for_dns_lookups = f22
-    o.dns_resolution_config = f23
-    o.typed_dns_resolver_config = f24
-    o.bootstrap_extensions = f25
-    o.fatal_actions = f26
-    o.config_sources = f27
-    o.default_config_source = f28
-    o.default_socket_interface = f29
-    o.certificate_provider_instances = f30
-    o.inline_headers = f31
-    o.perf_tracing_file_path = f32
-    o.default_regex_engine = f33
-    o.xds_delegate_extension = f34
-    o.xds_config_tracker_extension = f35
-    o.listener_manager = f36
-    o.application_log_config = f37
-    o.grpc_async_client_manager_config = f38
-    o.memory_allocator_manager = f39
-    o._unknown_fields = u
+    if u:
+        o._unknown_fields = u
     return o
 
 
@@ -2584,7 +2520,7 @@ def e_WatchdogWatchdogAction(m):
 
 def d_WatchdogWatchdogAction(data, pos, end):
     f0 = None
-    f1 = _K12_0
+    f1 = _K13_0
     u = b""
     while pos < end:
         st = pos
@@ -2630,14 +2566,14 @@ def d_WatchdogWatchdogAction(data, pos, end):
                     f1, pos = rv(data, pos)
             if f1 > 0x7FFFFFFF:
                 f1 = i32(f1)
-            y = _K12_v.get(f1)
-            f1 = y if y is not None else _K12(f1)
+            y = _K13_v.get(f1)
+            f1 = y if y is not None else _K13(f1)
         else:
             pos = skip(data, pos, t, end)
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K13)
+    o = new(_K12)
     o.config = f0
     o.event = f1
     o._unknown_fields = u
@@ -3314,7 +3250,7 @@ def e_CustomInlineHeader(m):
 
 def d_CustomInlineHeader(data, pos, end):
     f0 = ""
-    f1 = _K21_0
+    f1 = _K22_0
     u = b""
     while pos < end:
         st = pos
@@ -3357,14 +3293,14 @@ def d_CustomInlineHeader(data, pos, end):
                     f1, pos = rv(data, pos)
             if f1 > 0x7FFFFFFF:
                 f1 = i32(f1)
-            y = _K21_v.get(f1)
-            f1 = y if y is not None else _K21(f1)
+            y = _K22_v.get(f1)
+            f1 = y if y is not None else _K22(f1)
         else:
             pos = skip(data, pos, t, end)
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K22)
+    o = new(_K21)
     o.inline_header_name = f0
     o.inline_header_type = f1
     o._unknown_fields = u
@@ -3453,10 +3389,10 @@ from . import Bootstrap as _K0
 from . import BootstrapStaticResources as _K1
 from . import Watchdogs as _K10
 from . import Watchdog as _K11
-from . import WatchdogWatchdogActionWatchdogEvent as _K12
-_K12_v = _K12._value2member_map_
-_K12_0 = _K12(0)
-from . import WatchdogWatchdogAction as _K13
+from . import WatchdogWatchdogAction as _K12
+from . import WatchdogWatchdogActionWatchdogEvent as _K13
+_K13_v = _K13._value2member_map_
+_K13_0 = _K13(0)
 from . import FatalAction as _K14
 from . import Runtime as _K15
 from . import RuntimeLayer as _K16
@@ -3465,10 +3401,10 @@ from . import RuntimeLayerAdminLayer as _K18
 from . import RuntimeLayerRtdsLayer as _K19
 from . import BootstrapDynamicResources as _K2
 from . import LayeredRuntime as _K20
-from . import CustomInlineHeaderInlineHeaderType as _K21
-_K21_v = _K21._value2member_map_
-_K21_0 = _K21(0)
-from . import CustomInlineHeader as _K22
+from . import CustomInlineHeader as _K21
+from . import CustomInlineHeaderInlineHeaderType as _K22
+_K22_v = _K22._value2member_map_
+_K22_0 = _K22(0)
 from . import MemoryAllocatorManager as _K23
 from . import BootstrapApplicationLogConfig as _K3
 from . import BootstrapApplicationLogConfigLogFormat as _K4
@@ -3477,6 +3413,7 @@ from . import BootstrapGrpcAsyncClientManagerConfig as _K6
 from . import Admin as _K7
 from . import ClusterManager as _K8
 from . import ClusterManagerOutlierDetection as _K9
+_K0_t = {'node': None, 'node_context_params': None, 'static_resources': None, 'dynamic_resources': None, 'cluster_manager': None, 'hds_config': None, 'flags_path': "", 'stats_sinks': None, 'deferred_stat_options': None, 'stats_config': None, 'stats_flush_interval': None, 'stats_flush_on_admin': None, 'stats_eviction_interval': None, 'watchdog': None, 'watchdogs': None, 'tracing': None, 'layered_runtime': None, 'admin': None, 'overload_manager': None, 'enable_dispatcher_stats': False, 'header_prefix': "", 'stats_server_version_override': None, 'use_tcp_for_dns_lookups': False, 'dns_resolution_config': None, 'typed_dns_resolver_config': None, 'bootstrap_extensions': None, 'fatal_actions': None, 'config_sources': None, 'default_config_source': None, 'default_socket_interface': "", 'certificate_provider_instances': None, 'inline_headers': None, 'perf_tracing_file_path': "", 'default_regex_engine': None, 'xds_delegate_extension': None, 'xds_config_tracker_extension': None, 'listener_manager': None, 'application_log_config': None, 'grpc_async_client_manager_config': None, 'memory_allocator_manager': None, '_unknown_fields': b''}
 install(_K0, e_Bootstrap, d_Bootstrap)
 install(_K1, e_BootstrapStaticResources, d_BootstrapStaticResources)
 install(_K2, e_BootstrapDynamicResources, d_BootstrapDynamicResources)
@@ -3489,7 +3426,7 @@ install(_K8, e_ClusterManager, d_ClusterManager)
 install(_K9, e_ClusterManagerOutlierDetection, d_ClusterManagerOutlierDetection)
 install(_K10, e_Watchdogs, d_Watchdogs)
 install(_K11, e_Watchdog, d_Watchdog)
-install(_K13, e_WatchdogWatchdogAction, d_WatchdogWatchdogAction)
+install(_K12, e_WatchdogWatchdogAction, d_WatchdogWatchdogAction)
 install(_K14, e_FatalAction, d_FatalAction)
 install(_K15, e_Runtime, d_Runtime)
 install(_K16, e_RuntimeLayer, d_RuntimeLayer)
@@ -3497,5 +3434,5 @@ install(_K17, e_RuntimeLayerDiskLayer, d_RuntimeLayerDiskLayer)
 install(_K18, e_RuntimeLayerAdminLayer, d_RuntimeLayerAdminLayer)
 install(_K19, e_RuntimeLayerRtdsLayer, d_RuntimeLayerRtdsLayer)
 install(_K20, e_LayeredRuntime, d_LayeredRuntime)
-install(_K22, e_CustomInlineHeader, d_CustomInlineHeader)
+install(_K21, e_CustomInlineHeader, d_CustomInlineHeader)
 install(_K23, e_MemoryAllocatorManager, d_MemoryAllocatorManager)

@@ -215,7 +215,7 @@ def e_CircuitBreakersThresholds(m):
 
 
 def d_CircuitBreakersThresholds(data, pos, end):
-    f0 = _K1_0
+    f0 = _K2_0
     f1 = None
     f2 = None
     f3 = None
@@ -250,8 +250,8 @@ def d_CircuitBreakersThresholds(data, pos, end):
                         f0, pos = rv(data, pos)
                 if f0 > 0x7FFFFFFF:
                     f0 = i32(f0)
-                y = _K1_v.get(f0)
-                f0 = y if y is not None else _K1(f0)
+                y = _K2_v.get(f0)
+                f0 = y if y is not None else _K2(f0)
             elif t == 18:
                 n = data[pos]
                 if n < 128:
@@ -397,7 +397,7 @@ def d_CircuitBreakersThresholds(data, pos, end):
                 u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K2)
+    o = new(_K1)
     o.priority = f0
     o.max_connections = f1
     o.max_pending_requests = f2
@@ -839,31 +839,9 @@ def e_OutlierDetection(m):
 
 
 def d_OutlierDetection(data, pos, end):
-    f0 = None
-    f1 = None
-    f2 = None
-    f3 = None
-    f4 = None
-    f5 = None
-    f6 = None
-    f7 = None
-    f8 = None
-    f9 = None
-    f10 = None
-    f11 = False
-    f12 = None
-    f13 = None
-    f14 = None
-    f15 = None
-    f16 = None
-    f17 = None
-    f18 = None
-    f19 = None
-    f20 = None
-    f21 = None
-    f22 = None
-    f23 = []
-    f24 = None
+    o = new(_K5)
+    o.__dict__ = _K5_t.copy()
+    f23 = o.monitors = []
     u = b""
     while pos < end:
         st = pos
@@ -894,11 +872,11 @@ def d_OutlierDetection(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f0 = data[pos + 1]
-                    elif f0 is None:
-                        f0 = _w0d(data, pos, e)
+                        o.consecutive_5xx = data[pos + 1]
+                    elif o.consecutive_5xx is None:
+                        o.consecutive_5xx = _w0d(data, pos, e)
                     else:
-                        f0 = merge(_w0d, _w0e, f0, data, pos, e)
+                        o.consecutive_5xx = merge(_w0d, _w0e, o.consecutive_5xx, data, pos, e)
                     pos = e
                 elif t == 18:
                     n = data[pos]
@@ -914,10 +892,10 @@ def d_OutlierDetection(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f1 is None:
-                        f1 = _w1d(data, pos, e)
+                    if o.interval is None:
+                        o.interval = _w1d(data, pos, e)
                     else:
-                        f1 = merge(_w1d, _w1e, f1, data, pos, e)
+                        o.interval = merge(_w1d, _w1e, o.interval, data, pos, e)
                     pos = e
                 elif t == 26:
                     n = data[pos]
@@ -933,10 +911,10 @@ def d_OutlierDetection(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f2 is None:
-                        f2 = _w1d(data, pos, e)
+                    if o.base_ejection_time is None:
+                        o.base_ejection_time = _w1d(data, pos, e)
                     else:
-                        f2 = merge(_w1d, _w1e, f2, data, pos, e)
+                        o.base_ejection_time = merge(_w1d, _w1e, o.base_ejection_time, data, pos, e)
                     pos = e
                 elif t == 34:
                     n = data[pos]
@@ -953,11 +931,11 @@ def d_OutlierDetection(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f3 = data[pos + 1]
-                    elif f3 is None:
-                        f3 = _w0d(data, pos, e)
+                        o.max_ejection_percent = data[pos + 1]
+                    elif o.max_ejection_percent is None:
+                        o.max_ejection_percent = _w0d(data, pos, e)
                     else:
-                        f3 = merge(_w0d, _w0e, f3, data, pos, e)
+                        o.max_ejection_percent = merge(_w0d, _w0e, o.max_ejection_percent, data, pos, e)
                     pos = e
                 elif t == 42:
                     n = data[pos]
@@ -974,11 +952,11 @@ def d_OutlierDetection(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f4 = data[pos + 1]
-                    elif f4 is None:
-                        f4 = _w0d(data, pos, e)
+                        o.enforcing_consecutive_5xx = data[pos + 1]
+                    elif o.enforcing_consecutive_5xx is None:
+                        o.enforcing_consecutive_5xx = _w0d(data, pos, e)
                     else:
-                        f4 = merge(_w0d, _w0e, f4, data, pos, e)
+                        o.enforcing_consecutive_5xx = merge(_w0d, _w0e, o.enforcing_consecutive_5xx, data, pos, e)
                     pos = e
                 elif t == 50:
                     n = data[pos]
@@ -995,11 +973,11 @@ def d_OutlierDetection(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f5 = data[pos + 1]
-                    elif f5 is None:
-                        f5 = _w0d(data, pos, e)
+                        o.enforcing_success_rate = data[pos + 1]
+                    elif o.enforcing_success_rate is None:
+                        o.enforcing_success_rate = _w0d(data, pos, e)
                     else:
-                        f5 = merge(_w0d, _w0e, f5, data, pos, e)
+                        o.enforcing_success_rate = merge(_w0d, _w0e, o.enforcing_success_rate, data, pos, e)
                     pos = e
                 else:
                     pos = skip(data, pos, t, end)
@@ -1020,11 +998,11 @@ def d_OutlierDetection(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f6 = data[pos + 1]
-                    elif f6 is None:
-                        f6 = _w0d(data, pos, e)
+                        o.success_rate_minimum_hosts = data[pos + 1]
+                    elif o.success_rate_minimum_hosts is None:
+                        o.success_rate_minimum_hosts = _w0d(data, pos, e)
                     else:
-                        f6 = merge(_w0d, _w0e, f6, data, pos, e)
+                        o.success_rate_minimum_hosts = merge(_w0d, _w0e, o.success_rate_minimum_hosts, data, pos, e)
                     pos = e
                 elif t == 66:
                     n = data[pos]
@@ -1041,11 +1019,11 @@ def d_OutlierDetection(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f7 = data[pos + 1]
-                    elif f7 is None:
-                        f7 = _w0d(data, pos, e)
+                        o.success_rate_request_volume = data[pos + 1]
+                    elif o.success_rate_request_volume is None:
+                        o.success_rate_request_volume = _w0d(data, pos, e)
                     else:
-                        f7 = merge(_w0d, _w0e, f7, data, pos, e)
+                        o.success_rate_request_volume = merge(_w0d, _w0e, o.success_rate_request_volume, data, pos, e)
                     pos = e
                 elif t == 74:
                     n = data[pos]
@@ -1062,11 +1040,11 @@ def d_OutlierDetection(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f8 = data[pos + 1]
-                    elif f8 is None:
-                        f8 = _w0d(data, pos, e)
+                        o.success_rate_stdev_factor = data[pos + 1]
+                    elif o.success_rate_stdev_factor is None:
+                        o.success_rate_stdev_factor = _w0d(data, pos, e)
                     else:
-                        f8 = merge(_w0d, _w0e, f8, data, pos, e)
+                        o.success_rate_stdev_factor = merge(_w0d, _w0e, o.success_rate_stdev_factor, data, pos, e)
                     pos = e
                 elif t == 82:
                     n = data[pos]
@@ -1083,11 +1061,11 @@ def d_OutlierDetection(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f9 = data[pos + 1]
-                    elif f9 is None:
-                        f9 = _w0d(data, pos, e)
+                        o.consecutive_gateway_failure = data[pos + 1]
+                    elif o.consecutive_gateway_failure is None:
+                        o.consecutive_gateway_failure = _w0d(data, pos, e)
                     else:
-                        f9 = merge(_w0d, _w0e, f9, data, pos, e)
+                        o.consecutive_gateway_failure = merge(_w0d, _w0e, o.consecutive_gateway_failure, data, pos, e)
                     pos = e
                 elif t == 90:
                     n = data[pos]
@@ -1104,24 +1082,25 @@ def d_OutlierDetection(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f10 = data[pos + 1]
-                    elif f10 is None:
-                        f10 = _w0d(data, pos, e)
+                        o.enforcing_consecutive_gateway_failure = data[pos + 1]
+                    elif o.enforcing_consecutive_gateway_failure is None:
+                        o.enforcing_consecutive_gateway_failure = _w0d(data, pos, e)
                     else:
-                        f10 = merge(_w0d, _w0e, f10, data, pos, e)
+                        o.enforcing_consecutive_gateway_failure = merge(_w0d, _w0e, o.enforcing_consecutive_gateway_failure, data, pos, e)
                     pos = e
                 elif t == 96:
-                    f11 = data[pos]
-                    if f11 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f11 = (f11 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f11, pos = rv(data, pos)
-                    f11 = f11 != 0
+                            x, pos = rv(data, pos)
+                    x = x != 0
+                    o.split_external_local_origin_errors = x
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
@@ -1142,11 +1121,11 @@ def d_OutlierDetection(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f12 = data[pos + 1]
-                    elif f12 is None:
-                        f12 = _w0d(data, pos, e)
+                        o.consecutive_local_origin_failure = data[pos + 1]
+                    elif o.consecutive_local_origin_failure is None:
+                        o.consecutive_local_origin_failure = _w0d(data, pos, e)
                     else:
-                        f12 = merge(_w0d, _w0e, f12, data, pos, e)
+                        o.consecutive_local_origin_failure = merge(_w0d, _w0e, o.consecutive_local_origin_failure, data, pos, e)
                     pos = e
                 elif t == 114:
                     n = data[pos]
@@ -1163,11 +1142,11 @@ def d_OutlierDetection(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f13 = data[pos + 1]
-                    elif f13 is None:
-                        f13 = _w0d(data, pos, e)
+                        o.enforcing_consecutive_local_origin_failure = data[pos + 1]
+                    elif o.enforcing_consecutive_local_origin_failure is None:
+                        o.enforcing_consecutive_local_origin_failure = _w0d(data, pos, e)
                     else:
-                        f13 = merge(_w0d, _w0e, f13, data, pos, e)
+                        o.enforcing_consecutive_local_origin_failure = merge(_w0d, _w0e, o.enforcing_consecutive_local_origin_failure, data, pos, e)
                     pos = e
                 elif t == 122:
                     n = data[pos]
@@ -1184,11 +1163,11 @@ def d_OutlierDetection(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f14 = data[pos + 1]
-                    elif f14 is None:
-                        f14 = _w0d(data, pos, e)
+                        o.enforcing_local_origin_success_rate = data[pos + 1]
+                    elif o.enforcing_local_origin_success_rate is None:
+                        o.enforcing_local_origin_success_rate = _w0d(data, pos, e)
                     else:
-                        f14 = merge(_w0d, _w0e, f14, data, pos, e)
+                        o.enforcing_local_origin_success_rate = merge(_w0d, _w0e, o.enforcing_local_origin_success_rate, data, pos, e)
                     pos = e
                 elif t == 130:
                     n = data[pos]
@@ -1205,11 +1184,11 @@ def d_OutlierDetection(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f15 = data[pos + 1]
-                    elif f15 is None:
-                        f15 = _w0d(data, pos, e)
+                        o.failure_percentage_threshold = data[pos + 1]
+                    elif o.failure_percentage_threshold is None:
+                        o.failure_percentage_threshold = _w0d(data, pos, e)
                     else:
-                        f15 = merge(_w0d, _w0e, f15, data, pos, e)
+                        o.failure_percentage_threshold = merge(_w0d, _w0e, o.failure_percentage_threshold, data, pos, e)
                     pos = e
                 elif t == 138:
                     n = data[pos]
@@ -1226,11 +1205,11 @@ def d_OutlierDetection(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f16 = data[pos + 1]
-                    elif f16 is None:
-                        f16 = _w0d(data, pos, e)
+                        o.enforcing_failure_percentage = data[pos + 1]
+                    elif o.enforcing_failure_percentage is None:
+                        o.enforcing_failure_percentage = _w0d(data, pos, e)
                     else:
-                        f16 = merge(_w0d, _w0e, f16, data, pos, e)
+                        o.enforcing_failure_percentage = merge(_w0d, _w0e, o.enforcing_failure_percentage, data, pos, e)
                     pos = e
                 elif t == 146:
                     n = data[pos]
@@ -1247,11 +1226,11 @@ def d_OutlierDetection(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f17 = data[pos + 1]
-                    elif f17 is None:
-                        f17 = _w0d(data, pos, e)
+                        o.enforcing_failure_percentage_local_origin = data[pos + 1]
+                    elif o.enforcing_failure_percentage_local_origin is None:
+                        o.enforcing_failure_percentage_local_origin = _w0d(data, pos, e)
                     else:
-                        f17 = merge(_w0d, _w0e, f17, data, pos, e)
+                        o.enforcing_failure_percentage_local_origin = merge(_w0d, _w0e, o.enforcing_failure_percentage_local_origin, data, pos, e)
                     pos = e
                 else:
                     pos = skip(data, pos, t, end)
@@ -1273,11 +1252,11 @@ def d_OutlierDetection(data, pos, end):
                         if e > end:
                             raise trunc()
                         if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                            f18 = data[pos + 1]
-                        elif f18 is None:
-                            f18 = _w0d(data, pos, e)
+                            o.failure_percentage_minimum_hosts = data[pos + 1]
+                        elif o.failure_percentage_minimum_hosts is None:
+                            o.failure_percentage_minimum_hosts = _w0d(data, pos, e)
                         else:
-                            f18 = merge(_w0d, _w0e, f18, data, pos, e)
+                            o.failure_percentage_minimum_hosts = merge(_w0d, _w0e, o.failure_percentage_minimum_hosts, data, pos, e)
                         pos = e
                     elif t == 162:
                         n = data[pos]
@@ -1294,11 +1273,11 @@ def d_OutlierDetection(data, pos, end):
                         if e > end:
                             raise trunc()
                         if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                            f19 = data[pos + 1]
-                        elif f19 is None:
-                            f19 = _w0d(data, pos, e)
+                            o.failure_percentage_request_volume = data[pos + 1]
+                        elif o.failure_percentage_request_volume is None:
+                            o.failure_percentage_request_volume = _w0d(data, pos, e)
                         else:
-                            f19 = merge(_w0d, _w0e, f19, data, pos, e)
+                            o.failure_percentage_request_volume = merge(_w0d, _w0e, o.failure_percentage_request_volume, data, pos, e)
                         pos = e
                     elif t == 170:
                         n = data[pos]
@@ -1314,10 +1293,10 @@ def d_OutlierDetection(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f20 is None:
-                            f20 = _w1d(data, pos, e)
+                        if o.max_ejection_time is None:
+                            o.max_ejection_time = _w1d(data, pos, e)
                         else:
-                            f20 = merge(_w1d, _w1e, f20, data, pos, e)
+                            o.max_ejection_time = merge(_w1d, _w1e, o.max_ejection_time, data, pos, e)
                         pos = e
                     else:
                         pos = skip(data, pos, t, end)
@@ -1337,10 +1316,10 @@ def d_OutlierDetection(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f21 is None:
-                            f21 = _w1d(data, pos, e)
+                        if o.max_ejection_time_jitter is None:
+                            o.max_ejection_time_jitter = _w1d(data, pos, e)
                         else:
-                            f21 = merge(_w1d, _w1e, f21, data, pos, e)
+                            o.max_ejection_time_jitter = merge(_w1d, _w1e, o.max_ejection_time_jitter, data, pos, e)
                         pos = e
                     elif t == 186:
                         n = data[pos]
@@ -1357,11 +1336,11 @@ def d_OutlierDetection(data, pos, end):
                         if e > end:
                             raise trunc()
                         if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                            f22 = data[pos + 1] != 0
-                        elif f22 is None:
-                            f22 = _w2d(data, pos, e)
+                            o.successful_active_health_check_uneject_host = data[pos + 1] != 0
+                        elif o.successful_active_health_check_uneject_host is None:
+                            o.successful_active_health_check_uneject_host = _w2d(data, pos, e)
                         else:
-                            f22 = merge(_w2d, _w2e, f22, data, pos, e)
+                            o.successful_active_health_check_uneject_host = merge(_w2d, _w2e, o.successful_active_health_check_uneject_host, data, pos, e)
                         pos = e
                     elif t == 194:
                         n = data[pos]
@@ -1395,44 +1374,19 @@ def d_OutlierDetection(data, pos, end):
                         if e > end:
                             raise trunc()
                         if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                            f24 = data[pos + 1] != 0
-                        elif f24 is None:
-                            f24 = _w2d(data, pos, e)
+                            o.always_eject_one_host = data[pos + 1] != 0
+                        elif o.always_eject_one_host is None:
+                            o.always_eject_one_host = _w2d(data, pos, e)
                         else:
-                            f24 = merge(_w2d, _w2e, f24, data, pos, e)
+                            o.always_eject_one_host = merge(_w2d, _w2e, o.always_eject_one_host, data, pos, e)
                         pos = e
                     else:
                         pos = skip(data, pos, t, end)
                         u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K5)
-    o.consecutive_5xx = f0
-    o.interval = f1
-    o.base_ejection_time = f2
-    o.max_ejection_percent = f3
-    o.enforcing_consecutive_5xx = f4
-    o.enforcing_success_rate = f5
-    o.success_rate_minimum_hosts = f6
-    o.success_rate_request_volume = f7
-    o.success_rate_stdev_factor = f8
-    o.consecutive_gateway_failure = f9
-    o.enforcing_consecutive_gateway_failure = f10
-    o.split_external_local_origin_errors = f11
-    o.consecutive_local_origin_failure = f12
-    o.enforcing_consecutive_local_origin_failure = f13
-    o.enforcing_local_origin_success_rate = f14
-    o.failure_percentage_threshold = f15
-    o.enforcing_failure_percentage = f16
-    o.enforcing_failure_percentage_local_origin = f17
-    o.failure_percentage_minimum_hosts = f18
-    o.failure_percentage_request_volume = f19
-    o.max_ejection_time = f20
-    o.max_ejection_time_jitter = f21
-    o.successful_active_health_check_uneject_host = f22
-    o.monitors = f23
-    o.always_eject_one_host = f24
-    o._unknown_fields = u
+    if u:
+        o._unknown_fields = u
     return o
 
 
@@ -1916,60 +1870,14 @@ def m_Cluster_typed_extension_protocol_options(data, pos, end):
 
 
 def d_Cluster(data, pos, end):
-    f0 = []
-    f1 = None
-    f2 = ""
-    f3 = ""
-    f4 = None
-    f5 = None
-    f6 = None
-    f7 = None
-    f8 = None
-    f9 = _K7_0
-    f10 = None
-    f11 = []
-    f12 = None
-    f13 = None
-    f14 = None
-    f15 = None
-    f16 = None
-    f17 = None
-    f18 = {}
-    f19 = None
-    f20 = None
-    f21 = None
-    f22 = False
-    f23 = _K8_0
-    f24 = []
-    f25 = False
-    f26 = None
-    f27 = None
-    f28 = None
-    f29 = None
-    f30 = None
-    f31 = None
-    f32 = None
-    f33 = None
-    f34 = None
-    f35 = None
-    f36 = None
-    f37 = None
-    f38 = None
-    f39 = None
-    f40 = None
-    f41 = _K9_0
-    f42 = None
-    f43 = False
-    f44 = False
-    f45 = []
-    f46 = None
-    f47 = None
-    f48 = []
-    f49 = False
-    f50 = None
-    f51 = None
-    f52 = None
-    f53 = False
+    o = new(_K7)
+    o.__dict__ = _K7_t.copy()
+    f0 = o.transport_socket_matches = []
+    f11 = o.health_checks = []
+    f18 = o.typed_extension_protocol_options = {}
+    f24 = o.dns_resolvers = []
+    f45 = o.filters = []
+    f48 = o.lrs_report_endpoint_metrics = []
     u = b""
     while pos < end:
         st = pos
@@ -2000,24 +1908,26 @@ def d_Cluster(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        f2 = data[pos:e].decode()
+                        x = data[pos:e].decode()
                         pos = e
+                        o.name = x
                     elif t == 16:
-                        f4 = data[pos]
-                        if f4 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f4 = (f4 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f4, pos = rv(data, pos)
-                        if f4 > 0x7FFFFFFF:
-                            f4 = i32(f4)
-                        y = _K10_v.get(f4)
-                        f4 = y if y is not None else _K10(f4)
-                        f5 = None
+                                x, pos = rv(data, pos)
+                        if x > 0x7FFFFFFF:
+                            x = i32(x)
+                        y = _K11_v.get(x)
+                        x = y if y is not None else _K11(x)
+                        o.type = x
+                        o.cluster_type = None
                     elif t == 26:
                         n = data[pos]
                         if n < 128:
@@ -2032,10 +1942,10 @@ def d_Cluster(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f6 is None:
-                            f6 = d_ClusterEdsClusterConfig(data, pos, e)
+                        if o.eds_cluster_config is None:
+                            o.eds_cluster_config = d_ClusterEdsClusterConfig(data, pos, e)
                         else:
-                            f6 = merge(d_ClusterEdsClusterConfig, e_ClusterEdsClusterConfig, f6, data, pos, e)
+                            o.eds_cluster_config = merge(d_ClusterEdsClusterConfig, e_ClusterEdsClusterConfig, o.eds_cluster_config, data, pos, e)
                         pos = e
                     elif t == 34:
                         n = data[pos]
@@ -2051,10 +1961,10 @@ def d_Cluster(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f7 is None:
-                            f7 = _w1d(data, pos, e)
+                        if o.connect_timeout is None:
+                            o.connect_timeout = _w1d(data, pos, e)
                         else:
-                            f7 = merge(_w1d, _w1e, f7, data, pos, e)
+                            o.connect_timeout = merge(_w1d, _w1e, o.connect_timeout, data, pos, e)
                         pos = e
                     elif t == 42:
                         n = data[pos]
@@ -2071,27 +1981,28 @@ def d_Cluster(data, pos, end):
                         if e > end:
                             raise trunc()
                         if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                            f8 = data[pos + 1]
-                        elif f8 is None:
-                            f8 = _w0d(data, pos, e)
+                            o.per_connection_buffer_limit_bytes = data[pos + 1]
+                        elif o.per_connection_buffer_limit_bytes is None:
+                            o.per_connection_buffer_limit_bytes = _w0d(data, pos, e)
                         else:
-                            f8 = merge(_w0d, _w0e, f8, data, pos, e)
+                            o.per_connection_buffer_limit_bytes = merge(_w0d, _w0e, o.per_connection_buffer_limit_bytes, data, pos, e)
                         pos = e
                     elif t == 48:
-                        f9 = data[pos]
-                        if f9 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f9 = (f9 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f9, pos = rv(data, pos)
-                        if f9 > 0x7FFFFFFF:
-                            f9 = i32(f9)
-                        y = _K7_v.get(f9)
-                        f9 = y if y is not None else _K7(f9)
+                                x, pos = rv(data, pos)
+                        if x > 0x7FFFFFFF:
+                            x = i32(x)
+                        y = _K8_v.get(x)
+                        x = y if y is not None else _K8(x)
+                        o.lb_policy = x
                     else:
                         pos = skip(data, pos, t, end)
                         u += data[st:pos]
@@ -2129,11 +2040,11 @@ def d_Cluster(data, pos, end):
                             if e > end:
                                 raise trunc()
                             if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                                f12 = data[pos + 1]
-                            elif f12 is None:
-                                f12 = _w0d(data, pos, e)
+                                o.max_requests_per_connection = data[pos + 1]
+                            elif o.max_requests_per_connection is None:
+                                o.max_requests_per_connection = _w0d(data, pos, e)
                             else:
-                                f12 = merge(_w0d, _w0e, f12, data, pos, e)
+                                o.max_requests_per_connection = merge(_w0d, _w0e, o.max_requests_per_connection, data, pos, e)
                             pos = e
                         elif t == 82:
                             n = data[pos]
@@ -2149,10 +2060,10 @@ def d_Cluster(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f13 is None:
-                                f13 = d_CircuitBreakers(data, pos, e)
+                            if o.circuit_breakers is None:
+                                o.circuit_breakers = d_CircuitBreakers(data, pos, e)
                             else:
-                                f13 = merge(d_CircuitBreakers, e_CircuitBreakers, f13, data, pos, e)
+                                o.circuit_breakers = merge(d_CircuitBreakers, e_CircuitBreakers, o.circuit_breakers, data, pos, e)
                             pos = e
                         else:
                             pos = skip(data, pos, t, end)
@@ -2172,10 +2083,10 @@ def d_Cluster(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f16 is None:
-                                f16 = _c2.d_Http1ProtocolOptions(data, pos, e)
+                            if o.http_protocol_options is None:
+                                o.http_protocol_options = _c2.d_Http1ProtocolOptions(data, pos, e)
                             else:
-                                f16 = merge(_c2.d_Http1ProtocolOptions, _c2.e_Http1ProtocolOptions, f16, data, pos, e)
+                                o.http_protocol_options = merge(_c2.d_Http1ProtocolOptions, _c2.e_Http1ProtocolOptions, o.http_protocol_options, data, pos, e)
                             pos = e
                         elif t == 114:
                             n = data[pos]
@@ -2191,10 +2102,10 @@ def d_Cluster(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f17 is None:
-                                f17 = _c2.d_Http2ProtocolOptions(data, pos, e)
+                            if o.http2_protocol_options is None:
+                                o.http2_protocol_options = _c2.d_Http2ProtocolOptions(data, pos, e)
                             else:
-                                f17 = merge(_c2.d_Http2ProtocolOptions, _c2.e_Http2ProtocolOptions, f17, data, pos, e)
+                                o.http2_protocol_options = merge(_c2.d_Http2ProtocolOptions, _c2.e_Http2ProtocolOptions, o.http2_protocol_options, data, pos, e)
                             pos = e
                         elif t == 130:
                             n = data[pos]
@@ -2210,26 +2121,27 @@ def d_Cluster(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f19 is None:
-                                f19 = _w1d(data, pos, e)
+                            if o.dns_refresh_rate is None:
+                                o.dns_refresh_rate = _w1d(data, pos, e)
                             else:
-                                f19 = merge(_w1d, _w1e, f19, data, pos, e)
+                                o.dns_refresh_rate = merge(_w1d, _w1e, o.dns_refresh_rate, data, pos, e)
                             pos = e
                         elif t == 136:
-                            f23 = data[pos]
-                            if f23 < 128:
+                            x = data[pos]
+                            if x < 128:
                                 pos += 1
                             else:
                                 y = data[pos + 1]
                                 if y < 128:
-                                    f23 = (f23 & 127) | (y << 7)
+                                    x = (x & 127) | (y << 7)
                                     pos += 2
                                 else:
-                                    f23, pos = rv(data, pos)
-                            if f23 > 0x7FFFFFFF:
-                                f23 = i32(f23)
-                            y = _K8_v.get(f23)
-                            f23 = y if y is not None else _K8(f23)
+                                    x, pos = rv(data, pos)
+                            if x > 0x7FFFFFFF:
+                                x = i32(x)
+                            y = _K9_v.get(x)
+                            x = y if y is not None else _K9(x)
+                            o.dns_lookup_family = x
                         else:
                             pos = skip(data, pos, t, end)
                             u += data[st:pos]
@@ -2267,10 +2179,10 @@ def d_Cluster(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f29 is None:
-                                f29 = d_OutlierDetection(data, pos, e)
+                            if o.outlier_detection is None:
+                                o.outlier_detection = d_OutlierDetection(data, pos, e)
                             else:
-                                f29 = merge(d_OutlierDetection, e_OutlierDetection, f29, data, pos, e)
+                                o.outlier_detection = merge(d_OutlierDetection, e_OutlierDetection, o.outlier_detection, data, pos, e)
                             pos = e
                         elif t == 162:
                             n = data[pos]
@@ -2286,10 +2198,10 @@ def d_Cluster(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f30 is None:
-                                f30 = _w1d(data, pos, e)
+                            if o.cleanup_interval is None:
+                                o.cleanup_interval = _w1d(data, pos, e)
                             else:
-                                f30 = merge(_w1d, _w1e, f30, data, pos, e)
+                                o.cleanup_interval = merge(_w1d, _w1e, o.cleanup_interval, data, pos, e)
                             pos = e
                         else:
                             pos = skip(data, pos, t, end)
@@ -2309,10 +2221,10 @@ def d_Cluster(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f31 is None:
-                                f31 = _c2.d_BindConfig(data, pos, e)
+                            if o.upstream_bind_config is None:
+                                o.upstream_bind_config = _c2.d_BindConfig(data, pos, e)
                             else:
-                                f31 = merge(_c2.d_BindConfig, _c2.e_BindConfig, f31, data, pos, e)
+                                o.upstream_bind_config = merge(_c2.d_BindConfig, _c2.e_BindConfig, o.upstream_bind_config, data, pos, e)
                             pos = e
                         elif t == 178:
                             n = data[pos]
@@ -2328,10 +2240,10 @@ def d_Cluster(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f32 is None:
-                                f32 = d_ClusterLbSubsetConfig(data, pos, e)
+                            if o.lb_subset_config is None:
+                                o.lb_subset_config = d_ClusterLbSubsetConfig(data, pos, e)
                             else:
-                                f32 = merge(d_ClusterLbSubsetConfig, e_ClusterLbSubsetConfig, f32, data, pos, e)
+                                o.lb_subset_config = merge(d_ClusterLbSubsetConfig, e_ClusterLbSubsetConfig, o.lb_subset_config, data, pos, e)
                             pos = e
                         elif t == 186:
                             n = data[pos]
@@ -2347,15 +2259,15 @@ def d_Cluster(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f33 is None:
-                                f33 = d_ClusterRingHashLbConfig(data, pos, e)
+                            if o.ring_hash_lb_config is None:
+                                o.ring_hash_lb_config = d_ClusterRingHashLbConfig(data, pos, e)
                             else:
-                                f33 = merge(d_ClusterRingHashLbConfig, e_ClusterRingHashLbConfig, f33, data, pos, e)
+                                o.ring_hash_lb_config = merge(d_ClusterRingHashLbConfig, e_ClusterRingHashLbConfig, o.ring_hash_lb_config, data, pos, e)
                             pos = e
-                            f36 = None
-                            f34 = None
-                            f35 = None
-                            f37 = None
+                            o.least_request_lb_config = None
+                            o.maglev_lb_config = None
+                            o.original_dst_lb_config = None
+                            o.round_robin_lb_config = None
                         elif t == 194:
                             n = data[pos]
                             if n < 128:
@@ -2370,10 +2282,10 @@ def d_Cluster(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f39 is None:
-                                f39 = _c2.d_TransportSocket(data, pos, e)
+                            if o.transport_socket is None:
+                                o.transport_socket = _c2.d_TransportSocket(data, pos, e)
                             else:
-                                f39 = merge(_c2.d_TransportSocket, _c2.e_TransportSocket, f39, data, pos, e)
+                                o.transport_socket = merge(_c2.d_TransportSocket, _c2.e_TransportSocket, o.transport_socket, data, pos, e)
                             pos = e
                         else:
                             pos = skip(data, pos, t, end)
@@ -2394,26 +2306,27 @@ def d_Cluster(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f40 is None:
-                                f40 = _c2.d_Metadata(data, pos, e)
+                            if o.metadata is None:
+                                o.metadata = _c2.d_Metadata(data, pos, e)
                             else:
-                                f40 = merge(_c2.d_Metadata, _c2.e_Metadata, f40, data, pos, e)
+                                o.metadata = merge(_c2.d_Metadata, _c2.e_Metadata, o.metadata, data, pos, e)
                             pos = e
                         elif t == 208:
-                            f41 = data[pos]
-                            if f41 < 128:
+                            x = data[pos]
+                            if x < 128:
                                 pos += 1
                             else:
                                 y = data[pos + 1]
                                 if y < 128:
-                                    f41 = (f41 & 127) | (y << 7)
+                                    x = (x & 127) | (y << 7)
                                     pos += 2
                                 else:
-                                    f41, pos = rv(data, pos)
-                            if f41 > 0x7FFFFFFF:
-                                f41 = i32(f41)
-                            y = _K9_v.get(f41)
-                            f41 = y if y is not None else _K9(f41)
+                                    x, pos = rv(data, pos)
+                            if x > 0x7FFFFFFF:
+                                x = i32(x)
+                            y = _K10_v.get(x)
+                            x = y if y is not None else _K10(x)
+                            o.protocol_selection = x
                         elif t == 218:
                             n = data[pos]
                             if n < 128:
@@ -2428,10 +2341,10 @@ def d_Cluster(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f38 is None:
-                                f38 = d_ClusterCommonLbConfig(data, pos, e)
+                            if o.common_lb_config is None:
+                                o.common_lb_config = d_ClusterCommonLbConfig(data, pos, e)
                             else:
-                                f38 = merge(d_ClusterCommonLbConfig, e_ClusterCommonLbConfig, f38, data, pos, e)
+                                o.common_lb_config = merge(d_ClusterCommonLbConfig, e_ClusterCommonLbConfig, o.common_lb_config, data, pos, e)
                             pos = e
                         else:
                             pos = skip(data, pos, t, end)
@@ -2451,8 +2364,9 @@ def d_Cluster(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            f3 = data[pos:e].decode()
+                            x = data[pos:e].decode()
                             pos = e
+                            o.alt_stat_name = x
                         elif t == 234:
                             n = data[pos]
                             if n < 128:
@@ -2467,10 +2381,10 @@ def d_Cluster(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f15 is None:
-                                f15 = _c2.d_HttpProtocolOptions(data, pos, e)
+                            if o.common_http_protocol_options is None:
+                                o.common_http_protocol_options = _c2.d_HttpProtocolOptions(data, pos, e)
                             else:
-                                f15 = merge(_c2.d_HttpProtocolOptions, _c2.e_HttpProtocolOptions, f15, data, pos, e)
+                                o.common_http_protocol_options = merge(_c2.d_HttpProtocolOptions, _c2.e_HttpProtocolOptions, o.common_http_protocol_options, data, pos, e)
                             pos = e
                         elif t == 242:
                             n = data[pos]
@@ -2486,23 +2400,24 @@ def d_Cluster(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f42 is None:
-                                f42 = d_UpstreamConnectionOptions(data, pos, e)
+                            if o.upstream_connection_options is None:
+                                o.upstream_connection_options = d_UpstreamConnectionOptions(data, pos, e)
                             else:
-                                f42 = merge(d_UpstreamConnectionOptions, e_UpstreamConnectionOptions, f42, data, pos, e)
+                                o.upstream_connection_options = merge(d_UpstreamConnectionOptions, e_UpstreamConnectionOptions, o.upstream_connection_options, data, pos, e)
                             pos = e
                         elif t == 248:
-                            f43 = data[pos]
-                            if f43 < 128:
+                            x = data[pos]
+                            if x < 128:
                                 pos += 1
                             else:
                                 y = data[pos + 1]
                                 if y < 128:
-                                    f43 = (f43 & 127) | (y << 7)
+                                    x = (x & 127) | (y << 7)
                                     pos += 2
                                 else:
-                                    f43, pos = rv(data, pos)
-                            f43 = f43 != 0
+                                    x, pos = rv(data, pos)
+                            x = x != 0
+                            o.close_connections_on_host_health_failure = x
                         else:
                             pos = skip(data, pos, t, end)
                             u += data[st:pos]
@@ -2510,17 +2425,18 @@ def d_Cluster(data, pos, end):
             if t < 370:
                 if t < 312:
                     if t == 256:
-                        f44 = data[pos]
-                        if f44 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f44 = (f44 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f44, pos = rv(data, pos)
-                        f44 = f44 != 0
+                                x, pos = rv(data, pos)
+                        x = x != 0
+                        o.ignore_health_on_host_removal = x
                     elif t == 266:
                         n = data[pos]
                         if n < 128:
@@ -2535,10 +2451,10 @@ def d_Cluster(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f10 is None:
-                            f10 = _c4.d_ClusterLoadAssignment(data, pos, e)
+                        if o.load_assignment is None:
+                            o.load_assignment = _c4.d_ClusterLoadAssignment(data, pos, e)
                         else:
-                            f10 = merge(_c4.d_ClusterLoadAssignment, _c4.e_ClusterLoadAssignment, f10, data, pos, e)
+                            o.load_assignment = merge(_c4.d_ClusterLoadAssignment, _c4.e_ClusterLoadAssignment, o.load_assignment, data, pos, e)
                         pos = e
                     elif t == 274:
                         n = data[pos]
@@ -2554,15 +2470,15 @@ def d_Cluster(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f35 is None:
-                            f35 = d_ClusterOriginalDstLbConfig(data, pos, e)
+                        if o.original_dst_lb_config is None:
+                            o.original_dst_lb_config = d_ClusterOriginalDstLbConfig(data, pos, e)
                         else:
-                            f35 = merge(d_ClusterOriginalDstLbConfig, e_ClusterOriginalDstLbConfig, f35, data, pos, e)
+                            o.original_dst_lb_config = merge(d_ClusterOriginalDstLbConfig, e_ClusterOriginalDstLbConfig, o.original_dst_lb_config, data, pos, e)
                         pos = e
-                        f36 = None
-                        f34 = None
-                        f33 = None
-                        f37 = None
+                        o.least_request_lb_config = None
+                        o.maglev_lb_config = None
+                        o.ring_hash_lb_config = None
+                        o.round_robin_lb_config = None
                     elif t == 290:
                         n = data[pos]
                         if n < 128:
@@ -2594,15 +2510,15 @@ def d_Cluster(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f36 is None:
-                            f36 = d_ClusterLeastRequestLbConfig(data, pos, e)
+                        if o.least_request_lb_config is None:
+                            o.least_request_lb_config = d_ClusterLeastRequestLbConfig(data, pos, e)
                         else:
-                            f36 = merge(d_ClusterLeastRequestLbConfig, e_ClusterLeastRequestLbConfig, f36, data, pos, e)
+                            o.least_request_lb_config = merge(d_ClusterLeastRequestLbConfig, e_ClusterLeastRequestLbConfig, o.least_request_lb_config, data, pos, e)
                         pos = e
-                        f34 = None
-                        f35 = None
-                        f33 = None
-                        f37 = None
+                        o.maglev_lb_config = None
+                        o.original_dst_lb_config = None
+                        o.ring_hash_lb_config = None
+                        o.round_robin_lb_config = None
                     elif t == 306:
                         n = data[pos]
                         if n < 128:
@@ -2617,29 +2533,30 @@ def d_Cluster(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f5 is None:
-                            f5 = d_ClusterCustomClusterType(data, pos, e)
+                        if o.cluster_type is None:
+                            o.cluster_type = d_ClusterCustomClusterType(data, pos, e)
                         else:
-                            f5 = merge(d_ClusterCustomClusterType, e_ClusterCustomClusterType, f5, data, pos, e)
+                            o.cluster_type = merge(d_ClusterCustomClusterType, e_ClusterCustomClusterType, o.cluster_type, data, pos, e)
                         pos = e
-                        f4 = None
+                        o.type = None
                     else:
                         pos = skip(data, pos, t, end)
                         u += data[st:pos]
                 else:
                     if t < 338:
                         if t == 312:
-                            f22 = data[pos]
-                            if f22 < 128:
+                            x = data[pos]
+                            if x < 128:
                                 pos += 1
                             else:
                                 y = data[pos + 1]
                                 if y < 128:
-                                    f22 = (f22 & 127) | (y << 7)
+                                    x = (x & 127) | (y << 7)
                                     pos += 2
                                 else:
-                                    f22, pos = rv(data, pos)
-                            f22 = f22 != 0
+                                    x, pos = rv(data, pos)
+                            x = x != 0
+                            o.respect_dns_ttl = x
                         elif t == 322:
                             n = data[pos]
                             if n < 128:
@@ -2671,10 +2588,10 @@ def d_Cluster(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f46 is None:
-                                f46 = d_LoadBalancingPolicy(data, pos, e)
+                            if o.load_balancing_policy is None:
+                                o.load_balancing_policy = d_LoadBalancingPolicy(data, pos, e)
                             else:
-                                f46 = merge(d_LoadBalancingPolicy, e_LoadBalancingPolicy, f46, data, pos, e)
+                                o.load_balancing_policy = merge(d_LoadBalancingPolicy, e_LoadBalancingPolicy, o.load_balancing_policy, data, pos, e)
                             pos = e
                         else:
                             pos = skip(data, pos, t, end)
@@ -2694,10 +2611,10 @@ def d_Cluster(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f47 is None:
-                                f47 = _c2.d_ConfigSource(data, pos, e)
+                            if o.lrs_server is None:
+                                o.lrs_server = _c2.d_ConfigSource(data, pos, e)
                             else:
-                                f47 = merge(_c2.d_ConfigSource, _c2.e_ConfigSource, f47, data, pos, e)
+                                o.lrs_server = merge(_c2.d_ConfigSource, _c2.e_ConfigSource, o.lrs_server, data, pos, e)
                             pos = e
                         elif t == 346:
                             n = data[pos]
@@ -2730,23 +2647,24 @@ def d_Cluster(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f21 is None:
-                                f21 = d_ClusterRefreshRate(data, pos, e)
+                            if o.dns_failure_refresh_rate is None:
+                                o.dns_failure_refresh_rate = d_ClusterRefreshRate(data, pos, e)
                             else:
-                                f21 = merge(d_ClusterRefreshRate, e_ClusterRefreshRate, f21, data, pos, e)
+                                o.dns_failure_refresh_rate = merge(d_ClusterRefreshRate, e_ClusterRefreshRate, o.dns_failure_refresh_rate, data, pos, e)
                             pos = e
                         elif t == 360:
-                            f25 = data[pos]
-                            if f25 < 128:
+                            x = data[pos]
+                            if x < 128:
                                 pos += 1
                             else:
                                 y = data[pos + 1]
                                 if y < 128:
-                                    f25 = (f25 & 127) | (y << 7)
+                                    x = (x & 127) | (y << 7)
                                     pos += 2
                                 else:
-                                    f25, pos = rv(data, pos)
-                            f25 = f25 != 0
+                                    x, pos = rv(data, pos)
+                            x = x != 0
+                            o.use_tcp_for_dns_lookups = x
                         else:
                             pos = skip(data, pos, t, end)
                             u += data[st:pos]
@@ -2767,23 +2685,24 @@ def d_Cluster(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f14 is None:
-                                f14 = _c2.d_UpstreamHttpProtocolOptions(data, pos, e)
+                            if o.upstream_http_protocol_options is None:
+                                o.upstream_http_protocol_options = _c2.d_UpstreamHttpProtocolOptions(data, pos, e)
                             else:
-                                f14 = merge(_c2.d_UpstreamHttpProtocolOptions, _c2.e_UpstreamHttpProtocolOptions, f14, data, pos, e)
+                                o.upstream_http_protocol_options = merge(_c2.d_UpstreamHttpProtocolOptions, _c2.e_UpstreamHttpProtocolOptions, o.upstream_http_protocol_options, data, pos, e)
                             pos = e
                         elif t == 376:
-                            f49 = data[pos]
-                            if f49 < 128:
+                            x = data[pos]
+                            if x < 128:
                                 pos += 1
                             else:
                                 y = data[pos + 1]
                                 if y < 128:
-                                    f49 = (f49 & 127) | (y << 7)
+                                    x = (x & 127) | (y << 7)
                                     pos += 2
                                 else:
-                                    f49, pos = rv(data, pos)
-                            f49 = f49 != 0
+                                    x, pos = rv(data, pos)
+                            x = x != 0
+                            o.track_timeout_budgets = x
                         elif t == 386:
                             n = data[pos]
                             if n < 128:
@@ -2798,10 +2717,10 @@ def d_Cluster(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f50 is None:
-                                f50 = _c2.d_TypedExtensionConfig(data, pos, e)
+                            if o.upstream_config is None:
+                                o.upstream_config = _c2.d_TypedExtensionConfig(data, pos, e)
                             else:
-                                f50 = merge(_c2.d_TypedExtensionConfig, _c2.e_TypedExtensionConfig, f50, data, pos, e)
+                                o.upstream_config = merge(_c2.d_TypedExtensionConfig, _c2.e_TypedExtensionConfig, o.upstream_config, data, pos, e)
                             pos = e
                         else:
                             pos = skip(data, pos, t, end)
@@ -2821,10 +2740,10 @@ def d_Cluster(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f51 is None:
-                                f51 = d_TrackClusterStats(data, pos, e)
+                            if o.track_cluster_stats is None:
+                                o.track_cluster_stats = d_TrackClusterStats(data, pos, e)
                             else:
-                                f51 = merge(d_TrackClusterStats, e_TrackClusterStats, f51, data, pos, e)
+                                o.track_cluster_stats = merge(d_TrackClusterStats, e_TrackClusterStats, o.track_cluster_stats, data, pos, e)
                             pos = e
                         elif t == 402:
                             n = data[pos]
@@ -2840,23 +2759,24 @@ def d_Cluster(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f52 is None:
-                                f52 = d_ClusterPreconnectPolicy(data, pos, e)
+                            if o.preconnect_policy is None:
+                                o.preconnect_policy = d_ClusterPreconnectPolicy(data, pos, e)
                             else:
-                                f52 = merge(d_ClusterPreconnectPolicy, e_ClusterPreconnectPolicy, f52, data, pos, e)
+                                o.preconnect_policy = merge(d_ClusterPreconnectPolicy, e_ClusterPreconnectPolicy, o.preconnect_policy, data, pos, e)
                             pos = e
                         elif t == 408:
-                            f53 = data[pos]
-                            if f53 < 128:
+                            x = data[pos]
+                            if x < 128:
                                 pos += 1
                             else:
                                 y = data[pos + 1]
                                 if y < 128:
-                                    f53 = (f53 & 127) | (y << 7)
+                                    x = (x & 127) | (y << 7)
                                     pos += 2
                                 else:
-                                    f53, pos = rv(data, pos)
-                            f53 = f53 != 0
+                                    x, pos = rv(data, pos)
+                            x = x != 0
+                            o.connection_pool_per_downstream_connection = x
                         elif t == 418:
                             n = data[pos]
                             if n < 128:
@@ -2871,15 +2791,15 @@ def d_Cluster(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f34 is None:
-                                f34 = d_ClusterMaglevLbConfig(data, pos, e)
+                            if o.maglev_lb_config is None:
+                                o.maglev_lb_config = d_ClusterMaglevLbConfig(data, pos, e)
                             else:
-                                f34 = merge(d_ClusterMaglevLbConfig, e_ClusterMaglevLbConfig, f34, data, pos, e)
+                                o.maglev_lb_config = merge(d_ClusterMaglevLbConfig, e_ClusterMaglevLbConfig, o.maglev_lb_config, data, pos, e)
                             pos = e
-                            f36 = None
-                            f35 = None
-                            f33 = None
-                            f37 = None
+                            o.least_request_lb_config = None
+                            o.original_dst_lb_config = None
+                            o.ring_hash_lb_config = None
+                            o.round_robin_lb_config = None
                         else:
                             pos = skip(data, pos, t, end)
                             u += data[st:pos]
@@ -2899,10 +2819,10 @@ def d_Cluster(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f26 is None:
-                                f26 = _c2.d_DnsResolutionConfig(data, pos, e)
+                            if o.dns_resolution_config is None:
+                                o.dns_resolution_config = _c2.d_DnsResolutionConfig(data, pos, e)
                             else:
-                                f26 = merge(_c2.d_DnsResolutionConfig, _c2.e_DnsResolutionConfig, f26, data, pos, e)
+                                o.dns_resolution_config = merge(_c2.d_DnsResolutionConfig, _c2.e_DnsResolutionConfig, o.dns_resolution_config, data, pos, e)
                             pos = e
                         elif t == 434:
                             n = data[pos]
@@ -2919,11 +2839,11 @@ def d_Cluster(data, pos, end):
                             if e > end:
                                 raise trunc()
                             if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                                f28 = data[pos + 1] != 0
-                            elif f28 is None:
-                                f28 = _w2d(data, pos, e)
+                                o.wait_for_warm_on_init = data[pos + 1] != 0
+                            elif o.wait_for_warm_on_init is None:
+                                o.wait_for_warm_on_init = _w2d(data, pos, e)
                             else:
-                                f28 = merge(_w2d, _w2e, f28, data, pos, e)
+                                o.wait_for_warm_on_init = merge(_w2d, _w2e, o.wait_for_warm_on_init, data, pos, e)
                             pos = e
                         elif t == 442:
                             n = data[pos]
@@ -2939,10 +2859,10 @@ def d_Cluster(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f27 is None:
-                                f27 = _c2.d_TypedExtensionConfig(data, pos, e)
+                            if o.typed_dns_resolver_config is None:
+                                o.typed_dns_resolver_config = _c2.d_TypedExtensionConfig(data, pos, e)
                             else:
-                                f27 = merge(_c2.d_TypedExtensionConfig, _c2.e_TypedExtensionConfig, f27, data, pos, e)
+                                o.typed_dns_resolver_config = merge(_c2.d_TypedExtensionConfig, _c2.e_TypedExtensionConfig, o.typed_dns_resolver_config, data, pos, e)
                             pos = e
                         else:
                             pos = skip(data, pos, t, end)
@@ -2962,15 +2882,15 @@ def d_Cluster(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f37 is None:
-                                f37 = d_ClusterRoundRobinLbConfig(data, pos, e)
+                            if o.round_robin_lb_config is None:
+                                o.round_robin_lb_config = d_ClusterRoundRobinLbConfig(data, pos, e)
                             else:
-                                f37 = merge(d_ClusterRoundRobinLbConfig, e_ClusterRoundRobinLbConfig, f37, data, pos, e)
+                                o.round_robin_lb_config = merge(d_ClusterRoundRobinLbConfig, e_ClusterRoundRobinLbConfig, o.round_robin_lb_config, data, pos, e)
                             pos = e
-                            f36 = None
-                            f34 = None
-                            f35 = None
-                            f33 = None
+                            o.least_request_lb_config = None
+                            o.maglev_lb_config = None
+                            o.original_dst_lb_config = None
+                            o.ring_hash_lb_config = None
                         elif t == 458:
                             n = data[pos]
                             if n < 128:
@@ -3002,10 +2922,10 @@ def d_Cluster(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f20 is None:
-                                f20 = _w1d(data, pos, e)
+                            if o.dns_jitter is None:
+                                o.dns_jitter = _w1d(data, pos, e)
                             else:
-                                f20 = merge(_w1d, _w1e, f20, data, pos, e)
+                                o.dns_jitter = merge(_w1d, _w1e, o.dns_jitter, data, pos, e)
                             pos = e
                         elif t == 474:
                             n = data[pos]
@@ -3021,72 +2941,18 @@ def d_Cluster(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f1 is None:
-                                f1 = _c5.d_Matcher(data, pos, e)
+                            if o.transport_socket_matcher is None:
+                                o.transport_socket_matcher = _c5.d_Matcher(data, pos, e)
                             else:
-                                f1 = merge(_c5.d_Matcher, _c5.e_Matcher, f1, data, pos, e)
+                                o.transport_socket_matcher = merge(_c5.d_Matcher, _c5.e_Matcher, o.transport_socket_matcher, data, pos, e)
                             pos = e
                         else:
                             pos = skip(data, pos, t, end)
                             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K11)
-    o.transport_socket_matches = f0
-    o.transport_socket_matcher = f1
-    o.name = f2
-    o.alt_stat_name = f3
-    o.type = f4
-    o.cluster_type = f5
-    o.eds_cluster_config = f6
-    o.connect_timeout = f7
-    o.per_connection_buffer_limit_bytes = f8
-    o.lb_policy = f9
-    o.load_assignment = f10
-    o.health_checks = f11
-    o.max_requests_per_connection = f12
-    o.circuit_breakers = f13
-    o.upstream_http_protocol_options = f14
-    o.common_http_protocol_options = f15
-    o.http_protocol_options = f16
-    o.http2_protocol_options = f17
-    o.typed_extension_protocol_options = f18
-    o.dns_refresh_rate = f19
-    o.dns_jitter = f20
-    o.dns_failure_refresh_rate = f21
-    o.respect_dns_ttl = f22
-    o.dns_lookup_family = f23
-    o.dns_resolvers = f24
-    o.use_tcp_for_dns_lookups = f25
-    o.dns_resolution_config = f26
-    o.typed_dns_resolver_config = f27
-    o.wait_for_warm_on_init = f28
-    o.outlier_detection = f29
-    o.cleanup_interval = f30
-    o.upstream_bind_config = f31
-    o.lb_subset_config = f32
-    o.ring_hash_lb_config = f33
-    o.maglev_lb_config = f34
-    o.original_dst_lb_config = f35
-    o.least_request_lb_config = f36
-    o.round_robin_lb_config = f37
-    o.common_lb_config = f38
-    o.transport_socket = f39
-    o.metadata = f40
-    o.protocol_selection = f41
-    o.upstream_connection_options = f42
-    o.close_connections_on_host_health_failure = f43
-    o.ignore_health_on_host_removal = f44
-    o.filters = f45
-    o.load_balancing_policy = f46
-    o.lrs_server = f47
-    o.lrs_report_endpoint_metrics = f48
-    o.track_timeout_budgets = f49
-    o.upstream_config = f50
-    o.track_cluster_stats = f51
-    o.preconnect_policy = f52
-    o.connection_pool_per_downstream_connection = f53
-    o._unknown_fields = u
+    if u:
+        o._unknown_fields = u
     return o
 
 
@@ -3416,14 +3282,14 @@ def e_ClusterLbSubsetConfig(m):
 
 
 def d_ClusterLbSubsetConfig(data, pos, end):
-    f0 = _K15_0
+    f0 = _K16_0
     f1 = None
     f2 = []
     f3 = False
     f4 = False
     f5 = False
     f6 = False
-    f7 = _K16_0
+    f7 = _K17_0
     u = b""
     while pos < end:
         st = pos
@@ -3451,8 +3317,8 @@ def d_ClusterLbSubsetConfig(data, pos, end):
                         f0, pos = rv(data, pos)
                 if f0 > 0x7FFFFFFF:
                     f0 = i32(f0)
-                y = _K15_v.get(f0)
-                f0 = y if y is not None else _K15(f0)
+                y = _K16_v.get(f0)
+                f0 = y if y is not None else _K16(f0)
             elif t == 18:
                 n = data[pos]
                 if n < 128:
@@ -3554,14 +3420,14 @@ def d_ClusterLbSubsetConfig(data, pos, end):
                         f7, pos = rv(data, pos)
                 if f7 > 0x7FFFFFFF:
                     f7 = i32(f7)
-                y = _K16_v.get(f7)
-                f7 = y if y is not None else _K16(f7)
+                y = _K17_v.get(f7)
+                f7 = y if y is not None else _K17(f7)
             else:
                 pos = skip(data, pos, t, end)
                 u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K17)
+    o = new(_K15)
     o.fallback_policy = f0
     o.default_subset = f1
     o.subset_selectors = f2
@@ -3606,7 +3472,7 @@ def e_ClusterLbSubsetConfigLbSubsetSelector(m):
 def d_ClusterLbSubsetConfigLbSubsetSelector(data, pos, end):
     f0 = []
     f1 = False
-    f2 = _K18_0
+    f2 = _K19_0
     f3 = []
     u = b""
     while pos < end:
@@ -3651,8 +3517,8 @@ def d_ClusterLbSubsetConfigLbSubsetSelector(data, pos, end):
                     f2, pos = rv(data, pos)
             if f2 > 0x7FFFFFFF:
                 f2 = i32(f2)
-            y = _K18_v.get(f2)
-            f2 = y if y is not None else _K18(f2)
+            y = _K19_v.get(f2)
+            f2 = y if y is not None else _K19(f2)
         elif t == 26:
             n = data[pos]
             if n < 128:
@@ -3687,7 +3553,7 @@ def d_ClusterLbSubsetConfigLbSubsetSelector(data, pos, end):
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K19)
+    o = new(_K18)
     o.keys = f0
     o.single_host_per_subset = f1
     o.fallback_policy = f2
@@ -4027,7 +3893,7 @@ def e_ClusterRingHashLbConfig(m):
 
 def d_ClusterRingHashLbConfig(data, pos, end):
     f0 = None
-    f1 = _K23_0
+    f1 = _K24_0
     f2 = None
     u = b""
     while pos < end:
@@ -4076,8 +3942,8 @@ def d_ClusterRingHashLbConfig(data, pos, end):
                     f1, pos = rv(data, pos)
             if f1 > 0x7FFFFFFF:
                 f1 = i32(f1)
-            y = _K23_v.get(f1)
-            f1 = y if y is not None else _K23(f1)
+            y = _K24_v.get(f1)
+            f1 = y if y is not None else _K24(f1)
         elif t == 34:
             n = data[pos]
             if n < 128:
@@ -4104,7 +3970,7 @@ def d_ClusterRingHashLbConfig(data, pos, end):
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K24)
+    o = new(_K23)
     o.minimum_ring_size = f0
     o.hash_function = f1
     o.maximum_ring_size = f2
@@ -5198,7 +5064,7 @@ def e_UpstreamConnectionOptionsHappyEyeballsConfig(m):
 
 
 def d_UpstreamConnectionOptionsHappyEyeballsConfig(data, pos, end):
-    f0 = _K36_0
+    f0 = _K37_0
     f1 = None
     u = b""
     while pos < end:
@@ -5226,8 +5092,8 @@ def d_UpstreamConnectionOptionsHappyEyeballsConfig(data, pos, end):
                     f0, pos = rv(data, pos)
             if f0 > 0x7FFFFFFF:
                 f0 = i32(f0)
-            y = _K36_v.get(f0)
-            f0 = y if y is not None else _K36(f0)
+            y = _K37_v.get(f0)
+            f0 = y if y is not None else _K37(f0)
         elif t == 18:
             n = data[pos]
             if n < 128:
@@ -5254,7 +5120,7 @@ def d_UpstreamConnectionOptionsHappyEyeballsConfig(data, pos, end):
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K37)
+    o = new(_K36)
     o.first_address_family_version = f0
     o.first_address_family_count = f1
     o._unknown_fields = u
@@ -5346,36 +5212,38 @@ def d_TrackClusterStats(data, pos, end):
 
 # Bind the classes (all defined once this package's __init__ runs) and install.
 from . import CircuitBreakers as _K0
-from .....envoy.config.core import v3 as _p0
-_K1 = _p0.RoutingPriority
-_K1_v = _K1._value2member_map_
-_K1_0 = _K1(0)
-from . import ClusterDiscoveryType as _K10
+from . import CircuitBreakersThresholds as _K1
+from . import ClusterClusterProtocolSelection as _K10
 _K10_v = _K10._value2member_map_
 _K10_0 = _K10(0)
-from . import Cluster as _K11
+from . import ClusterDiscoveryType as _K11
+_K11_v = _K11._value2member_map_
+_K11_0 = _K11(0)
 from . import ClusterTransportSocketMatch as _K12
 from . import ClusterCustomClusterType as _K13
 from . import ClusterEdsClusterConfig as _K14
-from . import ClusterLbSubsetConfigLbSubsetFallbackPolicy as _K15
-_K15_v = _K15._value2member_map_
-_K15_0 = _K15(0)
-from . import ClusterLbSubsetConfigLbSubsetMetadataFallbackPolicy as _K16
+from . import ClusterLbSubsetConfig as _K15
+from . import ClusterLbSubsetConfigLbSubsetFallbackPolicy as _K16
 _K16_v = _K16._value2member_map_
 _K16_0 = _K16(0)
-from . import ClusterLbSubsetConfig as _K17
-from . import ClusterLbSubsetConfigLbSubsetSelectorLbSubsetSelectorFallbackPolicy as _K18
-_K18_v = _K18._value2member_map_
-_K18_0 = _K18(0)
-from . import ClusterLbSubsetConfigLbSubsetSelector as _K19
-from . import CircuitBreakersThresholds as _K2
+from . import ClusterLbSubsetConfigLbSubsetMetadataFallbackPolicy as _K17
+_K17_v = _K17._value2member_map_
+_K17_0 = _K17(0)
+from . import ClusterLbSubsetConfigLbSubsetSelector as _K18
+from . import ClusterLbSubsetConfigLbSubsetSelectorLbSubsetSelectorFallbackPolicy as _K19
+_K19_v = _K19._value2member_map_
+_K19_0 = _K19(0)
+from .....envoy.config.core import v3 as _p0
+_K2 = _p0.RoutingPriority
+_K2_v = _K2._value2member_map_
+_K2_0 = _K2(0)
 from . import ClusterSlowStartConfig as _K20
 from . import ClusterRoundRobinLbConfig as _K21
 from . import ClusterLeastRequestLbConfig as _K22
-from . import ClusterRingHashLbConfigHashFunction as _K23
-_K23_v = _K23._value2member_map_
-_K23_0 = _K23(0)
-from . import ClusterRingHashLbConfig as _K24
+from . import ClusterRingHashLbConfig as _K23
+from . import ClusterRingHashLbConfigHashFunction as _K24
+_K24_v = _K24._value2member_map_
+_K24_0 = _K24(0)
 from . import ClusterMaglevLbConfig as _K25
 from . import ClusterOriginalDstLbConfig as _K26
 from . import ClusterCommonLbConfig as _K27
@@ -5388,39 +5256,39 @@ from . import ClusterPreconnectPolicy as _K32
 from . import LoadBalancingPolicy as _K33
 from . import LoadBalancingPolicyPolicy as _K34
 from . import UpstreamConnectionOptions as _K35
-from . import UpstreamConnectionOptionsFirstAddressFamilyVersion as _K36
-_K36_v = _K36._value2member_map_
-_K36_0 = _K36(0)
-from . import UpstreamConnectionOptionsHappyEyeballsConfig as _K37
+from . import UpstreamConnectionOptionsHappyEyeballsConfig as _K36
+from . import UpstreamConnectionOptionsFirstAddressFamilyVersion as _K37
+_K37_v = _K37._value2member_map_
+_K37_0 = _K37(0)
 from . import TrackClusterStats as _K38
 from . import Filter as _K4
 from . import OutlierDetection as _K5
 from . import ClusterCollection as _K6
-from . import ClusterLbPolicy as _K7
-_K7_v = _K7._value2member_map_
-_K7_0 = _K7(0)
-from . import ClusterDnsLookupFamily as _K8
+from . import Cluster as _K7
+from . import ClusterLbPolicy as _K8
 _K8_v = _K8._value2member_map_
 _K8_0 = _K8(0)
-from . import ClusterClusterProtocolSelection as _K9
+from . import ClusterDnsLookupFamily as _K9
 _K9_v = _K9._value2member_map_
 _K9_0 = _K9(0)
+_K5_t = {'consecutive_5xx': None, 'interval': None, 'base_ejection_time': None, 'max_ejection_percent': None, 'enforcing_consecutive_5xx': None, 'enforcing_success_rate': None, 'success_rate_minimum_hosts': None, 'success_rate_request_volume': None, 'success_rate_stdev_factor': None, 'consecutive_gateway_failure': None, 'enforcing_consecutive_gateway_failure': None, 'split_external_local_origin_errors': False, 'consecutive_local_origin_failure': None, 'enforcing_consecutive_local_origin_failure': None, 'enforcing_local_origin_success_rate': None, 'failure_percentage_threshold': None, 'enforcing_failure_percentage': None, 'enforcing_failure_percentage_local_origin': None, 'failure_percentage_minimum_hosts': None, 'failure_percentage_request_volume': None, 'max_ejection_time': None, 'max_ejection_time_jitter': None, 'successful_active_health_check_uneject_host': None, 'monitors': None, 'always_eject_one_host': None, '_unknown_fields': b''}
+_K7_t = {'transport_socket_matches': None, 'transport_socket_matcher': None, 'name': "", 'alt_stat_name': "", 'type': None, 'cluster_type': None, 'eds_cluster_config': None, 'connect_timeout': None, 'per_connection_buffer_limit_bytes': None, 'lb_policy': _K8_0, 'load_assignment': None, 'health_checks': None, 'max_requests_per_connection': None, 'circuit_breakers': None, 'upstream_http_protocol_options': None, 'common_http_protocol_options': None, 'http_protocol_options': None, 'http2_protocol_options': None, 'typed_extension_protocol_options': None, 'dns_refresh_rate': None, 'dns_jitter': None, 'dns_failure_refresh_rate': None, 'respect_dns_ttl': False, 'dns_lookup_family': _K9_0, 'dns_resolvers': None, 'use_tcp_for_dns_lookups': False, 'dns_resolution_config': None, 'typed_dns_resolver_config': None, 'wait_for_warm_on_init': None, 'outlier_detection': None, 'cleanup_interval': None, 'upstream_bind_config': None, 'lb_subset_config': None, 'ring_hash_lb_config': None, 'maglev_lb_config': None, 'original_dst_lb_config': None, 'least_request_lb_config': None, 'round_robin_lb_config': None, 'common_lb_config': None, 'transport_socket': None, 'metadata': None, 'protocol_selection': _K10_0, 'upstream_connection_options': None, 'close_connections_on_host_health_failure': False, 'ignore_health_on_host_removal': False, 'filters': None, 'load_balancing_policy': None, 'lrs_server': None, 'lrs_report_endpoint_metrics': None, 'track_timeout_budgets': False, 'upstream_config': None, 'track_cluster_stats': None, 'preconnect_policy': None, 'connection_pool_per_downstream_connection': False, '_unknown_fields': b''}
 install(_K0, e_CircuitBreakers, d_CircuitBreakers)
-install(_K2, e_CircuitBreakersThresholds, d_CircuitBreakersThresholds)
+install(_K1, e_CircuitBreakersThresholds, d_CircuitBreakersThresholds)
 install(_K3, e_CircuitBreakersThresholdsRetryBudget, d_CircuitBreakersThresholdsRetryBudget)
 install(_K4, e_Filter, d_Filter)
 install(_K5, e_OutlierDetection, d_OutlierDetection)
 install(_K6, e_ClusterCollection, d_ClusterCollection)
-install(_K11, e_Cluster, d_Cluster)
+install(_K7, e_Cluster, d_Cluster)
 install(_K12, e_ClusterTransportSocketMatch, d_ClusterTransportSocketMatch)
 install(_K13, e_ClusterCustomClusterType, d_ClusterCustomClusterType)
 install(_K14, e_ClusterEdsClusterConfig, d_ClusterEdsClusterConfig)
-install(_K17, e_ClusterLbSubsetConfig, d_ClusterLbSubsetConfig)
-install(_K19, e_ClusterLbSubsetConfigLbSubsetSelector, d_ClusterLbSubsetConfigLbSubsetSelector)
+install(_K15, e_ClusterLbSubsetConfig, d_ClusterLbSubsetConfig)
+install(_K18, e_ClusterLbSubsetConfigLbSubsetSelector, d_ClusterLbSubsetConfigLbSubsetSelector)
 install(_K20, e_ClusterSlowStartConfig, d_ClusterSlowStartConfig)
 install(_K21, e_ClusterRoundRobinLbConfig, d_ClusterRoundRobinLbConfig)
 install(_K22, e_ClusterLeastRequestLbConfig, d_ClusterLeastRequestLbConfig)
-install(_K24, e_ClusterRingHashLbConfig, d_ClusterRingHashLbConfig)
+install(_K23, e_ClusterRingHashLbConfig, d_ClusterRingHashLbConfig)
 install(_K25, e_ClusterMaglevLbConfig, d_ClusterMaglevLbConfig)
 install(_K26, e_ClusterOriginalDstLbConfig, d_ClusterOriginalDstLbConfig)
 install(_K27, e_ClusterCommonLbConfig, d_ClusterCommonLbConfig)
@@ -5432,5 +5300,5 @@ install(_K32, e_ClusterPreconnectPolicy, d_ClusterPreconnectPolicy)
 install(_K33, e_LoadBalancingPolicy, d_LoadBalancingPolicy)
 install(_K34, e_LoadBalancingPolicyPolicy, d_LoadBalancingPolicyPolicy)
 install(_K35, e_UpstreamConnectionOptions, d_UpstreamConnectionOptions)
-install(_K37, e_UpstreamConnectionOptionsHappyEyeballsConfig, d_UpstreamConnectionOptionsHappyEyeballsConfig)
+install(_K36, e_UpstreamConnectionOptionsHappyEyeballsConfig, d_UpstreamConnectionOptionsHappyEyeballsConfig)
 install(_K38, e_TrackClusterStats, d_TrackClusterStats)

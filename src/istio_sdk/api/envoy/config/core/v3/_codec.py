@@ -191,7 +191,7 @@ def d_SocketOption(data, pos, end):
     f2 = 0
     f3 = None
     f4 = None
-    f5 = _K1_0
+    f5 = _K2_0
     f6 = None
     u = b""
     while pos < end:
@@ -297,8 +297,8 @@ def d_SocketOption(data, pos, end):
                         f5, pos = rv(data, pos)
                 if f5 > 0x7FFFFFFF:
                     f5 = i32(f5)
-                y = _K1_v.get(f5)
-                f5 = y if y is not None else _K1(f5)
+                y = _K2_v.get(f5)
+                f5 = y if y is not None else _K2(f5)
             elif t == 58:
                 n = data[pos]
                 if n < 128:
@@ -323,7 +323,7 @@ def d_SocketOption(data, pos, end):
                 u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K2)
+    o = new(_K1)
     o.description = f0
     o.level = f1
     o.name = f2
@@ -749,7 +749,7 @@ def e_SocketAddress(m):
 
 
 def d_SocketAddress(data, pos, end):
-    f0 = _K9_0
+    f0 = _K10_0
     f1 = ""
     f2 = None
     f3 = None
@@ -783,8 +783,8 @@ def d_SocketAddress(data, pos, end):
                         f0, pos = rv(data, pos)
                 if f0 > 0x7FFFFFFF:
                     f0 = i32(f0)
-                y = _K9_v.get(f0)
-                f0 = y if y is not None else _K9(f0)
+                y = _K10_v.get(f0)
+                f0 = y if y is not None else _K10(f0)
             elif t == 18:
                 n = data[pos]
                 if n < 128:
@@ -885,7 +885,7 @@ def d_SocketAddress(data, pos, end):
                 u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K10)
+    o = new(_K9)
     o.protocol = f0
     o.address = f1
     o.port_value = f2
@@ -3209,7 +3209,7 @@ def e_KeyValueAppend(m):
 def d_KeyValueAppend(data, pos, end):
     f0 = None
     f1 = None
-    f2 = _K29_0
+    f2 = _K30_0
     u = b""
     while pos < end:
         st = pos
@@ -3255,8 +3255,8 @@ def d_KeyValueAppend(data, pos, end):
                     f2, pos = rv(data, pos)
             if f2 > 0x7FFFFFFF:
                 f2 = i32(f2)
-            y = _K29_v.get(f2)
-            f2 = y if y is not None else _K29(f2)
+            y = _K30_v.get(f2)
+            f2 = y if y is not None else _K30(f2)
         elif t == 26:
             n = data[pos]
             if n < 128:
@@ -3281,7 +3281,7 @@ def d_KeyValueAppend(data, pos, end):
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K30)
+    o = new(_K29)
     o.record = f0
     o.entry = f1
     o.action = f2
@@ -3591,7 +3591,7 @@ def e_HeaderValueOption(m):
 def d_HeaderValueOption(data, pos, end):
     f0 = None
     f1 = None
-    f2 = _K34_0
+    f2 = _K35_0
     f3 = False
     u = b""
     while pos < end:
@@ -3659,8 +3659,8 @@ def d_HeaderValueOption(data, pos, end):
                     f2, pos = rv(data, pos)
             if f2 > 0x7FFFFFFF:
                 f2 = i32(f2)
-            y = _K34_v.get(f2)
-            f2 = y if y is not None else _K34(f2)
+            y = _K35_v.get(f2)
+            f2 = y if y is not None else _K35(f2)
         elif t == 32:
             f3 = data[pos]
             if f3 < 128:
@@ -3678,7 +3678,7 @@ def d_HeaderValueOption(data, pos, end):
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K35)
+    o = new(_K34)
     o.header = f0
     o.append = f1
     o.append_action = f2
@@ -6710,8 +6710,8 @@ def e_ApiConfigSource(m):
 
 
 def d_ApiConfigSource(data, pos, end):
-    f0 = _K60_0
-    f1 = _K61_0
+    f0 = _K61_0
+    f1 = _K62_0
     f2 = []
     f3 = []
     f4 = None
@@ -6746,8 +6746,8 @@ def d_ApiConfigSource(data, pos, end):
                         f0, pos = rv(data, pos)
                 if f0 > 0x7FFFFFFF:
                     f0 = i32(f0)
-                y = _K60_v.get(f0)
-                f0 = y if y is not None else _K60(f0)
+                y = _K61_v.get(f0)
+                f0 = y if y is not None else _K61(f0)
             elif t == 18:
                 n = data[pos]
                 if n < 128:
@@ -6868,8 +6868,8 @@ def d_ApiConfigSource(data, pos, end):
                         f1, pos = rv(data, pos)
                 if f1 > 0x7FFFFFFF:
                     f1 = i32(f1)
-                y = _K61_v.get(f1)
-                f1 = y if y is not None else _K61(f1)
+                y = _K62_v.get(f1)
+                f1 = y if y is not None else _K62(f1)
             elif t == 74:
                 n = data[pos]
                 if n < 128:
@@ -6892,7 +6892,7 @@ def d_ApiConfigSource(data, pos, end):
                 u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K62)
+    o = new(_K60)
     o.api_type = f0
     o.transport_api_version = f1
     o.cluster_names = f2
@@ -6950,7 +6950,7 @@ def e_SelfConfigSource(m):
 
 
 def d_SelfConfigSource(data, pos, end):
-    f0 = _K61_0
+    f0 = _K62_0
     u = b""
     while pos < end:
         st = pos
@@ -6977,8 +6977,8 @@ def d_SelfConfigSource(data, pos, end):
                     f0, pos = rv(data, pos)
             if f0 > 0x7FFFFFFF:
                 f0 = i32(f0)
-            y = _K61_v.get(f0)
-            f0 = y if y is not None else _K61(f0)
+            y = _K62_v.get(f0)
+            f0 = y if y is not None else _K62(f0)
         else:
             pos = skip(data, pos, t, end)
             u += data[st:pos]
@@ -7237,7 +7237,7 @@ def d_ConfigSource(data, pos, end):
     f4 = None
     f5 = None
     f6 = None
-    f7 = _K61_0
+    f7 = _K62_0
     u = b""
     while pos < end:
         st = pos
@@ -7377,8 +7377,8 @@ def d_ConfigSource(data, pos, end):
                         f7, pos = rv(data, pos)
                 if f7 > 0x7FFFFFFF:
                     f7 = i32(f7)
-                y = _K61_v.get(f7)
-                f7 = y if y is not None else _K61(f7)
+                y = _K62_v.get(f7)
+                f7 = y if y is not None else _K62(f7)
             elif t == 58:
                 n = data[pos]
                 if n < 128:
@@ -7917,7 +7917,7 @@ def e_ProxyProtocolPassThroughTlVs(m):
 
 
 def d_ProxyProtocolPassThroughTlVs(data, pos, end):
-    f0 = _K72_0
+    f0 = _K73_0
     f1 = []
     u = b""
     while pos < end:
@@ -7945,8 +7945,8 @@ def d_ProxyProtocolPassThroughTlVs(data, pos, end):
                     f0, pos = rv(data, pos)
             if f0 > 0x7FFFFFFF:
                 f0 = i32(f0)
-            y = _K72_v.get(f0)
-            f0 = y if y is not None else _K72(f0)
+            y = _K73_v.get(f0)
+            f0 = y if y is not None else _K73(f0)
         elif t == 16:
             x = data[pos]
             if x < 128:
@@ -7985,7 +7985,7 @@ def d_ProxyProtocolPassThroughTlVs(data, pos, end):
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K73)
+    o = new(_K72)
     o.match_type = f0
     o.tlv_type = f1
     o._unknown_fields = u
@@ -8123,7 +8123,7 @@ def e_ProxyProtocolConfig(m):
 
 
 def d_ProxyProtocolConfig(data, pos, end):
-    f0 = _K75_0
+    f0 = _K76_0
     f1 = None
     f2 = []
     u = b""
@@ -8152,8 +8152,8 @@ def d_ProxyProtocolConfig(data, pos, end):
                     f0, pos = rv(data, pos)
             if f0 > 0x7FFFFFFF:
                 f0 = i32(f0)
-            y = _K75_v.get(f0)
-            f0 = y if y is not None else _K75(f0)
+            y = _K76_v.get(f0)
+            f0 = y if y is not None else _K76(f0)
         elif t == 18:
             n = data[pos]
             if n < 128:
@@ -8195,7 +8195,7 @@ def d_ProxyProtocolConfig(data, pos, end):
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K76)
+    o = new(_K75)
     o.version = f0
     o.pass_through_tlvs = f1
     o.added_tlvs = f2
@@ -8304,8 +8304,8 @@ def d_HealthStatusSet(data, pos, end):
                     x, pos = rv(data, pos)
             if x > 0x7FFFFFFF:
                 x = i32(x)
-            y = _K78_v.get(x)
-            x = y if y is not None else _K78(x)
+            y = _K79_v.get(x)
+            x = y if y is not None else _K79(x)
             f0.append(x)
         elif t == 10:
             n = data[pos]
@@ -8324,8 +8324,8 @@ def d_HealthStatusSet(data, pos, end):
             for x in unpack_varints(data, pos, e):
                 if x > 0x7FFFFFFF:
                     x = i32(x)
-                y = _K78_v.get(x)
-                x = y if y is not None else _K78(x)
+                y = _K79_v.get(x)
+                x = y if y is not None else _K79(x)
                 f0.append(x)
             pos = e
         else:
@@ -8333,7 +8333,7 @@ def d_HealthStatusSet(data, pos, end):
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K79)
+    o = new(_K78)
     o.statuses = f0
     o._unknown_fields = u
     return o
@@ -8517,31 +8517,9 @@ def e_HealthCheck(m):
 
 
 def d_HealthCheck(data, pos, end):
-    f0 = None
-    f1 = None
-    f2 = None
-    f3 = None
-    f4 = 0
-    f5 = None
-    f6 = None
-    f7 = None
-    f8 = None
-    f9 = None
-    f10 = None
-    f11 = None
-    f12 = None
-    f13 = None
-    f14 = None
-    f15 = None
-    f16 = None
-    f17 = None
-    f18 = ""
-    f19 = []
-    f20 = None
-    f21 = False
-    f22 = False
-    f23 = None
-    f24 = None
+    o = new(_K80)
+    o.__dict__ = _K80_t.copy()
+    f19 = o.event_logger = []
     u = b""
     while pos < end:
         st = pos
@@ -8571,10 +8549,10 @@ def d_HealthCheck(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f0 is None:
-                        f0 = _w2d(data, pos, e)
+                    if o.timeout is None:
+                        o.timeout = _w2d(data, pos, e)
                     else:
-                        f0 = merge(_w2d, _w2e, f0, data, pos, e)
+                        o.timeout = merge(_w2d, _w2e, o.timeout, data, pos, e)
                     pos = e
                 elif t == 18:
                     n = data[pos]
@@ -8590,10 +8568,10 @@ def d_HealthCheck(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f1 is None:
-                        f1 = _w2d(data, pos, e)
+                    if o.interval is None:
+                        o.interval = _w2d(data, pos, e)
                     else:
-                        f1 = merge(_w2d, _w2e, f1, data, pos, e)
+                        o.interval = merge(_w2d, _w2e, o.interval, data, pos, e)
                     pos = e
                 elif t == 26:
                     n = data[pos]
@@ -8609,10 +8587,10 @@ def d_HealthCheck(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f3 is None:
-                        f3 = _w2d(data, pos, e)
+                    if o.interval_jitter is None:
+                        o.interval_jitter = _w2d(data, pos, e)
                     else:
-                        f3 = merge(_w2d, _w2e, f3, data, pos, e)
+                        o.interval_jitter = merge(_w2d, _w2e, o.interval_jitter, data, pos, e)
                     pos = e
                 elif t == 34:
                     n = data[pos]
@@ -8629,11 +8607,11 @@ def d_HealthCheck(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f5 = data[pos + 1]
-                    elif f5 is None:
-                        f5 = _w0d(data, pos, e)
+                        o.unhealthy_threshold = data[pos + 1]
+                    elif o.unhealthy_threshold is None:
+                        o.unhealthy_threshold = _w0d(data, pos, e)
                     else:
-                        f5 = merge(_w0d, _w0e, f5, data, pos, e)
+                        o.unhealthy_threshold = merge(_w0d, _w0e, o.unhealthy_threshold, data, pos, e)
                     pos = e
                 elif t == 42:
                     n = data[pos]
@@ -8650,11 +8628,11 @@ def d_HealthCheck(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f6 = data[pos + 1]
-                    elif f6 is None:
-                        f6 = _w0d(data, pos, e)
+                        o.healthy_threshold = data[pos + 1]
+                    elif o.healthy_threshold is None:
+                        o.healthy_threshold = _w0d(data, pos, e)
                     else:
-                        f6 = merge(_w0d, _w0e, f6, data, pos, e)
+                        o.healthy_threshold = merge(_w0d, _w0e, o.healthy_threshold, data, pos, e)
                     pos = e
                 elif t == 50:
                     n = data[pos]
@@ -8671,11 +8649,11 @@ def d_HealthCheck(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f7 = data[pos + 1]
-                    elif f7 is None:
-                        f7 = _w0d(data, pos, e)
+                        o.alt_port = data[pos + 1]
+                    elif o.alt_port is None:
+                        o.alt_port = _w0d(data, pos, e)
                     else:
-                        f7 = merge(_w0d, _w0e, f7, data, pos, e)
+                        o.alt_port = merge(_w0d, _w0e, o.alt_port, data, pos, e)
                     pos = e
                 else:
                     pos = skip(data, pos, t, end)
@@ -8696,11 +8674,11 @@ def d_HealthCheck(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f8 = data[pos + 1] != 0
-                    elif f8 is None:
-                        f8 = _w1d(data, pos, e)
+                        o.reuse_connection = data[pos + 1] != 0
+                    elif o.reuse_connection is None:
+                        o.reuse_connection = _w1d(data, pos, e)
                     else:
-                        f8 = merge(_w1d, _w1e, f8, data, pos, e)
+                        o.reuse_connection = merge(_w1d, _w1e, o.reuse_connection, data, pos, e)
                     pos = e
                 elif t == 66:
                     n = data[pos]
@@ -8716,14 +8694,14 @@ def d_HealthCheck(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f9 is None:
-                        f9 = d_HealthCheckHttpHealthCheck(data, pos, e)
+                    if o.http_health_check is None:
+                        o.http_health_check = d_HealthCheckHttpHealthCheck(data, pos, e)
                     else:
-                        f9 = merge(d_HealthCheckHttpHealthCheck, e_HealthCheckHttpHealthCheck, f9, data, pos, e)
+                        o.http_health_check = merge(d_HealthCheckHttpHealthCheck, e_HealthCheckHttpHealthCheck, o.http_health_check, data, pos, e)
                     pos = e
-                    f12 = None
-                    f11 = None
-                    f10 = None
+                    o.custom_health_check = None
+                    o.grpc_health_check = None
+                    o.tcp_health_check = None
                 elif t == 74:
                     n = data[pos]
                     if n < 128:
@@ -8738,14 +8716,14 @@ def d_HealthCheck(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f10 is None:
-                        f10 = d_HealthCheckTcpHealthCheck(data, pos, e)
+                    if o.tcp_health_check is None:
+                        o.tcp_health_check = d_HealthCheckTcpHealthCheck(data, pos, e)
                     else:
-                        f10 = merge(d_HealthCheckTcpHealthCheck, e_HealthCheckTcpHealthCheck, f10, data, pos, e)
+                        o.tcp_health_check = merge(d_HealthCheckTcpHealthCheck, e_HealthCheckTcpHealthCheck, o.tcp_health_check, data, pos, e)
                     pos = e
-                    f12 = None
-                    f11 = None
-                    f9 = None
+                    o.custom_health_check = None
+                    o.grpc_health_check = None
+                    o.http_health_check = None
                 elif t == 90:
                     n = data[pos]
                     if n < 128:
@@ -8760,14 +8738,14 @@ def d_HealthCheck(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f11 is None:
-                        f11 = d_HealthCheckGrpcHealthCheck(data, pos, e)
+                    if o.grpc_health_check is None:
+                        o.grpc_health_check = d_HealthCheckGrpcHealthCheck(data, pos, e)
                     else:
-                        f11 = merge(d_HealthCheckGrpcHealthCheck, e_HealthCheckGrpcHealthCheck, f11, data, pos, e)
+                        o.grpc_health_check = merge(d_HealthCheckGrpcHealthCheck, e_HealthCheckGrpcHealthCheck, o.grpc_health_check, data, pos, e)
                     pos = e
-                    f12 = None
-                    f9 = None
-                    f10 = None
+                    o.custom_health_check = None
+                    o.http_health_check = None
+                    o.tcp_health_check = None
                 elif t == 98:
                     n = data[pos]
                     if n < 128:
@@ -8782,10 +8760,10 @@ def d_HealthCheck(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f13 is None:
-                        f13 = _w2d(data, pos, e)
+                    if o.no_traffic_interval is None:
+                        o.no_traffic_interval = _w2d(data, pos, e)
                     else:
-                        f13 = merge(_w2d, _w2e, f13, data, pos, e)
+                        o.no_traffic_interval = merge(_w2d, _w2e, o.no_traffic_interval, data, pos, e)
                     pos = e
                 elif t == 106:
                     n = data[pos]
@@ -8801,14 +8779,14 @@ def d_HealthCheck(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f12 is None:
-                        f12 = d_HealthCheckCustomHealthCheck(data, pos, e)
+                    if o.custom_health_check is None:
+                        o.custom_health_check = d_HealthCheckCustomHealthCheck(data, pos, e)
                     else:
-                        f12 = merge(d_HealthCheckCustomHealthCheck, e_HealthCheckCustomHealthCheck, f12, data, pos, e)
+                        o.custom_health_check = merge(d_HealthCheckCustomHealthCheck, e_HealthCheckCustomHealthCheck, o.custom_health_check, data, pos, e)
                     pos = e
-                    f11 = None
-                    f9 = None
-                    f10 = None
+                    o.grpc_health_check = None
+                    o.http_health_check = None
+                    o.tcp_health_check = None
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
@@ -8828,10 +8806,10 @@ def d_HealthCheck(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f15 is None:
-                        f15 = _w2d(data, pos, e)
+                    if o.unhealthy_interval is None:
+                        o.unhealthy_interval = _w2d(data, pos, e)
                     else:
-                        f15 = merge(_w2d, _w2e, f15, data, pos, e)
+                        o.unhealthy_interval = merge(_w2d, _w2e, o.unhealthy_interval, data, pos, e)
                     pos = e
                 elif t == 122:
                     n = data[pos]
@@ -8847,10 +8825,10 @@ def d_HealthCheck(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f16 is None:
-                        f16 = _w2d(data, pos, e)
+                    if o.unhealthy_edge_interval is None:
+                        o.unhealthy_edge_interval = _w2d(data, pos, e)
                     else:
-                        f16 = merge(_w2d, _w2e, f16, data, pos, e)
+                        o.unhealthy_edge_interval = merge(_w2d, _w2e, o.unhealthy_edge_interval, data, pos, e)
                     pos = e
                 elif t == 130:
                     n = data[pos]
@@ -8866,10 +8844,10 @@ def d_HealthCheck(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f17 is None:
-                        f17 = _w2d(data, pos, e)
+                    if o.healthy_edge_interval is None:
+                        o.healthy_edge_interval = _w2d(data, pos, e)
                     else:
-                        f17 = merge(_w2d, _w2e, f17, data, pos, e)
+                        o.healthy_edge_interval = merge(_w2d, _w2e, o.healthy_edge_interval, data, pos, e)
                     pos = e
                 elif t == 138:
                     n = data[pos]
@@ -8885,33 +8863,36 @@ def d_HealthCheck(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f18 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.event_log_path = x
                 elif t == 144:
-                    f4 = data[pos]
-                    if f4 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f4 = (f4 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f4, pos = rv(data, pos)
-                    if f4 > 0xFFFFFFFF:
-                        f4 &= 0xFFFFFFFF
+                            x, pos = rv(data, pos)
+                    if x > 0xFFFFFFFF:
+                        x &= 0xFFFFFFFF
+                    o.interval_jitter_percent = x
                 elif t == 152:
-                    f21 = data[pos]
-                    if f21 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f21 = (f21 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f21, pos = rv(data, pos)
-                    f21 = f21 != 0
+                            x, pos = rv(data, pos)
+                    x = x != 0
+                    o.always_log_health_check_failures = x
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
@@ -8931,10 +8912,10 @@ def d_HealthCheck(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f2 is None:
-                            f2 = _w2d(data, pos, e)
+                        if o.initial_jitter is None:
+                            o.initial_jitter = _w2d(data, pos, e)
                         else:
-                            f2 = merge(_w2d, _w2e, f2, data, pos, e)
+                            o.initial_jitter = merge(_w2d, _w2e, o.initial_jitter, data, pos, e)
                         pos = e
                     elif t == 170:
                         n = data[pos]
@@ -8950,10 +8931,10 @@ def d_HealthCheck(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f23 is None:
-                            f23 = d_HealthCheckTlsOptions(data, pos, e)
+                        if o.tls_options is None:
+                            o.tls_options = d_HealthCheckTlsOptions(data, pos, e)
                         else:
-                            f23 = merge(d_HealthCheckTlsOptions, e_HealthCheckTlsOptions, f23, data, pos, e)
+                            o.tls_options = merge(d_HealthCheckTlsOptions, e_HealthCheckTlsOptions, o.tls_options, data, pos, e)
                         pos = e
                     elif t == 178:
                         n = data[pos]
@@ -8969,10 +8950,10 @@ def d_HealthCheck(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f20 is None:
-                            f20 = d_EventServiceConfig(data, pos, e)
+                        if o.event_service is None:
+                            o.event_service = d_EventServiceConfig(data, pos, e)
                         else:
-                            f20 = merge(d_EventServiceConfig, e_EventServiceConfig, f20, data, pos, e)
+                            o.event_service = merge(d_EventServiceConfig, e_EventServiceConfig, o.event_service, data, pos, e)
                         pos = e
                     else:
                         pos = skip(data, pos, t, end)
@@ -8992,10 +8973,10 @@ def d_HealthCheck(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f24 is None:
-                            f24 = _c0.d_Struct(data, pos, e)
+                        if o.transport_socket_match_criteria is None:
+                            o.transport_socket_match_criteria = _c0.d_Struct(data, pos, e)
                         else:
-                            f24 = merge(_c0.d_Struct, _c0.e_Struct, f24, data, pos, e)
+                            o.transport_socket_match_criteria = merge(_c0.d_Struct, _c0.e_Struct, o.transport_socket_match_criteria, data, pos, e)
                         pos = e
                     elif t == 194:
                         n = data[pos]
@@ -9011,10 +8992,10 @@ def d_HealthCheck(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f14 is None:
-                            f14 = _w2d(data, pos, e)
+                        if o.no_traffic_healthy_interval is None:
+                            o.no_traffic_healthy_interval = _w2d(data, pos, e)
                         else:
-                            f14 = merge(_w2d, _w2e, f14, data, pos, e)
+                            o.no_traffic_healthy_interval = merge(_w2d, _w2e, o.no_traffic_healthy_interval, data, pos, e)
                         pos = e
                     elif t == 202:
                         n = data[pos]
@@ -9034,49 +9015,25 @@ def d_HealthCheck(data, pos, end):
                         pos = e
                         f19.append(x)
                     elif t == 208:
-                        f22 = data[pos]
-                        if f22 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f22 = (f22 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f22, pos = rv(data, pos)
-                        f22 = f22 != 0
+                                x, pos = rv(data, pos)
+                        x = x != 0
+                        o.always_log_health_check_success = x
                     else:
                         pos = skip(data, pos, t, end)
                         u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K80)
-    o.timeout = f0
-    o.interval = f1
-    o.initial_jitter = f2
-    o.interval_jitter = f3
-    o.interval_jitter_percent = f4
-    o.unhealthy_threshold = f5
-    o.healthy_threshold = f6
-    o.alt_port = f7
-    o.reuse_connection = f8
-    o.http_health_check = f9
-    o.tcp_health_check = f10
-    o.grpc_health_check = f11
-    o.custom_health_check = f12
-    o.no_traffic_interval = f13
-    o.no_traffic_healthy_interval = f14
-    o.unhealthy_interval = f15
-    o.unhealthy_edge_interval = f16
-    o.healthy_edge_interval = f17
-    o.event_log_path = f18
-    o.event_logger = f19
-    o.event_service = f20
-    o.always_log_health_check_failures = f21
-    o.always_log_health_check_success = f22
-    o.tls_options = f23
-    o.transport_socket_match_criteria = f24
-    o._unknown_fields = u
+    if u:
+        o._unknown_fields = u
     return o
 
 
@@ -9254,18 +9211,13 @@ def e_HealthCheckHttpHealthCheck(m):
 
 
 def d_HealthCheckHttpHealthCheck(data, pos, end):
-    f0 = ""
-    f1 = ""
-    f2 = None
-    f3 = []
-    f4 = None
-    f5 = []
-    f6 = []
-    f7 = []
-    f8 = []
-    f9 = _K82_0
-    f10 = None
-    f11 = _K83_0
+    o = new(_K82)
+    o.__dict__ = _K82_t.copy()
+    f3 = o.receive = []
+    f5 = o.request_headers_to_add = []
+    f6 = o.request_headers_to_remove = []
+    f7 = o.expected_statuses = []
+    f8 = o.retriable_statuses = []
     u = b""
     while pos < end:
         st = pos
@@ -9294,8 +9246,9 @@ def d_HealthCheckHttpHealthCheck(data, pos, end):
                 e = pos + n
                 if e > end:
                     raise trunc()
-                f0 = data[pos:e].decode()
+                x = data[pos:e].decode()
                 pos = e
+                o.host = x
             elif t == 18:
                 n = data[pos]
                 if n < 128:
@@ -9310,8 +9263,9 @@ def d_HealthCheckHttpHealthCheck(data, pos, end):
                 e = pos + n
                 if e > end:
                     raise trunc()
-                f1 = data[pos:e].decode()
+                x = data[pos:e].decode()
                 pos = e
+                o.path = x
             elif t == 26:
                 n = data[pos]
                 if n < 128:
@@ -9326,10 +9280,10 @@ def d_HealthCheckHttpHealthCheck(data, pos, end):
                 e = pos + n
                 if e > end:
                     raise trunc()
-                if f2 is None:
-                    f2 = d_HealthCheckPayload(data, pos, e)
+                if o.send is None:
+                    o.send = d_HealthCheckPayload(data, pos, e)
                 else:
-                    f2 = merge(d_HealthCheckPayload, e_HealthCheckPayload, f2, data, pos, e)
+                    o.send = merge(d_HealthCheckPayload, e_HealthCheckPayload, o.send, data, pos, e)
                 pos = e
             elif t == 34:
                 n = data[pos]
@@ -9404,20 +9358,21 @@ def d_HealthCheckHttpHealthCheck(data, pos, end):
                 pos = e
                 f7.append(x)
             elif t == 80:
-                f9 = data[pos]
-                if f9 < 128:
+                x = data[pos]
+                if x < 128:
                     pos += 1
                 else:
                     y = data[pos + 1]
                     if y < 128:
-                        f9 = (f9 & 127) | (y << 7)
+                        x = (x & 127) | (y << 7)
                         pos += 2
                     else:
-                        f9, pos = rv(data, pos)
-                if f9 > 0x7FFFFFFF:
-                    f9 = i32(f9)
-                y = _K82_v.get(f9)
-                f9 = y if y is not None else _K82(f9)
+                        x, pos = rv(data, pos)
+                if x > 0x7FFFFFFF:
+                    x = i32(x)
+                y = _K83_v.get(x)
+                x = y if y is not None else _K83(x)
+                o.codec_client_type = x
             elif t == 90:
                 n = data[pos]
                 if n < 128:
@@ -9432,10 +9387,10 @@ def d_HealthCheckHttpHealthCheck(data, pos, end):
                 e = pos + n
                 if e > end:
                     raise trunc()
-                if f10 is None:
-                    f10 = _c3.d_StringMatcher(data, pos, e)
+                if o.service_name_matcher is None:
+                    o.service_name_matcher = _c3.d_StringMatcher(data, pos, e)
                 else:
-                    f10 = merge(_c3.d_StringMatcher, _c3.e_StringMatcher, f10, data, pos, e)
+                    o.service_name_matcher = merge(_c3.d_StringMatcher, _c3.e_StringMatcher, o.service_name_matcher, data, pos, e)
                 pos = e
             elif t == 98:
                 n = data[pos]
@@ -9455,20 +9410,21 @@ def d_HealthCheckHttpHealthCheck(data, pos, end):
                 pos = e
                 f8.append(x)
             elif t == 104:
-                f11 = data[pos]
-                if f11 < 128:
+                x = data[pos]
+                if x < 128:
                     pos += 1
                 else:
                     y = data[pos + 1]
                     if y < 128:
-                        f11 = (f11 & 127) | (y << 7)
+                        x = (x & 127) | (y << 7)
                         pos += 2
                     else:
-                        f11, pos = rv(data, pos)
-                if f11 > 0x7FFFFFFF:
-                    f11 = i32(f11)
-                y = _K83_v.get(f11)
-                f11 = y if y is not None else _K83(f11)
+                        x, pos = rv(data, pos)
+                if x > 0x7FFFFFFF:
+                    x = i32(x)
+                y = _K84_v.get(x)
+                x = y if y is not None else _K84(x)
+                o.method = x
             elif t == 114:
                 n = data[pos]
                 if n < 128:
@@ -9484,31 +9440,19 @@ def d_HealthCheckHttpHealthCheck(data, pos, end):
                 if e > end:
                     raise trunc()
                 if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                    f4 = data[pos + 1]
-                elif f4 is None:
-                    f4 = _w4d(data, pos, e)
+                    o.response_buffer_size = data[pos + 1]
+                elif o.response_buffer_size is None:
+                    o.response_buffer_size = _w4d(data, pos, e)
                 else:
-                    f4 = merge(_w4d, _w4e, f4, data, pos, e)
+                    o.response_buffer_size = merge(_w4d, _w4e, o.response_buffer_size, data, pos, e)
                 pos = e
             else:
                 pos = skip(data, pos, t, end)
                 u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K84)
-    o.host = f0
-    o.path = f1
-    o.send = f2
-    o.receive = f3
-    o.response_buffer_size = f4
-    o.request_headers_to_add = f5
-    o.request_headers_to_remove = f6
-    o.expected_statuses = f7
-    o.retriable_statuses = f8
-    o.codec_client_type = f9
-    o.service_name_matcher = f10
-    o.method = f11
-    o._unknown_fields = u
+    if u:
+        o._unknown_fields = u
     return o
 
 
@@ -10767,7 +10711,7 @@ def d_HttpProtocolOptions(data, pos, end):
     f2 = None
     f3 = None
     f4 = None
-    f5 = _K96_0
+    f5 = _K97_0
     f6 = None
     u = b""
     while pos < end:
@@ -10878,8 +10822,8 @@ def d_HttpProtocolOptions(data, pos, end):
                         f5, pos = rv(data, pos)
                 if f5 > 0x7FFFFFFF:
                     f5 = i32(f5)
-                y = _K96_v.get(f5)
-                f5 = y if y is not None else _K96(f5)
+                y = _K97_v.get(f5)
+                f5 = y if y is not None else _K97(f5)
             elif t == 50:
                 n = data[pos]
                 if n < 128:
@@ -10927,7 +10871,7 @@ def d_HttpProtocolOptions(data, pos, end):
                 u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K97)
+    o = new(_K96)
     o.idle_timeout = f0
     o.max_connection_duration = f1
     o.max_headers_count = f2
@@ -11621,23 +11565,9 @@ def e_Http2ProtocolOptions(m):
 
 
 def d_Http2ProtocolOptions(data, pos, end):
-    f0 = None
-    f1 = None
-    f2 = None
-    f3 = None
-    f4 = False
-    f5 = False
-    f6 = None
-    f7 = None
-    f8 = None
-    f9 = None
-    f10 = None
-    f11 = False
-    f12 = None
-    f13 = []
-    f14 = None
-    f15 = None
-    f16 = None
+    o = new(_K102)
+    o.__dict__ = _K102_t.copy()
+    f13 = o.custom_settings_parameters = []
     u = b""
     while pos < end:
         st = pos
@@ -11668,11 +11598,11 @@ def d_Http2ProtocolOptions(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f0 = data[pos + 1]
-                    elif f0 is None:
-                        f0 = _w0d(data, pos, e)
+                        o.hpack_table_size = data[pos + 1]
+                    elif o.hpack_table_size is None:
+                        o.hpack_table_size = _w0d(data, pos, e)
                     else:
-                        f0 = merge(_w0d, _w0e, f0, data, pos, e)
+                        o.hpack_table_size = merge(_w0d, _w0e, o.hpack_table_size, data, pos, e)
                     pos = e
                 elif t == 18:
                     n = data[pos]
@@ -11689,11 +11619,11 @@ def d_Http2ProtocolOptions(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f1 = data[pos + 1]
-                    elif f1 is None:
-                        f1 = _w0d(data, pos, e)
+                        o.max_concurrent_streams = data[pos + 1]
+                    elif o.max_concurrent_streams is None:
+                        o.max_concurrent_streams = _w0d(data, pos, e)
                     else:
-                        f1 = merge(_w0d, _w0e, f1, data, pos, e)
+                        o.max_concurrent_streams = merge(_w0d, _w0e, o.max_concurrent_streams, data, pos, e)
                     pos = e
                 elif t == 26:
                     n = data[pos]
@@ -11710,11 +11640,11 @@ def d_Http2ProtocolOptions(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f2 = data[pos + 1]
-                    elif f2 is None:
-                        f2 = _w0d(data, pos, e)
+                        o.initial_stream_window_size = data[pos + 1]
+                    elif o.initial_stream_window_size is None:
+                        o.initial_stream_window_size = _w0d(data, pos, e)
                     else:
-                        f2 = merge(_w0d, _w0e, f2, data, pos, e)
+                        o.initial_stream_window_size = merge(_w0d, _w0e, o.initial_stream_window_size, data, pos, e)
                     pos = e
                 elif t == 34:
                     n = data[pos]
@@ -11731,40 +11661,42 @@ def d_Http2ProtocolOptions(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f3 = data[pos + 1]
-                    elif f3 is None:
-                        f3 = _w0d(data, pos, e)
+                        o.initial_connection_window_size = data[pos + 1]
+                    elif o.initial_connection_window_size is None:
+                        o.initial_connection_window_size = _w0d(data, pos, e)
                     else:
-                        f3 = merge(_w0d, _w0e, f3, data, pos, e)
+                        o.initial_connection_window_size = merge(_w0d, _w0e, o.initial_connection_window_size, data, pos, e)
                     pos = e
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
             else:
                 if t == 40:
-                    f4 = data[pos]
-                    if f4 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f4 = (f4 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f4, pos = rv(data, pos)
-                    f4 = f4 != 0
+                            x, pos = rv(data, pos)
+                    x = x != 0
+                    o.allow_connect = x
                 elif t == 48:
-                    f5 = data[pos]
-                    if f5 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f5 = (f5 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f5, pos = rv(data, pos)
-                    f5 = f5 != 0
+                            x, pos = rv(data, pos)
+                    x = x != 0
+                    o.allow_metadata = x
                 elif t == 58:
                     n = data[pos]
                     if n < 128:
@@ -11780,11 +11712,11 @@ def d_Http2ProtocolOptions(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f6 = data[pos + 1]
-                    elif f6 is None:
-                        f6 = _w0d(data, pos, e)
+                        o.max_outbound_frames = data[pos + 1]
+                    elif o.max_outbound_frames is None:
+                        o.max_outbound_frames = _w0d(data, pos, e)
                     else:
-                        f6 = merge(_w0d, _w0e, f6, data, pos, e)
+                        o.max_outbound_frames = merge(_w0d, _w0e, o.max_outbound_frames, data, pos, e)
                     pos = e
                 elif t == 66:
                     n = data[pos]
@@ -11801,11 +11733,11 @@ def d_Http2ProtocolOptions(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f7 = data[pos + 1]
-                    elif f7 is None:
-                        f7 = _w0d(data, pos, e)
+                        o.max_outbound_control_frames = data[pos + 1]
+                    elif o.max_outbound_control_frames is None:
+                        o.max_outbound_control_frames = _w0d(data, pos, e)
                     else:
-                        f7 = merge(_w0d, _w0e, f7, data, pos, e)
+                        o.max_outbound_control_frames = merge(_w0d, _w0e, o.max_outbound_control_frames, data, pos, e)
                     pos = e
                 else:
                     pos = skip(data, pos, t, end)
@@ -11827,11 +11759,11 @@ def d_Http2ProtocolOptions(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f8 = data[pos + 1]
-                    elif f8 is None:
-                        f8 = _w0d(data, pos, e)
+                        o.max_consecutive_inbound_frames_with_empty_payload = data[pos + 1]
+                    elif o.max_consecutive_inbound_frames_with_empty_payload is None:
+                        o.max_consecutive_inbound_frames_with_empty_payload = _w0d(data, pos, e)
                     else:
-                        f8 = merge(_w0d, _w0e, f8, data, pos, e)
+                        o.max_consecutive_inbound_frames_with_empty_payload = merge(_w0d, _w0e, o.max_consecutive_inbound_frames_with_empty_payload, data, pos, e)
                     pos = e
                 elif t == 82:
                     n = data[pos]
@@ -11848,11 +11780,11 @@ def d_Http2ProtocolOptions(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f9 = data[pos + 1]
-                    elif f9 is None:
-                        f9 = _w0d(data, pos, e)
+                        o.max_inbound_priority_frames_per_stream = data[pos + 1]
+                    elif o.max_inbound_priority_frames_per_stream is None:
+                        o.max_inbound_priority_frames_per_stream = _w0d(data, pos, e)
                     else:
-                        f9 = merge(_w0d, _w0e, f9, data, pos, e)
+                        o.max_inbound_priority_frames_per_stream = merge(_w0d, _w0e, o.max_inbound_priority_frames_per_stream, data, pos, e)
                     pos = e
                 elif t == 90:
                     n = data[pos]
@@ -11869,24 +11801,25 @@ def d_Http2ProtocolOptions(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f10 = data[pos + 1]
-                    elif f10 is None:
-                        f10 = _w0d(data, pos, e)
+                        o.max_inbound_window_update_frames_per_data_frame_sent = data[pos + 1]
+                    elif o.max_inbound_window_update_frames_per_data_frame_sent is None:
+                        o.max_inbound_window_update_frames_per_data_frame_sent = _w0d(data, pos, e)
                     else:
-                        f10 = merge(_w0d, _w0e, f10, data, pos, e)
+                        o.max_inbound_window_update_frames_per_data_frame_sent = merge(_w0d, _w0e, o.max_inbound_window_update_frames_per_data_frame_sent, data, pos, e)
                     pos = e
                 elif t == 96:
-                    f11 = data[pos]
-                    if f11 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f11 = (f11 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f11, pos = rv(data, pos)
-                    f11 = f11 != 0
+                            x, pos = rv(data, pos)
+                    x = x != 0
+                    o.stream_error_on_invalid_http_messaging = x
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
@@ -11923,11 +11856,11 @@ def d_Http2ProtocolOptions(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f12 = data[pos + 1] != 0
-                    elif f12 is None:
-                        f12 = _w1d(data, pos, e)
+                        o.override_stream_error_on_invalid_http_message = data[pos + 1] != 0
+                    elif o.override_stream_error_on_invalid_http_message is None:
+                        o.override_stream_error_on_invalid_http_message = _w1d(data, pos, e)
                     else:
-                        f12 = merge(_w1d, _w1e, f12, data, pos, e)
+                        o.override_stream_error_on_invalid_http_message = merge(_w1d, _w1e, o.override_stream_error_on_invalid_http_message, data, pos, e)
                     pos = e
                 elif t == 122:
                     n = data[pos]
@@ -11943,10 +11876,10 @@ def d_Http2ProtocolOptions(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f14 is None:
-                        f14 = d_KeepaliveSettings(data, pos, e)
+                    if o.connection_keepalive is None:
+                        o.connection_keepalive = d_KeepaliveSettings(data, pos, e)
                     else:
-                        f14 = merge(d_KeepaliveSettings, e_KeepaliveSettings, f14, data, pos, e)
+                        o.connection_keepalive = merge(d_KeepaliveSettings, e_KeepaliveSettings, o.connection_keepalive, data, pos, e)
                     pos = e
                 elif t == 130:
                     n = data[pos]
@@ -11963,11 +11896,11 @@ def d_Http2ProtocolOptions(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f15 = data[pos + 1] != 0
-                    elif f15 is None:
-                        f15 = _w1d(data, pos, e)
+                        o.use_oghttp2_codec = data[pos + 1] != 0
+                    elif o.use_oghttp2_codec is None:
+                        o.use_oghttp2_codec = _w1d(data, pos, e)
                     else:
-                        f15 = merge(_w1d, _w1e, f15, data, pos, e)
+                        o.use_oghttp2_codec = merge(_w1d, _w1e, o.use_oghttp2_codec, data, pos, e)
                     pos = e
                 elif t == 138:
                     n = data[pos]
@@ -11984,36 +11917,19 @@ def d_Http2ProtocolOptions(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f16 = data[pos + 1]
-                    elif f16 is None:
-                        f16 = _w4d(data, pos, e)
+                        o.max_metadata_size = data[pos + 1]
+                    elif o.max_metadata_size is None:
+                        o.max_metadata_size = _w4d(data, pos, e)
                     else:
-                        f16 = merge(_w4d, _w4e, f16, data, pos, e)
+                        o.max_metadata_size = merge(_w4d, _w4e, o.max_metadata_size, data, pos, e)
                     pos = e
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K102)
-    o.hpack_table_size = f0
-    o.max_concurrent_streams = f1
-    o.initial_stream_window_size = f2
-    o.initial_connection_window_size = f3
-    o.allow_connect = f4
-    o.allow_metadata = f5
-    o.max_outbound_frames = f6
-    o.max_outbound_control_frames = f7
-    o.max_consecutive_inbound_frames_with_empty_payload = f8
-    o.max_inbound_priority_frames_per_stream = f9
-    o.max_inbound_window_update_frames_per_data_frame_sent = f10
-    o.stream_error_on_invalid_http_messaging = f11
-    o.override_stream_error_on_invalid_http_message = f12
-    o.custom_settings_parameters = f13
-    o.connection_keepalive = f14
-    o.use_oghttp2_codec = f15
-    o.max_metadata_size = f16
-    o._unknown_fields = u
+    if u:
+        o._unknown_fields = u
     return o
 
 
@@ -12848,10 +12764,10 @@ def d_CelExpressionConfig(data, pos, end):
 
 # Bind the classes (all defined once this package's __init__ runs) and install.
 from . import TypedExtensionConfig as _K0
-from . import SocketOptionSocketState as _K1
-_K1_v = _K1._value2member_map_
-_K1_0 = _K1(0)
-from . import SocketAddress as _K10
+from . import SocketOption as _K1
+from . import SocketAddressProtocol as _K10
+_K10_v = _K10._value2member_map_
+_K10_0 = _K10(0)
 from . import Http1ProtocolOptionsHeaderKeyFormatProperCaseWords as _K100
 from . import KeepaliveSettings as _K101
 from . import Http2ProtocolOptions as _K102
@@ -12873,7 +12789,9 @@ from . import BackoffStrategy as _K16
 from . import HttpUri as _K17
 from . import Locality as _K18
 from . import BuildVersion as _K19
-from . import SocketOption as _K2
+from . import SocketOptionSocketState as _K2
+_K2_v = _K2._value2member_map_
+_K2_0 = _K2(0)
 from . import Extension as _K20
 from . import Node as _K21
 from . import Metadata as _K22
@@ -12883,18 +12801,18 @@ from . import RuntimeDouble as _K25
 from . import RuntimeFeatureFlag as _K26
 from . import KeyValue as _K27
 from . import KeyValuePair as _K28
-from . import KeyValueAppendKeyValueAppendAction as _K29
-_K29_v = _K29._value2member_map_
-_K29_0 = _K29(0)
+from . import KeyValueAppend as _K29
 from . import SocketOptionSocketType as _K3
-from . import KeyValueAppend as _K30
+from . import KeyValueAppendKeyValueAppendAction as _K30
+_K30_v = _K30._value2member_map_
+_K30_0 = _K30(0)
 from . import KeyValueMutation as _K31
 from . import QueryParameter as _K32
 from . import HeaderValue as _K33
-from . import HeaderValueOptionHeaderAppendAction as _K34
-_K34_v = _K34._value2member_map_
-_K34_0 = _K34(0)
-from . import HeaderValueOption as _K35
+from . import HeaderValueOption as _K34
+from . import HeaderValueOptionHeaderAppendAction as _K35
+_K35_v = _K35._value2member_map_
+_K35_0 = _K35(0)
 from . import HeaderMap as _K36
 from . import WatchedDirectory as _K37
 from . import DataSource as _K38
@@ -12922,13 +12840,13 @@ from . import GrpcServiceGoogleGrpcCallCredentialsStsService as _K57
 from . import GrpcServiceGoogleGrpcChannelArgs as _K58
 from . import GrpcServiceGoogleGrpcChannelArgsValue as _K59
 from . import SocketOptionsOverride as _K6
-from . import ApiConfigSourceApiType as _K60
-_K60_v = _K60._value2member_map_
-_K60_0 = _K60(0)
-from . import ApiVersion as _K61
+from . import ApiConfigSource as _K60
+from . import ApiConfigSourceApiType as _K61
 _K61_v = _K61._value2member_map_
 _K61_0 = _K61(0)
-from . import ApiConfigSource as _K62
+from . import ApiVersion as _K62
+_K62_v = _K62._value2member_map_
+_K62_0 = _K62(0)
 from . import AggregatedConfigSource as _K63
 from . import SelfConfigSource as _K64
 from . import RateLimitSettings as _K65
@@ -12939,60 +12857,61 @@ from . import EventServiceConfig as _K69
 from . import Pipe as _K7
 from . import JsonFormatOptions as _K70
 from . import SubstitutionFormatString as _K71
-from . import ProxyProtocolPassThroughTlVsPassTlVsMatchType as _K72
-_K72_v = _K72._value2member_map_
-_K72_0 = _K72(0)
-from . import ProxyProtocolPassThroughTlVs as _K73
+from . import ProxyProtocolPassThroughTlVs as _K72
+from . import ProxyProtocolPassThroughTlVsPassTlVsMatchType as _K73
+_K73_v = _K73._value2member_map_
+_K73_0 = _K73(0)
 from . import TlvEntry as _K74
-from . import ProxyProtocolConfigVersion as _K75
-_K75_v = _K75._value2member_map_
-_K75_0 = _K75(0)
-from . import ProxyProtocolConfig as _K76
+from . import ProxyProtocolConfig as _K75
+from . import ProxyProtocolConfigVersion as _K76
+_K76_v = _K76._value2member_map_
+_K76_0 = _K76(0)
 from . import PerHostConfig as _K77
-from . import HealthStatus as _K78
-_K78_v = _K78._value2member_map_
-_K78_0 = _K78(0)
-from . import HealthStatusSet as _K79
+from . import HealthStatusSet as _K78
+from . import HealthStatus as _K79
+_K79_v = _K79._value2member_map_
+_K79_0 = _K79(0)
 from . import EnvoyInternalAddress as _K8
 from . import HealthCheck as _K80
 from . import HealthCheckPayload as _K81
+from . import HealthCheckHttpHealthCheck as _K82
 from .....envoy.type import v3 as _p0
-_K82 = _p0.CodecClientType
-_K82_v = _K82._value2member_map_
-_K82_0 = _K82(0)
-from . import RequestMethod as _K83
+_K83 = _p0.CodecClientType
 _K83_v = _K83._value2member_map_
 _K83_0 = _K83(0)
-from . import HealthCheckHttpHealthCheck as _K84
+from . import RequestMethod as _K84
+_K84_v = _K84._value2member_map_
+_K84_0 = _K84(0)
 from . import HealthCheckTcpHealthCheck as _K85
 from . import HealthCheckRedisHealthCheck as _K86
 from . import HealthCheckGrpcHealthCheck as _K87
 from . import HealthCheckCustomHealthCheck as _K88
 from . import HealthCheckTlsOptions as _K89
-from . import SocketAddressProtocol as _K9
-_K9_v = _K9._value2member_map_
-_K9_0 = _K9(0)
+from . import SocketAddress as _K9
 from . import TcpProtocolOptions as _K90
 from . import QuicKeepAliveSettings as _K91
 from . import QuicProtocolOptions as _K92
 from . import UpstreamHttpProtocolOptions as _K93
 from . import AlternateProtocolsCacheOptions as _K94
 from . import AlternateProtocolsCacheOptionsAlternateProtocolsCacheEntry as _K95
-from . import HttpProtocolOptionsHeadersWithUnderscoresAction as _K96
-_K96_v = _K96._value2member_map_
-_K96_0 = _K96(0)
-from . import HttpProtocolOptions as _K97
+from . import HttpProtocolOptions as _K96
+from . import HttpProtocolOptionsHeadersWithUnderscoresAction as _K97
+_K97_v = _K97._value2member_map_
+_K97_0 = _K97(0)
 from . import Http1ProtocolOptions as _K98
 from . import Http1ProtocolOptionsHeaderKeyFormat as _K99
+_K102_t = {'hpack_table_size': None, 'max_concurrent_streams': None, 'initial_stream_window_size': None, 'initial_connection_window_size': None, 'allow_connect': False, 'allow_metadata': False, 'max_outbound_frames': None, 'max_outbound_control_frames': None, 'max_consecutive_inbound_frames_with_empty_payload': None, 'max_inbound_priority_frames_per_stream': None, 'max_inbound_window_update_frames_per_data_frame_sent': None, 'stream_error_on_invalid_http_messaging': False, 'override_stream_error_on_invalid_http_message': None, 'custom_settings_parameters': None, 'connection_keepalive': None, 'use_oghttp2_codec': None, 'max_metadata_size': None, '_unknown_fields': b''}
+_K80_t = {'timeout': None, 'interval': None, 'initial_jitter': None, 'interval_jitter': None, 'interval_jitter_percent': 0, 'unhealthy_threshold': None, 'healthy_threshold': None, 'alt_port': None, 'reuse_connection': None, 'http_health_check': None, 'tcp_health_check': None, 'grpc_health_check': None, 'custom_health_check': None, 'no_traffic_interval': None, 'no_traffic_healthy_interval': None, 'unhealthy_interval': None, 'unhealthy_edge_interval': None, 'healthy_edge_interval': None, 'event_log_path': "", 'event_logger': None, 'event_service': None, 'always_log_health_check_failures': False, 'always_log_health_check_success': False, 'tls_options': None, 'transport_socket_match_criteria': None, '_unknown_fields': b''}
+_K82_t = {'host': "", 'path': "", 'send': None, 'receive': None, 'response_buffer_size': None, 'request_headers_to_add': None, 'request_headers_to_remove': None, 'expected_statuses': None, 'retriable_statuses': None, 'codec_client_type': _K83_0, 'service_name_matcher': None, 'method': _K84_0, '_unknown_fields': b''}
 install(_K0, e_TypedExtensionConfig, d_TypedExtensionConfig)
-install(_K2, e_SocketOption, d_SocketOption)
+install(_K1, e_SocketOption, d_SocketOption)
 install(_K3, e_SocketOptionSocketType, d_SocketOptionSocketType)
 install(_K4, e_SocketOptionSocketTypeStream, d_SocketOptionSocketTypeStream)
 install(_K5, e_SocketOptionSocketTypeDatagram, d_SocketOptionSocketTypeDatagram)
 install(_K6, e_SocketOptionsOverride, d_SocketOptionsOverride)
 install(_K7, e_Pipe, d_Pipe)
 install(_K8, e_EnvoyInternalAddress, d_EnvoyInternalAddress)
-install(_K10, e_SocketAddress, d_SocketAddress)
+install(_K9, e_SocketAddress, d_SocketAddress)
 install(_K11, e_TcpKeepalive, d_TcpKeepalive)
 install(_K12, e_ExtraSourceAddress, d_ExtraSourceAddress)
 install(_K13, e_BindConfig, d_BindConfig)
@@ -13011,11 +12930,11 @@ install(_K25, e_RuntimeDouble, d_RuntimeDouble)
 install(_K26, e_RuntimeFeatureFlag, d_RuntimeFeatureFlag)
 install(_K27, e_KeyValue, d_KeyValue)
 install(_K28, e_KeyValuePair, d_KeyValuePair)
-install(_K30, e_KeyValueAppend, d_KeyValueAppend)
+install(_K29, e_KeyValueAppend, d_KeyValueAppend)
 install(_K31, e_KeyValueMutation, d_KeyValueMutation)
 install(_K32, e_QueryParameter, d_QueryParameter)
 install(_K33, e_HeaderValue, d_HeaderValue)
-install(_K35, e_HeaderValueOption, d_HeaderValueOption)
+install(_K34, e_HeaderValueOption, d_HeaderValueOption)
 install(_K36, e_HeaderMap, d_HeaderMap)
 install(_K37, e_WatchedDirectory, d_WatchedDirectory)
 install(_K38, e_DataSource, d_DataSource)
@@ -13040,7 +12959,7 @@ install(_K56, e_GrpcServiceGoogleGrpcCallCredentialsMetadataCredentialsFromPlugi
 install(_K57, e_GrpcServiceGoogleGrpcCallCredentialsStsService, d_GrpcServiceGoogleGrpcCallCredentialsStsService)
 install(_K58, e_GrpcServiceGoogleGrpcChannelArgs, d_GrpcServiceGoogleGrpcChannelArgs)
 install(_K59, e_GrpcServiceGoogleGrpcChannelArgsValue, d_GrpcServiceGoogleGrpcChannelArgsValue)
-install(_K62, e_ApiConfigSource, d_ApiConfigSource)
+install(_K60, e_ApiConfigSource, d_ApiConfigSource)
 install(_K63, e_AggregatedConfigSource, d_AggregatedConfigSource)
 install(_K64, e_SelfConfigSource, d_SelfConfigSource)
 install(_K65, e_RateLimitSettings, d_RateLimitSettings)
@@ -13050,14 +12969,14 @@ install(_K68, e_ExtensionConfigSource, d_ExtensionConfigSource)
 install(_K69, e_EventServiceConfig, d_EventServiceConfig)
 install(_K70, e_JsonFormatOptions, d_JsonFormatOptions)
 install(_K71, e_SubstitutionFormatString, d_SubstitutionFormatString)
-install(_K73, e_ProxyProtocolPassThroughTlVs, d_ProxyProtocolPassThroughTlVs)
+install(_K72, e_ProxyProtocolPassThroughTlVs, d_ProxyProtocolPassThroughTlVs)
 install(_K74, e_TlvEntry, d_TlvEntry)
-install(_K76, e_ProxyProtocolConfig, d_ProxyProtocolConfig)
+install(_K75, e_ProxyProtocolConfig, d_ProxyProtocolConfig)
 install(_K77, e_PerHostConfig, d_PerHostConfig)
-install(_K79, e_HealthStatusSet, d_HealthStatusSet)
+install(_K78, e_HealthStatusSet, d_HealthStatusSet)
 install(_K80, e_HealthCheck, d_HealthCheck)
 install(_K81, e_HealthCheckPayload, d_HealthCheckPayload)
-install(_K84, e_HealthCheckHttpHealthCheck, d_HealthCheckHttpHealthCheck)
+install(_K82, e_HealthCheckHttpHealthCheck, d_HealthCheckHttpHealthCheck)
 install(_K85, e_HealthCheckTcpHealthCheck, d_HealthCheckTcpHealthCheck)
 install(_K86, e_HealthCheckRedisHealthCheck, d_HealthCheckRedisHealthCheck)
 install(_K87, e_HealthCheckGrpcHealthCheck, d_HealthCheckGrpcHealthCheck)
@@ -13069,7 +12988,7 @@ install(_K92, e_QuicProtocolOptions, d_QuicProtocolOptions)
 install(_K93, e_UpstreamHttpProtocolOptions, d_UpstreamHttpProtocolOptions)
 install(_K94, e_AlternateProtocolsCacheOptions, d_AlternateProtocolsCacheOptions)
 install(_K95, e_AlternateProtocolsCacheOptionsAlternateProtocolsCacheEntry, d_AlternateProtocolsCacheOptionsAlternateProtocolsCacheEntry)
-install(_K97, e_HttpProtocolOptions, d_HttpProtocolOptions)
+install(_K96, e_HttpProtocolOptions, d_HttpProtocolOptions)
 install(_K98, e_Http1ProtocolOptions, d_Http1ProtocolOptions)
 install(_K99, e_Http1ProtocolOptionsHeaderKeyFormat, d_Http1ProtocolOptionsHeaderKeyFormat)
 install(_K100, e_Http1ProtocolOptionsHeaderKeyFormatProperCaseWords, d_Http1ProtocolOptionsHeaderKeyFormatProperCaseWords)

@@ -417,7 +417,7 @@ def e_LbEndpoint(m):
 def d_LbEndpoint(data, pos, end):
     f0 = None
     f1 = None
-    f2 = _K3_0
+    f2 = _K4_0
     f3 = None
     f4 = None
     u = b""
@@ -466,8 +466,8 @@ def d_LbEndpoint(data, pos, end):
                     f2, pos = rv(data, pos)
             if f2 > 0x7FFFFFFF:
                 f2 = i32(f2)
-            y = _K3_v.get(f2)
-            f2 = y if y is not None else _K3(f2)
+            y = _K4_v.get(f2)
+            f2 = y if y is not None else _K4(f2)
         elif t == 26:
             n = data[pos]
             if n < 128:
@@ -530,7 +530,7 @@ def d_LbEndpoint(data, pos, end):
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K4)
+    o = new(_K3)
     o.endpoint = f0
     o.endpoint_name = f1
     o.health_status = f2
@@ -1436,11 +1436,11 @@ from . import EndpointHealthCheckConfig as _K1
 from . import ClusterLoadAssignmentPolicy as _K10
 from . import ClusterLoadAssignmentPolicyDropOverload as _K11
 from . import EndpointAdditionalAddress as _K2
+from . import LbEndpoint as _K3
 from .....envoy.config.core import v3 as _p0
-_K3 = _p0.HealthStatus
-_K3_v = _K3._value2member_map_
-_K3_0 = _K3(0)
-from . import LbEndpoint as _K4
+_K4 = _p0.HealthStatus
+_K4_v = _K4._value2member_map_
+_K4_0 = _K4(0)
 from . import LbEndpointCollection as _K5
 from . import LedsClusterLocalityConfig as _K6
 from . import LocalityLbEndpoints as _K7
@@ -1449,7 +1449,7 @@ from . import ClusterLoadAssignment as _K9
 install(_K0, e_Endpoint, d_Endpoint)
 install(_K1, e_EndpointHealthCheckConfig, d_EndpointHealthCheckConfig)
 install(_K2, e_EndpointAdditionalAddress, d_EndpointAdditionalAddress)
-install(_K4, e_LbEndpoint, d_LbEndpoint)
+install(_K3, e_LbEndpoint, d_LbEndpoint)
 install(_K5, e_LbEndpointCollection, d_LbEndpointCollection)
 install(_K6, e_LedsClusterLocalityConfig, d_LedsClusterLocalityConfig)
 install(_K7, e_LocalityLbEndpoints, d_LocalityLbEndpoints)

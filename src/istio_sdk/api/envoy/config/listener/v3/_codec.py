@@ -324,7 +324,7 @@ def d_FilterChainMatch(data, pos, end):
     f2 = ""
     f3 = None
     f4 = []
-    f5 = _K2_0
+    f5 = _K3_0
     f6 = []
     f7 = []
     f8 = []
@@ -536,8 +536,8 @@ def d_FilterChainMatch(data, pos, end):
                         f5, pos = rv(data, pos)
                 if f5 > 0x7FFFFFFF:
                     f5 = i32(f5)
-                y = _K2_v.get(f5)
-                f5 = y if y is not None else _K2(f5)
+                y = _K3_v.get(f5)
+                f5 = y if y is not None else _K3(f5)
             elif t == 106:
                 n = data[pos]
                 if n < 128:
@@ -560,7 +560,7 @@ def d_FilterChainMatch(data, pos, end):
                 u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K3)
+    o = new(_K2)
     o.destination_port = f0
     o.prefix_ranges = f1
     o.address_suffix = f2
@@ -1289,20 +1289,9 @@ def e_QuicProtocolOptions(m):
 
 
 def d_QuicProtocolOptions(data, pos, end):
-    f0 = None
-    f1 = None
-    f2 = None
-    f3 = None
-    f4 = None
-    f5 = None
-    f6 = None
-    f7 = None
-    f8 = None
-    f9 = None
-    f10 = None
-    f11 = []
-    f12 = False
-    f13 = None
+    o = new(_K8)
+    o.__dict__ = _K8_t.copy()
+    f11 = o.save_cmsg_config = []
     u = b""
     while pos < end:
         st = pos
@@ -1332,10 +1321,10 @@ def d_QuicProtocolOptions(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f0 is None:
-                        f0 = _c1.d_QuicProtocolOptions(data, pos, e)
+                    if o.quic_protocol_options is None:
+                        o.quic_protocol_options = _c1.d_QuicProtocolOptions(data, pos, e)
                     else:
-                        f0 = merge(_c1.d_QuicProtocolOptions, _c1.e_QuicProtocolOptions, f0, data, pos, e)
+                        o.quic_protocol_options = merge(_c1.d_QuicProtocolOptions, _c1.e_QuicProtocolOptions, o.quic_protocol_options, data, pos, e)
                     pos = e
                 elif t == 18:
                     n = data[pos]
@@ -1351,10 +1340,10 @@ def d_QuicProtocolOptions(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f1 is None:
-                        f1 = _w1d(data, pos, e)
+                    if o.idle_timeout is None:
+                        o.idle_timeout = _w1d(data, pos, e)
                     else:
-                        f1 = merge(_w1d, _w1e, f1, data, pos, e)
+                        o.idle_timeout = merge(_w1d, _w1e, o.idle_timeout, data, pos, e)
                     pos = e
                 elif t == 26:
                     n = data[pos]
@@ -1370,10 +1359,10 @@ def d_QuicProtocolOptions(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f2 is None:
-                        f2 = _w1d(data, pos, e)
+                    if o.crypto_handshake_timeout is None:
+                        o.crypto_handshake_timeout = _w1d(data, pos, e)
                     else:
-                        f2 = merge(_w1d, _w1e, f2, data, pos, e)
+                        o.crypto_handshake_timeout = merge(_w1d, _w1e, o.crypto_handshake_timeout, data, pos, e)
                     pos = e
                 else:
                     pos = skip(data, pos, t, end)
@@ -1393,10 +1382,10 @@ def d_QuicProtocolOptions(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f3 is None:
-                        f3 = _c1.d_RuntimeFeatureFlag(data, pos, e)
+                    if o.enabled is None:
+                        o.enabled = _c1.d_RuntimeFeatureFlag(data, pos, e)
                     else:
-                        f3 = merge(_c1.d_RuntimeFeatureFlag, _c1.e_RuntimeFeatureFlag, f3, data, pos, e)
+                        o.enabled = merge(_c1.d_RuntimeFeatureFlag, _c1.e_RuntimeFeatureFlag, o.enabled, data, pos, e)
                     pos = e
                 elif t == 42:
                     n = data[pos]
@@ -1413,11 +1402,11 @@ def d_QuicProtocolOptions(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f4 = data[pos + 1]
-                    elif f4 is None:
-                        f4 = _w0d(data, pos, e)
+                        o.packets_to_read_to_connection_count_ratio = data[pos + 1]
+                    elif o.packets_to_read_to_connection_count_ratio is None:
+                        o.packets_to_read_to_connection_count_ratio = _w0d(data, pos, e)
                     else:
-                        f4 = merge(_w0d, _w0e, f4, data, pos, e)
+                        o.packets_to_read_to_connection_count_ratio = merge(_w0d, _w0e, o.packets_to_read_to_connection_count_ratio, data, pos, e)
                     pos = e
                 elif t == 50:
                     n = data[pos]
@@ -1433,10 +1422,10 @@ def d_QuicProtocolOptions(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f5 is None:
-                        f5 = _c1.d_TypedExtensionConfig(data, pos, e)
+                    if o.crypto_stream_config is None:
+                        o.crypto_stream_config = _c1.d_TypedExtensionConfig(data, pos, e)
                     else:
-                        f5 = merge(_c1.d_TypedExtensionConfig, _c1.e_TypedExtensionConfig, f5, data, pos, e)
+                        o.crypto_stream_config = merge(_c1.d_TypedExtensionConfig, _c1.e_TypedExtensionConfig, o.crypto_stream_config, data, pos, e)
                     pos = e
                 elif t == 58:
                     n = data[pos]
@@ -1452,10 +1441,10 @@ def d_QuicProtocolOptions(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f6 is None:
-                        f6 = _c1.d_TypedExtensionConfig(data, pos, e)
+                    if o.proof_source_config is None:
+                        o.proof_source_config = _c1.d_TypedExtensionConfig(data, pos, e)
                     else:
-                        f6 = merge(_c1.d_TypedExtensionConfig, _c1.e_TypedExtensionConfig, f6, data, pos, e)
+                        o.proof_source_config = merge(_c1.d_TypedExtensionConfig, _c1.e_TypedExtensionConfig, o.proof_source_config, data, pos, e)
                     pos = e
                 else:
                     pos = skip(data, pos, t, end)
@@ -1476,10 +1465,10 @@ def d_QuicProtocolOptions(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f7 is None:
-                        f7 = _c1.d_TypedExtensionConfig(data, pos, e)
+                    if o.connection_id_generator_config is None:
+                        o.connection_id_generator_config = _c1.d_TypedExtensionConfig(data, pos, e)
                     else:
-                        f7 = merge(_c1.d_TypedExtensionConfig, _c1.e_TypedExtensionConfig, f7, data, pos, e)
+                        o.connection_id_generator_config = merge(_c1.d_TypedExtensionConfig, _c1.e_TypedExtensionConfig, o.connection_id_generator_config, data, pos, e)
                     pos = e
                 elif t == 74:
                     n = data[pos]
@@ -1495,10 +1484,10 @@ def d_QuicProtocolOptions(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f8 is None:
-                        f8 = _c1.d_TypedExtensionConfig(data, pos, e)
+                    if o.server_preferred_address_config is None:
+                        o.server_preferred_address_config = _c1.d_TypedExtensionConfig(data, pos, e)
                     else:
-                        f8 = merge(_c1.d_TypedExtensionConfig, _c1.e_TypedExtensionConfig, f8, data, pos, e)
+                        o.server_preferred_address_config = merge(_c1.d_TypedExtensionConfig, _c1.e_TypedExtensionConfig, o.server_preferred_address_config, data, pos, e)
                     pos = e
                 elif t == 82:
                     n = data[pos]
@@ -1515,11 +1504,11 @@ def d_QuicProtocolOptions(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f9 = data[pos + 1] != 0
-                    elif f9 is None:
-                        f9 = _w2d(data, pos, e)
+                        o.send_disable_active_migration = data[pos + 1] != 0
+                    elif o.send_disable_active_migration is None:
+                        o.send_disable_active_migration = _w2d(data, pos, e)
                     else:
-                        f9 = merge(_w2d, _w2e, f9, data, pos, e)
+                        o.send_disable_active_migration = merge(_w2d, _w2e, o.send_disable_active_migration, data, pos, e)
                     pos = e
                 else:
                     pos = skip(data, pos, t, end)
@@ -1539,10 +1528,10 @@ def d_QuicProtocolOptions(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f10 is None:
-                        f10 = _c1.d_TypedExtensionConfig(data, pos, e)
+                    if o.connection_debug_visitor_config is None:
+                        o.connection_debug_visitor_config = _c1.d_TypedExtensionConfig(data, pos, e)
                     else:
-                        f10 = merge(_c1.d_TypedExtensionConfig, _c1.e_TypedExtensionConfig, f10, data, pos, e)
+                        o.connection_debug_visitor_config = merge(_c1.d_TypedExtensionConfig, _c1.e_TypedExtensionConfig, o.connection_debug_visitor_config, data, pos, e)
                     pos = e
                 elif t == 98:
                     n = data[pos]
@@ -1562,17 +1551,18 @@ def d_QuicProtocolOptions(data, pos, end):
                     pos = e
                     f11.append(x)
                 elif t == 104:
-                    f12 = data[pos]
-                    if f12 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f12 = (f12 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f12, pos = rv(data, pos)
-                    f12 = f12 != 0
+                            x, pos = rv(data, pos)
+                    x = x != 0
+                    o.reject_new_connections = x
                 elif t == 114:
                     n = data[pos]
                     if n < 128:
@@ -1588,33 +1578,19 @@ def d_QuicProtocolOptions(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f13 = data[pos + 1]
-                    elif f13 is None:
-                        f13 = _w0d(data, pos, e)
+                        o.max_sessions_per_event_loop = data[pos + 1]
+                    elif o.max_sessions_per_event_loop is None:
+                        o.max_sessions_per_event_loop = _w0d(data, pos, e)
                     else:
-                        f13 = merge(_w0d, _w0e, f13, data, pos, e)
+                        o.max_sessions_per_event_loop = merge(_w0d, _w0e, o.max_sessions_per_event_loop, data, pos, e)
                     pos = e
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K8)
-    o.quic_protocol_options = f0
-    o.idle_timeout = f1
-    o.crypto_handshake_timeout = f2
-    o.enabled = f3
-    o.packets_to_read_to_connection_count_ratio = f4
-    o.crypto_stream_config = f5
-    o.proof_source_config = f6
-    o.connection_id_generator_config = f7
-    o.server_preferred_address_config = f8
-    o.send_disable_active_migration = f9
-    o.connection_debug_visitor_config = f10
-    o.save_cmsg_config = f11
-    o.reject_new_connections = f12
-    o.max_sessions_per_event_loop = f13
-    o._unknown_fields = u
+    if u:
+        o._unknown_fields = u
     return o
 
 
@@ -2124,40 +2100,13 @@ def e_Listener(m):
 
 
 def d_Listener(data, pos, end):
-    f0 = ""
-    f1 = None
-    f2 = []
-    f3 = ""
-    f4 = []
-    f5 = None
-    f6 = None
-    f7 = None
-    f8 = None
-    f9 = None
-    f10 = None
-    f11 = None
-    f12 = _K13_0
-    f13 = []
-    f14 = None
-    f15 = False
-    f16 = None
-    f17 = None
-    f18 = []
-    f19 = None
-    f20 = _K14_0
-    f21 = None
-    f22 = None
-    f23 = None
-    f24 = False
-    f25 = None
-    f26 = []
-    f27 = None
-    f28 = None
-    f29 = None
-    f30 = None
-    f31 = False
-    f32 = False
-    f33 = False
+    o = new(_K13)
+    o.__dict__ = _K13_t.copy()
+    f2 = o.additional_addresses = []
+    f4 = o.filter_chains = []
+    f13 = o.listener_filters = []
+    f18 = o.socket_options = []
+    f26 = o.access_log = []
     u = b""
     while pos < end:
         st = pos
@@ -2188,8 +2137,9 @@ def d_Listener(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        f0 = data[pos:e].decode()
+                        x = data[pos:e].decode()
                         pos = e
+                        o.name = x
                     elif t == 18:
                         n = data[pos]
                         if n < 128:
@@ -2204,10 +2154,10 @@ def d_Listener(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f1 is None:
-                            f1 = _c1.d_Address(data, pos, e)
+                        if o.address is None:
+                            o.address = _c1.d_Address(data, pos, e)
                         else:
-                            f1 = merge(_c1.d_Address, _c1.e_Address, f1, data, pos, e)
+                            o.address = merge(_c1.d_Address, _c1.e_Address, o.address, data, pos, e)
                         pos = e
                     elif t == 26:
                         n = data[pos]
@@ -2241,11 +2191,11 @@ def d_Listener(data, pos, end):
                         if e > end:
                             raise trunc()
                         if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                            f7 = data[pos + 1] != 0
-                        elif f7 is None:
-                            f7 = _w2d(data, pos, e)
+                            o.use_original_dst = data[pos + 1] != 0
+                        elif o.use_original_dst is None:
+                            o.use_original_dst = _w2d(data, pos, e)
                         else:
-                            f7 = merge(_w2d, _w2e, f7, data, pos, e)
+                            o.use_original_dst = merge(_w2d, _w2e, o.use_original_dst, data, pos, e)
                         pos = e
                     else:
                         pos = skip(data, pos, t, end)
@@ -2266,11 +2216,11 @@ def d_Listener(data, pos, end):
                         if e > end:
                             raise trunc()
                         if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                            f9 = data[pos + 1]
-                        elif f9 is None:
-                            f9 = _w0d(data, pos, e)
+                            o.per_connection_buffer_limit_bytes = data[pos + 1]
+                        elif o.per_connection_buffer_limit_bytes is None:
+                            o.per_connection_buffer_limit_bytes = _w0d(data, pos, e)
                         else:
-                            f9 = merge(_w0d, _w0e, f9, data, pos, e)
+                            o.per_connection_buffer_limit_bytes = merge(_w0d, _w0e, o.per_connection_buffer_limit_bytes, data, pos, e)
                         pos = e
                     elif t == 50:
                         n = data[pos]
@@ -2286,10 +2236,10 @@ def d_Listener(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f10 is None:
-                            f10 = _c1.d_Metadata(data, pos, e)
+                        if o.metadata is None:
+                            o.metadata = _c1.d_Metadata(data, pos, e)
                         else:
-                            f10 = merge(_c1.d_Metadata, _c1.e_Metadata, f10, data, pos, e)
+                            o.metadata = merge(_c1.d_Metadata, _c1.e_Metadata, o.metadata, data, pos, e)
                         pos = e
                     elif t == 58:
                         n = data[pos]
@@ -2305,26 +2255,27 @@ def d_Listener(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f11 is None:
-                            f11 = d_ListenerDeprecatedV1(data, pos, e)
+                        if o.deprecated_v1 is None:
+                            o.deprecated_v1 = d_ListenerDeprecatedV1(data, pos, e)
                         else:
-                            f11 = merge(d_ListenerDeprecatedV1, e_ListenerDeprecatedV1, f11, data, pos, e)
+                            o.deprecated_v1 = merge(d_ListenerDeprecatedV1, e_ListenerDeprecatedV1, o.deprecated_v1, data, pos, e)
                         pos = e
                     elif t == 64:
-                        f12 = data[pos]
-                        if f12 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f12 = (f12 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f12, pos = rv(data, pos)
-                        if f12 > 0x7FFFFFFF:
-                            f12 = i32(f12)
-                        y = _K13_v.get(f12)
-                        f12 = y if y is not None else _K13(f12)
+                                x, pos = rv(data, pos)
+                        if x > 0x7FFFFFFF:
+                            x = i32(x)
+                        y = _K14_v.get(x)
+                        x = y if y is not None else _K14(x)
+                        o.drain_type = x
                     else:
                         pos = skip(data, pos, t, end)
                         u += data[st:pos]
@@ -2362,11 +2313,11 @@ def d_Listener(data, pos, end):
                         if e > end:
                             raise trunc()
                         if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                            f16 = data[pos + 1] != 0
-                        elif f16 is None:
-                            f16 = _w2d(data, pos, e)
+                            o.transparent = data[pos + 1] != 0
+                        elif o.transparent is None:
+                            o.transparent = _w2d(data, pos, e)
                         else:
-                            f16 = merge(_w2d, _w2e, f16, data, pos, e)
+                            o.transparent = merge(_w2d, _w2e, o.transparent, data, pos, e)
                         pos = e
                     elif t == 90:
                         n = data[pos]
@@ -2383,11 +2334,11 @@ def d_Listener(data, pos, end):
                         if e > end:
                             raise trunc()
                         if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                            f17 = data[pos + 1] != 0
-                        elif f17 is None:
-                            f17 = _w2d(data, pos, e)
+                            o.freebind = data[pos + 1] != 0
+                        elif o.freebind is None:
+                            o.freebind = _w2d(data, pos, e)
                         else:
-                            f17 = merge(_w2d, _w2e, f17, data, pos, e)
+                            o.freebind = merge(_w2d, _w2e, o.freebind, data, pos, e)
                         pos = e
                     elif t == 98:
                         n = data[pos]
@@ -2404,11 +2355,11 @@ def d_Listener(data, pos, end):
                         if e > end:
                             raise trunc()
                         if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                            f19 = data[pos + 1]
-                        elif f19 is None:
-                            f19 = _w0d(data, pos, e)
+                            o.tcp_fast_open_queue_length = data[pos + 1]
+                        elif o.tcp_fast_open_queue_length is None:
+                            o.tcp_fast_open_queue_length = _w0d(data, pos, e)
                         else:
-                            f19 = merge(_w0d, _w0e, f19, data, pos, e)
+                            o.tcp_fast_open_queue_length = merge(_w0d, _w0e, o.tcp_fast_open_queue_length, data, pos, e)
                         pos = e
                     else:
                         pos = skip(data, pos, t, end)
@@ -2445,38 +2396,40 @@ def d_Listener(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f14 is None:
-                            f14 = _w1d(data, pos, e)
+                        if o.listener_filters_timeout is None:
+                            o.listener_filters_timeout = _w1d(data, pos, e)
                         else:
-                            f14 = merge(_w1d, _w1e, f14, data, pos, e)
+                            o.listener_filters_timeout = merge(_w1d, _w1e, o.listener_filters_timeout, data, pos, e)
                         pos = e
                     elif t == 128:
-                        f20 = data[pos]
-                        if f20 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f20 = (f20 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f20, pos = rv(data, pos)
-                        if f20 > 0x7FFFFFFF:
-                            f20 = i32(f20)
-                        y = _K14_v.get(f20)
-                        f20 = y if y is not None else _K14(f20)
+                                x, pos = rv(data, pos)
+                        if x > 0x7FFFFFFF:
+                            x = i32(x)
+                        y = _K15_v.get(x)
+                        x = y if y is not None else _K15(x)
+                        o.traffic_direction = x
                     elif t == 136:
-                        f15 = data[pos]
-                        if f15 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f15 = (f15 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f15, pos = rv(data, pos)
-                        f15 = f15 != 0
+                                x, pos = rv(data, pos)
+                        x = x != 0
+                        o.continue_on_listener_filters_timeout = x
                     elif t == 146:
                         n = data[pos]
                         if n < 128:
@@ -2491,10 +2444,10 @@ def d_Listener(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f21 is None:
-                            f21 = d_UdpListenerConfig(data, pos, e)
+                        if o.udp_listener_config is None:
+                            o.udp_listener_config = d_UdpListenerConfig(data, pos, e)
                         else:
-                            f21 = merge(d_UdpListenerConfig, e_UdpListenerConfig, f21, data, pos, e)
+                            o.udp_listener_config = merge(d_UdpListenerConfig, e_UdpListenerConfig, o.udp_listener_config, data, pos, e)
                         pos = e
                     else:
                         pos = skip(data, pos, t, end)
@@ -2516,10 +2469,10 @@ def d_Listener(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f22 is None:
-                            f22 = d_ApiListener(data, pos, e)
+                        if o.api_listener is None:
+                            o.api_listener = d_ApiListener(data, pos, e)
                         else:
-                            f22 = merge(d_ApiListener, e_ApiListener, f22, data, pos, e)
+                            o.api_listener = merge(d_ApiListener, e_ApiListener, o.api_listener, data, pos, e)
                         pos = e
                     elif t == 162:
                         n = data[pos]
@@ -2535,23 +2488,24 @@ def d_Listener(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f23 is None:
-                            f23 = d_ListenerConnectionBalanceConfig(data, pos, e)
+                        if o.connection_balance_config is None:
+                            o.connection_balance_config = d_ListenerConnectionBalanceConfig(data, pos, e)
                         else:
-                            f23 = merge(d_ListenerConnectionBalanceConfig, e_ListenerConnectionBalanceConfig, f23, data, pos, e)
+                            o.connection_balance_config = merge(d_ListenerConnectionBalanceConfig, e_ListenerConnectionBalanceConfig, o.connection_balance_config, data, pos, e)
                         pos = e
                     elif t == 168:
-                        f24 = data[pos]
-                        if f24 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f24 = (f24 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f24, pos = rv(data, pos)
-                        f24 = f24 != 0
+                                x, pos = rv(data, pos)
+                        x = x != 0
+                        o.reuse_port = x
                     elif t == 178:
                         n = data[pos]
                         if n < 128:
@@ -2588,11 +2542,11 @@ def d_Listener(data, pos, end):
                         if e > end:
                             raise trunc()
                         if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                            f27 = data[pos + 1]
-                        elif f27 is None:
-                            f27 = _w0d(data, pos, e)
+                            o.tcp_backlog_size = data[pos + 1]
+                        elif o.tcp_backlog_size is None:
+                            o.tcp_backlog_size = _w0d(data, pos, e)
                         else:
-                            f27 = merge(_w0d, _w0e, f27, data, pos, e)
+                            o.tcp_backlog_size = merge(_w0d, _w0e, o.tcp_backlog_size, data, pos, e)
                         pos = e
                     elif t == 202:
                         n = data[pos]
@@ -2608,10 +2562,10 @@ def d_Listener(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f8 is None:
-                            f8 = d_FilterChain(data, pos, e)
+                        if o.default_filter_chain is None:
+                            o.default_filter_chain = d_FilterChain(data, pos, e)
                         else:
-                            f8 = merge(d_FilterChain, e_FilterChain, f8, data, pos, e)
+                            o.default_filter_chain = merge(d_FilterChain, e_FilterChain, o.default_filter_chain, data, pos, e)
                         pos = e
                     elif t == 210:
                         n = data[pos]
@@ -2628,11 +2582,11 @@ def d_Listener(data, pos, end):
                         if e > end:
                             raise trunc()
                         if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                            f29 = data[pos + 1] != 0
-                        elif f29 is None:
-                            f29 = _w2d(data, pos, e)
+                            o.bind_to_port = data[pos + 1] != 0
+                        elif o.bind_to_port is None:
+                            o.bind_to_port = _w2d(data, pos, e)
                         else:
-                            f29 = merge(_w2d, _w2e, f29, data, pos, e)
+                            o.bind_to_port = merge(_w2d, _w2e, o.bind_to_port, data, pos, e)
                         pos = e
                     elif t == 218:
                         n = data[pos]
@@ -2648,10 +2602,10 @@ def d_Listener(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f30 is None:
-                            f30 = d_ListenerInternalListenerConfig(data, pos, e)
+                        if o.internal_listener is None:
+                            o.internal_listener = d_ListenerInternalListenerConfig(data, pos, e)
                         else:
-                            f30 = merge(d_ListenerInternalListenerConfig, e_ListenerInternalListenerConfig, f30, data, pos, e)
+                            o.internal_listener = merge(d_ListenerInternalListenerConfig, e_ListenerInternalListenerConfig, o.internal_listener, data, pos, e)
                         pos = e
                     else:
                         pos = skip(data, pos, t, end)
@@ -2672,8 +2626,9 @@ def d_Listener(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        f3 = data[pos:e].decode()
+                        x = data[pos:e].decode()
                         pos = e
+                        o.stat_prefix = x
                     elif t == 234:
                         n = data[pos]
                         if n < 128:
@@ -2689,36 +2644,38 @@ def d_Listener(data, pos, end):
                         if e > end:
                             raise trunc()
                         if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                            f25 = data[pos + 1] != 0
-                        elif f25 is None:
-                            f25 = _w2d(data, pos, e)
+                            o.enable_reuse_port = data[pos + 1] != 0
+                        elif o.enable_reuse_port is None:
+                            o.enable_reuse_port = _w2d(data, pos, e)
                         else:
-                            f25 = merge(_w2d, _w2e, f25, data, pos, e)
+                            o.enable_reuse_port = merge(_w2d, _w2e, o.enable_reuse_port, data, pos, e)
                         pos = e
                     elif t == 240:
-                        f31 = data[pos]
-                        if f31 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f31 = (f31 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f31, pos = rv(data, pos)
-                        f31 = f31 != 0
+                                x, pos = rv(data, pos)
+                        x = x != 0
+                        o.enable_mptcp = x
                     elif t == 248:
-                        f32 = data[pos]
-                        if f32 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f32 = (f32 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f32, pos = rv(data, pos)
-                        f32 = f32 != 0
+                                x, pos = rv(data, pos)
+                        x = x != 0
+                        o.ignore_global_conn_limit = x
                     else:
                         pos = skip(data, pos, t, end)
                         u += data[st:pos]
@@ -2737,10 +2694,10 @@ def d_Listener(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f6 is None:
-                            f6 = _c5.d_Matcher(data, pos, e)
+                        if o.filter_chain_matcher is None:
+                            o.filter_chain_matcher = _c5.d_Matcher(data, pos, e)
                         else:
-                            f6 = merge(_c5.d_Matcher, _c5.e_Matcher, f6, data, pos, e)
+                            o.filter_chain_matcher = merge(_c5.d_Matcher, _c5.e_Matcher, o.filter_chain_matcher, data, pos, e)
                         pos = e
                     elif t == 266:
                         n = data[pos]
@@ -2774,24 +2731,25 @@ def d_Listener(data, pos, end):
                         if e > end:
                             raise trunc()
                         if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                            f28 = data[pos + 1]
-                        elif f28 is None:
-                            f28 = _w0d(data, pos, e)
+                            o.max_connections_to_accept_per_socket_event = data[pos + 1]
+                        elif o.max_connections_to_accept_per_socket_event is None:
+                            o.max_connections_to_accept_per_socket_event = _w0d(data, pos, e)
                         else:
-                            f28 = merge(_w0d, _w0e, f28, data, pos, e)
+                            o.max_connections_to_accept_per_socket_event = merge(_w0d, _w0e, o.max_connections_to_accept_per_socket_event, data, pos, e)
                         pos = e
                     elif t == 280:
-                        f33 = data[pos]
-                        if f33 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f33 = (f33 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f33, pos = rv(data, pos)
-                        f33 = f33 != 0
+                                x, pos = rv(data, pos)
+                        x = x != 0
+                        o.bypass_overload_manager = x
                     elif t == 290:
                         n = data[pos]
                         if n < 128:
@@ -2806,52 +2764,18 @@ def d_Listener(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f5 is None:
-                            f5 = d_ListenerFcdsConfig(data, pos, e)
+                        if o.fcds_config is None:
+                            o.fcds_config = d_ListenerFcdsConfig(data, pos, e)
                         else:
-                            f5 = merge(d_ListenerFcdsConfig, e_ListenerFcdsConfig, f5, data, pos, e)
+                            o.fcds_config = merge(d_ListenerFcdsConfig, e_ListenerFcdsConfig, o.fcds_config, data, pos, e)
                         pos = e
                     else:
                         pos = skip(data, pos, t, end)
                         u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K15)
-    o.name = f0
-    o.address = f1
-    o.additional_addresses = f2
-    o.stat_prefix = f3
-    o.filter_chains = f4
-    o.fcds_config = f5
-    o.filter_chain_matcher = f6
-    o.use_original_dst = f7
-    o.default_filter_chain = f8
-    o.per_connection_buffer_limit_bytes = f9
-    o.metadata = f10
-    o.deprecated_v1 = f11
-    o.drain_type = f12
-    o.listener_filters = f13
-    o.listener_filters_timeout = f14
-    o.continue_on_listener_filters_timeout = f15
-    o.transparent = f16
-    o.freebind = f17
-    o.socket_options = f18
-    o.tcp_fast_open_queue_length = f19
-    o.traffic_direction = f20
-    o.udp_listener_config = f21
-    o.api_listener = f22
-    o.connection_balance_config = f23
-    o.reuse_port = f24
-    o.enable_reuse_port = f25
-    o.access_log = f26
-    o.tcp_backlog_size = f27
-    o.max_connections_to_accept_per_socket_event = f28
-    o.bind_to_port = f29
-    o.internal_listener = f30
-    o.enable_mptcp = f31
-    o.ignore_global_conn_limit = f32
-    o.bypass_overload_manager = f33
-    o._unknown_fields = u
+    if u:
+        o._unknown_fields = u
     return o
 
 
@@ -3249,35 +3173,37 @@ from . import Filter as _K1
 from . import ActiveRawUdpListenerConfig as _K10
 from . import AdditionalAddress as _K11
 from . import ListenerCollection as _K12
-from . import ListenerDrainType as _K13
-_K13_v = _K13._value2member_map_
-_K13_0 = _K13(0)
-from .....envoy.config.core import v3 as _p0
-_K14 = _p0.TrafficDirection
+from . import Listener as _K13
+from . import ListenerDrainType as _K14
 _K14_v = _K14._value2member_map_
 _K14_0 = _K14(0)
-from . import Listener as _K15
+from .....envoy.config.core import v3 as _p0
+_K15 = _p0.TrafficDirection
+_K15_v = _K15._value2member_map_
+_K15_0 = _K15(0)
 from . import ListenerDeprecatedV1 as _K16
 from . import ListenerConnectionBalanceConfig as _K17
 from . import ListenerConnectionBalanceConfigExactBalance as _K18
 from . import ListenerInternalListenerConfig as _K19
-from . import FilterChainMatchConnectionSourceType as _K2
-_K2_v = _K2._value2member_map_
-_K2_0 = _K2(0)
+from . import FilterChainMatch as _K2
 from . import ListenerFcdsConfig as _K20
 from . import ListenerManager as _K21
 from . import ValidationListenerManager as _K22
 from . import ApiListenerManager as _K23
-from . import FilterChainMatch as _K3
+from . import FilterChainMatchConnectionSourceType as _K3
+_K3_v = _K3._value2member_map_
+_K3_0 = _K3(0)
 from . import FilterChain as _K4
 from . import ListenerFilterChainMatchPredicate as _K5
 from . import ListenerFilterChainMatchPredicateMatchSet as _K6
 from . import ListenerFilter as _K7
 from . import QuicProtocolOptions as _K8
 from . import UdpListenerConfig as _K9
+_K13_t = {'name': "", 'address': None, 'additional_addresses': None, 'stat_prefix': "", 'filter_chains': None, 'fcds_config': None, 'filter_chain_matcher': None, 'use_original_dst': None, 'default_filter_chain': None, 'per_connection_buffer_limit_bytes': None, 'metadata': None, 'deprecated_v1': None, 'drain_type': _K14_0, 'listener_filters': None, 'listener_filters_timeout': None, 'continue_on_listener_filters_timeout': False, 'transparent': None, 'freebind': None, 'socket_options': None, 'tcp_fast_open_queue_length': None, 'traffic_direction': _K15_0, 'udp_listener_config': None, 'api_listener': None, 'connection_balance_config': None, 'reuse_port': False, 'enable_reuse_port': None, 'access_log': None, 'tcp_backlog_size': None, 'max_connections_to_accept_per_socket_event': None, 'bind_to_port': None, 'internal_listener': None, 'enable_mptcp': False, 'ignore_global_conn_limit': False, 'bypass_overload_manager': False, '_unknown_fields': b''}
+_K8_t = {'quic_protocol_options': None, 'idle_timeout': None, 'crypto_handshake_timeout': None, 'enabled': None, 'packets_to_read_to_connection_count_ratio': None, 'crypto_stream_config': None, 'proof_source_config': None, 'connection_id_generator_config': None, 'server_preferred_address_config': None, 'send_disable_active_migration': None, 'connection_debug_visitor_config': None, 'save_cmsg_config': None, 'reject_new_connections': False, 'max_sessions_per_event_loop': None, '_unknown_fields': b''}
 install(_K0, e_ApiListener, d_ApiListener)
 install(_K1, e_Filter, d_Filter)
-install(_K3, e_FilterChainMatch, d_FilterChainMatch)
+install(_K2, e_FilterChainMatch, d_FilterChainMatch)
 install(_K4, e_FilterChain, d_FilterChain)
 install(_K5, e_ListenerFilterChainMatchPredicate, d_ListenerFilterChainMatchPredicate)
 install(_K6, e_ListenerFilterChainMatchPredicateMatchSet, d_ListenerFilterChainMatchPredicateMatchSet)
@@ -3287,7 +3213,7 @@ install(_K9, e_UdpListenerConfig, d_UdpListenerConfig)
 install(_K10, e_ActiveRawUdpListenerConfig, d_ActiveRawUdpListenerConfig)
 install(_K11, e_AdditionalAddress, d_AdditionalAddress)
 install(_K12, e_ListenerCollection, d_ListenerCollection)
-install(_K15, e_Listener, d_Listener)
+install(_K13, e_Listener, d_Listener)
 install(_K16, e_ListenerDeprecatedV1, d_ListenerDeprecatedV1)
 install(_K17, e_ListenerConnectionBalanceConfig, d_ListenerConnectionBalanceConfig)
 install(_K18, e_ListenerConnectionBalanceConfigExactBalance, d_ListenerConnectionBalanceConfigExactBalance)

@@ -425,7 +425,7 @@ def e_ScaleTimersOverloadActionConfigScaleTimer(m):
 
 
 def d_ScaleTimersOverloadActionConfigScaleTimer(data, pos, end):
-    f0 = _K5_0
+    f0 = _K6_0
     f1 = None
     f2 = None
     u = b""
@@ -454,8 +454,8 @@ def d_ScaleTimersOverloadActionConfigScaleTimer(data, pos, end):
                     f0, pos = rv(data, pos)
             if f0 > 0x7FFFFFFF:
                 f0 = i32(f0)
-            y = _K5_v.get(f0)
-            f0 = y if y is not None else _K5(f0)
+            y = _K6_v.get(f0)
+            f0 = y if y is not None else _K6(f0)
         elif t == 18:
             n = data[pos]
             if n < 128:
@@ -501,7 +501,7 @@ def d_ScaleTimersOverloadActionConfigScaleTimer(data, pos, end):
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K6)
+    o = new(_K5)
     o.timer = f0
     o.min_timeout = f1
     o.min_scale = f2
@@ -927,10 +927,10 @@ from . import OverloadManager as _K10
 from . import ScaledTrigger as _K2
 from . import Trigger as _K3
 from . import ScaleTimersOverloadActionConfig as _K4
-from . import ScaleTimersOverloadActionConfigTimerType as _K5
-_K5_v = _K5._value2member_map_
-_K5_0 = _K5(0)
-from . import ScaleTimersOverloadActionConfigScaleTimer as _K6
+from . import ScaleTimersOverloadActionConfigScaleTimer as _K5
+from . import ScaleTimersOverloadActionConfigTimerType as _K6
+_K6_v = _K6._value2member_map_
+_K6_0 = _K6(0)
 from . import OverloadAction as _K7
 from . import LoadShedPoint as _K8
 from . import BufferFactoryConfig as _K9
@@ -939,7 +939,7 @@ install(_K1, e_ThresholdTrigger, d_ThresholdTrigger)
 install(_K2, e_ScaledTrigger, d_ScaledTrigger)
 install(_K3, e_Trigger, d_Trigger)
 install(_K4, e_ScaleTimersOverloadActionConfig, d_ScaleTimersOverloadActionConfig)
-install(_K6, e_ScaleTimersOverloadActionConfigScaleTimer, d_ScaleTimersOverloadActionConfigScaleTimer)
+install(_K5, e_ScaleTimersOverloadActionConfigScaleTimer, d_ScaleTimersOverloadActionConfigScaleTimer)
 install(_K7, e_OverloadAction, d_OverloadAction)
 install(_K8, e_LoadShedPoint, d_LoadShedPoint)
 install(_K9, e_BufferFactoryConfig, d_BufferFactoryConfig)

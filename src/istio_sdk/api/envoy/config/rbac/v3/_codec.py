@@ -145,7 +145,7 @@ def m_Rbac_policies(data, pos, end):
 
 
 def d_Rbac(data, pos, end):
-    f0 = _K0_0
+    f0 = _K1_0
     f1 = {}
     f2 = None
     u = b""
@@ -174,8 +174,8 @@ def d_Rbac(data, pos, end):
                     f0, pos = rv(data, pos)
             if f0 > 0x7FFFFFFF:
                 f0 = i32(f0)
-            y = _K0_v.get(f0)
-            f0 = y if y is not None else _K0(f0)
+            y = _K1_v.get(f0)
+            f0 = y if y is not None else _K1(f0)
         elif t == 18:
             n = data[pos]
             if n < 128:
@@ -217,7 +217,7 @@ def d_Rbac(data, pos, end):
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K1)
+    o = new(_K0)
     o.action = f0
     o.policies = f1
     o.audit_logging_options = f2
@@ -245,7 +245,7 @@ def e_RbacAuditLoggingOptions(m):
 
 
 def d_RbacAuditLoggingOptions(data, pos, end):
-    f0 = _K2_0
+    f0 = _K3_0
     f1 = []
     u = b""
     while pos < end:
@@ -273,8 +273,8 @@ def d_RbacAuditLoggingOptions(data, pos, end):
                     f0, pos = rv(data, pos)
             if f0 > 0x7FFFFFFF:
                 f0 = i32(f0)
-            y = _K2_v.get(f0)
-            f0 = y if y is not None else _K2(f0)
+            y = _K3_v.get(f0)
+            f0 = y if y is not None else _K3(f0)
         elif t == 18:
             n = data[pos]
             if n < 128:
@@ -297,7 +297,7 @@ def d_RbacAuditLoggingOptions(data, pos, end):
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K3)
+    o = new(_K2)
     o.audit_condition = f0
     o.logger_configs = f1
     o._unknown_fields = u
@@ -570,7 +570,7 @@ def e_SourcedMetadata(m):
 
 def d_SourcedMetadata(data, pos, end):
     f0 = None
-    f1 = _K6_0
+    f1 = _K7_0
     u = b""
     while pos < end:
         st = pos
@@ -616,14 +616,14 @@ def d_SourcedMetadata(data, pos, end):
                     f1, pos = rv(data, pos)
             if f1 > 0x7FFFFFFF:
                 f1 = i32(f1)
-            y = _K6_v.get(f1)
-            f1 = y if y is not None else _K6(f1)
+            y = _K7_v.get(f1)
+            f1 = y if y is not None else _K7(f1)
         else:
             pos = skip(data, pos, t, end)
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K7)
+    o = new(_K6)
     o.metadata_matcher = f0
     o.metadata_source = f1
     o._unknown_fields = u
@@ -730,20 +730,8 @@ def e_Permission(m):
 
 
 def d_Permission(data, pos, end):
-    f0 = None
-    f1 = None
-    f2 = None
-    f3 = None
-    f4 = None
-    f5 = None
-    f6 = None
-    f7 = None
-    f8 = None
-    f9 = None
-    f10 = None
-    f11 = None
-    f12 = None
-    f13 = None
+    o = new(_K8)
+    o.__dict__ = _K8_t.copy()
     u = b""
     while pos < end:
         st = pos
@@ -773,24 +761,24 @@ def d_Permission(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f0 is None:
-                        f0 = d_PermissionSet(data, pos, e)
+                    if o.and_rules is None:
+                        o.and_rules = d_PermissionSet(data, pos, e)
                     else:
-                        f0 = merge(d_PermissionSet, e_PermissionSet, f0, data, pos, e)
+                        o.and_rules = merge(d_PermissionSet, e_PermissionSet, o.and_rules, data, pos, e)
                     pos = e
-                    f2 = None
-                    f5 = None
-                    f6 = None
-                    f7 = None
-                    f3 = None
-                    f11 = None
-                    f8 = None
-                    f9 = None
-                    f1 = None
-                    f10 = None
-                    f13 = None
-                    f12 = None
-                    f4 = None
+                    o.any = None
+                    o.destination_ip = None
+                    o.destination_port = None
+                    o.destination_port_range = None
+                    o.header = None
+                    o.matcher = None
+                    o.metadata = None
+                    o.not_rule = None
+                    o.or_rules = None
+                    o.requested_server_name = None
+                    o.sourced_metadata = None
+                    o.uri_template = None
+                    o.url_path = None
                 elif t == 18:
                     n = data[pos]
                     if n < 128:
@@ -805,49 +793,50 @@ def d_Permission(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f1 is None:
-                        f1 = d_PermissionSet(data, pos, e)
+                    if o.or_rules is None:
+                        o.or_rules = d_PermissionSet(data, pos, e)
                     else:
-                        f1 = merge(d_PermissionSet, e_PermissionSet, f1, data, pos, e)
+                        o.or_rules = merge(d_PermissionSet, e_PermissionSet, o.or_rules, data, pos, e)
                     pos = e
-                    f0 = None
-                    f2 = None
-                    f5 = None
-                    f6 = None
-                    f7 = None
-                    f3 = None
-                    f11 = None
-                    f8 = None
-                    f9 = None
-                    f10 = None
-                    f13 = None
-                    f12 = None
-                    f4 = None
+                    o.and_rules = None
+                    o.any = None
+                    o.destination_ip = None
+                    o.destination_port = None
+                    o.destination_port_range = None
+                    o.header = None
+                    o.matcher = None
+                    o.metadata = None
+                    o.not_rule = None
+                    o.requested_server_name = None
+                    o.sourced_metadata = None
+                    o.uri_template = None
+                    o.url_path = None
                 elif t == 24:
-                    f2 = data[pos]
-                    if f2 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f2 = (f2 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f2, pos = rv(data, pos)
-                    f2 = f2 != 0
-                    f0 = None
-                    f5 = None
-                    f6 = None
-                    f7 = None
-                    f3 = None
-                    f11 = None
-                    f8 = None
-                    f9 = None
-                    f1 = None
-                    f10 = None
-                    f13 = None
-                    f12 = None
-                    f4 = None
+                            x, pos = rv(data, pos)
+                    x = x != 0
+                    o.any = x
+                    o.and_rules = None
+                    o.destination_ip = None
+                    o.destination_port = None
+                    o.destination_port_range = None
+                    o.header = None
+                    o.matcher = None
+                    o.metadata = None
+                    o.not_rule = None
+                    o.or_rules = None
+                    o.requested_server_name = None
+                    o.sourced_metadata = None
+                    o.uri_template = None
+                    o.url_path = None
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
@@ -866,24 +855,24 @@ def d_Permission(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f3 is None:
-                        f3 = _c3.d_HeaderMatcher(data, pos, e)
+                    if o.header is None:
+                        o.header = _c3.d_HeaderMatcher(data, pos, e)
                     else:
-                        f3 = merge(_c3.d_HeaderMatcher, _c3.e_HeaderMatcher, f3, data, pos, e)
+                        o.header = merge(_c3.d_HeaderMatcher, _c3.e_HeaderMatcher, o.header, data, pos, e)
                     pos = e
-                    f0 = None
-                    f2 = None
-                    f5 = None
-                    f6 = None
-                    f7 = None
-                    f11 = None
-                    f8 = None
-                    f9 = None
-                    f1 = None
-                    f10 = None
-                    f13 = None
-                    f12 = None
-                    f4 = None
+                    o.and_rules = None
+                    o.any = None
+                    o.destination_ip = None
+                    o.destination_port = None
+                    o.destination_port_range = None
+                    o.matcher = None
+                    o.metadata = None
+                    o.not_rule = None
+                    o.or_rules = None
+                    o.requested_server_name = None
+                    o.sourced_metadata = None
+                    o.uri_template = None
+                    o.url_path = None
                 elif t == 42:
                     n = data[pos]
                     if n < 128:
@@ -898,50 +887,51 @@ def d_Permission(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f5 is None:
-                        f5 = _c0.d_CidrRange(data, pos, e)
+                    if o.destination_ip is None:
+                        o.destination_ip = _c0.d_CidrRange(data, pos, e)
                     else:
-                        f5 = merge(_c0.d_CidrRange, _c0.e_CidrRange, f5, data, pos, e)
+                        o.destination_ip = merge(_c0.d_CidrRange, _c0.e_CidrRange, o.destination_ip, data, pos, e)
                     pos = e
-                    f0 = None
-                    f2 = None
-                    f6 = None
-                    f7 = None
-                    f3 = None
-                    f11 = None
-                    f8 = None
-                    f9 = None
-                    f1 = None
-                    f10 = None
-                    f13 = None
-                    f12 = None
-                    f4 = None
+                    o.and_rules = None
+                    o.any = None
+                    o.destination_port = None
+                    o.destination_port_range = None
+                    o.header = None
+                    o.matcher = None
+                    o.metadata = None
+                    o.not_rule = None
+                    o.or_rules = None
+                    o.requested_server_name = None
+                    o.sourced_metadata = None
+                    o.uri_template = None
+                    o.url_path = None
                 elif t == 48:
-                    f6 = data[pos]
-                    if f6 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f6 = (f6 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f6, pos = rv(data, pos)
-                    if f6 > 0xFFFFFFFF:
-                        f6 &= 0xFFFFFFFF
-                    f0 = None
-                    f2 = None
-                    f5 = None
-                    f7 = None
-                    f3 = None
-                    f11 = None
-                    f8 = None
-                    f9 = None
-                    f1 = None
-                    f10 = None
-                    f13 = None
-                    f12 = None
-                    f4 = None
+                            x, pos = rv(data, pos)
+                    if x > 0xFFFFFFFF:
+                        x &= 0xFFFFFFFF
+                    o.destination_port = x
+                    o.and_rules = None
+                    o.any = None
+                    o.destination_ip = None
+                    o.destination_port_range = None
+                    o.header = None
+                    o.matcher = None
+                    o.metadata = None
+                    o.not_rule = None
+                    o.or_rules = None
+                    o.requested_server_name = None
+                    o.sourced_metadata = None
+                    o.uri_template = None
+                    o.url_path = None
                 elif t == 58:
                     n = data[pos]
                     if n < 128:
@@ -956,24 +946,24 @@ def d_Permission(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f8 is None:
-                        f8 = _c2.d_MetadataMatcher(data, pos, e)
+                    if o.metadata is None:
+                        o.metadata = _c2.d_MetadataMatcher(data, pos, e)
                     else:
-                        f8 = merge(_c2.d_MetadataMatcher, _c2.e_MetadataMatcher, f8, data, pos, e)
+                        o.metadata = merge(_c2.d_MetadataMatcher, _c2.e_MetadataMatcher, o.metadata, data, pos, e)
                     pos = e
-                    f0 = None
-                    f2 = None
-                    f5 = None
-                    f6 = None
-                    f7 = None
-                    f3 = None
-                    f11 = None
-                    f9 = None
-                    f1 = None
-                    f10 = None
-                    f13 = None
-                    f12 = None
-                    f4 = None
+                    o.and_rules = None
+                    o.any = None
+                    o.destination_ip = None
+                    o.destination_port = None
+                    o.destination_port_range = None
+                    o.header = None
+                    o.matcher = None
+                    o.not_rule = None
+                    o.or_rules = None
+                    o.requested_server_name = None
+                    o.sourced_metadata = None
+                    o.uri_template = None
+                    o.url_path = None
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
@@ -993,24 +983,24 @@ def d_Permission(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f9 is None:
-                        f9 = d_Permission(data, pos, e)
+                    if o.not_rule is None:
+                        o.not_rule = d_Permission(data, pos, e)
                     else:
-                        f9 = merge(d_Permission, e_Permission, f9, data, pos, e)
+                        o.not_rule = merge(d_Permission, e_Permission, o.not_rule, data, pos, e)
                     pos = e
-                    f0 = None
-                    f2 = None
-                    f5 = None
-                    f6 = None
-                    f7 = None
-                    f3 = None
-                    f11 = None
-                    f8 = None
-                    f1 = None
-                    f10 = None
-                    f13 = None
-                    f12 = None
-                    f4 = None
+                    o.and_rules = None
+                    o.any = None
+                    o.destination_ip = None
+                    o.destination_port = None
+                    o.destination_port_range = None
+                    o.header = None
+                    o.matcher = None
+                    o.metadata = None
+                    o.or_rules = None
+                    o.requested_server_name = None
+                    o.sourced_metadata = None
+                    o.uri_template = None
+                    o.url_path = None
                 elif t == 74:
                     n = data[pos]
                     if n < 128:
@@ -1025,24 +1015,24 @@ def d_Permission(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f10 is None:
-                        f10 = _c2.d_StringMatcher(data, pos, e)
+                    if o.requested_server_name is None:
+                        o.requested_server_name = _c2.d_StringMatcher(data, pos, e)
                     else:
-                        f10 = merge(_c2.d_StringMatcher, _c2.e_StringMatcher, f10, data, pos, e)
+                        o.requested_server_name = merge(_c2.d_StringMatcher, _c2.e_StringMatcher, o.requested_server_name, data, pos, e)
                     pos = e
-                    f0 = None
-                    f2 = None
-                    f5 = None
-                    f6 = None
-                    f7 = None
-                    f3 = None
-                    f11 = None
-                    f8 = None
-                    f9 = None
-                    f1 = None
-                    f13 = None
-                    f12 = None
-                    f4 = None
+                    o.and_rules = None
+                    o.any = None
+                    o.destination_ip = None
+                    o.destination_port = None
+                    o.destination_port_range = None
+                    o.header = None
+                    o.matcher = None
+                    o.metadata = None
+                    o.not_rule = None
+                    o.or_rules = None
+                    o.sourced_metadata = None
+                    o.uri_template = None
+                    o.url_path = None
                 elif t == 82:
                     n = data[pos]
                     if n < 128:
@@ -1057,24 +1047,24 @@ def d_Permission(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f4 is None:
-                        f4 = _c2.d_PathMatcher(data, pos, e)
+                    if o.url_path is None:
+                        o.url_path = _c2.d_PathMatcher(data, pos, e)
                     else:
-                        f4 = merge(_c2.d_PathMatcher, _c2.e_PathMatcher, f4, data, pos, e)
+                        o.url_path = merge(_c2.d_PathMatcher, _c2.e_PathMatcher, o.url_path, data, pos, e)
                     pos = e
-                    f0 = None
-                    f2 = None
-                    f5 = None
-                    f6 = None
-                    f7 = None
-                    f3 = None
-                    f11 = None
-                    f8 = None
-                    f9 = None
-                    f1 = None
-                    f10 = None
-                    f13 = None
-                    f12 = None
+                    o.and_rules = None
+                    o.any = None
+                    o.destination_ip = None
+                    o.destination_port = None
+                    o.destination_port_range = None
+                    o.header = None
+                    o.matcher = None
+                    o.metadata = None
+                    o.not_rule = None
+                    o.or_rules = None
+                    o.requested_server_name = None
+                    o.sourced_metadata = None
+                    o.uri_template = None
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
@@ -1093,24 +1083,24 @@ def d_Permission(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f7 is None:
-                        f7 = _c4.d_Int32Range(data, pos, e)
+                    if o.destination_port_range is None:
+                        o.destination_port_range = _c4.d_Int32Range(data, pos, e)
                     else:
-                        f7 = merge(_c4.d_Int32Range, _c4.e_Int32Range, f7, data, pos, e)
+                        o.destination_port_range = merge(_c4.d_Int32Range, _c4.e_Int32Range, o.destination_port_range, data, pos, e)
                     pos = e
-                    f0 = None
-                    f2 = None
-                    f5 = None
-                    f6 = None
-                    f3 = None
-                    f11 = None
-                    f8 = None
-                    f9 = None
-                    f1 = None
-                    f10 = None
-                    f13 = None
-                    f12 = None
-                    f4 = None
+                    o.and_rules = None
+                    o.any = None
+                    o.destination_ip = None
+                    o.destination_port = None
+                    o.header = None
+                    o.matcher = None
+                    o.metadata = None
+                    o.not_rule = None
+                    o.or_rules = None
+                    o.requested_server_name = None
+                    o.sourced_metadata = None
+                    o.uri_template = None
+                    o.url_path = None
                 elif t == 98:
                     n = data[pos]
                     if n < 128:
@@ -1125,24 +1115,24 @@ def d_Permission(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f11 is None:
-                        f11 = _c0.d_TypedExtensionConfig(data, pos, e)
+                    if o.matcher is None:
+                        o.matcher = _c0.d_TypedExtensionConfig(data, pos, e)
                     else:
-                        f11 = merge(_c0.d_TypedExtensionConfig, _c0.e_TypedExtensionConfig, f11, data, pos, e)
+                        o.matcher = merge(_c0.d_TypedExtensionConfig, _c0.e_TypedExtensionConfig, o.matcher, data, pos, e)
                     pos = e
-                    f0 = None
-                    f2 = None
-                    f5 = None
-                    f6 = None
-                    f7 = None
-                    f3 = None
-                    f8 = None
-                    f9 = None
-                    f1 = None
-                    f10 = None
-                    f13 = None
-                    f12 = None
-                    f4 = None
+                    o.and_rules = None
+                    o.any = None
+                    o.destination_ip = None
+                    o.destination_port = None
+                    o.destination_port_range = None
+                    o.header = None
+                    o.metadata = None
+                    o.not_rule = None
+                    o.or_rules = None
+                    o.requested_server_name = None
+                    o.sourced_metadata = None
+                    o.uri_template = None
+                    o.url_path = None
                 elif t == 106:
                     n = data[pos]
                     if n < 128:
@@ -1157,24 +1147,24 @@ def d_Permission(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f12 is None:
-                        f12 = _c0.d_TypedExtensionConfig(data, pos, e)
+                    if o.uri_template is None:
+                        o.uri_template = _c0.d_TypedExtensionConfig(data, pos, e)
                     else:
-                        f12 = merge(_c0.d_TypedExtensionConfig, _c0.e_TypedExtensionConfig, f12, data, pos, e)
+                        o.uri_template = merge(_c0.d_TypedExtensionConfig, _c0.e_TypedExtensionConfig, o.uri_template, data, pos, e)
                     pos = e
-                    f0 = None
-                    f2 = None
-                    f5 = None
-                    f6 = None
-                    f7 = None
-                    f3 = None
-                    f11 = None
-                    f8 = None
-                    f9 = None
-                    f1 = None
-                    f10 = None
-                    f13 = None
-                    f4 = None
+                    o.and_rules = None
+                    o.any = None
+                    o.destination_ip = None
+                    o.destination_port = None
+                    o.destination_port_range = None
+                    o.header = None
+                    o.matcher = None
+                    o.metadata = None
+                    o.not_rule = None
+                    o.or_rules = None
+                    o.requested_server_name = None
+                    o.sourced_metadata = None
+                    o.url_path = None
                 elif t == 114:
                     n = data[pos]
                     if n < 128:
@@ -1189,45 +1179,31 @@ def d_Permission(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f13 is None:
-                        f13 = d_SourcedMetadata(data, pos, e)
+                    if o.sourced_metadata is None:
+                        o.sourced_metadata = d_SourcedMetadata(data, pos, e)
                     else:
-                        f13 = merge(d_SourcedMetadata, e_SourcedMetadata, f13, data, pos, e)
+                        o.sourced_metadata = merge(d_SourcedMetadata, e_SourcedMetadata, o.sourced_metadata, data, pos, e)
                     pos = e
-                    f0 = None
-                    f2 = None
-                    f5 = None
-                    f6 = None
-                    f7 = None
-                    f3 = None
-                    f11 = None
-                    f8 = None
-                    f9 = None
-                    f1 = None
-                    f10 = None
-                    f12 = None
-                    f4 = None
+                    o.and_rules = None
+                    o.any = None
+                    o.destination_ip = None
+                    o.destination_port = None
+                    o.destination_port_range = None
+                    o.header = None
+                    o.matcher = None
+                    o.metadata = None
+                    o.not_rule = None
+                    o.or_rules = None
+                    o.requested_server_name = None
+                    o.uri_template = None
+                    o.url_path = None
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K8)
-    o.and_rules = f0
-    o.or_rules = f1
-    o.any = f2
-    o.header = f3
-    o.url_path = f4
-    o.destination_ip = f5
-    o.destination_port = f6
-    o.destination_port_range = f7
-    o.metadata = f8
-    o.not_rule = f9
-    o.requested_server_name = f10
-    o.matcher = f11
-    o.uri_template = f12
-    o.sourced_metadata = f13
-    o._unknown_fields = u
+    if u:
+        o._unknown_fields = u
     return o
 
 
@@ -1392,20 +1368,8 @@ def e_Principal(m):
 
 
 def d_Principal(data, pos, end):
-    f0 = None
-    f1 = None
-    f2 = None
-    f3 = None
-    f4 = None
-    f5 = None
-    f6 = None
-    f7 = None
-    f8 = None
-    f9 = None
-    f10 = None
-    f11 = None
-    f12 = None
-    f13 = None
+    o = new(_K10)
+    o.__dict__ = _K10_t.copy()
     u = b""
     while pos < end:
         st = pos
@@ -1435,24 +1399,24 @@ def d_Principal(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f0 is None:
-                        f0 = d_PrincipalSet(data, pos, e)
+                    if o.and_ids is None:
+                        o.and_ids = d_PrincipalSet(data, pos, e)
                     else:
-                        f0 = merge(d_PrincipalSet, e_PrincipalSet, f0, data, pos, e)
+                        o.and_ids = merge(d_PrincipalSet, e_PrincipalSet, o.and_ids, data, pos, e)
                     pos = e
-                    f2 = None
-                    f3 = None
-                    f13 = None
-                    f5 = None
-                    f10 = None
-                    f7 = None
-                    f9 = None
-                    f11 = None
-                    f1 = None
-                    f6 = None
-                    f4 = None
-                    f12 = None
-                    f8 = None
+                    o.any = None
+                    o.authenticated = None
+                    o.custom = None
+                    o.direct_remote_ip = None
+                    o.filter_state = None
+                    o.header = None
+                    o.metadata = None
+                    o.not_id = None
+                    o.or_ids = None
+                    o.remote_ip = None
+                    o.source_ip = None
+                    o.sourced_metadata = None
+                    o.url_path = None
                 elif t == 18:
                     n = data[pos]
                     if n < 128:
@@ -1467,49 +1431,50 @@ def d_Principal(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f1 is None:
-                        f1 = d_PrincipalSet(data, pos, e)
+                    if o.or_ids is None:
+                        o.or_ids = d_PrincipalSet(data, pos, e)
                     else:
-                        f1 = merge(d_PrincipalSet, e_PrincipalSet, f1, data, pos, e)
+                        o.or_ids = merge(d_PrincipalSet, e_PrincipalSet, o.or_ids, data, pos, e)
                     pos = e
-                    f0 = None
-                    f2 = None
-                    f3 = None
-                    f13 = None
-                    f5 = None
-                    f10 = None
-                    f7 = None
-                    f9 = None
-                    f11 = None
-                    f6 = None
-                    f4 = None
-                    f12 = None
-                    f8 = None
+                    o.and_ids = None
+                    o.any = None
+                    o.authenticated = None
+                    o.custom = None
+                    o.direct_remote_ip = None
+                    o.filter_state = None
+                    o.header = None
+                    o.metadata = None
+                    o.not_id = None
+                    o.remote_ip = None
+                    o.source_ip = None
+                    o.sourced_metadata = None
+                    o.url_path = None
                 elif t == 24:
-                    f2 = data[pos]
-                    if f2 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f2 = (f2 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f2, pos = rv(data, pos)
-                    f2 = f2 != 0
-                    f0 = None
-                    f3 = None
-                    f13 = None
-                    f5 = None
-                    f10 = None
-                    f7 = None
-                    f9 = None
-                    f11 = None
-                    f1 = None
-                    f6 = None
-                    f4 = None
-                    f12 = None
-                    f8 = None
+                            x, pos = rv(data, pos)
+                    x = x != 0
+                    o.any = x
+                    o.and_ids = None
+                    o.authenticated = None
+                    o.custom = None
+                    o.direct_remote_ip = None
+                    o.filter_state = None
+                    o.header = None
+                    o.metadata = None
+                    o.not_id = None
+                    o.or_ids = None
+                    o.remote_ip = None
+                    o.source_ip = None
+                    o.sourced_metadata = None
+                    o.url_path = None
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
@@ -1528,24 +1493,24 @@ def d_Principal(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f3 is None:
-                        f3 = d_PrincipalAuthenticated(data, pos, e)
+                    if o.authenticated is None:
+                        o.authenticated = d_PrincipalAuthenticated(data, pos, e)
                     else:
-                        f3 = merge(d_PrincipalAuthenticated, e_PrincipalAuthenticated, f3, data, pos, e)
+                        o.authenticated = merge(d_PrincipalAuthenticated, e_PrincipalAuthenticated, o.authenticated, data, pos, e)
                     pos = e
-                    f0 = None
-                    f2 = None
-                    f13 = None
-                    f5 = None
-                    f10 = None
-                    f7 = None
-                    f9 = None
-                    f11 = None
-                    f1 = None
-                    f6 = None
-                    f4 = None
-                    f12 = None
-                    f8 = None
+                    o.and_ids = None
+                    o.any = None
+                    o.custom = None
+                    o.direct_remote_ip = None
+                    o.filter_state = None
+                    o.header = None
+                    o.metadata = None
+                    o.not_id = None
+                    o.or_ids = None
+                    o.remote_ip = None
+                    o.source_ip = None
+                    o.sourced_metadata = None
+                    o.url_path = None
                 elif t == 42:
                     n = data[pos]
                     if n < 128:
@@ -1560,24 +1525,24 @@ def d_Principal(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f4 is None:
-                        f4 = _c0.d_CidrRange(data, pos, e)
+                    if o.source_ip is None:
+                        o.source_ip = _c0.d_CidrRange(data, pos, e)
                     else:
-                        f4 = merge(_c0.d_CidrRange, _c0.e_CidrRange, f4, data, pos, e)
+                        o.source_ip = merge(_c0.d_CidrRange, _c0.e_CidrRange, o.source_ip, data, pos, e)
                     pos = e
-                    f0 = None
-                    f2 = None
-                    f3 = None
-                    f13 = None
-                    f5 = None
-                    f10 = None
-                    f7 = None
-                    f9 = None
-                    f11 = None
-                    f1 = None
-                    f6 = None
-                    f12 = None
-                    f8 = None
+                    o.and_ids = None
+                    o.any = None
+                    o.authenticated = None
+                    o.custom = None
+                    o.direct_remote_ip = None
+                    o.filter_state = None
+                    o.header = None
+                    o.metadata = None
+                    o.not_id = None
+                    o.or_ids = None
+                    o.remote_ip = None
+                    o.sourced_metadata = None
+                    o.url_path = None
                 elif t == 50:
                     n = data[pos]
                     if n < 128:
@@ -1592,24 +1557,24 @@ def d_Principal(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f7 is None:
-                        f7 = _c3.d_HeaderMatcher(data, pos, e)
+                    if o.header is None:
+                        o.header = _c3.d_HeaderMatcher(data, pos, e)
                     else:
-                        f7 = merge(_c3.d_HeaderMatcher, _c3.e_HeaderMatcher, f7, data, pos, e)
+                        o.header = merge(_c3.d_HeaderMatcher, _c3.e_HeaderMatcher, o.header, data, pos, e)
                     pos = e
-                    f0 = None
-                    f2 = None
-                    f3 = None
-                    f13 = None
-                    f5 = None
-                    f10 = None
-                    f9 = None
-                    f11 = None
-                    f1 = None
-                    f6 = None
-                    f4 = None
-                    f12 = None
-                    f8 = None
+                    o.and_ids = None
+                    o.any = None
+                    o.authenticated = None
+                    o.custom = None
+                    o.direct_remote_ip = None
+                    o.filter_state = None
+                    o.metadata = None
+                    o.not_id = None
+                    o.or_ids = None
+                    o.remote_ip = None
+                    o.source_ip = None
+                    o.sourced_metadata = None
+                    o.url_path = None
                 elif t == 58:
                     n = data[pos]
                     if n < 128:
@@ -1624,24 +1589,24 @@ def d_Principal(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f9 is None:
-                        f9 = _c2.d_MetadataMatcher(data, pos, e)
+                    if o.metadata is None:
+                        o.metadata = _c2.d_MetadataMatcher(data, pos, e)
                     else:
-                        f9 = merge(_c2.d_MetadataMatcher, _c2.e_MetadataMatcher, f9, data, pos, e)
+                        o.metadata = merge(_c2.d_MetadataMatcher, _c2.e_MetadataMatcher, o.metadata, data, pos, e)
                     pos = e
-                    f0 = None
-                    f2 = None
-                    f3 = None
-                    f13 = None
-                    f5 = None
-                    f10 = None
-                    f7 = None
-                    f11 = None
-                    f1 = None
-                    f6 = None
-                    f4 = None
-                    f12 = None
-                    f8 = None
+                    o.and_ids = None
+                    o.any = None
+                    o.authenticated = None
+                    o.custom = None
+                    o.direct_remote_ip = None
+                    o.filter_state = None
+                    o.header = None
+                    o.not_id = None
+                    o.or_ids = None
+                    o.remote_ip = None
+                    o.source_ip = None
+                    o.sourced_metadata = None
+                    o.url_path = None
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
@@ -1661,24 +1626,24 @@ def d_Principal(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f11 is None:
-                        f11 = d_Principal(data, pos, e)
+                    if o.not_id is None:
+                        o.not_id = d_Principal(data, pos, e)
                     else:
-                        f11 = merge(d_Principal, e_Principal, f11, data, pos, e)
+                        o.not_id = merge(d_Principal, e_Principal, o.not_id, data, pos, e)
                     pos = e
-                    f0 = None
-                    f2 = None
-                    f3 = None
-                    f13 = None
-                    f5 = None
-                    f10 = None
-                    f7 = None
-                    f9 = None
-                    f1 = None
-                    f6 = None
-                    f4 = None
-                    f12 = None
-                    f8 = None
+                    o.and_ids = None
+                    o.any = None
+                    o.authenticated = None
+                    o.custom = None
+                    o.direct_remote_ip = None
+                    o.filter_state = None
+                    o.header = None
+                    o.metadata = None
+                    o.or_ids = None
+                    o.remote_ip = None
+                    o.source_ip = None
+                    o.sourced_metadata = None
+                    o.url_path = None
                 elif t == 74:
                     n = data[pos]
                     if n < 128:
@@ -1693,24 +1658,24 @@ def d_Principal(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f8 is None:
-                        f8 = _c2.d_PathMatcher(data, pos, e)
+                    if o.url_path is None:
+                        o.url_path = _c2.d_PathMatcher(data, pos, e)
                     else:
-                        f8 = merge(_c2.d_PathMatcher, _c2.e_PathMatcher, f8, data, pos, e)
+                        o.url_path = merge(_c2.d_PathMatcher, _c2.e_PathMatcher, o.url_path, data, pos, e)
                     pos = e
-                    f0 = None
-                    f2 = None
-                    f3 = None
-                    f13 = None
-                    f5 = None
-                    f10 = None
-                    f7 = None
-                    f9 = None
-                    f11 = None
-                    f1 = None
-                    f6 = None
-                    f4 = None
-                    f12 = None
+                    o.and_ids = None
+                    o.any = None
+                    o.authenticated = None
+                    o.custom = None
+                    o.direct_remote_ip = None
+                    o.filter_state = None
+                    o.header = None
+                    o.metadata = None
+                    o.not_id = None
+                    o.or_ids = None
+                    o.remote_ip = None
+                    o.source_ip = None
+                    o.sourced_metadata = None
                 elif t == 82:
                     n = data[pos]
                     if n < 128:
@@ -1725,24 +1690,24 @@ def d_Principal(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f5 is None:
-                        f5 = _c0.d_CidrRange(data, pos, e)
+                    if o.direct_remote_ip is None:
+                        o.direct_remote_ip = _c0.d_CidrRange(data, pos, e)
                     else:
-                        f5 = merge(_c0.d_CidrRange, _c0.e_CidrRange, f5, data, pos, e)
+                        o.direct_remote_ip = merge(_c0.d_CidrRange, _c0.e_CidrRange, o.direct_remote_ip, data, pos, e)
                     pos = e
-                    f0 = None
-                    f2 = None
-                    f3 = None
-                    f13 = None
-                    f10 = None
-                    f7 = None
-                    f9 = None
-                    f11 = None
-                    f1 = None
-                    f6 = None
-                    f4 = None
-                    f12 = None
-                    f8 = None
+                    o.and_ids = None
+                    o.any = None
+                    o.authenticated = None
+                    o.custom = None
+                    o.filter_state = None
+                    o.header = None
+                    o.metadata = None
+                    o.not_id = None
+                    o.or_ids = None
+                    o.remote_ip = None
+                    o.source_ip = None
+                    o.sourced_metadata = None
+                    o.url_path = None
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
@@ -1761,24 +1726,24 @@ def d_Principal(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f6 is None:
-                        f6 = _c0.d_CidrRange(data, pos, e)
+                    if o.remote_ip is None:
+                        o.remote_ip = _c0.d_CidrRange(data, pos, e)
                     else:
-                        f6 = merge(_c0.d_CidrRange, _c0.e_CidrRange, f6, data, pos, e)
+                        o.remote_ip = merge(_c0.d_CidrRange, _c0.e_CidrRange, o.remote_ip, data, pos, e)
                     pos = e
-                    f0 = None
-                    f2 = None
-                    f3 = None
-                    f13 = None
-                    f5 = None
-                    f10 = None
-                    f7 = None
-                    f9 = None
-                    f11 = None
-                    f1 = None
-                    f4 = None
-                    f12 = None
-                    f8 = None
+                    o.and_ids = None
+                    o.any = None
+                    o.authenticated = None
+                    o.custom = None
+                    o.direct_remote_ip = None
+                    o.filter_state = None
+                    o.header = None
+                    o.metadata = None
+                    o.not_id = None
+                    o.or_ids = None
+                    o.source_ip = None
+                    o.sourced_metadata = None
+                    o.url_path = None
                 elif t == 98:
                     n = data[pos]
                     if n < 128:
@@ -1793,24 +1758,24 @@ def d_Principal(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f10 is None:
-                        f10 = _c2.d_FilterStateMatcher(data, pos, e)
+                    if o.filter_state is None:
+                        o.filter_state = _c2.d_FilterStateMatcher(data, pos, e)
                     else:
-                        f10 = merge(_c2.d_FilterStateMatcher, _c2.e_FilterStateMatcher, f10, data, pos, e)
+                        o.filter_state = merge(_c2.d_FilterStateMatcher, _c2.e_FilterStateMatcher, o.filter_state, data, pos, e)
                     pos = e
-                    f0 = None
-                    f2 = None
-                    f3 = None
-                    f13 = None
-                    f5 = None
-                    f7 = None
-                    f9 = None
-                    f11 = None
-                    f1 = None
-                    f6 = None
-                    f4 = None
-                    f12 = None
-                    f8 = None
+                    o.and_ids = None
+                    o.any = None
+                    o.authenticated = None
+                    o.custom = None
+                    o.direct_remote_ip = None
+                    o.header = None
+                    o.metadata = None
+                    o.not_id = None
+                    o.or_ids = None
+                    o.remote_ip = None
+                    o.source_ip = None
+                    o.sourced_metadata = None
+                    o.url_path = None
                 elif t == 106:
                     n = data[pos]
                     if n < 128:
@@ -1825,24 +1790,24 @@ def d_Principal(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f12 is None:
-                        f12 = d_SourcedMetadata(data, pos, e)
+                    if o.sourced_metadata is None:
+                        o.sourced_metadata = d_SourcedMetadata(data, pos, e)
                     else:
-                        f12 = merge(d_SourcedMetadata, e_SourcedMetadata, f12, data, pos, e)
+                        o.sourced_metadata = merge(d_SourcedMetadata, e_SourcedMetadata, o.sourced_metadata, data, pos, e)
                     pos = e
-                    f0 = None
-                    f2 = None
-                    f3 = None
-                    f13 = None
-                    f5 = None
-                    f10 = None
-                    f7 = None
-                    f9 = None
-                    f11 = None
-                    f1 = None
-                    f6 = None
-                    f4 = None
-                    f8 = None
+                    o.and_ids = None
+                    o.any = None
+                    o.authenticated = None
+                    o.custom = None
+                    o.direct_remote_ip = None
+                    o.filter_state = None
+                    o.header = None
+                    o.metadata = None
+                    o.not_id = None
+                    o.or_ids = None
+                    o.remote_ip = None
+                    o.source_ip = None
+                    o.url_path = None
                 elif t == 114:
                     n = data[pos]
                     if n < 128:
@@ -1857,45 +1822,31 @@ def d_Principal(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f13 is None:
-                        f13 = _c0.d_TypedExtensionConfig(data, pos, e)
+                    if o.custom is None:
+                        o.custom = _c0.d_TypedExtensionConfig(data, pos, e)
                     else:
-                        f13 = merge(_c0.d_TypedExtensionConfig, _c0.e_TypedExtensionConfig, f13, data, pos, e)
+                        o.custom = merge(_c0.d_TypedExtensionConfig, _c0.e_TypedExtensionConfig, o.custom, data, pos, e)
                     pos = e
-                    f0 = None
-                    f2 = None
-                    f3 = None
-                    f5 = None
-                    f10 = None
-                    f7 = None
-                    f9 = None
-                    f11 = None
-                    f1 = None
-                    f6 = None
-                    f4 = None
-                    f12 = None
-                    f8 = None
+                    o.and_ids = None
+                    o.any = None
+                    o.authenticated = None
+                    o.direct_remote_ip = None
+                    o.filter_state = None
+                    o.header = None
+                    o.metadata = None
+                    o.not_id = None
+                    o.or_ids = None
+                    o.remote_ip = None
+                    o.source_ip = None
+                    o.sourced_metadata = None
+                    o.url_path = None
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K10)
-    o.and_ids = f0
-    o.or_ids = f1
-    o.any = f2
-    o.authenticated = f3
-    o.source_ip = f4
-    o.direct_remote_ip = f5
-    o.remote_ip = f6
-    o.header = f7
-    o.url_path = f8
-    o.metadata = f9
-    o.filter_state = f10
-    o.not_id = f11
-    o.sourced_metadata = f12
-    o.custom = f13
-    o._unknown_fields = u
+    if u:
+        o._unknown_fields = u
     return o
 
 
@@ -2038,7 +1989,7 @@ def e_Action(m):
 
 def d_Action(data, pos, end):
     f0 = ""
-    f1 = _K0_0
+    f1 = _K1_0
     u = b""
     while pos < end:
         st = pos
@@ -2081,8 +2032,8 @@ def d_Action(data, pos, end):
                     f1, pos = rv(data, pos)
             if f1 > 0x7FFFFFFF:
                 f1 = i32(f1)
-            y = _K0_v.get(f1)
-            f1 = y if y is not None else _K0(f1)
+            y = _K1_v.get(f1)
+            f1 = y if y is not None else _K1(f1)
         else:
             pos = skip(data, pos, t, end)
             u += data[st:pos]
@@ -2096,31 +2047,33 @@ def d_Action(data, pos, end):
 
 
 # Bind the classes (all defined once this package's __init__ runs) and install.
-from . import RbacAction as _K0
-_K0_v = _K0._value2member_map_
-_K0_0 = _K0(0)
-from . import Rbac as _K1
+from . import Rbac as _K0
+from . import RbacAction as _K1
+_K1_v = _K1._value2member_map_
+_K1_0 = _K1(0)
 from . import Principal as _K10
 from . import PrincipalSet as _K11
 from . import PrincipalAuthenticated as _K12
 from . import Action as _K13
-from . import RbacAuditLoggingOptionsAuditCondition as _K2
-_K2_v = _K2._value2member_map_
-_K2_0 = _K2(0)
-from . import RbacAuditLoggingOptions as _K3
+from . import RbacAuditLoggingOptions as _K2
+from . import RbacAuditLoggingOptionsAuditCondition as _K3
+_K3_v = _K3._value2member_map_
+_K3_0 = _K3(0)
 from . import RbacAuditLoggingOptionsAuditLoggerConfig as _K4
 from . import Policy as _K5
-from . import MetadataSource as _K6
-_K6_v = _K6._value2member_map_
-_K6_0 = _K6(0)
-from . import SourcedMetadata as _K7
+from . import SourcedMetadata as _K6
+from . import MetadataSource as _K7
+_K7_v = _K7._value2member_map_
+_K7_0 = _K7(0)
 from . import Permission as _K8
 from . import PermissionSet as _K9
-install(_K1, e_Rbac, d_Rbac)
-install(_K3, e_RbacAuditLoggingOptions, d_RbacAuditLoggingOptions)
+_K10_t = {'and_ids': None, 'or_ids': None, 'any': None, 'authenticated': None, 'source_ip': None, 'direct_remote_ip': None, 'remote_ip': None, 'header': None, 'url_path': None, 'metadata': None, 'filter_state': None, 'not_id': None, 'sourced_metadata': None, 'custom': None, '_unknown_fields': b''}
+_K8_t = {'and_rules': None, 'or_rules': None, 'any': None, 'header': None, 'url_path': None, 'destination_ip': None, 'destination_port': None, 'destination_port_range': None, 'metadata': None, 'not_rule': None, 'requested_server_name': None, 'matcher': None, 'uri_template': None, 'sourced_metadata': None, '_unknown_fields': b''}
+install(_K0, e_Rbac, d_Rbac)
+install(_K2, e_RbacAuditLoggingOptions, d_RbacAuditLoggingOptions)
 install(_K4, e_RbacAuditLoggingOptionsAuditLoggerConfig, d_RbacAuditLoggingOptionsAuditLoggerConfig)
 install(_K5, e_Policy, d_Policy)
-install(_K7, e_SourcedMetadata, d_SourcedMetadata)
+install(_K6, e_SourcedMetadata, d_SourcedMetadata)
 install(_K8, e_Permission, d_Permission)
 install(_K9, e_PermissionSet, d_PermissionSet)
 install(_K10, e_Principal, d_Principal)

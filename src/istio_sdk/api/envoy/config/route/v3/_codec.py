@@ -286,29 +286,18 @@ def m_VirtualHost_typed_per_filter_config(data, pos, end):
 
 
 def d_VirtualHost(data, pos, end):
-    f0 = ""
-    f1 = []
-    f2 = []
-    f3 = None
-    f4 = _K0_0
-    f5 = []
-    f6 = []
-    f7 = []
-    f8 = []
-    f9 = []
-    f10 = []
-    f11 = None
-    f12 = {}
-    f13 = False
-    f14 = False
-    f15 = None
-    f16 = None
-    f17 = None
-    f18 = False
-    f19 = None
-    f20 = None
-    f21 = []
-    f22 = None
+    o = new(_K0)
+    o.__dict__ = _K0_t.copy()
+    f1 = o.domains = []
+    f2 = o.routes = []
+    f5 = o.virtual_clusters = []
+    f6 = o.rate_limits = []
+    f7 = o.request_headers_to_add = []
+    f8 = o.request_headers_to_remove = []
+    f9 = o.response_headers_to_add = []
+    f10 = o.response_headers_to_remove = []
+    f12 = o.typed_per_filter_config = {}
+    f21 = o.request_mirror_policies = []
     u = b""
     while pos < end:
         st = pos
@@ -338,8 +327,9 @@ def d_VirtualHost(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f0 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.name = x
                 elif t == 18:
                     n = data[pos]
                     if n < 128:
@@ -375,20 +365,21 @@ def d_VirtualHost(data, pos, end):
                     pos = e
                     f2.append(x)
                 elif t == 32:
-                    f4 = data[pos]
-                    if f4 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f4 = (f4 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f4, pos = rv(data, pos)
-                    if f4 > 0x7FFFFFFF:
-                        f4 = i32(f4)
-                    y = _K0_v.get(f4)
-                    f4 = y if y is not None else _K0(f4)
+                            x, pos = rv(data, pos)
+                    if x > 0x7FFFFFFF:
+                        x = i32(x)
+                    y = _K1_v.get(x)
+                    x = y if y is not None else _K1(x)
+                    o.require_tls = x
                 elif t == 42:
                     n = data[pos]
                     if n < 128:
@@ -458,10 +449,10 @@ def d_VirtualHost(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f11 is None:
-                        f11 = d_CorsPolicy(data, pos, e)
+                    if o.cors is None:
+                        o.cors = d_CorsPolicy(data, pos, e)
                     else:
-                        f11 = merge(d_CorsPolicy, e_CorsPolicy, f11, data, pos, e)
+                        o.cors = merge(d_CorsPolicy, e_CorsPolicy, o.cors, data, pos, e)
                     pos = e
                 elif t == 82:
                     n = data[pos]
@@ -520,17 +511,18 @@ def d_VirtualHost(data, pos, end):
         else:
             if t < 162:
                 if t == 112:
-                    f13 = data[pos]
-                    if f13 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f13 = (f13 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f13, pos = rv(data, pos)
-                    f13 = f13 != 0
+                            x, pos = rv(data, pos)
+                    x = x != 0
+                    o.include_request_attempt_count = x
                 elif t == 122:
                     n = data[pos]
                     if n < 128:
@@ -562,10 +554,10 @@ def d_VirtualHost(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f15 is None:
-                        f15 = d_RetryPolicy(data, pos, e)
+                    if o.retry_policy is None:
+                        o.retry_policy = d_RetryPolicy(data, pos, e)
                     else:
-                        f15 = merge(d_RetryPolicy, e_RetryPolicy, f15, data, pos, e)
+                        o.retry_policy = merge(d_RetryPolicy, e_RetryPolicy, o.retry_policy, data, pos, e)
                     pos = e
                 elif t == 138:
                     n = data[pos]
@@ -581,10 +573,10 @@ def d_VirtualHost(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f17 is None:
-                        f17 = d_HedgePolicy(data, pos, e)
+                    if o.hedge_policy is None:
+                        o.hedge_policy = d_HedgePolicy(data, pos, e)
                     else:
-                        f17 = merge(d_HedgePolicy, e_HedgePolicy, f17, data, pos, e)
+                        o.hedge_policy = merge(d_HedgePolicy, e_HedgePolicy, o.hedge_policy, data, pos, e)
                     pos = e
                 elif t == 146:
                     n = data[pos]
@@ -601,24 +593,25 @@ def d_VirtualHost(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f19 = data[pos + 1]
-                    elif f19 is None:
-                        f19 = _w0d(data, pos, e)
+                        o.per_request_buffer_limit_bytes = data[pos + 1]
+                    elif o.per_request_buffer_limit_bytes is None:
+                        o.per_request_buffer_limit_bytes = _w0d(data, pos, e)
                     else:
-                        f19 = merge(_w0d, _w0e, f19, data, pos, e)
+                        o.per_request_buffer_limit_bytes = merge(_w0d, _w0e, o.per_request_buffer_limit_bytes, data, pos, e)
                     pos = e
                 elif t == 152:
-                    f14 = data[pos]
-                    if f14 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f14 = (f14 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f14, pos = rv(data, pos)
-                    f14 = f14 != 0
+                            x, pos = rv(data, pos)
+                    x = x != 0
+                    o.include_attempt_count_in_response = x
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
@@ -637,10 +630,10 @@ def d_VirtualHost(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f16 is None:
-                        f16 = _c1.d_Any(data, pos, e)
+                    if o.retry_policy_typed_config is None:
+                        o.retry_policy_typed_config = _c1.d_Any(data, pos, e)
                     else:
-                        f16 = merge(_c1.d_Any, _c1.e_Any, f16, data, pos, e)
+                        o.retry_policy_typed_config = merge(_c1.d_Any, _c1.e_Any, o.retry_policy_typed_config, data, pos, e)
                     pos = e
                 elif t == 170:
                     n = data[pos]
@@ -656,10 +649,10 @@ def d_VirtualHost(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f3 is None:
-                        f3 = _c2.d_Matcher(data, pos, e)
+                    if o.matcher is None:
+                        o.matcher = _c2.d_Matcher(data, pos, e)
                     else:
-                        f3 = merge(_c2.d_Matcher, _c2.e_Matcher, f3, data, pos, e)
+                        o.matcher = merge(_c2.d_Matcher, _c2.e_Matcher, o.matcher, data, pos, e)
                     pos = e
                 elif t == 178:
                     n = data[pos]
@@ -679,17 +672,18 @@ def d_VirtualHost(data, pos, end):
                     pos = e
                     f21.append(x)
                 elif t == 184:
-                    f18 = data[pos]
-                    if f18 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f18 = (f18 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f18, pos = rv(data, pos)
-                    f18 = f18 != 0
+                            x, pos = rv(data, pos)
+                    x = x != 0
+                    o.include_is_timeout_retry_header = x
                 elif t == 194:
                     n = data[pos]
                     if n < 128:
@@ -704,10 +698,10 @@ def d_VirtualHost(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f22 is None:
-                        f22 = _c0.d_Metadata(data, pos, e)
+                    if o.metadata is None:
+                        o.metadata = _c0.d_Metadata(data, pos, e)
                     else:
-                        f22 = merge(_c0.d_Metadata, _c0.e_Metadata, f22, data, pos, e)
+                        o.metadata = merge(_c0.d_Metadata, _c0.e_Metadata, o.metadata, data, pos, e)
                     pos = e
                 elif t == 202:
                     n = data[pos]
@@ -724,42 +718,19 @@ def d_VirtualHost(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f20 = data[pos + 1]
-                    elif f20 is None:
-                        f20 = _w1d(data, pos, e)
+                        o.request_body_buffer_limit = data[pos + 1]
+                    elif o.request_body_buffer_limit is None:
+                        o.request_body_buffer_limit = _w1d(data, pos, e)
                     else:
-                        f20 = merge(_w1d, _w1e, f20, data, pos, e)
+                        o.request_body_buffer_limit = merge(_w1d, _w1e, o.request_body_buffer_limit, data, pos, e)
                     pos = e
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K1)
-    o.name = f0
-    o.domains = f1
-    o.routes = f2
-    o.matcher = f3
-    o.require_tls = f4
-    o.virtual_clusters = f5
-    o.rate_limits = f6
-    o.request_headers_to_add = f7
-    o.request_headers_to_remove = f8
-    o.response_headers_to_add = f9
-    o.response_headers_to_remove = f10
-    o.cors = f11
-    o.typed_per_filter_config = f12
-    o.include_request_attempt_count = f13
-    o.include_attempt_count_in_response = f14
-    o.retry_policy = f15
-    o.retry_policy_typed_config = f16
-    o.hedge_policy = f17
-    o.include_is_timeout_retry_header = f18
-    o.per_request_buffer_limit_bytes = f19
-    o.request_body_buffer_limit = f20
-    o.request_mirror_policies = f21
-    o.metadata = f22
-    o._unknown_fields = u
+    if u:
+        o._unknown_fields = u
     return o
 
 
@@ -1089,24 +1060,13 @@ def m_Route_typed_per_filter_config(data, pos, end):
 
 
 def d_Route(data, pos, end):
-    f0 = ""
-    f1 = None
-    f2 = None
-    f3 = None
-    f4 = None
-    f5 = None
-    f6 = None
-    f7 = None
-    f8 = None
-    f9 = {}
-    f10 = []
-    f11 = []
-    f12 = []
-    f13 = []
-    f14 = None
-    f15 = None
-    f16 = ""
-    f17 = None
+    o = new(_K4)
+    o.__dict__ = _K4_t.copy()
+    f9 = o.typed_per_filter_config = {}
+    f10 = o.request_headers_to_add = []
+    f11 = o.request_headers_to_remove = []
+    f12 = o.response_headers_to_add = []
+    f13 = o.response_headers_to_remove = []
     u = b""
     while pos < end:
         st = pos
@@ -1136,10 +1096,10 @@ def d_Route(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f1 is None:
-                        f1 = d_RouteMatch(data, pos, e)
+                    if o.match is None:
+                        o.match = d_RouteMatch(data, pos, e)
                     else:
-                        f1 = merge(d_RouteMatch, e_RouteMatch, f1, data, pos, e)
+                        o.match = merge(d_RouteMatch, e_RouteMatch, o.match, data, pos, e)
                     pos = e
                 elif t == 18:
                     n = data[pos]
@@ -1155,15 +1115,15 @@ def d_Route(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f2 is None:
-                        f2 = d_RouteAction(data, pos, e)
+                    if o.route is None:
+                        o.route = d_RouteAction(data, pos, e)
                     else:
-                        f2 = merge(d_RouteAction, e_RouteAction, f2, data, pos, e)
+                        o.route = merge(d_RouteAction, e_RouteAction, o.route, data, pos, e)
                     pos = e
-                    f4 = None
-                    f5 = None
-                    f6 = None
-                    f3 = None
+                    o.direct_response = None
+                    o.filter_action = None
+                    o.non_forwarding_action = None
+                    o.redirect = None
                 elif t == 26:
                     n = data[pos]
                     if n < 128:
@@ -1178,15 +1138,15 @@ def d_Route(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f3 is None:
-                        f3 = d_RedirectAction(data, pos, e)
+                    if o.redirect is None:
+                        o.redirect = d_RedirectAction(data, pos, e)
                     else:
-                        f3 = merge(d_RedirectAction, e_RedirectAction, f3, data, pos, e)
+                        o.redirect = merge(d_RedirectAction, e_RedirectAction, o.redirect, data, pos, e)
                     pos = e
-                    f4 = None
-                    f5 = None
-                    f6 = None
-                    f2 = None
+                    o.direct_response = None
+                    o.filter_action = None
+                    o.non_forwarding_action = None
+                    o.route = None
                 elif t == 34:
                     n = data[pos]
                     if n < 128:
@@ -1201,10 +1161,10 @@ def d_Route(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f7 is None:
-                        f7 = _c0.d_Metadata(data, pos, e)
+                    if o.metadata is None:
+                        o.metadata = _c0.d_Metadata(data, pos, e)
                     else:
-                        f7 = merge(_c0.d_Metadata, _c0.e_Metadata, f7, data, pos, e)
+                        o.metadata = merge(_c0.d_Metadata, _c0.e_Metadata, o.metadata, data, pos, e)
                     pos = e
                 else:
                     pos = skip(data, pos, t, end)
@@ -1224,10 +1184,10 @@ def d_Route(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f8 is None:
-                        f8 = d_Decorator(data, pos, e)
+                    if o.decorator is None:
+                        o.decorator = d_Decorator(data, pos, e)
                     else:
-                        f8 = merge(d_Decorator, e_Decorator, f8, data, pos, e)
+                        o.decorator = merge(d_Decorator, e_Decorator, o.decorator, data, pos, e)
                     pos = e
                 elif t == 58:
                     n = data[pos]
@@ -1243,15 +1203,15 @@ def d_Route(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f4 is None:
-                        f4 = d_DirectResponseAction(data, pos, e)
+                    if o.direct_response is None:
+                        o.direct_response = d_DirectResponseAction(data, pos, e)
                     else:
-                        f4 = merge(d_DirectResponseAction, e_DirectResponseAction, f4, data, pos, e)
+                        o.direct_response = merge(d_DirectResponseAction, e_DirectResponseAction, o.direct_response, data, pos, e)
                     pos = e
-                    f5 = None
-                    f6 = None
-                    f3 = None
-                    f2 = None
+                    o.filter_action = None
+                    o.non_forwarding_action = None
+                    o.redirect = None
+                    o.route = None
                 elif t == 74:
                     n = data[pos]
                     if n < 128:
@@ -1356,8 +1316,9 @@ def d_Route(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f0 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.name = x
                 elif t == 122:
                     n = data[pos]
                     if n < 128:
@@ -1372,10 +1333,10 @@ def d_Route(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f14 is None:
-                        f14 = d_Tracing(data, pos, e)
+                    if o.tracing is None:
+                        o.tracing = d_Tracing(data, pos, e)
                     else:
-                        f14 = merge(d_Tracing, e_Tracing, f14, data, pos, e)
+                        o.tracing = merge(d_Tracing, e_Tracing, o.tracing, data, pos, e)
                     pos = e
                 else:
                     pos = skip(data, pos, t, end)
@@ -1396,11 +1357,11 @@ def d_Route(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f15 = data[pos + 1]
-                    elif f15 is None:
-                        f15 = _w0d(data, pos, e)
+                        o.per_request_buffer_limit_bytes = data[pos + 1]
+                    elif o.per_request_buffer_limit_bytes is None:
+                        o.per_request_buffer_limit_bytes = _w0d(data, pos, e)
                     else:
-                        f15 = merge(_w0d, _w0e, f15, data, pos, e)
+                        o.per_request_buffer_limit_bytes = merge(_w0d, _w0e, o.per_request_buffer_limit_bytes, data, pos, e)
                     pos = e
                 elif t == 138:
                     n = data[pos]
@@ -1416,15 +1377,15 @@ def d_Route(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f5 is None:
-                        f5 = d_FilterAction(data, pos, e)
+                    if o.filter_action is None:
+                        o.filter_action = d_FilterAction(data, pos, e)
                     else:
-                        f5 = merge(d_FilterAction, e_FilterAction, f5, data, pos, e)
+                        o.filter_action = merge(d_FilterAction, e_FilterAction, o.filter_action, data, pos, e)
                     pos = e
-                    f4 = None
-                    f6 = None
-                    f3 = None
-                    f2 = None
+                    o.direct_response = None
+                    o.non_forwarding_action = None
+                    o.redirect = None
+                    o.route = None
                 elif t == 146:
                     n = data[pos]
                     if n < 128:
@@ -1439,15 +1400,15 @@ def d_Route(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f6 is None:
-                        f6 = d_NonForwardingAction(data, pos, e)
+                    if o.non_forwarding_action is None:
+                        o.non_forwarding_action = d_NonForwardingAction(data, pos, e)
                     else:
-                        f6 = merge(d_NonForwardingAction, e_NonForwardingAction, f6, data, pos, e)
+                        o.non_forwarding_action = merge(d_NonForwardingAction, e_NonForwardingAction, o.non_forwarding_action, data, pos, e)
                     pos = e
-                    f4 = None
-                    f5 = None
-                    f3 = None
-                    f2 = None
+                    o.direct_response = None
+                    o.filter_action = None
+                    o.redirect = None
+                    o.route = None
                 elif t == 154:
                     n = data[pos]
                     if n < 128:
@@ -1462,8 +1423,9 @@ def d_Route(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f16 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.stat_prefix = x
                 elif t == 162:
                     n = data[pos]
                     if n < 128:
@@ -1479,37 +1441,19 @@ def d_Route(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f17 = data[pos + 1]
-                    elif f17 is None:
-                        f17 = _w1d(data, pos, e)
+                        o.request_body_buffer_limit = data[pos + 1]
+                    elif o.request_body_buffer_limit is None:
+                        o.request_body_buffer_limit = _w1d(data, pos, e)
                     else:
-                        f17 = merge(_w1d, _w1e, f17, data, pos, e)
+                        o.request_body_buffer_limit = merge(_w1d, _w1e, o.request_body_buffer_limit, data, pos, e)
                     pos = e
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K4)
-    o.name = f0
-    o.match = f1
-    o.route = f2
-    o.redirect = f3
-    o.direct_response = f4
-    o.filter_action = f5
-    o.non_forwarding_action = f6
-    o.metadata = f7
-    o.decorator = f8
-    o.typed_per_filter_config = f9
-    o.request_headers_to_add = f10
-    o.request_headers_to_remove = f11
-    o.response_headers_to_add = f12
-    o.response_headers_to_remove = f13
-    o.tracing = f14
-    o.per_request_buffer_limit_bytes = f15
-    o.stat_prefix = f16
-    o.request_body_buffer_limit = f17
-    o._unknown_fields = u
+    if u:
+        o._unknown_fields = u
     return o
 
 
@@ -2232,20 +2176,12 @@ def e_RouteMatch(m):
 
 
 def d_RouteMatch(data, pos, end):
-    f0 = None
-    f1 = None
-    f2 = None
-    f3 = None
-    f4 = None
-    f5 = None
-    f6 = None
-    f7 = None
-    f8 = []
-    f9 = []
-    f10 = None
-    f11 = None
-    f12 = []
-    f13 = []
+    o = new(_K8)
+    o.__dict__ = _K8_t.copy()
+    f8 = o.headers = []
+    f9 = o.query_parameters = []
+    f12 = o.dynamic_metadata = []
+    f13 = o.filter_state = []
     u = b""
     while pos < end:
         st = pos
@@ -2275,13 +2211,14 @@ def d_RouteMatch(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f0 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
-                    f3 = None
-                    f1 = None
-                    f5 = None
-                    f4 = None
-                    f2 = None
+                    o.prefix = x
+                    o.connect_matcher = None
+                    o.path = None
+                    o.path_match_policy = None
+                    o.path_separated_prefix = None
+                    o.safe_regex = None
                 elif t == 18:
                     n = data[pos]
                     if n < 128:
@@ -2296,13 +2233,14 @@ def d_RouteMatch(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f1 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
-                    f3 = None
-                    f5 = None
-                    f4 = None
-                    f0 = None
-                    f2 = None
+                    o.path = x
+                    o.connect_matcher = None
+                    o.path_match_policy = None
+                    o.path_separated_prefix = None
+                    o.prefix = None
+                    o.safe_regex = None
                 elif t == 34:
                     n = data[pos]
                     if n < 128:
@@ -2318,11 +2256,11 @@ def d_RouteMatch(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f6 = data[pos + 1] != 0
-                    elif f6 is None:
-                        f6 = _w2d(data, pos, e)
+                        o.case_sensitive = data[pos + 1] != 0
+                    elif o.case_sensitive is None:
+                        o.case_sensitive = _w2d(data, pos, e)
                     else:
-                        f6 = merge(_w2d, _w2e, f6, data, pos, e)
+                        o.case_sensitive = merge(_w2d, _w2e, o.case_sensitive, data, pos, e)
                     pos = e
                 else:
                     pos = skip(data, pos, t, end)
@@ -2376,10 +2314,10 @@ def d_RouteMatch(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f10 is None:
-                        f10 = d_RouteMatchGrpcRouteMatchOptions(data, pos, e)
+                    if o.grpc is None:
+                        o.grpc = d_RouteMatchGrpcRouteMatchOptions(data, pos, e)
                     else:
-                        f10 = merge(d_RouteMatchGrpcRouteMatchOptions, e_RouteMatchGrpcRouteMatchOptions, f10, data, pos, e)
+                        o.grpc = merge(d_RouteMatchGrpcRouteMatchOptions, e_RouteMatchGrpcRouteMatchOptions, o.grpc, data, pos, e)
                     pos = e
                 elif t == 74:
                     n = data[pos]
@@ -2395,10 +2333,10 @@ def d_RouteMatch(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f7 is None:
-                        f7 = _c0.d_RuntimeFractionalPercent(data, pos, e)
+                    if o.runtime_fraction is None:
+                        o.runtime_fraction = _c0.d_RuntimeFractionalPercent(data, pos, e)
                     else:
-                        f7 = merge(_c0.d_RuntimeFractionalPercent, _c0.e_RuntimeFractionalPercent, f7, data, pos, e)
+                        o.runtime_fraction = merge(_c0.d_RuntimeFractionalPercent, _c0.e_RuntimeFractionalPercent, o.runtime_fraction, data, pos, e)
                     pos = e
                 else:
                     pos = skip(data, pos, t, end)
@@ -2419,16 +2357,16 @@ def d_RouteMatch(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f2 is None:
-                        f2 = _c3.d_RegexMatcher(data, pos, e)
+                    if o.safe_regex is None:
+                        o.safe_regex = _c3.d_RegexMatcher(data, pos, e)
                     else:
-                        f2 = merge(_c3.d_RegexMatcher, _c3.e_RegexMatcher, f2, data, pos, e)
+                        o.safe_regex = merge(_c3.d_RegexMatcher, _c3.e_RegexMatcher, o.safe_regex, data, pos, e)
                     pos = e
-                    f3 = None
-                    f1 = None
-                    f5 = None
-                    f4 = None
-                    f0 = None
+                    o.connect_matcher = None
+                    o.path = None
+                    o.path_match_policy = None
+                    o.path_separated_prefix = None
+                    o.prefix = None
                 elif t == 90:
                     n = data[pos]
                     if n < 128:
@@ -2443,10 +2381,10 @@ def d_RouteMatch(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f11 is None:
-                        f11 = d_RouteMatchTlsContextMatchOptions(data, pos, e)
+                    if o.tls_context is None:
+                        o.tls_context = d_RouteMatchTlsContextMatchOptions(data, pos, e)
                     else:
-                        f11 = merge(d_RouteMatchTlsContextMatchOptions, e_RouteMatchTlsContextMatchOptions, f11, data, pos, e)
+                        o.tls_context = merge(d_RouteMatchTlsContextMatchOptions, e_RouteMatchTlsContextMatchOptions, o.tls_context, data, pos, e)
                     pos = e
                 elif t == 98:
                     n = data[pos]
@@ -2462,16 +2400,16 @@ def d_RouteMatch(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f3 is None:
-                        f3 = d_RouteMatchConnectMatcher(data, pos, e)
+                    if o.connect_matcher is None:
+                        o.connect_matcher = d_RouteMatchConnectMatcher(data, pos, e)
                     else:
-                        f3 = merge(d_RouteMatchConnectMatcher, e_RouteMatchConnectMatcher, f3, data, pos, e)
+                        o.connect_matcher = merge(d_RouteMatchConnectMatcher, e_RouteMatchConnectMatcher, o.connect_matcher, data, pos, e)
                     pos = e
-                    f1 = None
-                    f5 = None
-                    f4 = None
-                    f0 = None
-                    f2 = None
+                    o.path = None
+                    o.path_match_policy = None
+                    o.path_separated_prefix = None
+                    o.prefix = None
+                    o.safe_regex = None
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
@@ -2507,13 +2445,14 @@ def d_RouteMatch(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f4 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
-                    f3 = None
-                    f1 = None
-                    f5 = None
-                    f0 = None
-                    f2 = None
+                    o.path_separated_prefix = x
+                    o.connect_matcher = None
+                    o.path = None
+                    o.path_match_policy = None
+                    o.prefix = None
+                    o.safe_regex = None
                 elif t == 122:
                     n = data[pos]
                     if n < 128:
@@ -2528,16 +2467,16 @@ def d_RouteMatch(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f5 is None:
-                        f5 = _c0.d_TypedExtensionConfig(data, pos, e)
+                    if o.path_match_policy is None:
+                        o.path_match_policy = _c0.d_TypedExtensionConfig(data, pos, e)
                     else:
-                        f5 = merge(_c0.d_TypedExtensionConfig, _c0.e_TypedExtensionConfig, f5, data, pos, e)
+                        o.path_match_policy = merge(_c0.d_TypedExtensionConfig, _c0.e_TypedExtensionConfig, o.path_match_policy, data, pos, e)
                     pos = e
-                    f3 = None
-                    f1 = None
-                    f4 = None
-                    f0 = None
-                    f2 = None
+                    o.connect_matcher = None
+                    o.path = None
+                    o.path_separated_prefix = None
+                    o.prefix = None
+                    o.safe_regex = None
                 elif t == 130:
                     n = data[pos]
                     if n < 128:
@@ -2560,22 +2499,8 @@ def d_RouteMatch(data, pos, end):
                     u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K8)
-    o.prefix = f0
-    o.path = f1
-    o.safe_regex = f2
-    o.connect_matcher = f3
-    o.path_separated_prefix = f4
-    o.path_match_policy = f5
-    o.case_sensitive = f6
-    o.runtime_fraction = f7
-    o.headers = f8
-    o.query_parameters = f9
-    o.grpc = f10
-    o.tls_context = f11
-    o.dynamic_metadata = f12
-    o.filter_state = f13
-    o._unknown_fields = u
+    if u:
+        o._unknown_fields = u
     return o
 
 
@@ -3272,43 +3197,12 @@ def e_RouteAction(m):
 
 
 def d_RouteAction(data, pos, end):
-    f0 = None
-    f1 = None
-    f2 = None
-    f3 = None
-    f4 = None
-    f5 = _K13_0
-    f6 = None
-    f7 = ""
-    f8 = None
-    f9 = None
-    f10 = ""
-    f11 = None
-    f12 = None
-    f13 = None
-    f14 = None
-    f15 = None
-    f16 = False
-    f17 = None
-    f18 = None
-    f19 = None
-    f20 = None
-    f21 = None
-    f22 = None
-    f23 = []
-    f24 = _K14_0
-    f25 = []
-    f26 = None
-    f27 = []
-    f28 = None
-    f29 = None
-    f30 = None
-    f31 = []
-    f32 = None
-    f33 = _K15_0
-    f34 = None
-    f35 = None
-    f36 = None
+    o = new(_K13)
+    o.__dict__ = _K13_t.copy()
+    f23 = o.request_mirror_policies = []
+    f25 = o.rate_limits = []
+    f27 = o.hash_policy = []
+    f31 = o.upgrade_configs = []
     u = b""
     while pos < end:
         st = pos
@@ -3339,12 +3233,13 @@ def d_RouteAction(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        f0 = data[pos:e].decode()
+                        x = data[pos:e].decode()
                         pos = e
-                        f1 = None
-                        f3 = None
-                        f4 = None
-                        f2 = None
+                        o.cluster = x
+                        o.cluster_header = None
+                        o.cluster_specifier_plugin = None
+                        o.inline_cluster_specifier_plugin = None
+                        o.weighted_clusters = None
                     elif t == 18:
                         n = data[pos]
                         if n < 128:
@@ -3359,12 +3254,13 @@ def d_RouteAction(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        f1 = data[pos:e].decode()
+                        x = data[pos:e].decode()
                         pos = e
-                        f0 = None
-                        f3 = None
-                        f4 = None
-                        f2 = None
+                        o.cluster_header = x
+                        o.cluster = None
+                        o.cluster_specifier_plugin = None
+                        o.inline_cluster_specifier_plugin = None
+                        o.weighted_clusters = None
                     elif t == 26:
                         n = data[pos]
                         if n < 128:
@@ -3379,15 +3275,15 @@ def d_RouteAction(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f2 is None:
-                            f2 = d_WeightedCluster(data, pos, e)
+                        if o.weighted_clusters is None:
+                            o.weighted_clusters = d_WeightedCluster(data, pos, e)
                         else:
-                            f2 = merge(d_WeightedCluster, e_WeightedCluster, f2, data, pos, e)
+                            o.weighted_clusters = merge(d_WeightedCluster, e_WeightedCluster, o.weighted_clusters, data, pos, e)
                         pos = e
-                        f0 = None
-                        f1 = None
-                        f3 = None
-                        f4 = None
+                        o.cluster = None
+                        o.cluster_header = None
+                        o.cluster_specifier_plugin = None
+                        o.inline_cluster_specifier_plugin = None
                     elif t == 34:
                         n = data[pos]
                         if n < 128:
@@ -3402,10 +3298,10 @@ def d_RouteAction(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f6 is None:
-                            f6 = _c0.d_Metadata(data, pos, e)
+                        if o.metadata_match is None:
+                            o.metadata_match = _c0.d_Metadata(data, pos, e)
                         else:
-                            f6 = merge(_c0.d_Metadata, _c0.e_Metadata, f6, data, pos, e)
+                            o.metadata_match = merge(_c0.d_Metadata, _c0.e_Metadata, o.metadata_match, data, pos, e)
                         pos = e
                     else:
                         pos = skip(data, pos, t, end)
@@ -3425,8 +3321,9 @@ def d_RouteAction(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        f7 = data[pos:e].decode()
+                        x = data[pos:e].decode()
                         pos = e
+                        o.prefix_rewrite = x
                     elif t == 50:
                         n = data[pos]
                         if n < 128:
@@ -3441,12 +3338,13 @@ def d_RouteAction(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        f11 = data[pos:e].decode()
+                        x = data[pos:e].decode()
                         pos = e
-                        f12 = None
-                        f15 = None
-                        f13 = None
-                        f14 = None
+                        o.host_rewrite_literal = x
+                        o.auto_host_rewrite = None
+                        o.host_rewrite = None
+                        o.host_rewrite_header = None
+                        o.host_rewrite_path_regex = None
                     elif t == 58:
                         n = data[pos]
                         if n < 128:
@@ -3462,16 +3360,16 @@ def d_RouteAction(data, pos, end):
                         if e > end:
                             raise trunc()
                         if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                            f12 = data[pos + 1] != 0
-                        elif f12 is None:
-                            f12 = _w2d(data, pos, e)
+                            o.auto_host_rewrite = data[pos + 1] != 0
+                        elif o.auto_host_rewrite is None:
+                            o.auto_host_rewrite = _w2d(data, pos, e)
                         else:
-                            f12 = merge(_w2d, _w2e, f12, data, pos, e)
+                            o.auto_host_rewrite = merge(_w2d, _w2e, o.auto_host_rewrite, data, pos, e)
                         pos = e
-                        f15 = None
-                        f13 = None
-                        f11 = None
-                        f14 = None
+                        o.host_rewrite = None
+                        o.host_rewrite_header = None
+                        o.host_rewrite_literal = None
+                        o.host_rewrite_path_regex = None
                     elif t == 66:
                         n = data[pos]
                         if n < 128:
@@ -3486,10 +3384,10 @@ def d_RouteAction(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f17 is None:
-                            f17 = _w3d(data, pos, e)
+                        if o.timeout is None:
+                            o.timeout = _w3d(data, pos, e)
                         else:
-                            f17 = merge(_w3d, _w3e, f17, data, pos, e)
+                            o.timeout = merge(_w3d, _w3e, o.timeout, data, pos, e)
                         pos = e
                     elif t == 74:
                         n = data[pos]
@@ -3505,10 +3403,10 @@ def d_RouteAction(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f21 is None:
-                            f21 = d_RetryPolicy(data, pos, e)
+                        if o.retry_policy is None:
+                            o.retry_policy = d_RetryPolicy(data, pos, e)
                         else:
-                            f21 = merge(d_RetryPolicy, e_RetryPolicy, f21, data, pos, e)
+                            o.retry_policy = merge(d_RetryPolicy, e_RetryPolicy, o.retry_policy, data, pos, e)
                         pos = e
                     else:
                         pos = skip(data, pos, t, end)
@@ -3516,20 +3414,21 @@ def d_RouteAction(data, pos, end):
             else:
                 if t < 138:
                     if t == 88:
-                        f24 = data[pos]
-                        if f24 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f24 = (f24 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f24, pos = rv(data, pos)
-                        if f24 > 0x7FFFFFFF:
-                            f24 = i32(f24)
-                        y = _K14_v.get(f24)
-                        f24 = y if y is not None else _K14(f24)
+                                x, pos = rv(data, pos)
+                        if x > 0x7FFFFFFF:
+                            x = i32(x)
+                        y = _K15_v.get(x)
+                        x = y if y is not None else _K15(x)
+                        o.priority = x
                     elif t == 106:
                         n = data[pos]
                         if n < 128:
@@ -3562,11 +3461,11 @@ def d_RouteAction(data, pos, end):
                         if e > end:
                             raise trunc()
                         if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                            f26 = data[pos + 1] != 0
-                        elif f26 is None:
-                            f26 = _w2d(data, pos, e)
+                            o.include_vh_rate_limits = data[pos + 1] != 0
+                        elif o.include_vh_rate_limits is None:
+                            o.include_vh_rate_limits = _w2d(data, pos, e)
                         else:
-                            f26 = merge(_w2d, _w2e, f26, data, pos, e)
+                            o.include_vh_rate_limits = merge(_w2d, _w2e, o.include_vh_rate_limits, data, pos, e)
                         pos = e
                     elif t == 122:
                         n = data[pos]
@@ -3603,26 +3502,27 @@ def d_RouteAction(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f28 is None:
-                            f28 = d_CorsPolicy(data, pos, e)
+                        if o.cors is None:
+                            o.cors = d_CorsPolicy(data, pos, e)
                         else:
-                            f28 = merge(d_CorsPolicy, e_CorsPolicy, f28, data, pos, e)
+                            o.cors = merge(d_CorsPolicy, e_CorsPolicy, o.cors, data, pos, e)
                         pos = e
                     elif t == 160:
-                        f5 = data[pos]
-                        if f5 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f5 = (f5 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f5, pos = rv(data, pos)
-                        if f5 > 0x7FFFFFFF:
-                            f5 = i32(f5)
-                        y = _K13_v.get(f5)
-                        f5 = y if y is not None else _K13(f5)
+                                x, pos = rv(data, pos)
+                        if x > 0x7FFFFFFF:
+                            x = i32(x)
+                        y = _K14_v.get(x)
+                        x = y if y is not None else _K14(x)
+                        o.cluster_not_found_response_code = x
                     elif t == 186:
                         n = data[pos]
                         if n < 128:
@@ -3637,10 +3537,10 @@ def d_RouteAction(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f29 is None:
-                            f29 = _w3d(data, pos, e)
+                        if o.max_grpc_timeout is None:
+                            o.max_grpc_timeout = _w3d(data, pos, e)
                         else:
-                            f29 = merge(_w3d, _w3e, f29, data, pos, e)
+                            o.max_grpc_timeout = merge(_w3d, _w3e, o.max_grpc_timeout, data, pos, e)
                         pos = e
                     elif t == 194:
                         n = data[pos]
@@ -3656,10 +3556,10 @@ def d_RouteAction(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f18 is None:
-                            f18 = _w3d(data, pos, e)
+                        if o.idle_timeout is None:
+                            o.idle_timeout = _w3d(data, pos, e)
                         else:
-                            f18 = merge(_w3d, _w3e, f18, data, pos, e)
+                            o.idle_timeout = merge(_w3d, _w3e, o.idle_timeout, data, pos, e)
                         pos = e
                     elif t == 202:
                         n = data[pos]
@@ -3685,20 +3585,21 @@ def d_RouteAction(data, pos, end):
             if t < 282:
                 if t < 242:
                     if t == 208:
-                        f33 = data[pos]
-                        if f33 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f33 = (f33 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f33, pos = rv(data, pos)
-                        if f33 > 0x7FFFFFFF:
-                            f33 = i32(f33)
-                        y = _K15_v.get(f33)
-                        f33 = y if y is not None else _K15(f33)
+                                x, pos = rv(data, pos)
+                        if x > 0x7FFFFFFF:
+                            x = i32(x)
+                        y = _K16_v.get(x)
+                        x = y if y is not None else _K16(x)
+                        o.internal_redirect_action = x
                     elif t == 218:
                         n = data[pos]
                         if n < 128:
@@ -3713,10 +3614,10 @@ def d_RouteAction(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f35 is None:
-                            f35 = d_HedgePolicy(data, pos, e)
+                        if o.hedge_policy is None:
+                            o.hedge_policy = d_HedgePolicy(data, pos, e)
                         else:
-                            f35 = merge(d_HedgePolicy, e_HedgePolicy, f35, data, pos, e)
+                            o.hedge_policy = merge(d_HedgePolicy, e_HedgePolicy, o.hedge_policy, data, pos, e)
                         pos = e
                     elif t == 226:
                         n = data[pos]
@@ -3732,10 +3633,10 @@ def d_RouteAction(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f30 is None:
-                            f30 = _w3d(data, pos, e)
+                        if o.grpc_timeout_offset is None:
+                            o.grpc_timeout_offset = _w3d(data, pos, e)
                         else:
-                            f30 = merge(_w3d, _w3e, f30, data, pos, e)
+                            o.grpc_timeout_offset = merge(_w3d, _w3e, o.grpc_timeout_offset, data, pos, e)
                         pos = e
                     elif t == 234:
                         n = data[pos]
@@ -3751,12 +3652,13 @@ def d_RouteAction(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        f13 = data[pos:e].decode()
+                        x = data[pos:e].decode()
                         pos = e
-                        f12 = None
-                        f15 = None
-                        f11 = None
-                        f14 = None
+                        o.host_rewrite_header = x
+                        o.auto_host_rewrite = None
+                        o.host_rewrite = None
+                        o.host_rewrite_literal = None
+                        o.host_rewrite_path_regex = None
                     else:
                         pos = skip(data, pos, t, end)
                         u += data[st:pos]
@@ -3793,11 +3695,11 @@ def d_RouteAction(data, pos, end):
                         if e > end:
                             raise trunc()
                         if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                            f34 = data[pos + 1]
-                        elif f34 is None:
-                            f34 = _w0d(data, pos, e)
+                            o.max_internal_redirects = data[pos + 1]
+                        elif o.max_internal_redirects is None:
+                            o.max_internal_redirects = _w0d(data, pos, e)
                         else:
-                            f34 = merge(_w0d, _w0e, f34, data, pos, e)
+                            o.max_internal_redirects = merge(_w0d, _w0e, o.max_internal_redirects, data, pos, e)
                         pos = e
                     elif t == 258:
                         n = data[pos]
@@ -3813,10 +3715,10 @@ def d_RouteAction(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f8 is None:
-                            f8 = _c3.d_RegexMatchAndSubstitute(data, pos, e)
+                        if o.regex_rewrite is None:
+                            o.regex_rewrite = _c3.d_RegexMatchAndSubstitute(data, pos, e)
                         else:
-                            f8 = merge(_c3.d_RegexMatchAndSubstitute, _c3.e_RegexMatchAndSubstitute, f8, data, pos, e)
+                            o.regex_rewrite = merge(_c3.d_RegexMatchAndSubstitute, _c3.e_RegexMatchAndSubstitute, o.regex_rewrite, data, pos, e)
                         pos = e
                     elif t == 266:
                         n = data[pos]
@@ -3832,10 +3734,10 @@ def d_RouteAction(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f22 is None:
-                            f22 = _c1.d_Any(data, pos, e)
+                        if o.retry_policy_typed_config is None:
+                            o.retry_policy_typed_config = _c1.d_Any(data, pos, e)
                         else:
-                            f22 = merge(_c1.d_Any, _c1.e_Any, f22, data, pos, e)
+                            o.retry_policy_typed_config = merge(_c1.d_Any, _c1.e_Any, o.retry_policy_typed_config, data, pos, e)
                         pos = e
                     elif t == 274:
                         n = data[pos]
@@ -3851,10 +3753,10 @@ def d_RouteAction(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f32 is None:
-                            f32 = d_InternalRedirectPolicy(data, pos, e)
+                        if o.internal_redirect_policy is None:
+                            o.internal_redirect_policy = d_InternalRedirectPolicy(data, pos, e)
                         else:
-                            f32 = merge(d_InternalRedirectPolicy, e_InternalRedirectPolicy, f32, data, pos, e)
+                            o.internal_redirect_policy = merge(d_InternalRedirectPolicy, e_InternalRedirectPolicy, o.internal_redirect_policy, data, pos, e)
                         pos = e
                     else:
                         pos = skip(data, pos, t, end)
@@ -3875,15 +3777,15 @@ def d_RouteAction(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f14 is None:
-                            f14 = _c3.d_RegexMatchAndSubstitute(data, pos, e)
+                        if o.host_rewrite_path_regex is None:
+                            o.host_rewrite_path_regex = _c3.d_RegexMatchAndSubstitute(data, pos, e)
                         else:
-                            f14 = merge(_c3.d_RegexMatchAndSubstitute, _c3.e_RegexMatchAndSubstitute, f14, data, pos, e)
+                            o.host_rewrite_path_regex = merge(_c3.d_RegexMatchAndSubstitute, _c3.e_RegexMatchAndSubstitute, o.host_rewrite_path_regex, data, pos, e)
                         pos = e
-                        f12 = None
-                        f15 = None
-                        f13 = None
-                        f11 = None
+                        o.auto_host_rewrite = None
+                        o.host_rewrite = None
+                        o.host_rewrite_header = None
+                        o.host_rewrite_literal = None
                     elif t == 290:
                         n = data[pos]
                         if n < 128:
@@ -3898,10 +3800,10 @@ def d_RouteAction(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f36 is None:
-                            f36 = d_RouteActionMaxStreamDuration(data, pos, e)
+                        if o.max_stream_duration is None:
+                            o.max_stream_duration = d_RouteActionMaxStreamDuration(data, pos, e)
                         else:
-                            f36 = merge(d_RouteActionMaxStreamDuration, e_RouteActionMaxStreamDuration, f36, data, pos, e)
+                            o.max_stream_duration = merge(d_RouteActionMaxStreamDuration, e_RouteActionMaxStreamDuration, o.max_stream_duration, data, pos, e)
                         pos = e
                     elif t == 298:
                         n = data[pos]
@@ -3917,24 +3819,26 @@ def d_RouteAction(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        f3 = data[pos:e].decode()
+                        x = data[pos:e].decode()
                         pos = e
-                        f0 = None
-                        f1 = None
-                        f4 = None
-                        f2 = None
+                        o.cluster_specifier_plugin = x
+                        o.cluster = None
+                        o.cluster_header = None
+                        o.inline_cluster_specifier_plugin = None
+                        o.weighted_clusters = None
                     elif t == 304:
-                        f16 = data[pos]
-                        if f16 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f16 = (f16 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f16, pos = rv(data, pos)
-                        f16 = f16 != 0
+                                x, pos = rv(data, pos)
+                        x = x != 0
+                        o.append_x_forwarded_host = x
                     elif t == 314:
                         n = data[pos]
                         if n < 128:
@@ -3949,15 +3853,15 @@ def d_RouteAction(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f4 is None:
-                            f4 = d_ClusterSpecifierPlugin(data, pos, e)
+                        if o.inline_cluster_specifier_plugin is None:
+                            o.inline_cluster_specifier_plugin = d_ClusterSpecifierPlugin(data, pos, e)
                         else:
-                            f4 = merge(d_ClusterSpecifierPlugin, e_ClusterSpecifierPlugin, f4, data, pos, e)
+                            o.inline_cluster_specifier_plugin = merge(d_ClusterSpecifierPlugin, e_ClusterSpecifierPlugin, o.inline_cluster_specifier_plugin, data, pos, e)
                         pos = e
-                        f0 = None
-                        f1 = None
-                        f3 = None
-                        f2 = None
+                        o.cluster = None
+                        o.cluster_header = None
+                        o.cluster_specifier_plugin = None
+                        o.weighted_clusters = None
                     else:
                         pos = skip(data, pos, t, end)
                         u += data[st:pos]
@@ -3976,10 +3880,10 @@ def d_RouteAction(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f20 is None:
-                            f20 = _c0.d_TypedExtensionConfig(data, pos, e)
+                        if o.early_data_policy is None:
+                            o.early_data_policy = _c0.d_TypedExtensionConfig(data, pos, e)
                         else:
-                            f20 = merge(_c0.d_TypedExtensionConfig, _c0.e_TypedExtensionConfig, f20, data, pos, e)
+                            o.early_data_policy = merge(_c0.d_TypedExtensionConfig, _c0.e_TypedExtensionConfig, o.early_data_policy, data, pos, e)
                         pos = e
                     elif t == 330:
                         n = data[pos]
@@ -3995,10 +3899,10 @@ def d_RouteAction(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f9 is None:
-                            f9 = _c0.d_TypedExtensionConfig(data, pos, e)
+                        if o.path_rewrite_policy is None:
+                            o.path_rewrite_policy = _c0.d_TypedExtensionConfig(data, pos, e)
                         else:
-                            f9 = merge(_c0.d_TypedExtensionConfig, _c0.e_TypedExtensionConfig, f9, data, pos, e)
+                            o.path_rewrite_policy = merge(_c0.d_TypedExtensionConfig, _c0.e_TypedExtensionConfig, o.path_rewrite_policy, data, pos, e)
                         pos = e
                     elif t == 338:
                         n = data[pos]
@@ -4014,10 +3918,10 @@ def d_RouteAction(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f19 is None:
-                            f19 = _w3d(data, pos, e)
+                        if o.flush_timeout is None:
+                            o.flush_timeout = _w3d(data, pos, e)
                         else:
-                            f19 = merge(_w3d, _w3e, f19, data, pos, e)
+                            o.flush_timeout = merge(_w3d, _w3e, o.flush_timeout, data, pos, e)
                         pos = e
                     elif t == 354:
                         n = data[pos]
@@ -4033,12 +3937,13 @@ def d_RouteAction(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        f15 = data[pos:e].decode()
+                        x = data[pos:e].decode()
                         pos = e
-                        f12 = None
-                        f13 = None
-                        f11 = None
-                        f14 = None
+                        o.host_rewrite = x
+                        o.auto_host_rewrite = None
+                        o.host_rewrite_header = None
+                        o.host_rewrite_literal = None
+                        o.host_rewrite_path_regex = None
                     elif t == 362:
                         n = data[pos]
                         if n < 128:
@@ -4053,52 +3958,16 @@ def d_RouteAction(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        f10 = data[pos:e].decode()
+                        x = data[pos:e].decode()
                         pos = e
+                        o.path_rewrite = x
                     else:
                         pos = skip(data, pos, t, end)
                         u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K16)
-    o.cluster = f0
-    o.cluster_header = f1
-    o.weighted_clusters = f2
-    o.cluster_specifier_plugin = f3
-    o.inline_cluster_specifier_plugin = f4
-    o.cluster_not_found_response_code = f5
-    o.metadata_match = f6
-    o.prefix_rewrite = f7
-    o.regex_rewrite = f8
-    o.path_rewrite_policy = f9
-    o.path_rewrite = f10
-    o.host_rewrite_literal = f11
-    o.auto_host_rewrite = f12
-    o.host_rewrite_header = f13
-    o.host_rewrite_path_regex = f14
-    o.host_rewrite = f15
-    o.append_x_forwarded_host = f16
-    o.timeout = f17
-    o.idle_timeout = f18
-    o.flush_timeout = f19
-    o.early_data_policy = f20
-    o.retry_policy = f21
-    o.retry_policy_typed_config = f22
-    o.request_mirror_policies = f23
-    o.priority = f24
-    o.rate_limits = f25
-    o.include_vh_rate_limits = f26
-    o.hash_policy = f27
-    o.cors = f28
-    o.max_grpc_timeout = f29
-    o.grpc_timeout_offset = f30
-    o.upgrade_configs = f31
-    o.internal_redirect_policy = f32
-    o.internal_redirect_action = f33
-    o.max_internal_redirects = f34
-    o.hedge_policy = f35
-    o.max_stream_duration = f36
-    o._unknown_fields = u
+    if u:
+        o._unknown_fields = u
     return o
 
 
@@ -5390,19 +5259,13 @@ def e_RetryPolicy(m):
 
 
 def d_RetryPolicy(data, pos, end):
-    f0 = ""
-    f1 = None
-    f2 = None
-    f3 = None
-    f4 = None
-    f5 = []
-    f6 = []
-    f7 = 0
-    f8 = []
-    f9 = None
-    f10 = None
-    f11 = []
-    f12 = []
+    o = new(_K28)
+    o.__dict__ = _K28_t.copy()
+    f5 = o.retry_host_predicate = []
+    f6 = o.retry_options_predicates = []
+    f8 = o.retriable_status_codes = []
+    f11 = o.retriable_headers = []
+    f12 = o.retriable_request_headers = []
     u = b""
     while pos < end:
         st = pos
@@ -5432,8 +5295,9 @@ def d_RetryPolicy(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f0 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.retry_on = x
                 elif t == 18:
                     n = data[pos]
                     if n < 128:
@@ -5449,11 +5313,11 @@ def d_RetryPolicy(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f1 = data[pos + 1]
-                    elif f1 is None:
-                        f1 = _w0d(data, pos, e)
+                        o.num_retries = data[pos + 1]
+                    elif o.num_retries is None:
+                        o.num_retries = _w0d(data, pos, e)
                     else:
-                        f1 = merge(_w0d, _w0e, f1, data, pos, e)
+                        o.num_retries = merge(_w0d, _w0e, o.num_retries, data, pos, e)
                     pos = e
                 elif t == 26:
                     n = data[pos]
@@ -5469,10 +5333,10 @@ def d_RetryPolicy(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f2 is None:
-                        f2 = _w3d(data, pos, e)
+                    if o.per_try_timeout is None:
+                        o.per_try_timeout = _w3d(data, pos, e)
                     else:
-                        f2 = merge(_w3d, _w3e, f2, data, pos, e)
+                        o.per_try_timeout = merge(_w3d, _w3e, o.per_try_timeout, data, pos, e)
                     pos = e
                 else:
                     pos = skip(data, pos, t, end)
@@ -5492,10 +5356,10 @@ def d_RetryPolicy(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f4 is None:
-                        f4 = d_RetryPolicyRetryPriority(data, pos, e)
+                    if o.retry_priority is None:
+                        o.retry_priority = d_RetryPolicyRetryPriority(data, pos, e)
                     else:
-                        f4 = merge(d_RetryPolicyRetryPriority, e_RetryPolicyRetryPriority, f4, data, pos, e)
+                        o.retry_priority = merge(d_RetryPolicyRetryPriority, e_RetryPolicyRetryPriority, o.retry_priority, data, pos, e)
                     pos = e
                 elif t == 42:
                     n = data[pos]
@@ -5515,18 +5379,19 @@ def d_RetryPolicy(data, pos, end):
                     pos = e
                     f5.append(x)
                 elif t == 48:
-                    f7 = data[pos]
-                    if f7 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f7 = (f7 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f7, pos = rv(data, pos)
-                    if f7 > 0x7FFFFFFFFFFFFFFF:
-                        f7 -= 0x10000000000000000
+                            x, pos = rv(data, pos)
+                    if x > 0x7FFFFFFFFFFFFFFF:
+                        x -= 0x10000000000000000
+                    o.host_selection_retry_max_attempts = x
                 elif t == 56:
                     x = data[pos]
                     if x < 128:
@@ -5579,10 +5444,10 @@ def d_RetryPolicy(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f9 is None:
-                        f9 = d_RetryPolicyRetryBackOff(data, pos, e)
+                    if o.retry_back_off is None:
+                        o.retry_back_off = d_RetryPolicyRetryBackOff(data, pos, e)
                     else:
-                        f9 = merge(d_RetryPolicyRetryBackOff, e_RetryPolicyRetryBackOff, f9, data, pos, e)
+                        o.retry_back_off = merge(d_RetryPolicyRetryBackOff, e_RetryPolicyRetryBackOff, o.retry_back_off, data, pos, e)
                     pos = e
                 elif t == 74:
                     n = data[pos]
@@ -5636,10 +5501,10 @@ def d_RetryPolicy(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f10 is None:
-                        f10 = d_RetryPolicyRateLimitedRetryBackOff(data, pos, e)
+                    if o.rate_limited_retry_back_off is None:
+                        o.rate_limited_retry_back_off = d_RetryPolicyRateLimitedRetryBackOff(data, pos, e)
                     else:
-                        f10 = merge(d_RetryPolicyRateLimitedRetryBackOff, e_RetryPolicyRateLimitedRetryBackOff, f10, data, pos, e)
+                        o.rate_limited_retry_back_off = merge(d_RetryPolicyRateLimitedRetryBackOff, e_RetryPolicyRateLimitedRetryBackOff, o.rate_limited_retry_back_off, data, pos, e)
                     pos = e
                 elif t == 98:
                     n = data[pos]
@@ -5672,31 +5537,18 @@ def d_RetryPolicy(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f3 is None:
-                        f3 = _w3d(data, pos, e)
+                    if o.per_try_idle_timeout is None:
+                        o.per_try_idle_timeout = _w3d(data, pos, e)
                     else:
-                        f3 = merge(_w3d, _w3e, f3, data, pos, e)
+                        o.per_try_idle_timeout = merge(_w3d, _w3e, o.per_try_idle_timeout, data, pos, e)
                     pos = e
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K28)
-    o.retry_on = f0
-    o.num_retries = f1
-    o.per_try_timeout = f2
-    o.per_try_idle_timeout = f3
-    o.retry_priority = f4
-    o.retry_host_predicate = f5
-    o.retry_options_predicates = f6
-    o.host_selection_retry_max_attempts = f7
-    o.retriable_status_codes = f8
-    o.retry_back_off = f9
-    o.rate_limited_retry_back_off = f10
-    o.retriable_headers = f11
-    o.retriable_request_headers = f12
-    o._unknown_fields = u
+    if u:
+        o._unknown_fields = u
     return o
 
 
@@ -5979,7 +5831,7 @@ def e_RetryPolicyResetHeader(m):
 
 def d_RetryPolicyResetHeader(data, pos, end):
     f0 = ""
-    f1 = _K32_0
+    f1 = _K33_0
     u = b""
     while pos < end:
         st = pos
@@ -6022,14 +5874,14 @@ def d_RetryPolicyResetHeader(data, pos, end):
                     f1, pos = rv(data, pos)
             if f1 > 0x7FFFFFFF:
                 f1 = i32(f1)
-            y = _K32_v.get(f1)
-            f1 = y if y is not None else _K32(f1)
+            y = _K33_v.get(f1)
+            f1 = y if y is not None else _K33(f1)
         else:
             pos = skip(data, pos, t, end)
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K33)
+    o = new(_K32)
     o.name = f0
     o.format = f1
     o._unknown_fields = u
@@ -6297,7 +6149,7 @@ def d_RedirectAction(data, pos, end):
     f4 = None
     f5 = None
     f6 = None
-    f7 = _K36_0
+    f7 = _K37_0
     f8 = False
     u = b""
     while pos < end:
@@ -6360,8 +6212,8 @@ def d_RedirectAction(data, pos, end):
                         f7, pos = rv(data, pos)
                 if f7 > 0x7FFFFFFF:
                     f7 = i32(f7)
-                y = _K36_v.get(f7)
-                f7 = y if y is not None else _K36(f7)
+                y = _K37_v.get(f7)
+                f7 = y if y is not None else _K37(f7)
             elif t == 32:
                 f0 = data[pos]
                 if f0 < 128:
@@ -6465,7 +6317,7 @@ def d_RedirectAction(data, pos, end):
                 u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K37)
+    o = new(_K36)
     o.https_redirect = f0
     o.scheme_redirect = f1
     o.host_redirect = f2
@@ -7257,18 +7109,8 @@ def e_RateLimitAction(m):
 
 
 def d_RateLimitAction(data, pos, end):
-    f0 = None
-    f1 = None
-    f2 = None
-    f3 = None
-    f4 = None
-    f5 = None
-    f6 = None
-    f7 = None
-    f8 = None
-    f9 = None
-    f10 = None
-    f11 = None
+    o = new(_K44)
+    o.__dict__ = _K44_t.copy()
     u = b""
     while pos < end:
         st = pos
@@ -7297,22 +7139,22 @@ def d_RateLimitAction(data, pos, end):
                 e = pos + n
                 if e > end:
                     raise trunc()
-                if f0 is None:
-                    f0 = d_RateLimitActionSourceCluster(data, pos, e)
+                if o.source_cluster is None:
+                    o.source_cluster = d_RateLimitActionSourceCluster(data, pos, e)
                 else:
-                    f0 = merge(d_RateLimitActionSourceCluster, e_RateLimitActionSourceCluster, f0, data, pos, e)
+                    o.source_cluster = merge(d_RateLimitActionSourceCluster, e_RateLimitActionSourceCluster, o.source_cluster, data, pos, e)
                 pos = e
-                f1 = None
-                f7 = None
-                f9 = None
-                f5 = None
-                f6 = None
-                f10 = None
-                f8 = None
-                f11 = None
-                f3 = None
-                f4 = None
-                f2 = None
+                o.destination_cluster = None
+                o.dynamic_metadata = None
+                o.extension = None
+                o.generic_key = None
+                o.header_value_match = None
+                o.masked_remote_address = None
+                o.metadata = None
+                o.query_parameter_value_match = None
+                o.query_parameters = None
+                o.remote_address = None
+                o.request_headers = None
             elif t == 18:
                 n = data[pos]
                 if n < 128:
@@ -7327,22 +7169,22 @@ def d_RateLimitAction(data, pos, end):
                 e = pos + n
                 if e > end:
                     raise trunc()
-                if f1 is None:
-                    f1 = d_RateLimitActionDestinationCluster(data, pos, e)
+                if o.destination_cluster is None:
+                    o.destination_cluster = d_RateLimitActionDestinationCluster(data, pos, e)
                 else:
-                    f1 = merge(d_RateLimitActionDestinationCluster, e_RateLimitActionDestinationCluster, f1, data, pos, e)
+                    o.destination_cluster = merge(d_RateLimitActionDestinationCluster, e_RateLimitActionDestinationCluster, o.destination_cluster, data, pos, e)
                 pos = e
-                f7 = None
-                f9 = None
-                f5 = None
-                f6 = None
-                f10 = None
-                f8 = None
-                f11 = None
-                f3 = None
-                f4 = None
-                f2 = None
-                f0 = None
+                o.dynamic_metadata = None
+                o.extension = None
+                o.generic_key = None
+                o.header_value_match = None
+                o.masked_remote_address = None
+                o.metadata = None
+                o.query_parameter_value_match = None
+                o.query_parameters = None
+                o.remote_address = None
+                o.request_headers = None
+                o.source_cluster = None
             elif t == 26:
                 n = data[pos]
                 if n < 128:
@@ -7357,22 +7199,22 @@ def d_RateLimitAction(data, pos, end):
                 e = pos + n
                 if e > end:
                     raise trunc()
-                if f2 is None:
-                    f2 = d_RateLimitActionRequestHeaders(data, pos, e)
+                if o.request_headers is None:
+                    o.request_headers = d_RateLimitActionRequestHeaders(data, pos, e)
                 else:
-                    f2 = merge(d_RateLimitActionRequestHeaders, e_RateLimitActionRequestHeaders, f2, data, pos, e)
+                    o.request_headers = merge(d_RateLimitActionRequestHeaders, e_RateLimitActionRequestHeaders, o.request_headers, data, pos, e)
                 pos = e
-                f1 = None
-                f7 = None
-                f9 = None
-                f5 = None
-                f6 = None
-                f10 = None
-                f8 = None
-                f11 = None
-                f3 = None
-                f4 = None
-                f0 = None
+                o.destination_cluster = None
+                o.dynamic_metadata = None
+                o.extension = None
+                o.generic_key = None
+                o.header_value_match = None
+                o.masked_remote_address = None
+                o.metadata = None
+                o.query_parameter_value_match = None
+                o.query_parameters = None
+                o.remote_address = None
+                o.source_cluster = None
             elif t == 34:
                 n = data[pos]
                 if n < 128:
@@ -7387,22 +7229,22 @@ def d_RateLimitAction(data, pos, end):
                 e = pos + n
                 if e > end:
                     raise trunc()
-                if f4 is None:
-                    f4 = d_RateLimitActionRemoteAddress(data, pos, e)
+                if o.remote_address is None:
+                    o.remote_address = d_RateLimitActionRemoteAddress(data, pos, e)
                 else:
-                    f4 = merge(d_RateLimitActionRemoteAddress, e_RateLimitActionRemoteAddress, f4, data, pos, e)
+                    o.remote_address = merge(d_RateLimitActionRemoteAddress, e_RateLimitActionRemoteAddress, o.remote_address, data, pos, e)
                 pos = e
-                f1 = None
-                f7 = None
-                f9 = None
-                f5 = None
-                f6 = None
-                f10 = None
-                f8 = None
-                f11 = None
-                f3 = None
-                f2 = None
-                f0 = None
+                o.destination_cluster = None
+                o.dynamic_metadata = None
+                o.extension = None
+                o.generic_key = None
+                o.header_value_match = None
+                o.masked_remote_address = None
+                o.metadata = None
+                o.query_parameter_value_match = None
+                o.query_parameters = None
+                o.request_headers = None
+                o.source_cluster = None
             elif t == 42:
                 n = data[pos]
                 if n < 128:
@@ -7417,22 +7259,22 @@ def d_RateLimitAction(data, pos, end):
                 e = pos + n
                 if e > end:
                     raise trunc()
-                if f5 is None:
-                    f5 = d_RateLimitActionGenericKey(data, pos, e)
+                if o.generic_key is None:
+                    o.generic_key = d_RateLimitActionGenericKey(data, pos, e)
                 else:
-                    f5 = merge(d_RateLimitActionGenericKey, e_RateLimitActionGenericKey, f5, data, pos, e)
+                    o.generic_key = merge(d_RateLimitActionGenericKey, e_RateLimitActionGenericKey, o.generic_key, data, pos, e)
                 pos = e
-                f1 = None
-                f7 = None
-                f9 = None
-                f6 = None
-                f10 = None
-                f8 = None
-                f11 = None
-                f3 = None
-                f4 = None
-                f2 = None
-                f0 = None
+                o.destination_cluster = None
+                o.dynamic_metadata = None
+                o.extension = None
+                o.header_value_match = None
+                o.masked_remote_address = None
+                o.metadata = None
+                o.query_parameter_value_match = None
+                o.query_parameters = None
+                o.remote_address = None
+                o.request_headers = None
+                o.source_cluster = None
             elif t == 50:
                 n = data[pos]
                 if n < 128:
@@ -7447,22 +7289,22 @@ def d_RateLimitAction(data, pos, end):
                 e = pos + n
                 if e > end:
                     raise trunc()
-                if f6 is None:
-                    f6 = d_RateLimitActionHeaderValueMatch(data, pos, e)
+                if o.header_value_match is None:
+                    o.header_value_match = d_RateLimitActionHeaderValueMatch(data, pos, e)
                 else:
-                    f6 = merge(d_RateLimitActionHeaderValueMatch, e_RateLimitActionHeaderValueMatch, f6, data, pos, e)
+                    o.header_value_match = merge(d_RateLimitActionHeaderValueMatch, e_RateLimitActionHeaderValueMatch, o.header_value_match, data, pos, e)
                 pos = e
-                f1 = None
-                f7 = None
-                f9 = None
-                f5 = None
-                f10 = None
-                f8 = None
-                f11 = None
-                f3 = None
-                f4 = None
-                f2 = None
-                f0 = None
+                o.destination_cluster = None
+                o.dynamic_metadata = None
+                o.extension = None
+                o.generic_key = None
+                o.masked_remote_address = None
+                o.metadata = None
+                o.query_parameter_value_match = None
+                o.query_parameters = None
+                o.remote_address = None
+                o.request_headers = None
+                o.source_cluster = None
             else:
                 pos = skip(data, pos, t, end)
                 u += data[st:pos]
@@ -7481,22 +7323,22 @@ def d_RateLimitAction(data, pos, end):
                 e = pos + n
                 if e > end:
                     raise trunc()
-                if f7 is None:
-                    f7 = d_RateLimitActionDynamicMetaData(data, pos, e)
+                if o.dynamic_metadata is None:
+                    o.dynamic_metadata = d_RateLimitActionDynamicMetaData(data, pos, e)
                 else:
-                    f7 = merge(d_RateLimitActionDynamicMetaData, e_RateLimitActionDynamicMetaData, f7, data, pos, e)
+                    o.dynamic_metadata = merge(d_RateLimitActionDynamicMetaData, e_RateLimitActionDynamicMetaData, o.dynamic_metadata, data, pos, e)
                 pos = e
-                f1 = None
-                f9 = None
-                f5 = None
-                f6 = None
-                f10 = None
-                f8 = None
-                f11 = None
-                f3 = None
-                f4 = None
-                f2 = None
-                f0 = None
+                o.destination_cluster = None
+                o.extension = None
+                o.generic_key = None
+                o.header_value_match = None
+                o.masked_remote_address = None
+                o.metadata = None
+                o.query_parameter_value_match = None
+                o.query_parameters = None
+                o.remote_address = None
+                o.request_headers = None
+                o.source_cluster = None
             elif t == 66:
                 n = data[pos]
                 if n < 128:
@@ -7511,22 +7353,22 @@ def d_RateLimitAction(data, pos, end):
                 e = pos + n
                 if e > end:
                     raise trunc()
-                if f8 is None:
-                    f8 = d_RateLimitActionMetaData(data, pos, e)
+                if o.metadata is None:
+                    o.metadata = d_RateLimitActionMetaData(data, pos, e)
                 else:
-                    f8 = merge(d_RateLimitActionMetaData, e_RateLimitActionMetaData, f8, data, pos, e)
+                    o.metadata = merge(d_RateLimitActionMetaData, e_RateLimitActionMetaData, o.metadata, data, pos, e)
                 pos = e
-                f1 = None
-                f7 = None
-                f9 = None
-                f5 = None
-                f6 = None
-                f10 = None
-                f11 = None
-                f3 = None
-                f4 = None
-                f2 = None
-                f0 = None
+                o.destination_cluster = None
+                o.dynamic_metadata = None
+                o.extension = None
+                o.generic_key = None
+                o.header_value_match = None
+                o.masked_remote_address = None
+                o.query_parameter_value_match = None
+                o.query_parameters = None
+                o.remote_address = None
+                o.request_headers = None
+                o.source_cluster = None
             elif t == 74:
                 n = data[pos]
                 if n < 128:
@@ -7541,22 +7383,22 @@ def d_RateLimitAction(data, pos, end):
                 e = pos + n
                 if e > end:
                     raise trunc()
-                if f9 is None:
-                    f9 = _c0.d_TypedExtensionConfig(data, pos, e)
+                if o.extension is None:
+                    o.extension = _c0.d_TypedExtensionConfig(data, pos, e)
                 else:
-                    f9 = merge(_c0.d_TypedExtensionConfig, _c0.e_TypedExtensionConfig, f9, data, pos, e)
+                    o.extension = merge(_c0.d_TypedExtensionConfig, _c0.e_TypedExtensionConfig, o.extension, data, pos, e)
                 pos = e
-                f1 = None
-                f7 = None
-                f5 = None
-                f6 = None
-                f10 = None
-                f8 = None
-                f11 = None
-                f3 = None
-                f4 = None
-                f2 = None
-                f0 = None
+                o.destination_cluster = None
+                o.dynamic_metadata = None
+                o.generic_key = None
+                o.header_value_match = None
+                o.masked_remote_address = None
+                o.metadata = None
+                o.query_parameter_value_match = None
+                o.query_parameters = None
+                o.remote_address = None
+                o.request_headers = None
+                o.source_cluster = None
             elif t == 82:
                 n = data[pos]
                 if n < 128:
@@ -7571,22 +7413,22 @@ def d_RateLimitAction(data, pos, end):
                 e = pos + n
                 if e > end:
                     raise trunc()
-                if f10 is None:
-                    f10 = d_RateLimitActionMaskedRemoteAddress(data, pos, e)
+                if o.masked_remote_address is None:
+                    o.masked_remote_address = d_RateLimitActionMaskedRemoteAddress(data, pos, e)
                 else:
-                    f10 = merge(d_RateLimitActionMaskedRemoteAddress, e_RateLimitActionMaskedRemoteAddress, f10, data, pos, e)
+                    o.masked_remote_address = merge(d_RateLimitActionMaskedRemoteAddress, e_RateLimitActionMaskedRemoteAddress, o.masked_remote_address, data, pos, e)
                 pos = e
-                f1 = None
-                f7 = None
-                f9 = None
-                f5 = None
-                f6 = None
-                f8 = None
-                f11 = None
-                f3 = None
-                f4 = None
-                f2 = None
-                f0 = None
+                o.destination_cluster = None
+                o.dynamic_metadata = None
+                o.extension = None
+                o.generic_key = None
+                o.header_value_match = None
+                o.metadata = None
+                o.query_parameter_value_match = None
+                o.query_parameters = None
+                o.remote_address = None
+                o.request_headers = None
+                o.source_cluster = None
             elif t == 90:
                 n = data[pos]
                 if n < 128:
@@ -7601,22 +7443,22 @@ def d_RateLimitAction(data, pos, end):
                 e = pos + n
                 if e > end:
                     raise trunc()
-                if f11 is None:
-                    f11 = d_RateLimitActionQueryParameterValueMatch(data, pos, e)
+                if o.query_parameter_value_match is None:
+                    o.query_parameter_value_match = d_RateLimitActionQueryParameterValueMatch(data, pos, e)
                 else:
-                    f11 = merge(d_RateLimitActionQueryParameterValueMatch, e_RateLimitActionQueryParameterValueMatch, f11, data, pos, e)
+                    o.query_parameter_value_match = merge(d_RateLimitActionQueryParameterValueMatch, e_RateLimitActionQueryParameterValueMatch, o.query_parameter_value_match, data, pos, e)
                 pos = e
-                f1 = None
-                f7 = None
-                f9 = None
-                f5 = None
-                f6 = None
-                f10 = None
-                f8 = None
-                f3 = None
-                f4 = None
-                f2 = None
-                f0 = None
+                o.destination_cluster = None
+                o.dynamic_metadata = None
+                o.extension = None
+                o.generic_key = None
+                o.header_value_match = None
+                o.masked_remote_address = None
+                o.metadata = None
+                o.query_parameters = None
+                o.remote_address = None
+                o.request_headers = None
+                o.source_cluster = None
             elif t == 98:
                 n = data[pos]
                 if n < 128:
@@ -7631,41 +7473,29 @@ def d_RateLimitAction(data, pos, end):
                 e = pos + n
                 if e > end:
                     raise trunc()
-                if f3 is None:
-                    f3 = d_RateLimitActionQueryParameters(data, pos, e)
+                if o.query_parameters is None:
+                    o.query_parameters = d_RateLimitActionQueryParameters(data, pos, e)
                 else:
-                    f3 = merge(d_RateLimitActionQueryParameters, e_RateLimitActionQueryParameters, f3, data, pos, e)
+                    o.query_parameters = merge(d_RateLimitActionQueryParameters, e_RateLimitActionQueryParameters, o.query_parameters, data, pos, e)
                 pos = e
-                f1 = None
-                f7 = None
-                f9 = None
-                f5 = None
-                f6 = None
-                f10 = None
-                f8 = None
-                f11 = None
-                f4 = None
-                f2 = None
-                f0 = None
+                o.destination_cluster = None
+                o.dynamic_metadata = None
+                o.extension = None
+                o.generic_key = None
+                o.header_value_match = None
+                o.masked_remote_address = None
+                o.metadata = None
+                o.query_parameter_value_match = None
+                o.remote_address = None
+                o.request_headers = None
+                o.source_cluster = None
             else:
                 pos = skip(data, pos, t, end)
                 u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K44)
-    o.source_cluster = f0
-    o.destination_cluster = f1
-    o.request_headers = f2
-    o.query_parameters = f3
-    o.remote_address = f4
-    o.generic_key = f5
-    o.header_value_match = f6
-    o.dynamic_metadata = f7
-    o.metadata = f8
-    o.extension = f9
-    o.masked_remote_address = f10
-    o.query_parameter_value_match = f11
-    o._unknown_fields = u
+    if u:
+        o._unknown_fields = u
     return o
 
 
@@ -8424,7 +8254,7 @@ def d_RateLimitActionMetaData(data, pos, end):
     f0 = ""
     f1 = None
     f2 = ""
-    f3 = _K54_0
+    f3 = _K55_0
     f4 = False
     u = b""
     while pos < end:
@@ -8503,8 +8333,8 @@ def d_RateLimitActionMetaData(data, pos, end):
                     f3, pos = rv(data, pos)
             if f3 > 0x7FFFFFFF:
                 f3 = i32(f3)
-            y = _K54_v.get(f3)
-            f3 = y if y is not None else _K54(f3)
+            y = _K55_v.get(f3)
+            f3 = y if y is not None else _K55(f3)
         elif t == 40:
             f4 = data[pos]
             if f4 < 128:
@@ -8522,7 +8352,7 @@ def d_RateLimitActionMetaData(data, pos, end):
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K55)
+    o = new(_K54)
     o.descriptor_key = f0
     o.metadata_key = f1
     o.default_value = f2
@@ -9792,24 +9622,17 @@ def m_RouteConfiguration_typed_per_filter_config(data, pos, end):
 
 
 def d_RouteConfiguration(data, pos, end):
-    f0 = ""
-    f1 = []
-    f2 = None
-    f3 = []
-    f4 = []
-    f5 = []
-    f6 = []
-    f7 = []
-    f8 = False
-    f9 = None
-    f10 = None
-    f11 = []
-    f12 = []
-    f13 = False
-    f14 = ""
-    f15 = False
-    f16 = {}
-    f17 = None
+    o = new(_K64)
+    o.__dict__ = _K64_t.copy()
+    f1 = o.virtual_hosts = []
+    f3 = o.internal_only_headers = []
+    f4 = o.response_headers_to_add = []
+    f5 = o.response_headers_to_remove = []
+    f6 = o.request_headers_to_add = []
+    f7 = o.request_headers_to_remove = []
+    f11 = o.cluster_specifier_plugins = []
+    f12 = o.request_mirror_policies = []
+    f16 = o.typed_per_filter_config = {}
     u = b""
     while pos < end:
         st = pos
@@ -9839,8 +9662,9 @@ def d_RouteConfiguration(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f0 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.name = x
                 elif t == 18:
                     n = data[pos]
                     if n < 128:
@@ -9945,11 +9769,11 @@ def d_RouteConfiguration(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f9 = data[pos + 1] != 0
-                    elif f9 is None:
-                        f9 = _w2d(data, pos, e)
+                        o.validate_clusters = data[pos + 1] != 0
+                    elif o.validate_clusters is None:
+                        o.validate_clusters = _w2d(data, pos, e)
                     else:
-                        f9 = merge(_w2d, _w2e, f9, data, pos, e)
+                        o.validate_clusters = merge(_w2d, _w2e, o.validate_clusters, data, pos, e)
                     pos = e
                 elif t == 66:
                     n = data[pos]
@@ -9982,10 +9806,10 @@ def d_RouteConfiguration(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f2 is None:
-                        f2 = d_Vhds(data, pos, e)
+                    if o.vhds is None:
+                        o.vhds = d_Vhds(data, pos, e)
                     else:
-                        f2 = merge(d_Vhds, e_Vhds, f2, data, pos, e)
+                        o.vhds = merge(d_Vhds, e_Vhds, o.vhds, data, pos, e)
                     pos = e
                 else:
                     pos = skip(data, pos, t, end)
@@ -9993,17 +9817,18 @@ def d_RouteConfiguration(data, pos, end):
         else:
             if t < 112:
                 if t == 80:
-                    f8 = data[pos]
-                    if f8 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f8 = (f8 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f8, pos = rv(data, pos)
-                    f8 = f8 != 0
+                            x, pos = rv(data, pos)
+                    x = x != 0
+                    o.most_specific_header_mutations_wins = x
                 elif t == 90:
                     n = data[pos]
                     if n < 128:
@@ -10019,11 +9844,11 @@ def d_RouteConfiguration(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f10 = data[pos + 1]
-                    elif f10 is None:
-                        f10 = _w0d(data, pos, e)
+                        o.max_direct_response_body_size_bytes = data[pos + 1]
+                    elif o.max_direct_response_body_size_bytes is None:
+                        o.max_direct_response_body_size_bytes = _w0d(data, pos, e)
                     else:
-                        f10 = merge(_w0d, _w0e, f10, data, pos, e)
+                        o.max_direct_response_body_size_bytes = merge(_w0d, _w0e, o.max_direct_response_body_size_bytes, data, pos, e)
                     pos = e
                 elif t == 98:
                     n = data[pos]
@@ -10064,29 +9889,31 @@ def d_RouteConfiguration(data, pos, end):
                     u += data[st:pos]
             else:
                 if t == 112:
-                    f13 = data[pos]
-                    if f13 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f13 = (f13 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f13, pos = rv(data, pos)
-                    f13 = f13 != 0
+                            x, pos = rv(data, pos)
+                    x = x != 0
+                    o.ignore_port_in_host_matching = x
                 elif t == 120:
-                    f15 = data[pos]
-                    if f15 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f15 = (f15 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f15, pos = rv(data, pos)
-                    f15 = f15 != 0
+                            x, pos = rv(data, pos)
+                    x = x != 0
+                    o.ignore_path_parameters_in_path_matching = x
                 elif t == 130:
                     n = data[pos]
                     if n < 128:
@@ -10118,10 +9945,10 @@ def d_RouteConfiguration(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f17 is None:
-                        f17 = _c0.d_Metadata(data, pos, e)
+                    if o.metadata is None:
+                        o.metadata = _c0.d_Metadata(data, pos, e)
                     else:
-                        f17 = merge(_c0.d_Metadata, _c0.e_Metadata, f17, data, pos, e)
+                        o.metadata = merge(_c0.d_Metadata, _c0.e_Metadata, o.metadata, data, pos, e)
                     pos = e
                 elif t == 146:
                     n = data[pos]
@@ -10137,33 +9964,16 @@ def d_RouteConfiguration(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f14 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.vhost_header = x
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K64)
-    o.name = f0
-    o.virtual_hosts = f1
-    o.vhds = f2
-    o.internal_only_headers = f3
-    o.response_headers_to_add = f4
-    o.response_headers_to_remove = f5
-    o.request_headers_to_add = f6
-    o.request_headers_to_remove = f7
-    o.most_specific_header_mutations_wins = f8
-    o.validate_clusters = f9
-    o.max_direct_response_body_size_bytes = f10
-    o.cluster_specifier_plugins = f11
-    o.request_mirror_policies = f12
-    o.ignore_port_in_host_matching = f13
-    o.vhost_header = f14
-    o.ignore_path_parameters_in_path_matching = f15
-    o.typed_per_filter_config = f16
-    o.metadata = f17
-    o._unknown_fields = u
+    if u:
+        o._unknown_fields = u
     return o
 
 
@@ -10498,24 +10308,24 @@ def d_ScopedRouteConfigurationKeyFragment(data, pos, end):
 
 
 # Bind the classes (all defined once this package's __init__ runs) and install.
-from . import VirtualHostTlsRequirementType as _K0
-_K0_v = _K0._value2member_map_
-_K0_0 = _K0(0)
-from . import VirtualHost as _K1
+from . import VirtualHost as _K0
+from . import VirtualHostTlsRequirementType as _K1
+_K1_v = _K1._value2member_map_
+_K1_0 = _K1(0)
 from . import RouteMatchTlsContextMatchOptions as _K10
 from . import RouteMatchConnectMatcher as _K11
 from . import CorsPolicy as _K12
-from . import RouteActionClusterNotFoundResponseCode as _K13
-_K13_v = _K13._value2member_map_
-_K13_0 = _K13(0)
-from .....envoy.config.core import v3 as _p0
-_K14 = _p0.RoutingPriority
+from . import RouteAction as _K13
+from . import RouteActionClusterNotFoundResponseCode as _K14
 _K14_v = _K14._value2member_map_
 _K14_0 = _K14(0)
-from . import RouteActionInternalRedirectAction as _K15
+from .....envoy.config.core import v3 as _p0
+_K15 = _p0.RoutingPriority
 _K15_v = _K15._value2member_map_
 _K15_0 = _K15(0)
-from . import RouteAction as _K16
+from . import RouteActionInternalRedirectAction as _K16
+_K16_v = _K16._value2member_map_
+_K16_0 = _K16(0)
 from . import RouteActionRequestMirrorPolicy as _K17
 from . import RouteActionHashPolicy as _K18
 from . import RouteActionHashPolicyHeader as _K19
@@ -10533,16 +10343,16 @@ from . import RetryPolicyRetryPriority as _K29
 from . import RouteList as _K3
 from . import RetryPolicyRetryHostPredicate as _K30
 from . import RetryPolicyRetryBackOff as _K31
-from . import RetryPolicyResetHeaderFormat as _K32
-_K32_v = _K32._value2member_map_
-_K32_0 = _K32(0)
-from . import RetryPolicyResetHeader as _K33
+from . import RetryPolicyResetHeader as _K32
+from . import RetryPolicyResetHeaderFormat as _K33
+_K33_v = _K33._value2member_map_
+_K33_0 = _K33(0)
 from . import RetryPolicyRateLimitedRetryBackOff as _K34
 from . import HedgePolicy as _K35
-from . import RedirectActionRedirectResponseCode as _K36
-_K36_v = _K36._value2member_map_
-_K36_0 = _K36(0)
-from . import RedirectAction as _K37
+from . import RedirectAction as _K36
+from . import RedirectActionRedirectResponseCode as _K37
+_K37_v = _K37._value2member_map_
+_K37_0 = _K37(0)
 from . import DirectResponseAction as _K38
 from . import NonForwardingAction as _K39
 from . import Route as _K4
@@ -10561,10 +10371,10 @@ from . import RateLimitActionMaskedRemoteAddress as _K50
 from . import RateLimitActionGenericKey as _K51
 from . import RateLimitActionHeaderValueMatch as _K52
 from . import RateLimitActionDynamicMetaData as _K53
-from . import RateLimitActionMetaDataSource as _K54
-_K54_v = _K54._value2member_map_
-_K54_0 = _K54(0)
-from . import RateLimitActionMetaData as _K55
+from . import RateLimitActionMetaData as _K54
+from . import RateLimitActionMetaDataSource as _K55
+_K55_v = _K55._value2member_map_
+_K55_0 = _K55(0)
 from . import RateLimitActionQueryParameterValueMatch as _K56
 from . import RateLimitOverride as _K57
 from . import RateLimitOverrideDynamicMetadata as _K58
@@ -10582,7 +10392,14 @@ from . import ScopedRouteConfigurationKeyFragment as _K68
 from . import ClusterSpecifierPlugin as _K7
 from . import RouteMatch as _K8
 from . import RouteMatchGrpcRouteMatchOptions as _K9
-install(_K1, e_VirtualHost, d_VirtualHost)
+_K0_t = {'name': "", 'domains': None, 'routes': None, 'matcher': None, 'require_tls': _K1_0, 'virtual_clusters': None, 'rate_limits': None, 'request_headers_to_add': None, 'request_headers_to_remove': None, 'response_headers_to_add': None, 'response_headers_to_remove': None, 'cors': None, 'typed_per_filter_config': None, 'include_request_attempt_count': False, 'include_attempt_count_in_response': False, 'retry_policy': None, 'retry_policy_typed_config': None, 'hedge_policy': None, 'include_is_timeout_retry_header': False, 'per_request_buffer_limit_bytes': None, 'request_body_buffer_limit': None, 'request_mirror_policies': None, 'metadata': None, '_unknown_fields': b''}
+_K13_t = {'cluster': None, 'cluster_header': None, 'weighted_clusters': None, 'cluster_specifier_plugin': None, 'inline_cluster_specifier_plugin': None, 'cluster_not_found_response_code': _K14_0, 'metadata_match': None, 'prefix_rewrite': "", 'regex_rewrite': None, 'path_rewrite_policy': None, 'path_rewrite': "", 'host_rewrite_literal': None, 'auto_host_rewrite': None, 'host_rewrite_header': None, 'host_rewrite_path_regex': None, 'host_rewrite': None, 'append_x_forwarded_host': False, 'timeout': None, 'idle_timeout': None, 'flush_timeout': None, 'early_data_policy': None, 'retry_policy': None, 'retry_policy_typed_config': None, 'request_mirror_policies': None, 'priority': _K15_0, 'rate_limits': None, 'include_vh_rate_limits': None, 'hash_policy': None, 'cors': None, 'max_grpc_timeout': None, 'grpc_timeout_offset': None, 'upgrade_configs': None, 'internal_redirect_policy': None, 'internal_redirect_action': _K16_0, 'max_internal_redirects': None, 'hedge_policy': None, 'max_stream_duration': None, '_unknown_fields': b''}
+_K28_t = {'retry_on': "", 'num_retries': None, 'per_try_timeout': None, 'per_try_idle_timeout': None, 'retry_priority': None, 'retry_host_predicate': None, 'retry_options_predicates': None, 'host_selection_retry_max_attempts': 0, 'retriable_status_codes': None, 'retry_back_off': None, 'rate_limited_retry_back_off': None, 'retriable_headers': None, 'retriable_request_headers': None, '_unknown_fields': b''}
+_K4_t = {'name': "", 'match': None, 'route': None, 'redirect': None, 'direct_response': None, 'filter_action': None, 'non_forwarding_action': None, 'metadata': None, 'decorator': None, 'typed_per_filter_config': None, 'request_headers_to_add': None, 'request_headers_to_remove': None, 'response_headers_to_add': None, 'response_headers_to_remove': None, 'tracing': None, 'per_request_buffer_limit_bytes': None, 'stat_prefix': "", 'request_body_buffer_limit': None, '_unknown_fields': b''}
+_K44_t = {'source_cluster': None, 'destination_cluster': None, 'request_headers': None, 'query_parameters': None, 'remote_address': None, 'generic_key': None, 'header_value_match': None, 'dynamic_metadata': None, 'metadata': None, 'extension': None, 'masked_remote_address': None, 'query_parameter_value_match': None, '_unknown_fields': b''}
+_K64_t = {'name': "", 'virtual_hosts': None, 'vhds': None, 'internal_only_headers': None, 'response_headers_to_add': None, 'response_headers_to_remove': None, 'request_headers_to_add': None, 'request_headers_to_remove': None, 'most_specific_header_mutations_wins': False, 'validate_clusters': None, 'max_direct_response_body_size_bytes': None, 'cluster_specifier_plugins': None, 'request_mirror_policies': None, 'ignore_port_in_host_matching': False, 'vhost_header': "", 'ignore_path_parameters_in_path_matching': False, 'typed_per_filter_config': None, 'metadata': None, '_unknown_fields': b''}
+_K8_t = {'prefix': None, 'path': None, 'safe_regex': None, 'connect_matcher': None, 'path_separated_prefix': None, 'path_match_policy': None, 'case_sensitive': None, 'runtime_fraction': None, 'headers': None, 'query_parameters': None, 'grpc': None, 'tls_context': None, 'dynamic_metadata': None, 'filter_state': None, '_unknown_fields': b''}
+install(_K0, e_VirtualHost, d_VirtualHost)
 install(_K2, e_FilterAction, d_FilterAction)
 install(_K3, e_RouteList, d_RouteList)
 install(_K4, e_Route, d_Route)
@@ -10594,7 +10411,7 @@ install(_K9, e_RouteMatchGrpcRouteMatchOptions, d_RouteMatchGrpcRouteMatchOption
 install(_K10, e_RouteMatchTlsContextMatchOptions, d_RouteMatchTlsContextMatchOptions)
 install(_K11, e_RouteMatchConnectMatcher, d_RouteMatchConnectMatcher)
 install(_K12, e_CorsPolicy, d_CorsPolicy)
-install(_K16, e_RouteAction, d_RouteAction)
+install(_K13, e_RouteAction, d_RouteAction)
 install(_K17, e_RouteActionRequestMirrorPolicy, d_RouteActionRequestMirrorPolicy)
 install(_K18, e_RouteActionHashPolicy, d_RouteActionHashPolicy)
 install(_K19, e_RouteActionHashPolicyHeader, d_RouteActionHashPolicyHeader)
@@ -10610,10 +10427,10 @@ install(_K28, e_RetryPolicy, d_RetryPolicy)
 install(_K29, e_RetryPolicyRetryPriority, d_RetryPolicyRetryPriority)
 install(_K30, e_RetryPolicyRetryHostPredicate, d_RetryPolicyRetryHostPredicate)
 install(_K31, e_RetryPolicyRetryBackOff, d_RetryPolicyRetryBackOff)
-install(_K33, e_RetryPolicyResetHeader, d_RetryPolicyResetHeader)
+install(_K32, e_RetryPolicyResetHeader, d_RetryPolicyResetHeader)
 install(_K34, e_RetryPolicyRateLimitedRetryBackOff, d_RetryPolicyRateLimitedRetryBackOff)
 install(_K35, e_HedgePolicy, d_HedgePolicy)
-install(_K37, e_RedirectAction, d_RedirectAction)
+install(_K36, e_RedirectAction, d_RedirectAction)
 install(_K38, e_DirectResponseAction, d_DirectResponseAction)
 install(_K39, e_NonForwardingAction, d_NonForwardingAction)
 install(_K40, e_Decorator, d_Decorator)
@@ -10630,7 +10447,7 @@ install(_K50, e_RateLimitActionMaskedRemoteAddress, d_RateLimitActionMaskedRemot
 install(_K51, e_RateLimitActionGenericKey, d_RateLimitActionGenericKey)
 install(_K52, e_RateLimitActionHeaderValueMatch, d_RateLimitActionHeaderValueMatch)
 install(_K53, e_RateLimitActionDynamicMetaData, d_RateLimitActionDynamicMetaData)
-install(_K55, e_RateLimitActionMetaData, d_RateLimitActionMetaData)
+install(_K54, e_RateLimitActionMetaData, d_RateLimitActionMetaData)
 install(_K56, e_RateLimitActionQueryParameterValueMatch, d_RateLimitActionQueryParameterValueMatch)
 install(_K57, e_RateLimitOverride, d_RateLimitOverride)
 install(_K58, e_RateLimitOverrideDynamicMetadata, d_RateLimitOverrideDynamicMetadata)

@@ -174,7 +174,7 @@ def e_HttpAccessLogEntry(m):
 
 def d_HttpAccessLogEntry(data, pos, end):
     f0 = None
-    f1 = _K1_0
+    f1 = _K2_0
     f2 = None
     f3 = None
     u = b""
@@ -222,8 +222,8 @@ def d_HttpAccessLogEntry(data, pos, end):
                     f1, pos = rv(data, pos)
             if f1 > 0x7FFFFFFF:
                 f1 = i32(f1)
-            y = _K1_v.get(f1)
-            f1 = y if y is not None else _K1(f1)
+            y = _K2_v.get(f1)
+            f1 = y if y is not None else _K2(f1)
         elif t == 26:
             n = data[pos]
             if n < 128:
@@ -267,7 +267,7 @@ def d_HttpAccessLogEntry(data, pos, end):
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K2)
+    o = new(_K1)
     o.common_properties = f0
     o.protocol_version = f1
     o.request = f2
@@ -689,39 +689,10 @@ def m_AccessLogCommon_custom_tags(data, pos, end):
 
 
 def d_AccessLogCommon(data, pos, end):
-    f0 = 0.0
-    f1 = None
-    f2 = None
-    f3 = None
-    f4 = None
-    f5 = None
-    f6 = None
-    f7 = None
-    f8 = None
-    f9 = None
-    f10 = None
-    f11 = None
-    f12 = None
-    f13 = None
-    f14 = ""
-    f15 = None
-    f16 = None
-    f17 = ""
-    f18 = ""
-    f19 = None
-    f20 = {}
-    f21 = {}
-    f22 = None
-    f23 = 0
-    f24 = ""
-    f25 = ""
-    f26 = False
-    f27 = ""
-    f28 = 0
-    f29 = 0
-    f30 = 0
-    f31 = 0
-    f32 = _K4_0
+    o = new(_K4)
+    o.__dict__ = _K4_t.copy()
+    f20 = o.filter_state_objects = {}
+    f21 = o.custom_tags = {}
     u = b""
     while pos < end:
         st = pos
@@ -739,8 +710,9 @@ def d_AccessLogCommon(data, pos, end):
             if t < 74:
                 if t < 42:
                     if t == 9:
-                        f0 = ud(data, pos)[0]
+                        x = ud(data, pos)[0]
                         pos += 8
+                        o.sample_rate = x
                     elif t == 18:
                         n = data[pos]
                         if n < 128:
@@ -755,10 +727,10 @@ def d_AccessLogCommon(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f1 is None:
-                            f1 = _c0.d_Address(data, pos, e)
+                        if o.downstream_remote_address is None:
+                            o.downstream_remote_address = _c0.d_Address(data, pos, e)
                         else:
-                            f1 = merge(_c0.d_Address, _c0.e_Address, f1, data, pos, e)
+                            o.downstream_remote_address = merge(_c0.d_Address, _c0.e_Address, o.downstream_remote_address, data, pos, e)
                         pos = e
                     elif t == 26:
                         n = data[pos]
@@ -774,10 +746,10 @@ def d_AccessLogCommon(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f2 is None:
-                            f2 = _c0.d_Address(data, pos, e)
+                        if o.downstream_local_address is None:
+                            o.downstream_local_address = _c0.d_Address(data, pos, e)
                         else:
-                            f2 = merge(_c0.d_Address, _c0.e_Address, f2, data, pos, e)
+                            o.downstream_local_address = merge(_c0.d_Address, _c0.e_Address, o.downstream_local_address, data, pos, e)
                         pos = e
                     elif t == 34:
                         n = data[pos]
@@ -793,10 +765,10 @@ def d_AccessLogCommon(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f3 is None:
-                            f3 = d_TlsProperties(data, pos, e)
+                        if o.tls_properties is None:
+                            o.tls_properties = d_TlsProperties(data, pos, e)
                         else:
-                            f3 = merge(d_TlsProperties, e_TlsProperties, f3, data, pos, e)
+                            o.tls_properties = merge(d_TlsProperties, e_TlsProperties, o.tls_properties, data, pos, e)
                         pos = e
                     else:
                         pos = skip(data, pos, t, end)
@@ -816,10 +788,10 @@ def d_AccessLogCommon(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f4 is None:
-                            f4 = _w0d(data, pos, e)
+                        if o.start_time is None:
+                            o.start_time = _w0d(data, pos, e)
                         else:
-                            f4 = merge(_w0d, _w0e, f4, data, pos, e)
+                            o.start_time = merge(_w0d, _w0e, o.start_time, data, pos, e)
                         pos = e
                     elif t == 50:
                         n = data[pos]
@@ -835,10 +807,10 @@ def d_AccessLogCommon(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f5 is None:
-                            f5 = _w1d(data, pos, e)
+                        if o.time_to_last_rx_byte is None:
+                            o.time_to_last_rx_byte = _w1d(data, pos, e)
                         else:
-                            f5 = merge(_w1d, _w1e, f5, data, pos, e)
+                            o.time_to_last_rx_byte = merge(_w1d, _w1e, o.time_to_last_rx_byte, data, pos, e)
                         pos = e
                     elif t == 58:
                         n = data[pos]
@@ -854,10 +826,10 @@ def d_AccessLogCommon(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f6 is None:
-                            f6 = _w1d(data, pos, e)
+                        if o.time_to_first_upstream_tx_byte is None:
+                            o.time_to_first_upstream_tx_byte = _w1d(data, pos, e)
                         else:
-                            f6 = merge(_w1d, _w1e, f6, data, pos, e)
+                            o.time_to_first_upstream_tx_byte = merge(_w1d, _w1e, o.time_to_first_upstream_tx_byte, data, pos, e)
                         pos = e
                     elif t == 66:
                         n = data[pos]
@@ -873,10 +845,10 @@ def d_AccessLogCommon(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f7 is None:
-                            f7 = _w1d(data, pos, e)
+                        if o.time_to_last_upstream_tx_byte is None:
+                            o.time_to_last_upstream_tx_byte = _w1d(data, pos, e)
                         else:
-                            f7 = merge(_w1d, _w1e, f7, data, pos, e)
+                            o.time_to_last_upstream_tx_byte = merge(_w1d, _w1e, o.time_to_last_upstream_tx_byte, data, pos, e)
                         pos = e
                     else:
                         pos = skip(data, pos, t, end)
@@ -897,10 +869,10 @@ def d_AccessLogCommon(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f8 is None:
-                            f8 = _w1d(data, pos, e)
+                        if o.time_to_first_upstream_rx_byte is None:
+                            o.time_to_first_upstream_rx_byte = _w1d(data, pos, e)
                         else:
-                            f8 = merge(_w1d, _w1e, f8, data, pos, e)
+                            o.time_to_first_upstream_rx_byte = merge(_w1d, _w1e, o.time_to_first_upstream_rx_byte, data, pos, e)
                         pos = e
                     elif t == 82:
                         n = data[pos]
@@ -916,10 +888,10 @@ def d_AccessLogCommon(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f9 is None:
-                            f9 = _w1d(data, pos, e)
+                        if o.time_to_last_upstream_rx_byte is None:
+                            o.time_to_last_upstream_rx_byte = _w1d(data, pos, e)
                         else:
-                            f9 = merge(_w1d, _w1e, f9, data, pos, e)
+                            o.time_to_last_upstream_rx_byte = merge(_w1d, _w1e, o.time_to_last_upstream_rx_byte, data, pos, e)
                         pos = e
                     elif t == 90:
                         n = data[pos]
@@ -935,10 +907,10 @@ def d_AccessLogCommon(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f10 is None:
-                            f10 = _w1d(data, pos, e)
+                        if o.time_to_first_downstream_tx_byte is None:
+                            o.time_to_first_downstream_tx_byte = _w1d(data, pos, e)
                         else:
-                            f10 = merge(_w1d, _w1e, f10, data, pos, e)
+                            o.time_to_first_downstream_tx_byte = merge(_w1d, _w1e, o.time_to_first_downstream_tx_byte, data, pos, e)
                         pos = e
                     elif t == 98:
                         n = data[pos]
@@ -954,10 +926,10 @@ def d_AccessLogCommon(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f11 is None:
-                            f11 = _w1d(data, pos, e)
+                        if o.time_to_last_downstream_tx_byte is None:
+                            o.time_to_last_downstream_tx_byte = _w1d(data, pos, e)
                         else:
-                            f11 = merge(_w1d, _w1e, f11, data, pos, e)
+                            o.time_to_last_downstream_tx_byte = merge(_w1d, _w1e, o.time_to_last_downstream_tx_byte, data, pos, e)
                         pos = e
                     else:
                         pos = skip(data, pos, t, end)
@@ -977,10 +949,10 @@ def d_AccessLogCommon(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f12 is None:
-                            f12 = _c0.d_Address(data, pos, e)
+                        if o.upstream_remote_address is None:
+                            o.upstream_remote_address = _c0.d_Address(data, pos, e)
                         else:
-                            f12 = merge(_c0.d_Address, _c0.e_Address, f12, data, pos, e)
+                            o.upstream_remote_address = merge(_c0.d_Address, _c0.e_Address, o.upstream_remote_address, data, pos, e)
                         pos = e
                     elif t == 114:
                         n = data[pos]
@@ -996,10 +968,10 @@ def d_AccessLogCommon(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f13 is None:
-                            f13 = _c0.d_Address(data, pos, e)
+                        if o.upstream_local_address is None:
+                            o.upstream_local_address = _c0.d_Address(data, pos, e)
                         else:
-                            f13 = merge(_c0.d_Address, _c0.e_Address, f13, data, pos, e)
+                            o.upstream_local_address = merge(_c0.d_Address, _c0.e_Address, o.upstream_local_address, data, pos, e)
                         pos = e
                     elif t == 122:
                         n = data[pos]
@@ -1015,8 +987,9 @@ def d_AccessLogCommon(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        f14 = data[pos:e].decode()
+                        x = data[pos:e].decode()
                         pos = e
+                        o.upstream_cluster = x
                     elif t == 130:
                         n = data[pos]
                         if n < 128:
@@ -1031,10 +1004,10 @@ def d_AccessLogCommon(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f15 is None:
-                            f15 = d_ResponseFlags(data, pos, e)
+                        if o.response_flags is None:
+                            o.response_flags = d_ResponseFlags(data, pos, e)
                         else:
-                            f15 = merge(d_ResponseFlags, e_ResponseFlags, f15, data, pos, e)
+                            o.response_flags = merge(d_ResponseFlags, e_ResponseFlags, o.response_flags, data, pos, e)
                         pos = e
                     else:
                         pos = skip(data, pos, t, end)
@@ -1056,10 +1029,10 @@ def d_AccessLogCommon(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f16 is None:
-                            f16 = _c0.d_Metadata(data, pos, e)
+                        if o.metadata is None:
+                            o.metadata = _c0.d_Metadata(data, pos, e)
                         else:
-                            f16 = merge(_c0.d_Metadata, _c0.e_Metadata, f16, data, pos, e)
+                            o.metadata = merge(_c0.d_Metadata, _c0.e_Metadata, o.metadata, data, pos, e)
                         pos = e
                     elif t == 146:
                         n = data[pos]
@@ -1075,8 +1048,9 @@ def d_AccessLogCommon(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        f17 = data[pos:e].decode()
+                        x = data[pos:e].decode()
                         pos = e
+                        o.upstream_transport_failure_reason = x
                     elif t == 154:
                         n = data[pos]
                         if n < 128:
@@ -1091,8 +1065,9 @@ def d_AccessLogCommon(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        f18 = data[pos:e].decode()
+                        x = data[pos:e].decode()
                         pos = e
+                        o.route_name = x
                     elif t == 162:
                         n = data[pos]
                         if n < 128:
@@ -1107,10 +1082,10 @@ def d_AccessLogCommon(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f19 is None:
-                            f19 = _c0.d_Address(data, pos, e)
+                        if o.downstream_direct_remote_address is None:
+                            o.downstream_direct_remote_address = _c0.d_Address(data, pos, e)
                         else:
-                            f19 = merge(_c0.d_Address, _c0.e_Address, f19, data, pos, e)
+                            o.downstream_direct_remote_address = merge(_c0.d_Address, _c0.e_Address, o.downstream_direct_remote_address, data, pos, e)
                         pos = e
                     else:
                         pos = skip(data, pos, t, end)
@@ -1164,24 +1139,25 @@ def d_AccessLogCommon(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f22 is None:
-                            f22 = _w1d(data, pos, e)
+                        if o.duration is None:
+                            o.duration = _w1d(data, pos, e)
                         else:
-                            f22 = merge(_w1d, _w1e, f22, data, pos, e)
+                            o.duration = merge(_w1d, _w1e, o.duration, data, pos, e)
                         pos = e
                     elif t == 192:
-                        f23 = data[pos]
-                        if f23 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f23 = (f23 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f23, pos = rv(data, pos)
-                        if f23 > 0xFFFFFFFF:
-                            f23 &= 0xFFFFFFFF
+                                x, pos = rv(data, pos)
+                        if x > 0xFFFFFFFF:
+                            x &= 0xFFFFFFFF
+                        o.upstream_request_attempt_count = x
                     else:
                         pos = skip(data, pos, t, end)
                         u += data[st:pos]
@@ -1201,8 +1177,9 @@ def d_AccessLogCommon(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        f24 = data[pos:e].decode()
+                        x = data[pos:e].decode()
                         pos = e
+                        o.connection_termination_details = x
                     elif t == 210:
                         n = data[pos]
                         if n < 128:
@@ -1217,20 +1194,22 @@ def d_AccessLogCommon(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        f25 = data[pos:e].decode()
+                        x = data[pos:e].decode()
                         pos = e
+                        o.stream_id = x
                     elif t == 216:
-                        f26 = data[pos]
-                        if f26 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f26 = (f26 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f26, pos = rv(data, pos)
-                        f26 = f26 != 0
+                                x, pos = rv(data, pos)
+                        x = x != 0
+                        o.intermediate_log_entry = x
                     elif t == 226:
                         n = data[pos]
                         if n < 128:
@@ -1245,111 +1224,84 @@ def d_AccessLogCommon(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        f27 = data[pos:e].decode()
+                        x = data[pos:e].decode()
                         pos = e
+                        o.downstream_transport_failure_reason = x
                     else:
                         pos = skip(data, pos, t, end)
                         u += data[st:pos]
                 else:
                     if t == 232:
-                        f28 = data[pos]
-                        if f28 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f28 = (f28 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f28, pos = rv(data, pos)
+                                x, pos = rv(data, pos)
+                        o.downstream_wire_bytes_sent = x
                     elif t == 240:
-                        f29 = data[pos]
-                        if f29 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f29 = (f29 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f29, pos = rv(data, pos)
+                                x, pos = rv(data, pos)
+                        o.downstream_wire_bytes_received = x
                     elif t == 248:
-                        f30 = data[pos]
-                        if f30 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f30 = (f30 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f30, pos = rv(data, pos)
+                                x, pos = rv(data, pos)
+                        o.upstream_wire_bytes_sent = x
                     elif t == 256:
-                        f31 = data[pos]
-                        if f31 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f31 = (f31 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f31, pos = rv(data, pos)
+                                x, pos = rv(data, pos)
+                        o.upstream_wire_bytes_received = x
                     elif t == 264:
-                        f32 = data[pos]
-                        if f32 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f32 = (f32 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f32, pos = rv(data, pos)
-                        if f32 > 0x7FFFFFFF:
-                            f32 = i32(f32)
-                        y = _K4_v.get(f32)
-                        f32 = y if y is not None else _K4(f32)
+                                x, pos = rv(data, pos)
+                        if x > 0x7FFFFFFF:
+                            x = i32(x)
+                        y = _K5_v.get(x)
+                        x = y if y is not None else _K5(x)
+                        o.access_log_type = x
                     else:
                         pos = skip(data, pos, t, end)
                         u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K5)
-    o.sample_rate = f0
-    o.downstream_remote_address = f1
-    o.downstream_local_address = f2
-    o.tls_properties = f3
-    o.start_time = f4
-    o.time_to_last_rx_byte = f5
-    o.time_to_first_upstream_tx_byte = f6
-    o.time_to_last_upstream_tx_byte = f7
-    o.time_to_first_upstream_rx_byte = f8
-    o.time_to_last_upstream_rx_byte = f9
-    o.time_to_first_downstream_tx_byte = f10
-    o.time_to_last_downstream_tx_byte = f11
-    o.upstream_remote_address = f12
-    o.upstream_local_address = f13
-    o.upstream_cluster = f14
-    o.response_flags = f15
-    o.metadata = f16
-    o.upstream_transport_failure_reason = f17
-    o.route_name = f18
-    o.downstream_direct_remote_address = f19
-    o.filter_state_objects = f20
-    o.custom_tags = f21
-    o.duration = f22
-    o.upstream_request_attempt_count = f23
-    o.connection_termination_details = f24
-    o.stream_id = f25
-    o.intermediate_log_entry = f26
-    o.downstream_transport_failure_reason = f27
-    o.downstream_wire_bytes_sent = f28
-    o.downstream_wire_bytes_received = f29
-    o.upstream_wire_bytes_sent = f30
-    o.upstream_wire_bytes_received = f31
-    o.access_log_type = f32
-    o._unknown_fields = u
+    if u:
+        o._unknown_fields = u
     return o
 
 
@@ -1450,34 +1402,8 @@ def e_ResponseFlags(m):
 
 
 def d_ResponseFlags(data, pos, end):
-    f0 = False
-    f1 = False
-    f2 = False
-    f3 = False
-    f4 = False
-    f5 = False
-    f6 = False
-    f7 = False
-    f8 = False
-    f9 = False
-    f10 = False
-    f11 = False
-    f12 = None
-    f13 = False
-    f14 = False
-    f15 = False
-    f16 = False
-    f17 = False
-    f18 = False
-    f19 = False
-    f20 = False
-    f21 = False
-    f22 = False
-    f23 = False
-    f24 = False
-    f25 = False
-    f26 = False
-    f27 = False
+    o = new(_K6)
+    o.__dict__ = _K6_t.copy()
     u = b""
     while pos < end:
         st = pos
@@ -1495,162 +1421,174 @@ def d_ResponseFlags(data, pos, end):
             if t < 64:
                 if t < 32:
                     if t == 8:
-                        f0 = data[pos]
-                        if f0 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f0 = (f0 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f0, pos = rv(data, pos)
-                        f0 = f0 != 0
+                                x, pos = rv(data, pos)
+                        x = x != 0
+                        o.failed_local_healthcheck = x
                     elif t == 16:
-                        f1 = data[pos]
-                        if f1 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f1 = (f1 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f1, pos = rv(data, pos)
-                        f1 = f1 != 0
+                                x, pos = rv(data, pos)
+                        x = x != 0
+                        o.no_healthy_upstream = x
                     elif t == 24:
-                        f2 = data[pos]
-                        if f2 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f2 = (f2 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f2, pos = rv(data, pos)
-                        f2 = f2 != 0
+                                x, pos = rv(data, pos)
+                        x = x != 0
+                        o.upstream_request_timeout = x
                     else:
                         pos = skip(data, pos, t, end)
                         u += data[st:pos]
                 else:
                     if t == 32:
-                        f3 = data[pos]
-                        if f3 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f3 = (f3 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f3, pos = rv(data, pos)
-                        f3 = f3 != 0
+                                x, pos = rv(data, pos)
+                        x = x != 0
+                        o.local_reset = x
                     elif t == 40:
-                        f4 = data[pos]
-                        if f4 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f4 = (f4 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f4, pos = rv(data, pos)
-                        f4 = f4 != 0
+                                x, pos = rv(data, pos)
+                        x = x != 0
+                        o.upstream_remote_reset = x
                     elif t == 48:
-                        f5 = data[pos]
-                        if f5 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f5 = (f5 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f5, pos = rv(data, pos)
-                        f5 = f5 != 0
+                                x, pos = rv(data, pos)
+                        x = x != 0
+                        o.upstream_connection_failure = x
                     elif t == 56:
-                        f6 = data[pos]
-                        if f6 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f6 = (f6 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f6, pos = rv(data, pos)
-                        f6 = f6 != 0
+                                x, pos = rv(data, pos)
+                        x = x != 0
+                        o.upstream_connection_termination = x
                     else:
                         pos = skip(data, pos, t, end)
                         u += data[st:pos]
             else:
                 if t < 88:
                     if t == 64:
-                        f7 = data[pos]
-                        if f7 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f7 = (f7 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f7, pos = rv(data, pos)
-                        f7 = f7 != 0
+                                x, pos = rv(data, pos)
+                        x = x != 0
+                        o.upstream_overflow = x
                     elif t == 72:
-                        f8 = data[pos]
-                        if f8 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f8 = (f8 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f8, pos = rv(data, pos)
-                        f8 = f8 != 0
+                                x, pos = rv(data, pos)
+                        x = x != 0
+                        o.no_route_found = x
                     elif t == 80:
-                        f9 = data[pos]
-                        if f9 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f9 = (f9 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f9, pos = rv(data, pos)
-                        f9 = f9 != 0
+                                x, pos = rv(data, pos)
+                        x = x != 0
+                        o.delay_injected = x
                     else:
                         pos = skip(data, pos, t, end)
                         u += data[st:pos]
                 else:
                     if t == 88:
-                        f10 = data[pos]
-                        if f10 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f10 = (f10 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f10, pos = rv(data, pos)
-                        f10 = f10 != 0
+                                x, pos = rv(data, pos)
+                        x = x != 0
+                        o.fault_injected = x
                     elif t == 96:
-                        f11 = data[pos]
-                        if f11 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f11 = (f11 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f11, pos = rv(data, pos)
-                        f11 = f11 != 0
+                                x, pos = rv(data, pos)
+                        x = x != 0
+                        o.rate_limited = x
                     elif t == 106:
                         n = data[pos]
                         if n < 128:
@@ -1665,23 +1603,24 @@ def d_ResponseFlags(data, pos, end):
                         e = pos + n
                         if e > end:
                             raise trunc()
-                        if f12 is None:
-                            f12 = d_ResponseFlagsUnauthorized(data, pos, e)
+                        if o.unauthorized_details is None:
+                            o.unauthorized_details = d_ResponseFlagsUnauthorized(data, pos, e)
                         else:
-                            f12 = merge(d_ResponseFlagsUnauthorized, e_ResponseFlagsUnauthorized, f12, data, pos, e)
+                            o.unauthorized_details = merge(d_ResponseFlagsUnauthorized, e_ResponseFlagsUnauthorized, o.unauthorized_details, data, pos, e)
                         pos = e
                     elif t == 112:
-                        f13 = data[pos]
-                        if f13 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f13 = (f13 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f13, pos = rv(data, pos)
-                        f13 = f13 != 0
+                                x, pos = rv(data, pos)
+                        x = x != 0
+                        o.rate_limit_service_error = x
                     else:
                         pos = skip(data, pos, t, end)
                         u += data[st:pos]
@@ -1689,221 +1628,207 @@ def d_ResponseFlags(data, pos, end):
             if t < 176:
                 if t < 144:
                     if t == 120:
-                        f14 = data[pos]
-                        if f14 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f14 = (f14 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f14, pos = rv(data, pos)
-                        f14 = f14 != 0
+                                x, pos = rv(data, pos)
+                        x = x != 0
+                        o.downstream_connection_termination = x
                     elif t == 128:
-                        f15 = data[pos]
-                        if f15 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f15 = (f15 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f15, pos = rv(data, pos)
-                        f15 = f15 != 0
+                                x, pos = rv(data, pos)
+                        x = x != 0
+                        o.upstream_retry_limit_exceeded = x
                     elif t == 136:
-                        f16 = data[pos]
-                        if f16 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f16 = (f16 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f16, pos = rv(data, pos)
-                        f16 = f16 != 0
+                                x, pos = rv(data, pos)
+                        x = x != 0
+                        o.stream_idle_timeout = x
                     else:
                         pos = skip(data, pos, t, end)
                         u += data[st:pos]
                 else:
                     if t == 144:
-                        f17 = data[pos]
-                        if f17 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f17 = (f17 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f17, pos = rv(data, pos)
-                        f17 = f17 != 0
+                                x, pos = rv(data, pos)
+                        x = x != 0
+                        o.invalid_envoy_request_headers = x
                     elif t == 152:
-                        f18 = data[pos]
-                        if f18 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f18 = (f18 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f18, pos = rv(data, pos)
-                        f18 = f18 != 0
+                                x, pos = rv(data, pos)
+                        x = x != 0
+                        o.downstream_protocol_error = x
                     elif t == 160:
-                        f19 = data[pos]
-                        if f19 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f19 = (f19 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f19, pos = rv(data, pos)
-                        f19 = f19 != 0
+                                x, pos = rv(data, pos)
+                        x = x != 0
+                        o.upstream_max_stream_duration_reached = x
                     elif t == 168:
-                        f20 = data[pos]
-                        if f20 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f20 = (f20 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f20, pos = rv(data, pos)
-                        f20 = f20 != 0
+                                x, pos = rv(data, pos)
+                        x = x != 0
+                        o.response_from_cache_filter = x
                     else:
                         pos = skip(data, pos, t, end)
                         u += data[st:pos]
             else:
                 if t < 200:
                     if t == 176:
-                        f21 = data[pos]
-                        if f21 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f21 = (f21 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f21, pos = rv(data, pos)
-                        f21 = f21 != 0
+                                x, pos = rv(data, pos)
+                        x = x != 0
+                        o.no_filter_config_found = x
                     elif t == 184:
-                        f22 = data[pos]
-                        if f22 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f22 = (f22 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f22, pos = rv(data, pos)
-                        f22 = f22 != 0
+                                x, pos = rv(data, pos)
+                        x = x != 0
+                        o.duration_timeout = x
                     elif t == 192:
-                        f23 = data[pos]
-                        if f23 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f23 = (f23 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f23, pos = rv(data, pos)
-                        f23 = f23 != 0
+                                x, pos = rv(data, pos)
+                        x = x != 0
+                        o.upstream_protocol_error = x
                     else:
                         pos = skip(data, pos, t, end)
                         u += data[st:pos]
                 else:
                     if t == 200:
-                        f24 = data[pos]
-                        if f24 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f24 = (f24 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f24, pos = rv(data, pos)
-                        f24 = f24 != 0
+                                x, pos = rv(data, pos)
+                        x = x != 0
+                        o.no_cluster_found = x
                     elif t == 208:
-                        f25 = data[pos]
-                        if f25 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f25 = (f25 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f25, pos = rv(data, pos)
-                        f25 = f25 != 0
+                                x, pos = rv(data, pos)
+                        x = x != 0
+                        o.overload_manager = x
                     elif t == 216:
-                        f26 = data[pos]
-                        if f26 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f26 = (f26 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f26, pos = rv(data, pos)
-                        f26 = f26 != 0
+                                x, pos = rv(data, pos)
+                        x = x != 0
+                        o.dns_resolution_failure = x
                     elif t == 224:
-                        f27 = data[pos]
-                        if f27 < 128:
+                        x = data[pos]
+                        if x < 128:
                             pos += 1
                         else:
                             y = data[pos + 1]
                             if y < 128:
-                                f27 = (f27 & 127) | (y << 7)
+                                x = (x & 127) | (y << 7)
                                 pos += 2
                             else:
-                                f27, pos = rv(data, pos)
-                        f27 = f27 != 0
+                                x, pos = rv(data, pos)
+                        x = x != 0
+                        o.downstream_remote_reset = x
                     else:
                         pos = skip(data, pos, t, end)
                         u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K6)
-    o.failed_local_healthcheck = f0
-    o.no_healthy_upstream = f1
-    o.upstream_request_timeout = f2
-    o.local_reset = f3
-    o.upstream_remote_reset = f4
-    o.upstream_connection_failure = f5
-    o.upstream_connection_termination = f6
-    o.upstream_overflow = f7
-    o.no_route_found = f8
-    o.delay_injected = f9
-    o.fault_injected = f10
-    o.rate_limited = f11
-    o.unauthorized_details = f12
-    o.rate_limit_service_error = f13
-    o.downstream_connection_termination = f14
-    o.upstream_retry_limit_exceeded = f15
-    o.stream_idle_timeout = f16
-    o.invalid_envoy_request_headers = f17
-    o.downstream_protocol_error = f18
-    o.upstream_max_stream_duration_reached = f19
-    o.response_from_cache_filter = f20
-    o.no_filter_config_found = f21
-    o.duration_timeout = f22
-    o.upstream_protocol_error = f23
-    o.no_cluster_found = f24
-    o.overload_manager = f25
-    o.dns_resolution_failure = f26
-    o.downstream_remote_reset = f27
-    o._unknown_fields = u
+    if u:
+        o._unknown_fields = u
     return o
 
 
@@ -1920,7 +1845,7 @@ def e_ResponseFlagsUnauthorized(m):
 
 
 def d_ResponseFlagsUnauthorized(data, pos, end):
-    f0 = _K7_0
+    f0 = _K8_0
     u = b""
     while pos < end:
         st = pos
@@ -1947,14 +1872,14 @@ def d_ResponseFlagsUnauthorized(data, pos, end):
                     f0, pos = rv(data, pos)
             if f0 > 0x7FFFFFFF:
                 f0 = i32(f0)
-            y = _K7_v.get(f0)
-            f0 = y if y is not None else _K7(f0)
+            y = _K8_v.get(f0)
+            f0 = y if y is not None else _K8(f0)
         else:
             pos = skip(data, pos, t, end)
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K8)
+    o = new(_K7)
     o.reason = f0
     o._unknown_fields = u
     return o
@@ -2018,7 +1943,7 @@ def e_TlsProperties(m):
 
 
 def d_TlsProperties(data, pos, end):
-    f0 = _K9_0
+    f0 = _K10_0
     f1 = None
     f2 = ""
     f3 = None
@@ -2052,8 +1977,8 @@ def d_TlsProperties(data, pos, end):
                         f0, pos = rv(data, pos)
                 if f0 > 0x7FFFFFFF:
                     f0 = i32(f0)
-                y = _K9_v.get(f0)
-                f0 = y if y is not None else _K9(f0)
+                y = _K10_v.get(f0)
+                f0 = y if y is not None else _K10(f0)
             elif t == 18:
                 n = data[pos]
                 if n < 128:
@@ -2170,7 +2095,7 @@ def d_TlsProperties(data, pos, end):
                 u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K10)
+    o = new(_K9)
     o.tls_version = f0
     o.tls_cipher_suite = f1
     o.tls_sni_hostname = f2
@@ -2541,21 +2466,9 @@ def m_HttpRequestProperties_request_headers(data, pos, end):
 
 
 def d_HttpRequestProperties(data, pos, end):
-    f0 = _K13_0
-    f1 = ""
-    f2 = ""
-    f3 = None
-    f4 = ""
-    f5 = ""
-    f6 = ""
-    f7 = ""
-    f8 = ""
-    f9 = ""
-    f10 = 0
-    f11 = 0
-    f12 = {}
-    f13 = 0
-    f14 = 0
+    o = new(_K13)
+    o.__dict__ = _K13_t.copy()
+    f12 = o.request_headers = {}
     u = b""
     while pos < end:
         st = pos
@@ -2572,20 +2485,21 @@ def d_HttpRequestProperties(data, pos, end):
         if t < 66:
             if t < 34:
                 if t == 8:
-                    f0 = data[pos]
-                    if f0 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f0 = (f0 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f0, pos = rv(data, pos)
-                    if f0 > 0x7FFFFFFF:
-                        f0 = i32(f0)
-                    y = _K13_v.get(f0)
-                    f0 = y if y is not None else _K13(f0)
+                            x, pos = rv(data, pos)
+                    if x > 0x7FFFFFFF:
+                        x = i32(x)
+                    y = _K14_v.get(x)
+                    x = y if y is not None else _K14(x)
+                    o.request_method = x
                 elif t == 18:
                     n = data[pos]
                     if n < 128:
@@ -2600,8 +2514,9 @@ def d_HttpRequestProperties(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f1 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.scheme = x
                 elif t == 26:
                     n = data[pos]
                     if n < 128:
@@ -2616,8 +2531,9 @@ def d_HttpRequestProperties(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f2 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.authority = x
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
@@ -2637,11 +2553,11 @@ def d_HttpRequestProperties(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f3 = data[pos + 1]
-                    elif f3 is None:
-                        f3 = _w2d(data, pos, e)
+                        o.port = data[pos + 1]
+                    elif o.port is None:
+                        o.port = _w2d(data, pos, e)
                     else:
-                        f3 = merge(_w2d, _w2e, f3, data, pos, e)
+                        o.port = merge(_w2d, _w2e, o.port, data, pos, e)
                     pos = e
                 elif t == 42:
                     n = data[pos]
@@ -2657,8 +2573,9 @@ def d_HttpRequestProperties(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f4 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.path = x
                 elif t == 50:
                     n = data[pos]
                     if n < 128:
@@ -2673,8 +2590,9 @@ def d_HttpRequestProperties(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f5 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.user_agent = x
                 elif t == 58:
                     n = data[pos]
                     if n < 128:
@@ -2689,8 +2607,9 @@ def d_HttpRequestProperties(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f6 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.referer = x
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
@@ -2710,8 +2629,9 @@ def d_HttpRequestProperties(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f7 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.forwarded_for = x
                 elif t == 74:
                     n = data[pos]
                     if n < 128:
@@ -2726,8 +2646,9 @@ def d_HttpRequestProperties(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f8 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.request_id = x
                 elif t == 82:
                     n = data[pos]
                     if n < 128:
@@ -2742,34 +2663,37 @@ def d_HttpRequestProperties(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f9 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.original_path = x
                 elif t == 88:
-                    f10 = data[pos]
-                    if f10 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f10 = (f10 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f10, pos = rv(data, pos)
+                            x, pos = rv(data, pos)
+                    o.request_headers_bytes = x
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
             else:
                 if t == 96:
-                    f11 = data[pos]
-                    if f11 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f11 = (f11 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f11, pos = rv(data, pos)
+                            x, pos = rv(data, pos)
+                    o.request_body_bytes = x
                 elif t == 106:
                     n = data[pos]
                     if n < 128:
@@ -2788,49 +2712,36 @@ def d_HttpRequestProperties(data, pos, end):
                     f12[k] = x
                     pos = e
                 elif t == 112:
-                    f13 = data[pos]
-                    if f13 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f13 = (f13 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f13, pos = rv(data, pos)
+                            x, pos = rv(data, pos)
+                    o.upstream_header_bytes_sent = x
                 elif t == 120:
-                    f14 = data[pos]
-                    if f14 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f14 = (f14 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f14, pos = rv(data, pos)
+                            x, pos = rv(data, pos)
+                    o.downstream_header_bytes_received = x
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K14)
-    o.request_method = f0
-    o.scheme = f1
-    o.authority = f2
-    o.port = f3
-    o.path = f4
-    o.user_agent = f5
-    o.referer = f6
-    o.forwarded_for = f7
-    o.request_id = f8
-    o.original_path = f9
-    o.request_headers_bytes = f10
-    o.request_body_bytes = f11
-    o.request_headers = f12
-    o.upstream_header_bytes_sent = f13
-    o.downstream_header_bytes_received = f14
-    o._unknown_fields = u
+    if u:
+        o._unknown_fields = u
     return o
 
 
@@ -3181,40 +3092,43 @@ def d_HttpResponseProperties(data, pos, end):
 
 # Bind the classes (all defined once this package's __init__ runs) and install.
 from . import TcpAccessLogEntry as _K0
-from . import HttpAccessLogEntryHttpVersion as _K1
-_K1_v = _K1._value2member_map_
-_K1_0 = _K1(0)
-from . import TlsProperties as _K10
+from . import HttpAccessLogEntry as _K1
+from . import TlsPropertiesTlsVersion as _K10
+_K10_v = _K10._value2member_map_
+_K10_0 = _K10(0)
 from . import TlsPropertiesCertificateProperties as _K11
 from . import TlsPropertiesCertificatePropertiesSubjectAltName as _K12
+from . import HttpRequestProperties as _K13
 from .....envoy.config.core import v3 as _p0
-_K13 = _p0.RequestMethod
-_K13_v = _K13._value2member_map_
-_K13_0 = _K13(0)
-from . import HttpRequestProperties as _K14
+_K14 = _p0.RequestMethod
+_K14_v = _K14._value2member_map_
+_K14_0 = _K14(0)
 from . import HttpResponseProperties as _K15
-from . import HttpAccessLogEntry as _K2
+from . import HttpAccessLogEntryHttpVersion as _K2
+_K2_v = _K2._value2member_map_
+_K2_0 = _K2(0)
 from . import ConnectionProperties as _K3
-from . import AccessLogType as _K4
-_K4_v = _K4._value2member_map_
-_K4_0 = _K4(0)
-from . import AccessLogCommon as _K5
+from . import AccessLogCommon as _K4
+from . import AccessLogType as _K5
+_K5_v = _K5._value2member_map_
+_K5_0 = _K5(0)
 from . import ResponseFlags as _K6
-from . import ResponseFlagsUnauthorizedReason as _K7
-_K7_v = _K7._value2member_map_
-_K7_0 = _K7(0)
-from . import ResponseFlagsUnauthorized as _K8
-from . import TlsPropertiesTlsVersion as _K9
-_K9_v = _K9._value2member_map_
-_K9_0 = _K9(0)
+from . import ResponseFlagsUnauthorized as _K7
+from . import ResponseFlagsUnauthorizedReason as _K8
+_K8_v = _K8._value2member_map_
+_K8_0 = _K8(0)
+from . import TlsProperties as _K9
+_K13_t = {'request_method': _K14_0, 'scheme': "", 'authority': "", 'port': None, 'path': "", 'user_agent': "", 'referer': "", 'forwarded_for': "", 'request_id': "", 'original_path': "", 'request_headers_bytes': 0, 'request_body_bytes': 0, 'request_headers': None, 'upstream_header_bytes_sent': 0, 'downstream_header_bytes_received': 0, '_unknown_fields': b''}
+_K4_t = {'sample_rate': 0.0, 'downstream_remote_address': None, 'downstream_local_address': None, 'tls_properties': None, 'start_time': None, 'time_to_last_rx_byte': None, 'time_to_first_upstream_tx_byte': None, 'time_to_last_upstream_tx_byte': None, 'time_to_first_upstream_rx_byte': None, 'time_to_last_upstream_rx_byte': None, 'time_to_first_downstream_tx_byte': None, 'time_to_last_downstream_tx_byte': None, 'upstream_remote_address': None, 'upstream_local_address': None, 'upstream_cluster': "", 'response_flags': None, 'metadata': None, 'upstream_transport_failure_reason': "", 'route_name': "", 'downstream_direct_remote_address': None, 'filter_state_objects': None, 'custom_tags': None, 'duration': None, 'upstream_request_attempt_count': 0, 'connection_termination_details': "", 'stream_id': "", 'intermediate_log_entry': False, 'downstream_transport_failure_reason': "", 'downstream_wire_bytes_sent': 0, 'downstream_wire_bytes_received': 0, 'upstream_wire_bytes_sent': 0, 'upstream_wire_bytes_received': 0, 'access_log_type': _K5_0, '_unknown_fields': b''}
+_K6_t = {'failed_local_healthcheck': False, 'no_healthy_upstream': False, 'upstream_request_timeout': False, 'local_reset': False, 'upstream_remote_reset': False, 'upstream_connection_failure': False, 'upstream_connection_termination': False, 'upstream_overflow': False, 'no_route_found': False, 'delay_injected': False, 'fault_injected': False, 'rate_limited': False, 'unauthorized_details': None, 'rate_limit_service_error': False, 'downstream_connection_termination': False, 'upstream_retry_limit_exceeded': False, 'stream_idle_timeout': False, 'invalid_envoy_request_headers': False, 'downstream_protocol_error': False, 'upstream_max_stream_duration_reached': False, 'response_from_cache_filter': False, 'no_filter_config_found': False, 'duration_timeout': False, 'upstream_protocol_error': False, 'no_cluster_found': False, 'overload_manager': False, 'dns_resolution_failure': False, 'downstream_remote_reset': False, '_unknown_fields': b''}
 install(_K0, e_TcpAccessLogEntry, d_TcpAccessLogEntry)
-install(_K2, e_HttpAccessLogEntry, d_HttpAccessLogEntry)
+install(_K1, e_HttpAccessLogEntry, d_HttpAccessLogEntry)
 install(_K3, e_ConnectionProperties, d_ConnectionProperties)
-install(_K5, e_AccessLogCommon, d_AccessLogCommon)
+install(_K4, e_AccessLogCommon, d_AccessLogCommon)
 install(_K6, e_ResponseFlags, d_ResponseFlags)
-install(_K8, e_ResponseFlagsUnauthorized, d_ResponseFlagsUnauthorized)
-install(_K10, e_TlsProperties, d_TlsProperties)
+install(_K7, e_ResponseFlagsUnauthorized, d_ResponseFlagsUnauthorized)
+install(_K9, e_TlsProperties, d_TlsProperties)
 install(_K11, e_TlsPropertiesCertificateProperties, d_TlsPropertiesCertificateProperties)
 install(_K12, e_TlsPropertiesCertificatePropertiesSubjectAltName, d_TlsPropertiesCertificatePropertiesSubjectAltName)
-install(_K14, e_HttpRequestProperties, d_HttpRequestProperties)
+install(_K13, e_HttpRequestProperties, d_HttpRequestProperties)
 install(_K15, e_HttpResponseProperties, d_HttpResponseProperties)

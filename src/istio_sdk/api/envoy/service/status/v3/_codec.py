@@ -206,8 +206,8 @@ def e_PerXdsConfig(m):
 
 
 def d_PerXdsConfig(data, pos, end):
-    f0 = _K1_0
-    f1 = _K2_0
+    f0 = _K2_0
+    f1 = _K3_0
     f2 = None
     f3 = None
     f4 = None
@@ -240,8 +240,8 @@ def d_PerXdsConfig(data, pos, end):
                         f0, pos = rv(data, pos)
                 if f0 > 0x7FFFFFFF:
                     f0 = i32(f0)
-                y = _K1_v.get(f0)
-                f0 = y if y is not None else _K1(f0)
+                y = _K2_v.get(f0)
+                f0 = y if y is not None else _K2(f0)
             elif t == 18:
                 n = data[pos]
                 if n < 128:
@@ -374,14 +374,14 @@ def d_PerXdsConfig(data, pos, end):
                         f1, pos = rv(data, pos)
                 if f1 > 0x7FFFFFFF:
                     f1 = i32(f1)
-                y = _K2_v.get(f1)
-                f1 = y if y is not None else _K2(f1)
+                y = _K3_v.get(f1)
+                f1 = y if y is not None else _K3(f1)
             else:
                 pos = skip(data, pos, t, end)
                 u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K3)
+    o = new(_K1)
     o.status = f0
     o.client_status = f1
     o.listener_config = f2
@@ -597,8 +597,8 @@ def d_ClientConfigGenericXdsConfig(data, pos, end):
     f2 = ""
     f3 = None
     f4 = None
-    f5 = _K1_0
-    f6 = _K5_0
+    f5 = _K2_0
+    f6 = _K6_0
     f7 = None
     f8 = False
     u = b""
@@ -718,8 +718,8 @@ def d_ClientConfigGenericXdsConfig(data, pos, end):
                         f5, pos = rv(data, pos)
                 if f5 > 0x7FFFFFFF:
                     f5 = i32(f5)
-                y = _K1_v.get(f5)
-                f5 = y if y is not None else _K1(f5)
+                y = _K2_v.get(f5)
+                f5 = y if y is not None else _K2(f5)
             elif t == 56:
                 f6 = data[pos]
                 if f6 < 128:
@@ -733,8 +733,8 @@ def d_ClientConfigGenericXdsConfig(data, pos, end):
                         f6, pos = rv(data, pos)
                 if f6 > 0x7FFFFFFF:
                     f6 = i32(f6)
-                y = _K5_v.get(f6)
-                f6 = y if y is not None else _K5(f6)
+                y = _K6_v.get(f6)
+                f6 = y if y is not None else _K6(f6)
             elif t == 66:
                 n = data[pos]
                 if n < 128:
@@ -771,7 +771,7 @@ def d_ClientConfigGenericXdsConfig(data, pos, end):
                 u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K6)
+    o = new(_K5)
     o.type_url = f0
     o.name = f1
     o.version_info = f2
@@ -845,22 +845,22 @@ def d_ClientStatusResponse(data, pos, end):
 
 # Bind the classes (all defined once this package's __init__ runs) and install.
 from . import ClientStatusRequest as _K0
-from . import ConfigStatus as _K1
-_K1_v = _K1._value2member_map_
-_K1_0 = _K1(0)
-from . import ClientConfigStatus as _K2
+from . import PerXdsConfig as _K1
+from . import ConfigStatus as _K2
 _K2_v = _K2._value2member_map_
 _K2_0 = _K2(0)
-from . import PerXdsConfig as _K3
+from . import ClientConfigStatus as _K3
+_K3_v = _K3._value2member_map_
+_K3_0 = _K3(0)
 from . import ClientConfig as _K4
+from . import ClientConfigGenericXdsConfig as _K5
 from .....envoy.admin import v3 as _p0
-_K5 = _p0.ClientResourceStatus
-_K5_v = _K5._value2member_map_
-_K5_0 = _K5(0)
-from . import ClientConfigGenericXdsConfig as _K6
+_K6 = _p0.ClientResourceStatus
+_K6_v = _K6._value2member_map_
+_K6_0 = _K6(0)
 from . import ClientStatusResponse as _K7
 install(_K0, e_ClientStatusRequest, d_ClientStatusRequest)
-install(_K3, e_PerXdsConfig, d_PerXdsConfig)
+install(_K1, e_PerXdsConfig, d_PerXdsConfig)
 install(_K4, e_ClientConfig, d_ClientConfig)
-install(_K6, e_ClientConfigGenericXdsConfig, d_ClientConfigGenericXdsConfig)
+install(_K5, e_ClientConfigGenericXdsConfig, d_ClientConfigGenericXdsConfig)
 install(_K7, e_ClientStatusResponse, d_ClientStatusResponse)

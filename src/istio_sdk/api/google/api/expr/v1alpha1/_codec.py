@@ -1379,8 +1379,8 @@ def d_Constant(data, pos, end):
                         f0, pos = rv(data, pos)
                 if f0 > 0x7FFFFFFF:
                     f0 = i32(f0)
-                y = _K9_v.get(f0)
-                f0 = y if y is not None else _K9(f0)
+                y = _K10_v.get(f0)
+                f0 = y if y is not None else _K10(f0)
                 f1 = None
                 f6 = None
                 f4 = None
@@ -1571,7 +1571,7 @@ def d_Constant(data, pos, end):
                 u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K10)
+    o = new(_K9)
     o.null_value = f0
     o.bool_value = f1
     o.int64_value = f2
@@ -1981,8 +1981,8 @@ def d_SourceInfoExtension(data, pos, end):
                     x, pos = rv(data, pos)
             if x > 0x7FFFFFFF:
                 x = i32(x)
-            y = _K12_v.get(x)
-            x = y if y is not None else _K12(x)
+            y = _K13_v.get(x)
+            x = y if y is not None else _K13(x)
             f1.append(x)
         elif t == 18:
             n = data[pos]
@@ -2001,8 +2001,8 @@ def d_SourceInfoExtension(data, pos, end):
             for x in unpack_varints(data, pos, e):
                 if x > 0x7FFFFFFF:
                     x = i32(x)
-                y = _K12_v.get(x)
-                x = y if y is not None else _K12(x)
+                y = _K13_v.get(x)
+                x = y if y is not None else _K13(x)
                 f1.append(x)
             pos = e
         elif t == 26:
@@ -2029,7 +2029,7 @@ def d_SourceInfoExtension(data, pos, end):
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K13)
+    o = new(_K12)
     o.id = f0
     o.affected_components = f1
     o.version = f2
@@ -2596,19 +2596,8 @@ def e_Type(m):
 
 
 def d_Type(data, pos, end):
-    f0 = None
-    f1 = None
-    f2 = None
-    f3 = None
-    f4 = None
-    f5 = None
-    f6 = None
-    f7 = None
-    f8 = None
-    f9 = None
-    f10 = None
-    f11 = None
-    f12 = None
+    o = new(_K17)
+    o.__dict__ = _K17_t.copy()
     u = b""
     while pos < end:
         st = pos
@@ -2637,131 +2626,135 @@ def d_Type(data, pos, end):
                 e = pos + n
                 if e > end:
                     raise trunc()
-                if f0 is None:
-                    f0 = _c0.d_Empty(data, pos, e)
+                if o.dyn is None:
+                    o.dyn = _c0.d_Empty(data, pos, e)
                 else:
-                    f0 = merge(_c0.d_Empty, _c0.e_Empty, f0, data, pos, e)
+                    o.dyn = merge(_c0.d_Empty, _c0.e_Empty, o.dyn, data, pos, e)
                 pos = e
-                f12 = None
-                f11 = None
-                f7 = None
-                f5 = None
-                f6 = None
-                f8 = None
-                f1 = None
-                f2 = None
-                f10 = None
-                f9 = None
-                f4 = None
-                f3 = None
+                o.abstract_type = None
+                o.error = None
+                o.function = None
+                o.list_type = None
+                o.map_type = None
+                o.message_type = None
+                o.null = None
+                o.primitive = None
+                o.type = None
+                o.type_param = None
+                o.well_known = None
+                o.wrapper = None
             elif t == 16:
-                f1 = data[pos]
-                if f1 < 128:
+                x = data[pos]
+                if x < 128:
                     pos += 1
                 else:
                     y = data[pos + 1]
                     if y < 128:
-                        f1 = (f1 & 127) | (y << 7)
+                        x = (x & 127) | (y << 7)
                         pos += 2
                     else:
-                        f1, pos = rv(data, pos)
-                if f1 > 0x7FFFFFFF:
-                    f1 = i32(f1)
-                y = _K9_v.get(f1)
-                f1 = y if y is not None else _K9(f1)
-                f12 = None
-                f0 = None
-                f11 = None
-                f7 = None
-                f5 = None
-                f6 = None
-                f8 = None
-                f2 = None
-                f10 = None
-                f9 = None
-                f4 = None
-                f3 = None
+                        x, pos = rv(data, pos)
+                if x > 0x7FFFFFFF:
+                    x = i32(x)
+                y = _K10_v.get(x)
+                x = y if y is not None else _K10(x)
+                o.null = x
+                o.abstract_type = None
+                o.dyn = None
+                o.error = None
+                o.function = None
+                o.list_type = None
+                o.map_type = None
+                o.message_type = None
+                o.primitive = None
+                o.type = None
+                o.type_param = None
+                o.well_known = None
+                o.wrapper = None
             elif t == 24:
-                f2 = data[pos]
-                if f2 < 128:
+                x = data[pos]
+                if x < 128:
                     pos += 1
                 else:
                     y = data[pos + 1]
                     if y < 128:
-                        f2 = (f2 & 127) | (y << 7)
+                        x = (x & 127) | (y << 7)
                         pos += 2
                     else:
-                        f2, pos = rv(data, pos)
-                if f2 > 0x7FFFFFFF:
-                    f2 = i32(f2)
-                y = _K17_v.get(f2)
-                f2 = y if y is not None else _K17(f2)
-                f12 = None
-                f0 = None
-                f11 = None
-                f7 = None
-                f5 = None
-                f6 = None
-                f8 = None
-                f1 = None
-                f10 = None
-                f9 = None
-                f4 = None
-                f3 = None
+                        x, pos = rv(data, pos)
+                if x > 0x7FFFFFFF:
+                    x = i32(x)
+                y = _K18_v.get(x)
+                x = y if y is not None else _K18(x)
+                o.primitive = x
+                o.abstract_type = None
+                o.dyn = None
+                o.error = None
+                o.function = None
+                o.list_type = None
+                o.map_type = None
+                o.message_type = None
+                o.null = None
+                o.type = None
+                o.type_param = None
+                o.well_known = None
+                o.wrapper = None
             elif t == 32:
-                f3 = data[pos]
-                if f3 < 128:
+                x = data[pos]
+                if x < 128:
                     pos += 1
                 else:
                     y = data[pos + 1]
                     if y < 128:
-                        f3 = (f3 & 127) | (y << 7)
+                        x = (x & 127) | (y << 7)
                         pos += 2
                     else:
-                        f3, pos = rv(data, pos)
-                if f3 > 0x7FFFFFFF:
-                    f3 = i32(f3)
-                y = _K17_v.get(f3)
-                f3 = y if y is not None else _K17(f3)
-                f12 = None
-                f0 = None
-                f11 = None
-                f7 = None
-                f5 = None
-                f6 = None
-                f8 = None
-                f1 = None
-                f2 = None
-                f10 = None
-                f9 = None
-                f4 = None
+                        x, pos = rv(data, pos)
+                if x > 0x7FFFFFFF:
+                    x = i32(x)
+                y = _K18_v.get(x)
+                x = y if y is not None else _K18(x)
+                o.wrapper = x
+                o.abstract_type = None
+                o.dyn = None
+                o.error = None
+                o.function = None
+                o.list_type = None
+                o.map_type = None
+                o.message_type = None
+                o.null = None
+                o.primitive = None
+                o.type = None
+                o.type_param = None
+                o.well_known = None
             elif t == 40:
-                f4 = data[pos]
-                if f4 < 128:
+                x = data[pos]
+                if x < 128:
                     pos += 1
                 else:
                     y = data[pos + 1]
                     if y < 128:
-                        f4 = (f4 & 127) | (y << 7)
+                        x = (x & 127) | (y << 7)
                         pos += 2
                     else:
-                        f4, pos = rv(data, pos)
-                if f4 > 0x7FFFFFFF:
-                    f4 = i32(f4)
-                y = _K18_v.get(f4)
-                f4 = y if y is not None else _K18(f4)
-                f12 = None
-                f0 = None
-                f11 = None
-                f7 = None
-                f5 = None
-                f6 = None
-                f8 = None
-                f1 = None
-                f2 = None
-                f10 = None
-                f9 = None
-                f3 = None
+                        x, pos = rv(data, pos)
+                if x > 0x7FFFFFFF:
+                    x = i32(x)
+                y = _K19_v.get(x)
+                x = y if y is not None else _K19(x)
+                o.well_known = x
+                o.abstract_type = None
+                o.dyn = None
+                o.error = None
+                o.function = None
+                o.list_type = None
+                o.map_type = None
+                o.message_type = None
+                o.null = None
+                o.primitive = None
+                o.type = None
+                o.type_param = None
+                o.wrapper = None
             elif t == 50:
                 n = data[pos]
                 if n < 128:
@@ -2776,23 +2769,23 @@ def d_Type(data, pos, end):
                 e = pos + n
                 if e > end:
                     raise trunc()
-                if f5 is None:
-                    f5 = d_TypeListType(data, pos, e)
+                if o.list_type is None:
+                    o.list_type = d_TypeListType(data, pos, e)
                 else:
-                    f5 = merge(d_TypeListType, e_TypeListType, f5, data, pos, e)
+                    o.list_type = merge(d_TypeListType, e_TypeListType, o.list_type, data, pos, e)
                 pos = e
-                f12 = None
-                f0 = None
-                f11 = None
-                f7 = None
-                f6 = None
-                f8 = None
-                f1 = None
-                f2 = None
-                f10 = None
-                f9 = None
-                f4 = None
-                f3 = None
+                o.abstract_type = None
+                o.dyn = None
+                o.error = None
+                o.function = None
+                o.map_type = None
+                o.message_type = None
+                o.null = None
+                o.primitive = None
+                o.type = None
+                o.type_param = None
+                o.well_known = None
+                o.wrapper = None
             else:
                 pos = skip(data, pos, t, end)
                 u += data[st:pos]
@@ -2812,23 +2805,23 @@ def d_Type(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f6 is None:
-                        f6 = d_TypeMapType(data, pos, e)
+                    if o.map_type is None:
+                        o.map_type = d_TypeMapType(data, pos, e)
                     else:
-                        f6 = merge(d_TypeMapType, e_TypeMapType, f6, data, pos, e)
+                        o.map_type = merge(d_TypeMapType, e_TypeMapType, o.map_type, data, pos, e)
                     pos = e
-                    f12 = None
-                    f0 = None
-                    f11 = None
-                    f7 = None
-                    f5 = None
-                    f8 = None
-                    f1 = None
-                    f2 = None
-                    f10 = None
-                    f9 = None
-                    f4 = None
-                    f3 = None
+                    o.abstract_type = None
+                    o.dyn = None
+                    o.error = None
+                    o.function = None
+                    o.list_type = None
+                    o.message_type = None
+                    o.null = None
+                    o.primitive = None
+                    o.type = None
+                    o.type_param = None
+                    o.well_known = None
+                    o.wrapper = None
                 elif t == 66:
                     n = data[pos]
                     if n < 128:
@@ -2843,23 +2836,23 @@ def d_Type(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f7 is None:
-                        f7 = d_TypeFunctionType(data, pos, e)
+                    if o.function is None:
+                        o.function = d_TypeFunctionType(data, pos, e)
                     else:
-                        f7 = merge(d_TypeFunctionType, e_TypeFunctionType, f7, data, pos, e)
+                        o.function = merge(d_TypeFunctionType, e_TypeFunctionType, o.function, data, pos, e)
                     pos = e
-                    f12 = None
-                    f0 = None
-                    f11 = None
-                    f5 = None
-                    f6 = None
-                    f8 = None
-                    f1 = None
-                    f2 = None
-                    f10 = None
-                    f9 = None
-                    f4 = None
-                    f3 = None
+                    o.abstract_type = None
+                    o.dyn = None
+                    o.error = None
+                    o.list_type = None
+                    o.map_type = None
+                    o.message_type = None
+                    o.null = None
+                    o.primitive = None
+                    o.type = None
+                    o.type_param = None
+                    o.well_known = None
+                    o.wrapper = None
                 elif t == 74:
                     n = data[pos]
                     if n < 128:
@@ -2874,20 +2867,21 @@ def d_Type(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f8 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
-                    f12 = None
-                    f0 = None
-                    f11 = None
-                    f7 = None
-                    f5 = None
-                    f6 = None
-                    f1 = None
-                    f2 = None
-                    f10 = None
-                    f9 = None
-                    f4 = None
-                    f3 = None
+                    o.message_type = x
+                    o.abstract_type = None
+                    o.dyn = None
+                    o.error = None
+                    o.function = None
+                    o.list_type = None
+                    o.map_type = None
+                    o.null = None
+                    o.primitive = None
+                    o.type = None
+                    o.type_param = None
+                    o.well_known = None
+                    o.wrapper = None
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
@@ -2906,20 +2900,21 @@ def d_Type(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f9 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
-                    f12 = None
-                    f0 = None
-                    f11 = None
-                    f7 = None
-                    f5 = None
-                    f6 = None
-                    f8 = None
-                    f1 = None
-                    f2 = None
-                    f10 = None
-                    f4 = None
-                    f3 = None
+                    o.type_param = x
+                    o.abstract_type = None
+                    o.dyn = None
+                    o.error = None
+                    o.function = None
+                    o.list_type = None
+                    o.map_type = None
+                    o.message_type = None
+                    o.null = None
+                    o.primitive = None
+                    o.type = None
+                    o.well_known = None
+                    o.wrapper = None
                 elif t == 90:
                     n = data[pos]
                     if n < 128:
@@ -2934,23 +2929,23 @@ def d_Type(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f10 is None:
-                        f10 = d_Type(data, pos, e)
+                    if o.type is None:
+                        o.type = d_Type(data, pos, e)
                     else:
-                        f10 = merge(d_Type, e_Type, f10, data, pos, e)
+                        o.type = merge(d_Type, e_Type, o.type, data, pos, e)
                     pos = e
-                    f12 = None
-                    f0 = None
-                    f11 = None
-                    f7 = None
-                    f5 = None
-                    f6 = None
-                    f8 = None
-                    f1 = None
-                    f2 = None
-                    f9 = None
-                    f4 = None
-                    f3 = None
+                    o.abstract_type = None
+                    o.dyn = None
+                    o.error = None
+                    o.function = None
+                    o.list_type = None
+                    o.map_type = None
+                    o.message_type = None
+                    o.null = None
+                    o.primitive = None
+                    o.type_param = None
+                    o.well_known = None
+                    o.wrapper = None
                 elif t == 98:
                     n = data[pos]
                     if n < 128:
@@ -2965,23 +2960,23 @@ def d_Type(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f11 is None:
-                        f11 = _c0.d_Empty(data, pos, e)
+                    if o.error is None:
+                        o.error = _c0.d_Empty(data, pos, e)
                     else:
-                        f11 = merge(_c0.d_Empty, _c0.e_Empty, f11, data, pos, e)
+                        o.error = merge(_c0.d_Empty, _c0.e_Empty, o.error, data, pos, e)
                     pos = e
-                    f12 = None
-                    f0 = None
-                    f7 = None
-                    f5 = None
-                    f6 = None
-                    f8 = None
-                    f1 = None
-                    f2 = None
-                    f10 = None
-                    f9 = None
-                    f4 = None
-                    f3 = None
+                    o.abstract_type = None
+                    o.dyn = None
+                    o.function = None
+                    o.list_type = None
+                    o.map_type = None
+                    o.message_type = None
+                    o.null = None
+                    o.primitive = None
+                    o.type = None
+                    o.type_param = None
+                    o.well_known = None
+                    o.wrapper = None
                 elif t == 114:
                     n = data[pos]
                     if n < 128:
@@ -2996,43 +2991,30 @@ def d_Type(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f12 is None:
-                        f12 = d_TypeAbstractType(data, pos, e)
+                    if o.abstract_type is None:
+                        o.abstract_type = d_TypeAbstractType(data, pos, e)
                     else:
-                        f12 = merge(d_TypeAbstractType, e_TypeAbstractType, f12, data, pos, e)
+                        o.abstract_type = merge(d_TypeAbstractType, e_TypeAbstractType, o.abstract_type, data, pos, e)
                     pos = e
-                    f0 = None
-                    f11 = None
-                    f7 = None
-                    f5 = None
-                    f6 = None
-                    f8 = None
-                    f1 = None
-                    f2 = None
-                    f10 = None
-                    f9 = None
-                    f4 = None
-                    f3 = None
+                    o.dyn = None
+                    o.error = None
+                    o.function = None
+                    o.list_type = None
+                    o.map_type = None
+                    o.message_type = None
+                    o.null = None
+                    o.primitive = None
+                    o.type = None
+                    o.type_param = None
+                    o.well_known = None
+                    o.wrapper = None
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K19)
-    o.dyn = f0
-    o.null = f1
-    o.primitive = f2
-    o.wrapper = f3
-    o.well_known = f4
-    o.list_type = f5
-    o.map_type = f6
-    o.function = f7
-    o.message_type = f8
-    o.type_param = f9
-    o.type = f10
-    o.error = f11
-    o.abstract_type = f12
-    o._unknown_fields = u
+    if u:
+        o._unknown_fields = u
     return o
 
 
@@ -3932,22 +3914,25 @@ def d_Reference(data, pos, end):
 # Bind the classes (all defined once this package's __init__ runs) and install.
 from . import ParsedExpr as _K0
 from . import Expr as _K1
-from . import Constant as _K10
+from .....google import protobuf as _p0
+_K10 = _p0.NullValue
+_K10_v = _K10._value2member_map_
+_K10_0 = _K10(0)
 from . import SourceInfo as _K11
-from . import SourceInfoExtensionComponent as _K12
-_K12_v = _K12._value2member_map_
-_K12_0 = _K12(0)
-from . import SourceInfoExtension as _K13
+from . import SourceInfoExtension as _K12
+from . import SourceInfoExtensionComponent as _K13
+_K13_v = _K13._value2member_map_
+_K13_0 = _K13(0)
 from . import SourceInfoExtensionVersion as _K14
 from . import SourcePosition as _K15
 from . import CheckedExpr as _K16
-from . import TypePrimitiveType as _K17
-_K17_v = _K17._value2member_map_
-_K17_0 = _K17(0)
-from . import TypeWellKnownType as _K18
+from . import Type as _K17
+from . import TypePrimitiveType as _K18
 _K18_v = _K18._value2member_map_
 _K18_0 = _K18(0)
-from . import Type as _K19
+from . import TypeWellKnownType as _K19
+_K19_v = _K19._value2member_map_
+_K19_0 = _K19(0)
 from . import ExprIdent as _K2
 from . import TypeListType as _K20
 from . import TypeMapType as _K21
@@ -3964,10 +3949,8 @@ from . import ExprCreateList as _K5
 from . import ExprCreateStruct as _K6
 from . import ExprCreateStructEntry as _K7
 from . import ExprComprehension as _K8
-from .....google import protobuf as _p0
-_K9 = _p0.NullValue
-_K9_v = _K9._value2member_map_
-_K9_0 = _K9(0)
+from . import Constant as _K9
+_K17_t = {'dyn': None, 'null': None, 'primitive': None, 'wrapper': None, 'well_known': None, 'list_type': None, 'map_type': None, 'function': None, 'message_type': None, 'type_param': None, 'type': None, 'error': None, 'abstract_type': None, '_unknown_fields': b''}
 install(_K0, e_ParsedExpr, d_ParsedExpr)
 install(_K1, e_Expr, d_Expr)
 install(_K2, e_ExprIdent, d_ExprIdent)
@@ -3977,13 +3960,13 @@ install(_K5, e_ExprCreateList, d_ExprCreateList)
 install(_K6, e_ExprCreateStruct, d_ExprCreateStruct)
 install(_K7, e_ExprCreateStructEntry, d_ExprCreateStructEntry)
 install(_K8, e_ExprComprehension, d_ExprComprehension)
-install(_K10, e_Constant, d_Constant)
+install(_K9, e_Constant, d_Constant)
 install(_K11, e_SourceInfo, d_SourceInfo)
-install(_K13, e_SourceInfoExtension, d_SourceInfoExtension)
+install(_K12, e_SourceInfoExtension, d_SourceInfoExtension)
 install(_K14, e_SourceInfoExtensionVersion, d_SourceInfoExtensionVersion)
 install(_K15, e_SourcePosition, d_SourcePosition)
 install(_K16, e_CheckedExpr, d_CheckedExpr)
-install(_K19, e_Type, d_Type)
+install(_K17, e_Type, d_Type)
 install(_K20, e_TypeListType, d_TypeListType)
 install(_K21, e_TypeMapType, d_TypeMapType)
 install(_K22, e_TypeFunctionType, d_TypeFunctionType)

@@ -190,7 +190,7 @@ def d_LocalityLbConfigZoneAwareLbConfig(data, pos, end):
     f2 = False
     f3 = False
     f4 = None
-    f5 = _K1_0
+    f5 = _K2_0
     u = b""
     while pos < end:
         st = pos
@@ -300,14 +300,14 @@ def d_LocalityLbConfigZoneAwareLbConfig(data, pos, end):
                     f5, pos = rv(data, pos)
             if f5 > 0x7FFFFFFF:
                 f5 = i32(f5)
-            y = _K1_v.get(f5)
-            f5 = y if y is not None else _K1(f5)
+            y = _K2_v.get(f5)
+            f5 = y if y is not None else _K2(f5)
         else:
             pos = skip(data, pos, t, end)
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K2)
+    o = new(_K1)
     o.routing_enabled = f0
     o.min_cluster_size = f1
     o.fail_traffic_on_panic = f2
@@ -640,16 +640,16 @@ def d_ConsistentHashingLbConfig(data, pos, end):
 
 # Bind the classes (all defined once this package's __init__ runs) and install.
 from . import LocalityLbConfig as _K0
-from . import LocalityLbConfigZoneAwareLbConfigLocalityBasis as _K1
-_K1_v = _K1._value2member_map_
-_K1_0 = _K1(0)
-from . import LocalityLbConfigZoneAwareLbConfig as _K2
+from . import LocalityLbConfigZoneAwareLbConfig as _K1
+from . import LocalityLbConfigZoneAwareLbConfigLocalityBasis as _K2
+_K2_v = _K2._value2member_map_
+_K2_0 = _K2(0)
 from . import LocalityLbConfigZoneAwareLbConfigForceLocalZone as _K3
 from . import LocalityLbConfigLocalityWeightedLbConfig as _K4
 from . import SlowStartConfig as _K5
 from . import ConsistentHashingLbConfig as _K6
 install(_K0, e_LocalityLbConfig, d_LocalityLbConfig)
-install(_K2, e_LocalityLbConfigZoneAwareLbConfig, d_LocalityLbConfigZoneAwareLbConfig)
+install(_K1, e_LocalityLbConfigZoneAwareLbConfig, d_LocalityLbConfigZoneAwareLbConfig)
 install(_K3, e_LocalityLbConfigZoneAwareLbConfigForceLocalZone, d_LocalityLbConfigZoneAwareLbConfigForceLocalZone)
 install(_K4, e_LocalityLbConfigLocalityWeightedLbConfig, d_LocalityLbConfigLocalityWeightedLbConfig)
 install(_K5, e_SlowStartConfig, d_SlowStartConfig)

@@ -102,7 +102,7 @@ def d_LeastRequest(data, pos, end):
     f2 = None
     f3 = None
     f4 = None
-    f5 = _K0_0
+    f5 = _K1_0
     u = b""
     while pos < end:
         st = pos
@@ -228,14 +228,14 @@ def d_LeastRequest(data, pos, end):
                     f5, pos = rv(data, pos)
             if f5 > 0x7FFFFFFF:
                 f5 = i32(f5)
-            y = _K0_v.get(f5)
-            f5 = y if y is not None else _K0(f5)
+            y = _K1_v.get(f5)
+            f5 = y if y is not None else _K1(f5)
         else:
             pos = skip(data, pos, t, end)
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K1)
+    o = new(_K0)
     o.choice_count = f0
     o.active_request_bias = f1
     o.slow_start_config = f2
@@ -247,8 +247,8 @@ def d_LeastRequest(data, pos, end):
 
 
 # Bind the classes (all defined once this package's __init__ runs) and install.
-from . import LeastRequestSelectionMethod as _K0
-_K0_v = _K0._value2member_map_
-_K0_0 = _K0(0)
-from . import LeastRequest as _K1
-install(_K1, e_LeastRequest, d_LeastRequest)
+from . import LeastRequest as _K0
+from . import LeastRequestSelectionMethod as _K1
+_K1_v = _K1._value2member_map_
+_K1_0 = _K1(0)
+install(_K0, e_LeastRequest, d_LeastRequest)

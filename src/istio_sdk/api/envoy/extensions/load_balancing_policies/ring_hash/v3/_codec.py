@@ -109,7 +109,7 @@ def e_RingHash(m):
 
 
 def d_RingHash(data, pos, end):
-    f0 = _K0_0
+    f0 = _K1_0
     f1 = None
     f2 = None
     f3 = False
@@ -143,8 +143,8 @@ def d_RingHash(data, pos, end):
                         f0, pos = rv(data, pos)
                 if f0 > 0x7FFFFFFF:
                     f0 = i32(f0)
-                y = _K0_v.get(f0)
-                f0 = y if y is not None else _K0(f0)
+                y = _K1_v.get(f0)
+                f0 = y if y is not None else _K1(f0)
             elif t == 18:
                 n = data[pos]
                 if n < 128:
@@ -267,7 +267,7 @@ def d_RingHash(data, pos, end):
                 u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K1)
+    o = new(_K0)
     o.hash_function = f0
     o.minimum_ring_size = f1
     o.maximum_ring_size = f2
@@ -280,8 +280,8 @@ def d_RingHash(data, pos, end):
 
 
 # Bind the classes (all defined once this package's __init__ runs) and install.
-from . import RingHashHashFunction as _K0
-_K0_v = _K0._value2member_map_
-_K0_0 = _K0(0)
-from . import RingHash as _K1
-install(_K1, e_RingHash, d_RingHash)
+from . import RingHash as _K0
+from . import RingHashHashFunction as _K1
+_K1_v = _K1._value2member_map_
+_K1_0 = _K1(0)
+install(_K0, e_RingHash, d_RingHash)

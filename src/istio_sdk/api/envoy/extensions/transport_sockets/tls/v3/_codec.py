@@ -97,8 +97,8 @@ def e_TlsParameters(m):
 
 
 def d_TlsParameters(data, pos, end):
-    f0 = _K0_0
-    f1 = _K0_0
+    f0 = _K1_0
+    f1 = _K1_0
     f2 = []
     f3 = []
     f4 = []
@@ -130,8 +130,8 @@ def d_TlsParameters(data, pos, end):
                         f0, pos = rv(data, pos)
                 if f0 > 0x7FFFFFFF:
                     f0 = i32(f0)
-                y = _K0_v.get(f0)
-                f0 = y if y is not None else _K0(f0)
+                y = _K1_v.get(f0)
+                f0 = y if y is not None else _K1(f0)
             elif t == 16:
                 f1 = data[pos]
                 if f1 < 128:
@@ -145,8 +145,8 @@ def d_TlsParameters(data, pos, end):
                         f1, pos = rv(data, pos)
                 if f1 > 0x7FFFFFFF:
                     f1 = i32(f1)
-                y = _K0_v.get(f1)
-                f1 = y if y is not None else _K0(f1)
+                y = _K1_v.get(f1)
+                f1 = y if y is not None else _K1(f1)
             elif t == 26:
                 n = data[pos]
                 if n < 128:
@@ -215,8 +215,8 @@ def d_TlsParameters(data, pos, end):
                         x, pos = rv(data, pos)
                 if x > 0x7FFFFFFF:
                     x = i32(x)
-                y = _K1_v.get(x)
-                x = y if y is not None else _K1(x)
+                y = _K2_v.get(x)
+                x = y if y is not None else _K2(x)
                 f5.append(x)
             elif t == 50:
                 n = data[pos]
@@ -235,8 +235,8 @@ def d_TlsParameters(data, pos, end):
                 for x in unpack_varints(data, pos, e):
                     if x > 0x7FFFFFFF:
                         x = i32(x)
-                    y = _K1_v.get(x)
-                    x = y if y is not None else _K1(x)
+                    y = _K2_v.get(x)
+                    x = y if y is not None else _K2(x)
                     f5.append(x)
                 pos = e
             else:
@@ -244,7 +244,7 @@ def d_TlsParameters(data, pos, end):
                 u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K2)
+    o = new(_K0)
     o.tls_minimum_protocol_version = f0
     o.tls_maximum_protocol_version = f1
     o.cipher_suites = f2
@@ -783,7 +783,7 @@ def e_SubjectAltNameMatcher(m):
 
 
 def d_SubjectAltNameMatcher(data, pos, end):
-    f0 = _K7_0
+    f0 = _K8_0
     f1 = None
     f2 = ""
     u = b""
@@ -812,8 +812,8 @@ def d_SubjectAltNameMatcher(data, pos, end):
                     f0, pos = rv(data, pos)
             if f0 > 0x7FFFFFFF:
                 f0 = i32(f0)
-            y = _K7_v.get(f0)
-            f0 = y if y is not None else _K7(f0)
+            y = _K8_v.get(f0)
+            f0 = y if y is not None else _K8(f0)
         elif t == 18:
             n = data[pos]
             if n < 128:
@@ -854,7 +854,7 @@ def d_SubjectAltNameMatcher(data, pos, end):
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K8)
+    o = new(_K7)
     o.san_type = f0
     o.matcher = f1
     o.oid = f2
@@ -964,21 +964,12 @@ def e_CertificateValidationContext(m):
 
 
 def d_CertificateValidationContext(data, pos, end):
-    f0 = None
-    f1 = None
-    f2 = None
-    f3 = None
-    f4 = []
-    f5 = []
-    f6 = []
-    f7 = []
-    f8 = None
-    f9 = None
-    f10 = False
-    f11 = _K9_0
-    f12 = None
-    f13 = False
-    f14 = None
+    o = new(_K9)
+    o.__dict__ = _K9_t.copy()
+    f4 = o.verify_certificate_spki = []
+    f5 = o.verify_certificate_hash = []
+    f6 = o.match_typed_subject_alt_names = []
+    f7 = o.match_subject_alt_names = []
     u = b""
     while pos < end:
         st = pos
@@ -1008,10 +999,10 @@ def d_CertificateValidationContext(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f0 is None:
-                        f0 = _c1.d_DataSource(data, pos, e)
+                    if o.trusted_ca is None:
+                        o.trusted_ca = _c1.d_DataSource(data, pos, e)
                     else:
-                        f0 = merge(_c1.d_DataSource, _c1.e_DataSource, f0, data, pos, e)
+                        o.trusted_ca = merge(_c1.d_DataSource, _c1.e_DataSource, o.trusted_ca, data, pos, e)
                     pos = e
                 elif t == 18:
                     n = data[pos]
@@ -1066,11 +1057,11 @@ def d_CertificateValidationContext(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f8 = data[pos + 1] != 0
-                    elif f8 is None:
-                        f8 = _w1d(data, pos, e)
+                        o.require_signed_certificate_timestamp = data[pos + 1] != 0
+                    elif o.require_signed_certificate_timestamp is None:
+                        o.require_signed_certificate_timestamp = _w1d(data, pos, e)
                     else:
-                        f8 = merge(_w1d, _w1e, f8, data, pos, e)
+                        o.require_signed_certificate_timestamp = merge(_w1d, _w1e, o.require_signed_certificate_timestamp, data, pos, e)
                     pos = e
                 elif t == 58:
                     n = data[pos]
@@ -1086,23 +1077,24 @@ def d_CertificateValidationContext(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f9 is None:
-                        f9 = _c1.d_DataSource(data, pos, e)
+                    if o.crl is None:
+                        o.crl = _c1.d_DataSource(data, pos, e)
                     else:
-                        f9 = merge(_c1.d_DataSource, _c1.e_DataSource, f9, data, pos, e)
+                        o.crl = merge(_c1.d_DataSource, _c1.e_DataSource, o.crl, data, pos, e)
                     pos = e
                 elif t == 64:
-                    f10 = data[pos]
-                    if f10 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f10 = (f10 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f10, pos = rv(data, pos)
-                    f10 = f10 != 0
+                            x, pos = rv(data, pos)
+                    x = x != 0
+                    o.allow_expired_certificate = x
                 elif t == 74:
                     n = data[pos]
                     if n < 128:
@@ -1126,20 +1118,21 @@ def d_CertificateValidationContext(data, pos, end):
         else:
             if t < 112:
                 if t == 80:
-                    f11 = data[pos]
-                    if f11 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f11 = (f11 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f11, pos = rv(data, pos)
-                    if f11 > 0x7FFFFFFF:
-                        f11 = i32(f11)
-                    y = _K9_v.get(f11)
-                    f11 = y if y is not None else _K9(f11)
+                            x, pos = rv(data, pos)
+                    if x > 0x7FFFFFFF:
+                        x = i32(x)
+                    y = _K10_v.get(x)
+                    x = y if y is not None else _K10(x)
+                    o.trust_chain_verification = x
                 elif t == 90:
                     n = data[pos]
                     if n < 128:
@@ -1154,10 +1147,10 @@ def d_CertificateValidationContext(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f3 is None:
-                        f3 = _c1.d_WatchedDirectory(data, pos, e)
+                    if o.watched_directory is None:
+                        o.watched_directory = _c1.d_WatchedDirectory(data, pos, e)
                     else:
-                        f3 = merge(_c1.d_WatchedDirectory, _c1.e_WatchedDirectory, f3, data, pos, e)
+                        o.watched_directory = merge(_c1.d_WatchedDirectory, _c1.e_WatchedDirectory, o.watched_directory, data, pos, e)
                     pos = e
                 elif t == 98:
                     n = data[pos]
@@ -1173,10 +1166,10 @@ def d_CertificateValidationContext(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f12 is None:
-                        f12 = _c1.d_TypedExtensionConfig(data, pos, e)
+                    if o.custom_validator_config is None:
+                        o.custom_validator_config = _c1.d_TypedExtensionConfig(data, pos, e)
                     else:
-                        f12 = merge(_c1.d_TypedExtensionConfig, _c1.e_TypedExtensionConfig, f12, data, pos, e)
+                        o.custom_validator_config = merge(_c1.d_TypedExtensionConfig, _c1.e_TypedExtensionConfig, o.custom_validator_config, data, pos, e)
                     pos = e
                 elif t == 106:
                     n = data[pos]
@@ -1192,27 +1185,28 @@ def d_CertificateValidationContext(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f1 is None:
-                        f1 = d_CertificateProviderPluginInstance(data, pos, e)
+                    if o.ca_certificate_provider_instance is None:
+                        o.ca_certificate_provider_instance = d_CertificateProviderPluginInstance(data, pos, e)
                     else:
-                        f1 = merge(d_CertificateProviderPluginInstance, e_CertificateProviderPluginInstance, f1, data, pos, e)
+                        o.ca_certificate_provider_instance = merge(d_CertificateProviderPluginInstance, e_CertificateProviderPluginInstance, o.ca_certificate_provider_instance, data, pos, e)
                     pos = e
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
             else:
                 if t == 112:
-                    f13 = data[pos]
-                    if f13 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f13 = (f13 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f13, pos = rv(data, pos)
-                    f13 = f13 != 0
+                            x, pos = rv(data, pos)
+                    x = x != 0
+                    o.only_verify_leaf_cert_crl = x
                 elif t == 122:
                     n = data[pos]
                     if n < 128:
@@ -1245,11 +1239,11 @@ def d_CertificateValidationContext(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f14 = data[pos + 1]
-                    elif f14 is None:
-                        f14 = _w0d(data, pos, e)
+                        o.max_verify_depth = data[pos + 1]
+                    elif o.max_verify_depth is None:
+                        o.max_verify_depth = _w0d(data, pos, e)
                     else:
-                        f14 = merge(_w0d, _w0e, f14, data, pos, e)
+                        o.max_verify_depth = merge(_w0d, _w0e, o.max_verify_depth, data, pos, e)
                     pos = e
                 elif t == 138:
                     n = data[pos]
@@ -1265,33 +1259,18 @@ def d_CertificateValidationContext(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f2 is None:
-                        f2 = d_CertificateValidationContextSystemRootCerts(data, pos, e)
+                    if o.system_root_certs is None:
+                        o.system_root_certs = d_CertificateValidationContextSystemRootCerts(data, pos, e)
                     else:
-                        f2 = merge(d_CertificateValidationContextSystemRootCerts, e_CertificateValidationContextSystemRootCerts, f2, data, pos, e)
+                        o.system_root_certs = merge(d_CertificateValidationContextSystemRootCerts, e_CertificateValidationContextSystemRootCerts, o.system_root_certs, data, pos, e)
                     pos = e
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K10)
-    o.trusted_ca = f0
-    o.ca_certificate_provider_instance = f1
-    o.system_root_certs = f2
-    o.watched_directory = f3
-    o.verify_certificate_spki = f4
-    o.verify_certificate_hash = f5
-    o.match_typed_subject_alt_names = f6
-    o.match_subject_alt_names = f7
-    o.require_signed_certificate_timestamp = f8
-    o.crl = f9
-    o.allow_expired_certificate = f10
-    o.trust_chain_verification = f11
-    o.custom_validator_config = f12
-    o.only_verify_leaf_cert_crl = f13
-    o.max_verify_depth = f14
-    o._unknown_fields = u
+    if u:
+        o._unknown_fields = u
     return o
 
 
@@ -2012,7 +1991,7 @@ def d_DownstreamTlsContext(data, pos, end):
     f5 = None
     f6 = False
     f7 = None
-    f8 = _K16_0
+    f8 = _K17_0
     f9 = None
     f10 = False
     u = b""
@@ -2182,8 +2161,8 @@ def d_DownstreamTlsContext(data, pos, end):
                         f8, pos = rv(data, pos)
                 if f8 > 0x7FFFFFFF:
                     f8 = i32(f8)
-                y = _K16_v.get(f8)
-                f8 = y if y is not None else _K16(f8)
+                y = _K17_v.get(f8)
+                f8 = y if y is not None else _K17(f8)
             elif t == 74:
                 n = data[pos]
                 if n < 128:
@@ -2234,7 +2213,7 @@ def d_DownstreamTlsContext(data, pos, end):
                 u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K17)
+    o = new(_K16)
     o.common_tls_context = f0
     o.require_client_certificate = f1
     o.require_sni = f2
@@ -2473,21 +2452,11 @@ def e_CommonTlsContext(m):
 
 
 def d_CommonTlsContext(data, pos, end):
-    f0 = None
-    f1 = []
-    f2 = []
-    f3 = None
-    f4 = None
-    f5 = None
-    f6 = None
-    f7 = None
-    f8 = None
-    f9 = None
-    f10 = None
-    f11 = None
-    f12 = []
-    f13 = None
-    f14 = None
+    o = new(_K19)
+    o.__dict__ = _K19_t.copy()
+    f1 = o.tls_certificates = []
+    f2 = o.tls_certificate_sds_secret_configs = []
+    f12 = o.alpn_protocols = []
     u = b""
     while pos < end:
         st = pos
@@ -2517,10 +2486,10 @@ def d_CommonTlsContext(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f0 is None:
-                        f0 = d_TlsParameters(data, pos, e)
+                    if o.tls_params is None:
+                        o.tls_params = d_TlsParameters(data, pos, e)
                     else:
-                        f0 = merge(d_TlsParameters, e_TlsParameters, f0, data, pos, e)
+                        o.tls_params = merge(d_TlsParameters, e_TlsParameters, o.tls_params, data, pos, e)
                     pos = e
                 elif t == 18:
                     n = data[pos]
@@ -2553,15 +2522,15 @@ def d_CommonTlsContext(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f7 is None:
-                        f7 = d_CertificateValidationContext(data, pos, e)
+                    if o.validation_context is None:
+                        o.validation_context = d_CertificateValidationContext(data, pos, e)
                     else:
-                        f7 = merge(d_CertificateValidationContext, e_CertificateValidationContext, f7, data, pos, e)
+                        o.validation_context = merge(d_CertificateValidationContext, e_CertificateValidationContext, o.validation_context, data, pos, e)
                     pos = e
-                    f9 = None
-                    f10 = None
-                    f11 = None
-                    f8 = None
+                    o.combined_validation_context = None
+                    o.validation_context_certificate_provider = None
+                    o.validation_context_certificate_provider_instance = None
+                    o.validation_context_sds_secret_config = None
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
@@ -2614,15 +2583,15 @@ def d_CommonTlsContext(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f8 is None:
-                        f8 = d_SdsSecretConfig(data, pos, e)
+                    if o.validation_context_sds_secret_config is None:
+                        o.validation_context_sds_secret_config = d_SdsSecretConfig(data, pos, e)
                     else:
-                        f8 = merge(d_SdsSecretConfig, e_SdsSecretConfig, f8, data, pos, e)
+                        o.validation_context_sds_secret_config = merge(d_SdsSecretConfig, e_SdsSecretConfig, o.validation_context_sds_secret_config, data, pos, e)
                     pos = e
-                    f9 = None
-                    f7 = None
-                    f10 = None
-                    f11 = None
+                    o.combined_validation_context = None
+                    o.validation_context = None
+                    o.validation_context_certificate_provider = None
+                    o.validation_context_certificate_provider_instance = None
                 elif t == 66:
                     n = data[pos]
                     if n < 128:
@@ -2637,15 +2606,15 @@ def d_CommonTlsContext(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f9 is None:
-                        f9 = d_CommonTlsContextCombinedCertificateValidationContext(data, pos, e)
+                    if o.combined_validation_context is None:
+                        o.combined_validation_context = d_CommonTlsContextCombinedCertificateValidationContext(data, pos, e)
                     else:
-                        f9 = merge(d_CommonTlsContextCombinedCertificateValidationContext, e_CommonTlsContextCombinedCertificateValidationContext, f9, data, pos, e)
+                        o.combined_validation_context = merge(d_CommonTlsContextCombinedCertificateValidationContext, e_CommonTlsContextCombinedCertificateValidationContext, o.combined_validation_context, data, pos, e)
                     pos = e
-                    f7 = None
-                    f10 = None
-                    f11 = None
-                    f8 = None
+                    o.validation_context = None
+                    o.validation_context_certificate_provider = None
+                    o.validation_context_certificate_provider_instance = None
+                    o.validation_context_sds_secret_config = None
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
@@ -2665,10 +2634,10 @@ def d_CommonTlsContext(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f5 is None:
-                        f5 = d_CommonTlsContextCertificateProvider(data, pos, e)
+                    if o.tls_certificate_certificate_provider is None:
+                        o.tls_certificate_certificate_provider = d_CommonTlsContextCertificateProvider(data, pos, e)
                     else:
-                        f5 = merge(d_CommonTlsContextCertificateProvider, e_CommonTlsContextCertificateProvider, f5, data, pos, e)
+                        o.tls_certificate_certificate_provider = merge(d_CommonTlsContextCertificateProvider, e_CommonTlsContextCertificateProvider, o.tls_certificate_certificate_provider, data, pos, e)
                     pos = e
                 elif t == 82:
                     n = data[pos]
@@ -2684,15 +2653,15 @@ def d_CommonTlsContext(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f10 is None:
-                        f10 = d_CommonTlsContextCertificateProvider(data, pos, e)
+                    if o.validation_context_certificate_provider is None:
+                        o.validation_context_certificate_provider = d_CommonTlsContextCertificateProvider(data, pos, e)
                     else:
-                        f10 = merge(d_CommonTlsContextCertificateProvider, e_CommonTlsContextCertificateProvider, f10, data, pos, e)
+                        o.validation_context_certificate_provider = merge(d_CommonTlsContextCertificateProvider, e_CommonTlsContextCertificateProvider, o.validation_context_certificate_provider, data, pos, e)
                     pos = e
-                    f9 = None
-                    f7 = None
-                    f11 = None
-                    f8 = None
+                    o.combined_validation_context = None
+                    o.validation_context = None
+                    o.validation_context_certificate_provider_instance = None
+                    o.validation_context_sds_secret_config = None
                 elif t == 90:
                     n = data[pos]
                     if n < 128:
@@ -2707,10 +2676,10 @@ def d_CommonTlsContext(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f6 is None:
-                        f6 = d_CommonTlsContextCertificateProviderInstance(data, pos, e)
+                    if o.tls_certificate_certificate_provider_instance is None:
+                        o.tls_certificate_certificate_provider_instance = d_CommonTlsContextCertificateProviderInstance(data, pos, e)
                     else:
-                        f6 = merge(d_CommonTlsContextCertificateProviderInstance, e_CommonTlsContextCertificateProviderInstance, f6, data, pos, e)
+                        o.tls_certificate_certificate_provider_instance = merge(d_CommonTlsContextCertificateProviderInstance, e_CommonTlsContextCertificateProviderInstance, o.tls_certificate_certificate_provider_instance, data, pos, e)
                     pos = e
                 elif t == 98:
                     n = data[pos]
@@ -2726,15 +2695,15 @@ def d_CommonTlsContext(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f11 is None:
-                        f11 = d_CommonTlsContextCertificateProviderInstance(data, pos, e)
+                    if o.validation_context_certificate_provider_instance is None:
+                        o.validation_context_certificate_provider_instance = d_CommonTlsContextCertificateProviderInstance(data, pos, e)
                     else:
-                        f11 = merge(d_CommonTlsContextCertificateProviderInstance, e_CommonTlsContextCertificateProviderInstance, f11, data, pos, e)
+                        o.validation_context_certificate_provider_instance = merge(d_CommonTlsContextCertificateProviderInstance, e_CommonTlsContextCertificateProviderInstance, o.validation_context_certificate_provider_instance, data, pos, e)
                     pos = e
-                    f9 = None
-                    f7 = None
-                    f10 = None
-                    f8 = None
+                    o.combined_validation_context = None
+                    o.validation_context = None
+                    o.validation_context_certificate_provider = None
+                    o.validation_context_sds_secret_config = None
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
@@ -2753,10 +2722,10 @@ def d_CommonTlsContext(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f13 is None:
-                        f13 = _c1.d_TypedExtensionConfig(data, pos, e)
+                    if o.custom_handshaker is None:
+                        o.custom_handshaker = _c1.d_TypedExtensionConfig(data, pos, e)
                     else:
-                        f13 = merge(_c1.d_TypedExtensionConfig, _c1.e_TypedExtensionConfig, f13, data, pos, e)
+                        o.custom_handshaker = merge(_c1.d_TypedExtensionConfig, _c1.e_TypedExtensionConfig, o.custom_handshaker, data, pos, e)
                     pos = e
                 elif t == 114:
                     n = data[pos]
@@ -2772,10 +2741,10 @@ def d_CommonTlsContext(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f3 is None:
-                        f3 = d_CertificateProviderPluginInstance(data, pos, e)
+                    if o.tls_certificate_provider_instance is None:
+                        o.tls_certificate_provider_instance = d_CertificateProviderPluginInstance(data, pos, e)
                     else:
-                        f3 = merge(d_CertificateProviderPluginInstance, e_CertificateProviderPluginInstance, f3, data, pos, e)
+                        o.tls_certificate_provider_instance = merge(d_CertificateProviderPluginInstance, e_CertificateProviderPluginInstance, o.tls_certificate_provider_instance, data, pos, e)
                     pos = e
                 elif t == 122:
                     n = data[pos]
@@ -2791,10 +2760,10 @@ def d_CommonTlsContext(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f14 is None:
-                        f14 = d_TlsKeyLog(data, pos, e)
+                    if o.key_log is None:
+                        o.key_log = d_TlsKeyLog(data, pos, e)
                     else:
-                        f14 = merge(d_TlsKeyLog, e_TlsKeyLog, f14, data, pos, e)
+                        o.key_log = merge(d_TlsKeyLog, e_TlsKeyLog, o.key_log, data, pos, e)
                     pos = e
                 elif t == 130:
                     n = data[pos]
@@ -2810,33 +2779,18 @@ def d_CommonTlsContext(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f4 is None:
-                        f4 = _c1.d_TypedExtensionConfig(data, pos, e)
+                    if o.custom_tls_certificate_selector is None:
+                        o.custom_tls_certificate_selector = _c1.d_TypedExtensionConfig(data, pos, e)
                     else:
-                        f4 = merge(_c1.d_TypedExtensionConfig, _c1.e_TypedExtensionConfig, f4, data, pos, e)
+                        o.custom_tls_certificate_selector = merge(_c1.d_TypedExtensionConfig, _c1.e_TypedExtensionConfig, o.custom_tls_certificate_selector, data, pos, e)
                     pos = e
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K19)
-    o.tls_params = f0
-    o.tls_certificates = f1
-    o.tls_certificate_sds_secret_configs = f2
-    o.tls_certificate_provider_instance = f3
-    o.custom_tls_certificate_selector = f4
-    o.tls_certificate_certificate_provider = f5
-    o.tls_certificate_certificate_provider_instance = f6
-    o.validation_context = f7
-    o.validation_context_sds_secret_config = f8
-    o.combined_validation_context = f9
-    o.validation_context_certificate_provider = f10
-    o.validation_context_certificate_provider_instance = f11
-    o.alpn_protocols = f12
-    o.custom_handshaker = f13
-    o.key_log = f14
-    o._unknown_fields = u
+    if u:
+        o._unknown_fields = u
     return o
 
 
@@ -3152,25 +3106,27 @@ def d_CommonTlsContextCombinedCertificateValidationContext(data, pos, end):
 
 
 # Bind the classes (all defined once this package's __init__ runs) and install.
-from . import TlsParametersTlsProtocol as _K0
-_K0_v = _K0._value2member_map_
-_K0_0 = _K0(0)
-from . import TlsParametersCompliancePolicy as _K1
+from . import TlsParameters as _K0
+from . import TlsParametersTlsProtocol as _K1
 _K1_v = _K1._value2member_map_
 _K1_0 = _K1(0)
-from . import CertificateValidationContext as _K10
+from . import CertificateValidationContextTrustChainVerification as _K10
+_K10_v = _K10._value2member_map_
+_K10_0 = _K10(0)
 from . import CertificateValidationContextSystemRootCerts as _K11
 from . import GenericSecret as _K12
 from . import SdsSecretConfig as _K13
 from . import Secret as _K14
 from . import UpstreamTlsContext as _K15
-from . import DownstreamTlsContextOcspStaplePolicy as _K16
-_K16_v = _K16._value2member_map_
-_K16_0 = _K16(0)
-from . import DownstreamTlsContext as _K17
+from . import DownstreamTlsContext as _K16
+from . import DownstreamTlsContextOcspStaplePolicy as _K17
+_K17_v = _K17._value2member_map_
+_K17_0 = _K17(0)
 from . import TlsKeyLog as _K18
 from . import CommonTlsContext as _K19
-from . import TlsParameters as _K2
+from . import TlsParametersCompliancePolicy as _K2
+_K2_v = _K2._value2member_map_
+_K2_0 = _K2(0)
 from . import CommonTlsContextCertificateProvider as _K20
 from . import CommonTlsContextCertificateProviderInstance as _K21
 from . import CommonTlsContextCombinedCertificateValidationContext as _K22
@@ -3178,26 +3134,26 @@ from . import PrivateKeyProvider as _K3
 from . import TlsCertificate as _K4
 from . import TlsSessionTicketKeys as _K5
 from . import CertificateProviderPluginInstance as _K6
-from . import SubjectAltNameMatcherSanType as _K7
-_K7_v = _K7._value2member_map_
-_K7_0 = _K7(0)
-from . import SubjectAltNameMatcher as _K8
-from . import CertificateValidationContextTrustChainVerification as _K9
-_K9_v = _K9._value2member_map_
-_K9_0 = _K9(0)
-install(_K2, e_TlsParameters, d_TlsParameters)
+from . import SubjectAltNameMatcher as _K7
+from . import SubjectAltNameMatcherSanType as _K8
+_K8_v = _K8._value2member_map_
+_K8_0 = _K8(0)
+from . import CertificateValidationContext as _K9
+_K19_t = {'tls_params': None, 'tls_certificates': None, 'tls_certificate_sds_secret_configs': None, 'tls_certificate_provider_instance': None, 'custom_tls_certificate_selector': None, 'tls_certificate_certificate_provider': None, 'tls_certificate_certificate_provider_instance': None, 'validation_context': None, 'validation_context_sds_secret_config': None, 'combined_validation_context': None, 'validation_context_certificate_provider': None, 'validation_context_certificate_provider_instance': None, 'alpn_protocols': None, 'custom_handshaker': None, 'key_log': None, '_unknown_fields': b''}
+_K9_t = {'trusted_ca': None, 'ca_certificate_provider_instance': None, 'system_root_certs': None, 'watched_directory': None, 'verify_certificate_spki': None, 'verify_certificate_hash': None, 'match_typed_subject_alt_names': None, 'match_subject_alt_names': None, 'require_signed_certificate_timestamp': None, 'crl': None, 'allow_expired_certificate': False, 'trust_chain_verification': _K10_0, 'custom_validator_config': None, 'only_verify_leaf_cert_crl': False, 'max_verify_depth': None, '_unknown_fields': b''}
+install(_K0, e_TlsParameters, d_TlsParameters)
 install(_K3, e_PrivateKeyProvider, d_PrivateKeyProvider)
 install(_K4, e_TlsCertificate, d_TlsCertificate)
 install(_K5, e_TlsSessionTicketKeys, d_TlsSessionTicketKeys)
 install(_K6, e_CertificateProviderPluginInstance, d_CertificateProviderPluginInstance)
-install(_K8, e_SubjectAltNameMatcher, d_SubjectAltNameMatcher)
-install(_K10, e_CertificateValidationContext, d_CertificateValidationContext)
+install(_K7, e_SubjectAltNameMatcher, d_SubjectAltNameMatcher)
+install(_K9, e_CertificateValidationContext, d_CertificateValidationContext)
 install(_K11, e_CertificateValidationContextSystemRootCerts, d_CertificateValidationContextSystemRootCerts)
 install(_K12, e_GenericSecret, d_GenericSecret)
 install(_K13, e_SdsSecretConfig, d_SdsSecretConfig)
 install(_K14, e_Secret, d_Secret)
 install(_K15, e_UpstreamTlsContext, d_UpstreamTlsContext)
-install(_K17, e_DownstreamTlsContext, d_DownstreamTlsContext)
+install(_K16, e_DownstreamTlsContext, d_DownstreamTlsContext)
 install(_K18, e_TlsKeyLog, d_TlsKeyLog)
 install(_K19, e_CommonTlsContext, d_CommonTlsContext)
 install(_K20, e_CommonTlsContextCertificateProvider, d_CommonTlsContextCertificateProvider)

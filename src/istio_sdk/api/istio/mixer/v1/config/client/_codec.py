@@ -1452,7 +1452,7 @@ def e_NetworkFailPolicy(m):
 
 
 def d_NetworkFailPolicy(data, pos, end):
-    f0 = _K13_0
+    f0 = _K14_0
     f1 = 0
     f2 = None
     f3 = None
@@ -1482,8 +1482,8 @@ def d_NetworkFailPolicy(data, pos, end):
                     f0, pos = rv(data, pos)
             if f0 > 0x7FFFFFFF:
                 f0 = i32(f0)
-            y = _K13_v.get(f0)
-            f0 = y if y is not None else _K13(f0)
+            y = _K14_v.get(f0)
+            f0 = y if y is not None else _K14(f0)
         elif t == 16:
             f1 = data[pos]
             if f1 < 128:
@@ -1540,7 +1540,7 @@ def d_NetworkFailPolicy(data, pos, end):
             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K14)
+    o = new(_K13)
     o.policy = f0
     o.max_retry = f1
     o.base_retry_wait = f2
@@ -2443,10 +2443,10 @@ from . import HttpapiSpec as _K1
 from . import Quota as _K10
 from . import QuotaSpecBinding as _K11
 from . import QuotaSpecBindingQuotaSpecReference as _K12
-from . import NetworkFailPolicyFailPolicy as _K13
-_K13_v = _K13._value2member_map_
-_K13_0 = _K13(0)
-from . import NetworkFailPolicy as _K14
+from . import NetworkFailPolicy as _K13
+from . import NetworkFailPolicyFailPolicy as _K14
+_K14_v = _K14._value2member_map_
+_K14_0 = _K14(0)
 from . import ServiceConfig as _K15
 from . import TransportConfig as _K16
 from . import HttpClientConfig as _K17
@@ -2472,7 +2472,7 @@ install(_K9, e_AttributeMatch, d_AttributeMatch)
 install(_K10, e_Quota, d_Quota)
 install(_K11, e_QuotaSpecBinding, d_QuotaSpecBinding)
 install(_K12, e_QuotaSpecBindingQuotaSpecReference, d_QuotaSpecBindingQuotaSpecReference)
-install(_K14, e_NetworkFailPolicy, d_NetworkFailPolicy)
+install(_K13, e_NetworkFailPolicy, d_NetworkFailPolicy)
 install(_K15, e_ServiceConfig, d_ServiceConfig)
 install(_K16, e_TransportConfig, d_TransportConfig)
 install(_K17, e_HttpClientConfig, d_HttpClientConfig)

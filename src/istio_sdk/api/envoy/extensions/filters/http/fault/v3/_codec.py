@@ -334,22 +334,10 @@ def e_HttpFault(m):
 
 
 def d_HttpFault(data, pos, end):
-    f0 = None
-    f1 = None
-    f2 = ""
-    f3 = []
-    f4 = []
-    f5 = None
-    f6 = None
-    f7 = ""
-    f8 = ""
-    f9 = ""
-    f10 = ""
-    f11 = ""
-    f12 = ""
-    f13 = ""
-    f14 = False
-    f15 = None
+    o = new(_K2)
+    o.__dict__ = _K2_t.copy()
+    f3 = o.headers = []
+    f4 = o.downstream_nodes = []
     u = b""
     while pos < end:
         st = pos
@@ -379,10 +367,10 @@ def d_HttpFault(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f0 is None:
-                        f0 = _c1.d_FaultDelay(data, pos, e)
+                    if o.delay is None:
+                        o.delay = _c1.d_FaultDelay(data, pos, e)
                     else:
-                        f0 = merge(_c1.d_FaultDelay, _c1.e_FaultDelay, f0, data, pos, e)
+                        o.delay = merge(_c1.d_FaultDelay, _c1.e_FaultDelay, o.delay, data, pos, e)
                     pos = e
                 elif t == 18:
                     n = data[pos]
@@ -398,10 +386,10 @@ def d_HttpFault(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f1 is None:
-                        f1 = d_FaultAbort(data, pos, e)
+                    if o.abort is None:
+                        o.abort = d_FaultAbort(data, pos, e)
                     else:
-                        f1 = merge(d_FaultAbort, e_FaultAbort, f1, data, pos, e)
+                        o.abort = merge(d_FaultAbort, e_FaultAbort, o.abort, data, pos, e)
                     pos = e
                 elif t == 26:
                     n = data[pos]
@@ -417,8 +405,9 @@ def d_HttpFault(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f2 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.upstream_cluster = x
                 elif t == 34:
                     n = data[pos]
                     if n < 128:
@@ -472,11 +461,11 @@ def d_HttpFault(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f5 = data[pos + 1]
-                    elif f5 is None:
-                        f5 = _w0d(data, pos, e)
+                        o.max_active_faults = data[pos + 1]
+                    elif o.max_active_faults is None:
+                        o.max_active_faults = _w0d(data, pos, e)
                     else:
-                        f5 = merge(_w0d, _w0e, f5, data, pos, e)
+                        o.max_active_faults = merge(_w0d, _w0e, o.max_active_faults, data, pos, e)
                     pos = e
                 elif t == 58:
                     n = data[pos]
@@ -492,10 +481,10 @@ def d_HttpFault(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f6 is None:
-                        f6 = _c1.d_FaultRateLimit(data, pos, e)
+                    if o.response_rate_limit is None:
+                        o.response_rate_limit = _c1.d_FaultRateLimit(data, pos, e)
                     else:
-                        f6 = merge(_c1.d_FaultRateLimit, _c1.e_FaultRateLimit, f6, data, pos, e)
+                        o.response_rate_limit = merge(_c1.d_FaultRateLimit, _c1.e_FaultRateLimit, o.response_rate_limit, data, pos, e)
                     pos = e
                 elif t == 66:
                     n = data[pos]
@@ -511,8 +500,9 @@ def d_HttpFault(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f7 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.delay_percent_runtime = x
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
@@ -532,8 +522,9 @@ def d_HttpFault(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f8 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.abort_percent_runtime = x
                 elif t == 82:
                     n = data[pos]
                     if n < 128:
@@ -548,8 +539,9 @@ def d_HttpFault(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f9 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.delay_duration_runtime = x
                 elif t == 90:
                     n = data[pos]
                     if n < 128:
@@ -564,8 +556,9 @@ def d_HttpFault(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f10 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.abort_http_status_runtime = x
                 elif t == 98:
                     n = data[pos]
                     if n < 128:
@@ -580,8 +573,9 @@ def d_HttpFault(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f11 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.max_active_faults_runtime = x
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
@@ -600,8 +594,9 @@ def d_HttpFault(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f12 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.response_rate_limit_percent_runtime = x
                 elif t == 114:
                     n = data[pos]
                     if n < 128:
@@ -616,20 +611,22 @@ def d_HttpFault(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f13 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.abort_grpc_status_runtime = x
                 elif t == 120:
-                    f14 = data[pos]
-                    if f14 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f14 = (f14 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f14, pos = rv(data, pos)
-                    f14 = f14 != 0
+                            x, pos = rv(data, pos)
+                    x = x != 0
+                    o.disable_downstream_cluster_stats = x
                 elif t == 130:
                     n = data[pos]
                     if n < 128:
@@ -644,34 +641,18 @@ def d_HttpFault(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f15 is None:
-                        f15 = _c3.d_Struct(data, pos, e)
+                    if o.filter_metadata is None:
+                        o.filter_metadata = _c3.d_Struct(data, pos, e)
                     else:
-                        f15 = merge(_c3.d_Struct, _c3.e_Struct, f15, data, pos, e)
+                        o.filter_metadata = merge(_c3.d_Struct, _c3.e_Struct, o.filter_metadata, data, pos, e)
                     pos = e
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K2)
-    o.delay = f0
-    o.abort = f1
-    o.upstream_cluster = f2
-    o.headers = f3
-    o.downstream_nodes = f4
-    o.max_active_faults = f5
-    o.response_rate_limit = f6
-    o.delay_percent_runtime = f7
-    o.abort_percent_runtime = f8
-    o.delay_duration_runtime = f9
-    o.abort_http_status_runtime = f10
-    o.max_active_faults_runtime = f11
-    o.response_rate_limit_percent_runtime = f12
-    o.abort_grpc_status_runtime = f13
-    o.disable_downstream_cluster_stats = f14
-    o.filter_metadata = f15
-    o._unknown_fields = u
+    if u:
+        o._unknown_fields = u
     return o
 
 
@@ -679,6 +660,7 @@ def d_HttpFault(data, pos, end):
 from . import FaultAbort as _K0
 from . import FaultAbortHeaderAbort as _K1
 from . import HttpFault as _K2
+_K2_t = {'delay': None, 'abort': None, 'upstream_cluster': "", 'headers': None, 'downstream_nodes': None, 'max_active_faults': None, 'response_rate_limit': None, 'delay_percent_runtime': "", 'abort_percent_runtime': "", 'delay_duration_runtime': "", 'abort_http_status_runtime': "", 'max_active_faults_runtime': "", 'response_rate_limit_percent_runtime': "", 'abort_grpc_status_runtime': "", 'disable_downstream_cluster_stats': False, 'filter_metadata': None, '_unknown_fields': b''}
 install(_K0, e_FaultAbort, d_FaultAbort)
 install(_K1, e_FaultAbortHeaderAbort, d_FaultAbortHeaderAbort)
 install(_K2, e_HttpFault, d_HttpFault)

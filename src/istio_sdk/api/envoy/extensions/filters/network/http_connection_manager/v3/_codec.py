@@ -385,64 +385,13 @@ def e_HttpConnectionManager(m):
 
 
 def d_HttpConnectionManager(data, pos, end):
-    f0 = _K0_0
-    f1 = ""
-    f2 = None
-    f3 = None
-    f4 = None
-    f5 = []
-    f6 = None
-    f7 = None
-    f8 = None
-    f9 = False
-    f10 = None
-    f11 = None
-    f12 = None
-    f13 = ""
-    f14 = _K1_0
-    f15 = None
-    f16 = None
-    f17 = None
-    f18 = None
-    f19 = None
-    f20 = None
-    f21 = None
-    f22 = None
-    f23 = []
-    f24 = None
-    f25 = False
-    f26 = None
-    f27 = None
-    f28 = 0
-    f29 = []
-    f30 = []
-    f31 = None
-    f32 = False
-    f33 = ""
-    f34 = None
-    f35 = False
-    f36 = False
-    f37 = _K2_0
-    f38 = None
-    f39 = None
-    f40 = False
-    f41 = False
-    f42 = []
-    f43 = None
-    f44 = False
-    f45 = _K3_0
-    f46 = None
-    f47 = None
-    f48 = False
-    f49 = None
-    f50 = None
-    f51 = None
-    f52 = False
-    f53 = None
-    f54 = None
-    f55 = False
-    f56 = False
-    f57 = None
+    o = new(_K0)
+    o.__dict__ = _K0_t.copy()
+    f5 = o.http_filters = []
+    f23 = o.access_log = []
+    f29 = o.original_ip_detection_extensions = []
+    f30 = o.early_header_mutation_extensions = []
+    f42 = o.upgrade_configs = []
     u = b""
     while pos < end:
         st = pos
@@ -461,20 +410,21 @@ def d_HttpConnectionManager(data, pos, end):
                 if t < 66:
                     if t < 34:
                         if t == 8:
-                            f0 = data[pos]
-                            if f0 < 128:
+                            x = data[pos]
+                            if x < 128:
                                 pos += 1
                             else:
                                 y = data[pos + 1]
                                 if y < 128:
-                                    f0 = (f0 & 127) | (y << 7)
+                                    x = (x & 127) | (y << 7)
                                     pos += 2
                                 else:
-                                    f0, pos = rv(data, pos)
-                            if f0 > 0x7FFFFFFF:
-                                f0 = i32(f0)
-                            y = _K0_v.get(f0)
-                            f0 = y if y is not None else _K0(f0)
+                                    x, pos = rv(data, pos)
+                            if x > 0x7FFFFFFF:
+                                x = i32(x)
+                            y = _K1_v.get(x)
+                            x = y if y is not None else _K1(x)
+                            o.codec_type = x
                         elif t == 18:
                             n = data[pos]
                             if n < 128:
@@ -489,8 +439,9 @@ def d_HttpConnectionManager(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            f1 = data[pos:e].decode()
+                            x = data[pos:e].decode()
                             pos = e
+                            o.stat_prefix = x
                         elif t == 26:
                             n = data[pos]
                             if n < 128:
@@ -505,13 +456,13 @@ def d_HttpConnectionManager(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f2 is None:
-                                f2 = d_Rds(data, pos, e)
+                            if o.rds is None:
+                                o.rds = d_Rds(data, pos, e)
                             else:
-                                f2 = merge(d_Rds, e_Rds, f2, data, pos, e)
+                                o.rds = merge(d_Rds, e_Rds, o.rds, data, pos, e)
                             pos = e
-                            f3 = None
-                            f4 = None
+                            o.route_config = None
+                            o.scoped_routes = None
                         else:
                             pos = skip(data, pos, t, end)
                             u += data[st:pos]
@@ -530,13 +481,13 @@ def d_HttpConnectionManager(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f3 is None:
-                                f3 = _c0.d_RouteConfiguration(data, pos, e)
+                            if o.route_config is None:
+                                o.route_config = _c0.d_RouteConfiguration(data, pos, e)
                             else:
-                                f3 = merge(_c0.d_RouteConfiguration, _c0.e_RouteConfiguration, f3, data, pos, e)
+                                o.route_config = merge(_c0.d_RouteConfiguration, _c0.e_RouteConfiguration, o.route_config, data, pos, e)
                             pos = e
-                            f2 = None
-                            f4 = None
+                            o.rds = None
+                            o.scoped_routes = None
                         elif t == 42:
                             n = data[pos]
                             if n < 128:
@@ -569,11 +520,11 @@ def d_HttpConnectionManager(data, pos, end):
                             if e > end:
                                 raise trunc()
                             if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                                f6 = data[pos + 1] != 0
-                            elif f6 is None:
-                                f6 = _w2d(data, pos, e)
+                                o.add_user_agent = data[pos + 1] != 0
+                            elif o.add_user_agent is None:
+                                o.add_user_agent = _w2d(data, pos, e)
                             else:
-                                f6 = merge(_w2d, _w2e, f6, data, pos, e)
+                                o.add_user_agent = merge(_w2d, _w2e, o.add_user_agent, data, pos, e)
                             pos = e
                         elif t == 58:
                             n = data[pos]
@@ -589,10 +540,10 @@ def d_HttpConnectionManager(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f7 is None:
-                                f7 = d_HttpConnectionManagerTracing(data, pos, e)
+                            if o.tracing is None:
+                                o.tracing = d_HttpConnectionManagerTracing(data, pos, e)
                             else:
-                                f7 = merge(d_HttpConnectionManagerTracing, e_HttpConnectionManagerTracing, f7, data, pos, e)
+                                o.tracing = merge(d_HttpConnectionManagerTracing, e_HttpConnectionManagerTracing, o.tracing, data, pos, e)
                             pos = e
                         else:
                             pos = skip(data, pos, t, end)
@@ -613,10 +564,10 @@ def d_HttpConnectionManager(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f10 is None:
-                                f10 = _c1.d_Http1ProtocolOptions(data, pos, e)
+                            if o.http_protocol_options is None:
+                                o.http_protocol_options = _c1.d_Http1ProtocolOptions(data, pos, e)
                             else:
-                                f10 = merge(_c1.d_Http1ProtocolOptions, _c1.e_Http1ProtocolOptions, f10, data, pos, e)
+                                o.http_protocol_options = merge(_c1.d_Http1ProtocolOptions, _c1.e_Http1ProtocolOptions, o.http_protocol_options, data, pos, e)
                             pos = e
                         elif t == 74:
                             n = data[pos]
@@ -632,10 +583,10 @@ def d_HttpConnectionManager(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f11 is None:
-                                f11 = _c1.d_Http2ProtocolOptions(data, pos, e)
+                            if o.http2_protocol_options is None:
+                                o.http2_protocol_options = _c1.d_Http2ProtocolOptions(data, pos, e)
                             else:
-                                f11 = merge(_c1.d_Http2ProtocolOptions, _c1.e_Http2ProtocolOptions, f11, data, pos, e)
+                                o.http2_protocol_options = merge(_c1.d_Http2ProtocolOptions, _c1.e_Http2ProtocolOptions, o.http2_protocol_options, data, pos, e)
                             pos = e
                         elif t == 82:
                             n = data[pos]
@@ -651,8 +602,9 @@ def d_HttpConnectionManager(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            f13 = data[pos:e].decode()
+                            x = data[pos:e].decode()
                             pos = e
+                            o.server_name = x
                         else:
                             pos = skip(data, pos, t, end)
                             u += data[st:pos]
@@ -671,10 +623,10 @@ def d_HttpConnectionManager(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f21 is None:
-                                f21 = _w0d(data, pos, e)
+                            if o.drain_timeout is None:
+                                o.drain_timeout = _w0d(data, pos, e)
                             else:
-                                f21 = merge(_w0d, _w0e, f21, data, pos, e)
+                                o.drain_timeout = merge(_w0d, _w0e, o.drain_timeout, data, pos, e)
                             pos = e
                         elif t == 106:
                             n = data[pos]
@@ -708,11 +660,11 @@ def d_HttpConnectionManager(data, pos, end):
                             if e > end:
                                 raise trunc()
                             if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                                f27 = data[pos + 1] != 0
-                            elif f27 is None:
-                                f27 = _w2d(data, pos, e)
+                                o.use_remote_address = data[pos + 1] != 0
+                            elif o.use_remote_address is None:
+                                o.use_remote_address = _w2d(data, pos, e)
                             else:
-                                f27 = merge(_w2d, _w2e, f27, data, pos, e)
+                                o.use_remote_address = merge(_w2d, _w2e, o.use_remote_address, data, pos, e)
                             pos = e
                         elif t == 122:
                             n = data[pos]
@@ -729,11 +681,11 @@ def d_HttpConnectionManager(data, pos, end):
                             if e > end:
                                 raise trunc()
                             if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                                f34 = data[pos + 1] != 0
-                            elif f34 is None:
-                                f34 = _w2d(data, pos, e)
+                                o.generate_request_id = data[pos + 1] != 0
+                            elif o.generate_request_id is None:
+                                o.generate_request_id = _w2d(data, pos, e)
                             else:
-                                f34 = merge(_w2d, _w2e, f34, data, pos, e)
+                                o.generate_request_id = merge(_w2d, _w2e, o.generate_request_id, data, pos, e)
                             pos = e
                         else:
                             pos = skip(data, pos, t, end)
@@ -742,20 +694,21 @@ def d_HttpConnectionManager(data, pos, end):
                 if t < 186:
                     if t < 152:
                         if t == 128:
-                            f37 = data[pos]
-                            if f37 < 128:
+                            x = data[pos]
+                            if x < 128:
                                 pos += 1
                             else:
                                 y = data[pos + 1]
                                 if y < 128:
-                                    f37 = (f37 & 127) | (y << 7)
+                                    x = (x & 127) | (y << 7)
                                     pos += 2
                                 else:
-                                    f37, pos = rv(data, pos)
-                            if f37 > 0x7FFFFFFF:
-                                f37 = i32(f37)
-                            y = _K2_v.get(f37)
-                            f37 = y if y is not None else _K2(f37)
+                                    x, pos = rv(data, pos)
+                            if x > 0x7FFFFFFF:
+                                x = i32(x)
+                            y = _K3_v.get(x)
+                            x = y if y is not None else _K3(x)
+                            o.forward_client_cert_details = x
                         elif t == 138:
                             n = data[pos]
                             if n < 128:
@@ -770,64 +723,68 @@ def d_HttpConnectionManager(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f38 is None:
-                                f38 = d_HttpConnectionManagerSetCurrentClientCertDetails(data, pos, e)
+                            if o.set_current_client_cert_details is None:
+                                o.set_current_client_cert_details = d_HttpConnectionManagerSetCurrentClientCertDetails(data, pos, e)
                             else:
-                                f38 = merge(d_HttpConnectionManagerSetCurrentClientCertDetails, e_HttpConnectionManagerSetCurrentClientCertDetails, f38, data, pos, e)
+                                o.set_current_client_cert_details = merge(d_HttpConnectionManagerSetCurrentClientCertDetails, e_HttpConnectionManagerSetCurrentClientCertDetails, o.set_current_client_cert_details, data, pos, e)
                             pos = e
                         elif t == 144:
-                            f40 = data[pos]
-                            if f40 < 128:
+                            x = data[pos]
+                            if x < 128:
                                 pos += 1
                             else:
                                 y = data[pos + 1]
                                 if y < 128:
-                                    f40 = (f40 & 127) | (y << 7)
+                                    x = (x & 127) | (y << 7)
                                     pos += 2
                                 else:
-                                    f40, pos = rv(data, pos)
-                            f40 = f40 != 0
+                                    x, pos = rv(data, pos)
+                            x = x != 0
+                            o.proxy_100_continue = x
                         else:
                             pos = skip(data, pos, t, end)
                             u += data[st:pos]
                     else:
                         if t == 152:
-                            f28 = data[pos]
-                            if f28 < 128:
+                            x = data[pos]
+                            if x < 128:
                                 pos += 1
                             else:
                                 y = data[pos + 1]
                                 if y < 128:
-                                    f28 = (f28 & 127) | (y << 7)
+                                    x = (x & 127) | (y << 7)
                                     pos += 2
                                 else:
-                                    f28, pos = rv(data, pos)
-                            if f28 > 0xFFFFFFFF:
-                                f28 &= 0xFFFFFFFF
+                                    x, pos = rv(data, pos)
+                            if x > 0xFFFFFFFF:
+                                x &= 0xFFFFFFFF
+                            o.xff_num_trusted_hops = x
                         elif t == 160:
-                            f41 = data[pos]
-                            if f41 < 128:
+                            x = data[pos]
+                            if x < 128:
                                 pos += 1
                             else:
                                 y = data[pos + 1]
                                 if y < 128:
-                                    f41 = (f41 & 127) | (y << 7)
+                                    x = (x & 127) | (y << 7)
                                     pos += 2
                                 else:
-                                    f41, pos = rv(data, pos)
-                            f41 = f41 != 0
+                                    x, pos = rv(data, pos)
+                            x = x != 0
+                            o.represent_ipv4_remote_address_as_ipv4_mapped_ipv6 = x
                         elif t == 168:
-                            f32 = data[pos]
-                            if f32 < 128:
+                            x = data[pos]
+                            if x < 128:
                                 pos += 1
                             else:
                                 y = data[pos + 1]
                                 if y < 128:
-                                    f32 = (f32 & 127) | (y << 7)
+                                    x = (x & 127) | (y << 7)
                                     pos += 2
                                 else:
-                                    f32, pos = rv(data, pos)
-                            f32 = f32 != 0
+                                    x, pos = rv(data, pos)
+                            x = x != 0
+                            o.skip_xff_append = x
                         elif t == 178:
                             n = data[pos]
                             if n < 128:
@@ -842,8 +799,9 @@ def d_HttpConnectionManager(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            f33 = data[pos:e].decode()
+                            x = data[pos:e].decode()
                             pos = e
+                            o.via = x
                         else:
                             pos = skip(data, pos, t, end)
                             u += data[st:pos]
@@ -880,10 +838,10 @@ def d_HttpConnectionManager(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f17 is None:
-                                f17 = _w0d(data, pos, e)
+                            if o.stream_idle_timeout is None:
+                                o.stream_idle_timeout = _w0d(data, pos, e)
                             else:
-                                f17 = merge(_w0d, _w0e, f17, data, pos, e)
+                                o.stream_idle_timeout = merge(_w0d, _w0e, o.stream_idle_timeout, data, pos, e)
                             pos = e
                         elif t == 202:
                             n = data[pos]
@@ -899,10 +857,10 @@ def d_HttpConnectionManager(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f31 is None:
-                                f31 = d_HttpConnectionManagerInternalAddressConfig(data, pos, e)
+                            if o.internal_address_config is None:
+                                o.internal_address_config = d_HttpConnectionManagerInternalAddressConfig(data, pos, e)
                             else:
-                                f31 = merge(d_HttpConnectionManagerInternalAddressConfig, e_HttpConnectionManagerInternalAddressConfig, f31, data, pos, e)
+                                o.internal_address_config = merge(d_HttpConnectionManagerInternalAddressConfig, e_HttpConnectionManagerInternalAddressConfig, o.internal_address_config, data, pos, e)
                             pos = e
                         elif t == 210:
                             n = data[pos]
@@ -918,10 +876,10 @@ def d_HttpConnectionManager(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f22 is None:
-                                f22 = _w0d(data, pos, e)
+                            if o.delayed_close_timeout is None:
+                                o.delayed_close_timeout = _w0d(data, pos, e)
                             else:
-                                f22 = merge(_w0d, _w0e, f22, data, pos, e)
+                                o.delayed_close_timeout = merge(_w0d, _w0e, o.delayed_close_timeout, data, pos, e)
                             pos = e
                         else:
                             pos = skip(data, pos, t, end)
@@ -941,10 +899,10 @@ def d_HttpConnectionManager(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f19 is None:
-                                f19 = _w0d(data, pos, e)
+                            if o.request_timeout is None:
+                                o.request_timeout = _w0d(data, pos, e)
                             else:
-                                f19 = merge(_w0d, _w0e, f19, data, pos, e)
+                                o.request_timeout = merge(_w0d, _w0e, o.request_timeout, data, pos, e)
                             pos = e
                         elif t == 234:
                             n = data[pos]
@@ -961,11 +919,11 @@ def d_HttpConnectionManager(data, pos, end):
                             if e > end:
                                 raise trunc()
                             if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                                f16 = data[pos + 1]
-                            elif f16 is None:
-                                f16 = _w1d(data, pos, e)
+                                o.max_request_headers_kb = data[pos + 1]
+                            elif o.max_request_headers_kb is None:
+                                o.max_request_headers_kb = _w1d(data, pos, e)
                             else:
-                                f16 = merge(_w1d, _w1e, f16, data, pos, e)
+                                o.max_request_headers_kb = merge(_w1d, _w1e, o.max_request_headers_kb, data, pos, e)
                             pos = e
                         elif t == 242:
                             n = data[pos]
@@ -982,11 +940,11 @@ def d_HttpConnectionManager(data, pos, end):
                             if e > end:
                                 raise trunc()
                             if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                                f43 = data[pos + 1] != 0
-                            elif f43 is None:
-                                f43 = _w2d(data, pos, e)
+                                o.normalize_path = data[pos + 1] != 0
+                            elif o.normalize_path is None:
+                                o.normalize_path = _w2d(data, pos, e)
                             else:
-                                f43 = merge(_w2d, _w2e, f43, data, pos, e)
+                                o.normalize_path = merge(_w2d, _w2e, o.normalize_path, data, pos, e)
                             pos = e
                         elif t == 250:
                             n = data[pos]
@@ -1002,13 +960,13 @@ def d_HttpConnectionManager(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f4 is None:
-                                f4 = d_ScopedRoutes(data, pos, e)
+                            if o.scoped_routes is None:
+                                o.scoped_routes = d_ScopedRoutes(data, pos, e)
                             else:
-                                f4 = merge(d_ScopedRoutes, e_ScopedRoutes, f4, data, pos, e)
+                                o.scoped_routes = merge(d_ScopedRoutes, e_ScopedRoutes, o.scoped_routes, data, pos, e)
                             pos = e
-                            f2 = None
-                            f3 = None
+                            o.rds = None
+                            o.route_config = None
                         else:
                             pos = skip(data, pos, t, end)
                             u += data[st:pos]
@@ -1017,44 +975,47 @@ def d_HttpConnectionManager(data, pos, end):
                 if t < 312:
                     if t < 282:
                         if t == 256:
-                            f35 = data[pos]
-                            if f35 < 128:
+                            x = data[pos]
+                            if x < 128:
                                 pos += 1
                             else:
                                 y = data[pos + 1]
                                 if y < 128:
-                                    f35 = (f35 & 127) | (y << 7)
+                                    x = (x & 127) | (y << 7)
                                     pos += 2
                                 else:
-                                    f35, pos = rv(data, pos)
-                            f35 = f35 != 0
+                                    x, pos = rv(data, pos)
+                            x = x != 0
+                            o.preserve_external_request_id = x
                         elif t == 264:
-                            f44 = data[pos]
-                            if f44 < 128:
+                            x = data[pos]
+                            if x < 128:
                                 pos += 1
                             else:
                                 y = data[pos + 1]
                                 if y < 128:
-                                    f44 = (f44 & 127) | (y << 7)
+                                    x = (x & 127) | (y << 7)
                                     pos += 2
                                 else:
-                                    f44, pos = rv(data, pos)
-                            f44 = f44 != 0
+                                    x, pos = rv(data, pos)
+                            x = x != 0
+                            o.merge_slashes = x
                         elif t == 272:
-                            f14 = data[pos]
-                            if f14 < 128:
+                            x = data[pos]
+                            if x < 128:
                                 pos += 1
                             else:
                                 y = data[pos + 1]
                                 if y < 128:
-                                    f14 = (f14 & 127) | (y << 7)
+                                    x = (x & 127) | (y << 7)
                                     pos += 2
                                 else:
-                                    f14, pos = rv(data, pos)
-                            if f14 > 0x7FFFFFFF:
-                                f14 = i32(f14)
-                            y = _K1_v.get(f14)
-                            f14 = y if y is not None else _K1(f14)
+                                    x, pos = rv(data, pos)
+                            if x > 0x7FFFFFFF:
+                                x = i32(x)
+                            y = _K2_v.get(x)
+                            x = y if y is not None else _K2(x)
+                            o.server_header_transformation = x
                         else:
                             pos = skip(data, pos, t, end)
                             u += data[st:pos]
@@ -1073,10 +1034,10 @@ def d_HttpConnectionManager(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f8 is None:
-                                f8 = _c1.d_HttpProtocolOptions(data, pos, e)
+                            if o.common_http_protocol_options is None:
+                                o.common_http_protocol_options = _c1.d_HttpProtocolOptions(data, pos, e)
                             else:
-                                f8 = merge(_c1.d_HttpProtocolOptions, _c1.e_HttpProtocolOptions, f8, data, pos, e)
+                                o.common_http_protocol_options = merge(_c1.d_HttpProtocolOptions, _c1.e_HttpProtocolOptions, o.common_http_protocol_options, data, pos, e)
                             pos = e
                         elif t == 290:
                             n = data[pos]
@@ -1092,23 +1053,24 @@ def d_HttpConnectionManager(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f46 is None:
-                                f46 = d_RequestIdExtension(data, pos, e)
+                            if o.request_id_extension is None:
+                                o.request_id_extension = d_RequestIdExtension(data, pos, e)
                             else:
-                                f46 = merge(d_RequestIdExtension, e_RequestIdExtension, f46, data, pos, e)
+                                o.request_id_extension = merge(d_RequestIdExtension, e_RequestIdExtension, o.request_id_extension, data, pos, e)
                             pos = e
                         elif t == 296:
-                            f36 = data[pos]
-                            if f36 < 128:
+                            x = data[pos]
+                            if x < 128:
                                 pos += 1
                             else:
                                 y = data[pos + 1]
                                 if y < 128:
-                                    f36 = (f36 & 127) | (y << 7)
+                                    x = (x & 127) | (y << 7)
                                     pos += 2
                                 else:
-                                    f36, pos = rv(data, pos)
-                            f36 = f36 != 0
+                                    x, pos = rv(data, pos)
+                            x = x != 0
+                            o.always_set_request_id_in_response = x
                         elif t == 306:
                             n = data[pos]
                             if n < 128:
@@ -1123,10 +1085,10 @@ def d_HttpConnectionManager(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f47 is None:
-                                f47 = d_LocalReplyConfig(data, pos, e)
+                            if o.local_reply_config is None:
+                                o.local_reply_config = d_LocalReplyConfig(data, pos, e)
                             else:
-                                f47 = merge(d_LocalReplyConfig, e_LocalReplyConfig, f47, data, pos, e)
+                                o.local_reply_config = merge(d_LocalReplyConfig, e_LocalReplyConfig, o.local_reply_config, data, pos, e)
                             pos = e
                         else:
                             pos = skip(data, pos, t, end)
@@ -1134,17 +1096,18 @@ def d_HttpConnectionManager(data, pos, end):
                 else:
                     if t < 336:
                         if t == 312:
-                            f48 = data[pos]
-                            if f48 < 128:
+                            x = data[pos]
+                            if x < 128:
                                 pos += 1
                             else:
                                 y = data[pos + 1]
                                 if y < 128:
-                                    f48 = (f48 & 127) | (y << 7)
+                                    x = (x & 127) | (y << 7)
                                     pos += 2
                                 else:
-                                    f48, pos = rv(data, pos)
-                            f48 = f48 != 0
+                                    x, pos = rv(data, pos)
+                            x = x != 0
+                            o.strip_matching_host_port = x
                         elif t == 322:
                             n = data[pos]
                             if n < 128:
@@ -1160,11 +1123,11 @@ def d_HttpConnectionManager(data, pos, end):
                             if e > end:
                                 raise trunc()
                             if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                                f50 = data[pos + 1] != 0
-                            elif f50 is None:
-                                f50 = _w2d(data, pos, e)
+                                o.stream_error_on_invalid_http_message = data[pos + 1] != 0
+                            elif o.stream_error_on_invalid_http_message is None:
+                                o.stream_error_on_invalid_http_message = _w2d(data, pos, e)
                             else:
-                                f50 = merge(_w2d, _w2e, f50, data, pos, e)
+                                o.stream_error_on_invalid_http_message = merge(_w2d, _w2e, o.stream_error_on_invalid_http_message, data, pos, e)
                             pos = e
                         elif t == 330:
                             n = data[pos]
@@ -1180,27 +1143,28 @@ def d_HttpConnectionManager(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f20 is None:
-                                f20 = _w0d(data, pos, e)
+                            if o.request_headers_timeout is None:
+                                o.request_headers_timeout = _w0d(data, pos, e)
                             else:
-                                f20 = merge(_w0d, _w0e, f20, data, pos, e)
+                                o.request_headers_timeout = merge(_w0d, _w0e, o.request_headers_timeout, data, pos, e)
                             pos = e
                         else:
                             pos = skip(data, pos, t, end)
                             u += data[st:pos]
                     else:
                         if t == 336:
-                            f49 = data[pos]
-                            if f49 < 128:
+                            x = data[pos]
+                            if x < 128:
                                 pos += 1
                             else:
                                 y = data[pos + 1]
                                 if y < 128:
-                                    f49 = (f49 & 127) | (y << 7)
+                                    x = (x & 127) | (y << 7)
                                     pos += 2
                                 else:
-                                    f49, pos = rv(data, pos)
-                            f49 = f49 != 0
+                                    x, pos = rv(data, pos)
+                            x = x != 0
+                            o.strip_any_host_port = x
                         elif t == 346:
                             n = data[pos]
                             if n < 128:
@@ -1215,10 +1179,10 @@ def d_HttpConnectionManager(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f51 is None:
-                                f51 = d_HttpConnectionManagerPathNormalizationOptions(data, pos, e)
+                            if o.path_normalization_options is None:
+                                o.path_normalization_options = d_HttpConnectionManagerPathNormalizationOptions(data, pos, e)
                             else:
-                                f51 = merge(d_HttpConnectionManagerPathNormalizationOptions, e_HttpConnectionManagerPathNormalizationOptions, f51, data, pos, e)
+                                o.path_normalization_options = merge(d_HttpConnectionManagerPathNormalizationOptions, e_HttpConnectionManagerPathNormalizationOptions, o.path_normalization_options, data, pos, e)
                             pos = e
                         elif t == 354:
                             n = data[pos]
@@ -1234,26 +1198,27 @@ def d_HttpConnectionManager(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f12 is None:
-                                f12 = _c1.d_Http3ProtocolOptions(data, pos, e)
+                            if o.http3_protocol_options is None:
+                                o.http3_protocol_options = _c1.d_Http3ProtocolOptions(data, pos, e)
                             else:
-                                f12 = merge(_c1.d_Http3ProtocolOptions, _c1.e_Http3ProtocolOptions, f12, data, pos, e)
+                                o.http3_protocol_options = merge(_c1.d_Http3ProtocolOptions, _c1.e_Http3ProtocolOptions, o.http3_protocol_options, data, pos, e)
                             pos = e
                         elif t == 360:
-                            f45 = data[pos]
-                            if f45 < 128:
+                            x = data[pos]
+                            if x < 128:
                                 pos += 1
                             else:
                                 y = data[pos + 1]
                                 if y < 128:
-                                    f45 = (f45 & 127) | (y << 7)
+                                    x = (x & 127) | (y << 7)
                                     pos += 2
                                 else:
-                                    f45, pos = rv(data, pos)
-                            if f45 > 0x7FFFFFFF:
-                                f45 = i32(f45)
-                            y = _K3_v.get(f45)
-                            f45 = y if y is not None else _K3(f45)
+                                    x, pos = rv(data, pos)
+                            if x > 0x7FFFFFFF:
+                                x = i32(x)
+                            y = _K4_v.get(x)
+                            x = y if y is not None else _K4(x)
+                            o.path_with_escaped_slashes_action = x
                         else:
                             pos = skip(data, pos, t, end)
                             u += data[st:pos]
@@ -1278,17 +1243,18 @@ def d_HttpConnectionManager(data, pos, end):
                             pos = e
                             f29.append(x)
                         elif t == 376:
-                            f52 = data[pos]
-                            if f52 < 128:
+                            x = data[pos]
+                            if x < 128:
                                 pos += 1
                             else:
                                 y = data[pos + 1]
                                 if y < 128:
-                                    f52 = (f52 & 127) | (y << 7)
+                                    x = (x & 127) | (y << 7)
                                     pos += 2
                                 else:
-                                    f52, pos = rv(data, pos)
-                            f52 = f52 != 0
+                                    x, pos = rv(data, pos)
+                            x = x != 0
+                            o.strip_trailing_host_dot = x
                         elif t == 386:
                             n = data[pos]
                             if n < 128:
@@ -1303,10 +1269,10 @@ def d_HttpConnectionManager(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f15 is None:
-                                f15 = _c1.d_SchemeHeaderTransformation(data, pos, e)
+                            if o.scheme_header_transformation is None:
+                                o.scheme_header_transformation = _c1.d_SchemeHeaderTransformation(data, pos, e)
                             else:
-                                f15 = merge(_c1.d_SchemeHeaderTransformation, _c1.e_SchemeHeaderTransformation, f15, data, pos, e)
+                                o.scheme_header_transformation = merge(_c1.d_SchemeHeaderTransformation, _c1.e_SchemeHeaderTransformation, o.scheme_header_transformation, data, pos, e)
                             pos = e
                         else:
                             pos = skip(data, pos, t, end)
@@ -1326,10 +1292,10 @@ def d_HttpConnectionManager(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f53 is None:
-                                f53 = d_HttpConnectionManagerProxyStatusConfig(data, pos, e)
+                            if o.proxy_status_config is None:
+                                o.proxy_status_config = d_HttpConnectionManagerProxyStatusConfig(data, pos, e)
                             else:
-                                f53 = merge(d_HttpConnectionManagerProxyStatusConfig, e_HttpConnectionManagerProxyStatusConfig, f53, data, pos, e)
+                                o.proxy_status_config = merge(d_HttpConnectionManagerProxyStatusConfig, e_HttpConnectionManagerProxyStatusConfig, o.proxy_status_config, data, pos, e)
                             pos = e
                         elif t == 402:
                             n = data[pos]
@@ -1345,23 +1311,24 @@ def d_HttpConnectionManager(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f54 is None:
-                                f54 = _c1.d_TypedExtensionConfig(data, pos, e)
+                            if o.typed_header_validation_config is None:
+                                o.typed_header_validation_config = _c1.d_TypedExtensionConfig(data, pos, e)
                             else:
-                                f54 = merge(_c1.d_TypedExtensionConfig, _c1.e_TypedExtensionConfig, f54, data, pos, e)
+                                o.typed_header_validation_config = merge(_c1.d_TypedExtensionConfig, _c1.e_TypedExtensionConfig, o.typed_header_validation_config, data, pos, e)
                             pos = e
                         elif t == 408:
-                            f55 = data[pos]
-                            if f55 < 128:
+                            x = data[pos]
+                            if x < 128:
                                 pos += 1
                             else:
                                 y = data[pos + 1]
                                 if y < 128:
-                                    f55 = (f55 & 127) | (y << 7)
+                                    x = (x & 127) | (y << 7)
                                     pos += 2
                                 else:
-                                    f55, pos = rv(data, pos)
-                            f55 = f55 != 0
+                                    x, pos = rv(data, pos)
+                            x = x != 0
+                            o.append_x_forwarded_port = x
                         elif t == 418:
                             n = data[pos]
                             if n < 128:
@@ -1399,11 +1366,11 @@ def d_HttpConnectionManager(data, pos, end):
                             if e > end:
                                 raise trunc()
                             if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                                f57 = data[pos + 1] != 0
-                            elif f57 is None:
-                                f57 = _w2d(data, pos, e)
+                                o.add_proxy_protocol_connection_state = data[pos + 1] != 0
+                            elif o.add_proxy_protocol_connection_state is None:
+                                o.add_proxy_protocol_connection_state = _w2d(data, pos, e)
                             else:
-                                f57 = merge(_w2d, _w2e, f57, data, pos, e)
+                                o.add_proxy_protocol_connection_state = merge(_w2d, _w2e, o.add_proxy_protocol_connection_state, data, pos, e)
                             pos = e
                         elif t == 434:
                             n = data[pos]
@@ -1419,23 +1386,24 @@ def d_HttpConnectionManager(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f24 is None:
-                                f24 = _w0d(data, pos, e)
+                            if o.access_log_flush_interval is None:
+                                o.access_log_flush_interval = _w0d(data, pos, e)
                             else:
-                                f24 = merge(_w0d, _w0e, f24, data, pos, e)
+                                o.access_log_flush_interval = merge(_w0d, _w0e, o.access_log_flush_interval, data, pos, e)
                             pos = e
                         elif t == 440:
-                            f25 = data[pos]
-                            if f25 < 128:
+                            x = data[pos]
+                            if x < 128:
                                 pos += 1
                             else:
                                 y = data[pos + 1]
                                 if y < 128:
-                                    f25 = (f25 & 127) | (y << 7)
+                                    x = (x & 127) | (y << 7)
                                     pos += 2
                                 else:
-                                    f25, pos = rv(data, pos)
-                            f25 = f25 != 0
+                                    x, pos = rv(data, pos)
+                            x = x != 0
+                            o.flush_access_log_on_new_request = x
                         elif t == 450:
                             n = data[pos]
                             if n < 128:
@@ -1450,39 +1418,41 @@ def d_HttpConnectionManager(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f26 is None:
-                                f26 = d_HttpConnectionManagerHcmAccessLogOptions(data, pos, e)
+                            if o.access_log_options is None:
+                                o.access_log_options = d_HttpConnectionManagerHcmAccessLogOptions(data, pos, e)
                             else:
-                                f26 = merge(d_HttpConnectionManagerHcmAccessLogOptions, e_HttpConnectionManagerHcmAccessLogOptions, f26, data, pos, e)
+                                o.access_log_options = merge(d_HttpConnectionManagerHcmAccessLogOptions, e_HttpConnectionManagerHcmAccessLogOptions, o.access_log_options, data, pos, e)
                             pos = e
                         else:
                             pos = skip(data, pos, t, end)
                             u += data[st:pos]
                     else:
                         if t == 456:
-                            f56 = data[pos]
-                            if f56 < 128:
+                            x = data[pos]
+                            if x < 128:
                                 pos += 1
                             else:
                                 y = data[pos + 1]
                                 if y < 128:
-                                    f56 = (f56 & 127) | (y << 7)
+                                    x = (x & 127) | (y << 7)
                                     pos += 2
                                 else:
-                                    f56, pos = rv(data, pos)
-                            f56 = f56 != 0
+                                    x, pos = rv(data, pos)
+                            x = x != 0
+                            o.append_local_overload = x
                         elif t == 464:
-                            f9 = data[pos]
-                            if f9 < 128:
+                            x = data[pos]
+                            if x < 128:
                                 pos += 1
                             else:
                                 y = data[pos + 1]
                                 if y < 128:
-                                    f9 = (f9 & 127) | (y << 7)
+                                    x = (x & 127) | (y << 7)
                                     pos += 2
                                 else:
-                                    f9, pos = rv(data, pos)
-                            f9 = f9 != 0
+                                    x, pos = rv(data, pos)
+                            x = x != 0
+                            o.http1_safe_max_connection_duration = x
                         elif t == 474:
                             n = data[pos]
                             if n < 128:
@@ -1497,10 +1467,10 @@ def d_HttpConnectionManager(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f18 is None:
-                                f18 = _w0d(data, pos, e)
+                            if o.stream_flush_timeout is None:
+                                o.stream_flush_timeout = _w0d(data, pos, e)
                             else:
-                                f18 = merge(_w0d, _w0e, f18, data, pos, e)
+                                o.stream_flush_timeout = merge(_w0d, _w0e, o.stream_flush_timeout, data, pos, e)
                             pos = e
                         elif t == 482:
                             n = data[pos]
@@ -1516,76 +1486,18 @@ def d_HttpConnectionManager(data, pos, end):
                             e = pos + n
                             if e > end:
                                 raise trunc()
-                            if f39 is None:
-                                f39 = _c3.d_Matcher(data, pos, e)
+                            if o.forward_client_cert_matcher is None:
+                                o.forward_client_cert_matcher = _c3.d_Matcher(data, pos, e)
                             else:
-                                f39 = merge(_c3.d_Matcher, _c3.e_Matcher, f39, data, pos, e)
+                                o.forward_client_cert_matcher = merge(_c3.d_Matcher, _c3.e_Matcher, o.forward_client_cert_matcher, data, pos, e)
                             pos = e
                         else:
                             pos = skip(data, pos, t, end)
                             u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K4)
-    o.codec_type = f0
-    o.stat_prefix = f1
-    o.rds = f2
-    o.route_config = f3
-    o.scoped_routes = f4
-    o.http_filters = f5
-    o.add_user_agent = f6
-    o.tracing = f7
-    o.common_http_protocol_options = f8
-    o.http1_safe_max_connection_duration = f9
-    o.http_protocol_options = f10
-    o.http2_protocol_options = f11
-    o.http3_protocol_options = f12
-    o.server_name = f13
-    o.server_header_transformation = f14
-    o.scheme_header_transformation = f15
-    o.max_request_headers_kb = f16
-    o.stream_idle_timeout = f17
-    o.stream_flush_timeout = f18
-    o.request_timeout = f19
-    o.request_headers_timeout = f20
-    o.drain_timeout = f21
-    o.delayed_close_timeout = f22
-    o.access_log = f23
-    o.access_log_flush_interval = f24
-    o.flush_access_log_on_new_request = f25
-    o.access_log_options = f26
-    o.use_remote_address = f27
-    o.xff_num_trusted_hops = f28
-    o.original_ip_detection_extensions = f29
-    o.early_header_mutation_extensions = f30
-    o.internal_address_config = f31
-    o.skip_xff_append = f32
-    o.via = f33
-    o.generate_request_id = f34
-    o.preserve_external_request_id = f35
-    o.always_set_request_id_in_response = f36
-    o.forward_client_cert_details = f37
-    o.set_current_client_cert_details = f38
-    o.forward_client_cert_matcher = f39
-    o.proxy_100_continue = f40
-    o.represent_ipv4_remote_address_as_ipv4_mapped_ipv6 = f41
-    o.upgrade_configs = f42
-    o.normalize_path = f43
-    o.merge_slashes = f44
-    o.path_with_escaped_slashes_action = f45
-    o.request_id_extension = f46
-    o.local_reply_config = f47
-    o.strip_matching_host_port = f48
-    o.strip_any_host_port = f49
-    o.stream_error_on_invalid_http_message = f50
-    o.path_normalization_options = f51
-    o.strip_trailing_host_dot = f52
-    o.proxy_status_config = f53
-    o.typed_header_validation_config = f54
-    o.append_x_forwarded_port = f55
-    o.append_local_overload = f56
-    o.add_proxy_protocol_connection_state = f57
-    o._unknown_fields = u
+    if u:
+        o._unknown_fields = u
     return o
 
 
@@ -2111,7 +2023,7 @@ def e_HttpConnectionManagerForwardClientCertConfig(m):
 
 
 def d_HttpConnectionManagerForwardClientCertConfig(data, pos, end):
-    f0 = _K2_0
+    f0 = _K3_0
     f1 = None
     u = b""
     while pos < end:
@@ -2139,8 +2051,8 @@ def d_HttpConnectionManagerForwardClientCertConfig(data, pos, end):
                     f0, pos = rv(data, pos)
             if f0 > 0x7FFFFFFF:
                 f0 = i32(f0)
-            y = _K2_v.get(f0)
-            f0 = y if y is not None else _K2(f0)
+            y = _K3_v.get(f0)
+            f0 = y if y is not None else _K3(f0)
         elif t == 18:
             n = data[pos]
             if n < 128:
@@ -3868,10 +3780,8 @@ def d_EnvoyMobileHttpConnectionManager(data, pos, end):
 
 
 # Bind the classes (all defined once this package's __init__ runs) and install.
-from . import HttpConnectionManagerCodecType as _K0
-_K0_v = _K0._value2member_map_
-_K0_0 = _K0(0)
-from . import HttpConnectionManagerServerHeaderTransformation as _K1
+from . import HttpConnectionManager as _K0
+from . import HttpConnectionManagerCodecType as _K1
 _K1_v = _K1._value2member_map_
 _K1_0 = _K1(0)
 from . import HttpConnectionManagerPathNormalizationOptions as _K10
@@ -3884,7 +3794,7 @@ from . import ScopedRouteConfigurationsList as _K16
 from . import ScopedRoutes as _K17
 from . import ScopedRoutesScopeKeyBuilder as _K18
 from . import ScopedRoutesScopeKeyBuilderFragmentBuilder as _K19
-from . import HttpConnectionManagerForwardClientCertDetails as _K2
+from . import HttpConnectionManagerServerHeaderTransformation as _K2
 _K2_v = _K2._value2member_map_
 _K2_0 = _K2(0)
 from . import ScopedRoutesScopeKeyBuilderFragmentBuilderHeaderValueExtractor as _K20
@@ -3893,16 +3803,19 @@ from . import ScopedRds as _K22
 from . import HttpFilter as _K23
 from . import RequestIdExtension as _K24
 from . import EnvoyMobileHttpConnectionManager as _K25
-from . import HttpConnectionManagerPathWithEscapedSlashesAction as _K3
+from . import HttpConnectionManagerForwardClientCertDetails as _K3
 _K3_v = _K3._value2member_map_
 _K3_0 = _K3(0)
-from . import HttpConnectionManager as _K4
+from . import HttpConnectionManagerPathWithEscapedSlashesAction as _K4
+_K4_v = _K4._value2member_map_
+_K4_0 = _K4(0)
 from . import HttpConnectionManagerTracing as _K5
 from . import HttpConnectionManagerInternalAddressConfig as _K6
 from . import HttpConnectionManagerSetCurrentClientCertDetails as _K7
 from . import HttpConnectionManagerForwardClientCertConfig as _K8
 from . import HttpConnectionManagerUpgradeConfig as _K9
-install(_K4, e_HttpConnectionManager, d_HttpConnectionManager)
+_K0_t = {'codec_type': _K1_0, 'stat_prefix': "", 'rds': None, 'route_config': None, 'scoped_routes': None, 'http_filters': None, 'add_user_agent': None, 'tracing': None, 'common_http_protocol_options': None, 'http1_safe_max_connection_duration': False, 'http_protocol_options': None, 'http2_protocol_options': None, 'http3_protocol_options': None, 'server_name': "", 'server_header_transformation': _K2_0, 'scheme_header_transformation': None, 'max_request_headers_kb': None, 'stream_idle_timeout': None, 'stream_flush_timeout': None, 'request_timeout': None, 'request_headers_timeout': None, 'drain_timeout': None, 'delayed_close_timeout': None, 'access_log': None, 'access_log_flush_interval': None, 'flush_access_log_on_new_request': False, 'access_log_options': None, 'use_remote_address': None, 'xff_num_trusted_hops': 0, 'original_ip_detection_extensions': None, 'early_header_mutation_extensions': None, 'internal_address_config': None, 'skip_xff_append': False, 'via': "", 'generate_request_id': None, 'preserve_external_request_id': False, 'always_set_request_id_in_response': False, 'forward_client_cert_details': _K3_0, 'set_current_client_cert_details': None, 'forward_client_cert_matcher': None, 'proxy_100_continue': False, 'represent_ipv4_remote_address_as_ipv4_mapped_ipv6': False, 'upgrade_configs': None, 'normalize_path': None, 'merge_slashes': False, 'path_with_escaped_slashes_action': _K4_0, 'request_id_extension': None, 'local_reply_config': None, 'strip_matching_host_port': False, 'strip_any_host_port': None, 'stream_error_on_invalid_http_message': None, 'path_normalization_options': None, 'strip_trailing_host_dot': False, 'proxy_status_config': None, 'typed_header_validation_config': None, 'append_x_forwarded_port': False, 'append_local_overload': False, 'add_proxy_protocol_connection_state': None, '_unknown_fields': b''}
+install(_K0, e_HttpConnectionManager, d_HttpConnectionManager)
 install(_K5, e_HttpConnectionManagerTracing, d_HttpConnectionManagerTracing)
 install(_K6, e_HttpConnectionManagerInternalAddressConfig, d_HttpConnectionManagerInternalAddressConfig)
 install(_K7, e_HttpConnectionManagerSetCurrentClientCertDetails, d_HttpConnectionManagerSetCurrentClientCertDetails)

@@ -117,7 +117,7 @@ def d_Rbac(data, pos, end):
     f3 = None
     f4 = ""
     f5 = ""
-    f6 = _K0_0
+    f6 = _K1_0
     f7 = None
     u = b""
     while pos < end:
@@ -200,8 +200,8 @@ def d_Rbac(data, pos, end):
                         f6, pos = rv(data, pos)
                 if f6 > 0x7FFFFFFF:
                     f6 = i32(f6)
-                y = _K0_v.get(f6)
-                f6 = y if y is not None else _K0(f6)
+                y = _K1_v.get(f6)
+                f6 = y if y is not None else _K1(f6)
             else:
                 pos = skip(data, pos, t, end)
                 u += data[st:pos]
@@ -284,7 +284,7 @@ def d_Rbac(data, pos, end):
                 u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K1)
+    o = new(_K0)
     o.rules = f0
     o.matcher = f1
     o.shadow_rules = f2
@@ -298,8 +298,8 @@ def d_Rbac(data, pos, end):
 
 
 # Bind the classes (all defined once this package's __init__ runs) and install.
-from . import RbacEnforcementType as _K0
-_K0_v = _K0._value2member_map_
-_K0_0 = _K0(0)
-from . import Rbac as _K1
-install(_K1, e_Rbac, d_Rbac)
+from . import Rbac as _K0
+from . import RbacEnforcementType as _K1
+_K1_v = _K1._value2member_map_
+_K1_0 = _K1(0)
+install(_K0, e_Rbac, d_Rbac)

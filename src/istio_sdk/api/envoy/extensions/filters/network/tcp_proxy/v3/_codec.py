@@ -207,27 +207,11 @@ def e_TcpProxy(m):
 
 
 def d_TcpProxy(data, pos, end):
-    f0 = ""
-    f1 = None
-    f2 = None
-    f3 = None
-    f4 = None
-    f5 = None
-    f6 = None
-    f7 = None
-    f8 = []
-    f9 = None
-    f10 = None
-    f11 = []
-    f12 = None
-    f13 = None
-    f14 = None
-    f15 = None
-    f16 = False
-    f17 = None
-    f18 = []
-    f19 = _K0_0
-    f20 = None
+    o = new(_K0)
+    o.__dict__ = _K0_t.copy()
+    f8 = o.access_log = []
+    f11 = o.hash_policy = []
+    f18 = o.proxy_protocol_tlvs = []
     u = b""
     while pos < end:
         st = pos
@@ -257,8 +241,9 @@ def d_TcpProxy(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f0 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
+                    o.stat_prefix = x
                 elif t == 18:
                     n = data[pos]
                     if n < 128:
@@ -273,9 +258,10 @@ def d_TcpProxy(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    f1 = data[pos:e].decode()
+                    x = data[pos:e].decode()
                     pos = e
-                    f2 = None
+                    o.cluster = x
+                    o.weighted_clusters = None
                 elif t == 26:
                     n = data[pos]
                     if n < 128:
@@ -290,10 +276,10 @@ def d_TcpProxy(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f6 is None:
-                        f6 = _w0d(data, pos, e)
+                    if o.downstream_idle_timeout is None:
+                        o.downstream_idle_timeout = _w0d(data, pos, e)
                     else:
-                        f6 = merge(_w0d, _w0e, f6, data, pos, e)
+                        o.downstream_idle_timeout = merge(_w0d, _w0e, o.downstream_idle_timeout, data, pos, e)
                     pos = e
                 elif t == 34:
                     n = data[pos]
@@ -309,10 +295,10 @@ def d_TcpProxy(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f7 is None:
-                        f7 = _w0d(data, pos, e)
+                    if o.upstream_idle_timeout is None:
+                        o.upstream_idle_timeout = _w0d(data, pos, e)
                     else:
-                        f7 = merge(_w0d, _w0e, f7, data, pos, e)
+                        o.upstream_idle_timeout = merge(_w0d, _w0e, o.upstream_idle_timeout, data, pos, e)
                     pos = e
                 elif t == 42:
                     n = data[pos]
@@ -350,11 +336,11 @@ def d_TcpProxy(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f9 = data[pos + 1]
-                    elif f9 is None:
-                        f9 = _w1d(data, pos, e)
+                        o.max_connect_attempts = data[pos + 1]
+                    elif o.max_connect_attempts is None:
+                        o.max_connect_attempts = _w1d(data, pos, e)
                     else:
-                        f9 = merge(_w1d, _w1e, f9, data, pos, e)
+                        o.max_connect_attempts = merge(_w1d, _w1e, o.max_connect_attempts, data, pos, e)
                     pos = e
                 elif t == 66:
                     n = data[pos]
@@ -370,10 +356,10 @@ def d_TcpProxy(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f5 is None:
-                        f5 = _w0d(data, pos, e)
+                    if o.idle_timeout is None:
+                        o.idle_timeout = _w0d(data, pos, e)
                     else:
-                        f5 = merge(_w0d, _w0e, f5, data, pos, e)
+                        o.idle_timeout = merge(_w0d, _w0e, o.idle_timeout, data, pos, e)
                     pos = e
                 elif t == 74:
                     n = data[pos]
@@ -389,10 +375,10 @@ def d_TcpProxy(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f4 is None:
-                        f4 = _c1.d_Metadata(data, pos, e)
+                    if o.metadata_match is None:
+                        o.metadata_match = _c1.d_Metadata(data, pos, e)
                     else:
-                        f4 = merge(_c1.d_Metadata, _c1.e_Metadata, f4, data, pos, e)
+                        o.metadata_match = merge(_c1.d_Metadata, _c1.e_Metadata, o.metadata_match, data, pos, e)
                     pos = e
                 elif t == 82:
                     n = data[pos]
@@ -408,12 +394,12 @@ def d_TcpProxy(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f2 is None:
-                        f2 = d_TcpProxyWeightedCluster(data, pos, e)
+                    if o.weighted_clusters is None:
+                        o.weighted_clusters = d_TcpProxyWeightedCluster(data, pos, e)
                     else:
-                        f2 = merge(d_TcpProxyWeightedCluster, e_TcpProxyWeightedCluster, f2, data, pos, e)
+                        o.weighted_clusters = merge(d_TcpProxyWeightedCluster, e_TcpProxyWeightedCluster, o.weighted_clusters, data, pos, e)
                     pos = e
-                    f1 = None
+                    o.cluster = None
                 elif t == 90:
                     n = data[pos]
                     if n < 128:
@@ -450,10 +436,10 @@ def d_TcpProxy(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f12 is None:
-                        f12 = d_TcpProxyTunnelingConfig(data, pos, e)
+                    if o.tunneling_config is None:
+                        o.tunneling_config = d_TcpProxyTunnelingConfig(data, pos, e)
                     else:
-                        f12 = merge(d_TcpProxyTunnelingConfig, e_TcpProxyTunnelingConfig, f12, data, pos, e)
+                        o.tunneling_config = merge(d_TcpProxyTunnelingConfig, e_TcpProxyTunnelingConfig, o.tunneling_config, data, pos, e)
                     pos = e
                 elif t == 106:
                     n = data[pos]
@@ -469,10 +455,10 @@ def d_TcpProxy(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f13 is None:
-                        f13 = _w0d(data, pos, e)
+                    if o.max_downstream_connection_duration is None:
+                        o.max_downstream_connection_duration = _w0d(data, pos, e)
                     else:
-                        f13 = merge(_w0d, _w0e, f13, data, pos, e)
+                        o.max_downstream_connection_duration = merge(_w0d, _w0e, o.max_downstream_connection_duration, data, pos, e)
                     pos = e
                 elif t == 114:
                     n = data[pos]
@@ -488,10 +474,10 @@ def d_TcpProxy(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f3 is None:
-                        f3 = d_TcpProxyOnDemand(data, pos, e)
+                    if o.on_demand is None:
+                        o.on_demand = d_TcpProxyOnDemand(data, pos, e)
                     else:
-                        f3 = merge(d_TcpProxyOnDemand, e_TcpProxyOnDemand, f3, data, pos, e)
+                        o.on_demand = merge(d_TcpProxyOnDemand, e_TcpProxyOnDemand, o.on_demand, data, pos, e)
                     pos = e
                 elif t == 122:
                     n = data[pos]
@@ -507,23 +493,24 @@ def d_TcpProxy(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f15 is None:
-                        f15 = _w0d(data, pos, e)
+                    if o.access_log_flush_interval is None:
+                        o.access_log_flush_interval = _w0d(data, pos, e)
                     else:
-                        f15 = merge(_w0d, _w0e, f15, data, pos, e)
+                        o.access_log_flush_interval = merge(_w0d, _w0e, o.access_log_flush_interval, data, pos, e)
                     pos = e
                 elif t == 128:
-                    f16 = data[pos]
-                    if f16 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f16 = (f16 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f16, pos = rv(data, pos)
-                    f16 = f16 != 0
+                            x, pos = rv(data, pos)
+                    x = x != 0
+                    o.flush_access_log_on_connected = x
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
@@ -542,10 +529,10 @@ def d_TcpProxy(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f17 is None:
-                        f17 = d_TcpProxyTcpAccessLogOptions(data, pos, e)
+                    if o.access_log_options is None:
+                        o.access_log_options = d_TcpProxyTcpAccessLogOptions(data, pos, e)
                     else:
-                        f17 = merge(d_TcpProxyTcpAccessLogOptions, e_TcpProxyTcpAccessLogOptions, f17, data, pos, e)
+                        o.access_log_options = merge(d_TcpProxyTcpAccessLogOptions, e_TcpProxyTcpAccessLogOptions, o.access_log_options, data, pos, e)
                     pos = e
                 elif t == 146:
                     n = data[pos]
@@ -561,10 +548,10 @@ def d_TcpProxy(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f10 is None:
-                        f10 = _c1.d_BackoffStrategy(data, pos, e)
+                    if o.backoff_options is None:
+                        o.backoff_options = _c1.d_BackoffStrategy(data, pos, e)
                     else:
-                        f10 = merge(_c1.d_BackoffStrategy, _c1.e_BackoffStrategy, f10, data, pos, e)
+                        o.backoff_options = merge(_c1.d_BackoffStrategy, _c1.e_BackoffStrategy, o.backoff_options, data, pos, e)
                     pos = e
                 elif t == 154:
                     n = data[pos]
@@ -597,26 +584,27 @@ def d_TcpProxy(data, pos, end):
                     e = pos + n
                     if e > end:
                         raise trunc()
-                    if f14 is None:
-                        f14 = _c2.d_Percent(data, pos, e)
+                    if o.max_downstream_connection_duration_jitter_percentage is None:
+                        o.max_downstream_connection_duration_jitter_percentage = _c2.d_Percent(data, pos, e)
                     else:
-                        f14 = merge(_c2.d_Percent, _c2.e_Percent, f14, data, pos, e)
+                        o.max_downstream_connection_duration_jitter_percentage = merge(_c2.d_Percent, _c2.e_Percent, o.max_downstream_connection_duration_jitter_percentage, data, pos, e)
                     pos = e
                 elif t == 168:
-                    f19 = data[pos]
-                    if f19 < 128:
+                    x = data[pos]
+                    if x < 128:
                         pos += 1
                     else:
                         y = data[pos + 1]
                         if y < 128:
-                            f19 = (f19 & 127) | (y << 7)
+                            x = (x & 127) | (y << 7)
                             pos += 2
                         else:
-                            f19, pos = rv(data, pos)
-                    if f19 > 0x7FFFFFFF:
-                        f19 = i32(f19)
-                    y = _K0_v.get(f19)
-                    f19 = y if y is not None else _K0(f19)
+                            x, pos = rv(data, pos)
+                    if x > 0x7FFFFFFF:
+                        x = i32(x)
+                    y = _K1_v.get(x)
+                    x = y if y is not None else _K1(x)
+                    o.upstream_connect_mode = x
                 elif t == 178:
                     n = data[pos]
                     if n < 128:
@@ -632,40 +620,19 @@ def d_TcpProxy(data, pos, end):
                     if e > end:
                         raise trunc()
                     if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
-                        f20 = data[pos + 1]
-                    elif f20 is None:
-                        f20 = _w1d(data, pos, e)
+                        o.max_early_data_bytes = data[pos + 1]
+                    elif o.max_early_data_bytes is None:
+                        o.max_early_data_bytes = _w1d(data, pos, e)
                     else:
-                        f20 = merge(_w1d, _w1e, f20, data, pos, e)
+                        o.max_early_data_bytes = merge(_w1d, _w1e, o.max_early_data_bytes, data, pos, e)
                     pos = e
                 else:
                     pos = skip(data, pos, t, end)
                     u += data[st:pos]
     if pos != end:
         raise over(pos, end)
-    o = new(_K1)
-    o.stat_prefix = f0
-    o.cluster = f1
-    o.weighted_clusters = f2
-    o.on_demand = f3
-    o.metadata_match = f4
-    o.idle_timeout = f5
-    o.downstream_idle_timeout = f6
-    o.upstream_idle_timeout = f7
-    o.access_log = f8
-    o.max_connect_attempts = f9
-    o.backoff_options = f10
-    o.hash_policy = f11
-    o.tunneling_config = f12
-    o.max_downstream_connection_duration = f13
-    o.max_downstream_connection_duration_jitter_percentage = f14
-    o.access_log_flush_interval = f15
-    o.flush_access_log_on_connected = f16
-    o.access_log_options = f17
-    o.proxy_protocol_tlvs = f18
-    o.upstream_connect_mode = f19
-    o.max_early_data_bytes = f20
-    o._unknown_fields = u
+    if u:
+        o._unknown_fields = u
     return o
 
 
@@ -1264,16 +1231,17 @@ def d_TcpProxyTcpAccessLogOptions(data, pos, end):
 
 
 # Bind the classes (all defined once this package's __init__ runs) and install.
-from . import UpstreamConnectMode as _K0
-_K0_v = _K0._value2member_map_
-_K0_0 = _K0(0)
-from . import TcpProxy as _K1
+from . import TcpProxy as _K0
+from . import UpstreamConnectMode as _K1
+_K1_v = _K1._value2member_map_
+_K1_0 = _K1(0)
 from . import TcpProxyWeightedCluster as _K2
 from . import TcpProxyWeightedClusterClusterWeight as _K3
 from . import TcpProxyTunnelingConfig as _K4
 from . import TcpProxyOnDemand as _K5
 from . import TcpProxyTcpAccessLogOptions as _K6
-install(_K1, e_TcpProxy, d_TcpProxy)
+_K0_t = {'stat_prefix': "", 'cluster': None, 'weighted_clusters': None, 'on_demand': None, 'metadata_match': None, 'idle_timeout': None, 'downstream_idle_timeout': None, 'upstream_idle_timeout': None, 'access_log': None, 'max_connect_attempts': None, 'backoff_options': None, 'hash_policy': None, 'tunneling_config': None, 'max_downstream_connection_duration': None, 'max_downstream_connection_duration_jitter_percentage': None, 'access_log_flush_interval': None, 'flush_access_log_on_connected': False, 'access_log_options': None, 'proxy_protocol_tlvs': None, 'upstream_connect_mode': _K1_0, 'max_early_data_bytes': None, '_unknown_fields': b''}
+install(_K0, e_TcpProxy, d_TcpProxy)
 install(_K2, e_TcpProxyWeightedCluster, d_TcpProxyWeightedCluster)
 install(_K3, e_TcpProxyWeightedClusterClusterWeight, d_TcpProxyWeightedClusterClusterWeight)
 install(_K4, e_TcpProxyTunnelingConfig, d_TcpProxyTunnelingConfig)
