@@ -83,3 +83,57 @@ def test_agent_errors_are_reported(
     assert "--output-dir" in capsys.readouterr().err
     assert main(["agent", "--ca-address=nope", f"--ca-root={tmp_path / 'root.pem'}"]) == 2
     assert main(["agent", f"--ca-root={tmp_path / 'missing.pem'}"]) == 2
+
+
+async def test_agent_serves_sds_until_terminated(
+    ca: CertificateAuthority, ec_issuer: Any, tmp_path: pathlib.Path
+) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from grpclib.exceptions import GRPCError, StreamTerminatedError
+
+    from istio_sdk._grpc import create_channel
+    from istio_sdk.api.envoy.service.discovery.v3 import DiscoveryRequest
+    from istio_sdk.api.envoy.service.secret.v3 import SecretDiscoveryServiceStub
+
+    options = CitadelServerOptions(jwt_rule=JwtRule.from_json(ec_issuer.rule()))
+    async with CitadelServer(options, ca=ca) as server:
+        (tmp_path / "root.pem").write_text(server.root_pem)
+        (tmp_path / "token").write_text(ec_issuer.token("prod", "sds"))
+        sock = tmp_path / "sds.sock"
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            "import sys; from istio_sdk.cli import main; sys.exit(main())",
+            "agent",
+            f"--ca-address=127.0.0.1:{server.port}",
+            f"--ca-root={tmp_path / 'root.pem'}",
+            f"--token-file={tmp_path / 'token'}",
+            f"--sds-socket={sock}",
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            response = None
+            for _ in range(600):  # until the agent has a certificate (bounded, not timed)
+                if sock.exists():
+                    channel = create_channel(path=str(sock))
+                    try:
+                        response = await SecretDiscoveryServiceStub(channel).fetch_secrets(
+                            DiscoveryRequest(resource_names=["ROOTCA"]), timeout=5
+                        )
+                        break
+                    except (GRPCError, OSError, StreamTerminatedError):  # not ready yet
+                        pass
+                    finally:
+                        channel.close()
+                await asyncio.sleep(0.05)
+            assert response is not None
+            assert len(response.resources) == 1
+        finally:
+            process.send_signal(signal.SIGTERM)
+            code = await asyncio.wait_for(process.wait(), 30)
+        assert code == 0
+        assert server.stats().signed >= 1
