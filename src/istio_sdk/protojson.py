@@ -43,10 +43,17 @@ __all__ = [
     "JsonSerializeError",
     "JsonValue",
     "ProtoJsonError",
+    "duration_from_json",
+    "duration_to_json",
+    "field_mask_from_json",
+    "field_mask_to_json",
+    "json_name",
     "message_from_json",
     "message_from_json_text",
     "message_to_json",
     "message_to_json_text",
+    "timestamp_from_json",
+    "timestamp_to_json",
 ]
 
 JsonValue: TypeAlias = "bool | int | float | str | list[JsonValue] | dict[str, JsonValue] | None"
@@ -603,29 +610,33 @@ def _write_message(msg: betterproto2.Message, path: str, include_defaults: bool)
     out: dict[str, JsonValue] = {}
     for field in table.fields:
         value = getattr(msg, field.attr)
-        where = _join(path, field.json_name)
         if field.map_key is not None:
             if not value and not include_defaults:
                 continue
+            where = f"{path}.{field.json_name}" if path else field.json_name
+            key_write = field.map_key.write
+            item_write = field.item.write
             out[field.json_name] = {
-                cast(str, field.map_key.write(key, where)): field.item.write(
-                    item, f"{where}[{json.dumps(str(key))}]"
-                )
+                cast(str, key_write(key, where)): item_write(item, f'{where}["{key}"]')
                 for key, item in value.items()
             }
         elif field.repeated:
             if not value and not include_defaults:
                 continue
+            where = f"{path}.{field.json_name}" if path else field.json_name
+            item_write = field.item.write
             out[field.json_name] = [
-                field.item.write(item, f"{where}[{index}]") for index, item in enumerate(value)
+                item_write(item, f"{where}[{index}]") for index, item in enumerate(value)
             ]
         elif field.presence:
             if value is None:
                 continue
+            where = f"{path}.{field.json_name}" if path else field.json_name
             out[field.json_name] = field.item.write(value, where)
         else:
-            if field.item.is_zero(value) and not include_defaults:
+            if not include_defaults and field.item.is_zero(value):
                 continue
+            where = f"{path}.{field.json_name}" if path else field.json_name
             out[field.json_name] = field.item.write(value, where)
     return out
 
@@ -635,7 +646,7 @@ def _read_message(cls: type[M], value: Any, path: str, lenient: bool) -> M:
     special = _SPECIAL_READERS.get(table.name)
     if special is not None:
         return cast(M, special(cls, value, path, lenient))
-    if not isinstance(value, Mapping):
+    if not isinstance(value, dict) and not isinstance(value, Mapping):
         raise JsonParseError(path, _expected(f"an object ({table.name})", value))
     kwargs: dict[str, Any] = {}
     seen_group: dict[str, str] = {}
@@ -742,6 +753,7 @@ def _fraction(nanos: int) -> str:
 
 
 def duration_to_json(seconds: int, nanos: int, path: str = "") -> str:
+    """Duration parts to JSON (``"-1.500s"``); invalid parts raise ``JsonSerializeError``."""
     _check_duration(seconds, nanos, path, JsonSerializeError)
     sign = "-" if seconds < 0 or nanos < 0 else ""
     return f"{sign}{abs(seconds)}{_fraction(abs(nanos))}s"
@@ -801,6 +813,7 @@ def _go_duration_nanos(text: str, path: str) -> int:
 
 
 def timestamp_to_json(seconds: int, nanos: int, path: str = "") -> str:
+    """Timestamp parts (seconds since the epoch, nanos) to RFC 3339 in UTC."""
     if not _TIMESTAMP_MIN_SECONDS <= seconds <= _TIMESTAMP_MAX_SECONDS:
         raise JsonSerializeError(path, f"timestamp seconds {seconds} outside years 0001-9999")
     if not 0 <= nanos < _NANOS:
@@ -1000,15 +1013,24 @@ def _read_timestamp(cls: Any, value: Any, path: str, lenient: bool) -> Any:
     return cls(seconds=seconds, nanos=nanos)
 
 
+def field_mask_to_json(paths: list[str], path: str = "") -> str:
+    """FieldMask paths (``["a.b_c", "d"]``) to JSON (``"a.bC,d"``)."""
+    return ",".join(_mask_path_to_json(p, path) for p in paths)
+
+
+def field_mask_from_json(value: Any, path: str = "") -> list[str]:
+    """JSON FieldMask text (``"a.bC,d"``) to paths (``["a.b_c", "d"]``)."""
+    if not isinstance(value, str):
+        raise JsonParseError(path, _expected('a field mask string like "a.b,c"', value))
+    return [_mask_path_from_json(p, path) for p in value.split(",")] if value else []
+
+
 def _write_field_mask(msg: Any, path: str) -> JsonValue:
-    return ",".join(_mask_path_to_json(p, path) for p in msg.paths)
+    return field_mask_to_json(list(msg.paths), path)
 
 
 def _read_field_mask(cls: Any, value: Any, path: str, lenient: bool) -> Any:
-    if not isinstance(value, str):
-        raise JsonParseError(path, _expected('a field mask string like "a.b,c"', value))
-    paths = [_mask_path_from_json(p, path) for p in value.split(",")] if value else []
-    return cls(paths=paths)
+    return cls(paths=field_mask_from_json(value, path))
 
 
 def _write_value(msg: Any, path: str) -> JsonValue:

@@ -37,6 +37,8 @@ from istio_sdk.api.istio.networking.v1alpha3 import (
 from istio_sdk.protojson import (
     JsonParseError,
     JsonSerializeError,
+    field_mask_from_json,
+    field_mask_to_json,
     message_from_json,
     message_from_json_text,
     message_to_json,
@@ -250,6 +252,25 @@ def test_any() -> None:
     with pytest.raises(JsonParseError) as info:
         message_from_json(wkt.Any, {"@type": "type.googleapis.com/no.such.Type"})
     assert info.value.path == "@type"
+
+
+@pytest.mark.parametrize(
+    "paths", [[], ["a"], ["foo_bar.baz_qux", "x"], ["a1.b2_c"], ["spec.http_route"]]
+)
+def test_field_mask_string_form(paths: list[str]) -> None:
+    # No generated message uses FieldMask today; the form is checked against json_format's own.
+    from google.protobuf import field_mask_pb2
+
+    official = field_mask_pb2.FieldMask(paths=paths)
+    text = field_mask_to_json(paths)
+    assert text == official.ToJsonString()
+    assert field_mask_from_json(text) == paths
+
+
+@pytest.mark.parametrize("bad", ["Foo", "a__b", "a_", "a_1"])
+def test_field_mask_paths_without_json_form(bad: str) -> None:
+    with pytest.raises(JsonSerializeError):
+        field_mask_to_json([bad])
 
 
 def test_struct_value_list() -> None:
