@@ -26,6 +26,15 @@ def test_sotw_response_bytes_parse_as_discovery_response(
         nonce=nonce,
         resources=[wire.encode_any(xds.CLUSTER, bytes(c)) for c in clusters],
     )
+    framed = wire.encode_discovery_response_framed(
+        version_info=version,
+        type_url=xds.CLUSTER,
+        nonce=nonce,
+        framed_resources=[
+            wire.resource_field(wire.encode_any(xds.CLUSTER, bytes(c))) for c in clusters
+        ],
+    )
+    assert framed == data
     parsed = DiscoveryResponse.parse(data)
     assert parsed.version_info == version
     assert parsed.nonce == nonce

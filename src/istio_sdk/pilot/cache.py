@@ -10,7 +10,6 @@ then assembled by splicing those bytes (see :mod:`istio_sdk.xds.wire`).
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
 import betterproto2
 
@@ -21,7 +20,7 @@ from istio_sdk.xds.types import type_url_of
 class CachedResource:
     """One resource, serialized: name, type URL, version and the encoded ``Any``."""
 
-    __slots__ = ("_delta", "any_bytes", "message", "name", "type_url", "version")
+    __slots__ = ("_delta", "any_bytes", "framed", "message", "name", "type_url", "version")
 
     def __init__(
         self,
@@ -34,6 +33,7 @@ class CachedResource:
         self.type_url = type_url
         self.name = name
         self.any_bytes = any_bytes
+        self.framed = wire.resource_field(any_bytes)  # ready to splice into a response
         self.version = version
         self.message = message
         self._delta: bytes | None = None
@@ -59,34 +59,34 @@ class CachedResource:
 class ResourceCache:
     """Maps message objects to their :class:`CachedResource`, one serialization per object.
 
-    Entries are keyed by object identity (the object is held, so the identity stays valid).
-    :meth:`end_round` drops entries no push used during the last two rounds.
+    Entries are keyed by object identity (the entry holds the object, so the identity stays
+    valid). :meth:`end_round` drops entries no push used during the last two rounds.
     """
 
     def __init__(self) -> None:
-        self._entries: dict[int, tuple[Any, CachedResource, int]] = {}
+        self._entries: dict[int, CachedResource] = {}
+        self._used: dict[int, int] = {}
         self._round = 0
         self.serializations = 0
-        self.hits = 0
 
     def resolve(self, name: str, message: betterproto2.Message) -> CachedResource:
         """The cached form of ``message`` (named ``name``), serializing it on first sight."""
         key = id(message)
-        entry = self._entries.get(key)
-        if entry is not None and entry[0] is message and entry[1].name == name:
-            self.hits += 1
-            if entry[2] != self._round:
-                self._entries[key] = (message, entry[1], self._round)
-            return entry[1]
-        cached = CachedResource.from_message(name, message)
-        self.serializations += 1
-        self._entries[key] = (message, cached, self._round)
+        cached = self._entries.get(key)
+        if cached is None or cached.message is not message or cached.name != name:
+            cached = CachedResource.from_message(name, message)
+            self.serializations += 1
+            self._entries[key] = cached
+        self._used[key] = self._round
         return cached
 
     def end_round(self) -> None:
         """Close a push round; forget entries unused in this round and the previous one."""
         cutoff = self._round - 1
-        self._entries = {k: e for k, e in self._entries.items() if e[2] >= cutoff}
+        stale = [k for k, r in self._used.items() if r < cutoff]
+        for key in stale:
+            del self._used[key]
+            self._entries.pop(key, None)
         self._round += 1
 
     def __len__(self) -> int:

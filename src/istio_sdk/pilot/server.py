@@ -602,11 +602,11 @@ class DiscoveryServer:
                 removed_resources=push.removed,
             )
         else:
-            data = wire.encode_discovery_response(
+            data = wire.encode_discovery_response_framed(
                 version_info=push.version_info,
                 type_url=push.type_url,
                 nonce=push.nonce,
-                resources=[r.any_bytes for r in chosen],
+                framed_resources=[r.framed for r in chosen],
             )
         if push.type_url == CLUSTER:
             if push.mode == "delta":
