@@ -14,7 +14,7 @@ from grpclib.client import Channel
 from grpclib.config import Configuration
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 
-from istio_sdk._grpc import GrpcSettings, LimitedProtoCodec
+from istio_sdk._grpc import GrpcSettings, LimitedProtoCodec, create_channel
 from istio_sdk.api.istio.v1.auth import IstioCertificateRequest, IstioCertificateServiceStub
 from istio_sdk.citadel._tls import client_ssl_context
 from istio_sdk.citadel.errors import CaUnavailableError, CertificateRequestError
@@ -149,9 +149,14 @@ class CitadelClient:
 
     def _make_channel(self, key_pem: bytes | None = None, chain: Sequence[str] = ()) -> Channel:
         context = client_ssl_context(self._root_pem, key_pem, chain)
-        config: Configuration = self._settings.configuration()
-        if self._server_name is not None:
-            config = dataclasses.replace(config, ssl_target_name_override=self._server_name)
+        if self._server_name is None:
+            return create_channel(
+                self.host, self.port, ssl_context=context, settings=self._settings
+            )
+        # The project's channel settings plus a TLS name override, which create_channel lacks.
+        config: Configuration = dataclasses.replace(
+            self._settings.configuration(), ssl_target_name_override=self._server_name
+        )
         return Channel(
             self.host,
             self.port,
