@@ -317,6 +317,7 @@ def bookinfo_context() -> PushContext:
 
 
 GRPC_CLIENT = ProxyInfo("grpc-client", namespace=NS, generator="grpc")
+GRPC_IN_EU = ProxyInfo("grpc-eu", namespace=NS, generator="grpc", locality="eu/a/1")
 SIDECAR = ProxyInfo(
     "sidecar~10.0.3.1~productpage-1.bookinfo~bookinfo.svc.cluster.local",
     ip_addresses=["10.0.3.1"],
@@ -335,7 +336,7 @@ GATEWAY = ProxyInfo(
     namespace="istio-system",
     labels={"istio": "ingressgateway"},
 )
-PROXIES = [GRPC_CLIENT, SIDECAR, RESTRICTED, GATEWAY]
+PROXIES = [GRPC_CLIENT, GRPC_IN_EU, SIDECAR, RESTRICTED, GATEWAY]
 
 
 # -- random meshes ----------------------------------------------------------------------
@@ -410,9 +411,37 @@ _http_route = st.builds(
         ),
     ),
 )
+_localities = st.sampled_from(["eu", "eu/a", "eu/a/1", "eu/b/*", "us", "*"])
+_locality_lb = st.one_of(
+    st.none(),
+    st.builds(
+        n.LocalityLoadBalancerSetting,
+        distribute=st.lists(
+            st.builds(
+                n.LocalityLoadBalancerSettingDistribute,
+                from_=_localities,
+                to=st.dictionaries(_localities, st.integers(1, 100), min_size=1, max_size=2),
+            ),
+            max_size=2,
+        ),
+        failover=st.lists(
+            st.builds(
+                n.LocalityLoadBalancerSettingFailover,
+                from_=st.sampled_from(["eu", "us"]),
+                to=st.sampled_from(["eu", "us"]),
+            ),
+            max_size=1,
+        ),
+        enabled=st.one_of(st.none(), st.booleans()),
+    ),
+)
 _lb = st.one_of(
     st.none(),
-    st.builds(n.LoadBalancerSettings, simple=st.sampled_from(list(n.LoadBalancerSettingsSimpleLb))),
+    st.builds(
+        n.LoadBalancerSettings,
+        simple=st.sampled_from(list(n.LoadBalancerSettingsSimpleLb)),
+        locality_lb_setting=_locality_lb,
+    ),
     st.builds(
         n.LoadBalancerSettings,
         consistent_hash=st.one_of(

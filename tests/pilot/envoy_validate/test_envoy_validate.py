@@ -23,6 +23,7 @@ from google.protobuf.message import Message as OfficialMessage  # noqa: E402
 from hypothesis import given, settings  # noqa: E402
 from pilot.envoy_validate.meshes import (  # noqa: E402
     GRPC_CLIENT,
+    GRPC_IN_EU,
     PROXIES,
     REVIEWS,
     SIDECAR,
@@ -135,7 +136,7 @@ def test_validation_catches_a_broken_resource() -> None:
 @settings(max_examples=30)
 @given(random_contexts())
 def test_random_meshes_pass_envoy_validation(ctx: PushContext) -> None:
-    for proxy in (GRPC_CLIENT, SIDECAR):
+    for proxy in (GRPC_CLIENT, GRPC_IN_EU, SIDECAR):
         for type_url in sorted(ALL_TYPES):
             names = None
             if proxy.is_grpc:
