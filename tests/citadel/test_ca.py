@@ -333,3 +333,12 @@ def test_root_rotation_check_and_rotation_keep_old_leaves_valid() -> None:
     assert rotated.root_pem != authority.root_pem
     assert not rotated.root_needs_rotation(start + datetime.timedelta(days=82))
     _leaf(leaf.certificate_pem).verify_directly_issued_by(rotated.root_certificate)
+
+
+def test_partial_ca_directory_is_an_error_not_overwritten(
+    ca: CertificateAuthority, tmp_path: pathlib.Path
+) -> None:
+    (tmp_path / "root-cert.pem").write_text(ca.root_pem)
+    with pytest.raises(CaConfigError, match=r"ca-cert\.pem"):
+        CertificateAuthority.load_or_create(tmp_path)
+    assert (tmp_path / "root-cert.pem").read_text() == ca.root_pem

@@ -252,7 +252,9 @@ class CertificateAuthority:
     ) -> CertificateAuthority:
         """Load the CA in ``ca_dir``, or create a self-signed root there when it holds none."""
         directory = pathlib.Path(ca_dir)
-        if (directory / CA_CERT_FILE).exists() or (directory / CA_KEY_FILE).exists():
+        names = (CA_CERT_FILE, CA_KEY_FILE, ROOT_CERT_FILE, CERT_CHAIN_FILE)
+        if any((directory / name).exists() for name in names):
+            # Never overwrite someone's CA files: a partial set is an error, not a fresh start.
             return cls.from_directory(directory, options)
         ca = cls.create_self_signed(options)
         ca.write_directory(directory)
