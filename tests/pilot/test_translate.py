@@ -614,3 +614,27 @@ def test_locality_distribute_sets_weights_and_drops_unlisted() -> None:
     (cla,) = generate(ctx, proxy, ENDPOINT_TYPE, [f"outbound|9080||{REVIEWS}"]).values()
     weights = {k: v[1] for k, v in _by_locality(cla).items()}
     assert weights == {"eu/a/1": 80_000, "eu/b": 20_000}  # the locality-less group is dropped
+
+
+def test_sidecar_egress_listener_ports_scope_hosts_per_port() -> None:
+    sidecar = n.Sidecar(
+        workload_selector=n.WorkloadSelector(labels={"app": "porty"}),
+        egress=[
+            n.IstioEgressListener(
+                port=n.SidecarPort(number=9080, protocol="HTTP", name="http"), hosts=["./*"]
+            ),
+            n.IstioEgressListener(hosts=["other/*"]),
+        ],
+    )
+    configs = [*bookinfo_configs(), ConfigEntry("Sidecar", "porty", NS, sidecar)]
+    ctx = PushContext.build(configs, bookinfo_registry())
+    proxy = ProxyInfo("p", namespace=NS, labels={"app": "porty"})
+    routes = generate(ctx, proxy, ROUTE_TYPE)
+    on_9080 = routes["9080"]
+    assert isinstance(on_9080, route.RouteConfiguration)
+    names = {vh.name for vh in on_9080.virtual_hosts}
+    assert {f"{REVIEWS}:9080", f"{DETAILS}:9080"} <= names
+    # bookinfo's port-80 ServiceEntries are imported on 9080 only, so port 80 has none.
+    on_80 = routes["80"]
+    assert isinstance(on_80, route.RouteConfiguration)
+    assert [vh.name for vh in on_80.virtual_hosts] == ["allow_any"]

@@ -281,13 +281,18 @@ class SidecarScope:
     egress_hosts: tuple[tuple[str, str], ...]
     """``(namespace, host pattern)`` pairs; ``*`` namespace for any."""
     registry_only: bool
+    egress_ports: tuple[tuple[int, str, str], ...] = ()
+    """``(port, namespace, host pattern)``: egress listeners with a port import their hosts
+    on that port only; port 0 is an egress listener without a port (every port)."""
 
-    def allows(self, namespace: str, hostname: str, proxy_ns: str) -> bool:
-        """Whether a service/VS host in ``namespace`` is imported by this scope."""
+    def allows(self, namespace: str, hostname: str, proxy_ns: str, port: int = 0) -> bool:
+        """Whether a service/VS host in ``namespace`` is imported by this scope (on ``port``,
+        when given: egress listeners bound to another port do not count)."""
         if self.sidecar is None:
             return True
-        for ns, pattern in self.egress_hosts:
-            if ns == "~":
+        entries = self.egress_ports or tuple((0, ns, h) for ns, h in self.egress_hosts)
+        for listener_port, ns, pattern in entries:
+            if ns == "~" or (port and listener_port and listener_port != port):
                 continue
             ns_ok = ns in ("*", namespace) or (ns == "." and namespace == proxy_ns)
             if ns_ok and host_matches(pattern, hostname):
@@ -518,7 +523,9 @@ class PushContext:
             spec = chosen.spec
             assert isinstance(spec, networking.Sidecar)
             hosts: list[tuple[str, str]] = []
+            ports: list[tuple[int, str, str]] = []
             for listener in spec.egress:
+                listener_port = listener.port.number if listener.port is not None else 0
                 for h in listener.hosts:
                     ns, _, pattern = h.partition("/")
                     if not pattern:
@@ -526,12 +533,15 @@ class PushContext:
                     if ns == ".":
                         ns = proxy.namespace
                     hosts.append((ns, pattern))
+                    ports.append((listener_port, ns, pattern))
             policy = spec.outbound_traffic_policy
             registry_only = (
                 policy is not None
                 and policy.mode == networking.OutboundTrafficPolicyMode.REGISTRY_ONLY
             )
-            scope = SidecarScope(chosen, tuple(hosts), registry_only=registry_only)
+            scope = SidecarScope(
+                chosen, tuple(hosts), registry_only=registry_only, egress_ports=tuple(ports)
+            )
         self._scopes[memo_key] = scope
         return scope
 

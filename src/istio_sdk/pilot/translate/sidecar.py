@@ -151,6 +151,8 @@ def sidecar_routes(context: PushContext, proxy: ProxyInfo) -> dict[str, route.Ro
             sp = service.port(port)
             if sp is None or not sp.is_http:
                 continue
+            if not scope.allows(service.namespace, service.hostname, proxy.namespace, port):
+                continue
             domains = [d for d in virtual_host_domains(service, port, proxy) if d not in used]
             if not domains:
                 continue
