@@ -353,6 +353,13 @@ class CertificateAuthority:
     @staticmethod
     def parse_csr(csr_pem: str | bytes) -> x509.CertificateSigningRequest:
         """Parse and check a PEM CSR: size, syntax, self-signature and key type."""
+        return CertificateAuthority._parse_csr_and_key(csr_pem)[0]
+
+    @staticmethod
+    def _parse_csr_and_key(
+        csr_pem: str | bytes,
+    ) -> tuple[x509.CertificateSigningRequest, PublicKey]:
+        # The checked key comes back too, so signing does not decode it a second time.
         data = csr_pem.encode("utf-8", "replace") if isinstance(csr_pem, str) else csr_pem
         if not data.strip():
             raise CsrError("the CSR is empty")
@@ -366,14 +373,14 @@ class CertificateAuthority:
             public_key = csr.public_key()
         except (ValueError, UnsupportedAlgorithm) as exc:
             raise CsrError(f"the CSR's public key cannot be read: {exc}") from exc
-        check_public_key(public_key)
+        checked_key = check_public_key(public_key)
         try:
             valid = csr.is_signature_valid
         except (ValueError, UnsupportedAlgorithm) as exc:
             raise CsrError(f"the CSR's signature cannot be checked: {exc}") from exc
         if not valid:
             raise CsrError("the CSR's signature does not match its public key")
-        return csr
+        return csr, checked_key
 
     def sign_csr(
         self,
@@ -389,8 +396,7 @@ class CertificateAuthority:
         ``identity`` only. Raises :class:`CsrError` or :class:`TtlError`.
         """
         ttl = self.options.ttl_policy.resolve(ttl_seconds)
-        csr = self.parse_csr(csr_pem)
-        public_key = check_public_key(csr.public_key())
+        _csr, public_key = self._parse_csr_and_key(csr_pem)
         return self.issue(public_key, identity, ttl, now=now)
 
     def issue(
