@@ -638,3 +638,10 @@ def test_sidecar_egress_listener_ports_scope_hosts_per_port() -> None:
     on_80 = routes["80"]
     assert isinstance(on_80, route.RouteConfiguration)
     assert [vh.name for vh in on_80.virtual_hosts] == ["allow_any"]
+
+
+def test_wildcard_is_none_and_empty_names_ask_for_nothing(ctx: PushContext) -> None:
+    for proxy in (GRPC_CLIENT, SIDECAR, GATEWAY):
+        for type_url in sorted(ALL_TYPES):
+            assert generate(ctx, proxy, type_url, []) == {}, (proxy.id, type_url)
+        assert generate(ctx, proxy, CLUSTER_TYPE, None)

@@ -7,9 +7,10 @@ The seam with the discovery server is one pure function::
 ``push_context`` is a :class:`~istio_sdk.pilot.push_context.PushContext` (immutable snapshot),
 ``proxy`` a :class:`~istio_sdk.pilot.push_context.ProxyInfo` (usually
 ``ProxyInfo.from_node(request.node)``), ``type_url`` one of the four Envoy v3 type URLs (LDS,
-RDS, CDS, EDS) and ``names`` the resource names the proxy subscribed to (``None`` or empty for
-a wildcard subscription). The answer maps resource name to the generated Envoy message
-(``istio_sdk.api.envoy...``); a name that does not exist for this proxy is simply absent.
+RDS, CDS, EDS) and ``names`` the resource names the proxy subscribed to (``None`` for a
+wildcard subscription; an empty collection asks for nothing). The answer maps resource name
+to the generated Envoy message (``istio_sdk.api.envoy...``); a name that does not exist for
+this proxy is simply absent.
 Unknown type URLs yield an empty dict. :class:`IstioGenerator` wraps the function as a
 callable object; :class:`PushContextGenerator` is the stateful ``ResourceGenerator`` that
 :class:`istio_sdk.pilot.server.DiscoveryServer` takes (``generate(proxy, type_url, names)``

@@ -309,10 +309,9 @@ def gateway_routes(context: PushContext, proxy: ProxyInfo) -> dict[str, route.Ro
 def _select(
     resources: dict[str, betterproto2.Message], names: Iterable[str] | None
 ) -> dict[str, betterproto2.Message]:
-    wanted = list(names or ())
-    if not wanted:
+    if names is None:
         return resources
-    return {n: resources[n] for n in wanted if n in resources}
+    return {n: resources[n] for n in names if n in resources}
 
 
 def generate_gateway(

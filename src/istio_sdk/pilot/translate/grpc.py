@@ -205,8 +205,8 @@ def _all_names(context: PushContext, proxy: ProxyInfo, type_url: str) -> list[st
 def generate_grpc(
     context: PushContext, proxy: ProxyInfo, type_url: str, names: Iterable[str] | None
 ) -> dict[str, betterproto2.Message]:
-    """Resources of ``type_url`` named ``names`` (all of them when None/empty) for ``proxy``."""
-    wanted = list(names or ()) or _all_names(context, proxy, type_url)
+    """Resources of ``type_url`` named ``names`` (all of them when None) for ``proxy``."""
+    wanted = list(names) if names is not None else _all_names(context, proxy, type_url)
     out: dict[str, betterproto2.Message] = {}
     for name in wanted:
         key: tuple[object, ...] = (

@@ -356,10 +356,9 @@ def sidecar_listeners(context: PushContext, proxy: ProxyInfo) -> dict[str, liste
 def _select(
     resources: dict[str, betterproto2.Message], names: Iterable[str] | None
 ) -> dict[str, betterproto2.Message]:
-    wanted = list(names or ())
-    if not wanted:
+    if names is None:
         return resources
-    return {n: resources[n] for n in wanted if n in resources}
+    return {n: resources[n] for n in names if n in resources}
 
 
 def generate_sidecar(
@@ -373,7 +372,7 @@ def generate_sidecar(
     if type_url == ROUTE_TYPE:
         return _select(dict(sidecar_routes(context, proxy)), names)
     if type_url == ENDPOINT_TYPE:
-        wanted = list(names or ()) or _eds_cluster_names(context, proxy)
+        wanted = list(names) if names is not None else _eds_cluster_names(context, proxy)
         out: dict[str, betterproto2.Message] = {}
         for name in wanted:
             key = ("cla", name, proxy.locality, *_scope_key(proxy))
