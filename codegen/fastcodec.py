@@ -25,6 +25,7 @@ input: functions and imports are emitted in sorted, descriptor order.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import importlib
 import importlib.util
 import pathlib
@@ -64,6 +65,24 @@ FIXED_TYPES = {  # type -> (struct code, size, python kind)
     FDP.TYPE_SFIXED64: ("q", 8, "int"),
     FDP.TYPE_DOUBLE: ("d", 8, "float"),
 }
+# The well-known types betterproto2 replaces by Python values; istio_sdk.codec.WRAPPERS has
+# an encoder and a decoder for each.
+KNOWN_WRAPPERS = frozenset(
+    f"google.protobuf.{name}"
+    for name in (
+        "BoolValue",
+        "BytesValue",
+        "DoubleValue",
+        "FloatValue",
+        "Int32Value",
+        "Int64Value",
+        "StringValue",
+        "UInt32Value",
+        "UInt64Value",
+        "Duration",
+        "Timestamp",
+    )
+)
 # Decoders of messages with at least this many fields start from a copy of a dict of defaults
 # instead of one local variable per field.
 LARGE_MESSAGE = 12
@@ -182,8 +201,6 @@ def _relative_module(cls: type) -> str:
 
 
 def _ref(cls: type) -> Ref:
-    import enum
-
     return Ref(_relative_module(cls), cls.__qualname__, issubclass(cls, enum.Enum))
 
 
@@ -255,11 +272,14 @@ def _strip_optional(hint: Any) -> Any:
     return hint
 
 
-def _value(ftype: int, hint: Any, unwrap: Any, pool_types: dict[type, str] | None = None) -> Value:
+def _value(ftype: int, hint: Any, unwrap: Any) -> Value:
     value = Value(ftype)
     if unwrap is not None:
-        wrapped = unwrap()
-        value.wrapper = _full_name_of(wrapped)
+        value.wrapper = _full_name_of(unwrap())
+        if value.wrapper not in KNOWN_WRAPPERS:
+            raise CodegenError(
+                f"betterproto2 unwraps {value.wrapper}, which istio_sdk.codec.WRAPPERS lacks"
+            )
         return value
     if ftype in (FDP.TYPE_MESSAGE, FDP.TYPE_ENUM):
         value.ref = _ref(_strip_optional(hint))
@@ -267,7 +287,6 @@ def _value(ftype: int, hint: Any, unwrap: Any, pool_types: dict[type, str] | Non
 
 
 def _full_name_of(cls: type) -> str:
-    url = None
     module = sys.modules[f"{MODEL_PACKAGE}.message_pool"]
     url = module.default_message_pool.type_to_url.get(cls)
     if url is None:

@@ -441,3 +441,18 @@ def test_parsed_objects_match_betterproto2_objects() -> None:
     assert [f.name for f in dataclasses.fields(fast)] == [f.name for f in dataclasses.fields(slow)]
     assert fast._unknown_fields == slow._unknown_fields == b""
     assert type(fast.type) is type(slow.type)
+
+
+def test_codegen_and_runtime_agree_on_the_wrapped_types() -> None:
+    import pathlib
+    import sys
+
+    from istio_sdk.codec import WRAPPERS
+
+    codegen = pathlib.Path(__file__).resolve().parents[2] / "codegen"
+    sys.path.insert(0, str(codegen))
+    try:
+        import fastcodec
+    finally:
+        sys.path.remove(str(codegen))
+    assert set(fastcodec.KNOWN_WRAPPERS) == set(WRAPPERS)
