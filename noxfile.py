@@ -1,6 +1,6 @@
 """Developer workflows for istio-sdk: ``nox -l`` lists them.
 
-The README's test command is ``nox -s lint typecheck codegen_check tests``; ``.ci/run`` runs
+The README's test command is ``nox -s lint typecheck codegen_check tests envoy_validate``; ``.ci/run`` runs
 exactly that. Hypothesis uses the ``ci`` profile in CI (set by ``CI=true``) and ``dev`` here.
 """
 
@@ -17,7 +17,7 @@ PYTHON = "3.11"
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["lint", "typecheck", "codegen_check", "tests"]
+nox.options.sessions = ["lint", "typecheck", "codegen_check", "tests", "envoy_validate"]
 
 
 def _install(session: nox.Session, *extras: str) -> None:
