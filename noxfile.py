@@ -1,7 +1,8 @@
 """Developer workflows for istio-sdk: ``nox -l`` lists them.
 
-The README's test command is ``nox -s lint typecheck codegen_check tests envoy_validate``; ``.ci/run`` runs
-exactly that. Hypothesis uses the ``ci`` profile in CI (set by ``CI=true``) and ``dev`` here.
+The README's test command is
+``nox -s lint typecheck codegen_check tests envoy_validate``; ``.ci/run`` runs exactly that.
+Hypothesis uses the ``ci`` profile in CI (set by ``CI=true``) and ``dev`` here.
 """
 
 from __future__ import annotations
