@@ -337,6 +337,61 @@ def test_lenient_go_durations(text: str, expected: datetime.timedelta) -> None:
             message_from_json(ConnectionPoolSettingsTcpSettings, {"connectTimeout": text})
 
 
+def go_duration_string(nanos: int) -> str:
+    """What Go's time.Duration.String() prints (e.g. "1h2m3.5s", "1.5ms", "0s")."""
+    if nanos == 0:
+        return "0s"
+    sign = "-" if nanos < 0 else ""
+    rest = abs(nanos)
+
+    def frac(value: int, scale: int) -> str:
+        whole, part = divmod(value, scale)
+        digits = str(part).rjust(len(str(scale)) - 1, "0").rstrip("0")
+        return f"{whole}.{digits}" if digits else str(whole)
+
+    if rest < 1_000:
+        return f"{sign}{rest}ns"
+    if rest < 1_000_000:
+        return f"{sign}{frac(rest, 1_000)}\u00b5s"
+    if rest < 1_000_000_000:
+        return f"{sign}{frac(rest, 1_000_000)}ms"
+    hours, rest = divmod(rest, 3600 * 10**9)
+    minutes, rest = divmod(rest, 60 * 10**9)
+    text = frac(rest, 10**9) + "s"
+    if hours:
+        return f"{sign}{hours}h{minutes}m{text}"
+    if minutes:
+        return f"{sign}{minutes}m{text}"
+    return sign + text
+
+
+@given(st.integers(-(2**63) + 1, 2**63 - 1))
+def test_lenient_reads_every_go_duration_string(nanos: int) -> None:
+    text = go_duration_string(nanos)
+    duration = message_from_json(wkt.Duration, text, lenient=True)
+    assert duration.seconds * 10**9 + duration.nanos == nanos
+    assert message_from_json(wkt.Duration, message_to_json(duration)) == duration
+
+
+@given(st.data(), st.text(min_size=1, max_size=8))
+def test_unknown_top_level_field_is_named(data: st.DataObject, key: str) -> None:
+    cls = data.draw(st.sampled_from(all_message_types()), label="type")
+    value = message_to_json(data.draw(messages(cls, max_depth=1), label="message"))
+    if not isinstance(value, dict) or full_name(cls).startswith("google.protobuf."):
+        return  # well-known types have their own JSON forms
+    names = {f for f in dir(cls) if not f.startswith("__")}
+    if key in value or key in names or key in ("@type",):
+        return
+    from istio_sdk.protojson import json_name
+
+    if any(json_name(n.rstrip("_")) == key for n in names):
+        return
+    with pytest.raises(JsonParseError) as info:
+        message_from_json(cls, {**value, key: 1}, path="spec")
+    assert info.value.path == f"spec.{key}"
+    assert "unknown field" in info.value.problem
+
+
 @pytest.mark.parametrize("text", ["5x", "m", "1.5", "", "1h-5m", ".s", "1 s"])
 def test_bad_durations(text: str) -> None:
     with pytest.raises(JsonParseError) as info:
