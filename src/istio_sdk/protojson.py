@@ -1191,7 +1191,7 @@ def message_to_json(msg: betterproto2.Message, *, include_defaults: bool = False
 
 
 def message_to_json_text(
-    msg: betterproto2.Message, *, indent: int | None = None, include_defaults: bool = False
+    msg: betterproto2.Message, indent: int | None = None, *, include_defaults: bool = False
 ) -> str:
     """``message_to_json`` as JSON text (non-ASCII characters kept as they are)."""
     return json.dumps(
