@@ -148,7 +148,7 @@ def _full_name(cls: type[betterproto2.Message]) -> str:
 def _class_for_type_url(type_url: str) -> type[betterproto2.Message] | None:
     """The generated class named by the part of ``type_url`` after its last ``/``."""
     name = type_url.rsplit("/", 1)[-1]
-    if "/" not in type_url or not name:
+    if not name:
         return None
     key = _TYPE_URL_PREFIX + name
     pool = _pool()

@@ -161,6 +161,21 @@ def test_timestamp_precision(seconds: int, nanos: int, text: str) -> None:
     assert (back.seconds, back.nanos) == (seconds, nanos)
 
 
+def test_datetime_fields_need_a_timezone() -> None:
+    from istio_sdk.api.envoy.admin.v3 import UpdateFailureState
+
+    aware = datetime.datetime(
+        2024, 5, 1, 12, 0, tzinfo=datetime.timezone(datetime.timedelta(hours=2))
+    )
+    state = UpdateFailureState(last_update_attempt=aware)
+    assert message_to_json(state) == {"lastUpdateAttempt": "2024-05-01T10:00:00Z"}
+    assert message_to_json(state) == official_dict(state)
+    naive = UpdateFailureState(last_update_attempt=datetime.datetime(2024, 5, 1))
+    with pytest.raises(JsonSerializeError) as info:
+        message_to_json(naive)
+    assert info.value.path == "lastUpdateAttempt"
+
+
 def test_timestamp_with_offset() -> None:
     back = message_from_json(wkt.Timestamp, "1970-01-01T01:00:00.5+01:00")
     assert (back.seconds, back.nanos) == (0, 500_000_000)
