@@ -119,7 +119,7 @@ def _proto_name(attr: str) -> str:
     if attr.endswith("_") and attr[:-1].isidentifier():
         import keyword
 
-        if keyword.iskeyword(attr[:-1]) or keyword.issoftkeyword(attr[:-1]):
+        if keyword.iskeyword(attr[:-1]):
             return attr[:-1]
     return attr
 
