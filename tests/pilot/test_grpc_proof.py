@@ -30,6 +30,8 @@ import pytest_asyncio
 
 grpc = pytest.importorskip("grpc")
 
+from support.grpc_xds import xds_bootstrap  # noqa: E402
+
 from istio_sdk.api.istio.networking import v1alpha3 as n  # noqa: E402
 from istio_sdk.pilot.push_context import ENDPOINT_TYPE, ConfigEntry, PushContext  # noqa: E402
 from istio_sdk.pilot.registry import Endpoint, Service, ServicePort, ServiceRegistry  # noqa: E402
@@ -86,21 +88,7 @@ server.stop(None)
 
 
 def _bootstrap(xds_port: int, node_id: str) -> dict[str, object]:
-    return {
-        "xds_servers": [
-            {
-                "server_uri": f"127.0.0.1:{xds_port}",
-                "channel_creds": [{"type": "insecure"}],
-                "server_features": ["xds_v3"],
-            }
-        ],
-        "node": {
-            "id": node_id,
-            "cluster": "proof",
-            "metadata": {"GENERATOR": "grpc", "NAMESPACE": "default"},
-        },
-        "server_listener_resource_name_template": "xds.istio.io/grpc/lds/inbound/%s",
-    }
+    return xds_bootstrap(xds_port, node_id)
 
 
 def _backend(name: str) -> tuple[grpc.Server, int]:

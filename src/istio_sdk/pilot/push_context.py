@@ -61,6 +61,7 @@ __all__ = [
 ]
 
 ROOT_NAMESPACE = "istio-system"
+DEFAULT_TRUST_DOMAIN = "cluster.local"
 
 # Type URLs the generator answers (the xDS registry in istio_sdk.xds holds the full list).
 LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
@@ -76,6 +77,7 @@ _KIND_ALIASES = {
     "sidecar": "Sidecar",
     "serviceentry": "ServiceEntry",
     "workloadentry": "WorkloadEntry",
+    "peerauthentication": "PeerAuthentication",
 }
 _VERSION_COUNTER = itertools.count(1)
 TRANSLATED_KINDS = frozenset(_KIND_ALIASES.values())
@@ -317,6 +319,7 @@ class PushContext:
         version: str,
         domain_suffix: str,
         root_namespace: str,
+        trust_domain: str = DEFAULT_TRUST_DOMAIN,
     ) -> None:
         self.configs = MappingProxyType(dict(configs))
         self.services = MappingProxyType(dict(services))
@@ -324,6 +327,8 @@ class PushContext:
         self.version = version
         self.domain_suffix = domain_suffix
         self.root_namespace = root_namespace
+        self.trust_domain = trust_domain
+        """The SPIFFE trust domain workload identities are in (``cluster.local`` by default)."""
         self.cache: dict[tuple[object, ...], Any] = {}
         self.errors: tuple[str, ...] = ()
         """Problems with config that was skipped while building (see :meth:`build`)."""
@@ -363,6 +368,7 @@ class PushContext:
         domain_suffix: str = DEFAULT_DOMAIN_SUFFIX,
         root_namespace: str = ROOT_NAMESPACE,
         strict: bool = False,
+        trust_domain: str = DEFAULT_TRUST_DOMAIN,
     ) -> PushContext:
         """Snapshot ``configs`` and ``registry`` into a push context.
 
@@ -423,6 +429,7 @@ class PushContext:
             version=version if version is not None else str(next(_VERSION_COUNTER)),
             domain_suffix=domain_suffix,
             root_namespace=root_namespace,
+            trust_domain=trust_domain,
         )
         context.errors = tuple(errors)
         return context
@@ -436,6 +443,7 @@ class PushContext:
         domain_suffix: str = DEFAULT_DOMAIN_SUFFIX,
         root_namespace: str = ROOT_NAMESPACE,
         strict: bool = False,
+        trust_domain: str = DEFAULT_TRUST_DOMAIN,
     ) -> PushContext:
         """Snapshot every networking resource of an ``istio_sdk.config.ConfigStore``.
 
@@ -454,6 +462,7 @@ class PushContext:
             domain_suffix=domain_suffix,
             root_namespace=root_namespace,
             strict=strict,
+            trust_domain=trust_domain,
         )
 
     # -- lookups ------------------------------------------------------------------------
@@ -811,7 +820,8 @@ def _config_hosts(entry: ConfigEntry) -> set[str]:
         hosts.add(fqdn(spec.host, ns))
     elif isinstance(spec, networking.ServiceEntry):
         hosts.update(fqdn(h, ns) for h in spec.hosts)
-    elif isinstance(spec, networking.WorkloadEntry):
+    elif isinstance(spec, networking.WorkloadEntry) or entry.kind == "PeerAuthentication":
+        # Peer authentication changes what servers accept: every proxy may need a push.
         hosts.add("*")
     return hosts
 

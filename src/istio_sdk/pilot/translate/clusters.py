@@ -10,6 +10,8 @@ rule's top-level policy, and a ``portLevelSettings`` entry for the port override
 fields it sets. The policy maps to load balancing (round robin, least request, random, consistent
 hash as ring hash or Maglev), circuit breakers (connection pool), outlier detection and upstream
 TLS (SIMPLE, MUTUAL, ISTIO_MUTUAL over SDS, or certificate providers for proxyless gRPC).
+ISTIO_MUTUAL verifies the server's SPIFFE identity: the rule's ``subjectAltNames`` if it names
+any, else the identities of the service's workloads (their service accounts), as Istio does.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from istio_sdk.pilot.translate._common import (
     parse_cluster_name,
     socket_address,
 )
+from istio_sdk.pilot.translate.authn import certificate_provider_tls_context, service_identities
 
 __all__ = [
     "TrafficPolicy",
@@ -289,6 +292,7 @@ def _upstream_tls(
     cluster_name: str,
     service: Service,
     grpc: bool,
+    identities: list[str] | None = None,
 ) -> core.TransportSocket | None:
     if settings is None:
         return None
@@ -299,18 +303,9 @@ def _upstream_tls(
     common = tls.CommonTlsContext()
     sni = settings.sni
     if mode == modes.ISTIO_MUTUAL:
+        sans = list(settings.subject_alt_names) or list(identities or ())
         if grpc:
-            common.tls_certificate_provider_instance = tls.CertificateProviderPluginInstance(
-                instance_name="default", certificate_name="default"
-            )
-            common.validation_context = tls.CertificateValidationContext(
-                ca_certificate_provider_instance=tls.CertificateProviderPluginInstance(
-                    instance_name="default", certificate_name="ROOTCA"
-                ),
-                match_subject_alt_names=[
-                    matcher.StringMatcher(exact=n) for n in settings.subject_alt_names
-                ],
-            )
+            common = certificate_provider_tls_context(sans)
         else:
             common.alpn_protocols = ["istio-peer-exchange", "istio"]
             common.tls_certificate_sds_secret_configs = [
@@ -319,7 +314,7 @@ def _upstream_tls(
             common.combined_validation_context = (
                 tls.CommonTlsContextCombinedCertificateValidationContext(
                     default_validation_context=tls.CertificateValidationContext(
-                        match_typed_subject_alt_names=_san_matchers(settings.subject_alt_names)
+                        match_typed_subject_alt_names=_san_matchers(sans)
                     ),
                     validation_context_sds_secret_config=tls.SdsSecretConfig(
                         name="ROOTCA", sds_config=_sds_source()
@@ -456,7 +451,11 @@ def build_cluster(
         built.lb_policy = cluster.ClusterLbPolicy.CLUSTER_PROVIDED
     else:
         _lb_settings(built, policy.load_balancer, grpc)
-    built.transport_socket = _upstream_tls(policy.tls, name, service, grpc)
+    identities = None
+    istio_mutual = networking.ClientTlsSettingsTlSmode.ISTIO_MUTUAL
+    if policy.tls is not None and policy.tls.mode == istio_mutual:
+        identities = service_identities(context, service)
+    built.transport_socket = _upstream_tls(policy.tls, name, service, grpc, identities)
     return built
 
 

@@ -15,6 +15,8 @@ Names that resolve to nothing are left out of the answer (the resource does not 
 xDS-enabled gRPC *servers* ask for a listener named after their listening address
 (``xds.istio.io/grpc/lds/inbound/IP:PORT`` with Istio's bootstrap template, or any name with
 ``listening_address=IP:PORT``); they get a server listener, see :func:`grpc_server_listener`.
+Its filter chain terminates mTLS (certificate provider instance ``default``, client certificate
+required) when PeerAuthentication makes the listening port STRICT, see :mod:`.authn`.
 """
 
 from __future__ import annotations
@@ -44,6 +46,13 @@ from istio_sdk.pilot.translate._common import (
     pack,
     socket_address,
 )
+from istio_sdk.pilot.translate.authn import (
+    TLS_MODE_LABEL,
+    MtlsMode,
+    grpc_server_tls_context,
+    proxy_mtls_policy,
+    tls_transport_socket,
+)
 from istio_sdk.pilot.translate.clusters import (
     build_cluster,
     build_load_assignment,
@@ -62,6 +71,7 @@ __all__ = [
     "grpc_listener",
     "grpc_route_configuration",
     "grpc_server_listener",
+    "grpc_server_mtls_mode",
 ]
 
 SERVER_LISTENER_PREFIX = "xds.istio.io/grpc/lds/inbound/"
@@ -99,14 +109,33 @@ def _server_address(name: str) -> tuple[str, int] | None:
     return host.strip("[]"), int(port)
 
 
-def grpc_server_listener(name: str) -> listener.Listener | None:
+def grpc_server_mtls_mode(context: PushContext, proxy: ProxyInfo, port: int) -> MtlsMode:
+    """The mTLS mode an xDS-enabled gRPC server of ``proxy`` enforces on ``port``.
+
+    PeerAuthentication decides, as for any workload, with two adjustments Istio makes: gRPC
+    cannot serve plaintext and TLS on one port (its filter chain match understands no
+    ``tls`` transport protocol), so PERMISSIVE serves plaintext; but a workload labelled
+    ``security.istio.io/tlsMode: istio`` is dialled with mTLS by auto-mTLS clients, so for it
+    PERMISSIVE means STRICT.
+    """
+    mode = proxy_mtls_policy(context, proxy).mode_for_port(port)
+    if mode is MtlsMode.PERMISSIVE:
+        labelled = proxy.labels.get(TLS_MODE_LABEL) == "istio"
+        mode = MtlsMode.STRICT if labelled else MtlsMode.DISABLE
+    return mode
+
+
+def grpc_server_listener(name: str, mode: MtlsMode = MtlsMode.DISABLE) -> listener.Listener | None:
     """The listener an xDS-enabled gRPC *server* gets for ``name``.
 
     gRPC servers ask for the name their bootstrap's ``server_listener_resource_name_template``
     makes of their listening address (Istio's template is
     ``xds.istio.io/grpc/lds/inbound/%s``). The answer binds that address with one filter chain:
     an HttpConnectionManager whose inline route sends every request to the server itself
-    (``non_forwarding_action``), router filter last. Plaintext: no PeerAuthentication here.
+    (``non_forwarding_action``), router filter last. With ``mode`` STRICT the chain
+    (``inbound-mtls``) carries a DownstreamTlsContext requiring a client certificate, both
+    certificate and trust bundle from certificate provider instance ``default``; otherwise
+    it is plaintext (``inbound-plaintext``).
     """
     address = _server_address(name)
     if address is None:
@@ -132,19 +161,24 @@ def grpc_server_listener(name: str) -> listener.Listener | None:
         ),
         http_filters=http_filters(with_fault=False),
     )
+    chain = listener.FilterChain(name="inbound-plaintext", filters=[hcm_filter(manager)])
+    if mode is MtlsMode.STRICT:
+        chain.name = "inbound-mtls"
+        chain.transport_socket = tls_transport_socket(grpc_server_tls_context())
     return listener.Listener(
         name=name,
         address=socket_address(ip, port),
         traffic_direction=core.TrafficDirection.INBOUND,
-        filter_chains=[listener.FilterChain(name="inbound", filters=[hcm_filter(manager)])],
+        filter_chains=[chain],
     )
 
 
 def grpc_listener(context: PushContext, proxy: ProxyInfo, name: str) -> listener.Listener | None:
     """The listener for ``name``: an API listener for a client target (``HOST:PORT``), or a
     server listener for an xDS-enabled gRPC server's listening address."""
-    if _server_address(name) is not None:
-        return grpc_server_listener(name)
+    address = _server_address(name)
+    if address is not None:
+        return grpc_server_listener(name, grpc_server_mtls_mode(context, proxy, address[1]))
     if _resolve(context, proxy, name) is None:
         return None
     manager = hcm.HttpConnectionManager(
