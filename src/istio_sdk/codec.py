@@ -30,6 +30,9 @@ from typing import Any, TypeVar
 
 import betterproto2
 
+from istio_sdk.timeutil import Duration as ExactDuration
+from istio_sdk.timeutil import Timestamp as ExactTimestamp
+
 __all__ = ["DecodeError", "fast_codec_installed", "reference_codec"]
 
 T = TypeVar("T")
@@ -412,35 +415,51 @@ def _read_seconds_nanos(data: bytes, pos: int, end: int) -> tuple[int, int]:
 
 
 def enc_duration(value: datetime.timedelta) -> bytes:
-    """A ``timedelta`` as a Duration body: seconds and nanos truncated toward zero, same sign."""
-    micros = (value.days * 86400 + value.seconds) * 1_000_000 + value.microseconds
-    sign = -1 if micros < 0 else 1
-    seconds, rest = divmod(abs(micros), 1_000_000)
-    return _seconds_nanos_body(sign * seconds, sign * rest * 1000)
+    """A ``timedelta`` as a Duration body: seconds and nanos truncated toward zero, same sign.
+
+    A ``istio_sdk.timeutil.Duration`` adds its nanoseconds below the microsecond.
+    """
+    nanos = ((value.days * 86400 + value.seconds) * 1_000_000 + value.microseconds) * 1000
+    if type(value) is not datetime.timedelta and isinstance(value, ExactDuration):
+        nanos += value.nanoseconds
+    if nanos < 0:
+        seconds, nanos = divmod(-nanos, 1_000_000_000)
+        return _seconds_nanos_body(-seconds, -nanos)
+    seconds, nanos = divmod(nanos, 1_000_000_000)
+    return _seconds_nanos_body(seconds, nanos)
 
 
 def dec_duration(data: bytes, pos: int, end: int) -> datetime.timedelta:
+    """A Duration body as a ``timedelta``; an exact ``timeutil.Duration`` below a microsecond."""
     seconds, nanos = _read_seconds_nanos(data, pos, end)
-    # The same conversion as betterproto2's Duration.to_timedelta.
-    return datetime.timedelta(seconds=seconds, microseconds=nanos / 1e3)
+    if nanos % 1000:
+        return ExactDuration.from_parts(seconds, nanos)
+    return datetime.timedelta(seconds=seconds, microseconds=nanos // 1000)
 
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
 
 def enc_timestamp(value: datetime.datetime) -> bytes:
-    """A timezone-aware ``datetime`` as a Timestamp body (nanos always non-negative)."""
+    """A timezone-aware ``datetime`` as a Timestamp body (nanos always non-negative).
+
+    A ``istio_sdk.timeutil.Timestamp`` adds its nanoseconds below the microsecond.
+    """
     if value.tzinfo is None:
         raise ValueError("a Timestamp field needs a timezone-aware datetime")
     offset = value - _EPOCH
-    micros = (offset.days * 86400 + offset.seconds) * 1_000_000 + offset.microseconds
-    seconds, rest = divmod(micros, 1_000_000)
-    return _seconds_nanos_body(seconds, rest * 1000)
+    nanos = ((offset.days * 86400 + offset.seconds) * 1_000_000 + offset.microseconds) * 1000
+    if type(value) is not datetime.datetime and isinstance(value, ExactTimestamp):
+        nanos += value.nanosecond
+    seconds, nanos = divmod(nanos, 1_000_000_000)
+    return _seconds_nanos_body(seconds, nanos)
 
 
 def dec_timestamp(data: bytes, pos: int, end: int) -> datetime.datetime:
+    """A Timestamp body as a UTC ``datetime``; an exact ``timeutil.Timestamp`` below a µs."""
     seconds, nanos = _read_seconds_nanos(data, pos, end)
-    # The same conversion as betterproto2's Timestamp.to_datetime.
+    if nanos % 1000:
+        return ExactTimestamp.from_parts(seconds, nanos)
     return _EPOCH + datetime.timedelta(seconds=seconds, microseconds=nanos // 1000)
 
 
@@ -485,6 +504,10 @@ def parse_bytes(decode: Decoder, data: bytes | bytearray | memoryview) -> Any:
         raise DecodeError(f"a string field is not valid UTF-8: {exc.reason}") from exc
     except RecursionError as exc:
         raise DecodeError("messages are nested too deeply to decode") from exc
+    except OverflowError as exc:
+        raise DecodeError(
+            "a Duration or Timestamp is outside what datetime.timedelta/datetime can hold"
+        ) from exc
     finally:
         if pause:
             gc.enable()

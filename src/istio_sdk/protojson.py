@@ -38,6 +38,8 @@ from typing import Any, TypeAlias, TypeVar, cast
 
 import betterproto2
 
+from istio_sdk import timeutil
+
 __all__ = [
     "JsonParseError",
     "JsonSerializeError",
@@ -850,19 +852,13 @@ def timestamp_from_json(value: Any, path: str = "") -> tuple[int, int]:
 
 
 def _timedelta_parts(value: datetime.timedelta) -> tuple[int, int]:
-    micros = (value.days * 86400 + value.seconds) * 1_000_000 + value.microseconds
-    return _split_nanos(micros * 1000)
+    # Exact, including the nanoseconds of an istio_sdk.timeutil.Duration.
+    return timeutil.duration_parts(value)
 
 
 def _timedelta_from_parts(seconds: int, nanos: int, path: str) -> datetime.timedelta:
-    if nanos % 1000:
-        raise JsonParseError(
-            path,
-            "duration has sub-microsecond digits, which this field (a datetime.timedelta) "
-            "cannot hold",
-        )
     try:
-        return datetime.timedelta(seconds=seconds, microseconds=nanos // 1000)
+        return timeutil.duration_from_parts(seconds, nanos)
     except OverflowError:
         raise JsonParseError(path, "duration is too large for datetime.timedelta") from None
 
@@ -870,21 +866,12 @@ def _timedelta_from_parts(seconds: int, nanos: int, path: str) -> datetime.timed
 def _datetime_parts(value: datetime.datetime, path: str) -> tuple[int, int]:
     if value.tzinfo is None or value.utcoffset() is None:
         raise JsonSerializeError(path, "a Timestamp needs a timezone-aware datetime")
-    delta = value - _EPOCH
-    micros = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
-    seconds, micro = divmod(micros, 1_000_000)
-    return seconds, micro * 1000
+    return timeutil.timestamp_parts(value)
 
 
 def _datetime_from_parts(seconds: int, nanos: int, path: str) -> datetime.datetime:
-    if nanos % 1000:
-        raise JsonParseError(
-            path,
-            "timestamp has sub-microsecond digits, which this field (a datetime.datetime) "
-            "cannot hold",
-        )
     try:
-        return _EPOCH + datetime.timedelta(seconds=seconds, microseconds=nanos // 1000)
+        return timeutil.timestamp_from_parts(seconds, nanos)
     except OverflowError:
         raise JsonParseError(path, "timestamp is outside what datetime.datetime holds") from None
 

@@ -22,6 +22,7 @@ from google.protobuf import any_pb2, descriptor_pb2, duration_pb2, struct_pb2, w
 from google.protobuf.message import DecodeError as OfficialDecodeError
 from validate import validate_pb2
 
+from istio_sdk import timeutil
 from istio_sdk.api.envoy.config.cluster.v3 import Cluster
 from istio_sdk.api.envoy.config.core.v3 import Metadata, SocketAddress
 from istio_sdk.api.envoy.config.route.v3 import RetryPolicy
@@ -40,7 +41,7 @@ from istio_sdk.api.validate import (
     UInt32Rules,
     UInt64Rules,
 )
-from istio_sdk.codec import DecodeError, fast_codec_installed, reference_codec
+from istio_sdk.codec import DecodeError, fast_codec_installed, reference_codec, varint
 
 
 def same_as_official(
@@ -287,13 +288,83 @@ def test_durations_with_nanos_and_negative_durations() -> None:
             deterministic=True
         )
         assert Cluster.parse(bytes(Cluster(connect_timeout=delta))).connect_timeout == delta
-    # Below a microsecond the value is rounded exactly as betterproto2 rounds it.
+    # Below a microsecond the value is exact (betterproto2 would round 1500 ns to 2 us).
     sub_micro = cluster_pb2.Cluster()
     sub_micro.connect_timeout.nanos = 1500
     data = sub_micro.SerializeToString()
+    parsed = Cluster.parse(data)
+    assert parsed.connect_timeout == timeutil.Duration(microseconds=1, nanoseconds=500)
+    assert bytes(parsed) == data
     with reference_codec():
         slow = Cluster.parse(data)
-    assert Cluster.parse(data) == slow
+    assert slow.connect_timeout == datetime.timedelta(microseconds=2)
+    assert parsed != slow
+
+
+@pytest.mark.parametrize(
+    ("seconds", "nanos"),
+    [
+        (0, 1),
+        (0, -1),
+        (1, 999_999_999),
+        (-1, -999_999_999),
+        (-5, -1_500),
+        (315_576_000_000, 999_999_999),
+        (-315_576_000_000, -999_999_999),
+        (0, 123_456_789),
+    ],
+)
+def test_duration_nanoseconds_are_exact_both_ways(seconds: int, nanos: int) -> None:
+    official = cluster_pb2.Cluster()
+    official.connect_timeout.seconds = seconds
+    official.connect_timeout.nanos = nanos
+    data = official.SerializeToString(deterministic=True)
+    ours = Cluster.parse(data)
+    assert isinstance(ours.connect_timeout, timeutil.Duration)
+    assert timeutil.duration_parts(ours.connect_timeout) == (seconds, nanos)
+    assert ours.connect_timeout.total_nanoseconds() == seconds * 10**9 + nanos
+    assert bytes(ours) == data
+    built = Cluster(connect_timeout=timeutil.Duration.from_parts(seconds, nanos))
+    assert bytes(built) == data
+    assert cluster_pb2.Cluster.FromString(bytes(built)) == official
+
+
+@pytest.mark.parametrize(
+    ("seconds", "nanos"),
+    [(0, 1), (-1, 999_999_999), (1_700_000_000, 123_456_789), (-62_135_596_800, 7)],
+)
+def test_timestamp_nanoseconds_are_exact_both_ways(seconds: int, nanos: int) -> None:
+    from envoy.admin.v3 import config_dump_shared_pb2
+
+    from istio_sdk.api.envoy.admin.v3 import UpdateFailureState
+
+    official = config_dump_shared_pb2.UpdateFailureState()
+    official.last_update_attempt.seconds = seconds
+    official.last_update_attempt.nanos = nanos
+    data = official.SerializeToString(deterministic=True)
+    ours = UpdateFailureState.parse(data)
+    when = ours.last_update_attempt
+    assert isinstance(when, timeutil.Timestamp)
+    assert when.nanosecond == nanos % 1000
+    assert timeutil.timestamp_parts(when) == (seconds, nanos)
+    assert bytes(ours) == data
+    built = UpdateFailureState(last_update_attempt=timeutil.Timestamp.from_parts(seconds, nanos))
+    assert bytes(built) == data
+
+
+def test_whole_microseconds_decode_to_plain_values() -> None:
+    official = cluster_pb2.Cluster()
+    official.connect_timeout.nanos = 5_000
+    ours = Cluster.parse(official.SerializeToString())
+    assert type(ours.connect_timeout) is datetime.timedelta
+    with reference_codec():
+        assert Cluster.parse(official.SerializeToString()) == ours
+
+
+def test_duration_or_timestamp_out_of_python_range_is_a_decode_error() -> None:
+    body = b"\x08" + varint(2**62)
+    with pytest.raises(DecodeError, match="Duration or Timestamp"):
+        Cluster.parse(b"\x22" + bytes([len(body)]) + body)
 
 
 def test_timestamps() -> None:

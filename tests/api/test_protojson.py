@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from support.official import official_class, official_pool, to_official
 
+from istio_sdk import timeutil
 from istio_sdk.api.envoy.config.cluster.v3 import (
     ClusterCommonLbConfigZoneAwareLbConfig,
     OutlierDetection,
@@ -137,11 +138,47 @@ def test_negative_timedelta_field() -> None:
     assert message_from_json(HttpUri, {"timeout": "-1.5s"}).timeout == uri.timeout
 
 
-def test_sub_microsecond_duration_in_timedelta_field_is_an_error() -> None:
-    # The field holds a datetime.timedelta: silently dropping nanoseconds would change the value.
-    with pytest.raises(JsonParseError) as info:
-        message_from_json(HttpUri, {"timeout": "1.000000001s"})
-    assert info.value.path == "timeout"
+@pytest.mark.parametrize(
+    ("text", "seconds", "nanos"),
+    [
+        ("1.000000001s", 1, 1),
+        ("0.000000001s", 0, 1),
+        ("-0.000000001s", 0, -1),
+        ("-2.123456789s", -2, -123_456_789),
+        ("315576000000.999999999s", 315_576_000_000, 999_999_999),
+    ],
+)
+def test_nanoseconds_in_timedelta_fields_are_kept(text: str, seconds: int, nanos: int) -> None:
+    uri = message_from_json(HttpUri, {"timeout": text})
+    assert isinstance(uri.timeout, timeutil.Duration)
+    assert timeutil.duration_parts(uri.timeout) == (seconds, nanos)
+    assert message_to_json(uri) == {"timeout": text} == official_dict(uri)
+    assert wire(uri) == official_from_json(HttpUri, {"timeout": text})
+    assert HttpUri.parse(bytes(uri)) == uri
+
+
+def test_nanoseconds_in_datetime_fields_are_kept() -> None:
+    from istio_sdk.api.envoy.admin.v3 import UpdateFailureState
+
+    text = "2024-05-01T10:00:00.123456789Z"
+    state = message_from_json(UpdateFailureState, {"lastUpdateAttempt": text})
+    assert isinstance(state.last_update_attempt, timeutil.Timestamp)
+    assert state.last_update_attempt.nanosecond == 789
+    assert message_to_json(state) == {"lastUpdateAttempt": text} == official_dict(state)
+    assert wire(state) == official_from_json(UpdateFailureState, {"lastUpdateAttempt": text})
+    # An offset moves the instant, not the digits.
+    shifted = message_from_json(
+        UpdateFailureState, {"lastUpdateAttempt": "2024-05-01T12:00:00.123456789+02:00"}
+    )
+    assert shifted == state
+
+
+def test_lenient_go_durations_keep_nanoseconds() -> None:
+    tcp = message_from_json(
+        ConnectionPoolSettingsTcpSettings, {"connectTimeout": "1s1ns"}, lenient=True
+    )
+    assert tcp.connect_timeout == timeutil.Duration(seconds=1, nanoseconds=1)
+    assert message_to_json(tcp) == {"connectTimeout": "1.000000001s"}
 
 
 @pytest.mark.parametrize(

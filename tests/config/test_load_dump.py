@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import istio_sdk
+from istio_sdk import timeutil
 from istio_sdk.config import KINDS, ObjectMeta, Resource, dump_resources, load_resources
 from istio_sdk.config._yaml import parse_documents
 from istio_sdk.testing import messages
@@ -115,6 +116,34 @@ spec:
 """
     )
     assert doc_style == canonical
+
+
+def test_nanosecond_durations_dump_and_reload_unchanged() -> None:
+    text = """
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: r, namespace: n}
+spec:
+  host: r
+  trafficPolicy:
+    connectionPool: {tcp: {connectTimeout: 0.000000001s}, http: {idleTimeout: 1m0.5000001s}}
+    outlierDetection: {interval: 1ns, baseEjectionTime: 2.123456789s}
+"""
+    [resource] = load_resources(text)
+    pool = resource.spec.traffic_policy.connection_pool
+    assert pool.tcp.connect_timeout == timeutil.Duration(nanoseconds=1)
+    assert pool.http.idle_timeout == timeutil.Duration(
+        seconds=60, microseconds=500_000, nanoseconds=100
+    )
+    for fmt in ("yaml", "json"):
+        dumped = dump_resources([resource], format=fmt)
+        assert "0.000000001s" in dumped
+        assert "60.500000100s" in dumped
+        assert "2.123456789s" in dumped
+        [again] = load_resources(dumped)
+        assert again == resource
+        assert dump_resources([again], format=fmt) == dumped
+        assert bytes(again.spec) == bytes(resource.spec)
 
 
 def test_sources_lists_and_empty_documents(tmp_path: pathlib.Path) -> None:

@@ -25,6 +25,8 @@ from typing import Any, TypeVar, cast
 import betterproto2
 from hypothesis import strategies as st
 
+from istio_sdk import timeutil
+
 __all__ = [
     "all_message_types",
     "full_name",
@@ -240,23 +242,15 @@ def _timestamp_parts() -> st.SearchStrategy[tuple[int, int]]:
     return st.tuples(seconds, nanos)
 
 
-def _as_timedelta(parts: tuple[int, int]) -> datetime.timedelta:
-    seconds, nanos = parts
-    # Both parts share one sign; drop the sub-microsecond digits towards zero.
-    micros = nanos // 1000 if nanos >= 0 else -(-nanos // 1000)
-    return datetime.timedelta(seconds=seconds, microseconds=micros)
-
-
 def _timedelta() -> st.SearchStrategy[datetime.timedelta]:
-    # betterproto2 holds Duration fields as timedelta: whole microseconds only.
-    return _duration_parts().map(_as_timedelta)
+    # betterproto2 holds Duration fields as timedelta; digits below a microsecond come as an
+    # istio_sdk.timeutil.Duration (what the codec and protojson produce for them).
+    return _duration_parts().map(lambda p: timeutil.duration_from_parts(*p))
 
 
 def _datetime() -> st.SearchStrategy[datetime.datetime]:
-    epoch = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
-    return _timestamp_parts().map(
-        lambda p: epoch + datetime.timedelta(seconds=p[0], microseconds=p[1] // 1000)
-    )
+    # Likewise: a UTC datetime, or an istio_sdk.timeutil.Timestamp below a microsecond.
+    return _timestamp_parts().map(lambda p: timeutil.timestamp_from_parts(*p))
 
 
 def _unwrapped(wrapper_name: str) -> st.SearchStrategy[Any]:
