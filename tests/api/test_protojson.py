@@ -311,13 +311,37 @@ def test_any() -> None:
     "paths", [[], ["a"], ["foo_bar.baz_qux", "x"], ["a1.b2_c"], ["spec.http_route"]]
 )
 def test_field_mask_string_form(paths: list[str]) -> None:
-    # No generated message uses FieldMask today; the form is checked against json_format's own.
     from google.protobuf import field_mask_pb2
 
     official = field_mask_pb2.FieldMask(paths=paths)
     text = field_mask_to_json(paths)
     assert text == official.ToJsonString()
     assert field_mask_from_json(text) == paths
+    # The generated class: its JSON form is the string, both ways, as json_format has it.
+    mask = wkt.FieldMask(paths=paths)
+    assert bytes(mask) == official.SerializeToString(deterministic=True)
+    assert message_to_json(mask) == text == official_dict(mask)
+    assert message_from_json(wkt.FieldMask, text) == mask
+    assert wire(mask) == official_from_json(wkt.FieldMask, text)
+    packed = wkt.Any.pack(mask)
+    as_json = {"@type": "type.googleapis.com/google.protobuf.FieldMask", "value": text}
+    assert message_to_json(packed) == as_json == official_dict(packed)
+    assert message_from_json(wkt.Any, as_json) == packed
+
+
+@given(messages(wkt.FieldMask))
+def test_generated_field_masks_match_json_format(mask: Any) -> None:
+    text = message_to_json(mask)
+    assert text == official_dict(mask)
+    assert official_from_json(wkt.FieldMask, text) == wire(mask)
+    assert message_from_json(wkt.FieldMask, text) == mask
+
+
+def test_field_mask_json_must_be_a_string() -> None:
+    with pytest.raises(JsonParseError):
+        message_from_json(wkt.FieldMask, ["a"])
+    with pytest.raises(JsonParseError):
+        message_from_json(wkt.FieldMask, "a_b")
 
 
 @pytest.mark.parametrize("bad", ["Foo", "a__b", "a_", "a_1"])

@@ -88,6 +88,7 @@ ANY_PAYLOAD_TYPES: tuple[str, ...] = (
     "google.protobuf.UInt32Value",
     "google.protobuf.Struct",
     "google.protobuf.Empty",
+    "google.protobuf.FieldMask",
     "envoy.config.core.v3.Locality",
     "istio.networking.v1alpha3.Destination",
 )

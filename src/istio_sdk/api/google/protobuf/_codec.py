@@ -6368,6 +6368,64 @@ def d_Empty(data, pos, end):
     return o
 
 
+def e_FieldMask(m):
+    b = bytearray()
+    v = m.paths
+    for x in v:
+        s = x.encode()
+        n = len(s)
+        b += b'\n'
+        b += (V[n] if n < 16384 else vi(n))
+        b += s
+    u = m._unknown_fields
+    if u:
+        b += u
+    return b
+
+
+def d_FieldMask(data, pos, end):
+    f0 = []
+    u = b""
+    while pos < end:
+        st = pos
+        t = data[pos]
+        if t < 128:
+            pos += 1
+        else:
+            y = data[pos + 1]
+            if y < 128:
+                t = (t & 127) | (y << 7)
+                pos += 2
+            else:
+                t, pos = rv(data, pos)
+        if t == 10:
+            n = data[pos]
+            if n < 128:
+                pos += 1
+            else:
+                y = data[pos + 1]
+                if y < 128:
+                    n = (n & 127) | (y << 7)
+                    pos += 2
+                else:
+                    n, pos = rv(data, pos)
+            e = pos + n
+            if e > end:
+                raise trunc()
+            x = data[pos:e].decode()
+            pos = e
+            f0.append(x)
+        else:
+            pos = skip(data, pos, t, end)
+            u += data[st:pos]
+    if pos != end:
+        raise over(pos, end)
+    o = new(_K71)
+    o.paths = f0
+    o._unknown_fields = u
+    return o
+
+
 # Bind the classes (all defined once this package's __init__ runs) and install.
 from . import Struct as _K0
 from . import Value as _K1
@@ -6478,6 +6536,7 @@ from . import Timestamp as _K68
 from . import Duration as _K69
 from . import DescriptorProto as _K7
 from . import Empty as _K70
+from . import FieldMask as _K71
 from . import SymbolVisibility as _K8
 _K8_v = _K8._value2member_map_
 _K8_0 = _K8(0)
@@ -6535,3 +6594,4 @@ install(_K67, e_Any, d_Any)
 install(_K68, e_Timestamp, d_Timestamp)
 install(_K69, e_Duration, d_Duration)
 install(_K70, e_Empty, d_Empty)
+install(_K71, e_FieldMask, d_FieldMask)
