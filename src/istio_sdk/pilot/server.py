@@ -22,6 +22,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
+from types import MappingProxyType
 from typing import Any, Literal, Protocol
 
 import attrs
@@ -221,6 +222,11 @@ class StaticGenerator:
 
     def __init__(self, resources: Iterable[betterproto2.Message] = ()) -> None:
         self._by_type: dict[str, dict[str, betterproto2.Message]] = {}
+        # (type_url, names) -> answer; dropped for a type when it changes, so every proxy
+        # asking the same question between changes gets the very same mapping object.
+        self._answers: dict[
+            tuple[str, frozenset[str] | None], Mapping[str, betterproto2.Message]
+        ] = {}
         self.set(*resources)
 
     def set(self, *messages: betterproto2.Message) -> PushRequest:
@@ -231,6 +237,7 @@ class StaticGenerator:
             name = resource_name(message)
             self._by_type.setdefault(url, {})[name] = message
             changed.setdefault(url, set()).add(name)
+        self._forget(changed)
         return PushRequest(types=changed, changed=changed, reason="static resources set")
 
     def remove(self, type_url: str, *names: str) -> PushRequest:
@@ -238,6 +245,7 @@ class StaticGenerator:
         table = self._by_type.get(type_url, {})
         for name in names:
             table.pop(name, None)
+        self._forget({type_url})
         return PushRequest(
             types={type_url}, changed={type_url: set(names)}, reason="static resources removed"
         )
@@ -250,10 +258,21 @@ class StaticGenerator:
         self, proxy: ProxyInfo, type_url: str, names: frozenset[str] | None
     ) -> Mapping[str, betterproto2.Message]:
         """Every resource (wildcard) or the named ones that exist."""
-        table = self._by_type.get(type_url, {})
-        if names is None:
-            return table
-        return {n: table[n] for n in names if n in table}
+        key = (type_url, names)
+        answer = self._answers.get(key)
+        if answer is None:
+            table = self._by_type.get(type_url, {})
+            if names is None:
+                answer = MappingProxyType(dict(table))
+            else:
+                answer = MappingProxyType({n: table[n] for n in names if n in table})
+            self._answers[key] = answer
+        return answer
+
+    def _forget(self, type_urls: Iterable[str]) -> None:
+        urls = set(type_urls)
+        for key in [k for k in self._answers if k[0] in urls]:
+            del self._answers[key]
 
 
 @attrs.frozen
@@ -349,6 +368,11 @@ class DiscoveryServer:
         self._last_change = 0.0
         self._debounce_task: asyncio.Task[None] | None = None
         self._round_tasks: set[asyncio.Task[None]] = set()
+        # id(generator answer) -> (answer, resolved, versions): generators that hand the same
+        # mapping to many proxies (StaticGenerator does) are resolved once per round.
+        self._resolved: dict[
+            int, tuple[Mapping[str, Any], dict[str, CachedResource], dict[str, str]]
+        ] = {}
         self.host = ""
         self.port = 0
         self.debug_port = 0
@@ -506,6 +530,7 @@ class DiscoveryServer:
         )
         self.metrics.push_rounds += 1
         self.cache.end_round()
+        self._resolved.clear()
 
     @staticmethod
     def _affected(conn: _Connection, request: PushRequest) -> bool:
@@ -552,7 +577,16 @@ class DiscoveryServer:
                     narrowed[url] = ch
                 try:
                     messages = self.generator.generate(conn.proxy, url, names)
-                    resolved = {n: self.cache.resolve(n, m) for n, m in messages.items()}
+                    memo = self._resolved.get(id(messages))
+                    if memo is not None and memo[0] is messages:
+                        # Same answer object as for another proxy: resolved already.
+                        resolved, versions = memo[1], memo[2]
+                    else:
+                        resolved = {n: self.cache.resolve(n, m) for n, m in messages.items()}
+                        versions = {n: r.version for n, r in resolved.items()}
+                        if len(self._resolved) > 4096:
+                            self._resolved.clear()
+                        self._resolved[id(messages)] = (messages, resolved, versions)
                 except Exception:
                     self.metrics.generator_errors += 1
                     log.exception(
@@ -562,7 +596,7 @@ class DiscoveryServer:
                     )
                     continue
                 objects[url] = resolved
-                snapshot[url] = {n: r.version for n, r in resolved.items()}
+                snapshot[url] = versions
             if not snapshot:
                 return
             try:

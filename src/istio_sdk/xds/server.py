@@ -375,7 +375,10 @@ class ServerSession:
             )
         force = force or st.force_next
         full = is_full_state(type_url) and self.mode == "sotw"
-        selected = {n: v for n, v in available.items() if st.watches(n)}
+        if st.wildcard:
+            selected = dict(available)
+        else:
+            selected = {n: available[n] for n in available.keys() & st.names}
         if keep:
             for n, v in keep.items():
                 if st.watches(n):
@@ -399,7 +402,7 @@ class ServerSession:
             if not full and all(st.client_has.get(n) == v for n, v in to_send.items()):
                 return None
         version = str(generation)
-        push = Push(type_url, self._next_nonce(), version, tuple(sorted(to_send.items())))
+        push = Push(type_url, self._next_nonce(), version, tuple(to_send.items()))
         if full:
             st.client_has = dict(to_send)
         else:
