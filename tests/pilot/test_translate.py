@@ -251,7 +251,8 @@ def test_sidecar_listeners(ctx: PushContext) -> None:
     ports = [
         c.filter_chain_match.destination_port for c in inbound.filter_chains if c.filter_chain_match
     ]
-    assert ports == [8080]  # productpage's targetPort
+    # productpage's targetPort; PERMISSIVE (no PeerAuthentication): an mTLS and a plaintext chain
+    assert ports == [8080, 8080]
     # the TCP port of ratings (no VIP) gets a 0.0.0.0 TCP proxy listener, split by the
     # VirtualService's tcp rule; the gateway-only tcp rule does not apply to sidecars
     db = out["0.0.0.0_3306"]

@@ -11,6 +11,8 @@ import datetime
 from hypothesis import strategies as st
 
 from istio_sdk.api.istio.networking import v1alpha3 as n
+from istio_sdk.api.istio.security import v1beta1 as sec
+from istio_sdk.api.istio.type import v1beta1 as istio_type
 from istio_sdk.pilot.push_context import ConfigEntry, ProxyInfo, ProxyType, PushContext
 from istio_sdk.pilot.registry import Endpoint, Service, ServicePort, ServiceRegistry
 
@@ -308,6 +310,25 @@ def bookinfo_configs() -> list[ConfigEntry]:
         ConfigEntry("Sidecar", "restricted", NS, sidecar),
         ConfigEntry("VirtualService", "secure", NS, passthrough_vs),
         ConfigEntry("VirtualService", "ratings-tcp", NS, tcp_vs),
+        *peer_authentications(),
+    ]
+
+
+def _mtls(mode: sec.PeerAuthenticationMutualTlsMode) -> sec.PeerAuthenticationMutualTls:
+    return sec.PeerAuthenticationMutualTls(mode=mode)
+
+
+def peer_authentications() -> list[ConfigEntry]:
+    """Mesh-wide STRICT; productpage's port 8080 PERMISSIVE (mTLS and plaintext chains)."""
+    modes = sec.PeerAuthenticationMutualTlsMode
+    mesh = sec.PeerAuthentication(mtls=_mtls(modes.STRICT))
+    productpage = sec.PeerAuthentication(
+        selector=istio_type.WorkloadSelector(match_labels={"app": "productpage"}),
+        port_level_mtls={8080: _mtls(modes.PERMISSIVE)},
+    )
+    return [
+        ConfigEntry("PeerAuthentication", "default", "istio-system", mesh),
+        ConfigEntry("PeerAuthentication", "productpage", NS, productpage),
     ]
 
 
@@ -497,4 +518,19 @@ def random_contexts(draw: st.DrawFn) -> PushContext:
         ConfigEntry("VirtualService", "reviews", NS, vs),
         ConfigEntry("DestinationRule", "reviews", NS, dr),
     ]
+    modes = st.sampled_from(list(sec.PeerAuthenticationMutualTlsMode))
+    for name, namespace, selector in (
+        ("mesh", "istio-system", {}),
+        ("namespace", NS, {}),
+        ("workload", NS, {"app": "productpage"}),
+    ):
+        if not draw(st.booleans()):
+            continue
+        spec = sec.PeerAuthentication(mtls=_mtls(draw(modes)))
+        if selector:
+            spec.selector = istio_type.WorkloadSelector(match_labels=selector)
+            spec.port_level_mtls = draw(
+                st.dictionaries(st.sampled_from([8080, 9080]), modes.map(_mtls), max_size=2)
+            )
+        configs.append(ConfigEntry("PeerAuthentication", name, namespace, spec))
     return PushContext.build(configs, bookinfo_registry())

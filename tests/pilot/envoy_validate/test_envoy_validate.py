@@ -141,7 +141,7 @@ def test_random_meshes_pass_envoy_validation(ctx: PushContext) -> None:
             names = None
             if proxy.is_grpc:
                 names = (
-                    [f"{REVIEWS}:9080"]
+                    [f"{REVIEWS}:9080", "xds.istio.io/grpc/lds/inbound/10.0.0.7:8080"]
                     if type_url in (LISTENER_TYPE, ROUTE_TYPE)
                     else [f"outbound|9080|{s}|{REVIEWS}" for s in ("", "v1", "v2", "v3")]
                 )

@@ -46,6 +46,8 @@ __all__ = [
     "certificate_provider_tls_context",
     "grpc_server_tls_context",
     "mtls_policy",
+    "proxy_mtls_policy",
+    "sds_source",
     "service_identities",
     "sidecar_inbound_tls_context",
     "spiffe_identity",
@@ -220,12 +222,14 @@ def certificate_provider_tls_context(sans: Iterable[str] = ()) -> tls.CommonTlsC
     ``default``; ``sans`` (exact matches on the peer's SAN, e.g. SPIFFE URIs) restrict which
     peers are accepted, when given.
     """
+    validation = tls.CertificateValidationContext(
+        ca_certificate_provider_instance=_provider(ROOT_CERTIFICATE_NAME)
+    )
+    # Deprecated for Envoy in favour of the typed matchers, but the field gRPC reads (A29).
+    validation.match_subject_alt_names = [matcher.StringMatcher(exact=n) for n in sans]
     return tls.CommonTlsContext(
         tls_certificate_provider_instance=_provider(WORKLOAD_CERTIFICATE_NAME),
-        validation_context=tls.CertificateValidationContext(
-            ca_certificate_provider_instance=_provider(ROOT_CERTIFICATE_NAME),
-            match_subject_alt_names=[matcher.StringMatcher(exact=n) for n in sans],
-        ),
+        validation_context=validation,
     )
 
 

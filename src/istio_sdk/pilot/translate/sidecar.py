@@ -6,7 +6,10 @@
   (routed by the VirtualService's ``tcp`` rules when there are any);
   ``virtualOutbound`` on 15001 (original destination, passthrough or blackhole by the Sidecar's
   outbound traffic policy) and ``virtualInbound`` on 15006 with a filter chain per port the
-  workload serves, routing to ``inbound|PORT||``.
+  workload serves, routing to ``inbound|PORT||``. PeerAuthentication decides each port's
+  chains: STRICT terminates Istio mTLS (SDS ``default``/``ROOTCA``, client certificate
+  required); PERMISSIVE has two chains, mTLS for connections offering Istio's ALPN values
+  (read by the TLS inspector) and plaintext for everything else; DISABLE is plaintext.
 * Routes: route config ``PORT`` with a virtual host ``HOST:PORT`` per service on that port;
   domains are the FQDN, VIPs and, for services in the proxy's own namespace only, the short
   names; plus an ``allow_any`` (or ``block_all``) catch-all.
@@ -26,6 +29,7 @@ from istio_sdk.api.envoy.config.core import v3 as core
 from istio_sdk.api.envoy.config.listener import v3 as listener
 from istio_sdk.api.envoy.config.route import v3 as route
 from istio_sdk.api.envoy.extensions.filters.listener.original_dst import v3 as original_dst
+from istio_sdk.api.envoy.extensions.filters.listener.tls_inspector import v3 as tls_inspector
 from istio_sdk.api.envoy.extensions.filters.network.http_connection_manager import v3 as hcm
 from istio_sdk.pilot.push_context import (
     CLUSTER_TYPE,
@@ -54,6 +58,13 @@ from istio_sdk.pilot.translate._common import (
     socket_address,
     tcp_proxy_filter,
 )
+from istio_sdk.pilot.translate.authn import (
+    ISTIO_MTLS_ALPNS,
+    MtlsMode,
+    proxy_mtls_policy,
+    sidecar_inbound_tls_context,
+    tls_transport_socket,
+)
 from istio_sdk.pilot.translate.clusters import (
     build_cluster,
     build_load_assignment,
@@ -78,6 +89,7 @@ __all__ = [
 ]
 
 _ORIGINAL_DST_FILTER = "envoy.filters.listener.original_dst"
+_TLS_INSPECTOR_FILTER = "envoy.filters.listener.tls_inspector"
 
 
 def _scope_key(proxy: ProxyInfo) -> tuple[object, ...]:
@@ -271,9 +283,52 @@ def _virtual_outbound(context: PushContext, proxy: ProxyInfo) -> listener.Listen
     )
 
 
+def _inbound_chains(
+    name: str, target: int, filters: list[listener.Filter], mode: MtlsMode, *, http: bool
+) -> list[listener.FilterChain]:
+    """The filter chains of one inbound port under peer authentication ``mode``."""
+    if mode is MtlsMode.DISABLE:
+        return [
+            listener.FilterChain(
+                name=name,
+                filter_chain_match=listener.FilterChainMatch(destination_port=target),
+                filters=filters,
+            )
+        ]
+    mtls = tls_transport_socket(sidecar_inbound_tls_context(http=http))
+    if mode is MtlsMode.STRICT:
+        # Only chain for the port: a plaintext client fails the handshake, it never falls
+        # through to the passthrough chain (Envoy does not widen a matched port).
+        return [
+            listener.FilterChain(
+                name=name,
+                filter_chain_match=listener.FilterChainMatch(destination_port=target),
+                filters=filters,
+                transport_socket=mtls,
+            )
+        ]
+    return [
+        listener.FilterChain(
+            name=f"{name}-mtls",
+            filter_chain_match=listener.FilterChainMatch(
+                destination_port=target, application_protocols=list(ISTIO_MTLS_ALPNS)
+            ),
+            filters=filters,
+            transport_socket=mtls,
+        ),
+        listener.FilterChain(
+            name=name,
+            filter_chain_match=listener.FilterChainMatch(destination_port=target),
+            filters=filters,
+        ),
+    ]
+
+
 def _virtual_inbound(context: PushContext, proxy: ProxyInfo) -> listener.Listener:
     chains: list[listener.FilterChain] = []
     seen: set[int] = set()
+    policy = proxy_mtls_policy(context, proxy)
+    inspect_tls = False
     for service, ep in context.proxy_instances(proxy):
         for sp in service.ports:
             target = ep.port_for(sp)
@@ -314,12 +369,10 @@ def _virtual_inbound(context: PushContext, proxy: ProxyInfo) -> listener.Listene
                 filters = [hcm_filter(manager)]
             else:
                 filters = [tcp_proxy_filter(cluster_name, cluster_name)]
-            chains.append(
-                listener.FilterChain(
-                    name=f"0.0.0.0_{target}",
-                    filter_chain_match=listener.FilterChainMatch(destination_port=target),
-                    filters=filters,
-                )
+            mode = policy.mode_for_port(target)
+            inspect_tls = inspect_tls or mode is MtlsMode.PERMISSIVE
+            chains.extend(
+                _inbound_chains(f"0.0.0.0_{target}", target, filters, mode, http=sp.is_http)
             )
     chains.append(
         listener.FilterChain(
@@ -327,15 +380,23 @@ def _virtual_inbound(context: PushContext, proxy: ProxyInfo) -> listener.Listene
             filters=[tcp_proxy_filter(INBOUND_PASSTHROUGH_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER)],
         )
     )
+    listener_filters = [
+        listener.ListenerFilter(
+            name=_ORIGINAL_DST_FILTER, typed_config=pack(original_dst.OriginalDst())
+        )
+    ]
+    if inspect_tls:
+        # PERMISSIVE chains match on ALPN, which only the TLS inspector reads.
+        listener_filters.append(
+            listener.ListenerFilter(
+                name=_TLS_INSPECTOR_FILTER, typed_config=pack(tls_inspector.TlsInspector())
+            )
+        )
     return listener.Listener(
         name=VIRTUAL_INBOUND,
         address=socket_address("0.0.0.0", VIRTUAL_INBOUND_PORT),
         traffic_direction=core.TrafficDirection.INBOUND,
-        listener_filters=[
-            listener.ListenerFilter(
-                name=_ORIGINAL_DST_FILTER, typed_config=pack(original_dst.OriginalDst())
-            )
-        ],
+        listener_filters=listener_filters,
         filter_chains=chains,
     )
 

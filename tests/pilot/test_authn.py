@@ -1,0 +1,329 @@
+"""PeerAuthentication resolution and the TLS it produces for gRPC servers, clusters, sidecars."""
+
+from __future__ import annotations
+
+import betterproto2
+import pytest
+
+from istio_sdk.api.envoy.config.cluster import v3 as cluster
+from istio_sdk.api.envoy.config.core import v3 as core
+from istio_sdk.api.envoy.config.listener import v3 as listener
+from istio_sdk.api.envoy.extensions.transport_sockets.tls import v3 as tls
+from istio_sdk.api.istio.networking import v1alpha3 as n
+from istio_sdk.api.istio.security import v1beta1 as sec
+from istio_sdk.api.istio.type import v1beta1 as istio_type
+from istio_sdk.pilot.push_context import (
+    CLUSTER_TYPE,
+    LISTENER_TYPE,
+    ConfigEntry,
+    ProxyInfo,
+    PushContext,
+    compute_changes,
+)
+from istio_sdk.pilot.registry import Endpoint, Service, ServicePort, ServiceRegistry
+from istio_sdk.pilot.translate import generate
+from istio_sdk.pilot.translate.authn import MtlsMode, mtls_policy, spiffe_identity
+
+MODES = sec.PeerAuthenticationMutualTlsMode
+NS = "prod"
+HOST = f"echo.{NS}.svc.cluster.local"
+SERVER_LISTENER = "xds.istio.io/grpc/lds/inbound/10.0.0.5:8080"
+CLUSTER = f"outbound|9090||{HOST}"
+
+
+def _pa(
+    name: str,
+    namespace: str,
+    mode: sec.PeerAuthenticationMutualTlsMode | None = None,
+    selector: dict[str, str] | None = None,
+    ports: dict[int, sec.PeerAuthenticationMutualTlsMode] | None = None,
+) -> ConfigEntry:
+    spec = sec.PeerAuthentication()
+    if mode is not None:
+        spec.mtls = sec.PeerAuthenticationMutualTls(mode=mode)
+    if selector:
+        spec.selector = istio_type.WorkloadSelector(match_labels=selector)
+    for port, port_mode in (ports or {}).items():
+        spec.port_level_mtls[port] = sec.PeerAuthenticationMutualTls(mode=port_mode)
+    return ConfigEntry("PeerAuthentication", name, namespace, spec)
+
+
+def _registry() -> ServiceRegistry:
+    registry = ServiceRegistry()
+    registry.register_service(
+        Service(HOST, NS, [ServicePort(9090, "grpc", target_port=8080)]),
+        [
+            Endpoint("10.0.0.5", labels={"app": "echo"}, service_account="echo-sa"),
+            Endpoint("10.0.0.6", labels={"app": "echo"}, service_account="echo-sa"),
+            Endpoint("10.0.0.7", labels={"app": "echo"}, service_account="echo-canary"),
+        ],
+    )
+    return registry
+
+
+def _ctx(*configs: ConfigEntry) -> PushContext:
+    return PushContext.build(configs, _registry())
+
+
+def _unpack(value: object) -> betterproto2.Message:
+    assert value is not None
+    msg = value.unpack()  # type: ignore[attr-defined]
+    assert msg is not None
+    return msg
+
+
+GRPC_SERVER = ProxyInfo("echo-1", namespace=NS, labels={"app": "echo"}, generator="grpc")
+SIDECAR = ProxyInfo("echo-2", ip_addresses=["10.0.0.5"], namespace=NS, labels={"app": "echo"})
+
+
+# -- resolution --------------------------------------------------------------------------
+
+
+def test_no_policy_means_permissive() -> None:
+    policy = mtls_policy(_ctx(), NS, {"app": "echo"})
+    assert policy.mode is MtlsMode.PERMISSIVE and policy.sources == ()
+
+
+def test_mesh_namespace_workload_and_port_levels() -> None:
+    ctx = _ctx(
+        _pa("default", "istio-system", MODES.STRICT),
+        _pa("ns", NS, MODES.DISABLE),
+        _pa("echo", NS, MODES.UNSET, {"app": "echo"}, {8080: MODES.STRICT, 9000: MODES.UNSET}),
+    )
+    # Other namespaces only see the mesh-wide policy.
+    assert mtls_policy(ctx, "other").mode is MtlsMode.STRICT
+    # The namespace overrides the mesh; a workload policy that says UNSET inherits it.
+    echo = mtls_policy(ctx, NS, {"app": "echo"})
+    assert echo.mode is MtlsMode.DISABLE
+    assert echo.mode_for_port(8080) is MtlsMode.STRICT
+    assert echo.mode_for_port(9000) is MtlsMode.DISABLE  # port UNSET inherits the workload
+    assert echo.mode_for_port(1234) is MtlsMode.DISABLE
+    assert echo.sources == ("istio-system/default", f"{NS}/ns", f"{NS}/echo")
+    # Workloads the selector does not match get the namespace's mode.
+    assert mtls_policy(ctx, NS, {"app": "other"}).mode is MtlsMode.DISABLE
+
+
+def test_unset_inherits_upwards_and_mesh_unset_is_permissive() -> None:
+    ctx = _ctx(_pa("default", "istio-system", MODES.UNSET), _pa("ns", NS))
+    assert mtls_policy(ctx, NS).mode is MtlsMode.PERMISSIVE
+    ctx = _ctx(_pa("default", "istio-system", MODES.STRICT), _pa("ns", NS, MODES.UNSET))
+    assert mtls_policy(ctx, NS).mode is MtlsMode.STRICT
+
+
+def test_selectors_in_other_namespaces_do_not_apply() -> None:
+    ctx = _ctx(
+        _pa("root-echo", "istio-system", MODES.DISABLE, {"app": "echo"}),
+        _pa("elsewhere", "other", MODES.DISABLE, {"app": "echo"}),
+        _pa("default", "istio-system", MODES.STRICT),
+    )
+    assert mtls_policy(ctx, NS, {"app": "echo"}).mode is MtlsMode.STRICT
+    # ... but a selector policy in the root namespace does select root-namespace workloads.
+    assert mtls_policy(ctx, "istio-system", {"app": "echo"}).mode is MtlsMode.DISABLE
+
+
+def test_conflicting_policies_first_by_name_wins() -> None:
+    ctx = _ctx(_pa("b", NS, MODES.DISABLE), _pa("a", NS, MODES.STRICT))
+    assert mtls_policy(ctx, NS).mode is MtlsMode.STRICT
+
+
+def test_spiffe_identity() -> None:
+    assert spiffe_identity("td", "ns", "sa") == "spiffe://td/ns/ns/sa/sa"
+    assert spiffe_identity("td", "ns", "spiffe://x/ns/a/sa/b") == "spiffe://x/ns/a/sa/b"
+
+
+# -- proxyless gRPC ------------------------------------------------------------------------
+
+
+def _server_chain(ctx: PushContext, proxy: ProxyInfo = GRPC_SERVER) -> listener.FilterChain:
+    lis = generate(ctx, proxy, LISTENER_TYPE, [SERVER_LISTENER])[SERVER_LISTENER]
+    assert isinstance(lis, listener.Listener)
+    (chain,) = lis.filter_chains
+    return chain
+
+
+def test_grpc_server_strict_requires_client_certificates() -> None:
+    chain = _server_chain(_ctx(_pa("default", "istio-system", MODES.STRICT)))
+    assert chain.name == "inbound-mtls"
+    assert chain.transport_socket is not None
+    assert chain.transport_socket.name == "envoy.transport_sockets.tls"
+    context = _unpack(chain.transport_socket.typed_config)
+    assert isinstance(context, tls.DownstreamTlsContext)
+    assert context.require_client_certificate is True
+    common = context.common_tls_context
+    assert common is not None and common.tls_certificate_provider_instance is not None
+    assert (
+        common.tls_certificate_provider_instance.instance_name,
+        common.tls_certificate_provider_instance.certificate_name,
+    ) == ("default", "default")
+    assert common.validation_context is not None
+    root = common.validation_context.ca_certificate_provider_instance
+    assert root is not None and (root.instance_name, root.certificate_name) == (
+        "default",
+        "ROOTCA",
+    )
+
+
+@pytest.mark.parametrize(
+    ("configs", "labels", "expected"),
+    [
+        ([], {"app": "echo"}, "inbound-plaintext"),
+        # gRPC cannot serve both on one port: PERMISSIVE is plaintext ...
+        ([_pa("default", "istio-system", MODES.PERMISSIVE)], {}, "inbound-plaintext"),
+        # ... unless auto-mTLS clients will dial it with mTLS (the injector's label).
+        (
+            [_pa("default", "istio-system", MODES.PERMISSIVE)],
+            {"security.istio.io/tlsMode": "istio"},
+            "inbound-mtls",
+        ),
+        # Port-level settings apply to the port the server listens on.
+        (
+            [_pa("default", "istio-system", MODES.STRICT), _pa("w", NS, None, {"app": "echo"})],
+            {"app": "echo"},
+            "inbound-mtls",
+        ),
+        (
+            [
+                _pa("default", "istio-system", MODES.STRICT),
+                _pa("w", NS, None, {"app": "echo"}, {8080: MODES.DISABLE}),
+            ],
+            {"app": "echo"},
+            "inbound-plaintext",
+        ),
+    ],
+)
+def test_grpc_server_modes(
+    configs: list[ConfigEntry], labels: dict[str, str], expected: str
+) -> None:
+    proxy = ProxyInfo("echo-1", namespace=NS, labels=labels, generator="grpc")
+    chain = _server_chain(_ctx(*configs), proxy)
+    assert chain.name == expected
+    assert (chain.transport_socket is not None) == (expected == "inbound-mtls")
+
+
+def _cluster_tls(ctx: PushContext, proxy: ProxyInfo) -> tls.UpstreamTlsContext:
+    built = generate(ctx, proxy, CLUSTER_TYPE, [CLUSTER])[CLUSTER]
+    assert isinstance(built, cluster.Cluster) and built.transport_socket is not None
+    context = _unpack(built.transport_socket.typed_config)
+    assert isinstance(context, tls.UpstreamTlsContext)
+    return context
+
+
+def _dr(sans: list[str] | None = None) -> ConfigEntry:
+    mode = n.ClientTlsSettingsTlSmode.ISTIO_MUTUAL
+    rule = n.DestinationRule(
+        host=HOST,
+        traffic_policy=n.TrafficPolicy(
+            tls=n.ClientTlsSettings(mode=mode, subject_alt_names=sans or [])
+        ),
+    )
+    return ConfigEntry("DestinationRule", "echo", NS, rule)
+
+
+def test_grpc_istio_mutual_matches_the_service_identities() -> None:
+    client = ProxyInfo("client", namespace=NS, generator="grpc")
+    context = _cluster_tls(_ctx(_dr()), client)
+    common = context.common_tls_context
+    assert common is not None and common.validation_context is not None
+    assert [m.exact for m in common.validation_context.match_subject_alt_names] == [
+        f"spiffe://cluster.local/ns/{NS}/sa/echo-canary",
+        f"spiffe://cluster.local/ns/{NS}/sa/echo-sa",
+    ]
+    # The rule's own subjectAltNames win.
+    context = _cluster_tls(_ctx(_dr(["spiffe://x/ns/y/sa/z"])), client)
+    common = context.common_tls_context
+    assert common is not None and common.validation_context is not None
+    assert [m.exact for m in common.validation_context.match_subject_alt_names] == [
+        "spiffe://x/ns/y/sa/z"
+    ]
+    # A custom trust domain shows up in the derived identities.
+    ctx = PushContext.build([_dr()], _registry(), trust_domain="example.org")
+    common = _cluster_tls(ctx, client).common_tls_context
+    assert common is not None and common.validation_context is not None
+    assert common.validation_context.match_subject_alt_names[0].exact.startswith(
+        "spiffe://example.org/"
+    )
+
+
+def test_sidecar_istio_mutual_matches_typed_uri_sans() -> None:
+    client = ProxyInfo("client", namespace=NS)
+    common = _cluster_tls(_ctx(_dr()), client).common_tls_context
+    assert common is not None and common.combined_validation_context is not None
+    default = common.combined_validation_context.default_validation_context
+    assert default is not None
+    assert [
+        (m.san_type, m.matcher.exact if m.matcher else "")
+        for m in default.match_typed_subject_alt_names
+    ] == [
+        (tls.SubjectAltNameMatcherSanType.URI, f"spiffe://cluster.local/ns/{NS}/sa/echo-canary"),
+        (tls.SubjectAltNameMatcherSanType.URI, f"spiffe://cluster.local/ns/{NS}/sa/echo-sa"),
+    ]
+
+
+# -- sidecars ------------------------------------------------------------------------------
+
+
+def _inbound(ctx: PushContext) -> listener.Listener:
+    lis = generate(ctx, SIDECAR, LISTENER_TYPE, ["virtualInbound"])["virtualInbound"]
+    assert isinstance(lis, listener.Listener)
+    return lis
+
+
+def _port_chains(lis: listener.Listener) -> list[listener.FilterChain]:
+    return [
+        c
+        for c in lis.filter_chains
+        if c.filter_chain_match is not None and c.filter_chain_match.destination_port == 8080
+    ]
+
+
+def _sds_names(socket: core.TransportSocket | None) -> tuple[list[str], str, bool]:
+    context = _unpack(socket.typed_config if socket else None)
+    assert isinstance(context, tls.DownstreamTlsContext)
+    common = context.common_tls_context
+    assert common is not None and common.combined_validation_context is not None
+    root = common.combined_validation_context.validation_context_sds_secret_config
+    assert root is not None
+    return (
+        [s.name for s in common.tls_certificate_sds_secret_configs],
+        root.name,
+        bool(context.require_client_certificate),
+    )
+
+
+def test_sidecar_strict_inbound_terminates_mtls() -> None:
+    lis = _inbound(_ctx(_pa("default", "istio-system", MODES.STRICT)))
+    (chain,) = _port_chains(lis)
+    assert _sds_names(chain.transport_socket) == (["default"], "ROOTCA", True)
+    assert chain.filter_chain_match is not None
+    assert not chain.filter_chain_match.application_protocols
+    assert [f.name for f in lis.listener_filters] == ["envoy.filters.listener.original_dst"]
+
+
+def test_sidecar_permissive_inbound_has_mtls_and_plaintext_chains() -> None:
+    lis = _inbound(_ctx())
+    mtls, plain = _port_chains(lis)
+    assert mtls.filter_chain_match is not None
+    assert "istio" in mtls.filter_chain_match.application_protocols
+    assert _sds_names(mtls.transport_socket) == (["default"], "ROOTCA", True)
+    assert plain.transport_socket is None
+    assert plain.filter_chain_match is not None
+    assert not plain.filter_chain_match.application_protocols
+    assert [f.name for f in lis.listener_filters] == [
+        "envoy.filters.listener.original_dst",
+        "envoy.filters.listener.tls_inspector",
+    ]
+
+
+def test_sidecar_disable_inbound_is_plaintext() -> None:
+    lis = _inbound(_ctx(_pa("ns", NS, MODES.DISABLE)))
+    (chain,) = _port_chains(lis)
+    assert chain.transport_socket is None
+    assert len(lis.listener_filters) == 1
+
+
+def test_peer_authentication_change_pushes_to_every_proxy() -> None:
+    before = _ctx()
+    after = _ctx(_pa("default", "istio-system", MODES.STRICT))
+    change = compute_changes(before, after)
+    assert not change.empty and LISTENER_TYPE in change.type_urls
+    assert change.affects(after, SIDECAR) and change.affects(after, GRPC_SERVER)
