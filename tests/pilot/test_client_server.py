@@ -256,3 +256,53 @@ def test_push_requests_merge() -> None:
     assert merged.changed == {xds.ENDPOINT: {"x", "y"}}
     full = a.merge(PushRequest())
     assert full.types is None and full.changed is None
+
+
+async def test_client_survives_a_server_that_breaks_the_protocol() -> None:
+    from grpclib.const import Cardinality, Handler
+    from grpclib.server import Server
+
+    from istio_sdk.pilot._raw import EncodedMessage
+    from istio_sdk.pilot.server import SOTW_METHOD
+
+    streams = 0
+
+    class Rogue:
+        async def ads(self, stream: object) -> None:
+            nonlocal streams
+            streams += 1
+            await stream.recv_message()  # type: ignore[attr-defined]
+            # A response for a type nobody subscribed to, then garbage.
+            await stream.send_message(  # type: ignore[attr-defined]
+                EncodedMessage(
+                    xds.wire.encode_discovery_response(
+                        version_info="1", type_url=xds.ROUTE, nonce="n1", resources=[]
+                    )
+                )
+            )
+            await asyncio.sleep(1)
+
+        def __mapping__(self) -> dict[str, Handler]:
+            return {
+                SOTW_METHOD: Handler(
+                    self.ads, Cardinality.STREAM_STREAM, EncodedMessage, EncodedMessage
+                )
+            }
+
+    rogue = Server([Rogue()])
+    await rogue.start("127.0.0.1", 0)
+    port = rogue._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        client = PilotClient(f"127.0.0.1:{port}", backoff_initial=0.01, backoff_max=0.05)
+        async with client:
+            client.subscribe("clusters")
+            for _ in range(200):
+                if streams >= 2:
+                    break
+                await asyncio.sleep(0.01)
+            assert streams >= 2  # it came back after the protocol error
+            assert "protocol error" in client.last_error
+            assert "never subscribed" in client.last_error
+    finally:
+        rogue.close()
+        await rogue.wait_closed()

@@ -29,6 +29,7 @@ from istio_sdk.api.google.protobuf import Struct
 from istio_sdk.pilot._raw import EncodedMessage
 from istio_sdk.xds import wire
 from istio_sdk.xds.client import ClientSession, Update
+from istio_sdk.xds.errors import XdsError
 from istio_sdk.xds.types import is_full_state, resolve_type_url, unpack_bytes
 
 __all__ = [
@@ -322,6 +323,10 @@ class PilotClient:
             try:
                 got_response = await self._one_stream(channel)
                 self.last_error = "stream closed by server"
+            except XdsError as exc:
+                # The server broke the protocol (or sent bytes that do not decode): start over.
+                self.last_error = f"protocol error: {exc}"
+                log.warning("ADS stream to %s:%d: %s", self.host, self.port, self.last_error)
             except (
                 GRPCError,
                 ProtocolError,
