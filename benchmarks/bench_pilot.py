@@ -17,7 +17,9 @@ growth of the server's resident set from before the clients connect to after the
 divided by N. The client process shares the 2 cores with the server, so ACK latencies include
 the clients' own work.
 
-Run with ``nox -s bench`` or ``python -m benchmarks pilot``; ``--quick`` runs only small sizes.
+Run with ``nox -s bench`` or ``python -m benchmarks pilot``; ``--quick`` runs only small sizes,
+``--delta`` makes the proxies use delta xDS (their ACKs then carry no resource names, where a
+SotW ACK repeats all M subscribed names).
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ def _assignment(i: int, generation: int) -> Any:
     )
 
 
-def _proxies(port: int, n: int, m: int, conn: Any) -> None:
+def _proxies(port: int, n: int, m: int, mode: str, conn: Any) -> None:
     """Child process: N ADS clients subscribed to everything until told to stop."""
     from istio_sdk import xds
     from istio_sdk.pilot.client import PilotClient, sidecar_node
@@ -105,7 +107,13 @@ def _proxies(port: int, n: int, m: int, conn: Any) -> None:
         clients = []
         for k in range(n):
             node = sidecar_node(f"10.200.{k // 250}.{k % 250}", f"proxy-{k}", "bench")
-            client = PilotClient(("127.0.0.1", port), node=node, decode=False, backoff_initial=0.5)
+            client = PilotClient(
+                ("127.0.0.1", port),
+                node=node,
+                decode=False,
+                backoff_initial=0.5,
+                mode="delta" if mode == "delta" else "sotw",
+            )
             client.subscribe(xds.CLUSTER)
             client.subscribe(xds.ENDPOINT, names)
             clients.append(client)
@@ -137,7 +145,7 @@ def _quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def _measure(n: int, m: int) -> dict[str, float]:
+async def _measure(n: int, m: int, mode: str = "sotw") -> dict[str, float]:
     from istio_sdk import xds
     from istio_sdk.pilot.server import DiscoveryServer, ProxyEvent, StaticGenerator
 
@@ -159,7 +167,7 @@ async def _measure(n: int, m: int) -> dict[str, float]:
     rss_before = _rss_bytes()
     parent, child = multiprocessing.get_context("spawn").Pipe()
     proc = multiprocessing.get_context("spawn").Process(
-        target=_proxies, args=(port, n, m, child), daemon=True
+        target=_proxies, args=(port, n, m, mode, child), daemon=True
     )
     t_sync = time.perf_counter()
     proc.start()
@@ -211,13 +219,15 @@ async def _measure(n: int, m: int) -> dict[str, float]:
     return results
 
 
-def _measure_in_process(n: int, m: int, conn: Any) -> None:
-    conn.send(asyncio.run(_measure(n, m)))
+def _measure_in_process(n: int, m: int, mode: str, conn: Any) -> None:
+    conn.send(asyncio.run(_measure(n, m, mode)))
 
 
 def main() -> None:
     quick = "--quick" in sys.argv
+    mode = "delta" if "--delta" in sys.argv else "sotw"
     sizes = QUICK_SIZES if quick else SIZES
+    print(f"ADS mode: {mode}")
     print(
         f"{'N':>5} {'M':>5} | {'sync s':>7} | {'EDS p50':>8} {'p99':>7} {'all':>7} "
         f"{'cpu/px':>7} {'ser':>3} | {'CDS p50':>8} {'p99':>7} {'all':>7} {'cpu/px':>7} "
@@ -232,7 +242,7 @@ def main() -> None:
     for n, m in sizes:
         # Each size in a fresh server process, so memory figures do not inherit earlier runs.
         parent, child = ctx.Pipe()
-        runner = ctx.Process(target=_measure_in_process, args=(n, m, child))
+        runner = ctx.Process(target=_measure_in_process, args=(n, m, mode, child))
         runner.start()
         r = parent.recv()
         runner.join()
