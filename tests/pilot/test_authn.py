@@ -7,6 +7,7 @@ import pytest
 
 from istio_sdk.api.envoy.config.cluster import v3 as cluster
 from istio_sdk.api.envoy.config.core import v3 as core
+from istio_sdk.api.envoy.config.endpoint import v3 as endpoint
 from istio_sdk.api.envoy.config.listener import v3 as listener
 from istio_sdk.api.envoy.extensions.transport_sockets.tls import v3 as tls
 from istio_sdk.api.istio.networking import v1alpha3 as n
@@ -14,6 +15,7 @@ from istio_sdk.api.istio.security import v1beta1 as sec
 from istio_sdk.api.istio.type import v1beta1 as istio_type
 from istio_sdk.pilot.push_context import (
     CLUSTER_TYPE,
+    ENDPOINT_TYPE,
     LISTENER_TYPE,
     ConfigEntry,
     ProxyInfo,
@@ -327,3 +329,111 @@ def test_peer_authentication_change_pushes_to_every_proxy() -> None:
     change = compute_changes(before, after)
     assert not change.empty and LISTENER_TYPE in change.type_urls
     assert change.affects(after, SIDECAR) and change.affects(after, GRPC_SERVER)
+
+
+# -- auto mTLS (sidecars) ------------------------------------------------------------------
+
+TLS_LABEL = {"security.istio.io/tlsMode": "istio"}
+
+
+def _auto_registry() -> ServiceRegistry:
+    registry = ServiceRegistry()
+    registry.register_service(
+        Service(HOST, NS, [ServicePort(9090, "grpc")]),
+        [
+            Endpoint("10.0.0.5", labels={"app": "echo", **TLS_LABEL}, service_account="echo-sa"),
+            Endpoint("10.0.0.6", labels={"app": "echo"}),  # no sidecar: plaintext
+        ],
+    )
+    return registry
+
+
+def _sidecar_cluster(ctx: PushContext) -> cluster.Cluster:
+    client = ProxyInfo("client", namespace="other")
+    built = generate(ctx, client, CLUSTER_TYPE, [CLUSTER])[CLUSTER]
+    assert isinstance(built, cluster.Cluster)
+    return built
+
+
+def test_auto_mtls_matches_endpoints_with_a_sidecar() -> None:
+    ctx = PushContext.build([], _auto_registry())
+    built = _sidecar_cluster(ctx)
+    assert built.transport_socket is None
+    istio, plain = built.transport_socket_matches
+    assert (istio.name, plain.name) == ("tlsMode-istio", "tlsMode-disabled")
+    assert istio.match is not None and istio.match.to_dict() == {"tlsMode": "istio"}
+    assert plain.match is not None and plain.match.to_dict() == {}
+    assert plain.transport_socket is not None
+    assert plain.transport_socket.name == "envoy.transport_sockets.raw_buffer"
+    assert istio.transport_socket is not None
+    context = _unpack(istio.transport_socket.typed_config)
+    assert isinstance(context, tls.UpstreamTlsContext)
+    assert context.sni == f"outbound_.9090_._.{HOST}"
+    common = context.common_tls_context
+    assert common is not None and common.combined_validation_context is not None
+    default = common.combined_validation_context.default_validation_context
+    assert default is not None
+    assert [m.matcher.exact for m in default.match_typed_subject_alt_names if m.matcher] == [
+        f"spiffe://cluster.local/ns/{NS}/sa/echo-sa"
+    ]
+    # Only the endpoint with a sidecar carries the metadata the first match looks for.
+    cla = generate(ctx, ProxyInfo("client", namespace="other"), ENDPOINT_TYPE, [CLUSTER])[CLUSTER]
+    assert isinstance(cla, endpoint.ClusterLoadAssignment)
+    metadata = {
+        e.endpoint.address.socket_address.address: (
+            e.metadata.filter_metadata["envoy.transport_socket_match"].to_dict()
+            if e.metadata is not None
+            else None
+        )
+        for group in cla.endpoints
+        for e in group.lb_endpoints
+        if e.endpoint is not None
+        and e.endpoint.address is not None
+        and e.endpoint.address.socket_address is not None
+    }
+    assert metadata == {"10.0.0.5": {"tlsMode": "istio"}, "10.0.0.6": None}
+
+
+@pytest.mark.parametrize(
+    "ctx",
+    [
+        # The server namespace disables mTLS: clients do not try it.
+        pytest.param(
+            PushContext.build([_pa("ns", NS, MODES.DISABLE)], _auto_registry()), id="disable"
+        ),
+        # Turned off for the whole push context (meshConfig.enableAutoMtls: false).
+        pytest.param(PushContext.build([], _auto_registry(), auto_mtls=False), id="off"),
+        # A DestinationRule's explicit TLS settings win over auto mTLS.
+        pytest.param(
+            PushContext.build(
+                [
+                    ConfigEntry(
+                        "DestinationRule",
+                        "echo",
+                        NS,
+                        n.DestinationRule(
+                            host=HOST,
+                            traffic_policy=n.TrafficPolicy(
+                                tls=n.ClientTlsSettings(mode=n.ClientTlsSettingsTlSmode.DISABLE)
+                            ),
+                        ),
+                    )
+                ],
+                _auto_registry(),
+            ),
+            id="dr-disable",
+        ),
+    ],
+)
+def test_no_auto_mtls(ctx: PushContext) -> None:
+    built = _sidecar_cluster(ctx)
+    assert built.transport_socket is None and not built.transport_socket_matches
+
+
+def test_grpc_clients_get_no_auto_mtls() -> None:
+    """Proxyless gRPC understands no transport socket matches; Istio sends none."""
+    ctx = PushContext.build([], _auto_registry())
+    client = ProxyInfo("client", namespace="other", generator="grpc")
+    built = generate(ctx, client, CLUSTER_TYPE, [CLUSTER])[CLUSTER]
+    assert isinstance(built, cluster.Cluster)
+    assert built.transport_socket is None and not built.transport_socket_matches

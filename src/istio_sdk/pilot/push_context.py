@@ -320,6 +320,7 @@ class PushContext:
         domain_suffix: str,
         root_namespace: str,
         trust_domain: str = DEFAULT_TRUST_DOMAIN,
+        auto_mtls: bool = True,
     ) -> None:
         self.configs = MappingProxyType(dict(configs))
         self.services = MappingProxyType(dict(services))
@@ -329,6 +330,9 @@ class PushContext:
         self.root_namespace = root_namespace
         self.trust_domain = trust_domain
         """The SPIFFE trust domain workload identities are in (``cluster.local`` by default)."""
+        self.auto_mtls = auto_mtls
+        """Istio's ``enableAutoMtls``: sidecar clusters without TLS settings try Istio mTLS
+        with workloads that have a sidecar (default on, as in Istio)."""
         self.cache: dict[tuple[object, ...], Any] = {}
         self.errors: tuple[str, ...] = ()
         """Problems with config that was skipped while building (see :meth:`build`)."""
@@ -369,6 +373,7 @@ class PushContext:
         root_namespace: str = ROOT_NAMESPACE,
         strict: bool = False,
         trust_domain: str = DEFAULT_TRUST_DOMAIN,
+        auto_mtls: bool = True,
     ) -> PushContext:
         """Snapshot ``configs`` and ``registry`` into a push context.
 
@@ -430,6 +435,7 @@ class PushContext:
             domain_suffix=domain_suffix,
             root_namespace=root_namespace,
             trust_domain=trust_domain,
+            auto_mtls=auto_mtls,
         )
         context.errors = tuple(errors)
         return context
@@ -444,6 +450,7 @@ class PushContext:
         root_namespace: str = ROOT_NAMESPACE,
         strict: bool = False,
         trust_domain: str = DEFAULT_TRUST_DOMAIN,
+        auto_mtls: bool = True,
     ) -> PushContext:
         """Snapshot every networking resource of an ``istio_sdk.config.ConfigStore``.
 
@@ -463,6 +470,7 @@ class PushContext:
             root_namespace=root_namespace,
             strict=strict,
             trust_domain=trust_domain,
+            auto_mtls=auto_mtls,
         )
 
     # -- lookups ------------------------------------------------------------------------

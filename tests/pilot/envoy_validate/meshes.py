@@ -30,7 +30,12 @@ def bookinfo_registry() -> ServiceRegistry:
         Service(REVIEWS, NS, [ServicePort(9080, "http")], addresses=["10.96.0.10"]),
         [
             Endpoint("10.0.1.1", labels={"app": "reviews", "version": "v1"}, locality="eu/a/1"),
-            Endpoint("10.0.1.2", labels={"app": "reviews", "version": "v2"}, locality="eu/b"),
+            Endpoint(
+                "10.0.1.2",
+                labels={"app": "reviews", "version": "v2", "security.istio.io/tlsMode": "istio"},
+                locality="eu/b",
+                service_account="bookinfo-reviews",
+            ),
             Endpoint("10.0.1.3", labels={"app": "reviews", "version": "v3"}, weight=3),
         ],
     )

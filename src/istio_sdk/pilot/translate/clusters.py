@@ -12,6 +12,12 @@ hash as ring hash or Maglev), circuit breakers (connection pool), outlier detect
 TLS (SIMPLE, MUTUAL, ISTIO_MUTUAL over SDS, or certificate providers for proxyless gRPC).
 ISTIO_MUTUAL verifies the server's SPIFFE identity: the rule's ``subjectAltNames`` if it names
 any, else the identities of the service's workloads (their service accounts), as Istio does.
+
+Auto mTLS (sidecars, on unless the push context turns it off): a cluster whose policy sets no
+TLS, for an in-mesh service whose namespace's PeerAuthentication is not DISABLE, gets two
+``transport_socket_matches``: ISTIO_MUTUAL for endpoints carrying the metadata
+``envoy.transport_socket_match: {tlsMode: istio}`` (workloads labelled
+``security.istio.io/tlsMode: istio``, i.e. with a sidecar) and plaintext for the rest.
 """
 
 from __future__ import annotations
@@ -26,10 +32,12 @@ import attrs
 from istio_sdk.api.envoy.config.cluster import v3 as cluster
 from istio_sdk.api.envoy.config.core import v3 as core
 from istio_sdk.api.envoy.config.endpoint import v3 as endpoint
+from istio_sdk.api.envoy.extensions.transport_sockets.raw_buffer import v3 as raw_buffer
 from istio_sdk.api.envoy.extensions.transport_sockets.tls import v3 as tls
 from istio_sdk.api.envoy.extensions.upstreams.http import v3 as upstream_http
 from istio_sdk.api.envoy.type import v3 as envoy_type
 from istio_sdk.api.envoy.type.matcher import v3 as matcher
+from istio_sdk.api.google.protobuf import Struct
 from istio_sdk.api.istio.networking import v1alpha3 as networking
 from istio_sdk.pilot.push_context import ConfigEntry, ProxyInfo, PushContext
 from istio_sdk.pilot.registry import Endpoint, HealthStatus, Resolution, Service, ServicePort
@@ -48,7 +56,13 @@ from istio_sdk.pilot.translate._common import (
     parse_cluster_name,
     socket_address,
 )
-from istio_sdk.pilot.translate.authn import certificate_provider_tls_context, service_identities
+from istio_sdk.pilot.translate.authn import (
+    TLS_MODE_LABEL,
+    MtlsMode,
+    certificate_provider_tls_context,
+    mtls_policy,
+    service_identities,
+)
 
 __all__ = [
     "TrafficPolicy",
@@ -456,7 +470,51 @@ def build_cluster(
     if policy.tls is not None and policy.tls.mode == istio_mutual:
         identities = service_identities(context, service)
     built.transport_socket = _upstream_tls(policy.tls, name, service, grpc, identities)
+    if policy.tls is None and not grpc and _auto_mtls_applies(context, service):
+        auto = _upstream_tls(
+            networking.ClientTlsSettings(mode=istio_mutual),
+            name,
+            service,
+            grpc,
+            service_identities(context, service),
+        )
+        if service.resolution is Resolution.NONE:
+            # Original-destination clusters have no endpoint metadata to match on.
+            built.transport_socket = auto
+        else:
+            built.transport_socket_matches = [
+                cluster.ClusterTransportSocketMatch(
+                    name="tlsMode-istio", match=_ISTIO_TLS_MATCH, transport_socket=auto
+                ),
+                cluster.ClusterTransportSocketMatch(
+                    name="tlsMode-disabled", match=Struct(), transport_socket=_RAW_BUFFER
+                ),
+            ]
     return built
+
+
+_TRANSPORT_SOCKET_MATCH = "envoy.transport_socket_match"
+_ISTIO_TLS_MATCH = Struct.from_dict({"tlsMode": "istio"})
+_RAW_BUFFER = core.TransportSocket(
+    name="envoy.transport_sockets.raw_buffer", typed_config=pack(raw_buffer.RawBuffer())
+)
+
+
+def _auto_mtls_applies(context: PushContext, service: Service) -> bool:
+    """Whether clients should try mTLS to ``service`` without being told (Istio's auto mTLS).
+
+    Like istiod's best-effort inference, the service's mode is its namespace's (or the
+    mesh's) PeerAuthentication; workload-level policies are not consulted.
+    """
+    if not context.auto_mtls or service.mesh_external:
+        return False
+    return mtls_policy(context, service.namespace).mode is not MtlsMode.DISABLE
+
+
+def _endpoint_metadata(ep: Endpoint) -> core.Metadata | None:
+    if ep.labels.get(TLS_MODE_LABEL) != "istio":
+        return None
+    return core.Metadata(filter_metadata={_TRANSPORT_SOCKET_MATCH: _ISTIO_TLS_MATCH})
 
 
 def _endpoint_matches(ep: Endpoint, labels: dict[str, str]) -> bool:
@@ -494,6 +552,7 @@ def build_load_assignment(
                 endpoint=endpoint.Endpoint(address=socket_address(ep.address, ep.port_for(port))),
                 health_status=_HEALTH[ep.health],
                 load_balancing_weight=ep.weight,
+                metadata=_endpoint_metadata(ep),
             )
         )
         weights[ep.locality] = weights.get(ep.locality, 0) + ep.weight
