@@ -191,12 +191,11 @@ async def _measure(n: int, m: int, mode: str = "sotw") -> dict[str, float]:
     rss_per_proxy = (_rss_bytes() - rss_before) / n
 
     results: dict[str, float] = {"sync_s": sync_seconds, "rss_kib": rss_per_proxy / 1024}
-    for label, change in (
-        ("eds", lambda g: generator.set(_assignment(0, g))),
-        ("cds", lambda g: generator.set(_cluster(0, 10 + g))),
-    ):
+    for label in ("eds", "cds"):
         serialized = server.cache.serializations
-        request = change(server.generation + 1)
+        g = server.generation + 1
+        changed = _assignment(0, g) if label == "eds" else _cluster(0, 10 + g)
+        request = generator.set(changed)
         version = str(server.generation + 1)
         url = xds.ENDPOINT if label == "eds" else xds.CLUSTER
         cpu0 = time.process_time()
