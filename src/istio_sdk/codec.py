@@ -228,14 +228,20 @@ def pack_fixed(fmt: str, values: list[Any]) -> bytes:
 
 
 def unpack_varints(data: bytes, pos: int, end: int) -> list[int]:
-    out = []
+    out: list[int] = []
+    append = out.append
     while pos < end:
         value = data[pos]
         if value < 0x80:
             pos += 1
         else:
-            value, pos = read_varint(data, pos)
-        out.append(value)
+            second = data[pos + 1]
+            if second < 0x80:
+                value = (value & 0x7F) | (second << 7)
+                pos += 2
+            else:
+                value, pos = read_varint(data, pos)
+        append(value)
     if pos != end:
         raise truncated("a packed varint")
     return out
@@ -291,9 +297,15 @@ def _scalar_wrapper_decoder(
         if pos == end:
             return default
         if data[pos] == expected and wire == 0:
+            # The usual body: field 1 alone, as a varint running to the end.
             raw = data[pos + 1]
-            if raw < 0x80 and pos + 2 == end:
-                return convert(raw)
+            if raw < 0x80:
+                if pos + 2 == end:
+                    return convert(raw)
+            else:
+                raw, after = read_varint(data, pos + 1)
+                if after == end:
+                    return convert(raw)
         value = default
         while pos < end:
             tag = data[pos]
@@ -429,12 +441,24 @@ def enc_duration(value: datetime.timedelta) -> bytes:
     return _seconds_nanos_body(seconds, nanos)
 
 
+_timedelta = datetime.timedelta
+# timedelta objects are immutable: decoding shares one per whole number of seconds 0..127,
+# the common Envoy/Istio timeouts, instead of building a new one each time.
+_SMALL_SECONDS: tuple[datetime.timedelta, ...] = tuple(
+    datetime.timedelta(seconds=i) for i in range(128)
+)
+
+
 def dec_duration(data: bytes, pos: int, end: int) -> datetime.timedelta:
     """A Duration body as a ``timedelta``; an exact ``timeutil.Duration`` below a microsecond."""
+    if pos == end:
+        return _SMALL_SECONDS[0]
+    if end - pos == 2 and data[pos] == 8 and data[pos + 1] < 128:
+        return _SMALL_SECONDS[data[pos + 1]]
     seconds, nanos = _read_seconds_nanos(data, pos, end)
     if nanos % 1000:
         return ExactDuration.from_parts(seconds, nanos)
-    return datetime.timedelta(seconds=seconds, microseconds=nanos // 1000)
+    return _timedelta(0, seconds, nanos // 1000)
 
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
@@ -460,7 +484,7 @@ def dec_timestamp(data: bytes, pos: int, end: int) -> datetime.datetime:
     seconds, nanos = _read_seconds_nanos(data, pos, end)
     if nanos % 1000:
         return ExactTimestamp.from_parts(seconds, nanos)
-    return _EPOCH + datetime.timedelta(seconds=seconds, microseconds=nanos // 1000)
+    return _EPOCH + _timedelta(0, seconds, nanos // 1000)
 
 
 # Full proto name of a wrapped well-known type -> (encode body, decode body).
