@@ -306,3 +306,36 @@ async def test_client_survives_a_server_that_breaks_the_protocol() -> None:
     finally:
         rogue.close()
         await rogue.wait_closed()
+
+
+async def test_debounce_max_delay_bounds_a_steady_stream_of_changes(
+    generator: StaticGenerator,
+) -> None:
+    # A change every 20 ms never leaves a 200 ms quiet period; the 300 ms cap still pushes.
+    srv = DiscoveryServer(generator, debounce_after=0.2, debounce_max=0.3)
+    await srv.start()
+    try:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 1.0
+        i = 0
+        while loop.time() < end:
+            srv.push(generator.set(cluster(f"steady-{i}")))
+            i += 1
+            await asyncio.sleep(0.02)
+        assert srv.metrics.push_rounds >= 1
+    finally:
+        await srv.stop()
+
+
+def test_latency_histogram_buckets_and_quantiles() -> None:
+    from istio_sdk.pilot.server import LatencyHistogram
+
+    h = LatencyHistogram()
+    for seconds in (0.002, 0.02, 0.02, 3.0):
+        h.observe(seconds)
+    doc = h.to_dict()
+    assert doc["count"] == 4
+    assert doc["buckets"]["0.005"] == 1 and doc["buckets"]["0.025"] == 3
+    assert doc["buckets"]["+Inf"] == 4
+    assert h.quantile(0.5) == 0.025
+    assert h.quantile(0.99) == 5.0
