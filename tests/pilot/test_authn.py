@@ -437,3 +437,21 @@ def test_grpc_clients_get_no_auto_mtls() -> None:
     built = generate(ctx, client, CLUSTER_TYPE, [CLUSTER])[CLUSTER]
     assert isinstance(built, cluster.Cluster)
     assert built.transport_socket is None and not built.transport_socket_matches
+
+
+def test_peer_authentication_from_a_config_store_reaches_translation() -> None:
+    """The path the Mesh and ``istio-sdk serve`` take: YAML -> ConfigStore -> push context."""
+    from istio_sdk import ConfigStore, load_resources
+
+    store = ConfigStore()
+    for resource in load_resources(
+        """
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: istio-system}
+spec: {mtls: {mode: STRICT}}
+"""
+    ):
+        store.apply(resource)
+    ctx = PushContext.from_store(store, _registry())
+    assert _server_chain(ctx).name == "inbound-mtls"

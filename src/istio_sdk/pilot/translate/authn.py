@@ -196,14 +196,18 @@ def service_identities(context: PushContext, service: Service) -> list[str]:
     """The SPIFFE identities of the workloads behind ``service``, sorted, without repeats.
 
     Istio's default SAN match for ISTIO_MUTUAL when the DestinationRule names none.
-    Endpoints without a service account contribute nothing.
+    Endpoints without a service account contribute nothing. Memoised per snapshot.
     """
-    found = {
-        spiffe_identity(context.trust_domain, service.namespace, ep.service_account)
-        for ep in context.endpoints_of(service)
-        if ep.service_account
-    }
-    return sorted(found)
+    key = ("service-identities", service.key)
+    cached: list[str] | None = context.cache.get(key)
+    if cached is None:
+        found = {
+            spiffe_identity(context.trust_domain, service.namespace, ep.service_account)
+            for ep in context.endpoints_of(service)
+            if ep.service_account
+        }
+        cached = context.cache[key] = sorted(found)
+    return list(cached)
 
 
 # -- TLS contexts -----------------------------------------------------------------------

@@ -272,7 +272,9 @@ def _outlier_detection(od: networking.OutlierDetection | None) -> cluster.Outlie
     return out
 
 
+@functools.cache
 def _sds_source() -> core.ConfigSource:
+    # One shared (read-only) message: every TLS context of every cluster points at it.
     return core.ConfigSource(
         api_config_source=core.ApiConfigSource(
             api_type=core.ApiConfigSourceApiType.GRPC,
