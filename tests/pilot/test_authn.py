@@ -455,3 +455,26 @@ spec: {mtls: {mode: STRICT}}
         store.apply(resource)
     ctx = PushContext.from_store(store, _registry())
     assert _server_chain(ctx).name == "inbound-mtls"
+
+
+def _catch_all(lis: listener.Listener) -> list[listener.FilterChain]:
+    return [c for c in lis.filter_chains if c.name.startswith("virtualInbound-catchall")]
+
+
+@pytest.mark.parametrize(
+    ("configs", "expected"),
+    [
+        ([], [("virtualInbound-catchall-tcp-mtls", True), ("virtualInbound-catchall-tcp", False)]),
+        ([_pa("default", "istio-system", MODES.STRICT)], [("virtualInbound-catchall-tcp", True)]),
+        ([_pa("ns", NS, MODES.DISABLE)], [("virtualInbound-catchall-tcp", False)]),
+    ],
+)
+def test_sidecar_passthrough_follows_the_workload_mode(
+    configs: list[ConfigEntry], expected: list[tuple[str, bool]]
+) -> None:
+    """Ports no service names pass through under the workload-wide mode, as in Istio."""
+    chains = _catch_all(_inbound(_ctx(*configs)))
+    assert [(c.name, c.transport_socket is not None) for c in chains] == expected
+    for chain in chains:
+        match = chain.filter_chain_match
+        assert match is None or match.destination_port is None

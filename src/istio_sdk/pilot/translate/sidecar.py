@@ -9,7 +9,8 @@
   workload serves, routing to ``inbound|PORT||``. PeerAuthentication decides each port's
   chains: STRICT terminates Istio mTLS (SDS ``default``/``ROOTCA``, client certificate
   required); PERMISSIVE has two chains, mTLS for connections offering Istio's ALPN values
-  (read by the TLS inspector) and plaintext for everything else; DISABLE is plaintext.
+  (read by the TLS inspector) and plaintext for everything else; DISABLE is plaintext. The
+  passthrough catch-all follows the workload-wide mode.
 * Routes: route config ``PORT`` with a virtual host ``HOST:PORT`` per service on that port;
   domains are the FQDN, VIPs and, for services in the proxy's own namespace only, the short
   names; plus an ``allow_any`` (or ``block_all``) catch-all.
@@ -283,18 +284,26 @@ def _virtual_outbound(context: PushContext, proxy: ProxyInfo) -> listener.Listen
     )
 
 
+def _chain_match(
+    target: int | None, alpns: tuple[str, ...] = ()
+) -> listener.FilterChainMatch | None:
+    if target is None and not alpns:
+        return None
+    return listener.FilterChainMatch(destination_port=target, application_protocols=list(alpns))
+
+
 def _inbound_chains(
-    name: str, target: int, filters: list[listener.Filter], mode: MtlsMode, *, http: bool
+    name: str,
+    target: int | None,
+    filters: list[listener.Filter],
+    mode: MtlsMode,
+    *,
+    http: bool,
 ) -> list[listener.FilterChain]:
-    """The filter chains of one inbound port under peer authentication ``mode``."""
+    """The filter chains of one inbound port (``target``; None: the catch-all) under ``mode``."""
     if mode is MtlsMode.DISABLE:
-        return [
-            listener.FilterChain(
-                name=name,
-                filter_chain_match=listener.FilterChainMatch(destination_port=target),
-                filters=filters,
-            )
-        ]
+        match = _chain_match(target)
+        return [listener.FilterChain(name=name, filter_chain_match=match, filters=filters)]
     mtls = tls_transport_socket(sidecar_inbound_tls_context(http=http))
     if mode is MtlsMode.STRICT:
         # Only chain for the port: a plaintext client fails the handshake, it never falls
@@ -302,7 +311,7 @@ def _inbound_chains(
         return [
             listener.FilterChain(
                 name=name,
-                filter_chain_match=listener.FilterChainMatch(destination_port=target),
+                filter_chain_match=_chain_match(target),
                 filters=filters,
                 transport_socket=mtls,
             )
@@ -310,17 +319,11 @@ def _inbound_chains(
     return [
         listener.FilterChain(
             name=f"{name}-mtls",
-            filter_chain_match=listener.FilterChainMatch(
-                destination_port=target, application_protocols=list(ISTIO_MTLS_ALPNS)
-            ),
+            filter_chain_match=_chain_match(target, ISTIO_MTLS_ALPNS),
             filters=filters,
             transport_socket=mtls,
         ),
-        listener.FilterChain(
-            name=name,
-            filter_chain_match=listener.FilterChainMatch(destination_port=target),
-            filters=filters,
-        ),
+        listener.FilterChain(name=name, filter_chain_match=_chain_match(target), filters=filters),
     ]
 
 
@@ -374,10 +377,15 @@ def _virtual_inbound(context: PushContext, proxy: ProxyInfo) -> listener.Listene
             chains.extend(
                 _inbound_chains(f"0.0.0.0_{target}", target, filters, mode, http=sp.is_http)
             )
-    chains.append(
-        listener.FilterChain(
-            name=f"{VIRTUAL_INBOUND}-catchall-tcp",
-            filters=[tcp_proxy_filter(INBOUND_PASSTHROUGH_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER)],
+    # Ports no service names: passed through to the workload under the workload-wide mode.
+    inspect_tls = inspect_tls or policy.mode is MtlsMode.PERMISSIVE
+    chains.extend(
+        _inbound_chains(
+            f"{VIRTUAL_INBOUND}-catchall-tcp",
+            None,
+            [tcp_proxy_filter(INBOUND_PASSTHROUGH_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER)],
+            policy.mode,
+            http=False,
         )
     )
     listener_filters = [
