@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import betterproto2
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from istio_sdk.api.envoy.config.cluster import v3 as cluster
 from istio_sdk.api.envoy.config.core import v3 as core
@@ -478,3 +480,37 @@ def test_sidecar_passthrough_follows_the_workload_mode(
     for chain in chains:
         match = chain.filter_chain_match
         assert match is None or match.destination_port is None
+
+
+# -- properties ----------------------------------------------------------------------------
+
+_modes = st.sampled_from(list(MODES))
+_labels = st.dictionaries(st.sampled_from(["app", "version"]), st.sampled_from(["a", "b"]))
+
+
+@st.composite
+def _policies(draw: st.DrawFn) -> list[ConfigEntry]:
+    out = []
+    for i in range(draw(st.integers(0, 5))):
+        namespace = draw(st.sampled_from(["istio-system", NS, "other"]))
+        selector = draw(_labels)
+        ports = draw(st.dictionaries(st.sampled_from([80, 8080]), _modes)) if selector else {}
+        mode = draw(st.one_of(st.none(), _modes))
+        out.append(_pa(f"p{i}", namespace, mode, selector, ports))
+    return out
+
+
+@given(_policies(), _labels, st.sampled_from([80, 8080, 9000]))
+def test_resolution_properties(
+    policies: list[ConfigEntry], labels: dict[str, str], port: int
+) -> None:
+    ctx = PushContext.build(policies)
+    mode = mtls_policy(ctx, NS, labels).mode_for_port(port)
+    assert isinstance(mode, MtlsMode)  # UNSET never survives
+    # Policies in a namespace that is neither the workload's nor the root change nothing.
+    mine = [p for p in policies if p.namespace != "other"]
+    assert mtls_policy(PushContext.build(mine), NS, labels).mode_for_port(port) is mode
+    # A matching workload policy with an explicit mode decides every port it does not list.
+    override = _pa("0-override", NS, MODES.DISABLE, {"zone": "z"})
+    ctx = PushContext.build([*policies, override])
+    assert mtls_policy(ctx, NS, {**labels, "zone": "z"}).mode_for_port(port) is MtlsMode.DISABLE
