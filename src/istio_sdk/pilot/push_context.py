@@ -452,7 +452,7 @@ class PushContext:
         trust_domain: str = DEFAULT_TRUST_DOMAIN,
         auto_mtls: bool = True,
     ) -> PushContext:
-        """Snapshot every networking resource of an ``istio_sdk.config.ConfigStore``.
+        """Snapshot the translated kinds (networking, PeerAuthentication) of a ``ConfigStore``.
 
         The version is the store's revision (plus the registry's, when one is given).
         """
