@@ -15,7 +15,15 @@ from istio_sdk.testing import all_message_types, full_name, message_class, messa
 
 
 def _depth_in(value: Any) -> int:
-    """How many message levels ``value`` holds (a message of scalars counts 1)."""
+    """How many message levels ``value`` holds (a message of scalars counts 1).
+
+    A google.protobuf Struct/Value/ListValue is a JSON value: the strategies bound its own
+    nesting separately, so it counts as one level, like a scalar-only message.
+    """
+    from istio_sdk.api.google import protobuf as wkt
+
+    if isinstance(value, (wkt.Struct, wkt.Value, wkt.ListValue)):
+        return 1
     if isinstance(value, betterproto2.Message):
         return 1 + max(
             (_depth_in(getattr(value, f.name)) for f in dataclasses.fields(value)), default=0
