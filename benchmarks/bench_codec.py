@@ -22,6 +22,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import betterproto2
+
 CLUSTERS = 2000
 ENDPOINTS = 10
 VIRTUAL_HOSTS = 500
@@ -165,7 +167,10 @@ def _interleaved(
 
 
 def measure(
-    name: str, upb_messages: list[Any], ours_cls: type, rows: list[tuple[Any, ...]]
+    name: str,
+    upb_messages: list[Any],
+    ours_cls: type[betterproto2.Message],
+    rows: list[tuple[Any, ...]],
 ) -> None:
     from istio_sdk.codec import reference_codec
 
