@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+from collections.abc import Iterable
 
 import betterproto2
 
@@ -55,6 +56,19 @@ def parse_cluster_name(name: str) -> tuple[str, int, str, str] | None:
     except ValueError:
         return None
     return parts[0], port, parts[2], parts[3]
+
+
+def select_named(
+    resources: dict[str, betterproto2.Message], names: Iterable[str] | None
+) -> dict[str, betterproto2.Message]:
+    """The entries of ``resources`` named in ``names`` (all of them when ``names`` is None).
+
+    Names that ``resources`` lacks are skipped: an xDS server answers a subscription with
+    what it has.
+    """
+    if names is None:
+        return resources
+    return {n: resources[n] for n in names if n in resources}
 
 
 def pack(message: betterproto2.Message) -> Any:

@@ -44,6 +44,7 @@ from istio_sdk.pilot.translate._common import (
     hcm_filter,
     http_filters,
     pack,
+    select_named,
     socket_address,
 )
 from istio_sdk.pilot.translate.clusters import _sds_source, passthrough_clusters
@@ -306,29 +307,21 @@ def gateway_routes(context: PushContext, proxy: ProxyInfo) -> dict[str, route.Ro
     return out
 
 
-def _select(
-    resources: dict[str, betterproto2.Message], names: Iterable[str] | None
-) -> dict[str, betterproto2.Message]:
-    if names is None:
-        return resources
-    return {n: resources[n] for n in names if n in resources}
-
-
 def generate_gateway(
     context: PushContext, proxy: ProxyInfo, type_url: str, names: Iterable[str] | None
 ) -> dict[str, betterproto2.Message]:
     """Resources of ``type_url`` for a gateway proxy (all, or those in ``names``)."""
     if type_url == LISTENER_TYPE:
-        return _select(dict(gateway_listeners(context, proxy)), names)
+        return select_named(dict(gateway_listeners(context, proxy)), names)
     if type_url == ROUTE_TYPE:
-        return _select(dict(gateway_routes(context, proxy)), names)
+        return select_named(dict(gateway_routes(context, proxy)), names)
     if type_url == CLUSTER_TYPE:
         clusters: dict[str, betterproto2.Message] = dict(sidecar_clusters(context, proxy))
         # A gateway serves no workload of its own: drop inbound clusters, keep passthrough ones.
         clusters = {n: c for n, c in clusters.items() if not n.startswith("inbound|")} | dict(
             passthrough_clusters()
         )
-        return _select(clusters, names)
+        return select_named(clusters, names)
     if type_url == ENDPOINT_TYPE:
         return generate_sidecar(context, proxy, type_url, names)
     return {}

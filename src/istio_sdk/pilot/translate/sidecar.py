@@ -56,6 +56,7 @@ from istio_sdk.pilot.translate._common import (
     inbound_cluster_name,
     outbound_cluster_name,
     pack,
+    select_named,
     socket_address,
     tcp_proxy_filter,
 )
@@ -422,24 +423,16 @@ def sidecar_listeners(context: PushContext, proxy: ProxyInfo) -> dict[str, liste
     return out
 
 
-def _select(
-    resources: dict[str, betterproto2.Message], names: Iterable[str] | None
-) -> dict[str, betterproto2.Message]:
-    if names is None:
-        return resources
-    return {n: resources[n] for n in names if n in resources}
-
-
 def generate_sidecar(
     context: PushContext, proxy: ProxyInfo, type_url: str, names: Iterable[str] | None
 ) -> dict[str, betterproto2.Message]:
     """Resources of ``type_url`` for a sidecar (all, or those in ``names``)."""
     if type_url == CLUSTER_TYPE:
-        return _select(dict(sidecar_clusters(context, proxy)), names)
+        return select_named(dict(sidecar_clusters(context, proxy)), names)
     if type_url == LISTENER_TYPE:
-        return _select(dict(sidecar_listeners(context, proxy)), names)
+        return select_named(dict(sidecar_listeners(context, proxy)), names)
     if type_url == ROUTE_TYPE:
-        return _select(dict(sidecar_routes(context, proxy)), names)
+        return select_named(dict(sidecar_routes(context, proxy)), names)
     if type_url == ENDPOINT_TYPE:
         wanted = list(names) if names is not None else _eds_cluster_names(context, proxy)
         out: dict[str, betterproto2.Message] = {}
