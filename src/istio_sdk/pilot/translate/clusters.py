@@ -61,6 +61,7 @@ from istio_sdk.pilot.translate.authn import (
     MtlsMode,
     certificate_provider_tls_context,
     mtls_policy,
+    sds_source,
     service_identities,
 )
 
@@ -272,21 +273,8 @@ def _outlier_detection(od: networking.OutlierDetection | None) -> cluster.Outlie
     return out
 
 
-@functools.cache
-def _sds_source() -> core.ConfigSource:
-    # One shared (read-only) message: every TLS context of every cluster points at it.
-    return core.ConfigSource(
-        api_config_source=core.ApiConfigSource(
-            api_type=core.ApiConfigSourceApiType.GRPC,
-            transport_api_version=core.ApiVersion.V3,
-            set_node_on_first_message_only=True,
-            grpc_services=[
-                core.GrpcService(envoy_grpc=core.GrpcServiceEnvoyGrpc(cluster_name="sds-grpc"))
-            ],
-        ),
-        initial_fetch_timeout=datetime.timedelta(0),
-        resource_api_version=core.ApiVersion.V3,
-    )
+# One shared (read-only) message: every TLS context of every cluster points at it.
+_sds_source = functools.cache(sds_source)
 
 
 def _san_matchers(names: Iterable[str]) -> list[tls.SubjectAltNameMatcher]:
@@ -408,12 +396,13 @@ def _http_protocol_options(
     )
 
 
-def build_cluster(
-    context: PushContext, proxy: ProxyInfo, name: str, *, grpc: bool = False
-) -> cluster.Cluster | None:
-    """Build the outbound cluster ``name`` (``outbound|PORT|SUBSET|HOST``) for ``proxy``.
+def _outbound_target(
+    context: PushContext, proxy: ProxyInfo, name: str
+) -> tuple[int, str, str, Service, ServicePort] | None:
+    """Port number, subset, hostname, service and port that outbound cluster ``name`` names.
 
-    Returns None when the service, port or subset does not exist for this proxy.
+    None when ``name`` is not an outbound cluster name or names a service or port that
+    ``proxy`` cannot see.
     """
     parsed = parse_cluster_name(name)
     if parsed is None or parsed[0] != "outbound":
@@ -425,6 +414,20 @@ def build_cluster(
     port = service.port(port_number)
     if port is None:
         return None
+    return port_number, subset, hostname, service, port
+
+
+def build_cluster(
+    context: PushContext, proxy: ProxyInfo, name: str, *, grpc: bool = False
+) -> cluster.Cluster | None:
+    """Build the outbound cluster ``name`` (``outbound|PORT|SUBSET|HOST``) for ``proxy``.
+
+    Returns None when the service, port or subset does not exist for this proxy.
+    """
+    target = _outbound_target(context, proxy, name)
+    if target is None:
+        return None
+    port_number, subset, hostname, service, port = target
     rule = context.destination_rule(hostname, proxy)
     if subset and subset_labels(rule, subset) is None:
         return None
@@ -531,16 +534,10 @@ def build_load_assignment(
     Subset clusters keep only endpoints carrying the subset's labels. Each locality's weight
     is the sum of its endpoints' weights (proxyless gRPC drops localities without one).
     """
-    parsed = parse_cluster_name(name)
-    if parsed is None or parsed[0] != "outbound":
+    target = _outbound_target(context, proxy, name)
+    if target is None:
         return None
-    _, port_number, subset, hostname = parsed
-    service = context.service_for_host(hostname, proxy)
-    if service is None:
-        return None
-    port = service.port(port_number)
-    if port is None:
-        return None
+    port_number, subset, hostname, service, port = target
     labels = subset_labels(context.destination_rule(hostname, proxy), subset)
     if labels is None:
         return None
