@@ -152,6 +152,18 @@ def iter_fields(data: bytes) -> Iterable[tuple[int, int, int | bytes]]:
         raise MalformedMessageError("fixed-width field runs past the end")
 
 
+def iter_bytes_fields(data: bytes) -> Iterable[tuple[int, bytes]]:
+    """Yield ``(field_number, value)`` of the length-delimited fields only.
+
+    The xDS envelopes keep every field the decoders read (strings, sub-messages) in
+    length-delimited form; the others are checked for framing and skipped.
+    """
+    for number, wire_type, value in iter_fields(data):
+        if wire_type == 2:
+            assert isinstance(value, bytes)
+            yield number, value
+
+
 def peek_name(value: bytes) -> str:
     """Field 1 of an encoded resource as a string: the name of every xDS resource type.
 
@@ -162,9 +174,8 @@ def peek_name(value: bytes) -> str:
         n, pos = _read_varint(value, 1)
         if pos + n <= len(value):
             return value[pos : pos + n].decode()
-    for number, wt, v in iter_fields(value):
-        if number == 1 and wt == 2:
-            assert isinstance(v, bytes)
+    for number, v in iter_bytes_fields(value):
+        if number == 1:
             return v.decode()
     return ""
 
@@ -180,10 +191,7 @@ def decode_any(data: bytes) -> RawAny:
     """Split serialized ``Any`` bytes into type URL and value."""
     type_url = ""
     value = b""
-    for number, wt, v in iter_fields(data):
-        if wt != 2:
-            continue
-        assert isinstance(v, bytes)
+    for number, v in iter_bytes_fields(data):
         if number == 1:
             type_url = v.decode()
         elif number == 2:
@@ -283,10 +291,7 @@ class DeltaResponseEnvelope:
 def _decode_delta_resource(data: bytes) -> DeltaResource:
     name = version = ""
     payload: RawAny | None = None
-    for number, wt, v in iter_fields(data):
-        if wt != 2:
-            continue
-        assert isinstance(v, bytes)
+    for number, v in iter_bytes_fields(data):
         if number == 1:
             version = v.decode()
         elif number == 2:
@@ -301,10 +306,7 @@ def decode_delta_response(data: bytes) -> DeltaResponseEnvelope:
     version = type_url = nonce = ""
     resources: list[DeltaResource] = []
     removed: list[str] = []
-    for number, wt, v in iter_fields(data):
-        if wt != 2:
-            continue
-        assert isinstance(v, bytes)
+    for number, v in iter_bytes_fields(data):
         if number == 1:
             version = v.decode()
         elif number == 2:
