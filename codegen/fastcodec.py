@@ -38,6 +38,8 @@ from typing import Any
 from google.protobuf import descriptor_pb2
 from google.protobuf.compiler import plugin_pb2
 
+from istio_sdk.codec import WRAPPERS, varint
+
 FDP = descriptor_pb2.FieldDescriptorProto
 MODEL_PACKAGE = "_istio_sdk_fastcodec_model"
 HEADER = (
@@ -65,24 +67,9 @@ FIXED_TYPES = {  # type -> (struct code, size, python kind)
     FDP.TYPE_SFIXED64: ("q", 8, "int"),
     FDP.TYPE_DOUBLE: ("d", 8, "float"),
 }
-# The well-known types betterproto2 replaces by Python values; istio_sdk.codec.WRAPPERS has
-# an encoder and a decoder for each.
-KNOWN_WRAPPERS = frozenset(
-    f"google.protobuf.{name}"
-    for name in (
-        "BoolValue",
-        "BytesValue",
-        "DoubleValue",
-        "FloatValue",
-        "Int32Value",
-        "Int64Value",
-        "StringValue",
-        "UInt32Value",
-        "UInt64Value",
-        "Duration",
-        "Timestamp",
-    )
-)
+# The well-known types betterproto2 replaces by Python values: those istio_sdk.codec.WRAPPERS
+# has an encoder and a decoder for.
+KNOWN_WRAPPERS = frozenset(WRAPPERS)
 # Decoders of messages with at least this many fields start from a copy of a dict of defaults
 # instead of one local variable per field.
 LARGE_MESSAGE = 12
@@ -121,13 +108,7 @@ def wire_type(ftype: int) -> int:
 
 
 def tag_bytes(number: int, wire: int) -> bytes:
-    value = (number << 3) | wire
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
+    return varint((number << 3) | wire)
 
 
 def tag_int(number: int, wire: int) -> int:
