@@ -58,6 +58,7 @@ __all__ = [
     "ProxyType",
     "compute_changes",
     "host_matches",
+    "split_namespaced_host",
 ]
 
 ROOT_NAMESPACE = "istio-system"
@@ -264,6 +265,20 @@ def host_matches(pattern: str, host: str) -> bool:
     if pattern.startswith("*."):
         return host.endswith(pattern[1:]) or (host.startswith("*.") and host.endswith(pattern[1:]))
     return False
+
+
+def split_namespaced_host(host: str, own_namespace: str) -> tuple[str, str]:
+    """Split a ``namespace/dnsName`` host (Sidecar egress, Gateway server) into its two parts.
+
+    A host without ``/`` applies to every namespace (``*``); the namespace ``.`` stands for
+    ``own_namespace``, the namespace of the config that lists the host.
+    """
+    ns, _, pattern = host.partition("/")
+    if not pattern:
+        return "*", ns
+    if ns == ".":
+        return own_namespace, pattern
+    return ns, pattern
 
 
 def _visible(export_to: Iterable[str], owner_ns: str, proxy_ns: str) -> bool:
@@ -544,11 +559,7 @@ class PushContext:
             for listener in spec.egress:
                 listener_port = listener.port.number if listener.port is not None else 0
                 for h in listener.hosts:
-                    ns, _, pattern = h.partition("/")
-                    if not pattern:
-                        ns, pattern = "*", ns
-                    if ns == ".":
-                        ns = proxy.namespace
+                    ns, pattern = split_namespaced_host(h, proxy.namespace)
                     hosts.append((ns, pattern))
                     ports.append((listener_port, ns, pattern))
             policy = spec.outbound_traffic_policy

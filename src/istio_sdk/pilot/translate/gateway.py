@@ -37,6 +37,7 @@ from istio_sdk.pilot.push_context import (
     ProxyInfo,
     PushContext,
     host_matches,
+    split_namespaced_host,
 )
 from istio_sdk.pilot.translate._common import (
     TLS_TRANSPORT_SOCKET,
@@ -114,15 +115,7 @@ def _route_name(gateway: ConfigEntry, server: networking.Server) -> str:
 
 
 def _server_host_patterns(gateway: ConfigEntry, server: networking.Server) -> list[tuple[str, str]]:
-    out = []
-    for h in server.hosts:
-        ns, _, host = h.partition("/")
-        if not host:
-            ns, host = "*", ns
-        if ns == ".":
-            ns = gateway.namespace
-        out.append((ns, host))
-    return out
+    return [split_namespaced_host(h, gateway.namespace) for h in server.hosts]
 
 
 def _downstream_tls(server: networking.Server) -> core.TransportSocket:
