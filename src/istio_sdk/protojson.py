@@ -27,10 +27,8 @@ import contextvars
 import dataclasses
 import datetime
 import functools
-import importlib
 import json
 import math
-import pkgutil
 import re
 import struct
 from collections.abc import Callable, Mapping
@@ -39,6 +37,7 @@ from typing import Any, TypeAlias, TypeVar, cast
 import betterproto2
 
 from istio_sdk import timeutil
+from istio_sdk._messages import TYPE_URL_PREFIX, find_message_class, message_pool
 
 __all__ = [
     "JsonParseError",
@@ -62,8 +61,6 @@ JsonValue: TypeAlias = "bool | int | float | str | list[JsonValue] | dict[str, J
 
 M = TypeVar("M", bound=betterproto2.Message)
 
-_TYPE_URL_PREFIX = "type.googleapis.com/"
-_API_PACKAGE = "istio_sdk.api"
 
 _DURATION_MAX_SECONDS = 315_576_000_000
 _TIMESTAMP_MIN_SECONDS = -62_135_596_800  # 0001-01-01T00:00:00Z
@@ -126,25 +123,11 @@ def _proto_name(attr: str) -> str:
     return attr
 
 
-def _pool() -> betterproto2.MessagePool:
-    from istio_sdk.api.message_pool import default_message_pool
-
-    pool: betterproto2.MessagePool = default_message_pool
-    return pool
-
-
-@functools.cache
-def _import_all_api_modules() -> None:
-    package = importlib.import_module(_API_PACKAGE)
-    for info in pkgutil.walk_packages(package.__path__, prefix=f"{_API_PACKAGE}."):
-        importlib.import_module(info.name)
-
-
 def _full_name(cls: type[betterproto2.Message]) -> str:
-    url = _pool().type_to_url.get(cls)
+    url = message_pool().type_to_url.get(cls)
     if url is None:
         return f"{cls.__module__}.{cls.__qualname__}"
-    return url.removeprefix(_TYPE_URL_PREFIX)
+    return url.removeprefix(TYPE_URL_PREFIX)
 
 
 def _class_for_type_url(type_url: str) -> type[betterproto2.Message] | None:
@@ -152,23 +135,7 @@ def _class_for_type_url(type_url: str) -> type[betterproto2.Message] | None:
     name = type_url.rsplit("/", 1)[-1]
     if not name:
         return None
-    key = _TYPE_URL_PREFIX + name
-    pool = _pool()
-    cls = pool.url_to_type.get(key)
-    if cls is not None:
-        return cls
-    # Import the module of the name's package (istio_sdk.api.<package>) first: cheap.
-    parts = name.split(".")
-    for end in range(len(parts) - 1, 0, -1):
-        try:
-            importlib.import_module(".".join([_API_PACKAGE, *parts[:end]]))
-        except ImportError:
-            continue
-        cls = pool.url_to_type.get(key)
-        if cls is not None:
-            return cls
-    _import_all_api_modules()
-    return pool.url_to_type.get(key)
+    return find_message_class(name)
 
 
 # --------------------------------------------------------------------------------------------

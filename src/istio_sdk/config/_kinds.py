@@ -21,11 +21,12 @@ The per-adapter and per-template kinds of Mixer's "old style" config (``promethe
 
 from __future__ import annotations
 
-import importlib
 from typing import Literal
 
 import attrs
 import betterproto2
+
+from istio_sdk._messages import find_message_class
 
 Scope = Literal["Namespaced", "Cluster"]
 
@@ -82,20 +83,12 @@ def message_class(full_name: str) -> type[betterproto2.Message]:
     """Import the generated class for a protobuf message full name.
 
     ``istio.networking.v1alpha3.VirtualService`` lives in ``istio_sdk.api.istio.networking.
-    v1alpha3``; the package is the lower-case prefix of the name. Raises :class:`KeyError`
+    v1alpha3``; only that package is imported. Raises :class:`KeyError`
     when no such message was generated.
     """
-    parts = full_name.split(".")
-    split = next((i for i, part in enumerate(parts) if part[:1].isupper()), len(parts))
-    try:
-        importlib.import_module("istio_sdk.api." + ".".join(parts[:split]))
-    except ImportError:
-        raise KeyError(f"{full_name!r} is not a generated message") from None
-    from istio_sdk.api.message_pool import default_message_pool
-
     # the pool knows the class under its proto name (betterproto2 renames e.g. HTTPRoute)
-    cls = default_message_pool.url_to_type.get(f"type.googleapis.com/{full_name}")
-    if not (isinstance(cls, type) and issubclass(cls, betterproto2.Message)):
+    cls = find_message_class(full_name, import_all=False)
+    if cls is None:
         raise KeyError(f"{full_name!r} is not a generated message")
     return cls
 

@@ -16,8 +16,6 @@ import dataclasses
 import datetime
 import enum
 import functools
-import importlib
-import pkgutil
 import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
@@ -26,6 +24,12 @@ import betterproto2
 from hypothesis import strategies as st
 
 from istio_sdk import timeutil
+from istio_sdk._messages import (
+    TYPE_URL_PREFIX,
+    find_message_class,
+    import_all_api_modules,
+    message_pool,
+)
 
 __all__ = [
     "all_message_types",
@@ -36,8 +40,6 @@ __all__ = [
 
 M = TypeVar("M", bound=betterproto2.Message)
 
-_API_PACKAGE = "istio_sdk.api"
-_TYPE_URL_PREFIX = "type.googleapis.com/"
 
 INT32 = (-(2**31), 2**31 - 1)
 INT64 = (-(2**63), 2**63 - 1)
@@ -99,23 +101,9 @@ ANY_PAYLOAD_TYPES: tuple[str, ...] = (
 
 
 @functools.cache
-def _import_all_api_modules() -> None:
-    package = importlib.import_module(_API_PACKAGE)
-    for info in pkgutil.walk_packages(package.__path__, prefix=f"{_API_PACKAGE}."):
-        importlib.import_module(info.name)
-
-
-def _pool() -> betterproto2.MessagePool:
-    from istio_sdk.api.message_pool import default_message_pool
-
-    pool: betterproto2.MessagePool = default_message_pool
-    return pool
-
-
-@functools.cache
 def _all_message_types() -> tuple[type[betterproto2.Message], ...]:
-    _import_all_api_modules()
-    pool = _pool()
+    import_all_api_modules()
+    pool = message_pool()
     return tuple(pool.url_to_type[url] for url in sorted(pool.url_to_type))
 
 
@@ -131,35 +119,18 @@ def all_message_types() -> list[type[betterproto2.Message]]:
 def full_name(cls: type[betterproto2.Message]) -> str:
     """The full proto name of a generated class, e.g. ``envoy.config.cluster.v3.Cluster``."""
     try:
-        url = _pool().type_to_url[cls]
+        url = message_pool().type_to_url[cls]
     except KeyError:
         raise KeyError(f"{cls.__module__}.{cls.__qualname__} is not a registered message") from None
-    return url.removeprefix(_TYPE_URL_PREFIX)
+    return url.removeprefix(TYPE_URL_PREFIX)
 
 
 def message_class(name: str) -> type[betterproto2.Message]:
     """The generated class for a full proto name, importing ``istio_sdk.api`` if needed."""
-    url = _TYPE_URL_PREFIX + name
-    pool = _pool()
-    cls = pool.url_to_type.get(url) or _import_module_of(name, url)
+    cls = find_message_class(name)
     if cls is None:
         raise KeyError(f"no generated message class named {name!r}")
     return cls
-
-
-def _import_module_of(name: str, url: str) -> type[betterproto2.Message] | None:
-    """Import the generated module of a full proto name (its package), else all of them."""
-    parts = name.split(".")
-    for end in range(len(parts) - 1, 0, -1):
-        try:
-            importlib.import_module(".".join([_API_PACKAGE, *parts[:end]]))
-        except ImportError:
-            continue
-        found = _pool().url_to_type.get(url)
-        if found is not None:
-            return found
-    _import_all_api_modules()
-    return _pool().url_to_type.get(url)
 
 
 # --------------------------------------------------------------------------------------------
@@ -309,7 +280,7 @@ def _any(depth: int) -> st.SearchStrategy[Any]:
     def packed(name: str) -> st.SearchStrategy[Any]:
         cls = message_class(name)
         return _message(cls, depth - 1).map(
-            lambda inner: wkt.Any(type_url=_TYPE_URL_PREFIX + name, value=bytes(inner))
+            lambda inner: wkt.Any(type_url=TYPE_URL_PREFIX + name, value=bytes(inner))
         )
 
     return st.one_of(empty, *(packed(name) for name in ANY_PAYLOAD_TYPES))

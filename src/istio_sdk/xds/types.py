@@ -13,6 +13,7 @@ from typing import Final
 import attrs
 import betterproto2
 
+from istio_sdk._messages import find_message_class
 from istio_sdk.xds.errors import UnknownTypeUrlError
 
 TYPE_PREFIX: Final = "type.googleapis.com/"
@@ -224,20 +225,10 @@ def message_class(type_url: str) -> type[betterproto2.Message]:
     t = _TYPES.get(type_url)
     if t is not None:
         return t.message_class()
-    from istio_sdk.api.message_pool import default_message_pool
-
-    cls: type[betterproto2.Message] | None = default_message_pool.url_to_type.get(type_url)
-    if cls is None and type_url.startswith(TYPE_PREFIX):
-        # Not imported yet: the generated module path mirrors the proto package, so import
-        # the longest package prefix of the full name that exists, then look again.
-        parts = type_url[len(TYPE_PREFIX) :].split(".")
-        for cut in range(len(parts) - 1, 0, -1):
-            try:
-                importlib.import_module(_API + ".".join(parts[:cut]))
-            except ImportError:
-                continue
-            break
-        cls = default_message_pool.url_to_type.get(type_url)
+    cls = None
+    if type_url.startswith(TYPE_PREFIX):
+        # Not the whole of istio_sdk.api: only the package the name points at is imported.
+        cls = find_message_class(type_url[len(TYPE_PREFIX) :], import_all=False)
     if cls is None:
         raise UnknownTypeUrlError(type_url)
     return cls
