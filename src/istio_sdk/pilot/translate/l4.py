@@ -14,7 +14,7 @@ from istio_sdk.api.envoy.extensions.filters.network.tcp_proxy import v3 as tcp_p
 from istio_sdk.api.istio.networking import v1alpha3 as networking
 from istio_sdk.pilot.push_context import ConfigEntry, ProxyInfo, PushContext
 from istio_sdk.pilot.translate._common import TCP_PROXY_FILTER, pack
-from istio_sdk.pilot.translate.routes import destination_cluster
+from istio_sdk.pilot.translate.routes import destination_cluster, match_applies
 
 __all__ = ["l4_applies", "tcp_proxy_for", "tcp_route_for", "tls_routes_for"]
 
@@ -27,19 +27,7 @@ def l4_applies(
     namespace: str,
 ) -> bool:
     """Whether an L4/TLS match applies to this proxy, listener port and gateway."""
-    if match.port and match.port != port:
-        return False
-    if match.source_labels and not all(
-        proxy.labels.get(k) == v for k, v in match.source_labels.items()
-    ):
-        return False
-    if match.source_namespace and match.source_namespace != proxy.namespace:
-        return False
-    if match.gateways:
-        refs = {g if g == "mesh" or "/" in g else f"{namespace}/{g}" for g in match.gateways}
-        if gateway not in refs:
-            return False
-    return True
+    return match_applies(match, proxy, port, gateway, namespace)
 
 
 def tcp_proxy_for(

@@ -35,6 +35,7 @@ __all__ = [
     "default_route",
     "destination_cluster",
     "has_http_rules",
+    "match_applies",
 ]
 
 DEFAULT_RETRY_ON = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
@@ -149,16 +150,34 @@ def _applies(
     gateway: str,
     vs_namespace: str,
 ) -> bool:
-    if m is None:
-        return True
-    if m.port and m.port != port:
+    return m is None or match_applies(m, proxy, port, gateway, vs_namespace)
+
+
+def match_applies(
+    match: networking.HttpMatchRequest
+    | networking.L4MatchAttributes
+    | networking.TlsMatchAttributes,
+    proxy: ProxyInfo,
+    port: int,
+    gateway: str,
+    namespace: str,
+) -> bool:
+    """Whether a VirtualService match's port, source and gateway conditions hold.
+
+    The conditions HTTP, TCP and TLS matches share: the listener ``port``, the proxy's labels
+    and namespace, and ``gateway`` (``mesh`` for sidecars; short gateway names are in the
+    VirtualService's ``namespace``).
+    """
+    if match.port and match.port != port:
         return False
-    if m.source_labels and not all(proxy.labels.get(k) == v for k, v in m.source_labels.items()):
+    if match.source_labels and not all(
+        proxy.labels.get(k) == v for k, v in match.source_labels.items()
+    ):
         return False
-    if m.source_namespace and m.source_namespace != proxy.namespace:
+    if match.source_namespace and match.source_namespace != proxy.namespace:
         return False
-    if m.gateways:
-        refs = {g if g == "mesh" or "/" in g else f"{vs_namespace}/{g}" for g in m.gateways}
+    if match.gateways:
+        refs = {g if g == "mesh" or "/" in g else f"{namespace}/{g}" for g in match.gateways}
         if gateway not in refs:
             return False
     return True
