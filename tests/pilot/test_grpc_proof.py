@@ -16,10 +16,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
-import os
 import pathlib
-import socket
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent import futures
@@ -30,7 +27,7 @@ import pytest_asyncio
 
 grpc = pytest.importorskip("grpc")
 
-from support.grpc_xds import xds_bootstrap  # noqa: E402
+from support.grpc_xds import free_port, start_python, stop_process, xds_bootstrap  # noqa: E402
 
 from istio_sdk.api.istio.networking import v1alpha3 as n  # noqa: E402
 from istio_sdk.pilot.push_context import ENDPOINT_TYPE, ConfigEntry, PushContext  # noqa: E402
@@ -85,10 +82,6 @@ server.start()
 sys.stdin.read()
 server.stop(None)
 """
-
-
-def _bootstrap(xds_port: int, node_id: str) -> dict[str, object]:
-    return xds_bootstrap(xds_port, node_id)
 
 
 def _backend(name: str) -> tuple[grpc.Server, int]:
@@ -223,34 +216,12 @@ async def proof(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Proof
     server = DiscoveryServer(generator, debounce_after=0.01, debounce_max=1.0)
     xds_port = await server.start("127.0.0.1", 0)
     tmp = tmp_path_factory.mktemp("grpc-proof")
-    bootstrap = tmp / "bootstrap.json"
-    bootstrap.write_text(
-        json.dumps(
-            _bootstrap(xds_port, "sidecar~127.0.0.1~proof-client.default~default.svc.cluster.local")
-        )
-    )
-    script = tmp / "client.py"
-    script.write_text(CLIENT_SCRIPT)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GRPC_")}
-    env["GRPC_XDS_BOOTSTRAP"] = str(bootstrap)
-    client = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(script),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        env=env,
-        cwd=str(pathlib.Path(tmp)),
-    )
+    node = "sidecar~127.0.0.1~proof-client.default~default.svc.cluster.local"
+    client = await start_python(tmp, "client", CLIENT_SCRIPT, xds_bootstrap(xds_port, node))
     try:
         yield Proof(ports, registry, generator, server, client, tmp)
     finally:
-        if client.stdin is not None:
-            client.stdin.close()
-        try:
-            await asyncio.wait_for(client.wait(), timeout=10)
-        except TimeoutError:
-            client.kill()
-            await client.wait()
+        await stop_process(client)
         await server.stop()
         for backend, _ in backends.values():
             backend.stop(grace=None)
@@ -336,18 +307,10 @@ async def test_endpoint_only_change_pushes_eds_and_reroutes(proof: Proof) -> Non
 
 async def test_xds_enabled_grpc_server_gets_its_listener(proof: Proof) -> None:
     """An xDS-enabled grpcio server only serves once our server listener arrives."""
-    bootstrap = proof.tmp / "server-bootstrap.json"
     node = "sidecar~127.0.0.1~xds-server.default~default.svc.cluster.local"
-    bootstrap.write_text(json.dumps(_bootstrap(proof.server.port, node)))
-    script = proof.tmp / "server.py"
-    script.write_text(SERVER_SCRIPT)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GRPC_")}
-    env["GRPC_XDS_BOOTSTRAP"] = str(bootstrap)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, str(script), str(port), stdin=asyncio.subprocess.PIPE, env=env
+    port = free_port()
+    process = await start_python(
+        proof.tmp, "server", SERVER_SCRIPT, xds_bootstrap(proof.server.port, node), str(port)
     )
     try:
         host = "xds-server.default.svc.cluster.local"
@@ -364,13 +327,7 @@ async def test_xds_enabled_grpc_server_gets_its_listener(proof: Proof) -> None:
         lds = views[node]["types"]["type.googleapis.com/envoy.config.listener.v3.Listener"]
         assert lds["state"] == "ACKED" and not lds["nack_reason"]
     finally:
-        if process.stdin is not None:
-            process.stdin.close()
-        try:
-            await asyncio.wait_for(process.wait(), timeout=10)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+        await stop_process(process)
 
 
 async def test_consistent_hash_pins_users_to_backends(proof: Proof) -> None:
