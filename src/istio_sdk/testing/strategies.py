@@ -366,26 +366,25 @@ def _units(cls: type[betterproto2.Message]) -> tuple[tuple[_Field, ...], ...]:
 
 def _single(field: _Field, depth: int) -> st.SearchStrategy[Any]:
     """One value of a non-repeated, non-map field (or one item of a repeated field)."""
-    meta = field.meta
-    if meta.proto_type == betterproto2.TYPE_ENUM:
-        return _enum(field.value_cls)
-    if meta.proto_type == betterproto2.TYPE_MESSAGE:
-        if meta.unwrap is not None:
-            return _unwrapped(meta.unwrap().__name__)
-        return _message(field.value_cls, depth - 1)
-    return _scalar(meta.proto_type)
+    return _value_of(field.meta, field.value_cls, depth)
 
 
 def _map_value(field: _Field, depth: int) -> st.SearchStrategy[Any]:
     assert field.meta.map_meta is not None
-    value_meta = field.meta.map_meta[1]
-    if value_meta.proto_type == betterproto2.TYPE_ENUM:
-        return _enum(field.value_cls)
-    if value_meta.proto_type == betterproto2.TYPE_MESSAGE:
-        if value_meta.unwrap is not None:
-            return _unwrapped(value_meta.unwrap().__name__)
-        return _message(field.value_cls, depth - 1)
-    return _scalar(value_meta.proto_type)
+    return _value_of(field.meta.map_meta[1], field.value_cls, depth)
+
+
+def _value_of(
+    meta: betterproto2.FieldMetadata, value_cls: Any, depth: int
+) -> st.SearchStrategy[Any]:
+    """A value of the type ``meta`` describes; ``value_cls`` is its enum or message class."""
+    if meta.proto_type == betterproto2.TYPE_ENUM:
+        return _enum(value_cls)
+    if meta.proto_type == betterproto2.TYPE_MESSAGE:
+        if meta.unwrap is not None:
+            return _unwrapped(meta.unwrap().__name__)
+        return _message(value_cls, depth - 1)
+    return _scalar(meta.proto_type)
 
 
 def _field_value(field: _Field, depth: int) -> st.SearchStrategy[Any]:
