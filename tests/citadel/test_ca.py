@@ -213,6 +213,31 @@ def test_unusual_key_types_are_refused(
         ca.sign_csr(_csr_signed_by(key, hash_alg), SLEEP)
 
 
+def test_a_repeated_csr_is_checked_once_and_a_bad_one_every_time(
+    ca: CertificateAuthority, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checked: list[bytes] = []
+    parse = CertificateAuthority._parse_csr_and_key
+
+    def counting_parse(csr_pem: str | bytes) -> object:
+        checked.append(csr_pem if isinstance(csr_pem, bytes) else csr_pem.encode())
+        return parse(csr_pem)
+
+    monkeypatch.setattr(CertificateAuthority, "_parse_csr_and_key", staticmethod(counting_parse))
+    key = generate_private_key()
+    csr = create_csr(key, SLEEP)
+    first = _leaf(ca.sign_csr(csr, SLEEP).certificate_pem)
+    second = _leaf(ca.sign_csr(csr.decode(), SLEEP).certificate_pem)
+    assert checked == [csr]  # str and bytes of the same CSR share one check
+    assert first.serial_number != second.serial_number
+    assert second.public_key() == key.public_key()
+    tampered = _tampered_csr()
+    for _ in range(2):
+        with pytest.raises(CsrError, match="signature"):
+            ca.sign_csr(tampered, SLEEP)
+    assert checked == [csr, tampered, tampered]  # a failed check is never remembered
+
+
 def test_huge_csr_with_many_sans_is_refused(ca: CertificateAuthority) -> None:
     key = generate_private_key()
     csr = create_csr(key, SLEEP, dns_names=[f"host-{i}.example.com" for i in range(3000)])

@@ -18,6 +18,7 @@ import ipaddress
 import itertools
 import os
 import pathlib
+import threading
 from collections.abc import Sequence
 
 import attrs
@@ -49,10 +50,31 @@ DEFAULT_ROOT_GRACE_PERIOD_PERCENTILE = 20
 # Largest CSR PEM accepted; a 4096-bit RSA CSR with a few SANs is ~2 KiB.
 MAX_CSR_BYTES = 64 * 1024
 
+# CSRs whose checks passed, remembered by their exact bytes (see CertificateAuthority.sign_csr).
+CHECKED_CSR_CACHE_SIZE = 1024
+
 CA_CERT_FILE = "ca-cert.pem"
 CA_KEY_FILE = "ca-key.pem"
 ROOT_CERT_FILE = "root-cert.pem"
 CERT_CHAIN_FILE = "cert-chain.pem"
+
+
+# The extensions every leaf carries (immutable, so built once).
+_LEAF_BASIC_CONSTRAINTS = x509.BasicConstraints(ca=False, path_length=None)
+_LEAF_KEY_USAGE = x509.KeyUsage(
+    digital_signature=True,
+    content_commitment=False,
+    key_encipherment=True,
+    data_encipherment=False,
+    key_agreement=False,
+    key_cert_sign=False,
+    crl_sign=False,
+    encipher_only=False,
+    decipher_only=False,
+)
+_LEAF_EXTENDED_KEY_USAGE = x509.ExtendedKeyUsage(
+    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+)
 
 
 def _utcnow() -> datetime.datetime:
@@ -181,6 +203,9 @@ class CertificateAuthority:
             raise CaConfigError("the CA certificate is not a CA (basicConstraints CA:FALSE)")
         self._key = signing_key
         self._cert = signing_cert
+        self._issuer = signing_cert.subject
+        self._signing_not_after = signing_cert.not_valid_after_utc
+        self._signature_hash = signature_hash(signing_key)
         self._root = root_cert
         self._intermediates = tuple(c for c in intermediates if c != root_cert)
         self.options = options or CaOptions()
@@ -194,6 +219,16 @@ class CertificateAuthority:
             )
         except x509.ExtensionNotFound:
             self._ski = None
+        # CSR bytes -> the public key they carry, for CSRs that passed every check. Verifying a
+        # CSR is a pure function of its bytes, so a byte-identical CSR (an agent retrying, or
+        # renewing with the same key pair) need not be parsed and verified again.
+        self._checked_csrs: dict[bytes, PublicKey] = {}
+        self._checked_csrs_lock = threading.Lock()
+        self._aki = (
+            None
+            if self._ski is None
+            else x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(self._ski)
+        )
 
     # -- construction -------------------------------------------------------------------------
 
@@ -396,8 +431,22 @@ class CertificateAuthority:
         ``identity`` only. Raises :class:`CsrError` or :class:`TtlError`.
         """
         ttl = self.options.ttl_policy.resolve(ttl_seconds)
-        _csr, public_key = self._parse_csr_and_key(csr_pem)
-        return self.issue(public_key, identity, ttl, now=now)
+        return self.issue(self._checked_csr_key(csr_pem), identity, ttl, now=now)
+
+    def _checked_csr_key(self, csr_pem: str | bytes) -> PublicKey:
+        # The public key of a CSR that passed _parse_csr_and_key's checks, from the cache of
+        # byte-identical CSRs when possible. A CSR that fails is never cached.
+        data = csr_pem.encode("utf-8", "replace") if isinstance(csr_pem, str) else csr_pem
+        public_key = self._checked_csrs.get(data)
+        if public_key is not None:
+            return public_key
+        public_key = self._parse_csr_and_key(data)[1]
+        with self._checked_csrs_lock:
+            if len(self._checked_csrs) >= CHECKED_CSR_CACHE_SIZE:
+                # Oldest first: dicts keep insertion order.
+                del self._checked_csrs[next(iter(self._checked_csrs))]
+            self._checked_csrs[data] = public_key
+        return public_key
 
     def issue(
         self,
@@ -456,45 +505,24 @@ class CertificateAuthority:
         ttl: datetime.timedelta,
         now: datetime.datetime,
     ) -> x509.Certificate:
-        not_after = min(now + ttl, self._cert.not_valid_after_utc)
+        not_after = min(now + ttl, self._signing_not_after)
         builder = (
             x509.CertificateBuilder()
             .subject_name(subject)
-            .issuer_name(self._cert.subject)
+            .issuer_name(self._issuer)
             .public_key(public_key)
             .serial_number(x509.random_serial_number())
             .not_valid_before(now)
             .not_valid_after(not_after)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=True,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=False,
-                    crl_sign=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(
-                x509.ExtendedKeyUsage(
-                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-                ),
-                critical=False,
-            )
+            .add_extension(_LEAF_BASIC_CONSTRAINTS, critical=True)
+            .add_extension(_LEAF_KEY_USAGE, critical=True)
+            .add_extension(_LEAF_EXTENDED_KEY_USAGE, critical=False)
             # RFC 5280: the SAN extension is critical when the subject is empty.
             .add_extension(x509.SubjectAlternativeName(sans), critical=len(subject) == 0)
         )
-        if self._ski is not None:
-            builder = builder.add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(self._ski),
-                critical=False,
-            )
-        return builder.sign(self._key, signature_hash(self._key))
+        if self._aki is not None:
+            builder = builder.add_extension(self._aki, critical=False)
+        return builder.sign(self._key, self._signature_hash)
 
     # -- root rotation ------------------------------------------------------------------------
 

@@ -206,12 +206,13 @@ class CitadelService(IstioCertificateServiceBase):  # type: ignore[misc]
             log.error("signing for %s failed: %s", identity, type(exc).__name__)
             raise GRPCError(grpclib.const.Status.INTERNAL, "signing failed") from None
         self._signed += 1
-        log.debug(
-            "signed serial %x for %s until %s",
-            issued.serial_number,
-            identity,
-            issued.not_after.isoformat(),
-        )
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "signed serial %x for %s until %s",
+                issued.serial_number,
+                identity,
+                issued.not_after.isoformat(),
+            )
         return IstioCertificateResponse(cert_chain=list(issued.chain_pem))
 
     async def _authenticate(self, caller: CallerContext) -> Identity:
