@@ -15,6 +15,8 @@ from betterproto2_compiler.casing import safe_snake_case
 from google.protobuf import descriptor_pb2
 from google.protobuf.compiler import plugin_pb2
 
+from istio_sdk.codec import read_varint
+
 FIELD_BEHAVIOR_EXTENSION = 1052
 REQUIRED = 2  # google.api.FieldBehavior.REQUIRED
 
@@ -26,28 +28,16 @@ HEADER = (
 )
 
 
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    result = 0
-    shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
-
-
 def field_behaviors(options: descriptor_pb2.FieldOptions) -> list[int]:
     """The ``google.api.field_behavior`` values set on a field (packed or not)."""
     data = options.SerializeToString()
     values: list[int] = []
     pos = 0
     while pos < len(data):
-        key, pos = _varint(data, pos)
+        key, pos = read_varint(data, pos)
         number, wire_type = key >> 3, key & 7
         if wire_type == 0:
-            value, pos = _varint(data, pos)
+            value, pos = read_varint(data, pos)
             if number == FIELD_BEHAVIOR_EXTENSION:
                 values.append(value)
         elif wire_type == 1:
@@ -55,13 +45,13 @@ def field_behaviors(options: descriptor_pb2.FieldOptions) -> list[int]:
         elif wire_type == 5:
             pos += 4
         elif wire_type == 2:
-            length, pos = _varint(data, pos)
+            length, pos = read_varint(data, pos)
             chunk = data[pos : pos + length]
             pos += length
             if number == FIELD_BEHAVIOR_EXTENSION:
                 inner = 0
                 while inner < len(chunk):
-                    value, inner = _varint(chunk, inner)
+                    value, inner = read_varint(chunk, inner)
                     values.append(value)
         else:
             raise ValueError(f"unexpected wire type {wire_type} in FieldOptions")

@@ -14,25 +14,15 @@ from typing import NamedTuple
 
 import attrs
 
+from istio_sdk.codec import varint
 from istio_sdk.xds.errors import MalformedMessageError
 
-_VARINT_CACHE = [bytes([i]) for i in range(128)]
-
-
-def encode_varint(value: int) -> bytes:
-    """Base-128 varint of a non-negative integer."""
-    if value < 128:
-        return _VARINT_CACHE[value]
-    out = bytearray()
-    while value >= 128:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
+# Base-128 varint of an integer: the message codec's encoder (table lookup below 2**14).
+encode_varint = varint
 
 
 def _len_field(tag: bytes, payload: bytes) -> bytes:
-    return tag + encode_varint(len(payload)) + payload
+    return tag + varint(len(payload)) + payload
 
 
 def _str_field(tag: bytes, text: str) -> bytes:
