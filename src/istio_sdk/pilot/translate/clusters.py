@@ -126,21 +126,22 @@ def _merge(
 ) -> TrafficPolicy:
     if policy is None:
         return base
-    merged = TrafficPolicy(
-        load_balancer=_pick(policy.load_balancer, base.load_balancer),
-        connection_pool=_pick(policy.connection_pool, base.connection_pool),
-        outlier_detection=_pick(policy.outlier_detection, base.outlier_detection),
-        tls=_pick(policy.tls, base.tls),
-    )
+    merged = _overlay(base, policy)
     level = _port_level(policy, port)
-    if level is not None:
-        merged = TrafficPolicy(
-            load_balancer=_pick(level.load_balancer, merged.load_balancer),
-            connection_pool=_pick(level.connection_pool, merged.connection_pool),
-            outlier_detection=_pick(level.outlier_detection, merged.outlier_detection),
-            tls=_pick(level.tls, merged.tls),
-        )
-    return merged
+    return merged if level is None else _overlay(merged, level)
+
+
+def _overlay(
+    base: TrafficPolicy,
+    layer: networking.TrafficPolicy | networking.TrafficPolicyPortTrafficPolicy,
+) -> TrafficPolicy:
+    """``base`` with each of the four settings ``layer`` sets replaced by its value."""
+    return TrafficPolicy(
+        load_balancer=_pick(layer.load_balancer, base.load_balancer),
+        connection_pool=_pick(layer.connection_pool, base.connection_pool),
+        outlier_detection=_pick(layer.outlier_detection, base.outlier_detection),
+        tls=_pick(layer.tls, base.tls),
+    )
 
 
 def effective_policy(rule: ConfigEntry | None, port: int, subset: str = "") -> TrafficPolicy:
