@@ -23,7 +23,7 @@ import attrs
 from istio_sdk.api.envoy.config.core.v3 import Node
 from istio_sdk.api.envoy.service.discovery.v3 import DeltaDiscoveryRequest, DiscoveryRequest
 from istio_sdk.api.google.rpc import Status
-from istio_sdk.xds.errors import XdsProtocolError
+from istio_sdk.xds.errors import XdsProtocolError, next_state
 from istio_sdk.xds.types import is_full_state
 
 Mode = Literal["sotw", "delta"]
@@ -94,15 +94,13 @@ class _TypeState:
 
 
 def _transition(ts: _TypeState, event: ClientEvent, type_url: str) -> None:
-    new = CLIENT_TRANSITIONS.get((ts.state, event))
-    if new is None:
-        raise XdsProtocolError(
-            f"cannot {event.value} with no response awaiting a decision",
-            state=ts.state.value,
-            event=event.value,
-            type_url=type_url,
-        )
-    ts.state = new
+    ts.state = next_state(
+        CLIENT_TRANSITIONS,
+        ts.state,
+        event,
+        type_url=type_url,
+        illegal="cannot {event} with no response awaiting a decision",
+    )
 
 
 class ClientSession:

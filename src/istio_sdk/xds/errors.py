@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Mapping
+from typing import TypeVar
+
+S = TypeVar("S", bound=enum.Enum)
+E = TypeVar("E", bound=enum.Enum)
+
 
 class XdsError(Exception):
     """Base class of every xDS protocol error raised by istio-sdk."""
@@ -30,6 +37,25 @@ class XdsProtocolError(XdsError):
         self.state = state
         self.event = event
         self.type_url = type_url
+
+
+def next_state(
+    transitions: Mapping[tuple[S, E], S], state: S, event: E, *, type_url: str, illegal: str
+) -> S:
+    """The state ``transitions`` moves to from ``state`` on ``event``.
+
+    Raises :class:`XdsProtocolError` when the table has no such move; its message is
+    ``illegal`` with ``{event}`` replaced by the event's value.
+    """
+    new = transitions.get((state, event))
+    if new is None:
+        raise XdsProtocolError(
+            illegal.format(event=event.value),
+            state=str(state.value),
+            event=str(event.value),
+            type_url=type_url,
+        )
+    return new
 
 
 class MalformedMessageError(XdsError, ValueError):

@@ -20,7 +20,7 @@ from typing import Literal
 import attrs
 
 from istio_sdk.api.envoy.service.discovery.v3 import DeltaDiscoveryRequest, DiscoveryRequest
-from istio_sdk.xds.errors import XdsProtocolError
+from istio_sdk.xds.errors import XdsProtocolError, next_state
 from istio_sdk.xds.types import CLUSTER, in_push_order, is_full_state, is_legacy_wildcard
 
 Mode = Literal["sotw", "delta"]
@@ -130,15 +130,13 @@ class TypeStatus:
 
 
 def _move(status: TypeStatus, kind: RequestKind, type_url: str) -> None:
-    new = SERVER_TRANSITIONS.get((status.state, kind))
-    if new is None:
-        raise XdsProtocolError(
-            f"{kind.value} request is not valid here",
-            state=status.state.value,
-            event=kind.value,
-            type_url=type_url,
-        )
-    status.state = new
+    status.state = next_state(
+        SERVER_TRANSITIONS,
+        status.state,
+        kind,
+        type_url=type_url,
+        illegal="{event} request is not valid here",
+    )
 
 
 class ServerSession:
