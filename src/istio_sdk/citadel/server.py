@@ -29,7 +29,7 @@ from istio_sdk.api.istio.v1.auth import (
     IstioCertificateServiceBase,
 )
 from istio_sdk.citadel._net import bind_tcp
-from istio_sdk.citadel._signing_pool import sign_in_pool, signing_pool
+from istio_sdk.citadel._signing_pool import SigningPool
 from istio_sdk.citadel._tls import server_ssl_context
 from istio_sdk.citadel.authn import (
     Authenticator,
@@ -141,10 +141,14 @@ class CitadelService(IstioCertificateServiceBase):  # type: ignore[misc]
         authenticators: Sequence[Authenticator],
         *,
         executor: concurrent.futures.Executor | None = None,
+        signing_pool: SigningPool | None = None,
     ) -> None:
+        """``executor`` (threads) signs off the event loop; ``signing_pool`` signs in worker
+        processes and takes precedence."""
         self.ca = ca
         self.authenticators = tuple(authenticators)
         self.executor = executor
+        self.signing_pool = signing_pool
         self._signed = 0
         self._failed: collections.Counter[str] = collections.Counter()
         self._authenticated_by: collections.Counter[str] = collections.Counter()
@@ -223,16 +227,15 @@ class CitadelService(IstioCertificateServiceBase):  # type: ignore[misc]
     async def _sign(
         self, request: IstioCertificateRequest, identity: Identity
     ) -> IssuedCertificate:
+        if self.signing_pool is not None:
+            return await self.signing_pool.sign_csr(
+                request.csr, identity, request.validity_duration
+            )
         if self.executor is None:
             return self.ca.sign_csr(request.csr, identity, request.validity_duration)
-        sign = (
-            sign_in_pool
-            if isinstance(self.executor, concurrent.futures.ProcessPoolExecutor)
-            else self.ca.sign_csr
-        )
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            self.executor, sign, request.csr, identity, request.validity_duration
+            self.executor, self.ca.sign_csr, request.csr, identity, request.validity_duration
         )
 
 
@@ -263,13 +266,16 @@ class CitadelServer:
         if authenticators is None:
             authenticators = self._default_authenticators()
         self._executor: concurrent.futures.Executor | None = None
+        self._pool: SigningPool | None = None
         if self.options.signing_processes > 0:
-            self._executor = signing_pool(ca, self.options.signing_processes)
+            self._pool = SigningPool(ca, self.options.signing_processes)
         elif self.options.signing_threads > 0:
             self._executor = concurrent.futures.ThreadPoolExecutor(
                 self.options.signing_threads, thread_name_prefix="citadel-sign"
             )
-        self.service = CitadelService(ca, authenticators, executor=self._executor)
+        self.service = CitadelService(
+            ca, authenticators, executor=self._executor, signing_pool=self._pool
+        )
         self._server: grpclib.server.Server | None = None
         self._port: int | None = None
         self._root_watch: asyncio.Task[None] | None = None
@@ -319,10 +325,11 @@ class CitadelServer:
         rotated = self.ca.rotate_self_signed_root(now)
         if self.options.ca_dir is not None:
             rotated.write_directory(self.options.ca_dir)
-        if isinstance(self._executor, concurrent.futures.ProcessPoolExecutor):
-            self._executor.shutdown(wait=False)
-            self._executor = signing_pool(rotated, self.options.signing_processes)
-            self.service.executor = self._executor
+        if self._pool is not None:
+            # The old workers finish the requests they hold, then exit.
+            self._pool.close()
+            self._pool = SigningPool(rotated, self.options.signing_processes)
+            self.service.signing_pool = self._pool
         self.ca = rotated
         self.service.ca = rotated
         log.info(
@@ -374,6 +381,8 @@ class CitadelServer:
             await self._token_review.aclose()
         if self._executor is not None:
             self._executor.shutdown(wait=False)
+        if self._pool is not None:
+            await self._pool.aclose()
 
     async def __aenter__(self) -> CitadelServer:
         if self._server is None:
