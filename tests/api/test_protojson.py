@@ -92,8 +92,11 @@ def test_json_text_round_trip(data: st.DataObject) -> None:
     msg = data.draw(messages(cls), label="message")
     text = message_to_json_text(msg, indent=2)
     assert wire(message_from_json_text(cls, text)) == wire(msg)
-    # and json_format reads our text to the same message
-    assert official_from_json(cls, message_to_json(msg)) == wire(msg)
+    # and json_format reads our text to the same message. Compared as JSON, not bytes: when
+    # json_format rebuilds an Any it re-serializes the payload, and map entries inside it may
+    # come out in another (equally valid) order.
+    back = cls.parse(official_from_json(cls, message_to_json(msg)))
+    assert message_to_json(back) == message_to_json(msg)
 
 
 @given(messages(VirtualService), st.booleans())
