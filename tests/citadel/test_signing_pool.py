@@ -62,6 +62,22 @@ async def test_a_dead_worker_fails_its_requests_and_is_skipped(ca: CertificateAu
         await pool.aclose()
 
 
+async def test_ready_once_every_worker_loaded_its_ca(ca: CertificateAuthority) -> None:
+    pool = SigningPool(ca, 2)
+    try:
+        await pool.wait_ready()
+        assert all(w.process.is_alive() for w in pool._workers)
+    finally:
+        await pool.aclose()
+    starting = SigningPool(ca, 1)
+    try:
+        starting._workers[0].process.kill()
+        with pytest.raises(SigningWorkerError, match="exited while starting"):
+            await starting.wait_ready()
+    finally:
+        await starting.aclose()
+
+
 def test_a_pool_needs_a_process(ca: CertificateAuthority) -> None:
     with pytest.raises(ValueError, match="at least one process"):
         SigningPool(ca, 0)

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
 
 _HEADER = struct.Struct("!I")
+_READY_ID = -1  # the request id of the frame a worker sends once its CA is loaded
 _PICKLE = pickle.HIGHEST_PROTOCOL
 _EXIT_GRACE_SECONDS = 5.0
 
@@ -49,6 +50,7 @@ def _worker_main(sock: socket.socket, state: tuple[bytes, str, str, str, CaOptio
     key_pem, cert_pem, intermediates_pem, root_pem, options = state
     ca = CertificateAuthority.from_pem(key_pem, cert_pem, root_pem, intermediates_pem, options)
     with sock, sock.makefile("rb") as reader:
+        sock.sendall(_frame((_READY_ID, True, None)))
         while True:
             header = reader.read(_HEADER.size)
             if len(header) < _HEADER.size:
@@ -77,6 +79,7 @@ class _Worker:
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._connect_lock = asyncio.Lock()
+        self._ready: asyncio.Future[None] | None = None
 
     async def writer(self) -> asyncio.StreamWriter:
         """The stream to the worker, opened on first use inside the running loop."""
@@ -84,6 +87,7 @@ class _Worker:
             async with self._connect_lock:
                 if self._writer is None:
                     reader, writer = await asyncio.open_unix_connection(sock=self.sock)
+                    self._ready = asyncio.get_running_loop().create_future()
                     self._reader_task = asyncio.create_task(
                         self._read_answers(reader), name="citadel-signing-answers"
                     )
@@ -96,6 +100,10 @@ class _Worker:
                 header = await reader.readexactly(_HEADER.size)
                 body = await reader.readexactly(_HEADER.unpack(header)[0])
                 request_id, ok, value = pickle.loads(body)
+                if request_id == _READY_ID:
+                    if self._ready is not None and not self._ready.done():
+                        self._ready.set_result(None)
+                    continue
                 future = self.pending.get(request_id)
                 if future is None or future.done():
                     continue  # its caller went away (cancelled)
@@ -107,9 +115,19 @@ class _Worker:
             pass
         finally:
             self.gone = True
+            if self._ready is not None and not self._ready.done():
+                self._ready.set_exception(
+                    SigningWorkerError("the signing worker process exited while starting")
+                )
             for future in self.pending.values():
                 if not future.done():
                     future.set_exception(SigningWorkerError("the signing worker process exited"))
+
+    async def wait_ready(self) -> None:
+        """Return once the worker has loaded its CA; raise if it exits first."""
+        await self.writer()
+        assert self._ready is not None
+        await asyncio.shield(self._ready)
 
     def close(self) -> None:
         """Close the server's end: the worker reads end-of-file and exits."""
@@ -149,6 +167,11 @@ class SigningPool:
     def processes(self) -> int:
         """How many worker processes the pool started."""
         return len(self._workers)
+
+    async def wait_ready(self) -> None:
+        """Return once every worker has started and loaded its CA (requests sent earlier
+        simply wait for it); raises :class:`SigningWorkerError` if a worker exits first."""
+        await asyncio.gather(*(w.wait_ready() for w in self._workers))
 
     async def sign_csr(
         self, csr_pem: str | bytes, identity: Identity, ttl_seconds: int = 0

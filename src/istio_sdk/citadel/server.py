@@ -353,6 +353,9 @@ class CitadelServer:
         )
         # The serving chain stops below the root: clients already hold it.
         context = server_ssl_context(key_pem, chain[:-1] or chain, self.ca.root_pem)
+        if self._pool is not None:
+            # Workers import and load the CA in parallel with the above; serve once they can sign.
+            await self._pool.wait_ready()
         sock = bind_tcp(host, port)
         server = create_server([self.service], self.options.grpc_settings)
         await server.start(sock=sock, ssl=context)
