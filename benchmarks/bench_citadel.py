@@ -10,11 +10,14 @@ process drives many concurrent CreateCertificate calls over a few channels.
 Two ratios are printed. "wall" is server throughput over raw throughput: the figure of merit
 (goal >= 70%), but on a shared 2-core machine the load generator and anything else running
 compete with the server for CPU. "cpu" compares CPU seconds per signature (raw vs the server
-process, without signing workers), which does not depend on what else the machine does.
+process, without signing workers), which does not depend on what else the machine does. With
+workers, "server ms cpu" (marked "*") is the server process alone: gRPC, TLS, authentication
+and the hand-off to the workers. "client ms cpu" is this process driving the calls, the load
+generator's share of the two cores.
 
 Run with ``nox -s bench`` or ``python -m benchmarks citadel``. Options: ``--quick`` (fewer
-calls), ``--processes=0,1`` (the server configurations to run: signing worker processes
-inside the server; default both 0 and 1).
+calls), ``--processes=0,1,2`` (the server configurations to run: signing worker processes
+inside the server; default 0, 1 and 2).
 """
 
 from __future__ import annotations
