@@ -355,7 +355,10 @@ async def test_verified_tokens_are_remembered_only_until_expiry(ec_issuer: Any) 
         await authenticator.authenticate(caller)
 
 
-async def test_self_signed_root_rotates_inside_grace_period(tmp_path: Any, ec_issuer: Any) -> None:
+@pytest.mark.parametrize("signing_processes", [0, 1])
+async def test_self_signed_root_rotates_inside_grace_period(
+    tmp_path: Any, ec_issuer: Any, signing_processes: int
+) -> None:
     import datetime
 
     from istio_sdk.citadel import CaOptions
@@ -367,7 +370,10 @@ async def test_self_signed_root_rotates_inside_grace_period(tmp_path: Any, ec_is
     nine_days_ago = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=9)
     CertificateAuthority.create_self_signed(ca_options, now=nine_days_ago).write_directory(tmp_path)
     options = CitadelServerOptions(
-        ca_dir=str(tmp_path), ca_options=ca_options, jwt_rule=JwtRule.from_json(ec_issuer.rule())
+        ca_dir=str(tmp_path),
+        ca_options=ca_options,
+        jwt_rule=JwtRule.from_json(ec_issuer.rule()),
+        signing_processes=signing_processes,  # with workers, the rotated CA goes to new ones
     )
     async with CitadelServer(options) as server:
         old_root = server.root_pem
