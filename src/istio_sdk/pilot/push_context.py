@@ -79,6 +79,7 @@ _KIND_ALIASES = {
     "serviceentry": "ServiceEntry",
     "workloadentry": "WorkloadEntry",
     "peerauthentication": "PeerAuthentication",
+    "authorizationpolicy": "AuthorizationPolicy",
 }
 _VERSION_COUNTER = itertools.count(1)
 TRANSLATED_KINDS = frozenset(_KIND_ALIASES.values())
@@ -467,7 +468,8 @@ class PushContext:
         trust_domain: str = DEFAULT_TRUST_DOMAIN,
         auto_mtls: bool = True,
     ) -> PushContext:
-        """Snapshot the translated kinds (networking, PeerAuthentication) of a ``ConfigStore``.
+        """Snapshot the translated kinds (networking, PeerAuthentication, AuthorizationPolicy) of a
+        ``ConfigStore``.
 
         The version is the store's revision (plus the registry's, when one is given).
         """
@@ -756,6 +758,8 @@ class ChangeSet:
     hosts: frozenset[str]
     sidecar_namespaces: frozenset[str]
     gateways_changed: bool
+    authz_namespaces: frozenset[str] = frozenset()
+    """Namespaces with changed AuthorizationPolicies (sidecar inbound RBAC, LDS only)."""
 
     @property
     def empty(self) -> bool:
@@ -774,12 +778,27 @@ class ChangeSet:
             return frozenset()
         if self.endpoints_only:
             return frozenset({ENDPOINT_TYPE})
+        if self._authz_only:
+            return frozenset({LISTENER_TYPE})
         return ALL_TYPES
+
+    @property
+    def _authz_only(self) -> bool:
+        return (
+            not self.services
+            and not self.endpoint_services
+            and all(k.kind == "AuthorizationPolicy" for k in self.configs)
+        )
 
     def affects(self, context: PushContext, proxy: ProxyInfo) -> bool:
         """Whether ``proxy`` (in the new ``context``) needs a push for this change."""
         if self.empty:
             return False
+        if proxy.type is ProxyType.SIDECAR and (
+            proxy.namespace in self.authz_namespaces
+            or context.root_namespace in self.authz_namespaces
+        ):
+            return True
         if proxy.namespace in self.sidecar_namespaces:
             return True
         if self.sidecar_namespaces & {context.root_namespace}:
@@ -898,4 +917,5 @@ def compute_changes(old: PushContext | None, new: PushContext) -> ChangeSet:
         hosts=frozenset(hosts),
         sidecar_namespaces=frozenset(k.namespace for k in changed if k.kind == "Sidecar"),
         gateways_changed=any(k.kind in ("Gateway", "VirtualService") for k in changed),
+        authz_namespaces=frozenset(k.namespace for k in changed if k.kind == "AuthorizationPolicy"),
     )

@@ -10,7 +10,8 @@
   chains: STRICT terminates Istio mTLS (SDS ``default``/``ROOTCA``, client certificate
   required); PERMISSIVE has two chains, mTLS for connections offering Istio's ALPN values
   (read by the TLS inspector) and plaintext for everything else; DISABLE is plaintext. The
-  passthrough catch-all follows the workload-wide mode.
+  passthrough catch-all follows the workload-wide mode. AuthorizationPolicies add RBAC
+  filters to every inbound chain (see :mod:`istio_sdk.pilot.translate.authz`).
 * Routes: route config ``PORT`` with a virtual host ``HOST:PORT`` per service on that port;
   domains are the FQDN, VIPs and, for services in the proxy's own namespace only, the short
   names; plus an ``allow_any`` (or ``block_all``) catch-all.
@@ -67,6 +68,7 @@ from istio_sdk.pilot.translate.authn import (
     sidecar_inbound_tls_context,
     tls_transport_socket,
 )
+from istio_sdk.pilot.translate.authz import authz_filters
 from istio_sdk.pilot.translate.clusters import (
     build_cluster,
     build_load_assignment,
@@ -332,6 +334,7 @@ def _virtual_inbound(context: PushContext, proxy: ProxyInfo) -> listener.Listene
     chains: list[listener.FilterChain] = []
     seen: set[int] = set()
     policy = proxy_mtls_policy(context, proxy)
+    authz = authz_filters(context, proxy)
     inspect_tls = False
     for service, ep in context.proxy_instances(proxy):
         for sp in service.ports:
@@ -367,12 +370,13 @@ def _virtual_inbound(context: PushContext, proxy: ProxyInfo) -> listener.Listene
                             )
                         ],
                     ),
-                    http_filters=http_filters(with_fault=False),
+                    # RBAC (deny before allow) ahead of the router.
+                    http_filters=[*authz.http, *http_filters(with_fault=False)],
                     use_remote_address=False,
                 )
                 filters = [hcm_filter(manager)]
             else:
-                filters = [tcp_proxy_filter(cluster_name, cluster_name)]
+                filters = [*authz.tcp, tcp_proxy_filter(cluster_name, cluster_name)]
             mode = policy.mode_for_port(target)
             inspect_tls = inspect_tls or mode is MtlsMode.PERMISSIVE
             chains.extend(
@@ -384,7 +388,10 @@ def _virtual_inbound(context: PushContext, proxy: ProxyInfo) -> listener.Listene
         _inbound_chains(
             f"{VIRTUAL_INBOUND}-catchall-tcp",
             None,
-            [tcp_proxy_filter(INBOUND_PASSTHROUGH_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER)],
+            [
+                *authz.tcp,
+                tcp_proxy_filter(INBOUND_PASSTHROUGH_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER),
+            ],
             policy.mode,
             http=False,
         )
