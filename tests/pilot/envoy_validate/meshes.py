@@ -316,6 +316,7 @@ def bookinfo_configs() -> list[ConfigEntry]:
         ConfigEntry("VirtualService", "secure", NS, passthrough_vs),
         ConfigEntry("VirtualService", "ratings-tcp", NS, tcp_vs),
         *peer_authentications(),
+        *authorization_policies(),
     ]
 
 
@@ -334,6 +335,63 @@ def peer_authentications() -> list[ConfigEntry]:
     return [
         ConfigEntry("PeerAuthentication", "default", "istio-system", mesh),
         ConfigEntry("PeerAuthentication", "productpage", NS, productpage),
+    ]
+
+
+def authorization_policies() -> list[ConfigEntry]:
+    """A mesh-wide DENY, and productpage ALLOW rules using every translated field."""
+    actions = sec.AuthorizationPolicyAction
+    deny = sec.AuthorizationPolicy(
+        action=actions.DENY,
+        rules=[
+            sec.Rule(
+                from_=[sec.RuleFrom(source=sec.Source(not_namespaces=[NS, "istio-system"]))],
+                to=[sec.RuleTo(operation=sec.Operation(methods=["DELETE"], ports=["9080"]))],
+            )
+        ],
+    )
+    source = sec.Source(
+        principals=["cluster.local/ns/bookinfo/sa/gateway", "*"],
+        not_principals=["cluster.local/ns/test/*"],
+        request_principals=["issuer/*"],
+        namespaces=["bookinfo"],
+        service_accounts=["bookinfo/reviews"],
+        trust_domains=["cluster.local"],
+        ip_blocks=["10.0.0.0/8", "10.1.2.3"],
+        not_remote_ip_blocks=["192.168.0.0/16"],
+    )
+    operation = sec.Operation(
+        hosts=["productpage.bookinfo", "*.example.com"],
+        not_hosts=["evil.*"],
+        ports=["9080"],
+        methods=["GET", "HEAD"],
+        paths=["/productpage", "/static/*", "*.css", "*"],
+        not_paths=["/admin"],
+    )
+    when = [
+        sec.Condition(key="request.headers[x-user]", values=["*"], not_values=["bot"]),
+        sec.Condition(key="source.ip", values=["10.0.0.0/8"]),
+        sec.Condition(key="source.namespace", values=["bookinfo"]),
+        sec.Condition(key="source.principal", values=["cluster.local/ns/bookinfo/sa/*"]),
+        sec.Condition(key="destination.port", not_values=["15000"]),
+    ]
+    allow = sec.AuthorizationPolicy(
+        selector=istio_type.WorkloadSelector(match_labels={"app": "productpage"}),
+        rules=[
+            sec.Rule(
+                from_=[sec.RuleFrom(source=source)],
+                to=[sec.RuleTo(operation=operation)],
+                when=when,
+            ),
+            sec.Rule(),
+            sec.Rule(when=[sec.Condition(key="unsupported.key", values=["x"])]),
+        ],
+    )
+    audit = sec.AuthorizationPolicy(action=actions.AUDIT, rules=[sec.Rule()])
+    return [
+        ConfigEntry("AuthorizationPolicy", "deny-outsiders", "istio-system", deny),
+        ConfigEntry("AuthorizationPolicy", "productpage", NS, allow),
+        ConfigEntry("AuthorizationPolicy", "audit", NS, audit),
     ]
 
 
@@ -502,6 +560,73 @@ _policy = st.builds(
 )
 
 
+_values = st.lists(
+    st.sampled_from(["*", "bookinfo", "a*", "*b", "cluster.local/ns/x/sa/y", "10.0.0.0/8"]),
+    max_size=2,
+)
+_ports = st.lists(st.sampled_from(["9080", "8080", "15000"]), max_size=2)
+_condition = st.builds(
+    sec.Condition,
+    key=st.sampled_from(
+        [
+            "request.headers[x-a]",
+            "source.ip",
+            "source.namespace",
+            "source.principal",
+            "destination.port",
+            "request.auth.claims[iss]",
+        ]
+    ),
+    values=st.lists(st.sampled_from(["10.1.0.0/16", "9080"]), min_size=1, max_size=2),
+)
+_source = st.builds(
+    sec.Source,
+    principals=_values,
+    not_principals=_values,
+    request_principals=_values,
+    namespaces=_values,
+    not_namespaces=_values,
+    ip_blocks=st.lists(st.sampled_from(["10.0.0.0/8", "10.2.3.4", "::1"]), max_size=2),
+)
+_operation = st.builds(
+    sec.Operation,
+    hosts=_values,
+    ports=_ports,
+    not_ports=_ports,
+    methods=st.lists(st.sampled_from(["GET", "POST"]), max_size=2),
+    paths=st.lists(st.sampled_from(["/a", "/b/*", "*.js", "*"]), max_size=2),
+)
+_rule = st.builds(
+    sec.Rule,
+    from_=st.lists(st.builds(sec.RuleFrom, source=_source), max_size=2),
+    to=st.lists(st.builds(sec.RuleTo, operation=_operation), max_size=2),
+    when=st.lists(_condition, max_size=2),
+)
+_authorization_policies = st.lists(
+    st.builds(
+        lambda name, namespace, action, rules, select: ConfigEntry(
+            "AuthorizationPolicy",
+            name,
+            namespace,
+            sec.AuthorizationPolicy(
+                action=action,
+                rules=rules,
+                selector=istio_type.WorkloadSelector(match_labels={"app": "productpage"})
+                if select
+                else None,
+            ),
+        ),
+        st.sampled_from(["a", "b"]),
+        st.sampled_from([NS, "istio-system"]),
+        st.sampled_from(list(sec.AuthorizationPolicyAction)),
+        st.lists(_rule, max_size=3),
+        st.booleans(),
+    ),
+    max_size=3,
+    unique_by=lambda e: (e.name, e.namespace),
+)
+
+
 @st.composite
 def random_contexts(draw: st.DrawFn) -> PushContext:
     """A bookinfo registry with random VirtualServices and DestinationRules over it."""
@@ -538,4 +663,5 @@ def random_contexts(draw: st.DrawFn) -> PushContext:
                 st.dictionaries(st.sampled_from([8080, 9080]), modes.map(_mtls), max_size=2)
             )
         configs.append(ConfigEntry("PeerAuthentication", name, namespace, spec))
+    configs.extend(draw(_authorization_policies))
     return PushContext.build(configs, bookinfo_registry())

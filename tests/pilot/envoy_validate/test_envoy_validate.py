@@ -45,6 +45,8 @@ _PB2_MODULES = [
     "envoy.extensions.filters.network.tcp_proxy.v3.tcp_proxy_pb2",
     "envoy.extensions.filters.http.router.v3.router_pb2",
     "envoy.extensions.filters.http.fault.v3.fault_pb2",
+    "envoy.extensions.filters.http.rbac.v3.rbac_pb2",
+    "envoy.extensions.filters.network.rbac.v3.rbac_pb2",
     "envoy.extensions.filters.listener.original_dst.v3.original_dst_pb2",
     "envoy.extensions.filters.listener.tls_inspector.v3.tls_inspector_pb2",
     "envoy.extensions.transport_sockets.tls.v3.tls_pb2",
