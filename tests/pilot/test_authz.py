@@ -168,7 +168,7 @@ def test_policy_names_and_principals() -> None:
 
 def test_operation_permissions() -> None:
     op = sec.Operation(
-        hosts=["echo.prod"], ports=["8080"], methods=["GET"], paths=["/api/*", "*.js", "/x"]
+        hosts=["echo.prod"], ports=["8080"], methods=["GET"], paths=["/api/*", "*.js", "/x", "*"]
     )
     policy = _only_policy(
         build_rbac([_ap("ops", NS, _rule(operation=op))], ACTION.ALLOW, tcp=False)
@@ -183,11 +183,14 @@ def test_operation_permissions() -> None:
     assert method.header.string_match is not None and method.header.string_match.exact == "GET"
     assert paths.or_rules is not None
     matchers = [p.url_path.path for p in paths.or_rules.rules if p.url_path]
-    assert [(m.prefix, m.suffix, m.exact) for m in matchers if m] == [
+    assert [(m.prefix, m.suffix, m.exact) for m in matchers if m][:3] == [
         ("/api/", None, None),
         (None, ".js", None),
         (None, None, "/x"),
     ]
+    any_path = matchers[3]
+    assert any_path is not None and any_path.safe_regex is not None
+    assert any_path.safe_regex.regex == ".+"
 
 
 def test_when_conditions() -> None:
@@ -216,6 +219,24 @@ def test_unsupported_condition_leaves_the_rule_out(caplog: pytest.LogCaptureFixt
     assert out is not None and list(out.policies) == ["ns[prod]-policy[odd]-rule[1]"]
     assert "experimental.envoy.filters.x" in caplog.text
     assert "ns[prod]-policy[odd]-rule[0]" in caplog.text
+
+
+def test_invalid_values_leave_the_rule_out() -> None:
+    rules = [
+        _rule(sec.Source(ip_blocks=["10.0.0.300"])),
+        _rule(operation=sec.Operation(ports=["http"])),
+        _rule(sec.Source(service_accounts=["no-namespace"])),
+        _rule(sec.Source(ip_blocks=["fd00::/8", "10.0.0.1"])),
+    ]
+    out = build_rbac([_ap("v", NS, *rules)], ACTION.ALLOW, tcp=False)
+    assert out is not None and list(out.policies) == ["ns[prod]-policy[v]-rule[3]"]
+    principal = out.policies["ns[prod]-policy[v]-rule[3]"].principals[0]
+    assert principal.and_ids is not None and principal.and_ids.ids[0].or_ids is not None
+    cidrs = [p.direct_remote_ip for p in principal.and_ids.ids[0].or_ids.ids]
+    assert [(c.address_prefix, c.prefix_len) for c in cidrs if c] == [
+        ("fd00::", 8),
+        ("10.0.0.1", 32),
+    ]
 
 
 def test_allow_without_rules_denies_everything() -> None:

@@ -24,6 +24,7 @@ nothing), while a DENY rule drops just those fields (so it denies more, never le
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -62,8 +63,11 @@ _log = logging.getLogger(__name__)
 
 _Action = security.AuthorizationPolicyAction
 # Filter order on a chain: audit sees every request, deny decides before allow.
-_ORDER = ((_Action.AUDIT, rbac.RbacAction.LOG), (_Action.DENY, rbac.RbacAction.DENY),
-          (_Action.ALLOW, rbac.RbacAction.ALLOW))  # fmt: skip
+_ORDER = (
+    (_Action.AUDIT, rbac.RbacAction.LOG),
+    (_Action.DENY, rbac.RbacAction.DENY),
+    (_Action.ALLOW, rbac.RbacAction.ALLOW),
+)
 
 
 class _SkipRule(Exception):
@@ -148,14 +152,13 @@ def _trust_domain_principal(value: str) -> rbac.Principal:
 
 
 def _cidr(value: str) -> core.CidrRange:
-    address, _, length = value.partition("/")
-    if not length:
-        length = "128" if ":" in address else "32"
+    """An IP address (a single host) or CIDR block as Envoy's ``CidrRange``."""
     try:
-        prefix_len = int(length)
+        network = ipaddress.ip_network(value, strict=False)
     except ValueError:
         raise _SkipRule(f"{value!r} is not an IP address or CIDR block") from None
-    return core.CidrRange(address_prefix=address, prefix_len=prefix_len)
+    address = value.partition("/")[0]
+    return core.CidrRange(address_prefix=address, prefix_len=network.prefixlen)
 
 
 def _request_principal(value: str) -> rbac.Principal:
@@ -196,8 +199,7 @@ def _port(value: str) -> int:
 
 
 def _path_permission(value: str) -> rbac.Permission:
-    string = matcher.StringMatcher(prefix="/") if value == "*" else _string(value)
-    return rbac.Permission(url_path=matcher.PathMatcher(path=string))
+    return rbac.Permission(url_path=matcher.PathMatcher(path=_string(value)))
 
 
 # -- composing ----------------------------------------------------------------------------
@@ -241,9 +243,16 @@ class _RuleBuilder:
         raise _SkipRule(f"{name} is HTTP-only and this is a TCP filter chain")
 
     def principals(
-        self, name: str, values: Sequence[str], not_values: Sequence[str],
-        build: Callable[[str], rbac.Principal], *, http_only: bool = False,
-    ) -> list[rbac.Principal]:  # fmt: skip
+        self,
+        name: str,
+        values: Sequence[str],
+        not_values: Sequence[str],
+        build: Callable[[str], rbac.Principal],
+        *,
+        http_only: bool = False,
+    ) -> list[rbac.Principal]:
+        """Clauses (all must hold) for one source field: any of ``values``, none of
+        ``not_values``; nothing when the field is empty or dropped on this chain."""
         if not (values or not_values) or not self._keep(name, http_only):
             return []
         out = []
@@ -254,9 +263,15 @@ class _RuleBuilder:
         return out
 
     def permissions(
-        self, name: str, values: Sequence[str], not_values: Sequence[str],
-        build: Callable[[str], rbac.Permission], *, http_only: bool = False,
-    ) -> list[rbac.Permission]:  # fmt: skip
+        self,
+        name: str,
+        values: Sequence[str],
+        not_values: Sequence[str],
+        build: Callable[[str], rbac.Permission],
+        *,
+        http_only: bool = False,
+    ) -> list[rbac.Permission]:
+        """Like :meth:`principals`, for a field matched on the request or connection."""
         if not (values or not_values) or not self._keep(name, http_only):
             return []
         out = []
@@ -415,8 +430,12 @@ def build_rbac(
             try:
                 out[name] = _rule_policy(rule, tcp=tcp, action=action)
             except _SkipRule as reason:
-                _log.info("authorization %s left out (%s chain): %s", name,
-                          "TCP" if tcp else "HTTP", reason)  # fmt: skip
+                _log.info(
+                    "authorization %s left out (%s chain): %s",
+                    name,
+                    "TCP" if tcp else "HTTP",
+                    reason,
+                )
     return rbac.Rbac(action=envoy_action, policies=out)
 
 
