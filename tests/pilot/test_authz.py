@@ -321,3 +321,40 @@ def test_authorization_policy_changes_push_listeners_to_affected_proxies() -> No
     mesh = compute_changes(before, _ctx(_ap("m", "istio-system", _rule())))
     assert mesh.affects(after, elsewhere)
     assert compute_changes(after, _ctx(_ap("p", NS, _rule()))).empty
+
+
+def test_generator_pushes_only_listeners_to_affected_sidecars() -> None:
+    from istio_sdk.pilot.translate import PushContextGenerator
+
+    generator = PushContextGenerator(_ctx())
+    request = generator.apply(_ctx(_ap("p", NS, _rule())))
+    assert request is not None and request.types == frozenset({LISTENER_TYPE})
+    assert request.proxies is not None
+    assert request.proxies(SIDECAR) and request.proxies(OTHER)
+    assert not request.proxies(ProxyInfo("x", namespace="other"))
+    (rules,) = _http_rbacs(_chain(_inbound(generator.context), "0.0.0.0_8080"))
+    assert list(rules.policies) == ["ns[prod]-policy[p]-rule[0]"]
+
+
+def test_authorization_policy_from_a_config_store_reaches_translation() -> None:
+    """YAML -> ConfigStore -> push context -> RBAC filter, as ``istio-sdk serve`` does it."""
+    from istio_sdk import ConfigStore, load_resources
+
+    store = ConfigStore()
+    for resource in load_resources(
+        """
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: tcp-only, namespace: prod}
+spec:
+  action: DENY
+  rules:
+  - to:
+    - operation: {ports: ["5432"]}
+"""
+    ):
+        store.apply(resource)
+    ctx = PushContext.from_store(store, _registry())
+    (rules,) = _tcp_rbacs(_chain(_inbound(ctx), "0.0.0.0_5432"))
+    assert rules.action is rbac.RbacAction.DENY
+    assert list(rules.policies) == ["ns[prod]-policy[tcp-only]-rule[0]"]
