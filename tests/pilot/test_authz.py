@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import betterproto2
 import pytest
+from hypothesis import given
+from pilot.envoy_validate.meshes import SIDECAR as PRODUCTPAGE
+from pilot.envoy_validate.meshes import random_contexts
 
 from istio_sdk.api.envoy.config.listener import v3 as listener
 from istio_sdk.api.envoy.config.rbac import v3 as rbac
@@ -358,3 +362,41 @@ spec:
     (rules,) = _tcp_rbacs(_chain(_inbound(ctx), "0.0.0.0_5432"))
     assert rules.action is rbac.RbacAction.DENY
     assert list(rules.policies) == ["ns[prod]-policy[tcp-only]-rule[0]"]
+
+
+_NAME = re.compile(r"^ns\[(?P<ns>[^\]]+)\]-policy\[(?P<name>[^\]]+)\]-rule\[(?P<i>\d+)\]$")
+_ENVOY_ACTION = {
+    ACTION.AUDIT: rbac.RbacAction.LOG,
+    ACTION.DENY: rbac.RbacAction.DENY,
+    ACTION.ALLOW: rbac.RbacAction.ALLOW,
+}
+
+
+@given(random_contexts())
+def test_random_policies_give_ordered_filters_naming_applicable_rules(ctx: PushContext) -> None:
+    applicable = applicable_policies(ctx, PRODUCTPAGE.namespace, PRODUCTPAGE.labels)
+    by_key = {(e.namespace, e.name): e.spec for e in applicable}
+    wanted = [
+        envoy
+        for action, envoy in _ENVOY_ACTION.items()
+        if any(
+            isinstance(s, sec.AuthorizationPolicy) and s.action is action for s in by_key.values()
+        )
+    ]
+    filters = authz_filters(ctx, PRODUCTPAGE)
+    for tcp, configs in ((False, filters.http), (True, filters.tcp)):
+        rules_list = []
+        for f in configs:
+            config = _unpack(f.typed_config)
+            assert isinstance(config, (http_rbac.Rbac, network_rbac.Rbac))
+            assert config.rules is not None
+            rules_list.append(config.rules)
+        assert [r.action for r in rules_list] == wanted, tcp
+        for rules in rules_list:
+            for name in rules.policies:
+                found = _NAME.match(name)
+                assert found is not None
+                spec = by_key[(found["ns"], found["name"])]
+                assert isinstance(spec, sec.AuthorizationPolicy)
+                assert _ENVOY_ACTION[spec.action] is rules.action
+                assert int(found["i"]) < len(spec.rules)
