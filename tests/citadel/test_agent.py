@@ -6,7 +6,6 @@ import asyncio
 import datetime
 import json
 import pathlib
-import socket
 import stat
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,6 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
+from support.grpc_xds import free_port
 
 from istio_sdk._grpc import create_channel
 from istio_sdk.api.envoy.extensions.transport_sockets.tls.v3 import Secret
@@ -55,12 +55,6 @@ class FakeTime:
             self.reached.set()
             await asyncio.Future()  # park the loop until the test stops the agent
         await asyncio.sleep(0)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -103,7 +97,7 @@ async def test_backs_off_while_ca_is_down_and_serves_nothing(ca: CertificateAuth
     fake = FakeTime(limit=6)
     options = AgentOptions(
         ca_host="127.0.0.1",
-        ca_port=_free_port(),
+        ca_port=free_port(),
         ca_root_pem=ca.root_pem,
         token="some-token",
         backoff_initial=1.0,

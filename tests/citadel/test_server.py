@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from typing import Any
 
 import pytest
 from cryptography import x509
+from support.grpc_xds import free_port
 
 from istio_sdk.citadel import (
     CaUnavailableError,
@@ -42,13 +42,6 @@ async def jwt_server(ca: CertificateAuthority, ec_issuer: Any) -> Any:
     options = CitadelServerOptions(jwt_rule=JwtRule.from_json(ec_issuer.rule()))
     async with CitadelServer(options, ca=ca) as server:
         yield server
-
-
-def _closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _client(server: CitadelServer, **kwargs: Any) -> CitadelClient:
@@ -273,7 +266,7 @@ async def test_token_review_authenticator(ca: CertificateAuthority, http_server:
 
 async def test_token_review_api_down_is_unauthenticated(ca: CertificateAuthority) -> None:
     options = CitadelServerOptions(
-        token_review=TokenReviewOptions(f"http://127.0.0.1:{_closed_port()}")
+        token_review=TokenReviewOptions(f"http://127.0.0.1:{free_port()}")
     )
     async with CitadelServer(options, ca=ca) as server, _client(server) as client:
         with pytest.raises(CertificateRequestError, match=r"UNAUTHENTICATED.*TokenReview"):
@@ -321,7 +314,7 @@ async def test_ca_dir_and_plain_tls_rejection(tmp_path: Any, ec_issuer: Any) -> 
 
 async def test_unreachable_ca(ca: CertificateAuthority) -> None:
     async with CitadelClient(
-        "127.0.0.1", _closed_port(), root_cert_pem=ca.root_pem, timeout=2
+        "127.0.0.1", free_port(), root_cert_pem=ca.root_pem, timeout=2
     ) as client:
         with pytest.raises(CaUnavailableError, match="unreachable"):
             await client.request_certificate(token="t")
