@@ -10,6 +10,7 @@ size applied the same way everywhere.
 from __future__ import annotations
 
 import ssl
+import weakref
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
@@ -99,28 +100,47 @@ class LimitedProtoCodec(ProtoCodec):
 
 class _StreamLimitProtocol(H2Protocol):
     max_concurrent_streams: int = 100
+    transport: BaseTransport | None = None
 
     def connection_made(self, transport: BaseTransport) -> None:
         super().connection_made(transport)
+        self.transport = transport
         h2_conn = self.connection._connection
         h2_conn.update_settings({SettingCodes.MAX_CONCURRENT_STREAMS: self.max_concurrent_streams})
         self.connection.flush()
 
 
 class _Server(Server):
-    """grpclib's Server with the per-connection stream limit raised."""
+    """grpclib's Server with the per-connection stream limit raised, closing what it accepted.
+
+    grpclib's ``close()`` stops listening and cancels running handlers, but connections that
+    were already accepted stay open and keep answering new calls. A stopped server must not
+    answer, so ``close()`` here also closes every accepted connection; clients then see the
+    connection drop and reconnect (and are refused) instead of talking to a server that was
+    stopped.
+    """
 
     def __init__(
         self, handlers: Collection[IServable], settings: GrpcSettings, codec: ProtoCodec
     ) -> None:
         super().__init__(handlers, codec=codec, config=settings.configuration())
         self._stream_limit = settings.max_concurrent_streams
+        # Open connections only: a closed connection's protocol is dropped with its transport.
+        self._protocols: weakref.WeakSet[_StreamLimitProtocol] = weakref.WeakSet()
 
     def _protocol_factory(self) -> H2Protocol:
         protocol = super()._protocol_factory()
         protocol.__class__ = _StreamLimitProtocol
-        protocol.max_concurrent_streams = self._stream_limit  # type: ignore[attr-defined]
+        assert isinstance(protocol, _StreamLimitProtocol)
+        protocol.max_concurrent_streams = self._stream_limit
+        self._protocols.add(protocol)
         return protocol
+
+    def close(self) -> None:
+        super().close()
+        for protocol in list(self._protocols):
+            if protocol.transport is not None:
+                protocol.transport.close()
 
 
 def create_server(handlers: Collection[IServable], settings: GrpcSettings | None = None) -> Server:

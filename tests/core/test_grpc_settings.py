@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 from grpclib.const import Status
-from grpclib.exceptions import GRPCError
+from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from istio_sdk._grpc import GrpcSettings, create_channel, create_server
 from istio_sdk.api.istio.v1.auth import (
@@ -102,3 +102,23 @@ async def test_oversized_messages_are_refused_with_resource_exhausted() -> None:
 def test_settings_reject_non_positive_values(field: str) -> None:
     with pytest.raises(ValueError, match=field):
         GrpcSettings(**{field: 0})
+
+
+async def test_a_closed_server_stops_answering_on_open_connections() -> None:
+    """grpclib alone keeps serving calls on connections accepted before close()."""
+    server = create_server([_Echo()])
+    await server.start("127.0.0.1", 0)
+    port = server._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    channel = create_channel("127.0.0.1", port)
+    stub = IstioCertificateServiceStub(channel)
+    try:
+        before = await stub.create_certificate(IstioCertificateRequest(csr="a"), timeout=10)
+        assert before.cert_chain == ["a"]
+        server.close()
+        await server.wait_closed()
+        with pytest.raises((ConnectionError, StreamTerminatedError, GRPCError)) as refused:
+            await stub.create_certificate(IstioCertificateRequest(csr="b"), timeout=10)
+        if isinstance(refused.value, GRPCError):
+            assert refused.value.status is not Status.DEADLINE_EXCEEDED
+    finally:
+        channel.close()

@@ -410,7 +410,7 @@ class DiscoveryServer:
             await self._http.wait_closed()
             self._http = None
         # End every stream with UNAVAILABLE so clients reconnect elsewhere at once (grpclib's
-        # close() alone cancels handlers but leaves the HTTP/2 connections open).
+        # close() drops the connections without a status).
         await asyncio.gather(
             *(self._end_stream(c) for c in list(self._connections.values())),
             return_exceptions=True,
