@@ -319,7 +319,8 @@ DEEP = 5000
         (b'{"alg": ["ES256"], "kid": "k1"}', None, "'alg' must be a string"),
         (b'{"alg": {"ES256": 1}}', None, "'alg' must be a string"),
         (b'{"alg": "ES256", "kid": 7}', None, "'kid' must be a string"),
-        (b'{"alg": "ES256", "x": ' + b"[" * DEEP + b"]" * DEEP + b"}", None, "deeper"),
+        (b'{"alg": "ES256", "x": ' + b"[" * 2000 + b"]" * 2000 + b"}", None, "deeper"),
+        (b'{"alg": "ES256", "x": ' + b"[" * DEEP + b"]" * DEEP + b"}", None, "header is longer"),
         (None, b'{"iss": 1, "x": ' + b"[" * DEEP + b"]" * DEEP + b"}", "deeper"),
         (None, b'{"x": ' + b'{"a":' * DEEP + b"1" + b"}" * DEEP + b"}", "deeper"),
         (None, b'{"exp": ' + b"9" * DEEP + b"}", "digits"),
@@ -339,6 +340,13 @@ def test_hostile_json_gives_a_jwt_error(
     assert len(token) < 64 * 1024
     with pytest.raises(JwtError, match=message):
         verify(token, p256_rule)
+
+
+def test_a_payload_is_parsed_only_once_its_signature_verified(p256_rule: JwtRule) -> None:
+    impostor = ec.generate_private_key(ec.SECP256R1())
+    hostile = b'{"x": ' + b"[" * DEEP + b"]" * DEEP + b', "exp": NaN, "n": ' + b"9" * DEEP + b"}"
+    with pytest.raises(JwtError, match="does not verify"):
+        verify(make_token(impostor, "ES256", hostile), p256_rule)
 
 
 def test_nesting_under_the_bound_is_fine(p256: Any, p256_rule: JwtRule) -> None:

@@ -7,11 +7,12 @@ the workload identity from Kubernetes' service-account claims.
 Accepted algorithms are the asymmetric ones Envoy's ``jwt_authn`` filter accepts (RS256/384/512,
 PS256/384/512, ES256/384/512, EdDSA over Ed25519). ``none`` and the HMAC algorithms are refused:
 Istio's CA verifies with public keys only. A token is checked in this order, and every failure is
-a :class:`JwtError` naming the check: size, shape and strict base64url of each segment, JSON with
-bounded nesting and number sizes (no NaN, Infinity or overflowing floats, no duplicate names), the
-header (``alg`` a string this verifier accepts, no ``crit`` extension, since none is supported),
-a key whose type and curve fit ``alg``, the signature (joserfc), then the claims (joserfc's
-:class:`~joserfc.jwt.JWTClaimsRegistry`: issuer, audience, finite ``exp``/``nbf``/``iat``).
+a :class:`JwtError` naming the check: size, shape and strict base64url of each segment; the
+header as strict JSON (bounded nesting and number sizes, no NaN, Infinity or overflowing floats,
+no duplicate names) with ``alg`` a string this verifier accepts and no ``crit`` extension, since
+none is supported; a key whose type and curve fit ``alg``; the signature (joserfc); the payload
+as strict JSON; then the claims (joserfc's :class:`~joserfc.jwt.JWTClaimsRegistry`: issuer,
+audience, finite ``exp``/``nbf``/``iat``).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_LEEWAY_SECONDS = 30.0
 # Bounds checked before any parsing: a Kubernetes token is about 1 KiB.
 MAX_TOKEN_BYTES = 64 * 1024
+MAX_HEADER_BYTES = 8 * 1024
 MAX_JSON_DEPTH = 32
 MAX_INTEGER_DIGITS = 64
 # RSA keys under this size are dropped from a JWKS (NIST SP 800-131A).
@@ -89,7 +91,7 @@ class UnknownKeyError(JwtError):
     """No key of the issuer fits the token's ``kid`` and ``alg`` (the JWKS may have rotated)."""
 
 
-def shown(value: object, limit: int = 40) -> str:
+def _shown(value: object, limit: int = 40) -> str:
     """``repr(value)`` cut to ``limit`` characters: peer-supplied values in messages stay short."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -125,7 +127,7 @@ def _refuse_constant(name: str) -> Any:
 def _finite_float(text: str) -> float:
     value = float(text)
     if value in (float("inf"), float("-inf")):
-        raise JwtError(f"JSON number {shown(text)} is out of range")
+        raise JwtError(f"JSON number {_shown(text)} is out of range")
     return value
 
 
@@ -142,7 +144,7 @@ def _unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def strict_json_loads(data: bytes | str, what: str) -> Any:
+def _strict_json_loads(data: bytes | str, what: str) -> Any:
     """Parse JSON the way a verifier must: UTF-8, nesting at most :data:`MAX_JSON_DEPTH`,
     finite numbers of bounded size, unique member names; else :class:`JwtError` naming ``what``."""
     try:
@@ -202,12 +204,12 @@ class JsonWebKey:
         if kty == "oct":
             raise JwtError("symmetric (oct) keys are not accepted")
         if kty not in _PUBLIC_MEMBERS:
-            raise JwtError(f"unsupported kty {shown(kty)}")
+            raise JwtError(f"unsupported kty {_shown(kty)}")
         if kty in _CURVES and crv not in _CURVES[kty]:
-            raise JwtError(f"unsupported {kty} curve {shown(crv)}")
+            raise JwtError(f"unsupported {kty} curve {_shown(crv)}")
         curve = crv if kty in _CURVES else None
         if alg is not None and ACCEPTED_ALGORITHMS.get(alg) != (kty, curve):
-            raise JwtError(f"JWK 'alg' {shown(alg)} is not accepted for a {kty} key")
+            raise JwtError(f"JWK 'alg' {_shown(alg)} is not accepted for a {kty} key")
         public = {"kty": kty, **{name: jwk.get(name) for name in _PUBLIC_MEMBERS[kty]}}
         try:
             with warnings.catch_warnings():
@@ -239,7 +241,7 @@ def parse_jwks(jwks: str | bytes | Mapping[str, Any]) -> tuple[JsonWebKey, ...]:
     if isinstance(jwks, str | bytes):
         if len(jwks) > 1024 * 1024:
             raise JwtError("JWKS is larger than 1 MiB")
-        doc = strict_json_loads(jwks, "JWKS")
+        doc = _strict_json_loads(jwks, "JWKS")
     else:
         doc = jwks
     keys = doc.get("keys") if isinstance(doc, Mapping) else None
@@ -255,7 +257,7 @@ def parse_jwks(jwks: str | bytes | Mapping[str, Any]) -> tuple[JsonWebKey, ...]:
         try:
             parsed.append(JsonWebKey.from_jwk(jwk))
         except JwtError as exc:
-            logger.warning("JWKS key #%d (kid %s) dropped: %s", index, shown(jwk.get("kid")), exc)
+            logger.warning("JWKS key #%d (kid %s) dropped: %s", index, _shown(jwk.get("kid")), exc)
     return tuple(parsed)
 
 
@@ -301,7 +303,7 @@ class _Registry(jws.JWSRegistry):
 
     def get_alg(self, name: str) -> JWSAlgModel:
         if not self.allowed or name not in self.allowed or name not in self.algorithms:
-            raise UnsupportedAlgorithmError(f"algorithm {shown(name)} is not accepted")
+            raise UnsupportedAlgorithmError(f"algorithm {_shown(name)} is not accepted")
         return self.algorithms[name]
 
 
@@ -320,7 +322,7 @@ def encode_jwt(
     """Sign ``claims`` into a compact JWT (``algorithm`` defaults to :func:`default_algorithm`)."""
     alg = algorithm or default_algorithm(key)
     if alg not in _REGISTRIES:
-        raise JwtError(f"algorithm {shown(alg)} is not accepted")
+        raise JwtError(f"algorithm {_shown(alg)} is not accepted")
     header: dict[str, Any] = {"alg": alg, "typ": "JWT"}
     if kid is not None:
         header["kid"] = kid
@@ -332,22 +334,37 @@ def encode_jwt(
 
 @attrs.frozen
 class UnverifiedJwt:
-    """A compact JWT split, strictly decoded and its header checked; signature not yet checked."""
+    """A compact JWT split, strictly decoded and its header checked; signature not yet checked.
+
+    The payload is parsed as JSON only when :attr:`claims` is read, which :func:`verify_jwt` does
+    after the signature verified: whatever an unauthenticated peer puts there costs a base64
+    decode, not a JSON parse.
+    """
 
     header: Mapping[str, Any]
-    claims: Mapping[str, Any]
-    signing_input: bytes
-    signature: bytes
-    token: str = attrs.field(default="", repr=False)
+    payload: bytes = attrs.field(repr=False)
+    signing_input: bytes = attrs.field(repr=False)
+    signature: bytes = attrs.field(repr=False)
+    token: str = attrs.field(repr=False)
 
     @property
     def alg(self) -> str:
+        """The header's ``alg`` (one of :data:`ACCEPTED_ALGORITHMS`)."""
         return str(self.header["alg"])
 
     @property
     def kid(self) -> str | None:
+        """The header's ``kid``, if any."""
         kid = self.header.get("kid")
         return None if kid is None else str(kid)
+
+    @property
+    def claims(self) -> dict[str, Any]:
+        """The payload parsed strictly; :class:`JwtError` if it is not a bounded JSON object."""
+        claims = _strict_json_loads(self.payload, "token payload")
+        if not isinstance(claims, dict):
+            raise JwtError("token header and payload must be JSON objects")
+        return claims
 
     @classmethod
     def parse(cls, token: str) -> UnverifiedJwt:
@@ -359,17 +376,17 @@ class UnverifiedJwt:
         parts = token.split(".")
         if len(parts) != 3:
             raise JwtError("token is not a compact JWS (expected three '.'-separated parts)")
-        header = strict_json_loads(b64url_decode(parts[0]), "token header")
+        if len(parts[0]) > MAX_HEADER_BYTES:
+            raise JwtError(f"token header is longer than {MAX_HEADER_BYTES} bytes")
+        header = _strict_json_loads(b64url_decode(parts[0]), "token header")
         if not isinstance(header, dict):
             raise JwtError("token header and payload must be JSON objects")
         _check_header(header)
-        claims = strict_json_loads(b64url_decode(parts[1]), "token payload")
-        if not isinstance(claims, dict):
-            raise JwtError("token header and payload must be JSON objects")
+        payload = b64url_decode(parts[1])
         signature = b64url_decode(parts[2])
         if not signature:
             raise JwtError("token has an empty signature")
-        return cls(header, claims, f"{parts[0]}.{parts[1]}".encode("ascii"), signature, token)
+        return cls(header, payload, f"{parts[0]}.{parts[1]}".encode("ascii"), signature, token)
 
 
 def _check_header(header: Mapping[str, Any]) -> None:
@@ -378,12 +395,12 @@ def _check_header(header: Mapping[str, Any]) -> None:
         raise JwtError("token header 'alg' must be a string")
     if alg not in ACCEPTED_ALGORITHMS:
         raise JwtError(
-            f"token algorithm {shown(alg)} is not accepted (accepted: "
+            f"token algorithm {_shown(alg)} is not accepted (accepted: "
             f"{', '.join(ACCEPTED_ALGORITHMS)})"
         )
     if "crit" in header:
         # RFC 7515 4.1.11: extensions listed as critical must be understood; none is here.
-        raise JwtError(f"token header marks extensions {shown(header['crit'])} critical")
+        raise JwtError(f"token header marks extensions {_shown(header['crit'])} critical")
     if "b64" in header:
         raise JwtError("token header 'b64' (unencoded payload) is not accepted")
     kid = header.get("kid")
@@ -395,7 +412,7 @@ def _verify_signature(jwt: UnverifiedJwt, keys: Sequence[JsonWebKey]) -> None:
     alg, kid = jwt.alg, jwt.kid
     candidates = [k for k in keys if k.fits(alg) and (kid is None or k.kid is None or k.kid == kid)]
     if not candidates:
-        raise UnknownKeyError(f"no key in the JWKS matches kid {shown(kid)} and algorithm {alg}")
+        raise UnknownKeyError(f"no key in the JWKS matches kid {_shown(kid)} and algorithm {alg}")
     registry = _REGISTRIES[alg]
     for jwk in candidates:
         try:
@@ -439,12 +456,12 @@ def _check_claims(claims: Mapping[str, Any], rule: JwtRule, current: float, leew
                 raise JwtError(f"claim {claim!r} must be a number (a finite NumericDate)") from None
             raise JwtError(_CLAIM_MESSAGES[claim]) from None
         if claim == "iss":
-            raise JwtError(f"token issuer {shown(value)} is not {rule.issuer!r}") from None
+            raise JwtError(f"token issuer {_shown(value)} is not {rule.issuer!r}") from None
         if claim == "aud":
             raise JwtError(
-                f"token audience {shown(value)} is not one of {list(rule.audiences)}"
+                f"token audience {_shown(value)} is not one of {list(rule.audiences)}"
             ) from None
-        raise JwtError(f"token claim {shown(claim)} is invalid") from None
+        raise JwtError(f"token claim {_shown(claim)} is invalid") from None
 
 
 @attrs.frozen
@@ -504,8 +521,9 @@ def verify_jwt(
     """
     jwt = token if isinstance(token, UnverifiedJwt) else UnverifiedJwt.parse(token)
     _verify_signature(jwt, keys)
-    _check_claims(jwt.claims, rule, time.time() if now is None else now, leeway)
-    return jwt.claims
+    claims = jwt.claims
+    _check_claims(claims, rule, time.time() if now is None else now, leeway)
+    return claims
 
 
 def identity_from_claims(
