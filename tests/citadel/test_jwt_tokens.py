@@ -441,3 +441,21 @@ def test_random_bytes_give_only_jwt_errors(
     for token in (data.decode("latin-1"), ".".join(b64(part) for part in parts)):
         with pytest.raises(JwtError):
             verify(token, p256_rule)
+
+
+_jwk_members = st.fixed_dictionaries(
+    {"kty": st.sampled_from(["RSA", "EC", "OKP", "oct", "x"]) | _json},
+    optional={
+        name: st.sampled_from(["P-256", "P-521", "Ed25519", "Ed448", "AQAB", "AA", ""]) | _json
+        for name in ("crv", "x", "y", "n", "e", "k", "kid", "alg", "use", "d")
+    },
+)
+
+
+@given(doc=_json | st.fixed_dictionaries({"keys": st.lists(_jwk_members | _json, max_size=4)}))
+def test_random_jwks_documents_give_keys_or_a_jwt_error(doc: Any) -> None:
+    try:
+        keys = parse_jwks(json.dumps(doc))
+    except JwtError:
+        return
+    assert all(k.kty in ("RSA", "EC", "OKP") for k in keys)

@@ -199,8 +199,11 @@ class JsonWebKey:
         not fit the key. Private members, if an issuer publishes them, are never read.
         """
         kty, kid, alg, crv = jwk.get("kty"), jwk.get("kid"), jwk.get("alg"), jwk.get("crv")
-        if kid is not None and not isinstance(kid, str):
-            raise JwtError("JWK 'kid' must be a string")
+        for name, value in (("kid", kid), ("alg", alg), ("crv", crv)):
+            if value is not None and not isinstance(value, str):
+                raise JwtError(f"JWK {name!r} must be a string")
+        if not isinstance(kty, str):
+            raise JwtError("JWK 'kty' must be a string")
         if kty == "oct":
             raise JwtError("symmetric (oct) keys are not accepted")
         if kty not in _PUBLIC_MEMBERS:
@@ -210,7 +213,12 @@ class JsonWebKey:
         curve = crv if kty in _CURVES else None
         if alg is not None and ACCEPTED_ALGORITHMS.get(alg) != (kty, curve):
             raise JwtError(f"JWK 'alg' {_shown(alg)} is not accepted for a {kty} key")
-        public = {"kty": kty, **{name: jwk.get(name) for name in _PUBLIC_MEMBERS[kty]}}
+        public: dict[str, str | list[str]] = {"kty": kty}
+        for name in _PUBLIC_MEMBERS[kty]:
+            value = jwk.get(name)
+            if not isinstance(value, str):
+                raise JwtError(f"{kty} key member {name!r} must be a string")
+            public[name] = value
         try:
             with warnings.catch_warnings():
                 # joserfc warns about small RSA keys; they are refused just below instead.
@@ -227,7 +235,7 @@ class JsonWebKey:
             if bits > MAX_RSA_KEY_BITS:
                 raise JwtError(f"RSA key of {bits} bits is over the {MAX_RSA_KEY_BITS}-bit maximum")
         assert isinstance(key, RSAKey | ECKey | OKPKey)
-        return cls(kid, str(kty), curve, alg, key)
+        return cls(kid, kty, curve, alg, key)
 
 
 def parse_jwks(jwks: str | bytes | Mapping[str, Any]) -> tuple[JsonWebKey, ...]:
