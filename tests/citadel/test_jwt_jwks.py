@@ -108,10 +108,11 @@ async def test_keys_are_fetched_once_and_cached(k1: Any) -> None:
     clock = Clock()
     endpoint = JwksEndpoint([jwks((k1, "k1"))])
     auth = authenticator(endpoint, clock)
+    first = [auth.authenticate(caller(token(k1, "k1", clock, f"sa{i}"))) for i in range(10)]
+    assert await asyncio.gather(*first) == [Identity("default", f"sa{i}") for i in range(10)]
     for sa in ("a", "b", "c"):
-        assert await auth.authenticate(caller(token(k1, "k1", clock, sa))) == Identity(
-            "default", sa
-        )
+        identity = await auth.authenticate(caller(token(k1, "k1", clock, sa)))
+        assert identity == Identity("default", sa)
     assert endpoint.requests == 1
 
 
