@@ -9,7 +9,6 @@ CSR.
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 import time
 from collections.abc import Mapping
@@ -18,15 +17,10 @@ from typing import Any, Protocol
 import attrs
 import httpx
 
-from istio_sdk.citadel.errors import AuthenticationError, CaConfigError, IdentityError, JwtError
+from istio_sdk.citadel.errors import AuthenticationError, CaConfigError, IdentityError
 from istio_sdk.citadel.identity import DEFAULT_TRUST_DOMAIN, Identity
-from istio_sdk.citadel.jwt import (
-    JsonWebKey,
-    JwtRule,
-    identity_from_claims,
-    parse_jwks,
-    verify_jwt,
-)
+from istio_sdk.citadel.jwks import JwtVerifier
+from istio_sdk.citadel.jwt import JwtRule, identity_from_claims
 
 BEARER_PREFIX = "bearer "
 
@@ -108,43 +102,27 @@ class JwtAuthenticator:
     ) -> None:
         self.rule = rule
         self._trust_domain = trust_domain
-        self._cache_seconds = jwks_cache_seconds
-        self._min_refresh = min_refresh_seconds
-        self._client = http_client
         self._clock = clock
-        self._keys: tuple[JsonWebKey, ...] = parse_jwks(rule.jwks) if rule.jwks else ()
-        self._fetched_at: float | None = None
-        self._lock = asyncio.Lock()
-        self.jwks_fetches = 0
+        self._verifier = JwtVerifier(
+            rule,
+            http_client=http_client,
+            cache_seconds=jwks_cache_seconds,
+            min_refetch_seconds=min_refresh_seconds,
+            clock=clock,
+        )
         self._verified: dict[str, tuple[Identity, float]] = {}
         self._verified_seconds = verified_cache_seconds
         self._cache_size = 4096
 
-    async def _fetch_keys(self) -> tuple[JsonWebKey, ...]:
-        assert self.rule.jwks_uri is not None
-        client = self._client or httpx.AsyncClient(timeout=10.0)
-        try:
-            response = await client.get(self.rule.jwks_uri)
-        except httpx.HTTPError as exc:
-            raise JwtError(f"cannot fetch JWKS from {self.rule.jwks_uri}: {exc}") from exc
-        finally:
-            if self._client is None:
-                await client.aclose()
-        self.jwks_fetches += 1
-        if response.status_code != 200:
-            raise JwtError(f"JWKS URI {self.rule.jwks_uri} answered HTTP {response.status_code}")
-        return parse_jwks(response.text)
+    @property
+    def jwks_fetches(self) -> int:
+        """JWKS fetch attempts so far (0 for an inline JWKS)."""
+        jwks = self._verifier.jwks
+        return 0 if jwks is None else jwks.fetches
 
-    async def _current_keys(self, *, force: bool = False) -> tuple[JsonWebKey, ...]:
-        if self.rule.jwks_uri is None:
-            return self._keys
-        async with self._lock:
-            now = self._clock()
-            age = None if self._fetched_at is None else now - self._fetched_at
-            if age is None or age > self._cache_seconds or (force and age > self._min_refresh):
-                self._keys = await self._fetch_keys()
-                self._fetched_at = now
-            return self._keys
+    async def aclose(self) -> None:
+        """Cancel a JWKS fetch in flight."""
+        await self._verifier.aclose()
 
     async def authenticate(self, caller: CallerContext) -> Identity | None:
         """Identity from the service-account claims of a valid token."""
@@ -166,15 +144,7 @@ class JwtAuthenticator:
         return identity
 
     async def _verify(self, token: str) -> tuple[Identity, float]:
-        keys = await self._current_keys()
-        try:
-            claims = verify_jwt(token, self.rule, keys, now=self._clock())
-        except JwtError as exc:
-            # A key rotated at the issuer shows up as an unknown kid: refetch once, then retry.
-            if "no key in the JWKS" not in str(exc) or self.rule.jwks_uri is None:
-                raise
-            keys = await self._current_keys(force=True)
-            claims = verify_jwt(token, self.rule, keys, now=self._clock())
+        claims = await self._verifier.verify(token)
         return identity_from_claims(claims, self._trust_domain), float(claims["exp"])
 
 
