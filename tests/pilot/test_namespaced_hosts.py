@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from istio_sdk.pilot.push_context import split_namespaced_host
+from istio_sdk.pilot.hosts import split_namespaced_host
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from istio_sdk.citadel.errors import CaConfigError, CsrError, TtlError
-from istio_sdk.citadel.identity import DEFAULT_TRUST_DOMAIN, Identity
+from istio_sdk.citadel.identity import Identity
 from istio_sdk.citadel.keys import (
     KeyAlgorithm,
     PrivateKey,
@@ -39,6 +39,7 @@ from istio_sdk.citadel.keys import (
     private_key_pem,
     signature_hash,
 )
+from istio_sdk.spiffe import DEFAULT_TRUST_DOMAIN
 
 # Istio's defaults (security/pkg/pki/ca and pilot/pkg/features).
 DEFAULT_WORKLOAD_CERT_TTL = datetime.timedelta(hours=24)

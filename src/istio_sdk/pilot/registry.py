@@ -23,6 +23,7 @@ from types import MappingProxyType
 import attrs
 
 from istio_sdk.api.istio.networking import v1alpha3 as networking
+from istio_sdk.pilot.hosts import exported_to
 
 __all__ = [
     "DEFAULT_DOMAIN_SUFFIX",
@@ -222,11 +223,7 @@ class Service:
 
     def visible_from(self, namespace: str) -> bool:
         """Whether a proxy in ``namespace`` may see this service (``exportTo``)."""
-        if not self.export_to or "*" in self.export_to:
-            return True
-        if "." in self.export_to and namespace == self.namespace:
-            return True
-        return namespace in self.export_to
+        return exported_to(self.export_to, self.namespace, namespace)
 
     @property
     def key(self) -> tuple[str, str]:

@@ -39,7 +39,14 @@ from istio_sdk.api.envoy.type import v3 as envoy_type
 from istio_sdk.api.envoy.type.matcher import v3 as matcher
 from istio_sdk.api.google.protobuf import Struct
 from istio_sdk.api.istio.networking import v1alpha3 as networking
-from istio_sdk.pilot.push_context import ConfigEntry, ProxyInfo, PushContext
+from istio_sdk.pilot.cluster_names import (
+    inbound_cluster_name,
+    outbound_cluster_name,
+    parse_cluster_name,
+)
+from istio_sdk.pilot.config_entry import ConfigEntry
+from istio_sdk.pilot.proxy import ProxyInfo
+from istio_sdk.pilot.push_context import PushContext
 from istio_sdk.pilot.registry import Endpoint, HealthStatus, Resolution, Service, ServicePort
 from istio_sdk.pilot.translate._common import (
     BLACKHOLE_CLUSTER,
@@ -50,10 +57,7 @@ from istio_sdk.pilot.translate._common import (
     PASSTHROUGH_CLUSTER,
     TLS_TRANSPORT_SOCKET,
     ads_source,
-    inbound_cluster_name,
-    outbound_cluster_name,
     pack,
-    parse_cluster_name,
     socket_address,
 )
 from istio_sdk.pilot.translate.authn import (
@@ -64,6 +68,7 @@ from istio_sdk.pilot.translate.authn import (
     sds_source,
     service_identities,
 )
+from istio_sdk.spiffe import is_spiffe_uri
 
 __all__ = [
     "TrafficPolicy",
@@ -283,7 +288,7 @@ def _san_matchers(names: Iterable[str]) -> list[tls.SubjectAltNameMatcher]:
     for name in names:
         san_type = (
             tls.SubjectAltNameMatcherSanType.URI
-            if name.startswith("spiffe://")
+            if is_spiffe_uri(name)
             else tls.SubjectAltNameMatcherSanType.DNS
         )
         out.append(

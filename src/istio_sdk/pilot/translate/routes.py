@@ -25,9 +25,12 @@ from istio_sdk.api.envoy.type import v3 as envoy_type
 from istio_sdk.api.envoy.type.matcher import v3 as matcher
 from istio_sdk.api.google.protobuf import Any
 from istio_sdk.api.istio.networking import v1alpha3 as networking
-from istio_sdk.pilot.push_context import ConfigEntry, ProxyInfo, PushContext
+from istio_sdk.pilot.cluster_names import outbound_cluster_name
+from istio_sdk.pilot.config_entry import ConfigEntry
+from istio_sdk.pilot.proxy import ProxyInfo
+from istio_sdk.pilot.push_context import PushContext
 from istio_sdk.pilot.registry import Service
-from istio_sdk.pilot.translate._common import FAULT_FILTER, ZERO, outbound_cluster_name
+from istio_sdk.pilot.translate._common import FAULT_FILTER, ZERO
 
 __all__ = [
     "GRPC_STATUS_CODES",
