@@ -283,6 +283,11 @@ def test_sidecar_routes_and_domains(ctx: PushContext) -> None:
     assert split.request_headers_to_add[0].header.key == "x-mesh"
     assert split.route.timeout == datetime.timedelta(0)  # Istio disables Envoy's 15 s default
     assert split.route.retry_policy is not None and split.route.retry_policy.num_retries == 2
+    (predicate,) = split.route.retry_policy.retry_host_predicate
+    assert predicate.typed_config is not None
+    assert predicate.typed_config.type_url == (
+        "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
+    )
     regex = reviews.routes[1]
     assert regex.route is not None and regex.route.retry_policy is not None
     assert regex.route.retry_policy.retriable_status_codes == [503]
