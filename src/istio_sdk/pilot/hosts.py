@@ -1,10 +1,11 @@
-"""Istio host matching and visibility: wildcard hosts, ``namespace/host`` pairs, ``exportTo``."""
+"""Istio host matching and visibility: wildcard hosts, ``namespace/host`` pairs, ``exportTo``,
+and ``namespace/name`` gateway references."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ["exported_to", "host_matches", "split_namespaced_host"]
+__all__ = ["exported_to", "gateway_ref", "host_matches", "split_namespaced_host"]
 
 
 def host_matches(pattern: str, host: str) -> bool:
@@ -41,3 +42,11 @@ def exported_to(export_to: Iterable[str], owner_namespace: str, namespace: str) 
     if "." in targets and owner_namespace == namespace:
         return True
     return namespace in targets
+
+
+def gateway_ref(ref: str, namespace: str) -> str:
+    """A VirtualService's gateway reference as ``NAMESPACE/NAME`` (``mesh`` stays ``mesh``; a
+    bare name is in ``namespace``, the namespace of the config that lists it)."""
+    if ref == "mesh" or "/" in ref:
+        return ref
+    return f"{namespace}/{ref}"

@@ -37,7 +37,7 @@ import attrs
 from istio_sdk.api.istio.networking import v1alpha3 as networking
 from istio_sdk.pilot.changes import ALL_TYPES, ChangeSet, compute_changes
 from istio_sdk.pilot.config_entry import TRANSLATED_KINDS, ConfigEntry, ConfigKey, ConfigLike
-from istio_sdk.pilot.hosts import exported_to, host_matches, split_namespaced_host
+from istio_sdk.pilot.hosts import exported_to, gateway_ref, host_matches, split_namespaced_host
 from istio_sdk.pilot.proxy import ProxyInfo, ProxyType
 from istio_sdk.pilot.registry import (
     DEFAULT_DOMAIN_SUFFIX,
@@ -414,7 +414,7 @@ class PushContext:
                 continue
             if not exported_to(spec.export_to, entry.namespace, proxy.namespace):
                 continue
-            bound = [_gateway_ref(g, entry.namespace) for g in spec.gateways] or ["mesh"]
+            bound = [gateway_ref(g, entry.namespace) for g in spec.gateways] or ["mesh"]
             if gateway not in bound:
                 continue
             if gateway == "mesh" and not any(
@@ -529,9 +529,3 @@ class PushContext:
                     out.append((svc, ep))
                     break
         return out
-
-
-def _gateway_ref(ref: str, namespace: str) -> str:
-    if ref == "mesh" or "/" in ref:
-        return ref
-    return f"{namespace}/{ref}"

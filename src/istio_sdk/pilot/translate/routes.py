@@ -27,6 +27,7 @@ from istio_sdk.api.envoy.type.matcher import v3 as matcher
 from istio_sdk.api.istio.networking import v1alpha3 as networking
 from istio_sdk.pilot.cluster_names import outbound_cluster_name
 from istio_sdk.pilot.config_entry import ConfigEntry
+from istio_sdk.pilot.hosts import gateway_ref
 from istio_sdk.pilot.proxy import ProxyInfo
 from istio_sdk.pilot.push_context import PushContext
 from istio_sdk.pilot.registry import Service
@@ -170,14 +171,12 @@ def match_applies(
     """
     if match.port and match.port != port:
         return False
-    if match.source_labels and not all(
-        proxy.labels.get(k) == v for k, v in match.source_labels.items()
-    ):
+    if match.source_labels and not proxy.selected_by(match.source_labels):
         return False
     if match.source_namespace and match.source_namespace != proxy.namespace:
         return False
     if match.gateways:
-        refs = {g if g == "mesh" or "/" in g else f"{namespace}/{g}" for g in match.gateways}
+        refs = {gateway_ref(g, namespace) for g in match.gateways}
         if gateway not in refs:
             return False
     return True
