@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 
 from istio_sdk.api.envoy.config.core.v3 import Node
+from istio_sdk.pilot.labels import labels_match
 
 __all__ = ["NodeId", "ProxyInfo", "ProxyType", "parse_node_id"]
 
@@ -97,7 +98,7 @@ class ProxyInfo:
     def selected_by(self, selector: Mapping[str, str]) -> bool:
         """Whether the proxy's labels carry every ``key: value`` of ``selector`` (an empty
         selector selects every proxy)."""
-        return all(self.labels.get(k) == v for k, v in selector.items())
+        return labels_match(selector, self.labels)
 
     @classmethod
     def from_node(cls, node: Node) -> ProxyInfo:

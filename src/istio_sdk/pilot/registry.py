@@ -24,6 +24,7 @@ import attrs
 
 from istio_sdk.api.istio.networking import v1alpha3 as networking
 from istio_sdk.pilot.hosts import exported_to
+from istio_sdk.pilot.labels import labels_match
 
 __all__ = [
     "DEFAULT_DOMAIN_SUFFIX",
@@ -413,7 +414,7 @@ def endpoints_from_service_entry(
         for _name, ns, entry in sorted(workload_entries, key=lambda t: (t[1], t[0])):
             if ns != namespace:
                 continue
-            if all(entry.labels.get(k) == v for k, v in selector.items()):
+            if labels_match(selector, entry.labels):
                 eps.append(_endpoint_from_workload(entry, {}))
     resolution = _RESOLUTIONS.get(spec.resolution, Resolution.NONE)
     dns = resolution in (Resolution.DNS, Resolution.DNS_ROUND_ROBIN)

@@ -32,6 +32,7 @@ from istio_sdk.api.envoy.extensions.transport_sockets.tls import v3 as tls
 from istio_sdk.api.envoy.type.matcher import v3 as matcher
 from istio_sdk.api.istio.security import v1beta1 as security
 from istio_sdk.pilot.config_entry import ConfigEntry
+from istio_sdk.pilot.labels import labels_match
 from istio_sdk.pilot.proxy import ProxyInfo
 from istio_sdk.pilot.push_context import PushContext
 from istio_sdk.pilot.registry import Service
@@ -158,7 +159,7 @@ def mtls_policy(
                 mesh.append(entry)
             elif entry.namespace == namespace:
                 ns_wide.append(entry)
-        elif entry.namespace == namespace and all(labels.get(k) == v for k, v in selector.items()):
+        elif entry.namespace == namespace and labels_match(selector, labels):
             workload.append(entry)
     mode = MtlsMode.PERMISSIVE
     sources: list[str] = []

@@ -41,6 +41,7 @@ from istio_sdk.api.envoy.extensions.filters.network.rbac import v3 as network_rb
 from istio_sdk.api.envoy.type.matcher import v3 as matcher
 from istio_sdk.api.istio.security import v1beta1 as security
 from istio_sdk.pilot.config_entry import ConfigEntry
+from istio_sdk.pilot.labels import labels_match
 from istio_sdk.pilot.proxy import ProxyInfo
 from istio_sdk.pilot.push_context import PushContext
 from istio_sdk.pilot.translate._common import pack
@@ -84,7 +85,7 @@ def policy_name(namespace: str, name: str, rule_index: int) -> str:
 
 def _selector_matches(spec: security.AuthorizationPolicy, labels: Mapping[str, str]) -> bool:
     wanted = spec.selector.match_labels if spec.selector is not None else {}
-    return all(labels.get(k) == v for k, v in wanted.items())
+    return labels_match(wanted, labels)
 
 
 def applicable_policies(

@@ -45,6 +45,7 @@ from istio_sdk.pilot.cluster_names import (
     parse_cluster_name,
 )
 from istio_sdk.pilot.config_entry import ConfigEntry
+from istio_sdk.pilot.labels import labels_match
 from istio_sdk.pilot.proxy import ProxyInfo
 from istio_sdk.pilot.push_context import PushContext
 from istio_sdk.pilot.registry import Endpoint, HealthStatus, Resolution, Service, ServicePort
@@ -529,7 +530,7 @@ def _endpoint_metadata(ep: Endpoint) -> core.Metadata | None:
 
 
 def _endpoint_matches(ep: Endpoint, labels: dict[str, str]) -> bool:
-    return all(ep.labels.get(k) == v for k, v in labels.items())
+    return labels_match(labels, ep.labels)
 
 
 def build_load_assignment(
