@@ -33,13 +33,15 @@ import time
 from datetime import timedelta
 from typing import Any
 
+from istio_sdk.pilot.cluster_names import outbound_cluster_name
+
 ENDPOINTS_PER_SERVICE = 3
 SIZES = [(100, 100), (100, 1000), (500, 100), (500, 1000), (1000, 100), (1000, 1000)]
 QUICK_SIZES = [(50, 50), (100, 100)]
 
 
 def _cluster_name(i: int) -> str:
-    return f"outbound|8080||svc-{i}.bench.svc.cluster.local"
+    return outbound_cluster_name(8080, "", f"svc-{i}.bench.svc.cluster.local")
 
 
 def _resources(m: int) -> list[Any]:

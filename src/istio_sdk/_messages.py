@@ -27,6 +27,13 @@ def message_pool() -> betterproto2.MessagePool:
     return pool
 
 
+def full_name_of(cls: type[betterproto2.Message]) -> str | None:
+    """The full proto name of a generated class (``envoy.config.cluster.v3.Cluster``); None
+    for a class the pool does not know."""
+    url = message_pool().type_to_url.get(cls)
+    return None if url is None else url.removeprefix(TYPE_URL_PREFIX)
+
+
 @functools.cache
 def import_all_api_modules() -> None:
     """Import every module below ``istio_sdk.api`` (once), registering every class."""

@@ -37,7 +37,7 @@ from typing import Any, TypeAlias, TypeVar, cast
 import betterproto2
 
 from istio_sdk import timeutil
-from istio_sdk._messages import TYPE_URL_PREFIX, find_message_class, message_pool
+from istio_sdk._messages import find_message_class, full_name_of
 
 __all__ = [
     "JsonParseError",
@@ -124,10 +124,7 @@ def _proto_name(attr: str) -> str:
 
 
 def _full_name(cls: type[betterproto2.Message]) -> str:
-    url = message_pool().type_to_url.get(cls)
-    if url is None:
-        return f"{cls.__module__}.{cls.__qualname__}"
-    return url.removeprefix(TYPE_URL_PREFIX)
+    return full_name_of(cls) or f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _class_for_type_url(type_url: str) -> type[betterproto2.Message] | None:

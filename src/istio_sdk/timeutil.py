@@ -1,4 +1,7 @@
-"""Nanosecond-exact values for ``google.protobuf.Duration`` and ``Timestamp`` fields.
+"""Nanosecond-exact values for ``google.protobuf.Duration`` and ``Timestamp`` fields, and "now".
+
+:func:`utcnow` is the one clock reading of the project (an aware ``datetime`` in UTC); code that
+must be testable takes a clock argument defaulting to it.
 
 betterproto2 holds Duration fields as ``datetime.timedelta`` and Timestamp fields as
 ``datetime.datetime``; both stop at the microsecond, while the protobuf types count
@@ -37,10 +40,16 @@ __all__ = [
     "duration_parts",
     "timestamp_from_parts",
     "timestamp_parts",
+    "utcnow",
 ]
 
 _NANOS_PER_SECOND = 1_000_000_000
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+
+def utcnow() -> datetime.datetime:
+    """The current time as an aware ``datetime`` in UTC (never a naive one)."""
+    return datetime.datetime.now(datetime.UTC)
 
 
 def _check_remainder(value: SupportsIndex, what: str) -> int:

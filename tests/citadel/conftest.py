@@ -12,6 +12,7 @@ from typing import Any
 import attrs
 import pytest
 
+from istio_sdk._net import bound_port
 from istio_sdk.citadel import CaOptions, CertificateAuthority, KeyAlgorithm, generate_private_key
 from istio_sdk.citadel.jwt import encode_jwt, public_key_to_jwk
 
@@ -101,7 +102,7 @@ class FakeHttpServer:
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.ssl_context)
-        self.port = self._server.sockets[0].getsockname()[1]
+        self.port = bound_port(self._server)
 
     async def stop(self) -> None:
         assert self._server is not None

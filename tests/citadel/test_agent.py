@@ -30,7 +30,7 @@ from istio_sdk.citadel import (
     Identity,
     JwtRule,
 )
-from istio_sdk.citadel.agent import AgentOptions, CitadelAgent, backoff_delay
+from istio_sdk.citadel.agent import AgentOptions, CitadelAgent
 from istio_sdk.citadel.files import file_watcher_provider_config
 from istio_sdk.citadel.sds import SECRET_TYPE_URL
 
@@ -85,12 +85,6 @@ async def test_renews_at_half_lifetime(ca_server: CitadelServer, ec_issuer: Any)
     # Each wait runs to half of a one-hour lifetime, measured on the agent's (frozen) clock.
     for delay in fake.delays:
         assert 1790 <= delay <= 1810
-
-
-def test_backoff_delay_bounds() -> None:
-    assert [backoff_delay(n, 1.0, 8.0, lambda: 1.0) for n in range(6)] == [1, 2, 4, 8, 8, 8]
-    assert [backoff_delay(n, 1.0, 8.0, lambda: 0.0) for n in range(5)] == [0.5, 1, 2, 4, 4]
-    assert backoff_delay(10_000, 1.0, 60.0, lambda: 0.5) == 45.0
 
 
 async def test_backs_off_while_ca_is_down_and_serves_nothing(ca: CertificateAuthority) -> None:

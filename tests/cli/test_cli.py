@@ -198,3 +198,20 @@ def test_validate_reads_stdin(
     captured = capsys.readouterr()
     assert captured.out.startswith("<stdin>[1]:14: VirtualService shop/reviews: ")
     assert captured.err == ""
+
+
+def test_proxy_config_follows_the_route_names_listeners_load_over_rds() -> None:
+    from istio_sdk.api.envoy.config.listener.v3 import FilterChain, Listener
+    from istio_sdk.api.envoy.extensions.filters.network.http_connection_manager import v3 as hcm
+    from istio_sdk.cli._proxy_config import referenced_routes
+    from istio_sdk.pilot.translate._common import hcm_filter, tcp_proxy_filter
+
+    manager = hcm.HttpConnectionManager(stat_prefix="in", rds=hcm.Rds(route_config_name="9080"))
+    listener = Listener(
+        name="0.0.0.0_9080",
+        filter_chains=[
+            FilterChain(filters=[hcm_filter(manager)]),
+            FilterChain(filters=[tcp_proxy_filter("tcp", "outbound|3306||db")]),
+        ],
+    )
+    assert referenced_routes({listener.name: listener}) == {"9080"}

@@ -9,6 +9,7 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from istio_sdk._grpc import GrpcSettings, create_channel, create_server
+from istio_sdk._net import bound_port
 from istio_sdk.api.istio.v1.auth import (
     IstioCertificateRequest,
     IstioCertificateResponse,
@@ -42,7 +43,7 @@ async def test_more_than_100_concurrent_streams_on_one_connection() -> None:
     service = _Barrier(needed=250)
     server = create_server([service])
     await server.start("127.0.0.1", 0)
-    port = server._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = bound_port(server)
     channel = create_channel("127.0.0.1", port)
     try:
         stub = IstioCertificateServiceStub(channel)
@@ -70,7 +71,7 @@ async def test_oversized_messages_are_refused_with_resource_exhausted() -> None:
     settings = GrpcSettings(max_message_bytes=1024)
     server = create_server([_Echo()], settings)
     await server.start("127.0.0.1", 0)
-    port = server._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = bound_port(server)
     small_client = create_channel("127.0.0.1", port, settings=settings)
     big_client = create_channel("127.0.0.1", port)  # default limit: sends the big message
     try:
@@ -108,7 +109,7 @@ async def test_a_closed_server_stops_answering_on_open_connections() -> None:
     """grpclib alone keeps serving calls on connections accepted before close()."""
     server = create_server([_Echo()])
     await server.start("127.0.0.1", 0)
-    port = server._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = bound_port(server)
     channel = create_channel("127.0.0.1", port)
     stub = IstioCertificateServiceStub(channel)
     try:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from istio_sdk._messages import find_message_class, message_pool
+import betterproto2
+
+from istio_sdk._messages import find_message_class, full_name_of, message_pool
 
 
 def test_finds_a_class_by_importing_its_package() -> None:
@@ -21,3 +23,14 @@ def test_finds_a_nested_message() -> None:
 def test_unknown_names_are_none() -> None:
     assert find_message_class("envoy.config.cluster.v3.NoSuchMessage", import_all=False) is None
     assert find_message_class("no.such.package.Message", import_all=False) is None
+
+
+def test_full_name_of_a_class_and_of_a_stranger() -> None:
+    cls = find_message_class("envoy.config.cluster.v3.Cluster", import_all=False)
+    assert cls is not None
+    assert full_name_of(cls) == "envoy.config.cluster.v3.Cluster"
+
+    class NotGenerated(betterproto2.Message):
+        pass
+
+    assert full_name_of(NotGenerated) is None

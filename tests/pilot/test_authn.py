@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from istio_sdk import xds
 from istio_sdk.api.envoy.config.cluster import v3 as cluster
 from istio_sdk.api.envoy.config.core import v3 as core
 from istio_sdk.api.envoy.config.endpoint import v3 as endpoint
@@ -15,15 +16,10 @@ from istio_sdk.api.envoy.extensions.transport_sockets.tls import v3 as tls
 from istio_sdk.api.istio.networking import v1alpha3 as n
 from istio_sdk.api.istio.security import v1beta1 as sec
 from istio_sdk.api.istio.type import v1beta1 as istio_type
-from istio_sdk.pilot.push_context import (
-    CLUSTER_TYPE,
-    ENDPOINT_TYPE,
-    LISTENER_TYPE,
-    ConfigEntry,
-    ProxyInfo,
-    PushContext,
-    compute_changes,
-)
+from istio_sdk.pilot.changes import compute_changes
+from istio_sdk.pilot.config_entry import ConfigEntry
+from istio_sdk.pilot.proxy import ProxyInfo
+from istio_sdk.pilot.push_context import PushContext
 from istio_sdk.pilot.registry import Endpoint, Service, ServicePort, ServiceRegistry
 from istio_sdk.pilot.translate import generate
 from istio_sdk.pilot.translate.authn import MtlsMode, mtls_policy, spiffe_identity
@@ -139,7 +135,7 @@ def test_spiffe_identity() -> None:
 
 
 def _server_chain(ctx: PushContext, proxy: ProxyInfo = GRPC_SERVER) -> listener.FilterChain:
-    lis = generate(ctx, proxy, LISTENER_TYPE, [SERVER_LISTENER])[SERVER_LISTENER]
+    lis = generate(ctx, proxy, xds.LISTENER, [SERVER_LISTENER])[SERVER_LISTENER]
     assert isinstance(lis, listener.Listener)
     (chain,) = lis.filter_chains
     return chain
@@ -205,7 +201,7 @@ def test_grpc_server_modes(
 
 
 def _cluster_tls(ctx: PushContext, proxy: ProxyInfo) -> tls.UpstreamTlsContext:
-    built = generate(ctx, proxy, CLUSTER_TYPE, [CLUSTER])[CLUSTER]
+    built = generate(ctx, proxy, xds.CLUSTER, [CLUSTER])[CLUSTER]
     assert isinstance(built, cluster.Cluster) and built.transport_socket is not None
     context = _unpack(built.transport_socket.typed_config)
     assert isinstance(context, tls.UpstreamTlsContext)
@@ -267,7 +263,7 @@ def test_sidecar_istio_mutual_matches_typed_uri_sans() -> None:
 
 
 def _inbound(ctx: PushContext) -> listener.Listener:
-    lis = generate(ctx, SIDECAR, LISTENER_TYPE, ["virtualInbound"])["virtualInbound"]
+    lis = generate(ctx, SIDECAR, xds.LISTENER, ["virtualInbound"])["virtualInbound"]
     assert isinstance(lis, listener.Listener)
     return lis
 
@@ -329,7 +325,7 @@ def test_peer_authentication_change_pushes_to_every_proxy() -> None:
     before = _ctx()
     after = _ctx(_pa("default", "istio-system", MODES.STRICT))
     change = compute_changes(before, after)
-    assert not change.empty and LISTENER_TYPE in change.type_urls
+    assert not change.empty and xds.LISTENER in change.type_urls
     assert change.affects(after, SIDECAR) and change.affects(after, GRPC_SERVER)
 
 
@@ -352,7 +348,7 @@ def _auto_registry() -> ServiceRegistry:
 
 def _sidecar_cluster(ctx: PushContext) -> cluster.Cluster:
     client = ProxyInfo("client", namespace="other")
-    built = generate(ctx, client, CLUSTER_TYPE, [CLUSTER])[CLUSTER]
+    built = generate(ctx, client, xds.CLUSTER, [CLUSTER])[CLUSTER]
     assert isinstance(built, cluster.Cluster)
     return built
 
@@ -379,7 +375,7 @@ def test_auto_mtls_matches_endpoints_with_a_sidecar() -> None:
         f"spiffe://cluster.local/ns/{NS}/sa/echo-sa"
     ]
     # Only the endpoint with a sidecar carries the metadata the first match looks for.
-    cla = generate(ctx, ProxyInfo("client", namespace="other"), ENDPOINT_TYPE, [CLUSTER])[CLUSTER]
+    cla = generate(ctx, ProxyInfo("client", namespace="other"), xds.ENDPOINT, [CLUSTER])[CLUSTER]
     assert isinstance(cla, endpoint.ClusterLoadAssignment)
     metadata = {
         e.endpoint.address.socket_address.address: (
@@ -436,7 +432,7 @@ def test_grpc_clients_get_no_auto_mtls() -> None:
     """Proxyless gRPC understands no transport socket matches; Istio sends none."""
     ctx = PushContext.build([], _auto_registry())
     client = ProxyInfo("client", namespace="other", generator="grpc")
-    built = generate(ctx, client, CLUSTER_TYPE, [CLUSTER])[CLUSTER]
+    built = generate(ctx, client, xds.CLUSTER, [CLUSTER])[CLUSTER]
     assert isinstance(built, cluster.Cluster)
     assert built.transport_socket is None and not built.transport_socket_matches
 

@@ -11,6 +11,7 @@ from hypothesis import given
 from pilot.envoy_validate.meshes import SIDECAR as PRODUCTPAGE
 from pilot.envoy_validate.meshes import random_contexts
 
+from istio_sdk import xds
 from istio_sdk.api.envoy.config.listener import v3 as listener
 from istio_sdk.api.envoy.config.rbac import v3 as rbac
 from istio_sdk.api.envoy.extensions.filters.http.rbac import v3 as http_rbac
@@ -18,13 +19,10 @@ from istio_sdk.api.envoy.extensions.filters.network.http_connection_manager impo
 from istio_sdk.api.envoy.extensions.filters.network.rbac import v3 as network_rbac
 from istio_sdk.api.istio.security import v1beta1 as sec
 from istio_sdk.api.istio.type import v1beta1 as istio_type
-from istio_sdk.pilot.push_context import (
-    LISTENER_TYPE,
-    ConfigEntry,
-    ProxyInfo,
-    PushContext,
-    compute_changes,
-)
+from istio_sdk.pilot.changes import compute_changes
+from istio_sdk.pilot.config_entry import ConfigEntry
+from istio_sdk.pilot.proxy import ProxyInfo
+from istio_sdk.pilot.push_context import PushContext
 from istio_sdk.pilot.registry import Endpoint, Service, ServicePort, ServiceRegistry
 from istio_sdk.pilot.translate import generate
 from istio_sdk.pilot.translate.authz import (
@@ -89,7 +87,7 @@ def _unpack(value: object) -> betterproto2.Message:
 
 
 def _inbound(ctx: PushContext) -> listener.Listener:
-    out = generate(ctx, SIDECAR, LISTENER_TYPE, ["virtualInbound"])["virtualInbound"]
+    out = generate(ctx, SIDECAR, xds.LISTENER, ["virtualInbound"])["virtualInbound"]
     assert isinstance(out, listener.Listener)
     return out
 
@@ -318,7 +316,7 @@ def test_authorization_policy_changes_push_listeners_to_affected_proxies() -> No
     before = _ctx()
     after = _ctx(_ap("p", NS, _rule()))
     changes = compute_changes(before, after)
-    assert changes.type_urls == frozenset({LISTENER_TYPE})
+    assert changes.type_urls == frozenset({xds.LISTENER})
     assert changes.affects(after, SIDECAR)
     elsewhere = ProxyInfo("x", namespace="other")
     assert not changes.affects(after, elsewhere)
@@ -332,7 +330,7 @@ def test_generator_pushes_only_listeners_to_affected_sidecars() -> None:
 
     generator = PushContextGenerator(_ctx())
     request = generator.apply(_ctx(_ap("p", NS, _rule())))
-    assert request is not None and request.types == frozenset({LISTENER_TYPE})
+    assert request is not None and request.types == frozenset({xds.LISTENER})
     assert request.proxies is not None
     assert request.proxies(SIDECAR) and request.proxies(OTHER)
     assert not request.proxies(ProxyInfo("x", namespace="other"))

@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 
 from istio_sdk import DiscoveryServer, PilotClient, xds
+from istio_sdk._net import bound_port
 from istio_sdk.api.envoy.config.cluster.v3 import Cluster
 from istio_sdk.api.envoy.config.endpoint.v3 import ClusterLoadAssignment, LocalityLbEndpoints
 from istio_sdk.api.envoy.config.listener.v3 import Listener
@@ -291,7 +292,7 @@ async def test_client_survives_a_server_that_breaks_the_protocol() -> None:
 
     rogue = Server([Rogue()])
     await rogue.start("127.0.0.1", 0)
-    port = rogue._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = bound_port(rogue)
     try:
         client = PilotClient(f"127.0.0.1:{port}", backoff_initial=0.01, backoff_max=0.05)
         async with client:

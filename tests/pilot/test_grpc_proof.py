@@ -29,8 +29,10 @@ grpc = pytest.importorskip("grpc")
 
 from support.grpc_xds import free_port, start_python, stop_process, xds_bootstrap  # noqa: E402
 
+from istio_sdk import xds  # noqa: E402
 from istio_sdk.api.istio.networking import v1alpha3 as n  # noqa: E402
-from istio_sdk.pilot.push_context import ENDPOINT_TYPE, ConfigEntry, PushContext  # noqa: E402
+from istio_sdk.pilot.config_entry import ConfigEntry  # noqa: E402
+from istio_sdk.pilot.push_context import PushContext  # noqa: E402
 from istio_sdk.pilot.registry import Endpoint, Service, ServicePort, ServiceRegistry  # noqa: E402
 from istio_sdk.pilot.server import DiscoveryServer  # noqa: E402
 from istio_sdk.pilot.translate import PushContextGenerator  # noqa: E402
@@ -299,7 +301,7 @@ async def test_endpoint_only_change_pushes_eds_and_reroutes(proof: Proof) -> Non
     change = proof.generator.update(PushContext.build(_configs([_route("v2")]), registry))
     assert change.endpoints_only
     request = proof.generator.push_request(change)
-    assert request.types == frozenset({ENDPOINT_TYPE})
+    assert request.types == frozenset({xds.ENDPOINT})
     proof.server.push(request)
     counts = await proof.until(lambda c: c == {"v3": 20}, count=20)
     assert counts == {"v3": 20}

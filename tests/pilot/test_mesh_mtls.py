@@ -28,6 +28,7 @@ grpc = pytest.importorskip("grpc")
 
 from support.grpc_xds import free_port, start_python, stop_process, xds_bootstrap  # noqa: E402
 
+from istio_sdk import xds  # noqa: E402
 from istio_sdk.api.istio.networking import v1alpha3 as n  # noqa: E402
 from istio_sdk.api.istio.security import v1beta1 as security  # noqa: E402
 from istio_sdk.citadel import (  # noqa: E402
@@ -42,7 +43,8 @@ from istio_sdk.citadel import (  # noqa: E402
 from istio_sdk.citadel.agent import AgentOptions, CitadelAgent  # noqa: E402
 from istio_sdk.citadel.files import file_watcher_provider_config  # noqa: E402
 from istio_sdk.citadel.jwt import encode_jwt, public_key_to_jwk  # noqa: E402
-from istio_sdk.pilot.push_context import LISTENER_TYPE, ConfigEntry, PushContext  # noqa: E402
+from istio_sdk.pilot.config_entry import ConfigEntry  # noqa: E402
+from istio_sdk.pilot.push_context import PushContext  # noqa: E402
 from istio_sdk.pilot.registry import Endpoint, Service, ServicePort, ServiceRegistry  # noqa: E402
 from istio_sdk.pilot.server import DiscoveryServer  # noqa: E402
 from istio_sdk.pilot.translate import PushContextGenerator  # noqa: E402
@@ -254,7 +256,7 @@ async def test_mtls_call_carries_the_client_identity(mesh: Mesh) -> None:
     assert reply == {"ok": CLIENT_ID}
     # The server's listener (with its TLS context) was accepted, not NACKed.
     views = {v["proxy_id"]: v for v in mesh.server.syncz()}
-    lds = views[mesh.server_node]["types"][LISTENER_TYPE]
+    lds = views[mesh.server_node]["types"][xds.LISTENER]
     assert lds["state"] == "ACKED" and not lds["nack_reason"]
 
 

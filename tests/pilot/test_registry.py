@@ -7,7 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from istio_sdk.api.istio.networking import v1alpha3 as networking
-from istio_sdk.pilot.push_context import ConfigEntry, PushContext, PushContextError
+from istio_sdk.pilot.config_entry import ConfigEntry
+from istio_sdk.pilot.push_context import PushContext, PushContextError
 from istio_sdk.pilot.registry import (
     Endpoint,
     RegistryError,

@@ -17,7 +17,7 @@ from istio_sdk.api.envoy.config.core.v3 import Node
 from istio_sdk.api.envoy.service.discovery.v3 import DiscoveryRequest, DiscoveryResponse
 from istio_sdk.pilot._raw import EncodedMessage
 from istio_sdk.pilot.client import sidecar_node
-from istio_sdk.pilot.push_context import ProxyInfo
+from istio_sdk.pilot.proxy import ProxyInfo
 from istio_sdk.pilot.server import SOTW_METHOD, StaticGenerator
 
 NODE = Node(id="sidecar~10.0.0.9~raw.default~default.svc.cluster.local")

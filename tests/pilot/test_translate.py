@@ -29,6 +29,7 @@ from pilot.envoy_validate.meshes import (
     random_contexts,
 )
 
+from istio_sdk import xds
 from istio_sdk.api.envoy.config.cluster import v3 as cluster
 from istio_sdk.api.envoy.config.endpoint import v3 as endpoint
 from istio_sdk.api.envoy.config.listener import v3 as listener
@@ -40,16 +41,10 @@ from istio_sdk.api.envoy.extensions.transport_sockets.tls import v3 as tls
 from istio_sdk.api.envoy.type import v3 as envoy_type
 from istio_sdk.api.google.protobuf import Any
 from istio_sdk.api.istio.networking import v1alpha3 as n
-from istio_sdk.pilot.push_context import (
-    ALL_TYPES,
-    CLUSTER_TYPE,
-    ENDPOINT_TYPE,
-    LISTENER_TYPE,
-    ROUTE_TYPE,
-    ConfigEntry,
-    ProxyInfo,
-    PushContext,
-)
+from istio_sdk.pilot.changes import ALL_TYPES
+from istio_sdk.pilot.config_entry import ConfigEntry
+from istio_sdk.pilot.proxy import ProxyInfo
+from istio_sdk.pilot.push_context import PushContext
 from istio_sdk.pilot.registry import Endpoint
 from istio_sdk.pilot.translate import IstioGenerator, generate
 
@@ -92,7 +87,7 @@ def official_roundtrip(msg: betterproto2.Message) -> None:
 
 
 def test_grpc_listener_is_an_api_listener_named_by_target(ctx: PushContext) -> None:
-    out = generate(ctx, GRPC_CLIENT, LISTENER_TYPE, [TARGET, "reviews:9080", "nope:1"])
+    out = generate(ctx, GRPC_CLIENT, xds.LISTENER, [TARGET, "reviews:9080", "nope:1"])
     assert set(out) == {TARGET, "reviews:9080"}  # short names resolve in the client's namespace
     lis = out[TARGET]
     assert isinstance(lis, listener.Listener)
@@ -107,7 +102,7 @@ def test_grpc_listener_is_an_api_listener_named_by_target(ctx: PushContext) -> N
 def test_grpc_server_listener_for_xds_enabled_servers(ctx: PushContext) -> None:
     name = "xds.istio.io/grpc/lds/inbound/10.0.0.7:9080"
     templated = "grpc/server?xds.resource.listening_address=[::1]:50051"
-    out = generate(ctx, GRPC_CLIENT, LISTENER_TYPE, [name, templated, "x/inbound/nope"])
+    out = generate(ctx, GRPC_CLIENT, xds.LISTENER, [name, templated, "x/inbound/nope"])
     assert set(out) == {name, templated}
     lis = out[name]
     assert isinstance(lis, listener.Listener)
@@ -130,7 +125,7 @@ def test_grpc_server_listener_for_xds_enabled_servers(ctx: PushContext) -> None:
 
 
 def test_grpc_routes_follow_the_virtual_service(ctx: PushContext) -> None:
-    (rc,) = generate(ctx, GRPC_CLIENT, ROUTE_TYPE, [TARGET]).values()
+    (rc,) = generate(ctx, GRPC_CLIENT, xds.ROUTE, [TARGET]).values()
     assert isinstance(rc, route.RouteConfiguration)
     (vh,) = rc.virtual_hosts
     assert TARGET in vh.domains
@@ -169,7 +164,7 @@ def test_grpc_routes_follow_the_virtual_service(ctx: PushContext) -> None:
 
 
 def test_grpc_clusters_and_endpoints(ctx: PushContext) -> None:
-    clusters = generate(ctx, GRPC_CLIENT, CLUSTER_TYPE, [V1, V2, V3, f"outbound|9080|v9|{REVIEWS}"])
+    clusters = generate(ctx, GRPC_CLIENT, xds.CLUSTER, [V1, V2, V3, f"outbound|9080|v9|{REVIEWS}"])
     assert set(clusters) == {V1, V2, V3}  # an undefined subset does not exist
     v2 = clusters[V2]
     assert isinstance(v2, cluster.Cluster)
@@ -186,7 +181,7 @@ def test_grpc_clusters_and_endpoints(ctx: PushContext) -> None:
     assert upstream.common_tls_context is not None
     provider = upstream.common_tls_context.tls_certificate_provider_instance
     assert provider is not None and provider.instance_name == "default"
-    all_eps = generate(ctx, GRPC_CLIENT, ENDPOINT_TYPE, [f"outbound|9080||{REVIEWS}", V1])
+    all_eps = generate(ctx, GRPC_CLIENT, xds.ENDPOINT, [f"outbound|9080||{REVIEWS}", V1])
     cla = all_eps[f"outbound|9080||{REVIEWS}"]
     assert isinstance(cla, endpoint.ClusterLoadAssignment)
     weights = {
@@ -209,7 +204,7 @@ def test_grpc_clusters_and_endpoints(ctx: PushContext) -> None:
 
 def test_grpc_default_route_without_virtual_service(ctx: PushContext) -> None:
     target = "productpage:9080"
-    (rc,) = generate(ctx, GRPC_CLIENT, ROUTE_TYPE, [target]).values()
+    (rc,) = generate(ctx, GRPC_CLIENT, xds.ROUTE, [target]).values()
     assert isinstance(rc, route.RouteConfiguration)
     (vh,) = rc.virtual_hosts
     assert vh.domains[0] == target
@@ -223,7 +218,7 @@ def test_grpc_default_route_without_virtual_service(ctx: PushContext) -> None:
 
 def test_generator_object_matches_function(ctx: PushContext) -> None:
     gen = IstioGenerator()
-    assert gen(ctx, GRPC_CLIENT, CLUSTER_TYPE, [V1]).keys() == {V1}
+    assert gen(ctx, GRPC_CLIENT, xds.CLUSTER, [V1]).keys() == {V1}
     assert gen(ctx, GRPC_CLIENT, "type.googleapis.com/unknown.Type", [V1]) == {}
 
 
@@ -231,7 +226,7 @@ def test_generator_object_matches_function(ctx: PushContext) -> None:
 
 
 def test_sidecar_listeners(ctx: PushContext) -> None:
-    out = generate(ctx, SIDECAR, LISTENER_TYPE)
+    out = generate(ctx, SIDECAR, xds.LISTENER)
     assert {"0.0.0.0_9080", "0.0.0.0_80", "virtualOutbound", "virtualInbound"} <= set(out)
     http = out["0.0.0.0_9080"]
     assert isinstance(http, listener.Listener)
@@ -264,14 +259,14 @@ def test_sidecar_listeners(ctx: PushContext) -> None:
         ("outbound|443||api.example.com", 30),
     ]
     # ratings' VirtualService has no http rules: HTTP to it keeps the default route
-    rc = generate(ctx, SIDECAR, ROUTE_TYPE, ["9080"])["9080"]
+    rc = generate(ctx, SIDECAR, xds.ROUTE, ["9080"])["9080"]
     assert isinstance(rc, route.RouteConfiguration)
     ratings_vh = next(vh for vh in rc.virtual_hosts if vh.name == f"{RATINGS}:9080")
     assert [r.name for r in ratings_vh.routes] == ["default"]
 
 
 def test_sidecar_routes_and_domains(ctx: PushContext) -> None:
-    routes = generate(ctx, SIDECAR, ROUTE_TYPE, ["9080"])
+    routes = generate(ctx, SIDECAR, xds.ROUTE, ["9080"])
     rc = routes["9080"]
     assert isinstance(rc, route.RouteConfiguration)
     vhosts = {vh.name: vh for vh in rc.virtual_hosts}
@@ -288,6 +283,11 @@ def test_sidecar_routes_and_domains(ctx: PushContext) -> None:
     assert split.request_headers_to_add[0].header.key == "x-mesh"
     assert split.route.timeout == datetime.timedelta(0)  # Istio disables Envoy's 15 s default
     assert split.route.retry_policy is not None and split.route.retry_policy.num_retries == 2
+    (predicate,) = split.route.retry_policy.retry_host_predicate
+    assert predicate.typed_config is not None
+    assert predicate.typed_config.type_url == (
+        "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
+    )
     regex = reviews.routes[1]
     assert regex.route is not None and regex.route.retry_policy is not None
     assert regex.route.retry_policy.retriable_status_codes == [503]
@@ -299,7 +299,7 @@ def test_sidecar_routes_and_domains(ctx: PushContext) -> None:
 
 
 def test_sidecar_cluster_policies(ctx: PushContext) -> None:
-    clusters = generate(ctx, SIDECAR, CLUSTER_TYPE)
+    clusters = generate(ctx, SIDECAR, xds.CLUSTER)
     for name in (V1, V2, V3, "inbound|9080||", "BlackHoleCluster", "PassthroughCluster"):
         assert name in clusters
     default = clusters[f"outbound|9080||{REVIEWS}"]
@@ -358,7 +358,7 @@ def test_sidecar_cluster_policies(ctx: PushContext) -> None:
 
 
 def test_sidecar_eds_only_for_static_services(ctx: PushContext) -> None:
-    eds = generate(ctx, SIDECAR, ENDPOINT_TYPE)
+    eds = generate(ctx, SIDECAR, xds.ENDPOINT)
     assert V1 in eds and "outbound|443||api.example.com" not in eds
     ratings_db = eds[f"outbound|3306||{RATINGS}"]
     assert isinstance(ratings_db, endpoint.ClusterLoadAssignment)
@@ -369,15 +369,15 @@ def test_sidecar_eds_only_for_static_services(ctx: PushContext) -> None:
 
 
 def test_sidecar_resource_scopes_what_a_proxy_sees(ctx: PushContext) -> None:
-    clusters = generate(ctx, RESTRICTED, CLUSTER_TYPE)
+    clusters = generate(ctx, RESTRICTED, xds.CLUSTER)
     outbound = {c for c in clusters if c.startswith("outbound|")}
     assert outbound == {f"outbound|9080||{RATINGS}", f"outbound|3306||{RATINGS}"}
-    listeners = generate(ctx, RESTRICTED, LISTENER_TYPE)
+    listeners = generate(ctx, RESTRICTED, xds.LISTENER)
     vo = listeners["virtualOutbound"]
     assert isinstance(vo, listener.Listener)
     tcp = unpack(vo.filter_chains[0].filters[0].typed_config)
     assert getattr(tcp, "cluster", None) == "BlackHoleCluster"  # REGISTRY_ONLY
-    rc = generate(ctx, RESTRICTED, ROUTE_TYPE)["9080"]
+    rc = generate(ctx, RESTRICTED, xds.ROUTE)["9080"]
     assert isinstance(rc, route.RouteConfiguration)
     assert [vh.name for vh in rc.virtual_hosts] == [f"{RATINGS}:9080", "block_all"]
 
@@ -402,8 +402,8 @@ def test_export_to_hides_config_from_other_namespaces() -> None:
     ]
     ctx = PushContext.build(configs, bookinfo_registry())
     other = ProxyInfo("o", namespace="other", generator="grpc")
-    (rc_other,) = generate(ctx, other, ROUTE_TYPE, [f"{DETAILS}:9080"]).values()
-    (rc_here,) = generate(ctx, GRPC_CLIENT, ROUTE_TYPE, [f"{DETAILS}:9080"]).values()
+    (rc_other,) = generate(ctx, other, xds.ROUTE, [f"{DETAILS}:9080"]).values()
+    (rc_here,) = generate(ctx, GRPC_CLIENT, xds.ROUTE, [f"{DETAILS}:9080"]).values()
     assert isinstance(rc_other, route.RouteConfiguration)
     assert isinstance(rc_here, route.RouteConfiguration)
     other_route = rc_other.virtual_hosts[0].routes[0].route
@@ -416,7 +416,7 @@ def test_export_to_hides_config_from_other_namespaces() -> None:
 
 
 def test_gateway_listeners_and_routes(ctx: PushContext) -> None:
-    listeners = generate(ctx, GATEWAY, LISTENER_TYPE)
+    listeners = generate(ctx, GATEWAY, xds.LISTENER)
     assert set(listeners) == {"0.0.0.0_80", "0.0.0.0_443", "0.0.0.0_8443", "0.0.0.0_31400"}
     passthrough = listeners["0.0.0.0_8443"]
     assert isinstance(passthrough, listener.Listener)
@@ -446,7 +446,7 @@ def test_gateway_listeners_and_routes(ctx: PushContext) -> None:
     assert downstream.common_tls_context.tls_certificate_sds_secret_configs[0].name == (
         "bookinfo-cert"
     )
-    routes = generate(ctx, GATEWAY, ROUTE_TYPE)
+    routes = generate(ctx, GATEWAY, xds.ROUTE)
     assert set(routes) == {"http.80", "https.443.https.bookinfo-gateway.bookinfo"}
     http = routes["http.80"]
     assert isinstance(http, route.RouteConfiguration)
@@ -464,7 +464,7 @@ def test_gateway_listeners_and_routes(ctx: PushContext) -> None:
 
 def test_non_gateway_proxies_get_no_gateway_listeners(ctx: PushContext) -> None:
     not_selected = ProxyInfo("router~1.1.1.1~x.y~y.svc.cluster.local", type=GATEWAY.type)
-    assert generate(ctx, not_selected, LISTENER_TYPE) == {}
+    assert generate(ctx, not_selected, xds.LISTENER) == {}
 
 
 # -- the official runtime ---------------------------------------------------------------
@@ -478,7 +478,7 @@ def test_every_bookinfo_resource_parses_with_the_official_runtime(ctx: PushConte
             if proxy.is_grpc:
                 names = (
                     [TARGET, "ratings:9080", f"{DETAILS}:9080"]
-                    if type_url in (LISTENER_TYPE, ROUTE_TYPE)
+                    if type_url in (xds.LISTENER, xds.ROUTE)
                     else [V1, V2, V3, f"outbound|9080||{REVIEWS}"]
                 )
             for msg in generate(ctx, proxy, type_url, names).values():
@@ -491,7 +491,7 @@ def test_every_bookinfo_resource_parses_with_the_official_runtime(ctx: PushConte
 def test_random_meshes_translate_to_parseable_envoy(ctx: PushContext) -> None:
     for proxy in (GRPC_CLIENT, SIDECAR):
         names = [TARGET] if proxy.is_grpc else None
-        rc = generate(ctx, proxy, ROUTE_TYPE, names)
+        rc = generate(ctx, proxy, xds.ROUTE, names)
         for msg in rc.values():
             official_roundtrip(msg)
             assert isinstance(msg, route.RouteConfiguration)
@@ -502,7 +502,7 @@ def test_random_meshes_translate_to_parseable_envoy(ctx: PushContext) -> None:
                         assert len(wc.clusters) >= 2
                         assert all(c.weight and c.weight > 0 for c in wc.clusters)
         for name, c in generate(
-            ctx, proxy, CLUSTER_TYPE, [V1, V2, V3] if proxy.is_grpc else None
+            ctx, proxy, xds.CLUSTER, [V1, V2, V3] if proxy.is_grpc else None
         ).items():
             official_roundtrip(c)
             if proxy.is_grpc:
@@ -539,8 +539,8 @@ def test_endpoints_follow_registry_updates() -> None:
     before = PushContext.build(bookinfo_configs(), registry)
     registry.set_endpoints(REVIEWS, NS, [Endpoint("10.9.9.9", labels={"version": "v1"})])
     after = PushContext.build(bookinfo_configs(), registry)
-    old = generate(before, GRPC_CLIENT, ENDPOINT_TYPE, [V1])[V1]
-    new = generate(after, GRPC_CLIENT, ENDPOINT_TYPE, [V1])[V1]
+    old = generate(before, GRPC_CLIENT, xds.ENDPOINT, [V1])[V1]
+    new = generate(after, GRPC_CLIENT, xds.ENDPOINT, [V1])[V1]
     assert old != new
     assert isinstance(new, endpoint.ClusterLoadAssignment)
     lb = new.endpoints[0].lb_endpoints[0]
@@ -578,17 +578,17 @@ def test_locality_failover_priorities_follow_proximity() -> None:
     ctx = _locality_context(None)
     near = ProxyInfo("c", namespace=NS, generator="grpc", locality="eu/a/1")
     name = f"outbound|9080||{REVIEWS}"
-    (cla,) = generate(ctx, near, ENDPOINT_TYPE, [name]).values()
+    (cla,) = generate(ctx, near, xds.ENDPOINT, [name]).values()
     # same subzone first, then same region, then the rest; compacted to 0, 1, 2
     assert {k: v[0] for k, v in _by_locality(cla).items()} == {"eu/a/1": 0, "eu/b": 1, "": 2}
     far = ProxyInfo("c", namespace=NS, generator="grpc", locality="us/x/1")
-    (cla_far,) = generate(ctx, far, ENDPOINT_TYPE, [name]).values()
+    (cla_far,) = generate(ctx, far, xds.ENDPOINT, [name]).values()
     assert {v[0] for v in _by_locality(cla_far).values()} == {0}
     nowhere = ProxyInfo("c", namespace=NS, generator="grpc")
-    (cla_none,) = generate(ctx, nowhere, ENDPOINT_TYPE, [name]).values()
+    (cla_none,) = generate(ctx, nowhere, xds.ENDPOINT, [name]).values()
     assert {v[0] for v in _by_locality(cla_none).values()} == {0}
     off = _locality_context(n.LocalityLoadBalancerSetting(enabled=False))
-    (cla_off,) = generate(off, near, ENDPOINT_TYPE, [name]).values()
+    (cla_off,) = generate(off, near, xds.ENDPOINT, [name]).values()
     assert {v[0] for v in _by_locality(cla_off).values()} == {0}
 
 
@@ -598,7 +598,7 @@ def test_locality_failover_regions_rank_before_the_rest() -> None:
     )
     ctx = _locality_context(setting)
     proxy = ProxyInfo("c", namespace=NS, generator="grpc", locality="us/x/1")
-    (cla,) = generate(ctx, proxy, ENDPOINT_TYPE, [f"outbound|9080||{REVIEWS}"]).values()
+    (cla,) = generate(ctx, proxy, xds.ENDPOINT, [f"outbound|9080||{REVIEWS}"]).values()
     priorities = {k: v[0] for k, v in _by_locality(cla).items()}
     assert priorities == {"eu/a/1": 0, "eu/b": 0, "": 1}
     official_roundtrip(cla)
@@ -612,7 +612,7 @@ def test_locality_distribute_sets_weights_and_drops_unlisted() -> None:
     )
     ctx = _locality_context(setting)
     proxy = ProxyInfo("c", namespace=NS, generator="grpc", locality="eu/a/1")
-    (cla,) = generate(ctx, proxy, ENDPOINT_TYPE, [f"outbound|9080||{REVIEWS}"]).values()
+    (cla,) = generate(ctx, proxy, xds.ENDPOINT, [f"outbound|9080||{REVIEWS}"]).values()
     weights = {k: v[1] for k, v in _by_locality(cla).items()}
     assert weights == {"eu/a/1": 80_000, "eu/b": 20_000}  # the locality-less group is dropped
 
@@ -630,7 +630,7 @@ def test_sidecar_egress_listener_ports_scope_hosts_per_port() -> None:
     configs = [*bookinfo_configs(), ConfigEntry("Sidecar", "porty", NS, sidecar)]
     ctx = PushContext.build(configs, bookinfo_registry())
     proxy = ProxyInfo("p", namespace=NS, labels={"app": "porty"})
-    routes = generate(ctx, proxy, ROUTE_TYPE)
+    routes = generate(ctx, proxy, xds.ROUTE)
     on_9080 = routes["9080"]
     assert isinstance(on_9080, route.RouteConfiguration)
     names = {vh.name for vh in on_9080.virtual_hosts}
@@ -645,4 +645,4 @@ def test_wildcard_is_none_and_empty_names_ask_for_nothing(ctx: PushContext) -> N
     for proxy in (GRPC_CLIENT, SIDECAR, GATEWAY):
         for type_url in sorted(ALL_TYPES):
             assert generate(ctx, proxy, type_url, []) == {}, (proxy.id, type_url)
-        assert generate(ctx, proxy, CLUSTER_TYPE, None)
+        assert generate(ctx, proxy, xds.CLUSTER, None)

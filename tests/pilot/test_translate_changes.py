@@ -17,19 +17,12 @@ from pilot.envoy_validate.meshes import (
     random_contexts,
 )
 
+from istio_sdk import xds
 from istio_sdk.api.istio.networking import v1alpha3 as n
-from istio_sdk.pilot.push_context import (
-    ALL_TYPES,
-    CLUSTER_TYPE,
-    ENDPOINT_TYPE,
-    LISTENER_TYPE,
-    ROUTE_TYPE,
-    ConfigEntry,
-    ConfigKey,
-    ProxyInfo,
-    PushContext,
-    compute_changes,
-)
+from istio_sdk.pilot.changes import ALL_TYPES, compute_changes
+from istio_sdk.pilot.config_entry import ConfigEntry, ConfigKey
+from istio_sdk.pilot.proxy import ProxyInfo
+from istio_sdk.pilot.push_context import PushContext
 from istio_sdk.pilot.registry import Endpoint
 from istio_sdk.pilot.translate import PushContextGenerator, generate
 
@@ -61,7 +54,7 @@ def test_endpoint_only_change_pushes_eds_to_proxies_that_see_the_service() -> No
     after = PushContext.build(bookinfo_configs(), registry)
     change = compute_changes(before, after)
     assert change.endpoints_only
-    assert change.type_urls == frozenset({ENDPOINT_TYPE})
+    assert change.type_urls == frozenset({xds.ENDPOINT})
     assert change.changed_clusters(after) == {
         f"outbound|9080|{s}|{REVIEWS}" for s in ("", "v1", "v2", "v3")
     }
@@ -186,15 +179,15 @@ def test_generator_turns_changes_into_push_requests() -> None:
     registry.set_endpoints(RATINGS, NS, [Endpoint("10.0.2.9")])
     request = generator.apply(PushContext.build(bookinfo_configs(), registry))
     assert request is not None
-    assert request.types == frozenset({ENDPOINT_TYPE})
+    assert request.types == frozenset({xds.ENDPOINT})
     assert request.changed is not None
-    assert request.changed[ENDPOINT_TYPE] == {
+    assert request.changed[xds.ENDPOINT] == {
         f"outbound|9080||{RATINGS}",
         f"outbound|3306||{RATINGS}",
     }
     assert request.proxies is not None
     assert request.proxies(RESTRICTED)  # it imports ratings
-    clusters = generator.generate(SIDECAR, ENDPOINT_TYPE, [f"outbound|9080||{RATINGS}"])
+    clusters = generator.generate(SIDECAR, xds.ENDPOINT, [f"outbound|9080||{RATINGS}"])
     assert set(clusters) == {f"outbound|9080||{RATINGS}"}
 
 
@@ -265,10 +258,10 @@ _endpoints = st.lists(
 def _all_resources(ctx: PushContext) -> dict[tuple[str, str, str], bytes]:
     out = {}
     grpc_names = {
-        LISTENER_TYPE: [f"{REVIEWS}:9080", f"{RATINGS}:9080"],
-        ROUTE_TYPE: [f"{REVIEWS}:9080", f"{RATINGS}:9080"],
-        CLUSTER_TYPE: [f"outbound|9080|{s}|{REVIEWS}" for s in ("", "v1", "v2", "v3")],
-        ENDPOINT_TYPE: [f"outbound|9080|{s}|{REVIEWS}" for s in ("", "v1", "v2", "v3")],
+        xds.LISTENER: [f"{REVIEWS}:9080", f"{RATINGS}:9080"],
+        xds.ROUTE: [f"{REVIEWS}:9080", f"{RATINGS}:9080"],
+        xds.CLUSTER: [f"outbound|9080|{s}|{REVIEWS}" for s in ("", "v1", "v2", "v3")],
+        xds.ENDPOINT: [f"outbound|9080|{s}|{REVIEWS}" for s in ("", "v1", "v2", "v3")],
     }
     for proxy in (SIDECAR, RESTRICTED, GRPC_CLIENT):
         for type_url in sorted(ALL_TYPES):

@@ -11,16 +11,10 @@ import pathlib
 
 import pytest
 
-from istio_sdk import load_resources
+from istio_sdk import load_resources, xds
 from istio_sdk.api.envoy.config.core.v3 import Node
-from istio_sdk.pilot.push_context import (
-    CLUSTER_TYPE,
-    ENDPOINT_TYPE,
-    LISTENER_TYPE,
-    ROUTE_TYPE,
-    ProxyInfo,
-    PushContext,
-)
+from istio_sdk.pilot.proxy import ProxyInfo
+from istio_sdk.pilot.push_context import PushContext
 from istio_sdk.pilot.registry import Endpoint, Service, ServicePort, ServiceRegistry
 from istio_sdk.pilot.translate import generate
 from istio_sdk.protojson import message_to_json
@@ -57,7 +51,7 @@ def _bookinfo_registry() -> ServiceRegistry:
 
 
 @pytest.mark.parametrize("proxy", sorted(PROXIES))
-@pytest.mark.parametrize("type_url", [LISTENER_TYPE, ROUTE_TYPE, CLUSTER_TYPE, ENDPOINT_TYPE])
+@pytest.mark.parametrize("type_url", [xds.LISTENER, xds.ROUTE, xds.CLUSTER, xds.ENDPOINT])
 def test_every_generated_resource_prints_as_json(proxy: str, type_url: str) -> None:
     context = PushContext.build(load_resources(EXAMPLES), _bookinfo_registry())
     resources = generate(context, PROXIES[proxy], type_url, None)

@@ -1,20 +1,7 @@
-"""Listening sockets bound up front, so servers started on port 0 know their port."""
+"""Kept for :mod:`istio_sdk.citadel.server`: the home of these helpers is :mod:`istio_sdk._net`."""
 
 from __future__ import annotations
 
-import socket
+from istio_sdk._net import bind_tcp, bound_port
 
-
-def bind_tcp(host: str, port: int) -> socket.socket:
-    """A non-blocking listening TCP socket on ``host:port`` (0 picks a free port)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(128)
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock
+__all__ = ["bind_tcp", "bound_port"]

@@ -22,33 +22,23 @@ from collections.abc import Awaitable, Callable
 import attrs
 from grpclib.server import Server
 
+from istio_sdk._backoff import backoff_delay, check_backoff
 from istio_sdk._grpc import GrpcSettings, create_server
-from istio_sdk.citadel._net import bind_tcp
+from istio_sdk._net import bind_tcp, bound_port
 from istio_sdk.citadel.client import DEFAULT_RENEW_RATIO, CertificateBundle, CitadelClient
 from istio_sdk.citadel.errors import CitadelError
 from istio_sdk.citadel.files import write_workload_files
 from istio_sdk.citadel.keys import KeyAlgorithm
 from istio_sdk.citadel.sds import SdsService, SdsStats, SecretCache
+from istio_sdk.timeutil import utcnow
 
-__all__ = ["AgentOptions", "AgentStats", "CitadelAgent", "NoCredentialError", "backoff_delay"]
+__all__ = ["AgentOptions", "AgentStats", "CitadelAgent", "NoCredentialError"]
 
 log = logging.getLogger("istio_sdk.citadel.agent")
 
 
-def _utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
-
-
 class NoCredentialError(CitadelError):
     """The agent has neither a token nor a valid certificate to authenticate with."""
-
-
-def backoff_delay(
-    attempt: int, initial: float, maximum: float, rng: Callable[[], float] = random.random
-) -> float:
-    """Exponential backoff with jitter: a delay in [d/2, d], d = min(maximum, initial * 2^n)."""
-    ceiling: float = min(maximum, initial * 2.0 ** min(attempt, 32))
-    return ceiling / 2 + ceiling / 2 * float(rng())
 
 
 @attrs.frozen
@@ -108,11 +98,12 @@ class CitadelAgent:
         options: AgentOptions,
         *,
         client: CitadelClient | None = None,
-        clock: Callable[[], datetime.datetime] = _utcnow,
+        clock: Callable[[], datetime.datetime] = utcnow,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: Callable[[], float] = random.random,
         grpc_settings: GrpcSettings | None = None,
     ) -> None:
+        check_backoff(options.backoff_initial, options.backoff_max, 0.5)
         self.options = options
         self._client = client or CitadelClient(
             options.ca_host,
@@ -188,8 +179,14 @@ class CitadelAgent:
             except (CitadelError, OSError, ValueError) as exc:
                 # CA refusals and outages, unreadable answers, unwritable output files: retry.
                 self._failures += 1
+                # Equal jitter: at least half the exponential delay, so a fleet of agents spreads
+                # out without any of them hammering a CA that is down.
                 delay = backoff_delay(
-                    attempt, self.options.backoff_initial, self.options.backoff_max, self._rng
+                    attempt,
+                    self.options.backoff_initial,
+                    self.options.backoff_max,
+                    jitter=0.5,
+                    rng=self._rng,
                 )
                 attempt += 1
                 current = self.cache.current()
@@ -219,7 +216,7 @@ class CitadelAgent:
                 assert self.options.sds_port is not None
                 sock = bind_tcp(self.options.sds_host, self.options.sds_port)
                 await server.start(sock=sock)
-                self._sds_port = sock.getsockname()[1]
+                self._sds_port = bound_port(sock)
             self._server = server
         self._task = asyncio.create_task(self.run(), name="citadel-agent-renewal")
 

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from istio_sdk.citadel.errors import CaConfigError, CsrError, TtlError
-from istio_sdk.citadel.identity import DEFAULT_TRUST_DOMAIN, Identity
+from istio_sdk.citadel.identity import Identity
 from istio_sdk.citadel.keys import (
     KeyAlgorithm,
     PrivateKey,
@@ -39,6 +39,8 @@ from istio_sdk.citadel.keys import (
     private_key_pem,
     signature_hash,
 )
+from istio_sdk.spiffe import DEFAULT_TRUST_DOMAIN
+from istio_sdk.timeutil import utcnow
 
 # Istio's defaults (security/pkg/pki/ca and pilot/pkg/features).
 DEFAULT_WORKLOAD_CERT_TTL = datetime.timedelta(hours=24)
@@ -75,10 +77,6 @@ _LEAF_KEY_USAGE = x509.KeyUsage(
 _LEAF_EXTENDED_KEY_USAGE = x509.ExtendedKeyUsage(
     [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
 )
-
-
-def _utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
 
 
 @attrs.frozen
@@ -239,7 +237,7 @@ class CertificateAuthority:
         """A new root CA with a fresh key (RSA 2048 by default, like Istio's self-signed CA)."""
         options = options or CaOptions()
         key = generate_private_key(options.key_algorithm)
-        root = _self_signed_root(key, options, now or _utcnow())
+        root = _self_signed_root(key, options, now or utcnow())
         return cls(key, root, root, (), options)
 
     @classmethod
@@ -463,7 +461,7 @@ class CertificateAuthority:
                 f"{self.trust_domain!r}"
             )
         sans: list[x509.GeneralName] = [x509.UniformResourceIdentifier(identity.spiffe_uri)]
-        cert = self._build_leaf(public_key, x509.Name([]), sans, ttl, now or _utcnow())
+        cert = self._build_leaf(public_key, x509.Name([]), sans, ttl, now or utcnow())
         leaf = certificate_pem(cert)
         return IssuedCertificate(
             identity=identity,
@@ -493,7 +491,7 @@ class CertificateAuthority:
             subject,
             sans,
             ttl or self.options.ttl_policy.default_ttl,
-            now or _utcnow(),
+            now or utcnow(),
         )
         return private_key_pem(key), (certificate_pem(cert), *self._chain_tail)
 
@@ -532,7 +530,7 @@ class CertificateAuthority:
 
     def root_needs_rotation(self, now: datetime.datetime | None = None) -> bool:
         """True once the root's remaining life drops below the grace percentile of its life."""
-        now = now or _utcnow()
+        now = now or utcnow()
         start, end = self._root.not_valid_before_utc, self._root.not_valid_after_utc
         grace = (end - start) * (self.options.root_grace_period_percentile / 100)
         return end - now <= grace
@@ -544,7 +542,7 @@ class CertificateAuthority:
         """
         if not self.is_self_signed():
             raise CaConfigError("only a self-signed CA can rotate its own root")
-        root = _self_signed_root(self._key, self.options, now or _utcnow())
+        root = _self_signed_root(self._key, self.options, now or utcnow())
         return CertificateAuthority(self._key, root, root, (), self.options)
 
 

@@ -25,15 +25,12 @@ from istio_sdk.citadel.keys import (
     generate_private_key,
     private_key_pem,
 )
+from istio_sdk.timeutil import utcnow
 
 __all__ = ["CertificateBundle", "CitadelClient"]
 
 # Istio's agent renews at half the lifetime (SECRET_GRACE_PERIOD_RATIO).
 DEFAULT_RENEW_RATIO = 0.5
-
-
-def _utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
 
 
 @attrs.frozen
@@ -106,7 +103,7 @@ class CertificateBundle:
 
     def is_expired(self, now: datetime.datetime | None = None) -> bool:
         """True once ``now`` is at or past ``not_after``."""
-        return (now or _utcnow()) >= self.not_after
+        return (now or utcnow()) >= self.not_after
 
 
 def _split_pem(text: str) -> list[str]:

@@ -6,13 +6,15 @@ None of them ever carries a private key or a bearer token.
 
 from __future__ import annotations
 
+from istio_sdk.spiffe import SpiffeError
+
 
 class CitadelError(Exception):
     """Base class of every Citadel error."""
 
 
-class IdentityError(CitadelError, ValueError):
-    """A SPIFFE identity (or one of its parts) is malformed."""
+class IdentityError(CitadelError, SpiffeError):
+    """A SPIFFE identity (or one of its parts) is malformed (a ``ValueError``)."""
 
 
 class CsrError(CitadelError, ValueError):

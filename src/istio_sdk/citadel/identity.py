@@ -1,46 +1,43 @@
-"""SPIFFE workload identities as Istio writes them: ``spiffe://<td>/ns/<ns>/sa/<sa>``."""
+"""Citadel's workload identity: a :class:`istio_sdk.spiffe.SpiffeId` that raises Citadel's
+:class:`~istio_sdk.citadel.errors.IdentityError`, plus Kubernetes service account user names."""
 
 from __future__ import annotations
-
-import re
 
 import attrs
 
 from istio_sdk.citadel.errors import IdentityError
+from istio_sdk.spiffe import (
+    DEFAULT_TRUST_DOMAIN,
+    SpiffeError,
+    SpiffeId,
+    parse_spiffe_uri,
+    spiffe_uri,
+)
 
-DEFAULT_TRUST_DOMAIN = "cluster.local"
-SPIFFE_SCHEME = "spiffe://"
-
-# A trust domain is a DNS-like name; namespaces and service accounts follow Kubernetes' DNS
-# label / subdomain rules, which keeps every part free of '/' and other URI delimiters.
-_TRUST_DOMAIN_RE = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,251}[a-z0-9])?$")
-_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
-
-
-def _check_trust_domain(_inst: object, _attr: object, value: str) -> None:
-    if not _TRUST_DOMAIN_RE.fullmatch(value):
-        raise IdentityError(f"trust_domain {value!r} is not a valid trust domain name")
-
-
-def _check_name(_inst: object, attr: attrs.Attribute[str], value: str) -> None:
-    if not _NAME_RE.fullmatch(value):
-        raise IdentityError(
-            f"{attr.name} {value!r} must be a lowercase DNS name (letters, digits, '-', '.')"
-        )
+__all__ = ["DEFAULT_TRUST_DOMAIN", "Identity"]
 
 
 @attrs.frozen(order=True)
 class Identity:
-    """A workload's identity: a Kubernetes service account in a namespace of a trust domain."""
+    """A workload's identity: a Kubernetes service account in a namespace of a trust domain.
 
-    namespace: str = attrs.field(validator=_check_name)
-    service_account: str = attrs.field(validator=_check_name)
-    trust_domain: str = attrs.field(default=DEFAULT_TRUST_DOMAIN, validator=_check_trust_domain)
+    Every part is checked as :class:`istio_sdk.spiffe.SpiffeId` checks it.
+    """
+
+    namespace: str
+    service_account: str
+    trust_domain: str = DEFAULT_TRUST_DOMAIN
+
+    def __attrs_post_init__(self) -> None:
+        try:
+            SpiffeId(self.namespace, self.service_account, self.trust_domain)
+        except SpiffeError as exc:
+            raise IdentityError(str(exc)) from None
 
     @property
     def spiffe_uri(self) -> str:
         """The URI SAN Istio puts in workload certificates."""
-        return f"{SPIFFE_SCHEME}{self.trust_domain}/ns/{self.namespace}/sa/{self.service_account}"
+        return spiffe_uri(self.trust_domain, self.namespace, self.service_account)
 
     def __str__(self) -> str:
         return self.spiffe_uri
@@ -48,15 +45,11 @@ class Identity:
     @classmethod
     def from_spiffe_uri(cls, uri: str) -> Identity:
         """Parse ``spiffe://<td>/ns/<ns>/sa/<sa>``; raises :class:`IdentityError` otherwise."""
-        if not uri.startswith(SPIFFE_SCHEME):
-            raise IdentityError(f"{uri!r} is not a SPIFFE URI (expected 'spiffe://' prefix)")
-        rest = uri[len(SPIFFE_SCHEME) :]
-        parts = rest.split("/")
-        if len(parts) != 5 or parts[1] != "ns" or parts[3] != "sa":
-            raise IdentityError(
-                f"{uri!r} does not have Istio's form spiffe://<trust-domain>/ns/<ns>/sa/<sa>"
-            )
-        return cls(namespace=parts[2], service_account=parts[4], trust_domain=parts[0])
+        try:
+            parsed = parse_spiffe_uri(uri)
+        except SpiffeError as exc:
+            raise IdentityError(str(exc)) from None
+        return cls(parsed.namespace, parsed.service_account, parsed.trust_domain)
 
     @classmethod
     def from_service_account_username(

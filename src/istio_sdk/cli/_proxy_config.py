@@ -53,6 +53,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 def _node(args: argparse.Namespace) -> Any:
     from istio_sdk.api.envoy.config.core.v3 import Node
     from istio_sdk.api.google.protobuf import Struct
+    from istio_sdk.pilot.proxy import parse_node_id
 
     labels: dict[str, str] = {}
     for item in args.label:
@@ -60,13 +61,10 @@ def _node(args: argparse.Namespace) -> Any:
         if not sep or not key:
             raise CommandError(f"--label wants KEY=VALUE, got {item!r}")
         labels[key] = value
-    parts = args.node.split("~")
-    namespace = "default"
-    if len(parts) == 4 and "." in parts[2]:
-        namespace = parts[2].split(".", 1)[1]
-    meta: dict[str, Any] = {"NAMESPACE": namespace, "LABELS": labels}
-    if len(parts) == 4 and parts[1]:
-        meta["INSTANCE_IPS"] = parts[1]
+    parsed = parse_node_id(args.node)
+    meta: dict[str, Any] = {"NAMESPACE": parsed.namespace or "default", "LABELS": labels}
+    if parsed.ip_addresses:
+        meta["INSTANCE_IPS"] = ",".join(parsed.ip_addresses)
     if args.grpc:
         meta["GENERATOR"] = "grpc"
     return Node(id=args.node, metadata=Struct.from_dict(meta), user_agent_name="istio-sdk")
@@ -74,12 +72,12 @@ def _node(args: argparse.Namespace) -> Any:
 
 def referenced_routes(listeners: dict[str, Any]) -> set[str]:
     """Route configuration names the listeners' HTTP connection managers load over RDS."""
-    from istio_sdk.xds import unpack
-
-    hcm_url = (
-        "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
-        "HttpConnectionManager"
+    from istio_sdk.api.envoy.extensions.filters.network.http_connection_manager.v3 import (
+        HttpConnectionManager,
     )
+    from istio_sdk.xds import type_url_of, unpack
+
+    hcm_url = type_url_of(HttpConnectionManager)
     names: set[str] = set()
     for listener in listeners.values():
         anys = []

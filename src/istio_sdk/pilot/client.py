@@ -13,8 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any, Literal
 
 import attrs
@@ -22,6 +21,7 @@ import betterproto2
 from grpclib.const import Cardinality
 from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
 
+from istio_sdk._backoff import backoff_delay, check_backoff
 from istio_sdk._grpc import GrpcSettings, create_channel
 from istio_sdk.api.envoy.config.core.v3 import Node
 from istio_sdk.api.envoy.service.discovery.v3 import DeltaDiscoveryRequest, DiscoveryRequest
@@ -156,7 +156,9 @@ class PilotClient:
     ``mode`` picks State of the World (``"sotw"``) or delta xDS. ``validator`` decides ACK or
     NACK per response. ``decode=False`` keeps resources as raw ``Any`` bytes (cheap, for load
     tests). Backoff starts at ``backoff_initial`` seconds, doubles per failed attempt up to
-    ``backoff_max``, and is spread by ``backoff_jitter`` (a fraction).
+    ``backoff_max``, and is spread by ``backoff_jitter`` (a fraction: each delay is drawn from
+    ``[d * (1 - backoff_jitter), d]``, never above ``backoff_max``). ``sleep`` is what the
+    reconnect loop waits with (injectable so tests can drive it without waiting).
     """
 
     def __init__(
@@ -171,7 +173,9 @@ class PilotClient:
         backoff_max: float = 30.0,
         backoff_jitter: float = 0.2,
         grpc_settings: GrpcSettings | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        check_backoff(backoff_initial, backoff_max, backoff_jitter)
         self.host, self.port = _parse_target(target)
         self.node = node or sidecar_node("127.0.0.1", "istio-sdk-client", "default")
         self.mode: Literal["sotw", "delta"] = mode
@@ -180,6 +184,7 @@ class PilotClient:
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.backoff_jitter = backoff_jitter
+        self._sleep = sleep
         self._settings = grpc_settings
         self._session = ClientSession(self.node, mode)
         self._state: dict[str, dict[str, Payload]] = {}
@@ -305,12 +310,6 @@ class PilotClient:
         return dict(self._state[url])
 
     # -- the loop --------------------------------------------------------------------------
-    def _backoff(self, attempt: int) -> float:
-        base = min(self.backoff_max, self.backoff_initial * (2**attempt))
-        return float(
-            max(0.0, base * (1 + random.uniform(-self.backoff_jitter, self.backoff_jitter)))
-        )
-
     async def _run(self) -> None:
         attempt = 0
         first = True
@@ -342,9 +341,11 @@ class PilotClient:
                 channel.close()
             if got_response:
                 attempt = 0
-            delay = self._backoff(attempt)
+            delay = backoff_delay(
+                attempt, self.backoff_initial, self.backoff_max, jitter=self.backoff_jitter
+            )
             attempt += 1
-            await asyncio.sleep(delay)
+            await self._sleep(delay)
 
     async def _one_stream(self, channel: Any) -> bool:
         request_type = DeltaDiscoveryRequest if self.mode == "delta" else DiscoveryRequest

@@ -12,42 +12,50 @@ The seam with the discovery server (``istio_sdk.pilot.server``):
 * ``PushContext.build(configs, registry)`` whenever config or the registry changes;
 * :func:`istio_sdk.pilot.translate.generate` ``(push_context, proxy, type_url, names)`` to get
   the resources one proxy should receive (``dict`` of resource name to Envoy message);
-* :func:`compute_changes` ``(old, new)`` to learn what changed, and
+* :func:`~istio_sdk.pilot.changes.compute_changes` ``(old, new)`` to learn what changed, and
   :meth:`ChangeSet.affects` / :attr:`ChangeSet.type_urls` to push only to the proxies, and only
   the types, a change touches (endpoint-only changes push EDS alone).
 
-:class:`ProxyInfo` describes the proxy asking, usually parsed from the xDS ``Node`` with
-:meth:`ProxyInfo.from_node`.
+:class:`~istio_sdk.pilot.proxy.ProxyInfo` describes the proxy asking, usually parsed from the xDS
+``Node`` with :meth:`ProxyInfo.from_node`.
+
+This module holds the snapshot and its lookups. Its neighbours each hold one idea, and their
+public names are re-exported here: :mod:`istio_sdk.pilot.proxy` (proxy identity),
+:mod:`istio_sdk.pilot.hosts` (host matching, ``exportTo``), :mod:`istio_sdk.pilot.config_entry`
+(config as translation reads it) and :mod:`istio_sdk.pilot.changes` (change computation).
 """
 
 from __future__ import annotations
 
-import enum
-import hashlib
 import itertools
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, Protocol
 
 import attrs
-import betterproto2
 
-from istio_sdk.api.envoy.config.core.v3 import Node
 from istio_sdk.api.istio.networking import v1alpha3 as networking
+from istio_sdk.pilot.changes import ALL_TYPES, ChangeSet, compute_changes
+from istio_sdk.pilot.config_entry import TRANSLATED_KINDS, ConfigEntry, ConfigKey, ConfigLike
+from istio_sdk.pilot.hosts import exported_to, gateway_ref, host_matches, split_namespaced_host
+from istio_sdk.pilot.proxy import ProxyInfo, ProxyType
 from istio_sdk.pilot.registry import (
     DEFAULT_DOMAIN_SUFFIX,
     Endpoint,
     RegistryError,
     RegistrySnapshot,
-    Resolution,
     Service,
     ServiceRegistry,
     endpoints_from_service_entry,
     fqdn,
     services_from_service_entry,
 )
+from istio_sdk.spiffe import DEFAULT_TRUST_DOMAIN
+from istio_sdk.xds import types as xds_types
 
 __all__ = [
+    "ALL_TYPES",
+    "TRANSLATED_KINDS",
     "ChangeSet",
     "ConfigEntry",
     "ConfigKey",
@@ -56,46 +64,25 @@ __all__ = [
     "PushContextError",
     "ProxyInfo",
     "ProxyType",
+    "SidecarScope",
     "compute_changes",
     "host_matches",
     "split_namespaced_host",
 ]
 
 ROOT_NAMESPACE = "istio-system"
-DEFAULT_TRUST_DOMAIN = "cluster.local"
 
-# Type URLs the generator answers (the xDS registry in istio_sdk.xds holds the full list).
-LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
-ROUTE_TYPE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
-CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
-ENDPOINT_TYPE = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
-ALL_TYPES = frozenset({CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE})
+# Older spellings of the xDS type URLs; their home is istio_sdk.xds.
+LISTENER_TYPE = xds_types.LISTENER
+ROUTE_TYPE = xds_types.ROUTE
+CLUSTER_TYPE = xds_types.CLUSTER
+ENDPOINT_TYPE = xds_types.ENDPOINT
 
-_KIND_ALIASES = {
-    "virtualservice": "VirtualService",
-    "destinationrule": "DestinationRule",
-    "gateway": "Gateway",
-    "sidecar": "Sidecar",
-    "serviceentry": "ServiceEntry",
-    "workloadentry": "WorkloadEntry",
-    "peerauthentication": "PeerAuthentication",
-    "authorizationpolicy": "AuthorizationPolicy",
-}
 _VERSION_COUNTER = itertools.count(1)
-TRANSLATED_KINDS = frozenset(_KIND_ALIASES.values())
-"""The config kinds translation reads; changes to other kinds push nothing."""
 
 
 class PushContextError(ValueError):
     """Config cannot be used for translation; the message names the resource and field."""
-
-
-class _MetaLike(Protocol):
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def namespace(self) -> str | None: ...
 
 
 class _StoreLike(Protocol):
@@ -103,192 +90,6 @@ class _StoreLike(Protocol):
 
     @property
     def revision(self) -> int: ...
-
-
-class ConfigLike(Protocol):
-    """What the push context needs from a config resource (``istio_sdk.config.Resource`` fits)."""
-
-    @property
-    def kind(self) -> str: ...
-
-    @property
-    def metadata(self) -> _MetaLike: ...
-
-    @property
-    def spec(self) -> Any: ...
-
-
-@attrs.frozen(order=True)
-class ConfigKey:
-    """Identifies one config resource: ``(kind, namespace, name)``."""
-
-    kind: str
-    namespace: str
-    name: str
-
-    def __str__(self) -> str:
-        return f"{self.kind}/{self.namespace}/{self.name}"
-
-
-@attrs.frozen
-class ConfigEntry:
-    """A config resource reduced to what translation reads."""
-
-    kind: str
-    name: str
-    namespace: str
-    spec: betterproto2.Message = attrs.field(eq=False)
-    digest: bytes = attrs.field(default=b"", eq=True)
-
-    @property
-    def key(self) -> ConfigKey:
-        """The entry's :class:`ConfigKey`."""
-        return ConfigKey(self.kind, self.namespace, self.name)
-
-    @classmethod
-    def of(cls, resource: ConfigLike | ConfigEntry) -> ConfigEntry:
-        """Normalise a resource (or pass an entry through), computing its content digest."""
-        if isinstance(resource, ConfigEntry):
-            if resource.digest:
-                return resource
-            kind, name, namespace, spec = (
-                resource.kind,
-                resource.name,
-                resource.namespace,
-                resource.spec,
-            )
-        else:
-            kind = resource.kind
-            name = resource.metadata.name
-            namespace = resource.metadata.namespace or "default"
-            spec = resource.spec
-        kind = _KIND_ALIASES.get(kind.lower(), kind)
-        digest = hashlib.sha256(bytes(spec)).digest()[:16]
-        return cls(kind=kind, name=name, namespace=namespace, spec=spec, digest=digest)
-
-
-class ProxyType(enum.Enum):
-    """The role a proxy plays (first field of an Istio node id)."""
-
-    SIDECAR = "sidecar"
-    ROUTER = "router"
-
-
-def _frozen_labels(value: Mapping[str, str]) -> Mapping[str, str]:
-    return MappingProxyType(dict(sorted(value.items())))
-
-
-def _str_tuple(value: Iterable[str]) -> tuple[str, ...]:
-    return tuple(value)
-
-
-def _labels(value: object) -> dict[str, str]:
-    if isinstance(value, dict):
-        return {str(k): str(v) for k, v in value.items()}
-    return {}
-
-
-@attrs.frozen
-class ProxyInfo:
-    """Who is asking for config: parsed from the xDS node, or built directly in tests.
-
-    ``generator`` is the node metadata ``GENERATOR`` (``grpc`` for proxyless gRPC clients).
-    """
-
-    id: str
-    type: ProxyType = ProxyType.SIDECAR
-    ip_addresses: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
-    namespace: str = "default"
-    labels: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_labels)
-    generator: str = ""
-    dns_domain: str = ""
-    locality: str = ""
-    """``region/zone/subzone`` of the proxy (from the node's locality), for locality LB."""
-
-    @property
-    def is_grpc(self) -> bool:
-        """True for proxyless gRPC clients (``GENERATOR: grpc``)."""
-        return self.generator == "grpc"
-
-    @classmethod
-    def from_node(cls, node: Node) -> ProxyInfo:
-        """Parse an Istio node: id ``TYPE~IP~POD.NS~NS.svc.DOMAIN`` plus metadata.
-
-        Metadata keys read: ``NAMESPACE``, ``LABELS``, ``GENERATOR``, ``INSTANCE_IPS``. A node
-        id that is not in Istio's form still yields a proxy (sidecar in ``default``) so any
-        ADS client can be served.
-        """
-        meta: dict[str, Any] = node.metadata.to_dict() if node.metadata is not None else {}
-        parts = node.id.split("~")
-        ptype = ProxyType.SIDECAR
-        ips: tuple[str, ...] = ()
-        namespace = ""
-        dns_domain = ""
-        if len(parts) == 4:
-            try:
-                ptype = ProxyType(parts[0])
-            except ValueError:
-                ptype = ProxyType.SIDECAR
-            ips = tuple(ip for ip in parts[1].split(",") if ip)
-            pod = parts[2]
-            if "." in pod:
-                namespace = pod.split(".", 1)[1]
-            dns_domain = parts[3]
-            if not namespace and "." in dns_domain:
-                namespace = dns_domain.split(".", 1)[0]
-        namespace = str(meta.get("NAMESPACE") or namespace or "default")
-        instance_ips = meta.get("INSTANCE_IPS")
-        if isinstance(instance_ips, str) and instance_ips:
-            ips = tuple(ip.strip() for ip in instance_ips.split(",") if ip.strip())
-        return cls(
-            id=node.id,
-            type=ptype,
-            ip_addresses=ips,
-            namespace=namespace,
-            labels=_labels(meta.get("LABELS")),
-            generator=str(meta.get("GENERATOR") or ""),
-            dns_domain=dns_domain,
-            locality=_node_locality(node),
-        )
-
-
-def _node_locality(node: Node) -> str:
-    loc = node.locality
-    if loc is None or not (loc.region or loc.zone or loc.sub_zone):
-        return ""
-    return f"{loc.region}/{loc.zone}/{loc.sub_zone}"
-
-
-def host_matches(pattern: str, host: str) -> bool:
-    """Istio host matching: ``*`` matches all, ``*.x.com`` matches subdomains of x.com."""
-    if pattern in ("*", host):
-        return True
-    if pattern.startswith("*."):
-        return host.endswith(pattern[1:]) or (host.startswith("*.") and host.endswith(pattern[1:]))
-    return False
-
-
-def split_namespaced_host(host: str, own_namespace: str) -> tuple[str, str]:
-    """Split a ``namespace/dnsName`` host (Sidecar egress, Gateway server) into its two parts.
-
-    A host without ``/`` applies to every namespace (``*``); the namespace ``.`` stands for
-    ``own_namespace``, the namespace of the config that lists the host.
-    """
-    ns, _, pattern = host.partition("/")
-    if not pattern:
-        return "*", ns
-    if ns == ".":
-        return own_namespace, pattern
-    return ns, pattern
-
-
-def _visible(export_to: Iterable[str], owner_ns: str, proxy_ns: str) -> bool:
-    targets = list(export_to)
-    if not targets or "*" in targets:
-        return True
-    if "." in targets and owner_ns == proxy_ns:
-        return True
-    return proxy_ns in targets
 
 
 @attrs.frozen
@@ -542,9 +343,7 @@ class PushContext:
             selector = spec.workload_selector.labels if spec.workload_selector else {}
             if entry.namespace == proxy.namespace:
                 if selector:
-                    if chosen is None and all(
-                        proxy.labels.get(k) == v for k, v in selector.items()
-                    ):
+                    if chosen is None and proxy.selected_by(selector):
                         chosen = entry
                 elif namespace_default is None:
                     namespace_default = entry
@@ -613,9 +412,9 @@ class PushContext:
             spec = entry.spec
             if not isinstance(spec, networking.VirtualService):
                 continue
-            if not _visible(spec.export_to, entry.namespace, proxy.namespace):
+            if not exported_to(spec.export_to, entry.namespace, proxy.namespace):
                 continue
-            bound = [_gateway_ref(g, entry.namespace) for g in spec.gateways] or ["mesh"]
+            bound = [gateway_ref(g, entry.namespace) for g in spec.gateways] or ["mesh"]
             if gateway not in bound:
                 continue
             if gateway == "mesh" and not any(
@@ -683,13 +482,11 @@ class PushContext:
         for host, entry in candidates:
             spec = entry.spec
             assert isinstance(spec, networking.DestinationRule)
-            if not _visible(spec.export_to, entry.namespace, proxy.namespace):
+            if not exported_to(spec.export_to, entry.namespace, proxy.namespace):
                 continue
             if spec.workload_selector is not None and spec.workload_selector.match_labels:
                 sel = spec.workload_selector.match_labels
-                if entry.namespace != proxy.namespace or not all(
-                    proxy.labels.get(k) == v for k, v in sel.items()
-                ):
+                if entry.namespace != proxy.namespace or not proxy.selected_by(sel):
                     continue
             if entry.namespace == proxy.namespace:
                 ns_rank = 0
@@ -715,7 +512,7 @@ class PushContext:
             spec = entry.spec
             if not isinstance(spec, networking.Gateway):
                 continue
-            if spec.selector and all(proxy.labels.get(k) == v for k, v in spec.selector.items()):
+            if spec.selector and proxy.selected_by(spec.selector):
                 out.append(entry)
         return out
 
@@ -732,190 +529,3 @@ class PushContext:
                     out.append((svc, ep))
                     break
         return out
-
-
-def _gateway_ref(ref: str, namespace: str) -> str:
-    if ref == "mesh" or "/" in ref:
-        return ref
-    return f"{namespace}/{ref}"
-
-
-# -- change computation ----------------------------------------------------------------
-
-
-@attrs.frozen
-class ChangeSet:
-    """What changed between two push contexts, and who must hear about it.
-
-    ``configs`` are changed config keys (added, removed or modified); ``services`` the
-    ``(namespace, hostname)`` of services whose definition changed; ``endpoint_services``
-    those whose endpoints alone changed. ``hosts`` are every hostname any change touches.
-    """
-
-    configs: frozenset[ConfigKey]
-    services: frozenset[tuple[str, str]]
-    endpoint_services: frozenset[tuple[str, str]]
-    hosts: frozenset[str]
-    sidecar_namespaces: frozenset[str]
-    gateways_changed: bool
-    authz_namespaces: frozenset[str] = frozenset()
-    """Namespaces with changed AuthorizationPolicies (sidecar inbound RBAC, LDS only)."""
-
-    @property
-    def empty(self) -> bool:
-        """True when nothing changed."""
-        return not (self.configs or self.services or self.endpoint_services)
-
-    @property
-    def endpoints_only(self) -> bool:
-        """True when only endpoints changed: push EDS alone."""
-        return not self.configs and not self.services and bool(self.endpoint_services)
-
-    @property
-    def type_urls(self) -> frozenset[str]:
-        """The xDS types to recompute and push."""
-        if self.empty:
-            return frozenset()
-        if self.endpoints_only:
-            return frozenset({ENDPOINT_TYPE})
-        if self._authz_only:
-            return frozenset({LISTENER_TYPE})
-        return ALL_TYPES
-
-    @property
-    def _authz_only(self) -> bool:
-        return (
-            not self.services
-            and not self.endpoint_services
-            and all(k.kind == "AuthorizationPolicy" for k in self.configs)
-        )
-
-    def affects(self, context: PushContext, proxy: ProxyInfo) -> bool:
-        """Whether ``proxy`` (in the new ``context``) needs a push for this change."""
-        if self.empty:
-            return False
-        if proxy.type is ProxyType.SIDECAR and (
-            proxy.namespace in self.authz_namespaces
-            or context.root_namespace in self.authz_namespaces
-        ):
-            return True
-        if proxy.namespace in self.sidecar_namespaces:
-            return True
-        if self.sidecar_namespaces & {context.root_namespace}:
-            return True
-        if self.gateways_changed and proxy.type is ProxyType.ROUTER:
-            return True
-        if "*" in self.hosts:
-            return True
-        if proxy.type is ProxyType.ROUTER and self.hosts:
-            return True
-        scope = context.sidecar_scope(proxy)
-        for host in self.hosts:
-            for _ns, pattern in scope.egress_hosts:
-                if host_matches(pattern, host) or host_matches(host, pattern):
-                    return True
-        return False
-
-    def changed_clusters(self, context: PushContext) -> frozenset[str]:
-        """Names of the ``outbound|...`` clusters (every port and subset) of changed services.
-
-        For endpoint-only changes these are the ClusterLoadAssignments to push.
-        """
-        names: set[str] = set()
-        keys = self.services | self.endpoint_services
-        for key in keys:
-            svc = context.services.get(key)
-            if svc is None:
-                continue
-            subsets = [""]
-            for entry in context.entries("DestinationRule"):
-                spec = entry.spec
-                if isinstance(spec, networking.DestinationRule) and host_matches(
-                    context.fqdn(spec.host, entry.namespace), svc.hostname
-                ):
-                    subsets.extend(s.name for s in spec.subsets)
-            for port in svc.ports:
-                for subset in subsets:
-                    names.add(f"outbound|{port.number}|{subset}|{svc.hostname}")
-        return frozenset(names)
-
-
-def _config_hosts(entry: ConfigEntry) -> set[str]:
-    spec = entry.spec
-    ns = entry.namespace
-    hosts: set[str] = set()
-    if isinstance(spec, networking.VirtualService):
-        hosts.update(fqdn(h, ns) for h in spec.hosts)
-        for route in spec.http:
-            for dest in route.route:
-                if dest.destination is not None:
-                    hosts.add(fqdn(dest.destination.host, ns))
-        for tcp in spec.tcp:
-            for rd in tcp.route:
-                if rd.destination is not None:
-                    hosts.add(fqdn(rd.destination.host, ns))
-    elif isinstance(spec, networking.DestinationRule):
-        hosts.add(fqdn(spec.host, ns))
-    elif isinstance(spec, networking.ServiceEntry):
-        hosts.update(fqdn(h, ns) for h in spec.hosts)
-    elif isinstance(spec, networking.WorkloadEntry) or entry.kind == "PeerAuthentication":
-        # Peer authentication changes what servers accept: every proxy may need a push.
-        hosts.add("*")
-    return hosts
-
-
-def compute_changes(old: PushContext | None, new: PushContext) -> ChangeSet:
-    """Compare two snapshots: changed configs, services, endpoint-only services and hosts."""
-    if old is None:
-        all_keys = frozenset(new.configs)
-        return ChangeSet(
-            configs=all_keys,
-            services=frozenset(new.services),
-            endpoint_services=frozenset(),
-            hosts=frozenset({"*"}),
-            sidecar_namespaces=frozenset(k.namespace for k in all_keys if k.kind == "Sidecar"),
-            gateways_changed=True,
-        )
-    changed: set[ConfigKey] = set()
-    hosts: set[str] = set()
-    for key in set(old.configs) | set(new.configs):
-        before, after = old.configs.get(key), new.configs.get(key)
-        if before is not None and after is not None and before.digest == after.digest:
-            continue
-        # WorkloadEntries only feed endpoints; their effect shows up as endpoint changes.
-        if key.kind == "WorkloadEntry" or key.kind not in TRANSLATED_KINDS:
-            continue
-        changed.add(key)
-        for entry in (before, after):
-            if entry is not None:
-                hosts |= _config_hosts(entry)
-    services: set[tuple[str, str]] = set()
-    endpoint_only: set[tuple[str, str]] = set()
-    for skey in set(old.services) | set(new.services):
-        s_old, s_new = old.services.get(skey), new.services.get(skey)
-        if s_old != s_new:
-            services.add(skey)
-            hosts.add(skey[1])
-        elif old.endpoints.get(skey, ()) != new.endpoints.get(skey, ()):
-            hosts.add(skey[1])
-            # DNS clusters carry their endpoints inline (CDS); other services' endpoint
-            # changes can travel over EDS alone.
-            assert s_new is not None
-            if s_new.resolution in (Resolution.DNS, Resolution.DNS_ROUND_ROBIN):
-                services.add(skey)
-            else:
-                endpoint_only.add(skey)
-    # A ServiceEntry whose only change is its endpoints is an endpoint-only change.
-    if not services:
-        se_keys = {k for k in changed if k.kind == "ServiceEntry"}
-        if se_keys and se_keys == changed:
-            changed.clear()
-    return ChangeSet(
-        configs=frozenset(changed),
-        services=frozenset(services),
-        endpoint_services=frozenset(endpoint_only),
-        hosts=frozenset(hosts),
-        sidecar_namespaces=frozenset(k.namespace for k in changed if k.kind == "Sidecar"),
-        gateways_changed=any(k.kind in ("Gateway", "VirtualService") for k in changed),
-        authz_namespaces=frozenset(k.namespace for k in changed if k.kind == "AuthorizationPolicy"),
-    )

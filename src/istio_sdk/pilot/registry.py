@@ -23,6 +23,8 @@ from types import MappingProxyType
 import attrs
 
 from istio_sdk.api.istio.networking import v1alpha3 as networking
+from istio_sdk.pilot.hosts import exported_to
+from istio_sdk.pilot.labels import labels_match
 
 __all__ = [
     "DEFAULT_DOMAIN_SUFFIX",
@@ -222,11 +224,7 @@ class Service:
 
     def visible_from(self, namespace: str) -> bool:
         """Whether a proxy in ``namespace`` may see this service (``exportTo``)."""
-        if not self.export_to or "*" in self.export_to:
-            return True
-        if "." in self.export_to and namespace == self.namespace:
-            return True
-        return namespace in self.export_to
+        return exported_to(self.export_to, self.namespace, namespace)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -416,7 +414,7 @@ def endpoints_from_service_entry(
         for _name, ns, entry in sorted(workload_entries, key=lambda t: (t[1], t[0])):
             if ns != namespace:
                 continue
-            if all(entry.labels.get(k) == v for k, v in selector.items()):
+            if labels_match(selector, entry.labels):
                 eps.append(_endpoint_from_workload(entry, {}))
     resolution = _RESOLUTIONS.get(spec.resolution, Resolution.NONE)
     dns = resolution in (Resolution.DNS, Resolution.DNS_ROUND_ROBIN)

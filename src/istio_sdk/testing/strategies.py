@@ -27,6 +27,7 @@ from istio_sdk import timeutil
 from istio_sdk._messages import (
     TYPE_URL_PREFIX,
     find_message_class,
+    full_name_of,
     import_all_api_modules,
     message_pool,
 )
@@ -118,11 +119,10 @@ def all_message_types() -> list[type[betterproto2.Message]]:
 
 def full_name(cls: type[betterproto2.Message]) -> str:
     """The full proto name of a generated class, e.g. ``envoy.config.cluster.v3.Cluster``."""
-    try:
-        url = message_pool().type_to_url[cls]
-    except KeyError:
-        raise KeyError(f"{cls.__module__}.{cls.__qualname__} is not a registered message") from None
-    return url.removeprefix(TYPE_URL_PREFIX)
+    name = full_name_of(cls)
+    if name is None:
+        raise KeyError(f"{cls.__module__}.{cls.__qualname__} is not a registered message")
+    return name
 
 
 def message_class(name: str) -> type[betterproto2.Message]:

@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 from istio_sdk.api.istio.networking import v1alpha3 as n
 from istio_sdk.api.istio.security import v1beta1 as sec
 from istio_sdk.api.istio.type import v1beta1 as istio_type
-from istio_sdk.pilot.push_context import ConfigEntry, ProxyInfo, ProxyType, PushContext
+from istio_sdk.pilot.config_entry import ConfigEntry
+from istio_sdk.pilot.proxy import ProxyInfo, ProxyType
+from istio_sdk.pilot.push_context import PushContext
 from istio_sdk.pilot.registry import Endpoint, Service, ServicePort, ServiceRegistry
 
 NS = "bookinfo"

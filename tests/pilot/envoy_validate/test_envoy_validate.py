@@ -31,8 +31,10 @@ from pilot.envoy_validate.meshes import (  # noqa: E402
     random_contexts,
 )
 
+from istio_sdk import xds  # noqa: E402
 from istio_sdk.api.google.protobuf import Any  # noqa: E402
-from istio_sdk.pilot.push_context import ALL_TYPES, LISTENER_TYPE, ROUTE_TYPE, PushContext  # noqa: E402
+from istio_sdk.pilot.changes import ALL_TYPES  # noqa: E402
+from istio_sdk.pilot.push_context import PushContext  # noqa: E402
 from istio_sdk.pilot.translate import generate  # noqa: E402
 
 # Every Envoy message type the translators can emit, top level or inside an Any.
@@ -113,9 +115,9 @@ def validate_all(ctx: PushContext) -> int:
         for type_url in sorted(ALL_TYPES):
             names = None
             if proxy.is_grpc:
-                if type_url in (LISTENER_TYPE, ROUTE_TYPE):
+                if type_url in (xds.LISTENER, xds.ROUTE):
                     names = [f"{REVIEWS}:9080", "ratings:9080", "productpage:9080"]
-                    if type_url == LISTENER_TYPE:
+                    if type_url == xds.LISTENER:
                         names.append("xds.istio.io/grpc/lds/inbound/10.0.0.7:9080")
                 else:
                     names = [f"outbound|9080|{s}|{REVIEWS}" for s in ("", "v1", "v2", "v3")]
@@ -145,7 +147,7 @@ def test_random_meshes_pass_envoy_validation(ctx: PushContext) -> None:
             if proxy.is_grpc:
                 names = (
                     [f"{REVIEWS}:9080", "xds.istio.io/grpc/lds/inbound/10.0.0.7:8080"]
-                    if type_url in (LISTENER_TYPE, ROUTE_TYPE)
+                    if type_url in (xds.LISTENER, xds.ROUTE)
                     else [f"outbound|9080|{s}|{REVIEWS}" for s in ("", "v1", "v2", "v3")]
                 )
             for msg in generate(ctx, proxy, type_url, names).values():

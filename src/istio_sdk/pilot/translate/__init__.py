@@ -5,7 +5,7 @@ The seam with the discovery server is one pure function::
     generate(push_context, proxy, type_url, names) -> dict[str, Message]
 
 ``push_context`` is a :class:`~istio_sdk.pilot.push_context.PushContext` (immutable snapshot),
-``proxy`` a :class:`~istio_sdk.pilot.push_context.ProxyInfo` (usually
+``proxy`` a :class:`~istio_sdk.pilot.proxy.ProxyInfo` (usually
 ``ProxyInfo.from_node(request.node)``), ``type_url`` one of the four Envoy v3 type URLs (LDS,
 RDS, CDS, EDS) and ``names`` the resource names the proxy subscribed to (``None`` for a
 wildcard subscription; an empty collection asks for nothing). The answer maps resource name
@@ -21,8 +21,8 @@ Which translator runs depends on the proxy: proxyless gRPC clients (``GENERATOR:
 :mod:`.sidecar` resources. Results are memoised in the push context, so proxies that share a
 scope (namespace, labels) share the same message objects, translated once per snapshot.
 
-For incremental pushes, :func:`~istio_sdk.pilot.push_context.compute_changes` compares two
-snapshots; the resulting :class:`~istio_sdk.pilot.push_context.ChangeSet` says which types to
+For incremental pushes, :func:`~istio_sdk.pilot.changes.compute_changes` compares two
+snapshots; the resulting :class:`~istio_sdk.pilot.changes.ChangeSet` says which types to
 recompute (``type_urls``: EDS only for endpoint-only changes), which proxies are affected
 (``affects``) and which ClusterLoadAssignments changed (``changed_clusters``).
 """
@@ -33,16 +33,9 @@ from collections.abc import Iterable
 
 import betterproto2
 
-from istio_sdk.pilot.push_context import (
-    ALL_TYPES,
-    CLUSTER_TYPE,
-    ENDPOINT_TYPE,
-    LISTENER_TYPE,
-    ROUTE_TYPE,
-    ProxyInfo,
-    ProxyType,
-    PushContext,
-)
+from istio_sdk.pilot.changes import ALL_TYPES
+from istio_sdk.pilot.proxy import ProxyInfo, ProxyType
+from istio_sdk.pilot.push_context import PushContext
 from istio_sdk.pilot.translate.gateway import generate_gateway
 from istio_sdk.pilot.translate.generator import PushContextGenerator
 from istio_sdk.pilot.translate.grpc import generate_grpc
@@ -50,10 +43,6 @@ from istio_sdk.pilot.translate.sidecar import generate_sidecar
 
 __all__ = [
     "ALL_TYPES",
-    "CLUSTER_TYPE",
-    "ENDPOINT_TYPE",
-    "LISTENER_TYPE",
-    "ROUTE_TYPE",
     "IstioGenerator",
     "PushContextGenerator",
     "generate",

@@ -31,9 +31,13 @@ from istio_sdk.api.envoy.config.core import v3 as core
 from istio_sdk.api.envoy.extensions.transport_sockets.tls import v3 as tls
 from istio_sdk.api.envoy.type.matcher import v3 as matcher
 from istio_sdk.api.istio.security import v1beta1 as security
-from istio_sdk.pilot.push_context import ConfigEntry, ProxyInfo, PushContext
+from istio_sdk.pilot.config_entry import ConfigEntry
+from istio_sdk.pilot.labels import labels_match
+from istio_sdk.pilot.proxy import ProxyInfo
+from istio_sdk.pilot.push_context import PushContext
 from istio_sdk.pilot.registry import Service
 from istio_sdk.pilot.translate._common import TLS_TRANSPORT_SOCKET, pack
+from istio_sdk.spiffe import is_spiffe_uri, spiffe_uri
 
 __all__ = [
     "CERTIFICATE_PROVIDER_INSTANCE",
@@ -155,7 +159,7 @@ def mtls_policy(
                 mesh.append(entry)
             elif entry.namespace == namespace:
                 ns_wide.append(entry)
-        elif entry.namespace == namespace and all(labels.get(k) == v for k, v in selector.items()):
+        elif entry.namespace == namespace and labels_match(selector, labels):
             workload.append(entry)
     mode = MtlsMode.PERMISSIVE
     sources: list[str] = []
@@ -187,9 +191,9 @@ def proxy_mtls_policy(context: PushContext, proxy: ProxyInfo) -> MtlsPolicy:
 
 def spiffe_identity(trust_domain: str, namespace: str, service_account: str) -> str:
     """``spiffe://TRUST_DOMAIN/ns/NAMESPACE/sa/SERVICE_ACCOUNT`` (a full URI passes through)."""
-    if service_account.startswith("spiffe://"):
+    if is_spiffe_uri(service_account):
         return service_account
-    return f"spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}"
+    return spiffe_uri(trust_domain, namespace, service_account)
 
 
 def service_identities(context: PushContext, service: Service) -> list[str]:

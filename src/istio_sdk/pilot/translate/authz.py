@@ -40,8 +40,12 @@ from istio_sdk.api.envoy.extensions.filters.network.http_connection_manager impo
 from istio_sdk.api.envoy.extensions.filters.network.rbac import v3 as network_rbac
 from istio_sdk.api.envoy.type.matcher import v3 as matcher
 from istio_sdk.api.istio.security import v1beta1 as security
-from istio_sdk.pilot.push_context import ConfigEntry, ProxyInfo, PushContext
+from istio_sdk.pilot.config_entry import ConfigEntry
+from istio_sdk.pilot.labels import labels_match
+from istio_sdk.pilot.proxy import ProxyInfo
+from istio_sdk.pilot.push_context import PushContext
 from istio_sdk.pilot.translate._common import pack
+from istio_sdk.spiffe import SCHEME as SPIFFE_SCHEME
 
 __all__ = [
     "HTTP_RBAC_FILTER",
@@ -81,7 +85,7 @@ def policy_name(namespace: str, name: str, rule_index: int) -> str:
 
 def _selector_matches(spec: security.AuthorizationPolicy, labels: Mapping[str, str]) -> bool:
     wanted = spec.selector.match_labels if spec.selector is not None else {}
-    return all(labels.get(k) == v for k, v in wanted.items())
+    return labels_match(wanted, labels)
 
 
 def applicable_policies(
@@ -123,7 +127,7 @@ def _glob_regex(value: str) -> str:
 def _authenticated(value: str) -> rbac.Principal:
     return rbac.Principal(
         authenticated=rbac.PrincipalAuthenticated(
-            principal_name=_string(value, prefix="" if value == "*" else "spiffe://")
+            principal_name=_string(value, prefix="" if value == "*" else SPIFFE_SCHEME)
         )
     )
 
@@ -148,7 +152,7 @@ def _service_account_principal(value: str) -> rbac.Principal:
 
 
 def _trust_domain_principal(value: str) -> rbac.Principal:
-    return _authenticated_regex(f"spiffe://{_glob_regex(value)}/.*")
+    return _authenticated_regex(f"{re.escape(SPIFFE_SCHEME)}{_glob_regex(value)}/.*")
 
 
 def _cidr(value: str) -> core.CidrRange:

@@ -39,7 +39,15 @@ from istio_sdk.api.envoy.type import v3 as envoy_type
 from istio_sdk.api.envoy.type.matcher import v3 as matcher
 from istio_sdk.api.google.protobuf import Struct
 from istio_sdk.api.istio.networking import v1alpha3 as networking
-from istio_sdk.pilot.push_context import ConfigEntry, ProxyInfo, PushContext
+from istio_sdk.pilot.cluster_names import (
+    inbound_cluster_name,
+    outbound_cluster_name,
+    parse_cluster_name,
+)
+from istio_sdk.pilot.config_entry import ConfigEntry
+from istio_sdk.pilot.labels import labels_match
+from istio_sdk.pilot.proxy import ProxyInfo
+from istio_sdk.pilot.push_context import PushContext
 from istio_sdk.pilot.registry import Endpoint, HealthStatus, Resolution, Service, ServicePort
 from istio_sdk.pilot.translate._common import (
     BLACKHOLE_CLUSTER,
@@ -50,10 +58,7 @@ from istio_sdk.pilot.translate._common import (
     PASSTHROUGH_CLUSTER,
     TLS_TRANSPORT_SOCKET,
     ads_source,
-    inbound_cluster_name,
-    outbound_cluster_name,
     pack,
-    parse_cluster_name,
     socket_address,
 )
 from istio_sdk.pilot.translate.authn import (
@@ -64,6 +69,7 @@ from istio_sdk.pilot.translate.authn import (
     sds_source,
     service_identities,
 )
+from istio_sdk.spiffe import is_spiffe_uri
 
 __all__ = [
     "TrafficPolicy",
@@ -283,7 +289,7 @@ def _san_matchers(names: Iterable[str]) -> list[tls.SubjectAltNameMatcher]:
     for name in names:
         san_type = (
             tls.SubjectAltNameMatcherSanType.URI
-            if name.startswith("spiffe://")
+            if is_spiffe_uri(name)
             else tls.SubjectAltNameMatcherSanType.DNS
         )
         out.append(
@@ -524,7 +530,7 @@ def _endpoint_metadata(ep: Endpoint) -> core.Metadata | None:
 
 
 def _endpoint_matches(ep: Endpoint, labels: dict[str, str]) -> bool:
-    return all(ep.labels.get(k) == v for k, v in labels.items())
+    return labels_match(labels, ep.labels)
 
 
 def build_load_assignment(

@@ -28,17 +28,10 @@ from istio_sdk.api.envoy.extensions.filters.listener.tls_inspector import v3 as 
 from istio_sdk.api.envoy.extensions.filters.network.http_connection_manager import v3 as hcm
 from istio_sdk.api.envoy.extensions.transport_sockets.tls import v3 as tls
 from istio_sdk.api.istio.networking import v1alpha3 as networking
-from istio_sdk.pilot.push_context import (
-    CLUSTER_TYPE,
-    ENDPOINT_TYPE,
-    LISTENER_TYPE,
-    ROUTE_TYPE,
-    ConfigEntry,
-    ProxyInfo,
-    PushContext,
-    host_matches,
-    split_namespaced_host,
-)
+from istio_sdk.pilot.config_entry import ConfigEntry
+from istio_sdk.pilot.hosts import host_matches, split_namespaced_host
+from istio_sdk.pilot.proxy import ProxyInfo
+from istio_sdk.pilot.push_context import PushContext
 from istio_sdk.pilot.translate._common import (
     TLS_TRANSPORT_SOCKET,
     ads_source,
@@ -52,6 +45,7 @@ from istio_sdk.pilot.translate.clusters import _sds_source, passthrough_clusters
 from istio_sdk.pilot.translate.l4 import tcp_route_for, tls_routes_for
 from istio_sdk.pilot.translate.routes import build_routes, has_http_rules
 from istio_sdk.pilot.translate.sidecar import generate_sidecar, sidecar_clusters
+from istio_sdk.xds.types import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
 __all__ = ["gateway_listeners", "gateway_routes", "generate_gateway"]
 
@@ -304,17 +298,17 @@ def generate_gateway(
     context: PushContext, proxy: ProxyInfo, type_url: str, names: Iterable[str] | None
 ) -> dict[str, betterproto2.Message]:
     """Resources of ``type_url`` for a gateway proxy (all, or those in ``names``)."""
-    if type_url == LISTENER_TYPE:
+    if type_url == LISTENER:
         return select_named(dict(gateway_listeners(context, proxy)), names)
-    if type_url == ROUTE_TYPE:
+    if type_url == ROUTE:
         return select_named(dict(gateway_routes(context, proxy)), names)
-    if type_url == CLUSTER_TYPE:
+    if type_url == CLUSTER:
         clusters: dict[str, betterproto2.Message] = dict(sidecar_clusters(context, proxy))
         # A gateway serves no workload of its own: drop inbound clusters, keep passthrough ones.
         clusters = {n: c for n, c in clusters.items() if not n.startswith("inbound|")} | dict(
             passthrough_clusters()
         )
         return select_named(clusters, names)
-    if type_url == ENDPOINT_TYPE:
+    if type_url == ENDPOINT:
         return generate_sidecar(context, proxy, type_url, names)
     return {}

@@ -22,13 +22,10 @@ from typing import TYPE_CHECKING
 
 import betterproto2
 
-from istio_sdk.pilot.push_context import (
-    ENDPOINT_TYPE,
-    ChangeSet,
-    ProxyInfo,
-    PushContext,
-    compute_changes,
-)
+from istio_sdk.pilot.changes import ChangeSet, compute_changes
+from istio_sdk.pilot.proxy import ProxyInfo
+from istio_sdk.pilot.push_context import PushContext
+from istio_sdk.xds.types import ENDPOINT
 
 if TYPE_CHECKING:
     from istio_sdk.pilot.server import PushRequest
@@ -67,8 +64,8 @@ class PushContextGenerator:
         context = self._context
         if change.endpoints_only:
             return PushRequest(
-                types={ENDPOINT_TYPE},
-                changed={ENDPOINT_TYPE: change.changed_clusters(context)},
+                types={ENDPOINT},
+                changed={ENDPOINT: change.changed_clusters(context)},
                 proxies=lambda proxy: change.affects(context, proxy),
                 reason="endpoints changed",
             )

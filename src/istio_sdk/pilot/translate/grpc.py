@@ -29,20 +29,14 @@ from istio_sdk.api.envoy.config.core import v3 as core
 from istio_sdk.api.envoy.config.listener import v3 as listener
 from istio_sdk.api.envoy.config.route import v3 as route
 from istio_sdk.api.envoy.extensions.filters.network.http_connection_manager import v3 as hcm
-from istio_sdk.pilot.push_context import (
-    CLUSTER_TYPE,
-    ENDPOINT_TYPE,
-    LISTENER_TYPE,
-    ROUTE_TYPE,
-    ProxyInfo,
-    PushContext,
-)
+from istio_sdk.pilot.cluster_names import outbound_cluster_name
+from istio_sdk.pilot.proxy import ProxyInfo
+from istio_sdk.pilot.push_context import PushContext
 from istio_sdk.pilot.registry import Service, ServicePort
 from istio_sdk.pilot.translate._common import (
     ads_source,
     hcm_filter,
     http_filters,
-    outbound_cluster_name,
     pack,
     socket_address,
 )
@@ -64,6 +58,7 @@ from istio_sdk.pilot.translate.routes import (
     default_route,
     has_http_rules,
 )
+from istio_sdk.xds.types import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
 __all__ = [
     "SERVER_LISTENER_PREFIX",
@@ -229,7 +224,7 @@ def grpc_route_configuration(
 def _all_names(context: PushContext, proxy: ProxyInfo, type_url: str) -> list[str]:
     names: list[str] = []
     for service in context.services_for(proxy):
-        if type_url in (LISTENER_TYPE, ROUTE_TYPE):
+        if type_url in (LISTENER, ROUTE):
             names.extend(f"{service.hostname}:{p.number}" for p in service.ports)
         else:
             names.extend(outbound_cluster_names(context, proxy, service))
@@ -250,17 +245,17 @@ def generate_grpc(
             proxy.namespace,
             tuple(proxy.labels.items()),
         )
-        if type_url == ENDPOINT_TYPE:
+        if type_url == ENDPOINT:
             key = (*key, proxy.locality)
         if key not in context.cache:
             built: betterproto2.Message | None
-            if type_url == LISTENER_TYPE:
+            if type_url == LISTENER:
                 built = grpc_listener(context, proxy, name)
-            elif type_url == ROUTE_TYPE:
+            elif type_url == ROUTE:
                 built = grpc_route_configuration(context, proxy, name)
-            elif type_url == CLUSTER_TYPE:
+            elif type_url == CLUSTER:
                 built = build_cluster(context, proxy, name, grpc=True)
-            elif type_url == ENDPOINT_TYPE:
+            elif type_url == ENDPOINT:
                 built = build_load_assignment(context, proxy, name)
             else:
                 built = None

@@ -12,7 +12,9 @@ from collections.abc import Iterable, Sequence
 from istio_sdk.api.envoy.config.listener import v3 as listener
 from istio_sdk.api.envoy.extensions.filters.network.tcp_proxy import v3 as tcp_proxy
 from istio_sdk.api.istio.networking import v1alpha3 as networking
-from istio_sdk.pilot.push_context import ConfigEntry, ProxyInfo, PushContext
+from istio_sdk.pilot.config_entry import ConfigEntry
+from istio_sdk.pilot.proxy import ProxyInfo
+from istio_sdk.pilot.push_context import PushContext
 from istio_sdk.pilot.translate._common import TCP_PROXY_FILTER, pack
 from istio_sdk.pilot.translate.routes import destination_cluster, match_applies
 

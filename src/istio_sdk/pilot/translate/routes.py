@@ -21,13 +21,17 @@ from istio_sdk.api.envoy.config.core import v3 as core
 from istio_sdk.api.envoy.config.route import v3 as route
 from istio_sdk.api.envoy.extensions.filters.common.fault import v3 as common_fault
 from istio_sdk.api.envoy.extensions.filters.http.fault import v3 as fault
+from istio_sdk.api.envoy.extensions.retry.host.previous_hosts import v3 as previous_hosts
 from istio_sdk.api.envoy.type import v3 as envoy_type
 from istio_sdk.api.envoy.type.matcher import v3 as matcher
-from istio_sdk.api.google.protobuf import Any
 from istio_sdk.api.istio.networking import v1alpha3 as networking
-from istio_sdk.pilot.push_context import ConfigEntry, ProxyInfo, PushContext
+from istio_sdk.pilot.cluster_names import outbound_cluster_name
+from istio_sdk.pilot.config_entry import ConfigEntry
+from istio_sdk.pilot.hosts import gateway_ref
+from istio_sdk.pilot.proxy import ProxyInfo
+from istio_sdk.pilot.push_context import PushContext
 from istio_sdk.pilot.registry import Service
-from istio_sdk.pilot.translate._common import FAULT_FILTER, ZERO, outbound_cluster_name
+from istio_sdk.pilot.translate._common import FAULT_FILTER, ZERO, pack
 
 __all__ = [
     "GRPC_STATUS_CODES",
@@ -41,9 +45,6 @@ __all__ = [
 DEFAULT_RETRY_ON = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
 GRPC_RETRY_ON = frozenset(
     {"cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable"}
-)
-PREVIOUS_HOSTS_TYPE = (
-    "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
 )
 
 GRPC_STATUS_CODES = {
@@ -170,14 +171,12 @@ def match_applies(
     """
     if match.port and match.port != port:
         return False
-    if match.source_labels and not all(
-        proxy.labels.get(k) == v for k, v in match.source_labels.items()
-    ):
+    if match.source_labels and not proxy.selected_by(match.source_labels):
         return False
     if match.source_namespace and match.source_namespace != proxy.namespace:
         return False
     if match.gateways:
-        refs = {g if g == "mesh" or "/" in g else f"{namespace}/{g}" for g in match.gateways}
+        refs = {gateway_ref(g, namespace) for g in match.gateways}
         if gateway not in refs:
             return False
     return True
@@ -256,7 +255,7 @@ def _retry_policy(retries: networking.HttpRetry | None, grpc: bool) -> route.Ret
         retry_host_predicate=[
             route.RetryPolicyRetryHostPredicate(
                 name="envoy.retry_host_predicates.previous_hosts",
-                typed_config=Any(type_url=PREVIOUS_HOSTS_TYPE),
+                typed_config=pack(previous_hosts.PreviousHostsPredicate()),
             )
         ],
         host_selection_retry_max_attempts=5,
@@ -536,7 +535,7 @@ def build_routes(
             if http.fault is not None:
                 f = _fault(http.fault, grpc)
                 if f is not None:
-                    r.typed_per_filter_config = {FAULT_FILTER: Any.pack(f)}
+                    r.typed_per_filter_config = {FAULT_FILTER: pack(f)}
             if not grpc:
                 _apply_headers(r, http.headers)
             out.append(r)

@@ -33,14 +33,9 @@ from istio_sdk.api.envoy.config.route import v3 as route
 from istio_sdk.api.envoy.extensions.filters.listener.original_dst import v3 as original_dst
 from istio_sdk.api.envoy.extensions.filters.listener.tls_inspector import v3 as tls_inspector
 from istio_sdk.api.envoy.extensions.filters.network.http_connection_manager import v3 as hcm
-from istio_sdk.pilot.push_context import (
-    CLUSTER_TYPE,
-    ENDPOINT_TYPE,
-    LISTENER_TYPE,
-    ROUTE_TYPE,
-    ProxyInfo,
-    PushContext,
-)
+from istio_sdk.pilot.cluster_names import inbound_cluster_name, outbound_cluster_name
+from istio_sdk.pilot.proxy import ProxyInfo
+from istio_sdk.pilot.push_context import PushContext
 from istio_sdk.pilot.registry import Resolution, Service
 from istio_sdk.pilot.translate._common import (
     BLACKHOLE_CLUSTER,
@@ -54,8 +49,6 @@ from istio_sdk.pilot.translate._common import (
     ads_source,
     hcm_filter,
     http_filters,
-    inbound_cluster_name,
-    outbound_cluster_name,
     pack,
     select_named,
     socket_address,
@@ -83,6 +76,7 @@ from istio_sdk.pilot.translate.routes import (
     default_route,
     has_http_rules,
 )
+from istio_sdk.xds.types import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
 __all__ = [
     "generate_sidecar",
@@ -434,13 +428,13 @@ def generate_sidecar(
     context: PushContext, proxy: ProxyInfo, type_url: str, names: Iterable[str] | None
 ) -> dict[str, betterproto2.Message]:
     """Resources of ``type_url`` for a sidecar (all, or those in ``names``)."""
-    if type_url == CLUSTER_TYPE:
+    if type_url == CLUSTER:
         return select_named(dict(sidecar_clusters(context, proxy)), names)
-    if type_url == LISTENER_TYPE:
+    if type_url == LISTENER:
         return select_named(dict(sidecar_listeners(context, proxy)), names)
-    if type_url == ROUTE_TYPE:
+    if type_url == ROUTE:
         return select_named(dict(sidecar_routes(context, proxy)), names)
-    if type_url == ENDPOINT_TYPE:
+    if type_url == ENDPOINT:
         wanted = list(names) if names is not None else _eds_cluster_names(context, proxy)
         out: dict[str, betterproto2.Message] = {}
         for name in wanted:
