@@ -59,3 +59,57 @@ def test_checks_ranges_lengths_patterns_sizes_and_enums() -> None:
         ("spec.labels.x", "must be at most 2 characters long"),
     ]
     assert list(check(schema, {"port": 80, "name": "ab"}, "spec")) == []
+
+
+def _patterns(schema: dict[str, object]) -> set[str]:
+    found = {schema["pattern"]} if isinstance(schema.get("pattern"), str) else set()
+    for child in schema.get("properties", {}).values():  # type: ignore[attr-defined]
+        found |= _patterns(child)
+    for key in ("items", "additionalProperties"):
+        if isinstance(schema.get(key), dict):
+            found |= _patterns(schema[key])  # type: ignore[arg-type]
+    return found  # type: ignore[return-value]
+
+
+def test_patterns_match_as_re2_does() -> None:
+    schema = {"properties": {"name": {"pattern": "^[a-z]+$"}, "digits": {"pattern": "^\\d+$"}}}
+    # Python's re lets $ match before a final newline and \d match any Unicode digit.
+    assert list(check(schema, {"name": "abc\n", "digits": "\u0661"}, "spec")) == [
+        ("spec.name", "'abc\\n' does not match the pattern ^[a-z]+$"),
+        ("spec.digits", "'\u0661' does not match the pattern ^\\d+$"),
+    ]
+    assert list(check(schema, {"name": "abc", "digits": "12"}, "spec")) == []
+
+
+def test_a_pattern_re2_rejects_is_reported_not_passed() -> None:
+    schema = {"properties": {"name": {"pattern": "^(?!admin).*$"}}}
+    [(path, message)] = check(schema, {"name": "user"}, "spec")
+    assert path == "spec.name"
+    assert message.startswith("the schema's pattern cannot be checked: invalid RE2")
+
+
+def test_every_packaged_pattern_is_valid_re2() -> None:
+    import json
+
+    from istio_sdk.config._cel import compile_regex
+
+    data = json.loads((ROOT / "src" / "istio_sdk" / "config" / "crd_rules.json").read_text())
+    patterns = set().union(*(_patterns(schema) for schema in data.values()))
+    assert len(patterns) >= 4
+    for pattern in patterns:
+        compile_regex(pattern)
+
+
+def test_validate_checks_patterns_with_re2() -> None:
+    from istio_sdk.config import validate
+
+    problems = validate(
+        """\
+apiVersion: extensions.istio.io/v1alpha1
+kind: WasmPlugin
+metadata: {name: w, namespace: shop}
+spec: {url: "oci://registry.example.com/plugin:1", sha256: "%s\\n"}
+"""
+        % ("a" * 64)
+    )
+    assert [p.path for p in problems] == ["spec.sha256"]

@@ -3,14 +3,15 @@
 The kube-apiserver checks a spec against its CRD's OpenAPI schema before Istio sees it. The
 keywords that go beyond the protobuf types (number ranges, string lengths and patterns, list
 and map sizes, enums) and the CEL rules (``x-kubernetes-validations``, see ``_cel``) are
-checked here on the spec's JSON form.
+checked here on the spec's JSON form. ``pattern`` is a Go (RE2) regular expression searched for
+anywhere in the string, as the kube-apiserver does: it is matched with RE2 here too, and a
+pattern RE2 rejects is reported as a problem of the schema, never passed silently.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import re
 from collections.abc import Iterator
 from importlib import resources
 from typing import Any
@@ -31,9 +32,13 @@ def rules_for(api_version: str, kind: str) -> dict[str, Any] | None:
     return _rules().get(f"{api_version}/{kind}")
 
 
-@functools.cache
-def _pattern(expression: str) -> re.Pattern[str]:
-    return re.compile(expression)
+def _pattern_problem(pattern: str, value: str) -> str | None:
+    try:
+        if cel.regex_search(pattern, value):
+            return None
+    except cel.RegexError as exc:
+        return f"the schema's pattern cannot be checked: {exc}"
+    return f"{value!r} does not match the pattern {pattern}"
 
 
 def _number(value: Any) -> float | None:
@@ -83,8 +88,10 @@ def check(schema: dict[str, Any], value: Any, path: str) -> Iterator[tuple[str, 
             yield path, f"must be at least {schema['minLength']} characters long"
         if "maxLength" in schema and len(value) > schema["maxLength"]:
             yield path, f"must be at most {schema['maxLength']} characters long"
-        if "pattern" in schema and not _pattern(schema["pattern"]).search(value):
-            yield path, f"{value!r} does not match the pattern {schema['pattern']}"
+        if "pattern" in schema:
+            problem = _pattern_problem(schema["pattern"], value)
+            if problem is not None:
+                yield path, problem
     if "enum" in schema and value not in schema["enum"]:
         yield path, f"{value!r} is not one of {', '.join(map(str, schema['enum']))}"
     if isinstance(value, list):
