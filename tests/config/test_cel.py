@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pathlib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from istio_sdk.config import validate
 from istio_sdk.config._cel import CelError, CelSyntaxError, compile_rule, evaluate
@@ -413,3 +416,51 @@ def test_cel_errors(rule: str, match: str) -> None:
 def test_rules_outside_the_subset_do_not_compile(rule: str) -> None:
     with pytest.raises(CelSyntaxError):
         compile_rule(rule)
+
+
+# --- hostile input -----------------------------------------------------------------------------
+
+JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=12)
+    | st.sampled_from(["999999ns", "1ms", "unix://", "8080", "*", "http://a/%zz", "\ud800"]),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300)
+@given(rule=st.sampled_from(sorted(_all_rules())), value=JSON)
+def test_any_json_gives_a_verdict_or_a_cel_error(rule: str, value: object) -> None:
+    try:
+        result = evaluate(rule, value)
+    except CelError:
+        return
+    assert isinstance(result, bool)
+
+
+@given(text=st.text(alphabet=st.sampled_from(list("self.()[]{}!-+*/%<>=&|?:,'\"\\0x19u_ a"))))
+def test_any_rule_text_compiles_or_gives_a_syntax_error(text: str) -> None:
+    with contextlib.suppress(CelError):  # CelSyntaxError included; anything else escapes
+        compile_rule(text)
+        evaluate(text, {"a": [1]})
+
+
+@pytest.mark.parametrize(
+    ("rule", "value"),
+    [
+        ("duration(self) > duration('0')", "1" * 5000 + "s"),
+        ("duration(self) > duration('0')", "0." + "9" * 100_000 + "s"),
+        ("int(self) > 0", "1" * 1_000_000),
+        ("self.matches('^(a+)+$')", "a" * 100_000 + "b"),  # no catastrophic backtracking
+        ("isURL(self)", "http://a/" + "%" * 1_000_000),
+    ],
+)
+def test_huge_values_are_handled(rule: str, value: str) -> None:
+    try:
+        assert evaluate(rule, value) in (True, False)
+    except CelError as exc:
+        assert len(str(exc)) < 1_000  # the message quotes the value cut short

@@ -478,6 +478,8 @@ def _parse_duration_nanos(text: str) -> int:
         if not (body[pos] == "." or "0" <= body[pos] <= "9"):
             raise invalid
         end = _leading_digits(body, pos)
+        if len(body[pos:end].lstrip("0")) > 19:  # more than int64 (and Python's int() limit)
+            raise invalid
         whole = int(body[pos:end]) if end > pos else 0
         if whole > 2**63:
             raise invalid
@@ -541,13 +543,17 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
+_CEL_NAMES = {"str": "string", "list": "list", "dict": "map", "_Url": "URL"}
+
+
 def _type(value: Any) -> str:
     """CEL's name for a value's type (ints and doubles apart), for error messages."""
     if isinstance(value, int) and not isinstance(value, bool):
         return "int"
     if isinstance(value, float):
         return "double"
-    return _kind(value)
+    kind = _kind(value)
+    return _CEL_NAMES.get(kind, kind)
 
 
 def _equal(a: Any, b: Any) -> bool:
@@ -835,7 +841,7 @@ def _eval(node: Node, env: dict[str, Any]) -> Any:
         out: dict[Any, Any] = {}
         for key_node, value_node in node[1]:
             key = _eval(key_node, env)
-            if _type(key) not in ("int", "str", "bool"):
+            if _type(key) not in ("int", "string", "bool"):
                 raise CelError(f"a map key cannot be {_type(key)}")
             if key in out:
                 raise CelError(f"repeated key {key!r} in map literal")
