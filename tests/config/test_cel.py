@@ -399,6 +399,8 @@ def test_cel_errors(rule: str, match: str) -> None:
         "'\\ud800' == ''",  # a surrogate is not a character
         "'\\x4' == ''",
         "9223372036854775808 > 0",
+        "1" * 5000 + " > 0",
+        "0x" + "f" * 5000 + " > 0",
         "1e999 > 0",
         "1u == 1",  # uint is not supported
         "self == \u0668",  # only ASCII digits are digits

@@ -91,7 +91,7 @@ def test_a_pattern_re2_rejects_is_reported_not_passed() -> None:
 def test_every_packaged_pattern_is_valid_re2() -> None:
     import json
 
-    from istio_sdk.config._cel import compile_regex
+    from istio_sdk.config._go import compile_regex
 
     data = json.loads((ROOT / "src" / "istio_sdk" / "config" / "crd_rules.json").read_text())
     patterns = set().union(*(_patterns(schema) for schema in data.values()))

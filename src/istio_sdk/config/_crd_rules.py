@@ -17,6 +17,7 @@ from importlib import resources
 from typing import Any
 
 from istio_sdk.config import _cel as cel
+from istio_sdk.config import _go as go
 from istio_sdk.config._yaml import join_index, join_key
 
 
@@ -34,9 +35,9 @@ def rules_for(api_version: str, kind: str) -> dict[str, Any] | None:
 
 def _pattern_problem(pattern: str, value: str) -> str | None:
     try:
-        if cel.regex_search(pattern, value):
+        if go.regex_search(pattern, value):
             return None
-    except cel.RegexError as exc:
+    except go.RegexError as exc:
         return f"the schema's pattern cannot be checked: {exc}"
     return f"{value!r} does not match the pattern {pattern}"
 
