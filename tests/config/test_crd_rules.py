@@ -113,3 +113,17 @@ spec: {url: "oci://registry.example.com/plugin:1", sha256: "%s\\n"}
         % ("a" * 64)
     )
     assert [p.path for p in problems] == ["spec.sha256"]
+
+
+def test_names_ending_in_a_newline_are_invalid() -> None:
+    from istio_sdk.config import validate
+
+    problems = validate(
+        """\
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: "reviews\\n", namespace: "shop\\n"}
+spec: {host: reviews}
+"""
+    )
+    assert [p.path for p in problems] == ["metadata.name", "metadata.namespace"]
