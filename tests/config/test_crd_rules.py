@@ -127,3 +127,39 @@ spec: {host: reviews}
 """
     )
     assert [p.path for p in problems] == ["metadata.name", "metadata.namespace"]
+
+
+def test_a_null_field_is_no_field_for_the_rules() -> None:
+    from istio_sdk.config import validate
+
+    # The kube-apiserver drops nulls of fields that are not nullable before it validates.
+    problems = validate(
+        """\
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: shop}
+spec:
+  servers:
+  - port: {number: 443, name: https, protocol: HTTPS}
+    hosts: [a.example.com]
+    tls: {mode: SIMPLE, credentialName: null, credentialNames: [a]}
+"""
+    )
+    assert problems == []
+    both = {"credentialName": "a", "credentialNames": ["b"]}
+    schema = {
+        "x-rules": [
+            ["(has(self.credentialName) ? 1 : 0) + (has(self.credentialNames) ? 1 : 0) <= 1", "one"]
+        ]
+    }
+    assert list(check(schema, both, "tls")) == [("tls", "one")]
+    assert list(check(schema, {**both, "credentialName": None}, "tls")) == []
+
+
+def test_a_null_of_a_nullable_field_is_kept() -> None:
+    schema = {
+        "properties": {"enabled": {"nullable": True}},
+        "x-rules": [["has(self.enabled)", "m"]],
+    }
+    assert list(check(schema, {"enabled": None}, "spec")) == []
+    assert list(check(schema, {"other": None}, "spec")) == [("spec", "m")]

@@ -55,12 +55,40 @@ def _number(value: Any) -> float | None:
     return None
 
 
+def without_nulls(schema: dict[str, Any], value: Any) -> Any:
+    """``value`` as the kube-apiserver validates it: a null field is dropped unless nullable.
+
+    (It prunes such nulls before defaulting and validation, so ``credentialName: null`` is
+    no field at all for ``has(self.credentialName)``.) Fields the pruned schema does not
+    list count as not nullable.
+    """
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            sub = properties.get(key, extra if isinstance(extra, dict) else None) or {}
+            if item is None and not sub.get("nullable"):
+                continue
+            out[key] = without_nulls(sub, item)
+        return out
+    if isinstance(value, list):
+        items = schema.get("items") or {}
+        return [without_nulls(items, item) for item in value]
+    return value
+
+
 def check(schema: dict[str, Any], value: Any, path: str) -> Iterator[tuple[str, str]]:
     """``(path, message)`` for every rule of ``schema`` that ``value`` breaks.
 
+    Nulls are dropped first, as the kube-apiserver drops them (see :func:`without_nulls`).
     CEL rules (``x-rules``) run on values that are present, as the kube-apiserver runs them; a
     rule that fails to evaluate (e.g. it selects a field that is not there) is a problem too.
     """
+    return _check(schema, without_nulls(schema, value), path)
+
+
+def _check(schema: dict[str, Any], value: Any, path: str) -> Iterator[tuple[str, str]]:
     if value is not None:
         for rule, message in schema.get("x-rules", ()):
             try:
@@ -103,7 +131,7 @@ def check(schema: dict[str, Any], value: Any, path: str) -> Iterator[tuple[str, 
         items = schema.get("items")
         if items is not None:
             for i, item in enumerate(value):
-                yield from check(items, item, join_index(path, i))
+                yield from _check(items, item, join_index(path, i))
     if isinstance(value, dict):
         if "maxProperties" in schema and len(value) > schema["maxProperties"]:
             yield path, f"must have at most {schema['maxProperties']} entries, got {len(value)}"
@@ -112,4 +140,4 @@ def check(schema: dict[str, Any], value: Any, path: str) -> Iterator[tuple[str, 
         for key, item in value.items():
             sub = properties.get(key, extra)
             if sub is not None:
-                yield from check(sub, item, join_key(path, key))
+                yield from _check(sub, item, join_key(path, key))
