@@ -3,7 +3,8 @@
 Reads ``../shared/istio-api/crds.yaml`` (the CRDs' OpenAPI schemas; not shipped) and writes
 ``src/istio_sdk/config/crd_rules.json`` (package data): for every kind and served version,
 the spec schema pruned to the keywords ``istio_sdk.config.validate`` checks (minimum/maximum,
-exclusive bounds, min/max length, min/max items, max properties, pattern, enum) and the
+exclusive bounds, min/max length, min/max items, max properties, pattern, enum; and nullable,
+which says where a null is kept rather than dropped before validation) and the
 ``properties``/``items``/``additionalProperties`` that lead to them, plus the CEL rules
 (``x-kubernetes-validations``) as ``"x-rules": [[rule, message], ...]``, which
 ``istio_sdk.config._cel`` evaluates. Run ``python codegen/crd_rules.py``;
@@ -35,6 +36,7 @@ CHECKED = (
     "maxProperties",
     "pattern",
     "enum",
+    "nullable",  # not a check: the kube-apiserver drops a null unless its field is nullable
 )
 
 

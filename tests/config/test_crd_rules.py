@@ -59,3 +59,107 @@ def test_checks_ranges_lengths_patterns_sizes_and_enums() -> None:
         ("spec.labels.x", "must be at most 2 characters long"),
     ]
     assert list(check(schema, {"port": 80, "name": "ab"}, "spec")) == []
+
+
+def _patterns(schema: dict[str, object]) -> set[str]:
+    found = {schema["pattern"]} if isinstance(schema.get("pattern"), str) else set()
+    for child in schema.get("properties", {}).values():  # type: ignore[attr-defined]
+        found |= _patterns(child)
+    for key in ("items", "additionalProperties"):
+        if isinstance(schema.get(key), dict):
+            found |= _patterns(schema[key])  # type: ignore[arg-type]
+    return found  # type: ignore[return-value]
+
+
+def test_patterns_match_as_re2_does() -> None:
+    schema = {"properties": {"name": {"pattern": "^[a-z]+$"}, "digits": {"pattern": "^\\d+$"}}}
+    # Python's re lets $ match before a final newline and \d match any Unicode digit.
+    assert list(check(schema, {"name": "abc\n", "digits": "\u0661"}, "spec")) == [
+        ("spec.name", "'abc\\n' does not match the pattern ^[a-z]+$"),
+        ("spec.digits", "'\u0661' does not match the pattern ^\\d+$"),
+    ]
+    assert list(check(schema, {"name": "abc", "digits": "12"}, "spec")) == []
+
+
+def test_a_pattern_re2_rejects_is_reported_not_passed() -> None:
+    schema = {"properties": {"name": {"pattern": "^(?!admin).*$"}}}
+    [(path, message)] = check(schema, {"name": "user"}, "spec")
+    assert path == "spec.name"
+    assert message.startswith("the schema's pattern cannot be checked: invalid RE2")
+
+
+def test_every_packaged_pattern_is_valid_re2() -> None:
+    import json
+
+    from istio_sdk.config._go import compile_regex
+
+    data = json.loads((ROOT / "src" / "istio_sdk" / "config" / "crd_rules.json").read_text())
+    patterns = set().union(*(_patterns(schema) for schema in data.values()))
+    assert len(patterns) >= 4
+    for pattern in patterns:
+        compile_regex(pattern)
+
+
+def test_validate_checks_patterns_with_re2() -> None:
+    from istio_sdk.config import validate
+
+    problems = validate(
+        """\
+apiVersion: extensions.istio.io/v1alpha1
+kind: WasmPlugin
+metadata: {name: w, namespace: shop}
+spec: {url: "oci://registry.example.com/plugin:1", sha256: "%s\\n"}
+"""
+        % ("a" * 64)
+    )
+    assert [p.path for p in problems] == ["spec.sha256"]
+
+
+def test_names_ending_in_a_newline_are_invalid() -> None:
+    from istio_sdk.config import validate
+
+    problems = validate(
+        """\
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: "reviews\\n", namespace: "shop\\n"}
+spec: {host: reviews}
+"""
+    )
+    assert [p.path for p in problems] == ["metadata.name", "metadata.namespace"]
+
+
+def test_a_null_field_is_no_field_for_the_rules() -> None:
+    from istio_sdk.config import validate
+
+    # The kube-apiserver drops nulls of fields that are not nullable before it validates.
+    problems = validate(
+        """\
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: shop}
+spec:
+  servers:
+  - port: {number: 443, name: https, protocol: HTTPS}
+    hosts: [a.example.com]
+    tls: {mode: SIMPLE, credentialName: null, credentialNames: [a]}
+"""
+    )
+    assert problems == []
+    both = {"credentialName": "a", "credentialNames": ["b"]}
+    schema = {
+        "x-rules": [
+            ["(has(self.credentialName) ? 1 : 0) + (has(self.credentialNames) ? 1 : 0) <= 1", "one"]
+        ]
+    }
+    assert list(check(schema, both, "tls")) == [("tls", "one")]
+    assert list(check(schema, {**both, "credentialName": None}, "tls")) == []
+
+
+def test_a_null_of_a_nullable_field_is_kept() -> None:
+    schema = {
+        "properties": {"enabled": {"nullable": True}},
+        "x-rules": [["has(self.enabled)", "m"]],
+    }
+    assert list(check(schema, {"enabled": None}, "spec")) == []
+    assert list(check(schema, {"other": None}, "spec")) == [("spec", "m")]

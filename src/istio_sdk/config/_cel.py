@@ -1,28 +1,41 @@
 """A small CEL interpreter for the validation rules in Istio's CRDs.
 
 The kube-apiserver evaluates each ``x-kubernetes-validations`` rule with ``self`` bound to the
-JSON value the rule is attached to. Istio's rules use a small part of CEL, which this module
-implements: literals (int, double, string, bool, null, lists, maps), field selection, ``has()``,
-``! - * / % + == != < <= > >= in && || ?:``, ``size``, the string functions ``contains``,
-``startsWith``, ``endsWith``, ``matches`` and ``substring``, the macros ``all``, ``exists`` and
-``exists_one``, ``int()``, ``string()``, ``duration()``, and Kubernetes' ``url()``/``isURL()`` with
-``getScheme()``. Anything else is a :class:`CelSyntaxError` when the rule is compiled.
+JSON value the rule is attached to, using cel-go with Kubernetes' extension libraries. Istio's
+rules use a small part of CEL, which this module implements with cel-go's semantics:
 
-As in CEL, ``&&`` and ``||`` ignore an error on one side when the other side decides the result,
-selecting a missing field is an error (use ``has``), and values of different types are never
-equal.
+- literals (int, double, string, bool, null, lists, maps), field selection, indexing, ``has()``,
+  ``! - * / % + == != < <= > >= in && || ?:`` and the macros ``all``, ``exists`` and
+  ``exists_one``;
+- ``size``, ``contains``, ``startsWith``, ``endsWith``, ``substring``, ``matches`` (RE2 syntax
+  and semantics), ``int()``, ``string()``, ``duration()``;
+- Kubernetes' ``isURL()`` and ``url()`` with ``getScheme()``, which follow Go's ``net/url``.
+
+Anything else is a :class:`CelSyntaxError` when the rule is compiled.
+
+As in CEL: ``&&``, ``||``, ``all`` and ``exists`` ignore an error on one side (one element)
+when another decides the result; selecting a missing field is an error (use ``has``); values of
+different types are never equal (numbers compare by value across int and double); int
+arithmetic is 64-bit and overflow is an error; int ``/`` and ``%`` truncate toward zero, and
+dividing an int by zero is an error while a double gives an infinity; durations count
+nanoseconds exactly (as ``istio_sdk.timeutil.Duration``) and are parsed as Go's
+``time.ParseDuration`` does; ``int()`` of a string takes an optional sign and ASCII digits only.
+The Go behaviour (durations, integers, RE2, URLs) lives in ``_go``.
 """
 
 from __future__ import annotations
 
-import datetime
 import functools
+import math
 import re
-import urllib.parse
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
 import attrs
+
+from istio_sdk.config import _go as go
+from istio_sdk.config._go import INT64_MAX, INT64_MIN
+from istio_sdk.timeutil import Duration
 
 Node: TypeAlias = tuple[Any, ...]
 
@@ -35,32 +48,71 @@ class CelSyntaxError(CelError):
     """A rule uses syntax or functions this interpreter does not support."""
 
 
+# CEL's lexical grammar: ASCII digits only, whitespace is [ \t\n\r\f], ``//`` starts a comment.
 _TOKEN = re.compile(
     r"""
-    (?P<ws>\s+)
-  | (?P<float>\d+\.\d+(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+)
-  | (?P<int>0x[0-9a-fA-F]+|\d+)
-  | (?P<string>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')
+    (?P<ws>[ \t\n\r\f]+|//[^\n]*)
+  | (?P<float>[0-9]+\.[0-9]+(?:[eE][+-]?[0-9]+)?|\.[0-9]+(?:[eE][+-]?[0-9]+)?
+      |[0-9]+[eE][+-]?[0-9]+)
+  | (?P<int>0x[0-9a-fA-F]+|[0-9]+)(?![A-Za-z0-9_.])
+  | (?P<string>"(?:[^"\\\n\r]|\\.)*"|'(?:[^'\\\n\r]|\\.)*')
   | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
   | (?P<op>\|\||&&|==|!=|<=|>=|[-+*/%<>!?:.,()\[\]{}])
     """,
     re.VERBOSE,
 )
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'", "/": "/"}
+_SIMPLE_ESCAPES = {
+    "a": "\a",
+    "b": "\b",
+    "f": "\f",
+    "n": "\n",
+    "r": "\r",
+    "t": "\t",
+    "v": "\v",
+    "\\": "\\",
+    "?": "?",
+    '"': '"',
+    "'": "'",
+    "`": "`",
+}
+_HEX = frozenset("0123456789abcdefABCDEF")
 _MACROS = frozenset({"all", "exists", "exists_one"})
+_MAX_DEPTH = 50  # nesting of parentheses, lists, maps, calls and unary operators
+_MAX_TREE_DEPTH = 200  # operands of one chain of binary operators included
 
 
 def _unescape(body: str) -> str:
+    """The value of a quoted CEL string literal's body (CEL's escape sequences, no others)."""
     out: list[str] = []
-    chars = iter(body)
-    for char in chars:
+    i = 0
+    while i < len(body):
+        char = body[i]
         if char != "\\":
             out.append(char)
+            i += 1
             continue
-        escaped = next(chars, "")
-        if escaped not in _ESCAPES:
-            raise CelSyntaxError(f"unsupported string escape \\{escaped}")
-        out.append(_ESCAPES[escaped])
+        escaped = body[i + 1 : i + 2]
+        if escaped in _SIMPLE_ESCAPES:
+            out.append(_SIMPLE_ESCAPES[escaped])
+            i += 2
+            continue
+        width = {"x": 2, "X": 2, "u": 4, "U": 8}.get(escaped)
+        if width is not None:
+            digits = body[i + 2 : i + 2 + width]
+            if len(digits) != width or not set(digits) <= _HEX:
+                raise CelSyntaxError(f"bad \\{escaped} escape in string literal")
+            point = int(digits, 16)
+            if point > 0x10FFFF or 0xD800 <= point <= 0xDFFF:
+                raise CelSyntaxError(f"\\{escaped}{digits} is not a Unicode scalar value")
+            out.append(chr(point))
+            i += 2 + width
+            continue
+        octal = body[i + 1 : i + 4]
+        if len(octal) == 3 and octal[0] in "0123" and set(octal[1:]) <= set("01234567"):
+            out.append(chr(int(octal, 8)))
+            i += 4
+            continue
+        raise CelSyntaxError(f"unsupported string escape \\{escaped}")
     return "".join(out)
 
 
@@ -77,9 +129,15 @@ def _tokenize(text: str) -> list[tuple[str, Any]]:
         if kind == "ws":
             continue
         if kind == "float":
-            tokens.append(("lit", float(value)))
+            number = float(value)
+            if math.isinf(number):
+                raise CelSyntaxError(f"double literal {value} is out of range")
+            tokens.append(("lit", number))
         elif kind == "int":
-            tokens.append(("lit", int(value, 0)))
+            if len(value) > 24:  # beyond int64 in any base (and Python's int() digit limit)
+                raise CelSyntaxError(f"int literal {value[:24]}... does not fit in 64 bits")
+            # The sign is folded in by the parser, so that -9223372036854775808 is a literal.
+            tokens.append(("int", int(value[2:], 16) if value.startswith("0x") else int(value)))
         elif kind == "string":
             tokens.append(("lit", _unescape(value[1:-1])))
         elif kind == "ident" and value in ("true", "false"):
@@ -94,12 +152,19 @@ def _tokenize(text: str) -> list[tuple[str, Any]]:
     return tokens
 
 
+def _int_literal(value: int) -> Node:
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise CelSyntaxError(f"int literal {value} does not fit in 64 bits")
+    return ("lit", value)
+
+
 class _Parser:
     """Recursive descent over CEL's precedence levels; produces tuples (see ``_eval``)."""
 
     def __init__(self, text: str) -> None:
         self.tokens = _tokenize(text)
         self.pos = 0
+        self.depth = 0
 
     def peek(self, *ops: str) -> bool:
         kind, value = self.tokens[self.pos]
@@ -117,12 +182,16 @@ class _Parser:
         return node
 
     def expr(self) -> Node:
+        self.depth += 1
+        if self.depth > _MAX_DEPTH:
+            raise CelSyntaxError(f"expression nested deeper than {_MAX_DEPTH}")
         cond = self.binary(0)
         if self.peek("?"):
             self.pos += 1
-            then = self.expr()
+            then = self.binary(0)
             self.take(":")
-            return ("cond", cond, then, self.expr())
+            cond = ("cond", cond, then, self.expr())
+        self.depth -= 1
         return cond
 
     _LEVELS: tuple[tuple[str, ...], ...] = (
@@ -144,24 +213,35 @@ class _Parser:
         return node
 
     def unary(self) -> Node:
+        if self.peek("-") and self.tokens[self.pos + 1][0] == "int":
+            self.pos += 1  # a negative int literal, as in CEL's grammar
+            return self.member(_int_literal(-self.tokens[self.pos][1]))
         if self.peek("!", "-"):
             op = self.tokens[self.pos][1]
             self.pos += 1
-            return ("unary", op, self.unary())
-        return self.member()
+            self.depth += 1
+            if self.depth > _MAX_DEPTH:
+                raise CelSyntaxError(f"expression nested deeper than {_MAX_DEPTH}")
+            node = ("unary", op, self.unary())
+            self.depth -= 1
+            return node
+        return self.member(None)
 
-    def args(self) -> list[Node]:
-        self.take("(")
+    def args(self, close: str = ")") -> list[Node]:
         items: list[Node] = []
-        while not self.peek(")"):
+        while not self.peek(close):
             items.append(self.expr())
-            if not self.peek(")"):
+            if not self.peek(close):
                 self.take(",")
-        self.take(")")
+        self.take(close)
         return items
 
-    def member(self) -> Node:
-        node = self.primary()
+    def member(self, literal: Node | None) -> Node:
+        if literal is None:
+            node = self.primary()
+        else:
+            self.pos += 1  # the int token
+            node = literal
         while True:
             if self.peek("."):
                 self.pos += 1
@@ -169,9 +249,11 @@ class _Parser:
                 if kind != "ident":
                     raise CelSyntaxError(f"expected a field name after '.', found {name!r}")
                 self.pos += 1
-                node = (
-                    ("call", name, node, self.args()) if self.peek("(") else ("select", node, name)
-                )
+                if self.peek("("):
+                    self.pos += 1
+                    node = ("call", name, node, self.args())
+                else:
+                    node = ("select", node, name)
             elif self.peek("["):
                 self.pos += 1
                 index = self.expr()
@@ -182,12 +264,16 @@ class _Parser:
 
     def primary(self) -> Node:
         kind, value = self.tokens[self.pos]
+        if kind == "int":
+            self.pos += 1
+            return _int_literal(value)
         if kind == "lit":
             self.pos += 1
             return ("lit", value)
         if kind == "ident":
             self.pos += 1
             if self.peek("("):
+                self.pos += 1
                 return ("call", value, None, self.args())
             return ("ident", value)
         if self.peek("("):
@@ -197,13 +283,7 @@ class _Parser:
             return node
         if self.peek("["):
             self.pos += 1
-            items: list[Node] = []
-            while not self.peek("]"):
-                items.append(self.expr())
-                if not self.peek("]"):
-                    self.take(",")
-            self.take("]")
-            return ("list", items)
+            return ("list", self.args("]"))
         if self.peek("{"):
             self.pos += 1
             pairs: list[tuple[Node, Node]] = []
@@ -224,46 +304,32 @@ class _Url:
 
 
 def _is_url(text: str) -> bool:
-    # Kubernetes' isURL accepts what Go's url.ParseRequestURI accepts: an absolute URL or path.
-    if text.startswith("/"):
-        return True
-    return re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", text) is not None and " " not in text
+    """Kubernetes' isURL: Go's url.ParseRequestURI accepts ``text``."""
+    try:
+        go.parse_request_uri(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _url(text: str) -> _Url:
-    if not _is_url(text):
-        raise CelError(f"{text!r} is not a URL")
-    return _Url(urllib.parse.urlsplit(text).scheme)
+    """Kubernetes' url(): ParseRequestURI must accept ``text``, then Parse gives the parts."""
+    try:
+        go.parse_request_uri(text)
+        scheme = go.parse_url(text)
+    except ValueError as exc:
+        raise CelError(f"not a URL: {exc}") from None
+    return _Url(scheme)
 
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_UNIT_SECONDS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
+def _duration(text: str) -> Duration:
+    try:
+        return Duration.from_nanoseconds(go.parse_duration(text))
+    except ValueError as exc:
+        raise CelError(str(exc)) from None
 
 
-def _duration(text: str) -> datetime.timedelta:
-    """Go's duration syntax (``1h30m``, ``1.5s``, ``250ms``, ``-2s``, ``0``)."""
-    body = text.lstrip("+-")
-    sign = -1 if text.startswith("-") else 1
-    if body == "0":
-        return datetime.timedelta(0)
-    total = 0.0
-    pos = 0
-    for match in _DURATION_PART.finditer(body):
-        if match.start() != pos:
-            break
-        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-        pos = match.end()
-    if pos != len(body) or not body:
-        raise CelError(f"invalid duration {text!r}")
-    return datetime.timedelta(seconds=sign * total)
+# --- values --------------------------------------------------------------------------------
 
 
 def _kind(value: Any) -> str:
@@ -271,7 +337,24 @@ def _kind(value: Any) -> str:
         return "bool"
     if isinstance(value, int | float):
         return "number"
+    if isinstance(value, Duration):
+        return "duration"
+    if value is None:
+        return "null"
     return type(value).__name__
+
+
+_CEL_NAMES = {"str": "string", "list": "list", "dict": "map", "_Url": "URL"}
+
+
+def _type(value: Any) -> str:
+    """CEL's name for a value's type (ints and doubles apart), for error messages."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return "int"
+    if isinstance(value, float):
+        return "double"
+    kind = _kind(value)
+    return _CEL_NAMES.get(kind, kind)
 
 
 def _equal(a: Any, b: Any) -> bool:
@@ -280,20 +363,45 @@ def _equal(a: Any, b: Any) -> bool:
     if isinstance(a, list):
         return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+        return len(a) == len(b) and all(
+            _has_key(b, k) and _equal(v, _get_key(b, k)) for k, v in a.items()
+        )
     return bool(a == b)
 
 
-def _size(value: Any) -> int:
-    if isinstance(value, str | list | dict):
-        return len(value)
-    raise CelError(f"size() of {_kind(value)}")
+def _has_key(mapping: dict[Any, Any], key: Any) -> bool:
+    if isinstance(key, str):
+        return key in mapping
+    return any(_kind(k) == _kind(key) and k == key for k in mapping)
+
+
+def _get_key(mapping: dict[Any, Any], key: Any) -> Any:
+    if isinstance(key, str):
+        if key in mapping:
+            return mapping[key]
+    else:
+        for k, v in mapping.items():
+            if _kind(k) == _kind(key) and k == key:
+                return v
+    raise CelError(f"no such key: {key!r}")
 
 
 def _need(value: Any, kind: type | tuple[type, ...], what: str) -> Any:
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        raise CelError(f"{what} needs {getattr(kind, '__name__', kind)}, got {_kind(value)}")
+        raise CelError(f"{what} needs {getattr(kind, '__name__', kind)}, got {_type(value)}")
     return value
+
+
+def _checked(value: int) -> int:
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise CelError("int64 overflow")
+    return value
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, str | list | dict):
+        return len(value)  # a string's size counts code points, as in CEL
+    raise CelError(f"size() of {_type(value)}")
 
 
 def _to_int(value: Any) -> int:
@@ -302,13 +410,31 @@ def _to_int(value: Any) -> int:
     if isinstance(value, int):
         return value
     if isinstance(value, float):
+        # cel-go refuses NaN, the infinities and anything outside the open int64 range.
+        if not float(INT64_MIN) < value < float(INT64_MAX):
+            raise CelError(f"int({value!r}) is out of the int64 range")
         return int(value)
+    if isinstance(value, Duration):
+        return value.total_nanoseconds()
     if isinstance(value, str):
+        # Go's strconv.ParseInt(s, 10, 64): an optional sign and ASCII digits, nothing else.
         try:
-            return int(value, 10)
-        except ValueError:
-            raise CelError(f"int({value!r})") from None
-    raise CelError(f"int() of {_kind(value)}")
+            return go.parse_int(value)
+        except ValueError as exc:
+            raise CelError(f"int(): {exc}") from None
+    raise CelError(f"int() of {_type(value)}")
+
+
+def _to_string(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return go.format_float(value)
+    raise CelError(f"string() of {_type(value)} is not supported")
 
 
 def _substring(text: Any, start: Any, end: Any = None) -> str:
@@ -320,24 +446,39 @@ def _substring(text: Any, start: Any, end: Any = None) -> str:
     return str(text[first:stop])
 
 
-_FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "size": _size,
-    "int": _to_int,
-    "string": lambda value: value if isinstance(value, str) else str(value),
-    "duration": lambda text: _duration(_need(text, str, "duration")),
-    "url": lambda text: _url(_need(text, str, "url")),
-    "isURL": lambda text: _is_url(_need(text, str, "isURL")),
+def _matches(text: Any, pattern: Any) -> bool:
+    text = _need(text, str, "matches")
+    try:
+        return go.regex_search(_need(pattern, str, "matches"), text)
+    except go.RegexError as exc:
+        raise CelError(str(exc)) from None
+
+
+# name -> (callable, smallest and largest number of arguments, the target not counted)
+_FUNCTIONS: dict[str, tuple[Callable[..., Any], int, int]] = {
+    "size": (_size, 1, 1),
+    "int": (_to_int, 1, 1),
+    "string": (_to_string, 1, 1),
+    "duration": (lambda text: _duration(_need(text, str, "duration")), 1, 1),
+    "url": (lambda text: _url(_need(text, str, "url")), 1, 1),
+    "isURL": (lambda text: _is_url(_need(text, str, "isURL")), 1, 1),
 }
-_METHODS: dict[str, Callable[..., Any]] = {
-    "size": _size,
-    "contains": lambda s, sub: _need(sub, str, "contains") in _need(s, str, "contains"),
-    "startsWith": lambda s, p: _need(s, str, "startsWith").startswith(_need(p, str, "startsWith")),
-    "endsWith": lambda s, p: _need(s, str, "endsWith").endswith(_need(p, str, "endsWith")),
-    "matches": lambda s, p: (
-        re.search(_need(p, str, "matches"), _need(s, str, "matches")) is not None
+_METHODS: dict[str, tuple[Callable[..., Any], int, int]] = {
+    "size": (_size, 0, 0),
+    "contains": (lambda s, sub: _need(sub, str, "contains") in _need(s, str, "contains"), 1, 1),
+    "startsWith": (
+        lambda s, p: _need(s, str, "startsWith").startswith(_need(p, str, "startsWith")),
+        1,
+        1,
     ),
-    "substring": _substring,
-    "getScheme": lambda u: _need(u, _Url, "getScheme").scheme,
+    "endsWith": (
+        lambda s, p: _need(s, str, "endsWith").endswith(_need(p, str, "endsWith")),
+        1,
+        1,
+    ),
+    "matches": (_matches, 1, 1),
+    "substring": (_substring, 1, 2),
+    "getScheme": (lambda u: _need(u, _Url, "getScheme").scheme, 0, 0),
 }
 
 
@@ -350,10 +491,10 @@ def _compare(op: str, a: Any, b: Any) -> bool:
         if isinstance(b, list):
             return any(_equal(a, item) for item in b)
         if isinstance(b, dict):
-            return a in b
-        raise CelError(f"'in' needs a list or map, got {_kind(b)}")
-    if _kind(a) != _kind(b) or isinstance(a, bool | list | dict) or a is None:
-        raise CelError(f"cannot compare {_kind(a)} {op} {_kind(b)}")
+            return _has_key(b, a)
+        raise CelError(f"'in' needs a list or map, got {_type(b)}")
+    if _kind(a) != _kind(b) or _kind(a) not in ("number", "str", "bool", "duration"):
+        raise CelError(f"cannot compare {_type(a)} {op} {_type(b)}")
     result: bool = {
         "<": a < b,
         "<=": a <= b,
@@ -363,24 +504,54 @@ def _compare(op: str, a: Any, b: Any) -> bool:
     return result
 
 
-def _arith(op: str, a: Any, b: Any) -> Any:
-    if op == "+" and isinstance(a, str) and isinstance(b, str):
-        return a + b
-    if op == "+" and isinstance(a, list) and isinstance(b, list):
-        return a + b
-    if _kind(a) != "number" or _kind(b) != "number":
-        raise CelError(f"cannot apply {op} to {_kind(a)} and {_kind(b)}")
+def _int_divide(a: int, b: int, op: str) -> int:
+    if b == 0:
+        raise CelError("division by zero" if op == "/" else "modulus by zero")
+    quotient = abs(a) // abs(b)
+    if (a < 0) != (b < 0):
+        quotient = -quotient
+    if op == "/":
+        return _checked(quotient)
+    if a == INT64_MIN and b == -1:
+        raise CelError("int64 overflow")
+    return a - b * quotient  # the sign of the dividend, as in Go
+
+
+def _float_arith(op: str, a: float, b: float) -> float:
     if op == "+":
         return a + b
     if op == "-":
         return a - b
     if op == "*":
         return a * b
+    if op == "%":
+        raise CelError("no such overload: double % double")
     if b == 0:
-        raise CelError("division by zero")
-    if op == "/":
-        return a // b if isinstance(a, int) and isinstance(b, int) else a / b
-    return a % b
+        if math.isnan(a) or a == 0:
+            return math.nan
+        return math.copysign(math.inf, a) * math.copysign(1.0, b)
+    return a / b
+
+
+def _arith(op: str, a: Any, b: Any) -> Any:
+    if op == "+" and isinstance(a, str) and isinstance(b, str):
+        return a + b
+    if op == "+" and isinstance(a, list) and isinstance(b, list):
+        return a + b
+    if op in "+-" and isinstance(a, Duration) and isinstance(b, Duration):
+        total = a.total_nanoseconds() + (1 if op == "+" else -1) * b.total_nanoseconds()
+        return Duration.from_nanoseconds(_checked(total))
+    if _type(a) == _type(b) == "int":
+        if op == "+":
+            return _checked(a + b)
+        if op == "-":
+            return _checked(a - b)
+        if op == "*":
+            return _checked(a * b)
+        return _int_divide(a, b, op)
+    if _type(a) == _type(b) == "double":
+        return _float_arith(op, a, b)
+    raise CelError(f"no such overload: {_type(a)} {op} {_type(b)}")
 
 
 def _eval(node: Node, env: dict[str, Any]) -> Any:
@@ -394,21 +565,24 @@ def _eval(node: Node, env: dict[str, Any]) -> Any:
     if kind == "select":
         target = _eval(node[1], env)
         if not isinstance(target, dict):
-            raise CelError(f"cannot select {node[2]!r} from {_kind(target)}")
+            raise CelError(f"cannot select {node[2]!r} from {_type(target)}")
         if node[2] not in target:
             raise CelError(f"no such key: {node[2]}")
         return target[node[2]]
     if kind == "index":
-        target = _eval(node[1], env)
-        index = _eval(node[2], env)
-        try:
-            return target[index]
-        except (KeyError, IndexError, TypeError):
-            raise CelError(f"no such index {index!r}") from None
+        return _index(_eval(node[1], env), _eval(node[2], env))
     if kind == "list":
         return [_eval(item, env) for item in node[1]]
     if kind == "map":
-        return {_eval(k, env): _eval(v, env) for k, v in node[1]}
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node[1]:
+            key = _eval(key_node, env)
+            if _type(key) not in ("int", "string", "bool"):
+                raise CelError(f"a map key cannot be {_type(key)}")
+            if key in out:
+                raise CelError(f"repeated key {key!r} in map literal")
+            out[key] = _eval(value_node, env)
+        return out
     if kind == "cond":
         cond = _eval(node[1], env)
         if not isinstance(cond, bool):
@@ -418,14 +592,28 @@ def _eval(node: Node, env: dict[str, Any]) -> Any:
         value = _eval(node[2], env)
         if node[1] == "!":
             return not _need(value, bool, "!")
-        if _kind(value) != "number":
-            raise CelError(f"cannot negate {_kind(value)}")
-        return -value
+        if _type(value) == "int":
+            return _checked(-value)
+        if _type(value) == "double":
+            return -value
+        raise CelError(f"cannot negate {_type(value)}")
     if kind == "binary":
         return _eval_binary(node, env)
     if kind == "call":
         return _eval_call(node, env)
     raise CelSyntaxError(f"unknown node {kind}")
+
+
+def _index(target: Any, index: Any) -> Any:
+    if isinstance(target, list):
+        if _type(index) != "int":
+            raise CelError(f"a list index must be an int, got {_type(index)}")
+        if not 0 <= index < len(target):
+            raise CelError(f"index {index} out of range for a list of {len(target)}")
+        return target[index]
+    if isinstance(target, dict):
+        return _get_key(target, index)
+    raise CelError(f"cannot index {_type(target)}")
 
 
 def _eval_binary(node: Node, env: dict[str, Any]) -> Any:
@@ -451,33 +639,70 @@ def _eval_binary(node: Node, env: dict[str, Any]) -> Any:
     return _arith(op, a, b)
 
 
+def _eval_macro(name: str, collection: Any, var: str, body: Node, env: dict[str, Any]) -> bool:
+    if not isinstance(collection, list | dict):
+        raise CelError(f"{name}() on {_type(collection)}")
+    if name == "exists_one":
+        found = 0
+        for item in collection:
+            found += 1 if _need(_eval(body, {**env, var: item}), bool, name) else 0
+        return found == 1
+    decisive: bool = name == "exists"  # like || for exists and && for all
+    error: CelError | None = None
+    for item in collection:
+        try:
+            value = _need(_eval(body, {**env, var: item}), bool, name)
+        except CelError as exc:
+            error = error or exc
+            continue
+        if value is decisive:
+            return bool(value)
+    if error is not None:
+        raise error
+    return not decisive
+
+
 def _eval_call(node: Node, env: dict[str, Any]) -> Any:
     name, target, args = node[1], node[2], node[3]
     if target is None and name == "has":
         (field,) = args
         obj = _eval(field[1], env)
         if not isinstance(obj, dict):
-            raise CelError(f"has() on {_kind(obj)}")
+            raise CelError(f"has() on {_type(obj)}")
         return field[2] in obj
     if target is not None and name in _MACROS:
-        collection = _eval(target, env)
-        if not isinstance(collection, list | dict):
-            raise CelError(f"{name}() on {_kind(collection)}")
-        var = args[0][1]
-        results = [_need(_eval(args[1], {**env, var: item}), bool, name) for item in collection]
-        if name == "all":
-            return all(results)
-        if name == "exists":
-            return any(results)
-        return results.count(True) == 1
+        return _eval_macro(name, _eval(target, env), args[0][1], args[1], env)
     values = [_eval(arg, env) for arg in args]
     if target is None:
-        return _FUNCTIONS[name](*values)
-    return _METHODS[name](_eval(target, env), *values)
+        return _FUNCTIONS[name][0](*values)
+    return _METHODS[name][0](_eval(target, env), *values)
 
 
-def _check_names(node: Node) -> None:
-    """Reject functions and macros the interpreter does not know, at compile time."""
+def _children(node: Node) -> list[Node]:
+    kind = node[0]
+    if kind == "select":
+        return [node[1]]
+    if kind == "index":
+        return [node[1], node[2]]
+    if kind == "list":
+        return list(node[1])
+    if kind == "map":
+        return [part for pair in node[1] for part in pair]
+    if kind == "cond":
+        return [node[1], node[2], node[3]]
+    if kind == "unary":
+        return [node[2]]
+    if kind == "binary":
+        return [node[2], node[3]]
+    if kind == "call":
+        return ([node[2]] if node[2] is not None else []) + list(node[3])
+    return []
+
+
+def _check_names(node: Node, depth: int = 0) -> None:
+    """Reject unknown functions, wrong argument counts and bad literal regexes, at compile time."""
+    if depth > _MAX_TREE_DEPTH:
+        raise CelSyntaxError(f"expression tree deeper than {_MAX_TREE_DEPTH}")
     if node[0] == "call":
         name, target, args = node[1], node[2], node[3]
         if target is None and name == "has":
@@ -486,20 +711,20 @@ def _check_names(node: Node) -> None:
         elif target is not None and name in _MACROS:
             if len(args) != 2 or args[0][0] != "ident":
                 raise CelSyntaxError(f"{name}() takes a variable and a predicate")
-        elif (target is None and name not in _FUNCTIONS) or (
-            target is not None and name not in _METHODS
-        ):
-            raise CelSyntaxError(f"unsupported function {name}()")
-    for child in node[1:]:
-        if isinstance(child, tuple) and child and isinstance(child[0], str):
-            _check_names(child)
-        elif isinstance(child, list):
-            for item in child:
-                if isinstance(item, tuple) and item and isinstance(item[0], str):
-                    _check_names(item)
-                elif isinstance(item, tuple):  # map pairs
-                    for part in item:
-                        _check_names(part)
+        else:
+            table = _FUNCTIONS if target is None else _METHODS
+            if name not in table:
+                raise CelSyntaxError(f"unsupported function {name}()")
+            low, high = table[name][1], table[name][2]
+            if not low <= len(args) <= high:
+                raise CelSyntaxError(f"{name}() takes {low}..{high} arguments, got {len(args)}")
+            if name == "matches" and args[0][0] == "lit" and isinstance(args[0][1], str):
+                try:
+                    go.compile_regex(args[0][1])
+                except go.RegexError as exc:
+                    raise CelSyntaxError(str(exc)) from None
+    for child in _children(node):
+        _check_names(child, depth + 1)
 
 
 @functools.cache
@@ -514,5 +739,5 @@ def evaluate(rule: str, self_value: Any) -> bool:
     """Evaluate ``rule`` with ``self`` bound to ``self_value``; raises :class:`CelError`."""
     result = _eval(compile_rule(rule), {"self": self_value})
     if not isinstance(result, bool):
-        raise CelError(f"rule evaluated to {_kind(result)}, not bool")
+        raise CelError(f"rule evaluated to {_type(result)}, not bool")
     return result

@@ -3,19 +3,21 @@
 The kube-apiserver checks a spec against its CRD's OpenAPI schema before Istio sees it. The
 keywords that go beyond the protobuf types (number ranges, string lengths and patterns, list
 and map sizes, enums) and the CEL rules (``x-kubernetes-validations``, see ``_cel``) are
-checked here on the spec's JSON form.
+checked here on the spec's JSON form. ``pattern`` is a Go (RE2) regular expression searched for
+anywhere in the string, as the kube-apiserver does: it is matched with RE2 here too, and a
+pattern RE2 rejects is reported as a problem of the schema, never passed silently.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import re
 from collections.abc import Iterator
 from importlib import resources
 from typing import Any
 
 from istio_sdk.config import _cel as cel
+from istio_sdk.config import _go as go
 from istio_sdk.config._yaml import join_index, join_key
 
 
@@ -31,9 +33,13 @@ def rules_for(api_version: str, kind: str) -> dict[str, Any] | None:
     return _rules().get(f"{api_version}/{kind}")
 
 
-@functools.cache
-def _pattern(expression: str) -> re.Pattern[str]:
-    return re.compile(expression)
+def _pattern_problem(pattern: str, value: str) -> str | None:
+    try:
+        if go.regex_search(pattern, value):
+            return None
+    except go.RegexError as exc:
+        return f"the schema's pattern cannot be checked: {exc}"
+    return f"{value!r} does not match the pattern {pattern}"
 
 
 def _number(value: Any) -> float | None:
@@ -49,12 +55,40 @@ def _number(value: Any) -> float | None:
     return None
 
 
+def without_nulls(schema: dict[str, Any], value: Any) -> Any:
+    """``value`` as the kube-apiserver validates it: a null field is dropped unless nullable.
+
+    (It prunes such nulls before defaulting and validation, so ``credentialName: null`` is
+    no field at all for ``has(self.credentialName)``.) Fields the pruned schema does not
+    list count as not nullable.
+    """
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            sub = properties.get(key, extra if isinstance(extra, dict) else None) or {}
+            if item is None and not sub.get("nullable"):
+                continue
+            out[key] = without_nulls(sub, item)
+        return out
+    if isinstance(value, list):
+        items = schema.get("items") or {}
+        return [without_nulls(items, item) for item in value]
+    return value
+
+
 def check(schema: dict[str, Any], value: Any, path: str) -> Iterator[tuple[str, str]]:
     """``(path, message)`` for every rule of ``schema`` that ``value`` breaks.
 
+    Nulls are dropped first, as the kube-apiserver drops them (see :func:`without_nulls`).
     CEL rules (``x-rules``) run on values that are present, as the kube-apiserver runs them; a
     rule that fails to evaluate (e.g. it selects a field that is not there) is a problem too.
     """
+    return _check(schema, without_nulls(schema, value), path)
+
+
+def _check(schema: dict[str, Any], value: Any, path: str) -> Iterator[tuple[str, str]]:
     if value is not None:
         for rule, message in schema.get("x-rules", ()):
             try:
@@ -83,8 +117,10 @@ def check(schema: dict[str, Any], value: Any, path: str) -> Iterator[tuple[str, 
             yield path, f"must be at least {schema['minLength']} characters long"
         if "maxLength" in schema and len(value) > schema["maxLength"]:
             yield path, f"must be at most {schema['maxLength']} characters long"
-        if "pattern" in schema and not _pattern(schema["pattern"]).search(value):
-            yield path, f"{value!r} does not match the pattern {schema['pattern']}"
+        if "pattern" in schema:
+            problem = _pattern_problem(schema["pattern"], value)
+            if problem is not None:
+                yield path, problem
     if "enum" in schema and value not in schema["enum"]:
         yield path, f"{value!r} is not one of {', '.join(map(str, schema['enum']))}"
     if isinstance(value, list):
@@ -95,7 +131,7 @@ def check(schema: dict[str, Any], value: Any, path: str) -> Iterator[tuple[str, 
         items = schema.get("items")
         if items is not None:
             for i, item in enumerate(value):
-                yield from check(items, item, join_index(path, i))
+                yield from _check(items, item, join_index(path, i))
     if isinstance(value, dict):
         if "maxProperties" in schema and len(value) > schema["maxProperties"]:
             yield path, f"must have at most {schema['maxProperties']} entries, got {len(value)}"
@@ -104,4 +140,4 @@ def check(schema: dict[str, Any], value: Any, path: str) -> Iterator[tuple[str, 
         for key, item in value.items():
             sub = properties.get(key, extra)
             if sub is not None:
-                yield from check(sub, item, join_key(path, key))
+                yield from _check(sub, item, join_key(path, key))

@@ -83,13 +83,16 @@ def check_resource(
     form of ``resource.spec``.
     """
     meta = resource.metadata
-    if meta.name and (len(meta.name) > 253 or not _DNS1123_SUBDOMAIN.match(meta.name)):
+    # fullmatch: with match(), "$" would also accept a name ending in a newline.
+    if meta.name and (len(meta.name) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(meta.name)):
         yield (
             "metadata.name",
             f"invalid name {meta.name!r}: must be a lowercase RFC 1123 subdomain "
             "(a-z, 0-9, '-', '.'; at most 253 characters)",
         )
-    if meta.namespace and (len(meta.namespace) > 63 or not _DNS1123_LABEL.match(meta.namespace)):
+    if meta.namespace and (
+        len(meta.namespace) > 63 or not _DNS1123_LABEL.fullmatch(meta.namespace)
+    ):
         yield (
             "metadata.namespace",
             f"invalid namespace {meta.namespace!r}: must be a lowercase RFC 1123 label "
