@@ -223,6 +223,12 @@ def test_unsupported_condition_leaves_the_rule_out(caplog: pytest.LogCaptureFixt
     assert "ns[prod]-policy[odd]-rule[0]" in caplog.text
 
 
+def test_a_header_key_with_a_trailing_newline_is_not_a_header_condition() -> None:
+    bad = _rule(when=[sec.Condition(key="request.headers[x-token]\n", values=["abc"])])
+    out = build_rbac([_ap("nl", NS, bad, _rule())], ACTION.ALLOW, tcp=False)
+    assert out is not None and list(out.policies) == ["ns[prod]-policy[nl]-rule[1]"]
+
+
 def test_invalid_values_leave_the_rule_out() -> None:
     rules = [
         _rule(sec.Source(ip_blocks=["10.0.0.300"])),

@@ -346,7 +346,7 @@ def _operation_rules(b: _RuleBuilder, op: security.Operation) -> list[rbac.Permi
     return rules
 
 
-_HEADER_KEY = re.compile(r"^request\.headers\[(?P<name>[^\]]+)\]$")
+_HEADER_KEY = re.compile(r"request\.headers\[(?P<name>[^\]]+)\]")
 
 
 def _condition(
@@ -354,7 +354,7 @@ def _condition(
 ) -> tuple[list[rbac.Principal], list[rbac.Permission]]:
     """A ``when`` condition as principal clauses or permission clauses."""
     key, values, not_values = cond.key, cond.values, cond.not_values
-    header = _HEADER_KEY.match(key)
+    header = _HEADER_KEY.fullmatch(key)
     if header is not None:
         build = _header_principal(header.group("name"))
         return b.principals(key, values, not_values, build, http_only=True), []
