@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from istio_sdk.citadel.agent import AgentOptions, CitadelAgent
+from istio_sdk.citadel.agent import AgentOptions, CitadelAgent, NoCredentialError
 from istio_sdk.citadel.authn import (
     Authenticator,
     CallerContext,
@@ -69,6 +69,7 @@ __all__ = [
     "JwtError",
     "JwtRule",
     "KeyAlgorithm",
+    "NoCredentialError",
     "TokenReviewAuthenticator",
     "TokenReviewOptions",
     "TtlError",
