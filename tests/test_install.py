@@ -93,3 +93,14 @@ def test_the_wheel_installs_and_runs_outside_the_checkout(tmp_path: pathlib.Path
     assert demo.returncode == 0, demo.stderr
     assert "Loaded 23 resources from 9 files; validation: all valid" in demo.stdout
     assert demo.stderr == ""
+
+
+def test_ci_runs_the_readme_test_command_verbatim() -> None:
+    readme = (ROOT / "README.md").read_text()
+    (command,) = [
+        line.split("#", 1)[0].strip()
+        for line in readme.splitlines()
+        if line.startswith("nox -s ") and "as CI runs them" in line
+    ]
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert command in ci, f".ci/run does not run the README's test command {command!r}"
