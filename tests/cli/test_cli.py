@@ -61,7 +61,7 @@ def test_every_registered_module_provides_a_command() -> None:
 
 def test_registry_rejects_duplicates_and_modules_without_command() -> None:
     with pytest.raises(ValueError, match="'version' is defined by both"):
-        load_commands(["istio_sdk.cli.version", "istio_sdk.cli.version"])
+        load_commands(["istio_sdk.cli._version_command", "istio_sdk.cli._version_command"])
     with pytest.raises(TypeError, match="does not define COMMAND"):
         load_commands(["istio_sdk.cli._command"])
 

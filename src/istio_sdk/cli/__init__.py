@@ -21,9 +21,9 @@ __all__ = ["COMMAND_MODULES", "Command", "CommandError", "build_parser", "load_c
 
 # The subcommand registry: one module per command, listed in the order `--help` shows them.
 COMMAND_MODULES: tuple[str, ...] = (
-    "istio_sdk.cli.version",
-    "istio_sdk.cli.validate",
-    "istio_sdk.cli.demo",
+    "istio_sdk.cli._version_command",
+    "istio_sdk.cli._validate",
+    "istio_sdk.cli._demo",
     "istio_sdk.cli._agent",
     "istio_sdk.cli._serve",
     "istio_sdk.cli._proxy_config",
