@@ -34,7 +34,8 @@ def _load_interpreters() -> object:
 
 _interpreters = _load_interpreters()
 SUPPORTED: tuple[str, ...] = getattr(_interpreters, "SUPPORTED")  # noqa: B009
-PYTHON: str | None = getattr(_interpreters, "session_python")()  # noqa: B009
+_CHOICE: tuple[str, str] | None = getattr(_interpreters, "session_python")()  # noqa: B009
+PYTHON = _CHOICE[0] if _CHOICE else None
 NO_PYTHON = (
     f"no supported Python found: istio-sdk needs one of {', '.join(SUPPORTED)} "
     "(nox's own interpreter, or pythonX.Y on PATH)"
@@ -43,6 +44,10 @@ NO_PYTHON = (
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
+if _CHOICE is not None:
+    # One folder of virtualenvs per Python version: nox would otherwise reuse a session's
+    # virtualenv built by another interpreter.
+    nox.options.envdir = str(ROOT / ".nox" / f"py{_CHOICE[1]}")
 nox.options.sessions = ["lint", "typecheck", "codegen_check", "tests", "envoy_validate"]
 
 SessionFunc = Callable[[nox.Session], None]

@@ -25,19 +25,20 @@ def choose_python(
     running_executable: str,
     probe: Callable[[str], str | None],
     supported: Sequence[str] = SUPPORTED,
-) -> str | None:
-    """The interpreter (a path) for the sessions, or ``None`` when no supported one is present.
+) -> tuple[str, str] | None:
+    """``(path, "X.Y")`` of the interpreter for the sessions, or ``None`` when none is present.
 
     The interpreter nox itself runs under wins when it is supported (no lookup, and it is the
     one the user evidently has); otherwise the first version in ``supported`` for which
     ``probe(version)`` finds a working interpreter.
     """
-    if f"{running[0]}.{running[1]}" in supported:
-        return running_executable
+    version = f"{running[0]}.{running[1]}"
+    if version in supported:
+        return running_executable, version
     for version in supported:
         found = probe(version)
         if found is not None:
-            return found
+            return found, version
     return None
 
 
@@ -62,7 +63,7 @@ def probe_path(version: str) -> str | None:
     return lines[0]
 
 
-def session_python() -> str | None:
+def session_python() -> tuple[str, str] | None:
     """:func:`choose_python` for this process and this machine."""
     return choose_python(
         (sys.version_info.major, sys.version_info.minor), sys.executable, probe_path

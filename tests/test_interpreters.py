@@ -30,7 +30,8 @@ def _never(version: str) -> str | None:
 
 @pytest.mark.parametrize("running", [(3, 11), (3, 12), (3, 13)])
 def test_the_interpreter_nox_runs_under_wins_when_supported(running: tuple[int, int]) -> None:
-    assert interpreters.choose_python(running, "/opt/py/bin/python", _never) == "/opt/py/bin/python"
+    chosen = interpreters.choose_python(running, "/opt/py/bin/python", _never)
+    assert chosen == ("/opt/py/bin/python", f"{running[0]}.{running[1]}")
 
 
 def test_otherwise_the_first_supported_version_present_is_used() -> None:
@@ -41,10 +42,16 @@ def test_otherwise_the_first_supported_version_present_is_used() -> None:
         asked.append(version)
         return present.get(version)
 
-    assert interpreters.choose_python((3, 10), "/x/python3.10", probe) == "/usr/bin/python3.12"
+    assert interpreters.choose_python((3, 10), "/x/python3.10", probe) == (
+        "/usr/bin/python3.12",
+        "3.12",
+    )
     assert asked == ["3.11", "3.12"]
     only_313 = {"3.13": "/usr/bin/python3.13"}
-    assert interpreters.choose_python((3, 14), "/x", only_313.get) == "/usr/bin/python3.13"
+    assert interpreters.choose_python((3, 14), "/x", only_313.get) == (
+        "/usr/bin/python3.13",
+        "3.13",
+    )
 
 
 def test_no_supported_interpreter_is_none() -> None:
