@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
 import pathlib
 import shutil
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -56,7 +61,7 @@ def test_every_registered_module_provides_a_command() -> None:
 
 def test_registry_rejects_duplicates_and_modules_without_command() -> None:
     with pytest.raises(ValueError, match="'version' is defined by both"):
-        load_commands(["istio_sdk.cli.version", "istio_sdk.cli.version"])
+        load_commands(["istio_sdk.cli._version_command", "istio_sdk.cli._version_command"])
     with pytest.raises(TypeError, match="does not define COMMAND"):
         load_commands(["istio_sdk.cli._command"])
 
@@ -215,3 +220,144 @@ def test_proxy_config_follows_the_route_names_listeners_load_over_rds() -> None:
         ],
     )
     assert referenced_routes({listener.name: listener}) == {"9080"}
+
+
+# -- errors a user sees on the command line (run as a subprocess, as a shell would) ---------
+
+
+def _cli(*argv: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    options: dict[str, Any] = {"capture_output": True, "text": True, "timeout": 60}
+    options.update(kwargs)
+    return subprocess.run([sys.executable, "-m", "istio_sdk.cli", *argv], check=False, **options)
+
+
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that refuses connections (bound, never listening) for the test."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("argv", [["demo"], ["validate", "-f", "-"], ["version"]])
+def test_output_into_a_closed_pipe_exits_quietly(argv: list[str]) -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the command writes: `istio-sdk demo | head`
+    try:
+        proc = _cli(
+            *argv,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            capture_output=False,
+            input=VALID.replace("reviews", "x" * 70_000),
+        )
+    finally:
+        os.close(write_end)
+    assert proc.stderr == ""
+    assert proc.returncode == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (
+            "localhost",
+            "--ca-address wants HOST:PORT (for example 127.0.0.1:15010), got 'localhost'",
+        ),
+        (
+            "localhost:",
+            "--ca-address wants HOST:PORT (for example 127.0.0.1:15010), got 'localhost:'",
+        ),
+        (":15012", "--ca-address wants HOST:PORT (for example 127.0.0.1:15010), got ':15012'"),
+        (
+            "::1:15012",
+            "--ca-address wants HOST:PORT (for example 127.0.0.1:15010), got '::1:15012'",
+        ),
+        (
+            "host:http",
+            "--ca-address wants HOST:PORT (for example 127.0.0.1:15010), got 'host:http'",
+        ),
+        ("host:99999", "--ca-address: port 99999 is out of range (1-65535)"),
+        ("[zz]:1", "--ca-address: 'zz' is not an IPv6 address"),
+    ],
+)
+def test_an_address_without_a_usable_port_is_a_one_line_usage_error(
+    tmp_path: pathlib.Path, value: str, message: str
+) -> None:
+    proc = _cli("agent", f"--ca-address={value}", f"--ca-root={tmp_path / 'root.pem'}")
+    assert proc.stderr == f"istio-sdk agent: error: {message}\n"
+    assert proc.returncode == 2
+
+
+def test_parse_address_accepts_names_ipv4_and_bracketed_ipv6() -> None:
+    from istio_sdk.cli._address import parse_address
+
+    assert parse_address("--xds", "istiod.istio-system:15010") == ("istiod.istio-system", 15010)
+    assert parse_address("--xds", "127.0.0.1:1") == ("127.0.0.1", 1)
+    assert parse_address("--xds", "[::1]:15010") == ("::1", 15010)
+
+
+def test_a_bad_root_certificate_is_a_one_line_error(tmp_path: pathlib.Path) -> None:
+    for name, content in (("text.pem", b"not a certificate\n"), ("bin.pem", bytes(range(256)))):
+        root = tmp_path / name
+        root.write_bytes(content)
+        proc = _cli("agent", "--once", f"--output-dir={tmp_path}", f"--ca-root={root}")
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith("istio-sdk agent: error: ")
+        assert str(root) in proc.stderr
+        assert proc.stderr.count("\n") == 1
+
+
+async def test_check_reachable_names_the_refused_address(refused_port: int) -> None:
+    from istio_sdk.cli._address import check_reachable
+    from istio_sdk.cli._command import CommandError
+
+    with pytest.raises(CommandError) as caught:
+        await check_reachable("--xds", "127.0.0.1", refused_port)
+    assert str(caught.value) == (
+        f"--xds 127.0.0.1:{refused_port}: cannot connect: Connection refused"
+    )
+    assert caught.value.exit_code == 1
+
+
+async def test_check_reachable_passes_when_something_listens() -> None:
+    from istio_sdk.cli._address import check_reachable
+
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        await check_reachable("--xds", "127.0.0.1", port)
+
+
+_NEEDS_WIRING = pytest.mark.xfail(
+    strict=True,
+    reason="cli/_proxy_config.py must call cli._address (owned by another helper; see report)",
+)
+
+
+@_NEEDS_WIRING
+def test_proxy_config_without_a_port_is_a_one_line_usage_error() -> None:
+    proc = _cli("proxy-config", "clusters", "--xds", "localhost", "--node", "sidecar~1~a.b~b.c")
+    assert proc.stderr == (
+        "istio-sdk proxy-config: error: "
+        "--xds wants HOST:PORT (for example 127.0.0.1:15010), got 'localhost'\n"
+    )
+    assert proc.returncode == 2
+
+
+@_NEEDS_WIRING
+def test_proxy_config_to_a_refused_address_fails_at_once(refused_port: int) -> None:
+    # With --timeout 300, waiting for the client's timeout hits the subprocess's (30 s) instead.
+    proc = _cli(
+        "proxy-config",
+        "clusters",
+        f"--xds=127.0.0.1:{refused_port}",
+        "--node=n",
+        "--timeout=300",
+        timeout=30,
+    )
+    assert proc.stderr == (
+        f"istio-sdk proxy-config: error: --xds 127.0.0.1:{refused_port}: "
+        "cannot connect: Connection refused\n"
+    )
+    assert proc.returncode == 1

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from istio_sdk.citadel.agent import AgentOptions, CitadelAgent
+from istio_sdk.citadel.agent import AgentOptions, CitadelAgent, NoCredentialError
 from istio_sdk.citadel.authn import (
     Authenticator,
     CallerContext,
@@ -32,7 +32,7 @@ from istio_sdk.citadel.errors import (
     TtlError,
 )
 from istio_sdk.citadel.identity import Identity
-from istio_sdk.citadel.jwt import JwtRule
+from istio_sdk.citadel.jwt import JwtRule, UnknownKeyError
 from istio_sdk.citadel.keys import KeyAlgorithm, create_csr, generate_private_key
 from istio_sdk.citadel.server import (
     CitadelServer,
@@ -69,10 +69,12 @@ __all__ = [
     "JwtError",
     "JwtRule",
     "KeyAlgorithm",
+    "NoCredentialError",
     "TokenReviewAuthenticator",
     "TokenReviewOptions",
     "TtlError",
     "TtlPolicy",
+    "UnknownKeyError",
     "create_csr",
     "generate_private_key",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -20,9 +21,9 @@ __all__ = ["COMMAND_MODULES", "Command", "CommandError", "build_parser", "load_c
 
 # The subcommand registry: one module per command, listed in the order `--help` shows them.
 COMMAND_MODULES: tuple[str, ...] = (
-    "istio_sdk.cli.version",
-    "istio_sdk.cli.validate",
-    "istio_sdk.cli.demo",
+    "istio_sdk.cli._version_command",
+    "istio_sdk.cli._validate",
+    "istio_sdk.cli._demo",
     "istio_sdk.cli._agent",
     "istio_sdk.cli._serve",
     "istio_sdk.cli._proxy_config",
@@ -73,10 +74,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``istio-sdk`` with ``argv`` (default: ``sys.argv[1:]``) and return the exit code.
 
     The console script calls this and exits with the result. Exit codes: 0 success, 1 the
-    command found problems (for example invalid resources), 2 usage errors.
+    command found problems (for example invalid resources) or a server could not be reached,
+    2 usage errors. When the reader of stdout goes away (``istio-sdk demo | head``) the
+    command stops quietly with exit code 1, as Python's documentation recommends for EPIPE.
     """
+    try:
+        code = _dispatch(list(sys.argv[1:] if argv is None else argv))
+        sys.stdout.flush()  # a closed pipe shows up here rather than at interpreter exit
+    except BrokenPipeError:
+        _silence_stdout()
+        return 1
+    return code
+
+
+def _dispatch(argv: list[str]) -> int:
     parser = build_parser()
-    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit:
+        sys.stdout.flush()  # --help and --version text, before SystemExit ends the process
+        raise
     run = getattr(args, "_run", None)
     if run is None:
         parser.print_help()
@@ -87,3 +104,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"istio-sdk {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     return code
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the flush at interpreter exit cannot fail again."""
+    try:
+        fileno = sys.stdout.fileno()
+    except (AttributeError, ValueError, OSError):
+        return  # not a real file (pytest's capture, a StringIO): nothing will flush it
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fileno)
+    os.close(devnull)

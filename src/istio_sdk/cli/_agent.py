@@ -13,6 +13,7 @@ import contextlib
 import pathlib
 import signal
 
+from istio_sdk.cli._address import parse_address
 from istio_sdk.cli._command import Command, CommandError
 
 DEFAULT_CA_ADDRESS = "127.0.0.1:15012"
@@ -53,11 +54,20 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _split_address(address: str) -> tuple[str, int]:
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise CommandError(f"--ca-address {address!r} must be HOST:PORT")
-    return host.strip("[]"), int(port)
+def _read_root(path: str) -> str:
+    """The PEM text of ``--ca-root``, checked to hold a certificate (else a one-line error)."""
+    import ssl
+
+    try:
+        root_pem = pathlib.Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise CommandError(f"cannot read --ca-root {path}: {reason}") from exc
+    try:
+        ssl.create_default_context(cadata=root_pem)
+    except (ssl.SSLError, ValueError) as exc:
+        raise CommandError(f"--ca-root {path} holds no PEM certificate ({exc})") from None
+    return root_pem
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -65,11 +75,8 @@ def _run(args: argparse.Namespace) -> int:
     from istio_sdk.citadel.errors import CitadelError
     from istio_sdk.citadel.keys import KeyAlgorithm
 
-    host, port = _split_address(args.ca_address)
-    try:
-        root_pem = pathlib.Path(args.ca_root).read_text()
-    except OSError as exc:
-        raise CommandError(f"cannot read --ca-root {args.ca_root}: {exc.strerror}") from exc
+    host, port = parse_address("--ca-address", args.ca_address)
+    root_pem = _read_root(args.ca_root)
     if args.once and args.output_dir is None:
         raise CommandError("--once needs --output-dir to write the certificate to")
     options = AgentOptions(

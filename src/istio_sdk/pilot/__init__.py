@@ -7,6 +7,10 @@ Public pieces:
   :func:`~istio_sdk.pilot.client.grpc_node` to identify as an Istio sidecar or proxyless gRPC.
 * :class:`~istio_sdk.pilot.server.DiscoveryServer` (``istio_sdk.DiscoveryServer``): ADS over
   grpclib, debounced pushes to affected proxies, per-proxy ACK/NACK state, counters.
+* :class:`~istio_sdk.pilot.push_context.PushContext` and
+  :class:`~istio_sdk.pilot.registry.ServiceRegistry`: what translation reads.
+* Errors: :class:`PilotClientError`, :class:`PushContextError`, :class:`RegistryError` (also
+  importable from ``istio_sdk``).
 
 The seam between the server and translation is the ``ResourceGenerator`` protocol
 (:class:`istio_sdk.pilot.server.ResourceGenerator`)::
@@ -31,16 +35,24 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from istio_sdk.pilot.client import PilotClient as PilotClient
+    from istio_sdk.pilot.client import PilotClientError as PilotClientError
     from istio_sdk.pilot.client import ResourceUpdate as ResourceUpdate
     from istio_sdk.pilot.client import grpc_node as grpc_node
     from istio_sdk.pilot.client import sidecar_node as sidecar_node
+    from istio_sdk.pilot.push_context import ProxyInfo as ProxyInfo
+    from istio_sdk.pilot.push_context import PushContext as PushContext
+    from istio_sdk.pilot.push_context import PushContextError as PushContextError
+    from istio_sdk.pilot.registry import RegistryError as RegistryError
+    from istio_sdk.pilot.registry import ServiceRegistry as ServiceRegistry
     from istio_sdk.pilot.server import DiscoveryServer as DiscoveryServer
     from istio_sdk.pilot.server import PushRequest as PushRequest
     from istio_sdk.pilot.server import ResourceGenerator as ResourceGenerator
     from istio_sdk.pilot.server import StaticGenerator as StaticGenerator
 
+# public name -> the module that defines it; imported on first use
 _EXPORTS = {
     "PilotClient": "istio_sdk.pilot.client",
+    "PilotClientError": "istio_sdk.pilot.client",
     "ResourceUpdate": "istio_sdk.pilot.client",
     "grpc_node": "istio_sdk.pilot.client",
     "sidecar_node": "istio_sdk.pilot.client",
@@ -48,14 +60,25 @@ _EXPORTS = {
     "PushRequest": "istio_sdk.pilot.server",
     "ResourceGenerator": "istio_sdk.pilot.server",
     "StaticGenerator": "istio_sdk.pilot.server",
+    "ProxyInfo": "istio_sdk.pilot.push_context",
+    "PushContext": "istio_sdk.pilot.push_context",
+    "PushContextError": "istio_sdk.pilot.push_context",
+    "RegistryError": "istio_sdk.pilot.registry",
+    "ServiceRegistry": "istio_sdk.pilot.registry",
 }
 
 __all__ = [
     "DiscoveryServer",
     "PilotClient",
+    "PilotClientError",
+    "ProxyInfo",
+    "PushContext",
+    "PushContextError",
     "PushRequest",
+    "RegistryError",
     "ResourceGenerator",
     "ResourceUpdate",
+    "ServiceRegistry",
     "StaticGenerator",
     "grpc_node",
     "sidecar_node",
@@ -66,4 +89,10 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'istio_sdk.pilot' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

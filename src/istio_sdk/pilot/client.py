@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import attrs
 import betterproto2
+from grpclib.client import Channel
 from grpclib.const import Cardinality
 from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
 
@@ -158,7 +159,10 @@ class PilotClient:
     tests). Backoff starts at ``backoff_initial`` seconds, doubles per failed attempt up to
     ``backoff_max``, and is spread by ``backoff_jitter`` (a fraction: each delay is drawn from
     ``[d * (1 - backoff_jitter), d]``, never above ``backoff_max``). ``sleep`` is what the
-    reconnect loop waits with (injectable so tests can drive it without waiting).
+    reconnect loop waits with (injectable so tests can drive it without waiting). ``channel``
+    injects a grpclib ``Channel`` (for example over a Unix socket, or with custom TLS) to use
+    instead of dialling ``target``; it is reused across reconnects and left open by
+    :meth:`close`.
     """
 
     def __init__(
@@ -174,9 +178,11 @@ class PilotClient:
         backoff_jitter: float = 0.2,
         grpc_settings: GrpcSettings | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        channel: Channel | None = None,
     ) -> None:
         check_backoff(backoff_initial, backoff_max, backoff_jitter)
         self.host, self.port = _parse_target(target)
+        self._channel = channel
         self.node = node or sidecar_node("127.0.0.1", "istio-sdk-client", "default")
         self.mode: Literal["sotw", "delta"] = mode
         self.validator = validator
@@ -317,7 +323,9 @@ class PilotClient:
             if not first:
                 self.reconnects += 1
             first = False
-            channel = create_channel(self.host, self.port, settings=self._settings)
+            channel = self._channel
+            if channel is None:
+                channel = create_channel(self.host, self.port, settings=self._settings)
             got_response = False
             try:
                 got_response = await self._one_stream(channel)
@@ -338,7 +346,8 @@ class PilotClient:
             finally:
                 self.connected.clear()
                 self._outbox = None
-                channel.close()
+                if channel is not self._channel:  # an injected channel is its owner's to close
+                    channel.close()
             if got_response:
                 attempt = 0
             delay = backoff_delay(

@@ -9,6 +9,7 @@ manager, filters, TLS contexts, per-route fault config, ...) is unpacked and val
 from __future__ import annotations
 
 import importlib
+from collections import Counter
 from collections.abc import Iterator
 
 import pytest
@@ -92,10 +93,11 @@ def _anys(message: OfficialMessage) -> Iterator[any_pb2.Any]:
                 yield from _anys(item)
 
 
-def validate_deep(type_url: str, data: bytes) -> int:
+def validate_deep(type_url: str, data: bytes, seen: Counter[str] | None = None) -> int:
     """Parse with the official runtime, run PGV, then do the same for every packed Any.
 
-    Returns how many messages were validated. Raises ``ValidationFailed`` naming the rule.
+    Returns how many messages were validated and counts their full names in ``seen``. Raises
+    ``AssertionError`` naming the rule PGV reports.
     """
     message = _official(type_url, data)
     assert type(message).FromString(message.SerializeToString()) == message
@@ -103,9 +105,11 @@ def validate_deep(type_url: str, data: bytes) -> int:
         pgv.validate(message)
     except pgv.ValidationFailed as exc:
         raise AssertionError(f"{type_url.rsplit('.', 1)[1]}: {exc}") from exc
+    if seen is not None:
+        seen[message.DESCRIPTOR.full_name] += 1
     count = 1
     for inner in _anys(message):
-        count += validate_deep(inner.type_url, inner.value)
+        count += validate_deep(inner.type_url, inner.value, seen)
     return count
 
 
@@ -138,9 +142,17 @@ def test_validation_catches_a_broken_resource() -> None:
         validate_deep(Any.pack(Cluster()).type_url, bytes(Cluster(name="")))
 
 
+_HCM = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+_SUBSET_CLUSTERS = {f"outbound|9080|{s}|{REVIEWS}" for s in ("", "v1", "v2", "v3")}
+
+
 @settings(max_examples=30)
 @given(random_contexts())
 def test_random_meshes_pass_envoy_validation(ctx: PushContext) -> None:
+    # Validation failures raise inside validate_deep; the asserts below make sure the random
+    # VirtualService and DestinationRule really produced resources that were validated.
+    generated: dict[tuple[str, str], set[str]] = {}
+    seen: Counter[str] = Counter()
     for proxy in (GRPC_CLIENT, GRPC_IN_EU, SIDECAR):
         for type_url in sorted(ALL_TYPES):
             names = None
@@ -148,7 +160,20 @@ def test_random_meshes_pass_envoy_validation(ctx: PushContext) -> None:
                 names = (
                     [f"{REVIEWS}:9080", "xds.istio.io/grpc/lds/inbound/10.0.0.7:8080"]
                     if type_url in (xds.LISTENER, xds.ROUTE)
-                    else [f"outbound|9080|{s}|{REVIEWS}" for s in ("", "v1", "v2", "v3")]
+                    else sorted(_SUBSET_CLUSTERS)
                 )
-            for msg in generate(ctx, proxy, type_url, names).values():
-                validate_deep(Any.pack(msg).type_url, bytes(msg))
+            resources = generate(ctx, proxy, type_url, names)
+            generated[proxy.id, type_url] = set(resources)
+            for msg in resources.values():
+                validate_deep(Any.pack(msg).type_url, bytes(msg), seen)
+    for proxy in (GRPC_CLIENT, GRPC_IN_EU, SIDECAR):
+        # Every subset of the random DestinationRule is a cluster for every proxy.
+        assert generated[proxy.id, xds.CLUSTER] >= _SUBSET_CLUSTERS, proxy.id
+    assert f"{REVIEWS}:9080" in generated[GRPC_CLIENT.id, xds.LISTENER]
+    assert f"{REVIEWS}:9080" in generated[GRPC_CLIENT.id, xds.ROUTE]  # the random routes
+    assert "9080" in generated[SIDECAR.id, xds.ROUTE]
+    # The sidecar's listeners and the gRPC API listeners carry HTTP connection managers in
+    # Anys, and those were validated too.
+    assert seen[_HCM] >= 2
+    assert seen["envoy.config.route.v3.RouteConfiguration"] >= 2
+    assert seen["envoy.config.cluster.v3.Cluster"] >= 3 * len(_SUBSET_CLUSTERS)
