@@ -82,14 +82,19 @@ def read_source(source: Source, limits: LoadLimits = DEFAULT_LIMITS) -> list[tup
 
 
 def config_files(folder: pathlib.Path) -> list[pathlib.Path]:
-    """Every ``*.yaml``, ``*.yml`` and ``*.json`` file below ``folder``, sorted, hidden skipped."""
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.suffix in CONFIG_SUFFIXES
-        and p.is_file()
-        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
+    """Every ``*.yaml``, ``*.yml`` and ``*.json`` file below ``folder``, sorted.
+
+    Hidden files and folders (a leading ``.``, such as a ConfigMap volume's ``..data``) are
+    skipped and not entered; symlinks to files are followed, symlinks to folders are not.
+    """
+    found = []
+    for top, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            path = pathlib.Path(top, name)
+            if not name.startswith(".") and path.suffix in CONFIG_SUFFIXES and path.is_file():
+                found.append(path)
+    return sorted(found)
 
 
 def iter_objects(document: Document, source: str) -> Iterator[tuple[str, JsonValue]]:
