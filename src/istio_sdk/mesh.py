@@ -25,7 +25,7 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from istio_sdk.config import ConfigError, ConfigStore, DirectorySource, LoadLimits
+from istio_sdk.config import ConfigStore, DirectorySource, LoadLimits
 from istio_sdk.pilot.push_context import PushContext, PushContextError
 from istio_sdk.pilot.registry import ServiceRegistry
 from istio_sdk.pilot.server import DiscoveryServer
@@ -145,10 +145,7 @@ class Mesh:
 
     async def _start(self) -> None:
         for source in self._sources:
-            await source.start()
-            if self._strict:
-                for problems in source.errors.values():
-                    raise ConfigError(problems[0])
+            await source.start(strict=self._strict)
         self.rebuild()
         self._unsubscribe = self.store.subscribe(lambda _event: self._schedule_rebuild())
         self.xds_port = await self._listen("xDS", self.xds_port, self.discovery.start)

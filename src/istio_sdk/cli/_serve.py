@@ -125,7 +125,11 @@ async def _serve(
     try:
         await mesh.start()
     except ConfigError as exc:
-        raise CommandError(f"invalid config: {_one_line(str(exc))}", exit_code=1) from exc
+        message = f"invalid config: {_one_line(str(exc))}"
+        others = sum(len(p) for source in mesh.sources for p in source.errors.values()) - 1
+        if others > 0:
+            message += f" (and {others} more; `istio-sdk validate -f {root}` lists them)"
+        raise CommandError(message, exit_code=1) from exc
     except OSError as exc:
         raise CommandError(_one_line(str(exc))) from exc
     try:

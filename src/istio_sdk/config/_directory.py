@@ -110,6 +110,7 @@ def _examine(
     trusted = now_ns - stat.mtime_ns > _RACY_NS
     if previous is not None and previous.trusted and previous.stat == stat:
         return _Outcome(name, previous, changed=False)
+    log.debug("reading %s (%d bytes): new, changed or recently written", name, stat.size)
     try:
         data = read_file(path, limits)
     except ConfigError as exc:  # over max_bytes: refused before reading, once per stat
@@ -125,7 +126,6 @@ def _examine(
     seen = _Seen(stat, digest, trusted)
     if previous is not None and previous.digest == digest:
         return _Outcome(name, seen, changed=False)
-    log.debug("reading %s (%d bytes): it changed on disk", name, len(data))
     try:
         resources, problems = validate_text(decode_text(data, name), name, limits)
     except ConfigError as exc:
@@ -206,11 +206,14 @@ class DirectorySource:
         Raises ``FileNotFoundError`` when the folder is missing; problems in files are
         reported (:attr:`errors`, ``on_error``) and do not raise.
         """
+        return await self._refresh(quiet=False)
+
+    async def _refresh(self, *, quiet: bool) -> SyncResult:
         async with self._lock:
             scan = await asyncio.to_thread(scan_folder, self.root, dict(self._seen), self.limits)
-            return self._apply(scan)
+            return self._apply(scan, quiet=quiet)
 
-    def _apply(self, scan: _Scan) -> SyncResult:
+    def _apply(self, scan: _Scan, *, quiet: bool = False) -> SyncResult:
         applied = deleted = 0
         # Removed files first: their keys may be what another file was waiting for.
         for name in sorted(set(self._seen) - scan.names):
@@ -230,7 +233,7 @@ class DirectorySource:
                 if problems:
                     self._blocked[name] = outcome.resources
             if problems:
-                self._report(name, problems)
+                self._report(name, problems, quiet=quiet)
                 continue
             a, d = self._replace(name, outcome.resources)
             applied += a
@@ -299,8 +302,10 @@ class DirectorySource:
         if self.errors.pop(name, None) is not None:
             log.info("config %s is good again", name)
 
-    def _report(self, name: str, problems: list[Problem]) -> None:
+    def _report(self, name: str, problems: list[Problem], *, quiet: bool = False) -> None:
         self.errors[name] = problems
+        if quiet:
+            return
         for problem in problems:
             log.warning("config file rejected, keeping its previous resources: %s", problem)
         if self.on_error is not None:
@@ -321,10 +326,13 @@ class DirectorySource:
                 self._report(root, [Problem(message=message, source=root)])
 
     # -- following -------------------------------------------------------------------------
-    async def start(self) -> None:
+    async def start(self, *, strict: bool = False) -> None:
         """Load the folder (raises ``FileNotFoundError`` when it is missing), then follow it.
 
-        The watch is set up before the first scan, so no change between the two is lost.
+        The watch is set up before the first scan, so no change between the two is lost. With
+        ``strict`` a problem in the first scan raises :class:`~istio_sdk.config.ConfigError`
+        (the first problem; :attr:`errors` holds them all) instead of being logged, and the
+        source does not start.
         """
         if self._task is not None and not self._task.done():
             return
@@ -334,7 +342,10 @@ class DirectorySource:
         self._task = asyncio.get_running_loop().create_task(self._follow())
         await asyncio.sleep(0)  # the task sets up inotify before it first waits
         try:
-            await self.refresh()
+            await self._refresh(quiet=strict)
+            if strict and self.errors:
+                first = min(self.errors)
+                raise ConfigError(self.errors[first][0])
         except BaseException:
             await self.stop()
             raise
