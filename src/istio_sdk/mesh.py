@@ -47,6 +47,9 @@ DEFAULT_CA_PORT = 15012
 class MeshListenError(OSError):
     """A server of the mesh cannot listen; the message names which one and where."""
 
+    def __str__(self) -> str:
+        return str(self.strerror)
+
 
 class Mesh:
     """Run the control plane over ``store`` (and ``registry``) until :meth:`stop`.
@@ -93,6 +96,7 @@ class Mesh:
         self._sources: list[DirectorySource] = []
         self._strict = False
         self._started = False
+        self._listening: set[str] = set()
 
     @classmethod
     def from_directory(
@@ -166,11 +170,14 @@ class Mesh:
         self, what: str, port: int, start: Callable[[str, int], Awaitable[int]]
     ) -> int:
         try:
-            return await start(self.host, port)
+            bound = await start(self.host, port)
         except OSError as exc:
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
             raise MeshListenError(
-                exc.errno, f"cannot listen on {self.host}:{port} for {what}: {exc.strerror or exc}"
+                exc.errno, f"cannot listen on {self.host}:{port} for {what}: {reason}"
             ) from exc
+        self._listening.add(what)
+        return bound
 
     async def stop(self) -> None:
         """Stop following config and close every server."""
@@ -180,8 +187,10 @@ class Mesh:
             self._unsubscribe()
             self._unsubscribe = None
         if self.citadel is not None:
-            await self.citadel.stop()
-        await self.discovery.stop()
+            await self.citadel.stop()  # also releases its signing workers
+        if "xDS" in self._listening:  # DiscoveryServer.stop() fails when it never listened
+            await self.discovery.stop()
+        self._listening.clear()
         self._started = False
 
     async def __aenter__(self) -> Mesh:
