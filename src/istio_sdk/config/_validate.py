@@ -188,7 +188,11 @@ def validate(resources: Resource | Iterable[Resource] | Source) -> list[Problem]
         resources = [resources]
     if isinstance(resources, str | bytes | os.PathLike) or hasattr(resources, "read"):
         out: list[Problem] = []
-        for name, text in read_source(resources):  # type: ignore[arg-type]
+        try:
+            texts = read_source(resources)  # type: ignore[arg-type]
+        except ConfigError as exc:  # not UTF-8, or over LoadLimits.max_bytes
+            return [exc.problem]
+        for name, text in texts:
             out.extend(validate_text(text, name)[1])
         return out
     problems: list[Problem] = []

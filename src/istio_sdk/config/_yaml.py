@@ -5,10 +5,12 @@ strings, mapping keys become strings), and a key repeated in one mapping is an e
 module does the same with PyYAML's node graph, so that each document also carries a map from
 field path (``spec.http[0].route``) to its 1-based line, used to point errors at the source.
 
-Documents are composed from PyYAML's event stream by a loop of our own (not PyYAML's recursive
-composer), so that :class:`~istio_sdk.config.LoadLimits` holds while the text is read: nesting
-depth, nodes produced through aliases and integer length are checked as each event arrives, and
-a hostile document fails after a bounded amount of work and memory.
+Before a document is converted, :func:`check_graph` holds it to
+:class:`~istio_sdk.config.LoadLimits`: PyYAML composes aliases as shared nodes, so the composed
+graph is no larger than the text, and its expanded size and depth are computed without
+expanding it. A hostile document fails after work and memory bounded by its length. (libyaml
+refuses nesting beyond 1,000 levels, so its recursive composer stays shallow; PyYAML's
+pure-Python one raises RecursionError, reported as the same limit.)
 """
 
 from __future__ import annotations
@@ -111,140 +113,73 @@ def check_size(text: str, source: str, limits: LoadLimits) -> None:
         )
 
 
-class _Open:
-    """A mapping or sequence whose end event has not arrived yet."""
-
-    __slots__ = ("anchor", "height", "items", "node", "size")
-
-    def __init__(self, node: yaml.CollectionNode, anchor: str | None) -> None:
-        self.node = node
-        self.anchor = anchor
-        self.items: list[yaml.Node] = []
-        self.size = 1
-        self.height = 1
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [child for pair in node.value for child in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
 
 
-class _Composer:
-    """Build one document's node graph from events, enforcing the limits as it goes.
+def check_graph(root: yaml.Node, source: str, index: int, limits: LoadLimits) -> None:
+    """Check a composed document against ``limits`` before anything is expanded.
 
-    Each node's expanded size (nodes, aliases followed) and height are known when it closes, so
-    an alias costs its target's size and depth without being expanded here.
+    PyYAML composes aliases as shared nodes, so the graph is no larger than the text; expanding
+    it is what a "billion laughs" document makes expensive. Each distinct node is visited once
+    to learn its expanded size and height; a document that would expand to more than
+    ``max_alias_nodes`` nodes beyond its own, or nest deeper than ``max_depth``, is refused.
     """
+    sizes: dict[int, tuple[int, int]] = {}  # id(node) -> (expanded size, height)
+    visiting: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
 
-    def __init__(
-        self, loader: yaml.SafeLoader, source: str, index: int, limits: LoadLimits
-    ) -> None:
-        self.loader: Any = loader  # PyYAML's event API is untyped
-        self.source = source
-        self.index = index
-        self.limits = limits
-        self.anchors: dict[str, tuple[yaml.Node, int, int]] = {}
-        self.aliased = 0
+    def error(limit: str, what: str, node: yaml.Node) -> LimitError:
+        line = node.start_mark.line + 1
+        return limit_error(limits, limit, what, source=source, index=index, line=line)
 
-    def syntax(self, mark: Any, message: str) -> YamlSyntaxError:
-        return YamlSyntaxError(
-            Problem(
-                message=f"invalid YAML: {message}",
-                source=self.source,
-                index=self.index,
-                line=None if mark is None else mark.line + 1,
-            )
-        )
-
-    def too_deep(self, mark: Any) -> LimitError:
-        return limit_error(
-            self.limits,
-            "max_depth",
-            f"document is nested deeper than {self.limits.max_depth} levels",
-            source=self.source,
-            index=self.index,
-            line=mark.line + 1,
-        )
-
-    def compose(self) -> yaml.Node:
-        loader = self.loader
-        event: Any = loader.get_event()  # DocumentStartEvent
-        stack: list[_Open] = []
-        open_anchors: set[str] = set()
-        while True:
-            event = loader.get_event()
-            start: Any = event.start_mark
-            end: Any = event.end_mark
-            node: yaml.Node
-            if isinstance(event, yaml.ScalarEvent):
-                tag = event.tag
-                if tag is None or tag == "!":
-                    tag = loader.resolve(yaml.ScalarNode, event.value, event.implicit)
-                if tag == _INT_TAG and len(event.value) > self.limits.max_int_digits:
-                    raise limit_error(
-                        self.limits,
-                        "max_int_digits",
-                        f"integer has more than {self.limits.max_int_digits} digits",
-                        source=self.source,
-                        index=self.index,
-                        line=start.line + 1,
-                    )
-                node = yaml.ScalarNode(tag, event.value, start, end, style=event.style)
-                size, height = 1, 0
-                if event.anchor is not None:
-                    self.anchors[event.anchor] = (node, 1, 0)
-            elif isinstance(event, yaml.SequenceStartEvent | yaml.MappingStartEvent):
-                if len(stack) >= self.limits.max_depth:
-                    raise self.too_deep(start)
-                kind: type[yaml.CollectionNode] = (
-                    yaml.MappingNode
-                    if isinstance(event, yaml.MappingStartEvent)
-                    else yaml.SequenceNode
+    while stack:
+        node, finished = stack.pop()
+        key = id(node)
+        if finished:
+            children = [sizes[id(child)] for child in _children(node)]
+            size = 1 + sum(child[0] for child in children)
+            height = 1 + max((child[1] for child in children), default=0)
+            if height > limits.max_depth:
+                raise error(
+                    "max_depth", f"document is nested deeper than {limits.max_depth} levels", node
                 )
-                tag = event.tag
-                if tag is None or tag == "!":
-                    tag = loader.resolve(kind, None, event.implicit)
-                collection = kind(tag, [], start, start, flow_style=event.flow_style)
-                stack.append(_Open(collection, event.anchor))
-                if event.anchor is not None:
-                    open_anchors.add(event.anchor)
-                continue
-            elif isinstance(event, yaml.SequenceEndEvent | yaml.MappingEndEvent):
-                done = stack.pop()
-                node = done.node
-                node.end_mark = end
-                if isinstance(node, yaml.MappingNode):
-                    items = done.items
-                    node.value = list(zip(items[::2], items[1::2], strict=True))
-                else:
-                    node.value = done.items
-                size, height = done.size, done.height
-                if done.anchor is not None:
-                    open_anchors.discard(done.anchor)
-                    self.anchors[done.anchor] = (node, size, height)
-            elif isinstance(event, yaml.AliasEvent):
-                anchor = event.anchor
-                if anchor in open_anchors:
-                    raise self.syntax(start, f"alias *{anchor} is inside its own anchor")
-                if anchor not in self.anchors:
-                    raise self.syntax(start, f"found undefined alias *{anchor}")
-                node, size, height = self.anchors[anchor]
-                self.aliased += size
-                if self.aliased > self.limits.max_alias_nodes:
-                    raise limit_error(
-                        self.limits,
-                        "max_alias_nodes",
-                        f"aliases expand to more than {self.limits.max_alias_nodes} nodes",
-                        source=self.source,
-                        index=self.index,
-                        line=start.line + 1,
-                    )
-            else:
-                raise self.syntax(start, f"unexpected {type(event).__name__}")
-            if not stack:
-                loader.get_event()  # DocumentEndEvent
-                return node
-            if len(stack) + height > self.limits.max_depth:
-                raise self.too_deep(start)
-            parent = stack[-1]
-            parent.items.append(node)
-            parent.size += size
-            parent.height = max(parent.height, height + 1)
+            if size - len(sizes) - 1 > limits.max_alias_nodes:  # beyond the distinct nodes
+                raise error(
+                    "max_alias_nodes",
+                    f"aliases expand to more than {limits.max_alias_nodes} nodes",
+                    node,
+                )
+            sizes[key] = (size, height)
+            visiting.discard(key)
+            continue
+        if key in sizes:
+            continue
+        if key in visiting:
+            raise YamlSyntaxError(
+                Problem(
+                    message="invalid YAML: an alias refers to a node that contains it",
+                    source=source,
+                    index=index,
+                    line=node.start_mark.line + 1,
+                )
+            )
+        if isinstance(node, yaml.ScalarNode):
+            if node.tag == _INT_TAG and len(node.value) > limits.max_int_digits:
+                raise error(
+                    "max_int_digits",
+                    f"integer has more than {limits.max_int_digits} digits",
+                    node,
+                )
+            sizes[key] = (1, 0)
+            continue
+        visiting.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node) if id(child) not in sizes)
 
 
 class _Converter:
@@ -429,12 +364,11 @@ def parse_documents(
     except UnicodeError as exc:  # a str holding lone surrogates cannot be encoded for libyaml
         raise YamlSyntaxError(Problem(message=f"not valid text: {exc}", source=source)) from exc
     documents: list[Document] = []
-    events: Any = loader  # PyYAML's event API is untyped
     try:
-        events.get_event()  # StreamStartEvent
         index = 0
-        while not events.check_event(yaml.StreamEndEvent):
-            node = _Composer(loader, source, index, limits).compose()
+        while loader.check_node():
+            node = loader.get_node()
+            check_graph(node, source, index, limits)
             converter = _Converter(loader, source, index)
             value = converter.convert(node, "")
             lines = converter.lines
@@ -443,7 +377,25 @@ def parse_documents(
                 Document(value=value, index=index, line=node.start_mark.line + 1, lines=lines)
             )
             index += 1
+    except RecursionError as exc:  # PyYAML's pure-Python composer is recursive
+        raise limit_error(
+            limits,
+            "max_depth",
+            f"document is nested deeper than {limits.max_depth} levels",
+            source=source,
+            index=len(documents),
+        ) from exc
     except yaml.MarkedYAMLError as exc:
+        if "exceeded maximum nesting depth" in str(exc.problem):  # libyaml stops at 1000
+            mark = exc.problem_mark
+            raise limit_error(
+                limits,
+                "max_depth",
+                f"document is nested deeper than {limits.max_depth} levels",
+                source=source,
+                index=len(documents),
+                line=None if mark is None else mark.line + 1,
+            ) from exc
         mark = exc.problem_mark or exc.context_mark
         message = " ".join(part for part in (exc.context, exc.problem) if part)
         raise YamlSyntaxError(
