@@ -363,6 +363,11 @@ def parse_documents(
         loader = _KubeLoader(text)
     except UnicodeError as exc:  # a str holding lone surrogates cannot be encoded for libyaml
         raise YamlSyntaxError(Problem(message=f"not valid text: {exc}", source=source)) from exc
+    except yaml.YAMLError as exc:  # PyYAML's pure-Python reader checks characters at once
+        message = " ".join(str(exc).split())
+        raise YamlSyntaxError(
+            Problem(message=f"invalid YAML: {message}", source=source, index=0)
+        ) from exc
     documents: list[Document] = []
     try:
         index = 0
