@@ -264,3 +264,15 @@ def test_serve_reports_a_taken_port_in_one_line(
     assert code == 2
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith(f"istio-sdk serve: error: cannot listen on 127.0.0.1:{port} for xDS: ")
+
+
+def test_validate_reports_a_non_utf8_file_in_one_line(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(b"kind: caf\xe9\n")
+    assert main(["validate", "-f", str(path)]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line == (
+        f"istio-sdk validate: error: cannot read: {path}: not UTF-8 text: byte 0xe9 at offset 9"
+    )

@@ -406,3 +406,21 @@ async def test_a_strict_start_raises_the_first_problem_without_logging_it(
     assert len(store) == 1  # what loaded is in the store; the caller decides what to do
     assert source.watching == "stopped"
     assert "rejected" not in caplog.text
+
+
+def test_problems_reach_the_log_as_few_bounded_lines(
+    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    many = tmp_path / "many.yaml"
+    many.write_text("".join(f"---\nkind: Frobnicator{i}\n" for i in range(50)))
+    huge = tmp_path / "huge.yaml"
+    key = "k\n" * 500_000  # a 1 MB key with newlines, which a log line must not carry raw
+    huge.write_text(vs_yaml("a", "reviews").replace("spec:", f"spec:\n  {json.dumps(key)}: 1"))
+    source = DirectorySource(ConfigStore(), tmp_path)
+    source.sync()
+    assert len(source.errors[str(many)]) == 50  # every problem is kept
+    lines = [r.getMessage() for r in caplog.records]
+    assert sum(str(many) in line for line in lines) == 21  # 20 problems, then a count
+    assert any(f"{many} has 30 more problems" in line for line in lines)
+    [huge_line] = [line for line in lines if str(huge) in line]
+    assert len(huge_line) < 1200 and "\n" not in huge_line

@@ -46,6 +46,22 @@ _RACY_NS = 2_000_000_000
 
 WatchMode = Literal["inotify", "polling", "stopped"]
 
+# A file's content reaches the log through its problems: keep each one to one bounded line, and
+# a file with thousands of problems to a few lines (all of them stay in ``errors``).
+_LOGGED_PROBLEMS = 20
+_LOG_LINE_CHARS = 1000
+
+
+def _clip(text: str) -> str:
+    text = text.replace("\r", "\\r").replace("\n", "\\n")
+    if len(text) > _LOG_LINE_CHARS:
+        return f"{text[:_LOG_LINE_CHARS]}... ({len(text)} characters)"
+    return text
+
+
+def _log_line(problem: Problem) -> str:
+    return _clip(str(problem))
+
 
 @attrs.frozen
 class SyncResult:
@@ -306,8 +322,16 @@ class DirectorySource:
         self.errors[name] = problems
         if quiet:
             return
-        for problem in problems:
-            log.warning("config file rejected, keeping its previous resources: %s", problem)
+        for problem in problems[:_LOGGED_PROBLEMS]:
+            log.warning(
+                "config file rejected, keeping its previous resources: %s", _log_line(problem)
+            )
+        if len(problems) > _LOGGED_PROBLEMS:
+            log.warning(
+                "config file %s has %d more problems (DirectorySource.errors lists them all)",
+                _clip(name),
+                len(problems) - _LOGGED_PROBLEMS,
+            )
         if self.on_error is not None:
             try:
                 self.on_error(name, problems)
