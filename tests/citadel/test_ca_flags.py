@@ -49,3 +49,11 @@ def test_no_ca_port_means_no_ca_and_bad_flags_are_errors(tmp_path: pathlib.Path)
         ca_options(_parse("--ca-port=0", "--jwt-rule={"))
     with pytest.raises(CommandError, match="No such file"):
         ca_options(_parse("--ca-port=0", f"--jwt-rule=@{tmp_path / 'missing'}"))
+
+
+def test_ca_options_without_a_ca_port_are_refused() -> None:
+    from istio_sdk.citadel import CitadelServerOptions
+
+    with pytest.raises(ValueError, match="ca_port"):
+        Mesh(ca_options=CitadelServerOptions())
+    assert Mesh().citadel is None

@@ -137,7 +137,9 @@ def _examine(
         if not path.exists():
             return None
         problem = Problem(message=f"cannot read: {exc.strerror or exc}", source=name)
-        return _Outcome(name, _Seen(stat, "unreadable", False), changed=True, problems=(problem,))
+        seen = _Seen(stat, f"unreadable:{problem.message}", trusted=False)  # tried every scan
+        changed = previous is None or previous.digest != seen.digest  # reported once
+        return _Outcome(name, seen, changed=changed, problems=(problem,))
     digest = hashlib.sha256(data).hexdigest()
     seen = _Seen(stat, digest, trusted)
     if previous is not None and previous.digest == digest:
