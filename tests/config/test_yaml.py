@@ -185,3 +185,37 @@ def test_garbage_is_a_one_line_syntax_error(text: str) -> None:
 def test_limits_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_depth"):
         LoadLimits(max_depth=0)
+
+
+@pytest.fixture
+def without_libyaml(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parse with PyYAML's pure-Python loader, as on a machine where libyaml is missing."""
+    import yaml
+
+    from istio_sdk.config import _yaml
+
+    class PureKubeLoader(yaml.SafeLoader):
+        yaml_implicit_resolvers = _yaml._KubeLoader.yaml_implicit_resolvers
+
+    monkeypatch.setattr(_yaml, "_KubeLoader", PureKubeLoader)
+
+
+@pytest.mark.usefixtures("without_libyaml")
+@pytest.mark.parametrize(
+    ("text", "error", "limit"),
+    [
+        (billion_laughs(), LimitError, "max_alias_nodes"),
+        ("a: " + "[" * 2000 + "]" * 2000 + "\n", LimitError, "max_depth"),
+        ("".join("  " * i + "-\n" for i in range(2000)), LimitError, "max_depth"),
+        ("n: " + "1" * 5000 + "\n", LimitError, "max_int_digits"),
+        ("a: \x00\n", YamlSyntaxError, None),
+    ],
+    ids=["alias-bomb", "deep-flow", "deep-block", "digits", "control-character"],
+)
+def test_limits_hold_without_libyaml(text: str, error: type[Exception], limit: str | None) -> None:
+    with pytest.raises(error) as info:
+        parse_documents(text, "f.yaml")
+    assert getattr(info.value, "limit", None) == limit
+    assert str(info.value).startswith("f.yaml")
+    [doc] = parse_documents("date: 2024-01-02\nn: 0x10\n")  # and it still reads like Kubernetes
+    assert doc.value == {"date": "2024-01-02", "n": 16}
