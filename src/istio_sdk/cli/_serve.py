@@ -98,9 +98,14 @@ def _run(args: argparse.Namespace) -> int:
 async def _serve(
     args: argparse.Namespace, root: pathlib.Path, options: CitadelServerOptions | None
 ) -> int:
-    from istio_sdk.citadel import CitadelError
     from istio_sdk.config import ConfigError
     from istio_sdk.mesh import Mesh
+
+    refused: tuple[type[Exception], ...] = (OSError, ValueError)
+    if options is not None:  # the CA (and cryptography) only load when asked for
+        from istio_sdk.citadel import CitadelError
+
+        refused = (*refused, CitadelError)
 
     try:
         mesh = Mesh.from_directory(
@@ -115,7 +120,7 @@ async def _serve(
             ca_port=args.ca_port,
             ca_options=options,
         )
-    except (CitadelError, OSError, ValueError) as exc:
+    except refused as exc:
         raise CommandError(_one_line(str(exc))) from exc
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
