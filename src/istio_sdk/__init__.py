@@ -72,6 +72,10 @@ _EXPORTS: dict[str, str] = {
     # the binary codec's error
     "UnknownKeyError": "istio_sdk.citadel",
     "SpiffeError": "istio_sdk.spiffe",
+    "LimitError": "istio_sdk.config",
+    "NumberError": "istio_sdk.config",
+    "LoadLimits": "istio_sdk.config",
+    "MeshListenError": "istio_sdk.mesh",
     "DecodeError": "istio_sdk.codec",
     # proto3 JSON
     "message_to_json": "istio_sdk.protojson",
@@ -139,6 +143,10 @@ __all__ = [  # grouped like _EXPORTS; tests/core/test_public_api.py checks they 
     "JsonSerializeError",
     "UnknownKeyError",
     "SpiffeError",
+    "LimitError",
+    "NumberError",
+    "LoadLimits",
+    "MeshListenError",
 ]
 
 if TYPE_CHECKING:
@@ -165,8 +173,11 @@ if TYPE_CHECKING:
     from istio_sdk.config import DirectorySource as DirectorySource
     from istio_sdk.config import DocumentError as DocumentError
     from istio_sdk.config import FieldError as FieldError
+    from istio_sdk.config import LimitError as LimitError
+    from istio_sdk.config import LoadLimits as LoadLimits
     from istio_sdk.config import MetadataError as MetadataError
     from istio_sdk.config import NotFoundError as NotFoundError
+    from istio_sdk.config import NumberError as NumberError
     from istio_sdk.config import ObjectMeta as ObjectMeta
     from istio_sdk.config import Resource as Resource
     from istio_sdk.config import UnknownApiVersionError as UnknownApiVersionError
@@ -178,6 +189,7 @@ if TYPE_CHECKING:
     from istio_sdk.config import load_resources as load_resources
     from istio_sdk.config import validate as validate
     from istio_sdk.mesh import Mesh as Mesh
+    from istio_sdk.mesh import MeshListenError as MeshListenError
     from istio_sdk.pilot import DiscoveryServer as DiscoveryServer
     from istio_sdk.pilot import PilotClient as PilotClient
     from istio_sdk.pilot import PilotClientError as PilotClientError

@@ -1,12 +1,20 @@
 """``Mesh``: the control-plane components in one asyncio process over one ConfigStore.
 
-Today the mesh runs Pilot: a :class:`~istio_sdk.DiscoveryServer` whose resources come from the
+The mesh is where components meet: it runs Pilot, optionally Citadel's CA beside it, and the
+sources that keep its store in step with config folders. ``istio-sdk serve`` only turns its
+flags into a Mesh and runs it.
+
+Pilot is a :class:`~istio_sdk.DiscoveryServer` whose resources come from the
 translators (:class:`~istio_sdk.pilot.translate.PushContextGenerator`) over the store's Istio
 config plus a :class:`~istio_sdk.pilot.registry.ServiceRegistry` for programmatic services.
 Every store change rebuilds the push context (a burst of changes rebuilds once) and hands the
 resulting push request to the server, which debounces it and pushes only what changed to the
 proxies it affects. A change that makes the config unusable is logged and the last good
 config keeps being served.
+
+Citadel (``ca_port``) is a :class:`~istio_sdk.citadel.CitadelServer` answering
+CreateCertificate over TLS, built from :class:`~istio_sdk.citadel.CitadelServerOptions` (CA
+files, JWT rule, ...).
 """
 
 from __future__ import annotations
@@ -14,20 +22,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
-from istio_sdk.config import ConfigStore, DirectorySource
+from istio_sdk.config import ConfigStore, DirectorySource, LoadLimits
 from istio_sdk.pilot.push_context import PushContext, PushContextError
 from istio_sdk.pilot.registry import ServiceRegistry
 from istio_sdk.pilot.server import DiscoveryServer
 from istio_sdk.pilot.translate import PushContextGenerator
 
-__all__ = ["DEFAULT_XDS_PORT", "Mesh"]
+if TYPE_CHECKING:
+    from istio_sdk.citadel import CitadelServer, CitadelServerOptions
+
+__all__ = ["DEFAULT_CA_PORT", "DEFAULT_XDS_PORT", "Mesh", "MeshListenError"]
 
 log = logging.getLogger("istio_sdk.mesh")
 
 DEFAULT_XDS_PORT = 15010
 """istiod's plaintext xDS port."""
+DEFAULT_CA_PORT = 15012
+"""istiod's TLS port for xDS and the CA."""
+
+
+class MeshListenError(OSError):
+    """A server of the mesh cannot listen; the message names which one and where."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 class Mesh:
@@ -35,6 +56,8 @@ class Mesh:
 
     ``xds_port`` 0 picks a free port (read it back from :attr:`xds_port` after :meth:`start`);
     ``debug_port`` (``None``: off) serves ``/debug/syncz`` and ``/debug/metrics``.
+    ``ca_port`` (``None``: no CA) also runs Citadel's CA there over TLS, configured by
+    ``ca_options``; the server is :attr:`citadel` (built here, so bad CA files fail at once).
     """
 
     def __init__(
@@ -47,54 +70,114 @@ class Mesh:
         debug_port: int | None = None,
         debounce_after: float = 0.1,
         debounce_max: float = 10.0,
+        ca_port: int | None = None,
+        ca_options: CitadelServerOptions | None = None,
     ) -> None:
+        if ca_options is not None and ca_port is None:
+            raise ValueError("ca_options need a ca_port to serve the CA on")
         self.store = store if store is not None else ConfigStore()
         self.registry = registry if registry is not None else ServiceRegistry()
         self.host = host
         self.xds_port = xds_port
         self.debug_port = debug_port
+        self.ca_port = ca_port
         self.generator = PushContextGenerator(PushContext.build((), self.registry))
         self.discovery = DiscoveryServer(
             self.generator, debounce_after=debounce_after, debounce_max=debounce_max
         )
+        self.citadel: CitadelServer | None = None
+        if ca_port is not None:
+            from istio_sdk.citadel import CitadelServer, CitadelServerOptions
+
+            self.citadel = CitadelServer(ca_options or CitadelServerOptions())
         self.config_errors = 0
         self._unsubscribe: Callable[[], None] | None = None
         self._rebuild_scheduled = False
         self._sources: list[DirectorySource] = []
+        self._strict = False
         self._started = False
+        self._listening: set[str] = set()
 
     @classmethod
     def from_directory(
-        cls, path: str | os.PathLike[str], *, interval: float = 1.0, **kwargs: object
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        interval: float = 1.0,
+        watch: bool = True,
+        strict: bool = False,
+        limits: LoadLimits | None = None,
+        **kwargs: object,
     ) -> Mesh:
-        """A mesh whose store follows a folder of Istio YAML/JSON (polled every ``interval`` s).
+        """A mesh whose store follows a folder of Istio YAML/JSON (see
+        :class:`~istio_sdk.config.DirectorySource`: inotify, or polling every ``interval`` s).
 
-        The folder is read once here, so a missing folder fails at once with
-        ``FileNotFoundError``; invalid files are logged and skipped.
+        A missing folder fails here with ``FileNotFoundError``. The folder is read by
+        :meth:`start`: invalid files are logged and skipped, or with ``strict`` make
+        :meth:`start` raise :class:`~istio_sdk.config.ConfigError` for the first problem
+        before any server listens.
         """
-        store = ConfigStore()
-        source = DirectorySource(store, path, interval=interval)
-        result = source.sync()
-        for name in result.failed_files:
-            for problem in source.errors.get(name, []):
-                log.warning("invalid config: %s", problem)
-        mesh = cls(store, **kwargs)  # type: ignore[arg-type]
+        if not os.path.isdir(path):
+            raise FileNotFoundError(f"config folder {os.fspath(path)} does not exist")
+        mesh = cls(**kwargs)  # type: ignore[arg-type]
+        source = DirectorySource(mesh.store, path, interval=interval, watch=watch, limits=limits)
         mesh._sources.append(source)
+        mesh._strict = strict
         return mesh
+
+    @property
+    def sources(self) -> tuple[DirectorySource, ...]:
+        """The folder sources feeding the store (their ``errors`` say what was rejected)."""
+        return tuple(self._sources)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
-        """Build the first push context, start the servers and follow the store."""
+        """Load the config folders, build the first push context and start every server.
+
+        Raises :class:`MeshListenError` when a port is taken and, for a strict
+        :meth:`from_directory` mesh, :class:`~istio_sdk.config.ConfigError`; nothing keeps
+        running after a failed start.
+        """
         if self._started:
             raise RuntimeError("Mesh is already started")
         self._started = True
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
+        for source in self._sources:
+            await source.start(strict=self._strict)
         self.rebuild()
         self._unsubscribe = self.store.subscribe(lambda _event: self._schedule_rebuild())
-        self.xds_port = await self.discovery.start(self.host, self.xds_port)
+        self.xds_port = await self._listen("xDS", self.xds_port, self.discovery.start)
         if self.debug_port is not None:
-            self.debug_port = await self.discovery.start_debug_http(self.host, self.debug_port)
-        for source in self._sources:
-            source.start()
+            self.debug_port = await self._listen(
+                "debug HTTP", self.debug_port, self.discovery.start_debug_http
+            )
+        if self.citadel is not None and self.ca_port is not None:
+            citadel = self.citadel
+
+            async def start_ca(host: str, port: int) -> int:
+                await citadel.start(host, port)
+                return citadel.port
+
+            self.ca_port = await self._listen("the CA", self.ca_port, start_ca)
+
+    async def _listen(
+        self, what: str, port: int, start: Callable[[str, int], Awaitable[int]]
+    ) -> int:
+        try:
+            bound = await start(self.host, port)
+        except OSError as exc:
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise MeshListenError(
+                exc.errno, f"cannot listen on {self.host}:{port} for {what}: {reason}"
+            ) from exc
+        self._listening.add(what)
+        return bound
 
     async def stop(self) -> None:
         """Stop following config and close every server."""
@@ -103,7 +186,11 @@ class Mesh:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
-        await self.discovery.stop()
+        if self.citadel is not None:
+            await self.citadel.stop()  # also releases its signing workers
+        if "xDS" in self._listening:  # DiscoveryServer.stop() fails when it never listened
+            await self.discovery.stop()
+        self._listening.clear()
         self._started = False
 
     async def __aenter__(self) -> Mesh:

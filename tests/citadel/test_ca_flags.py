@@ -1,4 +1,4 @@
-"""``serve``'s CA flags: --ca-port, --ca-dir, --jwt-rule start a working CA."""
+"""``serve``'s CA flags: --ca-port, --ca-dir, --jwt-rule give a Mesh a working CA."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from istio_sdk import Mesh
 from istio_sdk.citadel import CitadelClient, Identity
-from istio_sdk.cli._ca_flags import add_ca_arguments, start_ca
+from istio_sdk.cli._ca_flags import add_ca_arguments, ca_options
 from istio_sdk.cli._command import CommandError
 
 
@@ -20,32 +21,39 @@ def _parse(*argv: str) -> argparse.Namespace:
     return parser.parse_args(list(argv))
 
 
-async def test_flags_start_a_ca_with_files_and_jwt_rule(
-    ec_issuer: Any, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+async def test_flags_give_the_mesh_a_ca_with_files_and_jwt_rule(
+    ec_issuer: Any, tmp_path: pathlib.Path
 ) -> None:
     (tmp_path / "rule.json").write_text(json.dumps(ec_issuer.rule()))
     args = _parse(
         "--ca-port=0", f"--ca-dir={tmp_path / 'ca'}", f"--jwt-rule=@{tmp_path / 'rule.json'}"
     )
-    server = await start_ca(args, "127.0.0.1")
-    assert server is not None
-    try:
-        assert f"127.0.0.1:{server.port}" in capsys.readouterr().out
-        assert (tmp_path / "ca" / "root-cert.pem").read_text() == server.root_pem
-        async with CitadelClient("127.0.0.1", server.port, root_cert_pem=server.root_pem) as c:
-            bundle = await c.request_certificate(token=ec_issuer.token("prod", "x"))
+    options = ca_options(args)
+    assert options is not None
+    async with Mesh(xds_port=0, ca_port=args.ca_port, ca_options=options) as mesh:
+        assert mesh.citadel is not None and mesh.ca_port
+        root = mesh.citadel.root_pem
+        assert (tmp_path / "ca" / "root-cert.pem").read_text() == root
+        async with CitadelClient("127.0.0.1", mesh.ca_port, root_cert_pem=root) as client:
+            bundle = await client.request_certificate(token=ec_issuer.token("prod", "x"))
         assert bundle.identity == Identity("prod", "x")
-    finally:
-        await server.stop()
 
 
-async def test_no_ca_port_means_no_ca_and_bad_flags_are_errors(tmp_path: pathlib.Path) -> None:
-    assert await start_ca(_parse(), "127.0.0.1") is None
+def test_no_ca_port_means_no_ca_and_bad_flags_are_errors(tmp_path: pathlib.Path) -> None:
+    assert ca_options(_parse()) is None
     with pytest.raises(CommandError, match="need --ca-port"):
-        await start_ca(_parse(f"--ca-dir={tmp_path}"), "127.0.0.1")
+        ca_options(_parse(f"--ca-dir={tmp_path}"))
     with pytest.raises(CommandError, match="issuer"):
-        await start_ca(_parse("--ca-port=0", '--jwt-rule={"jwksUri": "x"}'), "127.0.0.1")
+        ca_options(_parse("--ca-port=0", '--jwt-rule={"jwksUri": "x"}'))
     with pytest.raises(CommandError, match="not JSON"):
-        await start_ca(_parse("--ca-port=0", "--jwt-rule={"), "127.0.0.1")
+        ca_options(_parse("--ca-port=0", "--jwt-rule={"))
     with pytest.raises(CommandError, match="No such file"):
-        await start_ca(_parse("--ca-port=0", f"--jwt-rule=@{tmp_path / 'missing'}"), "127.0.0.1")
+        ca_options(_parse("--ca-port=0", f"--jwt-rule=@{tmp_path / 'missing'}"))
+
+
+def test_ca_options_without_a_ca_port_are_refused() -> None:
+    from istio_sdk.citadel import CitadelServerOptions
+
+    with pytest.raises(ValueError, match="ca_port"):
+        Mesh(ca_options=CitadelServerOptions())
+    assert Mesh().citadel is None

@@ -361,3 +361,81 @@ def test_proxy_config_to_a_refused_address_fails_at_once(refused_port: int) -> N
         "cannot connect: Connection refused\n"
     )
     assert proc.returncode == 1
+
+
+# -- serve: a bad start-up file is refused with one line naming it -------------------------------
+
+SERVE = "import sys; from istio_sdk.cli import main; sys.exit(main())"
+
+
+def _alias_bomb() -> str:
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("deep.json", "[" * 2000 + "]" * 2000, "deep.json[0]: document is nested deeper than 100"),
+        ("digits.json", '{"a": ' + "1" * 5000 + "}", "digits.json[0]: integer has more than"),
+        ("bomb.yaml", _alias_bomb(), "bomb.yaml[0]:6: aliases expand to more than 100000 nodes"),
+        ("typo.yaml", VALID.replace("hosts:", "hostz:"), "typo.yaml[0]:5: VirtualService shop"),
+    ],
+)
+def test_serve_refuses_a_bad_start_up_file(
+    tmp_path: pathlib.Path, name: str, content: str, message: str
+) -> None:
+    (tmp_path / "good.yaml").write_text(VALID)
+    (tmp_path / name).write_text(content)
+    proc = subprocess.run(
+        [sys.executable, "-c", SERVE, "serve", "--config", str(tmp_path), "--xds-port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert proc.stdout == ""  # it never said it listens
+    [line] = proc.stderr.splitlines()
+    assert line.startswith(f"istio-sdk serve: error: invalid config: {tmp_path / name}"), line
+    assert message in line
+
+
+def test_serve_counts_the_other_problems_in_its_one_line(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "a.yaml").write_text(INVALID)  # two problems
+    (tmp_path / "b.json").write_text('{"a": NaN}')
+    assert main(["serve", "--config", str(tmp_path), "--xds-port", "0"]) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"istio-sdk serve: error: invalid config: {tmp_path / 'a.yaml'}[1]:")
+    assert line.endswith(f"(and 2 more; `istio-sdk validate -f {tmp_path}` lists them)")
+
+
+def test_serve_reports_a_taken_port_in_one_line(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = main(["serve", "--config", str(tmp_path), "--xds-port", str(port)])
+    assert code == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"istio-sdk serve: error: cannot listen on 127.0.0.1:{port} for xDS: ")
+
+
+def test_validate_reports_a_non_utf8_file_in_one_line(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(b"kind: caf\xe9\n")
+    assert main(["validate", "-f", str(path)]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line == (
+        f"istio-sdk validate: error: cannot read: {path}: not UTF-8 text: byte 0xe9 at offset 9"
+    )

@@ -13,7 +13,18 @@ from hypothesis import strategies as st
 
 import istio_sdk
 from istio_sdk import timeutil
-from istio_sdk.config import KINDS, ObjectMeta, Resource, dump_resources, load_resources
+from istio_sdk.config import (
+    KINDS,
+    ConfigError,
+    LimitError,
+    LoadLimits,
+    NumberError,
+    ObjectMeta,
+    Resource,
+    YamlSyntaxError,
+    dump_resources,
+    load_resources,
+)
 from istio_sdk.config._yaml import parse_documents
 from istio_sdk.testing import messages
 
@@ -285,3 +296,40 @@ def test_validate_takes_any_iterable_of_resources() -> None:
     assert istio_sdk.validate(r for r in resources_) == []
     with pytest.raises(TypeError, match="Resources or a source"):
         istio_sdk.validate([1, 2])  # type: ignore[list-item]
+
+
+def test_a_file_over_the_size_limit_is_refused_naming_it(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "huge.yaml"
+    with path.open("wb") as file:  # sparse: 9 MiB on paper, nothing on disk
+        file.truncate(9 * 1024 * 1024)
+    with pytest.raises(LimitError) as info:
+        load_resources(path)
+    assert info.value.limit == "max_bytes"
+    assert str(info.value) == (
+        f"{path}: source is larger than 8388608 bytes (limit max_bytes=8388608)"
+    )
+    small = tmp_path / "small.yaml"
+    small.write_text(EVERY_KIND.read_text())
+    with pytest.raises(LimitError):
+        load_resources(small, limits=LoadLimits(max_bytes=1000))
+    with pytest.raises(LimitError):
+        load_resources(io.BytesIO(b"a: b\n" * 300), limits=LoadLimits(max_bytes=1000))
+    with pytest.raises(LimitError):
+        load_resources(b"a: b\n" * 300, limits=LoadLimits(max_bytes=1000))
+
+
+def test_hostile_files_raise_typed_errors_naming_the_file(tmp_path: pathlib.Path) -> None:
+    cases: dict[str, tuple[bytes, type[ConfigError]]] = {
+        "deep.json": (b"[" * 2000 + b"]" * 2000, LimitError),
+        "digits.json": (b'{"apiVersion": ' + b"7" * 5000 + b"}", LimitError),
+        "nan.json": (b'{"apiVersion": NaN}', NumberError),
+        "latin1.yaml": (b"kind: caf\xe9\n", YamlSyntaxError),
+        "random.yaml": (bytes(range(256)) * 4, YamlSyntaxError),
+    }
+    for name, (data, error) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(error) as info:
+            load_resources(tmp_path / name)
+        assert info.value.problem.source == str(tmp_path / name)
+    with pytest.raises(YamlSyntaxError, match=r"^<bytes>: not UTF-8 text: byte 0xe9 at offset 9$"):
+        load_resources(b"kind: caf\xe9\n")

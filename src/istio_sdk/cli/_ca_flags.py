@@ -1,8 +1,9 @@
 """The CA flags of ``istio-sdk serve``: ``--ca-port``, ``--ca-dir`` and ``--jwt-rule``.
 
-``serve`` calls :func:`add_ca_arguments` when it builds its parser and :func:`start_ca` once
-its other servers run; the CA (``CitadelServer``) then listens beside them over TLS, with the CA
-files in ``--ca-dir`` (a self-signed root is created there when the folder holds none).
+``serve`` calls :func:`add_ca_arguments` when it builds its parser and :func:`ca_options` to
+turn the parsed flags into :class:`~istio_sdk.citadel.CitadelServerOptions`; the
+:class:`~istio_sdk.Mesh` then runs the CA beside Pilot over TLS, with the CA files in
+``--ca-dir`` (a self-signed root is created there when the folder holds none).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 from istio_sdk.cli._command import CommandError
 
 if TYPE_CHECKING:
-    from istio_sdk.citadel import CitadelServer
+    from istio_sdk.citadel import CitadelServerOptions
 
 
 def add_ca_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,27 +50,17 @@ def _jwt_rule_text(value: str) -> str:
         raise CommandError(f"--jwt-rule {value}: {exc.strerror}") from exc
 
 
-async def start_ca(args: argparse.Namespace, host: str) -> CitadelServer | None:
-    """Start the CA when ``--ca-port`` was given; print where it listens; else ``None``."""
+def ca_options(args: argparse.Namespace) -> CitadelServerOptions | None:
+    """The CA's options when ``--ca-port`` was given, else ``None`` (flag errors raise
+    :class:`CommandError`)."""
     if getattr(args, "ca_port", None) is None:
         if getattr(args, "ca_dir", None) or getattr(args, "jwt_rule", None):
             raise CommandError("--ca-dir and --jwt-rule need --ca-port")
         return None
-    from istio_sdk.citadel import CitadelError, CitadelServer, CitadelServerOptions, JwtRule
+    from istio_sdk.citadel import CitadelError, CitadelServerOptions, JwtRule
 
     try:
         rule = JwtRule.from_json(_jwt_rule_text(args.jwt_rule)) if args.jwt_rule else None
-        server = CitadelServer(CitadelServerOptions(ca_dir=args.ca_dir, jwt_rule=rule))
     except (CitadelError, json.JSONDecodeError) as exc:
-        raise CommandError(str(exc)) from exc
-    try:
-        await server.start(host, args.ca_port)
-    except OSError as exc:
-        raise CommandError(f"cannot listen on {host}:{args.ca_port}: {exc}") from exc
-    where = args.ca_dir or "memory"
-    print(
-        f"istio-sdk serve: Citadel CA (TLS) listening on {host}:{server.port}, "
-        f"trust domain {server.ca.trust_domain}, CA files in {where}",
-        flush=True,
-    )
-    return server
+        raise CommandError(f"--jwt-rule: {exc}") from exc
+    return CitadelServerOptions(ca_dir=args.ca_dir, jwt_rule=rule)

@@ -1,10 +1,14 @@
 """``istio-sdk serve --config DIR``: run the control plane over a folder of Istio YAML.
 
-Starts Pilot's discovery server (ADS, plaintext; port 15010 unless ``--xds-port`` says
-otherwise) on 127.0.0.1 unless ``--host`` says otherwise, loads every YAML/JSON file below
-``--config``, follows changes to them (polling), and pushes what changed to connected proxies.
-It prints where it listens and logs pushes and NACKs; invalid files are logged and the last good
-config keeps being served. Stop it with Ctrl-C or SIGTERM.
+Loads every YAML/JSON file below ``--config`` and refuses to start when one has a problem (one
+line naming the file, exit status 1). Then starts Pilot's discovery server (ADS, plaintext;
+port 15010 unless ``--xds-port`` says otherwise) on 127.0.0.1 unless ``--host`` says otherwise,
+follows changes to the files (inotify, or polling when it is unavailable), and pushes what
+changed to connected proxies. With ``--ca-port`` Citadel's CA runs beside it. It prints where
+it listens and logs pushes and NACKs; a file broken later is logged and the last good config
+keeps being served. Stop it with Ctrl-C or SIGTERM.
+
+This module only turns flags into a :class:`~istio_sdk.Mesh`; the mesh wires the components.
 """
 
 from __future__ import annotations
@@ -15,11 +19,15 @@ import contextlib
 import logging
 import pathlib
 import signal
+from typing import TYPE_CHECKING
 
-from istio_sdk.cli._ca_flags import add_ca_arguments, start_ca
+from istio_sdk.cli._ca_flags import add_ca_arguments, ca_options
 from istio_sdk.cli._command import Command, CommandError
 
-DEFAULT_XDS_PORT = 15010
+if TYPE_CHECKING:
+    from istio_sdk.citadel import CitadelServerOptions
+
+DEFAULT_XDS_PORT = 15010  # istio_sdk.mesh.DEFAULT_XDS_PORT, without importing the mesh for --help
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
@@ -47,7 +55,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=1.0,
         metavar="SECONDS",
-        help="how often the config folder is re-read (default 1.0)",
+        help="how often the config folder is scanned when inotify is unavailable (default 1.0)",
     )
     parser.add_argument(
         "--debounce-after",
@@ -67,70 +75,96 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     add_ca_arguments(parser)  # --ca-port, --ca-dir, --jwt-rule (Citadel)
 
 
-def _run(args: argparse.Namespace) -> int:
-    from istio_sdk.mesh import Mesh
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
+
+def _run(args: argparse.Namespace) -> int:
     root = pathlib.Path(args.config)
     if not root.is_dir():
         raise CommandError(f"--config {args.config}: no such folder")
     if args.poll_interval <= 0:
         raise CommandError("--poll-interval must be positive")
+    options = ca_options(args)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    for noisy in ("hpack", "h2", "grpclib", "asyncio"):
+    for noisy in ("hpack", "h2", "grpclib", "asyncio", "watchfiles"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    return asyncio.run(_serve(args, root, options))
 
-    async def serve() -> int:
-        try:
-            mesh = Mesh.from_directory(
-                root,
-                interval=args.poll_interval,
-                host=args.host,
-                xds_port=args.xds_port,
-                debug_port=args.debug_port,
-                debounce_after=args.debounce_after,
-                debounce_max=args.debounce_max,
-            )
-        except (ValueError, FileNotFoundError) as exc:
-            raise CommandError(str(exc)) from exc
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop.set)
-        try:
-            await mesh.start()
-        except OSError as exc:
-            raise CommandError(f"cannot listen on {args.host}:{args.xds_port}: {exc}") from exc
-        ca = None
-        try:
+
+async def _serve(
+    args: argparse.Namespace, root: pathlib.Path, options: CitadelServerOptions | None
+) -> int:
+    from istio_sdk.config import ConfigError
+    from istio_sdk.mesh import Mesh
+
+    refused: tuple[type[Exception], ...] = (OSError, ValueError)
+    if options is not None:  # the CA (and cryptography) only load when asked for
+        from istio_sdk.citadel import CitadelError
+
+        refused = (*refused, CitadelError)
+
+    try:
+        mesh = Mesh.from_directory(
+            root,
+            interval=args.poll_interval,
+            strict=True,
+            host=args.host,
+            xds_port=args.xds_port,
+            debug_port=args.debug_port,
+            debounce_after=args.debounce_after,
+            debounce_max=args.debounce_max,
+            ca_port=args.ca_port,
+            ca_options=options,
+        )
+    except refused as exc:
+        raise CommandError(_one_line(str(exc))) from exc
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await mesh.start()
+    except ConfigError as exc:
+        message = f"invalid config: {_one_line(str(exc))}"
+        others = sum(len(p) for source in mesh.sources for p in source.errors.values()) - 1
+        if others > 0:
+            message += f" (and {others} more; `istio-sdk validate -f {root}` lists them)"
+        raise CommandError(message, exit_code=1) from exc
+    except OSError as exc:
+        raise CommandError(_one_line(str(exc))) from exc
+    try:
+        print(
+            f"istio-sdk serve: xDS (ADS, plaintext) listening on "
+            f"{args.host}:{mesh.xds_port}, config from {root} "
+            f"({len(mesh.store)} resources)",
+            flush=True,
+        )
+        if mesh.debug_port is not None:
             print(
-                f"istio-sdk serve: xDS (ADS, plaintext) listening on "
-                f"{args.host}:{mesh.xds_port}, config from {root} "
-                f"({len(mesh.store)} resources)",
+                f"istio-sdk serve: debug on http://{args.host}:{mesh.debug_port}/debug/syncz",
                 flush=True,
             )
-            if mesh.debug_port is not None:
-                print(
-                    f"istio-sdk serve: debug on http://{args.host}:{mesh.debug_port}/debug/syncz",
-                    flush=True,
-                )
-            ca = await start_ca(args, args.host)
-            await stop.wait()
-        finally:
-            if ca is not None:
-                await ca.stop()
-            await mesh.stop()
-        return 0
-
-    return asyncio.run(serve())
+        if mesh.citadel is not None:
+            print(
+                f"istio-sdk serve: Citadel CA (TLS) listening on {args.host}:{mesh.ca_port}, "
+                f"trust domain {mesh.citadel.ca.trust_domain}, "
+                f"CA files in {args.ca_dir or 'memory'}",
+                flush=True,
+            )
+        await stop.wait()
+    finally:
+        await mesh.stop()
+    return 0
 
 
 COMMAND = Command(
     name="serve",
-    help="run the control plane (Pilot xDS) over a folder of Istio YAML",
+    help="run the control plane (Pilot xDS, optionally the CA) over a folder of Istio YAML",
     run=_run,
     configure=_configure,
     description=__doc__ or "",

@@ -30,6 +30,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from istio_sdk.config import ConfigError
     from istio_sdk.config._io import read_source
     from istio_sdk.config._validate import validate_text
 
@@ -43,8 +44,10 @@ def _run(args: argparse.Namespace) -> int:
             raise CommandError(f"{name}: no such file or folder")
         try:
             sources.extend(read_source(path))
-        except (OSError, UnicodeDecodeError) as exc:
+        except OSError as exc:
             raise CommandError(f"{name}: cannot read: {exc}") from exc
+        except ConfigError as exc:  # not UTF-8, or too large to read
+            raise CommandError(f"cannot read: {exc}") from exc
     resources = problems = 0
     for source, text in sources:
         loaded, found = validate_text(text, source)

@@ -3,7 +3,7 @@
 - :class:`Resource` / :class:`ObjectMeta`: ``apiVersion``, ``kind``, ``metadata``, ``spec``
   (the generated message of the kind) and ``status``;
 - :func:`load_resources` / :func:`dump_resources`: YAML or JSON text, files and folders in,
-  ``kubectl apply``-ready text out;
+  ``kubectl apply``-ready text out, within :class:`LoadLimits` (size, depth, aliases);
 - :func:`validate`: every problem, with source, document, resource, field path and line;
 - :class:`ConfigStore`: in-memory store with revisions and watchers;
   :class:`DirectorySource` keeps one in step with a folder;
@@ -15,7 +15,9 @@ from istio_sdk.config._errors import (
     ConfigError,
     DocumentError,
     FieldError,
+    LimitError,
     MetadataError,
+    NumberError,
     Problem,
     UnknownApiVersionError,
     UnknownKindError,
@@ -24,6 +26,7 @@ from istio_sdk.config._errors import (
 )
 from istio_sdk.config._io import Source, dump_resources, load_resources
 from istio_sdk.config._kinds import KINDS, KindInfo, find_kind, kind_for, message_class
+from istio_sdk.config._limits import LoadLimits
 from istio_sdk.config._resource import ObjectMeta, Resource
 from istio_sdk.config._store import (
     ConfigStore,
@@ -47,8 +50,11 @@ __all__ = [
     "FieldError",
     "JsonValue",
     "KindInfo",
+    "LimitError",
+    "LoadLimits",
     "MetadataError",
     "NotFoundError",
+    "NumberError",
     "ObjectMeta",
     "Problem",
     "Resource",

@@ -54,7 +54,27 @@ class ConfigError(ValueError):
 
 
 class YamlSyntaxError(ConfigError):
-    """The text is not valid YAML or JSON (``problem.line`` says where)."""
+    """The text is not valid YAML or JSON, or not UTF-8 (``problem.line`` says where)."""
+
+
+class LimitError(ConfigError):
+    """A source exceeds one of the loader's limits (:class:`~istio_sdk.config.LoadLimits`).
+
+    ``limit`` names the limit hit (``max_bytes``, ``max_depth``, ``max_alias_nodes`` or
+    ``max_int_digits``) and ``bound`` its value; ``problem`` names the file and document.
+    """
+
+    def __init__(self, problem: Problem, *, limit: str, bound: int) -> None:
+        super().__init__(problem)
+        self.limit = limit
+        self.bound = bound
+
+
+class NumberError(ConfigError):
+    """A number JSON cannot hold: NaN, Infinity, or a float literal too large for a double.
+
+    Kubernetes converts YAML to JSON before it stores an object, so it refuses these too.
+    """
 
 
 class DocumentError(ConfigError):

@@ -11,9 +11,10 @@ from typing import IO, Literal, TypeAlias
 
 import yaml
 
-from istio_sdk.config._errors import DocumentError, Problem
+from istio_sdk.config._errors import DocumentError, Problem, YamlSyntaxError
+from istio_sdk.config._limits import DEFAULT_LIMITS, LoadLimits
 from istio_sdk.config._resource import Resource, resource_from_json
-from istio_sdk.config._yaml import Document, JsonValue, join_index, parse_documents
+from istio_sdk.config._yaml import Document, JsonValue, join_index, limit_error, parse_documents
 
 Source: TypeAlias = str | bytes | os.PathLike[str] | IO[str] | IO[bytes]
 """What :func:`load_resources` reads: text, bytes, a path, or an open file."""
@@ -21,39 +22,79 @@ Source: TypeAlias = str | bytes | os.PathLike[str] | IO[str] | IO[bytes]
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 
 
-def read_source(source: Source) -> list[tuple[str, str]]:
+def decode_text(data: bytes, name: str) -> str:
+    """UTF-8 bytes -> text; anything else is a :class:`YamlSyntaxError` naming the byte."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise YamlSyntaxError(
+            Problem(
+                message=f"not UTF-8 text: byte {exc.object[exc.start]:#04x} at offset {exc.start}",
+                source=name,
+            )
+        ) from exc
+
+
+def _too_large(name: str, limits: LoadLimits) -> Exception:
+    return limit_error(
+        limits, "max_bytes", f"source is larger than {limits.max_bytes} bytes", source=name
+    )
+
+
+def read_file(path: pathlib.Path, limits: LoadLimits = DEFAULT_LIMITS) -> bytes:
+    """A file's bytes; a file over ``limits.max_bytes`` is refused before it is read."""
+    name = str(path)
+    with path.open("rb") as file:
+        if os.fstat(file.fileno()).st_size > limits.max_bytes:
+            raise _too_large(name, limits)
+        data = file.read(limits.max_bytes + 1)  # the file may grow while it is read
+    if len(data) > limits.max_bytes:
+        raise _too_large(name, limits)
+    return data
+
+
+def read_source(source: Source, limits: LoadLimits = DEFAULT_LIMITS) -> list[tuple[str, str]]:
     """Resolve a source into ``(name, text)`` pairs (one per file; a folder gives many).
 
     A ``str`` is a path when it has no newline and names an existing file or folder or ends
-    in ``.yaml``, ``.yml`` or ``.json``; otherwise it is the text itself.
+    in ``.yaml``, ``.yml`` or ``.json``; otherwise it is the text itself. Sizes are checked
+    against ``limits.max_bytes`` before anything large is read.
     """
     if isinstance(source, bytes):
-        return [("<bytes>", source.decode("utf-8"))]
+        if len(source) > limits.max_bytes:
+            raise _too_large("<bytes>", limits)
+        return [("<bytes>", decode_text(source, "<bytes>"))]
     if isinstance(source, str):
         if "\n" not in source and (os.path.exists(source) or source.endswith(CONFIG_SUFFIXES)):
-            return read_source(pathlib.Path(source))
+            return read_source(pathlib.Path(source), limits)
         return [("<string>", source)]
     if isinstance(source, os.PathLike):
         path = pathlib.Path(source)
-        if path.is_dir():
-            return [(str(p), p.read_text(encoding="utf-8")) for p in config_files(path)]
-        return [(str(path), path.read_text(encoding="utf-8"))]
+        paths = config_files(path) if path.is_dir() else [path]
+        return [(str(p), decode_text(read_file(p, limits), str(p))) for p in paths]
     if isinstance(source, io.IOBase) or hasattr(source, "read"):
-        data = source.read()
         name = str(getattr(source, "name", "<stream>"))
-        return [(name, data.decode("utf-8") if isinstance(data, bytes) else data)]
+        data = source.read(limits.max_bytes + 1)
+        if len(data) > limits.max_bytes:
+            raise _too_large(name, limits)
+        return [(name, decode_text(data, name) if isinstance(data, bytes) else data)]
     raise TypeError(f"cannot load resources from {type(source).__name__}")
 
 
 def config_files(folder: pathlib.Path) -> list[pathlib.Path]:
-    """Every ``*.yaml``, ``*.yml`` and ``*.json`` file below ``folder``, sorted, hidden skipped."""
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.suffix in CONFIG_SUFFIXES
-        and p.is_file()
-        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
+    """Every ``*.yaml``, ``*.yml`` and ``*.json`` file below ``folder``, sorted.
+
+    Hidden files and folders (a leading ``.``, such as a ConfigMap volume's ``..data``) are
+    skipped and not entered; symlinks to files are followed, symlinks to folders are not.
+    """
+    found = []
+    for top, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            path = pathlib.Path(top, name)
+            if not name.startswith(".") and path.suffix in CONFIG_SUFFIXES and path.is_file():
+                found.append(path)
+    return sorted(found)
 
 
 def iter_objects(document: Document, source: str) -> Iterator[tuple[str, JsonValue]]:
@@ -87,10 +128,12 @@ def _is_list(value: dict[str, JsonValue]) -> bool:
     return isinstance(kind, str) and kind.endswith("List") and "items" in value
 
 
-def resources_from_text(text: str, source: str) -> list[Resource]:
+def resources_from_text(
+    text: str, source: str, limits: LoadLimits = DEFAULT_LIMITS
+) -> list[Resource]:
     """Parse one file's text; raises the first :class:`ConfigError`."""
     out = []
-    for document in parse_documents(text, source):
+    for document in parse_documents(text, source, limits):
         for prefix, value in iter_objects(document, source):
             out.append(
                 resource_from_json(
@@ -104,18 +147,21 @@ def resources_from_text(text: str, source: str) -> list[Resource]:
     return out
 
 
-def load_resources(source: Source) -> list[Resource]:
+def load_resources(source: Source, *, limits: LoadLimits | None = None) -> list[Resource]:
     """Load Istio resources from YAML or JSON.
 
     ``source`` is text, bytes, a path (a file, or a folder read recursively) or an open file.
     Multi-document YAML and Kubernetes ``List`` objects are flattened in order; empty
     documents are skipped. Spec values are read the way Istio reads them (durations like
     ``5m`` are accepted). Raises a :class:`ConfigError` subclass naming the source, document
-    index, kind/namespace/name, field path and line of the first problem.
+    index, kind/namespace/name, field path and line of the first problem; a source beyond
+    ``limits`` (default :class:`LoadLimits()`: 8 MiB, depth 100, ...) raises
+    :class:`LimitError`.
     """
+    limits = DEFAULT_LIMITS if limits is None else limits
     out: list[Resource] = []
-    for name, text in read_source(source):
-        out.extend(resources_from_text(text, name))
+    for name, text in read_source(source, limits):
+        out.extend(resources_from_text(text, name, limits))
     return out
 
 

@@ -20,6 +20,7 @@ from istio_sdk.config._crd_rules import check as check_schema
 from istio_sdk.config._crd_rules import rules_for
 from istio_sdk.config._errors import ConfigError, Problem
 from istio_sdk.config._io import Source, iter_objects, read_source
+from istio_sdk.config._limits import DEFAULT_LIMITS, LoadLimits
 from istio_sdk.config._resource import Resource, resource_from_json
 from istio_sdk.config._yaml import JsonValue, join_index, join_key, parse_documents
 
@@ -136,12 +137,14 @@ def _problems_of(
         )
 
 
-def validate_text(text: str, source: str) -> tuple[list[Resource], list[Problem]]:
+def validate_text(
+    text: str, source: str, limits: LoadLimits = DEFAULT_LIMITS
+) -> tuple[list[Resource], list[Problem]]:
     """Load what can be loaded from one file's text and collect every problem."""
     resources: list[Resource] = []
     problems: list[Problem] = []
     try:
-        documents = parse_documents(text, source)
+        documents = parse_documents(text, source, limits)
     except ConfigError as exc:
         return [], [exc.problem]
     for document in documents:
@@ -188,7 +191,11 @@ def validate(resources: Resource | Iterable[Resource] | Source) -> list[Problem]
         resources = [resources]
     if isinstance(resources, str | bytes | os.PathLike) or hasattr(resources, "read"):
         out: list[Problem] = []
-        for name, text in read_source(resources):  # type: ignore[arg-type]
+        try:
+            texts = read_source(resources)  # type: ignore[arg-type]
+        except ConfigError as exc:  # not UTF-8, or over LoadLimits.max_bytes
+            return [exc.problem]
+        for name, text in texts:
             out.extend(validate_text(text, name)[1])
         return out
     problems: list[Problem] = []
