@@ -79,7 +79,7 @@ class AdsPair(RuleBasedStateMachine):
             table.pop(name, None)
         else:
             table[name] = f"v{self.generation}"
-        self._emit(self.server.plan_pushes(self.world, self.generation, changed={type_url: {name}}))
+        self._emit(self.server.plan(self.world, self.generation, changed={type_url: {name}}))
 
     @rule(cluster=st.sampled_from(NAMES))
     def drop_cluster_and_repoint(self, cluster: str) -> None:
@@ -87,7 +87,7 @@ class AdsPair(RuleBasedStateMachine):
         self.generation += 1
         self.world[CLUSTER].pop(cluster, None)
         self.world[LISTENER]["l"] = f"v{self.generation}"
-        pushes = self.server.plan_pushes(self.world, self.generation)
+        pushes = self.server.plan(self.world, self.generation)
         order = [p.type_url for p in pushes]
         if LISTENER in order:
             after = [p for p in pushes[order.index(LISTENER) :] if p.type_url == CLUSTER]
@@ -111,10 +111,7 @@ class AdsPair(RuleBasedStateMachine):
         if result.kind in (RequestKind.ACK, RequestKind.NACK):
             assert result.nonce in self.sent_nonces
         if result.needs_push:
-            push = self.server.plan_push(
-                result.type_url, self.world[result.type_url], self.generation
-            )
-            self._emit([push] if push else [])
+            self._emit(self.server.plan(self.world, self.generation, types=[result.type_url]))
 
     @precondition(lambda self: bool(self.to_client))
     @rule(accept=st.booleans())
@@ -159,11 +156,11 @@ class AdsPair(RuleBasedStateMachine):
             return
         for type_url in TYPES:
             client_names = self.client.subscribed_names(type_url)
-            status = self.server.types.get(type_url)
+            status = self.server.status(type_url)
             if status is None:
                 assert not client_names, f"server never heard of {type_url} {client_names}"
                 continue
-            server_names = frozenset(status.names | ({"*"} if status.wildcard else set()))
+            server_names = frozenset(status.names | ({"*"} if status.wildcard else frozenset()))
             assert server_names == client_names, (type_url, server_names, client_names)
 
     @invariant()
@@ -171,16 +168,16 @@ class AdsPair(RuleBasedStateMachine):
         if self.to_server or self.to_client:
             return
         for type_url in TYPES:
-            status = self.server.types.get(type_url)
+            status = self.server.status(type_url)
             if status is None or type_url in self.nacked:
                 continue
             if self.mode == "sotw" and type_url == ENDPOINT:
                 continue  # SotW EDS responses carry a subset: absence is not deletion
             held = self.client.held_versions(type_url)
             if self.mode == "delta":
-                assert held == status.client_has, (type_url, held, status.client_has)
+                assert held == status.held, (type_url, held, status.held)
             else:
-                assert set(held) == set(status.client_has), (type_url, held, status.client_has)
+                assert set(held) == set(status.held), (type_url, held, status.held)
 
 
 class DeltaAdsPair(AdsPair):
