@@ -32,7 +32,7 @@ from grpclib.server import Server, Stream
 
 from istio_sdk._grpc import GrpcSettings, create_server
 from istio_sdk.api.envoy.service.discovery.v3 import DeltaDiscoveryRequest, DiscoveryRequest
-from istio_sdk.pilot._logsafe import WarningBudget, peer_text
+from istio_sdk.xds._logsafe import WarningBudget, peer_text
 from istio_sdk.pilot._raw import EncodedMessage
 from istio_sdk.pilot.cache import CachedResource, SnapshotCache
 from istio_sdk.pilot.debounce import Debouncer
