@@ -32,7 +32,6 @@ from grpclib.server import Server, Stream
 
 from istio_sdk._grpc import GrpcSettings, create_server
 from istio_sdk.api.envoy.service.discovery.v3 import DeltaDiscoveryRequest, DiscoveryRequest
-from istio_sdk.xds._logsafe import WarningBudget, peer_text
 from istio_sdk.pilot._raw import EncodedMessage
 from istio_sdk.pilot.cache import CachedResource, SnapshotCache
 from istio_sdk.pilot.debounce import Debouncer
@@ -43,6 +42,7 @@ from istio_sdk.pilot.push_context import ProxyInfo
 from istio_sdk.pilot.push_request import PushRequest
 from istio_sdk.pilot.static import StaticGenerator
 from istio_sdk.xds import wire
+from istio_sdk.xds._logsafe import WarningBudget, peer_text
 from istio_sdk.xds.errors import XdsProtocolError
 from istio_sdk.xds.server import Push, RequestKind, ServerSession
 from istio_sdk.xds.types import is_known, resource_type
