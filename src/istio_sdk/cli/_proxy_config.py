@@ -5,8 +5,9 @@ clusters, then the route configurations the listeners name and the endpoints of 
 waits until the answers settle and prints the resources as JSON or YAML, like
 ``istioctl proxy-config``. When a cluster's endpoints or a listener's route configuration never
 arrived, a warning line on stderr names them (see :mod:`istio_sdk.pilot.consistency`).
-``KIND`` is ``clusters``, ``listeners``, ``routes``, ``endpoints`` or ``all``. Proxyless gRPC nodes (``--grpc``) subscribe to listeners by name: pass the targets
-(``HOST:PORT``) with ``--listener``.
+``KIND`` is ``clusters``, ``listeners``, ``routes``, ``endpoints`` or ``all``. Proxyless gRPC
+nodes (``--grpc``) subscribe to listeners by name: pass the targets (``HOST:PORT``) with
+``--listener``.
 """
 
 from __future__ import annotations
