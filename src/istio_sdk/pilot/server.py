@@ -563,9 +563,10 @@ class DiscoveryServer:
         else:
             self.metrics.nacked(url, latency)
             event_kind = "nack"
-            key = (url, version)
-            if key not in conn.nack_logged:  # one line per version, however stormy the NACKs
-                conn.nack_logged.add(key)
+            key = (url, reason[:200])
+            if key not in conn.nack_logged:  # one line per reason, however stormy the NACKs
+                if len(conn.nack_logged) < 100:
+                    conn.nack_logged.add(key)
                 conn.warnings.warn(
                     "NACK",
                     "NACK from %s for %s version %s: %s",
