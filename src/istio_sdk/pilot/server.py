@@ -357,12 +357,15 @@ class DiscoveryServer:
         wanted: dict[str, frozenset[str] | None] = {}
         for conn in members:
             for url in conn.session.subscribed_types():
-                names = conn.session.wanted(url)
                 if url in wanted:
                     have = wanted[url]
-                    wanted[url] = None if have is None or names is None else have | names
+                    if have is None:
+                        continue  # someone in the scope wants everything already
+                    names = conn.session.wanted(url)
+                    if names is None or not names <= have:
+                        wanted[url] = None if names is None else have | names
                 else:
-                    wanted[url] = names
+                    wanted[url] = conn.session.wanted(url)
         proxy = members[0].proxy
         assert proxy is not None
         _, failures = self._writer.write(

@@ -52,6 +52,11 @@ def version_of(handle: str | Versioned) -> str:
     return handle if isinstance(handle, str) else handle.version
 
 
+def _same(held: str | Versioned | None, handle: str | Versioned) -> bool:
+    # The very object sent last time (the common case), else the same version.
+    return held is handle or (held is not None and version_of(held) == version_of(handle))
+
+
 class ServerTypeState(enum.Enum):
     """Where one type stands on one stream, from the server's side."""
 
@@ -125,18 +130,23 @@ class RequestResult:
 
 @attrs.frozen
 class Push(Generic[R]):
-    """One response to send: resources by (name, version) with their handles, removals, nonce.
+    """One response to send: the names and handles of its resources, removals, nonce, version.
 
-    ``items`` holds the handles of ``resources``, in the same order: what the caller encodes.
+    ``items`` holds the handles of ``names``, in the same order: what the caller encodes.
     """
 
     type_url: str
     nonce: str
     version_info: str
-    resources: tuple[tuple[str, str], ...]
+    names: tuple[str, ...]
+    items: tuple[R, ...]
     removed: tuple[str, ...] = ()
     mode: Mode = "sotw"
-    items: tuple[R, ...] = ()
+
+    @property
+    def resources(self) -> tuple[tuple[str, str], ...]:
+        """``(name, version)`` of every resource in the response."""
+        return tuple(zip(self.names, (version_of(i) for i in self.items), strict=True))
 
 
 @attrs.frozen
@@ -176,7 +186,7 @@ class _SentRecord:
 class _TypeState(Generic[R]):
     state: ServerTypeState = ServerTypeState.UNSUBSCRIBED
     wildcard: bool = False
-    names: set[str] = attrs.Factory(set)
+    names: frozenset[str] = frozenset()  # replaced, never mutated: views share it
     last_sent: _SentRecord | None = None
     outstanding: dict[str, _SentRecord] = attrs.Factory(dict)  # nonce -> record (delta)
     acked_version: str = ""
@@ -185,10 +195,11 @@ class _TypeState(Generic[R]):
     nacked_nonce: str = ""
     nack_reason: str = ""
     generation: int = -1
-    # name -> version the client holds as far as the server knows (updated when sent)
-    client_has: dict[str, str] = attrs.Factory(dict)
-    # name -> handle of what this stream sent (what make-before-break re-sends)
-    handles: dict[str, R] = attrs.Factory(dict)
+    # name -> handle of what the client holds as far as the server knows (updated when sent;
+    # what make-before-break re-sends)
+    held: dict[str, R] = attrs.Factory(dict)
+    # name -> version a resuming delta client announced it holds (until something is sent)
+    announced: dict[str, str] = attrs.Factory(dict)
     # subscribed names that did not exist yet, to report as removed once (delta)
     announce_absent: set[str] = attrs.Factory(set)
     force_next: bool = False
@@ -207,10 +218,20 @@ class _TypeState(Generic[R]):
         )
 
     def forget_unwatched(self) -> None:
-        for name in [n for n in self.client_has if not self.watches(n)]:
-            del self.client_has[name]
-        for name in [n for n in self.handles if not self.watches(n)]:
-            del self.handles[name]
+        if not self.wildcard:
+            for table in (self.held, self.announced):
+                for name in [n for n in table if n not in self.names]:
+                    del table[name]
+
+    def holding(self, name: str) -> R | str | None:
+        held = self.held.get(name)
+        return held if held is not None else self.announced.get(name)
+
+    def holds(self, name: str) -> bool:
+        return name in self.held or name in self.announced
+
+    def held_names(self) -> set[str]:
+        return set(self.held) | set(self.announced)
 
     def view(self, type_url: str) -> TypeStatus:
         last = self.last_sent
@@ -218,7 +239,7 @@ class _TypeState(Generic[R]):
             type_url=type_url,
             state=self.state,
             wildcard=self.wildcard,
-            names=frozenset(self.names),
+            names=self.names,
             sent_version=last.version_info if last else "",
             sent_nonce=last.nonce if last else "",
             acked_version=self.acked_version,
@@ -227,7 +248,9 @@ class _TypeState(Generic[R]):
             nacked_nonce=self.nacked_nonce,
             nack_reason=self.nack_reason,
             generation=self.generation,
-            held=MappingProxyType(dict(self.client_has)),
+            held=MappingProxyType(
+                {**self.announced, **{n: version_of(h) for n, h in self.held.items()}}
+            ),
         )
 
 
@@ -273,14 +296,14 @@ class ServerSession(Generic[R]):
         st = self._types.get(type_url)
         if st is None or st.state is ServerTypeState.UNSUBSCRIBED:
             return frozenset()
-        return None if st.wildcard else frozenset(st.names)
+        return None if st.wildcard else st.names
 
     def watched(self, type_url: str, names: Collection[str]) -> bool:
         """Whether any of ``names`` of ``type_url`` matters to this client."""
         st = self._types.get(type_url)
         if st is None or st.state is ServerTypeState.UNSUBSCRIBED:
             return False
-        return st.wildcard or any(n in st.names or n in st.client_has for n in names)
+        return st.wildcard or any(n in st.names or st.holds(n) for n in names)
 
     def affected(
         self, types: Collection[str] | None, changed: Mapping[str, Collection[str]] | None
@@ -326,7 +349,7 @@ class ServerSession(Generic[R]):
             st.legacy_wildcard = not names and is_legacy_wildcard(url)
             st.wildcard = WILDCARD in names or st.legacy_wildcard
             names.discard(WILDCARD)
-            st.names = names
+            st.names = frozenset(names)
             st.force_next = True  # the first request is always answered, even if empty
             st.move(ServerEvent.INITIAL, url)
             return RequestResult(
@@ -346,7 +369,7 @@ class ServerSession(Generic[R]):
         added = frozenset(names - st.names)
         removed = frozenset(st.names - names)
         wildcard_added = wildcard and not st.wildcard
-        st.names = names
+        st.names = frozenset(names)
         st.wildcard = wildcard
         st.forget_unwatched()
         needs_push = bool(added) or wildcard_added
@@ -396,7 +419,7 @@ class ServerSession(Generic[R]):
         if st is None or first:
             st = self._types.setdefault(url, _TypeState())
             st.wildcard = WILDCARD in subs or (not subs and is_legacy_wildcard(url))
-            st.client_has = dict(req.initial_resource_versions)
+            st.announced = dict(req.initial_resource_versions)
         wildcard_added = WILDCARD in subs and not st.wildcard
         if WILDCARD in subs:
             st.wildcard = True
@@ -411,13 +434,13 @@ class ServerSession(Generic[R]):
         st.forget_unwatched()
         # Names newly asked for that the client does not hold must be answered, even if only
         # to say they do not exist.
-        st.announce_absent |= {n for n in added if n not in st.client_has}
+        st.announce_absent |= {n for n in added if not st.holds(n)}
         st.announce_absent -= removed
         needs_push = first or bool(added) or wildcard_added
         if needs_push:
             # A resuming client (initial_resource_versions) only needs the differences; a
             # fresh one gets an answer even if it is empty.
-            st.force_next = not (first and st.client_has)
+            st.force_next = not (first and st.announced)
         if first:
             st.move(ServerEvent.INITIAL, url)
             return RequestResult(RequestKind.INITIAL, url, subscribed=added, needs_push=True)
@@ -490,7 +513,7 @@ class ServerSession(Generic[R]):
             keep: frozenset[str] = frozenset()
             if url == CLUSTER and len(wanted) > 1:
                 st = self._types[url]
-                keep = frozenset(n for n in st.client_has if n not in available)
+                keep = frozenset(n for n in st.held_names() if n not in available)
                 cleanup = cleanup or bool(keep)
             push = self._plan_type(url, available, generation, changed=names, keep=keep)
             if push is not None:
@@ -539,11 +562,9 @@ class ServerSession(Generic[R]):
             if st.watches(n) and n not in selected and (not narrow or n in (changed or ()))
         }
         for name in kept:
-            handle = st.handles.get(name)
+            handle = st.held.get(name)
             if handle is not None:
                 selected[name] = handle
-        if full and not force and selected == st.handles:
-            return None  # the very same resources as last time (compared by handle)
         if self.mode == "delta":
             return self._plan_delta(
                 st,
@@ -555,25 +576,27 @@ class ServerSession(Generic[R]):
                 remove_only=remove_only,
                 scope=changed if narrow else None,
             )
-        versions = {n: version_of(h) for n, h in selected.items()}
         if not force:
-            if full and versions == st.client_has:
-                return None
-            if not full and all(st.client_has.get(n) == v for n, v in versions.items()):
+            held = st.held
+            if full:
+                if selected == held or (
+                    len(selected) == len(held)
+                    and all(_same(held.get(n), h) for n, h in selected.items())
+                ):
+                    return None
+            elif all(_same(held.get(n), h) for n, h in selected.items()):
                 return None
         push = Push(
             type_url,
             self._next_nonce(),
             str(generation),
-            tuple(versions.items()),
-            items=tuple(selected.values()),
+            tuple(selected),
+            tuple(selected.values()),
         )
         if full:
-            st.client_has = versions
-            st.handles = selected
+            st.held = selected  # a fresh dict, built above
         else:
-            st.client_has.update(versions)
-            st.handles.update(selected)
+            st.held.update(selected)
         self._record_sent(st, push, generation)
         return push
 
@@ -592,9 +615,9 @@ class ServerSession(Generic[R]):
         to_send = (
             {}
             if remove_only
-            else {n: h for n, h in selected.items() if st.client_has.get(n) != version_of(h)}
+            else {n: h for n, h in selected.items() if not _same(st.holding(n), h)}
         )
-        removed = {n for n in st.client_has if n not in selected and n not in kept}
+        removed = {n for n in st.held_names() if n not in selected and n not in kept}
         removed |= {n for n in st.announce_absent if n not in selected}
         if scope is not None:
             # Only the changed names were looked at: silence about the others is no removal.
@@ -606,17 +629,18 @@ class ServerSession(Generic[R]):
             type_url,
             self._next_nonce(),
             str(generation),
-            tuple((n, version_of(to_send[n])) for n in ordered),
+            tuple(ordered),
+            tuple(to_send[n] for n in ordered),
             tuple(sorted(removed)),
             mode="delta",
-            items=tuple(to_send[n] for n in ordered),
         )
         st.announce_absent.clear()
         for n in removed:
-            st.client_has.pop(n, None)
-            st.handles.pop(n, None)
-        st.client_has.update((n, version_of(h)) for n, h in to_send.items())
-        st.handles.update(to_send)
+            st.held.pop(n, None)
+            st.announced.pop(n, None)
+        for n in to_send:
+            st.announced.pop(n, None)
+        st.held.update(to_send)
         self._record_sent(st, push, generation)
         return push
 
