@@ -197,6 +197,8 @@ def test_status_is_a_read_only_snapshot() -> None:
     assert before.state is xds.ServerTypeState.REQUESTED and dict(before.held) == {}
     after = status(s, xds.CLUSTER)
     assert after.state is xds.ServerTypeState.SENT and dict(after.held) == WORLD
+    cheap = s.statuses(include_held=False)[xds.CLUSTER]
+    assert cheap.resource_count == 3 and dict(cheap.held) == {}
     with pytest.raises(TypeError):
         after.held["x"] = "1"  # type: ignore[index]
     assert not hasattr(s, "types")

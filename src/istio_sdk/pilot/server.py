@@ -265,7 +265,7 @@ class DiscoveryServer:
         out = []
         for conn in list(self._connections.values()):
             types: dict[str, dict[str, Any]] = {}
-            for url, st in conn.session.statuses().items():
+            for url, st in conn.session.statuses(include_held=False).items():
                 types[url] = {
                     "state": st.state.value,
                     "wildcard": st.wildcard,
@@ -275,7 +275,7 @@ class DiscoveryServer:
                     "acked_version": st.acked_version,
                     "nacked_version": st.nacked_version,
                     "nack_reason": st.nack_reason,
-                    "resources": len(st.held),
+                    "resources": st.resource_count,
                 }
             out.append(
                 ProxyStatus(

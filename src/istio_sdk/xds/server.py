@@ -153,7 +153,9 @@ class Push(Generic[R]):
 class TypeStatus:
     """A read-only snapshot of one type on one stream (what debug views such as syncz show).
 
-    ``held`` maps every name the client holds, as far as the server knows, to its version.
+    ``held`` maps every name the client holds, as far as the server knows, to its version
+    (empty when the view was taken with ``include_held=False``); ``resource_count`` is how many
+    names that is.
     """
 
     type_url: str
@@ -169,6 +171,7 @@ class TypeStatus:
     nack_reason: str
     generation: int
     held: Mapping[str, str]
+    resource_count: int
 
     def watches(self, name: str) -> bool:
         """Whether the client subscribed to ``name`` (explicitly or by wildcard)."""
@@ -233,8 +236,13 @@ class _TypeState(Generic[R]):
     def held_names(self) -> set[str]:
         return set(self.held) | set(self.announced)
 
-    def view(self, type_url: str) -> TypeStatus:
+    def view(self, type_url: str, include_held: bool = True) -> TypeStatus:
         last = self.last_sent
+        held: Mapping[str, str] = _EMPTY
+        if include_held:
+            held = MappingProxyType(
+                {**self.announced, **{n: version_of(h) for n, h in self.held.items()}}
+            )
         return TypeStatus(
             type_url=type_url,
             state=self.state,
@@ -248,10 +256,12 @@ class _TypeState(Generic[R]):
             nacked_nonce=self.nacked_nonce,
             nack_reason=self.nack_reason,
             generation=self.generation,
-            held=MappingProxyType(
-                {**self.announced, **{n: version_of(h) for n, h in self.held.items()}}
-            ),
+            held=held,
+            resource_count=len(self.held_names()) if self.announced else len(self.held),
         )
+
+
+_EMPTY: Mapping[str, str] = MappingProxyType({})
 
 
 def _event(kind: RequestKind) -> ServerEvent:
@@ -274,10 +284,10 @@ class ServerSession(Generic[R]):
         st = self._types.get(type_url)
         return None if st is None else st.view(type_url)
 
-    def statuses(self) -> dict[str, TypeStatus]:
-        """Snapshots of every type the client subscribed to."""
+    def statuses(self, *, include_held: bool = True) -> dict[str, TypeStatus]:
+        """Snapshots of every type the client subscribed to (``include_held``: see TypeStatus)."""
         return {
-            url: st.view(url)
+            url: st.view(url, include_held)
             for url, st in self._types.items()
             if st.state is not ServerTypeState.UNSUBSCRIBED
         }
