@@ -147,6 +147,26 @@ class SnapshotWriter:
         self.cache.set(scope, snapshot)
         return snapshot, failures
 
+    def ensure(
+        self,
+        scope: Hashable,
+        proxy: ProxyInfo,
+        generation: int,
+        type_url: str,
+        names: frozenset[str] | None,
+    ) -> tuple[Snapshot, list[GenerationFailure]]:
+        """The snapshot of ``scope``, extended first if it lacks ``names`` of ``type_url``.
+
+        What a new subscription needs: a cache hit costs nothing, a miss looks up only the
+        names never looked up before (or the whole type for a wildcard).
+        """
+        current = self.cache.get(scope)
+        if current is not None and current.covers(type_url, names):
+            return current, []
+        result = self.write(scope, proxy, generation, {type_url: names}, types=())
+        self.end_round()
+        return result
+
     def _resolve(
         self, url: str, name: str, message: betterproto2.Message, previous: CachedResource | None
     ) -> CachedResource:

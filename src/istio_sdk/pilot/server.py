@@ -521,23 +521,17 @@ class DiscoveryServer:
                 self.metrics.stale(url)
             if not result.needs_push:
                 return
-            snapshot = self.cache.get(conn.scope)
-            names = conn.session.wanted(url)
-            if snapshot is None or not snapshot.covers(url, names):
-                _, failures = self._writer.write(
-                    conn.scope, conn.proxy, self._generation, {url: names}, types=()
+            snapshot, failures = self._writer.ensure(
+                conn.scope, conn.proxy, self._generation, url, conn.session.wanted(url)
+            )
+            for failure in failures:
+                self.metrics.generator_failed()
+                log.error(
+                    "generating %s for %s failed: %s",
+                    resource_type(url).short_name,
+                    conn.who(),
+                    peer_text(repr(failure.error), 500),
                 )
-                self._writer.end_round()
-                for failure in failures:
-                    self.metrics.generator_failed()
-                    log.error(
-                        "generating %s for %s failed: %s",
-                        resource_type(url).short_name,
-                        conn.who(),
-                        peer_text(repr(failure.error), 500),
-                    )
-                snapshot = self.cache.get(conn.scope)
-            assert snapshot is not None
             pushes = conn.session.plan(snapshot.resources, self._generation, types=[url])
             now = time.monotonic()
             for push in pushes:
