@@ -233,3 +233,14 @@ def test_make_before_break_resends_the_handles_the_client_holds() -> None:
     pushes = s.plan({xds.CLUSTER: {"new": "2"}, xds.LISTENER: {"l": "2"}}, 2)
     assert sorted(pushes[0].items) == ["1", "2"]  # the old cluster's handle and the new one
     assert pushes[-1].items == ("2",)
+
+
+def test_delta_make_before_break_removes_stale_clusters_last() -> None:
+    s: xds.ServerSession[str] = xds.ServerSession("delta")
+    for url in (xds.LISTENER, xds.CLUSTER):
+        s.receive(DeltaDiscoveryRequest(type_url=url, resource_names_subscribe=["*"]))
+    s.plan({xds.CLUSTER: {"old": "1"}, xds.LISTENER: {"l": "1"}}, 1)
+    pushes = s.plan({xds.CLUSTER: {"new": "2"}, xds.LISTENER: {"l": "2"}}, 2)
+    assert [p.type_url for p in pushes] == [xds.CLUSTER, xds.LISTENER, xds.CLUSTER]
+    assert (pushes[0].resources, pushes[0].removed) == ((("new", "2"),), ())
+    assert (pushes[-1].resources, pushes[-1].removed) == ((), ("old",))

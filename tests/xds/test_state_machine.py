@@ -119,15 +119,32 @@ class XdsStreams(RuleBasedStateMachine):
             table[key] = f"v{self.generation}"
         s.emit(s.server.plan(s.world, self.generation, changed={url: {key}}))
 
-    @rule(cluster=st.sampled_from(ADS_NAMES))
-    def drop_cluster_and_repoint(self, cluster: str) -> None:
-        # A change touching several types at once exercises make-before-break ordering.
+    @precondition(
+        lambda self: (
+            self.streams[0].server.is_subscribed(CLUSTER)
+            and self.streams[0].server.is_subscribed(LISTENER)
+        )
+    )
+    @rule(pick=index_st)
+    def drop_cluster_and_repoint(self, pick: int) -> None:
+        # A change touching several types at once exercises make-before-break ordering: drop
+        # a cluster the client holds (if any) and change a listener in the same plan.
         s = self.streams[0]
+        before = s.server.status(CLUSTER)
+        held_before = sorted(before.held) if before is not None else []
+        cluster = held_before[pick % len(held_before)] if held_before else ADS_NAMES[pick]
         self.generation += 1
         s.world[CLUSTER].pop(cluster, None)
         s.world[LISTENER]["l"] = f"v{self.generation}"
         pushes = s.server.plan(s.world, self.generation)
         order = [p.type_url for p in pushes]
+        if cluster in held_before and LISTENER in order:
+            # Make-before-break: the listener push must not find the cluster already gone.
+            before_listener = [p for p in pushes[: order.index(LISTENER)] if p.type_url == CLUSTER]
+            assert all(cluster not in p.removed for p in before_listener)
+            if self.mode == "sotw" and before_listener:
+                assert cluster in dict(before_listener[0].resources)
+
         if LISTENER in order:
             after = [p for p in pushes[order.index(LISTENER) :] if p.type_url == CLUSTER]
             # A cluster push after the listener may only be the final clean-up: it is last
