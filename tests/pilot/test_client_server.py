@@ -17,10 +17,22 @@ from istio_sdk.api.envoy.config.listener.v3 import Listener
 from istio_sdk.pilot.client import PilotClientError, ResourceUpdate, grpc_node, sidecar_node
 from istio_sdk.pilot.debounce import Debouncer
 from istio_sdk.pilot.push_context import ProxyInfo
-from istio_sdk.pilot.push_request import AnyOf
+from istio_sdk.config import load_resources
+from istio_sdk.pilot.push_context import PushContext, compute_changes
+from istio_sdk.pilot.push_request import AffectedBy, AnyOf
 from istio_sdk.pilot.server import PushRequest, StaticGenerator
 
 MODES = ["sotw", "delta"]
+SERVICE_ENTRY = """
+apiVersion: networking.istio.io/v1beta1
+kind: ServiceEntry
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 10.1.0.1}]
+"""
 
 
 def cluster(name: str, timeout_s: int = 1) -> Cluster:
@@ -345,6 +357,17 @@ def test_push_requests_merge_proxy_selections_as_data() -> None:
     assert merged.selects(ProxyInfo("x", namespace="b"))
     assert not merged.selects(ProxyInfo("x", namespace="c"))
     assert a.merge(PushRequest()).proxies is None  # one side selects everyone
+
+
+def test_a_config_change_selects_proxies_as_data() -> None:
+    before = PushContext.build()
+    after = PushContext.build(load_resources(SERVICE_ENTRY))
+    change = compute_changes(before, after)
+    request = PushRequest(types=change.type_urls, proxies=AffectedBy(change, after))
+    assert request == PushRequest(types=change.type_urls, proxies=AffectedBy(change, after))
+    assert request.selects(ProxyInfo("x", namespace="default"))
+    merged = request.merge(request)
+    assert merged.proxies == AnyOf((AffectedBy(change, after), AffectedBy(change, after)))
 
 
 async def test_metrics_endpoint_speaks_prometheus(generator: StaticGenerator) -> None:

@@ -2,7 +2,9 @@
 
 A :class:`PushRequest` is a value: two requests merge into one that covers both (what debouncing
 does to a burst of changes), and merging proxy selections builds an :class:`AnyOf` value instead
-of a closure, so a merged request still compares and prints as data.
+of a closure, so a merged request still compares and prints as data. :class:`AffectedBy` is the
+selection of a config change as data (a change set and the push context it applies to), for
+translation to hand over instead of a lambda.
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ from collections.abc import Callable, Iterable, Mapping
 
 import attrs
 
-from istio_sdk.pilot.push_context import ProxyInfo
+from istio_sdk.pilot.push_context import ChangeSet, ProxyInfo, PushContext
 
-__all__ = ["AnyOf", "ProxySelector", "PushRequest"]
+__all__ = ["AffectedBy", "AnyOf", "ProxySelector", "PushRequest"]
 
 ProxySelector = Callable[[ProxyInfo], bool]
 """Selects the proxies a change affects (for example ``ChangeSet.affects`` bound to a context)."""
@@ -32,6 +34,17 @@ class AnyOf:
         mine = self.selectors
         theirs = other.selectors if isinstance(other, AnyOf) else (other,)
         return AnyOf((*mine, *theirs))
+
+
+@attrs.frozen
+class AffectedBy:
+    """The proxies ``change`` affects, judged in the push ``context`` it leads to."""
+
+    change: ChangeSet
+    context: PushContext = attrs.field(eq=False, repr=False)
+
+    def __call__(self, proxy: ProxyInfo) -> bool:
+        return self.change.affects(self.context, proxy)
 
 
 def _frozen_types(value: Iterable[str] | None) -> frozenset[str] | None:
