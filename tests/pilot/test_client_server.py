@@ -14,11 +14,10 @@ from istio_sdk import DiscoveryServer, PilotClient, xds
 from istio_sdk.api.envoy.config.cluster.v3 import Cluster
 from istio_sdk.api.envoy.config.endpoint.v3 import ClusterLoadAssignment, LocalityLbEndpoints
 from istio_sdk.api.envoy.config.listener.v3 import Listener
+from istio_sdk.config import load_resources
 from istio_sdk.pilot.client import PilotClientError, ResourceUpdate, grpc_node, sidecar_node
 from istio_sdk.pilot.debounce import Debouncer
-from istio_sdk.pilot.push_context import ProxyInfo
-from istio_sdk.config import load_resources
-from istio_sdk.pilot.push_context import PushContext, compute_changes
+from istio_sdk.pilot.push_context import ProxyInfo, PushContext, compute_changes
 from istio_sdk.pilot.push_request import AffectedBy, AnyOf
 from istio_sdk.pilot.server import PushRequest, StaticGenerator
 
