@@ -329,13 +329,6 @@ async def test_check_reachable_passes_when_something_listens() -> None:
         await check_reachable("--xds", "127.0.0.1", port)
 
 
-_NEEDS_WIRING = pytest.mark.xfail(
-    strict=True,
-    reason="cli/_proxy_config.py must call cli._address (owned by another helper; see report)",
-)
-
-
-@_NEEDS_WIRING
 def test_proxy_config_without_a_port_is_a_one_line_usage_error() -> None:
     proc = _cli("proxy-config", "clusters", "--xds", "localhost", "--node", "sidecar~1~a.b~b.c")
     assert proc.stderr == (
@@ -345,7 +338,6 @@ def test_proxy_config_without_a_port_is_a_one_line_usage_error() -> None:
     assert proc.returncode == 2
 
 
-@_NEEDS_WIRING
 def test_proxy_config_to_a_refused_address_fails_at_once(refused_port: int) -> None:
     # With --timeout 300, waiting for the client's timeout hits the subprocess's (30 s) instead.
     proc = _cli(

@@ -8,16 +8,31 @@ from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from istio_sdk import DiscoveryServer, PilotClient, xds
 from istio_sdk._net import bound_port
 from istio_sdk.api.envoy.config.cluster.v3 import Cluster
 from istio_sdk.api.envoy.config.endpoint.v3 import ClusterLoadAssignment, LocalityLbEndpoints
 from istio_sdk.api.envoy.config.listener.v3 import Listener
+from istio_sdk.config import load_resources
 from istio_sdk.pilot.client import PilotClientError, ResourceUpdate, grpc_node, sidecar_node
+from istio_sdk.pilot.debounce import Debouncer
+from istio_sdk.pilot.push_context import ProxyInfo, PushContext, compute_changes
+from istio_sdk.pilot.push_request import AffectedBy, AnyOf
 from istio_sdk.pilot.server import PushRequest, StaticGenerator
 
 MODES = ["sotw", "delta"]
+SERVICE_ENTRY = """
+apiVersion: networking.istio.io/v1beta1
+kind: ServiceEntry
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 10.1.0.1}]
+"""
 
 
 def cluster(name: str, timeout_s: int = 1) -> Cluster:
@@ -309,27 +324,109 @@ async def test_client_survives_a_server_that_breaks_the_protocol() -> None:
         await rogue.wait_closed()
 
 
-async def test_debounce_max_delay_bounds_a_steady_stream_of_changes(
-    generator: StaticGenerator,
-) -> None:
-    # A change every 20 ms never leaves a 200 ms quiet period; the 300 ms cap still pushes.
-    srv = DiscoveryServer(generator, debounce_after=0.2, debounce_max=0.3)
+def test_debounce_max_delay_bounds_a_steady_stream_of_changes() -> None:
+    # A change every 20 ms never leaves a 200 ms quiet period; the 300 ms cap still flushes,
+    # exactly at first change + 300 ms, with every change merged. (Times in ms, a fake clock.)
+    debouncer = Debouncer(after=200, max_delay=300)
+    for t in range(0, 300, 20):
+        debouncer.add(PushRequest(types={xds.ENDPOINT}, changed={xds.ENDPOINT: {f"e{t}"}}), t)
+        assert debouncer.flush(t) is None
+        assert debouncer.deadline() == min(t + 200, 300)
+    assert debouncer.flush(299.9) is None
+    due = debouncer.flush(300)
+    assert due is not None and (due.first_change, due.changes) == (0, 15)
+    assert due.request.changed == {xds.ENDPOINT: {f"e{t}" for t in range(0, 300, 20)}}
+    assert debouncer.deadline() is None and debouncer.flush(10_000) is None
+
+
+def test_debounce_waits_for_a_quiet_period() -> None:
+    debouncer = Debouncer(after=100, max_delay=10_000)
+    debouncer.add(PushRequest(reason="a"), 0)
+    debouncer.add(PushRequest(reason="b"), 50)
+    assert debouncer.deadline() == 150
+    assert debouncer.flush(149) is None
+    due = debouncer.flush(150)
+    assert due is not None and due.request.reason == "a; b" and due.request.types is None
+
+
+def test_push_requests_merge_proxy_selections_as_data() -> None:
+    a = PushRequest(proxies=lambda p: p.namespace == "a")
+    b = PushRequest(proxies=lambda p: p.namespace == "b")
+    merged = a.merge(b).merge(a)
+    assert isinstance(merged.proxies, AnyOf) and len(merged.proxies.selectors) == 3
+    assert merged.selects(ProxyInfo("x", namespace="b"))
+    assert not merged.selects(ProxyInfo("x", namespace="c"))
+    assert a.merge(PushRequest()).proxies is None  # one side selects everyone
+
+
+def test_a_config_change_selects_proxies_as_data() -> None:
+    before = PushContext.build()
+    after = PushContext.build(load_resources(SERVICE_ENTRY))
+    change = compute_changes(before, after)
+    request = PushRequest(types=change.type_urls, proxies=AffectedBy(change, after))
+    assert request == PushRequest(types=change.type_urls, proxies=AffectedBy(change, after))
+    assert request.selects(ProxyInfo("x", namespace="default"))
+    merged = request.merge(request)
+    assert merged.proxies == AnyOf((AffectedBy(change, after), AffectedBy(change, after)))
+
+
+async def test_metrics_endpoint_speaks_prometheus(generator: StaticGenerator) -> None:
+    srv = DiscoveryServer(generator, debounce_after=0.01)
+    other = DiscoveryServer(generator)  # a second server in the process: its own registry
     await srv.start()
+    port = await srv.start_debug_http()
+    nacked = asyncio.Event()
+    srv.add_listener(lambda e: nacked.set() if e.kind == "nack" else None)
+
+    def reject_bad(type_url: str, resources: Mapping[str, object]) -> str | None:
+        return "no bad clusters" if "bad" in resources else None
+
     try:
-        loop = asyncio.get_running_loop()
-        end = loop.time() + 1.0
-        i = 0
-        while loop.time() < end:
-            srv.push(generator.set(cluster(f"steady-{i}")))
-            i += 1
-            await asyncio.sleep(0.02)
-        assert srv.metrics.push_rounds >= 1
+        easy = client_for(srv, "sotw", node=sidecar_node("10.0.0.1", "easy", "default"))
+        picky = client_for(
+            srv, "sotw", validator=reject_bad, node=sidecar_node("10.0.0.2", "picky", "default")
+        )
+        async with easy, picky:
+            for c in (easy, picky):
+                c.subscribe("clusters")
+                await c.wait_for("clusters", ["a"])
+            await srv.push_now(generator.set(cluster("bad")))
+            await easy.wait_for("clusters", ["bad"])
+            await asyncio.wait_for(nacked.wait(), 10)
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            await writer.drain()
+            head, _, body = (await reader.read()).partition(b"\r\n\r\n")
+            writer.close()
     finally:
         await srv.stop()
+    assert head.startswith(b"HTTP/1.1 200") and b"text/plain; version=0.0.4" in head
+    families = {f.name: f for f in text_string_to_metric_families(body.decode())}
+
+    def value(family: str, sample: str, **labels: str) -> float:
+        for s in families[family].samples:
+            if s.name == sample and s.labels == labels:
+                return float(s.value)
+        raise AssertionError(f"no {sample}{labels} in {families[family].samples}")
+
+    assert families["pilot_xds"].type == "gauge" and value("pilot_xds", "pilot_xds") == 2
+    assert families["pilot_xds_pushes"].type == "counter"
+    # Two initial CDS responses, then the push of "bad" to both proxies.
+    assert value("pilot_xds_pushes", "pilot_xds_pushes_total", type="cds") == 4
+    assert value("pilot_total_xds_rejects", "pilot_total_xds_rejects_total", type="cds") == 1
+    assert families["pilot_proxy_convergence_time"].type == "histogram"
+    assert value("pilot_proxy_convergence_time", "pilot_proxy_convergence_time_count") == 2
+    assert value("pilot_xds_push_time", "pilot_xds_push_time_count", type="cds") == 4
+    assert value("pilot_xds_send_time", "pilot_xds_send_time_count", type="cds") == 4
+    assert value("pilot_debounce_time", "pilot_debounce_time_count") == 1
+    untouched = {
+        f.name: f for f in text_string_to_metric_families(other.metrics.prometheus_text().decode())
+    }
+    assert untouched["pilot_xds_pushes"].samples == []
 
 
 def test_latency_histogram_buckets_and_quantiles() -> None:
-    from istio_sdk.pilot.server import LatencyHistogram
+    from istio_sdk.pilot.metrics import LatencyHistogram
 
     h = LatencyHistogram()
     for seconds in (0.002, 0.02, 0.02, 3.0):

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import pathlib
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -157,7 +159,7 @@ def test_proxy_config_reports_unreachable_server(capsys: pytest.CaptureFixture[s
         ["proxy-config", "clusters", "--xds", "127.0.0.1:1", "--node", NODE_ID, "--timeout", "0.5"]
     )
     assert code == 1
-    assert "timed out" in capsys.readouterr().err
+    assert "--xds 127.0.0.1:1: cannot connect" in capsys.readouterr().err
 
 
 def test_serve_refuses_a_missing_folder(
@@ -165,3 +167,60 @@ def test_serve_refuses_a_missing_folder(
 ) -> None:
     assert main(["serve", "--config", str(tmp_path / "nope"), "--xds-port", "0"]) == 2
     assert "no such folder" in capsys.readouterr().err
+
+
+def test_proxy_config_warns_about_dangling_names(capsys: pytest.CaptureFixture[str]) -> None:
+    from datetime import timedelta
+
+    from istio_sdk.api.envoy.config.cluster.v3 import Cluster, ClusterDiscoveryType
+    from istio_sdk.api.envoy.config.endpoint.v3 import ClusterLoadAssignment
+    from istio_sdk.api.envoy.config.listener.v3 import Filter, FilterChain, Listener
+    from istio_sdk.api.envoy.extensions.filters.network.http_connection_manager.v3 import (
+        HttpConnectionManager,
+        Rds,
+    )
+    from istio_sdk.pilot.server import DiscoveryServer, StaticGenerator
+
+    def eds(name: str) -> Cluster:
+        return Cluster(
+            name=name, type=ClusterDiscoveryType.EDS, connect_timeout=timedelta(seconds=1)
+        )
+
+    manager = HttpConnectionManager(stat_prefix="l", rds=Rds(route_config_name="no-such-route"))
+    listener = Listener(
+        name="l",
+        filter_chains=[FilterChain(filters=[Filter(name="hcm", typed_config=xds.pack(manager))])],
+    )
+    generator = StaticGenerator(
+        [eds("has-endpoints"), eds("lonely"), ClusterLoadAssignment(cluster_name="has-endpoints")]
+    )
+    generator.set(listener)
+    ready = threading.Event()
+    stop: list[Callable[[], None]] = []
+    port: list[int] = []
+
+    async def serve() -> None:
+        async with DiscoveryServer(generator) as server:
+            port.append(server.port)
+            done = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            stop.append(lambda: loop.call_soon_threadsafe(done.set))
+            ready.set()
+            await done.wait()
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),))
+    thread.start()
+    try:
+        assert ready.wait(10)
+        capsys.readouterr()
+        args = ["proxy-config", "all", "--xds", f"127.0.0.1:{port[0]}", "--node", NODE_ID]
+        args += ["--timeout", "5"]
+        assert main(args) == 0
+        err = capsys.readouterr().err.strip().splitlines()
+    finally:
+        if stop:
+            stop[0]()
+        thread.join(10)
+    (line,) = [e for e in err if "warning" in e]
+    assert "2 dangling names" in line
+    assert "'lonely'" in line and "'no-such-route'" in line and "'has-endpoints'" not in line

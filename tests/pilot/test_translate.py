@@ -46,7 +46,7 @@ from istio_sdk.pilot.config_entry import ConfigEntry
 from istio_sdk.pilot.proxy import ProxyInfo
 from istio_sdk.pilot.push_context import PushContext
 from istio_sdk.pilot.registry import Endpoint
-from istio_sdk.pilot.translate import IstioGenerator, generate
+from istio_sdk.pilot.translate import generate
 
 V1 = f"outbound|9080|v1|{REVIEWS}"
 V2 = f"outbound|9080|v2|{REVIEWS}"
@@ -216,10 +216,9 @@ def test_grpc_default_route_without_virtual_service(ctx: PushContext) -> None:
     )
 
 
-def test_generator_object_matches_function(ctx: PushContext) -> None:
-    gen = IstioGenerator()
-    assert gen(ctx, GRPC_CLIENT, xds.CLUSTER, [V1]).keys() == {V1}
-    assert gen(ctx, GRPC_CLIENT, "type.googleapis.com/unknown.Type", [V1]) == {}
+def test_generate_answers_named_resources_and_nothing_for_unknown_types(ctx: PushContext) -> None:
+    assert generate(ctx, GRPC_CLIENT, xds.CLUSTER, [V1]).keys() == {V1}
+    assert generate(ctx, GRPC_CLIENT, "type.googleapis.com/unknown.Type", [V1]) == {}
 
 
 # -- sidecars ---------------------------------------------------------------------------

@@ -2,8 +2,11 @@
 
 Serves ``envoy.service.secret.v3.SecretDiscoveryService`` with two resources, as Istio's agent
 does: ``default`` (a ``tls_certificate`` with the chain and key) and ``ROOTCA`` (a
-``validation_context`` with the root). The state-of-the-world loop is small: answer a new
-subscription, ignore ACKs, log NACKs, and push every stream again when the certificate rotates.
+``validation_context`` with the root). The protocol (what a request means, stale nonces, ACK and
+NACK, what a stream still needs) is the shared xDS core, :class:`istio_sdk.xds.ServerSession`;
+this loop only decodes, hands requests and certificate rotations to the session, and encodes the
+responses it plans. A stream that subscribed before the first certificate exists is answered as
+soon as one does.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime
+import hashlib
 import itertools
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -29,6 +33,11 @@ from istio_sdk.api.envoy.service.discovery.v3 import DiscoveryRequest, Discovery
 from istio_sdk.api.envoy.service.secret.v3 import SecretDiscoveryServiceBase
 from istio_sdk.api.google.protobuf import Any as AnyMessage
 from istio_sdk.citadel.client import CertificateBundle
+from istio_sdk.timeutil import utcnow
+from istio_sdk.xds._logsafe import WarningBudget, peer_text
+from istio_sdk.xds.errors import XdsProtocolError
+from istio_sdk.xds.server import RequestKind, ServerSession
+from istio_sdk.xds.types import SECRET
 
 __all__ = [
     "ROOT_SECRET_NAME",
@@ -42,13 +51,9 @@ __all__ = [
 
 log = logging.getLogger("istio_sdk.citadel.sds")
 
-SECRET_TYPE_URL = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+SECRET_TYPE_URL = SECRET  # the one home of type URLs is istio_sdk.xds.types
 WORKLOAD_SECRET_NAME = "default"
 ROOT_SECRET_NAME = "ROOTCA"
-
-
-def _utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
 
 
 def build_secrets(bundle: CertificateBundle) -> dict[str, Secret]:
@@ -72,6 +77,20 @@ def build_secrets(bundle: CertificateBundle) -> dict[str, Secret]:
 
 
 @attrs.frozen
+class _SecretResource:
+    """One encoded secret, versioned by content (a handle for the protocol session)."""
+
+    name: str
+    data: bytes
+    version: str
+
+    @classmethod
+    def of(cls, secret: Secret) -> _SecretResource:
+        data = bytes(secret)
+        return cls(secret.name, data, hashlib.blake2b(data, digest_size=8).hexdigest())
+
+
+@attrs.frozen
 class SdsStats:
     """SDS counters: open streams, responses pushed, ACKs and NACKs received."""
 
@@ -87,7 +106,7 @@ class SecretCache:
     :meth:`current` never returns an expired bundle (the clock is injectable for tests).
     """
 
-    def __init__(self, clock: Callable[[], datetime.datetime] = _utcnow) -> None:
+    def __init__(self, clock: Callable[[], datetime.datetime] = utcnow) -> None:
         self._clock = clock
         self._bundle: CertificateBundle | None = None
         self._version = 0
@@ -189,9 +208,8 @@ class SdsService(SecretDiscoveryServiceBase):  # type: ignore[misc]
 
         reader = asyncio.create_task(read_requests())
         self._open_streams += 1
-        names: list[str] | None = None
-        last_nonce = ""
-        pending = False
+        session: ServerSession[_SecretResource] = ServerSession("sotw")
+        warnings = WarningBudget(log)
         try:
             while True:
                 kind, item = await queue.get()
@@ -199,38 +217,57 @@ class SdsService(SecretDiscoveryServiceBase):  # type: ignore[misc]
                     return
                 if kind == "request":
                     assert isinstance(item, DiscoveryRequest)
-                    if item.type_url and item.type_url != SECRET_TYPE_URL:
-                        raise GRPCError(
-                            grpclib.const.Status.INVALID_ARGUMENT,
-                            f"SDS serves {SECRET_TYPE_URL}, not {item.type_url}",
-                        )
-                    if item.response_nonce and item.response_nonce != last_nonce:
-                        continue  # answers a response that a newer one superseded
-                    requested = list(item.resource_names)
-                    if item.response_nonce:
-                        if item.error_detail is not None and item.error_detail.code != 0:
-                            self._counts["nacks"] += 1
-                            log.warning(
-                                "SDS NACK for version %s: %s",
-                                item.version_info,
-                                item.error_detail.message,
-                            )
-                        else:
-                            self._counts["acks"] += 1
-                        if requested == names:
-                            continue
-                    names = requested
-                    pending = True
-                elif names is not None:
-                    pending = True
-                if pending:
-                    response = self._response(names)
-                    if response is not None:
-                        pending = False
-                        last_nonce = response.nonce
-                        self._counts["pushes"] += 1
-                        yield response
+                    if not self._receive(session, item, warnings):
+                        continue
+                elif not session.is_subscribed(SECRET_TYPE_URL):
+                    continue
+                bundle = self.cache.current()
+                if bundle is None:
+                    continue  # the session remembers what is owed; answered once a cert exists
+                secrets = {n: _SecretResource.of(s) for n, s in build_secrets(bundle).items()}
+                for push in session.plan({SECRET_TYPE_URL: secrets}, self.cache.version):
+                    self._counts["pushes"] += 1
+                    yield DiscoveryResponse(
+                        version_info=push.version_info,
+                        resources=[
+                            AnyMessage(type_url=SECRET_TYPE_URL, value=r.data) for r in push.items
+                        ],
+                        type_url=SECRET_TYPE_URL,
+                        nonce=push.nonce,
+                    )
         finally:
             self._open_streams -= 1
             self.cache.unwatch(queue)
             reader.cancel()
+
+    def _receive(
+        self,
+        session: ServerSession[_SecretResource],
+        request: DiscoveryRequest,
+        warnings: WarningBudget,
+    ) -> bool:
+        """Hand ``request`` to the session; whether a response may now be due."""
+        if request.type_url and request.type_url != SECRET_TYPE_URL:
+            raise GRPCError(
+                grpclib.const.Status.INVALID_ARGUMENT,
+                f"SDS serves {SECRET_TYPE_URL}, not {peer_text(request.type_url)}",
+            )
+        request.type_url = SECRET_TYPE_URL
+        if not request.resource_names:
+            # Istio's agent answers a request naming nothing with every secret it has.
+            request.resource_names = [WORKLOAD_SECRET_NAME, ROOT_SECRET_NAME]
+        try:
+            result = session.receive(request)
+        except XdsProtocolError as exc:
+            raise GRPCError(grpclib.const.Status.INVALID_ARGUMENT, str(exc)) from None
+        if result.kind is RequestKind.ACK:
+            self._counts["acks"] += 1
+        elif result.kind is RequestKind.NACK:
+            self._counts["nacks"] += 1
+            warnings.warn(
+                "SDS NACK",
+                "SDS NACK for version %s: %s",
+                peer_text(result.version),
+                peer_text(result.error_message, 500),
+            )
+        return result.needs_push

@@ -3,9 +3,11 @@
 Connects to the ADS server as the given node, subscribes the way Envoy does (all listeners and
 clusters, then the route configurations the listeners name and the endpoints of EDS clusters),
 waits until the answers settle and prints the resources as JSON or YAML, like
-``istioctl proxy-config``. ``KIND`` is ``clusters``, ``listeners``, ``routes``, ``endpoints`` or
-``all``. Proxyless gRPC nodes (``--grpc``) subscribe to listeners by name: pass the targets
-(``HOST:PORT``) with ``--listener``.
+``istioctl proxy-config``. When a cluster's endpoints or a listener's route configuration never
+arrived, a warning line on stderr names them (see :mod:`istio_sdk.pilot.consistency`).
+``KIND`` is ``clusters``, ``listeners``, ``routes``, ``endpoints`` or ``all``. Proxyless gRPC
+nodes (``--grpc``) subscribe to listeners by name: pass the targets (``HOST:PORT``) with
+``--listener``.
 """
 
 from __future__ import annotations
@@ -72,51 +74,50 @@ def _node(args: argparse.Namespace) -> Any:
 
 def referenced_routes(listeners: dict[str, Any]) -> set[str]:
     """Route configuration names the listeners' HTTP connection managers load over RDS."""
-    from istio_sdk.api.envoy.extensions.filters.network.http_connection_manager.v3 import (
-        HttpConnectionManager,
-    )
-    from istio_sdk.xds import type_url_of, unpack
+    from istio_sdk.pilot.consistency import rds_route_names
 
-    hcm_url = type_url_of(HttpConnectionManager)
-    names: set[str] = set()
-    for listener in listeners.values():
-        anys = []
-        if listener.api_listener is not None and listener.api_listener.api_listener is not None:
-            anys.append(listener.api_listener.api_listener)
-        chains = list(listener.filter_chains)
-        if listener.default_filter_chain is not None:
-            chains.append(listener.default_filter_chain)
-        for chain in chains:
-            anys.extend(f.typed_config for f in chain.filters if f.typed_config is not None)
-        for packed in anys:
-            if packed.type_url != hcm_url:
-                continue
-            manager = unpack(packed)
-            rds = getattr(manager, "rds", None)
-            if rds is not None and rds.route_config_name:
-                names.add(rds.route_config_name)
-    return names
+    return set().union(*(rds_route_names(listener) for listener in listeners.values()))
 
 
 def eds_clusters(clusters: dict[str, Any]) -> set[str]:
     """ClusterLoadAssignment names of the EDS clusters (``service_name`` or the cluster name)."""
-    from istio_sdk.api.envoy.config.cluster.v3 import ClusterDiscoveryType
+    from istio_sdk.pilot.consistency import eds_service_names
 
-    names: set[str] = set()
-    for name, cluster in clusters.items():
-        if cluster.type == ClusterDiscoveryType.EDS:
-            cfg = cluster.eds_cluster_config
-            names.add(cfg.service_name if cfg is not None and cfg.service_name else name)
-    return names
+    return set().union(*(eds_service_names(cluster) for cluster in clusters.values()))
+
+
+def consistency_warning(resources: dict[str, dict[str, Any]]) -> str | None:
+    """One line naming every dangling EDS or RDS name in what the server sent, or None."""
+    from istio_sdk import xds
+    from istio_sdk.pilot.consistency import check_consistency
+
+    by_url = {
+        xds.LISTENER: resources.get("listeners", {}),
+        xds.CLUSTER: resources.get("clusters", {}),
+    }
+    if "routes" in resources:
+        by_url[xds.ROUTE] = resources["routes"]
+    if "endpoints" in resources:
+        by_url[xds.ENDPOINT] = resources["endpoints"]
+    problems = check_consistency(by_url)
+    if not problems:
+        return None
+    return (
+        f"istio-sdk proxy-config: warning: the config is inconsistent ({len(problems)} "
+        f"dangling name{'s' if len(problems) != 1 else ''}): " + "; ".join(map(str, problems))
+    )
 
 
 async def fetch(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """Connect, subscribe like Envoy, and return type short name -> name -> message."""
     from istio_sdk import xds
+    from istio_sdk.cli._address import check_reachable, parse_address
     from istio_sdk.pilot.client import PilotClient, PilotClientError
 
+    host, port = parse_address("--xds", args.xds)
+    await check_reachable("--xds", host, port, timeout=args.timeout)
     client = PilotClient(
-        args.xds, node=_node(args), mode="delta" if args.delta else "sotw", backoff_max=1.0
+        (host, port), node=_node(args), mode="delta" if args.delta else "sotw", backoff_max=1.0
     )
     out: dict[str, dict[str, Any]] = {}
     try:
@@ -202,6 +203,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.timeout <= 0:
         raise CommandError("--timeout must be positive")
     resources = asyncio.run(fetch(args))
+    warning = consistency_warning(resources)
+    if warning is not None:
+        print(warning, file=sys.stderr)
     sys.stdout.write(render(resources, args.kind, args.output))
     return 0
 

@@ -23,9 +23,10 @@ The seam between the server and translation is the ``ResourceGenerator`` protoco
 :class:`~istio_sdk.pilot.push_context.PushContext`; its ``apply(new_context)`` returns the
 :class:`~istio_sdk.pilot.server.PushRequest` (types, changed names, affected proxies) that
 ``DiscoveryServer.push`` debounces and sends. :class:`~istio_sdk.pilot.server.StaticGenerator`
-is a fixed set of resources for tests and small servers. Generators return the same message
-object for a resource to every proxy that shares it, so the server's
-:class:`~istio_sdk.pilot.cache.ResourceCache` serializes it once per config version.
+is a fixed set of resources for tests and small servers. The server writes the generator's
+answers, once per proxy scope, into its :class:`~istio_sdk.pilot.cache.SnapshotCache` (see
+:mod:`istio_sdk.pilot.publisher`) and the streams only read from it, so a resource shared by
+many proxies is serialized once per config version.
 """
 
 from __future__ import annotations

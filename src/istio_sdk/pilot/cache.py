@@ -1,20 +1,26 @@
-"""The serialized-resource cache: every resource serialized once, its bytes shared by all proxies.
+"""Pilot's snapshot cache: versioned, serialized resources per proxy scope, read by the server.
 
-The discovery server asks the :class:`ResourceGenerator` for message objects; this cache turns
-each distinct object into :class:`CachedResource` (``Any`` bytes plus a content version) exactly
-once. Generators that hand the same object to every proxy (within one push context) therefore
-cost one serialization per resource and version, however many proxies receive it; responses are
-then assembled by splicing those bytes (see :mod:`istio_sdk.xds.wire`).
+Translation writes (see :mod:`istio_sdk.pilot.publisher`); the discovery server only reads. A
+:class:`Snapshot` holds, per type URL, every resource a scope of proxies may get as a
+:class:`CachedResource` (``Any`` bytes plus a content version, serialized once and shared by
+every proxy and scope that gets the same message), and can check its own consistency
+(:meth:`Snapshot.problems`). :class:`SnapshotCache` maps a scope key to its latest snapshot.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Hashable, Iterable, Mapping
+from types import MappingProxyType
 
+import attrs
 import betterproto2
 
+from istio_sdk.pilot.consistency import SnapshotProblem, check_consistency
 from istio_sdk.xds import wire
-from istio_sdk.xds.types import type_url_of
+from istio_sdk.xds.types import type_url_of, unpack_bytes
+
+__all__ = ["CachedResource", "Snapshot", "SnapshotCache"]
 
 
 class CachedResource:
@@ -46,6 +52,15 @@ class CachedResource:
         version = hashlib.blake2b(value, digest_size=8).hexdigest()
         return cls(type_url, name, wire.encode_any(type_url, value), version, message)
 
+    def decoded(self) -> betterproto2.Message:
+        """The message (kept from serialization, else decoded from the bytes)."""
+        if self.message is not None:
+            return self.message
+        from istio_sdk.api.google.protobuf import Any
+
+        packed = Any.parse(self.any_bytes)
+        return unpack_bytes(packed.type_url, packed.value)
+
     def delta_bytes(self) -> bytes:
         """This resource as an encoded delta ``Resource`` (built once, on first use)."""
         if self._delta is None:
@@ -56,38 +71,80 @@ class CachedResource:
         return f"CachedResource({self.type_url!r}, {self.name!r}, version={self.version!r})"
 
 
-class ResourceCache:
-    """Maps message objects to their :class:`CachedResource`, one serialization per object.
+_NOT_COVERED = object()
 
-    Entries are keyed by object identity (the entry holds the object, so the identity stays
-    valid). :meth:`end_round` drops entries no push used during the last two rounds.
+
+def _frozen_resources(
+    resources: Mapping[str, Mapping[str, CachedResource]],
+) -> Mapping[str, Mapping[str, CachedResource]]:
+    return MappingProxyType({k: MappingProxyType(dict(v)) for k, v in resources.items()})
+
+
+def _frozen_coverage(
+    coverage: Mapping[str, frozenset[str] | None],
+) -> Mapping[str, frozenset[str] | None]:
+    return MappingProxyType(dict(coverage))
+
+
+@attrs.frozen
+class Snapshot:
+    """Every resource of one proxy scope at one config generation.
+
+    ``resources`` maps type URL -> name -> :class:`CachedResource`. ``coverage`` says, per type,
+    which names translation was asked for (``None``: all of them): a name outside it was never
+    looked up, while a looked-up name missing from ``resources`` does not exist.
     """
 
+    version: str
+    resources: Mapping[str, Mapping[str, CachedResource]] = attrs.field(converter=_frozen_resources)
+    coverage: Mapping[str, frozenset[str] | None] = attrs.field(
+        factory=dict, converter=_frozen_coverage
+    )
+
+    def covers(self, type_url: str, names: frozenset[str] | None) -> bool:
+        """Whether translation was asked for ``names`` of ``type_url`` (``None``: all)."""
+        have = self.coverage.get(type_url, _NOT_COVERED)
+        if have is _NOT_COVERED:
+            return False
+        if have is None:
+            return True
+        return names is not None and names <= have  # type: ignore[operator]
+
+    def messages(self) -> dict[str, dict[str, betterproto2.Message]]:
+        """The resources as messages (type URL -> name -> message)."""
+        return {
+            url: {n: r.decoded() for n, r in table.items()} for url, table in self.resources.items()
+        }
+
+    def problems(self) -> tuple[SnapshotProblem, ...]:
+        """Dangling references (EDS clusters without endpoints, listeners without routes)."""
+        return check_consistency(self.messages())
+
+
+class SnapshotCache:
+    """Scope key -> latest :class:`Snapshot`; written by translation, read by servers."""
+
     def __init__(self) -> None:
-        self._entries: dict[int, CachedResource] = {}
-        self._used: dict[int, int] = {}
-        self._round = 0
-        self.serializations = 0
+        self._snapshots: dict[Hashable, Snapshot] = {}
+        self.serializations = 0  # resources serialized so far (by the writers of this cache)
 
-    def resolve(self, name: str, message: betterproto2.Message) -> CachedResource:
-        """The cached form of ``message`` (named ``name``), serializing it on first sight."""
-        key = id(message)
-        cached = self._entries.get(key)
-        if cached is None or cached.message is not message or cached.name != name:
-            cached = CachedResource.from_message(name, message)
-            self.serializations += 1
-            self._entries[key] = cached
-        self._used[key] = self._round
-        return cached
+    def get(self, scope: Hashable) -> Snapshot | None:
+        """The latest snapshot of ``scope``, if any."""
+        return self._snapshots.get(scope)
 
-    def end_round(self) -> None:
-        """Close a push round; forget entries unused in this round and the previous one."""
-        cutoff = self._round - 1
-        stale = [k for k, r in self._used.items() if r < cutoff]
-        for key in stale:
-            del self._used[key]
-            self._entries.pop(key, None)
-        self._round += 1
+    def set(self, scope: Hashable, snapshot: Snapshot) -> None:
+        """Make ``snapshot`` the latest of ``scope``."""
+        self._snapshots[scope] = snapshot
+
+    def retain(self, scopes: Iterable[Hashable]) -> None:
+        """Forget every scope not in ``scopes`` (no proxy of theirs is connected)."""
+        keep = set(scopes)
+        for scope in [s for s in self._snapshots if s not in keep]:
+            del self._snapshots[scope]
+
+    def scopes(self) -> list[Hashable]:
+        """The scopes with a snapshot."""
+        return list(self._snapshots)
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._snapshots)

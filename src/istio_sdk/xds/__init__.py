@@ -3,7 +3,8 @@
 Nothing here opens a socket or needs an event loop. :class:`ClientSession` is the client half of
 ADS (what is subscribed, what to ACK or NACK, how to resubscribe after a reconnect);
 :class:`ServerSession` is one server stream (who watches what, what was sent and acknowledged,
-what to push next, in make-before-break order). Both speak State of the World and delta.
+what to push next, in make-before-break order), shared by every xDS-family server (ADS, SDS,
+MCP). Both speak State of the World and delta.
 :mod:`istio_sdk.xds.wire` encodes the envelopes around already-serialized resources.
 """
 
@@ -19,9 +20,12 @@ from istio_sdk.xds.server import (
     Push,
     RequestKind,
     RequestResult,
+    ServerEvent,
     ServerSession,
     ServerTypeState,
     TypeStatus,
+    Versioned,
+    version_of,
 )
 from istio_sdk.xds.types import (
     CLUSTER,
@@ -68,11 +72,13 @@ __all__ = [
     "RequestKind",
     "RequestResult",
     "ResourceType",
+    "ServerEvent",
     "ServerSession",
     "ServerTypeState",
     "TypeStatus",
     "UnknownTypeUrlError",
     "Update",
+    "Versioned",
     "XdsError",
     "XdsProtocolError",
     "in_push_order",
@@ -88,4 +94,5 @@ __all__ = [
     "type_url_of",
     "unpack",
     "unpack_bytes",
+    "version_of",
 ]

@@ -1,21 +1,31 @@
-"""Server side of ADS as a sans-I/O state object (State of the World and delta).
+"""Server side of the xDS protocols as a sans-I/O state object (State of the World and delta).
 
-:class:`ServerSession` holds one stream's state: per type URL the subscribed names (wildcard or
-named, with the legacy rule that a first LDS/CDS request naming nothing means wildcard), what was
-sent (nonce, version, resource versions), what the client ACKed or NACKed (with the reason), and
-which types wait for a push. Requests go in through :meth:`ServerSession.receive`, which classifies
-them (initial, ACK, NACK, stale, subscription change); pushes come out of :meth:`plan_push` /
-:meth:`plan_pushes` as :class:`Push` values naming the resources (by name and version) to send.
-The caller turns a :class:`Push` into bytes; no I/O happens here.
+Everything that moves a stream's protocol state lives in this module, and it does not know which
+server it serves (Pilot's ADS, Citadel's SDS, Galley's MCP all use it). :class:`ServerSession`
+holds one stream: per type URL the subscribed names (wildcard or named, with the legacy rule that
+a first LDS/CDS request naming nothing means wildcard), what was sent (nonce, version, the
+resources the client now holds), what the client ACKed or NACKed (with the reason), and whether
+the next response must go out even if nothing changed.
 
-Per type, the legal request kinds by state are the table :data:`SERVER_TRANSITIONS`.
+Requests go in through :meth:`ServerSession.receive`, which classifies them (initial, ACK, NACK,
+stale, subscription change). Responses come out of :meth:`ServerSession.plan`, the one place that
+decides what a push holds: it selects the subscribed names from a snapshot, narrows a push to the
+changed names where the protocol allows it, keeps clusters the client still holds until the
+types that point at them are updated (make-before-break), skips what the client already has, and
+records the result as sent. Every state change goes through :data:`SERVER_TRANSITIONS`; an illegal
+one raises :class:`~istio_sdk.xds.errors.XdsProtocolError` naming the state.
+
+Resources in a snapshot are "handles": a version string, or any object with a ``version``
+attribute (Pilot passes its serialized resources). A :class:`Push` carries the handles to send,
+so the caller only turns them into bytes.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Collection, Mapping
-from typing import Literal
+from types import MappingProxyType
+from typing import Generic, Literal, Protocol, TypeVar
 
 import attrs
 
@@ -25,6 +35,26 @@ from istio_sdk.xds.types import CLUSTER, in_push_order, is_full_state, is_legacy
 
 Mode = Literal["sotw", "delta"]
 WILDCARD = "*"
+
+
+class Versioned(Protocol):
+    """A resource handle: anything with a content ``version``."""
+
+    @property
+    def version(self) -> str: ...
+
+
+R = TypeVar("R", bound="str | Versioned")
+
+
+def version_of(handle: str | Versioned) -> str:
+    """The version of a handle (a plain string is its own version)."""
+    return handle if isinstance(handle, str) else handle.version
+
+
+def _same(held: str | Versioned | None, handle: str | Versioned) -> bool:
+    # The very object sent last time (the common case), else the same version.
+    return held is handle or (held is not None and version_of(held) == version_of(handle))
 
 
 class ServerTypeState(enum.Enum):
@@ -47,23 +77,40 @@ class RequestKind(enum.Enum):
     STALE = "STALE"  # answers a superseded nonce: ignored entirely
 
 
-# (state, kind) -> new state; kinds missing for a state are protocol errors.
-SERVER_TRANSITIONS: dict[tuple[ServerTypeState, RequestKind], ServerTypeState] = {
-    (ServerTypeState.UNSUBSCRIBED, RequestKind.INITIAL): ServerTypeState.REQUESTED,
-    (ServerTypeState.REQUESTED, RequestKind.SUBSCRIPTION): ServerTypeState.REQUESTED,
-    (ServerTypeState.REQUESTED, RequestKind.STALE): ServerTypeState.REQUESTED,
-    (ServerTypeState.SENT, RequestKind.ACK): ServerTypeState.ACKED,
-    (ServerTypeState.SENT, RequestKind.NACK): ServerTypeState.NACKED,
-    (ServerTypeState.SENT, RequestKind.STALE): ServerTypeState.SENT,
-    (ServerTypeState.SENT, RequestKind.SUBSCRIPTION): ServerTypeState.SENT,
-    (ServerTypeState.ACKED, RequestKind.SUBSCRIPTION): ServerTypeState.ACKED,
-    (ServerTypeState.ACKED, RequestKind.STALE): ServerTypeState.ACKED,
-    (ServerTypeState.ACKED, RequestKind.ACK): ServerTypeState.ACKED,  # delta acks each nonce
-    (ServerTypeState.ACKED, RequestKind.NACK): ServerTypeState.NACKED,
-    (ServerTypeState.NACKED, RequestKind.SUBSCRIPTION): ServerTypeState.NACKED,
-    (ServerTypeState.NACKED, RequestKind.STALE): ServerTypeState.NACKED,
-    (ServerTypeState.NACKED, RequestKind.ACK): ServerTypeState.ACKED,
-    (ServerTypeState.NACKED, RequestKind.NACK): ServerTypeState.NACKED,
+class ServerEvent(enum.Enum):
+    """What can happen to one type on a stream: a classified request, or a response sent."""
+
+    INITIAL = "INITIAL"
+    SUBSCRIPTION = "SUBSCRIPTION"
+    ACK = "ACK"
+    NACK = "NACK"
+    STALE = "STALE"
+    SEND = "SEND"
+
+
+_S, _E = ServerTypeState, ServerEvent
+
+# (state, event) -> new state; events missing for a state are protocol errors.
+SERVER_TRANSITIONS: dict[tuple[ServerTypeState, ServerEvent], ServerTypeState] = {
+    (_S.UNSUBSCRIBED, _E.INITIAL): _S.REQUESTED,
+    (_S.REQUESTED, _E.SUBSCRIPTION): _S.REQUESTED,
+    (_S.REQUESTED, _E.STALE): _S.REQUESTED,
+    (_S.REQUESTED, _E.SEND): _S.SENT,
+    (_S.SENT, _E.ACK): _S.ACKED,
+    (_S.SENT, _E.NACK): _S.NACKED,
+    (_S.SENT, _E.STALE): _S.SENT,
+    (_S.SENT, _E.SUBSCRIPTION): _S.SENT,
+    (_S.SENT, _E.SEND): _S.SENT,
+    (_S.ACKED, _E.SUBSCRIPTION): _S.ACKED,
+    (_S.ACKED, _E.STALE): _S.ACKED,
+    (_S.ACKED, _E.ACK): _S.ACKED,  # delta acks each nonce
+    (_S.ACKED, _E.NACK): _S.NACKED,
+    (_S.ACKED, _E.SEND): _S.SENT,
+    (_S.NACKED, _E.SUBSCRIPTION): _S.NACKED,
+    (_S.NACKED, _E.STALE): _S.NACKED,
+    (_S.NACKED, _E.ACK): _S.ACKED,
+    (_S.NACKED, _E.NACK): _S.NACKED,
+    (_S.NACKED, _E.SEND): _S.SENT,
 }
 
 
@@ -82,72 +129,210 @@ class RequestResult:
 
 
 @attrs.frozen
-class Push:
-    """One response to send: resources by (name, version), removals, nonce and version."""
+class Push(Generic[R]):
+    """One response to send: the names and handles of its resources, removals, nonce, version.
+
+    ``items`` holds the handles of ``names``, in the same order: what the caller encodes.
+    """
 
     type_url: str
     nonce: str
     version_info: str
-    resources: tuple[tuple[str, str], ...]
+    names: tuple[str, ...]
+    items: tuple[R, ...]
     removed: tuple[str, ...] = ()
     mode: Mode = "sotw"
 
+    @property
+    def resources(self) -> tuple[tuple[str, str], ...]:
+        """``(name, version)`` of every resource in the response."""
+        return tuple(zip(self.names, (version_of(i) for i in self.items), strict=True))
+
 
 @attrs.frozen
-class SentRecord:
-    """A response the server sent and has not seen answered."""
-
-    nonce: str
-    version_info: str
-    generation: int
-
-
-@attrs.define
 class TypeStatus:
-    """Per-type bookkeeping, readable by debug views (syncz)."""
+    """A read-only snapshot of one type on one stream (what debug views such as syncz show).
 
-    state: ServerTypeState = ServerTypeState.UNSUBSCRIBED
-    wildcard: bool = False
-    names: set[str] = attrs.Factory(set)
-    last_sent: SentRecord | None = None
-    outstanding: dict[str, SentRecord] = attrs.Factory(dict)  # nonce -> record (delta)
-    acked_version: str = ""
-    acked_nonce: str = ""
-    nacked_version: str = ""
-    nacked_nonce: str = ""
-    nack_reason: str = ""
-    generation: int = -1
-    # name -> version the client holds as far as the server knows (updated when sent)
-    client_has: dict[str, str] = attrs.Factory(dict)
-    # subscribed names that did not exist yet, to report as removed once (delta)
-    announce_absent: set[str] = attrs.Factory(set)
-    force_next: bool = False
-    legacy_wildcard: bool = False  # wildcard by the empty-first-request rule (SotW)
+    ``held`` maps every name the client holds, as far as the server knows, to its version
+    (empty when the view was taken with ``include_held=False``); ``resource_count`` is how many
+    names that is.
+    """
+
+    type_url: str
+    state: ServerTypeState
+    wildcard: bool
+    names: frozenset[str]
+    sent_version: str
+    sent_nonce: str
+    acked_version: str
+    acked_nonce: str
+    nacked_version: str
+    nacked_nonce: str
+    nack_reason: str
+    generation: int
+    held: Mapping[str, str]
+    resource_count: int
 
     def watches(self, name: str) -> bool:
         """Whether the client subscribed to ``name`` (explicitly or by wildcard)."""
         return self.wildcard or name in self.names
 
 
-def _move(status: TypeStatus, kind: RequestKind, type_url: str) -> None:
-    status.state = next_state(
-        SERVER_TRANSITIONS,
-        status.state,
-        kind,
-        type_url=type_url,
-        illegal="{event} request is not valid here",
-    )
+@attrs.frozen
+class _SentRecord:
+    nonce: str
+    version_info: str
+    generation: int
 
 
-class ServerSession:
-    """One ADS stream's protocol state on the server side."""
+@attrs.define
+class _TypeState(Generic[R]):
+    state: ServerTypeState = ServerTypeState.UNSUBSCRIBED
+    wildcard: bool = False
+    names: frozenset[str] = frozenset()  # replaced, never mutated: views share it
+    last_sent: _SentRecord | None = None
+    outstanding: dict[str, _SentRecord] = attrs.Factory(dict)  # nonce -> record (delta)
+    acked_version: str = ""
+    acked_nonce: str = ""
+    nacked_version: str = ""
+    nacked_nonce: str = ""
+    nack_reason: str = ""
+    generation: int = -1
+    # name -> handle of what the client holds as far as the server knows (updated when sent;
+    # what make-before-break re-sends)
+    held: dict[str, R] = attrs.Factory(dict)
+    # name -> version a resuming delta client announced it holds (until something is sent)
+    announced: dict[str, str] = attrs.Factory(dict)
+    # subscribed names that did not exist yet, to report as removed once (delta)
+    announce_absent: set[str] = attrs.Factory(set)
+    force_next: bool = False
+    legacy_wildcard: bool = False  # wildcard by the empty-first-request rule (SotW)
+
+    def watches(self, name: str) -> bool:
+        return self.wildcard or name in self.names
+
+    def move(self, event: ServerEvent, type_url: str) -> None:
+        self.state = next_state(
+            SERVER_TRANSITIONS,
+            self.state,
+            event,
+            type_url=type_url,
+            illegal="{event} is not valid here",
+        )
+
+    def forget_unwatched(self) -> None:
+        if not self.wildcard:
+            for table in (self.held, self.announced):
+                for name in [n for n in table if n not in self.names]:
+                    del table[name]
+
+    def holding(self, name: str) -> R | str | None:
+        held = self.held.get(name)
+        return held if held is not None else self.announced.get(name)
+
+    def holds(self, name: str) -> bool:
+        return name in self.held or name in self.announced
+
+    def held_names(self) -> set[str]:
+        return set(self.held) | set(self.announced)
+
+    def view(self, type_url: str, include_held: bool = True) -> TypeStatus:
+        last = self.last_sent
+        held: Mapping[str, str] = _EMPTY
+        if include_held:
+            held = MappingProxyType(
+                {**self.announced, **{n: version_of(h) for n, h in self.held.items()}}
+            )
+        return TypeStatus(
+            type_url=type_url,
+            state=self.state,
+            wildcard=self.wildcard,
+            names=self.names,
+            sent_version=last.version_info if last else "",
+            sent_nonce=last.nonce if last else "",
+            acked_version=self.acked_version,
+            acked_nonce=self.acked_nonce,
+            nacked_version=self.nacked_version,
+            nacked_nonce=self.nacked_nonce,
+            nack_reason=self.nack_reason,
+            generation=self.generation,
+            held=held,
+            resource_count=len(self.held_names()) if self.announced else len(self.held),
+        )
+
+
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+def _event(kind: RequestKind) -> ServerEvent:
+    return ServerEvent(kind.value)
+
+
+class ServerSession(Generic[R]):
+    """One xDS stream's protocol state on the server side."""
 
     def __init__(self, mode: Mode = "sotw") -> None:
         if mode not in ("sotw", "delta"):
             raise ValueError(f"mode must be 'sotw' or 'delta', not {mode!r}")
         self.mode: Mode = mode
-        self.types: dict[str, TypeStatus] = {}
+        self._types: dict[str, _TypeState[R]] = {}
         self._nonce = 0
+
+    # -- read-only views -------------------------------------------------------------------
+    def status(self, type_url: str) -> TypeStatus | None:
+        """A snapshot of ``type_url`` on this stream (``None`` if never requested)."""
+        st = self._types.get(type_url)
+        return None if st is None else st.view(type_url)
+
+    def statuses(self, *, include_held: bool = True) -> dict[str, TypeStatus]:
+        """Snapshots of every type the client subscribed to (``include_held``: see TypeStatus)."""
+        return {
+            url: st.view(url, include_held)
+            for url, st in self._types.items()
+            if st.state is not ServerTypeState.UNSUBSCRIBED
+        }
+
+    def subscribed_types(self) -> tuple[str, ...]:
+        """The types the client asked for, in make-before-break order."""
+        return tuple(in_push_order(u for u in self._types if self.is_subscribed(u)))
+
+    def is_subscribed(self, type_url: str) -> bool:
+        """Whether the client asked for ``type_url`` on this stream."""
+        st = self._types.get(type_url)
+        return st is not None and st.state is not ServerTypeState.UNSUBSCRIBED
+
+    def wanted(self, type_url: str) -> frozenset[str] | None:
+        """The names the client wants of ``type_url``: ``None`` for a wildcard subscription."""
+        st = self._types.get(type_url)
+        if st is None or st.state is ServerTypeState.UNSUBSCRIBED:
+            return frozenset()
+        return None if st.wildcard else st.names
+
+    def watched(self, type_url: str, names: Collection[str]) -> bool:
+        """Whether any of ``names`` of ``type_url`` matters to this client."""
+        st = self._types.get(type_url)
+        if st is None or st.state is ServerTypeState.UNSUBSCRIBED:
+            return False
+        return st.wildcard or any(n in st.names or st.holds(n) for n in names)
+
+    def affected(
+        self, types: Collection[str] | None, changed: Mapping[str, Collection[str]] | None
+    ) -> bool:
+        """Whether a change of ``types`` (``None``: all) and ``changed`` names concerns us.
+
+        ``changed`` maps a type to the names that changed; a type missing from it (or
+        ``changed`` ``None``) counts as entirely changed.
+        """
+        if types is None or changed is None:
+            return bool(self.subscribed_types())
+        for url in types:
+            names = changed.get(url)
+            if names is None:
+                if self.is_subscribed(url):
+                    return True
+            elif self.watched(url, names):
+                return True
+        return False
 
     # -- requests --------------------------------------------------------------------------
     def receive(self, request: DiscoveryRequest | DeltaDiscoveryRequest) -> RequestResult:
@@ -166,24 +351,24 @@ class ServerSession:
         url = req.type_url
         if not url:
             raise XdsProtocolError("request without a type_url", state="-", event="RECEIVE")
-        st = self.types.get(url)
+        st = self._types.get(url)
         names = set(req.resource_names)
         if st is None or st.state is ServerTypeState.UNSUBSCRIBED:
             # First request for this type on this stream (a nonce from an old stream is moot).
-            st = self.types.setdefault(url, TypeStatus())
+            st = self._types.setdefault(url, _TypeState())
             st.legacy_wildcard = not names and is_legacy_wildcard(url)
             st.wildcard = WILDCARD in names or st.legacy_wildcard
             names.discard(WILDCARD)
-            st.names = names
+            st.names = frozenset(names)
             st.force_next = True  # the first request is always answered, even if empty
-            _move(st, RequestKind.INITIAL, url)
+            st.move(ServerEvent.INITIAL, url)
             return RequestResult(
                 RequestKind.INITIAL, url, subscribed=frozenset(names), needs_push=True
             )
         last = st.last_sent
         if last is not None and req.response_nonce != last.nonce:
             # Envoy's rule: a request answering an older response carries nothing current.
-            _move(st, RequestKind.STALE, url)
+            st.move(ServerEvent.STALE, url)
             return RequestResult(RequestKind.STALE, url, nonce=req.response_nonce)
         # An empty list keeps a legacy wildcard alive; once the client named anything (or sent
         # "*"), an empty list means it wants nothing.
@@ -194,34 +379,25 @@ class ServerSession:
         added = frozenset(names - st.names)
         removed = frozenset(st.names - names)
         wildcard_added = wildcard and not st.wildcard
-        st.names = names
+        st.names = frozenset(names)
         st.wildcard = wildcard
-        for name in list(st.client_has):
-            if not st.watches(name):
-                del st.client_has[name]
+        st.forget_unwatched()
         needs_push = bool(added) or wildcard_added
         if needs_push:
             st.force_next = True
         if last is None or st.state in (ServerTypeState.ACKED, ServerTypeState.NACKED):
             # No response out, or this one was already answered: only the names can change.
-            kind = RequestKind.SUBSCRIPTION
-            _move(st, kind, url)
+            st.move(ServerEvent.SUBSCRIPTION, url)
             return RequestResult(
-                kind,
+                RequestKind.SUBSCRIPTION,
                 url,
                 nonce=req.response_nonce,
                 subscribed=added,
                 unsubscribed=removed,
                 needs_push=needs_push,
             )
-        if req.error_detail is not None:
-            kind = RequestKind.NACK
-            st.nacked_version, st.nacked_nonce = last.version_info, last.nonce
-            st.nack_reason = req.error_detail.message
-        else:
-            kind = RequestKind.ACK
-            st.acked_version, st.acked_nonce = last.version_info, last.nonce
-        _move(st, kind, url)
+        kind = self._answer(st, last, req.error_detail)
+        st.move(_event(kind), url)
         return RequestResult(
             kind,
             url,
@@ -233,19 +409,27 @@ class ServerSession:
             needs_push=needs_push,
         )
 
+    @staticmethod
+    def _answer(st: _TypeState[R], record: _SentRecord, error: object | None) -> RequestKind:
+        if error is not None:
+            st.nacked_version, st.nacked_nonce = record.version_info, record.nonce
+            st.nack_reason = str(getattr(error, "message", ""))
+            return RequestKind.NACK
+        st.acked_version, st.acked_nonce = record.version_info, record.nonce
+        return RequestKind.ACK
+
     def _receive_delta(self, req: DeltaDiscoveryRequest) -> RequestResult:
         url = req.type_url
         if not url:
             raise XdsProtocolError("request without a type_url", state="-", event="RECEIVE")
-        st = self.types.get(url)
+        st = self._types.get(url)
         subs = set(req.resource_names_subscribe)
         unsubs = set(req.resource_names_unsubscribe)
         first = st is None or st.state is ServerTypeState.UNSUBSCRIBED
-        if first:
-            st = self.types.setdefault(url, TypeStatus())
+        if st is None or first:
+            st = self._types.setdefault(url, _TypeState())
             st.wildcard = WILDCARD in subs or (not subs and is_legacy_wildcard(url))
-            st.client_has = dict(req.initial_resource_versions)
-        assert st is not None
+            st.announced = dict(req.initial_resource_versions)
         wildcard_added = WILDCARD in subs and not st.wildcard
         if WILDCARD in subs:
             st.wildcard = True
@@ -257,36 +441,28 @@ class ServerSession:
         st.names |= subs
         st.names -= unsubs
         removed = frozenset(unsubs)
-        for name in list(st.client_has):
-            if not st.watches(name):
-                del st.client_has[name]
+        st.forget_unwatched()
         # Names newly asked for that the client does not hold must be answered, even if only
         # to say they do not exist.
-        st.announce_absent |= {n for n in added if n not in st.client_has}
+        st.announce_absent |= {n for n in added if not st.holds(n)}
         st.announce_absent -= removed
         needs_push = first or bool(added) or wildcard_added
         if needs_push:
             # A resuming client (initial_resource_versions) only needs the differences; a
             # fresh one gets an answer even if it is empty.
-            st.force_next = not (first and st.client_has)
+            st.force_next = not (first and st.announced)
         if first:
-            _move(st, RequestKind.INITIAL, url)
+            st.move(ServerEvent.INITIAL, url)
             return RequestResult(RequestKind.INITIAL, url, subscribed=added, needs_push=True)
         nonce = req.response_nonce
-        if not nonce:
-            _move(st, RequestKind.SUBSCRIPTION, url)
-            return RequestResult(
-                RequestKind.SUBSCRIPTION,
-                url,
-                subscribed=added,
-                unsubscribed=removed,
-                needs_push=needs_push,
-            )
-        record = st.outstanding.pop(nonce, None)
+        record = st.outstanding.pop(nonce, None) if nonce else None
         if record is None:
-            # Unknown or already-answered nonce: keep the subscription change, ignore the rest.
-            kind = RequestKind.STALE if not (added or removed) else RequestKind.SUBSCRIPTION
-            _move(st, kind, url)
+            # No nonce, or an unknown or already-answered one: keep the subscription change,
+            # ignore the rest.
+            kind = (
+                RequestKind.STALE if nonce and not (added or removed) else RequestKind.SUBSCRIPTION
+            )
+            st.move(_event(kind), url)
             return RequestResult(
                 kind,
                 url,
@@ -298,16 +474,8 @@ class ServerSession:
         # Older outstanding nonces are implicitly superseded.
         for other in [n for n, r in st.outstanding.items() if r.generation <= record.generation]:
             del st.outstanding[other]
-        if req.error_detail is not None:
-            kind = RequestKind.NACK
-            st.nacked_version, st.nacked_nonce = record.version_info, nonce
-            st.nack_reason = req.error_detail.message
-        else:
-            kind = RequestKind.ACK
-            st.acked_version, st.acked_nonce = record.version_info, nonce
-        if st.state is ServerTypeState.REQUESTED:
-            st.state = ServerTypeState.SENT
-        _move(st, kind, url)
+        kind = self._answer(st, record, req.error_detail)
+        st.move(_event(kind), url)
         return RequestResult(
             kind,
             url,
@@ -320,50 +488,67 @@ class ServerSession:
         )
 
     # -- pushes ----------------------------------------------------------------------------
-    def is_subscribed(self, type_url: str) -> bool:
-        """Whether the client asked for ``type_url`` on this stream."""
-        st = self.types.get(type_url)
-        return st is not None and st.state is not ServerTypeState.UNSUBSCRIBED
+    def plan(
+        self,
+        snapshot: Mapping[str, Mapping[str, R]],
+        generation: int,
+        *,
+        types: Collection[str] | None = None,
+        changed: Mapping[str, Collection[str]] | None = None,
+    ) -> list[Push[R]]:
+        """The responses to send now, in make-before-break order, each recorded as sent.
 
-    def watched(self, type_url: str, names: Collection[str]) -> bool:
-        """Whether any of ``names`` of ``type_url`` matters to this client."""
-        st = self.types.get(type_url)
-        if st is None or st.state is ServerTypeState.UNSUBSCRIBED:
-            return False
-        return st.wildcard or any(n in st.names or n in st.client_has for n in names)
+        ``snapshot`` maps a type URL to every existing resource of the type (name -> handle);
+        a type missing from it has no resources. ``generation`` is the config generation the
+        snapshot comes from (it must not go backwards). ``types`` limits the push to those
+        types (``None``: every subscribed type; types the client did not subscribe to are
+        skipped). ``changed`` maps a type to the names that changed: a State-of-the-World push
+        of a type that is not full-state (RDS, EDS) then carries only those, and a delta push
+        removes only among them.
+
+        A type whose client already holds exactly what the snapshot says is not pushed. When
+        clusters disappear and other types follow in the same plan, the first CDS response
+        still carries the clusters the client holds and a final CDS response removes them, so
+        no listener or route is ever left pointing at a cluster the proxy no longer knows.
+        """
+        if types is None:
+            wanted = list(self.subscribed_types())
+        else:
+            wanted = in_push_order(t for t in types if self.is_subscribed(t))
+        pushes: list[Push[R]] = []
+        cleanup = False
+        for url in wanted:
+            available = snapshot.get(url, {})
+            names = None if changed is None else changed.get(url)
+            keep: frozenset[str] = frozenset()
+            if url == CLUSTER and len(wanted) > 1:
+                st = self._types[url]
+                keep = frozenset(n for n in st.held_names() if n not in available)
+                cleanup = cleanup or bool(keep)
+            push = self._plan_type(url, available, generation, changed=names, keep=keep)
+            if push is not None:
+                pushes.append(push)
+        if cleanup:
+            last = self._plan_type(CLUSTER, snapshot.get(CLUSTER, {}), generation, remove_only=True)
+            if last is not None:
+                pushes.append(last)
+        return pushes
 
     def _next_nonce(self) -> str:
         self._nonce += 1
         return f"{self._nonce:x}"
 
-    def plan_push(
+    def _plan_type(
         self,
         type_url: str,
-        available: Mapping[str, str],
+        available: Mapping[str, R],
         generation: int,
         *,
         changed: Collection[str] | None = None,
-        force: bool = False,
-        keep: Mapping[str, str] | None = None,
+        keep: frozenset[str] = frozenset(),
         remove_only: bool = False,
-    ) -> Push | None:
-        """Decide what ``type_url``'s next response to this client holds, and record it sent.
-
-        ``available`` maps every existing resource name of the type to its version;
-        ``generation`` is the config generation the push comes from (must not go backwards).
-        ``changed`` narrows a SotW push of a type that is not full-state (RDS, EDS) to the
-        resources that changed. ``keep`` lists stale resources still to send (make-before-break:
-        clusters are removed only in a later push). Returns ``None`` when the client already
-        has exactly this (the proxy is not affected).
-        """
-        st = self.types.get(type_url)
-        if st is None or st.state is ServerTypeState.UNSUBSCRIBED:
-            raise XdsProtocolError(
-                "push of a type the client did not request",
-                state="UNSUBSCRIBED",
-                event="PUSH",
-                type_url=type_url,
-            )
+    ) -> Push[R] | None:
+        st = self._types[type_url]
         if generation < st.generation:
             raise XdsProtocolError(
                 f"push generation {generation} is older than {st.generation}",
@@ -371,127 +556,109 @@ class ServerSession:
                 event="PUSH",
                 type_url=type_url,
             )
-        force = force or st.force_next
+        force = st.force_next
         full = is_full_state(type_url) and self.mode == "sotw"
-        if st.wildcard:
+        narrow = changed is not None and not full and not force
+        if changed is not None and narrow:
+            # Only the changed names are looked at (cheap when one endpoint set of many moved).
+            selected = {n: available[n] for n in changed if n in available and st.watches(n)}
+        elif st.wildcard:
             selected = dict(available)
         else:
-            selected = {n: available[n] for n in available.keys() & st.names}
-        if keep:
-            for n, v in keep.items():
-                if st.watches(n):
-                    selected.setdefault(n, v)
-        if changed is not None and not full and not force:
-            selected = {n: v for n, v in selected.items() if n in changed}
+            selected = {n: available[n] for n in st.names if n in available}
+        kept = {
+            n
+            for n in keep
+            if st.watches(n) and n not in selected and (not narrow or n in (changed or ()))
+        }
+        for name in kept:
+            handle = st.held.get(name)
+            if handle is not None:
+                selected[name] = handle
         if self.mode == "delta":
             return self._plan_delta(
                 st,
                 type_url=type_url,
                 selected=selected,
+                kept=kept,
                 generation=generation,
                 force=force,
                 remove_only=remove_only,
-                scope=None if changed is None or full or force else changed,
+                scope=changed if narrow else None,
             )
-        to_send = selected
         if not force:
-            if full and to_send == st.client_has:
+            held = st.held
+            if full:
+                if selected == held or (
+                    len(selected) == len(held)
+                    and all(_same(held.get(n), h) for n, h in selected.items())
+                ):
+                    return None
+            elif all(_same(held.get(n), h) for n, h in selected.items()):
                 return None
-            if not full and all(st.client_has.get(n) == v for n, v in to_send.items()):
-                return None
-        version = str(generation)
-        push = Push(type_url, self._next_nonce(), version, tuple(to_send.items()))
+        push = Push(
+            type_url,
+            self._next_nonce(),
+            str(generation),
+            tuple(selected),
+            tuple(selected.values()),
+        )
         if full:
-            st.client_has = dict(to_send)
+            st.held = selected  # a fresh dict, built above
         else:
-            st.client_has.update(to_send)
+            st.held.update(selected)
         self._record_sent(st, push, generation)
         return push
 
     def _plan_delta(
         self,
-        st: TypeStatus,
+        st: _TypeState[R],
         *,
         type_url: str,
-        selected: Mapping[str, str],
+        selected: Mapping[str, R],
+        kept: Collection[str],
         generation: int,
         force: bool,
         remove_only: bool,
         scope: Collection[str] | None,
-    ) -> Push | None:
+    ) -> Push[R] | None:
         to_send = (
-            {} if remove_only else {n: v for n, v in selected.items() if st.client_has.get(n) != v}
+            {}
+            if remove_only
+            else {n: h for n, h in selected.items() if not _same(st.holding(n), h)}
         )
-        removed = {n for n in st.client_has if n not in selected}
+        removed = {n for n in st.held_names() if n not in selected and n not in kept}
         removed |= {n for n in st.announce_absent if n not in selected}
         if scope is not None:
-            # Only the changed names were looked up: silence about the others is no removal.
+            # Only the changed names were looked at: silence about the others is no removal.
             removed = {n for n in removed if n in scope}
-        if not to_send and not removed and not force:
-            return None
-        if not to_send and not removed and st.last_sent is not None:
+        if not to_send and not removed and (not force or st.last_sent is not None):
             return None  # a delta stream needs no empty response once anything was sent
+        ordered = sorted(to_send)
         push = Push(
             type_url,
             self._next_nonce(),
             str(generation),
-            tuple(sorted(to_send.items())),
+            tuple(ordered),
+            tuple(to_send[n] for n in ordered),
             tuple(sorted(removed)),
             mode="delta",
         )
         st.announce_absent.clear()
         for n in removed:
-            st.client_has.pop(n, None)
-        st.client_has.update(to_send)
+            st.held.pop(n, None)
+            st.announced.pop(n, None)
+        for n in to_send:
+            st.announced.pop(n, None)
+        st.held.update(to_send)
         self._record_sent(st, push, generation)
         return push
 
-    def _record_sent(self, st: TypeStatus, push: Push, generation: int) -> None:
-        rec = SentRecord(push.nonce, push.version_info, generation)
+    def _record_sent(self, st: _TypeState[R], push: Push[R], generation: int) -> None:
+        rec = _SentRecord(push.nonce, push.version_info, generation)
         st.last_sent = rec
         st.generation = generation
         st.force_next = False
         if self.mode == "delta":
             st.outstanding[push.nonce] = rec
-        if st.state in (ServerTypeState.REQUESTED, ServerTypeState.ACKED, ServerTypeState.NACKED):
-            st.state = ServerTypeState.SENT
-
-    def plan_pushes(
-        self,
-        snapshot: Mapping[str, Mapping[str, str]],
-        generation: int,
-        *,
-        types: Collection[str] | None = None,
-        changed: Mapping[str, Collection[str]] | None = None,
-    ) -> list[Push]:
-        """Pushes for several types in make-before-break order (CDS, EDS, LDS, RDS, ...).
-
-        When the CDS push would drop clusters and other types follow, the first CDS response
-        still carries the stale clusters and a last CDS response removes them, so no listener
-        or route is ever left pointing at a cluster the proxy no longer knows.
-        """
-        wanted = in_push_order(
-            t for t in (types if types is not None else snapshot) if self.is_subscribed(t)
-        )
-        pushes: list[Push] = []
-        cleanup = False
-        for url in wanted:
-            available = snapshot.get(url, {})
-            ch = None if changed is None else changed.get(url)
-            if url == CLUSTER and len(wanted) > 1:
-                st = self.types[url]
-                stale = {n: v for n, v in st.client_has.items() if n not in available}
-                if stale:
-                    first = self.plan_push(url, available, generation, changed=ch, keep=stale)
-                    if first is not None:
-                        pushes.append(first)
-                    cleanup = True
-                    continue
-            push = self.plan_push(url, available, generation, changed=ch)
-            if push is not None:
-                pushes.append(push)
-        if cleanup:
-            last = self.plan_push(CLUSTER, snapshot.get(CLUSTER, {}), generation, remove_only=True)
-            if last is not None:
-                pushes.append(last)
-        return pushes
+        st.move(ServerEvent.SEND, push.type_url)

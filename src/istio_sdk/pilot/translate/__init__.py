@@ -11,10 +11,10 @@ RDS, CDS, EDS) and ``names`` the resource names the proxy subscribed to (``None`
 wildcard subscription; an empty collection asks for nothing). The answer maps resource name
 to the generated Envoy message (``istio_sdk.api.envoy...``); a name that does not exist for
 this proxy is simply absent.
-Unknown type URLs yield an empty dict. :class:`IstioGenerator` wraps the function as a
-callable object; :class:`PushContextGenerator` is the stateful ``ResourceGenerator`` that
-:class:`istio_sdk.pilot.server.DiscoveryServer` takes (``generate(proxy, type_url, names)``
-over the current snapshot, and ``apply(new_snapshot)`` returning the push request).
+Unknown type URLs yield an empty dict. :class:`PushContextGenerator` is the stateful
+``ResourceGenerator`` that :class:`istio_sdk.pilot.server.DiscoveryServer` takes
+(``generate(proxy, type_url, names)`` over the current snapshot, and ``apply(new_snapshot)``
+returning the push request).
 
 Which translator runs depends on the proxy: proxyless gRPC clients (``GENERATOR: grpc``) get
 :mod:`.grpc` resources, ``router`` nodes :mod:`.gateway` resources and everything else
@@ -43,7 +43,6 @@ from istio_sdk.pilot.translate.sidecar import generate_sidecar
 
 __all__ = [
     "ALL_TYPES",
-    "IstioGenerator",
     "PushContextGenerator",
     "generate",
 ]
@@ -63,18 +62,3 @@ def generate(
     if proxy.type is ProxyType.ROUTER:
         return generate_gateway(context, proxy, type_url, names)
     return generate_sidecar(context, proxy, type_url, names)
-
-
-class IstioGenerator:
-    """:func:`generate` as an object, for servers that take a pluggable generator."""
-
-    type_urls = ALL_TYPES
-
-    def __call__(
-        self,
-        context: PushContext,
-        proxy: ProxyInfo,
-        type_url: str,
-        names: Iterable[str] | None = None,
-    ) -> dict[str, betterproto2.Message]:
-        return generate(context, proxy, type_url, names)

@@ -59,20 +59,20 @@ class PushContextGenerator:
 
     def push_request(self, change: ChangeSet) -> PushRequest:
         """The discovery server's push request for ``change`` (against the current snapshot)."""
-        from istio_sdk.pilot.server import PushRequest
+        from istio_sdk.pilot.push_request import AffectedBy, PushRequest
 
         context = self._context
         if change.endpoints_only:
             return PushRequest(
                 types={ENDPOINT},
                 changed={ENDPOINT: change.changed_clusters(context)},
-                proxies=lambda proxy: change.affects(context, proxy),
+                proxies=AffectedBy(change, context),
                 reason="endpoints changed",
             )
         configs = ", ".join(str(k) for k in sorted(change.configs)[:5])
         return PushRequest(
             types=change.type_urls,
-            proxies=lambda proxy: change.affects(context, proxy),
+            proxies=AffectedBy(change, context),
             reason=f"config changed: {configs}" if configs else "services changed",
         )
 
