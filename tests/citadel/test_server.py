@@ -434,3 +434,54 @@ async def test_token_review_over_https_with_a_ca_file(
         assert api.url.startswith("https://")
     finally:
         await api.stop()
+
+
+async def test_private_keys_never_touch_a_filesystem(
+    ca: CertificateAuthority,
+    ec_issuer: Any,
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import tempfile
+
+    # Every temporary file goes to a directory of our own, and creating one fails outright.
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private_tmp))
+
+    def no_temporary_files(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("a temporary file was created")
+
+    for name in (
+        "mkstemp",
+        "mkdtemp",
+        "NamedTemporaryFile",
+        "TemporaryFile",
+        "TemporaryDirectory",
+        "SpooledTemporaryFile",
+    ):
+        monkeypatch.setattr(tempfile, name, no_temporary_files)
+    options = CitadelServerOptions(jwt_rule=JwtRule.from_json(ec_issuer.rule()))
+    async with CitadelServer(options, ca=ca) as server, _client(server) as client:
+        first = await client.request_certificate(token=ec_issuer.token("prod", "keys"))
+        # Renewal over mTLS loads the workload key into the client's context as well.
+        renewed = await client.request_certificate(mtls=first)
+    assert renewed.identity == Identity("prod", "keys")
+    assert server.stats().authenticated_by == {"jwt": 1, "client-certificate": 1}
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_without_memory_files_loading_a_key_fails_clearly(
+    ca: CertificateAuthority, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import ssl
+
+    from istio_sdk.citadel import CaConfigError
+    from istio_sdk.citadel._tls import load_key_pair
+
+    key_pem, chain = ca.issue_serving_certificate()
+    monkeypatch.delattr(os, "memfd_create", raising=False)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    with pytest.raises(CaConfigError, match="memfd_create"):
+        load_key_pair(context, key_pem, chain)
