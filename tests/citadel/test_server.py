@@ -485,3 +485,30 @@ def test_without_memory_files_loading_a_key_fails_clearly(
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     with pytest.raises(CaConfigError, match="memfd_create"):
         load_key_pair(context, key_pem, chain)
+
+
+async def test_client_over_an_injected_channel(
+    ca: CertificateAuthority, ec_issuer: Any, tmp_path: Any
+) -> None:
+    # An in-process CA service on a Unix socket, without TLS: the JWT authenticates.
+    from istio_sdk._grpc import create_channel, create_server
+    from istio_sdk.citadel import CitadelService, JwtAuthenticator
+
+    service = CitadelService(ca, [JwtAuthenticator(JwtRule.from_json(ec_issuer.rule()))])
+    server = create_server([service])
+    path = str(tmp_path / "ca.sock")
+    await server.start(path=path)
+    channel = create_channel(path=path)
+    try:
+        async with CitadelClient(channel=channel) as client:
+            bundle = await client.request_certificate(token=ec_issuer.token("prod", "local"))
+            with pytest.raises(CertificateRequestError, match="UNAUTHENTICATED"):
+                await client.request_certificate()
+        assert bundle.identity == Identity("prod", "local")
+        assert service.stats().signed == 1
+    finally:
+        channel.close()
+        server.close()
+        await server.wait_closed()
+    with pytest.raises(TypeError, match="or a channel"):
+        CitadelClient("127.0.0.1", 1)

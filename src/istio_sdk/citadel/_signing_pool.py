@@ -201,6 +201,7 @@ class SigningPool:
                 writer.write(_frame((request_id, csr_pem, identity, ttl_seconds)))
                 await writer.drain()
             except ConnectionError as exc:
+                future.cancel()  # this caller gets the error below, not through the future
                 worker.mark_gone()
                 raise SigningWorkerError("the signing worker process exited") from exc
             return await future
