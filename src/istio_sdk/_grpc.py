@@ -10,6 +10,7 @@ size applied the same way everywhere.
 from __future__ import annotations
 
 import ssl
+import struct
 import weakref
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ from grpclib.encoding.proto import ProtoCodec
 from grpclib.exceptions import GRPCError
 from grpclib.protocol import H2Protocol
 from grpclib.server import Server
+from grpclib.server import Stream as ServerStream
 from h2.settings import SettingCodes
 
 if TYPE_CHECKING:
@@ -29,7 +31,13 @@ if TYPE_CHECKING:
 
     from grpclib._typing import IServable
 
-__all__ = ["GrpcSettings", "LimitedProtoCodec", "create_channel", "create_server"]
+__all__ = [
+    "GrpcSettings",
+    "LimitedProtoCodec",
+    "create_channel",
+    "create_server",
+    "recv_request_message",
+]
 
 _MiB = 1024 * 1024
 
@@ -96,6 +104,46 @@ class LimitedProtoCodec(ProtoCodec):
                 f"{self.max_message_bytes}",
             )
         return super().decode(data, message_type)
+
+
+_GRPC_MESSAGE_HEADER = struct.Struct(">?I")
+
+
+async def recv_request_message(stream: ServerStream[Any, Any]) -> Any:
+    """The next request message of a server ``stream``, or None at its end; malformed framing
+    raises ``GRPCError`` instead of escaping as an assertion.
+
+    grpclib's own ``recv_message`` reads (and acknowledges, so the peer may keep sending) as
+    many bytes as the 5-byte gRPC prefix announces before any size check, and asserts on a
+    stream that ends early. Here a prefix announcing more than the codec's limit is refused
+    before its body is read (RESOURCE_EXHAUSTED), and a short body is INVALID_ARGUMENT.
+    """
+    inner = stream._stream
+    try:
+        header = await inner.recv_data(_GRPC_MESSAGE_HEADER.size)
+    except AssertionError:
+        raise GRPCError(Status.INVALID_ARGUMENT, "truncated gRPC message prefix") from None
+    if not header:
+        return None
+    compressed, length = _GRPC_MESSAGE_HEADER.unpack(header)
+    if compressed:
+        raise GRPCError(Status.UNIMPLEMENTED, "compressed messages are not supported")
+    codec = stream._codec
+    limit = codec.max_message_bytes if isinstance(codec, LimitedProtoCodec) else None
+    if limit is not None and length > limit:
+        raise GRPCError(
+            Status.RESOURCE_EXHAUSTED,
+            f"announced message of {length} bytes exceeds the limit of {limit}",
+        )
+    try:
+        body = await inner.recv_data(length)
+    except AssertionError:
+        raise GRPCError(
+            Status.INVALID_ARGUMENT, f"the stream ended inside a message of {length} bytes"
+        ) from None
+    message = codec.decode(body, stream._recv_type)
+    (message,) = await stream._dispatch.recv_message(message)
+    return message
 
 
 class _StreamLimitProtocol(H2Protocol):

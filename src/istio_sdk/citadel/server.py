@@ -22,7 +22,7 @@ import attrs
 import grpclib.const
 from grpclib.exceptions import GRPCError
 
-from istio_sdk._grpc import GrpcSettings, create_server
+from istio_sdk._grpc import GrpcSettings, create_server, recv_request_message
 from istio_sdk.api.istio.v1.auth import (
     IstioCertificateRequest,
     IstioCertificateResponse,
@@ -43,6 +43,7 @@ from istio_sdk.citadel.ca import CaOptions, CertificateAuthority, IssuedCertific
 from istio_sdk.citadel.errors import AuthenticationError, CsrError, TtlError
 from istio_sdk.citadel.identity import Identity
 from istio_sdk.citadel.jwt import JwtRule
+from istio_sdk.codec import DecodeError
 
 if TYPE_CHECKING:
     import grpclib.server
@@ -64,6 +65,7 @@ REASON_UNAUTHENTICATED = "unauthenticated"
 REASON_INVALID_CSR = "invalid_csr"
 REASON_INVALID_TTL = "invalid_ttl"
 REASON_INTERNAL = "internal"
+REASON_INVALID_REQUEST = "invalid_request"
 
 
 @attrs.frozen
@@ -174,8 +176,23 @@ class CitadelService(IstioCertificateServiceBase):  # type: ignore[misc]
     async def _handle_create_certificate(
         self, stream: grpclib.server.Stream[IstioCertificateRequest, IstioCertificateResponse]
     ) -> None:
-        request = await stream.recv_message()
+        try:
+            request = await recv_request_message(stream)
+        except GRPCError:
+            self._failed[REASON_INVALID_REQUEST] += 1  # too large: RESOURCE_EXHAUSTED as is
+            raise
+        except Exception as exc:
+            # Whatever the decoder raises (bad UTF-8, truncation, nesting past the recursion
+            # limit), the request is malformed: a status for the caller, a line in the log.
+            self._failed[REASON_INVALID_REQUEST] += 1
+            reason = str(exc) if isinstance(exc, DecodeError) else type(exc).__name__
+            log.info("CreateCertificate refused: malformed request: %s", reason)
+            raise GRPCError(
+                grpclib.const.Status.INVALID_ARGUMENT,
+                f"malformed CreateCertificate request: {reason}",
+            ) from None
         if request is None:
+            self._failed[REASON_INVALID_REQUEST] += 1
             raise GRPCError(grpclib.const.Status.INVALID_ARGUMENT, "empty request")
         caller = CallerContext(metadata=_metadata(stream), peer_uri_sans=_peer_uri_sans(stream))
         response = await self.create_certificate_for(request, caller)
