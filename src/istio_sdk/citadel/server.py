@@ -22,7 +22,13 @@ import attrs
 import grpclib.const
 from grpclib.exceptions import GRPCError
 
-from istio_sdk._grpc import GrpcSettings, create_server, recv_request_message
+from istio_sdk._grpc import (
+    GrpcSettings,
+    TlsAcceptStats,
+    create_server,
+    recv_request_message,
+    tls_accept_stats,
+)
 from istio_sdk.api.istio.v1.auth import (
     IstioCertificateRequest,
     IstioCertificateResponse,
@@ -329,6 +335,12 @@ class CitadelServer:
     def stats(self) -> CitadelStats:
         """The service's counters."""
         return self.service.stats()
+
+    def tls_stats(self) -> TlsAcceptStats:
+        """What the TLS handshake gate did with accepted connections (pending, completed,
+        failed or timed out, evicted over the limit); see ``GrpcSettings``."""
+        stats = tls_accept_stats(self._server) if self._server is not None else None
+        return attrs.evolve(stats) if stats is not None else TlsAcceptStats()
 
     def rotate_root_if_needed(self, now: datetime.datetime | None = None) -> bool:
         """Re-issue a self-signed root inside its grace period (Istio's root cert rotator).
