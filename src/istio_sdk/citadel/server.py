@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import grpclib.const
 from grpclib.exceptions import GRPCError
+from prometheus_client.registry import CollectorRegistry
 
 from istio_sdk._grpc import (
     GrpcSettings,
@@ -33,6 +34,12 @@ from istio_sdk.api.istio.v1.auth import (
     IstioCertificateRequest,
     IstioCertificateResponse,
     IstioCertificateServiceBase,
+)
+from istio_sdk.citadel._metrics import (
+    CitadelCollector,
+    CitadelCounts,
+    MetricsHttpServer,
+    render_metrics,
 )
 from istio_sdk.citadel._net import bind_tcp
 from istio_sdk.citadel._signing_pool import SigningPool
@@ -102,6 +109,9 @@ class CitadelServerOptions:
     signing_processes: int = 0
     """Sign in this many worker processes (0: none); takes precedence over threads."""
     grpc_settings: GrpcSettings = attrs.field(factory=GrpcSettings)
+    monitoring_port: int | None = None
+    """Serve Prometheus metrics at ``http://<host>:<port>/metrics`` (0: an ephemeral port;
+    ``None``: no monitoring port). The host is the one :meth:`CitadelServer.start` binds."""
 
 
 @attrs.frozen
@@ -302,6 +312,10 @@ class CitadelServer:
         self._server: grpclib.server.Server | None = None
         self._port: int | None = None
         self._root_watch: asyncio.Task[None] | None = None
+        self.registry = CollectorRegistry(auto_describe=False)
+        """This server's Prometheus registry (Istio's ``citadel_server_*`` families)."""
+        self.registry.register(CitadelCollector(self._metric_counts))
+        self._monitoring: MetricsHttpServer | None = None
 
     def _default_authenticators(self) -> list[Authenticator]:
         trust_domain = self.ca.trust_domain
@@ -335,6 +349,27 @@ class CitadelServer:
     def stats(self) -> CitadelStats:
         """The service's counters."""
         return self.service.stats()
+
+    def _metric_counts(self) -> CitadelCounts:
+        stats = self.service.stats()
+        return CitadelCounts(
+            signed=stats.signed,
+            failed=stats.failed,
+            root_certificate=self.ca.root_certificate,
+            signing_certificate=self.ca.signing_certificate,
+            tls=self.tls_stats(),
+        )
+
+    def metrics_text(self) -> str:
+        """The metrics as the ``/metrics`` endpoint serves them (Prometheus text format)."""
+        return render_metrics(self.registry).decode("utf-8")
+
+    @property
+    def monitoring_port(self) -> int:
+        """The bound monitoring HTTP port (after :meth:`start`, with ``monitoring_port`` set)."""
+        if self._monitoring is None or self._monitoring.port is None:
+            raise RuntimeError("CitadelServer has no monitoring port (started with one?)")
+        return self._monitoring.port
 
     def tls_stats(self) -> TlsAcceptStats:
         """What the TLS handshake gate did with accepted connections (pending, completed,
@@ -391,6 +426,9 @@ class CitadelServer:
         self._server = server
         self._port = sock.getsockname()[1]
         self._root_watch = asyncio.create_task(self._watch_root(), name="citadel-root-rotation")
+        if self.options.monitoring_port is not None:
+            self._monitoring = MetricsHttpServer(self.registry)
+            await self._monitoring.start(host, self.options.monitoring_port)
         log.info(
             "Citadel CA listening on %s:%d (trust domain %s)",
             host,
@@ -405,6 +443,9 @@ class CitadelServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._root_watch
             self._root_watch = None
+        if self._monitoring is not None:
+            await self._monitoring.stop()
+            self._monitoring = None
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
