@@ -193,8 +193,9 @@ class _TlsHandshakeGate(asyncio.Protocol):
     60 s handshake timeout, and builds grpclib's (large) HTTP/2 protocol for it up front. A
     peer that connects and never finishes TLS thus holds about 290 KiB for a minute, and
     nothing bounds how many do. Here the server accepts plain TCP, counts the connections
-    still in their handshake (beyond the limit they are closed at once), runs the handshake
-    with ``start_tls`` under its own timeout, and only then builds the HTTP/2 protocol.
+    still in their handshake (over the limit, the one waiting longest is closed), runs the
+    handshake with ``start_tls`` under its own timeout, and only then builds the HTTP/2
+    protocol.
     """
 
     def __init__(self, server: _Server) -> None:
@@ -209,6 +210,9 @@ class _TlsHandshakeGate(asyncio.Protocol):
     def connection_made(self, transport: BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        # No plain bytes reach this protocol: they are the peer's TLS records, start_tls reads
+        # them (it resumes reading once its TLS protocol owns the transport).
+        transport.pause_reading()
         self._server._admit(self)
         self._task = asyncio.get_running_loop().create_task(
             self._handshake(transport), name="grpc-tls-handshake"
