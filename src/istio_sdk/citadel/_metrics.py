@@ -167,8 +167,11 @@ class MetricsHttpServer:
     """A minimal HTTP/1.1 server: ``GET /metrics`` answers the registry, one request per
     connection. Request heads are bounded in size and time (a stalled scraper is dropped)."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, *, request_timeout: float = _REQUEST_TIMEOUT_SECONDS
+    ) -> None:
         self.registry = registry
+        self.request_timeout = request_timeout
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.StreamWriter] = set()
         self.port: int | None = None
@@ -194,7 +197,7 @@ class MetricsHttpServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._connections.add(writer)
         try:
-            async with asyncio.timeout(_REQUEST_TIMEOUT_SECONDS):
+            async with asyncio.timeout(self.request_timeout):
                 head = await reader.readuntil(b"\r\n\r\n")
             status, body, content_type = self._answer(head)
             writer.write(
