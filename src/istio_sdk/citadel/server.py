@@ -3,8 +3,10 @@
 The service is thin: it authenticates the caller (client certificate, JWT, TokenReview, in that
 order), hands the CSR and the authenticated identity to the pure
 :class:`~istio_sdk.citadel.ca.CertificateAuthority`, and maps errors to gRPC status codes a
-client can act on: ``UNAUTHENTICATED`` for missing or invalid credentials, ``INVALID_ARGUMENT``
-for a malformed CSR or a TTL outside the policy.
+client can act on: ``UNAUTHENTICATED`` for missing or invalid credentials (whatever an
+authenticator raised), ``INVALID_ARGUMENT`` for a request that does not decode, a malformed CSR
+or a TTL outside the policy. Every failure is counted; the counters are also served in the
+Prometheus format under Istio's names (``monitoring_port``).
 """
 
 from __future__ import annotations
