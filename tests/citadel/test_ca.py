@@ -163,9 +163,9 @@ def test_identity_outside_trust_domain_is_refused(ca: CertificateAuthority) -> N
 # -- hostile CSRs ----------------------------------------------------------------------------
 
 
-def _tampered_csr() -> bytes:
-    # A CSR whose signature no longer matches its body.
-    csr = x509.load_pem_x509_csr(create_csr(generate_private_key(), SLEEP))
+def _tampered_csr(csr_pem: bytes | None = None) -> bytes:
+    # A CSR whose signature no longer matches its body (a fresh one unless given).
+    csr = x509.load_pem_x509_csr(csr_pem or create_csr(generate_private_key(), SLEEP))
     der = bytearray(csr.public_bytes(serialization.Encoding.DER))
     sig = csr.signature
     index = der.rfind(sig)
@@ -213,29 +213,31 @@ def test_unusual_key_types_are_refused(
         ca.sign_csr(_csr_signed_by(key, hash_alg), SLEEP)
 
 
-def test_a_repeated_csr_is_checked_once_and_a_bad_one_every_time(
-    ca: CertificateAuthority, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    checked: list[bytes] = []
-    parse = CertificateAuthority._parse_csr_and_key
-
-    def counting_parse(csr_pem: str | bytes) -> object:
-        checked.append(csr_pem if isinstance(csr_pem, bytes) else csr_pem.encode())
-        return parse(csr_pem)
-
-    monkeypatch.setattr(CertificateAuthority, "_parse_csr_and_key", staticmethod(counting_parse))
+def test_a_repeated_csr_is_signed_each_time_and_a_bad_twin_never(ca: CertificateAuthority) -> None:
+    # Agents resend the same CSR bytes on retries; the CA may remember that it checked them,
+    # but what the caller sees must not change: each copy gets its own certificate, and the
+    # same CSR with a broken signature (same key, same body) is refused every time, whether
+    # it comes before or after its good twin.
     key = generate_private_key()
     csr = create_csr(key, SLEEP)
-    first = _leaf(ca.sign_csr(csr, SLEEP).certificate_pem)
-    second = _leaf(ca.sign_csr(csr.decode(), SLEEP).certificate_pem)
-    assert checked == [csr]  # str and bytes of the same CSR share one check
-    assert first.serial_number != second.serial_number
-    assert second.public_key() == key.public_key()
-    tampered = _tampered_csr()
+    twin = _tampered_csr(csr)
+    with pytest.raises(CsrError, match="signature"):
+        ca.sign_csr(twin, SLEEP)
+    issued = [ca.sign_csr(csr, SLEEP), ca.sign_csr(csr.decode(), SLEEP)]
     for _ in range(2):
         with pytest.raises(CsrError, match="signature"):
-            ca.sign_csr(tampered, SLEEP)
-    assert checked == [csr, tampered, tampered]  # a failed check is never remembered
+            ca.sign_csr(twin, SLEEP)
+        with pytest.raises(CsrError, match="signature"):
+            ca.sign_csr(twin.decode(), SLEEP)
+    issued.append(ca.sign_csr(csr, SLEEP))
+    leaves = [_leaf(one.certificate_pem) for one in issued]
+    assert len({leaf.serial_number for leaf in leaves}) == 3
+    for leaf in leaves:
+        assert leaf.public_key() == key.public_key()
+        leaf.verify_directly_issued_by(ca.root_certificate)
+    # A CSR that differs in one byte of its PEM (here: a line ending) is parsed on its own.
+    with pytest.raises(CsrError, match="signature"):
+        ca.sign_csr(twin.replace(b"\n", b"\r\n"), SLEEP)
 
 
 def test_huge_csr_with_many_sans_is_refused(ca: CertificateAuthority) -> None:

@@ -6,8 +6,10 @@ import asyncio
 import time
 from typing import Any
 
+import grpclib.const
 import pytest
 from cryptography import x509
+from grpclib.exceptions import GRPCError
 from support.grpc_xds import free_port
 
 from istio_sdk.citadel import (
@@ -434,3 +436,175 @@ async def test_token_review_over_https_with_a_ca_file(
         assert api.url.startswith("https://")
     finally:
         await api.stop()
+
+
+async def test_private_keys_never_touch_a_filesystem(
+    ca: CertificateAuthority,
+    ec_issuer: Any,
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import tempfile
+
+    # Every temporary file goes to a directory of our own, and creating one fails outright.
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private_tmp))
+
+    def no_temporary_files(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("a temporary file was created")
+
+    for name in (
+        "mkstemp",
+        "mkdtemp",
+        "NamedTemporaryFile",
+        "TemporaryFile",
+        "TemporaryDirectory",
+        "SpooledTemporaryFile",
+    ):
+        monkeypatch.setattr(tempfile, name, no_temporary_files)
+    options = CitadelServerOptions(jwt_rule=JwtRule.from_json(ec_issuer.rule()))
+    async with CitadelServer(options, ca=ca) as server, _client(server) as client:
+        first = await client.request_certificate(token=ec_issuer.token("prod", "keys"))
+        # Renewal over mTLS loads the workload key into the client's context as well.
+        renewed = await client.request_certificate(mtls=first)
+    assert renewed.identity == Identity("prod", "keys")
+    assert server.stats().authenticated_by == {"jwt": 1, "client-certificate": 1}
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_without_memory_files_loading_a_key_fails_clearly(
+    ca: CertificateAuthority, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import ssl
+
+    from istio_sdk.citadel import CaConfigError
+    from istio_sdk.citadel._tls import load_key_pair
+
+    key_pem, chain = ca.issue_serving_certificate()
+    monkeypatch.delattr(os, "memfd_create", raising=False)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    with pytest.raises(CaConfigError, match="memfd_create"):
+        load_key_pair(context, key_pem, chain)
+
+
+async def test_client_over_an_injected_channel(
+    ca: CertificateAuthority, ec_issuer: Any, tmp_path: Any
+) -> None:
+    # An in-process CA service on a Unix socket, without TLS: the JWT authenticates.
+    from istio_sdk._grpc import create_channel, create_server
+    from istio_sdk.citadel import CitadelService, JwtAuthenticator
+
+    service = CitadelService(ca, [JwtAuthenticator(JwtRule.from_json(ec_issuer.rule()))])
+    server = create_server([service])
+    path = str(tmp_path / "ca.sock")
+    await server.start(path=path)
+    channel = create_channel(path=path)
+    try:
+        async with CitadelClient(channel=channel) as client:
+            bundle = await client.request_certificate(token=ec_issuer.token("prod", "local"))
+            with pytest.raises(CertificateRequestError, match="UNAUTHENTICATED"):
+                await client.request_certificate()
+        assert bundle.identity == Identity("prod", "local")
+        assert service.stats().signed == 1
+    finally:
+        channel.close()
+        server.close()
+        await server.wait_closed()
+    with pytest.raises(TypeError, match="or a channel"):
+        CitadelClient("127.0.0.1", 1)
+
+
+async def test_metrics_endpoint_speaks_prometheus_with_istio_names(
+    ca: CertificateAuthority, ec_issuer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from istio_sdk._grpc import create_channel
+    from istio_sdk.api.istio.v1.auth import IstioCertificateRequest
+    from istio_sdk.citadel.server import CREATE_CERTIFICATE_PATH
+
+    options = CitadelServerOptions(jwt_rule=JwtRule.from_json(ec_issuer.rule()), monitoring_port=0)
+    csr = create_csr(generate_private_key(), SLEEP).decode()
+
+    async with (
+        CitadelServer(options, ca=ca) as server,
+        _client(server) as client,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.monitoring_port}") as http,
+    ):
+
+        async def scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+            response = await http.get("/metrics")
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+            found = {}
+            for family in text_string_to_metric_families(response.text):
+                for sample in family.samples:
+                    found[(family.name, tuple(sorted(sample.labels.items())))] = sample.value
+            assert f"citadel_server_csr_count {found['citadel_server_csr_count', ()]}" in (
+                response.text
+            )  # Istio's series name, without prometheus_client's _total
+            return found
+
+        def counts(found: dict[Any, float]) -> tuple[float, ...]:
+            return (
+                found["citadel_server_csr_count", ()],
+                found["citadel_server_success_cert_issuance_count", ()],
+                found["citadel_server_authentication_failure_count", ()],
+                found["citadel_server_csr_parsing_err_count", ()],
+                found["citadel_server_csr_sign_err_count", (("error", "TTL_ERROR"),)],
+                found["citadel_server_csr_sign_err_count", (("error", "CERT_GEN_ERROR"),)],
+            )
+
+        found = await scrape()
+        assert counts(found) == (0, 0, 0, 0, 0, 0)
+        assert found["citadel_server_id_extraction_err_count", ()] == 0
+        assert found["citadel_server_root_cert_expiry_timestamp", ()] == (
+            ca.root_certificate.not_valid_after_utc.timestamp()
+        )
+        assert found["citadel_server_cert_chain_expiry_timestamp", ()] == (
+            ca.signing_certificate.not_valid_after_utc.timestamp()
+        )
+
+        await client.create_certificate(csr, token=ec_issuer.token())
+        assert counts(await scrape()) == (1, 1, 0, 0, 0, 0)
+        with pytest.raises(CertificateRequestError):
+            await client.create_certificate(csr, token="not-a-jwt")
+        assert counts(await scrape()) == (2, 1, 1, 0, 0, 0)
+        with pytest.raises(CertificateRequestError):
+            await client.create_certificate("garbage", token=ec_issuer.token())
+        assert counts(await scrape()) == (3, 1, 1, 1, 0, 0)
+        with pytest.raises(CertificateRequestError):
+            await client.create_certificate(csr, token=ec_issuer.token(), ttl_seconds=10**9)
+        assert counts(await scrape()) == (4, 1, 1, 1, 1, 0)
+        # A request that is not even protobuf counts as a parsing error.
+        raw = create_channel(
+            "127.0.0.1", server.port, ssl_context=client_ssl_context(server.root_pem)
+        )
+        async with raw.request(
+            CREATE_CERTIFICATE_PATH,
+            grpclib.const.Cardinality.UNARY_UNARY,
+            IstioCertificateRequest,
+            IstioCertificateRequest,
+            metadata={"authorization": f"Bearer {ec_issuer.token()}"},
+        ) as stream:
+            await stream.send_request()
+            await stream._stream.send_data(b"\x00\x00\x00\x00\x02\xff\xff", end_stream=True)
+            stream._end_done = True
+            with pytest.raises(GRPCError):
+                await stream.recv_message()
+        raw.close()
+        assert counts(await scrape()) == (5, 1, 1, 2, 1, 0)
+
+        def broken_signer(*_args: object, **_kwargs: object) -> None:
+            raise RuntimeError("HSM unplugged")
+
+        monkeypatch.setattr(server.service.ca, "sign_csr", broken_signer)
+        with pytest.raises(CertificateRequestError, match="INTERNAL"):
+            await client.create_certificate(csr, token=ec_issuer.token())
+        assert counts(await scrape()) == (6, 1, 1, 2, 1, 1)
+
+        assert (await http.get("/other")).status_code == 404
+        assert (await http.post("/metrics")).status_code == 405

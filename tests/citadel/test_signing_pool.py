@@ -47,13 +47,25 @@ async def test_workers_sign_pipelined_requests_and_carry_errors_back(
         await pool.sign_csr(create_csr(keys[0], SLEEP), SLEEP)
 
 
-async def test_a_dead_worker_fails_its_requests_and_is_skipped(ca: CertificateAuthority) -> None:
+@pytest.mark.parametrize("loop_runs_after_the_death", [False, True])
+async def test_a_dead_worker_fails_its_requests_and_is_skipped(
+    ca: CertificateAuthority, loop_runs_after_the_death: bool
+) -> None:
     pool = SigningPool(ca, 1)
     try:
         csr = create_csr(generate_private_key(), SLEEP)
         await pool.sign_csr(csr, SLEEP)  # started and connected
         worker = pool._workers[0]
         worker.process.kill()
+        if loop_runs_after_the_death:
+            # The answer reader may see the end of file before the next request is sent.
+            await asyncio.to_thread(worker.process.join, 10)
+            await asyncio.sleep(0.05)
+        else:
+            # The loop does not run between the death and the next request: the sender sees
+            # the broken pipe before the answer reader sees the end of file.
+            worker.process.join(10)
+        assert not worker.process.is_alive()
         with pytest.raises(SigningWorkerError, match="exited"):
             await pool.sign_csr(csr, SLEEP)
         with pytest.raises(SigningWorkerError, match="every signing worker"):

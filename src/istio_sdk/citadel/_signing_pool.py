@@ -114,14 +114,23 @@ class _Worker:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
-            self.gone = True
-            if self._ready is not None and not self._ready.done():
-                self._ready.set_exception(
-                    SigningWorkerError("the signing worker process exited while starting")
-                )
-            for future in self.pending.values():
-                if not future.done():
-                    future.set_exception(SigningWorkerError("the signing worker process exited"))
+            self.mark_gone()
+
+    def mark_gone(self) -> None:
+        """The worker cannot answer any more: fail what it holds, take nothing new.
+
+        Called by whichever side sees the worker's end first: the answer reader (end of
+        file) or a sender (broken pipe). Either way the next request skips this worker at
+        once instead of depending on which task the event loop happens to run first.
+        """
+        self.gone = True
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_exception(
+                SigningWorkerError("the signing worker process exited while starting")
+            )
+        for future in self.pending.values():
+            if not future.done():
+                future.set_exception(SigningWorkerError("the signing worker process exited"))
 
     async def wait_ready(self) -> None:
         """Return once the worker has loaded its CA; raise if it exits first."""
@@ -192,6 +201,8 @@ class SigningPool:
                 writer.write(_frame((request_id, csr_pem, identity, ttl_seconds)))
                 await writer.drain()
             except ConnectionError as exc:
+                future.cancel()  # this caller gets the error below, not through the future
+                worker.mark_gone()
                 raise SigningWorkerError("the signing worker process exited") from exc
             return await future
         finally:

@@ -9,6 +9,9 @@ CSR.
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
 import ssl
 import time
 from collections.abc import Mapping
@@ -18,11 +21,15 @@ import attrs
 import httpx
 
 from istio_sdk.citadel.errors import AuthenticationError, CaConfigError, IdentityError
-from istio_sdk.citadel.identity import DEFAULT_TRUST_DOMAIN, Identity
+from istio_sdk.citadel.identity import Identity
 from istio_sdk.citadel.jwks import JwtVerifier
 from istio_sdk.citadel.jwt import JwtRule, identity_from_claims
+from istio_sdk.spiffe import DEFAULT_TRUST_DOMAIN, is_spiffe_uri
 
 BEARER_PREFIX = "bearer "
+UNVERIFIABLE_CREDENTIAL = "the credential could not be verified"
+
+log = logging.getLogger("istio_sdk.citadel.authn")
 
 
 @attrs.frozen
@@ -65,7 +72,7 @@ class ClientCertificateAuthenticator:
 
     async def authenticate(self, caller: CallerContext) -> Identity | None:
         """Identity from the peer's single SPIFFE URI SAN."""
-        uris = [u for u in caller.peer_uri_sans if u.startswith("spiffe://")]
+        uris = [u for u in caller.peer_uri_sans if is_spiffe_uri(u)]
         if not caller.peer_uri_sans:
             return None
         if len(uris) != 1:
@@ -197,32 +204,80 @@ class TokenReviewAuthenticator:
         if self._reviewer_token:
             headers["Authorization"] = f"Bearer {self._reviewer_token}"
         try:
-            response = await self._client.post(self._url, json=body, headers=headers)
+            async with self._client.stream(
+                "POST", self._url, json=body, headers=headers
+            ) as response:
+                if response.status_code not in (200, 201):
+                    raise AuthenticationError(f"TokenReview answered HTTP {response.status_code}")
+                answer = bytearray()
+                async for chunk in response.aiter_bytes():
+                    answer += chunk
+                    if len(answer) > MAX_TOKEN_REVIEW_BYTES:
+                        raise AuthenticationError(
+                            f"TokenReview answer is larger than {MAX_TOKEN_REVIEW_BYTES} bytes"
+                        )
         except httpx.HTTPError as exc:
             raise AuthenticationError(f"TokenReview request failed: {type(exc).__name__}") from exc
-        if response.status_code not in (200, 201):
-            raise AuthenticationError(f"TokenReview answered HTTP {response.status_code}")
-        try:
-            status = response.json().get("status") or {}
-        except ValueError as exc:
-            raise AuthenticationError("TokenReview answer is not JSON") from exc
-        if not isinstance(status, dict) or status.get("authenticated") is not True:
-            error = status.get("error") if isinstance(status, dict) else None
-            raise AuthenticationError(
-                f"token rejected by TokenReview: {error or 'unauthenticated'}"
-            )
-        if self._audiences:
-            granted = status.get("audiences") or []
-            if not set(self._audiences).intersection(granted):
-                raise AuthenticationError("TokenReview did not grant any required audience")
-        user = status.get("user") or {}
-        username = user.get("username") if isinstance(user, dict) else None
-        if not isinstance(username, str):
-            raise AuthenticationError("TokenReview answer has no user name")
-        try:
-            return Identity.from_service_account_username(username, self._trust_domain)
-        except IdentityError as exc:
-            raise AuthenticationError(f"TokenReview user is not a service account: {exc}") from exc
+        # Off the event loop: the answer is up to a MiB of JSON from another server.
+        document = await asyncio.to_thread(_parse_json, bytes(answer))
+        return identity_from_token_review(document, self._audiences, self._trust_domain)
+
+
+MAX_TOKEN_REVIEW_BYTES = 1024 * 1024
+"""The largest TokenReview answer read; a real one is well under a KiB."""
+
+_MAX_REASON_CHARS = 200
+
+
+def _parse_json(data: bytes) -> object:
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers bad syntax, bad UTF-8 and integers past Python's digit limit.
+        raise AuthenticationError(f"TokenReview answer is not JSON ({type(exc).__name__})") from exc
+
+
+def _peer_text(value: object) -> str:
+    # A string from the API server, safe to put in a log line or a gRPC status.
+    text = value if isinstance(value, str) else type(value).__name__
+    text = text.encode("unicode_escape", "backslashreplace").decode("ascii")
+    if len(text) > _MAX_REASON_CHARS:
+        text = text[:_MAX_REASON_CHARS] + "..."
+    return text
+
+
+def identity_from_token_review(
+    document: object, audiences: tuple[str, ...], trust_domain: str = DEFAULT_TRUST_DOMAIN
+) -> Identity:
+    """The service-account identity a TokenReview answer vouches for, or
+    :class:`AuthenticationError` naming what is wrong (of any shape the answer has)."""
+    if not isinstance(document, dict):
+        raise AuthenticationError(
+            f"TokenReview answer is a JSON {type(document).__name__}, not an object"
+        )
+    status = document.get("status")
+    if not isinstance(status, dict):
+        raise AuthenticationError("TokenReview answer has no status object")
+    if status.get("authenticated") is not True:
+        error = status.get("error")
+        reason = _peer_text(error) if isinstance(error, str) and error else "unauthenticated"
+        raise AuthenticationError(f"token rejected by TokenReview: {reason}")
+    if audiences:
+        granted = status.get("audiences")
+        if not isinstance(granted, list):
+            granted = []
+        if not set(audiences).intersection(a for a in granted if isinstance(a, str)):
+            raise AuthenticationError("TokenReview did not grant any required audience")
+    user = status.get("user")
+    username = user.get("username") if isinstance(user, dict) else None
+    if not isinstance(username, str):
+        raise AuthenticationError("TokenReview answer has no user name")
+    try:
+        return Identity.from_service_account_username(username, trust_domain)
+    except IdentityError as exc:
+        raise AuthenticationError(
+            f"TokenReview user is not a service account: {_peer_text(str(exc))}"
+        ) from exc
 
 
 @attrs.frozen
@@ -243,6 +298,16 @@ async def authenticate_caller(
             identity = await authenticator.authenticate(caller)
         except AuthenticationError as exc:
             reasons.append(f"{authenticator.name}: {exc}")
+            continue
+        except Exception as exc:
+            # A credential that breaks a verifier (deep nesting, huge numbers, odd types) is
+            # a bad credential, not a server fault: refuse it without a traceback.
+            log.warning(
+                "authenticator %s failed on a credential: %s",
+                authenticator.name,
+                type(exc).__name__,
+            )
+            reasons.append(f"{authenticator.name}: {UNVERIFIABLE_CREDENTIAL}")
             continue
         if identity is not None:
             return Authenticated(identity, authenticator.name)

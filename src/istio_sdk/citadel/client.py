@@ -122,27 +122,37 @@ class CitadelClient:
     mutual TLS with a still-valid :class:`CertificateBundle` (renewal). ``root_cert_pem`` is the
     CA root the server's certificate must chain to; ``server_name`` overrides the name checked
     against the server certificate (default: ``host``).
+
+    Instead of ``host``, ``port`` and ``root_cert_pem``, pass a ready grpclib ``channel`` (for
+    example to a server in the same process, over a Unix socket): every call then goes over
+    it, and :meth:`close` leaves it open (its creator owns it). Its own TLS settings decide
+    which client certificate is sent, so ``mtls=`` only names the identity to ask for.
     """
 
     def __init__(
         self,
-        host: str,
-        port: int,
+        host: str | None = None,
+        port: int | None = None,
         *,
-        root_cert_pem: str,
+        root_cert_pem: str | None = None,
         server_name: str | None = None,
         key_algorithm: KeyAlgorithm = KeyAlgorithm.ECDSA_P256,
         timeout: float = 10.0,
         settings: GrpcSettings | None = None,
+        channel: Channel | None = None,
     ) -> None:
+        if channel is None and (host is None or port is None or root_cert_pem is None):
+            raise TypeError("CitadelClient needs host, port and root_cert_pem, or a channel")
         self.host = host
         self.port = port
         self.key_algorithm = key_algorithm
         self.timeout = timeout
-        self._root_pem = root_cert_pem
+        self._root_pem = root_cert_pem or ""
         self._server_name = server_name
         self._settings = settings or GrpcSettings()
+        self._injected = channel
         self._channel: Channel | None = None
+        self._target = f"{host}:{port}" if channel is None else "the injected channel"
 
     def _make_channel(self, key_pem: bytes | None = None, chain: Sequence[str] = ()) -> Channel:
         context = client_ssl_context(self._root_pem, key_pem, chain)
@@ -177,7 +187,9 @@ class CitadelClient:
         """
         csr = csr_pem.decode("ascii") if isinstance(csr_pem, bytes) else csr_pem
         metadata = {"authorization": f"Bearer {token}"} if token else None
-        if mtls is not None:
+        if self._injected is not None:
+            channel = self._injected
+        elif mtls is not None:
             channel = self._make_channel(mtls.private_key_pem, mtls.cert_chain_pem)
         else:
             if self._channel is None:
@@ -192,17 +204,17 @@ class CitadelClient:
         except GRPCError as exc:
             status = exc.status.name if isinstance(exc.status, grpclib.const.Status) else "UNKNOWN"
             if exc.status is grpclib.const.Status.UNAVAILABLE:
-                raise CaUnavailableError(f"CA at {self.host}:{self.port}: {exc.message}") from None
+                raise CaUnavailableError(f"CA at {self._target}: {exc.message}") from None
             raise CertificateRequestError(status, exc.message or "") from None
         except (TimeoutError, OSError, StreamTerminatedError) as exc:
             if mtls is None and self._channel is not None:
                 self._channel.close()
                 self._channel = None
             raise CaUnavailableError(
-                f"CA at {self.host}:{self.port} unreachable: {type(exc).__name__}: {exc}"
+                f"CA at {self._target} unreachable: {type(exc).__name__}: {exc}"
             ) from None
         finally:
-            if mtls is not None:
+            if mtls is not None and channel is not self._injected:
                 channel.close()
         return list(response.cert_chain)
 

@@ -45,7 +45,8 @@ from joserfc.jwa import JWSAlgModel
 from joserfc.jwk import ECKey, JWKRegistry, OKPKey, RSAKey
 
 from istio_sdk.citadel.errors import IdentityError, JwtError
-from istio_sdk.citadel.identity import DEFAULT_TRUST_DOMAIN, Identity
+from istio_sdk.citadel.identity import Identity
+from istio_sdk.spiffe import DEFAULT_TRUST_DOMAIN
 
 logger = logging.getLogger(__name__)
 

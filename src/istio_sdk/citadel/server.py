@@ -3,8 +3,10 @@
 The service is thin: it authenticates the caller (client certificate, JWT, TokenReview, in that
 order), hands the CSR and the authenticated identity to the pure
 :class:`~istio_sdk.citadel.ca.CertificateAuthority`, and maps errors to gRPC status codes a
-client can act on: ``UNAUTHENTICATED`` for missing or invalid credentials, ``INVALID_ARGUMENT``
-for a malformed CSR or a TTL outside the policy.
+client can act on: ``UNAUTHENTICATED`` for missing or invalid credentials (whatever an
+authenticator raised), ``INVALID_ARGUMENT`` for a request that does not decode, a malformed CSR
+or a TTL outside the policy. Every failure is counted; the counters are also served in the
+Prometheus format under Istio's names (``monitoring_port``).
 """
 
 from __future__ import annotations
@@ -21,14 +23,27 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import grpclib.const
 from grpclib.exceptions import GRPCError
+from prometheus_client.registry import CollectorRegistry
 
-from istio_sdk._grpc import GrpcSettings, create_server
+from istio_sdk._grpc import (
+    GrpcSettings,
+    TlsAcceptStats,
+    create_server,
+    recv_request_message,
+    tls_accept_stats,
+)
+from istio_sdk._net import bind_tcp, bound_port
 from istio_sdk.api.istio.v1.auth import (
     IstioCertificateRequest,
     IstioCertificateResponse,
     IstioCertificateServiceBase,
 )
-from istio_sdk.citadel._net import bind_tcp
+from istio_sdk.citadel._metrics import (
+    CitadelCollector,
+    CitadelCounts,
+    MetricsHttpServer,
+    render_metrics,
+)
 from istio_sdk.citadel._signing_pool import SigningPool
 from istio_sdk.citadel._tls import server_ssl_context
 from istio_sdk.citadel.authn import (
@@ -43,6 +58,7 @@ from istio_sdk.citadel.ca import CaOptions, CertificateAuthority, IssuedCertific
 from istio_sdk.citadel.errors import AuthenticationError, CsrError, TtlError
 from istio_sdk.citadel.identity import Identity
 from istio_sdk.citadel.jwt import JwtRule
+from istio_sdk.codec import DecodeError
 
 if TYPE_CHECKING:
     import grpclib.server
@@ -64,6 +80,7 @@ REASON_UNAUTHENTICATED = "unauthenticated"
 REASON_INVALID_CSR = "invalid_csr"
 REASON_INVALID_TTL = "invalid_ttl"
 REASON_INTERNAL = "internal"
+REASON_INVALID_REQUEST = "invalid_request"
 
 
 @attrs.frozen
@@ -94,6 +111,9 @@ class CitadelServerOptions:
     signing_processes: int = 0
     """Sign in this many worker processes (0: none); takes precedence over threads."""
     grpc_settings: GrpcSettings = attrs.field(factory=GrpcSettings)
+    monitoring_port: int | None = None
+    """Serve Prometheus metrics at ``http://<host>:<port>/metrics`` (0: an ephemeral port;
+    ``None``: no monitoring port). The host is the one :meth:`CitadelServer.start` binds."""
 
 
 @attrs.frozen
@@ -174,8 +194,23 @@ class CitadelService(IstioCertificateServiceBase):  # type: ignore[misc]
     async def _handle_create_certificate(
         self, stream: grpclib.server.Stream[IstioCertificateRequest, IstioCertificateResponse]
     ) -> None:
-        request = await stream.recv_message()
+        try:
+            request = await recv_request_message(stream)
+        except GRPCError:
+            self._failed[REASON_INVALID_REQUEST] += 1  # too large: RESOURCE_EXHAUSTED as is
+            raise
+        except Exception as exc:
+            # Whatever the decoder raises (bad UTF-8, truncation, nesting past the recursion
+            # limit), the request is malformed: a status for the caller, a line in the log.
+            self._failed[REASON_INVALID_REQUEST] += 1
+            reason = str(exc) if isinstance(exc, DecodeError) else type(exc).__name__
+            log.info("CreateCertificate refused: malformed request: %s", reason)
+            raise GRPCError(
+                grpclib.const.Status.INVALID_ARGUMENT,
+                f"malformed CreateCertificate request: {reason}",
+            ) from None
         if request is None:
+            self._failed[REASON_INVALID_REQUEST] += 1
             raise GRPCError(grpclib.const.Status.INVALID_ARGUMENT, "empty request")
         caller = CallerContext(metadata=_metadata(stream), peer_uri_sans=_peer_uri_sans(stream))
         response = await self.create_certificate_for(request, caller)
@@ -263,6 +298,7 @@ class CitadelServer:
                 ca = CertificateAuthority.create_self_signed(self.options.ca_options)
         self.ca = ca
         self._token_review: TokenReviewAuthenticator | None = None
+        self._jwt: JwtAuthenticator | None = None
         if authenticators is None:
             authenticators = self._default_authenticators()
         self._executor: concurrent.futures.Executor | None = None
@@ -279,12 +315,17 @@ class CitadelServer:
         self._server: grpclib.server.Server | None = None
         self._port: int | None = None
         self._root_watch: asyncio.Task[None] | None = None
+        self.registry = CollectorRegistry(auto_describe=False)
+        """This server's Prometheus registry (Istio's ``citadel_server_*`` families)."""
+        self.registry.register(CitadelCollector(self._metric_counts))
+        self._monitoring: MetricsHttpServer | None = None
 
     def _default_authenticators(self) -> list[Authenticator]:
         trust_domain = self.ca.trust_domain
         found: list[Authenticator] = [ClientCertificateAuthenticator(trust_domain)]
         if self.options.jwt_rule is not None:
-            found.append(JwtAuthenticator(self.options.jwt_rule, trust_domain=trust_domain))
+            self._jwt = JwtAuthenticator(self.options.jwt_rule, trust_domain=trust_domain)
+            found.append(self._jwt)
         review = self.options.token_review
         if review is not None:
             self._token_review = TokenReviewAuthenticator(
@@ -312,6 +353,33 @@ class CitadelServer:
     def stats(self) -> CitadelStats:
         """The service's counters."""
         return self.service.stats()
+
+    def _metric_counts(self) -> CitadelCounts:
+        stats = self.service.stats()
+        return CitadelCounts(
+            signed=stats.signed,
+            failed=stats.failed,
+            root_certificate=self.ca.root_certificate,
+            signing_certificate=self.ca.signing_certificate,
+            tls=self.tls_stats(),
+        )
+
+    def metrics_text(self) -> str:
+        """The metrics as the ``/metrics`` endpoint serves them (Prometheus text format)."""
+        return render_metrics(self.registry).decode("utf-8")
+
+    @property
+    def monitoring_port(self) -> int:
+        """The bound monitoring HTTP port (after :meth:`start`, with ``monitoring_port`` set)."""
+        if self._monitoring is None or self._monitoring.port is None:
+            raise RuntimeError("CitadelServer has no monitoring port (started with one?)")
+        return self._monitoring.port
+
+    def tls_stats(self) -> TlsAcceptStats:
+        """What the TLS handshake gate did with accepted connections (pending, completed,
+        failed or timed out, evicted over the limit); see ``GrpcSettings``."""
+        stats = tls_accept_stats(self._server) if self._server is not None else None
+        return attrs.evolve(stats) if stats is not None else TlsAcceptStats()
 
     def rotate_root_if_needed(self, now: datetime.datetime | None = None) -> bool:
         """Re-issue a self-signed root inside its grace period (Istio's root cert rotator).
@@ -360,8 +428,11 @@ class CitadelServer:
         server = create_server([self.service], self.options.grpc_settings)
         await server.start(sock=sock, ssl=context)
         self._server = server
-        self._port = sock.getsockname()[1]
+        self._port = bound_port(sock)
         self._root_watch = asyncio.create_task(self._watch_root(), name="citadel-root-rotation")
+        if self.options.monitoring_port is not None:
+            self._monitoring = MetricsHttpServer(self.registry)
+            await self._monitoring.start(host, self.options.monitoring_port)
         log.info(
             "Citadel CA listening on %s:%d (trust domain %s)",
             host,
@@ -376,12 +447,17 @@ class CitadelServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._root_watch
             self._root_watch = None
+        if self._monitoring is not None:
+            await self._monitoring.stop()
+            self._monitoring = None
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
         if self._token_review is not None:
             await self._token_review.aclose()
+        if self._jwt is not None:
+            await self._jwt.aclose()  # a JWKS fetch in flight must not outlive the server
         if self._executor is not None:
             self._executor.shutdown(wait=False)
         if self._pool is not None:
