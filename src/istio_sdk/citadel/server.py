@@ -32,18 +32,15 @@ from istio_sdk._grpc import (
     recv_request_message,
     tls_accept_stats,
 )
+from istio_sdk._http import MonitoringHttpServer, metrics_route
+from istio_sdk._metrics import render_metrics
 from istio_sdk._net import bind_tcp, bound_port
 from istio_sdk.api.istio.v1.auth import (
     IstioCertificateRequest,
     IstioCertificateResponse,
     IstioCertificateServiceBase,
 )
-from istio_sdk.citadel._metrics import (
-    CitadelCollector,
-    CitadelCounts,
-    MetricsHttpServer,
-    render_metrics,
-)
+from istio_sdk.citadel._metrics import CitadelCollector, CitadelCounts
 from istio_sdk.citadel._signing_pool import SigningPool
 from istio_sdk.citadel._tls import server_ssl_context
 from istio_sdk.citadel.authn import (
@@ -318,7 +315,7 @@ class CitadelServer:
         self.registry = CollectorRegistry(auto_describe=False)
         """This server's Prometheus registry (Istio's ``citadel_server_*`` families)."""
         self.registry.register(CitadelCollector(self._metric_counts))
-        self._monitoring: MetricsHttpServer | None = None
+        self._monitoring: MonitoringHttpServer | None = None
 
     def _default_authenticators(self) -> list[Authenticator]:
         trust_domain = self.ca.trust_domain
@@ -431,7 +428,7 @@ class CitadelServer:
         self._port = bound_port(sock)
         self._root_watch = asyncio.create_task(self._watch_root(), name="citadel-root-rotation")
         if self.options.monitoring_port is not None:
-            self._monitoring = MetricsHttpServer(self.registry)
+            self._monitoring = MonitoringHttpServer({"/metrics": metrics_route(self.registry)})
             await self._monitoring.start(host, self.options.monitoring_port)
         log.info(
             "Citadel CA listening on %s:%d (trust domain %s)",
@@ -448,7 +445,7 @@ class CitadelServer:
                 await self._root_watch
             self._root_watch = None
         if self._monitoring is not None:
-            await self._monitoring.stop()
+            await self._monitoring.close()
             self._monitoring = None
         if self._server is not None:
             self._server.close()

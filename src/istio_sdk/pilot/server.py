@@ -31,12 +31,12 @@ from grpclib.exceptions import GRPCError, StreamTerminatedError
 from grpclib.server import Server, Stream
 
 from istio_sdk._grpc import GrpcSettings, create_server
+from istio_sdk._http import MonitoringHttpServer, json_body, metrics_route
 from istio_sdk._net import bound_port
 from istio_sdk.api.envoy.service.discovery.v3 import DeltaDiscoveryRequest, DiscoveryRequest
 from istio_sdk.pilot._raw import EncodedMessage
 from istio_sdk.pilot.cache import CachedResource, SnapshotCache
 from istio_sdk.pilot.debounce import Debouncer
-from istio_sdk.pilot.debug_http import DebugHttpServer, json_body
 from istio_sdk.pilot.metrics import LatencyHistogram, ServerMetrics
 from istio_sdk.pilot.proxy import ProxyInfo
 from istio_sdk.pilot.publisher import ResourceGenerator, SnapshotWriter
@@ -170,7 +170,7 @@ class DiscoveryServer:
         self._generation = 0
         self._listeners: list[Callable[[ProxyEvent], None]] = []
         self._grpc: Server | None = None
-        self._http: DebugHttpServer | None = None
+        self._http: MonitoringHttpServer | None = None
         self._debounce_task: asyncio.Task[None] | None = None
         self._round_tasks: set[asyncio.Task[None]] = set()
         self.host = ""
@@ -191,12 +191,9 @@ class DiscoveryServer:
 
     async def start_debug_http(self, host: str = "127.0.0.1", port: int = 0) -> int:
         """Serve ``/metrics``, ``/debug/syncz`` and ``/debug/metrics`` over HTTP; the port."""
-        self._http = DebugHttpServer(
+        self._http = MonitoringHttpServer(
             {
-                "/metrics": lambda: (
-                    "text/plain; version=0.0.4; charset=utf-8",
-                    self.metrics.prometheus_text(),
-                ),
+                "/metrics": metrics_route(self.metrics.registry),
                 "/debug/syncz": lambda: json_body(
                     {"generation": self._generation, "proxies": self.syncz()}
                 ),
