@@ -55,9 +55,12 @@ class Mesh:
     """Run the control plane over ``store`` (and ``registry``) until :meth:`stop`.
 
     ``xds_port`` 0 picks a free port (read it back from :attr:`xds_port` after :meth:`start`);
-    ``debug_port`` (``None``: off) serves ``/debug/syncz`` and ``/debug/metrics``.
+    ``debug_port`` (``None``: off) serves Pilot's Prometheus metrics at ``/metrics`` and its
+    state at ``/debug/syncz`` and ``/debug/metrics`` (JSON).
     ``ca_port`` (``None``: no CA) also runs Citadel's CA there over TLS, configured by
     ``ca_options``; the server is :attr:`citadel` (built here, so bad CA files fail at once).
+    ``ca_options.monitoring_port`` serves the CA's ``/metrics`` (read the bound port back from
+    ``mesh.citadel.monitoring_port``).
     """
 
     def __init__(

@@ -43,6 +43,8 @@ def test_no_ca_port_means_no_ca_and_bad_flags_are_errors(tmp_path: pathlib.Path)
     assert ca_options(_parse()) is None
     with pytest.raises(CommandError, match="need --ca-port"):
         ca_options(_parse(f"--ca-dir={tmp_path}"))
+    with pytest.raises(CommandError, match="need --ca-port"):
+        ca_options(_parse("--ca-monitoring-port=0"))
     with pytest.raises(CommandError, match="issuer"):
         ca_options(_parse("--ca-port=0", '--jwt-rule={"jwksUri": "x"}'))
     with pytest.raises(CommandError, match="not JSON"):
