@@ -15,11 +15,8 @@ from istio_sdk._net import bound_port
 from istio_sdk.api.envoy.config.cluster.v3 import Cluster
 from istio_sdk.api.envoy.config.endpoint.v3 import ClusterLoadAssignment, LocalityLbEndpoints
 from istio_sdk.api.envoy.config.listener.v3 import Listener
-from istio_sdk.config import load_resources
 from istio_sdk.pilot.client import PilotClientError, ResourceUpdate, grpc_node, sidecar_node
 from istio_sdk.pilot.debounce import Debouncer
-from istio_sdk.pilot.push_context import ProxyInfo, PushContext, compute_changes
-from istio_sdk.pilot.push_request import AffectedBy, AnyOf
 from istio_sdk.pilot.server import PushRequest, StaticGenerator
 
 MODES = ["sotw", "delta"]
@@ -347,27 +344,6 @@ def test_debounce_waits_for_a_quiet_period() -> None:
     assert debouncer.flush(149) is None
     due = debouncer.flush(150)
     assert due is not None and due.request.reason == "a; b" and due.request.types is None
-
-
-def test_push_requests_merge_proxy_selections_as_data() -> None:
-    a = PushRequest(proxies=lambda p: p.namespace == "a")
-    b = PushRequest(proxies=lambda p: p.namespace == "b")
-    merged = a.merge(b).merge(a)
-    assert isinstance(merged.proxies, AnyOf) and len(merged.proxies.selectors) == 3
-    assert merged.selects(ProxyInfo("x", namespace="b"))
-    assert not merged.selects(ProxyInfo("x", namespace="c"))
-    assert a.merge(PushRequest()).proxies is None  # one side selects everyone
-
-
-def test_a_config_change_selects_proxies_as_data() -> None:
-    before = PushContext.build()
-    after = PushContext.build(load_resources(SERVICE_ENTRY))
-    change = compute_changes(before, after)
-    request = PushRequest(types=change.type_urls, proxies=AffectedBy(change, after))
-    assert request == PushRequest(types=change.type_urls, proxies=AffectedBy(change, after))
-    assert request.selects(ProxyInfo("x", namespace="default"))
-    merged = request.merge(request)
-    assert merged.proxies == AnyOf((AffectedBy(change, after), AffectedBy(change, after)))
 
 
 async def test_metrics_endpoint_speaks_prometheus(generator: StaticGenerator) -> None:
