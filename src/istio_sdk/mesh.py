@@ -99,7 +99,6 @@ class Mesh:
         self._sources: list[DirectorySource] = []
         self._strict = False
         self._started = False
-        self._listening: set[str] = set()
 
     @classmethod
     def from_directory(
@@ -179,7 +178,6 @@ class Mesh:
             raise MeshListenError(
                 exc.errno, f"cannot listen on {self.host}:{port} for {what}: {reason}"
             ) from exc
-        self._listening.add(what)
         return bound
 
     async def stop(self) -> None:
@@ -191,9 +189,7 @@ class Mesh:
             self._unsubscribe = None
         if self.citadel is not None:
             await self.citadel.stop()  # also releases its signing workers
-        if "xDS" in self._listening:  # DiscoveryServer.stop() fails when it never listened
-            await self.discovery.stop()
-        self._listening.clear()
+        await self.discovery.stop()
         self._started = False
 
     async def __aenter__(self) -> Mesh:

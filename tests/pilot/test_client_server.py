@@ -422,3 +422,27 @@ def test_latency_histogram_buckets_and_quantiles() -> None:
     assert doc["buckets"]["+Inf"] == 4
     assert h.quantile(0.5) == 0.025
     assert h.quantile(0.99) == 5.0
+
+
+async def test_stop_is_safe_before_start_after_a_failed_start_and_twice(
+    generator: StaticGenerator,
+) -> None:
+    import socket
+
+    server = DiscoveryServer(generator)
+    await server.stop()  # never started
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(OSError):
+            await server.start("127.0.0.1", taken.getsockname()[1])
+        await server.stop()  # the failed start left nothing listening
+    # The same server still starts and serves afterwards, and stops twice.
+    await server.start()
+    try:
+        async with client_for(server, "sotw") as client:
+            client.subscribe("clusters")
+            await client.wait_for("clusters", ["a"])
+    finally:
+        await server.stop()
+    await server.stop()

@@ -182,10 +182,11 @@ class DiscoveryServer:
         """Listen for ADS on ``host:port`` (0: an ephemeral port); returns the port."""
         if self._grpc is not None:
             raise RuntimeError("DiscoveryServer is already started")
-        self._grpc = create_server([_AdsService(self)], self._grpc_settings)
-        await self._grpc.start(host, port)
+        server = create_server([_AdsService(self)], self._grpc_settings)
+        await server.start(host, port)  # a port taken raises here, leaving nothing to stop
+        self._grpc = server
         self.host = host
-        self.port = bound_port(self._grpc)
+        self.port = bound_port(server)
         log.info("discovery server listening on %s:%d", host, self.port)
         return self.port
 
@@ -204,7 +205,10 @@ class DiscoveryServer:
         return self.debug_port
 
     async def stop(self) -> None:
-        """Stop listening, cancel pending pushes and close every stream and debug connection."""
+        """Stop listening, cancel pending pushes and close every stream and debug connection.
+
+        Safe to call at any time: before :meth:`start`, after a start that failed, twice.
+        """
         for task in [self._debounce_task, *self._round_tasks]:
             if task is not None:
                 task.cancel()
@@ -220,10 +224,10 @@ class DiscoveryServer:
             *(self._end_stream(c) for c in list(self._connections.values())),
             return_exceptions=True,
         )
-        if self._grpc is not None:
-            self._grpc.close()
-            await self._grpc.wait_closed()
-            self._grpc = None
+        server, self._grpc = self._grpc, None
+        if server is not None:
+            server.close()
+            await server.wait_closed()
 
     @staticmethod
     async def _end_stream(conn: _Connection) -> None:
