@@ -40,10 +40,7 @@ from istio_sdk.api.istio.v1.auth import (
     IstioCertificateResponse,
     IstioCertificateServiceBase,
 )
-from istio_sdk.citadel._metrics import CitadelCollector, CitadelCounts
-from istio_sdk.citadel._signing_pool import SigningPool
-from istio_sdk.citadel._tls import server_ssl_context
-from istio_sdk.citadel.authn import (
+from istio_sdk.citadel._authn import (
     Authenticator,
     CallerContext,
     ClientCertificateAuthenticator,
@@ -51,9 +48,12 @@ from istio_sdk.citadel.authn import (
     TokenReviewAuthenticator,
     authenticate_caller,
 )
+from istio_sdk.citadel._identity import Identity
+from istio_sdk.citadel._metrics import CitadelCollector, CitadelCounts
+from istio_sdk.citadel._signing_pool import SigningPool
+from istio_sdk.citadel._tls import server_ssl_context
 from istio_sdk.citadel.ca import CaOptions, CertificateAuthority, IssuedCertificate
 from istio_sdk.citadel.errors import AuthenticationError, CsrError, TtlError
-from istio_sdk.citadel.identity import Identity
 from istio_sdk.citadel.jwt import JwtRule
 from istio_sdk.codec import DecodeError
 
