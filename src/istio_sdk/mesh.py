@@ -25,6 +25,8 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+import attrs
+
 from istio_sdk.config import ConfigStore, DirectorySource, LoadLimits
 from istio_sdk.pilot.push_context import PushContext, PushContextError
 from istio_sdk.pilot.registry import ServiceRegistry
@@ -59,8 +61,8 @@ class Mesh:
     state at ``/debug/syncz`` and ``/debug/metrics`` (JSON).
     ``ca_port`` (``None``: no CA) also runs Citadel's CA there over TLS, configured by
     ``ca_options``; the server is :attr:`citadel` (built here, so bad CA files fail at once).
-    ``ca_options.monitoring_port`` serves the CA's ``/metrics`` (read the bound port back from
-    ``mesh.citadel.monitoring_port``).
+    ``ca_options.monitoring_port`` serves the CA's ``/metrics`` (the bound port is read back
+    from :attr:`ca_monitoring_port` after :meth:`start`).
     """
 
     def __init__(
@@ -89,10 +91,14 @@ class Mesh:
             self.generator, debounce_after=debounce_after, debounce_max=debounce_max
         )
         self.citadel: CitadelServer | None = None
+        self.ca_monitoring_port: int | None = None
         if ca_port is not None:
             from istio_sdk.citadel import CitadelServer, CitadelServerOptions
 
-            self.citadel = CitadelServer(ca_options or CitadelServerOptions())
+            options = ca_options or CitadelServerOptions()
+            # The mesh opens the CA's monitoring port itself, so a port taken is named.
+            self.ca_monitoring_port = options.monitoring_port
+            self.citadel = CitadelServer(attrs.evolve(options, monitoring_port=None))
         self.config_errors = 0
         self._unsubscribe: Callable[[], None] | None = None
         self._rebuild_scheduled = False
@@ -167,6 +173,10 @@ class Mesh:
                 return citadel.port
 
             self.ca_port = await self._listen("the CA", self.ca_port, start_ca)
+            if self.ca_monitoring_port is not None:
+                self.ca_monitoring_port = await self._listen(
+                    "the CA's metrics", self.ca_monitoring_port, citadel.start_monitoring
+                )
 
     async def _listen(
         self, what: str, port: int, start: Callable[[str, int], Awaitable[int]]

@@ -428,14 +428,25 @@ class CitadelServer:
         self._port = bound_port(sock)
         self._root_watch = asyncio.create_task(self._watch_root(), name="citadel-root-rotation")
         if self.options.monitoring_port is not None:
-            self._monitoring = MonitoringHttpServer({"/metrics": metrics_route(self.registry)})
-            await self._monitoring.start(host, self.options.monitoring_port)
+            await self.start_monitoring(host, self.options.monitoring_port)
         log.info(
             "Citadel CA listening on %s:%d (trust domain %s)",
             host,
             self._port,
             self.ca.trust_domain,
         )
+
+    async def start_monitoring(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        """Serve ``GET /metrics`` over HTTP on ``host:port`` (0: ephemeral); the bound port.
+
+        :meth:`start` calls it when ``options.monitoring_port`` is set; :meth:`stop` closes it.
+        """
+        if self._monitoring is not None:
+            raise RuntimeError("CitadelServer's monitoring port is already started")
+        monitoring = MonitoringHttpServer({"/metrics": metrics_route(self.registry)})
+        port = await monitoring.start(host, port)
+        self._monitoring = monitoring
+        return port
 
     async def stop(self) -> None:
         """Stop serving and release the signing pool and HTTP clients."""

@@ -161,10 +161,10 @@ async def _serve(
                 f"CA files in {args.ca_dir or 'memory'}",
                 flush=True,
             )
-            if args.ca_monitoring_port is not None:
+            if mesh.ca_monitoring_port is not None:
                 print(
                     f"istio-sdk serve: Citadel metrics on "
-                    f"http://{args.host}:{mesh.citadel.monitoring_port}/metrics",
+                    f"http://{args.host}:{mesh.ca_monitoring_port}/metrics",
                     flush=True,
                 )
         await stop.wait()
