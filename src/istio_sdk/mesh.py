@@ -25,6 +25,8 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+import attrs
+
 from istio_sdk.config import ConfigStore, DirectorySource, LoadLimits
 from istio_sdk.pilot.push_context import PushContext, PushContextError
 from istio_sdk.pilot.registry import ServiceRegistry
@@ -55,9 +57,12 @@ class Mesh:
     """Run the control plane over ``store`` (and ``registry``) until :meth:`stop`.
 
     ``xds_port`` 0 picks a free port (read it back from :attr:`xds_port` after :meth:`start`);
-    ``debug_port`` (``None``: off) serves ``/debug/syncz`` and ``/debug/metrics``.
+    ``debug_port`` (``None``: off) serves Pilot's Prometheus metrics at ``/metrics`` and its
+    state at ``/debug/syncz`` and ``/debug/metrics`` (JSON).
     ``ca_port`` (``None``: no CA) also runs Citadel's CA there over TLS, configured by
     ``ca_options``; the server is :attr:`citadel` (built here, so bad CA files fail at once).
+    ``ca_options.monitoring_port`` serves the CA's ``/metrics`` (the bound port is read back
+    from :attr:`ca_monitoring_port` after :meth:`start`).
     """
 
     def __init__(
@@ -86,17 +91,20 @@ class Mesh:
             self.generator, debounce_after=debounce_after, debounce_max=debounce_max
         )
         self.citadel: CitadelServer | None = None
+        self.ca_monitoring_port: int | None = None
         if ca_port is not None:
             from istio_sdk.citadel import CitadelServer, CitadelServerOptions
 
-            self.citadel = CitadelServer(ca_options or CitadelServerOptions())
+            options = ca_options or CitadelServerOptions()
+            # The mesh opens the CA's monitoring port itself, so a port taken is named.
+            self.ca_monitoring_port = options.monitoring_port
+            self.citadel = CitadelServer(attrs.evolve(options, monitoring_port=None))
         self.config_errors = 0
         self._unsubscribe: Callable[[], None] | None = None
         self._rebuild_scheduled = False
         self._sources: list[DirectorySource] = []
         self._strict = False
         self._started = False
-        self._listening: set[str] = set()
 
     @classmethod
     def from_directory(
@@ -165,6 +173,10 @@ class Mesh:
                 return citadel.port
 
             self.ca_port = await self._listen("the CA", self.ca_port, start_ca)
+            if self.ca_monitoring_port is not None:
+                self.ca_monitoring_port = await self._listen(
+                    "the CA's metrics", self.ca_monitoring_port, citadel.start_monitoring
+                )
 
     async def _listen(
         self, what: str, port: int, start: Callable[[str, int], Awaitable[int]]
@@ -176,7 +188,6 @@ class Mesh:
             raise MeshListenError(
                 exc.errno, f"cannot listen on {self.host}:{port} for {what}: {reason}"
             ) from exc
-        self._listening.add(what)
         return bound
 
     async def stop(self) -> None:
@@ -188,9 +199,7 @@ class Mesh:
             self._unsubscribe = None
         if self.citadel is not None:
             await self.citadel.stop()  # also releases its signing workers
-        if "xDS" in self._listening:  # DiscoveryServer.stop() fails when it never listened
-            await self.discovery.stop()
-        self._listening.clear()
+        await self.discovery.stop()
         self._started = False
 
     async def __aenter__(self) -> Mesh:

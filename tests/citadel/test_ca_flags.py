@@ -43,6 +43,8 @@ def test_no_ca_port_means_no_ca_and_bad_flags_are_errors(tmp_path: pathlib.Path)
     assert ca_options(_parse()) is None
     with pytest.raises(CommandError, match="need --ca-port"):
         ca_options(_parse(f"--ca-dir={tmp_path}"))
+    with pytest.raises(CommandError, match="need --ca-port"):
+        ca_options(_parse("--ca-monitoring-port=0"))
     with pytest.raises(CommandError, match="issuer"):
         ca_options(_parse("--ca-port=0", '--jwt-rule={"jwksUri": "x"}'))
     with pytest.raises(CommandError, match="not JSON"):
@@ -57,3 +59,24 @@ def test_ca_options_without_a_ca_port_are_refused() -> None:
     with pytest.raises(ValueError, match="ca_port"):
         Mesh(ca_options=CitadelServerOptions())
     assert Mesh().citadel is None
+
+
+async def test_a_taken_ca_monitoring_port_is_named_and_nothing_keeps_running() -> None:
+    import socket
+
+    from istio_sdk import MeshListenError
+    from istio_sdk.citadel import CitadelServerOptions
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        options = CitadelServerOptions(monitoring_port=port)
+        mesh = Mesh(xds_port=0, ca_port=0, ca_options=options)
+        with pytest.raises(MeshListenError, match=f"127.0.0.1:{port} for the CA's metrics"):
+            await mesh.start()
+    # The CA and xDS had listened before the metrics port failed; both are closed again.
+    for started in (mesh.ca_port, mesh.xds_port):
+        assert started
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", started), timeout=5).close()

@@ -338,8 +338,8 @@ def test_generator_pushes_only_listeners_to_affected_sidecars() -> None:
     request = generator.apply(_ctx(_ap("p", NS, _rule())))
     assert request is not None and request.types == frozenset({xds.LISTENER})
     assert request.proxies is not None
-    assert request.proxies(SIDECAR) and request.proxies(OTHER)
-    assert not request.proxies(ProxyInfo("x", namespace="other"))
+    assert request.selects(SIDECAR) and request.selects(OTHER)
+    assert not request.selects(ProxyInfo("x", namespace="other"))
     (rules,) = _http_rbacs(_chain(_inbound(generator.context), "0.0.0.0_8080"))
     assert list(rules.policies) == ["ns[prod]-policy[p]-rule[0]"]
 

@@ -224,3 +224,21 @@ def test_proxy_config_warns_about_dangling_names(capsys: pytest.CaptureFixture[s
     (line,) = [e for e in err if "warning" in e]
     assert "2 dangling names" in line
     assert "'lonely'" in line and "'no-such-route'" in line and "'has-endpoints'" not in line
+
+
+async def test_a_mesh_whose_xds_port_is_taken_fails_cleanly_and_stops_again() -> None:
+    import socket
+
+    from istio_sdk import MeshListenError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        mesh = Mesh(xds_port=port, debug_port=0)
+        with pytest.raises(MeshListenError, match=f"127.0.0.1:{port} for xDS"):
+            await mesh.start()
+    await mesh.stop()  # stopping again is harmless
+    mesh.xds_port = 0
+    async with mesh:
+        assert mesh.discovery.port and mesh.debug_port

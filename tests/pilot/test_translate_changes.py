@@ -186,7 +186,7 @@ def test_generator_turns_changes_into_push_requests() -> None:
         f"outbound|3306||{RATINGS}",
     }
     assert request.proxies is not None
-    assert request.proxies(RESTRICTED)  # it imports ratings
+    assert request.selects(RESTRICTED)  # it imports ratings
     clusters = generator.generate(SIDECAR, xds.ENDPOINT, [f"outbound|9080||{RATINGS}"])
     assert set(clusters) == {f"outbound|9080||{RATINGS}"}
 

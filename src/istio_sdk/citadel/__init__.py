@@ -10,16 +10,17 @@
 
 from __future__ import annotations
 
-from istio_sdk.citadel.agent import AgentOptions, CitadelAgent, NoCredentialError
-from istio_sdk.citadel.authn import (
+from istio_sdk.citadel._authn import (
     Authenticator,
     CallerContext,
     ClientCertificateAuthenticator,
     JwtAuthenticator,
     TokenReviewAuthenticator,
 )
+from istio_sdk.citadel._client import CertificateBundle, CitadelClient
+from istio_sdk.citadel._identity import Identity
+from istio_sdk.citadel.agent import AgentOptions, CitadelAgent, NoCredentialError
 from istio_sdk.citadel.ca import CaOptions, CertificateAuthority, IssuedCertificate, TtlPolicy
-from istio_sdk.citadel.client import CertificateBundle, CitadelClient
 from istio_sdk.citadel.errors import (
     AuthenticationError,
     CaConfigError,
@@ -31,7 +32,6 @@ from istio_sdk.citadel.errors import (
     JwtError,
     TtlError,
 )
-from istio_sdk.citadel.identity import Identity
 from istio_sdk.citadel.jwt import JwtRule, UnknownKeyError
 from istio_sdk.citadel.keys import KeyAlgorithm, create_csr, generate_private_key
 from istio_sdk.citadel.server import (

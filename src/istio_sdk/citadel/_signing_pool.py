@@ -21,9 +21,9 @@ import socket
 import struct
 from typing import TYPE_CHECKING
 
+from istio_sdk.citadel._identity import Identity
 from istio_sdk.citadel.ca import CaOptions, CertificateAuthority, IssuedCertificate
 from istio_sdk.citadel.errors import CitadelError
-from istio_sdk.citadel.identity import Identity
 
 if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess

@@ -25,7 +25,7 @@ from grpclib.server import Server
 from istio_sdk._backoff import backoff_delay, check_backoff
 from istio_sdk._grpc import GrpcSettings, create_server
 from istio_sdk._net import bind_tcp, bound_port
-from istio_sdk.citadel.client import DEFAULT_RENEW_RATIO, CertificateBundle, CitadelClient
+from istio_sdk.citadel._client import DEFAULT_RENEW_RATIO, CertificateBundle, CitadelClient
 from istio_sdk.citadel.errors import CitadelError
 from istio_sdk.citadel.files import write_workload_files
 from istio_sdk.citadel.keys import KeyAlgorithm

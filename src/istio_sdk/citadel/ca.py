@@ -27,8 +27,8 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from istio_sdk.citadel._identity import Identity
 from istio_sdk.citadel.errors import CaConfigError, CsrError, TtlError
-from istio_sdk.citadel.identity import Identity
 from istio_sdk.citadel.keys import (
     KeyAlgorithm,
     PrivateKey,

@@ -13,7 +13,7 @@ import pathlib
 import tempfile
 from typing import Any
 
-from istio_sdk.citadel.client import CertificateBundle
+from istio_sdk.citadel._client import CertificateBundle
 
 CERT_CHAIN_FILE = "cert-chain.pem"
 KEY_FILE = "key.pem"

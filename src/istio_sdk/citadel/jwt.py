@@ -44,8 +44,8 @@ from joserfc.errors import (
 from joserfc.jwa import JWSAlgModel
 from joserfc.jwk import ECKey, JWKRegistry, OKPKey, RSAKey
 
+from istio_sdk.citadel._identity import Identity
 from istio_sdk.citadel.errors import IdentityError, JwtError
-from istio_sdk.citadel.identity import Identity
 from istio_sdk.spiffe import DEFAULT_TRUST_DOMAIN
 
 logger = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ from istio_sdk.api.envoy.extensions.transport_sockets.tls.v3 import (
 from istio_sdk.api.envoy.service.discovery.v3 import DiscoveryRequest, DiscoveryResponse
 from istio_sdk.api.envoy.service.secret.v3 import SecretDiscoveryServiceBase
 from istio_sdk.api.google.protobuf import Any as AnyMessage
-from istio_sdk.citadel.client import CertificateBundle
+from istio_sdk.citadel._client import CertificateBundle
 from istio_sdk.timeutil import utcnow
 from istio_sdk.xds._logsafe import WarningBudget, peer_text
 from istio_sdk.xds.errors import XdsProtocolError

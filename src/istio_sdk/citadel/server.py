@@ -32,21 +32,15 @@ from istio_sdk._grpc import (
     recv_request_message,
     tls_accept_stats,
 )
+from istio_sdk._http import MonitoringHttpServer, metrics_route
+from istio_sdk._metrics import render_metrics
 from istio_sdk._net import bind_tcp, bound_port
 from istio_sdk.api.istio.v1.auth import (
     IstioCertificateRequest,
     IstioCertificateResponse,
     IstioCertificateServiceBase,
 )
-from istio_sdk.citadel._metrics import (
-    CitadelCollector,
-    CitadelCounts,
-    MetricsHttpServer,
-    render_metrics,
-)
-from istio_sdk.citadel._signing_pool import SigningPool
-from istio_sdk.citadel._tls import server_ssl_context
-from istio_sdk.citadel.authn import (
+from istio_sdk.citadel._authn import (
     Authenticator,
     CallerContext,
     ClientCertificateAuthenticator,
@@ -54,9 +48,12 @@ from istio_sdk.citadel.authn import (
     TokenReviewAuthenticator,
     authenticate_caller,
 )
+from istio_sdk.citadel._identity import Identity
+from istio_sdk.citadel._metrics import CitadelCollector, CitadelCounts
+from istio_sdk.citadel._signing_pool import SigningPool
+from istio_sdk.citadel._tls import server_ssl_context
 from istio_sdk.citadel.ca import CaOptions, CertificateAuthority, IssuedCertificate
 from istio_sdk.citadel.errors import AuthenticationError, CsrError, TtlError
-from istio_sdk.citadel.identity import Identity
 from istio_sdk.citadel.jwt import JwtRule
 from istio_sdk.codec import DecodeError
 
@@ -318,7 +315,7 @@ class CitadelServer:
         self.registry = CollectorRegistry(auto_describe=False)
         """This server's Prometheus registry (Istio's ``citadel_server_*`` families)."""
         self.registry.register(CitadelCollector(self._metric_counts))
-        self._monitoring: MetricsHttpServer | None = None
+        self._monitoring: MonitoringHttpServer | None = None
 
     def _default_authenticators(self) -> list[Authenticator]:
         trust_domain = self.ca.trust_domain
@@ -431,14 +428,25 @@ class CitadelServer:
         self._port = bound_port(sock)
         self._root_watch = asyncio.create_task(self._watch_root(), name="citadel-root-rotation")
         if self.options.monitoring_port is not None:
-            self._monitoring = MetricsHttpServer(self.registry)
-            await self._monitoring.start(host, self.options.monitoring_port)
+            await self.start_monitoring(host, self.options.monitoring_port)
         log.info(
             "Citadel CA listening on %s:%d (trust domain %s)",
             host,
             self._port,
             self.ca.trust_domain,
         )
+
+    async def start_monitoring(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        """Serve ``GET /metrics`` over HTTP on ``host:port`` (0: ephemeral); the bound port.
+
+        :meth:`start` calls it when ``options.monitoring_port`` is set; :meth:`stop` closes it.
+        """
+        if self._monitoring is not None:
+            raise RuntimeError("CitadelServer's monitoring port is already started")
+        monitoring = MonitoringHttpServer({"/metrics": metrics_route(self.registry)})
+        port = await monitoring.start(host, port)
+        self._monitoring = monitoring
+        return port
 
     async def stop(self) -> None:
         """Stop serving and release the signing pool and HTTP clients."""
@@ -448,7 +456,7 @@ class CitadelServer:
                 await self._root_watch
             self._root_watch = None
         if self._monitoring is not None:
-            await self._monitoring.stop()
+            await self._monitoring.close()
             self._monitoring = None
         if self._server is not None:
             self._server.close()

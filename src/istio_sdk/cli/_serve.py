@@ -4,9 +4,12 @@ Loads every YAML/JSON file below ``--config`` and refuses to start when one has 
 line naming the file, exit status 1). Then starts Pilot's discovery server (ADS, plaintext;
 port 15010 unless ``--xds-port`` says otherwise) on 127.0.0.1 unless ``--host`` says otherwise,
 follows changes to the files (inotify, or polling when it is unavailable), and pushes what
-changed to connected proxies. With ``--ca-port`` Citadel's CA runs beside it. It prints where
-it listens and logs pushes and NACKs; a file broken later is logged and the last good config
-keeps being served. Stop it with Ctrl-C or SIGTERM.
+changed to connected proxies. ``--debug-port`` serves Pilot's Prometheus metrics at
+``/metrics`` (Istio's ``pilot_*`` names) and its state at ``/debug/syncz`` and
+``/debug/metrics`` (JSON). With ``--ca-port`` Citadel's CA runs beside it, and with
+``--ca-monitoring-port`` the CA's metrics are at ``/metrics`` on that port. It prints where it
+listens and logs pushes and NACKs; a file broken later is logged and the last good config keeps
+being served. Stop it with Ctrl-C or SIGTERM.
 
 This module only turns flags into a :class:`~istio_sdk.Mesh`; the mesh wires the components.
 """
@@ -48,7 +51,8 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         "--debug-port",
         type=int,
         metavar="PORT",
-        help="serve /debug/syncz and /debug/metrics (JSON) on this port",
+        help="serve Pilot's Prometheus /metrics, and /debug/syncz and /debug/metrics (JSON), "
+        "on this port (Istio: 15014; 0 picks a free one)",
     )
     parser.add_argument(
         "--poll-interval",
@@ -72,7 +76,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         help="longest a push waits for the config to settle (default 10)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    add_ca_arguments(parser)  # --ca-port, --ca-dir, --jwt-rule (Citadel)
+    add_ca_arguments(parser)  # --ca-port, --ca-dir, --jwt-rule, --ca-monitoring-port (Citadel)
 
 
 def _one_line(text: str) -> str:
@@ -145,8 +149,9 @@ async def _serve(
             flush=True,
         )
         if mesh.debug_port is not None:
+            debug = f"http://{args.host}:{mesh.debug_port}"
             print(
-                f"istio-sdk serve: debug on http://{args.host}:{mesh.debug_port}/debug/syncz",
+                f"istio-sdk serve: Pilot metrics on {debug}/metrics, debug on {debug}/debug/syncz",
                 flush=True,
             )
         if mesh.citadel is not None:
@@ -156,6 +161,12 @@ async def _serve(
                 f"CA files in {args.ca_dir or 'memory'}",
                 flush=True,
             )
+            if mesh.ca_monitoring_port is not None:
+                print(
+                    f"istio-sdk serve: Citadel metrics on "
+                    f"http://{args.host}:{mesh.ca_monitoring_port}/metrics",
+                    flush=True,
+                )
         await stop.wait()
     finally:
         await mesh.stop()

@@ -18,9 +18,9 @@ names:
 * ``pilot_debounce_time`` (histogram): seconds a change waited in the debouncer.
 * ``pilot_xds_config_size_bytes`` (histogram, label ``type``): response sizes.
 
-``prometheus_client`` writes counters with a ``_total`` suffix (``pilot_xds_pushes_total``);
-the metric family keeps Istio's name. :meth:`ServerMetrics.prometheus_text` is what the debug
-HTTP server returns at ``/metrics``.
+:meth:`ServerMetrics.prometheus_text` is what the debug HTTP server returns at ``/metrics``: the
+Prometheus text format with the series names istiod writes (counters without a ``_total``
+suffix, ``pilot_xds_pushes{type="cds"}``; see :mod:`istio_sdk._metrics`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import attrs
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -39,6 +39,7 @@ from prometheus_client.core import (
     Metric,
 )
 
+from istio_sdk._metrics import render_metrics
 from istio_sdk.xds.types import is_known, resource_type
 
 __all__ = ["LatencyHistogram", "ServerMetrics", "metric_type"]
@@ -192,8 +193,8 @@ class ServerMetrics:
 
     # -- views -----------------------------------------------------------------------------
     def prometheus_text(self) -> bytes:
-        """Every metric in the Prometheus text exposition format."""
-        return generate_latest(self.registry)
+        """Every metric in the Prometheus text format, under Istio's series names."""
+        return render_metrics(self.registry)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready counters (what ``/debug/metrics`` returns)."""

@@ -1,39 +1,23 @@
 """Push requests: what changed (types, names) and which proxies must hear about it.
 
 A :class:`PushRequest` is a value: two requests merge into one that covers both (what debouncing
-does to a burst of changes), and merging proxy selections builds an :class:`AnyOf` value instead
-of a closure, so a merged request still compares and prints as data. :class:`AffectedBy` is the
-selection of a config change as data (a change set and the push context it applies to), for
-translation to hand over instead of a lambda.
+does to a burst of changes). Its proxy selection is data too, never a function: ``None`` (every
+proxy), a ``frozenset`` of proxy ids, :class:`AffectedBy` (the proxies a config change affects:
+a change set and the push context it applies to) or :class:`AnyOf` of those, which is what
+merging builds. So a request, merged or not, compares, prints and can be inspected; anything
+else (a lambda, a bare string, a list) is refused with a ``TypeError``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import TypeAlias
 
 import attrs
 
 from istio_sdk.pilot.push_context import ChangeSet, ProxyInfo, PushContext
 
-__all__ = ["AffectedBy", "AnyOf", "ProxySelector", "PushRequest"]
-
-ProxySelector = Callable[[ProxyInfo], bool]
-"""Selects the proxies a change affects (for example ``ChangeSet.affects`` bound to a context)."""
-
-
-@attrs.frozen
-class AnyOf:
-    """A proxy selection that matches when any of ``selectors`` does."""
-
-    selectors: tuple[ProxySelector, ...]
-
-    def __call__(self, proxy: ProxyInfo) -> bool:
-        return any(s(proxy) for s in self.selectors)
-
-    def __or__(self, other: ProxySelector) -> AnyOf:
-        mine = self.selectors
-        theirs = other.selectors if isinstance(other, AnyOf) else (other,)
-        return AnyOf((*mine, *theirs))
+__all__ = ["AffectedBy", "AnyOf", "ProxySelection", "PushRequest"]
 
 
 @attrs.frozen
@@ -43,8 +27,83 @@ class AffectedBy:
     change: ChangeSet
     context: PushContext = attrs.field(eq=False, repr=False)
 
-    def __call__(self, proxy: ProxyInfo) -> bool:
+    def selects(self, proxy: ProxyInfo) -> bool:
+        """Whether ``change`` affects ``proxy``."""
         return self.change.affects(self.context, proxy)
+
+
+def _selection_parts(value: object) -> tuple[frozenset[str] | AffectedBy, ...]:
+    """``value`` as the flat parts of an :class:`AnyOf` (TypeError for anything else)."""
+    if isinstance(value, AnyOf):
+        return value.selectors
+    if isinstance(value, AffectedBy):
+        return (value,)
+    if isinstance(value, (set, frozenset)):
+        bad = [item for item in value if not isinstance(item, str)]
+        if bad:
+            raise TypeError(f"proxy ids are strings, not {type(bad[0]).__name__}: {bad[0]!r}")
+        return (frozenset(value),)
+    what = "a function" if callable(value) else type(value).__name__
+    raise TypeError(
+        "a proxy selection is None (every proxy), a frozenset of proxy ids, AffectedBy or "
+        f"AnyOf of those (data, so requests merge and compare), not {what}: {value!r:.100}"
+    )
+
+
+def _flat_parts(value: Iterable[object]) -> tuple[frozenset[str] | AffectedBy, ...]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise TypeError(f"AnyOf takes a tuple of selections, not {type(value).__name__}")
+    parts: list[frozenset[str] | AffectedBy] = []
+    for item in value:
+        parts.extend(_selection_parts(item))
+    return tuple(parts)
+
+
+@attrs.frozen
+class AnyOf:
+    """A proxy selection that matches when any of ``selectors`` does (nested ``AnyOf`` values
+    are flattened)."""
+
+    selectors: tuple[frozenset[str] | AffectedBy, ...] = attrs.field(converter=_flat_parts)
+
+    def selects(self, proxy: ProxyInfo) -> bool:
+        """Whether any selector selects ``proxy``."""
+        return any(_selects(s, proxy) for s in self.selectors)
+
+
+ProxySelection: TypeAlias = frozenset[str] | AffectedBy | AnyOf
+"""Which proxies a request affects (``None`` in a request: every proxy)."""
+
+
+def _selects(selection: ProxySelection, proxy: ProxyInfo) -> bool:
+    if isinstance(selection, frozenset):
+        return proxy.id in selection
+    return selection.selects(proxy)
+
+
+def _normalized(parts: Iterable[frozenset[str] | AffectedBy]) -> ProxySelection:
+    """The parts as one selection: every id in one set, the changes kept in order."""
+    ids: frozenset[str] | None = None
+    changes: list[AffectedBy] = []
+    for part in parts:
+        if isinstance(part, frozenset):
+            ids = part if ids is None else ids | part
+        else:
+            changes.append(part)
+    found: list[frozenset[str] | AffectedBy] = [ids] if ids is not None else []
+    found.extend(changes)
+    if not found:
+        return frozenset()  # AnyOf(()) selects nobody
+    return found[0] if len(found) == 1 else AnyOf(tuple(found))
+
+
+def _selection(value: object) -> ProxySelection | None:
+    return None if value is None else _normalized(_selection_parts(value))
+
+
+def _union(a: ProxySelection, b: ProxySelection) -> ProxySelection:
+    """One selection covering both."""
+    return _normalized((*_selection_parts(a), *_selection_parts(b)))
 
 
 def _frozen_types(value: Iterable[str] | None) -> frozenset[str] | None:
@@ -63,17 +122,18 @@ class PushRequest:
 
     ``types`` ``None`` means every type. ``changed`` maps a type URL to the names that changed
     (``None``: unknown, treat all as changed); a proxy watching none of them is not pushed.
-    ``proxies`` selects the affected proxies (``None``: all).
+    ``proxies`` selects the affected proxies: ``None`` (all), a set of proxy ids,
+    :class:`AffectedBy` or :class:`AnyOf` (see the module docstring; a function is refused).
     """
 
     types: frozenset[str] | None = attrs.field(default=None, converter=_frozen_types)
     changed: dict[str, frozenset[str]] | None = attrs.field(default=None, converter=_frozen_names)
-    proxies: ProxySelector | None = attrs.field(default=None, eq=False)
+    proxies: ProxySelection | None = attrs.field(default=None, converter=_selection)
     reason: str = ""
 
     def selects(self, proxy: ProxyInfo) -> bool:
         """Whether ``proxy`` is among the affected proxies."""
-        return self.proxies is None or self.proxies(proxy)
+        return self.proxies is None or _selects(self.proxies, proxy)
 
     def merge(self, other: PushRequest) -> PushRequest:
         """One request covering both."""
@@ -88,10 +148,9 @@ class PushRequest:
             changed = dict(self.changed)
             for url, names in other.changed.items():
                 changed[url] = changed.get(url, frozenset()) | names
-        proxies: ProxySelector | None = None
+        proxies: ProxySelection | None = None
         if self.proxies is not None and other.proxies is not None:
-            mine = self.proxies if isinstance(self.proxies, AnyOf) else AnyOf((self.proxies,))
-            proxies = mine | other.proxies
+            proxies = _union(self.proxies, other.proxies)
         reason = "; ".join(r for r in (self.reason, other.reason) if r)
         return PushRequest(types, changed, proxies, reason)
 

@@ -31,12 +31,12 @@ from grpclib.exceptions import GRPCError, StreamTerminatedError
 from grpclib.server import Server, Stream
 
 from istio_sdk._grpc import GrpcSettings, create_server
+from istio_sdk._http import MonitoringHttpServer, json_body, metrics_route
 from istio_sdk._net import bound_port
 from istio_sdk.api.envoy.service.discovery.v3 import DeltaDiscoveryRequest, DiscoveryRequest
 from istio_sdk.pilot._raw import EncodedMessage
 from istio_sdk.pilot.cache import CachedResource, SnapshotCache
 from istio_sdk.pilot.debounce import Debouncer
-from istio_sdk.pilot.debug_http import DebugHttpServer, json_body
 from istio_sdk.pilot.metrics import LatencyHistogram, ServerMetrics
 from istio_sdk.pilot.proxy import ProxyInfo
 from istio_sdk.pilot.publisher import ResourceGenerator, SnapshotWriter
@@ -170,7 +170,7 @@ class DiscoveryServer:
         self._generation = 0
         self._listeners: list[Callable[[ProxyEvent], None]] = []
         self._grpc: Server | None = None
-        self._http: DebugHttpServer | None = None
+        self._http: MonitoringHttpServer | None = None
         self._debounce_task: asyncio.Task[None] | None = None
         self._round_tasks: set[asyncio.Task[None]] = set()
         self.host = ""
@@ -182,21 +182,19 @@ class DiscoveryServer:
         """Listen for ADS on ``host:port`` (0: an ephemeral port); returns the port."""
         if self._grpc is not None:
             raise RuntimeError("DiscoveryServer is already started")
-        self._grpc = create_server([_AdsService(self)], self._grpc_settings)
-        await self._grpc.start(host, port)
+        server = create_server([_AdsService(self)], self._grpc_settings)
+        await server.start(host, port)  # a port taken raises here, leaving nothing to stop
+        self._grpc = server
         self.host = host
-        self.port = bound_port(self._grpc)
+        self.port = bound_port(server)
         log.info("discovery server listening on %s:%d", host, self.port)
         return self.port
 
     async def start_debug_http(self, host: str = "127.0.0.1", port: int = 0) -> int:
         """Serve ``/metrics``, ``/debug/syncz`` and ``/debug/metrics`` over HTTP; the port."""
-        self._http = DebugHttpServer(
+        self._http = MonitoringHttpServer(
             {
-                "/metrics": lambda: (
-                    "text/plain; version=0.0.4; charset=utf-8",
-                    self.metrics.prometheus_text(),
-                ),
+                "/metrics": metrics_route(self.metrics.registry),
                 "/debug/syncz": lambda: json_body(
                     {"generation": self._generation, "proxies": self.syncz()}
                 ),
@@ -207,7 +205,10 @@ class DiscoveryServer:
         return self.debug_port
 
     async def stop(self) -> None:
-        """Stop listening, cancel pending pushes and close every stream and debug connection."""
+        """Stop listening, cancel pending pushes and close every stream and debug connection.
+
+        Safe to call at any time: before :meth:`start`, after a start that failed, twice.
+        """
         for task in [self._debounce_task, *self._round_tasks]:
             if task is not None:
                 task.cancel()
@@ -223,10 +224,10 @@ class DiscoveryServer:
             *(self._end_stream(c) for c in list(self._connections.values())),
             return_exceptions=True,
         )
-        if self._grpc is not None:
-            self._grpc.close()
-            await self._grpc.wait_closed()
-            self._grpc = None
+        server, self._grpc = self._grpc, None
+        if server is not None:
+            server.close()
+            await server.wait_closed()
 
     @staticmethod
     async def _end_stream(conn: _Connection) -> None:

@@ -17,8 +17,8 @@ Unknown type URLs yield an empty dict. :class:`PushContextGenerator` is the stat
 returning the push request).
 
 Which translator runs depends on the proxy: proxyless gRPC clients (``GENERATOR: grpc``) get
-:mod:`.grpc` resources, ``router`` nodes :mod:`.gateway` resources and everything else
-:mod:`.sidecar` resources. Results are memoised in the push context, so proxies that share a
+:mod:`._grpc` resources, ``router`` nodes :mod:`._gateway` resources and everything else
+:mod:`._sidecar` resources. Results are memoised in the push context, so proxies that share a
 scope (namespace, labels) share the same message objects, translated once per snapshot.
 
 For incremental pushes, :func:`~istio_sdk.pilot.changes.compute_changes` compares two
@@ -36,10 +36,10 @@ import betterproto2
 from istio_sdk.pilot.changes import ALL_TYPES
 from istio_sdk.pilot.proxy import ProxyInfo, ProxyType
 from istio_sdk.pilot.push_context import PushContext
-from istio_sdk.pilot.translate.gateway import generate_gateway
-from istio_sdk.pilot.translate.generator import PushContextGenerator
-from istio_sdk.pilot.translate.grpc import generate_grpc
-from istio_sdk.pilot.translate.sidecar import generate_sidecar
+from istio_sdk.pilot.translate._gateway import generate_gateway
+from istio_sdk.pilot.translate._generator import PushContextGenerator
+from istio_sdk.pilot.translate._grpc import generate_grpc
+from istio_sdk.pilot.translate._sidecar import generate_sidecar
 
 __all__ = [
     "ALL_TYPES",

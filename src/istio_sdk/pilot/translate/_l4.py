@@ -16,7 +16,7 @@ from istio_sdk.pilot.config_entry import ConfigEntry
 from istio_sdk.pilot.proxy import ProxyInfo
 from istio_sdk.pilot.push_context import PushContext
 from istio_sdk.pilot.translate._common import TCP_PROXY_FILTER, pack
-from istio_sdk.pilot.translate.routes import destination_cluster, match_applies
+from istio_sdk.pilot.translate._routes import destination_cluster, match_applies
 
 __all__ = ["l4_applies", "tcp_proxy_for", "tcp_route_for", "tls_routes_for"]
 

@@ -15,7 +15,7 @@
 * Routes: route config ``PORT`` with a virtual host ``HOST:PORT`` per service on that port;
   domains are the FQDN, VIPs and, for services in the proxy's own namespace only, the short
   names; plus an ``allow_any`` (or ``block_all``) catch-all.
-* Clusters and endpoints: see :mod:`istio_sdk.pilot.translate.clusters`.
+* Clusters and endpoints: see :mod:`istio_sdk.pilot.translate._clusters`.
 
 What a proxy sees is scoped by the Sidecar resource that selects it and by ``exportTo``.
 """
@@ -37,6 +37,13 @@ from istio_sdk.pilot.cluster_names import inbound_cluster_name, outbound_cluster
 from istio_sdk.pilot.proxy import ProxyInfo
 from istio_sdk.pilot.push_context import PushContext
 from istio_sdk.pilot.registry import Resolution, Service
+from istio_sdk.pilot.translate._clusters import (
+    build_cluster,
+    build_load_assignment,
+    inbound_clusters,
+    outbound_cluster_names,
+    passthrough_clusters,
+)
 from istio_sdk.pilot.translate._common import (
     BLACKHOLE_CLUSTER,
     INBOUND_PASSTHROUGH_CLUSTER,
@@ -54,6 +61,13 @@ from istio_sdk.pilot.translate._common import (
     socket_address,
     tcp_proxy_filter,
 )
+from istio_sdk.pilot.translate._l4 import tcp_route_for
+from istio_sdk.pilot.translate._routes import (
+    _hash_policy,
+    build_routes,
+    default_route,
+    has_http_rules,
+)
 from istio_sdk.pilot.translate.authn import (
     ISTIO_MTLS_ALPNS,
     MtlsMode,
@@ -62,20 +76,6 @@ from istio_sdk.pilot.translate.authn import (
     tls_transport_socket,
 )
 from istio_sdk.pilot.translate.authz import authz_filters
-from istio_sdk.pilot.translate.clusters import (
-    build_cluster,
-    build_load_assignment,
-    inbound_clusters,
-    outbound_cluster_names,
-    passthrough_clusters,
-)
-from istio_sdk.pilot.translate.l4 import tcp_route_for
-from istio_sdk.pilot.translate.routes import (
-    _hash_policy,
-    build_routes,
-    default_route,
-    has_http_rules,
-)
 from istio_sdk.xds.types import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
 __all__ = [

@@ -20,8 +20,8 @@ from typing import Any, Protocol
 import attrs
 import httpx
 
+from istio_sdk.citadel._identity import Identity
 from istio_sdk.citadel.errors import AuthenticationError, CaConfigError, IdentityError
-from istio_sdk.citadel.identity import Identity
 from istio_sdk.citadel.jwks import JwtVerifier
 from istio_sdk.citadel.jwt import JwtRule, identity_from_claims
 from istio_sdk.spiffe import DEFAULT_TRUST_DOMAIN, is_spiffe_uri

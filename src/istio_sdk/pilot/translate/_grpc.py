@@ -33,6 +33,11 @@ from istio_sdk.pilot.cluster_names import outbound_cluster_name
 from istio_sdk.pilot.proxy import ProxyInfo
 from istio_sdk.pilot.push_context import PushContext
 from istio_sdk.pilot.registry import Service, ServicePort
+from istio_sdk.pilot.translate._clusters import (
+    build_cluster,
+    build_load_assignment,
+    outbound_cluster_names,
+)
 from istio_sdk.pilot.translate._common import (
     ads_source,
     hcm_filter,
@@ -40,23 +45,18 @@ from istio_sdk.pilot.translate._common import (
     pack,
     socket_address,
 )
+from istio_sdk.pilot.translate._routes import (
+    _hash_policy,
+    build_routes,
+    default_route,
+    has_http_rules,
+)
 from istio_sdk.pilot.translate.authn import (
     TLS_MODE_LABEL,
     MtlsMode,
     grpc_server_tls_context,
     proxy_mtls_policy,
     tls_transport_socket,
-)
-from istio_sdk.pilot.translate.clusters import (
-    build_cluster,
-    build_load_assignment,
-    outbound_cluster_names,
-)
-from istio_sdk.pilot.translate.routes import (
-    _hash_policy,
-    build_routes,
-    default_route,
-    has_http_rules,
 )
 from istio_sdk.xds.types import CLUSTER, ENDPOINT, LISTENER, ROUTE
 

@@ -32,6 +32,7 @@ from istio_sdk.pilot.config_entry import ConfigEntry
 from istio_sdk.pilot.hosts import host_matches, split_namespaced_host
 from istio_sdk.pilot.proxy import ProxyInfo
 from istio_sdk.pilot.push_context import PushContext
+from istio_sdk.pilot.translate._clusters import _sds_source, passthrough_clusters
 from istio_sdk.pilot.translate._common import (
     TLS_TRANSPORT_SOCKET,
     ads_source,
@@ -41,10 +42,9 @@ from istio_sdk.pilot.translate._common import (
     select_named,
     socket_address,
 )
-from istio_sdk.pilot.translate.clusters import _sds_source, passthrough_clusters
-from istio_sdk.pilot.translate.l4 import tcp_route_for, tls_routes_for
-from istio_sdk.pilot.translate.routes import build_routes, has_http_rules
-from istio_sdk.pilot.translate.sidecar import generate_sidecar, sidecar_clusters
+from istio_sdk.pilot.translate._l4 import tcp_route_for, tls_routes_for
+from istio_sdk.pilot.translate._routes import build_routes, has_http_rules
+from istio_sdk.pilot.translate._sidecar import generate_sidecar, sidecar_clusters
 from istio_sdk.xds.types import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
 __all__ = ["gateway_listeners", "gateway_routes", "generate_gateway"]

@@ -287,7 +287,7 @@ def _retry_policy(retries: networking.HttpRetry | None, grpc: bool) -> route.Ret
 def _hash_policy(
     context: PushContext, proxy: ProxyInfo, host: str, subset: str, port: int
 ) -> list[route.RouteActionHashPolicy]:
-    from istio_sdk.pilot.translate.clusters import effective_policy
+    from istio_sdk.pilot.translate._clusters import effective_policy
 
     policy = effective_policy(context.destination_rule(host, proxy), port, subset)
     lb = policy.load_balancer

@@ -16,9 +16,9 @@ from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from istio_sdk._grpc import GrpcSettings, LimitedProtoCodec, create_channel
 from istio_sdk.api.istio.v1.auth import IstioCertificateRequest, IstioCertificateServiceStub
+from istio_sdk.citadel._identity import Identity
 from istio_sdk.citadel._tls import client_ssl_context
 from istio_sdk.citadel.errors import CaUnavailableError, CertificateRequestError
-from istio_sdk.citadel.identity import Identity
 from istio_sdk.citadel.keys import (
     KeyAlgorithm,
     create_csr,
