@@ -37,6 +37,7 @@ from istio_sdk.citadel import (
 )
 from istio_sdk.citadel._tls import client_ssl_context
 from istio_sdk.citadel.server import CREATE_CERTIFICATE_PATH
+from istio_sdk.codec import varint
 
 SLEEP = Identity("default", "sleep")
 Status = grpclib.const.Status
@@ -53,17 +54,8 @@ class _BytesCodec(ProtoCodec):
         return data
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def _field(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
 
 
 def _nested_struct(depth: int) -> bytes:
@@ -137,7 +129,7 @@ MALFORMED_MESSAGES = {
     "invalid UTF-8 in csr": _field(1, b"\xff\xfe-----BEGIN"),
     "random bytes": b"\x07" + _RANDOM.randbytes(300),
     "truncated": _good_request()[:100],
-    "huge length prefix": b"\x0a" + _varint(2**62) + b"abc",
+    "huge length prefix": b"\x0a" + varint(2**62) + b"abc",
     "metadata Struct nested 5,000 deep": _field(4, _nested_struct(5000)),
 }
 
