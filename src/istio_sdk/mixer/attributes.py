@@ -168,6 +168,9 @@ class AttributeBag(Mapping[str, AttributeValue]):
     def __len__(self) -> int:
         return len(self._values)
 
+    def get(self, name: str, default: object = None) -> object:  # type: ignore[override]
+        return self._values.get(name, default)
+
     def __contains__(self, name: object) -> bool:
         return name in self._values
 
