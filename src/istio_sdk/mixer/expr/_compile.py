@@ -81,7 +81,7 @@ def _accepts(value_type: ValueType) -> tuple[Callable[[object], bool], str]:
 
 
 def _conversion_error(kind: str, value: object) -> EvaluationError:
-    shown = repr(value)
+    shown = str(value)  # Go's %v
     if len(shown) > 64:
         shown = shown[:64] + "..."
     return EvaluationError(f"error converting value to {kind}: '{shown}'")

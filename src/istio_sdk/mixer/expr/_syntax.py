@@ -490,6 +490,8 @@ class _Parser:
         node = self.binary(1)
         if self.tok.kind == ";" and self.tok.text == "\n":
             self.advance()
+        if self.tok.kind == "=":  # Go's parser words this mistake specially
+            raise self.error_at(self.tok.offset, "expected '==', found '='")
         if self.tok.kind != "EOF":
             raise self.expected("'EOF'")
         return node
