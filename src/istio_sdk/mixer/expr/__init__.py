@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from istio_sdk.api.istio.policy.v1beta1 import ValueType
+from istio_sdk.mixer.attributes import AttributeBag
 from istio_sdk.mixer.errors import EvaluationError, ExpressionError, ParseError, TypeCheckError
 from istio_sdk.mixer.expr._compile import Evaluator, compile_tree
 from istio_sdk.mixer.expr._syntax import MAX_DEPTH, parse
@@ -45,6 +46,8 @@ class Expression:
 
     def evaluate(self, attributes: Mapping[str, Any]) -> Any:
         """The value for one attribute mapping; :class:`EvaluationError` when Mixer's fails."""
+        if type(attributes) is AttributeBag:
+            attributes = attributes._values  # its read-only dict: C-level lookups
         try:
             return self._run(attributes)
         except ExpressionError:

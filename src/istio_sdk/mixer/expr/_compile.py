@@ -17,6 +17,8 @@ timestamps, ``+`` on anything but STRING, INT64 and DOUBLE. Those are TypeCheckE
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
@@ -26,7 +28,7 @@ from istio_sdk.mixer.errors import EvaluationError, TypeCheckError
 from istio_sdk.mixer.expr import _externs
 from istio_sdk.mixer.expr._syntax import Const, Fn, Node, Var
 from istio_sdk.mixer.expr._types import type_of
-from istio_sdk.timeutil import duration_from_parts
+from istio_sdk.timeutil import Duration, duration_from_parts
 
 __all__ = ["ABSENT", "Evaluator", "compile_tree"]
 
@@ -48,14 +50,20 @@ _IL_NAMES = {
     ValueType.STRING_MAP: "Interface",
 }
 _INT64 = 2**63
+_EXACT_TYPES: dict[str, frozenset[type]] = {
+    "string": frozenset({str}),
+    "int64": frozenset({int}),
+    "double": frozenset({float}),
+    "bool": frozenset({bool}),
+    "duration": frozenset({datetime.timedelta, Duration}),
+    "ip address": frozenset({ipaddress.IPv4Address, ipaddress.IPv6Address, bytes}),
+    "string map": frozenset({dict, MappingProxyType}),
+}
 _BROKEN_IN_MAYBE = frozenset({"EQ", "NEQ", "LT", "LEQ", "GT", "GEQ", "LAND", "LOR", "ADD", "size"})
 
 
 def _accepts(value_type: ValueType) -> tuple[Callable[[object], bool], str]:
     """How a value from the bag is checked for an attribute of ``value_type``."""
-    import datetime
-    import ipaddress
-
     if value_type in _STRINGS:
         return (lambda v: isinstance(v, str)), "string"
     if value_type == ValueType.INT64:
@@ -143,11 +151,11 @@ class _Compiler:
     def variable(self, node: Var, *, strict: bool) -> Evaluator:
         name = node.name
         accepts, kind = _accepts(self.type(node))
-        exact = str if kind == "string" else None
+        exact = _EXACT_TYPES.get(kind, frozenset())
 
         def resolve(bag: Mapping[str, Any]) -> Any:
             value = bag.get(name, ABSENT)
-            if type(value) is exact:
+            if type(value) in exact:  # the common types, without isinstance on ABCs
                 return value
             if value is ABSENT:
                 if strict:
@@ -159,6 +167,20 @@ class _Compiler:
 
         return resolve
 
+    def variable_equals(self, node: Var, constant: object, *, negate: bool) -> Evaluator:
+        # the commonest rule shape, `attribute == "literal"`, in one closure
+        name = node.name
+        resolve = self.variable(node, strict=True)
+        exact = type(constant)
+
+        def equals(bag: Mapping[str, Any]) -> bool:
+            value = bag.get(name, ABSENT)
+            if type(value) is not exact:
+                value = resolve(bag)  # absent or another type: the general path decides
+            return bool(value != constant) if negate else bool(value == constant)
+
+        return equals
+
     def equality(self, node: Fn, *, negate: bool) -> Evaluator:
         first_type = self.type(node.args[0])
         left, right = self.strict(node.args[0]), self.strict(node.args[1])
@@ -166,6 +188,8 @@ class _Compiler:
         if first_type in (ValueType.BOOL, ValueType.STRING, ValueType.INT64, ValueType.DOUBLE):
             if isinstance(node.args[1], Const):
                 constant = self.constant(node.args[1])
+                if isinstance(node.args[0], Var):
+                    return self.variable_equals(node.args[0], constant, negate=negate)
                 if negate:
                     return lambda bag: left(bag) != constant
                 return lambda bag: left(bag) == constant
@@ -245,6 +269,9 @@ class _Compiler:
             target = self.strict(node.target)
             (arg,) = args
             if name == "matches":
+                if isinstance(node.target, Const):
+                    search = _externs.regex_searcher(str(node.target.value))
+                    return lambda bag: search(arg(bag))
                 return lambda bag: _externs.matches(target(bag), arg(bag))
             if name == "startsWith":
                 return lambda bag: target(bag).startswith(arg(bag))
@@ -257,6 +284,15 @@ class _Compiler:
             return lambda bag: _pick(test(bag), yes(bag), no(bag))
         if name == "match":
             text, pattern = args
+            if isinstance(node.args[1], Const):  # the usual case: the glob is a literal
+                glob = str(node.args[1].value)
+                if glob.endswith("*"):
+                    prefix = glob[:-1]
+                    return lambda bag: text(bag).startswith(prefix)
+                if glob.startswith("*"):
+                    suffix = glob[1:]
+                    return lambda bag: text(bag).endswith(suffix)
+                return lambda bag: text(bag) == glob
             return lambda bag: _externs.match(text(bag), pattern(bag))
         (only,) = args
         function: Callable[[Any], Any] = {
