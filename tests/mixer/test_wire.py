@@ -245,3 +245,43 @@ def test_bags_are_immutable_mappings() -> None:
     assert bag.updated(n=1) == {"request.headers": {"a": "b"}, "n": 1}
     assert bag.without("n") == {"request.headers": {"a": "b"}}
     assert bag == {"request.headers": {"a": "b"}, "n": math.pi}
+
+
+indexes = st.integers(-6, 230)
+random_messages = st.builds(
+    CompressedAttributes,
+    words=st.lists(words, max_size=5),
+    strings=st.dictionaries(indexes, indexes, max_size=4),
+    int64s=st.dictionaries(indexes, st.integers(-(2**63), 2**63 - 1), max_size=3),
+    bools=st.dictionaries(indexes, st.booleans(), max_size=3),
+    bytes=st.dictionaries(indexes, st.binary(max_size=17), max_size=3),
+    durations=st.dictionaries(
+        indexes,
+        st.builds(Duration.from_parts, st.integers(-(10**12), 10**12), st.integers(0, 10**9 - 1)),
+        max_size=2,
+    ),
+    string_maps=st.dictionaries(
+        indexes,
+        st.builds(StringMap, entries=st.dictionaries(indexes, indexes, max_size=3)),
+        max_size=2,
+    ),
+)
+
+
+@given(random_messages)
+def test_random_messages_decode_to_a_bag_or_a_typed_error(message: CompressedAttributes) -> None:
+    wire = _wire(message)
+    lenient = decode_attributes(wire, strict=False, manifest=DEFAULT_MANIFEST)
+    assert isinstance(lenient, AttributeBag)
+    try:
+        strict = decode_attributes(wire, manifest=DEFAULT_MANIFEST)
+    except AttributesError:
+        return
+    # what decodes strictly, Mixer's lenient reading sees the same way
+    assert strict == lenient
+
+
+def test_invalid_utf8_words_fail_in_the_codec() -> None:
+    raw = bytes(CompressedAttributes(words=["a"], strings={-1: 0})).replace(b"a", b"\xff")
+    with pytest.raises(DecodeError, match="UTF-8"):
+        CompressedAttributes.parse(raw)

@@ -34,6 +34,7 @@ import datetime
 import enum
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from istio_sdk.api.istio.mixer.v1 import (
@@ -215,10 +216,12 @@ _PRECEDENCE = (
 class _Words:
     """Index -> word for one set: the message words, then the global dictionary."""
 
-    __slots__ = ("own",)
+    __slots__ = ("first_slot", "own")
 
     def __init__(self, own: Sequence[str]) -> None:
         self.own = own
+        # a repeated word resolves to its first slot (reversed, so the first one is written last)
+        self.first_slot = {word: -slot - 1 for slot, word in reversed(list(enumerate(own)))}
 
     def word(self, index: int) -> str | None:
         if index >= 0:
@@ -228,10 +231,8 @@ class _Words:
 
     def lookup_index(self, name: str) -> int | None:
         # Mixer's ProtoBag resolves a name through the message words first
-        for slot, word in enumerate(self.own):
-            if word == name:
-                return -slot - 1
-        return GLOBAL_WORD_INDEX.get(name)
+        own = self.first_slot.get(name)
+        return own if own is not None else GLOBAL_WORD_INDEX.get(name)
 
 
 def _bad_index(index: int, what: str) -> AttributesError:
@@ -266,6 +267,51 @@ def _value(
     return raw  # type: ignore[no-any-return]
 
 
+def _decode_clean(
+    message: CompressedAttributes, words: _Words, manifest: Mapping[str, ValueType] | None
+) -> dict[str, AttributeValue] | None:
+    """The common case in one pass; None when anything needs the careful path below."""
+    own, first = words.own, words.first_slot
+    own_count = len(own)
+    values: dict[str, AttributeValue] = {}
+
+    def text(index: int) -> str | None:
+        if index >= 0:
+            return GLOBAL_DICTIONARY[index] if index < GLOBAL_WORD_COUNT else None
+        return own[-index - 1] if -index <= own_count else None
+
+    for field in _PRECEDENCE:
+        entries = getattr(message, field)
+        if not entries:
+            continue
+        for key, raw in entries.items():
+            name = text(key)
+            # unknown, repeated, or not where Mixer's lookup would find it
+            if name is None or name in values or first.get(name, key) != key:
+                return None
+            value: Any
+            if field == "strings":
+                value = text(raw)
+                if value is None:
+                    return None
+            elif field == "string_maps":
+                pairs = {text(k): text(v) for k, v in raw.entries.items()}
+                if None in pairs or None in pairs.values():
+                    return None
+                value = MappingProxyType(pairs)
+            elif field in ("bytes", "timestamps", "durations"):
+                try:
+                    value = _value(field, raw, words, name, manifest)
+                    if field == "durations":
+                        value = check_value(name, value)
+                except AttributesError:
+                    return None
+            else:
+                value = raw
+            values[name] = value
+    return values
+
+
 def _decode_set(
     message: CompressedAttributes,
     own_words: Sequence[str],
@@ -274,6 +320,9 @@ def _decode_set(
     manifest: Mapping[str, ValueType] | None,
 ) -> dict[str, AttributeValue]:
     words = _Words(own_words)
+    clean = _decode_clean(message, words, manifest)
+    if clean is not None:
+        return clean
     seen: dict[str, list[tuple[str, int]]] = {}
     for field in _PRECEDENCE:
         for key in getattr(message, field):
@@ -297,11 +346,16 @@ def _decode_set(
                 if strict:
                     raise
                 break
-            try:
-                values[name] = check_value(name, value)
-            except AttributesError:
-                if strict:
-                    raise
+            if isinstance(value, dict):
+                value = MappingProxyType(value)
+            elif isinstance(value, datetime.timedelta):  # the only wire kind with a range rule
+                try:
+                    value = check_value(name, value)
+                except AttributesError:
+                    if strict:
+                        raise
+                    break
+            values[name] = value  # the wire types are attribute types: nothing else to check
             break
         else:
             if strict:  # e.g. sent under its global index while also a message word
