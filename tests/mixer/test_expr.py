@@ -284,6 +284,7 @@ def test_type_errors(text: str, message: str) -> None:
         ("1i", None, (1, 1)),
         ("", None, (1, 1)),
         ("s;", None, (1, 2)),
+        ('size("\ud800")', "illegal UTF-8 encoding at offset 6", (1, 7)),
     ],
 )
 def test_parse_errors(text: str, message: str | None, position: tuple[int, int]) -> None:
@@ -391,7 +392,11 @@ _ALPHABET = [
 
 
 @given(
-    st.one_of(st.text(max_size=40), st.lists(st.sampled_from(_ALPHABET), max_size=25).map("".join))
+    st.one_of(
+        st.text(max_size=40),
+        st.text(st.characters(codec=None, categories=None), max_size=10),  # surrogates too
+        st.lists(st.sampled_from(_ALPHABET), max_size=25).map("".join),
+    )
 )
 def test_random_text_gives_only_expression_errors(text: str) -> None:
     try:

@@ -661,6 +661,15 @@ class _Parser:
 
 def parse(source: str) -> Node:
     """The syntax tree of ``source``; :class:`ParseError` when Mixer would not parse it."""
+    try:
+        source.encode("utf-8")
+    except UnicodeEncodeError as exc:  # Go source is UTF-8: a lone surrogate cannot be in it
+        line = source.count("\n", 0, exc.start) + 1
+        raise ParseError(
+            f"illegal UTF-8 encoding at offset {exc.start}",
+            line,
+            len(source[source.rfind("\n", 0, exc.start) + 1 : exc.start].encode("utf-8")) + 1,
+        ) from None
     parser = _Parser(source)
     try:
         return parser.parse()
