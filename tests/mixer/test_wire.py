@@ -170,6 +170,12 @@ def test_lenient_decoding_reads_as_mixers_check() -> None:
     # the value index is unknown: that attribute is absent, the rest stands
     message = CompressedAttributes(strings={0: 2**30, 1: 0}, int64s={1: 7})
     assert decode_attributes(message, strict=False) == {"source.port": "source.ip"}
+    # one index in several typed maps: strings > string_maps > int64s > ... > bytes
+    both = CompressedAttributes(int64s={0: 5}, bytes={0: b"x"}, string_maps={0: StringMap()})
+    assert decode_attributes(both, strict=False) == {"source.ip": {}}
+    assert decode_attributes(
+        CompressedAttributes(int64s={0: 5}, bools={0: True}), strict=False
+    ) == {"source.ip": 5}
     # a name that is also a message word resolves to the message word, not its global index
     shadowed = CompressedAttributes(words=["source.ip"], strings={0: 1, -1: 2})
     assert decode_attributes(shadowed, strict=False) == {"source.ip": GLOBAL_DICTIONARY[2]}
