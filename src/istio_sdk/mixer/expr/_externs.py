@@ -13,6 +13,7 @@ import calendar
 import datetime
 import ipaddress
 import re
+import unicodedata
 import urllib.parse
 from collections.abc import Callable
 
@@ -186,70 +187,100 @@ def timestamp(text: str) -> datetime.datetime:
 
 # --- dnsName(), email(), uri() ------------------------------------------------------------
 
-_LDH = re.compile(r"[A-Za-z0-9-]+", re.ASCII)
+_ACE = "xn--"
+_JOINERS = ("\u200c", "\u200d")
 
 
 def _invalid_label(label: str) -> ValueError:
     return ValueError(f'idna: invalid label "{label}"')
 
 
-def _unicode_labels(name: str, *, strict: bool) -> list[str]:
-    """The labels of ``name`` as x/net/idna's ToUnicode gives them; ValueError on a bad label."""
-    labels = name.split(".")
-    if labels and labels[-1] == "" and len(labels) > 1:
-        labels = labels[:-1]
-        root = [""]
+def _check_label(label: str) -> None:
+    """x/net/idna's validateLabel: hyphens (V2, V3), a leading mark (V5), joiners (C)."""
+    data = label.encode("utf-8", "surrogatepass")
+    if len(data) > 4 and data[2:4] == b"--":
+        raise _invalid_label(label)
+    if data[:1] == b"-" or data[-1:] == b"-":
+        raise _invalid_label(label)
+    if unicodedata.category(label[0]).startswith("M"):
+        raise _invalid_label(label)
+    for position, char in enumerate(label):
+        if char in _JOINERS and not idna.valid_contextj(label, position):
+            raise _invalid_label(label)
+
+
+def _from_punycode(label: str) -> str:
+    """An ``xn--`` label decoded; its runes must be valid under STD3 rules (V1, V6)."""
+    try:
+        decoded = label[len(_ACE) :].encode("ascii").decode("punycode")
+    except (UnicodeError, ValueError):
+        raise _invalid_label(label) from None
+    if unicodedata.normalize("NFC", decoded) != decoded:
+        raise _invalid_label(decoded)
+    try:
+        if idna.uts46_remap(decoded, std3_rules=True, transitional=False) != decoded:
+            raise _invalid_label(decoded)  # a mapped rune is not a valid one
+    except idna.IDNAError:
+        raise _invalid_label(decoded) from None
+    return decoded
+
+
+def _idna_to_unicode(name: str, *, lookup: bool) -> str:
+    """x/net/idna's ToUnicode for Mixer's two profiles.
+
+    ``lookup=False`` is dnsName()'s (ValidateLabels, StrictDomainName, VerifyDNSLength,
+    BidiRule): the text is only NFC-normalized, so STD3 rules reach ``xn--`` labels alone, and
+    ToUnicode checks no length but empty labels. ``lookup=True`` is the equality's
+    (MapForLookup, BidiRule): UTS #46 mapping with STD3 rules (lowercasing) first.
+    """
+    if lookup:
+        try:
+            text = idna.uts46_remap(name, std3_rules=True, transitional=False)
+        except idna.IDNAError as exc:
+            rune = re.search(r"U\+[0-9A-F]{4,6}", str(exc))
+            raise ValueError(f"idna: disallowed rune {rune.group() if rune else exc}") from None
     else:
-        root = []
+        text = unicodedata.normalize("NFC", name)
+    if text == "":
+        raise _invalid_label(text)
+    labels = text.split(".")
+    root = len(labels) > 1 and labels[-1] == ""
+    if root:
+        labels = labels[:-1]
     out: list[str] = []
     for label in labels:
-        if label.lower().startswith("xn--"):
+        if label == "":
+            raise _invalid_label(text)
+        unicode_label = _from_punycode(label) if label.startswith(_ACE) else label
+        _check_label(unicode_label)
+        out.append(unicode_label)
+    if any(unicodedata.bidirectional(c) in ("R", "AL", "AN") for c in text):
+        for label in out:
             try:
-                decoded = idna.decode(label.lower())
-            except (idna.IDNAError, UnicodeError):
-                raise _invalid_label(label) from None
-        else:
-            decoded = label
-        if strict:
-            if decoded == "" or len(label) > 63:
-                raise _invalid_label(label)
-            if decoded.isascii():
-                if _LDH.fullmatch(decoded) is None or decoded[0] == "-" or decoded[-1] == "-":
-                    raise _invalid_label(label)
-                if decoded[2:4] == "--" and not label.lower().startswith("xn--"):
-                    raise _invalid_label(label)
-            else:
-                try:
-                    idna.alabel(decoded)
-                except (idna.IDNAError, UnicodeError):
-                    raise _invalid_label(label) from None
-        out.append(decoded)
-    if strict and len(".".join(labels)) > 253:
-        raise ValueError("idna: disallowed domain length")
-    return out + root
+                idna.check_bidi(label)
+            except idna.IDNAError:
+                raise _invalid_label(text) from None
+    return ".".join(out) + ("." if root else "")
 
 
 def dns_name(text: str) -> str:
-    """``dnsName(s)``: validated as x/net/idna's strict profile; the Unicode form."""
+    """``dnsName(s)``: validated as Mixer's x/net/idna profile does; its Unicode form."""
     try:
-        return ".".join(_unicode_labels(text, strict=True))
+        return _idna_to_unicode(text, lookup=False)
     except ValueError as exc:
         raise EvaluationError(f"error converting '{text}' to dns name: '{exc}'") from None
 
 
 def _dns_lookup_form(name: str) -> str:
     try:
-        mapped = idna.uts46_remap(name, std3_rules=False, transitional=False)
-        return ".".join(_unicode_labels(mapped, strict=False))
-    except (idna.IDNAError, UnicodeError, ValueError) as exc:
-        raise EvaluationError(f"error comparing dns names: {exc}") from None
+        return _idna_to_unicode(name, lookup=True)
+    except ValueError as exc:
+        raise EvaluationError(str(exc)) from None
 
 
 def dns_name_equal(a: str, b: str) -> bool:
-    """Both lowercased and mapped for lookup; a trailing dot on one side only is dropped."""
+    """Both mapped for lookup (lowercased); a trailing dot on one side only is dropped."""
     first, second = _dns_lookup_form(a), _dns_lookup_form(b)
-    if not first or not second:
-        raise EvaluationError("error comparing dns names: empty name")
     if first.endswith(".") != second.endswith("."):
         first, second = first.rstrip("."), second.rstrip(".")
     return first == second
@@ -290,7 +321,7 @@ def email(text: str) -> str:
             ) from None
         raise EvaluationError(f"error converting '{text}' to e-mail: '{exc}'") from None
     try:
-        _unicode_labels(domain, strict=True)
+        _idna_to_unicode(domain, lookup=False)
     except ValueError as exc:
         raise EvaluationError(
             f"error converting '{text}' to e-mail: 'error converting '{domain}' to dns name: "
