@@ -76,6 +76,13 @@ _EXPORTS: dict[str, str] = {
     "NumberError": "istio_sdk.config",
     "LoadLimits": "istio_sdk.config",
     "MeshListenError": "istio_sdk.mesh",
+    "MixerError": "istio_sdk.mixer",
+    "AttributesError": "istio_sdk.mixer",
+    "GlobalWordCountError": "istio_sdk.mixer",
+    "ExpressionError": "istio_sdk.mixer",
+    "ParseError": "istio_sdk.mixer",
+    "TypeCheckError": "istio_sdk.mixer",
+    "EvaluationError": "istio_sdk.mixer",
     "DecodeError": "istio_sdk.codec",
     # proto3 JSON
     "message_to_json": "istio_sdk.protojson",
@@ -147,6 +154,13 @@ __all__ = [  # grouped like _EXPORTS; tests/core/test_public_api.py checks they 
     "NumberError",
     "LoadLimits",
     "MeshListenError",
+    "MixerError",
+    "AttributesError",
+    "GlobalWordCountError",
+    "ExpressionError",
+    "ParseError",
+    "TypeCheckError",
+    "EvaluationError",
 ]
 
 if TYPE_CHECKING:
@@ -190,6 +204,13 @@ if TYPE_CHECKING:
     from istio_sdk.config import validate as validate
     from istio_sdk.mesh import Mesh as Mesh
     from istio_sdk.mesh import MeshListenError as MeshListenError
+    from istio_sdk.mixer import AttributesError as AttributesError
+    from istio_sdk.mixer import EvaluationError as EvaluationError
+    from istio_sdk.mixer import ExpressionError as ExpressionError
+    from istio_sdk.mixer import GlobalWordCountError as GlobalWordCountError
+    from istio_sdk.mixer import MixerError as MixerError
+    from istio_sdk.mixer import ParseError as ParseError
+    from istio_sdk.mixer import TypeCheckError as TypeCheckError
     from istio_sdk.pilot import DiscoveryServer as DiscoveryServer
     from istio_sdk.pilot import PilotClient as PilotClient
     from istio_sdk.pilot import PilotClientError as PilotClientError
