@@ -14,7 +14,7 @@ import pytest
 from pilot.envoy_validate.test_envoy_validate import validate_deep
 from proxy.bootstrap.canonical import load_pb2
 from proxy.bootstrap.golden_cases import CASES, GoldenCase
-from proxy.bootstrap.pods import PODS, Pod
+from proxy.bootstrap.pods import DUAL_STACK, PODS, Pod
 
 from istio_sdk.api.envoy.config.bootstrap.v3 import Bootstrap
 from istio_sdk.api.google.protobuf import Any
@@ -35,6 +35,17 @@ def test_pod_bootstraps_pass_envoy_validation(pod: Pod) -> None:
     assert seen[hcm] == 2  # the prometheus and readiness listeners
     assert seen["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"] >= 2
     assert seen["envoy.extensions.filters.http.compressor.v3.Compressor"] == 3
+
+
+def test_optional_listeners_and_clusters_pass_envoy_validation() -> None:
+    """Dual stack, PROXY protocol on 15021, the mTLS metrics listeners, the local cluster
+    for zone-aware routing and a Lightstep tracer."""
+    seen: Counter[str] = Counter()
+    validate_deep(_BOOTSTRAP_URL, bytes(DUAL_STACK.bootstrap()), seen)
+    assert seen["envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol"] == 1
+    assert seen["envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"] == 2
+    assert seen["envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest"] == 1
+    assert seen["envoy.config.trace.v3.LightstepConfig"] == 1
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)

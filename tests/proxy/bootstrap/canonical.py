@@ -31,6 +31,7 @@ _PB2_MODULES = (
     "envoy.extensions.transport_sockets.tls.v3.tls_pb2",
     "envoy.extensions.upstreams.http.v3.http_protocol_options_pb2",
     "envoy.extensions.load_balancing_policies.least_request.v3.least_request_pb2",
+    "envoy.extensions.filters.listener.proxy_protocol.v3.proxy_protocol_pb2",
     "udpa.type.v1.typed_struct_pb2",
 )
 

@@ -25,6 +25,8 @@ class Pod:
     annotations: Mapping[str, str] | None = None
     mesh_config: str | None = None
 
+    instance_ips: tuple[str, ...] | None = None
+
     def bootstrap(self) -> Bootstrap:
         return bootstrap_for_pod(
             self.env,
@@ -32,6 +34,7 @@ class Pod:
             annotations=self.annotations,
             labels=self.labels,
             mesh_config=self.mesh_config,
+            instance_ips=self.instance_ips,
         )
 
 
@@ -117,4 +120,21 @@ ROUTER = Pod(
     },
 )
 
+DUAL_STACK = Pod(
+    ProxyRole.SIDECAR,
+    env={
+        "POD_NAME": "dual-0",
+        "POD_NAMESPACE": "ns",
+        "INSTANCE_IP": "10.0.0.7",
+        "ISTIO_DUAL_STACK": "true",
+        "ENVOY_STATUS_PORT_ENABLE_PROXY_PROTOCOL": "true",
+        "ENVOY_SECURE_METRICS_PORT": "15091",
+        "ENVOY_SECURE_MERGED_METRICS_PORT": "15092",
+        "ISTIO_META_ENABLE_SELF_DISCOVERY": "true",
+    },
+    annotations={"proxy.istio.io/config": "tracing: {lightstep: {address: 'ls:8080'}}"},
+    instance_ips=("10.0.0.7", "fd00::7"),
+)
+
 PODS = {"sidecar": SIDECAR, "gateway": GATEWAY, "router": ROUTER}
+"""The three roles; ``DUAL_STACK`` exercises the optional listeners and clusters."""

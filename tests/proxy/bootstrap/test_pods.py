@@ -178,3 +178,37 @@ def test_node_type_of_each_role(role: ProxyRole) -> None:
     # Waypoints always use delta ADS and metadata discovery.
     if role is ProxyRole.WAYPOINT:
         assert doc["bootstrapExtensions"][0]["name"] == "metadata_discovery"
+
+
+def test_dual_stack_listeners_and_proxy_protocol_on_the_status_port() -> None:
+    env = {
+        "POD_NAME": "p",
+        "POD_NAMESPACE": "ns",
+        "ISTIO_DUAL_STACK": "true",
+        "ENVOY_STATUS_PORT_ENABLE_PROXY_PROTOCOL": "true",
+        "PROXY_CONFIG": '{"proxyMetadata": {"METRICS_LOCALHOST_ACCESS_ONLY": "true"}}',
+    }
+    result = bootstrap_for_pod(env, instance_ips=("fd00::7", "10.0.0.7"))
+    doc = json.loads(bootstrap_to_json(result))
+    assert doc["node"]["id"] == "sidecar~fd00::7~p.ns~ns.svc.cluster.local"
+    listeners = {entry["name"]: entry for entry in doc["staticResources"]["listeners"]}
+    # The first IP's family leads; metrics only on loopback when asked.
+    assert set(listeners) == {"::1_15090", "::_15021"}
+    extra = listeners["::1_15090"]["additionalAddresses"][0]["address"]["socketAddress"]
+    assert extra["address"] == "127.0.0.1"
+    ready = listeners["::_15021"]
+    assert ready["additionalAddresses"][0]["address"]["socketAddress"]["address"] == "0.0.0.0"
+    assert ready["listenerFilters"][0]["typedConfig"] == {
+        "@type": "type.googleapis.com/envoy.extensions.filters.listener.proxy_protocol.v3."
+        "ProxyProtocol",
+        "allowRequestsWithoutProxyProtocol": True,
+    }
+    zipkin_free = {c["name"] for c in doc["staticResources"]["clusters"]}
+    assert "zipkin" not in zipkin_free
+    # Without ISTIO_DUAL_STACK a mixed proxy stays on IPv4, as in pilot-agent.
+    single = bootstrap_for_pod(
+        {"POD_NAME": "p", "POD_NAMESPACE": "ns"}, instance_ips=("fd00::7", "10.0.0.7")
+    )
+    assert single.admin is not None and single.admin.address is not None
+    assert single.admin.address.socket_address is not None
+    assert single.admin.address.socket_address.address == "127.0.0.1"

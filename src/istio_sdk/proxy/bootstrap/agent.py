@@ -71,13 +71,11 @@ def _env_port(env: Mapping[str, str], name: str, default: int) -> int:
     return int(text)
 
 
-def pilot_san(proxy_config: ProxyConfig, env: Mapping[str, str]) -> tuple[str, ...]:
-    """The name pilot-agent expects in istiod's certificate: ``ISTIOD_SAN``, else the
-    discovery host (``localhost`` means ``istiod.istio-system.svc``); none without mTLS."""
+def pilot_san(proxy_config: ProxyConfig) -> tuple[str, ...]:
+    """``PILOT_SAN``: the discovery host (``localhost`` means ``istiod.istio-system.svc``),
+    none when the control plane is not reached over mTLS."""
     if proxy_config.control_plane_auth_policy != AuthenticationPolicy.MUTUAL_TLS:
         return ()
-    if env.get("ISTIOD_SAN"):
-        return (env["ISTIOD_SAN"],)
     host = proxy_config.discovery_address.split(":", 1)[0]
     return ("istiod.istio-system.svc" if host == "localhost" else host,)
 
@@ -113,7 +111,7 @@ def agent_options_from_env(
     return AgentOptions(
         node_id=node_id(role.node_type, first_ip, pod, namespace, dns_domain),
         instance_ips=instance_ips,
-        pilot_san=pilot_san(proxy_config, env),
+        pilot_san=pilot_san(proxy_config),
         outlier_log_path=outlier_log_path,
         envoy_status_port=_env_port(env, "ENVOY_STATUS_PORT", 15021),
         envoy_prometheus_port=_env_port(env, "ENVOY_PROMETHEUS_PORT", 15090),
@@ -168,4 +166,5 @@ def bootstrap_for_pod(
         env=env,
         delta_xds=_env_bool(env, "ISTIO_DELTA_XDS", True),
         dual_stack=_env_bool(env, "ISTIO_DUAL_STACK", False),
+        status_port_proxy_protocol=_env_bool(env, "ENVOY_STATUS_PORT_ENABLE_PROXY_PROTOCOL", False),
     )

@@ -36,6 +36,7 @@ from istio_sdk.api.envoy.extensions.compression.gzip.compressor import v3 as gzi
 from istio_sdk.api.envoy.extensions.compression.zstd.compressor import v3 as zstd
 from istio_sdk.api.envoy.extensions.filters.http.compressor import v3 as compressor
 from istio_sdk.api.envoy.extensions.filters.http.router import v3 as router
+from istio_sdk.api.envoy.extensions.filters.listener.proxy_protocol import v3 as proxy_protocol
 from istio_sdk.api.envoy.extensions.filters.listener.tls_inspector import v3 as tls_inspector
 from istio_sdk.api.envoy.extensions.filters.network.http_connection_manager import v3 as hcm
 from istio_sdk.api.envoy.extensions.resource_monitors.downstream_connections import v3 as dc
@@ -518,13 +519,17 @@ def build_bootstrap(
     env: Mapping[str, str] | None = None,
     delta_xds: bool = True,
     dual_stack: bool = False,
+    status_port_proxy_protocol: bool = False,
 ) -> bootstrap.Bootstrap:
     """The bootstrap pilot-agent writes for ``node`` with ``proxy_config`` applied.
 
     ``annotations`` are the Pod's (the ``sidecar.istio.io/stats*`` family shapes the stats
     config), ``env`` resolves ``$(HOST_IP)`` in tracer addresses. ``delta_xds`` picks
     ``DELTA_GRPC`` over ``GRPC`` for ADS (Istio's default since 1.22); waypoints always use
-    delta. Raises :class:`BootstrapError` for tracer and service addresses that are not
+    delta. ``dual_stack`` (``ISTIO_DUAL_STACK``) adds the other address family to the
+    listeners of a proxy with IPv4 and IPv6 addresses; ``status_port_proxy_protocol``
+    (``ENVOY_STATUS_PORT_ENABLE_PROXY_PROTOCOL``) accepts PROXY protocol on the readiness
+    port. Raises :class:`BootstrapError` for tracer and service addresses that are not
     ``HOST:PORT`` and for tracers that cannot be configured here (Stackdriver).
     """
     # Istio's bootstrap sets fields Envoy marks deprecated (respect_dns_ttl, tracing,
@@ -532,18 +537,27 @@ def build_bootstrap(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         return _build(
-            node, proxy_config, options, annotations or {}, env or {}, delta_xds, dual_stack
+            node,
+            proxy_config,
+            options,
+            annotations or {},
+            env or {},
+            delta_xds=delta_xds,
+            dual_stack=dual_stack,
+            status_port_proxy_protocol=status_port_proxy_protocol,
         )
 
 
-def _build(  # noqa: PLR0917 (the public function's arguments, passed on)
+def _build(
     node: BootstrapNode,
     proxy_config: ProxyConfig,
     options: AgentOptions,
     annotations: Mapping[str, str],
     env: Mapping[str, str],
+    *,
     delta_xds: bool,
     dual_stack: bool,
+    status_port_proxy_protocol: bool,
 ) -> bootstrap.Bootstrap:
     meta = node.metadata
     addressing = _Addressing(list(options.instance_ips), dual_stack)
@@ -666,17 +680,25 @@ def _build(  # noqa: PLR0917 (the public function's arguments, passed on)
                 )
             )
     status_port = options.envoy_status_port
-    listeners.append(
-        _http_listener(
-            f"{addressing.wildcard}_{status_port}",
-            _socket(addressing.wildcard, status_port, tcp=True),
-            "agent",
-            [("/healthz/ready", "agent")],
-            additional=_socket(addressing.additional_wildcard, status_port, tcp=True)
-            if addressing.additional_wildcard
-            else None,
-        )
+    readiness = _http_listener(
+        f"{addressing.wildcard}_{status_port}",
+        _socket(addressing.wildcard, status_port, tcp=True),
+        "agent",
+        [("/healthz/ready", "agent")],
+        additional=_socket(addressing.additional_wildcard, status_port, tcp=True)
+        if addressing.additional_wildcard
+        else None,
     )
+    if status_port_proxy_protocol:
+        readiness.listener_filters = [
+            listener.ListenerFilter(
+                name="envoy.listener.proxy_protocol",
+                typed_config=_pack(
+                    proxy_protocol.ProxyProtocol(allow_requests_without_proxy_protocol=True)
+                ),
+            )
+        ]
+    listeners.append(readiness)
 
     result = bootstrap.Bootstrap(
         application_log_config=bootstrap.BootstrapApplicationLogConfig(log_format=log_format),
