@@ -155,3 +155,14 @@ def test_any_environment_gives_a_valid_bootstrap_or_a_bootstrap_error(
         return
     parsed = parse(bootstrap_to_json(result))
     assert parsed.node.id == "sidecar~10.0.0.1~p.ns~ns.svc.cluster.local"
+
+
+def test_pod_ports_are_reencoded_and_checked() -> None:
+    env = {**_POD, "ISTIO_META_POD_PORTS": '[ {"containerPort": 9080, "name": "http"} ]'}
+    result = bootstrap_for_pod(env)
+    assert result.node is not None and result.node.metadata is not None
+    ports = result.node.metadata.to_dict()["POD_PORTS"]
+    assert ports == '[{"name":"http","containerPort":9080,"protocol":""}]'
+    for bad in ('[{"containerPort": "9080"}]', "{oops", '{"a": 1}'):
+        error = _error(env={"ISTIO_META_POD_PORTS": bad})
+        assert "ISTIO_META_POD_PORTS" in error.source

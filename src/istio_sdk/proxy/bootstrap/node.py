@@ -211,7 +211,41 @@ def _typed_from_raw(raw: Mapping[str, Any]) -> dict[str, Any]:
                 typed[key] = value
         elif key in ("LABELS", "STATIC_LABELS", "ANNOTATIONS", "PLATFORM_METADATA") and value:
             typed[key] = _string_map(value, source)
+        elif key == "POD_PORTS":
+            ports = _pod_ports(value, source)
+            if ports is not None:
+                typed[key] = ports
     return typed
+
+
+def _pod_ports(value: object, source: str) -> str | None:
+    """``POD_PORTS`` as istiod re-encodes it: a JSON list of ``{name, containerPort,
+    protocol}`` objects, held in a string."""
+    if not isinstance(value, str):
+        raise BootstrapError(source, "expected a JSON list held in a string")
+    try:
+        ports = json.loads(value)
+    except ValueError as exc:
+        raise BootstrapError(source, f"not valid JSON: {exc}") from None
+    if not isinstance(ports, list):
+        raise BootstrapError(source, "expected a JSON list of ports")
+    if not ports:
+        return None
+    encoded = []
+    for port in ports:
+        if not isinstance(port, dict):
+            raise BootstrapError(source, "expected a JSON object for each port")
+        name = port.get("name", "")
+        number = port.get("containerPort", 0)
+        protocol = port.get("protocol", "")
+        if not isinstance(name, str) or not isinstance(protocol, str):
+            raise BootstrapError(source, "a port's name and protocol must be strings")
+        if isinstance(number, bool) or not isinstance(number, int):
+            raise BootstrapError(source, f"containerPort must be an integer, got {number!r:.40}")
+        entry: dict[str, Any] = {"name": name} if name else {}
+        entry.update(containerPort=number, protocol=protocol)
+        encoded.append(entry)
+    return json.dumps(encoded, separators=(",", ":"), ensure_ascii=False)
 
 
 def _locality(labels: Mapping[str, str]) -> str:
