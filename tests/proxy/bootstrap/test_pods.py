@@ -212,3 +212,19 @@ def test_dual_stack_listeners_and_proxy_protocol_on_the_status_port() -> None:
     assert single.admin is not None and single.admin.address is not None
     assert single.admin.address.socket_address is not None
     assert single.admin.address.socket_address.address == "127.0.0.1"
+
+
+def test_our_pilot_reads_the_node_it_writes() -> None:
+    """The node in the bootstrap is what Pilot parses a proxy from (ProxyInfo.from_node)."""
+    from istio_sdk.pilot.proxy import ProxyInfo, ProxyType
+
+    sidecar = ProxyInfo.from_node(SIDECAR.bootstrap().node)
+    assert sidecar.type is ProxyType.SIDECAR
+    assert sidecar.namespace == "bookinfo"
+    assert sidecar.ip_addresses == ("10.244.1.17",)
+    assert sidecar.labels["app"] == "reviews"
+    assert sidecar.locality == "us-east1/us-east1-b/"
+    assert sidecar.dns_domain == "bookinfo.svc.cluster.local"
+    gateway = ProxyInfo.from_node(GATEWAY.bootstrap().node)
+    assert gateway.type is ProxyType.ROUTER
+    assert gateway.selected_by({"istio": "ingressgateway"})
