@@ -1,8 +1,9 @@
 """The inputs of Istio's bootstrap golden tests (``pkg/bootstrap/instance_test.go``), as data.
 
-Each case names a golden file in ``golden/`` (Istio's ``testdata/*_golden.json``, kept
-verbatim) and the inputs Istio's test used: the ProxyConfig (transcribed from its
-``.proxycfg`` text proto into proto3 JSON), extra environment and Pod annotations. Every case
+Each case names a golden file in ``golden/`` (Istio's ``testdata/*_golden.json`` at
+istio/istio commit 86c9f01fd735fb01d8192f5bcaf0d424afb7f14c, kept verbatim; Apache 2.0)
+and the inputs Istio's test used: the ProxyConfig (transcribed from its ``.proxycfg`` text
+proto into proto3 JSON), extra environment and Pod annotations. Every case
 shares the fixed options of that test: node id ``sidecar~1.2.3.4~foo~bar``, four instance
 IPs (one repeated), the pilot SAN, ``/dev/stdout`` for outlier events, ports 15090/15021,
 socket file ``test.sock`` and Istio version ``binary-1.0``.
