@@ -14,7 +14,7 @@ import pytest
 from pilot.envoy_validate.test_envoy_validate import validate_deep
 from proxy.bootstrap.canonical import load_pb2
 from proxy.bootstrap.golden_cases import CASES, GoldenCase
-from proxy.bootstrap.pods import DUAL_STACK, PODS, Pod
+from proxy.bootstrap.pods import DUAL_STACK, PODS, TELEMETRY, Pod
 
 from istio_sdk.api.envoy.config.bootstrap.v3 import Bootstrap
 from istio_sdk.api.google.protobuf import Any
@@ -46,6 +46,15 @@ def test_optional_listeners_and_clusters_pass_envoy_validation() -> None:
     assert seen["envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"] == 2
     assert seen["envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest"] == 1
     assert seen["envoy.config.trace.v3.LightstepConfig"] == 1
+
+
+def test_telemetry_clusters_and_sinks_pass_envoy_validation() -> None:
+    """ISTIO_MUTUAL and SIMPLE TLS to telemetry services, keepalive, statsd and LRS."""
+    seen: Counter[str] = Counter()
+    validate_deep(_BOOTSTRAP_URL, bytes(TELEMETRY.bootstrap()), seen)
+    assert seen["envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"] == 3
+    assert seen["envoy.config.metrics.v3.MetricsServiceConfig"] == 1
+    assert seen["envoy.config.metrics.v3.StatsdSink"] == 1
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)

@@ -136,5 +136,35 @@ DUAL_STACK = Pod(
     instance_ips=("10.0.0.7", "fd00::7"),
 )
 
+TELEMETRY = Pod(
+    ProxyRole.SIDECAR,
+    env={
+        "POD_NAME": "tele-0",
+        "POD_NAMESPACE": "obs",
+        "INSTANCE_IP": "10.0.0.8",
+        "ISTIO_META_LOAD_STATS_CONFIG_JSON": '{"api_type": "GRPC", "transport_api_version": "V3"}',
+        "PROXY_CONFIG": json.dumps(
+            {
+                "statsdUdpAddress": "statsd.obs:9125",
+                "tracing": {
+                    "zipkin": {"address": "zipkin.obs:9411"},
+                    "tlsSettings": {"mode": "ISTIO_MUTUAL", "subjectAltNames": ["zipkin.obs"]},
+                },
+                "envoyMetricsService": {
+                    "address": "ms.obs:15000",
+                    "tlsSettings": {"mode": "ISTIO_MUTUAL"},
+                    "tcpKeepalive": {"probes": 3, "time": "60s", "interval": "10s"},
+                },
+                "envoyAccessLogService": {
+                    "address": "als.obs:15000",
+                    "tlsSettings": {"mode": "SIMPLE", "caCertificates": "/etc/als/ca.pem"},
+                },
+                "runtimeValues": {"re2.max_program_size.error_level": ""},
+            }
+        ),
+    },
+)
+
 PODS = {"sidecar": SIDECAR, "gateway": GATEWAY, "router": ROUTER}
-"""The three roles; ``DUAL_STACK`` exercises the optional listeners and clusters."""
+"""The three roles; ``DUAL_STACK`` and ``TELEMETRY`` exercise the optional listeners,
+clusters, TLS modes and sinks."""

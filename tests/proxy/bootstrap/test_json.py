@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from proxy.bootstrap.canonical import load_pb2, parse
 from proxy.bootstrap.golden_cases import CASES
-from proxy.bootstrap.pods import DUAL_STACK, PODS
+from proxy.bootstrap.pods import DUAL_STACK, PODS, TELEMETRY
 
 from istio_sdk.api.envoy.config.bootstrap.v3 import Bootstrap
 from istio_sdk.proxy.bootstrap import bootstrap_to_json
@@ -15,6 +15,7 @@ pytest.importorskip("envoy.config.bootstrap.v3.bootstrap_pb2", reason="needs xds
 
 _SAMPLES: dict[str, Bootstrap] = {name: pod.bootstrap() for name, pod in PODS.items()}
 _SAMPLES["dual-stack"] = DUAL_STACK.bootstrap()
+_SAMPLES["telemetry"] = TELEMETRY.bootstrap()
 _SAMPLES.update({f"golden-{case.name}": case.build() for case in CASES[:8]})
 
 

@@ -228,3 +228,45 @@ def test_our_pilot_reads_the_node_it_writes() -> None:
     gateway = ProxyInfo.from_node(GATEWAY.bootstrap().node)
     assert gateway.type is ProxyType.ROUTER
     assert gateway.selected_by({"istio": "ingressgateway"})
+
+
+def test_telemetry_services_tls_modes_and_sinks() -> None:
+    from proxy.bootstrap.pods import TELEMETRY
+
+    doc = _json(TELEMETRY)
+    zipkin = _cluster(doc, "zipkin")["transportSocket"]["typedConfig"]
+    # ISTIO_MUTUAL: the workload certificate and root over SDS, SNI "tracer", no ALPN
+    # (Zipkin speaks HTTP/1.1).
+    assert zipkin["sni"] == "tracer"
+    common = zipkin["commonTlsContext"]
+    assert common["tlsCertificateSdsSecretConfigs"][0]["name"] == "default"
+    assert common["combinedValidationContext"]["validationContextSdsSecretConfig"]["name"] == (
+        "ROOTCA"
+    )
+    validation = common["combinedValidationContext"]["defaultValidationContext"]
+    assert validation["matchSubjectAltNames"] == [{"exact": "zipkin.obs"}]
+    assert "alpnProtocols" not in common
+    metrics = _cluster(doc, "envoy_metrics_service")
+    assert metrics["transportSocket"]["typedConfig"]["commonTlsContext"]["alpnProtocols"] == [
+        "istio",
+        "h2",
+    ]
+    assert metrics["upstreamConnectionOptions"]["tcpKeepalive"] == {
+        "keepaliveProbes": 3,
+        "keepaliveTime": 60,
+        "keepaliveInterval": 10,
+    }
+    als = _cluster(doc, "envoy_accesslog_service")["transportSocket"]["typedConfig"]
+    root = als["commonTlsContext"]["combinedValidationContext"]["validationContextSdsSecretConfig"]
+    assert root["name"] == "file-root:/etc/als/ca.pem"
+    assert [sink["name"] for sink in doc["statsSinks"]] == [
+        "envoy.stat_sinks.metrics_service",
+        "envoy.stat_sinks.statsd",
+    ]
+    assert doc["clusterManager"]["loadStatsConfig"] == {
+        "apiType": "GRPC",
+        "transportApiVersion": "V3",
+    }
+    # runtimeValues "" removes one of Istio's default flags.
+    static_layer = doc["layeredRuntime"]["layers"][0]["staticLayer"]
+    assert "re2.max_program_size.error_level" not in static_layer
