@@ -61,6 +61,21 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         metavar="IP",
         help="the proxy's IP addresses (default: INSTANCE_IP); repeatable",
     )
+    parser.add_argument(
+        "--service-cluster",
+        default="istio-proxy",
+        metavar="NAME",
+        help="the node's cluster when ProxyConfig names none (pilot-agent's --serviceCluster)",
+    )
+    parser.add_argument(
+        "--domain",
+        default="",
+        metavar="DOMAIN",
+        help="DNS domain (default NAMESPACE.svc.cluster.local)",
+    )
+    parser.add_argument(
+        "--outlier-log-path", default="", metavar="PATH", help="outlier detection event log"
+    )
     parser.add_argument("--log-as-json", action="store_true", help="Envoy logs JSON lines")
     parser.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
 
@@ -136,6 +151,9 @@ def _run(args: argparse.Namespace) -> int:
             labels=labels,
             mesh_config=mesh_config,
             instance_ips=tuple(args.ip) if args.ip else None,
+            service_cluster=args.service_cluster,
+            dns_domain=args.domain,
+            outlier_log_path=args.outlier_log_path,
             log_as_json=args.log_as_json,
         )
     except BootstrapError as exc:

@@ -110,3 +110,16 @@ def test_garbage_files(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str
     unquoted.write_text("app=ratings\n")
     assert main(["bootstrap", "-i", "--labels", str(unquoted)]) == 1
     assert "not a quoted string" in capsys.readouterr().err
+
+
+def test_pilot_agent_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["bootstrap", "-i", "--env", "POD_NAME=p", "--env", "POD_NAMESPACE=ns"]
+    argv += ["--ip", "10.0.0.2", "--domain", "ns.svc.example.org", "--log-as-json"]
+    argv += ["--outlier-log-path", "/dev/stdout", "--annotation"]
+    argv += ['proxy.istio.io/config={"serviceCluster": ""}', "--service-cluster", "edge"]
+    assert main(argv) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["node"]["id"] == "sidecar~10.0.0.2~p.ns~ns.svc.example.org"
+    assert doc["node"]["cluster"] == "edge"
+    assert doc["clusterManager"]["outlierDetection"] == {"eventLogPath": "/dev/stdout"}
+    assert doc["applicationLogConfig"]["logFormat"]["jsonFormat"]["level"] == "%l"

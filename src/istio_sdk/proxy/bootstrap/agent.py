@@ -137,14 +137,19 @@ def bootstrap_for_pod(
     mesh_config: str | None = None,
     instance_ips: tuple[str, ...] | None = None,
     service_cluster: str = "istio-proxy",
+    dns_domain: str = "",
+    outlier_log_path: str = "",
     log_as_json: bool = False,
 ) -> Bootstrap:
     """The bootstrap pilot-agent would write in a Pod with this environment.
 
     ``env`` is the istio-proxy container's environment, ``annotations`` and ``labels`` the
     Pod's (pilot-agent reads them from the downward API files), ``mesh_config`` the text of
-    the mesh config file. ``ISTIO_DELTA_XDS`` (default true) picks delta ADS and
-    ``ISTIO_DUAL_STACK`` enables dual-stack listeners, as in pilot-agent.
+    the mesh config file. ``service_cluster``, ``dns_domain`` and ``outlier_log_path`` are
+    pilot-agent's ``--serviceCluster``, ``--domain`` and ``--outlierLogPath``.
+    ``ISTIO_DELTA_XDS`` (default true) picks delta ADS, ``ISTIO_DUAL_STACK`` enables
+    dual-stack listeners and ``ENVOY_STATUS_PORT_ENABLE_PROXY_PROTOCOL`` accepts PROXY
+    protocol on the readiness port, as in pilot-agent.
     """
     proxy_config = resolve_proxy_config(
         mesh_config=mesh_config,
@@ -152,7 +157,14 @@ def bootstrap_for_pod(
         annotations=annotations,
         service_cluster=service_cluster,
     )
-    options = agent_options_from_env(env, proxy_config, role, instance_ips=instance_ips)
+    options = agent_options_from_env(
+        env,
+        proxy_config,
+        role,
+        instance_ips=instance_ips,
+        dns_domain=dns_domain,
+        outlier_log_path=outlier_log_path,
+    )
     if log_as_json:
         import attrs
 
