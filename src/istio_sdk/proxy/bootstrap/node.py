@@ -43,8 +43,9 @@ ISTIO_METAJSON_PREFIX = "ISTIO_METAJSON_"
 LOCALITY_LABEL = "istio-locality"
 TOPOLOGY_LOCALITY_LABEL = "topology.istio.io/locality"
 POD_TEMPLATE_HASH = "pod-template-hash"
-ISTIO_VERSION = "1.28.0"
-"""The Istio release whose pilot-agent this module follows (``ISTIO_VERSION`` by default)."""
+ISTIO_VERSION = "1.32.0"
+"""The Istio release whose pilot-agent this module follows (istio/istio master, 1.32), written
+as ``ISTIO_VERSION`` unless the environment sets ``ISTIO_META_ISTIO_VERSION``."""
 
 # Keys istiod's BootstrapNodeMetadata types as a Go bool written as a string.
 _STRING_BOOL_KEYS = frozenset(
