@@ -133,7 +133,7 @@ def _global_downstream_max_connections(proxy_config: ProxyConfig) -> int:
     return _MAX_INT32
 
 
-def _socket(address: str, port: int, *, tcp: bool = False) -> core.Address:
+def _socket(address: str, port: int) -> core.Address:
     return core.Address(
         socket_address=core.SocketAddress(
             protocol=core.SocketAddressProtocol.TCP,
@@ -461,7 +461,8 @@ class _Addressing:
             self.dns_family = cluster.ClusterDnsLookupFamily.V4_ONLY
 
 
-def _duration(value: str, source: str) -> datetime.timedelta | None:
+def _duration(value: str) -> datetime.timedelta | None:
+    """A Go duration (``10s``, ``1m30s``), or None when it is not one."""
     try:
         seconds, nanos = protojson.duration_from_json(value, lenient=True)
     except protojson.ProtoJsonError:
@@ -640,65 +641,15 @@ def _build(
         host, port = _split_host_port(
             proxy_config.statsd_udp_address, "ProxyConfig statsdUdpAddress", env
         )
+        statsd = metrics.StatsdSink(address=_socket(host, port))
         stats_sinks.append(
-            metrics.StatsSink(
-                name="envoy.stat_sinks.statsd",
-                typed_config=_pack(
-                    metrics.StatsdSink(
-                        address=core.Address(
-                            socket_address=core.SocketAddress(address=host, port_value=port)
-                        )
-                    )
-                ),
-            )
+            metrics.StatsSink(name="envoy.stat_sinks.statsd", typed_config=_pack(statsd))
         )
     self_discovery = meta.get("ENABLE_SELF_DISCOVERY") == "true"
     if self_discovery:
         clusters.append(_local_cluster())
 
-    listeners = [_prometheus_listener(proxy_config, addressing, options)]
-    for port, stat_prefix, routes in (
-        (
-            options.envoy_secure_metrics_port,
-            "secure_stats",
-            [("/stats/prometheus", "prometheus_stats")],
-        ),
-        (
-            options.envoy_secure_merged_metrics_port,
-            "secure_merged_stats",
-            [("/stats/prometheus", "agent"), ("/metrics", "agent")],
-        ),
-    ):
-        if port:
-            listeners.append(
-                _http_listener(
-                    f"{addressing.wildcard}_{port}",
-                    _socket(addressing.wildcard, port, tcp=True),
-                    stat_prefix,
-                    routes,
-                    mtls=True,
-                )
-            )
-    status_port = options.envoy_status_port
-    readiness = _http_listener(
-        f"{addressing.wildcard}_{status_port}",
-        _socket(addressing.wildcard, status_port, tcp=True),
-        "agent",
-        [("/healthz/ready", "agent")],
-        additional=_socket(addressing.additional_wildcard, status_port, tcp=True)
-        if addressing.additional_wildcard
-        else None,
-    )
-    if status_port_proxy_protocol:
-        readiness.listener_filters = [
-            listener.ListenerFilter(
-                name="envoy.listener.proxy_protocol",
-                typed_config=_pack(
-                    proxy_protocol.ProxyProtocol(allow_requests_without_proxy_protocol=True)
-                ),
-            )
-        ]
-    listeners.append(readiness)
+    listeners = _listeners(proxy_config, options, addressing, status_port_proxy_protocol)
 
     result = bootstrap.Bootstrap(
         application_log_config=bootstrap.BootstrapApplicationLogConfig(log_format=log_format),
@@ -773,7 +724,7 @@ def _build(
     flush = annotations.get(_stats.FLUSH_INTERVAL_ANNOTATION)
     flush_interval = datetime.timedelta(seconds=5)
     if flush is not None:
-        parsed = _duration(flush, f"annotation {_stats.FLUSH_INTERVAL_ANNOTATION}")
+        parsed = _duration(flush)
         if parsed is None:
             _stats.log.warning(
                 "ignoring annotation %s=%r: not a duration", _stats.FLUSH_INTERVAL_ANNOTATION, flush
@@ -783,7 +734,7 @@ def _build(
             result.stats_flush_interval = parsed
     eviction = annotations.get(_stats.EVICTION_INTERVAL_ANNOTATION)
     if eviction is not None:
-        parsed = _duration(eviction, f"annotation {_stats.EVICTION_INTERVAL_ANNOTATION}")
+        parsed = _duration(eviction)
         if parsed is None:
             _stats.log.warning(
                 "ignoring annotation %s=%r: not a duration",
@@ -818,6 +769,59 @@ def _build(
     return result
 
 
+def _listeners(
+    proxy_config: ProxyConfig,
+    options: AgentOptions,
+    addressing: _Addressing,
+    status_port_proxy_protocol: bool,
+) -> list[listener.Listener]:
+    """Prometheus (15090), the optional mTLS metrics ports, readiness (15021), in that order."""
+    listeners = [_prometheus_listener(proxy_config, addressing, options)]
+    for port, stat_prefix, routes in (
+        (
+            options.envoy_secure_metrics_port,
+            "secure_stats",
+            [("/stats/prometheus", "prometheus_stats")],
+        ),
+        (
+            options.envoy_secure_merged_metrics_port,
+            "secure_merged_stats",
+            [("/stats/prometheus", "agent"), ("/metrics", "agent")],
+        ),
+    ):
+        if port:
+            listeners.append(
+                _http_listener(
+                    f"{addressing.wildcard}_{port}",
+                    _socket(addressing.wildcard, port),
+                    stat_prefix,
+                    routes,
+                    mtls=True,
+                )
+            )
+    status_port = options.envoy_status_port
+    readiness = _http_listener(
+        f"{addressing.wildcard}_{status_port}",
+        _socket(addressing.wildcard, status_port),
+        "agent",
+        [("/healthz/ready", "agent")],
+        additional=_socket(addressing.additional_wildcard, status_port)
+        if addressing.additional_wildcard
+        else None,
+    )
+    if status_port_proxy_protocol:
+        readiness.listener_filters = [
+            listener.ListenerFilter(
+                name="envoy.listener.proxy_protocol",
+                typed_config=_pack(
+                    proxy_protocol.ProxyProtocol(allow_requests_without_proxy_protocol=True)
+                ),
+            )
+        ]
+    listeners.append(readiness)
+    return listeners
+
+
 def _prometheus_listener(
     proxy_config: ProxyConfig, addressing: _Addressing, options: AgentOptions
 ) -> listener.Listener:
@@ -828,11 +832,11 @@ def _prometheus_listener(
     compress = proxy_config.stats_compression is None or proxy_config.stats_compression
     return _http_listener(
         f"{host}_{port}",
-        _socket(host, port, tcp=True),
+        _socket(host, port),
         "stats",
         [("/stats/prometheus", "prometheus_stats")],
         http_filters=_compressor_filters() if compress else [],
-        additional=_socket(extra, port, tcp=True) if extra else None,
+        additional=_socket(extra, port) if extra else None,
     )
 
 
