@@ -8,6 +8,10 @@ shares the fixed options of that test: node id ``sidecar~1.2.3.4~foo~bar``, four
 IPs (one repeated), the pilot SAN, ``/dev/stdout`` for outlier events, ports 15090/15021,
 socket file ``test.sock`` and Istio version ``binary-1.0``.
 
+Istio's testdata also holds ``legacy_stats_tags_regex_golden.json``, which no case of its
+``TestGolden`` produces any more (it predates the overload manager and the compressors); it
+is not kept here.
+
 Istio's test also sets ``configPath`` to a temporary folder ``.../bootstrap/CASE`` (its
 golden files show ``/tmp/bootstrap/CASE`` after its own path rewrite), ``customConfigFile``
 to its template and ``statusPort`` to 15020 when unset; those are inputs here too.
