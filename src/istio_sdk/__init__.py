@@ -64,6 +64,8 @@ _EXPORTS: dict[str, str] = {
     "NoCredentialError": "istio_sdk.citadel",
     # every component in one process
     "Mesh": "istio_sdk.mesh",
+    # the data plane: Envoy bootstraps
+    "BootstrapError": "istio_sdk.proxy.bootstrap",
     # the xDS protocol core's errors
     "XdsError": "istio_sdk.xds",
     "XdsProtocolError": "istio_sdk.xds",
@@ -138,6 +140,7 @@ __all__ = [  # grouped like _EXPORTS; tests/core/test_public_api.py checks they 
     "CaUnavailableError",
     "NoCredentialError",
     "Mesh",
+    "BootstrapError",
     "XdsError",
     "XdsProtocolError",
     "UnknownTypeUrlError",
@@ -226,6 +229,7 @@ if TYPE_CHECKING:
     from istio_sdk.protojson import ProtoJsonError as ProtoJsonError
     from istio_sdk.protojson import message_from_json as message_from_json
     from istio_sdk.protojson import message_to_json as message_to_json
+    from istio_sdk.proxy.bootstrap import BootstrapError as BootstrapError
     from istio_sdk.spiffe import SpiffeError as SpiffeError
     from istio_sdk.xds import MalformedMessageError as MalformedMessageError
     from istio_sdk.xds import UnknownTypeUrlError as UnknownTypeUrlError

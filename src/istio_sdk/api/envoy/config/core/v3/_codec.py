@@ -12762,6 +12762,92 @@ def d_CelExpressionConfig(data, pos, end):
     return o
 
 
+def e_HttpService(m):
+    b = bytearray()
+    v = m.http_uri
+    if v is not None:
+        s = e_HttpUri(v)
+        n = len(s)
+        b += b'\n'
+        b += (V[n] if n < 16384 else vi(n))
+        b += s
+    v = m.request_headers_to_add
+    for x in v:
+        s = e_HeaderValueOption(x)
+        n = len(s)
+        b += b'\x12'
+        b += (V[n] if n < 16384 else vi(n))
+        b += s
+    u = m._unknown_fields
+    if u:
+        b += u
+    return b
+
+
+def d_HttpService(data, pos, end):
+    f0 = None
+    f1 = []
+    u = b""
+    while pos < end:
+        st = pos
+        t = data[pos]
+        if t < 128:
+            pos += 1
+        else:
+            y = data[pos + 1]
+            if y < 128:
+                t = (t & 127) | (y << 7)
+                pos += 2
+            else:
+                t, pos = rv(data, pos)
+        if t == 10:
+            n = data[pos]
+            if n < 128:
+                pos += 1
+            else:
+                y = data[pos + 1]
+                if y < 128:
+                    n = (n & 127) | (y << 7)
+                    pos += 2
+                else:
+                    n, pos = rv(data, pos)
+            e = pos + n
+            if e > end:
+                raise trunc()
+            if f0 is None:
+                f0 = d_HttpUri(data, pos, e)
+            else:
+                f0 = merge(d_HttpUri, e_HttpUri, f0, data, pos, e)
+            pos = e
+        elif t == 18:
+            n = data[pos]
+            if n < 128:
+                pos += 1
+            else:
+                y = data[pos + 1]
+                if y < 128:
+                    n = (n & 127) | (y << 7)
+                    pos += 2
+                else:
+                    n, pos = rv(data, pos)
+            e = pos + n
+            if e > end:
+                raise trunc()
+            x = d_HeaderValueOption(data, pos, e)
+            pos = e
+            f1.append(x)
+        else:
+            pos = skip(data, pos, t, end)
+            u += data[st:pos]
+    if pos != end:
+        raise over(pos, end)
+    o = new(_K112)
+    o.http_uri = f0
+    o.request_headers_to_add = f1
+    o._unknown_fields = u
+    return o
+
+
 # Bind the classes (all defined once this package's __init__ runs) and install.
 from . import TypedExtensionConfig as _K0
 from . import SocketOption as _K1
@@ -12781,6 +12867,7 @@ from . import UdpSocketConfig as _K109
 from . import TcpKeepalive as _K11
 from . import SocketCmsgHeaders as _K110
 from . import CelExpressionConfig as _K111
+from . import HttpService as _K112
 from . import ExtraSourceAddress as _K12
 from . import BindConfig as _K13
 from . import Address as _K14
@@ -13003,3 +13090,4 @@ install(_K108, e_DnsResolutionConfig, d_DnsResolutionConfig)
 install(_K109, e_UdpSocketConfig, d_UdpSocketConfig)
 install(_K110, e_SocketCmsgHeaders, d_SocketCmsgHeaders)
 install(_K111, e_CelExpressionConfig, d_CelExpressionConfig)
+install(_K112, e_HttpService, d_HttpService)

@@ -898,15 +898,187 @@ def d_HystrixSink(data, pos, end):
     return o
 
 
+def e_MetricsServiceConfig(m):
+    b = bytearray()
+    v = m.grpc_service
+    if v is not None:
+        s = _c2.e_GrpcService(v)
+        n = len(s)
+        b += b'\n'
+        b += (V[n] if n < 16384 else vi(n))
+        b += s
+    v = m.report_counters_as_deltas
+    if v is not None:
+        b += b'\x12\x02\x08\x01' if v else b'\x12\x00'
+    v = m.transport_api_version
+    if v:
+        b += b'\x18'
+        b += (V[v] if 0 <= v < 16384 else vi(v))
+    v = m.emit_tags_as_labels
+    if v:
+        b += b' \x01'
+    v = m.histogram_emit_mode
+    if v:
+        b += b'('
+        b += (V[v] if 0 <= v < 16384 else vi(v))
+    v = m.batch_size
+    if v:
+        b += b'0'
+        b += (V[v] if 0 <= v < 16384 else vi(v))
+    u = m._unknown_fields
+    if u:
+        b += u
+    return b
+
+
+def d_MetricsServiceConfig(data, pos, end):
+    f0 = None
+    f1 = _K9_0
+    f2 = None
+    f3 = False
+    f4 = _K10_0
+    f5 = 0
+    u = b""
+    while pos < end:
+        st = pos
+        t = data[pos]
+        if t < 128:
+            pos += 1
+        else:
+            y = data[pos + 1]
+            if y < 128:
+                t = (t & 127) | (y << 7)
+                pos += 2
+            else:
+                t, pos = rv(data, pos)
+        if t == 10:
+            n = data[pos]
+            if n < 128:
+                pos += 1
+            else:
+                y = data[pos + 1]
+                if y < 128:
+                    n = (n & 127) | (y << 7)
+                    pos += 2
+                else:
+                    n, pos = rv(data, pos)
+            e = pos + n
+            if e > end:
+                raise trunc()
+            if f0 is None:
+                f0 = _c2.d_GrpcService(data, pos, e)
+            else:
+                f0 = merge(_c2.d_GrpcService, _c2.e_GrpcService, f0, data, pos, e)
+            pos = e
+        elif t == 18:
+            n = data[pos]
+            if n < 128:
+                pos += 1
+            else:
+                y = data[pos + 1]
+                if y < 128:
+                    n = (n & 127) | (y << 7)
+                    pos += 2
+                else:
+                    n, pos = rv(data, pos)
+            e = pos + n
+            if e > end:
+                raise trunc()
+            if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
+                f2 = data[pos + 1] != 0
+            elif f2 is None:
+                f2 = _w0d(data, pos, e)
+            else:
+                f2 = merge(_w0d, _w0e, f2, data, pos, e)
+            pos = e
+        elif t == 24:
+            f1 = data[pos]
+            if f1 < 128:
+                pos += 1
+            else:
+                y = data[pos + 1]
+                if y < 128:
+                    f1 = (f1 & 127) | (y << 7)
+                    pos += 2
+                else:
+                    f1, pos = rv(data, pos)
+            if f1 > 0x7FFFFFFF:
+                f1 = i32(f1)
+            y = _K9_v.get(f1)
+            f1 = y if y is not None else _K9(f1)
+        elif t == 32:
+            f3 = data[pos]
+            if f3 < 128:
+                pos += 1
+            else:
+                y = data[pos + 1]
+                if y < 128:
+                    f3 = (f3 & 127) | (y << 7)
+                    pos += 2
+                else:
+                    f3, pos = rv(data, pos)
+            f3 = f3 != 0
+        elif t == 40:
+            f4 = data[pos]
+            if f4 < 128:
+                pos += 1
+            else:
+                y = data[pos + 1]
+                if y < 128:
+                    f4 = (f4 & 127) | (y << 7)
+                    pos += 2
+                else:
+                    f4, pos = rv(data, pos)
+            if f4 > 0x7FFFFFFF:
+                f4 = i32(f4)
+            y = _K10_v.get(f4)
+            f4 = y if y is not None else _K10(f4)
+        elif t == 48:
+            f5 = data[pos]
+            if f5 < 128:
+                pos += 1
+            else:
+                y = data[pos + 1]
+                if y < 128:
+                    f5 = (f5 & 127) | (y << 7)
+                    pos += 2
+                else:
+                    f5, pos = rv(data, pos)
+            if f5 > 0xFFFFFFFF:
+                f5 &= 0xFFFFFFFF
+        else:
+            pos = skip(data, pos, t, end)
+            u += data[st:pos]
+    if pos != end:
+        raise over(pos, end)
+    o = new(_K8)
+    o.grpc_service = f0
+    o.transport_api_version = f1
+    o.report_counters_as_deltas = f2
+    o.emit_tags_as_labels = f3
+    o.histogram_emit_mode = f4
+    o.batch_size = f5
+    o._unknown_fields = u
+    return o
+
+
 # Bind the classes (all defined once this package's __init__ runs) and install.
 from . import StatsSink as _K0
 from . import StatsConfig as _K1
+from . import HistogramEmitMode as _K10
+_K10_v = _K10._value2member_map_
+_K10_0 = _K10(0)
 from . import StatsMatcher as _K2
 from . import TagSpecifier as _K3
 from . import HistogramBucketSettings as _K4
 from . import StatsdSink as _K5
 from . import DogStatsdSink as _K6
 from . import HystrixSink as _K7
+from . import MetricsServiceConfig as _K8
+from .....envoy.config.core import v3 as _p0
+_K9 = _p0.ApiVersion
+_K9_v = _K9._value2member_map_
+_K9_0 = _K9(0)
 install(_K0, e_StatsSink, d_StatsSink)
 install(_K1, e_StatsConfig, d_StatsConfig)
 install(_K2, e_StatsMatcher, d_StatsMatcher)
@@ -915,3 +1087,4 @@ install(_K4, e_HistogramBucketSettings, d_HistogramBucketSettings)
 install(_K5, e_StatsdSink, d_StatsdSink)
 install(_K6, e_DogStatsdSink, d_DogStatsdSink)
 install(_K7, e_HystrixSink, d_HystrixSink)
+install(_K8, e_MetricsServiceConfig, d_MetricsServiceConfig)

@@ -45,6 +45,9 @@ uf = _S("<f").unpack_from
 pd = _S("<d").pack
 ud = _S("<d").unpack_from
 from .....google.protobuf import _codec as _c0
+from .....envoy.config.core.v3 import _codec as _c1
+_w0e, _w0d = WRAPPERS["google.protobuf.BoolValue"]
+_w1e, _w1d = WRAPPERS["google.protobuf.Duration"]
 
 
 def e_Tracing(m):
@@ -192,8 +195,618 @@ def d_TracingHttp(data, pos, end):
     return o
 
 
+def e_ZipkinConfig(m):
+    b = bytearray()
+    v = m.collector_cluster
+    if v:
+        s = v.encode()
+        n = len(s)
+        b += b'\n'
+        b += (V[n] if n < 16384 else vi(n))
+        b += s
+    v = m.collector_endpoint
+    if v:
+        s = v.encode()
+        n = len(s)
+        b += b'\x12'
+        b += (V[n] if n < 16384 else vi(n))
+        b += s
+    v = m.trace_id_128bit
+    if v:
+        b += b'\x18\x01'
+    v = m.shared_span_context
+    if v is not None:
+        b += b'"\x02\x08\x01' if v else b'"\x00'
+    v = m.collector_endpoint_version
+    if v:
+        b += b'('
+        b += (V[v] if 0 <= v < 16384 else vi(v))
+    v = m.collector_hostname
+    if v:
+        s = v.encode()
+        n = len(s)
+        b += b'2'
+        b += (V[n] if n < 16384 else vi(n))
+        b += s
+    v = m.split_spans_for_request
+    if v:
+        b += b'8\x01'
+    v = m.trace_context_option
+    if v:
+        b += b'@'
+        b += (V[v] if 0 <= v < 16384 else vi(v))
+    v = m.collector_service
+    if v is not None:
+        s = _c1.e_HttpService(v)
+        n = len(s)
+        b += b'J'
+        b += (V[n] if n < 16384 else vi(n))
+        b += s
+    u = m._unknown_fields
+    if u:
+        b += u
+    return b
+
+
+def d_ZipkinConfig(data, pos, end):
+    f0 = ""
+    f1 = ""
+    f2 = False
+    f3 = None
+    f4 = _K3_0
+    f5 = ""
+    f6 = False
+    f7 = _K4_0
+    f8 = None
+    u = b""
+    while pos < end:
+        st = pos
+        t = data[pos]
+        if t < 128:
+            pos += 1
+        else:
+            y = data[pos + 1]
+            if y < 128:
+                t = (t & 127) | (y << 7)
+                pos += 2
+            else:
+                t, pos = rv(data, pos)
+        if t < 40:
+            if t == 10:
+                n = data[pos]
+                if n < 128:
+                    pos += 1
+                else:
+                    y = data[pos + 1]
+                    if y < 128:
+                        n = (n & 127) | (y << 7)
+                        pos += 2
+                    else:
+                        n, pos = rv(data, pos)
+                e = pos + n
+                if e > end:
+                    raise trunc()
+                f0 = data[pos:e].decode()
+                pos = e
+            elif t == 18:
+                n = data[pos]
+                if n < 128:
+                    pos += 1
+                else:
+                    y = data[pos + 1]
+                    if y < 128:
+                        n = (n & 127) | (y << 7)
+                        pos += 2
+                    else:
+                        n, pos = rv(data, pos)
+                e = pos + n
+                if e > end:
+                    raise trunc()
+                f1 = data[pos:e].decode()
+                pos = e
+            elif t == 24:
+                f2 = data[pos]
+                if f2 < 128:
+                    pos += 1
+                else:
+                    y = data[pos + 1]
+                    if y < 128:
+                        f2 = (f2 & 127) | (y << 7)
+                        pos += 2
+                    else:
+                        f2, pos = rv(data, pos)
+                f2 = f2 != 0
+            elif t == 34:
+                n = data[pos]
+                if n < 128:
+                    pos += 1
+                else:
+                    y = data[pos + 1]
+                    if y < 128:
+                        n = (n & 127) | (y << 7)
+                        pos += 2
+                    else:
+                        n, pos = rv(data, pos)
+                e = pos + n
+                if e > end:
+                    raise trunc()
+                if n == 2 and data[pos] == 8 and data[pos + 1] < 128:
+                    f3 = data[pos + 1] != 0
+                elif f3 is None:
+                    f3 = _w0d(data, pos, e)
+                else:
+                    f3 = merge(_w0d, _w0e, f3, data, pos, e)
+                pos = e
+            else:
+                pos = skip(data, pos, t, end)
+                u += data[st:pos]
+        else:
+            if t == 40:
+                f4 = data[pos]
+                if f4 < 128:
+                    pos += 1
+                else:
+                    y = data[pos + 1]
+                    if y < 128:
+                        f4 = (f4 & 127) | (y << 7)
+                        pos += 2
+                    else:
+                        f4, pos = rv(data, pos)
+                if f4 > 0x7FFFFFFF:
+                    f4 = i32(f4)
+                y = _K3_v.get(f4)
+                f4 = y if y is not None else _K3(f4)
+            elif t == 50:
+                n = data[pos]
+                if n < 128:
+                    pos += 1
+                else:
+                    y = data[pos + 1]
+                    if y < 128:
+                        n = (n & 127) | (y << 7)
+                        pos += 2
+                    else:
+                        n, pos = rv(data, pos)
+                e = pos + n
+                if e > end:
+                    raise trunc()
+                f5 = data[pos:e].decode()
+                pos = e
+            elif t == 56:
+                f6 = data[pos]
+                if f6 < 128:
+                    pos += 1
+                else:
+                    y = data[pos + 1]
+                    if y < 128:
+                        f6 = (f6 & 127) | (y << 7)
+                        pos += 2
+                    else:
+                        f6, pos = rv(data, pos)
+                f6 = f6 != 0
+            elif t == 64:
+                f7 = data[pos]
+                if f7 < 128:
+                    pos += 1
+                else:
+                    y = data[pos + 1]
+                    if y < 128:
+                        f7 = (f7 & 127) | (y << 7)
+                        pos += 2
+                    else:
+                        f7, pos = rv(data, pos)
+                if f7 > 0x7FFFFFFF:
+                    f7 = i32(f7)
+                y = _K4_v.get(f7)
+                f7 = y if y is not None else _K4(f7)
+            elif t == 74:
+                n = data[pos]
+                if n < 128:
+                    pos += 1
+                else:
+                    y = data[pos + 1]
+                    if y < 128:
+                        n = (n & 127) | (y << 7)
+                        pos += 2
+                    else:
+                        n, pos = rv(data, pos)
+                e = pos + n
+                if e > end:
+                    raise trunc()
+                if f8 is None:
+                    f8 = _c1.d_HttpService(data, pos, e)
+                else:
+                    f8 = merge(_c1.d_HttpService, _c1.e_HttpService, f8, data, pos, e)
+                pos = e
+            else:
+                pos = skip(data, pos, t, end)
+                u += data[st:pos]
+    if pos != end:
+        raise over(pos, end)
+    o = new(_K2)
+    o.collector_cluster = f0
+    o.collector_endpoint = f1
+    o.trace_id_128bit = f2
+    o.shared_span_context = f3
+    o.collector_endpoint_version = f4
+    o.collector_hostname = f5
+    o.split_spans_for_request = f6
+    o.trace_context_option = f7
+    o.collector_service = f8
+    o._unknown_fields = u
+    return o
+
+
+def e_DatadogRemoteConfig(m):
+    b = bytearray()
+    v = m.polling_interval
+    if v is not None:
+        s = _w1e(v)
+        n = len(s)
+        b += b'\n'
+        b += (V[n] if n < 16384 else vi(n))
+        b += s
+    u = m._unknown_fields
+    if u:
+        b += u
+    return b
+
+
+def d_DatadogRemoteConfig(data, pos, end):
+    f0 = None
+    u = b""
+    while pos < end:
+        st = pos
+        t = data[pos]
+        if t < 128:
+            pos += 1
+        else:
+            y = data[pos + 1]
+            if y < 128:
+                t = (t & 127) | (y << 7)
+                pos += 2
+            else:
+                t, pos = rv(data, pos)
+        if t == 10:
+            n = data[pos]
+            if n < 128:
+                pos += 1
+            else:
+                y = data[pos + 1]
+                if y < 128:
+                    n = (n & 127) | (y << 7)
+                    pos += 2
+                else:
+                    n, pos = rv(data, pos)
+            e = pos + n
+            if e > end:
+                raise trunc()
+            if f0 is None:
+                f0 = _w1d(data, pos, e)
+            else:
+                f0 = merge(_w1d, _w1e, f0, data, pos, e)
+            pos = e
+        else:
+            pos = skip(data, pos, t, end)
+            u += data[st:pos]
+    if pos != end:
+        raise over(pos, end)
+    o = new(_K5)
+    o.polling_interval = f0
+    o._unknown_fields = u
+    return o
+
+
+def e_DatadogConfig(m):
+    b = bytearray()
+    v = m.collector_cluster
+    if v:
+        s = v.encode()
+        n = len(s)
+        b += b'\n'
+        b += (V[n] if n < 16384 else vi(n))
+        b += s
+    v = m.service_name
+    if v:
+        s = v.encode()
+        n = len(s)
+        b += b'\x12'
+        b += (V[n] if n < 16384 else vi(n))
+        b += s
+    v = m.collector_hostname
+    if v:
+        s = v.encode()
+        n = len(s)
+        b += b'\x1a'
+        b += (V[n] if n < 16384 else vi(n))
+        b += s
+    v = m.remote_config
+    if v is not None:
+        s = e_DatadogRemoteConfig(v)
+        n = len(s)
+        b += b'"'
+        b += (V[n] if n < 16384 else vi(n))
+        b += s
+    u = m._unknown_fields
+    if u:
+        b += u
+    return b
+
+
+def d_DatadogConfig(data, pos, end):
+    f0 = ""
+    f1 = ""
+    f2 = ""
+    f3 = None
+    u = b""
+    while pos < end:
+        st = pos
+        t = data[pos]
+        if t < 128:
+            pos += 1
+        else:
+            y = data[pos + 1]
+            if y < 128:
+                t = (t & 127) | (y << 7)
+                pos += 2
+            else:
+                t, pos = rv(data, pos)
+        if t == 10:
+            n = data[pos]
+            if n < 128:
+                pos += 1
+            else:
+                y = data[pos + 1]
+                if y < 128:
+                    n = (n & 127) | (y << 7)
+                    pos += 2
+                else:
+                    n, pos = rv(data, pos)
+            e = pos + n
+            if e > end:
+                raise trunc()
+            f0 = data[pos:e].decode()
+            pos = e
+        elif t == 18:
+            n = data[pos]
+            if n < 128:
+                pos += 1
+            else:
+                y = data[pos + 1]
+                if y < 128:
+                    n = (n & 127) | (y << 7)
+                    pos += 2
+                else:
+                    n, pos = rv(data, pos)
+            e = pos + n
+            if e > end:
+                raise trunc()
+            f1 = data[pos:e].decode()
+            pos = e
+        elif t == 26:
+            n = data[pos]
+            if n < 128:
+                pos += 1
+            else:
+                y = data[pos + 1]
+                if y < 128:
+                    n = (n & 127) | (y << 7)
+                    pos += 2
+                else:
+                    n, pos = rv(data, pos)
+            e = pos + n
+            if e > end:
+                raise trunc()
+            f2 = data[pos:e].decode()
+            pos = e
+        elif t == 34:
+            n = data[pos]
+            if n < 128:
+                pos += 1
+            else:
+                y = data[pos + 1]
+                if y < 128:
+                    n = (n & 127) | (y << 7)
+                    pos += 2
+                else:
+                    n, pos = rv(data, pos)
+            e = pos + n
+            if e > end:
+                raise trunc()
+            if f3 is None:
+                f3 = d_DatadogRemoteConfig(data, pos, e)
+            else:
+                f3 = merge(d_DatadogRemoteConfig, e_DatadogRemoteConfig, f3, data, pos, e)
+            pos = e
+        else:
+            pos = skip(data, pos, t, end)
+            u += data[st:pos]
+    if pos != end:
+        raise over(pos, end)
+    o = new(_K6)
+    o.collector_cluster = f0
+    o.service_name = f1
+    o.collector_hostname = f2
+    o.remote_config = f3
+    o._unknown_fields = u
+    return o
+
+
+def e_LightstepConfig(m):
+    b = bytearray()
+    v = m.collector_cluster
+    if v:
+        s = v.encode()
+        n = len(s)
+        b += b'\n'
+        b += (V[n] if n < 16384 else vi(n))
+        b += s
+    v = m.access_token_file
+    if v:
+        s = v.encode()
+        n = len(s)
+        b += b'\x12'
+        b += (V[n] if n < 16384 else vi(n))
+        b += s
+    v = m.propagation_modes
+    if v:
+        s = pack_varints(v)
+        n = len(s)
+        b += b'\x1a'
+        b += (V[n] if n < 16384 else vi(n))
+        b += s
+    v = m.access_token
+    if v is not None:
+        s = _c1.e_DataSource(v)
+        n = len(s)
+        b += b'"'
+        b += (V[n] if n < 16384 else vi(n))
+        b += s
+    u = m._unknown_fields
+    if u:
+        b += u
+    return b
+
+
+def d_LightstepConfig(data, pos, end):
+    f0 = ""
+    f1 = ""
+    f2 = None
+    f3 = []
+    u = b""
+    while pos < end:
+        st = pos
+        t = data[pos]
+        if t < 128:
+            pos += 1
+        else:
+            y = data[pos + 1]
+            if y < 128:
+                t = (t & 127) | (y << 7)
+                pos += 2
+            else:
+                t, pos = rv(data, pos)
+        if t == 10:
+            n = data[pos]
+            if n < 128:
+                pos += 1
+            else:
+                y = data[pos + 1]
+                if y < 128:
+                    n = (n & 127) | (y << 7)
+                    pos += 2
+                else:
+                    n, pos = rv(data, pos)
+            e = pos + n
+            if e > end:
+                raise trunc()
+            f0 = data[pos:e].decode()
+            pos = e
+        elif t == 18:
+            n = data[pos]
+            if n < 128:
+                pos += 1
+            else:
+                y = data[pos + 1]
+                if y < 128:
+                    n = (n & 127) | (y << 7)
+                    pos += 2
+                else:
+                    n, pos = rv(data, pos)
+            e = pos + n
+            if e > end:
+                raise trunc()
+            f1 = data[pos:e].decode()
+            pos = e
+        elif t == 24:
+            x = data[pos]
+            if x < 128:
+                pos += 1
+            else:
+                y = data[pos + 1]
+                if y < 128:
+                    x = (x & 127) | (y << 7)
+                    pos += 2
+                else:
+                    x, pos = rv(data, pos)
+            if x > 0x7FFFFFFF:
+                x = i32(x)
+            y = _K8_v.get(x)
+            x = y if y is not None else _K8(x)
+            f3.append(x)
+        elif t == 26:
+            n = data[pos]
+            if n < 128:
+                pos += 1
+            else:
+                y = data[pos + 1]
+                if y < 128:
+                    n = (n & 127) | (y << 7)
+                    pos += 2
+                else:
+                    n, pos = rv(data, pos)
+            e = pos + n
+            if e > end:
+                raise trunc()
+            for x in unpack_varints(data, pos, e):
+                if x > 0x7FFFFFFF:
+                    x = i32(x)
+                y = _K8_v.get(x)
+                x = y if y is not None else _K8(x)
+                f3.append(x)
+            pos = e
+        elif t == 34:
+            n = data[pos]
+            if n < 128:
+                pos += 1
+            else:
+                y = data[pos + 1]
+                if y < 128:
+                    n = (n & 127) | (y << 7)
+                    pos += 2
+                else:
+                    n, pos = rv(data, pos)
+            e = pos + n
+            if e > end:
+                raise trunc()
+            if f2 is None:
+                f2 = _c1.d_DataSource(data, pos, e)
+            else:
+                f2 = merge(_c1.d_DataSource, _c1.e_DataSource, f2, data, pos, e)
+            pos = e
+        else:
+            pos = skip(data, pos, t, end)
+            u += data[st:pos]
+    if pos != end:
+        raise over(pos, end)
+    o = new(_K7)
+    o.collector_cluster = f0
+    o.access_token_file = f1
+    o.access_token = f2
+    o.propagation_modes = f3
+    o._unknown_fields = u
+    return o
+
+
 # Bind the classes (all defined once this package's __init__ runs) and install.
 from . import Tracing as _K0
 from . import TracingHttp as _K1
+from . import ZipkinConfig as _K2
+from . import ZipkinConfigCollectorEndpointVersion as _K3
+_K3_v = _K3._value2member_map_
+_K3_0 = _K3(0)
+from . import ZipkinConfigTraceContextOption as _K4
+_K4_v = _K4._value2member_map_
+_K4_0 = _K4(0)
+from . import DatadogRemoteConfig as _K5
+from . import DatadogConfig as _K6
+from . import LightstepConfig as _K7
+from . import LightstepConfigPropagationMode as _K8
+_K8_v = _K8._value2member_map_
+_K8_0 = _K8(0)
 install(_K0, e_Tracing, d_Tracing)
 install(_K1, e_TracingHttp, d_TracingHttp)
+install(_K2, e_ZipkinConfig, d_ZipkinConfig)
+install(_K5, e_DatadogRemoteConfig, d_DatadogRemoteConfig)
+install(_K6, e_DatadogConfig, d_DatadogConfig)
+install(_K7, e_LightstepConfig, d_LightstepConfig)
