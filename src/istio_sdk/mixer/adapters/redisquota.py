@@ -33,6 +33,8 @@ import attrs
 import redis.asyncio as aioredis
 import redis.exceptions
 from grpclib.const import Status as Code
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from istio_sdk import timeutil
 from istio_sdk.mixer.adapters import _values
@@ -314,6 +316,9 @@ class RedisQuotaHandler(Handler):
             max_connections=parsed.connection_pool_size,
             socket_timeout=socket_timeout,
             socket_connect_timeout=socket_timeout,
+            # one immediate retry survives a pooled connection that Redis closed; no backoff,
+            # so a Redis that is gone costs one round of connection attempts, not seconds
+            retry=Retry(NoBackoff(), 1),
         )
         handler = cls(name, parsed, client, clock_ns=clock_ns)
         try:
