@@ -10,9 +10,9 @@ import pytest
 from grpclib.const import Status as Code
 
 from istio_sdk.mixer.adapters import (
+    AdapterParamsError,
     CheckResult,
     Handler,
-    ParamsError,
     QuotaArgs,
     UnknownAdapterError,
     build_handler,
@@ -126,7 +126,7 @@ async def test_denier_params() -> None:
     ],
 )
 async def test_denier_bad_params(params: object, message: str) -> None:
-    with pytest.raises(ParamsError) as caught:
+    with pytest.raises(AdapterParamsError) as caught:
         await build_handler("denier", "deny.handler.ns", params)  # type: ignore[arg-type]
     assert message in str(caught.value)
 

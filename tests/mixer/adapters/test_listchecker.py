@@ -10,7 +10,7 @@ import httpx
 import pytest
 from grpclib.const import Status as Code
 
-from istio_sdk.mixer.adapters import ListHandler, ParamsError, build_handler, dispatch_check
+from istio_sdk.mixer.adapters import AdapterParamsError, ListHandler, build_handler, dispatch_check
 from istio_sdk.mixer.adapters.listchecker import MAX_LIST_BYTES, ListParams
 from istio_sdk.mixer.templates import ListEntry
 
@@ -228,6 +228,6 @@ async def test_the_refresh_loop_fetches_every_interval_and_stops_on_close() -> N
     ],
 )
 def test_bad_params(params: dict[str, object], message: str) -> None:
-    with pytest.raises(ParamsError) as caught:
+    with pytest.raises(AdapterParamsError) as caught:
         ListParams.from_dict(params)
     assert message in str(caught.value)

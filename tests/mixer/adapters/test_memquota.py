@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from istio_sdk.mixer.adapters import (
+    AdapterParamsError,
     MemQuotaHandler,
-    ParamsError,
     QuotaArgs,
     dispatch_quota,
 )
@@ -136,7 +136,7 @@ def test_unknown_quota_is_an_internal_status() -> None:
     ],
 )
 def test_bad_params_name_the_field(spec: dict[str, object], message: str) -> None:
-    with pytest.raises(ParamsError) as caught:
+    with pytest.raises(AdapterParamsError) as caught:
         MemQuotaParams.from_dict(spec)
     assert message in str(caught.value)
     assert str(caught.value).startswith("memquota params: ")

@@ -8,7 +8,7 @@ import math
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from istio_sdk.mixer.adapters import AdapterError, ParamsError, PrometheusHandler
+from istio_sdk.mixer.adapters import AdapterError, AdapterParamsError, PrometheusHandler
 from istio_sdk.mixer.adapters.prometheus import (
     HTTP_LABELS,
     TCP_LABELS,
@@ -224,14 +224,14 @@ def test_handlers_have_their_own_registries() -> None:
     ],
 )
 def test_bad_metric_params(metric: dict[str, object], message: str) -> None:
-    with pytest.raises(ParamsError) as caught:
+    with pytest.raises(AdapterParamsError) as caught:
         PrometheusParams.from_dict({"metrics": [metric]})
     assert message in str(caught.value)
 
 
 def test_bad_policy_and_duplicates() -> None:
-    with pytest.raises(ParamsError, match="metricsExpiryDuration 0:00:00 is invalid"):
+    with pytest.raises(AdapterParamsError, match="metricsExpiryDuration 0:00:00 is invalid"):
         PrometheusParams.from_dict({"metricsExpirationPolicy": {}})
     twice = {"instanceName": "a.b", "kind": 1}
-    with pytest.raises(ParamsError, match="is given twice"):
+    with pytest.raises(AdapterParamsError, match="is given twice"):
         PrometheusParams.from_dict({"metrics": [twice, twice]})

@@ -9,8 +9,8 @@ import redis.asyncio as aioredis
 from grpclib.const import Status as Code
 
 from istio_sdk.mixer.adapters import (
+    AdapterParamsError,
     HandlerBuildError,
-    ParamsError,
     QuotaArgs,
     RedisQuotaHandler,
     build_handler,
@@ -207,7 +207,7 @@ def test_bad_params_are_refused_with_the_field(quota, top, message) -> None:  # 
 
     spec = params("127.0.0.1:1", **quota)
     spec.update(top)
-    with pytest.raises(ParamsError) as caught:
+    with pytest.raises(AdapterParamsError) as caught:
         RedisQuotaParams.from_dict(spec)
     assert message in str(caught.value)
 
@@ -215,7 +215,7 @@ def test_bad_params_are_refused_with_the_field(quota, top, message) -> None:  # 
 def test_empty_quotas_are_refused() -> None:
     from istio_sdk.mixer.adapters.redisquota import RedisQuotaParams
 
-    with pytest.raises(ParamsError, match="quota should not be empty"):
+    with pytest.raises(AdapterParamsError, match="quota should not be empty"):
         RedisQuotaParams.from_dict({"redisServerUrl": "127.0.0.1:1"})
 
 

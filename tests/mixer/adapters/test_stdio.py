@@ -9,7 +9,12 @@ import json
 
 import pytest
 
-from istio_sdk.mixer.adapters import ParamsError, StdioHandler, build_handler, dispatch_report
+from istio_sdk.mixer.adapters import (
+    AdapterParamsError,
+    StdioHandler,
+    build_handler,
+    dispatch_report,
+)
 from istio_sdk.mixer.adapters.stdio import StdioParams
 from istio_sdk.mixer.templates import LogEntry, Metric, ReportNothing
 
@@ -100,6 +105,6 @@ async def test_a_file_that_cannot_be_opened_fails_the_build(tmp_path) -> None:  
     ],
 )
 def test_bad_params(params: dict[str, object], message: str) -> None:
-    with pytest.raises(ParamsError) as caught:
+    with pytest.raises(AdapterParamsError) as caught:
         StdioParams.from_dict(params)
     assert message in str(caught.value)

@@ -23,10 +23,10 @@ from istio_sdk.mixer.adapters.base import (
     DEFAULT_ADAPTER_TIMEOUT,
     OK,
     AdapterError,
+    AdapterParamsError,
     CheckResult,
     Handler,
     HandlerBuildError,
-    ParamsError,
     QuotaArgs,
     QuotaResult,
     RpcStatus,
@@ -61,7 +61,7 @@ async def build_handler(
     """Build the handler ``name`` of ``adapter`` from its ``params``.
 
     ``options`` go to the adapter's ``create`` (e.g. ``clock_ns`` for the quotas, ``http`` for
-    listchecker, ``stream`` for stdio). Raises :class:`ParamsError` for bad params,
+    listchecker, ``stream`` for stdio). Raises :class:`AdapterParamsError` for bad params,
     :class:`HandlerBuildError` when a backend cannot be reached, :class:`UnknownAdapterError`.
     """
     cls = ADAPTERS.get(adapter)
@@ -84,7 +84,7 @@ __all__ = [
     "HandlerBuildError",
     "ListHandler",
     "MemQuotaHandler",
-    "ParamsError",
+    "AdapterParamsError",
     "PrometheusHandler",
     "QuotaArgs",
     "QuotaResult",

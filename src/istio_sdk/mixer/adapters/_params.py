@@ -4,7 +4,7 @@ Mixer unmarshals ``params`` with jsonpb over a copy of the adapter's default con
 may be the proto field name (``max_amount``) or its JSON name (``maxAmount``), a missing key keeps
 the default, durations are strings (``"1.5s"``, and Go's ``"1m30s"`` that Istio's YAML uses),
 enums are names or numbers and 64-bit integers may be quoted. Anything else is a
-:class:`ParamsError` naming the field.
+:class:`AdapterParamsError` naming the field.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from istio_sdk import protojson, timeutil
 from istio_sdk.config import _go
-from istio_sdk.mixer.adapters.base import ParamsError
+from istio_sdk.mixer.adapters.base import AdapterParamsError
 
 E = TypeVar("E", bound=enum.Enum)
 
@@ -43,13 +43,13 @@ def _kind(value: object) -> str:
 
 
 class Reader:
-    """One adapter's errors: every ``read_*`` raises :class:`ParamsError` for that adapter."""
+    """Params errors of one adapter: each ``read_*`` raises :class:`AdapterParamsError`."""
 
     def __init__(self, adapter: str) -> None:
         self.adapter = adapter
 
-    def error(self, path: str, problem: str) -> ParamsError:
-        return ParamsError(self.adapter, path, problem)
+    def error(self, path: str, problem: str) -> AdapterParamsError:
+        return AdapterParamsError(self.adapter, path, problem)
 
     def fields(self, data: object, path: str, names: Sequence[str]) -> dict[str, tuple[str, Any]]:
         """``data``'s entries by proto field name: ``{proto_name: (path, value)}``.

@@ -85,7 +85,7 @@ class AdapterError(Exception):
     """Base of every error an adapter raises."""
 
 
-class ParamsError(AdapterError, ValueError):
+class AdapterParamsError(AdapterError, ValueError):
     """A handler's ``params`` are not what the adapter's config proto allows."""
 
     def __init__(self, adapter: str, path: str, problem: str) -> None:
