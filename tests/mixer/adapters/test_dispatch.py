@@ -134,3 +134,52 @@ async def test_denier_bad_params(params: object, message: str) -> None:
 async def test_unknown_adapter() -> None:
     with pytest.raises(UnknownAdapterError, match="unknown adapter 'fluentd'"):
         await build_handler("fluentd", "f.handler.ns")
+
+
+def _nested(depth: int) -> object:
+    value: object = "x"
+    for _ in range(depth):
+        value = {"status": value}
+    return value
+
+
+@pytest.mark.parametrize(
+    ("adapter", "params", "message"),
+    [
+        ("denier", _nested(10_000), "status.status: unknown field"),
+        ("denier", {"validDuration": "9" * 1_000_000 + "s"}, "invalid duration"),
+        ("denier", {"validDuration": "1e308s"}, "invalid duration"),
+        ("denier", {"validUseCount": 10**400}, "out of the int32 range"),
+        ("denier", {"validUseCount": float("inf")}, "expected an integer"),
+        (
+            "memquota",
+            {"quotas": [{"name": "q", "maxAmount": "9" * 1_000_000}]},
+            "expected an integer",
+        ),
+        ("listchecker", {"entryType": "REGEX", "overrides": ["(" * 100_000]}, "overrides[0]"),
+        (
+            "prometheus",
+            {"metrics": [{"instanceName": "a", "kind": 1, "labelNames": ["x" * 10**6 + "-"]}]},
+            None,
+        ),
+        ("stdio", {"severityLevels": {"\x00": 99}}, "unknown value 99"),
+        (
+            "redisquota",
+            {"quotas": [{"name": "q", "validDuration": "1s"}], "redisServerUrl": "\x00:1"},
+            None,
+        ),
+    ],
+)
+async def test_hostile_params_give_a_typed_error(
+    adapter: str, params: object, message: str | None
+) -> None:
+    from istio_sdk.mixer.adapters import AdapterError
+
+    try:
+        handler = await build_handler(adapter, "h.handler.ns", params)  # type: ignore[arg-type]
+    except AdapterError as exc:
+        assert message is None or message in str(exc)
+        assert len(str(exc)) < 2_000  # user data is cut short in messages
+    else:
+        assert message is None  # accepted: then it must at least build and close cleanly
+        await handler.close()

@@ -231,3 +231,10 @@ def test_bad_params(params: dict[str, object], message: str) -> None:
     with pytest.raises(AdapterParamsError) as caught:
         ListParams.from_dict(params)
     assert message in str(caught.value)
+
+
+async def test_a_huge_value_gets_a_short_status_message() -> None:
+    handler = await make({"overrides": ["a"]})
+    result = handler.check(entry("x" * 1_000_000))
+    assert result.status.code is Code.PERMISSION_DENIED
+    assert len(result.status.message) <= 1000 and result.status.message.endswith("...")

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import uuid
 
 import pytest
 import redis.asyncio as aioredis
 from grpclib.const import Status as Code
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from istio_sdk.mixer.adapters import (
     AdapterParamsError,
@@ -220,8 +224,6 @@ def test_empty_quotas_are_refused() -> None:
 
 
 async def test_a_redis_that_never_answers_fails_the_build_in_bounded_time() -> None:
-    import asyncio
-
     accepted: list[asyncio.StreamWriter] = []
 
     async def stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -242,3 +244,43 @@ async def test_a_redis_that_never_answers_fails_the_build_in_bounded_time() -> N
             writer.close()
         server.close()
         await server.wait_closed()
+
+
+fixed_window_ops = st.lists(
+    st.tuples(
+        st.integers(min_value=0, max_value=1),  # which replica
+        st.integers(min_value=1, max_value=4),  # amount
+        st.booleans(),  # best effort
+        st.integers(min_value=0, max_value=700),  # milliseconds before the call
+    ),
+    min_size=1,
+    max_size=15,
+)
+
+
+@settings(max_examples=15)
+@given(ops=fixed_window_ops, limit=st.integers(min_value=0, max_value=6))
+def test_replicas_grant_exactly_what_one_fixed_window_allows(redis_server, ops, limit) -> None:  # type: ignore[no-untyped-def]
+    async def run() -> None:
+        clock = Clock()
+        a, b = await replicas(redis_server.url, clock, maxAmount=limit, validDuration="1s")
+        instance = Quota(NAME, {"run": uuid.uuid4().hex})  # a key of this example's own
+        used, expire = 0, None
+        try:
+            for replica, amount, best_effort, delay in ops:
+                clock.advance(delay / 1000)
+                result = await (a, b)[replica].handle_quota(
+                    instance, QuotaArgs(amount, best_effort=best_effort)
+                )
+                if expire is None or clock.now >= expire:  # Istio's fixed window, as a model
+                    used, expire = 0, clock.now + 1_000_000_000
+                room = limit - used
+                want = amount if amount <= room else (room if best_effort and room > 0 else 0)
+                used += want
+                assert result.granted_amount == want
+                assert used <= limit
+        finally:
+            for handler in (a, b):
+                await handler.close()
+
+    asyncio.run(run())

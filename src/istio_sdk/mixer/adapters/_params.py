@@ -122,6 +122,8 @@ class Reader:
             raise self.error(path, f"{value} is too large for a double") from None
 
     def duration(self, path: str, value: object) -> datetime.timedelta:
+        if isinstance(value, str) and len(value) > 64:  # no valid duration is this long
+            raise self.error(path, f"invalid duration {_kind(value)}")
         try:
             seconds, nanos = protojson.duration_from_json(value, path, lenient=True)
             return timeutil.duration_from_parts(seconds, nanos)

@@ -81,6 +81,15 @@ class QuotaResult:
     status: RpcStatus = OK
 
 
+MAX_MESSAGE = 1000
+"""Messages quote user data (params, values); beyond this many characters they are cut."""
+
+
+def shorten(text: str, limit: int = MAX_MESSAGE) -> str:
+    """``text`` cut to ``limit`` characters, marked with ``...`` when cut."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class AdapterError(Exception):
     """Base of every error an adapter raises."""
 
@@ -92,8 +101,8 @@ class AdapterParamsError(AdapterError, ValueError):
         self.adapter = adapter
         self.path = path
         self.problem = problem
-        where = f"{path}: " if path else ""
-        super().__init__(f"{adapter} params: {where}{problem}")
+        where = f"{shorten(path, 200)}: " if path else ""
+        super().__init__(f"{adapter} params: {where}{shorten(problem)}")
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.adapter, self.path, self.problem))
@@ -146,7 +155,7 @@ def _failure(handler: Handler, exc: BaseException, timeout: float) -> RpcStatus:
             Code.DEADLINE_EXCEEDED, f"{handler.name}: adapter did not answer within {timeout:g}s"
         )
     reason = str(exc) or type(exc).__name__
-    return RpcStatus(Code.INTERNAL, f"{handler.name}: {reason}")
+    return RpcStatus(Code.INTERNAL, shorten(f"{handler.name}: {reason}"))
 
 
 async def dispatch_check(

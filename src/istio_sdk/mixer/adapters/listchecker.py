@@ -45,6 +45,7 @@ from istio_sdk.mixer.adapters.base import (
     CheckResult,
     Handler,
     RpcStatus,
+    shorten,
 )
 from istio_sdk.mixer.templates import CheckInstance
 
@@ -339,7 +340,9 @@ class ListHandler(Handler):
 
     def _result(self, code: Code = Code.OK, message: str = "") -> CheckResult:
         return CheckResult(
-            RpcStatus(code, message), self.params.caching_interval, self.params.caching_use_count
+            RpcStatus(code, shorten(message)),
+            self.params.caching_interval,
+            self.params.caching_use_count,
         )
 
     async def handle_check(self, instance: CheckInstance) -> CheckResult:
