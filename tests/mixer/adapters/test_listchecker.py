@@ -238,3 +238,19 @@ async def test_a_huge_value_gets_a_short_status_message() -> None:
     result = handler.check(entry("x" * 1_000_000))
     assert result.status.code is Code.PERMISSION_DENIED
     assert len(result.status.message) <= 1000 and result.status.message.endswith("...")
+
+
+async def test_a_provider_that_never_answers_is_bounded_and_the_old_list_kept() -> None:
+    stall = asyncio.Event()
+
+    async def answer(request: httpx.Request) -> httpx.Response:
+        if stall.is_set():
+            await asyncio.Event().wait()  # headers never come
+        return httpx.Response(200, content=b"reviews\n")
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(answer))
+    handler = await make({"providerUrl": URL}, http=client, fetch_timeout=0.1)
+    stall.set()
+    await asyncio.wait_for(handler.fetch(), timeout=10)
+    assert handler.last_error == f"could not fetch list from {URL}: no answer within 0.1s"
+    assert handler.check(entry("reviews")).status.ok

@@ -236,9 +236,12 @@ class ListHandler(Handler):
         *,
         http: httpx.AsyncClient | None = None,
         clock: Callable[[], float] = time.monotonic,
+        fetch_timeout: float | None = None,
     ) -> None:
         super().__init__(name)
         self.params = params
+        # a whole fetch (connect, headers, body) is bounded; by default by the refresh interval
+        self.fetch_timeout = fetch_timeout or min(params.refresh_interval.total_seconds(), 30.0)
         self._http = http
         self._own_http = http is None
         self._clock = clock
@@ -258,9 +261,11 @@ class ListHandler(Handler):
         http: httpx.AsyncClient | None = None,
         clock: Callable[[], float] = time.monotonic,
         refresh: bool = True,
+        fetch_timeout: float | None = None,
     ) -> ListHandler:
         """Parse ``params``, fetch the list once, and (with ``refresh``) keep refreshing it."""
-        handler = cls(name, ListParams.from_dict(params), http=http, clock=clock)
+        parsed = ListParams.from_dict(params)
+        handler = cls(name, parsed, http=http, clock=clock, fetch_timeout=fetch_timeout)
         await handler.fetch()
         if refresh and handler.params.provider_url:
             handler._task = asyncio.create_task(handler._refresh_loop(), name=f"list:{name}")
@@ -294,9 +299,11 @@ class ListHandler(Handler):
         body = b""
         if params.provider_url:
             try:
-                body = await self._get(params.provider_url)
-            except (httpx.HTTPError, AdapterError) as exc:
-                self._last_error = f"could not fetch list from {params.provider_url}: {exc}"
+                async with asyncio.timeout(self.fetch_timeout):
+                    body = await self._get(params.provider_url)
+            except (httpx.HTTPError, AdapterError, TimeoutError) as exc:
+                reason = str(exc) or f"no answer within {self.fetch_timeout:g}s"
+                self._last_error = f"could not fetch list from {params.provider_url}: {reason}"
                 _LOG.warning("%s: %s", self.name, self._last_error)
                 return
             sha = hashlib.sha1(body, usedforsecurity=False).digest()
@@ -317,7 +324,7 @@ class ListHandler(Handler):
         self._refreshed_at = self._clock()
 
     async def _get(self, url: str) -> bytes:
-        timeout = min(self.params.refresh_interval.total_seconds(), 30.0)
+        timeout = self.fetch_timeout
         if self._http is None:
             self._http = httpx.AsyncClient(timeout=timeout)
         chunks: list[bytes] = []
