@@ -21,6 +21,13 @@ class RedisServer:
     def url(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    def restart(self) -> None:
+        """Start a new, empty redis-server on the same port (after :meth:`stop`)."""
+        self.process = _spawn(self.port)
+        if not _answers(self.port, self.process):
+            self.stop()
+            pytest.fail(f"redis-server did not restart on port {self.port}")
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -37,37 +44,34 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _start_redis() -> RedisServer:
+def _spawn(port: int) -> subprocess.Popen[bytes]:
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.skip("redis-server is not installed (.ci/run installs it)")
+    command = [binary, "--port", str(port), "--bind", "127.0.0.1"]
+    command += ["--save", "", "--appendonly", "no"]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _answers(port: int, process: subprocess.Popen[bytes]) -> bool:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as conn:
+                conn.sendall(b"PING\r\n")
+                if conn.recv(16).startswith(b"+PONG"):
+                    return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def _start_redis() -> RedisServer:
     for _ in range(5):  # another process may take the free port before redis binds it
         port = _free_port()
-        process = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2) as conn:
-                    conn.sendall(b"PING\r\n")
-                    if conn.recv(16).startswith(b"+PONG"):
-                        return RedisServer(port, process)
-            except OSError:
-                time.sleep(0.05)
-        server = RedisServer(port, process)
+        server = RedisServer(port, _spawn(port))
+        if _answers(port, server.process):
+            return server
         server.stop()
     pytest.fail("redis-server did not start")
 

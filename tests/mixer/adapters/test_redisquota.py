@@ -178,6 +178,10 @@ async def test_redis_going_away_gives_unavailable_and_no_grant(fresh_redis) -> N
     assert result.granted_amount == 0
     assert result.status.code is Code.UNAVAILABLE
     assert f"redis at {fresh_redis.url}" in result.status.message
+    # Redis comes back (empty): the same handler reconnects and grants again
+    fresh_redis.restart()
+    back = await dispatch_quota(handler, instance, QuotaArgs(1), adapter_timeout=10)
+    assert (back.granted_amount, back.status.ok) == (1, True)
     await handler.close()
 
 
