@@ -108,3 +108,24 @@ def test_bad_params(params: dict[str, object], message: str) -> None:
     with pytest.raises(AdapterParamsError) as caught:
         StdioParams.from_dict(params)
     assert message in str(caught.value)
+
+
+async def test_rotated_file_rotates_by_size(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "mixer.log"
+    handler = await build_handler(
+        "stdio",
+        "s.handler.ns",
+        {
+            "logStream": "ROTATED_FILE",
+            "outputPath": str(path),
+            "maxMegabytesBeforeRotation": 1,
+            "maxRotatedFiles": 2,
+        },
+    )
+    big = LogEntry("a.instance.ns", {"blob": "x" * 400_000}, timestamp=WHEN)
+    for _ in range(8):
+        assert (await dispatch_report(handler, [big])).ok
+    await handler.close()
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["mixer.log", "mixer.log.1", "mixer.log.2"]
+    assert all(json.loads(line)["blob"] for line in path.read_text().splitlines())

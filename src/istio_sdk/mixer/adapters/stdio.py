@@ -29,7 +29,7 @@ import logging.handlers
 import math
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, TextIO
 
 import attrs
@@ -186,7 +186,7 @@ class StdioHandler(Handler):
         params: StdioParams,
         *,
         stream: TextIO | None = None,
-        now: Any = None,
+        now: Callable[[], datetime.datetime] | None = None,
     ) -> None:
         super().__init__(name)
         self.params = params
@@ -230,7 +230,7 @@ class StdioHandler(Handler):
         params: Mapping[str, Any] | None,
         *,
         stream: TextIO | None = None,
-        now: Any = None,
+        now: Callable[[], datetime.datetime] | None = None,
     ) -> StdioHandler:
         return cls(name, StdioParams.from_dict(params), stream=stream, now=now)
 
