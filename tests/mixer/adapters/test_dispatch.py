@@ -183,3 +183,24 @@ async def test_hostile_params_give_a_typed_error(
     else:
         assert message is None  # accepted: then it must at least build and close cleanly
         await handler.close()
+
+
+async def test_many_entries_are_checked_in_linear_time() -> None:
+    # 50,000 label names / quotas: duplicate checks must not be quadratic (this would hang)
+    labels = [f"l{i}" for i in range(50_000)] + ["l7"]
+    with pytest.raises(
+        AdapterParamsError, match=r"labelNames\[200000\]: label 'l7' is given twice"
+    ):
+        await asyncio.wait_for(
+            build_handler(
+                "prometheus",
+                "p.handler.ns",
+                {"metrics": [{"instanceName": "a", "kind": 1, "labelNames": labels}]},
+            ),
+            timeout=30,
+        )
+    quotas = [{"name": f"q{i}"} for i in range(50_000)] + [{"name": "q7"}]
+    with pytest.raises(
+        AdapterParamsError, match=r"quotas\[200000\].name: quota 'q7' is defined twice"
+    ):
+        await build_handler("memquota", "m.handler.ns", {"quotas": quotas})

@@ -82,6 +82,7 @@ class MemQuotaParams:
     def from_dict(cls, params: Mapping[str, Any] | None) -> MemQuotaParams:
         found = _READ.fields(params, "", ["quotas", "min_deduplication_duration"])
         quotas: list[QuotaLimit] = []
+        names: set[str] = set()
         for path, item in _READ.items(*found["quotas"]) if "quotas" in found else []:
             q = _READ.fields(item, path, ["name", "max_amount", "valid_duration", "overrides"])
             overrides: list[Override] = []
@@ -97,8 +98,9 @@ class MemQuotaParams:
             name = _READ.string(*q["name"]) if "name" in q else ""
             if not name:
                 raise _READ.error(f"{path}.name", "a quota needs a name (the instance's name)")
-            if any(existing.name == name for existing in quotas):
+            if name in names:
                 raise _READ.error(f"{path}.name", f"quota {name!r} is defined twice")
+            names.add(name)
             quotas.append(
                 QuotaLimit(
                     name,

@@ -153,13 +153,15 @@ def _metric(path: str, value: object) -> MetricInfo:
         if ("label_names" in m)
         else ()
     )
+    seen: set[str] = set()
     for index, label in enumerate(labels):
         if not _LABEL_NAME.fullmatch(label) or label.startswith("__"):
             raise _READ.error(f"{path}.labelNames[{index}]", f"{label!r} is not a valid label name")
         if kind is Kind.DISTRIBUTION and label == "le":
             raise _READ.error(f"{path}.labelNames[{index}]", "'le' is reserved for histograms")
-        if label in labels[:index]:
+        if label in seen:
             raise _READ.error(f"{path}.labelNames[{index}]", f"label {label!r} is given twice")
+        seen.add(label)
     buckets: tuple[float, ...] = ()
     if kind is Kind.DISTRIBUTION:
         buckets = _buckets(*m["buckets"]) if "buckets" in m else DEFAULT_BUCKETS
@@ -179,16 +181,19 @@ class PrometheusParams:
         metrics = [
             _metric(p, v) for p, v in (_READ.items(*found["metrics"]) if "metrics" in found else [])
         ]
+        instances: set[str] = set()
+        names: set[str] = set()
         for index, info in enumerate(metrics):
-            for earlier in metrics[:index]:
-                if earlier.instance_name == info.instance_name:
-                    raise _READ.error(
-                        f"metrics[{index}].instanceName", f"{info.instance_name!r} is given twice"
-                    )
-                if earlier.full_name == info.full_name:
-                    raise _READ.error(
-                        f"metrics[{index}].name", f"metric {info.full_name!r} is defined twice"
-                    )
+            if info.instance_name in instances:
+                raise _READ.error(
+                    f"metrics[{index}].instanceName", f"{info.instance_name!r} is given twice"
+                )
+            if info.full_name in names:
+                raise _READ.error(
+                    f"metrics[{index}].name", f"metric {info.full_name!r} is defined twice"
+                )
+            instances.add(info.instance_name)
+            names.add(info.full_name)
         expiry = check = None
         if "metrics_expiration_policy" in found:
             ppath, policy = found["metrics_expiration_policy"]

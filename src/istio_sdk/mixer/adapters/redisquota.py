@@ -197,10 +197,11 @@ class RedisQuotaParams:
         if "quotas" not in found or not found["quotas"][1]:
             raise _READ.error("quotas", "quota should not be empty")
         quotas = [_quota(path, item) for path, item in _READ.items(*found["quotas"])]
-        names = [quota.name for quota in quotas]
-        for index, name in enumerate(names):
-            if name in names[:index]:
-                raise _READ.error(f"quotas[{index}].name", f"quota {name!r} is defined twice")
+        names: set[str] = set()
+        for index, quota in enumerate(quotas):
+            if quota.name in names:
+                raise _READ.error(f"quotas[{index}].name", f"quota {quota.name!r} is defined twice")
+            names.add(quota.name)
         url = "localhost:6379"
         if "redis_server_url" in found:
             url = _READ.string(*found["redis_server_url"])
