@@ -188,9 +188,7 @@ async def test_hostile_params_give_a_typed_error(
 async def test_many_entries_are_checked_in_linear_time() -> None:
     # 50,000 label names / quotas: duplicate checks must not be quadratic (this would hang)
     labels = [f"l{i}" for i in range(50_000)] + ["l7"]
-    with pytest.raises(
-        AdapterParamsError, match=r"labelNames\[50000\]: label 'l7' is given twice"
-    ):
+    with pytest.raises(AdapterParamsError, match=r"labelNames\[50000\]: label 'l7' is given twice"):
         await asyncio.wait_for(
             build_handler(
                 "prometheus",
