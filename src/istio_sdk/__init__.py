@@ -85,6 +85,11 @@ _EXPORTS: dict[str, str] = {
     "ParseError": "istio_sdk.mixer",
     "TypeCheckError": "istio_sdk.mixer",
     "EvaluationError": "istio_sdk.mixer",
+    "AdapterError": "istio_sdk.mixer",
+    "AdapterParamsError": "istio_sdk.mixer",
+    "HandlerBuildError": "istio_sdk.mixer",
+    "UnknownAdapterError": "istio_sdk.mixer",
+    "UnsupportedTemplateError": "istio_sdk.mixer",
     "DecodeError": "istio_sdk.codec",
     # proto3 JSON
     "message_to_json": "istio_sdk.protojson",
@@ -164,6 +169,11 @@ __all__ = [  # grouped like _EXPORTS; tests/core/test_public_api.py checks they 
     "ParseError",
     "TypeCheckError",
     "EvaluationError",
+    "AdapterError",
+    "AdapterParamsError",
+    "HandlerBuildError",
+    "UnknownAdapterError",
+    "UnsupportedTemplateError",
 ]
 
 if TYPE_CHECKING:
@@ -207,13 +217,18 @@ if TYPE_CHECKING:
     from istio_sdk.config import validate as validate
     from istio_sdk.mesh import Mesh as Mesh
     from istio_sdk.mesh import MeshListenError as MeshListenError
+    from istio_sdk.mixer import AdapterError as AdapterError
+    from istio_sdk.mixer import AdapterParamsError as AdapterParamsError
     from istio_sdk.mixer import AttributesError as AttributesError
     from istio_sdk.mixer import EvaluationError as EvaluationError
     from istio_sdk.mixer import ExpressionError as ExpressionError
     from istio_sdk.mixer import GlobalWordCountError as GlobalWordCountError
+    from istio_sdk.mixer import HandlerBuildError as HandlerBuildError
     from istio_sdk.mixer import MixerError as MixerError
     from istio_sdk.mixer import ParseError as ParseError
     from istio_sdk.mixer import TypeCheckError as TypeCheckError
+    from istio_sdk.mixer import UnknownAdapterError as UnknownAdapterError
+    from istio_sdk.mixer import UnsupportedTemplateError as UnsupportedTemplateError
     from istio_sdk.pilot import DiscoveryServer as DiscoveryServer
     from istio_sdk.pilot import PilotClient as PilotClient
     from istio_sdk.pilot import PilotClientError as PilotClientError

@@ -11,6 +11,13 @@ These are the pure cores the Mixer server and client are built on:
 
 from __future__ import annotations
 
+from istio_sdk.mixer.adapters.base import (
+    AdapterError,
+    AdapterParamsError,
+    HandlerBuildError,
+    UnknownAdapterError,
+    UnsupportedTemplateError,
+)
 from istio_sdk.mixer.attributes import AttributeBag, AttributeValue, value_type_of
 from istio_sdk.mixer.dictionary import (
     GLOBAL_DICTIONARY,
@@ -43,6 +50,11 @@ from istio_sdk.mixer.wire import (
 )
 
 __all__ = [
+    "AdapterError",
+    "AdapterParamsError",
+    "HandlerBuildError",
+    "UnknownAdapterError",
+    "UnsupportedTemplateError",
     "DEFAULT_MANIFEST",
     "GLOBAL_DICTIONARY",
     "GLOBAL_DICTIONARY_BASE_SIZE",
