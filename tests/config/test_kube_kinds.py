@@ -354,3 +354,18 @@ def test_cel_raw_strings_filter_and_split(rule: str, value: object, expected: bo
     from istio_sdk.config._cel import evaluate
 
     assert evaluate(rule, value) is expected
+
+
+def test_cli_validate_accepts_kubernetes_objects_and_reports_their_problems(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from istio_sdk.cli import main
+
+    assert main(["validate", "-f", str(BOOKINFO)]) == 0
+    assert "26 resource(s) in 1 file(s): all valid" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BAD[0][0] + "---\n" + BAD[6][0])
+    assert main(["validate", "-f", str(bad)]) == 1
+    out = capsys.readouterr().out
+    assert "Service a: spec.ports[0].port: missing required field" in out
+    assert "HTTPRoute a: spec.rules[0].matches[0].path: value must be an absolute path" in out
