@@ -362,10 +362,11 @@ def test_cli_validate_accepts_kubernetes_objects_and_reports_their_problems(
     from istio_sdk.cli import main
 
     assert main(["validate", "-f", str(BOOKINFO)]) == 0
-    assert "26 resource(s) in 1 file(s): all valid" in capsys.readouterr().out
+    assert "26 resource(s) in 1 file(s): all valid" in capsys.readouterr().err
     bad = tmp_path / "bad.yaml"
     bad.write_text(BAD[0][0] + "---\n" + BAD[6][0])
     assert main(["validate", "-f", str(bad)]) == 1
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out + captured.err
     assert "Service a: spec.ports[0].port: missing required field" in out
     assert "HTTPRoute a: spec.rules[0].matches[0].path: value must be an absolute path" in out
