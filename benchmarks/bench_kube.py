@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from istio_sdk.config import Resource
-from istio_sdk.pilot.kube_registry import build_kube_registry
+from istio_sdk.pilot.kube_registry import KubeRegistry, build_kube_registry
 from istio_sdk.pilot.push_context import PushContext
 
 ENDPOINTS_PER_SERVICE = 10
@@ -126,8 +126,9 @@ def run(services: int) -> None:
     load_s, loaded = best_of(3, lambda: [Resource.from_dict(d) for d in documents])
     resources: list[Resource] = loaded  # type: ignore[assignment]
     registry_s, registry = best_of(3, lambda: build_kube_registry(resources))
+    assert isinstance(registry, KubeRegistry)
     context_s, _ = best_of(3, lambda: PushContext.build(resources))
-    endpoints = sum(len(e) for e in registry.endpoints.values())  # type: ignore[attr-defined]
+    endpoints = sum(len(e) for e in registry.endpoints.values())
 
     gc.collect()
     tracemalloc.start()

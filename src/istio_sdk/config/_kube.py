@@ -203,10 +203,10 @@ def body_from_json(info: KindInfo, value: dict[str, JsonValue]) -> Any:
             return cls.from_dict(body)
         return cls.from_dict(body, lazy=False)
     except (TypeError, ValueError, AttributeError) as exc:  # a shape the checks above missed
-        raise BodyError("", f"cannot build a {info.kind}: {exc}") from None
+        raise _BodyError("", f"cannot build a {info.kind}: {exc}") from None
 
 
-class BodyError(ValueError):
+class _BodyError(ValueError):
     """A Kubernetes object that cannot become its model: ``path`` and ``message``."""
 
     def __init__(self, path: str, message: str) -> None:

@@ -406,11 +406,11 @@ def resource_from_json(
         raise MetadataError(problem("missing field: name", "metadata.name", **ident))
 
     if info.kubernetes:
-        from istio_sdk.config._kube import BodyError, body_from_json
+        from istio_sdk.config._kube import _BodyError, body_from_json
 
         try:
             spec = body_from_json(info, value)
-        except BodyError as exc:
+        except _BodyError as exc:
             raise FieldError(problem(exc.message, exc.path, **ident)) from None
     else:
         spec = _parse_spec(info.spec_class(), value.get("spec"), problem, ident)
