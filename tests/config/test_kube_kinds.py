@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from istio_sdk.config import (
+    KUBERNETES_KINDS,
     ConfigError,
     ConfigStore,
     FieldError,
@@ -18,7 +19,6 @@ from istio_sdk.config import (
     load_resources,
     validate,
 )
-from istio_sdk.config._kinds import KUBERNETES_KINDS
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BOOKINFO = ROOT / "examples-kubernetes" / "bookinfo.yaml"
