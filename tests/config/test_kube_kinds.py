@@ -370,3 +370,15 @@ def test_cli_validate_accepts_kubernetes_objects_and_reports_their_problems(
     out = captured.out + captured.err
     assert "Service a: spec.ports[0].port: missing required field" in out
     assert "HTTPRoute a: spec.rules[0].matches[0].path: value must be an absolute path" in out
+
+
+def test_demo_summarises_kubernetes_objects_beside_istio_gateways(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from istio_sdk.cli import main
+
+    (tmp_path / "mesh.yaml").write_text(EVERY_OTHER_KIND + "---\n" + ISTIO_GATEWAY)
+    assert main(["demo", "--path", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "Gateway.gateway.networking.k8s.io  gateway.networking.k8s.io/v1" in out
+    assert "bookinfo/bookinfo-gateway" in out  # the Istio Gateway's section
