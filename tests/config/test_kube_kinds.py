@@ -382,3 +382,26 @@ def test_demo_summarises_kubernetes_objects_beside_istio_gateways(
     out = capsys.readouterr().out
     assert "Gateway.gateway.networking.k8s.io  gateway.networking.k8s.io/v1" in out
     assert "bookinfo/bookinfo-gateway" in out  # the Istio Gateway's section
+
+
+def test_resource_new_takes_a_lightkube_object() -> None:
+    from lightkube.models.core_v1 import ServicePort, ServiceSpec
+    from lightkube.models.meta_v1 import ObjectMeta as KubeMeta
+    from lightkube.resources.core_v1 import Service
+
+    from istio_sdk.config import Resource
+
+    obj = Service(
+        metadata=KubeMeta(name="ignored"),
+        spec=ServiceSpec(selector={"app": "web"}, ports=[ServicePort(port=80, name="http")]),
+    )
+    resource = Resource.new(obj, name="web", namespace="shop")
+    assert (resource.api_version, resource.kind, resource.key) == (
+        "v1",
+        "Service",
+        ("Service", "shop", "web"),
+    )
+    assert resource.spec.metadata is None
+    assert load_resources(dump_resources([resource])) == [resource]
+    with pytest.raises(ValueError, match="cannot tell the kind"):
+        Resource.new(object(), name="x")  # type: ignore[arg-type]

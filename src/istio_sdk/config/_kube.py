@@ -215,6 +215,15 @@ class _BodyError(ValueError):
         self.message = message
 
 
+def body_of(obj: Any) -> Any:
+    """A lightkube object without its ``metadata`` and ``status`` (a copy)."""
+    value = {k: v for k, v in obj.to_dict().items() if k not in _NOT_BODY}
+    cls: Any = type(obj)
+    return (
+        cls.from_dict(value, lazy=False) if dataclasses.is_dataclass(obj) else cls.from_dict(value)
+    )
+
+
 def body_to_json(body: Any) -> dict[str, JsonValue]:
     """The JSON form of a body, without apiVersion, kind, metadata and status."""
     value: dict[str, JsonValue] = dict(body.to_dict())

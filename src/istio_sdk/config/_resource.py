@@ -187,7 +187,7 @@ class Resource:
     @classmethod
     def new(
         cls,
-        spec: betterproto2.Message,
+        spec: betterproto2.Message | Any,
         *,
         name: str,
         namespace: str = "",
@@ -201,8 +201,21 @@ class Resource:
         When several kinds share a message (``Policy``/``MeshPolicy``, ``RbacConfig``/
         ``ClusterRbacConfig``) pass ``kind``. ``api_version`` defaults to the kind's storage
         version. Raises :class:`ValueError` when the kind cannot be determined.
+
+        ``spec`` may also be a lightkube object of a Kubernetes kind (``Service(spec=...)``):
+        its own ``apiVersion`` and ``kind`` say what it is, and its ``metadata`` and
+        ``status`` are left out (the resource's metadata comes from the arguments).
         """
-        info = _kind_of_spec(spec, kind)
+        if not isinstance(spec, betterproto2.Message):
+            from istio_sdk.config._kube import body_of
+
+            found = find_kind(getattr(spec, "apiVersion", ""), getattr(spec, "kind", ""))
+            if found is None or not found.kubernetes:
+                raise ValueError(f"cannot tell the kind of a {type(spec).__name__} spec")
+            info, spec = found, body_of(spec)
+            api_version = api_version or spec.apiVersion
+        else:
+            info = _kind_of_spec(spec, kind)
         return cls(
             api_version=api_version or info.api_version,
             kind=info.kind,
