@@ -21,7 +21,7 @@ from istio_sdk.config import (
 )
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-BOOKINFO = ROOT / "examples-kubernetes" / "bookinfo.yaml"
+BOOKINFO = ROOT / "src" / "istio_sdk" / "examples" / "kubernetes.yaml"
 
 EVERY_OTHER_KIND = """\
 apiVersion: v1

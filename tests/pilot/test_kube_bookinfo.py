@@ -1,5 +1,5 @@
-"""The Kubernetes bookinfo (examples-kubernetes/ beside the Istio config in examples/) served over
-ADS: the productpage sidecar gets istiod's names and the reviews Pods behind them."""
+"""The bundled bookinfo (examples/: Kubernetes objects in kubernetes.yaml beside the Istio config)
+served over ADS: the productpage sidecar gets istiod's names and the reviews Pods behind them."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from istio_sdk.config import ConfigStore, load_resources
 from istio_sdk.mesh import Mesh
 from istio_sdk.pilot.client import sidecar_node
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "src" / "istio_sdk" / "examples"
 REVIEWS_V1 = "outbound|9080|v1|reviews.bookinfo.svc.cluster.local"
 EXPECTED_CLUSTERS = {
     REVIEWS_V1,
@@ -39,9 +39,7 @@ def endpoints_of(cla: object) -> list[tuple[str, int, str, str]]:
 
 
 def bookinfo_store() -> ConfigStore:
-    return ConfigStore(
-        load_resources(ROOT / "examples") + load_resources(ROOT / "examples-kubernetes")
-    )
+    return ConfigStore(load_resources(EXAMPLES))
 
 
 async def test_productpage_sidecar_gets_istiod_names_and_reviews_pods() -> None:
@@ -83,7 +81,7 @@ async def test_productpage_sidecar_gets_istiod_names_and_reviews_pods() -> None:
 
             # an EndpointSlice change reaches the proxy: reviews-v1 moves to a new Pod IP
             (old,) = [r for r in store.list("EndpointSlice") if r.name == "reviews-x7k2p"]
-            text = (ROOT / "examples-kubernetes" / "bookinfo.yaml").read_text()
+            text = (EXAMPLES / "kubernetes.yaml").read_text()
             moved = [
                 r
                 for r in load_resources(text.replace("10.1.0.21", "10.1.0.99"))
