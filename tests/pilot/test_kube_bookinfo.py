@@ -87,6 +87,7 @@ async def test_productpage_sidecar_gets_istiod_names_and_reviews_pods() -> None:
                 for r in load_resources(text.replace("10.1.0.21", "10.1.0.99"))
                 if r.kind in ("EndpointSlice", "Pod") and "reviews" in r.name
             ]
+            cds_before = mesh.discovery.metrics.pushes_by_type.get(xds.CLUSTER, 0)
             for resource in moved:
                 store.apply(resource)
             assert old is not None
@@ -94,3 +95,5 @@ async def test_productpage_sidecar_gets_istiod_names_and_reviews_pods() -> None:
                 xds.ENDPOINT,
                 predicate=lambda s: [e[0] for e in endpoints_of(s[REVIEWS_V1])] == ["10.1.0.99"],
             )
+            # only endpoints changed: EDS is pushed, CDS is not (as istiod's incremental EDS)
+            assert mesh.discovery.metrics.pushes_by_type.get(xds.CLUSTER, 0) == cds_before
