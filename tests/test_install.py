@@ -91,7 +91,7 @@ def test_the_wheel_installs_and_runs_outside_the_checkout(tmp_path: pathlib.Path
 
     demo = run(str(bin_dir / "istio-sdk"), "demo")
     assert demo.returncode == 0, demo.stderr
-    assert "Loaded 23 resources from 9 files; validation: all valid" in demo.stdout
+    assert "Loaded 49 resources from 10 files; validation: all valid" in demo.stdout
     assert demo.stderr == ""
 
 

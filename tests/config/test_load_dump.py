@@ -287,7 +287,7 @@ def test_new_with_shared_messages_and_typed_status_errors() -> None:
         broken.typed_status()
     assert info.value.problem.path == "status.conditions"
     unregistered = attrs.evolve(pa, kind="Unknown")
-    with pytest.raises(KeyError, match="not a registered Istio kind"):
+    with pytest.raises(KeyError, match="not a registered kind"):
         _ = unregistered.info
 
 

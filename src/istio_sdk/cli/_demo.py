@@ -149,8 +149,10 @@ def summarize(resources: Sequence[Any]) -> list[str]:
     by_kind: dict[str, list[Any]] = collections.defaultdict(list)
     versions: dict[str, set[str]] = collections.defaultdict(set)
     for resource in resources:
-        by_kind[resource.kind].append(resource)
-        versions[resource.kind].add(resource.api_version)
+        # the store's kind: a Gateway API Gateway is not Istio's Gateway
+        kind = resource.key[0]
+        by_kind[kind].append(resource)
+        versions[kind].add(resource.api_version)
     lines = ["Kinds:"]
     rows = [("KIND", "API VERSION", "COUNT")]
     for kind in sorted(by_kind, key=str.lower):

@@ -1,4 +1,4 @@
-"""Istio configuration as users write it: resources, YAML/JSON in and out, validation, store.
+"""Istio and Kubernetes configuration as users write it: resources, YAML/JSON, validation, store.
 
 - :class:`Resource` / :class:`ObjectMeta`: ``apiVersion``, ``kind``, ``metadata``, ``spec``
   (the generated message of the kind) and ``status``;
@@ -7,7 +7,8 @@
 - :func:`validate`: every problem, with source, document, resource, field path and line;
 - :class:`ConfigStore`: in-memory store with revisions and watchers;
   :class:`DirectorySource` keeps one in step with a folder;
-- :data:`KINDS` / :class:`KindInfo`: the kind registry.
+- :data:`KINDS` / :class:`KindInfo`: the kind registry; :data:`KUBERNETES_KINDS`: the
+  Kubernetes kinds (typed lightkube bodies, Gateway API kinds checked against their CRDs).
 """
 
 from istio_sdk.config._directory import DirectorySource, SyncResult
@@ -25,7 +26,14 @@ from istio_sdk.config._errors import (
     YamlSyntaxError,
 )
 from istio_sdk.config._io import Source, dump_resources, load_resources
-from istio_sdk.config._kinds import KINDS, KindInfo, find_kind, kind_for, message_class
+from istio_sdk.config._kinds import (
+    KINDS,
+    KUBERNETES_KINDS,
+    KindInfo,
+    find_kind,
+    kind_for,
+    message_class,
+)
 from istio_sdk.config._limits import LoadLimits
 from istio_sdk.config._resource import ObjectMeta, Resource
 from istio_sdk.config._store import (
@@ -41,6 +49,7 @@ from istio_sdk.config._yaml import JsonValue
 
 __all__ = [
     "KINDS",
+    "KUBERNETES_KINDS",
     "ConfigError",
     "ConfigStore",
     "DirectorySource",

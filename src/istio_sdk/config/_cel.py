@@ -5,10 +5,10 @@ JSON value the rule is attached to, using cel-go with Kubernetes' extension libr
 rules use a small part of CEL, which this module implements with cel-go's semantics:
 
 - literals (int, double, string, bool, null, lists, maps), field selection, indexing, ``has()``,
-  ``! - * / % + == != < <= > >= in && || ?:`` and the macros ``all``, ``exists`` and
-  ``exists_one``;
-- ``size``, ``contains``, ``startsWith``, ``endsWith``, ``substring``, ``matches`` (RE2 syntax
-  and semantics), ``int()``, ``string()``, ``duration()``;
+  ``! - * / % + == != < <= > >= in && || ?:`` and the macros ``all``, ``exists``,
+  ``exists_one`` and ``filter``; raw (``r"..."``) and triple-quoted string literals;
+- ``size``, ``contains``, ``startsWith``, ``endsWith``, ``substring``, ``split``, ``matches``
+  (RE2 syntax and semantics), ``int()``, ``string()``, ``duration()``;
 - Kubernetes' ``isURL()`` and ``url()`` with ``getScheme()``, which follow Go's ``net/url``.
 
 Anything else is a :class:`CelSyntaxError` when the rule is compiled.
@@ -55,6 +55,8 @@ _TOKEN = re.compile(
   | (?P<float>[0-9]+\.[0-9]+(?:[eE][+-]?[0-9]+)?|\.[0-9]+(?:[eE][+-]?[0-9]+)?
       |[0-9]+[eE][+-]?[0-9]+)
   | (?P<int>0x[0-9a-fA-F]+|[0-9]+)(?![A-Za-z0-9_.])
+  | (?P<raw>[rR](?:"{3}[\s\S]*?"{3}|'{3}[\s\S]*?'{3}|"[^"\n\r]*"|'[^'\n\r]*'))
+  | (?P<long>"{3}(?:[^\\]|\\[\s\S])*?"{3}|'{3}(?:[^\\]|\\[\s\S])*?'{3})
   | (?P<string>"(?:[^"\\\n\r]|\\.)*"|'(?:[^'\\\n\r]|\\.)*')
   | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
   | (?P<op>\|\||&&|==|!=|<=|>=|[-+*/%<>!?:.,()\[\]{}])
@@ -76,7 +78,7 @@ _SIMPLE_ESCAPES = {
     "`": "`",
 }
 _HEX = frozenset("0123456789abcdefABCDEF")
-_MACROS = frozenset({"all", "exists", "exists_one"})
+_MACROS = frozenset({"all", "exists", "exists_one", "filter"})
 _MAX_DEPTH = 50  # nesting of parentheses, lists, maps, calls and unary operators
 _MAX_TREE_DEPTH = 200  # operands of one chain of binary operators included
 
@@ -140,6 +142,11 @@ def _tokenize(text: str) -> list[tuple[str, Any]]:
             tokens.append(("int", int(value[2:], 16) if value.startswith("0x") else int(value)))
         elif kind == "string":
             tokens.append(("lit", _unescape(value[1:-1])))
+        elif kind == "long":
+            tokens.append(("lit", _unescape(value[3:-3])))
+        elif kind == "raw":  # no escapes in raw strings
+            quote = 3 if value[1:4] in ('"""', "'''") else 1
+            tokens.append(("lit", value[1 + quote : -quote]))
         elif kind == "ident" and value in ("true", "false"):
             tokens.append(("lit", value == "true"))
         elif kind == "ident" and value == "null":
@@ -454,6 +461,14 @@ def _matches(text: Any, pattern: Any) -> bool:
         raise CelError(str(exc)) from None
 
 
+def _split(text: Any, separator: Any) -> list[str]:
+    """Kubernetes' strings library ``split``: Go's ``strings.Split`` (an empty separator
+    splits into characters)."""
+    text = _need(text, str, "split")
+    separator = _need(separator, str, "split")
+    return list(text) if separator == "" else text.split(separator)
+
+
 # name -> (callable, smallest and largest number of arguments, the target not counted)
 _FUNCTIONS: dict[str, tuple[Callable[..., Any], int, int]] = {
     "size": (_size, 1, 1),
@@ -479,6 +494,7 @@ _METHODS: dict[str, tuple[Callable[..., Any], int, int]] = {
     "matches": (_matches, 1, 1),
     "substring": (_substring, 1, 2),
     "getScheme": (lambda u: _need(u, _Url, "getScheme").scheme, 0, 0),
+    "split": (_split, 1, 1),
 }
 
 
@@ -639,9 +655,11 @@ def _eval_binary(node: Node, env: dict[str, Any]) -> Any:
     return _arith(op, a, b)
 
 
-def _eval_macro(name: str, collection: Any, var: str, body: Node, env: dict[str, Any]) -> bool:
+def _eval_macro(name: str, collection: Any, var: str, body: Node, env: dict[str, Any]) -> Any:
     if not isinstance(collection, list | dict):
         raise CelError(f"{name}() on {_type(collection)}")
+    if name == "filter":  # the elements (map keys) the predicate holds for; errors propagate
+        return [item for item in collection if _need(_eval(body, {**env, var: item}), bool, name)]
     if name == "exists_one":
         found = 0
         for item in collection:

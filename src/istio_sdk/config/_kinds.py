@@ -17,6 +17,15 @@ names); every served version of a kind maps to the same generated message, as in
 
 The per-adapter and per-template kinds of Mixer's "old style" config (``prometheus``,
 ``metric``, ...) are not registered.
+
+:data:`KUBERNETES_KINDS` are the Kubernetes kinds a mesh is made of (core/v1, apps/v1,
+discovery.k8s.io/v1, admissionregistration.k8s.io/v1 and the Gateway API kinds Istio reads). Their
+``model`` names the ``lightkube`` class of the object; Gateway API kinds have no typed model
+and are checked against their CRD's schema (see ``_kube``). Looking a kind up by name alone
+prefers the Istio kind: ``Gateway`` is ``networking.istio.io``'s, the Gateway API one needs its
+group. In a :class:`ConfigStore` the Gateway API ``Gateway`` is keyed as
+``Gateway.gateway.networking.k8s.io`` (:attr:`KindInfo.store_kind`) so it never collides with
+Istio's.
 """
 
 from __future__ import annotations
@@ -50,6 +59,21 @@ class KindInfo:
     """Full protobuf name of the typed status, when the kind has one."""
     legacy: bool = False
     """True for the 1.3-era kinds (Mixer, authentication v1alpha1, rbac v1alpha1)."""
+    model: str = ""
+    """Kubernetes kinds: ``module:Class`` of the lightkube resource class, or ``crd:FILE`` for a
+    kind checked against a CRD kept in ``gateway_api_crds/``. Empty for Istio kinds."""
+    key_kind: str = ""
+    """The kind part of a store key when it differs from ``kind`` (see :attr:`store_kind`)."""
+
+    @property
+    def kubernetes(self) -> bool:
+        """True for Kubernetes kinds (no protobuf spec; the object is a lightkube model)."""
+        return bool(self.model)
+
+    @property
+    def store_kind(self) -> str:
+        """The kind in :attr:`Resource.key` and :class:`ConfigStore` lookups."""
+        return self.key_kind or self.kind
 
     @property
     def storage_version(self) -> str:
@@ -71,7 +95,10 @@ class KindInfo:
         return self.scope == "Namespaced"
 
     def spec_class(self) -> type[betterproto2.Message]:
-        """The generated betterproto2 class of the spec (imported on first use)."""
+        """The generated betterproto2 class of the spec (imported on first use).
+
+        Raises :class:`KeyError` for Kubernetes kinds, which have no protobuf spec.
+        """
         return message_class(self.spec_type)
 
     def status_class(self) -> type[betterproto2.Message] | None:
@@ -191,9 +218,72 @@ KINDS: tuple[KindInfo, ...] = (
             _RBAC + "RbacConfig", scope="Cluster"),
 )  # fmt: skip
 
-_BY_GROUP_KIND: dict[tuple[str, str], KindInfo] = {(k.group, k.kind): k for k in KINDS}
+
+def _kube(  # noqa: PLR0917  (a compact table row)
+    kind: str,
+    group: str,
+    plural: str,
+    versions: tuple[str, ...],
+    model: str,
+    short_names: tuple[str, ...] = (),
+    scope: Scope = "Namespaced",
+    key_kind: str = "",
+) -> KindInfo:
+    return KindInfo(
+        kind=kind,
+        group=group,
+        plural=plural,
+        versions=versions,
+        spec_type="",
+        scope=scope,
+        short_names=short_names,
+        model=model,
+        key_kind=key_kind,
+    )
+
+
+_CORE = "lightkube.resources.core_v1:"
+_APPS = "lightkube.resources.apps_v1:"
+_ADMISSION = "lightkube.resources.admissionregistration_v1:"
+_GW = "gateway.networking.k8s.io"
+
+KUBERNETES_KINDS: tuple[KindInfo, ...] = (
+    _kube("ConfigMap", "", "configmaps", ("v1",), _CORE + "ConfigMap", ("cm",)),
+    _kube("Endpoints", "", "endpoints", ("v1",), _CORE + "Endpoints", ("ep",)),
+    _kube("Namespace", "", "namespaces", ("v1",), _CORE + "Namespace", ("ns",), "Cluster"),
+    _kube("Node", "", "nodes", ("v1",), _CORE + "Node", ("no",), "Cluster"),
+    _kube("Pod", "", "pods", ("v1",), _CORE + "Pod", ("po",)),
+    _kube("Secret", "", "secrets", ("v1",), _CORE + "Secret"),
+    _kube("Service", "", "services", ("v1",), _CORE + "Service", ("svc",)),
+    _kube("ServiceAccount", "", "serviceaccounts", ("v1",), _CORE + "ServiceAccount", ("sa",)),
+    _kube("EndpointSlice", "discovery.k8s.io", "endpointslices", ("v1",),
+          "lightkube.resources.discovery_v1:EndpointSlice"),
+    _kube("DaemonSet", "apps", "daemonsets", ("v1",), _APPS + "DaemonSet", ("ds",)),
+    _kube("Deployment", "apps", "deployments", ("v1",), _APPS + "Deployment", ("deploy",)),
+    _kube("ReplicaSet", "apps", "replicasets", ("v1",), _APPS + "ReplicaSet", ("rs",)),
+    _kube("StatefulSet", "apps", "statefulsets", ("v1",), _APPS + "StatefulSet", ("sts",)),
+    _kube("MutatingWebhookConfiguration", "admissionregistration.k8s.io",
+          "mutatingwebhookconfigurations", ("v1",), _ADMISSION + "MutatingWebhookConfiguration",
+          scope="Cluster"),
+    _kube("ValidatingWebhookConfiguration", "admissionregistration.k8s.io",
+          "validatingwebhookconfigurations", ("v1",),
+          _ADMISSION + "ValidatingWebhookConfiguration", scope="Cluster"),
+    # Gateway API, standard channel (the CRDs in gateway_api_crds/)
+    _kube("GatewayClass", _GW, "gatewayclasses", ("v1", "v1beta1"), "crd:gatewayclasses.yaml",
+          ("gc",), "Cluster"),
+    _kube("Gateway", _GW, "gateways", ("v1", "v1beta1"), "crd:gateways.yaml", ("gtw",),
+          key_kind="Gateway." + _GW),
+    _kube("HTTPRoute", _GW, "httproutes", ("v1", "v1beta1"), "crd:httproutes.yaml"),
+    _kube("GRPCRoute", _GW, "grpcroutes", ("v1",), "crd:grpcroutes.yaml"),
+    _kube("ReferenceGrant", _GW, "referencegrants", ("v1beta1", "v1"),
+          "crd:referencegrants.yaml", ("refgrant",)),
+)  # fmt: skip
+
+_BY_GROUP_KIND: dict[tuple[str, str], KindInfo] = {
+    (k.group, k.kind): k for k in (*KINDS, *KUBERNETES_KINDS)
+}
 _BY_KIND: dict[str, list[KindInfo]] = {}
-for _info in KINDS:
+for _info in (*KINDS, *KUBERNETES_KINDS):  # Istio kinds first: they win a lookup by name
     _BY_KIND.setdefault(_info.kind, []).append(_info)
 
 
@@ -220,10 +310,15 @@ def kinds_named(kind: str) -> list[KindInfo]:
 def kind_for(kind: str, group: str | None = None) -> KindInfo:
     """Look a kind up by name (and group when the name alone is ambiguous).
 
-    Raises :class:`KeyError` naming the kind when it is not registered or ambiguous.
+    Without ``group``, an Istio kind wins over a Kubernetes kind of the same name (``Gateway``
+    is ``networking.istio.io``'s). Raises :class:`KeyError` naming the kind when it is not
+    registered or ambiguous.
     """
     matches = [k for k in _BY_KIND.get(kind, ()) if group is None or k.group == group]
+    if group is None and len(matches) > 1:
+        istio = [k for k in matches if not k.kubernetes]
+        matches = istio or matches
     if len(matches) != 1:
-        problem = "is ambiguous; pass group=" if matches else "is not a registered Istio kind"
+        problem = "is ambiguous; pass group=" if matches else "is not a registered kind"
         raise KeyError(f"kind {kind!r} {problem}")
     return matches[0]

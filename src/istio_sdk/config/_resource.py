@@ -168,23 +168,26 @@ def _string_list(value: object, path: str) -> list[str]:
 
 @attrs.frozen
 class Resource:
-    """One Istio configuration object: ``apiVersion``, ``kind``, ``metadata``, ``spec``, ``status``.
+    """One configuration object: ``apiVersion``, ``kind``, ``metadata``, ``spec``, ``status``.
 
-    ``spec`` is the generated message of the kind (e.g.
-    :class:`istio_sdk.api.istio.networking.v1alpha3.VirtualService`); ``status`` is kept as the
-    JSON value it was written as (Istio's CRDs accept any status), see :meth:`typed_status`.
+    For an Istio kind ``spec`` is the generated message of the kind (e.g.
+    :class:`istio_sdk.api.istio.networking.v1alpha3.VirtualService`). For a Kubernetes kind
+    (``Service``, ``EndpointSlice``, ``HTTPRoute``, ...) ``spec`` is the object's *body*: its
+    lightkube resource object without ``metadata`` and ``status`` (``resource.spec.spec.ports``
+    for a Service, ``resource.spec.data`` for a ConfigMap; see ``_kube``). ``status`` is kept
+    as the JSON value it was written as, see :meth:`typed_status`.
     """
 
     api_version: str
     kind: str
     metadata: ObjectMeta
-    spec: betterproto2.Message
+    spec: betterproto2.Message | Any
     status: JsonValue = None
 
     @classmethod
     def new(
         cls,
-        spec: betterproto2.Message,
+        spec: betterproto2.Message | Any,
         *,
         name: str,
         namespace: str = "",
@@ -198,8 +201,21 @@ class Resource:
         When several kinds share a message (``Policy``/``MeshPolicy``, ``RbacConfig``/
         ``ClusterRbacConfig``) pass ``kind``. ``api_version`` defaults to the kind's storage
         version. Raises :class:`ValueError` when the kind cannot be determined.
+
+        ``spec`` may also be a lightkube object of a Kubernetes kind (``Service(spec=...)``):
+        its own ``apiVersion`` and ``kind`` say what it is, and its ``metadata`` and
+        ``status`` are left out (the resource's metadata comes from the arguments).
         """
-        info = _kind_of_spec(spec, kind)
+        if not isinstance(spec, betterproto2.Message):
+            from istio_sdk.config._kube import body_of
+
+            found = find_kind(getattr(spec, "apiVersion", ""), getattr(spec, "kind", ""))
+            if found is None or not found.kubernetes:
+                raise ValueError(f"cannot tell the kind of a {type(spec).__name__} spec")
+            info, spec = found, body_of(spec)
+            api_version = api_version or spec.apiVersion
+        else:
+            info = _kind_of_spec(spec, kind)
         return cls(
             api_version=api_version or info.api_version,
             kind=info.kind,
@@ -217,8 +233,14 @@ class Resource:
         """The registry entry of this resource's kind (raises KeyError when unregistered)."""
         info = find_kind(self.api_version, self.kind)
         if info is None:
-            raise KeyError(f"{self.api_version} {self.kind} is not a registered Istio kind")
+            raise KeyError(f"{self.api_version} {self.kind} is not a registered kind")
         return info
+
+    @property
+    def kubernetes(self) -> bool:
+        """True for Kubernetes kinds (whose ``spec`` is a lightkube object body)."""
+        info = find_kind(self.api_version, self.kind)
+        return info is not None and info.kubernetes
 
     @property
     def group(self) -> str:
@@ -238,8 +260,15 @@ class Resource:
 
     @property
     def key(self) -> tuple[str, str, str]:
-        """``(kind, namespace, name)``: how a :class:`ConfigStore` identifies the resource."""
-        return (self.kind, self.metadata.namespace, self.metadata.name)
+        """``(kind, namespace, name)``: how a :class:`ConfigStore` identifies the resource.
+
+        The kind part is :attr:`KindInfo.store_kind`: the kind, except for the Gateway API
+        ``Gateway`` (``Gateway.gateway.networking.k8s.io``), so it never replaces an Istio
+        ``Gateway`` of the same name.
+        """
+        info = find_kind(self.api_version, self.kind)
+        kind = self.kind if info is None else info.store_kind
+        return (kind, self.metadata.namespace, self.metadata.name)
 
     def typed_status(self) -> betterproto2.Message | None:
         """``status`` parsed as the kind's typed status (``istio.meta.v1alpha1.IstioStatus``).
@@ -273,8 +302,13 @@ class Resource:
             "apiVersion": self.api_version,
             "kind": self.kind,
             "metadata": self.metadata.to_dict(),
-            "spec": message_to_json(self.spec),
         }
+        if self.kubernetes:
+            from istio_sdk.config._kube import body_to_json
+
+            out.update(body_to_json(self.spec))
+        else:
+            out["spec"] = message_to_json(self.spec)
         if self.status is not None:
             out["status"] = self.status
         return out
@@ -300,7 +334,7 @@ def _kind_of_spec(spec: betterproto2.Message, kind: str | None) -> KindInfo:
         return info
     from istio_sdk.config._kinds import KINDS
 
-    matches = [k for k in KINDS if k.spec_type == full_name]
+    matches = [k for k in KINDS if k.spec_type == full_name]  # Istio kinds only
     if len(matches) != 1:
         names = ", ".join(k.kind for k in matches) or "none"
         raise ValueError(
@@ -361,9 +395,15 @@ def resource_from_json(
                 **ident,
             )
         )
-    for key in value:
-        if key not in _TOP_LEVEL:
-            raise FieldError(problem(f"unknown field {key!r}", join_key("", key), **ident))
+    if info.kubernetes:
+        from istio_sdk.config._kube import structural_problems
+
+        for path, message in structural_problems(info, version, value):
+            raise FieldError(problem(message, path, **ident))
+    else:
+        for key in value:
+            if key not in _TOP_LEVEL:
+                raise FieldError(problem(f"unknown field {key!r}", join_key("", key), **ident))
 
     if meta_value is None:
         raise MetadataError(problem("missing field: metadata", "metadata", **ident))
@@ -378,8 +418,15 @@ def resource_from_json(
     if not metadata.name and not metadata.generate_name:
         raise MetadataError(problem("missing field: name", "metadata.name", **ident))
 
-    spec_value = value.get("spec")
-    spec = _parse_spec(info.spec_class(), spec_value, problem, ident)
+    if info.kubernetes:
+        from istio_sdk.config._kube import _BodyError, body_from_json
+
+        try:
+            spec = body_from_json(info, value)
+        except _BodyError as exc:
+            raise FieldError(problem(exc.message, exc.path, **ident)) from None
+    else:
+        spec = _parse_spec(info.spec_class(), value.get("spec"), problem, ident)
     return Resource(
         api_version=api_version,
         kind=kind,

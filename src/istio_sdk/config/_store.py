@@ -102,7 +102,7 @@ class Watch:
         return len(self._queue)
 
     def matches(self, resource: Resource) -> bool:
-        if self._kinds is not None and resource.kind not in self._kinds:
+        if self._kinds is not None and resource.key[0] not in self._kinds:
             return False
         return self._namespace is None or resource.namespace == self._namespace
 

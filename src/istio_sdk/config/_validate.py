@@ -4,6 +4,8 @@ On top of what loading checks (YAML syntax, known kinds and versions, metadata, 
 fields, value types, enum names), it reports fields Istio marks REQUIRED
 (``api/_field_behavior.py``, generated from the protos), Kubernetes name rules, and the
 structural rules of Istio's CRD schemas (``crd_rules.json``: ranges, lengths, patterns, sizes).
+Kubernetes kinds get their required fields and, for the Gateway API, their CRD's rules
+(``_kube``).
 """
 
 from __future__ import annotations
@@ -81,7 +83,8 @@ def check_resource(
 
     The CRD rules run on ``spec_json``, the spec as the user wrote it (None: no spec written,
     so no spec rules run, as in the kube-apiserver), when given; otherwise on the proto3 JSON
-    form of ``resource.spec``.
+    form of ``resource.spec``. For a Kubernetes kind, ``spec_json`` is the whole object as
+    written, checked against the kind's model or CRD schema (see ``_kube``).
     """
     meta = resource.metadata
     # fullmatch: with match(), "$" would also accept a name ending in a newline.
@@ -99,6 +102,12 @@ def check_resource(
             f"invalid namespace {meta.namespace!r}: must be a lowercase RFC 1123 label "
             "(a-z, 0-9, '-'; at most 63 characters)",
         )
+    if resource.kubernetes:
+        from istio_sdk.config._kube import body_problems, body_to_json
+
+        body = spec_json if isinstance(spec_json, dict) else body_to_json(resource.spec)
+        yield from body_problems(resource.info, resource.version, body)
+        return
     for path in missing_required(resource.spec, "spec"):
         yield path, "missing required field"
     schema = rules_for(resource.api_version, resource.kind)
@@ -167,6 +176,8 @@ def validate_text(
                 continue
             resources.append(resource)
             written = value.get("spec") if isinstance(value, dict) else None
+            if resource.kubernetes:
+                written = value
             problems.extend(
                 _problems_of(
                     resource,

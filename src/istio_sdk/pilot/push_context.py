@@ -85,6 +85,11 @@ class PushContextError(ValueError):
     """Config cannot be used for translation; the message names the resource and field."""
 
 
+def _is_kubernetes(resource: Any) -> bool:
+    """A Kubernetes object (``Resource.kubernetes``); plain config entries are not."""
+    return bool(getattr(resource, "kubernetes", False))
+
+
 class _StoreLike(Protocol):
     def list(self, kind: str | None = None, namespace: str | None = None) -> list[Any]: ...
 
@@ -195,19 +200,35 @@ class PushContext:
         """Snapshot ``configs`` and ``registry`` into a push context.
 
         ServiceEntries become services (with their inline endpoints and the WorkloadEntries
-        their ``workloadSelector`` picks); registry services are added alongside. A resource
+        their ``workloadSelector`` picks); registry services are added alongside; Kubernetes
+        objects (``Resource.kubernetes``: Services, EndpointSlices, Endpoints, Pods, Nodes)
+        make the Kubernetes service registry (:mod:`istio_sdk.pilot.kube_registry`), under
+        the other two, and any other Kubernetes kind is ignored. A resource
         that cannot be used (a ServiceEntry without hosts, a port out of range, a spec of the
         wrong type) is skipped and described in :attr:`errors`, as istiod skips bad config
         without blocking the rest; with ``strict=True`` it raises :class:`PushContextError`
         naming the resource instead.
         """
+        from istio_sdk.pilot.kube_registry import build_kube_registry
+
         entries: dict[ConfigKey, ConfigEntry] = {}
+        kube_objects = []
         for resource in configs:
+            if _is_kubernetes(resource):
+                kube_objects.append(resource)
+                continue
             entry = ConfigEntry.of(resource)
             entries[entry.key] = entry
+        kube = build_kube_registry(
+            kube_objects, domain_suffix=domain_suffix, trust_domain=trust_domain
+        )
+        if strict and kube.problems:
+            raise PushContextError(kube.problems[0])
         snap = registry.snapshot() if isinstance(registry, ServiceRegistry) else registry
-        services: dict[tuple[str, str], Service] = {}
-        endpoints: dict[tuple[str, str], tuple[Endpoint, ...]] = {}
+        # Kubernetes Services first: a registered service or a ServiceEntry of the same
+        # namespace and hostname replaces one.
+        services: dict[tuple[str, str], Service] = dict(kube.services)
+        endpoints: dict[tuple[str, str], tuple[Endpoint, ...]] = dict(kube.endpoints)
         if snap is not None:
             services.update(snap.services)
             endpoints.update(snap.endpoints)
@@ -216,7 +237,7 @@ class PushContext:
             for e in entries.values()
             if e.kind == "WorkloadEntry" and isinstance(e.spec, networking.WorkloadEntry)
         ]
-        errors: list[str] = []
+        errors: list[str] = list(kube.problems)
         for key in sorted(entries):
             entry = entries[key]
             if entry.kind != "ServiceEntry":
@@ -270,11 +291,21 @@ class PushContext:
         auto_mtls: bool = True,
     ) -> PushContext:
         """Snapshot the translated kinds (networking, PeerAuthentication, AuthorizationPolicy) of a
-        ``ConfigStore``.
+        ``ConfigStore``, and the Kubernetes service registry its Services, EndpointSlices,
+        Endpoints, Pods and Nodes make (:mod:`istio_sdk.pilot.kube_registry`).
 
-        The version is the store's revision (plus the registry's, when one is given).
+        What the Kubernetes objects get wrong (a slice for a missing Service, a Pod with no
+        IP) is in :attr:`errors`, and the rest is served. The version is the store's revision
+        (plus the registry's, when one is given).
         """
-        resources = [r for r in store.list() if r.kind in TRANSLATED_KINDS]
+        from istio_sdk.pilot.kube_registry import KUBERNETES_REGISTRY_KINDS
+
+        resources = [
+            r
+            for r in store.list()
+            if (r.kind in KUBERNETES_REGISTRY_KINDS and _is_kubernetes(r))
+            or (r.kind in TRANSLATED_KINDS and not _is_kubernetes(r))
+        ]
         version = str(store.revision)
         if isinstance(registry, ServiceRegistry):
             registry = registry.snapshot()

@@ -6,7 +6,9 @@ Two ways in:
   ``remove_service``), handy in tests and when embedding Pilot; and
 * from Istio config, with :func:`services_from_service_entry`, which reads a ``ServiceEntry``
   spec (STATIC, DNS, DNS_ROUND_ROBIN and NONE resolution, inline endpoints with their own port
-  maps, ``targetPort``) and the ``WorkloadEntry`` resources its ``workloadSelector`` picks.
+  maps, ``targetPort``) and the ``WorkloadEntry`` resources its ``workloadSelector`` picks; and
+* from Kubernetes objects (Services, EndpointSlices, Endpoints, Pods, Nodes), with
+  :func:`istio_sdk.pilot.kube_registry.build_kube_registry`, which gives the same values.
 
 Everything handed out is an immutable value (``attrs`` frozen classes), so a
 :class:`RegistrySnapshot` can be shared by concurrent pushes. Hostnames are always fully
@@ -130,7 +132,9 @@ class ServicePort:
         if self.protocol:
             return self.protocol.upper()
         prefix = self.name.split("-", 1)[0].upper()
-        known = {"HTTP", "HTTP2", "GRPC", "GRPC-WEB", "HTTPS", "TLS", "TCP", "MONGO", "REDIS"}
+        known = {
+            "HTTP", "HTTP2", "GRPC", "GRPC-WEB", "HTTPS", "TLS", "TCP", "MONGO", "REDIS", "MYSQL",
+        }  # fmt: skip
         return prefix if prefix in known else "TCP"
 
     @property
@@ -169,7 +173,7 @@ class Endpoint:
 
     def port_for(self, port: ServicePort) -> int:
         """The port this endpoint serves ``port`` on."""
-        mapped = self.ports.get(port.name) if port.name else None
+        mapped = self.ports.get(port.name)  # "" too: a Kubernetes Service's unnamed port
         if mapped:
             return mapped
         return port.target_port or port.number

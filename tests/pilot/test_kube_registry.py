@@ -1,0 +1,263 @@
+"""The Kubernetes service registry: Services, EndpointSlices, Endpoints, Pods and Nodes as istiod
+reads them, and bad objects reported while the rest is served."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from istio_sdk.config import ConfigStore, load_resources
+from istio_sdk.pilot.kube_registry import build_kube_registry, convert_protocol
+from istio_sdk.pilot.push_context import PushContext, PushContextError
+from istio_sdk.pilot.registry import HealthStatus, Resolution
+
+HOST = "web.shop.svc.cluster.local"
+
+
+def objects(text: str) -> list[object]:
+    return list(load_resources(textwrap.dedent(text)))
+
+
+NODE_AND_POD = """
+apiVersion: v1
+kind: Node
+metadata:
+  name: n1
+  labels:
+    topology.kubernetes.io/region: eu-west1
+    topology.kubernetes.io/zone: eu-west1-a
+    topology.istio.io/subzone: rack-1
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web-1, namespace: shop, labels: {app: web, version: v2}}
+spec:
+  serviceAccountName: web-sa
+  nodeName: n1
+  containers: [{name: web, image: web, ports: [{name: http-web, containerPort: 8080}]}]
+status: {phase: Running, podIP: 10.0.0.1, conditions: [{type: Ready, status: "True"}]}
+"""
+
+SERVICE = """
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: shop
+  annotations: {networking.istio.io/exportTo: ".,istio-system"}
+spec:
+  clusterIP: 10.96.1.1
+  selector: {app: web}
+  ports:
+  - {name: http-web, port: 80, targetPort: http-web}
+  - {name: grpc, port: 90, targetPort: 9090}
+  - {name: metrics, port: 9100, appProtocol: http}
+  - {name: http-named, port: 91, appProtocol: kubernetes.io/h2c}
+  - {name: dns, port: 53, protocol: UDP}
+  - {name: db, port: 3306}
+  - {name: other, port: 7000}
+"""
+
+
+def slice_doc(service: str = "web", ready: str = "true", target: str = "web-1") -> str:
+    return f"""
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: {service}-abc
+  namespace: shop
+  labels: {{kubernetes.io/service-name: {service}}}
+addressType: IPv4
+ports: [{{name: http-web, port: 8080}}, {{name: grpc, port: 9090}}]
+endpoints:
+- addresses: [10.0.0.1]
+  conditions: {{ready: {ready}}}
+  targetRef: {{kind: Pod, namespace: shop, name: {target}}}
+- addresses: [10.0.0.7]
+"""
+
+
+def test_service_hostname_ports_protocols_addresses_export_to() -> None:
+    registry = build_kube_registry(objects(SERVICE))
+    service = registry.services[("shop", HOST)]
+    assert service.addresses == ("10.96.1.1",)
+    assert service.resolution is Resolution.STATIC
+    assert service.export_to == (".", "istio-system")
+    assert [(p.number, p.protocol) for p in service.ports] == [
+        (80, "HTTP"),
+        (90, "GRPC"),
+        (9100, "HTTP"),  # appProtocol wins over the name
+        (91, "HTTP2"),  # kubernetes.io/h2c
+        (53, "UDP"),
+        (3306, "TCP"),  # a well-known port
+        (7000, "TCP"),  # unknown: istiod sniffs, the SDK treats it as TCP
+    ]
+    assert registry.problems == ()
+
+
+@pytest.mark.parametrize(
+    ("port", "name", "protocol", "app_protocol", "expected"),
+    [
+        (80, "http", None, None, "HTTP"),
+        (80, "HTTP2-x", None, None, "HTTP2"),
+        (80, "grpc-web-ui", None, None, "GRPC-WEB"),
+        (80, "grpc-x", None, None, "GRPC"),
+        (80, "tls", None, None, "TLS"),
+        (80, "https-a", None, None, "HTTPS"),
+        (80, "mongo", None, None, "MONGO"),
+        (80, "redis-cache", None, None, "REDIS"),
+        (80, "mysql", None, None, "MYSQL"),
+        (80, "tcp-x", None, None, "TCP"),
+        (80, "http", "UDP", None, "UDP"),
+        (80, "http", None, "grpc", "GRPC"),
+        (80, "http", None, "kubernetes.io/wss", "HTTPS"),
+        (80, "web", None, None, "UNSUPPORTED"),
+        (27017, "web", None, None, "TCP"),
+    ],
+)
+def test_convert_protocol_follows_istiod(
+    port: int, name: str, protocol: str | None, app_protocol: str | None, expected: str
+) -> None:
+    assert convert_protocol(port, name, protocol, app_protocol) == expected
+
+
+def test_headless_and_external_name_services() -> None:
+    registry = build_kube_registry(
+        objects("""
+        apiVersion: v1
+        kind: Service
+        metadata: {name: db, namespace: shop}
+        spec: {clusterIP: None, ports: [{name: tcp, port: 5432}]}
+        ---
+        apiVersion: v1
+        kind: Service
+        metadata: {name: ext, namespace: shop}
+        spec: {type: ExternalName, externalName: api.example.com, ports: [{name: https, port: 443}]}
+        """)
+    )
+    db = registry.services[("shop", "db.shop.svc.cluster.local")]
+    assert db.resolution is Resolution.NONE and db.addresses == ()
+    ext = registry.services[("shop", "ext.shop.svc.cluster.local")]
+    assert ext.mesh_external and ext.resolution is Resolution.DNS
+    assert [e.address for e in registry.endpoints[ext.key]] == ["api.example.com"]
+
+
+def test_slices_join_pods_for_labels_identity_and_locality() -> None:
+    registry = build_kube_registry(objects(NODE_AND_POD + "---" + SERVICE + "---" + slice_doc()))
+    first, second = registry.endpoints[("shop", HOST)]
+    assert first.address == "10.0.0.1"
+    assert dict(first.labels) == {"app": "web", "version": "v2"}
+    assert first.service_account == "spiffe://cluster.local/ns/shop/sa/web-sa"
+    assert first.locality == "eu-west1/eu-west1-a/rack-1"
+    assert dict(first.ports) == {"http-web": 8080, "grpc": 9090}
+    assert first.health is HealthStatus.HEALTHY
+    # an address with no Pod behind it (no targetRef, no Pod with that IP) is still served
+    assert second.address == "10.0.0.7" and second.service_account == ""
+    assert registry.problems == ()
+
+
+def test_trust_domain_and_locality_label_override() -> None:
+    pod = NODE_AND_POD.replace("version: v2}", "version: v2, istio-locality: r.z.s}")
+    registry = build_kube_registry(
+        objects(pod + "---" + SERVICE + "---" + slice_doc()), trust_domain="example.org"
+    )
+    first = registry.endpoints[("shop", HOST)][0]
+    assert first.service_account == "spiffe://example.org/ns/shop/sa/web-sa"
+    assert first.locality == "r/z/s"
+
+
+def test_not_ready_endpoints_are_left_out_unless_published() -> None:
+    docs = NODE_AND_POD + "---" + SERVICE + "---" + slice_doc(ready="false")
+    registry = build_kube_registry(objects(docs))
+    assert [e.address for e in registry.endpoints[("shop", HOST)]] == ["10.0.0.7"]
+    published = docs.replace(
+        "clusterIP: 10.96.1.1", "clusterIP: 10.96.1.1\n  publishNotReadyAddresses: true"
+    )
+    registry = build_kube_registry(objects(published))
+    health = {e.address: e.health for e in registry.endpoints[("shop", HOST)]}
+    assert health == {"10.0.0.1": HealthStatus.UNHEALTHY, "10.0.0.7": HealthStatus.HEALTHY}
+
+
+def test_endpoints_object_when_there_are_no_slices() -> None:
+    endpoints = """
+    apiVersion: v1
+    kind: Endpoints
+    metadata: {name: web, namespace: shop}
+    subsets:
+    - addresses: [{ip: 10.0.0.1, targetRef: {kind: Pod, namespace: shop, name: web-1}}]
+      notReadyAddresses: [{ip: 10.0.0.2}]
+      ports: [{name: http-web, port: 8080}]
+    """
+    docs = NODE_AND_POD + "---" + SERVICE + "---" + textwrap.dedent(endpoints)
+    registry = build_kube_registry(objects(docs))
+    (only,) = registry.endpoints[("shop", HOST)]
+    assert (only.address, dict(only.ports), only.labels["version"]) == (
+        "10.0.0.1",
+        {"http-web": 8080},
+        "v2",
+    )
+    # with a slice too, the slice wins
+    registry = build_kube_registry(objects(docs + "---" + slice_doc()))
+    assert {e.address for e in registry.endpoints[("shop", HOST)]} == {"10.0.0.1", "10.0.0.7"}
+
+
+def test_selected_pods_when_there_are_no_endpoint_objects() -> None:
+    registry = build_kube_registry(objects(NODE_AND_POD + "---" + SERVICE))
+    (only,) = registry.endpoints[("shop", HOST)]
+    assert only.address == "10.0.0.1"
+    # named targetPort resolved through the container port; numeric taken as written
+    assert only.ports["http-web"] == 8080 and only.ports["grpc"] == 9090
+
+
+def test_bad_objects_are_reported_and_the_rest_is_served() -> None:
+    no_ip = """
+    apiVersion: v1
+    kind: Pod
+    metadata: {name: web-2, namespace: shop, labels: {app: web}}
+    spec: {containers: [{name: web, image: web}]}
+    status: {phase: Pending}
+    """
+    docs = "---".join(
+        [
+            NODE_AND_POD,
+            SERVICE,
+            textwrap.dedent(no_ip),
+            slice_doc(service="gone"),
+            slice_doc(target="web-9").replace("web-abc", "web-xyz"),
+        ]
+    )
+    registry = build_kube_registry(objects(docs))
+    assert registry.problems == (
+        "EndpointSlice shop/gone-abc: no Service shop/gone",
+        "EndpointSlice shop/web-xyz: address 10.0.0.1: no Pod shop/web-9",
+    )
+    assert [e.address for e in registry.endpoints[("shop", HOST)]] == ["10.0.0.7"]
+    # the Pod without an IP is reported when its Service's endpoints come from Pods
+    registry = build_kube_registry(
+        objects("---".join([NODE_AND_POD, SERVICE, textwrap.dedent(no_ip)]))
+    )
+    assert registry.problems == ("Pod shop/web-2: selected by Service shop/web but has no IP",)
+    assert [e.address for e in registry.endpoints[("shop", HOST)]] == ["10.0.0.1"]
+
+
+def test_push_context_from_store_serves_kubernetes_beside_service_entries() -> None:
+    service_entry = """
+    apiVersion: networking.istio.io/v1
+    kind: ServiceEntry
+    metadata: {name: api, namespace: shop}
+    spec:
+      hosts: [api.example.com]
+      ports: [{number: 443, name: https, protocol: HTTPS}]
+      resolution: DNS
+    """
+    docs = "---".join(
+        [NODE_AND_POD, SERVICE, slice_doc(service="gone"), textwrap.dedent(service_entry)]
+    )
+    store = ConfigStore(objects(docs))
+    context = PushContext.from_store(store)
+    assert ("shop", HOST) in context.services
+    assert ("shop", "api.example.com") in context.services
+    assert context.errors == ("EndpointSlice shop/gone-abc: no Service shop/gone",)
+    with pytest.raises(PushContextError, match="no Service shop/gone"):
+        PushContext.from_store(store, strict=True)
