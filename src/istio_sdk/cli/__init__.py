@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "istio_sdk.cli._agent",
     "istio_sdk.cli._serve",
     "istio_sdk.cli._proxy_config",
+    "istio_sdk.cli._iptables",
 )
 
 

@@ -62,7 +62,10 @@ CASES: dict[str, dict[str, Any]] = {
     },
     "ipv6-outbound-ports": {"outbound_ports_include": "32000,31000", "enable_ipv6": True},
     "empty": {},
-    "kube-virt-interfaces": {"kube_virt_interfaces": "eth1,eth2", "outbound_ip_ranges_include": "*"},
+    "kube-virt-interfaces": {
+        "kube_virt_interfaces": "eth1,eth2",
+        "outbound_ip_ranges_include": "*",
+    },
     "ipnets": {"outbound_ip_ranges_include": "10.0.0.0/8"},
     "ipnets-with-kube-virt-interfaces": {
         "kube_virt_interfaces": "eth1,eth2",

@@ -6,6 +6,7 @@ turns it into Istio's rules as ``iptables-restore`` input, :func:`apply_rules` a
 reads istio-iptables' flags and environment variables. See docs/iptables.md.
 """
 
+from istio_sdk.proxy.iptables._apply import apply_rules, cleanup_rules, iptables_state
 from istio_sdk.proxy.iptables._config import (
     ALL,
     CaptureConfig,
@@ -13,15 +14,23 @@ from istio_sdk.proxy.iptables._config import (
     IptablesConfigError,
     IptablesError,
 )
+from istio_sdk.proxy.iptables._options import OPTIONS, Option, RunSettings, config_from_options
 from istio_sdk.proxy.iptables._rules import Rule, RuleSet, build_rules
 
 __all__ = [
     "ALL",
+    "OPTIONS",
     "CaptureConfig",
     "InterceptionMode",
     "IptablesConfigError",
     "IptablesError",
+    "Option",
     "Rule",
     "RuleSet",
+    "RunSettings",
+    "apply_rules",
     "build_rules",
+    "cleanup_rules",
+    "config_from_options",
+    "iptables_state",
 ]

@@ -200,6 +200,83 @@ def _loopback_cidr(value: object) -> str:
     return str(network)
 
 
+# Named converters: one per field, so errors name the field.
+def _to_proxy_port(value: object) -> int:
+    return _port("proxy_port")(value)
+
+
+def _to_inbound_capture_port(value: object) -> int:
+    return _port("inbound_capture_port")(value)
+
+
+def _to_inbound_tunnel_port(value: object) -> int:
+    return _port("inbound_tunnel_port")(value)
+
+
+def _to_proxy_uids(value: object) -> tuple[str, ...]:
+    return _owners("proxy_uids")(value)
+
+
+def _to_proxy_gids(value: object) -> tuple[str, ...]:
+    return _owners("proxy_gids")(value)
+
+
+def _to_inbound_tproxy_mark(value: object) -> int:
+    return _number("inbound_tproxy_mark", bits=32)(value)
+
+
+def _to_inbound_tproxy_route_table(value: object) -> int:
+    return _number("inbound_tproxy_route_table", bits=32)(value)
+
+
+def _to_inbound_ports_include(value: object) -> Ports:
+    return _ports("inbound_ports_include", wildcard=True)(value)
+
+
+def _to_inbound_ports_exclude(value: object) -> Ports:
+    return _ports("inbound_ports_exclude", wildcard=False)(value)
+
+
+def _to_outbound_ports_include(value: object) -> Ports:
+    return _ports("outbound_ports_include", wildcard=False)(value)
+
+
+def _to_outbound_ports_exclude(value: object) -> Ports:
+    return _ports("outbound_ports_exclude", wildcard=False)(value)
+
+
+def _to_outbound_ip_ranges_include(value: object) -> Networks:
+    return _networks("outbound_ip_ranges_include", wildcard=True)(value)
+
+
+def _to_outbound_ip_ranges_exclude(value: object) -> Networks:
+    return _networks("outbound_ip_ranges_exclude", wildcard=False)(value)
+
+
+def _to_kube_virt_interfaces(value: object) -> Names:
+    return _names("kube_virt_interfaces", _INTERFACE, wildcard=False)(value)
+
+
+def _to_exclude_interfaces(value: object) -> Names:
+    return _names("exclude_interfaces", _INTERFACE, wildcard=False)(value)
+
+
+def _to_owner_groups_include(value: object) -> Names:
+    return _names("owner_groups_include", _NAME, wildcard=True)(value)
+
+
+def _to_owner_groups_exclude(value: object) -> Names:
+    return _names("owner_groups_exclude", _NAME, wildcard=False)(value)
+
+
+def _to_dns_servers_v4(value: object) -> tuple[str, ...]:
+    return _addresses("dns_servers_v4", 4)(value)
+
+
+def _to_dns_servers_v6(value: object) -> tuple[str, ...]:
+    return _addresses("dns_servers_v6", 6)(value)
+
+
 @attrs.frozen(kw_only=True)
 class CaptureConfig:
     """The traffic istio-iptables captures, with Istio's defaults.
@@ -209,60 +286,38 @@ class CaptureConfig:
     comma separated text (``"80,443"``) or any iterable.
     """
 
-    proxy_port: int = attrs.field(default=15001, converter=_port("proxy_port"))
-    inbound_capture_port: int = attrs.field(default=15006, converter=_port("inbound_capture_port"))
-    inbound_tunnel_port: int = attrs.field(default=15008, converter=_port("inbound_tunnel_port"))
-    proxy_uids: tuple[str, ...] = attrs.field(default=("1337",), converter=_owners("proxy_uids"))
-    proxy_gids: tuple[str, ...] = attrs.field(default=("1337",), converter=_owners("proxy_gids"))
+    proxy_port: int = attrs.field(default=15001, converter=_to_proxy_port)
+    inbound_capture_port: int = attrs.field(default=15006, converter=_to_inbound_capture_port)
+    inbound_tunnel_port: int = attrs.field(default=15008, converter=_to_inbound_tunnel_port)
+    proxy_uids: tuple[str, ...] = attrs.field(default=("1337",), converter=_to_proxy_uids)
+    proxy_gids: tuple[str, ...] = attrs.field(default=("1337",), converter=_to_proxy_gids)
     inbound_interception_mode: InterceptionMode = attrs.field(
         default=InterceptionMode.REDIRECT, converter=_mode
     )
-    inbound_tproxy_mark: int = attrs.field(
-        default=1337, converter=_number("inbound_tproxy_mark", bits=32)
-    )
+    inbound_tproxy_mark: int = attrs.field(default=1337, converter=_to_inbound_tproxy_mark)
     inbound_tproxy_route_table: int = attrs.field(
-        default=133, converter=_number("inbound_tproxy_route_table", bits=32)
+        default=133, converter=_to_inbound_tproxy_route_table
     )
-    inbound_ports_include: Ports = attrs.field(
-        default=(), converter=_ports("inbound_ports_include", wildcard=True)
-    )
-    inbound_ports_exclude: Ports = attrs.field(
-        default=(), converter=_ports("inbound_ports_exclude", wildcard=False)
-    )
-    outbound_ports_include: Ports = attrs.field(
-        default=(), converter=_ports("outbound_ports_include", wildcard=False)
-    )
-    outbound_ports_exclude: Ports = attrs.field(
-        default=(), converter=_ports("outbound_ports_exclude", wildcard=False)
-    )
+    inbound_ports_include: Ports = attrs.field(default=(), converter=_to_inbound_ports_include)
+    inbound_ports_exclude: Ports = attrs.field(default=(), converter=_to_inbound_ports_exclude)
+    outbound_ports_include: Ports = attrs.field(default=(), converter=_to_outbound_ports_include)
+    outbound_ports_exclude: Ports = attrs.field(default=(), converter=_to_outbound_ports_exclude)
     outbound_ip_ranges_include: Networks = attrs.field(
-        default=(), converter=_networks("outbound_ip_ranges_include", wildcard=True)
+        default=(), converter=_to_outbound_ip_ranges_include
     )
     outbound_ip_ranges_exclude: Networks = attrs.field(
-        default=(), converter=_networks("outbound_ip_ranges_exclude", wildcard=False)
+        default=(), converter=_to_outbound_ip_ranges_exclude
     )
-    kube_virt_interfaces: Names = attrs.field(
-        default=(), converter=_names("kube_virt_interfaces", _INTERFACE, wildcard=False)
-    )
-    exclude_interfaces: Names = attrs.field(
-        default=(), converter=_names("exclude_interfaces", _INTERFACE, wildcard=False)
-    )
-    owner_groups_include: Names = attrs.field(
-        default=ALL, converter=_names("owner_groups_include", _NAME, wildcard=True)
-    )
-    owner_groups_exclude: Names = attrs.field(
-        default=(), converter=_names("owner_groups_exclude", _NAME, wildcard=False)
-    )
+    kube_virt_interfaces: Names = attrs.field(default=(), converter=_to_kube_virt_interfaces)
+    exclude_interfaces: Names = attrs.field(default=(), converter=_to_exclude_interfaces)
+    owner_groups_include: Names = attrs.field(default=ALL, converter=_to_owner_groups_include)
+    owner_groups_exclude: Names = attrs.field(default=(), converter=_to_owner_groups_exclude)
     redirect_dns: bool = attrs.field(default=False, converter=bool)
     capture_all_dns: bool = attrs.field(default=False, converter=bool)
     drop_invalid: bool = attrs.field(default=False, converter=bool)
     enable_ipv6: bool = attrs.field(default=False, converter=bool)
-    dns_servers_v4: tuple[str, ...] = attrs.field(
-        default=(), converter=_addresses("dns_servers_v4", 4)
-    )
-    dns_servers_v6: tuple[str, ...] = attrs.field(
-        default=(), converter=_addresses("dns_servers_v6", 6)
-    )
+    dns_servers_v4: tuple[str, ...] = attrs.field(default=(), converter=_to_dns_servers_v4)
+    dns_servers_v6: tuple[str, ...] = attrs.field(default=(), converter=_to_dns_servers_v6)
     host_ipv4_loopback_cidr: str = attrs.field(default="127.0.0.1/32", converter=_loopback_cidr)
 
     def __attrs_post_init__(self) -> None:

@@ -210,30 +210,83 @@ def build_rules(config: CaptureConfig) -> RuleSet:
         b.add("nat", "ISTIO_OUTPUT", "-p", "tcp", "--dport", port, "-j", "RETURN")
         b.add("nat", "ISTIO_OUTPUT", "-p", "udp", "--dport", port, "-j", "RETURN")
     # Inbound passthrough connects from 127.0.0.6 (::6): never capture it again.
-    b.add("nat", "ISTIO_OUTPUT", "-o", "lo", "-s", _IP, "-j", "RETURN", v4="127.0.0.6/32", v6="::6/128")
+    b.add(
+        "nat",
+        "ISTIO_OUTPUT",
+        "-o",
+        "lo",
+        "-s",
+        _IP,
+        "-j",
+        "RETURN",
+        v4="127.0.0.6/32",
+        v6="::6/128",
+    )
     owners = [("--uid-owner", uid) for uid in config.proxy_uids]
     owners += [("--gid-owner", gid) for gid in config.proxy_gids]
     for index, (match, owner) in enumerate(owners):
         is_uid = index < len(config.proxy_uids)
         # The proxy calling the app through a VIP comes back in through the inbound listener.
+        skip: tuple[str, ...]
         if dns and is_uid:
             skip = ("-m", "multiport", "!", "--dports", f"53,{tunnel_port}")
         else:
             skip = ("!", "--dport", tunnel_port)
         b.add(
-            "nat", "ISTIO_OUTPUT", "-o", "lo", "!", "-d", _IP, "-p", "tcp", *skip,
-            "-m", "owner", match, owner, "-j", "ISTIO_IN_REDIRECT",
-            v4=loopback[0], v6=loopback[1],
-        )  # fmt: skip
+            "nat",
+            "ISTIO_OUTPUT",
+            "-o",
+            "lo",
+            "!",
+            "-d",
+            _IP,
+            "-p",
+            "tcp",
+            *skip,
+            "-m",
+            "owner",
+            match,
+            owner,
+            "-j",
+            "ISTIO_IN_REDIRECT",
+            v4=loopback[0],
+            v6=loopback[1],
+        )
         # The app calling itself on its own address stays local, unless loopback is included.
         if not inc4_loop and not inc6_loop:
             if dns:
                 b.add(
-                    "nat", "ISTIO_OUTPUT", "-o", "lo", "-p", "tcp", "!", "--dport", "53",
-                    "-m", "owner", "!", match, owner, "-j", "RETURN",
-                )  # fmt: skip
+                    "nat",
+                    "ISTIO_OUTPUT",
+                    "-o",
+                    "lo",
+                    "-p",
+                    "tcp",
+                    "!",
+                    "--dport",
+                    "53",
+                    "-m",
+                    "owner",
+                    "!",
+                    match,
+                    owner,
+                    "-j",
+                    "RETURN",
+                )
             else:
-                b.add("nat", "ISTIO_OUTPUT", "-o", "lo", "-m", "owner", "!", match, owner, "-j", "RETURN")
+                b.add(
+                    "nat",
+                    "ISTIO_OUTPUT",
+                    "-o",
+                    "lo",
+                    "-m",
+                    "owner",
+                    "!",
+                    match,
+                    owner,
+                    "-j",
+                    "RETURN",
+                )
         # Anything else the proxy sends leaves as is (no loops), whatever the protocol.
         b.add("nat", "ISTIO_OUTPUT", "-m", "owner", match, owner, "-j", "RETURN")
 
@@ -273,10 +326,22 @@ def _inbound(b: _Builder, config: CaptureConfig, loopback: tuple[str, str]) -> N
         b.add("mangle", "ISTIO_DIVERT", "-j", "MARK", "--set-mark", mark)
         b.add("mangle", "ISTIO_DIVERT", "-j", "ACCEPT")
         b.add(
-            "mangle", "ISTIO_TPROXY", "!", "-d", _IP, "-p", "tcp", "-j", "TPROXY",
-            "--tproxy-mark", f"{mark}/0xffffffff", "--on-port", str(config.inbound_capture_port),
-            v4=loopback[0], v6=loopback[1],
-        )  # fmt: skip
+            "mangle",
+            "ISTIO_TPROXY",
+            "!",
+            "-d",
+            _IP,
+            "-p",
+            "tcp",
+            "-j",
+            "TPROXY",
+            "--tproxy-mark",
+            f"{mark}/0xffffffff",
+            "--on-port",
+            str(config.inbound_capture_port),
+            v4=loopback[0],
+            v6=loopback[1],
+        )
     b.add(table, "PREROUTING", "-p", "tcp", "-j", "ISTIO_INBOUND")
     established = ("-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ISTIO_DIVERT")
     if ports == ALL:
@@ -322,9 +387,29 @@ def _dns(b: _Builder, config: CaptureConfig) -> None:
             b.add("nat", "ISTIO_OUTPUT_DNS", "-p", proto, "--dport", "53", *redirect)
             continue
         for server in servers4:
-            b.v4_only("nat", "ISTIO_OUTPUT_DNS", "-p", proto, "--dport", "53", "-d", f"{server}/32", *redirect)
+            b.v4_only(
+                "nat",
+                "ISTIO_OUTPUT_DNS",
+                "-p",
+                proto,
+                "--dport",
+                "53",
+                "-d",
+                f"{server}/32",
+                *redirect,
+            )
         for server in servers6:
-            b.v6_only("nat", "ISTIO_OUTPUT_DNS", "-p", proto, "--dport", "53", "-d", f"{server}/128", *redirect)
+            b.v6_only(
+                "nat",
+                "ISTIO_OUTPUT_DNS",
+                "-p",
+                proto,
+                "--dport",
+                "53",
+                "-d",
+                f"{server}/128",
+                *redirect,
+            )
     _dns_conntrack_zones(b, config)
 
 
@@ -334,8 +419,22 @@ def _dns_conntrack_zones(b: _Builder, config: CaptureConfig) -> None:
     owners += [("--gid-owner", gid) for gid in config.proxy_gids]
     for match, owner in owners:
         own = ("-m", "owner", match, owner)
-        b.add("raw", "ISTIO_OUTPUT_DNS", "-p", "udp", "--dport", "53", *own, "-j", "CT", "--zone", "1")
-        b.add("raw", "ISTIO_OUTPUT_DNS", "-p", "udp", "--sport", _DNS_PORT, *own, "-j", "CT", "--zone", "2")
+        b.add(
+            "raw", "ISTIO_OUTPUT_DNS", "-p", "udp", "--dport", "53", *own, "-j", "CT", "--zone", "1"
+        )
+        b.add(
+            "raw",
+            "ISTIO_OUTPUT_DNS",
+            "-p",
+            "udp",
+            "--sport",
+            _DNS_PORT,
+            *own,
+            "-j",
+            "CT",
+            "--zone",
+            "2",
+        )
     if config.capture_all_dns:
         b.add("raw", "PREROUTING", "-j", "ISTIO_INBOUND")
         b.add("raw", "ISTIO_OUTPUT_DNS", "-p", "udp", "--dport", "53", "-j", "CT", "--zone", "2")
@@ -349,27 +448,142 @@ def _dns_conntrack_zones(b: _Builder, config: CaptureConfig) -> None:
             only("raw", "PREROUTING", "-j", "ISTIO_INBOUND")
         for server in servers:
             host = f"{server}/{bits}"
-            only("raw", "ISTIO_OUTPUT_DNS", "-p", "udp", "--dport", "53", "-d", host, "-j", "CT", "--zone", "2")
-            only("raw", "ISTIO_INBOUND", "-p", "udp", "--sport", "53", "-s", host, "-j", "CT", "--zone", "1")
+            only(
+                "raw",
+                "ISTIO_OUTPUT_DNS",
+                "-p",
+                "udp",
+                "--dport",
+                "53",
+                "-d",
+                host,
+                "-j",
+                "CT",
+                "--zone",
+                "2",
+            )
+            only(
+                "raw",
+                "ISTIO_INBOUND",
+                "-p",
+                "udp",
+                "--sport",
+                "53",
+                "-s",
+                host,
+                "-j",
+                "CT",
+                "--zone",
+                "1",
+            )
 
 
 def _tproxy_marks(b: _Builder, config: CaptureConfig, loopback: tuple[str, str], mark: str) -> None:
     # Keep the mark set by Envoy's original_src filter on the connection.
-    b.add("mangle", "PREROUTING", "-p", "tcp", "-m", "mark", "--mark", mark, "-j", "CONNMARK", "--save-mark")
+    b.add(
+        "mangle",
+        "PREROUTING",
+        "-p",
+        "tcp",
+        "-m",
+        "mark",
+        "--mark",
+        mark,
+        "-j",
+        "CONNMARK",
+        "--save-mark",
+    )
     b.add("mangle", "OUTPUT", "-p", "tcp", "-o", "lo", "-m", "mark", "--mark", mark, "-j", "RETURN")
     owners: Sequence[tuple[str, str]] = [("--uid-owner", uid) for uid in config.proxy_uids]
     owners = [*owners, *(("--gid-owner", gid) for gid in config.proxy_gids)]
     for match, owner in owners:
         # The proxy's outbound leg to the app by pod IP must not come back in as inbound.
         b.add(
-            "mangle", "OUTPUT", "!", "-d", _IP, "-p", "tcp", "-o", "lo", "-m", "owner", match, owner,
-            "-j", "MARK", "--set-mark", _OUTBOUND_MARK, v4=loopback[0], v6=loopback[1],
-        )  # fmt: skip
-    b.add("mangle", "OUTPUT", "-p", "tcp", "-m", "connmark", "--mark", mark, "-j", "CONNMARK", "--restore-mark")
-    b.add("mangle", "ISTIO_INBOUND", "-p", "tcp", "-m", "mark", "--mark", mark, "-j", "RETURN", position=1)
-    b.v4_only("mangle", "ISTIO_INBOUND", "-p", "tcp", "-s", "127.0.0.6/32", "-i", "lo", "-j", "RETURN", position=2)
-    b.v6_only("mangle", "ISTIO_INBOUND", "-p", "tcp", "-s", "::6/128", "-i", "lo", "-j", "RETURN", position=2)
+            "mangle",
+            "OUTPUT",
+            "!",
+            "-d",
+            _IP,
+            "-p",
+            "tcp",
+            "-o",
+            "lo",
+            "-m",
+            "owner",
+            match,
+            owner,
+            "-j",
+            "MARK",
+            "--set-mark",
+            _OUTBOUND_MARK,
+            v4=loopback[0],
+            v6=loopback[1],
+        )
     b.add(
-        "mangle", "ISTIO_INBOUND", "-p", "tcp", "-i", "lo", "-m", "mark", "!", "--mark", _OUTBOUND_MARK,
-        "-j", "RETURN", position=3,
-    )  # fmt: skip
+        "mangle",
+        "OUTPUT",
+        "-p",
+        "tcp",
+        "-m",
+        "connmark",
+        "--mark",
+        mark,
+        "-j",
+        "CONNMARK",
+        "--restore-mark",
+    )
+    b.add(
+        "mangle",
+        "ISTIO_INBOUND",
+        "-p",
+        "tcp",
+        "-m",
+        "mark",
+        "--mark",
+        mark,
+        "-j",
+        "RETURN",
+        position=1,
+    )
+    b.v4_only(
+        "mangle",
+        "ISTIO_INBOUND",
+        "-p",
+        "tcp",
+        "-s",
+        "127.0.0.6/32",
+        "-i",
+        "lo",
+        "-j",
+        "RETURN",
+        position=2,
+    )
+    b.v6_only(
+        "mangle",
+        "ISTIO_INBOUND",
+        "-p",
+        "tcp",
+        "-s",
+        "::6/128",
+        "-i",
+        "lo",
+        "-j",
+        "RETURN",
+        position=2,
+    )
+    b.add(
+        "mangle",
+        "ISTIO_INBOUND",
+        "-p",
+        "tcp",
+        "-i",
+        "lo",
+        "-m",
+        "mark",
+        "!",
+        "--mark",
+        _OUTBOUND_MARK,
+        "-j",
+        "RETURN",
+        position=3,
+    )
