@@ -87,7 +87,7 @@ class _Tools:
         path: str | None,
     ) -> _Tools:
         base = ("iptables" if version == 4 else "ip6tables") + (f"-{binary}" if binary else "")
-        search = os.pathsep.join([*(path or os.environ.get("PATH", "")).split(os.pathsep), *_SBIN])
+        search = _search_path(path)
         found: list[str] = []
         for name in (base, f"{base}-save", f"{base}-restore"):
             where = shutil.which(name, path=search)
@@ -111,6 +111,13 @@ class _Tools:
     def has(self, rule: Rule) -> bool:
         argv = [self.iptables, *_LOCK_WAIT, "-t", rule.table, "-C", rule.chain, *rule.args]
         return self.runner(argv, None).returncode == 0
+
+
+def _search_path(path: str | None) -> str:
+    """``path`` as given, else PATH with the sbin folders (where iptables lives) added."""
+    if path is not None:
+        return path
+    return os.pathsep.join([*os.environ.get("PATH", "").split(os.pathsep), *_SBIN])
 
 
 def _first_line(done: Completed) -> str:
@@ -304,7 +311,7 @@ def apply_rules(
 
 def _tproxy_routes(config: CaptureConfig, runner: Runner, path: str | None, *, add: bool) -> None:
     """TPROXY's policy routing: marked packets are delivered locally via ``lo``."""
-    search = os.pathsep.join([*(path or os.environ.get("PATH", "")).split(os.pathsep), *_SBIN])
+    search = _search_path(path)
     ip = shutil.which("ip", path=search)
     if ip is None:
         if add:

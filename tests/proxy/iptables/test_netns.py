@@ -1,0 +1,302 @@
+"""The rules capture real connections: two network namespaces, a veth pair, the kernel's iptables.
+
+The "pod" namespace holds the app and the listeners a sidecar would have (15001 outbound,
+15006 inbound, 15053 DNS); the "peer" namespace is the rest of the network. Addresses are
+10.251.0.x, on the veth pair only, inside namespaces this module creates and always deletes.
+``istio-sdk iptables`` runs inside the pod namespace, as istio-init does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+
+import attrs
+import pytest
+
+HERE = pathlib.Path(__file__).parent
+SRC = HERE.parents[2] / "src"
+PROBE = HERE / "netns_probe.py"
+POD_IP, PEER_IP, PEER_IP2 = "10.251.0.1", "10.251.0.2", "10.251.0.3"
+
+
+def _why_not() -> str | None:
+    if sys.platform != "linux":
+        return "network namespaces are Linux only"
+    if os.geteuid() != 0:
+        return "needs root to create network namespaces"
+    for tool in ("ip", "iptables", "iptables-restore", "iptables-save"):
+        if shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") is None:
+            return f"{tool} is not installed"
+    probe = f"isdk-probe-{uuid.uuid4().hex[:8]}"
+    made = subprocess.run(
+        ["ip", "netns", "add", probe], check=False, capture_output=True, text=True
+    )
+    if made.returncode != 0:
+        return f"ip netns add fails here: {made.stderr.strip()}"
+    try:
+        works = subprocess.run(
+            ["ip", "netns", "exec", probe, "iptables-save"],
+            check=False,
+            capture_output=True,
+            text=True,
+        )
+        if works.returncode != 0:
+            return f"iptables does not work in a namespace: {works.stderr.strip()}"
+    finally:
+        subprocess.run(["ip", "netns", "del", probe], check=False, capture_output=True)
+    return None
+
+
+REASON = _why_not()
+pytestmark = pytest.mark.skipif(REASON is not None, reason=REASON or "")
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
+
+
+@attrs.frozen
+class Pod:
+    pod: str
+    peer: str
+
+    def run(
+        self, ns: str, *argv: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        environ = {**os.environ, "PYTHONPATH": str(SRC), **(env or {})}
+        return subprocess.run(
+            ["ip", "netns", "exec", ns, *argv],
+            check=False,
+            capture_output=True,
+            text=True,
+            env=environ,
+            timeout=30,
+        )
+
+    def iptables(
+        self, *flags: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """``istio-sdk iptables FLAGS`` inside the pod namespace."""
+        return self.run(
+            self.pod, sys.executable, "-m", "istio_sdk.cli", "iptables", *flags, env=env
+        )
+
+    def probe(self, ns: str, *specs: str) -> list[dict[str, str] | None]:
+        done = self.run(ns, sys.executable, str(PROBE), "probe", *specs)
+        assert done.returncode == 0, done.stderr
+        answers: list[dict[str, str] | None] = json.loads(done.stdout)
+        return answers
+
+    def saved(self, *, ipv6: bool = False) -> str:
+        done = self.run(self.pod, "ip6tables-save" if ipv6 else "iptables-save")
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+
+def _serve(ns: str, name: str, *specs: str) -> subprocess.Popen[str]:
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", ns, sys.executable, str(PROBE), "serve", name, *specs],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert server.stdout is not None
+    line = server.stdout.readline()
+    assert line == "ready\n", server.stderr.read() if server.stderr else line
+    return server
+
+
+@pytest.fixture(scope="module")
+def netns() -> Iterator[Pod]:
+    tag = uuid.uuid4().hex[:6]
+    pod = Pod(f"isdk-pod-{tag}", f"isdk-peer-{tag}")
+    servers: list[subprocess.Popen[str]] = []
+    try:
+        _ip("netns", "add", pod.pod)
+        _ip("netns", "add", pod.peer)
+        _ip(
+            "link",
+            "add",
+            f"vp{tag}",
+            "netns",
+            pod.pod,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            f"vq{tag}",
+            "netns",
+            pod.peer,
+        )
+        for ns, link, addresses in (
+            (pod.pod, f"vp{tag}", [POD_IP]),
+            (pod.peer, f"vq{tag}", [PEER_IP, PEER_IP2]),
+        ):
+            for address in addresses:
+                _ip("-n", ns, "addr", "add", f"{address}/24", "dev", link)
+            _ip("-n", ns, "link", "set", link, "up")
+            _ip("-n", ns, "link", "set", "lo", "up")
+        servers.append(
+            _serve(
+                pod.pod,
+                "pod",
+                "tcp:15001",
+                "tcp:15006",
+                "tcp:15053",
+                "udp:15053",
+                "tcp:8080",
+                "tcp:9000",
+            )
+        )
+        servers.append(_serve(pod.peer, "peer", "tcp:8080", "tcp:9090", "tcp:53", "udp:53"))
+        yield pod
+    finally:
+        for server in servers:
+            if server.stdin:
+                server.stdin.close()
+            try:
+                server.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+        for ns in (pod.pod, pod.peer):
+            subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+
+
+@pytest.fixture
+def pod(netns: Pod) -> Iterator[Pod]:
+    """The namespaces, with every rule removed again after the test (even when it failed)."""
+    yield netns
+    netns.iptables("--cleanup", "--istio-exclude-interfaces=", "--ipv6")
+    for ipv6 in (False, True):
+        leftover = netns.saved(ipv6=ipv6)
+        if "ISTIO" in leftover or "\n-A " in leftover:
+            for table in ("nat", "mangle", "raw", "filter"):
+                netns.run(netns.pod, "ip6tables" if ipv6 else "iptables", "-t", table, "-F")
+                netns.run(netns.pod, "ip6tables" if ipv6 else "iptables", "-t", table, "-X")
+
+
+def _where(answer: dict[str, str] | None) -> str | None:
+    return None if answer is None else answer["listener"]
+
+
+def test_outbound_goes_to_15001_with_its_original_destination(pod: Pod) -> None:
+    done = pod.iptables(
+        "-i", "*", "-b", "*", "-d", "9000", "-o", "9090", "-x", f"{PEER_IP2}/32", "--no-ipv6"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "iptables: applied Istio rules\n"
+    app, proxy, excluded_port, excluded_range, dns = pod.probe(
+        pod.pod,
+        f"tcp:{PEER_IP}:8080",
+        f"tcp@1337:{PEER_IP}:8080",
+        f"tcp:{PEER_IP}:9090",
+        f"tcp:{PEER_IP2}:8080",
+        f"udp:{PEER_IP}:53",
+    )
+    assert app == {"listener": "pod-tcp-15001", "original_dst": f"{PEER_IP}:8080"}
+    # The proxy's own traffic (UID 1337), -o ports and -x ranges reach the network as sent.
+    assert _where(proxy) == "peer-tcp-8080"
+    assert _where(excluded_port) == "peer-tcp-9090"
+    assert _where(excluded_range) == "peer-tcp-8080"
+    assert _where(dns) == "peer-udp-53"  # no --redirect-dns: DNS is not captured
+
+
+def test_inbound_goes_to_15006_except_excluded_ports(pod: Pod) -> None:
+    assert pod.iptables("-b", "*", "-d", "9000", "--no-ipv6").returncode == 0
+    inbound, excluded = pod.probe(pod.peer, f"tcp:{POD_IP}:8080", f"tcp:{POD_IP}:9000")
+    assert inbound == {"listener": "pod-tcp-15006", "original_dst": f"{POD_IP}:8080"}
+    assert _where(excluded) == "pod-tcp-9000"
+    # Without -i nothing outbound is captured.
+    assert _where(pod.probe(pod.pod, f"tcp:{PEER_IP}:8080")[0]) == "peer-tcp-8080"
+
+
+def test_dns_to_the_resolv_conf_servers_goes_to_15053(pod: Pod, tmp_path: pathlib.Path) -> None:
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text(f"search svc.cluster.local\nnameserver {PEER_IP}\n")
+    done = pod.iptables("--redirect-dns", "--resolv-conf", str(resolv), "--no-ipv6")
+    assert done.returncode == 0, done.stderr
+    udp, tcp, agent, other = pod.probe(
+        pod.pod,
+        f"udp:{PEER_IP}:53",
+        f"tcp:{PEER_IP}:53",
+        f"udp@1337:{PEER_IP}:53",
+        f"udp:{PEER_IP2}:53",
+    )
+    assert _where(udp) == "pod-udp-15053"
+    assert tcp == {"listener": "pod-tcp-15053", "original_dst": f"{PEER_IP}:53"}
+    assert _where(agent) == "peer-udp-53"  # the agent's upstream queries leave
+    assert _where(other) == "peer-udp-53"  # a server not in resolv.conf is not captured
+
+
+def test_capture_all_dns_takes_every_port_53(pod: Pod) -> None:
+    env = {"ISTIO_META_DNS_CAPTURE": "true", "CAPTURE_ALL_DNS": "true"}
+    assert pod.iptables("--no-ipv6", env=env).returncode == 0
+    assert [_where(a) for a in pod.probe(pod.pod, f"udp:{PEER_IP2}:53", f"tcp:{PEER_IP2}:53")] == [
+        "pod-udp-15053",
+        "pod-tcp-15053",
+    ]
+
+
+def test_cleanup_removes_every_rule(pod: Pod) -> None:
+    flags = (
+        "-i",
+        "*",
+        "-b",
+        "*",
+        "-c",
+        f"vp{pod.pod[-6:]}",
+        "--drop-invalid",
+        "--redirect-dns",
+        "--capture-all-dns",
+        "--no-ipv6",
+    )
+    assert pod.iptables(*flags).returncode == 0
+    assert "ISTIO_OUTPUT" in pod.saved()
+    done = pod.iptables("--cleanup", *flags)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == "iptables: removed Istio rules"
+    saved = pod.saved()
+    assert "ISTIO" not in saved and "\n-A " not in saved, saved
+    assert _where(pod.probe(pod.pod, f"tcp:{PEER_IP}:8080")[0]) == "peer-tcp-8080"
+    # Cleaning up again is fine and says so.
+    assert pod.iptables("--cleanup", *flags).stdout.splitlines()[0] == "iptables: no Istio rules"
+
+
+def test_applying_twice_and_reconciling(pod: Pod) -> None:
+    assert pod.iptables("-i", "*", "--no-ipv6").returncode == 0
+    again = pod.iptables("-i", "*", "--no-ipv6")
+    assert (again.returncode, again.stdout) == (0, "iptables: rules already in place\n")
+    changed = pod.iptables("-i", "*", "-o", "9090", "--no-ipv6")
+    assert changed.returncode == 1
+    assert "Istio chains are already present" in changed.stderr
+    assert len(changed.stderr.splitlines()) == 1
+    replaced = pod.iptables("-i", "*", "-o", "9090", "--reconcile", "--no-ipv6")
+    assert (replaced.returncode, replaced.stdout) == (0, "iptables: replaced Istio rules\n")
+    assert _where(pod.probe(pod.pod, f"tcp:{PEER_IP}:9090")[0]) == "peer-tcp-9090"
+
+
+def test_a_failure_half_way_leaves_no_rules(pod: Pod, tmp_path: pathlib.Path) -> None:
+    # ip6tables-restore passes --test, then fails for real: IPv4 is already committed by then.
+    fake = tmp_path / "ip6tables-restore"
+    fake.write_text(
+        '#!/bin/sh\nfor a; do [ "$a" = --test ] && exit 0; done\n'
+        'echo "fake: ip6 failure" >&2\nexit 4\n'
+    )
+    fake.chmod(0o755)
+    path = f"{tmp_path}:{os.environ.get('PATH', '')}:/usr/sbin:/sbin"
+    done = pod.iptables("-i", "*", "-b", "*", "--ipv6", env={"PATH": path})
+    assert done.returncode == 1
+    assert done.stderr.strip().endswith("fake: ip6 failure (nothing was left applied)")
+    assert len(done.stderr.splitlines()) == 1
+    saved = pod.saved()
+    assert "ISTIO" not in saved and "\n-A " not in saved, saved
+    assert _where(pod.probe(pod.pod, f"tcp:{PEER_IP}:8080")[0]) == "peer-tcp-8080"
