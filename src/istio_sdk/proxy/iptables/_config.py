@@ -53,17 +53,23 @@ class InterceptionMode(enum.Enum):
     TPROXY = "TPROXY"
 
 
+def _show(value: object) -> str:
+    """A value for an error message: quoted, and cut short if it is long."""
+    text = repr(value) if isinstance(value, str) else repr(str(value))
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _items(value: object, field: str) -> list[str]:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip() != ""]
     if isinstance(value, Iterable):
         return [str(part) for part in value]
-    raise IptablesConfigError(f"{field}: expected a comma separated list, got {value!r}")
+    raise IptablesConfigError(f"{field}: expected a comma separated list, got {_show(value)}")
 
 
 def _port_number(text: str, field: str) -> int:
-    if not text.isdigit() or len(text) > 5 or int(text) > 65535:
-        raise IptablesConfigError(f"{field}: {text!r} is not a port number (0-65535)")
+    if not (text.isascii() and text.isdigit()) or len(text) > 5 or int(text) > 65535:
+        raise IptablesConfigError(f"{field}: {_show(text)} is not a port number (0-65535)")
     return int(text)
 
 
@@ -89,7 +95,7 @@ def _ports(field: str, *, wildcard: bool) -> Callable[[object], Ports]:
             if sep:
                 first, last = _port_number(low, field), _port_number(high, field)
                 if first > last:
-                    raise IptablesConfigError(f"{field}: port range {item!r} runs backwards")
+                    raise IptablesConfigError(f"{field}: port range {_show(item)} runs backwards")
                 found.append(f"{first}:{last}")
             else:
                 found.append(str(_port_number(item, field)))
@@ -100,11 +106,11 @@ def _ports(field: str, *, wildcard: bool) -> Callable[[object], Ports]:
 
 def _network(text: str, field: str) -> Network:
     if "/" not in text:
-        raise IptablesConfigError(f"{field}: {text!r} is not a CIDR (address/prefix length)")
+        raise IptablesConfigError(f"{field}: {_show(text)} is not a CIDR (address/prefix length)")
     try:
         return ipaddress.ip_interface(text)
     except ValueError as exc:
-        raise IptablesConfigError(f"{field}: {text!r} is not a CIDR: {exc}") from None
+        raise IptablesConfigError(f"{field}: {_show(text)} is not a CIDR: {exc}") from None
 
 
 def _networks(field: str, *, wildcard: bool) -> Callable[[object], Networks]:
@@ -128,7 +134,7 @@ def _names(field: str, pattern: re.Pattern[str], *, wildcard: bool) -> Callable[
         found = _items(value, field)
         for item in found:
             if not pattern.fullmatch(item):
-                raise IptablesConfigError(f"{field}: {item!r} is not a valid name")
+                raise IptablesConfigError(f"{field}: {_show(item)} is not a valid name")
         return tuple(found)
 
     return convert
@@ -150,8 +156,8 @@ def _owners(field: str) -> Callable[[object], tuple[str, ...]]:
 def _number(field: str, *, bits: int) -> Callable[[object], int]:
     def convert(value: object) -> int:
         text = str(value).strip()
-        if not text.isdigit() or int(text) >= 1 << bits:
-            raise IptablesConfigError(f"{field}: {text!r} is not a number below 2**{bits}")
+        if not (text.isascii() and text.isdigit()) or len(text) > 10 or int(text) >= 1 << bits:
+            raise IptablesConfigError(f"{field}: {_show(text)} is not a number below 2**{bits}")
         return int(text)
 
     return convert
@@ -166,7 +172,7 @@ def _mode(value: object) -> InterceptionMode:
         return InterceptionMode(value)
     except ValueError:
         raise IptablesConfigError(
-            f"inbound_interception_mode: {value!r} is not REDIRECT or TPROXY"
+            f"inbound_interception_mode: {_show(value)} is not REDIRECT or TPROXY"
         ) from None
 
 
@@ -177,9 +183,9 @@ def _addresses(field: str, version: int) -> Callable[[object], tuple[str, ...]]:
             try:
                 address = ipaddress.ip_address(item)
             except ValueError:
-                raise IptablesConfigError(f"{field}: {item!r} is not an IP address") from None
+                raise IptablesConfigError(f"{field}: {_show(item)} is not an IP address") from None
             if address.version != version or "%" in item:
-                raise IptablesConfigError(f"{field}: {item!r} is not an IPv{version} address")
+                raise IptablesConfigError(f"{field}: {_show(item)} is not an IPv{version} address")
             found.append(item)  # as written, like Istio (``::127.0.0.53`` stays so)
         return tuple(found)
 
@@ -191,11 +197,11 @@ def _loopback_cidr(value: object) -> str:
     network = _network(text, "host_ipv4_loopback_cidr")
     if network.version != 4 or not network.ip.is_loopback:
         raise IptablesConfigError(
-            f"host_ipv4_loopback_cidr: expected an IPv4 loopback CIDR, got {text!r}"
+            f"host_ipv4_loopback_cidr: expected an IPv4 loopback CIDR, got {_show(text)}"
         )
     if not 8 <= network.network.prefixlen <= 32:
         raise IptablesConfigError(
-            f"host_ipv4_loopback_cidr: the prefix length of {text!r} must be 8 to 32"
+            f"host_ipv4_loopback_cidr: the prefix length of {_show(text)} must be 8 to 32"
         )
     return str(network)
 

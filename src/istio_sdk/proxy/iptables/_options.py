@@ -16,7 +16,7 @@ from typing import Literal
 import attrs
 
 from istio_sdk.proxy.iptables import _host
-from istio_sdk.proxy.iptables._config import CaptureConfig, IptablesConfigError
+from istio_sdk.proxy.iptables._config import CaptureConfig, IptablesConfigError, _show
 
 __all__ = ["OPTIONS", "Option", "RunSettings", "config_from_options"]
 
@@ -114,7 +114,7 @@ def _boolean(text: str, where: str) -> bool:
         return True
     if text in _FALSE:
         return False
-    raise IptablesConfigError(f"{where}: {text!r} is not true or false")
+    raise IptablesConfigError(f"{where}: {_show(text)} is not true or false")
 
 
 def config_from_options(
@@ -154,7 +154,7 @@ def config_from_options(
     binary = flag("force-iptables-binary")
     if binary not in ("", "legacy", "nft"):
         raise IptablesConfigError(
-            f"{source['force-iptables-binary']}: {binary!r} is not legacy or nft"
+            f"{source['force-iptables-binary']}: {_show(binary)} is not legacy or nft"
         )
     settings = RunSettings(
         dry_run=boolean("dry-run"),
