@@ -1,8 +1,9 @@
 """Run inside a test network namespace (``ip netns exec NS python netns_probe.py ...``).
 
-``serve NAME SPEC...`` listens on each ``tcp:PORT``/``udp:PORT`` and answers every connection or
-datagram with one JSON line: which listener got it (``NAME-tcp-PORT``) and, for TCP, the original
-destination the kernel recorded (SO_ORIGINAL_DST). It prints ``ready`` once bound and runs until
+``serve NAME SPEC...`` listens on each ``tcp:PORT``/``udp:PORT``/``tproxy:PORT`` (TCP with
+IP_TRANSPARENT) and answers every connection or datagram with one JSON line: which listener got
+it (``NAME-tcp-PORT``) and, for TCP, the original destination the kernel recorded
+(SO_ORIGINAL_DST) and the connection's local address. It prints ``ready`` once bound and runs until
 its stdin closes.
 
 ``probe SPEC...`` tries each ``tcp:HOST:PORT`` or ``udp:HOST:PORT`` (``tcp@UID:...`` runs it as
@@ -20,6 +21,7 @@ import sys
 import threading
 
 SO_ORIGINAL_DST = 80  # linux/netfilter_ipv4.h, at level SOL_IP
+IP_TRANSPARENT = 19  # linux/in.h
 
 
 def _original_dst(conn: socket.socket) -> str | None:
@@ -35,11 +37,13 @@ def serve(name: str, specs: list[str]) -> None:
     selector = selectors.DefaultSelector()
     for spec in specs:
         proto, port = spec.split(":")
-        kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+        kind = socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM
         sock = socket.socket(socket.AF_INET, kind)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if proto == "tproxy":  # what Envoy's TPROXY listener sets: accept any destination
+            sock.setsockopt(socket.SOL_IP, IP_TRANSPARENT, 1)
         sock.bind(("0.0.0.0", int(port)))
-        if proto == "tcp":
+        if kind == socket.SOCK_STREAM:
             sock.listen(16)
         selector.register(sock, selectors.EVENT_READ, f"{name}-{proto}-{port}")
     print("ready", flush=True)
@@ -52,6 +56,8 @@ def serve(name: str, specs: list[str]) -> None:
                 conn, _ = sock.accept()
                 with conn:
                     answer = {"listener": key.data, "original_dst": _original_dst(conn)}
+                    host, port = conn.getsockname()[:2]
+                    answer["local"] = f"{host}:{port}"
                     conn.sendall(json.dumps(answer).encode() + b"\n")
             else:
                 _, peer = sock.recvfrom(2048)

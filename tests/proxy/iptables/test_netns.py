@@ -154,6 +154,7 @@ def netns() -> Iterator[Pod]:
                 "udp:15053",
                 "tcp:8080",
                 "tcp:9000",
+                "tproxy:15106",
             )
         )
         servers.append(_serve(pod.peer, "peer", "tcp:8080", "tcp:9090", "tcp:53", "udp:53"))
@@ -188,6 +189,11 @@ def _where(answer: dict[str, str] | None) -> str | None:
     return None if answer is None else answer["listener"]
 
 
+def _seen(answer: dict[str, str] | None) -> tuple[str, str | None] | None:
+    """Which listener took the connection, and the destination SO_ORIGINAL_DST recovers."""
+    return None if answer is None else (answer["listener"], answer["original_dst"])
+
+
 def test_outbound_goes_to_15001_with_its_original_destination(pod: Pod) -> None:
     done = pod.iptables(
         "-i", "*", "-b", "*", "-d", "9000", "-o", "9090", "-x", f"{PEER_IP2}/32", "--no-ipv6"
@@ -202,7 +208,7 @@ def test_outbound_goes_to_15001_with_its_original_destination(pod: Pod) -> None:
         f"tcp:{PEER_IP2}:8080",
         f"udp:{PEER_IP}:53",
     )
-    assert app == {"listener": "pod-tcp-15001", "original_dst": f"{PEER_IP}:8080"}
+    assert _seen(app) == ("pod-tcp-15001", f"{PEER_IP}:8080")
     # The proxy's own traffic (UID 1337), -o ports and -x ranges reach the network as sent.
     assert _where(proxy) == "peer-tcp-8080"
     assert _where(excluded_port) == "peer-tcp-9090"
@@ -213,7 +219,7 @@ def test_outbound_goes_to_15001_with_its_original_destination(pod: Pod) -> None:
 def test_inbound_goes_to_15006_except_excluded_ports(pod: Pod) -> None:
     assert pod.iptables("-b", "*", "-d", "9000", "--no-ipv6").returncode == 0
     inbound, excluded = pod.probe(pod.peer, f"tcp:{POD_IP}:8080", f"tcp:{POD_IP}:9000")
-    assert inbound == {"listener": "pod-tcp-15006", "original_dst": f"{POD_IP}:8080"}
+    assert _seen(inbound) == ("pod-tcp-15006", f"{POD_IP}:8080")
     assert _where(excluded) == "pod-tcp-9000"
     # Without -i nothing outbound is captured.
     assert _where(pod.probe(pod.pod, f"tcp:{PEER_IP}:8080")[0]) == "peer-tcp-8080"
@@ -232,7 +238,7 @@ def test_dns_to_the_resolv_conf_servers_goes_to_15053(pod: Pod, tmp_path: pathli
         f"udp:{PEER_IP2}:53",
     )
     assert _where(udp) == "pod-udp-15053"
-    assert tcp == {"listener": "pod-tcp-15053", "original_dst": f"{PEER_IP}:53"}
+    assert _seen(tcp) == ("pod-tcp-15053", f"{PEER_IP}:53")
     assert _where(agent) == "peer-udp-53"  # the agent's upstream queries leave
     assert _where(other) == "peer-udp-53"  # a server not in resolv.conf is not captured
 
@@ -300,3 +306,18 @@ def test_a_failure_half_way_leaves_no_rules(pod: Pod, tmp_path: pathlib.Path) ->
     saved = pod.saved()
     assert "ISTIO" not in saved and "\n-A " not in saved, saved
     assert _where(pod.probe(pod.pod, f"tcp:{PEER_IP}:8080")[0]) == "peer-tcp-8080"
+
+
+def test_tproxy_delivers_inbound_with_its_destination_intact(pod: Pod) -> None:
+    flags = ("-b", "*", "-m", "TPROXY", "-z", "15106", "--no-ipv6")
+    done = pod.iptables(*flags)
+    assert done.returncode == 0, done.stderr
+    # TPROXY does not rewrite the packet: the proxy's socket sees the address the peer dialled.
+    answer = pod.probe(pod.peer, f"tcp:{POD_IP}:8080")[0]
+    assert answer is not None
+    assert (answer["listener"], answer["local"]) == ("pod-tproxy-15106", f"{POD_IP}:8080")
+    assert "fwmark 0x539 lookup 133" in pod.run(pod.pod, "ip", "rule", "show").stdout
+    assert pod.iptables("--cleanup", *flags).returncode == 0
+    saved = pod.saved()
+    assert "ISTIO" not in saved and "\n-A " not in saved, saved
+    assert "fwmark" not in pod.run(pod.pod, "ip", "rule", "show").stdout
