@@ -8,6 +8,7 @@ them. Bad flags and values exit 2 with one line; a failure to apply exits 1 and 
 from __future__ import annotations
 
 import argparse
+import os
 import pathlib
 from typing import Literal
 
@@ -54,10 +55,14 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     from istio_sdk.proxy.iptables import IptablesConfigError, IptablesError, build_rules
     from istio_sdk.proxy.iptables._apply import apply_rules, cleanup_rules
+    from istio_sdk.proxy.iptables._host import enter_network_namespace
     from istio_sdk.proxy.iptables._options import OPTIONS, config_from_options
 
     values = {option.name: getattr(args, option.name) for option in OPTIONS}
     try:
+        namespace = values["network-namespace"] or os.environ.get("NETWORK_NAMESPACE", "")
+        if namespace:
+            enter_network_namespace(namespace)  # before the local addresses are read
         config, settings = config_from_options(values, ipv6=args.ipv6, resolv_conf=args.resolv_conf)
     except IptablesConfigError as exc:
         raise CommandError(str(exc)) from None

@@ -6,8 +6,11 @@ Each reader is a small function so :func:`._options.config_from_options` can tak
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import fcntl
 import ipaddress
+import os
 import pathlib
 import pwd
 import socket
@@ -15,7 +18,13 @@ import struct
 
 from istio_sdk.proxy.iptables._config import IptablesConfigError
 
-__all__ = ["local_addresses", "read_resolv_conf", "user_id", "wants_ipv6"]
+__all__ = [
+    "enter_network_namespace",
+    "local_addresses",
+    "read_resolv_conf",
+    "user_id",
+    "wants_ipv6",
+]
 
 _SIOCGIFADDR = 0x8915  # linux/sockios.h: an interface's IPv4 address
 _IF_INET6 = pathlib.Path("/proc/net/if_inet6")
@@ -86,3 +95,30 @@ def read_resolv_conf(path: pathlib.Path) -> tuple[list[str], list[str]]:
             continue  # a scoped IPv6 address cannot be written into a rule
         (v4 if address.version == 4 else v6).append(fields[1])
     return v4, v6
+
+
+_CLONE_NEWNET = 0x40000000  # linux/sched.h
+
+
+def enter_network_namespace(path: str) -> None:
+    """Move this thread into the network namespace at ``path`` (``/var/run/netns/NAME``).
+
+    For the command line, which is one thread: everything after it (local addresses, the
+    iptables processes it starts) happens in that namespace, as with Istio's
+    ``--network-namespace``.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise IptablesConfigError(
+            f"--network-namespace: cannot open {path}: {exc.strerror or exc}"
+        ) from None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        if libc.setns(fd, _CLONE_NEWNET) != 0:
+            error = ctypes.get_errno()
+            raise IptablesConfigError(
+                f"--network-namespace: cannot enter {path}: {os.strerror(error)}"
+            )
+    finally:
+        os.close(fd)

@@ -93,6 +93,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("cleanup-only", None, "remove the rules instead of adding them", boolean=True),
     Option("force-apply", None, "apply even when the rules look already in place", boolean=True),
     Option("force-iptables-binary", None, "legacy or nft: which iptables to run"),
+    Option("network-namespace", None, "the network namespace (a path) to apply the rules in"),
 )
 _BY_NAME = {option.name: option for option in OPTIONS}
 
@@ -107,6 +108,7 @@ class RunSettings:
     reconcile: bool = False
     force_apply: bool = False
     iptables_binary: Literal["", "legacy", "nft"] = ""
+    network_namespace: str = ""
 
 
 def _boolean(text: str, where: str) -> bool:
@@ -163,6 +165,7 @@ def config_from_options(
         reconcile=boolean("reconcile"),
         force_apply=boolean("force-apply"),
         iptables_binary=binary,  # type: ignore[arg-type]
+        network_namespace=flag("network-namespace"),
     )
     if settings.cleanup_only and settings.skip_rule_apply:
         raise IptablesConfigError("--cleanup-only and --skip-rule-apply contradict each other")
