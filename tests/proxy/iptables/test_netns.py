@@ -8,6 +8,7 @@ The "pod" namespace holds the app and the listeners a sidecar would have (15001 
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import pathlib
@@ -15,10 +16,15 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import attrs
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from istio_sdk.proxy.iptables import CaptureConfig, apply_rules, cleanup_rules
+from istio_sdk.proxy.iptables._apply import Completed, run_command
 
 HERE = pathlib.Path(__file__).parent
 SRC = HERE.parents[2] / "src"
@@ -360,3 +366,79 @@ def test_network_namespace_flag_applies_inside_that_namespace(pod: Pod) -> None:
     missing = pod.iptables("--network-namespace", "/var/run/netns/no-such-namespace", "-n")
     assert missing.returncode == 2
     assert "--network-namespace: cannot open /var/run/netns/no-such-namespace" in missing.stderr
+
+
+def _ports(low: int = 1) -> st.SearchStrategy[str]:
+    single = st.integers(low, 65535).map(str)
+    ranged = st.tuples(st.integers(low, 65535), st.integers(low, 65535)).map(
+        lambda pair: f"{min(pair)}:{max(pair)}"
+    )
+    return st.lists(single | ranged, max_size=3).map(",".join)
+
+
+def _cidrs() -> st.SearchStrategy[str]:
+    v4 = st.builds(
+        lambda a, n: f"{ipaddress.IPv4Address(a)}/{n}",
+        st.integers(0, 2**32 - 1),
+        st.integers(0, 32),
+    )
+    v6 = st.builds(
+        lambda a, n: f"{ipaddress.IPv6Address(a)}/{n}",
+        st.integers(0, 2**128 - 1),
+        st.integers(0, 128),
+    )
+    return st.lists(v4 | v6, max_size=3).map(",".join)
+
+
+_ids = st.lists(st.integers(0, 65534).map(str), min_size=1, max_size=2).map(",".join)
+CONFIGS = st.builds(
+    CaptureConfig,
+    proxy_port=st.integers(1, 32767),
+    inbound_capture_port=st.integers(32768, 65535),
+    proxy_uids=_ids,
+    proxy_gids=_ids,
+    inbound_interception_mode=st.sampled_from(["REDIRECT", "TPROXY"]),
+    inbound_ports_include=st.just("*") | _ports(),
+    inbound_ports_exclude=_ports(),
+    outbound_ports_include=_ports(),
+    outbound_ports_exclude=_ports(),
+    outbound_ip_ranges_include=st.just("*") | _cidrs(),
+    outbound_ip_ranges_exclude=_cidrs(),
+    exclude_interfaces=st.sampled_from(["", "eth9", "veth+,eth8"]),
+    kube_virt_interfaces=st.sampled_from(["", "tap0", "tap1,tap2"]),
+    owner_groups_include=st.just("*") | _ids,
+    owner_groups_exclude=st.just("") | _ids,
+    redirect_dns=st.booleans(),
+    capture_all_dns=st.booleans(),
+    drop_invalid=st.booleans(),
+    enable_ipv6=st.booleans(),
+    dns_servers_v4=st.lists(
+        st.integers(0, 2**32 - 1).map(lambda a: str(ipaddress.IPv4Address(a))), max_size=2
+    ),
+    dns_servers_v6=st.lists(
+        st.integers(0, 2**128 - 1).map(lambda a: str(ipaddress.IPv6Address(a))), max_size=2
+    ),
+    host_ipv4_loopback_cidr=st.sampled_from(["127.0.0.1/32", "127.0.0.1/8"]),
+)
+
+
+@settings(
+    max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(config=CONFIGS)
+def test_any_configuration_applies_reapplies_and_cleans_up_to_nothing(
+    netns: Pod, config: CaptureConfig
+) -> None:
+    def runner(argv: Sequence[str], stdin: str | None) -> Completed:
+        return run_command(["ip", "netns", "exec", netns.pod, *argv], stdin)
+
+    try:
+        applied = apply_rules(config, runner=runner)
+        assert all(line.endswith("applied Istio rules") for line in applied), applied
+        again = apply_rules(config, runner=runner)
+        assert all(line.endswith("rules already in place") for line in again), again
+    finally:
+        cleanup_rules(config, runner=runner)
+    for ipv6 in (False, True):
+        saved = netns.saved(ipv6=ipv6)
+        assert "ISTIO" not in saved and "\n-A " not in saved, saved

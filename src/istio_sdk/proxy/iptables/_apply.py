@@ -300,6 +300,8 @@ def apply_rules(
         if todo and config.tproxy and config.inbound_ports_include != ():
             _tproxy_routes(config, runner, path, add=True)
     except IptablesError as exc:
+        if config.tproxy:
+            _tproxy_routes(config, runner, path, add=False)
         for tools in todo:
             try:
                 _cleanup(tools, _candidates(config, tools.version))
@@ -331,5 +333,6 @@ def _tproxy_routes(config: CaptureConfig, runner: Runner, path: str | None, *, a
         commands.append([ip, "-6", "addr", "add", "::6/128", "dev", "lo"])
     for argv in commands:
         done = runner(argv, None)
-        if add and done.returncode != 0 and "exists" not in (done.stderr + done.stdout).lower():
+        said = (done.stderr + done.stdout).lower()
+        if add and done.returncode != 0 and "exists" not in said and "already" not in said:
             raise IptablesError(f"{' '.join(argv[1:])}: {_first_line(done)}")
