@@ -94,6 +94,10 @@ class Pod:
             self.pod, sys.executable, "-m", "istio_sdk.cli", "iptables", *flags, env=env
         )
 
+    def runner(self, argv: Sequence[str], stdin: str | None) -> Completed:
+        """Run an iptables command inside the pod namespace (for the library calls)."""
+        return run_command(["ip", "netns", "exec", self.pod, *argv], stdin)
+
     def probe(self, ns: str, *specs: str) -> list[dict[str, str] | None]:
         done = self.run(ns, sys.executable, str(PROBE), "probe", *specs)
         assert done.returncode == 0, done.stderr
@@ -182,7 +186,7 @@ def netns() -> Iterator[Pod]:
 def pod(netns: Pod) -> Iterator[Pod]:
     """The namespaces, with every rule removed again after the test (even when it failed)."""
     yield netns
-    netns.iptables("--cleanup", "--istio-exclude-interfaces=", "--ipv6")
+    cleanup_rules(CaptureConfig(inbound_interception_mode="TPROXY"), runner=netns.runner)
     for ipv6 in (False, True):
         leftover = netns.saved(ipv6=ipv6)
         if "ISTIO" in leftover or "\n-A " in leftover:
@@ -429,9 +433,7 @@ CONFIGS = st.builds(
 def test_any_configuration_applies_reapplies_and_cleans_up_to_nothing(
     netns: Pod, config: CaptureConfig
 ) -> None:
-    def runner(argv: Sequence[str], stdin: str | None) -> Completed:
-        return run_command(["ip", "netns", "exec", netns.pod, *argv], stdin)
-
+    runner = netns.runner
     try:
         applied = apply_rules(config, runner=runner)
         assert all(line.endswith("applied Istio rules") for line in applied), applied
