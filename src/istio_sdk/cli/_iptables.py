@@ -37,6 +37,9 @@ def _configure(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(
                 *names, dest=option.name, default=None, metavar="VALUE", help=option.help + env
             )
+    # Istio's logging flags, which the sidecar injector passes to istio-init: accepted, unused.
+    parser.add_argument("--log_output_level", metavar="LEVELS", help="accepted; not used")
+    parser.add_argument("--log_as_json", action="store_true", help="accepted; not used")
     parser.add_argument(
         "--ipv6",
         action=argparse.BooleanOptionalAction,

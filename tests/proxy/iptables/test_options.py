@@ -268,3 +268,20 @@ def test_dry_run_cleanup_prints_what_would_be_removed(capsys: pytest.CaptureFixt
     assert "-D OUTPUT -o eth9 -j RETURN" in out
     assert "-D OUTPUT -j ISTIO_OUTPUT" in out
     assert out[-3:] == ["-X ISTIO_IN_REDIRECT", "-X ISTIO_OUTPUT", "COMMIT"]
+
+
+def test_the_injectors_istio_init_arguments_work(capsys: pytest.CaptureFixture[str]) -> None:
+    # What Istio's injection template gives istio-init, in the same order.
+    argv = ["-p", "15001", "-z", "15006", "-u", "1337", "-m", "REDIRECT", "-i", "*", "-x", ""]
+    argv += [
+        "-b",
+        "*",
+        "-d",
+        "15090,15021,15020",
+        "--log_output_level=default:info",
+        "--log_as_json",
+    ]
+    assert main(["iptables", *argv, "--dry-run", "--no-ipv6"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "-A ISTIO_INBOUND -p tcp --dport 15020 -j RETURN" in out
+    assert out[-2:] == ["-A ISTIO_OUTPUT -j ISTIO_REDIRECT", "COMMIT"]
