@@ -18,6 +18,7 @@ from istio_sdk.proxy.iptables import (
     build_rules,
     cleanup_rules,
     config_from_options,
+    iptables_state,
 )
 from istio_sdk.proxy.iptables._host import read_resolv_conf, wants_ipv6
 
@@ -285,3 +286,37 @@ def test_the_injectors_istio_init_arguments_work(capsys: pytest.CaptureFixture[s
     out = capsys.readouterr().out.splitlines()
     assert "-A ISTIO_INBOUND -p tcp --dport 15020 -j RETURN" in out
     assert out[-2:] == ["-A ISTIO_OUTPUT -j ISTIO_REDIRECT", "COMMIT"]
+
+
+@pytest.mark.parametrize(
+    ("installed", "legacy_rules", "forced", "chosen"),
+    [
+        (["", "-nft", "-legacy"], False, "", "iptables-nft-save"),
+        (["", "-nft", "-legacy"], True, "", "iptables-legacy-save"),
+        (["", "-legacy"], False, "", "iptables-save"),
+        ([""], False, "", "iptables-save"),
+        (["", "-nft", "-legacy"], True, "nft", "iptables-nft-save"),
+        (["", "-nft", "-legacy"], False, "legacy", "iptables-legacy-save"),
+    ],
+)
+def test_the_iptables_variant_is_chosen_like_istio(
+    tmp_path: pathlib.Path, installed: list[str], legacy_rules: bool, forced: str, chosen: str
+) -> None:
+    from istio_sdk.proxy.iptables._apply import Completed
+
+    for variant in installed:
+        for suffix in ("", "-save", "-restore"):
+            tool = tmp_path / f"iptables{variant}{suffix}"
+            tool.write_text("#!/bin/sh\nexit 0\n")
+            tool.chmod(0o755)
+    calls: list[str] = []
+
+    def runner(argv: object, stdin: str | None) -> Completed:
+        assert isinstance(argv, list)
+        calls.append(pathlib.Path(argv[0]).name)
+        rules = "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j ACCEPT\nCOMMIT\n"
+        legacy = calls[-1] == "iptables-legacy-save" and legacy_rules
+        return Completed(0, rules if legacy else "", "")
+
+    assert iptables_state(4, iptables_binary=forced, runner=runner, path=str(tmp_path)) == {}  # type: ignore[arg-type]
+    assert calls[-1] == chosen
