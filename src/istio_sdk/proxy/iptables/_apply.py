@@ -86,8 +86,26 @@ class _Tools:
         runner: Runner,
         path: str | None,
     ) -> _Tools:
-        base = ("iptables" if version == 4 else "ip6tables") + (f"-{binary}" if binary else "")
+        """The binaries to use, chosen as istio-iptables chooses them.
+
+        Forced (``legacy``/``nft``): that variant. Otherwise the legacy variant when it already
+        holds rules here, else the nft variant when installed, else plain ``iptables``.
+        """
+        plain = "iptables" if version == 4 else "ip6tables"
         search = _search_path(path)
+        if binary:
+            return cls._variant(version, f"{plain}-{binary}", runner, search)
+        with contextlib.suppress(IptablesError):
+            legacy = cls._variant(version, f"{plain}-legacy", runner, search)
+            saved = runner([legacy.save], None)
+            if saved.returncode == 0 and saved.stdout.count("\n") >= 3:
+                return legacy
+        with contextlib.suppress(IptablesError):
+            return cls._variant(version, f"{plain}-nft", runner, search)
+        return cls._variant(version, plain, runner, search)
+
+    @classmethod
+    def _variant(cls, version: IstioVersion, base: str, runner: Runner, search: str) -> _Tools:
         found: list[str] = []
         for name in (base, f"{base}-save", f"{base}-restore"):
             where = shutil.which(name, path=search)
