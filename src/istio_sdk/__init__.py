@@ -97,6 +97,9 @@ _EXPORTS: dict[str, str] = {
     "ProtoJsonError": "istio_sdk.protojson",
     "JsonParseError": "istio_sdk.protojson",
     "JsonSerializeError": "istio_sdk.protojson",
+    # istio-iptables
+    "IptablesError": "istio_sdk.proxy.iptables",
+    "IptablesConfigError": "istio_sdk.proxy.iptables",
 }
 
 __all__ = [  # grouped like _EXPORTS; tests/core/test_public_api.py checks they agree
@@ -156,6 +159,8 @@ __all__ = [  # grouped like _EXPORTS; tests/core/test_public_api.py checks they 
     "ProtoJsonError",
     "JsonParseError",
     "JsonSerializeError",
+    "IptablesError",
+    "IptablesConfigError",
     "UnknownKeyError",
     "SpiffeError",
     "LimitError",

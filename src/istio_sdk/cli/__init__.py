@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "istio_sdk.cli._serve",
     "istio_sdk.cli._proxy_config",
     "istio_sdk.cli._bootstrap",
+    "istio_sdk.cli._iptables",
 )
 
 
@@ -59,12 +60,16 @@ def build_parser(commands: Sequence[Command] | None = None) -> argparse.Argument
     parser = argparse.ArgumentParser(
         prog="istio-sdk",
         description="Istio's mesh control plane, programmable from Python.",
+        allow_abbrev=False,  # a prefix of a flag is not that flag (as in Istio's own tools)
     )
     parser.add_argument("--version", action="version", version=f"istio-sdk {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in load_commands() if commands is None else commands:
         child = sub.add_parser(
-            command.name, help=command.help, description=command.description or command.help
+            command.name,
+            help=command.help,
+            description=command.description or command.help,
+            allow_abbrev=False,
         )
         command.configure(child)
         child.set_defaults(_run=command.run)
