@@ -38,7 +38,7 @@ from typing import Any
 from google.protobuf import descriptor_pb2
 from google.protobuf.compiler import plugin_pb2
 
-from istio_sdk.codec import WRAPPERS, varint
+from istio_sdk.codec import PRELUDE, WRAPPERS, varint
 
 FDP = descriptor_pb2.FieldDescriptorProto
 MODEL_PACKAGE = "_istio_sdk_fastcodec_model"
@@ -812,39 +812,9 @@ class Emitter:
         self.line(0, "")
 
 
-RUNTIME_IMPORT = (
-    "from istio_sdk.codec import (\n"
-    "    VARINTS as V,\n"
-    "    WRAPPED_SMALL_INTS as W,\n"
-    "    WRAPPERS,\n"
-    "    install,\n"
-    "    merge,\n"
-    "    overrun as over,\n"
-    "    pack_bools,\n"
-    "    pack_fixed,\n"
-    "    pack_varints,\n"
-    "    pack_zigzag32,\n"
-    "    pack_zigzag64,\n"
-    "    read_varint as rv,\n"
-    "    skip_field as skip,\n"
-    "    sorted_int_keys,\n"
-    "    sorted_string_keys,\n"
-    "    to_int32 as i32,\n"
-    "    truncated as trunc,\n"
-    "    unpack_fixed,\n"
-    "    unpack_varints,\n"
-    "    unzigzag32 as uz32,\n"
-    "    varint as vi,\n"
-    "    zigzag32 as zz32,\n"
-    "    zigzag64 as zz64,\n"
-    ")\n"
-)
-STRUCTS = (
-    "from math import copysign as cs\n"
-    "from struct import Struct as _S\n\n"
-    "new = object.__new__\n"
-    + "".join(f'p{c} = _S("<{c}").pack\nu{c} = _S("<{c}").unpack_from\n' for c in "IiQqfd")
-)
+# What every generated module shares (helpers, struct packers, aliases) is defined once in
+# istio_sdk.codec and imported under the short names the emitted code uses.
+RUNTIME_IMPORT = f"from istio_sdk.codec import {', '.join(PRELUDE)}  # the shared prelude\n"
 
 
 def render_module(name: str, plans: list[MessagePlan]) -> str:
@@ -856,7 +826,6 @@ def render_module(name: str, plans: list[MessagePlan]) -> str:
     body = "\n".join(module.lines)
     head = [HEADER, f'"""Fast codec for the messages of ``istio_sdk.api.{name}``."""\n\n']
     head.append(RUNTIME_IMPORT)
-    head.append(STRUCTS)
     for other, alias in sorted(module.codecs.items(), key=lambda item: item[1]):
         parent, _, leaf = other.rpartition(".")
         source = module.relative(parent) if parent else "." * (name.count(".") + 2)

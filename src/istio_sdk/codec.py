@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import gc
+import math
 import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
@@ -501,6 +502,78 @@ WRAPPERS: dict[str, tuple[Callable[[Any], bytes], Decoder]] = {
     "google.protobuf.Duration": (enc_duration, dec_duration),
     "google.protobuf.Timestamp": (enc_timestamp, dec_timestamp),
 }
+
+
+# ---------------------------------------------------------------------------- the prelude
+# The names every generated ``_codec.py`` imports (``from istio_sdk.codec import V, W, ...``),
+# short because the emitted code uses them thousands of times. Defined once here instead of
+# repeated at the top of each generated module.
+
+V = VARINTS
+W = WRAPPED_SMALL_INTS
+new = object.__new__
+cs = math.copysign
+over = overrun
+rv = read_varint
+skip = skip_field
+i32 = to_int32
+trunc = truncated
+uz32 = unzigzag32
+vi = varint
+zz32 = zigzag32
+zz64 = zigzag64
+pI = struct.Struct("<I").pack
+uI = struct.Struct("<I").unpack_from
+pi = struct.Struct("<i").pack
+ui = struct.Struct("<i").unpack_from
+pQ = struct.Struct("<Q").pack
+uQ = struct.Struct("<Q").unpack_from
+pq = struct.Struct("<q").pack
+uq = struct.Struct("<q").unpack_from
+pf = struct.Struct("<f").pack
+uf = struct.Struct("<f").unpack_from
+pd = struct.Struct("<d").pack
+ud = struct.Struct("<d").unpack_from
+
+PRELUDE: tuple[str, ...] = (
+    "V",
+    "W",
+    "WRAPPERS",
+    "cs",
+    "i32",
+    "install",
+    "merge",
+    "new",
+    "over",
+    "pI",
+    "pQ",
+    "pack_bools",
+    "pack_fixed",
+    "pack_varints",
+    "pack_zigzag32",
+    "pack_zigzag64",
+    "pd",
+    "pf",
+    "pi",
+    "pq",
+    "rv",
+    "skip",
+    "sorted_int_keys",
+    "sorted_string_keys",
+    "trunc",
+    "uI",
+    "uQ",
+    "ud",
+    "uf",
+    "ui",
+    "unpack_fixed",
+    "unpack_varints",
+    "uq",
+    "uz32",
+    "vi",
+    "zz32",
+    "zz64",
+)
 
 
 # ---------------------------------------------------------------------------- installation
