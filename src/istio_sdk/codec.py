@@ -504,6 +504,25 @@ WRAPPERS: dict[str, tuple[Callable[[Any], bytes], Decoder]] = {
 }
 
 
+# ---------------------------------------------------------------------------- constructors
+
+
+class _Factory:
+    """The default of every parameter of a generated message ``__init__``: "use the factory".
+
+    ``codegen/static_init.py`` writes those ``__init__`` methods as dataclasses would build
+    them; this object plays the part of dataclasses' own marker, and prints the same.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<factory>"
+
+
+FACTORY: Any = _Factory()
+
+
 # ---------------------------------------------------------------------------- the prelude
 # The names every generated ``_codec.py`` imports (``from istio_sdk.codec import V, W, ...``),
 # short because the emitted code uses them thousands of times. Defined once here instead of

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 import grpclib
 from betterproto2 import grpclib as betterproto2_grpclib
 
@@ -29,8 +30,10 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class IstioCertificateRequest(betterproto2.Message):
+    "IstioCertificateRequest(csr: 'str' = <factory>, validity_duration: 'int' = <factory>, metadata: '___google__protobuf__.Struct | None' = <factory>)"
+
     csr: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     validity_duration: "int" = betterproto2.field(3, betterproto2.TYPE_INT64)
@@ -39,15 +42,27 @@ class IstioCertificateRequest(betterproto2.Message):
         4, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, csr: 'str' = _FACTORY, validity_duration: 'int' = _FACTORY, metadata: '___google__protobuf__.Struct | None' = _FACTORY) -> None:
+        self.csr = "" if csr is _FACTORY else csr
+        self.validity_duration = 0 if validity_duration is _FACTORY else validity_duration
+        self.metadata = None if metadata is _FACTORY else metadata
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.v1.auth", "IstioCertificateRequest", IstioCertificateRequest
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class IstioCertificateResponse(betterproto2.Message):
+    "IstioCertificateResponse(cert_chain: 'list[str]' = <factory>)"
+
     cert_chain: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
+
+    def __init__(self, cert_chain: 'list[str]' = _FACTORY) -> None:
+        self.cert_chain = [] if cert_chain is _FACTORY else cert_chain
+        self.__post_init__()
 
 
 default_message_pool.register_message(

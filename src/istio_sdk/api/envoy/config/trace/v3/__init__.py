@@ -12,6 +12,7 @@ __all__ = (
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from .....message_pool import default_message_pool
 
@@ -19,15 +20,21 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Tracing(betterproto2.Message):
+    "Tracing(http: 'TracingHttp | None' = <factory>)"
+
     http: "TracingHttp | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+    def __init__(self, http: 'TracingHttp | None' = _FACTORY) -> None:
+        self.http = None if http is _FACTORY else http
+        self.__post_init__()
 
 
 default_message_pool.register_message("envoy.config.trace.v3", "Tracing", Tracing)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TracingHttp(betterproto2.Message):
     """
 
@@ -41,6 +48,11 @@ class TracingHttp(betterproto2.Message):
     typed_config: "____google__protobuf__.Any | None" = betterproto2.field(
         3, betterproto2.TYPE_MESSAGE, optional=True, group="config_type"
     )
+
+    def __init__(self, name: 'str' = _FACTORY, typed_config: '____google__protobuf__.Any | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.typed_config = None if typed_config is _FACTORY else typed_config
+        self.__post_init__()
 
 
 default_message_pool.register_message("envoy.config.trace.v3", "Tracing.Http", TracingHttp)

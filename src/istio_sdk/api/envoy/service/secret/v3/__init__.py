@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 import grpclib
 from betterproto2 import grpclib as betterproto2_grpclib
 
@@ -25,9 +26,14 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class SdsDummy(betterproto2.Message):
+    'SdsDummy()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message("envoy.service.secret.v3", "SdsDummy", SdsDummy)

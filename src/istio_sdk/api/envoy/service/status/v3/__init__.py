@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 import grpclib
 from betterproto2 import grpclib as betterproto2_grpclib
 
@@ -61,8 +62,10 @@ class ConfigStatus(betterproto2.Enum):
     ERROR = 4
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ClientConfig(betterproto2.Message):
+    "ClientConfig(node: '___config__core__v3__.Node | None' = <factory>, xds_config: 'list[PerXdsConfig]' = <factory>, generic_xds_configs: 'list[ClientConfigGenericXdsConfig]' = <factory>, client_scope: 'str' = <factory>)"
+
     node: "___config__core__v3__.Node | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -82,12 +85,21 @@ class ClientConfig(betterproto2.Message):
         if self.is_set("xds_config"):
             warnings.warn("ClientConfig.xds_config is deprecated", DeprecationWarning)
 
+    def __init__(self, node: '___config__core__v3__.Node | None' = _FACTORY, xds_config: 'list[PerXdsConfig]' = _FACTORY, generic_xds_configs: 'list[ClientConfigGenericXdsConfig]' = _FACTORY, client_scope: 'str' = _FACTORY) -> None:
+        self.node = None if node is _FACTORY else node
+        self.xds_config = [] if xds_config is _FACTORY else xds_config
+        self.generic_xds_configs = [] if generic_xds_configs is _FACTORY else generic_xds_configs
+        self.client_scope = "" if client_scope is _FACTORY else client_scope
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.service.status.v3", "ClientConfig", ClientConfig)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ClientConfigGenericXdsConfig(betterproto2.Message):
+    "ClientConfigGenericXdsConfig(type_url: 'str' = <factory>, name: 'str' = <factory>, version_info: 'str' = <factory>, xds_config: '____google__protobuf__.Any | None' = <factory>, last_updated: 'datetime.datetime | None' = <factory>, config_status: 'ConfigStatus' = <factory>, client_status: '___admin__v3__.ClientResourceStatus' = <factory>, error_state: '___admin__v3__.UpdateFailureState | None' = <factory>, is_static_resource: 'bool' = <factory>)"
+
     type_url: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -116,14 +128,28 @@ class ClientConfigGenericXdsConfig(betterproto2.Message):
 
     is_static_resource: "bool" = betterproto2.field(9, betterproto2.TYPE_BOOL)
 
+    def __init__(self, type_url: 'str' = _FACTORY, name: 'str' = _FACTORY, version_info: 'str' = _FACTORY, xds_config: '____google__protobuf__.Any | None' = _FACTORY, last_updated: 'datetime.datetime | None' = _FACTORY, config_status: 'ConfigStatus' = _FACTORY, client_status: '___admin__v3__.ClientResourceStatus' = _FACTORY, error_state: '___admin__v3__.UpdateFailureState | None' = _FACTORY, is_static_resource: 'bool' = _FACTORY) -> None:
+        self.type_url = "" if type_url is _FACTORY else type_url
+        self.name = "" if name is _FACTORY else name
+        self.version_info = "" if version_info is _FACTORY else version_info
+        self.xds_config = None if xds_config is _FACTORY else xds_config
+        self.last_updated = None if last_updated is _FACTORY else last_updated
+        self.config_status = ConfigStatus(0) if config_status is _FACTORY else config_status
+        self.client_status = ___admin__v3__.ClientResourceStatus(0) if client_status is _FACTORY else client_status
+        self.error_state = None if error_state is _FACTORY else error_state
+        self.is_static_resource = False if is_static_resource is _FACTORY else is_static_resource
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.service.status.v3", "ClientConfig.GenericXdsConfig", ClientConfigGenericXdsConfig
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ClientStatusRequest(betterproto2.Message):
+    "ClientStatusRequest(node_matchers: 'list[___type__matcher__v3__.NodeMatcher]' = <factory>, node: '___config__core__v3__.Node | None' = <factory>, exclude_resource_contents: 'bool' = <factory>)"
+
     node_matchers: "list[___type__matcher__v3__.NodeMatcher]" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
@@ -134,15 +160,27 @@ class ClientStatusRequest(betterproto2.Message):
 
     exclude_resource_contents: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
 
+    def __init__(self, node_matchers: 'list[___type__matcher__v3__.NodeMatcher]' = _FACTORY, node: '___config__core__v3__.Node | None' = _FACTORY, exclude_resource_contents: 'bool' = _FACTORY) -> None:
+        self.node_matchers = [] if node_matchers is _FACTORY else node_matchers
+        self.node = None if node is _FACTORY else node
+        self.exclude_resource_contents = False if exclude_resource_contents is _FACTORY else exclude_resource_contents
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.service.status.v3", "ClientStatusRequest", ClientStatusRequest
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ClientStatusResponse(betterproto2.Message):
+    "ClientStatusResponse(config: 'list[ClientConfig]' = <factory>)"
+
     config: "list[ClientConfig]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+
+    def __init__(self, config: 'list[ClientConfig]' = _FACTORY) -> None:
+        self.config = [] if config is _FACTORY else config
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -150,7 +188,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class PerXdsConfig(betterproto2.Message):
     """
 
@@ -191,6 +229,16 @@ class PerXdsConfig(betterproto2.Message):
         super().__post_init__()
         if self.is_set("client_status"):
             warnings.warn("PerXdsConfig.client_status is deprecated", DeprecationWarning)
+
+    def __init__(self, status: 'ConfigStatus' = _FACTORY, client_status: 'ClientConfigStatus' = _FACTORY, listener_config: '___admin__v3__.ListenersConfigDump | None' = _FACTORY, cluster_config: '___admin__v3__.ClustersConfigDump | None' = _FACTORY, route_config: '___admin__v3__.RoutesConfigDump | None' = _FACTORY, scoped_route_config: '___admin__v3__.ScopedRoutesConfigDump | None' = _FACTORY, endpoint_config: '___admin__v3__.EndpointsConfigDump | None' = _FACTORY) -> None:
+        self.status = ConfigStatus(0) if status is _FACTORY else status
+        self.client_status = ClientConfigStatus(0) if client_status is _FACTORY else client_status
+        self.listener_config = None if listener_config is _FACTORY else listener_config
+        self.cluster_config = None if cluster_config is _FACTORY else cluster_config
+        self.route_config = None if route_config is _FACTORY else route_config
+        self.scoped_route_config = None if scoped_route_config is _FACTORY else scoped_route_config
+        self.endpoint_config = None if endpoint_config is _FACTORY else endpoint_config
+        self.__post_init__()
 
 
 default_message_pool.register_message("envoy.service.status.v3", "PerXdsConfig", PerXdsConfig)

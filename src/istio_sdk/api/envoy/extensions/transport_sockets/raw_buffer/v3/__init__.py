@@ -9,6 +9,7 @@ __all__ = ("RawBuffer",)
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from ......message_pool import default_message_pool
 
@@ -16,9 +17,14 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RawBuffer(betterproto2.Message):
+    'RawBuffer()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message(
