@@ -29,8 +29,6 @@ from typing import TYPE_CHECKING
 
 import betterproto2
 from istio_sdk.codec import FACTORY as _FACTORY
-import grpclib
-from betterproto2 import grpclib as betterproto2_grpclib
 
 from ....message_pool import default_message_pool
 
@@ -295,204 +293,34 @@ class SinkNode(betterproto2.Message):
 default_message_pool.register_message("istio.mcp.v1alpha1", "SinkNode", SinkNode)
 
 
-class AggregatedMeshConfigServiceStub(betterproto2_grpclib.ServiceStub):
-    async def stream_aggregated_resources(
-        self,
-        messages: "AsyncIterable[MeshConfigRequest] | Iterable[MeshConfigRequest]",
-        *,
-        timeout: "float | None" = None,
-        deadline: "Deadline | None" = None,
-        metadata: "MetadataLike | None" = None,
-    ) -> "AsyncIterator[MeshConfigResponse]":
-
-        async for response in self._stream_stream(
-            "/istio.mcp.v1alpha1.AggregatedMeshConfigService/StreamAggregatedResources",
-            messages,
-            MeshConfigRequest,
-            MeshConfigResponse,
-            timeout=timeout,
-            deadline=deadline,
-            metadata=metadata,
-        ):
-            yield response
-
-    async def incremental_aggregated_resources(
-        self,
-        messages: "AsyncIterable[IncrementalMeshConfigRequest] | Iterable[IncrementalMeshConfigRequest]",
-        *,
-        timeout: "float | None" = None,
-        deadline: "Deadline | None" = None,
-        metadata: "MetadataLike | None" = None,
-    ) -> "AsyncIterator[IncrementalMeshConfigResponse]":
-
-        async for response in self._stream_stream(
-            "/istio.mcp.v1alpha1.AggregatedMeshConfigService/IncrementalAggregatedResources",
-            messages,
-            IncrementalMeshConfigRequest,
-            IncrementalMeshConfigResponse,
-            timeout=timeout,
-            deadline=deadline,
-            metadata=metadata,
-        ):
-            yield response
 
 
-class ResourceSinkStub(betterproto2_grpclib.ServiceStub):
-    async def establish_resource_stream(
-        self,
-        messages: "AsyncIterable[Resources] | Iterable[Resources]",
-        *,
-        timeout: "float | None" = None,
-        deadline: "Deadline | None" = None,
-        metadata: "MetadataLike | None" = None,
-    ) -> "AsyncIterator[RequestResources]":
-
-        async for response in self._stream_stream(
-            "/istio.mcp.v1alpha1.ResourceSink/EstablishResourceStream",
-            messages,
-            Resources,
-            RequestResources,
-            timeout=timeout,
-            deadline=deadline,
-            metadata=metadata,
-        ):
-            yield response
 
 
-class ResourceSourceStub(betterproto2_grpclib.ServiceStub):
-    async def establish_resource_stream(
-        self,
-        messages: "AsyncIterable[RequestResources] | Iterable[RequestResources]",
-        *,
-        timeout: "float | None" = None,
-        deadline: "Deadline | None" = None,
-        metadata: "MetadataLike | None" = None,
-    ) -> "AsyncIterator[Resources]":
-
-        async for response in self._stream_stream(
-            "/istio.mcp.v1alpha1.ResourceSource/EstablishResourceStream",
-            messages,
-            RequestResources,
-            Resources,
-            timeout=timeout,
-            deadline=deadline,
-            metadata=metadata,
-        ):
-            yield response
 
 
 from ....google import protobuf as ___google__protobuf__
 from ....google import rpc as ___google__rpc__
 
 
-class AggregatedMeshConfigServiceBase(betterproto2_grpclib.ServiceBase):
-    async def stream_aggregated_resources(
-        self, messages: "AsyncIterator[MeshConfigRequest]"
-    ) -> "AsyncIterator[MeshConfigResponse]":
+# The gRPC services live in _services.py (codegen/lazy_services.py): importing them
+# loads grpclib, which messages alone do not need.
+if TYPE_CHECKING:
+    from ._services import AggregatedMeshConfigServiceBase as AggregatedMeshConfigServiceBase
+    from ._services import AggregatedMeshConfigServiceStub as AggregatedMeshConfigServiceStub
+    from ._services import ResourceSinkBase as ResourceSinkBase
+    from ._services import ResourceSinkStub as ResourceSinkStub
+    from ._services import ResourceSourceBase as ResourceSourceBase
+    from ._services import ResourceSourceStub as ResourceSourceStub
 
-        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
-        yield MeshConfigResponse()
-
-    async def incremental_aggregated_resources(
-        self, messages: "AsyncIterator[IncrementalMeshConfigRequest]"
-    ) -> "AsyncIterator[IncrementalMeshConfigResponse]":
-
-        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
-        yield IncrementalMeshConfigResponse()
-
-    async def __rpc_stream_aggregated_resources(
-        self, stream: "grpclib.server.Stream[MeshConfigRequest, MeshConfigResponse]"
-    ) -> None:
-        request = stream.__aiter__()
-        await self._call_rpc_handler_server_stream(
-            self.stream_aggregated_resources,
-            stream,
-            request,
-        )
-
-    async def __rpc_incremental_aggregated_resources(
-        self,
-        stream: "grpclib.server.Stream[IncrementalMeshConfigRequest, IncrementalMeshConfigResponse]",
-    ) -> None:
-        request = stream.__aiter__()
-        await self._call_rpc_handler_server_stream(
-            self.incremental_aggregated_resources,
-            stream,
-            request,
-        )
-
-    def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
-        return {
-            "/istio.mcp.v1alpha1.AggregatedMeshConfigService/StreamAggregatedResources": grpclib.const.Handler(
-                self.__rpc_stream_aggregated_resources,
-                grpclib.const.Cardinality.STREAM_STREAM,
-                MeshConfigRequest,
-                MeshConfigResponse,
-            ),
-            "/istio.mcp.v1alpha1.AggregatedMeshConfigService/IncrementalAggregatedResources": grpclib.const.Handler(
-                self.__rpc_incremental_aggregated_resources,
-                grpclib.const.Cardinality.STREAM_STREAM,
-                IncrementalMeshConfigRequest,
-                IncrementalMeshConfigResponse,
-            ),
-        }
+_SERVICES = frozenset(['AggregatedMeshConfigServiceBase', 'AggregatedMeshConfigServiceStub', 'ResourceSinkBase', 'ResourceSinkStub', 'ResourceSourceBase', 'ResourceSourceStub'])
 
 
-class ResourceSinkBase(betterproto2_grpclib.ServiceBase):
-    async def establish_resource_stream(
-        self, messages: "AsyncIterator[Resources]"
-    ) -> "AsyncIterator[RequestResources]":
+def __getattr__(name: str) -> object:
+    if name in _SERVICES:
+        from . import _services
 
-        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
-        yield RequestResources()
-
-    async def __rpc_establish_resource_stream(
-        self, stream: "grpclib.server.Stream[Resources, RequestResources]"
-    ) -> None:
-        request = stream.__aiter__()
-        await self._call_rpc_handler_server_stream(
-            self.establish_resource_stream,
-            stream,
-            request,
-        )
-
-    def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
-        return {
-            "/istio.mcp.v1alpha1.ResourceSink/EstablishResourceStream": grpclib.const.Handler(
-                self.__rpc_establish_resource_stream,
-                grpclib.const.Cardinality.STREAM_STREAM,
-                Resources,
-                RequestResources,
-            ),
-        }
-
-
-class ResourceSourceBase(betterproto2_grpclib.ServiceBase):
-    async def establish_resource_stream(
-        self, messages: "AsyncIterator[RequestResources]"
-    ) -> "AsyncIterator[Resources]":
-
-        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
-        yield Resources()
-
-    async def __rpc_establish_resource_stream(
-        self, stream: "grpclib.server.Stream[RequestResources, Resources]"
-    ) -> None:
-        request = stream.__aiter__()
-        await self._call_rpc_handler_server_stream(
-            self.establish_resource_stream,
-            stream,
-            request,
-        )
-
-    def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
-        return {
-            "/istio.mcp.v1alpha1.ResourceSource/EstablishResourceStream": grpclib.const.Handler(
-                self.__rpc_establish_resource_stream,
-                grpclib.const.Cardinality.STREAM_STREAM,
-                RequestResources,
-                Resources,
-            ),
-        }
+        return getattr(_services, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

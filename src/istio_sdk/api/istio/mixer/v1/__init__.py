@@ -34,8 +34,6 @@ from typing import TYPE_CHECKING
 
 import betterproto2
 from istio_sdk.codec import FACTORY as _FACTORY
-import grpclib
-from betterproto2 import grpclib as betterproto2_grpclib
 
 from ....message_pool import default_message_pool
 
@@ -549,87 +547,26 @@ class StringMap(betterproto2.Message):
 default_message_pool.register_message("istio.mixer.v1", "StringMap", StringMap)
 
 
-class MixerStub(betterproto2_grpclib.ServiceStub):
-    async def check(
-        self,
-        message: "CheckRequest",
-        *,
-        timeout: "float | None" = None,
-        deadline: "Deadline | None" = None,
-        metadata: "MetadataLike | None" = None,
-    ) -> "CheckResponse":
-
-        return await self._unary_unary(
-            "/istio.mixer.v1.Mixer/Check",
-            message,
-            CheckResponse,
-            timeout=timeout,
-            deadline=deadline,
-            metadata=metadata,
-        )
-
-    async def report(
-        self,
-        message: "ReportRequest",
-        *,
-        timeout: "float | None" = None,
-        deadline: "Deadline | None" = None,
-        metadata: "MetadataLike | None" = None,
-    ) -> "ReportResponse":
-
-        return await self._unary_unary(
-            "/istio.mixer.v1.Mixer/Report",
-            message,
-            ReportResponse,
-            timeout=timeout,
-            deadline=deadline,
-            metadata=metadata,
-        )
 
 
 from ....google import protobuf as ___google__protobuf__
 from ....google import rpc as ___google__rpc__
 
 
-class MixerBase(betterproto2_grpclib.ServiceBase):
-    async def check(self, message: "CheckRequest") -> "CheckResponse":
+# The gRPC services live in _services.py (codegen/lazy_services.py): importing them
+# loads grpclib, which messages alone do not need.
+if TYPE_CHECKING:
+    from ._services import MixerBase as MixerBase
+    from ._services import MixerStub as MixerStub
 
-        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+_SERVICES = frozenset(['MixerBase', 'MixerStub'])
 
-    async def report(self, message: "ReportRequest") -> "ReportResponse":
 
-        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+def __getattr__(name: str) -> object:
+    if name in _SERVICES:
+        from . import _services
 
-    async def __rpc_check(
-        self, stream: "grpclib.server.Stream[CheckRequest, CheckResponse]"
-    ) -> None:
-        request = await stream.recv_message()
-        assert request is not None
-        response = await self.check(request)
-        await stream.send_message(response)
-
-    async def __rpc_report(
-        self, stream: "grpclib.server.Stream[ReportRequest, ReportResponse]"
-    ) -> None:
-        request = await stream.recv_message()
-        assert request is not None
-        response = await self.report(request)
-        await stream.send_message(response)
-
-    def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
-        return {
-            "/istio.mixer.v1.Mixer/Check": grpclib.const.Handler(
-                self.__rpc_check,
-                grpclib.const.Cardinality.UNARY_UNARY,
-                CheckRequest,
-                CheckResponse,
-            ),
-            "/istio.mixer.v1.Mixer/Report": grpclib.const.Handler(
-                self.__rpc_report,
-                grpclib.const.Cardinality.UNARY_UNARY,
-                ReportRequest,
-                ReportResponse,
-            ),
-        }
+        return getattr(_services, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

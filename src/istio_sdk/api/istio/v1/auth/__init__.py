@@ -16,8 +16,6 @@ from typing import TYPE_CHECKING
 
 import betterproto2
 from istio_sdk.codec import FACTORY as _FACTORY
-import grpclib
-from betterproto2 import grpclib as betterproto2_grpclib
 
 from ....message_pool import default_message_pool
 
@@ -70,52 +68,25 @@ default_message_pool.register_message(
 )
 
 
-class IstioCertificateServiceStub(betterproto2_grpclib.ServiceStub):
-    async def create_certificate(
-        self,
-        message: "IstioCertificateRequest",
-        *,
-        timeout: "float | None" = None,
-        deadline: "Deadline | None" = None,
-        metadata: "MetadataLike | None" = None,
-    ) -> "IstioCertificateResponse":
-
-        return await self._unary_unary(
-            "/istio.v1.auth.IstioCertificateService/CreateCertificate",
-            message,
-            IstioCertificateResponse,
-            timeout=timeout,
-            deadline=deadline,
-            metadata=metadata,
-        )
 
 
 from ....google import protobuf as ___google__protobuf__
 
 
-class IstioCertificateServiceBase(betterproto2_grpclib.ServiceBase):
-    async def create_certificate(
-        self, message: "IstioCertificateRequest"
-    ) -> "IstioCertificateResponse":
+# The gRPC services live in _services.py (codegen/lazy_services.py): importing them
+# loads grpclib, which messages alone do not need.
+if TYPE_CHECKING:
+    from ._services import IstioCertificateServiceBase as IstioCertificateServiceBase
+    from ._services import IstioCertificateServiceStub as IstioCertificateServiceStub
 
-        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+_SERVICES = frozenset(['IstioCertificateServiceBase', 'IstioCertificateServiceStub'])
 
-    async def __rpc_create_certificate(
-        self, stream: "grpclib.server.Stream[IstioCertificateRequest, IstioCertificateResponse]"
-    ) -> None:
-        request = await stream.recv_message()
-        assert request is not None
-        response = await self.create_certificate(request)
-        await stream.send_message(response)
 
-    def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
-        return {
-            "/istio.v1.auth.IstioCertificateService/CreateCertificate": grpclib.const.Handler(
-                self.__rpc_create_certificate,
-                grpclib.const.Cardinality.UNARY_UNARY,
-                IstioCertificateRequest,
-                IstioCertificateResponse,
-            ),
-        }
+def __getattr__(name: str) -> object:
+    if name in _SERVICES:
+        from . import _services
+
+        return getattr(_services, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

@@ -30,8 +30,6 @@ from typing import TYPE_CHECKING
 
 import betterproto2
 from istio_sdk.codec import FACTORY as _FACTORY
-import grpclib
-from betterproto2 import grpclib as betterproto2_grpclib
 
 from .....message_pool import default_message_pool
 
@@ -468,46 +466,6 @@ class ResourceName(betterproto2.Message):
 default_message_pool.register_message("envoy.service.discovery.v3", "ResourceName", ResourceName)
 
 
-class AggregatedDiscoveryServiceStub(betterproto2_grpclib.ServiceStub):
-    async def stream_aggregated_resources(
-        self,
-        messages: "AsyncIterable[DiscoveryRequest] | Iterable[DiscoveryRequest]",
-        *,
-        timeout: "float | None" = None,
-        deadline: "Deadline | None" = None,
-        metadata: "MetadataLike | None" = None,
-    ) -> "AsyncIterator[DiscoveryResponse]":
-
-        async for response in self._stream_stream(
-            "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources",
-            messages,
-            DiscoveryRequest,
-            DiscoveryResponse,
-            timeout=timeout,
-            deadline=deadline,
-            metadata=metadata,
-        ):
-            yield response
-
-    async def delta_aggregated_resources(
-        self,
-        messages: "AsyncIterable[DeltaDiscoveryRequest] | Iterable[DeltaDiscoveryRequest]",
-        *,
-        timeout: "float | None" = None,
-        deadline: "Deadline | None" = None,
-        metadata: "MetadataLike | None" = None,
-    ) -> "AsyncIterator[DeltaDiscoveryResponse]":
-
-        async for response in self._stream_stream(
-            "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources",
-            messages,
-            DeltaDiscoveryRequest,
-            DeltaDiscoveryResponse,
-            timeout=timeout,
-            deadline=deadline,
-            metadata=metadata,
-        ):
-            yield response
 
 
 from .....google import protobuf as ____google__protobuf__
@@ -515,55 +473,20 @@ from .....google import rpc as ____google__rpc__
 from ....config.core import v3 as ___config__core__v3__
 
 
-class AggregatedDiscoveryServiceBase(betterproto2_grpclib.ServiceBase):
-    async def stream_aggregated_resources(
-        self, messages: "AsyncIterator[DiscoveryRequest]"
-    ) -> "AsyncIterator[DiscoveryResponse]":
+# The gRPC services live in _services.py (codegen/lazy_services.py): importing them
+# loads grpclib, which messages alone do not need.
+if TYPE_CHECKING:
+    from ._services import AggregatedDiscoveryServiceBase as AggregatedDiscoveryServiceBase
+    from ._services import AggregatedDiscoveryServiceStub as AggregatedDiscoveryServiceStub
 
-        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
-        yield DiscoveryResponse()
+_SERVICES = frozenset(['AggregatedDiscoveryServiceBase', 'AggregatedDiscoveryServiceStub'])
 
-    async def delta_aggregated_resources(
-        self, messages: "AsyncIterator[DeltaDiscoveryRequest]"
-    ) -> "AsyncIterator[DeltaDiscoveryResponse]":
 
-        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
-        yield DeltaDiscoveryResponse()
+def __getattr__(name: str) -> object:
+    if name in _SERVICES:
+        from . import _services
 
-    async def __rpc_stream_aggregated_resources(
-        self, stream: "grpclib.server.Stream[DiscoveryRequest, DiscoveryResponse]"
-    ) -> None:
-        request = stream.__aiter__()
-        await self._call_rpc_handler_server_stream(
-            self.stream_aggregated_resources,
-            stream,
-            request,
-        )
-
-    async def __rpc_delta_aggregated_resources(
-        self, stream: "grpclib.server.Stream[DeltaDiscoveryRequest, DeltaDiscoveryResponse]"
-    ) -> None:
-        request = stream.__aiter__()
-        await self._call_rpc_handler_server_stream(
-            self.delta_aggregated_resources,
-            stream,
-            request,
-        )
-
-    def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
-        return {
-            "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources": grpclib.const.Handler(
-                self.__rpc_stream_aggregated_resources,
-                grpclib.const.Cardinality.STREAM_STREAM,
-                DiscoveryRequest,
-                DiscoveryResponse,
-            ),
-            "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources": grpclib.const.Handler(
-                self.__rpc_delta_aggregated_resources,
-                grpclib.const.Cardinality.STREAM_STREAM,
-                DeltaDiscoveryRequest,
-                DeltaDiscoveryResponse,
-            ),
-        }
+        return getattr(_services, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

@@ -24,8 +24,6 @@ from typing import TYPE_CHECKING
 
 import betterproto2
 from istio_sdk.codec import FACTORY as _FACTORY
-import grpclib
-from betterproto2 import grpclib as betterproto2_grpclib
 
 from .....message_pool import default_message_pool
 
@@ -244,44 +242,6 @@ class PerXdsConfig(betterproto2.Message):
 default_message_pool.register_message("envoy.service.status.v3", "PerXdsConfig", PerXdsConfig)
 
 
-class ClientStatusDiscoveryServiceStub(betterproto2_grpclib.ServiceStub):
-    async def stream_client_status(
-        self,
-        messages: "AsyncIterable[ClientStatusRequest] | Iterable[ClientStatusRequest]",
-        *,
-        timeout: "float | None" = None,
-        deadline: "Deadline | None" = None,
-        metadata: "MetadataLike | None" = None,
-    ) -> "AsyncIterator[ClientStatusResponse]":
-
-        async for response in self._stream_stream(
-            "/envoy.service.status.v3.ClientStatusDiscoveryService/StreamClientStatus",
-            messages,
-            ClientStatusRequest,
-            ClientStatusResponse,
-            timeout=timeout,
-            deadline=deadline,
-            metadata=metadata,
-        ):
-            yield response
-
-    async def fetch_client_status(
-        self,
-        message: "ClientStatusRequest",
-        *,
-        timeout: "float | None" = None,
-        deadline: "Deadline | None" = None,
-        metadata: "MetadataLike | None" = None,
-    ) -> "ClientStatusResponse":
-
-        return await self._unary_unary(
-            "/envoy.service.status.v3.ClientStatusDiscoveryService/FetchClientStatus",
-            message,
-            ClientStatusResponse,
-            timeout=timeout,
-            deadline=deadline,
-            metadata=metadata,
-        )
 
 
 from .....google import protobuf as ____google__protobuf__
@@ -290,50 +250,20 @@ from ....config.core import v3 as ___config__core__v3__
 from ....type.matcher import v3 as ___type__matcher__v3__
 
 
-class ClientStatusDiscoveryServiceBase(betterproto2_grpclib.ServiceBase):
-    async def stream_client_status(
-        self, messages: "AsyncIterator[ClientStatusRequest]"
-    ) -> "AsyncIterator[ClientStatusResponse]":
+# The gRPC services live in _services.py (codegen/lazy_services.py): importing them
+# loads grpclib, which messages alone do not need.
+if TYPE_CHECKING:
+    from ._services import ClientStatusDiscoveryServiceBase as ClientStatusDiscoveryServiceBase
+    from ._services import ClientStatusDiscoveryServiceStub as ClientStatusDiscoveryServiceStub
 
-        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
-        yield ClientStatusResponse()
+_SERVICES = frozenset(['ClientStatusDiscoveryServiceBase', 'ClientStatusDiscoveryServiceStub'])
 
-    async def fetch_client_status(self, message: "ClientStatusRequest") -> "ClientStatusResponse":
 
-        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+def __getattr__(name: str) -> object:
+    if name in _SERVICES:
+        from . import _services
 
-    async def __rpc_stream_client_status(
-        self, stream: "grpclib.server.Stream[ClientStatusRequest, ClientStatusResponse]"
-    ) -> None:
-        request = stream.__aiter__()
-        await self._call_rpc_handler_server_stream(
-            self.stream_client_status,
-            stream,
-            request,
-        )
-
-    async def __rpc_fetch_client_status(
-        self, stream: "grpclib.server.Stream[ClientStatusRequest, ClientStatusResponse]"
-    ) -> None:
-        request = await stream.recv_message()
-        assert request is not None
-        response = await self.fetch_client_status(request)
-        await stream.send_message(response)
-
-    def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
-        return {
-            "/envoy.service.status.v3.ClientStatusDiscoveryService/StreamClientStatus": grpclib.const.Handler(
-                self.__rpc_stream_client_status,
-                grpclib.const.Cardinality.STREAM_STREAM,
-                ClientStatusRequest,
-                ClientStatusResponse,
-            ),
-            "/envoy.service.status.v3.ClientStatusDiscoveryService/FetchClientStatus": grpclib.const.Handler(
-                self.__rpc_fetch_client_status,
-                grpclib.const.Cardinality.UNARY_UNARY,
-                ClientStatusRequest,
-                ClientStatusResponse,
-            ),
-        }
+        return getattr(_services, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)

@@ -30,8 +30,6 @@ from typing import TYPE_CHECKING
 
 import betterproto2
 from istio_sdk.codec import FACTORY as _FACTORY
-import grpclib
-from betterproto2 import grpclib as betterproto2_grpclib
 
 from ......message_pool import default_message_pool
 
@@ -365,123 +363,26 @@ default_message_pool.register_message(
 )
 
 
-class InfrastructureBackendStub(betterproto2_grpclib.ServiceStub):
-    async def validate(
-        self,
-        message: "ValidateRequest",
-        *,
-        timeout: "float | None" = None,
-        deadline: "Deadline | None" = None,
-        metadata: "MetadataLike | None" = None,
-    ) -> "ValidateResponse":
-
-        return await self._unary_unary(
-            "/istio.mixer.adapter.model.v1beta1.InfrastructureBackend/Validate",
-            message,
-            ValidateResponse,
-            timeout=timeout,
-            deadline=deadline,
-            metadata=metadata,
-        )
-
-    async def create_session(
-        self,
-        message: "CreateSessionRequest",
-        *,
-        timeout: "float | None" = None,
-        deadline: "Deadline | None" = None,
-        metadata: "MetadataLike | None" = None,
-    ) -> "CreateSessionResponse":
-
-        return await self._unary_unary(
-            "/istio.mixer.adapter.model.v1beta1.InfrastructureBackend/CreateSession",
-            message,
-            CreateSessionResponse,
-            timeout=timeout,
-            deadline=deadline,
-            metadata=metadata,
-        )
-
-    async def close_session(
-        self,
-        message: "CloseSessionRequest",
-        *,
-        timeout: "float | None" = None,
-        deadline: "Deadline | None" = None,
-        metadata: "MetadataLike | None" = None,
-    ) -> "CloseSessionResponse":
-
-        return await self._unary_unary(
-            "/istio.mixer.adapter.model.v1beta1.InfrastructureBackend/CloseSession",
-            message,
-            CloseSessionResponse,
-            timeout=timeout,
-            deadline=deadline,
-            metadata=metadata,
-        )
 
 
 from ......google import protobuf as _____google__protobuf__
 from ......google import rpc as _____google__rpc__
 
 
-class InfrastructureBackendBase(betterproto2_grpclib.ServiceBase):
-    async def validate(self, message: "ValidateRequest") -> "ValidateResponse":
+# The gRPC services live in _services.py (codegen/lazy_services.py): importing them
+# loads grpclib, which messages alone do not need.
+if TYPE_CHECKING:
+    from ._services import InfrastructureBackendBase as InfrastructureBackendBase
+    from ._services import InfrastructureBackendStub as InfrastructureBackendStub
 
-        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+_SERVICES = frozenset(['InfrastructureBackendBase', 'InfrastructureBackendStub'])
 
-    async def create_session(self, message: "CreateSessionRequest") -> "CreateSessionResponse":
 
-        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+def __getattr__(name: str) -> object:
+    if name in _SERVICES:
+        from . import _services
 
-    async def close_session(self, message: "CloseSessionRequest") -> "CloseSessionResponse":
-
-        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
-
-    async def __rpc_validate(
-        self, stream: "grpclib.server.Stream[ValidateRequest, ValidateResponse]"
-    ) -> None:
-        request = await stream.recv_message()
-        assert request is not None
-        response = await self.validate(request)
-        await stream.send_message(response)
-
-    async def __rpc_create_session(
-        self, stream: "grpclib.server.Stream[CreateSessionRequest, CreateSessionResponse]"
-    ) -> None:
-        request = await stream.recv_message()
-        assert request is not None
-        response = await self.create_session(request)
-        await stream.send_message(response)
-
-    async def __rpc_close_session(
-        self, stream: "grpclib.server.Stream[CloseSessionRequest, CloseSessionResponse]"
-    ) -> None:
-        request = await stream.recv_message()
-        assert request is not None
-        response = await self.close_session(request)
-        await stream.send_message(response)
-
-    def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
-        return {
-            "/istio.mixer.adapter.model.v1beta1.InfrastructureBackend/Validate": grpclib.const.Handler(
-                self.__rpc_validate,
-                grpclib.const.Cardinality.UNARY_UNARY,
-                ValidateRequest,
-                ValidateResponse,
-            ),
-            "/istio.mixer.adapter.model.v1beta1.InfrastructureBackend/CreateSession": grpclib.const.Handler(
-                self.__rpc_create_session,
-                grpclib.const.Cardinality.UNARY_UNARY,
-                CreateSessionRequest,
-                CreateSessionResponse,
-            ),
-            "/istio.mixer.adapter.model.v1beta1.InfrastructureBackend/CloseSession": grpclib.const.Handler(
-                self.__rpc_close_session,
-                grpclib.const.Cardinality.UNARY_UNARY,
-                CloseSessionRequest,
-                CloseSessionResponse,
-            ),
-        }
+        return getattr(_services, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
