@@ -5,9 +5,11 @@ time. This pass writes, next to each generated package's ``__init__.py``, a ``_c
 straight-line functions per message: ``e_<Class>(msg) -> bytearray`` writes precomputed tag
 bytes and varints in field-number order, ``d_<Class>(data, pos, end)`` reads fields through a
 binary decision tree on the tag and builds the object without running the dataclass
-``__init__``. The package's ``__init__.py`` gets one last line that imports its ``_codec``,
-which installs the functions as ``__bytes__``, ``SerializeToString``, ``parse`` and
-``FromString`` (see ``istio_sdk.codec``).
+``__init__``. The package's ``__init__.py`` ends with a call to
+``istio_sdk.codec.install_lazily`` naming its message classes: the first encode or parse of
+one of them imports the package's ``_codec``, which installs the functions as ``__bytes__``,
+``SerializeToString``, ``parse`` and ``FromString``, so importing a package costs nothing for
+codecs it never uses.
 
 What the functions must know comes from two places:
 
@@ -47,7 +49,19 @@ HEADER = (
     "# ruff: noqa\n"
     "# mypy: ignore-errors\n"
 )
-INSTALL_LINE = "from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)\n"
+INSTALL_COMMENT = "# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.\n"
+INSTALL_IMPORT = "from istio_sdk.codec import install_lazily as _install_lazily\n"
+
+
+def install_lines(name: str, plans: list[MessagePlan]) -> str:
+    """The tail of a package's ``__init__``: its message classes get the lazy codec hooks."""
+    classes = "".join(f"        {plan.class_name},\n" for plan in plans)
+    return (
+        INSTALL_COMMENT
+        + INSTALL_IMPORT
+        + f"_install_lazily(\n    __name__,\n    (\n{classes}    ),\n)\n"
+    )
+
 
 VARINT_TYPES = {
     FDP.TYPE_INT32: "int32",
@@ -876,5 +890,6 @@ def fastcodec_pass(out: pathlib.Path, request: plugin_pb2.CodeGeneratorRequest) 
         (folder / "_codec.py").write_text(render_module(name, by_module[name]))
         init = folder / "__init__.py"
         text = init.read_text()
-        if INSTALL_LINE not in text:
-            init.write_text(text.rstrip("\n") + "\n\n" + INSTALL_LINE)
+        if INSTALL_IMPORT not in text:
+            tail = install_lines(name, by_module[name])
+            init.write_text(text.rstrip("\n") + "\n\n" + tail)

@@ -1005,4 +1005,33 @@ default_message_pool.register_message("validate", "UInt64Rules", UInt64Rules)
 
 from ..google import protobuf as _google__protobuf__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        FieldRules,
+        FloatRules,
+        DoubleRules,
+        Int32Rules,
+        Int64Rules,
+        UInt32Rules,
+        UInt64Rules,
+        SInt32Rules,
+        SInt64Rules,
+        Fixed32Rules,
+        Fixed64Rules,
+        SFixed32Rules,
+        SFixed64Rules,
+        BoolRules,
+        StringRules,
+        BytesRules,
+        EnumRules,
+        MessageRules,
+        RepeatedRules,
+        MapRules,
+        AnyRules,
+        DurationRules,
+        TimestampRules,
+    ),
+)

@@ -30,4 +30,11 @@ class ResourceAnnotation(betterproto2.Message):
 
 default_message_pool.register_message("envoy.annotations", "ResourceAnnotation", ResourceAnnotation)
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        ResourceAnnotation,
+    ),
+)

@@ -130,4 +130,13 @@ class HttpRule(betterproto2.Message):
 
 default_message_pool.register_message("google.api", "HttpRule", HttpRule)
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        Http,
+        HttpRule,
+        CustomHttpPattern,
+    ),
+)

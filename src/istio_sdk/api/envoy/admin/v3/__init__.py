@@ -730,4 +730,34 @@ default_message_pool.register_message("envoy.admin.v3", "UpdateFailureState", Up
 from ....google import protobuf as ___google__protobuf__
 from ...config.bootstrap import v3 as __config__bootstrap__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        UpdateFailureState,
+        ListenersConfigDump,
+        ListenersConfigDumpStaticListener,
+        ListenersConfigDumpDynamicListenerState,
+        ListenersConfigDumpDynamicListener,
+        ClustersConfigDump,
+        ClustersConfigDumpStaticCluster,
+        ClustersConfigDumpDynamicCluster,
+        RoutesConfigDump,
+        RoutesConfigDumpStaticRouteConfig,
+        RoutesConfigDumpDynamicRouteConfig,
+        ScopedRoutesConfigDump,
+        ScopedRoutesConfigDumpInlineScopedRouteConfigs,
+        ScopedRoutesConfigDumpDynamicScopedRouteConfigs,
+        EndpointsConfigDump,
+        EndpointsConfigDumpStaticEndpointConfig,
+        EndpointsConfigDumpDynamicEndpointConfig,
+        EcdsConfigDump,
+        EcdsConfigDumpEcdsFilterConfig,
+        ConfigDump,
+        BootstrapConfigDump,
+        SecretsConfigDump,
+        SecretsConfigDumpDynamicSecret,
+        SecretsConfigDumpStaticSecret,
+    ),
+)

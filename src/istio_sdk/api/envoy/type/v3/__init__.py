@@ -203,4 +203,19 @@ class SemanticVersion(betterproto2.Message):
 
 default_message_pool.register_message("envoy.type.v3", "SemanticVersion", SemanticVersion)
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        Percent,
+        FractionalPercent,
+        SemanticVersion,
+        Int64Range,
+        Int32Range,
+        DoubleRange,
+        HashPolicy,
+        HashPolicySourceIp,
+        HashPolicyFilterState,
+    ),
+)

@@ -285,4 +285,19 @@ default_message_pool.register_message(
     "istio.authentication.v1alpha1", "TargetSelector", TargetSelector
 )
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        StringMatch,
+        MutualTls,
+        Jwt,
+        JwtTriggerRule,
+        PeerAuthenticationMethod,
+        OriginAuthenticationMethod,
+        Policy,
+        TargetSelector,
+        PortSelector,
+    ),
+)

@@ -84,4 +84,12 @@ default_message_pool.register_message("istio.meta.v1alpha1", "IstioStatus", Isti
 from ....google import protobuf as ___google__protobuf__
 from ...analysis import v1alpha1 as __analysis__v1alpha1__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        IstioStatus,
+        IstioCondition,
+    ),
+)

@@ -835,4 +835,35 @@ default_message_pool.register_message("istio.policy.v1beta1", "Value", Value)
 
 from ....google import protobuf as ___google__protobuf__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        AttributeManifest,
+        AttributeManifestAttributeInfo,
+        Rule,
+        RuleHeaderOperationTemplate,
+        Action,
+        Instance,
+        Handler,
+        Connection,
+        Sampling,
+        RandomSampling,
+        RateLimitSampling,
+        FractionalPercent,
+        Authentication,
+        Tls,
+        OAuth,
+        Mutual,
+        DirectHttpResponse,
+        Value,
+        IpAddress,
+        Duration,
+        TimeStamp,
+        DnsName,
+        StringMap,
+        EmailAddress,
+        Uri,
+    ),
+)

@@ -268,4 +268,18 @@ class Subject(betterproto2.Message):
 
 default_message_pool.register_message("istio.rbac.v1alpha1", "Subject", Subject)
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        ServiceRole,
+        AccessRule,
+        AccessRuleConstraint,
+        ServiceRoleBinding,
+        Subject,
+        RoleRef,
+        RbacConfig,
+        RbacConfigTarget,
+    ),
+)

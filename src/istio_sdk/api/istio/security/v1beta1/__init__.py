@@ -452,4 +452,24 @@ default_message_pool.register_message("istio.security.v1beta1", "Source", Source
 from ....google import protobuf as ___google__protobuf__
 from ...type import v1beta1 as __type__v1beta1__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        AuthorizationPolicy,
+        AuthorizationPolicyExtensionProvider,
+        Rule,
+        RuleFrom,
+        RuleTo,
+        Source,
+        Operation,
+        Condition,
+        PeerAuthentication,
+        PeerAuthenticationMutualTls,
+        RequestAuthentication,
+        JwtRule,
+        JwtHeader,
+        ClaimToHeader,
+    ),
+)

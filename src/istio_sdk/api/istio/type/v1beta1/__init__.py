@@ -83,4 +83,13 @@ class WorkloadSelector(betterproto2.Message):
 
 default_message_pool.register_message("istio.type.v1beta1", "WorkloadSelector", WorkloadSelector)
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        WorkloadSelector,
+        PortSelector,
+        PolicyTargetReference,
+    ),
+)

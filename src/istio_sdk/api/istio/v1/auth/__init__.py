@@ -89,4 +89,12 @@ def __getattr__(name: str) -> object:
         return getattr(_services, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        IstioCertificateRequest,
+        IstioCertificateResponse,
+    ),
+)

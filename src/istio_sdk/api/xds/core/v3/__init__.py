@@ -228,4 +228,18 @@ default_message_pool.register_message("xds.core.v3", "TypedExtensionConfig", Typ
 
 from ....google import protobuf as ___google__protobuf__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        ContextParams,
+        Authority,
+        TypedExtensionConfig,
+        ResourceLocator,
+        ResourceLocatorDirective,
+        CollectionEntry,
+        CollectionEntryInlineEntry,
+        CidrRange,
+    ),
+)

@@ -461,4 +461,26 @@ from ....type.matcher import v3 as ___type__matcher__v3__
 from ...core import v3 as __core__v3__
 from ...route import v3 as __route__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        AccessLog,
+        AccessLogFilter,
+        ComparisonFilter,
+        StatusCodeFilter,
+        DurationFilter,
+        NotHealthCheckFilter,
+        TraceableFilter,
+        RuntimeFilter,
+        AndFilter,
+        OrFilter,
+        HeaderFilter,
+        ResponseFlagFilter,
+        GrpcStatusFilter,
+        MetadataFilter,
+        LogTypeFilter,
+        ExtensionFilter,
+    ),
+)

@@ -827,4 +827,32 @@ from ...metrics import v3 as __metrics__v3__
 from ...overload import v3 as __overload__v3__
 from ...trace import v3 as __trace__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        Bootstrap,
+        BootstrapStaticResources,
+        BootstrapDynamicResources,
+        BootstrapApplicationLogConfig,
+        BootstrapApplicationLogConfigLogFormat,
+        BootstrapDeferredStatOptions,
+        BootstrapGrpcAsyncClientManagerConfig,
+        Admin,
+        ClusterManager,
+        ClusterManagerOutlierDetection,
+        Watchdogs,
+        Watchdog,
+        WatchdogWatchdogAction,
+        FatalAction,
+        Runtime,
+        RuntimeLayer,
+        RuntimeLayerDiskLayer,
+        RuntimeLayerAdminLayer,
+        RuntimeLayerRtdsLayer,
+        LayeredRuntime,
+        CustomInlineHeader,
+        MemoryAllocatorManager,
+    ),
+)

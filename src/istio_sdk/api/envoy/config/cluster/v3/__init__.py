@@ -1439,4 +1439,39 @@ from ....type.metadata import v3 as ___type__metadata__v3__
 from ...core import v3 as __core__v3__
 from ...endpoint import v3 as __endpoint__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        CircuitBreakers,
+        CircuitBreakersThresholds,
+        CircuitBreakersThresholdsRetryBudget,
+        Filter,
+        OutlierDetection,
+        ClusterCollection,
+        Cluster,
+        ClusterTransportSocketMatch,
+        ClusterCustomClusterType,
+        ClusterEdsClusterConfig,
+        ClusterLbSubsetConfig,
+        ClusterLbSubsetConfigLbSubsetSelector,
+        ClusterSlowStartConfig,
+        ClusterRoundRobinLbConfig,
+        ClusterLeastRequestLbConfig,
+        ClusterRingHashLbConfig,
+        ClusterMaglevLbConfig,
+        ClusterOriginalDstLbConfig,
+        ClusterCommonLbConfig,
+        ClusterCommonLbConfigZoneAwareLbConfig,
+        ClusterCommonLbConfigLocalityWeightedLbConfig,
+        ClusterCommonLbConfigConsistentHashingLbConfig,
+        ClusterRefreshRate,
+        ClusterPreconnectPolicy,
+        LoadBalancingPolicy,
+        LoadBalancingPolicyPolicy,
+        UpstreamConnectionOptions,
+        UpstreamConnectionOptionsHappyEyeballsConfig,
+        TrackClusterStats,
+    ),
+)

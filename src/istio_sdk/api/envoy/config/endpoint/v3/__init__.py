@@ -372,4 +372,21 @@ from .....xds.core import v3 as ____xds__core__v3__
 from ....type import v3 as ___type__v3__
 from ...core import v3 as __core__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        Endpoint,
+        EndpointHealthCheckConfig,
+        EndpointAdditionalAddress,
+        LbEndpoint,
+        LbEndpointCollection,
+        LedsClusterLocalityConfig,
+        LocalityLbEndpoints,
+        LocalityLbEndpointsLbEndpointList,
+        ClusterLoadAssignment,
+        ClusterLoadAssignmentPolicy,
+        ClusterLoadAssignmentPolicyDropOverload,
+    ),
+)

@@ -842,4 +842,31 @@ from ....type import v3 as ___type__v3__
 from ...accesslog import v3 as __accesslog__v3__
 from ...core import v3 as __core__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        ApiListener,
+        Filter,
+        FilterChainMatch,
+        FilterChain,
+        ListenerFilterChainMatchPredicate,
+        ListenerFilterChainMatchPredicateMatchSet,
+        ListenerFilter,
+        QuicProtocolOptions,
+        UdpListenerConfig,
+        ActiveRawUdpListenerConfig,
+        AdditionalAddress,
+        ListenerCollection,
+        Listener,
+        ListenerDeprecatedV1,
+        ListenerConnectionBalanceConfig,
+        ListenerConnectionBalanceConfigExactBalance,
+        ListenerInternalListenerConfig,
+        ListenerFcdsConfig,
+        ListenerManager,
+        ValidationListenerManager,
+        ApiListenerManager,
+    ),
+)

@@ -287,4 +287,20 @@ default_message_pool.register_message("envoy.config.overload.v3", "Trigger", Tri
 from .....google import protobuf as ____google__protobuf__
 from ....type import v3 as ___type__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        ResourceMonitor,
+        ThresholdTrigger,
+        ScaledTrigger,
+        Trigger,
+        ScaleTimersOverloadActionConfig,
+        ScaleTimersOverloadActionConfigScaleTimer,
+        OverloadAction,
+        LoadShedPoint,
+        BufferFactoryConfig,
+        OverloadManager,
+    ),
+)

@@ -60,4 +60,12 @@ default_message_pool.register_message("envoy.config.trace.v3", "Tracing.Http", T
 
 from .....google import protobuf as ____google__protobuf__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        Tracing,
+        TracingHttp,
+    ),
+)

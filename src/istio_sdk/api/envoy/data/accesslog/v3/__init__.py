@@ -663,4 +663,21 @@ default_message_pool.register_message(
 from .....google import protobuf as ____google__protobuf__
 from ....config.core import v3 as ___config__core__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        TcpAccessLogEntry,
+        HttpAccessLogEntry,
+        ConnectionProperties,
+        AccessLogCommon,
+        ResponseFlags,
+        ResponseFlagsUnauthorized,
+        TlsProperties,
+        TlsPropertiesCertificateProperties,
+        TlsPropertiesCertificatePropertiesSubjectAltName,
+        HttpRequestProperties,
+        HttpResponseProperties,
+    ),
+)

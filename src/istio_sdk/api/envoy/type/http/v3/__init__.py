@@ -101,4 +101,14 @@ default_message_pool.register_message(
     PathTransformationOperationNormalizePathRfc3986,
 )
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        PathTransformation,
+        PathTransformationOperation,
+        PathTransformationOperationNormalizePathRfc3986,
+        PathTransformationOperationMergeSlashes,
+    ),
+)

@@ -492,4 +492,28 @@ from .....google import protobuf as ____google__protobuf__
 from .....xds.core import v3 as ____xds__core__v3__
 from ... import v3 as __v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        RegexMatcher,
+        RegexMatcherGoogleRe2,
+        RegexMatchAndSubstitute,
+        StringMatcher,
+        ListStringMatcher,
+        AddressMatcher,
+        FilterStateMatcher,
+        DoubleMatcher,
+        ValueMatcher,
+        ValueMatcherNullMatch,
+        ListMatcher,
+        OrMatcher,
+        MetadataMatcher,
+        MetadataMatcherPathSegment,
+        PathMatcher,
+        StructMatcher,
+        StructMatcherPathSegment,
+        NodeMatcher,
+    ),
+)

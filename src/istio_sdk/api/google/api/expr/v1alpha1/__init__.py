@@ -830,4 +830,35 @@ default_message_pool.register_message("google.api.expr.v1alpha1", "Type.MapType"
 
 from .... import protobuf as ___protobuf__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        ParsedExpr,
+        Expr,
+        ExprIdent,
+        ExprSelect,
+        ExprCall,
+        ExprCreateList,
+        ExprCreateStruct,
+        ExprCreateStructEntry,
+        ExprComprehension,
+        Constant,
+        SourceInfo,
+        SourceInfoExtension,
+        SourceInfoExtensionVersion,
+        SourcePosition,
+        CheckedExpr,
+        Type,
+        TypeListType,
+        TypeMapType,
+        TypeFunctionType,
+        TypeAbstractType,
+        Decl,
+        DeclIdentDecl,
+        DeclFunctionDecl,
+        DeclFunctionDeclOverload,
+        Reference,
+    ),
+)

@@ -389,4 +389,23 @@ default_message_pool.register_message("xds.type.matcher.v3", "StringMatcher", St
 
 from ....core import v3 as ___core__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        RegexMatcher,
+        RegexMatcherGoogleRe2,
+        StringMatcher,
+        ListStringMatcher,
+        Matcher,
+        MatcherOnMatch,
+        MatcherMatcherList,
+        MatcherMatcherListPredicate,
+        MatcherMatcherListPredicateSinglePredicate,
+        MatcherMatcherListPredicatePredicateList,
+        MatcherMatcherListFieldMatcher,
+        MatcherMatcherTree,
+        MatcherMatcherTreeMatchMap,
+    ),
+)

@@ -445,4 +445,24 @@ from .....type.matcher import v3 as ____type__matcher__v3__
 from ....core import v3 as ___core__v3__
 from ....route import v3 as ___route__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        Matcher,
+        MatcherOnMatch,
+        MatcherMatcherList,
+        MatcherMatcherListPredicate,
+        MatcherMatcherListPredicateSinglePredicate,
+        MatcherMatcherListPredicatePredicateList,
+        MatcherMatcherListFieldMatcher,
+        MatcherMatcherTree,
+        MatcherMatcherTreeMatchMap,
+        MatchPredicate,
+        MatchPredicateMatchSet,
+        HttpHeadersMatch,
+        HttpGenericBodyMatch,
+        HttpGenericBodyMatchGenericTextMatch,
+    ),
+)

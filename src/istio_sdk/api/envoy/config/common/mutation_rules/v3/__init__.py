@@ -141,4 +141,13 @@ from ......google import protobuf as _____google__protobuf__
 from .....type.matcher import v3 as ____type__matcher__v3__
 from ....core import v3 as ___core__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        HeaderMutationRules,
+        HeaderMutation,
+        HeaderMutationRemoveOnMatch,
+    ),
+)

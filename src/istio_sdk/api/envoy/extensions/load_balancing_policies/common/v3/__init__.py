@@ -221,4 +221,16 @@ from .....config.core import v3 as ____config__core__v3__
 from .....config.route import v3 as ____config__route__v3__
 from .....type import v3 as ____type__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        LocalityLbConfig,
+        LocalityLbConfigZoneAwareLbConfig,
+        LocalityLbConfigZoneAwareLbConfigForceLocalZone,
+        LocalityLbConfigLocalityWeightedLbConfig,
+        SlowStartConfig,
+        ConsistentHashingLbConfig,
+    ),
+)

@@ -82,4 +82,11 @@ from ......google import protobuf as _____google__protobuf__
 from .....config.core import v3 as ____config__core__v3__
 from ...common import v3 as __common__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        LeastRequest,
+    ),
+)

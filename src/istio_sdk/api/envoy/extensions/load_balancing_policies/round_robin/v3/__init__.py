@@ -42,4 +42,11 @@ default_message_pool.register_message(
 
 from ...common import v3 as __common__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        RoundRobin,
+    ),
+)

@@ -846,4 +846,28 @@ from ......google import protobuf as _____google__protobuf__
 from .....config.core import v3 as ____config__core__v3__
 from .....type.matcher import v3 as ____type__matcher__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        TlsParameters,
+        PrivateKeyProvider,
+        TlsCertificate,
+        TlsSessionTicketKeys,
+        CertificateProviderPluginInstance,
+        SubjectAltNameMatcher,
+        CertificateValidationContext,
+        CertificateValidationContextSystemRootCerts,
+        GenericSecret,
+        SdsSecretConfig,
+        Secret,
+        UpstreamTlsContext,
+        DownstreamTlsContext,
+        TlsKeyLog,
+        CommonTlsContext,
+        CommonTlsContextCertificateProvider,
+        CommonTlsContextCertificateProviderInstance,
+        CommonTlsContextCombinedCertificateValidationContext,
+    ),
+)

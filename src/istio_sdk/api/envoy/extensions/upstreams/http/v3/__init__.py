@@ -225,4 +225,15 @@ from ....filters.network.http_connection_manager import (
     v3 as ___filters__network__http_connection_manager__v3__,
 )
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        HttpProtocolOptions,
+        HttpProtocolOptionsExplicitHttpConfig,
+        HttpProtocolOptionsUseDownstreamHttpConfig,
+        HttpProtocolOptionsAutoHttpConfig,
+        HttpProtocolOptionsOutlierDetection,
+    ),
+)

@@ -553,4 +553,28 @@ default_message_pool.register_message(
 from ......google import protobuf as _____google__protobuf__
 from .... import v1 as ___v1__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        IstioService,
+        HttpapiSpec,
+        HttpapiSpecPattern,
+        ApiKey,
+        HttpapiSpecReference,
+        HttpapiSpecBinding,
+        QuotaSpec,
+        QuotaRule,
+        StringMatch,
+        AttributeMatch,
+        Quota,
+        QuotaSpecBinding,
+        QuotaSpecBindingQuotaSpecReference,
+        NetworkFailPolicy,
+        ServiceConfig,
+        TransportConfig,
+        HttpClientConfig,
+        TcpClientConfig,
+    ),
+)

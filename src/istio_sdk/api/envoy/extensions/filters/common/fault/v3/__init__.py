@@ -152,4 +152,15 @@ default_message_pool.register_message(
 from .......google import protobuf as ______google__protobuf__
 from ......type import v3 as _____type__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        FaultDelay,
+        FaultDelayHeaderDelay,
+        FaultRateLimit,
+        FaultRateLimitFixedLimit,
+        FaultRateLimitHeaderLimit,
+    ),
+)

@@ -153,4 +153,13 @@ from ......config.route import v3 as _____config__route__v3__
 from ......type import v3 as _____type__v3__
 from ....common.fault import v3 as ___common__fault__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        FaultAbort,
+        FaultAbortHeaderAbort,
+        HttpFault,
+    ),
+)

@@ -79,4 +79,12 @@ default_message_pool.register_message(
 from .......xds.type.matcher import v3 as ______xds__type__matcher__v3__
 from ......config.rbac import v3 as _____config__rbac__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        Rbac,
+        RbacPerRoute,
+    ),
+)

@@ -31,4 +31,11 @@ default_message_pool.register_message(
     "envoy.extensions.filters.listener.http_inspector.v3", "HttpInspector", HttpInspector
 )
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        HttpInspector,
+    ),
+)

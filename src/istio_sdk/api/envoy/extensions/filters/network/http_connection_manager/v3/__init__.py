@@ -1079,4 +1079,32 @@ from ......type import v3 as _____type__v3__
 from ......type.http import v3 as _____type__http__v3__
 from ......type.tracing import v3 as _____type__tracing__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        HttpConnectionManager,
+        HttpConnectionManagerTracing,
+        HttpConnectionManagerInternalAddressConfig,
+        HttpConnectionManagerSetCurrentClientCertDetails,
+        HttpConnectionManagerForwardClientCertConfig,
+        HttpConnectionManagerUpgradeConfig,
+        HttpConnectionManagerPathNormalizationOptions,
+        HttpConnectionManagerProxyStatusConfig,
+        HttpConnectionManagerHcmAccessLogOptions,
+        LocalReplyConfig,
+        ResponseMapper,
+        Rds,
+        ScopedRouteConfigurationsList,
+        ScopedRoutes,
+        ScopedRoutesScopeKeyBuilder,
+        ScopedRoutesScopeKeyBuilderFragmentBuilder,
+        ScopedRoutesScopeKeyBuilderFragmentBuilderHeaderValueExtractor,
+        ScopedRoutesScopeKeyBuilderFragmentBuilderHeaderValueExtractorKvElement,
+        ScopedRds,
+        HttpFilter,
+        RequestIdExtension,
+        EnvoyMobileHttpConnectionManager,
+    ),
+)

@@ -337,4 +337,16 @@ from ......config.core import v3 as _____config__core__v3__
 from ......type import v3 as _____type__v3__
 from ...http_connection_manager import v3 as __http_connection_manager__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        TcpProxy,
+        TcpProxyWeightedCluster,
+        TcpProxyWeightedClusterClusterWeight,
+        TcpProxyTunnelingConfig,
+        TcpProxyOnDemand,
+        TcpProxyTcpAccessLogOptions,
+    ),
+)
