@@ -443,6 +443,11 @@ def enc_duration(value: datetime.timedelta) -> bytes:
 
     A ``istio_sdk.timeutil.Duration`` adds its nanoseconds below the microsecond.
     """
+    if type(value) is _timedelta:
+        # Whole seconds 0..127, the usual Envoy timeouts: a precomputed body.
+        body = _SMALL_SECONDS_BODIES.get(value)
+        if body is not None:
+            return body
     nanos = ((value.days * 86400 + value.seconds) * 1_000_000 + value.microseconds) * 1000
     if type(value) is not datetime.timedelta and isinstance(value, ExactDuration):
         nanos += value.nanoseconds
@@ -459,6 +464,11 @@ _timedelta = datetime.timedelta
 _SMALL_SECONDS: tuple[datetime.timedelta, ...] = tuple(
     datetime.timedelta(seconds=i) for i in range(128)
 )
+
+
+_SMALL_SECONDS_BODIES: dict[datetime.timedelta, bytes] = {
+    delta: _seconds_nanos_body(i, 0) for i, delta in enumerate(_SMALL_SECONDS)
+}
 
 
 def dec_duration(data: bytes, pos: int, end: int) -> datetime.timedelta:

@@ -12,8 +12,7 @@ def e_Http(m):
     for x in v:
         s = e_HttpRule(x)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.fully_decode_reserved_expansion
     if v:
@@ -87,71 +86,61 @@ def e_HttpRule(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.get
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.put
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.post
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.delete
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.patch
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.body
     if v:
         s = v.encode()
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.custom
     if v is not None:
         s = e_CustomHttpPattern(v)
         n = len(s)
-        b += b'B'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'B' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.additional_bindings
     for x in v:
         s = e_HttpRule(x)
         n = len(s)
-        b += b'Z'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'Z' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.response_body
     if v:
         s = v.encode()
         n = len(s)
-        b += b'b'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'b' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -408,15 +397,13 @@ def e_CustomHttpPattern(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.path
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:

@@ -13,8 +13,7 @@ def e_AnalysisMessageBase(m):
     if v is not None:
         s = e_AnalysisMessageBaseType(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.level
     if v:
@@ -24,8 +23,7 @@ def e_AnalysisMessageBase(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -119,15 +117,13 @@ def e_AnalysisMessageBaseType(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.code
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -201,29 +197,25 @@ def e_AnalysisMessageWeakSchema(m):
     if v is not None:
         s = e_AnalysisMessageBase(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.description
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.template
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.args
     for x in v:
         s = e_AnalysisMessageWeakSchemaArgType(x)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -337,15 +329,13 @@ def e_AnalysisMessageWeakSchemaArgType(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.go_type
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -419,22 +409,19 @@ def e_GenericAnalysisMessage(m):
     if v is not None:
         s = e_AnalysisMessageBase(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.args
     if v is not None:
         s = _c0.e_Struct(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.resource_paths
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -533,15 +520,13 @@ def e_InternalErrorAnalysisMessage(m):
     if v is not None:
         s = e_AnalysisMessageBase(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.detail
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:

@@ -15,22 +15,19 @@ def e_WasmPlugin(m):
     if v is not None:
         s = _c0.e_WorkloadSelector(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.url
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.sha256
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.image_pull_policy
     if v:
@@ -40,29 +37,25 @@ def e_WasmPlugin(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.verification_key
     if v:
         s = v.encode()
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.plugin_config
     if v is not None:
         s = _c1.e_Struct(v)
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.plugin_name
     if v:
         s = v.encode()
         n = len(s)
-        b += b'B'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'B' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.phase
     if v:
@@ -75,22 +68,19 @@ def e_WasmPlugin(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'R'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'R' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.vm_config
     if v is not None:
         s = e_VmConfig(v)
         n = len(s)
-        b += b'Z'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'Z' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.match
     for x in v:
         s = e_WasmPluginTrafficSelector(x)
         n = len(s)
-        b += b'b'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'b' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.fail_strategy
     if v:
@@ -104,15 +94,13 @@ def e_WasmPlugin(m):
     if v is not None:
         s = _c0.e_PolicyTargetReference(v)
         n = len(s)
-        b += b'z'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'z' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.target_refs
     for x in v:
         s = _c0.e_PolicyTargetReference(x)
         n = len(s)
-        b += b'\x82\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x82\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -453,8 +441,7 @@ def e_WasmPluginTrafficSelector(m):
     for x in v:
         s = _c0.e_PortSelector(x)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -528,8 +515,7 @@ def e_VmConfig(m):
     for x in v:
         s = e_EnvVar(x)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -586,15 +572,13 @@ def e_EnvVar(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.value
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.value_from
     if v:
@@ -689,15 +673,13 @@ def e_TrafficExtension(m):
     if v is not None:
         s = _c0.e_WorkloadSelector(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.target_refs
     for x in v:
         s = _c0.e_PolicyTargetReference(x)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.phase
     if v:
@@ -710,29 +692,25 @@ def e_TrafficExtension(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'"'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'"' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.match
     for x in v:
         s = e_TrafficSelector(x)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.wasm
     if v is not None:
         s = e_WasmConfig(v)
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.lua
     if v is not None:
         s = e_LuaConfig(v)
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -918,15 +896,13 @@ def e_WasmConfig(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.sha256
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.image_pull_policy
     if v:
@@ -936,29 +912,25 @@ def e_WasmConfig(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.verification_key
     if v:
         s = v.encode()
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.plugin_config
     if v is not None:
         s = _c1.e_Struct(v)
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.plugin_name
     if v:
         s = v.encode()
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.fail_strategy
     if v:
@@ -968,8 +940,7 @@ def e_WasmConfig(m):
     if v is not None:
         s = e_VmConfig(v)
         n = len(s)
-        b += b'J'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'J' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.type
     if v:
@@ -1199,8 +1170,7 @@ def e_LuaConfig(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1260,8 +1230,7 @@ def e_TrafficSelector(m):
     for x in v:
         s = _c0.e_PortSelector(x)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:

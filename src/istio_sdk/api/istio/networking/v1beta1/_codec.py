@@ -14,8 +14,7 @@ def e_ProxyConfig(m):
     if v is not None:
         s = _c0.e_WorkloadSelector(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.concurrency
     if v is not None:
@@ -24,8 +23,7 @@ def e_ProxyConfig(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'\x12'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\x12' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.environment_variables
     if v:
@@ -34,13 +32,11 @@ def e_ProxyConfig(m):
             t = bytearray()
             s = k.encode()
             n = len(s)
-            t += b'\n'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\n' + (V[n] if n < 16384 else vi(n))
             t += s
             s = x.encode()
             n = len(s)
-            t += b'\x12'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\x12' + (V[n] if n < 16384 else vi(n))
             t += s
             n = len(t)
             b += b'\x1a'
@@ -50,8 +46,7 @@ def e_ProxyConfig(m):
     if v is not None:
         s = e_ProxyImage(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -226,8 +221,7 @@ def e_ProxyImage(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:

@@ -15,15 +15,13 @@ def e_AttributeManifest(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.name
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.attributes
     if v:
@@ -32,13 +30,11 @@ def e_AttributeManifest(m):
             t = bytearray()
             s = k.encode()
             n = len(s)
-            t += b'\n'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\n' + (V[n] if n < 16384 else vi(n))
             t += s
             s = e_AttributeManifestAttributeInfo(x)
             n = len(s)
-            t += b'\x12'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\x12' + (V[n] if n < 16384 else vi(n))
             t += s
             n = len(t)
             b += b'\x1a'
@@ -190,8 +186,7 @@ def e_AttributeManifestAttributeInfo(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.value_type
     if v:
@@ -268,36 +263,31 @@ def e_Rule(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.actions
     for x in v:
         s = e_Action(x)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.request_header_operations
     for x in v:
         s = e_RuleHeaderOperationTemplate(x)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.response_header_operations
     for x in v:
         s = e_RuleHeaderOperationTemplate(x)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.sampling
     if v is not None:
         s = e_Sampling(v)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -431,15 +421,13 @@ def e_RuleHeaderOperationTemplate(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.values
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.operation
     if v:
@@ -535,22 +523,19 @@ def e_Action(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.instances
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.name
     if v:
         s = v.encode()
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -643,22 +628,19 @@ def e_Instance(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.template
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.params
     if v is not None:
         s = _c0.e_Struct(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.attribute_bindings
     if v:
@@ -667,13 +649,11 @@ def e_Instance(m):
             t = bytearray()
             s = k.encode()
             n = len(s)
-            t += b'\n'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\n' + (V[n] if n < 16384 else vi(n))
             t += s
             s = x.encode()
             n = len(s)
-            t += b'\x12'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\x12' + (V[n] if n < 16384 else vi(n))
             t += s
             n = len(t)
             b += b'"'
@@ -683,8 +663,7 @@ def e_Instance(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\xa2\xef\xce\x82\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xa2\xef\xce\x82\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -869,36 +848,31 @@ def e_Handler(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.adapter
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.params
     if v is not None:
         s = _c0.e_Struct(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.connection
     if v is not None:
         s = e_Connection(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.compiled_adapter
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\xa2\xef\xce\x82\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xa2\xef\xce\x82\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1032,22 +1006,19 @@ def e_Connection(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.timeout
     if v is not None:
         s = _w0e(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.authentication
     if v is not None:
         s = e_Authentication(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1145,15 +1116,13 @@ def e_Sampling(m):
     if v is not None:
         s = e_RandomSampling(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.rate_limit
     if v is not None:
         s = e_RateLimitSampling(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1233,15 +1202,13 @@ def e_RandomSampling(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.percent_sampled
     if v is not None:
         s = e_FractionalPercent(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.use_independent_randomness
     if v:
@@ -1335,8 +1302,7 @@ def e_RateLimitSampling(m):
     if v is not None:
         s = _w0e(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.max_unsampled_entries
     if v:
@@ -1505,15 +1471,13 @@ def e_Authentication(m):
     if v is not None:
         s = e_Tls(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.mutual
     if v is not None:
         s = e_Mutual(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1595,22 +1559,19 @@ def e_Tls(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.token_path
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.oauth
     if v is not None:
         s = e_OAuth(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.auth_header
     if v is not None:
@@ -1620,15 +1581,13 @@ def e_Tls(m):
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.server_name
     if v:
         s = v.encode()
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1780,29 +1739,25 @@ def e_OAuth(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.client_secret
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.token_url
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.scopes
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.endpoint_params
     if v:
@@ -1811,13 +1766,11 @@ def e_OAuth(m):
             t = bytearray()
             s = k.encode()
             n = len(s)
-            t += b'\n'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\n' + (V[n] if n < 16384 else vi(n))
             t += s
             s = x.encode()
             n = len(s)
-            t += b'\x12'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\x12' + (V[n] if n < 16384 else vi(n))
             t += s
             n = len(t)
             b += b'*'
@@ -2004,29 +1957,25 @@ def e_Mutual(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.client_certificate
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.ca_certificates
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.server_name
     if v:
         s = v.encode()
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -2140,8 +2089,7 @@ def e_DirectHttpResponse(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.headers
     if v:
@@ -2150,13 +2098,11 @@ def e_DirectHttpResponse(m):
             t = bytearray()
             s = k.encode()
             n = len(s)
-            t += b'\n'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\n' + (V[n] if n < 16384 else vi(n))
             t += s
             s = x.encode()
             n = len(s)
-            t += b'\x12'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\x12' + (V[n] if n < 16384 else vi(n))
             t += s
             n = len(t)
             b += b'\x1a'
@@ -2305,8 +2251,7 @@ def e_Value(m):
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.int64_value
     if v is not None:
@@ -2323,50 +2268,43 @@ def e_Value(m):
     if v is not None:
         s = e_IpAddress(v)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.timestamp_value
     if v is not None:
         s = e_TimeStamp(v)
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.duration_value
     if v is not None:
         s = e_Duration(v)
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.email_address_value
     if v is not None:
         s = e_EmailAddress(v)
         n = len(s)
-        b += b'B'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'B' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.dns_name_value
     if v is not None:
         s = e_DnsName(v)
         n = len(s)
-        b += b'J'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'J' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.uri_value
     if v is not None:
         s = e_Uri(v)
         n = len(s)
-        b += b'R'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'R' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.string_map_value
     if v is not None:
         s = e_StringMap(v)
         n = len(s)
-        b += b'Z'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'Z' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -2718,8 +2656,7 @@ def e_IpAddress(m):
     if v:
         s = v
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -2775,8 +2712,7 @@ def e_Duration(m):
     if v is not None:
         s = _w0e(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -2835,8 +2771,7 @@ def e_TimeStamp(m):
     if v is not None:
         s = _w1e(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -2895,8 +2830,7 @@ def e_DnsName(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -2955,13 +2889,11 @@ def e_StringMap(m):
             t = bytearray()
             s = k.encode()
             n = len(s)
-            t += b'\n'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\n' + (V[n] if n < 16384 else vi(n))
             t += s
             s = x.encode()
             n = len(s)
-            t += b'\x12'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\x12' + (V[n] if n < 16384 else vi(n))
             t += s
             n = len(t)
             b += b'\n'
@@ -3075,8 +3007,7 @@ def e_EmailAddress(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -3132,8 +3063,7 @@ def e_Uri(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:

@@ -16,43 +16,37 @@ def e_Telemetry(m):
     if v is not None:
         s = _c0.e_WorkloadSelector(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.tracing
     for x in v:
         s = e_Tracing(x)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.metrics
     for x in v:
         s = e_Metrics(x)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.access_logging
     for x in v:
         s = e_AccessLogging(x)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.target_ref
     if v is not None:
         s = _c0.e_PolicyTargetReference(v)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.target_refs
     for x in v:
         s = _c0.e_PolicyTargetReference(x)
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -208,15 +202,13 @@ def e_Tracing(m):
     for x in v:
         s = e_ProviderRef(x)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.random_sampling_percentage
     if v is not None:
         s = _w0e(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.disable_span_reporting
     if v is not None:
@@ -228,13 +220,11 @@ def e_Tracing(m):
             t = bytearray()
             s = k.encode()
             n = len(s)
-            t += b'\n'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\n' + (V[n] if n < 16384 else vi(n))
             t += s
             s = e_TracingCustomTag(x)
             n = len(s)
-            t += b'\x12'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\x12' + (V[n] if n < 16384 else vi(n))
             t += s
             n = len(t)
             b += b'*'
@@ -247,8 +237,7 @@ def e_Tracing(m):
     if v is not None:
         s = e_TracingTracingSelector(v)
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.enable_istio_tags
     if v is not None:
@@ -577,29 +566,25 @@ def e_TracingCustomTag(m):
     if v is not None:
         s = e_TracingLiteral(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.environment
     if v is not None:
         s = e_TracingEnvironment(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.header
     if v is not None:
         s = e_TracingRequestHeader(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.formatter
     if v is not None:
         s = e_TracingFormatter(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -733,8 +718,7 @@ def e_TracingLiteral(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -790,15 +774,13 @@ def e_TracingEnvironment(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.default_value
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -872,15 +854,13 @@ def e_TracingRequestHeader(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.default_value
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -954,8 +934,7 @@ def e_TracingFormatter(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1011,8 +990,7 @@ def e_ProviderRef(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1068,22 +1046,19 @@ def e_Metrics(m):
     for x in v:
         s = e_ProviderRef(x)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.overrides
     for x in v:
         s = e_MetricsOverrides(x)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.reporting_interval
     if v is not None:
         s = _w2e(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1184,8 +1159,7 @@ def e_MetricSelector(m):
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.mode
     if v:
@@ -1281,8 +1255,7 @@ def e_MetricsOverrides(m):
     if v is not None:
         s = e_MetricSelector(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.disabled
     if v is not None:
@@ -1294,13 +1267,11 @@ def e_MetricsOverrides(m):
             t = bytearray()
             s = k.encode()
             n = len(s)
-            t += b'\n'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\n' + (V[n] if n < 16384 else vi(n))
             t += s
             s = e_MetricsOverridesTagOverride(x)
             n = len(s)
-            t += b'\x12'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\x12' + (V[n] if n < 16384 else vi(n))
             t += s
             n = len(t)
             b += b'\x1a'
@@ -1464,8 +1435,7 @@ def e_MetricsOverridesTagOverride(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1538,8 +1508,7 @@ def e_AccessLogging(m):
     for x in v:
         s = e_ProviderRef(x)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.disabled
     if v is not None:
@@ -1548,15 +1517,13 @@ def e_AccessLogging(m):
     if v is not None:
         s = e_AccessLoggingFilter(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.match
     if v is not None:
         s = e_AccessLoggingLogSelector(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1731,8 +1698,7 @@ def e_AccessLoggingFilter(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:

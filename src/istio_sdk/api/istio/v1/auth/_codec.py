@@ -13,8 +13,7 @@ def e_IstioCertificateRequest(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.validity_duration
     if v:
@@ -24,8 +23,7 @@ def e_IstioCertificateRequest(m):
     if v is not None:
         s = _c0.e_Struct(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -117,8 +115,7 @@ def e_IstioCertificateResponse(m):
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:

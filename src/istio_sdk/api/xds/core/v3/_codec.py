@@ -17,13 +17,11 @@ def e_ContextParams(m):
             t = bytearray()
             s = k.encode()
             n = len(s)
-            t += b'\n'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\n' + (V[n] if n < 16384 else vi(n))
             t += s
             s = x.encode()
             n = len(s)
-            t += b'\x12'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\x12' + (V[n] if n < 16384 else vi(n))
             t += s
             n = len(t)
             b += b'\n'
@@ -137,8 +135,7 @@ def e_Authority(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -194,15 +191,13 @@ def e_TypedExtensionConfig(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.typed_config
     if v is not None:
         s = _c0.e_Any(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -283,36 +278,31 @@ def e_ResourceLocator(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.authority
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.resource_type
     if v:
         s = v.encode()
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.exact_context
     if v is not None:
         s = e_ContextParams(v)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.directives
     for x in v:
         s = e_ResourceLocatorDirective(x)
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -461,15 +451,13 @@ def e_ResourceLocatorDirective(m):
     if v is not None:
         s = e_ResourceLocator(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.entry
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -548,15 +536,13 @@ def e_CollectionEntry(m):
     if v is not None:
         s = e_ResourceLocator(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.inline_entry
     if v is not None:
         s = e_CollectionEntryInlineEntry(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -638,22 +624,19 @@ def e_CollectionEntryInlineEntry(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.version
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.resource
     if v is not None:
         s = _c0.e_Any(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -748,8 +731,7 @@ def e_CidrRange(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.prefix_len
     if v is not None:
@@ -758,8 +740,7 @@ def e_CidrRange(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'\x12'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\x12' + (V[n] if n < 16384 else vi(n))
             b += s
     u = m._unknown_fields
     if u:

@@ -18,15 +18,13 @@ def e_StatsSink(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.typed_config
     if v is not None:
         s = _c0.e_Any(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -103,8 +101,7 @@ def e_StatsConfig(m):
     for x in v:
         s = e_TagSpecifier(x)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.use_all_default_tags
     if v is not None:
@@ -113,15 +110,13 @@ def e_StatsConfig(m):
     if v is not None:
         s = e_StatsMatcher(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.histogram_bucket_settings
     for x in v:
         s = e_HistogramBucketSettings(x)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -244,15 +239,13 @@ def e_StatsMatcher(m):
     if v is not None:
         s = _c1.e_ListStringMatcher(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.inclusion_list
     if v is not None:
         s = _c1.e_ListStringMatcher(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -352,22 +345,19 @@ def e_TagSpecifier(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.regex
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.fixed_value
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -461,15 +451,13 @@ def e_HistogramBucketSettings(m):
     if v is not None:
         s = _c1.e_StringMatcher(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.buckets
     if v:
         s = pack_fixed("d", v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.bins
     if v is not None:
@@ -478,8 +466,7 @@ def e_HistogramBucketSettings(m):
         else:
             s = _w1e(v)
             n = len(s)
-            b += b'\x1a'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\x1a' + (V[n] if n < 16384 else vi(n))
             b += s
     u = m._unknown_fields
     if u:
@@ -583,22 +570,19 @@ def e_StatsdSink(m):
     if v is not None:
         s = _c2.e_Address(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.tcp_cluster_name
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.prefix
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -695,15 +679,13 @@ def e_DogStatsdSink(m):
     if v is not None:
         s = _c2.e_Address(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.prefix
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.max_bytes_per_datagram
     if v is not None:
@@ -712,8 +694,7 @@ def e_DogStatsdSink(m):
         else:
             s = _w2e(v)
             n = len(s)
-            b += b'"'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'"' + (V[n] if n < 16384 else vi(n))
             b += s
     u = m._unknown_fields
     if u:

@@ -17,15 +17,13 @@ def e_TcpAccessLogEntry(m):
     if v is not None:
         s = e_AccessLogCommon(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.connection_properties
     if v is not None:
         s = e_ConnectionProperties(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -105,8 +103,7 @@ def e_HttpAccessLogEntry(m):
     if v is not None:
         s = e_AccessLogCommon(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.protocol_version
     if v:
@@ -116,15 +113,13 @@ def e_HttpAccessLogEntry(m):
     if v is not None:
         s = e_HttpRequestProperties(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.response
     if v is not None:
         s = e_HttpResponseProperties(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -312,134 +307,115 @@ def e_AccessLogCommon(m):
     if v is not None:
         s = _c0.e_Address(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.downstream_local_address
     if v is not None:
         s = _c0.e_Address(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.tls_properties
     if v is not None:
         s = e_TlsProperties(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.start_time
     if v is not None:
         s = _w0e(v)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.time_to_last_rx_byte
     if v is not None:
         s = _w1e(v)
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.time_to_first_upstream_tx_byte
     if v is not None:
         s = _w1e(v)
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.time_to_last_upstream_tx_byte
     if v is not None:
         s = _w1e(v)
         n = len(s)
-        b += b'B'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'B' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.time_to_first_upstream_rx_byte
     if v is not None:
         s = _w1e(v)
         n = len(s)
-        b += b'J'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'J' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.time_to_last_upstream_rx_byte
     if v is not None:
         s = _w1e(v)
         n = len(s)
-        b += b'R'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'R' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.time_to_first_downstream_tx_byte
     if v is not None:
         s = _w1e(v)
         n = len(s)
-        b += b'Z'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'Z' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.time_to_last_downstream_tx_byte
     if v is not None:
         s = _w1e(v)
         n = len(s)
-        b += b'b'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'b' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.upstream_remote_address
     if v is not None:
         s = _c0.e_Address(v)
         n = len(s)
-        b += b'j'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'j' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.upstream_local_address
     if v is not None:
         s = _c0.e_Address(v)
         n = len(s)
-        b += b'r'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'r' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.upstream_cluster
     if v:
         s = v.encode()
         n = len(s)
-        b += b'z'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'z' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.response_flags
     if v is not None:
         s = e_ResponseFlags(v)
         n = len(s)
-        b += b'\x82\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x82\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.metadata
     if v is not None:
         s = _c0.e_Metadata(v)
         n = len(s)
-        b += b'\x8a\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x8a\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.upstream_transport_failure_reason
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x92\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x92\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.route_name
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x9a\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x9a\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.downstream_direct_remote_address
     if v is not None:
         s = _c0.e_Address(v)
         n = len(s)
-        b += b'\xa2\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xa2\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.filter_state_objects
     if v:
@@ -448,13 +424,11 @@ def e_AccessLogCommon(m):
             t = bytearray()
             s = k.encode()
             n = len(s)
-            t += b'\n'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\n' + (V[n] if n < 16384 else vi(n))
             t += s
             s = _c1.e_Any(x)
             n = len(s)
-            t += b'\x12'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\x12' + (V[n] if n < 16384 else vi(n))
             t += s
             n = len(t)
             b += b'\xaa\x01'
@@ -467,13 +441,11 @@ def e_AccessLogCommon(m):
             t = bytearray()
             s = k.encode()
             n = len(s)
-            t += b'\n'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\n' + (V[n] if n < 16384 else vi(n))
             t += s
             s = x.encode()
             n = len(s)
-            t += b'\x12'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\x12' + (V[n] if n < 16384 else vi(n))
             t += s
             n = len(t)
             b += b'\xb2\x01'
@@ -483,8 +455,7 @@ def e_AccessLogCommon(m):
     if v is not None:
         s = _w1e(v)
         n = len(s)
-        b += b'\xba\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xba\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.upstream_request_attempt_count
     if v:
@@ -494,15 +465,13 @@ def e_AccessLogCommon(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\xca\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xca\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.stream_id
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\xd2\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xd2\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.intermediate_log_entry
     if v:
@@ -511,8 +480,7 @@ def e_AccessLogCommon(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\xe2\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xe2\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.downstream_wire_bytes_sent
     if v:
@@ -1307,8 +1275,7 @@ def e_ResponseFlags(m):
     if v is not None:
         s = e_ResponseFlagsUnauthorized(v)
         n = len(s)
-        b += b'j'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'j' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.rate_limit_service_error
     if v:
@@ -1858,43 +1825,37 @@ def e_TlsProperties(m):
         else:
             s = _w2e(v)
             n = len(s)
-            b += b'\x12'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\x12' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.tls_sni_hostname
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.local_certificate_properties
     if v is not None:
         s = e_TlsPropertiesCertificateProperties(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.peer_certificate_properties
     if v is not None:
         s = e_TlsPropertiesCertificateProperties(v)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.tls_session_id
     if v:
         s = v.encode()
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.ja3_fingerprint
     if v:
         s = v.encode()
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -2073,22 +2034,19 @@ def e_TlsPropertiesCertificateProperties(m):
     for x in v:
         s = e_TlsPropertiesCertificatePropertiesSubjectAltName(x)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.subject
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.issuer
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -2181,15 +2139,13 @@ def e_TlsPropertiesCertificatePropertiesSubjectAltName(m):
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.dns
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -2269,15 +2225,13 @@ def e_HttpRequestProperties(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.authority
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.port
     if v is not None:
@@ -2286,50 +2240,43 @@ def e_HttpRequestProperties(m):
         else:
             s = _w2e(v)
             n = len(s)
-            b += b'"'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'"' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.path
     if v:
         s = v.encode()
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.user_agent
     if v:
         s = v.encode()
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.referer
     if v:
         s = v.encode()
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.forwarded_for
     if v:
         s = v.encode()
         n = len(s)
-        b += b'B'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'B' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.request_id
     if v:
         s = v.encode()
         n = len(s)
-        b += b'J'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'J' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.original_path
     if v:
         s = v.encode()
         n = len(s)
-        b += b'R'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'R' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.request_headers_bytes
     if v:
@@ -2346,13 +2293,11 @@ def e_HttpRequestProperties(m):
             t = bytearray()
             s = k.encode()
             n = len(s)
-            t += b'\n'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\n' + (V[n] if n < 16384 else vi(n))
             t += s
             s = x.encode()
             n = len(s)
-            t += b'\x12'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\x12' + (V[n] if n < 16384 else vi(n))
             t += s
             n = len(t)
             b += b'j'
@@ -2714,8 +2659,7 @@ def e_HttpResponseProperties(m):
         else:
             s = _w2e(v)
             n = len(s)
-            b += b'\n'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\n' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.response_headers_bytes
     if v:
@@ -2732,13 +2676,11 @@ def e_HttpResponseProperties(m):
             t = bytearray()
             s = k.encode()
             n = len(s)
-            t += b'\n'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\n' + (V[n] if n < 16384 else vi(n))
             t += s
             s = x.encode()
             n = len(s)
-            t += b'\x12'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\x12' + (V[n] if n < 16384 else vi(n))
             t += s
             n = len(t)
             b += b'"'
@@ -2751,13 +2693,11 @@ def e_HttpResponseProperties(m):
             t = bytearray()
             s = k.encode()
             n = len(s)
-            t += b'\n'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\n' + (V[n] if n < 16384 else vi(n))
             t += s
             s = x.encode()
             n = len(s)
-            t += b'\x12'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\x12' + (V[n] if n < 16384 else vi(n))
             t += s
             n = len(t)
             b += b'*'
@@ -2767,8 +2707,7 @@ def e_HttpResponseProperties(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.upstream_header_bytes_received
     if v:

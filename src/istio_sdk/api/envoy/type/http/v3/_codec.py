@@ -12,8 +12,7 @@ def e_PathTransformation(m):
     for x in v:
         s = e_PathTransformationOperation(x)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -70,15 +69,13 @@ def e_PathTransformationOperation(m):
     if v is not None:
         s = e_PathTransformationOperationNormalizePathRfc3986(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.merge_slashes
     if v is not None:
         s = e_PathTransformationOperationMergeSlashes(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:

@@ -15,15 +15,13 @@ def e_RegexMatcher(m):
     if v is not None:
         s = e_RegexMatcherGoogleRe2(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.regex
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -103,8 +101,7 @@ def e_RegexMatcherGoogleRe2(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'\n'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\n' + (V[n] if n < 16384 else vi(n))
             b += s
     u = m._unknown_fields
     if u:
@@ -165,15 +162,13 @@ def e_RegexMatchAndSubstitute(m):
     if v is not None:
         s = e_RegexMatcher(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.substitution
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -250,29 +245,25 @@ def e_StringMatcher(m):
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.prefix
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.suffix
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.safe_regex
     if v is not None:
         s = e_RegexMatcher(v)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.ignore_case
     if v:
@@ -281,15 +272,13 @@ def e_StringMatcher(m):
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.custom
     if v is not None:
         s = _c0.e_TypedExtensionConfig(v)
         n = len(s)
-        b += b'B'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'B' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -490,8 +479,7 @@ def e_ListStringMatcher(m):
     for x in v:
         s = e_StringMatcher(x)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -548,8 +536,7 @@ def e_AddressMatcher(m):
     for x in v:
         s = _c0.e_CidrRange(x)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -606,22 +593,19 @@ def e_FilterStateMatcher(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.string_match
     if v is not None:
         s = e_StringMatcher(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.address_match
     if v is not None:
         s = e_AddressMatcher(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -721,8 +705,7 @@ def e_DoubleMatcher(m):
     if v is not None:
         s = _c1.e_DoubleRange(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.exact
     if v is not None:
@@ -792,22 +775,19 @@ def e_ValueMatcher(m):
     if v is not None:
         s = e_ValueMatcherNullMatch(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.double_match
     if v is not None:
         s = e_DoubleMatcher(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.string_match
     if v is not None:
         s = e_StringMatcher(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.bool_match
     if v is not None:
@@ -819,15 +799,13 @@ def e_ValueMatcher(m):
     if v is not None:
         s = e_ListMatcher(v)
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.or_match
     if v is not None:
         s = e_OrMatcher(v)
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1076,8 +1054,7 @@ def e_ListMatcher(m):
     if v is not None:
         s = e_ValueMatcher(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1136,8 +1113,7 @@ def e_OrMatcher(m):
     for x in v:
         s = e_ValueMatcher(x)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1194,22 +1170,19 @@ def e_MetadataMatcher(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.path
     for x in v:
         s = e_MetadataMatcherPathSegment(x)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.value
     if v is not None:
         s = e_ValueMatcher(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.invert
     if v:
@@ -1322,8 +1295,7 @@ def e_MetadataMatcherPathSegment(m):
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1379,8 +1351,7 @@ def e_PathMatcher(m):
     if v is not None:
         s = e_StringMatcher(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1439,15 +1410,13 @@ def e_StructMatcher(m):
     for x in v:
         s = e_StructMatcherPathSegment(x)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.value
     if v is not None:
         s = e_ValueMatcher(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1525,8 +1494,7 @@ def e_StructMatcherPathSegment(m):
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1582,15 +1550,13 @@ def e_NodeMatcher(m):
     if v is not None:
         s = e_StringMatcher(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.node_metadatas
     for x in v:
         s = e_StructMatcher(x)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:

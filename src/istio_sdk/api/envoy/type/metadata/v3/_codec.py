@@ -12,15 +12,13 @@ def e_MetadataKey(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.path
     for x in v:
         s = e_MetadataKeyPathSegment(x)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -95,8 +93,7 @@ def e_MetadataKeyPathSegment(m):
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -152,29 +149,25 @@ def e_MetadataKind(m):
     if v is not None:
         s = e_MetadataKindRequest(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.route
     if v is not None:
         s = e_MetadataKindRoute(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.cluster
     if v is not None:
         s = e_MetadataKindCluster(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.host
     if v is not None:
         s = e_MetadataKindHost(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:

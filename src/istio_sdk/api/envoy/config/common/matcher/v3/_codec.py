@@ -15,22 +15,19 @@ def e_Matcher(m):
     if v is not None:
         s = e_MatcherMatcherList(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.matcher_tree
     if v is not None:
         s = e_MatcherMatcherTree(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.on_no_match
     if v is not None:
         s = e_MatcherOnMatch(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -133,15 +130,13 @@ def e_MatcherOnMatch(m):
     if v is not None:
         s = e_Matcher(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.action
     if v is not None:
         s = _c0.e_TypedExtensionConfig(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.keep_matching
     if v:
@@ -240,8 +235,7 @@ def e_MatcherMatcherList(m):
     for x in v:
         s = e_MatcherMatcherListFieldMatcher(x)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -298,29 +292,25 @@ def e_MatcherMatcherListPredicate(m):
     if v is not None:
         s = e_MatcherMatcherListPredicateSinglePredicate(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.or_matcher
     if v is not None:
         s = e_MatcherMatcherListPredicatePredicateList(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.and_matcher
     if v is not None:
         s = e_MatcherMatcherListPredicatePredicateList(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.not_matcher
     if v is not None:
         s = e_MatcherMatcherListPredicate(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -454,22 +444,19 @@ def e_MatcherMatcherListPredicateSinglePredicate(m):
     if v is not None:
         s = _c0.e_TypedExtensionConfig(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.value_match
     if v is not None:
         s = _c1.e_StringMatcher(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.custom_match
     if v is not None:
         s = _c0.e_TypedExtensionConfig(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -572,8 +559,7 @@ def e_MatcherMatcherListPredicatePredicateList(m):
     for x in v:
         s = e_MatcherMatcherListPredicate(x)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -630,15 +616,13 @@ def e_MatcherMatcherListFieldMatcher(m):
     if v is not None:
         s = e_MatcherMatcherListPredicate(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.on_match
     if v is not None:
         s = e_MatcherOnMatch(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -718,29 +702,25 @@ def e_MatcherMatcherTree(m):
     if v is not None:
         s = _c0.e_TypedExtensionConfig(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.exact_match_map
     if v is not None:
         s = e_MatcherMatcherTreeMatchMap(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.prefix_match_map
     if v is not None:
         s = e_MatcherMatcherTreeMatchMap(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.custom_match
     if v is not None:
         s = _c0.e_TypedExtensionConfig(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -871,13 +851,11 @@ def e_MatcherMatcherTreeMatchMap(m):
             t = bytearray()
             s = k.encode()
             n = len(s)
-            t += b'\n'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\n' + (V[n] if n < 16384 else vi(n))
             t += s
             s = e_MatcherOnMatch(x)
             n = len(s)
-            t += b'\x12'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\x12' + (V[n] if n < 16384 else vi(n))
             t += s
             n = len(t)
             b += b'\n'
@@ -993,22 +971,19 @@ def e_MatchPredicate(m):
     if v is not None:
         s = e_MatchPredicateMatchSet(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.and_match
     if v is not None:
         s = e_MatchPredicateMatchSet(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.not_match
     if v is not None:
         s = e_MatchPredicate(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.any_match
     if v is not None:
@@ -1017,43 +992,37 @@ def e_MatchPredicate(m):
     if v is not None:
         s = e_HttpHeadersMatch(v)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.http_request_trailers_match
     if v is not None:
         s = e_HttpHeadersMatch(v)
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.http_response_headers_match
     if v is not None:
         s = e_HttpHeadersMatch(v)
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.http_response_trailers_match
     if v is not None:
         s = e_HttpHeadersMatch(v)
         n = len(s)
-        b += b'B'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'B' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.http_request_generic_body_match
     if v is not None:
         s = e_HttpGenericBodyMatch(v)
         n = len(s)
-        b += b'J'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'J' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.http_response_generic_body_match
     if v is not None:
         s = e_HttpGenericBodyMatch(v)
         n = len(s)
-        b += b'R'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'R' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1389,8 +1358,7 @@ def e_MatchPredicateMatchSet(m):
     for x in v:
         s = e_MatchPredicate(x)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1447,8 +1415,7 @@ def e_HttpHeadersMatch(m):
     for x in v:
         s = _c2.e_HeaderMatcher(x)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1509,8 +1476,7 @@ def e_HttpGenericBodyMatch(m):
     for x in v:
         s = e_HttpGenericBodyMatchGenericTextMatch(x)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1582,15 +1548,13 @@ def e_HttpGenericBodyMatchGenericTextMatch(m):
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.binary_match
     if v is not None:
         s = v
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:

@@ -27,15 +27,13 @@ def e_HeaderMutationRules(m):
     if v is not None:
         s = _c0.e_RegexMatcher(v)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.disallow_expression
     if v is not None:
         s = _c0.e_RegexMatcher(v)
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.disallow_is_error
     if v is not None:
@@ -238,22 +236,19 @@ def e_HeaderMutation(m):
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.append
     if v is not None:
         s = _c1.e_HeaderValueOption(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.remove_on_match
     if v is not None:
         s = e_HeaderMutationRemoveOnMatch(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -357,8 +352,7 @@ def e_HeaderMutationRemoveOnMatch(m):
     if v is not None:
         s = _c0.e_StringMatcher(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:

@@ -14,36 +14,31 @@ def e_FileAccessLog(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.format
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.json_format
     if v is not None:
         s = _c0.e_Struct(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.typed_json_format
     if v is not None:
         s = _c0.e_Struct(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.log_format
     if v is not None:
         s = _c1.e_SubstitutionFormatString(v)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:

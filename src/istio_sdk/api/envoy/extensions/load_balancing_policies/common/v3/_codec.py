@@ -18,15 +18,13 @@ def e_LocalityLbConfig(m):
     if v is not None:
         s = e_LocalityLbConfigZoneAwareLbConfig(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.locality_weighted_lb_config
     if v is not None:
         s = e_LocalityLbConfigLocalityWeightedLbConfig(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -108,8 +106,7 @@ def e_LocalityLbConfigZoneAwareLbConfig(m):
     if v is not None:
         s = _c0.e_Percent(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.min_cluster_size
     if v is not None:
@@ -118,8 +115,7 @@ def e_LocalityLbConfigZoneAwareLbConfig(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'\x12'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\x12' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.fail_traffic_on_panic
     if v:
@@ -131,8 +127,7 @@ def e_LocalityLbConfigZoneAwareLbConfig(m):
     if v is not None:
         s = e_LocalityLbConfigZoneAwareLbConfigForceLocalZone(v)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.locality_basis
     if v:
@@ -287,8 +282,7 @@ def e_LocalityLbConfigZoneAwareLbConfigForceLocalZone(m):
         else:
             s = _w1e(v)
             n = len(s)
-            b += b'\n'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\n' + (V[n] if n < 16384 else vi(n))
             b += s
     u = m._unknown_fields
     if u:
@@ -380,22 +374,19 @@ def e_SlowStartConfig(m):
     if v is not None:
         s = _w2e(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.aggression
     if v is not None:
         s = _c1.e_RuntimeDouble(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.min_weight_percent
     if v is not None:
         s = _c0.e_Percent(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -502,15 +493,13 @@ def e_ConsistentHashingLbConfig(m):
         else:
             s = _w1e(v)
             n = len(s)
-            b += b'\x12'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\x12' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.hash_policy
     for x in v:
         s = _c2.e_RouteActionHashPolicy(x)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:

@@ -19,29 +19,25 @@ def e_LeastRequest(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'\n'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\n' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.active_request_bias
     if v is not None:
         s = _c0.e_RuntimeDouble(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.slow_start_config
     if v is not None:
         s = _c1.e_SlowStartConfig(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.locality_lb_config
     if v is not None:
         s = _c1.e_LocalityLbConfig(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.enable_full_scan
     if v is not None:

@@ -22,8 +22,7 @@ def e_RingHash(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'\x12'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\x12' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.maximum_ring_size
     if v is not None:
@@ -32,8 +31,7 @@ def e_RingHash(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'\x1a'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\x1a' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.use_hostname_for_hashing
     if v:
@@ -45,22 +43,19 @@ def e_RingHash(m):
         else:
             s = _w1e(v)
             n = len(s)
-            b += b'*'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'*' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.consistent_hashing_lb_config
     if v is not None:
         s = _c0.e_ConsistentHashingLbConfig(v)
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.locality_weighted_lb_config
     if v is not None:
         s = _c0.e_LocalityLbConfigLocalityWeightedLbConfig(v)
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:

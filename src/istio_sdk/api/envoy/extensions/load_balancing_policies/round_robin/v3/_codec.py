@@ -13,15 +13,13 @@ def e_RoundRobin(m):
     if v is not None:
         s = _c0.e_SlowStartConfig(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.locality_lb_config
     if v is not None:
         s = _c0.e_LocalityLbConfig(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:

@@ -15,15 +15,13 @@ def e_CheckResult(m):
     if v is not None:
         s = _c0.e_Status(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.valid_duration
     if v is not None:
         s = _w0e(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.valid_use_count
     if v:
@@ -122,29 +120,25 @@ def e_Info(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.description
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.templates
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.config
     if v:
         s = v.encode()
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.session_based
     if v:
@@ -272,8 +266,7 @@ def e_CreateSessionRequest(m):
     if v is not None:
         s = _c1.e_Any(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.inferred_types
     if v:
@@ -282,13 +275,11 @@ def e_CreateSessionRequest(m):
             t = bytearray()
             s = k.encode()
             n = len(s)
-            t += b'\n'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\n' + (V[n] if n < 16384 else vi(n))
             t += s
             s = _c1.e_Any(x)
             n = len(s)
-            t += b'\x12'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\x12' + (V[n] if n < 16384 else vi(n))
             t += s
             n = len(t)
             b += b'\x12'
@@ -425,15 +416,13 @@ def e_CreateSessionResponse(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.status
     if v is not None:
         s = _c0.e_Status(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -510,8 +499,7 @@ def e_ValidateRequest(m):
     if v is not None:
         s = _c1.e_Any(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.inferred_types
     if v:
@@ -520,13 +508,11 @@ def e_ValidateRequest(m):
             t = bytearray()
             s = k.encode()
             n = len(s)
-            t += b'\n'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\n' + (V[n] if n < 16384 else vi(n))
             t += s
             s = _c1.e_Any(x)
             n = len(s)
-            t += b'\x12'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\x12' + (V[n] if n < 16384 else vi(n))
             t += s
             n = len(t)
             b += b'\x12'
@@ -663,8 +649,7 @@ def e_ValidateResponse(m):
     if v is not None:
         s = _c0.e_Status(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -723,8 +708,7 @@ def e_CloseSessionRequest(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -780,8 +764,7 @@ def e_CloseSessionResponse(m):
     if v is not None:
         s = _c0.e_Status(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -843,13 +826,11 @@ def e_QuotaRequest(m):
             t = bytearray()
             s = k.encode()
             n = len(s)
-            t += b'\n'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\n' + (V[n] if n < 16384 else vi(n))
             t += s
             s = e_QuotaRequestQuotaParams(x)
             n = len(s)
-            t += b'\x12'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\x12' + (V[n] if n < 16384 else vi(n))
             t += s
             n = len(t)
             b += b'\n'
@@ -1036,13 +1017,11 @@ def e_QuotaResult(m):
             t = bytearray()
             s = k.encode()
             n = len(s)
-            t += b'\n'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\n' + (V[n] if n < 16384 else vi(n))
             t += s
             s = e_QuotaResultResult(x)
             n = len(s)
-            t += b'\x12'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\x12' + (V[n] if n < 16384 else vi(n))
             t += s
             n = len(t)
             b += b'\n'
@@ -1158,8 +1137,7 @@ def e_QuotaResultResult(m):
     if v is not None:
         s = _w0e(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.granted_amount
     if v:
@@ -1169,8 +1147,7 @@ def e_QuotaResultResult(m):
     if v is not None:
         s = _c0.e_Status(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1296,8 +1273,7 @@ def e_Template(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:

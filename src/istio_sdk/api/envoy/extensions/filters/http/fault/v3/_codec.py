@@ -21,15 +21,13 @@ def e_FaultAbort(m):
     if v is not None:
         s = _c0.e_FractionalPercent(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.header_abort
     if v is not None:
         s = e_FaultAbortHeaderAbort(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.grpc_status
     if v is not None:
@@ -180,36 +178,31 @@ def e_HttpFault(m):
     if v is not None:
         s = _c1.e_FaultDelay(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.abort
     if v is not None:
         s = e_FaultAbort(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.upstream_cluster
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.headers
     for x in v:
         s = _c2.e_HeaderMatcher(x)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.downstream_nodes
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.max_active_faults
     if v is not None:
@@ -218,64 +211,55 @@ def e_HttpFault(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'2'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'2' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.response_rate_limit
     if v is not None:
         s = _c1.e_FaultRateLimit(v)
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.delay_percent_runtime
     if v:
         s = v.encode()
         n = len(s)
-        b += b'B'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'B' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.abort_percent_runtime
     if v:
         s = v.encode()
         n = len(s)
-        b += b'J'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'J' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.delay_duration_runtime
     if v:
         s = v.encode()
         n = len(s)
-        b += b'R'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'R' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.abort_http_status_runtime
     if v:
         s = v.encode()
         n = len(s)
-        b += b'Z'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'Z' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.max_active_faults_runtime
     if v:
         s = v.encode()
         n = len(s)
-        b += b'b'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'b' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.response_rate_limit_percent_runtime
     if v:
         s = v.encode()
         n = len(s)
-        b += b'j'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'j' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.abort_grpc_status_runtime
     if v:
         s = v.encode()
         n = len(s)
-        b += b'r'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'r' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.disable_downstream_cluster_stats
     if v:
@@ -284,8 +268,7 @@ def e_HttpFault(m):
     if v is not None:
         s = _c3.e_Struct(v)
         n = len(s)
-        b += b'\x82\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x82\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:

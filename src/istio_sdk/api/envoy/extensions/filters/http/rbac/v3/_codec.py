@@ -14,43 +14,37 @@ def e_Rbac(m):
     if v is not None:
         s = _c0.e_Rbac(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.shadow_rules
     if v is not None:
         s = _c0.e_Rbac(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.shadow_rules_stat_prefix
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.matcher
     if v is not None:
         s = _c1.e_Matcher(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.shadow_matcher
     if v is not None:
         s = _c1.e_Matcher(v)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.rules_stat_prefix
     if v:
         s = v.encode()
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.track_per_rule_stats
     if v:
@@ -230,8 +224,7 @@ def e_RbacPerRoute(m):
     if v is not None:
         s = e_Rbac(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:

@@ -22,8 +22,7 @@ def e_Router(m):
     for x in v:
         s = _c0.e_AccessLog(x)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.suppress_envoy_headers
     if v:
@@ -32,8 +31,7 @@ def e_Router(m):
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.respect_expected_rq_timeout
     if v:
@@ -45,15 +43,13 @@ def e_Router(m):
     for x in v:
         s = _c1.e_HttpFilter(x)
         n = len(s)
-        b += b'B'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'B' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.upstream_log_options
     if v is not None:
         s = e_RouterUpstreamAccessLogOptions(v)
         n = len(s)
-        b += b'J'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'J' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -256,8 +252,7 @@ def e_RouterUpstreamAccessLogOptions(m):
     if v is not None:
         s = _w1e(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:

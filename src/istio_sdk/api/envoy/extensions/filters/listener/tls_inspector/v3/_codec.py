@@ -20,8 +20,7 @@ def e_TlsInspector(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'\x12'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\x12' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.enable_ja4_fingerprinting
     if v is not None:
@@ -36,8 +35,7 @@ def e_TlsInspector(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'*'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'*' + (V[n] if n < 16384 else vi(n))
             b += s
     u = m._unknown_fields
     if u:

@@ -18,36 +18,31 @@ def e_TcpProxy(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.cluster
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.downstream_idle_timeout
     if v is not None:
         s = _w0e(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.upstream_idle_timeout
     if v is not None:
         s = _w0e(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.access_log
     for x in v:
         s = _c0.e_AccessLog(x)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.max_connect_attempts
     if v is not None:
@@ -56,64 +51,55 @@ def e_TcpProxy(m):
         else:
             s = _w1e(v)
             n = len(s)
-            b += b':'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b':' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.idle_timeout
     if v is not None:
         s = _w0e(v)
         n = len(s)
-        b += b'B'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'B' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.metadata_match
     if v is not None:
         s = _c1.e_Metadata(v)
         n = len(s)
-        b += b'J'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'J' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.weighted_clusters
     if v is not None:
         s = e_TcpProxyWeightedCluster(v)
         n = len(s)
-        b += b'R'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'R' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.hash_policy
     for x in v:
         s = _c2.e_HashPolicy(x)
         n = len(s)
-        b += b'Z'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'Z' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.tunneling_config
     if v is not None:
         s = e_TcpProxyTunnelingConfig(v)
         n = len(s)
-        b += b'b'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'b' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.max_downstream_connection_duration
     if v is not None:
         s = _w0e(v)
         n = len(s)
-        b += b'j'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'j' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.on_demand
     if v is not None:
         s = e_TcpProxyOnDemand(v)
         n = len(s)
-        b += b'r'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'r' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.access_log_flush_interval
     if v is not None:
         s = _w0e(v)
         n = len(s)
-        b += b'z'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'z' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.flush_access_log_on_connected
     if v:
@@ -122,29 +108,25 @@ def e_TcpProxy(m):
     if v is not None:
         s = e_TcpProxyTcpAccessLogOptions(v)
         n = len(s)
-        b += b'\x8a\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x8a\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.backoff_options
     if v is not None:
         s = _c1.e_BackoffStrategy(v)
         n = len(s)
-        b += b'\x92\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x92\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.proxy_protocol_tlvs
     for x in v:
         s = _c1.e_TlvEntry(x)
         n = len(s)
-        b += b'\x9a\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x9a\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.max_downstream_connection_duration_jitter_percentage
     if v is not None:
         s = _c2.e_Percent(v)
         n = len(s)
-        b += b'\xa2\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xa2\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.upstream_connect_mode
     if v:
@@ -157,8 +139,7 @@ def e_TcpProxy(m):
         else:
             s = _w1e(v)
             n = len(s)
-            b += b'\xb2\x01'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\xb2\x01' + (V[n] if n < 16384 else vi(n))
             b += s
     u = m._unknown_fields
     if u:
@@ -602,8 +583,7 @@ def e_TcpProxyWeightedCluster(m):
     for x in v:
         s = e_TcpProxyWeightedClusterClusterWeight(x)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -660,8 +640,7 @@ def e_TcpProxyWeightedClusterClusterWeight(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.weight
     if v:
@@ -671,8 +650,7 @@ def e_TcpProxyWeightedClusterClusterWeight(m):
     if v is not None:
         s = _c1.e_Metadata(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -764,8 +742,7 @@ def e_TcpProxyTunnelingConfig(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.use_post
     if v:
@@ -774,8 +751,7 @@ def e_TcpProxyTunnelingConfig(m):
     for x in v:
         s = _c1.e_HeaderValueOption(x)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.propagate_response_headers
     if v:
@@ -784,8 +760,7 @@ def e_TcpProxyTunnelingConfig(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.propagate_response_trailers
     if v:
@@ -794,22 +769,19 @@ def e_TcpProxyTunnelingConfig(m):
     if v is not None:
         s = _c3.e_RequestIdExtension(v)
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.request_id_header
     if v:
         s = v.encode()
         n = len(s)
-        b += b'B'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'B' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.request_id_metadata_key
     if v:
         s = v.encode()
         n = len(s)
-        b += b'J'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'J' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1006,22 +978,19 @@ def e_TcpProxyOnDemand(m):
     if v is not None:
         s = _c1.e_ConfigSource(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.resources_locator
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.timeout
     if v is not None:
         s = _w0e(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1119,8 +1088,7 @@ def e_TcpProxyTcpAccessLogOptions(m):
     if v is not None:
         s = _w0e(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.flush_access_log_on_connected
     if v:
