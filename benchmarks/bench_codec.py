@@ -362,7 +362,7 @@ UPB_MODULES = (
     "import envoy.config.cluster.v3.cluster_pb2, envoy.config.route.v3.route_pb2, "
     "envoy.service.discovery.v3.discovery_pb2"
 )
-OUR_RUNTIME = "import betterproto2, dateutil.parser"
+OUR_RUNTIME = "import betterproto2"
 UPB_RUNTIME = (
     "from google.protobuf import descriptor, descriptor_pool, runtime_version, "
     "symbol_database\nfrom google.protobuf.internal import builder"

@@ -87,7 +87,7 @@ from dataclasses import dataclass
 
 import betterproto2
 from istio_sdk.codec import FACTORY as _FACTORY
-import dateutil.parser
+
 from typing_extensions import Self
 
 from ...message_pool import default_message_pool
@@ -3414,6 +3414,7 @@ class Timestamp(betterproto2.Message):
     @classmethod
     def from_dict(cls, value, *, ignore_unknown_fields: bool = False) -> Self:
         if isinstance(value, str):
+            import dateutil.parser
             dt = dateutil.parser.isoparse(value)
             dt = dt.astimezone(datetime.timezone.utc)
             return cls.from_datetime(dt)
