@@ -4,8 +4,8 @@
 ``Timestamp.from_dict``; every program importing any Envoy type paid about 6 ms for it. For
 each module listed in ``LAZY_MODULES``, this pass deletes the top-level ``import`` and puts the
 same statement in front of each statement that uses the module (same indentation), which is
-cheap after the first time (the module is in ``sys.modules``). A module used at top level,
-outside any function, is left alone and reported.
+cheap after the first time (the module is in ``sys.modules``). A listed module used at module
+level, or in the header of a compound statement, stops codegen with ``LazyImportError``.
 """
 
 from __future__ import annotations
