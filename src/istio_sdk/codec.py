@@ -1,11 +1,13 @@
 """Runtime support for the generated fast protobuf codec.
 
 ``codegen/fastcodec.py`` emits, next to every generated package in ``istio_sdk.api``, a
-``_codec.py`` module with one encoder and one decoder per message. Importing the package
-installs them on the message classes, so betterproto2's own API (``bytes(msg)``,
+``_codec.py`` module with one encoder and one decoder per message. The first encode or parse
+of one of a package's classes imports its ``_codec``, which installs them on the message
+classes (``install_lazily``), so betterproto2's own API (``bytes(msg)``,
 ``msg.SerializeToString()``, ``Cls.parse(data)``, ``Cls.FromString(data)``) takes the fast path.
 This module holds what those generated modules share: varint and fixed-width helpers, the
-well-known wrapper types, unknown-field skipping, the installer and the error type.
+well-known wrapper types, unknown-field skipping, the short names they import (``PRELUDE``),
+the installers, the default marker of the generated ``__init__`` methods and the error type.
 
 Wire format choices (the same as Google's upb runtime with ``deterministic=True``):
 
