@@ -1,11 +1,13 @@
 """Runtime support for the generated fast protobuf codec.
 
 ``codegen/fastcodec.py`` emits, next to every generated package in ``istio_sdk.api``, a
-``_codec.py`` module with one encoder and one decoder per message. Importing the package
-installs them on the message classes, so betterproto2's own API (``bytes(msg)``,
+``_codec.py`` module with one encoder and one decoder per message. The first encode or parse
+of one of a package's classes imports its ``_codec``, which installs them on the message
+classes (``install_lazily``), so betterproto2's own API (``bytes(msg)``,
 ``msg.SerializeToString()``, ``Cls.parse(data)``, ``Cls.FromString(data)``) takes the fast path.
 This module holds what those generated modules share: varint and fixed-width helpers, the
-well-known wrapper types, unknown-field skipping, the installer and the error type.
+well-known wrapper types, unknown-field skipping, the short names they import (``PRELUDE``),
+the installers, the default marker of the generated ``__init__`` methods and the error type.
 
 Wire format choices (the same as Google's upb runtime with ``deterministic=True``):
 
@@ -24,6 +26,8 @@ from __future__ import annotations
 import contextlib
 import datetime
 import gc
+import importlib
+import math
 import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
@@ -33,7 +37,7 @@ import betterproto2
 from istio_sdk.timeutil import Duration as ExactDuration
 from istio_sdk.timeutil import Timestamp as ExactTimestamp
 
-__all__ = ["DecodeError", "fast_codec_installed", "reference_codec"]
+__all__ = ["DecodeError", "fast_codec_installed", "load_codec", "reference_codec"]
 
 T = TypeVar("T")
 Encoder = Callable[[Any], "bytes | bytearray"]
@@ -56,10 +60,20 @@ def _make_varint(value: int) -> bytes:
     return bytes(out)
 
 
+def _small_varints() -> tuple[bytes, ...]:
+    # Slices of one buffer interleaving low bytes (with the continuation bit) and high bytes:
+    # about twice as fast to build as 16,000 bytes((lo, hi)) calls, at every import.
+    pairs = bytearray(2 * 127 * 128)
+    pairs[0::2] = bytes(range(0x80, 0x100)) * 127
+    pairs[1::2] = bytes(hi for hi in range(1, 128) for _ in range(128))
+    two = bytes(pairs)
+    return tuple(bytes((i,)) for i in range(128)) + tuple(
+        [two[k : k + 2] for k in range(0, len(two), 2)]
+    )
+
+
 # Precomputed encodings of 0..16383 (every one- and two-byte varint).
-VARINTS: tuple[bytes, ...] = tuple(bytes((i,)) for i in range(128)) + tuple(
-    bytes((i & 0x7F | 0x80, i >> 7)) for i in range(128, 1 << 14)
-)
+VARINTS: tuple[bytes, ...] = _small_varints()
 VARINT_TABLE_SIZE = 1 << 14
 
 
@@ -431,6 +445,11 @@ def enc_duration(value: datetime.timedelta) -> bytes:
 
     A ``istio_sdk.timeutil.Duration`` adds its nanoseconds below the microsecond.
     """
+    if type(value) is _timedelta:
+        # Whole seconds 0..127, the usual Envoy timeouts: a precomputed body.
+        body = _SMALL_SECONDS_BODIES.get(value)
+        if body is not None:
+            return body
     nanos = ((value.days * 86400 + value.seconds) * 1_000_000 + value.microseconds) * 1000
     if type(value) is not datetime.timedelta and isinstance(value, ExactDuration):
         nanos += value.nanoseconds
@@ -447,6 +466,11 @@ _timedelta = datetime.timedelta
 _SMALL_SECONDS: tuple[datetime.timedelta, ...] = tuple(
     datetime.timedelta(seconds=i) for i in range(128)
 )
+
+
+_SMALL_SECONDS_BODIES: dict[datetime.timedelta, bytes] = {
+    delta: _seconds_nanos_body(i, 0) for i, delta in enumerate(_SMALL_SECONDS)
+}
 
 
 def dec_duration(data: bytes, pos: int, end: int) -> datetime.timedelta:
@@ -501,6 +525,97 @@ WRAPPERS: dict[str, tuple[Callable[[Any], bytes], Decoder]] = {
     "google.protobuf.Duration": (enc_duration, dec_duration),
     "google.protobuf.Timestamp": (enc_timestamp, dec_timestamp),
 }
+
+
+# ---------------------------------------------------------------------------- constructors
+
+
+class _Factory:
+    """The default of every parameter of a generated message ``__init__``: "use the factory".
+
+    ``codegen/static_init.py`` writes those ``__init__`` methods as dataclasses would build
+    them; this object plays the part of dataclasses' own marker, and prints the same.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<factory>"
+
+
+FACTORY: Any = _Factory()
+
+
+# ---------------------------------------------------------------------------- the prelude
+# The names every generated ``_codec.py`` imports (``from istio_sdk.codec import V, W, ...``),
+# short because the emitted code uses them thousands of times. Defined once here instead of
+# repeated at the top of each generated module.
+
+V = VARINTS
+W = WRAPPED_SMALL_INTS
+new = object.__new__
+cs = math.copysign
+over = overrun
+rv = read_varint
+skip = skip_field
+i32 = to_int32
+trunc = truncated
+uz32 = unzigzag32
+vi = varint
+zz32 = zigzag32
+zz64 = zigzag64
+pI = struct.Struct("<I").pack
+uI = struct.Struct("<I").unpack_from
+pi = struct.Struct("<i").pack
+ui = struct.Struct("<i").unpack_from
+pQ = struct.Struct("<Q").pack
+uQ = struct.Struct("<Q").unpack_from
+pq = struct.Struct("<q").pack
+uq = struct.Struct("<q").unpack_from
+pf = struct.Struct("<f").pack
+uf = struct.Struct("<f").unpack_from
+pd = struct.Struct("<d").pack
+ud = struct.Struct("<d").unpack_from
+
+PRELUDE: tuple[str, ...] = (
+    "V",
+    "W",
+    "WRAPPERS",
+    "cs",
+    "i32",
+    "install",
+    "merge",
+    "new",
+    "over",
+    "pI",
+    "pQ",
+    "pack_bools",
+    "pack_fixed",
+    "pack_varints",
+    "pack_zigzag32",
+    "pack_zigzag64",
+    "pd",
+    "pf",
+    "pi",
+    "pq",
+    "rv",
+    "skip",
+    "sorted_int_keys",
+    "sorted_string_keys",
+    "trunc",
+    "uI",
+    "uQ",
+    "ud",
+    "uf",
+    "ui",
+    "unpack_fixed",
+    "unpack_varints",
+    "uq",
+    "uz32",
+    "vi",
+    "zz32",
+    "zz64",
+)
 
 
 # ---------------------------------------------------------------------------- installation
@@ -578,10 +693,85 @@ def install(cls: type[betterproto2.Message], encode: Encoder, decode: Decoder) -
     cls._fast_encode = staticmethod(encode)  # type: ignore[attr-defined]
     cls._fast_decode = staticmethod(decode)  # type: ignore[attr-defined]
     _INSTALLED[cls] = (encode, decode)
+    _PENDING.pop(cls, None)
+
+
+# ---------------------------------------------------------------------------- lazy installation
+# A generated package's __init__ ends with install_lazily(__name__, (its message classes)):
+# each class gets the four methods below, which import the package's _codec module (building
+# its encoders and decoders, and those of the packages it refers to) on first use and then
+# hand over to the methods that module installed. Importing a package therefore costs nothing
+# for the codecs it never uses.
+
+_PENDING: dict[type[betterproto2.Message], str] = {}  # class -> its package
+
+
+def _load_codec(cls: type) -> None:
+    for klass in cls.__mro__:
+        package = _PENDING.get(klass)
+        if package is not None:
+            importlib.import_module(f"{package}._codec")
+            return
+        if klass in _INSTALLED:  # loaded since this method was looked up
+            return
+    raise TypeError(f"{cls.__qualname__} has no generated codec to load")
+
+
+def _lazy_bytes(self: betterproto2.Message) -> bytes:
+    _load_codec(type(self))
+    return self.__bytes__()
+
+
+def _lazy_serialize(self: betterproto2.Message) -> bytes:
+    _load_codec(type(self))
+    return self.SerializeToString()
+
+
+def _lazy_parse(klass: type[betterproto2.Message], data: bytes) -> Any:
+    _load_codec(klass)
+    return klass.parse(data)
+
+
+def _lazy_from_string(klass: type[betterproto2.Message], data: bytes) -> Any:
+    _load_codec(klass)
+    return klass.FromString(data)
+
+
+_LAZY_METHODS: dict[str, Any] = {
+    "__bytes__": _lazy_bytes,
+    "SerializeToString": _lazy_serialize,
+    "parse": classmethod(_lazy_parse),
+    "FromString": classmethod(_lazy_from_string),
+}
+
+
+def install_lazily(package: str, classes: Iterable[type[betterproto2.Message]]) -> None:
+    """Give ``classes`` methods that install ``<package>._codec`` the first time they run."""
+    for cls in classes:
+        if cls in _INSTALLED:
+            continue
+        _PENDING[cls] = package
+        for name, method in _LAZY_METHODS.items():
+            setattr(cls, name, method)
+
+
+def load_codec(cls: type[betterproto2.Message]) -> None:
+    """Load the generated codec of ``cls`` now instead of on its first encode or parse.
+
+    For code that wants the one-off cost (tens of milliseconds for a large package such as
+    ``envoy.config.cluster.v3``, with the packages it refers to) up front: servers before they
+    accept peers, tests with deadlines. Does nothing for a class whose codec is loaded.
+    """
+    if any(klass in _PENDING for klass in cls.__mro__):
+        _load_codec(cls)
 
 
 def fast_codec_installed(cls: type[betterproto2.Message]) -> bool:
-    """True when ``cls`` currently serializes and parses through its generated codec."""
+    """True when ``cls`` serializes and parses through its generated codec.
+
+    A class whose codec has not been needed yet has it loaded now.
+    """
+    load_codec(cls)
     pair = _INSTALLED.get(cls)
     return pair is not None and "__bytes__" in vars(cls) and "parse" in vars(cls)
 
@@ -590,12 +780,13 @@ def fast_codec_installed(cls: type[betterproto2.Message]) -> bool:
 def reference_codec() -> Iterator[None]:
     """Temporarily serialize and parse with betterproto2's own (slow) implementation.
 
-    For comparisons and benchmarks: every installed class falls back to the methods it inherits
-    from ``betterproto2.Message``, including nested messages, until the block exits. Not
-    thread-safe: other threads see the switch too.
+    For comparisons and benchmarks: every generated class falls back to the methods it
+    inherits from ``betterproto2.Message``, including nested messages, until the block exits.
+    Not thread-safe: other threads see the switch too.
     """
     installed = dict(_INSTALLED)
-    for cls in installed:
+    pending = dict(_PENDING)
+    for cls in [*installed, *pending]:
         for name in _METHODS:
             if name in vars(cls):
                 delattr(cls, name)
@@ -605,3 +796,7 @@ def reference_codec() -> Iterator[None]:
         for cls, (encode, decode) in installed.items():
             for name, method in _build_methods(cls, encode, decode).items():
                 setattr(cls, name, method)
+        for cls in pending:
+            if cls not in _INSTALLED:
+                for name, method in _LAZY_METHODS.items():
+                    setattr(cls, name, method)

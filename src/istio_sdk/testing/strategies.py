@@ -31,6 +31,7 @@ from istio_sdk._messages import (
     import_all_api_modules,
     message_pool,
 )
+from istio_sdk.codec import load_codec
 
 __all__ = [
     "all_message_types",
@@ -440,4 +441,6 @@ def messages(cls: type[M], *, max_depth: int = 3) -> st.SearchStrategy[M]:
         raise TypeError(f"messages() needs a generated message class, got {cls!r}")
     if max_depth < 0:
         raise ValueError(f"max_depth must be >= 0, got {max_depth}")
+    # The codec otherwise loads on the first encode, inside the first example's deadline.
+    load_codec(cls)
     return _message(cls, max_depth)

@@ -35,6 +35,7 @@ import datetime
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from ..message_pool import default_message_pool
 
@@ -50,27 +51,41 @@ class KnownRegex(betterproto2.Enum):
     HTTP_HEADER_VALUE = 2
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class AnyRules(betterproto2.Message):
+    "AnyRules(required: 'bool' = <factory>, in_: 'list[str]' = <factory>, not_in: 'list[str]' = <factory>)"
+
     required: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
 
     in_: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
 
     not_in: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
 
+    def __init__(self, required: 'bool' = _FACTORY, in_: 'list[str]' = _FACTORY, not_in: 'list[str]' = _FACTORY) -> None:
+        self.required = False if required is _FACTORY else required
+        self.in_ = [] if in_ is _FACTORY else in_
+        self.not_in = [] if not_in is _FACTORY else not_in
+        self.__post_init__()
+
 
 default_message_pool.register_message("validate", "AnyRules", AnyRules)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class BoolRules(betterproto2.Message):
+    "BoolRules(const: 'bool' = <factory>)"
+
     const: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+
+    def __init__(self, const: 'bool' = _FACTORY) -> None:
+        self.const = False if const is _FACTORY else const
+        self.__post_init__()
 
 
 default_message_pool.register_message("validate", "BoolRules", BoolRules)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class BytesRules(betterproto2.Message):
     """
 
@@ -113,12 +128,31 @@ class BytesRules(betterproto2.Message):
 
     ignore_empty: "bool" = betterproto2.field(14, betterproto2.TYPE_BOOL)
 
+    def __init__(self, const: 'bytes' = _FACTORY, len: 'int' = _FACTORY, min_len: 'int' = _FACTORY, max_len: 'int' = _FACTORY, pattern: 'str' = _FACTORY, prefix: 'bytes' = _FACTORY, suffix: 'bytes' = _FACTORY, contains: 'bytes' = _FACTORY, in_: 'list[bytes]' = _FACTORY, not_in: 'list[bytes]' = _FACTORY, ip: 'bool | None' = _FACTORY, ipv4: 'bool | None' = _FACTORY, ipv6: 'bool | None' = _FACTORY, ignore_empty: 'bool' = _FACTORY) -> None:
+        self.const = b"" if const is _FACTORY else const
+        self.len = 0 if len is _FACTORY else len
+        self.min_len = 0 if min_len is _FACTORY else min_len
+        self.max_len = 0 if max_len is _FACTORY else max_len
+        self.pattern = "" if pattern is _FACTORY else pattern
+        self.prefix = b"" if prefix is _FACTORY else prefix
+        self.suffix = b"" if suffix is _FACTORY else suffix
+        self.contains = b"" if contains is _FACTORY else contains
+        self.in_ = [] if in_ is _FACTORY else in_
+        self.not_in = [] if not_in is _FACTORY else not_in
+        self.ip = None if ip is _FACTORY else ip
+        self.ipv4 = None if ipv4 is _FACTORY else ipv4
+        self.ipv6 = None if ipv6 is _FACTORY else ipv6
+        self.ignore_empty = False if ignore_empty is _FACTORY else ignore_empty
+        self.__post_init__()
+
 
 default_message_pool.register_message("validate", "BytesRules", BytesRules)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class DoubleRules(betterproto2.Message):
+    "DoubleRules(const: 'float' = <factory>, lt: 'float' = <factory>, lte: 'float' = <factory>, gt: 'float' = <factory>, gte: 'float' = <factory>, in_: 'list[float]' = <factory>, not_in: 'list[float]' = <factory>, ignore_empty: 'bool' = <factory>)"
+
     const: "float" = betterproto2.field(1, betterproto2.TYPE_DOUBLE)
 
     lt: "float" = betterproto2.field(2, betterproto2.TYPE_DOUBLE)
@@ -135,12 +169,25 @@ class DoubleRules(betterproto2.Message):
 
     ignore_empty: "bool" = betterproto2.field(8, betterproto2.TYPE_BOOL)
 
+    def __init__(self, const: 'float' = _FACTORY, lt: 'float' = _FACTORY, lte: 'float' = _FACTORY, gt: 'float' = _FACTORY, gte: 'float' = _FACTORY, in_: 'list[float]' = _FACTORY, not_in: 'list[float]' = _FACTORY, ignore_empty: 'bool' = _FACTORY) -> None:
+        self.const = 0.0 if const is _FACTORY else const
+        self.lt = 0.0 if lt is _FACTORY else lt
+        self.lte = 0.0 if lte is _FACTORY else lte
+        self.gt = 0.0 if gt is _FACTORY else gt
+        self.gte = 0.0 if gte is _FACTORY else gte
+        self.in_ = [] if in_ is _FACTORY else in_
+        self.not_in = [] if not_in is _FACTORY else not_in
+        self.ignore_empty = False if ignore_empty is _FACTORY else ignore_empty
+        self.__post_init__()
+
 
 default_message_pool.register_message("validate", "DoubleRules", DoubleRules)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class DurationRules(betterproto2.Message):
+    "DurationRules(required: 'bool' = <factory>, const: 'datetime.timedelta | None' = <factory>, lt: 'datetime.timedelta | None' = <factory>, lte: 'datetime.timedelta | None' = <factory>, gt: 'datetime.timedelta | None' = <factory>, gte: 'datetime.timedelta | None' = <factory>, in_: 'list[datetime.timedelta]' = <factory>, not_in: 'list[datetime.timedelta]' = <factory>)"
+
     required: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
 
     const: "datetime.timedelta | None" = betterproto2.field(
@@ -171,12 +218,25 @@ class DurationRules(betterproto2.Message):
         8, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Duration, repeated=True
     )
 
+    def __init__(self, required: 'bool' = _FACTORY, const: 'datetime.timedelta | None' = _FACTORY, lt: 'datetime.timedelta | None' = _FACTORY, lte: 'datetime.timedelta | None' = _FACTORY, gt: 'datetime.timedelta | None' = _FACTORY, gte: 'datetime.timedelta | None' = _FACTORY, in_: 'list[datetime.timedelta]' = _FACTORY, not_in: 'list[datetime.timedelta]' = _FACTORY) -> None:
+        self.required = False if required is _FACTORY else required
+        self.const = None if const is _FACTORY else const
+        self.lt = None if lt is _FACTORY else lt
+        self.lte = None if lte is _FACTORY else lte
+        self.gt = None if gt is _FACTORY else gt
+        self.gte = None if gte is _FACTORY else gte
+        self.in_ = [] if in_ is _FACTORY else in_
+        self.not_in = [] if not_in is _FACTORY else not_in
+        self.__post_init__()
+
 
 default_message_pool.register_message("validate", "DurationRules", DurationRules)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class EnumRules(betterproto2.Message):
+    "EnumRules(const: 'int' = <factory>, defined_only: 'bool' = <factory>, in_: 'list[int]' = <factory>, not_in: 'list[int]' = <factory>)"
+
     const: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
 
     defined_only: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
@@ -185,11 +245,18 @@ class EnumRules(betterproto2.Message):
 
     not_in: "list[int]" = betterproto2.field(4, betterproto2.TYPE_INT32, repeated=True)
 
+    def __init__(self, const: 'int' = _FACTORY, defined_only: 'bool' = _FACTORY, in_: 'list[int]' = _FACTORY, not_in: 'list[int]' = _FACTORY) -> None:
+        self.const = 0 if const is _FACTORY else const
+        self.defined_only = False if defined_only is _FACTORY else defined_only
+        self.in_ = [] if in_ is _FACTORY else in_
+        self.not_in = [] if not_in is _FACTORY else not_in
+        self.__post_init__()
+
 
 default_message_pool.register_message("validate", "EnumRules", EnumRules)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class FieldRules(betterproto2.Message):
     """
 
@@ -286,12 +353,39 @@ class FieldRules(betterproto2.Message):
         22, betterproto2.TYPE_MESSAGE, optional=True, group="type"
     )
 
+    def __init__(self, message: 'MessageRules | None' = _FACTORY, float: 'FloatRules | None' = _FACTORY, double: 'DoubleRules | None' = _FACTORY, int32: 'Int32Rules | None' = _FACTORY, int64: 'Int64Rules | None' = _FACTORY, uint32: 'UInt32Rules | None' = _FACTORY, uint64: 'UInt64Rules | None' = _FACTORY, sint32: 'SInt32Rules | None' = _FACTORY, sint64: 'SInt64Rules | None' = _FACTORY, fixed32: 'Fixed32Rules | None' = _FACTORY, fixed64: 'Fixed64Rules | None' = _FACTORY, sfixed32: 'SFixed32Rules | None' = _FACTORY, sfixed64: 'SFixed64Rules | None' = _FACTORY, bool: 'BoolRules | None' = _FACTORY, string: 'StringRules | None' = _FACTORY, bytes: 'BytesRules | None' = _FACTORY, enum: 'EnumRules | None' = _FACTORY, repeated: 'RepeatedRules | None' = _FACTORY, map: 'MapRules | None' = _FACTORY, any: 'AnyRules | None' = _FACTORY, duration: 'DurationRules | None' = _FACTORY, timestamp: 'TimestampRules | None' = _FACTORY) -> None:
+        self.message = None if message is _FACTORY else message
+        self.float = None if float is _FACTORY else float
+        self.double = None if double is _FACTORY else double
+        self.int32 = None if int32 is _FACTORY else int32
+        self.int64 = None if int64 is _FACTORY else int64
+        self.uint32 = None if uint32 is _FACTORY else uint32
+        self.uint64 = None if uint64 is _FACTORY else uint64
+        self.sint32 = None if sint32 is _FACTORY else sint32
+        self.sint64 = None if sint64 is _FACTORY else sint64
+        self.fixed32 = None if fixed32 is _FACTORY else fixed32
+        self.fixed64 = None if fixed64 is _FACTORY else fixed64
+        self.sfixed32 = None if sfixed32 is _FACTORY else sfixed32
+        self.sfixed64 = None if sfixed64 is _FACTORY else sfixed64
+        self.bool = None if bool is _FACTORY else bool
+        self.string = None if string is _FACTORY else string
+        self.bytes = None if bytes is _FACTORY else bytes
+        self.enum = None if enum is _FACTORY else enum
+        self.repeated = None if repeated is _FACTORY else repeated
+        self.map = None if map is _FACTORY else map
+        self.any = None if any is _FACTORY else any
+        self.duration = None if duration is _FACTORY else duration
+        self.timestamp = None if timestamp is _FACTORY else timestamp
+        self.__post_init__()
+
 
 default_message_pool.register_message("validate", "FieldRules", FieldRules)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Fixed32Rules(betterproto2.Message):
+    "Fixed32Rules(const: 'int' = <factory>, lt: 'int' = <factory>, lte: 'int' = <factory>, gt: 'int' = <factory>, gte: 'int' = <factory>, in_: 'list[int]' = <factory>, not_in: 'list[int]' = <factory>, ignore_empty: 'bool' = <factory>)"
+
     const: "int" = betterproto2.field(1, betterproto2.TYPE_FIXED32)
 
     lt: "int" = betterproto2.field(2, betterproto2.TYPE_FIXED32)
@@ -308,12 +402,25 @@ class Fixed32Rules(betterproto2.Message):
 
     ignore_empty: "bool" = betterproto2.field(8, betterproto2.TYPE_BOOL)
 
+    def __init__(self, const: 'int' = _FACTORY, lt: 'int' = _FACTORY, lte: 'int' = _FACTORY, gt: 'int' = _FACTORY, gte: 'int' = _FACTORY, in_: 'list[int]' = _FACTORY, not_in: 'list[int]' = _FACTORY, ignore_empty: 'bool' = _FACTORY) -> None:
+        self.const = 0 if const is _FACTORY else const
+        self.lt = 0 if lt is _FACTORY else lt
+        self.lte = 0 if lte is _FACTORY else lte
+        self.gt = 0 if gt is _FACTORY else gt
+        self.gte = 0 if gte is _FACTORY else gte
+        self.in_ = [] if in_ is _FACTORY else in_
+        self.not_in = [] if not_in is _FACTORY else not_in
+        self.ignore_empty = False if ignore_empty is _FACTORY else ignore_empty
+        self.__post_init__()
+
 
 default_message_pool.register_message("validate", "Fixed32Rules", Fixed32Rules)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Fixed64Rules(betterproto2.Message):
+    "Fixed64Rules(const: 'int' = <factory>, lt: 'int' = <factory>, lte: 'int' = <factory>, gt: 'int' = <factory>, gte: 'int' = <factory>, in_: 'list[int]' = <factory>, not_in: 'list[int]' = <factory>, ignore_empty: 'bool' = <factory>)"
+
     const: "int" = betterproto2.field(1, betterproto2.TYPE_FIXED64)
 
     lt: "int" = betterproto2.field(2, betterproto2.TYPE_FIXED64)
@@ -330,12 +437,25 @@ class Fixed64Rules(betterproto2.Message):
 
     ignore_empty: "bool" = betterproto2.field(8, betterproto2.TYPE_BOOL)
 
+    def __init__(self, const: 'int' = _FACTORY, lt: 'int' = _FACTORY, lte: 'int' = _FACTORY, gt: 'int' = _FACTORY, gte: 'int' = _FACTORY, in_: 'list[int]' = _FACTORY, not_in: 'list[int]' = _FACTORY, ignore_empty: 'bool' = _FACTORY) -> None:
+        self.const = 0 if const is _FACTORY else const
+        self.lt = 0 if lt is _FACTORY else lt
+        self.lte = 0 if lte is _FACTORY else lte
+        self.gt = 0 if gt is _FACTORY else gt
+        self.gte = 0 if gte is _FACTORY else gte
+        self.in_ = [] if in_ is _FACTORY else in_
+        self.not_in = [] if not_in is _FACTORY else not_in
+        self.ignore_empty = False if ignore_empty is _FACTORY else ignore_empty
+        self.__post_init__()
+
 
 default_message_pool.register_message("validate", "Fixed64Rules", Fixed64Rules)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class FloatRules(betterproto2.Message):
+    "FloatRules(const: 'float' = <factory>, lt: 'float' = <factory>, lte: 'float' = <factory>, gt: 'float' = <factory>, gte: 'float' = <factory>, in_: 'list[float]' = <factory>, not_in: 'list[float]' = <factory>, ignore_empty: 'bool' = <factory>)"
+
     const: "float" = betterproto2.field(1, betterproto2.TYPE_FLOAT)
 
     lt: "float" = betterproto2.field(2, betterproto2.TYPE_FLOAT)
@@ -352,12 +472,25 @@ class FloatRules(betterproto2.Message):
 
     ignore_empty: "bool" = betterproto2.field(8, betterproto2.TYPE_BOOL)
 
+    def __init__(self, const: 'float' = _FACTORY, lt: 'float' = _FACTORY, lte: 'float' = _FACTORY, gt: 'float' = _FACTORY, gte: 'float' = _FACTORY, in_: 'list[float]' = _FACTORY, not_in: 'list[float]' = _FACTORY, ignore_empty: 'bool' = _FACTORY) -> None:
+        self.const = 0.0 if const is _FACTORY else const
+        self.lt = 0.0 if lt is _FACTORY else lt
+        self.lte = 0.0 if lte is _FACTORY else lte
+        self.gt = 0.0 if gt is _FACTORY else gt
+        self.gte = 0.0 if gte is _FACTORY else gte
+        self.in_ = [] if in_ is _FACTORY else in_
+        self.not_in = [] if not_in is _FACTORY else not_in
+        self.ignore_empty = False if ignore_empty is _FACTORY else ignore_empty
+        self.__post_init__()
+
 
 default_message_pool.register_message("validate", "FloatRules", FloatRules)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Int32Rules(betterproto2.Message):
+    "Int32Rules(const: 'int' = <factory>, lt: 'int' = <factory>, lte: 'int' = <factory>, gt: 'int' = <factory>, gte: 'int' = <factory>, in_: 'list[int]' = <factory>, not_in: 'list[int]' = <factory>, ignore_empty: 'bool' = <factory>)"
+
     const: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
 
     lt: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
@@ -374,12 +507,25 @@ class Int32Rules(betterproto2.Message):
 
     ignore_empty: "bool" = betterproto2.field(8, betterproto2.TYPE_BOOL)
 
+    def __init__(self, const: 'int' = _FACTORY, lt: 'int' = _FACTORY, lte: 'int' = _FACTORY, gt: 'int' = _FACTORY, gte: 'int' = _FACTORY, in_: 'list[int]' = _FACTORY, not_in: 'list[int]' = _FACTORY, ignore_empty: 'bool' = _FACTORY) -> None:
+        self.const = 0 if const is _FACTORY else const
+        self.lt = 0 if lt is _FACTORY else lt
+        self.lte = 0 if lte is _FACTORY else lte
+        self.gt = 0 if gt is _FACTORY else gt
+        self.gte = 0 if gte is _FACTORY else gte
+        self.in_ = [] if in_ is _FACTORY else in_
+        self.not_in = [] if not_in is _FACTORY else not_in
+        self.ignore_empty = False if ignore_empty is _FACTORY else ignore_empty
+        self.__post_init__()
+
 
 default_message_pool.register_message("validate", "Int32Rules", Int32Rules)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Int64Rules(betterproto2.Message):
+    "Int64Rules(const: 'int' = <factory>, lt: 'int' = <factory>, lte: 'int' = <factory>, gt: 'int' = <factory>, gte: 'int' = <factory>, in_: 'list[int]' = <factory>, not_in: 'list[int]' = <factory>, ignore_empty: 'bool' = <factory>)"
+
     const: "int" = betterproto2.field(1, betterproto2.TYPE_INT64)
 
     lt: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
@@ -396,12 +542,25 @@ class Int64Rules(betterproto2.Message):
 
     ignore_empty: "bool" = betterproto2.field(8, betterproto2.TYPE_BOOL)
 
+    def __init__(self, const: 'int' = _FACTORY, lt: 'int' = _FACTORY, lte: 'int' = _FACTORY, gt: 'int' = _FACTORY, gte: 'int' = _FACTORY, in_: 'list[int]' = _FACTORY, not_in: 'list[int]' = _FACTORY, ignore_empty: 'bool' = _FACTORY) -> None:
+        self.const = 0 if const is _FACTORY else const
+        self.lt = 0 if lt is _FACTORY else lt
+        self.lte = 0 if lte is _FACTORY else lte
+        self.gt = 0 if gt is _FACTORY else gt
+        self.gte = 0 if gte is _FACTORY else gte
+        self.in_ = [] if in_ is _FACTORY else in_
+        self.not_in = [] if not_in is _FACTORY else not_in
+        self.ignore_empty = False if ignore_empty is _FACTORY else ignore_empty
+        self.__post_init__()
+
 
 default_message_pool.register_message("validate", "Int64Rules", Int64Rules)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MapRules(betterproto2.Message):
+    "MapRules(min_pairs: 'int' = <factory>, max_pairs: 'int' = <factory>, no_sparse: 'bool' = <factory>, keys: 'FieldRules | None' = <factory>, values: 'FieldRules | None' = <factory>, ignore_empty: 'bool' = <factory>)"
+
     min_pairs: "int" = betterproto2.field(1, betterproto2.TYPE_UINT64)
 
     max_pairs: "int" = betterproto2.field(2, betterproto2.TYPE_UINT64)
@@ -414,22 +573,40 @@ class MapRules(betterproto2.Message):
 
     ignore_empty: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
 
+    def __init__(self, min_pairs: 'int' = _FACTORY, max_pairs: 'int' = _FACTORY, no_sparse: 'bool' = _FACTORY, keys: 'FieldRules | None' = _FACTORY, values: 'FieldRules | None' = _FACTORY, ignore_empty: 'bool' = _FACTORY) -> None:
+        self.min_pairs = 0 if min_pairs is _FACTORY else min_pairs
+        self.max_pairs = 0 if max_pairs is _FACTORY else max_pairs
+        self.no_sparse = False if no_sparse is _FACTORY else no_sparse
+        self.keys = None if keys is _FACTORY else keys
+        self.values = None if values is _FACTORY else values
+        self.ignore_empty = False if ignore_empty is _FACTORY else ignore_empty
+        self.__post_init__()
+
 
 default_message_pool.register_message("validate", "MapRules", MapRules)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MessageRules(betterproto2.Message):
+    "MessageRules(skip: 'bool' = <factory>, required: 'bool' = <factory>)"
+
     skip: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
 
     required: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+
+    def __init__(self, skip: 'bool' = _FACTORY, required: 'bool' = _FACTORY) -> None:
+        self.skip = False if skip is _FACTORY else skip
+        self.required = False if required is _FACTORY else required
+        self.__post_init__()
 
 
 default_message_pool.register_message("validate", "MessageRules", MessageRules)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RepeatedRules(betterproto2.Message):
+    "RepeatedRules(min_items: 'int' = <factory>, max_items: 'int' = <factory>, unique: 'bool' = <factory>, items: 'FieldRules | None' = <factory>, ignore_empty: 'bool' = <factory>)"
+
     min_items: "int" = betterproto2.field(1, betterproto2.TYPE_UINT64)
 
     max_items: "int" = betterproto2.field(2, betterproto2.TYPE_UINT64)
@@ -440,12 +617,22 @@ class RepeatedRules(betterproto2.Message):
 
     ignore_empty: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
 
+    def __init__(self, min_items: 'int' = _FACTORY, max_items: 'int' = _FACTORY, unique: 'bool' = _FACTORY, items: 'FieldRules | None' = _FACTORY, ignore_empty: 'bool' = _FACTORY) -> None:
+        self.min_items = 0 if min_items is _FACTORY else min_items
+        self.max_items = 0 if max_items is _FACTORY else max_items
+        self.unique = False if unique is _FACTORY else unique
+        self.items = None if items is _FACTORY else items
+        self.ignore_empty = False if ignore_empty is _FACTORY else ignore_empty
+        self.__post_init__()
+
 
 default_message_pool.register_message("validate", "RepeatedRules", RepeatedRules)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class SFixed32Rules(betterproto2.Message):
+    "SFixed32Rules(const: 'int' = <factory>, lt: 'int' = <factory>, lte: 'int' = <factory>, gt: 'int' = <factory>, gte: 'int' = <factory>, in_: 'list[int]' = <factory>, not_in: 'list[int]' = <factory>, ignore_empty: 'bool' = <factory>)"
+
     const: "int" = betterproto2.field(1, betterproto2.TYPE_SFIXED32)
 
     lt: "int" = betterproto2.field(2, betterproto2.TYPE_SFIXED32)
@@ -462,12 +649,25 @@ class SFixed32Rules(betterproto2.Message):
 
     ignore_empty: "bool" = betterproto2.field(8, betterproto2.TYPE_BOOL)
 
+    def __init__(self, const: 'int' = _FACTORY, lt: 'int' = _FACTORY, lte: 'int' = _FACTORY, gt: 'int' = _FACTORY, gte: 'int' = _FACTORY, in_: 'list[int]' = _FACTORY, not_in: 'list[int]' = _FACTORY, ignore_empty: 'bool' = _FACTORY) -> None:
+        self.const = 0 if const is _FACTORY else const
+        self.lt = 0 if lt is _FACTORY else lt
+        self.lte = 0 if lte is _FACTORY else lte
+        self.gt = 0 if gt is _FACTORY else gt
+        self.gte = 0 if gte is _FACTORY else gte
+        self.in_ = [] if in_ is _FACTORY else in_
+        self.not_in = [] if not_in is _FACTORY else not_in
+        self.ignore_empty = False if ignore_empty is _FACTORY else ignore_empty
+        self.__post_init__()
+
 
 default_message_pool.register_message("validate", "SFixed32Rules", SFixed32Rules)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class SFixed64Rules(betterproto2.Message):
+    "SFixed64Rules(const: 'int' = <factory>, lt: 'int' = <factory>, lte: 'int' = <factory>, gt: 'int' = <factory>, gte: 'int' = <factory>, in_: 'list[int]' = <factory>, not_in: 'list[int]' = <factory>, ignore_empty: 'bool' = <factory>)"
+
     const: "int" = betterproto2.field(1, betterproto2.TYPE_SFIXED64)
 
     lt: "int" = betterproto2.field(2, betterproto2.TYPE_SFIXED64)
@@ -484,12 +684,25 @@ class SFixed64Rules(betterproto2.Message):
 
     ignore_empty: "bool" = betterproto2.field(8, betterproto2.TYPE_BOOL)
 
+    def __init__(self, const: 'int' = _FACTORY, lt: 'int' = _FACTORY, lte: 'int' = _FACTORY, gt: 'int' = _FACTORY, gte: 'int' = _FACTORY, in_: 'list[int]' = _FACTORY, not_in: 'list[int]' = _FACTORY, ignore_empty: 'bool' = _FACTORY) -> None:
+        self.const = 0 if const is _FACTORY else const
+        self.lt = 0 if lt is _FACTORY else lt
+        self.lte = 0 if lte is _FACTORY else lte
+        self.gt = 0 if gt is _FACTORY else gt
+        self.gte = 0 if gte is _FACTORY else gte
+        self.in_ = [] if in_ is _FACTORY else in_
+        self.not_in = [] if not_in is _FACTORY else not_in
+        self.ignore_empty = False if ignore_empty is _FACTORY else ignore_empty
+        self.__post_init__()
+
 
 default_message_pool.register_message("validate", "SFixed64Rules", SFixed64Rules)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class SInt32Rules(betterproto2.Message):
+    "SInt32Rules(const: 'int' = <factory>, lt: 'int' = <factory>, lte: 'int' = <factory>, gt: 'int' = <factory>, gte: 'int' = <factory>, in_: 'list[int]' = <factory>, not_in: 'list[int]' = <factory>, ignore_empty: 'bool' = <factory>)"
+
     const: "int" = betterproto2.field(1, betterproto2.TYPE_SINT32)
 
     lt: "int" = betterproto2.field(2, betterproto2.TYPE_SINT32)
@@ -506,12 +719,25 @@ class SInt32Rules(betterproto2.Message):
 
     ignore_empty: "bool" = betterproto2.field(8, betterproto2.TYPE_BOOL)
 
+    def __init__(self, const: 'int' = _FACTORY, lt: 'int' = _FACTORY, lte: 'int' = _FACTORY, gt: 'int' = _FACTORY, gte: 'int' = _FACTORY, in_: 'list[int]' = _FACTORY, not_in: 'list[int]' = _FACTORY, ignore_empty: 'bool' = _FACTORY) -> None:
+        self.const = 0 if const is _FACTORY else const
+        self.lt = 0 if lt is _FACTORY else lt
+        self.lte = 0 if lte is _FACTORY else lte
+        self.gt = 0 if gt is _FACTORY else gt
+        self.gte = 0 if gte is _FACTORY else gte
+        self.in_ = [] if in_ is _FACTORY else in_
+        self.not_in = [] if not_in is _FACTORY else not_in
+        self.ignore_empty = False if ignore_empty is _FACTORY else ignore_empty
+        self.__post_init__()
+
 
 default_message_pool.register_message("validate", "SInt32Rules", SInt32Rules)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class SInt64Rules(betterproto2.Message):
+    "SInt64Rules(const: 'int' = <factory>, lt: 'int' = <factory>, lte: 'int' = <factory>, gt: 'int' = <factory>, gte: 'int' = <factory>, in_: 'list[int]' = <factory>, not_in: 'list[int]' = <factory>, ignore_empty: 'bool' = <factory>)"
+
     const: "int" = betterproto2.field(1, betterproto2.TYPE_SINT64)
 
     lt: "int" = betterproto2.field(2, betterproto2.TYPE_SINT64)
@@ -528,11 +754,22 @@ class SInt64Rules(betterproto2.Message):
 
     ignore_empty: "bool" = betterproto2.field(8, betterproto2.TYPE_BOOL)
 
+    def __init__(self, const: 'int' = _FACTORY, lt: 'int' = _FACTORY, lte: 'int' = _FACTORY, gt: 'int' = _FACTORY, gte: 'int' = _FACTORY, in_: 'list[int]' = _FACTORY, not_in: 'list[int]' = _FACTORY, ignore_empty: 'bool' = _FACTORY) -> None:
+        self.const = 0 if const is _FACTORY else const
+        self.lt = 0 if lt is _FACTORY else lt
+        self.lte = 0 if lte is _FACTORY else lte
+        self.gt = 0 if gt is _FACTORY else gt
+        self.gte = 0 if gte is _FACTORY else gte
+        self.in_ = [] if in_ is _FACTORY else in_
+        self.not_in = [] if not_in is _FACTORY else not_in
+        self.ignore_empty = False if ignore_empty is _FACTORY else ignore_empty
+        self.__post_init__()
+
 
 default_message_pool.register_message("validate", "SInt64Rules", SInt64Rules)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class StringRules(betterproto2.Message):
     """
 
@@ -613,12 +850,43 @@ class StringRules(betterproto2.Message):
 
     ignore_empty: "bool" = betterproto2.field(26, betterproto2.TYPE_BOOL)
 
+    def __init__(self, const: 'str' = _FACTORY, len: 'int' = _FACTORY, min_len: 'int' = _FACTORY, max_len: 'int' = _FACTORY, len_bytes: 'int' = _FACTORY, min_bytes: 'int' = _FACTORY, max_bytes: 'int' = _FACTORY, pattern: 'str' = _FACTORY, prefix: 'str' = _FACTORY, suffix: 'str' = _FACTORY, contains: 'str' = _FACTORY, not_contains: 'str' = _FACTORY, in_: 'list[str]' = _FACTORY, not_in: 'list[str]' = _FACTORY, email: 'bool | None' = _FACTORY, hostname: 'bool | None' = _FACTORY, ip: 'bool | None' = _FACTORY, ipv4: 'bool | None' = _FACTORY, ipv6: 'bool | None' = _FACTORY, uri: 'bool | None' = _FACTORY, uri_ref: 'bool | None' = _FACTORY, address: 'bool | None' = _FACTORY, uuid: 'bool | None' = _FACTORY, well_known_regex: 'KnownRegex | None' = _FACTORY, strict: 'bool' = _FACTORY, ignore_empty: 'bool' = _FACTORY) -> None:
+        self.const = "" if const is _FACTORY else const
+        self.len = 0 if len is _FACTORY else len
+        self.min_len = 0 if min_len is _FACTORY else min_len
+        self.max_len = 0 if max_len is _FACTORY else max_len
+        self.len_bytes = 0 if len_bytes is _FACTORY else len_bytes
+        self.min_bytes = 0 if min_bytes is _FACTORY else min_bytes
+        self.max_bytes = 0 if max_bytes is _FACTORY else max_bytes
+        self.pattern = "" if pattern is _FACTORY else pattern
+        self.prefix = "" if prefix is _FACTORY else prefix
+        self.suffix = "" if suffix is _FACTORY else suffix
+        self.contains = "" if contains is _FACTORY else contains
+        self.not_contains = "" if not_contains is _FACTORY else not_contains
+        self.in_ = [] if in_ is _FACTORY else in_
+        self.not_in = [] if not_in is _FACTORY else not_in
+        self.email = None if email is _FACTORY else email
+        self.hostname = None if hostname is _FACTORY else hostname
+        self.ip = None if ip is _FACTORY else ip
+        self.ipv4 = None if ipv4 is _FACTORY else ipv4
+        self.ipv6 = None if ipv6 is _FACTORY else ipv6
+        self.uri = None if uri is _FACTORY else uri
+        self.uri_ref = None if uri_ref is _FACTORY else uri_ref
+        self.address = None if address is _FACTORY else address
+        self.uuid = None if uuid is _FACTORY else uuid
+        self.well_known_regex = None if well_known_regex is _FACTORY else well_known_regex
+        self.strict = False if strict is _FACTORY else strict
+        self.ignore_empty = False if ignore_empty is _FACTORY else ignore_empty
+        self.__post_init__()
+
 
 default_message_pool.register_message("validate", "StringRules", StringRules)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TimestampRules(betterproto2.Message):
+    "TimestampRules(required: 'bool' = <factory>, const: 'datetime.datetime | None' = <factory>, lt: 'datetime.datetime | None' = <factory>, lte: 'datetime.datetime | None' = <factory>, gt: 'datetime.datetime | None' = <factory>, gte: 'datetime.datetime | None' = <factory>, lt_now: 'bool' = <factory>, gt_now: 'bool' = <factory>, within: 'datetime.timedelta | None' = <factory>)"
+
     required: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
 
     const: "datetime.datetime | None" = betterproto2.field(
@@ -649,12 +917,26 @@ class TimestampRules(betterproto2.Message):
         9, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Duration, optional=True
     )
 
+    def __init__(self, required: 'bool' = _FACTORY, const: 'datetime.datetime | None' = _FACTORY, lt: 'datetime.datetime | None' = _FACTORY, lte: 'datetime.datetime | None' = _FACTORY, gt: 'datetime.datetime | None' = _FACTORY, gte: 'datetime.datetime | None' = _FACTORY, lt_now: 'bool' = _FACTORY, gt_now: 'bool' = _FACTORY, within: 'datetime.timedelta | None' = _FACTORY) -> None:
+        self.required = False if required is _FACTORY else required
+        self.const = None if const is _FACTORY else const
+        self.lt = None if lt is _FACTORY else lt
+        self.lte = None if lte is _FACTORY else lte
+        self.gt = None if gt is _FACTORY else gt
+        self.gte = None if gte is _FACTORY else gte
+        self.lt_now = False if lt_now is _FACTORY else lt_now
+        self.gt_now = False if gt_now is _FACTORY else gt_now
+        self.within = None if within is _FACTORY else within
+        self.__post_init__()
+
 
 default_message_pool.register_message("validate", "TimestampRules", TimestampRules)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class UInt32Rules(betterproto2.Message):
+    "UInt32Rules(const: 'int' = <factory>, lt: 'int' = <factory>, lte: 'int' = <factory>, gt: 'int' = <factory>, gte: 'int' = <factory>, in_: 'list[int]' = <factory>, not_in: 'list[int]' = <factory>, ignore_empty: 'bool' = <factory>)"
+
     const: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
 
     lt: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
@@ -671,12 +953,25 @@ class UInt32Rules(betterproto2.Message):
 
     ignore_empty: "bool" = betterproto2.field(8, betterproto2.TYPE_BOOL)
 
+    def __init__(self, const: 'int' = _FACTORY, lt: 'int' = _FACTORY, lte: 'int' = _FACTORY, gt: 'int' = _FACTORY, gte: 'int' = _FACTORY, in_: 'list[int]' = _FACTORY, not_in: 'list[int]' = _FACTORY, ignore_empty: 'bool' = _FACTORY) -> None:
+        self.const = 0 if const is _FACTORY else const
+        self.lt = 0 if lt is _FACTORY else lt
+        self.lte = 0 if lte is _FACTORY else lte
+        self.gt = 0 if gt is _FACTORY else gt
+        self.gte = 0 if gte is _FACTORY else gte
+        self.in_ = [] if in_ is _FACTORY else in_
+        self.not_in = [] if not_in is _FACTORY else not_in
+        self.ignore_empty = False if ignore_empty is _FACTORY else ignore_empty
+        self.__post_init__()
+
 
 default_message_pool.register_message("validate", "UInt32Rules", UInt32Rules)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class UInt64Rules(betterproto2.Message):
+    "UInt64Rules(const: 'int' = <factory>, lt: 'int' = <factory>, lte: 'int' = <factory>, gt: 'int' = <factory>, gte: 'int' = <factory>, in_: 'list[int]' = <factory>, not_in: 'list[int]' = <factory>, ignore_empty: 'bool' = <factory>)"
+
     const: "int" = betterproto2.field(1, betterproto2.TYPE_UINT64)
 
     lt: "int" = betterproto2.field(2, betterproto2.TYPE_UINT64)
@@ -693,10 +988,50 @@ class UInt64Rules(betterproto2.Message):
 
     ignore_empty: "bool" = betterproto2.field(8, betterproto2.TYPE_BOOL)
 
+    def __init__(self, const: 'int' = _FACTORY, lt: 'int' = _FACTORY, lte: 'int' = _FACTORY, gt: 'int' = _FACTORY, gte: 'int' = _FACTORY, in_: 'list[int]' = _FACTORY, not_in: 'list[int]' = _FACTORY, ignore_empty: 'bool' = _FACTORY) -> None:
+        self.const = 0 if const is _FACTORY else const
+        self.lt = 0 if lt is _FACTORY else lt
+        self.lte = 0 if lte is _FACTORY else lte
+        self.gt = 0 if gt is _FACTORY else gt
+        self.gte = 0 if gte is _FACTORY else gte
+        self.in_ = [] if in_ is _FACTORY else in_
+        self.not_in = [] if not_in is _FACTORY else not_in
+        self.ignore_empty = False if ignore_empty is _FACTORY else ignore_empty
+        self.__post_init__()
+
 
 default_message_pool.register_message("validate", "UInt64Rules", UInt64Rules)
 
 
 from ..google import protobuf as _google__protobuf__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        FieldRules,
+        FloatRules,
+        DoubleRules,
+        Int32Rules,
+        Int64Rules,
+        UInt32Rules,
+        UInt64Rules,
+        SInt32Rules,
+        SInt64Rules,
+        Fixed32Rules,
+        Fixed64Rules,
+        SFixed32Rules,
+        SFixed64Rules,
+        BoolRules,
+        StringRules,
+        BytesRules,
+        EnumRules,
+        MessageRules,
+        RepeatedRules,
+        MapRules,
+        AnyRules,
+        DurationRules,
+        TimestampRules,
+    ),
+)

@@ -3,47 +3,7 @@
 # mypy: ignore-errors
 """Fast codec for the messages of ``istio_sdk.api.validate``."""
 
-from istio_sdk.codec import (
-    VARINTS as V,
-    WRAPPED_SMALL_INTS as W,
-    WRAPPERS,
-    install,
-    merge,
-    overrun as over,
-    pack_bools,
-    pack_fixed,
-    pack_varints,
-    pack_zigzag32,
-    pack_zigzag64,
-    read_varint as rv,
-    skip_field as skip,
-    sorted_int_keys,
-    sorted_string_keys,
-    to_int32 as i32,
-    truncated as trunc,
-    unpack_fixed,
-    unpack_varints,
-    unzigzag32 as uz32,
-    varint as vi,
-    zigzag32 as zz32,
-    zigzag64 as zz64,
-)
-from math import copysign as cs
-from struct import Struct as _S
-
-new = object.__new__
-pI = _S("<I").pack
-uI = _S("<I").unpack_from
-pi = _S("<i").pack
-ui = _S("<i").unpack_from
-pQ = _S("<Q").pack
-uQ = _S("<Q").unpack_from
-pq = _S("<q").pack
-uq = _S("<q").unpack_from
-pf = _S("<f").pack
-uf = _S("<f").unpack_from
-pd = _S("<d").pack
-ud = _S("<d").unpack_from
+from istio_sdk.codec import V, W, WRAPPERS, cs, i32, install, merge, new, over, pI, pQ, pack_bools, pack_fixed, pack_varints, pack_zigzag32, pack_zigzag64, pd, pf, pi, pq, rv, skip, sorted_int_keys, sorted_string_keys, trunc, uI, uQ, ud, uf, ui, unpack_fixed, unpack_varints, uq, uz32, vi, zz32, zz64  # the shared prelude
 _w0e, _w0d = WRAPPERS["google.protobuf.Duration"]
 _w1e, _w1d = WRAPPERS["google.protobuf.Timestamp"]
 
@@ -54,155 +14,133 @@ def e_FieldRules(m):
     if v is not None:
         s = e_FloatRules(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.double
     if v is not None:
         s = e_DoubleRules(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.int32
     if v is not None:
         s = e_Int32Rules(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.int64
     if v is not None:
         s = e_Int64Rules(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.uint32
     if v is not None:
         s = e_UInt32Rules(v)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.uint64
     if v is not None:
         s = e_UInt64Rules(v)
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.sint32
     if v is not None:
         s = e_SInt32Rules(v)
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.sint64
     if v is not None:
         s = e_SInt64Rules(v)
         n = len(s)
-        b += b'B'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'B' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.fixed32
     if v is not None:
         s = e_Fixed32Rules(v)
         n = len(s)
-        b += b'J'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'J' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.fixed64
     if v is not None:
         s = e_Fixed64Rules(v)
         n = len(s)
-        b += b'R'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'R' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.sfixed32
     if v is not None:
         s = e_SFixed32Rules(v)
         n = len(s)
-        b += b'Z'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'Z' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.sfixed64
     if v is not None:
         s = e_SFixed64Rules(v)
         n = len(s)
-        b += b'b'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'b' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.bool
     if v is not None:
         s = e_BoolRules(v)
         n = len(s)
-        b += b'j'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'j' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.string
     if v is not None:
         s = e_StringRules(v)
         n = len(s)
-        b += b'r'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'r' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.bytes
     if v is not None:
         s = e_BytesRules(v)
         n = len(s)
-        b += b'z'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'z' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.enum
     if v is not None:
         s = e_EnumRules(v)
         n = len(s)
-        b += b'\x82\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x82\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.message
     if v is not None:
         s = e_MessageRules(v)
         n = len(s)
-        b += b'\x8a\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x8a\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.repeated
     if v is not None:
         s = e_RepeatedRules(v)
         n = len(s)
-        b += b'\x92\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x92\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.map
     if v is not None:
         s = e_MapRules(v)
         n = len(s)
-        b += b'\x9a\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x9a\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.any
     if v is not None:
         s = e_AnyRules(v)
         n = len(s)
-        b += b'\xa2\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xa2\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.duration
     if v is not None:
         s = e_DurationRules(v)
         n = len(s)
-        b += b'\xaa\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xaa\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.timestamp
     if v is not None:
         s = e_TimestampRules(v)
         n = len(s)
-        b += b'\xb2\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xb2\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -3376,8 +3314,7 @@ def e_StringRules(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.min_len
     if v:
@@ -3399,43 +3336,37 @@ def e_StringRules(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.prefix
     if v:
         s = v.encode()
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.suffix
     if v:
         s = v.encode()
         n = len(s)
-        b += b'B'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'B' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.contains
     if v:
         s = v.encode()
         n = len(s)
-        b += b'J'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'J' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.in_
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'R'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'R' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.not_in
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'Z'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'Z' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.email
     if v is not None:
@@ -3476,8 +3407,7 @@ def e_StringRules(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\xba\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xba\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.well_known_regex
     if v is not None:
@@ -4011,8 +3941,7 @@ def e_BytesRules(m):
     if v:
         s = v
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.min_len
     if v:
@@ -4026,43 +3955,37 @@ def e_BytesRules(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.prefix
     if v:
         s = v
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.suffix
     if v:
         s = v
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.contains
     if v:
         s = v
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.in_
     for x in v:
         s = x
         n = len(s)
-        b += b'B'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'B' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.not_in
     for x in v:
         s = x
         n = len(s)
-        b += b'J'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'J' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.ip
     if v is not None:
@@ -4571,8 +4494,7 @@ def e_RepeatedRules(m):
     if v is not None:
         s = e_FieldRules(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.ignore_empty
     if v:
@@ -4699,15 +4621,13 @@ def e_MapRules(m):
     if v is not None:
         s = e_FieldRules(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.values
     if v is not None:
         s = e_FieldRules(v)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.ignore_empty
     if v:
@@ -4847,15 +4767,13 @@ def e_AnyRules(m):
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.not_in
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -4948,50 +4866,43 @@ def e_DurationRules(m):
     if v is not None:
         s = _w0e(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.lt
     if v is not None:
         s = _w0e(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.lte
     if v is not None:
         s = _w0e(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.gt
     if v is not None:
         s = _w0e(v)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.gte
     if v is not None:
         s = _w0e(v)
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.in_
     for x in v:
         s = _w0e(x)
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.not_in
     for x in v:
         s = _w0e(x)
         n = len(s)
-        b += b'B'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'B' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -5194,36 +5105,31 @@ def e_TimestampRules(m):
     if v is not None:
         s = _w1e(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.lt
     if v is not None:
         s = _w1e(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.lte
     if v is not None:
         s = _w1e(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.gt
     if v is not None:
         s = _w1e(v)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.gte
     if v is not None:
         s = _w1e(v)
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.lt_now
     if v:
@@ -5235,8 +5141,7 @@ def e_TimestampRules(m):
     if v is not None:
         s = _w0e(v)
         n = len(s)
-        b += b'J'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'J' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:

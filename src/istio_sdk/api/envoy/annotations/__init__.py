@@ -9,6 +9,7 @@ __all__ = ("ResourceAnnotation",)
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from ...message_pool import default_message_pool
 
@@ -16,11 +17,24 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ResourceAnnotation(betterproto2.Message):
+    "ResourceAnnotation(type: 'str' = <factory>)"
+
     type: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    def __init__(self, type: 'str' = _FACTORY) -> None:
+        self.type = "" if type is _FACTORY else type
+        self.__post_init__()
 
 
 default_message_pool.register_message("envoy.annotations", "ResourceAnnotation", ResourceAnnotation)
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        ResourceAnnotation,
+    ),
+)

@@ -9,6 +9,7 @@ __all__ = ("CustomHttpPattern", "FieldBehavior", "Http", "HttpRule")
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from ...message_pool import default_message_pool
 
@@ -36,27 +37,41 @@ class FieldBehavior(betterproto2.Enum):
     IDENTIFIER = 8
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class CustomHttpPattern(betterproto2.Message):
+    "CustomHttpPattern(kind: 'str' = <factory>, path: 'str' = <factory>)"
+
     kind: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     path: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    def __init__(self, kind: 'str' = _FACTORY, path: 'str' = _FACTORY) -> None:
+        self.kind = "" if kind is _FACTORY else kind
+        self.path = "" if path is _FACTORY else path
+        self.__post_init__()
 
 
 default_message_pool.register_message("google.api", "CustomHttpPattern", CustomHttpPattern)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Http(betterproto2.Message):
+    "Http(rules: 'list[HttpRule]' = <factory>, fully_decode_reserved_expansion: 'bool' = <factory>)"
+
     rules: "list[HttpRule]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
     fully_decode_reserved_expansion: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+
+    def __init__(self, rules: 'list[HttpRule]' = _FACTORY, fully_decode_reserved_expansion: 'bool' = _FACTORY) -> None:
+        self.rules = [] if rules is _FACTORY else rules
+        self.fully_decode_reserved_expansion = False if fully_decode_reserved_expansion is _FACTORY else fully_decode_reserved_expansion
+        self.__post_init__()
 
 
 default_message_pool.register_message("google.api", "Http", Http)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HttpRule(betterproto2.Message):
     """
 
@@ -99,7 +114,29 @@ class HttpRule(betterproto2.Message):
         11, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
+    def __init__(self, selector: 'str' = _FACTORY, get: 'str | None' = _FACTORY, put: 'str | None' = _FACTORY, post: 'str | None' = _FACTORY, delete: 'str | None' = _FACTORY, patch: 'str | None' = _FACTORY, custom: 'CustomHttpPattern | None' = _FACTORY, body: 'str' = _FACTORY, response_body: 'str' = _FACTORY, additional_bindings: 'list[HttpRule]' = _FACTORY) -> None:
+        self.selector = "" if selector is _FACTORY else selector
+        self.get = None if get is _FACTORY else get
+        self.put = None if put is _FACTORY else put
+        self.post = None if post is _FACTORY else post
+        self.delete = None if delete is _FACTORY else delete
+        self.patch = None if patch is _FACTORY else patch
+        self.custom = None if custom is _FACTORY else custom
+        self.body = "" if body is _FACTORY else body
+        self.response_body = "" if response_body is _FACTORY else response_body
+        self.additional_bindings = [] if additional_bindings is _FACTORY else additional_bindings
+        self.__post_init__()
+
 
 default_message_pool.register_message("google.api", "HttpRule", HttpRule)
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        Http,
+        HttpRule,
+        CustomHttpPattern,
+    ),
+)

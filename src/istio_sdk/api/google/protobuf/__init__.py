@@ -86,7 +86,8 @@ import warnings
 from dataclasses import dataclass
 
 import betterproto2
-import dateutil.parser
+from istio_sdk.codec import FACTORY as _FACTORY
+
 from typing_extensions import Self
 
 from ...message_pool import default_message_pool
@@ -619,7 +620,7 @@ class SymbolVisibility(betterproto2.Enum):
     VISIBILITY_EXPORT = 2
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Any(betterproto2.Message):
     """
     `Any` contains an arbitrary serialized protocol buffer message along with a
@@ -764,11 +765,16 @@ class Any(betterproto2.Message):
             value=bytes(msg_cls.from_dict(value, ignore_unknown_fields=ignore_unknown_fields)),
         )
 
+    def __init__(self, type_url: 'str' = _FACTORY, value: 'bytes' = _FACTORY) -> None:
+        self.type_url = "" if type_url is _FACTORY else type_url
+        self.value = b"" if value is _FACTORY else value
+        self.__post_init__()
+
 
 default_message_pool.register_message("google.protobuf", "Any", Any)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class BoolValue(betterproto2.Message):
     """
     Wrapper message for `bool`.
@@ -806,11 +812,15 @@ class BoolValue(betterproto2.Message):
     def to_wrapped(self) -> bool:
         return self.value
 
+    def __init__(self, value: 'bool' = _FACTORY) -> None:
+        self.value = False if value is _FACTORY else value
+        self.__post_init__()
+
 
 default_message_pool.register_message("google.protobuf", "BoolValue", BoolValue)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class BytesValue(betterproto2.Message):
     """
     Wrapper message for `bytes`.
@@ -848,11 +858,15 @@ class BytesValue(betterproto2.Message):
     def to_wrapped(self) -> bytes:
         return self.value
 
+    def __init__(self, value: 'bytes' = _FACTORY) -> None:
+        self.value = b"" if value is _FACTORY else value
+        self.__post_init__()
+
 
 default_message_pool.register_message("google.protobuf", "BytesValue", BytesValue)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class DescriptorProto(betterproto2.Message):
     """
     Describes a message type.
@@ -905,12 +919,28 @@ class DescriptorProto(betterproto2.Message):
     Support for `export` and `local` keywords on enums.
     """
 
+    def __init__(self, name: 'str' = _FACTORY, field: 'list[FieldDescriptorProto]' = _FACTORY, extension: 'list[FieldDescriptorProto]' = _FACTORY, nested_type: 'list[DescriptorProto]' = _FACTORY, enum_type: 'list[EnumDescriptorProto]' = _FACTORY, extension_range: 'list[DescriptorProtoExtensionRange]' = _FACTORY, oneof_decl: 'list[OneofDescriptorProto]' = _FACTORY, options: 'MessageOptions | None' = _FACTORY, reserved_range: 'list[DescriptorProtoReservedRange]' = _FACTORY, reserved_name: 'list[str]' = _FACTORY, visibility: 'SymbolVisibility' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.field = [] if field is _FACTORY else field
+        self.extension = [] if extension is _FACTORY else extension
+        self.nested_type = [] if nested_type is _FACTORY else nested_type
+        self.enum_type = [] if enum_type is _FACTORY else enum_type
+        self.extension_range = [] if extension_range is _FACTORY else extension_range
+        self.oneof_decl = [] if oneof_decl is _FACTORY else oneof_decl
+        self.options = None if options is _FACTORY else options
+        self.reserved_range = [] if reserved_range is _FACTORY else reserved_range
+        self.reserved_name = [] if reserved_name is _FACTORY else reserved_name
+        self.visibility = SymbolVisibility(0) if visibility is _FACTORY else visibility
+        self.__post_init__()
+
 
 default_message_pool.register_message("google.protobuf", "DescriptorProto", DescriptorProto)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class DescriptorProtoExtensionRange(betterproto2.Message):
+    "DescriptorProtoExtensionRange(start: 'int' = <factory>, end: 'int' = <factory>, options: 'ExtensionRangeOptions | None' = <factory>)"
+
     start: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
     """
     Inclusive.
@@ -925,13 +955,19 @@ class DescriptorProtoExtensionRange(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, start: 'int' = _FACTORY, end: 'int' = _FACTORY, options: 'ExtensionRangeOptions | None' = _FACTORY) -> None:
+        self.start = 0 if start is _FACTORY else start
+        self.end = 0 if end is _FACTORY else end
+        self.options = None if options is _FACTORY else options
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "google.protobuf", "DescriptorProto.ExtensionRange", DescriptorProtoExtensionRange
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class DescriptorProtoReservedRange(betterproto2.Message):
     """
     Range of reserved tag numbers. Reserved tag numbers may not be used by
@@ -949,13 +985,18 @@ class DescriptorProtoReservedRange(betterproto2.Message):
     Exclusive.
     """
 
+    def __init__(self, start: 'int' = _FACTORY, end: 'int' = _FACTORY) -> None:
+        self.start = 0 if start is _FACTORY else start
+        self.end = 0 if end is _FACTORY else end
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "google.protobuf", "DescriptorProto.ReservedRange", DescriptorProtoReservedRange
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class DoubleValue(betterproto2.Message):
     """
     Wrapper message for `double`.
@@ -993,11 +1034,15 @@ class DoubleValue(betterproto2.Message):
     def to_wrapped(self) -> float:
         return self.value
 
+    def __init__(self, value: 'float' = _FACTORY) -> None:
+        self.value = 0.0 if value is _FACTORY else value
+        self.__post_init__()
+
 
 default_message_pool.register_message("google.protobuf", "DoubleValue", DoubleValue)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Duration(betterproto2.Message):
     """
     A Duration represents a signed, fixed-length span of time represented
@@ -1139,19 +1184,29 @@ class Duration(betterproto2.Message):
     def to_wrapped(self) -> datetime.timedelta:
         return self.to_timedelta()
 
+    def __init__(self, seconds: 'int' = _FACTORY, nanos: 'int' = _FACTORY) -> None:
+        self.seconds = 0 if seconds is _FACTORY else seconds
+        self.nanos = 0 if nanos is _FACTORY else nanos
+        self.__post_init__()
+
 
 default_message_pool.register_message("google.protobuf", "Duration", Duration)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Empty(betterproto2.Message):
+    'Empty()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message("google.protobuf", "Empty", Empty)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class EnumDescriptorProto(betterproto2.Message):
     """
     Describes an enum type.
@@ -1187,11 +1242,20 @@ class EnumDescriptorProto(betterproto2.Message):
     Support for `export` and `local` keywords on enums.
     """
 
+    def __init__(self, name: 'str' = _FACTORY, value: 'list[EnumValueDescriptorProto]' = _FACTORY, options: 'EnumOptions | None' = _FACTORY, reserved_range: 'list[EnumDescriptorProtoEnumReservedRange]' = _FACTORY, reserved_name: 'list[str]' = _FACTORY, visibility: 'SymbolVisibility' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.value = [] if value is _FACTORY else value
+        self.options = None if options is _FACTORY else options
+        self.reserved_range = [] if reserved_range is _FACTORY else reserved_range
+        self.reserved_name = [] if reserved_name is _FACTORY else reserved_name
+        self.visibility = SymbolVisibility(0) if visibility is _FACTORY else visibility
+        self.__post_init__()
+
 
 default_message_pool.register_message("google.protobuf", "EnumDescriptorProto", EnumDescriptorProto)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class EnumDescriptorProtoEnumReservedRange(betterproto2.Message):
     """
     Range of reserved numeric values. Reserved values may not be used by
@@ -1212,14 +1276,21 @@ class EnumDescriptorProtoEnumReservedRange(betterproto2.Message):
     Inclusive.
     """
 
+    def __init__(self, start: 'int' = _FACTORY, end: 'int' = _FACTORY) -> None:
+        self.start = 0 if start is _FACTORY else start
+        self.end = 0 if end is _FACTORY else end
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "google.protobuf", "EnumDescriptorProto.EnumReservedRange", EnumDescriptorProtoEnumReservedRange
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class EnumOptions(betterproto2.Message):
+    "EnumOptions(allow_alias: 'bool' = <factory>, deprecated: 'bool' = <factory>, deprecated_legacy_json_field_conflicts: 'bool' = <factory>, features: 'FeatureSet | None' = <factory>, uninterpreted_option: 'list[UninterpretedOption]' = <factory>)"
+
     allow_alias: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
     """
     Set this option to true to allow mapping different tag names to the same
@@ -1267,11 +1338,19 @@ class EnumOptions(betterproto2.Message):
                 DeprecationWarning,
             )
 
+    def __init__(self, allow_alias: 'bool' = _FACTORY, deprecated: 'bool' = _FACTORY, deprecated_legacy_json_field_conflicts: 'bool' = _FACTORY, features: 'FeatureSet | None' = _FACTORY, uninterpreted_option: 'list[UninterpretedOption]' = _FACTORY) -> None:
+        self.allow_alias = False if allow_alias is _FACTORY else allow_alias
+        self.deprecated = False if deprecated is _FACTORY else deprecated
+        self.deprecated_legacy_json_field_conflicts = False if deprecated_legacy_json_field_conflicts is _FACTORY else deprecated_legacy_json_field_conflicts
+        self.features = None if features is _FACTORY else features
+        self.uninterpreted_option = [] if uninterpreted_option is _FACTORY else uninterpreted_option
+        self.__post_init__()
+
 
 default_message_pool.register_message("google.protobuf", "EnumOptions", EnumOptions)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class EnumValueDescriptorProto(betterproto2.Message):
     """
     Describes a value within an enum.
@@ -1285,14 +1364,22 @@ class EnumValueDescriptorProto(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, name: 'str' = _FACTORY, number: 'int' = _FACTORY, options: 'EnumValueOptions | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.number = 0 if number is _FACTORY else number
+        self.options = None if options is _FACTORY else options
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "google.protobuf", "EnumValueDescriptorProto", EnumValueDescriptorProto
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class EnumValueOptions(betterproto2.Message):
+    "EnumValueOptions(deprecated: 'bool' = <factory>, features: 'FeatureSet | None' = <factory>, debug_redact: 'bool' = <factory>, feature_support: 'FieldOptionsFeatureSupport | None' = <factory>, uninterpreted_option: 'list[UninterpretedOption]' = <factory>)"
+
     deprecated: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
     """
     Is this enum value deprecated?
@@ -1330,12 +1417,22 @@ class EnumValueOptions(betterproto2.Message):
     The parser stores options it doesn't recognize here. See above.
     """
 
+    def __init__(self, deprecated: 'bool' = _FACTORY, features: 'FeatureSet | None' = _FACTORY, debug_redact: 'bool' = _FACTORY, feature_support: 'FieldOptionsFeatureSupport | None' = _FACTORY, uninterpreted_option: 'list[UninterpretedOption]' = _FACTORY) -> None:
+        self.deprecated = False if deprecated is _FACTORY else deprecated
+        self.features = None if features is _FACTORY else features
+        self.debug_redact = False if debug_redact is _FACTORY else debug_redact
+        self.feature_support = None if feature_support is _FACTORY else feature_support
+        self.uninterpreted_option = [] if uninterpreted_option is _FACTORY else uninterpreted_option
+        self.__post_init__()
+
 
 default_message_pool.register_message("google.protobuf", "EnumValueOptions", EnumValueOptions)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ExtensionRangeOptions(betterproto2.Message):
+    "ExtensionRangeOptions(uninterpreted_option: 'list[UninterpretedOption]' = <factory>, declaration: 'list[ExtensionRangeOptionsDeclaration]' = <factory>, features: 'FeatureSet | None' = <factory>, verification: 'ExtensionRangeOptionsVerificationState' = <factory>)"
+
     uninterpreted_option: "list[UninterpretedOption]" = betterproto2.field(
         999, betterproto2.TYPE_MESSAGE, repeated=True
     )
@@ -1366,14 +1463,23 @@ class ExtensionRangeOptions(betterproto2.Message):
     are marked as UNVERIFIED.
     """
 
+    def __init__(self, uninterpreted_option: 'list[UninterpretedOption]' = _FACTORY, declaration: 'list[ExtensionRangeOptionsDeclaration]' = _FACTORY, features: 'FeatureSet | None' = _FACTORY, verification: 'ExtensionRangeOptionsVerificationState' = _FACTORY) -> None:
+        self.uninterpreted_option = [] if uninterpreted_option is _FACTORY else uninterpreted_option
+        self.declaration = [] if declaration is _FACTORY else declaration
+        self.features = None if features is _FACTORY else features
+        self.verification = ExtensionRangeOptionsVerificationState(0) if verification is _FACTORY else verification
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "google.protobuf", "ExtensionRangeOptions", ExtensionRangeOptions
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ExtensionRangeOptionsDeclaration(betterproto2.Message):
+    "ExtensionRangeOptionsDeclaration(number: 'int' = <factory>, full_name: 'str' = <factory>, type: 'str' = <factory>, reserved: 'bool' = <factory>, repeated: 'bool' = <factory>)"
+
     number: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
     """
     The extension number declared within the extension range.
@@ -1405,13 +1511,21 @@ class ExtensionRangeOptionsDeclaration(betterproto2.Message):
     Otherwise the extension must be defined as optional.
     """
 
+    def __init__(self, number: 'int' = _FACTORY, full_name: 'str' = _FACTORY, type: 'str' = _FACTORY, reserved: 'bool' = _FACTORY, repeated: 'bool' = _FACTORY) -> None:
+        self.number = 0 if number is _FACTORY else number
+        self.full_name = "" if full_name is _FACTORY else full_name
+        self.type = "" if type is _FACTORY else type
+        self.reserved = False if reserved is _FACTORY else reserved
+        self.repeated = False if repeated is _FACTORY else repeated
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "google.protobuf", "ExtensionRangeOptions.Declaration", ExtensionRangeOptionsDeclaration
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class FeatureSet(betterproto2.Message):
     """
     ===================================================================
@@ -1461,13 +1575,29 @@ class FeatureSet(betterproto2.Message):
         )
     )
 
+    def __init__(self, field_presence: 'FeatureSetFieldPresence' = _FACTORY, enum_type: 'FeatureSetEnumType' = _FACTORY, repeated_field_encoding: 'FeatureSetRepeatedFieldEncoding' = _FACTORY, utf8_validation: 'FeatureSetUtf8Validation' = _FACTORY, message_encoding: 'FeatureSetMessageEncoding' = _FACTORY, json_format: 'FeatureSetJsonFormat' = _FACTORY, enforce_naming_style: 'FeatureSetEnforceNamingStyle' = _FACTORY, default_symbol_visibility: 'FeatureSetVisibilityFeatureDefaultSymbolVisibility' = _FACTORY) -> None:
+        self.field_presence = FeatureSetFieldPresence(0) if field_presence is _FACTORY else field_presence
+        self.enum_type = FeatureSetEnumType(0) if enum_type is _FACTORY else enum_type
+        self.repeated_field_encoding = FeatureSetRepeatedFieldEncoding(0) if repeated_field_encoding is _FACTORY else repeated_field_encoding
+        self.utf8_validation = FeatureSetUtf8Validation(0) if utf8_validation is _FACTORY else utf8_validation
+        self.message_encoding = FeatureSetMessageEncoding(0) if message_encoding is _FACTORY else message_encoding
+        self.json_format = FeatureSetJsonFormat(0) if json_format is _FACTORY else json_format
+        self.enforce_naming_style = FeatureSetEnforceNamingStyle(0) if enforce_naming_style is _FACTORY else enforce_naming_style
+        self.default_symbol_visibility = FeatureSetVisibilityFeatureDefaultSymbolVisibility(0) if default_symbol_visibility is _FACTORY else default_symbol_visibility
+        self.__post_init__()
+
 
 default_message_pool.register_message("google.protobuf", "FeatureSet", FeatureSet)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class FeatureSetVisibilityFeature(betterproto2.Message):
+    'FeatureSetVisibilityFeature()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -1475,7 +1605,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class FeatureSetDefaults(betterproto2.Message):
     """
     A compiled specification for the defaults of a set of features.  These
@@ -1504,11 +1634,17 @@ class FeatureSetDefaults(betterproto2.Message):
     after this will not have reliable defaults.
     """
 
+    def __init__(self, defaults: 'list[FeatureSetDefaultsFeatureSetEditionDefault]' = _FACTORY, minimum_edition: 'Edition' = _FACTORY, maximum_edition: 'Edition' = _FACTORY) -> None:
+        self.defaults = [] if defaults is _FACTORY else defaults
+        self.minimum_edition = Edition(0) if minimum_edition is _FACTORY else minimum_edition
+        self.maximum_edition = Edition(0) if maximum_edition is _FACTORY else maximum_edition
+        self.__post_init__()
+
 
 default_message_pool.register_message("google.protobuf", "FeatureSetDefaults", FeatureSetDefaults)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class FeatureSetDefaultsFeatureSetEditionDefault(betterproto2.Message):
     """
     A map from every known edition with a unique set of defaults to its
@@ -1535,6 +1671,12 @@ class FeatureSetDefaultsFeatureSetEditionDefault(betterproto2.Message):
     Defaults of features that can't be overridden in this edition.
     """
 
+    def __init__(self, edition: 'Edition' = _FACTORY, overridable_features: 'FeatureSet | None' = _FACTORY, fixed_features: 'FeatureSet | None' = _FACTORY) -> None:
+        self.edition = Edition(0) if edition is _FACTORY else edition
+        self.overridable_features = None if overridable_features is _FACTORY else overridable_features
+        self.fixed_features = None if fixed_features is _FACTORY else fixed_features
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "google.protobuf",
@@ -1543,7 +1685,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class FieldDescriptorProto(betterproto2.Message):
     """
     Describes a field within a message.
@@ -1629,22 +1771,44 @@ class FieldDescriptorProto(betterproto2.Message):
     optional with `LABEL_OPTIONAL`.
     """
 
+    def __init__(self, name: 'str' = _FACTORY, number: 'int' = _FACTORY, label: 'FieldDescriptorProtoLabel' = _FACTORY, type: 'FieldDescriptorProtoType' = _FACTORY, type_name: 'str' = _FACTORY, extendee: 'str' = _FACTORY, default_value: 'str' = _FACTORY, oneof_index: 'int' = _FACTORY, json_name: 'str' = _FACTORY, options: 'FieldOptions | None' = _FACTORY, proto3_optional: 'bool' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.number = 0 if number is _FACTORY else number
+        self.label = FieldDescriptorProtoLabel(0) if label is _FACTORY else label
+        self.type = FieldDescriptorProtoType(0) if type is _FACTORY else type
+        self.type_name = "" if type_name is _FACTORY else type_name
+        self.extendee = "" if extendee is _FACTORY else extendee
+        self.default_value = "" if default_value is _FACTORY else default_value
+        self.oneof_index = 0 if oneof_index is _FACTORY else oneof_index
+        self.json_name = "" if json_name is _FACTORY else json_name
+        self.options = None if options is _FACTORY else options
+        self.proto3_optional = False if proto3_optional is _FACTORY else proto3_optional
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "google.protobuf", "FieldDescriptorProto", FieldDescriptorProto
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class FieldMask(betterproto2.Message):
+    "FieldMask(paths: 'list[str]' = <factory>)"
+
     paths: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
+
+    def __init__(self, paths: 'list[str]' = _FACTORY) -> None:
+        self.paths = [] if paths is _FACTORY else paths
+        self.__post_init__()
 
 
 default_message_pool.register_message("google.protobuf", "FieldMask", FieldMask)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class FieldOptions(betterproto2.Message):
+    "FieldOptions(ctype: 'FieldOptionsCType' = <factory>, packed: 'bool' = <factory>, jstype: 'FieldOptionsJsType' = <factory>, lazy: 'bool' = <factory>, unverified_lazy: 'bool' = <factory>, deprecated: 'bool' = <factory>, weak: 'bool' = <factory>, debug_redact: 'bool' = <factory>, retention: 'FieldOptionsOptionRetention' = <factory>, targets: 'list[FieldOptionsOptionTargetType]' = <factory>, edition_defaults: 'list[FieldOptionsEditionDefault]' = <factory>, features: 'FeatureSet | None' = <factory>, feature_support: 'FieldOptionsFeatureSupport | None' = <factory>, uninterpreted_option: 'list[UninterpretedOption]' = <factory>)"
+
     ctype: "FieldOptionsCType" = betterproto2.field(
         1, betterproto2.TYPE_ENUM, default_factory=lambda: FieldOptionsCType(0)
     )
@@ -1775,12 +1939,31 @@ class FieldOptions(betterproto2.Message):
         if self.is_set("weak"):
             warnings.warn("FieldOptions.weak is deprecated", DeprecationWarning)
 
+    def __init__(self, ctype: 'FieldOptionsCType' = _FACTORY, packed: 'bool' = _FACTORY, jstype: 'FieldOptionsJsType' = _FACTORY, lazy: 'bool' = _FACTORY, unverified_lazy: 'bool' = _FACTORY, deprecated: 'bool' = _FACTORY, weak: 'bool' = _FACTORY, debug_redact: 'bool' = _FACTORY, retention: 'FieldOptionsOptionRetention' = _FACTORY, targets: 'list[FieldOptionsOptionTargetType]' = _FACTORY, edition_defaults: 'list[FieldOptionsEditionDefault]' = _FACTORY, features: 'FeatureSet | None' = _FACTORY, feature_support: 'FieldOptionsFeatureSupport | None' = _FACTORY, uninterpreted_option: 'list[UninterpretedOption]' = _FACTORY) -> None:
+        self.ctype = FieldOptionsCType(0) if ctype is _FACTORY else ctype
+        self.packed = False if packed is _FACTORY else packed
+        self.jstype = FieldOptionsJsType(0) if jstype is _FACTORY else jstype
+        self.lazy = False if lazy is _FACTORY else lazy
+        self.unverified_lazy = False if unverified_lazy is _FACTORY else unverified_lazy
+        self.deprecated = False if deprecated is _FACTORY else deprecated
+        self.weak = False if weak is _FACTORY else weak
+        self.debug_redact = False if debug_redact is _FACTORY else debug_redact
+        self.retention = FieldOptionsOptionRetention(0) if retention is _FACTORY else retention
+        self.targets = [] if targets is _FACTORY else targets
+        self.edition_defaults = [] if edition_defaults is _FACTORY else edition_defaults
+        self.features = None if features is _FACTORY else features
+        self.feature_support = None if feature_support is _FACTORY else feature_support
+        self.uninterpreted_option = [] if uninterpreted_option is _FACTORY else uninterpreted_option
+        self.__post_init__()
+
 
 default_message_pool.register_message("google.protobuf", "FieldOptions", FieldOptions)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class FieldOptionsEditionDefault(betterproto2.Message):
+    "FieldOptionsEditionDefault(edition: 'Edition' = <factory>, value: 'str' = <factory>)"
+
     edition: "Edition" = betterproto2.field(
         3, betterproto2.TYPE_ENUM, default_factory=lambda: Edition(0)
     )
@@ -1790,13 +1973,18 @@ class FieldOptionsEditionDefault(betterproto2.Message):
     Textproto value.
     """
 
+    def __init__(self, edition: 'Edition' = _FACTORY, value: 'str' = _FACTORY) -> None:
+        self.edition = Edition(0) if edition is _FACTORY else edition
+        self.value = "" if value is _FACTORY else value
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "google.protobuf", "FieldOptions.EditionDefault", FieldOptionsEditionDefault
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class FieldOptionsFeatureSupport(betterproto2.Message):
     """
     Information about the support window of a feature.
@@ -1840,13 +2028,21 @@ class FieldOptionsFeatureSupport(betterproto2.Message):
     removed in.
     """
 
+    def __init__(self, edition_introduced: 'Edition' = _FACTORY, edition_deprecated: 'Edition' = _FACTORY, deprecation_warning: 'str' = _FACTORY, edition_removed: 'Edition' = _FACTORY, removal_error: 'str' = _FACTORY) -> None:
+        self.edition_introduced = Edition(0) if edition_introduced is _FACTORY else edition_introduced
+        self.edition_deprecated = Edition(0) if edition_deprecated is _FACTORY else edition_deprecated
+        self.deprecation_warning = "" if deprecation_warning is _FACTORY else deprecation_warning
+        self.edition_removed = Edition(0) if edition_removed is _FACTORY else edition_removed
+        self.removal_error = "" if removal_error is _FACTORY else removal_error
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "google.protobuf", "FieldOptions.FeatureSupport", FieldOptionsFeatureSupport
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class FileDescriptorProto(betterproto2.Message):
     """
     Describes a complete .proto file.
@@ -1936,11 +2132,28 @@ class FileDescriptorProto(betterproto2.Message):
     developers should rely on the protoreflect APIs for their client language.
     """
 
+    def __init__(self, name: 'str' = _FACTORY, package: 'str' = _FACTORY, dependency: 'list[str]' = _FACTORY, public_dependency: 'list[int]' = _FACTORY, weak_dependency: 'list[int]' = _FACTORY, option_dependency: 'list[str]' = _FACTORY, message_type: 'list[DescriptorProto]' = _FACTORY, enum_type: 'list[EnumDescriptorProto]' = _FACTORY, service: 'list[ServiceDescriptorProto]' = _FACTORY, extension: 'list[FieldDescriptorProto]' = _FACTORY, options: 'FileOptions | None' = _FACTORY, source_code_info: 'SourceCodeInfo | None' = _FACTORY, syntax: 'str' = _FACTORY, edition: 'Edition' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.package = "" if package is _FACTORY else package
+        self.dependency = [] if dependency is _FACTORY else dependency
+        self.public_dependency = [] if public_dependency is _FACTORY else public_dependency
+        self.weak_dependency = [] if weak_dependency is _FACTORY else weak_dependency
+        self.option_dependency = [] if option_dependency is _FACTORY else option_dependency
+        self.message_type = [] if message_type is _FACTORY else message_type
+        self.enum_type = [] if enum_type is _FACTORY else enum_type
+        self.service = [] if service is _FACTORY else service
+        self.extension = [] if extension is _FACTORY else extension
+        self.options = None if options is _FACTORY else options
+        self.source_code_info = None if source_code_info is _FACTORY else source_code_info
+        self.syntax = "" if syntax is _FACTORY else syntax
+        self.edition = Edition(0) if edition is _FACTORY else edition
+        self.__post_init__()
+
 
 default_message_pool.register_message("google.protobuf", "FileDescriptorProto", FileDescriptorProto)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class FileDescriptorSet(betterproto2.Message):
     """
     The protocol compiler can output a FileDescriptorSet containing the .proto
@@ -1951,11 +2164,15 @@ class FileDescriptorSet(betterproto2.Message):
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
+    def __init__(self, file: 'list[FileDescriptorProto]' = _FACTORY) -> None:
+        self.file = [] if file is _FACTORY else file
+        self.__post_init__()
+
 
 default_message_pool.register_message("google.protobuf", "FileDescriptorSet", FileDescriptorSet)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class FileOptions(betterproto2.Message):
     """
     ===================================================================
@@ -2151,11 +2368,35 @@ class FileOptions(betterproto2.Message):
                 "FileOptions.java_generate_equals_and_hash is deprecated", DeprecationWarning
             )
 
+    def __init__(self, java_package: 'str' = _FACTORY, java_outer_classname: 'str' = _FACTORY, java_multiple_files: 'bool' = _FACTORY, java_generate_equals_and_hash: 'bool' = _FACTORY, java_string_check_utf8: 'bool' = _FACTORY, optimize_for: 'FileOptionsOptimizeMode' = _FACTORY, go_package: 'str' = _FACTORY, cc_generic_services: 'bool' = _FACTORY, java_generic_services: 'bool' = _FACTORY, py_generic_services: 'bool' = _FACTORY, deprecated: 'bool' = _FACTORY, cc_enable_arenas: 'bool' = _FACTORY, objc_class_prefix: 'str' = _FACTORY, csharp_namespace: 'str' = _FACTORY, swift_prefix: 'str' = _FACTORY, php_class_prefix: 'str' = _FACTORY, php_namespace: 'str' = _FACTORY, php_metadata_namespace: 'str' = _FACTORY, ruby_package: 'str' = _FACTORY, features: 'FeatureSet | None' = _FACTORY, uninterpreted_option: 'list[UninterpretedOption]' = _FACTORY) -> None:
+        self.java_package = "" if java_package is _FACTORY else java_package
+        self.java_outer_classname = "" if java_outer_classname is _FACTORY else java_outer_classname
+        self.java_multiple_files = False if java_multiple_files is _FACTORY else java_multiple_files
+        self.java_generate_equals_and_hash = False if java_generate_equals_and_hash is _FACTORY else java_generate_equals_and_hash
+        self.java_string_check_utf8 = False if java_string_check_utf8 is _FACTORY else java_string_check_utf8
+        self.optimize_for = FileOptionsOptimizeMode(0) if optimize_for is _FACTORY else optimize_for
+        self.go_package = "" if go_package is _FACTORY else go_package
+        self.cc_generic_services = False if cc_generic_services is _FACTORY else cc_generic_services
+        self.java_generic_services = False if java_generic_services is _FACTORY else java_generic_services
+        self.py_generic_services = False if py_generic_services is _FACTORY else py_generic_services
+        self.deprecated = False if deprecated is _FACTORY else deprecated
+        self.cc_enable_arenas = False if cc_enable_arenas is _FACTORY else cc_enable_arenas
+        self.objc_class_prefix = "" if objc_class_prefix is _FACTORY else objc_class_prefix
+        self.csharp_namespace = "" if csharp_namespace is _FACTORY else csharp_namespace
+        self.swift_prefix = "" if swift_prefix is _FACTORY else swift_prefix
+        self.php_class_prefix = "" if php_class_prefix is _FACTORY else php_class_prefix
+        self.php_namespace = "" if php_namespace is _FACTORY else php_namespace
+        self.php_metadata_namespace = "" if php_metadata_namespace is _FACTORY else php_metadata_namespace
+        self.ruby_package = "" if ruby_package is _FACTORY else ruby_package
+        self.features = None if features is _FACTORY else features
+        self.uninterpreted_option = [] if uninterpreted_option is _FACTORY else uninterpreted_option
+        self.__post_init__()
+
 
 default_message_pool.register_message("google.protobuf", "FileOptions", FileOptions)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class FloatValue(betterproto2.Message):
     """
     Wrapper message for `float`.
@@ -2193,11 +2434,15 @@ class FloatValue(betterproto2.Message):
     def to_wrapped(self) -> float:
         return self.value
 
+    def __init__(self, value: 'float' = _FACTORY) -> None:
+        self.value = 0.0 if value is _FACTORY else value
+        self.__post_init__()
+
 
 default_message_pool.register_message("google.protobuf", "FloatValue", FloatValue)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class GeneratedCodeInfo(betterproto2.Message):
     """
     Describes the relationship between generated code and its original source
@@ -2213,12 +2458,18 @@ class GeneratedCodeInfo(betterproto2.Message):
     of its generating .proto file.
     """
 
+    def __init__(self, annotation: 'list[GeneratedCodeInfoAnnotation]' = _FACTORY) -> None:
+        self.annotation = [] if annotation is _FACTORY else annotation
+        self.__post_init__()
+
 
 default_message_pool.register_message("google.protobuf", "GeneratedCodeInfo", GeneratedCodeInfo)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class GeneratedCodeInfoAnnotation(betterproto2.Message):
+    "GeneratedCodeInfoAnnotation(path: 'list[int]' = <factory>, source_file: 'str' = <factory>, begin: 'int' = <factory>, end: 'int' = <factory>, semantic: 'GeneratedCodeInfoAnnotationSemantic' = <factory>)"
+
     path: "list[int]" = betterproto2.field(1, betterproto2.TYPE_INT32, repeated=True)
     """
     Identifies the element in the original source .proto file. This field
@@ -2247,13 +2498,21 @@ class GeneratedCodeInfoAnnotation(betterproto2.Message):
         5, betterproto2.TYPE_ENUM, default_factory=lambda: GeneratedCodeInfoAnnotationSemantic(0)
     )
 
+    def __init__(self, path: 'list[int]' = _FACTORY, source_file: 'str' = _FACTORY, begin: 'int' = _FACTORY, end: 'int' = _FACTORY, semantic: 'GeneratedCodeInfoAnnotationSemantic' = _FACTORY) -> None:
+        self.path = [] if path is _FACTORY else path
+        self.source_file = "" if source_file is _FACTORY else source_file
+        self.begin = 0 if begin is _FACTORY else begin
+        self.end = 0 if end is _FACTORY else end
+        self.semantic = GeneratedCodeInfoAnnotationSemantic(0) if semantic is _FACTORY else semantic
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "google.protobuf", "GeneratedCodeInfo.Annotation", GeneratedCodeInfoAnnotation
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Int32Value(betterproto2.Message):
     """
     Wrapper message for `int32`.
@@ -2291,11 +2550,15 @@ class Int32Value(betterproto2.Message):
     def to_wrapped(self) -> int:
         return self.value
 
+    def __init__(self, value: 'int' = _FACTORY) -> None:
+        self.value = 0 if value is _FACTORY else value
+        self.__post_init__()
+
 
 default_message_pool.register_message("google.protobuf", "Int32Value", Int32Value)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Int64Value(betterproto2.Message):
     """
     Wrapper message for `int64`.
@@ -2333,11 +2596,15 @@ class Int64Value(betterproto2.Message):
     def to_wrapped(self) -> int:
         return self.value
 
+    def __init__(self, value: 'int' = _FACTORY) -> None:
+        self.value = 0 if value is _FACTORY else value
+        self.__post_init__()
+
 
 default_message_pool.register_message("google.protobuf", "Int64Value", Int64Value)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ListValue(betterproto2.Message):
     """
     Represents a JSON array.
@@ -2364,12 +2631,18 @@ class ListValue(betterproto2.Message):
 
         return [value.to_dict() for value in self.values]
 
+    def __init__(self, values: 'list[Value]' = _FACTORY) -> None:
+        self.values = [] if values is _FACTORY else values
+        self.__post_init__()
+
 
 default_message_pool.register_message("google.protobuf", "ListValue", ListValue)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MessageOptions(betterproto2.Message):
+    "MessageOptions(message_set_wire_format: 'bool' = <factory>, no_standard_descriptor_accessor: 'bool' = <factory>, deprecated: 'bool' = <factory>, map_entry: 'bool' = <factory>, deprecated_legacy_json_field_conflicts: 'bool' = <factory>, features: 'FeatureSet | None' = <factory>, uninterpreted_option: 'list[UninterpretedOption]' = <factory>)"
+
     message_set_wire_format: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
     """
     Set true to use the old proto1 MessageSet wire format for extensions.
@@ -2469,11 +2742,21 @@ class MessageOptions(betterproto2.Message):
                 DeprecationWarning,
             )
 
+    def __init__(self, message_set_wire_format: 'bool' = _FACTORY, no_standard_descriptor_accessor: 'bool' = _FACTORY, deprecated: 'bool' = _FACTORY, map_entry: 'bool' = _FACTORY, deprecated_legacy_json_field_conflicts: 'bool' = _FACTORY, features: 'FeatureSet | None' = _FACTORY, uninterpreted_option: 'list[UninterpretedOption]' = _FACTORY) -> None:
+        self.message_set_wire_format = False if message_set_wire_format is _FACTORY else message_set_wire_format
+        self.no_standard_descriptor_accessor = False if no_standard_descriptor_accessor is _FACTORY else no_standard_descriptor_accessor
+        self.deprecated = False if deprecated is _FACTORY else deprecated
+        self.map_entry = False if map_entry is _FACTORY else map_entry
+        self.deprecated_legacy_json_field_conflicts = False if deprecated_legacy_json_field_conflicts is _FACTORY else deprecated_legacy_json_field_conflicts
+        self.features = None if features is _FACTORY else features
+        self.uninterpreted_option = [] if uninterpreted_option is _FACTORY else uninterpreted_option
+        self.__post_init__()
+
 
 default_message_pool.register_message("google.protobuf", "MessageOptions", MessageOptions)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MethodDescriptorProto(betterproto2.Message):
     """
     Describes a method of a service.
@@ -2503,14 +2786,25 @@ class MethodDescriptorProto(betterproto2.Message):
     Identifies if server streams multiple server messages
     """
 
+    def __init__(self, name: 'str' = _FACTORY, input_type: 'str' = _FACTORY, output_type: 'str' = _FACTORY, options: 'MethodOptions | None' = _FACTORY, client_streaming: 'bool' = _FACTORY, server_streaming: 'bool' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.input_type = "" if input_type is _FACTORY else input_type
+        self.output_type = "" if output_type is _FACTORY else output_type
+        self.options = None if options is _FACTORY else options
+        self.client_streaming = False if client_streaming is _FACTORY else client_streaming
+        self.server_streaming = False if server_streaming is _FACTORY else server_streaming
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "google.protobuf", "MethodDescriptorProto", MethodDescriptorProto
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MethodOptions(betterproto2.Message):
+    "MethodOptions(deprecated: 'bool' = <factory>, idempotency_level: 'MethodOptionsIdempotencyLevel' = <factory>, features: 'FeatureSet | None' = <factory>, uninterpreted_option: 'list[UninterpretedOption]' = <factory>)"
+
     deprecated: "bool" = betterproto2.field(33, betterproto2.TYPE_BOOL)
     """
     Note:  Field numbers 1 through 32 are reserved for Google's internal RPC
@@ -2543,11 +2837,18 @@ class MethodOptions(betterproto2.Message):
     The parser stores options it doesn't recognize here. See above.
     """
 
+    def __init__(self, deprecated: 'bool' = _FACTORY, idempotency_level: 'MethodOptionsIdempotencyLevel' = _FACTORY, features: 'FeatureSet | None' = _FACTORY, uninterpreted_option: 'list[UninterpretedOption]' = _FACTORY) -> None:
+        self.deprecated = False if deprecated is _FACTORY else deprecated
+        self.idempotency_level = MethodOptionsIdempotencyLevel(0) if idempotency_level is _FACTORY else idempotency_level
+        self.features = None if features is _FACTORY else features
+        self.uninterpreted_option = [] if uninterpreted_option is _FACTORY else uninterpreted_option
+        self.__post_init__()
+
 
 default_message_pool.register_message("google.protobuf", "MethodOptions", MethodOptions)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class OneofDescriptorProto(betterproto2.Message):
     """
     Describes a oneof.
@@ -2557,14 +2858,21 @@ class OneofDescriptorProto(betterproto2.Message):
 
     options: "OneofOptions | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
 
+    def __init__(self, name: 'str' = _FACTORY, options: 'OneofOptions | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.options = None if options is _FACTORY else options
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "google.protobuf", "OneofDescriptorProto", OneofDescriptorProto
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class OneofOptions(betterproto2.Message):
+    "OneofOptions(features: 'FeatureSet | None' = <factory>, uninterpreted_option: 'list[UninterpretedOption]' = <factory>)"
+
     features: "FeatureSet | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
     """
     Any features defined in the specific edition.
@@ -2580,11 +2888,16 @@ class OneofOptions(betterproto2.Message):
     The parser stores options it doesn't recognize here. See above.
     """
 
+    def __init__(self, features: 'FeatureSet | None' = _FACTORY, uninterpreted_option: 'list[UninterpretedOption]' = _FACTORY) -> None:
+        self.features = None if features is _FACTORY else features
+        self.uninterpreted_option = [] if uninterpreted_option is _FACTORY else uninterpreted_option
+        self.__post_init__()
+
 
 default_message_pool.register_message("google.protobuf", "OneofOptions", OneofOptions)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ServiceDescriptorProto(betterproto2.Message):
     """
     Describes a service.
@@ -2600,14 +2913,22 @@ class ServiceDescriptorProto(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, name: 'str' = _FACTORY, method: 'list[MethodDescriptorProto]' = _FACTORY, options: 'ServiceOptions | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.method = [] if method is _FACTORY else method
+        self.options = None if options is _FACTORY else options
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "google.protobuf", "ServiceDescriptorProto", ServiceDescriptorProto
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ServiceOptions(betterproto2.Message):
+    "ServiceOptions(features: 'FeatureSet | None' = <factory>, deprecated: 'bool' = <factory>, uninterpreted_option: 'list[UninterpretedOption]' = <factory>)"
+
     features: "FeatureSet | None" = betterproto2.field(34, betterproto2.TYPE_MESSAGE, optional=True)
     """
     Any features defined in the specific edition.
@@ -2636,11 +2957,17 @@ class ServiceOptions(betterproto2.Message):
     The parser stores options it doesn't recognize here. See above.
     """
 
+    def __init__(self, features: 'FeatureSet | None' = _FACTORY, deprecated: 'bool' = _FACTORY, uninterpreted_option: 'list[UninterpretedOption]' = _FACTORY) -> None:
+        self.features = None if features is _FACTORY else features
+        self.deprecated = False if deprecated is _FACTORY else deprecated
+        self.uninterpreted_option = [] if uninterpreted_option is _FACTORY else uninterpreted_option
+        self.__post_init__()
+
 
 default_message_pool.register_message("google.protobuf", "ServiceOptions", ServiceOptions)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class SourceCodeInfo(betterproto2.Message):
     """
     ===================================================================
@@ -2699,12 +3026,18 @@ class SourceCodeInfo(betterproto2.Message):
       be recorded in the future.
     """
 
+    def __init__(self, location: 'list[SourceCodeInfoLocation]' = _FACTORY) -> None:
+        self.location = [] if location is _FACTORY else location
+        self.__post_init__()
+
 
 default_message_pool.register_message("google.protobuf", "SourceCodeInfo", SourceCodeInfo)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class SourceCodeInfoLocation(betterproto2.Message):
+    "SourceCodeInfoLocation(path: 'list[int]' = <factory>, span: 'list[int]' = <factory>, leading_comments: 'str' = <factory>, trailing_comments: 'str' = <factory>, leading_detached_comments: 'list[str]' = <factory>)"
+
     path: "list[int]" = betterproto2.field(1, betterproto2.TYPE_INT32, repeated=True)
     """
     Identifies which part of the FileDescriptorProto was defined at this
@@ -2798,13 +3131,21 @@ class SourceCodeInfoLocation(betterproto2.Message):
         6, betterproto2.TYPE_STRING, repeated=True
     )
 
+    def __init__(self, path: 'list[int]' = _FACTORY, span: 'list[int]' = _FACTORY, leading_comments: 'str' = _FACTORY, trailing_comments: 'str' = _FACTORY, leading_detached_comments: 'list[str]' = _FACTORY) -> None:
+        self.path = [] if path is _FACTORY else path
+        self.span = [] if span is _FACTORY else span
+        self.leading_comments = "" if leading_comments is _FACTORY else leading_comments
+        self.trailing_comments = "" if trailing_comments is _FACTORY else trailing_comments
+        self.leading_detached_comments = [] if leading_detached_comments is _FACTORY else leading_detached_comments
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "google.protobuf", "SourceCodeInfo.Location", SourceCodeInfoLocation
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class StringValue(betterproto2.Message):
     """
     Wrapper message for `string`.
@@ -2842,11 +3183,15 @@ class StringValue(betterproto2.Message):
     def to_wrapped(self) -> str:
         return self.value
 
+    def __init__(self, value: 'str' = _FACTORY) -> None:
+        self.value = "" if value is _FACTORY else value
+        self.__post_init__()
+
 
 default_message_pool.register_message("google.protobuf", "StringValue", StringValue)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Struct(betterproto2.Message):
     """
     Represents a JSON object.
@@ -2903,11 +3248,15 @@ class Struct(betterproto2.Message):
             for key, value in self.fields.items()
         }
 
+    def __init__(self, fields: 'dict[str, Value]' = _FACTORY) -> None:
+        self.fields = {} if fields is _FACTORY else fields
+        self.__post_init__()
+
 
 default_message_pool.register_message("google.protobuf", "Struct", Struct)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Timestamp(betterproto2.Message):
     """
     A Timestamp represents a point in time independent of any time zone or local
@@ -3065,6 +3414,7 @@ class Timestamp(betterproto2.Message):
     @classmethod
     def from_dict(cls, value, *, ignore_unknown_fields: bool = False) -> Self:
         if isinstance(value, str):
+            import dateutil.parser
             dt = dateutil.parser.isoparse(value)
             dt = dt.astimezone(datetime.timezone.utc)
             return cls.from_datetime(dt)
@@ -3090,11 +3440,16 @@ class Timestamp(betterproto2.Message):
     def to_wrapped(self) -> datetime.datetime:
         return self.to_datetime()
 
+    def __init__(self, seconds: 'int' = _FACTORY, nanos: 'int' = _FACTORY) -> None:
+        self.seconds = 0 if seconds is _FACTORY else seconds
+        self.nanos = 0 if nanos is _FACTORY else nanos
+        self.__post_init__()
+
 
 default_message_pool.register_message("google.protobuf", "Timestamp", Timestamp)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class UInt32Value(betterproto2.Message):
     """
     Wrapper message for `uint32`.
@@ -3132,11 +3487,15 @@ class UInt32Value(betterproto2.Message):
     def to_wrapped(self) -> int:
         return self.value
 
+    def __init__(self, value: 'int' = _FACTORY) -> None:
+        self.value = 0 if value is _FACTORY else value
+        self.__post_init__()
+
 
 default_message_pool.register_message("google.protobuf", "UInt32Value", UInt32Value)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class UInt64Value(betterproto2.Message):
     """
     Wrapper message for `uint64`.
@@ -3174,11 +3533,15 @@ class UInt64Value(betterproto2.Message):
     def to_wrapped(self) -> int:
         return self.value
 
+    def __init__(self, value: 'int' = _FACTORY) -> None:
+        self.value = 0 if value is _FACTORY else value
+        self.__post_init__()
+
 
 default_message_pool.register_message("google.protobuf", "UInt64Value", UInt64Value)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class UninterpretedOption(betterproto2.Message):
     """
     A message representing a option the parser does not recognize. This only
@@ -3209,11 +3572,21 @@ class UninterpretedOption(betterproto2.Message):
 
     aggregate_value: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
 
+    def __init__(self, name: 'list[UninterpretedOptionNamePart]' = _FACTORY, identifier_value: 'str' = _FACTORY, positive_int_value: 'int' = _FACTORY, negative_int_value: 'int' = _FACTORY, double_value: 'float' = _FACTORY, string_value: 'bytes' = _FACTORY, aggregate_value: 'str' = _FACTORY) -> None:
+        self.name = [] if name is _FACTORY else name
+        self.identifier_value = "" if identifier_value is _FACTORY else identifier_value
+        self.positive_int_value = 0 if positive_int_value is _FACTORY else positive_int_value
+        self.negative_int_value = 0 if negative_int_value is _FACTORY else negative_int_value
+        self.double_value = 0.0 if double_value is _FACTORY else double_value
+        self.string_value = b"" if string_value is _FACTORY else string_value
+        self.aggregate_value = "" if aggregate_value is _FACTORY else aggregate_value
+        self.__post_init__()
+
 
 default_message_pool.register_message("google.protobuf", "UninterpretedOption", UninterpretedOption)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class UninterpretedOptionNamePart(betterproto2.Message):
     """
     The name of the uninterpreted option.  Each string represents a segment in
@@ -3227,13 +3600,18 @@ class UninterpretedOptionNamePart(betterproto2.Message):
 
     is_extension: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
 
+    def __init__(self, name_part: 'str' = _FACTORY, is_extension: 'bool' = _FACTORY) -> None:
+        self.name_part = "" if name_part is _FACTORY else name_part
+        self.is_extension = False if is_extension is _FACTORY else is_extension
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "google.protobuf", "UninterpretedOption.NamePart", UninterpretedOptionNamePart
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Value(betterproto2.Message):
     """
     Represents a JSON value.
@@ -3335,7 +3713,73 @@ class Value(betterproto2.Message):
 
         raise ValueError("Invalid value")
 
+    def __init__(self, null_value: 'NullValue | None' = _FACTORY, number_value: 'float | None' = _FACTORY, string_value: 'str | None' = _FACTORY, bool_value: 'bool | None' = _FACTORY, struct_value: 'Struct | None' = _FACTORY, list_value: 'ListValue | None' = _FACTORY) -> None:
+        self.null_value = None if null_value is _FACTORY else null_value
+        self.number_value = None if number_value is _FACTORY else number_value
+        self.string_value = None if string_value is _FACTORY else string_value
+        self.bool_value = None if bool_value is _FACTORY else bool_value
+        self.struct_value = None if struct_value is _FACTORY else struct_value
+        self.list_value = None if list_value is _FACTORY else list_value
+        self.__post_init__()
+
 
 default_message_pool.register_message("google.protobuf", "Value", Value)
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        Struct,
+        Value,
+        ListValue,
+        FileDescriptorSet,
+        FileDescriptorProto,
+        DescriptorProto,
+        DescriptorProtoExtensionRange,
+        DescriptorProtoReservedRange,
+        ExtensionRangeOptions,
+        ExtensionRangeOptionsDeclaration,
+        FieldDescriptorProto,
+        OneofDescriptorProto,
+        EnumDescriptorProto,
+        EnumDescriptorProtoEnumReservedRange,
+        EnumValueDescriptorProto,
+        ServiceDescriptorProto,
+        MethodDescriptorProto,
+        FileOptions,
+        MessageOptions,
+        FieldOptions,
+        FieldOptionsEditionDefault,
+        FieldOptionsFeatureSupport,
+        OneofOptions,
+        EnumOptions,
+        EnumValueOptions,
+        ServiceOptions,
+        MethodOptions,
+        UninterpretedOption,
+        UninterpretedOptionNamePart,
+        FeatureSet,
+        FeatureSetVisibilityFeature,
+        FeatureSetDefaults,
+        FeatureSetDefaultsFeatureSetEditionDefault,
+        SourceCodeInfo,
+        SourceCodeInfoLocation,
+        GeneratedCodeInfo,
+        GeneratedCodeInfoAnnotation,
+        DoubleValue,
+        FloatValue,
+        Int64Value,
+        UInt64Value,
+        Int32Value,
+        UInt32Value,
+        BoolValue,
+        StringValue,
+        BytesValue,
+        Any,
+        Timestamp,
+        Duration,
+        Empty,
+        FieldMask,
+    ),
+)

@@ -3,47 +3,7 @@
 # mypy: ignore-errors
 """Fast codec for the messages of ``istio_sdk.api.google.protobuf``."""
 
-from istio_sdk.codec import (
-    VARINTS as V,
-    WRAPPED_SMALL_INTS as W,
-    WRAPPERS,
-    install,
-    merge,
-    overrun as over,
-    pack_bools,
-    pack_fixed,
-    pack_varints,
-    pack_zigzag32,
-    pack_zigzag64,
-    read_varint as rv,
-    skip_field as skip,
-    sorted_int_keys,
-    sorted_string_keys,
-    to_int32 as i32,
-    truncated as trunc,
-    unpack_fixed,
-    unpack_varints,
-    unzigzag32 as uz32,
-    varint as vi,
-    zigzag32 as zz32,
-    zigzag64 as zz64,
-)
-from math import copysign as cs
-from struct import Struct as _S
-
-new = object.__new__
-pI = _S("<I").pack
-uI = _S("<I").unpack_from
-pi = _S("<i").pack
-ui = _S("<i").unpack_from
-pQ = _S("<Q").pack
-uQ = _S("<Q").unpack_from
-pq = _S("<q").pack
-uq = _S("<q").unpack_from
-pf = _S("<f").pack
-uf = _S("<f").unpack_from
-pd = _S("<d").pack
-ud = _S("<d").unpack_from
+from istio_sdk.codec import V, W, WRAPPERS, cs, i32, install, merge, new, over, pI, pQ, pack_bools, pack_fixed, pack_varints, pack_zigzag32, pack_zigzag64, pd, pf, pi, pq, rv, skip, sorted_int_keys, sorted_string_keys, trunc, uI, uQ, ud, uf, ui, unpack_fixed, unpack_varints, uq, uz32, vi, zz32, zz64  # the shared prelude
 
 
 def e_Struct(m):
@@ -55,13 +15,11 @@ def e_Struct(m):
             t = bytearray()
             s = k.encode()
             n = len(s)
-            t += b'\n'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\n' + (V[n] if n < 16384 else vi(n))
             t += s
             s = e_Value(x)
             n = len(s)
-            t += b'\x12'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\x12' + (V[n] if n < 16384 else vi(n))
             t += s
             n = len(t)
             b += b'\n'
@@ -185,8 +143,7 @@ def e_Value(m):
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.bool_value
     if v is not None:
@@ -195,15 +152,13 @@ def e_Value(m):
     if v is not None:
         s = e_Struct(v)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.list_value
     if v is not None:
         s = e_ListValue(v)
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -367,8 +322,7 @@ def e_ListValue(m):
     for x in v:
         s = e_Value(x)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -425,8 +379,7 @@ def e_FileDescriptorSet(m):
     for x in v:
         s = e_FileDescriptorProto(x)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -483,64 +436,55 @@ def e_FileDescriptorProto(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.package
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.dependency
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.message_type
     for x in v:
         s = e_DescriptorProto(x)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.enum_type
     for x in v:
         s = e_EnumDescriptorProto(x)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.service
     for x in v:
         s = e_ServiceDescriptorProto(x)
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.extension
     for x in v:
         s = e_FieldDescriptorProto(x)
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.options
     if v is not None:
         s = e_FileOptions(v)
         n = len(s)
-        b += b'B'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'B' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.source_code_info
     if v is not None:
         s = e_SourceCodeInfo(v)
         n = len(s)
-        b += b'J'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'J' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.public_dependency
     for x in v:
@@ -554,8 +498,7 @@ def e_FileDescriptorProto(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'b'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'b' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.edition
     if v:
@@ -565,8 +508,7 @@ def e_FileDescriptorProto(m):
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'z'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'z' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -902,71 +844,61 @@ def e_DescriptorProto(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.field
     for x in v:
         s = e_FieldDescriptorProto(x)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.nested_type
     for x in v:
         s = e_DescriptorProto(x)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.enum_type
     for x in v:
         s = e_EnumDescriptorProto(x)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.extension_range
     for x in v:
         s = e_DescriptorProtoExtensionRange(x)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.extension
     for x in v:
         s = e_FieldDescriptorProto(x)
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.options
     if v is not None:
         s = e_MessageOptions(v)
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.oneof_decl
     for x in v:
         s = e_OneofDescriptorProto(x)
         n = len(s)
-        b += b'B'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'B' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.reserved_range
     for x in v:
         s = e_DescriptorProtoReservedRange(x)
         n = len(s)
-        b += b'J'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'J' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.reserved_name
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'R'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'R' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.visibility
     if v:
@@ -1229,8 +1161,7 @@ def e_DescriptorProtoExtensionRange(m):
     if v is not None:
         s = e_ExtensionRangeOptions(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1389,8 +1320,7 @@ def e_ExtensionRangeOptions(m):
     for x in v:
         s = e_ExtensionRangeOptionsDeclaration(x)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.verification
     if v:
@@ -1400,15 +1330,13 @@ def e_ExtensionRangeOptions(m):
     if v is not None:
         s = e_FeatureSet(v)
         n = len(s)
-        b += b'\x92\x03'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x92\x03' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.uninterpreted_option
     for x in v:
         s = e_UninterpretedOption(x)
         n = len(s)
-        b += b'\xba>'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xba>' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1526,15 +1454,13 @@ def e_ExtensionRangeOptionsDeclaration(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.type
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.reserved
     if v:
@@ -1657,15 +1583,13 @@ def e_FieldDescriptorProto(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.extendee
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.number
     if v:
@@ -1683,22 +1607,19 @@ def e_FieldDescriptorProto(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.default_value
     if v:
         s = v.encode()
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.options
     if v is not None:
         s = e_FieldOptions(v)
         n = len(s)
-        b += b'B'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'B' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.oneof_index
     if v:
@@ -1708,8 +1629,7 @@ def e_FieldDescriptorProto(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'R'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'R' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.proto3_optional
     if v:
@@ -1944,15 +1864,13 @@ def e_OneofDescriptorProto(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.options
     if v is not None:
         s = e_OneofOptions(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -2029,36 +1947,31 @@ def e_EnumDescriptorProto(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.value
     for x in v:
         s = e_EnumValueDescriptorProto(x)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.options
     if v is not None:
         s = e_EnumOptions(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.reserved_range
     for x in v:
         s = e_EnumDescriptorProtoEnumReservedRange(x)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.reserved_name
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.visibility
     if v:
@@ -2283,8 +2196,7 @@ def e_EnumValueDescriptorProto(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.number
     if v:
@@ -2294,8 +2206,7 @@ def e_EnumValueDescriptorProto(m):
     if v is not None:
         s = e_EnumValueOptions(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -2387,22 +2298,19 @@ def e_ServiceDescriptorProto(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.method
     for x in v:
         s = e_MethodDescriptorProto(x)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.options
     if v is not None:
         s = e_ServiceOptions(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -2498,29 +2406,25 @@ def e_MethodDescriptorProto(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.input_type
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.output_type
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.options
     if v is not None:
         s = e_MethodOptions(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.client_streaming
     if v:
@@ -2667,15 +2571,13 @@ def e_FileOptions(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.java_outer_classname
     if v:
         s = v.encode()
         n = len(s)
-        b += b'B'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'B' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.optimize_for
     if v:
@@ -2688,8 +2590,7 @@ def e_FileOptions(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'Z'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'Z' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.cc_generic_services
     if v:
@@ -2716,64 +2617,55 @@ def e_FileOptions(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\xa2\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xa2\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.csharp_namespace
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\xaa\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xaa\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.swift_prefix
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\xba\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xba\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.php_class_prefix
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\xc2\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xc2\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.php_namespace
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\xca\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xca\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.php_metadata_namespace
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\xe2\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xe2\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.ruby_package
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\xea\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xea\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.features
     if v is not None:
         s = e_FeatureSet(v)
         n = len(s)
-        b += b'\x92\x03'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x92\x03' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.uninterpreted_option
     for x in v:
         s = e_UninterpretedOption(x)
         n = len(s)
-        b += b'\xba>'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xba>' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -3170,15 +3062,13 @@ def e_MessageOptions(m):
     if v is not None:
         s = e_FeatureSet(v)
         n = len(s)
-        b += b'b'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'b' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.uninterpreted_option
     for x in v:
         s = e_UninterpretedOption(x)
         n = len(s)
-        b += b'\xba>'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xba>' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -3365,29 +3255,25 @@ def e_FieldOptions(m):
     for x in v:
         s = e_FieldOptionsEditionDefault(x)
         n = len(s)
-        b += b'\xa2\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xa2\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.features
     if v is not None:
         s = e_FeatureSet(v)
         n = len(s)
-        b += b'\xaa\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xaa\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.feature_support
     if v is not None:
         s = e_FieldOptionsFeatureSupport(v)
         n = len(s)
-        b += b'\xb2\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xb2\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.uninterpreted_option
     for x in v:
         s = e_UninterpretedOption(x)
         n = len(s)
-        b += b'\xba>'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xba>' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -3680,8 +3566,7 @@ def e_FieldOptionsEditionDefault(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.edition
     if v:
@@ -3766,8 +3651,7 @@ def e_FieldOptionsFeatureSupport(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.edition_removed
     if v:
@@ -3777,8 +3661,7 @@ def e_FieldOptionsFeatureSupport(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -3903,15 +3786,13 @@ def e_OneofOptions(m):
     if v is not None:
         s = e_FeatureSet(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.uninterpreted_option
     for x in v:
         s = e_UninterpretedOption(x)
         n = len(s)
-        b += b'\xba>'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xba>' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -3998,15 +3879,13 @@ def e_EnumOptions(m):
     if v is not None:
         s = e_FeatureSet(v)
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.uninterpreted_option
     for x in v:
         s = e_UninterpretedOption(x)
         n = len(s)
-        b += b'\xba>'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xba>' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -4129,8 +4008,7 @@ def e_EnumValueOptions(m):
     if v is not None:
         s = e_FeatureSet(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.debug_redact
     if v:
@@ -4139,15 +4017,13 @@ def e_EnumValueOptions(m):
     if v is not None:
         s = e_FieldOptionsFeatureSupport(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.uninterpreted_option
     for x in v:
         s = e_UninterpretedOption(x)
         n = len(s)
-        b += b'\xba>'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xba>' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -4277,15 +4153,13 @@ def e_ServiceOptions(m):
     if v is not None:
         s = e_FeatureSet(v)
         n = len(s)
-        b += b'\x92\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x92\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.uninterpreted_option
     for x in v:
         s = e_UninterpretedOption(x)
         n = len(s)
-        b += b'\xba>'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xba>' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -4384,15 +4258,13 @@ def e_MethodOptions(m):
     if v is not None:
         s = e_FeatureSet(v)
         n = len(s)
-        b += b'\x9a\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x9a\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.uninterpreted_option
     for x in v:
         s = e_UninterpretedOption(x)
         n = len(s)
-        b += b'\xba>'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xba>' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -4501,15 +4373,13 @@ def e_UninterpretedOption(m):
     for x in v:
         s = e_UninterpretedOptionNamePart(x)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.identifier_value
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.positive_int_value
     if v:
@@ -4527,15 +4397,13 @@ def e_UninterpretedOption(m):
     if v:
         s = v
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.aggregate_value
     if v:
         s = v.encode()
         n = len(s)
-        b += b'B'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'B' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -4684,8 +4552,7 @@ def e_UninterpretedOptionNamePart(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.is_extension
     if v:
@@ -4994,8 +4861,7 @@ def e_FeatureSetDefaults(m):
     for x in v:
         s = e_FeatureSetDefaultsFeatureSetEditionDefault(x)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.minimum_edition
     if v:
@@ -5098,15 +4964,13 @@ def e_FeatureSetDefaultsFeatureSetEditionDefault(m):
     if v is not None:
         s = e_FeatureSet(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.fixed_features
     if v is not None:
         s = e_FeatureSet(v)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -5203,8 +5067,7 @@ def e_SourceCodeInfo(m):
     for x in v:
         s = e_SourceCodeInfoLocation(x)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -5261,36 +5124,31 @@ def e_SourceCodeInfoLocation(m):
     if v:
         s = pack_varints(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.span
     if v:
         s = pack_varints(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.leading_comments
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.trailing_comments
     if v:
         s = v.encode()
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.leading_detached_comments
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -5458,8 +5316,7 @@ def e_GeneratedCodeInfo(m):
     for x in v:
         s = e_GeneratedCodeInfoAnnotation(x)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -5516,15 +5373,13 @@ def e_GeneratedCodeInfoAnnotation(m):
     if v:
         s = pack_varints(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.source_file
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.begin
     if v:
@@ -6007,8 +5862,7 @@ def e_StringValue(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -6064,8 +5918,7 @@ def e_BytesValue(m):
     if v:
         s = v
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -6121,15 +5974,13 @@ def e_Any(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.value
     if v:
         s = v
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -6374,8 +6225,7 @@ def e_FieldMask(m):
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:

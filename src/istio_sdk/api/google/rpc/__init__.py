@@ -9,6 +9,7 @@ __all__ = ("Status",)
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from ...message_pool import default_message_pool
 
@@ -16,8 +17,10 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Status(betterproto2.Message):
+    "Status(code: 'int' = <factory>, message: 'str' = <factory>, details: 'list[_protobuf__.Any]' = <factory>)"
+
     code: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
 
     message: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -26,10 +29,23 @@ class Status(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
+    def __init__(self, code: 'int' = _FACTORY, message: 'str' = _FACTORY, details: 'list[_protobuf__.Any]' = _FACTORY) -> None:
+        self.code = 0 if code is _FACTORY else code
+        self.message = "" if message is _FACTORY else message
+        self.details = [] if details is _FACTORY else details
+        self.__post_init__()
+
 
 default_message_pool.register_message("google.rpc", "Status", Status)
 
 
 from .. import protobuf as _protobuf__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        Status,
+    ),
+)

@@ -17,6 +17,7 @@ __all__ = (
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from ...message_pool import default_message_pool
 
@@ -34,11 +35,18 @@ class PackageVersionStatus(betterproto2.Enum):
     NEXT_MAJOR_VERSION_CANDIDATE = 3
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class FieldMigrateAnnotation(betterproto2.Message):
+    "FieldMigrateAnnotation(rename: 'str' = <factory>, oneof_promotion: 'str' = <factory>)"
+
     rename: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     oneof_promotion: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    def __init__(self, rename: 'str' = _FACTORY, oneof_promotion: 'str' = _FACTORY) -> None:
+        self.rename = "" if rename is _FACTORY else rename
+        self.oneof_promotion = "" if oneof_promotion is _FACTORY else oneof_promotion
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -46,11 +54,18 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class FieldSecurityAnnotation(betterproto2.Message):
+    "FieldSecurityAnnotation(configure_for_untrusted_downstream: 'bool' = <factory>, configure_for_untrusted_upstream: 'bool' = <factory>)"
+
     configure_for_untrusted_downstream: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
 
     configure_for_untrusted_upstream: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+
+    def __init__(self, configure_for_untrusted_downstream: 'bool' = _FACTORY, configure_for_untrusted_upstream: 'bool' = _FACTORY) -> None:
+        self.configure_for_untrusted_downstream = False if configure_for_untrusted_downstream is _FACTORY else configure_for_untrusted_downstream
+        self.configure_for_untrusted_upstream = False if configure_for_untrusted_upstream is _FACTORY else configure_for_untrusted_upstream
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -58,9 +73,15 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class FileMigrateAnnotation(betterproto2.Message):
+    "FileMigrateAnnotation(move_to_package: 'str' = <factory>)"
+
     move_to_package: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    def __init__(self, move_to_package: 'str' = _FACTORY) -> None:
+        self.move_to_package = "" if move_to_package is _FACTORY else move_to_package
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -68,33 +89,64 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MigrateAnnotation(betterproto2.Message):
+    "MigrateAnnotation(rename: 'str' = <factory>)"
+
     rename: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    def __init__(self, rename: 'str' = _FACTORY) -> None:
+        self.rename = "" if rename is _FACTORY else rename
+        self.__post_init__()
 
 
 default_message_pool.register_message("udpa.annotations", "MigrateAnnotation", MigrateAnnotation)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class StatusAnnotation(betterproto2.Message):
+    "StatusAnnotation(work_in_progress: 'bool' = <factory>, package_version_status: 'PackageVersionStatus' = <factory>)"
+
     work_in_progress: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
 
     package_version_status: "PackageVersionStatus" = betterproto2.field(
         2, betterproto2.TYPE_ENUM, default_factory=lambda: PackageVersionStatus(0)
     )
 
+    def __init__(self, work_in_progress: 'bool' = _FACTORY, package_version_status: 'PackageVersionStatus' = _FACTORY) -> None:
+        self.work_in_progress = False if work_in_progress is _FACTORY else work_in_progress
+        self.package_version_status = PackageVersionStatus(0) if package_version_status is _FACTORY else package_version_status
+        self.__post_init__()
+
 
 default_message_pool.register_message("udpa.annotations", "StatusAnnotation", StatusAnnotation)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class VersioningAnnotation(betterproto2.Message):
+    "VersioningAnnotation(previous_message_type: 'str' = <factory>)"
+
     previous_message_type: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    def __init__(self, previous_message_type: 'str' = _FACTORY) -> None:
+        self.previous_message_type = "" if previous_message_type is _FACTORY else previous_message_type
+        self.__post_init__()
 
 
 default_message_pool.register_message(
     "udpa.annotations", "VersioningAnnotation", VersioningAnnotation
 )
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        StatusAnnotation,
+        VersioningAnnotation,
+        MigrateAnnotation,
+        FieldMigrateAnnotation,
+        FileMigrateAnnotation,
+        FieldSecurityAnnotation,
+    ),
+)

@@ -36,6 +36,7 @@ import datetime
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from ....message_pool import default_message_pool
 
@@ -59,8 +60,10 @@ class ClientResourceStatus(betterproto2.Enum):
     TIMEOUT = 6
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class BootstrapConfigDump(betterproto2.Message):
+    "BootstrapConfigDump(bootstrap: '__config__bootstrap__v3__.Bootstrap | None' = <factory>, last_updated: 'datetime.datetime | None' = <factory>)"
+
     bootstrap: "__config__bootstrap__v3__.Bootstrap | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -69,12 +72,19 @@ class BootstrapConfigDump(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
     )
 
+    def __init__(self, bootstrap: '__config__bootstrap__v3__.Bootstrap | None' = _FACTORY, last_updated: 'datetime.datetime | None' = _FACTORY) -> None:
+        self.bootstrap = None if bootstrap is _FACTORY else bootstrap
+        self.last_updated = None if last_updated is _FACTORY else last_updated
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.admin.v3", "BootstrapConfigDump", BootstrapConfigDump)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ClustersConfigDump(betterproto2.Message):
+    "ClustersConfigDump(version_info: 'str' = <factory>, static_clusters: 'list[ClustersConfigDumpStaticCluster]' = <factory>, dynamic_active_clusters: 'list[ClustersConfigDumpDynamicCluster]' = <factory>, dynamic_warming_clusters: 'list[ClustersConfigDumpDynamicCluster]' = <factory>)"
+
     version_info: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     static_clusters: "list[ClustersConfigDumpStaticCluster]" = betterproto2.field(
@@ -89,12 +99,21 @@ class ClustersConfigDump(betterproto2.Message):
         4, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
+    def __init__(self, version_info: 'str' = _FACTORY, static_clusters: 'list[ClustersConfigDumpStaticCluster]' = _FACTORY, dynamic_active_clusters: 'list[ClustersConfigDumpDynamicCluster]' = _FACTORY, dynamic_warming_clusters: 'list[ClustersConfigDumpDynamicCluster]' = _FACTORY) -> None:
+        self.version_info = "" if version_info is _FACTORY else version_info
+        self.static_clusters = [] if static_clusters is _FACTORY else static_clusters
+        self.dynamic_active_clusters = [] if dynamic_active_clusters is _FACTORY else dynamic_active_clusters
+        self.dynamic_warming_clusters = [] if dynamic_warming_clusters is _FACTORY else dynamic_warming_clusters
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.admin.v3", "ClustersConfigDump", ClustersConfigDump)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ClustersConfigDumpDynamicCluster(betterproto2.Message):
+    "ClustersConfigDumpDynamicCluster(version_info: 'str' = <factory>, cluster: '___google__protobuf__.Any | None' = <factory>, last_updated: 'datetime.datetime | None' = <factory>, error_state: 'UpdateFailureState | None' = <factory>, client_status: 'ClientResourceStatus' = <factory>)"
+
     version_info: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     cluster: "___google__protobuf__.Any | None" = betterproto2.field(
@@ -113,14 +132,24 @@ class ClustersConfigDumpDynamicCluster(betterproto2.Message):
         5, betterproto2.TYPE_ENUM, default_factory=lambda: ClientResourceStatus(0)
     )
 
+    def __init__(self, version_info: 'str' = _FACTORY, cluster: '___google__protobuf__.Any | None' = _FACTORY, last_updated: 'datetime.datetime | None' = _FACTORY, error_state: 'UpdateFailureState | None' = _FACTORY, client_status: 'ClientResourceStatus' = _FACTORY) -> None:
+        self.version_info = "" if version_info is _FACTORY else version_info
+        self.cluster = None if cluster is _FACTORY else cluster
+        self.last_updated = None if last_updated is _FACTORY else last_updated
+        self.error_state = None if error_state is _FACTORY else error_state
+        self.client_status = ClientResourceStatus(0) if client_status is _FACTORY else client_status
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.admin.v3", "ClustersConfigDump.DynamicCluster", ClustersConfigDumpDynamicCluster
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ClustersConfigDumpStaticCluster(betterproto2.Message):
+    "ClustersConfigDumpStaticCluster(cluster: '___google__protobuf__.Any | None' = <factory>, last_updated: 'datetime.datetime | None' = <factory>)"
+
     cluster: "___google__protobuf__.Any | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -129,34 +158,53 @@ class ClustersConfigDumpStaticCluster(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
     )
 
+    def __init__(self, cluster: '___google__protobuf__.Any | None' = _FACTORY, last_updated: 'datetime.datetime | None' = _FACTORY) -> None:
+        self.cluster = None if cluster is _FACTORY else cluster
+        self.last_updated = None if last_updated is _FACTORY else last_updated
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.admin.v3", "ClustersConfigDump.StaticCluster", ClustersConfigDumpStaticCluster
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ConfigDump(betterproto2.Message):
+    "ConfigDump(configs: 'list[___google__protobuf__.Any]' = <factory>)"
+
     configs: "list[___google__protobuf__.Any]" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
+
+    def __init__(self, configs: 'list[___google__protobuf__.Any]' = _FACTORY) -> None:
+        self.configs = [] if configs is _FACTORY else configs
+        self.__post_init__()
 
 
 default_message_pool.register_message("envoy.admin.v3", "ConfigDump", ConfigDump)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class EcdsConfigDump(betterproto2.Message):
+    "EcdsConfigDump(ecds_filters: 'list[EcdsConfigDumpEcdsFilterConfig]' = <factory>)"
+
     ecds_filters: "list[EcdsConfigDumpEcdsFilterConfig]" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
+
+    def __init__(self, ecds_filters: 'list[EcdsConfigDumpEcdsFilterConfig]' = _FACTORY) -> None:
+        self.ecds_filters = [] if ecds_filters is _FACTORY else ecds_filters
+        self.__post_init__()
 
 
 default_message_pool.register_message("envoy.admin.v3", "EcdsConfigDump", EcdsConfigDump)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class EcdsConfigDumpEcdsFilterConfig(betterproto2.Message):
+    "EcdsConfigDumpEcdsFilterConfig(version_info: 'str' = <factory>, ecds_filter: '___google__protobuf__.Any | None' = <factory>, last_updated: 'datetime.datetime | None' = <factory>, error_state: 'UpdateFailureState | None' = <factory>, client_status: 'ClientResourceStatus' = <factory>)"
+
     version_info: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     ecds_filter: "___google__protobuf__.Any | None" = betterproto2.field(
@@ -175,14 +223,24 @@ class EcdsConfigDumpEcdsFilterConfig(betterproto2.Message):
         5, betterproto2.TYPE_ENUM, default_factory=lambda: ClientResourceStatus(0)
     )
 
+    def __init__(self, version_info: 'str' = _FACTORY, ecds_filter: '___google__protobuf__.Any | None' = _FACTORY, last_updated: 'datetime.datetime | None' = _FACTORY, error_state: 'UpdateFailureState | None' = _FACTORY, client_status: 'ClientResourceStatus' = _FACTORY) -> None:
+        self.version_info = "" if version_info is _FACTORY else version_info
+        self.ecds_filter = None if ecds_filter is _FACTORY else ecds_filter
+        self.last_updated = None if last_updated is _FACTORY else last_updated
+        self.error_state = None if error_state is _FACTORY else error_state
+        self.client_status = ClientResourceStatus(0) if client_status is _FACTORY else client_status
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.admin.v3", "EcdsConfigDump.EcdsFilterConfig", EcdsConfigDumpEcdsFilterConfig
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class EndpointsConfigDump(betterproto2.Message):
+    "EndpointsConfigDump(static_endpoint_configs: 'list[EndpointsConfigDumpStaticEndpointConfig]' = <factory>, dynamic_endpoint_configs: 'list[EndpointsConfigDumpDynamicEndpointConfig]' = <factory>)"
+
     static_endpoint_configs: "list[EndpointsConfigDumpStaticEndpointConfig]" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, repeated=True
     )
@@ -191,12 +249,19 @@ class EndpointsConfigDump(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
+    def __init__(self, static_endpoint_configs: 'list[EndpointsConfigDumpStaticEndpointConfig]' = _FACTORY, dynamic_endpoint_configs: 'list[EndpointsConfigDumpDynamicEndpointConfig]' = _FACTORY) -> None:
+        self.static_endpoint_configs = [] if static_endpoint_configs is _FACTORY else static_endpoint_configs
+        self.dynamic_endpoint_configs = [] if dynamic_endpoint_configs is _FACTORY else dynamic_endpoint_configs
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.admin.v3", "EndpointsConfigDump", EndpointsConfigDump)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class EndpointsConfigDumpDynamicEndpointConfig(betterproto2.Message):
+    "EndpointsConfigDumpDynamicEndpointConfig(version_info: 'str' = <factory>, endpoint_config: '___google__protobuf__.Any | None' = <factory>, last_updated: 'datetime.datetime | None' = <factory>, error_state: 'UpdateFailureState | None' = <factory>, client_status: 'ClientResourceStatus' = <factory>)"
+
     version_info: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     endpoint_config: "___google__protobuf__.Any | None" = betterproto2.field(
@@ -215,6 +280,14 @@ class EndpointsConfigDumpDynamicEndpointConfig(betterproto2.Message):
         5, betterproto2.TYPE_ENUM, default_factory=lambda: ClientResourceStatus(0)
     )
 
+    def __init__(self, version_info: 'str' = _FACTORY, endpoint_config: '___google__protobuf__.Any | None' = _FACTORY, last_updated: 'datetime.datetime | None' = _FACTORY, error_state: 'UpdateFailureState | None' = _FACTORY, client_status: 'ClientResourceStatus' = _FACTORY) -> None:
+        self.version_info = "" if version_info is _FACTORY else version_info
+        self.endpoint_config = None if endpoint_config is _FACTORY else endpoint_config
+        self.last_updated = None if last_updated is _FACTORY else last_updated
+        self.error_state = None if error_state is _FACTORY else error_state
+        self.client_status = ClientResourceStatus(0) if client_status is _FACTORY else client_status
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.admin.v3",
@@ -223,8 +296,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class EndpointsConfigDumpStaticEndpointConfig(betterproto2.Message):
+    "EndpointsConfigDumpStaticEndpointConfig(endpoint_config: '___google__protobuf__.Any | None' = <factory>, last_updated: 'datetime.datetime | None' = <factory>)"
+
     endpoint_config: "___google__protobuf__.Any | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -232,6 +307,11 @@ class EndpointsConfigDumpStaticEndpointConfig(betterproto2.Message):
     last_updated: "datetime.datetime | None" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
     )
+
+    def __init__(self, endpoint_config: '___google__protobuf__.Any | None' = _FACTORY, last_updated: 'datetime.datetime | None' = _FACTORY) -> None:
+        self.endpoint_config = None if endpoint_config is _FACTORY else endpoint_config
+        self.last_updated = None if last_updated is _FACTORY else last_updated
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -241,8 +321,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ListenersConfigDump(betterproto2.Message):
+    "ListenersConfigDump(version_info: 'str' = <factory>, static_listeners: 'list[ListenersConfigDumpStaticListener]' = <factory>, dynamic_listeners: 'list[ListenersConfigDumpDynamicListener]' = <factory>)"
+
     version_info: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     static_listeners: "list[ListenersConfigDumpStaticListener]" = betterproto2.field(
@@ -253,12 +335,20 @@ class ListenersConfigDump(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
+    def __init__(self, version_info: 'str' = _FACTORY, static_listeners: 'list[ListenersConfigDumpStaticListener]' = _FACTORY, dynamic_listeners: 'list[ListenersConfigDumpDynamicListener]' = _FACTORY) -> None:
+        self.version_info = "" if version_info is _FACTORY else version_info
+        self.static_listeners = [] if static_listeners is _FACTORY else static_listeners
+        self.dynamic_listeners = [] if dynamic_listeners is _FACTORY else dynamic_listeners
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.admin.v3", "ListenersConfigDump", ListenersConfigDump)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ListenersConfigDumpDynamicListener(betterproto2.Message):
+    "ListenersConfigDumpDynamicListener(name: 'str' = <factory>, active_state: 'ListenersConfigDumpDynamicListenerState | None' = <factory>, warming_state: 'ListenersConfigDumpDynamicListenerState | None' = <factory>, draining_state: 'ListenersConfigDumpDynamicListenerState | None' = <factory>, error_state: 'UpdateFailureState | None' = <factory>, client_status: 'ClientResourceStatus' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     active_state: "ListenersConfigDumpDynamicListenerState | None" = betterproto2.field(
@@ -281,14 +371,25 @@ class ListenersConfigDumpDynamicListener(betterproto2.Message):
         6, betterproto2.TYPE_ENUM, default_factory=lambda: ClientResourceStatus(0)
     )
 
+    def __init__(self, name: 'str' = _FACTORY, active_state: 'ListenersConfigDumpDynamicListenerState | None' = _FACTORY, warming_state: 'ListenersConfigDumpDynamicListenerState | None' = _FACTORY, draining_state: 'ListenersConfigDumpDynamicListenerState | None' = _FACTORY, error_state: 'UpdateFailureState | None' = _FACTORY, client_status: 'ClientResourceStatus' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.active_state = None if active_state is _FACTORY else active_state
+        self.warming_state = None if warming_state is _FACTORY else warming_state
+        self.draining_state = None if draining_state is _FACTORY else draining_state
+        self.error_state = None if error_state is _FACTORY else error_state
+        self.client_status = ClientResourceStatus(0) if client_status is _FACTORY else client_status
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.admin.v3", "ListenersConfigDump.DynamicListener", ListenersConfigDumpDynamicListener
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ListenersConfigDumpDynamicListenerState(betterproto2.Message):
+    "ListenersConfigDumpDynamicListenerState(version_info: 'str' = <factory>, listener: '___google__protobuf__.Any | None' = <factory>, last_updated: 'datetime.datetime | None' = <factory>)"
+
     version_info: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     listener: "___google__protobuf__.Any | None" = betterproto2.field(
@@ -299,6 +400,12 @@ class ListenersConfigDumpDynamicListenerState(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
     )
 
+    def __init__(self, version_info: 'str' = _FACTORY, listener: '___google__protobuf__.Any | None' = _FACTORY, last_updated: 'datetime.datetime | None' = _FACTORY) -> None:
+        self.version_info = "" if version_info is _FACTORY else version_info
+        self.listener = None if listener is _FACTORY else listener
+        self.last_updated = None if last_updated is _FACTORY else last_updated
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.admin.v3",
@@ -307,8 +414,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ListenersConfigDumpStaticListener(betterproto2.Message):
+    "ListenersConfigDumpStaticListener(listener: '___google__protobuf__.Any | None' = <factory>, last_updated: 'datetime.datetime | None' = <factory>)"
+
     listener: "___google__protobuf__.Any | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -317,14 +426,21 @@ class ListenersConfigDumpStaticListener(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
     )
 
+    def __init__(self, listener: '___google__protobuf__.Any | None' = _FACTORY, last_updated: 'datetime.datetime | None' = _FACTORY) -> None:
+        self.listener = None if listener is _FACTORY else listener
+        self.last_updated = None if last_updated is _FACTORY else last_updated
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.admin.v3", "ListenersConfigDump.StaticListener", ListenersConfigDumpStaticListener
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RoutesConfigDump(betterproto2.Message):
+    "RoutesConfigDump(static_route_configs: 'list[RoutesConfigDumpStaticRouteConfig]' = <factory>, dynamic_route_configs: 'list[RoutesConfigDumpDynamicRouteConfig]' = <factory>)"
+
     static_route_configs: "list[RoutesConfigDumpStaticRouteConfig]" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, repeated=True
     )
@@ -333,12 +449,19 @@ class RoutesConfigDump(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
+    def __init__(self, static_route_configs: 'list[RoutesConfigDumpStaticRouteConfig]' = _FACTORY, dynamic_route_configs: 'list[RoutesConfigDumpDynamicRouteConfig]' = _FACTORY) -> None:
+        self.static_route_configs = [] if static_route_configs is _FACTORY else static_route_configs
+        self.dynamic_route_configs = [] if dynamic_route_configs is _FACTORY else dynamic_route_configs
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.admin.v3", "RoutesConfigDump", RoutesConfigDump)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RoutesConfigDumpDynamicRouteConfig(betterproto2.Message):
+    "RoutesConfigDumpDynamicRouteConfig(version_info: 'str' = <factory>, route_config: '___google__protobuf__.Any | None' = <factory>, last_updated: 'datetime.datetime | None' = <factory>, error_state: 'UpdateFailureState | None' = <factory>, client_status: 'ClientResourceStatus' = <factory>)"
+
     version_info: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     route_config: "___google__protobuf__.Any | None" = betterproto2.field(
@@ -357,14 +480,24 @@ class RoutesConfigDumpDynamicRouteConfig(betterproto2.Message):
         5, betterproto2.TYPE_ENUM, default_factory=lambda: ClientResourceStatus(0)
     )
 
+    def __init__(self, version_info: 'str' = _FACTORY, route_config: '___google__protobuf__.Any | None' = _FACTORY, last_updated: 'datetime.datetime | None' = _FACTORY, error_state: 'UpdateFailureState | None' = _FACTORY, client_status: 'ClientResourceStatus' = _FACTORY) -> None:
+        self.version_info = "" if version_info is _FACTORY else version_info
+        self.route_config = None if route_config is _FACTORY else route_config
+        self.last_updated = None if last_updated is _FACTORY else last_updated
+        self.error_state = None if error_state is _FACTORY else error_state
+        self.client_status = ClientResourceStatus(0) if client_status is _FACTORY else client_status
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.admin.v3", "RoutesConfigDump.DynamicRouteConfig", RoutesConfigDumpDynamicRouteConfig
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RoutesConfigDumpStaticRouteConfig(betterproto2.Message):
+    "RoutesConfigDumpStaticRouteConfig(route_config: '___google__protobuf__.Any | None' = <factory>, last_updated: 'datetime.datetime | None' = <factory>)"
+
     route_config: "___google__protobuf__.Any | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -373,14 +506,21 @@ class RoutesConfigDumpStaticRouteConfig(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
     )
 
+    def __init__(self, route_config: '___google__protobuf__.Any | None' = _FACTORY, last_updated: 'datetime.datetime | None' = _FACTORY) -> None:
+        self.route_config = None if route_config is _FACTORY else route_config
+        self.last_updated = None if last_updated is _FACTORY else last_updated
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.admin.v3", "RoutesConfigDump.StaticRouteConfig", RoutesConfigDumpStaticRouteConfig
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ScopedRoutesConfigDump(betterproto2.Message):
+    "ScopedRoutesConfigDump(inline_scoped_route_configs: 'list[ScopedRoutesConfigDumpInlineScopedRouteConfigs]' = <factory>, dynamic_scoped_route_configs: 'list[ScopedRoutesConfigDumpDynamicScopedRouteConfigs]' = <factory>)"
+
     inline_scoped_route_configs: "list[ScopedRoutesConfigDumpInlineScopedRouteConfigs]" = (
         betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
     )
@@ -389,14 +529,21 @@ class ScopedRoutesConfigDump(betterproto2.Message):
         betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
     )
 
+    def __init__(self, inline_scoped_route_configs: 'list[ScopedRoutesConfigDumpInlineScopedRouteConfigs]' = _FACTORY, dynamic_scoped_route_configs: 'list[ScopedRoutesConfigDumpDynamicScopedRouteConfigs]' = _FACTORY) -> None:
+        self.inline_scoped_route_configs = [] if inline_scoped_route_configs is _FACTORY else inline_scoped_route_configs
+        self.dynamic_scoped_route_configs = [] if dynamic_scoped_route_configs is _FACTORY else dynamic_scoped_route_configs
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.admin.v3", "ScopedRoutesConfigDump", ScopedRoutesConfigDump
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ScopedRoutesConfigDumpDynamicScopedRouteConfigs(betterproto2.Message):
+    "ScopedRoutesConfigDumpDynamicScopedRouteConfigs(name: 'str' = <factory>, version_info: 'str' = <factory>, scoped_route_configs: 'list[___google__protobuf__.Any]' = <factory>, last_updated: 'datetime.datetime | None' = <factory>, error_state: 'UpdateFailureState | None' = <factory>, client_status: 'ClientResourceStatus' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     version_info: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -417,6 +564,15 @@ class ScopedRoutesConfigDumpDynamicScopedRouteConfigs(betterproto2.Message):
         6, betterproto2.TYPE_ENUM, default_factory=lambda: ClientResourceStatus(0)
     )
 
+    def __init__(self, name: 'str' = _FACTORY, version_info: 'str' = _FACTORY, scoped_route_configs: 'list[___google__protobuf__.Any]' = _FACTORY, last_updated: 'datetime.datetime | None' = _FACTORY, error_state: 'UpdateFailureState | None' = _FACTORY, client_status: 'ClientResourceStatus' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.version_info = "" if version_info is _FACTORY else version_info
+        self.scoped_route_configs = [] if scoped_route_configs is _FACTORY else scoped_route_configs
+        self.last_updated = None if last_updated is _FACTORY else last_updated
+        self.error_state = None if error_state is _FACTORY else error_state
+        self.client_status = ClientResourceStatus(0) if client_status is _FACTORY else client_status
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.admin.v3",
@@ -425,8 +581,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ScopedRoutesConfigDumpInlineScopedRouteConfigs(betterproto2.Message):
+    "ScopedRoutesConfigDumpInlineScopedRouteConfigs(name: 'str' = <factory>, scoped_route_configs: 'list[___google__protobuf__.Any]' = <factory>, last_updated: 'datetime.datetime | None' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     scoped_route_configs: "list[___google__protobuf__.Any]" = betterproto2.field(
@@ -437,6 +595,12 @@ class ScopedRoutesConfigDumpInlineScopedRouteConfigs(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
     )
 
+    def __init__(self, name: 'str' = _FACTORY, scoped_route_configs: 'list[___google__protobuf__.Any]' = _FACTORY, last_updated: 'datetime.datetime | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.scoped_route_configs = [] if scoped_route_configs is _FACTORY else scoped_route_configs
+        self.last_updated = None if last_updated is _FACTORY else last_updated
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.admin.v3",
@@ -445,8 +609,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class SecretsConfigDump(betterproto2.Message):
+    "SecretsConfigDump(static_secrets: 'list[SecretsConfigDumpStaticSecret]' = <factory>, dynamic_active_secrets: 'list[SecretsConfigDumpDynamicSecret]' = <factory>, dynamic_warming_secrets: 'list[SecretsConfigDumpDynamicSecret]' = <factory>)"
+
     static_secrets: "list[SecretsConfigDumpStaticSecret]" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
@@ -459,12 +625,20 @@ class SecretsConfigDump(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
+    def __init__(self, static_secrets: 'list[SecretsConfigDumpStaticSecret]' = _FACTORY, dynamic_active_secrets: 'list[SecretsConfigDumpDynamicSecret]' = _FACTORY, dynamic_warming_secrets: 'list[SecretsConfigDumpDynamicSecret]' = _FACTORY) -> None:
+        self.static_secrets = [] if static_secrets is _FACTORY else static_secrets
+        self.dynamic_active_secrets = [] if dynamic_active_secrets is _FACTORY else dynamic_active_secrets
+        self.dynamic_warming_secrets = [] if dynamic_warming_secrets is _FACTORY else dynamic_warming_secrets
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.admin.v3", "SecretsConfigDump", SecretsConfigDump)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class SecretsConfigDumpDynamicSecret(betterproto2.Message):
+    "SecretsConfigDumpDynamicSecret(name: 'str' = <factory>, version_info: 'str' = <factory>, last_updated: 'datetime.datetime | None' = <factory>, secret: '___google__protobuf__.Any | None' = <factory>, error_state: 'UpdateFailureState | None' = <factory>, client_status: 'ClientResourceStatus' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     version_info: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -485,14 +659,25 @@ class SecretsConfigDumpDynamicSecret(betterproto2.Message):
         6, betterproto2.TYPE_ENUM, default_factory=lambda: ClientResourceStatus(0)
     )
 
+    def __init__(self, name: 'str' = _FACTORY, version_info: 'str' = _FACTORY, last_updated: 'datetime.datetime | None' = _FACTORY, secret: '___google__protobuf__.Any | None' = _FACTORY, error_state: 'UpdateFailureState | None' = _FACTORY, client_status: 'ClientResourceStatus' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.version_info = "" if version_info is _FACTORY else version_info
+        self.last_updated = None if last_updated is _FACTORY else last_updated
+        self.secret = None if secret is _FACTORY else secret
+        self.error_state = None if error_state is _FACTORY else error_state
+        self.client_status = ClientResourceStatus(0) if client_status is _FACTORY else client_status
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.admin.v3", "SecretsConfigDump.DynamicSecret", SecretsConfigDumpDynamicSecret
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class SecretsConfigDumpStaticSecret(betterproto2.Message):
+    "SecretsConfigDumpStaticSecret(name: 'str' = <factory>, last_updated: 'datetime.datetime | None' = <factory>, secret: '___google__protobuf__.Any | None' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     last_updated: "datetime.datetime | None" = betterproto2.field(
@@ -503,14 +688,22 @@ class SecretsConfigDumpStaticSecret(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, name: 'str' = _FACTORY, last_updated: 'datetime.datetime | None' = _FACTORY, secret: '___google__protobuf__.Any | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.last_updated = None if last_updated is _FACTORY else last_updated
+        self.secret = None if secret is _FACTORY else secret
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.admin.v3", "SecretsConfigDump.StaticSecret", SecretsConfigDumpStaticSecret
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class UpdateFailureState(betterproto2.Message):
+    "UpdateFailureState(failed_configuration: '___google__protobuf__.Any | None' = <factory>, last_update_attempt: 'datetime.datetime | None' = <factory>, details: 'str' = <factory>, version_info: 'str' = <factory>)"
+
     failed_configuration: "___google__protobuf__.Any | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -523,6 +716,13 @@ class UpdateFailureState(betterproto2.Message):
 
     version_info: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
 
+    def __init__(self, failed_configuration: '___google__protobuf__.Any | None' = _FACTORY, last_update_attempt: 'datetime.datetime | None' = _FACTORY, details: 'str' = _FACTORY, version_info: 'str' = _FACTORY) -> None:
+        self.failed_configuration = None if failed_configuration is _FACTORY else failed_configuration
+        self.last_update_attempt = None if last_update_attempt is _FACTORY else last_update_attempt
+        self.details = "" if details is _FACTORY else details
+        self.version_info = "" if version_info is _FACTORY else version_info
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.admin.v3", "UpdateFailureState", UpdateFailureState)
 
@@ -530,4 +730,34 @@ default_message_pool.register_message("envoy.admin.v3", "UpdateFailureState", Up
 from ....google import protobuf as ___google__protobuf__
 from ...config.bootstrap import v3 as __config__bootstrap__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        UpdateFailureState,
+        ListenersConfigDump,
+        ListenersConfigDumpStaticListener,
+        ListenersConfigDumpDynamicListenerState,
+        ListenersConfigDumpDynamicListener,
+        ClustersConfigDump,
+        ClustersConfigDumpStaticCluster,
+        ClustersConfigDumpDynamicCluster,
+        RoutesConfigDump,
+        RoutesConfigDumpStaticRouteConfig,
+        RoutesConfigDumpDynamicRouteConfig,
+        ScopedRoutesConfigDump,
+        ScopedRoutesConfigDumpInlineScopedRouteConfigs,
+        ScopedRoutesConfigDumpDynamicScopedRouteConfigs,
+        EndpointsConfigDump,
+        EndpointsConfigDumpStaticEndpointConfig,
+        EndpointsConfigDumpDynamicEndpointConfig,
+        EcdsConfigDump,
+        EcdsConfigDumpEcdsFilterConfig,
+        ConfigDump,
+        BootstrapConfigDump,
+        SecretsConfigDump,
+        SecretsConfigDumpDynamicSecret,
+        SecretsConfigDumpStaticSecret,
+    ),
+)

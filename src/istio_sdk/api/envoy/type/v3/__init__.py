@@ -21,6 +21,7 @@ __all__ = (
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from ....message_pool import default_message_pool
 
@@ -44,29 +45,43 @@ class FractionalPercentDenominatorType(betterproto2.Enum):
     MILLION = 2
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class DoubleRange(betterproto2.Message):
+    "DoubleRange(start: 'float' = <factory>, end: 'float' = <factory>)"
+
     start: "float" = betterproto2.field(1, betterproto2.TYPE_DOUBLE)
 
     end: "float" = betterproto2.field(2, betterproto2.TYPE_DOUBLE)
+
+    def __init__(self, start: 'float' = _FACTORY, end: 'float' = _FACTORY) -> None:
+        self.start = 0.0 if start is _FACTORY else start
+        self.end = 0.0 if end is _FACTORY else end
+        self.__post_init__()
 
 
 default_message_pool.register_message("envoy.type.v3", "DoubleRange", DoubleRange)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class FractionalPercent(betterproto2.Message):
+    "FractionalPercent(numerator: 'int' = <factory>, denominator: 'FractionalPercentDenominatorType' = <factory>)"
+
     numerator: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
 
     denominator: "FractionalPercentDenominatorType" = betterproto2.field(
         2, betterproto2.TYPE_ENUM, default_factory=lambda: FractionalPercentDenominatorType(0)
     )
 
+    def __init__(self, numerator: 'int' = _FACTORY, denominator: 'FractionalPercentDenominatorType' = _FACTORY) -> None:
+        self.numerator = 0 if numerator is _FACTORY else numerator
+        self.denominator = FractionalPercentDenominatorType(0) if denominator is _FACTORY else denominator
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.type.v3", "FractionalPercent", FractionalPercent)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HashPolicy(betterproto2.Message):
     """
 
@@ -83,13 +98,24 @@ class HashPolicy(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, optional=True, group="policy_specifier"
     )
 
+    def __init__(self, source_ip: 'HashPolicySourceIp | None' = _FACTORY, filter_state: 'HashPolicyFilterState | None' = _FACTORY) -> None:
+        self.source_ip = None if source_ip is _FACTORY else source_ip
+        self.filter_state = None if filter_state is _FACTORY else filter_state
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.type.v3", "HashPolicy", HashPolicy)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HashPolicyFilterState(betterproto2.Message):
+    "HashPolicyFilterState(key: 'str' = <factory>)"
+
     key: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    def __init__(self, key: 'str' = _FACTORY) -> None:
+        self.key = "" if key is _FACTORY else key
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -97,51 +123,99 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HashPolicySourceIp(betterproto2.Message):
+    'HashPolicySourceIp()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message("envoy.type.v3", "HashPolicy.SourceIp", HashPolicySourceIp)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Int32Range(betterproto2.Message):
+    "Int32Range(start: 'int' = <factory>, end: 'int' = <factory>)"
+
     start: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
 
     end: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
+
+    def __init__(self, start: 'int' = _FACTORY, end: 'int' = _FACTORY) -> None:
+        self.start = 0 if start is _FACTORY else start
+        self.end = 0 if end is _FACTORY else end
+        self.__post_init__()
 
 
 default_message_pool.register_message("envoy.type.v3", "Int32Range", Int32Range)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Int64Range(betterproto2.Message):
+    "Int64Range(start: 'int' = <factory>, end: 'int' = <factory>)"
+
     start: "int" = betterproto2.field(1, betterproto2.TYPE_INT64)
 
     end: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
+
+    def __init__(self, start: 'int' = _FACTORY, end: 'int' = _FACTORY) -> None:
+        self.start = 0 if start is _FACTORY else start
+        self.end = 0 if end is _FACTORY else end
+        self.__post_init__()
 
 
 default_message_pool.register_message("envoy.type.v3", "Int64Range", Int64Range)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Percent(betterproto2.Message):
+    "Percent(value: 'float' = <factory>)"
+
     value: "float" = betterproto2.field(1, betterproto2.TYPE_DOUBLE)
+
+    def __init__(self, value: 'float' = _FACTORY) -> None:
+        self.value = 0.0 if value is _FACTORY else value
+        self.__post_init__()
 
 
 default_message_pool.register_message("envoy.type.v3", "Percent", Percent)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class SemanticVersion(betterproto2.Message):
+    "SemanticVersion(major_number: 'int' = <factory>, minor_number: 'int' = <factory>, patch: 'int' = <factory>)"
+
     major_number: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
 
     minor_number: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
 
     patch: "int" = betterproto2.field(3, betterproto2.TYPE_UINT32)
 
+    def __init__(self, major_number: 'int' = _FACTORY, minor_number: 'int' = _FACTORY, patch: 'int' = _FACTORY) -> None:
+        self.major_number = 0 if major_number is _FACTORY else major_number
+        self.minor_number = 0 if minor_number is _FACTORY else minor_number
+        self.patch = 0 if patch is _FACTORY else patch
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.type.v3", "SemanticVersion", SemanticVersion)
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        Percent,
+        FractionalPercent,
+        SemanticVersion,
+        Int64Range,
+        Int32Range,
+        DoubleRange,
+        HashPolicy,
+        HashPolicySourceIp,
+        HashPolicyFilterState,
+    ),
+)

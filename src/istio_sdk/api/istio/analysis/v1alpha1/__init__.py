@@ -17,6 +17,7 @@ __all__ = (
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from ....message_pool import default_message_pool
 
@@ -34,8 +35,10 @@ class AnalysisMessageBaseLevel(betterproto2.Enum):
     INFO = 12
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class AnalysisMessageBase(betterproto2.Message):
+    "AnalysisMessageBase(type: 'AnalysisMessageBaseType | None' = <factory>, level: 'AnalysisMessageBaseLevel' = <factory>, documentation_url: 'str' = <factory>)"
+
     type: "AnalysisMessageBaseType | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -46,17 +49,30 @@ class AnalysisMessageBase(betterproto2.Message):
 
     documentation_url: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
 
+    def __init__(self, type: 'AnalysisMessageBaseType | None' = _FACTORY, level: 'AnalysisMessageBaseLevel' = _FACTORY, documentation_url: 'str' = _FACTORY) -> None:
+        self.type = None if type is _FACTORY else type
+        self.level = AnalysisMessageBaseLevel(0) if level is _FACTORY else level
+        self.documentation_url = "" if documentation_url is _FACTORY else documentation_url
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.analysis.v1alpha1", "AnalysisMessageBase", AnalysisMessageBase
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class AnalysisMessageBaseType(betterproto2.Message):
+    "AnalysisMessageBaseType(name: 'str' = <factory>, code: 'str' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     code: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    def __init__(self, name: 'str' = _FACTORY, code: 'str' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.code = "" if code is _FACTORY else code
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -64,8 +80,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class AnalysisMessageWeakSchema(betterproto2.Message):
+    "AnalysisMessageWeakSchema(message_base: 'AnalysisMessageBase | None' = <factory>, description: 'str' = <factory>, template: 'str' = <factory>, args: 'list[AnalysisMessageWeakSchemaArgType]' = <factory>)"
+
     message_base: "AnalysisMessageBase | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -78,17 +96,31 @@ class AnalysisMessageWeakSchema(betterproto2.Message):
         4, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
+    def __init__(self, message_base: 'AnalysisMessageBase | None' = _FACTORY, description: 'str' = _FACTORY, template: 'str' = _FACTORY, args: 'list[AnalysisMessageWeakSchemaArgType]' = _FACTORY) -> None:
+        self.message_base = None if message_base is _FACTORY else message_base
+        self.description = "" if description is _FACTORY else description
+        self.template = "" if template is _FACTORY else template
+        self.args = [] if args is _FACTORY else args
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.analysis.v1alpha1", "AnalysisMessageWeakSchema", AnalysisMessageWeakSchema
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class AnalysisMessageWeakSchemaArgType(betterproto2.Message):
+    "AnalysisMessageWeakSchemaArgType(name: 'str' = <factory>, go_type: 'str' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     go_type: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    def __init__(self, name: 'str' = _FACTORY, go_type: 'str' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.go_type = "" if go_type is _FACTORY else go_type
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -96,8 +128,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class GenericAnalysisMessage(betterproto2.Message):
+    "GenericAnalysisMessage(message_base: 'AnalysisMessageBase | None' = <factory>, args: '___google__protobuf__.Struct | None' = <factory>, resource_paths: 'list[str]' = <factory>)"
+
     message_base: "AnalysisMessageBase | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -108,19 +142,32 @@ class GenericAnalysisMessage(betterproto2.Message):
 
     resource_paths: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
 
+    def __init__(self, message_base: 'AnalysisMessageBase | None' = _FACTORY, args: '___google__protobuf__.Struct | None' = _FACTORY, resource_paths: 'list[str]' = _FACTORY) -> None:
+        self.message_base = None if message_base is _FACTORY else message_base
+        self.args = None if args is _FACTORY else args
+        self.resource_paths = [] if resource_paths is _FACTORY else resource_paths
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.analysis.v1alpha1", "GenericAnalysisMessage", GenericAnalysisMessage
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class InternalErrorAnalysisMessage(betterproto2.Message):
+    "InternalErrorAnalysisMessage(message_base: 'AnalysisMessageBase | None' = <factory>, detail: 'str' = <factory>)"
+
     message_base: "AnalysisMessageBase | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     detail: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    def __init__(self, message_base: 'AnalysisMessageBase | None' = _FACTORY, detail: 'str' = _FACTORY) -> None:
+        self.message_base = None if message_base is _FACTORY else message_base
+        self.detail = "" if detail is _FACTORY else detail
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -130,4 +177,16 @@ default_message_pool.register_message(
 
 from ....google import protobuf as ___google__protobuf__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        AnalysisMessageBase,
+        AnalysisMessageBaseType,
+        AnalysisMessageWeakSchema,
+        AnalysisMessageWeakSchemaArgType,
+        GenericAnalysisMessage,
+        InternalErrorAnalysisMessage,
+    ),
+)

@@ -21,6 +21,7 @@ __all__ = (
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from ....message_pool import default_message_pool
 
@@ -40,8 +41,10 @@ class PrincipalBinding(betterproto2.Enum):
     USE_ORIGIN = 1
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Jwt(betterproto2.Message):
+    "Jwt(issuer: 'str' = <factory>, audiences: 'list[str]' = <factory>, jwks_uri: 'str' = <factory>, jwks: 'str' = <factory>, jwt_headers: 'list[str]' = <factory>, jwt_params: 'list[str]' = <factory>, trigger_rules: 'list[JwtTriggerRule]' = <factory>)"
+
     issuer: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     audiences: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
@@ -58,12 +61,24 @@ class Jwt(betterproto2.Message):
         9, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
+    def __init__(self, issuer: 'str' = _FACTORY, audiences: 'list[str]' = _FACTORY, jwks_uri: 'str' = _FACTORY, jwks: 'str' = _FACTORY, jwt_headers: 'list[str]' = _FACTORY, jwt_params: 'list[str]' = _FACTORY, trigger_rules: 'list[JwtTriggerRule]' = _FACTORY) -> None:
+        self.issuer = "" if issuer is _FACTORY else issuer
+        self.audiences = [] if audiences is _FACTORY else audiences
+        self.jwks_uri = "" if jwks_uri is _FACTORY else jwks_uri
+        self.jwks = "" if jwks is _FACTORY else jwks
+        self.jwt_headers = [] if jwt_headers is _FACTORY else jwt_headers
+        self.jwt_params = [] if jwt_params is _FACTORY else jwt_params
+        self.trigger_rules = [] if trigger_rules is _FACTORY else trigger_rules
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.authentication.v1alpha1", "Jwt", Jwt)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class JwtTriggerRule(betterproto2.Message):
+    "JwtTriggerRule(excluded_paths: 'list[StringMatch]' = <factory>, included_paths: 'list[StringMatch]' = <factory>)"
+
     excluded_paths: "list[StringMatch]" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
@@ -72,27 +87,45 @@ class JwtTriggerRule(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
+    def __init__(self, excluded_paths: 'list[StringMatch]' = _FACTORY, included_paths: 'list[StringMatch]' = _FACTORY) -> None:
+        self.excluded_paths = [] if excluded_paths is _FACTORY else excluded_paths
+        self.included_paths = [] if included_paths is _FACTORY else included_paths
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.authentication.v1alpha1", "Jwt.TriggerRule", JwtTriggerRule
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MutualTls(betterproto2.Message):
+    "MutualTls(allow_tls: 'bool' = <factory>, mode: 'MutualTlsMode' = <factory>)"
+
     allow_tls: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
 
     mode: "MutualTlsMode" = betterproto2.field(
         2, betterproto2.TYPE_ENUM, default_factory=lambda: MutualTlsMode(0)
     )
 
+    def __init__(self, allow_tls: 'bool' = _FACTORY, mode: 'MutualTlsMode' = _FACTORY) -> None:
+        self.allow_tls = False if allow_tls is _FACTORY else allow_tls
+        self.mode = MutualTlsMode(0) if mode is _FACTORY else mode
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.authentication.v1alpha1", "MutualTls", MutualTls)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class OriginAuthenticationMethod(betterproto2.Message):
+    "OriginAuthenticationMethod(jwt: 'Jwt | None' = <factory>)"
+
     jwt: "Jwt | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+    def __init__(self, jwt: 'Jwt | None' = _FACTORY) -> None:
+        self.jwt = None if jwt is _FACTORY else jwt
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -100,7 +133,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class PeerAuthenticationMethod(betterproto2.Message):
     """
 
@@ -117,14 +150,21 @@ class PeerAuthenticationMethod(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, optional=True, group="params"
     )
 
+    def __init__(self, mtls: 'MutualTls | None' = _FACTORY, jwt: 'Jwt | None' = _FACTORY) -> None:
+        self.mtls = None if mtls is _FACTORY else mtls
+        self.jwt = None if jwt is _FACTORY else jwt
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.authentication.v1alpha1", "PeerAuthenticationMethod", PeerAuthenticationMethod
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Policy(betterproto2.Message):
+    "Policy(targets: 'list[TargetSelector]' = <factory>, peers: 'list[PeerAuthenticationMethod]' = <factory>, peer_is_optional: 'bool' = <factory>, origins: 'list[OriginAuthenticationMethod]' = <factory>, origin_is_optional: 'bool' = <factory>, principal_binding: 'PrincipalBinding' = <factory>)"
+
     targets: "list[TargetSelector]" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
@@ -145,11 +185,20 @@ class Policy(betterproto2.Message):
         6, betterproto2.TYPE_ENUM, default_factory=lambda: PrincipalBinding(0)
     )
 
+    def __init__(self, targets: 'list[TargetSelector]' = _FACTORY, peers: 'list[PeerAuthenticationMethod]' = _FACTORY, peer_is_optional: 'bool' = _FACTORY, origins: 'list[OriginAuthenticationMethod]' = _FACTORY, origin_is_optional: 'bool' = _FACTORY, principal_binding: 'PrincipalBinding' = _FACTORY) -> None:
+        self.targets = [] if targets is _FACTORY else targets
+        self.peers = [] if peers is _FACTORY else peers
+        self.peer_is_optional = False if peer_is_optional is _FACTORY else peer_is_optional
+        self.origins = [] if origins is _FACTORY else origins
+        self.origin_is_optional = False if origin_is_optional is _FACTORY else origin_is_optional
+        self.principal_binding = PrincipalBinding(0) if principal_binding is _FACTORY else principal_binding
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.authentication.v1alpha1", "Policy", Policy)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class PortSelector(betterproto2.Message):
     """
 
@@ -166,11 +215,16 @@ class PortSelector(betterproto2.Message):
         2, betterproto2.TYPE_STRING, optional=True, group="port"
     )
 
+    def __init__(self, number: 'int | None' = _FACTORY, name: 'str | None' = _FACTORY) -> None:
+        self.number = None if number is _FACTORY else number
+        self.name = None if name is _FACTORY else name
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.authentication.v1alpha1", "PortSelector", PortSelector)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class StringMatch(betterproto2.Message):
     """
 
@@ -195,12 +249,21 @@ class StringMatch(betterproto2.Message):
         4, betterproto2.TYPE_STRING, optional=True, group="match_type"
     )
 
+    def __init__(self, exact: 'str | None' = _FACTORY, prefix: 'str | None' = _FACTORY, suffix: 'str | None' = _FACTORY, regex: 'str | None' = _FACTORY) -> None:
+        self.exact = None if exact is _FACTORY else exact
+        self.prefix = None if prefix is _FACTORY else prefix
+        self.suffix = None if suffix is _FACTORY else suffix
+        self.regex = None if regex is _FACTORY else regex
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.authentication.v1alpha1", "StringMatch", StringMatch)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TargetSelector(betterproto2.Message):
+    "TargetSelector(name: 'str' = <factory>, labels: 'dict[str, str]' = <factory>, ports: 'list[PortSelector]' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     labels: "dict[str, str]" = betterproto2.field(
@@ -211,9 +274,30 @@ class TargetSelector(betterproto2.Message):
 
     ports: "list[PortSelector]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
 
+    def __init__(self, name: 'str' = _FACTORY, labels: 'dict[str, str]' = _FACTORY, ports: 'list[PortSelector]' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.labels = {} if labels is _FACTORY else labels
+        self.ports = [] if ports is _FACTORY else ports
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.authentication.v1alpha1", "TargetSelector", TargetSelector
 )
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        StringMatch,
+        MutualTls,
+        Jwt,
+        JwtTriggerRule,
+        PeerAuthenticationMethod,
+        OriginAuthenticationMethod,
+        Policy,
+        TargetSelector,
+        PortSelector,
+    ),
+)

@@ -24,6 +24,7 @@ __all__ = (
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from ....message_pool import default_message_pool
 
@@ -81,8 +82,10 @@ class TrafficExtensionExecutionPhase(betterproto2.Enum):
     STATS = 3
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class EnvVar(betterproto2.Message):
+    "EnvVar(name: 'str' = <factory>, value_from: 'EnvValueSource' = <factory>, value: 'str' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     value_from: "EnvValueSource" = betterproto2.field(
@@ -91,19 +94,31 @@ class EnvVar(betterproto2.Message):
 
     value: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
+    def __init__(self, name: 'str' = _FACTORY, value_from: 'EnvValueSource' = _FACTORY, value: 'str' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.value_from = EnvValueSource(0) if value_from is _FACTORY else value_from
+        self.value = "" if value is _FACTORY else value
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.extensions.v1alpha1", "EnvVar", EnvVar)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class LuaConfig(betterproto2.Message):
+    "LuaConfig(inline_code: 'str' = <factory>)"
+
     inline_code: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    def __init__(self, inline_code: 'str' = _FACTORY) -> None:
+        self.inline_code = "" if inline_code is _FACTORY else inline_code
+        self.__post_init__()
 
 
 default_message_pool.register_message("istio.extensions.v1alpha1", "LuaConfig", LuaConfig)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TrafficExtension(betterproto2.Message):
     """
 
@@ -138,14 +153,26 @@ class TrafficExtension(betterproto2.Message):
         7, betterproto2.TYPE_MESSAGE, optional=True, group="filter_config"
     )
 
+    def __init__(self, selector: '__type__v1beta1__.WorkloadSelector | None' = _FACTORY, target_refs: 'list[__type__v1beta1__.PolicyTargetReference]' = _FACTORY, phase: 'TrafficExtensionExecutionPhase' = _FACTORY, priority: 'int | None' = _FACTORY, match: 'list[TrafficSelector]' = _FACTORY, wasm: 'WasmConfig | None' = _FACTORY, lua: 'LuaConfig | None' = _FACTORY) -> None:
+        self.selector = None if selector is _FACTORY else selector
+        self.target_refs = [] if target_refs is _FACTORY else target_refs
+        self.phase = TrafficExtensionExecutionPhase(0) if phase is _FACTORY else phase
+        self.priority = None if priority is _FACTORY else priority
+        self.match = [] if match is _FACTORY else match
+        self.wasm = None if wasm is _FACTORY else wasm
+        self.lua = None if lua is _FACTORY else lua
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.extensions.v1alpha1", "TrafficExtension", TrafficExtension
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TrafficSelector(betterproto2.Message):
+    "TrafficSelector(mode: '__type__v1beta1__.WorkloadMode' = <factory>, ports: 'list[__type__v1beta1__.PortSelector]' = <factory>)"
+
     mode: "__type__v1beta1__.WorkloadMode" = betterproto2.field(
         1, betterproto2.TYPE_ENUM, default_factory=lambda: __type__v1beta1__.WorkloadMode(0)
     )
@@ -154,22 +181,35 @@ class TrafficSelector(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
+    def __init__(self, mode: '__type__v1beta1__.WorkloadMode' = _FACTORY, ports: 'list[__type__v1beta1__.PortSelector]' = _FACTORY) -> None:
+        self.mode = __type__v1beta1__.WorkloadMode(0) if mode is _FACTORY else mode
+        self.ports = [] if ports is _FACTORY else ports
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.extensions.v1alpha1", "TrafficSelector", TrafficSelector
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class VmConfig(betterproto2.Message):
+    "VmConfig(env: 'list[EnvVar]' = <factory>)"
+
     env: "list[EnvVar]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+
+    def __init__(self, env: 'list[EnvVar]' = _FACTORY) -> None:
+        self.env = [] if env is _FACTORY else env
+        self.__post_init__()
 
 
 default_message_pool.register_message("istio.extensions.v1alpha1", "VmConfig", VmConfig)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class WasmConfig(betterproto2.Message):
+    "WasmConfig(url: 'str' = <factory>, sha256: 'str' = <factory>, image_pull_policy: 'PullPolicy' = <factory>, image_pull_secret: 'str' = <factory>, verification_key: 'str' = <factory>, plugin_config: '___google__protobuf__.Struct | None' = <factory>, plugin_name: 'str' = <factory>, fail_strategy: 'FailStrategy' = <factory>, vm_config: 'VmConfig | None' = <factory>, type: 'PluginType' = <factory>)"
+
     url: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     sha256: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -198,12 +238,27 @@ class WasmConfig(betterproto2.Message):
         10, betterproto2.TYPE_ENUM, default_factory=lambda: PluginType(0)
     )
 
+    def __init__(self, url: 'str' = _FACTORY, sha256: 'str' = _FACTORY, image_pull_policy: 'PullPolicy' = _FACTORY, image_pull_secret: 'str' = _FACTORY, verification_key: 'str' = _FACTORY, plugin_config: '___google__protobuf__.Struct | None' = _FACTORY, plugin_name: 'str' = _FACTORY, fail_strategy: 'FailStrategy' = _FACTORY, vm_config: 'VmConfig | None' = _FACTORY, type: 'PluginType' = _FACTORY) -> None:
+        self.url = "" if url is _FACTORY else url
+        self.sha256 = "" if sha256 is _FACTORY else sha256
+        self.image_pull_policy = PullPolicy(0) if image_pull_policy is _FACTORY else image_pull_policy
+        self.image_pull_secret = "" if image_pull_secret is _FACTORY else image_pull_secret
+        self.verification_key = "" if verification_key is _FACTORY else verification_key
+        self.plugin_config = None if plugin_config is _FACTORY else plugin_config
+        self.plugin_name = "" if plugin_name is _FACTORY else plugin_name
+        self.fail_strategy = FailStrategy(0) if fail_strategy is _FACTORY else fail_strategy
+        self.vm_config = None if vm_config is _FACTORY else vm_config
+        self.type = PluginType(0) if type is _FACTORY else type
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.extensions.v1alpha1", "WasmConfig", WasmConfig)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class WasmPlugin(betterproto2.Message):
+    "WasmPlugin(selector: '__type__v1beta1__.WorkloadSelector | None' = <factory>, target_ref: '__type__v1beta1__.PolicyTargetReference | None' = <factory>, target_refs: 'list[__type__v1beta1__.PolicyTargetReference]' = <factory>, url: 'str' = <factory>, sha256: 'str' = <factory>, image_pull_policy: 'PullPolicy' = <factory>, image_pull_secret: 'str' = <factory>, verification_key: 'str' = <factory>, plugin_config: '___google__protobuf__.Struct | None' = <factory>, plugin_name: 'str' = <factory>, phase: 'PluginPhase' = <factory>, priority: 'int | None' = <factory>, fail_strategy: 'FailStrategy' = <factory>, vm_config: 'VmConfig | None' = <factory>, match: 'list[WasmPluginTrafficSelector]' = <factory>, type: 'PluginType' = <factory>)"
+
     selector: "__type__v1beta1__.WorkloadSelector | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -259,12 +314,33 @@ class WasmPlugin(betterproto2.Message):
         14, betterproto2.TYPE_ENUM, default_factory=lambda: PluginType(0)
     )
 
+    def __init__(self, selector: '__type__v1beta1__.WorkloadSelector | None' = _FACTORY, target_ref: '__type__v1beta1__.PolicyTargetReference | None' = _FACTORY, target_refs: 'list[__type__v1beta1__.PolicyTargetReference]' = _FACTORY, url: 'str' = _FACTORY, sha256: 'str' = _FACTORY, image_pull_policy: 'PullPolicy' = _FACTORY, image_pull_secret: 'str' = _FACTORY, verification_key: 'str' = _FACTORY, plugin_config: '___google__protobuf__.Struct | None' = _FACTORY, plugin_name: 'str' = _FACTORY, phase: 'PluginPhase' = _FACTORY, priority: 'int | None' = _FACTORY, fail_strategy: 'FailStrategy' = _FACTORY, vm_config: 'VmConfig | None' = _FACTORY, match: 'list[WasmPluginTrafficSelector]' = _FACTORY, type: 'PluginType' = _FACTORY) -> None:
+        self.selector = None if selector is _FACTORY else selector
+        self.target_ref = None if target_ref is _FACTORY else target_ref
+        self.target_refs = [] if target_refs is _FACTORY else target_refs
+        self.url = "" if url is _FACTORY else url
+        self.sha256 = "" if sha256 is _FACTORY else sha256
+        self.image_pull_policy = PullPolicy(0) if image_pull_policy is _FACTORY else image_pull_policy
+        self.image_pull_secret = "" if image_pull_secret is _FACTORY else image_pull_secret
+        self.verification_key = "" if verification_key is _FACTORY else verification_key
+        self.plugin_config = None if plugin_config is _FACTORY else plugin_config
+        self.plugin_name = "" if plugin_name is _FACTORY else plugin_name
+        self.phase = PluginPhase(0) if phase is _FACTORY else phase
+        self.priority = None if priority is _FACTORY else priority
+        self.fail_strategy = FailStrategy(0) if fail_strategy is _FACTORY else fail_strategy
+        self.vm_config = None if vm_config is _FACTORY else vm_config
+        self.match = [] if match is _FACTORY else match
+        self.type = PluginType(0) if type is _FACTORY else type
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.extensions.v1alpha1", "WasmPlugin", WasmPlugin)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class WasmPluginTrafficSelector(betterproto2.Message):
+    "WasmPluginTrafficSelector(mode: '__type__v1beta1__.WorkloadMode' = <factory>, ports: 'list[__type__v1beta1__.PortSelector]' = <factory>)"
+
     mode: "__type__v1beta1__.WorkloadMode" = betterproto2.field(
         1, betterproto2.TYPE_ENUM, default_factory=lambda: __type__v1beta1__.WorkloadMode(0)
     )
@@ -272,6 +348,11 @@ class WasmPluginTrafficSelector(betterproto2.Message):
     ports: "list[__type__v1beta1__.PortSelector]" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, repeated=True
     )
+
+    def __init__(self, mode: '__type__v1beta1__.WorkloadMode' = _FACTORY, ports: 'list[__type__v1beta1__.PortSelector]' = _FACTORY) -> None:
+        self.mode = __type__v1beta1__.WorkloadMode(0) if mode is _FACTORY else mode
+        self.ports = [] if ports is _FACTORY else ports
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -282,4 +363,18 @@ default_message_pool.register_message(
 from ....google import protobuf as ___google__protobuf__
 from ...type import v1beta1 as __type__v1beta1__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        WasmPlugin,
+        WasmPluginTrafficSelector,
+        VmConfig,
+        EnvVar,
+        TrafficExtension,
+        WasmConfig,
+        LuaConfig,
+        TrafficSelector,
+    ),
+)

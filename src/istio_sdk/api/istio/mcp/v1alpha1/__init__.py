@@ -28,8 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import betterproto2
-import grpclib
-from betterproto2 import grpclib as betterproto2_grpclib
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from ....message_pool import default_message_pool
 
@@ -42,8 +41,10 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class IncrementalMeshConfigRequest(betterproto2.Message):
+    "IncrementalMeshConfigRequest(sink_node: 'SinkNode | None' = <factory>, type_url: 'str' = <factory>, initial_resource_versions: 'dict[str, str]' = <factory>, response_nonce: 'str' = <factory>, error_detail: '___google__rpc__.Status | None' = <factory>)"
+
     sink_node: "SinkNode | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     type_url: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -60,14 +61,24 @@ class IncrementalMeshConfigRequest(betterproto2.Message):
         5, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, sink_node: 'SinkNode | None' = _FACTORY, type_url: 'str' = _FACTORY, initial_resource_versions: 'dict[str, str]' = _FACTORY, response_nonce: 'str' = _FACTORY, error_detail: '___google__rpc__.Status | None' = _FACTORY) -> None:
+        self.sink_node = None if sink_node is _FACTORY else sink_node
+        self.type_url = "" if type_url is _FACTORY else type_url
+        self.initial_resource_versions = {} if initial_resource_versions is _FACTORY else initial_resource_versions
+        self.response_nonce = "" if response_nonce is _FACTORY else response_nonce
+        self.error_detail = None if error_detail is _FACTORY else error_detail
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.mcp.v1alpha1", "IncrementalMeshConfigRequest", IncrementalMeshConfigRequest
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class IncrementalMeshConfigResponse(betterproto2.Message):
+    "IncrementalMeshConfigResponse(system_version_info: 'str' = <factory>, resources: 'list[Resource]' = <factory>, removed_resources: 'list[str]' = <factory>, nonce: 'str' = <factory>)"
+
     system_version_info: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     resources: "list[Resource]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
@@ -76,14 +87,23 @@ class IncrementalMeshConfigResponse(betterproto2.Message):
 
     nonce: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
 
+    def __init__(self, system_version_info: 'str' = _FACTORY, resources: 'list[Resource]' = _FACTORY, removed_resources: 'list[str]' = _FACTORY, nonce: 'str' = _FACTORY) -> None:
+        self.system_version_info = "" if system_version_info is _FACTORY else system_version_info
+        self.resources = [] if resources is _FACTORY else resources
+        self.removed_resources = [] if removed_resources is _FACTORY else removed_resources
+        self.nonce = "" if nonce is _FACTORY else nonce
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.mcp.v1alpha1", "IncrementalMeshConfigResponse", IncrementalMeshConfigResponse
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MeshConfigRequest(betterproto2.Message):
+    "MeshConfigRequest(version_info: 'str' = <factory>, sink_node: 'SinkNode | None' = <factory>, type_url: 'str' = <factory>, response_nonce: 'str' = <factory>, error_detail: '___google__rpc__.Status | None' = <factory>)"
+
     version_info: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     sink_node: "SinkNode | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
@@ -96,12 +116,22 @@ class MeshConfigRequest(betterproto2.Message):
         5, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, version_info: 'str' = _FACTORY, sink_node: 'SinkNode | None' = _FACTORY, type_url: 'str' = _FACTORY, response_nonce: 'str' = _FACTORY, error_detail: '___google__rpc__.Status | None' = _FACTORY) -> None:
+        self.version_info = "" if version_info is _FACTORY else version_info
+        self.sink_node = None if sink_node is _FACTORY else sink_node
+        self.type_url = "" if type_url is _FACTORY else type_url
+        self.response_nonce = "" if response_nonce is _FACTORY else response_nonce
+        self.error_detail = None if error_detail is _FACTORY else error_detail
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.mcp.v1alpha1", "MeshConfigRequest", MeshConfigRequest)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MeshConfigResponse(betterproto2.Message):
+    "MeshConfigResponse(version_info: 'str' = <factory>, resources: 'list[Resource]' = <factory>, type_url: 'str' = <factory>, nonce: 'str' = <factory>)"
+
     version_info: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     resources: "list[Resource]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
@@ -110,14 +140,23 @@ class MeshConfigResponse(betterproto2.Message):
 
     nonce: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
 
+    def __init__(self, version_info: 'str' = _FACTORY, resources: 'list[Resource]' = _FACTORY, type_url: 'str' = _FACTORY, nonce: 'str' = _FACTORY) -> None:
+        self.version_info = "" if version_info is _FACTORY else version_info
+        self.resources = [] if resources is _FACTORY else resources
+        self.type_url = "" if type_url is _FACTORY else type_url
+        self.nonce = "" if nonce is _FACTORY else nonce
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.mcp.v1alpha1", "MeshConfigResponse", MeshConfigResponse
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Metadata(betterproto2.Message):
+    "Metadata(name: 'str' = <factory>, create_time: 'datetime.datetime | None' = <factory>, version: 'str' = <factory>, labels: 'dict[str, str]' = <factory>, annotations: 'dict[str, str]' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     create_time: "datetime.datetime | None" = betterproto2.field(
@@ -138,12 +177,22 @@ class Metadata(betterproto2.Message):
         map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
+    def __init__(self, name: 'str' = _FACTORY, create_time: 'datetime.datetime | None' = _FACTORY, version: 'str' = _FACTORY, labels: 'dict[str, str]' = _FACTORY, annotations: 'dict[str, str]' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.create_time = None if create_time is _FACTORY else create_time
+        self.version = "" if version is _FACTORY else version
+        self.labels = {} if labels is _FACTORY else labels
+        self.annotations = {} if annotations is _FACTORY else annotations
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.mcp.v1alpha1", "Metadata", Metadata)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RequestResources(betterproto2.Message):
+    "RequestResources(sink_node: 'SinkNode | None' = <factory>, collection: 'str' = <factory>, initial_resource_versions: 'dict[str, str]' = <factory>, response_nonce: 'str' = <factory>, error_detail: '___google__rpc__.Status | None' = <factory>, incremental: 'bool' = <factory>)"
+
     sink_node: "SinkNode | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     collection: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -162,24 +211,42 @@ class RequestResources(betterproto2.Message):
 
     incremental: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
 
+    def __init__(self, sink_node: 'SinkNode | None' = _FACTORY, collection: 'str' = _FACTORY, initial_resource_versions: 'dict[str, str]' = _FACTORY, response_nonce: 'str' = _FACTORY, error_detail: '___google__rpc__.Status | None' = _FACTORY, incremental: 'bool' = _FACTORY) -> None:
+        self.sink_node = None if sink_node is _FACTORY else sink_node
+        self.collection = "" if collection is _FACTORY else collection
+        self.initial_resource_versions = {} if initial_resource_versions is _FACTORY else initial_resource_versions
+        self.response_nonce = "" if response_nonce is _FACTORY else response_nonce
+        self.error_detail = None if error_detail is _FACTORY else error_detail
+        self.incremental = False if incremental is _FACTORY else incremental
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.mcp.v1alpha1", "RequestResources", RequestResources)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Resource(betterproto2.Message):
+    "Resource(metadata: 'Metadata | None' = <factory>, body: '___google__protobuf__.Any | None' = <factory>)"
+
     metadata: "Metadata | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     body: "___google__protobuf__.Any | None" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, metadata: 'Metadata | None' = _FACTORY, body: '___google__protobuf__.Any | None' = _FACTORY) -> None:
+        self.metadata = None if metadata is _FACTORY else metadata
+        self.body = None if body is _FACTORY else body
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.mcp.v1alpha1", "Resource", Resource)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Resources(betterproto2.Message):
+    "Resources(system_version_info: 'str' = <factory>, collection: 'str' = <factory>, resources: 'list[Resource]' = <factory>, removed_resources: 'list[str]' = <factory>, nonce: 'str' = <factory>, incremental: 'bool' = <factory>)"
+
     system_version_info: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     collection: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -192,12 +259,23 @@ class Resources(betterproto2.Message):
 
     incremental: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
 
+    def __init__(self, system_version_info: 'str' = _FACTORY, collection: 'str' = _FACTORY, resources: 'list[Resource]' = _FACTORY, removed_resources: 'list[str]' = _FACTORY, nonce: 'str' = _FACTORY, incremental: 'bool' = _FACTORY) -> None:
+        self.system_version_info = "" if system_version_info is _FACTORY else system_version_info
+        self.collection = "" if collection is _FACTORY else collection
+        self.resources = [] if resources is _FACTORY else resources
+        self.removed_resources = [] if removed_resources is _FACTORY else removed_resources
+        self.nonce = "" if nonce is _FACTORY else nonce
+        self.incremental = False if incremental is _FACTORY else incremental
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.mcp.v1alpha1", "Resources", Resources)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class SinkNode(betterproto2.Message):
+    "SinkNode(id: 'str' = <factory>, annotations: 'dict[str, str]' = <factory>)"
+
     id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     annotations: "dict[str, str]" = betterproto2.field(
@@ -206,208 +284,58 @@ class SinkNode(betterproto2.Message):
         map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
+    def __init__(self, id: 'str' = _FACTORY, annotations: 'dict[str, str]' = _FACTORY) -> None:
+        self.id = "" if id is _FACTORY else id
+        self.annotations = {} if annotations is _FACTORY else annotations
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.mcp.v1alpha1", "SinkNode", SinkNode)
 
 
-class AggregatedMeshConfigServiceStub(betterproto2_grpclib.ServiceStub):
-    async def stream_aggregated_resources(
-        self,
-        messages: "AsyncIterable[MeshConfigRequest] | Iterable[MeshConfigRequest]",
-        *,
-        timeout: "float | None" = None,
-        deadline: "Deadline | None" = None,
-        metadata: "MetadataLike | None" = None,
-    ) -> "AsyncIterator[MeshConfigResponse]":
-
-        async for response in self._stream_stream(
-            "/istio.mcp.v1alpha1.AggregatedMeshConfigService/StreamAggregatedResources",
-            messages,
-            MeshConfigRequest,
-            MeshConfigResponse,
-            timeout=timeout,
-            deadline=deadline,
-            metadata=metadata,
-        ):
-            yield response
-
-    async def incremental_aggregated_resources(
-        self,
-        messages: "AsyncIterable[IncrementalMeshConfigRequest] | Iterable[IncrementalMeshConfigRequest]",
-        *,
-        timeout: "float | None" = None,
-        deadline: "Deadline | None" = None,
-        metadata: "MetadataLike | None" = None,
-    ) -> "AsyncIterator[IncrementalMeshConfigResponse]":
-
-        async for response in self._stream_stream(
-            "/istio.mcp.v1alpha1.AggregatedMeshConfigService/IncrementalAggregatedResources",
-            messages,
-            IncrementalMeshConfigRequest,
-            IncrementalMeshConfigResponse,
-            timeout=timeout,
-            deadline=deadline,
-            metadata=metadata,
-        ):
-            yield response
 
 
-class ResourceSinkStub(betterproto2_grpclib.ServiceStub):
-    async def establish_resource_stream(
-        self,
-        messages: "AsyncIterable[Resources] | Iterable[Resources]",
-        *,
-        timeout: "float | None" = None,
-        deadline: "Deadline | None" = None,
-        metadata: "MetadataLike | None" = None,
-    ) -> "AsyncIterator[RequestResources]":
-
-        async for response in self._stream_stream(
-            "/istio.mcp.v1alpha1.ResourceSink/EstablishResourceStream",
-            messages,
-            Resources,
-            RequestResources,
-            timeout=timeout,
-            deadline=deadline,
-            metadata=metadata,
-        ):
-            yield response
 
 
-class ResourceSourceStub(betterproto2_grpclib.ServiceStub):
-    async def establish_resource_stream(
-        self,
-        messages: "AsyncIterable[RequestResources] | Iterable[RequestResources]",
-        *,
-        timeout: "float | None" = None,
-        deadline: "Deadline | None" = None,
-        metadata: "MetadataLike | None" = None,
-    ) -> "AsyncIterator[Resources]":
-
-        async for response in self._stream_stream(
-            "/istio.mcp.v1alpha1.ResourceSource/EstablishResourceStream",
-            messages,
-            RequestResources,
-            Resources,
-            timeout=timeout,
-            deadline=deadline,
-            metadata=metadata,
-        ):
-            yield response
 
 
 from ....google import protobuf as ___google__protobuf__
 from ....google import rpc as ___google__rpc__
 
 
-class AggregatedMeshConfigServiceBase(betterproto2_grpclib.ServiceBase):
-    async def stream_aggregated_resources(
-        self, messages: "AsyncIterator[MeshConfigRequest]"
-    ) -> "AsyncIterator[MeshConfigResponse]":
+# The gRPC services live in _services.py (codegen/lazy_services.py): importing them
+# loads grpclib, which messages alone do not need.
+if TYPE_CHECKING:
+    from ._services import AggregatedMeshConfigServiceBase as AggregatedMeshConfigServiceBase
+    from ._services import AggregatedMeshConfigServiceStub as AggregatedMeshConfigServiceStub
+    from ._services import ResourceSinkBase as ResourceSinkBase
+    from ._services import ResourceSinkStub as ResourceSinkStub
+    from ._services import ResourceSourceBase as ResourceSourceBase
+    from ._services import ResourceSourceStub as ResourceSourceStub
 
-        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
-        yield MeshConfigResponse()
-
-    async def incremental_aggregated_resources(
-        self, messages: "AsyncIterator[IncrementalMeshConfigRequest]"
-    ) -> "AsyncIterator[IncrementalMeshConfigResponse]":
-
-        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
-        yield IncrementalMeshConfigResponse()
-
-    async def __rpc_stream_aggregated_resources(
-        self, stream: "grpclib.server.Stream[MeshConfigRequest, MeshConfigResponse]"
-    ) -> None:
-        request = stream.__aiter__()
-        await self._call_rpc_handler_server_stream(
-            self.stream_aggregated_resources,
-            stream,
-            request,
-        )
-
-    async def __rpc_incremental_aggregated_resources(
-        self,
-        stream: "grpclib.server.Stream[IncrementalMeshConfigRequest, IncrementalMeshConfigResponse]",
-    ) -> None:
-        request = stream.__aiter__()
-        await self._call_rpc_handler_server_stream(
-            self.incremental_aggregated_resources,
-            stream,
-            request,
-        )
-
-    def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
-        return {
-            "/istio.mcp.v1alpha1.AggregatedMeshConfigService/StreamAggregatedResources": grpclib.const.Handler(
-                self.__rpc_stream_aggregated_resources,
-                grpclib.const.Cardinality.STREAM_STREAM,
-                MeshConfigRequest,
-                MeshConfigResponse,
-            ),
-            "/istio.mcp.v1alpha1.AggregatedMeshConfigService/IncrementalAggregatedResources": grpclib.const.Handler(
-                self.__rpc_incremental_aggregated_resources,
-                grpclib.const.Cardinality.STREAM_STREAM,
-                IncrementalMeshConfigRequest,
-                IncrementalMeshConfigResponse,
-            ),
-        }
+_SERVICES = frozenset(['AggregatedMeshConfigServiceBase', 'AggregatedMeshConfigServiceStub', 'ResourceSinkBase', 'ResourceSinkStub', 'ResourceSourceBase', 'ResourceSourceStub'])
 
 
-class ResourceSinkBase(betterproto2_grpclib.ServiceBase):
-    async def establish_resource_stream(
-        self, messages: "AsyncIterator[Resources]"
-    ) -> "AsyncIterator[RequestResources]":
+def __getattr__(name: str) -> object:
+    if name in _SERVICES:
+        from . import _services
 
-        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
-        yield RequestResources()
+        return getattr(_services, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-    async def __rpc_establish_resource_stream(
-        self, stream: "grpclib.server.Stream[Resources, RequestResources]"
-    ) -> None:
-        request = stream.__aiter__()
-        await self._call_rpc_handler_server_stream(
-            self.establish_resource_stream,
-            stream,
-            request,
-        )
-
-    def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
-        return {
-            "/istio.mcp.v1alpha1.ResourceSink/EstablishResourceStream": grpclib.const.Handler(
-                self.__rpc_establish_resource_stream,
-                grpclib.const.Cardinality.STREAM_STREAM,
-                Resources,
-                RequestResources,
-            ),
-        }
-
-
-class ResourceSourceBase(betterproto2_grpclib.ServiceBase):
-    async def establish_resource_stream(
-        self, messages: "AsyncIterator[RequestResources]"
-    ) -> "AsyncIterator[Resources]":
-
-        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
-        yield Resources()
-
-    async def __rpc_establish_resource_stream(
-        self, stream: "grpclib.server.Stream[RequestResources, Resources]"
-    ) -> None:
-        request = stream.__aiter__()
-        await self._call_rpc_handler_server_stream(
-            self.establish_resource_stream,
-            stream,
-            request,
-        )
-
-    def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
-        return {
-            "/istio.mcp.v1alpha1.ResourceSource/EstablishResourceStream": grpclib.const.Handler(
-                self.__rpc_establish_resource_stream,
-                grpclib.const.Cardinality.STREAM_STREAM,
-                RequestResources,
-                Resources,
-            ),
-        }
-
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        Metadata,
+        Resource,
+        SinkNode,
+        MeshConfigRequest,
+        MeshConfigResponse,
+        IncrementalMeshConfigRequest,
+        IncrementalMeshConfigResponse,
+        RequestResources,
+        Resources,
+    ),
+)

@@ -115,6 +115,7 @@ import warnings
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from ....message_pool import default_message_pool
 
@@ -312,18 +313,27 @@ class TracingOpenCensusAgentTraceContext(betterproto2.Enum):
     B3 = 4
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Certificate(betterproto2.Message):
+    "Certificate(secret_name: 'str' = <factory>, dns_names: 'list[str]' = <factory>)"
+
     secret_name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     dns_names: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
+
+    def __init__(self, secret_name: 'str' = _FACTORY, dns_names: 'list[str]' = _FACTORY) -> None:
+        self.secret_name = "" if secret_name is _FACTORY else secret_name
+        self.dns_names = [] if dns_names is _FACTORY else dns_names
+        self.__post_init__()
 
 
 default_message_pool.register_message("istio.mesh.v1alpha1", "Certificate", Certificate)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ConfigSource(betterproto2.Message):
+    "ConfigSource(address: 'str' = <factory>, tls_settings: '__networking__v1alpha3__.ClientTlsSettings | None' = <factory>, subscribed_resources: 'list[Resource]' = <factory>)"
+
     address: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     tls_settings: "__networking__v1alpha3__.ClientTlsSettings | None" = betterproto2.field(
@@ -334,12 +344,20 @@ class ConfigSource(betterproto2.Message):
         3, betterproto2.TYPE_ENUM, repeated=True
     )
 
+    def __init__(self, address: 'str' = _FACTORY, tls_settings: '__networking__v1alpha3__.ClientTlsSettings | None' = _FACTORY, subscribed_resources: 'list[Resource]' = _FACTORY) -> None:
+        self.address = "" if address is _FACTORY else address
+        self.tls_settings = None if tls_settings is _FACTORY else tls_settings
+        self.subscribed_resources = [] if subscribed_resources is _FACTORY else subscribed_resources
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.mesh.v1alpha1", "ConfigSource", ConfigSource)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class LabelSelector(betterproto2.Message):
+    "LabelSelector(match_labels: 'dict[str, str]' = <factory>, match_expressions: 'list[LabelSelectorRequirement]' = <factory>)"
+
     match_labels: "dict[str, str]" = betterproto2.field(
         1,
         betterproto2.TYPE_MAP,
@@ -350,17 +368,30 @@ class LabelSelector(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
+    def __init__(self, match_labels: 'dict[str, str]' = _FACTORY, match_expressions: 'list[LabelSelectorRequirement]' = _FACTORY) -> None:
+        self.match_labels = {} if match_labels is _FACTORY else match_labels
+        self.match_expressions = [] if match_expressions is _FACTORY else match_expressions
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.mesh.v1alpha1", "LabelSelector", LabelSelector)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class LabelSelectorRequirement(betterproto2.Message):
+    "LabelSelectorRequirement(key: 'str' = <factory>, operator: 'str' = <factory>, values: 'list[str]' = <factory>)"
+
     key: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     operator: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
     values: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
+
+    def __init__(self, key: 'str' = _FACTORY, operator: 'str' = _FACTORY, values: 'list[str]' = _FACTORY) -> None:
+        self.key = "" if key is _FACTORY else key
+        self.operator = "" if operator is _FACTORY else operator
+        self.values = [] if values is _FACTORY else values
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -368,8 +399,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MeshConfig(betterproto2.Message):
+    "MeshConfig(proxy_listen_port: 'int' = <factory>, proxy_inbound_listen_port: 'int' = <factory>, proxy_http_port: 'int' = <factory>, connect_timeout: 'datetime.timedelta | None' = <factory>, hbone_idle_timeout: 'datetime.timedelta | None' = <factory>, protocol_detection_timeout: 'datetime.timedelta | None' = <factory>, tcp_keepalive: '__networking__v1alpha3__.ConnectionPoolSettingsTcpSettingsTcpKeepalive | None' = <factory>, ingress_class: 'str' = <factory>, ingress_service: 'str' = <factory>, ingress_controller_mode: 'MeshConfigIngressControllerMode' = <factory>, ingress_selector: 'str' = <factory>, enable_tracing: 'bool' = <factory>, access_log_file: 'str' = <factory>, access_log_format: 'str' = <factory>, access_log_encoding: 'MeshConfigAccessLogEncoding' = <factory>, enable_envoy_access_log_service: 'bool' = <factory>, disable_envoy_listener_log: 'bool' = <factory>, default_config: 'ProxyConfig | None' = <factory>, outbound_traffic_policy: 'MeshConfigOutboundTrafficPolicy | None' = <factory>, inbound_traffic_policy: 'MeshConfigInboundTrafficPolicy | None' = <factory>, config_sources: 'list[ConfigSource]' = <factory>, enable_auto_mtls: 'bool | None' = <factory>, trust_domain: 'str' = <factory>, trust_domain_aliases: 'list[str]' = <factory>, ca_certificates: 'list[MeshConfigCertificateData]' = <factory>, default_service_export_to: 'list[str]' = <factory>, default_virtual_service_export_to: 'list[str]' = <factory>, default_destination_rule_export_to: 'list[str]' = <factory>, root_namespace: 'str' = <factory>, locality_lb_setting: '__networking__v1alpha3__.LocalityLoadBalancerSetting | None' = <factory>, zone_aware_lb_setting: '__networking__v1alpha3__.ZoneAwareLoadBalancerSetting | None' = <factory>, dns_refresh_rate: 'datetime.timedelta | None' = <factory>, h2_upgrade_policy: 'MeshConfigH2UpgradePolicy' = <factory>, inbound_cluster_stat_name: 'str' = <factory>, outbound_cluster_stat_name: 'str' = <factory>, certificates: 'list[Certificate]' = <factory>, service_settings: 'list[MeshConfigServiceSettings]' = <factory>, service_scope_configs: 'list[MeshConfigServiceScopeConfigs]' = <factory>, enable_prometheus_merge: 'bool | None' = <factory>, verify_certificate_at_client: 'bool | None' = <factory>, ca: 'MeshConfigCa | None' = <factory>, extension_providers: 'list[MeshConfigExtensionProvider]' = <factory>, default_providers: 'MeshConfigDefaultProviders | None' = <factory>, discovery_selectors: 'list[LabelSelector]' = <factory>, path_normalization: 'MeshConfigProxyPathNormalization | None' = <factory>, default_http_retry_policy: '__networking__v1alpha3__.HttpRetry | None' = <factory>, mesh_mTLS: 'MeshConfigTlsConfig | None' = <factory>, tls_defaults: 'MeshConfigTlsConfig | None' = <factory>, default_traffic_policy: 'MeshConfigDefaultTrafficPolicy | None' = <factory>, service_entry_visibility: 'ServiceEntryVisibility | None' = <factory>)"
+
     proxy_listen_port: "int" = betterproto2.field(4, betterproto2.TYPE_INT32)
 
     proxy_inbound_listen_port: "int" = betterproto2.field(65, betterproto2.TYPE_INT32)
@@ -547,12 +580,67 @@ class MeshConfig(betterproto2.Message):
                 "MeshConfig.verify_certificate_at_client is deprecated", DeprecationWarning
             )
 
+    def __init__(self, proxy_listen_port: 'int' = _FACTORY, proxy_inbound_listen_port: 'int' = _FACTORY, proxy_http_port: 'int' = _FACTORY, connect_timeout: 'datetime.timedelta | None' = _FACTORY, hbone_idle_timeout: 'datetime.timedelta | None' = _FACTORY, protocol_detection_timeout: 'datetime.timedelta | None' = _FACTORY, tcp_keepalive: '__networking__v1alpha3__.ConnectionPoolSettingsTcpSettingsTcpKeepalive | None' = _FACTORY, ingress_class: 'str' = _FACTORY, ingress_service: 'str' = _FACTORY, ingress_controller_mode: 'MeshConfigIngressControllerMode' = _FACTORY, ingress_selector: 'str' = _FACTORY, enable_tracing: 'bool' = _FACTORY, access_log_file: 'str' = _FACTORY, access_log_format: 'str' = _FACTORY, access_log_encoding: 'MeshConfigAccessLogEncoding' = _FACTORY, enable_envoy_access_log_service: 'bool' = _FACTORY, disable_envoy_listener_log: 'bool' = _FACTORY, default_config: 'ProxyConfig | None' = _FACTORY, outbound_traffic_policy: 'MeshConfigOutboundTrafficPolicy | None' = _FACTORY, inbound_traffic_policy: 'MeshConfigInboundTrafficPolicy | None' = _FACTORY, config_sources: 'list[ConfigSource]' = _FACTORY, enable_auto_mtls: 'bool | None' = _FACTORY, trust_domain: 'str' = _FACTORY, trust_domain_aliases: 'list[str]' = _FACTORY, ca_certificates: 'list[MeshConfigCertificateData]' = _FACTORY, default_service_export_to: 'list[str]' = _FACTORY, default_virtual_service_export_to: 'list[str]' = _FACTORY, default_destination_rule_export_to: 'list[str]' = _FACTORY, root_namespace: 'str' = _FACTORY, locality_lb_setting: '__networking__v1alpha3__.LocalityLoadBalancerSetting | None' = _FACTORY, zone_aware_lb_setting: '__networking__v1alpha3__.ZoneAwareLoadBalancerSetting | None' = _FACTORY, dns_refresh_rate: 'datetime.timedelta | None' = _FACTORY, h2_upgrade_policy: 'MeshConfigH2UpgradePolicy' = _FACTORY, inbound_cluster_stat_name: 'str' = _FACTORY, outbound_cluster_stat_name: 'str' = _FACTORY, certificates: 'list[Certificate]' = _FACTORY, service_settings: 'list[MeshConfigServiceSettings]' = _FACTORY, service_scope_configs: 'list[MeshConfigServiceScopeConfigs]' = _FACTORY, enable_prometheus_merge: 'bool | None' = _FACTORY, verify_certificate_at_client: 'bool | None' = _FACTORY, ca: 'MeshConfigCa | None' = _FACTORY, extension_providers: 'list[MeshConfigExtensionProvider]' = _FACTORY, default_providers: 'MeshConfigDefaultProviders | None' = _FACTORY, discovery_selectors: 'list[LabelSelector]' = _FACTORY, path_normalization: 'MeshConfigProxyPathNormalization | None' = _FACTORY, default_http_retry_policy: '__networking__v1alpha3__.HttpRetry | None' = _FACTORY, mesh_mTLS: 'MeshConfigTlsConfig | None' = _FACTORY, tls_defaults: 'MeshConfigTlsConfig | None' = _FACTORY, default_traffic_policy: 'MeshConfigDefaultTrafficPolicy | None' = _FACTORY, service_entry_visibility: 'ServiceEntryVisibility | None' = _FACTORY) -> None:
+        self.proxy_listen_port = 0 if proxy_listen_port is _FACTORY else proxy_listen_port
+        self.proxy_inbound_listen_port = 0 if proxy_inbound_listen_port is _FACTORY else proxy_inbound_listen_port
+        self.proxy_http_port = 0 if proxy_http_port is _FACTORY else proxy_http_port
+        self.connect_timeout = None if connect_timeout is _FACTORY else connect_timeout
+        self.hbone_idle_timeout = None if hbone_idle_timeout is _FACTORY else hbone_idle_timeout
+        self.protocol_detection_timeout = None if protocol_detection_timeout is _FACTORY else protocol_detection_timeout
+        self.tcp_keepalive = None if tcp_keepalive is _FACTORY else tcp_keepalive
+        self.ingress_class = "" if ingress_class is _FACTORY else ingress_class
+        self.ingress_service = "" if ingress_service is _FACTORY else ingress_service
+        self.ingress_controller_mode = MeshConfigIngressControllerMode(0) if ingress_controller_mode is _FACTORY else ingress_controller_mode
+        self.ingress_selector = "" if ingress_selector is _FACTORY else ingress_selector
+        self.enable_tracing = False if enable_tracing is _FACTORY else enable_tracing
+        self.access_log_file = "" if access_log_file is _FACTORY else access_log_file
+        self.access_log_format = "" if access_log_format is _FACTORY else access_log_format
+        self.access_log_encoding = MeshConfigAccessLogEncoding(0) if access_log_encoding is _FACTORY else access_log_encoding
+        self.enable_envoy_access_log_service = False if enable_envoy_access_log_service is _FACTORY else enable_envoy_access_log_service
+        self.disable_envoy_listener_log = False if disable_envoy_listener_log is _FACTORY else disable_envoy_listener_log
+        self.default_config = None if default_config is _FACTORY else default_config
+        self.outbound_traffic_policy = None if outbound_traffic_policy is _FACTORY else outbound_traffic_policy
+        self.inbound_traffic_policy = None if inbound_traffic_policy is _FACTORY else inbound_traffic_policy
+        self.config_sources = [] if config_sources is _FACTORY else config_sources
+        self.enable_auto_mtls = None if enable_auto_mtls is _FACTORY else enable_auto_mtls
+        self.trust_domain = "" if trust_domain is _FACTORY else trust_domain
+        self.trust_domain_aliases = [] if trust_domain_aliases is _FACTORY else trust_domain_aliases
+        self.ca_certificates = [] if ca_certificates is _FACTORY else ca_certificates
+        self.default_service_export_to = [] if default_service_export_to is _FACTORY else default_service_export_to
+        self.default_virtual_service_export_to = [] if default_virtual_service_export_to is _FACTORY else default_virtual_service_export_to
+        self.default_destination_rule_export_to = [] if default_destination_rule_export_to is _FACTORY else default_destination_rule_export_to
+        self.root_namespace = "" if root_namespace is _FACTORY else root_namespace
+        self.locality_lb_setting = None if locality_lb_setting is _FACTORY else locality_lb_setting
+        self.zone_aware_lb_setting = None if zone_aware_lb_setting is _FACTORY else zone_aware_lb_setting
+        self.dns_refresh_rate = None if dns_refresh_rate is _FACTORY else dns_refresh_rate
+        self.h2_upgrade_policy = MeshConfigH2UpgradePolicy(0) if h2_upgrade_policy is _FACTORY else h2_upgrade_policy
+        self.inbound_cluster_stat_name = "" if inbound_cluster_stat_name is _FACTORY else inbound_cluster_stat_name
+        self.outbound_cluster_stat_name = "" if outbound_cluster_stat_name is _FACTORY else outbound_cluster_stat_name
+        self.certificates = [] if certificates is _FACTORY else certificates
+        self.service_settings = [] if service_settings is _FACTORY else service_settings
+        self.service_scope_configs = [] if service_scope_configs is _FACTORY else service_scope_configs
+        self.enable_prometheus_merge = None if enable_prometheus_merge is _FACTORY else enable_prometheus_merge
+        self.verify_certificate_at_client = None if verify_certificate_at_client is _FACTORY else verify_certificate_at_client
+        self.ca = None if ca is _FACTORY else ca
+        self.extension_providers = [] if extension_providers is _FACTORY else extension_providers
+        self.default_providers = None if default_providers is _FACTORY else default_providers
+        self.discovery_selectors = [] if discovery_selectors is _FACTORY else discovery_selectors
+        self.path_normalization = None if path_normalization is _FACTORY else path_normalization
+        self.default_http_retry_policy = None if default_http_retry_policy is _FACTORY else default_http_retry_policy
+        self.mesh_mTLS = None if mesh_mTLS is _FACTORY else mesh_mTLS
+        self.tls_defaults = None if tls_defaults is _FACTORY else tls_defaults
+        self.default_traffic_policy = None if default_traffic_policy is _FACTORY else default_traffic_policy
+        self.service_entry_visibility = None if service_entry_visibility is _FACTORY else service_entry_visibility
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.mesh.v1alpha1", "MeshConfig", MeshConfig)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MeshConfigCa(betterproto2.Message):
+    "MeshConfigCa(address: 'str' = <factory>, tls_settings: '__networking__v1alpha3__.ClientTlsSettings | None' = <factory>, request_timeout: 'datetime.timedelta | None' = <factory>, istiod_side: 'bool' = <factory>)"
+
     address: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     tls_settings: "__networking__v1alpha3__.ClientTlsSettings | None" = betterproto2.field(
@@ -565,11 +653,18 @@ class MeshConfigCa(betterproto2.Message):
 
     istiod_side: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
 
+    def __init__(self, address: 'str' = _FACTORY, tls_settings: '__networking__v1alpha3__.ClientTlsSettings | None' = _FACTORY, request_timeout: 'datetime.timedelta | None' = _FACTORY, istiod_side: 'bool' = _FACTORY) -> None:
+        self.address = "" if address is _FACTORY else address
+        self.tls_settings = None if tls_settings is _FACTORY else tls_settings
+        self.request_timeout = None if request_timeout is _FACTORY else request_timeout
+        self.istiod_side = False if istiod_side is _FACTORY else istiod_side
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.mesh.v1alpha1", "MeshConfig.CA", MeshConfigCa)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MeshConfigCertificateData(betterproto2.Message):
     """
 
@@ -590,19 +685,34 @@ class MeshConfigCertificateData(betterproto2.Message):
 
     trust_domains: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
 
+    def __init__(self, pem: 'str | None' = _FACTORY, spiffe_bundle_url: 'str | None' = _FACTORY, cert_signers: 'list[str]' = _FACTORY, trust_domains: 'list[str]' = _FACTORY) -> None:
+        self.pem = None if pem is _FACTORY else pem
+        self.spiffe_bundle_url = None if spiffe_bundle_url is _FACTORY else spiffe_bundle_url
+        self.cert_signers = [] if cert_signers is _FACTORY else cert_signers
+        self.trust_domains = [] if trust_domains is _FACTORY else trust_domains
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1", "MeshConfig.CertificateData", MeshConfigCertificateData
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MeshConfigDefaultProviders(betterproto2.Message):
+    "MeshConfigDefaultProviders(tracing: 'list[str]' = <factory>, metrics: 'list[str]' = <factory>, access_logging: 'list[str]' = <factory>)"
+
     tracing: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
 
     metrics: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
 
     access_logging: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
+
+    def __init__(self, tracing: 'list[str]' = _FACTORY, metrics: 'list[str]' = _FACTORY, access_logging: 'list[str]' = _FACTORY) -> None:
+        self.tracing = [] if tracing is _FACTORY else tracing
+        self.metrics = [] if metrics is _FACTORY else metrics
+        self.access_logging = [] if access_logging is _FACTORY else access_logging
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -610,8 +720,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MeshConfigDefaultTrafficPolicy(betterproto2.Message):
+    "MeshConfigDefaultTrafficPolicy(connection_pool: '__networking__v1alpha3__.ConnectionPoolSettings | None' = <factory>, outlier_detection: '__networking__v1alpha3__.OutlierDetection | None' = <factory>)"
+
     connection_pool: "__networking__v1alpha3__.ConnectionPoolSettings | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -620,13 +732,18 @@ class MeshConfigDefaultTrafficPolicy(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, connection_pool: '__networking__v1alpha3__.ConnectionPoolSettings | None' = _FACTORY, outlier_detection: '__networking__v1alpha3__.OutlierDetection | None' = _FACTORY) -> None:
+        self.connection_pool = None if connection_pool is _FACTORY else connection_pool
+        self.outlier_detection = None if outlier_detection is _FACTORY else outlier_detection
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1", "MeshConfig.DefaultTrafficPolicy", MeshConfigDefaultTrafficPolicy
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProvider(betterproto2.Message):
     """
 
@@ -706,19 +823,46 @@ class MeshConfigExtensionProvider(betterproto2.Message):
                 "MeshConfigExtensionProvider.opencensus is deprecated", DeprecationWarning
             )
 
+    def __init__(self, name: 'str' = _FACTORY, envoy_ext_authz_http: 'MeshConfigExtensionProviderEnvoyExternalAuthorizationHttpProvider | None' = _FACTORY, envoy_ext_authz_grpc: 'MeshConfigExtensionProviderEnvoyExternalAuthorizationGrpcProvider | None' = _FACTORY, zipkin: 'MeshConfigExtensionProviderZipkinTracingProvider | None' = _FACTORY, lightstep: 'MeshConfigExtensionProviderLightstepTracingProvider | None' = _FACTORY, datadog: 'MeshConfigExtensionProviderDatadogTracingProvider | None' = _FACTORY, stackdriver: 'MeshConfigExtensionProviderStackdriverProvider | None' = _FACTORY, opencensus: 'MeshConfigExtensionProviderOpenCensusAgentTracingProvider | None' = _FACTORY, skywalking: 'MeshConfigExtensionProviderSkyWalkingTracingProvider | None' = _FACTORY, opentelemetry: 'MeshConfigExtensionProviderOpenTelemetryTracingProvider | None' = _FACTORY, prometheus: 'MeshConfigExtensionProviderPrometheusMetricsProvider | None' = _FACTORY, envoy_file_access_log: 'MeshConfigExtensionProviderEnvoyFileAccessLogProvider | None' = _FACTORY, envoy_http_als: 'MeshConfigExtensionProviderEnvoyHttpGrpcV3LogProvider | None' = _FACTORY, envoy_tcp_als: 'MeshConfigExtensionProviderEnvoyTcpGrpcV3LogProvider | None' = _FACTORY, envoy_otel_als: 'MeshConfigExtensionProviderEnvoyOpenTelemetryLogProvider | None' = _FACTORY, sds: 'MeshConfigExtensionProviderSdsProvider | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.envoy_ext_authz_http = None if envoy_ext_authz_http is _FACTORY else envoy_ext_authz_http
+        self.envoy_ext_authz_grpc = None if envoy_ext_authz_grpc is _FACTORY else envoy_ext_authz_grpc
+        self.zipkin = None if zipkin is _FACTORY else zipkin
+        self.lightstep = None if lightstep is _FACTORY else lightstep
+        self.datadog = None if datadog is _FACTORY else datadog
+        self.stackdriver = None if stackdriver is _FACTORY else stackdriver
+        self.opencensus = None if opencensus is _FACTORY else opencensus
+        self.skywalking = None if skywalking is _FACTORY else skywalking
+        self.opentelemetry = None if opentelemetry is _FACTORY else opentelemetry
+        self.prometheus = None if prometheus is _FACTORY else prometheus
+        self.envoy_file_access_log = None if envoy_file_access_log is _FACTORY else envoy_file_access_log
+        self.envoy_http_als = None if envoy_http_als is _FACTORY else envoy_http_als
+        self.envoy_tcp_als = None if envoy_tcp_als is _FACTORY else envoy_tcp_als
+        self.envoy_otel_als = None if envoy_otel_als is _FACTORY else envoy_otel_als
+        self.sds = None if sds is _FACTORY else sds
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1", "MeshConfig.ExtensionProvider", MeshConfigExtensionProvider
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderDatadogTracingProvider(betterproto2.Message):
+    "MeshConfigExtensionProviderDatadogTracingProvider(service: 'str' = <factory>, port: 'int' = <factory>, max_tag_length: 'int' = <factory>)"
+
     service: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     port: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
 
     max_tag_length: "int" = betterproto2.field(3, betterproto2.TYPE_UINT32)
+
+    def __init__(self, service: 'str' = _FACTORY, port: 'int' = _FACTORY, max_tag_length: 'int' = _FACTORY) -> None:
+        self.service = "" if service is _FACTORY else service
+        self.port = 0 if port is _FACTORY else port
+        self.max_tag_length = 0 if max_tag_length is _FACTORY else max_tag_length
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -728,8 +872,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderEnvoyExternalAuthorizationGrpcProvider(betterproto2.Message):
+    "MeshConfigExtensionProviderEnvoyExternalAuthorizationGrpcProvider(service: 'str' = <factory>, port: 'int' = <factory>, timeout: 'datetime.timedelta | None' = <factory>, fail_open: 'bool' = <factory>, clear_route_cache: 'bool' = <factory>, status_on_error: 'str' = <factory>, include_request_body_in_check: 'MeshConfigExtensionProviderEnvoyExternalAuthorizationRequestBody | None' = <factory>)"
+
     service: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     port: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
@@ -748,6 +894,16 @@ class MeshConfigExtensionProviderEnvoyExternalAuthorizationGrpcProvider(betterpr
         6, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, service: 'str' = _FACTORY, port: 'int' = _FACTORY, timeout: 'datetime.timedelta | None' = _FACTORY, fail_open: 'bool' = _FACTORY, clear_route_cache: 'bool' = _FACTORY, status_on_error: 'str' = _FACTORY, include_request_body_in_check: 'MeshConfigExtensionProviderEnvoyExternalAuthorizationRequestBody | None' = _FACTORY) -> None:
+        self.service = "" if service is _FACTORY else service
+        self.port = 0 if port is _FACTORY else port
+        self.timeout = None if timeout is _FACTORY else timeout
+        self.fail_open = False if fail_open is _FACTORY else fail_open
+        self.clear_route_cache = False if clear_route_cache is _FACTORY else clear_route_cache
+        self.status_on_error = "" if status_on_error is _FACTORY else status_on_error
+        self.include_request_body_in_check = None if include_request_body_in_check is _FACTORY else include_request_body_in_check
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1",
@@ -756,8 +912,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderEnvoyExternalAuthorizationHttpProvider(betterproto2.Message):
+    "MeshConfigExtensionProviderEnvoyExternalAuthorizationHttpProvider(service: 'str' = <factory>, port: 'int' = <factory>, timeout: 'datetime.timedelta | None' = <factory>, path_prefix: 'str' = <factory>, fail_open: 'bool' = <factory>, clear_route_cache: 'bool' = <factory>, status_on_error: 'str' = <factory>, include_headers_in_check: 'list[str]' = <factory>, include_request_headers_in_check: 'list[str]' = <factory>, include_additional_headers_in_check: 'dict[str, str]' = <factory>, include_request_body_in_check: 'MeshConfigExtensionProviderEnvoyExternalAuthorizationRequestBody | None' = <factory>, headers_to_upstream_on_allow: 'list[str]' = <factory>, headers_to_downstream_on_deny: 'list[str]' = <factory>, headers_to_downstream_on_allow: 'list[str]' = <factory>)"
+
     service: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     port: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
@@ -812,6 +970,23 @@ class MeshConfigExtensionProviderEnvoyExternalAuthorizationHttpProvider(betterpr
                 DeprecationWarning,
             )
 
+    def __init__(self, service: 'str' = _FACTORY, port: 'int' = _FACTORY, timeout: 'datetime.timedelta | None' = _FACTORY, path_prefix: 'str' = _FACTORY, fail_open: 'bool' = _FACTORY, clear_route_cache: 'bool' = _FACTORY, status_on_error: 'str' = _FACTORY, include_headers_in_check: 'list[str]' = _FACTORY, include_request_headers_in_check: 'list[str]' = _FACTORY, include_additional_headers_in_check: 'dict[str, str]' = _FACTORY, include_request_body_in_check: 'MeshConfigExtensionProviderEnvoyExternalAuthorizationRequestBody | None' = _FACTORY, headers_to_upstream_on_allow: 'list[str]' = _FACTORY, headers_to_downstream_on_deny: 'list[str]' = _FACTORY, headers_to_downstream_on_allow: 'list[str]' = _FACTORY) -> None:
+        self.service = "" if service is _FACTORY else service
+        self.port = 0 if port is _FACTORY else port
+        self.timeout = None if timeout is _FACTORY else timeout
+        self.path_prefix = "" if path_prefix is _FACTORY else path_prefix
+        self.fail_open = False if fail_open is _FACTORY else fail_open
+        self.clear_route_cache = False if clear_route_cache is _FACTORY else clear_route_cache
+        self.status_on_error = "" if status_on_error is _FACTORY else status_on_error
+        self.include_headers_in_check = [] if include_headers_in_check is _FACTORY else include_headers_in_check
+        self.include_request_headers_in_check = [] if include_request_headers_in_check is _FACTORY else include_request_headers_in_check
+        self.include_additional_headers_in_check = {} if include_additional_headers_in_check is _FACTORY else include_additional_headers_in_check
+        self.include_request_body_in_check = None if include_request_body_in_check is _FACTORY else include_request_body_in_check
+        self.headers_to_upstream_on_allow = [] if headers_to_upstream_on_allow is _FACTORY else headers_to_upstream_on_allow
+        self.headers_to_downstream_on_deny = [] if headers_to_downstream_on_deny is _FACTORY else headers_to_downstream_on_deny
+        self.headers_to_downstream_on_allow = [] if headers_to_downstream_on_allow is _FACTORY else headers_to_downstream_on_allow
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1",
@@ -820,13 +995,21 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderEnvoyExternalAuthorizationRequestBody(betterproto2.Message):
+    "MeshConfigExtensionProviderEnvoyExternalAuthorizationRequestBody(max_request_bytes: 'int' = <factory>, allow_partial_message: 'bool' = <factory>, pack_as_bytes: 'bool' = <factory>)"
+
     max_request_bytes: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
 
     allow_partial_message: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
 
     pack_as_bytes: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+
+    def __init__(self, max_request_bytes: 'int' = _FACTORY, allow_partial_message: 'bool' = _FACTORY, pack_as_bytes: 'bool' = _FACTORY) -> None:
+        self.max_request_bytes = 0 if max_request_bytes is _FACTORY else max_request_bytes
+        self.allow_partial_message = False if allow_partial_message is _FACTORY else allow_partial_message
+        self.pack_as_bytes = False if pack_as_bytes is _FACTORY else pack_as_bytes
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -836,8 +1019,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderEnvoyFileAccessLogProvider(betterproto2.Message):
+    "MeshConfigExtensionProviderEnvoyFileAccessLogProvider(path: 'str' = <factory>, log_format: 'MeshConfigExtensionProviderEnvoyFileAccessLogProviderLogFormat | None' = <factory>, omit_empty_values: 'bool' = <factory>)"
+
     path: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     log_format: "MeshConfigExtensionProviderEnvoyFileAccessLogProviderLogFormat | None" = (
@@ -845,6 +1030,12 @@ class MeshConfigExtensionProviderEnvoyFileAccessLogProvider(betterproto2.Message
     )
 
     omit_empty_values: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+
+    def __init__(self, path: 'str' = _FACTORY, log_format: 'MeshConfigExtensionProviderEnvoyFileAccessLogProviderLogFormat | None' = _FACTORY, omit_empty_values: 'bool' = _FACTORY) -> None:
+        self.path = "" if path is _FACTORY else path
+        self.log_format = None if log_format is _FACTORY else log_format
+        self.omit_empty_values = False if omit_empty_values is _FACTORY else omit_empty_values
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -854,7 +1045,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderEnvoyFileAccessLogProviderLogFormat(betterproto2.Message):
     """
 
@@ -871,6 +1062,11 @@ class MeshConfigExtensionProviderEnvoyFileAccessLogProviderLogFormat(betterproto
         2, betterproto2.TYPE_MESSAGE, optional=True, group="log_format"
     )
 
+    def __init__(self, text: 'str | None' = _FACTORY, labels: '___google__protobuf__.Struct | None' = _FACTORY) -> None:
+        self.text = None if text is _FACTORY else text
+        self.labels = None if labels is _FACTORY else labels
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1",
@@ -879,8 +1075,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderEnvoyHttpGrpcV3LogProvider(betterproto2.Message):
+    "MeshConfigExtensionProviderEnvoyHttpGrpcV3LogProvider(service: 'str' = <factory>, port: 'int' = <factory>, log_name: 'str' = <factory>, filter_state_objects_to_log: 'list[str]' = <factory>, additional_request_headers_to_log: 'list[str]' = <factory>, additional_response_headers_to_log: 'list[str]' = <factory>, additional_response_trailers_to_log: 'list[str]' = <factory>)"
+
     service: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     port: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
@@ -903,6 +1101,16 @@ class MeshConfigExtensionProviderEnvoyHttpGrpcV3LogProvider(betterproto2.Message
         7, betterproto2.TYPE_STRING, repeated=True
     )
 
+    def __init__(self, service: 'str' = _FACTORY, port: 'int' = _FACTORY, log_name: 'str' = _FACTORY, filter_state_objects_to_log: 'list[str]' = _FACTORY, additional_request_headers_to_log: 'list[str]' = _FACTORY, additional_response_headers_to_log: 'list[str]' = _FACTORY, additional_response_trailers_to_log: 'list[str]' = _FACTORY) -> None:
+        self.service = "" if service is _FACTORY else service
+        self.port = 0 if port is _FACTORY else port
+        self.log_name = "" if log_name is _FACTORY else log_name
+        self.filter_state_objects_to_log = [] if filter_state_objects_to_log is _FACTORY else filter_state_objects_to_log
+        self.additional_request_headers_to_log = [] if additional_request_headers_to_log is _FACTORY else additional_request_headers_to_log
+        self.additional_response_headers_to_log = [] if additional_response_headers_to_log is _FACTORY else additional_response_headers_to_log
+        self.additional_response_trailers_to_log = [] if additional_response_trailers_to_log is _FACTORY else additional_response_trailers_to_log
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1",
@@ -911,8 +1119,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderEnvoyOpenTelemetryLogProvider(betterproto2.Message):
+    "MeshConfigExtensionProviderEnvoyOpenTelemetryLogProvider(service: 'str' = <factory>, port: 'int' = <factory>, log_name: 'str' = <factory>, log_format: 'MeshConfigExtensionProviderEnvoyOpenTelemetryLogProviderLogFormat | None' = <factory>)"
+
     service: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     port: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
@@ -923,6 +1133,13 @@ class MeshConfigExtensionProviderEnvoyOpenTelemetryLogProvider(betterproto2.Mess
         betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
     )
 
+    def __init__(self, service: 'str' = _FACTORY, port: 'int' = _FACTORY, log_name: 'str' = _FACTORY, log_format: 'MeshConfigExtensionProviderEnvoyOpenTelemetryLogProviderLogFormat | None' = _FACTORY) -> None:
+        self.service = "" if service is _FACTORY else service
+        self.port = 0 if port is _FACTORY else port
+        self.log_name = "" if log_name is _FACTORY else log_name
+        self.log_format = None if log_format is _FACTORY else log_format
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1",
@@ -931,13 +1148,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderEnvoyOpenTelemetryLogProviderLogFormat(betterproto2.Message):
+    "MeshConfigExtensionProviderEnvoyOpenTelemetryLogProviderLogFormat(text: 'str' = <factory>, labels: '___google__protobuf__.Struct | None' = <factory>)"
+
     text: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     labels: "___google__protobuf__.Struct | None" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
+
+    def __init__(self, text: 'str' = _FACTORY, labels: '___google__protobuf__.Struct | None' = _FACTORY) -> None:
+        self.text = "" if text is _FACTORY else text
+        self.labels = None if labels is _FACTORY else labels
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -947,8 +1171,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderEnvoyTcpGrpcV3LogProvider(betterproto2.Message):
+    "MeshConfigExtensionProviderEnvoyTcpGrpcV3LogProvider(service: 'str' = <factory>, port: 'int' = <factory>, log_name: 'str' = <factory>, filter_state_objects_to_log: 'list[str]' = <factory>)"
+
     service: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     port: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
@@ -959,6 +1185,13 @@ class MeshConfigExtensionProviderEnvoyTcpGrpcV3LogProvider(betterproto2.Message)
         4, betterproto2.TYPE_STRING, repeated=True
     )
 
+    def __init__(self, service: 'str' = _FACTORY, port: 'int' = _FACTORY, log_name: 'str' = _FACTORY, filter_state_objects_to_log: 'list[str]' = _FACTORY) -> None:
+        self.service = "" if service is _FACTORY else service
+        self.port = 0 if port is _FACTORY else port
+        self.log_name = "" if log_name is _FACTORY else log_name
+        self.filter_state_objects_to_log = [] if filter_state_objects_to_log is _FACTORY else filter_state_objects_to_log
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1",
@@ -967,8 +1200,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderGrpcService(betterproto2.Message):
+    "MeshConfigExtensionProviderGrpcService(timeout: 'datetime.timedelta | None' = <factory>, initial_metadata: 'list[MeshConfigExtensionProviderHttpHeader]' = <factory>)"
+
     timeout: "datetime.timedelta | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
@@ -976,6 +1211,11 @@ class MeshConfigExtensionProviderGrpcService(betterproto2.Message):
     initial_metadata: "list[MeshConfigExtensionProviderHttpHeader]" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, repeated=True
     )
+
+    def __init__(self, timeout: 'datetime.timedelta | None' = _FACTORY, initial_metadata: 'list[MeshConfigExtensionProviderHttpHeader]' = _FACTORY) -> None:
+        self.timeout = None if timeout is _FACTORY else timeout
+        self.initial_metadata = [] if initial_metadata is _FACTORY else initial_metadata
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -985,7 +1225,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderHttpHeader(betterproto2.Message):
     """
 
@@ -1004,6 +1244,12 @@ class MeshConfigExtensionProviderHttpHeader(betterproto2.Message):
         3, betterproto2.TYPE_STRING, optional=True, group="header_value"
     )
 
+    def __init__(self, name: 'str' = _FACTORY, value: 'str | None' = _FACTORY, env_name: 'str | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.value = None if value is _FACTORY else value
+        self.env_name = None if env_name is _FACTORY else env_name
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1",
@@ -1012,8 +1258,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderHttpService(betterproto2.Message):
+    "MeshConfigExtensionProviderHttpService(path: 'str' = <factory>, timeout: 'datetime.timedelta | None' = <factory>, headers: 'list[MeshConfigExtensionProviderHttpHeader]' = <factory>)"
+
     path: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     timeout: "datetime.timedelta | None" = betterproto2.field(
@@ -1024,6 +1272,12 @@ class MeshConfigExtensionProviderHttpService(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
+    def __init__(self, path: 'str' = _FACTORY, timeout: 'datetime.timedelta | None' = _FACTORY, headers: 'list[MeshConfigExtensionProviderHttpHeader]' = _FACTORY) -> None:
+        self.path = "" if path is _FACTORY else path
+        self.timeout = None if timeout is _FACTORY else timeout
+        self.headers = [] if headers is _FACTORY else headers
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1",
@@ -1032,8 +1286,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderLightstepTracingProvider(betterproto2.Message):
+    "MeshConfigExtensionProviderLightstepTracingProvider(service: 'str' = <factory>, port: 'int' = <factory>, access_token: 'str' = <factory>, max_tag_length: 'int' = <factory>)"
+
     service: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     port: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
@@ -1041,6 +1297,13 @@ class MeshConfigExtensionProviderLightstepTracingProvider(betterproto2.Message):
     access_token: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
 
     max_tag_length: "int" = betterproto2.field(4, betterproto2.TYPE_UINT32)
+
+    def __init__(self, service: 'str' = _FACTORY, port: 'int' = _FACTORY, access_token: 'str' = _FACTORY, max_tag_length: 'int' = _FACTORY) -> None:
+        self.service = "" if service is _FACTORY else service
+        self.port = 0 if port is _FACTORY else port
+        self.access_token = "" if access_token is _FACTORY else access_token
+        self.max_tag_length = 0 if max_tag_length is _FACTORY else max_tag_length
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -1050,8 +1313,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderOpenCensusAgentTracingProvider(betterproto2.Message):
+    "MeshConfigExtensionProviderOpenCensusAgentTracingProvider(service: 'str' = <factory>, port: 'int' = <factory>, context: 'list[MeshConfigExtensionProviderOpenCensusAgentTracingProviderTraceContext]' = <factory>, max_tag_length: 'int' = <factory>)"
+
     service: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     port: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
@@ -1062,6 +1327,13 @@ class MeshConfigExtensionProviderOpenCensusAgentTracingProvider(betterproto2.Mes
 
     max_tag_length: "int" = betterproto2.field(4, betterproto2.TYPE_UINT32)
 
+    def __init__(self, service: 'str' = _FACTORY, port: 'int' = _FACTORY, context: 'list[MeshConfigExtensionProviderOpenCensusAgentTracingProviderTraceContext]' = _FACTORY, max_tag_length: 'int' = _FACTORY) -> None:
+        self.service = "" if service is _FACTORY else service
+        self.port = 0 if port is _FACTORY else port
+        self.context = [] if context is _FACTORY else context
+        self.max_tag_length = 0 if max_tag_length is _FACTORY else max_tag_length
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1",
@@ -1070,7 +1342,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderOpenTelemetryTracingProvider(betterproto2.Message):
     """
 
@@ -1109,6 +1381,17 @@ class MeshConfigExtensionProviderOpenTelemetryTracingProvider(betterproto2.Messa
         6, betterproto2.TYPE_MESSAGE, optional=True, group="sampling"
     )
 
+    def __init__(self, service: 'str' = _FACTORY, port: 'int' = _FACTORY, max_tag_length: 'int' = _FACTORY, http: 'MeshConfigExtensionProviderHttpService | None' = _FACTORY, grpc: 'MeshConfigExtensionProviderGrpcService | None' = _FACTORY, resource_detectors: 'MeshConfigExtensionProviderResourceDetectors | None' = _FACTORY, service_attribute_enrichment: 'MeshConfigExtensionProviderServiceAttributeEnrichment' = _FACTORY, dynatrace_sampler: 'MeshConfigExtensionProviderOpenTelemetryTracingProviderDynatraceSampler | None' = _FACTORY) -> None:
+        self.service = "" if service is _FACTORY else service
+        self.port = 0 if port is _FACTORY else port
+        self.max_tag_length = 0 if max_tag_length is _FACTORY else max_tag_length
+        self.http = None if http is _FACTORY else http
+        self.grpc = None if grpc is _FACTORY else grpc
+        self.resource_detectors = None if resource_detectors is _FACTORY else resource_detectors
+        self.service_attribute_enrichment = MeshConfigExtensionProviderServiceAttributeEnrichment(0) if service_attribute_enrichment is _FACTORY else service_attribute_enrichment
+        self.dynatrace_sampler = None if dynatrace_sampler is _FACTORY else dynatrace_sampler
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1",
@@ -1117,8 +1400,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderOpenTelemetryTracingProviderDynatraceSampler(betterproto2.Message):
+    "MeshConfigExtensionProviderOpenTelemetryTracingProviderDynatraceSampler(tenant: 'str' = <factory>, cluster_id: 'int' = <factory>, root_spans_per_minute: 'int' = <factory>, http_service: 'MeshConfigExtensionProviderOpenTelemetryTracingProviderDynatraceSamplerDynatraceApi | None' = <factory>)"
+
     tenant: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     cluster_id: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
@@ -1129,6 +1414,13 @@ class MeshConfigExtensionProviderOpenTelemetryTracingProviderDynatraceSampler(be
         4, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, tenant: 'str' = _FACTORY, cluster_id: 'int' = _FACTORY, root_spans_per_minute: 'int' = _FACTORY, http_service: 'MeshConfigExtensionProviderOpenTelemetryTracingProviderDynatraceSamplerDynatraceApi | None' = _FACTORY) -> None:
+        self.tenant = "" if tenant is _FACTORY else tenant
+        self.cluster_id = 0 if cluster_id is _FACTORY else cluster_id
+        self.root_spans_per_minute = 0 if root_spans_per_minute is _FACTORY else root_spans_per_minute
+        self.http_service = None if http_service is _FACTORY else http_service
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1",
@@ -1137,10 +1429,12 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderOpenTelemetryTracingProviderDynatraceSamplerDynatraceApi(
     betterproto2.Message
 ):
+    "MeshConfigExtensionProviderOpenTelemetryTracingProviderDynatraceSamplerDynatraceApi(service: 'str' = <factory>, port: 'int' = <factory>, http: 'MeshConfigExtensionProviderHttpService | None' = <factory>)"
+
     service: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     port: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
@@ -1148,6 +1442,12 @@ class MeshConfigExtensionProviderOpenTelemetryTracingProviderDynatraceSamplerDyn
     http: "MeshConfigExtensionProviderHttpService | None" = betterproto2.field(
         3, betterproto2.TYPE_MESSAGE, optional=True
     )
+
+    def __init__(self, service: 'str' = _FACTORY, port: 'int' = _FACTORY, http: 'MeshConfigExtensionProviderHttpService | None' = _FACTORY) -> None:
+        self.service = "" if service is _FACTORY else service
+        self.port = 0 if port is _FACTORY else port
+        self.http = None if http is _FACTORY else http
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -1157,9 +1457,14 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderPrometheusMetricsProvider(betterproto2.Message):
+    'MeshConfigExtensionProviderPrometheusMetricsProvider()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -1169,8 +1474,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderResourceDetectors(betterproto2.Message):
+    "MeshConfigExtensionProviderResourceDetectors(environment: 'MeshConfigExtensionProviderResourceDetectorsEnvironmentResourceDetector | None' = <factory>, dynatrace: 'MeshConfigExtensionProviderResourceDetectorsDynatraceResourceDetector | None' = <factory>)"
+
     environment: "MeshConfigExtensionProviderResourceDetectorsEnvironmentResourceDetector | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -1178,6 +1485,11 @@ class MeshConfigExtensionProviderResourceDetectors(betterproto2.Message):
     dynatrace: "MeshConfigExtensionProviderResourceDetectorsDynatraceResourceDetector | None" = (
         betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
     )
+
+    def __init__(self, environment: 'MeshConfigExtensionProviderResourceDetectorsEnvironmentResourceDetector | None' = _FACTORY, dynatrace: 'MeshConfigExtensionProviderResourceDetectorsDynatraceResourceDetector | None' = _FACTORY) -> None:
+        self.environment = None if environment is _FACTORY else environment
+        self.dynatrace = None if dynatrace is _FACTORY else dynatrace
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -1187,9 +1499,14 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderResourceDetectorsDynatraceResourceDetector(betterproto2.Message):
+    'MeshConfigExtensionProviderResourceDetectorsDynatraceResourceDetector()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -1199,9 +1516,14 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderResourceDetectorsEnvironmentResourceDetector(betterproto2.Message):
+    'MeshConfigExtensionProviderResourceDetectorsEnvironmentResourceDetector()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -1211,13 +1533,21 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderSdsProvider(betterproto2.Message):
+    "MeshConfigExtensionProviderSdsProvider(name: 'str' = <factory>, service: 'str' = <factory>, port: 'int' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     service: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
     port: "int" = betterproto2.field(3, betterproto2.TYPE_UINT32)
+
+    def __init__(self, name: 'str' = _FACTORY, service: 'str' = _FACTORY, port: 'int' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.service = "" if service is _FACTORY else service
+        self.port = 0 if port is _FACTORY else port
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -1227,13 +1557,21 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderSkyWalkingTracingProvider(betterproto2.Message):
+    "MeshConfigExtensionProviderSkyWalkingTracingProvider(service: 'str' = <factory>, port: 'int' = <factory>, access_token: 'str' = <factory>)"
+
     service: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     port: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
 
     access_token: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+    def __init__(self, service: 'str' = _FACTORY, port: 'int' = _FACTORY, access_token: 'str' = _FACTORY) -> None:
+        self.service = "" if service is _FACTORY else service
+        self.port = 0 if port is _FACTORY else port
+        self.access_token = "" if access_token is _FACTORY else access_token
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -1243,8 +1581,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderStackdriverProvider(betterproto2.Message):
+    "MeshConfigExtensionProviderStackdriverProvider(debug: 'bool' = <factory>, max_number_of_attributes: 'int | None' = <factory>, max_number_of_annotations: 'int | None' = <factory>, max_number_of_message_events: 'int | None' = <factory>, max_tag_length: 'int' = <factory>, logging: 'MeshConfigExtensionProviderStackdriverProviderLogging | None' = <factory>)"
+
     debug: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
 
     max_number_of_attributes: "int | None" = betterproto2.field(
@@ -1288,6 +1628,15 @@ class MeshConfigExtensionProviderStackdriverProvider(betterproto2.Message):
                 DeprecationWarning,
             )
 
+    def __init__(self, debug: 'bool' = _FACTORY, max_number_of_attributes: 'int | None' = _FACTORY, max_number_of_annotations: 'int | None' = _FACTORY, max_number_of_message_events: 'int | None' = _FACTORY, max_tag_length: 'int' = _FACTORY, logging: 'MeshConfigExtensionProviderStackdriverProviderLogging | None' = _FACTORY) -> None:
+        self.debug = False if debug is _FACTORY else debug
+        self.max_number_of_attributes = None if max_number_of_attributes is _FACTORY else max_number_of_attributes
+        self.max_number_of_annotations = None if max_number_of_annotations is _FACTORY else max_number_of_annotations
+        self.max_number_of_message_events = None if max_number_of_message_events is _FACTORY else max_number_of_message_events
+        self.max_tag_length = 0 if max_tag_length is _FACTORY else max_tag_length
+        self.logging = None if logging is _FACTORY else logging
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1",
@@ -1296,13 +1645,19 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderStackdriverProviderLogging(betterproto2.Message):
+    "MeshConfigExtensionProviderStackdriverProviderLogging(labels: 'dict[str, str]' = <factory>)"
+
     labels: "dict[str, str]" = betterproto2.field(
         1,
         betterproto2.TYPE_MAP,
         map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
+
+    def __init__(self, labels: 'dict[str, str]' = _FACTORY) -> None:
+        self.labels = {} if labels is _FACTORY else labels
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -1312,8 +1667,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderZipkinTracingProvider(betterproto2.Message):
+    "MeshConfigExtensionProviderZipkinTracingProvider(service: 'str' = <factory>, port: 'int' = <factory>, max_tag_length: 'int' = <factory>, enable_64bit_trace_id: 'bool' = <factory>, path: 'str' = <factory>, trace_context_option: 'MeshConfigExtensionProviderZipkinTracingProviderTraceContextOption' = <factory>, timeout: 'datetime.timedelta | None' = <factory>, headers: 'list[MeshConfigExtensionProviderHttpHeader]' = <factory>)"
+
     service: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     port: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
@@ -1342,6 +1699,17 @@ class MeshConfigExtensionProviderZipkinTracingProvider(betterproto2.Message):
         8, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
+    def __init__(self, service: 'str' = _FACTORY, port: 'int' = _FACTORY, max_tag_length: 'int' = _FACTORY, enable_64bit_trace_id: 'bool' = _FACTORY, path: 'str' = _FACTORY, trace_context_option: 'MeshConfigExtensionProviderZipkinTracingProviderTraceContextOption' = _FACTORY, timeout: 'datetime.timedelta | None' = _FACTORY, headers: 'list[MeshConfigExtensionProviderHttpHeader]' = _FACTORY) -> None:
+        self.service = "" if service is _FACTORY else service
+        self.port = 0 if port is _FACTORY else port
+        self.max_tag_length = 0 if max_tag_length is _FACTORY else max_tag_length
+        self.enable_64bit_trace_id = False if enable_64bit_trace_id is _FACTORY else enable_64bit_trace_id
+        self.path = "" if path is _FACTORY else path
+        self.trace_context_option = MeshConfigExtensionProviderZipkinTracingProviderTraceContextOption(0) if trace_context_option is _FACTORY else trace_context_option
+        self.timeout = None if timeout is _FACTORY else timeout
+        self.headers = [] if headers is _FACTORY else headers
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1",
@@ -1350,11 +1718,17 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MeshConfigInboundTrafficPolicy(betterproto2.Message):
+    "MeshConfigInboundTrafficPolicy(mode: 'MeshConfigInboundTrafficPolicyMode' = <factory>)"
+
     mode: "MeshConfigInboundTrafficPolicyMode" = betterproto2.field(
         1, betterproto2.TYPE_ENUM, default_factory=lambda: MeshConfigInboundTrafficPolicyMode(0)
     )
+
+    def __init__(self, mode: 'MeshConfigInboundTrafficPolicyMode' = _FACTORY) -> None:
+        self.mode = MeshConfigInboundTrafficPolicyMode(0) if mode is _FACTORY else mode
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -1362,8 +1736,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MeshConfigOutboundTrafficPolicy(betterproto2.Message):
+    "MeshConfigOutboundTrafficPolicy(mode: 'MeshConfigOutboundTrafficPolicyMode' = <factory>, tls: '__networking__v1alpha3__.ClientTlsSettings | None' = <factory>)"
+
     mode: "MeshConfigOutboundTrafficPolicyMode" = betterproto2.field(
         1, betterproto2.TYPE_ENUM, default_factory=lambda: MeshConfigOutboundTrafficPolicyMode(0)
     )
@@ -1372,19 +1748,30 @@ class MeshConfigOutboundTrafficPolicy(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, mode: 'MeshConfigOutboundTrafficPolicyMode' = _FACTORY, tls: '__networking__v1alpha3__.ClientTlsSettings | None' = _FACTORY) -> None:
+        self.mode = MeshConfigOutboundTrafficPolicyMode(0) if mode is _FACTORY else mode
+        self.tls = None if tls is _FACTORY else tls
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1", "MeshConfig.OutboundTrafficPolicy", MeshConfigOutboundTrafficPolicy
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MeshConfigProxyPathNormalization(betterproto2.Message):
+    "MeshConfigProxyPathNormalization(normalization: 'MeshConfigProxyPathNormalizationNormalizationType' = <factory>)"
+
     normalization: "MeshConfigProxyPathNormalizationNormalizationType" = betterproto2.field(
         1,
         betterproto2.TYPE_ENUM,
         default_factory=lambda: MeshConfigProxyPathNormalizationNormalizationType(0),
     )
+
+    def __init__(self, normalization: 'MeshConfigProxyPathNormalizationNormalizationType' = _FACTORY) -> None:
+        self.normalization = MeshConfigProxyPathNormalizationNormalizationType(0) if normalization is _FACTORY else normalization
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -1392,8 +1779,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MeshConfigServiceScopeConfigs(betterproto2.Message):
+    "MeshConfigServiceScopeConfigs(namespace_selector: 'LabelSelector | None' = <factory>, services_selector: 'LabelSelector | None' = <factory>, scope: 'MeshConfigServiceScopeConfigsScope' = <factory>)"
+
     namespace_selector: "LabelSelector | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -1406,19 +1795,32 @@ class MeshConfigServiceScopeConfigs(betterproto2.Message):
         3, betterproto2.TYPE_ENUM, default_factory=lambda: MeshConfigServiceScopeConfigsScope(0)
     )
 
+    def __init__(self, namespace_selector: 'LabelSelector | None' = _FACTORY, services_selector: 'LabelSelector | None' = _FACTORY, scope: 'MeshConfigServiceScopeConfigsScope' = _FACTORY) -> None:
+        self.namespace_selector = None if namespace_selector is _FACTORY else namespace_selector
+        self.services_selector = None if services_selector is _FACTORY else services_selector
+        self.scope = MeshConfigServiceScopeConfigsScope(0) if scope is _FACTORY else scope
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1", "MeshConfig.ServiceScopeConfigs", MeshConfigServiceScopeConfigs
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MeshConfigServiceSettings(betterproto2.Message):
+    "MeshConfigServiceSettings(settings: 'MeshConfigServiceSettingsSettings | None' = <factory>, hosts: 'list[str]' = <factory>)"
+
     settings: "MeshConfigServiceSettingsSettings | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     hosts: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
+
+    def __init__(self, settings: 'MeshConfigServiceSettingsSettings | None' = _FACTORY, hosts: 'list[str]' = _FACTORY) -> None:
+        self.settings = None if settings is _FACTORY else settings
+        self.hosts = [] if hosts is _FACTORY else hosts
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -1426,9 +1828,15 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MeshConfigServiceSettingsSettings(betterproto2.Message):
+    "MeshConfigServiceSettingsSettings(cluster_local: 'bool' = <factory>)"
+
     cluster_local: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+
+    def __init__(self, cluster_local: 'bool' = _FACTORY) -> None:
+        self.cluster_local = False if cluster_local is _FACTORY else cluster_local
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -1436,8 +1844,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MeshConfigTlsConfig(betterproto2.Message):
+    "MeshConfigTlsConfig(min_protocol_version: 'MeshConfigTlsConfigTlsProtocol' = <factory>, ecdh_curves: 'list[str]' = <factory>, cipher_suites: 'list[str]' = <factory>)"
+
     min_protocol_version: "MeshConfigTlsConfigTlsProtocol" = betterproto2.field(
         1, betterproto2.TYPE_ENUM, default_factory=lambda: MeshConfigTlsConfigTlsProtocol(0)
     )
@@ -1446,26 +1856,40 @@ class MeshConfigTlsConfig(betterproto2.Message):
 
     cipher_suites: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
 
+    def __init__(self, min_protocol_version: 'MeshConfigTlsConfigTlsProtocol' = _FACTORY, ecdh_curves: 'list[str]' = _FACTORY, cipher_suites: 'list[str]' = _FACTORY) -> None:
+        self.min_protocol_version = MeshConfigTlsConfigTlsProtocol(0) if min_protocol_version is _FACTORY else min_protocol_version
+        self.ecdh_curves = [] if ecdh_curves is _FACTORY else ecdh_curves
+        self.cipher_suites = [] if cipher_suites is _FACTORY else cipher_suites
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1", "MeshConfig.TLSConfig", MeshConfigTlsConfig
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MeshNetworks(betterproto2.Message):
+    "MeshNetworks(networks: 'dict[str, Network]' = <factory>)"
+
     networks: "dict[str, Network]" = betterproto2.field(
         1,
         betterproto2.TYPE_MAP,
         map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
 
+    def __init__(self, networks: 'dict[str, Network]' = _FACTORY) -> None:
+        self.networks = {} if networks is _FACTORY else networks
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.mesh.v1alpha1", "MeshNetworks", MeshNetworks)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Network(betterproto2.Message):
+    "Network(endpoints: 'list[NetworkNetworkEndpoints]' = <factory>, gateways: 'list[NetworkIstioNetworkGateway]' = <factory>)"
+
     endpoints: "list[NetworkNetworkEndpoints]" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, repeated=True
     )
@@ -1474,11 +1898,16 @@ class Network(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
+    def __init__(self, endpoints: 'list[NetworkNetworkEndpoints]' = _FACTORY, gateways: 'list[NetworkIstioNetworkGateway]' = _FACTORY) -> None:
+        self.endpoints = [] if endpoints is _FACTORY else endpoints
+        self.gateways = [] if gateways is _FACTORY else gateways
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.mesh.v1alpha1", "Network", Network)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class NetworkIstioNetworkGateway(betterproto2.Message):
     """
 
@@ -1499,13 +1928,20 @@ class NetworkIstioNetworkGateway(betterproto2.Message):
 
     locality: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
 
+    def __init__(self, registry_service_name: 'str | None' = _FACTORY, address: 'str | None' = _FACTORY, port: 'int' = _FACTORY, locality: 'str' = _FACTORY) -> None:
+        self.registry_service_name = None if registry_service_name is _FACTORY else registry_service_name
+        self.address = None if address is _FACTORY else address
+        self.port = 0 if port is _FACTORY else port
+        self.locality = "" if locality is _FACTORY else locality
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1", "Network.IstioNetworkGateway", NetworkIstioNetworkGateway
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class NetworkNetworkEndpoints(betterproto2.Message):
     """
 
@@ -1522,13 +1958,18 @@ class NetworkNetworkEndpoints(betterproto2.Message):
         2, betterproto2.TYPE_STRING, optional=True, group="ne"
     )
 
+    def __init__(self, from_cidr: 'str | None' = _FACTORY, from_registry: 'str | None' = _FACTORY) -> None:
+        self.from_cidr = None if from_cidr is _FACTORY else from_cidr
+        self.from_registry = None if from_registry is _FACTORY else from_registry
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1", "Network.NetworkEndpoints", NetworkNetworkEndpoints
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class PrivateKeyProvider(betterproto2.Message):
     """
 
@@ -1545,14 +1986,21 @@ class PrivateKeyProvider(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True, group="provider"
     )
 
+    def __init__(self, cryptomb: 'PrivateKeyProviderCryptoMb | None' = _FACTORY, qat: 'PrivateKeyProviderQat | None' = _FACTORY) -> None:
+        self.cryptomb = None if cryptomb is _FACTORY else cryptomb
+        self.qat = None if qat is _FACTORY else qat
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1", "PrivateKeyProvider", PrivateKeyProvider
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class PrivateKeyProviderCryptoMb(betterproto2.Message):
+    "PrivateKeyProviderCryptoMb(poll_delay: 'datetime.timedelta | None' = <factory>, fallback: 'bool | None' = <factory>)"
+
     poll_delay: "datetime.timedelta | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
@@ -1560,6 +2008,11 @@ class PrivateKeyProviderCryptoMb(betterproto2.Message):
     fallback: "bool | None" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
+
+    def __init__(self, poll_delay: 'datetime.timedelta | None' = _FACTORY, fallback: 'bool | None' = _FACTORY) -> None:
+        self.poll_delay = None if poll_delay is _FACTORY else poll_delay
+        self.fallback = None if fallback is _FACTORY else fallback
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -1567,8 +2020,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class PrivateKeyProviderQat(betterproto2.Message):
+    "PrivateKeyProviderQat(poll_delay: 'datetime.timedelta | None' = <factory>, fallback: 'bool | None' = <factory>)"
+
     poll_delay: "datetime.timedelta | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
@@ -1577,13 +2032,18 @@ class PrivateKeyProviderQat(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
 
+    def __init__(self, poll_delay: 'datetime.timedelta | None' = _FACTORY, fallback: 'bool | None' = _FACTORY) -> None:
+        self.poll_delay = None if poll_delay is _FACTORY else poll_delay
+        self.fallback = None if fallback is _FACTORY else fallback
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1", "PrivateKeyProvider.QAT", PrivateKeyProviderQat
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ProxyConfig(betterproto2.Message):
     """
 
@@ -1740,12 +2200,57 @@ class ProxyConfig(betterproto2.Message):
         if self.is_set("sds"):
             warnings.warn("ProxyConfig.sds is deprecated", DeprecationWarning)
 
+    def __init__(self, config_path: 'str' = _FACTORY, binary_path: 'str' = _FACTORY, service_cluster: 'str | None' = _FACTORY, tracing_service_name: 'ProxyConfigTracingServiceName | None' = _FACTORY, drain_duration: 'datetime.timedelta | None' = _FACTORY, discovery_address: 'str' = _FACTORY, discovery_refresh_delay: 'datetime.timedelta | None' = _FACTORY, zipkin_address: 'str' = _FACTORY, statsd_udp_address: 'str' = _FACTORY, envoy_metrics_service_address: 'str' = _FACTORY, proxy_admin_port: 'int' = _FACTORY, availability_zone: 'str' = _FACTORY, control_plane_auth_policy: 'AuthenticationPolicy' = _FACTORY, custom_config_file: 'str' = _FACTORY, stat_name_length: 'int' = _FACTORY, concurrency: 'int | None' = _FACTORY, proxy_bootstrap_template_path: 'str' = _FACTORY, interception_mode: 'ProxyConfigInboundInterceptionMode' = _FACTORY, tracing: 'Tracing | None' = _FACTORY, sds: 'Sds | None' = _FACTORY, envoy_access_log_service: 'RemoteService | None' = _FACTORY, envoy_metrics_service: 'RemoteService | None' = _FACTORY, proxy_metadata: 'dict[str, str]' = _FACTORY, runtime_values: 'dict[str, str]' = _FACTORY, status_port: 'int' = _FACTORY, extra_stat_tags: 'list[str]' = _FACTORY, gateway_topology: 'Topology | None' = _FACTORY, termination_drain_duration: 'datetime.timedelta | None' = _FACTORY, mesh_id: 'str' = _FACTORY, readiness_probe: '__networking__v1alpha3__.ReadinessProbe | None' = _FACTORY, proxy_stats_matcher: 'ProxyConfigProxyStatsMatcher | None' = _FACTORY, hold_application_until_proxy_starts: 'bool | None' = _FACTORY, ca_certificates_pem: 'list[str]' = _FACTORY, image: '__networking__v1beta1__.ProxyImage | None' = _FACTORY, private_key_provider: 'PrivateKeyProvider | None' = _FACTORY, proxy_headers: 'ProxyConfigProxyHeaders | None' = _FACTORY, file_flush_interval: 'datetime.timedelta | None' = _FACTORY, file_flush_min_size_kb: 'int' = _FACTORY, stats_compression: 'bool | None' = _FACTORY, connection_settings: 'ProxyConfigConnectionSettings | None' = _FACTORY) -> None:
+        self.config_path = "" if config_path is _FACTORY else config_path
+        self.binary_path = "" if binary_path is _FACTORY else binary_path
+        self.service_cluster = None if service_cluster is _FACTORY else service_cluster
+        self.tracing_service_name = None if tracing_service_name is _FACTORY else tracing_service_name
+        self.drain_duration = None if drain_duration is _FACTORY else drain_duration
+        self.discovery_address = "" if discovery_address is _FACTORY else discovery_address
+        self.discovery_refresh_delay = None if discovery_refresh_delay is _FACTORY else discovery_refresh_delay
+        self.zipkin_address = "" if zipkin_address is _FACTORY else zipkin_address
+        self.statsd_udp_address = "" if statsd_udp_address is _FACTORY else statsd_udp_address
+        self.envoy_metrics_service_address = "" if envoy_metrics_service_address is _FACTORY else envoy_metrics_service_address
+        self.proxy_admin_port = 0 if proxy_admin_port is _FACTORY else proxy_admin_port
+        self.availability_zone = "" if availability_zone is _FACTORY else availability_zone
+        self.control_plane_auth_policy = AuthenticationPolicy(0) if control_plane_auth_policy is _FACTORY else control_plane_auth_policy
+        self.custom_config_file = "" if custom_config_file is _FACTORY else custom_config_file
+        self.stat_name_length = 0 if stat_name_length is _FACTORY else stat_name_length
+        self.concurrency = None if concurrency is _FACTORY else concurrency
+        self.proxy_bootstrap_template_path = "" if proxy_bootstrap_template_path is _FACTORY else proxy_bootstrap_template_path
+        self.interception_mode = ProxyConfigInboundInterceptionMode(0) if interception_mode is _FACTORY else interception_mode
+        self.tracing = None if tracing is _FACTORY else tracing
+        self.sds = None if sds is _FACTORY else sds
+        self.envoy_access_log_service = None if envoy_access_log_service is _FACTORY else envoy_access_log_service
+        self.envoy_metrics_service = None if envoy_metrics_service is _FACTORY else envoy_metrics_service
+        self.proxy_metadata = {} if proxy_metadata is _FACTORY else proxy_metadata
+        self.runtime_values = {} if runtime_values is _FACTORY else runtime_values
+        self.status_port = 0 if status_port is _FACTORY else status_port
+        self.extra_stat_tags = [] if extra_stat_tags is _FACTORY else extra_stat_tags
+        self.gateway_topology = None if gateway_topology is _FACTORY else gateway_topology
+        self.termination_drain_duration = None if termination_drain_duration is _FACTORY else termination_drain_duration
+        self.mesh_id = "" if mesh_id is _FACTORY else mesh_id
+        self.readiness_probe = None if readiness_probe is _FACTORY else readiness_probe
+        self.proxy_stats_matcher = None if proxy_stats_matcher is _FACTORY else proxy_stats_matcher
+        self.hold_application_until_proxy_starts = None if hold_application_until_proxy_starts is _FACTORY else hold_application_until_proxy_starts
+        self.ca_certificates_pem = [] if ca_certificates_pem is _FACTORY else ca_certificates_pem
+        self.image = None if image is _FACTORY else image
+        self.private_key_provider = None if private_key_provider is _FACTORY else private_key_provider
+        self.proxy_headers = None if proxy_headers is _FACTORY else proxy_headers
+        self.file_flush_interval = None if file_flush_interval is _FACTORY else file_flush_interval
+        self.file_flush_min_size_kb = 0 if file_flush_min_size_kb is _FACTORY else file_flush_min_size_kb
+        self.stats_compression = None if stats_compression is _FACTORY else stats_compression
+        self.connection_settings = None if connection_settings is _FACTORY else connection_settings
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.mesh.v1alpha1", "ProxyConfig", ProxyConfig)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ProxyConfigConnectionSettings(betterproto2.Message):
+    "ProxyConfigConnectionSettings(profile: 'ProxyConfigConnectionSettingsProfile' = <factory>, listener_per_connection_buffer_limit_bytes: 'int | None' = <factory>, cluster_per_connection_buffer_limit_bytes: 'int | None' = <factory>, http_idle_timeout: 'datetime.timedelta | None' = <factory>, http_max_connection_duration: 'datetime.timedelta | None' = <factory>, http_drain_timeout: 'datetime.timedelta | None' = <factory>, http_request_timeout: 'datetime.timedelta | None' = <factory>, http_request_headers_timeout: 'datetime.timedelta | None' = <factory>, http_stream_idle_timeout: 'datetime.timedelta | None' = <factory>, http_max_stream_duration: 'datetime.timedelta | None' = <factory>, http_max_concurrent_streams: 'int | None' = <factory>, http2_initial_stream_window_size: 'int | None' = <factory>, http2_initial_connection_window_size: 'int | None' = <factory>, http_headers_with_underscores_action: 'ProxyConfigConnectionSettingsHeadersWithUnderscoresAction' = <factory>, http_merge_slashes: 'bool | None' = <factory>, http_path_with_escaped_slashes_action: 'ProxyConfigConnectionSettingsPathWithEscapedSlashesAction' = <factory>, listener_connection_limit: 'int | None' = <factory>, global_downstream_connection_limit: 'int | None' = <factory>)"
+
     profile: "ProxyConfigConnectionSettingsProfile" = betterproto2.field(
         1, betterproto2.TYPE_ENUM, default_factory=lambda: ProxyConfigConnectionSettingsProfile(0)
     )
@@ -1837,14 +2342,37 @@ class ProxyConfigConnectionSettings(betterproto2.Message):
         optional=True,
     )
 
+    def __init__(self, profile: 'ProxyConfigConnectionSettingsProfile' = _FACTORY, listener_per_connection_buffer_limit_bytes: 'int | None' = _FACTORY, cluster_per_connection_buffer_limit_bytes: 'int | None' = _FACTORY, http_idle_timeout: 'datetime.timedelta | None' = _FACTORY, http_max_connection_duration: 'datetime.timedelta | None' = _FACTORY, http_drain_timeout: 'datetime.timedelta | None' = _FACTORY, http_request_timeout: 'datetime.timedelta | None' = _FACTORY, http_request_headers_timeout: 'datetime.timedelta | None' = _FACTORY, http_stream_idle_timeout: 'datetime.timedelta | None' = _FACTORY, http_max_stream_duration: 'datetime.timedelta | None' = _FACTORY, http_max_concurrent_streams: 'int | None' = _FACTORY, http2_initial_stream_window_size: 'int | None' = _FACTORY, http2_initial_connection_window_size: 'int | None' = _FACTORY, http_headers_with_underscores_action: 'ProxyConfigConnectionSettingsHeadersWithUnderscoresAction' = _FACTORY, http_merge_slashes: 'bool | None' = _FACTORY, http_path_with_escaped_slashes_action: 'ProxyConfigConnectionSettingsPathWithEscapedSlashesAction' = _FACTORY, listener_connection_limit: 'int | None' = _FACTORY, global_downstream_connection_limit: 'int | None' = _FACTORY) -> None:
+        self.profile = ProxyConfigConnectionSettingsProfile(0) if profile is _FACTORY else profile
+        self.listener_per_connection_buffer_limit_bytes = None if listener_per_connection_buffer_limit_bytes is _FACTORY else listener_per_connection_buffer_limit_bytes
+        self.cluster_per_connection_buffer_limit_bytes = None if cluster_per_connection_buffer_limit_bytes is _FACTORY else cluster_per_connection_buffer_limit_bytes
+        self.http_idle_timeout = None if http_idle_timeout is _FACTORY else http_idle_timeout
+        self.http_max_connection_duration = None if http_max_connection_duration is _FACTORY else http_max_connection_duration
+        self.http_drain_timeout = None if http_drain_timeout is _FACTORY else http_drain_timeout
+        self.http_request_timeout = None if http_request_timeout is _FACTORY else http_request_timeout
+        self.http_request_headers_timeout = None if http_request_headers_timeout is _FACTORY else http_request_headers_timeout
+        self.http_stream_idle_timeout = None if http_stream_idle_timeout is _FACTORY else http_stream_idle_timeout
+        self.http_max_stream_duration = None if http_max_stream_duration is _FACTORY else http_max_stream_duration
+        self.http_max_concurrent_streams = None if http_max_concurrent_streams is _FACTORY else http_max_concurrent_streams
+        self.http2_initial_stream_window_size = None if http2_initial_stream_window_size is _FACTORY else http2_initial_stream_window_size
+        self.http2_initial_connection_window_size = None if http2_initial_connection_window_size is _FACTORY else http2_initial_connection_window_size
+        self.http_headers_with_underscores_action = ProxyConfigConnectionSettingsHeadersWithUnderscoresAction(0) if http_headers_with_underscores_action is _FACTORY else http_headers_with_underscores_action
+        self.http_merge_slashes = None if http_merge_slashes is _FACTORY else http_merge_slashes
+        self.http_path_with_escaped_slashes_action = ProxyConfigConnectionSettingsPathWithEscapedSlashesAction(0) if http_path_with_escaped_slashes_action is _FACTORY else http_path_with_escaped_slashes_action
+        self.listener_connection_limit = None if listener_connection_limit is _FACTORY else listener_connection_limit
+        self.global_downstream_connection_limit = None if global_downstream_connection_limit is _FACTORY else global_downstream_connection_limit
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1", "ProxyConfig.ConnectionSettings", ProxyConfigConnectionSettings
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ProxyConfigProxyHeaders(betterproto2.Message):
+    "ProxyConfigProxyHeaders(forwarded_client_cert: 'ForwardClientCertDetails' = <factory>, set_current_client_cert_details: 'ProxyConfigProxyHeadersSetCurrentClientCertDetails | None' = <factory>, request_id: 'ProxyConfigProxyHeadersRequestId | None' = <factory>, server: 'ProxyConfigProxyHeadersServer | None' = <factory>, attempt_count: 'ProxyConfigProxyHeadersAttemptCount | None' = <factory>, envoy_debug_headers: 'ProxyConfigProxyHeadersEnvoyDebugHeaders | None' = <factory>, metadata_exchange_headers: 'ProxyConfigProxyHeadersMetadataExchangeHeaders | None' = <factory>, preserve_http1_header_case: 'bool | None' = <factory>, x_forwarded_host: 'ProxyConfigProxyHeadersXForwardedHost | None' = <factory>, x_forwarded_port: 'ProxyConfigProxyHeadersXForwardedPort | None' = <factory>)"
+
     forwarded_client_cert: "ForwardClientCertDetails" = betterproto2.field(
         1, betterproto2.TYPE_ENUM, default_factory=lambda: ForwardClientCertDetails(0)
     )
@@ -1885,17 +2413,36 @@ class ProxyConfigProxyHeaders(betterproto2.Message):
         42, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, forwarded_client_cert: 'ForwardClientCertDetails' = _FACTORY, set_current_client_cert_details: 'ProxyConfigProxyHeadersSetCurrentClientCertDetails | None' = _FACTORY, request_id: 'ProxyConfigProxyHeadersRequestId | None' = _FACTORY, server: 'ProxyConfigProxyHeadersServer | None' = _FACTORY, attempt_count: 'ProxyConfigProxyHeadersAttemptCount | None' = _FACTORY, envoy_debug_headers: 'ProxyConfigProxyHeadersEnvoyDebugHeaders | None' = _FACTORY, metadata_exchange_headers: 'ProxyConfigProxyHeadersMetadataExchangeHeaders | None' = _FACTORY, preserve_http1_header_case: 'bool | None' = _FACTORY, x_forwarded_host: 'ProxyConfigProxyHeadersXForwardedHost | None' = _FACTORY, x_forwarded_port: 'ProxyConfigProxyHeadersXForwardedPort | None' = _FACTORY) -> None:
+        self.forwarded_client_cert = ForwardClientCertDetails(0) if forwarded_client_cert is _FACTORY else forwarded_client_cert
+        self.set_current_client_cert_details = None if set_current_client_cert_details is _FACTORY else set_current_client_cert_details
+        self.request_id = None if request_id is _FACTORY else request_id
+        self.server = None if server is _FACTORY else server
+        self.attempt_count = None if attempt_count is _FACTORY else attempt_count
+        self.envoy_debug_headers = None if envoy_debug_headers is _FACTORY else envoy_debug_headers
+        self.metadata_exchange_headers = None if metadata_exchange_headers is _FACTORY else metadata_exchange_headers
+        self.preserve_http1_header_case = None if preserve_http1_header_case is _FACTORY else preserve_http1_header_case
+        self.x_forwarded_host = None if x_forwarded_host is _FACTORY else x_forwarded_host
+        self.x_forwarded_port = None if x_forwarded_port is _FACTORY else x_forwarded_port
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1", "ProxyConfig.ProxyHeaders", ProxyConfigProxyHeaders
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ProxyConfigProxyHeadersAttemptCount(betterproto2.Message):
+    "ProxyConfigProxyHeadersAttemptCount(disabled: 'bool | None' = <factory>)"
+
     disabled: "bool | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
+
+    def __init__(self, disabled: 'bool | None' = _FACTORY) -> None:
+        self.disabled = None if disabled is _FACTORY else disabled
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -1905,11 +2452,17 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ProxyConfigProxyHeadersEnvoyDebugHeaders(betterproto2.Message):
+    "ProxyConfigProxyHeadersEnvoyDebugHeaders(disabled: 'bool | None' = <factory>)"
+
     disabled: "bool | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
+
+    def __init__(self, disabled: 'bool | None' = _FACTORY) -> None:
+        self.disabled = None if disabled is _FACTORY else disabled
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -1919,13 +2472,19 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ProxyConfigProxyHeadersMetadataExchangeHeaders(betterproto2.Message):
+    "ProxyConfigProxyHeadersMetadataExchangeHeaders(mode: 'ProxyConfigProxyHeadersMetadataExchangeMode' = <factory>)"
+
     mode: "ProxyConfigProxyHeadersMetadataExchangeMode" = betterproto2.field(
         1,
         betterproto2.TYPE_ENUM,
         default_factory=lambda: ProxyConfigProxyHeadersMetadataExchangeMode(0),
     )
+
+    def __init__(self, mode: 'ProxyConfigProxyHeadersMetadataExchangeMode' = _FACTORY) -> None:
+        self.mode = ProxyConfigProxyHeadersMetadataExchangeMode(0) if mode is _FACTORY else mode
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -1935,11 +2494,17 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ProxyConfigProxyHeadersRequestId(betterproto2.Message):
+    "ProxyConfigProxyHeadersRequestId(disabled: 'bool | None' = <factory>)"
+
     disabled: "bool | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
+
+    def __init__(self, disabled: 'bool | None' = _FACTORY) -> None:
+        self.disabled = None if disabled is _FACTORY else disabled
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -1947,13 +2512,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ProxyConfigProxyHeadersServer(betterproto2.Message):
+    "ProxyConfigProxyHeadersServer(disabled: 'bool | None' = <factory>, value: 'str' = <factory>)"
+
     disabled: "bool | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
 
     value: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    def __init__(self, disabled: 'bool | None' = _FACTORY, value: 'str' = _FACTORY) -> None:
+        self.disabled = None if disabled is _FACTORY else disabled
+        self.value = "" if value is _FACTORY else value
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -1961,8 +2533,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ProxyConfigProxyHeadersSetCurrentClientCertDetails(betterproto2.Message):
+    "ProxyConfigProxyHeadersSetCurrentClientCertDetails(subject: 'bool | None' = <factory>, cert: 'bool | None' = <factory>, chain: 'bool | None' = <factory>, dns: 'bool | None' = <factory>, uri: 'bool | None' = <factory>)"
+
     subject: "bool | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
@@ -1983,6 +2557,14 @@ class ProxyConfigProxyHeadersSetCurrentClientCertDetails(betterproto2.Message):
         5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
 
+    def __init__(self, subject: 'bool | None' = _FACTORY, cert: 'bool | None' = _FACTORY, chain: 'bool | None' = _FACTORY, dns: 'bool | None' = _FACTORY, uri: 'bool | None' = _FACTORY) -> None:
+        self.subject = None if subject is _FACTORY else subject
+        self.cert = None if cert is _FACTORY else cert
+        self.chain = None if chain is _FACTORY else chain
+        self.dns = None if dns is _FACTORY else dns
+        self.uri = None if uri is _FACTORY else uri
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1",
@@ -1991,11 +2573,17 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ProxyConfigProxyHeadersXForwardedHost(betterproto2.Message):
+    "ProxyConfigProxyHeadersXForwardedHost(enabled: 'bool | None' = <factory>)"
+
     enabled: "bool | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
+
+    def __init__(self, enabled: 'bool | None' = _FACTORY) -> None:
+        self.enabled = None if enabled is _FACTORY else enabled
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -2005,11 +2593,17 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ProxyConfigProxyHeadersXForwardedPort(betterproto2.Message):
+    "ProxyConfigProxyHeadersXForwardedPort(enabled: 'bool | None' = <factory>)"
+
     enabled: "bool | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
+
+    def __init__(self, enabled: 'bool | None' = _FACTORY) -> None:
+        self.enabled = None if enabled is _FACTORY else enabled
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -2019,13 +2613,21 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ProxyConfigProxyStatsMatcher(betterproto2.Message):
+    "ProxyConfigProxyStatsMatcher(inclusion_prefixes: 'list[str]' = <factory>, inclusion_suffixes: 'list[str]' = <factory>, inclusion_regexps: 'list[str]' = <factory>)"
+
     inclusion_prefixes: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
 
     inclusion_suffixes: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
 
     inclusion_regexps: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
+
+    def __init__(self, inclusion_prefixes: 'list[str]' = _FACTORY, inclusion_suffixes: 'list[str]' = _FACTORY, inclusion_regexps: 'list[str]' = _FACTORY) -> None:
+        self.inclusion_prefixes = [] if inclusion_prefixes is _FACTORY else inclusion_prefixes
+        self.inclusion_suffixes = [] if inclusion_suffixes is _FACTORY else inclusion_suffixes
+        self.inclusion_regexps = [] if inclusion_regexps is _FACTORY else inclusion_regexps
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -2033,8 +2635,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RemoteService(betterproto2.Message):
+    "RemoteService(address: 'str' = <factory>, tls_settings: '__networking__v1alpha3__.ClientTlsSettings | None' = <factory>, tcp_keepalive: '__networking__v1alpha3__.ConnectionPoolSettingsTcpSettingsTcpKeepalive | None' = <factory>)"
+
     address: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     tls_settings: "__networking__v1alpha3__.ClientTlsSettings | None" = betterproto2.field(
@@ -2045,22 +2649,37 @@ class RemoteService(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, address: 'str' = _FACTORY, tls_settings: '__networking__v1alpha3__.ClientTlsSettings | None' = _FACTORY, tcp_keepalive: '__networking__v1alpha3__.ConnectionPoolSettingsTcpSettingsTcpKeepalive | None' = _FACTORY) -> None:
+        self.address = "" if address is _FACTORY else address
+        self.tls_settings = None if tls_settings is _FACTORY else tls_settings
+        self.tcp_keepalive = None if tcp_keepalive is _FACTORY else tcp_keepalive
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.mesh.v1alpha1", "RemoteService", RemoteService)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Sds(betterproto2.Message):
+    "Sds(enabled: 'bool' = <factory>, k8s_sa_jwt_path: 'str' = <factory>)"
+
     enabled: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
 
     k8s_sa_jwt_path: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    def __init__(self, enabled: 'bool' = _FACTORY, k8s_sa_jwt_path: 'str' = _FACTORY) -> None:
+        self.enabled = False if enabled is _FACTORY else enabled
+        self.k8s_sa_jwt_path = "" if k8s_sa_jwt_path is _FACTORY else k8s_sa_jwt_path
+        self.__post_init__()
 
 
 default_message_pool.register_message("istio.mesh.v1alpha1", "SDS", Sds)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ServiceEntryVisibility(betterproto2.Message):
+    "ServiceEntryVisibility(default_visibility: 'ServiceEntryVisibilityVisibility' = <factory>, apply_to_sidecars: 'bool' = <factory>, policies: 'list[ServiceEntryVisibilityPolicy]' = <factory>)"
+
     default_visibility: "ServiceEntryVisibilityVisibility" = betterproto2.field(
         1, betterproto2.TYPE_ENUM, default_factory=lambda: ServiceEntryVisibilityVisibility(0)
     )
@@ -2071,13 +2690,19 @@ class ServiceEntryVisibility(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
+    def __init__(self, default_visibility: 'ServiceEntryVisibilityVisibility' = _FACTORY, apply_to_sidecars: 'bool' = _FACTORY, policies: 'list[ServiceEntryVisibilityPolicy]' = _FACTORY) -> None:
+        self.default_visibility = ServiceEntryVisibilityVisibility(0) if default_visibility is _FACTORY else default_visibility
+        self.apply_to_sidecars = False if apply_to_sidecars is _FACTORY else apply_to_sidecars
+        self.policies = [] if policies is _FACTORY else policies
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1", "ServiceEntryVisibility", ServiceEntryVisibility
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ServiceEntryVisibilityMatchRule(betterproto2.Message):
     """
 
@@ -2090,14 +2715,20 @@ class ServiceEntryVisibilityMatchRule(betterproto2.Message):
         1, betterproto2.TYPE_MESSAGE, optional=True, group="matcher"
     )
 
+    def __init__(self, namespace_selector: 'LabelSelector | None' = _FACTORY) -> None:
+        self.namespace_selector = None if namespace_selector is _FACTORY else namespace_selector
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1", "ServiceEntryVisibility.MatchRule", ServiceEntryVisibilityMatchRule
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ServiceEntryVisibilityPolicy(betterproto2.Message):
+    "ServiceEntryVisibilityPolicy(visibility: 'ServiceEntryVisibilityVisibility' = <factory>, matching_rules: 'list[ServiceEntryVisibilityMatchRule]' = <factory>)"
+
     visibility: "ServiceEntryVisibilityVisibility" = betterproto2.field(
         1, betterproto2.TYPE_ENUM, default_factory=lambda: ServiceEntryVisibilityVisibility(0)
     )
@@ -2106,14 +2737,21 @@ class ServiceEntryVisibilityPolicy(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
+    def __init__(self, visibility: 'ServiceEntryVisibilityVisibility' = _FACTORY, matching_rules: 'list[ServiceEntryVisibilityMatchRule]' = _FACTORY) -> None:
+        self.visibility = ServiceEntryVisibilityVisibility(0) if visibility is _FACTORY else visibility
+        self.matching_rules = [] if matching_rules is _FACTORY else matching_rules
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1", "ServiceEntryVisibility.Policy", ServiceEntryVisibilityPolicy
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Topology(betterproto2.Message):
+    "Topology(num_trusted_proxies: 'int' = <factory>, forward_client_cert_details: 'ForwardClientCertDetails' = <factory>, proxy_protocol: 'TopologyProxyProtocolConfiguration | None' = <factory>)"
+
     num_trusted_proxies: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
 
     forward_client_cert_details: "ForwardClientCertDetails" = betterproto2.field(
@@ -2124,13 +2762,24 @@ class Topology(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, num_trusted_proxies: 'int' = _FACTORY, forward_client_cert_details: 'ForwardClientCertDetails' = _FACTORY, proxy_protocol: 'TopologyProxyProtocolConfiguration | None' = _FACTORY) -> None:
+        self.num_trusted_proxies = 0 if num_trusted_proxies is _FACTORY else num_trusted_proxies
+        self.forward_client_cert_details = ForwardClientCertDetails(0) if forward_client_cert_details is _FACTORY else forward_client_cert_details
+        self.proxy_protocol = None if proxy_protocol is _FACTORY else proxy_protocol
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.mesh.v1alpha1", "Topology", Topology)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TopologyProxyProtocolConfiguration(betterproto2.Message):
+    'TopologyProxyProtocolConfiguration()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -2138,7 +2787,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Tracing(betterproto2.Message):
     """
 
@@ -2185,11 +2834,24 @@ class Tracing(betterproto2.Message):
         10, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
 
+    def __init__(self, zipkin: 'TracingZipkin | None' = _FACTORY, lightstep: 'TracingLightstep | None' = _FACTORY, datadog: 'TracingDatadog | None' = _FACTORY, stackdriver: 'TracingStackdriver | None' = _FACTORY, open_census_agent: 'TracingOpenCensusAgent | None' = _FACTORY, custom_tags: 'dict[str, TracingCustomTag]' = _FACTORY, max_path_tag_length: 'int' = _FACTORY, sampling: 'float' = _FACTORY, tls_settings: '__networking__v1alpha3__.ClientTlsSettings | None' = _FACTORY, enable_istio_tags: 'bool | None' = _FACTORY) -> None:
+        self.zipkin = None if zipkin is _FACTORY else zipkin
+        self.lightstep = None if lightstep is _FACTORY else lightstep
+        self.datadog = None if datadog is _FACTORY else datadog
+        self.stackdriver = None if stackdriver is _FACTORY else stackdriver
+        self.open_census_agent = None if open_census_agent is _FACTORY else open_census_agent
+        self.custom_tags = {} if custom_tags is _FACTORY else custom_tags
+        self.max_path_tag_length = 0 if max_path_tag_length is _FACTORY else max_path_tag_length
+        self.sampling = 0.0 if sampling is _FACTORY else sampling
+        self.tls_settings = None if tls_settings is _FACTORY else tls_settings
+        self.enable_istio_tags = None if enable_istio_tags is _FACTORY else enable_istio_tags
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.mesh.v1alpha1", "Tracing", Tracing)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TracingCustomTag(betterproto2.Message):
     """
 
@@ -2210,23 +2872,42 @@ class TracingCustomTag(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True, group="type"
     )
 
+    def __init__(self, literal: 'TracingLiteral | None' = _FACTORY, environment: 'TracingEnvironment | None' = _FACTORY, header: 'TracingRequestHeader | None' = _FACTORY) -> None:
+        self.literal = None if literal is _FACTORY else literal
+        self.environment = None if environment is _FACTORY else environment
+        self.header = None if header is _FACTORY else header
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.mesh.v1alpha1", "Tracing.CustomTag", TracingCustomTag)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TracingDatadog(betterproto2.Message):
+    "TracingDatadog(address: 'str' = <factory>)"
+
     address: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    def __init__(self, address: 'str' = _FACTORY) -> None:
+        self.address = "" if address is _FACTORY else address
+        self.__post_init__()
 
 
 default_message_pool.register_message("istio.mesh.v1alpha1", "Tracing.Datadog", TracingDatadog)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TracingEnvironment(betterproto2.Message):
+    "TracingEnvironment(name: 'str' = <factory>, default_value: 'str' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     default_value: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    def __init__(self, name: 'str' = _FACTORY, default_value: 'str' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.default_value = "" if default_value is _FACTORY else default_value
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -2234,31 +2915,51 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TracingLightstep(betterproto2.Message):
+    "TracingLightstep(address: 'str' = <factory>, access_token: 'str' = <factory>)"
+
     address: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     access_token: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    def __init__(self, address: 'str' = _FACTORY, access_token: 'str' = _FACTORY) -> None:
+        self.address = "" if address is _FACTORY else address
+        self.access_token = "" if access_token is _FACTORY else access_token
+        self.__post_init__()
 
 
 default_message_pool.register_message("istio.mesh.v1alpha1", "Tracing.Lightstep", TracingLightstep)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TracingLiteral(betterproto2.Message):
+    "TracingLiteral(value: 'str' = <factory>)"
+
     value: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    def __init__(self, value: 'str' = _FACTORY) -> None:
+        self.value = "" if value is _FACTORY else value
+        self.__post_init__()
 
 
 default_message_pool.register_message("istio.mesh.v1alpha1", "Tracing.Literal", TracingLiteral)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TracingOpenCensusAgent(betterproto2.Message):
+    "TracingOpenCensusAgent(address: 'str' = <factory>, context: 'list[TracingOpenCensusAgentTraceContext]' = <factory>)"
+
     address: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     context: "list[TracingOpenCensusAgentTraceContext]" = betterproto2.field(
         2, betterproto2.TYPE_ENUM, repeated=True
     )
+
+    def __init__(self, address: 'str' = _FACTORY, context: 'list[TracingOpenCensusAgentTraceContext]' = _FACTORY) -> None:
+        self.address = "" if address is _FACTORY else address
+        self.context = [] if context is _FACTORY else context
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -2266,11 +2967,18 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TracingRequestHeader(betterproto2.Message):
+    "TracingRequestHeader(name: 'str' = <factory>, default_value: 'str' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     default_value: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    def __init__(self, name: 'str' = _FACTORY, default_value: 'str' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.default_value = "" if default_value is _FACTORY else default_value
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -2278,8 +2986,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TracingStackdriver(betterproto2.Message):
+    "TracingStackdriver(debug: 'bool' = <factory>, max_number_of_attributes: 'int | None' = <factory>, max_number_of_annotations: 'int | None' = <factory>, max_number_of_message_events: 'int | None' = <factory>)"
+
     debug: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
 
     max_number_of_attributes: "int | None" = betterproto2.field(
@@ -2294,15 +3004,28 @@ class TracingStackdriver(betterproto2.Message):
         4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Int64Value, optional=True
     )
 
+    def __init__(self, debug: 'bool' = _FACTORY, max_number_of_attributes: 'int | None' = _FACTORY, max_number_of_annotations: 'int | None' = _FACTORY, max_number_of_message_events: 'int | None' = _FACTORY) -> None:
+        self.debug = False if debug is _FACTORY else debug
+        self.max_number_of_attributes = None if max_number_of_attributes is _FACTORY else max_number_of_attributes
+        self.max_number_of_annotations = None if max_number_of_annotations is _FACTORY else max_number_of_annotations
+        self.max_number_of_message_events = None if max_number_of_message_events is _FACTORY else max_number_of_message_events
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1", "Tracing.Stackdriver", TracingStackdriver
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TracingZipkin(betterproto2.Message):
+    "TracingZipkin(address: 'str' = <factory>)"
+
     address: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    def __init__(self, address: 'str' = _FACTORY) -> None:
+        self.address = "" if address is _FACTORY else address
+        self.__post_init__()
 
 
 default_message_pool.register_message("istio.mesh.v1alpha1", "Tracing.Zipkin", TracingZipkin)
@@ -2312,4 +3035,90 @@ from ....google import protobuf as ___google__protobuf__
 from ...networking import v1alpha3 as __networking__v1alpha3__
 from ...networking import v1beta1 as __networking__v1beta1__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        Tracing,
+        TracingZipkin,
+        TracingLightstep,
+        TracingDatadog,
+        TracingStackdriver,
+        TracingOpenCensusAgent,
+        TracingCustomTag,
+        TracingLiteral,
+        TracingEnvironment,
+        TracingRequestHeader,
+        Sds,
+        Topology,
+        TopologyProxyProtocolConfiguration,
+        PrivateKeyProvider,
+        PrivateKeyProviderCryptoMb,
+        PrivateKeyProviderQat,
+        ProxyConfig,
+        ProxyConfigProxyStatsMatcher,
+        ProxyConfigProxyHeaders,
+        ProxyConfigProxyHeadersServer,
+        ProxyConfigProxyHeadersRequestId,
+        ProxyConfigProxyHeadersAttemptCount,
+        ProxyConfigProxyHeadersXForwardedHost,
+        ProxyConfigProxyHeadersXForwardedPort,
+        ProxyConfigProxyHeadersEnvoyDebugHeaders,
+        ProxyConfigProxyHeadersMetadataExchangeHeaders,
+        ProxyConfigProxyHeadersSetCurrentClientCertDetails,
+        ProxyConfigConnectionSettings,
+        RemoteService,
+        MeshConfig,
+        MeshConfigOutboundTrafficPolicy,
+        MeshConfigInboundTrafficPolicy,
+        MeshConfigCertificateData,
+        MeshConfigServiceSettings,
+        MeshConfigServiceSettingsSettings,
+        MeshConfigServiceScopeConfigs,
+        MeshConfigCa,
+        MeshConfigExtensionProvider,
+        MeshConfigExtensionProviderEnvoyExternalAuthorizationRequestBody,
+        MeshConfigExtensionProviderEnvoyExternalAuthorizationHttpProvider,
+        MeshConfigExtensionProviderEnvoyExternalAuthorizationGrpcProvider,
+        MeshConfigExtensionProviderZipkinTracingProvider,
+        MeshConfigExtensionProviderLightstepTracingProvider,
+        MeshConfigExtensionProviderDatadogTracingProvider,
+        MeshConfigExtensionProviderSkyWalkingTracingProvider,
+        MeshConfigExtensionProviderStackdriverProvider,
+        MeshConfigExtensionProviderStackdriverProviderLogging,
+        MeshConfigExtensionProviderOpenCensusAgentTracingProvider,
+        MeshConfigExtensionProviderPrometheusMetricsProvider,
+        MeshConfigExtensionProviderEnvoyFileAccessLogProvider,
+        MeshConfigExtensionProviderEnvoyFileAccessLogProviderLogFormat,
+        MeshConfigExtensionProviderEnvoyHttpGrpcV3LogProvider,
+        MeshConfigExtensionProviderEnvoyTcpGrpcV3LogProvider,
+        MeshConfigExtensionProviderEnvoyOpenTelemetryLogProvider,
+        MeshConfigExtensionProviderEnvoyOpenTelemetryLogProviderLogFormat,
+        MeshConfigExtensionProviderOpenTelemetryTracingProvider,
+        MeshConfigExtensionProviderOpenTelemetryTracingProviderDynatraceSampler,
+        MeshConfigExtensionProviderOpenTelemetryTracingProviderDynatraceSamplerDynatraceApi,
+        MeshConfigExtensionProviderSdsProvider,
+        MeshConfigExtensionProviderHttpService,
+        MeshConfigExtensionProviderHttpHeader,
+        MeshConfigExtensionProviderResourceDetectors,
+        MeshConfigExtensionProviderResourceDetectorsEnvironmentResourceDetector,
+        MeshConfigExtensionProviderResourceDetectorsDynatraceResourceDetector,
+        MeshConfigExtensionProviderGrpcService,
+        MeshConfigDefaultProviders,
+        MeshConfigProxyPathNormalization,
+        MeshConfigTlsConfig,
+        MeshConfigDefaultTrafficPolicy,
+        LabelSelector,
+        LabelSelectorRequirement,
+        ServiceEntryVisibility,
+        ServiceEntryVisibilityPolicy,
+        ServiceEntryVisibilityMatchRule,
+        ConfigSource,
+        Certificate,
+        Network,
+        NetworkNetworkEndpoints,
+        NetworkIstioNetworkGateway,
+        MeshNetworks,
+    ),
+)

@@ -3,47 +3,7 @@
 # mypy: ignore-errors
 """Fast codec for the messages of ``istio_sdk.api.istio.mesh.v1alpha1``."""
 
-from istio_sdk.codec import (
-    VARINTS as V,
-    WRAPPED_SMALL_INTS as W,
-    WRAPPERS,
-    install,
-    merge,
-    overrun as over,
-    pack_bools,
-    pack_fixed,
-    pack_varints,
-    pack_zigzag32,
-    pack_zigzag64,
-    read_varint as rv,
-    skip_field as skip,
-    sorted_int_keys,
-    sorted_string_keys,
-    to_int32 as i32,
-    truncated as trunc,
-    unpack_fixed,
-    unpack_varints,
-    unzigzag32 as uz32,
-    varint as vi,
-    zigzag32 as zz32,
-    zigzag64 as zz64,
-)
-from math import copysign as cs
-from struct import Struct as _S
-
-new = object.__new__
-pI = _S("<I").pack
-uI = _S("<I").unpack_from
-pi = _S("<i").pack
-ui = _S("<i").unpack_from
-pQ = _S("<Q").pack
-uQ = _S("<Q").unpack_from
-pq = _S("<q").pack
-uq = _S("<q").unpack_from
-pf = _S("<f").pack
-uf = _S("<f").unpack_from
-pd = _S("<d").pack
-ud = _S("<d").unpack_from
+from istio_sdk.codec import V, W, WRAPPERS, cs, i32, install, merge, new, over, pI, pQ, pack_bools, pack_fixed, pack_varints, pack_zigzag32, pack_zigzag64, pd, pf, pi, pq, rv, skip, sorted_int_keys, sorted_string_keys, trunc, uI, uQ, ud, uf, ui, unpack_fixed, unpack_varints, uq, uz32, vi, zz32, zz64  # the shared prelude
 from ....istio.networking.v1alpha3 import _codec as _c0
 from ....istio.networking.v1beta1 import _codec as _c1
 from ....google.protobuf import _codec as _c2
@@ -59,29 +19,25 @@ def e_Tracing(m):
     if v is not None:
         s = e_TracingZipkin(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.lightstep
     if v is not None:
         s = e_TracingLightstep(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.datadog
     if v is not None:
         s = e_TracingDatadog(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.stackdriver
     if v is not None:
         s = e_TracingStackdriver(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.custom_tags
     if v:
@@ -90,13 +46,11 @@ def e_Tracing(m):
             t = bytearray()
             s = k.encode()
             n = len(s)
-            t += b'\n'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\n' + (V[n] if n < 16384 else vi(n))
             t += s
             s = e_TracingCustomTag(x)
             n = len(s)
-            t += b'\x12'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\x12' + (V[n] if n < 16384 else vi(n))
             t += s
             n = len(t)
             b += b'*'
@@ -114,15 +68,13 @@ def e_Tracing(m):
     if v is not None:
         s = _c0.e_ClientTlsSettings(v)
         n = len(s)
-        b += b'B'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'B' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.open_census_agent
     if v is not None:
         s = e_TracingOpenCensusAgent(v)
         n = len(s)
-        b += b'J'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'J' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.enable_istio_tags
     if v is not None:
@@ -431,8 +383,7 @@ def e_TracingZipkin(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -488,15 +439,13 @@ def e_TracingLightstep(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.access_token
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -570,8 +519,7 @@ def e_TracingDatadog(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -633,8 +581,7 @@ def e_TracingStackdriver(m):
         else:
             s = _w1e(v)
             n = len(s)
-            b += b'\x12'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\x12' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.max_number_of_annotations
     if v is not None:
@@ -643,8 +590,7 @@ def e_TracingStackdriver(m):
         else:
             s = _w1e(v)
             n = len(s)
-            b += b'\x1a'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\x1a' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.max_number_of_message_events
     if v is not None:
@@ -653,8 +599,7 @@ def e_TracingStackdriver(m):
         else:
             s = _w1e(v)
             n = len(s)
-            b += b'"'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'"' + (V[n] if n < 16384 else vi(n))
             b += s
     u = m._unknown_fields
     if u:
@@ -775,15 +720,13 @@ def e_TracingOpenCensusAgent(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.context
     if v:
         s = pack_varints(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -878,22 +821,19 @@ def e_TracingCustomTag(m):
     if v is not None:
         s = e_TracingLiteral(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.environment
     if v is not None:
         s = e_TracingEnvironment(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.header
     if v is not None:
         s = e_TracingRequestHeader(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1000,8 +940,7 @@ def e_TracingLiteral(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1057,15 +996,13 @@ def e_TracingEnvironment(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.default_value
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1139,15 +1076,13 @@ def e_TracingRequestHeader(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.default_value
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1224,8 +1159,7 @@ def e_Sds(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1303,8 +1237,7 @@ def e_Topology(m):
     if v is not None:
         s = e_TopologyProxyProtocolConfiguration(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1426,15 +1359,13 @@ def e_PrivateKeyProvider(m):
     if v is not None:
         s = e_PrivateKeyProviderCryptoMb(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.qat
     if v is not None:
         s = e_PrivateKeyProviderQat(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1516,8 +1447,7 @@ def e_PrivateKeyProviderCryptoMb(m):
     if v is not None:
         s = _w2e(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.fallback
     if v is not None:
@@ -1602,8 +1532,7 @@ def e_PrivateKeyProviderQat(m):
     if v is not None:
         s = _w2e(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.fallback
     if v is not None:
@@ -1688,57 +1617,49 @@ def e_ProxyConfig(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.binary_path
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.service_cluster
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.drain_duration
     if v is not None:
         s = _w2e(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.discovery_address
     if v:
         s = v.encode()
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.discovery_refresh_delay
     if v is not None:
         s = _w2e(v)
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.zipkin_address
     if v:
         s = v.encode()
         n = len(s)
-        b += b'B'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'B' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.statsd_udp_address
     if v:
         s = v.encode()
         n = len(s)
-        b += b'R'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'R' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.proxy_admin_port
     if v:
@@ -1748,8 +1669,7 @@ def e_ProxyConfig(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'b'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'b' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.control_plane_auth_policy
     if v:
@@ -1759,8 +1679,7 @@ def e_ProxyConfig(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'r'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'r' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.stat_name_length
     if v:
@@ -1773,15 +1692,13 @@ def e_ProxyConfig(m):
         else:
             s = _w3e(v)
             n = len(s)
-            b += b'\x82\x01'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\x82\x01' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.proxy_bootstrap_template_path
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x8a\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x8a\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.interception_mode
     if v:
@@ -1791,36 +1708,31 @@ def e_ProxyConfig(m):
     if v is not None:
         s = e_Tracing(v)
         n = len(s)
-        b += b'\x9a\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x9a\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.envoy_metrics_service_address
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\xa2\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xa2\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.sds
     if v is not None:
         s = e_Sds(v)
         n = len(s)
-        b += b'\xaa\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xaa\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.envoy_access_log_service
     if v is not None:
         s = e_RemoteService(v)
         n = len(s)
-        b += b'\xb2\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xb2\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.envoy_metrics_service
     if v is not None:
         s = e_RemoteService(v)
         n = len(s)
-        b += b'\xba\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xba\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.proxy_metadata
     if v:
@@ -1829,13 +1741,11 @@ def e_ProxyConfig(m):
             t = bytearray()
             s = k.encode()
             n = len(s)
-            t += b'\n'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\n' + (V[n] if n < 16384 else vi(n))
             t += s
             s = x.encode()
             n = len(s)
-            t += b'\x12'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\x12' + (V[n] if n < 16384 else vi(n))
             t += s
             n = len(t)
             b += b'\xc2\x01'
@@ -1849,43 +1759,37 @@ def e_ProxyConfig(m):
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'\xda\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xda\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.gateway_topology
     if v is not None:
         s = e_Topology(v)
         n = len(s)
-        b += b'\xe2\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xe2\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.termination_drain_duration
     if v is not None:
         s = _w2e(v)
         n = len(s)
-        b += b'\xea\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xea\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.mesh_id
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\xf2\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xf2\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.readiness_probe
     if v is not None:
         s = _c0.e_ReadinessProbe(v)
         n = len(s)
-        b += b'\xfa\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xfa\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.proxy_stats_matcher
     if v is not None:
         s = e_ProxyConfigProxyStatsMatcher(v)
         n = len(s)
-        b += b'\x82\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x82\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.hold_application_until_proxy_starts
     if v is not None:
@@ -1894,15 +1798,13 @@ def e_ProxyConfig(m):
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'\x92\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x92\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.image
     if v is not None:
         s = _c1.e_ProxyImage(v)
         n = len(s)
-        b += b'\x9a\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x9a\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.tracing_service_name
     if v is not None:
@@ -1915,13 +1817,11 @@ def e_ProxyConfig(m):
             t = bytearray()
             s = k.encode()
             n = len(s)
-            t += b'\n'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\n' + (V[n] if n < 16384 else vi(n))
             t += s
             s = x.encode()
             n = len(s)
-            t += b'\x12'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\x12' + (V[n] if n < 16384 else vi(n))
             t += s
             n = len(t)
             b += b'\xaa\x02'
@@ -1931,22 +1831,19 @@ def e_ProxyConfig(m):
     if v is not None:
         s = e_PrivateKeyProvider(v)
         n = len(s)
-        b += b'\xb2\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xb2\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.proxy_headers
     if v is not None:
         s = e_ProxyConfigProxyHeaders(v)
         n = len(s)
-        b += b'\xba\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xba\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.file_flush_interval
     if v is not None:
         s = _w2e(v)
         n = len(s)
-        b += b'\xc2\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xc2\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.file_flush_min_size_kb
     if v:
@@ -1959,8 +1856,7 @@ def e_ProxyConfig(m):
     if v is not None:
         s = e_ProxyConfigConnectionSettings(v)
         n = len(s)
-        b += b'\xda\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xda\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -2854,22 +2750,19 @@ def e_ProxyConfigProxyStatsMatcher(m):
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.inclusion_suffixes
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.inclusion_regexps
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -2968,43 +2861,37 @@ def e_ProxyConfigProxyHeaders(m):
     if v is not None:
         s = e_ProxyConfigProxyHeadersServer(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.request_id
     if v is not None:
         s = e_ProxyConfigProxyHeadersRequestId(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.attempt_count
     if v is not None:
         s = e_ProxyConfigProxyHeadersAttemptCount(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.envoy_debug_headers
     if v is not None:
         s = e_ProxyConfigProxyHeadersEnvoyDebugHeaders(v)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.metadata_exchange_headers
     if v is not None:
         s = e_ProxyConfigProxyHeadersMetadataExchangeHeaders(v)
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.set_current_client_cert_details
     if v is not None:
         s = e_ProxyConfigProxyHeadersSetCurrentClientCertDetails(v)
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.preserve_http1_header_case
     if v is not None:
@@ -3013,15 +2900,13 @@ def e_ProxyConfigProxyHeaders(m):
     if v is not None:
         s = e_ProxyConfigProxyHeadersXForwardedHost(v)
         n = len(s)
-        b += b'\xca\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xca\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.x_forwarded_port
     if v is not None:
         s = e_ProxyConfigProxyHeadersXForwardedPort(v)
         n = len(s)
-        b += b'\xd2\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xd2\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -3275,8 +3160,7 @@ def e_ProxyConfigProxyHeadersServer(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -3867,8 +3751,7 @@ def e_ProxyConfigConnectionSettings(m):
         else:
             s = _w3e(v)
             n = len(s)
-            b += b'\x12'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\x12' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.cluster_per_connection_buffer_limit_bytes
     if v is not None:
@@ -3877,57 +3760,49 @@ def e_ProxyConfigConnectionSettings(m):
         else:
             s = _w3e(v)
             n = len(s)
-            b += b'\x1a'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\x1a' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.http_idle_timeout
     if v is not None:
         s = _w2e(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.http_max_connection_duration
     if v is not None:
         s = _w2e(v)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.http_drain_timeout
     if v is not None:
         s = _w2e(v)
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.http_request_timeout
     if v is not None:
         s = _w2e(v)
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.http_request_headers_timeout
     if v is not None:
         s = _w2e(v)
         n = len(s)
-        b += b'B'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'B' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.http_stream_idle_timeout
     if v is not None:
         s = _w2e(v)
         n = len(s)
-        b += b'J'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'J' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.http_max_stream_duration
     if v is not None:
         s = _w2e(v)
         n = len(s)
-        b += b'R'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'R' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.http_max_concurrent_streams
     if v is not None:
@@ -3936,8 +3811,7 @@ def e_ProxyConfigConnectionSettings(m):
         else:
             s = _w3e(v)
             n = len(s)
-            b += b'Z'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'Z' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.http2_initial_stream_window_size
     if v is not None:
@@ -3946,8 +3820,7 @@ def e_ProxyConfigConnectionSettings(m):
         else:
             s = _w3e(v)
             n = len(s)
-            b += b'b'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'b' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.http2_initial_connection_window_size
     if v is not None:
@@ -3956,8 +3829,7 @@ def e_ProxyConfigConnectionSettings(m):
         else:
             s = _w3e(v)
             n = len(s)
-            b += b'j'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'j' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.http_headers_with_underscores_action
     if v:
@@ -3977,8 +3849,7 @@ def e_ProxyConfigConnectionSettings(m):
         else:
             s = _w3e(v)
             n = len(s)
-            b += b'\x8a\x01'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\x8a\x01' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.global_downstream_connection_limit
     if v is not None:
@@ -3987,8 +3858,7 @@ def e_ProxyConfigConnectionSettings(m):
         else:
             s = _w3e(v)
             n = len(s)
-            b += b'\x92\x01'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\x92\x01' + (V[n] if n < 16384 else vi(n))
             b += s
     u = m._unknown_fields
     if u:
@@ -4392,22 +4262,19 @@ def e_RemoteService(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.tls_settings
     if v is not None:
         s = _c0.e_ClientTlsSettings(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.tcp_keepalive
     if v is not None:
         s = _c0.e_ConnectionPoolSettingsTcpSettingsTcpKeepalive(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -4513,22 +4380,19 @@ def e_MeshConfig(m):
     if v is not None:
         s = _w2e(v)
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.ingress_class
     if v:
         s = v.encode()
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.ingress_service
     if v:
         s = v.encode()
         n = len(s)
-        b += b'B'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'B' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.ingress_controller_mode
     if v:
@@ -4541,43 +4405,37 @@ def e_MeshConfig(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'j'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'j' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.default_config
     if v is not None:
         s = e_ProxyConfig(v)
         n = len(s)
-        b += b'r'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'r' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.outbound_traffic_policy
     if v is not None:
         s = e_MeshConfigOutboundTrafficPolicy(v)
         n = len(s)
-        b += b'\x8a\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x8a\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.config_sources
     for x in v:
         s = e_ConfigSource(x)
         n = len(s)
-        b += b'\xb2\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xb2\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.access_log_format
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\xc2\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xc2\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.trust_domain
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\xd2\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xd2\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.access_log_encoding
     if v:
@@ -4587,50 +4445,43 @@ def e_MeshConfig(m):
     if v is not None:
         s = _c0.e_ConnectionPoolSettingsTcpSettingsTcpKeepalive(v)
         n = len(s)
-        b += b'\xe2\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xe2\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.default_service_export_to
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'\xfa\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xfa\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.default_virtual_service_export_to
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'\x82\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x82\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.default_destination_rule_export_to
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'\x8a\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x8a\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.root_namespace
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x92\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x92\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.locality_lb_setting
     if v is not None:
         s = _c0.e_LocalityLoadBalancerSetting(v)
         n = len(s)
-        b += b'\x9a\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x9a\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.dns_refresh_rate
     if v is not None:
         s = _w2e(v)
         n = len(s)
-        b += b'\xa2\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xa2\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.enable_envoy_access_log_service
     if v:
@@ -4643,8 +4494,7 @@ def e_MeshConfig(m):
     if v is not None:
         s = _w2e(v)
         n = len(s)
-        b += b'\xd2\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xd2\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.enable_auto_mtls
     if v is not None:
@@ -4653,36 +4503,31 @@ def e_MeshConfig(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\xe2\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xe2\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.outbound_cluster_stat_name
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\xea\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xea\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.trust_domain_aliases
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'\xf2\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xf2\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.certificates
     for x in v:
         s = e_Certificate(x)
         n = len(s)
-        b += b'\xfa\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xfa\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.service_settings
     for x in v:
         s = e_MeshConfigServiceSettings(x)
         n = len(s)
-        b += b'\x92\x03'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x92\x03' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.enable_prometheus_merge
     if v is not None:
@@ -4691,8 +4536,7 @@ def e_MeshConfig(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\xa2\x03'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xa2\x03' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.verify_certificate_at_client
     if v is not None:
@@ -4701,8 +4545,7 @@ def e_MeshConfig(m):
     if v is not None:
         s = e_MeshConfigCa(v)
         n = len(s)
-        b += b'\xba\x03'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xba\x03' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.disable_envoy_listener_log
     if v:
@@ -4711,57 +4554,49 @@ def e_MeshConfig(m):
     for x in v:
         s = e_MeshConfigExtensionProvider(x)
         n = len(s)
-        b += b'\xca\x03'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xca\x03' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.ca_certificates
     for x in v:
         s = e_MeshConfigCertificateData(x)
         n = len(s)
-        b += b'\xd2\x03'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xd2\x03' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.discovery_selectors
     for x in v:
         s = e_LabelSelector(x)
         n = len(s)
-        b += b'\xda\x03'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xda\x03' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.default_providers
     if v is not None:
         s = e_MeshConfigDefaultProviders(v)
         n = len(s)
-        b += b'\xe2\x03'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xe2\x03' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.path_normalization
     if v is not None:
         s = e_MeshConfigProxyPathNormalization(v)
         n = len(s)
-        b += b'\xea\x03'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xea\x03' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.default_http_retry_policy
     if v is not None:
         s = _c0.e_HttpRetry(v)
         n = len(s)
-        b += b'\xf2\x03'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xf2\x03' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.mesh_mTLS
     if v is not None:
         s = e_MeshConfigTlsConfig(v)
         n = len(s)
-        b += b'\xfa\x03'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xfa\x03' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.tls_defaults
     if v is not None:
         s = e_MeshConfigTlsConfig(v)
         n = len(s)
-        b += b'\x82\x04'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x82\x04' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.proxy_inbound_listen_port
     if v:
@@ -4771,43 +4606,37 @@ def e_MeshConfig(m):
     if v is not None:
         s = e_MeshConfigInboundTrafficPolicy(v)
         n = len(s)
-        b += b'\x92\x04'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x92\x04' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.service_scope_configs
     for x in v:
         s = e_MeshConfigServiceScopeConfigs(x)
         n = len(s)
-        b += b'\x9a\x04'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x9a\x04' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.hbone_idle_timeout
     if v is not None:
         s = _w2e(v)
         n = len(s)
-        b += b'\xb2\x04'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xb2\x04' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.default_traffic_policy
     if v is not None:
         s = e_MeshConfigDefaultTrafficPolicy(v)
         n = len(s)
-        b += b'\xba\x04'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xba\x04' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.service_entry_visibility
     if v is not None:
         s = e_ServiceEntryVisibility(v)
         n = len(s)
-        b += b'\xc2\x04'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xc2\x04' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.zone_aware_lb_setting
     if v is not None:
         s = _c0.e_ZoneAwareLoadBalancerSetting(v)
         n = len(s)
-        b += b'\xca\x04'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xca\x04' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -5781,8 +5610,7 @@ def e_MeshConfigOutboundTrafficPolicy(m):
     if v is not None:
         s = _c0.e_ClientTlsSettings(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -5911,29 +5739,25 @@ def e_MeshConfigCertificateData(m):
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.spiffe_bundle_url
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.cert_signers
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.trust_domains
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -6047,15 +5871,13 @@ def e_MeshConfigServiceSettings(m):
     if v is not None:
         s = e_MeshConfigServiceSettingsSettings(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.hosts
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -6182,15 +6004,13 @@ def e_MeshConfigServiceScopeConfigs(m):
     if v is not None:
         s = e_LabelSelector(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.services_selector
     if v is not None:
         s = e_LabelSelector(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.scope
     if v:
@@ -6291,22 +6111,19 @@ def e_MeshConfigCa(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.tls_settings
     if v is not None:
         s = _c0.e_ClientTlsSettings(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.request_timeout
     if v is not None:
         s = _w2e(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.istiod_side
     if v:
@@ -6421,113 +6238,97 @@ def e_MeshConfigExtensionProvider(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.envoy_ext_authz_http
     if v is not None:
         s = e_MeshConfigExtensionProviderEnvoyExternalAuthorizationHttpProvider(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.envoy_ext_authz_grpc
     if v is not None:
         s = e_MeshConfigExtensionProviderEnvoyExternalAuthorizationGrpcProvider(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.zipkin
     if v is not None:
         s = e_MeshConfigExtensionProviderZipkinTracingProvider(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.lightstep
     if v is not None:
         s = e_MeshConfigExtensionProviderLightstepTracingProvider(v)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.datadog
     if v is not None:
         s = e_MeshConfigExtensionProviderDatadogTracingProvider(v)
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.stackdriver
     if v is not None:
         s = e_MeshConfigExtensionProviderStackdriverProvider(v)
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.opencensus
     if v is not None:
         s = e_MeshConfigExtensionProviderOpenCensusAgentTracingProvider(v)
         n = len(s)
-        b += b'B'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'B' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.skywalking
     if v is not None:
         s = e_MeshConfigExtensionProviderSkyWalkingTracingProvider(v)
         n = len(s)
-        b += b'J'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'J' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.prometheus
     if v is not None:
         s = e_MeshConfigExtensionProviderPrometheusMetricsProvider(v)
         n = len(s)
-        b += b'R'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'R' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.envoy_file_access_log
     if v is not None:
         s = e_MeshConfigExtensionProviderEnvoyFileAccessLogProvider(v)
         n = len(s)
-        b += b'Z'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'Z' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.envoy_http_als
     if v is not None:
         s = e_MeshConfigExtensionProviderEnvoyHttpGrpcV3LogProvider(v)
         n = len(s)
-        b += b'b'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'b' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.envoy_tcp_als
     if v is not None:
         s = e_MeshConfigExtensionProviderEnvoyTcpGrpcV3LogProvider(v)
         n = len(s)
-        b += b'j'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'j' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.envoy_otel_als
     if v is not None:
         s = e_MeshConfigExtensionProviderEnvoyOpenTelemetryLogProvider(v)
         n = len(s)
-        b += b'r'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'r' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.opentelemetry
     if v is not None:
         s = e_MeshConfigExtensionProviderOpenTelemetryTracingProvider(v)
         n = len(s)
-        b += b'z'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'z' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.sds
     if v is not None:
         s = e_MeshConfigExtensionProviderSdsProvider(v)
         n = len(s)
-        b += b'\x82\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x82\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -7179,8 +6980,7 @@ def e_MeshConfigExtensionProviderEnvoyExternalAuthorizationHttpProvider(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.port
     if v:
@@ -7190,8 +6990,7 @@ def e_MeshConfigExtensionProviderEnvoyExternalAuthorizationHttpProvider(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.fail_open
     if v:
@@ -7200,43 +6999,37 @@ def e_MeshConfigExtensionProviderEnvoyExternalAuthorizationHttpProvider(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.include_headers_in_check
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.headers_to_upstream_on_allow
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.headers_to_downstream_on_deny
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'B'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'B' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.timeout
     if v is not None:
         s = _w2e(v)
         n = len(s)
-        b += b'J'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'J' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.include_request_headers_in_check
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'R'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'R' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.include_additional_headers_in_check
     if v:
@@ -7245,13 +7038,11 @@ def e_MeshConfigExtensionProviderEnvoyExternalAuthorizationHttpProvider(m):
             t = bytearray()
             s = k.encode()
             n = len(s)
-            t += b'\n'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\n' + (V[n] if n < 16384 else vi(n))
             t += s
             s = x.encode()
             n = len(s)
-            t += b'\x12'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\x12' + (V[n] if n < 16384 else vi(n))
             t += s
             n = len(t)
             b += b'Z'
@@ -7261,15 +7052,13 @@ def e_MeshConfigExtensionProviderEnvoyExternalAuthorizationHttpProvider(m):
     if v is not None:
         s = e_MeshConfigExtensionProviderEnvoyExternalAuthorizationRequestBody(v)
         n = len(s)
-        b += b'b'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'b' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.headers_to_downstream_on_allow
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'j'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'j' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.clear_route_cache
     if v:
@@ -7617,8 +7406,7 @@ def e_MeshConfigExtensionProviderEnvoyExternalAuthorizationGrpcProvider(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.port
     if v:
@@ -7631,22 +7419,19 @@ def e_MeshConfigExtensionProviderEnvoyExternalAuthorizationGrpcProvider(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.timeout
     if v is not None:
         s = _w2e(v)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.include_request_body_in_check
     if v is not None:
         s = e_MeshConfigExtensionProviderEnvoyExternalAuthorizationRequestBody(v)
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.clear_route_cache
     if v:
@@ -7813,8 +7598,7 @@ def e_MeshConfigExtensionProviderZipkinTracingProvider(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.port
     if v:
@@ -7831,8 +7615,7 @@ def e_MeshConfigExtensionProviderZipkinTracingProvider(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.trace_context_option
     if v:
@@ -7842,15 +7625,13 @@ def e_MeshConfigExtensionProviderZipkinTracingProvider(m):
     if v is not None:
         s = _w2e(v)
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.headers
     for x in v:
         s = e_MeshConfigExtensionProviderHttpHeader(x)
         n = len(s)
-        b += b'B'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'B' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -8030,8 +7811,7 @@ def e_MeshConfigExtensionProviderLightstepTracingProvider(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.port
     if v:
@@ -8041,8 +7821,7 @@ def e_MeshConfigExtensionProviderLightstepTracingProvider(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.max_tag_length
     if v:
@@ -8150,8 +7929,7 @@ def e_MeshConfigExtensionProviderDatadogTracingProvider(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.port
     if v:
@@ -8245,8 +8023,7 @@ def e_MeshConfigExtensionProviderSkyWalkingTracingProvider(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.port
     if v:
@@ -8256,8 +8033,7 @@ def e_MeshConfigExtensionProviderSkyWalkingTracingProvider(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -8352,8 +8128,7 @@ def e_MeshConfigExtensionProviderStackdriverProvider(m):
         else:
             s = _w1e(v)
             n = len(s)
-            b += b'\x12'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\x12' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.max_number_of_annotations
     if v is not None:
@@ -8362,8 +8137,7 @@ def e_MeshConfigExtensionProviderStackdriverProvider(m):
         else:
             s = _w1e(v)
             n = len(s)
-            b += b'\x1a'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\x1a' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.max_number_of_message_events
     if v is not None:
@@ -8372,8 +8146,7 @@ def e_MeshConfigExtensionProviderStackdriverProvider(m):
         else:
             s = _w1e(v)
             n = len(s)
-            b += b'"'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'"' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.max_tag_length
     if v:
@@ -8383,8 +8156,7 @@ def e_MeshConfigExtensionProviderStackdriverProvider(m):
     if v is not None:
         s = e_MeshConfigExtensionProviderStackdriverProviderLogging(v)
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -8544,13 +8316,11 @@ def e_MeshConfigExtensionProviderStackdriverProviderLogging(m):
             t = bytearray()
             s = k.encode()
             n = len(s)
-            t += b'\n'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\n' + (V[n] if n < 16384 else vi(n))
             t += s
             s = x.encode()
             n = len(s)
-            t += b'\x12'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\x12' + (V[n] if n < 16384 else vi(n))
             t += s
             n = len(t)
             b += b'\n'
@@ -8664,8 +8434,7 @@ def e_MeshConfigExtensionProviderOpenCensusAgentTracingProvider(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.port
     if v:
@@ -8675,8 +8444,7 @@ def e_MeshConfigExtensionProviderOpenCensusAgentTracingProvider(m):
     if v:
         s = pack_varints(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.max_tag_length
     if v:
@@ -8836,15 +8604,13 @@ def e_MeshConfigExtensionProviderEnvoyFileAccessLogProvider(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.log_format
     if v is not None:
         s = e_MeshConfigExtensionProviderEnvoyFileAccessLogProviderLogFormat(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.omit_empty_values
     if v:
@@ -8938,15 +8704,13 @@ def e_MeshConfigExtensionProviderEnvoyFileAccessLogProviderLogFormat(m):
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.labels
     if v is not None:
         s = _c2.e_Struct(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -9025,8 +8789,7 @@ def e_MeshConfigExtensionProviderEnvoyHttpGrpcV3LogProvider(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.port
     if v:
@@ -9036,36 +8799,31 @@ def e_MeshConfigExtensionProviderEnvoyHttpGrpcV3LogProvider(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.filter_state_objects_to_log
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.additional_request_headers_to_log
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.additional_response_headers_to_log
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.additional_response_trailers_to_log
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -9235,8 +8993,7 @@ def e_MeshConfigExtensionProviderEnvoyTcpGrpcV3LogProvider(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.port
     if v:
@@ -9246,15 +9003,13 @@ def e_MeshConfigExtensionProviderEnvoyTcpGrpcV3LogProvider(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.filter_state_objects_to_log
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -9362,8 +9117,7 @@ def e_MeshConfigExtensionProviderEnvoyOpenTelemetryLogProvider(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.port
     if v:
@@ -9373,15 +9127,13 @@ def e_MeshConfigExtensionProviderEnvoyOpenTelemetryLogProvider(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.log_format
     if v is not None:
         s = e_MeshConfigExtensionProviderEnvoyOpenTelemetryLogProviderLogFormat(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -9491,15 +9243,13 @@ def e_MeshConfigExtensionProviderEnvoyOpenTelemetryLogProviderLogFormat(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.labels
     if v is not None:
         s = _c2.e_Struct(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -9576,8 +9326,7 @@ def e_MeshConfigExtensionProviderOpenTelemetryTracingProvider(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.port
     if v:
@@ -9591,29 +9340,25 @@ def e_MeshConfigExtensionProviderOpenTelemetryTracingProvider(m):
     if v is not None:
         s = e_MeshConfigExtensionProviderHttpService(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.resource_detectors
     if v is not None:
         s = e_MeshConfigExtensionProviderResourceDetectors(v)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.dynatrace_sampler
     if v is not None:
         s = e_MeshConfigExtensionProviderOpenTelemetryTracingProviderDynatraceSampler(v)
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.grpc
     if v is not None:
         s = e_MeshConfigExtensionProviderGrpcService(v)
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.service_attribute_enrichment
     if v:
@@ -9809,8 +9554,7 @@ def e_MeshConfigExtensionProviderOpenTelemetryTracingProviderDynatraceSampler(m)
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.cluster_id
     if v:
@@ -9824,8 +9568,7 @@ def e_MeshConfigExtensionProviderOpenTelemetryTracingProviderDynatraceSampler(m)
     if v is not None:
         s = e_MeshConfigExtensionProviderOpenTelemetryTracingProviderDynatraceSamplerDynatraceApi(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -9932,8 +9675,7 @@ def e_MeshConfigExtensionProviderOpenTelemetryTracingProviderDynatraceSamplerDyn
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.port
     if v:
@@ -9943,8 +9685,7 @@ def e_MeshConfigExtensionProviderOpenTelemetryTracingProviderDynatraceSamplerDyn
     if v is not None:
         s = e_MeshConfigExtensionProviderHttpService(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -10036,15 +9777,13 @@ def e_MeshConfigExtensionProviderSdsProvider(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.service
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.port
     if v:
@@ -10137,22 +9876,19 @@ def e_MeshConfigExtensionProviderHttpService(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.timeout
     if v is not None:
         s = _w2e(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.headers
     for x in v:
         s = e_MeshConfigExtensionProviderHttpHeader(x)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -10248,22 +9984,19 @@ def e_MeshConfigExtensionProviderHttpHeader(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.value
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.env_name
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -10357,15 +10090,13 @@ def e_MeshConfigExtensionProviderResourceDetectors(m):
     if v is not None:
         s = e_MeshConfigExtensionProviderResourceDetectorsEnvironmentResourceDetector(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.dynatrace
     if v is not None:
         s = e_MeshConfigExtensionProviderResourceDetectorsDynatraceResourceDetector(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -10507,15 +10238,13 @@ def e_MeshConfigExtensionProviderGrpcService(m):
     if v is not None:
         s = _w2e(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.initial_metadata
     for x in v:
         s = e_MeshConfigExtensionProviderHttpHeader(x)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -10593,22 +10322,19 @@ def e_MeshConfigDefaultProviders(m):
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.metrics
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.access_logging
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -10760,15 +10486,13 @@ def e_MeshConfigTlsConfig(m):
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.cipher_suites
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -10861,15 +10585,13 @@ def e_MeshConfigDefaultTrafficPolicy(m):
     if v is not None:
         s = _c0.e_ConnectionPoolSettings(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.outlier_detection
     if v is not None:
         s = _c0.e_OutlierDetection(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -10952,13 +10674,11 @@ def e_LabelSelector(m):
             t = bytearray()
             s = k.encode()
             n = len(s)
-            t += b'\n'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\n' + (V[n] if n < 16384 else vi(n))
             t += s
             s = x.encode()
             n = len(s)
-            t += b'\x12'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\x12' + (V[n] if n < 16384 else vi(n))
             t += s
             n = len(t)
             b += b'\n'
@@ -10968,8 +10688,7 @@ def e_LabelSelector(m):
     for x in v:
         s = e_LabelSelectorRequirement(x)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -11098,22 +10817,19 @@ def e_LabelSelectorRequirement(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.operator
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.values
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -11213,8 +10929,7 @@ def e_ServiceEntryVisibility(m):
     for x in v:
         s = e_ServiceEntryVisibilityPolicy(x)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -11306,8 +11021,7 @@ def e_ServiceEntryVisibilityPolicy(m):
     for x in v:
         s = e_ServiceEntryVisibilityMatchRule(x)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -11381,8 +11095,7 @@ def e_ServiceEntryVisibilityMatchRule(m):
     if v is not None:
         s = e_LabelSelector(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -11441,22 +11154,19 @@ def e_ConfigSource(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.tls_settings
     if v is not None:
         s = _c0.e_ClientTlsSettings(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.subscribed_resources
     if v:
         s = pack_varints(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -11572,15 +11282,13 @@ def e_Certificate(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.dns_names
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -11655,15 +11363,13 @@ def e_Network(m):
     for x in v:
         s = e_NetworkNetworkEndpoints(x)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.gateways
     for x in v:
         s = e_NetworkIstioNetworkGateway(x)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -11739,15 +11445,13 @@ def e_NetworkNetworkEndpoints(m):
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.from_registry
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -11823,15 +11527,13 @@ def e_NetworkIstioNetworkGateway(m):
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.address
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.port
     if v:
@@ -11841,8 +11543,7 @@ def e_NetworkIstioNetworkGateway(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -11954,13 +11655,11 @@ def e_MeshNetworks(m):
             t = bytearray()
             s = k.encode()
             n = len(s)
-            t += b'\n'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\n' + (V[n] if n < 16384 else vi(n))
             t += s
             s = e_Network(x)
             n = len(s)
-            t += b'\x12'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\x12' + (V[n] if n < 16384 else vi(n))
             t += s
             n = len(t)
             b += b'\n'

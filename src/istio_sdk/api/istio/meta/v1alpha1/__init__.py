@@ -13,6 +13,7 @@ import datetime
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from ....message_pool import default_message_pool
 
@@ -20,8 +21,10 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class IstioCondition(betterproto2.Message):
+    "IstioCondition(type: 'str' = <factory>, status: 'str' = <factory>, last_probe_time: 'datetime.datetime | None' = <factory>, last_transition_time: 'datetime.datetime | None' = <factory>, reason: 'str' = <factory>, message: 'str' = <factory>, observed_generation: 'int' = <factory>)"
+
     type: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     status: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -40,12 +43,24 @@ class IstioCondition(betterproto2.Message):
 
     observed_generation: "int" = betterproto2.field(7, betterproto2.TYPE_INT64)
 
+    def __init__(self, type: 'str' = _FACTORY, status: 'str' = _FACTORY, last_probe_time: 'datetime.datetime | None' = _FACTORY, last_transition_time: 'datetime.datetime | None' = _FACTORY, reason: 'str' = _FACTORY, message: 'str' = _FACTORY, observed_generation: 'int' = _FACTORY) -> None:
+        self.type = "" if type is _FACTORY else type
+        self.status = "" if status is _FACTORY else status
+        self.last_probe_time = None if last_probe_time is _FACTORY else last_probe_time
+        self.last_transition_time = None if last_transition_time is _FACTORY else last_transition_time
+        self.reason = "" if reason is _FACTORY else reason
+        self.message = "" if message is _FACTORY else message
+        self.observed_generation = 0 if observed_generation is _FACTORY else observed_generation
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.meta.v1alpha1", "IstioCondition", IstioCondition)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class IstioStatus(betterproto2.Message):
+    "IstioStatus(conditions: 'list[IstioCondition]' = <factory>, validation_messages: 'list[__analysis__v1alpha1__.AnalysisMessageBase]' = <factory>, observed_generation: 'int' = <factory>)"
+
     conditions: "list[IstioCondition]" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
@@ -56,6 +71,12 @@ class IstioStatus(betterproto2.Message):
 
     observed_generation: "int" = betterproto2.field(3, betterproto2.TYPE_INT64)
 
+    def __init__(self, conditions: 'list[IstioCondition]' = _FACTORY, validation_messages: 'list[__analysis__v1alpha1__.AnalysisMessageBase]' = _FACTORY, observed_generation: 'int' = _FACTORY) -> None:
+        self.conditions = [] if conditions is _FACTORY else conditions
+        self.validation_messages = [] if validation_messages is _FACTORY else validation_messages
+        self.observed_generation = 0 if observed_generation is _FACTORY else observed_generation
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.meta.v1alpha1", "IstioStatus", IstioStatus)
 
@@ -63,4 +84,12 @@ default_message_pool.register_message("istio.meta.v1alpha1", "IstioStatus", Isti
 from ....google import protobuf as ___google__protobuf__
 from ...analysis import v1alpha1 as __analysis__v1alpha1__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        IstioStatus,
+        IstioCondition,
+    ),
+)

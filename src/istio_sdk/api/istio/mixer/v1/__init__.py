@@ -33,8 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import betterproto2
-import grpclib
-from betterproto2 import grpclib as betterproto2_grpclib
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from ....message_pool import default_message_pool
 
@@ -71,19 +70,25 @@ class ReportRequestRepeatedAttributesSemantics(betterproto2.Enum):
     INDEPENDENT_ENCODING = 1
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Attributes(betterproto2.Message):
+    "Attributes(attributes: 'dict[str, AttributesAttributeValue]' = <factory>)"
+
     attributes: "dict[str, AttributesAttributeValue]" = betterproto2.field(
         1,
         betterproto2.TYPE_MAP,
         map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
 
+    def __init__(self, attributes: 'dict[str, AttributesAttributeValue]' = _FACTORY) -> None:
+        self.attributes = {} if attributes is _FACTORY else attributes
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.mixer.v1", "Attributes", Attributes)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class AttributesAttributeValue(betterproto2.Message):
     """
 
@@ -132,26 +137,45 @@ class AttributesAttributeValue(betterproto2.Message):
         9, betterproto2.TYPE_MESSAGE, optional=True, group="value"
     )
 
+    def __init__(self, string_value: 'str | None' = _FACTORY, int64_value: 'int | None' = _FACTORY, double_value: 'float | None' = _FACTORY, bool_value: 'bool | None' = _FACTORY, bytes_value: 'bytes | None' = _FACTORY, timestamp_value: 'datetime.datetime | None' = _FACTORY, duration_value: 'datetime.timedelta | None' = _FACTORY, string_map_value: 'AttributesStringMap | None' = _FACTORY) -> None:
+        self.string_value = None if string_value is _FACTORY else string_value
+        self.int64_value = None if int64_value is _FACTORY else int64_value
+        self.double_value = None if double_value is _FACTORY else double_value
+        self.bool_value = None if bool_value is _FACTORY else bool_value
+        self.bytes_value = None if bytes_value is _FACTORY else bytes_value
+        self.timestamp_value = None if timestamp_value is _FACTORY else timestamp_value
+        self.duration_value = None if duration_value is _FACTORY else duration_value
+        self.string_map_value = None if string_map_value is _FACTORY else string_map_value
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.mixer.v1", "Attributes.AttributeValue", AttributesAttributeValue
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class AttributesStringMap(betterproto2.Message):
+    "AttributesStringMap(entries: 'dict[str, str]' = <factory>)"
+
     entries: "dict[str, str]" = betterproto2.field(
         1,
         betterproto2.TYPE_MAP,
         map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
+    def __init__(self, entries: 'dict[str, str]' = _FACTORY) -> None:
+        self.entries = {} if entries is _FACTORY else entries
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.mixer.v1", "Attributes.StringMap", AttributesStringMap)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class CheckRequest(betterproto2.Message):
+    "CheckRequest(attributes: 'CompressedAttributes | None' = <factory>, global_word_count: 'int' = <factory>, deduplication_id: 'str' = <factory>, quotas: 'dict[str, CheckRequestQuotaParams]' = <factory>)"
+
     attributes: "CompressedAttributes | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -166,15 +190,29 @@ class CheckRequest(betterproto2.Message):
         map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
 
+    def __init__(self, attributes: 'CompressedAttributes | None' = _FACTORY, global_word_count: 'int' = _FACTORY, deduplication_id: 'str' = _FACTORY, quotas: 'dict[str, CheckRequestQuotaParams]' = _FACTORY) -> None:
+        self.attributes = None if attributes is _FACTORY else attributes
+        self.global_word_count = 0 if global_word_count is _FACTORY else global_word_count
+        self.deduplication_id = "" if deduplication_id is _FACTORY else deduplication_id
+        self.quotas = {} if quotas is _FACTORY else quotas
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.mixer.v1", "CheckRequest", CheckRequest)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class CheckRequestQuotaParams(betterproto2.Message):
+    "CheckRequestQuotaParams(amount: 'int' = <factory>, best_effort: 'bool' = <factory>)"
+
     amount: "int" = betterproto2.field(1, betterproto2.TYPE_INT64)
 
     best_effort: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+
+    def __init__(self, amount: 'int' = _FACTORY, best_effort: 'bool' = _FACTORY) -> None:
+        self.amount = 0 if amount is _FACTORY else amount
+        self.best_effort = False if best_effort is _FACTORY else best_effort
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -182,8 +220,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class CheckResponse(betterproto2.Message):
+    "CheckResponse(precondition: 'CheckResponsePreconditionResult | None' = <factory>, quotas: 'dict[str, CheckResponseQuotaResult]' = <factory>)"
+
     precondition: "CheckResponsePreconditionResult | None" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -194,12 +234,19 @@ class CheckResponse(betterproto2.Message):
         map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
 
+    def __init__(self, precondition: 'CheckResponsePreconditionResult | None' = _FACTORY, quotas: 'dict[str, CheckResponseQuotaResult]' = _FACTORY) -> None:
+        self.precondition = None if precondition is _FACTORY else precondition
+        self.quotas = {} if quotas is _FACTORY else quotas
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.mixer.v1", "CheckResponse", CheckResponse)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class CheckResponsePreconditionResult(betterproto2.Message):
+    "CheckResponsePreconditionResult(status: '___google__rpc__.Status | None' = <factory>, valid_duration: 'datetime.timedelta | None' = <factory>, valid_use_count: 'int' = <factory>, referenced_attributes: 'ReferencedAttributes | None' = <factory>, route_directive: 'RouteDirective | None' = <factory>)"
+
     status: "___google__rpc__.Status | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -218,14 +265,24 @@ class CheckResponsePreconditionResult(betterproto2.Message):
         6, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, status: '___google__rpc__.Status | None' = _FACTORY, valid_duration: 'datetime.timedelta | None' = _FACTORY, valid_use_count: 'int' = _FACTORY, referenced_attributes: 'ReferencedAttributes | None' = _FACTORY, route_directive: 'RouteDirective | None' = _FACTORY) -> None:
+        self.status = None if status is _FACTORY else status
+        self.valid_duration = None if valid_duration is _FACTORY else valid_duration
+        self.valid_use_count = 0 if valid_use_count is _FACTORY else valid_use_count
+        self.referenced_attributes = None if referenced_attributes is _FACTORY else referenced_attributes
+        self.route_directive = None if route_directive is _FACTORY else route_directive
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.mixer.v1", "CheckResponse.PreconditionResult", CheckResponsePreconditionResult
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class CheckResponseQuotaResult(betterproto2.Message):
+    "CheckResponseQuotaResult(valid_duration: 'datetime.timedelta | None' = <factory>, granted_amount: 'int' = <factory>, status: '___google__rpc__.Status | None' = <factory>, referenced_attributes: 'ReferencedAttributes | None' = <factory>)"
+
     valid_duration: "datetime.timedelta | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
@@ -240,14 +297,23 @@ class CheckResponseQuotaResult(betterproto2.Message):
         5, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, valid_duration: 'datetime.timedelta | None' = _FACTORY, granted_amount: 'int' = _FACTORY, status: '___google__rpc__.Status | None' = _FACTORY, referenced_attributes: 'ReferencedAttributes | None' = _FACTORY) -> None:
+        self.valid_duration = None if valid_duration is _FACTORY else valid_duration
+        self.granted_amount = 0 if granted_amount is _FACTORY else granted_amount
+        self.status = None if status is _FACTORY else status
+        self.referenced_attributes = None if referenced_attributes is _FACTORY else referenced_attributes
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.mixer.v1", "CheckResponse.QuotaResult", CheckResponseQuotaResult
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class CompressedAttributes(betterproto2.Message):
+    "CompressedAttributes(words: 'list[str]' = <factory>, strings: 'dict[int, int]' = <factory>, int64s: 'dict[int, int]' = <factory>, doubles: 'dict[int, float]' = <factory>, bools: 'dict[int, bool]' = <factory>, timestamps: 'dict[int, datetime.datetime]' = <factory>, durations: 'dict[int, datetime.timedelta]' = <factory>, bytes: 'dict[int, bytes]' = <factory>, string_maps: 'dict[int, StringMap]' = <factory>)"
+
     words: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
 
     strings: "dict[int, int]" = betterproto2.field(
@@ -306,14 +372,28 @@ class CompressedAttributes(betterproto2.Message):
         map_meta=betterproto2.map_meta(betterproto2.TYPE_SINT32, betterproto2.TYPE_MESSAGE),
     )
 
+    def __init__(self, words: 'list[str]' = _FACTORY, strings: 'dict[int, int]' = _FACTORY, int64s: 'dict[int, int]' = _FACTORY, doubles: 'dict[int, float]' = _FACTORY, bools: 'dict[int, bool]' = _FACTORY, timestamps: 'dict[int, datetime.datetime]' = _FACTORY, durations: 'dict[int, datetime.timedelta]' = _FACTORY, bytes: 'dict[int, bytes]' = _FACTORY, string_maps: 'dict[int, StringMap]' = _FACTORY) -> None:
+        self.words = [] if words is _FACTORY else words
+        self.strings = {} if strings is _FACTORY else strings
+        self.int64s = {} if int64s is _FACTORY else int64s
+        self.doubles = {} if doubles is _FACTORY else doubles
+        self.bools = {} if bools is _FACTORY else bools
+        self.timestamps = {} if timestamps is _FACTORY else timestamps
+        self.durations = {} if durations is _FACTORY else durations
+        self.bytes = {} if bytes is _FACTORY else bytes
+        self.string_maps = {} if string_maps is _FACTORY else string_maps
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.mixer.v1", "CompressedAttributes", CompressedAttributes
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HeaderOperation(betterproto2.Message):
+    "HeaderOperation(name: 'str' = <factory>, value: 'str' = <factory>, operation: 'HeaderOperationOperation' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     value: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -322,17 +402,30 @@ class HeaderOperation(betterproto2.Message):
         3, betterproto2.TYPE_ENUM, default_factory=lambda: HeaderOperationOperation(0)
     )
 
+    def __init__(self, name: 'str' = _FACTORY, value: 'str' = _FACTORY, operation: 'HeaderOperationOperation' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.value = "" if value is _FACTORY else value
+        self.operation = HeaderOperationOperation(0) if operation is _FACTORY else operation
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.mixer.v1", "HeaderOperation", HeaderOperation)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ReferencedAttributes(betterproto2.Message):
+    "ReferencedAttributes(words: 'list[str]' = <factory>, attribute_matches: 'list[ReferencedAttributesAttributeMatch]' = <factory>)"
+
     words: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
 
     attribute_matches: "list[ReferencedAttributesAttributeMatch]" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, repeated=True
     )
+
+    def __init__(self, words: 'list[str]' = _FACTORY, attribute_matches: 'list[ReferencedAttributesAttributeMatch]' = _FACTORY) -> None:
+        self.words = [] if words is _FACTORY else words
+        self.attribute_matches = [] if attribute_matches is _FACTORY else attribute_matches
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -340,8 +433,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ReferencedAttributesAttributeMatch(betterproto2.Message):
+    "ReferencedAttributesAttributeMatch(name: 'int' = <factory>, condition: 'ReferencedAttributesCondition' = <factory>, regex: 'str' = <factory>, map_key: 'int' = <factory>)"
+
     name: "int" = betterproto2.field(1, betterproto2.TYPE_SINT32)
 
     condition: "ReferencedAttributesCondition" = betterproto2.field(
@@ -352,14 +447,23 @@ class ReferencedAttributesAttributeMatch(betterproto2.Message):
 
     map_key: "int" = betterproto2.field(4, betterproto2.TYPE_SINT32)
 
+    def __init__(self, name: 'int' = _FACTORY, condition: 'ReferencedAttributesCondition' = _FACTORY, regex: 'str' = _FACTORY, map_key: 'int' = _FACTORY) -> None:
+        self.name = 0 if name is _FACTORY else name
+        self.condition = ReferencedAttributesCondition(0) if condition is _FACTORY else condition
+        self.regex = "" if regex is _FACTORY else regex
+        self.map_key = 0 if map_key is _FACTORY else map_key
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.mixer.v1", "ReferencedAttributes.AttributeMatch", ReferencedAttributesAttributeMatch
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ReportRequest(betterproto2.Message):
+    "ReportRequest(attributes: 'list[CompressedAttributes]' = <factory>, repeated_attributes_semantics: 'ReportRequestRepeatedAttributesSemantics' = <factory>, default_words: 'list[str]' = <factory>, global_word_count: 'int' = <factory>)"
+
     attributes: "list[CompressedAttributes]" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
@@ -374,20 +478,34 @@ class ReportRequest(betterproto2.Message):
 
     global_word_count: "int" = betterproto2.field(3, betterproto2.TYPE_UINT32)
 
+    def __init__(self, attributes: 'list[CompressedAttributes]' = _FACTORY, repeated_attributes_semantics: 'ReportRequestRepeatedAttributesSemantics' = _FACTORY, default_words: 'list[str]' = _FACTORY, global_word_count: 'int' = _FACTORY) -> None:
+        self.attributes = [] if attributes is _FACTORY else attributes
+        self.repeated_attributes_semantics = ReportRequestRepeatedAttributesSemantics(0) if repeated_attributes_semantics is _FACTORY else repeated_attributes_semantics
+        self.default_words = [] if default_words is _FACTORY else default_words
+        self.global_word_count = 0 if global_word_count is _FACTORY else global_word_count
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.mixer.v1", "ReportRequest", ReportRequest)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ReportResponse(betterproto2.Message):
+    'ReportResponse()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message("istio.mixer.v1", "ReportResponse", ReportResponse)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RouteDirective(betterproto2.Message):
+    "RouteDirective(request_header_operations: 'list[HeaderOperation]' = <factory>, response_header_operations: 'list[HeaderOperation]' = <factory>, direct_response_code: 'int' = <factory>, direct_response_body: 'str' = <factory>)"
+
     request_header_operations: "list[HeaderOperation]" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
@@ -400,103 +518,77 @@ class RouteDirective(betterproto2.Message):
 
     direct_response_body: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
 
+    def __init__(self, request_header_operations: 'list[HeaderOperation]' = _FACTORY, response_header_operations: 'list[HeaderOperation]' = _FACTORY, direct_response_code: 'int' = _FACTORY, direct_response_body: 'str' = _FACTORY) -> None:
+        self.request_header_operations = [] if request_header_operations is _FACTORY else request_header_operations
+        self.response_header_operations = [] if response_header_operations is _FACTORY else response_header_operations
+        self.direct_response_code = 0 if direct_response_code is _FACTORY else direct_response_code
+        self.direct_response_body = "" if direct_response_body is _FACTORY else direct_response_body
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.mixer.v1", "RouteDirective", RouteDirective)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class StringMap(betterproto2.Message):
+    "StringMap(entries: 'dict[int, int]' = <factory>)"
+
     entries: "dict[int, int]" = betterproto2.field(
         1,
         betterproto2.TYPE_MAP,
         map_meta=betterproto2.map_meta(betterproto2.TYPE_SINT32, betterproto2.TYPE_SINT32),
     )
 
+    def __init__(self, entries: 'dict[int, int]' = _FACTORY) -> None:
+        self.entries = {} if entries is _FACTORY else entries
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.mixer.v1", "StringMap", StringMap)
 
 
-class MixerStub(betterproto2_grpclib.ServiceStub):
-    async def check(
-        self,
-        message: "CheckRequest",
-        *,
-        timeout: "float | None" = None,
-        deadline: "Deadline | None" = None,
-        metadata: "MetadataLike | None" = None,
-    ) -> "CheckResponse":
-
-        return await self._unary_unary(
-            "/istio.mixer.v1.Mixer/Check",
-            message,
-            CheckResponse,
-            timeout=timeout,
-            deadline=deadline,
-            metadata=metadata,
-        )
-
-    async def report(
-        self,
-        message: "ReportRequest",
-        *,
-        timeout: "float | None" = None,
-        deadline: "Deadline | None" = None,
-        metadata: "MetadataLike | None" = None,
-    ) -> "ReportResponse":
-
-        return await self._unary_unary(
-            "/istio.mixer.v1.Mixer/Report",
-            message,
-            ReportResponse,
-            timeout=timeout,
-            deadline=deadline,
-            metadata=metadata,
-        )
 
 
 from ....google import protobuf as ___google__protobuf__
 from ....google import rpc as ___google__rpc__
 
 
-class MixerBase(betterproto2_grpclib.ServiceBase):
-    async def check(self, message: "CheckRequest") -> "CheckResponse":
+# The gRPC services live in _services.py (codegen/lazy_services.py): importing them
+# loads grpclib, which messages alone do not need.
+if TYPE_CHECKING:
+    from ._services import MixerBase as MixerBase
+    from ._services import MixerStub as MixerStub
 
-        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+_SERVICES = frozenset(['MixerBase', 'MixerStub'])
 
-    async def report(self, message: "ReportRequest") -> "ReportResponse":
 
-        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+def __getattr__(name: str) -> object:
+    if name in _SERVICES:
+        from . import _services
 
-    async def __rpc_check(
-        self, stream: "grpclib.server.Stream[CheckRequest, CheckResponse]"
-    ) -> None:
-        request = await stream.recv_message()
-        assert request is not None
-        response = await self.check(request)
-        await stream.send_message(response)
+        return getattr(_services, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-    async def __rpc_report(
-        self, stream: "grpclib.server.Stream[ReportRequest, ReportResponse]"
-    ) -> None:
-        request = await stream.recv_message()
-        assert request is not None
-        response = await self.report(request)
-        await stream.send_message(response)
-
-    def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
-        return {
-            "/istio.mixer.v1.Mixer/Check": grpclib.const.Handler(
-                self.__rpc_check,
-                grpclib.const.Cardinality.UNARY_UNARY,
-                CheckRequest,
-                CheckResponse,
-            ),
-            "/istio.mixer.v1.Mixer/Report": grpclib.const.Handler(
-                self.__rpc_report,
-                grpclib.const.Cardinality.UNARY_UNARY,
-                ReportRequest,
-                ReportResponse,
-            ),
-        }
-
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        Attributes,
+        AttributesAttributeValue,
+        AttributesStringMap,
+        CompressedAttributes,
+        StringMap,
+        CheckRequest,
+        CheckRequestQuotaParams,
+        CheckResponse,
+        CheckResponsePreconditionResult,
+        CheckResponseQuotaResult,
+        ReferencedAttributes,
+        ReferencedAttributesAttributeMatch,
+        HeaderOperation,
+        RouteDirective,
+        ReportRequest,
+        ReportResponse,
+    ),
+)

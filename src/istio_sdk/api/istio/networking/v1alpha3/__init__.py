@@ -124,6 +124,7 @@ import warnings
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from ....message_pool import default_message_pool
 
@@ -319,8 +320,10 @@ class TrafficPolicyProxyProtocolVersion(betterproto2.Enum):
     V2 = 1
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ClientTlsSettings(betterproto2.Message):
+    "ClientTlsSettings(mode: 'ClientTlsSettingsTlSmode' = <factory>, client_certificate: 'str' = <factory>, private_key: 'str' = <factory>, ca_certificates: 'str' = <factory>, credential_name: 'str' = <factory>, subject_alt_names: 'list[str]' = <factory>, sni: 'str' = <factory>, insecure_skip_verify: 'bool | None' = <factory>, ca_crl: 'str' = <factory>)"
+
     mode: "ClientTlsSettingsTlSmode" = betterproto2.field(
         1, betterproto2.TYPE_ENUM, default_factory=lambda: ClientTlsSettingsTlSmode(0)
     )
@@ -343,14 +346,28 @@ class ClientTlsSettings(betterproto2.Message):
 
     ca_crl: "str" = betterproto2.field(9, betterproto2.TYPE_STRING)
 
+    def __init__(self, mode: 'ClientTlsSettingsTlSmode' = _FACTORY, client_certificate: 'str' = _FACTORY, private_key: 'str' = _FACTORY, ca_certificates: 'str' = _FACTORY, credential_name: 'str' = _FACTORY, subject_alt_names: 'list[str]' = _FACTORY, sni: 'str' = _FACTORY, insecure_skip_verify: 'bool | None' = _FACTORY, ca_crl: 'str' = _FACTORY) -> None:
+        self.mode = ClientTlsSettingsTlSmode(0) if mode is _FACTORY else mode
+        self.client_certificate = "" if client_certificate is _FACTORY else client_certificate
+        self.private_key = "" if private_key is _FACTORY else private_key
+        self.ca_certificates = "" if ca_certificates is _FACTORY else ca_certificates
+        self.credential_name = "" if credential_name is _FACTORY else credential_name
+        self.subject_alt_names = [] if subject_alt_names is _FACTORY else subject_alt_names
+        self.sni = "" if sni is _FACTORY else sni
+        self.insecure_skip_verify = None if insecure_skip_verify is _FACTORY else insecure_skip_verify
+        self.ca_crl = "" if ca_crl is _FACTORY else ca_crl
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "ClientTLSSettings", ClientTlsSettings
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ConnectionPoolSettings(betterproto2.Message):
+    "ConnectionPoolSettings(tcp: 'ConnectionPoolSettingsTcpSettings | None' = <factory>, http: 'ConnectionPoolSettingsHttpSettings | None' = <factory>)"
+
     tcp: "ConnectionPoolSettingsTcpSettings | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -359,14 +376,21 @@ class ConnectionPoolSettings(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, tcp: 'ConnectionPoolSettingsTcpSettings | None' = _FACTORY, http: 'ConnectionPoolSettingsHttpSettings | None' = _FACTORY) -> None:
+        self.tcp = None if tcp is _FACTORY else tcp
+        self.http = None if http is _FACTORY else http
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "ConnectionPoolSettings", ConnectionPoolSettings
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ConnectionPoolSettingsHttpSettings(betterproto2.Message):
+    "ConnectionPoolSettingsHttpSettings(http1_max_pending_requests: 'int' = <factory>, http2_max_requests: 'int' = <factory>, max_requests_per_connection: 'int' = <factory>, max_retries: 'int' = <factory>, idle_timeout: 'datetime.timedelta | None' = <factory>, h2_upgrade_policy: 'ConnectionPoolSettingsHttpSettingsH2UpgradePolicy' = <factory>, use_client_protocol: 'bool' = <factory>, max_concurrent_streams: 'int' = <factory>, http2_keep_alive: 'ConnectionPoolSettingsHttpSettingsConnectionKeepalive | None' = <factory>)"
+
     http1_max_pending_requests: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
 
     http2_max_requests: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
@@ -393,6 +417,18 @@ class ConnectionPoolSettingsHttpSettings(betterproto2.Message):
         betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True)
     )
 
+    def __init__(self, http1_max_pending_requests: 'int' = _FACTORY, http2_max_requests: 'int' = _FACTORY, max_requests_per_connection: 'int' = _FACTORY, max_retries: 'int' = _FACTORY, idle_timeout: 'datetime.timedelta | None' = _FACTORY, h2_upgrade_policy: 'ConnectionPoolSettingsHttpSettingsH2UpgradePolicy' = _FACTORY, use_client_protocol: 'bool' = _FACTORY, max_concurrent_streams: 'int' = _FACTORY, http2_keep_alive: 'ConnectionPoolSettingsHttpSettingsConnectionKeepalive | None' = _FACTORY) -> None:
+        self.http1_max_pending_requests = 0 if http1_max_pending_requests is _FACTORY else http1_max_pending_requests
+        self.http2_max_requests = 0 if http2_max_requests is _FACTORY else http2_max_requests
+        self.max_requests_per_connection = 0 if max_requests_per_connection is _FACTORY else max_requests_per_connection
+        self.max_retries = 0 if max_retries is _FACTORY else max_retries
+        self.idle_timeout = None if idle_timeout is _FACTORY else idle_timeout
+        self.h2_upgrade_policy = ConnectionPoolSettingsHttpSettingsH2UpgradePolicy(0) if h2_upgrade_policy is _FACTORY else h2_upgrade_policy
+        self.use_client_protocol = False if use_client_protocol is _FACTORY else use_client_protocol
+        self.max_concurrent_streams = 0 if max_concurrent_streams is _FACTORY else max_concurrent_streams
+        self.http2_keep_alive = None if http2_keep_alive is _FACTORY else http2_keep_alive
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3",
@@ -401,8 +437,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ConnectionPoolSettingsHttpSettingsConnectionKeepalive(betterproto2.Message):
+    "ConnectionPoolSettingsHttpSettingsConnectionKeepalive(interval: 'datetime.timedelta | None' = <factory>, timeout: 'datetime.timedelta | None' = <factory>)"
+
     interval: "datetime.timedelta | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
@@ -410,6 +448,11 @@ class ConnectionPoolSettingsHttpSettingsConnectionKeepalive(betterproto2.Message
     timeout: "datetime.timedelta | None" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
+
+    def __init__(self, interval: 'datetime.timedelta | None' = _FACTORY, timeout: 'datetime.timedelta | None' = _FACTORY) -> None:
+        self.interval = None if interval is _FACTORY else interval
+        self.timeout = None if timeout is _FACTORY else timeout
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -419,8 +462,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ConnectionPoolSettingsTcpSettings(betterproto2.Message):
+    "ConnectionPoolSettingsTcpSettings(max_connections: 'int' = <factory>, connect_timeout: 'datetime.timedelta | None' = <factory>, tcp_keepalive: 'ConnectionPoolSettingsTcpSettingsTcpKeepalive | None' = <factory>, max_connection_duration: 'datetime.timedelta | None' = <factory>, idle_timeout: 'datetime.timedelta | None' = <factory>)"
+
     max_connections: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
 
     connect_timeout: "datetime.timedelta | None" = betterproto2.field(
@@ -439,6 +484,14 @@ class ConnectionPoolSettingsTcpSettings(betterproto2.Message):
         5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
+    def __init__(self, max_connections: 'int' = _FACTORY, connect_timeout: 'datetime.timedelta | None' = _FACTORY, tcp_keepalive: 'ConnectionPoolSettingsTcpSettingsTcpKeepalive | None' = _FACTORY, max_connection_duration: 'datetime.timedelta | None' = _FACTORY, idle_timeout: 'datetime.timedelta | None' = _FACTORY) -> None:
+        self.max_connections = 0 if max_connections is _FACTORY else max_connections
+        self.connect_timeout = None if connect_timeout is _FACTORY else connect_timeout
+        self.tcp_keepalive = None if tcp_keepalive is _FACTORY else tcp_keepalive
+        self.max_connection_duration = None if max_connection_duration is _FACTORY else max_connection_duration
+        self.idle_timeout = None if idle_timeout is _FACTORY else idle_timeout
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3",
@@ -447,8 +500,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ConnectionPoolSettingsTcpSettingsTcpKeepalive(betterproto2.Message):
+    "ConnectionPoolSettingsTcpSettingsTcpKeepalive(probes: 'int' = <factory>, time: 'datetime.timedelta | None' = <factory>, interval: 'datetime.timedelta | None' = <factory>)"
+
     probes: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
 
     time: "datetime.timedelta | None" = betterproto2.field(
@@ -459,6 +514,12 @@ class ConnectionPoolSettingsTcpSettingsTcpKeepalive(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
+    def __init__(self, probes: 'int' = _FACTORY, time: 'datetime.timedelta | None' = _FACTORY, interval: 'datetime.timedelta | None' = _FACTORY) -> None:
+        self.probes = 0 if probes is _FACTORY else probes
+        self.time = None if time is _FACTORY else time
+        self.interval = None if interval is _FACTORY else interval
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3",
@@ -467,8 +528,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class CorsPolicy(betterproto2.Message):
+    "CorsPolicy(allow_origin: 'list[str]' = <factory>, allow_origins: 'list[StringMatch]' = <factory>, allow_methods: 'list[str]' = <factory>, allow_headers: 'list[str]' = <factory>, expose_headers: 'list[str]' = <factory>, max_age: 'datetime.timedelta | None' = <factory>, allow_credentials: 'bool | None' = <factory>, unmatched_preflights: 'CorsPolicyUnmatchedPreflights' = <factory>)"
+
     allow_origin: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
 
     allow_origins: "list[StringMatch]" = betterproto2.field(
@@ -498,34 +561,62 @@ class CorsPolicy(betterproto2.Message):
         if self.is_set("allow_origin"):
             warnings.warn("CorsPolicy.allow_origin is deprecated", DeprecationWarning)
 
+    def __init__(self, allow_origin: 'list[str]' = _FACTORY, allow_origins: 'list[StringMatch]' = _FACTORY, allow_methods: 'list[str]' = _FACTORY, allow_headers: 'list[str]' = _FACTORY, expose_headers: 'list[str]' = _FACTORY, max_age: 'datetime.timedelta | None' = _FACTORY, allow_credentials: 'bool | None' = _FACTORY, unmatched_preflights: 'CorsPolicyUnmatchedPreflights' = _FACTORY) -> None:
+        self.allow_origin = [] if allow_origin is _FACTORY else allow_origin
+        self.allow_origins = [] if allow_origins is _FACTORY else allow_origins
+        self.allow_methods = [] if allow_methods is _FACTORY else allow_methods
+        self.allow_headers = [] if allow_headers is _FACTORY else allow_headers
+        self.expose_headers = [] if expose_headers is _FACTORY else expose_headers
+        self.max_age = None if max_age is _FACTORY else max_age
+        self.allow_credentials = None if allow_credentials is _FACTORY else allow_credentials
+        self.unmatched_preflights = CorsPolicyUnmatchedPreflights(0) if unmatched_preflights is _FACTORY else unmatched_preflights
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "CorsPolicy", CorsPolicy)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Delegate(betterproto2.Message):
+    "Delegate(name: 'str' = <factory>, namespace: 'str' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     namespace: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    def __init__(self, name: 'str' = _FACTORY, namespace: 'str' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.namespace = "" if namespace is _FACTORY else namespace
+        self.__post_init__()
 
 
 default_message_pool.register_message("istio.networking.v1alpha3", "Delegate", Delegate)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Destination(betterproto2.Message):
+    "Destination(host: 'str' = <factory>, subset: 'str' = <factory>, port: 'PortSelector | None' = <factory>)"
+
     host: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     subset: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
     port: "PortSelector | None" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
 
+    def __init__(self, host: 'str' = _FACTORY, subset: 'str' = _FACTORY, port: 'PortSelector | None' = _FACTORY) -> None:
+        self.host = "" if host is _FACTORY else host
+        self.subset = "" if subset is _FACTORY else subset
+        self.port = None if port is _FACTORY else port
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "Destination", Destination)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class DestinationRule(betterproto2.Message):
+    "DestinationRule(host: 'str' = <factory>, traffic_policy: 'TrafficPolicy | None' = <factory>, subsets: 'list[Subset]' = <factory>, export_to: 'list[str]' = <factory>, workload_selector: '__type__v1beta1__.WorkloadSelector | None' = <factory>)"
+
     host: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     traffic_policy: "TrafficPolicy | None" = betterproto2.field(
@@ -540,14 +631,24 @@ class DestinationRule(betterproto2.Message):
         5, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, host: 'str' = _FACTORY, traffic_policy: 'TrafficPolicy | None' = _FACTORY, subsets: 'list[Subset]' = _FACTORY, export_to: 'list[str]' = _FACTORY, workload_selector: '__type__v1beta1__.WorkloadSelector | None' = _FACTORY) -> None:
+        self.host = "" if host is _FACTORY else host
+        self.traffic_policy = None if traffic_policy is _FACTORY else traffic_policy
+        self.subsets = [] if subsets is _FACTORY else subsets
+        self.export_to = [] if export_to is _FACTORY else export_to
+        self.workload_selector = None if workload_selector is _FACTORY else workload_selector
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "DestinationRule", DestinationRule
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class EnvoyFilter(betterproto2.Message):
+    "EnvoyFilter(workload_selector: 'WorkloadSelector | None' = <factory>, target_refs: 'list[__type__v1beta1__.PolicyTargetReference]' = <factory>, config_patches: 'list[EnvoyFilterEnvoyConfigObjectPatch]' = <factory>, priority: 'int' = <factory>)"
+
     workload_selector: "WorkloadSelector | None" = betterproto2.field(
         3, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -562,12 +663,21 @@ class EnvoyFilter(betterproto2.Message):
 
     priority: "int" = betterproto2.field(5, betterproto2.TYPE_INT32)
 
+    def __init__(self, workload_selector: 'WorkloadSelector | None' = _FACTORY, target_refs: 'list[__type__v1beta1__.PolicyTargetReference]' = _FACTORY, config_patches: 'list[EnvoyFilterEnvoyConfigObjectPatch]' = _FACTORY, priority: 'int' = _FACTORY) -> None:
+        self.workload_selector = None if workload_selector is _FACTORY else workload_selector
+        self.target_refs = [] if target_refs is _FACTORY else target_refs
+        self.config_patches = [] if config_patches is _FACTORY else config_patches
+        self.priority = 0 if priority is _FACTORY else priority
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "EnvoyFilter", EnvoyFilter)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class EnvoyFilterClusterMatch(betterproto2.Message):
+    "EnvoyFilterClusterMatch(port_number: 'int' = <factory>, service: 'str' = <factory>, subset: 'str' = <factory>, name: 'str' = <factory>)"
+
     port_number: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
 
     service: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -576,13 +686,20 @@ class EnvoyFilterClusterMatch(betterproto2.Message):
 
     name: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
 
+    def __init__(self, port_number: 'int' = _FACTORY, service: 'str' = _FACTORY, subset: 'str' = _FACTORY, name: 'str' = _FACTORY) -> None:
+        self.port_number = 0 if port_number is _FACTORY else port_number
+        self.service = "" if service is _FACTORY else service
+        self.subset = "" if subset is _FACTORY else subset
+        self.name = "" if name is _FACTORY else name
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "EnvoyFilter.ClusterMatch", EnvoyFilterClusterMatch
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class EnvoyFilterEnvoyConfigObjectMatch(betterproto2.Message):
     """
 
@@ -615,6 +732,15 @@ class EnvoyFilterEnvoyConfigObjectMatch(betterproto2.Message):
         6, betterproto2.TYPE_MESSAGE, optional=True, group="object_types"
     )
 
+    def __init__(self, context: 'EnvoyFilterPatchContext' = _FACTORY, proxy: 'EnvoyFilterProxyMatch | None' = _FACTORY, listener: 'EnvoyFilterListenerMatch | None' = _FACTORY, route_configuration: 'EnvoyFilterRouteConfigurationMatch | None' = _FACTORY, cluster: 'EnvoyFilterClusterMatch | None' = _FACTORY, waypoint: 'EnvoyFilterWaypointMatch | None' = _FACTORY) -> None:
+        self.context = EnvoyFilterPatchContext(0) if context is _FACTORY else context
+        self.proxy = None if proxy is _FACTORY else proxy
+        self.listener = None if listener is _FACTORY else listener
+        self.route_configuration = None if route_configuration is _FACTORY else route_configuration
+        self.cluster = None if cluster is _FACTORY else cluster
+        self.waypoint = None if waypoint is _FACTORY else waypoint
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3",
@@ -623,8 +749,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class EnvoyFilterEnvoyConfigObjectPatch(betterproto2.Message):
+    "EnvoyFilterEnvoyConfigObjectPatch(apply_to: 'EnvoyFilterApplyTo' = <factory>, match: 'EnvoyFilterEnvoyConfigObjectMatch | None' = <factory>, patch: 'EnvoyFilterPatch | None' = <factory>)"
+
     apply_to: "EnvoyFilterApplyTo" = betterproto2.field(
         1, betterproto2.TYPE_ENUM, default_factory=lambda: EnvoyFilterApplyTo(0)
     )
@@ -637,6 +765,12 @@ class EnvoyFilterEnvoyConfigObjectPatch(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, apply_to: 'EnvoyFilterApplyTo' = _FACTORY, match: 'EnvoyFilterEnvoyConfigObjectMatch | None' = _FACTORY, patch: 'EnvoyFilterPatch | None' = _FACTORY) -> None:
+        self.apply_to = EnvoyFilterApplyTo(0) if apply_to is _FACTORY else apply_to
+        self.match = None if match is _FACTORY else match
+        self.patch = None if patch is _FACTORY else patch
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3",
@@ -645,8 +779,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class EnvoyFilterListenerMatch(betterproto2.Message):
+    "EnvoyFilterListenerMatch(port_number: 'int' = <factory>, port_name: 'str' = <factory>, filter_chain: 'EnvoyFilterListenerMatchFilterChainMatch | None' = <factory>, listener_filter: 'str' = <factory>, name: 'str' = <factory>)"
+
     port_number: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
 
     port_name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -659,14 +795,24 @@ class EnvoyFilterListenerMatch(betterproto2.Message):
 
     name: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
 
+    def __init__(self, port_number: 'int' = _FACTORY, port_name: 'str' = _FACTORY, filter_chain: 'EnvoyFilterListenerMatchFilterChainMatch | None' = _FACTORY, listener_filter: 'str' = _FACTORY, name: 'str' = _FACTORY) -> None:
+        self.port_number = 0 if port_number is _FACTORY else port_number
+        self.port_name = "" if port_name is _FACTORY else port_name
+        self.filter_chain = None if filter_chain is _FACTORY else filter_chain
+        self.listener_filter = "" if listener_filter is _FACTORY else listener_filter
+        self.name = "" if name is _FACTORY else name
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "EnvoyFilter.ListenerMatch", EnvoyFilterListenerMatch
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class EnvoyFilterListenerMatchFilterChainMatch(betterproto2.Message):
+    "EnvoyFilterListenerMatchFilterChainMatch(name: 'str' = <factory>, sni: 'str' = <factory>, transport_protocol: 'str' = <factory>, application_protocols: 'str' = <factory>, filter: 'EnvoyFilterListenerMatchFilterMatch | None' = <factory>, destination_port: 'int' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     sni: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -681,6 +827,15 @@ class EnvoyFilterListenerMatchFilterChainMatch(betterproto2.Message):
 
     destination_port: "int" = betterproto2.field(6, betterproto2.TYPE_UINT32)
 
+    def __init__(self, name: 'str' = _FACTORY, sni: 'str' = _FACTORY, transport_protocol: 'str' = _FACTORY, application_protocols: 'str' = _FACTORY, filter: 'EnvoyFilterListenerMatchFilterMatch | None' = _FACTORY, destination_port: 'int' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.sni = "" if sni is _FACTORY else sni
+        self.transport_protocol = "" if transport_protocol is _FACTORY else transport_protocol
+        self.application_protocols = "" if application_protocols is _FACTORY else application_protocols
+        self.filter = None if filter is _FACTORY else filter
+        self.destination_port = 0 if destination_port is _FACTORY else destination_port
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3",
@@ -689,13 +844,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class EnvoyFilterListenerMatchFilterMatch(betterproto2.Message):
+    "EnvoyFilterListenerMatchFilterMatch(name: 'str' = <factory>, sub_filter: 'EnvoyFilterListenerMatchSubFilterMatch | None' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     sub_filter: "EnvoyFilterListenerMatchSubFilterMatch | None" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
+
+    def __init__(self, name: 'str' = _FACTORY, sub_filter: 'EnvoyFilterListenerMatchSubFilterMatch | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.sub_filter = None if sub_filter is _FACTORY else sub_filter
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -705,9 +867,15 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class EnvoyFilterListenerMatchSubFilterMatch(betterproto2.Message):
+    "EnvoyFilterListenerMatchSubFilterMatch(name: 'str' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    def __init__(self, name: 'str' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -717,8 +885,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class EnvoyFilterPatch(betterproto2.Message):
+    "EnvoyFilterPatch(operation: 'EnvoyFilterPatchOperation' = <factory>, value: '___google__protobuf__.Struct | None' = <factory>, filter_class: 'EnvoyFilterPatchFilterClass' = <factory>)"
+
     operation: "EnvoyFilterPatchOperation" = betterproto2.field(
         1, betterproto2.TYPE_ENUM, default_factory=lambda: EnvoyFilterPatchOperation(0)
     )
@@ -731,14 +901,22 @@ class EnvoyFilterPatch(betterproto2.Message):
         3, betterproto2.TYPE_ENUM, default_factory=lambda: EnvoyFilterPatchFilterClass(0)
     )
 
+    def __init__(self, operation: 'EnvoyFilterPatchOperation' = _FACTORY, value: '___google__protobuf__.Struct | None' = _FACTORY, filter_class: 'EnvoyFilterPatchFilterClass' = _FACTORY) -> None:
+        self.operation = EnvoyFilterPatchOperation(0) if operation is _FACTORY else operation
+        self.value = None if value is _FACTORY else value
+        self.filter_class = EnvoyFilterPatchFilterClass(0) if filter_class is _FACTORY else filter_class
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "EnvoyFilter.Patch", EnvoyFilterPatch
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class EnvoyFilterProxyMatch(betterproto2.Message):
+    "EnvoyFilterProxyMatch(proxy_version: 'str' = <factory>, metadata: 'dict[str, str]' = <factory>)"
+
     proxy_version: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     metadata: "dict[str, str]" = betterproto2.field(
@@ -747,14 +925,21 @@ class EnvoyFilterProxyMatch(betterproto2.Message):
         map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
+    def __init__(self, proxy_version: 'str' = _FACTORY, metadata: 'dict[str, str]' = _FACTORY) -> None:
+        self.proxy_version = "" if proxy_version is _FACTORY else proxy_version
+        self.metadata = {} if metadata is _FACTORY else metadata
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "EnvoyFilter.ProxyMatch", EnvoyFilterProxyMatch
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class EnvoyFilterRouteConfigurationMatch(betterproto2.Message):
+    "EnvoyFilterRouteConfigurationMatch(port_number: 'int' = <factory>, port_name: 'str' = <factory>, gateway: 'str' = <factory>, vhost: 'EnvoyFilterRouteConfigurationMatchVirtualHostMatch | None' = <factory>, name: 'str' = <factory>)"
+
     port_number: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
 
     port_name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -767,6 +952,14 @@ class EnvoyFilterRouteConfigurationMatch(betterproto2.Message):
 
     name: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
 
+    def __init__(self, port_number: 'int' = _FACTORY, port_name: 'str' = _FACTORY, gateway: 'str' = _FACTORY, vhost: 'EnvoyFilterRouteConfigurationMatchVirtualHostMatch | None' = _FACTORY, name: 'str' = _FACTORY) -> None:
+        self.port_number = 0 if port_number is _FACTORY else port_number
+        self.port_name = "" if port_name is _FACTORY else port_name
+        self.gateway = "" if gateway is _FACTORY else gateway
+        self.vhost = None if vhost is _FACTORY else vhost
+        self.name = "" if name is _FACTORY else name
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3",
@@ -775,8 +968,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class EnvoyFilterRouteConfigurationMatchRouteMatch(betterproto2.Message):
+    "EnvoyFilterRouteConfigurationMatchRouteMatch(name: 'str' = <factory>, action: 'EnvoyFilterRouteConfigurationMatchRouteMatchAction' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     action: "EnvoyFilterRouteConfigurationMatchRouteMatchAction" = betterproto2.field(
@@ -784,6 +979,11 @@ class EnvoyFilterRouteConfigurationMatchRouteMatch(betterproto2.Message):
         betterproto2.TYPE_ENUM,
         default_factory=lambda: EnvoyFilterRouteConfigurationMatchRouteMatchAction(0),
     )
+
+    def __init__(self, name: 'str' = _FACTORY, action: 'EnvoyFilterRouteConfigurationMatchRouteMatchAction' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.action = EnvoyFilterRouteConfigurationMatchRouteMatchAction(0) if action is _FACTORY else action
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -793,8 +993,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class EnvoyFilterRouteConfigurationMatchVirtualHostMatch(betterproto2.Message):
+    "EnvoyFilterRouteConfigurationMatchVirtualHostMatch(name: 'str' = <factory>, domain_name: 'str' = <factory>, route: 'EnvoyFilterRouteConfigurationMatchRouteMatch | None' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     domain_name: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
@@ -802,6 +1004,12 @@ class EnvoyFilterRouteConfigurationMatchVirtualHostMatch(betterproto2.Message):
     route: "EnvoyFilterRouteConfigurationMatchRouteMatch | None" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
+
+    def __init__(self, name: 'str' = _FACTORY, domain_name: 'str' = _FACTORY, route: 'EnvoyFilterRouteConfigurationMatchRouteMatch | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.domain_name = "" if domain_name is _FACTORY else domain_name
+        self.route = None if route is _FACTORY else route
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -811,8 +1019,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class EnvoyFilterWaypointMatch(betterproto2.Message):
+    "EnvoyFilterWaypointMatch(port_number: 'int' = <factory>, route: 'EnvoyFilterWaypointMatchRouteMatch | None' = <factory>, filter: 'EnvoyFilterWaypointMatchFilterMatch | None' = <factory>)"
+
     port_number: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
 
     route: "EnvoyFilterWaypointMatchRouteMatch | None" = betterproto2.field(
@@ -823,19 +1033,32 @@ class EnvoyFilterWaypointMatch(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, port_number: 'int' = _FACTORY, route: 'EnvoyFilterWaypointMatchRouteMatch | None' = _FACTORY, filter: 'EnvoyFilterWaypointMatchFilterMatch | None' = _FACTORY) -> None:
+        self.port_number = 0 if port_number is _FACTORY else port_number
+        self.route = None if route is _FACTORY else route
+        self.filter = None if filter is _FACTORY else filter
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "EnvoyFilter.WaypointMatch", EnvoyFilterWaypointMatch
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class EnvoyFilterWaypointMatchFilterMatch(betterproto2.Message):
+    "EnvoyFilterWaypointMatchFilterMatch(name: 'str' = <factory>, sub_filter: 'EnvoyFilterWaypointMatchFilterMatchSubFilterMatch | None' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     sub_filter: "EnvoyFilterWaypointMatchFilterMatchSubFilterMatch | None" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
+
+    def __init__(self, name: 'str' = _FACTORY, sub_filter: 'EnvoyFilterWaypointMatchFilterMatchSubFilterMatch | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.sub_filter = None if sub_filter is _FACTORY else sub_filter
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -845,9 +1068,15 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class EnvoyFilterWaypointMatchFilterMatchSubFilterMatch(betterproto2.Message):
+    "EnvoyFilterWaypointMatchFilterMatchSubFilterMatch(name: 'str' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    def __init__(self, name: 'str' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -857,9 +1086,15 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class EnvoyFilterWaypointMatchRouteMatch(betterproto2.Message):
+    "EnvoyFilterWaypointMatchRouteMatch(name: 'str' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    def __init__(self, name: 'str' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -869,9 +1104,15 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ExecHealthCheckConfig(betterproto2.Message):
+    "ExecHealthCheckConfig(command: 'list[str]' = <factory>)"
+
     command: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
+
+    def __init__(self, command: 'list[str]' = _FACTORY) -> None:
+        self.command = [] if command is _FACTORY else command
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -879,8 +1120,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Gateway(betterproto2.Message):
+    "Gateway(servers: 'list[Server]' = <factory>, selector: 'dict[str, str]' = <factory>)"
+
     servers: "list[Server]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
     selector: "dict[str, str]" = betterproto2.field(
@@ -889,15 +1132,27 @@ class Gateway(betterproto2.Message):
         map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
+    def __init__(self, servers: 'list[Server]' = _FACTORY, selector: 'dict[str, str]' = _FACTORY) -> None:
+        self.servers = [] if servers is _FACTORY else servers
+        self.selector = {} if selector is _FACTORY else selector
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "Gateway", Gateway)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class GrpcHealthCheckConfig(betterproto2.Message):
+    "GrpcHealthCheckConfig(port: 'int' = <factory>, service: 'str' = <factory>)"
+
     port: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
 
     service: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    def __init__(self, port: 'int' = _FACTORY, service: 'str' = _FACTORY) -> None:
+        self.port = 0 if port is _FACTORY else port
+        self.service = "" if service is _FACTORY else service
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -905,8 +1160,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Headers(betterproto2.Message):
+    "Headers(request: 'HeadersHeaderOperations | None' = <factory>, response: 'HeadersHeaderOperations | None' = <factory>)"
+
     request: "HeadersHeaderOperations | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -915,12 +1172,19 @@ class Headers(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, request: 'HeadersHeaderOperations | None' = _FACTORY, response: 'HeadersHeaderOperations | None' = _FACTORY) -> None:
+        self.request = None if request is _FACTORY else request
+        self.response = None if response is _FACTORY else response
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "Headers", Headers)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HeadersHeaderOperations(betterproto2.Message):
+    "HeadersHeaderOperations(set: 'dict[str, str]' = <factory>, add: 'dict[str, str]' = <factory>, remove: 'list[str]' = <factory>)"
+
     set: "dict[str, str]" = betterproto2.field(
         1,
         betterproto2.TYPE_MAP,
@@ -935,13 +1199,19 @@ class HeadersHeaderOperations(betterproto2.Message):
 
     remove: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
 
+    def __init__(self, set: 'dict[str, str]' = _FACTORY, add: 'dict[str, str]' = _FACTORY, remove: 'list[str]' = _FACTORY) -> None:
+        self.set = {} if set is _FACTORY else set
+        self.add = {} if add is _FACTORY else add
+        self.remove = [] if remove is _FACTORY else remove
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "Headers.HeaderOperations", HeadersHeaderOperations
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HttpBody(betterproto2.Message):
     """
 
@@ -958,15 +1228,27 @@ class HttpBody(betterproto2.Message):
         2, betterproto2.TYPE_BYTES, optional=True, group="specifier"
     )
 
+    def __init__(self, string: 'str | None' = _FACTORY, bytes: 'builtins.bytes | None' = _FACTORY) -> None:
+        self.string = None if string is _FACTORY else string
+        self.bytes = None if bytes is _FACTORY else bytes
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "HTTPBody", HttpBody)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HttpDirectResponse(betterproto2.Message):
+    "HttpDirectResponse(status: 'int' = <factory>, body: 'HttpBody | None' = <factory>)"
+
     status: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
 
     body: "HttpBody | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+
+    def __init__(self, status: 'int' = _FACTORY, body: 'HttpBody | None' = _FACTORY) -> None:
+        self.status = 0 if status is _FACTORY else status
+        self.body = None if body is _FACTORY else body
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -974,8 +1256,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HttpFaultInjection(betterproto2.Message):
+    "HttpFaultInjection(delay: 'HttpFaultInjectionDelay | None' = <factory>, abort: 'HttpFaultInjectionAbort | None' = <factory>)"
+
     delay: "HttpFaultInjectionDelay | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -984,13 +1268,18 @@ class HttpFaultInjection(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, delay: 'HttpFaultInjectionDelay | None' = _FACTORY, abort: 'HttpFaultInjectionAbort | None' = _FACTORY) -> None:
+        self.delay = None if delay is _FACTORY else delay
+        self.abort = None if abort is _FACTORY else abort
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "HTTPFaultInjection", HttpFaultInjection
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HttpFaultInjectionAbort(betterproto2.Message):
     """
 
@@ -1013,13 +1302,20 @@ class HttpFaultInjectionAbort(betterproto2.Message):
 
     percentage: "Percent | None" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
 
+    def __init__(self, http_status: 'int | None' = _FACTORY, grpc_status: 'str | None' = _FACTORY, http2_error: 'str | None' = _FACTORY, percentage: 'Percent | None' = _FACTORY) -> None:
+        self.http_status = None if http_status is _FACTORY else http_status
+        self.grpc_status = None if grpc_status is _FACTORY else grpc_status
+        self.http2_error = None if http2_error is _FACTORY else http2_error
+        self.percentage = None if percentage is _FACTORY else percentage
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "HTTPFaultInjection.Abort", HttpFaultInjectionAbort
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HttpFaultInjectionDelay(betterproto2.Message):
     """
 
@@ -1053,24 +1349,40 @@ class HttpFaultInjectionDelay(betterproto2.Message):
         if self.is_set("percent"):
             warnings.warn("HttpFaultInjectionDelay.percent is deprecated", DeprecationWarning)
 
+    def __init__(self, percent: 'int' = _FACTORY, fixed_delay: 'datetime.timedelta | None' = _FACTORY, exponential_delay: 'datetime.timedelta | None' = _FACTORY, percentage: 'Percent | None' = _FACTORY) -> None:
+        self.percent = 0 if percent is _FACTORY else percent
+        self.fixed_delay = None if fixed_delay is _FACTORY else fixed_delay
+        self.exponential_delay = None if exponential_delay is _FACTORY else exponential_delay
+        self.percentage = None if percentage is _FACTORY else percentage
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "HTTPFaultInjection.Delay", HttpFaultInjectionDelay
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HttpHeader(betterproto2.Message):
+    "HttpHeader(name: 'str' = <factory>, value: 'str' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     value: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    def __init__(self, name: 'str' = _FACTORY, value: 'str' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.value = "" if value is _FACTORY else value
+        self.__post_init__()
 
 
 default_message_pool.register_message("istio.networking.v1alpha3", "HTTPHeader", HttpHeader)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HttpHealthCheckConfig(betterproto2.Message):
+    "HttpHealthCheckConfig(path: 'str' = <factory>, port: 'int' = <factory>, host: 'str' = <factory>, scheme: 'str' = <factory>, http_headers: 'list[HttpHeader]' = <factory>)"
+
     path: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     port: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
@@ -1083,14 +1395,24 @@ class HttpHealthCheckConfig(betterproto2.Message):
         5, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
+    def __init__(self, path: 'str' = _FACTORY, port: 'int' = _FACTORY, host: 'str' = _FACTORY, scheme: 'str' = _FACTORY, http_headers: 'list[HttpHeader]' = _FACTORY) -> None:
+        self.path = "" if path is _FACTORY else path
+        self.port = 0 if port is _FACTORY else port
+        self.host = "" if host is _FACTORY else host
+        self.scheme = "" if scheme is _FACTORY else scheme
+        self.http_headers = [] if http_headers is _FACTORY else http_headers
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "HTTPHealthCheckConfig", HttpHealthCheckConfig
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HttpMatchRequest(betterproto2.Message):
+    "HttpMatchRequest(name: 'str' = <factory>, uri: 'StringMatch | None' = <factory>, scheme: 'StringMatch | None' = <factory>, method: 'StringMatch | None' = <factory>, authority: 'StringMatch | None' = <factory>, headers: 'dict[str, StringMatch]' = <factory>, port: 'int' = <factory>, source_labels: 'dict[str, str]' = <factory>, gateways: 'list[str]' = <factory>, query_params: 'dict[str, StringMatch]' = <factory>, ignore_uri_case: 'bool' = <factory>, without_headers: 'dict[str, StringMatch]' = <factory>, source_namespace: 'str' = <factory>, stat_prefix: 'str' = <factory>)"
+
     name: "str" = betterproto2.field(11, betterproto2.TYPE_STRING)
 
     uri: "StringMatch | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
@@ -1137,19 +1459,43 @@ class HttpMatchRequest(betterproto2.Message):
 
     stat_prefix: "str" = betterproto2.field(14, betterproto2.TYPE_STRING)
 
+    def __init__(self, name: 'str' = _FACTORY, uri: 'StringMatch | None' = _FACTORY, scheme: 'StringMatch | None' = _FACTORY, method: 'StringMatch | None' = _FACTORY, authority: 'StringMatch | None' = _FACTORY, headers: 'dict[str, StringMatch]' = _FACTORY, port: 'int' = _FACTORY, source_labels: 'dict[str, str]' = _FACTORY, gateways: 'list[str]' = _FACTORY, query_params: 'dict[str, StringMatch]' = _FACTORY, ignore_uri_case: 'bool' = _FACTORY, without_headers: 'dict[str, StringMatch]' = _FACTORY, source_namespace: 'str' = _FACTORY, stat_prefix: 'str' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.uri = None if uri is _FACTORY else uri
+        self.scheme = None if scheme is _FACTORY else scheme
+        self.method = None if method is _FACTORY else method
+        self.authority = None if authority is _FACTORY else authority
+        self.headers = {} if headers is _FACTORY else headers
+        self.port = 0 if port is _FACTORY else port
+        self.source_labels = {} if source_labels is _FACTORY else source_labels
+        self.gateways = [] if gateways is _FACTORY else gateways
+        self.query_params = {} if query_params is _FACTORY else query_params
+        self.ignore_uri_case = False if ignore_uri_case is _FACTORY else ignore_uri_case
+        self.without_headers = {} if without_headers is _FACTORY else without_headers
+        self.source_namespace = "" if source_namespace is _FACTORY else source_namespace
+        self.stat_prefix = "" if stat_prefix is _FACTORY else stat_prefix
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "HTTPMatchRequest", HttpMatchRequest
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HttpMirrorPolicy(betterproto2.Message):
+    "HttpMirrorPolicy(destination: 'Destination | None' = <factory>, percentage: 'Percent | None' = <factory>)"
+
     destination: "Destination | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     percentage: "Percent | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+
+    def __init__(self, destination: 'Destination | None' = _FACTORY, percentage: 'Percent | None' = _FACTORY) -> None:
+        self.destination = None if destination is _FACTORY else destination
+        self.percentage = None if percentage is _FACTORY else percentage
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -1157,7 +1503,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HttpRedirect(betterproto2.Message):
     """
 
@@ -1184,12 +1530,24 @@ class HttpRedirect(betterproto2.Message):
 
     prefix_rewrite: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
 
+    def __init__(self, uri: 'str' = _FACTORY, authority: 'str' = _FACTORY, port: 'int | None' = _FACTORY, derive_port: 'HttpRedirectRedirectPortSelection | None' = _FACTORY, scheme: 'str' = _FACTORY, redirect_code: 'int' = _FACTORY, prefix_rewrite: 'str' = _FACTORY) -> None:
+        self.uri = "" if uri is _FACTORY else uri
+        self.authority = "" if authority is _FACTORY else authority
+        self.port = None if port is _FACTORY else port
+        self.derive_port = None if derive_port is _FACTORY else derive_port
+        self.scheme = "" if scheme is _FACTORY else scheme
+        self.redirect_code = 0 if redirect_code is _FACTORY else redirect_code
+        self.prefix_rewrite = "" if prefix_rewrite is _FACTORY else prefix_rewrite
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "HTTPRedirect", HttpRedirect)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HttpRetry(betterproto2.Message):
+    "HttpRetry(attempts: 'int' = <factory>, per_try_timeout: 'datetime.timedelta | None' = <factory>, retry_on: 'str' = <factory>, retry_remote_localities: 'bool | None' = <factory>, retry_ignore_previous_hosts: 'bool | None' = <factory>, backoff: 'datetime.timedelta | None' = <factory>)"
+
     attempts: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
 
     per_try_timeout: "datetime.timedelta | None" = betterproto2.field(
@@ -1210,12 +1568,23 @@ class HttpRetry(betterproto2.Message):
         6, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
+    def __init__(self, attempts: 'int' = _FACTORY, per_try_timeout: 'datetime.timedelta | None' = _FACTORY, retry_on: 'str' = _FACTORY, retry_remote_localities: 'bool | None' = _FACTORY, retry_ignore_previous_hosts: 'bool | None' = _FACTORY, backoff: 'datetime.timedelta | None' = _FACTORY) -> None:
+        self.attempts = 0 if attempts is _FACTORY else attempts
+        self.per_try_timeout = None if per_try_timeout is _FACTORY else per_try_timeout
+        self.retry_on = "" if retry_on is _FACTORY else retry_on
+        self.retry_remote_localities = None if retry_remote_localities is _FACTORY else retry_remote_localities
+        self.retry_ignore_previous_hosts = None if retry_ignore_previous_hosts is _FACTORY else retry_ignore_previous_hosts
+        self.backoff = None if backoff is _FACTORY else backoff
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "HTTPRetry", HttpRetry)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HttpRewrite(betterproto2.Message):
+    "HttpRewrite(uri: 'str' = <factory>, authority: 'str' = <factory>, uri_regex_rewrite: 'RegexRewrite | None' = <factory>)"
+
     uri: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     authority: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -1224,12 +1593,20 @@ class HttpRewrite(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, uri: 'str' = _FACTORY, authority: 'str' = _FACTORY, uri_regex_rewrite: 'RegexRewrite | None' = _FACTORY) -> None:
+        self.uri = "" if uri is _FACTORY else uri
+        self.authority = "" if authority is _FACTORY else authority
+        self.uri_regex_rewrite = None if uri_regex_rewrite is _FACTORY else uri_regex_rewrite
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "HTTPRewrite", HttpRewrite)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HttpRoute(betterproto2.Message):
+    "HttpRoute(name: 'str' = <factory>, match: 'list[HttpMatchRequest]' = <factory>, route: 'list[HttpRouteDestination]' = <factory>, redirect: 'HttpRedirect | None' = <factory>, direct_response: 'HttpDirectResponse | None' = <factory>, delegate: 'Delegate | None' = <factory>, rewrite: 'HttpRewrite | None' = <factory>, timeout: 'datetime.timedelta | None' = <factory>, retries: 'HttpRetry | None' = <factory>, fault: 'HttpFaultInjection | None' = <factory>, mirror: 'Destination | None' = <factory>, mirrors: 'list[HttpMirrorPolicy]' = <factory>, mirror_percent: 'int | None' = <factory>, mirror_percentage: 'Percent | None' = <factory>, cors_policy: 'CorsPolicy | None' = <factory>, headers: 'Headers | None' = <factory>)"
+
     name: "str" = betterproto2.field(17, betterproto2.TYPE_STRING)
 
     match: "list[HttpMatchRequest]" = betterproto2.field(
@@ -1290,12 +1667,33 @@ class HttpRoute(betterproto2.Message):
         if self.is_set("mirror_percent"):
             warnings.warn("HttpRoute.mirror_percent is deprecated", DeprecationWarning)
 
+    def __init__(self, name: 'str' = _FACTORY, match: 'list[HttpMatchRequest]' = _FACTORY, route: 'list[HttpRouteDestination]' = _FACTORY, redirect: 'HttpRedirect | None' = _FACTORY, direct_response: 'HttpDirectResponse | None' = _FACTORY, delegate: 'Delegate | None' = _FACTORY, rewrite: 'HttpRewrite | None' = _FACTORY, timeout: 'datetime.timedelta | None' = _FACTORY, retries: 'HttpRetry | None' = _FACTORY, fault: 'HttpFaultInjection | None' = _FACTORY, mirror: 'Destination | None' = _FACTORY, mirrors: 'list[HttpMirrorPolicy]' = _FACTORY, mirror_percent: 'int | None' = _FACTORY, mirror_percentage: 'Percent | None' = _FACTORY, cors_policy: 'CorsPolicy | None' = _FACTORY, headers: 'Headers | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.match = [] if match is _FACTORY else match
+        self.route = [] if route is _FACTORY else route
+        self.redirect = None if redirect is _FACTORY else redirect
+        self.direct_response = None if direct_response is _FACTORY else direct_response
+        self.delegate = None if delegate is _FACTORY else delegate
+        self.rewrite = None if rewrite is _FACTORY else rewrite
+        self.timeout = None if timeout is _FACTORY else timeout
+        self.retries = None if retries is _FACTORY else retries
+        self.fault = None if fault is _FACTORY else fault
+        self.mirror = None if mirror is _FACTORY else mirror
+        self.mirrors = [] if mirrors is _FACTORY else mirrors
+        self.mirror_percent = None if mirror_percent is _FACTORY else mirror_percent
+        self.mirror_percentage = None if mirror_percentage is _FACTORY else mirror_percentage
+        self.cors_policy = None if cors_policy is _FACTORY else cors_policy
+        self.headers = None if headers is _FACTORY else headers
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "HTTPRoute", HttpRoute)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HttpRouteDestination(betterproto2.Message):
+    "HttpRouteDestination(destination: 'Destination | None' = <factory>, weight: 'int' = <factory>, headers: 'Headers | None' = <factory>)"
+
     destination: "Destination | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -1304,14 +1702,22 @@ class HttpRouteDestination(betterproto2.Message):
 
     headers: "Headers | None" = betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True)
 
+    def __init__(self, destination: 'Destination | None' = _FACTORY, weight: 'int' = _FACTORY, headers: 'Headers | None' = _FACTORY) -> None:
+        self.destination = None if destination is _FACTORY else destination
+        self.weight = 0 if weight is _FACTORY else weight
+        self.headers = None if headers is _FACTORY else headers
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "HTTPRouteDestination", HttpRouteDestination
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class IstioEgressListener(betterproto2.Message):
+    "IstioEgressListener(port: 'SidecarPort | None' = <factory>, bind: 'str' = <factory>, capture_mode: 'CaptureMode' = <factory>, hosts: 'list[str]' = <factory>)"
+
     port: "SidecarPort | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     bind: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -1322,14 +1728,23 @@ class IstioEgressListener(betterproto2.Message):
 
     hosts: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
 
+    def __init__(self, port: 'SidecarPort | None' = _FACTORY, bind: 'str' = _FACTORY, capture_mode: 'CaptureMode' = _FACTORY, hosts: 'list[str]' = _FACTORY) -> None:
+        self.port = None if port is _FACTORY else port
+        self.bind = "" if bind is _FACTORY else bind
+        self.capture_mode = CaptureMode(0) if capture_mode is _FACTORY else capture_mode
+        self.hosts = [] if hosts is _FACTORY else hosts
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "IstioEgressListener", IstioEgressListener
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class IstioIngressListener(betterproto2.Message):
+    "IstioIngressListener(port: 'SidecarPort | None' = <factory>, bind: 'str' = <factory>, capture_mode: 'CaptureMode' = <factory>, default_endpoint: 'str' = <factory>, tls: 'ServerTlsSettings | None' = <factory>, connection_pool: 'ConnectionPoolSettings | None' = <factory>)"
+
     port: "SidecarPort | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     bind: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -1348,14 +1763,25 @@ class IstioIngressListener(betterproto2.Message):
         8, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, port: 'SidecarPort | None' = _FACTORY, bind: 'str' = _FACTORY, capture_mode: 'CaptureMode' = _FACTORY, default_endpoint: 'str' = _FACTORY, tls: 'ServerTlsSettings | None' = _FACTORY, connection_pool: 'ConnectionPoolSettings | None' = _FACTORY) -> None:
+        self.port = None if port is _FACTORY else port
+        self.bind = "" if bind is _FACTORY else bind
+        self.capture_mode = CaptureMode(0) if capture_mode is _FACTORY else capture_mode
+        self.default_endpoint = "" if default_endpoint is _FACTORY else default_endpoint
+        self.tls = None if tls is _FACTORY else tls
+        self.connection_pool = None if connection_pool is _FACTORY else connection_pool
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "IstioIngressListener", IstioIngressListener
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class L4MatchAttributes(betterproto2.Message):
+    "L4MatchAttributes(destination_subnets: 'list[str]' = <factory>, port: 'int' = <factory>, source_subnet: 'str' = <factory>, source_labels: 'dict[str, str]' = <factory>, gateways: 'list[str]' = <factory>, source_namespace: 'str' = <factory>)"
+
     destination_subnets: "list[str]" = betterproto2.field(
         1, betterproto2.TYPE_STRING, repeated=True
     )
@@ -1374,13 +1800,22 @@ class L4MatchAttributes(betterproto2.Message):
 
     source_namespace: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
 
+    def __init__(self, destination_subnets: 'list[str]' = _FACTORY, port: 'int' = _FACTORY, source_subnet: 'str' = _FACTORY, source_labels: 'dict[str, str]' = _FACTORY, gateways: 'list[str]' = _FACTORY, source_namespace: 'str' = _FACTORY) -> None:
+        self.destination_subnets = [] if destination_subnets is _FACTORY else destination_subnets
+        self.port = 0 if port is _FACTORY else port
+        self.source_subnet = "" if source_subnet is _FACTORY else source_subnet
+        self.source_labels = {} if source_labels is _FACTORY else source_labels
+        self.gateways = [] if gateways is _FACTORY else gateways
+        self.source_namespace = "" if source_namespace is _FACTORY else source_namespace
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "L4MatchAttributes", L4MatchAttributes
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class LoadBalancerSettings(betterproto2.Message):
     """
 
@@ -1413,13 +1848,22 @@ class LoadBalancerSettings(betterproto2.Message):
         5, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, simple: 'LoadBalancerSettingsSimpleLb | None' = _FACTORY, consistent_hash: 'LoadBalancerSettingsConsistentHashLb | None' = _FACTORY, locality_lb_setting: 'LocalityLoadBalancerSetting | None' = _FACTORY, zone_aware_lb_setting: 'ZoneAwareLoadBalancerSetting | None' = _FACTORY, warmup_duration_secs: 'datetime.timedelta | None' = _FACTORY, warmup: 'WarmupConfiguration | None' = _FACTORY) -> None:
+        self.simple = None if simple is _FACTORY else simple
+        self.consistent_hash = None if consistent_hash is _FACTORY else consistent_hash
+        self.locality_lb_setting = None if locality_lb_setting is _FACTORY else locality_lb_setting
+        self.zone_aware_lb_setting = None if zone_aware_lb_setting is _FACTORY else zone_aware_lb_setting
+        self.warmup_duration_secs = None if warmup_duration_secs is _FACTORY else warmup_duration_secs
+        self.warmup = None if warmup is _FACTORY else warmup
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "LoadBalancerSettings", LoadBalancerSettings
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class LoadBalancerSettingsConsistentHashLb(betterproto2.Message):
     """
 
@@ -1463,6 +1907,16 @@ class LoadBalancerSettingsConsistentHashLb(betterproto2.Message):
                 DeprecationWarning,
             )
 
+    def __init__(self, http_header_name: 'str | None' = _FACTORY, http_cookie: 'LoadBalancerSettingsConsistentHashLbHttpCookie | None' = _FACTORY, use_source_ip: 'bool | None' = _FACTORY, http_query_parameter_name: 'str | None' = _FACTORY, ring_hash: 'LoadBalancerSettingsConsistentHashLbRingHash | None' = _FACTORY, maglev: 'LoadBalancerSettingsConsistentHashLbMagLev | None' = _FACTORY, minimum_ring_size: 'int' = _FACTORY) -> None:
+        self.http_header_name = None if http_header_name is _FACTORY else http_header_name
+        self.http_cookie = None if http_cookie is _FACTORY else http_cookie
+        self.use_source_ip = None if use_source_ip is _FACTORY else use_source_ip
+        self.http_query_parameter_name = None if http_query_parameter_name is _FACTORY else http_query_parameter_name
+        self.ring_hash = None if ring_hash is _FACTORY else ring_hash
+        self.maglev = None if maglev is _FACTORY else maglev
+        self.minimum_ring_size = 0 if minimum_ring_size is _FACTORY else minimum_ring_size
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3",
@@ -1471,8 +1925,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class LoadBalancerSettingsConsistentHashLbHttpCookie(betterproto2.Message):
+    "LoadBalancerSettingsConsistentHashLbHttpCookie(name: 'str' = <factory>, path: 'str' = <factory>, ttl: 'datetime.timedelta | None' = <factory>, attributes: 'list[LoadBalancerSettingsConsistentHashLbHttpCookieAttribute]' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     path: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -1485,6 +1941,13 @@ class LoadBalancerSettingsConsistentHashLbHttpCookie(betterproto2.Message):
         betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True)
     )
 
+    def __init__(self, name: 'str' = _FACTORY, path: 'str' = _FACTORY, ttl: 'datetime.timedelta | None' = _FACTORY, attributes: 'list[LoadBalancerSettingsConsistentHashLbHttpCookieAttribute]' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.path = "" if path is _FACTORY else path
+        self.ttl = None if ttl is _FACTORY else ttl
+        self.attributes = [] if attributes is _FACTORY else attributes
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3",
@@ -1493,11 +1956,18 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class LoadBalancerSettingsConsistentHashLbHttpCookieAttribute(betterproto2.Message):
+    "LoadBalancerSettingsConsistentHashLbHttpCookieAttribute(name: 'str' = <factory>, value: 'str' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     value: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    def __init__(self, name: 'str' = _FACTORY, value: 'str' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.value = "" if value is _FACTORY else value
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -1507,9 +1977,15 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class LoadBalancerSettingsConsistentHashLbMagLev(betterproto2.Message):
+    "LoadBalancerSettingsConsistentHashLbMagLev(table_size: 'int' = <factory>)"
+
     table_size: "int" = betterproto2.field(1, betterproto2.TYPE_UINT64)
+
+    def __init__(self, table_size: 'int' = _FACTORY) -> None:
+        self.table_size = 0 if table_size is _FACTORY else table_size
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -1519,9 +1995,15 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class LoadBalancerSettingsConsistentHashLbRingHash(betterproto2.Message):
+    "LoadBalancerSettingsConsistentHashLbRingHash(minimum_ring_size: 'int' = <factory>)"
+
     minimum_ring_size: "int" = betterproto2.field(1, betterproto2.TYPE_UINT64)
+
+    def __init__(self, minimum_ring_size: 'int' = _FACTORY) -> None:
+        self.minimum_ring_size = 0 if minimum_ring_size is _FACTORY else minimum_ring_size
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -1531,8 +2013,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class LocalityLoadBalancerSetting(betterproto2.Message):
+    "LocalityLoadBalancerSetting(distribute: 'list[LocalityLoadBalancerSettingDistribute]' = <factory>, failover: 'list[LocalityLoadBalancerSettingFailover]' = <factory>, failover_priority: 'list[str]' = <factory>, enabled: 'bool | None' = <factory>)"
+
     distribute: "list[LocalityLoadBalancerSettingDistribute]" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
@@ -1547,14 +2031,23 @@ class LocalityLoadBalancerSetting(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
 
+    def __init__(self, distribute: 'list[LocalityLoadBalancerSettingDistribute]' = _FACTORY, failover: 'list[LocalityLoadBalancerSettingFailover]' = _FACTORY, failover_priority: 'list[str]' = _FACTORY, enabled: 'bool | None' = _FACTORY) -> None:
+        self.distribute = [] if distribute is _FACTORY else distribute
+        self.failover = [] if failover is _FACTORY else failover
+        self.failover_priority = [] if failover_priority is _FACTORY else failover_priority
+        self.enabled = None if enabled is _FACTORY else enabled
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "LocalityLoadBalancerSetting", LocalityLoadBalancerSetting
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class LocalityLoadBalancerSettingDistribute(betterproto2.Message):
+    "LocalityLoadBalancerSettingDistribute(from_: 'str' = <factory>, to: 'dict[str, int]' = <factory>)"
+
     from_: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     to: "dict[str, int]" = betterproto2.field(
@@ -1562,6 +2055,11 @@ class LocalityLoadBalancerSettingDistribute(betterproto2.Message):
         betterproto2.TYPE_MAP,
         map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_UINT32),
     )
+
+    def __init__(self, from_: 'str' = _FACTORY, to: 'dict[str, int]' = _FACTORY) -> None:
+        self.from_ = "" if from_ is _FACTORY else from_
+        self.to = {} if to is _FACTORY else to
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -1571,11 +2069,18 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class LocalityLoadBalancerSettingFailover(betterproto2.Message):
+    "LocalityLoadBalancerSettingFailover(from_: 'str' = <factory>, to: 'str' = <factory>)"
+
     from_: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     to: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    def __init__(self, from_: 'str' = _FACTORY, to: 'str' = _FACTORY) -> None:
+        self.from_ = "" if from_ is _FACTORY else from_
+        self.to = "" if to is _FACTORY else to
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -1585,8 +2090,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class OutboundTrafficPolicy(betterproto2.Message):
+    "OutboundTrafficPolicy(mode: 'OutboundTrafficPolicyMode' = <factory>, egress_proxy: 'Destination | None' = <factory>)"
+
     mode: "OutboundTrafficPolicyMode" = betterproto2.field(
         1, betterproto2.TYPE_ENUM, default_factory=lambda: OutboundTrafficPolicyMode(0)
     )
@@ -1595,14 +2102,21 @@ class OutboundTrafficPolicy(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, mode: 'OutboundTrafficPolicyMode' = _FACTORY, egress_proxy: 'Destination | None' = _FACTORY) -> None:
+        self.mode = OutboundTrafficPolicyMode(0) if mode is _FACTORY else mode
+        self.egress_proxy = None if egress_proxy is _FACTORY else egress_proxy
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "OutboundTrafficPolicy", OutboundTrafficPolicy
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class OutlierDetection(betterproto2.Message):
+    "OutlierDetection(consecutive_errors: 'int' = <factory>, split_external_local_origin_errors: 'bool' = <factory>, consecutive_local_origin_failures: 'int | None' = <factory>, consecutive_gateway_errors: 'int | None' = <factory>, consecutive_5xx_errors: 'int | None' = <factory>, interval: 'datetime.timedelta | None' = <factory>, base_ejection_time: 'datetime.timedelta | None' = <factory>, max_ejection_percent: 'int' = <factory>, min_health_percent: 'int' = <factory>, outlier_detection_http_error_codes: 'list[int]' = <factory>)"
+
     consecutive_errors: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
 
     split_external_local_origin_errors: "bool" = betterproto2.field(8, betterproto2.TYPE_BOOL)
@@ -1649,22 +2163,43 @@ class OutlierDetection(betterproto2.Message):
         if self.is_set("consecutive_errors"):
             warnings.warn("OutlierDetection.consecutive_errors is deprecated", DeprecationWarning)
 
+    def __init__(self, consecutive_errors: 'int' = _FACTORY, split_external_local_origin_errors: 'bool' = _FACTORY, consecutive_local_origin_failures: 'int | None' = _FACTORY, consecutive_gateway_errors: 'int | None' = _FACTORY, consecutive_5xx_errors: 'int | None' = _FACTORY, interval: 'datetime.timedelta | None' = _FACTORY, base_ejection_time: 'datetime.timedelta | None' = _FACTORY, max_ejection_percent: 'int' = _FACTORY, min_health_percent: 'int' = _FACTORY, outlier_detection_http_error_codes: 'list[int]' = _FACTORY) -> None:
+        self.consecutive_errors = 0 if consecutive_errors is _FACTORY else consecutive_errors
+        self.split_external_local_origin_errors = False if split_external_local_origin_errors is _FACTORY else split_external_local_origin_errors
+        self.consecutive_local_origin_failures = None if consecutive_local_origin_failures is _FACTORY else consecutive_local_origin_failures
+        self.consecutive_gateway_errors = None if consecutive_gateway_errors is _FACTORY else consecutive_gateway_errors
+        self.consecutive_5xx_errors = None if consecutive_5xx_errors is _FACTORY else consecutive_5xx_errors
+        self.interval = None if interval is _FACTORY else interval
+        self.base_ejection_time = None if base_ejection_time is _FACTORY else base_ejection_time
+        self.max_ejection_percent = 0 if max_ejection_percent is _FACTORY else max_ejection_percent
+        self.min_health_percent = 0 if min_health_percent is _FACTORY else min_health_percent
+        self.outlier_detection_http_error_codes = [] if outlier_detection_http_error_codes is _FACTORY else outlier_detection_http_error_codes
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "OutlierDetection", OutlierDetection
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Percent(betterproto2.Message):
+    "Percent(value: 'float' = <factory>)"
+
     value: "float" = betterproto2.field(1, betterproto2.TYPE_DOUBLE)
+
+    def __init__(self, value: 'float' = _FACTORY) -> None:
+        self.value = 0.0 if value is _FACTORY else value
+        self.__post_init__()
 
 
 default_message_pool.register_message("istio.networking.v1alpha3", "Percent", Percent)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Port(betterproto2.Message):
+    "Port(number: 'int' = <factory>, protocol: 'str' = <factory>, name: 'str' = <factory>, target_port: 'int' = <factory>)"
+
     number: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
 
     protocol: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -1678,19 +2213,32 @@ class Port(betterproto2.Message):
         if self.is_set("target_port"):
             warnings.warn("Port.target_port is deprecated", DeprecationWarning)
 
+    def __init__(self, number: 'int' = _FACTORY, protocol: 'str' = _FACTORY, name: 'str' = _FACTORY, target_port: 'int' = _FACTORY) -> None:
+        self.number = 0 if number is _FACTORY else number
+        self.protocol = "" if protocol is _FACTORY else protocol
+        self.name = "" if name is _FACTORY else name
+        self.target_port = 0 if target_port is _FACTORY else target_port
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "Port", Port)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class PortSelector(betterproto2.Message):
+    "PortSelector(number: 'int' = <factory>)"
+
     number: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
+
+    def __init__(self, number: 'int' = _FACTORY) -> None:
+        self.number = 0 if number is _FACTORY else number
+        self.__post_init__()
 
 
 default_message_pool.register_message("istio.networking.v1alpha3", "PortSelector", PortSelector)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ReadinessProbe(betterproto2.Message):
     """
 
@@ -1725,27 +2273,53 @@ class ReadinessProbe(betterproto2.Message):
         10, betterproto2.TYPE_MESSAGE, optional=True, group="health_check_method"
     )
 
+    def __init__(self, initial_delay_seconds: 'int' = _FACTORY, timeout_seconds: 'int' = _FACTORY, period_seconds: 'int' = _FACTORY, success_threshold: 'int' = _FACTORY, failure_threshold: 'int' = _FACTORY, http_get: 'HttpHealthCheckConfig | None' = _FACTORY, tcp_socket: 'TcpHealthCheckConfig | None' = _FACTORY, exec: 'ExecHealthCheckConfig | None' = _FACTORY, grpc: 'GrpcHealthCheckConfig | None' = _FACTORY) -> None:
+        self.initial_delay_seconds = 0 if initial_delay_seconds is _FACTORY else initial_delay_seconds
+        self.timeout_seconds = 0 if timeout_seconds is _FACTORY else timeout_seconds
+        self.period_seconds = 0 if period_seconds is _FACTORY else period_seconds
+        self.success_threshold = 0 if success_threshold is _FACTORY else success_threshold
+        self.failure_threshold = 0 if failure_threshold is _FACTORY else failure_threshold
+        self.http_get = None if http_get is _FACTORY else http_get
+        self.tcp_socket = None if tcp_socket is _FACTORY else tcp_socket
+        self.exec = None if exec is _FACTORY else exec
+        self.grpc = None if grpc is _FACTORY else grpc
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "ReadinessProbe", ReadinessProbe)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RegexRewrite(betterproto2.Message):
+    "RegexRewrite(match: 'str' = <factory>, rewrite: 'str' = <factory>)"
+
     match: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     rewrite: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    def __init__(self, match: 'str' = _FACTORY, rewrite: 'str' = _FACTORY) -> None:
+        self.match = "" if match is _FACTORY else match
+        self.rewrite = "" if rewrite is _FACTORY else rewrite
+        self.__post_init__()
 
 
 default_message_pool.register_message("istio.networking.v1alpha3", "RegexRewrite", RegexRewrite)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RouteDestination(betterproto2.Message):
+    "RouteDestination(destination: 'Destination | None' = <factory>, weight: 'int' = <factory>)"
+
     destination: "Destination | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     weight: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
+
+    def __init__(self, destination: 'Destination | None' = _FACTORY, weight: 'int' = _FACTORY) -> None:
+        self.destination = None if destination is _FACTORY else destination
+        self.weight = 0 if weight is _FACTORY else weight
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -1753,8 +2327,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Server(betterproto2.Message):
+    "Server(port: 'Port | None' = <factory>, bind: 'str' = <factory>, hosts: 'list[str]' = <factory>, tls: 'ServerTlsSettings | None' = <factory>, default_endpoint: 'str' = <factory>, name: 'str' = <factory>)"
+
     port: "Port | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     bind: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
@@ -1769,12 +2345,23 @@ class Server(betterproto2.Message):
 
     name: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
 
+    def __init__(self, port: 'Port | None' = _FACTORY, bind: 'str' = _FACTORY, hosts: 'list[str]' = _FACTORY, tls: 'ServerTlsSettings | None' = _FACTORY, default_endpoint: 'str' = _FACTORY, name: 'str' = _FACTORY) -> None:
+        self.port = None if port is _FACTORY else port
+        self.bind = "" if bind is _FACTORY else bind
+        self.hosts = [] if hosts is _FACTORY else hosts
+        self.tls = None if tls is _FACTORY else tls
+        self.default_endpoint = "" if default_endpoint is _FACTORY else default_endpoint
+        self.name = "" if name is _FACTORY else name
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "Server", Server)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ServerTlsSettings(betterproto2.Message):
+    "ServerTlsSettings(https_redirect: 'bool' = <factory>, mode: 'ServerTlsSettingsTlSmode' = <factory>, server_certificate: 'str' = <factory>, private_key: 'str' = <factory>, ca_certificates: 'str' = <factory>, ca_crl: 'str' = <factory>, credential_name: 'str' = <factory>, credential_names: 'list[str]' = <factory>, ca_cert_credential_name: 'str' = <factory>, tls_certificates: 'list[ServerTlsSettingsTlsCertificate]' = <factory>, subject_alt_names: 'list[str]' = <factory>, verify_certificate_spki: 'list[str]' = <factory>, verify_certificate_hash: 'list[str]' = <factory>, min_protocol_version: 'ServerTlsSettingsTlsProtocol' = <factory>, max_protocol_version: 'ServerTlsSettingsTlsProtocol' = <factory>, cipher_suites: 'list[str]' = <factory>, insecure_skip_verify: 'bool | None' = <factory>)"
+
     https_redirect: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
 
     mode: "ServerTlsSettingsTlSmode" = betterproto2.field(
@@ -1823,19 +2410,47 @@ class ServerTlsSettings(betterproto2.Message):
         17, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
 
+    def __init__(self, https_redirect: 'bool' = _FACTORY, mode: 'ServerTlsSettingsTlSmode' = _FACTORY, server_certificate: 'str' = _FACTORY, private_key: 'str' = _FACTORY, ca_certificates: 'str' = _FACTORY, ca_crl: 'str' = _FACTORY, credential_name: 'str' = _FACTORY, credential_names: 'list[str]' = _FACTORY, ca_cert_credential_name: 'str' = _FACTORY, tls_certificates: 'list[ServerTlsSettingsTlsCertificate]' = _FACTORY, subject_alt_names: 'list[str]' = _FACTORY, verify_certificate_spki: 'list[str]' = _FACTORY, verify_certificate_hash: 'list[str]' = _FACTORY, min_protocol_version: 'ServerTlsSettingsTlsProtocol' = _FACTORY, max_protocol_version: 'ServerTlsSettingsTlsProtocol' = _FACTORY, cipher_suites: 'list[str]' = _FACTORY, insecure_skip_verify: 'bool | None' = _FACTORY) -> None:
+        self.https_redirect = False if https_redirect is _FACTORY else https_redirect
+        self.mode = ServerTlsSettingsTlSmode(0) if mode is _FACTORY else mode
+        self.server_certificate = "" if server_certificate is _FACTORY else server_certificate
+        self.private_key = "" if private_key is _FACTORY else private_key
+        self.ca_certificates = "" if ca_certificates is _FACTORY else ca_certificates
+        self.ca_crl = "" if ca_crl is _FACTORY else ca_crl
+        self.credential_name = "" if credential_name is _FACTORY else credential_name
+        self.credential_names = [] if credential_names is _FACTORY else credential_names
+        self.ca_cert_credential_name = "" if ca_cert_credential_name is _FACTORY else ca_cert_credential_name
+        self.tls_certificates = [] if tls_certificates is _FACTORY else tls_certificates
+        self.subject_alt_names = [] if subject_alt_names is _FACTORY else subject_alt_names
+        self.verify_certificate_spki = [] if verify_certificate_spki is _FACTORY else verify_certificate_spki
+        self.verify_certificate_hash = [] if verify_certificate_hash is _FACTORY else verify_certificate_hash
+        self.min_protocol_version = ServerTlsSettingsTlsProtocol(0) if min_protocol_version is _FACTORY else min_protocol_version
+        self.max_protocol_version = ServerTlsSettingsTlsProtocol(0) if max_protocol_version is _FACTORY else max_protocol_version
+        self.cipher_suites = [] if cipher_suites is _FACTORY else cipher_suites
+        self.insecure_skip_verify = None if insecure_skip_verify is _FACTORY else insecure_skip_verify
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "ServerTLSSettings", ServerTlsSettings
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ServerTlsSettingsTlsCertificate(betterproto2.Message):
+    "ServerTlsSettingsTlsCertificate(server_certificate: 'str' = <factory>, private_key: 'str' = <factory>, ca_certificates: 'str' = <factory>)"
+
     server_certificate: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     private_key: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
     ca_certificates: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+    def __init__(self, server_certificate: 'str' = _FACTORY, private_key: 'str' = _FACTORY, ca_certificates: 'str' = _FACTORY) -> None:
+        self.server_certificate = "" if server_certificate is _FACTORY else server_certificate
+        self.private_key = "" if private_key is _FACTORY else private_key
+        self.ca_certificates = "" if ca_certificates is _FACTORY else ca_certificates
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -1843,8 +2458,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ServiceEntry(betterproto2.Message):
+    "ServiceEntry(hosts: 'list[str]' = <factory>, addresses: 'list[str]' = <factory>, ports: 'list[ServicePort]' = <factory>, location: 'ServiceEntryLocation' = <factory>, resolution: 'ServiceEntryResolution' = <factory>, endpoints: 'list[WorkloadEntry]' = <factory>, workload_selector: 'WorkloadSelector | None' = <factory>, export_to: 'list[str]' = <factory>, subject_alt_names: 'list[str]' = <factory>)"
+
     hosts: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
 
     addresses: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
@@ -1871,15 +2488,34 @@ class ServiceEntry(betterproto2.Message):
 
     subject_alt_names: "list[str]" = betterproto2.field(8, betterproto2.TYPE_STRING, repeated=True)
 
+    def __init__(self, hosts: 'list[str]' = _FACTORY, addresses: 'list[str]' = _FACTORY, ports: 'list[ServicePort]' = _FACTORY, location: 'ServiceEntryLocation' = _FACTORY, resolution: 'ServiceEntryResolution' = _FACTORY, endpoints: 'list[WorkloadEntry]' = _FACTORY, workload_selector: 'WorkloadSelector | None' = _FACTORY, export_to: 'list[str]' = _FACTORY, subject_alt_names: 'list[str]' = _FACTORY) -> None:
+        self.hosts = [] if hosts is _FACTORY else hosts
+        self.addresses = [] if addresses is _FACTORY else addresses
+        self.ports = [] if ports is _FACTORY else ports
+        self.location = ServiceEntryLocation(0) if location is _FACTORY else location
+        self.resolution = ServiceEntryResolution(0) if resolution is _FACTORY else resolution
+        self.endpoints = [] if endpoints is _FACTORY else endpoints
+        self.workload_selector = None if workload_selector is _FACTORY else workload_selector
+        self.export_to = [] if export_to is _FACTORY else export_to
+        self.subject_alt_names = [] if subject_alt_names is _FACTORY else subject_alt_names
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "ServiceEntry", ServiceEntry)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ServiceEntryAddress(betterproto2.Message):
+    "ServiceEntryAddress(value: 'str' = <factory>, host: 'str' = <factory>)"
+
     value: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     host: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    def __init__(self, value: 'str' = _FACTORY, host: 'str' = _FACTORY) -> None:
+        self.value = "" if value is _FACTORY else value
+        self.host = "" if host is _FACTORY else host
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -1887,8 +2523,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ServiceEntryStatus(betterproto2.Message):
+    "ServiceEntryStatus(conditions: 'list[__meta__v1alpha1__.IstioCondition]' = <factory>, validation_messages: 'list[__analysis__v1alpha1__.AnalysisMessageBase]' = <factory>, observed_generation: 'int' = <factory>, addresses: 'list[ServiceEntryAddress]' = <factory>)"
+
     conditions: "list[__meta__v1alpha1__.IstioCondition]" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
@@ -1903,14 +2541,23 @@ class ServiceEntryStatus(betterproto2.Message):
         10, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
+    def __init__(self, conditions: 'list[__meta__v1alpha1__.IstioCondition]' = _FACTORY, validation_messages: 'list[__analysis__v1alpha1__.AnalysisMessageBase]' = _FACTORY, observed_generation: 'int' = _FACTORY, addresses: 'list[ServiceEntryAddress]' = _FACTORY) -> None:
+        self.conditions = [] if conditions is _FACTORY else conditions
+        self.validation_messages = [] if validation_messages is _FACTORY else validation_messages
+        self.observed_generation = 0 if observed_generation is _FACTORY else observed_generation
+        self.addresses = [] if addresses is _FACTORY else addresses
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "ServiceEntryStatus", ServiceEntryStatus
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ServicePort(betterproto2.Message):
+    "ServicePort(number: 'int' = <factory>, protocol: 'str' = <factory>, name: 'str' = <factory>, target_port: 'int' = <factory>)"
+
     number: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
 
     protocol: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -1919,12 +2566,21 @@ class ServicePort(betterproto2.Message):
 
     target_port: "int" = betterproto2.field(4, betterproto2.TYPE_UINT32)
 
+    def __init__(self, number: 'int' = _FACTORY, protocol: 'str' = _FACTORY, name: 'str' = _FACTORY, target_port: 'int' = _FACTORY) -> None:
+        self.number = 0 if number is _FACTORY else number
+        self.protocol = "" if protocol is _FACTORY else protocol
+        self.name = "" if name is _FACTORY else name
+        self.target_port = 0 if target_port is _FACTORY else target_port
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "ServicePort", ServicePort)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Sidecar(betterproto2.Message):
+    "Sidecar(workload_selector: 'WorkloadSelector | None' = <factory>, ingress: 'list[IstioIngressListener]' = <factory>, egress: 'list[IstioEgressListener]' = <factory>, inbound_connection_pool: 'ConnectionPoolSettings | None' = <factory>, outbound_traffic_policy: 'OutboundTrafficPolicy | None' = <factory>)"
+
     workload_selector: "WorkloadSelector | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -1945,12 +2601,22 @@ class Sidecar(betterproto2.Message):
         4, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, workload_selector: 'WorkloadSelector | None' = _FACTORY, ingress: 'list[IstioIngressListener]' = _FACTORY, egress: 'list[IstioEgressListener]' = _FACTORY, inbound_connection_pool: 'ConnectionPoolSettings | None' = _FACTORY, outbound_traffic_policy: 'OutboundTrafficPolicy | None' = _FACTORY) -> None:
+        self.workload_selector = None if workload_selector is _FACTORY else workload_selector
+        self.ingress = [] if ingress is _FACTORY else ingress
+        self.egress = [] if egress is _FACTORY else egress
+        self.inbound_connection_pool = None if inbound_connection_pool is _FACTORY else inbound_connection_pool
+        self.outbound_traffic_policy = None if outbound_traffic_policy is _FACTORY else outbound_traffic_policy
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "Sidecar", Sidecar)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class SidecarPort(betterproto2.Message):
+    "SidecarPort(number: 'int' = <factory>, protocol: 'str' = <factory>, name: 'str' = <factory>, target_port: 'int' = <factory>)"
+
     number: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
 
     protocol: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -1964,11 +2630,18 @@ class SidecarPort(betterproto2.Message):
         if self.is_set("target_port"):
             warnings.warn("SidecarPort.target_port is deprecated", DeprecationWarning)
 
+    def __init__(self, number: 'int' = _FACTORY, protocol: 'str' = _FACTORY, name: 'str' = _FACTORY, target_port: 'int' = _FACTORY) -> None:
+        self.number = 0 if number is _FACTORY else number
+        self.protocol = "" if protocol is _FACTORY else protocol
+        self.name = "" if name is _FACTORY else name
+        self.target_port = 0 if target_port is _FACTORY else target_port
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "SidecarPort", SidecarPort)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class StringMatch(betterproto2.Message):
     """
 
@@ -1989,12 +2662,20 @@ class StringMatch(betterproto2.Message):
         3, betterproto2.TYPE_STRING, optional=True, group="match_type"
     )
 
+    def __init__(self, exact: 'str | None' = _FACTORY, prefix: 'str | None' = _FACTORY, regex: 'str | None' = _FACTORY) -> None:
+        self.exact = None if exact is _FACTORY else exact
+        self.prefix = None if prefix is _FACTORY else prefix
+        self.regex = None if regex is _FACTORY else regex
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "StringMatch", StringMatch)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Subset(betterproto2.Message):
+    "Subset(name: 'str' = <factory>, labels: 'dict[str, str]' = <factory>, traffic_policy: 'TrafficPolicy | None' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     labels: "dict[str, str]" = betterproto2.field(
@@ -2007,15 +2688,28 @@ class Subset(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, name: 'str' = _FACTORY, labels: 'dict[str, str]' = _FACTORY, traffic_policy: 'TrafficPolicy | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.labels = {} if labels is _FACTORY else labels
+        self.traffic_policy = None if traffic_policy is _FACTORY else traffic_policy
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "Subset", Subset)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TcpHealthCheckConfig(betterproto2.Message):
+    "TcpHealthCheckConfig(host: 'str' = <factory>, port: 'int' = <factory>)"
+
     host: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     port: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+
+    def __init__(self, host: 'str' = _FACTORY, port: 'int' = _FACTORY) -> None:
+        self.host = "" if host is _FACTORY else host
+        self.port = 0 if port is _FACTORY else port
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -2023,8 +2717,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TcpRoute(betterproto2.Message):
+    "TcpRoute(match: 'list[L4MatchAttributes]' = <factory>, route: 'list[RouteDestination]' = <factory>)"
+
     match: "list[L4MatchAttributes]" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
@@ -2033,12 +2729,19 @@ class TcpRoute(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
+    def __init__(self, match: 'list[L4MatchAttributes]' = _FACTORY, route: 'list[RouteDestination]' = _FACTORY) -> None:
+        self.match = [] if match is _FACTORY else match
+        self.route = [] if route is _FACTORY else route
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "TCPRoute", TcpRoute)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TlsMatchAttributes(betterproto2.Message):
+    "TlsMatchAttributes(sni_hosts: 'list[str]' = <factory>, destination_subnets: 'list[str]' = <factory>, port: 'int' = <factory>, source_labels: 'dict[str, str]' = <factory>, gateways: 'list[str]' = <factory>, source_namespace: 'str' = <factory>)"
+
     sni_hosts: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
 
     destination_subnets: "list[str]" = betterproto2.field(
@@ -2057,14 +2760,25 @@ class TlsMatchAttributes(betterproto2.Message):
 
     source_namespace: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
 
+    def __init__(self, sni_hosts: 'list[str]' = _FACTORY, destination_subnets: 'list[str]' = _FACTORY, port: 'int' = _FACTORY, source_labels: 'dict[str, str]' = _FACTORY, gateways: 'list[str]' = _FACTORY, source_namespace: 'str' = _FACTORY) -> None:
+        self.sni_hosts = [] if sni_hosts is _FACTORY else sni_hosts
+        self.destination_subnets = [] if destination_subnets is _FACTORY else destination_subnets
+        self.port = 0 if port is _FACTORY else port
+        self.source_labels = {} if source_labels is _FACTORY else source_labels
+        self.gateways = [] if gateways is _FACTORY else gateways
+        self.source_namespace = "" if source_namespace is _FACTORY else source_namespace
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "TLSMatchAttributes", TlsMatchAttributes
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TlsRoute(betterproto2.Message):
+    "TlsRoute(match: 'list[TlsMatchAttributes]' = <factory>, route: 'list[RouteDestination]' = <factory>)"
+
     match: "list[TlsMatchAttributes]" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
@@ -2073,12 +2787,19 @@ class TlsRoute(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
+    def __init__(self, match: 'list[TlsMatchAttributes]' = _FACTORY, route: 'list[RouteDestination]' = _FACTORY) -> None:
+        self.match = [] if match is _FACTORY else match
+        self.route = [] if route is _FACTORY else route
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "TLSRoute", TlsRoute)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TrafficPolicy(betterproto2.Message):
+    "TrafficPolicy(load_balancer: 'LoadBalancerSettings | None' = <factory>, connection_pool: 'ConnectionPoolSettings | None' = <factory>, outlier_detection: 'OutlierDetection | None' = <factory>, tls: 'ClientTlsSettings | None' = <factory>, port_level_settings: 'list[TrafficPolicyPortTrafficPolicy]' = <factory>, tunnel: 'TrafficPolicyTunnelSettings | None' = <factory>, proxy_protocol: 'TrafficPolicyProxyProtocol | None' = <factory>, retry_budget: 'TrafficPolicyRetryBudget | None' = <factory>)"
+
     load_balancer: "LoadBalancerSettings | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -2111,12 +2832,25 @@ class TrafficPolicy(betterproto2.Message):
         8, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, load_balancer: 'LoadBalancerSettings | None' = _FACTORY, connection_pool: 'ConnectionPoolSettings | None' = _FACTORY, outlier_detection: 'OutlierDetection | None' = _FACTORY, tls: 'ClientTlsSettings | None' = _FACTORY, port_level_settings: 'list[TrafficPolicyPortTrafficPolicy]' = _FACTORY, tunnel: 'TrafficPolicyTunnelSettings | None' = _FACTORY, proxy_protocol: 'TrafficPolicyProxyProtocol | None' = _FACTORY, retry_budget: 'TrafficPolicyRetryBudget | None' = _FACTORY) -> None:
+        self.load_balancer = None if load_balancer is _FACTORY else load_balancer
+        self.connection_pool = None if connection_pool is _FACTORY else connection_pool
+        self.outlier_detection = None if outlier_detection is _FACTORY else outlier_detection
+        self.tls = None if tls is _FACTORY else tls
+        self.port_level_settings = [] if port_level_settings is _FACTORY else port_level_settings
+        self.tunnel = None if tunnel is _FACTORY else tunnel
+        self.proxy_protocol = None if proxy_protocol is _FACTORY else proxy_protocol
+        self.retry_budget = None if retry_budget is _FACTORY else retry_budget
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "TrafficPolicy", TrafficPolicy)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TrafficPolicyPortTrafficPolicy(betterproto2.Message):
+    "TrafficPolicyPortTrafficPolicy(port: 'PortSelector | None' = <factory>, load_balancer: 'LoadBalancerSettings | None' = <factory>, connection_pool: 'ConnectionPoolSettings | None' = <factory>, outlier_detection: 'OutlierDetection | None' = <factory>, tls: 'ClientTlsSettings | None' = <factory>)"
+
     port: "PortSelector | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     load_balancer: "LoadBalancerSettings | None" = betterproto2.field(
@@ -2135,17 +2869,31 @@ class TrafficPolicyPortTrafficPolicy(betterproto2.Message):
         5, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, port: 'PortSelector | None' = _FACTORY, load_balancer: 'LoadBalancerSettings | None' = _FACTORY, connection_pool: 'ConnectionPoolSettings | None' = _FACTORY, outlier_detection: 'OutlierDetection | None' = _FACTORY, tls: 'ClientTlsSettings | None' = _FACTORY) -> None:
+        self.port = None if port is _FACTORY else port
+        self.load_balancer = None if load_balancer is _FACTORY else load_balancer
+        self.connection_pool = None if connection_pool is _FACTORY else connection_pool
+        self.outlier_detection = None if outlier_detection is _FACTORY else outlier_detection
+        self.tls = None if tls is _FACTORY else tls
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "TrafficPolicy.PortTrafficPolicy", TrafficPolicyPortTrafficPolicy
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TrafficPolicyProxyProtocol(betterproto2.Message):
+    "TrafficPolicyProxyProtocol(version: 'TrafficPolicyProxyProtocolVersion' = <factory>)"
+
     version: "TrafficPolicyProxyProtocolVersion" = betterproto2.field(
         1, betterproto2.TYPE_ENUM, default_factory=lambda: TrafficPolicyProxyProtocolVersion(0)
     )
+
+    def __init__(self, version: 'TrafficPolicyProxyProtocolVersion' = _FACTORY) -> None:
+        self.version = TrafficPolicyProxyProtocolVersion(0) if version is _FACTORY else version
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -2153,8 +2901,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TrafficPolicyRetryBudget(betterproto2.Message):
+    "TrafficPolicyRetryBudget(percent: 'float | None' = <factory>, min_retry_concurrency: 'int' = <factory>, budget_interval: 'datetime.timedelta | None' = <factory>)"
+
     percent: "float | None" = betterproto2.field(
         1,
         betterproto2.TYPE_MESSAGE,
@@ -2168,19 +2918,33 @@ class TrafficPolicyRetryBudget(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
+    def __init__(self, percent: 'float | None' = _FACTORY, min_retry_concurrency: 'int' = _FACTORY, budget_interval: 'datetime.timedelta | None' = _FACTORY) -> None:
+        self.percent = None if percent is _FACTORY else percent
+        self.min_retry_concurrency = 0 if min_retry_concurrency is _FACTORY else min_retry_concurrency
+        self.budget_interval = None if budget_interval is _FACTORY else budget_interval
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "TrafficPolicy.RetryBudget", TrafficPolicyRetryBudget
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TrafficPolicyTunnelSettings(betterproto2.Message):
+    "TrafficPolicyTunnelSettings(protocol: 'str' = <factory>, target_host: 'str' = <factory>, target_port: 'int' = <factory>)"
+
     protocol: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     target_host: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
     target_port: "int" = betterproto2.field(3, betterproto2.TYPE_UINT32)
+
+    def __init__(self, protocol: 'str' = _FACTORY, target_host: 'str' = _FACTORY, target_port: 'int' = _FACTORY) -> None:
+        self.protocol = "" if protocol is _FACTORY else protocol
+        self.target_host = "" if target_host is _FACTORY else target_host
+        self.target_port = 0 if target_port is _FACTORY else target_port
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -2188,8 +2952,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class VirtualService(betterproto2.Message):
+    "VirtualService(hosts: 'list[str]' = <factory>, gateways: 'list[str]' = <factory>, http: 'list[HttpRoute]' = <factory>, tls: 'list[TlsRoute]' = <factory>, tcp: 'list[TcpRoute]' = <factory>, export_to: 'list[str]' = <factory>)"
+
     hosts: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
 
     gateways: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
@@ -2202,12 +2968,23 @@ class VirtualService(betterproto2.Message):
 
     export_to: "list[str]" = betterproto2.field(6, betterproto2.TYPE_STRING, repeated=True)
 
+    def __init__(self, hosts: 'list[str]' = _FACTORY, gateways: 'list[str]' = _FACTORY, http: 'list[HttpRoute]' = _FACTORY, tls: 'list[TlsRoute]' = _FACTORY, tcp: 'list[TcpRoute]' = _FACTORY, export_to: 'list[str]' = _FACTORY) -> None:
+        self.hosts = [] if hosts is _FACTORY else hosts
+        self.gateways = [] if gateways is _FACTORY else gateways
+        self.http = [] if http is _FACTORY else http
+        self.tls = [] if tls is _FACTORY else tls
+        self.tcp = [] if tcp is _FACTORY else tcp
+        self.export_to = [] if export_to is _FACTORY else export_to
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "VirtualService", VirtualService)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class WarmupConfiguration(betterproto2.Message):
+    "WarmupConfiguration(duration: 'datetime.timedelta | None' = <factory>, minimum_percent: 'float | None' = <factory>, aggression: 'float | None' = <factory>)"
+
     duration: "datetime.timedelta | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
@@ -2226,14 +3003,22 @@ class WarmupConfiguration(betterproto2.Message):
         optional=True,
     )
 
+    def __init__(self, duration: 'datetime.timedelta | None' = _FACTORY, minimum_percent: 'float | None' = _FACTORY, aggression: 'float | None' = _FACTORY) -> None:
+        self.duration = None if duration is _FACTORY else duration
+        self.minimum_percent = None if minimum_percent is _FACTORY else minimum_percent
+        self.aggression = None if aggression is _FACTORY else aggression
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "WarmupConfiguration", WarmupConfiguration
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class WorkloadEntry(betterproto2.Message):
+    "WorkloadEntry(address: 'str' = <factory>, ports: 'dict[str, int]' = <factory>, labels: 'dict[str, str]' = <factory>, network: 'str' = <factory>, locality: 'str' = <factory>, weight: 'int' = <factory>, service_account: 'str' = <factory>)"
+
     address: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     ports: "dict[str, int]" = betterproto2.field(
@@ -2256,12 +3041,24 @@ class WorkloadEntry(betterproto2.Message):
 
     service_account: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
 
+    def __init__(self, address: 'str' = _FACTORY, ports: 'dict[str, int]' = _FACTORY, labels: 'dict[str, str]' = _FACTORY, network: 'str' = _FACTORY, locality: 'str' = _FACTORY, weight: 'int' = _FACTORY, service_account: 'str' = _FACTORY) -> None:
+        self.address = "" if address is _FACTORY else address
+        self.ports = {} if ports is _FACTORY else ports
+        self.labels = {} if labels is _FACTORY else labels
+        self.network = "" if network is _FACTORY else network
+        self.locality = "" if locality is _FACTORY else locality
+        self.weight = 0 if weight is _FACTORY else weight
+        self.service_account = "" if service_account is _FACTORY else service_account
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "WorkloadEntry", WorkloadEntry)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class WorkloadGroup(betterproto2.Message):
+    "WorkloadGroup(metadata: 'WorkloadGroupObjectMeta | None' = <factory>, template: 'WorkloadEntry | None' = <factory>, probe: 'ReadinessProbe | None' = <factory>)"
+
     metadata: "WorkloadGroupObjectMeta | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -2272,12 +3069,20 @@ class WorkloadGroup(betterproto2.Message):
 
     probe: "ReadinessProbe | None" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
 
+    def __init__(self, metadata: 'WorkloadGroupObjectMeta | None' = _FACTORY, template: 'WorkloadEntry | None' = _FACTORY, probe: 'ReadinessProbe | None' = _FACTORY) -> None:
+        self.metadata = None if metadata is _FACTORY else metadata
+        self.template = None if template is _FACTORY else template
+        self.probe = None if probe is _FACTORY else probe
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "WorkloadGroup", WorkloadGroup)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class WorkloadGroupObjectMeta(betterproto2.Message):
+    "WorkloadGroupObjectMeta(labels: 'dict[str, str]' = <factory>, annotations: 'dict[str, str]' = <factory>)"
+
     labels: "dict[str, str]" = betterproto2.field(
         1,
         betterproto2.TYPE_MAP,
@@ -2290,19 +3095,30 @@ class WorkloadGroupObjectMeta(betterproto2.Message):
         map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
+    def __init__(self, labels: 'dict[str, str]' = _FACTORY, annotations: 'dict[str, str]' = _FACTORY) -> None:
+        self.labels = {} if labels is _FACTORY else labels
+        self.annotations = {} if annotations is _FACTORY else annotations
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "WorkloadGroup.ObjectMeta", WorkloadGroupObjectMeta
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class WorkloadSelector(betterproto2.Message):
+    "WorkloadSelector(labels: 'dict[str, str]' = <factory>)"
+
     labels: "dict[str, str]" = betterproto2.field(
         1,
         betterproto2.TYPE_MAP,
         map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
+
+    def __init__(self, labels: 'dict[str, str]' = _FACTORY) -> None:
+        self.labels = {} if labels is _FACTORY else labels
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -2310,8 +3126,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ZoneAwareLoadBalancerSetting(betterproto2.Message):
+    "ZoneAwareLoadBalancerSetting(enabled: 'bool | None' = <factory>, failover: 'list[ZoneAwareLoadBalancerSettingFailover]' = <factory>, failover_priority: 'list[str]' = <factory>, min_cluster_size: 'int | None' = <factory>)"
+
     enabled: "bool | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
@@ -2329,17 +3147,31 @@ class ZoneAwareLoadBalancerSetting(betterproto2.Message):
         optional=True,
     )
 
+    def __init__(self, enabled: 'bool | None' = _FACTORY, failover: 'list[ZoneAwareLoadBalancerSettingFailover]' = _FACTORY, failover_priority: 'list[str]' = _FACTORY, min_cluster_size: 'int | None' = _FACTORY) -> None:
+        self.enabled = None if enabled is _FACTORY else enabled
+        self.failover = [] if failover is _FACTORY else failover
+        self.failover_priority = [] if failover_priority is _FACTORY else failover_priority
+        self.min_cluster_size = None if min_cluster_size is _FACTORY else min_cluster_size
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "ZoneAwareLoadBalancerSetting", ZoneAwareLoadBalancerSetting
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ZoneAwareLoadBalancerSettingFailover(betterproto2.Message):
+    "ZoneAwareLoadBalancerSettingFailover(from_: 'str' = <factory>, to: 'str' = <factory>)"
+
     from_: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     to: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    def __init__(self, from_: 'str' = _FACTORY, to: 'str' = _FACTORY) -> None:
+        self.from_ = "" if from_ is _FACTORY else from_
+        self.to = "" if to is _FACTORY else to
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -2354,4 +3186,104 @@ from ...analysis import v1alpha1 as __analysis__v1alpha1__
 from ...meta import v1alpha1 as __meta__v1alpha1__
 from ...type import v1beta1 as __type__v1beta1__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        VirtualService,
+        Destination,
+        HttpRoute,
+        Delegate,
+        Headers,
+        HeadersHeaderOperations,
+        TlsRoute,
+        TcpRoute,
+        HttpMatchRequest,
+        HttpRouteDestination,
+        RouteDestination,
+        L4MatchAttributes,
+        TlsMatchAttributes,
+        HttpRedirect,
+        HttpDirectResponse,
+        HttpBody,
+        HttpRewrite,
+        RegexRewrite,
+        StringMatch,
+        HttpRetry,
+        CorsPolicy,
+        HttpFaultInjection,
+        HttpFaultInjectionDelay,
+        HttpFaultInjectionAbort,
+        HttpMirrorPolicy,
+        PortSelector,
+        Percent,
+        DestinationRule,
+        TrafficPolicy,
+        TrafficPolicyPortTrafficPolicy,
+        TrafficPolicyTunnelSettings,
+        TrafficPolicyProxyProtocol,
+        TrafficPolicyRetryBudget,
+        Subset,
+        LoadBalancerSettings,
+        LoadBalancerSettingsConsistentHashLb,
+        LoadBalancerSettingsConsistentHashLbRingHash,
+        LoadBalancerSettingsConsistentHashLbMagLev,
+        LoadBalancerSettingsConsistentHashLbHttpCookie,
+        LoadBalancerSettingsConsistentHashLbHttpCookieAttribute,
+        WarmupConfiguration,
+        ConnectionPoolSettings,
+        ConnectionPoolSettingsTcpSettings,
+        ConnectionPoolSettingsTcpSettingsTcpKeepalive,
+        ConnectionPoolSettingsHttpSettings,
+        ConnectionPoolSettingsHttpSettingsConnectionKeepalive,
+        OutlierDetection,
+        ClientTlsSettings,
+        LocalityLoadBalancerSetting,
+        LocalityLoadBalancerSettingDistribute,
+        LocalityLoadBalancerSettingFailover,
+        ZoneAwareLoadBalancerSetting,
+        ZoneAwareLoadBalancerSettingFailover,
+        WorkloadEntry,
+        WorkloadGroup,
+        WorkloadGroupObjectMeta,
+        ReadinessProbe,
+        HttpHealthCheckConfig,
+        GrpcHealthCheckConfig,
+        HttpHeader,
+        TcpHealthCheckConfig,
+        ExecHealthCheckConfig,
+        Gateway,
+        Server,
+        Port,
+        ServerTlsSettings,
+        ServerTlsSettingsTlsCertificate,
+        Sidecar,
+        IstioIngressListener,
+        IstioEgressListener,
+        WorkloadSelector,
+        OutboundTrafficPolicy,
+        SidecarPort,
+        EnvoyFilter,
+        EnvoyFilterProxyMatch,
+        EnvoyFilterClusterMatch,
+        EnvoyFilterRouteConfigurationMatch,
+        EnvoyFilterRouteConfigurationMatchRouteMatch,
+        EnvoyFilterRouteConfigurationMatchVirtualHostMatch,
+        EnvoyFilterListenerMatch,
+        EnvoyFilterListenerMatchFilterChainMatch,
+        EnvoyFilterListenerMatchFilterMatch,
+        EnvoyFilterListenerMatchSubFilterMatch,
+        EnvoyFilterWaypointMatch,
+        EnvoyFilterWaypointMatchRouteMatch,
+        EnvoyFilterWaypointMatchFilterMatch,
+        EnvoyFilterWaypointMatchFilterMatchSubFilterMatch,
+        EnvoyFilterPatch,
+        EnvoyFilterEnvoyConfigObjectMatch,
+        EnvoyFilterEnvoyConfigObjectPatch,
+        ServiceEntry,
+        ServicePort,
+        ServiceEntryStatus,
+        ServiceEntryAddress,
+    ),
+)

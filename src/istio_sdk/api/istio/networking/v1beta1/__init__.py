@@ -12,6 +12,7 @@ __all__ = (
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from ....message_pool import default_message_pool
 
@@ -19,8 +20,10 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ProxyConfig(betterproto2.Message):
+    "ProxyConfig(selector: '__type__v1beta1__.WorkloadSelector | None' = <factory>, concurrency: 'int | None' = <factory>, environment_variables: 'dict[str, str]' = <factory>, image: 'ProxyImage | None' = <factory>)"
+
     selector: "__type__v1beta1__.WorkloadSelector | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -37,13 +40,26 @@ class ProxyConfig(betterproto2.Message):
 
     image: "ProxyImage | None" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
 
+    def __init__(self, selector: '__type__v1beta1__.WorkloadSelector | None' = _FACTORY, concurrency: 'int | None' = _FACTORY, environment_variables: 'dict[str, str]' = _FACTORY, image: 'ProxyImage | None' = _FACTORY) -> None:
+        self.selector = None if selector is _FACTORY else selector
+        self.concurrency = None if concurrency is _FACTORY else concurrency
+        self.environment_variables = {} if environment_variables is _FACTORY else environment_variables
+        self.image = None if image is _FACTORY else image
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.networking.v1beta1", "ProxyConfig", ProxyConfig)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ProxyImage(betterproto2.Message):
+    "ProxyImage(image_type: 'str' = <factory>)"
+
     image_type: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    def __init__(self, image_type: 'str' = _FACTORY) -> None:
+        self.image_type = "" if image_type is _FACTORY else image_type
+        self.__post_init__()
 
 
 default_message_pool.register_message("istio.networking.v1beta1", "ProxyImage", ProxyImage)
@@ -52,4 +68,12 @@ default_message_pool.register_message("istio.networking.v1beta1", "ProxyImage", 
 from ....google import protobuf as ___google__protobuf__
 from ...type import v1beta1 as __type__v1beta1__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        ProxyConfig,
+        ProxyImage,
+    ),
+)

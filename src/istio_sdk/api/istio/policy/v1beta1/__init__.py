@@ -41,6 +41,7 @@ import datetime
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from ....message_pool import default_message_pool
 
@@ -210,20 +211,30 @@ class ValueType(betterproto2.Enum):
     STRING_MAP = 11
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Action(betterproto2.Message):
+    "Action(handler: 'str' = <factory>, instances: 'list[str]' = <factory>, name: 'str' = <factory>)"
+
     handler: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
     instances: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
 
     name: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
 
+    def __init__(self, handler: 'str' = _FACTORY, instances: 'list[str]' = _FACTORY, name: 'str' = _FACTORY) -> None:
+        self.handler = "" if handler is _FACTORY else handler
+        self.instances = [] if instances is _FACTORY else instances
+        self.name = "" if name is _FACTORY else name
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.policy.v1beta1", "Action", Action)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class AttributeManifest(betterproto2.Message):
+    "AttributeManifest(revision: 'str' = <factory>, name: 'str' = <factory>, attributes: 'dict[str, AttributeManifestAttributeInfo]' = <factory>)"
+
     revision: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -234,19 +245,32 @@ class AttributeManifest(betterproto2.Message):
         map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
 
+    def __init__(self, revision: 'str' = _FACTORY, name: 'str' = _FACTORY, attributes: 'dict[str, AttributeManifestAttributeInfo]' = _FACTORY) -> None:
+        self.revision = "" if revision is _FACTORY else revision
+        self.name = "" if name is _FACTORY else name
+        self.attributes = {} if attributes is _FACTORY else attributes
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.policy.v1beta1", "AttributeManifest", AttributeManifest
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class AttributeManifestAttributeInfo(betterproto2.Message):
+    "AttributeManifestAttributeInfo(description: 'str' = <factory>, value_type: 'ValueType' = <factory>)"
+
     description: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     value_type: "ValueType" = betterproto2.field(
         2, betterproto2.TYPE_ENUM, default_factory=lambda: ValueType(0)
     )
+
+    def __init__(self, description: 'str' = _FACTORY, value_type: 'ValueType' = _FACTORY) -> None:
+        self.description = "" if description is _FACTORY else description
+        self.value_type = ValueType(0) if value_type is _FACTORY else value_type
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -254,7 +278,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Authentication(betterproto2.Message):
     """
 
@@ -271,12 +295,19 @@ class Authentication(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, optional=True, group="auth_type"
     )
 
+    def __init__(self, tls: 'Tls | None' = _FACTORY, mutual: 'Mutual | None' = _FACTORY) -> None:
+        self.tls = None if tls is _FACTORY else tls
+        self.mutual = None if mutual is _FACTORY else mutual
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.policy.v1beta1", "Authentication", Authentication)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Connection(betterproto2.Message):
+    "Connection(address: 'str' = <factory>, timeout: 'datetime.timedelta | None' = <factory>, authentication: 'Authentication | None' = <factory>)"
+
     address: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
     timeout: "datetime.timedelta | None" = betterproto2.field(
@@ -287,12 +318,20 @@ class Connection(betterproto2.Message):
         4, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, address: 'str' = _FACTORY, timeout: 'datetime.timedelta | None' = _FACTORY, authentication: 'Authentication | None' = _FACTORY) -> None:
+        self.address = "" if address is _FACTORY else address
+        self.timeout = None if timeout is _FACTORY else timeout
+        self.authentication = None if authentication is _FACTORY else authentication
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.policy.v1beta1", "Connection", Connection)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class DirectHttpResponse(betterproto2.Message):
+    "DirectHttpResponse(code: 'HttpStatusCode' = <factory>, body: 'str' = <factory>, headers: 'dict[str, str]' = <factory>)"
+
     code: "HttpStatusCode" = betterproto2.field(
         1, betterproto2.TYPE_ENUM, default_factory=lambda: HttpStatusCode(0)
     )
@@ -305,45 +344,76 @@ class DirectHttpResponse(betterproto2.Message):
         map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
+    def __init__(self, code: 'HttpStatusCode' = _FACTORY, body: 'str' = _FACTORY, headers: 'dict[str, str]' = _FACTORY) -> None:
+        self.code = HttpStatusCode(0) if code is _FACTORY else code
+        self.body = "" if body is _FACTORY else body
+        self.headers = {} if headers is _FACTORY else headers
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.policy.v1beta1", "DirectHttpResponse", DirectHttpResponse
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class DnsName(betterproto2.Message):
+    "DnsName(value: 'str' = <factory>)"
+
     value: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    def __init__(self, value: 'str' = _FACTORY) -> None:
+        self.value = "" if value is _FACTORY else value
+        self.__post_init__()
 
 
 default_message_pool.register_message("istio.policy.v1beta1", "DNSName", DnsName)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Duration(betterproto2.Message):
+    "Duration(value: 'datetime.timedelta | None' = <factory>)"
+
     value: "datetime.timedelta | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
+
+    def __init__(self, value: 'datetime.timedelta | None' = _FACTORY) -> None:
+        self.value = None if value is _FACTORY else value
+        self.__post_init__()
 
 
 default_message_pool.register_message("istio.policy.v1beta1", "Duration", Duration)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class EmailAddress(betterproto2.Message):
+    "EmailAddress(value: 'str' = <factory>)"
+
     value: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    def __init__(self, value: 'str' = _FACTORY) -> None:
+        self.value = "" if value is _FACTORY else value
+        self.__post_init__()
 
 
 default_message_pool.register_message("istio.policy.v1beta1", "EmailAddress", EmailAddress)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class FractionalPercent(betterproto2.Message):
+    "FractionalPercent(numerator: 'int' = <factory>, denominator: 'FractionalPercentDenominatorType' = <factory>)"
+
     numerator: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
 
     denominator: "FractionalPercentDenominatorType" = betterproto2.field(
         2, betterproto2.TYPE_ENUM, default_factory=lambda: FractionalPercentDenominatorType(0)
     )
+
+    def __init__(self, numerator: 'int' = _FACTORY, denominator: 'FractionalPercentDenominatorType' = _FACTORY) -> None:
+        self.numerator = 0 if numerator is _FACTORY else numerator
+        self.denominator = FractionalPercentDenominatorType(0) if denominator is _FACTORY else denominator
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -351,8 +421,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Handler(betterproto2.Message):
+    "Handler(name: 'str' = <factory>, compiled_adapter: 'str' = <factory>, adapter: 'str' = <factory>, params: '___google__protobuf__.Struct | None' = <factory>, connection: 'Connection | None' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     compiled_adapter: "str" = betterproto2.field(67794676, betterproto2.TYPE_STRING)
@@ -367,12 +439,22 @@ class Handler(betterproto2.Message):
         4, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, name: 'str' = _FACTORY, compiled_adapter: 'str' = _FACTORY, adapter: 'str' = _FACTORY, params: '___google__protobuf__.Struct | None' = _FACTORY, connection: 'Connection | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.compiled_adapter = "" if compiled_adapter is _FACTORY else compiled_adapter
+        self.adapter = "" if adapter is _FACTORY else adapter
+        self.params = None if params is _FACTORY else params
+        self.connection = None if connection is _FACTORY else connection
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.policy.v1beta1", "Handler", Handler)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Instance(betterproto2.Message):
+    "Instance(name: 'str' = <factory>, compiled_template: 'str' = <factory>, template: 'str' = <factory>, params: '___google__protobuf__.Struct | None' = <factory>, attribute_bindings: 'dict[str, str]' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     compiled_template: "str" = betterproto2.field(67794676, betterproto2.TYPE_STRING)
@@ -389,20 +471,36 @@ class Instance(betterproto2.Message):
         map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
+    def __init__(self, name: 'str' = _FACTORY, compiled_template: 'str' = _FACTORY, template: 'str' = _FACTORY, params: '___google__protobuf__.Struct | None' = _FACTORY, attribute_bindings: 'dict[str, str]' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.compiled_template = "" if compiled_template is _FACTORY else compiled_template
+        self.template = "" if template is _FACTORY else template
+        self.params = None if params is _FACTORY else params
+        self.attribute_bindings = {} if attribute_bindings is _FACTORY else attribute_bindings
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.policy.v1beta1", "Instance", Instance)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class IpAddress(betterproto2.Message):
+    "IpAddress(value: 'bytes' = <factory>)"
+
     value: "bytes" = betterproto2.field(1, betterproto2.TYPE_BYTES)
+
+    def __init__(self, value: 'bytes' = _FACTORY) -> None:
+        self.value = b"" if value is _FACTORY else value
+        self.__post_init__()
 
 
 default_message_pool.register_message("istio.policy.v1beta1", "IPAddress", IpAddress)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Mutual(betterproto2.Message):
+    "Mutual(private_key: 'str' = <factory>, client_certificate: 'str' = <factory>, ca_certificates: 'str' = <factory>, server_name: 'str' = <factory>)"
+
     private_key: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     client_certificate: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -411,12 +509,21 @@ class Mutual(betterproto2.Message):
 
     server_name: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
 
+    def __init__(self, private_key: 'str' = _FACTORY, client_certificate: 'str' = _FACTORY, ca_certificates: 'str' = _FACTORY, server_name: 'str' = _FACTORY) -> None:
+        self.private_key = "" if private_key is _FACTORY else private_key
+        self.client_certificate = "" if client_certificate is _FACTORY else client_certificate
+        self.ca_certificates = "" if ca_certificates is _FACTORY else ca_certificates
+        self.server_name = "" if server_name is _FACTORY else server_name
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.policy.v1beta1", "Mutual", Mutual)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class OAuth(betterproto2.Message):
+    "OAuth(client_id: 'str' = <factory>, client_secret: 'str' = <factory>, token_url: 'str' = <factory>, scopes: 'list[str]' = <factory>, endpoint_params: 'dict[str, str]' = <factory>)"
+
     client_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     client_secret: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -431,12 +538,22 @@ class OAuth(betterproto2.Message):
         map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
+    def __init__(self, client_id: 'str' = _FACTORY, client_secret: 'str' = _FACTORY, token_url: 'str' = _FACTORY, scopes: 'list[str]' = _FACTORY, endpoint_params: 'dict[str, str]' = _FACTORY) -> None:
+        self.client_id = "" if client_id is _FACTORY else client_id
+        self.client_secret = "" if client_secret is _FACTORY else client_secret
+        self.token_url = "" if token_url is _FACTORY else token_url
+        self.scopes = [] if scopes is _FACTORY else scopes
+        self.endpoint_params = {} if endpoint_params is _FACTORY else endpoint_params
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.policy.v1beta1", "OAuth", OAuth)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RandomSampling(betterproto2.Message):
+    "RandomSampling(attribute_expression: 'str' = <factory>, percent_sampled: 'FractionalPercent | None' = <factory>, use_independent_randomness: 'bool' = <factory>)"
+
     attribute_expression: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     percent_sampled: "FractionalPercent | None" = betterproto2.field(
@@ -445,12 +562,20 @@ class RandomSampling(betterproto2.Message):
 
     use_independent_randomness: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
 
+    def __init__(self, attribute_expression: 'str' = _FACTORY, percent_sampled: 'FractionalPercent | None' = _FACTORY, use_independent_randomness: 'bool' = _FACTORY) -> None:
+        self.attribute_expression = "" if attribute_expression is _FACTORY else attribute_expression
+        self.percent_sampled = None if percent_sampled is _FACTORY else percent_sampled
+        self.use_independent_randomness = False if use_independent_randomness is _FACTORY else use_independent_randomness
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.policy.v1beta1", "RandomSampling", RandomSampling)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RateLimitSampling(betterproto2.Message):
+    "RateLimitSampling(sampling_duration: 'datetime.timedelta | None' = <factory>, max_unsampled_entries: 'int' = <factory>, sampling_rate: 'int' = <factory>)"
+
     sampling_duration: "datetime.timedelta | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
@@ -459,14 +584,22 @@ class RateLimitSampling(betterproto2.Message):
 
     sampling_rate: "int" = betterproto2.field(3, betterproto2.TYPE_INT64)
 
+    def __init__(self, sampling_duration: 'datetime.timedelta | None' = _FACTORY, max_unsampled_entries: 'int' = _FACTORY, sampling_rate: 'int' = _FACTORY) -> None:
+        self.sampling_duration = None if sampling_duration is _FACTORY else sampling_duration
+        self.max_unsampled_entries = 0 if max_unsampled_entries is _FACTORY else max_unsampled_entries
+        self.sampling_rate = 0 if sampling_rate is _FACTORY else sampling_rate
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.policy.v1beta1", "RateLimitSampling", RateLimitSampling
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Rule(betterproto2.Message):
+    "Rule(match: 'str' = <factory>, actions: 'list[Action]' = <factory>, request_header_operations: 'list[RuleHeaderOperationTemplate]' = <factory>, response_header_operations: 'list[RuleHeaderOperationTemplate]' = <factory>, sampling: 'Sampling | None' = <factory>)"
+
     match: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     actions: "list[Action]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
@@ -481,12 +614,22 @@ class Rule(betterproto2.Message):
 
     sampling: "Sampling | None" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
 
+    def __init__(self, match: 'str' = _FACTORY, actions: 'list[Action]' = _FACTORY, request_header_operations: 'list[RuleHeaderOperationTemplate]' = _FACTORY, response_header_operations: 'list[RuleHeaderOperationTemplate]' = _FACTORY, sampling: 'Sampling | None' = _FACTORY) -> None:
+        self.match = "" if match is _FACTORY else match
+        self.actions = [] if actions is _FACTORY else actions
+        self.request_header_operations = [] if request_header_operations is _FACTORY else request_header_operations
+        self.response_header_operations = [] if response_header_operations is _FACTORY else response_header_operations
+        self.sampling = None if sampling is _FACTORY else sampling
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.policy.v1beta1", "Rule", Rule)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RuleHeaderOperationTemplate(betterproto2.Message):
+    "RuleHeaderOperationTemplate(name: 'str' = <factory>, values: 'list[str]' = <factory>, operation: 'RuleHeaderOperationTemplateOperation' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     values: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
@@ -495,14 +638,22 @@ class RuleHeaderOperationTemplate(betterproto2.Message):
         3, betterproto2.TYPE_ENUM, default_factory=lambda: RuleHeaderOperationTemplateOperation(0)
     )
 
+    def __init__(self, name: 'str' = _FACTORY, values: 'list[str]' = _FACTORY, operation: 'RuleHeaderOperationTemplateOperation' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.values = [] if values is _FACTORY else values
+        self.operation = RuleHeaderOperationTemplateOperation(0) if operation is _FACTORY else operation
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.policy.v1beta1", "Rule.HeaderOperationTemplate", RuleHeaderOperationTemplate
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Sampling(betterproto2.Message):
+    "Sampling(random: 'RandomSampling | None' = <factory>, rate_limit: 'RateLimitSampling | None' = <factory>)"
+
     random: "RandomSampling | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -511,33 +662,50 @@ class Sampling(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, random: 'RandomSampling | None' = _FACTORY, rate_limit: 'RateLimitSampling | None' = _FACTORY) -> None:
+        self.random = None if random is _FACTORY else random
+        self.rate_limit = None if rate_limit is _FACTORY else rate_limit
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.policy.v1beta1", "Sampling", Sampling)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class StringMap(betterproto2.Message):
+    "StringMap(value: 'dict[str, str]' = <factory>)"
+
     value: "dict[str, str]" = betterproto2.field(
         1,
         betterproto2.TYPE_MAP,
         map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
+    def __init__(self, value: 'dict[str, str]' = _FACTORY) -> None:
+        self.value = {} if value is _FACTORY else value
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.policy.v1beta1", "StringMap", StringMap)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TimeStamp(betterproto2.Message):
+    "TimeStamp(value: 'datetime.datetime | None' = <factory>)"
+
     value: "datetime.datetime | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
     )
+
+    def __init__(self, value: 'datetime.datetime | None' = _FACTORY) -> None:
+        self.value = None if value is _FACTORY else value
+        self.__post_init__()
 
 
 default_message_pool.register_message("istio.policy.v1beta1", "TimeStamp", TimeStamp)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Tls(betterproto2.Message):
     """
 
@@ -567,19 +735,34 @@ class Tls(betterproto2.Message):
 
     server_name: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
 
+    def __init__(self, ca_certificates: 'str' = _FACTORY, token_path: 'str | None' = _FACTORY, oauth: 'OAuth | None' = _FACTORY, auth_header: 'TlsAuthHeader | None' = _FACTORY, custom_header: 'str | None' = _FACTORY, server_name: 'str' = _FACTORY) -> None:
+        self.ca_certificates = "" if ca_certificates is _FACTORY else ca_certificates
+        self.token_path = None if token_path is _FACTORY else token_path
+        self.oauth = None if oauth is _FACTORY else oauth
+        self.auth_header = None if auth_header is _FACTORY else auth_header
+        self.custom_header = None if custom_header is _FACTORY else custom_header
+        self.server_name = "" if server_name is _FACTORY else server_name
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.policy.v1beta1", "Tls", Tls)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Uri(betterproto2.Message):
+    "Uri(value: 'str' = <factory>)"
+
     value: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    def __init__(self, value: 'str' = _FACTORY) -> None:
+        self.value = "" if value is _FACTORY else value
+        self.__post_init__()
 
 
 default_message_pool.register_message("istio.policy.v1beta1", "Uri", Uri)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Value(betterproto2.Message):
     """
 
@@ -632,10 +815,55 @@ class Value(betterproto2.Message):
         11, betterproto2.TYPE_MESSAGE, optional=True, group="value"
     )
 
+    def __init__(self, string_value: 'str | None' = _FACTORY, int64_value: 'int | None' = _FACTORY, double_value: 'float | None' = _FACTORY, bool_value: 'bool | None' = _FACTORY, ip_address_value: 'IpAddress | None' = _FACTORY, timestamp_value: 'TimeStamp | None' = _FACTORY, duration_value: 'Duration | None' = _FACTORY, email_address_value: 'EmailAddress | None' = _FACTORY, dns_name_value: 'DnsName | None' = _FACTORY, uri_value: 'Uri | None' = _FACTORY, string_map_value: 'StringMap | None' = _FACTORY) -> None:
+        self.string_value = None if string_value is _FACTORY else string_value
+        self.int64_value = None if int64_value is _FACTORY else int64_value
+        self.double_value = None if double_value is _FACTORY else double_value
+        self.bool_value = None if bool_value is _FACTORY else bool_value
+        self.ip_address_value = None if ip_address_value is _FACTORY else ip_address_value
+        self.timestamp_value = None if timestamp_value is _FACTORY else timestamp_value
+        self.duration_value = None if duration_value is _FACTORY else duration_value
+        self.email_address_value = None if email_address_value is _FACTORY else email_address_value
+        self.dns_name_value = None if dns_name_value is _FACTORY else dns_name_value
+        self.uri_value = None if uri_value is _FACTORY else uri_value
+        self.string_map_value = None if string_map_value is _FACTORY else string_map_value
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.policy.v1beta1", "Value", Value)
 
 
 from ....google import protobuf as ___google__protobuf__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        AttributeManifest,
+        AttributeManifestAttributeInfo,
+        Rule,
+        RuleHeaderOperationTemplate,
+        Action,
+        Instance,
+        Handler,
+        Connection,
+        Sampling,
+        RandomSampling,
+        RateLimitSampling,
+        FractionalPercent,
+        Authentication,
+        Tls,
+        OAuth,
+        Mutual,
+        DirectHttpResponse,
+        Value,
+        IpAddress,
+        Duration,
+        TimeStamp,
+        DnsName,
+        StringMap,
+        EmailAddress,
+        Uri,
+    ),
+)

@@ -21,6 +21,7 @@ import warnings
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from ....message_pool import default_message_pool
 
@@ -44,8 +45,10 @@ class RbacConfigMode(betterproto2.Enum):
     ON_WITH_EXCLUSION = 3
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class AccessRule(betterproto2.Message):
+    "AccessRule(services: 'list[str]' = <factory>, hosts: 'list[str]' = <factory>, not_hosts: 'list[str]' = <factory>, paths: 'list[str]' = <factory>, not_paths: 'list[str]' = <factory>, methods: 'list[str]' = <factory>, not_methods: 'list[str]' = <factory>, ports: 'list[int]' = <factory>, not_ports: 'list[int]' = <factory>, constraints: 'list[AccessRuleConstraint]' = <factory>)"
+
     services: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
 
     hosts: "list[str]" = betterproto2.field(5, betterproto2.TYPE_STRING, repeated=True)
@@ -68,15 +71,35 @@ class AccessRule(betterproto2.Message):
         4, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
+    def __init__(self, services: 'list[str]' = _FACTORY, hosts: 'list[str]' = _FACTORY, not_hosts: 'list[str]' = _FACTORY, paths: 'list[str]' = _FACTORY, not_paths: 'list[str]' = _FACTORY, methods: 'list[str]' = _FACTORY, not_methods: 'list[str]' = _FACTORY, ports: 'list[int]' = _FACTORY, not_ports: 'list[int]' = _FACTORY, constraints: 'list[AccessRuleConstraint]' = _FACTORY) -> None:
+        self.services = [] if services is _FACTORY else services
+        self.hosts = [] if hosts is _FACTORY else hosts
+        self.not_hosts = [] if not_hosts is _FACTORY else not_hosts
+        self.paths = [] if paths is _FACTORY else paths
+        self.not_paths = [] if not_paths is _FACTORY else not_paths
+        self.methods = [] if methods is _FACTORY else methods
+        self.not_methods = [] if not_methods is _FACTORY else not_methods
+        self.ports = [] if ports is _FACTORY else ports
+        self.not_ports = [] if not_ports is _FACTORY else not_ports
+        self.constraints = [] if constraints is _FACTORY else constraints
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.rbac.v1alpha1", "AccessRule", AccessRule)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class AccessRuleConstraint(betterproto2.Message):
+    "AccessRuleConstraint(key: 'str' = <factory>, values: 'list[str]' = <factory>)"
+
     key: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     values: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
+
+    def __init__(self, key: 'str' = _FACTORY, values: 'list[str]' = _FACTORY) -> None:
+        self.key = "" if key is _FACTORY else key
+        self.values = [] if values is _FACTORY else values
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -84,8 +107,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RbacConfig(betterproto2.Message):
+    "RbacConfig(mode: 'RbacConfigMode' = <factory>, inclusion: 'RbacConfigTarget | None' = <factory>, exclusion: 'RbacConfigTarget | None' = <factory>, enforcement_mode: 'EnforcementMode' = <factory>)"
+
     mode: "RbacConfigMode" = betterproto2.field(
         1, betterproto2.TYPE_ENUM, default_factory=lambda: RbacConfigMode(0)
     )
@@ -102,40 +127,69 @@ class RbacConfig(betterproto2.Message):
         4, betterproto2.TYPE_ENUM, default_factory=lambda: EnforcementMode(0)
     )
 
+    def __init__(self, mode: 'RbacConfigMode' = _FACTORY, inclusion: 'RbacConfigTarget | None' = _FACTORY, exclusion: 'RbacConfigTarget | None' = _FACTORY, enforcement_mode: 'EnforcementMode' = _FACTORY) -> None:
+        self.mode = RbacConfigMode(0) if mode is _FACTORY else mode
+        self.inclusion = None if inclusion is _FACTORY else inclusion
+        self.exclusion = None if exclusion is _FACTORY else exclusion
+        self.enforcement_mode = EnforcementMode(0) if enforcement_mode is _FACTORY else enforcement_mode
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.rbac.v1alpha1", "RbacConfig", RbacConfig)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RbacConfigTarget(betterproto2.Message):
+    "RbacConfigTarget(services: 'list[str]' = <factory>, namespaces: 'list[str]' = <factory>)"
+
     services: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
 
     namespaces: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
+
+    def __init__(self, services: 'list[str]' = _FACTORY, namespaces: 'list[str]' = _FACTORY) -> None:
+        self.services = [] if services is _FACTORY else services
+        self.namespaces = [] if namespaces is _FACTORY else namespaces
+        self.__post_init__()
 
 
 default_message_pool.register_message("istio.rbac.v1alpha1", "RbacConfig.Target", RbacConfigTarget)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RoleRef(betterproto2.Message):
+    "RoleRef(kind: 'str' = <factory>, name: 'str' = <factory>)"
+
     kind: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    def __init__(self, kind: 'str' = _FACTORY, name: 'str' = _FACTORY) -> None:
+        self.kind = "" if kind is _FACTORY else kind
+        self.name = "" if name is _FACTORY else name
+        self.__post_init__()
 
 
 default_message_pool.register_message("istio.rbac.v1alpha1", "RoleRef", RoleRef)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ServiceRole(betterproto2.Message):
+    "ServiceRole(rules: 'list[AccessRule]' = <factory>)"
+
     rules: "list[AccessRule]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+
+    def __init__(self, rules: 'list[AccessRule]' = _FACTORY) -> None:
+        self.rules = [] if rules is _FACTORY else rules
+        self.__post_init__()
 
 
 default_message_pool.register_message("istio.rbac.v1alpha1", "ServiceRole", ServiceRole)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ServiceRoleBinding(betterproto2.Message):
+    "ServiceRoleBinding(subjects: 'list[Subject]' = <factory>, role_ref: 'RoleRef | None' = <factory>, mode: 'EnforcementMode' = <factory>, actions: 'list[AccessRule]' = <factory>, role: 'str' = <factory>)"
+
     subjects: "list[Subject]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
     role_ref: "RoleRef | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
@@ -148,14 +202,24 @@ class ServiceRoleBinding(betterproto2.Message):
 
     role: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
 
+    def __init__(self, subjects: 'list[Subject]' = _FACTORY, role_ref: 'RoleRef | None' = _FACTORY, mode: 'EnforcementMode' = _FACTORY, actions: 'list[AccessRule]' = _FACTORY, role: 'str' = _FACTORY) -> None:
+        self.subjects = [] if subjects is _FACTORY else subjects
+        self.role_ref = None if role_ref is _FACTORY else role_ref
+        self.mode = EnforcementMode(0) if mode is _FACTORY else mode
+        self.actions = [] if actions is _FACTORY else actions
+        self.role = "" if role is _FACTORY else role
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.rbac.v1alpha1", "ServiceRoleBinding", ServiceRoleBinding
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Subject(betterproto2.Message):
+    "Subject(user: 'str' = <factory>, names: 'list[str]' = <factory>, not_names: 'list[str]' = <factory>, group: 'str' = <factory>, groups: 'list[str]' = <factory>, not_groups: 'list[str]' = <factory>, namespaces: 'list[str]' = <factory>, not_namespaces: 'list[str]' = <factory>, ips: 'list[str]' = <factory>, not_ips: 'list[str]' = <factory>, properties: 'dict[str, str]' = <factory>)"
+
     user: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     names: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
@@ -187,7 +251,35 @@ class Subject(betterproto2.Message):
         if self.is_set("group"):
             warnings.warn("Subject.group is deprecated", DeprecationWarning)
 
+    def __init__(self, user: 'str' = _FACTORY, names: 'list[str]' = _FACTORY, not_names: 'list[str]' = _FACTORY, group: 'str' = _FACTORY, groups: 'list[str]' = _FACTORY, not_groups: 'list[str]' = _FACTORY, namespaces: 'list[str]' = _FACTORY, not_namespaces: 'list[str]' = _FACTORY, ips: 'list[str]' = _FACTORY, not_ips: 'list[str]' = _FACTORY, properties: 'dict[str, str]' = _FACTORY) -> None:
+        self.user = "" if user is _FACTORY else user
+        self.names = [] if names is _FACTORY else names
+        self.not_names = [] if not_names is _FACTORY else not_names
+        self.group = "" if group is _FACTORY else group
+        self.groups = [] if groups is _FACTORY else groups
+        self.not_groups = [] if not_groups is _FACTORY else not_groups
+        self.namespaces = [] if namespaces is _FACTORY else namespaces
+        self.not_namespaces = [] if not_namespaces is _FACTORY else not_namespaces
+        self.ips = [] if ips is _FACTORY else ips
+        self.not_ips = [] if not_ips is _FACTORY else not_ips
+        self.properties = {} if properties is _FACTORY else properties
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.rbac.v1alpha1", "Subject", Subject)
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        ServiceRole,
+        AccessRule,
+        AccessRuleConstraint,
+        ServiceRoleBinding,
+        Subject,
+        RoleRef,
+        RbacConfig,
+        RbacConfigTarget,
+    ),
+)

@@ -27,6 +27,7 @@ import datetime
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from ....message_pool import default_message_pool
 
@@ -54,7 +55,7 @@ class PeerAuthenticationMutualTlsMode(betterproto2.Enum):
     STRICT = 3
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class AuthorizationPolicy(betterproto2.Message):
     """
 
@@ -85,15 +86,30 @@ class AuthorizationPolicy(betterproto2.Message):
         4, betterproto2.TYPE_MESSAGE, optional=True, group="action_detail"
     )
 
+    def __init__(self, selector: '__type__v1beta1__.WorkloadSelector | None' = _FACTORY, target_ref: '__type__v1beta1__.PolicyTargetReference | None' = _FACTORY, target_refs: 'list[__type__v1beta1__.PolicyTargetReference]' = _FACTORY, rules: 'list[Rule]' = _FACTORY, action: 'AuthorizationPolicyAction' = _FACTORY, provider: 'AuthorizationPolicyExtensionProvider | None' = _FACTORY) -> None:
+        self.selector = None if selector is _FACTORY else selector
+        self.target_ref = None if target_ref is _FACTORY else target_ref
+        self.target_refs = [] if target_refs is _FACTORY else target_refs
+        self.rules = [] if rules is _FACTORY else rules
+        self.action = AuthorizationPolicyAction(0) if action is _FACTORY else action
+        self.provider = None if provider is _FACTORY else provider
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.security.v1beta1", "AuthorizationPolicy", AuthorizationPolicy
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class AuthorizationPolicyExtensionProvider(betterproto2.Message):
+    "AuthorizationPolicyExtensionProvider(name: 'str' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    def __init__(self, name: 'str' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -103,40 +119,64 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ClaimToHeader(betterproto2.Message):
+    "ClaimToHeader(header: 'str' = <factory>, claim: 'str' = <factory>)"
+
     header: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     claim: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    def __init__(self, header: 'str' = _FACTORY, claim: 'str' = _FACTORY) -> None:
+        self.header = "" if header is _FACTORY else header
+        self.claim = "" if claim is _FACTORY else claim
+        self.__post_init__()
 
 
 default_message_pool.register_message("istio.security.v1beta1", "ClaimToHeader", ClaimToHeader)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Condition(betterproto2.Message):
+    "Condition(key: 'str' = <factory>, values: 'list[str]' = <factory>, not_values: 'list[str]' = <factory>)"
+
     key: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     values: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
 
     not_values: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
 
+    def __init__(self, key: 'str' = _FACTORY, values: 'list[str]' = _FACTORY, not_values: 'list[str]' = _FACTORY) -> None:
+        self.key = "" if key is _FACTORY else key
+        self.values = [] if values is _FACTORY else values
+        self.not_values = [] if not_values is _FACTORY else not_values
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.security.v1beta1", "Condition", Condition)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class JwtHeader(betterproto2.Message):
+    "JwtHeader(name: 'str' = <factory>, prefix: 'str' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     prefix: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    def __init__(self, name: 'str' = _FACTORY, prefix: 'str' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.prefix = "" if prefix is _FACTORY else prefix
+        self.__post_init__()
 
 
 default_message_pool.register_message("istio.security.v1beta1", "JWTHeader", JwtHeader)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class JwtRule(betterproto2.Message):
+    "JwtRule(issuer: 'str' = <factory>, audiences: 'list[str]' = <factory>, jwks_uri: 'str' = <factory>, jwks: 'str' = <factory>, from_headers: 'list[JwtHeader]' = <factory>, from_params: 'list[str]' = <factory>, output_payload_to_header: 'str' = <factory>, from_cookies: 'list[str]' = <factory>, forward_original_token: 'bool' = <factory>, output_claim_to_headers: 'list[ClaimToHeader]' = <factory>, timeout: 'datetime.timedelta | None' = <factory>, space_delimited_claims: 'list[str]' = <factory>)"
+
     issuer: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     audiences: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
@@ -169,12 +209,29 @@ class JwtRule(betterproto2.Message):
         14, betterproto2.TYPE_STRING, repeated=True
     )
 
+    def __init__(self, issuer: 'str' = _FACTORY, audiences: 'list[str]' = _FACTORY, jwks_uri: 'str' = _FACTORY, jwks: 'str' = _FACTORY, from_headers: 'list[JwtHeader]' = _FACTORY, from_params: 'list[str]' = _FACTORY, output_payload_to_header: 'str' = _FACTORY, from_cookies: 'list[str]' = _FACTORY, forward_original_token: 'bool' = _FACTORY, output_claim_to_headers: 'list[ClaimToHeader]' = _FACTORY, timeout: 'datetime.timedelta | None' = _FACTORY, space_delimited_claims: 'list[str]' = _FACTORY) -> None:
+        self.issuer = "" if issuer is _FACTORY else issuer
+        self.audiences = [] if audiences is _FACTORY else audiences
+        self.jwks_uri = "" if jwks_uri is _FACTORY else jwks_uri
+        self.jwks = "" if jwks is _FACTORY else jwks
+        self.from_headers = [] if from_headers is _FACTORY else from_headers
+        self.from_params = [] if from_params is _FACTORY else from_params
+        self.output_payload_to_header = "" if output_payload_to_header is _FACTORY else output_payload_to_header
+        self.from_cookies = [] if from_cookies is _FACTORY else from_cookies
+        self.forward_original_token = False if forward_original_token is _FACTORY else forward_original_token
+        self.output_claim_to_headers = [] if output_claim_to_headers is _FACTORY else output_claim_to_headers
+        self.timeout = None if timeout is _FACTORY else timeout
+        self.space_delimited_claims = [] if space_delimited_claims is _FACTORY else space_delimited_claims
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.security.v1beta1", "JWTRule", JwtRule)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Operation(betterproto2.Message):
+    "Operation(hosts: 'list[str]' = <factory>, not_hosts: 'list[str]' = <factory>, ports: 'list[str]' = <factory>, not_ports: 'list[str]' = <factory>, methods: 'list[str]' = <factory>, not_methods: 'list[str]' = <factory>, paths: 'list[str]' = <factory>, not_paths: 'list[str]' = <factory>)"
+
     hosts: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
 
     not_hosts: "list[str]" = betterproto2.field(5, betterproto2.TYPE_STRING, repeated=True)
@@ -191,12 +248,25 @@ class Operation(betterproto2.Message):
 
     not_paths: "list[str]" = betterproto2.field(8, betterproto2.TYPE_STRING, repeated=True)
 
+    def __init__(self, hosts: 'list[str]' = _FACTORY, not_hosts: 'list[str]' = _FACTORY, ports: 'list[str]' = _FACTORY, not_ports: 'list[str]' = _FACTORY, methods: 'list[str]' = _FACTORY, not_methods: 'list[str]' = _FACTORY, paths: 'list[str]' = _FACTORY, not_paths: 'list[str]' = _FACTORY) -> None:
+        self.hosts = [] if hosts is _FACTORY else hosts
+        self.not_hosts = [] if not_hosts is _FACTORY else not_hosts
+        self.ports = [] if ports is _FACTORY else ports
+        self.not_ports = [] if not_ports is _FACTORY else not_ports
+        self.methods = [] if methods is _FACTORY else methods
+        self.not_methods = [] if not_methods is _FACTORY else not_methods
+        self.paths = [] if paths is _FACTORY else paths
+        self.not_paths = [] if not_paths is _FACTORY else not_paths
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.security.v1beta1", "Operation", Operation)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class PeerAuthentication(betterproto2.Message):
+    "PeerAuthentication(selector: '__type__v1beta1__.WorkloadSelector | None' = <factory>, mtls: 'PeerAuthenticationMutualTls | None' = <factory>, port_level_mtls: 'dict[int, PeerAuthenticationMutualTls]' = <factory>)"
+
     selector: "__type__v1beta1__.WorkloadSelector | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -211,17 +281,29 @@ class PeerAuthentication(betterproto2.Message):
         map_meta=betterproto2.map_meta(betterproto2.TYPE_UINT32, betterproto2.TYPE_MESSAGE),
     )
 
+    def __init__(self, selector: '__type__v1beta1__.WorkloadSelector | None' = _FACTORY, mtls: 'PeerAuthenticationMutualTls | None' = _FACTORY, port_level_mtls: 'dict[int, PeerAuthenticationMutualTls]' = _FACTORY) -> None:
+        self.selector = None if selector is _FACTORY else selector
+        self.mtls = None if mtls is _FACTORY else mtls
+        self.port_level_mtls = {} if port_level_mtls is _FACTORY else port_level_mtls
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.security.v1beta1", "PeerAuthentication", PeerAuthentication
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class PeerAuthenticationMutualTls(betterproto2.Message):
+    "PeerAuthenticationMutualTls(mode: 'PeerAuthenticationMutualTlsMode' = <factory>)"
+
     mode: "PeerAuthenticationMutualTlsMode" = betterproto2.field(
         1, betterproto2.TYPE_ENUM, default_factory=lambda: PeerAuthenticationMutualTlsMode(0)
     )
+
+    def __init__(self, mode: 'PeerAuthenticationMutualTlsMode' = _FACTORY) -> None:
+        self.mode = PeerAuthenticationMutualTlsMode(0) if mode is _FACTORY else mode
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -229,8 +311,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RequestAuthentication(betterproto2.Message):
+    "RequestAuthentication(selector: '__type__v1beta1__.WorkloadSelector | None' = <factory>, target_ref: '__type__v1beta1__.PolicyTargetReference | None' = <factory>, target_refs: 'list[__type__v1beta1__.PolicyTargetReference]' = <factory>, jwt_rules: 'list[JwtRule]' = <factory>)"
+
     selector: "__type__v1beta1__.WorkloadSelector | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -245,42 +329,71 @@ class RequestAuthentication(betterproto2.Message):
 
     jwt_rules: "list[JwtRule]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
 
+    def __init__(self, selector: '__type__v1beta1__.WorkloadSelector | None' = _FACTORY, target_ref: '__type__v1beta1__.PolicyTargetReference | None' = _FACTORY, target_refs: 'list[__type__v1beta1__.PolicyTargetReference]' = _FACTORY, jwt_rules: 'list[JwtRule]' = _FACTORY) -> None:
+        self.selector = None if selector is _FACTORY else selector
+        self.target_ref = None if target_ref is _FACTORY else target_ref
+        self.target_refs = [] if target_refs is _FACTORY else target_refs
+        self.jwt_rules = [] if jwt_rules is _FACTORY else jwt_rules
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.security.v1beta1", "RequestAuthentication", RequestAuthentication
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Rule(betterproto2.Message):
+    "Rule(from_: 'list[RuleFrom]' = <factory>, to: 'list[RuleTo]' = <factory>, when: 'list[Condition]' = <factory>)"
+
     from_: "list[RuleFrom]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
     to: "list[RuleTo]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
 
     when: "list[Condition]" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
 
+    def __init__(self, from_: 'list[RuleFrom]' = _FACTORY, to: 'list[RuleTo]' = _FACTORY, when: 'list[Condition]' = _FACTORY) -> None:
+        self.from_ = [] if from_ is _FACTORY else from_
+        self.to = [] if to is _FACTORY else to
+        self.when = [] if when is _FACTORY else when
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.security.v1beta1", "Rule", Rule)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RuleFrom(betterproto2.Message):
+    "RuleFrom(source: 'Source | None' = <factory>)"
+
     source: "Source | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+    def __init__(self, source: 'Source | None' = _FACTORY) -> None:
+        self.source = None if source is _FACTORY else source
+        self.__post_init__()
 
 
 default_message_pool.register_message("istio.security.v1beta1", "Rule.From", RuleFrom)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RuleTo(betterproto2.Message):
+    "RuleTo(operation: 'Operation | None' = <factory>)"
+
     operation: "Operation | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+    def __init__(self, operation: 'Operation | None' = _FACTORY) -> None:
+        self.operation = None if operation is _FACTORY else operation
+        self.__post_init__()
 
 
 default_message_pool.register_message("istio.security.v1beta1", "Rule.To", RuleTo)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Source(betterproto2.Message):
+    "Source(principals: 'list[str]' = <factory>, not_principals: 'list[str]' = <factory>, request_principals: 'list[str]' = <factory>, not_request_principals: 'list[str]' = <factory>, namespaces: 'list[str]' = <factory>, not_namespaces: 'list[str]' = <factory>, service_accounts: 'list[str]' = <factory>, not_service_accounts: 'list[str]' = <factory>, ip_blocks: 'list[str]' = <factory>, not_ip_blocks: 'list[str]' = <factory>, remote_ip_blocks: 'list[str]' = <factory>, not_remote_ip_blocks: 'list[str]' = <factory>, trust_domains: 'list[str]' = <factory>, not_trust_domains: 'list[str]' = <factory>)"
+
     principals: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
 
     not_principals: "list[str]" = betterproto2.field(5, betterproto2.TYPE_STRING, repeated=True)
@@ -315,6 +428,23 @@ class Source(betterproto2.Message):
 
     not_trust_domains: "list[str]" = betterproto2.field(14, betterproto2.TYPE_STRING, repeated=True)
 
+    def __init__(self, principals: 'list[str]' = _FACTORY, not_principals: 'list[str]' = _FACTORY, request_principals: 'list[str]' = _FACTORY, not_request_principals: 'list[str]' = _FACTORY, namespaces: 'list[str]' = _FACTORY, not_namespaces: 'list[str]' = _FACTORY, service_accounts: 'list[str]' = _FACTORY, not_service_accounts: 'list[str]' = _FACTORY, ip_blocks: 'list[str]' = _FACTORY, not_ip_blocks: 'list[str]' = _FACTORY, remote_ip_blocks: 'list[str]' = _FACTORY, not_remote_ip_blocks: 'list[str]' = _FACTORY, trust_domains: 'list[str]' = _FACTORY, not_trust_domains: 'list[str]' = _FACTORY) -> None:
+        self.principals = [] if principals is _FACTORY else principals
+        self.not_principals = [] if not_principals is _FACTORY else not_principals
+        self.request_principals = [] if request_principals is _FACTORY else request_principals
+        self.not_request_principals = [] if not_request_principals is _FACTORY else not_request_principals
+        self.namespaces = [] if namespaces is _FACTORY else namespaces
+        self.not_namespaces = [] if not_namespaces is _FACTORY else not_namespaces
+        self.service_accounts = [] if service_accounts is _FACTORY else service_accounts
+        self.not_service_accounts = [] if not_service_accounts is _FACTORY else not_service_accounts
+        self.ip_blocks = [] if ip_blocks is _FACTORY else ip_blocks
+        self.not_ip_blocks = [] if not_ip_blocks is _FACTORY else not_ip_blocks
+        self.remote_ip_blocks = [] if remote_ip_blocks is _FACTORY else remote_ip_blocks
+        self.not_remote_ip_blocks = [] if not_remote_ip_blocks is _FACTORY else not_remote_ip_blocks
+        self.trust_domains = [] if trust_domains is _FACTORY else trust_domains
+        self.not_trust_domains = [] if not_trust_domains is _FACTORY else not_trust_domains
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.security.v1beta1", "Source", Source)
 
@@ -322,4 +452,24 @@ default_message_pool.register_message("istio.security.v1beta1", "Source", Source
 from ....google import protobuf as ___google__protobuf__
 from ...type import v1beta1 as __type__v1beta1__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        AuthorizationPolicy,
+        AuthorizationPolicyExtensionProvider,
+        Rule,
+        RuleFrom,
+        RuleTo,
+        Source,
+        Operation,
+        Condition,
+        PeerAuthentication,
+        PeerAuthenticationMutualTls,
+        RequestAuthentication,
+        JwtRule,
+        JwtHeader,
+        ClaimToHeader,
+    ),
+)

@@ -30,6 +30,7 @@ import datetime
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from ....message_pool import default_message_pool
 
@@ -75,8 +76,10 @@ class WorkloadMode(betterproto2.Enum):
     SERVER = 2
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class AccessLogging(betterproto2.Message):
+    "AccessLogging(match: 'AccessLoggingLogSelector | None' = <factory>, providers: 'list[ProviderRef]' = <factory>, disabled: 'bool | None' = <factory>, filter: 'AccessLoggingFilter | None' = <factory>)"
+
     match: "AccessLoggingLogSelector | None" = betterproto2.field(
         4, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -91,13 +94,26 @@ class AccessLogging(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, match: 'AccessLoggingLogSelector | None' = _FACTORY, providers: 'list[ProviderRef]' = _FACTORY, disabled: 'bool | None' = _FACTORY, filter: 'AccessLoggingFilter | None' = _FACTORY) -> None:
+        self.match = None if match is _FACTORY else match
+        self.providers = [] if providers is _FACTORY else providers
+        self.disabled = None if disabled is _FACTORY else disabled
+        self.filter = None if filter is _FACTORY else filter
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.telemetry.v1alpha1", "AccessLogging", AccessLogging)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class AccessLoggingFilter(betterproto2.Message):
+    "AccessLoggingFilter(expression: 'str' = <factory>)"
+
     expression: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    def __init__(self, expression: 'str' = _FACTORY) -> None:
+        self.expression = "" if expression is _FACTORY else expression
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -105,11 +121,17 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class AccessLoggingLogSelector(betterproto2.Message):
+    "AccessLoggingLogSelector(mode: 'WorkloadMode' = <factory>)"
+
     mode: "WorkloadMode" = betterproto2.field(
         1, betterproto2.TYPE_ENUM, default_factory=lambda: WorkloadMode(0)
     )
+
+    def __init__(self, mode: 'WorkloadMode' = _FACTORY) -> None:
+        self.mode = WorkloadMode(0) if mode is _FACTORY else mode
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -117,8 +139,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Metrics(betterproto2.Message):
+    "Metrics(providers: 'list[ProviderRef]' = <factory>, overrides: 'list[MetricsOverrides]' = <factory>, reporting_interval: 'datetime.timedelta | None' = <factory>)"
+
     providers: "list[ProviderRef]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
     overrides: "list[MetricsOverrides]" = betterproto2.field(
@@ -129,11 +153,17 @@ class Metrics(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
     )
 
+    def __init__(self, providers: 'list[ProviderRef]' = _FACTORY, overrides: 'list[MetricsOverrides]' = _FACTORY, reporting_interval: 'datetime.timedelta | None' = _FACTORY) -> None:
+        self.providers = [] if providers is _FACTORY else providers
+        self.overrides = [] if overrides is _FACTORY else overrides
+        self.reporting_interval = None if reporting_interval is _FACTORY else reporting_interval
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.telemetry.v1alpha1", "Metrics", Metrics)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MetricSelector(betterproto2.Message):
     """
 
@@ -154,12 +184,20 @@ class MetricSelector(betterproto2.Message):
         3, betterproto2.TYPE_ENUM, default_factory=lambda: WorkloadMode(0)
     )
 
+    def __init__(self, metric: 'MetricSelectorIstioMetric | None' = _FACTORY, custom_metric: 'str | None' = _FACTORY, mode: 'WorkloadMode' = _FACTORY) -> None:
+        self.metric = None if metric is _FACTORY else metric
+        self.custom_metric = None if custom_metric is _FACTORY else custom_metric
+        self.mode = WorkloadMode(0) if mode is _FACTORY else mode
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.telemetry.v1alpha1", "MetricSelector", MetricSelector)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MetricsOverrides(betterproto2.Message):
+    "MetricsOverrides(match: 'MetricSelector | None' = <factory>, disabled: 'bool | None' = <factory>, tag_overrides: 'dict[str, MetricsOverridesTagOverride]' = <factory>)"
+
     match: "MetricSelector | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     disabled: "bool | None" = betterproto2.field(
@@ -172,19 +210,32 @@ class MetricsOverrides(betterproto2.Message):
         map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
 
+    def __init__(self, match: 'MetricSelector | None' = _FACTORY, disabled: 'bool | None' = _FACTORY, tag_overrides: 'dict[str, MetricsOverridesTagOverride]' = _FACTORY) -> None:
+        self.match = None if match is _FACTORY else match
+        self.disabled = None if disabled is _FACTORY else disabled
+        self.tag_overrides = {} if tag_overrides is _FACTORY else tag_overrides
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.telemetry.v1alpha1", "MetricsOverrides", MetricsOverrides
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MetricsOverridesTagOverride(betterproto2.Message):
+    "MetricsOverridesTagOverride(operation: 'MetricsOverridesTagOverrideOperation' = <factory>, value: 'str' = <factory>)"
+
     operation: "MetricsOverridesTagOverrideOperation" = betterproto2.field(
         1, betterproto2.TYPE_ENUM, default_factory=lambda: MetricsOverridesTagOverrideOperation(0)
     )
 
     value: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    def __init__(self, operation: 'MetricsOverridesTagOverrideOperation' = _FACTORY, value: 'str' = _FACTORY) -> None:
+        self.operation = MetricsOverridesTagOverrideOperation(0) if operation is _FACTORY else operation
+        self.value = "" if value is _FACTORY else value
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -192,16 +243,24 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ProviderRef(betterproto2.Message):
+    "ProviderRef(name: 'str' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    def __init__(self, name: 'str' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.__post_init__()
 
 
 default_message_pool.register_message("istio.telemetry.v1alpha1", "ProviderRef", ProviderRef)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Telemetry(betterproto2.Message):
+    "Telemetry(selector: '__type__v1beta1__.WorkloadSelector | None' = <factory>, target_ref: '__type__v1beta1__.PolicyTargetReference | None' = <factory>, target_refs: 'list[__type__v1beta1__.PolicyTargetReference]' = <factory>, tracing: 'list[Tracing]' = <factory>, metrics: 'list[Metrics]' = <factory>, access_logging: 'list[AccessLogging]' = <factory>)"
+
     selector: "__type__v1beta1__.WorkloadSelector | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -222,12 +281,23 @@ class Telemetry(betterproto2.Message):
         4, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
+    def __init__(self, selector: '__type__v1beta1__.WorkloadSelector | None' = _FACTORY, target_ref: '__type__v1beta1__.PolicyTargetReference | None' = _FACTORY, target_refs: 'list[__type__v1beta1__.PolicyTargetReference]' = _FACTORY, tracing: 'list[Tracing]' = _FACTORY, metrics: 'list[Metrics]' = _FACTORY, access_logging: 'list[AccessLogging]' = _FACTORY) -> None:
+        self.selector = None if selector is _FACTORY else selector
+        self.target_ref = None if target_ref is _FACTORY else target_ref
+        self.target_refs = [] if target_refs is _FACTORY else target_refs
+        self.tracing = [] if tracing is _FACTORY else tracing
+        self.metrics = [] if metrics is _FACTORY else metrics
+        self.access_logging = [] if access_logging is _FACTORY else access_logging
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.telemetry.v1alpha1", "Telemetry", Telemetry)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Tracing(betterproto2.Message):
+    "Tracing(match: 'TracingTracingSelector | None' = <factory>, providers: 'list[ProviderRef]' = <factory>, random_sampling_percentage: 'float | None' = <factory>, disable_span_reporting: 'bool | None' = <factory>, custom_tags: 'dict[str, TracingCustomTag]' = <factory>, use_request_id_for_trace_sampling: 'bool | None' = <factory>, enable_istio_tags: 'bool | None' = <factory>, disable_context_propagation: 'bool | None' = <factory>)"
+
     match: "TracingTracingSelector | None" = betterproto2.field(
         7, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -263,11 +333,22 @@ class Tracing(betterproto2.Message):
         9, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
     )
 
+    def __init__(self, match: 'TracingTracingSelector | None' = _FACTORY, providers: 'list[ProviderRef]' = _FACTORY, random_sampling_percentage: 'float | None' = _FACTORY, disable_span_reporting: 'bool | None' = _FACTORY, custom_tags: 'dict[str, TracingCustomTag]' = _FACTORY, use_request_id_for_trace_sampling: 'bool | None' = _FACTORY, enable_istio_tags: 'bool | None' = _FACTORY, disable_context_propagation: 'bool | None' = _FACTORY) -> None:
+        self.match = None if match is _FACTORY else match
+        self.providers = [] if providers is _FACTORY else providers
+        self.random_sampling_percentage = None if random_sampling_percentage is _FACTORY else random_sampling_percentage
+        self.disable_span_reporting = None if disable_span_reporting is _FACTORY else disable_span_reporting
+        self.custom_tags = {} if custom_tags is _FACTORY else custom_tags
+        self.use_request_id_for_trace_sampling = None if use_request_id_for_trace_sampling is _FACTORY else use_request_id_for_trace_sampling
+        self.enable_istio_tags = None if enable_istio_tags is _FACTORY else enable_istio_tags
+        self.disable_context_propagation = None if disable_context_propagation is _FACTORY else disable_context_propagation
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.telemetry.v1alpha1", "Tracing", Tracing)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TracingCustomTag(betterproto2.Message):
     """
 
@@ -292,17 +373,31 @@ class TracingCustomTag(betterproto2.Message):
         4, betterproto2.TYPE_MESSAGE, optional=True, group="type"
     )
 
+    def __init__(self, literal: 'TracingLiteral | None' = _FACTORY, environment: 'TracingEnvironment | None' = _FACTORY, header: 'TracingRequestHeader | None' = _FACTORY, formatter: 'TracingFormatter | None' = _FACTORY) -> None:
+        self.literal = None if literal is _FACTORY else literal
+        self.environment = None if environment is _FACTORY else environment
+        self.header = None if header is _FACTORY else header
+        self.formatter = None if formatter is _FACTORY else formatter
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.telemetry.v1alpha1", "Tracing.CustomTag", TracingCustomTag
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TracingEnvironment(betterproto2.Message):
+    "TracingEnvironment(name: 'str' = <factory>, default_value: 'str' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     default_value: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    def __init__(self, name: 'str' = _FACTORY, default_value: 'str' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.default_value = "" if default_value is _FACTORY else default_value
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -310,9 +405,15 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TracingFormatter(betterproto2.Message):
+    "TracingFormatter(value: 'str' = <factory>)"
+
     value: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    def __init__(self, value: 'str' = _FACTORY) -> None:
+        self.value = "" if value is _FACTORY else value
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -320,19 +421,32 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TracingLiteral(betterproto2.Message):
+    "TracingLiteral(value: 'str' = <factory>)"
+
     value: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    def __init__(self, value: 'str' = _FACTORY) -> None:
+        self.value = "" if value is _FACTORY else value
+        self.__post_init__()
 
 
 default_message_pool.register_message("istio.telemetry.v1alpha1", "Tracing.Literal", TracingLiteral)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TracingRequestHeader(betterproto2.Message):
+    "TracingRequestHeader(name: 'str' = <factory>, default_value: 'str' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     default_value: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    def __init__(self, name: 'str' = _FACTORY, default_value: 'str' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.default_value = "" if default_value is _FACTORY else default_value
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -340,11 +454,17 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TracingTracingSelector(betterproto2.Message):
+    "TracingTracingSelector(mode: 'WorkloadMode' = <factory>)"
+
     mode: "WorkloadMode" = betterproto2.field(
         1, betterproto2.TYPE_ENUM, default_factory=lambda: WorkloadMode(0)
     )
+
+    def __init__(self, mode: 'WorkloadMode' = _FACTORY) -> None:
+        self.mode = WorkloadMode(0) if mode is _FACTORY else mode
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -355,4 +475,26 @@ default_message_pool.register_message(
 from ....google import protobuf as ___google__protobuf__
 from ...type import v1beta1 as __type__v1beta1__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        Telemetry,
+        Tracing,
+        TracingTracingSelector,
+        TracingCustomTag,
+        TracingLiteral,
+        TracingEnvironment,
+        TracingRequestHeader,
+        TracingFormatter,
+        ProviderRef,
+        Metrics,
+        MetricSelector,
+        MetricsOverrides,
+        MetricsOverridesTagOverride,
+        AccessLogging,
+        AccessLoggingLogSelector,
+        AccessLoggingFilter,
+    ),
+)

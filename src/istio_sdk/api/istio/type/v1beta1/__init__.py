@@ -9,6 +9,7 @@ __all__ = ("PolicyTargetReference", "PortSelector", "WorkloadMode", "WorkloadSel
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from ....message_pool import default_message_pool
 
@@ -26,8 +27,10 @@ class WorkloadMode(betterproto2.Enum):
     CLIENT_AND_SERVER = 3
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class PolicyTargetReference(betterproto2.Message):
+    "PolicyTargetReference(group: 'str' = <factory>, kind: 'str' = <factory>, name: 'str' = <factory>, namespace: 'str' = <factory>)"
+
     group: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     kind: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -36,29 +39,57 @@ class PolicyTargetReference(betterproto2.Message):
 
     namespace: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
 
+    def __init__(self, group: 'str' = _FACTORY, kind: 'str' = _FACTORY, name: 'str' = _FACTORY, namespace: 'str' = _FACTORY) -> None:
+        self.group = "" if group is _FACTORY else group
+        self.kind = "" if kind is _FACTORY else kind
+        self.name = "" if name is _FACTORY else name
+        self.namespace = "" if namespace is _FACTORY else namespace
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.type.v1beta1", "PolicyTargetReference", PolicyTargetReference
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class PortSelector(betterproto2.Message):
+    "PortSelector(number: 'int' = <factory>)"
+
     number: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
+
+    def __init__(self, number: 'int' = _FACTORY) -> None:
+        self.number = 0 if number is _FACTORY else number
+        self.__post_init__()
 
 
 default_message_pool.register_message("istio.type.v1beta1", "PortSelector", PortSelector)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class WorkloadSelector(betterproto2.Message):
+    "WorkloadSelector(match_labels: 'dict[str, str]' = <factory>)"
+
     match_labels: "dict[str, str]" = betterproto2.field(
         1,
         betterproto2.TYPE_MAP,
         map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
+    def __init__(self, match_labels: 'dict[str, str]' = _FACTORY) -> None:
+        self.match_labels = {} if match_labels is _FACTORY else match_labels
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.type.v1beta1", "WorkloadSelector", WorkloadSelector)
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        WorkloadSelector,
+        PortSelector,
+        PolicyTargetReference,
+    ),
+)

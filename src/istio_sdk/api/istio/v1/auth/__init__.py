@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import betterproto2
-import grpclib
-from betterproto2 import grpclib as betterproto2_grpclib
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from ....message_pool import default_message_pool
 
@@ -29,8 +28,10 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class IstioCertificateRequest(betterproto2.Message):
+    "IstioCertificateRequest(csr: 'str' = <factory>, validity_duration: 'int' = <factory>, metadata: '___google__protobuf__.Struct | None' = <factory>)"
+
     csr: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     validity_duration: "int" = betterproto2.field(3, betterproto2.TYPE_INT64)
@@ -39,15 +40,27 @@ class IstioCertificateRequest(betterproto2.Message):
         4, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, csr: 'str' = _FACTORY, validity_duration: 'int' = _FACTORY, metadata: '___google__protobuf__.Struct | None' = _FACTORY) -> None:
+        self.csr = "" if csr is _FACTORY else csr
+        self.validity_duration = 0 if validity_duration is _FACTORY else validity_duration
+        self.metadata = None if metadata is _FACTORY else metadata
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.v1.auth", "IstioCertificateRequest", IstioCertificateRequest
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class IstioCertificateResponse(betterproto2.Message):
+    "IstioCertificateResponse(cert_chain: 'list[str]' = <factory>)"
+
     cert_chain: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
+
+    def __init__(self, cert_chain: 'list[str]' = _FACTORY) -> None:
+        self.cert_chain = [] if cert_chain is _FACTORY else cert_chain
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -55,52 +68,33 @@ default_message_pool.register_message(
 )
 
 
-class IstioCertificateServiceStub(betterproto2_grpclib.ServiceStub):
-    async def create_certificate(
-        self,
-        message: "IstioCertificateRequest",
-        *,
-        timeout: "float | None" = None,
-        deadline: "Deadline | None" = None,
-        metadata: "MetadataLike | None" = None,
-    ) -> "IstioCertificateResponse":
-
-        return await self._unary_unary(
-            "/istio.v1.auth.IstioCertificateService/CreateCertificate",
-            message,
-            IstioCertificateResponse,
-            timeout=timeout,
-            deadline=deadline,
-            metadata=metadata,
-        )
 
 
 from ....google import protobuf as ___google__protobuf__
 
 
-class IstioCertificateServiceBase(betterproto2_grpclib.ServiceBase):
-    async def create_certificate(
-        self, message: "IstioCertificateRequest"
-    ) -> "IstioCertificateResponse":
+# The gRPC services live in _services.py (codegen/lazy_services.py): importing them
+# loads grpclib, which messages alone do not need.
+if TYPE_CHECKING:
+    from ._services import IstioCertificateServiceBase as IstioCertificateServiceBase
+    from ._services import IstioCertificateServiceStub as IstioCertificateServiceStub
 
-        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+_SERVICES = frozenset(['IstioCertificateServiceBase', 'IstioCertificateServiceStub'])
 
-    async def __rpc_create_certificate(
-        self, stream: "grpclib.server.Stream[IstioCertificateRequest, IstioCertificateResponse]"
-    ) -> None:
-        request = await stream.recv_message()
-        assert request is not None
-        response = await self.create_certificate(request)
-        await stream.send_message(response)
 
-    def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
-        return {
-            "/istio.v1.auth.IstioCertificateService/CreateCertificate": grpclib.const.Handler(
-                self.__rpc_create_certificate,
-                grpclib.const.Cardinality.UNARY_UNARY,
-                IstioCertificateRequest,
-                IstioCertificateResponse,
-            ),
-        }
+def __getattr__(name: str) -> object:
+    if name in _SERVICES:
+        from . import _services
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+        return getattr(_services, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        IstioCertificateRequest,
+        IstioCertificateResponse,
+    ),
+)

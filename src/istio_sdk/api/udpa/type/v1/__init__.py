@@ -9,6 +9,7 @@ __all__ = ("TypedStruct",)
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from ....message_pool import default_message_pool
 
@@ -16,13 +17,20 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TypedStruct(betterproto2.Message):
+    "TypedStruct(type_url: 'str' = <factory>, value: '___google__protobuf__.Struct | None' = <factory>)"
+
     type_url: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     value: "___google__protobuf__.Struct | None" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
+
+    def __init__(self, type_url: 'str' = _FACTORY, value: '___google__protobuf__.Struct | None' = _FACTORY) -> None:
+        self.type_url = "" if type_url is _FACTORY else type_url
+        self.value = None if value is _FACTORY else value
+        self.__post_init__()
 
 
 default_message_pool.register_message("udpa.type.v1", "TypedStruct", TypedStruct)
@@ -30,4 +38,11 @@ default_message_pool.register_message("udpa.type.v1", "TypedStruct", TypedStruct
 
 from ....google import protobuf as ___google__protobuf__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        TypedStruct,
+    ),
+)

@@ -15,6 +15,7 @@ __all__ = (
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from ....message_pool import default_message_pool
 
@@ -32,9 +33,15 @@ class PackageVersionStatus(betterproto2.Enum):
     NEXT_MAJOR_VERSION_CANDIDATE = 3
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class FieldStatusAnnotation(betterproto2.Message):
+    "FieldStatusAnnotation(work_in_progress: 'bool' = <factory>)"
+
     work_in_progress: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+
+    def __init__(self, work_in_progress: 'bool' = _FACTORY) -> None:
+        self.work_in_progress = False if work_in_progress is _FACTORY else work_in_progress
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -42,9 +49,15 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class FileStatusAnnotation(betterproto2.Message):
+    "FileStatusAnnotation(work_in_progress: 'bool' = <factory>)"
+
     work_in_progress: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+
+    def __init__(self, work_in_progress: 'bool' = _FACTORY) -> None:
+        self.work_in_progress = False if work_in_progress is _FACTORY else work_in_progress
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -52,9 +65,15 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MessageStatusAnnotation(betterproto2.Message):
+    "MessageStatusAnnotation(work_in_progress: 'bool' = <factory>)"
+
     work_in_progress: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+
+    def __init__(self, work_in_progress: 'bool' = _FACTORY) -> None:
+        self.work_in_progress = False if work_in_progress is _FACTORY else work_in_progress
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -62,15 +81,32 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class StatusAnnotation(betterproto2.Message):
+    "StatusAnnotation(work_in_progress: 'bool' = <factory>, package_version_status: 'PackageVersionStatus' = <factory>)"
+
     work_in_progress: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
 
     package_version_status: "PackageVersionStatus" = betterproto2.field(
         2, betterproto2.TYPE_ENUM, default_factory=lambda: PackageVersionStatus(0)
     )
 
+    def __init__(self, work_in_progress: 'bool' = _FACTORY, package_version_status: 'PackageVersionStatus' = _FACTORY) -> None:
+        self.work_in_progress = False if work_in_progress is _FACTORY else work_in_progress
+        self.package_version_status = PackageVersionStatus(0) if package_version_status is _FACTORY else package_version_status
+        self.__post_init__()
+
 
 default_message_pool.register_message("xds.annotations.v3", "StatusAnnotation", StatusAnnotation)
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        FileStatusAnnotation,
+        MessageStatusAnnotation,
+        FieldStatusAnnotation,
+        StatusAnnotation,
+    ),
+)

@@ -19,6 +19,7 @@ __all__ = (
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from ....message_pool import default_message_pool
 
@@ -34,16 +35,24 @@ class ResourceLocatorScheme(betterproto2.Enum):
     FILE = 2
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Authority(betterproto2.Message):
+    "Authority(name: 'str' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    def __init__(self, name: 'str' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.__post_init__()
 
 
 default_message_pool.register_message("xds.core.v3", "Authority", Authority)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class CidrRange(betterproto2.Message):
+    "CidrRange(address_prefix: 'str' = <factory>, prefix_len: 'int | None' = <factory>)"
+
     address_prefix: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     prefix_len: "int | None" = betterproto2.field(
@@ -53,11 +62,16 @@ class CidrRange(betterproto2.Message):
         optional=True,
     )
 
+    def __init__(self, address_prefix: 'str' = _FACTORY, prefix_len: 'int | None' = _FACTORY) -> None:
+        self.address_prefix = "" if address_prefix is _FACTORY else address_prefix
+        self.prefix_len = None if prefix_len is _FACTORY else prefix_len
+        self.__post_init__()
+
 
 default_message_pool.register_message("xds.core.v3", "CidrRange", CidrRange)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class CollectionEntry(betterproto2.Message):
     """
 
@@ -74,12 +88,19 @@ class CollectionEntry(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, optional=True, group="resource_specifier"
     )
 
+    def __init__(self, locator: 'ResourceLocator | None' = _FACTORY, inline_entry: 'CollectionEntryInlineEntry | None' = _FACTORY) -> None:
+        self.locator = None if locator is _FACTORY else locator
+        self.inline_entry = None if inline_entry is _FACTORY else inline_entry
+        self.__post_init__()
+
 
 default_message_pool.register_message("xds.core.v3", "CollectionEntry", CollectionEntry)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class CollectionEntryInlineEntry(betterproto2.Message):
+    "CollectionEntryInlineEntry(name: 'str' = <factory>, version: 'str' = <factory>, resource: '___google__protobuf__.Any | None' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     version: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -88,25 +109,37 @@ class CollectionEntryInlineEntry(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, name: 'str' = _FACTORY, version: 'str' = _FACTORY, resource: '___google__protobuf__.Any | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.version = "" if version is _FACTORY else version
+        self.resource = None if resource is _FACTORY else resource
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "xds.core.v3", "CollectionEntry.InlineEntry", CollectionEntryInlineEntry
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ContextParams(betterproto2.Message):
+    "ContextParams(params: 'dict[str, str]' = <factory>)"
+
     params: "dict[str, str]" = betterproto2.field(
         1,
         betterproto2.TYPE_MAP,
         map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
+    def __init__(self, params: 'dict[str, str]' = _FACTORY) -> None:
+        self.params = {} if params is _FACTORY else params
+        self.__post_init__()
+
 
 default_message_pool.register_message("xds.core.v3", "ContextParams", ContextParams)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ResourceLocator(betterproto2.Message):
     """
 
@@ -133,11 +166,20 @@ class ResourceLocator(betterproto2.Message):
         6, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
+    def __init__(self, scheme: 'ResourceLocatorScheme' = _FACTORY, id: 'str' = _FACTORY, authority: 'str' = _FACTORY, resource_type: 'str' = _FACTORY, exact_context: 'ContextParams | None' = _FACTORY, directives: 'list[ResourceLocatorDirective]' = _FACTORY) -> None:
+        self.scheme = ResourceLocatorScheme(0) if scheme is _FACTORY else scheme
+        self.id = "" if id is _FACTORY else id
+        self.authority = "" if authority is _FACTORY else authority
+        self.resource_type = "" if resource_type is _FACTORY else resource_type
+        self.exact_context = None if exact_context is _FACTORY else exact_context
+        self.directives = [] if directives is _FACTORY else directives
+        self.__post_init__()
+
 
 default_message_pool.register_message("xds.core.v3", "ResourceLocator", ResourceLocator)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ResourceLocatorDirective(betterproto2.Message):
     """
 
@@ -154,19 +196,31 @@ class ResourceLocatorDirective(betterproto2.Message):
         2, betterproto2.TYPE_STRING, optional=True, group="directive"
     )
 
+    def __init__(self, alt: 'ResourceLocator | None' = _FACTORY, entry: 'str | None' = _FACTORY) -> None:
+        self.alt = None if alt is _FACTORY else alt
+        self.entry = None if entry is _FACTORY else entry
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "xds.core.v3", "ResourceLocator.Directive", ResourceLocatorDirective
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TypedExtensionConfig(betterproto2.Message):
+    "TypedExtensionConfig(name: 'str' = <factory>, typed_config: '___google__protobuf__.Any | None' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     typed_config: "___google__protobuf__.Any | None" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
+
+    def __init__(self, name: 'str' = _FACTORY, typed_config: '___google__protobuf__.Any | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.typed_config = None if typed_config is _FACTORY else typed_config
+        self.__post_init__()
 
 
 default_message_pool.register_message("xds.core.v3", "TypedExtensionConfig", TypedExtensionConfig)
@@ -174,4 +228,18 @@ default_message_pool.register_message("xds.core.v3", "TypedExtensionConfig", Typ
 
 from ....google import protobuf as ___google__protobuf__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        ContextParams,
+        Authority,
+        TypedExtensionConfig,
+        ResourceLocator,
+        ResourceLocatorDirective,
+        CollectionEntry,
+        CollectionEntryInlineEntry,
+        CidrRange,
+    ),
+)

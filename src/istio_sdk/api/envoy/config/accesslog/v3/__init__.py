@@ -28,6 +28,7 @@ __all__ = (
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from .....message_pool import default_message_pool
 
@@ -81,7 +82,7 @@ class GrpcStatusFilterStatus(betterproto2.Enum):
     UNAUTHENTICATED = 16
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class AccessLog(betterproto2.Message):
     """
 
@@ -100,11 +101,17 @@ class AccessLog(betterproto2.Message):
         4, betterproto2.TYPE_MESSAGE, optional=True, group="config_type"
     )
 
+    def __init__(self, name: 'str' = _FACTORY, filter: 'AccessLogFilter | None' = _FACTORY, typed_config: '____google__protobuf__.Any | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.filter = None if filter is _FACTORY else filter
+        self.typed_config = None if typed_config is _FACTORY else typed_config
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.accesslog.v3", "AccessLog", AccessLog)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class AccessLogFilter(betterproto2.Message):
     """
 
@@ -165,24 +172,48 @@ class AccessLogFilter(betterproto2.Message):
         13, betterproto2.TYPE_MESSAGE, optional=True, group="filter_specifier"
     )
 
+    def __init__(self, status_code_filter: 'StatusCodeFilter | None' = _FACTORY, duration_filter: 'DurationFilter | None' = _FACTORY, not_health_check_filter: 'NotHealthCheckFilter | None' = _FACTORY, traceable_filter: 'TraceableFilter | None' = _FACTORY, runtime_filter: 'RuntimeFilter | None' = _FACTORY, and_filter: 'AndFilter | None' = _FACTORY, or_filter: 'OrFilter | None' = _FACTORY, header_filter: 'HeaderFilter | None' = _FACTORY, response_flag_filter: 'ResponseFlagFilter | None' = _FACTORY, grpc_status_filter: 'GrpcStatusFilter | None' = _FACTORY, extension_filter: 'ExtensionFilter | None' = _FACTORY, metadata_filter: 'MetadataFilter | None' = _FACTORY, log_type_filter: 'LogTypeFilter | None' = _FACTORY) -> None:
+        self.status_code_filter = None if status_code_filter is _FACTORY else status_code_filter
+        self.duration_filter = None if duration_filter is _FACTORY else duration_filter
+        self.not_health_check_filter = None if not_health_check_filter is _FACTORY else not_health_check_filter
+        self.traceable_filter = None if traceable_filter is _FACTORY else traceable_filter
+        self.runtime_filter = None if runtime_filter is _FACTORY else runtime_filter
+        self.and_filter = None if and_filter is _FACTORY else and_filter
+        self.or_filter = None if or_filter is _FACTORY else or_filter
+        self.header_filter = None if header_filter is _FACTORY else header_filter
+        self.response_flag_filter = None if response_flag_filter is _FACTORY else response_flag_filter
+        self.grpc_status_filter = None if grpc_status_filter is _FACTORY else grpc_status_filter
+        self.extension_filter = None if extension_filter is _FACTORY else extension_filter
+        self.metadata_filter = None if metadata_filter is _FACTORY else metadata_filter
+        self.log_type_filter = None if log_type_filter is _FACTORY else log_type_filter
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.accesslog.v3", "AccessLogFilter", AccessLogFilter
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class AndFilter(betterproto2.Message):
+    "AndFilter(filters: 'list[AccessLogFilter]' = <factory>)"
+
     filters: "list[AccessLogFilter]" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
+
+    def __init__(self, filters: 'list[AccessLogFilter]' = _FACTORY) -> None:
+        self.filters = [] if filters is _FACTORY else filters
+        self.__post_init__()
 
 
 default_message_pool.register_message("envoy.config.accesslog.v3", "AndFilter", AndFilter)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ComparisonFilter(betterproto2.Message):
+    "ComparisonFilter(op: 'ComparisonFilterOp' = <factory>, value: '__core__v3__.RuntimeUInt32 | None' = <factory>)"
+
     op: "ComparisonFilterOp" = betterproto2.field(
         1, betterproto2.TYPE_ENUM, default_factory=lambda: ComparisonFilterOp(0)
     )
@@ -191,23 +222,34 @@ class ComparisonFilter(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, op: 'ComparisonFilterOp' = _FACTORY, value: '__core__v3__.RuntimeUInt32 | None' = _FACTORY) -> None:
+        self.op = ComparisonFilterOp(0) if op is _FACTORY else op
+        self.value = None if value is _FACTORY else value
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.accesslog.v3", "ComparisonFilter", ComparisonFilter
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class DurationFilter(betterproto2.Message):
+    "DurationFilter(comparison: 'ComparisonFilter | None' = <factory>)"
+
     comparison: "ComparisonFilter | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
+
+    def __init__(self, comparison: 'ComparisonFilter | None' = _FACTORY) -> None:
+        self.comparison = None if comparison is _FACTORY else comparison
+        self.__post_init__()
 
 
 default_message_pool.register_message("envoy.config.accesslog.v3", "DurationFilter", DurationFilter)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ExtensionFilter(betterproto2.Message):
     """
 
@@ -222,19 +264,31 @@ class ExtensionFilter(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True, group="config_type"
     )
 
+    def __init__(self, name: 'str' = _FACTORY, typed_config: '____google__protobuf__.Any | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.typed_config = None if typed_config is _FACTORY else typed_config
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.accesslog.v3", "ExtensionFilter", ExtensionFilter
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class GrpcStatusFilter(betterproto2.Message):
+    "GrpcStatusFilter(statuses: 'list[GrpcStatusFilterStatus]' = <factory>, exclude: 'bool' = <factory>)"
+
     statuses: "list[GrpcStatusFilterStatus]" = betterproto2.field(
         1, betterproto2.TYPE_ENUM, repeated=True
     )
 
     exclude: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+
+    def __init__(self, statuses: 'list[GrpcStatusFilterStatus]' = _FACTORY, exclude: 'bool' = _FACTORY) -> None:
+        self.statuses = [] if statuses is _FACTORY else statuses
+        self.exclude = False if exclude is _FACTORY else exclude
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -242,30 +296,45 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HeaderFilter(betterproto2.Message):
+    "HeaderFilter(header: '__route__v3__.HeaderMatcher | None' = <factory>)"
+
     header: "__route__v3__.HeaderMatcher | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
+
+    def __init__(self, header: '__route__v3__.HeaderMatcher | None' = _FACTORY) -> None:
+        self.header = None if header is _FACTORY else header
+        self.__post_init__()
 
 
 default_message_pool.register_message("envoy.config.accesslog.v3", "HeaderFilter", HeaderFilter)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class LogTypeFilter(betterproto2.Message):
+    "LogTypeFilter(types: 'list[___data__accesslog__v3__.AccessLogType]' = <factory>, exclude: 'bool' = <factory>)"
+
     types: "list[___data__accesslog__v3__.AccessLogType]" = betterproto2.field(
         1, betterproto2.TYPE_ENUM, repeated=True
     )
 
     exclude: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
 
+    def __init__(self, types: 'list[___data__accesslog__v3__.AccessLogType]' = _FACTORY, exclude: 'bool' = _FACTORY) -> None:
+        self.types = [] if types is _FACTORY else types
+        self.exclude = False if exclude is _FACTORY else exclude
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.accesslog.v3", "LogTypeFilter", LogTypeFilter)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MetadataFilter(betterproto2.Message):
+    "MetadataFilter(matcher: '___type__matcher__v3__.MetadataMatcher | None' = <factory>, match_if_key_not_found: 'bool | None' = <factory>)"
+
     matcher: "___type__matcher__v3__.MetadataMatcher | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -274,13 +343,23 @@ class MetadataFilter(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
     )
 
+    def __init__(self, matcher: '___type__matcher__v3__.MetadataMatcher | None' = _FACTORY, match_if_key_not_found: 'bool | None' = _FACTORY) -> None:
+        self.matcher = None if matcher is _FACTORY else matcher
+        self.match_if_key_not_found = None if match_if_key_not_found is _FACTORY else match_if_key_not_found
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.accesslog.v3", "MetadataFilter", MetadataFilter)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class NotHealthCheckFilter(betterproto2.Message):
+    'NotHealthCheckFilter()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -288,19 +367,31 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class OrFilter(betterproto2.Message):
+    "OrFilter(filters: 'list[AccessLogFilter]' = <factory>)"
+
     filters: "list[AccessLogFilter]" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, repeated=True
     )
+
+    def __init__(self, filters: 'list[AccessLogFilter]' = _FACTORY) -> None:
+        self.filters = [] if filters is _FACTORY else filters
+        self.__post_init__()
 
 
 default_message_pool.register_message("envoy.config.accesslog.v3", "OrFilter", OrFilter)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ResponseFlagFilter(betterproto2.Message):
+    "ResponseFlagFilter(flags: 'list[str]' = <factory>)"
+
     flags: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
+
+    def __init__(self, flags: 'list[str]' = _FACTORY) -> None:
+        self.flags = [] if flags is _FACTORY else flags
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -308,8 +399,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RuntimeFilter(betterproto2.Message):
+    "RuntimeFilter(runtime_key: 'str' = <factory>, percent_sampled: '___type__v3__.FractionalPercent | None' = <factory>, use_independent_randomness: 'bool' = <factory>)"
+
     runtime_key: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     percent_sampled: "___type__v3__.FractionalPercent | None" = betterproto2.field(
@@ -318,15 +411,27 @@ class RuntimeFilter(betterproto2.Message):
 
     use_independent_randomness: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
 
+    def __init__(self, runtime_key: 'str' = _FACTORY, percent_sampled: '___type__v3__.FractionalPercent | None' = _FACTORY, use_independent_randomness: 'bool' = _FACTORY) -> None:
+        self.runtime_key = "" if runtime_key is _FACTORY else runtime_key
+        self.percent_sampled = None if percent_sampled is _FACTORY else percent_sampled
+        self.use_independent_randomness = False if use_independent_randomness is _FACTORY else use_independent_randomness
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.accesslog.v3", "RuntimeFilter", RuntimeFilter)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class StatusCodeFilter(betterproto2.Message):
+    "StatusCodeFilter(comparison: 'ComparisonFilter | None' = <factory>)"
+
     comparison: "ComparisonFilter | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
+
+    def __init__(self, comparison: 'ComparisonFilter | None' = _FACTORY) -> None:
+        self.comparison = None if comparison is _FACTORY else comparison
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -334,9 +439,14 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TraceableFilter(betterproto2.Message):
+    'TraceableFilter()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -351,4 +461,26 @@ from ....type.matcher import v3 as ___type__matcher__v3__
 from ...core import v3 as __core__v3__
 from ...route import v3 as __route__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        AccessLog,
+        AccessLogFilter,
+        ComparisonFilter,
+        StatusCodeFilter,
+        DurationFilter,
+        NotHealthCheckFilter,
+        TraceableFilter,
+        RuntimeFilter,
+        AndFilter,
+        OrFilter,
+        HeaderFilter,
+        ResponseFlagFilter,
+        GrpcStatusFilter,
+        MetadataFilter,
+        LogTypeFilter,
+        ExtensionFilter,
+    ),
+)

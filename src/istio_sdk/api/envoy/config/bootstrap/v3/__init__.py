@@ -36,6 +36,7 @@ import warnings
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from .....message_pool import default_message_pool
 
@@ -65,8 +66,10 @@ class WatchdogWatchdogActionWatchdogEvent(betterproto2.Enum):
     MISS = 4
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Admin(betterproto2.Message):
+    "Admin(access_log: 'list[__accesslog__v3__.AccessLog]' = <factory>, access_log_path: 'str' = <factory>, profile_path: 'str' = <factory>, address: '__core__v3__.Address | None' = <factory>, socket_options: 'list[__core__v3__.SocketOption]' = <factory>, ignore_global_conn_limit: 'bool' = <factory>, allow_paths: 'list[___type__matcher__v3__.StringMatcher]' = <factory>)"
+
     access_log: "list[__accesslog__v3__.AccessLog]" = betterproto2.field(
         5, betterproto2.TYPE_MESSAGE, repeated=True
     )
@@ -94,11 +97,21 @@ class Admin(betterproto2.Message):
         if self.is_set("access_log_path"):
             warnings.warn("Admin.access_log_path is deprecated", DeprecationWarning)
 
+    def __init__(self, access_log: 'list[__accesslog__v3__.AccessLog]' = _FACTORY, access_log_path: 'str' = _FACTORY, profile_path: 'str' = _FACTORY, address: '__core__v3__.Address | None' = _FACTORY, socket_options: 'list[__core__v3__.SocketOption]' = _FACTORY, ignore_global_conn_limit: 'bool' = _FACTORY, allow_paths: 'list[___type__matcher__v3__.StringMatcher]' = _FACTORY) -> None:
+        self.access_log = [] if access_log is _FACTORY else access_log
+        self.access_log_path = "" if access_log_path is _FACTORY else access_log_path
+        self.profile_path = "" if profile_path is _FACTORY else profile_path
+        self.address = None if address is _FACTORY else address
+        self.socket_options = [] if socket_options is _FACTORY else socket_options
+        self.ignore_global_conn_limit = False if ignore_global_conn_limit is _FACTORY else ignore_global_conn_limit
+        self.allow_paths = [] if allow_paths is _FACTORY else allow_paths
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.bootstrap.v3", "Admin", Admin)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Bootstrap(betterproto2.Message):
     """
 
@@ -272,15 +285,64 @@ class Bootstrap(betterproto2.Message):
         if self.is_set("dns_resolution_config"):
             warnings.warn("Bootstrap.dns_resolution_config is deprecated", DeprecationWarning)
 
+    def __init__(self, node: '__core__v3__.Node | None' = _FACTORY, node_context_params: 'list[str]' = _FACTORY, static_resources: 'BootstrapStaticResources | None' = _FACTORY, dynamic_resources: 'BootstrapDynamicResources | None' = _FACTORY, cluster_manager: 'ClusterManager | None' = _FACTORY, hds_config: '__core__v3__.ApiConfigSource | None' = _FACTORY, flags_path: 'str' = _FACTORY, stats_sinks: 'list[__metrics__v3__.StatsSink]' = _FACTORY, deferred_stat_options: 'BootstrapDeferredStatOptions | None' = _FACTORY, stats_config: '__metrics__v3__.StatsConfig | None' = _FACTORY, stats_flush_interval: 'datetime.timedelta | None' = _FACTORY, stats_flush_on_admin: 'bool | None' = _FACTORY, stats_eviction_interval: 'datetime.timedelta | None' = _FACTORY, watchdog: 'Watchdog | None' = _FACTORY, watchdogs: 'Watchdogs | None' = _FACTORY, tracing: '__trace__v3__.Tracing | None' = _FACTORY, layered_runtime: 'LayeredRuntime | None' = _FACTORY, admin: 'Admin | None' = _FACTORY, overload_manager: '__overload__v3__.OverloadManager | None' = _FACTORY, enable_dispatcher_stats: 'bool' = _FACTORY, header_prefix: 'str' = _FACTORY, stats_server_version_override: 'int | None' = _FACTORY, use_tcp_for_dns_lookups: 'bool' = _FACTORY, dns_resolution_config: '__core__v3__.DnsResolutionConfig | None' = _FACTORY, typed_dns_resolver_config: '__core__v3__.TypedExtensionConfig | None' = _FACTORY, bootstrap_extensions: 'list[__core__v3__.TypedExtensionConfig]' = _FACTORY, fatal_actions: 'list[FatalAction]' = _FACTORY, config_sources: 'list[__core__v3__.ConfigSource]' = _FACTORY, default_config_source: '__core__v3__.ConfigSource | None' = _FACTORY, default_socket_interface: 'str' = _FACTORY, certificate_provider_instances: 'dict[str, __core__v3__.TypedExtensionConfig]' = _FACTORY, inline_headers: 'list[CustomInlineHeader]' = _FACTORY, perf_tracing_file_path: 'str' = _FACTORY, default_regex_engine: '__core__v3__.TypedExtensionConfig | None' = _FACTORY, xds_delegate_extension: '__core__v3__.TypedExtensionConfig | None' = _FACTORY, xds_config_tracker_extension: '__core__v3__.TypedExtensionConfig | None' = _FACTORY, listener_manager: '__core__v3__.TypedExtensionConfig | None' = _FACTORY, application_log_config: 'BootstrapApplicationLogConfig | None' = _FACTORY, grpc_async_client_manager_config: 'BootstrapGrpcAsyncClientManagerConfig | None' = _FACTORY, memory_allocator_manager: 'MemoryAllocatorManager | None' = _FACTORY) -> None:
+        self.node = None if node is _FACTORY else node
+        self.node_context_params = [] if node_context_params is _FACTORY else node_context_params
+        self.static_resources = None if static_resources is _FACTORY else static_resources
+        self.dynamic_resources = None if dynamic_resources is _FACTORY else dynamic_resources
+        self.cluster_manager = None if cluster_manager is _FACTORY else cluster_manager
+        self.hds_config = None if hds_config is _FACTORY else hds_config
+        self.flags_path = "" if flags_path is _FACTORY else flags_path
+        self.stats_sinks = [] if stats_sinks is _FACTORY else stats_sinks
+        self.deferred_stat_options = None if deferred_stat_options is _FACTORY else deferred_stat_options
+        self.stats_config = None if stats_config is _FACTORY else stats_config
+        self.stats_flush_interval = None if stats_flush_interval is _FACTORY else stats_flush_interval
+        self.stats_flush_on_admin = None if stats_flush_on_admin is _FACTORY else stats_flush_on_admin
+        self.stats_eviction_interval = None if stats_eviction_interval is _FACTORY else stats_eviction_interval
+        self.watchdog = None if watchdog is _FACTORY else watchdog
+        self.watchdogs = None if watchdogs is _FACTORY else watchdogs
+        self.tracing = None if tracing is _FACTORY else tracing
+        self.layered_runtime = None if layered_runtime is _FACTORY else layered_runtime
+        self.admin = None if admin is _FACTORY else admin
+        self.overload_manager = None if overload_manager is _FACTORY else overload_manager
+        self.enable_dispatcher_stats = False if enable_dispatcher_stats is _FACTORY else enable_dispatcher_stats
+        self.header_prefix = "" if header_prefix is _FACTORY else header_prefix
+        self.stats_server_version_override = None if stats_server_version_override is _FACTORY else stats_server_version_override
+        self.use_tcp_for_dns_lookups = False if use_tcp_for_dns_lookups is _FACTORY else use_tcp_for_dns_lookups
+        self.dns_resolution_config = None if dns_resolution_config is _FACTORY else dns_resolution_config
+        self.typed_dns_resolver_config = None if typed_dns_resolver_config is _FACTORY else typed_dns_resolver_config
+        self.bootstrap_extensions = [] if bootstrap_extensions is _FACTORY else bootstrap_extensions
+        self.fatal_actions = [] if fatal_actions is _FACTORY else fatal_actions
+        self.config_sources = [] if config_sources is _FACTORY else config_sources
+        self.default_config_source = None if default_config_source is _FACTORY else default_config_source
+        self.default_socket_interface = "" if default_socket_interface is _FACTORY else default_socket_interface
+        self.certificate_provider_instances = {} if certificate_provider_instances is _FACTORY else certificate_provider_instances
+        self.inline_headers = [] if inline_headers is _FACTORY else inline_headers
+        self.perf_tracing_file_path = "" if perf_tracing_file_path is _FACTORY else perf_tracing_file_path
+        self.default_regex_engine = None if default_regex_engine is _FACTORY else default_regex_engine
+        self.xds_delegate_extension = None if xds_delegate_extension is _FACTORY else xds_delegate_extension
+        self.xds_config_tracker_extension = None if xds_config_tracker_extension is _FACTORY else xds_config_tracker_extension
+        self.listener_manager = None if listener_manager is _FACTORY else listener_manager
+        self.application_log_config = None if application_log_config is _FACTORY else application_log_config
+        self.grpc_async_client_manager_config = None if grpc_async_client_manager_config is _FACTORY else grpc_async_client_manager_config
+        self.memory_allocator_manager = None if memory_allocator_manager is _FACTORY else memory_allocator_manager
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.bootstrap.v3", "Bootstrap", Bootstrap)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class BootstrapApplicationLogConfig(betterproto2.Message):
+    "BootstrapApplicationLogConfig(log_format: 'BootstrapApplicationLogConfigLogFormat | None' = <factory>)"
+
     log_format: "BootstrapApplicationLogConfigLogFormat | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
+
+    def __init__(self, log_format: 'BootstrapApplicationLogConfigLogFormat | None' = _FACTORY) -> None:
+        self.log_format = None if log_format is _FACTORY else log_format
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -288,7 +350,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class BootstrapApplicationLogConfigLogFormat(betterproto2.Message):
     """
 
@@ -305,6 +367,11 @@ class BootstrapApplicationLogConfigLogFormat(betterproto2.Message):
         2, betterproto2.TYPE_STRING, optional=True, group="log_format"
     )
 
+    def __init__(self, json_format: '____google__protobuf__.Struct | None' = _FACTORY, text_format: 'str | None' = _FACTORY) -> None:
+        self.json_format = None if json_format is _FACTORY else json_format
+        self.text_format = None if text_format is _FACTORY else text_format
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.bootstrap.v3",
@@ -313,9 +380,15 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class BootstrapDeferredStatOptions(betterproto2.Message):
+    "BootstrapDeferredStatOptions(enable_deferred_creation_stats: 'bool' = <factory>)"
+
     enable_deferred_creation_stats: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+
+    def __init__(self, enable_deferred_creation_stats: 'bool' = _FACTORY) -> None:
+        self.enable_deferred_creation_stats = False if enable_deferred_creation_stats is _FACTORY else enable_deferred_creation_stats
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -323,8 +396,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class BootstrapDynamicResources(betterproto2.Message):
+    "BootstrapDynamicResources(lds_config: '__core__v3__.ConfigSource | None' = <factory>, lds_resources_locator: 'str' = <factory>, cds_config: '__core__v3__.ConfigSource | None' = <factory>, cds_resources_locator: 'str' = <factory>, ads_config: '__core__v3__.ApiConfigSource | None' = <factory>)"
+
     lds_config: "__core__v3__.ConfigSource | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -341,17 +416,31 @@ class BootstrapDynamicResources(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, lds_config: '__core__v3__.ConfigSource | None' = _FACTORY, lds_resources_locator: 'str' = _FACTORY, cds_config: '__core__v3__.ConfigSource | None' = _FACTORY, cds_resources_locator: 'str' = _FACTORY, ads_config: '__core__v3__.ApiConfigSource | None' = _FACTORY) -> None:
+        self.lds_config = None if lds_config is _FACTORY else lds_config
+        self.lds_resources_locator = "" if lds_resources_locator is _FACTORY else lds_resources_locator
+        self.cds_config = None if cds_config is _FACTORY else cds_config
+        self.cds_resources_locator = "" if cds_resources_locator is _FACTORY else cds_resources_locator
+        self.ads_config = None if ads_config is _FACTORY else ads_config
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.bootstrap.v3", "Bootstrap.DynamicResources", BootstrapDynamicResources
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class BootstrapGrpcAsyncClientManagerConfig(betterproto2.Message):
+    "BootstrapGrpcAsyncClientManagerConfig(max_cached_entry_idle_duration: 'datetime.timedelta | None' = <factory>)"
+
     max_cached_entry_idle_duration: "datetime.timedelta | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
+
+    def __init__(self, max_cached_entry_idle_duration: 'datetime.timedelta | None' = _FACTORY) -> None:
+        self.max_cached_entry_idle_duration = None if max_cached_entry_idle_duration is _FACTORY else max_cached_entry_idle_duration
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -361,8 +450,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class BootstrapStaticResources(betterproto2.Message):
+    "BootstrapStaticResources(listeners: 'list[__listener__v3__.Listener]' = <factory>, clusters: 'list[__cluster__v3__.Cluster]' = <factory>, secrets: 'list[___extensions__transport_sockets__tls__v3__.Secret]' = <factory>)"
+
     listeners: "list[__listener__v3__.Listener]" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
@@ -375,14 +466,22 @@ class BootstrapStaticResources(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
+    def __init__(self, listeners: 'list[__listener__v3__.Listener]' = _FACTORY, clusters: 'list[__cluster__v3__.Cluster]' = _FACTORY, secrets: 'list[___extensions__transport_sockets__tls__v3__.Secret]' = _FACTORY) -> None:
+        self.listeners = [] if listeners is _FACTORY else listeners
+        self.clusters = [] if clusters is _FACTORY else clusters
+        self.secrets = [] if secrets is _FACTORY else secrets
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.bootstrap.v3", "Bootstrap.StaticResources", BootstrapStaticResources
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ClusterManager(betterproto2.Message):
+    "ClusterManager(local_cluster_name: 'str' = <factory>, outlier_detection: 'ClusterManagerOutlierDetection | None' = <factory>, upstream_bind_config: '__core__v3__.BindConfig | None' = <factory>, load_stats_config: '__core__v3__.ApiConfigSource | None' = <factory>, enable_deferred_cluster_creation: 'bool' = <factory>)"
+
     local_cluster_name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     outlier_detection: "ClusterManagerOutlierDetection | None" = betterproto2.field(
@@ -399,17 +498,32 @@ class ClusterManager(betterproto2.Message):
 
     enable_deferred_cluster_creation: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
 
+    def __init__(self, local_cluster_name: 'str' = _FACTORY, outlier_detection: 'ClusterManagerOutlierDetection | None' = _FACTORY, upstream_bind_config: '__core__v3__.BindConfig | None' = _FACTORY, load_stats_config: '__core__v3__.ApiConfigSource | None' = _FACTORY, enable_deferred_cluster_creation: 'bool' = _FACTORY) -> None:
+        self.local_cluster_name = "" if local_cluster_name is _FACTORY else local_cluster_name
+        self.outlier_detection = None if outlier_detection is _FACTORY else outlier_detection
+        self.upstream_bind_config = None if upstream_bind_config is _FACTORY else upstream_bind_config
+        self.load_stats_config = None if load_stats_config is _FACTORY else load_stats_config
+        self.enable_deferred_cluster_creation = False if enable_deferred_cluster_creation is _FACTORY else enable_deferred_cluster_creation
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.bootstrap.v3", "ClusterManager", ClusterManager)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ClusterManagerOutlierDetection(betterproto2.Message):
+    "ClusterManagerOutlierDetection(event_log_path: 'str' = <factory>, event_service: '__core__v3__.EventServiceConfig | None' = <factory>)"
+
     event_log_path: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     event_service: "__core__v3__.EventServiceConfig | None" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
+
+    def __init__(self, event_log_path: 'str' = _FACTORY, event_service: '__core__v3__.EventServiceConfig | None' = _FACTORY) -> None:
+        self.event_log_path = "" if event_log_path is _FACTORY else event_log_path
+        self.event_service = None if event_service is _FACTORY else event_service
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -417,13 +531,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class CustomInlineHeader(betterproto2.Message):
+    "CustomInlineHeader(inline_header_name: 'str' = <factory>, inline_header_type: 'CustomInlineHeaderInlineHeaderType' = <factory>)"
+
     inline_header_name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     inline_header_type: "CustomInlineHeaderInlineHeaderType" = betterproto2.field(
         2, betterproto2.TYPE_ENUM, default_factory=lambda: CustomInlineHeaderInlineHeaderType(0)
     )
+
+    def __init__(self, inline_header_name: 'str' = _FACTORY, inline_header_type: 'CustomInlineHeaderInlineHeaderType' = _FACTORY) -> None:
+        self.inline_header_name = "" if inline_header_name is _FACTORY else inline_header_name
+        self.inline_header_type = CustomInlineHeaderInlineHeaderType(0) if inline_header_type is _FACTORY else inline_header_type
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -431,31 +552,50 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class FatalAction(betterproto2.Message):
+    "FatalAction(config: '__core__v3__.TypedExtensionConfig | None' = <factory>)"
+
     config: "__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
+
+    def __init__(self, config: '__core__v3__.TypedExtensionConfig | None' = _FACTORY) -> None:
+        self.config = None if config is _FACTORY else config
+        self.__post_init__()
 
 
 default_message_pool.register_message("envoy.config.bootstrap.v3", "FatalAction", FatalAction)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class LayeredRuntime(betterproto2.Message):
+    "LayeredRuntime(layers: 'list[RuntimeLayer]' = <factory>)"
+
     layers: "list[RuntimeLayer]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+
+    def __init__(self, layers: 'list[RuntimeLayer]' = _FACTORY) -> None:
+        self.layers = [] if layers is _FACTORY else layers
+        self.__post_init__()
 
 
 default_message_pool.register_message("envoy.config.bootstrap.v3", "LayeredRuntime", LayeredRuntime)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MemoryAllocatorManager(betterproto2.Message):
+    "MemoryAllocatorManager(bytes_to_release: 'int' = <factory>, memory_release_interval: 'datetime.timedelta | None' = <factory>)"
+
     bytes_to_release: "int" = betterproto2.field(1, betterproto2.TYPE_UINT64)
 
     memory_release_interval: "datetime.timedelta | None" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
+
+    def __init__(self, bytes_to_release: 'int' = _FACTORY, memory_release_interval: 'datetime.timedelta | None' = _FACTORY) -> None:
+        self.bytes_to_release = 0 if bytes_to_release is _FACTORY else bytes_to_release
+        self.memory_release_interval = None if memory_release_interval is _FACTORY else memory_release_interval
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -463,8 +603,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Runtime(betterproto2.Message):
+    "Runtime(symlink_root: 'str' = <factory>, subdirectory: 'str' = <factory>, override_subdirectory: 'str' = <factory>, base: '____google__protobuf__.Struct | None' = <factory>)"
+
     symlink_root: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     subdirectory: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -475,11 +617,18 @@ class Runtime(betterproto2.Message):
         4, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, symlink_root: 'str' = _FACTORY, subdirectory: 'str' = _FACTORY, override_subdirectory: 'str' = _FACTORY, base: '____google__protobuf__.Struct | None' = _FACTORY) -> None:
+        self.symlink_root = "" if symlink_root is _FACTORY else symlink_root
+        self.subdirectory = "" if subdirectory is _FACTORY else subdirectory
+        self.override_subdirectory = "" if override_subdirectory is _FACTORY else override_subdirectory
+        self.base = None if base is _FACTORY else base
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.bootstrap.v3", "Runtime", Runtime)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RuntimeLayer(betterproto2.Message):
     """
 
@@ -506,13 +655,26 @@ class RuntimeLayer(betterproto2.Message):
         5, betterproto2.TYPE_MESSAGE, optional=True, group="layer_specifier"
     )
 
+    def __init__(self, name: 'str' = _FACTORY, static_layer: '____google__protobuf__.Struct | None' = _FACTORY, disk_layer: 'RuntimeLayerDiskLayer | None' = _FACTORY, admin_layer: 'RuntimeLayerAdminLayer | None' = _FACTORY, rtds_layer: 'RuntimeLayerRtdsLayer | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.static_layer = None if static_layer is _FACTORY else static_layer
+        self.disk_layer = None if disk_layer is _FACTORY else disk_layer
+        self.admin_layer = None if admin_layer is _FACTORY else admin_layer
+        self.rtds_layer = None if rtds_layer is _FACTORY else rtds_layer
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.bootstrap.v3", "RuntimeLayer", RuntimeLayer)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RuntimeLayerAdminLayer(betterproto2.Message):
+    'RuntimeLayerAdminLayer()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -520,13 +682,21 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RuntimeLayerDiskLayer(betterproto2.Message):
+    "RuntimeLayerDiskLayer(symlink_root: 'str' = <factory>, subdirectory: 'str' = <factory>, append_service_cluster: 'bool' = <factory>)"
+
     symlink_root: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     subdirectory: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
 
     append_service_cluster: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+
+    def __init__(self, symlink_root: 'str' = _FACTORY, subdirectory: 'str' = _FACTORY, append_service_cluster: 'bool' = _FACTORY) -> None:
+        self.symlink_root = "" if symlink_root is _FACTORY else symlink_root
+        self.subdirectory = "" if subdirectory is _FACTORY else subdirectory
+        self.append_service_cluster = False if append_service_cluster is _FACTORY else append_service_cluster
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -534,13 +704,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RuntimeLayerRtdsLayer(betterproto2.Message):
+    "RuntimeLayerRtdsLayer(name: 'str' = <factory>, rtds_config: '__core__v3__.ConfigSource | None' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     rtds_config: "__core__v3__.ConfigSource | None" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
+
+    def __init__(self, name: 'str' = _FACTORY, rtds_config: '__core__v3__.ConfigSource | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.rtds_config = None if rtds_config is _FACTORY else rtds_config
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -548,8 +725,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Watchdog(betterproto2.Message):
+    "Watchdog(actions: 'list[WatchdogWatchdogAction]' = <factory>, miss_timeout: 'datetime.timedelta | None' = <factory>, megamiss_timeout: 'datetime.timedelta | None' = <factory>, kill_timeout: 'datetime.timedelta | None' = <factory>, max_kill_timeout_jitter: 'datetime.timedelta | None' = <factory>, multikill_timeout: 'datetime.timedelta | None' = <factory>, multikill_threshold: '___type__v3__.Percent | None' = <factory>)"
+
     actions: "list[WatchdogWatchdogAction]" = betterproto2.field(
         7, betterproto2.TYPE_MESSAGE, repeated=True
     )
@@ -578,12 +757,24 @@ class Watchdog(betterproto2.Message):
         5, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, actions: 'list[WatchdogWatchdogAction]' = _FACTORY, miss_timeout: 'datetime.timedelta | None' = _FACTORY, megamiss_timeout: 'datetime.timedelta | None' = _FACTORY, kill_timeout: 'datetime.timedelta | None' = _FACTORY, max_kill_timeout_jitter: 'datetime.timedelta | None' = _FACTORY, multikill_timeout: 'datetime.timedelta | None' = _FACTORY, multikill_threshold: '___type__v3__.Percent | None' = _FACTORY) -> None:
+        self.actions = [] if actions is _FACTORY else actions
+        self.miss_timeout = None if miss_timeout is _FACTORY else miss_timeout
+        self.megamiss_timeout = None if megamiss_timeout is _FACTORY else megamiss_timeout
+        self.kill_timeout = None if kill_timeout is _FACTORY else kill_timeout
+        self.max_kill_timeout_jitter = None if max_kill_timeout_jitter is _FACTORY else max_kill_timeout_jitter
+        self.multikill_timeout = None if multikill_timeout is _FACTORY else multikill_timeout
+        self.multikill_threshold = None if multikill_threshold is _FACTORY else multikill_threshold
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.bootstrap.v3", "Watchdog", Watchdog)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class WatchdogWatchdogAction(betterproto2.Message):
+    "WatchdogWatchdogAction(config: '__core__v3__.TypedExtensionConfig | None' = <factory>, event: 'WatchdogWatchdogActionWatchdogEvent' = <factory>)"
+
     config: "__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -592,14 +783,21 @@ class WatchdogWatchdogAction(betterproto2.Message):
         2, betterproto2.TYPE_ENUM, default_factory=lambda: WatchdogWatchdogActionWatchdogEvent(0)
     )
 
+    def __init__(self, config: '__core__v3__.TypedExtensionConfig | None' = _FACTORY, event: 'WatchdogWatchdogActionWatchdogEvent' = _FACTORY) -> None:
+        self.config = None if config is _FACTORY else config
+        self.event = WatchdogWatchdogActionWatchdogEvent(0) if event is _FACTORY else event
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.bootstrap.v3", "Watchdog.WatchdogAction", WatchdogWatchdogAction
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Watchdogs(betterproto2.Message):
+    "Watchdogs(main_thread_watchdog: 'Watchdog | None' = <factory>, worker_watchdog: 'Watchdog | None' = <factory>)"
+
     main_thread_watchdog: "Watchdog | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -607,6 +805,11 @@ class Watchdogs(betterproto2.Message):
     worker_watchdog: "Watchdog | None" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
+
+    def __init__(self, main_thread_watchdog: 'Watchdog | None' = _FACTORY, worker_watchdog: 'Watchdog | None' = _FACTORY) -> None:
+        self.main_thread_watchdog = None if main_thread_watchdog is _FACTORY else main_thread_watchdog
+        self.worker_watchdog = None if worker_watchdog is _FACTORY else worker_watchdog
+        self.__post_init__()
 
 
 default_message_pool.register_message("envoy.config.bootstrap.v3", "Watchdogs", Watchdogs)
@@ -624,4 +827,32 @@ from ...metrics import v3 as __metrics__v3__
 from ...overload import v3 as __overload__v3__
 from ...trace import v3 as __trace__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        Bootstrap,
+        BootstrapStaticResources,
+        BootstrapDynamicResources,
+        BootstrapApplicationLogConfig,
+        BootstrapApplicationLogConfigLogFormat,
+        BootstrapDeferredStatOptions,
+        BootstrapGrpcAsyncClientManagerConfig,
+        Admin,
+        ClusterManager,
+        ClusterManagerOutlierDetection,
+        Watchdogs,
+        Watchdog,
+        WatchdogWatchdogAction,
+        FatalAction,
+        Runtime,
+        RuntimeLayer,
+        RuntimeLayerDiskLayer,
+        RuntimeLayerAdminLayer,
+        RuntimeLayerRtdsLayer,
+        LayeredRuntime,
+        CustomInlineHeader,
+        MemoryAllocatorManager,
+    ),
+)

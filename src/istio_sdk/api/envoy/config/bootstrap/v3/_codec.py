@@ -3,47 +3,7 @@
 # mypy: ignore-errors
 """Fast codec for the messages of ``istio_sdk.api.envoy.config.bootstrap.v3``."""
 
-from istio_sdk.codec import (
-    VARINTS as V,
-    WRAPPED_SMALL_INTS as W,
-    WRAPPERS,
-    install,
-    merge,
-    overrun as over,
-    pack_bools,
-    pack_fixed,
-    pack_varints,
-    pack_zigzag32,
-    pack_zigzag64,
-    read_varint as rv,
-    skip_field as skip,
-    sorted_int_keys,
-    sorted_string_keys,
-    to_int32 as i32,
-    truncated as trunc,
-    unpack_fixed,
-    unpack_varints,
-    unzigzag32 as uz32,
-    varint as vi,
-    zigzag32 as zz32,
-    zigzag64 as zz64,
-)
-from math import copysign as cs
-from struct import Struct as _S
-
-new = object.__new__
-pI = _S("<I").pack
-uI = _S("<I").unpack_from
-pi = _S("<i").pack
-ui = _S("<i").unpack_from
-pQ = _S("<Q").pack
-uQ = _S("<Q").unpack_from
-pq = _S("<q").pack
-uq = _S("<q").unpack_from
-pf = _S("<f").pack
-uf = _S("<f").unpack_from
-pd = _S("<d").pack
-ud = _S("<d").unpack_from
+from istio_sdk.codec import V, W, WRAPPERS, cs, i32, install, merge, new, over, pI, pQ, pack_bools, pack_fixed, pack_varints, pack_zigzag32, pack_zigzag64, pd, pf, pi, pq, rv, skip, sorted_int_keys, sorted_string_keys, trunc, uI, uQ, ud, uf, ui, unpack_fixed, unpack_varints, uq, uz32, vi, zz32, zz64  # the shared prelude
 from .....envoy.config.core.v3 import _codec as _c0
 from .....envoy.config.metrics.v3 import _codec as _c1
 from .....envoy.type.v3 import _codec as _c10
@@ -65,92 +25,79 @@ def e_Bootstrap(m):
     if v is not None:
         s = _c0.e_Node(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.static_resources
     if v is not None:
         s = e_BootstrapStaticResources(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.dynamic_resources
     if v is not None:
         s = e_BootstrapDynamicResources(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.cluster_manager
     if v is not None:
         s = e_ClusterManager(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.flags_path
     if v:
         s = v.encode()
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.stats_sinks
     for x in v:
         s = _c1.e_StatsSink(x)
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.stats_flush_interval
     if v is not None:
         s = _w0e(v)
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.watchdog
     if v is not None:
         s = e_Watchdog(v)
         n = len(s)
-        b += b'B'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'B' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.tracing
     if v is not None:
         s = _c2.e_Tracing(v)
         n = len(s)
-        b += b'J'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'J' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.admin
     if v is not None:
         s = e_Admin(v)
         n = len(s)
-        b += b'b'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'b' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.stats_config
     if v is not None:
         s = _c1.e_StatsConfig(v)
         n = len(s)
-        b += b'j'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'j' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.hds_config
     if v is not None:
         s = _c0.e_ApiConfigSource(v)
         n = len(s)
-        b += b'r'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'r' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.overload_manager
     if v is not None:
         s = _c3.e_OverloadManager(v)
         n = len(s)
-        b += b'z'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'z' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.enable_dispatcher_stats
     if v:
@@ -159,15 +106,13 @@ def e_Bootstrap(m):
     if v is not None:
         s = e_LayeredRuntime(v)
         n = len(s)
-        b += b'\x8a\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x8a\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.header_prefix
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x92\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x92\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.stats_server_version_override
     if v is not None:
@@ -176,8 +121,7 @@ def e_Bootstrap(m):
         else:
             s = _w1e(v)
             n = len(s)
-            b += b'\x9a\x01'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\x9a\x01' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.use_tcp_for_dns_lookups
     if v:
@@ -186,29 +130,25 @@ def e_Bootstrap(m):
     for x in v:
         s = _c0.e_TypedExtensionConfig(x)
         n = len(s)
-        b += b'\xaa\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xaa\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.config_sources
     for x in v:
         s = _c0.e_ConfigSource(x)
         n = len(s)
-        b += b'\xb2\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xb2\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.default_config_source
     if v is not None:
         s = _c0.e_ConfigSource(v)
         n = len(s)
-        b += b'\xba\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xba\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.default_socket_interface
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\xc2\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xc2\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.certificate_provider_instances
     if v:
@@ -217,13 +157,11 @@ def e_Bootstrap(m):
             t = bytearray()
             s = k.encode()
             n = len(s)
-            t += b'\n'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\n' + (V[n] if n < 16384 else vi(n))
             t += s
             s = _c0.e_TypedExtensionConfig(x)
             n = len(s)
-            t += b'\x12'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\x12' + (V[n] if n < 16384 else vi(n))
             t += s
             n = len(t)
             b += b'\xca\x01'
@@ -233,22 +171,19 @@ def e_Bootstrap(m):
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'\xd2\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xd2\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.watchdogs
     if v is not None:
         s = e_Watchdogs(v)
         n = len(s)
-        b += b'\xda\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xda\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.fatal_actions
     for x in v:
         s = e_FatalAction(x)
         n = len(s)
-        b += b'\xe2\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xe2\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.stats_flush_on_admin
     if v is not None:
@@ -257,92 +192,79 @@ def e_Bootstrap(m):
     if v is not None:
         s = _c0.e_DnsResolutionConfig(v)
         n = len(s)
-        b += b'\xf2\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xf2\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.typed_dns_resolver_config
     if v is not None:
         s = _c0.e_TypedExtensionConfig(v)
         n = len(s)
-        b += b'\xfa\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xfa\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.inline_headers
     for x in v:
         s = e_CustomInlineHeader(x)
         n = len(s)
-        b += b'\x82\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x82\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.perf_tracing_file_path
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x8a\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x8a\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.default_regex_engine
     if v is not None:
         s = _c0.e_TypedExtensionConfig(v)
         n = len(s)
-        b += b'\x92\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x92\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.xds_delegate_extension
     if v is not None:
         s = _c0.e_TypedExtensionConfig(v)
         n = len(s)
-        b += b'\x9a\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x9a\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.xds_config_tracker_extension
     if v is not None:
         s = _c0.e_TypedExtensionConfig(v)
         n = len(s)
-        b += b'\xa2\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xa2\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.listener_manager
     if v is not None:
         s = _c0.e_TypedExtensionConfig(v)
         n = len(s)
-        b += b'\xaa\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xaa\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.application_log_config
     if v is not None:
         s = e_BootstrapApplicationLogConfig(v)
         n = len(s)
-        b += b'\xb2\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xb2\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.deferred_stat_options
     if v is not None:
         s = e_BootstrapDeferredStatOptions(v)
         n = len(s)
-        b += b'\xba\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xba\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.grpc_async_client_manager_config
     if v is not None:
         s = e_BootstrapGrpcAsyncClientManagerConfig(v)
         n = len(s)
-        b += b'\xc2\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xc2\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.memory_allocator_manager
     if v is not None:
         s = e_MemoryAllocatorManager(v)
         n = len(s)
-        b += b'\xca\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xca\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.stats_eviction_interval
     if v is not None:
         s = _w0e(v)
         n = len(s)
-        b += b'\xd2\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xd2\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1201,22 +1123,19 @@ def e_BootstrapStaticResources(m):
     for x in v:
         s = _c4.e_Listener(x)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.clusters
     for x in v:
         s = _c5.e_Cluster(x)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.secrets
     for x in v:
         s = _c6.e_Secret(x)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1311,36 +1230,31 @@ def e_BootstrapDynamicResources(m):
     if v is not None:
         s = _c0.e_ConfigSource(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.cds_config
     if v is not None:
         s = _c0.e_ConfigSource(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.ads_config
     if v is not None:
         s = _c0.e_ApiConfigSource(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.lds_resources_locator
     if v:
         s = v.encode()
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.cds_resources_locator
     if v:
         s = v.encode()
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1477,8 +1391,7 @@ def e_BootstrapApplicationLogConfig(m):
     if v is not None:
         s = e_BootstrapApplicationLogConfigLogFormat(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1537,15 +1450,13 @@ def e_BootstrapApplicationLogConfigLogFormat(m):
     if v is not None:
         s = _c7.e_Struct(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.text_format
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1673,8 +1584,7 @@ def e_BootstrapGrpcAsyncClientManagerConfig(m):
     if v is not None:
         s = _w0e(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1733,36 +1643,31 @@ def e_Admin(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.profile_path
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.address
     if v is not None:
         s = _c0.e_Address(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.socket_options
     for x in v:
         s = _c0.e_SocketOption(x)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.access_log
     for x in v:
         s = _c8.e_AccessLog(x)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.ignore_global_conn_limit
     if v:
@@ -1771,8 +1676,7 @@ def e_Admin(m):
     for x in v:
         s = _c9.e_StringMatcher(x)
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1943,29 +1847,25 @@ def e_ClusterManager(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.outlier_detection
     if v is not None:
         s = e_ClusterManagerOutlierDetection(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.upstream_bind_config
     if v is not None:
         s = _c0.e_BindConfig(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.load_stats_config
     if v is not None:
         s = _c0.e_ApiConfigSource(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.enable_deferred_cluster_creation
     if v:
@@ -2101,15 +2001,13 @@ def e_ClusterManagerOutlierDetection(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.event_service
     if v is not None:
         s = _c0.e_EventServiceConfig(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -2186,15 +2084,13 @@ def e_Watchdogs(m):
     if v is not None:
         s = e_Watchdog(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.worker_watchdog
     if v is not None:
         s = e_Watchdog(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -2274,50 +2170,43 @@ def e_Watchdog(m):
     if v is not None:
         s = _w0e(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.megamiss_timeout
     if v is not None:
         s = _w0e(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.kill_timeout
     if v is not None:
         s = _w0e(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.multikill_timeout
     if v is not None:
         s = _w0e(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.multikill_threshold
     if v is not None:
         s = _c10.e_Percent(v)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.max_kill_timeout_jitter
     if v is not None:
         s = _w0e(v)
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.actions
     for x in v:
         s = e_WatchdogWatchdogAction(x)
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -2505,8 +2394,7 @@ def e_WatchdogWatchdogAction(m):
     if v is not None:
         s = _c0.e_TypedExtensionConfig(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.event
     if v:
@@ -2586,8 +2474,7 @@ def e_FatalAction(m):
     if v is not None:
         s = _c0.e_TypedExtensionConfig(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -2646,29 +2533,25 @@ def e_Runtime(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.subdirectory
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.override_subdirectory
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.base
     if v is not None:
         s = _c7.e_Struct(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -2781,36 +2664,31 @@ def e_RuntimeLayer(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.static_layer
     if v is not None:
         s = _c7.e_Struct(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.disk_layer
     if v is not None:
         s = e_RuntimeLayerDiskLayer(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.admin_layer
     if v is not None:
         s = e_RuntimeLayerAdminLayer(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.rtds_layer
     if v is not None:
         s = e_RuntimeLayerRtdsLayer(v)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -2962,8 +2840,7 @@ def e_RuntimeLayerDiskLayer(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.append_service_cluster
     if v:
@@ -2972,8 +2849,7 @@ def e_RuntimeLayerDiskLayer(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -3092,15 +2968,13 @@ def e_RuntimeLayerRtdsLayer(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.rtds_config
     if v is not None:
         s = _c0.e_ConfigSource(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -3177,8 +3051,7 @@ def e_LayeredRuntime(m):
     for x in v:
         s = e_RuntimeLayer(x)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -3235,8 +3108,7 @@ def e_CustomInlineHeader(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.inline_header_type
     if v:
@@ -3317,8 +3189,7 @@ def e_MemoryAllocatorManager(m):
     if v is not None:
         s = _w0e(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:

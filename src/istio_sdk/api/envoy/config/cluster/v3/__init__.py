@@ -50,6 +50,7 @@ import warnings
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from .....message_pool import default_message_pool
 
@@ -143,8 +144,10 @@ class UpstreamConnectionOptionsFirstAddressFamilyVersion(betterproto2.Enum):
     V6 = 2
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class CircuitBreakers(betterproto2.Message):
+    "CircuitBreakers(thresholds: 'list[CircuitBreakersThresholds]' = <factory>, per_host_thresholds: 'list[CircuitBreakersThresholds]' = <factory>)"
+
     thresholds: "list[CircuitBreakersThresholds]" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
@@ -153,12 +156,19 @@ class CircuitBreakers(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
+    def __init__(self, thresholds: 'list[CircuitBreakersThresholds]' = _FACTORY, per_host_thresholds: 'list[CircuitBreakersThresholds]' = _FACTORY) -> None:
+        self.thresholds = [] if thresholds is _FACTORY else thresholds
+        self.per_host_thresholds = [] if per_host_thresholds is _FACTORY else per_host_thresholds
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.cluster.v3", "CircuitBreakers", CircuitBreakers)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class CircuitBreakersThresholds(betterproto2.Message):
+    "CircuitBreakersThresholds(priority: '__core__v3__.RoutingPriority' = <factory>, max_connections: 'int | None' = <factory>, max_pending_requests: 'int | None' = <factory>, max_requests: 'int | None' = <factory>, max_retries: 'int | None' = <factory>, retry_budget: 'CircuitBreakersThresholdsRetryBudget | None' = <factory>, track_remaining: 'bool' = <factory>, max_connection_pools: 'int | None' = <factory>)"
+
     priority: "__core__v3__.RoutingPriority" = betterproto2.field(
         1, betterproto2.TYPE_ENUM, default_factory=lambda: __core__v3__.RoutingPriority(0)
     )
@@ -204,14 +214,27 @@ class CircuitBreakersThresholds(betterproto2.Message):
         optional=True,
     )
 
+    def __init__(self, priority: '__core__v3__.RoutingPriority' = _FACTORY, max_connections: 'int | None' = _FACTORY, max_pending_requests: 'int | None' = _FACTORY, max_requests: 'int | None' = _FACTORY, max_retries: 'int | None' = _FACTORY, retry_budget: 'CircuitBreakersThresholdsRetryBudget | None' = _FACTORY, track_remaining: 'bool' = _FACTORY, max_connection_pools: 'int | None' = _FACTORY) -> None:
+        self.priority = __core__v3__.RoutingPriority(0) if priority is _FACTORY else priority
+        self.max_connections = None if max_connections is _FACTORY else max_connections
+        self.max_pending_requests = None if max_pending_requests is _FACTORY else max_pending_requests
+        self.max_requests = None if max_requests is _FACTORY else max_requests
+        self.max_retries = None if max_retries is _FACTORY else max_retries
+        self.retry_budget = None if retry_budget is _FACTORY else retry_budget
+        self.track_remaining = False if track_remaining is _FACTORY else track_remaining
+        self.max_connection_pools = None if max_connection_pools is _FACTORY else max_connection_pools
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.cluster.v3", "CircuitBreakers.Thresholds", CircuitBreakersThresholds
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class CircuitBreakersThresholdsRetryBudget(betterproto2.Message):
+    "CircuitBreakersThresholdsRetryBudget(budget_percent: '___type__v3__.Percent | None' = <factory>, min_retry_concurrency: 'int | None' = <factory>)"
+
     budget_percent: "___type__v3__.Percent | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -223,6 +246,11 @@ class CircuitBreakersThresholdsRetryBudget(betterproto2.Message):
         optional=True,
     )
 
+    def __init__(self, budget_percent: '___type__v3__.Percent | None' = _FACTORY, min_retry_concurrency: 'int | None' = _FACTORY) -> None:
+        self.budget_percent = None if budget_percent is _FACTORY else budget_percent
+        self.min_retry_concurrency = None if min_retry_concurrency is _FACTORY else min_retry_concurrency
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.cluster.v3",
@@ -231,7 +259,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Cluster(betterproto2.Message):
     """
 
@@ -487,11 +515,68 @@ class Cluster(betterproto2.Message):
         if self.is_set("track_timeout_budgets"):
             warnings.warn("Cluster.track_timeout_budgets is deprecated", DeprecationWarning)
 
+    def __init__(self, transport_socket_matches: 'list[ClusterTransportSocketMatch]' = _FACTORY, transport_socket_matcher: '____xds__type__matcher__v3__.Matcher | None' = _FACTORY, name: 'str' = _FACTORY, alt_stat_name: 'str' = _FACTORY, type: 'ClusterDiscoveryType | None' = _FACTORY, cluster_type: 'ClusterCustomClusterType | None' = _FACTORY, eds_cluster_config: 'ClusterEdsClusterConfig | None' = _FACTORY, connect_timeout: 'datetime.timedelta | None' = _FACTORY, per_connection_buffer_limit_bytes: 'int | None' = _FACTORY, lb_policy: 'ClusterLbPolicy' = _FACTORY, load_assignment: '__endpoint__v3__.ClusterLoadAssignment | None' = _FACTORY, health_checks: 'list[__core__v3__.HealthCheck]' = _FACTORY, max_requests_per_connection: 'int | None' = _FACTORY, circuit_breakers: 'CircuitBreakers | None' = _FACTORY, upstream_http_protocol_options: '__core__v3__.UpstreamHttpProtocolOptions | None' = _FACTORY, common_http_protocol_options: '__core__v3__.HttpProtocolOptions | None' = _FACTORY, http_protocol_options: '__core__v3__.Http1ProtocolOptions | None' = _FACTORY, http2_protocol_options: '__core__v3__.Http2ProtocolOptions | None' = _FACTORY, typed_extension_protocol_options: 'dict[str, ____google__protobuf__.Any]' = _FACTORY, dns_refresh_rate: 'datetime.timedelta | None' = _FACTORY, dns_jitter: 'datetime.timedelta | None' = _FACTORY, dns_failure_refresh_rate: 'ClusterRefreshRate | None' = _FACTORY, respect_dns_ttl: 'bool' = _FACTORY, dns_lookup_family: 'ClusterDnsLookupFamily' = _FACTORY, dns_resolvers: 'list[__core__v3__.Address]' = _FACTORY, use_tcp_for_dns_lookups: 'bool' = _FACTORY, dns_resolution_config: '__core__v3__.DnsResolutionConfig | None' = _FACTORY, typed_dns_resolver_config: '__core__v3__.TypedExtensionConfig | None' = _FACTORY, wait_for_warm_on_init: 'bool | None' = _FACTORY, outlier_detection: 'OutlierDetection | None' = _FACTORY, cleanup_interval: 'datetime.timedelta | None' = _FACTORY, upstream_bind_config: '__core__v3__.BindConfig | None' = _FACTORY, lb_subset_config: 'ClusterLbSubsetConfig | None' = _FACTORY, ring_hash_lb_config: 'ClusterRingHashLbConfig | None' = _FACTORY, maglev_lb_config: 'ClusterMaglevLbConfig | None' = _FACTORY, original_dst_lb_config: 'ClusterOriginalDstLbConfig | None' = _FACTORY, least_request_lb_config: 'ClusterLeastRequestLbConfig | None' = _FACTORY, round_robin_lb_config: 'ClusterRoundRobinLbConfig | None' = _FACTORY, common_lb_config: 'ClusterCommonLbConfig | None' = _FACTORY, transport_socket: '__core__v3__.TransportSocket | None' = _FACTORY, metadata: '__core__v3__.Metadata | None' = _FACTORY, protocol_selection: 'ClusterClusterProtocolSelection' = _FACTORY, upstream_connection_options: 'UpstreamConnectionOptions | None' = _FACTORY, close_connections_on_host_health_failure: 'bool' = _FACTORY, ignore_health_on_host_removal: 'bool' = _FACTORY, filters: 'list[Filter]' = _FACTORY, load_balancing_policy: 'LoadBalancingPolicy | None' = _FACTORY, lrs_server: '__core__v3__.ConfigSource | None' = _FACTORY, lrs_report_endpoint_metrics: 'list[str]' = _FACTORY, track_timeout_budgets: 'bool' = _FACTORY, upstream_config: '__core__v3__.TypedExtensionConfig | None' = _FACTORY, track_cluster_stats: 'TrackClusterStats | None' = _FACTORY, preconnect_policy: 'ClusterPreconnectPolicy | None' = _FACTORY, connection_pool_per_downstream_connection: 'bool' = _FACTORY) -> None:
+        self.transport_socket_matches = [] if transport_socket_matches is _FACTORY else transport_socket_matches
+        self.transport_socket_matcher = None if transport_socket_matcher is _FACTORY else transport_socket_matcher
+        self.name = "" if name is _FACTORY else name
+        self.alt_stat_name = "" if alt_stat_name is _FACTORY else alt_stat_name
+        self.type = None if type is _FACTORY else type
+        self.cluster_type = None if cluster_type is _FACTORY else cluster_type
+        self.eds_cluster_config = None if eds_cluster_config is _FACTORY else eds_cluster_config
+        self.connect_timeout = None if connect_timeout is _FACTORY else connect_timeout
+        self.per_connection_buffer_limit_bytes = None if per_connection_buffer_limit_bytes is _FACTORY else per_connection_buffer_limit_bytes
+        self.lb_policy = ClusterLbPolicy(0) if lb_policy is _FACTORY else lb_policy
+        self.load_assignment = None if load_assignment is _FACTORY else load_assignment
+        self.health_checks = [] if health_checks is _FACTORY else health_checks
+        self.max_requests_per_connection = None if max_requests_per_connection is _FACTORY else max_requests_per_connection
+        self.circuit_breakers = None if circuit_breakers is _FACTORY else circuit_breakers
+        self.upstream_http_protocol_options = None if upstream_http_protocol_options is _FACTORY else upstream_http_protocol_options
+        self.common_http_protocol_options = None if common_http_protocol_options is _FACTORY else common_http_protocol_options
+        self.http_protocol_options = None if http_protocol_options is _FACTORY else http_protocol_options
+        self.http2_protocol_options = None if http2_protocol_options is _FACTORY else http2_protocol_options
+        self.typed_extension_protocol_options = {} if typed_extension_protocol_options is _FACTORY else typed_extension_protocol_options
+        self.dns_refresh_rate = None if dns_refresh_rate is _FACTORY else dns_refresh_rate
+        self.dns_jitter = None if dns_jitter is _FACTORY else dns_jitter
+        self.dns_failure_refresh_rate = None if dns_failure_refresh_rate is _FACTORY else dns_failure_refresh_rate
+        self.respect_dns_ttl = False if respect_dns_ttl is _FACTORY else respect_dns_ttl
+        self.dns_lookup_family = ClusterDnsLookupFamily(0) if dns_lookup_family is _FACTORY else dns_lookup_family
+        self.dns_resolvers = [] if dns_resolvers is _FACTORY else dns_resolvers
+        self.use_tcp_for_dns_lookups = False if use_tcp_for_dns_lookups is _FACTORY else use_tcp_for_dns_lookups
+        self.dns_resolution_config = None if dns_resolution_config is _FACTORY else dns_resolution_config
+        self.typed_dns_resolver_config = None if typed_dns_resolver_config is _FACTORY else typed_dns_resolver_config
+        self.wait_for_warm_on_init = None if wait_for_warm_on_init is _FACTORY else wait_for_warm_on_init
+        self.outlier_detection = None if outlier_detection is _FACTORY else outlier_detection
+        self.cleanup_interval = None if cleanup_interval is _FACTORY else cleanup_interval
+        self.upstream_bind_config = None if upstream_bind_config is _FACTORY else upstream_bind_config
+        self.lb_subset_config = None if lb_subset_config is _FACTORY else lb_subset_config
+        self.ring_hash_lb_config = None if ring_hash_lb_config is _FACTORY else ring_hash_lb_config
+        self.maglev_lb_config = None if maglev_lb_config is _FACTORY else maglev_lb_config
+        self.original_dst_lb_config = None if original_dst_lb_config is _FACTORY else original_dst_lb_config
+        self.least_request_lb_config = None if least_request_lb_config is _FACTORY else least_request_lb_config
+        self.round_robin_lb_config = None if round_robin_lb_config is _FACTORY else round_robin_lb_config
+        self.common_lb_config = None if common_lb_config is _FACTORY else common_lb_config
+        self.transport_socket = None if transport_socket is _FACTORY else transport_socket
+        self.metadata = None if metadata is _FACTORY else metadata
+        self.protocol_selection = ClusterClusterProtocolSelection(0) if protocol_selection is _FACTORY else protocol_selection
+        self.upstream_connection_options = None if upstream_connection_options is _FACTORY else upstream_connection_options
+        self.close_connections_on_host_health_failure = False if close_connections_on_host_health_failure is _FACTORY else close_connections_on_host_health_failure
+        self.ignore_health_on_host_removal = False if ignore_health_on_host_removal is _FACTORY else ignore_health_on_host_removal
+        self.filters = [] if filters is _FACTORY else filters
+        self.load_balancing_policy = None if load_balancing_policy is _FACTORY else load_balancing_policy
+        self.lrs_server = None if lrs_server is _FACTORY else lrs_server
+        self.lrs_report_endpoint_metrics = [] if lrs_report_endpoint_metrics is _FACTORY else lrs_report_endpoint_metrics
+        self.track_timeout_budgets = False if track_timeout_budgets is _FACTORY else track_timeout_budgets
+        self.upstream_config = None if upstream_config is _FACTORY else upstream_config
+        self.track_cluster_stats = None if track_cluster_stats is _FACTORY else track_cluster_stats
+        self.preconnect_policy = None if preconnect_policy is _FACTORY else preconnect_policy
+        self.connection_pool_per_downstream_connection = False if connection_pool_per_downstream_connection is _FACTORY else connection_pool_per_downstream_connection
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.cluster.v3", "Cluster", Cluster)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ClusterCommonLbConfig(betterproto2.Message):
     """
 
@@ -530,14 +615,27 @@ class ClusterCommonLbConfig(betterproto2.Message):
         8, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, healthy_panic_threshold: '___type__v3__.Percent | None' = _FACTORY, zone_aware_lb_config: 'ClusterCommonLbConfigZoneAwareLbConfig | None' = _FACTORY, locality_weighted_lb_config: 'ClusterCommonLbConfigLocalityWeightedLbConfig | None' = _FACTORY, update_merge_window: 'datetime.timedelta | None' = _FACTORY, ignore_new_hosts_until_first_hc: 'bool' = _FACTORY, close_connections_on_host_set_change: 'bool' = _FACTORY, consistent_hashing_lb_config: 'ClusterCommonLbConfigConsistentHashingLbConfig | None' = _FACTORY, override_host_status: '__core__v3__.HealthStatusSet | None' = _FACTORY) -> None:
+        self.healthy_panic_threshold = None if healthy_panic_threshold is _FACTORY else healthy_panic_threshold
+        self.zone_aware_lb_config = None if zone_aware_lb_config is _FACTORY else zone_aware_lb_config
+        self.locality_weighted_lb_config = None if locality_weighted_lb_config is _FACTORY else locality_weighted_lb_config
+        self.update_merge_window = None if update_merge_window is _FACTORY else update_merge_window
+        self.ignore_new_hosts_until_first_hc = False if ignore_new_hosts_until_first_hc is _FACTORY else ignore_new_hosts_until_first_hc
+        self.close_connections_on_host_set_change = False if close_connections_on_host_set_change is _FACTORY else close_connections_on_host_set_change
+        self.consistent_hashing_lb_config = None if consistent_hashing_lb_config is _FACTORY else consistent_hashing_lb_config
+        self.override_host_status = None if override_host_status is _FACTORY else override_host_status
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.cluster.v3", "Cluster.CommonLbConfig", ClusterCommonLbConfig
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ClusterCommonLbConfigConsistentHashingLbConfig(betterproto2.Message):
+    "ClusterCommonLbConfigConsistentHashingLbConfig(use_hostname_for_hashing: 'bool' = <factory>, hash_balance_factor: 'int | None' = <factory>)"
+
     use_hostname_for_hashing: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
 
     hash_balance_factor: "int | None" = betterproto2.field(
@@ -547,6 +645,11 @@ class ClusterCommonLbConfigConsistentHashingLbConfig(betterproto2.Message):
         optional=True,
     )
 
+    def __init__(self, use_hostname_for_hashing: 'bool' = _FACTORY, hash_balance_factor: 'int | None' = _FACTORY) -> None:
+        self.use_hostname_for_hashing = False if use_hostname_for_hashing is _FACTORY else use_hostname_for_hashing
+        self.hash_balance_factor = None if hash_balance_factor is _FACTORY else hash_balance_factor
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.cluster.v3",
@@ -555,9 +658,14 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ClusterCommonLbConfigLocalityWeightedLbConfig(betterproto2.Message):
+    'ClusterCommonLbConfigLocalityWeightedLbConfig()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -567,8 +675,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ClusterCommonLbConfigZoneAwareLbConfig(betterproto2.Message):
+    "ClusterCommonLbConfigZoneAwareLbConfig(routing_enabled: '___type__v3__.Percent | None' = <factory>, min_cluster_size: 'int | None' = <factory>, fail_traffic_on_panic: 'bool' = <factory>)"
+
     routing_enabled: "___type__v3__.Percent | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -582,6 +692,12 @@ class ClusterCommonLbConfigZoneAwareLbConfig(betterproto2.Message):
 
     fail_traffic_on_panic: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
 
+    def __init__(self, routing_enabled: '___type__v3__.Percent | None' = _FACTORY, min_cluster_size: 'int | None' = _FACTORY, fail_traffic_on_panic: 'bool' = _FACTORY) -> None:
+        self.routing_enabled = None if routing_enabled is _FACTORY else routing_enabled
+        self.min_cluster_size = None if min_cluster_size is _FACTORY else min_cluster_size
+        self.fail_traffic_on_panic = False if fail_traffic_on_panic is _FACTORY else fail_traffic_on_panic
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.cluster.v3",
@@ -590,13 +706,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ClusterCustomClusterType(betterproto2.Message):
+    "ClusterCustomClusterType(name: 'str' = <factory>, typed_config: '____google__protobuf__.Any | None' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     typed_config: "____google__protobuf__.Any | None" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
+
+    def __init__(self, name: 'str' = _FACTORY, typed_config: '____google__protobuf__.Any | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.typed_config = None if typed_config is _FACTORY else typed_config
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -604,13 +727,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ClusterEdsClusterConfig(betterproto2.Message):
+    "ClusterEdsClusterConfig(eds_config: '__core__v3__.ConfigSource | None' = <factory>, service_name: 'str' = <factory>)"
+
     eds_config: "__core__v3__.ConfigSource | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     service_name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    def __init__(self, eds_config: '__core__v3__.ConfigSource | None' = _FACTORY, service_name: 'str' = _FACTORY) -> None:
+        self.eds_config = None if eds_config is _FACTORY else eds_config
+        self.service_name = "" if service_name is _FACTORY else service_name
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -618,8 +748,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ClusterLbSubsetConfig(betterproto2.Message):
+    "ClusterLbSubsetConfig(fallback_policy: 'ClusterLbSubsetConfigLbSubsetFallbackPolicy' = <factory>, default_subset: '____google__protobuf__.Struct | None' = <factory>, subset_selectors: 'list[ClusterLbSubsetConfigLbSubsetSelector]' = <factory>, locality_weight_aware: 'bool' = <factory>, scale_locality_weight: 'bool' = <factory>, panic_mode_any: 'bool' = <factory>, list_as_any: 'bool' = <factory>, metadata_fallback_policy: 'ClusterLbSubsetConfigLbSubsetMetadataFallbackPolicy' = <factory>)"
+
     fallback_policy: "ClusterLbSubsetConfigLbSubsetFallbackPolicy" = betterproto2.field(
         1,
         betterproto2.TYPE_ENUM,
@@ -650,14 +782,27 @@ class ClusterLbSubsetConfig(betterproto2.Message):
         )
     )
 
+    def __init__(self, fallback_policy: 'ClusterLbSubsetConfigLbSubsetFallbackPolicy' = _FACTORY, default_subset: '____google__protobuf__.Struct | None' = _FACTORY, subset_selectors: 'list[ClusterLbSubsetConfigLbSubsetSelector]' = _FACTORY, locality_weight_aware: 'bool' = _FACTORY, scale_locality_weight: 'bool' = _FACTORY, panic_mode_any: 'bool' = _FACTORY, list_as_any: 'bool' = _FACTORY, metadata_fallback_policy: 'ClusterLbSubsetConfigLbSubsetMetadataFallbackPolicy' = _FACTORY) -> None:
+        self.fallback_policy = ClusterLbSubsetConfigLbSubsetFallbackPolicy(0) if fallback_policy is _FACTORY else fallback_policy
+        self.default_subset = None if default_subset is _FACTORY else default_subset
+        self.subset_selectors = [] if subset_selectors is _FACTORY else subset_selectors
+        self.locality_weight_aware = False if locality_weight_aware is _FACTORY else locality_weight_aware
+        self.scale_locality_weight = False if scale_locality_weight is _FACTORY else scale_locality_weight
+        self.panic_mode_any = False if panic_mode_any is _FACTORY else panic_mode_any
+        self.list_as_any = False if list_as_any is _FACTORY else list_as_any
+        self.metadata_fallback_policy = ClusterLbSubsetConfigLbSubsetMetadataFallbackPolicy(0) if metadata_fallback_policy is _FACTORY else metadata_fallback_policy
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.cluster.v3", "Cluster.LbSubsetConfig", ClusterLbSubsetConfig
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ClusterLbSubsetConfigLbSubsetSelector(betterproto2.Message):
+    "ClusterLbSubsetConfigLbSubsetSelector(keys: 'list[str]' = <factory>, single_host_per_subset: 'bool' = <factory>, fallback_policy: 'ClusterLbSubsetConfigLbSubsetSelectorLbSubsetSelectorFallbackPolicy' = <factory>, fallback_keys_subset: 'list[str]' = <factory>)"
+
     keys: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
 
     single_host_per_subset: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
@@ -676,6 +821,13 @@ class ClusterLbSubsetConfigLbSubsetSelector(betterproto2.Message):
         3, betterproto2.TYPE_STRING, repeated=True
     )
 
+    def __init__(self, keys: 'list[str]' = _FACTORY, single_host_per_subset: 'bool' = _FACTORY, fallback_policy: 'ClusterLbSubsetConfigLbSubsetSelectorLbSubsetSelectorFallbackPolicy' = _FACTORY, fallback_keys_subset: 'list[str]' = _FACTORY) -> None:
+        self.keys = [] if keys is _FACTORY else keys
+        self.single_host_per_subset = False if single_host_per_subset is _FACTORY else single_host_per_subset
+        self.fallback_policy = ClusterLbSubsetConfigLbSubsetSelectorLbSubsetSelectorFallbackPolicy(0) if fallback_policy is _FACTORY else fallback_policy
+        self.fallback_keys_subset = [] if fallback_keys_subset is _FACTORY else fallback_keys_subset
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.cluster.v3",
@@ -684,8 +836,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ClusterLeastRequestLbConfig(betterproto2.Message):
+    "ClusterLeastRequestLbConfig(choice_count: 'int | None' = <factory>, active_request_bias: '__core__v3__.RuntimeDouble | None' = <factory>, slow_start_config: 'ClusterSlowStartConfig | None' = <factory>)"
+
     choice_count: "int | None" = betterproto2.field(
         1,
         betterproto2.TYPE_MESSAGE,
@@ -701,14 +855,22 @@ class ClusterLeastRequestLbConfig(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, choice_count: 'int | None' = _FACTORY, active_request_bias: '__core__v3__.RuntimeDouble | None' = _FACTORY, slow_start_config: 'ClusterSlowStartConfig | None' = _FACTORY) -> None:
+        self.choice_count = None if choice_count is _FACTORY else choice_count
+        self.active_request_bias = None if active_request_bias is _FACTORY else active_request_bias
+        self.slow_start_config = None if slow_start_config is _FACTORY else slow_start_config
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.cluster.v3", "Cluster.LeastRequestLbConfig", ClusterLeastRequestLbConfig
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ClusterMaglevLbConfig(betterproto2.Message):
+    "ClusterMaglevLbConfig(table_size: 'int | None' = <factory>)"
+
     table_size: "int | None" = betterproto2.field(
         1,
         betterproto2.TYPE_MESSAGE,
@@ -716,14 +878,20 @@ class ClusterMaglevLbConfig(betterproto2.Message):
         optional=True,
     )
 
+    def __init__(self, table_size: 'int | None' = _FACTORY) -> None:
+        self.table_size = None if table_size is _FACTORY else table_size
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.cluster.v3", "Cluster.MaglevLbConfig", ClusterMaglevLbConfig
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ClusterOriginalDstLbConfig(betterproto2.Message):
+    "ClusterOriginalDstLbConfig(use_http_header: 'bool' = <factory>, http_header_name: 'str' = <factory>, upstream_port_override: 'int | None' = <factory>, metadata_key: '___type__metadata__v3__.MetadataKey | None' = <factory>)"
+
     use_http_header: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
 
     http_header_name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -739,14 +907,23 @@ class ClusterOriginalDstLbConfig(betterproto2.Message):
         4, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, use_http_header: 'bool' = _FACTORY, http_header_name: 'str' = _FACTORY, upstream_port_override: 'int | None' = _FACTORY, metadata_key: '___type__metadata__v3__.MetadataKey | None' = _FACTORY) -> None:
+        self.use_http_header = False if use_http_header is _FACTORY else use_http_header
+        self.http_header_name = "" if http_header_name is _FACTORY else http_header_name
+        self.upstream_port_override = None if upstream_port_override is _FACTORY else upstream_port_override
+        self.metadata_key = None if metadata_key is _FACTORY else metadata_key
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.cluster.v3", "Cluster.OriginalDstLbConfig", ClusterOriginalDstLbConfig
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ClusterPreconnectPolicy(betterproto2.Message):
+    "ClusterPreconnectPolicy(per_upstream_preconnect_ratio: 'float | None' = <factory>, predictive_preconnect_ratio: 'float | None' = <factory>)"
+
     per_upstream_preconnect_ratio: "float | None" = betterproto2.field(
         1,
         betterproto2.TYPE_MESSAGE,
@@ -761,14 +938,21 @@ class ClusterPreconnectPolicy(betterproto2.Message):
         optional=True,
     )
 
+    def __init__(self, per_upstream_preconnect_ratio: 'float | None' = _FACTORY, predictive_preconnect_ratio: 'float | None' = _FACTORY) -> None:
+        self.per_upstream_preconnect_ratio = None if per_upstream_preconnect_ratio is _FACTORY else per_upstream_preconnect_ratio
+        self.predictive_preconnect_ratio = None if predictive_preconnect_ratio is _FACTORY else predictive_preconnect_ratio
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.cluster.v3", "Cluster.PreconnectPolicy", ClusterPreconnectPolicy
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ClusterRefreshRate(betterproto2.Message):
+    "ClusterRefreshRate(base_interval: 'datetime.timedelta | None' = <factory>, max_interval: 'datetime.timedelta | None' = <factory>)"
+
     base_interval: "datetime.timedelta | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
@@ -777,14 +961,21 @@ class ClusterRefreshRate(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
+    def __init__(self, base_interval: 'datetime.timedelta | None' = _FACTORY, max_interval: 'datetime.timedelta | None' = _FACTORY) -> None:
+        self.base_interval = None if base_interval is _FACTORY else base_interval
+        self.max_interval = None if max_interval is _FACTORY else max_interval
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.cluster.v3", "Cluster.RefreshRate", ClusterRefreshRate
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ClusterRingHashLbConfig(betterproto2.Message):
+    "ClusterRingHashLbConfig(minimum_ring_size: 'int | None' = <factory>, hash_function: 'ClusterRingHashLbConfigHashFunction' = <factory>, maximum_ring_size: 'int | None' = <factory>)"
+
     minimum_ring_size: "int | None" = betterproto2.field(
         1,
         betterproto2.TYPE_MESSAGE,
@@ -803,17 +994,29 @@ class ClusterRingHashLbConfig(betterproto2.Message):
         optional=True,
     )
 
+    def __init__(self, minimum_ring_size: 'int | None' = _FACTORY, hash_function: 'ClusterRingHashLbConfigHashFunction' = _FACTORY, maximum_ring_size: 'int | None' = _FACTORY) -> None:
+        self.minimum_ring_size = None if minimum_ring_size is _FACTORY else minimum_ring_size
+        self.hash_function = ClusterRingHashLbConfigHashFunction(0) if hash_function is _FACTORY else hash_function
+        self.maximum_ring_size = None if maximum_ring_size is _FACTORY else maximum_ring_size
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.cluster.v3", "Cluster.RingHashLbConfig", ClusterRingHashLbConfig
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ClusterRoundRobinLbConfig(betterproto2.Message):
+    "ClusterRoundRobinLbConfig(slow_start_config: 'ClusterSlowStartConfig | None' = <factory>)"
+
     slow_start_config: "ClusterSlowStartConfig | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
+
+    def __init__(self, slow_start_config: 'ClusterSlowStartConfig | None' = _FACTORY) -> None:
+        self.slow_start_config = None if slow_start_config is _FACTORY else slow_start_config
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -821,8 +1024,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ClusterSlowStartConfig(betterproto2.Message):
+    "ClusterSlowStartConfig(slow_start_window: 'datetime.timedelta | None' = <factory>, aggression: '__core__v3__.RuntimeDouble | None' = <factory>, min_weight_percent: '___type__v3__.Percent | None' = <factory>)"
+
     slow_start_window: "datetime.timedelta | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
@@ -835,14 +1040,22 @@ class ClusterSlowStartConfig(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, slow_start_window: 'datetime.timedelta | None' = _FACTORY, aggression: '__core__v3__.RuntimeDouble | None' = _FACTORY, min_weight_percent: '___type__v3__.Percent | None' = _FACTORY) -> None:
+        self.slow_start_window = None if slow_start_window is _FACTORY else slow_start_window
+        self.aggression = None if aggression is _FACTORY else aggression
+        self.min_weight_percent = None if min_weight_percent is _FACTORY else min_weight_percent
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.cluster.v3", "Cluster.SlowStartConfig", ClusterSlowStartConfig
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ClusterTransportSocketMatch(betterproto2.Message):
+    "ClusterTransportSocketMatch(name: 'str' = <factory>, match: '____google__protobuf__.Struct | None' = <factory>, transport_socket: '__core__v3__.TransportSocket | None' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     match: "____google__protobuf__.Struct | None" = betterproto2.field(
@@ -853,17 +1066,29 @@ class ClusterTransportSocketMatch(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, name: 'str' = _FACTORY, match: '____google__protobuf__.Struct | None' = _FACTORY, transport_socket: '__core__v3__.TransportSocket | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.match = None if match is _FACTORY else match
+        self.transport_socket = None if transport_socket is _FACTORY else transport_socket
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.cluster.v3", "Cluster.TransportSocketMatch", ClusterTransportSocketMatch
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ClusterCollection(betterproto2.Message):
+    "ClusterCollection(entries: '____xds__core__v3__.CollectionEntry | None' = <factory>)"
+
     entries: "____xds__core__v3__.CollectionEntry | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
+
+    def __init__(self, entries: '____xds__core__v3__.CollectionEntry | None' = _FACTORY) -> None:
+        self.entries = None if entries is _FACTORY else entries
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -871,8 +1096,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Filter(betterproto2.Message):
+    "Filter(name: 'str' = <factory>, typed_config: '____google__protobuf__.Any | None' = <factory>, config_discovery: '__core__v3__.ExtensionConfigSource | None' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     typed_config: "____google__protobuf__.Any | None" = betterproto2.field(
@@ -883,15 +1110,27 @@ class Filter(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, name: 'str' = _FACTORY, typed_config: '____google__protobuf__.Any | None' = _FACTORY, config_discovery: '__core__v3__.ExtensionConfigSource | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.typed_config = None if typed_config is _FACTORY else typed_config
+        self.config_discovery = None if config_discovery is _FACTORY else config_discovery
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.cluster.v3", "Filter", Filter)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class LoadBalancingPolicy(betterproto2.Message):
+    "LoadBalancingPolicy(policies: 'list[LoadBalancingPolicyPolicy]' = <factory>)"
+
     policies: "list[LoadBalancingPolicyPolicy]" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
+
+    def __init__(self, policies: 'list[LoadBalancingPolicyPolicy]' = _FACTORY) -> None:
+        self.policies = [] if policies is _FACTORY else policies
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -899,11 +1138,17 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class LoadBalancingPolicyPolicy(betterproto2.Message):
+    "LoadBalancingPolicyPolicy(typed_extension_config: '__core__v3__.TypedExtensionConfig | None' = <factory>)"
+
     typed_extension_config: "__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
         4, betterproto2.TYPE_MESSAGE, optional=True
     )
+
+    def __init__(self, typed_extension_config: '__core__v3__.TypedExtensionConfig | None' = _FACTORY) -> None:
+        self.typed_extension_config = None if typed_extension_config is _FACTORY else typed_extension_config
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -911,8 +1156,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class OutlierDetection(betterproto2.Message):
+    "OutlierDetection(consecutive_5xx: 'int | None' = <factory>, interval: 'datetime.timedelta | None' = <factory>, base_ejection_time: 'datetime.timedelta | None' = <factory>, max_ejection_percent: 'int | None' = <factory>, enforcing_consecutive_5xx: 'int | None' = <factory>, enforcing_success_rate: 'int | None' = <factory>, success_rate_minimum_hosts: 'int | None' = <factory>, success_rate_request_volume: 'int | None' = <factory>, success_rate_stdev_factor: 'int | None' = <factory>, consecutive_gateway_failure: 'int | None' = <factory>, enforcing_consecutive_gateway_failure: 'int | None' = <factory>, split_external_local_origin_errors: 'bool' = <factory>, consecutive_local_origin_failure: 'int | None' = <factory>, enforcing_consecutive_local_origin_failure: 'int | None' = <factory>, enforcing_local_origin_success_rate: 'int | None' = <factory>, failure_percentage_threshold: 'int | None' = <factory>, enforcing_failure_percentage: 'int | None' = <factory>, enforcing_failure_percentage_local_origin: 'int | None' = <factory>, failure_percentage_minimum_hosts: 'int | None' = <factory>, failure_percentage_request_volume: 'int | None' = <factory>, max_ejection_time: 'datetime.timedelta | None' = <factory>, max_ejection_time_jitter: 'datetime.timedelta | None' = <factory>, successful_active_health_check_uneject_host: 'bool | None' = <factory>, monitors: 'list[__core__v3__.TypedExtensionConfig]' = <factory>, always_eject_one_host: 'bool | None' = <factory>)"
+
     consecutive_5xx: "int | None" = betterproto2.field(
         1,
         betterproto2.TYPE_MESSAGE,
@@ -1068,19 +1315,55 @@ class OutlierDetection(betterproto2.Message):
         optional=True,
     )
 
+    def __init__(self, consecutive_5xx: 'int | None' = _FACTORY, interval: 'datetime.timedelta | None' = _FACTORY, base_ejection_time: 'datetime.timedelta | None' = _FACTORY, max_ejection_percent: 'int | None' = _FACTORY, enforcing_consecutive_5xx: 'int | None' = _FACTORY, enforcing_success_rate: 'int | None' = _FACTORY, success_rate_minimum_hosts: 'int | None' = _FACTORY, success_rate_request_volume: 'int | None' = _FACTORY, success_rate_stdev_factor: 'int | None' = _FACTORY, consecutive_gateway_failure: 'int | None' = _FACTORY, enforcing_consecutive_gateway_failure: 'int | None' = _FACTORY, split_external_local_origin_errors: 'bool' = _FACTORY, consecutive_local_origin_failure: 'int | None' = _FACTORY, enforcing_consecutive_local_origin_failure: 'int | None' = _FACTORY, enforcing_local_origin_success_rate: 'int | None' = _FACTORY, failure_percentage_threshold: 'int | None' = _FACTORY, enforcing_failure_percentage: 'int | None' = _FACTORY, enforcing_failure_percentage_local_origin: 'int | None' = _FACTORY, failure_percentage_minimum_hosts: 'int | None' = _FACTORY, failure_percentage_request_volume: 'int | None' = _FACTORY, max_ejection_time: 'datetime.timedelta | None' = _FACTORY, max_ejection_time_jitter: 'datetime.timedelta | None' = _FACTORY, successful_active_health_check_uneject_host: 'bool | None' = _FACTORY, monitors: 'list[__core__v3__.TypedExtensionConfig]' = _FACTORY, always_eject_one_host: 'bool | None' = _FACTORY) -> None:
+        self.consecutive_5xx = None if consecutive_5xx is _FACTORY else consecutive_5xx
+        self.interval = None if interval is _FACTORY else interval
+        self.base_ejection_time = None if base_ejection_time is _FACTORY else base_ejection_time
+        self.max_ejection_percent = None if max_ejection_percent is _FACTORY else max_ejection_percent
+        self.enforcing_consecutive_5xx = None if enforcing_consecutive_5xx is _FACTORY else enforcing_consecutive_5xx
+        self.enforcing_success_rate = None if enforcing_success_rate is _FACTORY else enforcing_success_rate
+        self.success_rate_minimum_hosts = None if success_rate_minimum_hosts is _FACTORY else success_rate_minimum_hosts
+        self.success_rate_request_volume = None if success_rate_request_volume is _FACTORY else success_rate_request_volume
+        self.success_rate_stdev_factor = None if success_rate_stdev_factor is _FACTORY else success_rate_stdev_factor
+        self.consecutive_gateway_failure = None if consecutive_gateway_failure is _FACTORY else consecutive_gateway_failure
+        self.enforcing_consecutive_gateway_failure = None if enforcing_consecutive_gateway_failure is _FACTORY else enforcing_consecutive_gateway_failure
+        self.split_external_local_origin_errors = False if split_external_local_origin_errors is _FACTORY else split_external_local_origin_errors
+        self.consecutive_local_origin_failure = None if consecutive_local_origin_failure is _FACTORY else consecutive_local_origin_failure
+        self.enforcing_consecutive_local_origin_failure = None if enforcing_consecutive_local_origin_failure is _FACTORY else enforcing_consecutive_local_origin_failure
+        self.enforcing_local_origin_success_rate = None if enforcing_local_origin_success_rate is _FACTORY else enforcing_local_origin_success_rate
+        self.failure_percentage_threshold = None if failure_percentage_threshold is _FACTORY else failure_percentage_threshold
+        self.enforcing_failure_percentage = None if enforcing_failure_percentage is _FACTORY else enforcing_failure_percentage
+        self.enforcing_failure_percentage_local_origin = None if enforcing_failure_percentage_local_origin is _FACTORY else enforcing_failure_percentage_local_origin
+        self.failure_percentage_minimum_hosts = None if failure_percentage_minimum_hosts is _FACTORY else failure_percentage_minimum_hosts
+        self.failure_percentage_request_volume = None if failure_percentage_request_volume is _FACTORY else failure_percentage_request_volume
+        self.max_ejection_time = None if max_ejection_time is _FACTORY else max_ejection_time
+        self.max_ejection_time_jitter = None if max_ejection_time_jitter is _FACTORY else max_ejection_time_jitter
+        self.successful_active_health_check_uneject_host = None if successful_active_health_check_uneject_host is _FACTORY else successful_active_health_check_uneject_host
+        self.monitors = [] if monitors is _FACTORY else monitors
+        self.always_eject_one_host = None if always_eject_one_host is _FACTORY else always_eject_one_host
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.cluster.v3", "OutlierDetection", OutlierDetection
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TrackClusterStats(betterproto2.Message):
+    "TrackClusterStats(timeout_budgets: 'bool' = <factory>, request_response_sizes: 'bool' = <factory>, per_endpoint_stats: 'bool' = <factory>)"
+
     timeout_budgets: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
 
     request_response_sizes: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
 
     per_endpoint_stats: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+
+    def __init__(self, timeout_budgets: 'bool' = _FACTORY, request_response_sizes: 'bool' = _FACTORY, per_endpoint_stats: 'bool' = _FACTORY) -> None:
+        self.timeout_budgets = False if timeout_budgets is _FACTORY else timeout_budgets
+        self.request_response_sizes = False if request_response_sizes is _FACTORY else request_response_sizes
+        self.per_endpoint_stats = False if per_endpoint_stats is _FACTORY else per_endpoint_stats
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -1088,8 +1371,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class UpstreamConnectionOptions(betterproto2.Message):
+    "UpstreamConnectionOptions(tcp_keepalive: '__core__v3__.TcpKeepalive | None' = <factory>, set_local_interface_name_on_upstream_connections: 'bool' = <factory>, happy_eyeballs_config: 'UpstreamConnectionOptionsHappyEyeballsConfig | None' = <factory>)"
+
     tcp_keepalive: "__core__v3__.TcpKeepalive | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -1102,14 +1387,22 @@ class UpstreamConnectionOptions(betterproto2.Message):
         betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
     )
 
+    def __init__(self, tcp_keepalive: '__core__v3__.TcpKeepalive | None' = _FACTORY, set_local_interface_name_on_upstream_connections: 'bool' = _FACTORY, happy_eyeballs_config: 'UpstreamConnectionOptionsHappyEyeballsConfig | None' = _FACTORY) -> None:
+        self.tcp_keepalive = None if tcp_keepalive is _FACTORY else tcp_keepalive
+        self.set_local_interface_name_on_upstream_connections = False if set_local_interface_name_on_upstream_connections is _FACTORY else set_local_interface_name_on_upstream_connections
+        self.happy_eyeballs_config = None if happy_eyeballs_config is _FACTORY else happy_eyeballs_config
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.cluster.v3", "UpstreamConnectionOptions", UpstreamConnectionOptions
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class UpstreamConnectionOptionsHappyEyeballsConfig(betterproto2.Message):
+    "UpstreamConnectionOptionsHappyEyeballsConfig(first_address_family_version: 'UpstreamConnectionOptionsFirstAddressFamilyVersion' = <factory>, first_address_family_count: 'int | None' = <factory>)"
+
     first_address_family_version: "UpstreamConnectionOptionsFirstAddressFamilyVersion" = (
         betterproto2.field(
             1,
@@ -1124,6 +1417,11 @@ class UpstreamConnectionOptionsHappyEyeballsConfig(betterproto2.Message):
         unwrap=lambda: ____google__protobuf__.UInt32Value,
         optional=True,
     )
+
+    def __init__(self, first_address_family_version: 'UpstreamConnectionOptionsFirstAddressFamilyVersion' = _FACTORY, first_address_family_count: 'int | None' = _FACTORY) -> None:
+        self.first_address_family_version = UpstreamConnectionOptionsFirstAddressFamilyVersion(0) if first_address_family_version is _FACTORY else first_address_family_version
+        self.first_address_family_count = None if first_address_family_count is _FACTORY else first_address_family_count
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -1141,4 +1439,39 @@ from ....type.metadata import v3 as ___type__metadata__v3__
 from ...core import v3 as __core__v3__
 from ...endpoint import v3 as __endpoint__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        CircuitBreakers,
+        CircuitBreakersThresholds,
+        CircuitBreakersThresholdsRetryBudget,
+        Filter,
+        OutlierDetection,
+        ClusterCollection,
+        Cluster,
+        ClusterTransportSocketMatch,
+        ClusterCustomClusterType,
+        ClusterEdsClusterConfig,
+        ClusterLbSubsetConfig,
+        ClusterLbSubsetConfigLbSubsetSelector,
+        ClusterSlowStartConfig,
+        ClusterRoundRobinLbConfig,
+        ClusterLeastRequestLbConfig,
+        ClusterRingHashLbConfig,
+        ClusterMaglevLbConfig,
+        ClusterOriginalDstLbConfig,
+        ClusterCommonLbConfig,
+        ClusterCommonLbConfigZoneAwareLbConfig,
+        ClusterCommonLbConfigLocalityWeightedLbConfig,
+        ClusterCommonLbConfigConsistentHashingLbConfig,
+        ClusterRefreshRate,
+        ClusterPreconnectPolicy,
+        LoadBalancingPolicy,
+        LoadBalancingPolicyPolicy,
+        UpstreamConnectionOptions,
+        UpstreamConnectionOptionsHappyEyeballsConfig,
+        TrackClusterStats,
+    ),
+)

@@ -3,47 +3,7 @@
 # mypy: ignore-errors
 """Fast codec for the messages of ``istio_sdk.api.envoy.config.cluster.v3``."""
 
-from istio_sdk.codec import (
-    VARINTS as V,
-    WRAPPED_SMALL_INTS as W,
-    WRAPPERS,
-    install,
-    merge,
-    overrun as over,
-    pack_bools,
-    pack_fixed,
-    pack_varints,
-    pack_zigzag32,
-    pack_zigzag64,
-    read_varint as rv,
-    skip_field as skip,
-    sorted_int_keys,
-    sorted_string_keys,
-    to_int32 as i32,
-    truncated as trunc,
-    unpack_fixed,
-    unpack_varints,
-    unzigzag32 as uz32,
-    varint as vi,
-    zigzag32 as zz32,
-    zigzag64 as zz64,
-)
-from math import copysign as cs
-from struct import Struct as _S
-
-new = object.__new__
-pI = _S("<I").pack
-uI = _S("<I").unpack_from
-pi = _S("<i").pack
-ui = _S("<i").unpack_from
-pQ = _S("<Q").pack
-uQ = _S("<Q").unpack_from
-pq = _S("<q").pack
-uq = _S("<q").unpack_from
-pf = _S("<f").pack
-uf = _S("<f").unpack_from
-pd = _S("<d").pack
-ud = _S("<d").unpack_from
+from istio_sdk.codec import V, W, WRAPPERS, cs, i32, install, merge, new, over, pI, pQ, pack_bools, pack_fixed, pack_varints, pack_zigzag32, pack_zigzag64, pd, pf, pi, pq, rv, skip, sorted_int_keys, sorted_string_keys, trunc, uI, uQ, ud, uf, ui, unpack_fixed, unpack_varints, uq, uz32, vi, zz32, zz64  # the shared prelude
 from .....envoy.type.v3 import _codec as _c0
 from .....google.protobuf import _codec as _c1
 from .....envoy.config.core.v3 import _codec as _c2
@@ -64,15 +24,13 @@ def e_CircuitBreakers(m):
     for x in v:
         s = e_CircuitBreakersThresholds(x)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.per_host_thresholds
     for x in v:
         s = e_CircuitBreakersThresholds(x)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -155,8 +113,7 @@ def e_CircuitBreakersThresholds(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'\x12'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\x12' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.max_pending_requests
     if v is not None:
@@ -165,8 +122,7 @@ def e_CircuitBreakersThresholds(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'\x1a'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\x1a' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.max_requests
     if v is not None:
@@ -175,8 +131,7 @@ def e_CircuitBreakersThresholds(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'"'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'"' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.max_retries
     if v is not None:
@@ -185,8 +140,7 @@ def e_CircuitBreakersThresholds(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'*'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'*' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.track_remaining
     if v:
@@ -198,15 +152,13 @@ def e_CircuitBreakersThresholds(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b':'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b':' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.retry_budget
     if v is not None:
         s = e_CircuitBreakersThresholdsRetryBudget(v)
         n = len(s)
-        b += b'B'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'B' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -416,8 +368,7 @@ def e_CircuitBreakersThresholdsRetryBudget(m):
     if v is not None:
         s = _c0.e_Percent(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.min_retry_concurrency
     if v is not None:
@@ -426,8 +377,7 @@ def e_CircuitBreakersThresholdsRetryBudget(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'\x12'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\x12' + (V[n] if n < 16384 else vi(n))
             b += s
     u = m._unknown_fields
     if u:
@@ -509,22 +459,19 @@ def e_Filter(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.typed_config
     if v is not None:
         s = _c1.e_Any(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.config_discovery
     if v is not None:
         s = _c2.e_ExtensionConfigSource(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -625,22 +572,19 @@ def e_OutlierDetection(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'\n'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\n' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.interval
     if v is not None:
         s = _w1e(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.base_ejection_time
     if v is not None:
         s = _w1e(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.max_ejection_percent
     if v is not None:
@@ -649,8 +593,7 @@ def e_OutlierDetection(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'"'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'"' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.enforcing_consecutive_5xx
     if v is not None:
@@ -659,8 +602,7 @@ def e_OutlierDetection(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'*'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'*' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.enforcing_success_rate
     if v is not None:
@@ -669,8 +611,7 @@ def e_OutlierDetection(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'2'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'2' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.success_rate_minimum_hosts
     if v is not None:
@@ -679,8 +620,7 @@ def e_OutlierDetection(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b':'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b':' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.success_rate_request_volume
     if v is not None:
@@ -689,8 +629,7 @@ def e_OutlierDetection(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'B'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'B' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.success_rate_stdev_factor
     if v is not None:
@@ -699,8 +638,7 @@ def e_OutlierDetection(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'J'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'J' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.consecutive_gateway_failure
     if v is not None:
@@ -709,8 +647,7 @@ def e_OutlierDetection(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'R'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'R' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.enforcing_consecutive_gateway_failure
     if v is not None:
@@ -719,8 +656,7 @@ def e_OutlierDetection(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'Z'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'Z' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.split_external_local_origin_errors
     if v:
@@ -732,8 +668,7 @@ def e_OutlierDetection(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'j'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'j' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.enforcing_consecutive_local_origin_failure
     if v is not None:
@@ -742,8 +677,7 @@ def e_OutlierDetection(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'r'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'r' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.enforcing_local_origin_success_rate
     if v is not None:
@@ -752,8 +686,7 @@ def e_OutlierDetection(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'z'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'z' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.failure_percentage_threshold
     if v is not None:
@@ -762,8 +695,7 @@ def e_OutlierDetection(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'\x82\x01'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\x82\x01' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.enforcing_failure_percentage
     if v is not None:
@@ -772,8 +704,7 @@ def e_OutlierDetection(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'\x8a\x01'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\x8a\x01' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.enforcing_failure_percentage_local_origin
     if v is not None:
@@ -782,8 +713,7 @@ def e_OutlierDetection(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'\x92\x01'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\x92\x01' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.failure_percentage_minimum_hosts
     if v is not None:
@@ -792,8 +722,7 @@ def e_OutlierDetection(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'\x9a\x01'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\x9a\x01' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.failure_percentage_request_volume
     if v is not None:
@@ -802,22 +731,19 @@ def e_OutlierDetection(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'\xa2\x01'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\xa2\x01' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.max_ejection_time
     if v is not None:
         s = _w1e(v)
         n = len(s)
-        b += b'\xaa\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xaa\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.max_ejection_time_jitter
     if v is not None:
         s = _w1e(v)
         n = len(s)
-        b += b'\xb2\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xb2\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.successful_active_health_check_uneject_host
     if v is not None:
@@ -826,8 +752,7 @@ def e_OutlierDetection(m):
     for x in v:
         s = _c2.e_TypedExtensionConfig(x)
         n = len(s)
-        b += b'\xc2\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xc2\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.always_eject_one_host
     if v is not None:
@@ -1396,8 +1321,7 @@ def e_ClusterCollection(m):
     if v is not None:
         s = _c3.e_CollectionEntry(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1456,8 +1380,7 @@ def e_Cluster(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.type
     if v is not None:
@@ -1467,15 +1390,13 @@ def e_Cluster(m):
     if v is not None:
         s = e_ClusterEdsClusterConfig(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.connect_timeout
     if v is not None:
         s = _w1e(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.per_connection_buffer_limit_bytes
     if v is not None:
@@ -1484,8 +1405,7 @@ def e_Cluster(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'*'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'*' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.lb_policy
     if v:
@@ -1495,8 +1415,7 @@ def e_Cluster(m):
     for x in v:
         s = _c2.e_HealthCheck(x)
         n = len(s)
-        b += b'B'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'B' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.max_requests_per_connection
     if v is not None:
@@ -1505,36 +1424,31 @@ def e_Cluster(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'J'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'J' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.circuit_breakers
     if v is not None:
         s = e_CircuitBreakers(v)
         n = len(s)
-        b += b'R'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'R' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.http_protocol_options
     if v is not None:
         s = _c2.e_Http1ProtocolOptions(v)
         n = len(s)
-        b += b'j'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'j' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.http2_protocol_options
     if v is not None:
         s = _c2.e_Http2ProtocolOptions(v)
         n = len(s)
-        b += b'r'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'r' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.dns_refresh_rate
     if v is not None:
         s = _w1e(v)
         n = len(s)
-        b += b'\x82\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x82\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.dns_lookup_family
     if v:
@@ -1544,57 +1458,49 @@ def e_Cluster(m):
     for x in v:
         s = _c2.e_Address(x)
         n = len(s)
-        b += b'\x92\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x92\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.outlier_detection
     if v is not None:
         s = e_OutlierDetection(v)
         n = len(s)
-        b += b'\x9a\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x9a\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.cleanup_interval
     if v is not None:
         s = _w1e(v)
         n = len(s)
-        b += b'\xa2\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xa2\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.upstream_bind_config
     if v is not None:
         s = _c2.e_BindConfig(v)
         n = len(s)
-        b += b'\xaa\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xaa\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.lb_subset_config
     if v is not None:
         s = e_ClusterLbSubsetConfig(v)
         n = len(s)
-        b += b'\xb2\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xb2\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.ring_hash_lb_config
     if v is not None:
         s = e_ClusterRingHashLbConfig(v)
         n = len(s)
-        b += b'\xba\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xba\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.transport_socket
     if v is not None:
         s = _c2.e_TransportSocket(v)
         n = len(s)
-        b += b'\xc2\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xc2\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.metadata
     if v is not None:
         s = _c2.e_Metadata(v)
         n = len(s)
-        b += b'\xca\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xca\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.protocol_selection
     if v:
@@ -1604,29 +1510,25 @@ def e_Cluster(m):
     if v is not None:
         s = e_ClusterCommonLbConfig(v)
         n = len(s)
-        b += b'\xda\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xda\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.alt_stat_name
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\xe2\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xe2\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.common_http_protocol_options
     if v is not None:
         s = _c2.e_HttpProtocolOptions(v)
         n = len(s)
-        b += b'\xea\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xea\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.upstream_connection_options
     if v is not None:
         s = e_UpstreamConnectionOptions(v)
         n = len(s)
-        b += b'\xf2\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xf2\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.close_connections_on_host_health_failure
     if v:
@@ -1638,15 +1540,13 @@ def e_Cluster(m):
     if v is not None:
         s = _c4.e_ClusterLoadAssignment(v)
         n = len(s)
-        b += b'\x8a\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x8a\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.original_dst_lb_config
     if v is not None:
         s = e_ClusterOriginalDstLbConfig(v)
         n = len(s)
-        b += b'\x92\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x92\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.typed_extension_protocol_options
     if v:
@@ -1655,13 +1555,11 @@ def e_Cluster(m):
             t = bytearray()
             s = k.encode()
             n = len(s)
-            t += b'\n'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\n' + (V[n] if n < 16384 else vi(n))
             t += s
             s = _c1.e_Any(x)
             n = len(s)
-            t += b'\x12'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\x12' + (V[n] if n < 16384 else vi(n))
             t += s
             n = len(t)
             b += b'\xa2\x02'
@@ -1671,15 +1569,13 @@ def e_Cluster(m):
     if v is not None:
         s = e_ClusterLeastRequestLbConfig(v)
         n = len(s)
-        b += b'\xaa\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xaa\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.cluster_type
     if v is not None:
         s = e_ClusterCustomClusterType(v)
         n = len(s)
-        b += b'\xb2\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xb2\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.respect_dns_ttl
     if v:
@@ -1688,36 +1584,31 @@ def e_Cluster(m):
     for x in v:
         s = e_Filter(x)
         n = len(s)
-        b += b'\xc2\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xc2\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.load_balancing_policy
     if v is not None:
         s = e_LoadBalancingPolicy(v)
         n = len(s)
-        b += b'\xca\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xca\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.lrs_server
     if v is not None:
         s = _c2.e_ConfigSource(v)
         n = len(s)
-        b += b'\xd2\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xd2\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.transport_socket_matches
     for x in v:
         s = e_ClusterTransportSocketMatch(x)
         n = len(s)
-        b += b'\xda\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xda\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.dns_failure_refresh_rate
     if v is not None:
         s = e_ClusterRefreshRate(v)
         n = len(s)
-        b += b'\xe2\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xe2\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.use_tcp_for_dns_lookups
     if v:
@@ -1726,8 +1617,7 @@ def e_Cluster(m):
     if v is not None:
         s = _c2.e_UpstreamHttpProtocolOptions(v)
         n = len(s)
-        b += b'\xf2\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xf2\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.track_timeout_budgets
     if v:
@@ -1736,22 +1626,19 @@ def e_Cluster(m):
     if v is not None:
         s = _c2.e_TypedExtensionConfig(v)
         n = len(s)
-        b += b'\x82\x03'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x82\x03' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.track_cluster_stats
     if v is not None:
         s = e_TrackClusterStats(v)
         n = len(s)
-        b += b'\x8a\x03'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x8a\x03' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.preconnect_policy
     if v is not None:
         s = e_ClusterPreconnectPolicy(v)
         n = len(s)
-        b += b'\x92\x03'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x92\x03' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.connection_pool_per_downstream_connection
     if v:
@@ -1760,15 +1647,13 @@ def e_Cluster(m):
     if v is not None:
         s = e_ClusterMaglevLbConfig(v)
         n = len(s)
-        b += b'\xa2\x03'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xa2\x03' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.dns_resolution_config
     if v is not None:
         s = _c2.e_DnsResolutionConfig(v)
         n = len(s)
-        b += b'\xaa\x03'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xaa\x03' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.wait_for_warm_on_init
     if v is not None:
@@ -1777,36 +1662,31 @@ def e_Cluster(m):
     if v is not None:
         s = _c2.e_TypedExtensionConfig(v)
         n = len(s)
-        b += b'\xba\x03'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xba\x03' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.round_robin_lb_config
     if v is not None:
         s = e_ClusterRoundRobinLbConfig(v)
         n = len(s)
-        b += b'\xc2\x03'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xc2\x03' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.lrs_report_endpoint_metrics
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'\xca\x03'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xca\x03' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.dns_jitter
     if v is not None:
         s = _w1e(v)
         n = len(s)
-        b += b'\xd2\x03'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xd2\x03' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.transport_socket_matcher
     if v is not None:
         s = _c5.e_Matcher(v)
         n = len(s)
-        b += b'\xda\x03'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xda\x03' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -2962,22 +2842,19 @@ def e_ClusterTransportSocketMatch(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.match
     if v is not None:
         s = _c1.e_Struct(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.transport_socket
     if v is not None:
         s = _c2.e_TransportSocket(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -3075,15 +2952,13 @@ def e_ClusterCustomClusterType(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.typed_config
     if v is not None:
         s = _c1.e_Any(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -3160,15 +3035,13 @@ def e_ClusterEdsClusterConfig(m):
     if v is not None:
         s = _c2.e_ConfigSource(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.service_name
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -3249,15 +3122,13 @@ def e_ClusterLbSubsetConfig(m):
     if v is not None:
         s = _c1.e_Struct(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.subset_selectors
     for x in v:
         s = e_ClusterLbSubsetConfigLbSubsetSelector(x)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.locality_weight_aware
     if v:
@@ -3446,8 +3317,7 @@ def e_ClusterLbSubsetConfigLbSubsetSelector(m):
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.fallback_policy
     if v:
@@ -3457,8 +3327,7 @@ def e_ClusterLbSubsetConfigLbSubsetSelector(m):
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.single_host_per_subset
     if v:
@@ -3568,22 +3437,19 @@ def e_ClusterSlowStartConfig(m):
     if v is not None:
         s = _w1e(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.aggression
     if v is not None:
         s = _c2.e_RuntimeDouble(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.min_weight_percent
     if v is not None:
         s = _c0.e_Percent(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -3684,8 +3550,7 @@ def e_ClusterRoundRobinLbConfig(m):
     if v is not None:
         s = e_ClusterSlowStartConfig(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -3747,22 +3612,19 @@ def e_ClusterLeastRequestLbConfig(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'\n'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\n' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.active_request_bias
     if v is not None:
         s = _c2.e_RuntimeDouble(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.slow_start_config
     if v is not None:
         s = e_ClusterSlowStartConfig(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -3868,8 +3730,7 @@ def e_ClusterRingHashLbConfig(m):
         else:
             s = _w3e(v)
             n = len(s)
-            b += b'\n'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\n' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.hash_function
     if v:
@@ -3882,8 +3743,7 @@ def e_ClusterRingHashLbConfig(m):
         else:
             s = _w3e(v)
             n = len(s)
-            b += b'"'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'"' + (V[n] if n < 16384 else vi(n))
             b += s
     u = m._unknown_fields
     if u:
@@ -3987,8 +3847,7 @@ def e_ClusterMaglevLbConfig(m):
         else:
             s = _w3e(v)
             n = len(s)
-            b += b'\n'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\n' + (V[n] if n < 16384 else vi(n))
             b += s
     u = m._unknown_fields
     if u:
@@ -4052,8 +3911,7 @@ def e_ClusterOriginalDstLbConfig(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.upstream_port_override
     if v is not None:
@@ -4062,15 +3920,13 @@ def e_ClusterOriginalDstLbConfig(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'\x1a'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\x1a' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.metadata_key
     if v is not None:
         s = _c6.e_MetadataKey(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -4184,29 +4040,25 @@ def e_ClusterCommonLbConfig(m):
     if v is not None:
         s = _c0.e_Percent(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.zone_aware_lb_config
     if v is not None:
         s = e_ClusterCommonLbConfigZoneAwareLbConfig(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.locality_weighted_lb_config
     if v is not None:
         s = e_ClusterCommonLbConfigLocalityWeightedLbConfig(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.update_merge_window
     if v is not None:
         s = _w1e(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.ignore_new_hosts_until_first_hc
     if v:
@@ -4218,15 +4070,13 @@ def e_ClusterCommonLbConfig(m):
     if v is not None:
         s = e_ClusterCommonLbConfigConsistentHashingLbConfig(v)
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.override_host_status
     if v is not None:
         s = _c2.e_HealthStatusSet(v)
         n = len(s)
-        b += b'B'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'B' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -4425,8 +4275,7 @@ def e_ClusterCommonLbConfigZoneAwareLbConfig(m):
     if v is not None:
         s = _c0.e_Percent(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.min_cluster_size
     if v is not None:
@@ -4435,8 +4284,7 @@ def e_ClusterCommonLbConfigZoneAwareLbConfig(m):
         else:
             s = _w3e(v)
             n = len(s)
-            b += b'\x12'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\x12' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.fail_traffic_on_panic
     if v:
@@ -4572,8 +4420,7 @@ def e_ClusterCommonLbConfigConsistentHashingLbConfig(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'\x12'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\x12' + (V[n] if n < 16384 else vi(n))
             b += s
     u = m._unknown_fields
     if u:
@@ -4648,15 +4495,13 @@ def e_ClusterRefreshRate(m):
     if v is not None:
         s = _w1e(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.max_interval
     if v is not None:
         s = _w1e(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -4736,15 +4581,13 @@ def e_ClusterPreconnectPolicy(m):
     if v is not None:
         s = _w4e(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.predictive_preconnect_ratio
     if v is not None:
         s = _w4e(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -4824,8 +4667,7 @@ def e_LoadBalancingPolicy(m):
     for x in v:
         s = e_LoadBalancingPolicyPolicy(x)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -4882,8 +4724,7 @@ def e_LoadBalancingPolicyPolicy(m):
     if v is not None:
         s = _c2.e_TypedExtensionConfig(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -4942,8 +4783,7 @@ def e_UpstreamConnectionOptions(m):
     if v is not None:
         s = _c2.e_TcpKeepalive(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.set_local_interface_name_on_upstream_connections
     if v:
@@ -4952,8 +4792,7 @@ def e_UpstreamConnectionOptions(m):
     if v is not None:
         s = e_UpstreamConnectionOptionsHappyEyeballsConfig(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -5054,8 +4893,7 @@ def e_UpstreamConnectionOptionsHappyEyeballsConfig(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'\x12'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\x12' + (V[n] if n < 16384 else vi(n))
             b += s
     u = m._unknown_fields
     if u:

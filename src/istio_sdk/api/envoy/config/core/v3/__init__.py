@@ -126,6 +126,7 @@ import warnings
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from .....message_pool import default_message_pool
 
@@ -259,7 +260,7 @@ class TrafficDirection(betterproto2.Enum):
     OUTBOUND = 2
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Address(betterproto2.Message):
     """
 
@@ -280,13 +281,24 @@ class Address(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True, group="address"
     )
 
+    def __init__(self, socket_address: 'SocketAddress | None' = _FACTORY, pipe: 'Pipe | None' = _FACTORY, envoy_internal_address: 'EnvoyInternalAddress | None' = _FACTORY) -> None:
+        self.socket_address = None if socket_address is _FACTORY else socket_address
+        self.pipe = None if pipe is _FACTORY else pipe
+        self.envoy_internal_address = None if envoy_internal_address is _FACTORY else envoy_internal_address
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.core.v3", "Address", Address)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class AggregatedConfigSource(betterproto2.Message):
+    'AggregatedConfigSource()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -294,8 +306,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class AlternateProtocolsCacheOptions(betterproto2.Message):
+    "AlternateProtocolsCacheOptions(name: 'str' = <factory>, max_entries: 'int | None' = <factory>, key_value_store_config: 'TypedExtensionConfig | None' = <factory>, prepopulated_entries: 'list[AlternateProtocolsCacheOptionsAlternateProtocolsCacheEntry]' = <factory>, canonical_suffixes: 'list[str]' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     max_entries: "int | None" = betterproto2.field(
@@ -315,17 +329,32 @@ class AlternateProtocolsCacheOptions(betterproto2.Message):
 
     canonical_suffixes: "list[str]" = betterproto2.field(5, betterproto2.TYPE_STRING, repeated=True)
 
+    def __init__(self, name: 'str' = _FACTORY, max_entries: 'int | None' = _FACTORY, key_value_store_config: 'TypedExtensionConfig | None' = _FACTORY, prepopulated_entries: 'list[AlternateProtocolsCacheOptionsAlternateProtocolsCacheEntry]' = _FACTORY, canonical_suffixes: 'list[str]' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.max_entries = None if max_entries is _FACTORY else max_entries
+        self.key_value_store_config = None if key_value_store_config is _FACTORY else key_value_store_config
+        self.prepopulated_entries = [] if prepopulated_entries is _FACTORY else prepopulated_entries
+        self.canonical_suffixes = [] if canonical_suffixes is _FACTORY else canonical_suffixes
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "AlternateProtocolsCacheOptions", AlternateProtocolsCacheOptions
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class AlternateProtocolsCacheOptionsAlternateProtocolsCacheEntry(betterproto2.Message):
+    "AlternateProtocolsCacheOptionsAlternateProtocolsCacheEntry(hostname: 'str' = <factory>, port: 'int' = <factory>)"
+
     hostname: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     port: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+
+    def __init__(self, hostname: 'str' = _FACTORY, port: 'int' = _FACTORY) -> None:
+        self.hostname = "" if hostname is _FACTORY else hostname
+        self.port = 0 if port is _FACTORY else port
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -335,8 +364,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ApiConfigSource(betterproto2.Message):
+    "ApiConfigSource(api_type: 'ApiConfigSourceApiType' = <factory>, transport_api_version: 'ApiVersion' = <factory>, cluster_names: 'list[str]' = <factory>, grpc_services: 'list[GrpcService]' = <factory>, refresh_delay: 'datetime.timedelta | None' = <factory>, request_timeout: 'datetime.timedelta | None' = <factory>, rate_limit_settings: 'RateLimitSettings | None' = <factory>, set_node_on_first_message_only: 'bool' = <factory>, config_validators: 'list[TypedExtensionConfig]' = <factory>)"
+
     api_type: "ApiConfigSourceApiType" = betterproto2.field(
         1, betterproto2.TYPE_ENUM, default_factory=lambda: ApiConfigSourceApiType(0)
     )
@@ -369,11 +400,23 @@ class ApiConfigSource(betterproto2.Message):
         9, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
+    def __init__(self, api_type: 'ApiConfigSourceApiType' = _FACTORY, transport_api_version: 'ApiVersion' = _FACTORY, cluster_names: 'list[str]' = _FACTORY, grpc_services: 'list[GrpcService]' = _FACTORY, refresh_delay: 'datetime.timedelta | None' = _FACTORY, request_timeout: 'datetime.timedelta | None' = _FACTORY, rate_limit_settings: 'RateLimitSettings | None' = _FACTORY, set_node_on_first_message_only: 'bool' = _FACTORY, config_validators: 'list[TypedExtensionConfig]' = _FACTORY) -> None:
+        self.api_type = ApiConfigSourceApiType(0) if api_type is _FACTORY else api_type
+        self.transport_api_version = ApiVersion(0) if transport_api_version is _FACTORY else transport_api_version
+        self.cluster_names = [] if cluster_names is _FACTORY else cluster_names
+        self.grpc_services = [] if grpc_services is _FACTORY else grpc_services
+        self.refresh_delay = None if refresh_delay is _FACTORY else refresh_delay
+        self.request_timeout = None if request_timeout is _FACTORY else request_timeout
+        self.rate_limit_settings = None if rate_limit_settings is _FACTORY else rate_limit_settings
+        self.set_node_on_first_message_only = False if set_node_on_first_message_only is _FACTORY else set_node_on_first_message_only
+        self.config_validators = [] if config_validators is _FACTORY else config_validators
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.core.v3", "ApiConfigSource", ApiConfigSource)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class AsyncDataSource(betterproto2.Message):
     """
 
@@ -390,12 +433,19 @@ class AsyncDataSource(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, optional=True, group="specifier"
     )
 
+    def __init__(self, local: 'DataSource | None' = _FACTORY, remote: 'RemoteDataSource | None' = _FACTORY) -> None:
+        self.local = None if local is _FACTORY else local
+        self.remote = None if remote is _FACTORY else remote
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.core.v3", "AsyncDataSource", AsyncDataSource)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class BackoffStrategy(betterproto2.Message):
+    "BackoffStrategy(base_interval: 'datetime.timedelta | None' = <factory>, max_interval: 'datetime.timedelta | None' = <factory>)"
+
     base_interval: "datetime.timedelta | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
@@ -404,12 +454,19 @@ class BackoffStrategy(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
+    def __init__(self, base_interval: 'datetime.timedelta | None' = _FACTORY, max_interval: 'datetime.timedelta | None' = _FACTORY) -> None:
+        self.base_interval = None if base_interval is _FACTORY else base_interval
+        self.max_interval = None if max_interval is _FACTORY else max_interval
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.core.v3", "BackoffStrategy", BackoffStrategy)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class BindConfig(betterproto2.Message):
+    "BindConfig(source_address: 'SocketAddress | None' = <factory>, freebind: 'bool | None' = <factory>, socket_options: 'list[SocketOption]' = <factory>, extra_source_addresses: 'list[ExtraSourceAddress]' = <factory>, additional_source_addresses: 'list[SocketAddress]' = <factory>, local_address_selector: 'TypedExtensionConfig | None' = <factory>)"
+
     source_address: "SocketAddress | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -441,12 +498,23 @@ class BindConfig(betterproto2.Message):
                 "BindConfig.additional_source_addresses is deprecated", DeprecationWarning
             )
 
+    def __init__(self, source_address: 'SocketAddress | None' = _FACTORY, freebind: 'bool | None' = _FACTORY, socket_options: 'list[SocketOption]' = _FACTORY, extra_source_addresses: 'list[ExtraSourceAddress]' = _FACTORY, additional_source_addresses: 'list[SocketAddress]' = _FACTORY, local_address_selector: 'TypedExtensionConfig | None' = _FACTORY) -> None:
+        self.source_address = None if source_address is _FACTORY else source_address
+        self.freebind = None if freebind is _FACTORY else freebind
+        self.socket_options = [] if socket_options is _FACTORY else socket_options
+        self.extra_source_addresses = [] if extra_source_addresses is _FACTORY else extra_source_addresses
+        self.additional_source_addresses = [] if additional_source_addresses is _FACTORY else additional_source_addresses
+        self.local_address_selector = None if local_address_selector is _FACTORY else local_address_selector
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.core.v3", "BindConfig", BindConfig)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class BuildVersion(betterproto2.Message):
+    "BuildVersion(version: '___type__v3__.SemanticVersion | None' = <factory>, metadata: '____google__protobuf__.Struct | None' = <factory>)"
+
     version: "___type__v3__.SemanticVersion | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -455,17 +523,30 @@ class BuildVersion(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, version: '___type__v3__.SemanticVersion | None' = _FACTORY, metadata: '____google__protobuf__.Struct | None' = _FACTORY) -> None:
+        self.version = None if version is _FACTORY else version
+        self.metadata = None if metadata is _FACTORY else metadata
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.core.v3", "BuildVersion", BuildVersion)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class CelExpressionConfig(betterproto2.Message):
+    "CelExpressionConfig(enable_string_conversion: 'bool' = <factory>, enable_string_concat: 'bool' = <factory>, enable_string_functions: 'bool' = <factory>)"
+
     enable_string_conversion: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
 
     enable_string_concat: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
 
     enable_string_functions: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+
+    def __init__(self, enable_string_conversion: 'bool' = _FACTORY, enable_string_concat: 'bool' = _FACTORY, enable_string_functions: 'bool' = _FACTORY) -> None:
+        self.enable_string_conversion = False if enable_string_conversion is _FACTORY else enable_string_conversion
+        self.enable_string_concat = False if enable_string_concat is _FACTORY else enable_string_concat
+        self.enable_string_functions = False if enable_string_functions is _FACTORY else enable_string_functions
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -473,8 +554,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class CidrRange(betterproto2.Message):
+    "CidrRange(address_prefix: 'str' = <factory>, prefix_len: 'int | None' = <factory>)"
+
     address_prefix: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     prefix_len: "int | None" = betterproto2.field(
@@ -484,11 +567,16 @@ class CidrRange(betterproto2.Message):
         optional=True,
     )
 
+    def __init__(self, address_prefix: 'str' = _FACTORY, prefix_len: 'int | None' = _FACTORY) -> None:
+        self.address_prefix = "" if address_prefix is _FACTORY else address_prefix
+        self.prefix_len = None if prefix_len is _FACTORY else prefix_len
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.core.v3", "CidrRange", CidrRange)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ConfigSource(betterproto2.Message):
     """
 
@@ -534,19 +622,36 @@ class ConfigSource(betterproto2.Message):
         if self.is_set("path"):
             warnings.warn("ConfigSource.path is deprecated", DeprecationWarning)
 
+    def __init__(__dataclass_self__, authorities: 'list[____xds__core__v3__.Authority]' = _FACTORY, path: 'str | None' = _FACTORY, path_config_source: 'PathConfigSource | None' = _FACTORY, api_config_source: 'ApiConfigSource | None' = _FACTORY, ads: 'AggregatedConfigSource | None' = _FACTORY, self: 'SelfConfigSource | None' = _FACTORY, initial_fetch_timeout: 'datetime.timedelta | None' = _FACTORY, resource_api_version: 'ApiVersion' = _FACTORY) -> None:
+        __dataclass_self__.authorities = [] if authorities is _FACTORY else authorities
+        __dataclass_self__.path = None if path is _FACTORY else path
+        __dataclass_self__.path_config_source = None if path_config_source is _FACTORY else path_config_source
+        __dataclass_self__.api_config_source = None if api_config_source is _FACTORY else api_config_source
+        __dataclass_self__.ads = None if ads is _FACTORY else ads
+        __dataclass_self__.self = None if self is _FACTORY else self
+        __dataclass_self__.initial_fetch_timeout = None if initial_fetch_timeout is _FACTORY else initial_fetch_timeout
+        __dataclass_self__.resource_api_version = ApiVersion(0) if resource_api_version is _FACTORY else resource_api_version
+        __dataclass_self__.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.core.v3", "ConfigSource", ConfigSource)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ControlPlane(betterproto2.Message):
+    "ControlPlane(identifier: 'str' = <factory>)"
+
     identifier: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    def __init__(self, identifier: 'str' = _FACTORY) -> None:
+        self.identifier = "" if identifier is _FACTORY else identifier
+        self.__post_init__()
 
 
 default_message_pool.register_message("envoy.config.core.v3", "ControlPlane", ControlPlane)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class DataSource(betterproto2.Message):
     """
 
@@ -575,17 +680,32 @@ class DataSource(betterproto2.Message):
         5, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, filename: 'str | None' = _FACTORY, inline_bytes: 'bytes | None' = _FACTORY, inline_string: 'str | None' = _FACTORY, environment_variable: 'str | None' = _FACTORY, watched_directory: 'WatchedDirectory | None' = _FACTORY) -> None:
+        self.filename = None if filename is _FACTORY else filename
+        self.inline_bytes = None if inline_bytes is _FACTORY else inline_bytes
+        self.inline_string = None if inline_string is _FACTORY else inline_string
+        self.environment_variable = None if environment_variable is _FACTORY else environment_variable
+        self.watched_directory = None if watched_directory is _FACTORY else watched_directory
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.core.v3", "DataSource", DataSource)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class DnsResolutionConfig(betterproto2.Message):
+    "DnsResolutionConfig(resolvers: 'list[Address]' = <factory>, dns_resolver_options: 'DnsResolverOptions | None' = <factory>)"
+
     resolvers: "list[Address]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
     dns_resolver_options: "DnsResolverOptions | None" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
+
+    def __init__(self, resolvers: 'list[Address]' = _FACTORY, dns_resolver_options: 'DnsResolverOptions | None' = _FACTORY) -> None:
+        self.resolvers = [] if resolvers is _FACTORY else resolvers
+        self.dns_resolver_options = None if dns_resolver_options is _FACTORY else dns_resolver_options
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -593,11 +713,18 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class DnsResolverOptions(betterproto2.Message):
+    "DnsResolverOptions(use_tcp_for_dns_lookups: 'bool' = <factory>, no_default_search_domain: 'bool' = <factory>)"
+
     use_tcp_for_dns_lookups: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
 
     no_default_search_domain: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+
+    def __init__(self, use_tcp_for_dns_lookups: 'bool' = _FACTORY, no_default_search_domain: 'bool' = _FACTORY) -> None:
+        self.use_tcp_for_dns_lookups = False if use_tcp_for_dns_lookups is _FACTORY else use_tcp_for_dns_lookups
+        self.no_default_search_domain = False if no_default_search_domain is _FACTORY else no_default_search_domain
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -605,7 +732,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class EnvoyInternalAddress(betterproto2.Message):
     """
 
@@ -620,13 +747,18 @@ class EnvoyInternalAddress(betterproto2.Message):
 
     endpoint_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
+    def __init__(self, server_listener_name: 'str | None' = _FACTORY, endpoint_id: 'str' = _FACTORY) -> None:
+        self.server_listener_name = None if server_listener_name is _FACTORY else server_listener_name
+        self.endpoint_id = "" if endpoint_id is _FACTORY else endpoint_id
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "EnvoyInternalAddress", EnvoyInternalAddress
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class EventServiceConfig(betterproto2.Message):
     """
 
@@ -639,14 +771,20 @@ class EventServiceConfig(betterproto2.Message):
         1, betterproto2.TYPE_MESSAGE, optional=True, group="config_source_specifier"
     )
 
+    def __init__(self, grpc_service: 'GrpcService | None' = _FACTORY) -> None:
+        self.grpc_service = None if grpc_service is _FACTORY else grpc_service
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "EventServiceConfig", EventServiceConfig
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Extension(betterproto2.Message):
+    "Extension(name: 'str' = <factory>, category: 'str' = <factory>, type_descriptor: 'str' = <factory>, version: 'BuildVersion | None' = <factory>, disabled: 'bool' = <factory>, type_urls: 'list[str]' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     category: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -664,12 +802,23 @@ class Extension(betterproto2.Message):
         if self.is_set("type_descriptor"):
             warnings.warn("Extension.type_descriptor is deprecated", DeprecationWarning)
 
+    def __init__(self, name: 'str' = _FACTORY, category: 'str' = _FACTORY, type_descriptor: 'str' = _FACTORY, version: 'BuildVersion | None' = _FACTORY, disabled: 'bool' = _FACTORY, type_urls: 'list[str]' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.category = "" if category is _FACTORY else category
+        self.type_descriptor = "" if type_descriptor is _FACTORY else type_descriptor
+        self.version = None if version is _FACTORY else version
+        self.disabled = False if disabled is _FACTORY else disabled
+        self.type_urls = [] if type_urls is _FACTORY else type_urls
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.core.v3", "Extension", Extension)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ExtensionConfigSource(betterproto2.Message):
+    "ExtensionConfigSource(config_source: 'ConfigSource | None' = <factory>, default_config: '____google__protobuf__.Any | None' = <factory>, apply_default_config_without_warming: 'bool' = <factory>, type_urls: 'list[str]' = <factory>)"
+
     config_source: "ConfigSource | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -682,14 +831,23 @@ class ExtensionConfigSource(betterproto2.Message):
 
     type_urls: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
 
+    def __init__(self, config_source: 'ConfigSource | None' = _FACTORY, default_config: '____google__protobuf__.Any | None' = _FACTORY, apply_default_config_without_warming: 'bool' = _FACTORY, type_urls: 'list[str]' = _FACTORY) -> None:
+        self.config_source = None if config_source is _FACTORY else config_source
+        self.default_config = None if default_config is _FACTORY else default_config
+        self.apply_default_config_without_warming = False if apply_default_config_without_warming is _FACTORY else apply_default_config_without_warming
+        self.type_urls = [] if type_urls is _FACTORY else type_urls
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "ExtensionConfigSource", ExtensionConfigSource
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ExtraSourceAddress(betterproto2.Message):
+    "ExtraSourceAddress(address: 'SocketAddress | None' = <factory>, socket_options: 'SocketOptionsOverride | None' = <factory>)"
+
     address: "SocketAddress | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -698,17 +856,28 @@ class ExtraSourceAddress(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, address: 'SocketAddress | None' = _FACTORY, socket_options: 'SocketOptionsOverride | None' = _FACTORY) -> None:
+        self.address = None if address is _FACTORY else address
+        self.socket_options = None if socket_options is _FACTORY else socket_options
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "ExtraSourceAddress", ExtraSourceAddress
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class GrpcProtocolOptions(betterproto2.Message):
+    "GrpcProtocolOptions(http2_protocol_options: 'Http2ProtocolOptions | None' = <factory>)"
+
     http2_protocol_options: "Http2ProtocolOptions | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
+
+    def __init__(self, http2_protocol_options: 'Http2ProtocolOptions | None' = _FACTORY) -> None:
+        self.http2_protocol_options = None if http2_protocol_options is _FACTORY else http2_protocol_options
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -716,7 +885,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class GrpcService(betterproto2.Message):
     """
 
@@ -745,12 +914,22 @@ class GrpcService(betterproto2.Message):
         6, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, envoy_grpc: 'GrpcServiceEnvoyGrpc | None' = _FACTORY, google_grpc: 'GrpcServiceGoogleGrpc | None' = _FACTORY, timeout: 'datetime.timedelta | None' = _FACTORY, initial_metadata: 'list[HeaderValue]' = _FACTORY, retry_policy: 'RetryPolicy | None' = _FACTORY) -> None:
+        self.envoy_grpc = None if envoy_grpc is _FACTORY else envoy_grpc
+        self.google_grpc = None if google_grpc is _FACTORY else google_grpc
+        self.timeout = None if timeout is _FACTORY else timeout
+        self.initial_metadata = [] if initial_metadata is _FACTORY else initial_metadata
+        self.retry_policy = None if retry_policy is _FACTORY else retry_policy
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.core.v3", "GrpcService", GrpcService)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class GrpcServiceEnvoyGrpc(betterproto2.Message):
+    "GrpcServiceEnvoyGrpc(cluster_name: 'str' = <factory>, authority: 'str' = <factory>, retry_policy: 'RetryPolicy | None' = <factory>, max_receive_message_length: 'int | None' = <factory>, skip_envoy_headers: 'bool' = <factory>)"
+
     cluster_name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     authority: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -768,14 +947,24 @@ class GrpcServiceEnvoyGrpc(betterproto2.Message):
 
     skip_envoy_headers: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
 
+    def __init__(self, cluster_name: 'str' = _FACTORY, authority: 'str' = _FACTORY, retry_policy: 'RetryPolicy | None' = _FACTORY, max_receive_message_length: 'int | None' = _FACTORY, skip_envoy_headers: 'bool' = _FACTORY) -> None:
+        self.cluster_name = "" if cluster_name is _FACTORY else cluster_name
+        self.authority = "" if authority is _FACTORY else authority
+        self.retry_policy = None if retry_policy is _FACTORY else retry_policy
+        self.max_receive_message_length = None if max_receive_message_length is _FACTORY else max_receive_message_length
+        self.skip_envoy_headers = False if skip_envoy_headers is _FACTORY else skip_envoy_headers
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "GrpcService.EnvoyGrpc", GrpcServiceEnvoyGrpc
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class GrpcServiceGoogleGrpc(betterproto2.Message):
+    "GrpcServiceGoogleGrpc(target_uri: 'str' = <factory>, channel_credentials: 'GrpcServiceGoogleGrpcChannelCredentials | None' = <factory>, channel_credentials_plugin: 'list[____google__protobuf__.Any]' = <factory>, call_credentials: 'list[GrpcServiceGoogleGrpcCallCredentials]' = <factory>, call_credentials_plugin: 'list[____google__protobuf__.Any]' = <factory>, stat_prefix: 'str' = <factory>, credentials_factory_name: 'str' = <factory>, config: '____google__protobuf__.Struct | None' = <factory>, per_stream_buffer_limit_bytes: 'int | None' = <factory>, channel_args: 'GrpcServiceGoogleGrpcChannelArgs | None' = <factory>)"
+
     target_uri: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     channel_credentials: "GrpcServiceGoogleGrpcChannelCredentials | None" = betterproto2.field(
@@ -813,13 +1002,26 @@ class GrpcServiceGoogleGrpc(betterproto2.Message):
         8, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, target_uri: 'str' = _FACTORY, channel_credentials: 'GrpcServiceGoogleGrpcChannelCredentials | None' = _FACTORY, channel_credentials_plugin: 'list[____google__protobuf__.Any]' = _FACTORY, call_credentials: 'list[GrpcServiceGoogleGrpcCallCredentials]' = _FACTORY, call_credentials_plugin: 'list[____google__protobuf__.Any]' = _FACTORY, stat_prefix: 'str' = _FACTORY, credentials_factory_name: 'str' = _FACTORY, config: '____google__protobuf__.Struct | None' = _FACTORY, per_stream_buffer_limit_bytes: 'int | None' = _FACTORY, channel_args: 'GrpcServiceGoogleGrpcChannelArgs | None' = _FACTORY) -> None:
+        self.target_uri = "" if target_uri is _FACTORY else target_uri
+        self.channel_credentials = None if channel_credentials is _FACTORY else channel_credentials
+        self.channel_credentials_plugin = [] if channel_credentials_plugin is _FACTORY else channel_credentials_plugin
+        self.call_credentials = [] if call_credentials is _FACTORY else call_credentials
+        self.call_credentials_plugin = [] if call_credentials_plugin is _FACTORY else call_credentials_plugin
+        self.stat_prefix = "" if stat_prefix is _FACTORY else stat_prefix
+        self.credentials_factory_name = "" if credentials_factory_name is _FACTORY else credentials_factory_name
+        self.config = None if config is _FACTORY else config
+        self.per_stream_buffer_limit_bytes = None if per_stream_buffer_limit_bytes is _FACTORY else per_stream_buffer_limit_bytes
+        self.channel_args = None if channel_args is _FACTORY else channel_args
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "GrpcService.GoogleGrpc", GrpcServiceGoogleGrpc
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class GrpcServiceGoogleGrpcCallCredentials(betterproto2.Message):
     """
 
@@ -860,6 +1062,16 @@ class GrpcServiceGoogleGrpcCallCredentials(betterproto2.Message):
         7, betterproto2.TYPE_MESSAGE, optional=True, group="credential_specifier"
     )
 
+    def __init__(self, access_token: 'str | None' = _FACTORY, google_compute_engine: '____google__protobuf__.Empty | None' = _FACTORY, google_refresh_token: 'str | None' = _FACTORY, service_account_jwt_access: 'GrpcServiceGoogleGrpcCallCredentialsServiceAccountJwtAccessCredentials | None' = _FACTORY, google_iam: 'GrpcServiceGoogleGrpcCallCredentialsGoogleIamCredentials | None' = _FACTORY, from_plugin: 'GrpcServiceGoogleGrpcCallCredentialsMetadataCredentialsFromPlugin | None' = _FACTORY, sts_service: 'GrpcServiceGoogleGrpcCallCredentialsStsService | None' = _FACTORY) -> None:
+        self.access_token = None if access_token is _FACTORY else access_token
+        self.google_compute_engine = None if google_compute_engine is _FACTORY else google_compute_engine
+        self.google_refresh_token = None if google_refresh_token is _FACTORY else google_refresh_token
+        self.service_account_jwt_access = None if service_account_jwt_access is _FACTORY else service_account_jwt_access
+        self.google_iam = None if google_iam is _FACTORY else google_iam
+        self.from_plugin = None if from_plugin is _FACTORY else from_plugin
+        self.sts_service = None if sts_service is _FACTORY else sts_service
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3",
@@ -868,11 +1080,18 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class GrpcServiceGoogleGrpcCallCredentialsGoogleIamCredentials(betterproto2.Message):
+    "GrpcServiceGoogleGrpcCallCredentialsGoogleIamCredentials(authorization_token: 'str' = <factory>, authority_selector: 'str' = <factory>)"
+
     authorization_token: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     authority_selector: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    def __init__(self, authorization_token: 'str' = _FACTORY, authority_selector: 'str' = _FACTORY) -> None:
+        self.authorization_token = "" if authorization_token is _FACTORY else authorization_token
+        self.authority_selector = "" if authority_selector is _FACTORY else authority_selector
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -882,7 +1101,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class GrpcServiceGoogleGrpcCallCredentialsMetadataCredentialsFromPlugin(betterproto2.Message):
     """
 
@@ -897,6 +1116,11 @@ class GrpcServiceGoogleGrpcCallCredentialsMetadataCredentialsFromPlugin(betterpr
         3, betterproto2.TYPE_MESSAGE, optional=True, group="config_type"
     )
 
+    def __init__(self, name: 'str' = _FACTORY, typed_config: '____google__protobuf__.Any | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.typed_config = None if typed_config is _FACTORY else typed_config
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3",
@@ -905,11 +1129,18 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class GrpcServiceGoogleGrpcCallCredentialsServiceAccountJwtAccessCredentials(betterproto2.Message):
+    "GrpcServiceGoogleGrpcCallCredentialsServiceAccountJwtAccessCredentials(json_key: 'str' = <factory>, token_lifetime_seconds: 'int' = <factory>)"
+
     json_key: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     token_lifetime_seconds: "int" = betterproto2.field(2, betterproto2.TYPE_UINT64)
+
+    def __init__(self, json_key: 'str' = _FACTORY, token_lifetime_seconds: 'int' = _FACTORY) -> None:
+        self.json_key = "" if json_key is _FACTORY else json_key
+        self.token_lifetime_seconds = 0 if token_lifetime_seconds is _FACTORY else token_lifetime_seconds
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -919,8 +1150,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class GrpcServiceGoogleGrpcCallCredentialsStsService(betterproto2.Message):
+    "GrpcServiceGoogleGrpcCallCredentialsStsService(token_exchange_service_uri: 'str' = <factory>, resource: 'str' = <factory>, audience: 'str' = <factory>, scope: 'str' = <factory>, requested_token_type: 'str' = <factory>, subject_token_path: 'str' = <factory>, subject_token_type: 'str' = <factory>, actor_token_path: 'str' = <factory>, actor_token_type: 'str' = <factory>)"
+
     token_exchange_service_uri: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     resource: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -939,6 +1172,18 @@ class GrpcServiceGoogleGrpcCallCredentialsStsService(betterproto2.Message):
 
     actor_token_type: "str" = betterproto2.field(9, betterproto2.TYPE_STRING)
 
+    def __init__(self, token_exchange_service_uri: 'str' = _FACTORY, resource: 'str' = _FACTORY, audience: 'str' = _FACTORY, scope: 'str' = _FACTORY, requested_token_type: 'str' = _FACTORY, subject_token_path: 'str' = _FACTORY, subject_token_type: 'str' = _FACTORY, actor_token_path: 'str' = _FACTORY, actor_token_type: 'str' = _FACTORY) -> None:
+        self.token_exchange_service_uri = "" if token_exchange_service_uri is _FACTORY else token_exchange_service_uri
+        self.resource = "" if resource is _FACTORY else resource
+        self.audience = "" if audience is _FACTORY else audience
+        self.scope = "" if scope is _FACTORY else scope
+        self.requested_token_type = "" if requested_token_type is _FACTORY else requested_token_type
+        self.subject_token_path = "" if subject_token_path is _FACTORY else subject_token_path
+        self.subject_token_type = "" if subject_token_type is _FACTORY else subject_token_type
+        self.actor_token_path = "" if actor_token_path is _FACTORY else actor_token_path
+        self.actor_token_type = "" if actor_token_type is _FACTORY else actor_token_type
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3",
@@ -947,13 +1192,19 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class GrpcServiceGoogleGrpcChannelArgs(betterproto2.Message):
+    "GrpcServiceGoogleGrpcChannelArgs(args: 'dict[str, GrpcServiceGoogleGrpcChannelArgsValue]' = <factory>)"
+
     args: "dict[str, GrpcServiceGoogleGrpcChannelArgsValue]" = betterproto2.field(
         1,
         betterproto2.TYPE_MAP,
         map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
+
+    def __init__(self, args: 'dict[str, GrpcServiceGoogleGrpcChannelArgsValue]' = _FACTORY) -> None:
+        self.args = {} if args is _FACTORY else args
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -961,7 +1212,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class GrpcServiceGoogleGrpcChannelArgsValue(betterproto2.Message):
     """
 
@@ -978,6 +1229,11 @@ class GrpcServiceGoogleGrpcChannelArgsValue(betterproto2.Message):
         2, betterproto2.TYPE_INT64, optional=True, group="value_specifier"
     )
 
+    def __init__(self, string_value: 'str | None' = _FACTORY, int_value: 'int | None' = _FACTORY) -> None:
+        self.string_value = None if string_value is _FACTORY else string_value
+        self.int_value = None if int_value is _FACTORY else int_value
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3",
@@ -986,7 +1242,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class GrpcServiceGoogleGrpcChannelCredentials(betterproto2.Message):
     """
 
@@ -1007,6 +1263,12 @@ class GrpcServiceGoogleGrpcChannelCredentials(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True, group="credential_specifier"
     )
 
+    def __init__(self, ssl_credentials: 'GrpcServiceGoogleGrpcSslCredentials | None' = _FACTORY, google_default: '____google__protobuf__.Empty | None' = _FACTORY, local_credentials: 'GrpcServiceGoogleGrpcGoogleLocalCredentials | None' = _FACTORY) -> None:
+        self.ssl_credentials = None if ssl_credentials is _FACTORY else ssl_credentials
+        self.google_default = None if google_default is _FACTORY else google_default
+        self.local_credentials = None if local_credentials is _FACTORY else local_credentials
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3",
@@ -1015,9 +1277,14 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class GrpcServiceGoogleGrpcGoogleLocalCredentials(betterproto2.Message):
+    'GrpcServiceGoogleGrpcGoogleLocalCredentials()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -1027,8 +1294,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class GrpcServiceGoogleGrpcSslCredentials(betterproto2.Message):
+    "GrpcServiceGoogleGrpcSslCredentials(root_certs: 'DataSource | None' = <factory>, private_key: 'DataSource | None' = <factory>, cert_chain: 'DataSource | None' = <factory>)"
+
     root_certs: "DataSource | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -1041,6 +1310,12 @@ class GrpcServiceGoogleGrpcSslCredentials(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, root_certs: 'DataSource | None' = _FACTORY, private_key: 'DataSource | None' = _FACTORY, cert_chain: 'DataSource | None' = _FACTORY) -> None:
+        self.root_certs = None if root_certs is _FACTORY else root_certs
+        self.private_key = None if private_key is _FACTORY else private_key
+        self.cert_chain = None if cert_chain is _FACTORY else cert_chain
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3",
@@ -1049,28 +1324,44 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HeaderMap(betterproto2.Message):
+    "HeaderMap(headers: 'list[HeaderValue]' = <factory>)"
+
     headers: "list[HeaderValue]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+
+    def __init__(self, headers: 'list[HeaderValue]' = _FACTORY) -> None:
+        self.headers = [] if headers is _FACTORY else headers
+        self.__post_init__()
 
 
 default_message_pool.register_message("envoy.config.core.v3", "HeaderMap", HeaderMap)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HeaderValue(betterproto2.Message):
+    "HeaderValue(key: 'str' = <factory>, value: 'str' = <factory>, raw_value: 'bytes' = <factory>)"
+
     key: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     value: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
     raw_value: "bytes" = betterproto2.field(3, betterproto2.TYPE_BYTES)
 
+    def __init__(self, key: 'str' = _FACTORY, value: 'str' = _FACTORY, raw_value: 'bytes' = _FACTORY) -> None:
+        self.key = "" if key is _FACTORY else key
+        self.value = "" if value is _FACTORY else value
+        self.raw_value = b"" if raw_value is _FACTORY else raw_value
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.core.v3", "HeaderValue", HeaderValue)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HeaderValueOption(betterproto2.Message):
+    "HeaderValueOption(header: 'HeaderValue | None' = <factory>, append: 'bool | None' = <factory>, append_action: 'HeaderValueOptionHeaderAppendAction' = <factory>, keep_empty_value: 'bool' = <factory>)"
+
     header: "HeaderValue | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     append: "bool | None" = betterproto2.field(
@@ -1088,13 +1379,20 @@ class HeaderValueOption(betterproto2.Message):
         if self.is_set("append"):
             warnings.warn("HeaderValueOption.append is deprecated", DeprecationWarning)
 
+    def __init__(self, header: 'HeaderValue | None' = _FACTORY, append: 'bool | None' = _FACTORY, append_action: 'HeaderValueOptionHeaderAppendAction' = _FACTORY, keep_empty_value: 'bool' = _FACTORY) -> None:
+        self.header = None if header is _FACTORY else header
+        self.append = None if append is _FACTORY else append
+        self.append_action = HeaderValueOptionHeaderAppendAction(0) if append_action is _FACTORY else append_action
+        self.keep_empty_value = False if keep_empty_value is _FACTORY else keep_empty_value
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "HeaderValueOption", HeaderValueOption
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HealthCheck(betterproto2.Message):
     """
 
@@ -1209,11 +1507,39 @@ class HealthCheck(betterproto2.Message):
         if self.is_set("event_log_path"):
             warnings.warn("HealthCheck.event_log_path is deprecated", DeprecationWarning)
 
+    def __init__(self, timeout: 'datetime.timedelta | None' = _FACTORY, interval: 'datetime.timedelta | None' = _FACTORY, initial_jitter: 'datetime.timedelta | None' = _FACTORY, interval_jitter: 'datetime.timedelta | None' = _FACTORY, interval_jitter_percent: 'int' = _FACTORY, unhealthy_threshold: 'int | None' = _FACTORY, healthy_threshold: 'int | None' = _FACTORY, alt_port: 'int | None' = _FACTORY, reuse_connection: 'bool | None' = _FACTORY, http_health_check: 'HealthCheckHttpHealthCheck | None' = _FACTORY, tcp_health_check: 'HealthCheckTcpHealthCheck | None' = _FACTORY, grpc_health_check: 'HealthCheckGrpcHealthCheck | None' = _FACTORY, custom_health_check: 'HealthCheckCustomHealthCheck | None' = _FACTORY, no_traffic_interval: 'datetime.timedelta | None' = _FACTORY, no_traffic_healthy_interval: 'datetime.timedelta | None' = _FACTORY, unhealthy_interval: 'datetime.timedelta | None' = _FACTORY, unhealthy_edge_interval: 'datetime.timedelta | None' = _FACTORY, healthy_edge_interval: 'datetime.timedelta | None' = _FACTORY, event_log_path: 'str' = _FACTORY, event_logger: 'list[TypedExtensionConfig]' = _FACTORY, event_service: 'EventServiceConfig | None' = _FACTORY, always_log_health_check_failures: 'bool' = _FACTORY, always_log_health_check_success: 'bool' = _FACTORY, tls_options: 'HealthCheckTlsOptions | None' = _FACTORY, transport_socket_match_criteria: '____google__protobuf__.Struct | None' = _FACTORY) -> None:
+        self.timeout = None if timeout is _FACTORY else timeout
+        self.interval = None if interval is _FACTORY else interval
+        self.initial_jitter = None if initial_jitter is _FACTORY else initial_jitter
+        self.interval_jitter = None if interval_jitter is _FACTORY else interval_jitter
+        self.interval_jitter_percent = 0 if interval_jitter_percent is _FACTORY else interval_jitter_percent
+        self.unhealthy_threshold = None if unhealthy_threshold is _FACTORY else unhealthy_threshold
+        self.healthy_threshold = None if healthy_threshold is _FACTORY else healthy_threshold
+        self.alt_port = None if alt_port is _FACTORY else alt_port
+        self.reuse_connection = None if reuse_connection is _FACTORY else reuse_connection
+        self.http_health_check = None if http_health_check is _FACTORY else http_health_check
+        self.tcp_health_check = None if tcp_health_check is _FACTORY else tcp_health_check
+        self.grpc_health_check = None if grpc_health_check is _FACTORY else grpc_health_check
+        self.custom_health_check = None if custom_health_check is _FACTORY else custom_health_check
+        self.no_traffic_interval = None if no_traffic_interval is _FACTORY else no_traffic_interval
+        self.no_traffic_healthy_interval = None if no_traffic_healthy_interval is _FACTORY else no_traffic_healthy_interval
+        self.unhealthy_interval = None if unhealthy_interval is _FACTORY else unhealthy_interval
+        self.unhealthy_edge_interval = None if unhealthy_edge_interval is _FACTORY else unhealthy_edge_interval
+        self.healthy_edge_interval = None if healthy_edge_interval is _FACTORY else healthy_edge_interval
+        self.event_log_path = "" if event_log_path is _FACTORY else event_log_path
+        self.event_logger = [] if event_logger is _FACTORY else event_logger
+        self.event_service = None if event_service is _FACTORY else event_service
+        self.always_log_health_check_failures = False if always_log_health_check_failures is _FACTORY else always_log_health_check_failures
+        self.always_log_health_check_success = False if always_log_health_check_success is _FACTORY else always_log_health_check_success
+        self.tls_options = None if tls_options is _FACTORY else tls_options
+        self.transport_socket_match_criteria = None if transport_socket_match_criteria is _FACTORY else transport_socket_match_criteria
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.core.v3", "HealthCheck", HealthCheck)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HealthCheckCustomHealthCheck(betterproto2.Message):
     """
 
@@ -1228,14 +1554,21 @@ class HealthCheckCustomHealthCheck(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True, group="config_type"
     )
 
+    def __init__(self, name: 'str' = _FACTORY, typed_config: '____google__protobuf__.Any | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.typed_config = None if typed_config is _FACTORY else typed_config
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "HealthCheck.CustomHealthCheck", HealthCheckCustomHealthCheck
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HealthCheckGrpcHealthCheck(betterproto2.Message):
+    "HealthCheckGrpcHealthCheck(service_name: 'str' = <factory>, authority: 'str' = <factory>, initial_metadata: 'list[HeaderValueOption]' = <factory>)"
+
     service_name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     authority: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -1244,14 +1577,22 @@ class HealthCheckGrpcHealthCheck(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
+    def __init__(self, service_name: 'str' = _FACTORY, authority: 'str' = _FACTORY, initial_metadata: 'list[HeaderValueOption]' = _FACTORY) -> None:
+        self.service_name = "" if service_name is _FACTORY else service_name
+        self.authority = "" if authority is _FACTORY else authority
+        self.initial_metadata = [] if initial_metadata is _FACTORY else initial_metadata
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "HealthCheck.GrpcHealthCheck", HealthCheckGrpcHealthCheck
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HealthCheckHttpHealthCheck(betterproto2.Message):
+    "HealthCheckHttpHealthCheck(host: 'str' = <factory>, path: 'str' = <factory>, send: 'HealthCheckPayload | None' = <factory>, receive: 'list[HealthCheckPayload]' = <factory>, response_buffer_size: 'int | None' = <factory>, request_headers_to_add: 'list[HeaderValueOption]' = <factory>, request_headers_to_remove: 'list[str]' = <factory>, expected_statuses: 'list[___type__v3__.Int64Range]' = <factory>, retriable_statuses: 'list[___type__v3__.Int64Range]' = <factory>, codec_client_type: '___type__v3__.CodecClientType' = <factory>, service_name_matcher: '___type__matcher__v3__.StringMatcher | None' = <factory>, method: 'RequestMethod' = <factory>)"
+
     host: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     path: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -1299,13 +1640,28 @@ class HealthCheckHttpHealthCheck(betterproto2.Message):
         13, betterproto2.TYPE_ENUM, default_factory=lambda: RequestMethod(0)
     )
 
+    def __init__(self, host: 'str' = _FACTORY, path: 'str' = _FACTORY, send: 'HealthCheckPayload | None' = _FACTORY, receive: 'list[HealthCheckPayload]' = _FACTORY, response_buffer_size: 'int | None' = _FACTORY, request_headers_to_add: 'list[HeaderValueOption]' = _FACTORY, request_headers_to_remove: 'list[str]' = _FACTORY, expected_statuses: 'list[___type__v3__.Int64Range]' = _FACTORY, retriable_statuses: 'list[___type__v3__.Int64Range]' = _FACTORY, codec_client_type: '___type__v3__.CodecClientType' = _FACTORY, service_name_matcher: '___type__matcher__v3__.StringMatcher | None' = _FACTORY, method: 'RequestMethod' = _FACTORY) -> None:
+        self.host = "" if host is _FACTORY else host
+        self.path = "" if path is _FACTORY else path
+        self.send = None if send is _FACTORY else send
+        self.receive = [] if receive is _FACTORY else receive
+        self.response_buffer_size = None if response_buffer_size is _FACTORY else response_buffer_size
+        self.request_headers_to_add = [] if request_headers_to_add is _FACTORY else request_headers_to_add
+        self.request_headers_to_remove = [] if request_headers_to_remove is _FACTORY else request_headers_to_remove
+        self.expected_statuses = [] if expected_statuses is _FACTORY else expected_statuses
+        self.retriable_statuses = [] if retriable_statuses is _FACTORY else retriable_statuses
+        self.codec_client_type = ___type__v3__.CodecClientType(0) if codec_client_type is _FACTORY else codec_client_type
+        self.service_name_matcher = None if service_name_matcher is _FACTORY else service_name_matcher
+        self.method = RequestMethod(0) if method is _FACTORY else method
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "HealthCheck.HttpHealthCheck", HealthCheckHttpHealthCheck
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HealthCheckPayload(betterproto2.Message):
     """
 
@@ -1322,15 +1678,26 @@ class HealthCheckPayload(betterproto2.Message):
         2, betterproto2.TYPE_BYTES, optional=True, group="payload"
     )
 
+    def __init__(self, text: 'str | None' = _FACTORY, binary: 'bytes | None' = _FACTORY) -> None:
+        self.text = None if text is _FACTORY else text
+        self.binary = None if binary is _FACTORY else binary
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "HealthCheck.Payload", HealthCheckPayload
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HealthCheckRedisHealthCheck(betterproto2.Message):
+    "HealthCheckRedisHealthCheck(key: 'str' = <factory>)"
+
     key: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    def __init__(self, key: 'str' = _FACTORY) -> None:
+        self.key = "" if key is _FACTORY else key
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -1338,8 +1705,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HealthCheckTcpHealthCheck(betterproto2.Message):
+    "HealthCheckTcpHealthCheck(send: 'HealthCheckPayload | None' = <factory>, receive: 'list[HealthCheckPayload]' = <factory>, proxy_protocol_config: 'ProxyProtocolConfig | None' = <factory>)"
+
     send: "HealthCheckPayload | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -1352,15 +1721,27 @@ class HealthCheckTcpHealthCheck(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, send: 'HealthCheckPayload | None' = _FACTORY, receive: 'list[HealthCheckPayload]' = _FACTORY, proxy_protocol_config: 'ProxyProtocolConfig | None' = _FACTORY) -> None:
+        self.send = None if send is _FACTORY else send
+        self.receive = [] if receive is _FACTORY else receive
+        self.proxy_protocol_config = None if proxy_protocol_config is _FACTORY else proxy_protocol_config
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "HealthCheck.TcpHealthCheck", HealthCheckTcpHealthCheck
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HealthCheckTlsOptions(betterproto2.Message):
+    "HealthCheckTlsOptions(alpn_protocols: 'list[str]' = <factory>)"
+
     alpn_protocols: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
+
+    def __init__(self, alpn_protocols: 'list[str]' = _FACTORY) -> None:
+        self.alpn_protocols = [] if alpn_protocols is _FACTORY else alpn_protocols
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -1368,16 +1749,24 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HealthStatusSet(betterproto2.Message):
+    "HealthStatusSet(statuses: 'list[HealthStatus]' = <factory>)"
+
     statuses: "list[HealthStatus]" = betterproto2.field(1, betterproto2.TYPE_ENUM, repeated=True)
+
+    def __init__(self, statuses: 'list[HealthStatus]' = _FACTORY) -> None:
+        self.statuses = [] if statuses is _FACTORY else statuses
+        self.__post_init__()
 
 
 default_message_pool.register_message("envoy.config.core.v3", "HealthStatusSet", HealthStatusSet)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Http1ProtocolOptions(betterproto2.Message):
+    "Http1ProtocolOptions(allow_absolute_url: 'bool | None' = <factory>, accept_http_10: 'bool' = <factory>, default_host_for_http_10: 'str' = <factory>, header_key_format: 'Http1ProtocolOptionsHeaderKeyFormat | None' = <factory>, enable_trailers: 'bool' = <factory>, allow_chunked_length: 'bool' = <factory>, override_stream_error_on_invalid_http_message: 'bool | None' = <factory>, send_fully_qualified_url: 'bool' = <factory>, use_balsa_parser: 'bool | None' = <factory>, allow_custom_methods: 'bool' = <factory>, ignore_http_11_upgrade: 'list[___type__matcher__v3__.StringMatcher]' = <factory>)"
+
     allow_absolute_url: "bool | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
     )
@@ -1415,13 +1804,27 @@ class Http1ProtocolOptions(betterproto2.Message):
         if self.is_set("use_balsa_parser"):
             warnings.warn("Http1ProtocolOptions.use_balsa_parser is deprecated", DeprecationWarning)
 
+    def __init__(self, allow_absolute_url: 'bool | None' = _FACTORY, accept_http_10: 'bool' = _FACTORY, default_host_for_http_10: 'str' = _FACTORY, header_key_format: 'Http1ProtocolOptionsHeaderKeyFormat | None' = _FACTORY, enable_trailers: 'bool' = _FACTORY, allow_chunked_length: 'bool' = _FACTORY, override_stream_error_on_invalid_http_message: 'bool | None' = _FACTORY, send_fully_qualified_url: 'bool' = _FACTORY, use_balsa_parser: 'bool | None' = _FACTORY, allow_custom_methods: 'bool' = _FACTORY, ignore_http_11_upgrade: 'list[___type__matcher__v3__.StringMatcher]' = _FACTORY) -> None:
+        self.allow_absolute_url = None if allow_absolute_url is _FACTORY else allow_absolute_url
+        self.accept_http_10 = False if accept_http_10 is _FACTORY else accept_http_10
+        self.default_host_for_http_10 = "" if default_host_for_http_10 is _FACTORY else default_host_for_http_10
+        self.header_key_format = None if header_key_format is _FACTORY else header_key_format
+        self.enable_trailers = False if enable_trailers is _FACTORY else enable_trailers
+        self.allow_chunked_length = False if allow_chunked_length is _FACTORY else allow_chunked_length
+        self.override_stream_error_on_invalid_http_message = None if override_stream_error_on_invalid_http_message is _FACTORY else override_stream_error_on_invalid_http_message
+        self.send_fully_qualified_url = False if send_fully_qualified_url is _FACTORY else send_fully_qualified_url
+        self.use_balsa_parser = None if use_balsa_parser is _FACTORY else use_balsa_parser
+        self.allow_custom_methods = False if allow_custom_methods is _FACTORY else allow_custom_methods
+        self.ignore_http_11_upgrade = [] if ignore_http_11_upgrade is _FACTORY else ignore_http_11_upgrade
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "Http1ProtocolOptions", Http1ProtocolOptions
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Http1ProtocolOptionsHeaderKeyFormat(betterproto2.Message):
     """
 
@@ -1438,6 +1841,11 @@ class Http1ProtocolOptionsHeaderKeyFormat(betterproto2.Message):
         8, betterproto2.TYPE_MESSAGE, optional=True, group="header_format"
     )
 
+    def __init__(self, proper_case_words: 'Http1ProtocolOptionsHeaderKeyFormatProperCaseWords | None' = _FACTORY, stateful_formatter: 'TypedExtensionConfig | None' = _FACTORY) -> None:
+        self.proper_case_words = None if proper_case_words is _FACTORY else proper_case_words
+        self.stateful_formatter = None if stateful_formatter is _FACTORY else stateful_formatter
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3",
@@ -1446,9 +1854,14 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Http1ProtocolOptionsHeaderKeyFormatProperCaseWords(betterproto2.Message):
+    'Http1ProtocolOptionsHeaderKeyFormatProperCaseWords()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -1458,8 +1871,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Http2ProtocolOptions(betterproto2.Message):
+    "Http2ProtocolOptions(hpack_table_size: 'int | None' = <factory>, max_concurrent_streams: 'int | None' = <factory>, initial_stream_window_size: 'int | None' = <factory>, initial_connection_window_size: 'int | None' = <factory>, allow_connect: 'bool' = <factory>, allow_metadata: 'bool' = <factory>, max_outbound_frames: 'int | None' = <factory>, max_outbound_control_frames: 'int | None' = <factory>, max_consecutive_inbound_frames_with_empty_payload: 'int | None' = <factory>, max_inbound_priority_frames_per_stream: 'int | None' = <factory>, max_inbound_window_update_frames_per_data_frame_sent: 'int | None' = <factory>, stream_error_on_invalid_http_messaging: 'bool' = <factory>, override_stream_error_on_invalid_http_message: 'bool | None' = <factory>, custom_settings_parameters: 'list[Http2ProtocolOptionsSettingsParameter]' = <factory>, connection_keepalive: 'KeepaliveSettings | None' = <factory>, use_oghttp2_codec: 'bool | None' = <factory>, max_metadata_size: 'int | None' = <factory>)"
+
     hpack_table_size: "int | None" = betterproto2.field(
         1,
         betterproto2.TYPE_MESSAGE,
@@ -1566,14 +1981,36 @@ class Http2ProtocolOptions(betterproto2.Message):
                 DeprecationWarning,
             )
 
+    def __init__(self, hpack_table_size: 'int | None' = _FACTORY, max_concurrent_streams: 'int | None' = _FACTORY, initial_stream_window_size: 'int | None' = _FACTORY, initial_connection_window_size: 'int | None' = _FACTORY, allow_connect: 'bool' = _FACTORY, allow_metadata: 'bool' = _FACTORY, max_outbound_frames: 'int | None' = _FACTORY, max_outbound_control_frames: 'int | None' = _FACTORY, max_consecutive_inbound_frames_with_empty_payload: 'int | None' = _FACTORY, max_inbound_priority_frames_per_stream: 'int | None' = _FACTORY, max_inbound_window_update_frames_per_data_frame_sent: 'int | None' = _FACTORY, stream_error_on_invalid_http_messaging: 'bool' = _FACTORY, override_stream_error_on_invalid_http_message: 'bool | None' = _FACTORY, custom_settings_parameters: 'list[Http2ProtocolOptionsSettingsParameter]' = _FACTORY, connection_keepalive: 'KeepaliveSettings | None' = _FACTORY, use_oghttp2_codec: 'bool | None' = _FACTORY, max_metadata_size: 'int | None' = _FACTORY) -> None:
+        self.hpack_table_size = None if hpack_table_size is _FACTORY else hpack_table_size
+        self.max_concurrent_streams = None if max_concurrent_streams is _FACTORY else max_concurrent_streams
+        self.initial_stream_window_size = None if initial_stream_window_size is _FACTORY else initial_stream_window_size
+        self.initial_connection_window_size = None if initial_connection_window_size is _FACTORY else initial_connection_window_size
+        self.allow_connect = False if allow_connect is _FACTORY else allow_connect
+        self.allow_metadata = False if allow_metadata is _FACTORY else allow_metadata
+        self.max_outbound_frames = None if max_outbound_frames is _FACTORY else max_outbound_frames
+        self.max_outbound_control_frames = None if max_outbound_control_frames is _FACTORY else max_outbound_control_frames
+        self.max_consecutive_inbound_frames_with_empty_payload = None if max_consecutive_inbound_frames_with_empty_payload is _FACTORY else max_consecutive_inbound_frames_with_empty_payload
+        self.max_inbound_priority_frames_per_stream = None if max_inbound_priority_frames_per_stream is _FACTORY else max_inbound_priority_frames_per_stream
+        self.max_inbound_window_update_frames_per_data_frame_sent = None if max_inbound_window_update_frames_per_data_frame_sent is _FACTORY else max_inbound_window_update_frames_per_data_frame_sent
+        self.stream_error_on_invalid_http_messaging = False if stream_error_on_invalid_http_messaging is _FACTORY else stream_error_on_invalid_http_messaging
+        self.override_stream_error_on_invalid_http_message = None if override_stream_error_on_invalid_http_message is _FACTORY else override_stream_error_on_invalid_http_message
+        self.custom_settings_parameters = [] if custom_settings_parameters is _FACTORY else custom_settings_parameters
+        self.connection_keepalive = None if connection_keepalive is _FACTORY else connection_keepalive
+        self.use_oghttp2_codec = None if use_oghttp2_codec is _FACTORY else use_oghttp2_codec
+        self.max_metadata_size = None if max_metadata_size is _FACTORY else max_metadata_size
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "Http2ProtocolOptions", Http2ProtocolOptions
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Http2ProtocolOptionsSettingsParameter(betterproto2.Message):
+    "Http2ProtocolOptionsSettingsParameter(identifier: 'int | None' = <factory>, value: 'int | None' = <factory>)"
+
     identifier: "int | None" = betterproto2.field(
         1,
         betterproto2.TYPE_MESSAGE,
@@ -1588,6 +2025,11 @@ class Http2ProtocolOptionsSettingsParameter(betterproto2.Message):
         optional=True,
     )
 
+    def __init__(self, identifier: 'int | None' = _FACTORY, value: 'int | None' = _FACTORY) -> None:
+        self.identifier = None if identifier is _FACTORY else identifier
+        self.value = None if value is _FACTORY else value
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3",
@@ -1596,8 +2038,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Http3ProtocolOptions(betterproto2.Message):
+    "Http3ProtocolOptions(quic_protocol_options: 'QuicProtocolOptions | None' = <factory>, override_stream_error_on_invalid_http_message: 'bool | None' = <factory>, allow_extended_connect: 'bool' = <factory>, allow_metadata: 'bool' = <factory>, disable_qpack: 'bool' = <factory>, disable_connection_flow_control_for_streams: 'bool' = <factory>)"
+
     quic_protocol_options: "QuicProtocolOptions | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -1616,14 +2060,25 @@ class Http3ProtocolOptions(betterproto2.Message):
         8, betterproto2.TYPE_BOOL
     )
 
+    def __init__(self, quic_protocol_options: 'QuicProtocolOptions | None' = _FACTORY, override_stream_error_on_invalid_http_message: 'bool | None' = _FACTORY, allow_extended_connect: 'bool' = _FACTORY, allow_metadata: 'bool' = _FACTORY, disable_qpack: 'bool' = _FACTORY, disable_connection_flow_control_for_streams: 'bool' = _FACTORY) -> None:
+        self.quic_protocol_options = None if quic_protocol_options is _FACTORY else quic_protocol_options
+        self.override_stream_error_on_invalid_http_message = None if override_stream_error_on_invalid_http_message is _FACTORY else override_stream_error_on_invalid_http_message
+        self.allow_extended_connect = False if allow_extended_connect is _FACTORY else allow_extended_connect
+        self.allow_metadata = False if allow_metadata is _FACTORY else allow_metadata
+        self.disable_qpack = False if disable_qpack is _FACTORY else disable_qpack
+        self.disable_connection_flow_control_for_streams = False if disable_connection_flow_control_for_streams is _FACTORY else disable_connection_flow_control_for_streams
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "Http3ProtocolOptions", Http3ProtocolOptions
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HttpProtocolOptions(betterproto2.Message):
+    "HttpProtocolOptions(idle_timeout: 'datetime.timedelta | None' = <factory>, max_connection_duration: 'datetime.timedelta | None' = <factory>, max_headers_count: 'int | None' = <factory>, max_response_headers_kb: 'int | None' = <factory>, max_stream_duration: 'datetime.timedelta | None' = <factory>, headers_with_underscores_action: 'HttpProtocolOptionsHeadersWithUnderscoresAction' = <factory>, max_requests_per_connection: 'int | None' = <factory>)"
+
     idle_timeout: "datetime.timedelta | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
@@ -1665,25 +2120,42 @@ class HttpProtocolOptions(betterproto2.Message):
         optional=True,
     )
 
+    def __init__(self, idle_timeout: 'datetime.timedelta | None' = _FACTORY, max_connection_duration: 'datetime.timedelta | None' = _FACTORY, max_headers_count: 'int | None' = _FACTORY, max_response_headers_kb: 'int | None' = _FACTORY, max_stream_duration: 'datetime.timedelta | None' = _FACTORY, headers_with_underscores_action: 'HttpProtocolOptionsHeadersWithUnderscoresAction' = _FACTORY, max_requests_per_connection: 'int | None' = _FACTORY) -> None:
+        self.idle_timeout = None if idle_timeout is _FACTORY else idle_timeout
+        self.max_connection_duration = None if max_connection_duration is _FACTORY else max_connection_duration
+        self.max_headers_count = None if max_headers_count is _FACTORY else max_headers_count
+        self.max_response_headers_kb = None if max_response_headers_kb is _FACTORY else max_response_headers_kb
+        self.max_stream_duration = None if max_stream_duration is _FACTORY else max_stream_duration
+        self.headers_with_underscores_action = HttpProtocolOptionsHeadersWithUnderscoresAction(0) if headers_with_underscores_action is _FACTORY else headers_with_underscores_action
+        self.max_requests_per_connection = None if max_requests_per_connection is _FACTORY else max_requests_per_connection
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "HttpProtocolOptions", HttpProtocolOptions
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HttpService(betterproto2.Message):
+    "HttpService(http_uri: 'HttpUri | None' = <factory>, request_headers_to_add: 'list[HeaderValueOption]' = <factory>)"
+
     http_uri: "HttpUri | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     request_headers_to_add: "list[HeaderValueOption]" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
+    def __init__(self, http_uri: 'HttpUri | None' = _FACTORY, request_headers_to_add: 'list[HeaderValueOption]' = _FACTORY) -> None:
+        self.http_uri = None if http_uri is _FACTORY else http_uri
+        self.request_headers_to_add = [] if request_headers_to_add is _FACTORY else request_headers_to_add
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.core.v3", "HttpService", HttpService)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HttpUri(betterproto2.Message):
     """
 
@@ -1702,12 +2174,20 @@ class HttpUri(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
+    def __init__(self, uri: 'str' = _FACTORY, cluster: 'str | None' = _FACTORY, timeout: 'datetime.timedelta | None' = _FACTORY) -> None:
+        self.uri = "" if uri is _FACTORY else uri
+        self.cluster = None if cluster is _FACTORY else cluster
+        self.timeout = None if timeout is _FACTORY else timeout
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.core.v3", "HttpUri", HttpUri)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class JsonFormatOptions(betterproto2.Message):
+    "JsonFormatOptions(sort_properties: 'bool' = <factory>)"
+
     sort_properties: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
 
     def __post_init__(self) -> None:
@@ -1715,14 +2195,20 @@ class JsonFormatOptions(betterproto2.Message):
         if self.is_set("sort_properties"):
             warnings.warn("JsonFormatOptions.sort_properties is deprecated", DeprecationWarning)
 
+    def __init__(self, sort_properties: 'bool' = _FACTORY) -> None:
+        self.sort_properties = False if sort_properties is _FACTORY else sort_properties
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "JsonFormatOptions", JsonFormatOptions
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class KeepaliveSettings(betterproto2.Message):
+    "KeepaliveSettings(interval: 'datetime.timedelta | None' = <factory>, timeout: 'datetime.timedelta | None' = <factory>, interval_jitter: '___type__v3__.Percent | None' = <factory>, connection_idle_interval: 'datetime.timedelta | None' = <factory>)"
+
     interval: "datetime.timedelta | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
@@ -1739,14 +2225,23 @@ class KeepaliveSettings(betterproto2.Message):
         4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
+    def __init__(self, interval: 'datetime.timedelta | None' = _FACTORY, timeout: 'datetime.timedelta | None' = _FACTORY, interval_jitter: '___type__v3__.Percent | None' = _FACTORY, connection_idle_interval: 'datetime.timedelta | None' = _FACTORY) -> None:
+        self.interval = None if interval is _FACTORY else interval
+        self.timeout = None if timeout is _FACTORY else timeout
+        self.interval_jitter = None if interval_jitter is _FACTORY else interval_jitter
+        self.connection_idle_interval = None if connection_idle_interval is _FACTORY else connection_idle_interval
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "KeepaliveSettings", KeepaliveSettings
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class KeyValue(betterproto2.Message):
+    "KeyValue(key: 'str' = <factory>, value: 'bytes' = <factory>)"
+
     key: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     value: "bytes" = betterproto2.field(2, betterproto2.TYPE_BYTES)
@@ -1758,12 +2253,19 @@ class KeyValue(betterproto2.Message):
         if self.is_set("value"):
             warnings.warn("KeyValue.value is deprecated", DeprecationWarning)
 
+    def __init__(self, key: 'str' = _FACTORY, value: 'bytes' = _FACTORY) -> None:
+        self.key = "" if key is _FACTORY else key
+        self.value = b"" if value is _FACTORY else value
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.core.v3", "KeyValue", KeyValue)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class KeyValueAppend(betterproto2.Message):
+    "KeyValueAppend(record: 'KeyValuePair | None' = <factory>, entry: 'KeyValue | None' = <factory>, action: 'KeyValueAppendKeyValueAppendAction' = <factory>)"
+
     record: "KeyValuePair | None" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
 
     entry: "KeyValue | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
@@ -1777,48 +2279,78 @@ class KeyValueAppend(betterproto2.Message):
         if self.is_set("entry"):
             warnings.warn("KeyValueAppend.entry is deprecated", DeprecationWarning)
 
+    def __init__(self, record: 'KeyValuePair | None' = _FACTORY, entry: 'KeyValue | None' = _FACTORY, action: 'KeyValueAppendKeyValueAppendAction' = _FACTORY) -> None:
+        self.record = None if record is _FACTORY else record
+        self.entry = None if entry is _FACTORY else entry
+        self.action = KeyValueAppendKeyValueAppendAction(0) if action is _FACTORY else action
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.core.v3", "KeyValueAppend", KeyValueAppend)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class KeyValueMutation(betterproto2.Message):
+    "KeyValueMutation(append: 'KeyValueAppend | None' = <factory>, remove: 'str' = <factory>)"
+
     append: "KeyValueAppend | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     remove: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
+    def __init__(self, append: 'KeyValueAppend | None' = _FACTORY, remove: 'str' = _FACTORY) -> None:
+        self.append = None if append is _FACTORY else append
+        self.remove = "" if remove is _FACTORY else remove
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.core.v3", "KeyValueMutation", KeyValueMutation)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class KeyValuePair(betterproto2.Message):
+    "KeyValuePair(key: 'str' = <factory>, value: '____google__protobuf__.Value | None' = <factory>)"
+
     key: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     value: "____google__protobuf__.Value | None" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, key: 'str' = _FACTORY, value: '____google__protobuf__.Value | None' = _FACTORY) -> None:
+        self.key = "" if key is _FACTORY else key
+        self.value = None if value is _FACTORY else value
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.core.v3", "KeyValuePair", KeyValuePair)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Locality(betterproto2.Message):
+    "Locality(region: 'str' = <factory>, zone: 'str' = <factory>, sub_zone: 'str' = <factory>)"
+
     region: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     zone: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
     sub_zone: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
 
+    def __init__(self, region: 'str' = _FACTORY, zone: 'str' = _FACTORY, sub_zone: 'str' = _FACTORY) -> None:
+        self.region = "" if region is _FACTORY else region
+        self.zone = "" if zone is _FACTORY else zone
+        self.sub_zone = "" if sub_zone is _FACTORY else sub_zone
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.core.v3", "Locality", Locality)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Metadata(betterproto2.Message):
+    "Metadata(filter_metadata: 'dict[str, ____google__protobuf__.Struct]' = <factory>, typed_filter_metadata: 'dict[str, ____google__protobuf__.Any]' = <factory>)"
+
     filter_metadata: "dict[str, ____google__protobuf__.Struct]" = betterproto2.field(
         1,
         betterproto2.TYPE_MAP,
@@ -1831,11 +2363,16 @@ class Metadata(betterproto2.Message):
         map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
 
+    def __init__(self, filter_metadata: 'dict[str, ____google__protobuf__.Struct]' = _FACTORY, typed_filter_metadata: 'dict[str, ____google__protobuf__.Any]' = _FACTORY) -> None:
+        self.filter_metadata = {} if filter_metadata is _FACTORY else filter_metadata
+        self.typed_filter_metadata = {} if typed_filter_metadata is _FACTORY else typed_filter_metadata
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.core.v3", "Metadata", Metadata)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Node(betterproto2.Message):
     """
 
@@ -1883,42 +2420,78 @@ class Node(betterproto2.Message):
         if self.is_set("listening_addresses"):
             warnings.warn("Node.listening_addresses is deprecated", DeprecationWarning)
 
+    def __init__(self, id: 'str' = _FACTORY, cluster: 'str' = _FACTORY, metadata: '____google__protobuf__.Struct | None' = _FACTORY, dynamic_parameters: 'dict[str, ____xds__core__v3__.ContextParams]' = _FACTORY, locality: 'Locality | None' = _FACTORY, user_agent_name: 'str' = _FACTORY, user_agent_version: 'str | None' = _FACTORY, user_agent_build_version: 'BuildVersion | None' = _FACTORY, extensions: 'list[Extension]' = _FACTORY, client_features: 'list[str]' = _FACTORY, listening_addresses: 'list[Address]' = _FACTORY) -> None:
+        self.id = "" if id is _FACTORY else id
+        self.cluster = "" if cluster is _FACTORY else cluster
+        self.metadata = None if metadata is _FACTORY else metadata
+        self.dynamic_parameters = {} if dynamic_parameters is _FACTORY else dynamic_parameters
+        self.locality = None if locality is _FACTORY else locality
+        self.user_agent_name = "" if user_agent_name is _FACTORY else user_agent_name
+        self.user_agent_version = None if user_agent_version is _FACTORY else user_agent_version
+        self.user_agent_build_version = None if user_agent_build_version is _FACTORY else user_agent_build_version
+        self.extensions = [] if extensions is _FACTORY else extensions
+        self.client_features = [] if client_features is _FACTORY else client_features
+        self.listening_addresses = [] if listening_addresses is _FACTORY else listening_addresses
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.core.v3", "Node", Node)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class PathConfigSource(betterproto2.Message):
+    "PathConfigSource(path: 'str' = <factory>, watched_directory: 'WatchedDirectory | None' = <factory>)"
+
     path: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     watched_directory: "WatchedDirectory | None" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, path: 'str' = _FACTORY, watched_directory: 'WatchedDirectory | None' = _FACTORY) -> None:
+        self.path = "" if path is _FACTORY else path
+        self.watched_directory = None if watched_directory is _FACTORY else watched_directory
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.core.v3", "PathConfigSource", PathConfigSource)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class PerHostConfig(betterproto2.Message):
+    "PerHostConfig(added_tlvs: 'list[TlvEntry]' = <factory>)"
+
     added_tlvs: "list[TlvEntry]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+
+    def __init__(self, added_tlvs: 'list[TlvEntry]' = _FACTORY) -> None:
+        self.added_tlvs = [] if added_tlvs is _FACTORY else added_tlvs
+        self.__post_init__()
 
 
 default_message_pool.register_message("envoy.config.core.v3", "PerHostConfig", PerHostConfig)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Pipe(betterproto2.Message):
+    "Pipe(path: 'str' = <factory>, mode: 'int' = <factory>)"
+
     path: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     mode: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+
+    def __init__(self, path: 'str' = _FACTORY, mode: 'int' = _FACTORY) -> None:
+        self.path = "" if path is _FACTORY else path
+        self.mode = 0 if mode is _FACTORY else mode
+        self.__post_init__()
 
 
 default_message_pool.register_message("envoy.config.core.v3", "Pipe", Pipe)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ProxyProtocolConfig(betterproto2.Message):
+    "ProxyProtocolConfig(version: 'ProxyProtocolConfigVersion' = <factory>, pass_through_tlvs: 'ProxyProtocolPassThroughTlVs | None' = <factory>, added_tlvs: 'list[TlvEntry]' = <factory>)"
+
     version: "ProxyProtocolConfigVersion" = betterproto2.field(
         1, betterproto2.TYPE_ENUM, default_factory=lambda: ProxyProtocolConfigVersion(0)
     )
@@ -1929,14 +2502,22 @@ class ProxyProtocolConfig(betterproto2.Message):
 
     added_tlvs: "list[TlvEntry]" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
 
+    def __init__(self, version: 'ProxyProtocolConfigVersion' = _FACTORY, pass_through_tlvs: 'ProxyProtocolPassThroughTlVs | None' = _FACTORY, added_tlvs: 'list[TlvEntry]' = _FACTORY) -> None:
+        self.version = ProxyProtocolConfigVersion(0) if version is _FACTORY else version
+        self.pass_through_tlvs = None if pass_through_tlvs is _FACTORY else pass_through_tlvs
+        self.added_tlvs = [] if added_tlvs is _FACTORY else added_tlvs
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "ProxyProtocolConfig", ProxyProtocolConfig
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ProxyProtocolPassThroughTlVs(betterproto2.Message):
+    "ProxyProtocolPassThroughTlVs(match_type: 'ProxyProtocolPassThroughTlVsPassTlVsMatchType' = <factory>, tlv_type: 'list[int]' = <factory>)"
+
     match_type: "ProxyProtocolPassThroughTlVsPassTlVsMatchType" = betterproto2.field(
         1,
         betterproto2.TYPE_ENUM,
@@ -1945,24 +2526,38 @@ class ProxyProtocolPassThroughTlVs(betterproto2.Message):
 
     tlv_type: "list[int]" = betterproto2.field(2, betterproto2.TYPE_UINT32, repeated=True)
 
+    def __init__(self, match_type: 'ProxyProtocolPassThroughTlVsPassTlVsMatchType' = _FACTORY, tlv_type: 'list[int]' = _FACTORY) -> None:
+        self.match_type = ProxyProtocolPassThroughTlVsPassTlVsMatchType(0) if match_type is _FACTORY else match_type
+        self.tlv_type = [] if tlv_type is _FACTORY else tlv_type
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "ProxyProtocolPassThroughTLVs", ProxyProtocolPassThroughTlVs
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class QueryParameter(betterproto2.Message):
+    "QueryParameter(key: 'str' = <factory>, value: 'str' = <factory>)"
+
     key: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     value: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    def __init__(self, key: 'str' = _FACTORY, value: 'str' = _FACTORY) -> None:
+        self.key = "" if key is _FACTORY else key
+        self.value = "" if value is _FACTORY else value
+        self.__post_init__()
 
 
 default_message_pool.register_message("envoy.config.core.v3", "QueryParameter", QueryParameter)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class QuicKeepAliveSettings(betterproto2.Message):
+    "QuicKeepAliveSettings(max_interval: 'datetime.timedelta | None' = <factory>, initial_interval: 'datetime.timedelta | None' = <factory>)"
+
     max_interval: "datetime.timedelta | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
@@ -1971,14 +2566,21 @@ class QuicKeepAliveSettings(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
+    def __init__(self, max_interval: 'datetime.timedelta | None' = _FACTORY, initial_interval: 'datetime.timedelta | None' = _FACTORY) -> None:
+        self.max_interval = None if max_interval is _FACTORY else max_interval
+        self.initial_interval = None if initial_interval is _FACTORY else initial_interval
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "QuicKeepAliveSettings", QuicKeepAliveSettings
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class QuicProtocolOptions(betterproto2.Message):
+    "QuicProtocolOptions(max_concurrent_streams: 'int | None' = <factory>, initial_stream_window_size: 'int | None' = <factory>, initial_connection_window_size: 'int | None' = <factory>, num_timeouts_to_trigger_port_migration: 'int | None' = <factory>, connection_keepalive: 'QuicKeepAliveSettings | None' = <factory>, connection_options: 'str' = <factory>, client_connection_options: 'str' = <factory>, idle_network_timeout: 'datetime.timedelta | None' = <factory>, max_packet_length: 'int | None' = <factory>)"
+
     max_concurrent_streams: "int | None" = betterproto2.field(
         1,
         betterproto2.TYPE_MESSAGE,
@@ -2026,14 +2628,28 @@ class QuicProtocolOptions(betterproto2.Message):
         optional=True,
     )
 
+    def __init__(self, max_concurrent_streams: 'int | None' = _FACTORY, initial_stream_window_size: 'int | None' = _FACTORY, initial_connection_window_size: 'int | None' = _FACTORY, num_timeouts_to_trigger_port_migration: 'int | None' = _FACTORY, connection_keepalive: 'QuicKeepAliveSettings | None' = _FACTORY, connection_options: 'str' = _FACTORY, client_connection_options: 'str' = _FACTORY, idle_network_timeout: 'datetime.timedelta | None' = _FACTORY, max_packet_length: 'int | None' = _FACTORY) -> None:
+        self.max_concurrent_streams = None if max_concurrent_streams is _FACTORY else max_concurrent_streams
+        self.initial_stream_window_size = None if initial_stream_window_size is _FACTORY else initial_stream_window_size
+        self.initial_connection_window_size = None if initial_connection_window_size is _FACTORY else initial_connection_window_size
+        self.num_timeouts_to_trigger_port_migration = None if num_timeouts_to_trigger_port_migration is _FACTORY else num_timeouts_to_trigger_port_migration
+        self.connection_keepalive = None if connection_keepalive is _FACTORY else connection_keepalive
+        self.connection_options = "" if connection_options is _FACTORY else connection_options
+        self.client_connection_options = "" if client_connection_options is _FACTORY else client_connection_options
+        self.idle_network_timeout = None if idle_network_timeout is _FACTORY else idle_network_timeout
+        self.max_packet_length = None if max_packet_length is _FACTORY else max_packet_length
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "QuicProtocolOptions", QuicProtocolOptions
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RateLimitSettings(betterproto2.Message):
+    "RateLimitSettings(max_tokens: 'int | None' = <factory>, fill_rate: 'float | None' = <factory>)"
+
     max_tokens: "int | None" = betterproto2.field(
         1,
         betterproto2.TYPE_MESSAGE,
@@ -2048,14 +2664,21 @@ class RateLimitSettings(betterproto2.Message):
         optional=True,
     )
 
+    def __init__(self, max_tokens: 'int | None' = _FACTORY, fill_rate: 'float | None' = _FACTORY) -> None:
+        self.max_tokens = None if max_tokens is _FACTORY else max_tokens
+        self.fill_rate = None if fill_rate is _FACTORY else fill_rate
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "RateLimitSettings", RateLimitSettings
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RemoteDataSource(betterproto2.Message):
+    "RemoteDataSource(http_uri: 'HttpUri | None' = <factory>, sha256: 'str' = <factory>, retry_policy: 'RetryPolicy | None' = <factory>)"
+
     http_uri: "HttpUri | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     sha256: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -2064,12 +2687,20 @@ class RemoteDataSource(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, http_uri: 'HttpUri | None' = _FACTORY, sha256: 'str' = _FACTORY, retry_policy: 'RetryPolicy | None' = _FACTORY) -> None:
+        self.http_uri = None if http_uri is _FACTORY else http_uri
+        self.sha256 = "" if sha256 is _FACTORY else sha256
+        self.retry_policy = None if retry_policy is _FACTORY else retry_policy
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.core.v3", "RemoteDataSource", RemoteDataSource)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RetryPolicy(betterproto2.Message):
+    "RetryPolicy(retry_back_off: 'BackoffStrategy | None' = <factory>, num_retries: 'int | None' = <factory>, retry_on: 'str' = <factory>, retry_priority: 'RetryPolicyRetryPriority | None' = <factory>, retry_host_predicate: 'list[RetryPolicyRetryHostPredicate]' = <factory>, host_selection_retry_max_attempts: 'int' = <factory>)"
+
     retry_back_off: "BackoffStrategy | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -2093,11 +2724,20 @@ class RetryPolicy(betterproto2.Message):
 
     host_selection_retry_max_attempts: "int" = betterproto2.field(6, betterproto2.TYPE_INT64)
 
+    def __init__(self, retry_back_off: 'BackoffStrategy | None' = _FACTORY, num_retries: 'int | None' = _FACTORY, retry_on: 'str' = _FACTORY, retry_priority: 'RetryPolicyRetryPriority | None' = _FACTORY, retry_host_predicate: 'list[RetryPolicyRetryHostPredicate]' = _FACTORY, host_selection_retry_max_attempts: 'int' = _FACTORY) -> None:
+        self.retry_back_off = None if retry_back_off is _FACTORY else retry_back_off
+        self.num_retries = None if num_retries is _FACTORY else num_retries
+        self.retry_on = "" if retry_on is _FACTORY else retry_on
+        self.retry_priority = None if retry_priority is _FACTORY else retry_priority
+        self.retry_host_predicate = [] if retry_host_predicate is _FACTORY else retry_host_predicate
+        self.host_selection_retry_max_attempts = 0 if host_selection_retry_max_attempts is _FACTORY else host_selection_retry_max_attempts
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.core.v3", "RetryPolicy", RetryPolicy)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RetryPolicyRetryHostPredicate(betterproto2.Message):
     """
 
@@ -2112,13 +2752,18 @@ class RetryPolicyRetryHostPredicate(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, optional=True, group="config_type"
     )
 
+    def __init__(self, name: 'str' = _FACTORY, typed_config: '____google__protobuf__.Any | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.typed_config = None if typed_config is _FACTORY else typed_config
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "RetryPolicy.RetryHostPredicate", RetryPolicyRetryHostPredicate
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RetryPolicyRetryPriority(betterproto2.Message):
     """
 
@@ -2133,29 +2778,48 @@ class RetryPolicyRetryPriority(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, optional=True, group="config_type"
     )
 
+    def __init__(self, name: 'str' = _FACTORY, typed_config: '____google__protobuf__.Any | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.typed_config = None if typed_config is _FACTORY else typed_config
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "RetryPolicy.RetryPriority", RetryPolicyRetryPriority
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RuntimeDouble(betterproto2.Message):
+    "RuntimeDouble(default_value: 'float' = <factory>, runtime_key: 'str' = <factory>)"
+
     default_value: "float" = betterproto2.field(1, betterproto2.TYPE_DOUBLE)
 
     runtime_key: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    def __init__(self, default_value: 'float' = _FACTORY, runtime_key: 'str' = _FACTORY) -> None:
+        self.default_value = 0.0 if default_value is _FACTORY else default_value
+        self.runtime_key = "" if runtime_key is _FACTORY else runtime_key
+        self.__post_init__()
 
 
 default_message_pool.register_message("envoy.config.core.v3", "RuntimeDouble", RuntimeDouble)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RuntimeFeatureFlag(betterproto2.Message):
+    "RuntimeFeatureFlag(default_value: 'bool | None' = <factory>, runtime_key: 'str' = <factory>)"
+
     default_value: "bool | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
     )
 
     runtime_key: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    def __init__(self, default_value: 'bool | None' = _FACTORY, runtime_key: 'str' = _FACTORY) -> None:
+        self.default_value = None if default_value is _FACTORY else default_value
+        self.runtime_key = "" if runtime_key is _FACTORY else runtime_key
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -2163,13 +2827,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RuntimeFractionalPercent(betterproto2.Message):
+    "RuntimeFractionalPercent(default_value: '___type__v3__.FractionalPercent | None' = <factory>, runtime_key: 'str' = <factory>)"
+
     default_value: "___type__v3__.FractionalPercent | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     runtime_key: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    def __init__(self, default_value: '___type__v3__.FractionalPercent | None' = _FACTORY, runtime_key: 'str' = _FACTORY) -> None:
+        self.default_value = None if default_value is _FACTORY else default_value
+        self.runtime_key = "" if runtime_key is _FACTORY else runtime_key
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -2177,29 +2848,43 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RuntimePercent(betterproto2.Message):
+    "RuntimePercent(default_value: '___type__v3__.Percent | None' = <factory>, runtime_key: 'str' = <factory>)"
+
     default_value: "___type__v3__.Percent | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     runtime_key: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
+    def __init__(self, default_value: '___type__v3__.Percent | None' = _FACTORY, runtime_key: 'str' = _FACTORY) -> None:
+        self.default_value = None if default_value is _FACTORY else default_value
+        self.runtime_key = "" if runtime_key is _FACTORY else runtime_key
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.core.v3", "RuntimePercent", RuntimePercent)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RuntimeUInt32(betterproto2.Message):
+    "RuntimeUInt32(default_value: 'int' = <factory>, runtime_key: 'str' = <factory>)"
+
     default_value: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
 
     runtime_key: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+    def __init__(self, default_value: 'int' = _FACTORY, runtime_key: 'str' = _FACTORY) -> None:
+        self.default_value = 0 if default_value is _FACTORY else default_value
+        self.runtime_key = "" if runtime_key is _FACTORY else runtime_key
+        self.__post_init__()
 
 
 default_message_pool.register_message("envoy.config.core.v3", "RuntimeUInt32", RuntimeUInt32)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class SchemeHeaderTransformation(betterproto2.Message):
     """
 
@@ -2214,23 +2899,34 @@ class SchemeHeaderTransformation(betterproto2.Message):
 
     match_upstream: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
 
+    def __init__(self, scheme_to_overwrite: 'str | None' = _FACTORY, match_upstream: 'bool' = _FACTORY) -> None:
+        self.scheme_to_overwrite = None if scheme_to_overwrite is _FACTORY else scheme_to_overwrite
+        self.match_upstream = False if match_upstream is _FACTORY else match_upstream
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "SchemeHeaderTransformation", SchemeHeaderTransformation
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class SelfConfigSource(betterproto2.Message):
+    "SelfConfigSource(transport_api_version: 'ApiVersion' = <factory>)"
+
     transport_api_version: "ApiVersion" = betterproto2.field(
         1, betterproto2.TYPE_ENUM, default_factory=lambda: ApiVersion(0)
     )
+
+    def __init__(self, transport_api_version: 'ApiVersion' = _FACTORY) -> None:
+        self.transport_api_version = ApiVersion(0) if transport_api_version is _FACTORY else transport_api_version
+        self.__post_init__()
 
 
 default_message_pool.register_message("envoy.config.core.v3", "SelfConfigSource", SelfConfigSource)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class SocketAddress(betterproto2.Message):
     """
 
@@ -2259,12 +2955,24 @@ class SocketAddress(betterproto2.Message):
 
     network_namespace_filepath: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
 
+    def __init__(self, protocol: 'SocketAddressProtocol' = _FACTORY, address: 'str' = _FACTORY, port_value: 'int | None' = _FACTORY, named_port: 'str | None' = _FACTORY, resolver_name: 'str' = _FACTORY, ipv4_compat: 'bool' = _FACTORY, network_namespace_filepath: 'str' = _FACTORY) -> None:
+        self.protocol = SocketAddressProtocol(0) if protocol is _FACTORY else protocol
+        self.address = "" if address is _FACTORY else address
+        self.port_value = None if port_value is _FACTORY else port_value
+        self.named_port = None if named_port is _FACTORY else named_port
+        self.resolver_name = "" if resolver_name is _FACTORY else resolver_name
+        self.ipv4_compat = False if ipv4_compat is _FACTORY else ipv4_compat
+        self.network_namespace_filepath = "" if network_namespace_filepath is _FACTORY else network_namespace_filepath
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.core.v3", "SocketAddress", SocketAddress)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class SocketCmsgHeaders(betterproto2.Message):
+    "SocketCmsgHeaders(level: 'int | None' = <factory>, type: 'int | None' = <factory>, expected_size: 'int' = <factory>)"
+
     level: "int | None" = betterproto2.field(
         1,
         betterproto2.TYPE_MESSAGE,
@@ -2281,13 +2989,19 @@ class SocketCmsgHeaders(betterproto2.Message):
 
     expected_size: "int" = betterproto2.field(3, betterproto2.TYPE_UINT32)
 
+    def __init__(self, level: 'int | None' = _FACTORY, type: 'int | None' = _FACTORY, expected_size: 'int' = _FACTORY) -> None:
+        self.level = None if level is _FACTORY else level
+        self.type = None if type is _FACTORY else type
+        self.expected_size = 0 if expected_size is _FACTORY else expected_size
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "SocketCmsgHeaders", SocketCmsgHeaders
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class SocketOption(betterproto2.Message):
     """
 
@@ -2318,12 +3032,24 @@ class SocketOption(betterproto2.Message):
         7, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, description: 'str' = _FACTORY, level: 'int' = _FACTORY, name: 'int' = _FACTORY, int_value: 'int | None' = _FACTORY, buf_value: 'bytes | None' = _FACTORY, state: 'SocketOptionSocketState' = _FACTORY, type: 'SocketOptionSocketType | None' = _FACTORY) -> None:
+        self.description = "" if description is _FACTORY else description
+        self.level = 0 if level is _FACTORY else level
+        self.name = 0 if name is _FACTORY else name
+        self.int_value = None if int_value is _FACTORY else int_value
+        self.buf_value = None if buf_value is _FACTORY else buf_value
+        self.state = SocketOptionSocketState(0) if state is _FACTORY else state
+        self.type = None if type is _FACTORY else type
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.core.v3", "SocketOption", SocketOption)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class SocketOptionSocketType(betterproto2.Message):
+    "SocketOptionSocketType(stream: 'SocketOptionSocketTypeStream | None' = <factory>, datagram: 'SocketOptionSocketTypeDatagram | None' = <factory>)"
+
     stream: "SocketOptionSocketTypeStream | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -2332,15 +3058,25 @@ class SocketOptionSocketType(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, stream: 'SocketOptionSocketTypeStream | None' = _FACTORY, datagram: 'SocketOptionSocketTypeDatagram | None' = _FACTORY) -> None:
+        self.stream = None if stream is _FACTORY else stream
+        self.datagram = None if datagram is _FACTORY else datagram
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "SocketOption.SocketType", SocketOptionSocketType
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class SocketOptionSocketTypeDatagram(betterproto2.Message):
+    'SocketOptionSocketTypeDatagram()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -2348,9 +3084,14 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class SocketOptionSocketTypeStream(betterproto2.Message):
+    'SocketOptionSocketTypeStream()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -2358,11 +3099,17 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class SocketOptionsOverride(betterproto2.Message):
+    "SocketOptionsOverride(socket_options: 'list[SocketOption]' = <factory>)"
+
     socket_options: "list[SocketOption]" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
+
+    def __init__(self, socket_options: 'list[SocketOption]' = _FACTORY) -> None:
+        self.socket_options = [] if socket_options is _FACTORY else socket_options
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -2370,7 +3117,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class SubstitutionFormatString(betterproto2.Message):
     """
 
@@ -2408,14 +3155,26 @@ class SubstitutionFormatString(betterproto2.Message):
         if self.is_set("text_format"):
             warnings.warn("SubstitutionFormatString.text_format is deprecated", DeprecationWarning)
 
+    def __init__(self, text_format: 'str | None' = _FACTORY, json_format: '____google__protobuf__.Struct | None' = _FACTORY, text_format_source: 'DataSource | None' = _FACTORY, omit_empty_values: 'bool' = _FACTORY, content_type: 'str' = _FACTORY, formatters: 'list[TypedExtensionConfig]' = _FACTORY, json_format_options: 'JsonFormatOptions | None' = _FACTORY) -> None:
+        self.text_format = None if text_format is _FACTORY else text_format
+        self.json_format = None if json_format is _FACTORY else json_format
+        self.text_format_source = None if text_format_source is _FACTORY else text_format_source
+        self.omit_empty_values = False if omit_empty_values is _FACTORY else omit_empty_values
+        self.content_type = "" if content_type is _FACTORY else content_type
+        self.formatters = [] if formatters is _FACTORY else formatters
+        self.json_format_options = None if json_format_options is _FACTORY else json_format_options
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "SubstitutionFormatString", SubstitutionFormatString
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TcpKeepalive(betterproto2.Message):
+    "TcpKeepalive(keepalive_probes: 'int | None' = <factory>, keepalive_time: 'int | None' = <factory>, keepalive_interval: 'int | None' = <factory>)"
+
     keepalive_probes: "int | None" = betterproto2.field(
         1,
         betterproto2.TYPE_MESSAGE,
@@ -2437,13 +3196,24 @@ class TcpKeepalive(betterproto2.Message):
         optional=True,
     )
 
+    def __init__(self, keepalive_probes: 'int | None' = _FACTORY, keepalive_time: 'int | None' = _FACTORY, keepalive_interval: 'int | None' = _FACTORY) -> None:
+        self.keepalive_probes = None if keepalive_probes is _FACTORY else keepalive_probes
+        self.keepalive_time = None if keepalive_time is _FACTORY else keepalive_time
+        self.keepalive_interval = None if keepalive_interval is _FACTORY else keepalive_interval
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.core.v3", "TcpKeepalive", TcpKeepalive)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TcpProtocolOptions(betterproto2.Message):
+    'TcpProtocolOptions()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -2451,8 +3221,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TlvEntry(betterproto2.Message):
+    "TlvEntry(type: 'int' = <factory>, value: 'bytes' = <factory>, format_string: 'SubstitutionFormatString | None' = <factory>)"
+
     type: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
 
     value: "bytes" = betterproto2.field(2, betterproto2.TYPE_BYTES)
@@ -2461,11 +3233,17 @@ class TlvEntry(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, type: 'int' = _FACTORY, value: 'bytes' = _FACTORY, format_string: 'SubstitutionFormatString | None' = _FACTORY) -> None:
+        self.type = 0 if type is _FACTORY else type
+        self.value = b"" if value is _FACTORY else value
+        self.format_string = None if format_string is _FACTORY else format_string
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.core.v3", "TlvEntry", TlvEntry)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TransportSocket(betterproto2.Message):
     """
 
@@ -2480,17 +3258,29 @@ class TransportSocket(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True, group="config_type"
     )
 
+    def __init__(self, name: 'str' = _FACTORY, typed_config: '____google__protobuf__.Any | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.typed_config = None if typed_config is _FACTORY else typed_config
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.core.v3", "TransportSocket", TransportSocket)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TypedExtensionConfig(betterproto2.Message):
+    "TypedExtensionConfig(name: 'str' = <factory>, typed_config: '____google__protobuf__.Any | None' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     typed_config: "____google__protobuf__.Any | None" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
+
+    def __init__(self, name: 'str' = _FACTORY, typed_config: '____google__protobuf__.Any | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.typed_config = None if typed_config is _FACTORY else typed_config
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -2498,8 +3288,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class UdpSocketConfig(betterproto2.Message):
+    "UdpSocketConfig(max_rx_datagram_size: 'int | None' = <factory>, prefer_gro: 'bool | None' = <factory>)"
+
     max_rx_datagram_size: "int | None" = betterproto2.field(
         1,
         betterproto2.TYPE_MESSAGE,
@@ -2511,17 +3303,30 @@ class UdpSocketConfig(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
     )
 
+    def __init__(self, max_rx_datagram_size: 'int | None' = _FACTORY, prefer_gro: 'bool | None' = _FACTORY) -> None:
+        self.max_rx_datagram_size = None if max_rx_datagram_size is _FACTORY else max_rx_datagram_size
+        self.prefer_gro = None if prefer_gro is _FACTORY else prefer_gro
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.core.v3", "UdpSocketConfig", UdpSocketConfig)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class UpstreamHttpProtocolOptions(betterproto2.Message):
+    "UpstreamHttpProtocolOptions(auto_sni: 'bool' = <factory>, auto_san_validation: 'bool' = <factory>, override_auto_sni_header: 'str' = <factory>)"
+
     auto_sni: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
 
     auto_san_validation: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
 
     override_auto_sni_header: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+    def __init__(self, auto_sni: 'bool' = _FACTORY, auto_san_validation: 'bool' = _FACTORY, override_auto_sni_header: 'str' = _FACTORY) -> None:
+        self.auto_sni = False if auto_sni is _FACTORY else auto_sni
+        self.auto_san_validation = False if auto_san_validation is _FACTORY else auto_san_validation
+        self.override_auto_sni_header = "" if override_auto_sni_header is _FACTORY else override_auto_sni_header
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -2529,9 +3334,15 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class WatchedDirectory(betterproto2.Message):
+    "WatchedDirectory(path: 'str' = <factory>)"
+
     path: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    def __init__(self, path: 'str' = _FACTORY) -> None:
+        self.path = "" if path is _FACTORY else path
+        self.__post_init__()
 
 
 default_message_pool.register_message("envoy.config.core.v3", "WatchedDirectory", WatchedDirectory)
@@ -2542,4 +3353,111 @@ from .....xds.core import v3 as ____xds__core__v3__
 from ....type import v3 as ___type__v3__
 from ....type.matcher import v3 as ___type__matcher__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        TypedExtensionConfig,
+        SocketOption,
+        SocketOptionSocketType,
+        SocketOptionSocketTypeStream,
+        SocketOptionSocketTypeDatagram,
+        SocketOptionsOverride,
+        Pipe,
+        EnvoyInternalAddress,
+        SocketAddress,
+        TcpKeepalive,
+        ExtraSourceAddress,
+        BindConfig,
+        Address,
+        CidrRange,
+        BackoffStrategy,
+        HttpUri,
+        Locality,
+        BuildVersion,
+        Extension,
+        Node,
+        Metadata,
+        RuntimeUInt32,
+        RuntimePercent,
+        RuntimeDouble,
+        RuntimeFeatureFlag,
+        KeyValue,
+        KeyValuePair,
+        KeyValueAppend,
+        KeyValueMutation,
+        QueryParameter,
+        HeaderValue,
+        HeaderValueOption,
+        HeaderMap,
+        WatchedDirectory,
+        DataSource,
+        RetryPolicy,
+        RetryPolicyRetryPriority,
+        RetryPolicyRetryHostPredicate,
+        RemoteDataSource,
+        AsyncDataSource,
+        TransportSocket,
+        RuntimeFractionalPercent,
+        ControlPlane,
+        GrpcService,
+        GrpcServiceEnvoyGrpc,
+        GrpcServiceGoogleGrpc,
+        GrpcServiceGoogleGrpcSslCredentials,
+        GrpcServiceGoogleGrpcGoogleLocalCredentials,
+        GrpcServiceGoogleGrpcChannelCredentials,
+        GrpcServiceGoogleGrpcCallCredentials,
+        GrpcServiceGoogleGrpcCallCredentialsServiceAccountJwtAccessCredentials,
+        GrpcServiceGoogleGrpcCallCredentialsGoogleIamCredentials,
+        GrpcServiceGoogleGrpcCallCredentialsMetadataCredentialsFromPlugin,
+        GrpcServiceGoogleGrpcCallCredentialsStsService,
+        GrpcServiceGoogleGrpcChannelArgs,
+        GrpcServiceGoogleGrpcChannelArgsValue,
+        ApiConfigSource,
+        AggregatedConfigSource,
+        SelfConfigSource,
+        RateLimitSettings,
+        PathConfigSource,
+        ConfigSource,
+        ExtensionConfigSource,
+        EventServiceConfig,
+        JsonFormatOptions,
+        SubstitutionFormatString,
+        ProxyProtocolPassThroughTlVs,
+        TlvEntry,
+        ProxyProtocolConfig,
+        PerHostConfig,
+        HealthStatusSet,
+        HealthCheck,
+        HealthCheckPayload,
+        HealthCheckHttpHealthCheck,
+        HealthCheckTcpHealthCheck,
+        HealthCheckRedisHealthCheck,
+        HealthCheckGrpcHealthCheck,
+        HealthCheckCustomHealthCheck,
+        HealthCheckTlsOptions,
+        TcpProtocolOptions,
+        QuicKeepAliveSettings,
+        QuicProtocolOptions,
+        UpstreamHttpProtocolOptions,
+        AlternateProtocolsCacheOptions,
+        AlternateProtocolsCacheOptionsAlternateProtocolsCacheEntry,
+        HttpProtocolOptions,
+        Http1ProtocolOptions,
+        Http1ProtocolOptionsHeaderKeyFormat,
+        Http1ProtocolOptionsHeaderKeyFormatProperCaseWords,
+        KeepaliveSettings,
+        Http2ProtocolOptions,
+        Http2ProtocolOptionsSettingsParameter,
+        GrpcProtocolOptions,
+        Http3ProtocolOptions,
+        SchemeHeaderTransformation,
+        DnsResolverOptions,
+        DnsResolutionConfig,
+        UdpSocketConfig,
+        SocketCmsgHeaders,
+        CelExpressionConfig,
+        HttpService,
+    ),
+)

@@ -23,6 +23,7 @@ import warnings
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from .....message_pool import default_message_pool
 
@@ -30,8 +31,10 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ClusterLoadAssignment(betterproto2.Message):
+    "ClusterLoadAssignment(cluster_name: 'str' = <factory>, endpoints: 'list[LocalityLbEndpoints]' = <factory>, named_endpoints: 'dict[str, Endpoint]' = <factory>, policy: 'ClusterLoadAssignmentPolicy | None' = <factory>)"
+
     cluster_name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     endpoints: "list[LocalityLbEndpoints]" = betterproto2.field(
@@ -48,14 +51,23 @@ class ClusterLoadAssignment(betterproto2.Message):
         4, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, cluster_name: 'str' = _FACTORY, endpoints: 'list[LocalityLbEndpoints]' = _FACTORY, named_endpoints: 'dict[str, Endpoint]' = _FACTORY, policy: 'ClusterLoadAssignmentPolicy | None' = _FACTORY) -> None:
+        self.cluster_name = "" if cluster_name is _FACTORY else cluster_name
+        self.endpoints = [] if endpoints is _FACTORY else endpoints
+        self.named_endpoints = {} if named_endpoints is _FACTORY else named_endpoints
+        self.policy = None if policy is _FACTORY else policy
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.endpoint.v3", "ClusterLoadAssignment", ClusterLoadAssignment
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ClusterLoadAssignmentPolicy(betterproto2.Message):
+    "ClusterLoadAssignmentPolicy(drop_overloads: 'list[ClusterLoadAssignmentPolicyDropOverload]' = <factory>, overprovisioning_factor: 'int | None' = <factory>, endpoint_stale_after: 'datetime.timedelta | None' = <factory>, weighted_priority_health: 'bool' = <factory>)"
+
     drop_overloads: "list[ClusterLoadAssignmentPolicyDropOverload]" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, repeated=True
     )
@@ -73,19 +85,33 @@ class ClusterLoadAssignmentPolicy(betterproto2.Message):
 
     weighted_priority_health: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
 
+    def __init__(self, drop_overloads: 'list[ClusterLoadAssignmentPolicyDropOverload]' = _FACTORY, overprovisioning_factor: 'int | None' = _FACTORY, endpoint_stale_after: 'datetime.timedelta | None' = _FACTORY, weighted_priority_health: 'bool' = _FACTORY) -> None:
+        self.drop_overloads = [] if drop_overloads is _FACTORY else drop_overloads
+        self.overprovisioning_factor = None if overprovisioning_factor is _FACTORY else overprovisioning_factor
+        self.endpoint_stale_after = None if endpoint_stale_after is _FACTORY else endpoint_stale_after
+        self.weighted_priority_health = False if weighted_priority_health is _FACTORY else weighted_priority_health
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.endpoint.v3", "ClusterLoadAssignment.Policy", ClusterLoadAssignmentPolicy
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ClusterLoadAssignmentPolicyDropOverload(betterproto2.Message):
+    "ClusterLoadAssignmentPolicyDropOverload(category: 'str' = <factory>, drop_percentage: '___type__v3__.FractionalPercent | None' = <factory>)"
+
     category: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     drop_percentage: "___type__v3__.FractionalPercent | None" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
+
+    def __init__(self, category: 'str' = _FACTORY, drop_percentage: '___type__v3__.FractionalPercent | None' = _FACTORY) -> None:
+        self.category = "" if category is _FACTORY else category
+        self.drop_percentage = None if drop_percentage is _FACTORY else drop_percentage
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -95,8 +121,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Endpoint(betterproto2.Message):
+    "Endpoint(address: '__core__v3__.Address | None' = <factory>, health_check_config: 'EndpointHealthCheckConfig | None' = <factory>, hostname: 'str' = <factory>, additional_addresses: 'list[EndpointAdditionalAddress]' = <factory>)"
+
     address: "__core__v3__.Address | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -111,15 +139,28 @@ class Endpoint(betterproto2.Message):
         4, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
+    def __init__(self, address: '__core__v3__.Address | None' = _FACTORY, health_check_config: 'EndpointHealthCheckConfig | None' = _FACTORY, hostname: 'str' = _FACTORY, additional_addresses: 'list[EndpointAdditionalAddress]' = _FACTORY) -> None:
+        self.address = None if address is _FACTORY else address
+        self.health_check_config = None if health_check_config is _FACTORY else health_check_config
+        self.hostname = "" if hostname is _FACTORY else hostname
+        self.additional_addresses = [] if additional_addresses is _FACTORY else additional_addresses
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.endpoint.v3", "Endpoint", Endpoint)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class EndpointAdditionalAddress(betterproto2.Message):
+    "EndpointAdditionalAddress(address: '__core__v3__.Address | None' = <factory>)"
+
     address: "__core__v3__.Address | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
+
+    def __init__(self, address: '__core__v3__.Address | None' = _FACTORY) -> None:
+        self.address = None if address is _FACTORY else address
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -127,8 +168,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class EndpointHealthCheckConfig(betterproto2.Message):
+    "EndpointHealthCheckConfig(port_value: 'int' = <factory>, hostname: 'str' = <factory>, address: '__core__v3__.Address | None' = <factory>, disable_active_health_check: 'bool' = <factory>)"
+
     port_value: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
 
     hostname: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -139,13 +182,20 @@ class EndpointHealthCheckConfig(betterproto2.Message):
 
     disable_active_health_check: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
 
+    def __init__(self, port_value: 'int' = _FACTORY, hostname: 'str' = _FACTORY, address: '__core__v3__.Address | None' = _FACTORY, disable_active_health_check: 'bool' = _FACTORY) -> None:
+        self.port_value = 0 if port_value is _FACTORY else port_value
+        self.hostname = "" if hostname is _FACTORY else hostname
+        self.address = None if address is _FACTORY else address
+        self.disable_active_health_check = False if disable_active_health_check is _FACTORY else disable_active_health_check
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.endpoint.v3", "Endpoint.HealthCheckConfig", EndpointHealthCheckConfig
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class LbEndpoint(betterproto2.Message):
     """
 
@@ -177,15 +227,29 @@ class LbEndpoint(betterproto2.Message):
         optional=True,
     )
 
+    def __init__(self, endpoint: 'Endpoint | None' = _FACTORY, endpoint_name: 'str | None' = _FACTORY, health_status: '__core__v3__.HealthStatus' = _FACTORY, metadata: '__core__v3__.Metadata | None' = _FACTORY, load_balancing_weight: 'int | None' = _FACTORY) -> None:
+        self.endpoint = None if endpoint is _FACTORY else endpoint
+        self.endpoint_name = None if endpoint_name is _FACTORY else endpoint_name
+        self.health_status = __core__v3__.HealthStatus(0) if health_status is _FACTORY else health_status
+        self.metadata = None if metadata is _FACTORY else metadata
+        self.load_balancing_weight = None if load_balancing_weight is _FACTORY else load_balancing_weight
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.endpoint.v3", "LbEndpoint", LbEndpoint)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class LbEndpointCollection(betterproto2.Message):
+    "LbEndpointCollection(entries: '____xds__core__v3__.CollectionEntry | None' = <factory>)"
+
     entries: "____xds__core__v3__.CollectionEntry | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
+
+    def __init__(self, entries: '____xds__core__v3__.CollectionEntry | None' = _FACTORY) -> None:
+        self.entries = None if entries is _FACTORY else entries
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -193,13 +257,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class LedsClusterLocalityConfig(betterproto2.Message):
+    "LedsClusterLocalityConfig(leds_config: '__core__v3__.ConfigSource | None' = <factory>, leds_collection_name: 'str' = <factory>)"
+
     leds_config: "__core__v3__.ConfigSource | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     leds_collection_name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    def __init__(self, leds_config: '__core__v3__.ConfigSource | None' = _FACTORY, leds_collection_name: 'str' = _FACTORY) -> None:
+        self.leds_config = None if leds_config is _FACTORY else leds_config
+        self.leds_collection_name = "" if leds_collection_name is _FACTORY else leds_collection_name
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -207,7 +278,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class LocalityLbEndpoints(betterproto2.Message):
     """
 
@@ -259,17 +330,34 @@ class LocalityLbEndpoints(betterproto2.Message):
                 "LocalityLbEndpoints.load_balancer_endpoints is deprecated", DeprecationWarning
             )
 
+    def __init__(self, locality: '__core__v3__.Locality | None' = _FACTORY, metadata: '__core__v3__.Metadata | None' = _FACTORY, lb_endpoints: 'list[LbEndpoint]' = _FACTORY, load_balancer_endpoints: 'LocalityLbEndpointsLbEndpointList | None' = _FACTORY, leds_cluster_locality_config: 'LedsClusterLocalityConfig | None' = _FACTORY, load_balancing_weight: 'int | None' = _FACTORY, priority: 'int' = _FACTORY, proximity: 'int | None' = _FACTORY) -> None:
+        self.locality = None if locality is _FACTORY else locality
+        self.metadata = None if metadata is _FACTORY else metadata
+        self.lb_endpoints = [] if lb_endpoints is _FACTORY else lb_endpoints
+        self.load_balancer_endpoints = None if load_balancer_endpoints is _FACTORY else load_balancer_endpoints
+        self.leds_cluster_locality_config = None if leds_cluster_locality_config is _FACTORY else leds_cluster_locality_config
+        self.load_balancing_weight = None if load_balancing_weight is _FACTORY else load_balancing_weight
+        self.priority = 0 if priority is _FACTORY else priority
+        self.proximity = None if proximity is _FACTORY else proximity
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.endpoint.v3", "LocalityLbEndpoints", LocalityLbEndpoints
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class LocalityLbEndpointsLbEndpointList(betterproto2.Message):
+    "LocalityLbEndpointsLbEndpointList(lb_endpoints: 'list[LbEndpoint]' = <factory>)"
+
     lb_endpoints: "list[LbEndpoint]" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
+
+    def __init__(self, lb_endpoints: 'list[LbEndpoint]' = _FACTORY) -> None:
+        self.lb_endpoints = [] if lb_endpoints is _FACTORY else lb_endpoints
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -284,4 +372,21 @@ from .....xds.core import v3 as ____xds__core__v3__
 from ....type import v3 as ___type__v3__
 from ...core import v3 as __core__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        Endpoint,
+        EndpointHealthCheckConfig,
+        EndpointAdditionalAddress,
+        LbEndpoint,
+        LbEndpointCollection,
+        LedsClusterLocalityConfig,
+        LocalityLbEndpoints,
+        LocalityLbEndpointsLbEndpointList,
+        ClusterLoadAssignment,
+        ClusterLoadAssignmentPolicy,
+        ClusterLoadAssignmentPolicyDropOverload,
+    ),
+)

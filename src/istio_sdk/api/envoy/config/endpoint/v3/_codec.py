@@ -3,47 +3,7 @@
 # mypy: ignore-errors
 """Fast codec for the messages of ``istio_sdk.api.envoy.config.endpoint.v3``."""
 
-from istio_sdk.codec import (
-    VARINTS as V,
-    WRAPPED_SMALL_INTS as W,
-    WRAPPERS,
-    install,
-    merge,
-    overrun as over,
-    pack_bools,
-    pack_fixed,
-    pack_varints,
-    pack_zigzag32,
-    pack_zigzag64,
-    read_varint as rv,
-    skip_field as skip,
-    sorted_int_keys,
-    sorted_string_keys,
-    to_int32 as i32,
-    truncated as trunc,
-    unpack_fixed,
-    unpack_varints,
-    unzigzag32 as uz32,
-    varint as vi,
-    zigzag32 as zz32,
-    zigzag64 as zz64,
-)
-from math import copysign as cs
-from struct import Struct as _S
-
-new = object.__new__
-pI = _S("<I").pack
-uI = _S("<I").unpack_from
-pi = _S("<i").pack
-ui = _S("<i").unpack_from
-pQ = _S("<Q").pack
-uQ = _S("<Q").unpack_from
-pq = _S("<q").pack
-uq = _S("<q").unpack_from
-pf = _S("<f").pack
-uf = _S("<f").unpack_from
-pd = _S("<d").pack
-ud = _S("<d").unpack_from
+from istio_sdk.codec import V, W, WRAPPERS, cs, i32, install, merge, new, over, pI, pQ, pack_bools, pack_fixed, pack_varints, pack_zigzag32, pack_zigzag64, pd, pf, pi, pq, rv, skip, sorted_int_keys, sorted_string_keys, trunc, uI, uQ, ud, uf, ui, unpack_fixed, unpack_varints, uq, uz32, vi, zz32, zz64  # the shared prelude
 from .....envoy.config.core.v3 import _codec as _c0
 from .....xds.core.v3 import _codec as _c1
 from .....envoy.type.v3 import _codec as _c2
@@ -57,29 +17,25 @@ def e_Endpoint(m):
     if v is not None:
         s = _c0.e_Address(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.health_check_config
     if v is not None:
         s = e_EndpointHealthCheckConfig(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.hostname
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.additional_addresses
     for x in v:
         s = e_EndpointAdditionalAddress(x)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -200,15 +156,13 @@ def e_EndpointHealthCheckConfig(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.address
     if v is not None:
         s = _c0.e_Address(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.disable_active_health_check
     if v:
@@ -317,8 +271,7 @@ def e_EndpointAdditionalAddress(m):
     if v is not None:
         s = _c0.e_Address(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -377,8 +330,7 @@ def e_LbEndpoint(m):
     if v is not None:
         s = e_Endpoint(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.health_status
     if v:
@@ -388,8 +340,7 @@ def e_LbEndpoint(m):
     if v is not None:
         s = _c0.e_Metadata(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.load_balancing_weight
     if v is not None:
@@ -398,15 +349,13 @@ def e_LbEndpoint(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'"'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'"' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.endpoint_name
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -546,8 +495,7 @@ def e_LbEndpointCollection(m):
     if v is not None:
         s = _c1.e_CollectionEntry(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -606,15 +554,13 @@ def e_LedsClusterLocalityConfig(m):
     if v is not None:
         s = _c0.e_ConfigSource(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.leds_collection_name
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -691,15 +637,13 @@ def e_LocalityLbEndpoints(m):
     if v is not None:
         s = _c0.e_Locality(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.lb_endpoints
     for x in v:
         s = e_LbEndpoint(x)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.load_balancing_weight
     if v is not None:
@@ -708,8 +652,7 @@ def e_LocalityLbEndpoints(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'\x1a'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\x1a' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.priority
     if v:
@@ -722,29 +665,25 @@ def e_LocalityLbEndpoints(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'2'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'2' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.load_balancer_endpoints
     if v is not None:
         s = e_LocalityLbEndpointsLbEndpointList(v)
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.leds_cluster_locality_config
     if v is not None:
         s = e_LedsClusterLocalityConfig(v)
         n = len(s)
-        b += b'B'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'B' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.metadata
     if v is not None:
         s = _c0.e_Metadata(v)
         n = len(s)
-        b += b'J'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'J' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -953,8 +892,7 @@ def e_LocalityLbEndpointsLbEndpointList(m):
     for x in v:
         s = e_LbEndpoint(x)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1011,22 +949,19 @@ def e_ClusterLoadAssignment(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.endpoints
     for x in v:
         s = e_LocalityLbEndpoints(x)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.policy
     if v is not None:
         s = e_ClusterLoadAssignmentPolicy(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.named_endpoints
     if v:
@@ -1035,13 +970,11 @@ def e_ClusterLoadAssignment(m):
             t = bytearray()
             s = k.encode()
             n = len(s)
-            t += b'\n'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\n' + (V[n] if n < 16384 else vi(n))
             t += s
             s = e_Endpoint(x)
             n = len(s)
-            t += b'\x12'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\x12' + (V[n] if n < 16384 else vi(n))
             t += s
             n = len(t)
             b += b'*'
@@ -1215,8 +1148,7 @@ def e_ClusterLoadAssignmentPolicy(m):
     for x in v:
         s = e_ClusterLoadAssignmentPolicyDropOverload(x)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.overprovisioning_factor
     if v is not None:
@@ -1225,15 +1157,13 @@ def e_ClusterLoadAssignmentPolicy(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'\x1a'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\x1a' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.endpoint_stale_after
     if v is not None:
         s = _w1e(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.weighted_priority_health
     if v:
@@ -1351,15 +1281,13 @@ def e_ClusterLoadAssignmentPolicyDropOverload(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.drop_percentage
     if v is not None:
         s = _c2.e_FractionalPercent(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:

@@ -35,6 +35,7 @@ import warnings
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from .....message_pool import default_message_pool
 
@@ -56,9 +57,14 @@ class ListenerDrainType(betterproto2.Enum):
     MODIFY_ONLY = 1
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ActiveRawUdpListenerConfig(betterproto2.Message):
+    'ActiveRawUdpListenerConfig()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -66,8 +72,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class AdditionalAddress(betterproto2.Message):
+    "AdditionalAddress(address: '__core__v3__.Address | None' = <factory>, socket_options: '__core__v3__.SocketOptionsOverride | None' = <factory>)"
+
     address: "__core__v3__.Address | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -76,25 +84,41 @@ class AdditionalAddress(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, address: '__core__v3__.Address | None' = _FACTORY, socket_options: '__core__v3__.SocketOptionsOverride | None' = _FACTORY) -> None:
+        self.address = None if address is _FACTORY else address
+        self.socket_options = None if socket_options is _FACTORY else socket_options
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.listener.v3", "AdditionalAddress", AdditionalAddress
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ApiListener(betterproto2.Message):
+    "ApiListener(api_listener: '____google__protobuf__.Any | None' = <factory>)"
+
     api_listener: "____google__protobuf__.Any | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
+
+    def __init__(self, api_listener: '____google__protobuf__.Any | None' = _FACTORY) -> None:
+        self.api_listener = None if api_listener is _FACTORY else api_listener
+        self.__post_init__()
 
 
 default_message_pool.register_message("envoy.config.listener.v3", "ApiListener", ApiListener)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ApiListenerManager(betterproto2.Message):
+    'ApiListenerManager()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -102,7 +126,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Filter(betterproto2.Message):
     """
 
@@ -121,12 +145,20 @@ class Filter(betterproto2.Message):
         5, betterproto2.TYPE_MESSAGE, optional=True, group="config_type"
     )
 
+    def __init__(self, name: 'str' = _FACTORY, typed_config: '____google__protobuf__.Any | None' = _FACTORY, config_discovery: '__core__v3__.ExtensionConfigSource | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.typed_config = None if typed_config is _FACTORY else typed_config
+        self.config_discovery = None if config_discovery is _FACTORY else config_discovery
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.listener.v3", "Filter", Filter)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class FilterChain(betterproto2.Message):
+    "FilterChain(filter_chain_match: 'FilterChainMatch | None' = <factory>, filters: 'list[Filter]' = <factory>, use_proxy_proto: 'bool | None' = <factory>, metadata: '__core__v3__.Metadata | None' = <factory>, transport_socket: '__core__v3__.TransportSocket | None' = <factory>, transport_socket_connect_timeout: 'datetime.timedelta | None' = <factory>, name: 'str' = <factory>)"
+
     filter_chain_match: "FilterChainMatch | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -156,12 +188,24 @@ class FilterChain(betterproto2.Message):
         if self.is_set("use_proxy_proto"):
             warnings.warn("FilterChain.use_proxy_proto is deprecated", DeprecationWarning)
 
+    def __init__(self, filter_chain_match: 'FilterChainMatch | None' = _FACTORY, filters: 'list[Filter]' = _FACTORY, use_proxy_proto: 'bool | None' = _FACTORY, metadata: '__core__v3__.Metadata | None' = _FACTORY, transport_socket: '__core__v3__.TransportSocket | None' = _FACTORY, transport_socket_connect_timeout: 'datetime.timedelta | None' = _FACTORY, name: 'str' = _FACTORY) -> None:
+        self.filter_chain_match = None if filter_chain_match is _FACTORY else filter_chain_match
+        self.filters = [] if filters is _FACTORY else filters
+        self.use_proxy_proto = None if use_proxy_proto is _FACTORY else use_proxy_proto
+        self.metadata = None if metadata is _FACTORY else metadata
+        self.transport_socket = None if transport_socket is _FACTORY else transport_socket
+        self.transport_socket_connect_timeout = None if transport_socket_connect_timeout is _FACTORY else transport_socket_connect_timeout
+        self.name = "" if name is _FACTORY else name
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.listener.v3", "FilterChain", FilterChain)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class FilterChainMatch(betterproto2.Message):
+    "FilterChainMatch(destination_port: 'int | None' = <factory>, prefix_ranges: 'list[__core__v3__.CidrRange]' = <factory>, address_suffix: 'str' = <factory>, suffix_len: 'int | None' = <factory>, direct_source_prefix_ranges: 'list[__core__v3__.CidrRange]' = <factory>, source_type: 'FilterChainMatchConnectionSourceType' = <factory>, source_prefix_ranges: 'list[__core__v3__.CidrRange]' = <factory>, source_ports: 'list[int]' = <factory>, server_names: 'list[str]' = <factory>, transport_protocol: 'str' = <factory>, application_protocols: 'list[str]' = <factory>)"
+
     destination_port: "int | None" = betterproto2.field(
         8,
         betterproto2.TYPE_MESSAGE,
@@ -204,13 +248,27 @@ class FilterChainMatch(betterproto2.Message):
         10, betterproto2.TYPE_STRING, repeated=True
     )
 
+    def __init__(self, destination_port: 'int | None' = _FACTORY, prefix_ranges: 'list[__core__v3__.CidrRange]' = _FACTORY, address_suffix: 'str' = _FACTORY, suffix_len: 'int | None' = _FACTORY, direct_source_prefix_ranges: 'list[__core__v3__.CidrRange]' = _FACTORY, source_type: 'FilterChainMatchConnectionSourceType' = _FACTORY, source_prefix_ranges: 'list[__core__v3__.CidrRange]' = _FACTORY, source_ports: 'list[int]' = _FACTORY, server_names: 'list[str]' = _FACTORY, transport_protocol: 'str' = _FACTORY, application_protocols: 'list[str]' = _FACTORY) -> None:
+        self.destination_port = None if destination_port is _FACTORY else destination_port
+        self.prefix_ranges = [] if prefix_ranges is _FACTORY else prefix_ranges
+        self.address_suffix = "" if address_suffix is _FACTORY else address_suffix
+        self.suffix_len = None if suffix_len is _FACTORY else suffix_len
+        self.direct_source_prefix_ranges = [] if direct_source_prefix_ranges is _FACTORY else direct_source_prefix_ranges
+        self.source_type = FilterChainMatchConnectionSourceType(0) if source_type is _FACTORY else source_type
+        self.source_prefix_ranges = [] if source_prefix_ranges is _FACTORY else source_prefix_ranges
+        self.source_ports = [] if source_ports is _FACTORY else source_ports
+        self.server_names = [] if server_names is _FACTORY else server_names
+        self.transport_protocol = "" if transport_protocol is _FACTORY else transport_protocol
+        self.application_protocols = [] if application_protocols is _FACTORY else application_protocols
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.listener.v3", "FilterChainMatch", FilterChainMatch
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Listener(betterproto2.Message):
     """
 
@@ -372,11 +430,48 @@ class Listener(betterproto2.Message):
         if self.is_set("reuse_port"):
             warnings.warn("Listener.reuse_port is deprecated", DeprecationWarning)
 
+    def __init__(self, name: 'str' = _FACTORY, address: '__core__v3__.Address | None' = _FACTORY, additional_addresses: 'list[AdditionalAddress]' = _FACTORY, stat_prefix: 'str' = _FACTORY, filter_chains: 'list[FilterChain]' = _FACTORY, fcds_config: 'ListenerFcdsConfig | None' = _FACTORY, filter_chain_matcher: '____xds__type__matcher__v3__.Matcher | None' = _FACTORY, use_original_dst: 'bool | None' = _FACTORY, default_filter_chain: 'FilterChain | None' = _FACTORY, per_connection_buffer_limit_bytes: 'int | None' = _FACTORY, metadata: '__core__v3__.Metadata | None' = _FACTORY, deprecated_v1: 'ListenerDeprecatedV1 | None' = _FACTORY, drain_type: 'ListenerDrainType' = _FACTORY, listener_filters: 'list[ListenerFilter]' = _FACTORY, listener_filters_timeout: 'datetime.timedelta | None' = _FACTORY, continue_on_listener_filters_timeout: 'bool' = _FACTORY, transparent: 'bool | None' = _FACTORY, freebind: 'bool | None' = _FACTORY, socket_options: 'list[__core__v3__.SocketOption]' = _FACTORY, tcp_fast_open_queue_length: 'int | None' = _FACTORY, traffic_direction: '__core__v3__.TrafficDirection' = _FACTORY, udp_listener_config: 'UdpListenerConfig | None' = _FACTORY, api_listener: 'ApiListener | None' = _FACTORY, connection_balance_config: 'ListenerConnectionBalanceConfig | None' = _FACTORY, reuse_port: 'bool' = _FACTORY, enable_reuse_port: 'bool | None' = _FACTORY, access_log: 'list[__accesslog__v3__.AccessLog]' = _FACTORY, tcp_backlog_size: 'int | None' = _FACTORY, max_connections_to_accept_per_socket_event: 'int | None' = _FACTORY, bind_to_port: 'bool | None' = _FACTORY, internal_listener: 'ListenerInternalListenerConfig | None' = _FACTORY, enable_mptcp: 'bool' = _FACTORY, ignore_global_conn_limit: 'bool' = _FACTORY, bypass_overload_manager: 'bool' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.address = None if address is _FACTORY else address
+        self.additional_addresses = [] if additional_addresses is _FACTORY else additional_addresses
+        self.stat_prefix = "" if stat_prefix is _FACTORY else stat_prefix
+        self.filter_chains = [] if filter_chains is _FACTORY else filter_chains
+        self.fcds_config = None if fcds_config is _FACTORY else fcds_config
+        self.filter_chain_matcher = None if filter_chain_matcher is _FACTORY else filter_chain_matcher
+        self.use_original_dst = None if use_original_dst is _FACTORY else use_original_dst
+        self.default_filter_chain = None if default_filter_chain is _FACTORY else default_filter_chain
+        self.per_connection_buffer_limit_bytes = None if per_connection_buffer_limit_bytes is _FACTORY else per_connection_buffer_limit_bytes
+        self.metadata = None if metadata is _FACTORY else metadata
+        self.deprecated_v1 = None if deprecated_v1 is _FACTORY else deprecated_v1
+        self.drain_type = ListenerDrainType(0) if drain_type is _FACTORY else drain_type
+        self.listener_filters = [] if listener_filters is _FACTORY else listener_filters
+        self.listener_filters_timeout = None if listener_filters_timeout is _FACTORY else listener_filters_timeout
+        self.continue_on_listener_filters_timeout = False if continue_on_listener_filters_timeout is _FACTORY else continue_on_listener_filters_timeout
+        self.transparent = None if transparent is _FACTORY else transparent
+        self.freebind = None if freebind is _FACTORY else freebind
+        self.socket_options = [] if socket_options is _FACTORY else socket_options
+        self.tcp_fast_open_queue_length = None if tcp_fast_open_queue_length is _FACTORY else tcp_fast_open_queue_length
+        self.traffic_direction = __core__v3__.TrafficDirection(0) if traffic_direction is _FACTORY else traffic_direction
+        self.udp_listener_config = None if udp_listener_config is _FACTORY else udp_listener_config
+        self.api_listener = None if api_listener is _FACTORY else api_listener
+        self.connection_balance_config = None if connection_balance_config is _FACTORY else connection_balance_config
+        self.reuse_port = False if reuse_port is _FACTORY else reuse_port
+        self.enable_reuse_port = None if enable_reuse_port is _FACTORY else enable_reuse_port
+        self.access_log = [] if access_log is _FACTORY else access_log
+        self.tcp_backlog_size = None if tcp_backlog_size is _FACTORY else tcp_backlog_size
+        self.max_connections_to_accept_per_socket_event = None if max_connections_to_accept_per_socket_event is _FACTORY else max_connections_to_accept_per_socket_event
+        self.bind_to_port = None if bind_to_port is _FACTORY else bind_to_port
+        self.internal_listener = None if internal_listener is _FACTORY else internal_listener
+        self.enable_mptcp = False if enable_mptcp is _FACTORY else enable_mptcp
+        self.ignore_global_conn_limit = False if ignore_global_conn_limit is _FACTORY else ignore_global_conn_limit
+        self.bypass_overload_manager = False if bypass_overload_manager is _FACTORY else bypass_overload_manager
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.listener.v3", "Listener", Listener)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ListenerConnectionBalanceConfig(betterproto2.Message):
     """
 
@@ -393,15 +488,25 @@ class ListenerConnectionBalanceConfig(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, optional=True, group="balance_type"
     )
 
+    def __init__(self, exact_balance: 'ListenerConnectionBalanceConfigExactBalance | None' = _FACTORY, extend_balance: '__core__v3__.TypedExtensionConfig | None' = _FACTORY) -> None:
+        self.exact_balance = None if exact_balance is _FACTORY else exact_balance
+        self.extend_balance = None if extend_balance is _FACTORY else extend_balance
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.listener.v3", "Listener.ConnectionBalanceConfig", ListenerConnectionBalanceConfig
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ListenerConnectionBalanceConfigExactBalance(betterproto2.Message):
+    'ListenerConnectionBalanceConfigExactBalance()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -411,11 +516,17 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ListenerDeprecatedV1(betterproto2.Message):
+    "ListenerDeprecatedV1(bind_to_port: 'bool | None' = <factory>)"
+
     bind_to_port: "bool | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
     )
+
+    def __init__(self, bind_to_port: 'bool | None' = _FACTORY) -> None:
+        self.bind_to_port = None if bind_to_port is _FACTORY else bind_to_port
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -423,13 +534,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ListenerFcdsConfig(betterproto2.Message):
+    "ListenerFcdsConfig(name: 'str' = <factory>, config_source: '__core__v3__.ConfigSource | None' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     config_source: "__core__v3__.ConfigSource | None" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
+
+    def __init__(self, name: 'str' = _FACTORY, config_source: '__core__v3__.ConfigSource | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.config_source = None if config_source is _FACTORY else config_source
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -437,9 +555,14 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ListenerInternalListenerConfig(betterproto2.Message):
+    'ListenerInternalListenerConfig()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -447,11 +570,17 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ListenerCollection(betterproto2.Message):
+    "ListenerCollection(entries: 'list[____xds__core__v3__.CollectionEntry]' = <factory>)"
+
     entries: "list[____xds__core__v3__.CollectionEntry]" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
+
+    def __init__(self, entries: 'list[____xds__core__v3__.CollectionEntry]' = _FACTORY) -> None:
+        self.entries = [] if entries is _FACTORY else entries
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -459,7 +588,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ListenerFilter(betterproto2.Message):
     """
 
@@ -482,11 +611,18 @@ class ListenerFilter(betterproto2.Message):
         4, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, name: 'str' = _FACTORY, typed_config: '____google__protobuf__.Any | None' = _FACTORY, config_discovery: '__core__v3__.ExtensionConfigSource | None' = _FACTORY, filter_disabled: 'ListenerFilterChainMatchPredicate | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.typed_config = None if typed_config is _FACTORY else typed_config
+        self.config_discovery = None if config_discovery is _FACTORY else config_discovery
+        self.filter_disabled = None if filter_disabled is _FACTORY else filter_disabled
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.listener.v3", "ListenerFilter", ListenerFilter)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ListenerFilterChainMatchPredicate(betterproto2.Message):
     """
 
@@ -515,6 +651,14 @@ class ListenerFilterChainMatchPredicate(betterproto2.Message):
         5, betterproto2.TYPE_MESSAGE, optional=True, group="rule"
     )
 
+    def __init__(self, or_match: 'ListenerFilterChainMatchPredicateMatchSet | None' = _FACTORY, and_match: 'ListenerFilterChainMatchPredicateMatchSet | None' = _FACTORY, not_match: 'ListenerFilterChainMatchPredicate | None' = _FACTORY, any_match: 'bool | None' = _FACTORY, destination_port_range: '___type__v3__.Int32Range | None' = _FACTORY) -> None:
+        self.or_match = None if or_match is _FACTORY else or_match
+        self.and_match = None if and_match is _FACTORY else and_match
+        self.not_match = None if not_match is _FACTORY else not_match
+        self.any_match = None if any_match is _FACTORY else any_match
+        self.destination_port_range = None if destination_port_range is _FACTORY else destination_port_range
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.listener.v3",
@@ -523,11 +667,17 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ListenerFilterChainMatchPredicateMatchSet(betterproto2.Message):
+    "ListenerFilterChainMatchPredicateMatchSet(rules: 'list[ListenerFilterChainMatchPredicate]' = <factory>)"
+
     rules: "list[ListenerFilterChainMatchPredicate]" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
+
+    def __init__(self, rules: 'list[ListenerFilterChainMatchPredicate]' = _FACTORY) -> None:
+        self.rules = [] if rules is _FACTORY else rules
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -537,9 +687,14 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ListenerManager(betterproto2.Message):
+    'ListenerManager()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -547,8 +702,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class QuicProtocolOptions(betterproto2.Message):
+    "QuicProtocolOptions(quic_protocol_options: '__core__v3__.QuicProtocolOptions | None' = <factory>, idle_timeout: 'datetime.timedelta | None' = <factory>, crypto_handshake_timeout: 'datetime.timedelta | None' = <factory>, enabled: '__core__v3__.RuntimeFeatureFlag | None' = <factory>, packets_to_read_to_connection_count_ratio: 'int | None' = <factory>, crypto_stream_config: '__core__v3__.TypedExtensionConfig | None' = <factory>, proof_source_config: '__core__v3__.TypedExtensionConfig | None' = <factory>, connection_id_generator_config: '__core__v3__.TypedExtensionConfig | None' = <factory>, server_preferred_address_config: '__core__v3__.TypedExtensionConfig | None' = <factory>, send_disable_active_migration: 'bool | None' = <factory>, connection_debug_visitor_config: '__core__v3__.TypedExtensionConfig | None' = <factory>, save_cmsg_config: 'list[__core__v3__.SocketCmsgHeaders]' = <factory>, reject_new_connections: 'bool' = <factory>, max_sessions_per_event_loop: 'int | None' = <factory>)"
+
     quic_protocol_options: "__core__v3__.QuicProtocolOptions | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -612,14 +769,33 @@ class QuicProtocolOptions(betterproto2.Message):
         optional=True,
     )
 
+    def __init__(self, quic_protocol_options: '__core__v3__.QuicProtocolOptions | None' = _FACTORY, idle_timeout: 'datetime.timedelta | None' = _FACTORY, crypto_handshake_timeout: 'datetime.timedelta | None' = _FACTORY, enabled: '__core__v3__.RuntimeFeatureFlag | None' = _FACTORY, packets_to_read_to_connection_count_ratio: 'int | None' = _FACTORY, crypto_stream_config: '__core__v3__.TypedExtensionConfig | None' = _FACTORY, proof_source_config: '__core__v3__.TypedExtensionConfig | None' = _FACTORY, connection_id_generator_config: '__core__v3__.TypedExtensionConfig | None' = _FACTORY, server_preferred_address_config: '__core__v3__.TypedExtensionConfig | None' = _FACTORY, send_disable_active_migration: 'bool | None' = _FACTORY, connection_debug_visitor_config: '__core__v3__.TypedExtensionConfig | None' = _FACTORY, save_cmsg_config: 'list[__core__v3__.SocketCmsgHeaders]' = _FACTORY, reject_new_connections: 'bool' = _FACTORY, max_sessions_per_event_loop: 'int | None' = _FACTORY) -> None:
+        self.quic_protocol_options = None if quic_protocol_options is _FACTORY else quic_protocol_options
+        self.idle_timeout = None if idle_timeout is _FACTORY else idle_timeout
+        self.crypto_handshake_timeout = None if crypto_handshake_timeout is _FACTORY else crypto_handshake_timeout
+        self.enabled = None if enabled is _FACTORY else enabled
+        self.packets_to_read_to_connection_count_ratio = None if packets_to_read_to_connection_count_ratio is _FACTORY else packets_to_read_to_connection_count_ratio
+        self.crypto_stream_config = None if crypto_stream_config is _FACTORY else crypto_stream_config
+        self.proof_source_config = None if proof_source_config is _FACTORY else proof_source_config
+        self.connection_id_generator_config = None if connection_id_generator_config is _FACTORY else connection_id_generator_config
+        self.server_preferred_address_config = None if server_preferred_address_config is _FACTORY else server_preferred_address_config
+        self.send_disable_active_migration = None if send_disable_active_migration is _FACTORY else send_disable_active_migration
+        self.connection_debug_visitor_config = None if connection_debug_visitor_config is _FACTORY else connection_debug_visitor_config
+        self.save_cmsg_config = [] if save_cmsg_config is _FACTORY else save_cmsg_config
+        self.reject_new_connections = False if reject_new_connections is _FACTORY else reject_new_connections
+        self.max_sessions_per_event_loop = None if max_sessions_per_event_loop is _FACTORY else max_sessions_per_event_loop
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.listener.v3", "QuicProtocolOptions", QuicProtocolOptions
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class UdpListenerConfig(betterproto2.Message):
+    "UdpListenerConfig(downstream_socket_config: '__core__v3__.UdpSocketConfig | None' = <factory>, quic_options: 'QuicProtocolOptions | None' = <factory>, udp_packet_packet_writer_config: '__core__v3__.TypedExtensionConfig | None' = <factory>)"
+
     downstream_socket_config: "__core__v3__.UdpSocketConfig | None" = betterproto2.field(
         5, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -632,15 +808,26 @@ class UdpListenerConfig(betterproto2.Message):
         betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True)
     )
 
+    def __init__(self, downstream_socket_config: '__core__v3__.UdpSocketConfig | None' = _FACTORY, quic_options: 'QuicProtocolOptions | None' = _FACTORY, udp_packet_packet_writer_config: '__core__v3__.TypedExtensionConfig | None' = _FACTORY) -> None:
+        self.downstream_socket_config = None if downstream_socket_config is _FACTORY else downstream_socket_config
+        self.quic_options = None if quic_options is _FACTORY else quic_options
+        self.udp_packet_packet_writer_config = None if udp_packet_packet_writer_config is _FACTORY else udp_packet_packet_writer_config
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.listener.v3", "UdpListenerConfig", UdpListenerConfig
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ValidationListenerManager(betterproto2.Message):
+    'ValidationListenerManager()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -655,4 +842,31 @@ from ....type import v3 as ___type__v3__
 from ...accesslog import v3 as __accesslog__v3__
 from ...core import v3 as __core__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        ApiListener,
+        Filter,
+        FilterChainMatch,
+        FilterChain,
+        ListenerFilterChainMatchPredicate,
+        ListenerFilterChainMatchPredicateMatchSet,
+        ListenerFilter,
+        QuicProtocolOptions,
+        UdpListenerConfig,
+        ActiveRawUdpListenerConfig,
+        AdditionalAddress,
+        ListenerCollection,
+        Listener,
+        ListenerDeprecatedV1,
+        ListenerConnectionBalanceConfig,
+        ListenerConnectionBalanceConfigExactBalance,
+        ListenerInternalListenerConfig,
+        ListenerFcdsConfig,
+        ListenerManager,
+        ValidationListenerManager,
+        ApiListenerManager,
+    ),
+)

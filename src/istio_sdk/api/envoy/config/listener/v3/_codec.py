@@ -3,47 +3,7 @@
 # mypy: ignore-errors
 """Fast codec for the messages of ``istio_sdk.api.envoy.config.listener.v3``."""
 
-from istio_sdk.codec import (
-    VARINTS as V,
-    WRAPPED_SMALL_INTS as W,
-    WRAPPERS,
-    install,
-    merge,
-    overrun as over,
-    pack_bools,
-    pack_fixed,
-    pack_varints,
-    pack_zigzag32,
-    pack_zigzag64,
-    read_varint as rv,
-    skip_field as skip,
-    sorted_int_keys,
-    sorted_string_keys,
-    to_int32 as i32,
-    truncated as trunc,
-    unpack_fixed,
-    unpack_varints,
-    unzigzag32 as uz32,
-    varint as vi,
-    zigzag32 as zz32,
-    zigzag64 as zz64,
-)
-from math import copysign as cs
-from struct import Struct as _S
-
-new = object.__new__
-pI = _S("<I").pack
-uI = _S("<I").unpack_from
-pi = _S("<i").pack
-ui = _S("<i").unpack_from
-pQ = _S("<Q").pack
-uQ = _S("<Q").unpack_from
-pq = _S("<q").pack
-uq = _S("<q").unpack_from
-pf = _S("<f").pack
-uf = _S("<f").unpack_from
-pd = _S("<d").pack
-ud = _S("<d").unpack_from
+from istio_sdk.codec import V, W, WRAPPERS, cs, i32, install, merge, new, over, pI, pQ, pack_bools, pack_fixed, pack_varints, pack_zigzag32, pack_zigzag64, pd, pf, pi, pq, rv, skip, sorted_int_keys, sorted_string_keys, trunc, uI, uQ, ud, uf, ui, unpack_fixed, unpack_varints, uq, uz32, vi, zz32, zz64  # the shared prelude
 from .....google.protobuf import _codec as _c0
 from .....envoy.config.core.v3 import _codec as _c1
 from .....envoy.type.v3 import _codec as _c2
@@ -61,8 +21,7 @@ def e_ApiListener(m):
     if v is not None:
         s = _c0.e_Any(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -121,22 +80,19 @@ def e_Filter(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.typed_config
     if v is not None:
         s = _c0.e_Any(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.config_discovery
     if v is not None:
         s = _c1.e_ExtensionConfigSource(v)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -236,15 +192,13 @@ def e_FilterChainMatch(m):
     for x in v:
         s = _c1.e_CidrRange(x)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.address_suffix
     if v:
         s = v.encode()
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.suffix_len
     if v is not None:
@@ -253,22 +207,19 @@ def e_FilterChainMatch(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'*'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'*' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.source_prefix_ranges
     for x in v:
         s = _c1.e_CidrRange(x)
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.source_ports
     if v:
         s = pack_varints(v)
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.destination_port
     if v is not None:
@@ -277,29 +228,25 @@ def e_FilterChainMatch(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'B'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'B' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.transport_protocol
     if v:
         s = v.encode()
         n = len(s)
-        b += b'J'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'J' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.application_protocols
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'R'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'R' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.server_names
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'Z'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'Z' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.source_type
     if v:
@@ -309,8 +256,7 @@ def e_FilterChainMatch(m):
     for x in v:
         s = _c1.e_CidrRange(x)
         n = len(s)
-        b += b'j'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'j' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -582,15 +528,13 @@ def e_FilterChain(m):
     if v is not None:
         s = e_FilterChainMatch(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.filters
     for x in v:
         s = e_Filter(x)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.use_proxy_proto
     if v is not None:
@@ -599,29 +543,25 @@ def e_FilterChain(m):
     if v is not None:
         s = _c1.e_Metadata(v)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.transport_socket
     if v is not None:
         s = _c1.e_TransportSocket(v)
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.name
     if v:
         s = v.encode()
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.transport_socket_connect_timeout
     if v is not None:
         s = _w1e(v)
         n = len(s)
-        b += b'J'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'J' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -808,22 +748,19 @@ def e_ListenerFilterChainMatchPredicate(m):
     if v is not None:
         s = e_ListenerFilterChainMatchPredicateMatchSet(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.and_match
     if v is not None:
         s = e_ListenerFilterChainMatchPredicateMatchSet(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.not_match
     if v is not None:
         s = e_ListenerFilterChainMatchPredicate(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.any_match
     if v is not None:
@@ -832,8 +769,7 @@ def e_ListenerFilterChainMatchPredicate(m):
     if v is not None:
         s = _c2.e_Int32Range(v)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -989,8 +925,7 @@ def e_ListenerFilterChainMatchPredicateMatchSet(m):
     for x in v:
         s = e_ListenerFilterChainMatchPredicate(x)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1047,29 +982,25 @@ def e_ListenerFilter(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.typed_config
     if v is not None:
         s = _c0.e_Any(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.filter_disabled
     if v is not None:
         s = e_ListenerFilterChainMatchPredicate(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.config_discovery
     if v is not None:
         s = _c1.e_ExtensionConfigSource(v)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1190,29 +1121,25 @@ def e_QuicProtocolOptions(m):
     if v is not None:
         s = _c1.e_QuicProtocolOptions(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.idle_timeout
     if v is not None:
         s = _w1e(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.crypto_handshake_timeout
     if v is not None:
         s = _w1e(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.enabled
     if v is not None:
         s = _c1.e_RuntimeFeatureFlag(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.packets_to_read_to_connection_count_ratio
     if v is not None:
@@ -1221,36 +1148,31 @@ def e_QuicProtocolOptions(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'*'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'*' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.crypto_stream_config
     if v is not None:
         s = _c1.e_TypedExtensionConfig(v)
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.proof_source_config
     if v is not None:
         s = _c1.e_TypedExtensionConfig(v)
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.connection_id_generator_config
     if v is not None:
         s = _c1.e_TypedExtensionConfig(v)
         n = len(s)
-        b += b'B'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'B' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.server_preferred_address_config
     if v is not None:
         s = _c1.e_TypedExtensionConfig(v)
         n = len(s)
-        b += b'J'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'J' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.send_disable_active_migration
     if v is not None:
@@ -1259,15 +1181,13 @@ def e_QuicProtocolOptions(m):
     if v is not None:
         s = _c1.e_TypedExtensionConfig(v)
         n = len(s)
-        b += b'Z'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'Z' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.save_cmsg_config
     for x in v:
         s = _c1.e_SocketCmsgHeaders(x)
         n = len(s)
-        b += b'b'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'b' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.reject_new_connections
     if v:
@@ -1279,8 +1199,7 @@ def e_QuicProtocolOptions(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'r'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'r' + (V[n] if n < 16384 else vi(n))
             b += s
     u = m._unknown_fields
     if u:
@@ -1600,22 +1519,19 @@ def e_UdpListenerConfig(m):
     if v is not None:
         s = _c1.e_UdpSocketConfig(v)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.quic_options
     if v is not None:
         s = e_QuicProtocolOptions(v)
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.udp_packet_packet_writer_config
     if v is not None:
         s = _c1.e_TypedExtensionConfig(v)
         n = len(s)
-        b += b'B'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'B' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1747,15 +1663,13 @@ def e_AdditionalAddress(m):
     if v is not None:
         s = _c1.e_Address(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.socket_options
     if v is not None:
         s = _c1.e_SocketOptionsOverride(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1835,8 +1749,7 @@ def e_ListenerCollection(m):
     for x in v:
         s = _c3.e_CollectionEntry(x)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1893,22 +1806,19 @@ def e_Listener(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.address
     if v is not None:
         s = _c1.e_Address(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.filter_chains
     for x in v:
         s = e_FilterChain(x)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.use_original_dst
     if v is not None:
@@ -1920,22 +1830,19 @@ def e_Listener(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'*'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'*' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.metadata
     if v is not None:
         s = _c1.e_Metadata(v)
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.deprecated_v1
     if v is not None:
         s = e_ListenerDeprecatedV1(v)
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.drain_type
     if v:
@@ -1945,8 +1852,7 @@ def e_Listener(m):
     for x in v:
         s = e_ListenerFilter(x)
         n = len(s)
-        b += b'J'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'J' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.transparent
     if v is not None:
@@ -1961,22 +1867,19 @@ def e_Listener(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'b'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'b' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.socket_options
     for x in v:
         s = _c1.e_SocketOption(x)
         n = len(s)
-        b += b'j'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'j' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.listener_filters_timeout
     if v is not None:
         s = _w1e(v)
         n = len(s)
-        b += b'z'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'z' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.traffic_direction
     if v:
@@ -1989,22 +1892,19 @@ def e_Listener(m):
     if v is not None:
         s = e_UdpListenerConfig(v)
         n = len(s)
-        b += b'\x92\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x92\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.api_listener
     if v is not None:
         s = e_ApiListener(v)
         n = len(s)
-        b += b'\x9a\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x9a\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.connection_balance_config
     if v is not None:
         s = e_ListenerConnectionBalanceConfig(v)
         n = len(s)
-        b += b'\xa2\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xa2\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.reuse_port
     if v:
@@ -2013,8 +1913,7 @@ def e_Listener(m):
     for x in v:
         s = _c4.e_AccessLog(x)
         n = len(s)
-        b += b'\xb2\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xb2\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.tcp_backlog_size
     if v is not None:
@@ -2023,15 +1922,13 @@ def e_Listener(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'\xc2\x01'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\xc2\x01' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.default_filter_chain
     if v is not None:
         s = e_FilterChain(v)
         n = len(s)
-        b += b'\xca\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xca\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.bind_to_port
     if v is not None:
@@ -2040,15 +1937,13 @@ def e_Listener(m):
     if v is not None:
         s = e_ListenerInternalListenerConfig(v)
         n = len(s)
-        b += b'\xda\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xda\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.stat_prefix
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\xe2\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xe2\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.enable_reuse_port
     if v is not None:
@@ -2063,15 +1958,13 @@ def e_Listener(m):
     if v is not None:
         s = _c5.e_Matcher(v)
         n = len(s)
-        b += b'\x82\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x82\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.additional_addresses
     for x in v:
         s = e_AdditionalAddress(x)
         n = len(s)
-        b += b'\x8a\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x8a\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.max_connections_to_accept_per_socket_event
     if v is not None:
@@ -2080,8 +1973,7 @@ def e_Listener(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'\x92\x02'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\x92\x02' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.bypass_overload_manager
     if v:
@@ -2090,8 +1982,7 @@ def e_Listener(m):
     if v is not None:
         s = e_ListenerFcdsConfig(v)
         n = len(s)
-        b += b'\xa2\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xa2\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -2843,15 +2734,13 @@ def e_ListenerConnectionBalanceConfig(m):
     if v is not None:
         s = e_ListenerConnectionBalanceConfigExactBalance(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.extend_balance
     if v is not None:
         s = _c1.e_TypedExtensionConfig(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -2995,15 +2884,13 @@ def e_ListenerFcdsConfig(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.config_source
     if v is not None:
         s = _c1.e_ConfigSource(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:

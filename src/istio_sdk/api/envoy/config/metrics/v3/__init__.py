@@ -20,6 +20,7 @@ __all__ = (
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from .....message_pool import default_message_pool
 
@@ -35,7 +36,7 @@ class HistogramEmitMode(betterproto2.Enum):
     HISTOGRAM = 2
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class DogStatsdSink(betterproto2.Message):
     """
 
@@ -57,12 +58,20 @@ class DogStatsdSink(betterproto2.Message):
         optional=True,
     )
 
+    def __init__(self, address: '__core__v3__.Address | None' = _FACTORY, prefix: 'str' = _FACTORY, max_bytes_per_datagram: 'int | None' = _FACTORY) -> None:
+        self.address = None if address is _FACTORY else address
+        self.prefix = "" if prefix is _FACTORY else prefix
+        self.max_bytes_per_datagram = None if max_bytes_per_datagram is _FACTORY else max_bytes_per_datagram
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.metrics.v3", "DogStatsdSink", DogStatsdSink)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HistogramBucketSettings(betterproto2.Message):
+    "HistogramBucketSettings(match: '___type__matcher__v3__.StringMatcher | None' = <factory>, buckets: 'list[float]' = <factory>, bins: 'int | None' = <factory>)"
+
     match: "___type__matcher__v3__.StringMatcher | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -76,22 +85,36 @@ class HistogramBucketSettings(betterproto2.Message):
         optional=True,
     )
 
+    def __init__(self, match: '___type__matcher__v3__.StringMatcher | None' = _FACTORY, buckets: 'list[float]' = _FACTORY, bins: 'int | None' = _FACTORY) -> None:
+        self.match = None if match is _FACTORY else match
+        self.buckets = [] if buckets is _FACTORY else buckets
+        self.bins = None if bins is _FACTORY else bins
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.metrics.v3", "HistogramBucketSettings", HistogramBucketSettings
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HystrixSink(betterproto2.Message):
+    "HystrixSink(num_buckets: 'int' = <factory>)"
+
     num_buckets: "int" = betterproto2.field(1, betterproto2.TYPE_INT64)
+
+    def __init__(self, num_buckets: 'int' = _FACTORY) -> None:
+        self.num_buckets = 0 if num_buckets is _FACTORY else num_buckets
+        self.__post_init__()
 
 
 default_message_pool.register_message("envoy.config.metrics.v3", "HystrixSink", HystrixSink)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MetricsServiceConfig(betterproto2.Message):
+    "MetricsServiceConfig(grpc_service: '__core__v3__.GrpcService | None' = <factory>, transport_api_version: '__core__v3__.ApiVersion' = <factory>, report_counters_as_deltas: 'bool | None' = <factory>, emit_tags_as_labels: 'bool' = <factory>, histogram_emit_mode: 'HistogramEmitMode' = <factory>, batch_size: 'int' = <factory>)"
+
     grpc_service: "__core__v3__.GrpcService | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -112,14 +135,25 @@ class MetricsServiceConfig(betterproto2.Message):
 
     batch_size: "int" = betterproto2.field(6, betterproto2.TYPE_UINT32)
 
+    def __init__(self, grpc_service: '__core__v3__.GrpcService | None' = _FACTORY, transport_api_version: '__core__v3__.ApiVersion' = _FACTORY, report_counters_as_deltas: 'bool | None' = _FACTORY, emit_tags_as_labels: 'bool' = _FACTORY, histogram_emit_mode: 'HistogramEmitMode' = _FACTORY, batch_size: 'int' = _FACTORY) -> None:
+        self.grpc_service = None if grpc_service is _FACTORY else grpc_service
+        self.transport_api_version = __core__v3__.ApiVersion(0) if transport_api_version is _FACTORY else transport_api_version
+        self.report_counters_as_deltas = None if report_counters_as_deltas is _FACTORY else report_counters_as_deltas
+        self.emit_tags_as_labels = False if emit_tags_as_labels is _FACTORY else emit_tags_as_labels
+        self.histogram_emit_mode = HistogramEmitMode(0) if histogram_emit_mode is _FACTORY else histogram_emit_mode
+        self.batch_size = 0 if batch_size is _FACTORY else batch_size
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.metrics.v3", "MetricsServiceConfig", MetricsServiceConfig
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class StatsConfig(betterproto2.Message):
+    "StatsConfig(stats_tags: 'list[TagSpecifier]' = <factory>, use_all_default_tags: 'bool | None' = <factory>, stats_matcher: 'StatsMatcher | None' = <factory>, histogram_bucket_settings: 'list[HistogramBucketSettings]' = <factory>)"
+
     stats_tags: "list[TagSpecifier]" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
@@ -136,11 +170,18 @@ class StatsConfig(betterproto2.Message):
         4, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
+    def __init__(self, stats_tags: 'list[TagSpecifier]' = _FACTORY, use_all_default_tags: 'bool | None' = _FACTORY, stats_matcher: 'StatsMatcher | None' = _FACTORY, histogram_bucket_settings: 'list[HistogramBucketSettings]' = _FACTORY) -> None:
+        self.stats_tags = [] if stats_tags is _FACTORY else stats_tags
+        self.use_all_default_tags = None if use_all_default_tags is _FACTORY else use_all_default_tags
+        self.stats_matcher = None if stats_matcher is _FACTORY else stats_matcher
+        self.histogram_bucket_settings = [] if histogram_bucket_settings is _FACTORY else histogram_bucket_settings
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.metrics.v3", "StatsConfig", StatsConfig)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class StatsdSink(betterproto2.Message):
     """
 
@@ -159,11 +200,17 @@ class StatsdSink(betterproto2.Message):
 
     prefix: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
 
+    def __init__(self, address: '__core__v3__.Address | None' = _FACTORY, tcp_cluster_name: 'str | None' = _FACTORY, prefix: 'str' = _FACTORY) -> None:
+        self.address = None if address is _FACTORY else address
+        self.tcp_cluster_name = None if tcp_cluster_name is _FACTORY else tcp_cluster_name
+        self.prefix = "" if prefix is _FACTORY else prefix
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.metrics.v3", "StatsdSink", StatsdSink)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class StatsMatcher(betterproto2.Message):
     """
 
@@ -184,11 +231,17 @@ class StatsMatcher(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True, group="stats_matcher"
     )
 
+    def __init__(self, reject_all: 'bool | None' = _FACTORY, exclusion_list: '___type__matcher__v3__.ListStringMatcher | None' = _FACTORY, inclusion_list: '___type__matcher__v3__.ListStringMatcher | None' = _FACTORY) -> None:
+        self.reject_all = None if reject_all is _FACTORY else reject_all
+        self.exclusion_list = None if exclusion_list is _FACTORY else exclusion_list
+        self.inclusion_list = None if inclusion_list is _FACTORY else inclusion_list
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.metrics.v3", "StatsMatcher", StatsMatcher)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class StatsSink(betterproto2.Message):
     """
 
@@ -203,11 +256,16 @@ class StatsSink(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True, group="config_type"
     )
 
+    def __init__(self, name: 'str' = _FACTORY, typed_config: '____google__protobuf__.Any | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.typed_config = None if typed_config is _FACTORY else typed_config
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.metrics.v3", "StatsSink", StatsSink)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TagSpecifier(betterproto2.Message):
     """
 
@@ -226,6 +284,12 @@ class TagSpecifier(betterproto2.Message):
         3, betterproto2.TYPE_STRING, optional=True, group="tag_value"
     )
 
+    def __init__(self, tag_name: 'str' = _FACTORY, regex: 'str | None' = _FACTORY, fixed_value: 'str | None' = _FACTORY) -> None:
+        self.tag_name = "" if tag_name is _FACTORY else tag_name
+        self.regex = None if regex is _FACTORY else regex
+        self.fixed_value = None if fixed_value is _FACTORY else fixed_value
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.metrics.v3", "TagSpecifier", TagSpecifier)
 
@@ -234,4 +298,19 @@ from .....google import protobuf as ____google__protobuf__
 from ....type.matcher import v3 as ___type__matcher__v3__
 from ...core import v3 as __core__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        StatsSink,
+        StatsConfig,
+        StatsMatcher,
+        TagSpecifier,
+        HistogramBucketSettings,
+        StatsdSink,
+        DogStatsdSink,
+        HystrixSink,
+        MetricsServiceConfig,
+    ),
+)

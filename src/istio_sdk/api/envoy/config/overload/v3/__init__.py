@@ -22,6 +22,7 @@ import datetime
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from .....message_pool import default_message_pool
 
@@ -43,9 +44,15 @@ class ScaleTimersOverloadActionConfigTimerType(betterproto2.Enum):
     HTTP_DOWNSTREAM_STREAM_FLUSH = 5
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class BufferFactoryConfig(betterproto2.Message):
+    "BufferFactoryConfig(minimum_account_to_track_power_of_two: 'int' = <factory>)"
+
     minimum_account_to_track_power_of_two: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
+
+    def __init__(self, minimum_account_to_track_power_of_two: 'int' = _FACTORY) -> None:
+        self.minimum_account_to_track_power_of_two = 0 if minimum_account_to_track_power_of_two is _FACTORY else minimum_account_to_track_power_of_two
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -53,18 +60,27 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class LoadShedPoint(betterproto2.Message):
+    "LoadShedPoint(name: 'str' = <factory>, triggers: 'list[Trigger]' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     triggers: "list[Trigger]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
+
+    def __init__(self, name: 'str' = _FACTORY, triggers: 'list[Trigger]' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.triggers = [] if triggers is _FACTORY else triggers
+        self.__post_init__()
 
 
 default_message_pool.register_message("envoy.config.overload.v3", "LoadShedPoint", LoadShedPoint)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class OverloadAction(betterproto2.Message):
+    "OverloadAction(name: 'str' = <factory>, triggers: 'list[Trigger]' = <factory>, typed_config: '____google__protobuf__.Any | None' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     triggers: "list[Trigger]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
@@ -73,12 +89,20 @@ class OverloadAction(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, name: 'str' = _FACTORY, triggers: 'list[Trigger]' = _FACTORY, typed_config: '____google__protobuf__.Any | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.triggers = [] if triggers is _FACTORY else triggers
+        self.typed_config = None if typed_config is _FACTORY else typed_config
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.overload.v3", "OverloadAction", OverloadAction)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class OverloadManager(betterproto2.Message):
+    "OverloadManager(refresh_interval: 'datetime.timedelta | None' = <factory>, resource_monitors: 'list[ResourceMonitor]' = <factory>, actions: 'list[OverloadAction]' = <factory>, loadshed_points: 'list[LoadShedPoint]' = <factory>, buffer_factory_config: 'BufferFactoryConfig | None' = <factory>)"
+
     refresh_interval: "datetime.timedelta | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
@@ -99,13 +123,21 @@ class OverloadManager(betterproto2.Message):
         4, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, refresh_interval: 'datetime.timedelta | None' = _FACTORY, resource_monitors: 'list[ResourceMonitor]' = _FACTORY, actions: 'list[OverloadAction]' = _FACTORY, loadshed_points: 'list[LoadShedPoint]' = _FACTORY, buffer_factory_config: 'BufferFactoryConfig | None' = _FACTORY) -> None:
+        self.refresh_interval = None if refresh_interval is _FACTORY else refresh_interval
+        self.resource_monitors = [] if resource_monitors is _FACTORY else resource_monitors
+        self.actions = [] if actions is _FACTORY else actions
+        self.loadshed_points = [] if loadshed_points is _FACTORY else loadshed_points
+        self.buffer_factory_config = None if buffer_factory_config is _FACTORY else buffer_factory_config
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.overload.v3", "OverloadManager", OverloadManager
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ResourceMonitor(betterproto2.Message):
     """
 
@@ -120,27 +152,45 @@ class ResourceMonitor(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True, group="config_type"
     )
 
+    def __init__(self, name: 'str' = _FACTORY, typed_config: '____google__protobuf__.Any | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.typed_config = None if typed_config is _FACTORY else typed_config
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.overload.v3", "ResourceMonitor", ResourceMonitor
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ScaledTrigger(betterproto2.Message):
+    "ScaledTrigger(scaling_threshold: 'float' = <factory>, saturation_threshold: 'float' = <factory>)"
+
     scaling_threshold: "float" = betterproto2.field(1, betterproto2.TYPE_DOUBLE)
 
     saturation_threshold: "float" = betterproto2.field(2, betterproto2.TYPE_DOUBLE)
+
+    def __init__(self, scaling_threshold: 'float' = _FACTORY, saturation_threshold: 'float' = _FACTORY) -> None:
+        self.scaling_threshold = 0.0 if scaling_threshold is _FACTORY else scaling_threshold
+        self.saturation_threshold = 0.0 if saturation_threshold is _FACTORY else saturation_threshold
+        self.__post_init__()
 
 
 default_message_pool.register_message("envoy.config.overload.v3", "ScaledTrigger", ScaledTrigger)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ScaleTimersOverloadActionConfig(betterproto2.Message):
+    "ScaleTimersOverloadActionConfig(timer_scale_factors: 'list[ScaleTimersOverloadActionConfigScaleTimer]' = <factory>)"
+
     timer_scale_factors: "list[ScaleTimersOverloadActionConfigScaleTimer]" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
+
+    def __init__(self, timer_scale_factors: 'list[ScaleTimersOverloadActionConfigScaleTimer]' = _FACTORY) -> None:
+        self.timer_scale_factors = [] if timer_scale_factors is _FACTORY else timer_scale_factors
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -148,7 +198,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ScaleTimersOverloadActionConfigScaleTimer(betterproto2.Message):
     """
 
@@ -175,6 +225,12 @@ class ScaleTimersOverloadActionConfigScaleTimer(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True, group="overload_adjust"
     )
 
+    def __init__(self, timer: 'ScaleTimersOverloadActionConfigTimerType' = _FACTORY, min_timeout: 'datetime.timedelta | None' = _FACTORY, min_scale: '___type__v3__.Percent | None' = _FACTORY) -> None:
+        self.timer = ScaleTimersOverloadActionConfigTimerType(0) if timer is _FACTORY else timer
+        self.min_timeout = None if min_timeout is _FACTORY else min_timeout
+        self.min_scale = None if min_scale is _FACTORY else min_scale
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.overload.v3",
@@ -183,9 +239,15 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ThresholdTrigger(betterproto2.Message):
+    "ThresholdTrigger(value: 'float' = <factory>)"
+
     value: "float" = betterproto2.field(1, betterproto2.TYPE_DOUBLE)
+
+    def __init__(self, value: 'float' = _FACTORY) -> None:
+        self.value = 0.0 if value is _FACTORY else value
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -193,7 +255,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Trigger(betterproto2.Message):
     """
 
@@ -212,6 +274,12 @@ class Trigger(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True, group="trigger_oneof"
     )
 
+    def __init__(self, name: 'str' = _FACTORY, threshold: 'ThresholdTrigger | None' = _FACTORY, scaled: 'ScaledTrigger | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.threshold = None if threshold is _FACTORY else threshold
+        self.scaled = None if scaled is _FACTORY else scaled
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.overload.v3", "Trigger", Trigger)
 
@@ -219,4 +287,20 @@ default_message_pool.register_message("envoy.config.overload.v3", "Trigger", Tri
 from .....google import protobuf as ____google__protobuf__
 from ....type import v3 as ___type__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        ResourceMonitor,
+        ThresholdTrigger,
+        ScaledTrigger,
+        Trigger,
+        ScaleTimersOverloadActionConfig,
+        ScaleTimersOverloadActionConfigScaleTimer,
+        OverloadAction,
+        LoadShedPoint,
+        BufferFactoryConfig,
+        OverloadManager,
+    ),
+)

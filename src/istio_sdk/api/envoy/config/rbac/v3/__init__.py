@@ -25,6 +25,7 @@ import warnings
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from .....message_pool import default_message_pool
 
@@ -56,19 +57,26 @@ class RbacAuditLoggingOptionsAuditCondition(betterproto2.Enum):
     ON_DENY_AND_ALLOW = 3
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Action(betterproto2.Message):
+    "Action(name: 'str' = <factory>, action: 'RbacAction' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     action: "RbacAction" = betterproto2.field(
         2, betterproto2.TYPE_ENUM, default_factory=lambda: RbacAction(0)
     )
 
+    def __init__(self, name: 'str' = _FACTORY, action: 'RbacAction' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.action = RbacAction(0) if action is _FACTORY else action
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.rbac.v3", "Action", Action)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Permission(betterproto2.Message):
     """
 
@@ -136,20 +144,45 @@ class Permission(betterproto2.Message):
         if self.is_set("metadata"):
             warnings.warn("Permission.metadata is deprecated", DeprecationWarning)
 
+    def __init__(self, and_rules: 'PermissionSet | None' = _FACTORY, or_rules: 'PermissionSet | None' = _FACTORY, any: 'bool | None' = _FACTORY, header: '__route__v3__.HeaderMatcher | None' = _FACTORY, url_path: '___type__matcher__v3__.PathMatcher | None' = _FACTORY, destination_ip: '__core__v3__.CidrRange | None' = _FACTORY, destination_port: 'int | None' = _FACTORY, destination_port_range: '___type__v3__.Int32Range | None' = _FACTORY, metadata: '___type__matcher__v3__.MetadataMatcher | None' = _FACTORY, not_rule: 'Permission | None' = _FACTORY, requested_server_name: '___type__matcher__v3__.StringMatcher | None' = _FACTORY, matcher: '__core__v3__.TypedExtensionConfig | None' = _FACTORY, uri_template: '__core__v3__.TypedExtensionConfig | None' = _FACTORY, sourced_metadata: 'SourcedMetadata | None' = _FACTORY) -> None:
+        self.and_rules = None if and_rules is _FACTORY else and_rules
+        self.or_rules = None if or_rules is _FACTORY else or_rules
+        self.any = None if any is _FACTORY else any
+        self.header = None if header is _FACTORY else header
+        self.url_path = None if url_path is _FACTORY else url_path
+        self.destination_ip = None if destination_ip is _FACTORY else destination_ip
+        self.destination_port = None if destination_port is _FACTORY else destination_port
+        self.destination_port_range = None if destination_port_range is _FACTORY else destination_port_range
+        self.metadata = None if metadata is _FACTORY else metadata
+        self.not_rule = None if not_rule is _FACTORY else not_rule
+        self.requested_server_name = None if requested_server_name is _FACTORY else requested_server_name
+        self.matcher = None if matcher is _FACTORY else matcher
+        self.uri_template = None if uri_template is _FACTORY else uri_template
+        self.sourced_metadata = None if sourced_metadata is _FACTORY else sourced_metadata
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.rbac.v3", "Permission", Permission)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class PermissionSet(betterproto2.Message):
+    "PermissionSet(rules: 'list[Permission]' = <factory>)"
+
     rules: "list[Permission]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+
+    def __init__(self, rules: 'list[Permission]' = _FACTORY) -> None:
+        self.rules = [] if rules is _FACTORY else rules
+        self.__post_init__()
 
 
 default_message_pool.register_message("envoy.config.rbac.v3", "Permission.Set", PermissionSet)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Policy(betterproto2.Message):
+    "Policy(permissions: 'list[Permission]' = <factory>, principals: 'list[Principal]' = <factory>, condition: '____google__api__expr__v1alpha1__.Expr | None' = <factory>, checked_condition: '____google__api__expr__v1alpha1__.CheckedExpr | None' = <factory>, cel_config: '__core__v3__.CelExpressionConfig | None' = <factory>)"
+
     permissions: "list[Permission]" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
@@ -168,11 +201,19 @@ class Policy(betterproto2.Message):
         5, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, permissions: 'list[Permission]' = _FACTORY, principals: 'list[Principal]' = _FACTORY, condition: '____google__api__expr__v1alpha1__.Expr | None' = _FACTORY, checked_condition: '____google__api__expr__v1alpha1__.CheckedExpr | None' = _FACTORY, cel_config: '__core__v3__.CelExpressionConfig | None' = _FACTORY) -> None:
+        self.permissions = [] if permissions is _FACTORY else permissions
+        self.principals = [] if principals is _FACTORY else principals
+        self.condition = None if condition is _FACTORY else condition
+        self.checked_condition = None if checked_condition is _FACTORY else checked_condition
+        self.cel_config = None if cel_config is _FACTORY else cel_config
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.rbac.v3", "Policy", Policy)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Principal(betterproto2.Message):
     """
 
@@ -244,15 +285,38 @@ class Principal(betterproto2.Message):
         if self.is_set("metadata"):
             warnings.warn("Principal.metadata is deprecated", DeprecationWarning)
 
+    def __init__(self, and_ids: 'PrincipalSet | None' = _FACTORY, or_ids: 'PrincipalSet | None' = _FACTORY, any: 'bool | None' = _FACTORY, authenticated: 'PrincipalAuthenticated | None' = _FACTORY, source_ip: '__core__v3__.CidrRange | None' = _FACTORY, direct_remote_ip: '__core__v3__.CidrRange | None' = _FACTORY, remote_ip: '__core__v3__.CidrRange | None' = _FACTORY, header: '__route__v3__.HeaderMatcher | None' = _FACTORY, url_path: '___type__matcher__v3__.PathMatcher | None' = _FACTORY, metadata: '___type__matcher__v3__.MetadataMatcher | None' = _FACTORY, filter_state: '___type__matcher__v3__.FilterStateMatcher | None' = _FACTORY, not_id: 'Principal | None' = _FACTORY, sourced_metadata: 'SourcedMetadata | None' = _FACTORY, custom: '__core__v3__.TypedExtensionConfig | None' = _FACTORY) -> None:
+        self.and_ids = None if and_ids is _FACTORY else and_ids
+        self.or_ids = None if or_ids is _FACTORY else or_ids
+        self.any = None if any is _FACTORY else any
+        self.authenticated = None if authenticated is _FACTORY else authenticated
+        self.source_ip = None if source_ip is _FACTORY else source_ip
+        self.direct_remote_ip = None if direct_remote_ip is _FACTORY else direct_remote_ip
+        self.remote_ip = None if remote_ip is _FACTORY else remote_ip
+        self.header = None if header is _FACTORY else header
+        self.url_path = None if url_path is _FACTORY else url_path
+        self.metadata = None if metadata is _FACTORY else metadata
+        self.filter_state = None if filter_state is _FACTORY else filter_state
+        self.not_id = None if not_id is _FACTORY else not_id
+        self.sourced_metadata = None if sourced_metadata is _FACTORY else sourced_metadata
+        self.custom = None if custom is _FACTORY else custom
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.rbac.v3", "Principal", Principal)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class PrincipalAuthenticated(betterproto2.Message):
+    "PrincipalAuthenticated(principal_name: '___type__matcher__v3__.StringMatcher | None' = <factory>)"
+
     principal_name: "___type__matcher__v3__.StringMatcher | None" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
+
+    def __init__(self, principal_name: '___type__matcher__v3__.StringMatcher | None' = _FACTORY) -> None:
+        self.principal_name = None if principal_name is _FACTORY else principal_name
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -260,16 +324,24 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class PrincipalSet(betterproto2.Message):
+    "PrincipalSet(ids: 'list[Principal]' = <factory>)"
+
     ids: "list[Principal]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+
+    def __init__(self, ids: 'list[Principal]' = _FACTORY) -> None:
+        self.ids = [] if ids is _FACTORY else ids
+        self.__post_init__()
 
 
 default_message_pool.register_message("envoy.config.rbac.v3", "Principal.Set", PrincipalSet)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Rbac(betterproto2.Message):
+    "Rbac(action: 'RbacAction' = <factory>, policies: 'dict[str, Policy]' = <factory>, audit_logging_options: 'RbacAuditLoggingOptions | None' = <factory>)"
+
     action: "RbacAction" = betterproto2.field(
         1, betterproto2.TYPE_ENUM, default_factory=lambda: RbacAction(0)
     )
@@ -284,12 +356,20 @@ class Rbac(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, action: 'RbacAction' = _FACTORY, policies: 'dict[str, Policy]' = _FACTORY, audit_logging_options: 'RbacAuditLoggingOptions | None' = _FACTORY) -> None:
+        self.action = RbacAction(0) if action is _FACTORY else action
+        self.policies = {} if policies is _FACTORY else policies
+        self.audit_logging_options = None if audit_logging_options is _FACTORY else audit_logging_options
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.rbac.v3", "RBAC", Rbac)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RbacAuditLoggingOptions(betterproto2.Message):
+    "RbacAuditLoggingOptions(audit_condition: 'RbacAuditLoggingOptionsAuditCondition' = <factory>, logger_configs: 'list[RbacAuditLoggingOptionsAuditLoggerConfig]' = <factory>)"
+
     audit_condition: "RbacAuditLoggingOptionsAuditCondition" = betterproto2.field(
         1, betterproto2.TYPE_ENUM, default_factory=lambda: RbacAuditLoggingOptionsAuditCondition(0)
     )
@@ -298,19 +378,31 @@ class RbacAuditLoggingOptions(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
+    def __init__(self, audit_condition: 'RbacAuditLoggingOptionsAuditCondition' = _FACTORY, logger_configs: 'list[RbacAuditLoggingOptionsAuditLoggerConfig]' = _FACTORY) -> None:
+        self.audit_condition = RbacAuditLoggingOptionsAuditCondition(0) if audit_condition is _FACTORY else audit_condition
+        self.logger_configs = [] if logger_configs is _FACTORY else logger_configs
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.rbac.v3", "RBAC.AuditLoggingOptions", RbacAuditLoggingOptions
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RbacAuditLoggingOptionsAuditLoggerConfig(betterproto2.Message):
+    "RbacAuditLoggingOptionsAuditLoggerConfig(audit_logger: '__core__v3__.TypedExtensionConfig | None' = <factory>, is_optional: 'bool' = <factory>)"
+
     audit_logger: "__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     is_optional: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+
+    def __init__(self, audit_logger: '__core__v3__.TypedExtensionConfig | None' = _FACTORY, is_optional: 'bool' = _FACTORY) -> None:
+        self.audit_logger = None if audit_logger is _FACTORY else audit_logger
+        self.is_optional = False if is_optional is _FACTORY else is_optional
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -320,8 +412,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class SourcedMetadata(betterproto2.Message):
+    "SourcedMetadata(metadata_matcher: '___type__matcher__v3__.MetadataMatcher | None' = <factory>, metadata_source: 'MetadataSource' = <factory>)"
+
     metadata_matcher: "___type__matcher__v3__.MetadataMatcher | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -329,6 +423,11 @@ class SourcedMetadata(betterproto2.Message):
     metadata_source: "MetadataSource" = betterproto2.field(
         2, betterproto2.TYPE_ENUM, default_factory=lambda: MetadataSource(0)
     )
+
+    def __init__(self, metadata_matcher: '___type__matcher__v3__.MetadataMatcher | None' = _FACTORY, metadata_source: 'MetadataSource' = _FACTORY) -> None:
+        self.metadata_matcher = None if metadata_matcher is _FACTORY else metadata_matcher
+        self.metadata_source = MetadataSource(0) if metadata_source is _FACTORY else metadata_source
+        self.__post_init__()
 
 
 default_message_pool.register_message("envoy.config.rbac.v3", "SourcedMetadata", SourcedMetadata)
@@ -340,4 +439,21 @@ from ....type.matcher import v3 as ___type__matcher__v3__
 from ...core import v3 as __core__v3__
 from ...route import v3 as __route__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        Rbac,
+        RbacAuditLoggingOptions,
+        RbacAuditLoggingOptionsAuditLoggerConfig,
+        Policy,
+        SourcedMetadata,
+        Permission,
+        PermissionSet,
+        Principal,
+        PrincipalSet,
+        PrincipalAuthenticated,
+        Action,
+    ),
+)

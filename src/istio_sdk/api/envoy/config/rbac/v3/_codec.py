@@ -3,47 +3,7 @@
 # mypy: ignore-errors
 """Fast codec for the messages of ``istio_sdk.api.envoy.config.rbac.v3``."""
 
-from istio_sdk.codec import (
-    VARINTS as V,
-    WRAPPED_SMALL_INTS as W,
-    WRAPPERS,
-    install,
-    merge,
-    overrun as over,
-    pack_bools,
-    pack_fixed,
-    pack_varints,
-    pack_zigzag32,
-    pack_zigzag64,
-    read_varint as rv,
-    skip_field as skip,
-    sorted_int_keys,
-    sorted_string_keys,
-    to_int32 as i32,
-    truncated as trunc,
-    unpack_fixed,
-    unpack_varints,
-    unzigzag32 as uz32,
-    varint as vi,
-    zigzag32 as zz32,
-    zigzag64 as zz64,
-)
-from math import copysign as cs
-from struct import Struct as _S
-
-new = object.__new__
-pI = _S("<I").pack
-uI = _S("<I").unpack_from
-pi = _S("<i").pack
-ui = _S("<i").unpack_from
-pQ = _S("<Q").pack
-uQ = _S("<Q").unpack_from
-pq = _S("<q").pack
-uq = _S("<q").unpack_from
-pf = _S("<f").pack
-uf = _S("<f").unpack_from
-pd = _S("<d").pack
-ud = _S("<d").unpack_from
+from istio_sdk.codec import V, W, WRAPPERS, cs, i32, install, merge, new, over, pI, pQ, pack_bools, pack_fixed, pack_varints, pack_zigzag32, pack_zigzag64, pd, pf, pi, pq, rv, skip, sorted_int_keys, sorted_string_keys, trunc, uI, uQ, ud, uf, ui, unpack_fixed, unpack_varints, uq, uz32, vi, zz32, zz64  # the shared prelude
 from .....envoy.config.core.v3 import _codec as _c0
 from .....google.api.expr.v1alpha1 import _codec as _c1
 from .....envoy.type.matcher.v3 import _codec as _c2
@@ -64,13 +24,11 @@ def e_Rbac(m):
             t = bytearray()
             s = k.encode()
             n = len(s)
-            t += b'\n'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\n' + (V[n] if n < 16384 else vi(n))
             t += s
             s = e_Policy(x)
             n = len(s)
-            t += b'\x12'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\x12' + (V[n] if n < 16384 else vi(n))
             t += s
             n = len(t)
             b += b'\x12'
@@ -80,8 +38,7 @@ def e_Rbac(m):
     if v is not None:
         s = e_RbacAuditLoggingOptions(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -235,8 +192,7 @@ def e_RbacAuditLoggingOptions(m):
     for x in v:
         s = e_RbacAuditLoggingOptionsAuditLoggerConfig(x)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -310,8 +266,7 @@ def e_RbacAuditLoggingOptionsAuditLoggerConfig(m):
     if v is not None:
         s = _c0.e_TypedExtensionConfig(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.is_optional
     if v:
@@ -387,36 +342,31 @@ def e_Policy(m):
     for x in v:
         s = e_Permission(x)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.principals
     for x in v:
         s = e_Principal(x)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.condition
     if v is not None:
         s = _c1.e_Expr(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.checked_condition
     if v is not None:
         s = _c1.e_CheckedExpr(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.cel_config
     if v is not None:
         s = _c0.e_CelExpressionConfig(v)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -555,8 +505,7 @@ def e_SourcedMetadata(m):
     if v is not None:
         s = _c2.e_MetadataMatcher(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.metadata_source
     if v:
@@ -636,15 +585,13 @@ def e_Permission(m):
     if v is not None:
         s = e_PermissionSet(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.or_rules
     if v is not None:
         s = e_PermissionSet(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.any
     if v is not None:
@@ -653,15 +600,13 @@ def e_Permission(m):
     if v is not None:
         s = _c3.e_HeaderMatcher(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.destination_ip
     if v is not None:
         s = _c0.e_CidrRange(v)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.destination_port
     if v is not None:
@@ -671,57 +616,49 @@ def e_Permission(m):
     if v is not None:
         s = _c2.e_MetadataMatcher(v)
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.not_rule
     if v is not None:
         s = e_Permission(v)
         n = len(s)
-        b += b'B'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'B' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.requested_server_name
     if v is not None:
         s = _c2.e_StringMatcher(v)
         n = len(s)
-        b += b'J'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'J' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.url_path
     if v is not None:
         s = _c2.e_PathMatcher(v)
         n = len(s)
-        b += b'R'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'R' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.destination_port_range
     if v is not None:
         s = _c4.e_Int32Range(v)
         n = len(s)
-        b += b'Z'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'Z' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.matcher
     if v is not None:
         s = _c0.e_TypedExtensionConfig(v)
         n = len(s)
-        b += b'b'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'b' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.uri_template
     if v is not None:
         s = _c0.e_TypedExtensionConfig(v)
         n = len(s)
-        b += b'j'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'j' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.sourced_metadata
     if v is not None:
         s = e_SourcedMetadata(v)
         n = len(s)
-        b += b'r'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'r' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1213,8 +1150,7 @@ def e_PermissionSet(m):
     for x in v:
         s = e_Permission(x)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1271,15 +1207,13 @@ def e_Principal(m):
     if v is not None:
         s = e_PrincipalSet(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.or_ids
     if v is not None:
         s = e_PrincipalSet(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.any
     if v is not None:
@@ -1288,78 +1222,67 @@ def e_Principal(m):
     if v is not None:
         s = e_PrincipalAuthenticated(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.source_ip
     if v is not None:
         s = _c0.e_CidrRange(v)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.header
     if v is not None:
         s = _c3.e_HeaderMatcher(v)
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.metadata
     if v is not None:
         s = _c2.e_MetadataMatcher(v)
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.not_id
     if v is not None:
         s = e_Principal(v)
         n = len(s)
-        b += b'B'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'B' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.url_path
     if v is not None:
         s = _c2.e_PathMatcher(v)
         n = len(s)
-        b += b'J'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'J' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.direct_remote_ip
     if v is not None:
         s = _c0.e_CidrRange(v)
         n = len(s)
-        b += b'R'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'R' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.remote_ip
     if v is not None:
         s = _c0.e_CidrRange(v)
         n = len(s)
-        b += b'Z'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'Z' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.filter_state
     if v is not None:
         s = _c2.e_FilterStateMatcher(v)
         n = len(s)
-        b += b'b'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'b' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.sourced_metadata
     if v is not None:
         s = e_SourcedMetadata(v)
         n = len(s)
-        b += b'j'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'j' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.custom
     if v is not None:
         s = _c0.e_TypedExtensionConfig(v)
         n = len(s)
-        b += b'r'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'r' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1856,8 +1779,7 @@ def e_PrincipalSet(m):
     for x in v:
         s = e_Principal(x)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1914,8 +1836,7 @@ def e_PrincipalAuthenticated(m):
     if v is not None:
         s = _c2.e_StringMatcher(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1974,8 +1895,7 @@ def e_Action(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.action
     if v:

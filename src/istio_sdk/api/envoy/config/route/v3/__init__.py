@@ -80,6 +80,7 @@ import warnings
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from .....message_pool import default_message_pool
 
@@ -133,13 +134,20 @@ class VirtualHostTlsRequirementType(betterproto2.Enum):
     ALL = 2
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ClusterSpecifierPlugin(betterproto2.Message):
+    "ClusterSpecifierPlugin(extension: '__core__v3__.TypedExtensionConfig | None' = <factory>, is_optional: 'bool' = <factory>)"
+
     extension: "__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     is_optional: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+
+    def __init__(self, extension: '__core__v3__.TypedExtensionConfig | None' = _FACTORY, is_optional: 'bool' = _FACTORY) -> None:
+        self.extension = None if extension is _FACTORY else extension
+        self.is_optional = False if is_optional is _FACTORY else is_optional
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -147,7 +155,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class CorsPolicy(betterproto2.Message):
     """
 
@@ -194,24 +202,46 @@ class CorsPolicy(betterproto2.Message):
         optional=True,
     )
 
+    def __init__(self, allow_origin_string_match: 'list[___type__matcher__v3__.StringMatcher]' = _FACTORY, allow_methods: 'str' = _FACTORY, allow_headers: 'str' = _FACTORY, expose_headers: 'str' = _FACTORY, max_age: 'str' = _FACTORY, allow_credentials: 'bool | None' = _FACTORY, filter_enabled: '__core__v3__.RuntimeFractionalPercent | None' = _FACTORY, shadow_enabled: '__core__v3__.RuntimeFractionalPercent | None' = _FACTORY, allow_private_network_access: 'bool | None' = _FACTORY, forward_not_matching_preflights: 'bool | None' = _FACTORY) -> None:
+        self.allow_origin_string_match = [] if allow_origin_string_match is _FACTORY else allow_origin_string_match
+        self.allow_methods = "" if allow_methods is _FACTORY else allow_methods
+        self.allow_headers = "" if allow_headers is _FACTORY else allow_headers
+        self.expose_headers = "" if expose_headers is _FACTORY else expose_headers
+        self.max_age = "" if max_age is _FACTORY else max_age
+        self.allow_credentials = None if allow_credentials is _FACTORY else allow_credentials
+        self.filter_enabled = None if filter_enabled is _FACTORY else filter_enabled
+        self.shadow_enabled = None if shadow_enabled is _FACTORY else shadow_enabled
+        self.allow_private_network_access = None if allow_private_network_access is _FACTORY else allow_private_network_access
+        self.forward_not_matching_preflights = None if forward_not_matching_preflights is _FACTORY else forward_not_matching_preflights
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.route.v3", "CorsPolicy", CorsPolicy)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Decorator(betterproto2.Message):
+    "Decorator(operation: 'str' = <factory>, propagate: 'bool | None' = <factory>)"
+
     operation: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     propagate: "bool | None" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
     )
 
+    def __init__(self, operation: 'str' = _FACTORY, propagate: 'bool | None' = _FACTORY) -> None:
+        self.operation = "" if operation is _FACTORY else operation
+        self.propagate = None if propagate is _FACTORY else propagate
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.route.v3", "Decorator", Decorator)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class DirectResponseAction(betterproto2.Message):
+    "DirectResponseAction(status: 'int' = <factory>, body: '__core__v3__.DataSource | None' = <factory>, body_format: '__core__v3__.SubstitutionFormatString | None' = <factory>)"
+
     status: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
 
     body: "__core__v3__.DataSource | None" = betterproto2.field(
@@ -222,24 +252,38 @@ class DirectResponseAction(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, status: 'int' = _FACTORY, body: '__core__v3__.DataSource | None' = _FACTORY, body_format: '__core__v3__.SubstitutionFormatString | None' = _FACTORY) -> None:
+        self.status = 0 if status is _FACTORY else status
+        self.body = None if body is _FACTORY else body
+        self.body_format = None if body_format is _FACTORY else body_format
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.route.v3", "DirectResponseAction", DirectResponseAction
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class FilterAction(betterproto2.Message):
+    "FilterAction(action: '____google__protobuf__.Any | None' = <factory>)"
+
     action: "____google__protobuf__.Any | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
+
+    def __init__(self, action: '____google__protobuf__.Any | None' = _FACTORY) -> None:
+        self.action = None if action is _FACTORY else action
+        self.__post_init__()
 
 
 default_message_pool.register_message("envoy.config.route.v3", "FilterAction", FilterAction)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class FilterConfig(betterproto2.Message):
+    "FilterConfig(config: '____google__protobuf__.Any | None' = <factory>, is_optional: 'bool' = <factory>, disabled: 'bool' = <factory>)"
+
     config: "____google__protobuf__.Any | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -248,11 +292,17 @@ class FilterConfig(betterproto2.Message):
 
     disabled: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
 
+    def __init__(self, config: '____google__protobuf__.Any | None' = _FACTORY, is_optional: 'bool' = _FACTORY, disabled: 'bool' = _FACTORY) -> None:
+        self.config = None if config is _FACTORY else config
+        self.is_optional = False if is_optional is _FACTORY else is_optional
+        self.disabled = False if disabled is _FACTORY else disabled
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.route.v3", "FilterConfig", FilterConfig)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HeaderMatcher(betterproto2.Message):
     """
 
@@ -312,12 +362,28 @@ class HeaderMatcher(betterproto2.Message):
         if self.is_set("contains_match"):
             warnings.warn("HeaderMatcher.contains_match is deprecated", DeprecationWarning)
 
+    def __init__(self, name: 'str' = _FACTORY, exact_match: 'str | None' = _FACTORY, safe_regex_match: '___type__matcher__v3__.RegexMatcher | None' = _FACTORY, range_match: '___type__v3__.Int64Range | None' = _FACTORY, present_match: 'bool | None' = _FACTORY, prefix_match: 'str | None' = _FACTORY, suffix_match: 'str | None' = _FACTORY, contains_match: 'str | None' = _FACTORY, string_match: '___type__matcher__v3__.StringMatcher | None' = _FACTORY, invert_match: 'bool' = _FACTORY, treat_missing_header_as_empty: 'bool' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.exact_match = None if exact_match is _FACTORY else exact_match
+        self.safe_regex_match = None if safe_regex_match is _FACTORY else safe_regex_match
+        self.range_match = None if range_match is _FACTORY else range_match
+        self.present_match = None if present_match is _FACTORY else present_match
+        self.prefix_match = None if prefix_match is _FACTORY else prefix_match
+        self.suffix_match = None if suffix_match is _FACTORY else suffix_match
+        self.contains_match = None if contains_match is _FACTORY else contains_match
+        self.string_match = None if string_match is _FACTORY else string_match
+        self.invert_match = False if invert_match is _FACTORY else invert_match
+        self.treat_missing_header_as_empty = False if treat_missing_header_as_empty is _FACTORY else treat_missing_header_as_empty
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.route.v3", "HeaderMatcher", HeaderMatcher)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HedgePolicy(betterproto2.Message):
+    "HedgePolicy(initial_requests: 'int | None' = <factory>, additional_request_chance: '___type__v3__.FractionalPercent | None' = <factory>, hedge_on_per_try_timeout: 'bool' = <factory>)"
+
     initial_requests: "int | None" = betterproto2.field(
         1,
         betterproto2.TYPE_MESSAGE,
@@ -331,12 +397,20 @@ class HedgePolicy(betterproto2.Message):
 
     hedge_on_per_try_timeout: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
 
+    def __init__(self, initial_requests: 'int | None' = _FACTORY, additional_request_chance: '___type__v3__.FractionalPercent | None' = _FACTORY, hedge_on_per_try_timeout: 'bool' = _FACTORY) -> None:
+        self.initial_requests = None if initial_requests is _FACTORY else initial_requests
+        self.additional_request_chance = None if additional_request_chance is _FACTORY else additional_request_chance
+        self.hedge_on_per_try_timeout = False if hedge_on_per_try_timeout is _FACTORY else hedge_on_per_try_timeout
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.route.v3", "HedgePolicy", HedgePolicy)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class InternalRedirectPolicy(betterproto2.Message):
+    "InternalRedirectPolicy(max_internal_redirects: 'int | None' = <factory>, redirect_response_codes: 'list[int]' = <factory>, predicates: 'list[__core__v3__.TypedExtensionConfig]' = <factory>, allow_cross_scheme_redirect: 'bool' = <factory>, response_headers_to_copy: 'list[str]' = <factory>)"
+
     max_internal_redirects: "int | None" = betterproto2.field(
         1,
         betterproto2.TYPE_MESSAGE,
@@ -358,15 +432,28 @@ class InternalRedirectPolicy(betterproto2.Message):
         5, betterproto2.TYPE_STRING, repeated=True
     )
 
+    def __init__(self, max_internal_redirects: 'int | None' = _FACTORY, redirect_response_codes: 'list[int]' = _FACTORY, predicates: 'list[__core__v3__.TypedExtensionConfig]' = _FACTORY, allow_cross_scheme_redirect: 'bool' = _FACTORY, response_headers_to_copy: 'list[str]' = _FACTORY) -> None:
+        self.max_internal_redirects = None if max_internal_redirects is _FACTORY else max_internal_redirects
+        self.redirect_response_codes = [] if redirect_response_codes is _FACTORY else redirect_response_codes
+        self.predicates = [] if predicates is _FACTORY else predicates
+        self.allow_cross_scheme_redirect = False if allow_cross_scheme_redirect is _FACTORY else allow_cross_scheme_redirect
+        self.response_headers_to_copy = [] if response_headers_to_copy is _FACTORY else response_headers_to_copy
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.route.v3", "InternalRedirectPolicy", InternalRedirectPolicy
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class NonForwardingAction(betterproto2.Message):
+    'NonForwardingAction()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -374,7 +461,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class QueryParameterMatcher(betterproto2.Message):
     """
 
@@ -393,14 +480,22 @@ class QueryParameterMatcher(betterproto2.Message):
         6, betterproto2.TYPE_BOOL, optional=True, group="query_parameter_match_specifier"
     )
 
+    def __init__(self, name: 'str' = _FACTORY, string_match: '___type__matcher__v3__.StringMatcher | None' = _FACTORY, present_match: 'bool | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.string_match = None if string_match is _FACTORY else string_match
+        self.present_match = None if present_match is _FACTORY else present_match
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.route.v3", "QueryParameterMatcher", QueryParameterMatcher
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RateLimit(betterproto2.Message):
+    "RateLimit(stage: 'int | None' = <factory>, disable_key: 'str' = <factory>, actions: 'list[RateLimitAction]' = <factory>, limit: 'RateLimitOverride | None' = <factory>, hits_addend: 'RateLimitHitsAddend | None' = <factory>, apply_on_stream_done: 'bool' = <factory>)"
+
     stage: "int | None" = betterproto2.field(
         1,
         betterproto2.TYPE_MESSAGE,
@@ -424,11 +519,20 @@ class RateLimit(betterproto2.Message):
 
     apply_on_stream_done: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
 
+    def __init__(self, stage: 'int | None' = _FACTORY, disable_key: 'str' = _FACTORY, actions: 'list[RateLimitAction]' = _FACTORY, limit: 'RateLimitOverride | None' = _FACTORY, hits_addend: 'RateLimitHitsAddend | None' = _FACTORY, apply_on_stream_done: 'bool' = _FACTORY) -> None:
+        self.stage = None if stage is _FACTORY else stage
+        self.disable_key = "" if disable_key is _FACTORY else disable_key
+        self.actions = [] if actions is _FACTORY else actions
+        self.limit = None if limit is _FACTORY else limit
+        self.hits_addend = None if hits_addend is _FACTORY else hits_addend
+        self.apply_on_stream_done = False if apply_on_stream_done is _FACTORY else apply_on_stream_done
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.route.v3", "RateLimit", RateLimit)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RateLimitAction(betterproto2.Message):
     """
 
@@ -490,13 +594,33 @@ class RateLimitAction(betterproto2.Message):
         if self.is_set("dynamic_metadata"):
             warnings.warn("RateLimitAction.dynamic_metadata is deprecated", DeprecationWarning)
 
+    def __init__(self, source_cluster: 'RateLimitActionSourceCluster | None' = _FACTORY, destination_cluster: 'RateLimitActionDestinationCluster | None' = _FACTORY, request_headers: 'RateLimitActionRequestHeaders | None' = _FACTORY, query_parameters: 'RateLimitActionQueryParameters | None' = _FACTORY, remote_address: 'RateLimitActionRemoteAddress | None' = _FACTORY, generic_key: 'RateLimitActionGenericKey | None' = _FACTORY, header_value_match: 'RateLimitActionHeaderValueMatch | None' = _FACTORY, dynamic_metadata: 'RateLimitActionDynamicMetaData | None' = _FACTORY, metadata: 'RateLimitActionMetaData | None' = _FACTORY, extension: '__core__v3__.TypedExtensionConfig | None' = _FACTORY, masked_remote_address: 'RateLimitActionMaskedRemoteAddress | None' = _FACTORY, query_parameter_value_match: 'RateLimitActionQueryParameterValueMatch | None' = _FACTORY) -> None:
+        self.source_cluster = None if source_cluster is _FACTORY else source_cluster
+        self.destination_cluster = None if destination_cluster is _FACTORY else destination_cluster
+        self.request_headers = None if request_headers is _FACTORY else request_headers
+        self.query_parameters = None if query_parameters is _FACTORY else query_parameters
+        self.remote_address = None if remote_address is _FACTORY else remote_address
+        self.generic_key = None if generic_key is _FACTORY else generic_key
+        self.header_value_match = None if header_value_match is _FACTORY else header_value_match
+        self.dynamic_metadata = None if dynamic_metadata is _FACTORY else dynamic_metadata
+        self.metadata = None if metadata is _FACTORY else metadata
+        self.extension = None if extension is _FACTORY else extension
+        self.masked_remote_address = None if masked_remote_address is _FACTORY else masked_remote_address
+        self.query_parameter_value_match = None if query_parameter_value_match is _FACTORY else query_parameter_value_match
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.route.v3", "RateLimit.Action", RateLimitAction)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RateLimitActionDestinationCluster(betterproto2.Message):
+    'RateLimitActionDestinationCluster()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -506,8 +630,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RateLimitActionDynamicMetaData(betterproto2.Message):
+    "RateLimitActionDynamicMetaData(descriptor_key: 'str' = <factory>, metadata_key: '___type__metadata__v3__.MetadataKey | None' = <factory>, default_value: 'str' = <factory>)"
+
     descriptor_key: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     metadata_key: "___type__metadata__v3__.MetadataKey | None" = betterproto2.field(
@@ -516,17 +642,30 @@ class RateLimitActionDynamicMetaData(betterproto2.Message):
 
     default_value: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
 
+    def __init__(self, descriptor_key: 'str' = _FACTORY, metadata_key: '___type__metadata__v3__.MetadataKey | None' = _FACTORY, default_value: 'str' = _FACTORY) -> None:
+        self.descriptor_key = "" if descriptor_key is _FACTORY else descriptor_key
+        self.metadata_key = None if metadata_key is _FACTORY else metadata_key
+        self.default_value = "" if default_value is _FACTORY else default_value
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.route.v3", "RateLimit.Action.DynamicMetaData", RateLimitActionDynamicMetaData
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RateLimitActionGenericKey(betterproto2.Message):
+    "RateLimitActionGenericKey(descriptor_value: 'str' = <factory>, descriptor_key: 'str' = <factory>)"
+
     descriptor_value: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     descriptor_key: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    def __init__(self, descriptor_value: 'str' = _FACTORY, descriptor_key: 'str' = _FACTORY) -> None:
+        self.descriptor_value = "" if descriptor_value is _FACTORY else descriptor_value
+        self.descriptor_key = "" if descriptor_key is _FACTORY else descriptor_key
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -534,8 +673,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RateLimitActionHeaderValueMatch(betterproto2.Message):
+    "RateLimitActionHeaderValueMatch(descriptor_key: 'str' = <factory>, descriptor_value: 'str' = <factory>, expect_match: 'bool | None' = <factory>, headers: 'list[HeaderMatcher]' = <factory>)"
+
     descriptor_key: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
 
     descriptor_value: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
@@ -546,14 +687,23 @@ class RateLimitActionHeaderValueMatch(betterproto2.Message):
 
     headers: "list[HeaderMatcher]" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
 
+    def __init__(self, descriptor_key: 'str' = _FACTORY, descriptor_value: 'str' = _FACTORY, expect_match: 'bool | None' = _FACTORY, headers: 'list[HeaderMatcher]' = _FACTORY) -> None:
+        self.descriptor_key = "" if descriptor_key is _FACTORY else descriptor_key
+        self.descriptor_value = "" if descriptor_value is _FACTORY else descriptor_value
+        self.expect_match = None if expect_match is _FACTORY else expect_match
+        self.headers = [] if headers is _FACTORY else headers
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.route.v3", "RateLimit.Action.HeaderValueMatch", RateLimitActionHeaderValueMatch
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RateLimitActionMaskedRemoteAddress(betterproto2.Message):
+    "RateLimitActionMaskedRemoteAddress(v4_prefix_mask_len: 'int | None' = <factory>, v6_prefix_mask_len: 'int | None' = <factory>)"
+
     v4_prefix_mask_len: "int | None" = betterproto2.field(
         1,
         betterproto2.TYPE_MESSAGE,
@@ -568,6 +718,11 @@ class RateLimitActionMaskedRemoteAddress(betterproto2.Message):
         optional=True,
     )
 
+    def __init__(self, v4_prefix_mask_len: 'int | None' = _FACTORY, v6_prefix_mask_len: 'int | None' = _FACTORY) -> None:
+        self.v4_prefix_mask_len = None if v4_prefix_mask_len is _FACTORY else v4_prefix_mask_len
+        self.v6_prefix_mask_len = None if v6_prefix_mask_len is _FACTORY else v6_prefix_mask_len
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.route.v3",
@@ -576,8 +731,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RateLimitActionMetaData(betterproto2.Message):
+    "RateLimitActionMetaData(descriptor_key: 'str' = <factory>, metadata_key: '___type__metadata__v3__.MetadataKey | None' = <factory>, default_value: 'str' = <factory>, source: 'RateLimitActionMetaDataSource' = <factory>, skip_if_absent: 'bool' = <factory>)"
+
     descriptor_key: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     metadata_key: "___type__metadata__v3__.MetadataKey | None" = betterproto2.field(
@@ -592,19 +749,35 @@ class RateLimitActionMetaData(betterproto2.Message):
 
     skip_if_absent: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
 
+    def __init__(self, descriptor_key: 'str' = _FACTORY, metadata_key: '___type__metadata__v3__.MetadataKey | None' = _FACTORY, default_value: 'str' = _FACTORY, source: 'RateLimitActionMetaDataSource' = _FACTORY, skip_if_absent: 'bool' = _FACTORY) -> None:
+        self.descriptor_key = "" if descriptor_key is _FACTORY else descriptor_key
+        self.metadata_key = None if metadata_key is _FACTORY else metadata_key
+        self.default_value = "" if default_value is _FACTORY else default_value
+        self.source = RateLimitActionMetaDataSource(0) if source is _FACTORY else source
+        self.skip_if_absent = False if skip_if_absent is _FACTORY else skip_if_absent
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.route.v3", "RateLimit.Action.MetaData", RateLimitActionMetaData
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RateLimitActionQueryParameters(betterproto2.Message):
+    "RateLimitActionQueryParameters(query_parameter_name: 'str' = <factory>, descriptor_key: 'str' = <factory>, skip_if_absent: 'bool' = <factory>)"
+
     query_parameter_name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     descriptor_key: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
     skip_if_absent: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+
+    def __init__(self, query_parameter_name: 'str' = _FACTORY, descriptor_key: 'str' = _FACTORY, skip_if_absent: 'bool' = _FACTORY) -> None:
+        self.query_parameter_name = "" if query_parameter_name is _FACTORY else query_parameter_name
+        self.descriptor_key = "" if descriptor_key is _FACTORY else descriptor_key
+        self.skip_if_absent = False if skip_if_absent is _FACTORY else skip_if_absent
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -612,8 +785,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RateLimitActionQueryParameterValueMatch(betterproto2.Message):
+    "RateLimitActionQueryParameterValueMatch(descriptor_key: 'str' = <factory>, descriptor_value: 'str' = <factory>, expect_match: 'bool | None' = <factory>, query_parameters: 'list[QueryParameterMatcher]' = <factory>)"
+
     descriptor_key: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
 
     descriptor_value: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
@@ -626,6 +801,13 @@ class RateLimitActionQueryParameterValueMatch(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
+    def __init__(self, descriptor_key: 'str' = _FACTORY, descriptor_value: 'str' = _FACTORY, expect_match: 'bool | None' = _FACTORY, query_parameters: 'list[QueryParameterMatcher]' = _FACTORY) -> None:
+        self.descriptor_key = "" if descriptor_key is _FACTORY else descriptor_key
+        self.descriptor_value = "" if descriptor_value is _FACTORY else descriptor_value
+        self.expect_match = None if expect_match is _FACTORY else expect_match
+        self.query_parameters = [] if query_parameters is _FACTORY else query_parameters
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.route.v3",
@@ -634,9 +816,14 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RateLimitActionRemoteAddress(betterproto2.Message):
+    'RateLimitActionRemoteAddress()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -644,13 +831,21 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RateLimitActionRequestHeaders(betterproto2.Message):
+    "RateLimitActionRequestHeaders(header_name: 'str' = <factory>, descriptor_key: 'str' = <factory>, skip_if_absent: 'bool' = <factory>)"
+
     header_name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     descriptor_key: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
     skip_if_absent: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+
+    def __init__(self, header_name: 'str' = _FACTORY, descriptor_key: 'str' = _FACTORY, skip_if_absent: 'bool' = _FACTORY) -> None:
+        self.header_name = "" if header_name is _FACTORY else header_name
+        self.descriptor_key = "" if descriptor_key is _FACTORY else descriptor_key
+        self.skip_if_absent = False if skip_if_absent is _FACTORY else skip_if_absent
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -658,9 +853,14 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RateLimitActionSourceCluster(betterproto2.Message):
+    'RateLimitActionSourceCluster()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -668,8 +868,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RateLimitHitsAddend(betterproto2.Message):
+    "RateLimitHitsAddend(number: 'int | None' = <factory>, format: 'str' = <factory>)"
+
     number: "int | None" = betterproto2.field(
         1,
         betterproto2.TYPE_MESSAGE,
@@ -679,13 +881,18 @@ class RateLimitHitsAddend(betterproto2.Message):
 
     format: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
+    def __init__(self, number: 'int | None' = _FACTORY, format: 'str' = _FACTORY) -> None:
+        self.number = None if number is _FACTORY else number
+        self.format = "" if format is _FACTORY else format
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.route.v3", "RateLimit.HitsAddend", RateLimitHitsAddend
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RateLimitOverride(betterproto2.Message):
     """
 
@@ -698,17 +905,27 @@ class RateLimitOverride(betterproto2.Message):
         1, betterproto2.TYPE_MESSAGE, optional=True, group="override_specifier"
     )
 
+    def __init__(self, dynamic_metadata: 'RateLimitOverrideDynamicMetadata | None' = _FACTORY) -> None:
+        self.dynamic_metadata = None if dynamic_metadata is _FACTORY else dynamic_metadata
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.route.v3", "RateLimit.Override", RateLimitOverride
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RateLimitOverrideDynamicMetadata(betterproto2.Message):
+    "RateLimitOverrideDynamicMetadata(metadata_key: '___type__metadata__v3__.MetadataKey | None' = <factory>)"
+
     metadata_key: "___type__metadata__v3__.MetadataKey | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
+
+    def __init__(self, metadata_key: '___type__metadata__v3__.MetadataKey | None' = _FACTORY) -> None:
+        self.metadata_key = None if metadata_key is _FACTORY else metadata_key
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -716,7 +933,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RedirectAction(betterproto2.Message):
     """
 
@@ -756,12 +973,26 @@ class RedirectAction(betterproto2.Message):
 
     strip_query: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
 
+    def __init__(self, https_redirect: 'bool | None' = _FACTORY, scheme_redirect: 'str | None' = _FACTORY, host_redirect: 'str' = _FACTORY, port_redirect: 'int' = _FACTORY, path_redirect: 'str | None' = _FACTORY, prefix_rewrite: 'str | None' = _FACTORY, regex_rewrite: '___type__matcher__v3__.RegexMatchAndSubstitute | None' = _FACTORY, response_code: 'RedirectActionRedirectResponseCode' = _FACTORY, strip_query: 'bool' = _FACTORY) -> None:
+        self.https_redirect = None if https_redirect is _FACTORY else https_redirect
+        self.scheme_redirect = None if scheme_redirect is _FACTORY else scheme_redirect
+        self.host_redirect = "" if host_redirect is _FACTORY else host_redirect
+        self.port_redirect = 0 if port_redirect is _FACTORY else port_redirect
+        self.path_redirect = None if path_redirect is _FACTORY else path_redirect
+        self.prefix_rewrite = None if prefix_rewrite is _FACTORY else prefix_rewrite
+        self.regex_rewrite = None if regex_rewrite is _FACTORY else regex_rewrite
+        self.response_code = RedirectActionRedirectResponseCode(0) if response_code is _FACTORY else response_code
+        self.strip_query = False if strip_query is _FACTORY else strip_query
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.route.v3", "RedirectAction", RedirectAction)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RetryPolicy(betterproto2.Message):
+    "RetryPolicy(retry_on: 'str' = <factory>, num_retries: 'int | None' = <factory>, per_try_timeout: 'datetime.timedelta | None' = <factory>, per_try_idle_timeout: 'datetime.timedelta | None' = <factory>, retry_priority: 'RetryPolicyRetryPriority | None' = <factory>, retry_host_predicate: 'list[RetryPolicyRetryHostPredicate]' = <factory>, retry_options_predicates: 'list[__core__v3__.TypedExtensionConfig]' = <factory>, host_selection_retry_max_attempts: 'int' = <factory>, retriable_status_codes: 'list[int]' = <factory>, retry_back_off: 'RetryPolicyRetryBackOff | None' = <factory>, rate_limited_retry_back_off: 'RetryPolicyRateLimitedRetryBackOff | None' = <factory>, retriable_headers: 'list[HeaderMatcher]' = <factory>, retriable_request_headers: 'list[HeaderMatcher]' = <factory>)"
+
     retry_on: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     num_retries: "int | None" = betterproto2.field(
@@ -813,12 +1044,30 @@ class RetryPolicy(betterproto2.Message):
         10, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
+    def __init__(self, retry_on: 'str' = _FACTORY, num_retries: 'int | None' = _FACTORY, per_try_timeout: 'datetime.timedelta | None' = _FACTORY, per_try_idle_timeout: 'datetime.timedelta | None' = _FACTORY, retry_priority: 'RetryPolicyRetryPriority | None' = _FACTORY, retry_host_predicate: 'list[RetryPolicyRetryHostPredicate]' = _FACTORY, retry_options_predicates: 'list[__core__v3__.TypedExtensionConfig]' = _FACTORY, host_selection_retry_max_attempts: 'int' = _FACTORY, retriable_status_codes: 'list[int]' = _FACTORY, retry_back_off: 'RetryPolicyRetryBackOff | None' = _FACTORY, rate_limited_retry_back_off: 'RetryPolicyRateLimitedRetryBackOff | None' = _FACTORY, retriable_headers: 'list[HeaderMatcher]' = _FACTORY, retriable_request_headers: 'list[HeaderMatcher]' = _FACTORY) -> None:
+        self.retry_on = "" if retry_on is _FACTORY else retry_on
+        self.num_retries = None if num_retries is _FACTORY else num_retries
+        self.per_try_timeout = None if per_try_timeout is _FACTORY else per_try_timeout
+        self.per_try_idle_timeout = None if per_try_idle_timeout is _FACTORY else per_try_idle_timeout
+        self.retry_priority = None if retry_priority is _FACTORY else retry_priority
+        self.retry_host_predicate = [] if retry_host_predicate is _FACTORY else retry_host_predicate
+        self.retry_options_predicates = [] if retry_options_predicates is _FACTORY else retry_options_predicates
+        self.host_selection_retry_max_attempts = 0 if host_selection_retry_max_attempts is _FACTORY else host_selection_retry_max_attempts
+        self.retriable_status_codes = [] if retriable_status_codes is _FACTORY else retriable_status_codes
+        self.retry_back_off = None if retry_back_off is _FACTORY else retry_back_off
+        self.rate_limited_retry_back_off = None if rate_limited_retry_back_off is _FACTORY else rate_limited_retry_back_off
+        self.retriable_headers = [] if retriable_headers is _FACTORY else retriable_headers
+        self.retriable_request_headers = [] if retriable_request_headers is _FACTORY else retriable_request_headers
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.route.v3", "RetryPolicy", RetryPolicy)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RetryPolicyRateLimitedRetryBackOff(betterproto2.Message):
+    "RetryPolicyRateLimitedRetryBackOff(reset_headers: 'list[RetryPolicyResetHeader]' = <factory>, max_interval: 'datetime.timedelta | None' = <factory>)"
+
     reset_headers: "list[RetryPolicyResetHeader]" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
@@ -826,6 +1075,11 @@ class RetryPolicyRateLimitedRetryBackOff(betterproto2.Message):
     max_interval: "datetime.timedelta | None" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
+
+    def __init__(self, reset_headers: 'list[RetryPolicyResetHeader]' = _FACTORY, max_interval: 'datetime.timedelta | None' = _FACTORY) -> None:
+        self.reset_headers = [] if reset_headers is _FACTORY else reset_headers
+        self.max_interval = None if max_interval is _FACTORY else max_interval
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -835,13 +1089,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RetryPolicyResetHeader(betterproto2.Message):
+    "RetryPolicyResetHeader(name: 'str' = <factory>, format: 'RetryPolicyResetHeaderFormat' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     format: "RetryPolicyResetHeaderFormat" = betterproto2.field(
         2, betterproto2.TYPE_ENUM, default_factory=lambda: RetryPolicyResetHeaderFormat(0)
     )
+
+    def __init__(self, name: 'str' = _FACTORY, format: 'RetryPolicyResetHeaderFormat' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.format = RetryPolicyResetHeaderFormat(0) if format is _FACTORY else format
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -849,8 +1110,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RetryPolicyRetryBackOff(betterproto2.Message):
+    "RetryPolicyRetryBackOff(base_interval: 'datetime.timedelta | None' = <factory>, max_interval: 'datetime.timedelta | None' = <factory>)"
+
     base_interval: "datetime.timedelta | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
@@ -859,13 +1122,18 @@ class RetryPolicyRetryBackOff(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
+    def __init__(self, base_interval: 'datetime.timedelta | None' = _FACTORY, max_interval: 'datetime.timedelta | None' = _FACTORY) -> None:
+        self.base_interval = None if base_interval is _FACTORY else base_interval
+        self.max_interval = None if max_interval is _FACTORY else max_interval
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.route.v3", "RetryPolicy.RetryBackOff", RetryPolicyRetryBackOff
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RetryPolicyRetryHostPredicate(betterproto2.Message):
     """
 
@@ -880,13 +1148,18 @@ class RetryPolicyRetryHostPredicate(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True, group="config_type"
     )
 
+    def __init__(self, name: 'str' = _FACTORY, typed_config: '____google__protobuf__.Any | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.typed_config = None if typed_config is _FACTORY else typed_config
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.route.v3", "RetryPolicy.RetryHostPredicate", RetryPolicyRetryHostPredicate
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RetryPolicyRetryPriority(betterproto2.Message):
     """
 
@@ -901,13 +1174,18 @@ class RetryPolicyRetryPriority(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True, group="config_type"
     )
 
+    def __init__(self, name: 'str' = _FACTORY, typed_config: '____google__protobuf__.Any | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.typed_config = None if typed_config is _FACTORY else typed_config
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.route.v3", "RetryPolicy.RetryPriority", RetryPolicyRetryPriority
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Route(betterproto2.Message):
     """
 
@@ -991,11 +1269,32 @@ class Route(betterproto2.Message):
         if self.is_set("per_request_buffer_limit_bytes"):
             warnings.warn("Route.per_request_buffer_limit_bytes is deprecated", DeprecationWarning)
 
+    def __init__(self, name: 'str' = _FACTORY, match: 'RouteMatch | None' = _FACTORY, route: 'RouteAction | None' = _FACTORY, redirect: 'RedirectAction | None' = _FACTORY, direct_response: 'DirectResponseAction | None' = _FACTORY, filter_action: 'FilterAction | None' = _FACTORY, non_forwarding_action: 'NonForwardingAction | None' = _FACTORY, metadata: '__core__v3__.Metadata | None' = _FACTORY, decorator: 'Decorator | None' = _FACTORY, typed_per_filter_config: 'dict[str, ____google__protobuf__.Any]' = _FACTORY, request_headers_to_add: 'list[__core__v3__.HeaderValueOption]' = _FACTORY, request_headers_to_remove: 'list[str]' = _FACTORY, response_headers_to_add: 'list[__core__v3__.HeaderValueOption]' = _FACTORY, response_headers_to_remove: 'list[str]' = _FACTORY, tracing: 'Tracing | None' = _FACTORY, per_request_buffer_limit_bytes: 'int | None' = _FACTORY, stat_prefix: 'str' = _FACTORY, request_body_buffer_limit: 'int | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.match = None if match is _FACTORY else match
+        self.route = None if route is _FACTORY else route
+        self.redirect = None if redirect is _FACTORY else redirect
+        self.direct_response = None if direct_response is _FACTORY else direct_response
+        self.filter_action = None if filter_action is _FACTORY else filter_action
+        self.non_forwarding_action = None if non_forwarding_action is _FACTORY else non_forwarding_action
+        self.metadata = None if metadata is _FACTORY else metadata
+        self.decorator = None if decorator is _FACTORY else decorator
+        self.typed_per_filter_config = {} if typed_per_filter_config is _FACTORY else typed_per_filter_config
+        self.request_headers_to_add = [] if request_headers_to_add is _FACTORY else request_headers_to_add
+        self.request_headers_to_remove = [] if request_headers_to_remove is _FACTORY else request_headers_to_remove
+        self.response_headers_to_add = [] if response_headers_to_add is _FACTORY else response_headers_to_add
+        self.response_headers_to_remove = [] if response_headers_to_remove is _FACTORY else response_headers_to_remove
+        self.tracing = None if tracing is _FACTORY else tracing
+        self.per_request_buffer_limit_bytes = None if per_request_buffer_limit_bytes is _FACTORY else per_request_buffer_limit_bytes
+        self.stat_prefix = "" if stat_prefix is _FACTORY else stat_prefix
+        self.request_body_buffer_limit = None if request_body_buffer_limit is _FACTORY else request_body_buffer_limit
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.route.v3", "Route", Route)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RouteAction(betterproto2.Message):
     """
 
@@ -1174,11 +1473,51 @@ class RouteAction(betterproto2.Message):
         if self.is_set("max_internal_redirects"):
             warnings.warn("RouteAction.max_internal_redirects is deprecated", DeprecationWarning)
 
+    def __init__(self, cluster: 'str | None' = _FACTORY, cluster_header: 'str | None' = _FACTORY, weighted_clusters: 'WeightedCluster | None' = _FACTORY, cluster_specifier_plugin: 'str | None' = _FACTORY, inline_cluster_specifier_plugin: 'ClusterSpecifierPlugin | None' = _FACTORY, cluster_not_found_response_code: 'RouteActionClusterNotFoundResponseCode' = _FACTORY, metadata_match: '__core__v3__.Metadata | None' = _FACTORY, prefix_rewrite: 'str' = _FACTORY, regex_rewrite: '___type__matcher__v3__.RegexMatchAndSubstitute | None' = _FACTORY, path_rewrite_policy: '__core__v3__.TypedExtensionConfig | None' = _FACTORY, path_rewrite: 'str' = _FACTORY, host_rewrite_literal: 'str | None' = _FACTORY, auto_host_rewrite: 'bool | None' = _FACTORY, host_rewrite_header: 'str | None' = _FACTORY, host_rewrite_path_regex: '___type__matcher__v3__.RegexMatchAndSubstitute | None' = _FACTORY, host_rewrite: 'str | None' = _FACTORY, append_x_forwarded_host: 'bool' = _FACTORY, timeout: 'datetime.timedelta | None' = _FACTORY, idle_timeout: 'datetime.timedelta | None' = _FACTORY, flush_timeout: 'datetime.timedelta | None' = _FACTORY, early_data_policy: '__core__v3__.TypedExtensionConfig | None' = _FACTORY, retry_policy: 'RetryPolicy | None' = _FACTORY, retry_policy_typed_config: '____google__protobuf__.Any | None' = _FACTORY, request_mirror_policies: 'list[RouteActionRequestMirrorPolicy]' = _FACTORY, priority: '__core__v3__.RoutingPriority' = _FACTORY, rate_limits: 'list[RateLimit]' = _FACTORY, include_vh_rate_limits: 'bool | None' = _FACTORY, hash_policy: 'list[RouteActionHashPolicy]' = _FACTORY, cors: 'CorsPolicy | None' = _FACTORY, max_grpc_timeout: 'datetime.timedelta | None' = _FACTORY, grpc_timeout_offset: 'datetime.timedelta | None' = _FACTORY, upgrade_configs: 'list[RouteActionUpgradeConfig]' = _FACTORY, internal_redirect_policy: 'InternalRedirectPolicy | None' = _FACTORY, internal_redirect_action: 'RouteActionInternalRedirectAction' = _FACTORY, max_internal_redirects: 'int | None' = _FACTORY, hedge_policy: 'HedgePolicy | None' = _FACTORY, max_stream_duration: 'RouteActionMaxStreamDuration | None' = _FACTORY) -> None:
+        self.cluster = None if cluster is _FACTORY else cluster
+        self.cluster_header = None if cluster_header is _FACTORY else cluster_header
+        self.weighted_clusters = None if weighted_clusters is _FACTORY else weighted_clusters
+        self.cluster_specifier_plugin = None if cluster_specifier_plugin is _FACTORY else cluster_specifier_plugin
+        self.inline_cluster_specifier_plugin = None if inline_cluster_specifier_plugin is _FACTORY else inline_cluster_specifier_plugin
+        self.cluster_not_found_response_code = RouteActionClusterNotFoundResponseCode(0) if cluster_not_found_response_code is _FACTORY else cluster_not_found_response_code
+        self.metadata_match = None if metadata_match is _FACTORY else metadata_match
+        self.prefix_rewrite = "" if prefix_rewrite is _FACTORY else prefix_rewrite
+        self.regex_rewrite = None if regex_rewrite is _FACTORY else regex_rewrite
+        self.path_rewrite_policy = None if path_rewrite_policy is _FACTORY else path_rewrite_policy
+        self.path_rewrite = "" if path_rewrite is _FACTORY else path_rewrite
+        self.host_rewrite_literal = None if host_rewrite_literal is _FACTORY else host_rewrite_literal
+        self.auto_host_rewrite = None if auto_host_rewrite is _FACTORY else auto_host_rewrite
+        self.host_rewrite_header = None if host_rewrite_header is _FACTORY else host_rewrite_header
+        self.host_rewrite_path_regex = None if host_rewrite_path_regex is _FACTORY else host_rewrite_path_regex
+        self.host_rewrite = None if host_rewrite is _FACTORY else host_rewrite
+        self.append_x_forwarded_host = False if append_x_forwarded_host is _FACTORY else append_x_forwarded_host
+        self.timeout = None if timeout is _FACTORY else timeout
+        self.idle_timeout = None if idle_timeout is _FACTORY else idle_timeout
+        self.flush_timeout = None if flush_timeout is _FACTORY else flush_timeout
+        self.early_data_policy = None if early_data_policy is _FACTORY else early_data_policy
+        self.retry_policy = None if retry_policy is _FACTORY else retry_policy
+        self.retry_policy_typed_config = None if retry_policy_typed_config is _FACTORY else retry_policy_typed_config
+        self.request_mirror_policies = [] if request_mirror_policies is _FACTORY else request_mirror_policies
+        self.priority = __core__v3__.RoutingPriority(0) if priority is _FACTORY else priority
+        self.rate_limits = [] if rate_limits is _FACTORY else rate_limits
+        self.include_vh_rate_limits = None if include_vh_rate_limits is _FACTORY else include_vh_rate_limits
+        self.hash_policy = [] if hash_policy is _FACTORY else hash_policy
+        self.cors = None if cors is _FACTORY else cors
+        self.max_grpc_timeout = None if max_grpc_timeout is _FACTORY else max_grpc_timeout
+        self.grpc_timeout_offset = None if grpc_timeout_offset is _FACTORY else grpc_timeout_offset
+        self.upgrade_configs = [] if upgrade_configs is _FACTORY else upgrade_configs
+        self.internal_redirect_policy = None if internal_redirect_policy is _FACTORY else internal_redirect_policy
+        self.internal_redirect_action = RouteActionInternalRedirectAction(0) if internal_redirect_action is _FACTORY else internal_redirect_action
+        self.max_internal_redirects = None if max_internal_redirects is _FACTORY else max_internal_redirects
+        self.hedge_policy = None if hedge_policy is _FACTORY else hedge_policy
+        self.max_stream_duration = None if max_stream_duration is _FACTORY else max_stream_duration
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.route.v3", "RouteAction", RouteAction)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RouteActionHashPolicy(betterproto2.Message):
     """
 
@@ -1209,15 +1548,30 @@ class RouteActionHashPolicy(betterproto2.Message):
 
     terminal: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
 
+    def __init__(self, header: 'RouteActionHashPolicyHeader | None' = _FACTORY, cookie: 'RouteActionHashPolicyCookie | None' = _FACTORY, connection_properties: 'RouteActionHashPolicyConnectionProperties | None' = _FACTORY, query_parameter: 'RouteActionHashPolicyQueryParameter | None' = _FACTORY, filter_state: 'RouteActionHashPolicyFilterState | None' = _FACTORY, terminal: 'bool' = _FACTORY) -> None:
+        self.header = None if header is _FACTORY else header
+        self.cookie = None if cookie is _FACTORY else cookie
+        self.connection_properties = None if connection_properties is _FACTORY else connection_properties
+        self.query_parameter = None if query_parameter is _FACTORY else query_parameter
+        self.filter_state = None if filter_state is _FACTORY else filter_state
+        self.terminal = False if terminal is _FACTORY else terminal
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.route.v3", "RouteAction.HashPolicy", RouteActionHashPolicy
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RouteActionHashPolicyConnectionProperties(betterproto2.Message):
+    "RouteActionHashPolicyConnectionProperties(source_ip: 'bool' = <factory>)"
+
     source_ip: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+
+    def __init__(self, source_ip: 'bool' = _FACTORY) -> None:
+        self.source_ip = False if source_ip is _FACTORY else source_ip
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -1227,8 +1581,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RouteActionHashPolicyCookie(betterproto2.Message):
+    "RouteActionHashPolicyCookie(name: 'str' = <factory>, ttl: 'datetime.timedelta | None' = <factory>, path: 'str' = <factory>, attributes: 'list[RouteActionHashPolicyCookieAttribute]' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     ttl: "datetime.timedelta | None" = betterproto2.field(
@@ -1241,17 +1597,31 @@ class RouteActionHashPolicyCookie(betterproto2.Message):
         4, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
+    def __init__(self, name: 'str' = _FACTORY, ttl: 'datetime.timedelta | None' = _FACTORY, path: 'str' = _FACTORY, attributes: 'list[RouteActionHashPolicyCookieAttribute]' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.ttl = None if ttl is _FACTORY else ttl
+        self.path = "" if path is _FACTORY else path
+        self.attributes = [] if attributes is _FACTORY else attributes
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.route.v3", "RouteAction.HashPolicy.Cookie", RouteActionHashPolicyCookie
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RouteActionHashPolicyCookieAttribute(betterproto2.Message):
+    "RouteActionHashPolicyCookieAttribute(name: 'str' = <factory>, value: 'str' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     value: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    def __init__(self, name: 'str' = _FACTORY, value: 'str' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.value = "" if value is _FACTORY else value
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -1261,9 +1631,15 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RouteActionHashPolicyFilterState(betterproto2.Message):
+    "RouteActionHashPolicyFilterState(key: 'str' = <factory>)"
+
     key: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    def __init__(self, key: 'str' = _FACTORY) -> None:
+        self.key = "" if key is _FACTORY else key
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -1271,13 +1647,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RouteActionHashPolicyHeader(betterproto2.Message):
+    "RouteActionHashPolicyHeader(header_name: 'str' = <factory>, regex_rewrite: '___type__matcher__v3__.RegexMatchAndSubstitute | None' = <factory>)"
+
     header_name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     regex_rewrite: "___type__matcher__v3__.RegexMatchAndSubstitute | None" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
+
+    def __init__(self, header_name: 'str' = _FACTORY, regex_rewrite: '___type__matcher__v3__.RegexMatchAndSubstitute | None' = _FACTORY) -> None:
+        self.header_name = "" if header_name is _FACTORY else header_name
+        self.regex_rewrite = None if regex_rewrite is _FACTORY else regex_rewrite
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -1285,9 +1668,15 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RouteActionHashPolicyQueryParameter(betterproto2.Message):
+    "RouteActionHashPolicyQueryParameter(name: 'str' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    def __init__(self, name: 'str' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -1297,8 +1686,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RouteActionMaxStreamDuration(betterproto2.Message):
+    "RouteActionMaxStreamDuration(max_stream_duration: 'datetime.timedelta | None' = <factory>, grpc_timeout_header_max: 'datetime.timedelta | None' = <factory>, grpc_timeout_header_offset: 'datetime.timedelta | None' = <factory>)"
+
     max_stream_duration: "datetime.timedelta | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
@@ -1311,14 +1702,22 @@ class RouteActionMaxStreamDuration(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
 
+    def __init__(self, max_stream_duration: 'datetime.timedelta | None' = _FACTORY, grpc_timeout_header_max: 'datetime.timedelta | None' = _FACTORY, grpc_timeout_header_offset: 'datetime.timedelta | None' = _FACTORY) -> None:
+        self.max_stream_duration = None if max_stream_duration is _FACTORY else max_stream_duration
+        self.grpc_timeout_header_max = None if grpc_timeout_header_max is _FACTORY else grpc_timeout_header_max
+        self.grpc_timeout_header_offset = None if grpc_timeout_header_offset is _FACTORY else grpc_timeout_header_offset
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.route.v3", "RouteAction.MaxStreamDuration", RouteActionMaxStreamDuration
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RouteActionRequestMirrorPolicy(betterproto2.Message):
+    "RouteActionRequestMirrorPolicy(cluster: 'str' = <factory>, cluster_header: 'str' = <factory>, runtime_fraction: '__core__v3__.RuntimeFractionalPercent | None' = <factory>, trace_sampled: 'bool | None' = <factory>, disable_shadow_host_suffix_append: 'bool' = <factory>, request_headers_mutations: 'list[__common__mutation_rules__v3__.HeaderMutation]' = <factory>, host_rewrite_literal: 'str' = <factory>)"
+
     cluster: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     cluster_header: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
@@ -1339,14 +1738,26 @@ class RouteActionRequestMirrorPolicy(betterproto2.Message):
 
     host_rewrite_literal: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
 
+    def __init__(self, cluster: 'str' = _FACTORY, cluster_header: 'str' = _FACTORY, runtime_fraction: '__core__v3__.RuntimeFractionalPercent | None' = _FACTORY, trace_sampled: 'bool | None' = _FACTORY, disable_shadow_host_suffix_append: 'bool' = _FACTORY, request_headers_mutations: 'list[__common__mutation_rules__v3__.HeaderMutation]' = _FACTORY, host_rewrite_literal: 'str' = _FACTORY) -> None:
+        self.cluster = "" if cluster is _FACTORY else cluster
+        self.cluster_header = "" if cluster_header is _FACTORY else cluster_header
+        self.runtime_fraction = None if runtime_fraction is _FACTORY else runtime_fraction
+        self.trace_sampled = None if trace_sampled is _FACTORY else trace_sampled
+        self.disable_shadow_host_suffix_append = False if disable_shadow_host_suffix_append is _FACTORY else disable_shadow_host_suffix_append
+        self.request_headers_mutations = [] if request_headers_mutations is _FACTORY else request_headers_mutations
+        self.host_rewrite_literal = "" if host_rewrite_literal is _FACTORY else host_rewrite_literal
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.route.v3", "RouteAction.RequestMirrorPolicy", RouteActionRequestMirrorPolicy
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RouteActionUpgradeConfig(betterproto2.Message):
+    "RouteActionUpgradeConfig(upgrade_type: 'str' = <factory>, enabled: 'bool | None' = <factory>, connect_config: 'RouteActionUpgradeConfigConnectConfig | None' = <factory>)"
+
     upgrade_type: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     enabled: "bool | None" = betterproto2.field(
@@ -1357,19 +1768,32 @@ class RouteActionUpgradeConfig(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, upgrade_type: 'str' = _FACTORY, enabled: 'bool | None' = _FACTORY, connect_config: 'RouteActionUpgradeConfigConnectConfig | None' = _FACTORY) -> None:
+        self.upgrade_type = "" if upgrade_type is _FACTORY else upgrade_type
+        self.enabled = None if enabled is _FACTORY else enabled
+        self.connect_config = None if connect_config is _FACTORY else connect_config
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.route.v3", "RouteAction.UpgradeConfig", RouteActionUpgradeConfig
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RouteActionUpgradeConfigConnectConfig(betterproto2.Message):
+    "RouteActionUpgradeConfigConnectConfig(proxy_protocol_config: '__core__v3__.ProxyProtocolConfig | None' = <factory>, allow_post: 'bool' = <factory>)"
+
     proxy_protocol_config: "__core__v3__.ProxyProtocolConfig | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     allow_post: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+
+    def __init__(self, proxy_protocol_config: '__core__v3__.ProxyProtocolConfig | None' = _FACTORY, allow_post: 'bool' = _FACTORY) -> None:
+        self.proxy_protocol_config = None if proxy_protocol_config is _FACTORY else proxy_protocol_config
+        self.allow_post = False if allow_post is _FACTORY else allow_post
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -1379,8 +1803,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RouteConfiguration(betterproto2.Message):
+    "RouteConfiguration(name: 'str' = <factory>, virtual_hosts: 'list[VirtualHost]' = <factory>, vhds: 'Vhds | None' = <factory>, internal_only_headers: 'list[str]' = <factory>, response_headers_to_add: 'list[__core__v3__.HeaderValueOption]' = <factory>, response_headers_to_remove: 'list[str]' = <factory>, request_headers_to_add: 'list[__core__v3__.HeaderValueOption]' = <factory>, request_headers_to_remove: 'list[str]' = <factory>, most_specific_header_mutations_wins: 'bool' = <factory>, validate_clusters: 'bool | None' = <factory>, max_direct_response_body_size_bytes: 'int | None' = <factory>, cluster_specifier_plugins: 'list[ClusterSpecifierPlugin]' = <factory>, request_mirror_policies: 'list[RouteActionRequestMirrorPolicy]' = <factory>, ignore_port_in_host_matching: 'bool' = <factory>, vhost_header: 'str' = <factory>, ignore_path_parameters_in_path_matching: 'bool' = <factory>, typed_per_filter_config: 'dict[str, ____google__protobuf__.Any]' = <factory>, metadata: '__core__v3__.Metadata | None' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     virtual_hosts: "list[VirtualHost]" = betterproto2.field(
@@ -1446,21 +1872,48 @@ class RouteConfiguration(betterproto2.Message):
         17, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, name: 'str' = _FACTORY, virtual_hosts: 'list[VirtualHost]' = _FACTORY, vhds: 'Vhds | None' = _FACTORY, internal_only_headers: 'list[str]' = _FACTORY, response_headers_to_add: 'list[__core__v3__.HeaderValueOption]' = _FACTORY, response_headers_to_remove: 'list[str]' = _FACTORY, request_headers_to_add: 'list[__core__v3__.HeaderValueOption]' = _FACTORY, request_headers_to_remove: 'list[str]' = _FACTORY, most_specific_header_mutations_wins: 'bool' = _FACTORY, validate_clusters: 'bool | None' = _FACTORY, max_direct_response_body_size_bytes: 'int | None' = _FACTORY, cluster_specifier_plugins: 'list[ClusterSpecifierPlugin]' = _FACTORY, request_mirror_policies: 'list[RouteActionRequestMirrorPolicy]' = _FACTORY, ignore_port_in_host_matching: 'bool' = _FACTORY, vhost_header: 'str' = _FACTORY, ignore_path_parameters_in_path_matching: 'bool' = _FACTORY, typed_per_filter_config: 'dict[str, ____google__protobuf__.Any]' = _FACTORY, metadata: '__core__v3__.Metadata | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.virtual_hosts = [] if virtual_hosts is _FACTORY else virtual_hosts
+        self.vhds = None if vhds is _FACTORY else vhds
+        self.internal_only_headers = [] if internal_only_headers is _FACTORY else internal_only_headers
+        self.response_headers_to_add = [] if response_headers_to_add is _FACTORY else response_headers_to_add
+        self.response_headers_to_remove = [] if response_headers_to_remove is _FACTORY else response_headers_to_remove
+        self.request_headers_to_add = [] if request_headers_to_add is _FACTORY else request_headers_to_add
+        self.request_headers_to_remove = [] if request_headers_to_remove is _FACTORY else request_headers_to_remove
+        self.most_specific_header_mutations_wins = False if most_specific_header_mutations_wins is _FACTORY else most_specific_header_mutations_wins
+        self.validate_clusters = None if validate_clusters is _FACTORY else validate_clusters
+        self.max_direct_response_body_size_bytes = None if max_direct_response_body_size_bytes is _FACTORY else max_direct_response_body_size_bytes
+        self.cluster_specifier_plugins = [] if cluster_specifier_plugins is _FACTORY else cluster_specifier_plugins
+        self.request_mirror_policies = [] if request_mirror_policies is _FACTORY else request_mirror_policies
+        self.ignore_port_in_host_matching = False if ignore_port_in_host_matching is _FACTORY else ignore_port_in_host_matching
+        self.vhost_header = "" if vhost_header is _FACTORY else vhost_header
+        self.ignore_path_parameters_in_path_matching = False if ignore_path_parameters_in_path_matching is _FACTORY else ignore_path_parameters_in_path_matching
+        self.typed_per_filter_config = {} if typed_per_filter_config is _FACTORY else typed_per_filter_config
+        self.metadata = None if metadata is _FACTORY else metadata
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.route.v3", "RouteConfiguration", RouteConfiguration
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RouteList(betterproto2.Message):
+    "RouteList(routes: 'list[Route]' = <factory>)"
+
     routes: "list[Route]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+
+    def __init__(self, routes: 'list[Route]' = _FACTORY) -> None:
+        self.routes = [] if routes is _FACTORY else routes
+        self.__post_init__()
 
 
 default_message_pool.register_message("envoy.config.route.v3", "RouteList", RouteList)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RouteMatch(betterproto2.Message):
     """
 
@@ -1523,13 +1976,35 @@ class RouteMatch(betterproto2.Message):
         16, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
+    def __init__(self, prefix: 'str | None' = _FACTORY, path: 'str | None' = _FACTORY, safe_regex: '___type__matcher__v3__.RegexMatcher | None' = _FACTORY, connect_matcher: 'RouteMatchConnectMatcher | None' = _FACTORY, path_separated_prefix: 'str | None' = _FACTORY, path_match_policy: '__core__v3__.TypedExtensionConfig | None' = _FACTORY, case_sensitive: 'bool | None' = _FACTORY, runtime_fraction: '__core__v3__.RuntimeFractionalPercent | None' = _FACTORY, headers: 'list[HeaderMatcher]' = _FACTORY, query_parameters: 'list[QueryParameterMatcher]' = _FACTORY, grpc: 'RouteMatchGrpcRouteMatchOptions | None' = _FACTORY, tls_context: 'RouteMatchTlsContextMatchOptions | None' = _FACTORY, dynamic_metadata: 'list[___type__matcher__v3__.MetadataMatcher]' = _FACTORY, filter_state: 'list[___type__matcher__v3__.FilterStateMatcher]' = _FACTORY) -> None:
+        self.prefix = None if prefix is _FACTORY else prefix
+        self.path = None if path is _FACTORY else path
+        self.safe_regex = None if safe_regex is _FACTORY else safe_regex
+        self.connect_matcher = None if connect_matcher is _FACTORY else connect_matcher
+        self.path_separated_prefix = None if path_separated_prefix is _FACTORY else path_separated_prefix
+        self.path_match_policy = None if path_match_policy is _FACTORY else path_match_policy
+        self.case_sensitive = None if case_sensitive is _FACTORY else case_sensitive
+        self.runtime_fraction = None if runtime_fraction is _FACTORY else runtime_fraction
+        self.headers = [] if headers is _FACTORY else headers
+        self.query_parameters = [] if query_parameters is _FACTORY else query_parameters
+        self.grpc = None if grpc is _FACTORY else grpc
+        self.tls_context = None if tls_context is _FACTORY else tls_context
+        self.dynamic_metadata = [] if dynamic_metadata is _FACTORY else dynamic_metadata
+        self.filter_state = [] if filter_state is _FACTORY else filter_state
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.route.v3", "RouteMatch", RouteMatch)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RouteMatchConnectMatcher(betterproto2.Message):
+    'RouteMatchConnectMatcher()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -1537,9 +2012,14 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RouteMatchGrpcRouteMatchOptions(betterproto2.Message):
+    'RouteMatchGrpcRouteMatchOptions()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -1547,8 +2027,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RouteMatchTlsContextMatchOptions(betterproto2.Message):
+    "RouteMatchTlsContextMatchOptions(presented: 'bool | None' = <factory>, validated: 'bool | None' = <factory>)"
+
     presented: "bool | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
     )
@@ -1557,14 +2039,21 @@ class RouteMatchTlsContextMatchOptions(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
     )
 
+    def __init__(self, presented: 'bool | None' = _FACTORY, validated: 'bool | None' = _FACTORY) -> None:
+        self.presented = None if presented is _FACTORY else presented
+        self.validated = None if validated is _FACTORY else validated
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.route.v3", "RouteMatch.TlsContextMatchOptions", RouteMatchTlsContextMatchOptions
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ScopedRouteConfiguration(betterproto2.Message):
+    "ScopedRouteConfiguration(on_demand: 'bool' = <factory>, name: 'str' = <factory>, route_configuration_name: 'str' = <factory>, route_configuration: 'RouteConfiguration | None' = <factory>, key: 'ScopedRouteConfigurationKey | None' = <factory>)"
+
     on_demand: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
 
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
@@ -1579,17 +2068,31 @@ class ScopedRouteConfiguration(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, on_demand: 'bool' = _FACTORY, name: 'str' = _FACTORY, route_configuration_name: 'str' = _FACTORY, route_configuration: 'RouteConfiguration | None' = _FACTORY, key: 'ScopedRouteConfigurationKey | None' = _FACTORY) -> None:
+        self.on_demand = False if on_demand is _FACTORY else on_demand
+        self.name = "" if name is _FACTORY else name
+        self.route_configuration_name = "" if route_configuration_name is _FACTORY else route_configuration_name
+        self.route_configuration = None if route_configuration is _FACTORY else route_configuration
+        self.key = None if key is _FACTORY else key
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.route.v3", "ScopedRouteConfiguration", ScopedRouteConfiguration
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ScopedRouteConfigurationKey(betterproto2.Message):
+    "ScopedRouteConfigurationKey(fragments: 'list[ScopedRouteConfigurationKeyFragment]' = <factory>)"
+
     fragments: "list[ScopedRouteConfigurationKeyFragment]" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
+
+    def __init__(self, fragments: 'list[ScopedRouteConfigurationKeyFragment]' = _FACTORY) -> None:
+        self.fragments = [] if fragments is _FACTORY else fragments
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -1597,7 +2100,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ScopedRouteConfigurationKeyFragment(betterproto2.Message):
     """
 
@@ -1610,6 +2113,10 @@ class ScopedRouteConfigurationKeyFragment(betterproto2.Message):
         1, betterproto2.TYPE_STRING, optional=True, group="type"
     )
 
+    def __init__(self, string_key: 'str | None' = _FACTORY) -> None:
+        self.string_key = None if string_key is _FACTORY else string_key
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.route.v3",
@@ -1618,8 +2125,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Tracing(betterproto2.Message):
+    "Tracing(client_sampling: '___type__v3__.FractionalPercent | None' = <factory>, random_sampling: '___type__v3__.FractionalPercent | None' = <factory>, overall_sampling: '___type__v3__.FractionalPercent | None' = <factory>, custom_tags: 'list[___type__tracing__v3__.CustomTag]' = <factory>, operation: 'str' = <factory>, upstream_operation: 'str' = <factory>)"
+
     client_sampling: "___type__v3__.FractionalPercent | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -1640,32 +2149,56 @@ class Tracing(betterproto2.Message):
 
     upstream_operation: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
 
+    def __init__(self, client_sampling: '___type__v3__.FractionalPercent | None' = _FACTORY, random_sampling: '___type__v3__.FractionalPercent | None' = _FACTORY, overall_sampling: '___type__v3__.FractionalPercent | None' = _FACTORY, custom_tags: 'list[___type__tracing__v3__.CustomTag]' = _FACTORY, operation: 'str' = _FACTORY, upstream_operation: 'str' = _FACTORY) -> None:
+        self.client_sampling = None if client_sampling is _FACTORY else client_sampling
+        self.random_sampling = None if random_sampling is _FACTORY else random_sampling
+        self.overall_sampling = None if overall_sampling is _FACTORY else overall_sampling
+        self.custom_tags = [] if custom_tags is _FACTORY else custom_tags
+        self.operation = "" if operation is _FACTORY else operation
+        self.upstream_operation = "" if upstream_operation is _FACTORY else upstream_operation
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.route.v3", "Tracing", Tracing)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Vhds(betterproto2.Message):
+    "Vhds(config_source: '__core__v3__.ConfigSource | None' = <factory>)"
+
     config_source: "__core__v3__.ConfigSource | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
+
+    def __init__(self, config_source: '__core__v3__.ConfigSource | None' = _FACTORY) -> None:
+        self.config_source = None if config_source is _FACTORY else config_source
+        self.__post_init__()
 
 
 default_message_pool.register_message("envoy.config.route.v3", "Vhds", Vhds)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class VirtualCluster(betterproto2.Message):
+    "VirtualCluster(headers: 'list[HeaderMatcher]' = <factory>, name: 'str' = <factory>)"
+
     headers: "list[HeaderMatcher]" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True)
 
     name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    def __init__(self, headers: 'list[HeaderMatcher]' = _FACTORY, name: 'str' = _FACTORY) -> None:
+        self.headers = [] if headers is _FACTORY else headers
+        self.name = "" if name is _FACTORY else name
+        self.__post_init__()
 
 
 default_message_pool.register_message("envoy.config.route.v3", "VirtualCluster", VirtualCluster)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class VirtualHost(betterproto2.Message):
+    "VirtualHost(name: 'str' = <factory>, domains: 'list[str]' = <factory>, routes: 'list[Route]' = <factory>, matcher: '____xds__type__matcher__v3__.Matcher | None' = <factory>, require_tls: 'VirtualHostTlsRequirementType' = <factory>, virtual_clusters: 'list[VirtualCluster]' = <factory>, rate_limits: 'list[RateLimit]' = <factory>, request_headers_to_add: 'list[__core__v3__.HeaderValueOption]' = <factory>, request_headers_to_remove: 'list[str]' = <factory>, response_headers_to_add: 'list[__core__v3__.HeaderValueOption]' = <factory>, response_headers_to_remove: 'list[str]' = <factory>, cors: 'CorsPolicy | None' = <factory>, typed_per_filter_config: 'dict[str, ____google__protobuf__.Any]' = <factory>, include_request_attempt_count: 'bool' = <factory>, include_attempt_count_in_response: 'bool' = <factory>, retry_policy: 'RetryPolicy | None' = <factory>, retry_policy_typed_config: '____google__protobuf__.Any | None' = <factory>, hedge_policy: 'HedgePolicy | None' = <factory>, include_is_timeout_retry_header: 'bool' = <factory>, per_request_buffer_limit_bytes: 'int | None' = <factory>, request_body_buffer_limit: 'int | None' = <factory>, request_mirror_policies: 'list[RouteActionRequestMirrorPolicy]' = <factory>, metadata: '__core__v3__.Metadata | None' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     domains: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
@@ -1759,11 +2292,37 @@ class VirtualHost(betterproto2.Message):
                 "VirtualHost.per_request_buffer_limit_bytes is deprecated", DeprecationWarning
             )
 
+    def __init__(self, name: 'str' = _FACTORY, domains: 'list[str]' = _FACTORY, routes: 'list[Route]' = _FACTORY, matcher: '____xds__type__matcher__v3__.Matcher | None' = _FACTORY, require_tls: 'VirtualHostTlsRequirementType' = _FACTORY, virtual_clusters: 'list[VirtualCluster]' = _FACTORY, rate_limits: 'list[RateLimit]' = _FACTORY, request_headers_to_add: 'list[__core__v3__.HeaderValueOption]' = _FACTORY, request_headers_to_remove: 'list[str]' = _FACTORY, response_headers_to_add: 'list[__core__v3__.HeaderValueOption]' = _FACTORY, response_headers_to_remove: 'list[str]' = _FACTORY, cors: 'CorsPolicy | None' = _FACTORY, typed_per_filter_config: 'dict[str, ____google__protobuf__.Any]' = _FACTORY, include_request_attempt_count: 'bool' = _FACTORY, include_attempt_count_in_response: 'bool' = _FACTORY, retry_policy: 'RetryPolicy | None' = _FACTORY, retry_policy_typed_config: '____google__protobuf__.Any | None' = _FACTORY, hedge_policy: 'HedgePolicy | None' = _FACTORY, include_is_timeout_retry_header: 'bool' = _FACTORY, per_request_buffer_limit_bytes: 'int | None' = _FACTORY, request_body_buffer_limit: 'int | None' = _FACTORY, request_mirror_policies: 'list[RouteActionRequestMirrorPolicy]' = _FACTORY, metadata: '__core__v3__.Metadata | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.domains = [] if domains is _FACTORY else domains
+        self.routes = [] if routes is _FACTORY else routes
+        self.matcher = None if matcher is _FACTORY else matcher
+        self.require_tls = VirtualHostTlsRequirementType(0) if require_tls is _FACTORY else require_tls
+        self.virtual_clusters = [] if virtual_clusters is _FACTORY else virtual_clusters
+        self.rate_limits = [] if rate_limits is _FACTORY else rate_limits
+        self.request_headers_to_add = [] if request_headers_to_add is _FACTORY else request_headers_to_add
+        self.request_headers_to_remove = [] if request_headers_to_remove is _FACTORY else request_headers_to_remove
+        self.response_headers_to_add = [] if response_headers_to_add is _FACTORY else response_headers_to_add
+        self.response_headers_to_remove = [] if response_headers_to_remove is _FACTORY else response_headers_to_remove
+        self.cors = None if cors is _FACTORY else cors
+        self.typed_per_filter_config = {} if typed_per_filter_config is _FACTORY else typed_per_filter_config
+        self.include_request_attempt_count = False if include_request_attempt_count is _FACTORY else include_request_attempt_count
+        self.include_attempt_count_in_response = False if include_attempt_count_in_response is _FACTORY else include_attempt_count_in_response
+        self.retry_policy = None if retry_policy is _FACTORY else retry_policy
+        self.retry_policy_typed_config = None if retry_policy_typed_config is _FACTORY else retry_policy_typed_config
+        self.hedge_policy = None if hedge_policy is _FACTORY else hedge_policy
+        self.include_is_timeout_retry_header = False if include_is_timeout_retry_header is _FACTORY else include_is_timeout_retry_header
+        self.per_request_buffer_limit_bytes = None if per_request_buffer_limit_bytes is _FACTORY else per_request_buffer_limit_bytes
+        self.request_body_buffer_limit = None if request_body_buffer_limit is _FACTORY else request_body_buffer_limit
+        self.request_mirror_policies = [] if request_mirror_policies is _FACTORY else request_mirror_policies
+        self.metadata = None if metadata is _FACTORY else metadata
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.route.v3", "VirtualHost", VirtualHost)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class WeightedCluster(betterproto2.Message):
     """
 
@@ -1802,11 +2361,19 @@ class WeightedCluster(betterproto2.Message):
         if self.is_set("total_weight"):
             warnings.warn("WeightedCluster.total_weight is deprecated", DeprecationWarning)
 
+    def __init__(self, clusters: 'list[WeightedClusterClusterWeight]' = _FACTORY, total_weight: 'int | None' = _FACTORY, runtime_key_prefix: 'str' = _FACTORY, header_name: 'str | None' = _FACTORY, use_hash_policy: 'bool | None' = _FACTORY) -> None:
+        self.clusters = [] if clusters is _FACTORY else clusters
+        self.total_weight = None if total_weight is _FACTORY else total_weight
+        self.runtime_key_prefix = "" if runtime_key_prefix is _FACTORY else runtime_key_prefix
+        self.header_name = None if header_name is _FACTORY else header_name
+        self.use_hash_policy = None if use_hash_policy is _FACTORY else use_hash_policy
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.route.v3", "WeightedCluster", WeightedCluster)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class WeightedClusterClusterWeight(betterproto2.Message):
     """
 
@@ -1856,6 +2423,19 @@ class WeightedClusterClusterWeight(betterproto2.Message):
         11, betterproto2.TYPE_STRING, optional=True, group="host_rewrite_specifier"
     )
 
+    def __init__(self, name: 'str' = _FACTORY, cluster_header: 'str' = _FACTORY, weight: 'int | None' = _FACTORY, metadata_match: '__core__v3__.Metadata | None' = _FACTORY, request_headers_to_add: 'list[__core__v3__.HeaderValueOption]' = _FACTORY, request_headers_to_remove: 'list[str]' = _FACTORY, response_headers_to_add: 'list[__core__v3__.HeaderValueOption]' = _FACTORY, response_headers_to_remove: 'list[str]' = _FACTORY, typed_per_filter_config: 'dict[str, ____google__protobuf__.Any]' = _FACTORY, host_rewrite_literal: 'str | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.cluster_header = "" if cluster_header is _FACTORY else cluster_header
+        self.weight = None if weight is _FACTORY else weight
+        self.metadata_match = None if metadata_match is _FACTORY else metadata_match
+        self.request_headers_to_add = [] if request_headers_to_add is _FACTORY else request_headers_to_add
+        self.request_headers_to_remove = [] if request_headers_to_remove is _FACTORY else request_headers_to_remove
+        self.response_headers_to_add = [] if response_headers_to_add is _FACTORY else response_headers_to_add
+        self.response_headers_to_remove = [] if response_headers_to_remove is _FACTORY else response_headers_to_remove
+        self.typed_per_filter_config = {} if typed_per_filter_config is _FACTORY else typed_per_filter_config
+        self.host_rewrite_literal = None if host_rewrite_literal is _FACTORY else host_rewrite_literal
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.route.v3", "WeightedCluster.ClusterWeight", WeightedClusterClusterWeight
@@ -1871,4 +2451,72 @@ from ....type.tracing import v3 as ___type__tracing__v3__
 from ...common.mutation_rules import v3 as __common__mutation_rules__v3__
 from ...core import v3 as __core__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        VirtualHost,
+        FilterAction,
+        RouteList,
+        Route,
+        WeightedCluster,
+        WeightedClusterClusterWeight,
+        ClusterSpecifierPlugin,
+        RouteMatch,
+        RouteMatchGrpcRouteMatchOptions,
+        RouteMatchTlsContextMatchOptions,
+        RouteMatchConnectMatcher,
+        CorsPolicy,
+        RouteAction,
+        RouteActionRequestMirrorPolicy,
+        RouteActionHashPolicy,
+        RouteActionHashPolicyHeader,
+        RouteActionHashPolicyCookieAttribute,
+        RouteActionHashPolicyCookie,
+        RouteActionHashPolicyConnectionProperties,
+        RouteActionHashPolicyQueryParameter,
+        RouteActionHashPolicyFilterState,
+        RouteActionUpgradeConfig,
+        RouteActionUpgradeConfigConnectConfig,
+        RouteActionMaxStreamDuration,
+        RetryPolicy,
+        RetryPolicyRetryPriority,
+        RetryPolicyRetryHostPredicate,
+        RetryPolicyRetryBackOff,
+        RetryPolicyResetHeader,
+        RetryPolicyRateLimitedRetryBackOff,
+        HedgePolicy,
+        RedirectAction,
+        DirectResponseAction,
+        NonForwardingAction,
+        Decorator,
+        Tracing,
+        VirtualCluster,
+        RateLimit,
+        RateLimitAction,
+        RateLimitActionSourceCluster,
+        RateLimitActionDestinationCluster,
+        RateLimitActionRequestHeaders,
+        RateLimitActionQueryParameters,
+        RateLimitActionRemoteAddress,
+        RateLimitActionMaskedRemoteAddress,
+        RateLimitActionGenericKey,
+        RateLimitActionHeaderValueMatch,
+        RateLimitActionDynamicMetaData,
+        RateLimitActionMetaData,
+        RateLimitActionQueryParameterValueMatch,
+        RateLimitOverride,
+        RateLimitOverrideDynamicMetadata,
+        RateLimitHitsAddend,
+        HeaderMatcher,
+        QueryParameterMatcher,
+        InternalRedirectPolicy,
+        FilterConfig,
+        RouteConfiguration,
+        Vhds,
+        ScopedRouteConfiguration,
+        ScopedRouteConfigurationKey,
+        ScopedRouteConfigurationKeyFragment,
+    ),
+)

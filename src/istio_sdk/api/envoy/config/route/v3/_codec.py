@@ -3,47 +3,7 @@
 # mypy: ignore-errors
 """Fast codec for the messages of ``istio_sdk.api.envoy.config.route.v3``."""
 
-from istio_sdk.codec import (
-    VARINTS as V,
-    WRAPPED_SMALL_INTS as W,
-    WRAPPERS,
-    install,
-    merge,
-    overrun as over,
-    pack_bools,
-    pack_fixed,
-    pack_varints,
-    pack_zigzag32,
-    pack_zigzag64,
-    read_varint as rv,
-    skip_field as skip,
-    sorted_int_keys,
-    sorted_string_keys,
-    to_int32 as i32,
-    truncated as trunc,
-    unpack_fixed,
-    unpack_varints,
-    unzigzag32 as uz32,
-    varint as vi,
-    zigzag32 as zz32,
-    zigzag64 as zz64,
-)
-from math import copysign as cs
-from struct import Struct as _S
-
-new = object.__new__
-pI = _S("<I").pack
-uI = _S("<I").unpack_from
-pi = _S("<i").pack
-ui = _S("<i").unpack_from
-pQ = _S("<Q").pack
-uQ = _S("<Q").unpack_from
-pq = _S("<q").pack
-uq = _S("<q").unpack_from
-pf = _S("<f").pack
-uf = _S("<f").unpack_from
-pd = _S("<d").pack
-ud = _S("<d").unpack_from
+from istio_sdk.codec import V, W, WRAPPERS, cs, i32, install, merge, new, over, pI, pQ, pack_bools, pack_fixed, pack_varints, pack_zigzag32, pack_zigzag64, pd, pf, pi, pq, rv, skip, sorted_int_keys, sorted_string_keys, trunc, uI, uQ, ud, uf, ui, unpack_fixed, unpack_varints, uq, uz32, vi, zz32, zz64  # the shared prelude
 from .....envoy.config.core.v3 import _codec as _c0
 from .....google.protobuf import _codec as _c1
 from .....xds.type.matcher.v3 import _codec as _c2
@@ -64,22 +24,19 @@ def e_VirtualHost(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.domains
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.routes
     for x in v:
         s = e_Route(x)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.require_tls
     if v:
@@ -89,50 +46,43 @@ def e_VirtualHost(m):
     for x in v:
         s = e_VirtualCluster(x)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.rate_limits
     for x in v:
         s = e_RateLimit(x)
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.request_headers_to_add
     for x in v:
         s = _c0.e_HeaderValueOption(x)
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.cors
     if v is not None:
         s = e_CorsPolicy(v)
         n = len(s)
-        b += b'B'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'B' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.response_headers_to_add
     for x in v:
         s = _c0.e_HeaderValueOption(x)
         n = len(s)
-        b += b'R'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'R' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.response_headers_to_remove
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'Z'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'Z' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.request_headers_to_remove
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'j'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'j' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.include_request_attempt_count
     if v:
@@ -144,13 +94,11 @@ def e_VirtualHost(m):
             t = bytearray()
             s = k.encode()
             n = len(s)
-            t += b'\n'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\n' + (V[n] if n < 16384 else vi(n))
             t += s
             s = _c1.e_Any(x)
             n = len(s)
-            t += b'\x12'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\x12' + (V[n] if n < 16384 else vi(n))
             t += s
             n = len(t)
             b += b'z'
@@ -160,15 +108,13 @@ def e_VirtualHost(m):
     if v is not None:
         s = e_RetryPolicy(v)
         n = len(s)
-        b += b'\x82\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x82\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.hedge_policy
     if v is not None:
         s = e_HedgePolicy(v)
         n = len(s)
-        b += b'\x8a\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x8a\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.per_request_buffer_limit_bytes
     if v is not None:
@@ -177,8 +123,7 @@ def e_VirtualHost(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'\x92\x01'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\x92\x01' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.include_attempt_count_in_response
     if v:
@@ -187,22 +132,19 @@ def e_VirtualHost(m):
     if v is not None:
         s = _c1.e_Any(v)
         n = len(s)
-        b += b'\xa2\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xa2\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.matcher
     if v is not None:
         s = _c2.e_Matcher(v)
         n = len(s)
-        b += b'\xaa\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xaa\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.request_mirror_policies
     for x in v:
         s = e_RouteActionRequestMirrorPolicy(x)
         n = len(s)
-        b += b'\xb2\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xb2\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.include_is_timeout_retry_header
     if v:
@@ -211,8 +153,7 @@ def e_VirtualHost(m):
     if v is not None:
         s = _c0.e_Metadata(v)
         n = len(s)
-        b += b'\xc2\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xc2\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.request_body_buffer_limit
     if v is not None:
@@ -221,8 +162,7 @@ def e_VirtualHost(m):
         else:
             s = _w1e(v)
             n = len(s)
-            b += b'\xca\x01'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\xca\x01' + (V[n] if n < 16384 else vi(n))
             b += s
     u = m._unknown_fields
     if u:
@@ -740,8 +680,7 @@ def e_FilterAction(m):
     if v is not None:
         s = _c1.e_Any(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -800,8 +739,7 @@ def e_RouteList(m):
     for x in v:
         s = e_Route(x)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -858,71 +796,61 @@ def e_Route(m):
     if v is not None:
         s = e_RouteMatch(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.route
     if v is not None:
         s = e_RouteAction(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.redirect
     if v is not None:
         s = e_RedirectAction(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.metadata
     if v is not None:
         s = _c0.e_Metadata(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.decorator
     if v is not None:
         s = e_Decorator(v)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.direct_response
     if v is not None:
         s = e_DirectResponseAction(v)
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.request_headers_to_add
     for x in v:
         s = _c0.e_HeaderValueOption(x)
         n = len(s)
-        b += b'J'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'J' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.response_headers_to_add
     for x in v:
         s = _c0.e_HeaderValueOption(x)
         n = len(s)
-        b += b'R'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'R' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.response_headers_to_remove
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'Z'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'Z' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.request_headers_to_remove
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'b'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'b' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.typed_per_filter_config
     if v:
@@ -931,13 +859,11 @@ def e_Route(m):
             t = bytearray()
             s = k.encode()
             n = len(s)
-            t += b'\n'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\n' + (V[n] if n < 16384 else vi(n))
             t += s
             s = _c1.e_Any(x)
             n = len(s)
-            t += b'\x12'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\x12' + (V[n] if n < 16384 else vi(n))
             t += s
             n = len(t)
             b += b'j'
@@ -947,15 +873,13 @@ def e_Route(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'r'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'r' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.tracing
     if v is not None:
         s = e_Tracing(v)
         n = len(s)
-        b += b'z'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'z' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.per_request_buffer_limit_bytes
     if v is not None:
@@ -964,29 +888,25 @@ def e_Route(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'\x82\x01'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\x82\x01' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.filter_action
     if v is not None:
         s = e_FilterAction(v)
         n = len(s)
-        b += b'\x8a\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x8a\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.non_forwarding_action
     if v is not None:
         s = e_NonForwardingAction(v)
         n = len(s)
-        b += b'\x92\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x92\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.stat_prefix
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x9a\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x9a\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.request_body_buffer_limit
     if v is not None:
@@ -995,8 +915,7 @@ def e_Route(m):
         else:
             s = _w1e(v)
             n = len(s)
-            b += b'\xa2\x01'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\xa2\x01' + (V[n] if n < 16384 else vi(n))
             b += s
     u = m._unknown_fields
     if u:
@@ -1463,15 +1382,13 @@ def e_WeightedCluster(m):
     for x in v:
         s = e_WeightedClusterClusterWeight(x)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.runtime_key_prefix
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.total_weight
     if v is not None:
@@ -1480,15 +1397,13 @@ def e_WeightedCluster(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'\x1a'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\x1a' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.header_name
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.use_hash_policy
     if v is not None:
@@ -1632,8 +1547,7 @@ def e_WeightedClusterClusterWeight(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.weight
     if v is not None:
@@ -1642,43 +1556,37 @@ def e_WeightedClusterClusterWeight(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'\x12'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\x12' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.metadata_match
     if v is not None:
         s = _c0.e_Metadata(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.request_headers_to_add
     for x in v:
         s = _c0.e_HeaderValueOption(x)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.response_headers_to_add
     for x in v:
         s = _c0.e_HeaderValueOption(x)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.response_headers_to_remove
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.request_headers_to_remove
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'J'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'J' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.typed_per_filter_config
     if v:
@@ -1687,13 +1595,11 @@ def e_WeightedClusterClusterWeight(m):
             t = bytearray()
             s = k.encode()
             n = len(s)
-            t += b'\n'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\n' + (V[n] if n < 16384 else vi(n))
             t += s
             s = _c1.e_Any(x)
             n = len(s)
-            t += b'\x12'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\x12' + (V[n] if n < 16384 else vi(n))
             t += s
             n = len(t)
             b += b'R'
@@ -1703,15 +1609,13 @@ def e_WeightedClusterClusterWeight(m):
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'Z'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'Z' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.cluster_header
     if v:
         s = v.encode()
         n = len(s)
-        b += b'b'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'b' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -2002,8 +1906,7 @@ def e_ClusterSpecifierPlugin(m):
     if v is not None:
         s = _c0.e_TypedExtensionConfig(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.is_optional
     if v:
@@ -2079,15 +1982,13 @@ def e_RouteMatch(m):
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.path
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.case_sensitive
     if v is not None:
@@ -2096,78 +1997,67 @@ def e_RouteMatch(m):
     for x in v:
         s = e_HeaderMatcher(x)
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.query_parameters
     for x in v:
         s = e_QueryParameterMatcher(x)
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.grpc
     if v is not None:
         s = e_RouteMatchGrpcRouteMatchOptions(v)
         n = len(s)
-        b += b'B'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'B' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.runtime_fraction
     if v is not None:
         s = _c0.e_RuntimeFractionalPercent(v)
         n = len(s)
-        b += b'J'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'J' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.safe_regex
     if v is not None:
         s = _c3.e_RegexMatcher(v)
         n = len(s)
-        b += b'R'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'R' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.tls_context
     if v is not None:
         s = e_RouteMatchTlsContextMatchOptions(v)
         n = len(s)
-        b += b'Z'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'Z' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.connect_matcher
     if v is not None:
         s = e_RouteMatchConnectMatcher(v)
         n = len(s)
-        b += b'b'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'b' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.dynamic_metadata
     for x in v:
         s = _c3.e_MetadataMatcher(x)
         n = len(s)
-        b += b'j'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'j' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.path_separated_prefix
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'r'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'r' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.path_match_policy
     if v is not None:
         s = _c0.e_TypedExtensionConfig(v)
         n = len(s)
-        b += b'z'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'z' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.filter_state
     for x in v:
         s = _c3.e_FilterStateMatcher(x)
         n = len(s)
-        b += b'\x82\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x82\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -2656,29 +2546,25 @@ def e_CorsPolicy(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.allow_headers
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.expose_headers
     if v:
         s = v.encode()
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.max_age
     if v:
         s = v.encode()
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.allow_credentials
     if v is not None:
@@ -2687,22 +2573,19 @@ def e_CorsPolicy(m):
     if v is not None:
         s = _c0.e_RuntimeFractionalPercent(v)
         n = len(s)
-        b += b'J'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'J' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.shadow_enabled
     if v is not None:
         s = _c0.e_RuntimeFractionalPercent(v)
         n = len(s)
-        b += b'R'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'R' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.allow_origin_string_match
     for x in v:
         s = _c3.e_StringMatcher(x)
         n = len(s)
-        b += b'Z'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'Z' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.allow_private_network_access
     if v is not None:
@@ -2953,43 +2836,37 @@ def e_RouteAction(m):
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.cluster_header
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.weighted_clusters
     if v is not None:
         s = e_WeightedCluster(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.metadata_match
     if v is not None:
         s = _c0.e_Metadata(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.prefix_rewrite
     if v:
         s = v.encode()
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.host_rewrite_literal
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.auto_host_rewrite
     if v is not None:
@@ -2998,15 +2875,13 @@ def e_RouteAction(m):
     if v is not None:
         s = _w3e(v)
         n = len(s)
-        b += b'B'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'B' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.retry_policy
     if v is not None:
         s = e_RetryPolicy(v)
         n = len(s)
-        b += b'J'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'J' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.priority
     if v:
@@ -3016,8 +2891,7 @@ def e_RouteAction(m):
     for x in v:
         s = e_RateLimit(x)
         n = len(s)
-        b += b'j'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'j' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.include_vh_rate_limits
     if v is not None:
@@ -3026,15 +2900,13 @@ def e_RouteAction(m):
     for x in v:
         s = e_RouteActionHashPolicy(x)
         n = len(s)
-        b += b'z'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'z' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.cors
     if v is not None:
         s = e_CorsPolicy(v)
         n = len(s)
-        b += b'\x8a\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x8a\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.cluster_not_found_response_code
     if v:
@@ -3044,22 +2916,19 @@ def e_RouteAction(m):
     if v is not None:
         s = _w3e(v)
         n = len(s)
-        b += b'\xba\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xba\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.idle_timeout
     if v is not None:
         s = _w3e(v)
         n = len(s)
-        b += b'\xc2\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xc2\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.upgrade_configs
     for x in v:
         s = e_RouteActionUpgradeConfig(x)
         n = len(s)
-        b += b'\xca\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xca\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.internal_redirect_action
     if v:
@@ -3069,29 +2938,25 @@ def e_RouteAction(m):
     if v is not None:
         s = e_HedgePolicy(v)
         n = len(s)
-        b += b'\xda\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xda\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.grpc_timeout_offset
     if v is not None:
         s = _w3e(v)
         n = len(s)
-        b += b'\xe2\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xe2\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.host_rewrite_header
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'\xea\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xea\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.request_mirror_policies
     for x in v:
         s = e_RouteActionRequestMirrorPolicy(x)
         n = len(s)
-        b += b'\xf2\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xf2\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.max_internal_redirects
     if v is not None:
@@ -3100,50 +2965,43 @@ def e_RouteAction(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'\xfa\x01'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\xfa\x01' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.regex_rewrite
     if v is not None:
         s = _c3.e_RegexMatchAndSubstitute(v)
         n = len(s)
-        b += b'\x82\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x82\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.retry_policy_typed_config
     if v is not None:
         s = _c1.e_Any(v)
         n = len(s)
-        b += b'\x8a\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x8a\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.internal_redirect_policy
     if v is not None:
         s = e_InternalRedirectPolicy(v)
         n = len(s)
-        b += b'\x92\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x92\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.host_rewrite_path_regex
     if v is not None:
         s = _c3.e_RegexMatchAndSubstitute(v)
         n = len(s)
-        b += b'\x9a\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x9a\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.max_stream_duration
     if v is not None:
         s = e_RouteActionMaxStreamDuration(v)
         n = len(s)
-        b += b'\xa2\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xa2\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.cluster_specifier_plugin
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'\xaa\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xaa\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.append_x_forwarded_host
     if v:
@@ -3152,43 +3010,37 @@ def e_RouteAction(m):
     if v is not None:
         s = e_ClusterSpecifierPlugin(v)
         n = len(s)
-        b += b'\xba\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xba\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.early_data_policy
     if v is not None:
         s = _c0.e_TypedExtensionConfig(v)
         n = len(s)
-        b += b'\xc2\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xc2\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.path_rewrite_policy
     if v is not None:
         s = _c0.e_TypedExtensionConfig(v)
         n = len(s)
-        b += b'\xca\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xca\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.flush_timeout
     if v is not None:
         s = _w3e(v)
         n = len(s)
-        b += b'\xd2\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xd2\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.host_rewrite
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'\xe2\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xe2\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.path_rewrite
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\xea\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xea\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -3977,15 +3829,13 @@ def e_RouteActionRequestMirrorPolicy(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.runtime_fraction
     if v is not None:
         s = _c0.e_RuntimeFractionalPercent(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.trace_sampled
     if v is not None:
@@ -3994,8 +3844,7 @@ def e_RouteActionRequestMirrorPolicy(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.disable_shadow_host_suffix_append
     if v:
@@ -4004,15 +3853,13 @@ def e_RouteActionRequestMirrorPolicy(m):
     for x in v:
         s = _c4.e_HeaderMutation(x)
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.host_rewrite_literal
     if v:
         s = v.encode()
         n = len(s)
-        b += b'B'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'B' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -4186,22 +4033,19 @@ def e_RouteActionHashPolicy(m):
     if v is not None:
         s = e_RouteActionHashPolicyHeader(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.cookie
     if v is not None:
         s = e_RouteActionHashPolicyCookie(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.connection_properties
     if v is not None:
         s = e_RouteActionHashPolicyConnectionProperties(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.terminal
     if v:
@@ -4210,15 +4054,13 @@ def e_RouteActionHashPolicy(m):
     if v is not None:
         s = e_RouteActionHashPolicyQueryParameter(v)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.filter_state
     if v is not None:
         s = e_RouteActionHashPolicyFilterState(v)
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -4395,15 +4237,13 @@ def e_RouteActionHashPolicyHeader(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.regex_rewrite
     if v is not None:
         s = _c3.e_RegexMatchAndSubstitute(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -4480,15 +4320,13 @@ def e_RouteActionHashPolicyCookieAttribute(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.value
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -4562,29 +4400,25 @@ def e_RouteActionHashPolicyCookie(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.ttl
     if v is not None:
         s = _w3e(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.path
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.attributes
     for x in v:
         s = e_RouteActionHashPolicyCookieAttribute(x)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -4747,8 +4581,7 @@ def e_RouteActionHashPolicyQueryParameter(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -4804,8 +4637,7 @@ def e_RouteActionHashPolicyFilterState(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -4861,8 +4693,7 @@ def e_RouteActionUpgradeConfig(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.enabled
     if v is not None:
@@ -4871,8 +4702,7 @@ def e_RouteActionUpgradeConfig(m):
     if v is not None:
         s = e_RouteActionUpgradeConfigConnectConfig(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -4972,8 +4802,7 @@ def e_RouteActionUpgradeConfigConnectConfig(m):
     if v is not None:
         s = _c0.e_ProxyProtocolConfig(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.allow_post
     if v:
@@ -5049,22 +4878,19 @@ def e_RouteActionMaxStreamDuration(m):
     if v is not None:
         s = _w3e(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.grpc_timeout_header_max
     if v is not None:
         s = _w3e(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.grpc_timeout_header_offset
     if v is not None:
         s = _w3e(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -5165,8 +4991,7 @@ def e_RetryPolicy(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.num_retries
     if v is not None:
@@ -5175,29 +5000,25 @@ def e_RetryPolicy(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'\x12'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\x12' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.per_try_timeout
     if v is not None:
         s = _w3e(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.retry_priority
     if v is not None:
         s = e_RetryPolicyRetryPriority(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.retry_host_predicate
     for x in v:
         s = e_RetryPolicyRetryHostPredicate(x)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.host_selection_retry_max_attempts
     if v:
@@ -5207,50 +5028,43 @@ def e_RetryPolicy(m):
     if v:
         s = pack_varints(v)
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.retry_back_off
     if v is not None:
         s = e_RetryPolicyRetryBackOff(v)
         n = len(s)
-        b += b'B'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'B' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.retriable_headers
     for x in v:
         s = e_HeaderMatcher(x)
         n = len(s)
-        b += b'J'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'J' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.retriable_request_headers
     for x in v:
         s = e_HeaderMatcher(x)
         n = len(s)
-        b += b'R'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'R' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.rate_limited_retry_back_off
     if v is not None:
         s = e_RetryPolicyRateLimitedRetryBackOff(v)
         n = len(s)
-        b += b'Z'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'Z' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.retry_options_predicates
     for x in v:
         s = _c0.e_TypedExtensionConfig(x)
         n = len(s)
-        b += b'b'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'b' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.per_try_idle_timeout
     if v is not None:
         s = _w3e(v)
         n = len(s)
-        b += b'j'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'j' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -5558,15 +5372,13 @@ def e_RetryPolicyRetryPriority(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.typed_config
     if v is not None:
         s = _c1.e_Any(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -5643,15 +5455,13 @@ def e_RetryPolicyRetryHostPredicate(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.typed_config
     if v is not None:
         s = _c1.e_Any(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -5728,15 +5538,13 @@ def e_RetryPolicyRetryBackOff(m):
     if v is not None:
         s = _w3e(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.max_interval
     if v is not None:
         s = _w3e(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -5816,8 +5624,7 @@ def e_RetryPolicyResetHeader(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.format
     if v:
@@ -5894,15 +5701,13 @@ def e_RetryPolicyRateLimitedRetryBackOff(m):
     for x in v:
         s = e_RetryPolicyResetHeader(x)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.max_interval
     if v is not None:
         s = _w3e(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -5983,15 +5788,13 @@ def e_HedgePolicy(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'\n'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\n' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.additional_request_chance
     if v is not None:
         s = _c5.e_FractionalPercent(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.hedge_on_per_try_timeout
     if v:
@@ -6090,15 +5893,13 @@ def e_RedirectAction(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.path_redirect
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.response_code
     if v:
@@ -6111,8 +5912,7 @@ def e_RedirectAction(m):
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.strip_query
     if v:
@@ -6121,8 +5921,7 @@ def e_RedirectAction(m):
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.port_redirect
     if v:
@@ -6132,8 +5931,7 @@ def e_RedirectAction(m):
     if v is not None:
         s = _c3.e_RegexMatchAndSubstitute(v)
         n = len(s)
-        b += b'J'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'J' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -6341,15 +6139,13 @@ def e_DirectResponseAction(m):
     if v is not None:
         s = _c0.e_DataSource(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.body_format
     if v is not None:
         s = _c0.e_SubstitutionFormatString(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -6475,8 +6271,7 @@ def e_Decorator(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.propagate
     if v is not None:
@@ -6558,43 +6353,37 @@ def e_Tracing(m):
     if v is not None:
         s = _c5.e_FractionalPercent(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.random_sampling
     if v is not None:
         s = _c5.e_FractionalPercent(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.overall_sampling
     if v is not None:
         s = _c5.e_FractionalPercent(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.custom_tags
     for x in v:
         s = _c6.e_CustomTag(x)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.operation
     if v:
         s = v.encode()
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.upstream_operation
     if v:
         s = v.encode()
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -6750,15 +6539,13 @@ def e_VirtualCluster(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.headers
     for x in v:
         s = e_HeaderMatcher(x)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -6836,36 +6623,31 @@ def e_RateLimit(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'\n'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\n' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.disable_key
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.actions
     for x in v:
         s = e_RateLimitAction(x)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.limit
     if v is not None:
         s = e_RateLimitOverride(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.hits_addend
     if v is not None:
         s = e_RateLimitHitsAddend(v)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.apply_on_stream_done
     if v:
@@ -7022,85 +6804,73 @@ def e_RateLimitAction(m):
     if v is not None:
         s = e_RateLimitActionSourceCluster(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.destination_cluster
     if v is not None:
         s = e_RateLimitActionDestinationCluster(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.request_headers
     if v is not None:
         s = e_RateLimitActionRequestHeaders(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.remote_address
     if v is not None:
         s = e_RateLimitActionRemoteAddress(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.generic_key
     if v is not None:
         s = e_RateLimitActionGenericKey(v)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.header_value_match
     if v is not None:
         s = e_RateLimitActionHeaderValueMatch(v)
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.dynamic_metadata
     if v is not None:
         s = e_RateLimitActionDynamicMetaData(v)
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.metadata
     if v is not None:
         s = e_RateLimitActionMetaData(v)
         n = len(s)
-        b += b'B'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'B' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.extension
     if v is not None:
         s = _c0.e_TypedExtensionConfig(v)
         n = len(s)
-        b += b'J'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'J' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.masked_remote_address
     if v is not None:
         s = e_RateLimitActionMaskedRemoteAddress(v)
         n = len(s)
-        b += b'R'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'R' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.query_parameter_value_match
     if v is not None:
         s = e_RateLimitActionQueryParameterValueMatch(v)
         n = len(s)
-        b += b'Z'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'Z' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.query_parameters
     if v is not None:
         s = e_RateLimitActionQueryParameters(v)
         n = len(s)
-        b += b'b'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'b' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -7567,15 +7337,13 @@ def e_RateLimitActionRequestHeaders(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.descriptor_key
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.skip_if_absent
     if v:
@@ -7666,15 +7434,13 @@ def e_RateLimitActionQueryParameters(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.descriptor_key
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.skip_if_absent
     if v:
@@ -7799,8 +7565,7 @@ def e_RateLimitActionMaskedRemoteAddress(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'\n'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\n' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.v6_prefix_mask_len
     if v is not None:
@@ -7809,8 +7574,7 @@ def e_RateLimitActionMaskedRemoteAddress(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'\x12'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\x12' + (V[n] if n < 16384 else vi(n))
             b += s
     u = m._unknown_fields
     if u:
@@ -7894,15 +7658,13 @@ def e_RateLimitActionGenericKey(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.descriptor_key
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -7976,8 +7738,7 @@ def e_RateLimitActionHeaderValueMatch(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.expect_match
     if v is not None:
@@ -7986,15 +7747,13 @@ def e_RateLimitActionHeaderValueMatch(m):
     for x in v:
         s = e_HeaderMatcher(x)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.descriptor_key
     if v:
         s = v.encode()
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -8110,22 +7869,19 @@ def e_RateLimitActionDynamicMetaData(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.metadata_key
     if v is not None:
         s = _c7.e_MetadataKey(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.default_value
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -8220,22 +7976,19 @@ def e_RateLimitActionMetaData(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.metadata_key
     if v is not None:
         s = _c7.e_MetadataKey(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.default_value
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.source
     if v:
@@ -8368,8 +8121,7 @@ def e_RateLimitActionQueryParameterValueMatch(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.expect_match
     if v is not None:
@@ -8378,15 +8130,13 @@ def e_RateLimitActionQueryParameterValueMatch(m):
     for x in v:
         s = e_QueryParameterMatcher(x)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.descriptor_key
     if v:
         s = v.encode()
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -8502,8 +8252,7 @@ def e_RateLimitOverride(m):
     if v is not None:
         s = e_RateLimitOverrideDynamicMetadata(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -8562,8 +8311,7 @@ def e_RateLimitOverrideDynamicMetadata(m):
     if v is not None:
         s = _c7.e_MetadataKey(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -8625,15 +8373,13 @@ def e_RateLimitHitsAddend(m):
         else:
             s = _w1e(v)
             n = len(s)
-            b += b'\n'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\n' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.format
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -8712,22 +8458,19 @@ def e_HeaderMatcher(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.exact_match
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.range_match
     if v is not None:
         s = _c5.e_Int64Range(v)
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.present_match
     if v is not None:
@@ -8739,36 +8482,31 @@ def e_HeaderMatcher(m):
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'J'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'J' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.suffix_match
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'R'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'R' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.safe_regex_match
     if v is not None:
         s = _c3.e_RegexMatcher(v)
         n = len(s)
-        b += b'Z'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'Z' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.contains_match
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'b'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'b' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.string_match
     if v is not None:
         s = _c3.e_StringMatcher(v)
         n = len(s)
-        b += b'j'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'j' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.treat_missing_header_as_empty
     if v:
@@ -9065,15 +8803,13 @@ def e_QueryParameterMatcher(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.string_match
     if v is not None:
         s = _c3.e_StringMatcher(v)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.present_match
     if v is not None:
@@ -9172,22 +8908,19 @@ def e_InternalRedirectPolicy(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'\n'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\n' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.redirect_response_codes
     if v:
         s = pack_varints(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.predicates
     for x in v:
         s = _c0.e_TypedExtensionConfig(x)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.allow_cross_scheme_redirect
     if v:
@@ -9196,8 +8929,7 @@ def e_InternalRedirectPolicy(m):
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -9345,8 +9077,7 @@ def e_FilterConfig(m):
     if v is not None:
         s = _c1.e_Any(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.is_optional
     if v:
@@ -9439,43 +9170,37 @@ def e_RouteConfiguration(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.virtual_hosts
     for x in v:
         s = e_VirtualHost(x)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.internal_only_headers
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.response_headers_to_add
     for x in v:
         s = _c0.e_HeaderValueOption(x)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.response_headers_to_remove
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.request_headers_to_add
     for x in v:
         s = _c0.e_HeaderValueOption(x)
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.validate_clusters
     if v is not None:
@@ -9484,15 +9209,13 @@ def e_RouteConfiguration(m):
     for x in v:
         s = x.encode()
         n = len(s)
-        b += b'B'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'B' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.vhds
     if v is not None:
         s = e_Vhds(v)
         n = len(s)
-        b += b'J'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'J' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.most_specific_header_mutations_wins
     if v:
@@ -9504,22 +9227,19 @@ def e_RouteConfiguration(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'Z'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'Z' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.cluster_specifier_plugins
     for x in v:
         s = e_ClusterSpecifierPlugin(x)
         n = len(s)
-        b += b'b'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'b' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.request_mirror_policies
     for x in v:
         s = e_RouteActionRequestMirrorPolicy(x)
         n = len(s)
-        b += b'j'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'j' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.ignore_port_in_host_matching
     if v:
@@ -9534,13 +9254,11 @@ def e_RouteConfiguration(m):
             t = bytearray()
             s = k.encode()
             n = len(s)
-            t += b'\n'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\n' + (V[n] if n < 16384 else vi(n))
             t += s
             s = _c1.e_Any(x)
             n = len(s)
-            t += b'\x12'
-            t += (V[n] if n < 16384 else vi(n))
+            t += b'\x12' + (V[n] if n < 16384 else vi(n))
             t += s
             n = len(t)
             b += b'\x82\x01'
@@ -9550,15 +9268,13 @@ def e_RouteConfiguration(m):
     if v is not None:
         s = _c0.e_Metadata(v)
         n = len(s)
-        b += b'\x8a\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x8a\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.vhost_header
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x92\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x92\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -9983,8 +9699,7 @@ def e_Vhds(m):
     if v is not None:
         s = _c0.e_ConfigSource(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -10043,22 +9758,19 @@ def e_ScopedRouteConfiguration(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.route_configuration_name
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.key
     if v is not None:
         s = e_ScopedRouteConfigurationKey(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.on_demand
     if v:
@@ -10067,8 +9779,7 @@ def e_ScopedRouteConfiguration(m):
     if v is not None:
         s = e_RouteConfiguration(v)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -10198,8 +9909,7 @@ def e_ScopedRouteConfigurationKey(m):
     for x in v:
         s = e_ScopedRouteConfigurationKeyFragment(x)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -10256,8 +9966,7 @@ def e_ScopedRouteConfigurationKeyFragment(m):
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:

@@ -21,6 +21,7 @@ import warnings
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from .....message_pool import default_message_pool
 
@@ -54,8 +55,10 @@ class ZipkinConfigTraceContextOption(betterproto2.Enum):
     USE_B3_WITH_W3C_PROPAGATION = 1
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class DatadogConfig(betterproto2.Message):
+    "DatadogConfig(collector_cluster: 'str' = <factory>, service_name: 'str' = <factory>, collector_hostname: 'str' = <factory>, remote_config: 'DatadogRemoteConfig | None' = <factory>)"
+
     collector_cluster: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     service_name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -66,15 +69,28 @@ class DatadogConfig(betterproto2.Message):
         4, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, collector_cluster: 'str' = _FACTORY, service_name: 'str' = _FACTORY, collector_hostname: 'str' = _FACTORY, remote_config: 'DatadogRemoteConfig | None' = _FACTORY) -> None:
+        self.collector_cluster = "" if collector_cluster is _FACTORY else collector_cluster
+        self.service_name = "" if service_name is _FACTORY else service_name
+        self.collector_hostname = "" if collector_hostname is _FACTORY else collector_hostname
+        self.remote_config = None if remote_config is _FACTORY else remote_config
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.trace.v3", "DatadogConfig", DatadogConfig)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class DatadogRemoteConfig(betterproto2.Message):
+    "DatadogRemoteConfig(polling_interval: 'datetime.timedelta | None' = <factory>)"
+
     polling_interval: "datetime.timedelta | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
     )
+
+    def __init__(self, polling_interval: 'datetime.timedelta | None' = _FACTORY) -> None:
+        self.polling_interval = None if polling_interval is _FACTORY else polling_interval
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -82,8 +98,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class LightstepConfig(betterproto2.Message):
+    "LightstepConfig(collector_cluster: 'str' = <factory>, access_token_file: 'str' = <factory>, access_token: '__core__v3__.DataSource | None' = <factory>, propagation_modes: 'list[LightstepConfigPropagationMode]' = <factory>)"
+
     collector_cluster: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     access_token_file: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -101,19 +119,32 @@ class LightstepConfig(betterproto2.Message):
         if self.is_set("access_token_file"):
             warnings.warn("LightstepConfig.access_token_file is deprecated", DeprecationWarning)
 
+    def __init__(self, collector_cluster: 'str' = _FACTORY, access_token_file: 'str' = _FACTORY, access_token: '__core__v3__.DataSource | None' = _FACTORY, propagation_modes: 'list[LightstepConfigPropagationMode]' = _FACTORY) -> None:
+        self.collector_cluster = "" if collector_cluster is _FACTORY else collector_cluster
+        self.access_token_file = "" if access_token_file is _FACTORY else access_token_file
+        self.access_token = None if access_token is _FACTORY else access_token
+        self.propagation_modes = [] if propagation_modes is _FACTORY else propagation_modes
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.trace.v3", "LightstepConfig", LightstepConfig)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Tracing(betterproto2.Message):
+    "Tracing(http: 'TracingHttp | None' = <factory>)"
+
     http: "TracingHttp | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+    def __init__(self, http: 'TracingHttp | None' = _FACTORY) -> None:
+        self.http = None if http is _FACTORY else http
+        self.__post_init__()
 
 
 default_message_pool.register_message("envoy.config.trace.v3", "Tracing", Tracing)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TracingHttp(betterproto2.Message):
     """
 
@@ -128,12 +159,19 @@ class TracingHttp(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True, group="config_type"
     )
 
+    def __init__(self, name: 'str' = _FACTORY, typed_config: '____google__protobuf__.Any | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.typed_config = None if typed_config is _FACTORY else typed_config
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.trace.v3", "Tracing.Http", TracingHttp)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ZipkinConfig(betterproto2.Message):
+    "ZipkinConfig(collector_cluster: 'str' = <factory>, collector_endpoint: 'str' = <factory>, trace_id_128bit: 'bool' = <factory>, shared_span_context: 'bool | None' = <factory>, collector_endpoint_version: 'ZipkinConfigCollectorEndpointVersion' = <factory>, collector_hostname: 'str' = <factory>, split_spans_for_request: 'bool' = <factory>, trace_context_option: 'ZipkinConfigTraceContextOption' = <factory>, collector_service: '__core__v3__.HttpService | None' = <factory>)"
+
     collector_cluster: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     collector_endpoint: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -165,6 +203,18 @@ class ZipkinConfig(betterproto2.Message):
         if self.is_set("split_spans_for_request"):
             warnings.warn("ZipkinConfig.split_spans_for_request is deprecated", DeprecationWarning)
 
+    def __init__(self, collector_cluster: 'str' = _FACTORY, collector_endpoint: 'str' = _FACTORY, trace_id_128bit: 'bool' = _FACTORY, shared_span_context: 'bool | None' = _FACTORY, collector_endpoint_version: 'ZipkinConfigCollectorEndpointVersion' = _FACTORY, collector_hostname: 'str' = _FACTORY, split_spans_for_request: 'bool' = _FACTORY, trace_context_option: 'ZipkinConfigTraceContextOption' = _FACTORY, collector_service: '__core__v3__.HttpService | None' = _FACTORY) -> None:
+        self.collector_cluster = "" if collector_cluster is _FACTORY else collector_cluster
+        self.collector_endpoint = "" if collector_endpoint is _FACTORY else collector_endpoint
+        self.trace_id_128bit = False if trace_id_128bit is _FACTORY else trace_id_128bit
+        self.shared_span_context = None if shared_span_context is _FACTORY else shared_span_context
+        self.collector_endpoint_version = ZipkinConfigCollectorEndpointVersion(0) if collector_endpoint_version is _FACTORY else collector_endpoint_version
+        self.collector_hostname = "" if collector_hostname is _FACTORY else collector_hostname
+        self.split_spans_for_request = False if split_spans_for_request is _FACTORY else split_spans_for_request
+        self.trace_context_option = ZipkinConfigTraceContextOption(0) if trace_context_option is _FACTORY else trace_context_option
+        self.collector_service = None if collector_service is _FACTORY else collector_service
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.trace.v3", "ZipkinConfig", ZipkinConfig)
 
@@ -172,4 +222,16 @@ default_message_pool.register_message("envoy.config.trace.v3", "ZipkinConfig", Z
 from .....google import protobuf as ____google__protobuf__
 from ...core import v3 as __core__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        Tracing,
+        TracingHttp,
+        ZipkinConfig,
+        DatadogRemoteConfig,
+        DatadogConfig,
+        LightstepConfig,
+    ),
+)

@@ -27,6 +27,7 @@ import warnings
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from .....message_pool import default_message_pool
 
@@ -94,8 +95,10 @@ class TlsPropertiesTlsVersion(betterproto2.Enum):
     TLSv1_3 = 4
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class AccessLogCommon(betterproto2.Message):
+    "AccessLogCommon(sample_rate: 'float' = <factory>, downstream_remote_address: '___config__core__v3__.Address | None' = <factory>, downstream_local_address: '___config__core__v3__.Address | None' = <factory>, tls_properties: 'TlsProperties | None' = <factory>, start_time: 'datetime.datetime | None' = <factory>, time_to_last_rx_byte: 'datetime.timedelta | None' = <factory>, time_to_first_upstream_tx_byte: 'datetime.timedelta | None' = <factory>, time_to_last_upstream_tx_byte: 'datetime.timedelta | None' = <factory>, time_to_first_upstream_rx_byte: 'datetime.timedelta | None' = <factory>, time_to_last_upstream_rx_byte: 'datetime.timedelta | None' = <factory>, time_to_first_downstream_tx_byte: 'datetime.timedelta | None' = <factory>, time_to_last_downstream_tx_byte: 'datetime.timedelta | None' = <factory>, upstream_remote_address: '___config__core__v3__.Address | None' = <factory>, upstream_local_address: '___config__core__v3__.Address | None' = <factory>, upstream_cluster: 'str' = <factory>, response_flags: 'ResponseFlags | None' = <factory>, metadata: '___config__core__v3__.Metadata | None' = <factory>, upstream_transport_failure_reason: 'str' = <factory>, route_name: 'str' = <factory>, downstream_direct_remote_address: '___config__core__v3__.Address | None' = <factory>, filter_state_objects: 'dict[str, ____google__protobuf__.Any]' = <factory>, custom_tags: 'dict[str, str]' = <factory>, duration: 'datetime.timedelta | None' = <factory>, upstream_request_attempt_count: 'int' = <factory>, connection_termination_details: 'str' = <factory>, stream_id: 'str' = <factory>, intermediate_log_entry: 'bool' = <factory>, downstream_transport_failure_reason: 'str' = <factory>, downstream_wire_bytes_sent: 'int' = <factory>, downstream_wire_bytes_received: 'int' = <factory>, upstream_wire_bytes_sent: 'int' = <factory>, upstream_wire_bytes_received: 'int' = <factory>, access_log_type: 'AccessLogType' = <factory>)"
+
     sample_rate: "float" = betterproto2.field(1, betterproto2.TYPE_DOUBLE)
 
     downstream_remote_address: "___config__core__v3__.Address | None" = betterproto2.field(
@@ -213,15 +216,58 @@ class AccessLogCommon(betterproto2.Message):
                 "AccessLogCommon.intermediate_log_entry is deprecated", DeprecationWarning
             )
 
+    def __init__(self, sample_rate: 'float' = _FACTORY, downstream_remote_address: '___config__core__v3__.Address | None' = _FACTORY, downstream_local_address: '___config__core__v3__.Address | None' = _FACTORY, tls_properties: 'TlsProperties | None' = _FACTORY, start_time: 'datetime.datetime | None' = _FACTORY, time_to_last_rx_byte: 'datetime.timedelta | None' = _FACTORY, time_to_first_upstream_tx_byte: 'datetime.timedelta | None' = _FACTORY, time_to_last_upstream_tx_byte: 'datetime.timedelta | None' = _FACTORY, time_to_first_upstream_rx_byte: 'datetime.timedelta | None' = _FACTORY, time_to_last_upstream_rx_byte: 'datetime.timedelta | None' = _FACTORY, time_to_first_downstream_tx_byte: 'datetime.timedelta | None' = _FACTORY, time_to_last_downstream_tx_byte: 'datetime.timedelta | None' = _FACTORY, upstream_remote_address: '___config__core__v3__.Address | None' = _FACTORY, upstream_local_address: '___config__core__v3__.Address | None' = _FACTORY, upstream_cluster: 'str' = _FACTORY, response_flags: 'ResponseFlags | None' = _FACTORY, metadata: '___config__core__v3__.Metadata | None' = _FACTORY, upstream_transport_failure_reason: 'str' = _FACTORY, route_name: 'str' = _FACTORY, downstream_direct_remote_address: '___config__core__v3__.Address | None' = _FACTORY, filter_state_objects: 'dict[str, ____google__protobuf__.Any]' = _FACTORY, custom_tags: 'dict[str, str]' = _FACTORY, duration: 'datetime.timedelta | None' = _FACTORY, upstream_request_attempt_count: 'int' = _FACTORY, connection_termination_details: 'str' = _FACTORY, stream_id: 'str' = _FACTORY, intermediate_log_entry: 'bool' = _FACTORY, downstream_transport_failure_reason: 'str' = _FACTORY, downstream_wire_bytes_sent: 'int' = _FACTORY, downstream_wire_bytes_received: 'int' = _FACTORY, upstream_wire_bytes_sent: 'int' = _FACTORY, upstream_wire_bytes_received: 'int' = _FACTORY, access_log_type: 'AccessLogType' = _FACTORY) -> None:
+        self.sample_rate = 0.0 if sample_rate is _FACTORY else sample_rate
+        self.downstream_remote_address = None if downstream_remote_address is _FACTORY else downstream_remote_address
+        self.downstream_local_address = None if downstream_local_address is _FACTORY else downstream_local_address
+        self.tls_properties = None if tls_properties is _FACTORY else tls_properties
+        self.start_time = None if start_time is _FACTORY else start_time
+        self.time_to_last_rx_byte = None if time_to_last_rx_byte is _FACTORY else time_to_last_rx_byte
+        self.time_to_first_upstream_tx_byte = None if time_to_first_upstream_tx_byte is _FACTORY else time_to_first_upstream_tx_byte
+        self.time_to_last_upstream_tx_byte = None if time_to_last_upstream_tx_byte is _FACTORY else time_to_last_upstream_tx_byte
+        self.time_to_first_upstream_rx_byte = None if time_to_first_upstream_rx_byte is _FACTORY else time_to_first_upstream_rx_byte
+        self.time_to_last_upstream_rx_byte = None if time_to_last_upstream_rx_byte is _FACTORY else time_to_last_upstream_rx_byte
+        self.time_to_first_downstream_tx_byte = None if time_to_first_downstream_tx_byte is _FACTORY else time_to_first_downstream_tx_byte
+        self.time_to_last_downstream_tx_byte = None if time_to_last_downstream_tx_byte is _FACTORY else time_to_last_downstream_tx_byte
+        self.upstream_remote_address = None if upstream_remote_address is _FACTORY else upstream_remote_address
+        self.upstream_local_address = None if upstream_local_address is _FACTORY else upstream_local_address
+        self.upstream_cluster = "" if upstream_cluster is _FACTORY else upstream_cluster
+        self.response_flags = None if response_flags is _FACTORY else response_flags
+        self.metadata = None if metadata is _FACTORY else metadata
+        self.upstream_transport_failure_reason = "" if upstream_transport_failure_reason is _FACTORY else upstream_transport_failure_reason
+        self.route_name = "" if route_name is _FACTORY else route_name
+        self.downstream_direct_remote_address = None if downstream_direct_remote_address is _FACTORY else downstream_direct_remote_address
+        self.filter_state_objects = {} if filter_state_objects is _FACTORY else filter_state_objects
+        self.custom_tags = {} if custom_tags is _FACTORY else custom_tags
+        self.duration = None if duration is _FACTORY else duration
+        self.upstream_request_attempt_count = 0 if upstream_request_attempt_count is _FACTORY else upstream_request_attempt_count
+        self.connection_termination_details = "" if connection_termination_details is _FACTORY else connection_termination_details
+        self.stream_id = "" if stream_id is _FACTORY else stream_id
+        self.intermediate_log_entry = False if intermediate_log_entry is _FACTORY else intermediate_log_entry
+        self.downstream_transport_failure_reason = "" if downstream_transport_failure_reason is _FACTORY else downstream_transport_failure_reason
+        self.downstream_wire_bytes_sent = 0 if downstream_wire_bytes_sent is _FACTORY else downstream_wire_bytes_sent
+        self.downstream_wire_bytes_received = 0 if downstream_wire_bytes_received is _FACTORY else downstream_wire_bytes_received
+        self.upstream_wire_bytes_sent = 0 if upstream_wire_bytes_sent is _FACTORY else upstream_wire_bytes_sent
+        self.upstream_wire_bytes_received = 0 if upstream_wire_bytes_received is _FACTORY else upstream_wire_bytes_received
+        self.access_log_type = AccessLogType(0) if access_log_type is _FACTORY else access_log_type
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.data.accesslog.v3", "AccessLogCommon", AccessLogCommon)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ConnectionProperties(betterproto2.Message):
+    "ConnectionProperties(received_bytes: 'int' = <factory>, sent_bytes: 'int' = <factory>)"
+
     received_bytes: "int" = betterproto2.field(1, betterproto2.TYPE_UINT64)
 
     sent_bytes: "int" = betterproto2.field(2, betterproto2.TYPE_UINT64)
+
+    def __init__(self, received_bytes: 'int' = _FACTORY, sent_bytes: 'int' = _FACTORY) -> None:
+        self.received_bytes = 0 if received_bytes is _FACTORY else received_bytes
+        self.sent_bytes = 0 if sent_bytes is _FACTORY else sent_bytes
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -229,8 +275,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HttpAccessLogEntry(betterproto2.Message):
+    "HttpAccessLogEntry(common_properties: 'AccessLogCommon | None' = <factory>, protocol_version: 'HttpAccessLogEntryHttpVersion' = <factory>, request: 'HttpRequestProperties | None' = <factory>, response: 'HttpResponseProperties | None' = <factory>)"
+
     common_properties: "AccessLogCommon | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -247,14 +295,23 @@ class HttpAccessLogEntry(betterproto2.Message):
         4, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, common_properties: 'AccessLogCommon | None' = _FACTORY, protocol_version: 'HttpAccessLogEntryHttpVersion' = _FACTORY, request: 'HttpRequestProperties | None' = _FACTORY, response: 'HttpResponseProperties | None' = _FACTORY) -> None:
+        self.common_properties = None if common_properties is _FACTORY else common_properties
+        self.protocol_version = HttpAccessLogEntryHttpVersion(0) if protocol_version is _FACTORY else protocol_version
+        self.request = None if request is _FACTORY else request
+        self.response = None if response is _FACTORY else response
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.data.accesslog.v3", "HTTPAccessLogEntry", HttpAccessLogEntry
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HttpRequestProperties(betterproto2.Message):
+    "HttpRequestProperties(request_method: '___config__core__v3__.RequestMethod' = <factory>, scheme: 'str' = <factory>, authority: 'str' = <factory>, port: 'int | None' = <factory>, path: 'str' = <factory>, user_agent: 'str' = <factory>, referer: 'str' = <factory>, forwarded_for: 'str' = <factory>, request_id: 'str' = <factory>, original_path: 'str' = <factory>, request_headers_bytes: 'int' = <factory>, request_body_bytes: 'int' = <factory>, request_headers: 'dict[str, str]' = <factory>, upstream_header_bytes_sent: 'int' = <factory>, downstream_header_bytes_received: 'int' = <factory>)"
+
     request_method: "___config__core__v3__.RequestMethod" = betterproto2.field(
         1, betterproto2.TYPE_ENUM, default_factory=lambda: ___config__core__v3__.RequestMethod(0)
     )
@@ -296,14 +353,34 @@ class HttpRequestProperties(betterproto2.Message):
 
     downstream_header_bytes_received: "int" = betterproto2.field(15, betterproto2.TYPE_UINT64)
 
+    def __init__(self, request_method: '___config__core__v3__.RequestMethod' = _FACTORY, scheme: 'str' = _FACTORY, authority: 'str' = _FACTORY, port: 'int | None' = _FACTORY, path: 'str' = _FACTORY, user_agent: 'str' = _FACTORY, referer: 'str' = _FACTORY, forwarded_for: 'str' = _FACTORY, request_id: 'str' = _FACTORY, original_path: 'str' = _FACTORY, request_headers_bytes: 'int' = _FACTORY, request_body_bytes: 'int' = _FACTORY, request_headers: 'dict[str, str]' = _FACTORY, upstream_header_bytes_sent: 'int' = _FACTORY, downstream_header_bytes_received: 'int' = _FACTORY) -> None:
+        self.request_method = ___config__core__v3__.RequestMethod(0) if request_method is _FACTORY else request_method
+        self.scheme = "" if scheme is _FACTORY else scheme
+        self.authority = "" if authority is _FACTORY else authority
+        self.port = None if port is _FACTORY else port
+        self.path = "" if path is _FACTORY else path
+        self.user_agent = "" if user_agent is _FACTORY else user_agent
+        self.referer = "" if referer is _FACTORY else referer
+        self.forwarded_for = "" if forwarded_for is _FACTORY else forwarded_for
+        self.request_id = "" if request_id is _FACTORY else request_id
+        self.original_path = "" if original_path is _FACTORY else original_path
+        self.request_headers_bytes = 0 if request_headers_bytes is _FACTORY else request_headers_bytes
+        self.request_body_bytes = 0 if request_body_bytes is _FACTORY else request_body_bytes
+        self.request_headers = {} if request_headers is _FACTORY else request_headers
+        self.upstream_header_bytes_sent = 0 if upstream_header_bytes_sent is _FACTORY else upstream_header_bytes_sent
+        self.downstream_header_bytes_received = 0 if downstream_header_bytes_received is _FACTORY else downstream_header_bytes_received
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.data.accesslog.v3", "HTTPRequestProperties", HttpRequestProperties
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HttpResponseProperties(betterproto2.Message):
+    "HttpResponseProperties(response_code: 'int | None' = <factory>, response_headers_bytes: 'int' = <factory>, response_body_bytes: 'int' = <factory>, response_headers: 'dict[str, str]' = <factory>, response_trailers: 'dict[str, str]' = <factory>, response_code_details: 'str' = <factory>, upstream_header_bytes_received: 'int' = <factory>, downstream_header_bytes_sent: 'int' = <factory>)"
+
     response_code: "int | None" = betterproto2.field(
         1,
         betterproto2.TYPE_MESSAGE,
@@ -333,14 +410,27 @@ class HttpResponseProperties(betterproto2.Message):
 
     downstream_header_bytes_sent: "int" = betterproto2.field(8, betterproto2.TYPE_UINT64)
 
+    def __init__(self, response_code: 'int | None' = _FACTORY, response_headers_bytes: 'int' = _FACTORY, response_body_bytes: 'int' = _FACTORY, response_headers: 'dict[str, str]' = _FACTORY, response_trailers: 'dict[str, str]' = _FACTORY, response_code_details: 'str' = _FACTORY, upstream_header_bytes_received: 'int' = _FACTORY, downstream_header_bytes_sent: 'int' = _FACTORY) -> None:
+        self.response_code = None if response_code is _FACTORY else response_code
+        self.response_headers_bytes = 0 if response_headers_bytes is _FACTORY else response_headers_bytes
+        self.response_body_bytes = 0 if response_body_bytes is _FACTORY else response_body_bytes
+        self.response_headers = {} if response_headers is _FACTORY else response_headers
+        self.response_trailers = {} if response_trailers is _FACTORY else response_trailers
+        self.response_code_details = "" if response_code_details is _FACTORY else response_code_details
+        self.upstream_header_bytes_received = 0 if upstream_header_bytes_received is _FACTORY else upstream_header_bytes_received
+        self.downstream_header_bytes_sent = 0 if downstream_header_bytes_sent is _FACTORY else downstream_header_bytes_sent
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.data.accesslog.v3", "HTTPResponseProperties", HttpResponseProperties
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ResponseFlags(betterproto2.Message):
+    "ResponseFlags(failed_local_healthcheck: 'bool' = <factory>, no_healthy_upstream: 'bool' = <factory>, upstream_request_timeout: 'bool' = <factory>, local_reset: 'bool' = <factory>, upstream_remote_reset: 'bool' = <factory>, upstream_connection_failure: 'bool' = <factory>, upstream_connection_termination: 'bool' = <factory>, upstream_overflow: 'bool' = <factory>, no_route_found: 'bool' = <factory>, delay_injected: 'bool' = <factory>, fault_injected: 'bool' = <factory>, rate_limited: 'bool' = <factory>, unauthorized_details: 'ResponseFlagsUnauthorized | None' = <factory>, rate_limit_service_error: 'bool' = <factory>, downstream_connection_termination: 'bool' = <factory>, upstream_retry_limit_exceeded: 'bool' = <factory>, stream_idle_timeout: 'bool' = <factory>, invalid_envoy_request_headers: 'bool' = <factory>, downstream_protocol_error: 'bool' = <factory>, upstream_max_stream_duration_reached: 'bool' = <factory>, response_from_cache_filter: 'bool' = <factory>, no_filter_config_found: 'bool' = <factory>, duration_timeout: 'bool' = <factory>, upstream_protocol_error: 'bool' = <factory>, no_cluster_found: 'bool' = <factory>, overload_manager: 'bool' = <factory>, dns_resolution_failure: 'bool' = <factory>, downstream_remote_reset: 'bool' = <factory>)"
+
     failed_local_healthcheck: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
 
     no_healthy_upstream: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
@@ -399,15 +489,52 @@ class ResponseFlags(betterproto2.Message):
 
     downstream_remote_reset: "bool" = betterproto2.field(28, betterproto2.TYPE_BOOL)
 
+    def __init__(self, failed_local_healthcheck: 'bool' = _FACTORY, no_healthy_upstream: 'bool' = _FACTORY, upstream_request_timeout: 'bool' = _FACTORY, local_reset: 'bool' = _FACTORY, upstream_remote_reset: 'bool' = _FACTORY, upstream_connection_failure: 'bool' = _FACTORY, upstream_connection_termination: 'bool' = _FACTORY, upstream_overflow: 'bool' = _FACTORY, no_route_found: 'bool' = _FACTORY, delay_injected: 'bool' = _FACTORY, fault_injected: 'bool' = _FACTORY, rate_limited: 'bool' = _FACTORY, unauthorized_details: 'ResponseFlagsUnauthorized | None' = _FACTORY, rate_limit_service_error: 'bool' = _FACTORY, downstream_connection_termination: 'bool' = _FACTORY, upstream_retry_limit_exceeded: 'bool' = _FACTORY, stream_idle_timeout: 'bool' = _FACTORY, invalid_envoy_request_headers: 'bool' = _FACTORY, downstream_protocol_error: 'bool' = _FACTORY, upstream_max_stream_duration_reached: 'bool' = _FACTORY, response_from_cache_filter: 'bool' = _FACTORY, no_filter_config_found: 'bool' = _FACTORY, duration_timeout: 'bool' = _FACTORY, upstream_protocol_error: 'bool' = _FACTORY, no_cluster_found: 'bool' = _FACTORY, overload_manager: 'bool' = _FACTORY, dns_resolution_failure: 'bool' = _FACTORY, downstream_remote_reset: 'bool' = _FACTORY) -> None:
+        self.failed_local_healthcheck = False if failed_local_healthcheck is _FACTORY else failed_local_healthcheck
+        self.no_healthy_upstream = False if no_healthy_upstream is _FACTORY else no_healthy_upstream
+        self.upstream_request_timeout = False if upstream_request_timeout is _FACTORY else upstream_request_timeout
+        self.local_reset = False if local_reset is _FACTORY else local_reset
+        self.upstream_remote_reset = False if upstream_remote_reset is _FACTORY else upstream_remote_reset
+        self.upstream_connection_failure = False if upstream_connection_failure is _FACTORY else upstream_connection_failure
+        self.upstream_connection_termination = False if upstream_connection_termination is _FACTORY else upstream_connection_termination
+        self.upstream_overflow = False if upstream_overflow is _FACTORY else upstream_overflow
+        self.no_route_found = False if no_route_found is _FACTORY else no_route_found
+        self.delay_injected = False if delay_injected is _FACTORY else delay_injected
+        self.fault_injected = False if fault_injected is _FACTORY else fault_injected
+        self.rate_limited = False if rate_limited is _FACTORY else rate_limited
+        self.unauthorized_details = None if unauthorized_details is _FACTORY else unauthorized_details
+        self.rate_limit_service_error = False if rate_limit_service_error is _FACTORY else rate_limit_service_error
+        self.downstream_connection_termination = False if downstream_connection_termination is _FACTORY else downstream_connection_termination
+        self.upstream_retry_limit_exceeded = False if upstream_retry_limit_exceeded is _FACTORY else upstream_retry_limit_exceeded
+        self.stream_idle_timeout = False if stream_idle_timeout is _FACTORY else stream_idle_timeout
+        self.invalid_envoy_request_headers = False if invalid_envoy_request_headers is _FACTORY else invalid_envoy_request_headers
+        self.downstream_protocol_error = False if downstream_protocol_error is _FACTORY else downstream_protocol_error
+        self.upstream_max_stream_duration_reached = False if upstream_max_stream_duration_reached is _FACTORY else upstream_max_stream_duration_reached
+        self.response_from_cache_filter = False if response_from_cache_filter is _FACTORY else response_from_cache_filter
+        self.no_filter_config_found = False if no_filter_config_found is _FACTORY else no_filter_config_found
+        self.duration_timeout = False if duration_timeout is _FACTORY else duration_timeout
+        self.upstream_protocol_error = False if upstream_protocol_error is _FACTORY else upstream_protocol_error
+        self.no_cluster_found = False if no_cluster_found is _FACTORY else no_cluster_found
+        self.overload_manager = False if overload_manager is _FACTORY else overload_manager
+        self.dns_resolution_failure = False if dns_resolution_failure is _FACTORY else dns_resolution_failure
+        self.downstream_remote_reset = False if downstream_remote_reset is _FACTORY else downstream_remote_reset
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.data.accesslog.v3", "ResponseFlags", ResponseFlags)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ResponseFlagsUnauthorized(betterproto2.Message):
+    "ResponseFlagsUnauthorized(reason: 'ResponseFlagsUnauthorizedReason' = <factory>)"
+
     reason: "ResponseFlagsUnauthorizedReason" = betterproto2.field(
         1, betterproto2.TYPE_ENUM, default_factory=lambda: ResponseFlagsUnauthorizedReason(0)
     )
+
+    def __init__(self, reason: 'ResponseFlagsUnauthorizedReason' = _FACTORY) -> None:
+        self.reason = ResponseFlagsUnauthorizedReason(0) if reason is _FACTORY else reason
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -415,8 +542,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TcpAccessLogEntry(betterproto2.Message):
+    "TcpAccessLogEntry(common_properties: 'AccessLogCommon | None' = <factory>, connection_properties: 'ConnectionProperties | None' = <factory>)"
+
     common_properties: "AccessLogCommon | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -425,14 +554,21 @@ class TcpAccessLogEntry(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, common_properties: 'AccessLogCommon | None' = _FACTORY, connection_properties: 'ConnectionProperties | None' = _FACTORY) -> None:
+        self.common_properties = None if common_properties is _FACTORY else common_properties
+        self.connection_properties = None if connection_properties is _FACTORY else connection_properties
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.data.accesslog.v3", "TCPAccessLogEntry", TcpAccessLogEntry
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TlsProperties(betterproto2.Message):
+    "TlsProperties(tls_version: 'TlsPropertiesTlsVersion' = <factory>, tls_cipher_suite: 'int | None' = <factory>, tls_sni_hostname: 'str' = <factory>, local_certificate_properties: 'TlsPropertiesCertificateProperties | None' = <factory>, peer_certificate_properties: 'TlsPropertiesCertificateProperties | None' = <factory>, tls_session_id: 'str' = <factory>, ja3_fingerprint: 'str' = <factory>)"
+
     tls_version: "TlsPropertiesTlsVersion" = betterproto2.field(
         1, betterproto2.TYPE_ENUM, default_factory=lambda: TlsPropertiesTlsVersion(0)
     )
@@ -458,12 +594,24 @@ class TlsProperties(betterproto2.Message):
 
     ja3_fingerprint: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
 
+    def __init__(self, tls_version: 'TlsPropertiesTlsVersion' = _FACTORY, tls_cipher_suite: 'int | None' = _FACTORY, tls_sni_hostname: 'str' = _FACTORY, local_certificate_properties: 'TlsPropertiesCertificateProperties | None' = _FACTORY, peer_certificate_properties: 'TlsPropertiesCertificateProperties | None' = _FACTORY, tls_session_id: 'str' = _FACTORY, ja3_fingerprint: 'str' = _FACTORY) -> None:
+        self.tls_version = TlsPropertiesTlsVersion(0) if tls_version is _FACTORY else tls_version
+        self.tls_cipher_suite = None if tls_cipher_suite is _FACTORY else tls_cipher_suite
+        self.tls_sni_hostname = "" if tls_sni_hostname is _FACTORY else tls_sni_hostname
+        self.local_certificate_properties = None if local_certificate_properties is _FACTORY else local_certificate_properties
+        self.peer_certificate_properties = None if peer_certificate_properties is _FACTORY else peer_certificate_properties
+        self.tls_session_id = "" if tls_session_id is _FACTORY else tls_session_id
+        self.ja3_fingerprint = "" if ja3_fingerprint is _FACTORY else ja3_fingerprint
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.data.accesslog.v3", "TLSProperties", TlsProperties)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TlsPropertiesCertificateProperties(betterproto2.Message):
+    "TlsPropertiesCertificateProperties(subject_alt_name: 'list[TlsPropertiesCertificatePropertiesSubjectAltName]' = <factory>, subject: 'str' = <factory>, issuer: 'str' = <factory>)"
+
     subject_alt_name: "list[TlsPropertiesCertificatePropertiesSubjectAltName]" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
@@ -471,6 +619,12 @@ class TlsPropertiesCertificateProperties(betterproto2.Message):
     subject: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
     issuer: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+    def __init__(self, subject_alt_name: 'list[TlsPropertiesCertificatePropertiesSubjectAltName]' = _FACTORY, subject: 'str' = _FACTORY, issuer: 'str' = _FACTORY) -> None:
+        self.subject_alt_name = [] if subject_alt_name is _FACTORY else subject_alt_name
+        self.subject = "" if subject is _FACTORY else subject
+        self.issuer = "" if issuer is _FACTORY else issuer
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -480,7 +634,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TlsPropertiesCertificatePropertiesSubjectAltName(betterproto2.Message):
     """
 
@@ -493,6 +647,11 @@ class TlsPropertiesCertificatePropertiesSubjectAltName(betterproto2.Message):
 
     dns: "str | None" = betterproto2.field(2, betterproto2.TYPE_STRING, optional=True, group="san")
 
+    def __init__(self, uri: 'str | None' = _FACTORY, dns: 'str | None' = _FACTORY) -> None:
+        self.uri = None if uri is _FACTORY else uri
+        self.dns = None if dns is _FACTORY else dns
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.data.accesslog.v3",
@@ -504,4 +663,21 @@ default_message_pool.register_message(
 from .....google import protobuf as ____google__protobuf__
 from ....config.core import v3 as ___config__core__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        TcpAccessLogEntry,
+        HttpAccessLogEntry,
+        ConnectionProperties,
+        AccessLogCommon,
+        ResponseFlags,
+        ResponseFlagsUnauthorized,
+        TlsProperties,
+        TlsPropertiesCertificateProperties,
+        TlsPropertiesCertificatePropertiesSubjectAltName,
+        HttpRequestProperties,
+        HttpResponseProperties,
+    ),
+)

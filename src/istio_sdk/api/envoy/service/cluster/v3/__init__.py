@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import betterproto2
-import grpclib
-from betterproto2 import grpclib as betterproto2_grpclib
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from .....message_pool import default_message_pool
 
@@ -25,149 +24,45 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class CdsDummy(betterproto2.Message):
+    'CdsDummy()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message("envoy.service.cluster.v3", "CdsDummy", CdsDummy)
 
 
-class ClusterDiscoveryServiceStub(betterproto2_grpclib.ServiceStub):
-    async def stream_clusters(
-        self,
-        messages: "AsyncIterable[__discovery__v3__.DiscoveryRequest] | Iterable[__discovery__v3__.DiscoveryRequest]",
-        *,
-        timeout: "float | None" = None,
-        deadline: "Deadline | None" = None,
-        metadata: "MetadataLike | None" = None,
-    ) -> "AsyncIterator[__discovery__v3__.DiscoveryResponse]":
-
-        async for response in self._stream_stream(
-            "/envoy.service.cluster.v3.ClusterDiscoveryService/StreamClusters",
-            messages,
-            __discovery__v3__.DiscoveryRequest,
-            __discovery__v3__.DiscoveryResponse,
-            timeout=timeout,
-            deadline=deadline,
-            metadata=metadata,
-        ):
-            yield response
-
-    async def delta_clusters(
-        self,
-        messages: "AsyncIterable[__discovery__v3__.DeltaDiscoveryRequest] | Iterable[__discovery__v3__.DeltaDiscoveryRequest]",
-        *,
-        timeout: "float | None" = None,
-        deadline: "Deadline | None" = None,
-        metadata: "MetadataLike | None" = None,
-    ) -> "AsyncIterator[__discovery__v3__.DeltaDiscoveryResponse]":
-
-        async for response in self._stream_stream(
-            "/envoy.service.cluster.v3.ClusterDiscoveryService/DeltaClusters",
-            messages,
-            __discovery__v3__.DeltaDiscoveryRequest,
-            __discovery__v3__.DeltaDiscoveryResponse,
-            timeout=timeout,
-            deadline=deadline,
-            metadata=metadata,
-        ):
-            yield response
-
-    async def fetch_clusters(
-        self,
-        message: "__discovery__v3__.DiscoveryRequest",
-        *,
-        timeout: "float | None" = None,
-        deadline: "Deadline | None" = None,
-        metadata: "MetadataLike | None" = None,
-    ) -> "__discovery__v3__.DiscoveryResponse":
-
-        return await self._unary_unary(
-            "/envoy.service.cluster.v3.ClusterDiscoveryService/FetchClusters",
-            message,
-            __discovery__v3__.DiscoveryResponse,
-            timeout=timeout,
-            deadline=deadline,
-            metadata=metadata,
-        )
 
 
 from ...discovery import v3 as __discovery__v3__
 
 
-class ClusterDiscoveryServiceBase(betterproto2_grpclib.ServiceBase):
-    async def stream_clusters(
-        self, messages: "AsyncIterator[__discovery__v3__.DiscoveryRequest]"
-    ) -> "AsyncIterator[__discovery__v3__.DiscoveryResponse]":
+# The gRPC services live in _services.py (codegen/lazy_services.py): importing them
+# loads grpclib, which messages alone do not need.
+if TYPE_CHECKING:
+    from ._services import ClusterDiscoveryServiceBase as ClusterDiscoveryServiceBase
+    from ._services import ClusterDiscoveryServiceStub as ClusterDiscoveryServiceStub
 
-        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
-        yield __discovery__v3__.DiscoveryResponse()
+_SERVICES = frozenset(['ClusterDiscoveryServiceBase', 'ClusterDiscoveryServiceStub'])
 
-    async def delta_clusters(
-        self, messages: "AsyncIterator[__discovery__v3__.DeltaDiscoveryRequest]"
-    ) -> "AsyncIterator[__discovery__v3__.DeltaDiscoveryResponse]":
 
-        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
-        yield __discovery__v3__.DeltaDiscoveryResponse()
+def __getattr__(name: str) -> object:
+    if name in _SERVICES:
+        from . import _services
 
-    async def fetch_clusters(
-        self, message: "__discovery__v3__.DiscoveryRequest"
-    ) -> "__discovery__v3__.DiscoveryResponse":
+        return getattr(_services, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
-
-    async def __rpc_stream_clusters(
-        self,
-        stream: "grpclib.server.Stream[__discovery__v3__.DiscoveryRequest, __discovery__v3__.DiscoveryResponse]",
-    ) -> None:
-        request = stream.__aiter__()
-        await self._call_rpc_handler_server_stream(
-            self.stream_clusters,
-            stream,
-            request,
-        )
-
-    async def __rpc_delta_clusters(
-        self,
-        stream: "grpclib.server.Stream[__discovery__v3__.DeltaDiscoveryRequest, __discovery__v3__.DeltaDiscoveryResponse]",
-    ) -> None:
-        request = stream.__aiter__()
-        await self._call_rpc_handler_server_stream(
-            self.delta_clusters,
-            stream,
-            request,
-        )
-
-    async def __rpc_fetch_clusters(
-        self,
-        stream: "grpclib.server.Stream[__discovery__v3__.DiscoveryRequest, __discovery__v3__.DiscoveryResponse]",
-    ) -> None:
-        request = await stream.recv_message()
-        assert request is not None
-        response = await self.fetch_clusters(request)
-        await stream.send_message(response)
-
-    def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
-        return {
-            "/envoy.service.cluster.v3.ClusterDiscoveryService/StreamClusters": grpclib.const.Handler(
-                self.__rpc_stream_clusters,
-                grpclib.const.Cardinality.STREAM_STREAM,
-                __discovery__v3__.DiscoveryRequest,
-                __discovery__v3__.DiscoveryResponse,
-            ),
-            "/envoy.service.cluster.v3.ClusterDiscoveryService/DeltaClusters": grpclib.const.Handler(
-                self.__rpc_delta_clusters,
-                grpclib.const.Cardinality.STREAM_STREAM,
-                __discovery__v3__.DeltaDiscoveryRequest,
-                __discovery__v3__.DeltaDiscoveryResponse,
-            ),
-            "/envoy.service.cluster.v3.ClusterDiscoveryService/FetchClusters": grpclib.const.Handler(
-                self.__rpc_fetch_clusters,
-                grpclib.const.Cardinality.UNARY_UNARY,
-                __discovery__v3__.DiscoveryRequest,
-                __discovery__v3__.DiscoveryResponse,
-            ),
-        }
-
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        CdsDummy,
+    ),
+)

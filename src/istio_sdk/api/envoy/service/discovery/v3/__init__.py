@@ -29,8 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import betterproto2
-import grpclib
-from betterproto2 import grpclib as betterproto2_grpclib
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from .....message_pool import default_message_pool
 
@@ -43,16 +42,23 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class AdsDummy(betterproto2.Message):
+    'AdsDummy()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message("envoy.service.discovery.v3", "AdsDummy", AdsDummy)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class DeltaDiscoveryRequest(betterproto2.Message):
+    "DeltaDiscoveryRequest(node: '___config__core__v3__.Node | None' = <factory>, type_url: 'str' = <factory>, resource_names_subscribe: 'list[str]' = <factory>, resource_names_unsubscribe: 'list[str]' = <factory>, resource_locators_subscribe: 'list[ResourceLocator]' = <factory>, resource_locators_unsubscribe: 'list[ResourceLocator]' = <factory>, initial_resource_versions: 'dict[str, str]' = <factory>, response_nonce: 'str' = <factory>, error_detail: '____google__rpc__.Status | None' = <factory>)"
+
     node: "___config__core__v3__.Node | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -87,14 +93,28 @@ class DeltaDiscoveryRequest(betterproto2.Message):
         7, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, node: '___config__core__v3__.Node | None' = _FACTORY, type_url: 'str' = _FACTORY, resource_names_subscribe: 'list[str]' = _FACTORY, resource_names_unsubscribe: 'list[str]' = _FACTORY, resource_locators_subscribe: 'list[ResourceLocator]' = _FACTORY, resource_locators_unsubscribe: 'list[ResourceLocator]' = _FACTORY, initial_resource_versions: 'dict[str, str]' = _FACTORY, response_nonce: 'str' = _FACTORY, error_detail: '____google__rpc__.Status | None' = _FACTORY) -> None:
+        self.node = None if node is _FACTORY else node
+        self.type_url = "" if type_url is _FACTORY else type_url
+        self.resource_names_subscribe = [] if resource_names_subscribe is _FACTORY else resource_names_subscribe
+        self.resource_names_unsubscribe = [] if resource_names_unsubscribe is _FACTORY else resource_names_unsubscribe
+        self.resource_locators_subscribe = [] if resource_locators_subscribe is _FACTORY else resource_locators_subscribe
+        self.resource_locators_unsubscribe = [] if resource_locators_unsubscribe is _FACTORY else resource_locators_unsubscribe
+        self.initial_resource_versions = {} if initial_resource_versions is _FACTORY else initial_resource_versions
+        self.response_nonce = "" if response_nonce is _FACTORY else response_nonce
+        self.error_detail = None if error_detail is _FACTORY else error_detail
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.service.discovery.v3", "DeltaDiscoveryRequest", DeltaDiscoveryRequest
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class DeltaDiscoveryResponse(betterproto2.Message):
+    "DeltaDiscoveryResponse(system_version_info: 'str' = <factory>, resources: 'list[Resource]' = <factory>, type_url: 'str' = <factory>, removed_resources: 'list[str]' = <factory>, removed_resource_names: 'list[ResourceName]' = <factory>, nonce: 'str' = <factory>, control_plane: '___config__core__v3__.ControlPlane | None' = <factory>, resource_errors: 'list[ResourceError]' = <factory>)"
+
     system_version_info: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     resources: "list[Resource]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
@@ -117,14 +137,27 @@ class DeltaDiscoveryResponse(betterproto2.Message):
         9, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
+    def __init__(self, system_version_info: 'str' = _FACTORY, resources: 'list[Resource]' = _FACTORY, type_url: 'str' = _FACTORY, removed_resources: 'list[str]' = _FACTORY, removed_resource_names: 'list[ResourceName]' = _FACTORY, nonce: 'str' = _FACTORY, control_plane: '___config__core__v3__.ControlPlane | None' = _FACTORY, resource_errors: 'list[ResourceError]' = _FACTORY) -> None:
+        self.system_version_info = "" if system_version_info is _FACTORY else system_version_info
+        self.resources = [] if resources is _FACTORY else resources
+        self.type_url = "" if type_url is _FACTORY else type_url
+        self.removed_resources = [] if removed_resources is _FACTORY else removed_resources
+        self.removed_resource_names = [] if removed_resource_names is _FACTORY else removed_resource_names
+        self.nonce = "" if nonce is _FACTORY else nonce
+        self.control_plane = None if control_plane is _FACTORY else control_plane
+        self.resource_errors = [] if resource_errors is _FACTORY else resource_errors
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.service.discovery.v3", "DeltaDiscoveryResponse", DeltaDiscoveryResponse
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class DiscoveryRequest(betterproto2.Message):
+    "DiscoveryRequest(version_info: 'str' = <factory>, node: '___config__core__v3__.Node | None' = <factory>, resource_names: 'list[str]' = <factory>, resource_locators: 'list[ResourceLocator]' = <factory>, type_url: 'str' = <factory>, response_nonce: 'str' = <factory>, error_detail: '____google__rpc__.Status | None' = <factory>)"
+
     version_info: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     node: "___config__core__v3__.Node | None" = betterproto2.field(
@@ -145,14 +178,26 @@ class DiscoveryRequest(betterproto2.Message):
         6, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, version_info: 'str' = _FACTORY, node: '___config__core__v3__.Node | None' = _FACTORY, resource_names: 'list[str]' = _FACTORY, resource_locators: 'list[ResourceLocator]' = _FACTORY, type_url: 'str' = _FACTORY, response_nonce: 'str' = _FACTORY, error_detail: '____google__rpc__.Status | None' = _FACTORY) -> None:
+        self.version_info = "" if version_info is _FACTORY else version_info
+        self.node = None if node is _FACTORY else node
+        self.resource_names = [] if resource_names is _FACTORY else resource_names
+        self.resource_locators = [] if resource_locators is _FACTORY else resource_locators
+        self.type_url = "" if type_url is _FACTORY else type_url
+        self.response_nonce = "" if response_nonce is _FACTORY else response_nonce
+        self.error_detail = None if error_detail is _FACTORY else error_detail
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.service.discovery.v3", "DiscoveryRequest", DiscoveryRequest
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class DiscoveryResponse(betterproto2.Message):
+    "DiscoveryResponse(version_info: 'str' = <factory>, resources: 'list[____google__protobuf__.Any]' = <factory>, canary: 'bool' = <factory>, type_url: 'str' = <factory>, nonce: 'str' = <factory>, control_plane: '___config__core__v3__.ControlPlane | None' = <factory>, resource_errors: 'list[ResourceError]' = <factory>)"
+
     version_info: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     resources: "list[____google__protobuf__.Any]" = betterproto2.field(
@@ -173,13 +218,23 @@ class DiscoveryResponse(betterproto2.Message):
         7, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
+    def __init__(self, version_info: 'str' = _FACTORY, resources: 'list[____google__protobuf__.Any]' = _FACTORY, canary: 'bool' = _FACTORY, type_url: 'str' = _FACTORY, nonce: 'str' = _FACTORY, control_plane: '___config__core__v3__.ControlPlane | None' = _FACTORY, resource_errors: 'list[ResourceError]' = _FACTORY) -> None:
+        self.version_info = "" if version_info is _FACTORY else version_info
+        self.resources = [] if resources is _FACTORY else resources
+        self.canary = False if canary is _FACTORY else canary
+        self.type_url = "" if type_url is _FACTORY else type_url
+        self.nonce = "" if nonce is _FACTORY else nonce
+        self.control_plane = None if control_plane is _FACTORY else control_plane
+        self.resource_errors = [] if resource_errors is _FACTORY else resource_errors
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.service.discovery.v3", "DiscoveryResponse", DiscoveryResponse
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class DynamicParameterConstraints(betterproto2.Message):
     """
 
@@ -204,17 +259,30 @@ class DynamicParameterConstraints(betterproto2.Message):
         4, betterproto2.TYPE_MESSAGE, optional=True, group="type"
     )
 
+    def __init__(self, constraint: 'DynamicParameterConstraintsSingleConstraint | None' = _FACTORY, or_constraints: 'DynamicParameterConstraintsConstraintList | None' = _FACTORY, and_constraints: 'DynamicParameterConstraintsConstraintList | None' = _FACTORY, not_constraints: 'DynamicParameterConstraints | None' = _FACTORY) -> None:
+        self.constraint = None if constraint is _FACTORY else constraint
+        self.or_constraints = None if or_constraints is _FACTORY else or_constraints
+        self.and_constraints = None if and_constraints is _FACTORY else and_constraints
+        self.not_constraints = None if not_constraints is _FACTORY else not_constraints
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.service.discovery.v3", "DynamicParameterConstraints", DynamicParameterConstraints
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class DynamicParameterConstraintsConstraintList(betterproto2.Message):
+    "DynamicParameterConstraintsConstraintList(constraints: 'list[DynamicParameterConstraints]' = <factory>)"
+
     constraints: "list[DynamicParameterConstraints]" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
+
+    def __init__(self, constraints: 'list[DynamicParameterConstraints]' = _FACTORY) -> None:
+        self.constraints = [] if constraints is _FACTORY else constraints
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -224,7 +292,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class DynamicParameterConstraintsSingleConstraint(betterproto2.Message):
     """
 
@@ -243,6 +311,12 @@ class DynamicParameterConstraintsSingleConstraint(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True, group="constraint_type"
     )
 
+    def __init__(self, key: 'str' = _FACTORY, value: 'str | None' = _FACTORY, exists: 'DynamicParameterConstraintsSingleConstraintExists | None' = _FACTORY) -> None:
+        self.key = "" if key is _FACTORY else key
+        self.value = None if value is _FACTORY else value
+        self.exists = None if exists is _FACTORY else exists
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.service.discovery.v3",
@@ -251,9 +325,14 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class DynamicParameterConstraintsSingleConstraintExists(betterproto2.Message):
+    'DynamicParameterConstraintsSingleConstraintExists()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -263,8 +342,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Resource(betterproto2.Message):
+    "Resource(name: 'str' = <factory>, resource_name: 'ResourceName | None' = <factory>, aliases: 'list[str]' = <factory>, version: 'str' = <factory>, resource: '____google__protobuf__.Any | None' = <factory>, ttl: 'datetime.timedelta | None' = <factory>, cache_control: 'ResourceCacheControl | None' = <factory>, metadata: '___config__core__v3__.Metadata | None' = <factory>)"
+
     name: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
 
     resource_name: "ResourceName | None" = betterproto2.field(
@@ -291,13 +372,30 @@ class Resource(betterproto2.Message):
         9, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, name: 'str' = _FACTORY, resource_name: 'ResourceName | None' = _FACTORY, aliases: 'list[str]' = _FACTORY, version: 'str' = _FACTORY, resource: '____google__protobuf__.Any | None' = _FACTORY, ttl: 'datetime.timedelta | None' = _FACTORY, cache_control: 'ResourceCacheControl | None' = _FACTORY, metadata: '___config__core__v3__.Metadata | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.resource_name = None if resource_name is _FACTORY else resource_name
+        self.aliases = [] if aliases is _FACTORY else aliases
+        self.version = "" if version is _FACTORY else version
+        self.resource = None if resource is _FACTORY else resource
+        self.ttl = None if ttl is _FACTORY else ttl
+        self.cache_control = None if cache_control is _FACTORY else cache_control
+        self.metadata = None if metadata is _FACTORY else metadata
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.service.discovery.v3", "Resource", Resource)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ResourceCacheControl(betterproto2.Message):
+    "ResourceCacheControl(do_not_cache: 'bool' = <factory>)"
+
     do_not_cache: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+
+    def __init__(self, do_not_cache: 'bool' = _FACTORY) -> None:
+        self.do_not_cache = False if do_not_cache is _FACTORY else do_not_cache
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -305,8 +403,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ResourceError(betterproto2.Message):
+    "ResourceError(resource_name: 'ResourceName | None' = <factory>, error_detail: '____google__rpc__.Status | None' = <factory>)"
+
     resource_name: "ResourceName | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -315,12 +415,19 @@ class ResourceError(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, resource_name: 'ResourceName | None' = _FACTORY, error_detail: '____google__rpc__.Status | None' = _FACTORY) -> None:
+        self.resource_name = None if resource_name is _FACTORY else resource_name
+        self.error_detail = None if error_detail is _FACTORY else error_detail
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.service.discovery.v3", "ResourceError", ResourceError)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ResourceLocator(betterproto2.Message):
+    "ResourceLocator(name: 'str' = <factory>, dynamic_parameters: 'dict[str, str]' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     dynamic_parameters: "dict[str, str]" = betterproto2.field(
@@ -329,64 +436,36 @@ class ResourceLocator(betterproto2.Message):
         map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
+    def __init__(self, name: 'str' = _FACTORY, dynamic_parameters: 'dict[str, str]' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.dynamic_parameters = {} if dynamic_parameters is _FACTORY else dynamic_parameters
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.service.discovery.v3", "ResourceLocator", ResourceLocator
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ResourceName(betterproto2.Message):
+    "ResourceName(name: 'str' = <factory>, dynamic_parameter_constraints: 'DynamicParameterConstraints | None' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     dynamic_parameter_constraints: "DynamicParameterConstraints | None" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, name: 'str' = _FACTORY, dynamic_parameter_constraints: 'DynamicParameterConstraints | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.dynamic_parameter_constraints = None if dynamic_parameter_constraints is _FACTORY else dynamic_parameter_constraints
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.service.discovery.v3", "ResourceName", ResourceName)
 
 
-class AggregatedDiscoveryServiceStub(betterproto2_grpclib.ServiceStub):
-    async def stream_aggregated_resources(
-        self,
-        messages: "AsyncIterable[DiscoveryRequest] | Iterable[DiscoveryRequest]",
-        *,
-        timeout: "float | None" = None,
-        deadline: "Deadline | None" = None,
-        metadata: "MetadataLike | None" = None,
-    ) -> "AsyncIterator[DiscoveryResponse]":
-
-        async for response in self._stream_stream(
-            "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources",
-            messages,
-            DiscoveryRequest,
-            DiscoveryResponse,
-            timeout=timeout,
-            deadline=deadline,
-            metadata=metadata,
-        ):
-            yield response
-
-    async def delta_aggregated_resources(
-        self,
-        messages: "AsyncIterable[DeltaDiscoveryRequest] | Iterable[DeltaDiscoveryRequest]",
-        *,
-        timeout: "float | None" = None,
-        deadline: "Deadline | None" = None,
-        metadata: "MetadataLike | None" = None,
-    ) -> "AsyncIterator[DeltaDiscoveryResponse]":
-
-        async for response in self._stream_stream(
-            "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources",
-            messages,
-            DeltaDiscoveryRequest,
-            DeltaDiscoveryResponse,
-            timeout=timeout,
-            deadline=deadline,
-            metadata=metadata,
-        ):
-            yield response
 
 
 from .....google import protobuf as ____google__protobuf__
@@ -394,55 +473,40 @@ from .....google import rpc as ____google__rpc__
 from ....config.core import v3 as ___config__core__v3__
 
 
-class AggregatedDiscoveryServiceBase(betterproto2_grpclib.ServiceBase):
-    async def stream_aggregated_resources(
-        self, messages: "AsyncIterator[DiscoveryRequest]"
-    ) -> "AsyncIterator[DiscoveryResponse]":
+# The gRPC services live in _services.py (codegen/lazy_services.py): importing them
+# loads grpclib, which messages alone do not need.
+if TYPE_CHECKING:
+    from ._services import AggregatedDiscoveryServiceBase as AggregatedDiscoveryServiceBase
+    from ._services import AggregatedDiscoveryServiceStub as AggregatedDiscoveryServiceStub
 
-        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
-        yield DiscoveryResponse()
+_SERVICES = frozenset(['AggregatedDiscoveryServiceBase', 'AggregatedDiscoveryServiceStub'])
 
-    async def delta_aggregated_resources(
-        self, messages: "AsyncIterator[DeltaDiscoveryRequest]"
-    ) -> "AsyncIterator[DeltaDiscoveryResponse]":
 
-        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
-        yield DeltaDiscoveryResponse()
+def __getattr__(name: str) -> object:
+    if name in _SERVICES:
+        from . import _services
 
-    async def __rpc_stream_aggregated_resources(
-        self, stream: "grpclib.server.Stream[DiscoveryRequest, DiscoveryResponse]"
-    ) -> None:
-        request = stream.__aiter__()
-        await self._call_rpc_handler_server_stream(
-            self.stream_aggregated_resources,
-            stream,
-            request,
-        )
+        return getattr(_services, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-    async def __rpc_delta_aggregated_resources(
-        self, stream: "grpclib.server.Stream[DeltaDiscoveryRequest, DeltaDiscoveryResponse]"
-    ) -> None:
-        request = stream.__aiter__()
-        await self._call_rpc_handler_server_stream(
-            self.delta_aggregated_resources,
-            stream,
-            request,
-        )
-
-    def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
-        return {
-            "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources": grpclib.const.Handler(
-                self.__rpc_stream_aggregated_resources,
-                grpclib.const.Cardinality.STREAM_STREAM,
-                DiscoveryRequest,
-                DiscoveryResponse,
-            ),
-            "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources": grpclib.const.Handler(
-                self.__rpc_delta_aggregated_resources,
-                grpclib.const.Cardinality.STREAM_STREAM,
-                DeltaDiscoveryRequest,
-                DeltaDiscoveryResponse,
-            ),
-        }
-
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        ResourceLocator,
+        ResourceName,
+        ResourceError,
+        DiscoveryRequest,
+        DiscoveryResponse,
+        DeltaDiscoveryRequest,
+        DeltaDiscoveryResponse,
+        DynamicParameterConstraints,
+        DynamicParameterConstraintsSingleConstraint,
+        DynamicParameterConstraintsSingleConstraintExists,
+        DynamicParameterConstraintsConstraintList,
+        Resource,
+        ResourceCacheControl,
+        AdsDummy,
+    ),
+)

@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import betterproto2
-import grpclib
-from betterproto2 import grpclib as betterproto2_grpclib
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from .....message_pool import default_message_pool
 
@@ -31,201 +30,49 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RdsDummy(betterproto2.Message):
+    'RdsDummy()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message("envoy.service.route.v3", "RdsDummy", RdsDummy)
 
 
-class RouteDiscoveryServiceStub(betterproto2_grpclib.ServiceStub):
-    async def stream_routes(
-        self,
-        messages: "AsyncIterable[__discovery__v3__.DiscoveryRequest] | Iterable[__discovery__v3__.DiscoveryRequest]",
-        *,
-        timeout: "float | None" = None,
-        deadline: "Deadline | None" = None,
-        metadata: "MetadataLike | None" = None,
-    ) -> "AsyncIterator[__discovery__v3__.DiscoveryResponse]":
-
-        async for response in self._stream_stream(
-            "/envoy.service.route.v3.RouteDiscoveryService/StreamRoutes",
-            messages,
-            __discovery__v3__.DiscoveryRequest,
-            __discovery__v3__.DiscoveryResponse,
-            timeout=timeout,
-            deadline=deadline,
-            metadata=metadata,
-        ):
-            yield response
-
-    async def delta_routes(
-        self,
-        messages: "AsyncIterable[__discovery__v3__.DeltaDiscoveryRequest] | Iterable[__discovery__v3__.DeltaDiscoveryRequest]",
-        *,
-        timeout: "float | None" = None,
-        deadline: "Deadline | None" = None,
-        metadata: "MetadataLike | None" = None,
-    ) -> "AsyncIterator[__discovery__v3__.DeltaDiscoveryResponse]":
-
-        async for response in self._stream_stream(
-            "/envoy.service.route.v3.RouteDiscoveryService/DeltaRoutes",
-            messages,
-            __discovery__v3__.DeltaDiscoveryRequest,
-            __discovery__v3__.DeltaDiscoveryResponse,
-            timeout=timeout,
-            deadline=deadline,
-            metadata=metadata,
-        ):
-            yield response
-
-    async def fetch_routes(
-        self,
-        message: "__discovery__v3__.DiscoveryRequest",
-        *,
-        timeout: "float | None" = None,
-        deadline: "Deadline | None" = None,
-        metadata: "MetadataLike | None" = None,
-    ) -> "__discovery__v3__.DiscoveryResponse":
-
-        return await self._unary_unary(
-            "/envoy.service.route.v3.RouteDiscoveryService/FetchRoutes",
-            message,
-            __discovery__v3__.DiscoveryResponse,
-            timeout=timeout,
-            deadline=deadline,
-            metadata=metadata,
-        )
 
 
-class VirtualHostDiscoveryServiceStub(betterproto2_grpclib.ServiceStub):
-    async def delta_virtual_hosts(
-        self,
-        messages: "AsyncIterable[__discovery__v3__.DeltaDiscoveryRequest] | Iterable[__discovery__v3__.DeltaDiscoveryRequest]",
-        *,
-        timeout: "float | None" = None,
-        deadline: "Deadline | None" = None,
-        metadata: "MetadataLike | None" = None,
-    ) -> "AsyncIterator[__discovery__v3__.DeltaDiscoveryResponse]":
-
-        async for response in self._stream_stream(
-            "/envoy.service.route.v3.VirtualHostDiscoveryService/DeltaVirtualHosts",
-            messages,
-            __discovery__v3__.DeltaDiscoveryRequest,
-            __discovery__v3__.DeltaDiscoveryResponse,
-            timeout=timeout,
-            deadline=deadline,
-            metadata=metadata,
-        ):
-            yield response
 
 
 from ...discovery import v3 as __discovery__v3__
 
 
-class RouteDiscoveryServiceBase(betterproto2_grpclib.ServiceBase):
-    async def stream_routes(
-        self, messages: "AsyncIterator[__discovery__v3__.DiscoveryRequest]"
-    ) -> "AsyncIterator[__discovery__v3__.DiscoveryResponse]":
+# The gRPC services live in _services.py (codegen/lazy_services.py): importing them
+# loads grpclib, which messages alone do not need.
+if TYPE_CHECKING:
+    from ._services import RouteDiscoveryServiceBase as RouteDiscoveryServiceBase
+    from ._services import RouteDiscoveryServiceStub as RouteDiscoveryServiceStub
+    from ._services import VirtualHostDiscoveryServiceBase as VirtualHostDiscoveryServiceBase
+    from ._services import VirtualHostDiscoveryServiceStub as VirtualHostDiscoveryServiceStub
 
-        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
-        yield __discovery__v3__.DiscoveryResponse()
-
-    async def delta_routes(
-        self, messages: "AsyncIterator[__discovery__v3__.DeltaDiscoveryRequest]"
-    ) -> "AsyncIterator[__discovery__v3__.DeltaDiscoveryResponse]":
-
-        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
-        yield __discovery__v3__.DeltaDiscoveryResponse()
-
-    async def fetch_routes(
-        self, message: "__discovery__v3__.DiscoveryRequest"
-    ) -> "__discovery__v3__.DiscoveryResponse":
-
-        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
-
-    async def __rpc_stream_routes(
-        self,
-        stream: "grpclib.server.Stream[__discovery__v3__.DiscoveryRequest, __discovery__v3__.DiscoveryResponse]",
-    ) -> None:
-        request = stream.__aiter__()
-        await self._call_rpc_handler_server_stream(
-            self.stream_routes,
-            stream,
-            request,
-        )
-
-    async def __rpc_delta_routes(
-        self,
-        stream: "grpclib.server.Stream[__discovery__v3__.DeltaDiscoveryRequest, __discovery__v3__.DeltaDiscoveryResponse]",
-    ) -> None:
-        request = stream.__aiter__()
-        await self._call_rpc_handler_server_stream(
-            self.delta_routes,
-            stream,
-            request,
-        )
-
-    async def __rpc_fetch_routes(
-        self,
-        stream: "grpclib.server.Stream[__discovery__v3__.DiscoveryRequest, __discovery__v3__.DiscoveryResponse]",
-    ) -> None:
-        request = await stream.recv_message()
-        assert request is not None
-        response = await self.fetch_routes(request)
-        await stream.send_message(response)
-
-    def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
-        return {
-            "/envoy.service.route.v3.RouteDiscoveryService/StreamRoutes": grpclib.const.Handler(
-                self.__rpc_stream_routes,
-                grpclib.const.Cardinality.STREAM_STREAM,
-                __discovery__v3__.DiscoveryRequest,
-                __discovery__v3__.DiscoveryResponse,
-            ),
-            "/envoy.service.route.v3.RouteDiscoveryService/DeltaRoutes": grpclib.const.Handler(
-                self.__rpc_delta_routes,
-                grpclib.const.Cardinality.STREAM_STREAM,
-                __discovery__v3__.DeltaDiscoveryRequest,
-                __discovery__v3__.DeltaDiscoveryResponse,
-            ),
-            "/envoy.service.route.v3.RouteDiscoveryService/FetchRoutes": grpclib.const.Handler(
-                self.__rpc_fetch_routes,
-                grpclib.const.Cardinality.UNARY_UNARY,
-                __discovery__v3__.DiscoveryRequest,
-                __discovery__v3__.DiscoveryResponse,
-            ),
-        }
+_SERVICES = frozenset(['RouteDiscoveryServiceBase', 'RouteDiscoveryServiceStub', 'VirtualHostDiscoveryServiceBase', 'VirtualHostDiscoveryServiceStub'])
 
 
-class VirtualHostDiscoveryServiceBase(betterproto2_grpclib.ServiceBase):
-    async def delta_virtual_hosts(
-        self, messages: "AsyncIterator[__discovery__v3__.DeltaDiscoveryRequest]"
-    ) -> "AsyncIterator[__discovery__v3__.DeltaDiscoveryResponse]":
+def __getattr__(name: str) -> object:
+    if name in _SERVICES:
+        from . import _services
 
-        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
-        yield __discovery__v3__.DeltaDiscoveryResponse()
+        return getattr(_services, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-    async def __rpc_delta_virtual_hosts(
-        self,
-        stream: "grpclib.server.Stream[__discovery__v3__.DeltaDiscoveryRequest, __discovery__v3__.DeltaDiscoveryResponse]",
-    ) -> None:
-        request = stream.__aiter__()
-        await self._call_rpc_handler_server_stream(
-            self.delta_virtual_hosts,
-            stream,
-            request,
-        )
-
-    def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
-        return {
-            "/envoy.service.route.v3.VirtualHostDiscoveryService/DeltaVirtualHosts": grpclib.const.Handler(
-                self.__rpc_delta_virtual_hosts,
-                grpclib.const.Cardinality.STREAM_STREAM,
-                __discovery__v3__.DeltaDiscoveryRequest,
-                __discovery__v3__.DeltaDiscoveryResponse,
-            ),
-        }
-
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        RdsDummy,
+    ),
+)

@@ -23,8 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import betterproto2
-import grpclib
-from betterproto2 import grpclib as betterproto2_grpclib
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from .....message_pool import default_message_pool
 
@@ -61,8 +60,10 @@ class ConfigStatus(betterproto2.Enum):
     ERROR = 4
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ClientConfig(betterproto2.Message):
+    "ClientConfig(node: '___config__core__v3__.Node | None' = <factory>, xds_config: 'list[PerXdsConfig]' = <factory>, generic_xds_configs: 'list[ClientConfigGenericXdsConfig]' = <factory>, client_scope: 'str' = <factory>)"
+
     node: "___config__core__v3__.Node | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -82,12 +83,21 @@ class ClientConfig(betterproto2.Message):
         if self.is_set("xds_config"):
             warnings.warn("ClientConfig.xds_config is deprecated", DeprecationWarning)
 
+    def __init__(self, node: '___config__core__v3__.Node | None' = _FACTORY, xds_config: 'list[PerXdsConfig]' = _FACTORY, generic_xds_configs: 'list[ClientConfigGenericXdsConfig]' = _FACTORY, client_scope: 'str' = _FACTORY) -> None:
+        self.node = None if node is _FACTORY else node
+        self.xds_config = [] if xds_config is _FACTORY else xds_config
+        self.generic_xds_configs = [] if generic_xds_configs is _FACTORY else generic_xds_configs
+        self.client_scope = "" if client_scope is _FACTORY else client_scope
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.service.status.v3", "ClientConfig", ClientConfig)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ClientConfigGenericXdsConfig(betterproto2.Message):
+    "ClientConfigGenericXdsConfig(type_url: 'str' = <factory>, name: 'str' = <factory>, version_info: 'str' = <factory>, xds_config: '____google__protobuf__.Any | None' = <factory>, last_updated: 'datetime.datetime | None' = <factory>, config_status: 'ConfigStatus' = <factory>, client_status: '___admin__v3__.ClientResourceStatus' = <factory>, error_state: '___admin__v3__.UpdateFailureState | None' = <factory>, is_static_resource: 'bool' = <factory>)"
+
     type_url: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -116,14 +126,28 @@ class ClientConfigGenericXdsConfig(betterproto2.Message):
 
     is_static_resource: "bool" = betterproto2.field(9, betterproto2.TYPE_BOOL)
 
+    def __init__(self, type_url: 'str' = _FACTORY, name: 'str' = _FACTORY, version_info: 'str' = _FACTORY, xds_config: '____google__protobuf__.Any | None' = _FACTORY, last_updated: 'datetime.datetime | None' = _FACTORY, config_status: 'ConfigStatus' = _FACTORY, client_status: '___admin__v3__.ClientResourceStatus' = _FACTORY, error_state: '___admin__v3__.UpdateFailureState | None' = _FACTORY, is_static_resource: 'bool' = _FACTORY) -> None:
+        self.type_url = "" if type_url is _FACTORY else type_url
+        self.name = "" if name is _FACTORY else name
+        self.version_info = "" if version_info is _FACTORY else version_info
+        self.xds_config = None if xds_config is _FACTORY else xds_config
+        self.last_updated = None if last_updated is _FACTORY else last_updated
+        self.config_status = ConfigStatus(0) if config_status is _FACTORY else config_status
+        self.client_status = ___admin__v3__.ClientResourceStatus(0) if client_status is _FACTORY else client_status
+        self.error_state = None if error_state is _FACTORY else error_state
+        self.is_static_resource = False if is_static_resource is _FACTORY else is_static_resource
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.service.status.v3", "ClientConfig.GenericXdsConfig", ClientConfigGenericXdsConfig
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ClientStatusRequest(betterproto2.Message):
+    "ClientStatusRequest(node_matchers: 'list[___type__matcher__v3__.NodeMatcher]' = <factory>, node: '___config__core__v3__.Node | None' = <factory>, exclude_resource_contents: 'bool' = <factory>)"
+
     node_matchers: "list[___type__matcher__v3__.NodeMatcher]" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
@@ -134,15 +158,27 @@ class ClientStatusRequest(betterproto2.Message):
 
     exclude_resource_contents: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
 
+    def __init__(self, node_matchers: 'list[___type__matcher__v3__.NodeMatcher]' = _FACTORY, node: '___config__core__v3__.Node | None' = _FACTORY, exclude_resource_contents: 'bool' = _FACTORY) -> None:
+        self.node_matchers = [] if node_matchers is _FACTORY else node_matchers
+        self.node = None if node is _FACTORY else node
+        self.exclude_resource_contents = False if exclude_resource_contents is _FACTORY else exclude_resource_contents
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.service.status.v3", "ClientStatusRequest", ClientStatusRequest
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ClientStatusResponse(betterproto2.Message):
+    "ClientStatusResponse(config: 'list[ClientConfig]' = <factory>)"
+
     config: "list[ClientConfig]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+
+    def __init__(self, config: 'list[ClientConfig]' = _FACTORY) -> None:
+        self.config = [] if config is _FACTORY else config
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -150,7 +186,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class PerXdsConfig(betterproto2.Message):
     """
 
@@ -192,48 +228,20 @@ class PerXdsConfig(betterproto2.Message):
         if self.is_set("client_status"):
             warnings.warn("PerXdsConfig.client_status is deprecated", DeprecationWarning)
 
+    def __init__(self, status: 'ConfigStatus' = _FACTORY, client_status: 'ClientConfigStatus' = _FACTORY, listener_config: '___admin__v3__.ListenersConfigDump | None' = _FACTORY, cluster_config: '___admin__v3__.ClustersConfigDump | None' = _FACTORY, route_config: '___admin__v3__.RoutesConfigDump | None' = _FACTORY, scoped_route_config: '___admin__v3__.ScopedRoutesConfigDump | None' = _FACTORY, endpoint_config: '___admin__v3__.EndpointsConfigDump | None' = _FACTORY) -> None:
+        self.status = ConfigStatus(0) if status is _FACTORY else status
+        self.client_status = ClientConfigStatus(0) if client_status is _FACTORY else client_status
+        self.listener_config = None if listener_config is _FACTORY else listener_config
+        self.cluster_config = None if cluster_config is _FACTORY else cluster_config
+        self.route_config = None if route_config is _FACTORY else route_config
+        self.scoped_route_config = None if scoped_route_config is _FACTORY else scoped_route_config
+        self.endpoint_config = None if endpoint_config is _FACTORY else endpoint_config
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.service.status.v3", "PerXdsConfig", PerXdsConfig)
 
 
-class ClientStatusDiscoveryServiceStub(betterproto2_grpclib.ServiceStub):
-    async def stream_client_status(
-        self,
-        messages: "AsyncIterable[ClientStatusRequest] | Iterable[ClientStatusRequest]",
-        *,
-        timeout: "float | None" = None,
-        deadline: "Deadline | None" = None,
-        metadata: "MetadataLike | None" = None,
-    ) -> "AsyncIterator[ClientStatusResponse]":
-
-        async for response in self._stream_stream(
-            "/envoy.service.status.v3.ClientStatusDiscoveryService/StreamClientStatus",
-            messages,
-            ClientStatusRequest,
-            ClientStatusResponse,
-            timeout=timeout,
-            deadline=deadline,
-            metadata=metadata,
-        ):
-            yield response
-
-    async def fetch_client_status(
-        self,
-        message: "ClientStatusRequest",
-        *,
-        timeout: "float | None" = None,
-        deadline: "Deadline | None" = None,
-        metadata: "MetadataLike | None" = None,
-    ) -> "ClientStatusResponse":
-
-        return await self._unary_unary(
-            "/envoy.service.status.v3.ClientStatusDiscoveryService/FetchClientStatus",
-            message,
-            ClientStatusResponse,
-            timeout=timeout,
-            deadline=deadline,
-            metadata=metadata,
-        )
 
 
 from .....google import protobuf as ____google__protobuf__
@@ -242,50 +250,31 @@ from ....config.core import v3 as ___config__core__v3__
 from ....type.matcher import v3 as ___type__matcher__v3__
 
 
-class ClientStatusDiscoveryServiceBase(betterproto2_grpclib.ServiceBase):
-    async def stream_client_status(
-        self, messages: "AsyncIterator[ClientStatusRequest]"
-    ) -> "AsyncIterator[ClientStatusResponse]":
+# The gRPC services live in _services.py (codegen/lazy_services.py): importing them
+# loads grpclib, which messages alone do not need.
+if TYPE_CHECKING:
+    from ._services import ClientStatusDiscoveryServiceBase as ClientStatusDiscoveryServiceBase
+    from ._services import ClientStatusDiscoveryServiceStub as ClientStatusDiscoveryServiceStub
 
-        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
-        yield ClientStatusResponse()
+_SERVICES = frozenset(['ClientStatusDiscoveryServiceBase', 'ClientStatusDiscoveryServiceStub'])
 
-    async def fetch_client_status(self, message: "ClientStatusRequest") -> "ClientStatusResponse":
 
-        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+def __getattr__(name: str) -> object:
+    if name in _SERVICES:
+        from . import _services
 
-    async def __rpc_stream_client_status(
-        self, stream: "grpclib.server.Stream[ClientStatusRequest, ClientStatusResponse]"
-    ) -> None:
-        request = stream.__aiter__()
-        await self._call_rpc_handler_server_stream(
-            self.stream_client_status,
-            stream,
-            request,
-        )
+        return getattr(_services, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-    async def __rpc_fetch_client_status(
-        self, stream: "grpclib.server.Stream[ClientStatusRequest, ClientStatusResponse]"
-    ) -> None:
-        request = await stream.recv_message()
-        assert request is not None
-        response = await self.fetch_client_status(request)
-        await stream.send_message(response)
-
-    def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
-        return {
-            "/envoy.service.status.v3.ClientStatusDiscoveryService/StreamClientStatus": grpclib.const.Handler(
-                self.__rpc_stream_client_status,
-                grpclib.const.Cardinality.STREAM_STREAM,
-                ClientStatusRequest,
-                ClientStatusResponse,
-            ),
-            "/envoy.service.status.v3.ClientStatusDiscoveryService/FetchClientStatus": grpclib.const.Handler(
-                self.__rpc_fetch_client_status,
-                grpclib.const.Cardinality.UNARY_UNARY,
-                ClientStatusRequest,
-                ClientStatusResponse,
-            ),
-        }
-
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        ClientStatusRequest,
+        PerXdsConfig,
+        ClientConfig,
+        ClientConfigGenericXdsConfig,
+        ClientStatusResponse,
+    ),
+)

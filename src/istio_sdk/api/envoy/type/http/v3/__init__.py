@@ -14,6 +14,7 @@ __all__ = (
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from .....message_pool import default_message_pool
 
@@ -21,11 +22,17 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class PathTransformation(betterproto2.Message):
+    "PathTransformation(operations: 'list[PathTransformationOperation]' = <factory>)"
+
     operations: "list[PathTransformationOperation]" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
+
+    def __init__(self, operations: 'list[PathTransformationOperation]' = _FACTORY) -> None:
+        self.operations = [] if operations is _FACTORY else operations
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -33,7 +40,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class PathTransformationOperation(betterproto2.Message):
     """
 
@@ -50,15 +57,25 @@ class PathTransformationOperation(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True, group="operation_specifier"
     )
 
+    def __init__(self, normalize_path_rfc_3986: 'PathTransformationOperationNormalizePathRfc3986 | None' = _FACTORY, merge_slashes: 'PathTransformationOperationMergeSlashes | None' = _FACTORY) -> None:
+        self.normalize_path_rfc_3986 = None if normalize_path_rfc_3986 is _FACTORY else normalize_path_rfc_3986
+        self.merge_slashes = None if merge_slashes is _FACTORY else merge_slashes
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.type.http.v3", "PathTransformation.Operation", PathTransformationOperation
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class PathTransformationOperationMergeSlashes(betterproto2.Message):
+    'PathTransformationOperationMergeSlashes()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -68,9 +85,14 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class PathTransformationOperationNormalizePathRfc3986(betterproto2.Message):
+    'PathTransformationOperationNormalizePathRfc3986()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -79,4 +101,14 @@ default_message_pool.register_message(
     PathTransformationOperationNormalizePathRfc3986,
 )
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        PathTransformation,
+        PathTransformationOperation,
+        PathTransformationOperationNormalizePathRfc3986,
+        PathTransformationOperationMergeSlashes,
+    ),
+)

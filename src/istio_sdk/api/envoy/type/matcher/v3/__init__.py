@@ -29,6 +29,7 @@ import warnings
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from .....message_pool import default_message_pool
 
@@ -36,17 +37,23 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class AddressMatcher(betterproto2.Message):
+    "AddressMatcher(ranges: 'list[____xds__core__v3__.CidrRange]' = <factory>)"
+
     ranges: "list[____xds__core__v3__.CidrRange]" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
+
+    def __init__(self, ranges: 'list[____xds__core__v3__.CidrRange]' = _FACTORY) -> None:
+        self.ranges = [] if ranges is _FACTORY else ranges
+        self.__post_init__()
 
 
 default_message_pool.register_message("envoy.type.matcher.v3", "AddressMatcher", AddressMatcher)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class DoubleMatcher(betterproto2.Message):
     """
 
@@ -63,11 +70,16 @@ class DoubleMatcher(betterproto2.Message):
         2, betterproto2.TYPE_DOUBLE, optional=True, group="match_pattern"
     )
 
+    def __init__(self, range: '__v3__.DoubleRange | None' = _FACTORY, exact: 'float | None' = _FACTORY) -> None:
+        self.range = None if range is _FACTORY else range
+        self.exact = None if exact is _FACTORY else exact
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.type.matcher.v3", "DoubleMatcher", DoubleMatcher)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class FilterStateMatcher(betterproto2.Message):
     """
 
@@ -86,13 +98,19 @@ class FilterStateMatcher(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True, group="matcher"
     )
 
+    def __init__(self, key: 'str' = _FACTORY, string_match: 'StringMatcher | None' = _FACTORY, address_match: 'AddressMatcher | None' = _FACTORY) -> None:
+        self.key = "" if key is _FACTORY else key
+        self.string_match = None if string_match is _FACTORY else string_match
+        self.address_match = None if address_match is _FACTORY else address_match
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.type.matcher.v3", "FilterStateMatcher", FilterStateMatcher
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ListMatcher(betterproto2.Message):
     """
 
@@ -105,15 +123,25 @@ class ListMatcher(betterproto2.Message):
         1, betterproto2.TYPE_MESSAGE, optional=True, group="match_pattern"
     )
 
+    def __init__(self, one_of: 'ValueMatcher | None' = _FACTORY) -> None:
+        self.one_of = None if one_of is _FACTORY else one_of
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.type.matcher.v3", "ListMatcher", ListMatcher)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ListStringMatcher(betterproto2.Message):
+    "ListStringMatcher(patterns: 'list[StringMatcher]' = <factory>)"
+
     patterns: "list[StringMatcher]" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
+
+    def __init__(self, patterns: 'list[StringMatcher]' = _FACTORY) -> None:
+        self.patterns = [] if patterns is _FACTORY else patterns
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -121,8 +149,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MetadataMatcher(betterproto2.Message):
+    "MetadataMatcher(filter: 'str' = <factory>, path: 'list[MetadataMatcherPathSegment]' = <factory>, value: 'ValueMatcher | None' = <factory>, invert: 'bool' = <factory>)"
+
     filter: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     path: "list[MetadataMatcherPathSegment]" = betterproto2.field(
@@ -133,11 +163,18 @@ class MetadataMatcher(betterproto2.Message):
 
     invert: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
 
+    def __init__(self, filter: 'str' = _FACTORY, path: 'list[MetadataMatcherPathSegment]' = _FACTORY, value: 'ValueMatcher | None' = _FACTORY, invert: 'bool' = _FACTORY) -> None:
+        self.filter = "" if filter is _FACTORY else filter
+        self.path = [] if path is _FACTORY else path
+        self.value = None if value is _FACTORY else value
+        self.invert = False if invert is _FACTORY else invert
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.type.matcher.v3", "MetadataMatcher", MetadataMatcher)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MetadataMatcherPathSegment(betterproto2.Message):
     """
 
@@ -150,14 +187,20 @@ class MetadataMatcherPathSegment(betterproto2.Message):
         1, betterproto2.TYPE_STRING, optional=True, group="segment"
     )
 
+    def __init__(self, key: 'str | None' = _FACTORY) -> None:
+        self.key = None if key is _FACTORY else key
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.type.matcher.v3", "MetadataMatcher.PathSegment", MetadataMatcherPathSegment
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class NodeMatcher(betterproto2.Message):
+    "NodeMatcher(node_id: 'StringMatcher | None' = <factory>, node_metadatas: 'list[StructMatcher]' = <factory>)"
+
     node_id: "StringMatcher | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -166,21 +209,32 @@ class NodeMatcher(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
+    def __init__(self, node_id: 'StringMatcher | None' = _FACTORY, node_metadatas: 'list[StructMatcher]' = _FACTORY) -> None:
+        self.node_id = None if node_id is _FACTORY else node_id
+        self.node_metadatas = [] if node_metadatas is _FACTORY else node_metadatas
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.type.matcher.v3", "NodeMatcher", NodeMatcher)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class OrMatcher(betterproto2.Message):
+    "OrMatcher(value_matchers: 'list[ValueMatcher]' = <factory>)"
+
     value_matchers: "list[ValueMatcher]" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
+
+    def __init__(self, value_matchers: 'list[ValueMatcher]' = _FACTORY) -> None:
+        self.value_matchers = [] if value_matchers is _FACTORY else value_matchers
+        self.__post_init__()
 
 
 default_message_pool.register_message("envoy.type.matcher.v3", "OrMatcher", OrMatcher)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class PathMatcher(betterproto2.Message):
     """
 
@@ -193,15 +247,26 @@ class PathMatcher(betterproto2.Message):
         1, betterproto2.TYPE_MESSAGE, optional=True, group="rule"
     )
 
+    def __init__(self, path: 'StringMatcher | None' = _FACTORY) -> None:
+        self.path = None if path is _FACTORY else path
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.type.matcher.v3", "PathMatcher", PathMatcher)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RegexMatchAndSubstitute(betterproto2.Message):
+    "RegexMatchAndSubstitute(pattern: 'RegexMatcher | None' = <factory>, substitution: 'str' = <factory>)"
+
     pattern: "RegexMatcher | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     substitution: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    def __init__(self, pattern: 'RegexMatcher | None' = _FACTORY, substitution: 'str' = _FACTORY) -> None:
+        self.pattern = None if pattern is _FACTORY else pattern
+        self.substitution = "" if substitution is _FACTORY else substitution
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -209,7 +274,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RegexMatcher(betterproto2.Message):
     """
 
@@ -229,12 +294,19 @@ class RegexMatcher(betterproto2.Message):
         if self.is_set("google_re2"):
             warnings.warn("RegexMatcher.google_re2 is deprecated", DeprecationWarning)
 
+    def __init__(self, google_re2: 'RegexMatcherGoogleRe2 | None' = _FACTORY, regex: 'str' = _FACTORY) -> None:
+        self.google_re2 = None if google_re2 is _FACTORY else google_re2
+        self.regex = "" if regex is _FACTORY else regex
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.type.matcher.v3", "RegexMatcher", RegexMatcher)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RegexMatcherGoogleRe2(betterproto2.Message):
+    "RegexMatcherGoogleRe2(max_program_size: 'int | None' = <factory>)"
+
     max_program_size: "int | None" = betterproto2.field(
         1,
         betterproto2.TYPE_MESSAGE,
@@ -249,13 +321,17 @@ class RegexMatcherGoogleRe2(betterproto2.Message):
                 "RegexMatcherGoogleRe2.max_program_size is deprecated", DeprecationWarning
             )
 
+    def __init__(self, max_program_size: 'int | None' = _FACTORY) -> None:
+        self.max_program_size = None if max_program_size is _FACTORY else max_program_size
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.type.matcher.v3", "RegexMatcher.GoogleRE2", RegexMatcherGoogleRe2
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class StringMatcher(betterproto2.Message):
     """
 
@@ -290,23 +366,40 @@ class StringMatcher(betterproto2.Message):
 
     ignore_case: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
 
+    def __init__(self, exact: 'str | None' = _FACTORY, prefix: 'str | None' = _FACTORY, suffix: 'str | None' = _FACTORY, safe_regex: 'RegexMatcher | None' = _FACTORY, contains: 'str | None' = _FACTORY, custom: '____xds__core__v3__.TypedExtensionConfig | None' = _FACTORY, ignore_case: 'bool' = _FACTORY) -> None:
+        self.exact = None if exact is _FACTORY else exact
+        self.prefix = None if prefix is _FACTORY else prefix
+        self.suffix = None if suffix is _FACTORY else suffix
+        self.safe_regex = None if safe_regex is _FACTORY else safe_regex
+        self.contains = None if contains is _FACTORY else contains
+        self.custom = None if custom is _FACTORY else custom
+        self.ignore_case = False if ignore_case is _FACTORY else ignore_case
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.type.matcher.v3", "StringMatcher", StringMatcher)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class StructMatcher(betterproto2.Message):
+    "StructMatcher(path: 'list[StructMatcherPathSegment]' = <factory>, value: 'ValueMatcher | None' = <factory>)"
+
     path: "list[StructMatcherPathSegment]" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
     value: "ValueMatcher | None" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
 
+    def __init__(self, path: 'list[StructMatcherPathSegment]' = _FACTORY, value: 'ValueMatcher | None' = _FACTORY) -> None:
+        self.path = [] if path is _FACTORY else path
+        self.value = None if value is _FACTORY else value
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.type.matcher.v3", "StructMatcher", StructMatcher)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class StructMatcherPathSegment(betterproto2.Message):
     """
 
@@ -319,13 +412,17 @@ class StructMatcherPathSegment(betterproto2.Message):
         1, betterproto2.TYPE_STRING, optional=True, group="segment"
     )
 
+    def __init__(self, key: 'str | None' = _FACTORY) -> None:
+        self.key = None if key is _FACTORY else key
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.type.matcher.v3", "StructMatcher.PathSegment", StructMatcherPathSegment
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ValueMatcher(betterproto2.Message):
     """
 
@@ -362,13 +459,28 @@ class ValueMatcher(betterproto2.Message):
         7, betterproto2.TYPE_MESSAGE, optional=True, group="match_pattern"
     )
 
+    def __init__(self, null_match: 'ValueMatcherNullMatch | None' = _FACTORY, double_match: 'DoubleMatcher | None' = _FACTORY, string_match: 'StringMatcher | None' = _FACTORY, bool_match: 'bool | None' = _FACTORY, present_match: 'bool | None' = _FACTORY, list_match: 'ListMatcher | None' = _FACTORY, or_match: 'OrMatcher | None' = _FACTORY) -> None:
+        self.null_match = None if null_match is _FACTORY else null_match
+        self.double_match = None if double_match is _FACTORY else double_match
+        self.string_match = None if string_match is _FACTORY else string_match
+        self.bool_match = None if bool_match is _FACTORY else bool_match
+        self.present_match = None if present_match is _FACTORY else present_match
+        self.list_match = None if list_match is _FACTORY else list_match
+        self.or_match = None if or_match is _FACTORY else or_match
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.type.matcher.v3", "ValueMatcher", ValueMatcher)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ValueMatcherNullMatch(betterproto2.Message):
+    'ValueMatcherNullMatch()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -380,4 +492,28 @@ from .....google import protobuf as ____google__protobuf__
 from .....xds.core import v3 as ____xds__core__v3__
 from ... import v3 as __v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        RegexMatcher,
+        RegexMatcherGoogleRe2,
+        RegexMatchAndSubstitute,
+        StringMatcher,
+        ListStringMatcher,
+        AddressMatcher,
+        FilterStateMatcher,
+        DoubleMatcher,
+        ValueMatcher,
+        ValueMatcherNullMatch,
+        ListMatcher,
+        OrMatcher,
+        MetadataMatcher,
+        MetadataMatcherPathSegment,
+        PathMatcher,
+        StructMatcher,
+        StructMatcherPathSegment,
+        NodeMatcher,
+    ),
+)

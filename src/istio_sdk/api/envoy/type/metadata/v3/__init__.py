@@ -17,6 +17,7 @@ __all__ = (
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from .....message_pool import default_message_pool
 
@@ -24,19 +25,26 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MetadataKey(betterproto2.Message):
+    "MetadataKey(key: 'str' = <factory>, path: 'list[MetadataKeyPathSegment]' = <factory>)"
+
     key: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     path: "list[MetadataKeyPathSegment]" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
+    def __init__(self, key: 'str' = _FACTORY, path: 'list[MetadataKeyPathSegment]' = _FACTORY) -> None:
+        self.key = "" if key is _FACTORY else key
+        self.path = [] if path is _FACTORY else path
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.type.metadata.v3", "MetadataKey", MetadataKey)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MetadataKeyPathSegment(betterproto2.Message):
     """
 
@@ -49,13 +57,17 @@ class MetadataKeyPathSegment(betterproto2.Message):
         1, betterproto2.TYPE_STRING, optional=True, group="segment"
     )
 
+    def __init__(self, key: 'str | None' = _FACTORY) -> None:
+        self.key = None if key is _FACTORY else key
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.type.metadata.v3", "MetadataKey.PathSegment", MetadataKeyPathSegment
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MetadataKind(betterproto2.Message):
     """
 
@@ -80,13 +92,25 @@ class MetadataKind(betterproto2.Message):
         4, betterproto2.TYPE_MESSAGE, optional=True, group="kind"
     )
 
+    def __init__(self, request: 'MetadataKindRequest | None' = _FACTORY, route: 'MetadataKindRoute | None' = _FACTORY, cluster: 'MetadataKindCluster | None' = _FACTORY, host: 'MetadataKindHost | None' = _FACTORY) -> None:
+        self.request = None if request is _FACTORY else request
+        self.route = None if route is _FACTORY else route
+        self.cluster = None if cluster is _FACTORY else cluster
+        self.host = None if host is _FACTORY else host
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.type.metadata.v3", "MetadataKind", MetadataKind)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MetadataKindCluster(betterproto2.Message):
+    'MetadataKindCluster()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -94,9 +118,14 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MetadataKindHost(betterproto2.Message):
+    'MetadataKindHost()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -104,9 +133,14 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MetadataKindRequest(betterproto2.Message):
+    'MetadataKindRequest()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -114,13 +148,31 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MetadataKindRoute(betterproto2.Message):
+    'MetadataKindRoute()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message(
     "envoy.type.metadata.v3", "MetadataKind.Route", MetadataKindRoute
 )
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        MetadataKey,
+        MetadataKeyPathSegment,
+        MetadataKind,
+        MetadataKindRequest,
+        MetadataKindRoute,
+        MetadataKindCluster,
+        MetadataKindHost,
+    ),
+)

@@ -15,6 +15,7 @@ __all__ = (
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from .....message_pool import default_message_pool
 
@@ -22,7 +23,7 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class CustomTag(betterproto2.Message):
     """
 
@@ -53,15 +54,31 @@ class CustomTag(betterproto2.Message):
         6, betterproto2.TYPE_STRING, optional=True, group="type"
     )
 
+    def __init__(self, tag: 'str' = _FACTORY, literal: 'CustomTagLiteral | None' = _FACTORY, environment: 'CustomTagEnvironment | None' = _FACTORY, request_header: 'CustomTagHeader | None' = _FACTORY, metadata: 'CustomTagMetadata | None' = _FACTORY, value: 'str | None' = _FACTORY) -> None:
+        self.tag = "" if tag is _FACTORY else tag
+        self.literal = None if literal is _FACTORY else literal
+        self.environment = None if environment is _FACTORY else environment
+        self.request_header = None if request_header is _FACTORY else request_header
+        self.metadata = None if metadata is _FACTORY else metadata
+        self.value = None if value is _FACTORY else value
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.type.tracing.v3", "CustomTag", CustomTag)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class CustomTagEnvironment(betterproto2.Message):
+    "CustomTagEnvironment(name: 'str' = <factory>, default_value: 'str' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     default_value: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    def __init__(self, name: 'str' = _FACTORY, default_value: 'str' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.default_value = "" if default_value is _FACTORY else default_value
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -69,19 +86,32 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class CustomTagHeader(betterproto2.Message):
+    "CustomTagHeader(name: 'str' = <factory>, default_value: 'str' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     default_value: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    def __init__(self, name: 'str' = _FACTORY, default_value: 'str' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.default_value = "" if default_value is _FACTORY else default_value
+        self.__post_init__()
 
 
 default_message_pool.register_message("envoy.type.tracing.v3", "CustomTag.Header", CustomTagHeader)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class CustomTagLiteral(betterproto2.Message):
+    "CustomTagLiteral(value: 'str' = <factory>)"
+
     value: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    def __init__(self, value: 'str' = _FACTORY) -> None:
+        self.value = "" if value is _FACTORY else value
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -89,8 +119,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class CustomTagMetadata(betterproto2.Message):
+    "CustomTagMetadata(kind: '__metadata__v3__.MetadataKind | None' = <factory>, metadata_key: '__metadata__v3__.MetadataKey | None' = <factory>, default_value: 'str' = <factory>)"
+
     kind: "__metadata__v3__.MetadataKind | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -101,6 +133,12 @@ class CustomTagMetadata(betterproto2.Message):
 
     default_value: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
 
+    def __init__(self, kind: '__metadata__v3__.MetadataKind | None' = _FACTORY, metadata_key: '__metadata__v3__.MetadataKey | None' = _FACTORY, default_value: 'str' = _FACTORY) -> None:
+        self.kind = None if kind is _FACTORY else kind
+        self.metadata_key = None if metadata_key is _FACTORY else metadata_key
+        self.default_value = "" if default_value is _FACTORY else default_value
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.type.tracing.v3", "CustomTag.Metadata", CustomTagMetadata
@@ -109,4 +147,15 @@ default_message_pool.register_message(
 
 from ...metadata import v3 as __metadata__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        CustomTag,
+        CustomTagLiteral,
+        CustomTagEnvironment,
+        CustomTagHeader,
+        CustomTagMetadata,
+    ),
+)

@@ -40,6 +40,7 @@ import warnings
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from .....message_pool import default_message_pool
 
@@ -101,8 +102,10 @@ class TypeWellKnownType(betterproto2.Enum):
     DURATION = 3
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class CheckedExpr(betterproto2.Message):
+    "CheckedExpr(reference_map: 'dict[int, Reference]' = <factory>, type_map: 'dict[int, Type]' = <factory>, source_info: 'SourceInfo | None' = <factory>, expr_version: 'str' = <factory>, expr: 'Expr | None' = <factory>)"
+
     reference_map: "dict[int, Reference]" = betterproto2.field(
         2,
         betterproto2.TYPE_MAP,
@@ -123,11 +126,19 @@ class CheckedExpr(betterproto2.Message):
 
     expr: "Expr | None" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
 
+    def __init__(self, reference_map: 'dict[int, Reference]' = _FACTORY, type_map: 'dict[int, Type]' = _FACTORY, source_info: 'SourceInfo | None' = _FACTORY, expr_version: 'str' = _FACTORY, expr: 'Expr | None' = _FACTORY) -> None:
+        self.reference_map = {} if reference_map is _FACTORY else reference_map
+        self.type_map = {} if type_map is _FACTORY else type_map
+        self.source_info = None if source_info is _FACTORY else source_info
+        self.expr_version = "" if expr_version is _FACTORY else expr_version
+        self.expr = None if expr is _FACTORY else expr
+        self.__post_init__()
+
 
 default_message_pool.register_message("google.api.expr.v1alpha1", "CheckedExpr", CheckedExpr)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Constant(betterproto2.Message):
     """
 
@@ -187,11 +198,23 @@ class Constant(betterproto2.Message):
         if self.is_set("timestamp_value"):
             warnings.warn("Constant.timestamp_value is deprecated", DeprecationWarning)
 
+    def __init__(self, null_value: '___protobuf__.NullValue | None' = _FACTORY, bool_value: 'bool | None' = _FACTORY, int64_value: 'int | None' = _FACTORY, uint64_value: 'int | None' = _FACTORY, double_value: 'float | None' = _FACTORY, string_value: 'str | None' = _FACTORY, bytes_value: 'bytes | None' = _FACTORY, duration_value: 'datetime.timedelta | None' = _FACTORY, timestamp_value: 'datetime.datetime | None' = _FACTORY) -> None:
+        self.null_value = None if null_value is _FACTORY else null_value
+        self.bool_value = None if bool_value is _FACTORY else bool_value
+        self.int64_value = None if int64_value is _FACTORY else int64_value
+        self.uint64_value = None if uint64_value is _FACTORY else uint64_value
+        self.double_value = None if double_value is _FACTORY else double_value
+        self.string_value = None if string_value is _FACTORY else string_value
+        self.bytes_value = None if bytes_value is _FACTORY else bytes_value
+        self.duration_value = None if duration_value is _FACTORY else duration_value
+        self.timestamp_value = None if timestamp_value is _FACTORY else timestamp_value
+        self.__post_init__()
+
 
 default_message_pool.register_message("google.api.expr.v1alpha1", "Constant", Constant)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Decl(betterproto2.Message):
     """
 
@@ -210,15 +233,27 @@ class Decl(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True, group="decl_kind"
     )
 
+    def __init__(self, name: 'str' = _FACTORY, ident: 'DeclIdentDecl | None' = _FACTORY, function: 'DeclFunctionDecl | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.ident = None if ident is _FACTORY else ident
+        self.function = None if function is _FACTORY else function
+        self.__post_init__()
+
 
 default_message_pool.register_message("google.api.expr.v1alpha1", "Decl", Decl)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class DeclFunctionDecl(betterproto2.Message):
+    "DeclFunctionDecl(overloads: 'list[DeclFunctionDeclOverload]' = <factory>)"
+
     overloads: "list[DeclFunctionDeclOverload]" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
+
+    def __init__(self, overloads: 'list[DeclFunctionDeclOverload]' = _FACTORY) -> None:
+        self.overloads = [] if overloads is _FACTORY else overloads
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -226,8 +261,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class DeclFunctionDeclOverload(betterproto2.Message):
+    "DeclFunctionDeclOverload(overload_id: 'str' = <factory>, params: 'list[Type]' = <factory>, type_params: 'list[str]' = <factory>, result_type: 'Type | None' = <factory>, is_instance_function: 'bool' = <factory>, doc: 'str' = <factory>)"
+
     overload_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     params: "list[Type]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
@@ -240,25 +277,42 @@ class DeclFunctionDeclOverload(betterproto2.Message):
 
     doc: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
 
+    def __init__(self, overload_id: 'str' = _FACTORY, params: 'list[Type]' = _FACTORY, type_params: 'list[str]' = _FACTORY, result_type: 'Type | None' = _FACTORY, is_instance_function: 'bool' = _FACTORY, doc: 'str' = _FACTORY) -> None:
+        self.overload_id = "" if overload_id is _FACTORY else overload_id
+        self.params = [] if params is _FACTORY else params
+        self.type_params = [] if type_params is _FACTORY else type_params
+        self.result_type = None if result_type is _FACTORY else result_type
+        self.is_instance_function = False if is_instance_function is _FACTORY else is_instance_function
+        self.doc = "" if doc is _FACTORY else doc
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "google.api.expr.v1alpha1", "Decl.FunctionDecl.Overload", DeclFunctionDeclOverload
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class DeclIdentDecl(betterproto2.Message):
+    "DeclIdentDecl(type: 'Type | None' = <factory>, value: 'Constant | None' = <factory>, doc: 'str' = <factory>)"
+
     type: "Type | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     value: "Constant | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
 
     doc: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
 
+    def __init__(self, type: 'Type | None' = _FACTORY, value: 'Constant | None' = _FACTORY, doc: 'str' = _FACTORY) -> None:
+        self.type = None if type is _FACTORY else type
+        self.value = None if value is _FACTORY else value
+        self.doc = "" if doc is _FACTORY else doc
+        self.__post_init__()
+
 
 default_message_pool.register_message("google.api.expr.v1alpha1", "Decl.IdentDecl", DeclIdentDecl)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Expr(betterproto2.Message):
     """
 
@@ -297,24 +351,45 @@ class Expr(betterproto2.Message):
         9, betterproto2.TYPE_MESSAGE, optional=True, group="expr_kind"
     )
 
+    def __init__(self, id: 'int' = _FACTORY, const_expr: 'Constant | None' = _FACTORY, ident_expr: 'ExprIdent | None' = _FACTORY, select_expr: 'ExprSelect | None' = _FACTORY, call_expr: 'ExprCall | None' = _FACTORY, list_expr: 'ExprCreateList | None' = _FACTORY, struct_expr: 'ExprCreateStruct | None' = _FACTORY, comprehension_expr: 'ExprComprehension | None' = _FACTORY) -> None:
+        self.id = 0 if id is _FACTORY else id
+        self.const_expr = None if const_expr is _FACTORY else const_expr
+        self.ident_expr = None if ident_expr is _FACTORY else ident_expr
+        self.select_expr = None if select_expr is _FACTORY else select_expr
+        self.call_expr = None if call_expr is _FACTORY else call_expr
+        self.list_expr = None if list_expr is _FACTORY else list_expr
+        self.struct_expr = None if struct_expr is _FACTORY else struct_expr
+        self.comprehension_expr = None if comprehension_expr is _FACTORY else comprehension_expr
+        self.__post_init__()
+
 
 default_message_pool.register_message("google.api.expr.v1alpha1", "Expr", Expr)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ExprCall(betterproto2.Message):
+    "ExprCall(target: 'Expr | None' = <factory>, function: 'str' = <factory>, args: 'list[Expr]' = <factory>)"
+
     target: "Expr | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     function: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
     args: "list[Expr]" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
 
+    def __init__(self, target: 'Expr | None' = _FACTORY, function: 'str' = _FACTORY, args: 'list[Expr]' = _FACTORY) -> None:
+        self.target = None if target is _FACTORY else target
+        self.function = "" if function is _FACTORY else function
+        self.args = [] if args is _FACTORY else args
+        self.__post_init__()
+
 
 default_message_pool.register_message("google.api.expr.v1alpha1", "Expr.Call", ExprCall)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ExprComprehension(betterproto2.Message):
+    "ExprComprehension(iter_var: 'str' = <factory>, iter_var2: 'str' = <factory>, iter_range: 'Expr | None' = <factory>, accu_var: 'str' = <factory>, accu_init: 'Expr | None' = <factory>, loop_condition: 'Expr | None' = <factory>, loop_step: 'Expr | None' = <factory>, result: 'Expr | None' = <factory>)"
+
     iter_var: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     iter_var2: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
@@ -331,29 +406,54 @@ class ExprComprehension(betterproto2.Message):
 
     result: "Expr | None" = betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True)
 
+    def __init__(self, iter_var: 'str' = _FACTORY, iter_var2: 'str' = _FACTORY, iter_range: 'Expr | None' = _FACTORY, accu_var: 'str' = _FACTORY, accu_init: 'Expr | None' = _FACTORY, loop_condition: 'Expr | None' = _FACTORY, loop_step: 'Expr | None' = _FACTORY, result: 'Expr | None' = _FACTORY) -> None:
+        self.iter_var = "" if iter_var is _FACTORY else iter_var
+        self.iter_var2 = "" if iter_var2 is _FACTORY else iter_var2
+        self.iter_range = None if iter_range is _FACTORY else iter_range
+        self.accu_var = "" if accu_var is _FACTORY else accu_var
+        self.accu_init = None if accu_init is _FACTORY else accu_init
+        self.loop_condition = None if loop_condition is _FACTORY else loop_condition
+        self.loop_step = None if loop_step is _FACTORY else loop_step
+        self.result = None if result is _FACTORY else result
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "google.api.expr.v1alpha1", "Expr.Comprehension", ExprComprehension
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ExprCreateList(betterproto2.Message):
+    "ExprCreateList(elements: 'list[Expr]' = <factory>, optional_indices: 'list[int]' = <factory>)"
+
     elements: "list[Expr]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
     optional_indices: "list[int]" = betterproto2.field(2, betterproto2.TYPE_INT32, repeated=True)
+
+    def __init__(self, elements: 'list[Expr]' = _FACTORY, optional_indices: 'list[int]' = _FACTORY) -> None:
+        self.elements = [] if elements is _FACTORY else elements
+        self.optional_indices = [] if optional_indices is _FACTORY else optional_indices
+        self.__post_init__()
 
 
 default_message_pool.register_message("google.api.expr.v1alpha1", "Expr.CreateList", ExprCreateList)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ExprCreateStruct(betterproto2.Message):
+    "ExprCreateStruct(message_name: 'str' = <factory>, entries: 'list[ExprCreateStructEntry]' = <factory>)"
+
     message_name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     entries: "list[ExprCreateStructEntry]" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, repeated=True
     )
+
+    def __init__(self, message_name: 'str' = _FACTORY, entries: 'list[ExprCreateStructEntry]' = _FACTORY) -> None:
+        self.message_name = "" if message_name is _FACTORY else message_name
+        self.entries = [] if entries is _FACTORY else entries
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -361,7 +461,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ExprCreateStructEntry(betterproto2.Message):
     """
 
@@ -384,58 +484,97 @@ class ExprCreateStructEntry(betterproto2.Message):
 
     optional_entry: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
 
+    def __init__(self, id: 'int' = _FACTORY, field_key: 'str | None' = _FACTORY, map_key: 'Expr | None' = _FACTORY, value: 'Expr | None' = _FACTORY, optional_entry: 'bool' = _FACTORY) -> None:
+        self.id = 0 if id is _FACTORY else id
+        self.field_key = None if field_key is _FACTORY else field_key
+        self.map_key = None if map_key is _FACTORY else map_key
+        self.value = None if value is _FACTORY else value
+        self.optional_entry = False if optional_entry is _FACTORY else optional_entry
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "google.api.expr.v1alpha1", "Expr.CreateStruct.Entry", ExprCreateStructEntry
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ExprIdent(betterproto2.Message):
+    "ExprIdent(name: 'str' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    def __init__(self, name: 'str' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.__post_init__()
 
 
 default_message_pool.register_message("google.api.expr.v1alpha1", "Expr.Ident", ExprIdent)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ExprSelect(betterproto2.Message):
+    "ExprSelect(operand: 'Expr | None' = <factory>, field: 'str' = <factory>, test_only: 'bool' = <factory>)"
+
     operand: "Expr | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     field: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
     test_only: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
 
+    def __init__(self, operand: 'Expr | None' = _FACTORY, field: 'str' = _FACTORY, test_only: 'bool' = _FACTORY) -> None:
+        self.operand = None if operand is _FACTORY else operand
+        self.field = "" if field is _FACTORY else field
+        self.test_only = False if test_only is _FACTORY else test_only
+        self.__post_init__()
+
 
 default_message_pool.register_message("google.api.expr.v1alpha1", "Expr.Select", ExprSelect)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ParsedExpr(betterproto2.Message):
+    "ParsedExpr(expr: 'Expr | None' = <factory>, source_info: 'SourceInfo | None' = <factory>)"
+
     expr: "Expr | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
 
     source_info: "SourceInfo | None" = betterproto2.field(
         3, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, expr: 'Expr | None' = _FACTORY, source_info: 'SourceInfo | None' = _FACTORY) -> None:
+        self.expr = None if expr is _FACTORY else expr
+        self.source_info = None if source_info is _FACTORY else source_info
+        self.__post_init__()
+
 
 default_message_pool.register_message("google.api.expr.v1alpha1", "ParsedExpr", ParsedExpr)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Reference(betterproto2.Message):
+    "Reference(name: 'str' = <factory>, overload_id: 'list[str]' = <factory>, value: 'Constant | None' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     overload_id: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
 
     value: "Constant | None" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
 
+    def __init__(self, name: 'str' = _FACTORY, overload_id: 'list[str]' = _FACTORY, value: 'Constant | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.overload_id = [] if overload_id is _FACTORY else overload_id
+        self.value = None if value is _FACTORY else value
+        self.__post_init__()
+
 
 default_message_pool.register_message("google.api.expr.v1alpha1", "Reference", Reference)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class SourceInfo(betterproto2.Message):
+    "SourceInfo(syntax_version: 'str' = <factory>, location: 'str' = <factory>, line_offsets: 'list[int]' = <factory>, positions: 'dict[int, int]' = <factory>, macro_calls: 'dict[int, Expr]' = <factory>, extensions: 'list[SourceInfoExtension]' = <factory>)"
+
     syntax_version: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     location: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -458,12 +597,23 @@ class SourceInfo(betterproto2.Message):
         6, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
+    def __init__(self, syntax_version: 'str' = _FACTORY, location: 'str' = _FACTORY, line_offsets: 'list[int]' = _FACTORY, positions: 'dict[int, int]' = _FACTORY, macro_calls: 'dict[int, Expr]' = _FACTORY, extensions: 'list[SourceInfoExtension]' = _FACTORY) -> None:
+        self.syntax_version = "" if syntax_version is _FACTORY else syntax_version
+        self.location = "" if location is _FACTORY else location
+        self.line_offsets = [] if line_offsets is _FACTORY else line_offsets
+        self.positions = {} if positions is _FACTORY else positions
+        self.macro_calls = {} if macro_calls is _FACTORY else macro_calls
+        self.extensions = [] if extensions is _FACTORY else extensions
+        self.__post_init__()
+
 
 default_message_pool.register_message("google.api.expr.v1alpha1", "SourceInfo", SourceInfo)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class SourceInfoExtension(betterproto2.Message):
+    "SourceInfoExtension(id: 'str' = <factory>, affected_components: 'list[SourceInfoExtensionComponent]' = <factory>, version: 'SourceInfoExtensionVersion | None' = <factory>)"
+
     id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     affected_components: "list[SourceInfoExtensionComponent]" = betterproto2.field(
@@ -474,17 +624,30 @@ class SourceInfoExtension(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, id: 'str' = _FACTORY, affected_components: 'list[SourceInfoExtensionComponent]' = _FACTORY, version: 'SourceInfoExtensionVersion | None' = _FACTORY) -> None:
+        self.id = "" if id is _FACTORY else id
+        self.affected_components = [] if affected_components is _FACTORY else affected_components
+        self.version = None if version is _FACTORY else version
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "google.api.expr.v1alpha1", "SourceInfo.Extension", SourceInfoExtension
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class SourceInfoExtensionVersion(betterproto2.Message):
+    "SourceInfoExtensionVersion(major: 'int' = <factory>, minor: 'int' = <factory>)"
+
     major: "int" = betterproto2.field(1, betterproto2.TYPE_INT64)
 
     minor: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
+
+    def __init__(self, major: 'int' = _FACTORY, minor: 'int' = _FACTORY) -> None:
+        self.major = 0 if major is _FACTORY else major
+        self.minor = 0 if minor is _FACTORY else minor
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -492,8 +655,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class SourcePosition(betterproto2.Message):
+    "SourcePosition(location: 'str' = <factory>, offset: 'int' = <factory>, line: 'int' = <factory>, column: 'int' = <factory>)"
+
     location: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     offset: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
@@ -502,11 +667,18 @@ class SourcePosition(betterproto2.Message):
 
     column: "int" = betterproto2.field(4, betterproto2.TYPE_INT32)
 
+    def __init__(self, location: 'str' = _FACTORY, offset: 'int' = _FACTORY, line: 'int' = _FACTORY, column: 'int' = _FACTORY) -> None:
+        self.location = "" if location is _FACTORY else location
+        self.offset = 0 if offset is _FACTORY else offset
+        self.line = 0 if line is _FACTORY else line
+        self.column = 0 if column is _FACTORY else column
+        self.__post_init__()
+
 
 default_message_pool.register_message("google.api.expr.v1alpha1", "SourcePosition", SourcePosition)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Type(betterproto2.Message):
     """
 
@@ -567,15 +739,38 @@ class Type(betterproto2.Message):
         14, betterproto2.TYPE_MESSAGE, optional=True, group="type_kind"
     )
 
+    def __init__(self, dyn: '___protobuf__.Empty | None' = _FACTORY, null: '___protobuf__.NullValue | None' = _FACTORY, primitive: 'TypePrimitiveType | None' = _FACTORY, wrapper: 'TypePrimitiveType | None' = _FACTORY, well_known: 'TypeWellKnownType | None' = _FACTORY, list_type: 'TypeListType | None' = _FACTORY, map_type: 'TypeMapType | None' = _FACTORY, function: 'TypeFunctionType | None' = _FACTORY, message_type: 'str | None' = _FACTORY, type_param: 'str | None' = _FACTORY, type: 'Type | None' = _FACTORY, error: '___protobuf__.Empty | None' = _FACTORY, abstract_type: 'TypeAbstractType | None' = _FACTORY) -> None:
+        self.dyn = None if dyn is _FACTORY else dyn
+        self.null = None if null is _FACTORY else null
+        self.primitive = None if primitive is _FACTORY else primitive
+        self.wrapper = None if wrapper is _FACTORY else wrapper
+        self.well_known = None if well_known is _FACTORY else well_known
+        self.list_type = None if list_type is _FACTORY else list_type
+        self.map_type = None if map_type is _FACTORY else map_type
+        self.function = None if function is _FACTORY else function
+        self.message_type = None if message_type is _FACTORY else message_type
+        self.type_param = None if type_param is _FACTORY else type_param
+        self.type = None if type is _FACTORY else type
+        self.error = None if error is _FACTORY else error
+        self.abstract_type = None if abstract_type is _FACTORY else abstract_type
+        self.__post_init__()
+
 
 default_message_pool.register_message("google.api.expr.v1alpha1", "Type", Type)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TypeAbstractType(betterproto2.Message):
+    "TypeAbstractType(name: 'str' = <factory>, parameter_types: 'list[Type]' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     parameter_types: "list[Type]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
+
+    def __init__(self, name: 'str' = _FACTORY, parameter_types: 'list[Type]' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.parameter_types = [] if parameter_types is _FACTORY else parameter_types
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -583,11 +778,18 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TypeFunctionType(betterproto2.Message):
+    "TypeFunctionType(result_type: 'Type | None' = <factory>, arg_types: 'list[Type]' = <factory>)"
+
     result_type: "Type | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     arg_types: "list[Type]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
+
+    def __init__(self, result_type: 'Type | None' = _FACTORY, arg_types: 'list[Type]' = _FACTORY) -> None:
+        self.result_type = None if result_type is _FACTORY else result_type
+        self.arg_types = [] if arg_types is _FACTORY else arg_types
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -595,19 +797,32 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TypeListType(betterproto2.Message):
+    "TypeListType(elem_type: 'Type | None' = <factory>)"
+
     elem_type: "Type | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+    def __init__(self, elem_type: 'Type | None' = _FACTORY) -> None:
+        self.elem_type = None if elem_type is _FACTORY else elem_type
+        self.__post_init__()
 
 
 default_message_pool.register_message("google.api.expr.v1alpha1", "Type.ListType", TypeListType)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TypeMapType(betterproto2.Message):
+    "TypeMapType(key_type: 'Type | None' = <factory>, value_type: 'Type | None' = <factory>)"
+
     key_type: "Type | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
 
     value_type: "Type | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+
+    def __init__(self, key_type: 'Type | None' = _FACTORY, value_type: 'Type | None' = _FACTORY) -> None:
+        self.key_type = None if key_type is _FACTORY else key_type
+        self.value_type = None if value_type is _FACTORY else value_type
+        self.__post_init__()
 
 
 default_message_pool.register_message("google.api.expr.v1alpha1", "Type.MapType", TypeMapType)
@@ -615,4 +830,35 @@ default_message_pool.register_message("google.api.expr.v1alpha1", "Type.MapType"
 
 from .... import protobuf as ___protobuf__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        ParsedExpr,
+        Expr,
+        ExprIdent,
+        ExprSelect,
+        ExprCall,
+        ExprCreateList,
+        ExprCreateStruct,
+        ExprCreateStructEntry,
+        ExprComprehension,
+        Constant,
+        SourceInfo,
+        SourceInfoExtension,
+        SourceInfoExtensionVersion,
+        SourcePosition,
+        CheckedExpr,
+        Type,
+        TypeListType,
+        TypeMapType,
+        TypeFunctionType,
+        TypeAbstractType,
+        Decl,
+        DeclIdentDecl,
+        DeclFunctionDecl,
+        DeclFunctionDeclOverload,
+        Reference,
+    ),
+)

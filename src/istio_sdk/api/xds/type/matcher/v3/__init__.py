@@ -23,6 +23,7 @@ __all__ = (
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from .....message_pool import default_message_pool
 
@@ -30,17 +31,23 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ListStringMatcher(betterproto2.Message):
+    "ListStringMatcher(patterns: 'list[StringMatcher]' = <factory>)"
+
     patterns: "list[StringMatcher]" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
+
+    def __init__(self, patterns: 'list[StringMatcher]' = _FACTORY) -> None:
+        self.patterns = [] if patterns is _FACTORY else patterns
+        self.__post_init__()
 
 
 default_message_pool.register_message("xds.type.matcher.v3", "ListStringMatcher", ListStringMatcher)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Matcher(betterproto2.Message):
     """
 
@@ -61,15 +68,27 @@ class Matcher(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, matcher_list: 'MatcherMatcherList | None' = _FACTORY, matcher_tree: 'MatcherMatcherTree | None' = _FACTORY, on_no_match: 'MatcherOnMatch | None' = _FACTORY) -> None:
+        self.matcher_list = None if matcher_list is _FACTORY else matcher_list
+        self.matcher_tree = None if matcher_tree is _FACTORY else matcher_tree
+        self.on_no_match = None if on_no_match is _FACTORY else on_no_match
+        self.__post_init__()
+
 
 default_message_pool.register_message("xds.type.matcher.v3", "Matcher", Matcher)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MatcherMatcherList(betterproto2.Message):
+    "MatcherMatcherList(matchers: 'list[MatcherMatcherListFieldMatcher]' = <factory>)"
+
     matchers: "list[MatcherMatcherListFieldMatcher]" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
+
+    def __init__(self, matchers: 'list[MatcherMatcherListFieldMatcher]' = _FACTORY) -> None:
+        self.matchers = [] if matchers is _FACTORY else matchers
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -77,8 +96,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MatcherMatcherListFieldMatcher(betterproto2.Message):
+    "MatcherMatcherListFieldMatcher(predicate: 'MatcherMatcherListPredicate | None' = <factory>, on_match: 'MatcherOnMatch | None' = <factory>)"
+
     predicate: "MatcherMatcherListPredicate | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -87,13 +108,18 @@ class MatcherMatcherListFieldMatcher(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, predicate: 'MatcherMatcherListPredicate | None' = _FACTORY, on_match: 'MatcherOnMatch | None' = _FACTORY) -> None:
+        self.predicate = None if predicate is _FACTORY else predicate
+        self.on_match = None if on_match is _FACTORY else on_match
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "xds.type.matcher.v3", "Matcher.MatcherList.FieldMatcher", MatcherMatcherListFieldMatcher
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MatcherMatcherListPredicate(betterproto2.Message):
     """
 
@@ -118,17 +144,30 @@ class MatcherMatcherListPredicate(betterproto2.Message):
         4, betterproto2.TYPE_MESSAGE, optional=True, group="match_type"
     )
 
+    def __init__(self, single_predicate: 'MatcherMatcherListPredicateSinglePredicate | None' = _FACTORY, or_matcher: 'MatcherMatcherListPredicatePredicateList | None' = _FACTORY, and_matcher: 'MatcherMatcherListPredicatePredicateList | None' = _FACTORY, not_matcher: 'MatcherMatcherListPredicate | None' = _FACTORY) -> None:
+        self.single_predicate = None if single_predicate is _FACTORY else single_predicate
+        self.or_matcher = None if or_matcher is _FACTORY else or_matcher
+        self.and_matcher = None if and_matcher is _FACTORY else and_matcher
+        self.not_matcher = None if not_matcher is _FACTORY else not_matcher
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "xds.type.matcher.v3", "Matcher.MatcherList.Predicate", MatcherMatcherListPredicate
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MatcherMatcherListPredicatePredicateList(betterproto2.Message):
+    "MatcherMatcherListPredicatePredicateList(predicate: 'list[MatcherMatcherListPredicate]' = <factory>)"
+
     predicate: "list[MatcherMatcherListPredicate]" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
+
+    def __init__(self, predicate: 'list[MatcherMatcherListPredicate]' = _FACTORY) -> None:
+        self.predicate = [] if predicate is _FACTORY else predicate
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -138,7 +177,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MatcherMatcherListPredicateSinglePredicate(betterproto2.Message):
     """
 
@@ -159,6 +198,12 @@ class MatcherMatcherListPredicateSinglePredicate(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True, group="matcher"
     )
 
+    def __init__(self, input: '___core__v3__.TypedExtensionConfig | None' = _FACTORY, value_match: 'StringMatcher | None' = _FACTORY, custom_match: '___core__v3__.TypedExtensionConfig | None' = _FACTORY) -> None:
+        self.input = None if input is _FACTORY else input
+        self.value_match = None if value_match is _FACTORY else value_match
+        self.custom_match = None if custom_match is _FACTORY else custom_match
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "xds.type.matcher.v3",
@@ -167,7 +212,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MatcherMatcherTree(betterproto2.Message):
     """
 
@@ -192,19 +237,32 @@ class MatcherMatcherTree(betterproto2.Message):
         4, betterproto2.TYPE_MESSAGE, optional=True, group="tree_type"
     )
 
+    def __init__(self, input: '___core__v3__.TypedExtensionConfig | None' = _FACTORY, exact_match_map: 'MatcherMatcherTreeMatchMap | None' = _FACTORY, prefix_match_map: 'MatcherMatcherTreeMatchMap | None' = _FACTORY, custom_match: '___core__v3__.TypedExtensionConfig | None' = _FACTORY) -> None:
+        self.input = None if input is _FACTORY else input
+        self.exact_match_map = None if exact_match_map is _FACTORY else exact_match_map
+        self.prefix_match_map = None if prefix_match_map is _FACTORY else prefix_match_map
+        self.custom_match = None if custom_match is _FACTORY else custom_match
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "xds.type.matcher.v3", "Matcher.MatcherTree", MatcherMatcherTree
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MatcherMatcherTreeMatchMap(betterproto2.Message):
+    "MatcherMatcherTreeMatchMap(map: 'dict[str, MatcherOnMatch]' = <factory>)"
+
     map: "dict[str, MatcherOnMatch]" = betterproto2.field(
         1,
         betterproto2.TYPE_MAP,
         map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
+
+    def __init__(self, map: 'dict[str, MatcherOnMatch]' = _FACTORY) -> None:
+        self.map = {} if map is _FACTORY else map
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -212,7 +270,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MatcherOnMatch(betterproto2.Message):
     """
 
@@ -231,11 +289,17 @@ class MatcherOnMatch(betterproto2.Message):
 
     keep_matching: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
 
+    def __init__(self, matcher: 'Matcher | None' = _FACTORY, action: '___core__v3__.TypedExtensionConfig | None' = _FACTORY, keep_matching: 'bool' = _FACTORY) -> None:
+        self.matcher = None if matcher is _FACTORY else matcher
+        self.action = None if action is _FACTORY else action
+        self.keep_matching = False if keep_matching is _FACTORY else keep_matching
+        self.__post_init__()
+
 
 default_message_pool.register_message("xds.type.matcher.v3", "Matcher.OnMatch", MatcherOnMatch)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RegexMatcher(betterproto2.Message):
     """
 
@@ -250,13 +314,23 @@ class RegexMatcher(betterproto2.Message):
 
     regex: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
 
+    def __init__(self, google_re2: 'RegexMatcherGoogleRe2 | None' = _FACTORY, regex: 'str' = _FACTORY) -> None:
+        self.google_re2 = None if google_re2 is _FACTORY else google_re2
+        self.regex = "" if regex is _FACTORY else regex
+        self.__post_init__()
+
 
 default_message_pool.register_message("xds.type.matcher.v3", "RegexMatcher", RegexMatcher)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RegexMatcherGoogleRe2(betterproto2.Message):
+    'RegexMatcherGoogleRe2()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -264,7 +338,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class StringMatcher(betterproto2.Message):
     """
 
@@ -299,10 +373,39 @@ class StringMatcher(betterproto2.Message):
 
     ignore_case: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
 
+    def __init__(self, exact: 'str | None' = _FACTORY, prefix: 'str | None' = _FACTORY, suffix: 'str | None' = _FACTORY, safe_regex: 'RegexMatcher | None' = _FACTORY, contains: 'str | None' = _FACTORY, custom: '___core__v3__.TypedExtensionConfig | None' = _FACTORY, ignore_case: 'bool' = _FACTORY) -> None:
+        self.exact = None if exact is _FACTORY else exact
+        self.prefix = None if prefix is _FACTORY else prefix
+        self.suffix = None if suffix is _FACTORY else suffix
+        self.safe_regex = None if safe_regex is _FACTORY else safe_regex
+        self.contains = None if contains is _FACTORY else contains
+        self.custom = None if custom is _FACTORY else custom
+        self.ignore_case = False if ignore_case is _FACTORY else ignore_case
+        self.__post_init__()
+
 
 default_message_pool.register_message("xds.type.matcher.v3", "StringMatcher", StringMatcher)
 
 
 from ....core import v3 as ___core__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        RegexMatcher,
+        RegexMatcherGoogleRe2,
+        StringMatcher,
+        ListStringMatcher,
+        Matcher,
+        MatcherOnMatch,
+        MatcherMatcherList,
+        MatcherMatcherListPredicate,
+        MatcherMatcherListPredicateSinglePredicate,
+        MatcherMatcherListPredicatePredicateList,
+        MatcherMatcherListFieldMatcher,
+        MatcherMatcherTree,
+        MatcherMatcherTreeMatchMap,
+    ),
+)

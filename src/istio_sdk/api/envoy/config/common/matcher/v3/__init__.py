@@ -24,6 +24,7 @@ __all__ = (
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from ......message_pool import default_message_pool
 
@@ -31,13 +32,20 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HttpGenericBodyMatch(betterproto2.Message):
+    "HttpGenericBodyMatch(bytes_limit: 'int' = <factory>, patterns: 'list[HttpGenericBodyMatchGenericTextMatch]' = <factory>)"
+
     bytes_limit: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
 
     patterns: "list[HttpGenericBodyMatchGenericTextMatch]" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, repeated=True
     )
+
+    def __init__(self, bytes_limit: 'int' = _FACTORY, patterns: 'list[HttpGenericBodyMatchGenericTextMatch]' = _FACTORY) -> None:
+        self.bytes_limit = 0 if bytes_limit is _FACTORY else bytes_limit
+        self.patterns = [] if patterns is _FACTORY else patterns
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -45,7 +53,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HttpGenericBodyMatchGenericTextMatch(betterproto2.Message):
     """
 
@@ -62,6 +70,11 @@ class HttpGenericBodyMatchGenericTextMatch(betterproto2.Message):
         2, betterproto2.TYPE_BYTES, optional=True, group="rule"
     )
 
+    def __init__(self, string_match: 'str | None' = _FACTORY, binary_match: 'bytes | None' = _FACTORY) -> None:
+        self.string_match = None if string_match is _FACTORY else string_match
+        self.binary_match = None if binary_match is _FACTORY else binary_match
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.common.matcher.v3",
@@ -70,11 +83,17 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HttpHeadersMatch(betterproto2.Message):
+    "HttpHeadersMatch(headers: 'list[___route__v3__.HeaderMatcher]' = <factory>)"
+
     headers: "list[___route__v3__.HeaderMatcher]" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
+
+    def __init__(self, headers: 'list[___route__v3__.HeaderMatcher]' = _FACTORY) -> None:
+        self.headers = [] if headers is _FACTORY else headers
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -82,7 +101,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Matcher(betterproto2.Message):
     """
 
@@ -103,15 +122,27 @@ class Matcher(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, matcher_list: 'MatcherMatcherList | None' = _FACTORY, matcher_tree: 'MatcherMatcherTree | None' = _FACTORY, on_no_match: 'MatcherOnMatch | None' = _FACTORY) -> None:
+        self.matcher_list = None if matcher_list is _FACTORY else matcher_list
+        self.matcher_tree = None if matcher_tree is _FACTORY else matcher_tree
+        self.on_no_match = None if on_no_match is _FACTORY else on_no_match
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.config.common.matcher.v3", "Matcher", Matcher)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MatcherMatcherList(betterproto2.Message):
+    "MatcherMatcherList(matchers: 'list[MatcherMatcherListFieldMatcher]' = <factory>)"
+
     matchers: "list[MatcherMatcherListFieldMatcher]" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
+
+    def __init__(self, matchers: 'list[MatcherMatcherListFieldMatcher]' = _FACTORY) -> None:
+        self.matchers = [] if matchers is _FACTORY else matchers
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -119,8 +150,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MatcherMatcherListFieldMatcher(betterproto2.Message):
+    "MatcherMatcherListFieldMatcher(predicate: 'MatcherMatcherListPredicate | None' = <factory>, on_match: 'MatcherOnMatch | None' = <factory>)"
+
     predicate: "MatcherMatcherListPredicate | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -128,6 +161,11 @@ class MatcherMatcherListFieldMatcher(betterproto2.Message):
     on_match: "MatcherOnMatch | None" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
+
+    def __init__(self, predicate: 'MatcherMatcherListPredicate | None' = _FACTORY, on_match: 'MatcherOnMatch | None' = _FACTORY) -> None:
+        self.predicate = None if predicate is _FACTORY else predicate
+        self.on_match = None if on_match is _FACTORY else on_match
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -137,7 +175,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MatcherMatcherListPredicate(betterproto2.Message):
     """
 
@@ -162,17 +200,30 @@ class MatcherMatcherListPredicate(betterproto2.Message):
         4, betterproto2.TYPE_MESSAGE, optional=True, group="match_type"
     )
 
+    def __init__(self, single_predicate: 'MatcherMatcherListPredicateSinglePredicate | None' = _FACTORY, or_matcher: 'MatcherMatcherListPredicatePredicateList | None' = _FACTORY, and_matcher: 'MatcherMatcherListPredicatePredicateList | None' = _FACTORY, not_matcher: 'MatcherMatcherListPredicate | None' = _FACTORY) -> None:
+        self.single_predicate = None if single_predicate is _FACTORY else single_predicate
+        self.or_matcher = None if or_matcher is _FACTORY else or_matcher
+        self.and_matcher = None if and_matcher is _FACTORY else and_matcher
+        self.not_matcher = None if not_matcher is _FACTORY else not_matcher
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.common.matcher.v3", "Matcher.MatcherList.Predicate", MatcherMatcherListPredicate
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MatcherMatcherListPredicatePredicateList(betterproto2.Message):
+    "MatcherMatcherListPredicatePredicateList(predicate: 'list[MatcherMatcherListPredicate]' = <factory>)"
+
     predicate: "list[MatcherMatcherListPredicate]" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
+
+    def __init__(self, predicate: 'list[MatcherMatcherListPredicate]' = _FACTORY) -> None:
+        self.predicate = [] if predicate is _FACTORY else predicate
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -182,7 +233,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MatcherMatcherListPredicateSinglePredicate(betterproto2.Message):
     """
 
@@ -203,6 +254,12 @@ class MatcherMatcherListPredicateSinglePredicate(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True, group="matcher"
     )
 
+    def __init__(self, input: '___core__v3__.TypedExtensionConfig | None' = _FACTORY, value_match: '____type__matcher__v3__.StringMatcher | None' = _FACTORY, custom_match: '___core__v3__.TypedExtensionConfig | None' = _FACTORY) -> None:
+        self.input = None if input is _FACTORY else input
+        self.value_match = None if value_match is _FACTORY else value_match
+        self.custom_match = None if custom_match is _FACTORY else custom_match
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.common.matcher.v3",
@@ -211,7 +268,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MatcherMatcherTree(betterproto2.Message):
     """
 
@@ -236,19 +293,32 @@ class MatcherMatcherTree(betterproto2.Message):
         4, betterproto2.TYPE_MESSAGE, optional=True, group="tree_type"
     )
 
+    def __init__(self, input: '___core__v3__.TypedExtensionConfig | None' = _FACTORY, exact_match_map: 'MatcherMatcherTreeMatchMap | None' = _FACTORY, prefix_match_map: 'MatcherMatcherTreeMatchMap | None' = _FACTORY, custom_match: '___core__v3__.TypedExtensionConfig | None' = _FACTORY) -> None:
+        self.input = None if input is _FACTORY else input
+        self.exact_match_map = None if exact_match_map is _FACTORY else exact_match_map
+        self.prefix_match_map = None if prefix_match_map is _FACTORY else prefix_match_map
+        self.custom_match = None if custom_match is _FACTORY else custom_match
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.common.matcher.v3", "Matcher.MatcherTree", MatcherMatcherTree
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MatcherMatcherTreeMatchMap(betterproto2.Message):
+    "MatcherMatcherTreeMatchMap(map: 'dict[str, MatcherOnMatch]' = <factory>)"
+
     map: "dict[str, MatcherOnMatch]" = betterproto2.field(
         1,
         betterproto2.TYPE_MAP,
         map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
+
+    def __init__(self, map: 'dict[str, MatcherOnMatch]' = _FACTORY) -> None:
+        self.map = {} if map is _FACTORY else map
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -256,7 +326,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MatcherOnMatch(betterproto2.Message):
     """
 
@@ -275,13 +345,19 @@ class MatcherOnMatch(betterproto2.Message):
 
     keep_matching: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
 
+    def __init__(self, matcher: 'Matcher | None' = _FACTORY, action: '___core__v3__.TypedExtensionConfig | None' = _FACTORY, keep_matching: 'bool' = _FACTORY) -> None:
+        self.matcher = None if matcher is _FACTORY else matcher
+        self.action = None if action is _FACTORY else action
+        self.keep_matching = False if keep_matching is _FACTORY else keep_matching
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.common.matcher.v3", "Matcher.OnMatch", MatcherOnMatch
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MatchPredicate(betterproto2.Message):
     """
 
@@ -330,15 +406,34 @@ class MatchPredicate(betterproto2.Message):
         10, betterproto2.TYPE_MESSAGE, optional=True, group="rule"
     )
 
+    def __init__(self, or_match: 'MatchPredicateMatchSet | None' = _FACTORY, and_match: 'MatchPredicateMatchSet | None' = _FACTORY, not_match: 'MatchPredicate | None' = _FACTORY, any_match: 'bool | None' = _FACTORY, http_request_headers_match: 'HttpHeadersMatch | None' = _FACTORY, http_request_trailers_match: 'HttpHeadersMatch | None' = _FACTORY, http_response_headers_match: 'HttpHeadersMatch | None' = _FACTORY, http_response_trailers_match: 'HttpHeadersMatch | None' = _FACTORY, http_request_generic_body_match: 'HttpGenericBodyMatch | None' = _FACTORY, http_response_generic_body_match: 'HttpGenericBodyMatch | None' = _FACTORY) -> None:
+        self.or_match = None if or_match is _FACTORY else or_match
+        self.and_match = None if and_match is _FACTORY else and_match
+        self.not_match = None if not_match is _FACTORY else not_match
+        self.any_match = None if any_match is _FACTORY else any_match
+        self.http_request_headers_match = None if http_request_headers_match is _FACTORY else http_request_headers_match
+        self.http_request_trailers_match = None if http_request_trailers_match is _FACTORY else http_request_trailers_match
+        self.http_response_headers_match = None if http_response_headers_match is _FACTORY else http_response_headers_match
+        self.http_response_trailers_match = None if http_response_trailers_match is _FACTORY else http_response_trailers_match
+        self.http_request_generic_body_match = None if http_request_generic_body_match is _FACTORY else http_request_generic_body_match
+        self.http_response_generic_body_match = None if http_response_generic_body_match is _FACTORY else http_response_generic_body_match
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.common.matcher.v3", "MatchPredicate", MatchPredicate
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class MatchPredicateMatchSet(betterproto2.Message):
+    "MatchPredicateMatchSet(rules: 'list[MatchPredicate]' = <factory>)"
+
     rules: "list[MatchPredicate]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+
+    def __init__(self, rules: 'list[MatchPredicate]' = _FACTORY) -> None:
+        self.rules = [] if rules is _FACTORY else rules
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -350,4 +445,24 @@ from .....type.matcher import v3 as ____type__matcher__v3__
 from ....core import v3 as ___core__v3__
 from ....route import v3 as ___route__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        Matcher,
+        MatcherOnMatch,
+        MatcherMatcherList,
+        MatcherMatcherListPredicate,
+        MatcherMatcherListPredicateSinglePredicate,
+        MatcherMatcherListPredicatePredicateList,
+        MatcherMatcherListFieldMatcher,
+        MatcherMatcherTree,
+        MatcherMatcherTreeMatchMap,
+        MatchPredicate,
+        MatchPredicateMatchSet,
+        HttpHeadersMatch,
+        HttpGenericBodyMatch,
+        HttpGenericBodyMatchGenericTextMatch,
+    ),
+)

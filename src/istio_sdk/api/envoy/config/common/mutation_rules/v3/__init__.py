@@ -13,6 +13,7 @@ __all__ = (
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from ......message_pool import default_message_pool
 
@@ -20,7 +21,7 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HeaderMutation(betterproto2.Message):
     """
 
@@ -41,17 +42,29 @@ class HeaderMutation(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True, group="action"
     )
 
+    def __init__(self, remove: 'str | None' = _FACTORY, append: '___core__v3__.HeaderValueOption | None' = _FACTORY, remove_on_match: 'HeaderMutationRemoveOnMatch | None' = _FACTORY) -> None:
+        self.remove = None if remove is _FACTORY else remove
+        self.append = None if append is _FACTORY else append
+        self.remove_on_match = None if remove_on_match is _FACTORY else remove_on_match
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.common.mutation_rules.v3", "HeaderMutation", HeaderMutation
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HeaderMutationRemoveOnMatch(betterproto2.Message):
+    "HeaderMutationRemoveOnMatch(key_matcher: '____type__matcher__v3__.StringMatcher | None' = <factory>)"
+
     key_matcher: "____type__matcher__v3__.StringMatcher | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
+
+    def __init__(self, key_matcher: '____type__matcher__v3__.StringMatcher | None' = _FACTORY) -> None:
+        self.key_matcher = None if key_matcher is _FACTORY else key_matcher
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -61,8 +74,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HeaderMutationRules(betterproto2.Message):
+    "HeaderMutationRules(allow_all_routing: 'bool | None' = <factory>, allow_envoy: 'bool | None' = <factory>, disallow_system: 'bool | None' = <factory>, disallow_all: 'bool | None' = <factory>, allow_expression: '____type__matcher__v3__.RegexMatcher | None' = <factory>, disallow_expression: '____type__matcher__v3__.RegexMatcher | None' = <factory>, disallow_is_error: 'bool | None' = <factory>)"
+
     allow_all_routing: "bool | None" = betterproto2.field(
         1,
         betterproto2.TYPE_MESSAGE,
@@ -106,6 +121,16 @@ class HeaderMutationRules(betterproto2.Message):
         optional=True,
     )
 
+    def __init__(self, allow_all_routing: 'bool | None' = _FACTORY, allow_envoy: 'bool | None' = _FACTORY, disallow_system: 'bool | None' = _FACTORY, disallow_all: 'bool | None' = _FACTORY, allow_expression: '____type__matcher__v3__.RegexMatcher | None' = _FACTORY, disallow_expression: '____type__matcher__v3__.RegexMatcher | None' = _FACTORY, disallow_is_error: 'bool | None' = _FACTORY) -> None:
+        self.allow_all_routing = None if allow_all_routing is _FACTORY else allow_all_routing
+        self.allow_envoy = None if allow_envoy is _FACTORY else allow_envoy
+        self.disallow_system = None if disallow_system is _FACTORY else disallow_system
+        self.disallow_all = None if disallow_all is _FACTORY else disallow_all
+        self.allow_expression = None if allow_expression is _FACTORY else allow_expression
+        self.disallow_expression = None if disallow_expression is _FACTORY else disallow_expression
+        self.disallow_is_error = None if disallow_is_error is _FACTORY else disallow_is_error
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.config.common.mutation_rules.v3", "HeaderMutationRules", HeaderMutationRules
@@ -116,4 +141,13 @@ from ......google import protobuf as _____google__protobuf__
 from .....type.matcher import v3 as ____type__matcher__v3__
 from ....core import v3 as ___core__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        HeaderMutationRules,
+        HeaderMutation,
+        HeaderMutationRemoveOnMatch,
+    ),
+)

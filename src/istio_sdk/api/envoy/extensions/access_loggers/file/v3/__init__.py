@@ -10,6 +10,7 @@ import warnings
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from ......message_pool import default_message_pool
 
@@ -17,7 +18,7 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class FileAccessLog(betterproto2.Message):
     """
 
@@ -53,6 +54,14 @@ class FileAccessLog(betterproto2.Message):
         if self.is_set("typed_json_format"):
             warnings.warn("FileAccessLog.typed_json_format is deprecated", DeprecationWarning)
 
+    def __init__(self, path: 'str' = _FACTORY, format: 'str | None' = _FACTORY, json_format: '_____google__protobuf__.Struct | None' = _FACTORY, typed_json_format: '_____google__protobuf__.Struct | None' = _FACTORY, log_format: '____config__core__v3__.SubstitutionFormatString | None' = _FACTORY) -> None:
+        self.path = "" if path is _FACTORY else path
+        self.format = None if format is _FACTORY else format
+        self.json_format = None if json_format is _FACTORY else json_format
+        self.typed_json_format = None if typed_json_format is _FACTORY else typed_json_format
+        self.log_format = None if log_format is _FACTORY else log_format
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.access_loggers.file.v3", "FileAccessLog", FileAccessLog
@@ -62,4 +71,11 @@ default_message_pool.register_message(
 from ......google import protobuf as _____google__protobuf__
 from .....config.core import v3 as ____config__core__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        FileAccessLog,
+    ),
+)

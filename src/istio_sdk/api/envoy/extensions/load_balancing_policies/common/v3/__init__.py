@@ -19,6 +19,7 @@ import warnings
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from ......message_pool import default_message_pool
 
@@ -32,8 +33,10 @@ class LocalityLbConfigZoneAwareLbConfigLocalityBasis(betterproto2.Enum):
     HEALTHY_HOSTS_WEIGHT = 1
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ConsistentHashingLbConfig(betterproto2.Message):
+    "ConsistentHashingLbConfig(use_hostname_for_hashing: 'bool' = <factory>, hash_balance_factor: 'int | None' = <factory>, hash_policy: 'list[____config__route__v3__.RouteActionHashPolicy]' = <factory>)"
+
     use_hostname_for_hashing: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
 
     hash_balance_factor: "int | None" = betterproto2.field(
@@ -47,6 +50,12 @@ class ConsistentHashingLbConfig(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
+    def __init__(self, use_hostname_for_hashing: 'bool' = _FACTORY, hash_balance_factor: 'int | None' = _FACTORY, hash_policy: 'list[____config__route__v3__.RouteActionHashPolicy]' = _FACTORY) -> None:
+        self.use_hostname_for_hashing = False if use_hostname_for_hashing is _FACTORY else use_hostname_for_hashing
+        self.hash_balance_factor = None if hash_balance_factor is _FACTORY else hash_balance_factor
+        self.hash_policy = [] if hash_policy is _FACTORY else hash_policy
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.load_balancing_policies.common.v3",
@@ -55,7 +64,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class LocalityLbConfig(betterproto2.Message):
     """
 
@@ -74,15 +83,25 @@ class LocalityLbConfig(betterproto2.Message):
         )
     )
 
+    def __init__(self, zone_aware_lb_config: 'LocalityLbConfigZoneAwareLbConfig | None' = _FACTORY, locality_weighted_lb_config: 'LocalityLbConfigLocalityWeightedLbConfig | None' = _FACTORY) -> None:
+        self.zone_aware_lb_config = None if zone_aware_lb_config is _FACTORY else zone_aware_lb_config
+        self.locality_weighted_lb_config = None if locality_weighted_lb_config is _FACTORY else locality_weighted_lb_config
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.load_balancing_policies.common.v3", "LocalityLbConfig", LocalityLbConfig
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class LocalityLbConfigLocalityWeightedLbConfig(betterproto2.Message):
+    'LocalityLbConfigLocalityWeightedLbConfig()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -92,8 +111,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class LocalityLbConfigZoneAwareLbConfig(betterproto2.Message):
+    "LocalityLbConfigZoneAwareLbConfig(routing_enabled: '____type__v3__.Percent | None' = <factory>, min_cluster_size: 'int | None' = <factory>, fail_traffic_on_panic: 'bool' = <factory>, force_locality_direct_routing: 'bool' = <factory>, force_local_zone: 'LocalityLbConfigZoneAwareLbConfigForceLocalZone | None' = <factory>, locality_basis: 'LocalityLbConfigZoneAwareLbConfigLocalityBasis' = <factory>)"
+
     routing_enabled: "____type__v3__.Percent | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -127,6 +148,15 @@ class LocalityLbConfigZoneAwareLbConfig(betterproto2.Message):
                 DeprecationWarning,
             )
 
+    def __init__(self, routing_enabled: '____type__v3__.Percent | None' = _FACTORY, min_cluster_size: 'int | None' = _FACTORY, fail_traffic_on_panic: 'bool' = _FACTORY, force_locality_direct_routing: 'bool' = _FACTORY, force_local_zone: 'LocalityLbConfigZoneAwareLbConfigForceLocalZone | None' = _FACTORY, locality_basis: 'LocalityLbConfigZoneAwareLbConfigLocalityBasis' = _FACTORY) -> None:
+        self.routing_enabled = None if routing_enabled is _FACTORY else routing_enabled
+        self.min_cluster_size = None if min_cluster_size is _FACTORY else min_cluster_size
+        self.fail_traffic_on_panic = False if fail_traffic_on_panic is _FACTORY else fail_traffic_on_panic
+        self.force_locality_direct_routing = False if force_locality_direct_routing is _FACTORY else force_locality_direct_routing
+        self.force_local_zone = None if force_local_zone is _FACTORY else force_local_zone
+        self.locality_basis = LocalityLbConfigZoneAwareLbConfigLocalityBasis(0) if locality_basis is _FACTORY else locality_basis
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.load_balancing_policies.common.v3",
@@ -135,14 +165,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class LocalityLbConfigZoneAwareLbConfigForceLocalZone(betterproto2.Message):
+    "LocalityLbConfigZoneAwareLbConfigForceLocalZone(min_size: 'int | None' = <factory>)"
+
     min_size: "int | None" = betterproto2.field(
         1,
         betterproto2.TYPE_MESSAGE,
         unwrap=lambda: _____google__protobuf__.UInt32Value,
         optional=True,
     )
+
+    def __init__(self, min_size: 'int | None' = _FACTORY) -> None:
+        self.min_size = None if min_size is _FACTORY else min_size
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -152,8 +188,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class SlowStartConfig(betterproto2.Message):
+    "SlowStartConfig(slow_start_window: 'datetime.timedelta | None' = <factory>, aggression: '____config__core__v3__.RuntimeDouble | None' = <factory>, min_weight_percent: '____type__v3__.Percent | None' = <factory>)"
+
     slow_start_window: "datetime.timedelta | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.Duration, optional=True
     )
@@ -166,6 +204,12 @@ class SlowStartConfig(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, slow_start_window: 'datetime.timedelta | None' = _FACTORY, aggression: '____config__core__v3__.RuntimeDouble | None' = _FACTORY, min_weight_percent: '____type__v3__.Percent | None' = _FACTORY) -> None:
+        self.slow_start_window = None if slow_start_window is _FACTORY else slow_start_window
+        self.aggression = None if aggression is _FACTORY else aggression
+        self.min_weight_percent = None if min_weight_percent is _FACTORY else min_weight_percent
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.load_balancing_policies.common.v3", "SlowStartConfig", SlowStartConfig
@@ -177,4 +221,16 @@ from .....config.core import v3 as ____config__core__v3__
 from .....config.route import v3 as ____config__route__v3__
 from .....type import v3 as ____type__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        LocalityLbConfig,
+        LocalityLbConfigZoneAwareLbConfig,
+        LocalityLbConfigZoneAwareLbConfigForceLocalZone,
+        LocalityLbConfigLocalityWeightedLbConfig,
+        SlowStartConfig,
+        ConsistentHashingLbConfig,
+    ),
+)

@@ -10,6 +10,7 @@ import warnings
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from ......message_pool import default_message_pool
 
@@ -23,8 +24,10 @@ class LeastRequestSelectionMethod(betterproto2.Enum):
     FULL_SCAN = 1
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class LeastRequest(betterproto2.Message):
+    "LeastRequest(choice_count: 'int | None' = <factory>, active_request_bias: '____config__core__v3__.RuntimeDouble | None' = <factory>, slow_start_config: '__common__v3__.SlowStartConfig | None' = <factory>, locality_lb_config: '__common__v3__.LocalityLbConfig | None' = <factory>, enable_full_scan: 'bool | None' = <factory>, selection_method: 'LeastRequestSelectionMethod' = <factory>)"
+
     choice_count: "int | None" = betterproto2.field(
         1,
         betterproto2.TYPE_MESSAGE,
@@ -60,6 +63,15 @@ class LeastRequest(betterproto2.Message):
         if self.is_set("enable_full_scan"):
             warnings.warn("LeastRequest.enable_full_scan is deprecated", DeprecationWarning)
 
+    def __init__(self, choice_count: 'int | None' = _FACTORY, active_request_bias: '____config__core__v3__.RuntimeDouble | None' = _FACTORY, slow_start_config: '__common__v3__.SlowStartConfig | None' = _FACTORY, locality_lb_config: '__common__v3__.LocalityLbConfig | None' = _FACTORY, enable_full_scan: 'bool | None' = _FACTORY, selection_method: 'LeastRequestSelectionMethod' = _FACTORY) -> None:
+        self.choice_count = None if choice_count is _FACTORY else choice_count
+        self.active_request_bias = None if active_request_bias is _FACTORY else active_request_bias
+        self.slow_start_config = None if slow_start_config is _FACTORY else slow_start_config
+        self.locality_lb_config = None if locality_lb_config is _FACTORY else locality_lb_config
+        self.enable_full_scan = None if enable_full_scan is _FACTORY else enable_full_scan
+        self.selection_method = LeastRequestSelectionMethod(0) if selection_method is _FACTORY else selection_method
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.load_balancing_policies.least_request.v3", "LeastRequest", LeastRequest
@@ -70,4 +82,11 @@ from ......google import protobuf as _____google__protobuf__
 from .....config.core import v3 as ____config__core__v3__
 from ...common import v3 as __common__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        LeastRequest,
+    ),
+)

@@ -10,6 +10,7 @@ import warnings
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from ......message_pool import default_message_pool
 
@@ -25,8 +26,10 @@ class RingHashHashFunction(betterproto2.Enum):
     MURMUR_HASH_2 = 2
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RingHash(betterproto2.Message):
+    "RingHash(hash_function: 'RingHashHashFunction' = <factory>, minimum_ring_size: 'int | None' = <factory>, maximum_ring_size: 'int | None' = <factory>, use_hostname_for_hashing: 'bool' = <factory>, hash_balance_factor: 'int | None' = <factory>, consistent_hashing_lb_config: '__common__v3__.ConsistentHashingLbConfig | None' = <factory>, locality_weighted_lb_config: '__common__v3__.LocalityLbConfigLocalityWeightedLbConfig | None' = <factory>)"
+
     hash_function: "RingHashHashFunction" = betterproto2.field(
         1, betterproto2.TYPE_ENUM, default_factory=lambda: RingHashHashFunction(0)
     )
@@ -69,6 +72,16 @@ class RingHash(betterproto2.Message):
         if self.is_set("hash_balance_factor"):
             warnings.warn("RingHash.hash_balance_factor is deprecated", DeprecationWarning)
 
+    def __init__(self, hash_function: 'RingHashHashFunction' = _FACTORY, minimum_ring_size: 'int | None' = _FACTORY, maximum_ring_size: 'int | None' = _FACTORY, use_hostname_for_hashing: 'bool' = _FACTORY, hash_balance_factor: 'int | None' = _FACTORY, consistent_hashing_lb_config: '__common__v3__.ConsistentHashingLbConfig | None' = _FACTORY, locality_weighted_lb_config: '__common__v3__.LocalityLbConfigLocalityWeightedLbConfig | None' = _FACTORY) -> None:
+        self.hash_function = RingHashHashFunction(0) if hash_function is _FACTORY else hash_function
+        self.minimum_ring_size = None if minimum_ring_size is _FACTORY else minimum_ring_size
+        self.maximum_ring_size = None if maximum_ring_size is _FACTORY else maximum_ring_size
+        self.use_hostname_for_hashing = False if use_hostname_for_hashing is _FACTORY else use_hostname_for_hashing
+        self.hash_balance_factor = None if hash_balance_factor is _FACTORY else hash_balance_factor
+        self.consistent_hashing_lb_config = None if consistent_hashing_lb_config is _FACTORY else consistent_hashing_lb_config
+        self.locality_weighted_lb_config = None if locality_weighted_lb_config is _FACTORY else locality_weighted_lb_config
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.load_balancing_policies.ring_hash.v3", "RingHash", RingHash
@@ -78,4 +91,11 @@ default_message_pool.register_message(
 from ......google import protobuf as _____google__protobuf__
 from ...common import v3 as __common__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        RingHash,
+    ),
+)

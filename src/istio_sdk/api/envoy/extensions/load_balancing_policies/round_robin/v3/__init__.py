@@ -9,6 +9,7 @@ __all__ = ("RoundRobin",)
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from ......message_pool import default_message_pool
 
@@ -16,8 +17,10 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RoundRobin(betterproto2.Message):
+    "RoundRobin(slow_start_config: '__common__v3__.SlowStartConfig | None' = <factory>, locality_lb_config: '__common__v3__.LocalityLbConfig | None' = <factory>)"
+
     slow_start_config: "__common__v3__.SlowStartConfig | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -25,6 +28,11 @@ class RoundRobin(betterproto2.Message):
     locality_lb_config: "__common__v3__.LocalityLbConfig | None" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
+
+    def __init__(self, slow_start_config: '__common__v3__.SlowStartConfig | None' = _FACTORY, locality_lb_config: '__common__v3__.LocalityLbConfig | None' = _FACTORY) -> None:
+        self.slow_start_config = None if slow_start_config is _FACTORY else slow_start_config
+        self.locality_lb_config = None if locality_lb_config is _FACTORY else locality_lb_config
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -34,4 +42,11 @@ default_message_pool.register_message(
 
 from ...common import v3 as __common__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        RoundRobin,
+    ),
+)

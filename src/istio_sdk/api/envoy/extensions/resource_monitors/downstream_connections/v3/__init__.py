@@ -9,6 +9,7 @@ __all__ = ("DownstreamConnectionsConfig",)
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from ......message_pool import default_message_pool
 
@@ -16,9 +17,15 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class DownstreamConnectionsConfig(betterproto2.Message):
+    "DownstreamConnectionsConfig(max_active_downstream_connections: 'int' = <factory>)"
+
     max_active_downstream_connections: "int" = betterproto2.field(1, betterproto2.TYPE_INT64)
+
+    def __init__(self, max_active_downstream_connections: 'int' = _FACTORY) -> None:
+        self.max_active_downstream_connections = 0 if max_active_downstream_connections is _FACTORY else max_active_downstream_connections
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -27,4 +34,11 @@ default_message_pool.register_message(
     DownstreamConnectionsConfig,
 )
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        DownstreamConnectionsConfig,
+    ),
+)

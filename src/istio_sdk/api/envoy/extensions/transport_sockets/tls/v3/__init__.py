@@ -35,6 +35,7 @@ import warnings
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from ......message_pool import default_message_pool
 
@@ -86,11 +87,18 @@ class TlsParametersTlsProtocol(betterproto2.Enum):
     TLSv1_3 = 4
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class CertificateProviderPluginInstance(betterproto2.Message):
+    "CertificateProviderPluginInstance(instance_name: 'str' = <factory>, certificate_name: 'str' = <factory>)"
+
     instance_name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     certificate_name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    def __init__(self, instance_name: 'str' = _FACTORY, certificate_name: 'str' = _FACTORY) -> None:
+        self.instance_name = "" if instance_name is _FACTORY else instance_name
+        self.certificate_name = "" if certificate_name is _FACTORY else certificate_name
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -100,8 +108,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class CertificateValidationContext(betterproto2.Message):
+    "CertificateValidationContext(trusted_ca: '____config__core__v3__.DataSource | None' = <factory>, ca_certificate_provider_instance: 'CertificateProviderPluginInstance | None' = <factory>, system_root_certs: 'CertificateValidationContextSystemRootCerts | None' = <factory>, watched_directory: '____config__core__v3__.WatchedDirectory | None' = <factory>, verify_certificate_spki: 'list[str]' = <factory>, verify_certificate_hash: 'list[str]' = <factory>, match_typed_subject_alt_names: 'list[SubjectAltNameMatcher]' = <factory>, match_subject_alt_names: 'list[____type__matcher__v3__.StringMatcher]' = <factory>, require_signed_certificate_timestamp: 'bool | None' = <factory>, crl: '____config__core__v3__.DataSource | None' = <factory>, allow_expired_certificate: 'bool' = <factory>, trust_chain_verification: 'CertificateValidationContextTrustChainVerification' = <factory>, custom_validator_config: '____config__core__v3__.TypedExtensionConfig | None' = <factory>, only_verify_leaf_cert_crl: 'bool' = <factory>, max_verify_depth: 'int | None' = <factory>)"
+
     trusted_ca: "____config__core__v3__.DataSource | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -176,6 +186,24 @@ class CertificateValidationContext(betterproto2.Message):
                 DeprecationWarning,
             )
 
+    def __init__(self, trusted_ca: '____config__core__v3__.DataSource | None' = _FACTORY, ca_certificate_provider_instance: 'CertificateProviderPluginInstance | None' = _FACTORY, system_root_certs: 'CertificateValidationContextSystemRootCerts | None' = _FACTORY, watched_directory: '____config__core__v3__.WatchedDirectory | None' = _FACTORY, verify_certificate_spki: 'list[str]' = _FACTORY, verify_certificate_hash: 'list[str]' = _FACTORY, match_typed_subject_alt_names: 'list[SubjectAltNameMatcher]' = _FACTORY, match_subject_alt_names: 'list[____type__matcher__v3__.StringMatcher]' = _FACTORY, require_signed_certificate_timestamp: 'bool | None' = _FACTORY, crl: '____config__core__v3__.DataSource | None' = _FACTORY, allow_expired_certificate: 'bool' = _FACTORY, trust_chain_verification: 'CertificateValidationContextTrustChainVerification' = _FACTORY, custom_validator_config: '____config__core__v3__.TypedExtensionConfig | None' = _FACTORY, only_verify_leaf_cert_crl: 'bool' = _FACTORY, max_verify_depth: 'int | None' = _FACTORY) -> None:
+        self.trusted_ca = None if trusted_ca is _FACTORY else trusted_ca
+        self.ca_certificate_provider_instance = None if ca_certificate_provider_instance is _FACTORY else ca_certificate_provider_instance
+        self.system_root_certs = None if system_root_certs is _FACTORY else system_root_certs
+        self.watched_directory = None if watched_directory is _FACTORY else watched_directory
+        self.verify_certificate_spki = [] if verify_certificate_spki is _FACTORY else verify_certificate_spki
+        self.verify_certificate_hash = [] if verify_certificate_hash is _FACTORY else verify_certificate_hash
+        self.match_typed_subject_alt_names = [] if match_typed_subject_alt_names is _FACTORY else match_typed_subject_alt_names
+        self.match_subject_alt_names = [] if match_subject_alt_names is _FACTORY else match_subject_alt_names
+        self.require_signed_certificate_timestamp = None if require_signed_certificate_timestamp is _FACTORY else require_signed_certificate_timestamp
+        self.crl = None if crl is _FACTORY else crl
+        self.allow_expired_certificate = False if allow_expired_certificate is _FACTORY else allow_expired_certificate
+        self.trust_chain_verification = CertificateValidationContextTrustChainVerification(0) if trust_chain_verification is _FACTORY else trust_chain_verification
+        self.custom_validator_config = None if custom_validator_config is _FACTORY else custom_validator_config
+        self.only_verify_leaf_cert_crl = False if only_verify_leaf_cert_crl is _FACTORY else only_verify_leaf_cert_crl
+        self.max_verify_depth = None if max_verify_depth is _FACTORY else max_verify_depth
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.transport_sockets.tls.v3",
@@ -184,9 +212,14 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class CertificateValidationContextSystemRootCerts(betterproto2.Message):
+    'CertificateValidationContextSystemRootCerts()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -196,7 +229,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class CommonTlsContext(betterproto2.Message):
     """
 
@@ -288,13 +321,31 @@ class CommonTlsContext(betterproto2.Message):
                 DeprecationWarning,
             )
 
+    def __init__(self, tls_params: 'TlsParameters | None' = _FACTORY, tls_certificates: 'list[TlsCertificate]' = _FACTORY, tls_certificate_sds_secret_configs: 'list[SdsSecretConfig]' = _FACTORY, tls_certificate_provider_instance: 'CertificateProviderPluginInstance | None' = _FACTORY, custom_tls_certificate_selector: '____config__core__v3__.TypedExtensionConfig | None' = _FACTORY, tls_certificate_certificate_provider: 'CommonTlsContextCertificateProvider | None' = _FACTORY, tls_certificate_certificate_provider_instance: 'CommonTlsContextCertificateProviderInstance | None' = _FACTORY, validation_context: 'CertificateValidationContext | None' = _FACTORY, validation_context_sds_secret_config: 'SdsSecretConfig | None' = _FACTORY, combined_validation_context: 'CommonTlsContextCombinedCertificateValidationContext | None' = _FACTORY, validation_context_certificate_provider: 'CommonTlsContextCertificateProvider | None' = _FACTORY, validation_context_certificate_provider_instance: 'CommonTlsContextCertificateProviderInstance | None' = _FACTORY, alpn_protocols: 'list[str]' = _FACTORY, custom_handshaker: '____config__core__v3__.TypedExtensionConfig | None' = _FACTORY, key_log: 'TlsKeyLog | None' = _FACTORY) -> None:
+        self.tls_params = None if tls_params is _FACTORY else tls_params
+        self.tls_certificates = [] if tls_certificates is _FACTORY else tls_certificates
+        self.tls_certificate_sds_secret_configs = [] if tls_certificate_sds_secret_configs is _FACTORY else tls_certificate_sds_secret_configs
+        self.tls_certificate_provider_instance = None if tls_certificate_provider_instance is _FACTORY else tls_certificate_provider_instance
+        self.custom_tls_certificate_selector = None if custom_tls_certificate_selector is _FACTORY else custom_tls_certificate_selector
+        self.tls_certificate_certificate_provider = None if tls_certificate_certificate_provider is _FACTORY else tls_certificate_certificate_provider
+        self.tls_certificate_certificate_provider_instance = None if tls_certificate_certificate_provider_instance is _FACTORY else tls_certificate_certificate_provider_instance
+        self.validation_context = None if validation_context is _FACTORY else validation_context
+        self.validation_context_sds_secret_config = None if validation_context_sds_secret_config is _FACTORY else validation_context_sds_secret_config
+        self.combined_validation_context = None if combined_validation_context is _FACTORY else combined_validation_context
+        self.validation_context_certificate_provider = None if validation_context_certificate_provider is _FACTORY else validation_context_certificate_provider
+        self.validation_context_certificate_provider_instance = None if validation_context_certificate_provider_instance is _FACTORY else validation_context_certificate_provider_instance
+        self.alpn_protocols = [] if alpn_protocols is _FACTORY else alpn_protocols
+        self.custom_handshaker = None if custom_handshaker is _FACTORY else custom_handshaker
+        self.key_log = None if key_log is _FACTORY else key_log
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.transport_sockets.tls.v3", "CommonTlsContext", CommonTlsContext
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class CommonTlsContextCertificateProvider(betterproto2.Message):
     """
 
@@ -309,6 +360,11 @@ class CommonTlsContextCertificateProvider(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, optional=True, group="config"
     )
 
+    def __init__(self, name: 'str' = _FACTORY, typed_config: '____config__core__v3__.TypedExtensionConfig | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.typed_config = None if typed_config is _FACTORY else typed_config
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.transport_sockets.tls.v3",
@@ -317,11 +373,18 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class CommonTlsContextCertificateProviderInstance(betterproto2.Message):
+    "CommonTlsContextCertificateProviderInstance(instance_name: 'str' = <factory>, certificate_name: 'str' = <factory>)"
+
     instance_name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     certificate_name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    def __init__(self, instance_name: 'str' = _FACTORY, certificate_name: 'str' = _FACTORY) -> None:
+        self.instance_name = "" if instance_name is _FACTORY else instance_name
+        self.certificate_name = "" if certificate_name is _FACTORY else certificate_name
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -331,8 +394,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class CommonTlsContextCombinedCertificateValidationContext(betterproto2.Message):
+    "CommonTlsContextCombinedCertificateValidationContext(default_validation_context: 'CertificateValidationContext | None' = <factory>, validation_context_sds_secret_config: 'SdsSecretConfig | None' = <factory>, validation_context_certificate_provider: 'CommonTlsContextCertificateProvider | None' = <factory>, validation_context_certificate_provider_instance: 'CommonTlsContextCertificateProviderInstance | None' = <factory>)"
+
     default_validation_context: "CertificateValidationContext | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -362,6 +427,13 @@ class CommonTlsContextCombinedCertificateValidationContext(betterproto2.Message)
                 DeprecationWarning,
             )
 
+    def __init__(self, default_validation_context: 'CertificateValidationContext | None' = _FACTORY, validation_context_sds_secret_config: 'SdsSecretConfig | None' = _FACTORY, validation_context_certificate_provider: 'CommonTlsContextCertificateProvider | None' = _FACTORY, validation_context_certificate_provider_instance: 'CommonTlsContextCertificateProviderInstance | None' = _FACTORY) -> None:
+        self.default_validation_context = None if default_validation_context is _FACTORY else default_validation_context
+        self.validation_context_sds_secret_config = None if validation_context_sds_secret_config is _FACTORY else validation_context_sds_secret_config
+        self.validation_context_certificate_provider = None if validation_context_certificate_provider is _FACTORY else validation_context_certificate_provider
+        self.validation_context_certificate_provider_instance = None if validation_context_certificate_provider_instance is _FACTORY else validation_context_certificate_provider_instance
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.transport_sockets.tls.v3",
@@ -370,7 +442,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class DownstreamTlsContext(betterproto2.Message):
     """
 
@@ -428,14 +500,30 @@ class DownstreamTlsContext(betterproto2.Message):
 
     prefer_client_ciphers: "bool" = betterproto2.field(11, betterproto2.TYPE_BOOL)
 
+    def __init__(self, common_tls_context: 'CommonTlsContext | None' = _FACTORY, require_client_certificate: 'bool | None' = _FACTORY, require_sni: 'bool | None' = _FACTORY, session_ticket_keys: 'TlsSessionTicketKeys | None' = _FACTORY, session_ticket_keys_sds_secret_config: 'SdsSecretConfig | None' = _FACTORY, disable_stateless_session_resumption: 'bool | None' = _FACTORY, disable_stateful_session_resumption: 'bool' = _FACTORY, session_timeout: 'datetime.timedelta | None' = _FACTORY, ocsp_staple_policy: 'DownstreamTlsContextOcspStaplePolicy' = _FACTORY, full_scan_certs_on_sni_mismatch: 'bool | None' = _FACTORY, prefer_client_ciphers: 'bool' = _FACTORY) -> None:
+        self.common_tls_context = None if common_tls_context is _FACTORY else common_tls_context
+        self.require_client_certificate = None if require_client_certificate is _FACTORY else require_client_certificate
+        self.require_sni = None if require_sni is _FACTORY else require_sni
+        self.session_ticket_keys = None if session_ticket_keys is _FACTORY else session_ticket_keys
+        self.session_ticket_keys_sds_secret_config = None if session_ticket_keys_sds_secret_config is _FACTORY else session_ticket_keys_sds_secret_config
+        self.disable_stateless_session_resumption = None if disable_stateless_session_resumption is _FACTORY else disable_stateless_session_resumption
+        self.disable_stateful_session_resumption = False if disable_stateful_session_resumption is _FACTORY else disable_stateful_session_resumption
+        self.session_timeout = None if session_timeout is _FACTORY else session_timeout
+        self.ocsp_staple_policy = DownstreamTlsContextOcspStaplePolicy(0) if ocsp_staple_policy is _FACTORY else ocsp_staple_policy
+        self.full_scan_certs_on_sni_mismatch = None if full_scan_certs_on_sni_mismatch is _FACTORY else full_scan_certs_on_sni_mismatch
+        self.prefer_client_ciphers = False if prefer_client_ciphers is _FACTORY else prefer_client_ciphers
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.transport_sockets.tls.v3", "DownstreamTlsContext", DownstreamTlsContext
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class GenericSecret(betterproto2.Message):
+    "GenericSecret(secret: '____config__core__v3__.DataSource | None' = <factory>, secrets: 'dict[str, ____config__core__v3__.DataSource]' = <factory>)"
+
     secret: "____config__core__v3__.DataSource | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -446,13 +534,18 @@ class GenericSecret(betterproto2.Message):
         map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
 
+    def __init__(self, secret: '____config__core__v3__.DataSource | None' = _FACTORY, secrets: 'dict[str, ____config__core__v3__.DataSource]' = _FACTORY) -> None:
+        self.secret = None if secret is _FACTORY else secret
+        self.secrets = {} if secrets is _FACTORY else secrets
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.transport_sockets.tls.v3", "GenericSecret", GenericSecret
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class PrivateKeyProvider(betterproto2.Message):
     """
 
@@ -469,19 +562,32 @@ class PrivateKeyProvider(betterproto2.Message):
 
     fallback: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
 
+    def __init__(self, provider_name: 'str' = _FACTORY, typed_config: '_____google__protobuf__.Any | None' = _FACTORY, fallback: 'bool' = _FACTORY) -> None:
+        self.provider_name = "" if provider_name is _FACTORY else provider_name
+        self.typed_config = None if typed_config is _FACTORY else typed_config
+        self.fallback = False if fallback is _FACTORY else fallback
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.transport_sockets.tls.v3", "PrivateKeyProvider", PrivateKeyProvider
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class SdsSecretConfig(betterproto2.Message):
+    "SdsSecretConfig(name: 'str' = <factory>, sds_config: '____config__core__v3__.ConfigSource | None' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     sds_config: "____config__core__v3__.ConfigSource | None" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
+
+    def __init__(self, name: 'str' = _FACTORY, sds_config: '____config__core__v3__.ConfigSource | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.sds_config = None if sds_config is _FACTORY else sds_config
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -489,7 +595,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Secret(betterproto2.Message):
     """
 
@@ -516,12 +622,22 @@ class Secret(betterproto2.Message):
         5, betterproto2.TYPE_MESSAGE, optional=True, group="type"
     )
 
+    def __init__(self, name: 'str' = _FACTORY, tls_certificate: 'TlsCertificate | None' = _FACTORY, session_ticket_keys: 'TlsSessionTicketKeys | None' = _FACTORY, validation_context: 'CertificateValidationContext | None' = _FACTORY, generic_secret: 'GenericSecret | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.tls_certificate = None if tls_certificate is _FACTORY else tls_certificate
+        self.session_ticket_keys = None if session_ticket_keys is _FACTORY else session_ticket_keys
+        self.validation_context = None if validation_context is _FACTORY else validation_context
+        self.generic_secret = None if generic_secret is _FACTORY else generic_secret
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.extensions.transport_sockets.tls.v3", "Secret", Secret)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class SubjectAltNameMatcher(betterproto2.Message):
+    "SubjectAltNameMatcher(san_type: 'SubjectAltNameMatcherSanType' = <factory>, matcher: '____type__matcher__v3__.StringMatcher | None' = <factory>, oid: 'str' = <factory>)"
+
     san_type: "SubjectAltNameMatcherSanType" = betterproto2.field(
         1, betterproto2.TYPE_ENUM, default_factory=lambda: SubjectAltNameMatcherSanType(0)
     )
@@ -532,14 +648,22 @@ class SubjectAltNameMatcher(betterproto2.Message):
 
     oid: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
 
+    def __init__(self, san_type: 'SubjectAltNameMatcherSanType' = _FACTORY, matcher: '____type__matcher__v3__.StringMatcher | None' = _FACTORY, oid: 'str' = _FACTORY) -> None:
+        self.san_type = SubjectAltNameMatcherSanType(0) if san_type is _FACTORY else san_type
+        self.matcher = None if matcher is _FACTORY else matcher
+        self.oid = "" if oid is _FACTORY else oid
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.transport_sockets.tls.v3", "SubjectAltNameMatcher", SubjectAltNameMatcher
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TlsCertificate(betterproto2.Message):
+    "TlsCertificate(certificate_chain: '____config__core__v3__.DataSource | None' = <factory>, private_key: '____config__core__v3__.DataSource | None' = <factory>, pkcs12: '____config__core__v3__.DataSource | None' = <factory>, watched_directory: '____config__core__v3__.WatchedDirectory | None' = <factory>, private_key_provider: 'PrivateKeyProvider | None' = <factory>, password: '____config__core__v3__.DataSource | None' = <factory>, ocsp_staple: '____config__core__v3__.DataSource | None' = <factory>, signed_certificate_timestamp: 'list[____config__core__v3__.DataSource]' = <factory>)"
+
     certificate_chain: "____config__core__v3__.DataSource | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -572,14 +696,27 @@ class TlsCertificate(betterproto2.Message):
         5, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
+    def __init__(self, certificate_chain: '____config__core__v3__.DataSource | None' = _FACTORY, private_key: '____config__core__v3__.DataSource | None' = _FACTORY, pkcs12: '____config__core__v3__.DataSource | None' = _FACTORY, watched_directory: '____config__core__v3__.WatchedDirectory | None' = _FACTORY, private_key_provider: 'PrivateKeyProvider | None' = _FACTORY, password: '____config__core__v3__.DataSource | None' = _FACTORY, ocsp_staple: '____config__core__v3__.DataSource | None' = _FACTORY, signed_certificate_timestamp: 'list[____config__core__v3__.DataSource]' = _FACTORY) -> None:
+        self.certificate_chain = None if certificate_chain is _FACTORY else certificate_chain
+        self.private_key = None if private_key is _FACTORY else private_key
+        self.pkcs12 = None if pkcs12 is _FACTORY else pkcs12
+        self.watched_directory = None if watched_directory is _FACTORY else watched_directory
+        self.private_key_provider = None if private_key_provider is _FACTORY else private_key_provider
+        self.password = None if password is _FACTORY else password
+        self.ocsp_staple = None if ocsp_staple is _FACTORY else ocsp_staple
+        self.signed_certificate_timestamp = [] if signed_certificate_timestamp is _FACTORY else signed_certificate_timestamp
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.transport_sockets.tls.v3", "TlsCertificate", TlsCertificate
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TlsKeyLog(betterproto2.Message):
+    "TlsKeyLog(path: 'str' = <factory>, local_address_range: 'list[____config__core__v3__.CidrRange]' = <factory>, remote_address_range: 'list[____config__core__v3__.CidrRange]' = <factory>)"
+
     path: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     local_address_range: "list[____config__core__v3__.CidrRange]" = betterproto2.field(
@@ -590,14 +727,22 @@ class TlsKeyLog(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
+    def __init__(self, path: 'str' = _FACTORY, local_address_range: 'list[____config__core__v3__.CidrRange]' = _FACTORY, remote_address_range: 'list[____config__core__v3__.CidrRange]' = _FACTORY) -> None:
+        self.path = "" if path is _FACTORY else path
+        self.local_address_range = [] if local_address_range is _FACTORY else local_address_range
+        self.remote_address_range = [] if remote_address_range is _FACTORY else remote_address_range
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.transport_sockets.tls.v3", "TlsKeyLog", TlsKeyLog
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TlsParameters(betterproto2.Message):
+    "TlsParameters(tls_minimum_protocol_version: 'TlsParametersTlsProtocol' = <factory>, tls_maximum_protocol_version: 'TlsParametersTlsProtocol' = <factory>, cipher_suites: 'list[str]' = <factory>, ecdh_curves: 'list[str]' = <factory>, signature_algorithms: 'list[str]' = <factory>, compliance_policies: 'list[TlsParametersCompliancePolicy]' = <factory>)"
+
     tls_minimum_protocol_version: "TlsParametersTlsProtocol" = betterproto2.field(
         1, betterproto2.TYPE_ENUM, default_factory=lambda: TlsParametersTlsProtocol(0)
     )
@@ -618,17 +763,32 @@ class TlsParameters(betterproto2.Message):
         6, betterproto2.TYPE_ENUM, repeated=True
     )
 
+    def __init__(self, tls_minimum_protocol_version: 'TlsParametersTlsProtocol' = _FACTORY, tls_maximum_protocol_version: 'TlsParametersTlsProtocol' = _FACTORY, cipher_suites: 'list[str]' = _FACTORY, ecdh_curves: 'list[str]' = _FACTORY, signature_algorithms: 'list[str]' = _FACTORY, compliance_policies: 'list[TlsParametersCompliancePolicy]' = _FACTORY) -> None:
+        self.tls_minimum_protocol_version = TlsParametersTlsProtocol(0) if tls_minimum_protocol_version is _FACTORY else tls_minimum_protocol_version
+        self.tls_maximum_protocol_version = TlsParametersTlsProtocol(0) if tls_maximum_protocol_version is _FACTORY else tls_maximum_protocol_version
+        self.cipher_suites = [] if cipher_suites is _FACTORY else cipher_suites
+        self.ecdh_curves = [] if ecdh_curves is _FACTORY else ecdh_curves
+        self.signature_algorithms = [] if signature_algorithms is _FACTORY else signature_algorithms
+        self.compliance_policies = [] if compliance_policies is _FACTORY else compliance_policies
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.transport_sockets.tls.v3", "TlsParameters", TlsParameters
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TlsSessionTicketKeys(betterproto2.Message):
+    "TlsSessionTicketKeys(keys: 'list[____config__core__v3__.DataSource]' = <factory>)"
+
     keys: "list[____config__core__v3__.DataSource]" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
+
+    def __init__(self, keys: 'list[____config__core__v3__.DataSource]' = _FACTORY) -> None:
+        self.keys = [] if keys is _FACTORY else keys
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -636,8 +796,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class UpstreamTlsContext(betterproto2.Message):
+    "UpstreamTlsContext(common_tls_context: 'CommonTlsContext | None' = <factory>, sni: 'str' = <factory>, auto_host_sni: 'bool' = <factory>, auto_sni_san_validation: 'bool' = <factory>, allow_renegotiation: 'bool' = <factory>, max_session_keys: 'int | None' = <factory>, enforce_rsa_key_usage: 'bool | None' = <factory>)"
+
     common_tls_context: "CommonTlsContext | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -664,6 +826,16 @@ class UpstreamTlsContext(betterproto2.Message):
         optional=True,
     )
 
+    def __init__(self, common_tls_context: 'CommonTlsContext | None' = _FACTORY, sni: 'str' = _FACTORY, auto_host_sni: 'bool' = _FACTORY, auto_sni_san_validation: 'bool' = _FACTORY, allow_renegotiation: 'bool' = _FACTORY, max_session_keys: 'int | None' = _FACTORY, enforce_rsa_key_usage: 'bool | None' = _FACTORY) -> None:
+        self.common_tls_context = None if common_tls_context is _FACTORY else common_tls_context
+        self.sni = "" if sni is _FACTORY else sni
+        self.auto_host_sni = False if auto_host_sni is _FACTORY else auto_host_sni
+        self.auto_sni_san_validation = False if auto_sni_san_validation is _FACTORY else auto_sni_san_validation
+        self.allow_renegotiation = False if allow_renegotiation is _FACTORY else allow_renegotiation
+        self.max_session_keys = None if max_session_keys is _FACTORY else max_session_keys
+        self.enforce_rsa_key_usage = None if enforce_rsa_key_usage is _FACTORY else enforce_rsa_key_usage
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.transport_sockets.tls.v3", "UpstreamTlsContext", UpstreamTlsContext
@@ -674,4 +846,28 @@ from ......google import protobuf as _____google__protobuf__
 from .....config.core import v3 as ____config__core__v3__
 from .....type.matcher import v3 as ____type__matcher__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        TlsParameters,
+        PrivateKeyProvider,
+        TlsCertificate,
+        TlsSessionTicketKeys,
+        CertificateProviderPluginInstance,
+        SubjectAltNameMatcher,
+        CertificateValidationContext,
+        CertificateValidationContextSystemRootCerts,
+        GenericSecret,
+        SdsSecretConfig,
+        Secret,
+        UpstreamTlsContext,
+        DownstreamTlsContext,
+        TlsKeyLog,
+        CommonTlsContext,
+        CommonTlsContextCertificateProvider,
+        CommonTlsContextCertificateProviderInstance,
+        CommonTlsContextCombinedCertificateValidationContext,
+    ),
+)

@@ -15,6 +15,7 @@ __all__ = (
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from ......message_pool import default_message_pool
 
@@ -22,7 +23,7 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HttpProtocolOptions(betterproto2.Message):
     """
 
@@ -77,14 +78,30 @@ class HttpProtocolOptions(betterproto2.Message):
         11, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, common_http_protocol_options: '____config__core__v3__.HttpProtocolOptions | None' = _FACTORY, upstream_http_protocol_options: '____config__core__v3__.UpstreamHttpProtocolOptions | None' = _FACTORY, explicit_http_config: 'HttpProtocolOptionsExplicitHttpConfig | None' = _FACTORY, use_downstream_protocol_config: 'HttpProtocolOptionsUseDownstreamHttpConfig | None' = _FACTORY, auto_config: 'HttpProtocolOptionsAutoHttpConfig | None' = _FACTORY, http_filters: 'list[___filters__network__http_connection_manager__v3__.HttpFilter]' = _FACTORY, header_validation_config: '____config__core__v3__.TypedExtensionConfig | None' = _FACTORY, outlier_detection: 'HttpProtocolOptionsOutlierDetection | None' = _FACTORY, request_mirror_policies: 'list[____config__route__v3__.RouteActionRequestMirrorPolicy]' = _FACTORY, hash_policy: 'list[____config__route__v3__.RouteActionHashPolicy]' = _FACTORY, retry_policy: '____config__route__v3__.RetryPolicy | None' = _FACTORY) -> None:
+        self.common_http_protocol_options = None if common_http_protocol_options is _FACTORY else common_http_protocol_options
+        self.upstream_http_protocol_options = None if upstream_http_protocol_options is _FACTORY else upstream_http_protocol_options
+        self.explicit_http_config = None if explicit_http_config is _FACTORY else explicit_http_config
+        self.use_downstream_protocol_config = None if use_downstream_protocol_config is _FACTORY else use_downstream_protocol_config
+        self.auto_config = None if auto_config is _FACTORY else auto_config
+        self.http_filters = [] if http_filters is _FACTORY else http_filters
+        self.header_validation_config = None if header_validation_config is _FACTORY else header_validation_config
+        self.outlier_detection = None if outlier_detection is _FACTORY else outlier_detection
+        self.request_mirror_policies = [] if request_mirror_policies is _FACTORY else request_mirror_policies
+        self.hash_policy = [] if hash_policy is _FACTORY else hash_policy
+        self.retry_policy = None if retry_policy is _FACTORY else retry_policy
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.upstreams.http.v3", "HttpProtocolOptions", HttpProtocolOptions
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HttpProtocolOptionsAutoHttpConfig(betterproto2.Message):
+    "HttpProtocolOptionsAutoHttpConfig(http_protocol_options: '____config__core__v3__.Http1ProtocolOptions | None' = <factory>, http2_protocol_options: '____config__core__v3__.Http2ProtocolOptions | None' = <factory>, http3_protocol_options: '____config__core__v3__.Http3ProtocolOptions | None' = <factory>, alternate_protocols_cache_options: '____config__core__v3__.AlternateProtocolsCacheOptions | None' = <factory>)"
+
     http_protocol_options: "____config__core__v3__.Http1ProtocolOptions | None" = (
         betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
     )
@@ -101,6 +118,13 @@ class HttpProtocolOptionsAutoHttpConfig(betterproto2.Message):
         4, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, http_protocol_options: '____config__core__v3__.Http1ProtocolOptions | None' = _FACTORY, http2_protocol_options: '____config__core__v3__.Http2ProtocolOptions | None' = _FACTORY, http3_protocol_options: '____config__core__v3__.Http3ProtocolOptions | None' = _FACTORY, alternate_protocols_cache_options: '____config__core__v3__.AlternateProtocolsCacheOptions | None' = _FACTORY) -> None:
+        self.http_protocol_options = None if http_protocol_options is _FACTORY else http_protocol_options
+        self.http2_protocol_options = None if http2_protocol_options is _FACTORY else http2_protocol_options
+        self.http3_protocol_options = None if http3_protocol_options is _FACTORY else http3_protocol_options
+        self.alternate_protocols_cache_options = None if alternate_protocols_cache_options is _FACTORY else alternate_protocols_cache_options
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.upstreams.http.v3",
@@ -109,7 +133,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HttpProtocolOptionsExplicitHttpConfig(betterproto2.Message):
     """
 
@@ -130,6 +154,12 @@ class HttpProtocolOptionsExplicitHttpConfig(betterproto2.Message):
         betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group="protocol_config")
     )
 
+    def __init__(self, http_protocol_options: '____config__core__v3__.Http1ProtocolOptions | None' = _FACTORY, http2_protocol_options: '____config__core__v3__.Http2ProtocolOptions | None' = _FACTORY, http3_protocol_options: '____config__core__v3__.Http3ProtocolOptions | None' = _FACTORY) -> None:
+        self.http_protocol_options = None if http_protocol_options is _FACTORY else http_protocol_options
+        self.http2_protocol_options = None if http2_protocol_options is _FACTORY else http2_protocol_options
+        self.http3_protocol_options = None if http3_protocol_options is _FACTORY else http3_protocol_options
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.upstreams.http.v3",
@@ -138,11 +168,17 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HttpProtocolOptionsOutlierDetection(betterproto2.Message):
+    "HttpProtocolOptionsOutlierDetection(error_matcher: '____config__common__matcher__v3__.MatchPredicate | None' = <factory>)"
+
     error_matcher: "____config__common__matcher__v3__.MatchPredicate | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
+
+    def __init__(self, error_matcher: '____config__common__matcher__v3__.MatchPredicate | None' = _FACTORY) -> None:
+        self.error_matcher = None if error_matcher is _FACTORY else error_matcher
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -152,8 +188,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HttpProtocolOptionsUseDownstreamHttpConfig(betterproto2.Message):
+    "HttpProtocolOptionsUseDownstreamHttpConfig(http_protocol_options: '____config__core__v3__.Http1ProtocolOptions | None' = <factory>, http2_protocol_options: '____config__core__v3__.Http2ProtocolOptions | None' = <factory>, http3_protocol_options: '____config__core__v3__.Http3ProtocolOptions | None' = <factory>)"
+
     http_protocol_options: "____config__core__v3__.Http1ProtocolOptions | None" = (
         betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
     )
@@ -165,6 +203,12 @@ class HttpProtocolOptionsUseDownstreamHttpConfig(betterproto2.Message):
     http3_protocol_options: "____config__core__v3__.Http3ProtocolOptions | None" = (
         betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
     )
+
+    def __init__(self, http_protocol_options: '____config__core__v3__.Http1ProtocolOptions | None' = _FACTORY, http2_protocol_options: '____config__core__v3__.Http2ProtocolOptions | None' = _FACTORY, http3_protocol_options: '____config__core__v3__.Http3ProtocolOptions | None' = _FACTORY) -> None:
+        self.http_protocol_options = None if http_protocol_options is _FACTORY else http_protocol_options
+        self.http2_protocol_options = None if http2_protocol_options is _FACTORY else http2_protocol_options
+        self.http3_protocol_options = None if http3_protocol_options is _FACTORY else http3_protocol_options
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -181,4 +225,15 @@ from ....filters.network.http_connection_manager import (
     v3 as ___filters__network__http_connection_manager__v3__,
 )
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        HttpProtocolOptions,
+        HttpProtocolOptionsExplicitHttpConfig,
+        HttpProtocolOptionsUseDownstreamHttpConfig,
+        HttpProtocolOptionsAutoHttpConfig,
+        HttpProtocolOptionsOutlierDetection,
+    ),
+)

@@ -29,8 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import betterproto2
-import grpclib
-from betterproto2 import grpclib as betterproto2_grpclib
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from ......message_pool import default_message_pool
 
@@ -75,8 +74,10 @@ class TemplateVariety(betterproto2.Enum):
         }
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class CheckResult(betterproto2.Message):
+    "CheckResult(status: '_____google__rpc__.Status | None' = <factory>, valid_duration: 'datetime.timedelta | None' = <factory>, valid_use_count: 'int' = <factory>)"
+
     status: "_____google__rpc__.Status | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -87,15 +88,27 @@ class CheckResult(betterproto2.Message):
 
     valid_use_count: "int" = betterproto2.field(3, betterproto2.TYPE_INT32)
 
+    def __init__(self, status: '_____google__rpc__.Status | None' = _FACTORY, valid_duration: 'datetime.timedelta | None' = _FACTORY, valid_use_count: 'int' = _FACTORY) -> None:
+        self.status = None if status is _FACTORY else status
+        self.valid_duration = None if valid_duration is _FACTORY else valid_duration
+        self.valid_use_count = 0 if valid_use_count is _FACTORY else valid_use_count
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.mixer.adapter.model.v1beta1", "CheckResult", CheckResult
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class CloseSessionRequest(betterproto2.Message):
+    "CloseSessionRequest(session_id: 'str' = <factory>)"
+
     session_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    def __init__(self, session_id: 'str' = _FACTORY) -> None:
+        self.session_id = "" if session_id is _FACTORY else session_id
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -103,11 +116,17 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class CloseSessionResponse(betterproto2.Message):
+    "CloseSessionResponse(status: '_____google__rpc__.Status | None' = <factory>)"
+
     status: "_____google__rpc__.Status | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
+
+    def __init__(self, status: '_____google__rpc__.Status | None' = _FACTORY) -> None:
+        self.status = None if status is _FACTORY else status
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -115,8 +134,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class CreateSessionRequest(betterproto2.Message):
+    "CreateSessionRequest(adapter_config: '_____google__protobuf__.Any | None' = <factory>, inferred_types: 'dict[str, _____google__protobuf__.Any]' = <factory>)"
+
     adapter_config: "_____google__protobuf__.Any | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -127,19 +148,31 @@ class CreateSessionRequest(betterproto2.Message):
         map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
 
+    def __init__(self, adapter_config: '_____google__protobuf__.Any | None' = _FACTORY, inferred_types: 'dict[str, _____google__protobuf__.Any]' = _FACTORY) -> None:
+        self.adapter_config = None if adapter_config is _FACTORY else adapter_config
+        self.inferred_types = {} if inferred_types is _FACTORY else inferred_types
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.mixer.adapter.model.v1beta1", "CreateSessionRequest", CreateSessionRequest
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class CreateSessionResponse(betterproto2.Message):
+    "CreateSessionResponse(session_id: 'str' = <factory>, status: '_____google__rpc__.Status | None' = <factory>)"
+
     session_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     status: "_____google__rpc__.Status | None" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
+
+    def __init__(self, session_id: 'str' = _FACTORY, status: '_____google__rpc__.Status | None' = _FACTORY) -> None:
+        self.session_id = "" if session_id is _FACTORY else session_id
+        self.status = None if status is _FACTORY else status
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -147,8 +180,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Info(betterproto2.Message):
+    "Info(name: 'str' = <factory>, description: 'str' = <factory>, templates: 'list[str]' = <factory>, config: 'str' = <factory>, session_based: 'bool' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     description: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -159,17 +194,31 @@ class Info(betterproto2.Message):
 
     session_based: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
 
+    def __init__(self, name: 'str' = _FACTORY, description: 'str' = _FACTORY, templates: 'list[str]' = _FACTORY, config: 'str' = _FACTORY, session_based: 'bool' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.description = "" if description is _FACTORY else description
+        self.templates = [] if templates is _FACTORY else templates
+        self.config = "" if config is _FACTORY else config
+        self.session_based = False if session_based is _FACTORY else session_based
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.mixer.adapter.model.v1beta1", "Info", Info)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class QuotaRequest(betterproto2.Message):
+    "QuotaRequest(quotas: 'dict[str, QuotaRequestQuotaParams]' = <factory>)"
+
     quotas: "dict[str, QuotaRequestQuotaParams]" = betterproto2.field(
         1,
         betterproto2.TYPE_MAP,
         map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
+
+    def __init__(self, quotas: 'dict[str, QuotaRequestQuotaParams]' = _FACTORY) -> None:
+        self.quotas = {} if quotas is _FACTORY else quotas
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -177,11 +226,18 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class QuotaRequestQuotaParams(betterproto2.Message):
+    "QuotaRequestQuotaParams(amount: 'int' = <factory>, best_effort: 'bool' = <factory>)"
+
     amount: "int" = betterproto2.field(1, betterproto2.TYPE_INT64)
 
     best_effort: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+
+    def __init__(self, amount: 'int' = _FACTORY, best_effort: 'bool' = _FACTORY) -> None:
+        self.amount = 0 if amount is _FACTORY else amount
+        self.best_effort = False if best_effort is _FACTORY else best_effort
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -189,13 +245,19 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class QuotaResult(betterproto2.Message):
+    "QuotaResult(quotas: 'dict[str, QuotaResultResult]' = <factory>)"
+
     quotas: "dict[str, QuotaResultResult]" = betterproto2.field(
         1,
         betterproto2.TYPE_MAP,
         map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
+
+    def __init__(self, quotas: 'dict[str, QuotaResultResult]' = _FACTORY) -> None:
+        self.quotas = {} if quotas is _FACTORY else quotas
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -203,8 +265,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class QuotaResultResult(betterproto2.Message):
+    "QuotaResultResult(valid_duration: 'datetime.timedelta | None' = <factory>, granted_amount: 'int' = <factory>, status: '_____google__rpc__.Status | None' = <factory>)"
+
     valid_duration: "datetime.timedelta | None" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.Duration, optional=True
     )
@@ -215,15 +279,26 @@ class QuotaResultResult(betterproto2.Message):
         4, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, valid_duration: 'datetime.timedelta | None' = _FACTORY, granted_amount: 'int' = _FACTORY, status: '_____google__rpc__.Status | None' = _FACTORY) -> None:
+        self.valid_duration = None if valid_duration is _FACTORY else valid_duration
+        self.granted_amount = 0 if granted_amount is _FACTORY else granted_amount
+        self.status = None if status is _FACTORY else status
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.mixer.adapter.model.v1beta1", "QuotaResult.Result", QuotaResultResult
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ReportResult(betterproto2.Message):
+    'ReportResult()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -231,16 +306,24 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Template(betterproto2.Message):
+    "Template(descriptor: 'str' = <factory>)"
+
     descriptor: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    def __init__(self, descriptor: 'str' = _FACTORY) -> None:
+        self.descriptor = "" if descriptor is _FACTORY else descriptor
+        self.__post_init__()
 
 
 default_message_pool.register_message("istio.mixer.adapter.model.v1beta1", "Template", Template)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ValidateRequest(betterproto2.Message):
+    "ValidateRequest(adapter_config: '_____google__protobuf__.Any | None' = <factory>, inferred_types: 'dict[str, _____google__protobuf__.Any]' = <factory>)"
+
     adapter_config: "_____google__protobuf__.Any | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -251,17 +334,28 @@ class ValidateRequest(betterproto2.Message):
         map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
 
+    def __init__(self, adapter_config: '_____google__protobuf__.Any | None' = _FACTORY, inferred_types: 'dict[str, _____google__protobuf__.Any]' = _FACTORY) -> None:
+        self.adapter_config = None if adapter_config is _FACTORY else adapter_config
+        self.inferred_types = {} if inferred_types is _FACTORY else inferred_types
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.mixer.adapter.model.v1beta1", "ValidateRequest", ValidateRequest
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ValidateResponse(betterproto2.Message):
+    "ValidateResponse(status: '_____google__rpc__.Status | None' = <factory>)"
+
     status: "_____google__rpc__.Status | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
+
+    def __init__(self, status: '_____google__rpc__.Status | None' = _FACTORY) -> None:
+        self.status = None if status is _FACTORY else status
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -269,123 +363,46 @@ default_message_pool.register_message(
 )
 
 
-class InfrastructureBackendStub(betterproto2_grpclib.ServiceStub):
-    async def validate(
-        self,
-        message: "ValidateRequest",
-        *,
-        timeout: "float | None" = None,
-        deadline: "Deadline | None" = None,
-        metadata: "MetadataLike | None" = None,
-    ) -> "ValidateResponse":
-
-        return await self._unary_unary(
-            "/istio.mixer.adapter.model.v1beta1.InfrastructureBackend/Validate",
-            message,
-            ValidateResponse,
-            timeout=timeout,
-            deadline=deadline,
-            metadata=metadata,
-        )
-
-    async def create_session(
-        self,
-        message: "CreateSessionRequest",
-        *,
-        timeout: "float | None" = None,
-        deadline: "Deadline | None" = None,
-        metadata: "MetadataLike | None" = None,
-    ) -> "CreateSessionResponse":
-
-        return await self._unary_unary(
-            "/istio.mixer.adapter.model.v1beta1.InfrastructureBackend/CreateSession",
-            message,
-            CreateSessionResponse,
-            timeout=timeout,
-            deadline=deadline,
-            metadata=metadata,
-        )
-
-    async def close_session(
-        self,
-        message: "CloseSessionRequest",
-        *,
-        timeout: "float | None" = None,
-        deadline: "Deadline | None" = None,
-        metadata: "MetadataLike | None" = None,
-    ) -> "CloseSessionResponse":
-
-        return await self._unary_unary(
-            "/istio.mixer.adapter.model.v1beta1.InfrastructureBackend/CloseSession",
-            message,
-            CloseSessionResponse,
-            timeout=timeout,
-            deadline=deadline,
-            metadata=metadata,
-        )
 
 
 from ......google import protobuf as _____google__protobuf__
 from ......google import rpc as _____google__rpc__
 
 
-class InfrastructureBackendBase(betterproto2_grpclib.ServiceBase):
-    async def validate(self, message: "ValidateRequest") -> "ValidateResponse":
+# The gRPC services live in _services.py (codegen/lazy_services.py): importing them
+# loads grpclib, which messages alone do not need.
+if TYPE_CHECKING:
+    from ._services import InfrastructureBackendBase as InfrastructureBackendBase
+    from ._services import InfrastructureBackendStub as InfrastructureBackendStub
 
-        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+_SERVICES = frozenset(['InfrastructureBackendBase', 'InfrastructureBackendStub'])
 
-    async def create_session(self, message: "CreateSessionRequest") -> "CreateSessionResponse":
 
-        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+def __getattr__(name: str) -> object:
+    if name in _SERVICES:
+        from . import _services
 
-    async def close_session(self, message: "CloseSessionRequest") -> "CloseSessionResponse":
+        return getattr(_services, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
-
-    async def __rpc_validate(
-        self, stream: "grpclib.server.Stream[ValidateRequest, ValidateResponse]"
-    ) -> None:
-        request = await stream.recv_message()
-        assert request is not None
-        response = await self.validate(request)
-        await stream.send_message(response)
-
-    async def __rpc_create_session(
-        self, stream: "grpclib.server.Stream[CreateSessionRequest, CreateSessionResponse]"
-    ) -> None:
-        request = await stream.recv_message()
-        assert request is not None
-        response = await self.create_session(request)
-        await stream.send_message(response)
-
-    async def __rpc_close_session(
-        self, stream: "grpclib.server.Stream[CloseSessionRequest, CloseSessionResponse]"
-    ) -> None:
-        request = await stream.recv_message()
-        assert request is not None
-        response = await self.close_session(request)
-        await stream.send_message(response)
-
-    def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
-        return {
-            "/istio.mixer.adapter.model.v1beta1.InfrastructureBackend/Validate": grpclib.const.Handler(
-                self.__rpc_validate,
-                grpclib.const.Cardinality.UNARY_UNARY,
-                ValidateRequest,
-                ValidateResponse,
-            ),
-            "/istio.mixer.adapter.model.v1beta1.InfrastructureBackend/CreateSession": grpclib.const.Handler(
-                self.__rpc_create_session,
-                grpclib.const.Cardinality.UNARY_UNARY,
-                CreateSessionRequest,
-                CreateSessionResponse,
-            ),
-            "/istio.mixer.adapter.model.v1beta1.InfrastructureBackend/CloseSession": grpclib.const.Handler(
-                self.__rpc_close_session,
-                grpclib.const.Cardinality.UNARY_UNARY,
-                CloseSessionRequest,
-                CloseSessionResponse,
-            ),
-        }
-
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        CheckResult,
+        Info,
+        CreateSessionRequest,
+        CreateSessionResponse,
+        ValidateRequest,
+        ValidateResponse,
+        CloseSessionRequest,
+        CloseSessionResponse,
+        QuotaRequest,
+        QuotaRequestQuotaParams,
+        QuotaResult,
+        QuotaResultResult,
+        ReportResult,
+        Template,
+    ),
+)

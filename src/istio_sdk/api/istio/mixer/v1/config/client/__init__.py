@@ -30,6 +30,7 @@ import datetime
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from ......message_pool import default_message_pool
 
@@ -43,7 +44,7 @@ class NetworkFailPolicyFailPolicy(betterproto2.Enum):
     FAIL_CLOSE = 1
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ApiKey(betterproto2.Message):
     """
 
@@ -64,17 +65,29 @@ class ApiKey(betterproto2.Message):
         3, betterproto2.TYPE_STRING, optional=True, group="key"
     )
 
+    def __init__(self, query: 'str | None' = _FACTORY, header: 'str | None' = _FACTORY, cookie: 'str | None' = _FACTORY) -> None:
+        self.query = None if query is _FACTORY else query
+        self.header = None if header is _FACTORY else header
+        self.cookie = None if cookie is _FACTORY else cookie
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.mixer.v1.config.client", "APIKey", ApiKey)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class AttributeMatch(betterproto2.Message):
+    "AttributeMatch(clause: 'dict[str, StringMatch]' = <factory>)"
+
     clause: "dict[str, StringMatch]" = betterproto2.field(
         1,
         betterproto2.TYPE_MAP,
         map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
     )
+
+    def __init__(self, clause: 'dict[str, StringMatch]' = _FACTORY) -> None:
+        self.clause = {} if clause is _FACTORY else clause
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -82,8 +95,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HttpapiSpec(betterproto2.Message):
+    "HttpapiSpec(attributes: '___v1__.Attributes | None' = <factory>, patterns: 'list[HttpapiSpecPattern]' = <factory>, api_keys: 'list[ApiKey]' = <factory>)"
+
     attributes: "___v1__.Attributes | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -94,17 +109,30 @@ class HttpapiSpec(betterproto2.Message):
 
     api_keys: "list[ApiKey]" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
 
+    def __init__(self, attributes: '___v1__.Attributes | None' = _FACTORY, patterns: 'list[HttpapiSpecPattern]' = _FACTORY, api_keys: 'list[ApiKey]' = _FACTORY) -> None:
+        self.attributes = None if attributes is _FACTORY else attributes
+        self.patterns = [] if patterns is _FACTORY else patterns
+        self.api_keys = [] if api_keys is _FACTORY else api_keys
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.mixer.v1.config.client", "HTTPAPISpec", HttpapiSpec)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HttpapiSpecBinding(betterproto2.Message):
+    "HttpapiSpecBinding(services: 'list[IstioService]' = <factory>, api_specs: 'list[HttpapiSpecReference]' = <factory>)"
+
     services: "list[IstioService]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
     api_specs: "list[HttpapiSpecReference]" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, repeated=True
     )
+
+    def __init__(self, services: 'list[IstioService]' = _FACTORY, api_specs: 'list[HttpapiSpecReference]' = _FACTORY) -> None:
+        self.services = [] if services is _FACTORY else services
+        self.api_specs = [] if api_specs is _FACTORY else api_specs
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -112,7 +140,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HttpapiSpecPattern(betterproto2.Message):
     """
 
@@ -135,17 +163,31 @@ class HttpapiSpecPattern(betterproto2.Message):
         4, betterproto2.TYPE_STRING, optional=True, group="pattern"
     )
 
+    def __init__(self, attributes: '___v1__.Attributes | None' = _FACTORY, http_method: 'str' = _FACTORY, uri_template: 'str | None' = _FACTORY, regex: 'str | None' = _FACTORY) -> None:
+        self.attributes = None if attributes is _FACTORY else attributes
+        self.http_method = "" if http_method is _FACTORY else http_method
+        self.uri_template = None if uri_template is _FACTORY else uri_template
+        self.regex = None if regex is _FACTORY else regex
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.mixer.v1.config.client", "HTTPAPISpecPattern", HttpapiSpecPattern
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HttpapiSpecReference(betterproto2.Message):
+    "HttpapiSpecReference(name: 'str' = <factory>, namespace: 'str' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     namespace: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    def __init__(self, name: 'str' = _FACTORY, namespace: 'str' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.namespace = "" if namespace is _FACTORY else namespace
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -153,8 +195,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HttpClientConfig(betterproto2.Message):
+    "HttpClientConfig(transport: 'TransportConfig | None' = <factory>, service_configs: 'dict[str, ServiceConfig]' = <factory>, default_destination_service: 'str' = <factory>, mixer_attributes: '___v1__.Attributes | None' = <factory>, forward_attributes: '___v1__.Attributes | None' = <factory>)"
+
     transport: "TransportConfig | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -175,14 +219,24 @@ class HttpClientConfig(betterproto2.Message):
         5, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, transport: 'TransportConfig | None' = _FACTORY, service_configs: 'dict[str, ServiceConfig]' = _FACTORY, default_destination_service: 'str' = _FACTORY, mixer_attributes: '___v1__.Attributes | None' = _FACTORY, forward_attributes: '___v1__.Attributes | None' = _FACTORY) -> None:
+        self.transport = None if transport is _FACTORY else transport
+        self.service_configs = {} if service_configs is _FACTORY else service_configs
+        self.default_destination_service = "" if default_destination_service is _FACTORY else default_destination_service
+        self.mixer_attributes = None if mixer_attributes is _FACTORY else mixer_attributes
+        self.forward_attributes = None if forward_attributes is _FACTORY else forward_attributes
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.mixer.v1.config.client", "HttpClientConfig", HttpClientConfig
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class IstioService(betterproto2.Message):
+    "IstioService(name: 'str' = <factory>, namespace: 'str' = <factory>, domain: 'str' = <factory>, service: 'str' = <factory>, labels: 'dict[str, str]' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     namespace: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -197,12 +251,22 @@ class IstioService(betterproto2.Message):
         map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
 
+    def __init__(self, name: 'str' = _FACTORY, namespace: 'str' = _FACTORY, domain: 'str' = _FACTORY, service: 'str' = _FACTORY, labels: 'dict[str, str]' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.namespace = "" if namespace is _FACTORY else namespace
+        self.domain = "" if domain is _FACTORY else domain
+        self.service = "" if service is _FACTORY else service
+        self.labels = {} if labels is _FACTORY else labels
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.mixer.v1.config.client", "IstioService", IstioService)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class NetworkFailPolicy(betterproto2.Message):
+    "NetworkFailPolicy(policy: 'NetworkFailPolicyFailPolicy' = <factory>, max_retry: 'int' = <factory>, base_retry_wait: 'datetime.timedelta | None' = <factory>, max_retry_wait: 'datetime.timedelta | None' = <factory>)"
+
     policy: "NetworkFailPolicyFailPolicy" = betterproto2.field(
         1, betterproto2.TYPE_ENUM, default_factory=lambda: NetworkFailPolicyFailPolicy(0)
     )
@@ -217,47 +281,81 @@ class NetworkFailPolicy(betterproto2.Message):
         4, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.Duration, optional=True
     )
 
+    def __init__(self, policy: 'NetworkFailPolicyFailPolicy' = _FACTORY, max_retry: 'int' = _FACTORY, base_retry_wait: 'datetime.timedelta | None' = _FACTORY, max_retry_wait: 'datetime.timedelta | None' = _FACTORY) -> None:
+        self.policy = NetworkFailPolicyFailPolicy(0) if policy is _FACTORY else policy
+        self.max_retry = 0 if max_retry is _FACTORY else max_retry
+        self.base_retry_wait = None if base_retry_wait is _FACTORY else base_retry_wait
+        self.max_retry_wait = None if max_retry_wait is _FACTORY else max_retry_wait
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.mixer.v1.config.client", "NetworkFailPolicy", NetworkFailPolicy
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Quota(betterproto2.Message):
+    "Quota(quota: 'str' = <factory>, charge: 'int' = <factory>)"
+
     quota: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     charge: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
+
+    def __init__(self, quota: 'str' = _FACTORY, charge: 'int' = _FACTORY) -> None:
+        self.quota = "" if quota is _FACTORY else quota
+        self.charge = 0 if charge is _FACTORY else charge
+        self.__post_init__()
 
 
 default_message_pool.register_message("istio.mixer.v1.config.client", "Quota", Quota)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class QuotaRule(betterproto2.Message):
+    "QuotaRule(match: 'list[AttributeMatch]' = <factory>, quotas: 'list[Quota]' = <factory>)"
+
     match: "list[AttributeMatch]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
     quotas: "list[Quota]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
+
+    def __init__(self, match: 'list[AttributeMatch]' = _FACTORY, quotas: 'list[Quota]' = _FACTORY) -> None:
+        self.match = [] if match is _FACTORY else match
+        self.quotas = [] if quotas is _FACTORY else quotas
+        self.__post_init__()
 
 
 default_message_pool.register_message("istio.mixer.v1.config.client", "QuotaRule", QuotaRule)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class QuotaSpec(betterproto2.Message):
+    "QuotaSpec(rules: 'list[QuotaRule]' = <factory>)"
+
     rules: "list[QuotaRule]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+
+    def __init__(self, rules: 'list[QuotaRule]' = _FACTORY) -> None:
+        self.rules = [] if rules is _FACTORY else rules
+        self.__post_init__()
 
 
 default_message_pool.register_message("istio.mixer.v1.config.client", "QuotaSpec", QuotaSpec)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class QuotaSpecBinding(betterproto2.Message):
+    "QuotaSpecBinding(services: 'list[IstioService]' = <factory>, quota_specs: 'list[QuotaSpecBindingQuotaSpecReference]' = <factory>)"
+
     services: "list[IstioService]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
     quota_specs: "list[QuotaSpecBindingQuotaSpecReference]" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, repeated=True
     )
+
+    def __init__(self, services: 'list[IstioService]' = _FACTORY, quota_specs: 'list[QuotaSpecBindingQuotaSpecReference]' = _FACTORY) -> None:
+        self.services = [] if services is _FACTORY else services
+        self.quota_specs = [] if quota_specs is _FACTORY else quota_specs
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -265,11 +363,18 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class QuotaSpecBindingQuotaSpecReference(betterproto2.Message):
+    "QuotaSpecBindingQuotaSpecReference(name: 'str' = <factory>, namespace: 'str' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     namespace: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    def __init__(self, name: 'str' = _FACTORY, namespace: 'str' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.namespace = "" if namespace is _FACTORY else namespace
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -279,8 +384,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ServiceConfig(betterproto2.Message):
+    "ServiceConfig(disable_check_calls: 'bool' = <factory>, disable_report_calls: 'bool' = <factory>, mixer_attributes: '___v1__.Attributes | None' = <factory>, http_api_spec: 'list[HttpapiSpec]' = <factory>, quota_spec: 'list[QuotaSpec]' = <factory>, network_fail_policy: 'NetworkFailPolicy | None' = <factory>, forward_attributes: '___v1__.Attributes | None' = <factory>)"
+
     disable_check_calls: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
 
     disable_report_calls: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
@@ -303,13 +410,23 @@ class ServiceConfig(betterproto2.Message):
         8, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, disable_check_calls: 'bool' = _FACTORY, disable_report_calls: 'bool' = _FACTORY, mixer_attributes: '___v1__.Attributes | None' = _FACTORY, http_api_spec: 'list[HttpapiSpec]' = _FACTORY, quota_spec: 'list[QuotaSpec]' = _FACTORY, network_fail_policy: 'NetworkFailPolicy | None' = _FACTORY, forward_attributes: '___v1__.Attributes | None' = _FACTORY) -> None:
+        self.disable_check_calls = False if disable_check_calls is _FACTORY else disable_check_calls
+        self.disable_report_calls = False if disable_report_calls is _FACTORY else disable_report_calls
+        self.mixer_attributes = None if mixer_attributes is _FACTORY else mixer_attributes
+        self.http_api_spec = [] if http_api_spec is _FACTORY else http_api_spec
+        self.quota_spec = [] if quota_spec is _FACTORY else quota_spec
+        self.network_fail_policy = None if network_fail_policy is _FACTORY else network_fail_policy
+        self.forward_attributes = None if forward_attributes is _FACTORY else forward_attributes
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.mixer.v1.config.client", "ServiceConfig", ServiceConfig
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class StringMatch(betterproto2.Message):
     """
 
@@ -330,12 +447,20 @@ class StringMatch(betterproto2.Message):
         3, betterproto2.TYPE_STRING, optional=True, group="match_type"
     )
 
+    def __init__(self, exact: 'str | None' = _FACTORY, prefix: 'str | None' = _FACTORY, regex: 'str | None' = _FACTORY) -> None:
+        self.exact = None if exact is _FACTORY else exact
+        self.prefix = None if prefix is _FACTORY else prefix
+        self.regex = None if regex is _FACTORY else regex
+        self.__post_init__()
+
 
 default_message_pool.register_message("istio.mixer.v1.config.client", "StringMatch", StringMatch)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TcpClientConfig(betterproto2.Message):
+    "TcpClientConfig(transport: 'TransportConfig | None' = <factory>, mixer_attributes: '___v1__.Attributes | None' = <factory>, disable_check_calls: 'bool' = <factory>, disable_report_calls: 'bool' = <factory>, connection_quota_spec: 'QuotaSpec | None' = <factory>, report_interval: 'datetime.timedelta | None' = <factory>)"
+
     transport: "TransportConfig | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -356,14 +481,25 @@ class TcpClientConfig(betterproto2.Message):
         6, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.Duration, optional=True
     )
 
+    def __init__(self, transport: 'TransportConfig | None' = _FACTORY, mixer_attributes: '___v1__.Attributes | None' = _FACTORY, disable_check_calls: 'bool' = _FACTORY, disable_report_calls: 'bool' = _FACTORY, connection_quota_spec: 'QuotaSpec | None' = _FACTORY, report_interval: 'datetime.timedelta | None' = _FACTORY) -> None:
+        self.transport = None if transport is _FACTORY else transport
+        self.mixer_attributes = None if mixer_attributes is _FACTORY else mixer_attributes
+        self.disable_check_calls = False if disable_check_calls is _FACTORY else disable_check_calls
+        self.disable_report_calls = False if disable_report_calls is _FACTORY else disable_report_calls
+        self.connection_quota_spec = None if connection_quota_spec is _FACTORY else connection_quota_spec
+        self.report_interval = None if report_interval is _FACTORY else report_interval
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.mixer.v1.config.client", "TcpClientConfig", TcpClientConfig
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TransportConfig(betterproto2.Message):
+    "TransportConfig(disable_check_cache: 'bool' = <factory>, disable_quota_cache: 'bool' = <factory>, disable_report_batch: 'bool' = <factory>, network_fail_policy: 'NetworkFailPolicy | None' = <factory>, stats_update_interval: 'datetime.timedelta | None' = <factory>, check_cluster: 'str' = <factory>, report_cluster: 'str' = <factory>, attributes_for_mixer_proxy: '___v1__.Attributes | None' = <factory>, report_batch_max_entries: 'int' = <factory>, report_batch_max_time: 'datetime.timedelta | None' = <factory>)"
+
     disable_check_cache: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
 
     disable_quota_cache: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
@@ -395,6 +531,19 @@ class TransportConfig(betterproto2.Message):
         optional=True,
     )
 
+    def __init__(self, disable_check_cache: 'bool' = _FACTORY, disable_quota_cache: 'bool' = _FACTORY, disable_report_batch: 'bool' = _FACTORY, network_fail_policy: 'NetworkFailPolicy | None' = _FACTORY, stats_update_interval: 'datetime.timedelta | None' = _FACTORY, check_cluster: 'str' = _FACTORY, report_cluster: 'str' = _FACTORY, attributes_for_mixer_proxy: '___v1__.Attributes | None' = _FACTORY, report_batch_max_entries: 'int' = _FACTORY, report_batch_max_time: 'datetime.timedelta | None' = _FACTORY) -> None:
+        self.disable_check_cache = False if disable_check_cache is _FACTORY else disable_check_cache
+        self.disable_quota_cache = False if disable_quota_cache is _FACTORY else disable_quota_cache
+        self.disable_report_batch = False if disable_report_batch is _FACTORY else disable_report_batch
+        self.network_fail_policy = None if network_fail_policy is _FACTORY else network_fail_policy
+        self.stats_update_interval = None if stats_update_interval is _FACTORY else stats_update_interval
+        self.check_cluster = "" if check_cluster is _FACTORY else check_cluster
+        self.report_cluster = "" if report_cluster is _FACTORY else report_cluster
+        self.attributes_for_mixer_proxy = None if attributes_for_mixer_proxy is _FACTORY else attributes_for_mixer_proxy
+        self.report_batch_max_entries = 0 if report_batch_max_entries is _FACTORY else report_batch_max_entries
+        self.report_batch_max_time = None if report_batch_max_time is _FACTORY else report_batch_max_time
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "istio.mixer.v1.config.client", "TransportConfig", TransportConfig
@@ -404,4 +553,28 @@ default_message_pool.register_message(
 from ......google import protobuf as _____google__protobuf__
 from .... import v1 as ___v1__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        IstioService,
+        HttpapiSpec,
+        HttpapiSpecPattern,
+        ApiKey,
+        HttpapiSpecReference,
+        HttpapiSpecBinding,
+        QuotaSpec,
+        QuotaRule,
+        StringMatch,
+        AttributeMatch,
+        Quota,
+        QuotaSpecBinding,
+        QuotaSpecBindingQuotaSpecReference,
+        NetworkFailPolicy,
+        ServiceConfig,
+        TransportConfig,
+        HttpClientConfig,
+        TcpClientConfig,
+    ),
+)

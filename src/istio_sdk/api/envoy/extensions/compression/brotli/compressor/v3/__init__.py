@@ -9,6 +9,7 @@ __all__ = ("Brotli", "BrotliEncoderMode")
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from .......message_pool import default_message_pool
 
@@ -26,8 +27,10 @@ class BrotliEncoderMode(betterproto2.Enum):
     FONT = 3
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Brotli(betterproto2.Message):
+    "Brotli(quality: 'int | None' = <factory>, encoder_mode: 'BrotliEncoderMode' = <factory>, window_bits: 'int | None' = <factory>, input_block_bits: 'int | None' = <factory>, chunk_size: 'int | None' = <factory>, disable_literal_context_modeling: 'bool' = <factory>)"
+
     quality: "int | None" = betterproto2.field(
         1,
         betterproto2.TYPE_MESSAGE,
@@ -62,6 +65,15 @@ class Brotli(betterproto2.Message):
 
     disable_literal_context_modeling: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
 
+    def __init__(self, quality: 'int | None' = _FACTORY, encoder_mode: 'BrotliEncoderMode' = _FACTORY, window_bits: 'int | None' = _FACTORY, input_block_bits: 'int | None' = _FACTORY, chunk_size: 'int | None' = _FACTORY, disable_literal_context_modeling: 'bool' = _FACTORY) -> None:
+        self.quality = None if quality is _FACTORY else quality
+        self.encoder_mode = BrotliEncoderMode(0) if encoder_mode is _FACTORY else encoder_mode
+        self.window_bits = None if window_bits is _FACTORY else window_bits
+        self.input_block_bits = None if input_block_bits is _FACTORY else input_block_bits
+        self.chunk_size = None if chunk_size is _FACTORY else chunk_size
+        self.disable_literal_context_modeling = False if disable_literal_context_modeling is _FACTORY else disable_literal_context_modeling
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.compression.brotli.compressor.v3", "Brotli", Brotli
@@ -70,4 +82,11 @@ default_message_pool.register_message(
 
 from .......google import protobuf as ______google__protobuf__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        Brotli,
+    ),
+)

@@ -3,47 +3,7 @@
 # mypy: ignore-errors
 """Fast codec for the messages of ``istio_sdk.api.envoy.extensions.compression.brotli.compressor.v3``."""
 
-from istio_sdk.codec import (
-    VARINTS as V,
-    WRAPPED_SMALL_INTS as W,
-    WRAPPERS,
-    install,
-    merge,
-    overrun as over,
-    pack_bools,
-    pack_fixed,
-    pack_varints,
-    pack_zigzag32,
-    pack_zigzag64,
-    read_varint as rv,
-    skip_field as skip,
-    sorted_int_keys,
-    sorted_string_keys,
-    to_int32 as i32,
-    truncated as trunc,
-    unpack_fixed,
-    unpack_varints,
-    unzigzag32 as uz32,
-    varint as vi,
-    zigzag32 as zz32,
-    zigzag64 as zz64,
-)
-from math import copysign as cs
-from struct import Struct as _S
-
-new = object.__new__
-pI = _S("<I").pack
-uI = _S("<I").unpack_from
-pi = _S("<i").pack
-ui = _S("<i").unpack_from
-pQ = _S("<Q").pack
-uQ = _S("<Q").unpack_from
-pq = _S("<q").pack
-uq = _S("<q").unpack_from
-pf = _S("<f").pack
-uf = _S("<f").unpack_from
-pd = _S("<d").pack
-ud = _S("<d").unpack_from
+from istio_sdk.codec import V, W, WRAPPERS, cs, i32, install, merge, new, over, pI, pQ, pack_bools, pack_fixed, pack_varints, pack_zigzag32, pack_zigzag64, pd, pf, pi, pq, rv, skip, sorted_int_keys, sorted_string_keys, trunc, uI, uQ, ud, uf, ui, unpack_fixed, unpack_varints, uq, uz32, vi, zz32, zz64  # the shared prelude
 _w0e, _w0d = WRAPPERS["google.protobuf.UInt32Value"]
 
 
@@ -56,8 +16,7 @@ def e_Brotli(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'\n'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\n' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.encoder_mode
     if v:
@@ -70,8 +29,7 @@ def e_Brotli(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'\x1a'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\x1a' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.input_block_bits
     if v is not None:
@@ -80,8 +38,7 @@ def e_Brotli(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'"'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'"' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.chunk_size
     if v is not None:
@@ -90,8 +47,7 @@ def e_Brotli(m):
         else:
             s = _w0e(v)
             n = len(s)
-            b += b'*'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'*' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.disable_literal_context_modeling
     if v:

@@ -9,6 +9,7 @@ __all__ = ("Gzip", "GzipCompressionLevel", "GzipCompressionStrategy")
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from .......message_pool import default_message_pool
 
@@ -54,8 +55,10 @@ class GzipCompressionStrategy(betterproto2.Enum):
     FIXED = 4
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Gzip(betterproto2.Message):
+    "Gzip(memory_level: 'int | None' = <factory>, compression_level: 'GzipCompressionLevel' = <factory>, compression_strategy: 'GzipCompressionStrategy' = <factory>, window_bits: 'int | None' = <factory>, chunk_size: 'int | None' = <factory>)"
+
     memory_level: "int | None" = betterproto2.field(
         1,
         betterproto2.TYPE_MESSAGE,
@@ -85,6 +88,14 @@ class Gzip(betterproto2.Message):
         optional=True,
     )
 
+    def __init__(self, memory_level: 'int | None' = _FACTORY, compression_level: 'GzipCompressionLevel' = _FACTORY, compression_strategy: 'GzipCompressionStrategy' = _FACTORY, window_bits: 'int | None' = _FACTORY, chunk_size: 'int | None' = _FACTORY) -> None:
+        self.memory_level = None if memory_level is _FACTORY else memory_level
+        self.compression_level = GzipCompressionLevel(0) if compression_level is _FACTORY else compression_level
+        self.compression_strategy = GzipCompressionStrategy(0) if compression_strategy is _FACTORY else compression_strategy
+        self.window_bits = None if window_bits is _FACTORY else window_bits
+        self.chunk_size = None if chunk_size is _FACTORY else chunk_size
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.compression.gzip.compressor.v3", "Gzip", Gzip
@@ -93,4 +104,11 @@ default_message_pool.register_message(
 
 from .......google import protobuf as ______google__protobuf__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        Gzip,
+    ),
+)

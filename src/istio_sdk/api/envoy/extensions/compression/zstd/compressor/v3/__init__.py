@@ -9,6 +9,7 @@ __all__ = ("Zstd", "ZstdStrategy")
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from .......message_pool import default_message_pool
 
@@ -38,8 +39,10 @@ class ZstdStrategy(betterproto2.Enum):
     BTULTRA2 = 9
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Zstd(betterproto2.Message):
+    "Zstd(compression_level: 'int | None' = <factory>, enable_checksum: 'bool' = <factory>, strategy: 'ZstdStrategy' = <factory>, dictionary: '_____config__core__v3__.DataSource | None' = <factory>, chunk_size: 'int | None' = <factory>)"
+
     compression_level: "int | None" = betterproto2.field(
         1,
         betterproto2.TYPE_MESSAGE,
@@ -64,6 +67,14 @@ class Zstd(betterproto2.Message):
         optional=True,
     )
 
+    def __init__(self, compression_level: 'int | None' = _FACTORY, enable_checksum: 'bool' = _FACTORY, strategy: 'ZstdStrategy' = _FACTORY, dictionary: '_____config__core__v3__.DataSource | None' = _FACTORY, chunk_size: 'int | None' = _FACTORY) -> None:
+        self.compression_level = None if compression_level is _FACTORY else compression_level
+        self.enable_checksum = False if enable_checksum is _FACTORY else enable_checksum
+        self.strategy = ZstdStrategy(0) if strategy is _FACTORY else strategy
+        self.dictionary = None if dictionary is _FACTORY else dictionary
+        self.chunk_size = None if chunk_size is _FACTORY else chunk_size
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.compression.zstd.compressor.v3", "Zstd", Zstd
@@ -73,4 +84,11 @@ default_message_pool.register_message(
 from .......google import protobuf as ______google__protobuf__
 from ......config.core import v3 as _____config__core__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        Zstd,
+    ),
+)

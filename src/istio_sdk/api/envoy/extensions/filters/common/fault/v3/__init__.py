@@ -17,6 +17,7 @@ import datetime
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from .......message_pool import default_message_pool
 
@@ -28,7 +29,7 @@ class FaultDelayFaultDelayType(betterproto2.Enum):
     FIXED = 0
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class FaultDelay(betterproto2.Message):
     """
 
@@ -53,15 +54,26 @@ class FaultDelay(betterproto2.Message):
         4, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, fixed_delay: 'datetime.timedelta | None' = _FACTORY, header_delay: 'FaultDelayHeaderDelay | None' = _FACTORY, percentage: '_____type__v3__.FractionalPercent | None' = _FACTORY) -> None:
+        self.fixed_delay = None if fixed_delay is _FACTORY else fixed_delay
+        self.header_delay = None if header_delay is _FACTORY else header_delay
+        self.percentage = None if percentage is _FACTORY else percentage
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.filters.common.fault.v3", "FaultDelay", FaultDelay
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class FaultDelayHeaderDelay(betterproto2.Message):
+    'FaultDelayHeaderDelay()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -69,7 +81,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class FaultRateLimit(betterproto2.Message):
     """
 
@@ -90,15 +102,27 @@ class FaultRateLimit(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, fixed_limit: 'FaultRateLimitFixedLimit | None' = _FACTORY, header_limit: 'FaultRateLimitHeaderLimit | None' = _FACTORY, percentage: '_____type__v3__.FractionalPercent | None' = _FACTORY) -> None:
+        self.fixed_limit = None if fixed_limit is _FACTORY else fixed_limit
+        self.header_limit = None if header_limit is _FACTORY else header_limit
+        self.percentage = None if percentage is _FACTORY else percentage
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.filters.common.fault.v3", "FaultRateLimit", FaultRateLimit
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class FaultRateLimitFixedLimit(betterproto2.Message):
+    "FaultRateLimitFixedLimit(limit_kbps: 'int' = <factory>)"
+
     limit_kbps: "int" = betterproto2.field(1, betterproto2.TYPE_UINT64)
+
+    def __init__(self, limit_kbps: 'int' = _FACTORY) -> None:
+        self.limit_kbps = 0 if limit_kbps is _FACTORY else limit_kbps
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -108,9 +132,14 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class FaultRateLimitHeaderLimit(betterproto2.Message):
+    'FaultRateLimitHeaderLimit()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -123,4 +152,15 @@ default_message_pool.register_message(
 from .......google import protobuf as ______google__protobuf__
 from ......type import v3 as _____type__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        FaultDelay,
+        FaultDelayHeaderDelay,
+        FaultRateLimit,
+        FaultRateLimitFixedLimit,
+        FaultRateLimitHeaderLimit,
+    ),
+)

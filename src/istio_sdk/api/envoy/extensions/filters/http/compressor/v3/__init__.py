@@ -18,6 +18,7 @@ import warnings
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from .......message_pool import default_message_pool
 
@@ -25,8 +26,10 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Compressor(betterproto2.Message):
+    "Compressor(content_length: 'int | None' = <factory>, content_type: 'list[str]' = <factory>, disable_on_etag_header: 'bool' = <factory>, remove_accept_encoding_header: 'bool' = <factory>, runtime_enabled: '_____config__core__v3__.RuntimeFeatureFlag | None' = <factory>, compressor_library: '_____config__core__v3__.TypedExtensionConfig | None' = <factory>, request_direction_config: 'CompressorRequestDirectionConfig | None' = <factory>, response_direction_config: 'CompressorResponseDirectionConfig | None' = <factory>, choose_first: 'bool' = <factory>)"
+
     content_length: "int | None" = betterproto2.field(
         1,
         betterproto2.TYPE_MESSAGE,
@@ -73,14 +76,28 @@ class Compressor(betterproto2.Message):
         if self.is_set("runtime_enabled"):
             warnings.warn("Compressor.runtime_enabled is deprecated", DeprecationWarning)
 
+    def __init__(self, content_length: 'int | None' = _FACTORY, content_type: 'list[str]' = _FACTORY, disable_on_etag_header: 'bool' = _FACTORY, remove_accept_encoding_header: 'bool' = _FACTORY, runtime_enabled: '_____config__core__v3__.RuntimeFeatureFlag | None' = _FACTORY, compressor_library: '_____config__core__v3__.TypedExtensionConfig | None' = _FACTORY, request_direction_config: 'CompressorRequestDirectionConfig | None' = _FACTORY, response_direction_config: 'CompressorResponseDirectionConfig | None' = _FACTORY, choose_first: 'bool' = _FACTORY) -> None:
+        self.content_length = None if content_length is _FACTORY else content_length
+        self.content_type = [] if content_type is _FACTORY else content_type
+        self.disable_on_etag_header = False if disable_on_etag_header is _FACTORY else disable_on_etag_header
+        self.remove_accept_encoding_header = False if remove_accept_encoding_header is _FACTORY else remove_accept_encoding_header
+        self.runtime_enabled = None if runtime_enabled is _FACTORY else runtime_enabled
+        self.compressor_library = None if compressor_library is _FACTORY else compressor_library
+        self.request_direction_config = None if request_direction_config is _FACTORY else request_direction_config
+        self.response_direction_config = None if response_direction_config is _FACTORY else response_direction_config
+        self.choose_first = False if choose_first is _FACTORY else choose_first
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.filters.http.compressor.v3", "Compressor", Compressor
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class CompressorCommonDirectionConfig(betterproto2.Message):
+    "CompressorCommonDirectionConfig(enabled: '_____config__core__v3__.RuntimeFeatureFlag | None' = <factory>, min_content_length: 'int | None' = <factory>, content_type: 'list[str]' = <factory>)"
+
     enabled: "_____config__core__v3__.RuntimeFeatureFlag | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -94,6 +111,12 @@ class CompressorCommonDirectionConfig(betterproto2.Message):
 
     content_type: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
 
+    def __init__(self, enabled: '_____config__core__v3__.RuntimeFeatureFlag | None' = _FACTORY, min_content_length: 'int | None' = _FACTORY, content_type: 'list[str]' = _FACTORY) -> None:
+        self.enabled = None if enabled is _FACTORY else enabled
+        self.min_content_length = None if min_content_length is _FACTORY else min_content_length
+        self.content_type = [] if content_type is _FACTORY else content_type
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.filters.http.compressor.v3",
@@ -102,11 +125,17 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class CompressorRequestDirectionConfig(betterproto2.Message):
+    "CompressorRequestDirectionConfig(common_config: 'CompressorCommonDirectionConfig | None' = <factory>)"
+
     common_config: "CompressorCommonDirectionConfig | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
+
+    def __init__(self, common_config: 'CompressorCommonDirectionConfig | None' = _FACTORY) -> None:
+        self.common_config = None if common_config is _FACTORY else common_config
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -116,8 +145,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class CompressorResponseDirectionConfig(betterproto2.Message):
+    "CompressorResponseDirectionConfig(common_config: 'CompressorCommonDirectionConfig | None' = <factory>, disable_on_etag_header: 'bool' = <factory>, remove_accept_encoding_header: 'bool' = <factory>, uncompressible_response_codes: 'list[int]' = <factory>, status_header_enabled: 'bool' = <factory>)"
+
     common_config: "CompressorCommonDirectionConfig | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -132,6 +163,14 @@ class CompressorResponseDirectionConfig(betterproto2.Message):
 
     status_header_enabled: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
 
+    def __init__(self, common_config: 'CompressorCommonDirectionConfig | None' = _FACTORY, disable_on_etag_header: 'bool' = _FACTORY, remove_accept_encoding_header: 'bool' = _FACTORY, uncompressible_response_codes: 'list[int]' = _FACTORY, status_header_enabled: 'bool' = _FACTORY) -> None:
+        self.common_config = None if common_config is _FACTORY else common_config
+        self.disable_on_etag_header = False if disable_on_etag_header is _FACTORY else disable_on_etag_header
+        self.remove_accept_encoding_header = False if remove_accept_encoding_header is _FACTORY else remove_accept_encoding_header
+        self.uncompressible_response_codes = [] if uncompressible_response_codes is _FACTORY else uncompressible_response_codes
+        self.status_header_enabled = False if status_header_enabled is _FACTORY else status_header_enabled
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.filters.http.compressor.v3",
@@ -140,8 +179,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class CompressorOverrides(betterproto2.Message):
+    "CompressorOverrides(response_direction_config: 'ResponseDirectionOverrides | None' = <factory>, compressor_library: '_____config__core__v3__.TypedExtensionConfig | None' = <factory>)"
+
     response_direction_config: "ResponseDirectionOverrides | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -150,13 +191,18 @@ class CompressorOverrides(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, response_direction_config: 'ResponseDirectionOverrides | None' = _FACTORY, compressor_library: '_____config__core__v3__.TypedExtensionConfig | None' = _FACTORY) -> None:
+        self.response_direction_config = None if response_direction_config is _FACTORY else response_direction_config
+        self.compressor_library = None if compressor_library is _FACTORY else compressor_library
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.filters.http.compressor.v3", "CompressorOverrides", CompressorOverrides
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class CompressorPerRoute(betterproto2.Message):
     """
 
@@ -173,20 +219,31 @@ class CompressorPerRoute(betterproto2.Message):
         2, betterproto2.TYPE_MESSAGE, optional=True, group="override"
     )
 
+    def __init__(self, disabled: 'bool | None' = _FACTORY, overrides: 'CompressorOverrides | None' = _FACTORY) -> None:
+        self.disabled = None if disabled is _FACTORY else disabled
+        self.overrides = None if overrides is _FACTORY else overrides
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.filters.http.compressor.v3", "CompressorPerRoute", CompressorPerRoute
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ResponseDirectionOverrides(betterproto2.Message):
+    "ResponseDirectionOverrides(remove_accept_encoding_header: 'bool | None' = <factory>)"
+
     remove_accept_encoding_header: "bool | None" = betterproto2.field(
         1,
         betterproto2.TYPE_MESSAGE,
         unwrap=lambda: ______google__protobuf__.BoolValue,
         optional=True,
     )
+
+    def __init__(self, remove_accept_encoding_header: 'bool | None' = _FACTORY) -> None:
+        self.remove_accept_encoding_header = None if remove_accept_encoding_header is _FACTORY else remove_accept_encoding_header
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -199,4 +256,17 @@ default_message_pool.register_message(
 from .......google import protobuf as ______google__protobuf__
 from ......config.core import v3 as _____config__core__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        Compressor,
+        CompressorCommonDirectionConfig,
+        CompressorRequestDirectionConfig,
+        CompressorResponseDirectionConfig,
+        ResponseDirectionOverrides,
+        CompressorOverrides,
+        CompressorPerRoute,
+    ),
+)

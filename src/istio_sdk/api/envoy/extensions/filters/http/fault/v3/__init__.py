@@ -13,6 +13,7 @@ __all__ = (
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from .......message_pool import default_message_pool
 
@@ -20,7 +21,7 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class FaultAbort(betterproto2.Message):
     """
 
@@ -45,15 +46,27 @@ class FaultAbort(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, http_status: 'int | None' = _FACTORY, grpc_status: 'int | None' = _FACTORY, header_abort: 'FaultAbortHeaderAbort | None' = _FACTORY, percentage: '_____type__v3__.FractionalPercent | None' = _FACTORY) -> None:
+        self.http_status = None if http_status is _FACTORY else http_status
+        self.grpc_status = None if grpc_status is _FACTORY else grpc_status
+        self.header_abort = None if header_abort is _FACTORY else header_abort
+        self.percentage = None if percentage is _FACTORY else percentage
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.filters.http.fault.v3", "FaultAbort", FaultAbort
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class FaultAbortHeaderAbort(betterproto2.Message):
+    'FaultAbortHeaderAbort()'
+
     pass
+
+    def __init__(self) -> None:
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -61,8 +74,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HttpFault(betterproto2.Message):
+    "HttpFault(delay: '___common__fault__v3__.FaultDelay | None' = <factory>, abort: 'FaultAbort | None' = <factory>, upstream_cluster: 'str' = <factory>, headers: 'list[_____config__route__v3__.HeaderMatcher]' = <factory>, downstream_nodes: 'list[str]' = <factory>, max_active_faults: 'int | None' = <factory>, response_rate_limit: '___common__fault__v3__.FaultRateLimit | None' = <factory>, delay_percent_runtime: 'str' = <factory>, abort_percent_runtime: 'str' = <factory>, delay_duration_runtime: 'str' = <factory>, abort_http_status_runtime: 'str' = <factory>, max_active_faults_runtime: 'str' = <factory>, response_rate_limit_percent_runtime: 'str' = <factory>, abort_grpc_status_runtime: 'str' = <factory>, disable_downstream_cluster_stats: 'bool' = <factory>, filter_metadata: '______google__protobuf__.Struct | None' = <factory>)"
+
     delay: "___common__fault__v3__.FaultDelay | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -108,6 +123,25 @@ class HttpFault(betterproto2.Message):
         16, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    def __init__(self, delay: '___common__fault__v3__.FaultDelay | None' = _FACTORY, abort: 'FaultAbort | None' = _FACTORY, upstream_cluster: 'str' = _FACTORY, headers: 'list[_____config__route__v3__.HeaderMatcher]' = _FACTORY, downstream_nodes: 'list[str]' = _FACTORY, max_active_faults: 'int | None' = _FACTORY, response_rate_limit: '___common__fault__v3__.FaultRateLimit | None' = _FACTORY, delay_percent_runtime: 'str' = _FACTORY, abort_percent_runtime: 'str' = _FACTORY, delay_duration_runtime: 'str' = _FACTORY, abort_http_status_runtime: 'str' = _FACTORY, max_active_faults_runtime: 'str' = _FACTORY, response_rate_limit_percent_runtime: 'str' = _FACTORY, abort_grpc_status_runtime: 'str' = _FACTORY, disable_downstream_cluster_stats: 'bool' = _FACTORY, filter_metadata: '______google__protobuf__.Struct | None' = _FACTORY) -> None:
+        self.delay = None if delay is _FACTORY else delay
+        self.abort = None if abort is _FACTORY else abort
+        self.upstream_cluster = "" if upstream_cluster is _FACTORY else upstream_cluster
+        self.headers = [] if headers is _FACTORY else headers
+        self.downstream_nodes = [] if downstream_nodes is _FACTORY else downstream_nodes
+        self.max_active_faults = None if max_active_faults is _FACTORY else max_active_faults
+        self.response_rate_limit = None if response_rate_limit is _FACTORY else response_rate_limit
+        self.delay_percent_runtime = "" if delay_percent_runtime is _FACTORY else delay_percent_runtime
+        self.abort_percent_runtime = "" if abort_percent_runtime is _FACTORY else abort_percent_runtime
+        self.delay_duration_runtime = "" if delay_duration_runtime is _FACTORY else delay_duration_runtime
+        self.abort_http_status_runtime = "" if abort_http_status_runtime is _FACTORY else abort_http_status_runtime
+        self.max_active_faults_runtime = "" if max_active_faults_runtime is _FACTORY else max_active_faults_runtime
+        self.response_rate_limit_percent_runtime = "" if response_rate_limit_percent_runtime is _FACTORY else response_rate_limit_percent_runtime
+        self.abort_grpc_status_runtime = "" if abort_grpc_status_runtime is _FACTORY else abort_grpc_status_runtime
+        self.disable_downstream_cluster_stats = False if disable_downstream_cluster_stats is _FACTORY else disable_downstream_cluster_stats
+        self.filter_metadata = None if filter_metadata is _FACTORY else filter_metadata
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.filters.http.fault.v3", "HTTPFault", HttpFault
@@ -119,4 +153,13 @@ from ......config.route import v3 as _____config__route__v3__
 from ......type import v3 as _____type__v3__
 from ....common.fault import v3 as ___common__fault__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        FaultAbort,
+        FaultAbortHeaderAbort,
+        HttpFault,
+    ),
+)

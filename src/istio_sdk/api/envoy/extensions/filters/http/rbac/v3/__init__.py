@@ -12,6 +12,7 @@ __all__ = (
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from .......message_pool import default_message_pool
 
@@ -19,8 +20,10 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Rbac(betterproto2.Message):
+    "Rbac(rules: '_____config__rbac__v3__.Rbac | None' = <factory>, rules_stat_prefix: 'str' = <factory>, matcher: '______xds__type__matcher__v3__.Matcher | None' = <factory>, shadow_rules: '_____config__rbac__v3__.Rbac | None' = <factory>, shadow_matcher: '______xds__type__matcher__v3__.Matcher | None' = <factory>, shadow_rules_stat_prefix: 'str' = <factory>, track_per_rule_stats: 'bool' = <factory>)"
+
     rules: "_____config__rbac__v3__.Rbac | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -43,13 +46,29 @@ class Rbac(betterproto2.Message):
 
     track_per_rule_stats: "bool" = betterproto2.field(7, betterproto2.TYPE_BOOL)
 
+    def __init__(self, rules: '_____config__rbac__v3__.Rbac | None' = _FACTORY, rules_stat_prefix: 'str' = _FACTORY, matcher: '______xds__type__matcher__v3__.Matcher | None' = _FACTORY, shadow_rules: '_____config__rbac__v3__.Rbac | None' = _FACTORY, shadow_matcher: '______xds__type__matcher__v3__.Matcher | None' = _FACTORY, shadow_rules_stat_prefix: 'str' = _FACTORY, track_per_rule_stats: 'bool' = _FACTORY) -> None:
+        self.rules = None if rules is _FACTORY else rules
+        self.rules_stat_prefix = "" if rules_stat_prefix is _FACTORY else rules_stat_prefix
+        self.matcher = None if matcher is _FACTORY else matcher
+        self.shadow_rules = None if shadow_rules is _FACTORY else shadow_rules
+        self.shadow_matcher = None if shadow_matcher is _FACTORY else shadow_matcher
+        self.shadow_rules_stat_prefix = "" if shadow_rules_stat_prefix is _FACTORY else shadow_rules_stat_prefix
+        self.track_per_rule_stats = False if track_per_rule_stats is _FACTORY else track_per_rule_stats
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.extensions.filters.http.rbac.v3", "RBAC", Rbac)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RbacPerRoute(betterproto2.Message):
+    "RbacPerRoute(rbac: 'Rbac | None' = <factory>)"
+
     rbac: "Rbac | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+
+    def __init__(self, rbac: 'Rbac | None' = _FACTORY) -> None:
+        self.rbac = None if rbac is _FACTORY else rbac
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -60,4 +79,12 @@ default_message_pool.register_message(
 from .......xds.type.matcher import v3 as ______xds__type__matcher__v3__
 from ......config.rbac import v3 as _____config__rbac__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        Rbac,
+        RbacPerRoute,
+    ),
+)

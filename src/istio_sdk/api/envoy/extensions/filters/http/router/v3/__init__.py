@@ -14,6 +14,7 @@ import warnings
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from .......message_pool import default_message_pool
 
@@ -21,8 +22,10 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Router(betterproto2.Message):
+    "Router(dynamic_stats: 'bool | None' = <factory>, start_child_span: 'bool' = <factory>, upstream_log: 'list[_____config__accesslog__v3__.AccessLog]' = <factory>, upstream_log_options: 'RouterUpstreamAccessLogOptions | None' = <factory>, suppress_envoy_headers: 'bool' = <factory>, strict_check_headers: 'list[str]' = <factory>, respect_expected_rq_timeout: 'bool' = <factory>, suppress_grpc_request_failure_code_stats: 'bool' = <factory>, upstream_http_filters: 'list[___network__http_connection_manager__v3__.HttpFilter]' = <factory>)"
+
     dynamic_stats: "bool | None" = betterproto2.field(
         1,
         betterproto2.TYPE_MESSAGE,
@@ -59,12 +62,26 @@ class Router(betterproto2.Message):
         if self.is_set("start_child_span"):
             warnings.warn("Router.start_child_span is deprecated", DeprecationWarning)
 
+    def __init__(self, dynamic_stats: 'bool | None' = _FACTORY, start_child_span: 'bool' = _FACTORY, upstream_log: 'list[_____config__accesslog__v3__.AccessLog]' = _FACTORY, upstream_log_options: 'RouterUpstreamAccessLogOptions | None' = _FACTORY, suppress_envoy_headers: 'bool' = _FACTORY, strict_check_headers: 'list[str]' = _FACTORY, respect_expected_rq_timeout: 'bool' = _FACTORY, suppress_grpc_request_failure_code_stats: 'bool' = _FACTORY, upstream_http_filters: 'list[___network__http_connection_manager__v3__.HttpFilter]' = _FACTORY) -> None:
+        self.dynamic_stats = None if dynamic_stats is _FACTORY else dynamic_stats
+        self.start_child_span = False if start_child_span is _FACTORY else start_child_span
+        self.upstream_log = [] if upstream_log is _FACTORY else upstream_log
+        self.upstream_log_options = None if upstream_log_options is _FACTORY else upstream_log_options
+        self.suppress_envoy_headers = False if suppress_envoy_headers is _FACTORY else suppress_envoy_headers
+        self.strict_check_headers = [] if strict_check_headers is _FACTORY else strict_check_headers
+        self.respect_expected_rq_timeout = False if respect_expected_rq_timeout is _FACTORY else respect_expected_rq_timeout
+        self.suppress_grpc_request_failure_code_stats = False if suppress_grpc_request_failure_code_stats is _FACTORY else suppress_grpc_request_failure_code_stats
+        self.upstream_http_filters = [] if upstream_http_filters is _FACTORY else upstream_http_filters
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.extensions.filters.http.router.v3", "Router", Router)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RouterUpstreamAccessLogOptions(betterproto2.Message):
+    "RouterUpstreamAccessLogOptions(flush_upstream_log_on_upstream_stream: 'bool' = <factory>, upstream_log_flush_interval: 'datetime.timedelta | None' = <factory>)"
+
     flush_upstream_log_on_upstream_stream: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
 
     upstream_log_flush_interval: "datetime.timedelta | None" = betterproto2.field(
@@ -73,6 +90,11 @@ class RouterUpstreamAccessLogOptions(betterproto2.Message):
         unwrap=lambda: ______google__protobuf__.Duration,
         optional=True,
     )
+
+    def __init__(self, flush_upstream_log_on_upstream_stream: 'bool' = _FACTORY, upstream_log_flush_interval: 'datetime.timedelta | None' = _FACTORY) -> None:
+        self.flush_upstream_log_on_upstream_stream = False if flush_upstream_log_on_upstream_stream is _FACTORY else flush_upstream_log_on_upstream_stream
+        self.upstream_log_flush_interval = None if upstream_log_flush_interval is _FACTORY else upstream_log_flush_interval
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -86,4 +108,12 @@ from .......google import protobuf as ______google__protobuf__
 from ......config.accesslog import v3 as _____config__accesslog__v3__
 from ....network.http_connection_manager import v3 as ___network__http_connection_manager__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        Router,
+        RouterUpstreamAccessLogOptions,
+    ),
+)

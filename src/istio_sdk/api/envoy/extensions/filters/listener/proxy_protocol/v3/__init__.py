@@ -14,6 +14,7 @@ __all__ = (
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from .......message_pool import default_message_pool
 
@@ -27,8 +28,10 @@ class ProxyProtocolTlvLocation(betterproto2.Enum):
     FILTER_STATE = 1
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ProxyProtocol(betterproto2.Message):
+    "ProxyProtocol(rules: 'list[ProxyProtocolRule]' = <factory>, allow_requests_without_proxy_protocol: 'bool' = <factory>, pass_through_tlvs: '_____config__core__v3__.ProxyProtocolPassThroughTlVs | None' = <factory>, disallowed_versions: 'list[_____config__core__v3__.ProxyProtocolConfigVersion]' = <factory>, stat_prefix: 'str' = <factory>, tlv_location: 'ProxyProtocolTlvLocation' = <factory>)"
+
     rules: "list[ProxyProtocolRule]" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
@@ -49,17 +52,33 @@ class ProxyProtocol(betterproto2.Message):
         6, betterproto2.TYPE_ENUM, default_factory=lambda: ProxyProtocolTlvLocation(0)
     )
 
+    def __init__(self, rules: 'list[ProxyProtocolRule]' = _FACTORY, allow_requests_without_proxy_protocol: 'bool' = _FACTORY, pass_through_tlvs: '_____config__core__v3__.ProxyProtocolPassThroughTlVs | None' = _FACTORY, disallowed_versions: 'list[_____config__core__v3__.ProxyProtocolConfigVersion]' = _FACTORY, stat_prefix: 'str' = _FACTORY, tlv_location: 'ProxyProtocolTlvLocation' = _FACTORY) -> None:
+        self.rules = [] if rules is _FACTORY else rules
+        self.allow_requests_without_proxy_protocol = False if allow_requests_without_proxy_protocol is _FACTORY else allow_requests_without_proxy_protocol
+        self.pass_through_tlvs = None if pass_through_tlvs is _FACTORY else pass_through_tlvs
+        self.disallowed_versions = [] if disallowed_versions is _FACTORY else disallowed_versions
+        self.stat_prefix = "" if stat_prefix is _FACTORY else stat_prefix
+        self.tlv_location = ProxyProtocolTlvLocation(0) if tlv_location is _FACTORY else tlv_location
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.filters.listener.proxy_protocol.v3", "ProxyProtocol", ProxyProtocol
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ProxyProtocolKeyValuePair(betterproto2.Message):
+    "ProxyProtocolKeyValuePair(metadata_namespace: 'str' = <factory>, key: 'str' = <factory>)"
+
     metadata_namespace: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     key: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    def __init__(self, metadata_namespace: 'str' = _FACTORY, key: 'str' = _FACTORY) -> None:
+        self.metadata_namespace = "" if metadata_namespace is _FACTORY else metadata_namespace
+        self.key = "" if key is _FACTORY else key
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -69,13 +88,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ProxyProtocolRule(betterproto2.Message):
+    "ProxyProtocolRule(tlv_type: 'int' = <factory>, on_tlv_present: 'ProxyProtocolKeyValuePair | None' = <factory>)"
+
     tlv_type: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
 
     on_tlv_present: "ProxyProtocolKeyValuePair | None" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
+
+    def __init__(self, tlv_type: 'int' = _FACTORY, on_tlv_present: 'ProxyProtocolKeyValuePair | None' = _FACTORY) -> None:
+        self.tlv_type = 0 if tlv_type is _FACTORY else tlv_type
+        self.on_tlv_present = None if on_tlv_present is _FACTORY else on_tlv_present
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -85,4 +111,13 @@ default_message_pool.register_message(
 
 from ......config.core import v3 as _____config__core__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        ProxyProtocol,
+        ProxyProtocolKeyValuePair,
+        ProxyProtocolRule,
+    ),
+)

@@ -9,6 +9,7 @@ __all__ = ("TlsInspector",)
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from .......message_pool import default_message_pool
 
@@ -16,8 +17,10 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TlsInspector(betterproto2.Message):
+    "TlsInspector(enable_ja3_fingerprinting: 'bool | None' = <factory>, enable_ja4_fingerprinting: 'bool | None' = <factory>, initial_read_buffer_size: 'int | None' = <factory>, close_connection_on_client_hello_parsing_errors: 'bool' = <factory>, max_client_hello_size: 'int | None' = <factory>)"
+
     enable_ja3_fingerprinting: "bool | None" = betterproto2.field(
         1,
         betterproto2.TYPE_MESSAGE,
@@ -50,6 +53,14 @@ class TlsInspector(betterproto2.Message):
         optional=True,
     )
 
+    def __init__(self, enable_ja3_fingerprinting: 'bool | None' = _FACTORY, enable_ja4_fingerprinting: 'bool | None' = _FACTORY, initial_read_buffer_size: 'int | None' = _FACTORY, close_connection_on_client_hello_parsing_errors: 'bool' = _FACTORY, max_client_hello_size: 'int | None' = _FACTORY) -> None:
+        self.enable_ja3_fingerprinting = None if enable_ja3_fingerprinting is _FACTORY else enable_ja3_fingerprinting
+        self.enable_ja4_fingerprinting = None if enable_ja4_fingerprinting is _FACTORY else enable_ja4_fingerprinting
+        self.initial_read_buffer_size = None if initial_read_buffer_size is _FACTORY else initial_read_buffer_size
+        self.close_connection_on_client_hello_parsing_errors = False if close_connection_on_client_hello_parsing_errors is _FACTORY else close_connection_on_client_hello_parsing_errors
+        self.max_client_hello_size = None if max_client_hello_size is _FACTORY else max_client_hello_size
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.filters.listener.tls_inspector.v3", "TlsInspector", TlsInspector
@@ -58,4 +69,11 @@ default_message_pool.register_message(
 
 from .......google import protobuf as ______google__protobuf__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        TlsInspector,
+    ),
+)

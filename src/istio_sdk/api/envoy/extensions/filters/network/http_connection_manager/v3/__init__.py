@@ -39,6 +39,7 @@ import warnings
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from .......message_pool import default_message_pool
 
@@ -94,11 +95,17 @@ class HttpConnectionManagerTracingOperationName(betterproto2.Enum):
     EGRESS = 1
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class EnvoyMobileHttpConnectionManager(betterproto2.Message):
+    "EnvoyMobileHttpConnectionManager(config: 'HttpConnectionManager | None' = <factory>)"
+
     config: "HttpConnectionManager | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
+
+    def __init__(self, config: 'HttpConnectionManager | None' = _FACTORY) -> None:
+        self.config = None if config is _FACTORY else config
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -108,7 +115,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HttpConnectionManager(betterproto2.Message):
     """
 
@@ -386,6 +393,67 @@ class HttpConnectionManager(betterproto2.Message):
                 DeprecationWarning,
             )
 
+    def __init__(self, codec_type: 'HttpConnectionManagerCodecType' = _FACTORY, stat_prefix: 'str' = _FACTORY, rds: 'Rds | None' = _FACTORY, route_config: '_____config__route__v3__.RouteConfiguration | None' = _FACTORY, scoped_routes: 'ScopedRoutes | None' = _FACTORY, http_filters: 'list[HttpFilter]' = _FACTORY, add_user_agent: 'bool | None' = _FACTORY, tracing: 'HttpConnectionManagerTracing | None' = _FACTORY, common_http_protocol_options: '_____config__core__v3__.HttpProtocolOptions | None' = _FACTORY, http1_safe_max_connection_duration: 'bool' = _FACTORY, http_protocol_options: '_____config__core__v3__.Http1ProtocolOptions | None' = _FACTORY, http2_protocol_options: '_____config__core__v3__.Http2ProtocolOptions | None' = _FACTORY, http3_protocol_options: '_____config__core__v3__.Http3ProtocolOptions | None' = _FACTORY, server_name: 'str' = _FACTORY, server_header_transformation: 'HttpConnectionManagerServerHeaderTransformation' = _FACTORY, scheme_header_transformation: '_____config__core__v3__.SchemeHeaderTransformation | None' = _FACTORY, max_request_headers_kb: 'int | None' = _FACTORY, stream_idle_timeout: 'datetime.timedelta | None' = _FACTORY, stream_flush_timeout: 'datetime.timedelta | None' = _FACTORY, request_timeout: 'datetime.timedelta | None' = _FACTORY, request_headers_timeout: 'datetime.timedelta | None' = _FACTORY, drain_timeout: 'datetime.timedelta | None' = _FACTORY, delayed_close_timeout: 'datetime.timedelta | None' = _FACTORY, access_log: 'list[_____config__accesslog__v3__.AccessLog]' = _FACTORY, access_log_flush_interval: 'datetime.timedelta | None' = _FACTORY, flush_access_log_on_new_request: 'bool' = _FACTORY, access_log_options: 'HttpConnectionManagerHcmAccessLogOptions | None' = _FACTORY, use_remote_address: 'bool | None' = _FACTORY, xff_num_trusted_hops: 'int' = _FACTORY, original_ip_detection_extensions: 'list[_____config__core__v3__.TypedExtensionConfig]' = _FACTORY, early_header_mutation_extensions: 'list[_____config__core__v3__.TypedExtensionConfig]' = _FACTORY, internal_address_config: 'HttpConnectionManagerInternalAddressConfig | None' = _FACTORY, skip_xff_append: 'bool' = _FACTORY, via: 'str' = _FACTORY, generate_request_id: 'bool | None' = _FACTORY, preserve_external_request_id: 'bool' = _FACTORY, always_set_request_id_in_response: 'bool' = _FACTORY, forward_client_cert_details: 'HttpConnectionManagerForwardClientCertDetails' = _FACTORY, set_current_client_cert_details: 'HttpConnectionManagerSetCurrentClientCertDetails | None' = _FACTORY, forward_client_cert_matcher: '______xds__type__matcher__v3__.Matcher | None' = _FACTORY, proxy_100_continue: 'bool' = _FACTORY, represent_ipv4_remote_address_as_ipv4_mapped_ipv6: 'bool' = _FACTORY, upgrade_configs: 'list[HttpConnectionManagerUpgradeConfig]' = _FACTORY, normalize_path: 'bool | None' = _FACTORY, merge_slashes: 'bool' = _FACTORY, path_with_escaped_slashes_action: 'HttpConnectionManagerPathWithEscapedSlashesAction' = _FACTORY, request_id_extension: 'RequestIdExtension | None' = _FACTORY, local_reply_config: 'LocalReplyConfig | None' = _FACTORY, strip_matching_host_port: 'bool' = _FACTORY, strip_any_host_port: 'bool | None' = _FACTORY, stream_error_on_invalid_http_message: 'bool | None' = _FACTORY, path_normalization_options: 'HttpConnectionManagerPathNormalizationOptions | None' = _FACTORY, strip_trailing_host_dot: 'bool' = _FACTORY, proxy_status_config: 'HttpConnectionManagerProxyStatusConfig | None' = _FACTORY, typed_header_validation_config: '_____config__core__v3__.TypedExtensionConfig | None' = _FACTORY, append_x_forwarded_port: 'bool' = _FACTORY, append_local_overload: 'bool' = _FACTORY, add_proxy_protocol_connection_state: 'bool | None' = _FACTORY) -> None:
+        self.codec_type = HttpConnectionManagerCodecType(0) if codec_type is _FACTORY else codec_type
+        self.stat_prefix = "" if stat_prefix is _FACTORY else stat_prefix
+        self.rds = None if rds is _FACTORY else rds
+        self.route_config = None if route_config is _FACTORY else route_config
+        self.scoped_routes = None if scoped_routes is _FACTORY else scoped_routes
+        self.http_filters = [] if http_filters is _FACTORY else http_filters
+        self.add_user_agent = None if add_user_agent is _FACTORY else add_user_agent
+        self.tracing = None if tracing is _FACTORY else tracing
+        self.common_http_protocol_options = None if common_http_protocol_options is _FACTORY else common_http_protocol_options
+        self.http1_safe_max_connection_duration = False if http1_safe_max_connection_duration is _FACTORY else http1_safe_max_connection_duration
+        self.http_protocol_options = None if http_protocol_options is _FACTORY else http_protocol_options
+        self.http2_protocol_options = None if http2_protocol_options is _FACTORY else http2_protocol_options
+        self.http3_protocol_options = None if http3_protocol_options is _FACTORY else http3_protocol_options
+        self.server_name = "" if server_name is _FACTORY else server_name
+        self.server_header_transformation = HttpConnectionManagerServerHeaderTransformation(0) if server_header_transformation is _FACTORY else server_header_transformation
+        self.scheme_header_transformation = None if scheme_header_transformation is _FACTORY else scheme_header_transformation
+        self.max_request_headers_kb = None if max_request_headers_kb is _FACTORY else max_request_headers_kb
+        self.stream_idle_timeout = None if stream_idle_timeout is _FACTORY else stream_idle_timeout
+        self.stream_flush_timeout = None if stream_flush_timeout is _FACTORY else stream_flush_timeout
+        self.request_timeout = None if request_timeout is _FACTORY else request_timeout
+        self.request_headers_timeout = None if request_headers_timeout is _FACTORY else request_headers_timeout
+        self.drain_timeout = None if drain_timeout is _FACTORY else drain_timeout
+        self.delayed_close_timeout = None if delayed_close_timeout is _FACTORY else delayed_close_timeout
+        self.access_log = [] if access_log is _FACTORY else access_log
+        self.access_log_flush_interval = None if access_log_flush_interval is _FACTORY else access_log_flush_interval
+        self.flush_access_log_on_new_request = False if flush_access_log_on_new_request is _FACTORY else flush_access_log_on_new_request
+        self.access_log_options = None if access_log_options is _FACTORY else access_log_options
+        self.use_remote_address = None if use_remote_address is _FACTORY else use_remote_address
+        self.xff_num_trusted_hops = 0 if xff_num_trusted_hops is _FACTORY else xff_num_trusted_hops
+        self.original_ip_detection_extensions = [] if original_ip_detection_extensions is _FACTORY else original_ip_detection_extensions
+        self.early_header_mutation_extensions = [] if early_header_mutation_extensions is _FACTORY else early_header_mutation_extensions
+        self.internal_address_config = None if internal_address_config is _FACTORY else internal_address_config
+        self.skip_xff_append = False if skip_xff_append is _FACTORY else skip_xff_append
+        self.via = "" if via is _FACTORY else via
+        self.generate_request_id = None if generate_request_id is _FACTORY else generate_request_id
+        self.preserve_external_request_id = False if preserve_external_request_id is _FACTORY else preserve_external_request_id
+        self.always_set_request_id_in_response = False if always_set_request_id_in_response is _FACTORY else always_set_request_id_in_response
+        self.forward_client_cert_details = HttpConnectionManagerForwardClientCertDetails(0) if forward_client_cert_details is _FACTORY else forward_client_cert_details
+        self.set_current_client_cert_details = None if set_current_client_cert_details is _FACTORY else set_current_client_cert_details
+        self.forward_client_cert_matcher = None if forward_client_cert_matcher is _FACTORY else forward_client_cert_matcher
+        self.proxy_100_continue = False if proxy_100_continue is _FACTORY else proxy_100_continue
+        self.represent_ipv4_remote_address_as_ipv4_mapped_ipv6 = False if represent_ipv4_remote_address_as_ipv4_mapped_ipv6 is _FACTORY else represent_ipv4_remote_address_as_ipv4_mapped_ipv6
+        self.upgrade_configs = [] if upgrade_configs is _FACTORY else upgrade_configs
+        self.normalize_path = None if normalize_path is _FACTORY else normalize_path
+        self.merge_slashes = False if merge_slashes is _FACTORY else merge_slashes
+        self.path_with_escaped_slashes_action = HttpConnectionManagerPathWithEscapedSlashesAction(0) if path_with_escaped_slashes_action is _FACTORY else path_with_escaped_slashes_action
+        self.request_id_extension = None if request_id_extension is _FACTORY else request_id_extension
+        self.local_reply_config = None if local_reply_config is _FACTORY else local_reply_config
+        self.strip_matching_host_port = False if strip_matching_host_port is _FACTORY else strip_matching_host_port
+        self.strip_any_host_port = None if strip_any_host_port is _FACTORY else strip_any_host_port
+        self.stream_error_on_invalid_http_message = None if stream_error_on_invalid_http_message is _FACTORY else stream_error_on_invalid_http_message
+        self.path_normalization_options = None if path_normalization_options is _FACTORY else path_normalization_options
+        self.strip_trailing_host_dot = False if strip_trailing_host_dot is _FACTORY else strip_trailing_host_dot
+        self.proxy_status_config = None if proxy_status_config is _FACTORY else proxy_status_config
+        self.typed_header_validation_config = None if typed_header_validation_config is _FACTORY else typed_header_validation_config
+        self.append_x_forwarded_port = False if append_x_forwarded_port is _FACTORY else append_x_forwarded_port
+        self.append_local_overload = False if append_local_overload is _FACTORY else append_local_overload
+        self.add_proxy_protocol_connection_state = None if add_proxy_protocol_connection_state is _FACTORY else add_proxy_protocol_connection_state
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.filters.network.http_connection_manager.v3",
@@ -394,8 +462,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HttpConnectionManagerForwardClientCertConfig(betterproto2.Message):
+    "HttpConnectionManagerForwardClientCertConfig(forward_client_cert_details: 'HttpConnectionManagerForwardClientCertDetails' = <factory>, set_current_client_cert_details: 'HttpConnectionManagerSetCurrentClientCertDetails | None' = <factory>)"
+
     forward_client_cert_details: "HttpConnectionManagerForwardClientCertDetails" = (
         betterproto2.field(
             1,
@@ -408,6 +478,11 @@ class HttpConnectionManagerForwardClientCertConfig(betterproto2.Message):
         betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
     )
 
+    def __init__(self, forward_client_cert_details: 'HttpConnectionManagerForwardClientCertDetails' = _FACTORY, set_current_client_cert_details: 'HttpConnectionManagerSetCurrentClientCertDetails | None' = _FACTORY) -> None:
+        self.forward_client_cert_details = HttpConnectionManagerForwardClientCertDetails(0) if forward_client_cert_details is _FACTORY else forward_client_cert_details
+        self.set_current_client_cert_details = None if set_current_client_cert_details is _FACTORY else set_current_client_cert_details
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.filters.network.http_connection_manager.v3",
@@ -416,8 +491,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HttpConnectionManagerHcmAccessLogOptions(betterproto2.Message):
+    "HttpConnectionManagerHcmAccessLogOptions(access_log_flush_interval: 'datetime.timedelta | None' = <factory>, flush_access_log_on_new_request: 'bool' = <factory>, flush_log_on_tunnel_successfully_established: 'bool' = <factory>)"
+
     access_log_flush_interval: "datetime.timedelta | None" = betterproto2.field(
         1,
         betterproto2.TYPE_MESSAGE,
@@ -431,6 +508,12 @@ class HttpConnectionManagerHcmAccessLogOptions(betterproto2.Message):
         3, betterproto2.TYPE_BOOL
     )
 
+    def __init__(self, access_log_flush_interval: 'datetime.timedelta | None' = _FACTORY, flush_access_log_on_new_request: 'bool' = _FACTORY, flush_log_on_tunnel_successfully_established: 'bool' = _FACTORY) -> None:
+        self.access_log_flush_interval = None if access_log_flush_interval is _FACTORY else access_log_flush_interval
+        self.flush_access_log_on_new_request = False if flush_access_log_on_new_request is _FACTORY else flush_access_log_on_new_request
+        self.flush_log_on_tunnel_successfully_established = False if flush_log_on_tunnel_successfully_established is _FACTORY else flush_log_on_tunnel_successfully_established
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.filters.network.http_connection_manager.v3",
@@ -439,13 +522,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HttpConnectionManagerInternalAddressConfig(betterproto2.Message):
+    "HttpConnectionManagerInternalAddressConfig(unix_sockets: 'bool' = <factory>, cidr_ranges: 'list[_____config__core__v3__.CidrRange]' = <factory>)"
+
     unix_sockets: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
 
     cidr_ranges: "list[_____config__core__v3__.CidrRange]" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, repeated=True
     )
+
+    def __init__(self, unix_sockets: 'bool' = _FACTORY, cidr_ranges: 'list[_____config__core__v3__.CidrRange]' = _FACTORY) -> None:
+        self.unix_sockets = False if unix_sockets is _FACTORY else unix_sockets
+        self.cidr_ranges = [] if cidr_ranges is _FACTORY else cidr_ranges
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -455,8 +545,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HttpConnectionManagerPathNormalizationOptions(betterproto2.Message):
+    "HttpConnectionManagerPathNormalizationOptions(forwarding_transformation: '_____type__http__v3__.PathTransformation | None' = <factory>, http_filter_transformation: '_____type__http__v3__.PathTransformation | None' = <factory>)"
+
     forwarding_transformation: "_____type__http__v3__.PathTransformation | None" = (
         betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
     )
@@ -464,6 +556,11 @@ class HttpConnectionManagerPathNormalizationOptions(betterproto2.Message):
     http_filter_transformation: "_____type__http__v3__.PathTransformation | None" = (
         betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
     )
+
+    def __init__(self, forwarding_transformation: '_____type__http__v3__.PathTransformation | None' = _FACTORY, http_filter_transformation: '_____type__http__v3__.PathTransformation | None' = _FACTORY) -> None:
+        self.forwarding_transformation = None if forwarding_transformation is _FACTORY else forwarding_transformation
+        self.http_filter_transformation = None if http_filter_transformation is _FACTORY else http_filter_transformation
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -473,7 +570,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HttpConnectionManagerProxyStatusConfig(betterproto2.Message):
     """
 
@@ -498,6 +595,15 @@ class HttpConnectionManagerProxyStatusConfig(betterproto2.Message):
         6, betterproto2.TYPE_STRING, optional=True, group="proxy_name"
     )
 
+    def __init__(self, remove_details: 'bool' = _FACTORY, remove_connection_termination_details: 'bool' = _FACTORY, remove_response_flags: 'bool' = _FACTORY, set_recommended_response_code: 'bool' = _FACTORY, use_node_id: 'bool | None' = _FACTORY, literal_proxy_name: 'str | None' = _FACTORY) -> None:
+        self.remove_details = False if remove_details is _FACTORY else remove_details
+        self.remove_connection_termination_details = False if remove_connection_termination_details is _FACTORY else remove_connection_termination_details
+        self.remove_response_flags = False if remove_response_flags is _FACTORY else remove_response_flags
+        self.set_recommended_response_code = False if set_recommended_response_code is _FACTORY else set_recommended_response_code
+        self.use_node_id = None if use_node_id is _FACTORY else use_node_id
+        self.literal_proxy_name = None if literal_proxy_name is _FACTORY else literal_proxy_name
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.filters.network.http_connection_manager.v3",
@@ -506,8 +612,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HttpConnectionManagerSetCurrentClientCertDetails(betterproto2.Message):
+    "HttpConnectionManagerSetCurrentClientCertDetails(subject: 'bool | None' = <factory>, cert: 'bool' = <factory>, chain: 'bool' = <factory>, dns: 'bool' = <factory>, uri: 'bool' = <factory>)"
+
     subject: "bool | None" = betterproto2.field(
         1,
         betterproto2.TYPE_MESSAGE,
@@ -523,6 +631,14 @@ class HttpConnectionManagerSetCurrentClientCertDetails(betterproto2.Message):
 
     uri: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
 
+    def __init__(self, subject: 'bool | None' = _FACTORY, cert: 'bool' = _FACTORY, chain: 'bool' = _FACTORY, dns: 'bool' = _FACTORY, uri: 'bool' = _FACTORY) -> None:
+        self.subject = None if subject is _FACTORY else subject
+        self.cert = False if cert is _FACTORY else cert
+        self.chain = False if chain is _FACTORY else chain
+        self.dns = False if dns is _FACTORY else dns
+        self.uri = False if uri is _FACTORY else uri
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.filters.network.http_connection_manager.v3",
@@ -531,8 +647,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HttpConnectionManagerTracing(betterproto2.Message):
+    "HttpConnectionManagerTracing(client_sampling: '_____type__v3__.Percent | None' = <factory>, random_sampling: '_____type__v3__.Percent | None' = <factory>, overall_sampling: '_____type__v3__.Percent | None' = <factory>, verbose: 'bool' = <factory>, max_path_tag_length: 'int | None' = <factory>, custom_tags: 'list[_____type__tracing__v3__.CustomTag]' = <factory>, provider: '_____config__trace__v3__.TracingHttp | None' = <factory>, spawn_upstream_span: 'bool | None' = <factory>, operation: 'str' = <factory>, upstream_operation: 'str' = <factory>)"
+
     client_sampling: "_____type__v3__.Percent | None" = betterproto2.field(
         3, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -573,6 +691,19 @@ class HttpConnectionManagerTracing(betterproto2.Message):
 
     upstream_operation: "str" = betterproto2.field(12, betterproto2.TYPE_STRING)
 
+    def __init__(self, client_sampling: '_____type__v3__.Percent | None' = _FACTORY, random_sampling: '_____type__v3__.Percent | None' = _FACTORY, overall_sampling: '_____type__v3__.Percent | None' = _FACTORY, verbose: 'bool' = _FACTORY, max_path_tag_length: 'int | None' = _FACTORY, custom_tags: 'list[_____type__tracing__v3__.CustomTag]' = _FACTORY, provider: '_____config__trace__v3__.TracingHttp | None' = _FACTORY, spawn_upstream_span: 'bool | None' = _FACTORY, operation: 'str' = _FACTORY, upstream_operation: 'str' = _FACTORY) -> None:
+        self.client_sampling = None if client_sampling is _FACTORY else client_sampling
+        self.random_sampling = None if random_sampling is _FACTORY else random_sampling
+        self.overall_sampling = None if overall_sampling is _FACTORY else overall_sampling
+        self.verbose = False if verbose is _FACTORY else verbose
+        self.max_path_tag_length = None if max_path_tag_length is _FACTORY else max_path_tag_length
+        self.custom_tags = [] if custom_tags is _FACTORY else custom_tags
+        self.provider = None if provider is _FACTORY else provider
+        self.spawn_upstream_span = None if spawn_upstream_span is _FACTORY else spawn_upstream_span
+        self.operation = "" if operation is _FACTORY else operation
+        self.upstream_operation = "" if upstream_operation is _FACTORY else upstream_operation
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.filters.network.http_connection_manager.v3",
@@ -581,8 +712,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HttpConnectionManagerUpgradeConfig(betterproto2.Message):
+    "HttpConnectionManagerUpgradeConfig(upgrade_type: 'str' = <factory>, filters: 'list[HttpFilter]' = <factory>, enabled: 'bool | None' = <factory>)"
+
     upgrade_type: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     filters: "list[HttpFilter]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
@@ -594,6 +727,12 @@ class HttpConnectionManagerUpgradeConfig(betterproto2.Message):
         optional=True,
     )
 
+    def __init__(self, upgrade_type: 'str' = _FACTORY, filters: 'list[HttpFilter]' = _FACTORY, enabled: 'bool | None' = _FACTORY) -> None:
+        self.upgrade_type = "" if upgrade_type is _FACTORY else upgrade_type
+        self.filters = [] if filters is _FACTORY else filters
+        self.enabled = None if enabled is _FACTORY else enabled
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.filters.network.http_connection_manager.v3",
@@ -602,7 +741,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class HttpFilter(betterproto2.Message):
     """
 
@@ -625,14 +764,24 @@ class HttpFilter(betterproto2.Message):
 
     disabled: "bool" = betterproto2.field(7, betterproto2.TYPE_BOOL)
 
+    def __init__(self, name: 'str' = _FACTORY, typed_config: '______google__protobuf__.Any | None' = _FACTORY, config_discovery: '_____config__core__v3__.ExtensionConfigSource | None' = _FACTORY, is_optional: 'bool' = _FACTORY, disabled: 'bool' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.typed_config = None if typed_config is _FACTORY else typed_config
+        self.config_discovery = None if config_discovery is _FACTORY else config_discovery
+        self.is_optional = False if is_optional is _FACTORY else is_optional
+        self.disabled = False if disabled is _FACTORY else disabled
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.filters.network.http_connection_manager.v3", "HttpFilter", HttpFilter
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class LocalReplyConfig(betterproto2.Message):
+    "LocalReplyConfig(mappers: 'list[ResponseMapper]' = <factory>, body_format: '_____config__core__v3__.SubstitutionFormatString | None' = <factory>)"
+
     mappers: "list[ResponseMapper]" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
@@ -640,6 +789,11 @@ class LocalReplyConfig(betterproto2.Message):
     body_format: "_____config__core__v3__.SubstitutionFormatString | None" = betterproto2.field(
         2, betterproto2.TYPE_MESSAGE, optional=True
     )
+
+    def __init__(self, mappers: 'list[ResponseMapper]' = _FACTORY, body_format: '_____config__core__v3__.SubstitutionFormatString | None' = _FACTORY) -> None:
+        self.mappers = [] if mappers is _FACTORY else mappers
+        self.body_format = None if body_format is _FACTORY else body_format
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -649,13 +803,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Rds(betterproto2.Message):
+    "Rds(config_source: '_____config__core__v3__.ConfigSource | None' = <factory>, route_config_name: 'str' = <factory>)"
+
     config_source: "_____config__core__v3__.ConfigSource | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     route_config_name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    def __init__(self, config_source: '_____config__core__v3__.ConfigSource | None' = _FACTORY, route_config_name: 'str' = _FACTORY) -> None:
+        self.config_source = None if config_source is _FACTORY else config_source
+        self.route_config_name = "" if route_config_name is _FACTORY else route_config_name
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -663,11 +824,17 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class RequestIdExtension(betterproto2.Message):
+    "RequestIdExtension(typed_config: '______google__protobuf__.Any | None' = <factory>)"
+
     typed_config: "______google__protobuf__.Any | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
+
+    def __init__(self, typed_config: '______google__protobuf__.Any | None' = _FACTORY) -> None:
+        self.typed_config = None if typed_config is _FACTORY else typed_config
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -677,8 +844,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ResponseMapper(betterproto2.Message):
+    "ResponseMapper(filter: '_____config__accesslog__v3__.AccessLogFilter | None' = <factory>, status_code: 'int | None' = <factory>, body: '_____config__core__v3__.DataSource | None' = <factory>, body_format_override: '_____config__core__v3__.SubstitutionFormatString | None' = <factory>, headers_to_add: 'list[_____config__core__v3__.HeaderValueOption]' = <factory>)"
+
     filter: "_____config__accesslog__v3__.AccessLogFilter | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -702,19 +871,34 @@ class ResponseMapper(betterproto2.Message):
         5, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
+    def __init__(self, filter: '_____config__accesslog__v3__.AccessLogFilter | None' = _FACTORY, status_code: 'int | None' = _FACTORY, body: '_____config__core__v3__.DataSource | None' = _FACTORY, body_format_override: '_____config__core__v3__.SubstitutionFormatString | None' = _FACTORY, headers_to_add: 'list[_____config__core__v3__.HeaderValueOption]' = _FACTORY) -> None:
+        self.filter = None if filter is _FACTORY else filter
+        self.status_code = None if status_code is _FACTORY else status_code
+        self.body = None if body is _FACTORY else body
+        self.body_format_override = None if body_format_override is _FACTORY else body_format_override
+        self.headers_to_add = [] if headers_to_add is _FACTORY else headers_to_add
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.filters.network.http_connection_manager.v3", "ResponseMapper", ResponseMapper
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ScopedRds(betterproto2.Message):
+    "ScopedRds(scoped_rds_config_source: '_____config__core__v3__.ConfigSource | None' = <factory>, srds_resources_locator: 'str' = <factory>)"
+
     scoped_rds_config_source: "_____config__core__v3__.ConfigSource | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
 
     srds_resources_locator: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    def __init__(self, scoped_rds_config_source: '_____config__core__v3__.ConfigSource | None' = _FACTORY, srds_resources_locator: 'str' = _FACTORY) -> None:
+        self.scoped_rds_config_source = None if scoped_rds_config_source is _FACTORY else scoped_rds_config_source
+        self.srds_resources_locator = "" if srds_resources_locator is _FACTORY else srds_resources_locator
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -722,11 +906,17 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ScopedRouteConfigurationsList(betterproto2.Message):
+    "ScopedRouteConfigurationsList(scoped_route_configurations: 'list[_____config__route__v3__.ScopedRouteConfiguration]' = <factory>)"
+
     scoped_route_configurations: "list[_____config__route__v3__.ScopedRouteConfiguration]" = (
         betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
     )
+
+    def __init__(self, scoped_route_configurations: 'list[_____config__route__v3__.ScopedRouteConfiguration]' = _FACTORY) -> None:
+        self.scoped_route_configurations = [] if scoped_route_configurations is _FACTORY else scoped_route_configurations
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -736,7 +926,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ScopedRoutes(betterproto2.Message):
     """
 
@@ -763,17 +953,31 @@ class ScopedRoutes(betterproto2.Message):
         5, betterproto2.TYPE_MESSAGE, optional=True, group="config_specifier"
     )
 
+    def __init__(self, name: 'str' = _FACTORY, scope_key_builder: 'ScopedRoutesScopeKeyBuilder | None' = _FACTORY, rds_config_source: '_____config__core__v3__.ConfigSource | None' = _FACTORY, scoped_route_configurations_list: 'ScopedRouteConfigurationsList | None' = _FACTORY, scoped_rds: 'ScopedRds | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.scope_key_builder = None if scope_key_builder is _FACTORY else scope_key_builder
+        self.rds_config_source = None if rds_config_source is _FACTORY else rds_config_source
+        self.scoped_route_configurations_list = None if scoped_route_configurations_list is _FACTORY else scoped_route_configurations_list
+        self.scoped_rds = None if scoped_rds is _FACTORY else scoped_rds
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.filters.network.http_connection_manager.v3", "ScopedRoutes", ScopedRoutes
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ScopedRoutesScopeKeyBuilder(betterproto2.Message):
+    "ScopedRoutesScopeKeyBuilder(fragments: 'list[ScopedRoutesScopeKeyBuilderFragmentBuilder]' = <factory>)"
+
     fragments: "list[ScopedRoutesScopeKeyBuilderFragmentBuilder]" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
+
+    def __init__(self, fragments: 'list[ScopedRoutesScopeKeyBuilderFragmentBuilder]' = _FACTORY) -> None:
+        self.fragments = [] if fragments is _FACTORY else fragments
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -783,7 +987,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ScopedRoutesScopeKeyBuilderFragmentBuilder(betterproto2.Message):
     """
 
@@ -796,6 +1000,10 @@ class ScopedRoutesScopeKeyBuilderFragmentBuilder(betterproto2.Message):
         1, betterproto2.TYPE_MESSAGE, optional=True, group="type"
     )
 
+    def __init__(self, header_value_extractor: 'ScopedRoutesScopeKeyBuilderFragmentBuilderHeaderValueExtractor | None' = _FACTORY) -> None:
+        self.header_value_extractor = None if header_value_extractor is _FACTORY else header_value_extractor
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.filters.network.http_connection_manager.v3",
@@ -804,7 +1012,7 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ScopedRoutesScopeKeyBuilderFragmentBuilderHeaderValueExtractor(betterproto2.Message):
     """
 
@@ -825,6 +1033,13 @@ class ScopedRoutesScopeKeyBuilderFragmentBuilderHeaderValueExtractor(betterproto
         betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True, group="extract_type")
     )
 
+    def __init__(self, name: 'str' = _FACTORY, element_separator: 'str' = _FACTORY, index: 'int | None' = _FACTORY, element: 'ScopedRoutesScopeKeyBuilderFragmentBuilderHeaderValueExtractorKvElement | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.element_separator = "" if element_separator is _FACTORY else element_separator
+        self.index = None if index is _FACTORY else index
+        self.element = None if element is _FACTORY else element
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.filters.network.http_connection_manager.v3",
@@ -833,11 +1048,18 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class ScopedRoutesScopeKeyBuilderFragmentBuilderHeaderValueExtractorKvElement(betterproto2.Message):
+    "ScopedRoutesScopeKeyBuilderFragmentBuilderHeaderValueExtractorKvElement(separator: 'str' = <factory>, key: 'str' = <factory>)"
+
     separator: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     key: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    def __init__(self, separator: 'str' = _FACTORY, key: 'str' = _FACTORY) -> None:
+        self.separator = "" if separator is _FACTORY else separator
+        self.key = "" if key is _FACTORY else key
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -857,4 +1079,32 @@ from ......type import v3 as _____type__v3__
 from ......type.http import v3 as _____type__http__v3__
 from ......type.tracing import v3 as _____type__tracing__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        HttpConnectionManager,
+        HttpConnectionManagerTracing,
+        HttpConnectionManagerInternalAddressConfig,
+        HttpConnectionManagerSetCurrentClientCertDetails,
+        HttpConnectionManagerForwardClientCertConfig,
+        HttpConnectionManagerUpgradeConfig,
+        HttpConnectionManagerPathNormalizationOptions,
+        HttpConnectionManagerProxyStatusConfig,
+        HttpConnectionManagerHcmAccessLogOptions,
+        LocalReplyConfig,
+        ResponseMapper,
+        Rds,
+        ScopedRouteConfigurationsList,
+        ScopedRoutes,
+        ScopedRoutesScopeKeyBuilder,
+        ScopedRoutesScopeKeyBuilderFragmentBuilder,
+        ScopedRoutesScopeKeyBuilderFragmentBuilderHeaderValueExtractor,
+        ScopedRoutesScopeKeyBuilderFragmentBuilderHeaderValueExtractorKvElement,
+        ScopedRds,
+        HttpFilter,
+        RequestIdExtension,
+        EnvoyMobileHttpConnectionManager,
+    ),
+)

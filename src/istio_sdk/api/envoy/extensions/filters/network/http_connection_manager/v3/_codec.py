@@ -3,47 +3,7 @@
 # mypy: ignore-errors
 """Fast codec for the messages of ``istio_sdk.api.envoy.extensions.filters.network.http_connection_manager.v3``."""
 
-from istio_sdk.codec import (
-    VARINTS as V,
-    WRAPPED_SMALL_INTS as W,
-    WRAPPERS,
-    install,
-    merge,
-    overrun as over,
-    pack_bools,
-    pack_fixed,
-    pack_varints,
-    pack_zigzag32,
-    pack_zigzag64,
-    read_varint as rv,
-    skip_field as skip,
-    sorted_int_keys,
-    sorted_string_keys,
-    to_int32 as i32,
-    truncated as trunc,
-    unpack_fixed,
-    unpack_varints,
-    unzigzag32 as uz32,
-    varint as vi,
-    zigzag32 as zz32,
-    zigzag64 as zz64,
-)
-from math import copysign as cs
-from struct import Struct as _S
-
-new = object.__new__
-pI = _S("<I").pack
-uI = _S("<I").unpack_from
-pi = _S("<i").pack
-ui = _S("<i").unpack_from
-pQ = _S("<Q").pack
-uQ = _S("<Q").unpack_from
-pq = _S("<q").pack
-uq = _S("<q").unpack_from
-pf = _S("<f").pack
-uf = _S("<f").unpack_from
-pd = _S("<d").pack
-ud = _S("<d").unpack_from
+from istio_sdk.codec import V, W, WRAPPERS, cs, i32, install, merge, new, over, pI, pQ, pack_bools, pack_fixed, pack_varints, pack_zigzag32, pack_zigzag64, pd, pf, pi, pq, rv, skip, sorted_int_keys, sorted_string_keys, trunc, uI, uQ, ud, uf, ui, unpack_fixed, unpack_varints, uq, uz32, vi, zz32, zz64  # the shared prelude
 from .......envoy.config.route.v3 import _codec as _c0
 from .......envoy.config.core.v3 import _codec as _c1
 from .......envoy.config.accesslog.v3 import _codec as _c2
@@ -68,29 +28,25 @@ def e_HttpConnectionManager(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.rds
     if v is not None:
         s = e_Rds(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.route_config
     if v is not None:
         s = _c0.e_RouteConfiguration(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.http_filters
     for x in v:
         s = e_HttpFilter(x)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.add_user_agent
     if v is not None:
@@ -99,43 +55,37 @@ def e_HttpConnectionManager(m):
     if v is not None:
         s = e_HttpConnectionManagerTracing(v)
         n = len(s)
-        b += b':'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b':' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.http_protocol_options
     if v is not None:
         s = _c1.e_Http1ProtocolOptions(v)
         n = len(s)
-        b += b'B'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'B' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.http2_protocol_options
     if v is not None:
         s = _c1.e_Http2ProtocolOptions(v)
         n = len(s)
-        b += b'J'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'J' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.server_name
     if v:
         s = v.encode()
         n = len(s)
-        b += b'R'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'R' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.drain_timeout
     if v is not None:
         s = _w0e(v)
         n = len(s)
-        b += b'b'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'b' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.access_log
     for x in v:
         s = _c2.e_AccessLog(x)
         n = len(s)
-        b += b'j'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'j' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.use_remote_address
     if v is not None:
@@ -151,8 +101,7 @@ def e_HttpConnectionManager(m):
     if v is not None:
         s = e_HttpConnectionManagerSetCurrentClientCertDetails(v)
         n = len(s)
-        b += b'\x8a\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x8a\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.proxy_100_continue
     if v:
@@ -171,43 +120,37 @@ def e_HttpConnectionManager(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\xb2\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xb2\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.upgrade_configs
     for x in v:
         s = e_HttpConnectionManagerUpgradeConfig(x)
         n = len(s)
-        b += b'\xba\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xba\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.stream_idle_timeout
     if v is not None:
         s = _w0e(v)
         n = len(s)
-        b += b'\xc2\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xc2\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.internal_address_config
     if v is not None:
         s = e_HttpConnectionManagerInternalAddressConfig(v)
         n = len(s)
-        b += b'\xca\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xca\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.delayed_close_timeout
     if v is not None:
         s = _w0e(v)
         n = len(s)
-        b += b'\xd2\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xd2\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.request_timeout
     if v is not None:
         s = _w0e(v)
         n = len(s)
-        b += b'\xe2\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xe2\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.max_request_headers_kb
     if v is not None:
@@ -216,8 +159,7 @@ def e_HttpConnectionManager(m):
         else:
             s = _w1e(v)
             n = len(s)
-            b += b'\xea\x01'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\xea\x01' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.normalize_path
     if v is not None:
@@ -226,8 +168,7 @@ def e_HttpConnectionManager(m):
     if v is not None:
         s = e_ScopedRoutes(v)
         n = len(s)
-        b += b'\xfa\x01'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xfa\x01' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.preserve_external_request_id
     if v:
@@ -243,15 +184,13 @@ def e_HttpConnectionManager(m):
     if v is not None:
         s = _c1.e_HttpProtocolOptions(v)
         n = len(s)
-        b += b'\x9a\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x9a\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.request_id_extension
     if v is not None:
         s = e_RequestIdExtension(v)
         n = len(s)
-        b += b'\xa2\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xa2\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.always_set_request_id_in_response
     if v:
@@ -260,8 +199,7 @@ def e_HttpConnectionManager(m):
     if v is not None:
         s = e_LocalReplyConfig(v)
         n = len(s)
-        b += b'\xb2\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xb2\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.strip_matching_host_port
     if v:
@@ -273,8 +211,7 @@ def e_HttpConnectionManager(m):
     if v is not None:
         s = _w0e(v)
         n = len(s)
-        b += b'\xca\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xca\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.strip_any_host_port
     if v is not None:
@@ -283,15 +220,13 @@ def e_HttpConnectionManager(m):
     if v is not None:
         s = e_HttpConnectionManagerPathNormalizationOptions(v)
         n = len(s)
-        b += b'\xda\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xda\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.http3_protocol_options
     if v is not None:
         s = _c1.e_Http3ProtocolOptions(v)
         n = len(s)
-        b += b'\xe2\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xe2\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.path_with_escaped_slashes_action
     if v:
@@ -301,8 +236,7 @@ def e_HttpConnectionManager(m):
     for x in v:
         s = _c1.e_TypedExtensionConfig(x)
         n = len(s)
-        b += b'\xf2\x02'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xf2\x02' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.strip_trailing_host_dot
     if v:
@@ -311,22 +245,19 @@ def e_HttpConnectionManager(m):
     if v is not None:
         s = _c1.e_SchemeHeaderTransformation(v)
         n = len(s)
-        b += b'\x82\x03'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x82\x03' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.proxy_status_config
     if v is not None:
         s = e_HttpConnectionManagerProxyStatusConfig(v)
         n = len(s)
-        b += b'\x8a\x03'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x8a\x03' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.typed_header_validation_config
     if v is not None:
         s = _c1.e_TypedExtensionConfig(v)
         n = len(s)
-        b += b'\x92\x03'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x92\x03' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.append_x_forwarded_port
     if v:
@@ -335,8 +266,7 @@ def e_HttpConnectionManager(m):
     for x in v:
         s = _c1.e_TypedExtensionConfig(x)
         n = len(s)
-        b += b'\xa2\x03'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xa2\x03' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.add_proxy_protocol_connection_state
     if v is not None:
@@ -345,8 +275,7 @@ def e_HttpConnectionManager(m):
     if v is not None:
         s = _w0e(v)
         n = len(s)
-        b += b'\xb2\x03'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xb2\x03' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.flush_access_log_on_new_request
     if v:
@@ -355,8 +284,7 @@ def e_HttpConnectionManager(m):
     if v is not None:
         s = e_HttpConnectionManagerHcmAccessLogOptions(v)
         n = len(s)
-        b += b'\xc2\x03'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xc2\x03' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.append_local_overload
     if v:
@@ -368,15 +296,13 @@ def e_HttpConnectionManager(m):
     if v is not None:
         s = _w0e(v)
         n = len(s)
-        b += b'\xda\x03'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xda\x03' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.forward_client_cert_matcher
     if v is not None:
         s = _c3.e_Matcher(v)
         n = len(s)
-        b += b'\xe2\x03'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\xe2\x03' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1507,22 +1433,19 @@ def e_HttpConnectionManagerTracing(m):
     if v is not None:
         s = _c4.e_Percent(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.random_sampling
     if v is not None:
         s = _c4.e_Percent(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.overall_sampling
     if v is not None:
         s = _c4.e_Percent(v)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.verbose
     if v:
@@ -1534,22 +1457,19 @@ def e_HttpConnectionManagerTracing(m):
         else:
             s = _w1e(v)
             n = len(s)
-            b += b':'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b':' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.custom_tags
     for x in v:
         s = _c5.e_CustomTag(x)
         n = len(s)
-        b += b'B'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'B' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.provider
     if v is not None:
         s = _c6.e_TracingHttp(v)
         n = len(s)
-        b += b'J'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'J' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.spawn_upstream_span
     if v is not None:
@@ -1558,15 +1478,13 @@ def e_HttpConnectionManagerTracing(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'Z'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'Z' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.upstream_operation
     if v:
         s = v.encode()
         n = len(s)
-        b += b'b'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'b' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -1811,8 +1729,7 @@ def e_HttpConnectionManagerInternalAddressConfig(m):
     for x in v:
         s = _c1.e_CidrRange(x)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -2013,8 +1930,7 @@ def e_HttpConnectionManagerForwardClientCertConfig(m):
     if v is not None:
         s = e_HttpConnectionManagerSetCurrentClientCertDetails(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -2090,15 +2006,13 @@ def e_HttpConnectionManagerUpgradeConfig(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.filters
     for x in v:
         s = e_HttpFilter(x)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.enabled
     if v is not None:
@@ -2199,15 +2113,13 @@ def e_HttpConnectionManagerPathNormalizationOptions(m):
     if v is not None:
         s = _c7.e_PathTransformation(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.http_filter_transformation
     if v is not None:
         s = _c7.e_PathTransformation(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -2302,8 +2214,7 @@ def e_HttpConnectionManagerProxyStatusConfig(m):
     if v is not None:
         s = v.encode()
         n = len(s)
-        b += b'2'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'2' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -2431,8 +2342,7 @@ def e_HttpConnectionManagerHcmAccessLogOptions(m):
     if v is not None:
         s = _w0e(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.flush_access_log_on_new_request
     if v:
@@ -2525,15 +2435,13 @@ def e_LocalReplyConfig(m):
     for x in v:
         s = e_ResponseMapper(x)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.body_format
     if v is not None:
         s = _c1.e_SubstitutionFormatString(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -2611,8 +2519,7 @@ def e_ResponseMapper(m):
     if v is not None:
         s = _c2.e_AccessLogFilter(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.status_code
     if v is not None:
@@ -2621,29 +2528,25 @@ def e_ResponseMapper(m):
         else:
             s = _w1e(v)
             n = len(s)
-            b += b'\x12'
-            b += (V[n] if n < 16384 else vi(n))
+            b += b'\x12' + (V[n] if n < 16384 else vi(n))
             b += s
     v = m.body
     if v is not None:
         s = _c1.e_DataSource(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.body_format_override
     if v is not None:
         s = _c1.e_SubstitutionFormatString(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.headers_to_add
     for x in v:
         s = _c1.e_HeaderValueOption(x)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -2786,15 +2689,13 @@ def e_Rds(m):
     if v is not None:
         s = _c1.e_ConfigSource(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.route_config_name
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -2871,8 +2772,7 @@ def e_ScopedRouteConfigurationsList(m):
     for x in v:
         s = _c0.e_ScopedRouteConfiguration(x)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -2929,36 +2829,31 @@ def e_ScopedRoutes(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.scope_key_builder
     if v is not None:
         s = e_ScopedRoutesScopeKeyBuilder(v)
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.rds_config_source
     if v is not None:
         s = _c1.e_ConfigSource(v)
         n = len(s)
-        b += b'\x1a'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x1a' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.scoped_route_configurations_list
     if v is not None:
         s = e_ScopedRouteConfigurationsList(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.scoped_rds
     if v is not None:
         s = e_ScopedRds(v)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -3100,8 +2995,7 @@ def e_ScopedRoutesScopeKeyBuilder(m):
     for x in v:
         s = e_ScopedRoutesScopeKeyBuilderFragmentBuilder(x)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -3158,8 +3052,7 @@ def e_ScopedRoutesScopeKeyBuilderFragmentBuilder(m):
     if v is not None:
         s = e_ScopedRoutesScopeKeyBuilderFragmentBuilderHeaderValueExtractor(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -3218,15 +3111,13 @@ def e_ScopedRoutesScopeKeyBuilderFragmentBuilderHeaderValueExtractor(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.element_separator
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.index
     if v is not None:
@@ -3236,8 +3127,7 @@ def e_ScopedRoutesScopeKeyBuilderFragmentBuilderHeaderValueExtractor(m):
     if v is not None:
         s = e_ScopedRoutesScopeKeyBuilderFragmentBuilderHeaderValueExtractorKvElement(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -3349,15 +3239,13 @@ def e_ScopedRoutesScopeKeyBuilderFragmentBuilderHeaderValueExtractorKvElement(m)
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.key
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -3431,15 +3319,13 @@ def e_ScopedRds(m):
     if v is not None:
         s = _c1.e_ConfigSource(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.srds_resources_locator
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\x12'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\x12' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -3516,22 +3402,19 @@ def e_HttpFilter(m):
     if v:
         s = v.encode()
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.typed_config
     if v is not None:
         s = _c8.e_Any(v)
         n = len(s)
-        b += b'"'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'"' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.config_discovery
     if v is not None:
         s = _c1.e_ExtensionConfigSource(v)
         n = len(s)
-        b += b'*'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'*' + (V[n] if n < 16384 else vi(n))
         b += s
     v = m.is_optional
     if v:
@@ -3665,8 +3548,7 @@ def e_RequestIdExtension(m):
     if v is not None:
         s = _c8.e_Any(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:
@@ -3725,8 +3607,7 @@ def e_EnvoyMobileHttpConnectionManager(m):
     if v is not None:
         s = e_HttpConnectionManager(v)
         n = len(s)
-        b += b'\n'
-        b += (V[n] if n < 16384 else vi(n))
+        b += b'\n' + (V[n] if n < 16384 else vi(n))
         b += s
     u = m._unknown_fields
     if u:

@@ -10,6 +10,7 @@ import datetime
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from .......message_pool import default_message_pool
 
@@ -23,8 +24,10 @@ class RbacEnforcementType(betterproto2.Enum):
     CONTINUOUS = 1
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class Rbac(betterproto2.Message):
+    "Rbac(rules: '_____config__rbac__v3__.Rbac | None' = <factory>, matcher: '______xds__type__matcher__v3__.Matcher | None' = <factory>, shadow_rules: '_____config__rbac__v3__.Rbac | None' = <factory>, shadow_matcher: '______xds__type__matcher__v3__.Matcher | None' = <factory>, shadow_rules_stat_prefix: 'str' = <factory>, stat_prefix: 'str' = <factory>, enforcement_type: 'RbacEnforcementType' = <factory>, delay_deny: 'datetime.timedelta | None' = <factory>)"
+
     rules: "_____config__rbac__v3__.Rbac | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -56,6 +59,17 @@ class Rbac(betterproto2.Message):
         optional=True,
     )
 
+    def __init__(self, rules: '_____config__rbac__v3__.Rbac | None' = _FACTORY, matcher: '______xds__type__matcher__v3__.Matcher | None' = _FACTORY, shadow_rules: '_____config__rbac__v3__.Rbac | None' = _FACTORY, shadow_matcher: '______xds__type__matcher__v3__.Matcher | None' = _FACTORY, shadow_rules_stat_prefix: 'str' = _FACTORY, stat_prefix: 'str' = _FACTORY, enforcement_type: 'RbacEnforcementType' = _FACTORY, delay_deny: 'datetime.timedelta | None' = _FACTORY) -> None:
+        self.rules = None if rules is _FACTORY else rules
+        self.matcher = None if matcher is _FACTORY else matcher
+        self.shadow_rules = None if shadow_rules is _FACTORY else shadow_rules
+        self.shadow_matcher = None if shadow_matcher is _FACTORY else shadow_matcher
+        self.shadow_rules_stat_prefix = "" if shadow_rules_stat_prefix is _FACTORY else shadow_rules_stat_prefix
+        self.stat_prefix = "" if stat_prefix is _FACTORY else stat_prefix
+        self.enforcement_type = RbacEnforcementType(0) if enforcement_type is _FACTORY else enforcement_type
+        self.delay_deny = None if delay_deny is _FACTORY else delay_deny
+        self.__post_init__()
+
 
 default_message_pool.register_message("envoy.extensions.filters.network.rbac.v3", "RBAC", Rbac)
 
@@ -64,4 +78,11 @@ from .......google import protobuf as ______google__protobuf__
 from .......xds.type.matcher import v3 as ______xds__type__matcher__v3__
 from ......config.rbac import v3 as _____config__rbac__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        Rbac,
+    ),
+)

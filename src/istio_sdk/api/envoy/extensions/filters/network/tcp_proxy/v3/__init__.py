@@ -19,6 +19,7 @@ import warnings
 from dataclasses import dataclass
 
 import betterproto2
+from istio_sdk.codec import FACTORY as _FACTORY
 
 from .......message_pool import default_message_pool
 
@@ -34,7 +35,7 @@ class UpstreamConnectMode(betterproto2.Enum):
     ON_DOWNSTREAM_TLS_HANDSHAKE = 2
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TcpProxy(betterproto2.Message):
     """
 
@@ -153,14 +154,40 @@ class TcpProxy(betterproto2.Message):
                 "TcpProxy.flush_access_log_on_connected is deprecated", DeprecationWarning
             )
 
+    def __init__(self, stat_prefix: 'str' = _FACTORY, cluster: 'str | None' = _FACTORY, weighted_clusters: 'TcpProxyWeightedCluster | None' = _FACTORY, on_demand: 'TcpProxyOnDemand | None' = _FACTORY, metadata_match: '_____config__core__v3__.Metadata | None' = _FACTORY, idle_timeout: 'datetime.timedelta | None' = _FACTORY, downstream_idle_timeout: 'datetime.timedelta | None' = _FACTORY, upstream_idle_timeout: 'datetime.timedelta | None' = _FACTORY, access_log: 'list[_____config__accesslog__v3__.AccessLog]' = _FACTORY, max_connect_attempts: 'int | None' = _FACTORY, backoff_options: '_____config__core__v3__.BackoffStrategy | None' = _FACTORY, hash_policy: 'list[_____type__v3__.HashPolicy]' = _FACTORY, tunneling_config: 'TcpProxyTunnelingConfig | None' = _FACTORY, max_downstream_connection_duration: 'datetime.timedelta | None' = _FACTORY, max_downstream_connection_duration_jitter_percentage: '_____type__v3__.Percent | None' = _FACTORY, access_log_flush_interval: 'datetime.timedelta | None' = _FACTORY, flush_access_log_on_connected: 'bool' = _FACTORY, access_log_options: 'TcpProxyTcpAccessLogOptions | None' = _FACTORY, proxy_protocol_tlvs: 'list[_____config__core__v3__.TlvEntry]' = _FACTORY, upstream_connect_mode: 'UpstreamConnectMode' = _FACTORY, max_early_data_bytes: 'int | None' = _FACTORY) -> None:
+        self.stat_prefix = "" if stat_prefix is _FACTORY else stat_prefix
+        self.cluster = None if cluster is _FACTORY else cluster
+        self.weighted_clusters = None if weighted_clusters is _FACTORY else weighted_clusters
+        self.on_demand = None if on_demand is _FACTORY else on_demand
+        self.metadata_match = None if metadata_match is _FACTORY else metadata_match
+        self.idle_timeout = None if idle_timeout is _FACTORY else idle_timeout
+        self.downstream_idle_timeout = None if downstream_idle_timeout is _FACTORY else downstream_idle_timeout
+        self.upstream_idle_timeout = None if upstream_idle_timeout is _FACTORY else upstream_idle_timeout
+        self.access_log = [] if access_log is _FACTORY else access_log
+        self.max_connect_attempts = None if max_connect_attempts is _FACTORY else max_connect_attempts
+        self.backoff_options = None if backoff_options is _FACTORY else backoff_options
+        self.hash_policy = [] if hash_policy is _FACTORY else hash_policy
+        self.tunneling_config = None if tunneling_config is _FACTORY else tunneling_config
+        self.max_downstream_connection_duration = None if max_downstream_connection_duration is _FACTORY else max_downstream_connection_duration
+        self.max_downstream_connection_duration_jitter_percentage = None if max_downstream_connection_duration_jitter_percentage is _FACTORY else max_downstream_connection_duration_jitter_percentage
+        self.access_log_flush_interval = None if access_log_flush_interval is _FACTORY else access_log_flush_interval
+        self.flush_access_log_on_connected = False if flush_access_log_on_connected is _FACTORY else flush_access_log_on_connected
+        self.access_log_options = None if access_log_options is _FACTORY else access_log_options
+        self.proxy_protocol_tlvs = [] if proxy_protocol_tlvs is _FACTORY else proxy_protocol_tlvs
+        self.upstream_connect_mode = UpstreamConnectMode(0) if upstream_connect_mode is _FACTORY else upstream_connect_mode
+        self.max_early_data_bytes = None if max_early_data_bytes is _FACTORY else max_early_data_bytes
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.filters.network.tcp_proxy.v3", "TcpProxy", TcpProxy
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TcpProxyOnDemand(betterproto2.Message):
+    "TcpProxyOnDemand(odcds_config: '_____config__core__v3__.ConfigSource | None' = <factory>, resources_locator: 'str' = <factory>, timeout: 'datetime.timedelta | None' = <factory>)"
+
     odcds_config: "_____config__core__v3__.ConfigSource | None" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, optional=True
     )
@@ -174,14 +201,22 @@ class TcpProxyOnDemand(betterproto2.Message):
         optional=True,
     )
 
+    def __init__(self, odcds_config: '_____config__core__v3__.ConfigSource | None' = _FACTORY, resources_locator: 'str' = _FACTORY, timeout: 'datetime.timedelta | None' = _FACTORY) -> None:
+        self.odcds_config = None if odcds_config is _FACTORY else odcds_config
+        self.resources_locator = "" if resources_locator is _FACTORY else resources_locator
+        self.timeout = None if timeout is _FACTORY else timeout
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.filters.network.tcp_proxy.v3", "TcpProxy.OnDemand", TcpProxyOnDemand
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TcpProxyTcpAccessLogOptions(betterproto2.Message):
+    "TcpProxyTcpAccessLogOptions(access_log_flush_interval: 'datetime.timedelta | None' = <factory>, flush_access_log_on_connected: 'bool' = <factory>)"
+
     access_log_flush_interval: "datetime.timedelta | None" = betterproto2.field(
         1,
         betterproto2.TYPE_MESSAGE,
@@ -191,6 +226,11 @@ class TcpProxyTcpAccessLogOptions(betterproto2.Message):
 
     flush_access_log_on_connected: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
 
+    def __init__(self, access_log_flush_interval: 'datetime.timedelta | None' = _FACTORY, flush_access_log_on_connected: 'bool' = _FACTORY) -> None:
+        self.access_log_flush_interval = None if access_log_flush_interval is _FACTORY else access_log_flush_interval
+        self.flush_access_log_on_connected = False if flush_access_log_on_connected is _FACTORY else flush_access_log_on_connected
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.filters.network.tcp_proxy.v3",
@@ -199,8 +239,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TcpProxyTunnelingConfig(betterproto2.Message):
+    "TcpProxyTunnelingConfig(hostname: 'str' = <factory>, use_post: 'bool' = <factory>, headers_to_add: 'list[_____config__core__v3__.HeaderValueOption]' = <factory>, propagate_response_headers: 'bool' = <factory>, post_path: 'str' = <factory>, propagate_response_trailers: 'bool' = <factory>, request_id_extension: '__http_connection_manager__v3__.RequestIdExtension | None' = <factory>, request_id_header: 'str' = <factory>, request_id_metadata_key: 'str' = <factory>)"
+
     hostname: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     use_post: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
@@ -223,6 +265,18 @@ class TcpProxyTunnelingConfig(betterproto2.Message):
 
     request_id_metadata_key: "str" = betterproto2.field(9, betterproto2.TYPE_STRING)
 
+    def __init__(self, hostname: 'str' = _FACTORY, use_post: 'bool' = _FACTORY, headers_to_add: 'list[_____config__core__v3__.HeaderValueOption]' = _FACTORY, propagate_response_headers: 'bool' = _FACTORY, post_path: 'str' = _FACTORY, propagate_response_trailers: 'bool' = _FACTORY, request_id_extension: '__http_connection_manager__v3__.RequestIdExtension | None' = _FACTORY, request_id_header: 'str' = _FACTORY, request_id_metadata_key: 'str' = _FACTORY) -> None:
+        self.hostname = "" if hostname is _FACTORY else hostname
+        self.use_post = False if use_post is _FACTORY else use_post
+        self.headers_to_add = [] if headers_to_add is _FACTORY else headers_to_add
+        self.propagate_response_headers = False if propagate_response_headers is _FACTORY else propagate_response_headers
+        self.post_path = "" if post_path is _FACTORY else post_path
+        self.propagate_response_trailers = False if propagate_response_trailers is _FACTORY else propagate_response_trailers
+        self.request_id_extension = None if request_id_extension is _FACTORY else request_id_extension
+        self.request_id_header = "" if request_id_header is _FACTORY else request_id_header
+        self.request_id_metadata_key = "" if request_id_metadata_key is _FACTORY else request_id_metadata_key
+        self.__post_init__()
+
 
 default_message_pool.register_message(
     "envoy.extensions.filters.network.tcp_proxy.v3",
@@ -231,11 +285,17 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TcpProxyWeightedCluster(betterproto2.Message):
+    "TcpProxyWeightedCluster(clusters: 'list[TcpProxyWeightedClusterClusterWeight]' = <factory>)"
+
     clusters: "list[TcpProxyWeightedClusterClusterWeight]" = betterproto2.field(
         1, betterproto2.TYPE_MESSAGE, repeated=True
     )
+
+    def __init__(self, clusters: 'list[TcpProxyWeightedClusterClusterWeight]' = _FACTORY) -> None:
+        self.clusters = [] if clusters is _FACTORY else clusters
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -245,8 +305,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, init=False)
 class TcpProxyWeightedClusterClusterWeight(betterproto2.Message):
+    "TcpProxyWeightedClusterClusterWeight(name: 'str' = <factory>, weight: 'int' = <factory>, metadata_match: '_____config__core__v3__.Metadata | None' = <factory>)"
+
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     weight: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
@@ -254,6 +316,12 @@ class TcpProxyWeightedClusterClusterWeight(betterproto2.Message):
     metadata_match: "_____config__core__v3__.Metadata | None" = betterproto2.field(
         3, betterproto2.TYPE_MESSAGE, optional=True
     )
+
+    def __init__(self, name: 'str' = _FACTORY, weight: 'int' = _FACTORY, metadata_match: '_____config__core__v3__.Metadata | None' = _FACTORY) -> None:
+        self.name = "" if name is _FACTORY else name
+        self.weight = 0 if weight is _FACTORY else weight
+        self.metadata_match = None if metadata_match is _FACTORY else metadata_match
+        self.__post_init__()
 
 
 default_message_pool.register_message(
@@ -269,4 +337,16 @@ from ......config.core import v3 as _____config__core__v3__
 from ......type import v3 as _____type__v3__
 from ...http_connection_manager import v3 as __http_connection_manager__v3__
 
-from . import _codec as _codec  # installs the fast codec (codegen/fastcodec.py)
+# The fast codec (codegen/fastcodec.py) loads from ._codec on first use.
+from istio_sdk.codec import install_lazily as _install_lazily
+_install_lazily(
+    __name__,
+    (
+        TcpProxy,
+        TcpProxyWeightedCluster,
+        TcpProxyWeightedClusterClusterWeight,
+        TcpProxyTunnelingConfig,
+        TcpProxyOnDemand,
+        TcpProxyTcpAccessLogOptions,
+    ),
+)
