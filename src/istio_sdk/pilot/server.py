@@ -33,7 +33,13 @@ from grpclib.server import Server, Stream
 from istio_sdk._grpc import GrpcSettings, create_server
 from istio_sdk._http import MonitoringHttpServer, json_body, metrics_route
 from istio_sdk._net import bound_port
-from istio_sdk.api.envoy.service.discovery.v3 import DeltaDiscoveryRequest, DiscoveryRequest
+from istio_sdk.api.envoy.service.discovery.v3 import (
+    DeltaDiscoveryRequest,
+    DeltaDiscoveryResponse,
+    DiscoveryRequest,
+    DiscoveryResponse,
+)
+from istio_sdk.codec import load_codec
 from istio_sdk.pilot._raw import EncodedMessage
 from istio_sdk.pilot.cache import CachedResource, SnapshotCache
 from istio_sdk.pilot.debounce import Debouncer
@@ -46,7 +52,14 @@ from istio_sdk.xds import wire
 from istio_sdk.xds._logsafe import WarningBudget, peer_text
 from istio_sdk.xds.errors import XdsProtocolError
 from istio_sdk.xds.server import Push, RequestKind, ServerSession
-from istio_sdk.xds.types import is_known, resource_type
+from istio_sdk.xds.types import (
+    CLUSTER,
+    ENDPOINT,
+    LISTENER,
+    ROUTE,
+    is_known,
+    resource_type,
+)
 
 __all__ = [
     "DiscoveryServer",
@@ -120,6 +133,14 @@ class _Connection:
         return f"{name} ({self.id}, {self.peer})"
 
 
+def _load_xds_codecs() -> None:
+    # The four types every proxy asks for and the envelopes; other types load when first used.
+    for type_url in (LISTENER, ROUTE, CLUSTER, ENDPOINT):
+        load_codec(resource_type(type_url).message_class())
+    for envelope in (DiscoveryResponse, DeltaDiscoveryResponse):
+        load_codec(envelope)
+
+
 class _AdsService:
     """grpclib handlers for both ADS methods; responses go out as pre-encoded bytes."""
 
@@ -182,6 +203,9 @@ class DiscoveryServer:
         """Listen for ADS on ``host:port`` (0: an ephemeral port); returns the port."""
         if self._grpc is not None:
             raise RuntimeError("DiscoveryServer is already started")
+        # Codecs load on first use: pay that once (tens of ms for Envoy's packages) here, before
+        # any peer is accepted, rather than inside the first push.
+        _load_xds_codecs()
         server = create_server([_AdsService(self)], self._grpc_settings)
         await server.start(host, port)  # a port taken raises here, leaving nothing to stop
         self._grpc = server
