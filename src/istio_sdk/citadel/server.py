@@ -55,7 +55,7 @@ from istio_sdk.citadel._tls import server_ssl_context
 from istio_sdk.citadel.ca import CaOptions, CertificateAuthority, IssuedCertificate
 from istio_sdk.citadel.errors import AuthenticationError, CsrError, TtlError
 from istio_sdk.citadel.jwt import JwtRule
-from istio_sdk.codec import DecodeError
+from istio_sdk.codec import DecodeError, load_codec
 
 if TYPE_CHECKING:
     import grpclib.server
@@ -413,6 +413,9 @@ class CitadelServer:
         """Listen on ``host:port`` over TLS with a serving certificate from this CA."""
         if self._server is not None:
             raise RuntimeError("CitadelServer is already started")
+        # Codecs load on first use: pay that once here, not inside the first peer's call.
+        load_codec(IstioCertificateRequest)
+        load_codec(IstioCertificateResponse)
         key_pem, chain = self.ca.issue_serving_certificate(
             self.options.serving_dns_names, self.options.serving_ip_addresses
         )
