@@ -155,10 +155,26 @@ SELECTED_POD_WITHOUT_IP = [
         "status": {"phase": "Running"},
     },
 ]
+SLICE_WITH_GARBAGE_ADDRESSES = [
+    SELECTED_POD_WITHOUT_IP[0],
+    {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": "web-1",
+            "namespace": "shop",
+            "labels": {"kubernetes.io/service-name": "web"},
+        },
+        "addressType": "IPv4",
+        "ports": [{"name": "", "port": 8080}],
+        "endpoints": [{"addresses": ["", "not an address", "10.0.0.1"]}],
+    },
+]
 
 
 @given(st.lists(st.one_of(well_formed(), well_formed(), documents()), max_size=8))
 @example(SELECTED_POD_WITHOUT_IP)
+@example(SLICE_WITH_GARBAGE_ADDRESSES)
 def test_any_objects_load_or_fail_typed_and_the_registry_never_raises(
     docs: list[dict[str, Any]],
 ) -> None:

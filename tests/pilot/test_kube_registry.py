@@ -241,6 +241,48 @@ def test_bad_objects_are_reported_and_the_rest_is_served() -> None:
     assert [e.address for e in registry.endpoints[("shop", HOST)]] == ["10.0.0.1"]
 
 
+GARBAGE_SLICE = """
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-bad, namespace: shop, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{name: http-web, port: 8080}]
+endpoints:
+- addresses: ["", "10.0.0.1\\n; rm -rf /", "fd00::1", "10.0.0.9"]
+"""
+GARBAGE_POD_IP = """
+apiVersion: v1
+kind: Pod
+metadata: {name: web-3, namespace: shop, labels: {app: web}}
+spec: {containers: [{name: web, image: web}]}
+status: {phase: Running, podIP: "not-an-ip"}
+"""
+
+
+def test_garbage_endpoint_addresses_are_reported_and_the_good_ones_served() -> None:
+    registry = build_kube_registry(objects("---".join([SERVICE, GARBAGE_SLICE, GARBAGE_POD_IP])))
+    assert registry.problems == (
+        "Pod shop/web-3: status.podIP 'not-an-ip': not an IP",
+        "EndpointSlice shop/web-bad: address '': not an IP address",
+        "EndpointSlice shop/web-bad: address '10.0.0.1\\n; rm -rf /': not an IP address",
+        "EndpointSlice shop/web-bad: address 'fd00::1': not an IPv4 address",
+    )
+    assert [e.address for e in registry.endpoints[("shop", HOST)]] == ["10.0.0.9"]
+    endpoints = """
+    apiVersion: v1
+    kind: Endpoints
+    metadata: {name: web, namespace: shop}
+    subsets: [{addresses: [{ip: "10.0.0.2"}, {ip: "300.1.1.1"}], ports: [{port: 8080}]}]
+    """
+    registry = build_kube_registry(objects("---".join([SERVICE, textwrap.dedent(endpoints)])))
+    assert registry.problems == ("Endpoints shop/web: address '300.1.1.1': not an IP address",)
+    assert [e.address for e in registry.endpoints[("shop", HOST)]] == ["10.0.0.2"]
+    # a Pod whose podIP is garbage is a Pod without an IP when its Service selects it
+    registry = build_kube_registry(objects("---".join([SERVICE, GARBAGE_POD_IP])))
+    assert registry.problems[-1] == "Pod shop/web-3: selected by Service shop/web but has no IP"
+    assert registry.endpoints[("shop", HOST)] == ()
+
+
 def test_push_context_from_store_serves_kubernetes_beside_service_entries() -> None:
     service_entry = """
     apiVersion: networking.istio.io/v1

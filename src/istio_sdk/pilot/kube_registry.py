@@ -33,6 +33,7 @@ are each described in :attr:`KubeRegistry.problems` and left out.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
@@ -190,6 +191,19 @@ def _pod_of(resource: Any) -> _Pod:
     )
 
 
+def _address_error(address: Any, address_type: str = "") -> str:
+    """Why ``address`` is not an endpoint IP (of ``address_type`` IPv4/IPv6 when given), or ""."""
+    if not isinstance(address, str) or not address:
+        return "not an IP address"
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return "not an IP address"
+    if address_type in ("IPv4", "IPv6") and f"IPv{ip.version}" != address_type:
+        return f"not an {address_type} address"
+    return ""
+
+
 def _node_locality(labels: Mapping[str, str]) -> str:
     def first(names: Iterable[str]) -> str:
         return next((labels[n] for n in names if labels.get(n)), "")
@@ -227,6 +241,9 @@ class _Builder:
             ns, name, _, _ = _meta(resource)
             self.problem(f"Pod {ns}/{name}: cannot be read: {exc}")
             return
+        if pod.ip and _address_error(pod.ip):
+            self.problem(f"Pod {pod.namespace}/{pod.name}: status.podIP {pod.ip!r}: not an IP")
+            pod = attrs.evolve(pod, ip="")
         self.pods[(pod.namespace, pod.name)] = pod
         if pod.ip:
             self.pods_by_ip[(pod.namespace, pod.ip)] = pod
@@ -360,6 +377,10 @@ class _Builder:
                 if health is None:
                     continue
                 for address in endpoint.addresses or ():
+                    reason = _address_error(address, body.addressType)
+                    if reason:
+                        self.problem(f"{where}: address {address!r}: {reason}")
+                        continue
                     keep, pod = self._find_pod(namespace, address, endpoint.targetRef, where)
                     if keep:
                         eps.append(self.endpoint(address, ports, pod, health))
@@ -382,6 +403,10 @@ class _Builder:
                 if health is None:
                     continue
                 for address in addresses or ():
+                    reason = _address_error(address.ip)
+                    if reason:
+                        self.problem(f"{where}: address {address.ip!r}: {reason}")
+                        continue
                     keep, pod = self._find_pod(namespace, address.ip, address.targetRef, where)
                     if keep:
                         eps.append(self.endpoint(address.ip, ports, pod, health))
