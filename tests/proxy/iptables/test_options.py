@@ -164,6 +164,12 @@ BAD = [
     (["-i", "10.0.0.0"], "-i/--istio-service-cidr: '10.0.0.0' is not a CIDR"),
     (["-x", "*"], "-x/--istio-service-exclude-cidr: '*' is not allowed here"),
     (["-x", "10.0.0.0/33"], "is not a CIDR"),
+    # Python's ipaddress keeps any text after '%' as an IPv6 scope id: rules inside a CIDR
+    (
+        ["-x", "fe80::1%x -j ACCEPT\n-A OUTPUT -j DROP\n#/128"],
+        "-x/--istio-service-exclude-cidr: 'fe80::1%x -j ACCEPT\\n-A OUTPUT -j DROP\\n#/128' has",
+    ),
+    (["-i", "fd00::1%eth0/64"], "-i/--istio-service-cidr: 'fd00::1%eth0/64' has a scope id"),
     (["-m", "NAT"], "'NAT' is not REDIRECT or TPROXY"),
     (
         ["-u", "1337\n-A OUTPUT -j DROP"],
