@@ -25,6 +25,15 @@ from istio_sdk.proxy.iptables._host import read_resolv_conf, wants_ipv6
 GOLDEN = pathlib.Path(__file__).parent / "golden"
 
 
+@pytest.fixture(autouse=True)
+def _no_host_iptables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests run as root in CI, outside any network namespace: no iptables is findable,
+    so a dry run that stopped being dry fails with "iptables not found" instead of rewriting
+    the host's rules. Tests that need binaries pass stand-ins with ``path=``."""
+    monkeypatch.setattr("istio_sdk.proxy.iptables._apply._SBIN", ())
+    monkeypatch.setenv("PATH", "/nonexistent")
+
+
 def golden_restore(name: str) -> str:
     """Istio's golden file without the iptables-save calls around the restore input."""
     lines = (GOLDEN / f"{name}.golden").read_text().splitlines()
@@ -194,9 +203,7 @@ def test_bad_input_is_one_clear_line(
     argv: list[str],
     message: str | None,
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("PATH", "/nonexistent")  # nothing could be applied even by mistake
     try:
         code = main(["iptables", "-n", "--no-ipv6", *argv])
     except SystemExit as exc:  # argparse's own usage errors
@@ -220,10 +227,8 @@ def test_a_missing_iptables_is_a_clear_error(tmp_path: pathlib.Path) -> None:
 
 
 def test_cli_exit_code_when_iptables_is_missing(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setattr("istio_sdk.proxy.iptables._apply._SBIN", ())
-    monkeypatch.setenv("PATH", "/nonexistent")
     assert main(["iptables", "-i", "*", "--no-ipv6"]) == 1
     assert capsys.readouterr().err.startswith("istio-sdk iptables: error: iptables not found")
 
