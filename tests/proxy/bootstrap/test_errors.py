@@ -105,6 +105,39 @@ def test_hostile_annotations() -> None:
     assert _error(annotations={"proxy.istio.io/config": big_number}).source == _ANNOTATION
 
 
+DEEP_JSON = "[" * 100_000  # beyond the JSON decoder's own recursion guard
+
+
+@pytest.mark.parametrize(
+    ("env", "annotations", "source"),
+    [
+        # str.isdigit() holds for '²' and int() refuses it
+        ({}, {"status.sidecar.istio.io/port": "²"}, "annotation status.sidecar.istio.io/port"),
+        ({"ENVOY_STATUS_PORT": "²"}, {}, "environment variable ENVOY_STATUS_PORT"),
+        ({"ENVOY_PROMETHEUS_PORT": "١٥٠٩٠"}, {}, "environment variable ENVOY_PROMETHEUS_PORT"),
+        (
+            {},
+            {"proxy.istio.io/config": "statsdUdpAddress: statsd:²"},
+            "ProxyConfig statsdUdpAddress",
+        ),
+        ({"ISTIO_META_POD_PORTS": DEEP_JSON}, {}, "ISTIO_META_POD_PORTS"),
+        ({"ISTIO_METAJSON_LABELS": DEEP_JSON}, {}, "environment variable ISTIO_METAJSON_LABELS"),
+    ],
+)
+def test_non_ascii_digits_and_deep_json_are_bootstrap_errors(
+    env: dict[str, str], annotations: dict[str, str], source: str
+) -> None:
+    assert source in _error(env=env, annotations=annotations).source
+
+
+def test_deep_json_in_a_histogram_annotation_is_ignored_like_any_malformed_value() -> None:
+    annotations = {"sidecar.istio.io/statsHistogramBuckets": DEEP_JSON}
+    doc = json.loads(bootstrap_to_json(bootstrap_for_pod(_POD, annotations=annotations)))
+    assert "histogramBucketSettings" not in doc["statsConfig"]
+    with pytest.raises(BootstrapError, match=r"labels:1"):
+        parse_downward_api(f"app={DEEP_JSON}\n", "labels")
+
+
 def test_garbage_in_downward_api_file() -> None:
     assert parse_downward_api('app="reviews"\nbroken line\nv="a=b"\n', "labels") == {
         "app": "reviews",

@@ -187,7 +187,7 @@ def apply_proxy_config_annotations(
 
 def _port(raw: str, source: str, *, allow_zero: bool = False) -> int:
     text = raw.strip()
-    if not text.isdigit() or len(text) > 5:
+    if not (text.isascii() and text.isdigit()) or len(text) > 5:
         raise BootstrapError(source, f"expected a port number, got {raw!r:.80}")
     port = int(text)
     if port > 65535 or (port == 0 and not allow_zero):
