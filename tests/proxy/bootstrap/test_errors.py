@@ -130,6 +130,16 @@ def test_non_ascii_digits_and_deep_json_are_bootstrap_errors(
     assert source in _error(env=env, annotations=annotations).source
 
 
+@pytest.mark.parametrize("field", ["statusPort", "proxyAdminPort"])
+@pytest.mark.parametrize("port", [-1, 70000])
+def test_a_proxy_config_port_out_of_range_is_a_bootstrap_error(field: str, port: int) -> None:
+    # Envoy refuses a port value past 65535 (and -1 is no uint32): no bootstrap is written
+    error = _error(annotations={"proxy.istio.io/config": f"{field}: {port}"})
+    assert (error.source, error.problem) == (f"ProxyConfig {field}", f"port {port} is out of range")
+    error = _error(env={"PROXY_CONFIG": f'{{"{field}": {port}}}'})
+    assert error.source == f"ProxyConfig {field}"
+
+
 def test_deep_json_in_a_histogram_annotation_is_ignored_like_any_malformed_value() -> None:
     annotations = {"sidecar.istio.io/statsHistogramBuckets": DEEP_JSON}
     doc = json.loads(bootstrap_to_json(bootstrap_for_pod(_POD, annotations=annotations)))
