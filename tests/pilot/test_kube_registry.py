@@ -283,6 +283,31 @@ def test_garbage_endpoint_addresses_are_reported_and_the_good_ones_served() -> N
     assert registry.endpoints[("shop", HOST)] == ()
 
 
+def test_endpoint_ports_that_are_no_tcp_port_are_reported_not_truncated() -> None:
+    # 2**40 written as an EDS port_value (uint32) reached Envoy as port 0
+    huge = slice_doc().replace("port: 8080", "port: 1099511627776")
+    registry = build_kube_registry(objects("---".join([NODE_AND_POD, SERVICE, huge])))
+    assert registry.problems == (
+        "EndpointSlice shop/web-abc: port 'http-web': 1099511627776 is not a port number (1-65535)",
+    )
+    assert {dict(e.ports).get("http-web") for e in registry.endpoints[("shop", HOST)]} == {None}
+    endpoints = """
+    apiVersion: v1
+    kind: Endpoints
+    metadata: {name: web, namespace: shop}
+    subsets: [{addresses: [{ip: "10.0.0.2"}], ports: [{name: a, port: -5}, {name: b, port: 81}]}]
+    """
+    registry = build_kube_registry(objects("---".join([SERVICE, textwrap.dedent(endpoints)])))
+    assert registry.problems == ("Endpoints shop/web: port 'a': -5 is not a port number (1-65535)",)
+    assert [dict(e.ports) for e in registry.endpoints[("shop", HOST)]] == [{"b": 81}]
+    pod = NODE_AND_POD.replace("containerPort: 8080", "containerPort: 70000")
+    registry = build_kube_registry(objects("---".join([pod, SERVICE])))
+    assert "Pod shop/web-1: port 'http-web': 70000 is not a port number (1-65535)" in (
+        registry.problems
+    )
+    assert "http-web" not in registry.endpoints[("shop", HOST)][0].ports
+
+
 def test_push_context_from_store_serves_kubernetes_beside_service_entries() -> None:
     service_entry = """
     apiVersion: networking.istio.io/v1

@@ -309,6 +309,17 @@ class _Builder:
 
     # -- endpoints ----------------------------------------------------------------------
 
+    def port_map(self, where: str, ports: Iterable[tuple[str, Any]]) -> dict[str, int]:
+        """Port name to number; a number that is no TCP port (0, negative, past 65535) is
+        reported and left out, not truncated on the wire to another port."""
+        found: dict[str, int] = {}
+        for name, number in ports:
+            if isinstance(number, int) and not isinstance(number, bool) and 0 < number < 65536:
+                found[name] = number
+            else:
+                self.problem(f"{where}: port {name!r}: {number!r} is not a port number (1-65535)")
+        return found
+
     def endpoint(
         self,
         address: str,
@@ -369,7 +380,9 @@ class _Builder:
             eps = found.setdefault(key, [])
             if body.addressType == "FQDN":
                 continue
-            ports = {p.name or "": p.port for p in body.ports or () if p.port is not None}
+            ports = self.port_map(
+                where, ((p.name or "", p.port) for p in body.ports or () if p.port is not None)
+            )
             for endpoint in body.endpoints or ():
                 conditions = endpoint.conditions
                 ready = conditions is None or conditions.ready is None or bool(conditions.ready)
@@ -397,7 +410,7 @@ class _Builder:
             return
         eps: list[Endpoint] = []
         for subset in resource.spec.subsets or ():
-            ports = {p.name or "": p.port for p in subset.ports or ()}
+            ports = self.port_map(where, ((p.name or "", p.port) for p in subset.ports or ()))
             for addresses, ready in ((subset.addresses, True), (subset.notReadyAddresses, False)):
                 health = self._health(service, ready)
                 if health is None:
@@ -434,15 +447,16 @@ class _Builder:
             health = self._health(resource, pod.ready)
             if health is None:
                 continue
-            ports: dict[str, int] = {}
+            found: list[tuple[str, Any]] = []
             for port in spec.ports or ():
                 target = port.targetPort
                 if isinstance(target, str):
                     if target not in pod.ports:
                         continue
-                    ports[port.name or ""] = pod.ports[target]
+                    found.append((port.name or "", pod.ports[target]))
                 else:
-                    ports[port.name or ""] = target or port.port
+                    found.append((port.name or "", target or port.port))
+            ports = self.port_map(f"Pod {pod_ns}/{pod_name}", found)
             eps.append(self.endpoint(pod.ip, ports, pod, health))
         self.endpoints[key] = _unique(eps)
 
