@@ -308,6 +308,53 @@ def test_endpoint_ports_that_are_no_tcp_port_are_reported_not_truncated() -> Non
     assert "http-web" not in registry.endpoints[("shop", HOST)][0].ports
 
 
+@pytest.mark.parametrize(
+    ("spec", "problem", "addresses"),
+    [
+        (
+            "{clusterIP: '10.96.0.1 -j DROP', ports: [{port: 80}]}",
+            "Service shop/web: cluster IP '10.96.0.1 -j DROP': not an IP address",
+            (),
+        ),
+        (
+            "{clusterIP: 10.96.0.1, clusterIPs: [10.96.0.1, junk], ports: [{port: 80}]}",
+            "Service shop/web: cluster IP 'junk': not an IP address",
+            ("10.96.0.1",),
+        ),
+    ],
+)
+def test_a_cluster_ip_that_is_no_ip_is_reported_and_the_service_served(
+    spec: str, problem: str, addresses: tuple[str, ...]
+) -> None:
+    doc = f"apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: shop}}\nspec: {spec}\n"
+    registry = build_kube_registry(objects(doc))
+    assert registry.problems == (problem,)
+    assert registry.services[("shop", HOST)].addresses == addresses
+
+
+def test_an_external_name_that_is_no_dns_name_is_reported_and_not_served() -> None:
+    doc = """
+    apiVersion: v1
+    kind: Service
+    metadata: {name: web, namespace: shop}
+    spec: {type: ExternalName, externalName: "api.example.com\\n-x", ports: [{port: 80}]}
+    ---
+    apiVersion: v1
+    kind: Service
+    metadata: {name: api, namespace: shop}
+    spec: {type: ExternalName, externalName: api.example.com., ports: [{port: 80}]}
+    """
+    registry = build_kube_registry(objects(doc))
+    assert registry.problems == (
+        "Service shop/web: spec.externalName 'api.example.com\\n-x': not a DNS name "
+        "(RFC 1123 subdomain)",
+    )
+    assert list(registry.services) == [("shop", "api.shop.svc.cluster.local")]
+    assert [e.address for e in registry.endpoints[("shop", "api.shop.svc.cluster.local")]] == [
+        "api.example.com."
+    ]
+
+
 def test_push_context_from_store_serves_kubernetes_beside_service_entries() -> None:
     service_entry = """
     apiVersion: networking.istio.io/v1

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
@@ -204,6 +205,18 @@ def _address_error(address: Any, address_type: str = "") -> str:
     return ""
 
 
+# What the kube-apiserver accepts as spec.externalName: a DNS-1123 subdomain (a trailing dot
+# allowed), at most 253 characters.
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def _external_name_error(name: str) -> str:
+    bare = name.removesuffix(".")
+    if len(bare) > 253 or not _DNS_SUBDOMAIN.fullmatch(bare):
+        return "not a DNS name (RFC 1123 subdomain)"
+    return ""
+
+
 def _node_locality(labels: Mapping[str, str]) -> str:
     def first(names: Iterable[str]) -> str:
         return next((labels[n] for n in names if labels.get(n)), "")
@@ -279,15 +292,23 @@ class _Builder:
         external = False
         addresses: tuple[str, ...] = ()
         if spec.type == "ExternalName" and spec.externalName:
+            reason = _external_name_error(spec.externalName)
+            if reason:
+                self.problem(f"{where}: spec.externalName {spec.externalName!r:.80}: {reason}")
+                return
             resolution, external = Resolution.DNS, True
         elif spec.clusterIP == "None":
             resolution = Resolution.NONE
         elif spec.clusterIP:
-            addresses = (
+            given = (
                 tuple(spec.clusterIPs or ())
                 if len(spec.clusterIPs or ()) > 1
                 else (spec.clusterIP,)
             )
+            for address in given:
+                if _address_error(address):
+                    self.problem(f"{where}: cluster IP {address!r:.80}: not an IP address")
+            addresses = tuple(a for a in given if not _address_error(a))
         try:
             service = Service(
                 hostname=service_hostname(name, namespace, self.domain_suffix),
