@@ -210,6 +210,76 @@ def test_selected_pods_when_there_are_no_endpoint_objects() -> None:
     assert only.ports["http-web"] == 8080 and only.ports["grpc"] == 9090
 
 
+def test_a_slice_address_without_target_ref_is_joined_with_the_pod_of_that_ip() -> None:
+    untargeted = slice_doc().replace("  targetRef: {kind: Pod, namespace: shop, name: web-1}\n", "")
+    registry = build_kube_registry(objects("---".join([NODE_AND_POD, SERVICE, untargeted])))
+    first = registry.endpoints[("shop", HOST)][0]
+    assert (first.address, first.service_account) == (
+        "10.0.0.1",
+        "spiffe://cluster.local/ns/shop/sa/web-sa",
+    )
+
+
+def test_the_same_address_in_two_slices_is_one_endpoint() -> None:
+    twice = slice_doc() + "---" + slice_doc().replace("web-abc", "web-def")
+    registry = build_kube_registry(objects("---".join([NODE_AND_POD, SERVICE, twice])))
+    assert [e.address for e in registry.endpoints[("shop", HOST)]] == ["10.0.0.1", "10.0.0.7"]
+
+
+def test_fqdn_slices_give_no_endpoints() -> None:
+    fqdn = slice_doc().replace("addressType: IPv4", "addressType: FQDN")
+    registry = build_kube_registry(objects("---".join([SERVICE, fqdn])))
+    assert registry.endpoints[("shop", HOST)] == ()
+
+
+@pytest.mark.parametrize(
+    ("status", "served"),
+    [
+        ('{phase: Running, podIP: 10.0.0.1, conditions: [{type: Ready, status: "False"}]}', False),
+        # a finished Pod is not served whatever its last Ready condition said
+        ('{phase: Succeeded, podIP: 10.0.0.1, conditions: [{type: Ready, status: "True"}]}', False),
+        ('{phase: Failed, podIP: 10.0.0.1, conditions: [{type: Ready, status: "True"}]}', False),
+        ("{phase: Pending, podIP: 10.0.0.1}", False),
+        ("{phase: Running, podIP: 10.0.0.1}", True),
+    ],
+)
+def test_selected_pods_are_served_when_ready(status: str, served: bool) -> None:
+    pod = NODE_AND_POD.replace(
+        'status: {phase: Running, podIP: 10.0.0.1, conditions: [{type: Ready, status: "True"}]}',
+        f"status: {status}",
+    )
+    registry = build_kube_registry(objects("---".join([pod, SERVICE])))
+    assert [e.address for e in registry.endpoints[("shop", HOST)]] == (
+        ["10.0.0.1"] if served else []
+    )
+
+
+def test_network_label_and_no_locality() -> None:
+    pod = NODE_AND_POD.replace("version: v2}", "version: v2, topology.istio.io/network: n2}")
+    pod = pod.replace("nodeName: n1", "nodeName: n9")
+    node = "apiVersion: v1\nkind: Node\nmetadata: {name: n9}\n"  # no topology labels
+    registry = build_kube_registry(objects("---".join([node, pod, SERVICE])))
+    (only,) = registry.endpoints[("shop", HOST)]
+    assert (only.network, only.locality) == ("n2", "")
+    registry = build_kube_registry(objects("---".join([NODE_AND_POD, SERVICE])))
+    assert registry.endpoints[("shop", HOST)][0].network == ""
+
+
+def test_an_external_name_service_with_a_selector_gets_only_its_name() -> None:
+    ext = """
+    apiVersion: v1
+    kind: Service
+    metadata: {name: web, namespace: shop}
+    spec:
+      type: ExternalName
+      externalName: api.example.com
+      selector: {app: web}
+      ports: [{port: 80}]
+    """
+    registry = build_kube_registry(objects("---".join([NODE_AND_POD, textwrap.dedent(ext)])))
+    assert [e.address for e in registry.endpoints[("shop", HOST)]] == ["api.example.com"]
+
+
 def test_bad_objects_are_reported_and_the_rest_is_served() -> None:
     no_ip = """
     apiVersion: v1
