@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import pathlib
+import re
 
 import pytest
 
@@ -217,6 +218,33 @@ def test_bad_input_is_one_clear_line(
     assert len(err.strip().splitlines()) == (1 if "unrecognized" not in message else 2)  # + usage
     assert message in err
     assert len(err) < 300
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"proxy_uids": ""}, "proxy_uids: at least one user or group is needed"),
+        ({"dns_servers_v4": ["fd00::1"]}, "dns_servers_v4: 'fd00::1' is not an IPv4 address"),
+        (
+            {"dns_servers_v6": ["fe80::1%x -j ACCEPT"]},
+            "dns_servers_v6: 'fe80::1%x -j ACCEPT' is not an IPv6 address",
+        ),
+        (
+            {"host_ipv4_loopback_cidr": "10.0.0.1/32"},
+            "host_ipv4_loopback_cidr: expected an IPv4 loopback",
+        ),
+        ({"host_ipv4_loopback_cidr": "127.0.0.1/4"}, "host_ipv4_loopback_cidr: the prefix length"),
+        (
+            {"owner_groups_include": [str(g) for g in range(65)]},
+            "owner_groups_include: at most 64 groups, got 65",
+        ),
+    ],
+)
+def test_capture_config_refuses_what_would_break_or_smuggle_rules(
+    fields: dict[str, object], message: str
+) -> None:
+    with pytest.raises(IptablesConfigError, match="^" + re.escape(message)):
+        CaptureConfig(**fields)  # type: ignore[arg-type]
 
 
 def test_a_missing_iptables_is_a_clear_error(tmp_path: pathlib.Path) -> None:
