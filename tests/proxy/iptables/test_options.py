@@ -33,6 +33,7 @@ def _no_host_iptables(monkeypatch: pytest.MonkeyPatch) -> None:
     the host's rules. Tests that need binaries pass stand-ins with ``path=``."""
     monkeypatch.setattr("istio_sdk.proxy.iptables._apply._SBIN", ())
     monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.delenv("NETWORK_NAMESPACE", raising=False)  # main() would setns pytest itself
 
 
 def golden_restore(name: str) -> str:
@@ -196,6 +197,10 @@ BAD = [
     (["--cleanup", "--skip-rule-apply"], "contradict"),
     (["-p", "15006"], "proxy_port and inbound_capture_port are both 15006"),
     (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    (
+        ["--network-namespace", "/nonexistent/a\nb"],
+        "--network-namespace: cannot open '/nonexistent/a\\nb': No such file or directory",
+    ),
 ]
 
 

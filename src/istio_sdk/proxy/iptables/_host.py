@@ -16,7 +16,7 @@ import pwd
 import socket
 import struct
 
-from istio_sdk.proxy.iptables._config import IptablesConfigError
+from istio_sdk.proxy.iptables._config import IptablesConfigError, _show
 
 __all__ = [
     "enter_network_namespace",
@@ -111,14 +111,14 @@ def enter_network_namespace(path: str) -> None:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         raise IptablesConfigError(
-            f"--network-namespace: cannot open {path}: {exc.strerror or exc}"
+            f"--network-namespace: cannot open {_show(path)}: {exc.strerror or exc}"
         ) from None
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
         if libc.setns(fd, _CLONE_NEWNET) != 0:
             error = ctypes.get_errno()
             raise IptablesConfigError(
-                f"--network-namespace: cannot enter {path}: {os.strerror(error)}"
+                f"--network-namespace: cannot enter {_show(path)}: {os.strerror(error)}"
             )
     finally:
         os.close(fd)
