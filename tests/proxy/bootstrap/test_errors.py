@@ -84,8 +84,9 @@ def test_bad_boolean_metadata_names_the_variable() -> None:
 def test_bad_tracer_address_and_status_port_annotation() -> None:
     error = _error(annotations={"proxy.istio.io/config": "tracing: {zipkin: {address: zipkin}}"})
     assert error.source == "ProxyConfig tracing.zipkin.address"
-    error = _error(annotations={"status.sidecar.istio.io/port": "15020x"})
-    assert error.source == "annotation status.sidecar.istio.io/port"
+    for port in ("15020x", "70000"):
+        error = _error(annotations={"status.sidecar.istio.io/port": port})
+        assert error.source == "annotation status.sidecar.istio.io/port"
 
 
 def test_hostile_annotations() -> None:
