@@ -151,9 +151,12 @@ def test_redirect_dns_reads_the_servers_from_resolv_conf(tmp_path: pathlib.Path)
     assert (config.dns_servers_v4, config.dns_servers_v6) == (("10.0.0.10",), ("fd00::a",))
     with pytest.raises(IptablesConfigError, match="failed to load"):
         config_from_options({"redirect-dns": "true"}, {}, ipv6=False, resolv_conf=tmp_path / "none")
-    # an endless file (a mistaken --resolv-conf /dev/zero) is refused, not read into memory
+    # past 1 MiB is refused, not read into memory (a mistaken --resolv-conf /dev/zero; a
+    # regular file here, so that a regression fails instead of filling the memory)
+    big = tmp_path / "big"
+    big.write_bytes(b"#" * (2 << 20))
     with pytest.raises(IptablesConfigError, match="larger than 1048576 bytes"):
-        read_resolv_conf(pathlib.Path("/dev/zero"))
+        read_resolv_conf(big)
 
 
 def test_ipv6_is_decided_like_istio() -> None:
