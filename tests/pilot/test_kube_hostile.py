@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from istio_sdk.config import ConfigError, Resource, validate
@@ -139,7 +139,42 @@ def well_formed(draw: st.DrawFn) -> dict[str, Any]:
     }
 
 
+# Cases the search must not depend on luck to reach (the `ci` profile draws only 25 lists).
+SELECTED_POD_WITHOUT_IP = [
+    {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {"clusterIP": "10.96.0.1", "selector": {"app": "web"}, "ports": [{"port": 80}]},
+    },
+    {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "web-1", "namespace": "shop", "labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "c"}]},
+        "status": {"phase": "Running"},
+    },
+]
+SLICE_WITH_GARBAGE_ADDRESSES = [
+    SELECTED_POD_WITHOUT_IP[0],
+    {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": "web-1",
+            "namespace": "shop",
+            "labels": {"kubernetes.io/service-name": "web"},
+        },
+        "addressType": "IPv4",
+        "ports": [{"name": "", "port": 8080}],
+        "endpoints": [{"addresses": ["", "not an address", "10.0.0.1"]}],
+    },
+]
+
+
 @given(st.lists(st.one_of(well_formed(), well_formed(), documents()), max_size=8))
+@example(SELECTED_POD_WITHOUT_IP)
+@example(SLICE_WITH_GARBAGE_ADDRESSES)
 def test_any_objects_load_or_fail_typed_and_the_registry_never_raises(
     docs: list[dict[str, Any]],
 ) -> None:

@@ -210,6 +210,76 @@ def test_selected_pods_when_there_are_no_endpoint_objects() -> None:
     assert only.ports["http-web"] == 8080 and only.ports["grpc"] == 9090
 
 
+def test_a_slice_address_without_target_ref_is_joined_with_the_pod_of_that_ip() -> None:
+    untargeted = slice_doc().replace("  targetRef: {kind: Pod, namespace: shop, name: web-1}\n", "")
+    registry = build_kube_registry(objects("---".join([NODE_AND_POD, SERVICE, untargeted])))
+    first = registry.endpoints[("shop", HOST)][0]
+    assert (first.address, first.service_account) == (
+        "10.0.0.1",
+        "spiffe://cluster.local/ns/shop/sa/web-sa",
+    )
+
+
+def test_the_same_address_in_two_slices_is_one_endpoint() -> None:
+    twice = slice_doc() + "---" + slice_doc().replace("web-abc", "web-def")
+    registry = build_kube_registry(objects("---".join([NODE_AND_POD, SERVICE, twice])))
+    assert [e.address for e in registry.endpoints[("shop", HOST)]] == ["10.0.0.1", "10.0.0.7"]
+
+
+def test_fqdn_slices_give_no_endpoints() -> None:
+    fqdn = slice_doc().replace("addressType: IPv4", "addressType: FQDN")
+    registry = build_kube_registry(objects("---".join([SERVICE, fqdn])))
+    assert registry.endpoints[("shop", HOST)] == ()
+
+
+@pytest.mark.parametrize(
+    ("status", "served"),
+    [
+        ('{phase: Running, podIP: 10.0.0.1, conditions: [{type: Ready, status: "False"}]}', False),
+        # a finished Pod is not served whatever its last Ready condition said
+        ('{phase: Succeeded, podIP: 10.0.0.1, conditions: [{type: Ready, status: "True"}]}', False),
+        ('{phase: Failed, podIP: 10.0.0.1, conditions: [{type: Ready, status: "True"}]}', False),
+        ("{phase: Pending, podIP: 10.0.0.1}", False),
+        ("{phase: Running, podIP: 10.0.0.1}", True),
+    ],
+)
+def test_selected_pods_are_served_when_ready(status: str, served: bool) -> None:
+    pod = NODE_AND_POD.replace(
+        'status: {phase: Running, podIP: 10.0.0.1, conditions: [{type: Ready, status: "True"}]}',
+        f"status: {status}",
+    )
+    registry = build_kube_registry(objects("---".join([pod, SERVICE])))
+    assert [e.address for e in registry.endpoints[("shop", HOST)]] == (
+        ["10.0.0.1"] if served else []
+    )
+
+
+def test_network_label_and_no_locality() -> None:
+    pod = NODE_AND_POD.replace("version: v2}", "version: v2, topology.istio.io/network: n2}")
+    pod = pod.replace("nodeName: n1", "nodeName: n9")
+    node = "apiVersion: v1\nkind: Node\nmetadata: {name: n9}\n"  # no topology labels
+    registry = build_kube_registry(objects("---".join([node, pod, SERVICE])))
+    (only,) = registry.endpoints[("shop", HOST)]
+    assert (only.network, only.locality) == ("n2", "")
+    registry = build_kube_registry(objects("---".join([NODE_AND_POD, SERVICE])))
+    assert registry.endpoints[("shop", HOST)][0].network == ""
+
+
+def test_an_external_name_service_with_a_selector_gets_only_its_name() -> None:
+    ext = """
+    apiVersion: v1
+    kind: Service
+    metadata: {name: web, namespace: shop}
+    spec:
+      type: ExternalName
+      externalName: api.example.com
+      selector: {app: web}
+      ports: [{port: 80}]
+    """
+    registry = build_kube_registry(objects("---".join([NODE_AND_POD, textwrap.dedent(ext)])))
+    assert [e.address for e in registry.endpoints[("shop", HOST)]] == ["api.example.com"]
+
+
 def test_bad_objects_are_reported_and_the_rest_is_served() -> None:
     no_ip = """
     apiVersion: v1
@@ -239,6 +309,120 @@ def test_bad_objects_are_reported_and_the_rest_is_served() -> None:
     )
     assert registry.problems == ("Pod shop/web-2: selected by Service shop/web but has no IP",)
     assert [e.address for e in registry.endpoints[("shop", HOST)]] == ["10.0.0.1"]
+
+
+GARBAGE_SLICE = """
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-bad, namespace: shop, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{name: http-web, port: 8080}]
+endpoints:
+- addresses: ["", "10.0.0.1\\n; rm -rf /", "fd00::1", "10.0.0.9"]
+"""
+GARBAGE_POD_IP = """
+apiVersion: v1
+kind: Pod
+metadata: {name: web-3, namespace: shop, labels: {app: web}}
+spec: {containers: [{name: web, image: web}]}
+status: {phase: Running, podIP: "not-an-ip"}
+"""
+
+
+def test_garbage_endpoint_addresses_are_reported_and_the_good_ones_served() -> None:
+    registry = build_kube_registry(objects("---".join([SERVICE, GARBAGE_SLICE, GARBAGE_POD_IP])))
+    assert registry.problems == (
+        "Pod shop/web-3: status.podIP 'not-an-ip': not an IP",
+        "EndpointSlice shop/web-bad: address '': not an IP address",
+        "EndpointSlice shop/web-bad: address '10.0.0.1\\n; rm -rf /': not an IP address",
+        "EndpointSlice shop/web-bad: address 'fd00::1': not an IPv4 address",
+    )
+    assert [e.address for e in registry.endpoints[("shop", HOST)]] == ["10.0.0.9"]
+    endpoints = """
+    apiVersion: v1
+    kind: Endpoints
+    metadata: {name: web, namespace: shop}
+    subsets: [{addresses: [{ip: "10.0.0.2"}, {ip: "300.1.1.1"}], ports: [{port: 8080}]}]
+    """
+    registry = build_kube_registry(objects("---".join([SERVICE, textwrap.dedent(endpoints)])))
+    assert registry.problems == ("Endpoints shop/web: address '300.1.1.1': not an IP address",)
+    assert [e.address for e in registry.endpoints[("shop", HOST)]] == ["10.0.0.2"]
+    # a Pod whose podIP is garbage is a Pod without an IP when its Service selects it
+    registry = build_kube_registry(objects("---".join([SERVICE, GARBAGE_POD_IP])))
+    assert registry.problems[-1] == "Pod shop/web-3: selected by Service shop/web but has no IP"
+    assert registry.endpoints[("shop", HOST)] == ()
+
+
+def test_endpoint_ports_that_are_no_tcp_port_are_reported_not_truncated() -> None:
+    # 2**40 written as an EDS port_value (uint32) reached Envoy as port 0
+    huge = slice_doc().replace("port: 8080", "port: 1099511627776")
+    registry = build_kube_registry(objects("---".join([NODE_AND_POD, SERVICE, huge])))
+    assert registry.problems == (
+        "EndpointSlice shop/web-abc: port 'http-web': 1099511627776 is not a port number (1-65535)",
+    )
+    assert {dict(e.ports).get("http-web") for e in registry.endpoints[("shop", HOST)]} == {None}
+    endpoints = """
+    apiVersion: v1
+    kind: Endpoints
+    metadata: {name: web, namespace: shop}
+    subsets: [{addresses: [{ip: "10.0.0.2"}], ports: [{name: a, port: -5}, {name: b, port: 81}]}]
+    """
+    registry = build_kube_registry(objects("---".join([SERVICE, textwrap.dedent(endpoints)])))
+    assert registry.problems == ("Endpoints shop/web: port 'a': -5 is not a port number (1-65535)",)
+    assert [dict(e.ports) for e in registry.endpoints[("shop", HOST)]] == [{"b": 81}]
+    pod = NODE_AND_POD.replace("containerPort: 8080", "containerPort: 70000")
+    registry = build_kube_registry(objects("---".join([pod, SERVICE])))
+    assert "Pod shop/web-1: port 'http-web': 70000 is not a port number (1-65535)" in (
+        registry.problems
+    )
+    assert "http-web" not in registry.endpoints[("shop", HOST)][0].ports
+
+
+@pytest.mark.parametrize(
+    ("spec", "problem", "addresses"),
+    [
+        (
+            "{clusterIP: '10.96.0.1 -j DROP', ports: [{port: 80}]}",
+            "Service shop/web: cluster IP '10.96.0.1 -j DROP': not an IP address",
+            (),
+        ),
+        (
+            "{clusterIP: 10.96.0.1, clusterIPs: [10.96.0.1, junk], ports: [{port: 80}]}",
+            "Service shop/web: cluster IP 'junk': not an IP address",
+            ("10.96.0.1",),
+        ),
+    ],
+)
+def test_a_cluster_ip_that_is_no_ip_is_reported_and_the_service_served(
+    spec: str, problem: str, addresses: tuple[str, ...]
+) -> None:
+    doc = f"apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: shop}}\nspec: {spec}\n"
+    registry = build_kube_registry(objects(doc))
+    assert registry.problems == (problem,)
+    assert registry.services[("shop", HOST)].addresses == addresses
+
+
+def test_an_external_name_that_is_no_dns_name_is_reported_and_not_served() -> None:
+    doc = """
+    apiVersion: v1
+    kind: Service
+    metadata: {name: web, namespace: shop}
+    spec: {type: ExternalName, externalName: "api.example.com\\n-x", ports: [{port: 80}]}
+    ---
+    apiVersion: v1
+    kind: Service
+    metadata: {name: api, namespace: shop}
+    spec: {type: ExternalName, externalName: api.example.com., ports: [{port: 80}]}
+    """
+    registry = build_kube_registry(objects(doc))
+    assert registry.problems == (
+        "Service shop/web: spec.externalName 'api.example.com\\n-x': not a DNS name "
+        "(RFC 1123 subdomain)",
+    )
+    assert list(registry.services) == [("shop", "api.shop.svc.cluster.local")]
+    assert [e.address for e in registry.endpoints[("shop", "api.shop.svc.cluster.local")]] == [
+        "api.example.com."
+    ]
 
 
 def test_push_context_from_store_serves_kubernetes_beside_service_entries() -> None:

@@ -33,7 +33,9 @@ are each described in :attr:`KubeRegistry.problems` and left out.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
@@ -190,6 +192,31 @@ def _pod_of(resource: Any) -> _Pod:
     )
 
 
+def _address_error(address: Any, address_type: str = "") -> str:
+    """Why ``address`` is not an endpoint IP (of ``address_type`` IPv4/IPv6 when given), or ""."""
+    if not isinstance(address, str) or not address:
+        return "not an IP address"
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return "not an IP address"
+    if address_type in ("IPv4", "IPv6") and f"IPv{ip.version}" != address_type:
+        return f"not an {address_type} address"
+    return ""
+
+
+# What the kube-apiserver accepts as spec.externalName: a DNS-1123 subdomain (a trailing dot
+# allowed), at most 253 characters.
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def _external_name_error(name: str) -> str:
+    bare = name.removesuffix(".")
+    if len(bare) > 253 or not _DNS_SUBDOMAIN.fullmatch(bare):
+        return "not a DNS name (RFC 1123 subdomain)"
+    return ""
+
+
 def _node_locality(labels: Mapping[str, str]) -> str:
     def first(names: Iterable[str]) -> str:
         return next((labels[n] for n in names if labels.get(n)), "")
@@ -227,6 +254,9 @@ class _Builder:
             ns, name, _, _ = _meta(resource)
             self.problem(f"Pod {ns}/{name}: cannot be read: {exc}")
             return
+        if pod.ip and _address_error(pod.ip):
+            self.problem(f"Pod {pod.namespace}/{pod.name}: status.podIP {pod.ip!r}: not an IP")
+            pod = attrs.evolve(pod, ip="")
         self.pods[(pod.namespace, pod.name)] = pod
         if pod.ip:
             self.pods_by_ip[(pod.namespace, pod.ip)] = pod
@@ -262,15 +292,23 @@ class _Builder:
         external = False
         addresses: tuple[str, ...] = ()
         if spec.type == "ExternalName" and spec.externalName:
+            reason = _external_name_error(spec.externalName)
+            if reason:
+                self.problem(f"{where}: spec.externalName {spec.externalName!r:.80}: {reason}")
+                return
             resolution, external = Resolution.DNS, True
         elif spec.clusterIP == "None":
             resolution = Resolution.NONE
         elif spec.clusterIP:
-            addresses = (
+            given = (
                 tuple(spec.clusterIPs or ())
                 if len(spec.clusterIPs or ()) > 1
                 else (spec.clusterIP,)
             )
+            for address in given:
+                if _address_error(address):
+                    self.problem(f"{where}: cluster IP {address!r:.80}: not an IP address")
+            addresses = tuple(a for a in given if not _address_error(a))
         try:
             service = Service(
                 hostname=service_hostname(name, namespace, self.domain_suffix),
@@ -291,6 +329,17 @@ class _Builder:
             self.endpoints[service.key] = (Endpoint(address=spec.externalName),)
 
     # -- endpoints ----------------------------------------------------------------------
+
+    def port_map(self, where: str, ports: Iterable[tuple[str, Any]]) -> dict[str, int]:
+        """Port name to number; a number that is no TCP port (0, negative, past 65535) is
+        reported and left out, not truncated on the wire to another port."""
+        found: dict[str, int] = {}
+        for name, number in ports:
+            if isinstance(number, int) and not isinstance(number, bool) and 0 < number < 65536:
+                found[name] = number
+            else:
+                self.problem(f"{where}: port {name!r}: {number!r} is not a port number (1-65535)")
+        return found
 
     def endpoint(
         self,
@@ -352,7 +401,9 @@ class _Builder:
             eps = found.setdefault(key, [])
             if body.addressType == "FQDN":
                 continue
-            ports = {p.name or "": p.port for p in body.ports or () if p.port is not None}
+            ports = self.port_map(
+                where, ((p.name or "", p.port) for p in body.ports or () if p.port is not None)
+            )
             for endpoint in body.endpoints or ():
                 conditions = endpoint.conditions
                 ready = conditions is None or conditions.ready is None or bool(conditions.ready)
@@ -360,6 +411,10 @@ class _Builder:
                 if health is None:
                     continue
                 for address in endpoint.addresses or ():
+                    reason = _address_error(address, body.addressType)
+                    if reason:
+                        self.problem(f"{where}: address {address!r}: {reason}")
+                        continue
                     keep, pod = self._find_pod(namespace, address, endpoint.targetRef, where)
                     if keep:
                         eps.append(self.endpoint(address, ports, pod, health))
@@ -376,12 +431,16 @@ class _Builder:
             return
         eps: list[Endpoint] = []
         for subset in resource.spec.subsets or ():
-            ports = {p.name or "": p.port for p in subset.ports or ()}
+            ports = self.port_map(where, ((p.name or "", p.port) for p in subset.ports or ()))
             for addresses, ready in ((subset.addresses, True), (subset.notReadyAddresses, False)):
                 health = self._health(service, ready)
                 if health is None:
                     continue
                 for address in addresses or ():
+                    reason = _address_error(address.ip)
+                    if reason:
+                        self.problem(f"{where}: address {address.ip!r}: {reason}")
+                        continue
                     keep, pod = self._find_pod(namespace, address.ip, address.targetRef, where)
                     if keep:
                         eps.append(self.endpoint(address.ip, ports, pod, health))
@@ -409,15 +468,16 @@ class _Builder:
             health = self._health(resource, pod.ready)
             if health is None:
                 continue
-            ports: dict[str, int] = {}
+            found: list[tuple[str, Any]] = []
             for port in spec.ports or ():
                 target = port.targetPort
                 if isinstance(target, str):
                     if target not in pod.ports:
                         continue
-                    ports[port.name or ""] = pod.ports[target]
+                    found.append((port.name or "", pod.ports[target]))
                 else:
-                    ports[port.name or ""] = target or port.port
+                    found.append((port.name or "", target or port.port))
+            ports = self.port_map(f"Pod {pod_ns}/{pod_name}", found)
             eps.append(self.endpoint(pod.ip, ports, pod, health))
         self.endpoints[key] = _unique(eps)
 

@@ -84,8 +84,9 @@ def test_bad_boolean_metadata_names_the_variable() -> None:
 def test_bad_tracer_address_and_status_port_annotation() -> None:
     error = _error(annotations={"proxy.istio.io/config": "tracing: {zipkin: {address: zipkin}}"})
     assert error.source == "ProxyConfig tracing.zipkin.address"
-    error = _error(annotations={"status.sidecar.istio.io/port": "15020x"})
-    assert error.source == "annotation status.sidecar.istio.io/port"
+    for port in ("15020x", "70000"):
+        error = _error(annotations={"status.sidecar.istio.io/port": port})
+        assert error.source == "annotation status.sidecar.istio.io/port"
 
 
 def test_hostile_annotations() -> None:
@@ -103,6 +104,49 @@ def test_hostile_annotations() -> None:
     assert "limit" in error.problem
     big_number = "concurrency: " + "9" * 5000
     assert _error(annotations={"proxy.istio.io/config": big_number}).source == _ANNOTATION
+
+
+DEEP_JSON = "[" * 100_000  # beyond the JSON decoder's own recursion guard
+
+
+@pytest.mark.parametrize(
+    ("env", "annotations", "source"),
+    [
+        # str.isdigit() holds for '²' and int() refuses it
+        ({}, {"status.sidecar.istio.io/port": "²"}, "annotation status.sidecar.istio.io/port"),
+        ({"ENVOY_STATUS_PORT": "²"}, {}, "environment variable ENVOY_STATUS_PORT"),
+        ({"ENVOY_PROMETHEUS_PORT": "١٥٠٩٠"}, {}, "environment variable ENVOY_PROMETHEUS_PORT"),
+        (
+            {},
+            {"proxy.istio.io/config": "statsdUdpAddress: statsd:²"},
+            "ProxyConfig statsdUdpAddress",
+        ),
+        ({"ISTIO_META_POD_PORTS": DEEP_JSON}, {}, "ISTIO_META_POD_PORTS"),
+        ({"ISTIO_METAJSON_LABELS": DEEP_JSON}, {}, "environment variable ISTIO_METAJSON_LABELS"),
+    ],
+)
+def test_non_ascii_digits_and_deep_json_are_bootstrap_errors(
+    env: dict[str, str], annotations: dict[str, str], source: str
+) -> None:
+    assert source in _error(env=env, annotations=annotations).source
+
+
+@pytest.mark.parametrize("field", ["statusPort", "proxyAdminPort"])
+@pytest.mark.parametrize("port", [-1, 70000])
+def test_a_proxy_config_port_out_of_range_is_a_bootstrap_error(field: str, port: int) -> None:
+    # Envoy refuses a port value past 65535 (and -1 is no uint32): no bootstrap is written
+    error = _error(annotations={"proxy.istio.io/config": f"{field}: {port}"})
+    assert (error.source, error.problem) == (f"ProxyConfig {field}", f"port {port} is out of range")
+    error = _error(env={"PROXY_CONFIG": f'{{"{field}": {port}}}'})
+    assert error.source == f"ProxyConfig {field}"
+
+
+def test_deep_json_in_a_histogram_annotation_is_ignored_like_any_malformed_value() -> None:
+    annotations = {"sidecar.istio.io/statsHistogramBuckets": DEEP_JSON}
+    doc = json.loads(bootstrap_to_json(bootstrap_for_pod(_POD, annotations=annotations)))
+    assert "histogramBucketSettings" not in doc["statsConfig"]
+    with pytest.raises(BootstrapError, match=r"labels:1"):
+        parse_downward_api(f"app={DEEP_JSON}\n", "labels")
 
 
 def test_garbage_in_downward_api_file() -> None:

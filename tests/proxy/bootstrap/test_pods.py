@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 from proxy.bootstrap.pods import GATEWAY, ROUTER, SIDECAR, Pod
 
-from istio_sdk.proxy.bootstrap import ProxyRole, bootstrap_for_pod, bootstrap_to_json
+from istio_sdk.api.istio.mesh.v1alpha1 import ProxyConfigTracingServiceName as TracingServiceName
+from istio_sdk.proxy.bootstrap import (
+    ProxyRole,
+    bootstrap_for_pod,
+    bootstrap_to_json,
+    resolve_proxy_config,
+)
 
 
 def _json(pod: Pod) -> dict[str, Any]:
@@ -142,6 +148,28 @@ def test_layers_of_proxy_config_in_pilot_agents_order() -> None:
     assert doc["node"]["metadata"]["PILOT_SAN"] == ["istiod-canary.istio-system.svc"]
     assert doc["admin"]["address"]["socketAddress"]["portValue"] == 15300
     assert _endpoint_address(_cluster(doc, "agent"))["socketAddress"]["portValue"] == 15120
+
+
+def test_a_later_layer_names_fields_and_null_or_empty_names_none() -> None:
+    env = '{"concurrency": 4, "serviceCluster": "from-env"}'
+    # null keeps the layer below; a comment-only annotation changes nothing
+    config = resolve_proxy_config(
+        proxy_config_env=env, annotations={"proxy.istio.io/config": "concurrency: null"}
+    )
+    assert (config.concurrency, config.service_cluster) == (4, "from-env")
+    config = resolve_proxy_config(
+        proxy_config_env=env, annotations={"proxy.istio.io/config": "# nothing here"}
+    )
+    assert config.concurrency == 4
+    # one member of the oneof replaces the other, as the later layer meant
+    config = resolve_proxy_config(
+        proxy_config_env=env,
+        annotations={"proxy.istio.io/config": "tracingServiceName: CANONICAL_NAME_ONLY"},
+    )
+    assert (config.service_cluster, config.tracing_service_name) == (
+        None,
+        TracingServiceName.CANONICAL_NAME_ONLY,
+    )
 
 
 def test_environment_ports_and_flags() -> None:

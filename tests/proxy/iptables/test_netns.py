@@ -376,7 +376,7 @@ def test_network_namespace_flag_applies_inside_that_namespace(pod: Pod) -> None:
     )
     missing = pod.iptables("--network-namespace", "/var/run/netns/no-such-namespace", "-n")
     assert missing.returncode == 2
-    assert "--network-namespace: cannot open /var/run/netns/no-such-namespace" in missing.stderr
+    assert "--network-namespace: cannot open '/var/run/netns/no-such-namespace'" in missing.stderr
 
 
 def _ports(low: int = 1) -> st.SearchStrategy[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import pathlib
+import re
 
 import pytest
 
@@ -23,6 +24,16 @@ from istio_sdk.proxy.iptables import (
 from istio_sdk.proxy.iptables._host import read_resolv_conf, wants_ipv6
 
 GOLDEN = pathlib.Path(__file__).parent / "golden"
+
+
+@pytest.fixture(autouse=True)
+def _no_host_iptables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests run as root in CI, outside any network namespace: no iptables is findable,
+    so a dry run that stopped being dry fails with "iptables not found" instead of rewriting
+    the host's rules. Tests that need binaries pass stand-ins with ``path=``."""
+    monkeypatch.setattr("istio_sdk.proxy.iptables._apply._SBIN", ())
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.delenv("NETWORK_NAMESPACE", raising=False)  # main() would setns pytest itself
 
 
 def golden_restore(name: str) -> str:
@@ -140,6 +151,12 @@ def test_redirect_dns_reads_the_servers_from_resolv_conf(tmp_path: pathlib.Path)
     assert (config.dns_servers_v4, config.dns_servers_v6) == (("10.0.0.10",), ("fd00::a",))
     with pytest.raises(IptablesConfigError, match="failed to load"):
         config_from_options({"redirect-dns": "true"}, {}, ipv6=False, resolv_conf=tmp_path / "none")
+    # past 1 MiB is refused, not read into memory (a mistaken --resolv-conf /dev/zero; a
+    # regular file here, so that a regression fails instead of filling the memory)
+    big = tmp_path / "big"
+    big.write_bytes(b"#" * (2 << 20))
+    with pytest.raises(IptablesConfigError, match="larger than 1048576 bytes"):
+        read_resolv_conf(big)
 
 
 def test_ipv6_is_decided_like_istio() -> None:
@@ -164,6 +181,12 @@ BAD = [
     (["-i", "10.0.0.0"], "-i/--istio-service-cidr: '10.0.0.0' is not a CIDR"),
     (["-x", "*"], "-x/--istio-service-exclude-cidr: '*' is not allowed here"),
     (["-x", "10.0.0.0/33"], "is not a CIDR"),
+    # Python's ipaddress keeps any text after '%' as an IPv6 scope id: rules inside a CIDR
+    (
+        ["-x", "fe80::1%x -j ACCEPT\n-A OUTPUT -j DROP\n#/128"],
+        "-x/--istio-service-exclude-cidr: 'fe80::1%x -j ACCEPT\\n-A OUTPUT -j DROP\\n#/128' has",
+    ),
+    (["-i", "fd00::1%eth0/64"], "-i/--istio-service-cidr: 'fd00::1%eth0/64' has a scope id"),
     (["-m", "NAT"], "'NAT' is not REDIRECT or TPROXY"),
     (
         ["-u", "1337\n-A OUTPUT -j DROP"],
@@ -180,6 +203,10 @@ BAD = [
     (["--cleanup", "--skip-rule-apply"], "contradict"),
     (["-p", "15006"], "proxy_port and inbound_capture_port are both 15006"),
     (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    (
+        ["--network-namespace", "/nonexistent/a\nb"],
+        "--network-namespace: cannot open '/nonexistent/a\\nb': No such file or directory",
+    ),
 ]
 
 
@@ -188,9 +215,7 @@ def test_bad_input_is_one_clear_line(
     argv: list[str],
     message: str | None,
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("PATH", "/nonexistent")  # nothing could be applied even by mistake
     try:
         code = main(["iptables", "-n", "--no-ipv6", *argv])
     except SystemExit as exc:  # argparse's own usage errors
@@ -206,6 +231,33 @@ def test_bad_input_is_one_clear_line(
     assert len(err) < 300
 
 
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"proxy_uids": ""}, "proxy_uids: at least one user or group is needed"),
+        ({"dns_servers_v4": ["fd00::1"]}, "dns_servers_v4: 'fd00::1' is not an IPv4 address"),
+        (
+            {"dns_servers_v6": ["fe80::1%x -j ACCEPT"]},
+            "dns_servers_v6: 'fe80::1%x -j ACCEPT' is not an IPv6 address",
+        ),
+        (
+            {"host_ipv4_loopback_cidr": "10.0.0.1/32"},
+            "host_ipv4_loopback_cidr: expected an IPv4 loopback",
+        ),
+        ({"host_ipv4_loopback_cidr": "127.0.0.1/4"}, "host_ipv4_loopback_cidr: the prefix length"),
+        (
+            {"owner_groups_include": [str(g) for g in range(65)]},
+            "owner_groups_include: at most 64 groups, got 65",
+        ),
+    ],
+)
+def test_capture_config_refuses_what_would_break_or_smuggle_rules(
+    fields: dict[str, object], message: str
+) -> None:
+    with pytest.raises(IptablesConfigError, match="^" + re.escape(message)):
+        CaptureConfig(**fields)  # type: ignore[arg-type]
+
+
 def test_a_missing_iptables_is_a_clear_error(tmp_path: pathlib.Path) -> None:
     with pytest.raises(IptablesError, match=r"^iptables not found"):
         apply_rules(CaptureConfig(), path=str(tmp_path))
@@ -214,10 +266,8 @@ def test_a_missing_iptables_is_a_clear_error(tmp_path: pathlib.Path) -> None:
 
 
 def test_cli_exit_code_when_iptables_is_missing(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setattr("istio_sdk.proxy.iptables._apply._SBIN", ())
-    monkeypatch.setenv("PATH", "/nonexistent")
     assert main(["iptables", "-i", "*", "--no-ipv6"]) == 1
     assert capsys.readouterr().err.startswith("istio-sdk iptables: error: iptables not found")
 

@@ -134,7 +134,7 @@ def histogram_buckets(annotations: Mapping[str, str]) -> list[tuple[str, list[fl
             ):
                 raise ValueError(f"buckets of {prefix!r} are not a list of numbers")
             buckets.append((prefix, [float(n) for n in numbers]))
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: the decoder's depth guard
         log.warning("ignoring annotation %s: %s", HISTOGRAM_BUCKETS_ANNOTATION, exc)
         return []
     return sorted(buckets)

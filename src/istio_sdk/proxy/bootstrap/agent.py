@@ -64,7 +64,7 @@ def _env_port(env: Mapping[str, str], name: str, default: int) -> int:
     if raw is None or raw == "":
         return default
     text = raw.strip()
-    if not text.isdigit() or len(text) > 5 or int(text) > 65535:
+    if not (text.isascii() and text.isdigit()) or len(text) > 5 or int(text) > 65535:
         raise BootstrapError(
             f"environment variable {name}", f"expected a port number, got {raw!r:.80}"
         )

@@ -145,7 +145,7 @@ def _socket(address: str, port: int) -> core.Address:
 
 def _split_host_port(value: str, source: str, env: Mapping[str, str]) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
+    if not sep or not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
         raise BootstrapError(source, f"expected HOST:PORT, got {value!r:.80}")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]

@@ -146,7 +146,7 @@ def parse_downward_api(text: str, source: str) -> dict[str, str]:
         key, quoted = line.split("=", 1)
         try:
             value = json.loads(quoted)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: the decoder's depth guard
             value = None
         if not isinstance(value, str) or not quoted.startswith('"'):
             raise BootstrapError(
@@ -184,7 +184,7 @@ def _raw_metadata(env: Mapping[str, str], proxy_config: ProxyConfig) -> dict[str
 def _json_object(text: str, source: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: the decoder's depth guard
         raise BootstrapError(source, f"not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise BootstrapError(source, "expected a JSON object")
@@ -226,7 +226,7 @@ def _pod_ports(value: object, source: str) -> str | None:
         raise BootstrapError(source, "expected a JSON list held in a string")
     try:
         ports = json.loads(value)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: the decoder's depth guard
         raise BootstrapError(source, f"not valid JSON: {exc}") from None
     if not isinstance(ports, list):
         raise BootstrapError(source, "expected a JSON list of ports")

@@ -169,7 +169,16 @@ def resolve_proxy_config(
         config = _apply_text(config, annotation, f"annotation {PROXY_CONFIG_ANNOTATION}")
     if config.tracing_service_name is None and not config.service_cluster:
         config.service_cluster = service_cluster
+    _check_ports(config)
     return apply_proxy_config_annotations(config, annotations)
+
+
+def _check_ports(config: ProxyConfig) -> None:
+    """Ports the layers set must be ports: the bootstrap writes them as Envoy port values."""
+    for name, json_name in (("status_port", "statusPort"), ("proxy_admin_port", "proxyAdminPort")):
+        port = getattr(config, name)
+        if not 0 <= port <= 65535:
+            raise BootstrapError(f"ProxyConfig {json_name}", f"port {port} is out of range")
 
 
 def apply_proxy_config_annotations(
@@ -187,7 +196,7 @@ def apply_proxy_config_annotations(
 
 def _port(raw: str, source: str, *, allow_zero: bool = False) -> int:
     text = raw.strip()
-    if not text.isdigit() or len(text) > 5:
+    if not (text.isascii() and text.isdigit()) or len(text) > 5:
         raise BootstrapError(source, f"expected a port number, got {raw!r:.80}")
     port = int(text)
     if port > 65535 or (port == 0 and not allow_zero):

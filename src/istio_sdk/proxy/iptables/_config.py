@@ -107,6 +107,10 @@ def _ports(field: str, *, wildcard: bool) -> Callable[[object], Ports]:
 def _network(text: str, field: str) -> Network:
     if "/" not in text:
         raise IptablesConfigError(f"{field}: {_show(text)} is not a CIDR (address/prefix length)")
+    if "%" in text:
+        # ipaddress keeps any text after '%' (spaces, newlines) as an IPv6 scope id, and
+        # iptables takes no scope id in -d/-s: refuse it before it reaches the rules' text.
+        raise IptablesConfigError(f"{field}: {_show(text)} has a scope id (%...): not a CIDR")
     try:
         return ipaddress.ip_interface(text)
     except ValueError as exc:

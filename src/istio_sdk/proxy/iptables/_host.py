@@ -16,7 +16,7 @@ import pwd
 import socket
 import struct
 
-from istio_sdk.proxy.iptables._config import IptablesConfigError
+from istio_sdk.proxy.iptables._config import IptablesConfigError, _show
 
 __all__ = [
     "enter_network_namespace",
@@ -75,12 +75,19 @@ def wants_ipv6(addresses: list[Address], *, dual_stack: bool) -> bool:
     return usable[0].version == 6
 
 
+MAX_RESOLV_CONF = 1 << 20
+
+
 def read_resolv_conf(path: pathlib.Path) -> tuple[list[str], list[str]]:
     """The IPv4 and IPv6 ``nameserver`` addresses of a resolv.conf, in file order."""
     try:
-        text = path.read_text(errors="replace")
+        with path.open("rb") as file:
+            data = file.read(MAX_RESOLV_CONF + 1)  # never all of /dev/zero
     except OSError as exc:
         raise IptablesConfigError(f"failed to load {path}: {exc.strerror or exc}") from None
+    if len(data) > MAX_RESOLV_CONF:
+        raise IptablesConfigError(f"failed to load {path}: larger than {MAX_RESOLV_CONF} bytes")
+    text = data.decode(errors="replace")
     v4: list[str] = []
     v6: list[str] = []
     for line in text.splitlines():
@@ -111,14 +118,14 @@ def enter_network_namespace(path: str) -> None:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         raise IptablesConfigError(
-            f"--network-namespace: cannot open {path}: {exc.strerror or exc}"
+            f"--network-namespace: cannot open {_show(path)}: {exc.strerror or exc}"
         ) from None
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
         if libc.setns(fd, _CLONE_NEWNET) != 0:
             error = ctypes.get_errno()
             raise IptablesConfigError(
-                f"--network-namespace: cannot enter {path}: {os.strerror(error)}"
+                f"--network-namespace: cannot enter {_show(path)}: {os.strerror(error)}"
             )
     finally:
         os.close(fd)
