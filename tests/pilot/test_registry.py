@@ -66,6 +66,8 @@ def test_invalid_values_raise_registry_errors() -> None:
 def test_protocol_is_inferred_from_port_name() -> None:
     assert ServicePort(80, "http-web").is_http
     assert ServicePort(80, "grpc").effective_protocol == "GRPC"
+    assert ServicePort(80, "grpc-web").effective_protocol == "GRPC-WEB"
+    assert ServicePort(80, "grpc-web-ui").effective_protocol == "GRPC-WEB"
     assert not ServicePort(3306, "mysql").is_http
     assert ServicePort(80, "x", protocol="http2").effective_protocol == "HTTP2"
 

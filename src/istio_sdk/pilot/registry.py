@@ -131,6 +131,8 @@ class ServicePort:
         """The protocol, upper-cased, inferred from the port name when not given."""
         if self.protocol:
             return self.protocol.upper()
+        if self.name[:8].upper() == "GRPC-WEB":  # the one known name with a '-' in it
+            return "GRPC-WEB"
         prefix = self.name.split("-", 1)[0].upper()
         known = {
             "HTTP", "HTTP2", "GRPC", "GRPC-WEB", "HTTPS", "TLS", "TCP", "MONGO", "REDIS", "MYSQL",
