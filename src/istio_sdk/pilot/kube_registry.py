@@ -52,6 +52,7 @@ from istio_sdk.pilot.registry import (
     Resolution,
     Service,
     ServicePort,
+    service_hostname,
 )
 from istio_sdk.spiffe import DEFAULT_TRUST_DOMAIN, spiffe_uri
 
@@ -97,11 +98,6 @@ _APP_PROTOCOLS = {
 }
 # istiod makes these TCP when nothing names a protocol: SMTP, DNS, MySQL, MongoDB
 _WELL_KNOWN_TCP_PORTS = frozenset({25, 53, 3306, 27017})
-
-
-def service_hostname(name: str, namespace: str, domain_suffix: str = DEFAULT_DOMAIN_SUFFIX) -> str:
-    """``NAME.NAMESPACE.svc.DOMAIN``, a Kubernetes Service's hostname."""
-    return f"{name}.{namespace}.svc.{domain_suffix}"
 
 
 def convert_protocol(

@@ -82,7 +82,12 @@ def fqdn(host: str, namespace: str, domain_suffix: str = DEFAULT_DOMAIN_SUFFIX) 
     """
     if not host or "." in host or host == "*":
         return host
-    return f"{host}.{namespace}.svc.{domain_suffix}"
+    return service_hostname(host, namespace, domain_suffix)
+
+
+def service_hostname(name: str, namespace: str, domain_suffix: str = DEFAULT_DOMAIN_SUFFIX) -> str:
+    """``NAME.NAMESPACE.svc.DOMAIN``, a Kubernetes Service's hostname."""
+    return f"{name}.{namespace}.svc.{domain_suffix}"
 
 
 def _frozen_str_map(value: Mapping[str, str] | None) -> Mapping[str, str]:
