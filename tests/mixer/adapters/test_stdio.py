@@ -93,6 +93,15 @@ async def test_a_file_that_cannot_be_opened_fails_the_build(tmp_path) -> None:  
         await build_handler(
             "stdio", "s.handler.ns", {"logStream": "FILE", "outputPath": str(tmp_path / "no" / "x")}
         )
+    # a NUL byte, or a lone surrogate from a JSON escape, cannot name a file
+    for stream in ("FILE", "ROTATED_FILE"):
+        for bad in ("a\x00b", "x\ud800"):
+            with pytest.raises(HandlerBuildError, match="could not open"):
+                await build_handler(
+                    "stdio",
+                    "s.handler.ns",
+                    {"logStream": stream, "outputPath": str(tmp_path / bad)},
+                )
 
 
 @pytest.mark.parametrize(

@@ -205,7 +205,7 @@ class StdioHandler(Handler):
         elif params.log_stream is Stream.FILE:
             try:
                 self._file = open(params.output_path, "a", encoding="utf-8")  # noqa: SIM115
-            except OSError as exc:
+            except (OSError, ValueError) as exc:  # ValueError: a NUL or a lone surrogate
                 raise HandlerBuildError(
                     f"stdio: could not open {params.output_path}: {exc}"
                 ) from None
@@ -218,7 +218,7 @@ class StdioHandler(Handler):
                     backupCount=params.max_rotated_files,
                     encoding="utf-8",
                 )
-            except OSError as exc:
+            except (OSError, ValueError) as exc:  # ValueError: a NUL or a lone surrogate
                 raise HandlerBuildError(
                     f"stdio: could not open {params.output_path}: {exc}"
                 ) from None
