@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import datetime
 import ipaddress
@@ -377,6 +378,24 @@ def test_one_megabyte_strings() -> None:
     with pytest.raises(ParseError) as caught:
         compile('"' + big, MANIFEST)
     assert len(str(caught.value)) < 400  # the message does not echo a megabyte
+
+
+def test_a_half_megabyte_selector_chain_is_parsed_in_linear_time() -> None:
+    # each ``.name`` used to copy the whole chain so far: quadratic, minutes for this text
+    text = "a." * 250_000 + "b"
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        future = pool.submit(_compile_error, text)
+        error = future.result(timeout=20)  # a generous bound; linear parsing takes ~1 s
+    assert isinstance(error, TypeCheckError)
+    assert "unknown attribute a.a.a." in str(error)
+
+
+def _compile_error(text: str) -> ExpressionError | None:
+    try:
+        compile(text, MANIFEST)
+    except ExpressionError as exc:
+        return exc
+    return None
 
 
 def test_a_hostile_mapping_gives_an_evaluation_error() -> None:

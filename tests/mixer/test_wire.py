@@ -120,6 +120,28 @@ def test_delta_sends_changes_and_restarts_when_an_attribute_goes() -> None:
     assert decode_report(requests[1]) == [{"a": "b"}]
 
 
+def test_a_delta_report_cannot_expand_into_millions_of_values() -> None:
+    # 0.6 MB on the wire: 20,000 attributes, then 20,000 sets that change one of them; decoded
+    # naively that is 400 million values (half a minute of CPU and gigabytes)
+    count = 20_000
+    first = CompressedAttributes(
+        words=[f"w{i}" for i in range(count)], int64s={-i - 1: i for i in range(count)}
+    )
+    later = [CompressedAttributes(words=["w0"], int64s={-1: i}) for i in range(count)]
+    raw = bytes(ReportRequest(attributes=[first, *later]))
+    assert len(raw) < 600_000
+    with pytest.raises(AttributesError, match="more than 1000000 attribute values"):
+        decode_report(ReportRequest.parse(raw))
+    # unchanged sets cost nothing: they are the bag before them, not a copy
+    empty = ReportRequest(attributes=[first, *[CompressedAttributes(words=["x"])] * count])
+    bags = decode_report(ReportRequest.parse(bytes(empty)))
+    assert len(bags) == count + 1 and bags[-1] == bags[0] and len(bags[-1]) == count
+    # an honest batch within the bound still decodes in full
+    batch = [{"a": str(i), "n": i} for i in range(1000)]
+    for request in encode_report(batch, encoding=ReportEncoding.DELTA):
+        assert decode_report(request) == batch
+
+
 def test_delta_later_set_with_a_bad_index_is_an_error_even_when_lenient() -> None:
     first_bad = ReportRequest(
         attributes=[

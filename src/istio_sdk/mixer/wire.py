@@ -20,7 +20,9 @@ Decoding follows Mixer (mixer/pkg/attribute/protoBag.go, api/grpcServer.go):
 - a Report set with empty ``words`` uses the request's ``default_words``. INDEPENDENT_ENCODING
   decodes each set on its own; DELTA_ENCODING (the proto's zero value) applies each later set
   onto the bag so far (values replaced, nothing removed), and there a bad index is an error
-  even with ``strict=False``, as in Mixer.
+  even with ``strict=False``, as in Mixer. A set that changes nothing is the bag before it
+  (the same object); sets expanding to more than :data:`MAX_REPORT_VALUES` values in all are
+  an :class:`AttributesError` (a delta of one value would otherwise copy the whole bag).
 
 Encoding follows Istio 1.3's proxy (src/istio/mixerclient/attribute_compressor.cc): a word in
 the first ``global_word_count`` global words is sent as its index, any other word is added once
@@ -49,6 +51,7 @@ from istio_sdk.mixer.dictionary import GLOBAL_DICTIONARY, GLOBAL_WORD_INDEX
 from istio_sdk.mixer.errors import AttributesError, GlobalWordCountError
 
 __all__ = [
+    "MAX_REPORT_VALUES",
     "ReportEncoding",
     "WordList",
     "check_global_word_count",
@@ -59,6 +62,8 @@ __all__ = [
 ]
 
 GLOBAL_WORD_COUNT = len(GLOBAL_DICTIONARY)
+MAX_REPORT_VALUES = 1_000_000
+"""At most this many attribute values over all the bags one Report request decodes to."""
 
 
 class ReportEncoding(enum.IntEnum):
@@ -397,6 +402,7 @@ def decode_report(
     )
     bags: list[AttributeBag] = []
     accumulated: dict[str, AttributeValue] = {}
+    total = 0
     for position, message in enumerate(request.attributes):
         own = message.words or request.default_words
         if delta and position > 0:
@@ -406,8 +412,18 @@ def decode_report(
                 raise AttributesError(
                     f"request could not be processed due to invalid attributes: {exc}"
                 ) from None
+            if not changes:  # the bag before, unchanged: bags are immutable, so share it
+                bags.append(bags[-1])
+                continue
             accumulated = {**accumulated, **changes}
         else:
             accumulated = _decode_set(message, own, strict=strict, manifest=manifest)
+        # each delta set is a full copy of the bag so far: small changes must not multiply it
+        total += len(accumulated)
+        if total > MAX_REPORT_VALUES:
+            raise AttributesError(
+                f"request could not be processed due to invalid attributes: its sets expand to "
+                f"more than {MAX_REPORT_VALUES} attribute values"
+            )
         bags.append(AttributeBag._trusted(dict(accumulated)))
     return bags

@@ -204,7 +204,7 @@ async def test_the_refresh_loop_fetches_every_interval_and_stops_on_close() -> N
     await asyncio.wait_for(provider.second.wait(), timeout=10)
     await handler.close()
     seen = provider.requests
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(1.5)  # longer than one refresh interval: a live loop would fetch again
     assert provider.requests == seen
 
 
@@ -225,6 +225,7 @@ async def test_the_refresh_loop_fetches_every_interval_and_stops_on_close() -> N
         ({"overrides": "a,b"}, "overrides: expected a list"),
         ({"entryType": "BLOOM"}, "entryType: unknown value 'BLOOM'"),
         ({"blacklist": "yes"}, "blacklist: expected true or false"),
+        ({"providerUrl": "http://h/\ud800"}, "providerUrl: "),  # a JSON lone surrogate escape
     ],
 )
 def test_bad_params(params: dict[str, object], message: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import tracemalloc
 
 import pytest
 from hypothesis import given
@@ -196,3 +197,26 @@ def test_counter_never_holds_more_than_max(ops, max_amount) -> None:  # type: ig
         assert 0 <= granted <= abs(amount)
         held += granted if amount > 0 else -granted
         assert 0 <= held <= max_amount
+
+
+def test_a_long_window_costs_memory_per_grant_not_per_tick() -> None:
+    # a 10-day window is 8.6 million 100 ms ticks: a dense ring per key was 69 MB, so a few
+    # thousand distinct dimension values (source IPs) were enough to exhaust the server
+    clock = Clock()
+    mq = handler(clock, validDuration="240h", maxAmount=3)
+    tracemalloc.start()
+    try:
+        for source in range(3):
+            granted = mq.allocate(Quota(NAME, {"source": str(source)}), QuotaArgs(2))
+            assert granted.granted_amount == 2
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000
+    q = Quota(NAME, {"source": "0"})
+    assert mq.allocate(q, QuotaArgs(2)).granted_amount == 0
+    clock.advance(239 * 3600)
+    assert mq.allocate(q, QuotaArgs(1)).granted_amount == 1
+    assert mq.allocate(q, QuotaArgs(-3)).granted_amount == 3  # the newest grants go back first
+    clock.advance(3600)
+    assert mq.allocate(q, QuotaArgs(3)).granted_amount == 3

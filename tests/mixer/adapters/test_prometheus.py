@@ -235,3 +235,26 @@ def test_bad_policy_and_duplicates() -> None:
     twice = {"instanceName": "a.b", "kind": 1}
     with pytest.raises(AdapterParamsError, match="is given twice"):
         PrometheusParams.from_dict({"metrics": [twice, twice]})
+
+
+def test_a_counter_is_served_under_its_configured_name() -> None:
+    # Mixer's Go client never appends _total: a counter named foo_count is scraped as
+    # istio_foo_count, and Istio's own requests_total keeps its one _total
+    handler = PrometheusHandler(
+        "p.handler.ns",
+        PrometheusParams.from_dict(
+            {
+                "metrics": [
+                    {"name": "foo_count", "instanceName": "f.instance.ns", "kind": "COUNTER"},
+                    {"name": "requests_total", "instanceName": "r.instance.ns", "kind": "COUNTER"},
+                ]
+            }
+        ),
+    )
+    handler.record([Metric("f.instance.ns", 3, {}), Metric("r.instance.ns", 2, {})])
+    lines = handler.render().decode().splitlines()
+    assert "# TYPE istio_foo_count counter" in lines
+    assert "istio_foo_count 3.0" in lines
+    assert "# TYPE istio_requests_total counter" in lines
+    assert "istio_requests_total 2.0" in lines
+    assert not [line for line in lines if "_total_total" in line or "foo_count_total" in line]

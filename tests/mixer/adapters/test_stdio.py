@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import io
 import ipaddress
 import json
+import threading
 
 import pytest
 
@@ -91,6 +93,15 @@ async def test_a_file_that_cannot_be_opened_fails_the_build(tmp_path) -> None:  
         await build_handler(
             "stdio", "s.handler.ns", {"logStream": "FILE", "outputPath": str(tmp_path / "no" / "x")}
         )
+    # a NUL byte, or a lone surrogate from a JSON escape, cannot name a file
+    for stream in ("FILE", "ROTATED_FILE"):
+        for bad in ("a\x00b", "x\ud800"):
+            with pytest.raises(HandlerBuildError, match="could not open"):
+                await build_handler(
+                    "stdio",
+                    "s.handler.ns",
+                    {"logStream": stream, "outputPath": str(tmp_path / bad)},
+                )
 
 
 @pytest.mark.parametrize(
@@ -129,3 +140,30 @@ async def test_rotated_file_rotates_by_size(tmp_path) -> None:  # type: ignore[n
     files = sorted(p.name for p in tmp_path.iterdir())
     assert files == ["mixer.log", "mixer.log.1", "mixer.log.2"]
     assert all(json.loads(line)["blob"] for line in path.read_text().splitlines())
+
+
+class _StalledStream(io.StringIO):
+    """An output whose reader has stopped reading: ``write`` blocks until released."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.released_in_time: bool | None = None
+
+    def write(self, text: str) -> int:
+        self.entered.set()
+        self.released_in_time = self.release.wait(timeout=5)
+        return super().write(text)
+
+
+async def test_a_stalled_output_does_not_block_the_event_loop() -> None:
+    out = _StalledStream()
+    handler = await build_handler("stdio", "stdio.handler.istio-system", {}, stream=out)
+    report = asyncio.create_task(dispatch_report(handler, [LogEntry("a.instance.ns")]))
+    await asyncio.to_thread(out.entered.wait, 10)
+    out.release.set()  # only reachable while the write is stuck if the loop is still free
+    status = await asyncio.wait_for(report, timeout=10)
+    assert status.ok
+    assert out.released_in_time is True
+    assert '"instance":"a.instance.ns"' in out.getvalue()

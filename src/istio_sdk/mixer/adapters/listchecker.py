@@ -118,6 +118,8 @@ class ListParams:
                 url = httpx.URL(self.provider_url)
             except httpx.InvalidURL as exc:
                 raise _READ.error("providerUrl", str(exc)) from None
+            except UnicodeError:  # a lone surrogate, from a JSON escape
+                raise _READ.error("providerUrl", "the URL is not valid UTF-8") from None
             if not url.scheme or not url.host:
                 raise _READ.error("providerUrl", "URL scheme and host cannot be empty")
             if url.scheme not in ("http", "https"):

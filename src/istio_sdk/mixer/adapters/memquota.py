@@ -119,49 +119,56 @@ class MemQuotaParams:
 
 
 class RollingWindow:
-    """A ring of per-tick slots; what a slot holds returns to the pool when the ring passes it."""
+    """A window of ``ticks`` ticks; what a tick holds returns to the pool when it falls out.
 
-    __slots__ = ("available", "current_slot", "current_tick", "slots")
+    Only ticks that hold a grant are stored (oldest first), so a long window (10 days is 8.6
+    million ticks) costs memory per grant, not per tick.
+    """
+
+    __slots__ = ("available", "current_tick", "held", "size")
 
     def __init__(self, limit: int, ticks: int) -> None:
-        self.slots = [0] * ticks
-        self.current_slot = 0
+        self.size = ticks
+        self.held: dict[int, int] = {}  # tick -> amount granted in it; ticks only increase
         self.current_tick = 0
         self.available = limit
 
     def _roll(self, tick: int) -> None:
-        behind = min(max(tick - self.current_tick, 0), len(self.slots))
-        size = len(self.slots)
-        for step in range(behind):
-            index = (self.current_slot + 1 + step) % size
-            self.available += self.slots[index]
-            self.slots[index] = 0
-        self.current_slot = (self.current_slot + behind) % size
         self.current_tick = max(tick, self.current_tick)
+        oldest = self.current_tick - self.size  # this tick and older have left the window
+        held = self.held
+        while held:
+            first = next(iter(held))
+            if first > oldest:
+                break
+            self.available += held.pop(first)
 
     def alloc(self, amount: int, tick: int) -> bool:
         self._roll(tick)
         if amount > self.available:
             return False
-        self.slots[self.current_slot] += amount
+        if amount:
+            now = self.current_tick
+            self.held[now] = self.held.get(now, 0) + amount
         self.available -= amount
         return True
 
     def release(self, amount: int, tick: int) -> int:
-        """Give back up to ``amount``, newest slots first; returns what was released."""
+        """Give back up to ``amount``, newest ticks first; returns what was released."""
         self._roll(tick)
         total = 0
-        index = self.current_slot
-        for _ in range(len(self.slots)):
-            held = self.slots[index]
-            if held >= amount:
-                self.slots[index] -= amount
+        held = self.held
+        for at in reversed(list(held)):
+            grant = held[at]
+            if grant > amount:
+                held[at] = grant - amount
                 total += amount
                 break
-            self.slots[index] = 0
-            total += held
-            amount -= held
-            index = (index - 1) % len(self.slots)
+            del held[at]
+            total += grant
+            amount -= grant
+            if not amount:
+                break
         self.available += total
         return total
 

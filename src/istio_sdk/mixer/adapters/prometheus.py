@@ -30,7 +30,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import attrs
-from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -41,6 +40,7 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from istio_sdk._metrics import render_metrics
 from istio_sdk.config import _go
 from istio_sdk.mixer.adapters import _values
 from istio_sdk.mixer.adapters._params import Reader
@@ -287,6 +287,9 @@ class _Family(Collector):
             family = GaugeMetricFamily(info.full_name, info.description, labels=labels)
         elif info.kind is Kind.COUNTER:
             family = CounterMetricFamily(info.full_name, info.description, labels=labels)
+            # prometheus_client strips a "_total" ending from the family; give it back, so that
+            # render_metrics serves the configured name either way (Go's client adds nothing)
+            family.name = info.full_name
         else:
             family = HistogramMetricFamily(info.full_name, info.description, labels=labels)
         for key, series in list(self.series.items()):
@@ -377,7 +380,7 @@ class PrometheusHandler(Handler):
     def render(self) -> bytes:
         """The Prometheus text format (0.0.4) of this handler's metrics."""
         self.expire()
-        return generate_latest(self.registry)
+        return render_metrics(self.registry)
 
 
 HTTP_LABELS = (

@@ -19,6 +19,7 @@ filter lines.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime
 import enum
@@ -34,6 +35,7 @@ from typing import Any, ClassVar, TextIO
 
 import attrs
 
+from istio_sdk import timeutil
 from istio_sdk.mixer.adapters import _values
 from istio_sdk.mixer.adapters._params import Reader
 from istio_sdk.mixer.adapters.base import AdapterError, Handler, HandlerBuildError
@@ -190,7 +192,7 @@ class StdioHandler(Handler):
     ) -> None:
         super().__init__(name)
         self.params = params
-        self._now = now or (lambda: datetime.datetime.now(datetime.UTC))
+        self._now = now or timeutil.utcnow
         self._lock = threading.Lock()
         self._file: TextIO | None = None
         self._rotating: logging.handlers.RotatingFileHandler | None = None
@@ -203,7 +205,7 @@ class StdioHandler(Handler):
         elif params.log_stream is Stream.FILE:
             try:
                 self._file = open(params.output_path, "a", encoding="utf-8")  # noqa: SIM115
-            except OSError as exc:
+            except (OSError, ValueError) as exc:  # ValueError: a NUL or a lone surrogate
                 raise HandlerBuildError(
                     f"stdio: could not open {params.output_path}: {exc}"
                 ) from None
@@ -216,7 +218,7 @@ class StdioHandler(Handler):
                     backupCount=params.max_rotated_files,
                     encoding="utf-8",
                 )
-            except OSError as exc:
+            except (OSError, ValueError) as exc:  # ValueError: a NUL or a lone surrogate
                 raise HandlerBuildError(
                     f"stdio: could not open {params.output_path}: {exc}"
                 ) from None
@@ -235,16 +237,25 @@ class StdioHandler(Handler):
         return cls(name, StdioParams.from_dict(params), stream=stream, now=now)
 
     def _write(self, line: str) -> None:
-        if self._rotating is not None:
-            record = logging.LogRecord(
-                "istio_sdk.mixer.stdio", logging.INFO, "", 0, line, None, None
-            )
-            self._rotating.emit(record)
-            return
-        assert self._stream is not None
-        with self._lock:
+        with self._lock:  # reports are written from worker threads, one line at a time
+            if self._rotating is not None:
+                record = logging.LogRecord(
+                    "istio_sdk.mixer.stdio", logging.INFO, "", 0, line, None, None
+                )
+                self._rotating.emit(record)
+                return
+            assert self._stream is not None
             self._stream.write(line + "\n")
             self._stream.flush()
+
+    def _emit(self, instances: Sequence[ReportInstance]) -> list[str]:
+        problems: list[str] = []
+        for line in self.lines(instances):
+            try:
+                self._write(line)
+            except (OSError, ValueError) as exc:
+                problems.append(str(exc))
+        return problems
 
     def lines(self, instances: Sequence[ReportInstance]) -> list[str]:
         """The lines ``instances`` produce (the pure part of :meth:`handle_report`)."""
@@ -273,12 +284,9 @@ class StdioHandler(Handler):
         return out
 
     async def handle_report(self, instances: Sequence[ReportInstance]) -> None:
-        problems: list[str] = []
-        for line in self.lines(instances):
-            try:
-                self._write(line)
-            except (OSError, ValueError) as exc:
-                problems.append(str(exc))
+        # formatting and (possibly blocking) writes run off the loop: a stdout whose reader
+        # stalls, or a slow disk, must not stop the server answering Check
+        problems = await asyncio.to_thread(self._emit, instances)
         if problems:
             raise AdapterError(f"stdio: could not write {len(problems)} line(s): {problems[0]}")
 

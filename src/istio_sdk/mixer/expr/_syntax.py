@@ -540,7 +540,10 @@ class _Parser:
                 if name is None:
                     raise self.expected("selector or type assertion")
                 chained = shape in ("ident", "selector")
-                names = [*names, name.text] if chained else [name.text]
+                if chained:
+                    names.append(name.text)  # in place: copying made a long chain quadratic
+                else:
+                    names = [name.text]
                 # a selector on a literal, a call or parentheses is "anchored"
                 shape = "selector" if chained else "anchored"
             elif token.kind == "(":
