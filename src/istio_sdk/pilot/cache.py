@@ -77,7 +77,14 @@ _NOT_COVERED = object()
 def _frozen_resources(
     resources: Mapping[str, Mapping[str, CachedResource]],
 ) -> Mapping[str, Mapping[str, CachedResource]]:
-    return MappingProxyType({k: MappingProxyType(dict(v)) for k, v in resources.items()})
+    # A table carried over from an earlier snapshot is already a read-only view of a dict no one
+    # writes to: share it instead of copying every type of every scope on every write.
+    return MappingProxyType(
+        {
+            k: v if isinstance(v, MappingProxyType) else MappingProxyType(dict(v))
+            for k, v in resources.items()
+        }
+    )
 
 
 def _frozen_coverage(

@@ -101,7 +101,8 @@ class SnapshotWriter:
         limits a regeneration to those names when the last snapshot covers the type.
         """
         prev = self.cache.get(scope)
-        resources = {u: dict(t) for u, t in prev.resources.items()} if prev else {}
+        # Type tables are shared with the previous snapshot until this write changes them.
+        resources: dict[str, Mapping[str, CachedResource]] = dict(prev.resources) if prev else {}
         coverage: dict[str, frozenset[str] | None] = dict(prev.coverage) if prev else {}
         failures: list[GenerationFailure] = []
         for url, names in wanted.items():
@@ -133,8 +134,9 @@ class SnapshotWriter:
                     coverage.pop(url, None)
                 continue
             old = resources.get(url, {})
+            table: dict[str, CachedResource]
             if merge:
-                table = old
+                table = dict(old)
                 for name in lookup or ():
                     if name not in answer:
                         table.pop(name, None)
