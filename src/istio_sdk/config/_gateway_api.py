@@ -25,7 +25,7 @@ import yaml
 
 from istio_sdk.config._crd_rules import check as check_rules
 from istio_sdk.config._kinds import KindInfo
-from istio_sdk.config._yaml import JsonValue, join_index, join_key
+from istio_sdk.config._yaml import JsonValue, describe_json, join_index, join_key
 
 _RULE_KEYS = (
     "minimum",
@@ -92,20 +92,6 @@ def _to_rules(schema: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _describe(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    return "an object"
-
-
 def _type_ok(schema: dict[str, Any], value: JsonValue) -> str | None:
     """None when ``value`` has the schema's type, else what was expected."""
     if schema.get("x-kubernetes-int-or-string"):
@@ -134,7 +120,7 @@ def _structure(schema: dict[str, Any], value: JsonValue, path: str) -> Iterator[
         return
     expected = _type_ok(schema, value)
     if expected is not None:
-        yield path, f"expected {expected}, got {_describe(value)}"
+        yield path, f"expected {expected}, got {describe_json(value)}"
         return
     if isinstance(value, list):
         items = schema.get("items") or {}

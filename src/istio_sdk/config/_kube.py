@@ -34,7 +34,7 @@ from typing import Any
 
 from istio_sdk.config import _gateway_api as gateway_api
 from istio_sdk.config._kinds import KindInfo
-from istio_sdk.config._yaml import JsonValue, join_index, join_key
+from istio_sdk.config._yaml import JsonValue, describe_json, join_index, join_key
 
 __all__ = ["body_from_json", "body_problems", "body_to_json", "model_class"]
 
@@ -60,20 +60,6 @@ def model_class(info: KindInfo) -> type[Any]:
     module, _, name = info.model.partition(":")
     cls: type[Any] = getattr(importlib.import_module(module), name)
     return cls
-
-
-def _describe(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    return "an object"
 
 
 @functools.cache
@@ -103,11 +89,11 @@ def _type_problems(hint: Any, value: JsonValue, path: str) -> Iterator[tuple[str
     if origin is typing.Union:
         if not any(_fits(arg, value) for arg in typing.get_args(hint)):
             names = " or ".join(_name(arg) for arg in typing.get_args(hint))
-            yield path, f"expected {names}, got {_describe(value)}"
+            yield path, f"expected {names}, got {describe_json(value)}"
         return
     if origin is list:
         if not isinstance(value, list):
-            yield path, f"expected a list, got {_describe(value)}"
+            yield path, f"expected a list, got {describe_json(value)}"
             return
         (item,) = typing.get_args(hint)
         for i, element in enumerate(value):
@@ -115,11 +101,11 @@ def _type_problems(hint: Any, value: JsonValue, path: str) -> Iterator[tuple[str
         return
     if hint is dict or origin is dict:
         if not isinstance(value, dict):
-            yield path, f"expected an object, got {_describe(value)}"
+            yield path, f"expected an object, got {describe_json(value)}"
         return
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, dict):
-            yield path, f"expected an object, got {_describe(value)}"
+            yield path, f"expected an object, got {describe_json(value)}"
             return
         fields = _fields(hint)  # type: ignore[arg-type]
         for key, item in value.items():
@@ -130,7 +116,7 @@ def _type_problems(hint: Any, value: JsonValue, path: str) -> Iterator[tuple[str
             yield from _type_problems(fields[key][1], item, child)
         return
     if not _fits(hint, value):
-        yield path, f"expected {_name(hint)}, got {_describe(value)}"
+        yield path, f"expected {_name(hint)}, got {describe_json(value)}"
 
 
 def _name(hint: Any) -> str:
