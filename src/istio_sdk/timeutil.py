@@ -37,6 +37,7 @@ __all__ = [
     "Duration",
     "Timestamp",
     "duration_from_parts",
+    "duration_nanos",
     "duration_parts",
     "timestamp_from_parts",
     "timestamp_parts",
@@ -339,11 +340,17 @@ def duration_from_parts(seconds: int, nanos: int) -> datetime.timedelta:
     return Duration.from_parts(seconds, nanos)
 
 
-def duration_parts(value: datetime.timedelta) -> tuple[int, int]:
-    """``(seconds, nanos)`` of a timedelta as a protobuf Duration: both truncated toward zero."""
+def duration_nanos(value: datetime.timedelta) -> int:
+    """The length of any timedelta in whole nanoseconds (exact for a :class:`Duration`)."""
     total = _micros(value) * 1000
     if isinstance(value, Duration):
         total += value._nanoseconds
+    return total
+
+
+def duration_parts(value: datetime.timedelta) -> tuple[int, int]:
+    """``(seconds, nanos)`` of a timedelta as a protobuf Duration: both truncated toward zero."""
+    total = duration_nanos(value)
     if total < 0:
         seconds, nanos = divmod(-total, _NANOS_PER_SECOND)
         return -seconds, -nanos

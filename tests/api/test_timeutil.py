@@ -134,3 +134,10 @@ def test_timestamp_order_and_equality_with_plain_datetimes() -> None:
     assert exact != "2024"
     with pytest.raises(ValueError, match="timezone-aware"):
         timestamp_parts(datetime.datetime(2024, 5, 1))
+
+
+def test_duration_nanos_is_exact_for_any_timedelta() -> None:
+    from istio_sdk.timeutil import Duration, duration_nanos
+
+    assert duration_nanos(Duration.from_nanoseconds(-1_500_000_001)) == -1_500_000_001
+    assert duration_nanos(datetime.timedelta(seconds=2, microseconds=7)) == 2_000_007_000

@@ -28,8 +28,7 @@ _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
 def go_duration(value: datetime.timedelta) -> str:
     """Go's ``time.Duration.String()``: ``1h2m3.5s``, ``1.5ms``, ``0s``."""
-    nanos = timeutil.duration_parts(value)
-    total = nanos[0] * 1_000_000_000 + nanos[1]
+    total = timeutil.duration_nanos(value)
     if total == 0:
         return "0s"
     sign = "-" if total < 0 else ""

@@ -198,7 +198,7 @@ class MemQuotaHandler(Handler):
         self._windows: dict[bytes, RollingWindow] = {}
         self._recent: dict[str, _Dedup] = {}
         self._old: dict[str, _Dedup] = {}
-        self._reap_interval = _nanos(params.min_deduplication_duration)
+        self._reap_interval = timeutil.duration_nanos(params.min_deduplication_duration)
         self._next_reap = clock_ns() + self._reap_interval
 
     @classmethod
@@ -265,7 +265,7 @@ class MemQuotaHandler(Handler):
         tick = now // _NANOS_PER_TICK
         window = self._windows.get(key)
         if window is None:
-            seconds = -(-_nanos(limit.valid_duration) // 1_000_000_000)
+            seconds = -(-timeutil.duration_nanos(limit.valid_duration) // 1_000_000_000)
             window = RollingWindow(limit.max_amount, seconds * TICKS_PER_SECOND)
             self._windows[key] = window
         if not window.alloc(wanted, tick):
@@ -273,7 +273,7 @@ class MemQuotaHandler(Handler):
                 return 0, None
             wanted = max(window.available, 0)
             window.alloc(wanted, tick)
-        return wanted, now + _nanos(limit.valid_duration)
+        return wanted, now + timeutil.duration_nanos(limit.valid_duration)
 
     def _free(self, key: bytes, amount: int, limit: QuotaLimit | Override, now: int) -> int:
         if limit.valid_duration == _ZERO:
@@ -290,8 +290,3 @@ class MemQuotaHandler(Handler):
         if window.available == limit.max_amount:
             del self._windows[key]
         return released
-
-
-def _nanos(value: datetime.timedelta) -> int:
-    seconds, nanos = timeutil.duration_parts(value)
-    return seconds * 1_000_000_000 + nanos

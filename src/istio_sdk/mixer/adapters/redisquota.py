@@ -271,11 +271,6 @@ def _address(path: str, url: str) -> tuple[str, int, int]:
     return parts.hostname, port, int(db_text)
 
 
-def _nanos(value: datetime.timedelta) -> int:
-    seconds, nanos = timeutil.duration_parts(value)
-    return seconds * 1_000_000_000 + nanos
-
-
 class RedisQuotaHandler(Handler):
     adapter: ClassVar[str] = "redisquota"
     templates: ClassVar[frozenset[str]] = frozenset({"quota"})
@@ -355,8 +350,8 @@ class RedisQuotaHandler(Handler):
         script = self._scripts[quota.rate_limit_algorithm]
         argv = [
             max_amount,
-            _nanos(quota.valid_duration),
-            _nanos(quota.bucket_duration),
+            timeutil.duration_nanos(quota.valid_duration),
+            timeutil.duration_nanos(quota.bucket_duration),
             1 if args.best_effort else 0,
             args.amount,
             self._clock_ns(),
