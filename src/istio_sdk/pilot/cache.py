@@ -113,7 +113,7 @@ class Snapshot:
         have = self.coverage.get(type_url, _NOT_COVERED)
         if have is _NOT_COVERED:
             return False
-        if have is None:
+        if have is None or have is names:
             return True
         return names is not None and names <= have  # type: ignore[operator]
 

@@ -386,6 +386,8 @@ class DiscoveryServer:
                     if have is None:
                         continue  # someone in the scope wants everything already
                     names = conn.session.wanted(url)
+                    if names is have:
+                        continue  # the usual case: sessions share equal subscriptions
                     if names is None or not names <= have:
                         wanted[url] = None if names is None else have | names
                 else:
@@ -496,6 +498,9 @@ class DiscoveryServer:
                 if request is None:
                     break
                 await self._on_request(conn, request)
+                # Do not keep the request (an ACK repeats every subscribed name) alive while
+                # waiting for the next one: the session keeps what it needs.
+                del request
         finally:
             conn.alive = False
             self._connections.pop(conn.id, None)

@@ -23,6 +23,7 @@ so the caller only turns them into bytes.
 from __future__ import annotations
 
 import enum
+import weakref
 from collections.abc import Collection, Mapping
 from types import MappingProxyType
 from typing import Generic, Literal, Protocol, TypeVar
@@ -32,6 +33,28 @@ import attrs
 from istio_sdk.api.envoy.service.discovery.v3 import DeltaDiscoveryRequest, DiscoveryRequest
 from istio_sdk.xds.errors import XdsProtocolError, next_state
 from istio_sdk.xds.types import CLUSTER, in_push_order, is_full_state, is_legacy_wildcard
+
+# Subscribed name sets, shared by every session whose subscription is equal: a thousand
+# proxies asking for the same thousand clusters hold one set (and one copy of each name), not a
+# thousand. Keyed by hash; on the rare collision of unequal sets the newcomer keeps its own.
+_NAME_SETS: weakref.WeakValueDictionary[int, frozenset[str]] = weakref.WeakValueDictionary()
+
+
+def _shared_names(names: Collection[str]) -> frozenset[str]:
+    """``names`` as a frozen set, the same object as any live equal subscription's."""
+    if not names:
+        return _NO_NAMES
+    fresh = names if isinstance(names, frozenset) else frozenset(names)
+    key = hash(fresh)
+    known = _NAME_SETS.get(key)
+    if known is not None and known == fresh:
+        return known
+    if known is None:
+        _NAME_SETS[key] = fresh
+    return fresh
+
+
+_NO_NAMES: frozenset[str] = frozenset()
 
 Mode = Literal["sotw", "delta"]
 WILDCARD = "*"
@@ -359,7 +382,7 @@ class ServerSession(Generic[R]):
             st.legacy_wildcard = not names and is_legacy_wildcard(url)
             st.wildcard = WILDCARD in names or st.legacy_wildcard
             names.discard(WILDCARD)
-            st.names = frozenset(names)
+            st.names = _shared_names(names)
             st.force_next = True  # the first request is always answered, even if empty
             st.move(ServerEvent.INITIAL, url)
             return RequestResult(
@@ -376,12 +399,18 @@ class ServerSession(Generic[R]):
             st.legacy_wildcard = False
         wildcard = WILDCARD in names or (not names and st.legacy_wildcard)
         names.discard(WILDCARD)
-        added = frozenset(names - st.names)
-        removed = frozenset(st.names - names)
         wildcard_added = wildcard and not st.wildcard
-        st.names = frozenset(names)
+        wildcard_removed = st.wildcard and not wildcard
+        if names == st.names:
+            # The usual ACK: the same names again. Keep the set (and its strings) we have.
+            added = removed = _NO_NAMES
+        else:
+            added = frozenset(names - st.names)
+            removed = frozenset(st.names - names)
+            st.names = _shared_names(names)
         st.wildcard = wildcard
-        st.forget_unwatched()
+        if removed or wildcard_removed:
+            st.forget_unwatched()
         needs_push = bool(added) or wildcard_added
         if needs_push:
             st.force_next = True
@@ -431,6 +460,7 @@ class ServerSession(Generic[R]):
             st.wildcard = WILDCARD in subs or (not subs and is_legacy_wildcard(url))
             st.announced = dict(req.initial_resource_versions)
         wildcard_added = WILDCARD in subs and not st.wildcard
+        wildcard_removed = WILDCARD in unsubs and st.wildcard
         if WILDCARD in subs:
             st.wildcard = True
         if WILDCARD in unsubs:
@@ -438,10 +468,11 @@ class ServerSession(Generic[R]):
         subs.discard(WILDCARD)
         unsubs.discard(WILDCARD)
         added = frozenset(subs - st.names)
-        st.names |= subs
-        st.names -= unsubs
+        if added or (unsubs & st.names):
+            st.names = _shared_names((st.names | subs) - unsubs)
         removed = frozenset(unsubs)
-        st.forget_unwatched()
+        if first or removed or wildcard_removed:
+            st.forget_unwatched()
         # Names newly asked for that the client does not hold must be answered, even if only
         # to say they do not exist.
         st.announce_absent |= {n for n in added if not st.holds(n)}
