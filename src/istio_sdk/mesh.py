@@ -20,21 +20,24 @@ files, JWT rule, ...).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Literal
 
 import attrs
 
 from istio_sdk.config import ConfigStore, DirectorySource, LoadLimits
 from istio_sdk.pilot.push_context import PushContext, PushContextError
-from istio_sdk.pilot.registry import ServiceRegistry
+from istio_sdk.pilot.registry import RegistrySnapshot, ServiceRegistry
 from istio_sdk.pilot.server import DiscoveryServer
 from istio_sdk.pilot.translate import PushContextGenerator
 
 if TYPE_CHECKING:
     from istio_sdk.citadel import CitadelServer, CitadelServerOptions
+    from istio_sdk.config import Resource
+    from istio_sdk.pilot.push_request import PushRequest
 
 __all__ = ["DEFAULT_CA_PORT", "DEFAULT_XDS_PORT", "Mesh", "MeshListenError"]
 
@@ -101,7 +104,8 @@ class Mesh:
             self.citadel = CitadelServer(attrs.evolve(options, monitoring_port=None))
         self.config_errors = 0
         self._unsubscribe: Callable[[], None] | None = None
-        self._rebuild_scheduled = False
+        self._rebuild_wanted = False
+        self._rebuild_task: asyncio.Task[None] | None = None
         self._sources: list[DirectorySource] = []
         self._strict = False
         self._started = False
@@ -197,6 +201,11 @@ class Mesh:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        task, self._rebuild_task = self._rebuild_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if self.citadel is not None:
             await self.citadel.stop()  # also releases its signing workers
         await self.discovery.stop()
@@ -220,31 +229,46 @@ class Mesh:
 
     # -- config ----------------------------------------------------------------------------
     def _schedule_rebuild(self) -> None:
-        if self._rebuild_scheduled:
-            return
-        self._rebuild_scheduled = True
+        self._rebuild_wanted = True
         try:
-            asyncio.get_running_loop().call_soon(self._scheduled_rebuild)
+            loop = asyncio.get_running_loop()
         except RuntimeError:  # no loop (synchronous use): rebuild now
-            self._scheduled_rebuild()
+            self.rebuild()
+            return
+        if self._rebuild_task is None or self._rebuild_task.done():
+            self._rebuild_task = loop.create_task(self._rebuild_off_loop())
 
-    def _scheduled_rebuild(self) -> None:
-        self._rebuild_scheduled = False
-        self.rebuild()
+    async def _rebuild_off_loop(self) -> None:
+        # Store changes land here: the push context is built in a worker thread, so a big mesh
+        # never stalls the streams; changes arriving meanwhile are folded into one more build.
+        while self._rebuild_wanted:
+            self._rebuild_wanted = False
+            configs, registry = self.store.list(), self.registry.snapshot()
+            request = await asyncio.to_thread(self._build_and_apply, configs, registry)
+            if request is not None and request is not False and self.discovery.port:
+                self.discovery.push(request)
 
     def rebuild(self) -> bool:
         """Snapshot the store and registry now and queue a push of what changed.
 
-        Call it after changing :attr:`registry` (store changes trigger it by themselves).
-        Returns ``False`` when the new config is unusable (the last good one stays).
+        Call it after changing :attr:`registry` (store changes trigger it by themselves, and
+        build in a worker thread). Returns ``False`` when the new config is unusable (the last
+        good one stays).
         """
+        request = self._build_and_apply(self.store.list(), self.registry.snapshot())
+        if request is False:
+            return False
+        if request is not None and self.discovery.port:
+            self.discovery.push(request)
+        return True
+
+    def _build_and_apply(
+        self, configs: Sequence[Resource], registry: RegistrySnapshot
+    ) -> PushRequest | Literal[False] | None:
         try:
-            context = PushContext.build(self.store.list(), self.registry)
+            context = PushContext.build(configs, registry)
         except PushContextError as exc:
             self.config_errors += 1
             log.error("config rejected, keeping the last good push context: %s", exc)
             return False
-        request = self.generator.apply(context)
-        if request is not None and self.discovery.port:
-            self.discovery.push(request)
-        return True
+        return self.generator.apply(context)
