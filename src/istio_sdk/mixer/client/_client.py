@@ -34,6 +34,7 @@ from istio_sdk.mixer.client.check_cache import CheckCache, Verdict, verdict_of
 from istio_sdk.mixer.client.quota_cache import QuotaCache, QuotaState, QuotaTicket
 from istio_sdk.mixer.client.report_batch import ReportBatch
 from istio_sdk.mixer.dictionary import GLOBAL_DICTIONARY, GLOBAL_DICTIONARY_BASE_SIZE
+from istio_sdk.mixer.errors import AttributesError
 from istio_sdk.mixer.wire import encode_attributes
 
 __all__ = ["CheckResult", "MixerClient", "MixerClientOptions", "MixerClientStats", "retry_delay"]
@@ -232,7 +233,7 @@ class MixerClient:
                 rejected = [t.name for t in tickets if t.state is QuotaState.REJECTED]
                 if any(t.request is not None for t in tickets):
                     stats.remote_prefetches += 1
-                    self._spawn(self._remote(attributes, None, tickets))
+                    self._spawn(self._prefetch(attributes, cached, tickets))
                 if rejected:
                     return CheckResult(
                         Status.RESOURCE_EXHAUSTED,
@@ -292,6 +293,14 @@ class MixerClient:
                 policy.route_directive,
             )
         return CheckResult(policy.code, policy.message, policy.route_directive)
+
+    async def _prefetch(
+        self, attributes: Mapping[str, object], cached: Verdict, tickets: list[QuotaTicket]
+    ) -> None:
+        try:
+            await self._remote(attributes, cached, tickets)
+        except AttributesError as exc:  # the verdict was given; only the pools go without
+            _log.warning("Mixer quota prefetch not sent: %s", exc)
 
     def _failed(
         self, attributes: Mapping[str, object], tickets: list[QuotaTicket], failure: Verdict
@@ -391,11 +400,13 @@ class MixerClient:
                 self.stats.report_requests_sent += 1
 
     async def flush(self) -> None:
-        """Send the current batch now and wait until every queued Report was tried."""
+        """Send the current batch now; wait until every queued Report was tried and every
+        background quota prefetch was answered."""
         self._take_batch()
-        sender = self._report_sender
-        if sender is not None:
-            await asyncio.shield(sender)
+        waiting = [*self._background, self._report_sender]
+        for task in waiting:
+            if task is not None and not task.done():
+                await asyncio.shield(task)
 
     # --- lifecycle --------------------------------------------------------------------------
 
