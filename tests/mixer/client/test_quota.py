@@ -115,8 +115,19 @@ async def test_a_partial_grant_passes_and_a_denied_policy_wins(mixer: RunningMix
     async with MixerClient("127.0.0.1", mixer.port, check_cache_entries=0) as client:
         assert (await client.check(REQUEST, quotas={"requestcount": 3})).ok
         mixer.service.code = Status.PERMISSION_DENIED.value
+        mixer.service.granted = lambda name, amount, best_effort: 0
         result = await client.check(REQUEST, quotas={"requestcount": 3})
-    assert result.code is Status.PERMISSION_DENIED
+    assert result.code is Status.PERMISSION_DENIED  # not RESOURCE_EXHAUSTED
+
+
+async def test_a_cached_denial_is_final_and_charges_no_quota(mixer: RunningMixer) -> None:
+    mixer.service.code = Status.PERMISSION_DENIED.value
+    async with MixerClient("127.0.0.1", mixer.port) as client:
+        await client.check(REQUEST)
+        result = await client.check(REQUEST, quotas={"requestcount": 1})
+        await client.flush()
+    assert (result.code, result.check_cache_hit) == (Status.PERMISSION_DENIED, True)
+    assert len(mixer.service.checks) == 1
 
 
 async def test_with_a_cached_verdict_quotas_come_from_prefetched_pools(
@@ -188,6 +199,7 @@ async def test_a_missing_quota_valid_duration_is_a_minute(
         sent = len(mixer.service.checks)
         clock.advance(59)
         assert (await client.check(REQUEST, quotas={"q": 1})).ok
+        await client.flush()
         assert len(mixer.service.checks) == sent  # served by the pool
         clock.advance(1.5)
         await client.check(REQUEST, quotas={"q": 1})
