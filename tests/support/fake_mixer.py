@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import datetime
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import attrs
-from grpclib.const import Status
+from grpclib.const import Cardinality, Handler, Status
 from grpclib.exceptions import GRPCError
 
 from istio_sdk.api.google.rpc import Status as RpcStatus
@@ -143,3 +144,37 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+class RawCodec:
+    """A grpclib codec that sends bytes as they are (for a peer that answers garbage)."""
+
+    __content_subtype__ = "proto"
+
+    def encode(self, message: object, message_type: object) -> bytes:
+        assert isinstance(message, bytes)
+        return message
+
+    def decode(self, data: bytes, message_type: object) -> bytes:
+        return data
+
+
+class GarbageMixer:
+    """Answers every Check and Report with the bytes it holds."""
+
+    def __init__(self, answer: bytes) -> None:
+        self.answer = answer
+        self.calls = 0
+
+    async def _reply(self, stream: Any) -> None:
+        await stream.recv_message()
+        self.calls += 1
+        await stream.send_message(self.answer)
+
+    def __mapping__(self) -> dict[str, Handler]:
+        return {
+            f"/istio.mixer.v1.Mixer/{name}": Handler(
+                self._reply, Cardinality.UNARY_UNARY, bytes, bytes
+            )
+            for name in ("Check", "Report")
+        }

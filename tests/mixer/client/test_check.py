@@ -8,9 +8,19 @@ import datetime
 import pytest
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
-from support.fake_mixer import FakeClock, RunningMixer, referenced, unavailable
+from grpclib.server import Server
+from support.fake_mixer import (
+    FakeClock,
+    GarbageMixer,
+    RawCodec,
+    RunningMixer,
+    referenced,
+    unavailable,
+)
 
 from istio_sdk import MixerClient
+from istio_sdk._net import bound_port
+from istio_sdk.api.istio.mixer.v1 import CheckResponse
 from istio_sdk.mixer import AttributesError, decode_attributes
 from istio_sdk.mixer.client import retry_delay
 
@@ -266,3 +276,50 @@ def test_the_retry_delay_is_uniform_between_base_and_the_doubled_cap() -> None:
         assert all(0.08 <= d <= ceiling for d in delays)
         if ceiling > 0.08:
             assert max(delays) - min(delays) > (ceiling - 0.08) / 2  # spread, not a constant
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [b"\xff\xff\xff\xff", b"\x12\x05\x0a\x03\x08\x07", b"\x0a" + b"\x80" * 20],
+    ids=["garbage", "truncated", "bad-varint"],
+)
+async def test_an_undecodable_answer_follows_the_fail_policy(answer: bytes) -> None:
+    garbage = GarbageMixer(answer)
+    server = Server([garbage], codec=RawCodec())  # type: ignore[arg-type]
+    await server.start("127.0.0.1", 0)
+    try:
+        port = bound_port(server)
+        async with MixerClient("127.0.0.1", port) as client:
+            assert (await client.check(REQUEST)).ok
+        async with MixerClient("127.0.0.1", port, fail_open=False, max_retries=2) as client:
+            result = await client.check(REQUEST)
+        assert result.code is Status.INTERNAL and "undecodable" in result.message
+        assert garbage.calls == 2  # an answer that came is not retried
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_an_answer_without_a_precondition_is_invalid_argument(
+    mixer: RunningMixer,
+) -> None:
+    async def no_precondition(message: object) -> CheckResponse:
+        return CheckResponse()
+
+    mixer.service.check = no_precondition  # type: ignore[method-assign]
+    async with client_for(mixer) as client:
+        result = await client.check(REQUEST)
+        again = await client.check(REQUEST)
+    assert (result.code, result.message) == (
+        Status.INVALID_ARGUMENT,
+        "CheckResponse doesn't have PreconditionResult",
+    )
+    assert not again.check_cache_hit
+
+
+@pytest.mark.parametrize("amount", [0, -1, 2**63, 1.5, True, "3"])
+async def test_a_bad_quota_amount_is_a_value_error(mixer: RunningMixer, amount: object) -> None:
+    async with client_for(mixer) as client:
+        with pytest.raises(ValueError, match="amount must be an int"):
+            await client.check(REQUEST, quotas={"q": amount})  # type: ignore[dict-item]
+    assert mixer.service.checks == []

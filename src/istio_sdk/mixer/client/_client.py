@@ -30,6 +30,8 @@ from istio_sdk.api.istio.mixer.v1 import (
     ReportRequest,
     RouteDirective,
 )
+from istio_sdk.codec import DecodeError
+from istio_sdk.mixer.attributes import INT64_MAX
 from istio_sdk.mixer.client.check_cache import CheckCache, Verdict, verdict_of
 from istio_sdk.mixer.client.quota_cache import QuotaCache, QuotaState, QuotaTicket
 from istio_sdk.mixer.client.report_batch import ReportBatch
@@ -149,6 +151,16 @@ def retry_delay(attempt: int, base: float, maximum: float) -> float:
     return backoff_delay(attempt, base, maximum, jitter=1.0 - base / ceiling)
 
 
+def _check_quotas(quotas: Mapping[str, int]) -> None:
+    for name, amount in quotas.items():
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a quota name must be a non-empty str, got {name!r}")
+        if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= INT64_MAX:
+            raise ValueError(
+                f"quota {name!r}: the amount must be an int in 1..2**63-1, got {amount!r}"
+            )
+
+
 class MixerClient:
     """A client of ``istio.mixer.v1.Mixer``, with the caches and batching of Istio 1.3's proxy.
 
@@ -204,11 +216,14 @@ class MixerClient:
         """Check ``attributes`` (and charge ``quotas``, name -> amount), from the caches when
         they can answer.
 
-        Raises :class:`~istio_sdk.mixer.AttributesError` for a bag that cannot be sent; every
-        network outcome is a :class:`CheckResult` (the fail policy decides).
+        Raises :class:`~istio_sdk.mixer.AttributesError` for a bag that cannot be sent and
+        ``ValueError`` for a quota amount outside 1..2**63-1; every network outcome is a
+        :class:`CheckResult` (the fail policy decides).
         """
         if self._closed:
             raise RuntimeError("the MixerClient is closed")
+        if quotas:
+            _check_quotas(quotas)
         stats = self.stats
         stats.checks += 1
         now = self._clock()
@@ -336,6 +351,8 @@ class MixerClient:
             raise _TransportError(TIMEOUT_MESSAGE) from None
         except (OSError, StreamTerminatedError):
             raise _TransportError(SEND_ERROR_MESSAGE) from None
+        except DecodeError as exc:  # an answer came, but not a CheckResponse: not retried
+            raise GRPCError(Status.INTERNAL, f"undecodable Mixer response: {exc}") from None
         except GRPCError as exc:
             if exc.status is Status.UNAVAILABLE:
                 raise _TransportError(exc.message or SEND_ERROR_MESSAGE) from None
@@ -387,7 +404,7 @@ class MixerClient:
             request = self._reports.popleft()
             try:
                 await self._stub.report(request, timeout=self.options.timeout)
-            except (GRPCError, TimeoutError, OSError, StreamTerminatedError) as exc:
+            except (GRPCError, TimeoutError, OSError, StreamTerminatedError, DecodeError) as exc:
                 self.stats.report_requests_failed += 1
                 if self.stats.report_requests_failed % _REPORT_FAILURE_LOG_EVERY == 1:
                     _log.warning(
