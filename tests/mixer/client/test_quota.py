@@ -227,3 +227,23 @@ async def test_a_quota_answer_with_a_huge_or_negative_grant_does_not_break_the_p
             await client.flush()
             clock.advance(1)
         assert (await client.check(REQUEST)).ok
+
+
+async def test_a_pool_unused_for_quota_cache_idle_is_dropped(
+    mixer: RunningMixer, clock: FakeClock
+) -> None:
+    mixer.service.valid_duration = None
+    mixer.service.quota_valid_duration = datetime.timedelta(hours=1)
+    async with MixerClient("127.0.0.1", mixer.port, clock=clock, quota_cache_idle=5) as client:
+        await client.check(REQUEST)
+        await client.check(REQUEST, quotas={"q": 1})
+        await client.flush()
+        sent = len(mixer.service.checks)
+        clock.advance(4)
+        await client.check(REQUEST, quotas={"q": 1})
+        await client.flush()
+        assert len(mixer.service.checks) == sent  # the pool still holds 8 for an hour
+        clock.advance(6)
+        await client.check(REQUEST, quotas={"q": 1})
+        await client.flush()
+        assert len(mixer.service.checks) == sent + 1  # idle too long: a fresh pool fetches
