@@ -78,6 +78,7 @@ _EXPORTS: dict[str, str] = {
     "NumberError": "istio_sdk.config",
     "LoadLimits": "istio_sdk.config",
     "MeshListenError": "istio_sdk.mesh",
+    "MixerClient": "istio_sdk.mixer",
     "MixerError": "istio_sdk.mixer",
     "AttributesError": "istio_sdk.mixer",
     "GlobalWordCountError": "istio_sdk.mixer",
@@ -167,6 +168,7 @@ __all__ = [  # grouped like _EXPORTS; tests/core/test_public_api.py checks they 
     "NumberError",
     "LoadLimits",
     "MeshListenError",
+    "MixerClient",
     "MixerError",
     "AttributesError",
     "GlobalWordCountError",
@@ -229,6 +231,7 @@ if TYPE_CHECKING:
     from istio_sdk.mixer import ExpressionError as ExpressionError
     from istio_sdk.mixer import GlobalWordCountError as GlobalWordCountError
     from istio_sdk.mixer import HandlerBuildError as HandlerBuildError
+    from istio_sdk.mixer import MixerClient as MixerClient
     from istio_sdk.mixer import MixerError as MixerError
     from istio_sdk.mixer import ParseError as ParseError
     from istio_sdk.mixer import TypeCheckError as TypeCheckError
