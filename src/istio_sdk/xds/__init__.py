@@ -11,11 +11,13 @@ MCP). Both speak State of the World and delta.
 from istio_sdk.xds.client import CLIENT_TRANSITIONS, ClientSession, ClientTypeState, Update
 from istio_sdk.xds.errors import (
     MalformedMessageError,
+    UnknownCollectionError,
     UnknownTypeUrlError,
     XdsError,
     XdsProtocolError,
 )
 from istio_sdk.xds.server import (
+    MCP_TRANSITIONS,
     SERVER_TRANSITIONS,
     Push,
     RequestKind,
@@ -59,6 +61,7 @@ __all__ = [
     "ENDPOINT",
     "EXTENSION_CONFIG",
     "LISTENER",
+    "MCP_TRANSITIONS",
     "PUSH_ORDER",
     "ROUTE",
     "SCOPED_ROUTE",
@@ -76,6 +79,7 @@ __all__ = [
     "ServerSession",
     "ServerTypeState",
     "TypeStatus",
+    "UnknownCollectionError",
     "UnknownTypeUrlError",
     "Update",
     "Versioned",
