@@ -127,16 +127,20 @@ SERVER_TRANSITIONS: dict[tuple[ServerTypeState, ServerEvent], ServerTypeState] =
 # MCP keeps at most one push per collection outstanding: no second SEND before the answer, and
 # once answered a repeated nonce is stale (never a second ACK).
 MCP_TRANSITIONS: dict[tuple[ServerTypeState, ServerEvent], ServerTypeState] = {
-    move: new
-    for move, new in SERVER_TRANSITIONS.items()
-    if move
-    not in (
-        (_S.SENT, _E.SEND),
-        (_S.ACKED, _E.ACK),
-        (_S.ACKED, _E.NACK),
-        (_S.NACKED, _E.ACK),
-        (_S.NACKED, _E.NACK),
-    )
+    # a nonce before any request of the collection answers nothing sent on this stream
+    (_S.UNSUBSCRIBED, _E.STALE): _S.UNSUBSCRIBED,
+    **{
+        move: new
+        for move, new in SERVER_TRANSITIONS.items()
+        if move
+        not in (
+            (_S.SENT, _E.SEND),
+            (_S.ACKED, _E.ACK),
+            (_S.ACKED, _E.NACK),
+            (_S.NACKED, _E.ACK),
+            (_S.NACKED, _E.NACK),
+        )
+    },
 }
 
 
@@ -483,6 +487,9 @@ class ServerSession(Generic[R]):
         st = self._types.get(url)
         if st is None or st.state is ServerTypeState.UNSUBSCRIBED:
             st = self._types.setdefault(url, _TypeState(transitions=MCP_TRANSITIONS))
+            if req.response_nonce:
+                st.move(ServerEvent.STALE, url)
+                return RequestResult(RequestKind.STALE, url, nonce=req.response_nonce)
             st.wildcard = True  # a collection is always taken whole
             st.incremental = incremental
             # A resuming sink's versions are the base of its first incremental push.
