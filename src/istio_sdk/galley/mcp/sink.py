@@ -41,7 +41,7 @@ from istio_sdk.api.istio.mcp.v1alpha1 import RequestResources, Resources
 from istio_sdk.config import ConfigStore, NotFoundError, Resource, kind_for, message_class
 from istio_sdk.config import validate as validate_resources
 from istio_sdk.galley.mcp.collections import PILOT_COLLECTIONS, Collection, collection
-from istio_sdk.galley.mcp.source import SINK_METHOD, SOURCE_METHOD
+from istio_sdk.galley.mcp.source import SINK_METHOD, SOURCE_METHOD, peer_address
 from istio_sdk.protojson import message_from_json, message_to_json
 from istio_sdk.xds import type_url_of, unpack_bytes
 from istio_sdk.xds._logsafe import WarningBudget, peer_text
@@ -129,7 +129,9 @@ def _to_resource(coll: Collection, message: Any) -> tuple[str, str, Resource | N
         )
     problems = validate_resources(resource)
     if problems:
-        raise _BadResource(f"resource {peer_text(name)!r}: {problems[0]}")
+        first = problems[0]
+        where = f"{first.path}: " if first.path else ""
+        raise _BadResource(f"resource {peer_text(name)!r}: {where}{peer_text(first.message, 300)}")
     return name, version, resource
 
 
@@ -194,7 +196,7 @@ class _SinkService:
             message = await recv_request_message(stream)
             return None if message is None else bytes(message.data)
 
-        await self._client._run_stream(recv, stream.send_message, str(stream.peer))
+        await self._client._run_stream(recv, stream.send_message, peer_address(stream))
 
 
 class GalleyClient:

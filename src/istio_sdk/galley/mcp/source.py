@@ -70,6 +70,12 @@ class SourceStats:
     generation: int
 
 
+def peer_address(stream: Stream[Any, Any]) -> str:
+    """``host:port`` of the peer of a server ``stream``."""
+    address = stream.peer.addr()
+    return f"{address[0]}:{address[1]}" if address else "?"
+
+
 class _SourceService:
     def __init__(self, source: McpSource) -> None:
         self._source = source
@@ -86,7 +92,7 @@ class _SourceService:
             await stream.send_message(EncodedMessage(data))
 
         await self._source.serve_stream(
-            lambda: recv_request_message(stream), send, str(stream.peer)
+            lambda: recv_request_message(stream), send, peer_address(stream)
         )
 
 
