@@ -59,8 +59,9 @@ class DecodedPush:
     """A ``Resources`` push read off the event loop.
 
     ``resources`` pairs each name with its version and the config resource it decodes to
-    (``None`` for a collection without a config kind); ``error`` says why the push must be
-    NACKed (the first problem found), or is empty.
+    (``None`` for a collection without a config kind, and for a resource the sink already
+    holds at that version); ``error`` says why the push must be NACKed (the first problem
+    found), or is empty.
     """
 
     collection: str
@@ -135,8 +136,14 @@ def _to_resource(coll: Collection, message: Any) -> tuple[str, str, Resource | N
     return name, version, resource
 
 
-def decode_push(data: bytes, wanted: Iterable[str] = ()) -> DecodedPush:
-    """Read a serialized ``Resources``; bodies of collections not in ``wanted`` are skipped.
+def decode_push(
+    data: bytes,
+    wanted: Iterable[str] = (),
+    held: Callable[[str], Mapping[str, str]] = lambda _collection: {},
+) -> DecodedPush:
+    """Read a serialized ``Resources``; bodies of collections not in ``wanted`` are skipped,
+    and so are resources at the version ``held(collection)`` says the sink already has (a
+    full-state push of 1,000 resources with one change decodes and validates one).
 
     Raises ``ValueError`` when the envelope itself does not decode.
     """
@@ -149,8 +156,14 @@ def decode_push(data: bytes, wanted: Iterable[str] = ()) -> DecodedPush:
     error = ""
     if name in set(wanted):
         coll = collection(name)
+        have = held(name)
         try:
-            decoded = [_to_resource(coll, r) for r in envelope.resources]
+            for r in envelope.resources:
+                meta = r.metadata
+                if meta is not None and meta.name and have.get(meta.name) == meta.version:
+                    decoded.append((meta.name, meta.version, None))
+                else:
+                    decoded.append(_to_resource(coll, r))
         except _BadResource as exc:
             error = str(exc)[:MAX_REASON]
     else:
@@ -318,7 +331,7 @@ class GalleyClient:
         for request in self.session.initial_requests():
             await send(request)
         while (data := await recv()) is not None:
-            push = await asyncio.to_thread(decode_push, data, self._wanted)
+            push = await asyncio.to_thread(decode_push, data, self._wanted, self.session.held)
             self._counts["pushes"] += 1
             update = self.session.receive(
                 collection=push.collection,
