@@ -132,6 +132,8 @@ async def test_a_source_dialing_out_to_a_listening_sink() -> None:
         upstream.apply(virtual_service("reviews", "dialed"))
         await eventually(lambda: hosts(mirror) == {"reviews": ["dialed"]})
         assert client.stats().nacks == 0  # the trigger's NACK is protocol, not a rejection
+        # ... and the source ignored it: one stream, never ended
+        assert client.stats().connects == 1 and source.stats().rejected_streams == 0
     finally:
         await source.stop()
         await client.stop()
