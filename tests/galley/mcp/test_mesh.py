@@ -10,40 +10,13 @@ import subprocess
 import sys
 
 import pytest
+from pilot.test_server_mesh_cli import CLUSTER, addresses, service_entry
 from support.mcp import eventually
 
 from istio_sdk import GalleyClient, Mesh, PilotClient, xds
 from istio_sdk.cli import main
 from istio_sdk.config import ConfigStore, load_resources
 from istio_sdk.pilot.client import sidecar_node
-
-CLUSTER = "outbound|9080||reviews.default.svc.cluster.local"
-
-
-def service_entry(*addresses: str) -> str:
-    endpoints = "\n".join(f"  - address: {a}" for a in addresses)
-    return f"""\
-apiVersion: networking.istio.io/v1beta1
-kind: ServiceEntry
-metadata:
-  name: reviews
-  namespace: default
-spec:
-  hosts: [reviews.default.svc.cluster.local]
-  ports:
-  - {{number: 9080, name: http, protocol: HTTP}}
-  resolution: STATIC
-  endpoints:
-{endpoints}
-"""
-
-
-def addresses(cla: object) -> set[str]:
-    out = set()
-    for group in cla.endpoints:  # type: ignore[attr-defined]
-        for lb in group.lb_endpoints:
-            out.add(lb.endpoint.address.socket_address.address)
-    return out
 
 
 async def test_pilot_follows_config_from_galley() -> None:
