@@ -183,3 +183,15 @@ async def test_untyped_mixer_kinds_go_out_as_struct(store: ConfigStore) -> None:
         body = unpack(adapter.body)
         assert isinstance(body, Struct)
         assert body.fields["name"].string_value == "denier"
+
+
+async def test_a_huge_nack_reason_is_logged_short(
+    source: McpSource, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with RawSink(source.port) as sink:
+        await sink.ask(VS)
+        await sink.nack(await sink.recv(), "line one\nforged line " + "x" * 1_000_000)
+        await sink.ask(GW)  # handled after the NACK
+        await sink.recv()
+    (line,) = [r.getMessage() for r in caplog.records if "NACK" in r.getMessage()]
+    assert len(line) < 1000 and "\n" not in line and "truncated" in line
