@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from grpclib.const import Status
@@ -10,10 +12,12 @@ from grpclib.exceptions import GRPCError
 from support.mcp import GW, VS, RawSink, eventually, names, virtual_service
 
 from istio_sdk._grpc import EncodedMessage
+from istio_sdk.api.istio.mcp.v1alpha1 import RequestResources, Resources
 from istio_sdk.api.istio.networking.v1alpha3 import VirtualService
 from istio_sdk.config import ConfigStore, Resource
 from istio_sdk.galley.mcp import DEFAULT_COLLECTIONS, McpSource
 from istio_sdk.galley.mcp.collections import MESH_CONFIG
+from istio_sdk.galley.mcp.source import SOURCE_METHOD
 from istio_sdk.xds import unpack
 
 
@@ -195,3 +199,49 @@ async def test_a_huge_nack_reason_is_logged_short(
         await sink.recv()
     (line,) = [r.getMessage() for r in caplog.records if "NACK" in r.getMessage()]
     assert len(line) < 1000 and "\n" not in line and "truncated" in line
+
+
+async def grpcio_stream(port: int) -> tuple[Any, Any]:
+    """A ResourceSource stream opened by grpcio (C core: how gRPC-Go-style clients see it)."""
+    import grpc
+
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    call = channel.stream_stream(
+        SOURCE_METHOD, request_serializer=bytes, response_deserializer=Resources.parse
+    )()
+    return channel, call
+
+
+async def test_stopping_the_source_ends_streams_with_unavailable(store: ConfigStore) -> None:
+    import grpc
+
+    source = McpSource(store)
+    await source.start(port=0)
+    channel, call = await grpcio_stream(source.port)
+    try:
+        await call.write(RequestResources(collection=VS))
+        push = await call.read()
+        assert push.collection == VS
+        await source.stop()
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            async with asyncio.timeout(10):
+                await call.read()
+        assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
+        assert caught.value.details() == "server canceled watch"
+    finally:
+        await channel.close()
+
+
+async def test_grpcio_sees_invalid_argument_for_an_unknown_collection(source: McpSource) -> None:
+    import grpc
+
+    channel, call = await grpcio_stream(source.port)
+    try:
+        await call.write(RequestResources(collection="nope"))  # the stream stays open
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            async with asyncio.timeout(10):
+                await call.read()
+        assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert caught.value.details() == 'unsupported collection "nope"'
+    finally:
+        await channel.close()

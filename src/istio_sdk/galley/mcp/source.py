@@ -91,9 +91,18 @@ class _SourceService:
         async def send(data: bytes) -> None:
             await stream.send_message(EncodedMessage(data))
 
-        await self._source.serve_stream(
-            lambda: recv_request_message(stream), send, peer_address(stream)
-        )
+        def recv() -> Awaitable[RequestResources | None]:
+            return recv_request_message(stream)
+
+        source = self._source
+        source._handler_started()
+        try:
+            await source.serve_stream(recv, send, peer_address(stream))
+        except GRPCError as exc:
+            # Written here, so stop() knows when every status is out before it closes.
+            await stream.send_trailing_metadata(status=exc.status, status_message=exc.message)
+        finally:
+            source._handler_done()
 
 
 class McpSource:
@@ -126,6 +135,9 @@ class McpSource:
         self._watchers: set[asyncio.Queue[tuple[str, object]]] = set()
         self._counts: Counter[str] = Counter()
         self._open_streams = 0
+        self._handlers = 0  # server streams whose status is not yet written
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._unsubscribe: Callable[[], None] | None = None
         self._rebuild_task: asyncio.Task[None] | None = None
         self._dirty = False
@@ -168,6 +180,10 @@ class McpSource:
         self._rebuild_task = None
         for queue in list(self._watchers):
             queue.put_nowait(("shutdown", None))
+        # Each stream ends with UNAVAILABLE (as Galley's did) before the connections close.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                await self._idle.wait()
         server, self._grpc = self._grpc, None
         if server is not None:
             server.close()
@@ -180,6 +196,15 @@ class McpSource:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    def _handler_started(self) -> None:
+        self._handlers += 1
+        self._idle.clear()
+
+    def _handler_done(self) -> None:
+        self._handlers -= 1
+        if not self._handlers:
+            self._idle.set()
 
     # -- observation -----------------------------------------------------------------------
     @property
@@ -266,8 +291,10 @@ class McpSource:
         try:
             while True:
                 kind, item = await queue.get()
-                if kind in ("closed", "shutdown"):
+                if kind == "closed":
                     return
+                if kind == "shutdown":
+                    raise GRPCError(Status.UNAVAILABLE, "server canceled watch")
                 if kind == "error":
                     assert isinstance(item, GRPCError)
                     self._counts["rejected"] += 1
