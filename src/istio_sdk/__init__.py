@@ -62,6 +62,9 @@ _EXPORTS: dict[str, str] = {
     "CertificateRequestError": "istio_sdk.citadel",
     "CaUnavailableError": "istio_sdk.citadel",
     "NoCredentialError": "istio_sdk.citadel",
+    # Galley: MCP
+    "GalleyClient": "istio_sdk.galley.mcp",
+    "McpSource": "istio_sdk.galley.mcp",
     # every component in one process
     "Mesh": "istio_sdk.mesh",
     # the data plane: Envoy bootstraps
@@ -70,6 +73,7 @@ _EXPORTS: dict[str, str] = {
     "XdsError": "istio_sdk.xds",
     "XdsProtocolError": "istio_sdk.xds",
     "UnknownTypeUrlError": "istio_sdk.xds",
+    "UnknownCollectionError": "istio_sdk.xds",
     "MalformedMessageError": "istio_sdk.xds",
     # the binary codec's error
     "UnknownKeyError": "istio_sdk.citadel",
@@ -148,11 +152,14 @@ __all__ = [  # grouped like _EXPORTS; tests/core/test_public_api.py checks they 
     "CertificateRequestError",
     "CaUnavailableError",
     "NoCredentialError",
+    "GalleyClient",
+    "McpSource",
     "Mesh",
     "BootstrapError",
     "XdsError",
     "XdsProtocolError",
     "UnknownTypeUrlError",
+    "UnknownCollectionError",
     "MalformedMessageError",
     "DecodeError",
     "message_to_json",
@@ -222,6 +229,8 @@ if TYPE_CHECKING:
     from istio_sdk.config import dump_resources as dump_resources
     from istio_sdk.config import load_resources as load_resources
     from istio_sdk.config import validate as validate
+    from istio_sdk.galley.mcp import GalleyClient as GalleyClient
+    from istio_sdk.galley.mcp import McpSource as McpSource
     from istio_sdk.mesh import Mesh as Mesh
     from istio_sdk.mesh import MeshListenError as MeshListenError
     from istio_sdk.mixer import AdapterError as AdapterError
@@ -255,6 +264,7 @@ if TYPE_CHECKING:
     from istio_sdk.proxy.bootstrap import BootstrapError as BootstrapError
     from istio_sdk.spiffe import SpiffeError as SpiffeError
     from istio_sdk.xds import MalformedMessageError as MalformedMessageError
+    from istio_sdk.xds import UnknownCollectionError as UnknownCollectionError
     from istio_sdk.xds import UnknownTypeUrlError as UnknownTypeUrlError
     from istio_sdk.xds import XdsError as XdsError
     from istio_sdk.xds import XdsProtocolError as XdsProtocolError

@@ -12,6 +12,11 @@ resulting push request to the server, which debounces it and pushes only what ch
 proxies it affects. A change that makes the config unusable is logged and the last good
 config keeps being served.
 
+Galley (``galley_port``) serves the store over MCP as Istio 1.3's Galley did
+(:class:`~istio_sdk.galley.mcp.McpSource`, ``ResourceSource``), and ``config_sources`` makes the
+store follow other Galleys (:class:`~istio_sdk.GalleyClient` per ``(host, port)``, Pilot 1.3's
+``configSources``).
+
 Citadel (``ca_port``) is a :class:`~istio_sdk.citadel.CitadelServer` answering
 CreateCertificate over TLS, built from :class:`~istio_sdk.citadel.CitadelServerOptions` (CA
 files, JWT rule, ...).
@@ -37,6 +42,7 @@ from istio_sdk.pilot.translate import PushContextGenerator
 if TYPE_CHECKING:
     from istio_sdk.citadel import CitadelServer, CitadelServerOptions
     from istio_sdk.config import Resource
+    from istio_sdk.galley.mcp import GalleyClient, McpSource
     from istio_sdk.pilot.push_request import PushRequest
 
 __all__ = ["DEFAULT_CA_PORT", "DEFAULT_XDS_PORT", "Mesh", "MeshListenError"]
@@ -66,6 +72,9 @@ class Mesh:
     ``ca_options``; the server is :attr:`citadel` (built here, so bad CA files fail at once).
     ``ca_options.monitoring_port`` serves the CA's ``/metrics`` (the bound port is read back
     from :attr:`ca_monitoring_port` after :meth:`start`).
+    ``galley_port`` (``None``: off) serves the store over MCP (:attr:`mcp_source`);
+    ``config_sources`` are MCP sources (``(host, port)``) whose collections the store mirrors
+    (:attr:`galley_clients`; they connect in the background and reconnect on their own).
     """
 
     def __init__(
@@ -80,6 +89,8 @@ class Mesh:
         debounce_max: float = 10.0,
         ca_port: int | None = None,
         ca_options: CitadelServerOptions | None = None,
+        galley_port: int | None = None,
+        config_sources: Sequence[tuple[str, int]] = (),
     ) -> None:
         if ca_options is not None and ca_port is None:
             raise ValueError("ca_options need a ca_port to serve the CA on")
@@ -102,6 +113,13 @@ class Mesh:
             # The mesh opens the CA's monitoring port itself, so a port taken is named.
             self.ca_monitoring_port = options.monitoring_port
             self.citadel = CitadelServer(attrs.evolve(options, monitoring_port=None))
+        self.galley_port = galley_port
+        self.mcp_source: McpSource | None = None
+        self.galley_clients: list[GalleyClient] = []
+        if config_sources:
+            from istio_sdk.galley.mcp import GalleyClient
+
+            self.galley_clients = [GalleyClient(self.store, a) for a in config_sources]
         self.config_errors = 0
         self._unsubscribe: Callable[[], None] | None = None
         self._rebuild_wanted = False
@@ -164,7 +182,16 @@ class Mesh:
             await source.start(strict=self._strict)
         self.rebuild()
         self._unsubscribe = self.store.subscribe(lambda _event: self._schedule_rebuild())
+        for client in self.galley_clients:
+            await client.start()
         self.xds_port = await self._listen("xDS", self.xds_port, self.discovery.start)
+        if self.galley_port is not None:
+            from istio_sdk.galley.mcp import McpSource
+
+            self.mcp_source = McpSource(self.store)
+            self.galley_port = await self._listen(
+                "Galley's MCP", self.galley_port, self.mcp_source.start
+            )
         if self.debug_port is not None:
             self.debug_port = await self._listen(
                 "debug HTTP", self.debug_port, self.discovery.start_debug_http
@@ -206,6 +233,10 @@ class Mesh:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        for client in self.galley_clients:
+            await client.stop()
+        if self.mcp_source is not None:
+            await self.mcp_source.stop()
         if self.citadel is not None:
             await self.citadel.stop()  # also releases its signing workers
         await self.discovery.stop()
