@@ -816,7 +816,7 @@ def inject_object(obj: Mapping[str, Any], settings: InjectSettings) -> tuple[Jso
                 items[index], more = inject_object(item, settings)
             except InjectionError as exc:
                 raise InjectionError(
-                    f"items[{index}]" + (f".{exc.source}" if exc.source else ""), exc.problem
+                    f"items[{index}]" + (f": {exc.source}" if exc.source else ""), exc.problem
                 ) from None
             warnings += more
         return out, warnings
@@ -886,7 +886,7 @@ def _inject_holder(
         )
     except InjectionError as exc:
         raise InjectionError(
-            f"{where}{exc.source}" if exc.source else where.rstrip("."), exc.problem
+            f"{where.rstrip('.')}: {exc.source}" if exc.source else where.rstrip("."), exc.problem
         ) from None
     if result.skipped is not None:
         what = (
