@@ -100,6 +100,7 @@ _EXPORTS: dict[str, str] = {
     # istio-iptables
     "IptablesError": "istio_sdk.proxy.iptables",
     "InjectionError": "istio_sdk.proxy.inject",
+    "JsonPatchError": "istio_sdk.proxy.inject",
     "IptablesConfigError": "istio_sdk.proxy.iptables",
 }
 
@@ -161,6 +162,7 @@ __all__ = [  # grouped like _EXPORTS; tests/core/test_public_api.py checks they 
     "JsonParseError",
     "JsonSerializeError",
     "InjectionError",
+    "JsonPatchError",
     "IptablesError",
     "IptablesConfigError",
     "UnknownKeyError",
@@ -253,6 +255,7 @@ if TYPE_CHECKING:
     from istio_sdk.protojson import message_to_json as message_to_json
     from istio_sdk.proxy.bootstrap import BootstrapError as BootstrapError
     from istio_sdk.proxy.inject import InjectionError as InjectionError
+    from istio_sdk.proxy.inject import JsonPatchError as JsonPatchError
     from istio_sdk.spiffe import SpiffeError as SpiffeError
     from istio_sdk.xds import MalformedMessageError as MalformedMessageError
     from istio_sdk.xds import UnknownTypeUrlError as UnknownTypeUrlError

@@ -34,7 +34,10 @@ from istio_sdk.pilot.server import DiscoveryServer
 from istio_sdk.pilot.translate import PushContextGenerator
 
 if TYPE_CHECKING:
+    from istio_sdk._webhook_tls import WebhookCertificate
     from istio_sdk.citadel import CitadelServer, CitadelServerOptions
+    from istio_sdk.proxy.inject import InjectSettings
+    from istio_sdk.proxy.inject.server import InjectorServer
 
 __all__ = ["DEFAULT_CA_PORT", "DEFAULT_XDS_PORT", "Mesh", "MeshListenError"]
 
@@ -53,6 +56,18 @@ class MeshListenError(OSError):
         return str(self.strerror)
 
 
+def _injector(
+    host: str, settings: InjectSettings | None, certificate: WebhookCertificate | None
+) -> InjectorServer:
+    from istio_sdk._webhook_tls import self_signed_certificate
+    from istio_sdk.proxy.inject import InjectSettings
+    from istio_sdk.proxy.inject.server import InjectorServer
+
+    if certificate is None:
+        certificate = self_signed_certificate(sorted({"localhost", "127.0.0.1", host}))
+    return InjectorServer(settings or InjectSettings(), certificate)
+
+
 class Mesh:
     """Run the control plane over ``store`` (and ``registry``) until :meth:`stop`.
 
@@ -63,6 +78,9 @@ class Mesh:
     ``ca_options``; the server is :attr:`citadel` (built here, so bad CA files fail at once).
     ``ca_options.monitoring_port`` serves the CA's ``/metrics`` (the bound port is read back
     from :attr:`ca_monitoring_port` after :meth:`start`).
+    ``injector_port`` (``None``: no injector) runs the sidecar injector's mutating webhook
+    (:attr:`injector`) over HTTPS with ``injector_settings`` and ``injector_certificate``
+    (default: a self-signed certificate for localhost and ``host``).
     """
 
     def __init__(
@@ -77,6 +95,9 @@ class Mesh:
         debounce_max: float = 10.0,
         ca_port: int | None = None,
         ca_options: CitadelServerOptions | None = None,
+        injector_port: int | None = None,
+        injector_settings: InjectSettings | None = None,
+        injector_certificate: WebhookCertificate | None = None,
     ) -> None:
         if ca_options is not None and ca_port is None:
             raise ValueError("ca_options need a ca_port to serve the CA on")
@@ -99,6 +120,11 @@ class Mesh:
             # The mesh opens the CA's monitoring port itself, so a port taken is named.
             self.ca_monitoring_port = options.monitoring_port
             self.citadel = CitadelServer(attrs.evolve(options, monitoring_port=None))
+        # the sidecar injector's webhook (HTTPS), when injector_port is given
+        self.injector_port = injector_port
+        self.injector: InjectorServer | None = None
+        if injector_port is not None:
+            self.injector = _injector(host, injector_settings, injector_certificate)
         self.config_errors = 0
         self._unsubscribe: Callable[[], None] | None = None
         self._rebuild_scheduled = False
@@ -178,6 +204,11 @@ class Mesh:
                     "the CA's metrics", self.ca_monitoring_port, citadel.start_monitoring
                 )
 
+        if self.injector is not None and self.injector_port is not None:
+            self.injector_port = await self._listen(
+                "the sidecar injector", self.injector_port, self.injector.start
+            )
+
     async def _listen(
         self, what: str, port: int, start: Callable[[str, int], Awaitable[int]]
     ) -> int:
@@ -197,6 +228,8 @@ class Mesh:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        if self.injector is not None:
+            await self.injector.close()
         if self.citadel is not None:
             await self.citadel.stop()  # also releases its signing workers
         await self.discovery.stop()

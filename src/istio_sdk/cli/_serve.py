@@ -7,7 +7,9 @@ follows changes to the files (inotify, or polling when it is unavailable), and p
 changed to connected proxies. ``--debug-port`` serves Pilot's Prometheus metrics at
 ``/metrics`` (Istio's ``pilot_*`` names) and its state at ``/debug/syncz`` and
 ``/debug/metrics`` (JSON). With ``--ca-port`` Citadel's CA runs beside it, and with
-``--ca-monitoring-port`` the CA's metrics are at ``/metrics`` on that port. It prints where it
+``--ca-monitoring-port`` the CA's metrics are at ``/metrics`` on that port. With
+``--injector-port`` the sidecar injector's mutating webhook runs beside it over HTTPS
+(``/inject``; see :mod:`istio_sdk.cli._injector_flags`). It prints where it
 listens and logs pushes and NACKs; a file broken later is logged and the last good config keeps
 being served. Stop it with Ctrl-C or SIGTERM.
 
@@ -22,10 +24,11 @@ import contextlib
 import logging
 import pathlib
 import signal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from istio_sdk.cli._ca_flags import add_ca_arguments, ca_options
 from istio_sdk.cli._command import Command, CommandError
+from istio_sdk.cli._injector_flags import add_injector_arguments, injector_setup
 
 if TYPE_CHECKING:
     from istio_sdk.citadel import CitadelServerOptions
@@ -77,6 +80,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     add_ca_arguments(parser)  # --ca-port, --ca-dir, --jwt-rule, --ca-monitoring-port (Citadel)
+    add_injector_arguments(parser)  # --injector-port, --injector-cert, ... (sidecar injector)
 
 
 def _one_line(text: str) -> str:
@@ -97,6 +101,18 @@ def _run(args: argparse.Namespace) -> int:
     for noisy in ("hpack", "h2", "grpclib", "asyncio", "watchfiles"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return asyncio.run(_serve(args, root, options))
+
+
+def _injector_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    setup = injector_setup(args)
+    if setup is None:
+        return {}
+    settings, certificate = setup
+    return {
+        "injector_port": args.injector_port,
+        "injector_settings": settings,
+        "injector_certificate": certificate,
+    }
 
 
 async def _serve(
@@ -123,6 +139,7 @@ async def _serve(
             debounce_max=args.debounce_max,
             ca_port=args.ca_port,
             ca_options=options,
+            **_injector_kwargs(args),
         )
     except refused as exc:
         raise CommandError(_one_line(str(exc))) from exc
@@ -167,6 +184,12 @@ async def _serve(
                     f"http://{args.host}:{mesh.ca_monitoring_port}/metrics",
                     flush=True,
                 )
+        if mesh.injector is not None:
+            print(
+                f"istio-sdk serve: sidecar injector (HTTPS) listening on "
+                f"https://{args.host}:{mesh.injector_port}/inject",
+                flush=True,
+            )
         await stop.wait()
     finally:
         await mesh.stop()

@@ -6,6 +6,7 @@
   DaemonSet, ReplicaSet, Job, CronJob, ReplicationController) or a List, as
   ``istioctl kube-inject`` does; :func:`inject_yaml` for a multi-document YAML stream;
 - :class:`InjectSettings`: Helm values, mesh config, revision, native sidecars;
+- :func:`create_patch`/:func:`apply_patch`: JSON Patch between two Pods;
 - :mod:`istio_sdk.proxy.inject.webhook`: the mutating webhook (AdmissionReview in, JSONPatch
   out) and its HTTPS server.
 
@@ -15,6 +16,7 @@ Bad input raises :class:`InjectionError` naming where it is. See ``docs/inject.m
 from __future__ import annotations
 
 from istio_sdk.proxy.inject._errors import InjectionError
+from istio_sdk.proxy.inject.documents import InjectedText, inject_yaml, load_settings
 from istio_sdk.proxy.inject.inject import (
     InjectionResult,
     WorkloadRef,
@@ -23,6 +25,7 @@ from istio_sdk.proxy.inject.inject import (
     injection_required,
     workload_of_pod,
 )
+from istio_sdk.proxy.inject.jsonpatch import JsonPatchError, apply_patch, create_patch
 from istio_sdk.proxy.inject.settings import InjectSettings
 from istio_sdk.proxy.inject.templates import TEMPLATES
 
@@ -30,10 +33,16 @@ __all__ = [
     "TEMPLATES",
     "InjectSettings",
     "InjectionError",
+    "InjectedText",
     "InjectionResult",
+    "JsonPatchError",
     "WorkloadRef",
+    "apply_patch",
+    "create_patch",
     "inject_object",
     "inject_pod",
+    "inject_yaml",
     "injection_required",
+    "load_settings",
     "workload_of_pod",
 ]
