@@ -310,3 +310,4 @@ async def test_keep_alive_serves_many_requests_on_one_connection(server: Injecto
             response = await client.post("/inject", json=_review(_as_pod(obj), uid=uid))
             assert response.json()["response"]["uid"] == uid
     assert server.requests[200] == 3
+    assert server.connections == 1
