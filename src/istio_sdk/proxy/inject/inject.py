@@ -26,7 +26,7 @@ import attrs
 from istio_sdk.api.istio.mesh.v1alpha1 import ProxyConfig, ProxyConfigInboundInterceptionMode
 from istio_sdk.config._yaml import describe_json
 from istio_sdk.proxy.bootstrap import BootstrapError
-from istio_sdk.proxy.bootstrap.proxy_config import merge_proxy_config, parse_overlay
+from istio_sdk.proxy.bootstrap.proxy_config import apply_proxy_config_text
 from istio_sdk.proxy.inject import _annotations as names
 from istio_sdk.proxy.inject._annotations import parse_go_bool, validate_annotations
 from istio_sdk.proxy.inject._errors import InjectionError
@@ -328,25 +328,15 @@ def _overrides(raw: str) -> dict[str, list[Json]]:
 
 
 def _proxy_config(settings: InjectSettings, annotations: Mapping[str, str]) -> ProxyConfig:
+    """The mesh's ProxyConfig with the Pod's ``proxy.istio.io/config`` laid over it."""
     config = ProxyConfig().parse(bytes(settings.proxy_config))
     raw = annotations.get(names.PROXY_CONFIG)
     if raw is None:
         return config
-    from istio_sdk.config import ConfigError
-    from istio_sdk.config._yaml import parse_documents
-
-    source = f"annotation {names.PROXY_CONFIG}"
     try:
-        documents = parse_documents(raw, source)
-    except ConfigError as exc:
-        raise InjectionError(source, exc.problem.message) from None
-    if len(documents) > 1:
-        raise InjectionError(source, f"expected one document, found {len(documents)}")
-    try:
-        overlay, present = parse_overlay(documents[0].value if documents else None, source)
+        return apply_proxy_config_text(config, raw, f"annotation {names.PROXY_CONFIG}")
     except BootstrapError as exc:
-        raise InjectionError(source, exc.problem) from None
-    return merge_proxy_config(config, overlay, present)
+        raise InjectionError(exc.source, exc.problem) from None
 
 
 def _image_url(

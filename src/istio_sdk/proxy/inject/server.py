@@ -65,7 +65,7 @@ class InjectorServer:
     """The mutating webhook over HTTPS, answering with ``settings``.
 
     ``certificate`` is what the server presents (see :mod:`istio_sdk._webhook_tls`).
-    ``requests`` counts answers by HTTP status.
+    ``requests`` counts answers by HTTP status, ``connections`` the connections accepted.
     """
 
     def __init__(
@@ -79,6 +79,7 @@ class InjectorServer:
         self.certificate = certificate
         self.request_timeout = request_timeout
         self.requests: dict[int, int] = {}
+        self.connections = 0
         self.port: int | None = None
         self._server: asyncio.Server | None = None
         self._handlers: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
@@ -183,6 +184,7 @@ class InjectorServer:
         task = asyncio.current_task()
         assert task is not None
         self._handlers[task] = writer
+        self.connections += 1
         try:
             while await self._one_request(reader, writer):
                 pass

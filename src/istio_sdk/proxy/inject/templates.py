@@ -779,17 +779,17 @@ def _proxy_security(data: TemplateInput, *, tproxy: bool, bind: bool) -> Json:
     return security
 
 
-def _sidecar_mounts(data: TemplateInput) -> list[Json]:
+def _proxy_mounts(data: TemplateInput, *, crl: bool) -> list[Json]:
+    """istio-proxy's mounts in the sidecar and gateway templates (``crl``: the sidecar's CRL)."""
     mounts: list[Json] = [
         {"mountPath": "/var/run/secrets/workload-spiffe-uds", "name": "workload-socket"},
         {"mountPath": "/var/run/secrets/credential-uds", "name": "credential-socket"},
         _workload_certs_mount(data),
     ]
     if data.text("global.pilotCertProvider") == "istiod":
-        mounts += [
-            {"mountPath": "/var/run/secrets/istio", "name": "istiod-ca-cert"},
-            {"mountPath": "/var/run/secrets/istio/crl", "name": "istio-ca-crl"},
-        ]
+        mounts.append({"mountPath": "/var/run/secrets/istio", "name": "istiod-ca-cert"})
+        if crl:
+            mounts.append({"mountPath": "/var/run/secrets/istio/crl", "name": "istio-ca-crl"})
     mounts.append({"mountPath": "/var/lib/istio/data", "name": "istio-data"})
     if _bootstrap_override(data):
         mounts.append(
@@ -802,7 +802,6 @@ def _sidecar_mounts(data: TemplateInput) -> list[Json]:
     if data.truthy("global.mountMtlsCerts"):
         mounts.append({"mountPath": "/etc/certs/", "name": "istio-certs", "readOnly": True})
     mounts.append({"mountPath": "/etc/istio/pod", "name": "istio-podinfo"})
-    mounts += _user_entries(data, "sidecar.istio.io/userVolumeMount")
     return mounts
 
 
@@ -912,7 +911,9 @@ def render_sidecar(data: TemplateInput) -> Json:
         proxy["readinessProbe"] = _readiness(data, 15021)
     proxy["securityContext"] = _proxy_security(data, tproxy=tproxy, bind=bind)
     proxy["resources"] = proxy_resources(data)
-    proxy["volumeMounts"] = _sidecar_mounts(data)
+    proxy["volumeMounts"] = _proxy_mounts(data, crl=True) + _user_entries(
+        data, "sidecar.istio.io/userVolumeMount"
+    )
 
     spec: Json = {}
     no_init = mode == "NONE" and not native
@@ -984,26 +985,7 @@ def render_gateway(data: TemplateInput) -> Json:
         data.settings.values.integer("global.proxy.readinessFailureThreshold"),
         data.settings.values.integer("global.proxy.readinessInitialDelaySeconds"),
     )
-    mounts: list[Json] = [
-        {"mountPath": "/var/run/secrets/workload-spiffe-uds", "name": "workload-socket"},
-        {"mountPath": "/var/run/secrets/credential-uds", "name": "credential-socket"},
-        _workload_certs_mount(data),
-    ]
-    if data.text("global.pilotCertProvider") == "istiod":
-        mounts.append({"mountPath": "/var/run/secrets/istio", "name": "istiod-ca-cert"})
-    mounts.append({"mountPath": "/var/lib/istio/data", "name": "istio-data"})
-    if _bootstrap_override(data):
-        mounts.append(
-            {"mountPath": "/etc/istio/custom-bootstrap", "name": "custom-bootstrap-volume"}
-        )
-    mounts += [
-        {"mountPath": "/etc/istio/proxy", "name": "istio-envoy"},
-        {"mountPath": "/var/run/secrets/tokens", "name": "istio-token"},
-    ]
-    if data.truthy("global.mountMtlsCerts"):
-        mounts.append({"mountPath": "/etc/certs/", "name": "istio-certs", "readOnly": True})
-    mounts.append({"mountPath": "/etc/istio/pod", "name": "istio-podinfo"})
-    proxy["volumeMounts"] = mounts
+    proxy["volumeMounts"] = _proxy_mounts(data, crl=False)
     volumes: list[Json] = [
         {"name": "workload-socket"},
         {"emptyDir": {}, "name": "credential-socket"},
