@@ -15,6 +15,7 @@ import contextlib
 import logging
 from typing import Any
 
+from istio_sdk._http import close_server
 from istio_sdk._net import bound_port
 from istio_sdk._webhook_tls import WebhookCertificate, webhook_ssl_context
 from istio_sdk.proxy.inject.settings import InjectSettings
@@ -101,19 +102,7 @@ class InjectorServer:
         server, self._server = self._server, None
         if server is None:
             return
-        server.close()
-        for writer in list(self._handlers.values()):
-            writer.close()
-        handlers = list(self._handlers)
-        if handlers:
-            _, pending = await asyncio.wait(handlers, timeout=2.0)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending)
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(2.0):
-                await server.wait_closed()
+        await close_server(server, self._handlers)
 
     async def _write(
         self, writer: asyncio.StreamWriter, answer: WebhookAnswer, *, close: bool
