@@ -290,6 +290,20 @@ def _mesh_env(data: TemplateInput) -> list[Json]:
     return env
 
 
+def _env_tail(data: TemplateInput) -> list[Json]:
+    """The proxy env the sidecar and gateway templates end with: the bootstrap override,
+    mesh id and trust domain, then ``proxyMetadata``."""
+    env: list[Json] = []
+    if _bootstrap_override(data):
+        env.append(
+            {
+                "name": "ISTIO_BOOTSTRAP_OVERRIDE",
+                "value": "/etc/istio/custom-bootstrap/custom_bootstrap.json",
+            }
+        )
+    return env + _mesh_env(data) + _metadata_env(data)
+
+
 def _metadata_env(data: TemplateInput) -> list[Json]:
     metadata = data.proxy_config.proxy_metadata
     return [{"name": key, "value": metadata[key]} for key in sorted(metadata)]
@@ -892,15 +906,7 @@ def render_sidecar(data: TemplateInput) -> Json:
     if workload:
         env.append({"name": "ISTIO_META_WORKLOAD_NAME", "value": workload})
     env += _owner_env(data)
-    if _bootstrap_override(data):
-        env.append(
-            {
-                "name": "ISTIO_BOOTSTRAP_OVERRIDE",
-                "value": "/etc/istio/custom-bootstrap/custom_bootstrap.json",
-            }
-        )
-    env += _mesh_env(data)
-    env += _metadata_env(data)
+    env += _env_tail(data)
     proxy["env"] = env
     _pull_policy(data, proxy)
     if _status_port_text(data) != "0":
@@ -968,15 +974,7 @@ def render_gateway(data: TemplateInput) -> Json:
         *_network_env(data),
         *_simple_owner_env(data),
     ]
-    if _bootstrap_override(data):
-        env.append(
-            {
-                "name": "ISTIO_BOOTSTRAP_OVERRIDE",
-                "value": "/etc/istio/custom-bootstrap/custom_bootstrap.json",
-            }
-        )
-    env += _mesh_env(data)
-    env += _metadata_env(data)
+    env += _env_tail(data)
     proxy["env"] = env
     _pull_policy(data, proxy)
     proxy["readinessProbe"] = _probe(
