@@ -10,11 +10,21 @@ replaced.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["merge_pod"]
+__all__ = ["copy_json", "merge_pod"]
+
+
+def copy_json(value: Any) -> Any:
+    """A deep copy of a JSON value (dicts, lists, scalars): several times faster than
+    ``copy.deepcopy``, which must handle any object."""
+    if isinstance(value, dict):
+        return {key: copy_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [copy_json(item) for item in value]
+    return value
+
 
 _CONTAINER_KEYS: Mapping[str, str] = {
     "ports": "containerPort",
@@ -56,7 +66,7 @@ def _merge_map(
         elif isinstance(value, Mapping) and isinstance(current, Mapping):
             merged[key] = _merge_map(current, value, {}, {})
         else:
-            merged[key] = copy.deepcopy(value)
+            merged[key] = copy_json(value)
     return merged
 
 
@@ -72,14 +82,14 @@ def _merge_list(
     named: set[Any] = set()
     for item in patch:
         if not isinstance(item, Mapping) or item.get(key) is None:
-            patched.append(copy.deepcopy(item))
+            patched.append(copy_json(item))
             continue
         if item[key] in named:
             continue
         named.add(item[key])
         patched.append(_merge_map(by_key.get(item[key], {}), item, child_keys, {}))
     server_only = [
-        copy.deepcopy(item)
+        copy_json(item)
         for item in original
         if not (isinstance(item, Mapping) and item.get(key) in named)
     ]
@@ -119,7 +129,7 @@ def _interleave(left: list[Any], right: list[Any], order: Mapping[Any, int], key
 
 def merge_pod(pod: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
     """``patch`` (a partial Pod) merged over ``pod`` strategically; neither is changed."""
-    merged = copy.deepcopy(dict(pod))
+    merged = copy_json(dict(pod))
     for section in ("metadata", "spec"):
         part = patch.get(section)
         if part is None:

@@ -15,7 +15,6 @@ StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, ReplicationController, List) a
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -30,7 +29,7 @@ from istio_sdk.proxy.bootstrap.proxy_config import apply_proxy_config_text
 from istio_sdk.proxy.inject import _annotations as names
 from istio_sdk.proxy.inject._annotations import parse_go_bool, validate_annotations
 from istio_sdk.proxy.inject._errors import InjectionError
-from istio_sdk.proxy.inject._merge import merge_pod
+from istio_sdk.proxy.inject._merge import copy_json, merge_pod
 from istio_sdk.proxy.inject.probes import (
     KUBE_APP_PROBERS,
     app_probers,
@@ -278,7 +277,7 @@ def _strip(pod: Json, settings: InjectSettings) -> Json:
     status = _status(pod)
     if status is None:
         return pod
-    pod = copy.deepcopy(pod)
+    pod = copy_json(pod)
     spec = pod.setdefault("spec", {})
     for group, key in (("containers", "containers"), ("initContainers", "initContainers")):
         remove = set(_names(status.get(key)))
@@ -297,13 +296,13 @@ def _reinsert_overrides(pod: Json) -> Json:
     if raw is None:
         return pod
     overrides = _overrides(raw)
-    pod = copy.deepcopy(pod)
+    pod = copy_json(pod)
     spec = pod.setdefault("spec", {})
     for group in ("containers", "initContainers"):
         present = {c.get("name") for c in spec.get(group) or []}
         for container in overrides.get(group) or []:
             if container.get("name") not in present:
-                spec.setdefault(group, []).append(copy.deepcopy(container))
+                spec.setdefault(group, []).append(copy_json(container))
     return pod
 
 
@@ -386,7 +385,7 @@ def _move_proxy_to_init(pod: Json) -> Json:
     proxy = _find(spec.get("containers"), PROXY)
     if proxy is None:
         return pod
-    pod = copy.deepcopy(pod)
+    pod = copy_json(pod)
     spec = pod["spec"]
     spec["containers"] = [c for c in spec["containers"] if c.get("name") != PROXY]
     spec.setdefault("initContainers", []).append(proxy)
@@ -422,7 +421,7 @@ def _reapply_overrides(merged: Json, original: Json, template: Json, *, tproxy: 
                     match = _find(spec.get("initContainers"), name)
             if match is None:
                 continue
-            overlay = canonical_resources(copy.deepcopy(match), f"container {name}")
+            overlay = canonical_resources(copy_json(match), f"container {name}")
             if overlay.get("image") == "auto":
                 overlay.pop("image")
             recorded[group].append(overlay)
@@ -680,14 +679,14 @@ def inject_pod(
     (``/inject/cluster/c1/net/n1``). Raises :class:`InjectionError` for a malformed Pod or an
     annotation whose value istiod refuses.
     """
-    original = copy.deepcopy(_check_pod(pod))
+    original = copy_json(_check_pod(pod))
     meta = original.setdefault("metadata", {})
     # managedFields can be huge and never change what is injected
     meta.pop("managedFields", None)
     namespace = meta.get("namespace") or namespace
     skip = injection_required(original, settings, namespace)
     if skip is not None:
-        return InjectionResult(pod=copy.deepcopy(dict(pod)), skipped=skip)
+        return InjectionResult(pod=copy_json(dict(pod)), skipped=skip)
     annotations: dict[str, str] = dict(meta.get("annotations") or {})
     validate_annotations(annotations)
     ref = workload or attrs.evolve(workload_of_pod(original), namespace=namespace)
@@ -792,7 +791,7 @@ def inject_object(obj: Mapping[str, Any], settings: InjectSettings) -> tuple[Jso
     """
     if not isinstance(obj, dict):
         raise InjectionError("object", f"expected a mapping, got {describe_json(obj)}")
-    out = copy.deepcopy(obj)
+    out = copy_json(obj)
     kind = out.get("kind")
     warnings: list[str] = []
     if kind == "List":

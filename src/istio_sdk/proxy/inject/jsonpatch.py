@@ -10,8 +10,9 @@ hold slashes.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
+
+from istio_sdk.proxy.inject._merge import copy_json
 
 __all__ = ["JsonPatchError", "apply_patch", "create_patch", "pointer"]
 
@@ -34,9 +35,7 @@ def _diff(old: Any, new: Any, path: list[str | int], ops: list[Operation]) -> No
                 ops.append({"op": "remove", "path": pointer([*path, key])})
         for key, value in new.items():
             if key not in old:
-                ops.append(
-                    {"op": "add", "path": pointer([*path, key]), "value": copy.deepcopy(value)}
-                )
+                ops.append({"op": "add", "path": pointer([*path, key]), "value": copy_json(value)})
             else:
                 _diff(old[key], value, [*path, key], ops)
         return
@@ -45,7 +44,7 @@ def _diff(old: Any, new: Any, path: list[str | int], ops: list[Operation]) -> No
             _diff(before, after, [*path, index], ops)
         return
     if type(old) is not type(new) or old != new:
-        ops.append({"op": "replace", "path": pointer(path), "value": copy.deepcopy(new)})
+        ops.append({"op": "replace", "path": pointer(path), "value": copy_json(new)})
 
 
 def create_patch(old: Any, new: Any) -> list[Operation]:
@@ -76,7 +75,7 @@ def _index(container: list[Any], token: str, *, adding: bool) -> int:
 
 def apply_patch(document: Any, ops: list[Operation]) -> Any:
     """``document`` with ``ops`` applied (add, remove, replace; a copy, the input is kept)."""
-    doc = copy.deepcopy(document)
+    doc = copy_json(document)
     for op in ops:
         if not isinstance(op, dict):
             raise JsonPatchError(f"an operation must be an object, got {type(op).__name__}")
@@ -87,7 +86,7 @@ def apply_patch(document: Any, ops: list[Operation]) -> Any:
         if not parts:
             if kind == "remove":
                 raise JsonPatchError("cannot remove the whole document")
-            doc = copy.deepcopy(op.get("value"))
+            doc = copy_json(op.get("value"))
             continue
         parent = doc
         for token in parts[:-1]:
@@ -104,15 +103,15 @@ def apply_patch(document: Any, ops: list[Operation]) -> Any:
             if kind == "remove":
                 del parent[last]
             else:
-                parent[last] = copy.deepcopy(op.get("value"))
+                parent[last] = copy_json(op.get("value"))
         elif isinstance(parent, list):
             index = _index(parent, last, adding=kind == "add")
             if kind == "add":
-                parent.insert(index, copy.deepcopy(op.get("value")))
+                parent.insert(index, copy_json(op.get("value")))
             elif kind == "remove":
                 del parent[index]
             else:
-                parent[index] = copy.deepcopy(op.get("value"))
+                parent[index] = copy_json(op.get("value"))
         else:
             raise JsonPatchError(f"path {path!r:.80} does not exist")
     return doc

@@ -10,10 +10,11 @@ object from each of those paths to the original action, named ports resolved).
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Iterator, Mapping
 from typing import Any
+
+from istio_sdk.proxy.inject._merge import copy_json
 
 __all__ = ["KUBE_APP_PROBERS", "app_probers", "prober_paths", "rewrite_probes"]
 
@@ -111,7 +112,7 @@ def _rewritten(handler: Any, path: str, port: int, *, probe: bool) -> Any:
     kind = next((k for k in kinds if isinstance(handler.get(k), Mapping)), None)
     if kind is None:
         return handler
-    out = copy.deepcopy(dict(handler))
+    out = copy_json(dict(handler))
     http = dict(out["httpGet"]) if kind == "httpGet" else {}
     out.pop(kind, None)
     http["path"] = path

@@ -112,9 +112,13 @@ def exclude_inbound_port(port: str, excluded: str) -> str:
     return ",".join(kept)
 
 
+_DEFAULTS = default_proxy_config()  # compared with, never changed
+_UNSET = ProxyConfig()
+
+
 def clean_proxy_config_json(config: ProxyConfig) -> str:
     """``PROXY_CONFIG``: the ProxyConfig without the fields that equal Istio's defaults."""
-    defaults = default_proxy_config()
+    defaults = _DEFAULTS
     clean = ProxyConfig().parse(bytes(config))
     for name in (
         "config_path",
@@ -130,11 +134,11 @@ def clean_proxy_config_json(config: ProxyConfig) -> str:
         "concurrency",
     ):
         if getattr(clean, name) == getattr(defaults, name):
-            setattr(clean, name, getattr(ProxyConfig(), name))
+            setattr(clean, name, getattr(_UNSET, name))
     if clean.tracing is None or clean.tracing == defaults.tracing:
         clean.tracing = None
     if clean.control_plane_auth_policy == defaults.control_plane_auth_policy:
-        clean.control_plane_auth_policy = ProxyConfig().control_plane_auth_policy
+        clean.control_plane_auth_policy = _UNSET.control_plane_auth_policy
     if clean.service_cluster == defaults.service_cluster:
         clean.service_cluster = None
     return json.dumps(protojson.message_to_json(clean), separators=(",", ":"))
