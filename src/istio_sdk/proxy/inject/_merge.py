@@ -129,7 +129,7 @@ def _interleave(left: list[Any], right: list[Any], order: Mapping[Any, int], key
 
 def merge_pod(pod: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
     """``patch`` (a partial Pod) merged over ``pod`` strategically; neither is changed."""
-    merged = copy_json(dict(pod))
+    merged: dict[str, Any] = copy_json(dict(pod))
     for section in ("metadata", "spec"):
         part = patch.get(section)
         if part is None:
