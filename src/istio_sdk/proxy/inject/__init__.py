@@ -26,6 +26,7 @@ from istio_sdk.proxy.inject.inject import (
     workload_of_pod,
 )
 from istio_sdk.proxy.inject.jsonpatch import JsonPatchError, apply_patch, create_patch
+from istio_sdk.proxy.inject.selection import webhook_selects
 from istio_sdk.proxy.inject.settings import InjectSettings
 from istio_sdk.proxy.inject.templates import TEMPLATES
 
@@ -44,5 +45,6 @@ __all__ = [
     "inject_yaml",
     "injection_required",
     "load_settings",
+    "webhook_selects",
     "workload_of_pod",
 ]

@@ -36,6 +36,7 @@ from istio_sdk.proxy.inject.probes import (
     merge_probers,
     rewrite_probes,
 )
+from istio_sdk.proxy.inject.selection import webhook_selects
 from istio_sdk.proxy.inject.settings import InjectSettings
 from istio_sdk.proxy.inject.templates import TEMPLATES, TemplateInput, canonical_resources
 
@@ -670,14 +671,18 @@ def inject_pod(
     workload: WorkloadRef | None = None,
     namespace: str = "",
     proxy_env: Mapping[str, str] | None = None,
+    namespace_labels: Mapping[str, str] | None = None,
 ) -> InjectionResult:
     """Inject the sidecar into ``pod`` (Kubernetes JSON); the input is not changed.
 
     ``workload`` names the owner (default: found from the Pod's controller reference);
     ``namespace`` is the request's namespace, for a Pod that does not name one;
     ``proxy_env`` are the environment variables a webhook path sets
-    (``/inject/cluster/c1/net/n1``). Raises :class:`InjectionError` for a malformed Pod or an
-    annotation whose value istiod refuses.
+    (``/inject/cluster/c1/net/n1``). With ``namespace_labels`` (the labels of the Pod's
+    namespace) the Pod is injected only when Istio's webhook selectors would send it here
+    (``istio-injection``, ``istio.io/rev``; see :mod:`istio_sdk.proxy.inject.selection`).
+    Raises :class:`InjectionError` for a malformed Pod or an annotation whose value istiod
+    refuses.
     """
     original = copy_json(_check_pod(pod))
     meta = original.setdefault("metadata", {})
@@ -685,6 +690,17 @@ def inject_pod(
     meta.pop("managedFields", None)
     namespace = meta.get("namespace") or namespace
     skip = injection_required(original, settings, namespace)
+    if skip is None and namespace_labels is not None:
+        selected = webhook_selects(
+            namespace_labels,
+            meta.get("labels") or {},
+            revision=settings.revision,
+            namespaces_by_default=settings.policy == "enabled"
+            and bool(settings.values.get("sidecarInjectorWebhook.enableNamespacesByDefault")),
+            namespace=namespace,
+        )
+        if not selected:
+            skip = "neither the namespace's nor the Pod's labels select this injector"
     if skip is not None:
         return InjectionResult(pod=copy_json(dict(pod)), skipped=skip)
     annotations: dict[str, str] = dict(meta.get("annotations") or {})

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from istio_sdk._http import close_server
@@ -67,6 +68,8 @@ class InjectorServer:
 
     ``certificate`` is what the server presents (see :mod:`istio_sdk._webhook_tls`).
     ``requests`` counts answers by HTTP status, ``connections`` the connections accepted.
+    ``namespaces`` (namespace name -> labels; ``None``: the apiserver selects) makes the server
+    apply Istio's webhook selectors itself.
     """
 
     def __init__(
@@ -75,8 +78,10 @@ class InjectorServer:
         certificate: WebhookCertificate,
         *,
         request_timeout: float = REQUEST_TIMEOUT_SECONDS,
+        namespaces: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         self.settings = settings
+        self.namespaces = namespaces
         self.certificate = certificate
         self.request_timeout = request_timeout
         self.requests: dict[int, int] = {}
@@ -164,6 +169,7 @@ class InjectorServer:
             content_type=head.headers.get("content-type"),
             body=body,
             settings=self.settings,
+            namespaces=self.namespaces,
         )
         keep = head.headers.get("connection", "").lower() != "close"
         await self._write(writer, answer, close=not keep)
