@@ -101,9 +101,16 @@ def _denied(api_version: str, uid: object, message: str) -> WebhookAnswer:
 
 
 def review_response(
-    review: object, settings: InjectSettings, path: str = "/inject"
+    review: object,
+    settings: InjectSettings,
+    path: str = "/inject",
+    namespaces: Mapping[str, Mapping[str, str]] | None = None,
 ) -> WebhookAnswer:
-    """The answer to a decoded AdmissionReview (any JSON value)."""
+    """The answer to a decoded AdmissionReview (any JSON value).
+
+    ``namespaces`` (namespace name -> labels), when given, applies Istio's webhook selectors
+    here (for a server that receives every Pod); a namespace not in it has no labels.
+    """
     if not isinstance(review, Mapping):
         return _denied(
             ADMISSION_VERSIONS[0],
@@ -138,6 +145,9 @@ def review_response(
             settings,
             namespace=namespace if isinstance(namespace, str) else "",
             proxy_env=parse_inject_path(path),
+            namespace_labels=None
+            if namespaces is None
+            else namespaces.get(_namespace_of(pod, namespace), {}),
         )
     except InjectionError as exc:
         return _denied(api_version, uid, f"Pod injection failed: {exc}")
@@ -149,6 +159,14 @@ def review_response(
     return _review(
         api_version, {"uid": uid, "allowed": True, "patch": encoded, "patchType": "JSONPatch"}
     )
+
+
+def _namespace_of(pod: Mapping[str, Any], namespace: object) -> str:
+    meta = pod.get("metadata")
+    own = meta.get("namespace") if isinstance(meta, Mapping) else None
+    if isinstance(own, str) and own:
+        return own
+    return namespace if isinstance(namespace, str) else ""
 
 
 def _without_managed_fields(pod: Mapping[str, Any]) -> dict[str, Any]:
@@ -167,7 +185,13 @@ def _is_json(content_type: str | None) -> bool:
 
 
 def answer_request(
-    *, method: str, path: str, content_type: str | None, body: bytes, settings: InjectSettings
+    *,
+    method: str,
+    path: str,
+    content_type: str | None,
+    body: bytes,
+    settings: InjectSettings,
+    namespaces: Mapping[str, Mapping[str, str]] | None = None,
 ) -> WebhookAnswer:
     """The answer to one HTTP request to the injector (the whole protocol decision)."""
     route = path.split("?", 1)[0]
@@ -191,4 +215,4 @@ def answer_request(
         (document,) = parse_json(text, "request body")
     except ConfigError as exc:
         return _denied(ADMISSION_VERSIONS[0], None, f"could not decode body: {exc.problem.message}")
-    return review_response(document.value, settings, route)
+    return review_response(document.value, settings, route, namespaces)
