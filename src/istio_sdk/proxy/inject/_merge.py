@@ -47,15 +47,18 @@ def _merge_map(
     original: Mapping[str, Any],
     patch: Mapping[str, Any],
     keys: Mapping[str, str],
-    lists: Mapping[str, Mapping[str, str]],
+    container_lists: tuple[str, ...] = (),
 ) -> dict[str, Any]:
+    """``patch`` over ``original``: ``keys`` names the lists merged by a key (list -> key),
+    ``container_lists`` the lists of containers (merged by name, their own lists by
+    :data:`_CONTAINER_KEYS`)."""
     merged = dict(original)
     for key, value in patch.items():
         if value is None:
             merged.pop(key, None)
             continue
         current = merged.get(key)
-        if key in lists and isinstance(value, list):
+        if key in container_lists and isinstance(value, list):
             merged[key] = _merge_list(
                 current if isinstance(current, list) else [], value, "name", _CONTAINER_KEYS
             )
@@ -64,7 +67,7 @@ def _merge_map(
                 current if isinstance(current, list) else [], value, keys[key], {}
             )
         elif isinstance(value, Mapping) and isinstance(current, Mapping):
-            merged[key] = _merge_map(current, value, {}, {})
+            merged[key] = _merge_map(current, value, {})
         else:
             merged[key] = copy_json(value)
     return merged
@@ -87,7 +90,7 @@ def _merge_list(
         if item[key] in named:
             continue
         named.add(item[key])
-        patched.append(_merge_map(by_key.get(item[key], {}), item, child_keys, {}))
+        patched.append(_merge_map(by_key.get(item[key], {}), item, child_keys))
     server_only = [
         copy_json(item)
         for item in original
@@ -137,8 +140,7 @@ def merge_pod(pod: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any
         current = merged.get(section)
         base = current if isinstance(current, Mapping) else {}
         if section == "metadata":
-            merged[section] = _merge_map(base, part, _META_KEYS, {})
+            merged[section] = _merge_map(base, part, _META_KEYS)
         else:
-            lists = {name: _CONTAINER_KEYS for name in _CONTAINER_LISTS}
-            merged[section] = _merge_map(base, part, _SPEC_KEYS, lists)
+            merged[section] = _merge_map(base, part, _SPEC_KEYS, _CONTAINER_LISTS)
     return merged
