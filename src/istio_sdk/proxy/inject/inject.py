@@ -432,11 +432,13 @@ def _reapply_overrides(merged: Json, original: Json, template: Json, *, tproxy: 
         merged.setdefault("metadata", {}).setdefault("annotations", {})[names.PROXY_OVERRIDES] = (
             json.dumps({k: v for k, v in recorded.items() if v}, separators=(",", ":"))
         )
-    _adjust_init_user(merged, original, settings_tproxy=tproxy)
+    _adjust_init_user(merged, original, mesh_tproxy=tproxy)
     return merged
 
 
-def _adjust_init_user(merged: Json, original: Json, settings_tproxy: bool | None) -> None:
+def _adjust_init_user(merged: Json, original: Json, *, mesh_tproxy: bool) -> None:
+    """The user's own ``istio-proxy`` runAsUser/runAsGroup carried to ``istio-init``'s ``-u``
+    and to ``istio-validation``; TPROXY keeps the proxy at uid 0."""
     spec = original.get("spec") or {}
     user = _find(spec.get("containers"), PROXY) or _find(spec.get("initContainers"), PROXY)
     if user is None:
@@ -451,7 +453,7 @@ def _adjust_init_user(merged: Json, original: Json, settings_tproxy: bool | None
     )
     if init is None:
         return
-    tproxy = bool(settings_tproxy) or (
+    tproxy = mesh_tproxy or (
         ((merged.get("metadata") or {}).get("annotations") or {}).get(names.INTERCEPTION_MODE)
         == "TPROXY"
     )
