@@ -72,7 +72,8 @@ def injector_setup(
     """The injector's settings and certificate from the flags (None without
     ``--injector-port``)."""
     if args.injector_port is None:
-        for flag in ("injector_cert", "injector_key", "injector_values", "injector_mesh_config"):
+        flags = ("injector_cert", "injector_key", "injector_ca_out", "injector_values")
+        for flag in (*flags, "injector_mesh_config"):
             if getattr(args, flag) is not None:
                 raise CommandError(f"--{flag.replace('_', '-')} needs --injector-port")
         return None
