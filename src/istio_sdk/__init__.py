@@ -104,6 +104,8 @@ _EXPORTS: dict[str, str] = {
     "JsonSerializeError": "istio_sdk.protojson",
     # istio-iptables
     "IptablesError": "istio_sdk.proxy.iptables",
+    "InjectionError": "istio_sdk.proxy.inject",
+    "JsonPatchError": "istio_sdk.proxy.inject",
     "IptablesConfigError": "istio_sdk.proxy.iptables",
 }
 
@@ -167,6 +169,8 @@ __all__ = [  # grouped like _EXPORTS; tests/core/test_public_api.py checks they 
     "ProtoJsonError",
     "JsonParseError",
     "JsonSerializeError",
+    "InjectionError",
+    "JsonPatchError",
     "IptablesError",
     "IptablesConfigError",
     "UnknownKeyError",
@@ -262,6 +266,8 @@ if TYPE_CHECKING:
     from istio_sdk.protojson import message_from_json as message_from_json
     from istio_sdk.protojson import message_to_json as message_to_json
     from istio_sdk.proxy.bootstrap import BootstrapError as BootstrapError
+    from istio_sdk.proxy.inject import InjectionError as InjectionError
+    from istio_sdk.proxy.inject import JsonPatchError as JsonPatchError
     from istio_sdk.spiffe import SpiffeError as SpiffeError
     from istio_sdk.xds import MalformedMessageError as MalformedMessageError
     from istio_sdk.xds import UnknownCollectionError as UnknownCollectionError

@@ -22,7 +22,7 @@ from prometheus_client.registry import Collector
 from istio_sdk._metrics import CONTENT_TYPE, render_metrics
 from istio_sdk._net import bound_port
 
-__all__ = ["MonitoringHttpServer", "Route", "json_body", "metrics_route"]
+__all__ = ["MonitoringHttpServer", "Route", "close_server", "json_body", "metrics_route"]
 
 log = logging.getLogger("istio_sdk.http")
 
@@ -31,6 +31,24 @@ Route = Callable[[], tuple[str, bytes]]
 
 MAX_REQUEST_HEAD_BYTES = 16 * 1024
 REQUEST_TIMEOUT_SECONDS = 10.0
+
+
+async def close_server(
+    server: asyncio.Server, handlers: Mapping[asyncio.Task[Any], asyncio.StreamWriter]
+) -> None:
+    """Stop ``server`` listening, close every connection its ``handlers`` (task -> writer)
+    serve, and wait for the handlers (cancelled after 2 s) and the server."""
+    server.close()
+    for writer in list(handlers.values()):
+        writer.close()
+    tasks = list(handlers)
+    if tasks:
+        _, pending = await asyncio.wait(tasks, timeout=2.0)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+    await server.wait_closed()
 
 
 def json_body(doc: Any) -> tuple[str, bytes]:
@@ -70,17 +88,7 @@ class MonitoringHttpServer:
         server, self._server = self._server, None
         if server is None:
             return
-        server.close()
-        for writer in list(self._handlers.values()):
-            writer.close()
-        handlers = list(self._handlers)
-        if handlers:
-            _, pending = await asyncio.wait(handlers, timeout=2.0)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending)
-        await server.wait_closed()
+        await close_server(server, self._handlers)
 
     def _answer(self, head: bytes) -> tuple[str, str, bytes]:
         parts = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")

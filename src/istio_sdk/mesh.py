@@ -40,10 +40,13 @@ from istio_sdk.pilot.server import DiscoveryServer
 from istio_sdk.pilot.translate import PushContextGenerator
 
 if TYPE_CHECKING:
+    from istio_sdk._webhook_tls import WebhookCertificate
     from istio_sdk.citadel import CitadelServer, CitadelServerOptions
     from istio_sdk.config import Resource
     from istio_sdk.galley.mcp import GalleyClient, McpSource
     from istio_sdk.pilot.push_request import PushRequest
+    from istio_sdk.proxy.inject import InjectSettings
+    from istio_sdk.proxy.inject.server import InjectorServer
 
 __all__ = ["DEFAULT_CA_PORT", "DEFAULT_XDS_PORT", "Mesh", "MeshListenError"]
 
@@ -62,6 +65,18 @@ class MeshListenError(OSError):
         return str(self.strerror)
 
 
+def _injector(
+    host: str, settings: InjectSettings | None, certificate: WebhookCertificate | None
+) -> InjectorServer:
+    from istio_sdk._webhook_tls import self_signed_certificate
+    from istio_sdk.proxy.inject import InjectSettings
+    from istio_sdk.proxy.inject.server import InjectorServer
+
+    if certificate is None:
+        certificate = self_signed_certificate(sorted({"localhost", "127.0.0.1", host}))
+    return InjectorServer(settings or InjectSettings(), certificate)
+
+
 class Mesh:
     """Run the control plane over ``store`` (and ``registry``) until :meth:`stop`.
 
@@ -75,6 +90,9 @@ class Mesh:
     ``galley_port`` (``None``: off) serves the store over MCP (:attr:`mcp_source`);
     ``config_sources`` are MCP sources (``(host, port)``) whose collections the store mirrors
     (:attr:`galley_clients`; they connect in the background and reconnect on their own).
+    ``injector_port`` (``None``: no injector) runs the sidecar injector's mutating webhook
+    (:attr:`injector`) over HTTPS with ``injector_settings`` and ``injector_certificate``
+    (default: a self-signed certificate for localhost and ``host``).
     """
 
     def __init__(
@@ -91,6 +109,9 @@ class Mesh:
         ca_options: CitadelServerOptions | None = None,
         galley_port: int | None = None,
         config_sources: Sequence[tuple[str, int]] = (),
+        injector_port: int | None = None,
+        injector_settings: InjectSettings | None = None,
+        injector_certificate: WebhookCertificate | None = None,
     ) -> None:
         if ca_options is not None and ca_port is None:
             raise ValueError("ca_options need a ca_port to serve the CA on")
@@ -120,6 +141,11 @@ class Mesh:
             from istio_sdk.galley.mcp import GalleyClient
 
             self.galley_clients = [GalleyClient(self.store, a) for a in config_sources]
+        # the sidecar injector's webhook (HTTPS), when injector_port is given
+        self.injector_port = injector_port
+        self.injector: InjectorServer | None = None
+        if injector_port is not None:
+            self.injector = _injector(host, injector_settings, injector_certificate)
         self.config_errors = 0
         self._unsubscribe: Callable[[], None] | None = None
         self._rebuild_wanted = False
@@ -209,6 +235,11 @@ class Mesh:
                     "the CA's metrics", self.ca_monitoring_port, citadel.start_monitoring
                 )
 
+        if self.injector is not None and self.injector_port is not None:
+            self.injector_port = await self._listen(
+                "the sidecar injector", self.injector_port, self.injector.start
+            )
+
     async def _listen(
         self, what: str, port: int, start: Callable[[str, int], Awaitable[int]]
     ) -> int:
@@ -237,6 +268,8 @@ class Mesh:
             await client.stop()
         if self.mcp_source is not None:
             await self.mcp_source.stop()
+        if self.injector is not None:
+            await self.injector.close()
         if self.citadel is not None:
             await self.citadel.stop()  # also releases its signing workers
         await self.discovery.stop()

@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "istio_sdk.cli._proxy_config",
     "istio_sdk.cli._bootstrap",
     "istio_sdk.cli._iptables",
+    "istio_sdk.cli._inject",
 )
 
 

@@ -7,7 +7,9 @@ follows changes to the files (inotify, or polling when it is unavailable), and p
 changed to connected proxies. ``--debug-port`` serves Pilot's Prometheus metrics at
 ``/metrics`` (Istio's ``pilot_*`` names) and its state at ``/debug/syncz`` and
 ``/debug/metrics`` (JSON). With ``--ca-port`` Citadel's CA runs beside it, and with
-``--ca-monitoring-port`` the CA's metrics are at ``/metrics`` on that port. It prints where it
+``--ca-monitoring-port`` the CA's metrics are at ``/metrics`` on that port. With
+``--injector-port`` the sidecar injector's mutating webhook runs beside it over HTTPS
+(``/inject``; see :mod:`istio_sdk.cli._injector_flags`). It prints where it
 listens and logs pushes and NACKs; a file broken later is logged and the last good config keeps
 being served. ``--galley-port`` serves the config over MCP as Istio 1.3's Galley did (its port
 was 9901), and ``--config-source HOST:PORT`` (repeatable; Pilot 1.3's ``configSources``) takes
@@ -25,10 +27,11 @@ import contextlib
 import logging
 import pathlib
 import signal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from istio_sdk.cli._ca_flags import add_ca_arguments, ca_options
 from istio_sdk.cli._command import Command, CommandError
+from istio_sdk.cli._injector_flags import add_injector_arguments, injector_setup
 
 if TYPE_CHECKING:
     from istio_sdk.citadel import CitadelServerOptions
@@ -92,6 +95,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     add_ca_arguments(parser)  # --ca-port, --ca-dir, --jwt-rule, --ca-monitoring-port (Citadel)
+    add_injector_arguments(parser)  # --injector-port, --injector-cert, ... (sidecar injector)
 
 
 def _one_line(text: str) -> str:
@@ -134,6 +138,18 @@ def _run(args: argparse.Namespace) -> int:
     return asyncio.run(_serve(args, root, options))
 
 
+def _injector_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    setup = injector_setup(args)
+    if setup is None:
+        return {}
+    settings, certificate = setup
+    return {
+        "injector_port": args.injector_port,
+        "injector_settings": settings,
+        "injector_certificate": certificate,
+    }
+
+
 async def _serve(
     args: argparse.Namespace, root: pathlib.Path | None, options: CitadelServerOptions | None
 ) -> int:
@@ -158,6 +174,7 @@ async def _serve(
             debounce_max=args.debounce_max,
             ca_port=args.ca_port,
             ca_options=options,
+            **_injector_kwargs(args),
         )
     except refused as exc:
         raise CommandError(_one_line(str(exc))) from exc
@@ -210,6 +227,12 @@ async def _serve(
                     f"http://{args.host}:{mesh.ca_monitoring_port}/metrics",
                     flush=True,
                 )
+        if mesh.injector is not None:
+            print(
+                f"istio-sdk serve: sidecar injector (HTTPS) listening on "
+                f"https://{args.host}:{mesh.injector_port}/inject",
+                flush=True,
+            )
         await stop.wait()
     finally:
         await mesh.stop()

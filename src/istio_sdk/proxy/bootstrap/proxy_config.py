@@ -30,6 +30,7 @@ __all__ = [
     "PROXY_CONFIG_ANNOTATION",
     "STATUS_PORT_ANNOTATION",
     "apply_proxy_config_annotations",
+    "apply_proxy_config_text",
     "default_proxy_config",
     "merge_proxy_config",
     "parse_overlay",
@@ -132,7 +133,9 @@ def _parse_text(text: str, source: str) -> object:
     return documents[0].value if documents else None
 
 
-def _apply_text(base: ProxyConfig, text: str, source: str) -> ProxyConfig:
+def apply_proxy_config_text(base: ProxyConfig, text: str, source: str) -> ProxyConfig:
+    """``base`` with the ProxyConfig YAML/JSON ``text`` laid over it (one layer of
+    :func:`resolve_proxy_config`); :class:`BootstrapError` names ``source`` when it is bad."""
     overlay, present = parse_overlay(_parse_text(text, source), source)
     return merge_proxy_config(base, overlay, present)
 
@@ -163,10 +166,14 @@ def resolve_proxy_config(
             overlay, present = parse_overlay(default, "mesh config file: defaultConfig")
             config = merge_proxy_config(config, overlay, present)
     if proxy_config_env:
-        config = _apply_text(config, proxy_config_env, "environment variable PROXY_CONFIG")
+        config = apply_proxy_config_text(
+            config, proxy_config_env, "environment variable PROXY_CONFIG"
+        )
     annotation = annotations.get(PROXY_CONFIG_ANNOTATION)
     if annotation:
-        config = _apply_text(config, annotation, f"annotation {PROXY_CONFIG_ANNOTATION}")
+        config = apply_proxy_config_text(
+            config, annotation, f"annotation {PROXY_CONFIG_ANNOTATION}"
+        )
     if config.tracing_service_name is None and not config.service_cluster:
         config.service_cluster = service_cluster
     _check_ports(config)
