@@ -171,3 +171,18 @@ def test_sink_session_full_state_incremental_and_rejections() -> None:
     sink.ack(gw)
     (_, resume) = sink.initial_requests()
     assert resume.initial_resource_versions == {"ns/g": "1"}
+
+
+def test_a_stale_request_does_not_change_how_the_next_push_looks() -> None:
+    # Found by the MCP state machine: a stale request (an old nonce) without the incremental
+    # flag switched an incremental collection to full-state pushes. It is ignored whole.
+    s = session()
+    s.receive(RequestResources(collection=VS, incremental=True))
+    first = one(s, {"ns/a": "v1"}, 1)
+    assert first is not None
+    s.receive(ack(first.nonce, incremental=True))
+    stale = s.receive(ack(first.nonce))  # answered already, and no incremental flag
+    assert stale.kind is RequestKind.STALE and not stale.needs_push
+    second = one(s, {"ns/a": "v2", "ns/b": "v1"}, 2)
+    assert second is not None and second.incremental
+    assert second.names == ("ns/a", "ns/b")

@@ -3,9 +3,10 @@
 Sibling of ``test_state_machine.py`` (ADS and SDS): the same core, its ``"mcp"`` flavour. One
 collection is full-state, one incremental. Rules change config, deliver requests and pushes in
 FIFO order, ACK or NACK, inject a request with a stale nonce, and break the stream. Invariants:
-at most one push per collection is ever outstanding; nonces are decimal and rise on a stream; a
-NACKed state is never pushed again; once the queues are empty the source's last push is the
-newest config, and where the sink ACKed it the sink holds exactly that config.
+at most one push per collection is ever outstanding; nonces are decimal and rise on a stream;
+pushes of the incremental collection are incremental; a NACKed state is not pushed again right
+after its NACK; once the queues are empty the source's last push is the newest config, and where
+the sink ACKed it the sink holds exactly that config.
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ class McpStream(RuleBasedStateMachine):
             assert status is not None
             target = dict(status.held)
             assert target != self.nacked_state[coll], "a NACKed state was pushed again"
+            # Once something else went out, the newest config wins even if it equals what was
+            # NACKed before (config that changes back is a new version).
+            self.nacked_state[coll] = None
             self.to_sink.append(push)
 
     # -- rules ---------------------------------------------------------------------------

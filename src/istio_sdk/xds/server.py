@@ -526,9 +526,13 @@ class ServerSession(Generic[R]):
             st.force_next = True  # answered even when empty: the sink learns it is in sync
             st.move(ServerEvent.INITIAL, url)
             return RequestResult(RequestKind.INITIAL, url, needs_push=True)
-        st.incremental = incremental  # the latest request decides how the next push looks
         nonce = req.response_nonce
         pending = st.last_sent if st.state is ServerTypeState.SENT else None
+        if nonce and (pending is None or nonce != pending.nonce):
+            # A stale request is ignored entirely, its incremental flag included.
+            st.move(ServerEvent.STALE, url)
+            return RequestResult(RequestKind.STALE, url, nonce=nonce)
+        st.incremental = incremental  # the latest request decides how the next push looks
         if not nonce:
             # Asked again on the same stream: the whole state once nothing is outstanding.
             st.force_next = True
@@ -536,9 +540,7 @@ class ServerSession(Generic[R]):
                 st.acked = dict(req.initial_resource_versions)
             st.move(ServerEvent.SUBSCRIPTION, url)
             return RequestResult(RequestKind.SUBSCRIPTION, url, needs_push=pending is None)
-        if pending is None or nonce != pending.nonce:
-            st.move(ServerEvent.STALE, url)
-            return RequestResult(RequestKind.STALE, url, nonce=nonce)
+        assert pending is not None  # a nonce that is not the pending one is stale (above)
         kind = self._answer(st, pending, req.error_detail)
         if kind is RequestKind.ACK:
             st.acked = dict(st.held)
