@@ -6,10 +6,14 @@ These are the pure cores the Mixer server and client are built on:
   (``CompressedAttributes`` both ways, Report batches in INDEPENDENT and DELTA encoding);
 - :data:`GLOBAL_DICTIONARY`, the 222 words proxies and Mixer index without sending;
 - :data:`DEFAULT_MANIFEST` (Istio 1.3's ``istioproxy`` + ``kubernetes`` manifests);
-- :mod:`istio_sdk.mixer.expr`, CEXL, Mixer's default expression language.
+- :mod:`istio_sdk.mixer.expr`, CEXL, Mixer's default expression language;
+- :mod:`istio_sdk.mixer.runtime`, configuration compiled into routing, and dispatch;
+- :class:`MixerServer` (:mod:`istio_sdk.mixer.server`), Check and Report over grpclib.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from istio_sdk.mixer.adapters.base import (
     AdapterError,
@@ -27,9 +31,11 @@ from istio_sdk.mixer.dictionary import (
 )
 from istio_sdk.mixer.errors import (
     AttributesError,
+    DispatchError,
     EvaluationError,
     ExpressionError,
     GlobalWordCountError,
+    InstanceParamsError,
     MixerError,
     ParseError,
     TypeCheckError,
@@ -64,10 +70,13 @@ __all__ = [
     "AttributeBag",
     "AttributeValue",
     "AttributesError",
+    "DispatchError",
     "EvaluationError",
     "ExpressionError",
     "GlobalWordCountError",
+    "InstanceParamsError",
     "MixerError",
+    "MixerServer",
     "ParseError",
     "ReportEncoding",
     "TypeCheckError",
@@ -80,3 +89,15 @@ __all__ = [
     "parse_global_dictionary",
     "value_type_of",
 ]
+
+if TYPE_CHECKING:
+    from istio_sdk.mixer.server import MixerServer as MixerServer
+
+
+def __getattr__(name: str) -> Any:
+    # the server pulls in grpclib and the config layer: only when asked for
+    if name == "MixerServer":
+        from istio_sdk.mixer.server import MixerServer
+
+        return MixerServer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
