@@ -72,7 +72,7 @@ from istio_sdk.mixer.runtime.config import (
 )
 from istio_sdk.mixer.runtime.dispatch import CheckPlan, Dispatcher, QuotaRequest, ReportPlan
 from istio_sdk.mixer.runtime.referenced import encode_referenced
-from istio_sdk.mixer.wire import check_global_word_count, decode_attributes, decode_report
+from istio_sdk.mixer.wire import decode_attributes, decode_report
 
 if TYPE_CHECKING:
     import grpclib.server
@@ -360,8 +360,7 @@ class MixerServer:
         self.stats.checks += 1
         dispatcher = self._dispatcher
         gwc = request.global_word_count
-        try:
-            check_global_word_count(gwc)
+        try:  # decoding checks the global word count
             attributes = request.attributes or CompressedAttributes()
             if _entries(attributes) > OFFLOAD_ENTRIES:
                 loop = asyncio.get_running_loop()
@@ -423,8 +422,7 @@ class MixerServer:
         self.stats.reports += 1
         self.stats.report_sets += len(request.attributes)
         dispatcher = self._dispatcher
-        try:
-            check_global_word_count(request.global_word_count)
+        try:  # decoding checks the global word count
             loop = asyncio.get_running_loop()
             plan = await loop.run_in_executor(
                 self._executor, self._plan_report, dispatcher, request
