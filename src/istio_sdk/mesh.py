@@ -15,6 +15,9 @@ config keeps being served.
 Citadel (``ca_port``) is a :class:`~istio_sdk.citadel.CitadelServer` answering
 CreateCertificate over TLS, built from :class:`~istio_sdk.citadel.CitadelServerOptions` (CA
 files, JWT rule, ...).
+
+Mixer (``mixer_port``) is a :class:`~istio_sdk.mixer.MixerServer` over the same store (Check and
+Report; its prometheus adapter's ``/metrics`` on ``mixer_prometheus_port``).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from istio_sdk.pilot.translate import PushContextGenerator
 
 if TYPE_CHECKING:
     from istio_sdk.citadel import CitadelServer, CitadelServerOptions
+    from istio_sdk.mixer import MixerServer
 
 __all__ = ["DEFAULT_CA_PORT", "DEFAULT_XDS_PORT", "Mesh", "MeshListenError"]
 
@@ -77,6 +81,8 @@ class Mesh:
         debounce_max: float = 10.0,
         ca_port: int | None = None,
         ca_options: CitadelServerOptions | None = None,
+        mixer_port: int | None = None,
+        mixer_prometheus_port: int | None = None,
     ) -> None:
         if ca_options is not None and ca_port is None:
             raise ValueError("ca_options need a ca_port to serve the CA on")
@@ -99,6 +105,13 @@ class Mesh:
             # The mesh opens the CA's monitoring port itself, so a port taken is named.
             self.ca_monitoring_port = options.monitoring_port
             self.citadel = CitadelServer(attrs.evolve(options, monitoring_port=None))
+        self.mixer: MixerServer | None = None
+        self.mixer_port = mixer_port
+        self.mixer_prometheus_port = mixer_prometheus_port
+        if mixer_port is not None:
+            from istio_sdk.mixer import MixerServer
+
+            self.mixer = MixerServer(self.store)
         self.config_errors = 0
         self._unsubscribe: Callable[[], None] | None = None
         self._rebuild_scheduled = False
@@ -177,6 +190,13 @@ class Mesh:
                 self.ca_monitoring_port = await self._listen(
                     "the CA's metrics", self.ca_monitoring_port, citadel.start_monitoring
                 )
+        if self.mixer is not None and self.mixer_port is not None:
+            mixer = self.mixer
+            self.mixer_port = await self._listen("Mixer", self.mixer_port, mixer.start)
+            if self.mixer_prometheus_port is not None:
+                self.mixer_prometheus_port = await self._listen(
+                    "Mixer's Prometheus metrics", self.mixer_prometheus_port, mixer.start_prometheus
+                )
 
     async def _listen(
         self, what: str, port: int, start: Callable[[str, int], Awaitable[int]]
@@ -197,6 +217,8 @@ class Mesh:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        if self.mixer is not None:
+            await self.mixer.stop()
         if self.citadel is not None:
             await self.citadel.stop()  # also releases its signing workers
         await self.discovery.stop()
