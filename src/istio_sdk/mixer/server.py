@@ -52,9 +52,12 @@ from istio_sdk.api.istio.mixer.v1 import (
     CheckResponsePreconditionResult,
     CheckResponseQuotaResult,
     CompressedAttributes,
+    HeaderOperation,
+    HeaderOperationOperation,
     MixerBase,
     ReportRequest,
     ReportResponse,
+    RouteDirective,
 )
 from istio_sdk.codec import load_codec
 from istio_sdk.config import ConfigStore, Event
@@ -70,7 +73,13 @@ from istio_sdk.mixer.runtime.config import (
     RoutingConfig,
     build_routing,
 )
-from istio_sdk.mixer.runtime.dispatch import CheckPlan, Dispatcher, QuotaRequest, ReportPlan
+from istio_sdk.mixer.runtime.dispatch import (
+    CheckOutcome,
+    CheckPlan,
+    Dispatcher,
+    QuotaRequest,
+    ReportPlan,
+)
 from istio_sdk.mixer.runtime.referenced import encode_referenced
 from istio_sdk.mixer.wire import decode_attributes, decode_report
 
@@ -116,6 +125,25 @@ def _entries(message: CompressedAttributes) -> int:
 
 def _status(code: Code, message: str = "") -> Status:
     return Status(code=code.value, message=message)
+
+
+def _route_directive(outcome: CheckOutcome) -> RouteDirective | None:
+    if not outcome.request_headers and not outcome.response_headers:
+        return None
+    return RouteDirective(
+        request_header_operations=[
+            HeaderOperation(
+                name=op.name, value=op.value, operation=HeaderOperationOperation(op.operation)
+            )
+            for op in outcome.request_headers
+        ],
+        response_header_operations=[
+            HeaderOperation(
+                name=op.name, value=op.value, operation=HeaderOperationOperation(op.operation)
+            )
+            for op in outcome.response_headers
+        ],
+    )
 
 
 class MixerStats:
@@ -399,6 +427,7 @@ class MixerServer:
                 valid_duration=outcome.valid_duration,
                 valid_use_count=outcome.valid_use_count,
                 referenced_attributes=encode_referenced(outcome.referenced, gwc),
+                route_directive=_route_directive(outcome),
             ),
             quotas={
                 name: CheckResponseQuotaResult(

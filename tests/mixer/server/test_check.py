@@ -233,3 +233,49 @@ async def test_an_instance_that_cannot_be_built_fails_the_check_with_internal() 
         )
         assert fine.precondition is not None and fine.precondition.status is not None
         assert fine.precondition.status.code == Status.PERMISSION_DENIED.value
+
+
+HEADERS = """
+apiVersion: config.istio.io/v1alpha2
+kind: rule
+metadata: {name: headers, namespace: istio-system}
+spec:
+  match: destination.service.name == "reviews"
+  requestHeaderOperations:
+  - name: x-user-agent
+    values: [request.useragent | "none"]
+  - name: x-internal
+    operation: REMOVE
+  responseHeaderOperations:
+  - name: x-served-by
+    values:
+    - '"mixer"'
+    - source.name | ""
+    - request.headers["nope"]
+    operation: APPEND
+"""
+
+
+async def test_header_operations_of_matching_rules_come_back_as_the_route_directive() -> None:
+    async with serve(HEADERS) as (server, proxy):
+        assert server.problems == ()
+        response = await proxy.check(
+            {"destination.service.name": "reviews", "request.useragent": "curl"}
+        )
+        assert response.precondition is not None
+        directive = response.precondition.route_directive
+        assert directive is not None
+        assert [
+            (h.name, h.value, h.operation.name) for h in directive.request_header_operations
+        ] == [
+            ("x-user-agent", "curl", "REPLACE"),
+            ("x-internal", "", "REMOVE"),
+        ]
+        # empty values and values that cannot be evaluated are left out
+        assert [
+            (h.name, h.value, h.operation.name) for h in directive.response_header_operations
+        ] == [("x-served-by", "mixer", "APPEND")]
+        assert response.precondition.valid_use_count == 10000  # nobody else said anything
+
+        other = await proxy.check({"destination.service.name": "ratings"})
+        assert other.precondition is not None and other.precondition.route_directive is None

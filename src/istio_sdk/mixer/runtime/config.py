@@ -45,6 +45,7 @@ __all__ = [
     "LEGACY_ADAPTER_KINDS",
     "LEGACY_TEMPLATE_KINDS",
     "CompiledAction",
+    "CompiledHeaderOperation",
     "CompiledRule",
     "ConfigProblem",
     "HandlerConfig",
@@ -106,6 +107,16 @@ class CompiledAction:
 
 
 @attrs.frozen
+class CompiledHeaderOperation:
+    """A rule's header operation: a header name, value expressions, REPLACE/REMOVE/APPEND
+    (``HeaderOperation.Operation`` numbers: 0, 1, 2)."""
+
+    name: str
+    values: tuple[Expression, ...]
+    operation: int
+
+
+@attrs.frozen
 class CompiledRule:
     """A rule whose match compiled (``match`` None: unconditional)."""
 
@@ -113,6 +124,8 @@ class CompiledRule:
     namespace: str
     match: Expression | None
     actions: tuple[CompiledAction, ...]
+    request_headers: tuple[CompiledHeaderOperation, ...] = ()
+    response_headers: tuple[CompiledHeaderOperation, ...] = ()
 
 
 @attrs.frozen
@@ -300,6 +313,23 @@ def _compile_match(text: str, manifest: Mapping[str, ValueType]) -> Expression |
     return expression
 
 
+def _header_operations(
+    operations: Iterable[Any], manifest: Mapping[str, ValueType], field: str
+) -> tuple[CompiledHeaderOperation, ...]:
+    compiled = []
+    for position, operation in enumerate(operations):
+        values = []
+        for index, text in enumerate(operation.values):
+            try:
+                values.append(compile(text, manifest))
+            except ExpressionError as exc:
+                raise ExpressionError(f"{field}[{position}].values[{index}]: {exc}") from None
+        compiled.append(
+            CompiledHeaderOperation(operation.name, tuple(values), int(operation.operation))
+        )
+    return tuple(compiled)
+
+
 def _rules(
     resources: Iterable[Resource],
     manifest: Mapping[str, ValueType],
@@ -316,6 +346,20 @@ def _rules(
             match = _compile_match(getattr(spec, "match", "") or "", manifest)
         except ExpressionError as exc:
             problems.append(ConfigProblem("rule", name, f"match: {exc}"))
+            continue
+        try:
+            request_headers = _header_operations(
+                getattr(spec, "request_header_operations", None) or (),
+                manifest,
+                "requestHeaderOperations",
+            )
+            response_headers = _header_operations(
+                getattr(spec, "response_header_operations", None) or (),
+                manifest,
+                "responseHeaderOperations",
+            )
+        except ExpressionError as exc:
+            problems.append(ConfigProblem("rule", name, str(exc)))
             continue
         actions: list[CompiledAction] = []
         for position, action in enumerate(getattr(spec, "actions", None) or ()):
@@ -351,10 +395,12 @@ def _rules(
                     chosen.append(builder)
             if chosen:
                 actions.append(CompiledAction(handler, tuple(chosen)))
-        if not actions:
+        if not actions and not (request_headers or response_headers):
             problems.append(ConfigProblem("rule", name, "no usable action; the rule is skipped"))
             continue
-        rules.append(CompiledRule(name, namespace, match, tuple(actions)))
+        rules.append(
+            CompiledRule(name, namespace, match, tuple(actions), request_headers, response_headers)
+        )
     return rules
 
 

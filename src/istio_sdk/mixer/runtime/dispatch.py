@@ -17,7 +17,9 @@ name, against quota instances whose short name equals it ignoring case, with the
 deduplication id followed by the quota name; a quota no rule configures is granted in full for
 1 minute. Referenced attributes are recorded per precondition and per quota (see
 :mod:`.referenced`). Report instances are collected per handler over the whole batch and
-handed over once.
+handed over once. The header operations of the rules that apply are evaluated on the request's
+attributes (a value that fails to evaluate, or is empty, is left out) and returned as the
+precondition's route directive.
 
 The planning steps (``plan_check``, ``plan_quota``, ``plan_report``) are synchronous and touch
 no I/O, so a server can run them off its event loop; ``check`` and ``report`` call the handlers.
@@ -44,8 +46,8 @@ from istio_sdk.mixer.adapters.base import (
     dispatch_report,
 )
 from istio_sdk.mixer.errors import DispatchError, EvaluationError
-from istio_sdk.mixer.runtime.config import CompiledRule, RoutingConfig
-from istio_sdk.mixer.runtime.referenced import RecordingBag, Reference
+from istio_sdk.mixer.runtime.config import CompiledHeaderOperation, CompiledRule, RoutingConfig
+from istio_sdk.mixer.runtime.referenced import RecordingBag, Reference, plain_value
 from istio_sdk.mixer.templates import CheckInstance, Quota, ReportInstance, Variety
 
 __all__ = [
@@ -54,6 +56,7 @@ __all__ = [
     "CheckOutcome",
     "CheckPlan",
     "Dispatcher",
+    "HeaderOperation",
     "QuotaOutcome",
     "QuotaPlan",
     "QuotaRequest",
@@ -66,6 +69,7 @@ DEFAULT_VALID_USE_COUNT = 10000
 
 _References = Mapping[Reference, Any]
 T = TypeVar("T")
+_REMOVE = 1  # HeaderOperation.Operation.REMOVE
 
 ANSWER_FROM_MEMORY = frozenset({"denier", "listchecker", "list", "memquota"})
 """Adapters whose checks and quotas never wait on I/O (a list fetch runs in the background):
@@ -92,6 +96,15 @@ class QuotaOutcome:
 
 
 @attrs.frozen
+class HeaderOperation:
+    """A header to set, remove or append to (``operation``: 0 REPLACE, 1 REMOVE, 2 APPEND)."""
+
+    name: str
+    value: str
+    operation: int
+
+
+@attrs.frozen
 class CheckOutcome:
     """A Check's answer (the precondition and the quotas)."""
 
@@ -100,14 +113,19 @@ class CheckOutcome:
     valid_use_count: int
     referenced: _References = attrs.field(factory=dict, repr=False)
     quotas: Mapping[str, QuotaOutcome] = attrs.field(factory=dict)
+    request_headers: tuple[HeaderOperation, ...] = ()
+    response_headers: tuple[HeaderOperation, ...] = ()
 
 
 @attrs.frozen
 class CheckPlan:
-    """The check instances one request built, in rule order, and what building them read."""
+    """The check instances one request built, in rule order, what building them read, and the
+    header operations of the rules that matched."""
 
     calls: tuple[tuple[Handler, CheckInstance], ...]
     referenced: _References
+    request_headers: tuple[HeaderOperation, ...] = ()
+    response_headers: tuple[HeaderOperation, ...] = ()
 
 
 @attrs.frozen
@@ -127,6 +145,25 @@ class ReportPlan:
     @property
     def instance_count(self) -> int:
         return sum(len(instances) for _, instances in self.calls)
+
+
+def _headers(
+    operations: Sequence[CompiledHeaderOperation], bag: Mapping[str, Any]
+) -> list[HeaderOperation]:
+    found = []
+    for operation in operations:
+        if operation.operation == _REMOVE:
+            found.append(HeaderOperation(operation.name, "", operation.operation))
+            continue
+        for expression in operation.values:
+            try:
+                value = expression.evaluate(bag)
+            except EvaluationError:  # Mixer logs it and leaves the value out
+                continue
+            text = plain_value(value)
+            if text != "" and text is not None:
+                found.append(HeaderOperation(operation.name, str(text), operation.operation))
+    return found
 
 
 def _applies(rule: CompiledRule, bag: Mapping[str, Any]) -> bool:
@@ -178,6 +215,8 @@ class Dispatcher:
         when one cannot be built."""
         recording = RecordingBag(bag)
         calls: list[tuple[Handler, CheckInstance]] = []
+        request_headers: list[HeaderOperation] = []
+        response_headers: list[HeaderOperation] = []
         for rule in self._rules(recording):
             for action in rule.actions:
                 handler = self.handlers.get(action.handler)
@@ -185,7 +224,13 @@ class Dispatcher:
                     if builder.variety is Variety.CHECK and handler is not None:
                         instance = builder.build(recording)
                         calls.append((handler, instance))  # type: ignore[arg-type]
-        return CheckPlan(tuple(calls), recording.record)
+            if rule.request_headers:
+                request_headers += _headers(rule.request_headers, recording)
+            if rule.response_headers:
+                response_headers += _headers(rule.response_headers, recording)
+        return CheckPlan(
+            tuple(calls), recording.record, tuple(request_headers), tuple(response_headers)
+        )
 
     def plan_quota(self, bag: Mapping[str, Any], quota: str) -> QuotaPlan:
         """The quota instances named ``quota`` (short name, any case) that apply to ``bag``."""
@@ -257,7 +302,14 @@ class Dispatcher:
         uses = combined.valid_use_count if combined is not None else 0
         if status.ok and duration == datetime.timedelta(0) and uses == 0:
             duration, uses = DEFAULT_VALID_DURATION, DEFAULT_VALID_USE_COUNT
-        return CheckOutcome(status, duration, uses, plan.referenced)
+        return CheckOutcome(
+            status,
+            duration,
+            uses,
+            plan.referenced,
+            request_headers=plan.request_headers,
+            response_headers=plan.response_headers,
+        )
 
     async def run_quota(
         self, plan: QuotaPlan, request: QuotaRequest, deduplication_id: str
