@@ -104,6 +104,9 @@ DEFAULT_PROMETHEUS_PORT = 42422
 OFFLOAD_ENTRIES = 512
 """A Check with more attribute entries than this is decoded and planned in the worker thread."""
 
+OFFLOAD_QUOTAS = 16
+"""A Check asking for more quotas than this has them planned in the worker thread."""
+
 _WATCHED_KINDS = frozenset({"rule", "handler", "instance", "attributemanifest"})
 _CHECK_PATH = "/istio.mixer.v1.Mixer/Check"
 _REPORT_PATH = "/istio.mixer.v1.Mixer/Report"
@@ -403,8 +406,15 @@ class MixerServer:
                     name: QuotaRequest(params.amount, params.best_effort)
                     for name, params in request.quotas.items()
                 }
+                names = list(quotas)
+                if len(names) > OFFLOAD_QUOTAS:
+                    plans = await asyncio.get_running_loop().run_in_executor(
+                        self._executor, dispatcher.plan_quotas, bag, names
+                    )
+                else:
+                    plans = dispatcher.plan_quotas(bag, names)
                 outcome = await dispatcher.run_quotas(
-                    outcome, bag, quotas, request.deduplication_id
+                    outcome, plans, quotas, request.deduplication_id
                 )
         except GlobalWordCountError as exc:
             self.stats.failed["global_word_count"] += 1

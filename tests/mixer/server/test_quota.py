@@ -177,3 +177,14 @@ async def test_two_replicas_share_one_redisquota_limit(redis_server: RedisServer
         assert again.quotas["sharedcount"].granted_amount == 2
         assert retried.quotas["sharedcount"].granted_amount == 2
         assert rest.quotas["sharedcount"].granted_amount == 3
+
+
+async def test_a_check_asking_for_thousands_of_quotas_gets_an_answer_for_each() -> None:
+    async with serve(MEMQUOTA) as (_, proxy):
+        asked = {f"quota-{n}": (1, False) for n in range(3000)} | {"requestcount": (1, False)}
+        response = await proxy.check(REVIEWS, quotas=asked)
+        assert len(response.quotas) == 3001
+        assert response.quotas["quota-2999"].granted_amount == 1  # not configured: granted
+        assert response.quotas["requestcount"].granted_amount == 1
+        again = await proxy.check(REVIEWS, quotas={"requestcount": (3, False)})
+        assert again.quotas["requestcount"].granted_amount == 0  # 1 of 3 was used above

@@ -340,20 +340,24 @@ class Dispatcher:
         outcome = await self.run_check(self.plan_check(bag))
         if not outcome.status.ok or not quotas:
             return outcome
-        return await self.run_quotas(outcome, bag, quotas, deduplication_id)
+        plans = self.plan_quotas(bag, list(quotas))
+        return await self.run_quotas(outcome, plans, quotas, deduplication_id)
+
+    def plan_quotas(self, bag: Mapping[str, Any], names: Sequence[str]) -> dict[str, QuotaPlan]:
+        """:meth:`plan_quota` for each name."""
+        return {name: self.plan_quota(bag, name) for name in names}
 
     async def run_quotas(
         self,
         outcome: CheckOutcome,
-        bag: Mapping[str, Any],
+        plans: Mapping[str, QuotaPlan],
         quotas: Mapping[str, QuotaRequest],
         deduplication_id: str,
     ) -> CheckOutcome:
         """``outcome`` with the answers to ``quotas`` (each named quota in turn)."""
         answers: dict[str, QuotaOutcome] = {}
         for name, request in quotas.items():
-            plan = self.plan_quota(bag, name)
-            answers[name] = await self.run_quota(plan, request, deduplication_id + name)
+            answers[name] = await self.run_quota(plans[name], request, deduplication_id + name)
         return attrs.evolve(outcome, quotas=answers)
 
     async def run_report(self, plan: ReportPlan) -> None:
