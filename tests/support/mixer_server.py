@@ -34,6 +34,31 @@ T = TypeVar("T")
 
 PROXY_WORD_COUNT = len(GLOBAL_DICTIONARY)
 
+DENY_REVIEWS = """
+apiVersion: config.istio.io/v1alpha2
+kind: handler
+metadata: {name: deny, namespace: istio-system}
+spec:
+  compiledAdapter: denier
+  params: {status: {code: 7, message: closed}}
+---
+apiVersion: config.istio.io/v1alpha2
+kind: instance
+metadata: {name: nothing, namespace: istio-system}
+spec:
+  compiledTemplate: checknothing
+---
+apiVersion: config.istio.io/v1alpha2
+kind: rule
+metadata: {name: denyreviews, namespace: istio-system}
+spec:
+  match: destination.service.name == "reviews"
+  actions:
+  - handler: deny
+    instances: [nothing]
+"""
+"""A denier (PERMISSION_DENIED ``closed``) for every call to the reviews service."""
+
 
 def apply_yaml(store: ConfigStore, text: str) -> None:
     for resource in load_resources(text):

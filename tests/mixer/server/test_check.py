@@ -8,9 +8,12 @@ import ipaddress
 import pytest
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
+from support.mixer_server import DENY_REVIEWS as DENY
 from support.mixer_server import apply_yaml, legacy, referenced, serve
 
 from istio_sdk.config import ConfigStore
+
+DENY_REVIEWS = DENY.replace('== "reviews"', '== "reviews" && request.headers["x-user"] != "admin"')
 
 
 def lists_store(config: str) -> ConfigStore:
@@ -27,31 +30,6 @@ def lists_store(config: str) -> ConfigStore:
     store.apply(legacy("listentry", "version", {"value": 'source.labels["version"]'}))
     return store
 
-
-DENY_REVIEWS = """
-apiVersion: config.istio.io/v1alpha2
-kind: handler
-metadata: {name: denyreviews, namespace: istio-system}
-spec:
-  compiledAdapter: denier
-  params:
-    status: {code: 7, message: reviews is closed}
----
-apiVersion: config.istio.io/v1alpha2
-kind: instance
-metadata: {name: denyrequest, namespace: istio-system}
-spec:
-  compiledTemplate: checknothing
----
-apiVersion: config.istio.io/v1alpha2
-kind: rule
-metadata: {name: denyreviews, namespace: istio-system}
-spec:
-  match: destination.service.name == "reviews" && request.headers["x-user"] != "admin"
-  actions:
-  - handler: denyreviews
-    instances: [denyrequest]
-"""
 
 LISTS = """
 apiVersion: config.istio.io/v1alpha2
@@ -99,7 +77,7 @@ async def test_a_deny_rule_denies_what_it_matches_and_says_which_attributes_it_r
         precondition = response.precondition
         assert precondition is not None and precondition.status is not None
         assert precondition.status.code == Status.PERMISSION_DENIED.value
-        assert precondition.status.message == "denyreviews.handler.istio-system:reviews is closed"
+        assert precondition.status.message == "deny.handler.istio-system:closed"
         assert precondition.valid_duration == datetime.timedelta(seconds=5)  # denier's default
         assert precondition.valid_use_count == 1000
         assert referenced(precondition.referenced_attributes) == {

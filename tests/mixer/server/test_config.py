@@ -4,34 +4,11 @@ from __future__ import annotations
 
 import httpx
 from grpclib.const import Status
+from support.mixer_server import DENY_REVIEWS as DENY
 from support.mixer_server import apply_yaml, eventually, serve
 
 from istio_sdk.api.istio.mixer.v1 import CheckResponse
 from istio_sdk.config import ConfigStore
-
-DENY = """
-apiVersion: config.istio.io/v1alpha2
-kind: handler
-metadata: {name: deny, namespace: istio-system}
-spec:
-  compiledAdapter: denier
-  params: {status: {code: 7, message: closed}}
----
-apiVersion: config.istio.io/v1alpha2
-kind: instance
-metadata: {name: nothing, namespace: istio-system}
-spec:
-  compiledTemplate: checknothing
----
-apiVersion: config.istio.io/v1alpha2
-kind: rule
-metadata: {name: denyreviews, namespace: istio-system}
-spec:
-  match: destination.service.name == "reviews"
-  actions:
-  - handler: deny
-    instances: [nothing]
-"""
 
 BROKEN = """
 apiVersion: config.istio.io/v1alpha2

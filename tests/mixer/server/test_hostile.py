@@ -14,7 +14,7 @@ from grpclib.client import Channel
 from grpclib.const import Cardinality, Status
 from grpclib.encoding.proto import ProtoCodec
 from grpclib.exceptions import GRPCError
-from support.mixer_server import Proxy, serve
+from support.mixer_server import DENY_REVIEWS, Proxy, serve
 
 from istio_sdk.api.istio.mixer.v1 import (
     CheckRequest,
@@ -26,30 +26,6 @@ from istio_sdk.api.istio.mixer.v1 import (
 from istio_sdk.mixer import GLOBAL_WORD_INDEX
 from istio_sdk.mixer.adapters import ADAPTERS, CheckResult, Handler
 from istio_sdk.mixer.templates import CheckInstance
-
-DENY_REVIEWS = """
-apiVersion: config.istio.io/v1alpha2
-kind: handler
-metadata: {name: deny, namespace: istio-system}
-spec:
-  compiledAdapter: denier
-  params: {status: {code: 7, message: closed}}
----
-apiVersion: config.istio.io/v1alpha2
-kind: instance
-metadata: {name: nothing, namespace: istio-system}
-spec:
-  compiledTemplate: checknothing
----
-apiVersion: config.istio.io/v1alpha2
-kind: rule
-metadata: {name: denyreviews, namespace: istio-system}
-spec:
-  match: destination.service.name == "reviews"
-  actions:
-  - handler: deny
-    instances: [nothing]
-"""
 
 REVIEWS = {"destination.service.name": "reviews"}
 

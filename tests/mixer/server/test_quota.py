@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime
 
 from grpclib.const import Status
-from support.mixer_server import serve
+from support.mixer_server import DENY_REVIEWS, serve
 from support.redis_server import RedisServer
+
+DENY_RATINGS = DENY_REVIEWS.replace('"reviews"', '"ratings"')
 
 MEMQUOTA = """
 apiVersion: config.istio.io/v1alpha2
@@ -84,38 +86,13 @@ async def test_a_quota_no_rule_configures_is_granted_in_full_for_a_minute() -> N
         assert result.valid_duration == datetime.timedelta(minutes=1)
 
 
-DENY_ALL = """
----
-apiVersion: config.istio.io/v1alpha2
-kind: handler
-metadata: {name: deny, namespace: istio-system}
-spec:
-  compiledAdapter: denier
----
-apiVersion: config.istio.io/v1alpha2
-kind: instance
-metadata: {name: nothing, namespace: istio-system}
-spec:
-  compiledTemplate: checknothing
----
-apiVersion: config.istio.io/v1alpha2
-kind: rule
-metadata: {name: denyratings, namespace: istio-system}
-spec:
-  match: destination.service.name == "ratings"
-  actions:
-  - handler: deny
-    instances: [nothing]
-"""
-
-
 async def test_quotas_are_not_charged_when_the_precondition_fails() -> None:
-    async with serve(MEMQUOTA + DENY_ALL) as (_, proxy):
+    async with serve(MEMQUOTA + "---\n" + DENY_RATINGS) as (_, proxy):
         ratings = {"destination.service.name": "ratings"}
         for _ in range(5):
             denied = await proxy.check(ratings, quotas={"requestcount": (1, False)})
             assert denied.precondition is not None and denied.precondition.status is not None
-            assert denied.precondition.status.code == Status.FAILED_PRECONDITION.value
+            assert denied.precondition.status.code == Status.PERMISSION_DENIED.value
             assert denied.quotas == {}
 
 

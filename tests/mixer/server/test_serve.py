@@ -11,34 +11,15 @@ import sys
 
 import httpx
 from grpclib.const import Status
-from support.mixer_server import Proxy
+from support.mixer_server import DENY_REVIEWS, Proxy
 
 from istio_sdk._grpc import create_channel
 
 WAIT = 60.0  # upper bound for the subprocess to come up; never asserted on
 
-CONFIG = """
-apiVersion: config.istio.io/v1alpha2
-kind: handler
-metadata: {name: deny, namespace: istio-system}
-spec:
-  compiledAdapter: denier
-  params: {status: {code: 7, message: closed}}
----
-apiVersion: config.istio.io/v1alpha2
-kind: instance
-metadata: {name: nothing, namespace: istio-system}
-spec:
-  compiledTemplate: checknothing
----
-apiVersion: config.istio.io/v1alpha2
-kind: rule
-metadata: {name: denyreviews, namespace: istio-system}
-spec:
-  match: destination.service.name == "reviews"
-  actions:
-  - handler: deny
-    instances: [nothing]
+CONFIG = (
+    DENY_REVIEWS
+    + """
 ---
 apiVersion: config.istio.io/v1alpha2
 kind: handler
@@ -70,6 +51,7 @@ spec:
   - handler: prometheus
     instances: [requestcount]
 """
+)
 
 
 async def test_serve_runs_mixer_and_its_metrics_endpoint(tmp_path: pathlib.Path) -> None:
