@@ -327,7 +327,7 @@ class MixerServer:
             ),
         )
         handlers, problems = await self._build_handlers(routing)
-        old = self._built
+        old, old_problems = self._built, set(self.problems)
         self._built = {name: (routing.handlers[name].key, h) for name, h in handlers.items()}
         self._dispatcher = Dispatcher(routing, handlers, adapter_timeout=self.adapter_timeout)
         self._handler_problems = tuple(problems)
@@ -336,8 +336,9 @@ class MixerServer:
         for _, handler in old.values():
             if id(handler) not in kept:
                 await handler.close()
-        for problem in self.problems:
-            log.warning("Mixer config (revision %d): %s", revision, problem)
+        for problem in self.problems:  # each once, when it appears
+            if problem not in old_problems:
+                log.warning("Mixer config (revision %d): %s", revision, problem)
         log.info(
             "Mixer config revision %d: %d rules, %d handlers, %d problems",
             revision,

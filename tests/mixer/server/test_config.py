@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
 import httpx
+import pytest
 from grpclib.const import Status
 from support.mixer_server import DENY_REVIEWS as DENY
 from support.mixer_server import apply_yaml, eventually, serve
@@ -181,3 +184,25 @@ async def test_a_handler_whose_params_did_not_change_keeps_its_state_across_a_ch
             for _ in range(2)
         ]
         assert granted == [1, 0]  # the count from before the change still holds
+
+
+async def test_a_problem_is_logged_once_not_at_every_rebuild(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = ConfigStore()
+    apply_yaml(store, DENY + "---\n" + BROKEN)
+    caplog.set_level(logging.WARNING, logger="istio_sdk.mixer.server")
+    async with serve(store=store) as (server, proxy):
+        apply_yaml(store, QUOTA)  # unrelated changes: two more rebuilds
+        apply_yaml(store, DENY.replace("closed", "shut"))
+        await eventually(
+            lambda: proxy.check({"destination.service.name": "reviews"}),
+            lambda r: (
+                r.precondition is not None
+                and r.precondition.status is not None
+                and r.precondition.status.message.endswith(":shut")
+            ),
+        )
+        assert server.stats.config_builds >= 2
+    typo = [r for r in caplog.records if "rule typo.rule.istio-system" in r.getMessage()]
+    assert len(typo) == 1
