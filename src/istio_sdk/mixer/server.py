@@ -254,6 +254,7 @@ class MixerServer:
         self._unsubscribe: Any = None
         self._reload_task: asyncio.Task[None] | None = None
         self._dirty = False
+        self._reload_lock = asyncio.Lock()
         self._server: grpclib.server.Server | None = None
         self._port: int | None = None
         self._monitoring: MonitoringHttpServer | None = None
@@ -317,6 +318,10 @@ class MixerServer:
 
     async def reload(self) -> RoutingConfig:
         """Rebuild the routing and handlers from the store now and serve them."""
+        async with self._reload_lock:  # one rebuild at a time: they share the built handlers
+            return await self._reload()
+
+    async def _reload(self) -> RoutingConfig:
         revision = self.store.revision
         resources = self.store.list()
         loop = asyncio.get_running_loop()
@@ -553,6 +558,7 @@ class MixerServer:
         )
         self._executor.shutdown(wait=False)
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="mixer-core")
+        self._reload_lock = asyncio.Lock()  # a restart may run on another event loop
 
     async def __aenter__(self) -> MixerServer:
         if self._server is None:
