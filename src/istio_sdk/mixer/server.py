@@ -255,6 +255,7 @@ class MixerServer:
         self._reload_task: asyncio.Task[None] | None = None
         self._dirty = False
         self._reload_lock = asyncio.Lock()
+        self._retiring: dict[asyncio.Task[None], Handler] = {}
         self._server: grpclib.server.Server | None = None
         self._port: int | None = None
         self._monitoring: MonitoringHttpServer | None = None
@@ -339,8 +340,10 @@ class MixerServer:
         self.stats.config_builds += 1
         kept = {id(handler) for _, handler in self._built.values()}
         for _, handler in old.values():
-            if id(handler) not in kept:
-                await handler.close()
+            if id(handler) not in kept:  # calls in flight may still use it: close it later
+                task = asyncio.get_running_loop().create_task(self._retire(handler))
+                self._retiring[task] = handler
+                task.add_done_callback(self._retiring.pop)
         for problem in self.problems:  # each once, when it appears
             if problem not in old_problems:
                 log.warning("Mixer config (revision %d): %s", revision, problem)
@@ -352,6 +355,10 @@ class MixerServer:
             len(self.problems),
         )
         return routing
+
+    async def _retire(self, handler: Handler) -> None:
+        await asyncio.sleep(self.adapter_timeout)  # the longest a call in flight can take
+        await handler.close()
 
     async def _build_handlers(
         self, routing: RoutingConfig
@@ -550,6 +557,9 @@ class MixerServer:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+        for task, handler in list(self._retiring.items()):
+            task.cancel()
+            await handler.close()
         for _, handler in self._built.values():
             await handler.close()
         self._built = {}

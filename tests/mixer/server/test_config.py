@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import datetime
 import logging
+from typing import Any
 
 import httpx
 import pytest
 from grpclib.const import Status
+from grpclib.const import Status as Code
 from support.mixer_server import DENY_REVIEWS as DENY
 from support.mixer_server import apply_yaml, eventually, serve
 
 from istio_sdk.api.istio.mixer.v1 import CheckResponse
 from istio_sdk.config import ConfigStore
+from istio_sdk.mixer.adapters import ADAPTERS, CheckResult, Handler, RpcStatus
+from istio_sdk.mixer.templates import CheckInstance
 
 BROKEN = """
 apiVersion: config.istio.io/v1alpha2
@@ -206,3 +212,56 @@ async def test_a_problem_is_logged_once_not_at_every_rebuild(
         assert server.stats.config_builds >= 2
     typo = [r for r in caplog.records if "rule typo.rule.istio-system" in r.getMessage()]
     assert len(typo) == 1
+
+
+class _Slow(Handler):
+    """Answers after a while, and fails if it was closed in between."""
+
+    adapter = "slow"
+    templates = frozenset({"checknothing"})
+    started = asyncio.Event()
+
+    @classmethod
+    async def create(cls, name: str, params: object) -> _Slow:
+        handler = cls(name)
+        handler.closed = False
+        return handler
+
+    async def handle_check(self, instance: CheckInstance) -> CheckResult:
+        type(self).started.set()
+        await asyncio.sleep(0.5)
+        if self.closed:
+            raise RuntimeError("closed while answering")
+        return CheckResult(RpcStatus(Code.PERMISSION_DENIED, "slowly"), datetime.timedelta(1), 1)
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+SLOW = DENY.replace("compiledAdapter: denier", "compiledAdapter: slow").replace(
+    "params: {status: {code: 7, message: closed}}", "params: {version: 1}"
+)
+
+
+async def test_a_call_in_flight_finishes_on_the_handler_it_started_with() -> None:
+    registry: Any = ADAPTERS
+    registry["slow"] = _Slow
+    _Slow.started = asyncio.Event()
+    store = ConfigStore()
+    apply_yaml(store, SLOW)
+    try:
+        async with serve(store=store, adapter_timeout=2) as (server, proxy):
+            call = asyncio.ensure_future(proxy.check({"destination.service.name": "reviews"}))
+            await _Slow.started.wait()
+            before = server.handlers["deny.handler.istio-system"]
+            apply_yaml(store, SLOW.replace("version: 1", "version: 2"))  # a new handler
+            await eventually(
+                lambda: asyncio.sleep(0, server.handlers["deny.handler.istio-system"]),
+                lambda handler: handler is not before,
+            )
+            response = await call
+            assert response.precondition is not None and response.precondition.status is not None
+            assert response.precondition.status.message == "deny.handler.istio-system:slowly"
+        assert before.closed  # and closed once the server stopped, at the latest
+    finally:
+        del registry["slow"]
