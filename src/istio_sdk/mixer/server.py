@@ -126,6 +126,14 @@ def _entries(message: CompressedAttributes) -> int:
     )
 
 
+_NO_ATTRIBUTES = CompressedAttributes()
+
+
+def _attributes(request: CheckRequest) -> CompressedAttributes:
+    # `is None`, not `or`: a message's truth value walks all its fields
+    return _NO_ATTRIBUTES if request.attributes is None else request.attributes
+
+
 def _status(code: Code, message: str = "") -> Status:
     return Status(code=code.value, message=message)
 
@@ -392,7 +400,7 @@ class MixerServer:
         self, dispatcher: Dispatcher, request: CheckRequest
     ) -> tuple[Mapping[str, Any], CheckPlan]:
         bag = decode_attributes(
-            request.attributes or CompressedAttributes(),
+            _attributes(request),
             global_word_count=request.global_word_count,
             strict=False,
             manifest=dispatcher.routing.manifest,
@@ -405,7 +413,7 @@ class MixerServer:
         dispatcher = self._dispatcher
         gwc = request.global_word_count
         try:  # decoding checks the global word count
-            attributes = request.attributes or CompressedAttributes()
+            attributes = _attributes(request)
             if _entries(attributes) > OFFLOAD_ENTRIES:
                 loop = asyncio.get_running_loop()
                 bag, plan = await loop.run_in_executor(

@@ -257,3 +257,24 @@ async def test_header_operations_of_matching_rules_come_back_as_the_route_direct
 
         other = await proxy.check({"destination.service.name": "ratings"})
         assert other.precondition is not None and other.precondition.route_directive is None
+
+
+async def test_referenced_words_follow_the_callers_global_word_count() -> None:
+    async with serve(DENY_REVIEWS) as (_, proxy):
+        bag = {"destination.service.name": "reviews", "request.headers": {"x-user": "bob"}}
+        full = await proxy.check(bag)
+        none = await proxy.check(bag, global_word_count=0)
+        again = await proxy.check(bag)
+        refs = [r.precondition.referenced_attributes for r in (full, none, again) if r.precondition]
+        assert referenced(refs[0]) == referenced(refs[1]) == referenced(refs[2])
+        assert refs[0] is not None and refs[1] is not None
+        assert refs[0].words == ["x-user"]  # the names are global words
+        assert sorted(refs[1].words) == sorted(  # a caller that knows none gets them all
+            [
+                "context.reporter.kind",
+                "destination.namespace",
+                "destination.service.name",
+                "request.headers",
+                "x-user",
+            ]
+        )

@@ -105,11 +105,24 @@ def plain_value(value: Any) -> Any:
     return value.plain if type(value) is _RecordingMap else value
 
 
+_ENCODED: dict[tuple[int, tuple[tuple[Reference, Any], ...]], ReferencedAttributes] = {}
+_ENCODED_MAX = 4096
+
+
 def encode_referenced(
     record: Mapping[Reference, Any], global_word_count: int
 ) -> ReferencedAttributes:
     """``record`` as ``ReferencedAttributes`` for a caller that knows ``global_word_count``
-    global words (sorted by name and key, so equal records encode to equal bytes)."""
+    global words (sorted by name and key, so equal records encode to equal bytes).
+
+    A record holds names, not values, and requests that take the same path through the rules
+    read the same names: encodings are kept (up to :data:`_ENCODED_MAX`) and shared. Treat the
+    returned message as read-only.
+    """
+    shape = (global_word_count, tuple(record.items()))
+    found = _ENCODED.get(shape)
+    if found is not None:
+        return found
     words = WordList(global_word_count)
     matches = [
         ReferencedAttributesAttributeMatch(
@@ -119,4 +132,8 @@ def encode_referenced(
         )
         for (name, key), condition in sorted(record.items(), key=lambda i: (i[0][0], i[0][1] or ""))
     ]
-    return ReferencedAttributes(words=words.words, attribute_matches=matches)
+    encoded = ReferencedAttributes(words=words.words, attribute_matches=matches)
+    if len(_ENCODED) >= _ENCODED_MAX:
+        _ENCODED.clear()  # a bound, not an LRU: distinct shapes are few in practice
+    _ENCODED[shape] = encoded
+    return encoded
