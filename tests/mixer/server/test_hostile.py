@@ -6,6 +6,8 @@ After each, the server answers the next proxy as before.
 from __future__ import annotations
 
 import asyncio
+import gc
+import tracemalloc
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -202,3 +204,29 @@ async def test_a_hanging_adapter_does_not_hang_check(hanging_adapter: None) -> N
             assert response.precondition.valid_use_count == 0  # not to be cached
         assert code(calls[3]) == 7
         assert _Hang.calls >= 3
+
+
+async def test_map_keys_taken_from_the_request_are_referenced_but_not_kept() -> None:
+    config = DENY_REVIEWS.replace(
+        'match: destination.service.name == "reviews"',
+        'match: request.headers[request.path] == "deny"',
+    )
+    async with serve(config) as (_, proxy):
+        await proxy.check({"request.path": "/warm", "request.headers": {}})
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for n in range(20):
+                path = f"/{n}/" + "p" * 100_000
+                bag = {"request.path": path, "request.headers": {path: "deny"}}
+                response = await proxy.check(bag)
+                assert code(response) == Status.PERMISSION_DENIED.value
+                refs = response.precondition.referenced_attributes  # type: ignore[union-attr]
+                assert refs is not None and path in refs.words
+            del response, refs, bag, path
+            gc.collect()
+            kept = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        assert kept < 1_000_000  # 20 paths of 100 kB went through; the server kept none

@@ -116,8 +116,8 @@ def encode_referenced(
     global words (sorted by name and key, so equal records encode to equal bytes).
 
     A record holds names, not values, and requests that take the same path through the rules
-    read the same names: encodings are kept (up to :data:`_ENCODED_MAX`) and shared. Treat the
-    returned message as read-only.
+    read the same names: encodings of small records are kept (up to :data:`_ENCODED_MAX`) and
+    shared. Treat the returned message as read-only.
     """
     shape = (global_word_count, tuple(record.items()))
     found = _ENCODED.get(shape)
@@ -133,6 +133,9 @@ def encode_referenced(
         for (name, key), condition in sorted(record.items(), key=lambda i: (i[0][0], i[0][1] or ""))
     ]
     encoded = ReferencedAttributes(words=words.words, attribute_matches=matches)
+    # a map key may come from the request (request.headers[request.path]): keep small ones only
+    if len(record) > 64 or any(key is not None and len(key) > 128 for _, key in record):
+        return encoded
     if len(_ENCODED) >= _ENCODED_MAX:
         _ENCODED.clear()  # a bound, not an LRU: distinct shapes are few in practice
     _ENCODED[shape] = encoded
