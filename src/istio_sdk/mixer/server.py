@@ -62,7 +62,7 @@ from istio_sdk.api.istio.mixer.v1 import (
 from istio_sdk.codec import load_codec
 from istio_sdk.config import ConfigStore, Event
 from istio_sdk.mixer.adapters import DEFAULT_ADAPTER_TIMEOUT, Handler, build_handler
-from istio_sdk.mixer.adapters.base import AdapterError
+from istio_sdk.mixer.adapters.base import AdapterError, shorten
 from istio_sdk.mixer.adapters.prometheus import PrometheusHandler
 from istio_sdk.mixer.errors import AttributesError, DispatchError, GlobalWordCountError
 from istio_sdk.mixer.runtime.config import (
@@ -212,7 +212,7 @@ class MixerService(MixerBase):  # type: ignore[misc]
             reason = str(exc) or type(exc).__name__
             log.info("%s refused: malformed request: %s", what, reason)
             raise GRPCError(
-                Code.INTERNAL, f"grpc: error unmarshalling request: {reason}"[:1000]
+                Code.INTERNAL, shorten(f"grpc: error unmarshalling request: {reason}")
             ) from None
         if request is None:
             raise GRPCError(Code.INVALID_ARGUMENT, f"empty {what} request")
@@ -444,12 +444,14 @@ class MixerServer:
             self.stats.failed["attributes"] += 1
             raise GRPCError(
                 Code.INVALID_ARGUMENT,
-                f"request could not be processed due to invalid attributes: {exc}",
+                shorten(f"request could not be processed due to invalid attributes: {exc}"),
             ) from None
         except DispatchError as exc:
             self.stats.failed["dispatch"] += 1
             log.info("Check failed: %s", exc)
-            raise GRPCError(Code.INTERNAL, f"performing check operation failed: {exc}") from None
+            raise GRPCError(
+                Code.INTERNAL, shorten(f"performing check operation failed: {exc}")
+            ) from None
         if not outcome.status.ok:
             self.stats.denied += 1
         return CheckResponse(
@@ -496,11 +498,13 @@ class MixerServer:
             message = str(exc)
             if not message.startswith("request could not be processed"):
                 message = f"request could not be processed due to invalid attributes: {message}"
-            raise GRPCError(Code.UNKNOWN, message) from None
+            raise GRPCError(Code.UNKNOWN, shorten(message)) from None
         except DispatchError as exc:
             self.stats.failed["dispatch"] += 1
             log.info("Report failed: %s", exc)
-            raise GRPCError(Code.UNKNOWN, f"performing report operation failed: {exc}") from None
+            raise GRPCError(
+                Code.UNKNOWN, shorten(f"performing report operation failed: {exc}")
+            ) from None
         return ReportResponse()
 
     # -- lifecycle -------------------------------------------------------------------------

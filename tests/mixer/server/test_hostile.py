@@ -230,3 +230,39 @@ async def test_map_keys_taken_from_the_request_are_referenced_but_not_kept() -> 
         finally:
             tracemalloc.stop()
         assert kept < 1_000_000  # 20 paths of 100 kB went through; the server kept none
+
+
+async def test_status_messages_are_cut_to_a_kilobyte() -> None:
+    long_name = "x" * 20_000
+    config = f"""
+apiVersion: config.istio.io/v1alpha2
+kind: attributemanifest
+metadata: {{name: long, namespace: istio-system}}
+spec:
+  attributes:
+    ? {long_name}
+    : {{valueType: STRING}}
+---
+apiVersion: config.istio.io/v1alpha2
+kind: handler
+metadata: {{name: list, namespace: istio-system}}
+spec: {{compiledAdapter: listchecker, params: {{overrides: [a]}}}}
+---
+apiVersion: config.istio.io/v1alpha2
+kind: instance
+metadata: {{name: value, namespace: istio-system}}
+spec: {{compiledTemplate: listentry, params: {{value: {long_name}}}}}
+---
+apiVersion: config.istio.io/v1alpha2
+kind: rule
+metadata: {{name: list, namespace: istio-system}}
+spec:
+  actions: [{{handler: list, instances: [value]}}]
+"""
+    async with serve(config) as (_, proxy):
+        with pytest.raises(GRPCError) as raised:
+            await proxy.check({})
+        assert raised.value.status is Status.INTERNAL
+        message = str(raised.value.message)
+        assert message.startswith("performing check operation failed: instance value.")
+        assert len(message) <= 1000 and message.endswith("...")
