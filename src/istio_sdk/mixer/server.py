@@ -23,8 +23,9 @@ Status codes, as Mixer 1.3 answers (mixer/pkg/api/grpcServer.go):
 - a handler that fails or does not answer within ``adapter_timeout``: its status in the
   precondition (INTERNAL, DEADLINE_EXCEEDED) for Check, UNKNOWN for Report.
 
-Report batches, and Checks carrying many attributes, are decoded and planned in a worker
-thread so that one large request does not stall the loop serving the others.
+Requests over 64 KiB are parsed, and Report batches and Checks carrying many attributes are
+decoded and planned, in a worker thread so that one large request does not stall the loop
+serving the others.
 """
 
 from __future__ import annotations
@@ -203,7 +204,8 @@ class MixerService(MixerBase):  # type: ignore[misc]
 
     async def _receive(self, stream: grpclib.server.Stream[Any, Any], what: str) -> Any:
         try:
-            request = await recv_request_message(stream)
+            # large requests (Report batches) are parsed in the worker thread
+            request = await recv_request_message(stream, executor=self._server._executor)
         except GRPCError:
             self._server.stats.failed["malformed"] += 1
             raise
