@@ -10,6 +10,7 @@ import signal
 import sys
 
 import httpx
+import pytest
 from grpclib.const import Status
 from support.mixer_server import DENY_REVIEWS, Proxy
 
@@ -93,3 +94,22 @@ async def test_serve_runs_mixer_and_its_metrics_endpoint(tmp_path: pathlib.Path)
     assert response.precondition is not None and response.precondition.status is not None
     assert response.precondition.status.code == Status.PERMISSION_DENIED.value
     assert 'istio_requests_total{destination_service="reviews"} 1.0' in metrics.text.splitlines()
+
+
+async def test_a_taken_mixer_port_is_named_and_nothing_keeps_running() -> None:
+    from istio_sdk.mesh import Mesh, MeshListenError
+
+    taken = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    async with taken:
+        port = taken.sockets[0].getsockname()[1]
+        mesh = Mesh(xds_port=0, mixer_port=port)
+        try:
+            await mesh.start()
+        except MeshListenError as exc:
+            assert str(exc).startswith(f"cannot listen on 127.0.0.1:{port} for Mixer: ")
+        else:
+            await mesh.stop()
+            raise AssertionError("the mesh started on a taken port")
+        # the xDS server that had started was closed again
+        with pytest.raises(OSError):
+            await asyncio.open_connection("127.0.0.1", mesh.discovery.port)
