@@ -12,7 +12,7 @@ import pytest
 from grpclib.const import Status
 from grpclib.const import Status as Code
 from support.mixer_server import DENY_REVIEWS as DENY
-from support.mixer_server import apply_yaml, eventually, serve
+from support.mixer_server import apply_yaml, eventually, legacy, serve
 
 from istio_sdk.api.istio.mixer.v1 import CheckResponse
 from istio_sdk.config import ConfigStore
@@ -265,3 +265,24 @@ async def test_a_call_in_flight_finishes_on_the_handler_it_started_with() -> Non
         assert before.closed  # and closed once the server stopped, at the latest
     finally:
         del registry["slow"]
+
+
+async def test_changes_to_legacy_kinds_apply_without_a_restart_too() -> None:
+    store = ConfigStore()
+    apply_yaml(
+        store,
+        DENY.replace("handler: deny", "handler: closed.denier").replace(
+            "instances: [nothing]", "instances: [nothing.checknothing]"
+        ),
+    )
+    async with serve(store=store) as (server, proxy):
+        assert {p.name for p in server.problems} == {"denyreviews.rule.istio-system"}
+        store.apply(legacy("denier", "closed", {"status": {"code": 8, "message": "legacy"}}))
+        store.apply(legacy("checknothing", "nothing", {}))
+        denied = await eventually(
+            lambda: proxy.check({"destination.service.name": "reviews"}),
+            lambda r: code(r) == 8,
+        )
+        assert denied.precondition is not None and denied.precondition.status is not None
+        assert denied.precondition.status.message == "closed.denier.istio-system:legacy"
+        assert server.problems == ()
