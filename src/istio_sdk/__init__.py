@@ -95,6 +95,9 @@ _EXPORTS: dict[str, str] = {
     "HandlerBuildError": "istio_sdk.mixer",
     "UnknownAdapterError": "istio_sdk.mixer",
     "UnsupportedTemplateError": "istio_sdk.mixer",
+    "MixerServer": "istio_sdk.mixer",
+    "DispatchError": "istio_sdk.mixer",
+    "InstanceParamsError": "istio_sdk.mixer",
     "DecodeError": "istio_sdk.codec",
     # proto3 JSON
     "message_to_json": "istio_sdk.protojson",
@@ -192,6 +195,9 @@ __all__ = [  # grouped like _EXPORTS; tests/core/test_public_api.py checks they 
     "HandlerBuildError",
     "UnknownAdapterError",
     "UnsupportedTemplateError",
+    "MixerServer",
+    "DispatchError",
+    "InstanceParamsError",
 ]
 
 if TYPE_CHECKING:
@@ -240,12 +246,15 @@ if TYPE_CHECKING:
     from istio_sdk.mixer import AdapterError as AdapterError
     from istio_sdk.mixer import AdapterParamsError as AdapterParamsError
     from istio_sdk.mixer import AttributesError as AttributesError
+    from istio_sdk.mixer import DispatchError as DispatchError
     from istio_sdk.mixer import EvaluationError as EvaluationError
     from istio_sdk.mixer import ExpressionError as ExpressionError
     from istio_sdk.mixer import GlobalWordCountError as GlobalWordCountError
     from istio_sdk.mixer import HandlerBuildError as HandlerBuildError
+    from istio_sdk.mixer import InstanceParamsError as InstanceParamsError
     from istio_sdk.mixer import MixerClient as MixerClient
     from istio_sdk.mixer import MixerError as MixerError
+    from istio_sdk.mixer import MixerServer as MixerServer
     from istio_sdk.mixer import ParseError as ParseError
     from istio_sdk.mixer import TypeCheckError as TypeCheckError
     from istio_sdk.mixer import UnknownAdapterError as UnknownAdapterError

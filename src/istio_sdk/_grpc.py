@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import asyncio.sslproto
+import concurrent.futures
 import ctypes
 import ctypes.util
 import gc
@@ -149,9 +150,15 @@ class EncodedMessage:
 _GRPC_MESSAGE_HEADER = struct.Struct(">?I")
 
 
-async def recv_request_message(stream: ServerStream[Any, Any]) -> Any:
+async def recv_request_message(
+    stream: ServerStream[Any, Any],
+    *,
+    executor: concurrent.futures.Executor | None = None,
+    offload_bytes: int = 64 * 1024,
+) -> Any:
     """The next request message of a server ``stream``, or None at its end; malformed framing
-    raises ``GRPCError`` instead of escaping as an assertion.
+    raises ``GRPCError`` instead of escaping as an assertion. With ``executor``, a message
+    larger than ``offload_bytes`` is parsed there, off the event loop.
 
     grpclib's own ``recv_message`` reads (and acknowledges, so the peer may keep sending) as
     many bytes as the 5-byte gRPC prefix announces before any size check, and asserts on a
@@ -181,7 +188,11 @@ async def recv_request_message(stream: ServerStream[Any, Any]) -> Any:
         raise GRPCError(
             Status.INVALID_ARGUMENT, f"the stream ended inside a message of {length} bytes"
         ) from None
-    message = codec.decode(body, stream._recv_type)
+    if executor is not None and length > offload_bytes:
+        loop = asyncio.get_running_loop()
+        message = await loop.run_in_executor(executor, codec.decode, body, stream._recv_type)
+    else:
+        message = codec.decode(body, stream._recv_type)
     (message,) = await stream._dispatch.recv_message(message)
     return message
 

@@ -20,6 +20,9 @@ store follow other Galleys (:class:`~istio_sdk.GalleyClient` per ``(host, port)`
 Citadel (``ca_port``) is a :class:`~istio_sdk.citadel.CitadelServer` answering
 CreateCertificate over TLS, built from :class:`~istio_sdk.citadel.CitadelServerOptions` (CA
 files, JWT rule, ...).
+
+Mixer (``mixer_port``) is a :class:`~istio_sdk.mixer.MixerServer` over the same store (Check and
+Report; its prometheus adapter's ``/metrics`` on ``mixer_prometheus_port``).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ if TYPE_CHECKING:
     from istio_sdk.citadel import CitadelServer, CitadelServerOptions
     from istio_sdk.config import Resource
     from istio_sdk.galley.mcp import GalleyClient, McpSource
+    from istio_sdk.mixer import MixerServer
     from istio_sdk.pilot.push_request import PushRequest
     from istio_sdk.proxy.inject import InjectSettings
     from istio_sdk.proxy.inject.server import InjectorServer
@@ -112,6 +116,8 @@ class Mesh:
         injector_port: int | None = None,
         injector_settings: InjectSettings | None = None,
         injector_certificate: WebhookCertificate | None = None,
+        mixer_port: int | None = None,
+        mixer_prometheus_port: int | None = None,
     ) -> None:
         if ca_options is not None and ca_port is None:
             raise ValueError("ca_options need a ca_port to serve the CA on")
@@ -146,6 +152,13 @@ class Mesh:
         self.injector: InjectorServer | None = None
         if injector_port is not None:
             self.injector = _injector(host, injector_settings, injector_certificate)
+        self.mixer: MixerServer | None = None
+        self.mixer_port = mixer_port
+        self.mixer_prometheus_port = mixer_prometheus_port
+        if mixer_port is not None:
+            from istio_sdk.mixer import MixerServer
+
+            self.mixer = MixerServer(self.store)
         self.config_errors = 0
         self._unsubscribe: Callable[[], None] | None = None
         self._rebuild_wanted = False
@@ -234,6 +247,13 @@ class Mesh:
                 self.ca_monitoring_port = await self._listen(
                     "the CA's metrics", self.ca_monitoring_port, citadel.start_monitoring
                 )
+        if self.mixer is not None and self.mixer_port is not None:
+            mixer = self.mixer
+            self.mixer_port = await self._listen("Mixer", self.mixer_port, mixer.start)
+            if self.mixer_prometheus_port is not None:
+                self.mixer_prometheus_port = await self._listen(
+                    "Mixer's Prometheus metrics", self.mixer_prometheus_port, mixer.start_prometheus
+                )
 
         if self.injector is not None and self.injector_port is not None:
             self.injector_port = await self._listen(
@@ -270,6 +290,8 @@ class Mesh:
             await self.mcp_source.stop()
         if self.injector is not None:
             await self.injector.close()
+        if self.mixer is not None:
+            await self.mixer.stop()
         if self.citadel is not None:
             await self.citadel.stop()  # also releases its signing workers
         await self.discovery.stop()

@@ -9,7 +9,9 @@ changed to connected proxies. ``--debug-port`` serves Pilot's Prometheus metrics
 ``/debug/metrics`` (JSON). With ``--ca-port`` Citadel's CA runs beside it, and with
 ``--ca-monitoring-port`` the CA's metrics are at ``/metrics`` on that port. With
 ``--injector-port`` the sidecar injector's mutating webhook runs beside it over HTTPS
-(``/inject``; see :mod:`istio_sdk.cli._injector_flags`). It prints where it
+(``/inject``; see :mod:`istio_sdk.cli._injector_flags`). With ``--mixer-port``
+Mixer (Istio 1.3's Check and Report) runs over the same config, its prometheus adapter's metrics
+at ``/metrics`` on ``--mixer-prometheus-port`` (42422 unless said otherwise). It prints where it
 listens and logs pushes and NACKs; a file broken later is logged and the last good config keeps
 being served. ``--galley-port`` serves the config over MCP as Istio 1.3's Galley did (its port
 was 9901), and ``--config-source HOST:PORT`` (repeatable; Pilot 1.3's ``configSources``) takes
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
     from istio_sdk.mesh import Mesh
 
 DEFAULT_XDS_PORT = 15010  # istio_sdk.mesh.DEFAULT_XDS_PORT, without importing the mesh for --help
+DEFAULT_MIXER_PROMETHEUS_PORT = 42422  # istio_sdk.mixer.server.DEFAULT_PROMETHEUS_PORT
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
@@ -96,6 +99,21 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     add_ca_arguments(parser)  # --ca-port, --ca-dir, --jwt-rule, --ca-monitoring-port (Citadel)
     add_injector_arguments(parser)  # --injector-port, --injector-cert, ... (sidecar injector)
+    parser.add_argument(
+        "--mixer-port",
+        type=int,
+        metavar="PORT",
+        help="run Mixer (istio.mixer.v1 Check and Report) on this port (Istio: 9091; 0 picks a "
+        "free one)",
+    )
+    parser.add_argument(
+        "--mixer-prometheus-port",
+        type=int,
+        default=DEFAULT_MIXER_PROMETHEUS_PORT,
+        metavar="PORT",
+        help="with --mixer-port: serve the prometheus adapter's /metrics on this port "
+        f"(default {DEFAULT_MIXER_PROMETHEUS_PORT}; 0 picks a free one)",
+    )
 
 
 def _one_line(text: str) -> str:
@@ -175,6 +193,8 @@ async def _serve(
             ca_port=args.ca_port,
             ca_options=options,
             **_injector_kwargs(args),
+            mixer_port=args.mixer_port,
+            mixer_prometheus_port=args.mixer_prometheus_port,
         )
     except refused as exc:
         raise CommandError(_one_line(str(exc))) from exc
@@ -231,6 +251,13 @@ async def _serve(
             print(
                 f"istio-sdk serve: sidecar injector (HTTPS) listening on "
                 f"https://{args.host}:{mesh.injector_port}/inject",
+                flush=True,
+            )
+        if mesh.mixer is not None:
+            print(
+                f"istio-sdk serve: Mixer listening on {args.host}:{mesh.mixer_port}, "
+                f"its Prometheus metrics on "
+                f"http://{args.host}:{mesh.mixer_prometheus_port}/metrics",
                 flush=True,
             )
         await stop.wait()

@@ -9,9 +9,13 @@ These are the pure cores the Mixer server and client are built on:
 - :mod:`istio_sdk.mixer.expr`, CEXL, Mixer's default expression language;
 - :class:`MixerClient` (:mod:`istio_sdk.mixer.client`), Check with the proxy's caches and
   batched Report.
+- :mod:`istio_sdk.mixer.runtime`, configuration compiled into routing, and dispatch;
+- :class:`MixerServer` (:mod:`istio_sdk.mixer.server`), Check and Report over grpclib.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from istio_sdk.mixer.adapters.base import (
     AdapterError,
@@ -30,9 +34,11 @@ from istio_sdk.mixer.dictionary import (
 )
 from istio_sdk.mixer.errors import (
     AttributesError,
+    DispatchError,
     EvaluationError,
     ExpressionError,
     GlobalWordCountError,
+    InstanceParamsError,
     MixerError,
     ParseError,
     TypeCheckError,
@@ -71,10 +77,13 @@ __all__ = [
     "MixerClientStats",
     "AttributeValue",
     "AttributesError",
+    "DispatchError",
     "EvaluationError",
     "ExpressionError",
     "GlobalWordCountError",
+    "InstanceParamsError",
     "MixerError",
+    "MixerServer",
     "ParseError",
     "ReportEncoding",
     "TypeCheckError",
@@ -87,3 +96,15 @@ __all__ = [
     "parse_global_dictionary",
     "value_type_of",
 ]
+
+if TYPE_CHECKING:
+    from istio_sdk.mixer.server import MixerServer as MixerServer
+
+
+def __getattr__(name: str) -> Any:
+    # the server pulls in grpclib and the config layer: only when asked for
+    if name == "MixerServer":
+        from istio_sdk.mixer.server import MixerServer
+
+        return MixerServer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,7 +10,9 @@ __all__ = [
     "AttributesError",
     "EvaluationError",
     "ExpressionError",
+    "DispatchError",
     "GlobalWordCountError",
+    "InstanceParamsError",
     "MixerError",
     "ParseError",
     "TypeCheckError",
@@ -61,3 +63,12 @@ class TypeCheckError(ExpressionError):
 
 class EvaluationError(ExpressionError):
     """The expression failed on one attribute bag (a missing attribute, a bad conversion)."""
+
+
+class InstanceParamsError(MixerError, ValueError):
+    """An ``instance`` resource's params do not fit its template (an unknown or misshapen field)."""
+
+
+class DispatchError(MixerError):
+    """A Check or Report could not be dispatched: an instance failed to build from the request's
+    attributes, or (Report) a handler failed. Mixer answers INTERNAL (Check) or UNKNOWN (Report)."""
