@@ -74,8 +74,8 @@ async def status(apps: tuple[HttpApp, int, int]) -> AsyncIterator[tuple[StatusSe
         await server.close()
 
 
-async def get(port: int, path: str, timeout: float = 10, **kwargs: object) -> httpx.Response:
-    async with httpx.AsyncClient(trust_env=False, timeout=timeout) as client:
+async def get(port: int, path: str, wait: float = 10, **kwargs: object) -> httpx.Response:
+    async with httpx.AsyncClient(trust_env=False, timeout=wait) as client:
         return await client.get(f"http://127.0.0.1:{port}{path}", **kwargs)  # type: ignore[arg-type]
 
 
@@ -134,7 +134,7 @@ async def test_a_stalling_app_fails_the_probe_within_its_timeout(
     server, _ = status
     assert server.port is not None
     for path in ("/app-health/stall/livez", "/app-health/drip/livez"):
-        answer = await get(server.port, path, timeout=5)  # the probe's timeout is 1 s
+        answer = await get(server.port, path, wait=5)  # the probe's timeout is 1 s
         assert answer.status_code == 500, path
 
 
