@@ -294,6 +294,12 @@ class EnvoyLifecycle:
                 log.info("No more active epochs, terminating")
                 return self.last_exit_code or 0
 
+    async def drain(self) -> None:
+        """Drain the current epoch's listeners and keep it running (``POST /drain``)."""
+        current = self._epochs.get(self._epoch)
+        if current is not None and not current[1].done():
+            await current[0].drain()
+
     async def terminate(self) -> None:
         """Drain the current epoch, wait the termination drain duration (or until every epoch
         exits), then kill every epoch left."""
