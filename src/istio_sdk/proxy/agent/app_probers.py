@@ -13,14 +13,13 @@ object keyed by those paths, for example
 from __future__ import annotations
 
 import enum
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
-from istio_sdk.proxy.agent._errors import AgentConfigError
+from istio_sdk.proxy.agent._errors import AgentConfigError, env_json_object
 
 __all__ = [
     "KUBE_APP_PROBERS_ENV",
@@ -32,7 +31,6 @@ __all__ = [
 
 KUBE_APP_PROBERS_ENV = "ISTIO_KUBE_APP_PROBERS"
 DEFAULT_TIMEOUT_SECONDS = 1  # Kubernetes' default for a probe's timeoutSeconds
-MAX_PROBERS_JSON_BYTES = 1 << 20
 
 _PATH = re.compile(
     r"^/(app-health|app-lifecycle)/[^/]+/(livez|readyz|startupz|prestopz|poststartz)$"
@@ -125,14 +123,7 @@ def parse_app_probers(text: str | None) -> dict[str, AppProber]:
     """
     if not text:
         return {}
-    if len(text) > MAX_PROBERS_JSON_BYTES:
-        raise AgentConfigError(_SOURCE, f"longer than {MAX_PROBERS_JSON_BYTES} characters")
-    try:
-        doc = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise AgentConfigError(_SOURCE, f"not JSON ({str(exc)[:120]})") from None
-    if not isinstance(doc, dict):
-        raise AgentConfigError(_SOURCE, "must be a JSON object keyed by probe path")
+    doc = env_json_object(_SOURCE, text)
     probers: dict[str, AppProber] = {}
     for path, raw in doc.items():
         if not _PATH.match(path):

@@ -15,13 +15,12 @@ is that pure step; the scrapes themselves (bounded in size and time) live in the
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 
 import attrs
 
-from istio_sdk.proxy.agent._errors import AgentConfigError
+from istio_sdk.proxy.agent._errors import AgentConfigError, env_json_object
 
 __all__ = [
     "PROMETHEUS_ANNOTATIONS_ENV",
@@ -94,12 +93,7 @@ def parse_scrape_config(text: str | None, *, status_port: int = 15020) -> tuple[
     """The app endpoints to merge (empty: merging is off), checked as pilot-agent checks them."""
     if text is None or text == "":
         return ()
-    try:
-        doc = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise AgentConfigError(_SOURCE, f"not JSON ({str(exc)[:120]})") from None
-    if not isinstance(doc, dict):
-        raise AgentConfigError(_SOURCE, "must be a JSON object")
+    doc = env_json_object(_SOURCE, text)
     if doc.get("scrape") == "false":
         return ()
     raw_targets = doc.get("targets") or []

@@ -50,6 +50,15 @@ DELTA_METHOD = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggr
 _UPSTREAM_ERRORS = (GRPCError, ProtocolError, StreamTerminatedError, ConnectionError, OSError)
 
 
+async def _next_request(stream: Stream[Any, Any]) -> bytes | None:
+    """The proxy's next request as bytes, or ``None`` once its stream is over."""
+    try:
+        message = await recv_request_message(stream)
+    except (StreamTerminatedError, ConnectionError):
+        return None
+    return None if message is None else bytes(message.data)
+
+
 class _UpstreamGone(Exception):
     """The upstream stream ended or failed; the caller reconnects."""
 
@@ -200,15 +209,9 @@ class XdsProxy:
     async def _read_proxy(
         self, stream: Stream[Any, Any], relay: SotwRelay, outbox: asyncio.Queue[DiscoveryRequest]
     ) -> None:
-        while True:
+        while (data := await _next_request(stream)) is not None:
             try:
-                message = await recv_request_message(stream)
-            except (StreamTerminatedError, ConnectionError):
-                return
-            if message is None:
-                return
-            try:
-                request = DiscoveryRequest.FromString(message.data)
+                request = DiscoveryRequest.FromString(data)
             except Exception as exc:  # any decode failure is the proxy's bad request
                 raise GRPCError(
                     Status.INVALID_ARGUMENT, f"malformed discovery request: {peer_text(exc)}"
@@ -290,15 +293,9 @@ class XdsProxy:
                     self.upstream_connects += 1
                     up = asyncio.get_running_loop().create_task(self._delta_down(stream, upstream))
                     try:
-                        while True:
-                            try:
-                                message = await recv_request_message(stream)
-                            except (StreamTerminatedError, ConnectionError):
-                                return
-                            if message is None:
-                                return
-                            self._delta_request_seen(message.data)
-                            await upstream.send_message(message)
+                        while (data := await _next_request(stream)) is not None:
+                            self._delta_request_seen(data)
+                            await upstream.send_message(EncodedMessage(data))
                     finally:
                         up.cancel()
                         with contextlib.suppress(asyncio.CancelledError, Exception):
