@@ -146,23 +146,12 @@ def _citadel_agent(args: argparse.Namespace) -> Any:
 
 
 def _xds_tls(args: argparse.Namespace) -> Any:
-    """A factory of the TLS context to Pilot: the root, plus the workload certificate when the
-    Citadel agent has written one (read again at every connect: it rotates)."""
+    """The TLS context factory to Pilot (``None``: plaintext)."""
     if args.xds_root_cert is None:
         return None
-    root_pem = _read_root(args.xds_root_cert, "--xds-root-cert")
+    from istio_sdk.proxy.agent.xds_tls import workload_tls
 
-    def context() -> ssl.SSLContext:
-        tls = ssl.create_default_context(cadata=root_pem)
-        tls.set_alpn_protocols(["h2"])
-        if args.output_dir is not None:
-            chain = pathlib.Path(args.output_dir) / "cert-chain.pem"
-            key = pathlib.Path(args.output_dir) / "key.pem"
-            if chain.exists() and key.exists():
-                tls.load_cert_chain(chain, key)
-        return tls
-
-    return context
+    return workload_tls(_read_root(args.xds_root_cert, "--xds-root-cert"), args.output_dir)
 
 
 def _pilot_agent(args: argparse.Namespace) -> Any:
