@@ -139,3 +139,24 @@ def test_mixed_app_formats_fall_back_to_text() -> None:
     )
     assert content_type.startswith("text/plain")
     assert body == b"agent 1\nenvoy 2\na 1\nb 2\n"
+
+
+@pytest.mark.parametrize(
+    ("stats", "problem"),
+    [
+        ("server.state: 0\nlistener_manager.workers_started: 1\n", None),
+        ("listener_manager.workers_started: 1\n", "server.state is not yet updated"),
+        ("server.state: 0\n", "listener_manager.workers_started is not yet updated"),
+        (
+            "server.state: 2\nlistener_manager.workers_started: 0\n",
+            "server is not live, current state is: PRE_INITIALIZING",
+        ),
+        ("server.state: 0\nlistener_manager.workers_started: 0\n", "workers have not yet started"),
+        ("server.state: zero\n", "has no integer value"),
+    ],
+)
+def test_envoy_readiness_is_read_as_pilot_agent_reads_it(stats: str, problem: str | None) -> None:
+    from istio_sdk.proxy.agent.readiness import envoy_readiness_problem
+
+    found = envoy_readiness_problem(stats)
+    assert found == problem if problem is None else (found is not None and problem in found)

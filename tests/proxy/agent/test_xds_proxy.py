@@ -20,7 +20,7 @@ from istio_sdk.pilot.client import PilotClient
 from istio_sdk.pilot.server import DiscoveryServer, StaticGenerator
 from istio_sdk.proxy.agent.readiness import Readiness
 from istio_sdk.proxy.agent.status import StatusServer
-from istio_sdk.proxy.agent.xds_proxy import XdsProxy
+from istio_sdk.proxy.agent.xds_proxy import SOTW_METHOD, XdsProxy
 from istio_sdk.xds.types import CLUSTER, LISTENER, SECRET
 
 
@@ -221,3 +221,49 @@ async def test_a_malformed_request_ends_the_stream_with_invalid_argument(
     finally:
         channel.close()
     assert caught.value.status is Status.INVALID_ARGUMENT
+
+
+async def test_garbage_from_pilot_is_not_forwarded_and_the_agent_reconnects(
+    tmp_path: pathlib.Path,
+) -> None:
+    from grpclib.const import Cardinality, Handler
+    from grpclib.server import Server
+
+    from istio_sdk._net import bound_port
+    from istio_sdk.pilot._raw import EncodedMessage
+
+    streams = 0
+
+    class Garbage:
+        def __mapping__(self) -> dict[str, Handler]:
+            return {
+                SOTW_METHOD: Handler(
+                    self.ads, Cardinality.STREAM_STREAM, EncodedMessage, EncodedMessage
+                )
+            }
+
+        async def ads(self, stream: object) -> None:
+            nonlocal streams
+            streams += 1
+            await stream.recv_message()  # type: ignore[attr-defined]
+            await stream.send_message(EncodedMessage(b"\xff\xff\xff"))  # type: ignore[attr-defined]
+            await asyncio.sleep(3600)
+
+    server = Server([Garbage()])
+    await server.start("127.0.0.1", 0)
+    proxy = XdsProxy("127.0.0.1", bound_port(server), backoff_initial=0.05, backoff_max=0.1)
+    await proxy.start(path=str(tmp_path / "XDS"))
+    try:
+        async with client_over(proxy) as client:
+            client.subscribe(CLUSTER)
+            for _ in range(200):
+                if streams >= 3:
+                    break
+                await asyncio.sleep(0.05)
+            assert streams >= 3  # each garbled stream was dropped and dialled again
+            assert client.reconnects == 0 and client.resources(CLUSTER) == {}
+            assert client.nacks == 0  # nothing garbled reached the proxy
+    finally:
+        await proxy.close()
+        server.close()
+        await server.wait_closed()
