@@ -158,6 +158,12 @@ class XdsProxy:
             settings=self._settings,
         )
 
+    def _upstream(self, channel: Channel, method: str, request_type: type[Any]) -> Any:
+        """One ADS stream to Pilot, with the agent's metadata; responses stay bytes."""
+        return channel.request(
+            method, Cardinality.STREAM_STREAM, request_type, EncodedMessage, metadata=self.metadata
+        )
+
     def _delay(self, attempt: int) -> float:
         initial, maximum, jitter = self.backoff
         return backoff_delay(attempt, initial, maximum, jitter=jitter)
@@ -229,13 +235,7 @@ class XdsProxy:
         got_response = False
         channel = self._channel()
         try:
-            async with channel.request(
-                SOTW_METHOD,
-                Cardinality.STREAM_STREAM,
-                DiscoveryRequest,
-                EncodedMessage,
-                metadata=self.metadata,
-            ) as upstream:
+            async with self._upstream(channel, SOTW_METHOD, DiscoveryRequest) as upstream:
                 await upstream.send_request()
                 self.upstream_connects += 1
                 replay = relay.replay()
@@ -282,13 +282,7 @@ class XdsProxy:
         channel = self._channel()
         try:
             try:
-                async with channel.request(
-                    DELTA_METHOD,
-                    Cardinality.STREAM_STREAM,
-                    EncodedMessage,
-                    EncodedMessage,
-                    metadata=self.metadata,
-                ) as upstream:
+                async with self._upstream(channel, DELTA_METHOD, EncodedMessage) as upstream:
                     await upstream.send_request()
                     self.upstream_connects += 1
                     up = asyncio.get_running_loop().create_task(self._delta_down(stream, upstream))
