@@ -110,6 +110,8 @@ _EXPORTS: dict[str, str] = {
     "InjectionError": "istio_sdk.proxy.inject",
     "JsonPatchError": "istio_sdk.proxy.inject",
     "IptablesConfigError": "istio_sdk.proxy.iptables",
+    # pilot-agent
+    "AgentConfigError": "istio_sdk.proxy.agent",
 }
 
 __all__ = [  # grouped like _EXPORTS; tests/core/test_public_api.py checks they agree
@@ -176,6 +178,7 @@ __all__ = [  # grouped like _EXPORTS; tests/core/test_public_api.py checks they 
     "JsonPatchError",
     "IptablesError",
     "IptablesConfigError",
+    "AgentConfigError",
     "UnknownKeyError",
     "SpiffeError",
     "LimitError",

@@ -1,4 +1,5 @@
-"""Listening sockets: bind one up front, and read back the port a listener is bound to.
+"""Listening sockets: bind one up front, read back the port a listener is bound to, and clear
+the socket file an earlier run left at a Unix socket path.
 
 Servers started on port 0 learn their port here, whatever they listen with: a bound socket,
 an ``asyncio.Server`` or a grpclib ``Server``.
@@ -7,10 +8,11 @@ an ``asyncio.Server`` or a grpclib ``Server``.
 from __future__ import annotations
 
 import asyncio
+import pathlib
 import socket
 from typing import Any
 
-__all__ = ["bind_tcp", "bound_port"]
+__all__ = ["bind_tcp", "bound_port", "remove_stale_socket"]
 
 
 def bind_tcp(host: str, port: int) -> socket.socket:
@@ -45,3 +47,11 @@ def bound_port(listener: Any) -> int:
     if not sockets:
         raise ValueError("the server is not listening on any socket")
     return int(sockets[0].getsockname()[1])
+
+
+def remove_stale_socket(path: str) -> None:
+    """Delete ``path`` if it is a socket file (left by an earlier run, it makes bind() fail);
+    anything else there is left alone for bind() to report."""
+    candidate = pathlib.Path(path)
+    if candidate.is_socket():
+        candidate.unlink()

@@ -24,7 +24,7 @@ from grpclib.server import Server
 
 from istio_sdk._backoff import backoff_delay, check_backoff
 from istio_sdk._grpc import GrpcSettings, create_server
-from istio_sdk._net import bind_tcp, bound_port
+from istio_sdk._net import bind_tcp, bound_port, remove_stale_socket
 from istio_sdk.citadel._client import DEFAULT_RENEW_RATIO, CertificateBundle, CitadelClient
 from istio_sdk.citadel.errors import CitadelError
 from istio_sdk.citadel.files import write_workload_files
@@ -78,13 +78,6 @@ class AgentStats:
     failures: int
     not_after: datetime.datetime | None
     sds: SdsStats
-
-
-def _remove_stale_socket(path: str) -> None:
-    # A socket file left by an earlier run would make bind() fail.
-    candidate = pathlib.Path(path)
-    if candidate.is_socket():
-        candidate.unlink()
 
 
 class CitadelAgent:
@@ -209,7 +202,7 @@ class CitadelAgent:
             server = create_server([self.sds], self._grpc_settings)
             if self.options.sds_socket_path is not None:
                 path = self.options.sds_socket_path
-                _remove_stale_socket(path)
+                remove_stale_socket(path)
                 await server.start(path=path)
                 os.chmod(path, 0o600)
             else:
