@@ -45,6 +45,7 @@ import attrs
 from istio_sdk.pilot.labels import labels_match
 from istio_sdk.pilot.registry import (
     DEFAULT_DOMAIN_SUFFIX,
+    KUBERNETES_REGISTRY,
     Endpoint,
     HealthStatus,
     RegistryError,
@@ -315,6 +316,7 @@ class _Builder:
                 mesh_external=external,
                 export_to=export_to,
                 labels=labels,
+                registry=KUBERNETES_REGISTRY,
             )
         except RegistryError as exc:
             self.problem(f"{where}: {exc}")

@@ -30,6 +30,8 @@ from istio_sdk.pilot.labels import labels_match
 
 __all__ = [
     "DEFAULT_DOMAIN_SUFFIX",
+    "EXTERNAL_REGISTRY",
+    "KUBERNETES_REGISTRY",
     "Endpoint",
     "HealthStatus",
     "RegistryError",
@@ -46,6 +48,10 @@ __all__ = [
 ]
 
 DEFAULT_DOMAIN_SUFFIX = "cluster.local"
+KUBERNETES_REGISTRY = "Kubernetes"
+"""``Service.registry`` of a Kubernetes Service (istiod's provider id)."""
+EXTERNAL_REGISTRY = "External"
+"""``Service.registry`` of a ServiceEntry host, and the default for registered services."""
 
 
 class RegistryError(ValueError):
@@ -199,6 +205,9 @@ class Service:
     ``addresses`` are virtual IPs (or CIDRs) clients dial; ``mesh_external`` marks services
     outside the mesh (ServiceEntry ``location: MESH_EXTERNAL``). ``export_to`` lists the
     namespaces that may see it (``*`` for all, ``.`` for its own; empty means all).
+    ``registry`` names where it comes from (:data:`KUBERNETES_REGISTRY` for a Kubernetes
+    Service, :data:`EXTERNAL_REGISTRY` otherwise), as istiod's provider id: the agent's DNS
+    proxy answers short names (``reviews``, ``reviews.default``) for Kubernetes services only.
     """
 
     hostname: str = attrs.field()
@@ -209,6 +218,7 @@ class Service:
     mesh_external: bool = False
     export_to: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
     labels: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_str_map)
+    registry: str = EXTERNAL_REGISTRY
 
     @hostname.validator
     def _check_hostname(self, attribute: attrs.Attribute[str], value: str) -> None:
