@@ -100,6 +100,8 @@ _EXPORTS: dict[str, str] = {
     # istio-iptables
     "IptablesError": "istio_sdk.proxy.iptables",
     "IptablesConfigError": "istio_sdk.proxy.iptables",
+    # the agent's DNS proxy
+    "DnsProxyError": "istio_sdk.proxy.dns",
 }
 
 __all__ = [  # grouped like _EXPORTS; tests/core/test_public_api.py checks they agree
@@ -161,6 +163,7 @@ __all__ = [  # grouped like _EXPORTS; tests/core/test_public_api.py checks they 
     "JsonSerializeError",
     "IptablesError",
     "IptablesConfigError",
+    "DnsProxyError",
     "UnknownKeyError",
     "SpiffeError",
     "LimitError",

@@ -16,16 +16,11 @@ import attrs
 __all__ = [
     "MAX_RESOLV_CONF",
     "ResolvConf",
-    "ResolvConfError",
     "parse_resolv_conf",
     "read_resolv_conf",
 ]
 
 MAX_RESOLV_CONF = 1 << 20
-
-
-class ResolvConfError(ValueError):
-    """A resolv.conf cannot be read; the message names the file and why."""
 
 
 @attrs.frozen
@@ -62,13 +57,17 @@ def parse_resolv_conf(text: str) -> ResolvConf:
 
 
 def read_resolv_conf(path: pathlib.Path | str) -> ResolvConf:
-    """:func:`parse_resolv_conf` of the file at ``path``; :class:`ResolvConfError` if unreadable."""
+    """:func:`parse_resolv_conf` of the file at ``path``.
+
+    Raises ``ValueError`` naming the file and why when it cannot be read or is too large;
+    callers turn it into their own error type.
+    """
     path = pathlib.Path(path)
     try:
         with path.open("rb") as file:
             data = file.read(MAX_RESOLV_CONF + 1)  # never all of /dev/zero
     except OSError as exc:
-        raise ResolvConfError(f"failed to load {path}: {exc.strerror or exc}") from None
+        raise ValueError(f"failed to load {path}: {exc.strerror or exc}") from None
     if len(data) > MAX_RESOLV_CONF:
-        raise ResolvConfError(f"failed to load {path}: larger than {MAX_RESOLV_CONF} bytes")
+        raise ValueError(f"failed to load {path}: larger than {MAX_RESOLV_CONF} bytes")
     return parse_resolv_conf(data.decode(errors="replace"))

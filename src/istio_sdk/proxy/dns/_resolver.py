@@ -21,7 +21,6 @@ Only the header is read before the counts are checked, so the work per packet st
 
 from __future__ import annotations
 
-import random
 import struct
 from typing import Literal
 
@@ -108,24 +107,6 @@ def _fitting(message: dns.message.Message, max_size: int) -> bytes:
     return _HEADER.pack(message.id, flags | message.rcode(), 0, 0, 0, 0)
 
 
-def _shuffled(records: list[dns.rrset.RRset]) -> list[dns.rrset.RRset]:
-    """The same records with each address set in a random order (DNS load balancing, as
-    kube-dns and the agent do for headless services)."""
-    out = []
-    for rrset in records:
-        if len(rrset) > 1 and rrset.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
-            items = list(rrset)
-            random.shuffle(items)
-            copy = dns.rrset.RRset(rrset.name, rrset.rdclass, rrset.rdtype)
-            copy.update_ttl(rrset.ttl)
-            for item in items:
-                copy.add(item)
-            out.append(copy)
-        else:
-            out.append(rrset)
-    return out
-
-
 class Resolver:
     """The decisions of the DNS proxy; :attr:`table` is swapped in as name tables arrive."""
 
@@ -160,7 +141,7 @@ class Resolver:
             return Forward(query, max_size)
         response = dns.message.make_response(query)
         response.flags |= dns.flags.AA  # the mesh is the authority for its own names
-        response.answer = _shuffled(records)
+        response.answer = records  # dnspython writes each record set in a random order
         return Reply(_fitting(response, max_size), answered=True)
 
     @staticmethod

@@ -27,7 +27,7 @@ import dns.exception
 import dns.message
 
 from istio_sdk._net import bind_tcp
-from istio_sdk._resolv import ResolvConfError, read_resolv_conf
+from istio_sdk._resolv import read_resolv_conf
 from istio_sdk.proxy.dns._resolver import Drop, Forward, Reply, Resolver, Transport
 from istio_sdk.proxy.dns._table import LookupTable, NameInfo
 
@@ -154,7 +154,7 @@ class DnsProxy:
         if upstream is None or search is None:
             try:
                 conf = read_resolv_conf(resolv_conf)
-            except ResolvConfError as exc:
+            except ValueError as exc:
                 raise DnsProxyError(str(exc)) from None
             upstream = conf.nameservers if upstream is None else upstream
             search = conf.search if search is None else search

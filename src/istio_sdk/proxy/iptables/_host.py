@@ -80,7 +80,7 @@ def read_resolv_conf(path: pathlib.Path) -> tuple[list[str], list[str]]:
     """The IPv4 and IPv6 ``nameserver`` addresses of a resolv.conf, in file order."""
     try:
         servers = _resolv.read_resolv_conf(path).nameservers
-    except _resolv.ResolvConfError as exc:
+    except ValueError as exc:
         raise IptablesConfigError(str(exc)) from None
     v4: list[str] = []
     v6: list[str] = []
