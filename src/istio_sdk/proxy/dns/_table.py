@@ -47,12 +47,20 @@ _CNAME = dns.rdatatype.CNAME
 _IN = dns.rdataclass.IN
 
 
+_LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_*")
+
+
 def _dns_name(text: str) -> str | None:
-    """``text`` as a canonical absolute name (lower case), or None when it is not one."""
-    try:
-        return dns.name.from_text(text).to_text().lower()
-    except dns.exception.DNSException:
+    """``text`` as an absolute lower-case host name, or None when it is not one (an empty or
+    over-long label, more than 253 characters, anything but letters, digits, ``-``, ``_`` and
+    ``*``). Checked as text: far cheaper than parsing, and what a mesh hostname can be."""
+    name = text.lower().rstrip(".") + "."
+    if len(name) > 254 or name == ".":
         return None
+    for label in name[:-1].split("."):
+        if not label or len(label) > 63 or not _LABEL_CHARS.issuperset(label):
+            return None
+    return name
 
 
 class NameInfo(Protocol):
@@ -74,16 +82,20 @@ def _rrset(name: str, rdtype: dns.rdatatype.RdataType, rdatas: Iterable[object])
 
 
 class LookupTable:
-    """Names (lower case, absolute: ``reviews.``) to precomputed A, AAAA and CNAME records."""
+    """Names (lower case, absolute: ``reviews.``) to A, AAAA and CNAME answers.
+
+    Records are made on a name's first query and kept, so building a table of many services
+    costs little more than its names.
+    """
 
     def __init__(self) -> None:
         self.hosts: set[str] = set()
         """Every name the table knows (records or not)."""
-        self.a: dict[str, dns.rrset.RRset] = {}
-        self.aaaa: dict[str, dns.rrset.RRset] = {}
-        self.cname: dict[str, dns.rrset.RRset] = {}
         self.skipped: list[str] = []
         """Name-table hosts left out, with why (not a DNS name, no usable address)."""
+        self._addresses: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        self._cnames: dict[str, str] = {}
+        self._records: dict[tuple[str, int], dns.rrset.RRset | None] = {}
         self._wildcards = False
 
     @classmethod
@@ -137,36 +149,57 @@ class LookupTable:
                 self.skipped.append(f"{host}: {name!r:.300} is not a DNS name")
             else:
                 parsed.add(text)
-        a_rdatas = [dns.rdtypes.IN.A.A(_IN, _A, ip) for ip in v4]  # type: ignore[no-untyped-call]
-        aaaa_rdatas = [
-            dns.rdtypes.IN.AAAA.AAAA(_IN, _AAAA, ip)  # type: ignore[no-untyped-call]
-            for ip in v6
-        ]
+        addresses = (tuple(v4), tuple(v6))
         suffix = search.lower().rstrip(".") + "." if search else ""
         for name in sorted(parsed):
             self.hosts.add(name)
             self._wildcards = self._wildcards or name.startswith("*.")
-            if a_rdatas:
-                self.a[name] = _rrset(name, _A, a_rdatas)
-            if aaaa_rdatas:
-                self.aaaa[name] = _rrset(name, _AAAA, aaaa_rdatas)
+            self._addresses[name] = addresses
             if not suffix or name.endswith(suffix):
                 continue
             expanded = _dns_name(name + suffix)
             if expanded is None or expanded in parsed:
                 continue  # too long to ask for, or a name of its own
-            target = dns.rdtypes.ANY.CNAME.CNAME(  # type: ignore[no-untyped-call]
-                _IN, _CNAME, dns.name.from_text(name)
-            )
-            self.cname[expanded] = _rrset(expanded, _CNAME, [target])
+            self._cnames[expanded] = name
             self.hosts.add(expanded)
             self._wildcards = self._wildcards or expanded.startswith("*.")
+
+    def _answer(self, name: str, rdtype: int) -> dns.rrset.RRset | None:
+        key = (name, rdtype)
+        if key in self._records:
+            return self._records[key]
+        found: dns.rrset.RRset | None = None
+        if rdtype == _CNAME:
+            target = self._cnames.get(name)
+            if target is not None:
+                rdata = dns.rdtypes.ANY.CNAME.CNAME(  # type: ignore[no-untyped-call]
+                    _IN, _CNAME, dns.name.from_text(target)
+                )
+                found = _rrset(name, _CNAME, [rdata])
+        else:
+            v4, v6 = self._addresses.get(name, ((), ()))
+            if rdtype == _A and v4:
+                rdatas: list[object] = [
+                    dns.rdtypes.IN.A.A(_IN, _A, ip)  # type: ignore[no-untyped-call]
+                    for ip in v4
+                ]
+                found = _rrset(name, _A, rdatas)
+            elif rdtype == _AAAA and v6:
+                rdatas = [
+                    dns.rdtypes.IN.AAAA.AAAA(_IN, _AAAA, ip)  # type: ignore[no-untyped-call]
+                    for ip in v6
+                ]
+                found = _rrset(name, _AAAA, rdatas)
+        self._records[key] = found
+        return found
 
     def __len__(self) -> int:
         return len(self.hosts)
 
     def lookup(self, qname: dns.name.Name, qtype: int) -> list[dns.rrset.RRset] | None:
         """The answer records for ``qname``/``qtype``; None when the query must go upstream.
+
+        Called on the event loop: everything it makes is kept for the next query.
 
         An empty list is a known name without records of that type (NODATA).
         """
@@ -184,19 +217,16 @@ class LookupTable:
                     break
             else:
                 return None
+        if qtype not in (_A, _AAAA):
+            return None  # not answered here: upstream knows (istio-agent has no PTR, MX, ...)
         chain: list[dns.rrset.RRset] = []
-        cname = self.cname.get(host)
+        cname = self._answer(host, _CNAME)
         if cname is not None:
-            if cname.name.to_text().lower() != question:
+            if host != question:  # a wildcard's expansion: the CNAME is the name asked
                 cname = _rrset(question, _CNAME, cname)
             chain.append(cname)
-            host = next(iter(cname)).target.to_text().lower()
-        if qtype == _A:
-            records = self.a.get(host)
-        elif qtype == _AAAA:
-            records = self.aaaa.get(host)
-        else:
-            return None  # not answered here: upstream knows (istio-agent has no PTR, MX, ...)
+            host = self._cnames[host]
+        records = self._answer(host, qtype)
         if records is None:
             return []
         if wildcard:
