@@ -2,7 +2,9 @@
 
 It answers A queries under ``upstream.test.`` with 192.0.2.53, ``giant.upstream.test.`` with
 200 addresses (more than a 512-byte UDP reply holds), MX for any name, and NXDOMAIN for the rest.
-With ``stall`` set it reads queries and never answers. ``seen`` lists the names it was asked.
+With ``stall`` set it reads queries and never answers; with ``decoys`` set, each UDP answer is
+preceded by one for another question and by garbage, both with the query's id. ``seen`` lists
+the names it was asked.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from istio_sdk._net import bind_tcp
 
 
 class FakeUpstream:
-    def __init__(self, *, stall: bool = False) -> None:
+    def __init__(self, *, stall: bool = False, decoys: bool = False) -> None:
         self.stall = stall
+        self.decoys = decoys
         self.seen: list[str] = []
         self.port = 0
         self._udp: asyncio.DatagramTransport | None = None
@@ -57,6 +60,12 @@ class FakeUpstream:
 
             def datagram_received(self, data: bytes, addr: Any) -> None:
                 reply = upstream.answer(data)
+                if reply is not None and upstream.decoys:
+                    other = dns.message.make_query(
+                        "decoy.example.", "A", id=int.from_bytes(data[:2])
+                    )
+                    self.transport.sendto(dns.message.make_response(other).to_wire(), addr)
+                    self.transport.sendto(data[:2] + b"\x81\x80garbage", addr)
                 if reply is not None:
                     self.transport.sendto(reply, addr)
 

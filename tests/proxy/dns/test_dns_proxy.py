@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import struct
 import textwrap
 from collections.abc import AsyncIterator
@@ -216,6 +217,42 @@ async def test_other_names_are_forwarded_and_the_upstream_answer_relayed(
     missing = await ask(setup.where, "nowhere.invalid.", tcp=tcp)
     assert missing.rcode() == dns.rcode.NXDOMAIN
     assert setup.upstream.seen == ["www.upstream.test.", "nowhere.invalid."]
+
+
+async def test_upstream_answers_for_another_question_or_garbage_are_ignored() -> None:
+    upstream = FakeUpstream(decoys=True)
+    proxy = await start_proxy(await upstream.start())
+    await proxy.load_name_table({})
+    try:
+        for i in range(5):
+            response = await ask(proxy.address, f"w{i}.upstream.test.")
+            assert addresses(response) == ["192.0.2.53"]
+            assert str(response.question[0].name) == f"w{i}.upstream.test."
+    finally:
+        await proxy.close()
+        await upstream.close()
+
+
+async def test_an_upstream_that_refuses_is_skipped_without_waiting_for_the_timeout() -> None:
+    upstream = FakeUpstream()
+    good = await upstream.start()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = f"127.0.0.1:{probe.getsockname()[1]}"
+    # a 60 s timeout: only the ICMP error can make these answers arrive within ask()'s 5 s
+    proxy = DnsProxy(port=0, upstream=[closed, good], search=[], upstream_timeout=60)
+    await proxy.start()
+    await proxy.load_name_table({})
+    try:
+        for i in range(4):
+            assert addresses(await ask(proxy.address, f"r{i}.upstream.test.")) == ["192.0.2.53"]
+        lonely = DnsProxy(port=0, upstream=[closed], search=[], upstream_timeout=60)
+        async with lonely:
+            await lonely.load_name_table({})
+            assert (await ask(lonely.address, "x.upstream.test.")).rcode() == dns.rcode.SERVFAIL
+    finally:
+        await proxy.close()
+        await upstream.close()
 
 
 async def test_a_service_entry_change_reaches_the_proxy_over_nds(setup: Setup) -> None:

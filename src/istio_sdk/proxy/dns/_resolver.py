@@ -61,6 +61,8 @@ class Forward:
 
     query: dns.message.Message
     max_size: int
+    data: bytes = b""
+    """The query as the client sent it (forwarded as it is)."""
 
 
 @attrs.frozen
@@ -133,12 +135,12 @@ class Resolver:
         table = self.table
         if table is None:
             if self.respond_before_sync:
-                return Forward(query, max_size)
+                return Forward(query, max_size, data)
             return Reply(self.error(query, dns.rcode.SERVFAIL, max_size))
         question = query.question[0]
         records = table.lookup(question.name, question.rdtype)
         if records is None:
-            return Forward(query, max_size)
+            return Forward(query, max_size, data)
         response = dns.message.make_response(query)
         response.flags |= dns.flags.AA  # the mesh is the authority for its own names
         response.answer = records  # dnspython writes each record set in a random order

@@ -30,6 +30,7 @@ from istio_sdk._net import bind_tcp
 from istio_sdk._resolv import read_resolv_conf
 from istio_sdk.proxy.dns._resolver import Drop, Forward, Reply, Resolver, Transport
 from istio_sdk.proxy.dns._table import LookupTable, NameInfo
+from istio_sdk.proxy.dns._upstream import UdpUpstream, UpstreamError
 
 __all__ = ["DEFAULT_PORT", "DnsProxy", "DnsProxyError", "DnsStats"]
 
@@ -175,6 +176,7 @@ class DnsProxy:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._handlers: set[asyncio.Task[Any]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
+        self._udp_upstreams: dict[tuple[str, int], UdpUpstream] = {}
         self._inflight = 0
         self._connections = 0
         self._ready = asyncio.Event()
@@ -229,6 +231,9 @@ class DnsProxy:
         pending = [*self._tasks, *self._handlers]
         if pending:
             await asyncio.wait(pending, timeout=2.0)
+        for upstream in self._udp_upstreams.values():
+            upstream.close()
+        self._udp_upstreams.clear()
 
     async def __aenter__(self) -> DnsProxy:
         if self._udp is None:
@@ -297,7 +302,7 @@ class DnsProxy:
         self.stats.upstream_requests += 1
         started = time.monotonic()
         try:
-            answer = await self._ask_upstream(action.query, transport)
+            answer = await self._ask_upstream(action, transport)
         finally:
             self._inflight -= 1
             self.stats.upstream_seconds += time.monotonic() - started
@@ -306,26 +311,28 @@ class DnsProxy:
         return self.resolver.forwarded(action, answer)
 
     async def _ask_upstream(
-        self, query: dns.message.Message, transport: Transport
+        self, action: Forward, transport: Transport
     ) -> dns.message.Message | None:
         servers = list(self.upstreams)
         random.shuffle(servers)
         for host, port in servers:
             try:
+                if transport == "udp":
+                    upstream = self._udp_upstreams.get((host, port))
+                    if upstream is None:
+                        upstream = self._udp_upstreams[(host, port)] = UdpUpstream(host, port)
+                    return await upstream.ask(action.query, action.data, self.upstream_timeout)
                 async with asyncio.timeout(self.upstream_timeout):
-                    if transport == "udp":
-                        return await dns.asyncquery.udp(
-                            query,
-                            host,
-                            timeout=self.upstream_timeout,
-                            port=port,
-                            ignore_unexpected=True,
-                            ignore_errors=True,
-                        )
                     return await dns.asyncquery.tcp(
-                        query, host, timeout=self.upstream_timeout, port=port
+                        action.query, host, timeout=self.upstream_timeout, port=port
                     )
-            except (TimeoutError, dns.exception.DNSException, OSError, EOFError) as exc:
+            except (
+                TimeoutError,
+                UpstreamError,
+                dns.exception.DNSException,
+                OSError,
+                EOFError,
+            ) as exc:
                 log.debug("upstream %s:%d failed: %s", host, port, type(exc).__name__)
         return None
 
