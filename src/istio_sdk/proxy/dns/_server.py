@@ -30,7 +30,7 @@ from istio_sdk._net import bind_tcp
 from istio_sdk._resolv import read_resolv_conf
 from istio_sdk.proxy.dns._resolver import Drop, Forward, Reply, Resolver, Transport
 from istio_sdk.proxy.dns._table import LookupTable, NameInfo
-from istio_sdk.proxy.dns._upstream import UdpUpstream, UpstreamError
+from istio_sdk.proxy.dns._upstream import UdpUpstream
 
 __all__ = ["DEFAULT_PORT", "DnsProxy", "DnsProxyError", "DnsStats"]
 
@@ -328,7 +328,6 @@ class DnsProxy:
                     )
             except (
                 TimeoutError,
-                UpstreamError,
                 dns.exception.DNSException,
                 OSError,
                 EOFError,

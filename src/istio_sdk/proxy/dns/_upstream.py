@@ -21,13 +21,9 @@ import dns.flags
 import dns.message
 from dns.message import Message
 
-__all__ = ["UdpUpstream", "UpstreamError"]
+__all__ = ["UdpUpstream"]
 
 _ID = struct.Struct("!H")
-
-
-class UpstreamError(Exception):
-    """The upstream did not answer (timeout, ICMP error, socket closed)."""
 
 
 class UdpUpstream(asyncio.DatagramProtocol):
@@ -45,10 +41,10 @@ class UdpUpstream(asyncio.DatagramProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
-        self._fail_all(UpstreamError(f"socket to {self.host}:{self.port} closed"))
+        self._fail_all(ConnectionError(f"socket to {self.host}:{self.port} closed"))
 
     def error_received(self, exc: Exception) -> None:
-        self._fail_all(UpstreamError(f"{self.host}:{self.port}: {exc}"))
+        self._fail_all(ConnectionError(f"{self.host}:{self.port}: {exc}"))
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         if len(data) < 12:
@@ -77,7 +73,7 @@ class UdpUpstream(asyncio.DatagramProtocol):
                 if self._transport is None:
                     await self._connect()
         if self._transport is None:
-            raise UpstreamError(f"cannot reach {self.host}:{self.port}")
+            raise ConnectionError(f"cannot reach {self.host}:{self.port}")
         return self._transport
 
     async def _connect(self) -> None:
@@ -85,7 +81,7 @@ class UdpUpstream(asyncio.DatagramProtocol):
         try:
             await loop.create_datagram_endpoint(lambda: self, remote_addr=(self.host, self.port))
         except OSError as exc:
-            raise UpstreamError(f"cannot reach {self.host}:{self.port}: {exc}") from None
+            raise ConnectionError(f"cannot reach {self.host}:{self.port}: {exc}") from None
 
     async def ask(
         self,
@@ -95,7 +91,8 @@ class UdpUpstream(asyncio.DatagramProtocol):
     ) -> dns.message.Message:
         """Send ``data`` (the wire form of ``query``) and return the answer, with the query's id.
 
-        Raises :class:`UpstreamError` (or ``TimeoutError``) when there is none in ``timeout``.
+        Raises ``ConnectionError`` (an ICMP error, the socket closed) or ``TimeoutError`` when
+        there is none in ``timeout``.
         """
         transport = await self._open()
         ident = random.randrange(65536)
