@@ -201,6 +201,45 @@ def test_headless_services_answer_with_their_ready_endpoints_once_each() -> None
     assert got == ["10.0.0.1", "10.0.0.2"]
 
 
+STATEFUL = """
+apiVersion: v1
+kind: Service
+metadata: {name: mysql, namespace: db}
+spec: {clusterIP: None, selector: {app: mysql}, ports: [{name: tcp, port: 3306}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: mysql-0, namespace: db, labels: {app: mysql}}
+spec: {subdomain: mysql, containers: [{name: mysql, image: mysql}]}
+status: {phase: Running, podIP: 10.3.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: mysql-1, namespace: db, labels: {app: mysql}}
+spec: {subdomain: mysql, hostname: primary, containers: [{name: mysql, image: mysql}]}
+status: {phase: Running, podIP: 10.3.0.2}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: loose, namespace: db, labels: {app: mysql}}
+spec: {containers: [{name: mysql, image: mysql}]}
+status: {phase: Running, podIP: 10.3.0.3}
+"""
+
+
+def test_statefulset_pods_of_a_headless_service_get_their_own_names() -> None:
+    got = table(PushContext.build(resources(STATEFUL)), proxy())
+    assert sorted(got["mysql.db.svc.cluster.local"]["ips"]) == ["10.3.0.1", "10.3.0.2", "10.3.0.3"]
+    assert got["mysql-0.mysql.db.svc.cluster.local"] == {
+        "ips": ["10.3.0.1"],
+        "registry": "Kubernetes",
+        "shortname": "mysql-0.mysql",
+        "namespace": "db",
+    }
+    assert got["primary.mysql.db.svc.cluster.local"]["ips"] == ["10.3.0.2"]  # spec.hostname
+    assert len(got) == 3  # a Pod without a subdomain has no name of its own
+
+
 def test_a_headless_service_entry_lists_its_healthy_endpoint_ips_only() -> None:
     context = PushContext.build(
         resources("""

@@ -21,8 +21,11 @@ generator (``type.googleapis.com/istio.networking.nds.v1.NameTable``, one unname
   (and ``2001:2::/48``), allocated as istiod's legacy allocator does (FNV-1a of
   ``NAMESPACE/HOST`` with double hashing, so every istiod gives the same address).
 
-Not modelled: clusters and networks (every endpoint counts as local), and per-Pod entries
-(``HOSTNAME.SUBDOMAIN.NS.svc.DOMAIN``) for StatefulSet Pods of headless services.
+- a headless service's Pods with a ``subdomain`` (StatefulSet Pods) also get their own name,
+  ``HOSTNAME.SUBDOMAIN.NAMESPACE.svc.DOMAIN`` (short name ``HOSTNAME.SUBDOMAIN``), as
+  Kubernetes' DNS gives them.
+
+Not modelled: clusters and networks (every endpoint counts as local).
 """
 
 from __future__ import annotations
@@ -137,11 +140,17 @@ def _vips(context: PushContext, svc: Service, proxy: ProxyInfo) -> list[str]:
     return list(svc.addresses) or [_UNSPECIFIED]
 
 
-def _endpoint_addresses(context: PushContext, svc: Service) -> list[str]:
+def _endpoint_addresses(
+    context: PushContext, svc: Service
+) -> tuple[list[str], dict[str, tuple[str, list[str]]]]:
+    """A headless service's endpoint addresses, and its Pods' own names: host ->
+    (``HOSTNAME.SUBDOMAIN`` short name, addresses)."""
     if svc.resolution is not Resolution.NONE or not svc.ports:
-        return []
+        return [], {}
     seen: set[str] = set()
     out: list[str] = []
+    pods: dict[str, tuple[str, list[str]]] = {}
+    domain = svc.hostname.split(".", 1)[1] if "." in svc.hostname else ""
     for ep in context.endpoints_of(svc):
         if not _ip_version(ep.address) or ep.address in seen:
             continue
@@ -150,7 +159,11 @@ def _endpoint_addresses(context: PushContext, svc: Service) -> list[str]:
             continue
         seen.add(ep.address)
         out.append(ep.address)
-    return out
+        if ep.subdomain and ep.hostname and domain:
+            # Kubernetes' Pod DNS: HOSTNAME.SUBDOMAIN.NAMESPACE.svc.DOMAIN (a StatefulSet's)
+            short = f"{ep.hostname}.{ep.subdomain}"
+            pods.setdefault(f"{short}.{domain}", (short, []))[1].append(ep.address)
+    return out, pods
 
 
 def _visible_services(context: PushContext, proxy: ProxyInfo) -> Iterable[Service]:
@@ -172,7 +185,11 @@ def build_name_table(context: PushContext, proxy: ProxyInfo) -> NameTable:
     for svc in _visible_services(context, proxy):
         vips = _vips(context, svc, proxy)
         if _UNSPECIFIED in vips:
-            addresses = _endpoint_addresses(context, svc)
+            addresses, pods = _endpoint_addresses(context, svc)
+            for host, (short, ips) in pods.items():
+                table[host] = NameTableNameInfo(
+                    ips=ips, registry=svc.registry, shortname=short, namespace=svc.namespace
+                )
         else:
             addresses = [a for a in vips if _ip_version(a)]
         if not addresses:

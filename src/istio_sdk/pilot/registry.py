@@ -163,6 +163,9 @@ class Endpoint:
     ``ports`` maps service port *names* to the port this workload listens on (a ServiceEntry
     endpoint's or WorkloadEntry's port map); ports not in it use the service port's
     ``target_port`` or number. ``locality`` is ``region/zone/subzone`` (any part may be empty).
+    ``hostname`` and ``subdomain`` are a Kubernetes Pod's (``spec.subdomain``, and
+    ``spec.hostname`` or its name), set when it has a subdomain: the Pod is then
+    ``HOSTNAME.SUBDOMAIN.NAMESPACE.svc.DOMAIN`` in DNS.
     """
 
     address: str = attrs.field()
@@ -173,6 +176,8 @@ class Endpoint:
     health: HealthStatus = HealthStatus.HEALTHY
     network: str = ""
     service_account: str = ""
+    hostname: str = ""
+    subdomain: str = ""
 
     @address.validator
     def _check_address(self, attribute: attrs.Attribute[str], value: str) -> None:
