@@ -8,6 +8,8 @@ import dns.name
 import dns.rcode
 import dns.rdatatype
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from istio_sdk.api.istio.networking.nds.v1 import NameTableNameInfo as Info
 from istio_sdk.proxy.dns import Forward, LookupTable, Reply, Resolver
@@ -147,3 +149,66 @@ def test_before_the_table_queries_fail_or_go_upstream_when_asked_to() -> None:
     assert isinstance(refused, Reply)
     assert dns.message.from_wire(refused.data).rcode() == dns.rcode.SERVFAIL
     assert isinstance(Resolver(respond_before_sync=True).handle(wire, "udp"), Forward)
+
+
+_TEXT = st.text(st.characters(codec="utf-8"), max_size=80)
+_LABEL = st.from_regex(r"[a-z0-9*_-]{1,70}", fullmatch=True)
+
+
+@given(
+    st.dictionaries(
+        st.one_of(_TEXT, st.lists(_LABEL, min_size=1, max_size=6).map(".".join)),
+        st.builds(
+            Info,
+            ips=st.lists(st.one_of(st.ip_addresses().map(str), _TEXT), max_size=4),
+            registry=st.sampled_from(["Kubernetes", "External", ""]),
+            shortname=st.one_of(_LABEL, _TEXT),
+            namespace=st.one_of(_LABEL, _TEXT),
+        ),
+        max_size=8,
+    ),
+    st.lists(_LABEL, max_size=3).map(".".join),
+)
+def test_any_name_table_builds_and_every_name_it_knows_answers(
+    entries: dict[str, Info], search: str
+) -> None:
+    table = LookupTable.build(
+        entries, namespace="ns1", domain="ns1.svc.cluster.local", search=[search]
+    )
+    for host in sorted(table.hosts)[:20]:
+        name = dns.name.from_text(host)
+        for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+            assert table.lookup(name, rdtype) is not None  # known: answered, maybe NODATA
+
+
+_QUERIES = st.builds(
+    lambda name, rdtype, edns: dns.message.make_query(
+        name, rdtype, use_edns=edns is not None, payload=edns or 512
+    ).to_wire(),
+    st.sampled_from(
+        [*(h for h in TABLE if ".." not in h), "www.google.com.ns1.svc.cluster.local", "x.wildcard"]
+    ),
+    st.sampled_from(["A", "AAAA", "MX", "TXT", "ANY"]),
+    st.one_of(st.none(), st.integers(0, 65535)),
+)
+
+
+@given(
+    st.one_of(st.binary(max_size=600), _QUERIES, _QUERIES.flatmap(lambda q: st.just(q[:-2]))),
+    st.sampled_from(["udp", "tcp"]),
+)
+@settings(max_examples=300)
+def test_any_packet_gets_a_decision_and_a_reply_the_client_can_read(
+    data: bytes, transport: str
+) -> None:
+    resolver = Resolver()
+    resolver.table = LookupTable.build(TABLE, namespace="ns1", domain="ns1.svc.cluster.local")
+    action = resolver.handle(data, transport)  # type: ignore[arg-type]
+    if isinstance(action, Reply):
+        assert action.data[:2] == data[:2] and action.data[2] & 0x80  # its id, a response
+        if action.answered:
+            reply = dns.message.from_wire(action.data)
+            limit = Resolver.max_size(dns.message.from_wire(data), transport)  # type: ignore[arg-type]
+            assert len(action.data) <= limit and reply.question
+    elif isinstance(action, Forward):
+        assert dns.message.from_wire(resolver.forwarded(action, None)).id == action.query.id
