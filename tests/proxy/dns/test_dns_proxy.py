@@ -4,6 +4,7 @@ over NDS, forwarding to a tiny upstream this test starts on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import struct
@@ -450,3 +451,58 @@ async def test_resolv_conf_servers_are_where_queries_go(tmp_path: Any) -> None:
         assert addresses(response) == ["192.0.2.10"]
         assert addresses(await ask(proxy.address, "x.upstream.test.")) == ["192.0.2.53"]
     await upstream.close()
+
+
+async def tcp_query(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
+    query = dns.message.make_query("api.example.com.", "A").to_wire()
+    writer.write(struct.pack("!H", len(query)) + query)
+    size = struct.unpack("!H", await asyncio.wait_for(reader.readexactly(2), TIMEOUT))[0]
+    return await reader.readexactly(size)
+
+
+async def test_tcp_connections_past_the_limit_are_closed_at_once() -> None:
+    # idle connections would be kept 60 s: only the limit can close one within TIMEOUT
+    proxy = DnsProxy(port=0, upstream=[], search=[], max_connections=1, tcp_idle_timeout=60)
+    async with proxy:
+        await proxy.load_name_table(_table())
+        first = await asyncio.open_connection(*proxy.address)
+        await tcp_query(*first)  # answered: this connection holds the one slot
+        second_reader, second_writer = await asyncio.open_connection(*proxy.address)
+        assert await asyncio.wait_for(second_reader.read(), TIMEOUT) == b""
+        second_writer.close()
+        first[1].close()
+        await first[1].wait_closed()
+        async with asyncio.timeout(TIMEOUT):  # the slot is free again once the proxy sees it
+            while True:
+                with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+                    third = await asyncio.open_connection(*proxy.address)
+                    await tcp_query(*third)
+                    third[1].close()
+                    break
+                await asyncio.sleep(0.05)
+
+
+async def test_idle_tcp_connections_are_closed_after_the_idle_timeout() -> None:
+    async with DnsProxy(port=0, upstream=[], search=[], tcp_idle_timeout=0.3) as proxy:
+        await proxy.load_name_table(_table())
+        reader, writer = await asyncio.open_connection(*proxy.address)
+        await tcp_query(reader, writer)
+        assert await asyncio.wait_for(reader.read(), TIMEOUT) == b""
+        writer.close()
+
+
+async def test_the_proxy_listens_on_ipv6_loopback() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    async with DnsProxy(host="::1", port=0, upstream=[], search=[]) as proxy:
+        await proxy.load_name_table(_table())
+        assert proxy.address[0] == "::1"
+        for tcp in (False, True):
+            assert addresses(await ask(proxy.address, "api.example.com.", tcp=tcp)) == [
+                "192.0.2.10"
+            ]
