@@ -22,7 +22,7 @@ import dns.rdatatype
 import pytest
 from proxy.dns.fake_upstream import FakeUpstream
 
-from istio_sdk import DiscoveryServer
+from istio_sdk import DiscoveryServer, PilotClient
 from istio_sdk.config import load_resources
 from istio_sdk.pilot.push_context import PushContext
 from istio_sdk.pilot.translate import PushContextGenerator
@@ -434,6 +434,31 @@ def test_bad_settings_are_typed_errors(tmp_path: Any) -> None:
     assert proxy.upstreams == [("10.96.0.53", 53)] and proxy.search == ("a.svc", "b.svc")
     both = DnsProxy(upstream=["[::1]:5353", "127.0.0.1:53", "10.0.0.1"], search=[])
     assert both.upstreams == [("::1", 5353), ("127.0.0.1", 53), ("10.0.0.1", 53)]
+
+
+async def test_a_follower_on_an_injected_delta_client_loads_the_table() -> None:
+    pilot = DiscoveryServer(PushContextGenerator(mesh()))
+    await pilot.start("127.0.0.1", 0)
+    client = PilotClient(
+        f"127.0.0.1:{pilot.port}", node=dns_node("10.1.0.1", "app", "bookinfo"), mode="delta"
+    )
+    try:
+        async with (
+            DnsProxy(namespace="bookinfo", domain="bookinfo.svc.cluster.local", port=0,
+                     upstream=[], search=SEARCH) as proxy,
+            NameTableFollower(proxy, client=client) as follower,
+        ):  # fmt: skip
+            await eventually(lambda: follower.tables == 1)
+            assert proxy.ready and client.validator is not None
+            assert addresses(await ask(proxy.address, "reviews.")) == ["10.96.0.10"]
+    finally:
+        await pilot.stop()
+
+
+async def test_a_port_taken_is_a_typed_error() -> None:
+    async with DnsProxy(port=0, upstream=[], search=[]) as first:
+        with pytest.raises(DnsProxyError, match="cannot listen"):
+            await DnsProxy(port=first.address[1], upstream=[], search=[]).start()
 
 
 async def test_resolv_conf_servers_are_where_queries_go(tmp_path: Any) -> None:

@@ -48,7 +48,8 @@ def _check(type_url: str, resources: Mapping[str, object]) -> str | None:
 class NameTableFollower:
     """Keeps ``proxy``'s table equal to the one Pilot at ``pilot`` (``HOST:PORT``) sends ``node``.
 
-    ``client`` injects a ready :class:`PilotClient` instead (it is started and closed here).
+    ``client`` injects a ready :class:`PilotClient` instead (it is started and closed here; it
+    gets the NameTable check as its validator unless it has one).
     """
 
     def __init__(
@@ -65,6 +66,8 @@ class NameTableFollower:
                 raise ValueError("NameTableFollower needs a Pilot address or a client")
             node = node or dns_node("127.0.0.1", "istio-sdk-dns", proxy.namespace)
             client = PilotClient(pilot, node=node, validator=_check, **client_options)
+        elif client.validator is None:
+            client.validator = _check
         self.proxy = proxy
         self.client = client
         self.tables = 0
