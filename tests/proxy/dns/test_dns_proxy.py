@@ -112,7 +112,7 @@ async def setup() -> AsyncIterator[Setup]:
     )
     await follower.start()
     try:
-        await proxy.wait_ready(TIMEOUT)
+        await eventually(lambda: follower.tables == 1)  # the first table is in
         yield Setup(pilot, generator, upstream, proxy, follower)
     finally:
         await follower.close()
