@@ -103,7 +103,11 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         if isinstance(action, Reply):
             transport.sendto(action.data, addr)
         elif isinstance(action, Forward):
-            proxy._spawn(self._answer_later(action, addr))
+            refused = proxy._refused(action)
+            if refused is not None:
+                transport.sendto(refused, addr)  # no task for a query that cannot go upstream
+            else:
+                proxy._spawn(self._answer_later(action, addr))
 
     async def _answer_later(self, action: Forward, addr: Any) -> None:
         data = await self.proxy._forward(action, "udp")
@@ -294,10 +298,17 @@ class DnsProxy:
         task.add_done_callback(self._tasks.discard)
         return task
 
+    def _refused(self, action: Forward) -> bytes | None:
+        """SERVFAIL when ``max_inflight`` queries are upstream already, else None."""
+        if self._inflight < self.max_inflight:
+            return None
+        self.stats.overloaded += 1
+        return self.resolver.forwarded(action, None)
+
     async def _forward(self, action: Forward, transport: Transport) -> bytes:
-        if self._inflight >= self.max_inflight:
-            self.stats.overloaded += 1
-            return self.resolver.forwarded(action, None)
+        refused = self._refused(action)
+        if refused is not None:
+            return refused
         self._inflight += 1
         self.stats.upstream_requests += 1
         started = time.monotonic()
