@@ -112,6 +112,8 @@ _EXPORTS: dict[str, str] = {
     "IptablesConfigError": "istio_sdk.proxy.iptables",
     # pilot-agent
     "AgentConfigError": "istio_sdk.proxy.agent",
+    # the agent's DNS proxy
+    "DnsProxyError": "istio_sdk.proxy.dns",
 }
 
 __all__ = [  # grouped like _EXPORTS; tests/core/test_public_api.py checks they agree
@@ -179,6 +181,7 @@ __all__ = [  # grouped like _EXPORTS; tests/core/test_public_api.py checks they 
     "IptablesError",
     "IptablesConfigError",
     "AgentConfigError",
+    "DnsProxyError",
     "UnknownKeyError",
     "SpiffeError",
     "LimitError",

@@ -26,6 +26,60 @@ _TYPE_NAMES = {
 }
 # Files that protos/ carries only so that it compiles on its own (the schema references them).
 _SUPPORT_FILES = {"google/api/field_behavior.proto", "google/rpc/status.proto"}
+# Files from istio/istio rather than istio/api (schema.json does not list them), at the path they
+# have there; their wire facts are recorded below, from istio/istio's pkg/dns/proto/nds.proto.
+_ISTIO_ISTIO_FILES = {"pkg/dns/proto/nds.proto"}
+_NDS_FACTS: dict[str, Any] = {
+    "file": "pkg/dns/proto/nds.proto",
+    "package": "istio.networking.nds.v1",
+    "syntax": "proto3",
+    "messages": [
+        {
+            "name": "NameTable",
+            "fields": [
+                {
+                    "name": "table",
+                    "number": 1,
+                    "type": "message",
+                    "repeated": True,
+                    "type_name": "istio.networking.nds.v1.NameTable.TableEntry",
+                }
+            ],
+            "messages": [
+                {
+                    "name": "NameInfo",
+                    "fields": [
+                        {"name": "ips", "number": 1, "type": "string", "repeated": True},
+                        {"name": "registry", "number": 2, "type": "string"},
+                        {"name": "shortname", "number": 3, "type": "string"},
+                        {"name": "namespace", "number": 4, "type": "string"},
+                        {
+                            "name": "alt_hosts",
+                            "number": 5,
+                            "type": "string",
+                            "repeated": True,
+                            "json_name": "altHosts",
+                            "deprecated": True,
+                        },
+                    ],
+                },
+                {
+                    "name": "TableEntry",
+                    "map_entry": True,
+                    "fields": [
+                        {"name": "key", "number": 1, "type": "string"},
+                        {
+                            "name": "value",
+                            "number": 2,
+                            "type": "message",
+                            "type_name": "istio.networking.nds.v1.NameTable.NameInfo",
+                        },
+                    ],
+                },
+            ],
+        }
+    ],
+}
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +103,16 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def schema(shared_dir: pathlib.Path) -> dict[str, Any]:
+def istio_api_schema(shared_dir: pathlib.Path) -> dict[str, Any]:
     data = json.loads((shared_dir / "istio-api" / "schema.json").read_text())
     return {f["file"]: f for f in data["files"]}
+
+
+@pytest.fixture(scope="module")
+def schema(istio_api_schema: dict[str, Any]) -> dict[str, Any]:
+    """schema.json's files plus the istio/istio files protos/ carries."""
+    assert not _ISTIO_ISTIO_FILES & set(istio_api_schema), "now in istio/api: drop it here"
+    return {**istio_api_schema, _NDS_FACTS["file"]: _NDS_FACTS}
 
 
 def _field_facts(field: descriptor_pb2.FieldDescriptorProto) -> dict[str, Any]:

@@ -43,7 +43,7 @@ def test_identical_snapshots_change_nothing() -> None:
 def test_first_snapshot_changes_everything() -> None:
     ctx = PushContext.build(bookinfo_configs(), bookinfo_registry())
     change = compute_changes(None, ctx)
-    assert change.type_urls == ALL_TYPES
+    assert change.type_urls == ALL_TYPES | {xds.NAME_TABLE}
     assert all(change.affects(ctx, p) for p in (SIDECAR, RESTRICTED, GATEWAY, GRPC_CLIENT))
 
 
@@ -169,7 +169,7 @@ def test_new_service_is_a_full_push() -> None:
     after = PushContext.build([*bookinfo_configs(), extra], registry)
     change = compute_changes(before, after)
     assert (NS, "new.example") in change.services
-    assert change.type_urls == ALL_TYPES
+    assert change.type_urls == ALL_TYPES | {xds.NAME_TABLE}
 
 
 def test_generator_turns_changes_into_push_requests() -> None:
@@ -239,7 +239,7 @@ def test_dns_service_endpoint_change_is_a_cluster_change() -> None:
     after = PushContext.build([entry("b.example")])
     change = compute_changes(before, after)
     assert not change.endpoints_only
-    assert change.type_urls == ALL_TYPES
+    assert change.type_urls == ALL_TYPES | {xds.NAME_TABLE}  # a ServiceEntry change: NDS too
     assert (NS, "dns.example") in change.services
 
 

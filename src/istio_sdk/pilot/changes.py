@@ -26,7 +26,11 @@ if TYPE_CHECKING:
 __all__ = ["ALL_TYPES", "ChangeSet", "compute_changes"]
 
 ALL_TYPES = frozenset({xds_types.CLUSTER, xds_types.ENDPOINT, xds_types.LISTENER, xds_types.ROUTE})
-"""The xDS types Pilot translates (CDS, EDS, LDS, RDS): what a full push recomputes."""
+"""The Envoy types Pilot translates (CDS, EDS, LDS, RDS): what a full push recomputes."""
+
+NAME_TABLE_KINDS = frozenset({"ServiceEntry", "Sidecar"})
+"""The translated config kinds that change a proxy's name table (NDS); istiod skips NDS for
+the others (VirtualService, DestinationRule, Gateway, security policies, ...)."""
 
 
 @attrs.frozen
@@ -46,6 +50,8 @@ class ChangeSet:
     gateways_changed: bool
     authz_namespaces: frozenset[str] = frozenset()
     """Namespaces with changed AuthorizationPolicies (sidecar inbound RBAC, LDS only)."""
+    headless_endpoints: bool = False
+    """Endpoints of a headless (``NONE`` resolution) service changed: name tables list them."""
 
     @property
     def empty(self) -> bool:
@@ -59,14 +65,26 @@ class ChangeSet:
 
     @property
     def type_urls(self) -> frozenset[str]:
-        """The xDS types to recompute and push."""
+        """The xDS types to recompute and push (NDS too when :attr:`names_changed`)."""
         if self.empty:
             return frozenset()
         if self.endpoints_only:
-            return frozenset({xds_types.ENDPOINT})
-        if self._authz_only:
-            return frozenset({xds_types.LISTENER})
-        return ALL_TYPES
+            envoy = frozenset({xds_types.ENDPOINT})
+        elif self._authz_only:
+            envoy = frozenset({xds_types.LISTENER})
+        else:
+            envoy = ALL_TYPES
+        return envoy | {xds_types.NAME_TABLE} if self.names_changed else envoy
+
+    @property
+    def names_changed(self) -> bool:
+        """Whether name tables may differ: a service, a ServiceEntry or Sidecar, or the
+        endpoints of a headless service changed."""
+        return (
+            bool(self.services)
+            or self.headless_endpoints
+            or any(k.kind in NAME_TABLE_KINDS for k in self.configs)
+        )
 
     @property
     def _authz_only(self) -> bool:
@@ -177,6 +195,7 @@ def compute_changes(old: PushContext | None, new: PushContext) -> ChangeSet:
                 hosts |= _config_hosts(entry)
     services: set[tuple[str, str]] = set()
     endpoint_only: set[tuple[str, str]] = set()
+    headless = False
     for skey in set(old.services) | set(new.services):
         s_old, s_new = old.services.get(skey), new.services.get(skey)
         if s_old != s_new:
@@ -191,6 +210,7 @@ def compute_changes(old: PushContext | None, new: PushContext) -> ChangeSet:
                 services.add(skey)
             else:
                 endpoint_only.add(skey)
+                headless = headless or (s_new.resolution is Resolution.NONE and not s_new.addresses)
     # A ServiceEntry whose only change is its endpoints is an endpoint-only change.
     if not services:
         se_keys = {k for k in changed if k.kind == "ServiceEntry"}
@@ -204,4 +224,5 @@ def compute_changes(old: PushContext | None, new: PushContext) -> ChangeSet:
         sidecar_namespaces=frozenset(k.namespace for k in changed if k.kind == "Sidecar"),
         gateways_changed=any(k.kind in ("Gateway", "VirtualService") for k in changed),
         authz_namespaces=frozenset(k.namespace for k in changed if k.kind == "AuthorizationPolicy"),
+        headless_endpoints=headless,
     )

@@ -45,6 +45,7 @@ import attrs
 from istio_sdk.pilot.labels import labels_match
 from istio_sdk.pilot.registry import (
     DEFAULT_DOMAIN_SUFFIX,
+    KUBERNETES_REGISTRY,
     Endpoint,
     HealthStatus,
     RegistryError,
@@ -158,6 +159,9 @@ class _Pod:
     ports: Mapping[str, int]
     """Named container ports."""
     ready: bool
+    hostname: str = ""
+    """``spec.hostname`` (else the Pod's name) when the Pod has a ``spec.subdomain``."""
+    subdomain: str = ""
 
 
 def _pod_of(resource: Any) -> _Pod:
@@ -176,6 +180,8 @@ def _pod_of(resource: Any) -> _Pod:
     phase = status.get("phase")
     ready = (ready_values[-1] == "True") if ready_values else phase in (None, "Running")
     ip = status.get("podIP") or ""
+    subdomain = (spec.subdomain if spec is not None else None) or ""
+    hostname = ((spec.hostname if spec is not None else None) or name) if subdomain else ""
     return _Pod(
         namespace=namespace,
         name=name,
@@ -185,6 +191,8 @@ def _pod_of(resource: Any) -> _Pod:
         node=(spec.nodeName if spec is not None else None) or "",
         ports=ports,
         ready=ready and phase not in ("Succeeded", "Failed"),
+        hostname=hostname,
+        subdomain=subdomain,
     )
 
 
@@ -315,6 +323,7 @@ class _Builder:
                 mesh_external=external,
                 export_to=export_to,
                 labels=labels,
+                registry=KUBERNETES_REGISTRY,
             )
         except RegistryError as exc:
             self.problem(f"{where}: {exc}")
@@ -357,6 +366,8 @@ class _Builder:
             health=health,
             network=pod.labels.get(NETWORK_LABEL, ""),
             service_account=spiffe_uri(self.trust_domain, pod.namespace, pod.service_account),
+            hostname=pod.hostname,
+            subdomain=pod.subdomain,
         )
 
     def _health(self, service: Any, ready: bool) -> HealthStatus | None:

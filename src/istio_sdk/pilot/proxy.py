@@ -2,7 +2,8 @@
 
 An Istio node id has four ``~``-separated fields, ``TYPE~IP~POD.NAMESPACE~NAMESPACE.svc.DOMAIN``
 (:func:`parse_node_id`); node metadata (``NAMESPACE``, ``LABELS``, ``GENERATOR``,
-``INSTANCE_IPS``) refines it. :class:`ProxyInfo` is the result translation works from.
+``INSTANCE_IPS``, ``DNS_CAPTURE``, ``DNS_AUTO_ALLOCATE``) refines it. :class:`ProxyInfo` is the
+result translation works from.
 """
 
 from __future__ import annotations
@@ -98,6 +99,11 @@ class ProxyInfo:
     dns_domain: str = ""
     locality: str = ""
     """``region/zone/subzone`` of the proxy (from the node's locality), for locality LB."""
+    dns_capture: bool = False
+    """The agent captures the pod's DNS (metadata ``DNS_CAPTURE``, ``ISTIO_META_DNS_CAPTURE``)."""
+    dns_auto_allocate: bool = False
+    """Give addressless ServiceEntries a VIP in the name table (``DNS_AUTO_ALLOCATE``); only
+    with ``dns_capture``, as istiod."""
 
     @property
     def is_grpc(self) -> bool:
@@ -113,7 +119,8 @@ class ProxyInfo:
     def from_node(cls, node: Node) -> ProxyInfo:
         """Parse an Istio node: id ``TYPE~IP~POD.NS~NS.svc.DOMAIN`` plus metadata.
 
-        Metadata keys read: ``NAMESPACE``, ``LABELS``, ``GENERATOR``, ``INSTANCE_IPS``. A node
+        Metadata keys read: ``NAMESPACE``, ``LABELS``, ``GENERATOR``, ``INSTANCE_IPS``,
+        ``DNS_CAPTURE`` and ``DNS_AUTO_ALLOCATE`` (``"true"``, as the agent writes them). A node
         id that is not in Istio's form still yields a proxy (sidecar in ``default``) so any
         ADS client can be served.
         """
@@ -132,7 +139,16 @@ class ProxyInfo:
             generator=str(meta.get("GENERATOR") or ""),
             dns_domain=parsed.dns_domain,
             locality=_node_locality(node),
+            dns_capture=_meta_bool(meta.get("DNS_CAPTURE")),
+            dns_auto_allocate=_meta_bool(meta.get("DNS_AUTO_ALLOCATE")),
         )
+
+
+def _meta_bool(value: object) -> bool:
+    # The agent writes ISTIO_META_* flags as strings; Go's strconv.ParseBool decides them.
+    if isinstance(value, bool):
+        return value
+    return isinstance(value, str) and value in ("1", "t", "T", "true", "TRUE", "True")
 
 
 def _node_locality(node: Node) -> str:

@@ -52,6 +52,8 @@ def scope_of(generator: object, proxy: ProxyInfo) -> Hashable:
         proxy.generator,
         proxy.dns_domain,
         proxy.locality,
+        proxy.dns_capture,
+        proxy.dns_auto_allocate,
     )
 
 

@@ -30,6 +30,8 @@ from istio_sdk.pilot.labels import labels_match
 
 __all__ = [
     "DEFAULT_DOMAIN_SUFFIX",
+    "EXTERNAL_REGISTRY",
+    "KUBERNETES_REGISTRY",
     "Endpoint",
     "HealthStatus",
     "RegistryError",
@@ -46,6 +48,10 @@ __all__ = [
 ]
 
 DEFAULT_DOMAIN_SUFFIX = "cluster.local"
+KUBERNETES_REGISTRY = "Kubernetes"
+"""``Service.registry`` of a Kubernetes Service (istiod's provider id)."""
+EXTERNAL_REGISTRY = "External"
+"""``Service.registry`` of a ServiceEntry host, and the default for registered services."""
 
 
 class RegistryError(ValueError):
@@ -157,6 +163,9 @@ class Endpoint:
     ``ports`` maps service port *names* to the port this workload listens on (a ServiceEntry
     endpoint's or WorkloadEntry's port map); ports not in it use the service port's
     ``target_port`` or number. ``locality`` is ``region/zone/subzone`` (any part may be empty).
+    ``hostname`` and ``subdomain`` are a Kubernetes Pod's (``spec.subdomain``, and
+    ``spec.hostname`` or its name), set when it has a subdomain: the Pod is then
+    ``HOSTNAME.SUBDOMAIN.NAMESPACE.svc.DOMAIN`` in DNS.
     """
 
     address: str = attrs.field()
@@ -167,6 +176,8 @@ class Endpoint:
     health: HealthStatus = HealthStatus.HEALTHY
     network: str = ""
     service_account: str = ""
+    hostname: str = ""
+    subdomain: str = ""
 
     @address.validator
     def _check_address(self, attribute: attrs.Attribute[str], value: str) -> None:
@@ -199,6 +210,9 @@ class Service:
     ``addresses`` are virtual IPs (or CIDRs) clients dial; ``mesh_external`` marks services
     outside the mesh (ServiceEntry ``location: MESH_EXTERNAL``). ``export_to`` lists the
     namespaces that may see it (``*`` for all, ``.`` for its own; empty means all).
+    ``registry`` names where it comes from (:data:`KUBERNETES_REGISTRY` for a Kubernetes
+    Service, :data:`EXTERNAL_REGISTRY` otherwise), as istiod's provider id: the agent's DNS
+    proxy answers short names (``reviews``, ``reviews.default``) for Kubernetes services only.
     """
 
     hostname: str = attrs.field()
@@ -209,6 +223,7 @@ class Service:
     mesh_external: bool = False
     export_to: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
     labels: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_str_map)
+    registry: str = EXTERNAL_REGISTRY
 
     @hostname.validator
     def _check_hostname(self, attribute: attrs.Attribute[str], value: str) -> None:

@@ -27,6 +27,8 @@ ENDPOINT: Final = TYPE_PREFIX + "envoy.config.endpoint.v3.ClusterLoadAssignment"
 SECRET: Final = TYPE_PREFIX + "envoy.extensions.transport_sockets.tls.v3.Secret"
 EXTENSION_CONFIG: Final = TYPE_PREFIX + "envoy.config.core.v3.TypedExtensionConfig"
 RUNTIME: Final = TYPE_PREFIX + "envoy.service.runtime.v3.Runtime"
+NAME_TABLE: Final = TYPE_PREFIX + "istio.networking.nds.v1.NameTable"
+"""Istio's NDS: the one name table istiod sends an agent for its DNS proxy."""
 
 
 @attrs.frozen
@@ -71,6 +73,9 @@ _TYPES: dict[str, ResourceType] = {
             SCOPED_ROUTE, "SRDS", _API + "envoy.config.route.v3", "ScopedRouteConfiguration"
         ),
         ResourceType(VIRTUAL_HOST, "VHDS", _API + "envoy.config.route.v3", "VirtualHost"),
+        # One unnamed resource, asked for with no names (istiod treats its own types as
+        # wildcard), so a response always carries the whole table.
+        ResourceType(NAME_TABLE, "NDS", _API + "istio.networking.nds.v1", "NameTable", True, True),
     )
 }
 
@@ -103,6 +108,8 @@ SHORT_NAMES: Final[dict[str, str]] = {
     "sds": SECRET,
     "secrets": SECRET,
     "ecds": EXTENSION_CONFIG,
+    "nds": NAME_TABLE,
+    "nametable": NAME_TABLE,
 }
 
 # Make-before-break: a proxy must know a cluster (CDS) and its endpoints (EDS) before a listener

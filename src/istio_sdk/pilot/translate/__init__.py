@@ -11,6 +11,8 @@ RDS, CDS, EDS) and ``names`` the resource names the proxy subscribed to (``None`
 wildcard subscription; an empty collection asks for nothing). The answer maps resource name
 to the generated Envoy message (``istio_sdk.api.envoy...``); a name that does not exist for
 this proxy is simply absent.
+NDS (``istio_sdk.xds.NAME_TABLE``) is answered by
+:func:`istio_sdk.pilot.name_table.generate_name_table` (one unnamed ``NameTable``).
 Unknown type URLs yield an empty dict. :class:`PushContextGenerator` is the stateful
 ``ResourceGenerator`` that :class:`istio_sdk.pilot.server.DiscoveryServer` takes
 (``generate(proxy, type_url, names)`` over the current snapshot, and ``apply(new_snapshot)``
@@ -34,12 +36,14 @@ from collections.abc import Iterable
 import betterproto2
 
 from istio_sdk.pilot.changes import ALL_TYPES
+from istio_sdk.pilot.name_table import generate_name_table
 from istio_sdk.pilot.proxy import ProxyInfo, ProxyType
 from istio_sdk.pilot.push_context import PushContext
 from istio_sdk.pilot.translate._gateway import generate_gateway
 from istio_sdk.pilot.translate._generator import PushContextGenerator
 from istio_sdk.pilot.translate._grpc import generate_grpc
 from istio_sdk.pilot.translate._sidecar import generate_sidecar
+from istio_sdk.xds.types import NAME_TABLE
 
 __all__ = [
     "ALL_TYPES",
@@ -55,6 +59,8 @@ def generate(
     names: Iterable[str] | None = None,
 ) -> dict[str, betterproto2.Message]:
     """The resources of ``type_url`` that ``proxy`` should have (only ``names`` if given)."""
+    if type_url == NAME_TABLE:
+        return dict(generate_name_table(context, proxy, None if names is None else set(names)))
     if type_url not in ALL_TYPES:
         return {}
     if proxy.is_grpc:

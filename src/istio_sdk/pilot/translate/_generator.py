@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING
 import betterproto2
 
 from istio_sdk.pilot.changes import ChangeSet, compute_changes
+from istio_sdk.pilot.name_table import NAME_TABLE_RESOURCE
 from istio_sdk.pilot.proxy import ProxyInfo
 from istio_sdk.pilot.push_context import PushContext
-from istio_sdk.xds.types import ENDPOINT
+from istio_sdk.xds.types import ENDPOINT, NAME_TABLE
 
 if TYPE_CHECKING:
     from istio_sdk.pilot.server import PushRequest
@@ -63,9 +64,13 @@ class PushContextGenerator:
 
         context = self._context
         if change.endpoints_only:
+            # A headless service's endpoints are in name tables too: NDS goes with EDS then.
+            changed = {ENDPOINT: change.changed_clusters(context)}
+            if NAME_TABLE in change.type_urls:
+                changed[NAME_TABLE] = frozenset({NAME_TABLE_RESOURCE})
             return PushRequest(
-                types={ENDPOINT},
-                changed={ENDPOINT: change.changed_clusters(context)},
+                types=change.type_urls,
+                changed=changed,
                 proxies=AffectedBy(change, context),
                 reason="endpoints changed",
             )

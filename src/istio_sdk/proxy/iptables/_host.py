@@ -16,6 +16,7 @@ import pwd
 import socket
 import struct
 
+from istio_sdk import _resolv
 from istio_sdk.proxy.iptables._config import IptablesConfigError, _show
 
 __all__ = [
@@ -75,32 +76,18 @@ def wants_ipv6(addresses: list[Address], *, dual_stack: bool) -> bool:
     return usable[0].version == 6
 
 
-MAX_RESOLV_CONF = 1 << 20
-
-
 def read_resolv_conf(path: pathlib.Path) -> tuple[list[str], list[str]]:
     """The IPv4 and IPv6 ``nameserver`` addresses of a resolv.conf, in file order."""
     try:
-        with path.open("rb") as file:
-            data = file.read(MAX_RESOLV_CONF + 1)  # never all of /dev/zero
-    except OSError as exc:
-        raise IptablesConfigError(f"failed to load {path}: {exc.strerror or exc}") from None
-    if len(data) > MAX_RESOLV_CONF:
-        raise IptablesConfigError(f"failed to load {path}: larger than {MAX_RESOLV_CONF} bytes")
-    text = data.decode(errors="replace")
+        servers = _resolv.read_resolv_conf(path).nameservers
+    except ValueError as exc:
+        raise IptablesConfigError(str(exc)) from None
     v4: list[str] = []
     v6: list[str] = []
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) < 2 or fields[0] != "nameserver":
-            continue
-        try:
-            address = ipaddress.ip_address(fields[1])
-        except ValueError:
-            continue  # garbled: Istio skips it too
-        if "%" in fields[1]:
+    for server in servers:
+        if "%" in server:
             continue  # a scoped IPv6 address cannot be written into a rule
-        (v4 if address.version == 4 else v6).append(fields[1])
+        (v6 if ":" in server else v4).append(server)
     return v4, v6
 
 
