@@ -6,7 +6,8 @@
   ``kubectl apply``-ready text out, within :class:`LoadLimits` (size, depth, aliases);
 - :func:`validate`: every problem, with source, document, resource, field path and line;
 - :class:`ConfigStore`: in-memory store with revisions and watchers;
-  :class:`DirectorySource` keeps one in step with a folder;
+  :class:`DirectorySource` keeps one in step with a folder, :class:`KubernetesSource` with
+  a Kubernetes API server (list and watch);
 - :data:`KINDS` / :class:`KindInfo`: the kind registry; :data:`KUBERNETES_KINDS`: the
   Kubernetes kinds (typed lightkube bodies, Gateway API kinds checked against their CRDs).
 """
@@ -34,6 +35,8 @@ from istio_sdk.config._kinds import (
     kind_for,
     message_class,
 )
+from istio_sdk.config._kube_client import KubeConfigError
+from istio_sdk.config._kube_source import DEFAULT_KINDS, KubernetesSource, Observed
 from istio_sdk.config._limits import LoadLimits
 from istio_sdk.config._resource import ObjectMeta, Resource
 from istio_sdk.config._store import (
@@ -48,6 +51,7 @@ from istio_sdk.config._validate import validate
 from istio_sdk.config._yaml import JsonValue
 
 __all__ = [
+    "DEFAULT_KINDS",
     "KINDS",
     "KUBERNETES_KINDS",
     "ConfigError",
@@ -59,12 +63,15 @@ __all__ = [
     "FieldError",
     "JsonValue",
     "KindInfo",
+    "KubeConfigError",
+    "KubernetesSource",
     "LimitError",
     "LoadLimits",
     "MetadataError",
     "NotFoundError",
     "NumberError",
     "ObjectMeta",
+    "Observed",
     "Problem",
     "Resource",
     "Source",

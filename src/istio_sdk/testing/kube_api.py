@@ -497,6 +497,7 @@ class KubeApiServer:
         deadline = None if timeout is None else _int(timeout, "timeoutSeconds")
         loop = asyncio.get_running_loop()
         ends = None if deadline is None else loop.time() + deadline
+        get: asyncio.Future[bytes | None] | None = None
         try:
             while True:
                 remaining = None if ends is None else max(0.0, ends - loop.time())
@@ -518,6 +519,8 @@ class KubeApiServer:
             await writer.drain()
         finally:
             closed.cancel()
+            if get is not None:
+                get.cancel()
             self._watches.discard(watch)
 
 
