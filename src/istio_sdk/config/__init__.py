@@ -7,7 +7,8 @@
 - :func:`validate`: every problem, with source, document, resource, field path and line;
 - :class:`ConfigStore`: in-memory store with revisions and watchers;
   :class:`DirectorySource` keeps one in step with a folder, :class:`KubernetesSource` with
-  a Kubernetes API server (list and watch);
+  a Kubernetes API server (list and watch); :class:`LeaderElector` and :class:`StatusWriter`
+  write Istio's status back from one replica;
 - :data:`KINDS` / :class:`KindInfo`: the kind registry; :data:`KUBERNETES_KINDS`: the
   Kubernetes kinds (typed lightkube bodies, Gateway API kinds checked against their CRDs).
 """
@@ -37,6 +38,8 @@ from istio_sdk.config._kinds import (
 )
 from istio_sdk.config._kube_client import KubeConfigError
 from istio_sdk.config._kube_source import DEFAULT_KINDS, KubernetesSource, Observed
+from istio_sdk.config._kube_status import StatusWriter
+from istio_sdk.config._leader import LeaderElector
 from istio_sdk.config._limits import LoadLimits
 from istio_sdk.config._resource import ObjectMeta, Resource
 from istio_sdk.config._store import (
@@ -65,6 +68,7 @@ __all__ = [
     "KindInfo",
     "KubeConfigError",
     "KubernetesSource",
+    "LeaderElector",
     "LimitError",
     "LoadLimits",
     "MetadataError",
@@ -75,6 +79,7 @@ __all__ = [
     "Problem",
     "Resource",
     "Source",
+    "StatusWriter",
     "SyncResult",
     "UnknownApiVersionError",
     "UnknownKindError",
