@@ -9,7 +9,10 @@ changed to connected proxies. ``--debug-port`` serves Pilot's Prometheus metrics
 ``/debug/metrics`` (JSON). With ``--ca-port`` Citadel's CA runs beside it, and with
 ``--ca-monitoring-port`` the CA's metrics are at ``/metrics`` on that port. It prints where it
 listens and logs pushes and NACKs; a file broken later is logged and the last good config keeps
-being served. Stop it with Ctrl-C or SIGTERM.
+being served. With ``--kubeconfig PATH`` or ``--in-cluster`` it also (or, without
+``--config``, only) follows the objects of a Kubernetes API server, and ``--write-status``
+writes Istio's status back from the one replica holding a Lease (``_kube_flags``). Stop it
+with Ctrl-C or SIGTERM.
 
 This module only turns flags into a :class:`~istio_sdk.Mesh`; the mesh wires the components.
 """
@@ -26,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from istio_sdk.cli._ca_flags import add_ca_arguments, ca_options
 from istio_sdk.cli._command import Command, CommandError
+from istio_sdk.cli._kube_flags import add_kube_arguments, add_kubernetes, wants_kubernetes
 
 if TYPE_CHECKING:
     from istio_sdk.citadel import CitadelServerOptions
@@ -35,7 +39,9 @@ DEFAULT_XDS_PORT = 15010  # istio_sdk.mesh.DEFAULT_XDS_PORT, without importing t
 
 def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--config", required=True, metavar="DIR", help="folder of Istio YAML/JSON (recursive)"
+        "--config",
+        metavar="DIR",
+        help="folder of Istio YAML/JSON (recursive); needed unless --kubeconfig/--in-cluster",
     )
     parser.add_argument(
         "--xds-port",
@@ -77,6 +83,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     add_ca_arguments(parser)  # --ca-port, --ca-dir, --jwt-rule, --ca-monitoring-port (Citadel)
+    add_kube_arguments(parser)  # --kubeconfig, --in-cluster, --write-status, ... (the API server)
 
 
 def _one_line(text: str) -> str:
@@ -84,8 +91,10 @@ def _one_line(text: str) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    root = pathlib.Path(args.config)
-    if not root.is_dir():
+    if args.config is None and not wants_kubernetes(args):
+        raise CommandError("--config DIR (or --kubeconfig PATH, or --in-cluster) is required")
+    root = pathlib.Path(args.config or ".")
+    if args.config is not None and not root.is_dir():
         raise CommandError(f"--config {args.config}: no such folder")
     if args.poll_interval <= 0:
         raise CommandError("--poll-interval must be positive")
@@ -94,7 +103,7 @@ def _run(args: argparse.Namespace) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    for noisy in ("hpack", "h2", "grpclib", "asyncio", "watchfiles"):
+    for noisy in ("hpack", "h2", "grpclib", "asyncio", "watchfiles", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return asyncio.run(_serve(args, root, options))
 
@@ -111,21 +120,24 @@ async def _serve(
 
         refused = (*refused, CitadelError)
 
+    settings = {
+        "host": args.host,
+        "xds_port": args.xds_port,
+        "debug_port": args.debug_port,
+        "debounce_after": args.debounce_after,
+        "debounce_max": args.debounce_max,
+        "ca_port": args.ca_port,
+        "ca_options": options,
+    }
     try:
-        mesh = Mesh.from_directory(
-            root,
-            interval=args.poll_interval,
-            strict=True,
-            host=args.host,
-            xds_port=args.xds_port,
-            debug_port=args.debug_port,
-            debounce_after=args.debounce_after,
-            debounce_max=args.debounce_max,
-            ca_port=args.ca_port,
-            ca_options=options,
-        )
+        if args.config is None:
+            mesh = Mesh(**settings)
+        else:
+            mesh = Mesh.from_directory(root, interval=args.poll_interval, strict=True, **settings)
     except refused as exc:
         raise CommandError(_one_line(str(exc))) from exc
+    if wants_kubernetes(args):
+        add_kubernetes(mesh, args)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -142,9 +154,12 @@ async def _serve(
     except OSError as exc:
         raise CommandError(_one_line(str(exc))) from exc
     try:
+        where = [str(root)] if args.config is not None else []
+        if wants_kubernetes(args):
+            where.append("the in-cluster API server" if args.in_cluster else args.kubeconfig)
         print(
             f"istio-sdk serve: xDS (ADS, plaintext) listening on "
-            f"{args.host}:{mesh.xds_port}, config from {root} "
+            f"{args.host}:{mesh.xds_port}, config from {' and '.join(where)} "
             f"({len(mesh.store)} resources)",
             flush=True,
         )
