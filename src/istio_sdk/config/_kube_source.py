@@ -261,8 +261,13 @@ class KubernetesSource:
         if [str(p) for p in self.errors.get(name, [])] == [str(p) for p in problems]:
             return
         self.errors[name] = problems
+        what = (
+            "kubernetes list/watch failed, retrying"
+            if name.endswith(_KIND_SUFFIX)
+            else "kubernetes config rejected, keeping the last good version"
+        )
         for problem in problems[:20]:
-            log.warning("kubernetes config rejected, keeping the last good version: %s", problem)
+            log.warning("%s: %s", what, problem)
         if self.on_error is not None:
             try:
                 self.on_error(name, problems)
@@ -504,8 +509,11 @@ class KubernetesSource:
         await self.aclose()
 
 
+_KIND_SUFFIX = " (list/watch)"
+
+
 def _kind_name(info: KindInfo) -> str:
-    return f"{info.kind}.{info.group or 'core'} (list/watch)"
+    return f"{info.kind}.{info.group or 'core'}{_KIND_SUFFIX}"
 
 
 def _name(key: Key) -> str:

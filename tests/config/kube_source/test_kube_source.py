@@ -140,10 +140,19 @@ async def test_a_malformed_event_is_reported_and_the_watch_goes_on(
             api.send_raw(deep)
             await until(lambda: api.open_watches == 5)
             api.send_raw(json.dumps({"type": "MODIFIED", "object": {"metadata": {}}}).encode())
+            await until(lambda: api.open_watches == 5)
+            api.send_raw(b'{"type":"ADDED","object":{"metadata":{"resourceVersion":"9"},"x":NaN}}')
+            await until(lambda: api.open_watches == 5)
+            api.send_raw(b"\xff\xfe garbage \x00")
         assert "malformed watch event" in caplog.text
         assert store.revision == before and hosts(store, "a") == ["reviews"]
         api.put(vs("a", "details"))
         await until(lambda: hosts(store, "a") == ["details"])
+        huge = vs("a", "details", annotations={"big": "x" * 2**20})
+        huge["spec"]["http"][0]["timeout"] = "1" + "0" * 5000 + "s"
+        api.put(huge)  # a 1 MB annotation and a 5,000-digit duration: reported, not fatal
+        await until(lambda: "VirtualService shop/a" in source.errors)
+        assert hosts(store, "a") == ["details"]
 
 
 async def test_an_invalid_object_keeps_the_last_good_version(api: KubeApiServer) -> None:
