@@ -17,14 +17,6 @@ APPLY = {"Content-Type": "application/apply-patch+yaml"}
 
 
 @pytest.fixture
-async def api() -> AsyncIterator[KubeApiServer]:
-    server = KubeApiServer()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
 async def http(api: KubeApiServer) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=api.url) as client:
         yield client

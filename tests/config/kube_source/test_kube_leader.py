@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 from lightkube import AsyncClient
 from lightkube.config.kubeconfig import KubeConfig
 from lightkube.config.models import Cluster, User
@@ -16,14 +14,6 @@ from istio_sdk.config import ConfigStore, LeaderElector, StatusWriter
 from istio_sdk.testing.kube_api import KubeApiServer
 
 FAST: dict[str, float] = {"lease_duration": 1.0, "renew_deadline": 0.6, "retry_period": 0.05}
-
-
-@pytest.fixture
-async def api() -> AsyncIterator[KubeApiServer]:
-    server = KubeApiServer()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 def elector(api: KubeApiServer, identity: str, **kwargs: Any) -> LeaderElector:

@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import pathlib
-from collections.abc import AsyncIterator
 
 import pytest
 from support.kube import hosts, service, slice_for, source_for, until, vs
@@ -21,14 +20,6 @@ from istio_sdk.config import (
 )
 from istio_sdk.pilot.push_context import PushContext
 from istio_sdk.testing.kube_api import KubeApiServer
-
-
-@pytest.fixture
-async def api() -> AsyncIterator[KubeApiServer]:
-    server = KubeApiServer()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 def watches(api: KubeApiServer, plural: str) -> list[dict[str, str]]:
