@@ -34,6 +34,7 @@ import attrs
 import httpx
 
 from istio_sdk._backoff import backoff_delay, check_backoff
+from istio_sdk.config._directory import _log_line
 from istio_sdk.config._errors import ConfigError, Problem
 from istio_sdk.config._kinds import KINDS, KUBERNETES_KINDS, KindInfo
 from istio_sdk.config._kube_client import http_client, kind_path, kube_config
@@ -267,7 +268,7 @@ class KubernetesSource:
             else "kubernetes config rejected, keeping the last good version"
         )
         for problem in problems[:20]:
-            log.warning("%s: %s", what, problem)
+            log.warning("%s: %s", what, _log_line(problem))  # one bounded line each
         if self.on_error is not None:
             try:
                 self.on_error(name, problems)
