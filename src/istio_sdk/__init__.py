@@ -21,6 +21,8 @@ _EXPORTS: dict[str, str] = {
     "ObjectMeta": "istio_sdk.config",
     "ConfigStore": "istio_sdk.config",
     "DirectorySource": "istio_sdk.config",
+    "KubernetesSource": "istio_sdk.config",
+    "KubeConfigError": "istio_sdk.config",
     "load_resources": "istio_sdk.config",
     "dump_resources": "istio_sdk.config",
     "validate": "istio_sdk.config",
@@ -122,6 +124,8 @@ __all__ = [  # grouped like _EXPORTS; tests/core/test_public_api.py checks they 
     "ObjectMeta",
     "ConfigStore",
     "DirectorySource",
+    "KubernetesSource",
+    "KubeConfigError",
     "load_resources",
     "dump_resources",
     "validate",
@@ -230,6 +234,8 @@ if TYPE_CHECKING:
     from istio_sdk.config import DirectorySource as DirectorySource
     from istio_sdk.config import DocumentError as DocumentError
     from istio_sdk.config import FieldError as FieldError
+    from istio_sdk.config import KubeConfigError as KubeConfigError
+    from istio_sdk.config import KubernetesSource as KubernetesSource
     from istio_sdk.config import LimitError as LimitError
     from istio_sdk.config import LoadLimits as LoadLimits
     from istio_sdk.config import MetadataError as MetadataError

@@ -45,7 +45,7 @@ from istio_sdk.pilot.translate import PushContextGenerator
 if TYPE_CHECKING:
     from istio_sdk._webhook_tls import WebhookCertificate
     from istio_sdk.citadel import CitadelServer, CitadelServerOptions
-    from istio_sdk.config import Resource
+    from istio_sdk.config import KubernetesSource, LeaderElector, Resource, StatusWriter
     from istio_sdk.galley.mcp import GalleyClient, McpSource
     from istio_sdk.mixer import MixerServer
     from istio_sdk.pilot.push_request import PushRequest
@@ -164,6 +164,9 @@ class Mesh:
         self._rebuild_wanted = False
         self._rebuild_task: asyncio.Task[None] | None = None
         self._sources: list[DirectorySource] = []
+        self._kubernetes: list[
+            tuple[KubernetesSource, StatusWriter | None, LeaderElector | None]
+        ] = []
         self._strict = False
         self._started = False
 
@@ -195,9 +198,24 @@ class Mesh:
         return mesh
 
     @property
-    def sources(self) -> tuple[DirectorySource, ...]:
-        """The folder sources feeding the store (their ``errors`` say what was rejected)."""
-        return tuple(self._sources)
+    def sources(self) -> tuple[DirectorySource | KubernetesSource, ...]:
+        """The sources feeding the store (their ``errors`` say what was rejected)."""
+        return (*self._sources, *(source for source, _, _ in self._kubernetes))
+
+    def add_kubernetes(
+        self,
+        source: KubernetesSource,
+        *,
+        status: StatusWriter | None = None,
+        elector: LeaderElector | None = None,
+    ) -> None:
+        """Also feed the store from a Kubernetes API server (``source`` must use this mesh's
+        store). ``status`` writes status back, only while ``elector`` leads when one is given.
+        All three start after the folders and stop with the mesh; the source's invalid objects
+        are reported and skipped, never fatal, as in istiod."""
+        if source.store is not self.store:
+            raise ValueError("the KubernetesSource must feed this mesh's store")
+        self._kubernetes.append((source, status, elector))
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -219,6 +237,12 @@ class Mesh:
     async def _start(self) -> None:
         for source in self._sources:
             await source.start(strict=self._strict)
+        for kube, status, elector in self._kubernetes:
+            await kube.start()
+            if status is not None:
+                await status.start()
+            if elector is not None:
+                await elector.start()
         self.rebuild()
         self._unsubscribe = self.store.subscribe(lambda _event: self._schedule_rebuild())
         for client in self.galley_clients:
@@ -276,6 +300,12 @@ class Mesh:
         """Stop following config and close every server."""
         for source in self._sources:
             await source.stop()
+        for kube, status, elector in self._kubernetes:
+            if elector is not None:
+                await elector.stop()  # releases the Lease for the next replica
+            if status is not None:
+                await status.stop()
+            await kube.stop()
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None

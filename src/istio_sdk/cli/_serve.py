@@ -16,7 +16,9 @@ listens and logs pushes and NACKs; a file broken later is logged and the last go
 being served. ``--galley-port`` serves the config over MCP as Istio 1.3's Galley did (its port
 was 9901), and ``--config-source HOST:PORT`` (repeatable; Pilot 1.3's ``configSources``) takes
 the config from a Galley instead of, or beside, ``--config`` (``fs://DIR`` names a folder).
-Stop it with Ctrl-C or SIGTERM.
+With ``--kubeconfig PATH`` or ``--in-cluster`` it also (or, without ``--config``, only) follows
+the objects of a Kubernetes API server, and ``--write-status`` writes Istio's status back from
+the one replica holding a Lease (``_kube_flags``). Stop it with Ctrl-C or SIGTERM.
 
 This module only turns flags into a :class:`~istio_sdk.Mesh`; the mesh wires the components.
 """
@@ -34,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from istio_sdk.cli._ca_flags import add_ca_arguments, ca_options
 from istio_sdk.cli._command import Command, CommandError
 from istio_sdk.cli._injector_flags import add_injector_arguments, injector_setup
+from istio_sdk.cli._kube_flags import add_kube_arguments, add_kubernetes, wants_kubernetes
 
 if TYPE_CHECKING:
     from istio_sdk.citadel import CitadelServerOptions
@@ -99,6 +102,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     add_ca_arguments(parser)  # --ca-port, --ca-dir, --jwt-rule, --ca-monitoring-port (Citadel)
     add_injector_arguments(parser)  # --injector-port, --injector-cert, ... (sidecar injector)
+    add_kube_arguments(parser)  # --kubeconfig, --in-cluster, --write-status, ... (the API server)
     parser.add_argument(
         "--mixer-port",
         type=int,
@@ -133,8 +137,11 @@ def _config_sources(args: argparse.Namespace) -> tuple[str | None, list[tuple[st
             galleys.append(parse_address("--config-source", value))
     if len(folders) > 1:
         raise CommandError("one config folder at most (--config or one --config-source fs://)")
-    if not folders and not galleys:
-        raise CommandError("--config DIR or --config-source HOST:PORT|fs://DIR is required")
+    if not folders and not galleys and not wants_kubernetes(args):
+        raise CommandError(
+            "--config DIR, --config-source HOST:PORT|fs://DIR, --kubeconfig PATH or --in-cluster"
+            " is required"
+        )
     return (folders[0] if folders else None), galleys
 
 
@@ -151,7 +158,7 @@ def _run(args: argparse.Namespace) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    for noisy in ("hpack", "h2", "grpclib", "asyncio", "watchfiles"):
+    for noisy in ("hpack", "h2", "grpclib", "asyncio", "watchfiles", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return asyncio.run(_serve(args, root, options))
 
@@ -198,6 +205,8 @@ async def _serve(
         )
     except refused as exc:
         raise CommandError(_one_line(str(exc))) from exc
+    if wants_kubernetes(args):
+        add_kubernetes(mesh, args)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -216,9 +225,11 @@ async def _serve(
     try:
         where = [str(root)] if root is not None else []
         where += [f"Galley {h}:{p}" for h, p in args.galleys]
+        if wants_kubernetes(args):
+            where.append("the in-cluster API server" if args.in_cluster else args.kubeconfig)
         print(
             f"istio-sdk serve: xDS (ADS, plaintext) listening on "
-            f"{args.host}:{mesh.xds_port}, config from {', '.join(where)} "
+            f"{args.host}:{mesh.xds_port}, config from {' and '.join(where)} "
             f"({len(mesh.store)} resources)",
             flush=True,
         )

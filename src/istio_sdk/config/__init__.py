@@ -6,7 +6,9 @@
   ``kubectl apply``-ready text out, within :class:`LoadLimits` (size, depth, aliases);
 - :func:`validate`: every problem, with source, document, resource, field path and line;
 - :class:`ConfigStore`: in-memory store with revisions and watchers;
-  :class:`DirectorySource` keeps one in step with a folder;
+  :class:`DirectorySource` keeps one in step with a folder, :class:`KubernetesSource` with
+  a Kubernetes API server (list and watch); :class:`LeaderElector` and :class:`StatusWriter`
+  write Istio's status back from one replica;
 - :data:`KINDS` / :class:`KindInfo`: the kind registry; :data:`KUBERNETES_KINDS`: the
   Kubernetes kinds (typed lightkube bodies, Gateway API kinds checked against their CRDs).
 """
@@ -34,6 +36,10 @@ from istio_sdk.config._kinds import (
     kind_for,
     message_class,
 )
+from istio_sdk.config._kube_client import KubeConfigError
+from istio_sdk.config._kube_source import DEFAULT_KINDS, KubernetesSource, Observed
+from istio_sdk.config._kube_status import StatusWriter
+from istio_sdk.config._leader import LeaderElector
 from istio_sdk.config._limits import LoadLimits
 from istio_sdk.config._resource import ObjectMeta, Resource
 from istio_sdk.config._store import (
@@ -48,6 +54,7 @@ from istio_sdk.config._validate import validate
 from istio_sdk.config._yaml import JsonValue
 
 __all__ = [
+    "DEFAULT_KINDS",
     "KINDS",
     "KUBERNETES_KINDS",
     "ConfigError",
@@ -59,15 +66,20 @@ __all__ = [
     "FieldError",
     "JsonValue",
     "KindInfo",
+    "KubeConfigError",
+    "KubernetesSource",
+    "LeaderElector",
     "LimitError",
     "LoadLimits",
     "MetadataError",
     "NotFoundError",
     "NumberError",
     "ObjectMeta",
+    "Observed",
     "Problem",
     "Resource",
     "Source",
+    "StatusWriter",
     "SyncResult",
     "UnknownApiVersionError",
     "UnknownKindError",

@@ -1,4 +1,5 @@
-"""Test helpers for code built on istio-sdk: Hypothesis strategies for every generated message.
+"""Test helpers for code built on istio-sdk: Hypothesis strategies for every generated message,
+and :mod:`istio_sdk.testing.kube_api`, a Kubernetes API server for tests (imported on its own).
 
 Needs Hypothesis (installed with the ``test`` extra)::
 
