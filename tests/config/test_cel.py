@@ -121,6 +121,8 @@ metadata: {name: nothing-written, namespace: shop}
             7,
         ),
         (1, "spec", "Address is required", 12),
+        (1, "spec.address", "address is required", 12),  # Istio's own rule, beside the CRD's
+        (2, "spec.address", "address is required", 14),  # no spec: only Istio's rule runs
     ]
 
 
@@ -261,7 +263,14 @@ spec:
   endpoints: [{address: 10.0.0.1, ports: {"http\\n": 8080}}]
 """
     )
-    assert [p.path for p in problems] == ["spec.endpoints[0].ports"]
+    assert [(p.path, p.message) for p in problems] == [
+        ("spec.endpoints[0].ports", "port name must be valid"),
+        (
+            'spec.endpoints[0].ports["http\\n"]',
+            "endpoint port 8080 is not defined by the service entry",
+        ),
+        ('spec.endpoints[0].ports["http\\n"]', "invalid port name: http\n"),
+    ]
 
 
 # --- isURL() and url(): Go's url.ParseRequestURI and url.Parse --------------------------------

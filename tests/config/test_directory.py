@@ -43,7 +43,12 @@ def test_loads_recursively_follows_changes_and_deletes(tmp_path: pathlib.Path) -
                 "apiVersion": "networking.istio.io/v1",
                 "kind": "Gateway",
                 "metadata": {"name": "c", "namespace": "shop"},
-                "spec": {"selector": {"istio": "ingressgateway"}},
+                "spec": {
+                    "selector": {"istio": "ingressgateway"},
+                    "servers": [
+                        {"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}
+                    ],
+                },
             }
         )
     )

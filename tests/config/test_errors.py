@@ -166,7 +166,8 @@ def test_validate_collects_every_problem_including_required_fields() -> None:
         (2, "ServiceEntry", "spec.ports[0].name", "missing required field"),
     ]
     assert problems[0].line == 8
-    assert validate(load_resources(HEAD + "spec: {hosts: [reviews]}\n")) == []
+    valid = "spec: {hosts: [reviews], http: [{route: [{destination: {host: reviews}}]}]}\n"
+    assert validate(load_resources(HEAD + valid)) == []
 
 
 def test_validate_reports_bad_yaml_once() -> None:
