@@ -123,6 +123,8 @@ def test_validate_reports_one_line_per_problem(
     assert lines == [
         f"error: {bad}[1]:17: VirtualService shop/reviews: "
         "spec.http[0].route[0].destination.host: missing required field",
+        f"error: {bad}[1]:17: VirtualService shop/reviews: "
+        "spec.http[0].route[0].destination.host: empty domain name not allowed",
         f"error: {bad}[2]:20: Frobnicator shop/what: kind: "
         "unknown kind 'Frobnicator' in apiVersion 'networking.istio.io/v1'",
     ]
@@ -164,7 +166,7 @@ def test_demo_on_a_folder_with_problems(
     (tmp_path / "bad.yaml").write_text(INVALID)
     assert main(["demo", "--path", str(tmp_path)]) == 1
     out = capsys.readouterr().out
-    assert "2 problem(s)" in out
+    assert "3 problem(s)" in out
     assert "Gateway" in out  # what loaded is still summarised
 
 
@@ -195,7 +197,7 @@ def test_console_script_validate(tmp_path: pathlib.Path) -> None:
     )
     assert proc.returncode == 1, proc.stderr
     assert "missing required field" in proc.stdout
-    assert "2 error(s)" in proc.stderr
+    assert "3 error(s)" in proc.stderr
 
 
 def test_validate_reads_stdin(
@@ -403,12 +405,12 @@ def test_serve_refuses_a_bad_start_up_file(
 def test_serve_counts_the_other_problems_in_its_one_line(
     tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (tmp_path / "a.yaml").write_text(INVALID)  # two problems
+    (tmp_path / "a.yaml").write_text(INVALID)  # three problems
     (tmp_path / "b.json").write_text('{"a": NaN}')
     assert main(["serve", "--config", str(tmp_path), "--xds-port", "0"]) == 1
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith(f"istio-sdk serve: error: invalid config: {tmp_path / 'a.yaml'}[1]:")
-    assert line.endswith(f"(and 2 more; `istio-sdk validate -f {tmp_path}` lists them)")
+    assert line.endswith(f"(and 3 more; `istio-sdk validate -f {tmp_path}` lists them)")
 
 
 def test_serve_reports_a_taken_port_in_one_line(

@@ -157,16 +157,16 @@ def _problems_of(
 def _all_checks(
     resource: Resource, spec_json: JsonValue | EllipsisType, *, semantic_rules: bool, cel: bool
 ) -> Iterator[tuple[str, str, Level]]:
-    flagged: set[str] = set()
+    said: set[tuple[str, str]] = set()
     for path, message in check_resource(resource, spec_json, cel=cel):
-        flagged.add(path)
+        said.add((path, message))
         yield path, message, "error"
     if semantic_rules and not resource.kubernetes:
+        # Where the CRD and Istio both have a rule for a field, both messages are reported:
+        # kubectl shows the first, istioctl and the webhook the second.
         for finding in semantic_findings(resource):
-            # A field the schema rejects never reaches Istio's webhook: one error is enough.
-            if finding.level == "error" and finding.path in flagged:
-                continue
-            yield finding.path, finding.message, finding.level
+            if (finding.path, finding.message) not in said:
+                yield finding.path, finding.message, finding.level
 
 
 def semantic_findings(resource: Resource) -> list[Finding]:
