@@ -29,6 +29,7 @@ CASES = [
         error=("spec.hosts[0]", 'domain name "*.bad" invalid'),
     ),
     Case("ip host", vs(route(), hosts=["10.0.0.1"])),
+    Case("two different hosts", vs(route(), hosts=["a.shop.com", "b.shop.com", "*.other.com"])),
     Case(
         "wildcard host on the mesh",
         vs(route(), hosts=["*"]),
