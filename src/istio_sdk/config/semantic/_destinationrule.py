@@ -319,17 +319,30 @@ def _locality(
             return
         report.add(f"{path}.distribute[{i}].to", _localities_problem(list(mapping(rule, "to"))))
     report.add(f"{path}.distribute", _localities_problem(sources))
+    _failover(report, path, failover, priority, outlier, "locality lb", "only specify region")
+
+
+def _failover(  # noqa: PLR0917
+    report: Report,
+    path: str,
+    failover: list[Any],
+    priority: list[str],
+    outlier: dict[str, Any] | None,
+    what: str,
+    region_only: str,
+) -> None:
+    """The failover rules locality and zone-aware balancing share (their texts differ)."""
     if (failover or priority) and outlier is None:
         report.warn(path, "outlier detection policy must be provided for failover")
     for i, rule in enumerate(failover):
         where = f"{path}.failover[{i}]"
         source, target = text(rule, "from"), text(rule, "to")
         if source == target:
-            report.error(where, "locality lb failover settings must specify different regions")
+            report.error(where, f"{what} failover settings must specify different regions")
         if "/" in source or "/" in target:
-            report.error(where, "locality lb failover only specify region")
+            report.error(where, f"{what} failover {region_only}")
         if "*" in source or "*" in target:
-            report.error(where, "locality lb failover region should not contain '*' wildcard")
+            report.error(where, f"{what} failover region should not contain '*' wildcard")
 
 
 def _zone_aware(
@@ -345,22 +358,15 @@ def _zone_aware(
                 f"'failover_priority' for zone aware lb must not use topology label '{label}'; "
                 "region- and zone-level routing are handled automatically",
             )
-    failover = items(lb, "failover")
-    if (failover or priority) and outlier is None:
-        report.warn(path, "outlier detection policy must be provided for failover")
-    for i, rule in enumerate(failover):
-        where = f"{path}.failover[{i}]"
-        source, target = text(rule, "from"), text(rule, "to")
-        if source == target:
-            report.error(where, "zone aware lb failover settings must specify different regions")
-        if "/" in source or "/" in target:
-            report.error(
-                where,
-                "zone aware lb failover only specifies region; zone and subzone failover are "
-                "handled automatically",
-            )
-        if "*" in source or "*" in target:
-            report.error(where, "zone aware lb failover region should not contain '*' wildcard")
+    _failover(
+        report,
+        path,
+        items(lb, "failover"),
+        priority,
+        outlier,
+        "zone aware lb",
+        "only specifies region; zone and subzone failover are handled automatically",
+    )
 
 
 def _localities_problem(localities: list[str]) -> str | None:
