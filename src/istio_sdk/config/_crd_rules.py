@@ -138,6 +138,8 @@ def _check(
             for i, item in enumerate(value):
                 yield from _check(items, item, join_index(path, i), cel_rules)
     if isinstance(value, dict):
+        if "minProperties" in schema and len(value) < schema["minProperties"]:
+            yield path, f"must have at least {schema['minProperties']} entries"
         if "maxProperties" in schema and len(value) > schema["maxProperties"]:
             yield path, f"must have at most {schema['maxProperties']} entries, got {len(value)}"
         properties = schema.get("properties", {})

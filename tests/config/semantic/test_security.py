@@ -211,6 +211,11 @@ PEER = [
         ),
     ),
     Case("port level", {"selector": SELECTOR, "portLevelMtls": {"8080": {"mode": "DISABLE"}}}),
+    Case(
+        "empty port level map",  # Istio's rule too; only the written spec still shows it
+        {"selector": SELECTOR, "portLevelMtls": {}},
+        error=("spec.portLevelMtls", "must have at least 1 entries"),
+    ),
 ]
 
 JWKS = json.dumps(
