@@ -177,6 +177,7 @@ SIDECAR = [
     ),
 ]
 
+LUA_TYPE = "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua"
 ENVOY_FILTER_WARNING = ("spec", "EnvoyFilter exposes internal implementation details")
 
 
@@ -303,6 +304,80 @@ ENVOY_FILTER = [
                 'use "envoy.filters.network.tcp_proxy" instead'
             ),
         ),
+    ),
+    Case(
+        "cluster value of the wrong shape",
+        {
+            "configPatches": [
+                {"applyTo": "CLUSTER", "patch": {"operation": "ADD", "value": {"name": 5}}}
+            ]
+        },
+        error=("spec.configPatches[0].patch.value.name", "Envoy filter: expected a string"),
+    ),
+    Case(
+        "cluster value with an unknown enum",
+        {
+            "configPatches": [
+                {
+                    "applyTo": "CLUSTER",
+                    "patch": {"operation": "MERGE", "value": {"lb_policy": "FASTEST"}},
+                }
+            ]
+        },
+        error=(
+            "spec.configPatches[0].patch.value.lb_policy",
+            'Envoy filter: unknown value "FASTEST"',
+        ),
+    ),
+    Case(
+        "unknown field in the value",
+        {
+            "configPatches": [
+                {"applyTo": "CLUSTER", "patch": {"operation": "MERGE", "value": {"colour": "red"}}}
+            ]
+        },
+        warning=(
+            "spec.configPatches[0].patch.value.colour",
+            'Envoy filter: unknown field "colour"',
+        ),
+    ),
+    Case(
+        "a typed_config this SDK has no type for is let through",
+        {
+            "configPatches": [
+                {
+                    "applyTo": "HTTP_FILTER",
+                    "patch": {
+                        "operation": "INSERT_BEFORE",
+                        "value": {
+                            "name": "envoy.filters.http.lua",
+                            "typed_config": {
+                                "@type": LUA_TYPE,
+                                "default_source_code": {"inline_string": "x"},
+                            },
+                        },
+                    },
+                }
+            ]
+        },
+    ),
+    Case(
+        "cluster value",
+        {
+            "configPatches": [
+                {
+                    "applyTo": "CLUSTER",
+                    "patch": {
+                        "operation": "MERGE",
+                        "value": {
+                            "connect_timeout": "5s",
+                            "per_connection_buffer_limit_bytes": 32768,
+                            "circuit_breakers": {"thresholds": [{"max_connections": 100}]},
+                        },
+                    },
+                }
+            ]
+        },
     ),
     Case(
         "selector with an empty key",
