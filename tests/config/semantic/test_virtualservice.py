@@ -507,6 +507,24 @@ CASES = [
             "10.0.0.0/33 is not a valid CIDR block",
         ),
     ),
+    Case(
+        "an internal annotation",
+        vs(route()),
+        annotations={"internal.istio.io/webhook-always-reject": "yes"},
+        error=(
+            'metadata.annotations["internal.istio.io/webhook-always-reject"]',
+            '"internal.istio.io/webhook-always-reject" annotation found, rejecting',
+        ),
+    ),
+    Case(
+        "dry-run on a VirtualService",
+        vs(route()),
+        annotations={"istio.io/dry-run": "true"},
+        error=(
+            'metadata.annotations["istio.io/dry-run"]',
+            "shop/x has unsupported annotation istio.io/dry-run, please remove the annotation",
+        ),
+    ),
     Case("exportTo", vs(route(), exportTo=[".", "other"])),
     Case(
         "exportTo * and more",

@@ -30,7 +30,7 @@ from istio_sdk.config.semantic import (
     _virtualservice,
     _workload,
 )
-from istio_sdk.config.semantic._report import Context, Finding, Level, Report
+from istio_sdk.config.semantic._report import Context, Finding, Level, Report, join_key
 
 Checker = Callable[[Report, dict[str, Any]], None]
 
@@ -99,7 +99,7 @@ def check(
 def _metadata(report: Report, spec: dict[str, Any]) -> bool:
     """The checks Istio runs on every kind before its own; False when one fails."""
     ctx = report.context
-    path = f"metadata.annotations[{_DRY_RUN!r}]".replace("'", '"')
+    path = join_key("metadata.annotations", _DRY_RUN)
     if _DRY_RUN in ctx.annotations:
         value = ctx.annotations[_DRY_RUN]
         if ctx.kind != "AuthorizationPolicy":
@@ -126,7 +126,7 @@ def _metadata(report: Report, spec: dict[str, Any]) -> bool:
             return False
     for annotation, reason in _FORBIDDEN_ANNOTATIONS:
         if annotation in ctx.annotations:
-            report.error(f'metadata.annotations["{annotation}"]', f'"{annotation}" {reason}')
+            report.error(join_key("metadata.annotations", annotation), f'"{annotation}" {reason}')
             return False
     return True
 
