@@ -139,6 +139,72 @@ SERVICE_ENTRY = [
         se(hosts=["a.example.com", "b.example.com"], ports=[TCP], addresses=["10.0.0.1"]),
         error=("spec.ports[0]", "multiple hosts provided with non-HTTP, non-TLS ports"),
     ),
+    Case(
+        "several hosts with an address and an https port",
+        se(
+            hosts=["httpbin.org", "wikipedia.org"],
+            addresses=["10.10.10.10"],
+            ports=[HTTP, {"number": 443, "protocol": "HTTPS", "name": "https"}],
+        ),
+        warning=(
+            "spec.hosts",
+            "service entry can not have more than one host specified simultaneously",
+        ),
+    ),
+    Case(
+        "dns with a unix endpoint",
+        se(hosts=["*.google.com"], endpoints=[{"address": "unix:///lon/google/com"}]),
+        error=(
+            "spec.endpoints[0].address",
+            'endpoint address "unix:///lon/google/com" is not a valid FQDN',
+        ),
+    ),
+    Case(
+        "static unix socket",
+        se(
+            hosts=["uds.cluster.local"],
+            resolution="STATIC",
+            endpoints=[{"address": "unix:///path/to/socket"}],
+        ),
+    ),
+    Case(
+        "static unix socket with two service ports",
+        se(
+            hosts=["uds.cluster.local"],
+            resolution="STATIC",
+            ports=[HTTP, TCP],
+            addresses=["10.0.0.1"],
+            endpoints=[{"address": "unix:///path/to/socket"}],
+        ),
+        error=("spec.endpoints[0]", "exactly 1 service port required for unix endpoints"),
+    ),
+    Case(
+        "endpoint with a network and no address",
+        se(resolution="STATIC", endpoints=[{"network": "cluster-1"}]),
+        warning=("spec.endpoints[0].address", 'address is unset with network "cluster-1"'),
+    ),
+    Case(
+        "selector with resolution NONE",
+        se(resolution="NONE", workloadSelector={"labels": {"key": "bar"}}, addresses=["10.0.0.1"]),
+        warning=(
+            "spec.workloadSelector",
+            "workloadSelector should not be set when resolution mode is NONE",
+        ),
+    ),
+    Case(
+        "target port 65536",
+        se(ports=[{"number": 80, "protocol": "HTTP", "name": "http", "targetPort": 65536}]),
+        error=("spec.ports[0].targetPort", "port number 65536 must be in the range 1..65535"),
+    ),
+    Case(
+        "repeated target port",
+        se(
+            ports=[
+                {"number": 80, "protocol": "HTTP", "name": "a", "targetPort": 80},
+                {"number": 81, "protocol": "HTTP", "name": "b", "targetPort": 80},
+            ]
+        ),
+    ),
     Case("exportTo ~", se(exportTo=["~"])),
     Case(
         "exportTo ~ and more",
