@@ -74,11 +74,7 @@ def traffic_policy(report: Report, path: str, policy: dict[str, Any] | None) -> 
     if has(policy, "tunnel") and has(policy, "proxyProtocol"):
         report.error(path, "tunnel and proxyProtocol must not be set together")
         return
-    outlier = obj(policy, "outlierDetection")
-    _outlier_detection(report, f"{path}.outlierDetection", outlier)
-    connection_pool(report, f"{path}.connectionPool", obj(policy, "connectionPool"))
-    _load_balancer(report, f"{path}.loadBalancer", obj(policy, "loadBalancer"), outlier)
-    client_tls(report, f"{path}.tls", obj(policy, "tls"))
+    _policy_settings(report, path, policy)
     for i, port_policy in enumerate(items(policy, "portLevelSettings")):
         _port_policy(report, f"{path}.portLevelSettings[{i}]", port_policy)
     _tunnel(report, f"{path}.tunnel", obj(policy, "tunnel"))
@@ -89,6 +85,15 @@ def traffic_policy(report: Report, path: str, policy: dict[str, Any] | None) -> 
             report.error(
                 f"{path}.proxyProtocol.version", f"proxy protocol version is invalid: {version}"
             )
+
+
+def _policy_settings(report: Report, path: str, policy: dict[str, Any]) -> None:
+    """What a traffic policy and a port-level one have in common."""
+    outlier = obj(policy, "outlierDetection")
+    _outlier_detection(report, f"{path}.outlierDetection", outlier)
+    connection_pool(report, f"{path}.connectionPool", obj(policy, "connectionPool"))
+    _load_balancer(report, f"{path}.loadBalancer", obj(policy, "loadBalancer"), outlier)
+    client_tls(report, f"{path}.tls", obj(policy, "tls"))
 
 
 def _port_policy(report: Report, path: str, policy: Any) -> None:
@@ -102,11 +107,7 @@ def _port_policy(report: Report, path: str, policy: Any) -> None:
     ):
         report.error(path, "port traffic policy must have at least one field")
         return
-    outlier = obj(policy, "outlierDetection")
-    _outlier_detection(report, f"{path}.outlierDetection", outlier)
-    connection_pool(report, f"{path}.connectionPool", obj(policy, "connectionPool"))
-    _load_balancer(report, f"{path}.loadBalancer", obj(policy, "loadBalancer"), outlier)
-    client_tls(report, f"{path}.tls", obj(policy, "tls"))
+    _policy_settings(report, path, policy)
 
 
 def _tunnel(report: Report, path: str, tunnel: dict[str, Any] | None) -> None:
