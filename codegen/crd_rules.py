@@ -3,7 +3,7 @@
 Reads ``../shared/istio-api/crds.yaml`` (the CRDs' OpenAPI schemas; not shipped) and writes
 ``src/istio_sdk/config/crd_rules.json`` (package data): for every kind and served version,
 the spec schema pruned to the keywords ``istio_sdk.config.validate`` checks (minimum/maximum,
-exclusive bounds, min/max length, min/max items, max properties, pattern, enum; and nullable,
+exclusive bounds, min/max length, min/max items, min/max properties, pattern, enum; and nullable,
 which says where a null is kept rather than dropped before validation) and the
 ``properties``/``items``/``additionalProperties`` that lead to them, plus the CEL rules
 (``x-kubernetes-validations``) as ``"x-rules": [[rule, message], ...]``, which
@@ -33,6 +33,7 @@ CHECKED = (
     "maxLength",
     "minItems",
     "maxItems",
+    "minProperties",
     "maxProperties",
     "pattern",
     "enum",

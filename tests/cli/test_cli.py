@@ -35,6 +35,9 @@ kind: Gateway
 metadata: {name: ok, namespace: shop}
 spec:
   selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: ["*"]
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -118,28 +121,32 @@ def test_validate_reports_one_line_per_problem(
     assert main(["validate", "-f", str(good), "-f", str(bad)]) == 1
     lines = capsys.readouterr().out.splitlines()
     assert lines == [
-        f"{bad}[1]:14: VirtualService shop/reviews: "
+        f"error: {bad}[1]:17: VirtualService shop/reviews: "
         "spec.http[0].route[0].destination.host: missing required field",
-        f"{bad}[2]:17: Frobnicator shop/what: kind: "
+        f"error: {bad}[1]:17: VirtualService shop/reviews: "
+        "spec.http[0].route[0].destination.host: empty domain name not allowed",
+        f"error: {bad}[2]:20: Frobnicator shop/what: kind: "
         "unknown kind 'Frobnicator' in apiVersion 'networking.istio.io/v1'",
     ]
 
 
 def test_validate_missing_file_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["validate", "-f", "/nonexistent/file.yaml"]) == 2
+    assert main(["validate", "-f", "/nonexistent/file.yaml"]) == 64
     assert "no such file" in capsys.readouterr().err
 
 
 def test_validate_requires_a_file(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["validate"])
-    assert exc.value.code == 2
+    assert exc.value.code == 64
+    assert "the following arguments are required: -f/--filename" in capsys.readouterr().err
 
 
 def test_demo_summarises_the_bundled_mesh(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo"]) == 0
     out = capsys.readouterr().out
-    assert "validation: all valid" in out
+    assert "validation: all valid, 1 warning(s)" in out  # every EnvoyFilter gets Istio's warning
+    assert "  warning: " in out and "EnvoyFilter exposes internal implementation details" in out
     for expected in (
         "VirtualService",
         "DestinationRule",
@@ -159,7 +166,7 @@ def test_demo_on_a_folder_with_problems(
     (tmp_path / "bad.yaml").write_text(INVALID)
     assert main(["demo", "--path", str(tmp_path)]) == 1
     out = capsys.readouterr().out
-    assert "2 problem(s)" in out
+    assert "3 problem(s)" in out
     assert "Gateway" in out  # what loaded is still summarised
 
 
@@ -190,7 +197,7 @@ def test_console_script_validate(tmp_path: pathlib.Path) -> None:
     )
     assert proc.returncode == 1, proc.stderr
     assert "missing required field" in proc.stdout
-    assert "2 problem(s)" in proc.stderr
+    assert "3 error(s)" in proc.stderr
 
 
 def test_validate_reads_stdin(
@@ -201,7 +208,7 @@ def test_validate_reads_stdin(
     monkeypatch.setattr(sys, "stdin", io.StringIO(INVALID))
     assert main(["validate", "-q", "-f", "-"]) == 1
     captured = capsys.readouterr()
-    assert captured.out.startswith("<stdin>[1]:14: VirtualService shop/reviews: ")
+    assert captured.out.startswith("error: <stdin>[1]:17: VirtualService shop/reviews: ")
     assert captured.err == ""
 
 
@@ -398,12 +405,12 @@ def test_serve_refuses_a_bad_start_up_file(
 def test_serve_counts_the_other_problems_in_its_one_line(
     tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (tmp_path / "a.yaml").write_text(INVALID)  # two problems
+    (tmp_path / "a.yaml").write_text(INVALID)  # three problems
     (tmp_path / "b.json").write_text('{"a": NaN}')
     assert main(["serve", "--config", str(tmp_path), "--xds-port", "0"]) == 1
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith(f"istio-sdk serve: error: invalid config: {tmp_path / 'a.yaml'}[1]:")
-    assert line.endswith(f"(and 2 more; `istio-sdk validate -f {tmp_path}` lists them)")
+    assert line.endswith(f"(and 3 more; `istio-sdk validate -f {tmp_path}` lists them)")
 
 
 def test_serve_reports_a_taken_port_in_one_line(
@@ -426,7 +433,7 @@ def test_validate_reports_a_non_utf8_file_in_one_line(
 ) -> None:
     path = tmp_path / "latin1.yaml"
     path.write_bytes(b"kind: caf\xe9\n")
-    assert main(["validate", "-f", str(path)]) == 2
+    assert main(["validate", "-f", str(path)]) == 64
     [line] = capsys.readouterr().err.splitlines()
     assert line == (
         f"istio-sdk validate: error: cannot read: {path}: not UTF-8 text: byte 0xe9 at offset 9"

@@ -120,7 +120,11 @@ metadata: {name: nothing-written, namespace: shop}
             "must be a valid duration greater than 1ms",
             7,
         ),
+        # Istio's own rule for the same field, as istioctl and the webhook word it
+        (0, "spec.trafficPolicy.outlierDetection.interval", "duration must be greater than 1ms", 7),
         (1, "spec", "Address is required", 12),
+        (1, "spec.address", "address is required", 12),  # Istio's own rule, beside the CRD's
+        (2, "spec.address", "address is required", 14),  # no spec: only Istio's rule runs
     ]
 
 
@@ -188,7 +192,8 @@ spec:
         (
             "spec.trafficPolicy.outlierDetection.interval",
             "must be a valid duration greater than 1ms",
-        )
+        ),
+        ("spec.trafficPolicy.outlierDetection.interval", "duration must be greater than 1ms"),
     ]
 
 
@@ -261,7 +266,14 @@ spec:
   endpoints: [{address: 10.0.0.1, ports: {"http\\n": 8080}}]
 """
     )
-    assert [p.path for p in problems] == ["spec.endpoints[0].ports"]
+    assert [(p.path, p.message) for p in problems] == [
+        ("spec.endpoints[0].ports", "port name must be valid"),
+        (
+            'spec.endpoints[0].ports["http\\n"]',
+            "endpoint port 8080 is not defined by the service entry",
+        ),
+        ('spec.endpoints[0].ports["http\\n"]', "invalid port name: http\n"),
+    ]
 
 
 # --- isURL() and url(): Go's url.ParseRequestURI and url.Parse --------------------------------
@@ -318,7 +330,8 @@ metadata: {name: w, namespace: shop}
 spec: {url: "oci://registry.example.com/plugin%zz"}
 """
     )
-    assert [p.path for p in problems] == ["spec.url"]
+    assert [p.path for p in problems] == ["spec.url", "spec.url"]  # the CRD's rule and Istio's
+    assert "failed to parse url" in problems[1].message
 
 
 # --- the rest of CEL's semantics --------------------------------------------------------------

@@ -112,7 +112,9 @@ spec: {url: "oci://registry.example.com/plugin:1", sha256: "%s\\n"}
 """
         % ("a" * 64)
     )
-    assert [p.path for p in problems] == ["spec.sha256"]
+    assert [p.path for p in problems] == ["spec.sha256", "spec.sha256"]  # the CRD's and Istio's
+    assert "does not match the pattern" in problems[0].message
+    assert problems[1].message == "sha256 field must be 64 characters long"
 
 
 def test_names_ending_in_a_newline_are_invalid() -> None:

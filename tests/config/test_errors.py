@@ -150,6 +150,12 @@ def test_validate_collects_every_problem_including_required_fields() -> None:
     assert summary == [
         (0, "VirtualService", "spec.http[0].route[0].destination.host", "missing required field"),
         (
+            0,
+            "VirtualService",
+            "spec.http[0].route[0].destination.host",
+            "empty domain name not allowed",
+        ),
+        (
             1,
             "Nope",
             "kind",
@@ -164,9 +170,12 @@ def test_validate_collects_every_problem_including_required_fields() -> None:
         ),
         (2, "ServiceEntry", "spec.hosts", "missing required field"),
         (2, "ServiceEntry", "spec.ports[0].name", "missing required field"),
+        (2, "ServiceEntry", "spec.hosts", "service entry must have at least one host"),
+        (2, "ServiceEntry", "spec.ports[0].name", "invalid port name: "),
     ]
     assert problems[0].line == 8
-    assert validate(load_resources(HEAD + "spec: {hosts: [reviews]}\n")) == []
+    valid = "spec: {hosts: [reviews], http: [{route: [{destination: {host: reviews}}]}]}\n"
+    assert validate(load_resources(HEAD + valid)) == []
 
 
 def test_validate_reports_bad_yaml_once() -> None:

@@ -216,14 +216,17 @@ def _run(args: argparse.Namespace) -> int:
         problems += found
     label = "bundled example mesh" if args.path is None else "folder"
     print(f"istio-sdk demo: {label} {folder}")
-    verdict = "all valid" if not problems else f"{len(problems)} problem(s)"
+    errors = sum(1 for problem in problems if problem.is_error)
+    verdict = "all valid" if not errors else f"{errors} problem(s)"
+    if len(problems) > errors:  # Istio's warnings never make a resource invalid
+        verdict += f", {len(problems) - errors} warning(s)"
     print(f"Loaded {len(resources)} resources from {len(files)} files; validation: {verdict}")
     for problem in problems:
-        print(f"  problem: {problem}")
+        print(f"  {'problem' if problem.is_error else 'warning'}: {problem}")
     if resources:
         print()
         print("\n".join(summarize(resources)))
-    return 0 if not problems else 1
+    return 0 if not errors else 1
 
 
 COMMAND = Command(

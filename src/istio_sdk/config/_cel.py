@@ -759,3 +759,12 @@ def evaluate(rule: str, self_value: Any) -> bool:
     if not isinstance(result, bool):
         raise CelError(f"rule evaluated to {_type(result)}, not bool")
     return result
+
+
+def parse(text: str) -> Node:
+    """Parse ``text`` as CEL syntax only (no check of names or functions, as Istio's Telemetry
+    access log filters are checked); raises :class:`CelSyntaxError`."""
+    try:
+        return _Parser(text).parse()
+    except RecursionError:
+        raise CelSyntaxError("expression nested too deeply") from None

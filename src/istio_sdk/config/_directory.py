@@ -245,7 +245,7 @@ class DirectorySource:
             if not outcome.changed:
                 continue
             self._blocked.pop(name, None)
-            problems = list(outcome.problems)
+            problems = [p for p in outcome.problems if p.is_error]  # warnings never block
             if not problems:
                 problems = self._ownership_problems(name, outcome.resources)
                 if problems:

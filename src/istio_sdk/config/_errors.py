@@ -7,6 +7,8 @@ and what. :func:`~istio_sdk.config.load_resources` raises the first problem as a
 
 from __future__ import annotations
 
+from typing import Literal
+
 import attrs
 
 
@@ -27,6 +29,14 @@ class Problem:
     """Field path inside the document, e.g. ``spec.http[0].route[0].weight``."""
     line: int | None = None
     """1-based line in the source, when known."""
+    level: Literal["error", "warning"] = "error"
+    """``"warning"`` for what Istio accepts but warns about (it never makes a document
+    invalid); ``"error"`` for everything else."""
+
+    @property
+    def is_error(self) -> bool:
+        """Whether this problem makes the document invalid (it is not a warning)."""
+        return self.level == "error"
 
     @property
     def resource(self) -> str:

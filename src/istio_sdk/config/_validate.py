@@ -5,7 +5,8 @@ fields, value types, enum names), it reports fields Istio marks REQUIRED
 (``api/_field_behavior.py``, generated from the protos), Kubernetes name rules, and the
 structural rules of Istio's CRD schemas (``crd_rules.json``: ranges, lengths, patterns, sizes).
 Kubernetes kinds get their required fields and, for the Gateway API, their CRD's rules
-(``_kube``).
+(``_kube``). Istio kinds then get Istio's own semantic rules (``semantic``), whose warnings are
+problems with ``level="warning"``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from types import EllipsisType
 
 import betterproto2
 
+from istio_sdk.config import semantic
 from istio_sdk.config._crd_rules import check as check_schema
 from istio_sdk.config._crd_rules import rules_for
 from istio_sdk.config._errors import ConfigError, Problem
@@ -25,6 +27,7 @@ from istio_sdk.config._io import Source, iter_objects, read_source
 from istio_sdk.config._limits import DEFAULT_LIMITS, LoadLimits
 from istio_sdk.config._resource import Resource, resource_from_json
 from istio_sdk.config._yaml import JsonValue, join_index, join_key, parse_documents
+from istio_sdk.config.semantic import Finding, Level
 
 _DNS1123_SUBDOMAIN = re.compile(
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -77,7 +80,7 @@ def missing_required(message: betterproto2.Message, path: str) -> Iterator[str]:
 
 
 def check_resource(
-    resource: Resource, spec_json: JsonValue | EllipsisType = ...
+    resource: Resource, spec_json: JsonValue | EllipsisType = ..., *, cel: bool = True
 ) -> Iterator[tuple[str, str]]:
     """``(path, message)`` for every rule ``resource`` breaks beyond what loading checks.
 
@@ -120,7 +123,7 @@ def check_resource(
             except JsonSerializeError as exc:  # e.g. an out-of-range Duration set from Python
                 yield (f"spec.{exc.path}" if exc.path else "spec"), exc.problem
                 return
-        yield from check_schema(schema, spec_json, "spec")
+        yield from check_schema(schema, spec_json, "spec", cel=cel)
 
 
 def _problems_of(
@@ -131,8 +134,12 @@ def _problems_of(
     prefix: str = "",
     line_of: Callable[[str], int | None] | None = None,
     spec_json: JsonValue | EllipsisType = ...,
+    semantic_rules: bool = True,
+    cel: bool = True,
 ) -> Iterator[Problem]:
-    for path, message in check_resource(resource, spec_json):
+    for path, message, level in _all_checks(
+        resource, spec_json, semantic_rules=semantic_rules, cel=cel
+    ):
         full = f"{prefix}.{path}" if prefix else path
         yield Problem(
             message=message,
@@ -143,13 +150,52 @@ def _problems_of(
             name=resource.name,
             path=full,
             line=None if line_of is None else line_of(full),
+            level=level,
         )
 
 
+def _all_checks(
+    resource: Resource, spec_json: JsonValue | EllipsisType, *, semantic_rules: bool, cel: bool
+) -> Iterator[tuple[str, str, Level]]:
+    said: set[tuple[str, str]] = set()
+    for path, message in check_resource(resource, spec_json, cel=cel):
+        said.add((path, message))
+        yield path, message, "error"
+    if semantic_rules and not resource.kubernetes:
+        # Where the CRD and Istio both have a rule for a field, both messages are reported:
+        # kubectl shows the first, istioctl and the webhook the second.
+        for finding in semantic_findings(resource):
+            if (finding.path, finding.message) not in said:
+                yield finding.path, finding.message, finding.level
+
+
+def semantic_findings(resource: Resource) -> list[Finding]:
+    """Istio's semantic errors and warnings for an Istio resource (none for other kinds)."""
+    from istio_sdk.protojson import JsonSerializeError, message_to_json
+
+    group = resource.api_version.partition("/")[0]
+    if not semantic.has_rules(group, resource.kind):
+        return []
+    try:
+        spec = message_to_json(resource.spec)
+    except JsonSerializeError:  # check_resource reports it
+        return []
+    meta = resource.metadata
+    return semantic.check(
+        group,
+        resource.kind,
+        spec,
+        name=meta.name,
+        namespace=meta.namespace,
+        labels=meta.labels,
+        annotations=meta.annotations,
+    )
+
+
 def validate_text(
-    text: str, source: str, limits: LoadLimits = DEFAULT_LIMITS
+    text: str, source: str, limits: LoadLimits = DEFAULT_LIMITS, *, cel: bool = True
 ) -> tuple[list[Resource], list[Problem]]:
-    """Load what can be loaded from one file's text and collect every problem."""
+    """Load what can be loaded from one file's text and collect every problem (and warning)."""
     resources: list[Resource] = []
     problems: list[Problem] = []
     try:
@@ -186,17 +232,22 @@ def validate_text(
                     prefix=prefix,
                     line_of=document.line_of,
                     spec_json=written,
+                    cel=cel,
                 )
             )
     return resources, problems
 
 
-def validate(resources: Resource | Iterable[Resource] | Source) -> list[Problem]:
+def validate(
+    resources: Resource | Iterable[Resource] | Source, *, cel: bool = True
+) -> list[Problem]:
     """Check resources (or a source as :func:`load_resources` takes it) and list every problem.
 
-    An empty list means valid. Each :class:`Problem` names the source, document index,
-    kind/namespace/name, field path (``spec.http[0].route[0].destination.host``), line when
-    known, and what is wrong.
+    Each :class:`Problem` names the source, document index, kind/namespace/name, field path
+    (``spec.http[0].route[0].destination.host``), line when known, what is wrong, and its
+    ``level``: ``"error"`` (the schema's rules and Istio's semantic errors) or ``"warning"``
+    (Istio's warnings, which never make a resource invalid). A resource is valid when none of
+    its problems is an error. ``cel=False`` skips the CRDs' CEL rules.
     """
     if isinstance(resources, Resource):
         resources = [resources]
@@ -207,11 +258,11 @@ def validate(resources: Resource | Iterable[Resource] | Source) -> list[Problem]
         except ConfigError as exc:  # not UTF-8, or over LoadLimits.max_bytes
             return [exc.problem]
         for name, text in texts:
-            out.extend(validate_text(text, name)[1])
+            out.extend(validate_text(text, name, cel=cel)[1])
         return out
     problems: list[Problem] = []
     for resource in resources:
         if not isinstance(resource, Resource):
             raise TypeError(f"validate() takes Resources or a source, not {type(resource)}")
-        problems.extend(_problems_of(resource, source="<resource>", index=None))
+        problems.extend(_problems_of(resource, source="<resource>", index=None, cel=cel))
     return problems

@@ -62,7 +62,7 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 def join_key(path: str, key: str) -> str:
     """Extend a field path by a mapping key: ``a.b``, or ``a["x.y"]`` for keys that need it."""
-    if _IDENT.match(key):
+    if _IDENT.fullmatch(key):  # match() with "$" would pass a key ending in a newline
         return f"{path}.{key}" if path else key
     return f"{path}[{json.dumps(key)}]"
 
