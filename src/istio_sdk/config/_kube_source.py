@@ -139,7 +139,9 @@ def decode_object(info: KindInfo, value: JsonValue, source: str) -> _Decoded:
         status=value.get("status"),
         problems=tuple(problems),
     )
-    return _Decoded(key, version, None if problems else resource, observed)
+    # Warnings (Istio's) do not keep an object out: only errors do, as for files.
+    usable = resource is not None and not any(p.is_error for p in problems)
+    return _Decoded(key, version, resource if usable else None, observed)
 
 
 def decode_list(

@@ -295,3 +295,27 @@ def test_a_missing_kubeconfig_is_a_typed_error(tmp_path: pathlib.Path) -> None:
     (tmp_path / "garbage").write_text("clusters: 7\n")
     with pytest.raises(KubeConfigError, match="garbage"):
         KubernetesSource(ConfigStore(), kubeconfig=tmp_path / "garbage")
+
+
+async def test_an_object_with_only_istio_warnings_enters_the_store(api: KubeApiServer) -> None:
+    # Istio warns about every EnvoyFilter; a warning must not keep the object out.
+    api.create(
+        {
+            "apiVersion": "networking.istio.io/v1alpha3",
+            "kind": "EnvoyFilter",
+            "metadata": {"name": "ef", "namespace": "shop"},
+            "spec": {
+                "configPatches": [
+                    {
+                        "applyTo": "CLUSTER",
+                        "patch": {"operation": "MERGE", "value": {"connect_timeout": "1s"}},
+                    }
+                ]
+            },
+        }
+    )
+    store = ConfigStore()
+    kinds = (kind_for("EnvoyFilter"),)
+    async with source_for(store, api.url, kinds=kinds) as source:
+        await until(lambda: store.get("EnvoyFilter", "ef", "shop") is not None)
+        assert source.errors == {}

@@ -258,3 +258,27 @@ async def test_an_undecodable_envelope_ends_the_stream_and_the_client_reconnects
             assert client.stats().connects >= 2
     finally:
         await close()
+
+
+ENVOY_FILTER = """\
+apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
+metadata: {name: ef, namespace: default}
+spec:
+  configPatches:
+  - applyTo: CLUSTER
+    patch: {operation: MERGE, value: {connect_timeout: 1s}}
+"""
+
+
+async def test_a_resource_with_only_istio_warnings_is_mirrored() -> None:
+    # Istio warns about every EnvoyFilter; a warning is not a reason to NACK.
+    from istio_sdk.config import load_resources
+
+    store = ConfigStore(load_resources(ENVOY_FILTER))
+    async with McpSource(store) as source:
+        mirror = ConfigStore()
+        async with GalleyClient(mirror, ("127.0.0.1", source.port)) as client:
+            async with asyncio.timeout(10):
+                await client.wait_synced()
+            assert mirror.get("EnvoyFilter", "ef", "default") is not None

@@ -128,7 +128,7 @@ def _to_resource(coll: Collection, message: Any) -> tuple[str, str, Resource | N
         resource = attrs.evolve(
             resource, metadata=attrs.evolve(resource.metadata, creation_timestamp=created)
         )
-    problems = validate_resources(resource)
+    problems = [p for p in validate_resources(resource) if p.is_error]  # warnings pass
     if problems:
         first = problems[0]
         where = f"{first.path}: " if first.path else ""
