@@ -22,6 +22,7 @@ from istio_sdk.config.semantic import (
     _extensions,
     _gateway,
     _legacy,
+    _mixer,
     _proxyconfig,
     _security,
     _serviceentry,
@@ -56,6 +57,8 @@ _CHECKS: dict[tuple[str, str], Checker] = {
     ("rbac.istio.io", "ServiceRoleBinding"): _legacy.check_service_role_binding,
     ("rbac.istio.io", "RbacConfig"): _legacy.check_rbac_config,
     ("rbac.istio.io", "ClusterRbacConfig"): _legacy.check_rbac_config,
+    ("config.istio.io", "rule"): _mixer.check_rule,
+    ("config.istio.io", "instance"): _mixer.check_instance,
 }
 
 _DRY_RUN = "istio.io/dry-run"
