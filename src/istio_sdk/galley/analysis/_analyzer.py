@@ -55,24 +55,30 @@ class Analyzer:
     description: str
     inputs: tuple[str, ...]
     run: Callable[[Snapshot], Iterable[Finding]]
+    any_input: bool = False
+    """Run when any one of its Kubernetes runtime inputs is present (not all of them)."""
 
     def missing(self, snapshot: Snapshot) -> tuple[str, ...]:
         """The Kubernetes runtime kinds it needs and the snapshot lacks (skipped when any)."""
-        return tuple(k for k in self.inputs if k in RUNTIME_KINDS and not snapshot.has(k))
+        runtime = [k for k in self.inputs if k in RUNTIME_KINDS]
+        absent = tuple(k for k in runtime if not snapshot.has(k))
+        if self.any_input and len(absent) < len(runtime):
+            return ()
+        return absent
 
 
 ANALYZERS: list[Analyzer] = []
 
 
 def register(
-    name: str, description: str, inputs: Sequence[str]
+    name: str, description: str, inputs: Sequence[str], *, any_input: bool = False
 ) -> Callable[[Callable[[Snapshot], Iterable[Finding]]], Callable[[Snapshot], Iterable[Finding]]]:
     """Decorator: add an analyzer function to :data:`ANALYZERS`."""
 
     def add(
         run: Callable[[Snapshot], Iterable[Finding]],
     ) -> Callable[[Snapshot], Iterable[Finding]]:
-        ANALYZERS.append(Analyzer(name, description, tuple(inputs), run))
+        ANALYZERS.append(Analyzer(name, description, tuple(inputs), run, any_input))
         return run
 
     return add

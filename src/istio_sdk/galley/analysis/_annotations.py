@@ -40,6 +40,7 @@ def _istio_annotation(name: str) -> bool:
     "annotations.K8sAnalyzer",
     "Checks for misplaced and invalid Istio annotations in Kubernetes resources",
     ("Namespace", "Service", "Pod", "Deployment"),
+    any_input=True,
 )
 def k8s_annotations(snapshot: Snapshot) -> Iterator[Finding]:
     table = annotation_table()
