@@ -54,7 +54,12 @@ def namespace(name: str) -> str:
     return NAMESPACE.format(name=name)
 
 
-def service(name: str, ns: str = "default", ports: str = "[{name: http, port: 80}]", selector: str = "{app: web}") -> str:
+def service(
+    name: str,
+    ns: str = "default",
+    ports: str = "[{name: http, port: 80}]",
+    selector: str = "{app: web}",
+) -> str:
     return f"""
 ---
 apiVersion: v1

@@ -23,13 +23,13 @@ __all__ = ["COMMAND_MODULES", "Command", "CommandError", "build_parser", "load_c
 COMMAND_MODULES: tuple[str, ...] = (
     "istio_sdk.cli._version_command",
     "istio_sdk.cli._validate",
-    "istio_sdk.cli._analyze",
     "istio_sdk.cli._demo",
     "istio_sdk.cli._agent",
     "istio_sdk.cli._serve",
     "istio_sdk.cli._proxy_config",
     "istio_sdk.cli._bootstrap",
     "istio_sdk.cli._iptables",
+    "istio_sdk.cli._analyze",
 )
 
 

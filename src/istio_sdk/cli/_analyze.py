@@ -13,7 +13,7 @@ import argparse
 import json
 import os
 import sys
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from istio_sdk.cli._command import Command, CommandError
 
@@ -26,6 +26,11 @@ EXIT_USAGE = 64
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
+    def usage_error(message: str) -> NoReturn:
+        parser.print_usage(sys.stderr)
+        parser.exit(EXIT_USAGE, f"{parser.prog}: error: {message}\n")
+
+    parser.error = usage_error  # type: ignore[method-assign]  # istioctl: 64 for a bad flag
     parser.add_argument("paths", nargs="*", metavar="PATH", help="file, folder (recursive) or -")
     parser.add_argument(
         "-n", "--namespace", default="", help="namespace to report on (default: default)"

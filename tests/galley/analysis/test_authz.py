@@ -19,7 +19,8 @@ MESH = namespace("default") + namespace("istio-system") + namespace("prod-eu") +
 def test_selector_matching_no_mesh_workload_is_ist0127() -> None:
     out = lines(POLICY % ("default", "selector: {matchLabels: {app: ghost}}", "*") + MESH)
     assert (
-        "Warning [IST0127] (AuthorizationPolicy default/allow mesh.yaml:1) No matching workloads for "
+        "Warning [IST0127] (AuthorizationPolicy default/allow mesh.yaml:1) No matching "
+        "workloads for "
         "this resource with the following labels: app=ghost"
     ) in out
     assert codes(POLICY % ("default", "selector: {matchLabels: {app: web}}", "*") + MESH) == []
@@ -34,18 +35,25 @@ def test_pod_without_proxy_in_a_plain_namespace_is_not_in_the_mesh() -> None:
     plain = MESH.replace("- {name: istio-proxy, image: proxyv2}", "").replace(
         "metadata: {name: default, labels: {istio-injection: enabled}}", "metadata: {name: default}"
     )
-    assert "IST0127" in codes(POLICY % ("default", "selector: {matchLabels: {app: web}}", "*") + plain)
+    assert "IST0127" in codes(
+        POLICY % ("default", "selector: {matchLabels: {app: web}}", "*") + plain
+    )
 
 
 def test_root_namespace_policy_looks_everywhere() -> None:
-    assert "IST0127" not in codes(POLICY % ("istio-system", "selector: {matchLabels: {app: web}}", "*") + MESH)
-    assert "IST0127" in codes(POLICY % ("istio-system", "selector: {matchLabels: {app: x}}", "*") + MESH)
+    assert "IST0127" not in codes(
+        POLICY % ("istio-system", "selector: {matchLabels: {app: web}}", "*") + MESH
+    )
+    assert "IST0127" in codes(
+        POLICY % ("istio-system", "selector: {matchLabels: {app: x}}", "*") + MESH
+    )
 
 
 def test_unknown_source_namespace_is_ist0101() -> None:
     out = lines(POLICY % ("default", "", "nowhere") + MESH)
     assert (
-        'Error [IST0101] (AuthorizationPolicy default/allow mesh.yaml:7) Referenced namespace not found: "nowhere"'
+        "Error [IST0101] (AuthorizationPolicy default/allow mesh.yaml:7) Referenced "
+        'namespace not found: "nowhere"'
     ) in out
     for pattern in ("prod-*", "*-eu", "*", "PROD-EU"):
         assert "IST0101" not in codes(POLICY % ("default", "", pattern) + MESH), pattern

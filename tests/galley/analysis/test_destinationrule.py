@@ -67,13 +67,17 @@ spec:
 def test_simple_tls_without_ca_is_ist0128_and_ist0129() -> None:
     out = lines(TLS_DR % ("SIMPLE", "MUTUAL, clientCertificate: c, privateKey: k"))
     assert (
-        "Warning [IST0128] (DestinationRule default/ext mesh.yaml:7) DestinationRule default/ext in "
-        "namespace default has TLS mode set to SIMPLE but no caCertificates are set to validate server "
+        "Warning [IST0128] (DestinationRule default/ext mesh.yaml:7) DestinationRule "
+        "default/ext in "
+        "namespace default has TLS mode set to SIMPLE but no caCertificates are set to "
+        "validate server "
         "identity for host: api.example.com"
     ) in out
     assert (
-        "Warning [IST0129] (DestinationRule default/ext mesh.yaml:10) DestinationRule default/ext in "
-        "namespace default has TLS mode set to MUTUAL but no caCertificates are set to validate server "
+        "Warning [IST0129] (DestinationRule default/ext mesh.yaml:10) DestinationRule "
+        "default/ext in "
+        "namespace default has TLS mode set to MUTUAL but no caCertificates are set to "
+        "validate server "
         "identity for host: api.example.com at port number:443"
     ) in out
 

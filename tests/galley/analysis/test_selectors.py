@@ -41,7 +41,7 @@ def test_two_sidecars_without_selector_are_ist0111() -> None:
     text = SIDECAR % ("a", "") + SIDECAR % ("b", "")
     out = [line for line in lines(text + MESH) if "IST0111" in line]
     assert out[0] == (
-        "Error [IST0111] (Sidecar default/a mesh.yaml:2) The Sidecars [a b] in namespace \"default\" "
+        'Error [IST0111] (Sidecar default/a mesh.yaml:2) The Sidecars [a b] in namespace "default" '
         "have no workload selector, which can lead to undefined behavior."
     )
     assert "IST0111" not in codes(SIDECAR % ("a", "") + MESH)
@@ -72,7 +72,8 @@ def test_telemetry_selectors() -> None:
 def test_two_selector_less_telemetries_are_ist0160_even_without_pods() -> None:
     out = lines(TELEMETRY % ("a", "") + TELEMETRY % ("b", ""))
     assert (
-        'Error [IST0160] (Telemetry default/a mesh.yaml:2) The Telemetries [a b] in namespace "default" '
+        "Error [IST0160] (Telemetry default/a mesh.yaml:2) The Telemetries [a b] in "
+        'namespace "default" '
         "have no workload selector, which can lead to undefined behavior."
     ) in out
     assert codes(TELEMETRY % ("a", "")) == []

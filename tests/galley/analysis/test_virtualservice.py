@@ -15,14 +15,19 @@ spec:
     - destination: {host: %s}
 """
 
-MESH = namespace("default") + pod("web-1") + service("web") + service("api", ports="[{name: http, port: 80}, {name: grpc, port: 90}]")
+MESH = (
+    namespace("default")
+    + pod("web-1")
+    + service("web")
+    + service("api", ports="[{name: http, port: 80}, {name: grpc, port: 90}]")
+)
 
 
 def test_unknown_destination_host_is_ist0101_at_the_host_line() -> None:
     out = lines(VS % "nowhere" + MESH)
     assert (
-        'Error [IST0101] (VirtualService default/web mesh.yaml:8) Referenced host not found: "nowhere"'
-        in out
+        "Error [IST0101] (VirtualService default/web mesh.yaml:8) Referenced host not "
+        'found: "nowhere"' in out
     )
 
 
@@ -39,15 +44,20 @@ def test_a_dotted_short_name_is_not_expanded() -> None:
 def test_multi_port_service_without_port_is_ist0112() -> None:
     out = lines(VS % "api" + MESH)
     assert any(
-        "[IST0112]" in line and 'routes to a service "api" that exposes multiple ports [80 90]' in line
+        "[IST0112]" in line
+        and 'routes to a service "api" that exposes multiple ports [80 90]' in line
         for line in out
     )
 
 
 def test_port_selected_on_multi_port_service() -> None:
-    text = VS.replace("destination: {host: %s}", "destination: {host: api, port: {number: 90}}") + MESH
+    text = (
+        VS.replace("destination: {host: %s}", "destination: {host: api, port: {number: 90}}") + MESH
+    )
     assert "IST0112" not in codes(text)
-    bad = VS.replace("destination: {host: %s}", "destination: {host: api, port: {number: 91}}") + MESH
+    bad = (
+        VS.replace("destination: {host: %s}", "destination: {host: api, port: {number: 91}}") + MESH
+    )
     assert 'Referenced host:port not found: "api:91"' in "\n".join(lines(bad))
 
 
@@ -82,9 +92,13 @@ def test_service_export_to_annotation_hides_it() -> None:
 
 
 def test_mirror_host_is_checked() -> None:
-    text = VS.replace(
-        "    - destination: {host: %s}", "    - destination: {host: web}\n    mirror: {host: ghost}"
-    ) + MESH
+    text = (
+        VS.replace(
+            "    - destination: {host: %s}",
+            "    - destination: {host: web}\n    mirror: {host: ghost}",
+        )
+        + MESH
+    )
     assert 'Referenced mirror host not found: "ghost"' in "\n".join(lines(text))
 
 
@@ -141,16 +155,27 @@ spec:
 
 def test_missing_gateway_gives_ist0101_and_ist0132() -> None:
     out = lines(GW_VS % "nogw")
-    assert 'Error [IST0101] (VirtualService default/front mesh.yaml:6) Referenced gateway not found: "nogw"' in out
+    assert (
+        "Error [IST0101] (VirtualService default/front mesh.yaml:6) Referenced gateway not "
+        'found: "nogw"' in out
+    )
     assert (
         "Warning [IST0132] (VirtualService default/front mesh.yaml:6) one or more host "
-        "[shop.example.com] defined in VirtualService default/front not found in Gateway default/nogw."
+        "[shop.example.com] defined in VirtualService default/front not found in Gateway "
+        "default/nogw."
     ) in out
 
 
 def test_gateway_host_forms() -> None:
     assert "IST0132" in codes(GW_VS % "public" + GATEWAY % "other.example.com")
-    for host in ("shop.example.com", "'*.example.com'", "'*'", "'./shop.example.com'", "'*/*'", "'default/*'"):
+    for host in (
+        "shop.example.com",
+        "'*.example.com'",
+        "'*'",
+        "'./shop.example.com'",
+        "'*/*'",
+        "'default/*'",
+    ):
         assert codes(GW_VS % "public" + GATEWAY % host) == [], host
     assert "IST0132" in codes(GW_VS % "public" + GATEWAY % "'prod/shop.example.com'")
     assert "IST0132" not in codes(GW_VS % "default/public" + GATEWAY % "shop.example.com")
@@ -180,13 +205,19 @@ spec:
 def test_two_mesh_virtual_services_on_one_host_are_ist0109_each() -> None:
     out = [line for line in lines(CONFLICT) if "IST0109" in line]
     assert out == [
-        "Error [IST0109] (VirtualService default/a mesh.yaml:3) The VirtualServices default/a,default/b "
-        "associated with mesh gateway define the same host */web.default.svc.cluster.local which can "
-        "lead to undefined behavior. This can be fixed by merging the conflicting VirtualServices into "
+        "Error [IST0109] (VirtualService default/a mesh.yaml:3) The VirtualServices "
+        "default/a,default/b "
+        "associated with mesh gateway define the same host */web.default.svc.cluster.local "
+        "which can "
+        "lead to undefined behavior. This can be fixed by merging the conflicting "
+        "VirtualServices into "
         "a single resource.",
-        "Error [IST0109] (VirtualService default/b mesh.yaml:10) The VirtualServices default/a,default/b "
-        "associated with mesh gateway define the same host */web.default.svc.cluster.local which can "
-        "lead to undefined behavior. This can be fixed by merging the conflicting VirtualServices into "
+        "Error [IST0109] (VirtualService default/b mesh.yaml:10) The VirtualServices "
+        "default/a,default/b "
+        "associated with mesh gateway define the same host */web.default.svc.cluster.local "
+        "which can "
+        "lead to undefined behavior. This can be fixed by merging the conflicting "
+        "VirtualServices into "
         "a single resource.",
     ]
 
@@ -217,7 +248,8 @@ def test_rule_after_catch_all_is_ist0130() -> None:
     route: [{destination: {host: web}}]
 """
     assert (
-        "Warning [IST0130] (VirtualService default/rules mesh.yaml:9) VirtualService rule #1 not used "
+        "Warning [IST0130] (VirtualService default/rules mesh.yaml:9) VirtualService rule "
+        "#1 not used "
         "(route without matches defined before)."
     ) in lines(RULES % http)
 
@@ -233,10 +265,14 @@ def test_duplicate_match_is_ist0131_and_all_duplicates_ist0130() -> None:
 """
     out = lines(RULES % http)
     assert (
-        'Info [IST0131] (VirtualService default/rules mesh.yaml:12) VirtualService rule "second" match '
+        "Info [IST0131] (VirtualService default/rules mesh.yaml:12) VirtualService rule "
+        '"second" match '
         '"again" is not used (duplicate/overlapping match in rule "first").'
     ) in out
-    assert any('[IST0130]' in line and 'rule "second" not used (all matches used by prior rules)' in line for line in out)
+    assert any(
+        "[IST0130]" in line and 'rule "second" not used (all matches used by prior rules)' in line
+        for line in out
+    )
 
 
 def test_prefix_covered_by_an_earlier_prefix_is_ist0131() -> None:
@@ -248,8 +284,10 @@ def test_prefix_covered_by_an_earlier_prefix_is_ist0131() -> None:
 """
     out = lines(RULES % http)
     assert any(
-        "[IST0131]" in line and "rule #1 match #0 of prefix /api/v2 is not used (duplicate/overlapping "
-        "match in rule #0 of prefix /api on #0)." in line
+        "[IST0131]" in line
+        and "rule #1 match #0 of prefix /api/v2 is not used (duplicate/overlapping "
+        "match in rule #0 of prefix /api on #0)."
+        in line
         for line in out
     )
 

@@ -13,6 +13,7 @@ import json
 import pathlib
 from collections.abc import Iterator, Mapping
 
+from istio_sdk.config._yaml import join_key
 from istio_sdk.galley.analysis._analyzer import Finding, register
 from istio_sdk.galley.analysis._messages import go_quote
 from istio_sdk.galley.analysis._snapshot import Snapshot
@@ -49,7 +50,7 @@ def k8s_annotations(snapshot: Snapshot) -> Iterator[Finding]:
             for name in sorted(entry.annotations):
                 if not _istio_annotation(name) or name in _IGNORED:
                     continue
-                path = f"metadata.annotations.{name}"
+                path = join_key("metadata.annotations", name)
                 row = table.get(name)
                 if row is None:
                     yield Finding(entry, "IST0108", (name,), path)

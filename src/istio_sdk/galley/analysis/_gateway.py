@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from istio_sdk.config._yaml import join_key
 from istio_sdk.galley.analysis._analyzer import Finding, register
 from istio_sdk.galley.analysis._lookup import selector_string, selects
 from istio_sdk.galley.analysis._messages import go_list, go_quote
@@ -20,7 +21,7 @@ from istio_sdk.galley.analysis._snapshot import Entry, Snapshot
 
 
 def _first_label_path(selector: Mapping[str, str]) -> str | None:
-    return f"spec.selector.{min(selector)}" if selector else None
+    return join_key("spec.selector", min(selector)) if selector else None
 
 
 def _target_port(port: Any) -> int:

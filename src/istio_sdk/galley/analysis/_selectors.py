@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 
+from istio_sdk.config._yaml import join_key
 from istio_sdk.galley.analysis._analyzer import Finding, register
 from istio_sdk.galley.analysis._lookup import in_ambient, selector_string, selects
 from istio_sdk.galley.analysis._messages import go_list, go_quote
@@ -53,7 +54,7 @@ def _selected_pods(
                 by_pod.setdefault((pod.namespace, pod.name), []).append(entry)
         if not found:
             text = selector_string(selector)
-            path = f"{label_path}.{min(selector)}"
+            path = join_key(label_path, min(selector))
             findings.append(Finding(entry, "IST0101", ("selector", go_quote(text)), path))
     return findings, by_pod, unselected
 
