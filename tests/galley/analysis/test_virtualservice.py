@@ -301,3 +301,14 @@ def test_distinct_rules_are_clean() -> None:
   - route: [{destination: {host: web}}]
 """
     assert codes(RULES % http) == []
+
+
+def test_identical_messages_are_printed_once() -> None:
+    # both references are on one line, so istioctl prints the two findings once
+    out = lines(GW_VS % "nogw, nogw")
+    assert (
+        out.count(
+            'Error [IST0101] (VirtualService default/front mesh.yaml:6) Referenced gateway not found: "nogw"'
+        )
+        == 1
+    )

@@ -57,9 +57,8 @@ def gateway_ports(snapshot: Snapshot) -> Iterator[Finding]:
                 if not selects(body.selector or {}, pod.labels):
                     continue
                 for port in body.ports or ():
-                    if (
-                        port.protocol or "TCP"
-                    ) != "TCP":  # unset means TCP, as the API server defaults
+                    # an unset protocol means TCP, as the API server defaults it
+                    if (port.protocol or "TCP") != "TCP":
                         continue
                     target = _target_port(port)
                     target_ports.add(target or port.port)
