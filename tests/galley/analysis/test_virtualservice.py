@@ -306,9 +306,5 @@ def test_distinct_rules_are_clean() -> None:
 def test_identical_messages_are_printed_once() -> None:
     # both references are on one line, so istioctl prints the two findings once
     out = lines(GW_VS % "nogw, nogw")
-    assert (
-        out.count(
-            'Error [IST0101] (VirtualService default/front mesh.yaml:6) Referenced gateway not found: "nogw"'
-        )
-        == 1
-    )
+    missing = 'Referenced gateway not found: "nogw"'
+    assert sum(line.endswith(missing) for line in out) == 1
