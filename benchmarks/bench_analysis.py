@@ -2,7 +2,7 @@
 
 The mesh: 1,000 Kubernetes Services in 20 namespaces, each with two Pods (versions v1 and v2,
 with proxies), a VirtualService routing 90/10 between its subsets, a DestinationRule defining
-them; per namespace a Namespace (injection enabled), a Sidecar and an AuthorizationPolicy; one
+them (by app and version) and a Telemetry selecting its pods; per namespace a Namespace (injection enabled), a Sidecar and an AuthorizationPolicy; one
 ingress Gateway with its Pod and Service and a VirtualService bound to it; a few ServiceEntries.
 That is 6,000+ resources, every analyzer runs, and the mesh is clean.
 
@@ -85,6 +85,17 @@ def mesh_objects(services: int) -> list[dict[str, Any]]:
             )
         out.append(
             {
+                "apiVersion": "telemetry.istio.io/v1",
+                "kind": "Telemetry",
+                "metadata": {"name": name, "namespace": ns},
+                "spec": {
+                    "selector": {"matchLabels": {"app": name}},
+                    "tracing": [{"randomSamplingPercentage": 10}],
+                },
+            }
+        )
+        out.append(
+            {
                 "apiVersion": "networking.istio.io/v1",
                 "kind": "VirtualService",
                 "metadata": {"name": name, "namespace": ns},
@@ -113,8 +124,8 @@ def mesh_objects(services: int) -> list[dict[str, Any]]:
                 "spec": {
                     "host": f"{name}.{ns}.svc.cluster.local",
                     "subsets": [
-                        {"name": "v1", "labels": {"version": "v1"}},
-                        {"name": "v2", "labels": {"version": "v2"}},
+                        {"name": "v1", "labels": {"app": name, "version": "v1"}},
+                        {"name": "v2", "labels": {"app": name, "version": "v2"}},
                     ],
                 },
             }

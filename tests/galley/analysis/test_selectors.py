@@ -77,3 +77,21 @@ def test_two_selector_less_telemetries_are_ist0160_even_without_pods() -> None:
         "have no workload selector, which can lead to undefined behavior."
     ) in out
     assert codes(TELEMETRY % ("a", "")) == []
+
+
+def test_selectors_match_pods_of_their_own_namespace_with_every_label() -> None:
+    shop = (
+        namespace("shop")
+        + pod("a", ns="shop", labels="{app: x}")
+        + pod("b", ns="shop", labels="{app: y}")
+    )
+    other = SIDECAR.replace("namespace: default", "namespace: shop") % (
+        "s",
+        "workloadSelector: {labels: {app: web}}",
+    )
+    assert "IST0101" in codes(other + MESH + shop)
+    mixed = MESH + pod("web-2", labels="{app: other, version: v9}")
+    partial = SIDECAR % ("s", "workloadSelector: {labels: {app: web, version: v9}}")
+    assert 'Referenced selector not found: "app=web,version=v9"' in "\n".join(
+        lines(partial + mixed)
+    )

@@ -15,7 +15,7 @@ from typing import Any
 
 from istio_sdk.api.istio.networking.v1alpha3 import ClientTlsSettingsTlSmode as TlsMode
 from istio_sdk.galley.analysis._analyzer import Finding, register
-from istio_sdk.galley.analysis._lookup import resolve_host, selects, service_targets
+from istio_sdk.galley.analysis._lookup import PodIndex, resolve_host, service_targets
 from istio_sdk.galley.analysis._snapshot import Entry, Snapshot
 
 _TOPOLOGY_LABELS = (
@@ -46,7 +46,8 @@ def _pod_labels(pod: Entry, nodes: Mapping[str, Mapping[str, str]]) -> dict[str,
 def subsets_select_pods(snapshot: Snapshot) -> Iterator[Finding]:
     targets = service_targets(snapshot)
     nodes = {n.name: n.labels for n in snapshot.of("Node")}
-    pods = [_pod_labels(p, nodes) for p in snapshot.of("Pod")]
+    all_pods = snapshot.of("Pod")
+    pods = PodIndex(all_pods, [_pod_labels(p, nodes) for p in all_pods])
     for entry in snapshot.of("DestinationRule"):
         spec = entry.spec
         target = resolve_host(targets, entry.namespace, list(spec.export_to), spec.host)
@@ -55,7 +56,7 @@ def subsets_select_pods(snapshot: Snapshot) -> Iterator[Finding]:
             continue
         for i, subset in enumerate(spec.subsets):
             selector = {**target.workload_selector, **subset.labels}
-            if not any(selects(selector, labels) for labels in pods):
+            if not pods.select(selector):
                 yield Finding(entry, "IST0173", (subset.name,), f"spec.subsets[{i}].name")
 
 

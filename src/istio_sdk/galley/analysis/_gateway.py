@@ -15,7 +15,7 @@ from typing import Any
 
 from istio_sdk.config._yaml import join_key
 from istio_sdk.galley.analysis._analyzer import Finding, register
-from istio_sdk.galley.analysis._lookup import selector_string, selects
+from istio_sdk.galley.analysis._lookup import PodIndex, pod_index, selector_string, selects
 from istio_sdk.galley.analysis._messages import go_list, go_quote
 from istio_sdk.galley.analysis._snapshot import Entry, Snapshot
 
@@ -39,20 +39,19 @@ def _target_port(port: Any) -> int:
     ("Gateway", "Pod", "Service"),
 )
 def gateway_ports(snapshot: Snapshot) -> Iterator[Finding]:
-    pods = snapshot.of("Pod")
-    services = snapshot.of("Service")
+    services: dict[str, list[Entry]] = {}
+    for service in snapshot.of("Service"):
+        services.setdefault(service.namespace, []).append(service)
     for entry in snapshot.of("Gateway"):
         selector = dict(entry.spec.selector)
         target_ports: set[int] = set()
         service_ports: set[int] = set()
         matched = 0
-        for pod in pods:
-            if not selects(selector, pod.labels):
-                continue
+        for pod in pod_index(snapshot).select(selector):
             matched += 1
-            for service in services:
+            for service in services.get(pod.namespace, ()):
                 body = service.spec.spec
-                if service.namespace != pod.namespace or body is None:
+                if body is None:
                     continue
                 if not selects(body.selector or {}, pod.labels):
                     continue
@@ -77,14 +76,14 @@ def gateway_ports(snapshot: Snapshot) -> Iterator[Finding]:
                 yield Finding(entry, "IST0162", (number, text), path)
 
 
-def _overlap(a: Mapping[str, str], b: Mapping[str, str], pods: list[Entry]) -> bool:
+def _overlap(a: Mapping[str, str], b: Mapping[str, str], pods: PodIndex) -> bool:
     """istioctl's test that two gateway selectors reach the same workloads."""
     sa, sb = selector_string(a), selector_string(b)
     if sa == sb:
         return True
     if sa not in sb and sb not in sa:
         return False
-    return any(selects(a, p.labels) and selects(b, p.labels) for p in pods)
+    return any(selects(b, p.labels) for p in pods.select(a))
 
 
 @register(
@@ -93,7 +92,7 @@ def _overlap(a: Mapping[str, str], b: Mapping[str, str], pods: list[Entry]) -> b
     ("Gateway", "Pod"),
 )
 def conflicting_gateways(snapshot: Snapshot) -> Iterator[Finding]:
-    pods = snapshot.of("Pod")
+    pods = pod_index(snapshot)
     gateways = snapshot.of("Gateway")
     for entry in gateways:
         selector = dict(entry.spec.selector)

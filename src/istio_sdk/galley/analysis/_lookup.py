@@ -22,6 +22,7 @@ __all__ = [
     "Target",
     "hosts_match",
     "in_mesh",
+    "pod_index",
     "resolve_host",
     "selector_string",
     "service_targets",
@@ -67,6 +68,41 @@ def selector_string(selector: Mapping[str, str]) -> str:
 
 def selects(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
     return labels_match(selector, labels)
+
+
+class PodIndex:
+    """Pods by namespace and by label, so a selector finds its pods without a full scan."""
+
+    def __init__(self, pods: Sequence[Entry], labels: Sequence[Mapping[str, str]]) -> None:
+        self.pods = list(pods)
+        self.labels = list(labels)
+        self._by_label: dict[tuple[str, str], list[int]] = {}
+        self._by_namespace: dict[str, list[int]] = {}
+        for i, (pod, pod_labels) in enumerate(zip(self.pods, self.labels, strict=True)):
+            self._by_namespace.setdefault(pod.namespace, []).append(i)
+            for item in pod_labels.items():
+                self._by_label.setdefault(item, []).append(i)
+
+    def select(self, selector: Mapping[str, str], namespace: str | None = None) -> list[Entry]:
+        """The pods whose labels carry all of ``selector`` (in ``namespace`` when given)."""
+        candidates: list[list[int]] = [self._by_label.get(item, []) for item in selector.items()]
+        if namespace is not None:
+            candidates.append(self._by_namespace.get(namespace, []))
+        if not candidates:
+            return list(self.pods)
+        smallest = min(candidates, key=len)
+        return [
+            self.pods[i]
+            for i in smallest
+            if selects(selector, self.labels[i])
+            and (namespace is None or self.pods[i].namespace == namespace)
+        ]
+
+
+def pod_index(snapshot: Snapshot) -> PodIndex:
+    """The snapshot's Pods, indexed by their own labels."""
+    pods = snapshot.of("Pod")
+    return snapshot.memo("pods", lambda: PodIndex(pods, [p.labels for p in pods]))
 
 
 @attrs.frozen

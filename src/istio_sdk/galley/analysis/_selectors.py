@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 
 from istio_sdk.config._yaml import join_key
 from istio_sdk.galley.analysis._analyzer import Finding, register
-from istio_sdk.galley.analysis._lookup import in_ambient, selector_string, selects
+from istio_sdk.galley.analysis._lookup import in_ambient, pod_index, selector_string
 from istio_sdk.galley.analysis._messages import go_list, go_quote
 from istio_sdk.galley.analysis._snapshot import Entry, Snapshot
 
@@ -47,12 +47,10 @@ def _selected_pods(
         if not selector:
             unselected.append(entry)
             continue
-        found = False
-        for pod in snapshot.of("Pod"):
-            if pod.namespace == entry.namespace and selects(selector, pod.labels):
-                found = True
-                by_pod.setdefault((pod.namespace, pod.name), []).append(entry)
-        if not found:
+        matched = pod_index(snapshot).select(selector, entry.namespace)
+        for pod in matched:
+            by_pod.setdefault((pod.namespace, pod.name), []).append(entry)
+        if not matched:
             text = selector_string(selector)
             path = join_key(label_path, min(selector))
             findings.append(Finding(entry, "IST0101", ("selector", go_quote(text)), path))

@@ -8,8 +8,8 @@ of its fields, so a message can point at the field it is about.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, TypeVar, cast
 
 import attrs
 
@@ -17,6 +17,8 @@ from istio_sdk.config import Resource
 from istio_sdk.config._kinds import find_kind
 
 __all__ = ["RUNTIME_KINDS", "Entry", "Location", "Snapshot"]
+
+_T = TypeVar("_T")
 
 # Kubernetes kinds that describe what runs rather than configuration: istioctl (since 1.18)
 # drops them from files. An analyzer that needs one runs only when the user gave some.
@@ -121,6 +123,13 @@ class Snapshot:
             entries.sort(key=lambda e: (e.namespace, e.name))
         self._by_kind = by_kind
         self._index = index
+        self._memo: dict[str, Any] = {}
+
+    def memo(self, key: str, build: Callable[[], _T]) -> _T:
+        """``build()``, computed once per snapshot (indices several analyzers share)."""
+        if key not in self._memo:
+            self._memo[key] = build()
+        return cast("_T", self._memo[key])
 
     def of(self, kind: str) -> list[Entry]:
         """Every resource of ``kind``, in (namespace, name) order."""
