@@ -2,9 +2,10 @@
 
 The mesh: 1,000 Kubernetes Services in 20 namespaces, each with two Pods (versions v1 and v2,
 with proxies), a VirtualService routing 90/10 between its subsets, a DestinationRule defining
-them (by app and version) and a Telemetry selecting its pods; per namespace a Namespace (injection enabled), a Sidecar and an AuthorizationPolicy; one
-ingress Gateway with its Pod and Service and a VirtualService bound to it; a few ServiceEntries.
-That is 6,000+ resources, every analyzer runs, and the mesh is clean.
+them (by app and version) and a Telemetry selecting its pods; per namespace a Namespace
+(injection enabled), a Sidecar and an AuthorizationPolicy; one ingress Gateway with its Pod and
+Service and a VirtualService bound to it; a few ServiceEntries. That is 6,000+ resources, every
+analyzer runs, and the mesh is clean.
 
 Figures: the time of one ``analyze`` (best of 3) with per-analyzer times, and for reference the
 time ``istio_sdk.validate`` takes over the same resources (what the schema analyzers call), in
