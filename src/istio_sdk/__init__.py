@@ -24,6 +24,8 @@ _EXPORTS: dict[str, str] = {
     "load_resources": "istio_sdk.config",
     "dump_resources": "istio_sdk.config",
     "validate": "istio_sdk.config",
+    "analyze": "istio_sdk.galley.analysis",
+    "AnalysisResult": "istio_sdk.galley.analysis",
     "ConfigError": "istio_sdk.config",
     "YamlSyntaxError": "istio_sdk.config",
     "DocumentError": "istio_sdk.config",
@@ -101,9 +103,6 @@ _EXPORTS: dict[str, str] = {
     # istio-iptables
     "IptablesError": "istio_sdk.proxy.iptables",
     "IptablesConfigError": "istio_sdk.proxy.iptables",
-    # Galley: istioctl analyze
-    "analyze": "istio_sdk.galley",
-    "AnalysisResult": "istio_sdk.galley",
 }
 
 __all__ = [  # grouped like _EXPORTS; tests/core/test_public_api.py checks they agree
@@ -115,6 +114,8 @@ __all__ = [  # grouped like _EXPORTS; tests/core/test_public_api.py checks they 
     "load_resources",
     "dump_resources",
     "validate",
+    "analyze",
+    "AnalysisResult",
     "ConfigError",
     "YamlSyntaxError",
     "DocumentError",
@@ -184,8 +185,6 @@ __all__ = [  # grouped like _EXPORTS; tests/core/test_public_api.py checks they 
     "HandlerBuildError",
     "UnknownAdapterError",
     "UnsupportedTemplateError",
-    "analyze",
-    "AnalysisResult",
 ]
 
 if TYPE_CHECKING:
@@ -227,8 +226,8 @@ if TYPE_CHECKING:
     from istio_sdk.config import dump_resources as dump_resources
     from istio_sdk.config import load_resources as load_resources
     from istio_sdk.config import validate as validate
-    from istio_sdk.galley import AnalysisResult as AnalysisResult
-    from istio_sdk.galley import analyze as analyze
+    from istio_sdk.galley.analysis import AnalysisResult as AnalysisResult
+    from istio_sdk.galley.analysis import analyze as analyze
     from istio_sdk.mesh import Mesh as Mesh
     from istio_sdk.mesh import MeshListenError as MeshListenError
     from istio_sdk.mixer import AdapterError as AdapterError

@@ -1,5 +1,4 @@
-"""Galley: configuration analysis (``istio_sdk.galley.analysis``, istioctl analyze)."""
+"""Galley: configuration distribution (MCP) and, beside it, Istio's validation and analysis.
 
-from istio_sdk.galley.analysis import AnalysisResult, analyze
-
-__all__ = ["AnalysisResult", "analyze"]
+:mod:`istio_sdk.galley.mcp` is the Mesh Configuration Protocol as Istio 1.3 spoke it.
+"""
