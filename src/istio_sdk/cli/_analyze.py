@@ -67,7 +67,9 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="list executed and skipped analyzers"
     )
-    parser.add_argument("--color", action="store_true", help="colour the levels (as on a terminal)")
+    parser.add_argument(
+        "--color", action="store_true", help="colour the levels (default: only on a terminal)"
+    )
 
 
 class _Usage(CommandError):
@@ -175,7 +177,9 @@ def _run(args: argparse.Namespace) -> int:
     ]
     shown = [m for m in kept if m.level.at_least(threshold)]
     if output == "log":
-        color = args.color and os.environ.get("TERM", "").lower() != "dumb"
+        # istioctl colours the levels on a terminal, unless TERM is dumb
+        wanted = args.color or sys.stdout.isatty()
+        color = wanted and os.environ.get("TERM", "").lower() != "dumb"
         print(_render_log(list(shown), color))
     else:
         objects = [m.to_dict("istioctl-analyze") for m in shown]

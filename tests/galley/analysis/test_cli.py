@@ -257,3 +257,15 @@ def test_stdin(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr("sys.stdin", io.StringIO(BROKEN))
     code, out, _ = run(capsys, "-")
     assert code == 79 and "(VirtualService default/reviews stdin:6)" in out
+
+
+def test_color_levels_unless_term_is_dumb(
+    capsys: pytest.CaptureFixture[str], broken: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TERM", "xterm")
+    _, out, _ = run(capsys, str(broken), "--color")
+    assert out.startswith("\033[1;31mError\033[0m [IST0101]")
+    assert "\033[33mWarning\033[0m [IST0132]" in out
+    monkeypatch.setenv("TERM", "dumb")
+    _, out, _ = run(capsys, str(broken), "--color")
+    assert out.startswith("Error [IST0101]")
