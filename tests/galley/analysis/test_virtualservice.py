@@ -308,3 +308,21 @@ def test_identical_messages_are_printed_once() -> None:
     out = lines(GW_VS % "nogw, nogw")
     missing = 'Referenced gateway not found: "nogw"'
     assert sum(line.endswith(missing) for line in out) == 1
+
+
+K8S_GATEWAY = """
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: public, namespace: default}
+spec:
+  gatewayClassName: istio
+  listeners:
+  - {name: http, port: 80, protocol: HTTP%s}
+"""
+
+
+def test_a_gateway_api_gateway_is_found_and_its_listener_hosts_matched() -> None:
+    assert codes(GW_VS % "public" + K8S_GATEWAY % ", hostname: shop.example.com") == []
+    assert codes(GW_VS % "public" + K8S_GATEWAY % "") == []  # a listener without hostname takes all
+    assert codes(GW_VS % "public" + K8S_GATEWAY % ", hostname: api.example.com") == ["IST0132"]

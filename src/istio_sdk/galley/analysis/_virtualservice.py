@@ -132,10 +132,12 @@ def _gateway_hosts(gateway: Entry, vs_namespace: str) -> list[str]:
 
 def _k8s_gateway_hosts(gateway: Entry) -> list[str] | None:
     """Listener hostnames of a Gateway API Gateway; None when a listener takes every host."""
+    spec = gateway.spec.spec
+    listeners = spec.get("listeners") if isinstance(spec, dict) else None
     hosts: list[str] = []
-    for listener in getattr(gateway.spec.spec, "listeners", None) or ():
-        hostname = getattr(listener, "hostname", None)
-        if not hostname:
+    for listener in listeners if isinstance(listeners, list) else ():
+        hostname = listener.get("hostname") if isinstance(listener, dict) else None
+        if not hostname or not isinstance(hostname, str):
             return None
         hosts.append(hostname)
     return hosts
