@@ -26,6 +26,8 @@ _EXPORTS: dict[str, str] = {
     "load_resources": "istio_sdk.config",
     "dump_resources": "istio_sdk.config",
     "validate": "istio_sdk.config",
+    "analyze": "istio_sdk.galley.analysis",
+    "AnalysisResult": "istio_sdk.galley.analysis",
     "ConfigError": "istio_sdk.config",
     "YamlSyntaxError": "istio_sdk.config",
     "DocumentError": "istio_sdk.config",
@@ -129,6 +131,8 @@ __all__ = [  # grouped like _EXPORTS; tests/core/test_public_api.py checks they 
     "load_resources",
     "dump_resources",
     "validate",
+    "analyze",
+    "AnalysisResult",
     "ConfigError",
     "YamlSyntaxError",
     "DocumentError",
@@ -251,6 +255,8 @@ if TYPE_CHECKING:
     from istio_sdk.config import dump_resources as dump_resources
     from istio_sdk.config import load_resources as load_resources
     from istio_sdk.config import validate as validate
+    from istio_sdk.galley.analysis import AnalysisResult as AnalysisResult
+    from istio_sdk.galley.analysis import analyze as analyze
     from istio_sdk.galley.mcp import GalleyClient as GalleyClient
     from istio_sdk.galley.mcp import McpSource as McpSource
     from istio_sdk.mesh import Mesh as Mesh

@@ -30,6 +30,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "istio_sdk.cli._bootstrap",
     "istio_sdk.cli._iptables",
     "istio_sdk.cli._inject",
+    "istio_sdk.cli._analyze",
 )
 
 

@@ -1,0 +1,46 @@
+"""``schema.ValidationAnalyzer.<Kind>``: each Istio resource's validation as analysis messages.
+
+Every problem :func:`istio_sdk.validate` reports is IST0106 (an error) or IST0133 (a warning,
+when validation reports levels); for a VirtualService, unreachable rules and ineffective
+matches are IST0130 and IST0131 (:mod:`._vsrules`), as istioctl maps those warnings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+
+from istio_sdk.config import KINDS, validate
+from istio_sdk.galley.analysis._analyzer import Finding, register
+from istio_sdk.galley.analysis._snapshot import Snapshot
+from istio_sdk.galley.analysis._vsrules import unreachable_rules
+
+# Validation's own wording of the rules _vsrules reports (they must not come out twice).
+_RULE_WARNINGS = ("virtualService rule ",)
+
+
+def _validation_findings(snapshot: Snapshot, kind: str) -> Iterator[Finding]:
+    for entry in snapshot.of(kind):
+        for problem in validate(entry.resource):
+            warning = getattr(problem, "level", "error") == "warning"
+            if warning and problem.message.startswith(_RULE_WARNINGS):
+                continue
+            text = f"{problem.path}: {problem.message}" if problem.path else problem.message
+            yield Finding(entry, "IST0133" if warning else "IST0106", (text,), problem.path or None)
+        if kind == "VirtualService":
+            for found in unreachable_rules(entry.spec):
+                yield Finding(entry, found.code, found.arguments, found.path)
+
+
+def _analyzer_for(kind: str) -> Callable[[Snapshot], Iterable[Finding]]:
+    def run(snapshot: Snapshot) -> Iterable[Finding]:
+        return _validation_findings(snapshot, kind)
+
+    return run
+
+
+for _kind in sorted({info.kind for info in KINDS}):
+    register(
+        f"schema.ValidationAnalyzer.{_kind}",
+        f"Runs schema validation as an analyzer on '{_kind}' resources",
+        (_kind,),
+    )(_analyzer_for(_kind))
