@@ -62,6 +62,9 @@ _EXPORTS: dict[str, str] = {
     "CertificateRequestError": "istio_sdk.citadel",
     "CaUnavailableError": "istio_sdk.citadel",
     "NoCredentialError": "istio_sdk.citadel",
+    # Galley: MCP
+    "GalleyClient": "istio_sdk.galley.mcp",
+    "McpSource": "istio_sdk.galley.mcp",
     # every component in one process
     "Mesh": "istio_sdk.mesh",
     # the data plane: Envoy bootstraps
@@ -70,6 +73,7 @@ _EXPORTS: dict[str, str] = {
     "XdsError": "istio_sdk.xds",
     "XdsProtocolError": "istio_sdk.xds",
     "UnknownTypeUrlError": "istio_sdk.xds",
+    "UnknownCollectionError": "istio_sdk.xds",
     "MalformedMessageError": "istio_sdk.xds",
     # the binary codec's error
     "UnknownKeyError": "istio_sdk.citadel",
@@ -78,6 +82,7 @@ _EXPORTS: dict[str, str] = {
     "NumberError": "istio_sdk.config",
     "LoadLimits": "istio_sdk.config",
     "MeshListenError": "istio_sdk.mesh",
+    "MixerClient": "istio_sdk.mixer",
     "MixerError": "istio_sdk.mixer",
     "AttributesError": "istio_sdk.mixer",
     "GlobalWordCountError": "istio_sdk.mixer",
@@ -149,11 +154,14 @@ __all__ = [  # grouped like _EXPORTS; tests/core/test_public_api.py checks they 
     "CertificateRequestError",
     "CaUnavailableError",
     "NoCredentialError",
+    "GalleyClient",
+    "McpSource",
     "Mesh",
     "BootstrapError",
     "XdsError",
     "XdsProtocolError",
     "UnknownTypeUrlError",
+    "UnknownCollectionError",
     "MalformedMessageError",
     "DecodeError",
     "message_to_json",
@@ -171,6 +179,7 @@ __all__ = [  # grouped like _EXPORTS; tests/core/test_public_api.py checks they 
     "NumberError",
     "LoadLimits",
     "MeshListenError",
+    "MixerClient",
     "MixerError",
     "AttributesError",
     "GlobalWordCountError",
@@ -224,6 +233,8 @@ if TYPE_CHECKING:
     from istio_sdk.config import dump_resources as dump_resources
     from istio_sdk.config import load_resources as load_resources
     from istio_sdk.config import validate as validate
+    from istio_sdk.galley.mcp import GalleyClient as GalleyClient
+    from istio_sdk.galley.mcp import McpSource as McpSource
     from istio_sdk.mesh import Mesh as Mesh
     from istio_sdk.mesh import MeshListenError as MeshListenError
     from istio_sdk.mixer import AdapterError as AdapterError
@@ -233,6 +244,7 @@ if TYPE_CHECKING:
     from istio_sdk.mixer import ExpressionError as ExpressionError
     from istio_sdk.mixer import GlobalWordCountError as GlobalWordCountError
     from istio_sdk.mixer import HandlerBuildError as HandlerBuildError
+    from istio_sdk.mixer import MixerClient as MixerClient
     from istio_sdk.mixer import MixerError as MixerError
     from istio_sdk.mixer import ParseError as ParseError
     from istio_sdk.mixer import TypeCheckError as TypeCheckError
@@ -258,6 +270,7 @@ if TYPE_CHECKING:
     from istio_sdk.proxy.inject import JsonPatchError as JsonPatchError
     from istio_sdk.spiffe import SpiffeError as SpiffeError
     from istio_sdk.xds import MalformedMessageError as MalformedMessageError
+    from istio_sdk.xds import UnknownCollectionError as UnknownCollectionError
     from istio_sdk.xds import UnknownTypeUrlError as UnknownTypeUrlError
     from istio_sdk.xds import XdsError as XdsError
     from istio_sdk.xds import XdsProtocolError as XdsProtocolError

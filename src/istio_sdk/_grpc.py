@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from grpclib._typing import IServable
 
 __all__ = [
+    "EncodedMessage",
     "GrpcSettings",
     "LimitedProtoCodec",
     "TlsAcceptStats",
@@ -117,6 +118,32 @@ class LimitedProtoCodec(ProtoCodec):
                 f"{self.max_message_bytes}",
             )
         return super().decode(data, message_type)
+
+
+class EncodedMessage:
+    """Bytes that are already a serialized protobuf message.
+
+    grpclib's protobuf codec calls ``SerializeToString`` to send and ``FromString`` to
+    receive; this type makes both the identity, so responses assembled from cached bytes go
+    out without re-encoding, and clients can read envelopes without a full decode.
+    """
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def SerializeToString(self) -> bytes:
+        """The encoded bytes."""
+        return self.data
+
+    @classmethod
+    def FromString(cls, data: bytes) -> EncodedMessage:
+        """Wrap received bytes without decoding them."""
+        return cls(bytes(data))
+
+    def __len__(self) -> int:
+        return len(self.data)
 
 
 _GRPC_MESSAGE_HEADER = struct.Struct(">?I")

@@ -16,7 +16,10 @@ __all__ = ["bind_tcp", "bound_port"]
 def bind_tcp(host: str, port: int) -> socket.socket:
     """A non-blocking listening TCP socket on ``host:port`` (0 picks a free port)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP, not 0: asyncio and grpclib set TCP_NODELAY only on sockets whose
+    # proto says TCP, and accepted sockets inherit it. With Nagle on, a reply written in
+    # pieces (HTTP/2 headers, data, trailers) waits for the peer's delayed ACK: ~40 ms a call.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))

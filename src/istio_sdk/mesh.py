@@ -12,6 +12,11 @@ resulting push request to the server, which debounces it and pushes only what ch
 proxies it affects. A change that makes the config unusable is logged and the last good
 config keeps being served.
 
+Galley (``galley_port``) serves the store over MCP as Istio 1.3's Galley did
+(:class:`~istio_sdk.galley.mcp.McpSource`, ``ResourceSource``), and ``config_sources`` makes the
+store follow other Galleys (:class:`~istio_sdk.GalleyClient` per ``(host, port)``, Pilot 1.3's
+``configSources``).
+
 Citadel (``ca_port``) is a :class:`~istio_sdk.citadel.CitadelServer` answering
 CreateCertificate over TLS, built from :class:`~istio_sdk.citadel.CitadelServerOptions` (CA
 files, JWT rule, ...).
@@ -20,22 +25,26 @@ files, JWT rule, ...).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Literal
 
 import attrs
 
 from istio_sdk.config import ConfigStore, DirectorySource, LoadLimits
 from istio_sdk.pilot.push_context import PushContext, PushContextError
-from istio_sdk.pilot.registry import ServiceRegistry
+from istio_sdk.pilot.registry import RegistrySnapshot, ServiceRegistry
 from istio_sdk.pilot.server import DiscoveryServer
 from istio_sdk.pilot.translate import PushContextGenerator
 
 if TYPE_CHECKING:
     from istio_sdk._webhook_tls import WebhookCertificate
     from istio_sdk.citadel import CitadelServer, CitadelServerOptions
+    from istio_sdk.config import Resource
+    from istio_sdk.galley.mcp import GalleyClient, McpSource
+    from istio_sdk.pilot.push_request import PushRequest
     from istio_sdk.proxy.inject import InjectSettings
     from istio_sdk.proxy.inject.server import InjectorServer
 
@@ -81,6 +90,9 @@ class Mesh:
     ``injector_port`` (``None``: no injector) runs the sidecar injector's mutating webhook
     (:attr:`injector`) over HTTPS with ``injector_settings`` and ``injector_certificate``
     (default: a self-signed certificate for localhost and ``host``).
+    ``galley_port`` (``None``: off) serves the store over MCP (:attr:`mcp_source`);
+    ``config_sources`` are MCP sources (``(host, port)``) whose collections the store mirrors
+    (:attr:`galley_clients`; they connect in the background and reconnect on their own).
     """
 
     def __init__(
@@ -98,6 +110,8 @@ class Mesh:
         injector_port: int | None = None,
         injector_settings: InjectSettings | None = None,
         injector_certificate: WebhookCertificate | None = None,
+        galley_port: int | None = None,
+        config_sources: Sequence[tuple[str, int]] = (),
     ) -> None:
         if ca_options is not None and ca_port is None:
             raise ValueError("ca_options need a ca_port to serve the CA on")
@@ -125,9 +139,17 @@ class Mesh:
         self.injector: InjectorServer | None = None
         if injector_port is not None:
             self.injector = _injector(host, injector_settings, injector_certificate)
+        self.galley_port = galley_port
+        self.mcp_source: McpSource | None = None
+        self.galley_clients: list[GalleyClient] = []
+        if config_sources:
+            from istio_sdk.galley.mcp import GalleyClient
+
+            self.galley_clients = [GalleyClient(self.store, a) for a in config_sources]
         self.config_errors = 0
         self._unsubscribe: Callable[[], None] | None = None
-        self._rebuild_scheduled = False
+        self._rebuild_wanted = False
+        self._rebuild_task: asyncio.Task[None] | None = None
         self._sources: list[DirectorySource] = []
         self._strict = False
         self._started = False
@@ -186,7 +208,16 @@ class Mesh:
             await source.start(strict=self._strict)
         self.rebuild()
         self._unsubscribe = self.store.subscribe(lambda _event: self._schedule_rebuild())
+        for client in self.galley_clients:
+            await client.start()
         self.xds_port = await self._listen("xDS", self.xds_port, self.discovery.start)
+        if self.galley_port is not None:
+            from istio_sdk.galley.mcp import McpSource
+
+            self.mcp_source = McpSource(self.store)
+            self.galley_port = await self._listen(
+                "Galley's MCP", self.galley_port, self.mcp_source.start
+            )
         if self.debug_port is not None:
             self.debug_port = await self._listen(
                 "debug HTTP", self.debug_port, self.discovery.start_debug_http
@@ -230,6 +261,15 @@ class Mesh:
             self._unsubscribe = None
         if self.injector is not None:
             await self.injector.close()
+        task, self._rebuild_task = self._rebuild_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for client in self.galley_clients:
+            await client.stop()
+        if self.mcp_source is not None:
+            await self.mcp_source.stop()
         if self.citadel is not None:
             await self.citadel.stop()  # also releases its signing workers
         await self.discovery.stop()
@@ -253,31 +293,46 @@ class Mesh:
 
     # -- config ----------------------------------------------------------------------------
     def _schedule_rebuild(self) -> None:
-        if self._rebuild_scheduled:
-            return
-        self._rebuild_scheduled = True
+        self._rebuild_wanted = True
         try:
-            asyncio.get_running_loop().call_soon(self._scheduled_rebuild)
+            loop = asyncio.get_running_loop()
         except RuntimeError:  # no loop (synchronous use): rebuild now
-            self._scheduled_rebuild()
+            self.rebuild()
+            return
+        if self._rebuild_task is None or self._rebuild_task.done():
+            self._rebuild_task = loop.create_task(self._rebuild_off_loop())
 
-    def _scheduled_rebuild(self) -> None:
-        self._rebuild_scheduled = False
-        self.rebuild()
+    async def _rebuild_off_loop(self) -> None:
+        # Store changes land here: the push context is built in a worker thread, so a big mesh
+        # never stalls the streams; changes arriving meanwhile are folded into one more build.
+        while self._rebuild_wanted:
+            self._rebuild_wanted = False
+            configs, registry = self.store.list(), self.registry.snapshot()
+            request = await asyncio.to_thread(self._build_and_apply, configs, registry)
+            if request is not None and request is not False and self.discovery.port:
+                self.discovery.push(request)
 
     def rebuild(self) -> bool:
         """Snapshot the store and registry now and queue a push of what changed.
 
-        Call it after changing :attr:`registry` (store changes trigger it by themselves).
-        Returns ``False`` when the new config is unusable (the last good one stays).
+        Call it after changing :attr:`registry` (store changes trigger it by themselves, and
+        build in a worker thread). Returns ``False`` when the new config is unusable (the last
+        good one stays).
         """
+        request = self._build_and_apply(self.store.list(), self.registry.snapshot())
+        if request is False:
+            return False
+        if request is not None and self.discovery.port:
+            self.discovery.push(request)
+        return True
+
+    def _build_and_apply(
+        self, configs: Sequence[Resource], registry: RegistrySnapshot
+    ) -> PushRequest | Literal[False] | None:
         try:
-            context = PushContext.build(self.store.list(), self.registry)
+            context = PushContext.build(configs, registry)
         except PushContextError as exc:
             self.config_errors += 1
             log.error("config rejected, keeping the last good push context: %s", exc)
             return False
-        request = self.generator.apply(context)
-        if request is not None and self.discovery.port:
-            self.discovery.push(request)
-        return True
+        return self.generator.apply(context)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import socket
 
 import pytest
 
@@ -31,6 +32,24 @@ async def test_a_socket_bound_to_port_0_reports_the_port_it_got() -> None:
         assert port > 0
         assert bound_port(server) == port
         assert await _connects(port)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_connections_accepted_on_a_bound_socket_have_nagle_off() -> None:
+    # a reply written in pieces must not wait ~40 ms for the peer's delayed ACK
+    accepted: asyncio.Queue[int] = asyncio.Queue()
+
+    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        accepted.put_nowait(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        writer.close()
+
+    server = await asyncio.start_server(record, sock=bind_tcp("127.0.0.1", 0))
+    try:
+        assert await _connects(bound_port(server))
+        assert await asyncio.wait_for(accepted.get(), 10) != 0
     finally:
         server.close()
         await server.wait_closed()

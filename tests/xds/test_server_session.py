@@ -244,3 +244,40 @@ def test_delta_make_before_break_removes_stale_clusters_last() -> None:
     assert [p.type_url for p in pushes] == [xds.CLUSTER, xds.LISTENER, xds.CLUSTER]
     assert (pushes[0].resources, pushes[0].removed) == ((("new", "2"),), ())
     assert (pushes[-1].resources, pushes[-1].removed) == ((), ("old",))
+
+
+def test_equal_subscriptions_share_one_name_set_and_an_ack_keeps_it() -> None:
+    # A thousand proxies subscribed to the same thousand clusters must not hold a thousand
+    # copies of the names (the fan-out memory figure), and an ACK repeating the names must
+    # not replace the set either.
+    names = [f"outbound|80||svc-{i}.ns.svc.cluster.local" for i in range(100)]
+    sessions: list[xds.ServerSession[str]] = [xds.ServerSession() for _ in range(3)]
+    for s in sessions:
+        s.receive(DiscoveryRequest(type_url=xds.ENDPOINT, resource_names=list(names)))
+    first = sessions[0].wanted(xds.ENDPOINT)
+    assert first == set(names)
+    assert all(s.wanted(xds.ENDPOINT) is first for s in sessions)
+    s = sessions[1]
+    push = plan_push(s, xds.ENDPOINT, {n: "1" for n in names}, 1)
+    assert push is not None
+    ack = s.receive(
+        DiscoveryRequest(
+            type_url=xds.ENDPOINT,
+            resource_names=list(reversed(names)),
+            version_info="1",
+            response_nonce=push.nonce,
+        )
+    )
+    assert ack.kind is RequestKind.ACK and not ack.subscribed and not ack.unsubscribed
+    assert s.wanted(xds.ENDPOINT) is first
+    # A different subscription is its own set, and the others keep theirs.
+    s.receive(
+        DiscoveryRequest(
+            type_url=xds.ENDPOINT, resource_names=names[:10], response_nonce=push.nonce
+        )
+    )
+    assert s.wanted(xds.ENDPOINT) == set(names[:10])
+    assert sessions[0].wanted(xds.ENDPOINT) is first
+    delta: xds.ServerSession[str] = xds.ServerSession(mode="delta")
+    delta.receive(DeltaDiscoveryRequest(type_url=xds.ENDPOINT, resource_names_subscribe=names))
+    assert delta.wanted(xds.ENDPOINT) is first

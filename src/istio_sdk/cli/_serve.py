@@ -11,7 +11,10 @@ changed to connected proxies. ``--debug-port`` serves Pilot's Prometheus metrics
 ``--injector-port`` the sidecar injector's mutating webhook runs beside it over HTTPS
 (``/inject``; see :mod:`istio_sdk.cli._injector_flags`). It prints where it
 listens and logs pushes and NACKs; a file broken later is logged and the last good config keeps
-being served. Stop it with Ctrl-C or SIGTERM.
+being served. ``--galley-port`` serves the config over MCP as Istio 1.3's Galley did (its port
+was 9901), and ``--config-source HOST:PORT`` (repeatable; Pilot 1.3's ``configSources``) takes
+the config from a Galley instead of, or beside, ``--config`` (``fs://DIR`` names a folder).
+Stop it with Ctrl-C or SIGTERM.
 
 This module only turns flags into a :class:`~istio_sdk.Mesh`; the mesh wires the components.
 """
@@ -32,13 +35,25 @@ from istio_sdk.cli._injector_flags import add_injector_arguments, injector_setup
 
 if TYPE_CHECKING:
     from istio_sdk.citadel import CitadelServerOptions
+    from istio_sdk.mesh import Mesh
 
 DEFAULT_XDS_PORT = 15010  # istio_sdk.mesh.DEFAULT_XDS_PORT, without importing the mesh for --help
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="DIR", help="folder of Istio YAML/JSON (recursive)")
     parser.add_argument(
-        "--config", required=True, metavar="DIR", help="folder of Istio YAML/JSON (recursive)"
+        "--config-source",
+        action="append",
+        default=[],
+        metavar="HOST:PORT|fs://DIR",
+        help="take config from this Galley over MCP (or fs://DIR: a folder); repeatable",
+    )
+    parser.add_argument(
+        "--galley-port",
+        type=int,
+        metavar="PORT",
+        help="serve the config over MCP (Galley's ResourceSource; Istio 1.3: 9901; 0: free)",
     )
     parser.add_argument(
         "--xds-port",
@@ -87,10 +102,30 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def _config_sources(args: argparse.Namespace) -> tuple[str | None, list[tuple[str, int]]]:
+    """The folder to follow (``--config`` or one ``fs://DIR``) and the Galleys to dial."""
+    from istio_sdk.cli._address import parse_address
+
+    folders = [args.config] if args.config else []
+    galleys = []
+    for value in args.config_source:
+        if value.startswith("fs://"):
+            folders.append(value[len("fs://") :])
+        else:
+            galleys.append(parse_address("--config-source", value))
+    if len(folders) > 1:
+        raise CommandError("one config folder at most (--config or one --config-source fs://)")
+    if not folders and not galleys:
+        raise CommandError("--config DIR or --config-source HOST:PORT|fs://DIR is required")
+    return (folders[0] if folders else None), galleys
+
+
 def _run(args: argparse.Namespace) -> int:
-    root = pathlib.Path(args.config)
-    if not root.is_dir():
-        raise CommandError(f"--config {args.config}: no such folder")
+    folder, galleys = _config_sources(args)
+    root = pathlib.Path(folder) if folder is not None else None
+    if root is not None and not root.is_dir():
+        raise CommandError(f"--config {folder}: no such folder")
+    args.galleys = galleys
     if args.poll_interval <= 0:
         raise CommandError("--poll-interval must be positive")
     options = ca_options(args)
@@ -116,10 +151,9 @@ def _injector_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _serve(
-    args: argparse.Namespace, root: pathlib.Path, options: CitadelServerOptions | None
+    args: argparse.Namespace, root: pathlib.Path | None, options: CitadelServerOptions | None
 ) -> int:
     from istio_sdk.config import ConfigError
-    from istio_sdk.mesh import Mesh
 
     refused: tuple[type[Exception], ...] = (OSError, ValueError)
     if options is not None:  # the CA (and cryptography) only load when asked for
@@ -128,10 +162,11 @@ async def _serve(
         refused = (*refused, CitadelError)
 
     try:
-        mesh = Mesh.from_directory(
+        mesh = _mesh(
             root,
             interval=args.poll_interval,
-            strict=True,
+            galley_port=args.galley_port,
+            config_sources=args.galleys,
             host=args.host,
             xds_port=args.xds_port,
             debug_port=args.debug_port,
@@ -159,12 +194,20 @@ async def _serve(
     except OSError as exc:
         raise CommandError(_one_line(str(exc))) from exc
     try:
+        where = [str(root)] if root is not None else []
+        where += [f"Galley {h}:{p}" for h, p in args.galleys]
         print(
             f"istio-sdk serve: xDS (ADS, plaintext) listening on "
-            f"{args.host}:{mesh.xds_port}, config from {root} "
+            f"{args.host}:{mesh.xds_port}, config from {', '.join(where)} "
             f"({len(mesh.store)} resources)",
             flush=True,
         )
+        if mesh.mcp_source is not None:
+            print(
+                f"istio-sdk serve: Galley MCP (ResourceSource) listening on "
+                f"{args.host}:{mesh.galley_port}",
+                flush=True,
+            )
         if mesh.debug_port is not None:
             debug = f"http://{args.host}:{mesh.debug_port}"
             print(
@@ -194,6 +237,14 @@ async def _serve(
     finally:
         await mesh.stop()
     return 0
+
+
+def _mesh(root: pathlib.Path | None, *, interval: float, **kwargs: object) -> Mesh:
+    from istio_sdk.mesh import Mesh
+
+    if root is None:
+        return Mesh(**kwargs)  # type: ignore[arg-type]
+    return Mesh.from_directory(root, interval=interval, strict=True, **kwargs)  # type: ignore[arg-type]
 
 
 COMMAND = Command(

@@ -6,7 +6,9 @@ These are the pure cores the Mixer server and client are built on:
   (``CompressedAttributes`` both ways, Report batches in INDEPENDENT and DELTA encoding);
 - :data:`GLOBAL_DICTIONARY`, the 222 words proxies and Mixer index without sending;
 - :data:`DEFAULT_MANIFEST` (Istio 1.3's ``istioproxy`` + ``kubernetes`` manifests);
-- :mod:`istio_sdk.mixer.expr`, CEXL, Mixer's default expression language.
+- :mod:`istio_sdk.mixer.expr`, CEXL, Mixer's default expression language;
+- :class:`MixerClient` (:mod:`istio_sdk.mixer.client`), Check with the proxy's caches and
+  batched Report.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from istio_sdk.mixer.adapters.base import (
     UnsupportedTemplateError,
 )
 from istio_sdk.mixer.attributes import AttributeBag, AttributeValue, value_type_of
+from istio_sdk.mixer.client import CheckResult, MixerClient, MixerClientOptions, MixerClientStats
 from istio_sdk.mixer.dictionary import (
     GLOBAL_DICTIONARY,
     GLOBAL_DICTIONARY_BASE_SIZE,
@@ -62,6 +65,10 @@ __all__ = [
     "ISTIO_PROXY_MANIFEST",
     "KUBERNETES_MANIFEST",
     "AttributeBag",
+    "CheckResult",
+    "MixerClient",
+    "MixerClientOptions",
+    "MixerClientStats",
     "AttributeValue",
     "AttributesError",
     "EvaluationError",

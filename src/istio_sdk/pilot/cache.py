@@ -10,6 +10,7 @@ every proxy and scope that gets the same message), and can check its own consist
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Hashable, Iterable, Mapping
 from types import MappingProxyType
 
@@ -113,7 +114,7 @@ class Snapshot:
         have = self.coverage.get(type_url, _NOT_COVERED)
         if have is _NOT_COVERED:
             return False
-        if have is None:
+        if have is None or have is names:
             return True
         return names is not None and names <= have  # type: ignore[operator]
 
@@ -133,6 +134,9 @@ class SnapshotCache:
 
     def __init__(self) -> None:
         self._snapshots: dict[Hashable, Snapshot] = {}
+        # Writers run in a translation thread while servers read on their event loop: reads
+        # of one key need no lock, anything that walks or deletes takes it.
+        self._lock = threading.Lock()
         self.serializations = 0  # resources serialized so far (by the writers of this cache)
 
     def get(self, scope: Hashable) -> Snapshot | None:
@@ -141,17 +145,20 @@ class SnapshotCache:
 
     def set(self, scope: Hashable, snapshot: Snapshot) -> None:
         """Make ``snapshot`` the latest of ``scope``."""
-        self._snapshots[scope] = snapshot
+        with self._lock:
+            self._snapshots[scope] = snapshot
 
     def retain(self, scopes: Iterable[Hashable]) -> None:
         """Forget every scope not in ``scopes`` (no proxy of theirs is connected)."""
         keep = set(scopes)
-        for scope in [s for s in self._snapshots if s not in keep]:
-            del self._snapshots[scope]
+        with self._lock:
+            for scope in [s for s in self._snapshots if s not in keep]:
+                del self._snapshots[scope]
 
     def scopes(self) -> list[Hashable]:
         """The scopes with a snapshot."""
-        return list(self._snapshots)
+        with self._lock:
+            return list(self._snapshots)
 
     def __len__(self) -> int:
         return len(self._snapshots)

@@ -28,6 +28,7 @@ from istio_sdk.api.envoy.config.core.v3 import Node
 from istio_sdk.api.envoy.service.discovery.v3 import DeltaDiscoveryRequest, DiscoveryRequest
 from istio_sdk.api.google.protobuf import Struct
 from istio_sdk.pilot._raw import EncodedMessage
+from istio_sdk.pilot.proxy import format_node_id
 from istio_sdk.xds import wire
 from istio_sdk.xds.client import ClientSession, Update
 from istio_sdk.xds.errors import XdsError
@@ -89,7 +90,7 @@ def sidecar_node(
     }
     meta.update(extra_metadata or {})
     return Node(
-        id=f"sidecar~{ip}~{pod}.{namespace}~{namespace}.{domain}",
+        id=format_node_id("sidecar", ip, pod, namespace, f"{namespace}.{domain}"),
         cluster=f"{(labels or {}).get('app', pod)}.{namespace}",
         metadata=_metadata(meta),
         user_agent_name="istio-sdk",

@@ -38,6 +38,15 @@ class NodeId:
     dns_domain: str = ""
 
 
+def format_node_id(proxy_type: str, ip: str, pod: str, namespace: str, dns_domain: str = "") -> str:
+    """``TYPE~IP~POD.NAMESPACE~DOMAIN``; ``DOMAIN`` defaults to ``NAMESPACE.svc.cluster.local``.
+
+    The id pilot-agent gives its proxy, and what :func:`parse_node_id` reads back.
+    """
+    domain = dns_domain or f"{namespace}.svc.cluster.local"
+    return "~".join((proxy_type, ip, f"{pod}.{namespace}", domain))
+
+
 def parse_node_id(node_id: str) -> NodeId:
     """Split ``TYPE~IP[,IP...]~POD.NAMESPACE~NAMESPACE.svc.DOMAIN``.
 

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import time
 from collections.abc import Callable, Collection, Hashable, Mapping
-from typing import Any, Literal
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal, TypeVar
 
 import attrs
 from grpclib.const import Cardinality, Handler, Status
@@ -45,7 +47,7 @@ from istio_sdk.pilot.cache import CachedResource, SnapshotCache
 from istio_sdk.pilot.debounce import Debouncer
 from istio_sdk.pilot.metrics import LatencyHistogram, ServerMetrics
 from istio_sdk.pilot.proxy import ProxyInfo
-from istio_sdk.pilot.publisher import ResourceGenerator, SnapshotWriter
+from istio_sdk.pilot.publisher import GenerationFailure, ResourceGenerator, SnapshotWriter
 from istio_sdk.pilot.push_request import PushRequest
 from istio_sdk.pilot.static import StaticGenerator
 from istio_sdk.xds import wire
@@ -106,6 +108,38 @@ class ProxyStatus:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return attrs.asdict(self)
+
+
+_T = TypeVar("_T")
+
+
+@attrs.frozen
+class _ScopeJob:
+    """One scope to write in a push round, with what its proxies want (read on the loop)."""
+
+    scope: Hashable
+    proxy: ProxyInfo
+    wanted: Mapping[str, frozenset[str] | None]
+    who: str
+
+
+def _scope_wanted(members: list[_Connection]) -> dict[str, frozenset[str] | None]:
+    """The union of what the scope's proxies subscribed to, per type (``None``: all)."""
+    wanted: dict[str, frozenset[str] | None] = {}
+    for conn in members:
+        for url in conn.session.subscribed_types():
+            if url in wanted:
+                have = wanted[url]
+                if have is None:
+                    continue  # someone in the scope wants everything already
+                names = conn.session.wanted(url)
+                if names is have:
+                    continue  # the usual case: sessions share equal subscriptions
+                if names is None or not names <= have:
+                    wanted[url] = None if names is None else have | names
+            else:
+                wanted[url] = conn.session.wanted(url)
+    return wanted
 
 
 class _Connection:
@@ -194,6 +228,9 @@ class DiscoveryServer:
         self._http: MonitoringHttpServer | None = None
         self._debounce_task: asyncio.Task[None] | None = None
         self._round_tasks: set[asyncio.Task[None]] = set()
+        # Translation and snapshot writing run here, one job at a time, never on the event loop
+        # that serves the streams (a big mesh takes long to translate).
+        self._translation: ThreadPoolExecutor | None = None
         self.host = ""
         self.port = 0
         self.debug_port = 0
@@ -252,6 +289,9 @@ class DiscoveryServer:
         if server is not None:
             server.close()
             await server.wait_closed()
+        translation, self._translation = self._translation, None
+        if translation is not None:
+            translation.shutdown(wait=False, cancel_futures=True)
 
     @staticmethod
     async def _end_stream(conn: _Connection) -> None:
@@ -362,47 +402,52 @@ class DiscoveryServer:
         by_scope: dict[Hashable, list[_Connection]] = {}
         for conn in targets:
             by_scope.setdefault(conn.scope, []).append(conn)
+        jobs: list[_ScopeJob] = []
         for scope, members in by_scope.items():
-            self._write_scope(scope, members, generation, request)
-        self._writer.end_round()
+            proxy = members[0].proxy
+            assert proxy is not None
+            jobs.append(_ScopeJob(scope, proxy, _scope_wanted(members), members[0].who()))
+        failures = await self._translate(self._write_scopes, jobs, generation, request)
+        for job, failure in failures:
+            self.metrics.generator_failed()
+            log.error(
+                "generating %s for %s failed; keeping its last config: %s",
+                resource_type(failure.type_url).short_name,
+                job.who,
+                peer_text(repr(failure.error), 500),
+            )
         await asyncio.gather(
             *(self._push_connection(c, request.types, request.changed, changed_at) for c in targets)
         )
         self.metrics.round_done(flushed - changed_at)
         self.cache.retain(c.scope for c in self._connections.values())
 
-    def _write_scope(
-        self,
-        scope: Hashable,
-        members: list[_Connection],
-        generation: int,
-        request: PushRequest,
-    ) -> None:
-        wanted: dict[str, frozenset[str] | None] = {}
-        for conn in members:
-            for url in conn.session.subscribed_types():
-                if url in wanted:
-                    have = wanted[url]
-                    if have is None:
-                        continue  # someone in the scope wants everything already
-                    names = conn.session.wanted(url)
-                    if names is None or not names <= have:
-                        wanted[url] = None if names is None else have | names
-                else:
-                    wanted[url] = conn.session.wanted(url)
-        proxy = members[0].proxy
-        assert proxy is not None
-        _, failures = self._writer.write(
-            scope, proxy, generation, wanted, types=request.types, changed=request.changed
-        )
-        for failure in failures:
-            self.metrics.generator_failed()
-            log.error(
-                "generating %s for %s failed; keeping its last config: %s",
-                resource_type(failure.type_url).short_name,
-                members[0].who(),
-                peer_text(repr(failure.error), 500),
-            )
+    async def _translate(self, fn: Callable[..., _T], /, *args: object) -> _T:
+        """Run ``fn(*args)`` in the translation thread and wait for it."""
+        if self._translation is None:
+            self._translation = ThreadPoolExecutor(1, thread_name_prefix="pilot-translation")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._translation, functools.partial(fn, *args))
+
+    def _write_scopes(
+        self, jobs: list[_ScopeJob], generation: int, request: PushRequest
+    ) -> list[tuple[_ScopeJob, GenerationFailure]]:
+        # In the translation thread: one snapshot per scope, sharing this round's serializations.
+        failures: list[tuple[_ScopeJob, GenerationFailure]] = []
+        try:
+            for job in jobs:
+                _, failed = self._writer.write(
+                    job.scope,
+                    job.proxy,
+                    generation,
+                    job.wanted,
+                    types=request.types,
+                    changed=request.changed,
+                )
+                failures.extend((job, f) for f in failed)
+        finally:
+            self._writer.end_round()
+        return failures
 
     async def _push_connection(
         self,
@@ -496,6 +541,9 @@ class DiscoveryServer:
                 if request is None:
                     break
                 await self._on_request(conn, request)
+                # Do not keep the request (an ACK repeats every subscribed name) alive while
+                # waiting for the next one: the session keeps what it needs.
+                del request
         finally:
             conn.alive = False
             self._connections.pop(conn.id, None)
@@ -545,9 +593,15 @@ class DiscoveryServer:
                 self.metrics.stale(url)
             if not result.needs_push:
                 return
-            snapshot, failures = self._writer.ensure(
-                conn.scope, conn.proxy, self._generation, url, conn.session.wanted(url)
-            )
+            wanted = conn.session.wanted(url)
+            current = self.cache.get(conn.scope)
+            failures: list[GenerationFailure] = []
+            if current is not None and current.covers(url, wanted):
+                snapshot = current  # a cache hit costs nothing and stays on the loop
+            else:
+                snapshot, failures = await self._translate(
+                    self._writer.ensure, conn.scope, conn.proxy, self._generation, url, wanted
+                )
             for failure in failures:
                 self.metrics.generator_failed()
                 log.error(

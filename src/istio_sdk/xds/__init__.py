@@ -4,18 +4,21 @@ Nothing here opens a socket or needs an event loop. :class:`ClientSession` is th
 ADS (what is subscribed, what to ACK or NACK, how to resubscribe after a reconnect);
 :class:`ServerSession` is one server stream (who watches what, what was sent and acknowledged,
 what to push next, in make-before-break order), shared by every xDS-family server (ADS, SDS,
-MCP). Both speak State of the World and delta.
+MCP). Both speak State of the World and delta; ``ServerSession(mode="mcp")`` is Galley's MCP
+source, and :class:`istio_sdk.xds.sink.SinkSession` the MCP sink.
 :mod:`istio_sdk.xds.wire` encodes the envelopes around already-serialized resources.
 """
 
 from istio_sdk.xds.client import CLIENT_TRANSITIONS, ClientSession, ClientTypeState, Update
 from istio_sdk.xds.errors import (
     MalformedMessageError,
+    UnknownCollectionError,
     UnknownTypeUrlError,
     XdsError,
     XdsProtocolError,
 )
 from istio_sdk.xds.server import (
+    MCP_TRANSITIONS,
     SERVER_TRANSITIONS,
     Push,
     RequestKind,
@@ -59,6 +62,7 @@ __all__ = [
     "ENDPOINT",
     "EXTENSION_CONFIG",
     "LISTENER",
+    "MCP_TRANSITIONS",
     "PUSH_ORDER",
     "ROUTE",
     "SCOPED_ROUTE",
@@ -76,6 +80,7 @@ __all__ = [
     "ServerSession",
     "ServerTypeState",
     "TypeStatus",
+    "UnknownCollectionError",
     "UnknownTypeUrlError",
     "Update",
     "Versioned",

@@ -58,5 +58,21 @@ def next_state(
     return new
 
 
+class UnknownCollectionError(XdsError):
+    """An MCP request for a collection the source does not serve.
+
+    Galley ends the stream with ``INVALID_ARGUMENT`` and this message.
+    """
+
+    def __init__(self, collection: str) -> None:
+        super().__init__(collection)
+        self.collection = collection
+
+    def __str__(self) -> str:
+        from istio_sdk.xds._logsafe import peer_text
+
+        return f'unsupported collection "{peer_text(self.collection)}"'
+
+
 class MalformedMessageError(XdsError, ValueError):
     """Bytes that do not decode as the expected xDS envelope."""

@@ -15,6 +15,16 @@ types that point at them are updated (make-before-break), skips what the client 
 records the result as sent. Every state change goes through :data:`SERVER_TRANSITIONS`; an illegal
 one raises :class:`~istio_sdk.xds.errors.XdsProtocolError` naming the state.
 
+The MCP flavour (``mode="mcp"``, Galley's ``istio.mcp.v1alpha1`` streams) keys types by
+collection name and takes ``RequestResources``: every collection is a whole-state set, a
+request naming an unserved collection raises :class:`~istio_sdk.xds.errors.
+UnknownCollectionError`, an ACK or NACK must carry the nonce of the one push still outstanding
+(anything else is stale), at most one push per collection is outstanding (its answer re-arms the
+collection, and :meth:`ServerSession.plan` then sends the newest state, unless that is what was
+pushed last: a NACKed version is never re-sent), nonces are decimal from ``"1"``, and a
+collection whose latest request set ``incremental`` gets only the resources that changed since
+its last ACK plus the names removed. :data:`MCP_TRANSITIONS` is its table.
+
 Resources in a snapshot are "handles": a version string, or any object with a ``version``
 attribute (Pilot passes its serialized resources). A :class:`Push` carries the handles to send,
 so the caller only turns them into bytes.
@@ -23,6 +33,7 @@ so the caller only turns them into bytes.
 from __future__ import annotations
 
 import enum
+import weakref
 from collections.abc import Collection, Mapping
 from types import MappingProxyType
 from typing import Generic, Literal, Protocol, TypeVar
@@ -30,10 +41,33 @@ from typing import Generic, Literal, Protocol, TypeVar
 import attrs
 
 from istio_sdk.api.envoy.service.discovery.v3 import DeltaDiscoveryRequest, DiscoveryRequest
-from istio_sdk.xds.errors import XdsProtocolError, next_state
+from istio_sdk.api.istio.mcp.v1alpha1 import RequestResources
+from istio_sdk.xds.errors import UnknownCollectionError, XdsProtocolError, next_state
 from istio_sdk.xds.types import CLUSTER, in_push_order, is_full_state, is_legacy_wildcard
 
-Mode = Literal["sotw", "delta"]
+# Subscribed name sets, shared by every session whose subscription is equal: a thousand
+# proxies asking for the same thousand clusters hold one set (and one copy of each name), not a
+# thousand. Keyed by hash; on the rare collision of unequal sets the newcomer keeps its own.
+_NAME_SETS: weakref.WeakValueDictionary[int, frozenset[str]] = weakref.WeakValueDictionary()
+
+
+def _shared_names(names: Collection[str]) -> frozenset[str]:
+    """``names`` as a frozen set, the same object as any live equal subscription's."""
+    if not names:
+        return _NO_NAMES
+    fresh = names if isinstance(names, frozenset) else frozenset(names)
+    key = hash(fresh)
+    known = _NAME_SETS.get(key)
+    if known is not None and known == fresh:
+        return known
+    if known is None:
+        _NAME_SETS[key] = fresh
+    return fresh
+
+
+_NO_NAMES: frozenset[str] = frozenset()
+
+Mode = Literal["sotw", "delta", "mcp"]
 WILDCARD = "*"
 
 
@@ -113,6 +147,25 @@ SERVER_TRANSITIONS: dict[tuple[ServerTypeState, ServerEvent], ServerTypeState] =
     (_S.NACKED, _E.SEND): _S.SENT,
 }
 
+# MCP keeps at most one push per collection outstanding: no second SEND before the answer, and
+# once answered a repeated nonce is stale (never a second ACK).
+MCP_TRANSITIONS: dict[tuple[ServerTypeState, ServerEvent], ServerTypeState] = {
+    # a nonce before any request of the collection answers nothing sent on this stream
+    (_S.UNSUBSCRIBED, _E.STALE): _S.UNSUBSCRIBED,
+    **{
+        move: new
+        for move, new in SERVER_TRANSITIONS.items()
+        if move
+        not in (
+            (_S.SENT, _E.SEND),
+            (_S.ACKED, _E.ACK),
+            (_S.ACKED, _E.NACK),
+            (_S.NACKED, _E.ACK),
+            (_S.NACKED, _E.NACK),
+        )
+    },
+}
+
 
 @attrs.frozen
 class RequestResult:
@@ -142,6 +195,7 @@ class Push(Generic[R]):
     items: tuple[R, ...]
     removed: tuple[str, ...] = ()
     mode: Mode = "sotw"
+    incremental: bool = False  # MCP: only changes since the last ACK, plus ``removed``
 
     @property
     def resources(self) -> tuple[tuple[str, str], ...]:
@@ -172,6 +226,7 @@ class TypeStatus:
     generation: int
     held: Mapping[str, str]
     resource_count: int
+    incremental: bool = False  # MCP: the latest request asked for incremental pushes
 
     def watches(self, name: str) -> bool:
         """Whether the client subscribed to ``name`` (explicitly or by wildcard)."""
@@ -207,13 +262,18 @@ class _TypeState(Generic[R]):
     announce_absent: set[str] = attrs.Factory(set)
     force_next: bool = False
     legacy_wildcard: bool = False  # wildcard by the empty-first-request rule (SotW)
+    # MCP: what the sink held at its last ACK (name -> handle or announced version), the base
+    # of an incremental push, and whether the latest request asked for incremental pushes
+    acked: dict[str, R | str] = attrs.Factory(dict)
+    incremental: bool = False
+    transitions: Mapping[tuple[ServerTypeState, ServerEvent], ServerTypeState] = SERVER_TRANSITIONS
 
     def watches(self, name: str) -> bool:
         return self.wildcard or name in self.names
 
     def move(self, event: ServerEvent, type_url: str) -> None:
         self.state = next_state(
-            SERVER_TRANSITIONS,
+            self.transitions,
             self.state,
             event,
             type_url=type_url,
@@ -258,6 +318,7 @@ class _TypeState(Generic[R]):
             generation=self.generation,
             held=held,
             resource_count=len(self.held_names()) if self.announced else len(self.held),
+            incremental=self.incremental,
         )
 
 
@@ -269,14 +330,29 @@ def _event(kind: RequestKind) -> ServerEvent:
 
 
 class ServerSession(Generic[R]):
-    """One xDS stream's protocol state on the server side."""
+    """One xDS stream's protocol state on the server side.
 
-    def __init__(self, mode: Mode = "sotw") -> None:
-        if mode not in ("sotw", "delta"):
-            raise ValueError(f"mode must be 'sotw' or 'delta', not {mode!r}")
+    ``mode="mcp"`` needs ``collections``, the collections the source serves;
+    ``incremental=False`` makes such a source answer every request with full state, as Galley
+    1.3 did.
+    """
+
+    def __init__(
+        self,
+        mode: Mode = "sotw",
+        *,
+        collections: Collection[str] = (),
+        incremental: bool = True,
+    ) -> None:
+        if mode not in ("sotw", "delta", "mcp"):
+            raise ValueError(f"mode must be 'sotw', 'delta' or 'mcp', not {mode!r}")
+        if collections and mode != "mcp":
+            raise ValueError("collections are MCP's; pass mode='mcp'")
         self.mode: Mode = mode
         self._types: dict[str, _TypeState[R]] = {}
         self._nonce = 0
+        self._collections = frozenset(collections)
+        self._incremental = incremental
 
     # -- read-only views -------------------------------------------------------------------
     def status(self, type_url: str) -> TypeStatus | None:
@@ -335,8 +411,23 @@ class ServerSession(Generic[R]):
         return False
 
     # -- requests --------------------------------------------------------------------------
-    def receive(self, request: DiscoveryRequest | DeltaDiscoveryRequest) -> RequestResult:
-        """Classify a request and update the subscription state."""
+    def receive(
+        self, request: DiscoveryRequest | DeltaDiscoveryRequest | RequestResources
+    ) -> RequestResult:
+        """Classify a request and update the subscription state.
+
+        Raises :class:`~istio_sdk.xds.errors.XdsProtocolError` for a request of another
+        protocol than the stream's, and on an MCP stream
+        :class:`~istio_sdk.xds.errors.UnknownCollectionError` for an unserved collection.
+        """
+        if isinstance(request, RequestResources):
+            if self.mode != "mcp":
+                raise XdsProtocolError(
+                    "MCP request on an xDS stream", state=self.mode, event="RECEIVE"
+                )
+            return self._receive_mcp(request)
+        if self.mode == "mcp":
+            raise XdsProtocolError("xDS request on an MCP stream", state="mcp", event="RECEIVE")
         if isinstance(request, DeltaDiscoveryRequest):
             if self.mode != "delta":
                 raise XdsProtocolError(
@@ -359,7 +450,7 @@ class ServerSession(Generic[R]):
             st.legacy_wildcard = not names and is_legacy_wildcard(url)
             st.wildcard = WILDCARD in names or st.legacy_wildcard
             names.discard(WILDCARD)
-            st.names = frozenset(names)
+            st.names = _shared_names(names)
             st.force_next = True  # the first request is always answered, even if empty
             st.move(ServerEvent.INITIAL, url)
             return RequestResult(
@@ -376,12 +467,18 @@ class ServerSession(Generic[R]):
             st.legacy_wildcard = False
         wildcard = WILDCARD in names or (not names and st.legacy_wildcard)
         names.discard(WILDCARD)
-        added = frozenset(names - st.names)
-        removed = frozenset(st.names - names)
         wildcard_added = wildcard and not st.wildcard
-        st.names = frozenset(names)
+        wildcard_removed = st.wildcard and not wildcard
+        if names == st.names:
+            # The usual ACK: the same names again. Keep the set (and its strings) we have.
+            added = removed = _NO_NAMES
+        else:
+            added = frozenset(names - st.names)
+            removed = frozenset(st.names - names)
+            st.names = _shared_names(names)
         st.wildcard = wildcard
-        st.forget_unwatched()
+        if removed or wildcard_removed:
+            st.forget_unwatched()
         needs_push = bool(added) or wildcard_added
         if needs_push:
             st.force_next = True
@@ -409,6 +506,54 @@ class ServerSession(Generic[R]):
             needs_push=needs_push,
         )
 
+    def _receive_mcp(self, req: RequestResources) -> RequestResult:
+        url = req.collection
+        if not url:
+            raise XdsProtocolError("request without a collection", state="-", event="RECEIVE")
+        if url not in self._collections:
+            raise UnknownCollectionError(url)
+        incremental = bool(req.incremental) and self._incremental
+        st = self._types.get(url)
+        if st is None or st.state is ServerTypeState.UNSUBSCRIBED:
+            st = self._types.setdefault(url, _TypeState(transitions=MCP_TRANSITIONS))
+            if req.response_nonce:
+                st.move(ServerEvent.STALE, url)
+                return RequestResult(RequestKind.STALE, url, nonce=req.response_nonce)
+            st.wildcard = True  # a collection is always taken whole
+            st.incremental = incremental
+            # A resuming sink's versions are the base of its first incremental push.
+            st.acked = dict(req.initial_resource_versions) if incremental else {}
+            st.force_next = True  # answered even when empty: the sink learns it is in sync
+            st.move(ServerEvent.INITIAL, url)
+            return RequestResult(RequestKind.INITIAL, url, needs_push=True)
+        st.incremental = incremental  # the latest request decides how the next push looks
+        nonce = req.response_nonce
+        pending = st.last_sent if st.state is ServerTypeState.SENT else None
+        if not nonce:
+            # Asked again on the same stream: the whole state once nothing is outstanding.
+            st.force_next = True
+            if incremental:
+                st.acked = dict(req.initial_resource_versions)
+            st.move(ServerEvent.SUBSCRIPTION, url)
+            return RequestResult(RequestKind.SUBSCRIPTION, url, needs_push=pending is None)
+        if pending is None or nonce != pending.nonce:
+            st.move(ServerEvent.STALE, url)
+            return RequestResult(RequestKind.STALE, url, nonce=nonce)
+        kind = self._answer(st, pending, req.error_detail)
+        if kind is RequestKind.ACK:
+            st.acked = dict(st.held)
+        st.move(_event(kind), url)
+        # Answered either way: the collection is armed again; plan() sends only what is newer
+        # than this push, so a NACKed version is not re-sent.
+        return RequestResult(
+            kind,
+            url,
+            nonce=nonce,
+            version=pending.version_info,
+            error_message=st.nack_reason if kind is RequestKind.NACK else "",
+            needs_push=True,
+        )
+
     @staticmethod
     def _answer(st: _TypeState[R], record: _SentRecord, error: object | None) -> RequestKind:
         if error is not None:
@@ -431,6 +576,7 @@ class ServerSession(Generic[R]):
             st.wildcard = WILDCARD in subs or (not subs and is_legacy_wildcard(url))
             st.announced = dict(req.initial_resource_versions)
         wildcard_added = WILDCARD in subs and not st.wildcard
+        wildcard_removed = WILDCARD in unsubs and st.wildcard
         if WILDCARD in subs:
             st.wildcard = True
         if WILDCARD in unsubs:
@@ -438,10 +584,11 @@ class ServerSession(Generic[R]):
         subs.discard(WILDCARD)
         unsubs.discard(WILDCARD)
         added = frozenset(subs - st.names)
-        st.names |= subs
-        st.names -= unsubs
+        if added or (unsubs & st.names):
+            st.names = _shared_names((st.names | subs) - unsubs)
         removed = frozenset(unsubs)
-        st.forget_unwatched()
+        if first or removed or wildcard_removed:
+            st.forget_unwatched()
         # Names newly asked for that the client does not hold must be answered, even if only
         # to say they do not exist.
         st.announce_absent |= {n for n in added if not st.holds(n)}
@@ -515,6 +662,12 @@ class ServerSession(Generic[R]):
             wanted = list(self.subscribed_types())
         else:
             wanted = in_push_order(t for t in types if self.is_subscribed(t))
+        if self.mode == "mcp":
+            return [
+                push
+                for url in wanted
+                if (push := self._plan_mcp(url, snapshot.get(url, {}), generation)) is not None
+            ]
         pushes: list[Push[R]] = []
         cleanup = False
         for url in wanted:
@@ -536,7 +689,53 @@ class ServerSession(Generic[R]):
 
     def _next_nonce(self) -> str:
         self._nonce += 1
-        return f"{self._nonce:x}"
+        return str(self._nonce) if self.mode == "mcp" else f"{self._nonce:x}"
+
+    def _plan_mcp(self, url: str, available: Mapping[str, R], generation: int) -> Push[R] | None:
+        st = self._types[url]
+        if st.state is ServerTypeState.SENT:
+            return None  # one push outstanding; its answer re-arms the collection
+        self._check_generation(st, url, generation)
+        held = st.held
+        if not st.force_next and (
+            len(available) == len(held) and all(_same(held.get(n), h) for n, h in available.items())
+        ):
+            return None  # what was pushed last (ACKed or NACKed) is still current
+        selected = dict(available)
+        if st.incremental:
+            changed = sorted(n for n, h in selected.items() if not _same(st.acked.get(n), h))
+            push = Push(
+                url,
+                self._next_nonce(),
+                str(generation),
+                tuple(changed),
+                tuple(selected[n] for n in changed),
+                tuple(sorted(n for n in st.acked if n not in selected)),
+                mode="mcp",
+                incremental=True,
+            )
+        else:
+            push = Push(
+                url,
+                self._next_nonce(),
+                str(generation),
+                tuple(selected),
+                tuple(selected.values()),
+                mode="mcp",
+            )
+        st.held = selected
+        self._record_sent(st, push, generation)
+        return push
+
+    @staticmethod
+    def _check_generation(st: _TypeState[R], type_url: str, generation: int) -> None:
+        if generation < st.generation:
+            raise XdsProtocolError(
+                f"push generation {generation} is older than {st.generation}",
+                state=st.state.value,
+                event="PUSH",
+                type_url=type_url,
+            )
 
     def _plan_type(
         self,
@@ -549,13 +748,7 @@ class ServerSession(Generic[R]):
         remove_only: bool = False,
     ) -> Push[R] | None:
         st = self._types[type_url]
-        if generation < st.generation:
-            raise XdsProtocolError(
-                f"push generation {generation} is older than {st.generation}",
-                state=st.state.value,
-                event="PUSH",
-                type_url=type_url,
-            )
+        self._check_generation(st, type_url, generation)
         force = st.force_next
         full = is_full_state(type_url) and self.mode == "sotw"
         narrow = changed is not None and not full and not force

@@ -4,7 +4,7 @@ Resources are serialized once (as ``google.protobuf.Any`` bytes) and then splice
 into every ``DiscoveryResponse`` or ``DeltaDiscoveryResponse`` that carries them. Decoding the
 envelope alone (version, nonce, type URL, the still-encoded resources) lets a client read a large
 response without building a Python object per resource. Field numbers are those of
-``envoy.service.discovery.v3`` and ``google.protobuf.Any``.
+``envoy.service.discovery.v3``, ``google.protobuf.Any`` and MCP's ``istio.mcp.v1alpha1.Resources``.
 """
 
 from __future__ import annotations
@@ -93,6 +93,25 @@ def encode_delta_response(
     parts.append(_str_field(_T4, type_url))
     parts.append(_str_field(_T5, nonce))
     parts.extend(_len_field(_T6, n.encode()) for n in removed_resources)
+    return b"".join(parts)
+
+
+def encode_mcp_resources(
+    *,
+    system_version_info: str,
+    collection: str,
+    nonce: str,
+    resources: Iterable[bytes],
+    removed_resources: Sequence[str] = (),
+    incremental: bool = False,
+) -> bytes:
+    """Serialized ``istio.mcp.v1alpha1.Resources``; ``resources`` are encoded ``Resource``s."""
+    parts = [_str_field(_T1, system_version_info), _str_field(_T2, collection)]
+    parts.extend(_len_field(_T3, r) for r in resources)
+    parts.extend(_len_field(_T4, n.encode()) for n in removed_resources)
+    parts.append(_str_field(_T5, nonce))
+    if incremental:
+        parts.append(b"\x30\x01")  # field 6, varint: true
     return b"".join(parts)
 
 

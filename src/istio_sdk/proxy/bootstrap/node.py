@@ -25,6 +25,7 @@ import attrs
 
 from istio_sdk import protojson
 from istio_sdk.api.istio.mesh.v1alpha1 import ProxyConfig, ProxyConfigTracingServiceName
+from istio_sdk.pilot.proxy import format_node_id
 from istio_sdk.proxy.bootstrap._errors import BootstrapError
 
 __all__ = [
@@ -128,10 +129,7 @@ class BootstrapNode:
         return self.id.split("~", 1)[0]
 
 
-def node_id(proxy_type: str, ip: str, pod: str, namespace: str, dns_domain: str = "") -> str:
-    """``TYPE~IP~POD.NAMESPACE~DOMAIN``; ``DOMAIN`` defaults to ``NAMESPACE.svc.cluster.local``."""
-    domain = dns_domain or f"{namespace}.svc.cluster.local"
-    return "~".join((proxy_type, ip, f"{pod}.{namespace}", domain))
+node_id = format_node_id  # the one formatter lives with the parser, in istio_sdk.pilot.proxy
 
 
 def parse_downward_api(text: str, source: str) -> dict[str, str]:
