@@ -14,6 +14,8 @@ listens and logs pushes and NACKs; a file broken later is logged and the last go
 being served. ``--galley-port`` serves the config over MCP as Istio 1.3's Galley did (its port
 was 9901), and ``--config-source HOST:PORT`` (repeatable; Pilot 1.3's ``configSources``) takes
 the config from a Galley instead of, or beside, ``--config`` (``fs://DIR`` names a folder).
+``--webhook-port`` runs Galley's validating webhook over HTTPS (``/validate``; see
+:mod:`istio_sdk.cli._webhook_flags`).
 Stop it with Ctrl-C or SIGTERM.
 
 This module only turns flags into a :class:`~istio_sdk.Mesh`; the mesh wires the components.
@@ -32,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from istio_sdk.cli._ca_flags import add_ca_arguments, ca_options
 from istio_sdk.cli._command import Command, CommandError
 from istio_sdk.cli._injector_flags import add_injector_arguments, injector_setup
+from istio_sdk.cli._webhook_flags import add_webhook_arguments, webhook_kwargs, write_webhook_ca
 
 if TYPE_CHECKING:
     from istio_sdk.citadel import CitadelServerOptions
@@ -96,6 +99,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     add_ca_arguments(parser)  # --ca-port, --ca-dir, --jwt-rule, --ca-monitoring-port (Citadel)
     add_injector_arguments(parser)  # --injector-port, --injector-cert, ... (sidecar injector)
+    add_webhook_arguments(parser)  # --webhook-port, --webhook-cert, ... (validating webhook)
 
 
 def _one_line(text: str) -> str:
@@ -175,9 +179,11 @@ async def _serve(
             ca_port=args.ca_port,
             ca_options=options,
             **_injector_kwargs(args),
+            **webhook_kwargs(args),
         )
     except refused as exc:
         raise CommandError(_one_line(str(exc))) from exc
+    write_webhook_ca(args, mesh)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -231,6 +237,12 @@ async def _serve(
             print(
                 f"istio-sdk serve: sidecar injector (HTTPS) listening on "
                 f"https://{args.host}:{mesh.injector_port}/inject",
+                flush=True,
+            )
+        if mesh.webhook is not None:
+            print(
+                f"istio-sdk serve: validating webhook (HTTPS) listening on "
+                f"https://{args.host}:{mesh.webhook_port}/validate",
                 flush=True,
             )
         await stop.wait()
