@@ -97,7 +97,7 @@ async def test_serve_answers_with_a_self_signed_certificate(tmp_path: pathlib.Pa
         assert "spec.servers[0].port" in denied_answer["status"]["message"]
 
 
-async def test_the_mesh_citadel_signs_the_webhook_certificate() -> None:
+async def test_the_mesh_citadel_signs_the_webhook_certificate_and_stop_closes_it() -> None:
     async with Mesh(xds_port=0, ca_port=0, webhook_port=0) as mesh:
         assert mesh.citadel is not None and mesh.webhook is not None
         assert mesh.webhook_ca_bundle == mesh.citadel.ca.root_pem
@@ -108,6 +108,8 @@ async def test_the_mesh_citadel_signs_the_webhook_certificate() -> None:
                 json=_review(GATEWAY, "from-citadel"),
             )
     assert response.json()["response"] == {"uid": "from-citadel", "allowed": True}
+    with pytest.raises(OSError):  # a stopped mesh leaves the webhook's port closed
+        await asyncio.open_connection("127.0.0.1", mesh.webhook_port)
 
 
 def test_webhook_flags_are_checked_before_anything_starts(
