@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from benchmarks.bench_kube import best_of
 from istio_sdk._admission import AdmissionServer, WebhookAnswer
 from istio_sdk._webhook_tls import WebhookCertificate, self_signed_certificate
 from istio_sdk.galley.webhook import ValidationWebhookServer, answer_request
@@ -87,14 +88,10 @@ def _review_body() -> bytes:
     return json.dumps(review).encode()
 
 
-def _best(run: Callable[[], object], loops: int) -> float:
-    best = float("inf")
-    for _ in range(5):
-        started = time.perf_counter()
-        for _ in range(loops):
-            run()
-        best = min(best, (time.perf_counter() - started) / loops)
-    return best
+def _per_call(run: Callable[[], object], loops: int) -> float:
+    """Seconds per call of ``run``, the best of 5 runs of ``loops`` calls."""
+    seconds, _ = best_of(5, lambda: [run() for _ in range(loops)])
+    return seconds / loops
 
 
 def _echo(method: str, path: str, content_type: str | None, body: bytes) -> WebhookAnswer:
@@ -161,8 +158,8 @@ def main() -> None:
 
     answer = json.loads(core().body)
     assert answer["response"]["allowed"] is True, answer
-    per_review = _best(core, loops)
-    decode_only = _best(lambda: json.loads(body), loops)
+    per_review = _per_call(core, loops)
+    decode_only = _per_call(lambda: json.loads(body), loops)
     print(
         f"review core: {per_review * 1e6:.0f} us per AdmissionReview ({len(body)} bytes), "
         f"{1 / per_review:.0f} reviews/s ({per_review / decode_only:.0f}x one json.loads "

@@ -3,7 +3,6 @@ v1beta1, and the HTTP answers to requests that carry no review."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import ssl
@@ -12,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from support.https import tls_exchange
 
 from istio_sdk._admission import MAX_BODY_BYTES
 from istio_sdk._webhook_tls import self_signed_certificate
@@ -280,14 +280,8 @@ async def test_undecodable_json_is_denied(
 
 
 async def _raw(server: ValidationWebhookServer, data: bytes) -> bytes:
-    context = ssl.create_default_context(cadata=CERT.chain_pem)
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.port, ssl=context)
-    try:
-        writer.write(data)
-        await writer.drain()
-        return await asyncio.wait_for(reader.read(), timeout=10)
-    finally:
-        writer.close()
+    assert server.port is not None
+    return await tls_exchange(server.port, CERT.chain_pem, data)
 
 
 async def test_http_errors_for_requests_without_a_review(server: ValidationWebhookServer) -> None:
