@@ -140,9 +140,16 @@ def webhook_ssl_context(certificate: WebhookCertificate) -> ssl.SSLContext:
     return context
 
 
-def ca_signed_certificate(ca: CertificateAuthority, hosts: Sequence[str]) -> WebhookCertificate:
+def ca_signed_certificate(
+    ca: CertificateAuthority,
+    hosts: Sequence[str],
+    *,
+    ttl: datetime.timedelta = datetime.timedelta(days=365),
+) -> WebhookCertificate:
     """A new key and a serving certificate for ``hosts`` (DNS names or IPs) signed by ``ca``
-    (our Citadel); clients trust ``ca.root_pem``, so the chain served stops below the root."""
+    (our Citadel), valid for ``ttl`` or until the CA's own certificate expires, whichever is
+    first (not a workload's 24 hours: nothing renews it). Clients trust ``ca.root_pem``, so
+    the chain served stops below the root."""
     if not hosts:
         raise ValueError("a webhook certificate needs at least one host name")
     dns: list[str] = []
@@ -154,5 +161,5 @@ def ca_signed_certificate(ca: CertificateAuthority, hosts: Sequence[str]) -> Web
             dns.append(host)
         else:
             ips.append(host)
-    key_pem, chain = ca.issue_serving_certificate(dns or ["localhost"], ips)
+    key_pem, chain = ca.issue_serving_certificate(dns or ["localhost"], ips, ttl=ttl)
     return WebhookCertificate(chain_pem="".join(chain[:-1] or chain), key_pem=key_pem)

@@ -10,6 +10,7 @@ import re
 import signal
 import ssl
 import sys
+import time
 from typing import Any
 
 import httpx
@@ -107,6 +108,11 @@ async def test_the_mesh_citadel_signs_the_webhook_certificate_and_stop_closes_it
                 f"https://127.0.0.1:{mesh.webhook_port}/admitpilot",
                 json=_review(GATEWAY, "from-citadel"),
             )
+        _, writer = await asyncio.open_connection("127.0.0.1", mesh.webhook_port, ssl=context)
+        expires = ssl.cert_time_to_seconds(writer.get_extra_info("peercert")["notAfter"])
+        writer.close()
+    # not a workload certificate's 24 hours: nothing renews the webhook's certificate
+    assert expires - time.time() > 30 * 24 * 3600
     assert response.json()["response"] == {"uid": "from-citadel", "allowed": True}
     with pytest.raises(OSError):  # a stopped mesh leaves the webhook's port closed
         await asyncio.open_connection("127.0.0.1", mesh.webhook_port)
