@@ -375,3 +375,44 @@ async def test_the_server_keeps_serving_after_hostile_requests(
     assert last.json()["response"] == {"uid": "after", "allowed": True}
     assert server.requests == {200: 4}
     assert server.connections == 1
+
+
+SERVICE_ROLE = {
+    "apiVersion": "rbac.istio.io/v1alpha1",
+    "kind": "ServiceRole",
+    "metadata": {"name": "reader", "namespace": "default"},
+    "spec": {"rules": [{"services": ["*"], "methods": ["GET"]}]},
+}
+RULE = {
+    "apiVersion": "config.istio.io/v1alpha2",
+    "kind": "rule",
+    "metadata": {"name": "r", "namespace": "istio-system"},
+    "spec": {"match": "true", "actions": [{"handler": "h", "instances": ["i"]}]},
+}
+
+
+@pytest.mark.parametrize(
+    ("path", "obj", "broken", "reason"),
+    [
+        ("/admitpilot", SERVICE_ROLE, {"rules": "all"}, "spec.rules: expected an array"),
+        ("/admitmixer", RULE, {"match": 5}, "spec.match: expected a string"),
+    ],
+    ids=["pilot-1.3-rbac", "mixer-rule"],
+)
+async def test_the_1_3_paths_validate_their_kinds(
+    server: ValidationWebhookServer,
+    path: str,
+    obj: dict[str, Any],
+    broken: dict[str, Any],
+    reason: str,
+) -> None:
+    version = "admission.k8s.io/v1beta1"  # what Galley 1.3's webhooks were registered for
+    good = await post(server, review(obj, version=version), path)
+    assert good == {
+        "apiVersion": version,
+        "kind": "AdmissionReview",
+        "response": {"uid": "uid-1", "allowed": True},
+    }
+    bad = (await post(server, review({**obj, "spec": broken}, version=version), path))["response"]
+    assert bad["allowed"] is False
+    assert bad["status"]["message"].startswith(f"configuration is invalid: {reason}")
