@@ -329,6 +329,8 @@ async def test_a_body_just_under_the_limit_is_read_and_answered(
             "configuration is invalid: metadata.name: invalid name",
         ),
         ({**VALID, "spec": {"hosts": "reviews"}}, "configuration is invalid: spec.hosts"),
+        ({**VALID, "kind": "K" * (1 << 20)}, "unrecognized type networking.istio.io/v1, Kind=KKK"),
+        ({**VALID, "x" * (1 << 20): 1}, 'unknown field "xxx'),
         (
             {**VALID, "spec": {"hosts": ["r"], "http": [{"timeout": "1" * 400 + "s"}]}},
             "configuration is invalid",
@@ -350,6 +352,8 @@ async def test_a_body_just_under_the_limit_is_read_and_answered(
         "metadata-string",
         "megabyte-name",
         "hosts-string",
+        "megabyte-kind",
+        "megabyte-field",
         "huge-duration",
         "huge-port",
     ],

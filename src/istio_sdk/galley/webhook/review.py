@@ -128,6 +128,11 @@ def _text(value: object) -> str:
     return value if isinstance(value, str) else ""
 
 
+def _short(text: str) -> str:
+    """``text`` as a message quotes it: a hostile megabyte is not echoed back."""
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
 def _dry_run(request: AdmissionRequest) -> str:
     return " (dry run)" if request.request.get("dryRun") is True else ""
 
@@ -185,7 +190,10 @@ def _unknown_field(
     for key in obj:
         if key not in _TOP_LEVEL:
             namespace = _text(request.request.get("namespace"))
-            return f"unknown field {json.dumps(key)[:200]} on {kind} resource {namespace}/{name}"
+            return (
+                f"unknown field {_short(json.dumps(key))} on {_short(kind)} resource "
+                f"{_short(namespace)}/{_short(name)}"
+            )
     return None
 
 
@@ -230,7 +238,9 @@ def _validate(request: AdmissionRequest) -> dict[str, Any]:
     api_version, kind = _text(obj.get("apiVersion")), _text(obj.get("kind"))
     group, _, version = api_version.rpartition("/")
     if (group, kind) not in PILOT_KINDS:
-        return _denied(request, f"unrecognized type {group}/{version}, Kind={kind}")
+        return _denied(
+            request, f"unrecognized type {_short(group)}/{_short(version)}, Kind={_short(kind)}"
+        )
     return _verdict(request, obj, find_kind(api_version, kind), fields_last=True)
 
 
@@ -244,7 +254,7 @@ def _admit_pilot(request: AdmissionRequest) -> dict[str, Any]:
     kind = _text(obj.get("kind"))
     group = PILOT_KINDS_1_3.get(kind)
     if group is None:
-        return _denied(request, f"unrecognized type {kind}")
+        return _denied(request, f"unrecognized type {_short(kind)}")
     info = find_kind(f"{group}/v1", kind)
     return _verdict(request, obj, info, fields_last=True)
 
