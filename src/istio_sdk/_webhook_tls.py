@@ -3,8 +3,10 @@
 The kube-apiserver calls a webhook over HTTPS only. A webhook serves either a certificate and
 key from files (what a Kubernetes Secret mounts) or, for tests and local runs, a fresh
 self-signed certificate for the names it is reached by; the caller hands the certificate's PEM
-to the apiserver (the webhook configuration's ``caBundle``) or to its client. Private keys are
-loaded from memory only (:mod:`istio_sdk.citadel._tls`), never written to disk.
+to the apiserver (the webhook configuration's ``caBundle``) or to its client. A mesh that runs
+our Citadel can have it sign the certificate instead (its root is then the ``caBundle``).
+Private keys are loaded from memory only (:mod:`istio_sdk.citadel._tls`), never written to
+disk.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import ipaddress
 import pathlib
 import ssl
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from cryptography import x509
@@ -31,8 +33,12 @@ from istio_sdk.citadel.keys import (
 )
 from istio_sdk.timeutil import utcnow
 
+if TYPE_CHECKING:
+    from istio_sdk.citadel.ca import CertificateAuthority
+
 __all__ = [
     "WebhookCertificate",
+    "ca_signed_certificate",
     "load_certificate",
     "self_signed_certificate",
     "webhook_ssl_context",
@@ -132,3 +138,28 @@ def webhook_ssl_context(certificate: WebhookCertificate) -> ssl.SSLContext:
     context.set_alpn_protocols(["http/1.1"])
     load_key_pair(context, certificate.key_pem, [certificate.chain_pem])
     return context
+
+
+def ca_signed_certificate(
+    ca: CertificateAuthority,
+    hosts: Sequence[str],
+    *,
+    ttl: datetime.timedelta = datetime.timedelta(days=365),
+) -> WebhookCertificate:
+    """A new key and a serving certificate for ``hosts`` (DNS names or IPs) signed by ``ca``
+    (our Citadel), valid for ``ttl`` or until the CA's own certificate expires, whichever is
+    first (not a workload's 24 hours: nothing renews it). Clients trust ``ca.root_pem``, so
+    the chain served stops below the root."""
+    if not hosts:
+        raise ValueError("a webhook certificate needs at least one host name")
+    dns: list[str] = []
+    ips: list[str] = []
+    for host in hosts:
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            dns.append(host)
+        else:
+            ips.append(host)
+    key_pem, chain = ca.issue_serving_certificate(dns or ["localhost"], ips, ttl=ttl)
+    return WebhookCertificate(chain_pem="".join(chain[:-1] or chain), key_pem=key_pem)

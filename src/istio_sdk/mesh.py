@@ -21,6 +21,10 @@ Citadel (``ca_port``) is a :class:`~istio_sdk.citadel.CitadelServer` answering
 CreateCertificate over TLS, built from :class:`~istio_sdk.citadel.CitadelServerOptions` (CA
 files, JWT rule, ...).
 
+Galley's validating webhook (``webhook_port``) is a
+:class:`~istio_sdk.galley.webhook.ValidationWebhookServer` over HTTPS; without a certificate
+given, Citadel signs one when the mesh runs it, else it is self-signed.
+
 Mixer (``mixer_port``) is a :class:`~istio_sdk.mixer.MixerServer` over the same store (Check and
 Report; its prometheus adapter's ``/metrics`` on ``mixer_prometheus_port``).
 """
@@ -47,6 +51,7 @@ if TYPE_CHECKING:
     from istio_sdk.citadel import CitadelServer, CitadelServerOptions
     from istio_sdk.config import KubernetesSource, LeaderElector, Resource, StatusWriter
     from istio_sdk.galley.mcp import GalleyClient, McpSource
+    from istio_sdk.galley.webhook import ValidationWebhookServer
     from istio_sdk.mixer import MixerServer
     from istio_sdk.pilot.push_request import PushRequest
     from istio_sdk.proxy.inject import InjectSettings
@@ -81,6 +86,33 @@ def _injector(
     return InjectorServer(settings or InjectSettings(), certificate)
 
 
+_WEBHOOK_HOSTS = (
+    "localhost",
+    "127.0.0.1",
+    "istiod.istio-system.svc",
+    "istio-galley.istio-system.svc",
+)
+
+
+def _validation_webhook(
+    host: str, certificate: WebhookCertificate | None, citadel: CitadelServer | None
+) -> tuple[ValidationWebhookServer, str | None]:
+    """The webhook and the PEM its clients trust (None: the certificate came from outside)."""
+    from istio_sdk import _webhook_tls
+    from istio_sdk.galley.webhook import ValidationWebhookServer
+
+    trust: str | None = None
+    if certificate is None:
+        hosts = sorted({*_WEBHOOK_HOSTS, host})
+        if citadel is not None:
+            certificate = _webhook_tls.ca_signed_certificate(citadel.ca, hosts)
+            trust = citadel.ca.root_pem
+        else:
+            certificate = _webhook_tls.self_signed_certificate(hosts)
+            trust = certificate.chain_pem
+    return ValidationWebhookServer(certificate), trust
+
+
 class Mesh:
     """Run the control plane over ``store`` (and ``registry``) until :meth:`stop`.
 
@@ -97,6 +129,9 @@ class Mesh:
     ``injector_port`` (``None``: no injector) runs the sidecar injector's mutating webhook
     (:attr:`injector`) over HTTPS with ``injector_settings`` and ``injector_certificate``
     (default: a self-signed certificate for localhost and ``host``).
+    ``webhook_port`` (``None``: off) runs Galley's validating webhook (:attr:`webhook`) over
+    HTTPS with ``webhook_certificate``, or one Citadel signs when ``ca_port`` is set, or a
+    self-signed one (:attr:`webhook_ca_bundle` is then the PEM clients trust).
     """
 
     def __init__(
@@ -118,6 +153,8 @@ class Mesh:
         injector_certificate: WebhookCertificate | None = None,
         mixer_port: int | None = None,
         mixer_prometheus_port: int | None = None,
+        webhook_port: int | None = None,
+        webhook_certificate: WebhookCertificate | None = None,
     ) -> None:
         if ca_options is not None and ca_port is None:
             raise ValueError("ca_options need a ca_port to serve the CA on")
@@ -152,6 +189,14 @@ class Mesh:
         self.injector: InjectorServer | None = None
         if injector_port is not None:
             self.injector = _injector(host, injector_settings, injector_certificate)
+        # Galley's validating webhook (HTTPS), when webhook_port is given
+        self.webhook_port = webhook_port
+        self.webhook: ValidationWebhookServer | None = None
+        self.webhook_ca_bundle: str | None = None
+        if webhook_port is not None:
+            self.webhook, self.webhook_ca_bundle = _validation_webhook(
+                host, webhook_certificate, self.citadel
+            )
         self.mixer: MixerServer | None = None
         self.mixer_port = mixer_port
         self.mixer_prometheus_port = mixer_prometheus_port
@@ -283,6 +328,10 @@ class Mesh:
             self.injector_port = await self._listen(
                 "the sidecar injector", self.injector_port, self.injector.start
             )
+        if self.webhook is not None and self.webhook_port is not None:
+            self.webhook_port = await self._listen(
+                "the validating webhook", self.webhook_port, self.webhook.start
+            )
 
     async def _listen(
         self, what: str, port: int, start: Callable[[str, int], Awaitable[int]]
@@ -320,6 +369,8 @@ class Mesh:
             await self.mcp_source.stop()
         if self.injector is not None:
             await self.injector.close()
+        if self.webhook is not None:
+            await self.webhook.close()
         if self.mixer is not None:
             await self.mixer.stop()
         if self.citadel is not None:

@@ -18,7 +18,9 @@ was 9901), and ``--config-source HOST:PORT`` (repeatable; Pilot 1.3's ``configSo
 the config from a Galley instead of, or beside, ``--config`` (``fs://DIR`` names a folder).
 With ``--kubeconfig PATH`` or ``--in-cluster`` it also (or, without ``--config``, only) follows
 the objects of a Kubernetes API server, and ``--write-status`` writes Istio's status back from
-the one replica holding a Lease (``_kube_flags``). Stop it with Ctrl-C or SIGTERM.
+the one replica holding a Lease (``_kube_flags``). ``--webhook-port`` runs Galley's validating
+webhook over HTTPS (``/validate``; see :mod:`istio_sdk.cli._webhook_flags`). Stop it with
+Ctrl-C or SIGTERM.
 
 This module only turns flags into a :class:`~istio_sdk.Mesh`; the mesh wires the components.
 """
@@ -37,6 +39,7 @@ from istio_sdk.cli._ca_flags import add_ca_arguments, ca_options
 from istio_sdk.cli._command import Command, CommandError
 from istio_sdk.cli._injector_flags import add_injector_arguments, injector_setup
 from istio_sdk.cli._kube_flags import add_kube_arguments, add_kubernetes, wants_kubernetes
+from istio_sdk.cli._webhook_flags import add_webhook_arguments, webhook_kwargs, write_webhook_ca
 
 if TYPE_CHECKING:
     from istio_sdk.citadel import CitadelServerOptions
@@ -118,6 +121,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         help="with --mixer-port: serve the prometheus adapter's /metrics on this port "
         f"(default {DEFAULT_MIXER_PROMETHEUS_PORT}; 0 picks a free one)",
     )
+    add_webhook_arguments(parser)  # --webhook-port, --webhook-cert, ... (validating webhook)
 
 
 def _one_line(text: str) -> str:
@@ -202,11 +206,13 @@ async def _serve(
             **_injector_kwargs(args),
             mixer_port=args.mixer_port,
             mixer_prometheus_port=args.mixer_prometheus_port,
+            **webhook_kwargs(args),
         )
     except refused as exc:
         raise CommandError(_one_line(str(exc))) from exc
     if wants_kubernetes(args):
         add_kubernetes(mesh, args)
+    write_webhook_ca(args, mesh)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -269,6 +275,12 @@ async def _serve(
                 f"istio-sdk serve: Mixer listening on {args.host}:{mesh.mixer_port}, "
                 f"its Prometheus metrics on "
                 f"http://{args.host}:{mesh.mixer_prometheus_port}/metrics",
+                flush=True,
+            )
+        if mesh.webhook is not None:
+            print(
+                f"istio-sdk serve: validating webhook (HTTPS) listening on "
+                f"https://{args.host}:{mesh.webhook_port}/validate",
                 flush=True,
             )
         await stop.wait()

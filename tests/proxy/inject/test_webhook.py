@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from proxy.inject.golden_cases import TESTDATA, load_documents, normalize
+from support.https import tls_exchange
 
 from istio_sdk._webhook_tls import WebhookCertificate, self_signed_certificate
 from istio_sdk.proxy.inject import InjectSettings
@@ -157,14 +158,8 @@ async def test_an_injected_pod_is_left_as_it_is(server: InjectorServer) -> None:
 
 
 async def _raw(server: InjectorServer, data: bytes) -> bytes:
-    context = ssl.create_default_context(cadata=CERT.chain_pem)
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.port, ssl=context)
-    try:
-        writer.write(data)
-        await writer.drain()
-        return await asyncio.wait_for(reader.read(), timeout=10)
-    finally:
-        writer.close()
+    assert server.port is not None
+    return await tls_exchange(server.port, CERT.chain_pem, data)
 
 
 async def test_http_errors_for_what_is_no_admission_review(server: InjectorServer) -> None:

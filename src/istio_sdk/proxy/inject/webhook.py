@@ -10,7 +10,8 @@ the Pod is not injected, or not allowed with the reason when the Pod cannot be i
 What is not an AdmissionReview at all gets an HTTP error, as istiod answers it: an empty body
 400, a content type other than JSON 415, a body over :data:`MAX_BODY_BYTES` 413 (the server
 refuses it before reading it); a body that is JSON but no usable review is a denial naming the
-problem. Nothing here raises on bad input.
+problem (both shared with Galley's validation webhook: :mod:`istio_sdk._admission`). Nothing
+here raises on bad input.
 """
 
 from __future__ import annotations
@@ -21,10 +22,16 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-import attrs
-
-from istio_sdk.config import ConfigError
-from istio_sdk.config._yaml import describe_json, parse_json
+from istio_sdk._admission import (
+    ADMISSION_VERSIONS,
+    MAX_BODY_BYTES,
+    AdmissionRequest,
+    WebhookAnswer,
+    check_http,
+    decode_review,
+    read_review,
+)
+from istio_sdk.config._yaml import describe_json
 from istio_sdk.proxy.inject._errors import InjectionError
 from istio_sdk.proxy.inject.inject import inject_pod
 from istio_sdk.proxy.inject.jsonpatch import create_patch
@@ -41,24 +48,7 @@ __all__ = [
 
 log = logging.getLogger("istio_sdk.proxy.inject.webhook")
 
-MAX_BODY_BYTES = 6 * 1024 * 1024
-"""The largest request body read (istiod's limit)."""
-
-ADMISSION_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
 _URL_PARAMETERS = {"cluster": "ISTIO_META_CLUSTER_ID", "net": "ISTIO_META_NETWORK"}
-
-
-@attrs.frozen
-class WebhookAnswer:
-    """An HTTP answer: status, content type and body."""
-
-    status: int
-    content_type: str
-    body: bytes
-
-    @classmethod
-    def text(cls, status: int, message: str) -> WebhookAnswer:
-        return cls(status, "text/plain; charset=utf-8", (message + "\n").encode())
 
 
 def parse_inject_path(path: str) -> dict[str, str]:
@@ -87,17 +77,9 @@ def parse_inject_path(path: str) -> dict[str, str]:
     return env
 
 
-def _review(api_version: str, response: dict[str, Any]) -> WebhookAnswer:
-    body = {"apiVersion": api_version, "kind": "AdmissionReview", "response": response}
-    return WebhookAnswer(200, "application/json", json.dumps(body, separators=(",", ":")).encode())
-
-
-def _denied(api_version: str, uid: object, message: str) -> WebhookAnswer:
+def _denied(request: AdmissionRequest, message: str) -> WebhookAnswer:
     log.warning("injection refused: %s", message)
-    response: dict[str, Any] = {"allowed": False, "status": {"message": message}}
-    if isinstance(uid, str):
-        response = {"uid": uid, **response}
-    return _review(api_version, response)
+    return WebhookAnswer.review(request.deny(message))
 
 
 def review_response(
@@ -111,34 +93,25 @@ def review_response(
     ``namespaces`` (namespace name -> labels), when given, applies Istio's webhook selectors
     here (for a server that receives every Pod); a namespace not in it has no labels.
     """
-    if not isinstance(review, Mapping):
-        return _denied(
-            ADMISSION_VERSIONS[0],
-            None,
-            f"expected an AdmissionReview object, got {describe_json(review)}",
-        )
-    api_version = review.get("apiVersion")
-    if api_version not in ADMISSION_VERSIONS or review.get("kind") != "AdmissionReview":
-        return _denied(
-            ADMISSION_VERSIONS[0],
-            None,
-            f"expected kind AdmissionReview of apiVersion {' or '.join(ADMISSION_VERSIONS)}, "
-            f"got kind {review.get('kind')!r:.60} of apiVersion {api_version!r:.60}",
-        )
-    assert isinstance(api_version, str)
-    request = review.get("request")
-    if not isinstance(request, Mapping):
-        return _denied(api_version, None, "the AdmissionReview has no request")
-    uid = request.get("uid")
-    if not isinstance(uid, str) or not uid:
-        return _denied(api_version, None, "the AdmissionReview request has no uid")
-    pod = request.get("object")
+    request = read_review(review)
+    if isinstance(request, dict):
+        return WebhookAnswer.review(request)
+    return _inject(request, settings, path, namespaces)
+
+
+def _inject(
+    request: AdmissionRequest,
+    settings: InjectSettings,
+    path: str,
+    namespaces: Mapping[str, Mapping[str, str]] | None,
+) -> WebhookAnswer:
+    pod = request.request.get("object")
     if not isinstance(pod, Mapping):
-        return _denied(api_version, uid, f"the request's object is not a Pod: {describe_json(pod)}")
+        return _denied(request, f"the request's object is not a Pod: {describe_json(pod)}")
     kind = pod.get("kind")
     if kind not in (None, "Pod"):
-        return _denied(api_version, uid, f"the request's object is a {kind!r:.60}, not a Pod")
-    namespace = request.get("namespace")
+        return _denied(request, f"the request's object is a {kind!r:.60}, not a Pod")
+    namespace = request.request.get("namespace")
     try:
         result = inject_pod(
             pod,
@@ -150,15 +123,13 @@ def review_response(
             else namespaces.get(_namespace_of(pod, namespace), {}),
         )
     except InjectionError as exc:
-        return _denied(api_version, uid, f"Pod injection failed: {exc}")
+        return _denied(request, f"Pod injection failed: {exc}")
     if result.skipped is not None:
         log.info("not injected: %s", result.skipped)
-        return _review(api_version, {"uid": uid, "allowed": True})
+        return WebhookAnswer.review(request.allow())
     patch = create_patch(_without_managed_fields(pod), result.pod)
     encoded = base64.b64encode(json.dumps(patch, separators=(",", ":")).encode()).decode()
-    return _review(
-        api_version, {"uid": uid, "allowed": True, "patch": encoded, "patchType": "JSONPatch"}
-    )
+    return WebhookAnswer.review(request.allow(patch=encoded, patchType="JSONPatch"))
 
 
 def _namespace_of(pod: Mapping[str, Any], namespace: object) -> str:
@@ -177,13 +148,6 @@ def _without_managed_fields(pod: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _is_json(content_type: str | None) -> bool:
-    if content_type is None:
-        return False
-    media = content_type.split(";", 1)[0].strip().lower()
-    return media == "application/json"
-
-
 def answer_request(
     *,
     method: str,
@@ -197,22 +161,10 @@ def answer_request(
     route = path.split("?", 1)[0]
     if route != "/inject" and not route.startswith("/inject/"):
         return WebhookAnswer.text(404, f"no route {route[:200]!r}; the injector serves /inject")
-    if method != "POST":
-        return WebhookAnswer.text(405, "the injector accepts POST only")
-    if not body:
-        return WebhookAnswer.text(400, "no body found")
-    if len(body) > MAX_BODY_BYTES:
-        return WebhookAnswer.text(413, f"request body is larger than {MAX_BODY_BYTES} bytes")
-    if not _is_json(content_type):
-        return WebhookAnswer.text(415, "invalid Content-Type, want `application/json`")
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return _denied(
-            ADMISSION_VERSIONS[0], None, f"could not decode body: not UTF-8 at byte {exc.start}"
-        )
-    try:
-        (document,) = parse_json(text, "request body")
-    except ConfigError as exc:
-        return _denied(ADMISSION_VERSIONS[0], None, f"could not decode body: {exc.problem.message}")
-    return review_response(document.value, settings, route, namespaces)
+    refused = check_http(method=method, content_type=content_type, body=body, what="injector")
+    if refused is not None:
+        return refused
+    request = decode_review(body)
+    if isinstance(request, dict):
+        return WebhookAnswer.review(request)
+    return _inject(request, settings, route, namespaces)
