@@ -32,6 +32,7 @@ from istio_sdk.config.semantic import (
     _workload,
 )
 from istio_sdk.config.semantic._report import Context, Finding, Level, Report, join_key
+from istio_sdk.config.semantic._virtualservice import RuleProblem, unreachable_rules
 
 Checker = Callable[[Report, dict[str, Any]], None]
 
@@ -134,4 +135,4 @@ def _metadata(report: Report, spec: dict[str, Any]) -> bool:
     return True
 
 
-__all__ = ["Context", "Finding", "Level", "check", "has_rules"]
+__all__ = ["Context", "Finding", "Level", "RuleProblem", "check", "has_rules", "unreachable_rules"]

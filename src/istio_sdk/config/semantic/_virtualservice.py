@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
+
+import attrs
 
 from istio_sdk.config import _go as go
 from istio_sdk.config.semantic import _primitives as p
@@ -136,9 +139,8 @@ def check_virtual_service(report: Report, spec: dict[str, Any]) -> None:
         if isinstance(route, dict):
             _tcp_route(report, f"spec.tcp[{i}]", route)
     p.export_to(report, "spec.exportTo", report.context.namespace, items(spec, "exportTo"))
-    _unreachable_http(report, items(spec, "http"))
-    _unreachable_l4(report, "spec.tcp", items(spec, "tcp"))
-    _unreachable_l4(report, "spec.tls", items(spec, "tls"))
+    for found in unreachable_rules(spec):
+        report.warn(found.path, found.message)
 
 
 def gateway_names(report: Report, path: str, names: list[str]) -> None:
@@ -671,16 +673,44 @@ def _route_name(route: Any, index: int) -> str:
     return p.go_quote(name) if name else f"#{index}"
 
 
-def _unused(report: Report, path: str, rule: str, reason: str) -> None:
-    report.warn(path, f"virtualService rule {rule} not used ({reason})")
+@attrs.frozen
+class RuleProblem:
+    """A rule that is never used (``IST0130``) or a match that never applies (``IST0131``).
+
+    ``arguments`` are what istioctl's message for the code takes: (rule, reason) for IST0130,
+    (rule, match, earlier rule) for IST0131. :attr:`message` is validation's warning text.
+    """
+
+    code: str
+    arguments: tuple[str, ...]
+    path: str
+
+    @property
+    def message(self) -> str:
+        if self.code == "IST0130":
+            rule, reason = self.arguments
+            return f"virtualService rule {rule} not used ({reason})"
+        rule, match, duplicate = self.arguments
+        return (
+            f"virtualService rule {rule} match {match} is not used (duplicate/overlapping match "
+            f"in rule {duplicate})"
+        )
 
 
-def _ineffective(report: Report, path: str, rule: str, match: str, duplicate: str) -> None:
-    report.warn(
-        path,
-        f"virtualService rule {rule} match {match} is not used (duplicate/overlapping match in "
-        f"rule {duplicate})",
-    )
+def unreachable_rules(spec: dict[str, Any]) -> Iterator[RuleProblem]:
+    """The unused rules and ineffective matches of a VirtualService spec (proto3 JSON form),
+    in Istio's order: HTTP, then TCP, then TLS routes."""
+    yield from _unreachable_http(items(spec, "http"))
+    yield from _unreachable_l4("spec.tcp", items(spec, "tcp"))
+    yield from _unreachable_l4("spec.tls", items(spec, "tls"))
+
+
+def _unused(path: str, rule: str, reason: str) -> RuleProblem:
+    return RuleProblem("IST0130", (rule, reason), path)
+
+
+def _ineffective(path: str, rule: str, match: str, duplicate: str) -> RuleProblem:
+    return RuleProblem("IST0131", (rule, match, duplicate), path)
 
 
 def _match_key(match: Any, *, http: bool) -> str:
@@ -689,7 +719,7 @@ def _match_key(match: Any, *, http: bool) -> str:
     return json.dumps(match, sort_keys=True)
 
 
-def _unreachable_http(report: Report, routes: list[Any]) -> None:
+def _unreachable_http(routes: list[Any]) -> Iterator[RuleProblem]:
     seen: dict[str, int] = {}
     empty_at = -1
     prefixes: list[tuple[str, str, str, dict[str, Any], str]] = []
@@ -701,20 +731,19 @@ def _unreachable_http(report: Report, routes: list[Any]) -> None:
         matches = items(route, "match")
         if not matches:
             if empty_at >= 0:
-                _unused(report, path, name, "only the last rule can have no matches")
+                yield _unused(path, name, "only the last rule can have no matches")
             empty_at = n
             continue
         duplicates = 0
         for m, match in enumerate(matches):
             if empty_at >= 0:
-                _unused(report, path, name, "route without matches defined before")
+                yield _unused(path, name, "route without matches defined before")
                 continue
             key = _match_key(match, http=True)
             match_name = p.go_quote(text(match, "name")) if text(match, "name") else f"#{m}"
             if key in seen:
                 first = seen[key]
-                _ineffective(
-                    report,
+                yield _ineffective(
                     f"{path}.match[{m}]",
                     name,
                     match_name,
@@ -727,14 +756,13 @@ def _unreachable_http(report: Report, routes: list[Any]) -> None:
             if prefix:
                 prefixes.append((name, match_name, prefix, match, f"{path}.match[{m}]"))
         if duplicates == len(matches):
-            _unused(report, path, name, "all matches used by prior rules")
+            yield _unused(path, name, "all matches used by prior rules")
     for i, earlier in enumerate(prefixes):
         for later in prefixes[i + 1 :]:
             if later[2] == earlier[2]:
                 continue
             if _covered(earlier, later):
-                _ineffective(
-                    report,
+                yield _ineffective(
                     later[4],
                     later[0],
                     f"{later[1]} of prefix {later[2]}",
@@ -779,7 +807,7 @@ def _covered(
     return True
 
 
-def _unreachable_l4(report: Report, base: str, routes: list[Any]) -> None:
+def _unreachable_l4(base: str, routes: list[Any]) -> Iterator[RuleProblem]:
     seen: dict[str, int] = {}
     empty_at = -1
     for n, route in enumerate(routes):
@@ -789,19 +817,19 @@ def _unreachable_l4(report: Report, base: str, routes: list[Any]) -> None:
         matches = items(route, "match")
         if not matches:
             if empty_at >= 0:
-                _unused(report, path, f"#{n}", "only the last rule can have no matches")
+                yield _unused(path, f"#{n}", "only the last rule can have no matches")
             empty_at = n
             continue
         duplicates = 0
         for m, match in enumerate(matches):
             if empty_at >= 0:
-                _unused(report, path, f"#{n}", "route without matches defined before")
+                yield _unused(path, f"#{n}", "route without matches defined before")
                 continue
             key = _match_key(match, http=False)
             if key in seen:
-                _ineffective(report, f"{path}.match[{m}]", f"#{n}", f"#{m}", f"#{seen[key]}")
+                yield _ineffective(f"{path}.match[{m}]", f"#{n}", f"#{m}", f"#{seen[key]}")
                 duplicates += 1
             else:
                 seen[key] = n
         if duplicates == len(matches):
-            _unused(report, path, f"#{n}", "all matches used by prior rules")
+            yield _unused(path, f"#{n}", "all matches used by prior rules")

@@ -2,7 +2,9 @@
 
 Every problem :func:`istio_sdk.validate` reports is IST0106 (an error) or IST0133 (a warning,
 when validation reports levels); for a VirtualService, unreachable rules and ineffective
-matches are IST0130 and IST0131 (:mod:`._vsrules`), as istioctl maps those warnings.
+matches are IST0130 and IST0131 (from
+:func:`istio_sdk.config.semantic.unreachable_rules`, the rules behind validation's warnings),
+as istioctl maps those warnings.
 """
 
 from __future__ import annotations
@@ -10,24 +12,26 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 
 from istio_sdk.config import KINDS, validate
+from istio_sdk.config.semantic import unreachable_rules
 from istio_sdk.galley.analysis._analyzer import Finding, register
 from istio_sdk.galley.analysis._snapshot import Snapshot
-from istio_sdk.galley.analysis._vsrules import unreachable_rules
+from istio_sdk.protojson import message_to_json
 
-# Validation's own wording of the rules _vsrules reports (they must not come out twice).
+# Validation's own wording of those rules (reported as IST0130/IST0131, not twice).
 _RULE_WARNINGS = ("virtualService rule ",)
 
 
 def _validation_findings(snapshot: Snapshot, kind: str) -> Iterator[Finding]:
     for entry in snapshot.of(kind):
         for problem in validate(entry.resource):
-            warning = getattr(problem, "level", "error") == "warning"
+            warning = not problem.is_error
             if warning and problem.message.startswith(_RULE_WARNINGS):
                 continue
             text = f"{problem.path}: {problem.message}" if problem.path else problem.message
             yield Finding(entry, "IST0133" if warning else "IST0106", (text,), problem.path or None)
         if kind == "VirtualService":
-            for found in unreachable_rules(entry.spec):
+            spec = message_to_json(entry.spec)
+            for found in unreachable_rules(spec if isinstance(spec, dict) else {}):
                 yield Finding(entry, found.code, found.arguments, found.path)
 
 
