@@ -5,6 +5,7 @@ Unknown names go to an upstream this test starts; the CLI runs the same as a pro
 from __future__ import annotations
 
 import asyncio
+import pathlib
 import re
 import signal
 from collections.abc import AsyncIterator
@@ -14,17 +15,22 @@ import attrs
 import httpx
 import pytest
 from proxy.agent.test_cli_agent import banner, start_agent
+from proxy.agent.test_xds_proxy import client_over, cluster, start_pilot
 from proxy.dns.fake_upstream import FakeUpstream
 from proxy.dns.test_dns_proxy import SEARCH, addresses, ask, eventually, mesh
 
 from istio_sdk import AgentConfigError, DiscoveryServer, PilotClient
 from istio_sdk._grpc import create_channel
+from istio_sdk.api.envoy.config.listener.v3 import Listener
+from istio_sdk.api.envoy.extensions.transport_sockets.tls.v3 import Secret
 from istio_sdk.api.istio.networking.nds.v1 import NameTable, NameTableNameInfo
+from istio_sdk.pilot.server import StaticGenerator
 from istio_sdk.pilot.translate import PushContextGenerator
 from istio_sdk.proxy.agent.agent import PilotAgent, PilotAgentOptions
 from istio_sdk.proxy.agent.agent_dns import AgentDns, DnsOptions
+from istio_sdk.proxy.agent.xds_proxy import XdsProxy
 from istio_sdk.proxy.dns import dns_node
-from istio_sdk.xds.types import CLUSTER, LISTENER, NAME_TABLE
+from istio_sdk.xds.types import CLUSTER, LISTENER, NAME_TABLE, SECRET
 
 API_MOVED = """
 ---
@@ -236,3 +242,37 @@ def test_bad_dns_flags_are_a_one_line_error(
     text = capsys.readouterr().err
     assert text.startswith("istio-sdk agent: error: ") and text.count("\n") == 1, text
     assert message in text
+
+
+async def test_an_async_handler_that_raises_nacks_and_the_stream_goes_on(
+    tmp_path: pathlib.Path,
+) -> None:
+    generator = StaticGenerator([cluster("a"), Listener(name="l1"), Secret(name="names")])
+    server = await start_pilot(generator)
+    seen: list[str] = []
+
+    async def handle(value: bytes) -> str | None:
+        await asyncio.sleep(0)
+        seen.append(Secret.FromString(value).name)
+        if len(seen) > 1:
+            raise RuntimeError("boom\nsecond line")
+        return None
+
+    proxy = XdsProxy("127.0.0.1", server.port, handlers={SECRET: handle})
+    await proxy.start(path=str(tmp_path / "XDS"))
+    try:
+        async with client_over(proxy) as client:
+            client.subscribe(CLUSTER)
+            client.subscribe(LISTENER)
+            await client.wait_for(LISTENER, ["l1"])
+            await eventually(lambda: server.proxies()[0].types[SECRET].get("acked_version"))
+            server.push(generator.set(Secret(name="other"), cluster("b")))
+            await eventually(lambda: server.proxies()[0].types[SECRET].get("nack_reason"))
+            reason = server.proxies()[0].types[SECRET]["nack_reason"]
+            assert reason.startswith("agent handler failed: ") and "\n" not in reason, reason
+            await client.wait_for(CLUSTER, ["b"])  # the same stream still relays pushes
+            assert client.resources(SECRET) == {}
+            assert proxy.upstream_connects == 1
+    finally:
+        await proxy.close()
+        await server.stop()
