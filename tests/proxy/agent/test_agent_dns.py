@@ -220,30 +220,6 @@ async def test_the_agent_command_runs_the_dns_proxy(world: Mesh) -> None:
         assert await asyncio.wait_for(process.wait(), 30) == 0
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (("--dns-port=15053",), "needs --pilot-address"),
-        (("--pilot-address=127.0.0.1:1", "--dns-port=0", "--dns-upstream=nope"), "DNS: upstream"),
-        (("--pilot-address=127.0.0.1:1", "--dns-port=70000"), "--dns-port 70000"),
-    ],
-)
-def test_bad_dns_flags_are_a_one_line_error(
-    args: tuple[str, ...],
-    message: str,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    from istio_sdk.cli import main
-
-    for name in ("ISTIO_KUBE_APP_PROBERS", "ISTIO_PROMETHEUS_ANNOTATIONS"):
-        monkeypatch.delenv(name, raising=False)
-    assert main(["agent", *args]) == 2
-    text = capsys.readouterr().err
-    assert text.startswith("istio-sdk agent: error: ") and text.count("\n") == 1, text
-    assert message in text
-
-
 async def test_an_async_handler_that_raises_nacks_and_the_stream_goes_on(
     tmp_path: pathlib.Path,
 ) -> None:
