@@ -12,6 +12,10 @@ Every part is switched on by its flags:
 - ``--pilot-address``: the xDS proxy, on ``--xds-socket`` (pilot-agent's
   ``./etc/istio/proxy/XDS``) or ``--xds-port``; TLS to Pilot with ``--xds-root-cert`` (and the
   workload certificate from ``--output-dir`` when the Citadel agent writes one);
+- ``--dns-port`` (or ``ISTIO_META_DNS_CAPTURE=true``, then on 15053), with ``--pilot-address``:
+  the DNS proxy, answering from the name table the xDS proxy asks Pilot for (NDS) and
+  forwarding the rest to ``--dns-upstream`` (default: resolv.conf's servers); ``POD_NAMESPACE``
+  and ``--domain`` say which short names it answers;
 - ``--envoy-binary`` with ``--bootstrap`` (for example from ``istio-sdk bootstrap -o``): run
   Envoy, restart it as the next epoch when the bootstrap file changes, drain it on SIGTERM,
   and exit with Envoy's code when it exits by itself.
@@ -91,6 +95,24 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     xds.add_argument(
         "--cluster-id", default="Kubernetes", help="ClusterID sent to Pilot (default Kubernetes)"
     )
+    dns = parser.add_argument_group("DNS proxy")
+    dns.add_argument(
+        "--dns-port",
+        type=int,
+        metavar="PORT",
+        help="run the DNS proxy on 127.0.0.1:PORT, UDP and TCP (ISTIO_META_DNS_CAPTURE: 15053)",
+    )
+    dns.add_argument(
+        "--dns-upstream",
+        action="append",
+        metavar="IP[:PORT]",
+        help="forward other names here (repeatable; default: resolv.conf's nameservers)",
+    )
+    dns.add_argument(
+        "--domain",
+        metavar="DOMAIN",
+        help="the Pod's DNS domain (default POD_NAMESPACE.svc.cluster.local)",
+    )
     envoy = parser.add_argument_group("Envoy")
     envoy.add_argument("--envoy-binary", metavar="PATH", help="run this Envoy (default: none)")
     envoy.add_argument("--bootstrap", metavar="FILE", help="Envoy's bootstrap (watched)")
@@ -154,6 +176,28 @@ def _xds_tls(args: argparse.Namespace) -> Any:
     return workload_tls(_read_root(args.xds_root_cert, "--xds-root-cert"), args.output_dir)
 
 
+def _dns_options(args: argparse.Namespace) -> Any:
+    """The DNS proxy's options from the flags and pilot-agent's environment (``None``: off)."""
+    from istio_sdk.proxy.agent.agent_dns import DnsOptions
+
+    overrides: dict[str, Any] = {}
+    if args.dns_port is not None:
+        if not 0 <= args.dns_port < 65536:
+            raise CommandError(f"--dns-port {args.dns_port}: must be 0-65535")
+        overrides["port"] = args.dns_port
+    if args.dns_upstream:
+        overrides["upstream"] = tuple(args.dns_upstream)
+    if args.domain:
+        overrides["domain"] = args.domain
+    environ = dict(os.environ)
+    if args.dns_port is not None:
+        environ["ISTIO_META_DNS_CAPTURE"] = "true"  # the flag turns it on
+    options = DnsOptions.from_env(environ, **overrides)
+    if options is not None and args.pilot_address is None:
+        raise CommandError("the DNS proxy needs --pilot-address (its names come from Pilot)")
+    return options
+
+
 def _pilot_agent(args: argparse.Namespace) -> Any:
     from istio_sdk.proxy.agent import AgentConfigError
     from istio_sdk.proxy.agent.agent import PilotAgent, PilotAgentOptions
@@ -186,6 +230,7 @@ def _pilot_agent(args: argparse.Namespace) -> Any:
             xds_metadata={"ClusterID": args.cluster_id},
             envoy=envoy,
             bootstrap=args.bootstrap,
+            dns=_dns_options(args),
         )
         return PilotAgent(options, xds_ssl_context=_xds_tls(args))
     except AgentConfigError as exc:
@@ -194,16 +239,19 @@ def _pilot_agent(args: argparse.Namespace) -> Any:
 
 def _run(args: argparse.Namespace) -> int:
     from istio_sdk.citadel.errors import CitadelError
+    from istio_sdk.proxy.agent import AgentConfigError
 
     if args.once and (args.ca_root is None or args.output_dir is None):
         raise CommandError("--once needs --ca-root and --output-dir to write the certificate to")
     agent = _citadel_agent(args) if args.ca_root is not None else None
     wants_pilot_agent = any(
-        value is not None for value in (args.status_port, args.pilot_address, args.envoy_binary)
+        value is not None
+        for value in (args.status_port, args.pilot_address, args.envoy_binary, args.dns_port)
     )
     if agent is None and not wants_pilot_agent:
         raise CommandError(
-            "nothing to run: give --ca-root, --status-port, --pilot-address or --envoy-binary"
+            "nothing to run: give --ca-root, --status-port, --pilot-address, --dns-port"
+            " or --envoy-binary"
         )
     pilot_agent = _pilot_agent(args) if wants_pilot_agent and not args.once else None
 
@@ -238,7 +286,7 @@ def _run(args: argparse.Namespace) -> int:
                 return 0
             try:
                 await pilot_agent.start()
-            except OSError as exc:
+            except (OSError, AgentConfigError) as exc:
                 raise CommandError(f"cannot start: {exc}", exit_code=1) from exc
             print(f"istio-sdk agent: {_describe(pilot_agent)}", flush=True)
             return int(await pilot_agent.run())
@@ -258,6 +306,9 @@ def _describe(pilot_agent: Any) -> str:
     if proxy is not None:
         where = proxy.path or f"127.0.0.1:{proxy.port}"
         parts.append(f"xDS proxy on {where} -> {proxy.pilot_host}:{proxy.pilot_port}")
+    if pilot_agent.dns is not None:
+        host, port = pilot_agent.dns.address
+        parts.append(f"DNS proxy on {host}:{port}")
     if pilot_agent.envoy is not None:
         parts.append(f"envoy epochs {pilot_agent.envoy.active_epochs}")
     return ", ".join(parts)
@@ -265,7 +316,7 @@ def _describe(pilot_agent: Any) -> str:
 
 COMMAND = Command(
     name="agent",
-    help="run pilot-agent: Citadel agent and SDS, status port, xDS proxy, Envoy",
+    help="run pilot-agent: Citadel agent and SDS, status port, xDS proxy, DNS proxy, Envoy",
     run=_run,
     configure=_configure,
     description=__doc__ or "",

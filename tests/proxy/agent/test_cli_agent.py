@@ -203,6 +203,10 @@ async def test_envoy_exit_code_is_the_agents(tmp_path: pathlib.Path) -> None:
             "reserved for Istio",
         ),
         (("--pilot-address=nope",), {}, "--pilot-address"),
+        (("--dns-port=15053",), {}, "the DNS proxy needs --pilot-address"),
+        (("--pilot-address=127.0.0.1:1", "--dns-port=0", "--dns-upstream=nope"), {}, "DNS: upst"),
+        (("--pilot-address=127.0.0.1:1", "--dns-port=70000"), {}, "--dns-port 70000"),
+        (("--status-port=0",), {"ISTIO_META_DNS_CAPTURE": "true"}, "DNS proxy needs --pilot"),
     ],
 )
 def test_bad_configuration_is_a_one_line_error(

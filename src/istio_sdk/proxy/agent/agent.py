@@ -9,9 +9,14 @@
 - the xDS proxy, when ``pilot_address`` is set, on ``xds_socket`` or ``xds_port``;
 - Envoy, when ``envoy`` options are given, started from ``bootstrap`` (a file, re-read every
   ``bootstrap_poll`` seconds: a changed file restarts Envoy as the next epoch);
+- the DNS proxy (15053), when ``dns`` options are given (DNS capture on): an
+  :class:`~istio_sdk.proxy.agent.agent_dns.AgentDns` component whose name table comes over the
+  xDS proxy's upstream stream (the agent asks Pilot for NDS and consumes it), or, with
+  ``xds_proxy=False``, from a :class:`~istio_sdk.proxy.dns.NameTableFollower` to
+  ``pilot_address``;
 - any extra :class:`AgentComponent` (``components``), started after the servers and stopped
-  before them, and the xDS response types they consume (``xds_handlers``). This is where the
-  DNS proxy plugs in: ``PilotAgent(options, components=[dns], xds_handlers={NDS: ...})``.
+  before them, and the xDS response types they consume (``xds_handlers``), which is how the
+  DNS proxy plugs in.
 
 Ready means: Envoy live (when it runs) and the first config ACKed through the xDS proxy (when
 it runs). :meth:`PilotAgent.run` returns the exit code the process should end with: 0 after a
@@ -30,6 +35,8 @@ from typing import Any, Protocol
 
 import attrs
 
+from istio_sdk.proxy.agent._errors import AgentConfigError
+from istio_sdk.proxy.agent.agent_dns import AgentDns, DnsOptions
 from istio_sdk.proxy.agent.agent_metrics import AgentMetrics
 from istio_sdk.proxy.agent.app_probe import AppProbeRunner
 from istio_sdk.proxy.agent.app_probers import parse_app_probers
@@ -39,6 +46,7 @@ from istio_sdk.proxy.agent.readiness import EnvoyReadiness, Readiness, Readiness
 from istio_sdk.proxy.agent.status import ReadinessServer, StatusServer
 from istio_sdk.proxy.agent.xds_proxy import XdsProxy
 from istio_sdk.proxy.agent.xds_relay import ResponseHandler
+from istio_sdk.xds.types import NAME_TABLE
 
 __all__ = ["AgentComponent", "PilotAgent", "PilotAgentOptions"]
 
@@ -65,6 +73,9 @@ class PilotAgentOptions:
     probe_host: str = "127.0.0.1"
     probe_source_address: str | None = "127.0.0.6"
     pilot_address: tuple[str, int] | None = None
+    xds_proxy: bool = True
+    """Run the xDS proxy when ``pilot_address`` is set (``False``: only the DNS proxy talks to
+    Pilot, with a subscription of its own)."""
     xds_socket: str | None = None
     xds_port: int = 0
     xds_metadata: Mapping[str, str] = attrs.field(factory=lambda: {"ClusterID": "Kubernetes"})
@@ -72,6 +83,8 @@ class PilotAgentOptions:
     envoy_prometheus_port: int = 15090
     bootstrap: str | None = None
     bootstrap_poll: float = 1.0
+    dns: DnsOptions | None = None
+    """The DNS proxy's options (DNS capture on); ``None``: no DNS proxy."""
 
 
 class PilotAgent:
@@ -98,15 +111,25 @@ class PilotAgent:
         if options.envoy is not None:
             self.envoy = envoy_lifecycle or EnvoyLifecycle(options.envoy)
             checks.append(EnvoyReadiness(options.envoy.admin_port))
+        self.dns: AgentDns | None = None
+        handlers = dict(xds_handlers or {})
+        if options.dns is not None:
+            if options.pilot_address is None:
+                raise AgentConfigError("DNS", "DNS capture needs a Pilot address for its names")
+            follow = None if options.xds_proxy else options.pilot_address
+            self.dns = AgentDns(options.dns, pilot=follow)
+            self.components.insert(0, self.dns)
+            if options.xds_proxy:
+                handlers[NAME_TABLE] = self.dns.on_name_table
         self.xds_proxy: XdsProxy | None = None
-        if options.pilot_address is not None:
+        if options.pilot_address is not None and options.xds_proxy:
             host, port = options.pilot_address
             self.xds_proxy = XdsProxy(
                 host,
                 port,
                 ssl_context=xds_ssl_context,
                 metadata=options.xds_metadata,
-                handlers=xds_handlers,
+                handlers=handlers,
                 metrics=self.metrics,
             )
             checks.append(self.xds_proxy.config_status)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import os
 import ssl
@@ -57,6 +58,22 @@ async def _next_request(stream: Stream[Any, Any]) -> bytes | None:
     except (StreamTerminatedError, ConnectionError):
         return None
     return None if message is None else bytes(message.data)
+
+
+async def _verdict(handler: ResponseHandler, value: bytes | None) -> str | None:
+    """The handler's ACK (``None``) or NACK reason for a response's first resource, awaited in
+    order (a later table never overtakes an earlier one); no resource is ACKed unread. A
+    handler that raises NACKs with what it raised (logged), and the stream goes on."""
+    if value is None:
+        return None
+    try:
+        result = handler(value)
+        if inspect.isawaitable(result):
+            return await result
+        return result
+    except Exception as exc:
+        log.exception("the agent's handler of an xDS response failed")
+        return f"agent handler failed: {peer_text(exc)}"
 
 
 class _UpstreamGone(Exception):
@@ -252,9 +269,10 @@ class XdsProxy:
                         got_response = True
                         envelope = peek_response(message.data)
                         self.metrics.xds_responses.inc()
-                        own_answer = relay.from_upstream(envelope)
-                        if own_answer is not None:
-                            outbox.put_nowait(own_answer)
+                        handler = relay.from_upstream(envelope)
+                        if handler is not None:
+                            problem = await _verdict(handler, envelope.first_resource)
+                            outbox.put_nowait(relay.own_answer(envelope, problem))
                             continue
                         await stream.send_message(message)
                 finally:

@@ -21,7 +21,7 @@ that does not parse is a protocol error of the upstream (:class:`MalformedMessag
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import attrs
 
@@ -35,9 +35,10 @@ from istio_sdk.xds.wire import decode_any, iter_fields
 
 __all__ = ["ResponseEnvelope", "ResponseHandler", "SotwRelay", "peek_response"]
 
-ResponseHandler = Callable[[bytes], str | None]
-"""Takes the first resource's ``Any.value`` of an intercepted type; returns ``None`` to ACK or
-the reason to NACK."""
+ResponseHandler = Callable[[bytes], str | Awaitable[str | None] | None]
+"""Takes the first resource's ``Any.value`` of an intercepted type; returns (or, when it is a
+coroutine function, resolves to) ``None`` to ACK or the reason to NACK. An async handler lets
+the agent decode and load what it got off the event loop (the DNS proxy's name table)."""
 
 _INTERNAL = 13  # google.rpc.Code.INTERNAL, what pilot-agent NACKs its own types with
 
@@ -114,14 +115,19 @@ class SotwRelay:
         self._own_requested = True
         return [DiscoveryRequest(type_url=url, resource_names=[WILDCARD]) for url in self.handlers]
 
-    def from_upstream(self, envelope: ResponseEnvelope) -> DiscoveryRequest | None:
-        """Pilot sent a response: ``None`` to forward it to the proxy, or the agent's own ACK
-        or NACK to send back upstream instead (an intercepted type)."""
+    def from_upstream(self, envelope: ResponseEnvelope) -> ResponseHandler | None:
+        """Pilot sent a response: ``None`` to forward it to the proxy, or the handler of an
+        intercepted type, whose verdict :meth:`own_answer` turns into the agent's ACK or NACK
+        (it is never forwarded)."""
         handler = self.handlers.get(envelope.type_url)
         if handler is None:
             self.config_status.response_sent(envelope.type_url, envelope.nonce)
-            return None
-        problem = handler(envelope.first_resource) if envelope.first_resource is not None else None
+        return handler
+
+    @staticmethod
+    def own_answer(envelope: ResponseEnvelope, problem: str | None) -> DiscoveryRequest:
+        """The agent's ACK (``problem`` ``None``) or NACK of an intercepted response, restating
+        the wildcard subscription."""
         return DiscoveryRequest(
             version_info=envelope.version,
             resource_names=[WILDCARD],  # restated: an empty list would unsubscribe
