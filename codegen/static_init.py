@@ -11,9 +11,16 @@ for every ``@dataclass(eq=False, repr=False)`` message class,
   plain code at the end of the class body, where the bytecode cache keeps it compiled;
 - writes the docstring ``dataclasses`` would have set (``Name(field: 'type' = <factory>, ...)``)
   when the class has none;
-- switches the decorator to ``@dataclass(eq=False, repr=False, init=False)``, so
-  ``dataclasses`` still owns everything else (``__dataclass_fields__``, ``__match_args__``,
-  ``dataclasses.fields``) and keeps the ``__init__`` found in the class.
+- writes ``__match_args__`` (the field names, as ``dataclasses`` sets it);
+- replaces each ``name: "type" = betterproto2.field(...)`` by the bare annotation, removes the
+  ``@dataclass`` decorator and ends the class with
+  ``__dataclass_fields__ = _LazyFields(lambda: {name: betterproto2.field(...), ...})``
+  (``istio_sdk.codec.LazyFields``): the first read of ``__dataclass_fields__``
+  (``dataclasses.fields``, ``is_dataclass``, betterproto2's class metadata) puts the fields on
+  the class and applies ``@dataclass(eq=False, repr=False, init=False)`` then, so
+  ``dataclasses`` still owns ``__dataclass_fields__`` and ``dataclasses.fields``, and the
+  field metadata of a class nobody encodes, parses or compares is never built. That was most
+  of the import time left after the static ``__init__``.
 
 The defaults follow ``betterproto2.field``: a list for repeated fields, ``None`` for optional
 and oneof fields, the field's own ``default_factory`` for enums, and the zero value of the
@@ -31,7 +38,8 @@ from google.protobuf.compiler import plugin_pb2
 DECORATOR = "@dataclass(eq=False, repr=False)"
 NEW_DECORATOR = "@dataclass(eq=False, repr=False, init=False)"
 SENTINEL = "_FACTORY"
-SENTINEL_IMPORT = f"from istio_sdk.codec import FACTORY as {SENTINEL}\n"
+SENTINEL_IMPORT = f"from istio_sdk.codec import FACTORY as {SENTINEL}, LazyFields as _LazyFields\n"
+DATACLASS_IMPORT = "from dataclasses import dataclass\n"
 # betterproto2.field's zero values, as literals building equal values.
 ZERO_BY_TYPE = {
     "TYPE_BOOL": "False",
@@ -135,12 +143,23 @@ def init_source(fields: list[tuple[str, str, str]]) -> list[str]:
     return lines
 
 
+def lazy_fields_source(node: ast.ClassDef, text: str) -> list[str]:
+    """The class-body lines deferring the ``betterproto2.field(...)`` calls to first use."""
+    lines = ["    __dataclass_fields__ = _LazyFields(", "        lambda: {"]
+    for item in node.body:
+        if isinstance(item, ast.AnnAssign):
+            assert isinstance(item.target, ast.Name) and item.value is not None
+            lines.append(f"            {item.target.id!r}: {ast.unparse(item.value)},")
+    lines += ["        }", "    )"]
+    return lines
+
+
 def rewrite_module(text: str) -> str:
     """The module with every message dataclass given a static ``__init__`` (see above)."""
     tree = ast.parse(text)
     lines = text.splitlines()
-    # Edits by line index, applied bottom-up so earlier indices stay valid.
-    inserts: list[tuple[int, list[str]]] = []
+    # Edits (start, end, new lines) by line index, applied bottom-up so indices stay valid.
+    edits: list[tuple[int, int, list[str]]] = []
     changed = False
     for node in tree.body:
         if not isinstance(node, ast.ClassDef) or not _is_message_dataclass(node):
@@ -150,23 +169,42 @@ def rewrite_module(text: str) -> str:
         index = decorator.lineno - 1
         if lines[index].strip() != DECORATOR:
             raise StaticInitError(f"{node.name}: decorator not on a line of its own")
-        lines[index] = lines[index].replace(DECORATOR, NEW_DECORATOR)
+        edits.append((index, index + 1, []))
+        for item in node.body:
+            if isinstance(item, ast.AnnAssign):
+                assert isinstance(item.target, ast.Name) and item.end_lineno is not None
+                annotation = ast.get_source_segment(text, item.annotation)
+                edits.append(
+                    (item.lineno - 1, item.end_lineno, [f"    {item.target.id}: {annotation}"])
+                )
+        match_args = "".join(f"{field!r}, " for field, _, _ in fields).rstrip(" ")
         assert node.end_lineno is not None
-        inserts.append((node.end_lineno, ["", *init_source(fields)]))
+        tail = [
+            "",
+            f"    __match_args__ = ({match_args})",
+            "",
+            *init_source(fields),
+            "",
+            *lazy_fields_source(node, text),
+        ]
+        edits.append((node.end_lineno, node.end_lineno, tail))
         if ast.get_docstring(node, clean=False) is None:
             first = node.body[0]
             start = min([first.lineno, *(d.lineno for d in getattr(first, "decorator_list", []))])
-            inserts.append((start - 1, [f"    {dataclass_doc(node.name, fields)!r}", ""]))
+            edits.append((start - 1, start - 1, [f"    {dataclass_doc(node.name, fields)!r}", ""]))
         changed = True
     if not changed:
         return text
-    for at, new_lines in sorted(inserts, key=lambda item: item[0], reverse=True):
-        lines[at:at] = new_lines
+    for start, end, new_lines in sorted(edits, key=lambda edit: edit[:2], reverse=True):
+        lines[start:end] = new_lines
     result = "\n".join(lines) + "\n"
     marker = "import betterproto2\n"
     if marker not in result:
         raise StaticInitError("no 'import betterproto2' line to put the sentinel import after")
-    return result.replace(marker, marker + SENTINEL_IMPORT, 1)
+    result = result.replace(marker, marker + SENTINEL_IMPORT, 1)
+    if "@dataclass" not in result:
+        result = result.replace(DATACLASS_IMPORT, "", 1)
+    return result
 
 
 def static_init_pass(out: pathlib.Path, request: plugin_pb2.CodeGeneratorRequest) -> None:

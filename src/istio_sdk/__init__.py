@@ -12,7 +12,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from istio_sdk._lazy_deps import defer_pydantic
 from istio_sdk._version import __version__
+
+defer_pydantic()  # before anything imports betterproto2 (see istio_sdk._lazy_deps)
 
 # public name -> the component package that exports it
 _EXPORTS: dict[str, str] = {

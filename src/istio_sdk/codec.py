@@ -23,7 +23,9 @@ Wire format choices (the same as Google's upb runtime with ``deterministic=True`
 
 from __future__ import annotations
 
+import _thread
 import contextlib
+import dataclasses
 import datetime
 import gc
 import importlib
@@ -544,6 +546,45 @@ class _Factory:
 
 
 FACTORY: Any = _Factory()
+
+_DATACLASS_LOCK = _thread.RLock()  # _thread: threading is not loaded yet here
+
+
+class LazyFields:
+    """The ``__dataclass_fields__`` of a generated message class, until something reads it.
+
+    ``@dataclass`` collects a class's fields when the class is created, and betterproto2's
+    ``field()`` builds their metadata then: for the Envoy packages that was most of what was
+    left of their import time. ``codegen/static_init.py`` writes each message class with plain
+    annotations, a static ``__init__`` and ``__match_args__``, and this descriptor holding a
+    function that returns the ``betterproto2.field(...)`` of each field. The first read of
+    ``__dataclass_fields__`` (``dataclasses.fields``, ``is_dataclass``, betterproto2's own
+    class metadata, ...) puts those fields on the class and applies
+    ``dataclass(eq=False, repr=False, init=False)`` to it, exactly what the decorator would
+    have done at import, and returns the fields it made.
+    """
+
+    __slots__ = ("_build", "_owner")
+
+    def __init__(self, build: Callable[[], dict[str, Any]]) -> None:
+        self._build = build
+        self._owner: type | None = None
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._owner = owner
+
+    def __get__(self, instance: object, objtype: type | None = None) -> Any:
+        owner = self._owner
+        if owner is None:
+            raise TypeError("LazyFields is only usable as a class attribute")
+        with _DATACLASS_LOCK:
+            if owner.__dict__.get("__dataclass_fields__") is self:
+                fields = self._build()
+                delattr(owner, "__dataclass_fields__")
+                for name, value in fields.items():
+                    setattr(owner, name, value)
+                dataclasses.dataclass(eq=False, repr=False, init=False)(owner)
+        return owner.__dict__["__dataclass_fields__"]
 
 
 # ---------------------------------------------------------------------------- the prelude

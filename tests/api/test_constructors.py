@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -67,3 +69,35 @@ def test_post_init_warns_about_deprecated_fields() -> None:
         warnings.simplefilter("always")
         Cluster(max_requests_per_connection=3)
     assert any("max_requests_per_connection is deprecated" in str(w.message) for w in caught)
+
+
+def test_every_type_is_the_dataclass_the_decorator_would_make() -> None:
+    # static_init leaves the fields to istio_sdk.codec.LazyFields, which applies @dataclass on
+    # first use: the fields, their metadata, __match_args__ and pattern matching are the same.
+    for cls in TYPES:
+        assert dataclasses.is_dataclass(cls), full_name(cls)
+        fields = dataclasses.fields(cls)
+        assert [f.name for f in fields] == list(cls.__annotations__), full_name(cls)
+        assert [f.type for f in fields] == list(cls.__annotations__.values()), full_name(cls)
+        assert cls.__match_args__ == tuple(f.name for f in fields), full_name(cls)
+        for f in fields:
+            assert "betterproto" in f.metadata, (full_name(cls), f.name)
+            assert f.name not in cls.__dict__, (full_name(cls), f.name)
+    assert dataclasses.replace(Cluster(name="a"), name="b").name == "b"
+    assert dataclasses.asdict(Cluster(name="c"))["name"] == "c"
+
+
+POSITIONAL_MATCH = """
+from istio_sdk.api.envoy.config.endpoint.v3 import ClusterLoadAssignment
+match ClusterLoadAssignment("outbound|80||a"):
+    case ClusterLoadAssignment(name, endpoints):
+        print(name, len(endpoints))
+"""
+
+
+def test_positional_patterns_match_before_anything_reads_the_fields() -> None:
+    # A fresh interpreter: nothing has made the class's dataclass fields yet.
+    out = subprocess.run(
+        [sys.executable, "-c", POSITIONAL_MATCH], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["outbound|80||a", "0"]

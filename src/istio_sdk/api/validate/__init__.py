@@ -32,10 +32,9 @@ __all__ = (
 )
 
 import datetime
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from ..message_pool import default_message_pool
 
@@ -51,15 +50,16 @@ class KnownRegex(betterproto2.Enum):
     HTTP_HEADER_VALUE = 2
 
 
-@dataclass(eq=False, repr=False, init=False)
 class AnyRules(betterproto2.Message):
     "AnyRules(required: 'bool' = <factory>, in_: 'list[str]' = <factory>, not_in: 'list[str]' = <factory>)"
 
-    required: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    required: "bool"
 
-    in_: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
+    in_: "list[str]"
 
-    not_in: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
+    not_in: "list[str]"
+
+    __match_args__ = ('required', 'in_', 'not_in',)
 
     def __init__(self, required: 'bool' = _FACTORY, in_: 'list[str]' = _FACTORY, not_in: 'list[str]' = _FACTORY) -> None:
         self.required = False if required is _FACTORY else required
@@ -67,25 +67,39 @@ class AnyRules(betterproto2.Message):
         self.not_in = [] if not_in is _FACTORY else not_in
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'required': betterproto2.field(1, betterproto2.TYPE_BOOL),
+            'in_': betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True),
+            'not_in': betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("validate", "AnyRules", AnyRules)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class BoolRules(betterproto2.Message):
     "BoolRules(const: 'bool' = <factory>)"
 
-    const: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    const: "bool"
+
+    __match_args__ = ('const',)
 
     def __init__(self, const: 'bool' = _FACTORY) -> None:
         self.const = False if const is _FACTORY else const
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'const': betterproto2.field(1, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message("validate", "BoolRules", BoolRules)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class BytesRules(betterproto2.Message):
     """
 
@@ -94,39 +108,35 @@ class BytesRules(betterproto2.Message):
         - well_known:
     """
 
-    const: "bytes" = betterproto2.field(1, betterproto2.TYPE_BYTES)
+    const: "bytes"
 
-    len: "int" = betterproto2.field(13, betterproto2.TYPE_UINT64)
+    len: "int"
 
-    min_len: "int" = betterproto2.field(2, betterproto2.TYPE_UINT64)
+    min_len: "int"
 
-    max_len: "int" = betterproto2.field(3, betterproto2.TYPE_UINT64)
+    max_len: "int"
 
-    pattern: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    pattern: "str"
 
-    prefix: "bytes" = betterproto2.field(5, betterproto2.TYPE_BYTES)
+    prefix: "bytes"
 
-    suffix: "bytes" = betterproto2.field(6, betterproto2.TYPE_BYTES)
+    suffix: "bytes"
 
-    contains: "bytes" = betterproto2.field(7, betterproto2.TYPE_BYTES)
+    contains: "bytes"
 
-    in_: "list[bytes]" = betterproto2.field(8, betterproto2.TYPE_BYTES, repeated=True)
+    in_: "list[bytes]"
 
-    not_in: "list[bytes]" = betterproto2.field(9, betterproto2.TYPE_BYTES, repeated=True)
+    not_in: "list[bytes]"
 
-    ip: "bool | None" = betterproto2.field(
-        10, betterproto2.TYPE_BOOL, optional=True, group="well_known"
-    )
+    ip: "bool | None"
 
-    ipv4: "bool | None" = betterproto2.field(
-        11, betterproto2.TYPE_BOOL, optional=True, group="well_known"
-    )
+    ipv4: "bool | None"
 
-    ipv6: "bool | None" = betterproto2.field(
-        12, betterproto2.TYPE_BOOL, optional=True, group="well_known"
-    )
+    ipv6: "bool | None"
 
-    ignore_empty: "bool" = betterproto2.field(14, betterproto2.TYPE_BOOL)
+    ignore_empty: "bool"
+
+    __match_args__ = ('const', 'len', 'min_len', 'max_len', 'pattern', 'prefix', 'suffix', 'contains', 'in_', 'not_in', 'ip', 'ipv4', 'ipv6', 'ignore_empty',)
 
     def __init__(self, const: 'bytes' = _FACTORY, len: 'int' = _FACTORY, min_len: 'int' = _FACTORY, max_len: 'int' = _FACTORY, pattern: 'str' = _FACTORY, prefix: 'bytes' = _FACTORY, suffix: 'bytes' = _FACTORY, contains: 'bytes' = _FACTORY, in_: 'list[bytes]' = _FACTORY, not_in: 'list[bytes]' = _FACTORY, ip: 'bool | None' = _FACTORY, ipv4: 'bool | None' = _FACTORY, ipv6: 'bool | None' = _FACTORY, ignore_empty: 'bool' = _FACTORY) -> None:
         self.const = b"" if const is _FACTORY else const
@@ -145,29 +155,49 @@ class BytesRules(betterproto2.Message):
         self.ignore_empty = False if ignore_empty is _FACTORY else ignore_empty
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'const': betterproto2.field(1, betterproto2.TYPE_BYTES),
+            'len': betterproto2.field(13, betterproto2.TYPE_UINT64),
+            'min_len': betterproto2.field(2, betterproto2.TYPE_UINT64),
+            'max_len': betterproto2.field(3, betterproto2.TYPE_UINT64),
+            'pattern': betterproto2.field(4, betterproto2.TYPE_STRING),
+            'prefix': betterproto2.field(5, betterproto2.TYPE_BYTES),
+            'suffix': betterproto2.field(6, betterproto2.TYPE_BYTES),
+            'contains': betterproto2.field(7, betterproto2.TYPE_BYTES),
+            'in_': betterproto2.field(8, betterproto2.TYPE_BYTES, repeated=True),
+            'not_in': betterproto2.field(9, betterproto2.TYPE_BYTES, repeated=True),
+            'ip': betterproto2.field(10, betterproto2.TYPE_BOOL, optional=True, group='well_known'),
+            'ipv4': betterproto2.field(11, betterproto2.TYPE_BOOL, optional=True, group='well_known'),
+            'ipv6': betterproto2.field(12, betterproto2.TYPE_BOOL, optional=True, group='well_known'),
+            'ignore_empty': betterproto2.field(14, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message("validate", "BytesRules", BytesRules)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class DoubleRules(betterproto2.Message):
     "DoubleRules(const: 'float' = <factory>, lt: 'float' = <factory>, lte: 'float' = <factory>, gt: 'float' = <factory>, gte: 'float' = <factory>, in_: 'list[float]' = <factory>, not_in: 'list[float]' = <factory>, ignore_empty: 'bool' = <factory>)"
 
-    const: "float" = betterproto2.field(1, betterproto2.TYPE_DOUBLE)
+    const: "float"
 
-    lt: "float" = betterproto2.field(2, betterproto2.TYPE_DOUBLE)
+    lt: "float"
 
-    lte: "float" = betterproto2.field(3, betterproto2.TYPE_DOUBLE)
+    lte: "float"
 
-    gt: "float" = betterproto2.field(4, betterproto2.TYPE_DOUBLE)
+    gt: "float"
 
-    gte: "float" = betterproto2.field(5, betterproto2.TYPE_DOUBLE)
+    gte: "float"
 
-    in_: "list[float]" = betterproto2.field(6, betterproto2.TYPE_DOUBLE, repeated=True)
+    in_: "list[float]"
 
-    not_in: "list[float]" = betterproto2.field(7, betterproto2.TYPE_DOUBLE, repeated=True)
+    not_in: "list[float]"
 
-    ignore_empty: "bool" = betterproto2.field(8, betterproto2.TYPE_BOOL)
+    ignore_empty: "bool"
+
+    __match_args__ = ('const', 'lt', 'lte', 'gt', 'gte', 'in_', 'not_in', 'ignore_empty',)
 
     def __init__(self, const: 'float' = _FACTORY, lt: 'float' = _FACTORY, lte: 'float' = _FACTORY, gt: 'float' = _FACTORY, gte: 'float' = _FACTORY, in_: 'list[float]' = _FACTORY, not_in: 'list[float]' = _FACTORY, ignore_empty: 'bool' = _FACTORY) -> None:
         self.const = 0.0 if const is _FACTORY else const
@@ -180,43 +210,43 @@ class DoubleRules(betterproto2.Message):
         self.ignore_empty = False if ignore_empty is _FACTORY else ignore_empty
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'const': betterproto2.field(1, betterproto2.TYPE_DOUBLE),
+            'lt': betterproto2.field(2, betterproto2.TYPE_DOUBLE),
+            'lte': betterproto2.field(3, betterproto2.TYPE_DOUBLE),
+            'gt': betterproto2.field(4, betterproto2.TYPE_DOUBLE),
+            'gte': betterproto2.field(5, betterproto2.TYPE_DOUBLE),
+            'in_': betterproto2.field(6, betterproto2.TYPE_DOUBLE, repeated=True),
+            'not_in': betterproto2.field(7, betterproto2.TYPE_DOUBLE, repeated=True),
+            'ignore_empty': betterproto2.field(8, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message("validate", "DoubleRules", DoubleRules)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class DurationRules(betterproto2.Message):
     "DurationRules(required: 'bool' = <factory>, const: 'datetime.timedelta | None' = <factory>, lt: 'datetime.timedelta | None' = <factory>, lte: 'datetime.timedelta | None' = <factory>, gt: 'datetime.timedelta | None' = <factory>, gte: 'datetime.timedelta | None' = <factory>, in_: 'list[datetime.timedelta]' = <factory>, not_in: 'list[datetime.timedelta]' = <factory>)"
 
-    required: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    required: "bool"
 
-    const: "datetime.timedelta | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Duration, optional=True
-    )
+    const: "datetime.timedelta | None"
 
-    lt: "datetime.timedelta | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Duration, optional=True
-    )
+    lt: "datetime.timedelta | None"
 
-    lte: "datetime.timedelta | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Duration, optional=True
-    )
+    lte: "datetime.timedelta | None"
 
-    gt: "datetime.timedelta | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Duration, optional=True
-    )
+    gt: "datetime.timedelta | None"
 
-    gte: "datetime.timedelta | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Duration, optional=True
-    )
+    gte: "datetime.timedelta | None"
 
-    in_: "list[datetime.timedelta]" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Duration, repeated=True
-    )
+    in_: "list[datetime.timedelta]"
 
-    not_in: "list[datetime.timedelta]" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Duration, repeated=True
-    )
+    not_in: "list[datetime.timedelta]"
+
+    __match_args__ = ('required', 'const', 'lt', 'lte', 'gt', 'gte', 'in_', 'not_in',)
 
     def __init__(self, required: 'bool' = _FACTORY, const: 'datetime.timedelta | None' = _FACTORY, lt: 'datetime.timedelta | None' = _FACTORY, lte: 'datetime.timedelta | None' = _FACTORY, gt: 'datetime.timedelta | None' = _FACTORY, gte: 'datetime.timedelta | None' = _FACTORY, in_: 'list[datetime.timedelta]' = _FACTORY, not_in: 'list[datetime.timedelta]' = _FACTORY) -> None:
         self.required = False if required is _FACTORY else required
@@ -229,21 +259,35 @@ class DurationRules(betterproto2.Message):
         self.not_in = [] if not_in is _FACTORY else not_in
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'required': betterproto2.field(1, betterproto2.TYPE_BOOL),
+            'const': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Duration, optional=True),
+            'lt': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Duration, optional=True),
+            'lte': betterproto2.field(4, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Duration, optional=True),
+            'gt': betterproto2.field(5, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Duration, optional=True),
+            'gte': betterproto2.field(6, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Duration, optional=True),
+            'in_': betterproto2.field(7, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Duration, repeated=True),
+            'not_in': betterproto2.field(8, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Duration, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("validate", "DurationRules", DurationRules)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class EnumRules(betterproto2.Message):
     "EnumRules(const: 'int' = <factory>, defined_only: 'bool' = <factory>, in_: 'list[int]' = <factory>, not_in: 'list[int]' = <factory>)"
 
-    const: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    const: "int"
 
-    defined_only: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    defined_only: "bool"
 
-    in_: "list[int]" = betterproto2.field(3, betterproto2.TYPE_INT32, repeated=True)
+    in_: "list[int]"
 
-    not_in: "list[int]" = betterproto2.field(4, betterproto2.TYPE_INT32, repeated=True)
+    not_in: "list[int]"
+
+    __match_args__ = ('const', 'defined_only', 'in_', 'not_in',)
 
     def __init__(self, const: 'int' = _FACTORY, defined_only: 'bool' = _FACTORY, in_: 'list[int]' = _FACTORY, not_in: 'list[int]' = _FACTORY) -> None:
         self.const = 0 if const is _FACTORY else const
@@ -252,11 +296,19 @@ class EnumRules(betterproto2.Message):
         self.not_in = [] if not_in is _FACTORY else not_in
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'const': betterproto2.field(1, betterproto2.TYPE_INT32),
+            'defined_only': betterproto2.field(2, betterproto2.TYPE_BOOL),
+            'in_': betterproto2.field(3, betterproto2.TYPE_INT32, repeated=True),
+            'not_in': betterproto2.field(4, betterproto2.TYPE_INT32, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("validate", "EnumRules", EnumRules)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class FieldRules(betterproto2.Message):
     """
 
@@ -265,93 +317,51 @@ class FieldRules(betterproto2.Message):
         - type:
     """
 
-    message: "MessageRules | None" = betterproto2.field(
-        17, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    message: "MessageRules | None"
 
-    float: "FloatRules | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True, group="type"
-    )
+    float: "FloatRules | None"
 
-    double: "DoubleRules | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="type"
-    )
+    double: "DoubleRules | None"
 
-    int32: "Int32Rules | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="type"
-    )
+    int32: "Int32Rules | None"
 
-    int64: "Int64Rules | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True, group="type"
-    )
+    int64: "Int64Rules | None"
 
-    uint32: "UInt32Rules | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True, group="type"
-    )
+    uint32: "UInt32Rules | None"
 
-    uint64: "UInt64Rules | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, optional=True, group="type"
-    )
+    uint64: "UInt64Rules | None"
 
-    sint32: "SInt32Rules | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True, group="type"
-    )
+    sint32: "SInt32Rules | None"
 
-    sint64: "SInt64Rules | None" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, optional=True, group="type"
-    )
+    sint64: "SInt64Rules | None"
 
-    fixed32: "Fixed32Rules | None" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, optional=True, group="type"
-    )
+    fixed32: "Fixed32Rules | None"
 
-    fixed64: "Fixed64Rules | None" = betterproto2.field(
-        10, betterproto2.TYPE_MESSAGE, optional=True, group="type"
-    )
+    fixed64: "Fixed64Rules | None"
 
-    sfixed32: "SFixed32Rules | None" = betterproto2.field(
-        11, betterproto2.TYPE_MESSAGE, optional=True, group="type"
-    )
+    sfixed32: "SFixed32Rules | None"
 
-    sfixed64: "SFixed64Rules | None" = betterproto2.field(
-        12, betterproto2.TYPE_MESSAGE, optional=True, group="type"
-    )
+    sfixed64: "SFixed64Rules | None"
 
-    bool: "BoolRules | None" = betterproto2.field(
-        13, betterproto2.TYPE_MESSAGE, optional=True, group="type"
-    )
+    bool: "BoolRules | None"
 
-    string: "StringRules | None" = betterproto2.field(
-        14, betterproto2.TYPE_MESSAGE, optional=True, group="type"
-    )
+    string: "StringRules | None"
 
-    bytes: "BytesRules | None" = betterproto2.field(
-        15, betterproto2.TYPE_MESSAGE, optional=True, group="type"
-    )
+    bytes: "BytesRules | None"
 
-    enum: "EnumRules | None" = betterproto2.field(
-        16, betterproto2.TYPE_MESSAGE, optional=True, group="type"
-    )
+    enum: "EnumRules | None"
 
-    repeated: "RepeatedRules | None" = betterproto2.field(
-        18, betterproto2.TYPE_MESSAGE, optional=True, group="type"
-    )
+    repeated: "RepeatedRules | None"
 
-    map: "MapRules | None" = betterproto2.field(
-        19, betterproto2.TYPE_MESSAGE, optional=True, group="type"
-    )
+    map: "MapRules | None"
 
-    any: "AnyRules | None" = betterproto2.field(
-        20, betterproto2.TYPE_MESSAGE, optional=True, group="type"
-    )
+    any: "AnyRules | None"
 
-    duration: "DurationRules | None" = betterproto2.field(
-        21, betterproto2.TYPE_MESSAGE, optional=True, group="type"
-    )
+    duration: "DurationRules | None"
 
-    timestamp: "TimestampRules | None" = betterproto2.field(
-        22, betterproto2.TYPE_MESSAGE, optional=True, group="type"
-    )
+    timestamp: "TimestampRules | None"
+
+    __match_args__ = ('message', 'float', 'double', 'int32', 'int64', 'uint32', 'uint64', 'sint32', 'sint64', 'fixed32', 'fixed64', 'sfixed32', 'sfixed64', 'bool', 'string', 'bytes', 'enum', 'repeated', 'map', 'any', 'duration', 'timestamp',)
 
     def __init__(self, message: 'MessageRules | None' = _FACTORY, float: 'FloatRules | None' = _FACTORY, double: 'DoubleRules | None' = _FACTORY, int32: 'Int32Rules | None' = _FACTORY, int64: 'Int64Rules | None' = _FACTORY, uint32: 'UInt32Rules | None' = _FACTORY, uint64: 'UInt64Rules | None' = _FACTORY, sint32: 'SInt32Rules | None' = _FACTORY, sint64: 'SInt64Rules | None' = _FACTORY, fixed32: 'Fixed32Rules | None' = _FACTORY, fixed64: 'Fixed64Rules | None' = _FACTORY, sfixed32: 'SFixed32Rules | None' = _FACTORY, sfixed64: 'SFixed64Rules | None' = _FACTORY, bool: 'BoolRules | None' = _FACTORY, string: 'StringRules | None' = _FACTORY, bytes: 'BytesRules | None' = _FACTORY, enum: 'EnumRules | None' = _FACTORY, repeated: 'RepeatedRules | None' = _FACTORY, map: 'MapRules | None' = _FACTORY, any: 'AnyRules | None' = _FACTORY, duration: 'DurationRules | None' = _FACTORY, timestamp: 'TimestampRules | None' = _FACTORY) -> None:
         self.message = None if message is _FACTORY else message
@@ -378,29 +388,57 @@ class FieldRules(betterproto2.Message):
         self.timestamp = None if timestamp is _FACTORY else timestamp
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'message': betterproto2.field(17, betterproto2.TYPE_MESSAGE, optional=True),
+            'float': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group='type'),
+            'double': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='type'),
+            'int32': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='type'),
+            'int64': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True, group='type'),
+            'uint32': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True, group='type'),
+            'uint64': betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True, group='type'),
+            'sint32': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True, group='type'),
+            'sint64': betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True, group='type'),
+            'fixed32': betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True, group='type'),
+            'fixed64': betterproto2.field(10, betterproto2.TYPE_MESSAGE, optional=True, group='type'),
+            'sfixed32': betterproto2.field(11, betterproto2.TYPE_MESSAGE, optional=True, group='type'),
+            'sfixed64': betterproto2.field(12, betterproto2.TYPE_MESSAGE, optional=True, group='type'),
+            'bool': betterproto2.field(13, betterproto2.TYPE_MESSAGE, optional=True, group='type'),
+            'string': betterproto2.field(14, betterproto2.TYPE_MESSAGE, optional=True, group='type'),
+            'bytes': betterproto2.field(15, betterproto2.TYPE_MESSAGE, optional=True, group='type'),
+            'enum': betterproto2.field(16, betterproto2.TYPE_MESSAGE, optional=True, group='type'),
+            'repeated': betterproto2.field(18, betterproto2.TYPE_MESSAGE, optional=True, group='type'),
+            'map': betterproto2.field(19, betterproto2.TYPE_MESSAGE, optional=True, group='type'),
+            'any': betterproto2.field(20, betterproto2.TYPE_MESSAGE, optional=True, group='type'),
+            'duration': betterproto2.field(21, betterproto2.TYPE_MESSAGE, optional=True, group='type'),
+            'timestamp': betterproto2.field(22, betterproto2.TYPE_MESSAGE, optional=True, group='type'),
+        }
+    )
+
 
 default_message_pool.register_message("validate", "FieldRules", FieldRules)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Fixed32Rules(betterproto2.Message):
     "Fixed32Rules(const: 'int' = <factory>, lt: 'int' = <factory>, lte: 'int' = <factory>, gt: 'int' = <factory>, gte: 'int' = <factory>, in_: 'list[int]' = <factory>, not_in: 'list[int]' = <factory>, ignore_empty: 'bool' = <factory>)"
 
-    const: "int" = betterproto2.field(1, betterproto2.TYPE_FIXED32)
+    const: "int"
 
-    lt: "int" = betterproto2.field(2, betterproto2.TYPE_FIXED32)
+    lt: "int"
 
-    lte: "int" = betterproto2.field(3, betterproto2.TYPE_FIXED32)
+    lte: "int"
 
-    gt: "int" = betterproto2.field(4, betterproto2.TYPE_FIXED32)
+    gt: "int"
 
-    gte: "int" = betterproto2.field(5, betterproto2.TYPE_FIXED32)
+    gte: "int"
 
-    in_: "list[int]" = betterproto2.field(6, betterproto2.TYPE_FIXED32, repeated=True)
+    in_: "list[int]"
 
-    not_in: "list[int]" = betterproto2.field(7, betterproto2.TYPE_FIXED32, repeated=True)
+    not_in: "list[int]"
 
-    ignore_empty: "bool" = betterproto2.field(8, betterproto2.TYPE_BOOL)
+    ignore_empty: "bool"
+
+    __match_args__ = ('const', 'lt', 'lte', 'gt', 'gte', 'in_', 'not_in', 'ignore_empty',)
 
     def __init__(self, const: 'int' = _FACTORY, lt: 'int' = _FACTORY, lte: 'int' = _FACTORY, gt: 'int' = _FACTORY, gte: 'int' = _FACTORY, in_: 'list[int]' = _FACTORY, not_in: 'list[int]' = _FACTORY, ignore_empty: 'bool' = _FACTORY) -> None:
         self.const = 0 if const is _FACTORY else const
@@ -412,30 +450,44 @@ class Fixed32Rules(betterproto2.Message):
         self.not_in = [] if not_in is _FACTORY else not_in
         self.ignore_empty = False if ignore_empty is _FACTORY else ignore_empty
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'const': betterproto2.field(1, betterproto2.TYPE_FIXED32),
+            'lt': betterproto2.field(2, betterproto2.TYPE_FIXED32),
+            'lte': betterproto2.field(3, betterproto2.TYPE_FIXED32),
+            'gt': betterproto2.field(4, betterproto2.TYPE_FIXED32),
+            'gte': betterproto2.field(5, betterproto2.TYPE_FIXED32),
+            'in_': betterproto2.field(6, betterproto2.TYPE_FIXED32, repeated=True),
+            'not_in': betterproto2.field(7, betterproto2.TYPE_FIXED32, repeated=True),
+            'ignore_empty': betterproto2.field(8, betterproto2.TYPE_BOOL),
+        }
+    )
 
 
 default_message_pool.register_message("validate", "Fixed32Rules", Fixed32Rules)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Fixed64Rules(betterproto2.Message):
     "Fixed64Rules(const: 'int' = <factory>, lt: 'int' = <factory>, lte: 'int' = <factory>, gt: 'int' = <factory>, gte: 'int' = <factory>, in_: 'list[int]' = <factory>, not_in: 'list[int]' = <factory>, ignore_empty: 'bool' = <factory>)"
 
-    const: "int" = betterproto2.field(1, betterproto2.TYPE_FIXED64)
+    const: "int"
 
-    lt: "int" = betterproto2.field(2, betterproto2.TYPE_FIXED64)
+    lt: "int"
 
-    lte: "int" = betterproto2.field(3, betterproto2.TYPE_FIXED64)
+    lte: "int"
 
-    gt: "int" = betterproto2.field(4, betterproto2.TYPE_FIXED64)
+    gt: "int"
 
-    gte: "int" = betterproto2.field(5, betterproto2.TYPE_FIXED64)
+    gte: "int"
 
-    in_: "list[int]" = betterproto2.field(6, betterproto2.TYPE_FIXED64, repeated=True)
+    in_: "list[int]"
 
-    not_in: "list[int]" = betterproto2.field(7, betterproto2.TYPE_FIXED64, repeated=True)
+    not_in: "list[int]"
 
-    ignore_empty: "bool" = betterproto2.field(8, betterproto2.TYPE_BOOL)
+    ignore_empty: "bool"
+
+    __match_args__ = ('const', 'lt', 'lte', 'gt', 'gte', 'in_', 'not_in', 'ignore_empty',)
 
     def __init__(self, const: 'int' = _FACTORY, lt: 'int' = _FACTORY, lte: 'int' = _FACTORY, gt: 'int' = _FACTORY, gte: 'int' = _FACTORY, in_: 'list[int]' = _FACTORY, not_in: 'list[int]' = _FACTORY, ignore_empty: 'bool' = _FACTORY) -> None:
         self.const = 0 if const is _FACTORY else const
@@ -448,29 +500,43 @@ class Fixed64Rules(betterproto2.Message):
         self.ignore_empty = False if ignore_empty is _FACTORY else ignore_empty
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'const': betterproto2.field(1, betterproto2.TYPE_FIXED64),
+            'lt': betterproto2.field(2, betterproto2.TYPE_FIXED64),
+            'lte': betterproto2.field(3, betterproto2.TYPE_FIXED64),
+            'gt': betterproto2.field(4, betterproto2.TYPE_FIXED64),
+            'gte': betterproto2.field(5, betterproto2.TYPE_FIXED64),
+            'in_': betterproto2.field(6, betterproto2.TYPE_FIXED64, repeated=True),
+            'not_in': betterproto2.field(7, betterproto2.TYPE_FIXED64, repeated=True),
+            'ignore_empty': betterproto2.field(8, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message("validate", "Fixed64Rules", Fixed64Rules)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class FloatRules(betterproto2.Message):
     "FloatRules(const: 'float' = <factory>, lt: 'float' = <factory>, lte: 'float' = <factory>, gt: 'float' = <factory>, gte: 'float' = <factory>, in_: 'list[float]' = <factory>, not_in: 'list[float]' = <factory>, ignore_empty: 'bool' = <factory>)"
 
-    const: "float" = betterproto2.field(1, betterproto2.TYPE_FLOAT)
+    const: "float"
 
-    lt: "float" = betterproto2.field(2, betterproto2.TYPE_FLOAT)
+    lt: "float"
 
-    lte: "float" = betterproto2.field(3, betterproto2.TYPE_FLOAT)
+    lte: "float"
 
-    gt: "float" = betterproto2.field(4, betterproto2.TYPE_FLOAT)
+    gt: "float"
 
-    gte: "float" = betterproto2.field(5, betterproto2.TYPE_FLOAT)
+    gte: "float"
 
-    in_: "list[float]" = betterproto2.field(6, betterproto2.TYPE_FLOAT, repeated=True)
+    in_: "list[float]"
 
-    not_in: "list[float]" = betterproto2.field(7, betterproto2.TYPE_FLOAT, repeated=True)
+    not_in: "list[float]"
 
-    ignore_empty: "bool" = betterproto2.field(8, betterproto2.TYPE_BOOL)
+    ignore_empty: "bool"
+
+    __match_args__ = ('const', 'lt', 'lte', 'gt', 'gte', 'in_', 'not_in', 'ignore_empty',)
 
     def __init__(self, const: 'float' = _FACTORY, lt: 'float' = _FACTORY, lte: 'float' = _FACTORY, gt: 'float' = _FACTORY, gte: 'float' = _FACTORY, in_: 'list[float]' = _FACTORY, not_in: 'list[float]' = _FACTORY, ignore_empty: 'bool' = _FACTORY) -> None:
         self.const = 0.0 if const is _FACTORY else const
@@ -483,29 +549,43 @@ class FloatRules(betterproto2.Message):
         self.ignore_empty = False if ignore_empty is _FACTORY else ignore_empty
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'const': betterproto2.field(1, betterproto2.TYPE_FLOAT),
+            'lt': betterproto2.field(2, betterproto2.TYPE_FLOAT),
+            'lte': betterproto2.field(3, betterproto2.TYPE_FLOAT),
+            'gt': betterproto2.field(4, betterproto2.TYPE_FLOAT),
+            'gte': betterproto2.field(5, betterproto2.TYPE_FLOAT),
+            'in_': betterproto2.field(6, betterproto2.TYPE_FLOAT, repeated=True),
+            'not_in': betterproto2.field(7, betterproto2.TYPE_FLOAT, repeated=True),
+            'ignore_empty': betterproto2.field(8, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message("validate", "FloatRules", FloatRules)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Int32Rules(betterproto2.Message):
     "Int32Rules(const: 'int' = <factory>, lt: 'int' = <factory>, lte: 'int' = <factory>, gt: 'int' = <factory>, gte: 'int' = <factory>, in_: 'list[int]' = <factory>, not_in: 'list[int]' = <factory>, ignore_empty: 'bool' = <factory>)"
 
-    const: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    const: "int"
 
-    lt: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
+    lt: "int"
 
-    lte: "int" = betterproto2.field(3, betterproto2.TYPE_INT32)
+    lte: "int"
 
-    gt: "int" = betterproto2.field(4, betterproto2.TYPE_INT32)
+    gt: "int"
 
-    gte: "int" = betterproto2.field(5, betterproto2.TYPE_INT32)
+    gte: "int"
 
-    in_: "list[int]" = betterproto2.field(6, betterproto2.TYPE_INT32, repeated=True)
+    in_: "list[int]"
 
-    not_in: "list[int]" = betterproto2.field(7, betterproto2.TYPE_INT32, repeated=True)
+    not_in: "list[int]"
 
-    ignore_empty: "bool" = betterproto2.field(8, betterproto2.TYPE_BOOL)
+    ignore_empty: "bool"
+
+    __match_args__ = ('const', 'lt', 'lte', 'gt', 'gte', 'in_', 'not_in', 'ignore_empty',)
 
     def __init__(self, const: 'int' = _FACTORY, lt: 'int' = _FACTORY, lte: 'int' = _FACTORY, gt: 'int' = _FACTORY, gte: 'int' = _FACTORY, in_: 'list[int]' = _FACTORY, not_in: 'list[int]' = _FACTORY, ignore_empty: 'bool' = _FACTORY) -> None:
         self.const = 0 if const is _FACTORY else const
@@ -517,30 +597,44 @@ class Int32Rules(betterproto2.Message):
         self.not_in = [] if not_in is _FACTORY else not_in
         self.ignore_empty = False if ignore_empty is _FACTORY else ignore_empty
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'const': betterproto2.field(1, betterproto2.TYPE_INT32),
+            'lt': betterproto2.field(2, betterproto2.TYPE_INT32),
+            'lte': betterproto2.field(3, betterproto2.TYPE_INT32),
+            'gt': betterproto2.field(4, betterproto2.TYPE_INT32),
+            'gte': betterproto2.field(5, betterproto2.TYPE_INT32),
+            'in_': betterproto2.field(6, betterproto2.TYPE_INT32, repeated=True),
+            'not_in': betterproto2.field(7, betterproto2.TYPE_INT32, repeated=True),
+            'ignore_empty': betterproto2.field(8, betterproto2.TYPE_BOOL),
+        }
+    )
 
 
 default_message_pool.register_message("validate", "Int32Rules", Int32Rules)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Int64Rules(betterproto2.Message):
     "Int64Rules(const: 'int' = <factory>, lt: 'int' = <factory>, lte: 'int' = <factory>, gt: 'int' = <factory>, gte: 'int' = <factory>, in_: 'list[int]' = <factory>, not_in: 'list[int]' = <factory>, ignore_empty: 'bool' = <factory>)"
 
-    const: "int" = betterproto2.field(1, betterproto2.TYPE_INT64)
+    const: "int"
 
-    lt: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
+    lt: "int"
 
-    lte: "int" = betterproto2.field(3, betterproto2.TYPE_INT64)
+    lte: "int"
 
-    gt: "int" = betterproto2.field(4, betterproto2.TYPE_INT64)
+    gt: "int"
 
-    gte: "int" = betterproto2.field(5, betterproto2.TYPE_INT64)
+    gte: "int"
 
-    in_: "list[int]" = betterproto2.field(6, betterproto2.TYPE_INT64, repeated=True)
+    in_: "list[int]"
 
-    not_in: "list[int]" = betterproto2.field(7, betterproto2.TYPE_INT64, repeated=True)
+    not_in: "list[int]"
 
-    ignore_empty: "bool" = betterproto2.field(8, betterproto2.TYPE_BOOL)
+    ignore_empty: "bool"
+
+    __match_args__ = ('const', 'lt', 'lte', 'gt', 'gte', 'in_', 'not_in', 'ignore_empty',)
 
     def __init__(self, const: 'int' = _FACTORY, lt: 'int' = _FACTORY, lte: 'int' = _FACTORY, gt: 'int' = _FACTORY, gte: 'int' = _FACTORY, in_: 'list[int]' = _FACTORY, not_in: 'list[int]' = _FACTORY, ignore_empty: 'bool' = _FACTORY) -> None:
         self.const = 0 if const is _FACTORY else const
@@ -553,25 +647,39 @@ class Int64Rules(betterproto2.Message):
         self.ignore_empty = False if ignore_empty is _FACTORY else ignore_empty
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'const': betterproto2.field(1, betterproto2.TYPE_INT64),
+            'lt': betterproto2.field(2, betterproto2.TYPE_INT64),
+            'lte': betterproto2.field(3, betterproto2.TYPE_INT64),
+            'gt': betterproto2.field(4, betterproto2.TYPE_INT64),
+            'gte': betterproto2.field(5, betterproto2.TYPE_INT64),
+            'in_': betterproto2.field(6, betterproto2.TYPE_INT64, repeated=True),
+            'not_in': betterproto2.field(7, betterproto2.TYPE_INT64, repeated=True),
+            'ignore_empty': betterproto2.field(8, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message("validate", "Int64Rules", Int64Rules)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MapRules(betterproto2.Message):
     "MapRules(min_pairs: 'int' = <factory>, max_pairs: 'int' = <factory>, no_sparse: 'bool' = <factory>, keys: 'FieldRules | None' = <factory>, values: 'FieldRules | None' = <factory>, ignore_empty: 'bool' = <factory>)"
 
-    min_pairs: "int" = betterproto2.field(1, betterproto2.TYPE_UINT64)
+    min_pairs: "int"
 
-    max_pairs: "int" = betterproto2.field(2, betterproto2.TYPE_UINT64)
+    max_pairs: "int"
 
-    no_sparse: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    no_sparse: "bool"
 
-    keys: "FieldRules | None" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
+    keys: "FieldRules | None"
 
-    values: "FieldRules | None" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
+    values: "FieldRules | None"
 
-    ignore_empty: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
+    ignore_empty: "bool"
+
+    __match_args__ = ('min_pairs', 'max_pairs', 'no_sparse', 'keys', 'values', 'ignore_empty',)
 
     def __init__(self, min_pairs: 'int' = _FACTORY, max_pairs: 'int' = _FACTORY, no_sparse: 'bool' = _FACTORY, keys: 'FieldRules | None' = _FACTORY, values: 'FieldRules | None' = _FACTORY, ignore_empty: 'bool' = _FACTORY) -> None:
         self.min_pairs = 0 if min_pairs is _FACTORY else min_pairs
@@ -582,40 +690,60 @@ class MapRules(betterproto2.Message):
         self.ignore_empty = False if ignore_empty is _FACTORY else ignore_empty
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'min_pairs': betterproto2.field(1, betterproto2.TYPE_UINT64),
+            'max_pairs': betterproto2.field(2, betterproto2.TYPE_UINT64),
+            'no_sparse': betterproto2.field(3, betterproto2.TYPE_BOOL),
+            'keys': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+            'values': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True),
+            'ignore_empty': betterproto2.field(6, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message("validate", "MapRules", MapRules)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MessageRules(betterproto2.Message):
     "MessageRules(skip: 'bool' = <factory>, required: 'bool' = <factory>)"
 
-    skip: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    skip: "bool"
 
-    required: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    required: "bool"
+
+    __match_args__ = ('skip', 'required',)
 
     def __init__(self, skip: 'bool' = _FACTORY, required: 'bool' = _FACTORY) -> None:
         self.skip = False if skip is _FACTORY else skip
         self.required = False if required is _FACTORY else required
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'skip': betterproto2.field(1, betterproto2.TYPE_BOOL),
+            'required': betterproto2.field(2, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message("validate", "MessageRules", MessageRules)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RepeatedRules(betterproto2.Message):
     "RepeatedRules(min_items: 'int' = <factory>, max_items: 'int' = <factory>, unique: 'bool' = <factory>, items: 'FieldRules | None' = <factory>, ignore_empty: 'bool' = <factory>)"
 
-    min_items: "int" = betterproto2.field(1, betterproto2.TYPE_UINT64)
+    min_items: "int"
 
-    max_items: "int" = betterproto2.field(2, betterproto2.TYPE_UINT64)
+    max_items: "int"
 
-    unique: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    unique: "bool"
 
-    items: "FieldRules | None" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
+    items: "FieldRules | None"
 
-    ignore_empty: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
+    ignore_empty: "bool"
+
+    __match_args__ = ('min_items', 'max_items', 'unique', 'items', 'ignore_empty',)
 
     def __init__(self, min_items: 'int' = _FACTORY, max_items: 'int' = _FACTORY, unique: 'bool' = _FACTORY, items: 'FieldRules | None' = _FACTORY, ignore_empty: 'bool' = _FACTORY) -> None:
         self.min_items = 0 if min_items is _FACTORY else min_items
@@ -625,29 +753,40 @@ class RepeatedRules(betterproto2.Message):
         self.ignore_empty = False if ignore_empty is _FACTORY else ignore_empty
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'min_items': betterproto2.field(1, betterproto2.TYPE_UINT64),
+            'max_items': betterproto2.field(2, betterproto2.TYPE_UINT64),
+            'unique': betterproto2.field(3, betterproto2.TYPE_BOOL),
+            'items': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+            'ignore_empty': betterproto2.field(5, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message("validate", "RepeatedRules", RepeatedRules)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class SFixed32Rules(betterproto2.Message):
     "SFixed32Rules(const: 'int' = <factory>, lt: 'int' = <factory>, lte: 'int' = <factory>, gt: 'int' = <factory>, gte: 'int' = <factory>, in_: 'list[int]' = <factory>, not_in: 'list[int]' = <factory>, ignore_empty: 'bool' = <factory>)"
 
-    const: "int" = betterproto2.field(1, betterproto2.TYPE_SFIXED32)
+    const: "int"
 
-    lt: "int" = betterproto2.field(2, betterproto2.TYPE_SFIXED32)
+    lt: "int"
 
-    lte: "int" = betterproto2.field(3, betterproto2.TYPE_SFIXED32)
+    lte: "int"
 
-    gt: "int" = betterproto2.field(4, betterproto2.TYPE_SFIXED32)
+    gt: "int"
 
-    gte: "int" = betterproto2.field(5, betterproto2.TYPE_SFIXED32)
+    gte: "int"
 
-    in_: "list[int]" = betterproto2.field(6, betterproto2.TYPE_SFIXED32, repeated=True)
+    in_: "list[int]"
 
-    not_in: "list[int]" = betterproto2.field(7, betterproto2.TYPE_SFIXED32, repeated=True)
+    not_in: "list[int]"
 
-    ignore_empty: "bool" = betterproto2.field(8, betterproto2.TYPE_BOOL)
+    ignore_empty: "bool"
+
+    __match_args__ = ('const', 'lt', 'lte', 'gt', 'gte', 'in_', 'not_in', 'ignore_empty',)
 
     def __init__(self, const: 'int' = _FACTORY, lt: 'int' = _FACTORY, lte: 'int' = _FACTORY, gt: 'int' = _FACTORY, gte: 'int' = _FACTORY, in_: 'list[int]' = _FACTORY, not_in: 'list[int]' = _FACTORY, ignore_empty: 'bool' = _FACTORY) -> None:
         self.const = 0 if const is _FACTORY else const
@@ -659,30 +798,44 @@ class SFixed32Rules(betterproto2.Message):
         self.not_in = [] if not_in is _FACTORY else not_in
         self.ignore_empty = False if ignore_empty is _FACTORY else ignore_empty
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'const': betterproto2.field(1, betterproto2.TYPE_SFIXED32),
+            'lt': betterproto2.field(2, betterproto2.TYPE_SFIXED32),
+            'lte': betterproto2.field(3, betterproto2.TYPE_SFIXED32),
+            'gt': betterproto2.field(4, betterproto2.TYPE_SFIXED32),
+            'gte': betterproto2.field(5, betterproto2.TYPE_SFIXED32),
+            'in_': betterproto2.field(6, betterproto2.TYPE_SFIXED32, repeated=True),
+            'not_in': betterproto2.field(7, betterproto2.TYPE_SFIXED32, repeated=True),
+            'ignore_empty': betterproto2.field(8, betterproto2.TYPE_BOOL),
+        }
+    )
 
 
 default_message_pool.register_message("validate", "SFixed32Rules", SFixed32Rules)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class SFixed64Rules(betterproto2.Message):
     "SFixed64Rules(const: 'int' = <factory>, lt: 'int' = <factory>, lte: 'int' = <factory>, gt: 'int' = <factory>, gte: 'int' = <factory>, in_: 'list[int]' = <factory>, not_in: 'list[int]' = <factory>, ignore_empty: 'bool' = <factory>)"
 
-    const: "int" = betterproto2.field(1, betterproto2.TYPE_SFIXED64)
+    const: "int"
 
-    lt: "int" = betterproto2.field(2, betterproto2.TYPE_SFIXED64)
+    lt: "int"
 
-    lte: "int" = betterproto2.field(3, betterproto2.TYPE_SFIXED64)
+    lte: "int"
 
-    gt: "int" = betterproto2.field(4, betterproto2.TYPE_SFIXED64)
+    gt: "int"
 
-    gte: "int" = betterproto2.field(5, betterproto2.TYPE_SFIXED64)
+    gte: "int"
 
-    in_: "list[int]" = betterproto2.field(6, betterproto2.TYPE_SFIXED64, repeated=True)
+    in_: "list[int]"
 
-    not_in: "list[int]" = betterproto2.field(7, betterproto2.TYPE_SFIXED64, repeated=True)
+    not_in: "list[int]"
 
-    ignore_empty: "bool" = betterproto2.field(8, betterproto2.TYPE_BOOL)
+    ignore_empty: "bool"
+
+    __match_args__ = ('const', 'lt', 'lte', 'gt', 'gte', 'in_', 'not_in', 'ignore_empty',)
 
     def __init__(self, const: 'int' = _FACTORY, lt: 'int' = _FACTORY, lte: 'int' = _FACTORY, gt: 'int' = _FACTORY, gte: 'int' = _FACTORY, in_: 'list[int]' = _FACTORY, not_in: 'list[int]' = _FACTORY, ignore_empty: 'bool' = _FACTORY) -> None:
         self.const = 0 if const is _FACTORY else const
@@ -694,30 +847,44 @@ class SFixed64Rules(betterproto2.Message):
         self.not_in = [] if not_in is _FACTORY else not_in
         self.ignore_empty = False if ignore_empty is _FACTORY else ignore_empty
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'const': betterproto2.field(1, betterproto2.TYPE_SFIXED64),
+            'lt': betterproto2.field(2, betterproto2.TYPE_SFIXED64),
+            'lte': betterproto2.field(3, betterproto2.TYPE_SFIXED64),
+            'gt': betterproto2.field(4, betterproto2.TYPE_SFIXED64),
+            'gte': betterproto2.field(5, betterproto2.TYPE_SFIXED64),
+            'in_': betterproto2.field(6, betterproto2.TYPE_SFIXED64, repeated=True),
+            'not_in': betterproto2.field(7, betterproto2.TYPE_SFIXED64, repeated=True),
+            'ignore_empty': betterproto2.field(8, betterproto2.TYPE_BOOL),
+        }
+    )
 
 
 default_message_pool.register_message("validate", "SFixed64Rules", SFixed64Rules)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class SInt32Rules(betterproto2.Message):
     "SInt32Rules(const: 'int' = <factory>, lt: 'int' = <factory>, lte: 'int' = <factory>, gt: 'int' = <factory>, gte: 'int' = <factory>, in_: 'list[int]' = <factory>, not_in: 'list[int]' = <factory>, ignore_empty: 'bool' = <factory>)"
 
-    const: "int" = betterproto2.field(1, betterproto2.TYPE_SINT32)
+    const: "int"
 
-    lt: "int" = betterproto2.field(2, betterproto2.TYPE_SINT32)
+    lt: "int"
 
-    lte: "int" = betterproto2.field(3, betterproto2.TYPE_SINT32)
+    lte: "int"
 
-    gt: "int" = betterproto2.field(4, betterproto2.TYPE_SINT32)
+    gt: "int"
 
-    gte: "int" = betterproto2.field(5, betterproto2.TYPE_SINT32)
+    gte: "int"
 
-    in_: "list[int]" = betterproto2.field(6, betterproto2.TYPE_SINT32, repeated=True)
+    in_: "list[int]"
 
-    not_in: "list[int]" = betterproto2.field(7, betterproto2.TYPE_SINT32, repeated=True)
+    not_in: "list[int]"
 
-    ignore_empty: "bool" = betterproto2.field(8, betterproto2.TYPE_BOOL)
+    ignore_empty: "bool"
+
+    __match_args__ = ('const', 'lt', 'lte', 'gt', 'gte', 'in_', 'not_in', 'ignore_empty',)
 
     def __init__(self, const: 'int' = _FACTORY, lt: 'int' = _FACTORY, lte: 'int' = _FACTORY, gt: 'int' = _FACTORY, gte: 'int' = _FACTORY, in_: 'list[int]' = _FACTORY, not_in: 'list[int]' = _FACTORY, ignore_empty: 'bool' = _FACTORY) -> None:
         self.const = 0 if const is _FACTORY else const
@@ -729,30 +896,44 @@ class SInt32Rules(betterproto2.Message):
         self.not_in = [] if not_in is _FACTORY else not_in
         self.ignore_empty = False if ignore_empty is _FACTORY else ignore_empty
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'const': betterproto2.field(1, betterproto2.TYPE_SINT32),
+            'lt': betterproto2.field(2, betterproto2.TYPE_SINT32),
+            'lte': betterproto2.field(3, betterproto2.TYPE_SINT32),
+            'gt': betterproto2.field(4, betterproto2.TYPE_SINT32),
+            'gte': betterproto2.field(5, betterproto2.TYPE_SINT32),
+            'in_': betterproto2.field(6, betterproto2.TYPE_SINT32, repeated=True),
+            'not_in': betterproto2.field(7, betterproto2.TYPE_SINT32, repeated=True),
+            'ignore_empty': betterproto2.field(8, betterproto2.TYPE_BOOL),
+        }
+    )
 
 
 default_message_pool.register_message("validate", "SInt32Rules", SInt32Rules)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class SInt64Rules(betterproto2.Message):
     "SInt64Rules(const: 'int' = <factory>, lt: 'int' = <factory>, lte: 'int' = <factory>, gt: 'int' = <factory>, gte: 'int' = <factory>, in_: 'list[int]' = <factory>, not_in: 'list[int]' = <factory>, ignore_empty: 'bool' = <factory>)"
 
-    const: "int" = betterproto2.field(1, betterproto2.TYPE_SINT64)
+    const: "int"
 
-    lt: "int" = betterproto2.field(2, betterproto2.TYPE_SINT64)
+    lt: "int"
 
-    lte: "int" = betterproto2.field(3, betterproto2.TYPE_SINT64)
+    lte: "int"
 
-    gt: "int" = betterproto2.field(4, betterproto2.TYPE_SINT64)
+    gt: "int"
 
-    gte: "int" = betterproto2.field(5, betterproto2.TYPE_SINT64)
+    gte: "int"
 
-    in_: "list[int]" = betterproto2.field(6, betterproto2.TYPE_SINT64, repeated=True)
+    in_: "list[int]"
 
-    not_in: "list[int]" = betterproto2.field(7, betterproto2.TYPE_SINT64, repeated=True)
+    not_in: "list[int]"
 
-    ignore_empty: "bool" = betterproto2.field(8, betterproto2.TYPE_BOOL)
+    ignore_empty: "bool"
+
+    __match_args__ = ('const', 'lt', 'lte', 'gt', 'gte', 'in_', 'not_in', 'ignore_empty',)
 
     def __init__(self, const: 'int' = _FACTORY, lt: 'int' = _FACTORY, lte: 'int' = _FACTORY, gt: 'int' = _FACTORY, gte: 'int' = _FACTORY, in_: 'list[int]' = _FACTORY, not_in: 'list[int]' = _FACTORY, ignore_empty: 'bool' = _FACTORY) -> None:
         self.const = 0 if const is _FACTORY else const
@@ -765,11 +946,23 @@ class SInt64Rules(betterproto2.Message):
         self.ignore_empty = False if ignore_empty is _FACTORY else ignore_empty
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'const': betterproto2.field(1, betterproto2.TYPE_SINT64),
+            'lt': betterproto2.field(2, betterproto2.TYPE_SINT64),
+            'lte': betterproto2.field(3, betterproto2.TYPE_SINT64),
+            'gt': betterproto2.field(4, betterproto2.TYPE_SINT64),
+            'gte': betterproto2.field(5, betterproto2.TYPE_SINT64),
+            'in_': betterproto2.field(6, betterproto2.TYPE_SINT64, repeated=True),
+            'not_in': betterproto2.field(7, betterproto2.TYPE_SINT64, repeated=True),
+            'ignore_empty': betterproto2.field(8, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message("validate", "SInt64Rules", SInt64Rules)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class StringRules(betterproto2.Message):
     """
 
@@ -778,77 +971,59 @@ class StringRules(betterproto2.Message):
         - well_known:
     """
 
-    const: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    const: "str"
 
-    len: "int" = betterproto2.field(19, betterproto2.TYPE_UINT64)
+    len: "int"
 
-    min_len: "int" = betterproto2.field(2, betterproto2.TYPE_UINT64)
+    min_len: "int"
 
-    max_len: "int" = betterproto2.field(3, betterproto2.TYPE_UINT64)
+    max_len: "int"
 
-    len_bytes: "int" = betterproto2.field(20, betterproto2.TYPE_UINT64)
+    len_bytes: "int"
 
-    min_bytes: "int" = betterproto2.field(4, betterproto2.TYPE_UINT64)
+    min_bytes: "int"
 
-    max_bytes: "int" = betterproto2.field(5, betterproto2.TYPE_UINT64)
+    max_bytes: "int"
 
-    pattern: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    pattern: "str"
 
-    prefix: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+    prefix: "str"
 
-    suffix: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
+    suffix: "str"
 
-    contains: "str" = betterproto2.field(9, betterproto2.TYPE_STRING)
+    contains: "str"
 
-    not_contains: "str" = betterproto2.field(23, betterproto2.TYPE_STRING)
+    not_contains: "str"
 
-    in_: "list[str]" = betterproto2.field(10, betterproto2.TYPE_STRING, repeated=True)
+    in_: "list[str]"
 
-    not_in: "list[str]" = betterproto2.field(11, betterproto2.TYPE_STRING, repeated=True)
+    not_in: "list[str]"
 
-    email: "bool | None" = betterproto2.field(
-        12, betterproto2.TYPE_BOOL, optional=True, group="well_known"
-    )
+    email: "bool | None"
 
-    hostname: "bool | None" = betterproto2.field(
-        13, betterproto2.TYPE_BOOL, optional=True, group="well_known"
-    )
+    hostname: "bool | None"
 
-    ip: "bool | None" = betterproto2.field(
-        14, betterproto2.TYPE_BOOL, optional=True, group="well_known"
-    )
+    ip: "bool | None"
 
-    ipv4: "bool | None" = betterproto2.field(
-        15, betterproto2.TYPE_BOOL, optional=True, group="well_known"
-    )
+    ipv4: "bool | None"
 
-    ipv6: "bool | None" = betterproto2.field(
-        16, betterproto2.TYPE_BOOL, optional=True, group="well_known"
-    )
+    ipv6: "bool | None"
 
-    uri: "bool | None" = betterproto2.field(
-        17, betterproto2.TYPE_BOOL, optional=True, group="well_known"
-    )
+    uri: "bool | None"
 
-    uri_ref: "bool | None" = betterproto2.field(
-        18, betterproto2.TYPE_BOOL, optional=True, group="well_known"
-    )
+    uri_ref: "bool | None"
 
-    address: "bool | None" = betterproto2.field(
-        21, betterproto2.TYPE_BOOL, optional=True, group="well_known"
-    )
+    address: "bool | None"
 
-    uuid: "bool | None" = betterproto2.field(
-        22, betterproto2.TYPE_BOOL, optional=True, group="well_known"
-    )
+    uuid: "bool | None"
 
-    well_known_regex: "KnownRegex | None" = betterproto2.field(
-        24, betterproto2.TYPE_ENUM, optional=True, group="well_known"
-    )
+    well_known_regex: "KnownRegex | None"
 
-    strict: "bool" = betterproto2.field(25, betterproto2.TYPE_BOOL)
+    strict: "bool"
 
-    ignore_empty: "bool" = betterproto2.field(26, betterproto2.TYPE_BOOL)
+    ignore_empty: "bool"
+
+    __match_args__ = ('const', 'len', 'min_len', 'max_len', 'len_bytes', 'min_bytes', 'max_bytes', 'pattern', 'prefix', 'suffix', 'contains', 'not_contains', 'in_', 'not_in', 'email', 'hostname', 'ip', 'ipv4', 'ipv6', 'uri', 'uri_ref', 'address', 'uuid', 'well_known_regex', 'strict', 'ignore_empty',)
 
     def __init__(self, const: 'str' = _FACTORY, len: 'int' = _FACTORY, min_len: 'int' = _FACTORY, max_len: 'int' = _FACTORY, len_bytes: 'int' = _FACTORY, min_bytes: 'int' = _FACTORY, max_bytes: 'int' = _FACTORY, pattern: 'str' = _FACTORY, prefix: 'str' = _FACTORY, suffix: 'str' = _FACTORY, contains: 'str' = _FACTORY, not_contains: 'str' = _FACTORY, in_: 'list[str]' = _FACTORY, not_in: 'list[str]' = _FACTORY, email: 'bool | None' = _FACTORY, hostname: 'bool | None' = _FACTORY, ip: 'bool | None' = _FACTORY, ipv4: 'bool | None' = _FACTORY, ipv6: 'bool | None' = _FACTORY, uri: 'bool | None' = _FACTORY, uri_ref: 'bool | None' = _FACTORY, address: 'bool | None' = _FACTORY, uuid: 'bool | None' = _FACTORY, well_known_regex: 'KnownRegex | None' = _FACTORY, strict: 'bool' = _FACTORY, ignore_empty: 'bool' = _FACTORY) -> None:
         self.const = "" if const is _FACTORY else const
@@ -879,43 +1054,63 @@ class StringRules(betterproto2.Message):
         self.ignore_empty = False if ignore_empty is _FACTORY else ignore_empty
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'const': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'len': betterproto2.field(19, betterproto2.TYPE_UINT64),
+            'min_len': betterproto2.field(2, betterproto2.TYPE_UINT64),
+            'max_len': betterproto2.field(3, betterproto2.TYPE_UINT64),
+            'len_bytes': betterproto2.field(20, betterproto2.TYPE_UINT64),
+            'min_bytes': betterproto2.field(4, betterproto2.TYPE_UINT64),
+            'max_bytes': betterproto2.field(5, betterproto2.TYPE_UINT64),
+            'pattern': betterproto2.field(6, betterproto2.TYPE_STRING),
+            'prefix': betterproto2.field(7, betterproto2.TYPE_STRING),
+            'suffix': betterproto2.field(8, betterproto2.TYPE_STRING),
+            'contains': betterproto2.field(9, betterproto2.TYPE_STRING),
+            'not_contains': betterproto2.field(23, betterproto2.TYPE_STRING),
+            'in_': betterproto2.field(10, betterproto2.TYPE_STRING, repeated=True),
+            'not_in': betterproto2.field(11, betterproto2.TYPE_STRING, repeated=True),
+            'email': betterproto2.field(12, betterproto2.TYPE_BOOL, optional=True, group='well_known'),
+            'hostname': betterproto2.field(13, betterproto2.TYPE_BOOL, optional=True, group='well_known'),
+            'ip': betterproto2.field(14, betterproto2.TYPE_BOOL, optional=True, group='well_known'),
+            'ipv4': betterproto2.field(15, betterproto2.TYPE_BOOL, optional=True, group='well_known'),
+            'ipv6': betterproto2.field(16, betterproto2.TYPE_BOOL, optional=True, group='well_known'),
+            'uri': betterproto2.field(17, betterproto2.TYPE_BOOL, optional=True, group='well_known'),
+            'uri_ref': betterproto2.field(18, betterproto2.TYPE_BOOL, optional=True, group='well_known'),
+            'address': betterproto2.field(21, betterproto2.TYPE_BOOL, optional=True, group='well_known'),
+            'uuid': betterproto2.field(22, betterproto2.TYPE_BOOL, optional=True, group='well_known'),
+            'well_known_regex': betterproto2.field(24, betterproto2.TYPE_ENUM, optional=True, group='well_known'),
+            'strict': betterproto2.field(25, betterproto2.TYPE_BOOL),
+            'ignore_empty': betterproto2.field(26, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message("validate", "StringRules", StringRules)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TimestampRules(betterproto2.Message):
     "TimestampRules(required: 'bool' = <factory>, const: 'datetime.datetime | None' = <factory>, lt: 'datetime.datetime | None' = <factory>, lte: 'datetime.datetime | None' = <factory>, gt: 'datetime.datetime | None' = <factory>, gte: 'datetime.datetime | None' = <factory>, lt_now: 'bool' = <factory>, gt_now: 'bool' = <factory>, within: 'datetime.timedelta | None' = <factory>)"
 
-    required: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    required: "bool"
 
-    const: "datetime.datetime | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Timestamp, optional=True
-    )
+    const: "datetime.datetime | None"
 
-    lt: "datetime.datetime | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Timestamp, optional=True
-    )
+    lt: "datetime.datetime | None"
 
-    lte: "datetime.datetime | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Timestamp, optional=True
-    )
+    lte: "datetime.datetime | None"
 
-    gt: "datetime.datetime | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Timestamp, optional=True
-    )
+    gt: "datetime.datetime | None"
 
-    gte: "datetime.datetime | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Timestamp, optional=True
-    )
+    gte: "datetime.datetime | None"
 
-    lt_now: "bool" = betterproto2.field(7, betterproto2.TYPE_BOOL)
+    lt_now: "bool"
 
-    gt_now: "bool" = betterproto2.field(8, betterproto2.TYPE_BOOL)
+    gt_now: "bool"
 
-    within: "datetime.timedelta | None" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Duration, optional=True
-    )
+    within: "datetime.timedelta | None"
+
+    __match_args__ = ('required', 'const', 'lt', 'lte', 'gt', 'gte', 'lt_now', 'gt_now', 'within',)
 
     def __init__(self, required: 'bool' = _FACTORY, const: 'datetime.datetime | None' = _FACTORY, lt: 'datetime.datetime | None' = _FACTORY, lte: 'datetime.datetime | None' = _FACTORY, gt: 'datetime.datetime | None' = _FACTORY, gte: 'datetime.datetime | None' = _FACTORY, lt_now: 'bool' = _FACTORY, gt_now: 'bool' = _FACTORY, within: 'datetime.timedelta | None' = _FACTORY) -> None:
         self.required = False if required is _FACTORY else required
@@ -929,29 +1124,44 @@ class TimestampRules(betterproto2.Message):
         self.within = None if within is _FACTORY else within
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'required': betterproto2.field(1, betterproto2.TYPE_BOOL),
+            'const': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Timestamp, optional=True),
+            'lt': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Timestamp, optional=True),
+            'lte': betterproto2.field(4, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Timestamp, optional=True),
+            'gt': betterproto2.field(5, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Timestamp, optional=True),
+            'gte': betterproto2.field(6, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Timestamp, optional=True),
+            'lt_now': betterproto2.field(7, betterproto2.TYPE_BOOL),
+            'gt_now': betterproto2.field(8, betterproto2.TYPE_BOOL),
+            'within': betterproto2.field(9, betterproto2.TYPE_MESSAGE, unwrap=lambda: _google__protobuf__.Duration, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("validate", "TimestampRules", TimestampRules)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class UInt32Rules(betterproto2.Message):
     "UInt32Rules(const: 'int' = <factory>, lt: 'int' = <factory>, lte: 'int' = <factory>, gt: 'int' = <factory>, gte: 'int' = <factory>, in_: 'list[int]' = <factory>, not_in: 'list[int]' = <factory>, ignore_empty: 'bool' = <factory>)"
 
-    const: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
+    const: "int"
 
-    lt: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+    lt: "int"
 
-    lte: "int" = betterproto2.field(3, betterproto2.TYPE_UINT32)
+    lte: "int"
 
-    gt: "int" = betterproto2.field(4, betterproto2.TYPE_UINT32)
+    gt: "int"
 
-    gte: "int" = betterproto2.field(5, betterproto2.TYPE_UINT32)
+    gte: "int"
 
-    in_: "list[int]" = betterproto2.field(6, betterproto2.TYPE_UINT32, repeated=True)
+    in_: "list[int]"
 
-    not_in: "list[int]" = betterproto2.field(7, betterproto2.TYPE_UINT32, repeated=True)
+    not_in: "list[int]"
 
-    ignore_empty: "bool" = betterproto2.field(8, betterproto2.TYPE_BOOL)
+    ignore_empty: "bool"
+
+    __match_args__ = ('const', 'lt', 'lte', 'gt', 'gte', 'in_', 'not_in', 'ignore_empty',)
 
     def __init__(self, const: 'int' = _FACTORY, lt: 'int' = _FACTORY, lte: 'int' = _FACTORY, gt: 'int' = _FACTORY, gte: 'int' = _FACTORY, in_: 'list[int]' = _FACTORY, not_in: 'list[int]' = _FACTORY, ignore_empty: 'bool' = _FACTORY) -> None:
         self.const = 0 if const is _FACTORY else const
@@ -963,30 +1173,44 @@ class UInt32Rules(betterproto2.Message):
         self.not_in = [] if not_in is _FACTORY else not_in
         self.ignore_empty = False if ignore_empty is _FACTORY else ignore_empty
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'const': betterproto2.field(1, betterproto2.TYPE_UINT32),
+            'lt': betterproto2.field(2, betterproto2.TYPE_UINT32),
+            'lte': betterproto2.field(3, betterproto2.TYPE_UINT32),
+            'gt': betterproto2.field(4, betterproto2.TYPE_UINT32),
+            'gte': betterproto2.field(5, betterproto2.TYPE_UINT32),
+            'in_': betterproto2.field(6, betterproto2.TYPE_UINT32, repeated=True),
+            'not_in': betterproto2.field(7, betterproto2.TYPE_UINT32, repeated=True),
+            'ignore_empty': betterproto2.field(8, betterproto2.TYPE_BOOL),
+        }
+    )
 
 
 default_message_pool.register_message("validate", "UInt32Rules", UInt32Rules)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class UInt64Rules(betterproto2.Message):
     "UInt64Rules(const: 'int' = <factory>, lt: 'int' = <factory>, lte: 'int' = <factory>, gt: 'int' = <factory>, gte: 'int' = <factory>, in_: 'list[int]' = <factory>, not_in: 'list[int]' = <factory>, ignore_empty: 'bool' = <factory>)"
 
-    const: "int" = betterproto2.field(1, betterproto2.TYPE_UINT64)
+    const: "int"
 
-    lt: "int" = betterproto2.field(2, betterproto2.TYPE_UINT64)
+    lt: "int"
 
-    lte: "int" = betterproto2.field(3, betterproto2.TYPE_UINT64)
+    lte: "int"
 
-    gt: "int" = betterproto2.field(4, betterproto2.TYPE_UINT64)
+    gt: "int"
 
-    gte: "int" = betterproto2.field(5, betterproto2.TYPE_UINT64)
+    gte: "int"
 
-    in_: "list[int]" = betterproto2.field(6, betterproto2.TYPE_UINT64, repeated=True)
+    in_: "list[int]"
 
-    not_in: "list[int]" = betterproto2.field(7, betterproto2.TYPE_UINT64, repeated=True)
+    not_in: "list[int]"
 
-    ignore_empty: "bool" = betterproto2.field(8, betterproto2.TYPE_BOOL)
+    ignore_empty: "bool"
+
+    __match_args__ = ('const', 'lt', 'lte', 'gt', 'gte', 'in_', 'not_in', 'ignore_empty',)
 
     def __init__(self, const: 'int' = _FACTORY, lt: 'int' = _FACTORY, lte: 'int' = _FACTORY, gt: 'int' = _FACTORY, gte: 'int' = _FACTORY, in_: 'list[int]' = _FACTORY, not_in: 'list[int]' = _FACTORY, ignore_empty: 'bool' = _FACTORY) -> None:
         self.const = 0 if const is _FACTORY else const
@@ -998,6 +1222,19 @@ class UInt64Rules(betterproto2.Message):
         self.not_in = [] if not_in is _FACTORY else not_in
         self.ignore_empty = False if ignore_empty is _FACTORY else ignore_empty
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'const': betterproto2.field(1, betterproto2.TYPE_UINT64),
+            'lt': betterproto2.field(2, betterproto2.TYPE_UINT64),
+            'lte': betterproto2.field(3, betterproto2.TYPE_UINT64),
+            'gt': betterproto2.field(4, betterproto2.TYPE_UINT64),
+            'gte': betterproto2.field(5, betterproto2.TYPE_UINT64),
+            'in_': betterproto2.field(6, betterproto2.TYPE_UINT64, repeated=True),
+            'not_in': betterproto2.field(7, betterproto2.TYPE_UINT64, repeated=True),
+            'ignore_empty': betterproto2.field(8, betterproto2.TYPE_BOOL),
+        }
+    )
 
 
 default_message_pool.register_message("validate", "UInt64Rules", UInt64Rules)

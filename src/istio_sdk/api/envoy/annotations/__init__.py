@@ -6,10 +6,9 @@
 
 __all__ = ("ResourceAnnotation",)
 
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from ...message_pool import default_message_pool
 
@@ -17,15 +16,22 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ResourceAnnotation(betterproto2.Message):
     "ResourceAnnotation(type: 'str' = <factory>)"
 
-    type: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    type: "str"
+
+    __match_args__ = ('type',)
 
     def __init__(self, type: 'str' = _FACTORY) -> None:
         self.type = "" if type is _FACTORY else type
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'type': betterproto2.field(1, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message("envoy.annotations", "ResourceAnnotation", ResourceAnnotation)

@@ -6,10 +6,9 @@
 
 __all__ = ("CustomHttpPattern", "FieldBehavior", "Http", "HttpRule")
 
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from ...message_pool import default_message_pool
 
@@ -37,41 +36,56 @@ class FieldBehavior(betterproto2.Enum):
     IDENTIFIER = 8
 
 
-@dataclass(eq=False, repr=False, init=False)
 class CustomHttpPattern(betterproto2.Message):
     "CustomHttpPattern(kind: 'str' = <factory>, path: 'str' = <factory>)"
 
-    kind: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    kind: "str"
 
-    path: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    path: "str"
+
+    __match_args__ = ('kind', 'path',)
 
     def __init__(self, kind: 'str' = _FACTORY, path: 'str' = _FACTORY) -> None:
         self.kind = "" if kind is _FACTORY else kind
         self.path = "" if path is _FACTORY else path
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'kind': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'path': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message("google.api", "CustomHttpPattern", CustomHttpPattern)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Http(betterproto2.Message):
     "Http(rules: 'list[HttpRule]' = <factory>, fully_decode_reserved_expansion: 'bool' = <factory>)"
 
-    rules: "list[HttpRule]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    rules: "list[HttpRule]"
 
-    fully_decode_reserved_expansion: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    fully_decode_reserved_expansion: "bool"
+
+    __match_args__ = ('rules', 'fully_decode_reserved_expansion',)
 
     def __init__(self, rules: 'list[HttpRule]' = _FACTORY, fully_decode_reserved_expansion: 'bool' = _FACTORY) -> None:
         self.rules = [] if rules is _FACTORY else rules
         self.fully_decode_reserved_expansion = False if fully_decode_reserved_expansion is _FACTORY else fully_decode_reserved_expansion
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'rules': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+            'fully_decode_reserved_expansion': betterproto2.field(2, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message("google.api", "Http", Http)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HttpRule(betterproto2.Message):
     """
 
@@ -80,39 +94,27 @@ class HttpRule(betterproto2.Message):
         - pattern:
     """
 
-    selector: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    selector: "str"
 
-    get: "str | None" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, optional=True, group="pattern"
-    )
+    get: "str | None"
 
-    put: "str | None" = betterproto2.field(
-        3, betterproto2.TYPE_STRING, optional=True, group="pattern"
-    )
+    put: "str | None"
 
-    post: "str | None" = betterproto2.field(
-        4, betterproto2.TYPE_STRING, optional=True, group="pattern"
-    )
+    post: "str | None"
 
-    delete: "str | None" = betterproto2.field(
-        5, betterproto2.TYPE_STRING, optional=True, group="pattern"
-    )
+    delete: "str | None"
 
-    patch: "str | None" = betterproto2.field(
-        6, betterproto2.TYPE_STRING, optional=True, group="pattern"
-    )
+    patch: "str | None"
 
-    custom: "CustomHttpPattern | None" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, optional=True, group="pattern"
-    )
+    custom: "CustomHttpPattern | None"
 
-    body: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+    body: "str"
 
-    response_body: "str" = betterproto2.field(12, betterproto2.TYPE_STRING)
+    response_body: "str"
 
-    additional_bindings: "list[HttpRule]" = betterproto2.field(
-        11, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    additional_bindings: "list[HttpRule]"
+
+    __match_args__ = ('selector', 'get', 'put', 'post', 'delete', 'patch', 'custom', 'body', 'response_body', 'additional_bindings',)
 
     def __init__(self, selector: 'str' = _FACTORY, get: 'str | None' = _FACTORY, put: 'str | None' = _FACTORY, post: 'str | None' = _FACTORY, delete: 'str | None' = _FACTORY, patch: 'str | None' = _FACTORY, custom: 'CustomHttpPattern | None' = _FACTORY, body: 'str' = _FACTORY, response_body: 'str' = _FACTORY, additional_bindings: 'list[HttpRule]' = _FACTORY) -> None:
         self.selector = "" if selector is _FACTORY else selector
@@ -126,6 +128,21 @@ class HttpRule(betterproto2.Message):
         self.response_body = "" if response_body is _FACTORY else response_body
         self.additional_bindings = [] if additional_bindings is _FACTORY else additional_bindings
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'selector': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'get': betterproto2.field(2, betterproto2.TYPE_STRING, optional=True, group='pattern'),
+            'put': betterproto2.field(3, betterproto2.TYPE_STRING, optional=True, group='pattern'),
+            'post': betterproto2.field(4, betterproto2.TYPE_STRING, optional=True, group='pattern'),
+            'delete': betterproto2.field(5, betterproto2.TYPE_STRING, optional=True, group='pattern'),
+            'patch': betterproto2.field(6, betterproto2.TYPE_STRING, optional=True, group='pattern'),
+            'custom': betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True, group='pattern'),
+            'body': betterproto2.field(7, betterproto2.TYPE_STRING),
+            'response_body': betterproto2.field(12, betterproto2.TYPE_STRING),
+            'additional_bindings': betterproto2.field(11, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message("google.api", "HttpRule", HttpRule)

@@ -83,10 +83,9 @@ import datetime
 import re
 import typing
 import warnings
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from typing_extensions import Self
 
@@ -620,7 +619,6 @@ class SymbolVisibility(betterproto2.Enum):
     VISIBILITY_EXPORT = 2
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Any(betterproto2.Message):
     """
     `Any` contains an arbitrary serialized protocol buffer message along with a
@@ -655,7 +653,7 @@ class Any(betterproto2.Message):
     `foo.Bar` message may be written `[type.googleapis.com/foo.Bar] { a: 2 }`.
     """
 
-    type_url: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    type_url: "str"
     """
     Identifies the type of the serialized Protobuf message with a URI reference
     consisting of a prefix ending in a slash and the fully-qualified type name.
@@ -688,7 +686,7 @@ class Any(betterproto2.Message):
     a potential security issue. Do not attempt to contact type URLs.
     """
 
-    value: "bytes" = betterproto2.field(2, betterproto2.TYPE_BYTES)
+    value: "bytes"
     """
     Holds a Protobuf serialization of the type described by type_url.
     """
@@ -765,16 +763,24 @@ class Any(betterproto2.Message):
             value=bytes(msg_cls.from_dict(value, ignore_unknown_fields=ignore_unknown_fields)),
         )
 
+    __match_args__ = ('type_url', 'value',)
+
     def __init__(self, type_url: 'str' = _FACTORY, value: 'bytes' = _FACTORY) -> None:
         self.type_url = "" if type_url is _FACTORY else type_url
         self.value = b"" if value is _FACTORY else value
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'type_url': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'value': betterproto2.field(2, betterproto2.TYPE_BYTES),
+        }
+    )
+
 
 default_message_pool.register_message("google.protobuf", "Any", Any)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class BoolValue(betterproto2.Message):
     """
     Wrapper message for `bool`.
@@ -785,7 +791,7 @@ class BoolValue(betterproto2.Message):
     has no plan to be removed.
     """
 
-    value: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    value: "bool"
     """
     The bool value.
     """
@@ -812,15 +818,22 @@ class BoolValue(betterproto2.Message):
     def to_wrapped(self) -> bool:
         return self.value
 
+    __match_args__ = ('value',)
+
     def __init__(self, value: 'bool' = _FACTORY) -> None:
         self.value = False if value is _FACTORY else value
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'value': betterproto2.field(1, betterproto2.TYPE_BOOL),
+        }
+    )
 
 
 default_message_pool.register_message("google.protobuf", "BoolValue", BoolValue)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class BytesValue(betterproto2.Message):
     """
     Wrapper message for `bytes`.
@@ -831,7 +844,7 @@ class BytesValue(betterproto2.Message):
     has no plan to be removed.
     """
 
-    value: "bytes" = betterproto2.field(1, betterproto2.TYPE_BYTES)
+    value: "bytes"
     """
     The bytes value.
     """
@@ -858,66 +871,57 @@ class BytesValue(betterproto2.Message):
     def to_wrapped(self) -> bytes:
         return self.value
 
+    __match_args__ = ('value',)
+
     def __init__(self, value: 'bytes' = _FACTORY) -> None:
         self.value = b"" if value is _FACTORY else value
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'value': betterproto2.field(1, betterproto2.TYPE_BYTES),
+        }
+    )
 
 
 default_message_pool.register_message("google.protobuf", "BytesValue", BytesValue)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class DescriptorProto(betterproto2.Message):
     """
     Describes a message type.
     """
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    field: "list[FieldDescriptorProto]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    field: "list[FieldDescriptorProto]"
 
-    extension: "list[FieldDescriptorProto]" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    extension: "list[FieldDescriptorProto]"
 
-    nested_type: "list[DescriptorProto]" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    nested_type: "list[DescriptorProto]"
 
-    enum_type: "list[EnumDescriptorProto]" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    enum_type: "list[EnumDescriptorProto]"
 
-    extension_range: "list[DescriptorProtoExtensionRange]" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    extension_range: "list[DescriptorProtoExtensionRange]"
 
-    oneof_decl: "list[OneofDescriptorProto]" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    oneof_decl: "list[OneofDescriptorProto]"
 
-    options: "MessageOptions | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    options: "MessageOptions | None"
 
-    reserved_range: "list[DescriptorProtoReservedRange]" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    reserved_range: "list[DescriptorProtoReservedRange]"
 
-    reserved_name: "list[str]" = betterproto2.field(10, betterproto2.TYPE_STRING, repeated=True)
+    reserved_name: "list[str]"
     """
     Reserved field names, which may not be used by fields in the same message.
     A given name may only be reserved once.
     """
 
-    visibility: "SymbolVisibility" = betterproto2.field(
-        11, betterproto2.TYPE_ENUM, default_factory=lambda: SymbolVisibility(0)
-    )
+    visibility: "SymbolVisibility"
     """
     Support for `export` and `local` keywords on enums.
     """
+
+    __match_args__ = ('name', 'field', 'extension', 'nested_type', 'enum_type', 'extension_range', 'oneof_decl', 'options', 'reserved_range', 'reserved_name', 'visibility',)
 
     def __init__(self, name: 'str' = _FACTORY, field: 'list[FieldDescriptorProto]' = _FACTORY, extension: 'list[FieldDescriptorProto]' = _FACTORY, nested_type: 'list[DescriptorProto]' = _FACTORY, enum_type: 'list[EnumDescriptorProto]' = _FACTORY, extension_range: 'list[DescriptorProtoExtensionRange]' = _FACTORY, oneof_decl: 'list[OneofDescriptorProto]' = _FACTORY, options: 'MessageOptions | None' = _FACTORY, reserved_range: 'list[DescriptorProtoReservedRange]' = _FACTORY, reserved_name: 'list[str]' = _FACTORY, visibility: 'SymbolVisibility' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -933,27 +937,42 @@ class DescriptorProto(betterproto2.Message):
         self.visibility = SymbolVisibility(0) if visibility is _FACTORY else visibility
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'field': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+            'extension': betterproto2.field(6, betterproto2.TYPE_MESSAGE, repeated=True),
+            'nested_type': betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True),
+            'enum_type': betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True),
+            'extension_range': betterproto2.field(5, betterproto2.TYPE_MESSAGE, repeated=True),
+            'oneof_decl': betterproto2.field(8, betterproto2.TYPE_MESSAGE, repeated=True),
+            'options': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True),
+            'reserved_range': betterproto2.field(9, betterproto2.TYPE_MESSAGE, repeated=True),
+            'reserved_name': betterproto2.field(10, betterproto2.TYPE_STRING, repeated=True),
+            'visibility': betterproto2.field(11, betterproto2.TYPE_ENUM, default_factory=lambda: SymbolVisibility(0)),
+        }
+    )
+
 
 default_message_pool.register_message("google.protobuf", "DescriptorProto", DescriptorProto)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class DescriptorProtoExtensionRange(betterproto2.Message):
     "DescriptorProtoExtensionRange(start: 'int' = <factory>, end: 'int' = <factory>, options: 'ExtensionRangeOptions | None' = <factory>)"
 
-    start: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    start: "int"
     """
     Inclusive.
     """
 
-    end: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
+    end: "int"
     """
     Exclusive.
     """
 
-    options: "ExtensionRangeOptions | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    options: "ExtensionRangeOptions | None"
+
+    __match_args__ = ('start', 'end', 'options',)
 
     def __init__(self, start: 'int' = _FACTORY, end: 'int' = _FACTORY, options: 'ExtensionRangeOptions | None' = _FACTORY) -> None:
         self.start = 0 if start is _FACTORY else start
@@ -961,13 +980,20 @@ class DescriptorProtoExtensionRange(betterproto2.Message):
         self.options = None if options is _FACTORY else options
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'start': betterproto2.field(1, betterproto2.TYPE_INT32),
+            'end': betterproto2.field(2, betterproto2.TYPE_INT32),
+            'options': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "google.protobuf", "DescriptorProto.ExtensionRange", DescriptorProtoExtensionRange
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class DescriptorProtoReservedRange(betterproto2.Message):
     """
     Range of reserved tag numbers. Reserved tag numbers may not be used by
@@ -975,20 +1001,29 @@ class DescriptorProtoReservedRange(betterproto2.Message):
     not overlap.
     """
 
-    start: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    start: "int"
     """
     Inclusive.
     """
 
-    end: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
+    end: "int"
     """
     Exclusive.
     """
+
+    __match_args__ = ('start', 'end',)
 
     def __init__(self, start: 'int' = _FACTORY, end: 'int' = _FACTORY) -> None:
         self.start = 0 if start is _FACTORY else start
         self.end = 0 if end is _FACTORY else end
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'start': betterproto2.field(1, betterproto2.TYPE_INT32),
+            'end': betterproto2.field(2, betterproto2.TYPE_INT32),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -996,7 +1031,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class DoubleValue(betterproto2.Message):
     """
     Wrapper message for `double`.
@@ -1007,7 +1041,7 @@ class DoubleValue(betterproto2.Message):
     has no plan to be removed.
     """
 
-    value: "float" = betterproto2.field(1, betterproto2.TYPE_DOUBLE)
+    value: "float"
     """
     The double value.
     """
@@ -1034,15 +1068,22 @@ class DoubleValue(betterproto2.Message):
     def to_wrapped(self) -> float:
         return self.value
 
+    __match_args__ = ('value',)
+
     def __init__(self, value: 'float' = _FACTORY) -> None:
         self.value = 0.0 if value is _FACTORY else value
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'value': betterproto2.field(1, betterproto2.TYPE_DOUBLE),
+        }
+    )
 
 
 default_message_pool.register_message("google.protobuf", "DoubleValue", DoubleValue)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Duration(betterproto2.Message):
     """
     A Duration represents a signed, fixed-length span of time represented
@@ -1105,14 +1146,14 @@ class Duration(betterproto2.Message):
     microsecond should be expressed in JSON format as "3.000001s".
     """
 
-    seconds: "int" = betterproto2.field(1, betterproto2.TYPE_INT64)
+    seconds: "int"
     """
     Signed seconds of the span of time. Must be from -315,576,000,000
     to +315,576,000,000 inclusive. Note: these bounds are computed from:
     60 sec/min * 60 min/hr * 24 hr/day * 365.25 days/year * 10000 years
     """
 
-    nanos: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
+    nanos: "int"
     """
     Signed fractions of a second at nanosecond resolution of the span
     of time. Durations less than one second are represented with a 0
@@ -1184,63 +1225,73 @@ class Duration(betterproto2.Message):
     def to_wrapped(self) -> datetime.timedelta:
         return self.to_timedelta()
 
+    __match_args__ = ('seconds', 'nanos',)
+
     def __init__(self, seconds: 'int' = _FACTORY, nanos: 'int' = _FACTORY) -> None:
         self.seconds = 0 if seconds is _FACTORY else seconds
         self.nanos = 0 if nanos is _FACTORY else nanos
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'seconds': betterproto2.field(1, betterproto2.TYPE_INT64),
+            'nanos': betterproto2.field(2, betterproto2.TYPE_INT32),
+        }
+    )
+
 
 default_message_pool.register_message("google.protobuf", "Duration", Duration)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Empty(betterproto2.Message):
     'Empty()'
 
     pass
 
+    __match_args__ = ()
+
     def __init__(self) -> None:
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+        }
+    )
 
 
 default_message_pool.register_message("google.protobuf", "Empty", Empty)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class EnumDescriptorProto(betterproto2.Message):
     """
     Describes an enum type.
     """
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    value: "list[EnumValueDescriptorProto]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    value: "list[EnumValueDescriptorProto]"
 
-    options: "EnumOptions | None" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
+    options: "EnumOptions | None"
 
-    reserved_range: "list[EnumDescriptorProtoEnumReservedRange]" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    reserved_range: "list[EnumDescriptorProtoEnumReservedRange]"
     """
     Range of reserved numeric values. Reserved numeric values may not be used
     by enum values in the same enum declaration. Reserved ranges may not
     overlap.
     """
 
-    reserved_name: "list[str]" = betterproto2.field(5, betterproto2.TYPE_STRING, repeated=True)
+    reserved_name: "list[str]"
     """
     Reserved enum value names, which may not be reused. A given name may only
     be reserved once.
     """
 
-    visibility: "SymbolVisibility" = betterproto2.field(
-        6, betterproto2.TYPE_ENUM, default_factory=lambda: SymbolVisibility(0)
-    )
+    visibility: "SymbolVisibility"
     """
     Support for `export` and `local` keywords on enums.
     """
+
+    __match_args__ = ('name', 'value', 'options', 'reserved_range', 'reserved_name', 'visibility',)
 
     def __init__(self, name: 'str' = _FACTORY, value: 'list[EnumValueDescriptorProto]' = _FACTORY, options: 'EnumOptions | None' = _FACTORY, reserved_range: 'list[EnumDescriptorProtoEnumReservedRange]' = _FACTORY, reserved_name: 'list[str]' = _FACTORY, visibility: 'SymbolVisibility' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -1251,11 +1302,21 @@ class EnumDescriptorProto(betterproto2.Message):
         self.visibility = SymbolVisibility(0) if visibility is _FACTORY else visibility
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'value': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+            'options': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+            'reserved_range': betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True),
+            'reserved_name': betterproto2.field(5, betterproto2.TYPE_STRING, repeated=True),
+            'visibility': betterproto2.field(6, betterproto2.TYPE_ENUM, default_factory=lambda: SymbolVisibility(0)),
+        }
+    )
+
 
 default_message_pool.register_message("google.protobuf", "EnumDescriptorProto", EnumDescriptorProto)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class EnumDescriptorProtoEnumReservedRange(betterproto2.Message):
     """
     Range of reserved numeric values. Reserved values may not be used by
@@ -1266,20 +1327,29 @@ class EnumDescriptorProtoEnumReservedRange(betterproto2.Message):
     domain.
     """
 
-    start: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    start: "int"
     """
     Inclusive.
     """
 
-    end: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
+    end: "int"
     """
     Inclusive.
     """
+
+    __match_args__ = ('start', 'end',)
 
     def __init__(self, start: 'int' = _FACTORY, end: 'int' = _FACTORY) -> None:
         self.start = 0 if start is _FACTORY else start
         self.end = 0 if end is _FACTORY else end
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'start': betterproto2.field(1, betterproto2.TYPE_INT32),
+            'end': betterproto2.field(2, betterproto2.TYPE_INT32),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1287,17 +1357,16 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class EnumOptions(betterproto2.Message):
     "EnumOptions(allow_alias: 'bool' = <factory>, deprecated: 'bool' = <factory>, deprecated_legacy_json_field_conflicts: 'bool' = <factory>, features: 'FeatureSet | None' = <factory>, uninterpreted_option: 'list[UninterpretedOption]' = <factory>)"
 
-    allow_alias: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    allow_alias: "bool"
     """
     Set this option to true to allow mapping different tag names to the same
     value.
     """
 
-    deprecated: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    deprecated: "bool"
     """
     Is this enum deprecated?
     Depending on the target platform, this can emit Deprecated annotations
@@ -1305,7 +1374,7 @@ class EnumOptions(betterproto2.Message):
     is a formalization for deprecating enums.
     """
 
-    deprecated_legacy_json_field_conflicts: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
+    deprecated_legacy_json_field_conflicts: "bool"
     """
     Enable the legacy handling of JSON field name conflicts.  This lowercases
     and strips underscored from the fields before comparison in proto3 only.
@@ -1315,7 +1384,7 @@ class EnumOptions(betterproto2.Message):
     had time to migrate.
     """
 
-    features: "FeatureSet | None" = betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True)
+    features: "FeatureSet | None"
     """
     Any features defined in the specific edition.
     WARNING: This field should only be used by protobuf plugins or special
@@ -1323,9 +1392,7 @@ class EnumOptions(betterproto2.Message):
     developers should rely on the protoreflect APIs for their client language.
     """
 
-    uninterpreted_option: "list[UninterpretedOption]" = betterproto2.field(
-        999, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    uninterpreted_option: "list[UninterpretedOption]"
     """
     The parser stores options it doesn't recognize here. See above.
     """
@@ -1338,6 +1405,8 @@ class EnumOptions(betterproto2.Message):
                 DeprecationWarning,
             )
 
+    __match_args__ = ('allow_alias', 'deprecated', 'deprecated_legacy_json_field_conflicts', 'features', 'uninterpreted_option',)
+
     def __init__(self, allow_alias: 'bool' = _FACTORY, deprecated: 'bool' = _FACTORY, deprecated_legacy_json_field_conflicts: 'bool' = _FACTORY, features: 'FeatureSet | None' = _FACTORY, uninterpreted_option: 'list[UninterpretedOption]' = _FACTORY) -> None:
         self.allow_alias = False if allow_alias is _FACTORY else allow_alias
         self.deprecated = False if deprecated is _FACTORY else deprecated
@@ -1346,23 +1415,32 @@ class EnumOptions(betterproto2.Message):
         self.uninterpreted_option = [] if uninterpreted_option is _FACTORY else uninterpreted_option
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'allow_alias': betterproto2.field(2, betterproto2.TYPE_BOOL),
+            'deprecated': betterproto2.field(3, betterproto2.TYPE_BOOL),
+            'deprecated_legacy_json_field_conflicts': betterproto2.field(6, betterproto2.TYPE_BOOL),
+            'features': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True),
+            'uninterpreted_option': betterproto2.field(999, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("google.protobuf", "EnumOptions", EnumOptions)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class EnumValueDescriptorProto(betterproto2.Message):
     """
     Describes a value within an enum.
     """
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    number: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
+    number: "int"
 
-    options: "EnumValueOptions | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    options: "EnumValueOptions | None"
+
+    __match_args__ = ('name', 'number', 'options',)
 
     def __init__(self, name: 'str' = _FACTORY, number: 'int' = _FACTORY, options: 'EnumValueOptions | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -1370,17 +1448,24 @@ class EnumValueDescriptorProto(betterproto2.Message):
         self.options = None if options is _FACTORY else options
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'number': betterproto2.field(2, betterproto2.TYPE_INT32),
+            'options': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "google.protobuf", "EnumValueDescriptorProto", EnumValueDescriptorProto
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class EnumValueOptions(betterproto2.Message):
     "EnumValueOptions(deprecated: 'bool' = <factory>, features: 'FeatureSet | None' = <factory>, debug_redact: 'bool' = <factory>, feature_support: 'FieldOptionsFeatureSupport | None' = <factory>, uninterpreted_option: 'list[UninterpretedOption]' = <factory>)"
 
-    deprecated: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    deprecated: "bool"
     """
     Is this enum value deprecated?
     Depending on the target platform, this can emit Deprecated annotations
@@ -1388,7 +1473,7 @@ class EnumValueOptions(betterproto2.Message):
     this is a formalization for deprecating enum values.
     """
 
-    features: "FeatureSet | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+    features: "FeatureSet | None"
     """
     Any features defined in the specific edition.
     WARNING: This field should only be used by protobuf plugins or special
@@ -1396,26 +1481,24 @@ class EnumValueOptions(betterproto2.Message):
     developers should rely on the protoreflect APIs for their client language.
     """
 
-    debug_redact: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    debug_redact: "bool"
     """
     Indicate that fields annotated with this enum value should not be printed
     out when using debug formats, e.g. when the field contains sensitive
     credentials.
     """
 
-    feature_support: "FieldOptionsFeatureSupport | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    feature_support: "FieldOptionsFeatureSupport | None"
     """
     Information about the support window of a feature value.
     """
 
-    uninterpreted_option: "list[UninterpretedOption]" = betterproto2.field(
-        999, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    uninterpreted_option: "list[UninterpretedOption]"
     """
     The parser stores options it doesn't recognize here. See above.
     """
+
+    __match_args__ = ('deprecated', 'features', 'debug_redact', 'feature_support', 'uninterpreted_option',)
 
     def __init__(self, deprecated: 'bool' = _FACTORY, features: 'FeatureSet | None' = _FACTORY, debug_redact: 'bool' = _FACTORY, feature_support: 'FieldOptionsFeatureSupport | None' = _FACTORY, uninterpreted_option: 'list[UninterpretedOption]' = _FACTORY) -> None:
         self.deprecated = False if deprecated is _FACTORY else deprecated
@@ -1425,43 +1508,48 @@ class EnumValueOptions(betterproto2.Message):
         self.uninterpreted_option = [] if uninterpreted_option is _FACTORY else uninterpreted_option
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'deprecated': betterproto2.field(1, betterproto2.TYPE_BOOL),
+            'features': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'debug_redact': betterproto2.field(3, betterproto2.TYPE_BOOL),
+            'feature_support': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+            'uninterpreted_option': betterproto2.field(999, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("google.protobuf", "EnumValueOptions", EnumValueOptions)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ExtensionRangeOptions(betterproto2.Message):
     "ExtensionRangeOptions(uninterpreted_option: 'list[UninterpretedOption]' = <factory>, declaration: 'list[ExtensionRangeOptionsDeclaration]' = <factory>, features: 'FeatureSet | None' = <factory>, verification: 'ExtensionRangeOptionsVerificationState' = <factory>)"
 
-    uninterpreted_option: "list[UninterpretedOption]" = betterproto2.field(
-        999, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    uninterpreted_option: "list[UninterpretedOption]"
     """
     The parser stores options it doesn't recognize here. See above.
     """
 
-    declaration: "list[ExtensionRangeOptionsDeclaration]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    declaration: "list[ExtensionRangeOptionsDeclaration]"
     """
     For external users: DO NOT USE. We are in the process of open sourcing
     extension declaration and executing internal cleanups before it can be
     used externally.
     """
 
-    features: "FeatureSet | None" = betterproto2.field(50, betterproto2.TYPE_MESSAGE, optional=True)
+    features: "FeatureSet | None"
     """
     Any features defined in the specific edition.
     """
 
-    verification: "ExtensionRangeOptionsVerificationState" = betterproto2.field(
-        3, betterproto2.TYPE_ENUM, default_factory=lambda: ExtensionRangeOptionsVerificationState(0)
-    )
+    verification: "ExtensionRangeOptionsVerificationState"
     """
     The verification state of the range.
     TODO: flip the default to DECLARATION once all empty ranges
     are marked as UNVERIFIED.
     """
+
+    __match_args__ = ('uninterpreted_option', 'declaration', 'features', 'verification',)
 
     def __init__(self, uninterpreted_option: 'list[UninterpretedOption]' = _FACTORY, declaration: 'list[ExtensionRangeOptionsDeclaration]' = _FACTORY, features: 'FeatureSet | None' = _FACTORY, verification: 'ExtensionRangeOptionsVerificationState' = _FACTORY) -> None:
         self.uninterpreted_option = [] if uninterpreted_option is _FACTORY else uninterpreted_option
@@ -1470,46 +1558,56 @@ class ExtensionRangeOptions(betterproto2.Message):
         self.verification = ExtensionRangeOptionsVerificationState(0) if verification is _FACTORY else verification
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'uninterpreted_option': betterproto2.field(999, betterproto2.TYPE_MESSAGE, repeated=True),
+            'declaration': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+            'features': betterproto2.field(50, betterproto2.TYPE_MESSAGE, optional=True),
+            'verification': betterproto2.field(3, betterproto2.TYPE_ENUM, default_factory=lambda: ExtensionRangeOptionsVerificationState(0)),
+        }
+    )
+
 
 default_message_pool.register_message(
     "google.protobuf", "ExtensionRangeOptions", ExtensionRangeOptions
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ExtensionRangeOptionsDeclaration(betterproto2.Message):
     "ExtensionRangeOptionsDeclaration(number: 'int' = <factory>, full_name: 'str' = <factory>, type: 'str' = <factory>, reserved: 'bool' = <factory>, repeated: 'bool' = <factory>)"
 
-    number: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    number: "int"
     """
     The extension number declared within the extension range.
     """
 
-    full_name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    full_name: "str"
     """
     The fully-qualified name of the extension field. There must be a leading
     dot in front of the full name.
     """
 
-    type: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    type: "str"
     """
     The fully-qualified type name of the extension field. Unlike
     Metadata.type, Declaration.type must have a leading dot for messages
     and enums.
     """
 
-    reserved: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
+    reserved: "bool"
     """
     If true, indicates that the number is reserved in the extension range,
     and any extension field with the number will fail to compile. Set this
     when a declared extension field is deleted.
     """
 
-    repeated: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
+    repeated: "bool"
     """
     If true, indicates that the extension must be defined as repeated.
     Otherwise the extension must be defined as optional.
     """
+
+    __match_args__ = ('number', 'full_name', 'type', 'reserved', 'repeated',)
 
     def __init__(self, number: 'int' = _FACTORY, full_name: 'str' = _FACTORY, type: 'str' = _FACTORY, reserved: 'bool' = _FACTORY, repeated: 'bool' = _FACTORY) -> None:
         self.number = 0 if number is _FACTORY else number
@@ -1519,13 +1617,22 @@ class ExtensionRangeOptionsDeclaration(betterproto2.Message):
         self.repeated = False if repeated is _FACTORY else repeated
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'number': betterproto2.field(1, betterproto2.TYPE_INT32),
+            'full_name': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'type': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'reserved': betterproto2.field(5, betterproto2.TYPE_BOOL),
+            'repeated': betterproto2.field(6, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message(
     "google.protobuf", "ExtensionRangeOptions.Declaration", ExtensionRangeOptionsDeclaration
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class FeatureSet(betterproto2.Message):
     """
     ===================================================================
@@ -1539,41 +1646,23 @@ class FeatureSet(betterproto2.Message):
     conflict here.
     """
 
-    field_presence: "FeatureSetFieldPresence" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, default_factory=lambda: FeatureSetFieldPresence(0)
-    )
+    field_presence: "FeatureSetFieldPresence"
 
-    enum_type: "FeatureSetEnumType" = betterproto2.field(
-        2, betterproto2.TYPE_ENUM, default_factory=lambda: FeatureSetEnumType(0)
-    )
+    enum_type: "FeatureSetEnumType"
 
-    repeated_field_encoding: "FeatureSetRepeatedFieldEncoding" = betterproto2.field(
-        3, betterproto2.TYPE_ENUM, default_factory=lambda: FeatureSetRepeatedFieldEncoding(0)
-    )
+    repeated_field_encoding: "FeatureSetRepeatedFieldEncoding"
 
-    utf8_validation: "FeatureSetUtf8Validation" = betterproto2.field(
-        4, betterproto2.TYPE_ENUM, default_factory=lambda: FeatureSetUtf8Validation(0)
-    )
+    utf8_validation: "FeatureSetUtf8Validation"
 
-    message_encoding: "FeatureSetMessageEncoding" = betterproto2.field(
-        5, betterproto2.TYPE_ENUM, default_factory=lambda: FeatureSetMessageEncoding(0)
-    )
+    message_encoding: "FeatureSetMessageEncoding"
 
-    json_format: "FeatureSetJsonFormat" = betterproto2.field(
-        6, betterproto2.TYPE_ENUM, default_factory=lambda: FeatureSetJsonFormat(0)
-    )
+    json_format: "FeatureSetJsonFormat"
 
-    enforce_naming_style: "FeatureSetEnforceNamingStyle" = betterproto2.field(
-        7, betterproto2.TYPE_ENUM, default_factory=lambda: FeatureSetEnforceNamingStyle(0)
-    )
+    enforce_naming_style: "FeatureSetEnforceNamingStyle"
 
-    default_symbol_visibility: "FeatureSetVisibilityFeatureDefaultSymbolVisibility" = (
-        betterproto2.field(
-            8,
-            betterproto2.TYPE_ENUM,
-            default_factory=lambda: FeatureSetVisibilityFeatureDefaultSymbolVisibility(0),
-        )
-    )
+    default_symbol_visibility: "FeatureSetVisibilityFeatureDefaultSymbolVisibility"
+
+    __match_args__ = ('field_presence', 'enum_type', 'repeated_field_encoding', 'utf8_validation', 'message_encoding', 'json_format', 'enforce_naming_style', 'default_symbol_visibility',)
 
     def __init__(self, field_presence: 'FeatureSetFieldPresence' = _FACTORY, enum_type: 'FeatureSetEnumType' = _FACTORY, repeated_field_encoding: 'FeatureSetRepeatedFieldEncoding' = _FACTORY, utf8_validation: 'FeatureSetUtf8Validation' = _FACTORY, message_encoding: 'FeatureSetMessageEncoding' = _FACTORY, json_format: 'FeatureSetJsonFormat' = _FACTORY, enforce_naming_style: 'FeatureSetEnforceNamingStyle' = _FACTORY, default_symbol_visibility: 'FeatureSetVisibilityFeatureDefaultSymbolVisibility' = _FACTORY) -> None:
         self.field_presence = FeatureSetFieldPresence(0) if field_presence is _FACTORY else field_presence
@@ -1586,18 +1675,37 @@ class FeatureSet(betterproto2.Message):
         self.default_symbol_visibility = FeatureSetVisibilityFeatureDefaultSymbolVisibility(0) if default_symbol_visibility is _FACTORY else default_symbol_visibility
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'field_presence': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: FeatureSetFieldPresence(0)),
+            'enum_type': betterproto2.field(2, betterproto2.TYPE_ENUM, default_factory=lambda: FeatureSetEnumType(0)),
+            'repeated_field_encoding': betterproto2.field(3, betterproto2.TYPE_ENUM, default_factory=lambda: FeatureSetRepeatedFieldEncoding(0)),
+            'utf8_validation': betterproto2.field(4, betterproto2.TYPE_ENUM, default_factory=lambda: FeatureSetUtf8Validation(0)),
+            'message_encoding': betterproto2.field(5, betterproto2.TYPE_ENUM, default_factory=lambda: FeatureSetMessageEncoding(0)),
+            'json_format': betterproto2.field(6, betterproto2.TYPE_ENUM, default_factory=lambda: FeatureSetJsonFormat(0)),
+            'enforce_naming_style': betterproto2.field(7, betterproto2.TYPE_ENUM, default_factory=lambda: FeatureSetEnforceNamingStyle(0)),
+            'default_symbol_visibility': betterproto2.field(8, betterproto2.TYPE_ENUM, default_factory=lambda: FeatureSetVisibilityFeatureDefaultSymbolVisibility(0)),
+        }
+    )
+
 
 default_message_pool.register_message("google.protobuf", "FeatureSet", FeatureSet)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class FeatureSetVisibilityFeature(betterproto2.Message):
     'FeatureSetVisibilityFeature()'
 
     pass
 
+    __match_args__ = ()
+
     def __init__(self) -> None:
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1605,7 +1713,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class FeatureSetDefaults(betterproto2.Message):
     """
     A compiled specification for the defaults of a set of features.  These
@@ -1614,25 +1721,21 @@ class FeatureSetDefaults(betterproto2.Message):
     for the closest matching edition, followed by proto merges.
     """
 
-    defaults: "list[FeatureSetDefaultsFeatureSetEditionDefault]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    defaults: "list[FeatureSetDefaultsFeatureSetEditionDefault]"
 
-    minimum_edition: "Edition" = betterproto2.field(
-        4, betterproto2.TYPE_ENUM, default_factory=lambda: Edition(0)
-    )
+    minimum_edition: "Edition"
     """
     The minimum supported edition (inclusive) when this was constructed.
     Editions before this will not have defaults.
     """
 
-    maximum_edition: "Edition" = betterproto2.field(
-        5, betterproto2.TYPE_ENUM, default_factory=lambda: Edition(0)
-    )
+    maximum_edition: "Edition"
     """
     The maximum known edition (inclusive) when this was constructed. Editions
     after this will not have reliable defaults.
     """
+
+    __match_args__ = ('defaults', 'minimum_edition', 'maximum_edition',)
 
     def __init__(self, defaults: 'list[FeatureSetDefaultsFeatureSetEditionDefault]' = _FACTORY, minimum_edition: 'Edition' = _FACTORY, maximum_edition: 'Edition' = _FACTORY) -> None:
         self.defaults = [] if defaults is _FACTORY else defaults
@@ -1640,11 +1743,18 @@ class FeatureSetDefaults(betterproto2.Message):
         self.maximum_edition = Edition(0) if maximum_edition is _FACTORY else maximum_edition
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'defaults': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+            'minimum_edition': betterproto2.field(4, betterproto2.TYPE_ENUM, default_factory=lambda: Edition(0)),
+            'maximum_edition': betterproto2.field(5, betterproto2.TYPE_ENUM, default_factory=lambda: Edition(0)),
+        }
+    )
+
 
 default_message_pool.register_message("google.protobuf", "FeatureSetDefaults", FeatureSetDefaults)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class FeatureSetDefaultsFeatureSetEditionDefault(betterproto2.Message):
     """
     A map from every known edition with a unique set of defaults to its
@@ -1653,29 +1763,33 @@ class FeatureSetDefaultsFeatureSetEditionDefault(betterproto2.Message):
     be used.  This field must be in strict ascending order by edition.
     """
 
-    edition: "Edition" = betterproto2.field(
-        3, betterproto2.TYPE_ENUM, default_factory=lambda: Edition(0)
-    )
+    edition: "Edition"
 
-    overridable_features: "FeatureSet | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    overridable_features: "FeatureSet | None"
     """
     Defaults of features that can be overridden in this edition.
     """
 
-    fixed_features: "FeatureSet | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    fixed_features: "FeatureSet | None"
     """
     Defaults of features that can't be overridden in this edition.
     """
+
+    __match_args__ = ('edition', 'overridable_features', 'fixed_features',)
 
     def __init__(self, edition: 'Edition' = _FACTORY, overridable_features: 'FeatureSet | None' = _FACTORY, fixed_features: 'FeatureSet | None' = _FACTORY) -> None:
         self.edition = Edition(0) if edition is _FACTORY else edition
         self.overridable_features = None if overridable_features is _FACTORY else overridable_features
         self.fixed_features = None if fixed_features is _FACTORY else fixed_features
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'edition': betterproto2.field(3, betterproto2.TYPE_ENUM, default_factory=lambda: Edition(0)),
+            'overridable_features': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+            'fixed_features': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1685,29 +1799,24 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class FieldDescriptorProto(betterproto2.Message):
     """
     Describes a field within a message.
     """
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    number: "int" = betterproto2.field(3, betterproto2.TYPE_INT32)
+    number: "int"
 
-    label: "FieldDescriptorProtoLabel" = betterproto2.field(
-        4, betterproto2.TYPE_ENUM, default_factory=lambda: FieldDescriptorProtoLabel(0)
-    )
+    label: "FieldDescriptorProtoLabel"
 
-    type: "FieldDescriptorProtoType" = betterproto2.field(
-        5, betterproto2.TYPE_ENUM, default_factory=lambda: FieldDescriptorProtoType(0)
-    )
+    type: "FieldDescriptorProtoType"
     """
     If type_name is set, this need not be set.  If both this and type_name
     are set, this must be one of TYPE_ENUM, TYPE_MESSAGE or TYPE_GROUP.
     """
 
-    type_name: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    type_name: "str"
     """
     For message and enum types, this is the name of the type.  If the name
     starts with a '.', it is fully-qualified.  Otherwise, C++-like scoping
@@ -1716,13 +1825,13 @@ class FieldDescriptorProto(betterproto2.Message):
     namespace).
     """
 
-    extendee: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    extendee: "str"
     """
     For extensions, this is the name of the type being extended.  It is
     resolved in the same manner as type_name.
     """
 
-    default_value: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+    default_value: "str"
     """
     For numeric types, contains the original text representation of the value.
     For booleans, "true" or "false".
@@ -1730,13 +1839,13 @@ class FieldDescriptorProto(betterproto2.Message):
     For bytes, contains the C escaped value.  All bytes >= 128 are escaped.
     """
 
-    oneof_index: "int" = betterproto2.field(9, betterproto2.TYPE_INT32)
+    oneof_index: "int"
     """
     If set, gives the index of a oneof in the containing type's oneof_decl
     list.  This field is a member of that oneof.
     """
 
-    json_name: "str" = betterproto2.field(10, betterproto2.TYPE_STRING)
+    json_name: "str"
     """
     JSON name of this field. The value is set by protocol compiler. If the
     user has set a "json_name" option on this field, that option's value
@@ -1744,9 +1853,9 @@ class FieldDescriptorProto(betterproto2.Message):
     it to camelCase.
     """
 
-    options: "FieldOptions | None" = betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True)
+    options: "FieldOptions | None"
 
-    proto3_optional: "bool" = betterproto2.field(17, betterproto2.TYPE_BOOL)
+    proto3_optional: "bool"
     """
     If true, this is a proto3 "optional". When a proto3 field is optional, it
     tracks presence regardless of field type.
@@ -1771,6 +1880,8 @@ class FieldDescriptorProto(betterproto2.Message):
     optional with `LABEL_OPTIONAL`.
     """
 
+    __match_args__ = ('name', 'number', 'label', 'type', 'type_name', 'extendee', 'default_value', 'oneof_index', 'json_name', 'options', 'proto3_optional',)
+
     def __init__(self, name: 'str' = _FACTORY, number: 'int' = _FACTORY, label: 'FieldDescriptorProtoLabel' = _FACTORY, type: 'FieldDescriptorProtoType' = _FACTORY, type_name: 'str' = _FACTORY, extendee: 'str' = _FACTORY, default_value: 'str' = _FACTORY, oneof_index: 'int' = _FACTORY, json_name: 'str' = _FACTORY, options: 'FieldOptions | None' = _FACTORY, proto3_optional: 'bool' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.number = 0 if number is _FACTORY else number
@@ -1785,33 +1896,53 @@ class FieldDescriptorProto(betterproto2.Message):
         self.proto3_optional = False if proto3_optional is _FACTORY else proto3_optional
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'number': betterproto2.field(3, betterproto2.TYPE_INT32),
+            'label': betterproto2.field(4, betterproto2.TYPE_ENUM, default_factory=lambda: FieldDescriptorProtoLabel(0)),
+            'type': betterproto2.field(5, betterproto2.TYPE_ENUM, default_factory=lambda: FieldDescriptorProtoType(0)),
+            'type_name': betterproto2.field(6, betterproto2.TYPE_STRING),
+            'extendee': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'default_value': betterproto2.field(7, betterproto2.TYPE_STRING),
+            'oneof_index': betterproto2.field(9, betterproto2.TYPE_INT32),
+            'json_name': betterproto2.field(10, betterproto2.TYPE_STRING),
+            'options': betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True),
+            'proto3_optional': betterproto2.field(17, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message(
     "google.protobuf", "FieldDescriptorProto", FieldDescriptorProto
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class FieldMask(betterproto2.Message):
     "FieldMask(paths: 'list[str]' = <factory>)"
 
-    paths: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
+    paths: "list[str]"
+
+    __match_args__ = ('paths',)
 
     def __init__(self, paths: 'list[str]' = _FACTORY) -> None:
         self.paths = [] if paths is _FACTORY else paths
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'paths': betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("google.protobuf", "FieldMask", FieldMask)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class FieldOptions(betterproto2.Message):
     "FieldOptions(ctype: 'FieldOptionsCType' = <factory>, packed: 'bool' = <factory>, jstype: 'FieldOptionsJsType' = <factory>, lazy: 'bool' = <factory>, unverified_lazy: 'bool' = <factory>, deprecated: 'bool' = <factory>, weak: 'bool' = <factory>, debug_redact: 'bool' = <factory>, retention: 'FieldOptionsOptionRetention' = <factory>, targets: 'list[FieldOptionsOptionTargetType]' = <factory>, edition_defaults: 'list[FieldOptionsEditionDefault]' = <factory>, features: 'FeatureSet | None' = <factory>, feature_support: 'FieldOptionsFeatureSupport | None' = <factory>, uninterpreted_option: 'list[UninterpretedOption]' = <factory>)"
 
-    ctype: "FieldOptionsCType" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, default_factory=lambda: FieldOptionsCType(0)
-    )
+    ctype: "FieldOptionsCType"
     """
     NOTE: ctype is deprecated. Use `features.(pb.cpp).string_type` instead.
     The ctype option instructs the C++ code generator to use a different
@@ -1822,7 +1953,7 @@ class FieldOptions(betterproto2.Message):
     TODO: make ctype actually deprecated.
     """
 
-    packed: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    packed: "bool"
     """
     The packed option can be enabled for repeated primitive fields to enable
     a more efficient representation on the wire. Rather than repeatedly
@@ -1833,9 +1964,7 @@ class FieldOptions(betterproto2.Message):
     the behavior.
     """
 
-    jstype: "FieldOptionsJsType" = betterproto2.field(
-        6, betterproto2.TYPE_ENUM, default_factory=lambda: FieldOptionsJsType(0)
-    )
+    jstype: "FieldOptionsJsType"
     """
     The jstype option determines the JavaScript type used for values of the
     field.  The option is permitted only for 64 bit integral and fixed types
@@ -1850,7 +1979,7 @@ class FieldOptions(betterproto2.Message):
     goog.math.Integer.
     """
 
-    lazy: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
+    lazy: "bool"
     """
     Should this field be parsed lazily?  Lazy applies only to message-type
     fields.  It means that when the outer message is initially parsed, the
@@ -1876,14 +2005,14 @@ class FieldOptions(betterproto2.Message):
     uninitialized messages are acceptable).
     """
 
-    unverified_lazy: "bool" = betterproto2.field(15, betterproto2.TYPE_BOOL)
+    unverified_lazy: "bool"
     """
     unverified_lazy does no correctness checks on the byte stream. This should
     only be used where lazy with verification is prohibitive for performance
     reasons.
     """
 
-    deprecated: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    deprecated: "bool"
     """
     Is this field deprecated?
     Depending on the target platform, this can emit Deprecated annotations
@@ -1891,31 +2020,25 @@ class FieldOptions(betterproto2.Message):
     is a formalization for deprecating fields.
     """
 
-    weak: "bool" = betterproto2.field(10, betterproto2.TYPE_BOOL)
+    weak: "bool"
     """
     DEPRECATED. DO NOT USE!
     For Google-internal migration only. Do not use.
     """
 
-    debug_redact: "bool" = betterproto2.field(16, betterproto2.TYPE_BOOL)
+    debug_redact: "bool"
     """
     Indicate that the field value should not be printed out when using debug
     formats, e.g. when the field contains sensitive credentials.
     """
 
-    retention: "FieldOptionsOptionRetention" = betterproto2.field(
-        17, betterproto2.TYPE_ENUM, default_factory=lambda: FieldOptionsOptionRetention(0)
-    )
+    retention: "FieldOptionsOptionRetention"
 
-    targets: "list[FieldOptionsOptionTargetType]" = betterproto2.field(
-        19, betterproto2.TYPE_ENUM, repeated=True
-    )
+    targets: "list[FieldOptionsOptionTargetType]"
 
-    edition_defaults: "list[FieldOptionsEditionDefault]" = betterproto2.field(
-        20, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    edition_defaults: "list[FieldOptionsEditionDefault]"
 
-    features: "FeatureSet | None" = betterproto2.field(21, betterproto2.TYPE_MESSAGE, optional=True)
+    features: "FeatureSet | None"
     """
     Any features defined in the specific edition.
     WARNING: This field should only be used by protobuf plugins or special
@@ -1923,13 +2046,9 @@ class FieldOptions(betterproto2.Message):
     developers should rely on the protoreflect APIs for their client language.
     """
 
-    feature_support: "FieldOptionsFeatureSupport | None" = betterproto2.field(
-        22, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    feature_support: "FieldOptionsFeatureSupport | None"
 
-    uninterpreted_option: "list[UninterpretedOption]" = betterproto2.field(
-        999, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    uninterpreted_option: "list[UninterpretedOption]"
     """
     The parser stores options it doesn't recognize here. See above.
     """
@@ -1938,6 +2057,8 @@ class FieldOptions(betterproto2.Message):
         super().__post_init__()
         if self.is_set("weak"):
             warnings.warn("FieldOptions.weak is deprecated", DeprecationWarning)
+
+    __match_args__ = ('ctype', 'packed', 'jstype', 'lazy', 'unverified_lazy', 'deprecated', 'weak', 'debug_redact', 'retention', 'targets', 'edition_defaults', 'features', 'feature_support', 'uninterpreted_option',)
 
     def __init__(self, ctype: 'FieldOptionsCType' = _FACTORY, packed: 'bool' = _FACTORY, jstype: 'FieldOptionsJsType' = _FACTORY, lazy: 'bool' = _FACTORY, unverified_lazy: 'bool' = _FACTORY, deprecated: 'bool' = _FACTORY, weak: 'bool' = _FACTORY, debug_redact: 'bool' = _FACTORY, retention: 'FieldOptionsOptionRetention' = _FACTORY, targets: 'list[FieldOptionsOptionTargetType]' = _FACTORY, edition_defaults: 'list[FieldOptionsEditionDefault]' = _FACTORY, features: 'FeatureSet | None' = _FACTORY, feature_support: 'FieldOptionsFeatureSupport | None' = _FACTORY, uninterpreted_option: 'list[UninterpretedOption]' = _FACTORY) -> None:
         self.ctype = FieldOptionsCType(0) if ctype is _FACTORY else ctype
@@ -1956,27 +2077,52 @@ class FieldOptions(betterproto2.Message):
         self.uninterpreted_option = [] if uninterpreted_option is _FACTORY else uninterpreted_option
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'ctype': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: FieldOptionsCType(0)),
+            'packed': betterproto2.field(2, betterproto2.TYPE_BOOL),
+            'jstype': betterproto2.field(6, betterproto2.TYPE_ENUM, default_factory=lambda: FieldOptionsJsType(0)),
+            'lazy': betterproto2.field(5, betterproto2.TYPE_BOOL),
+            'unverified_lazy': betterproto2.field(15, betterproto2.TYPE_BOOL),
+            'deprecated': betterproto2.field(3, betterproto2.TYPE_BOOL),
+            'weak': betterproto2.field(10, betterproto2.TYPE_BOOL),
+            'debug_redact': betterproto2.field(16, betterproto2.TYPE_BOOL),
+            'retention': betterproto2.field(17, betterproto2.TYPE_ENUM, default_factory=lambda: FieldOptionsOptionRetention(0)),
+            'targets': betterproto2.field(19, betterproto2.TYPE_ENUM, repeated=True),
+            'edition_defaults': betterproto2.field(20, betterproto2.TYPE_MESSAGE, repeated=True),
+            'features': betterproto2.field(21, betterproto2.TYPE_MESSAGE, optional=True),
+            'feature_support': betterproto2.field(22, betterproto2.TYPE_MESSAGE, optional=True),
+            'uninterpreted_option': betterproto2.field(999, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("google.protobuf", "FieldOptions", FieldOptions)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class FieldOptionsEditionDefault(betterproto2.Message):
     "FieldOptionsEditionDefault(edition: 'Edition' = <factory>, value: 'str' = <factory>)"
 
-    edition: "Edition" = betterproto2.field(
-        3, betterproto2.TYPE_ENUM, default_factory=lambda: Edition(0)
-    )
+    edition: "Edition"
 
-    value: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    value: "str"
     """
     Textproto value.
     """
+
+    __match_args__ = ('edition', 'value',)
 
     def __init__(self, edition: 'Edition' = _FACTORY, value: 'str' = _FACTORY) -> None:
         self.edition = Edition(0) if edition is _FACTORY else edition
         self.value = "" if value is _FACTORY else value
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'edition': betterproto2.field(3, betterproto2.TYPE_ENUM, default_factory=lambda: Edition(0)),
+            'value': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1984,49 +2130,44 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class FieldOptionsFeatureSupport(betterproto2.Message):
     """
     Information about the support window of a feature.
     """
 
-    edition_introduced: "Edition" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, default_factory=lambda: Edition(0)
-    )
+    edition_introduced: "Edition"
     """
     The edition that this feature was first available in.  In editions
     earlier than this one, the default assigned to EDITION_LEGACY will be
     used, and proto files will not be able to override it.
     """
 
-    edition_deprecated: "Edition" = betterproto2.field(
-        2, betterproto2.TYPE_ENUM, default_factory=lambda: Edition(0)
-    )
+    edition_deprecated: "Edition"
     """
     The edition this feature becomes deprecated in.  Using this after this
     edition may trigger warnings.
     """
 
-    deprecation_warning: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    deprecation_warning: "str"
     """
     The deprecation warning text if this feature is used after the edition it
     was marked deprecated in.
     """
 
-    edition_removed: "Edition" = betterproto2.field(
-        4, betterproto2.TYPE_ENUM, default_factory=lambda: Edition(0)
-    )
+    edition_removed: "Edition"
     """
     The edition this feature is no longer available in.  In editions after
     this one, the last default assigned will be used, and proto files will
     not be able to override it.
     """
 
-    removal_error: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    removal_error: "str"
     """
     The removal error text if this feature is used after the edition it was
     removed in.
     """
+
+    __match_args__ = ('edition_introduced', 'edition_deprecated', 'deprecation_warning', 'edition_removed', 'removal_error',)
 
     def __init__(self, edition_introduced: 'Edition' = _FACTORY, edition_deprecated: 'Edition' = _FACTORY, deprecation_warning: 'str' = _FACTORY, edition_removed: 'Edition' = _FACTORY, removal_error: 'str' = _FACTORY) -> None:
         self.edition_introduced = Edition(0) if edition_introduced is _FACTORY else edition_introduced
@@ -2036,74 +2177,73 @@ class FieldOptionsFeatureSupport(betterproto2.Message):
         self.removal_error = "" if removal_error is _FACTORY else removal_error
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'edition_introduced': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: Edition(0)),
+            'edition_deprecated': betterproto2.field(2, betterproto2.TYPE_ENUM, default_factory=lambda: Edition(0)),
+            'deprecation_warning': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'edition_removed': betterproto2.field(4, betterproto2.TYPE_ENUM, default_factory=lambda: Edition(0)),
+            'removal_error': betterproto2.field(5, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message(
     "google.protobuf", "FieldOptions.FeatureSupport", FieldOptionsFeatureSupport
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class FileDescriptorProto(betterproto2.Message):
     """
     Describes a complete .proto file.
     """
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
     """
     file name, relative to root of source tree
     """
 
-    package: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    package: "str"
     """
     e.g. "foo", "foo.bar", etc.
     """
 
-    dependency: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
+    dependency: "list[str]"
     """
     Names of files imported by this file.
     """
 
-    public_dependency: "list[int]" = betterproto2.field(10, betterproto2.TYPE_INT32, repeated=True)
+    public_dependency: "list[int]"
     """
     Indexes of the public imported files in the dependency list above.
     """
 
-    weak_dependency: "list[int]" = betterproto2.field(11, betterproto2.TYPE_INT32, repeated=True)
+    weak_dependency: "list[int]"
     """
     Indexes of the weak imported files in the dependency list.
     For Google-internal migration only. Do not use.
     """
 
-    option_dependency: "list[str]" = betterproto2.field(15, betterproto2.TYPE_STRING, repeated=True)
+    option_dependency: "list[str]"
     """
     Names of files imported by this file purely for the purpose of providing
     option extensions. These are excluded from the dependency list above.
     """
 
-    message_type: "list[DescriptorProto]" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    message_type: "list[DescriptorProto]"
     """
     All top-level definitions in this file.
     """
 
-    enum_type: "list[EnumDescriptorProto]" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    enum_type: "list[EnumDescriptorProto]"
 
-    service: "list[ServiceDescriptorProto]" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    service: "list[ServiceDescriptorProto]"
 
-    extension: "list[FieldDescriptorProto]" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    extension: "list[FieldDescriptorProto]"
 
-    options: "FileOptions | None" = betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True)
+    options: "FileOptions | None"
 
-    source_code_info: "SourceCodeInfo | None" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    source_code_info: "SourceCodeInfo | None"
     """
     This field contains optional information about the original source code.
     You may safely remove this entire field without harming runtime
@@ -2111,7 +2251,7 @@ class FileDescriptorProto(betterproto2.Message):
     development tools.
     """
 
-    syntax: "str" = betterproto2.field(12, betterproto2.TYPE_STRING)
+    syntax: "str"
     """
     The syntax of the proto file.
     The supported values are "proto2", "proto3", and "editions".
@@ -2122,15 +2262,15 @@ class FileDescriptorProto(betterproto2.Message):
     developers should rely on the protoreflect APIs for their client language.
     """
 
-    edition: "Edition" = betterproto2.field(
-        14, betterproto2.TYPE_ENUM, default_factory=lambda: Edition(0)
-    )
+    edition: "Edition"
     """
     The edition of the proto file.
     WARNING: This field should only be used by protobuf plugins or special
     cases like the proto compiler. Other uses are discouraged and
     developers should rely on the protoreflect APIs for their client language.
     """
+
+    __match_args__ = ('name', 'package', 'dependency', 'public_dependency', 'weak_dependency', 'option_dependency', 'message_type', 'enum_type', 'service', 'extension', 'options', 'source_code_info', 'syntax', 'edition',)
 
     def __init__(self, name: 'str' = _FACTORY, package: 'str' = _FACTORY, dependency: 'list[str]' = _FACTORY, public_dependency: 'list[int]' = _FACTORY, weak_dependency: 'list[int]' = _FACTORY, option_dependency: 'list[str]' = _FACTORY, message_type: 'list[DescriptorProto]' = _FACTORY, enum_type: 'list[EnumDescriptorProto]' = _FACTORY, service: 'list[ServiceDescriptorProto]' = _FACTORY, extension: 'list[FieldDescriptorProto]' = _FACTORY, options: 'FileOptions | None' = _FACTORY, source_code_info: 'SourceCodeInfo | None' = _FACTORY, syntax: 'str' = _FACTORY, edition: 'Edition' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -2149,30 +2289,53 @@ class FileDescriptorProto(betterproto2.Message):
         self.edition = Edition(0) if edition is _FACTORY else edition
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'package': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'dependency': betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True),
+            'public_dependency': betterproto2.field(10, betterproto2.TYPE_INT32, repeated=True),
+            'weak_dependency': betterproto2.field(11, betterproto2.TYPE_INT32, repeated=True),
+            'option_dependency': betterproto2.field(15, betterproto2.TYPE_STRING, repeated=True),
+            'message_type': betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True),
+            'enum_type': betterproto2.field(5, betterproto2.TYPE_MESSAGE, repeated=True),
+            'service': betterproto2.field(6, betterproto2.TYPE_MESSAGE, repeated=True),
+            'extension': betterproto2.field(7, betterproto2.TYPE_MESSAGE, repeated=True),
+            'options': betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True),
+            'source_code_info': betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True),
+            'syntax': betterproto2.field(12, betterproto2.TYPE_STRING),
+            'edition': betterproto2.field(14, betterproto2.TYPE_ENUM, default_factory=lambda: Edition(0)),
+        }
+    )
+
 
 default_message_pool.register_message("google.protobuf", "FileDescriptorProto", FileDescriptorProto)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class FileDescriptorSet(betterproto2.Message):
     """
     The protocol compiler can output a FileDescriptorSet containing the .proto
     files it parses.
     """
 
-    file: "list[FileDescriptorProto]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    file: "list[FileDescriptorProto]"
+
+    __match_args__ = ('file',)
 
     def __init__(self, file: 'list[FileDescriptorProto]' = _FACTORY) -> None:
         self.file = [] if file is _FACTORY else file
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'file': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("google.protobuf", "FileDescriptorSet", FileDescriptorSet)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class FileOptions(betterproto2.Message):
     """
     ===================================================================
@@ -2208,7 +2371,7 @@ class FileOptions(betterproto2.Message):
       to automatically assign option numbers.
     """
 
-    java_package: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    java_package: "str"
     """
     Sets the Java package where classes generated from this .proto will be
     placed.  By default, the proto package is used, but this is often
@@ -2216,7 +2379,7 @@ class FileOptions(betterproto2.Message):
     domain names.
     """
 
-    java_outer_classname: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
+    java_outer_classname: "str"
     """
     Controls the name of the wrapper Java class generated for the .proto file.
     That class will always contain the .proto file's getDescriptor() method as
@@ -2225,7 +2388,7 @@ class FileOptions(betterproto2.Message):
     .proto file will be nested inside the single wrapper outer class.
     """
 
-    java_multiple_files: "bool" = betterproto2.field(10, betterproto2.TYPE_BOOL)
+    java_multiple_files: "bool"
     """
     If enabled, then the Java code generator will generate a separate .java
     file for each top-level message, enum, and service defined in the .proto
@@ -2235,12 +2398,12 @@ class FileOptions(betterproto2.Message):
     top-level extensions defined in the file.
     """
 
-    java_generate_equals_and_hash: "bool" = betterproto2.field(20, betterproto2.TYPE_BOOL)
+    java_generate_equals_and_hash: "bool"
     """
     This option does nothing.
     """
 
-    java_string_check_utf8: "bool" = betterproto2.field(27, betterproto2.TYPE_BOOL)
+    java_string_check_utf8: "bool"
     """
     A proto2 file can set this to true to opt in to UTF-8 checking for Java,
     which will throw an exception if invalid UTF-8 is parsed from the wire or
@@ -2254,11 +2417,9 @@ class FileOptions(betterproto2.Message):
     checks.
     """
 
-    optimize_for: "FileOptionsOptimizeMode" = betterproto2.field(
-        9, betterproto2.TYPE_ENUM, default_factory=lambda: FileOptionsOptimizeMode(0)
-    )
+    optimize_for: "FileOptionsOptimizeMode"
 
-    go_package: "str" = betterproto2.field(11, betterproto2.TYPE_STRING)
+    go_package: "str"
     """
     Sets the Go package where structs generated from this .proto will be
     placed. If omitted, the Go package will be derived from the following:
@@ -2267,7 +2428,7 @@ class FileOptions(betterproto2.Message):
       - Otherwise, the basename of the .proto file, without extension.
     """
 
-    cc_generic_services: "bool" = betterproto2.field(16, betterproto2.TYPE_BOOL)
+    cc_generic_services: "bool"
     """
     Should generic services be generated in each language?  "Generic" services
     are not specific to any particular RPC system.  They are generated by the
@@ -2281,11 +2442,11 @@ class FileOptions(betterproto2.Message):
     explicitly set them to true.
     """
 
-    java_generic_services: "bool" = betterproto2.field(17, betterproto2.TYPE_BOOL)
+    java_generic_services: "bool"
 
-    py_generic_services: "bool" = betterproto2.field(18, betterproto2.TYPE_BOOL)
+    py_generic_services: "bool"
 
-    deprecated: "bool" = betterproto2.field(23, betterproto2.TYPE_BOOL)
+    deprecated: "bool"
     """
     Is this file deprecated?
     Depending on the target platform, this can emit Deprecated annotations
@@ -2293,24 +2454,24 @@ class FileOptions(betterproto2.Message):
     least, this is a formalization for deprecating files.
     """
 
-    cc_enable_arenas: "bool" = betterproto2.field(31, betterproto2.TYPE_BOOL)
+    cc_enable_arenas: "bool"
     """
     Enables the use of arenas for the proto messages in this file. This applies
     only to generated classes for C++.
     """
 
-    objc_class_prefix: "str" = betterproto2.field(36, betterproto2.TYPE_STRING)
+    objc_class_prefix: "str"
     """
     Sets the objective c class prefix which is prepended to all objective c
     generated classes from this .proto. There is no default.
     """
 
-    csharp_namespace: "str" = betterproto2.field(37, betterproto2.TYPE_STRING)
+    csharp_namespace: "str"
     """
     Namespace for generated classes; defaults to the package.
     """
 
-    swift_prefix: "str" = betterproto2.field(39, betterproto2.TYPE_STRING)
+    swift_prefix: "str"
     """
     By default Swift generators will take the proto package and CamelCase it
     replacing '.' with underscore and use that to prefix the types/symbols
@@ -2318,34 +2479,34 @@ class FileOptions(betterproto2.Message):
     to prefix the types/symbols defined.
     """
 
-    php_class_prefix: "str" = betterproto2.field(40, betterproto2.TYPE_STRING)
+    php_class_prefix: "str"
     """
     Sets the php class prefix which is prepended to all php generated classes
     from this .proto. Default is empty.
     """
 
-    php_namespace: "str" = betterproto2.field(41, betterproto2.TYPE_STRING)
+    php_namespace: "str"
     """
     Use this option to change the namespace of php generated classes. Default
     is empty. When this option is empty, the package name will be used for
     determining the namespace.
     """
 
-    php_metadata_namespace: "str" = betterproto2.field(44, betterproto2.TYPE_STRING)
+    php_metadata_namespace: "str"
     """
     Use this option to change the namespace of php generated metadata classes.
     Default is empty. When this option is empty, the proto file name will be
     used for determining the namespace.
     """
 
-    ruby_package: "str" = betterproto2.field(45, betterproto2.TYPE_STRING)
+    ruby_package: "str"
     """
     Use this option to change the package of ruby generated classes. Default
     is empty. When this option is not set, the package name will be used for
     determining the ruby package.
     """
 
-    features: "FeatureSet | None" = betterproto2.field(50, betterproto2.TYPE_MESSAGE, optional=True)
+    features: "FeatureSet | None"
     """
     Any features defined in the specific edition.
     WARNING: This field should only be used by protobuf plugins or special
@@ -2353,9 +2514,7 @@ class FileOptions(betterproto2.Message):
     developers should rely on the protoreflect APIs for their client language.
     """
 
-    uninterpreted_option: "list[UninterpretedOption]" = betterproto2.field(
-        999, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    uninterpreted_option: "list[UninterpretedOption]"
     """
     The parser stores options it doesn't recognize here.
     See the documentation for the "Options" section above.
@@ -2367,6 +2526,8 @@ class FileOptions(betterproto2.Message):
             warnings.warn(
                 "FileOptions.java_generate_equals_and_hash is deprecated", DeprecationWarning
             )
+
+    __match_args__ = ('java_package', 'java_outer_classname', 'java_multiple_files', 'java_generate_equals_and_hash', 'java_string_check_utf8', 'optimize_for', 'go_package', 'cc_generic_services', 'java_generic_services', 'py_generic_services', 'deprecated', 'cc_enable_arenas', 'objc_class_prefix', 'csharp_namespace', 'swift_prefix', 'php_class_prefix', 'php_namespace', 'php_metadata_namespace', 'ruby_package', 'features', 'uninterpreted_option',)
 
     def __init__(self, java_package: 'str' = _FACTORY, java_outer_classname: 'str' = _FACTORY, java_multiple_files: 'bool' = _FACTORY, java_generate_equals_and_hash: 'bool' = _FACTORY, java_string_check_utf8: 'bool' = _FACTORY, optimize_for: 'FileOptionsOptimizeMode' = _FACTORY, go_package: 'str' = _FACTORY, cc_generic_services: 'bool' = _FACTORY, java_generic_services: 'bool' = _FACTORY, py_generic_services: 'bool' = _FACTORY, deprecated: 'bool' = _FACTORY, cc_enable_arenas: 'bool' = _FACTORY, objc_class_prefix: 'str' = _FACTORY, csharp_namespace: 'str' = _FACTORY, swift_prefix: 'str' = _FACTORY, php_class_prefix: 'str' = _FACTORY, php_namespace: 'str' = _FACTORY, php_metadata_namespace: 'str' = _FACTORY, ruby_package: 'str' = _FACTORY, features: 'FeatureSet | None' = _FACTORY, uninterpreted_option: 'list[UninterpretedOption]' = _FACTORY) -> None:
         self.java_package = "" if java_package is _FACTORY else java_package
@@ -2392,11 +2553,36 @@ class FileOptions(betterproto2.Message):
         self.uninterpreted_option = [] if uninterpreted_option is _FACTORY else uninterpreted_option
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'java_package': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'java_outer_classname': betterproto2.field(8, betterproto2.TYPE_STRING),
+            'java_multiple_files': betterproto2.field(10, betterproto2.TYPE_BOOL),
+            'java_generate_equals_and_hash': betterproto2.field(20, betterproto2.TYPE_BOOL),
+            'java_string_check_utf8': betterproto2.field(27, betterproto2.TYPE_BOOL),
+            'optimize_for': betterproto2.field(9, betterproto2.TYPE_ENUM, default_factory=lambda: FileOptionsOptimizeMode(0)),
+            'go_package': betterproto2.field(11, betterproto2.TYPE_STRING),
+            'cc_generic_services': betterproto2.field(16, betterproto2.TYPE_BOOL),
+            'java_generic_services': betterproto2.field(17, betterproto2.TYPE_BOOL),
+            'py_generic_services': betterproto2.field(18, betterproto2.TYPE_BOOL),
+            'deprecated': betterproto2.field(23, betterproto2.TYPE_BOOL),
+            'cc_enable_arenas': betterproto2.field(31, betterproto2.TYPE_BOOL),
+            'objc_class_prefix': betterproto2.field(36, betterproto2.TYPE_STRING),
+            'csharp_namespace': betterproto2.field(37, betterproto2.TYPE_STRING),
+            'swift_prefix': betterproto2.field(39, betterproto2.TYPE_STRING),
+            'php_class_prefix': betterproto2.field(40, betterproto2.TYPE_STRING),
+            'php_namespace': betterproto2.field(41, betterproto2.TYPE_STRING),
+            'php_metadata_namespace': betterproto2.field(44, betterproto2.TYPE_STRING),
+            'ruby_package': betterproto2.field(45, betterproto2.TYPE_STRING),
+            'features': betterproto2.field(50, betterproto2.TYPE_MESSAGE, optional=True),
+            'uninterpreted_option': betterproto2.field(999, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("google.protobuf", "FileOptions", FileOptions)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class FloatValue(betterproto2.Message):
     """
     Wrapper message for `float`.
@@ -2407,7 +2593,7 @@ class FloatValue(betterproto2.Message):
     has no plan to be removed.
     """
 
-    value: "float" = betterproto2.field(1, betterproto2.TYPE_FLOAT)
+    value: "float"
     """
     The float value.
     """
@@ -2434,15 +2620,22 @@ class FloatValue(betterproto2.Message):
     def to_wrapped(self) -> float:
         return self.value
 
+    __match_args__ = ('value',)
+
     def __init__(self, value: 'float' = _FACTORY) -> None:
         self.value = 0.0 if value is _FACTORY else value
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'value': betterproto2.field(1, betterproto2.TYPE_FLOAT),
+        }
+    )
 
 
 default_message_pool.register_message("google.protobuf", "FloatValue", FloatValue)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class GeneratedCodeInfo(betterproto2.Message):
     """
     Describes the relationship between generated code and its original source
@@ -2450,53 +2643,58 @@ class GeneratedCodeInfo(betterproto2.Message):
     source file, but may contain references to different source .proto files.
     """
 
-    annotation: "list[GeneratedCodeInfoAnnotation]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    annotation: "list[GeneratedCodeInfoAnnotation]"
     """
     An Annotation connects some span of text in generated code to an element
     of its generating .proto file.
     """
 
+    __match_args__ = ('annotation',)
+
     def __init__(self, annotation: 'list[GeneratedCodeInfoAnnotation]' = _FACTORY) -> None:
         self.annotation = [] if annotation is _FACTORY else annotation
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'annotation': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message("google.protobuf", "GeneratedCodeInfo", GeneratedCodeInfo)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class GeneratedCodeInfoAnnotation(betterproto2.Message):
     "GeneratedCodeInfoAnnotation(path: 'list[int]' = <factory>, source_file: 'str' = <factory>, begin: 'int' = <factory>, end: 'int' = <factory>, semantic: 'GeneratedCodeInfoAnnotationSemantic' = <factory>)"
 
-    path: "list[int]" = betterproto2.field(1, betterproto2.TYPE_INT32, repeated=True)
+    path: "list[int]"
     """
     Identifies the element in the original source .proto file. This field
     is formatted the same as SourceCodeInfo.Location.path.
     """
 
-    source_file: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    source_file: "str"
     """
     Identifies the filesystem path to the original source .proto.
     """
 
-    begin: "int" = betterproto2.field(3, betterproto2.TYPE_INT32)
+    begin: "int"
     """
     Identifies the starting offset in bytes in the generated code
     that relates to the identified object.
     """
 
-    end: "int" = betterproto2.field(4, betterproto2.TYPE_INT32)
+    end: "int"
     """
     Identifies the ending offset in bytes in the generated code that
     relates to the identified object. The end offset should be one past
     the last relevant byte (so the length of the text = end - begin).
     """
 
-    semantic: "GeneratedCodeInfoAnnotationSemantic" = betterproto2.field(
-        5, betterproto2.TYPE_ENUM, default_factory=lambda: GeneratedCodeInfoAnnotationSemantic(0)
-    )
+    semantic: "GeneratedCodeInfoAnnotationSemantic"
+
+    __match_args__ = ('path', 'source_file', 'begin', 'end', 'semantic',)
 
     def __init__(self, path: 'list[int]' = _FACTORY, source_file: 'str' = _FACTORY, begin: 'int' = _FACTORY, end: 'int' = _FACTORY, semantic: 'GeneratedCodeInfoAnnotationSemantic' = _FACTORY) -> None:
         self.path = [] if path is _FACTORY else path
@@ -2506,13 +2704,22 @@ class GeneratedCodeInfoAnnotation(betterproto2.Message):
         self.semantic = GeneratedCodeInfoAnnotationSemantic(0) if semantic is _FACTORY else semantic
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'path': betterproto2.field(1, betterproto2.TYPE_INT32, repeated=True),
+            'source_file': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'begin': betterproto2.field(3, betterproto2.TYPE_INT32),
+            'end': betterproto2.field(4, betterproto2.TYPE_INT32),
+            'semantic': betterproto2.field(5, betterproto2.TYPE_ENUM, default_factory=lambda: GeneratedCodeInfoAnnotationSemantic(0)),
+        }
+    )
+
 
 default_message_pool.register_message(
     "google.protobuf", "GeneratedCodeInfo.Annotation", GeneratedCodeInfoAnnotation
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Int32Value(betterproto2.Message):
     """
     Wrapper message for `int32`.
@@ -2523,7 +2730,7 @@ class Int32Value(betterproto2.Message):
     has no plan to be removed.
     """
 
-    value: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    value: "int"
     """
     The int32 value.
     """
@@ -2550,15 +2757,22 @@ class Int32Value(betterproto2.Message):
     def to_wrapped(self) -> int:
         return self.value
 
+    __match_args__ = ('value',)
+
     def __init__(self, value: 'int' = _FACTORY) -> None:
         self.value = 0 if value is _FACTORY else value
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'value': betterproto2.field(1, betterproto2.TYPE_INT32),
+        }
+    )
 
 
 default_message_pool.register_message("google.protobuf", "Int32Value", Int32Value)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Int64Value(betterproto2.Message):
     """
     Wrapper message for `int64`.
@@ -2569,7 +2783,7 @@ class Int64Value(betterproto2.Message):
     has no plan to be removed.
     """
 
-    value: "int" = betterproto2.field(1, betterproto2.TYPE_INT64)
+    value: "int"
     """
     The int64 value.
     """
@@ -2596,21 +2810,28 @@ class Int64Value(betterproto2.Message):
     def to_wrapped(self) -> int:
         return self.value
 
+    __match_args__ = ('value',)
+
     def __init__(self, value: 'int' = _FACTORY) -> None:
         self.value = 0 if value is _FACTORY else value
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'value': betterproto2.field(1, betterproto2.TYPE_INT64),
+        }
+    )
 
 
 default_message_pool.register_message("google.protobuf", "Int64Value", Int64Value)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ListValue(betterproto2.Message):
     """
     Represents a JSON array.
     """
 
-    values: "list[Value]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    values: "list[Value]"
     """
     Repeated field of dynamically typed values.
     """
@@ -2631,19 +2852,26 @@ class ListValue(betterproto2.Message):
 
         return [value.to_dict() for value in self.values]
 
+    __match_args__ = ('values',)
+
     def __init__(self, values: 'list[Value]' = _FACTORY) -> None:
         self.values = [] if values is _FACTORY else values
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'values': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message("google.protobuf", "ListValue", ListValue)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MessageOptions(betterproto2.Message):
     "MessageOptions(message_set_wire_format: 'bool' = <factory>, no_standard_descriptor_accessor: 'bool' = <factory>, deprecated: 'bool' = <factory>, map_entry: 'bool' = <factory>, deprecated_legacy_json_field_conflicts: 'bool' = <factory>, features: 'FeatureSet | None' = <factory>, uninterpreted_option: 'list[UninterpretedOption]' = <factory>)"
 
-    message_set_wire_format: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    message_set_wire_format: "bool"
     """
     Set true to use the old proto1 MessageSet wire format for extensions.
     This is provided for backwards-compatibility with the MessageSet wire
@@ -2665,14 +2893,14 @@ class MessageOptions(betterproto2.Message):
     the protocol compiler.
     """
 
-    no_standard_descriptor_accessor: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    no_standard_descriptor_accessor: "bool"
     """
     Disables the generation of the standard "descriptor()" accessor, which can
     conflict with a field of the same name.  This is meant to make migration
     from proto1 easier; new code should avoid fields named "descriptor".
     """
 
-    deprecated: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    deprecated: "bool"
     """
     Is this message deprecated?
     Depending on the target platform, this can emit Deprecated annotations
@@ -2680,7 +2908,7 @@ class MessageOptions(betterproto2.Message):
     this is a formalization for deprecating messages.
     """
 
-    map_entry: "bool" = betterproto2.field(7, betterproto2.TYPE_BOOL)
+    map_entry: "bool"
     """
     Whether the message is an automatically generated map entry type for the
     maps field.
@@ -2705,7 +2933,7 @@ class MessageOptions(betterproto2.Message):
     parser.
     """
 
-    deprecated_legacy_json_field_conflicts: "bool" = betterproto2.field(11, betterproto2.TYPE_BOOL)
+    deprecated_legacy_json_field_conflicts: "bool"
     """
     Enable the legacy handling of JSON field name conflicts.  This lowercases
     and strips underscored from the fields before comparison in proto3 only.
@@ -2719,7 +2947,7 @@ class MessageOptions(betterproto2.Message):
     teams have had time to migrate.
     """
 
-    features: "FeatureSet | None" = betterproto2.field(12, betterproto2.TYPE_MESSAGE, optional=True)
+    features: "FeatureSet | None"
     """
     Any features defined in the specific edition.
     WARNING: This field should only be used by protobuf plugins or special
@@ -2727,9 +2955,7 @@ class MessageOptions(betterproto2.Message):
     developers should rely on the protoreflect APIs for their client language.
     """
 
-    uninterpreted_option: "list[UninterpretedOption]" = betterproto2.field(
-        999, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    uninterpreted_option: "list[UninterpretedOption]"
     """
     The parser stores options it doesn't recognize here. See above.
     """
@@ -2742,6 +2968,8 @@ class MessageOptions(betterproto2.Message):
                 DeprecationWarning,
             )
 
+    __match_args__ = ('message_set_wire_format', 'no_standard_descriptor_accessor', 'deprecated', 'map_entry', 'deprecated_legacy_json_field_conflicts', 'features', 'uninterpreted_option',)
+
     def __init__(self, message_set_wire_format: 'bool' = _FACTORY, no_standard_descriptor_accessor: 'bool' = _FACTORY, deprecated: 'bool' = _FACTORY, map_entry: 'bool' = _FACTORY, deprecated_legacy_json_field_conflicts: 'bool' = _FACTORY, features: 'FeatureSet | None' = _FACTORY, uninterpreted_option: 'list[UninterpretedOption]' = _FACTORY) -> None:
         self.message_set_wire_format = False if message_set_wire_format is _FACTORY else message_set_wire_format
         self.no_standard_descriptor_accessor = False if no_standard_descriptor_accessor is _FACTORY else no_standard_descriptor_accessor
@@ -2752,39 +2980,50 @@ class MessageOptions(betterproto2.Message):
         self.uninterpreted_option = [] if uninterpreted_option is _FACTORY else uninterpreted_option
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'message_set_wire_format': betterproto2.field(1, betterproto2.TYPE_BOOL),
+            'no_standard_descriptor_accessor': betterproto2.field(2, betterproto2.TYPE_BOOL),
+            'deprecated': betterproto2.field(3, betterproto2.TYPE_BOOL),
+            'map_entry': betterproto2.field(7, betterproto2.TYPE_BOOL),
+            'deprecated_legacy_json_field_conflicts': betterproto2.field(11, betterproto2.TYPE_BOOL),
+            'features': betterproto2.field(12, betterproto2.TYPE_MESSAGE, optional=True),
+            'uninterpreted_option': betterproto2.field(999, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("google.protobuf", "MessageOptions", MessageOptions)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MethodDescriptorProto(betterproto2.Message):
     """
     Describes a method of a service.
     """
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    input_type: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    input_type: "str"
     """
     Input and output type names.  These are resolved in the same way as
     FieldDescriptorProto.type_name, but must refer to a message type.
     """
 
-    output_type: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    output_type: "str"
 
-    options: "MethodOptions | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    options: "MethodOptions | None"
 
-    client_streaming: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
+    client_streaming: "bool"
     """
     Identifies if client streams multiple client messages
     """
 
-    server_streaming: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
+    server_streaming: "bool"
     """
     Identifies if server streams multiple server messages
     """
+
+    __match_args__ = ('name', 'input_type', 'output_type', 'options', 'client_streaming', 'server_streaming',)
 
     def __init__(self, name: 'str' = _FACTORY, input_type: 'str' = _FACTORY, output_type: 'str' = _FACTORY, options: 'MethodOptions | None' = _FACTORY, client_streaming: 'bool' = _FACTORY, server_streaming: 'bool' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -2795,17 +3034,27 @@ class MethodDescriptorProto(betterproto2.Message):
         self.server_streaming = False if server_streaming is _FACTORY else server_streaming
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'input_type': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'output_type': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'options': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+            'client_streaming': betterproto2.field(5, betterproto2.TYPE_BOOL),
+            'server_streaming': betterproto2.field(6, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message(
     "google.protobuf", "MethodDescriptorProto", MethodDescriptorProto
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MethodOptions(betterproto2.Message):
     "MethodOptions(deprecated: 'bool' = <factory>, idempotency_level: 'MethodOptionsIdempotencyLevel' = <factory>, features: 'FeatureSet | None' = <factory>, uninterpreted_option: 'list[UninterpretedOption]' = <factory>)"
 
-    deprecated: "bool" = betterproto2.field(33, betterproto2.TYPE_BOOL)
+    deprecated: "bool"
     """
     Note:  Field numbers 1 through 32 are reserved for Google's internal RPC
       framework.  We apologize for hoarding these numbers to ourselves, but
@@ -2818,11 +3067,9 @@ class MethodOptions(betterproto2.Message):
     this is a formalization for deprecating methods.
     """
 
-    idempotency_level: "MethodOptionsIdempotencyLevel" = betterproto2.field(
-        34, betterproto2.TYPE_ENUM, default_factory=lambda: MethodOptionsIdempotencyLevel(0)
-    )
+    idempotency_level: "MethodOptionsIdempotencyLevel"
 
-    features: "FeatureSet | None" = betterproto2.field(35, betterproto2.TYPE_MESSAGE, optional=True)
+    features: "FeatureSet | None"
     """
     Any features defined in the specific edition.
     WARNING: This field should only be used by protobuf plugins or special
@@ -2830,12 +3077,12 @@ class MethodOptions(betterproto2.Message):
     developers should rely on the protoreflect APIs for their client language.
     """
 
-    uninterpreted_option: "list[UninterpretedOption]" = betterproto2.field(
-        999, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    uninterpreted_option: "list[UninterpretedOption]"
     """
     The parser stores options it doesn't recognize here. See above.
     """
+
+    __match_args__ = ('deprecated', 'idempotency_level', 'features', 'uninterpreted_option',)
 
     def __init__(self, deprecated: 'bool' = _FACTORY, idempotency_level: 'MethodOptionsIdempotencyLevel' = _FACTORY, features: 'FeatureSet | None' = _FACTORY, uninterpreted_option: 'list[UninterpretedOption]' = _FACTORY) -> None:
         self.deprecated = False if deprecated is _FACTORY else deprecated
@@ -2844,24 +3091,41 @@ class MethodOptions(betterproto2.Message):
         self.uninterpreted_option = [] if uninterpreted_option is _FACTORY else uninterpreted_option
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'deprecated': betterproto2.field(33, betterproto2.TYPE_BOOL),
+            'idempotency_level': betterproto2.field(34, betterproto2.TYPE_ENUM, default_factory=lambda: MethodOptionsIdempotencyLevel(0)),
+            'features': betterproto2.field(35, betterproto2.TYPE_MESSAGE, optional=True),
+            'uninterpreted_option': betterproto2.field(999, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("google.protobuf", "MethodOptions", MethodOptions)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class OneofDescriptorProto(betterproto2.Message):
     """
     Describes a oneof.
     """
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    options: "OneofOptions | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+    options: "OneofOptions | None"
+
+    __match_args__ = ('name', 'options',)
 
     def __init__(self, name: 'str' = _FACTORY, options: 'OneofOptions | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.options = None if options is _FACTORY else options
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'options': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -2869,11 +3133,10 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class OneofOptions(betterproto2.Message):
     "OneofOptions(features: 'FeatureSet | None' = <factory>, uninterpreted_option: 'list[UninterpretedOption]' = <factory>)"
 
-    features: "FeatureSet | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    features: "FeatureSet | None"
     """
     Any features defined in the specific edition.
     WARNING: This field should only be used by protobuf plugins or special
@@ -2881,37 +3144,41 @@ class OneofOptions(betterproto2.Message):
     developers should rely on the protoreflect APIs for their client language.
     """
 
-    uninterpreted_option: "list[UninterpretedOption]" = betterproto2.field(
-        999, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    uninterpreted_option: "list[UninterpretedOption]"
     """
     The parser stores options it doesn't recognize here. See above.
     """
+
+    __match_args__ = ('features', 'uninterpreted_option',)
 
     def __init__(self, features: 'FeatureSet | None' = _FACTORY, uninterpreted_option: 'list[UninterpretedOption]' = _FACTORY) -> None:
         self.features = None if features is _FACTORY else features
         self.uninterpreted_option = [] if uninterpreted_option is _FACTORY else uninterpreted_option
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'features': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'uninterpreted_option': betterproto2.field(999, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("google.protobuf", "OneofOptions", OneofOptions)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ServiceDescriptorProto(betterproto2.Message):
     """
     Describes a service.
     """
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    method: "list[MethodDescriptorProto]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    method: "list[MethodDescriptorProto]"
 
-    options: "ServiceOptions | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    options: "ServiceOptions | None"
+
+    __match_args__ = ('name', 'method', 'options',)
 
     def __init__(self, name: 'str' = _FACTORY, method: 'list[MethodDescriptorProto]' = _FACTORY, options: 'ServiceOptions | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -2919,17 +3186,24 @@ class ServiceDescriptorProto(betterproto2.Message):
         self.options = None if options is _FACTORY else options
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'method': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+            'options': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "google.protobuf", "ServiceDescriptorProto", ServiceDescriptorProto
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ServiceOptions(betterproto2.Message):
     "ServiceOptions(features: 'FeatureSet | None' = <factory>, deprecated: 'bool' = <factory>, uninterpreted_option: 'list[UninterpretedOption]' = <factory>)"
 
-    features: "FeatureSet | None" = betterproto2.field(34, betterproto2.TYPE_MESSAGE, optional=True)
+    features: "FeatureSet | None"
     """
     Any features defined in the specific edition.
     WARNING: This field should only be used by protobuf plugins or special
@@ -2937,7 +3211,7 @@ class ServiceOptions(betterproto2.Message):
     developers should rely on the protoreflect APIs for their client language.
     """
 
-    deprecated: "bool" = betterproto2.field(33, betterproto2.TYPE_BOOL)
+    deprecated: "bool"
     """
     Note:  Field numbers 1 through 32 are reserved for Google's internal RPC
       framework.  We apologize for hoarding these numbers to ourselves, but
@@ -2950,12 +3224,12 @@ class ServiceOptions(betterproto2.Message):
     this is a formalization for deprecating services.
     """
 
-    uninterpreted_option: "list[UninterpretedOption]" = betterproto2.field(
-        999, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    uninterpreted_option: "list[UninterpretedOption]"
     """
     The parser stores options it doesn't recognize here. See above.
     """
+
+    __match_args__ = ('features', 'deprecated', 'uninterpreted_option',)
 
     def __init__(self, features: 'FeatureSet | None' = _FACTORY, deprecated: 'bool' = _FACTORY, uninterpreted_option: 'list[UninterpretedOption]' = _FACTORY) -> None:
         self.features = None if features is _FACTORY else features
@@ -2963,11 +3237,18 @@ class ServiceOptions(betterproto2.Message):
         self.uninterpreted_option = [] if uninterpreted_option is _FACTORY else uninterpreted_option
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'features': betterproto2.field(34, betterproto2.TYPE_MESSAGE, optional=True),
+            'deprecated': betterproto2.field(33, betterproto2.TYPE_BOOL),
+            'uninterpreted_option': betterproto2.field(999, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("google.protobuf", "ServiceOptions", ServiceOptions)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class SourceCodeInfo(betterproto2.Message):
     """
     ===================================================================
@@ -2977,9 +3258,7 @@ class SourceCodeInfo(betterproto2.Message):
     FileDescriptorProto was generated.
     """
 
-    location: "list[SourceCodeInfoLocation]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    location: "list[SourceCodeInfoLocation]"
     """
     A Location identifies a piece of source code in a .proto file which
     corresponds to a particular definition.  This information is intended
@@ -3026,19 +3305,26 @@ class SourceCodeInfo(betterproto2.Message):
       be recorded in the future.
     """
 
+    __match_args__ = ('location',)
+
     def __init__(self, location: 'list[SourceCodeInfoLocation]' = _FACTORY) -> None:
         self.location = [] if location is _FACTORY else location
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'location': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message("google.protobuf", "SourceCodeInfo", SourceCodeInfo)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class SourceCodeInfoLocation(betterproto2.Message):
     "SourceCodeInfoLocation(path: 'list[int]' = <factory>, span: 'list[int]' = <factory>, leading_comments: 'str' = <factory>, trailing_comments: 'str' = <factory>, leading_detached_comments: 'list[str]' = <factory>)"
 
-    path: "list[int]" = betterproto2.field(1, betterproto2.TYPE_INT32, repeated=True)
+    path: "list[int]"
     """
     Identifies which part of the FileDescriptorProto was defined at this
     location.
@@ -3065,7 +3351,7 @@ class SourceCodeInfoLocation(betterproto2.Message):
     of the label to the terminating semicolon).
     """
 
-    span: "list[int]" = betterproto2.field(2, betterproto2.TYPE_INT32, repeated=True)
+    span: "list[int]"
     """
     Always has exactly three or four elements: start line, start column,
     end line (optional, otherwise assumed same as start line), end column.
@@ -3074,7 +3360,7 @@ class SourceCodeInfoLocation(betterproto2.Message):
     1 to each before displaying to a user.
     """
 
-    leading_comments: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    leading_comments: "str"
     """
     If this SourceCodeInfo represents a complete declaration, these are any
     comments appearing before and after the declaration which appear to be
@@ -3125,11 +3411,11 @@ class SourceCodeInfoLocation(betterproto2.Message):
       // ignored detached comments.
     """
 
-    trailing_comments: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    trailing_comments: "str"
 
-    leading_detached_comments: "list[str]" = betterproto2.field(
-        6, betterproto2.TYPE_STRING, repeated=True
-    )
+    leading_detached_comments: "list[str]"
+
+    __match_args__ = ('path', 'span', 'leading_comments', 'trailing_comments', 'leading_detached_comments',)
 
     def __init__(self, path: 'list[int]' = _FACTORY, span: 'list[int]' = _FACTORY, leading_comments: 'str' = _FACTORY, trailing_comments: 'str' = _FACTORY, leading_detached_comments: 'list[str]' = _FACTORY) -> None:
         self.path = [] if path is _FACTORY else path
@@ -3139,13 +3425,22 @@ class SourceCodeInfoLocation(betterproto2.Message):
         self.leading_detached_comments = [] if leading_detached_comments is _FACTORY else leading_detached_comments
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'path': betterproto2.field(1, betterproto2.TYPE_INT32, repeated=True),
+            'span': betterproto2.field(2, betterproto2.TYPE_INT32, repeated=True),
+            'leading_comments': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'trailing_comments': betterproto2.field(4, betterproto2.TYPE_STRING),
+            'leading_detached_comments': betterproto2.field(6, betterproto2.TYPE_STRING, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "google.protobuf", "SourceCodeInfo.Location", SourceCodeInfoLocation
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class StringValue(betterproto2.Message):
     """
     Wrapper message for `string`.
@@ -3156,7 +3451,7 @@ class StringValue(betterproto2.Message):
     has no plan to be removed.
     """
 
-    value: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    value: "str"
     """
     The string value.
     """
@@ -3183,15 +3478,22 @@ class StringValue(betterproto2.Message):
     def to_wrapped(self) -> str:
         return self.value
 
+    __match_args__ = ('value',)
+
     def __init__(self, value: 'str' = _FACTORY) -> None:
         self.value = "" if value is _FACTORY else value
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'value': betterproto2.field(1, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message("google.protobuf", "StringValue", StringValue)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Struct(betterproto2.Message):
     """
     Represents a JSON object.
@@ -3209,11 +3511,7 @@ class Struct(betterproto2.Message):
     typed message should be preferred instead of using this type.
     """
 
-    fields: "dict[str, Value]" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
-    )
+    fields: "dict[str, Value]"
     """
     Unordered map of dynamically typed values.
     """
@@ -3248,15 +3546,22 @@ class Struct(betterproto2.Message):
             for key, value in self.fields.items()
         }
 
+    __match_args__ = ('fields',)
+
     def __init__(self, fields: 'dict[str, Value]' = _FACTORY) -> None:
         self.fields = {} if fields is _FACTORY else fields
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'fields': betterproto2.field(1, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)),
+        }
+    )
 
 
 default_message_pool.register_message("google.protobuf", "Struct", Struct)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Timestamp(betterproto2.Message):
     """
     A Timestamp represents a point in time independent of any time zone or local
@@ -3350,14 +3655,14 @@ class Timestamp(betterproto2.Message):
     ) to obtain a formatter capable of generating timestamps in this format.
     """
 
-    seconds: "int" = betterproto2.field(1, betterproto2.TYPE_INT64)
+    seconds: "int"
     """
     Represents seconds of UTC time since Unix epoch 1970-01-01T00:00:00Z. Must
     be between -62135596800 and 253402300799 inclusive (which corresponds to
     0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z).
     """
 
-    nanos: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
+    nanos: "int"
     """
     Non-negative fractions of a second at nanosecond resolution. This field is
     the nanosecond portion of the duration, not an alternative to seconds.
@@ -3440,16 +3745,24 @@ class Timestamp(betterproto2.Message):
     def to_wrapped(self) -> datetime.datetime:
         return self.to_datetime()
 
+    __match_args__ = ('seconds', 'nanos',)
+
     def __init__(self, seconds: 'int' = _FACTORY, nanos: 'int' = _FACTORY) -> None:
         self.seconds = 0 if seconds is _FACTORY else seconds
         self.nanos = 0 if nanos is _FACTORY else nanos
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'seconds': betterproto2.field(1, betterproto2.TYPE_INT64),
+            'nanos': betterproto2.field(2, betterproto2.TYPE_INT32),
+        }
+    )
+
 
 default_message_pool.register_message("google.protobuf", "Timestamp", Timestamp)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class UInt32Value(betterproto2.Message):
     """
     Wrapper message for `uint32`.
@@ -3460,7 +3773,7 @@ class UInt32Value(betterproto2.Message):
     has no plan to be removed.
     """
 
-    value: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
+    value: "int"
     """
     The uint32 value.
     """
@@ -3487,15 +3800,22 @@ class UInt32Value(betterproto2.Message):
     def to_wrapped(self) -> int:
         return self.value
 
+    __match_args__ = ('value',)
+
     def __init__(self, value: 'int' = _FACTORY) -> None:
         self.value = 0 if value is _FACTORY else value
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'value': betterproto2.field(1, betterproto2.TYPE_UINT32),
+        }
+    )
 
 
 default_message_pool.register_message("google.protobuf", "UInt32Value", UInt32Value)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class UInt64Value(betterproto2.Message):
     """
     Wrapper message for `uint64`.
@@ -3506,7 +3826,7 @@ class UInt64Value(betterproto2.Message):
     has no plan to be removed.
     """
 
-    value: "int" = betterproto2.field(1, betterproto2.TYPE_UINT64)
+    value: "int"
     """
     The uint64 value.
     """
@@ -3533,15 +3853,22 @@ class UInt64Value(betterproto2.Message):
     def to_wrapped(self) -> int:
         return self.value
 
+    __match_args__ = ('value',)
+
     def __init__(self, value: 'int' = _FACTORY) -> None:
         self.value = 0 if value is _FACTORY else value
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'value': betterproto2.field(1, betterproto2.TYPE_UINT64),
+        }
+    )
 
 
 default_message_pool.register_message("google.protobuf", "UInt64Value", UInt64Value)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class UninterpretedOption(betterproto2.Message):
     """
     A message representing a option the parser does not recognize. This only
@@ -3552,25 +3879,25 @@ class UninterpretedOption(betterproto2.Message):
     in them.
     """
 
-    name: "list[UninterpretedOptionNamePart]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    name: "list[UninterpretedOptionNamePart]"
 
-    identifier_value: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    identifier_value: "str"
     """
     The value of the uninterpreted option, in whatever type the tokenizer
     identified it as during parsing. Exactly one of these should be set.
     """
 
-    positive_int_value: "int" = betterproto2.field(4, betterproto2.TYPE_UINT64)
+    positive_int_value: "int"
 
-    negative_int_value: "int" = betterproto2.field(5, betterproto2.TYPE_INT64)
+    negative_int_value: "int"
 
-    double_value: "float" = betterproto2.field(6, betterproto2.TYPE_DOUBLE)
+    double_value: "float"
 
-    string_value: "bytes" = betterproto2.field(7, betterproto2.TYPE_BYTES)
+    string_value: "bytes"
 
-    aggregate_value: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
+    aggregate_value: "str"
+
+    __match_args__ = ('name', 'identifier_value', 'positive_int_value', 'negative_int_value', 'double_value', 'string_value', 'aggregate_value',)
 
     def __init__(self, name: 'list[UninterpretedOptionNamePart]' = _FACTORY, identifier_value: 'str' = _FACTORY, positive_int_value: 'int' = _FACTORY, negative_int_value: 'int' = _FACTORY, double_value: 'float' = _FACTORY, string_value: 'bytes' = _FACTORY, aggregate_value: 'str' = _FACTORY) -> None:
         self.name = [] if name is _FACTORY else name
@@ -3582,11 +3909,22 @@ class UninterpretedOption(betterproto2.Message):
         self.aggregate_value = "" if aggregate_value is _FACTORY else aggregate_value
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+            'identifier_value': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'positive_int_value': betterproto2.field(4, betterproto2.TYPE_UINT64),
+            'negative_int_value': betterproto2.field(5, betterproto2.TYPE_INT64),
+            'double_value': betterproto2.field(6, betterproto2.TYPE_DOUBLE),
+            'string_value': betterproto2.field(7, betterproto2.TYPE_BYTES),
+            'aggregate_value': betterproto2.field(8, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message("google.protobuf", "UninterpretedOption", UninterpretedOption)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class UninterpretedOptionNamePart(betterproto2.Message):
     """
     The name of the uninterpreted option.  Each string represents a segment in
@@ -3596,14 +3934,23 @@ class UninterpretedOptionNamePart(betterproto2.Message):
     "foo.(bar.baz).moo".
     """
 
-    name_part: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name_part: "str"
 
-    is_extension: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    is_extension: "bool"
+
+    __match_args__ = ('name_part', 'is_extension',)
 
     def __init__(self, name_part: 'str' = _FACTORY, is_extension: 'bool' = _FACTORY) -> None:
         self.name_part = "" if name_part is _FACTORY else name_part
         self.is_extension = False if is_extension is _FACTORY else is_extension
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name_part': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'is_extension': betterproto2.field(2, betterproto2.TYPE_BOOL),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -3611,7 +3958,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Value(betterproto2.Message):
     """
     Represents a JSON value.
@@ -3625,16 +3971,12 @@ class Value(betterproto2.Message):
         - kind: The kind of value.
     """
 
-    null_value: "NullValue | None" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, optional=True, group="kind"
-    )
+    null_value: "NullValue | None"
     """
     Represents a JSON `null`.
     """
 
-    number_value: "float | None" = betterproto2.field(
-        2, betterproto2.TYPE_DOUBLE, optional=True, group="kind"
-    )
+    number_value: "float | None"
     """
     Represents a JSON number. Must not be `NaN`, `Infinity` or
     `-Infinity`, since those are not supported in JSON. This also cannot
@@ -3642,30 +3984,22 @@ class Value(betterproto2.Message):
     support them in its number type.
     """
 
-    string_value: "str | None" = betterproto2.field(
-        3, betterproto2.TYPE_STRING, optional=True, group="kind"
-    )
+    string_value: "str | None"
     """
     Represents a JSON string.
     """
 
-    bool_value: "bool | None" = betterproto2.field(
-        4, betterproto2.TYPE_BOOL, optional=True, group="kind"
-    )
+    bool_value: "bool | None"
     """
     Represents a JSON boolean (`true` or `false` literal in JSON).
     """
 
-    struct_value: "Struct | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True, group="kind"
-    )
+    struct_value: "Struct | None"
     """
     Represents a JSON object.
     """
 
-    list_value: "ListValue | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, optional=True, group="kind"
-    )
+    list_value: "ListValue | None"
     """
     Represents a JSON array.
     """
@@ -3713,6 +4047,8 @@ class Value(betterproto2.Message):
 
         raise ValueError("Invalid value")
 
+    __match_args__ = ('null_value', 'number_value', 'string_value', 'bool_value', 'struct_value', 'list_value',)
+
     def __init__(self, null_value: 'NullValue | None' = _FACTORY, number_value: 'float | None' = _FACTORY, string_value: 'str | None' = _FACTORY, bool_value: 'bool | None' = _FACTORY, struct_value: 'Struct | None' = _FACTORY, list_value: 'ListValue | None' = _FACTORY) -> None:
         self.null_value = None if null_value is _FACTORY else null_value
         self.number_value = None if number_value is _FACTORY else number_value
@@ -3721,6 +4057,17 @@ class Value(betterproto2.Message):
         self.struct_value = None if struct_value is _FACTORY else struct_value
         self.list_value = None if list_value is _FACTORY else list_value
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'null_value': betterproto2.field(1, betterproto2.TYPE_ENUM, optional=True, group='kind'),
+            'number_value': betterproto2.field(2, betterproto2.TYPE_DOUBLE, optional=True, group='kind'),
+            'string_value': betterproto2.field(3, betterproto2.TYPE_STRING, optional=True, group='kind'),
+            'bool_value': betterproto2.field(4, betterproto2.TYPE_BOOL, optional=True, group='kind'),
+            'struct_value': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True, group='kind'),
+            'list_value': betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True, group='kind'),
+        }
+    )
 
 
 default_message_pool.register_message("google.protobuf", "Value", Value)

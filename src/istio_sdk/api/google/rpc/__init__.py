@@ -6,10 +6,9 @@
 
 __all__ = ("Status",)
 
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from ...message_pool import default_message_pool
 
@@ -17,23 +16,30 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Status(betterproto2.Message):
     "Status(code: 'int' = <factory>, message: 'str' = <factory>, details: 'list[_protobuf__.Any]' = <factory>)"
 
-    code: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    code: "int"
 
-    message: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    message: "str"
 
-    details: "list[_protobuf__.Any]" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    details: "list[_protobuf__.Any]"
+
+    __match_args__ = ('code', 'message', 'details',)
 
     def __init__(self, code: 'int' = _FACTORY, message: 'str' = _FACTORY, details: 'list[_protobuf__.Any]' = _FACTORY) -> None:
         self.code = 0 if code is _FACTORY else code
         self.message = "" if message is _FACTORY else message
         self.details = [] if details is _FACTORY else details
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'code': betterproto2.field(1, betterproto2.TYPE_INT32),
+            'message': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'details': betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message("google.rpc", "Status", Status)

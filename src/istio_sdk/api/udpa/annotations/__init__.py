@@ -14,10 +14,9 @@ __all__ = (
     "VersioningAnnotation",
 )
 
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from ...message_pool import default_message_pool
 
@@ -35,18 +34,26 @@ class PackageVersionStatus(betterproto2.Enum):
     NEXT_MAJOR_VERSION_CANDIDATE = 3
 
 
-@dataclass(eq=False, repr=False, init=False)
 class FieldMigrateAnnotation(betterproto2.Message):
     "FieldMigrateAnnotation(rename: 'str' = <factory>, oneof_promotion: 'str' = <factory>)"
 
-    rename: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    rename: "str"
 
-    oneof_promotion: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    oneof_promotion: "str"
+
+    __match_args__ = ('rename', 'oneof_promotion',)
 
     def __init__(self, rename: 'str' = _FACTORY, oneof_promotion: 'str' = _FACTORY) -> None:
         self.rename = "" if rename is _FACTORY else rename
         self.oneof_promotion = "" if oneof_promotion is _FACTORY else oneof_promotion
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'rename': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'oneof_promotion': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -54,18 +61,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class FieldSecurityAnnotation(betterproto2.Message):
     "FieldSecurityAnnotation(configure_for_untrusted_downstream: 'bool' = <factory>, configure_for_untrusted_upstream: 'bool' = <factory>)"
 
-    configure_for_untrusted_downstream: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    configure_for_untrusted_downstream: "bool"
 
-    configure_for_untrusted_upstream: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    configure_for_untrusted_upstream: "bool"
+
+    __match_args__ = ('configure_for_untrusted_downstream', 'configure_for_untrusted_upstream',)
 
     def __init__(self, configure_for_untrusted_downstream: 'bool' = _FACTORY, configure_for_untrusted_upstream: 'bool' = _FACTORY) -> None:
         self.configure_for_untrusted_downstream = False if configure_for_untrusted_downstream is _FACTORY else configure_for_untrusted_downstream
         self.configure_for_untrusted_upstream = False if configure_for_untrusted_upstream is _FACTORY else configure_for_untrusted_upstream
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'configure_for_untrusted_downstream': betterproto2.field(1, betterproto2.TYPE_BOOL),
+            'configure_for_untrusted_upstream': betterproto2.field(2, betterproto2.TYPE_BOOL),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -73,15 +88,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class FileMigrateAnnotation(betterproto2.Message):
     "FileMigrateAnnotation(move_to_package: 'str' = <factory>)"
 
-    move_to_package: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    move_to_package: "str"
+
+    __match_args__ = ('move_to_package',)
 
     def __init__(self, move_to_package: 'str' = _FACTORY) -> None:
         self.move_to_package = "" if move_to_package is _FACTORY else move_to_package
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'move_to_package': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -89,48 +111,68 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MigrateAnnotation(betterproto2.Message):
     "MigrateAnnotation(rename: 'str' = <factory>)"
 
-    rename: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    rename: "str"
+
+    __match_args__ = ('rename',)
 
     def __init__(self, rename: 'str' = _FACTORY) -> None:
         self.rename = "" if rename is _FACTORY else rename
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'rename': betterproto2.field(1, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message("udpa.annotations", "MigrateAnnotation", MigrateAnnotation)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class StatusAnnotation(betterproto2.Message):
     "StatusAnnotation(work_in_progress: 'bool' = <factory>, package_version_status: 'PackageVersionStatus' = <factory>)"
 
-    work_in_progress: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    work_in_progress: "bool"
 
-    package_version_status: "PackageVersionStatus" = betterproto2.field(
-        2, betterproto2.TYPE_ENUM, default_factory=lambda: PackageVersionStatus(0)
-    )
+    package_version_status: "PackageVersionStatus"
+
+    __match_args__ = ('work_in_progress', 'package_version_status',)
 
     def __init__(self, work_in_progress: 'bool' = _FACTORY, package_version_status: 'PackageVersionStatus' = _FACTORY) -> None:
         self.work_in_progress = False if work_in_progress is _FACTORY else work_in_progress
         self.package_version_status = PackageVersionStatus(0) if package_version_status is _FACTORY else package_version_status
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'work_in_progress': betterproto2.field(1, betterproto2.TYPE_BOOL),
+            'package_version_status': betterproto2.field(2, betterproto2.TYPE_ENUM, default_factory=lambda: PackageVersionStatus(0)),
+        }
+    )
+
 
 default_message_pool.register_message("udpa.annotations", "StatusAnnotation", StatusAnnotation)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class VersioningAnnotation(betterproto2.Message):
     "VersioningAnnotation(previous_message_type: 'str' = <factory>)"
 
-    previous_message_type: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    previous_message_type: "str"
+
+    __match_args__ = ('previous_message_type',)
 
     def __init__(self, previous_message_type: 'str' = _FACTORY) -> None:
         self.previous_message_type = "" if previous_message_type is _FACTORY else previous_message_type
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'previous_message_type': betterproto2.field(1, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(

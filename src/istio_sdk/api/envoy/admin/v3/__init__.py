@@ -33,10 +33,9 @@ __all__ = (
 )
 
 import datetime
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from ....message_pool import default_message_pool
 
@@ -60,44 +59,43 @@ class ClientResourceStatus(betterproto2.Enum):
     TIMEOUT = 6
 
 
-@dataclass(eq=False, repr=False, init=False)
 class BootstrapConfigDump(betterproto2.Message):
     "BootstrapConfigDump(bootstrap: '__config__bootstrap__v3__.Bootstrap | None' = <factory>, last_updated: 'datetime.datetime | None' = <factory>)"
 
-    bootstrap: "__config__bootstrap__v3__.Bootstrap | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    bootstrap: "__config__bootstrap__v3__.Bootstrap | None"
 
-    last_updated: "datetime.datetime | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
-    )
+    last_updated: "datetime.datetime | None"
+
+    __match_args__ = ('bootstrap', 'last_updated',)
 
     def __init__(self, bootstrap: '__config__bootstrap__v3__.Bootstrap | None' = _FACTORY, last_updated: 'datetime.datetime | None' = _FACTORY) -> None:
         self.bootstrap = None if bootstrap is _FACTORY else bootstrap
         self.last_updated = None if last_updated is _FACTORY else last_updated
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'bootstrap': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'last_updated': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.admin.v3", "BootstrapConfigDump", BootstrapConfigDump)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ClustersConfigDump(betterproto2.Message):
     "ClustersConfigDump(version_info: 'str' = <factory>, static_clusters: 'list[ClustersConfigDumpStaticCluster]' = <factory>, dynamic_active_clusters: 'list[ClustersConfigDumpDynamicCluster]' = <factory>, dynamic_warming_clusters: 'list[ClustersConfigDumpDynamicCluster]' = <factory>)"
 
-    version_info: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    version_info: "str"
 
-    static_clusters: "list[ClustersConfigDumpStaticCluster]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    static_clusters: "list[ClustersConfigDumpStaticCluster]"
 
-    dynamic_active_clusters: "list[ClustersConfigDumpDynamicCluster]" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    dynamic_active_clusters: "list[ClustersConfigDumpDynamicCluster]"
 
-    dynamic_warming_clusters: "list[ClustersConfigDumpDynamicCluster]" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    dynamic_warming_clusters: "list[ClustersConfigDumpDynamicCluster]"
+
+    __match_args__ = ('version_info', 'static_clusters', 'dynamic_active_clusters', 'dynamic_warming_clusters',)
 
     def __init__(self, version_info: 'str' = _FACTORY, static_clusters: 'list[ClustersConfigDumpStaticCluster]' = _FACTORY, dynamic_active_clusters: 'list[ClustersConfigDumpDynamicCluster]' = _FACTORY, dynamic_warming_clusters: 'list[ClustersConfigDumpDynamicCluster]' = _FACTORY) -> None:
         self.version_info = "" if version_info is _FACTORY else version_info
@@ -106,31 +104,33 @@ class ClustersConfigDump(betterproto2.Message):
         self.dynamic_warming_clusters = [] if dynamic_warming_clusters is _FACTORY else dynamic_warming_clusters
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'version_info': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'static_clusters': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+            'dynamic_active_clusters': betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True),
+            'dynamic_warming_clusters': betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.admin.v3", "ClustersConfigDump", ClustersConfigDump)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ClustersConfigDumpDynamicCluster(betterproto2.Message):
     "ClustersConfigDumpDynamicCluster(version_info: 'str' = <factory>, cluster: '___google__protobuf__.Any | None' = <factory>, last_updated: 'datetime.datetime | None' = <factory>, error_state: 'UpdateFailureState | None' = <factory>, client_status: 'ClientResourceStatus' = <factory>)"
 
-    version_info: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    version_info: "str"
 
-    cluster: "___google__protobuf__.Any | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    cluster: "___google__protobuf__.Any | None"
 
-    last_updated: "datetime.datetime | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
-    )
+    last_updated: "datetime.datetime | None"
 
-    error_state: "UpdateFailureState | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    error_state: "UpdateFailureState | None"
 
-    client_status: "ClientResourceStatus" = betterproto2.field(
-        5, betterproto2.TYPE_ENUM, default_factory=lambda: ClientResourceStatus(0)
-    )
+    client_status: "ClientResourceStatus"
+
+    __match_args__ = ('version_info', 'cluster', 'last_updated', 'error_state', 'client_status',)
 
     def __init__(self, version_info: 'str' = _FACTORY, cluster: '___google__protobuf__.Any | None' = _FACTORY, last_updated: 'datetime.datetime | None' = _FACTORY, error_state: 'UpdateFailureState | None' = _FACTORY, client_status: 'ClientResourceStatus' = _FACTORY) -> None:
         self.version_info = "" if version_info is _FACTORY else version_info
@@ -140,28 +140,42 @@ class ClustersConfigDumpDynamicCluster(betterproto2.Message):
         self.client_status = ClientResourceStatus(0) if client_status is _FACTORY else client_status
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'version_info': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'cluster': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'last_updated': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True),
+            'error_state': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+            'client_status': betterproto2.field(5, betterproto2.TYPE_ENUM, default_factory=lambda: ClientResourceStatus(0)),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.admin.v3", "ClustersConfigDump.DynamicCluster", ClustersConfigDumpDynamicCluster
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ClustersConfigDumpStaticCluster(betterproto2.Message):
     "ClustersConfigDumpStaticCluster(cluster: '___google__protobuf__.Any | None' = <factory>, last_updated: 'datetime.datetime | None' = <factory>)"
 
-    cluster: "___google__protobuf__.Any | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    cluster: "___google__protobuf__.Any | None"
 
-    last_updated: "datetime.datetime | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
-    )
+    last_updated: "datetime.datetime | None"
+
+    __match_args__ = ('cluster', 'last_updated',)
 
     def __init__(self, cluster: '___google__protobuf__.Any | None' = _FACTORY, last_updated: 'datetime.datetime | None' = _FACTORY) -> None:
         self.cluster = None if cluster is _FACTORY else cluster
         self.last_updated = None if last_updated is _FACTORY else last_updated
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'cluster': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'last_updated': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -169,59 +183,62 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ConfigDump(betterproto2.Message):
     "ConfigDump(configs: 'list[___google__protobuf__.Any]' = <factory>)"
 
-    configs: "list[___google__protobuf__.Any]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    configs: "list[___google__protobuf__.Any]"
+
+    __match_args__ = ('configs',)
 
     def __init__(self, configs: 'list[___google__protobuf__.Any]' = _FACTORY) -> None:
         self.configs = [] if configs is _FACTORY else configs
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'configs': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.admin.v3", "ConfigDump", ConfigDump)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class EcdsConfigDump(betterproto2.Message):
     "EcdsConfigDump(ecds_filters: 'list[EcdsConfigDumpEcdsFilterConfig]' = <factory>)"
 
-    ecds_filters: "list[EcdsConfigDumpEcdsFilterConfig]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    ecds_filters: "list[EcdsConfigDumpEcdsFilterConfig]"
+
+    __match_args__ = ('ecds_filters',)
 
     def __init__(self, ecds_filters: 'list[EcdsConfigDumpEcdsFilterConfig]' = _FACTORY) -> None:
         self.ecds_filters = [] if ecds_filters is _FACTORY else ecds_filters
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'ecds_filters': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.admin.v3", "EcdsConfigDump", EcdsConfigDump)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class EcdsConfigDumpEcdsFilterConfig(betterproto2.Message):
     "EcdsConfigDumpEcdsFilterConfig(version_info: 'str' = <factory>, ecds_filter: '___google__protobuf__.Any | None' = <factory>, last_updated: 'datetime.datetime | None' = <factory>, error_state: 'UpdateFailureState | None' = <factory>, client_status: 'ClientResourceStatus' = <factory>)"
 
-    version_info: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    version_info: "str"
 
-    ecds_filter: "___google__protobuf__.Any | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    ecds_filter: "___google__protobuf__.Any | None"
 
-    last_updated: "datetime.datetime | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
-    )
+    last_updated: "datetime.datetime | None"
 
-    error_state: "UpdateFailureState | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    error_state: "UpdateFailureState | None"
 
-    client_status: "ClientResourceStatus" = betterproto2.field(
-        5, betterproto2.TYPE_ENUM, default_factory=lambda: ClientResourceStatus(0)
-    )
+    client_status: "ClientResourceStatus"
+
+    __match_args__ = ('version_info', 'ecds_filter', 'last_updated', 'error_state', 'client_status',)
 
     def __init__(self, version_info: 'str' = _FACTORY, ecds_filter: '___google__protobuf__.Any | None' = _FACTORY, last_updated: 'datetime.datetime | None' = _FACTORY, error_state: 'UpdateFailureState | None' = _FACTORY, client_status: 'ClientResourceStatus' = _FACTORY) -> None:
         self.version_info = "" if version_info is _FACTORY else version_info
@@ -231,54 +248,61 @@ class EcdsConfigDumpEcdsFilterConfig(betterproto2.Message):
         self.client_status = ClientResourceStatus(0) if client_status is _FACTORY else client_status
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'version_info': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'ecds_filter': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'last_updated': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True),
+            'error_state': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+            'client_status': betterproto2.field(5, betterproto2.TYPE_ENUM, default_factory=lambda: ClientResourceStatus(0)),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.admin.v3", "EcdsConfigDump.EcdsFilterConfig", EcdsConfigDumpEcdsFilterConfig
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class EndpointsConfigDump(betterproto2.Message):
     "EndpointsConfigDump(static_endpoint_configs: 'list[EndpointsConfigDumpStaticEndpointConfig]' = <factory>, dynamic_endpoint_configs: 'list[EndpointsConfigDumpDynamicEndpointConfig]' = <factory>)"
 
-    static_endpoint_configs: "list[EndpointsConfigDumpStaticEndpointConfig]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    static_endpoint_configs: "list[EndpointsConfigDumpStaticEndpointConfig]"
 
-    dynamic_endpoint_configs: "list[EndpointsConfigDumpDynamicEndpointConfig]" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    dynamic_endpoint_configs: "list[EndpointsConfigDumpDynamicEndpointConfig]"
+
+    __match_args__ = ('static_endpoint_configs', 'dynamic_endpoint_configs',)
 
     def __init__(self, static_endpoint_configs: 'list[EndpointsConfigDumpStaticEndpointConfig]' = _FACTORY, dynamic_endpoint_configs: 'list[EndpointsConfigDumpDynamicEndpointConfig]' = _FACTORY) -> None:
         self.static_endpoint_configs = [] if static_endpoint_configs is _FACTORY else static_endpoint_configs
         self.dynamic_endpoint_configs = [] if dynamic_endpoint_configs is _FACTORY else dynamic_endpoint_configs
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'static_endpoint_configs': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+            'dynamic_endpoint_configs': betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.admin.v3", "EndpointsConfigDump", EndpointsConfigDump)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class EndpointsConfigDumpDynamicEndpointConfig(betterproto2.Message):
     "EndpointsConfigDumpDynamicEndpointConfig(version_info: 'str' = <factory>, endpoint_config: '___google__protobuf__.Any | None' = <factory>, last_updated: 'datetime.datetime | None' = <factory>, error_state: 'UpdateFailureState | None' = <factory>, client_status: 'ClientResourceStatus' = <factory>)"
 
-    version_info: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    version_info: "str"
 
-    endpoint_config: "___google__protobuf__.Any | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    endpoint_config: "___google__protobuf__.Any | None"
 
-    last_updated: "datetime.datetime | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
-    )
+    last_updated: "datetime.datetime | None"
 
-    error_state: "UpdateFailureState | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    error_state: "UpdateFailureState | None"
 
-    client_status: "ClientResourceStatus" = betterproto2.field(
-        5, betterproto2.TYPE_ENUM, default_factory=lambda: ClientResourceStatus(0)
-    )
+    client_status: "ClientResourceStatus"
+
+    __match_args__ = ('version_info', 'endpoint_config', 'last_updated', 'error_state', 'client_status',)
 
     def __init__(self, version_info: 'str' = _FACTORY, endpoint_config: '___google__protobuf__.Any | None' = _FACTORY, last_updated: 'datetime.datetime | None' = _FACTORY, error_state: 'UpdateFailureState | None' = _FACTORY, client_status: 'ClientResourceStatus' = _FACTORY) -> None:
         self.version_info = "" if version_info is _FACTORY else version_info
@@ -288,6 +312,16 @@ class EndpointsConfigDumpDynamicEndpointConfig(betterproto2.Message):
         self.client_status = ClientResourceStatus(0) if client_status is _FACTORY else client_status
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'version_info': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'endpoint_config': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'last_updated': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True),
+            'error_state': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+            'client_status': betterproto2.field(5, betterproto2.TYPE_ENUM, default_factory=lambda: ClientResourceStatus(0)),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.admin.v3",
@@ -296,22 +330,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class EndpointsConfigDumpStaticEndpointConfig(betterproto2.Message):
     "EndpointsConfigDumpStaticEndpointConfig(endpoint_config: '___google__protobuf__.Any | None' = <factory>, last_updated: 'datetime.datetime | None' = <factory>)"
 
-    endpoint_config: "___google__protobuf__.Any | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    endpoint_config: "___google__protobuf__.Any | None"
 
-    last_updated: "datetime.datetime | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
-    )
+    last_updated: "datetime.datetime | None"
+
+    __match_args__ = ('endpoint_config', 'last_updated',)
 
     def __init__(self, endpoint_config: '___google__protobuf__.Any | None' = _FACTORY, last_updated: 'datetime.datetime | None' = _FACTORY) -> None:
         self.endpoint_config = None if endpoint_config is _FACTORY else endpoint_config
         self.last_updated = None if last_updated is _FACTORY else last_updated
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'endpoint_config': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'last_updated': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -321,19 +359,16 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ListenersConfigDump(betterproto2.Message):
     "ListenersConfigDump(version_info: 'str' = <factory>, static_listeners: 'list[ListenersConfigDumpStaticListener]' = <factory>, dynamic_listeners: 'list[ListenersConfigDumpDynamicListener]' = <factory>)"
 
-    version_info: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    version_info: "str"
 
-    static_listeners: "list[ListenersConfigDumpStaticListener]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    static_listeners: "list[ListenersConfigDumpStaticListener]"
 
-    dynamic_listeners: "list[ListenersConfigDumpDynamicListener]" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    dynamic_listeners: "list[ListenersConfigDumpDynamicListener]"
+
+    __match_args__ = ('version_info', 'static_listeners', 'dynamic_listeners',)
 
     def __init__(self, version_info: 'str' = _FACTORY, static_listeners: 'list[ListenersConfigDumpStaticListener]' = _FACTORY, dynamic_listeners: 'list[ListenersConfigDumpDynamicListener]' = _FACTORY) -> None:
         self.version_info = "" if version_info is _FACTORY else version_info
@@ -341,35 +376,34 @@ class ListenersConfigDump(betterproto2.Message):
         self.dynamic_listeners = [] if dynamic_listeners is _FACTORY else dynamic_listeners
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'version_info': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'static_listeners': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+            'dynamic_listeners': betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.admin.v3", "ListenersConfigDump", ListenersConfigDump)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ListenersConfigDumpDynamicListener(betterproto2.Message):
     "ListenersConfigDumpDynamicListener(name: 'str' = <factory>, active_state: 'ListenersConfigDumpDynamicListenerState | None' = <factory>, warming_state: 'ListenersConfigDumpDynamicListenerState | None' = <factory>, draining_state: 'ListenersConfigDumpDynamicListenerState | None' = <factory>, error_state: 'UpdateFailureState | None' = <factory>, client_status: 'ClientResourceStatus' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    active_state: "ListenersConfigDumpDynamicListenerState | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    active_state: "ListenersConfigDumpDynamicListenerState | None"
 
-    warming_state: "ListenersConfigDumpDynamicListenerState | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    warming_state: "ListenersConfigDumpDynamicListenerState | None"
 
-    draining_state: "ListenersConfigDumpDynamicListenerState | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    draining_state: "ListenersConfigDumpDynamicListenerState | None"
 
-    error_state: "UpdateFailureState | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    error_state: "UpdateFailureState | None"
 
-    client_status: "ClientResourceStatus" = betterproto2.field(
-        6, betterproto2.TYPE_ENUM, default_factory=lambda: ClientResourceStatus(0)
-    )
+    client_status: "ClientResourceStatus"
+
+    __match_args__ = ('name', 'active_state', 'warming_state', 'draining_state', 'error_state', 'client_status',)
 
     def __init__(self, name: 'str' = _FACTORY, active_state: 'ListenersConfigDumpDynamicListenerState | None' = _FACTORY, warming_state: 'ListenersConfigDumpDynamicListenerState | None' = _FACTORY, draining_state: 'ListenersConfigDumpDynamicListenerState | None' = _FACTORY, error_state: 'UpdateFailureState | None' = _FACTORY, client_status: 'ClientResourceStatus' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -380,31 +414,47 @@ class ListenersConfigDumpDynamicListener(betterproto2.Message):
         self.client_status = ClientResourceStatus(0) if client_status is _FACTORY else client_status
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'active_state': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'warming_state': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+            'draining_state': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+            'error_state': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True),
+            'client_status': betterproto2.field(6, betterproto2.TYPE_ENUM, default_factory=lambda: ClientResourceStatus(0)),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.admin.v3", "ListenersConfigDump.DynamicListener", ListenersConfigDumpDynamicListener
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ListenersConfigDumpDynamicListenerState(betterproto2.Message):
     "ListenersConfigDumpDynamicListenerState(version_info: 'str' = <factory>, listener: '___google__protobuf__.Any | None' = <factory>, last_updated: 'datetime.datetime | None' = <factory>)"
 
-    version_info: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    version_info: "str"
 
-    listener: "___google__protobuf__.Any | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    listener: "___google__protobuf__.Any | None"
 
-    last_updated: "datetime.datetime | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
-    )
+    last_updated: "datetime.datetime | None"
+
+    __match_args__ = ('version_info', 'listener', 'last_updated',)
 
     def __init__(self, version_info: 'str' = _FACTORY, listener: '___google__protobuf__.Any | None' = _FACTORY, last_updated: 'datetime.datetime | None' = _FACTORY) -> None:
         self.version_info = "" if version_info is _FACTORY else version_info
         self.listener = None if listener is _FACTORY else listener
         self.last_updated = None if last_updated is _FACTORY else last_updated
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'version_info': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'listener': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'last_updated': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -414,22 +464,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ListenersConfigDumpStaticListener(betterproto2.Message):
     "ListenersConfigDumpStaticListener(listener: '___google__protobuf__.Any | None' = <factory>, last_updated: 'datetime.datetime | None' = <factory>)"
 
-    listener: "___google__protobuf__.Any | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    listener: "___google__protobuf__.Any | None"
 
-    last_updated: "datetime.datetime | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
-    )
+    last_updated: "datetime.datetime | None"
+
+    __match_args__ = ('listener', 'last_updated',)
 
     def __init__(self, listener: '___google__protobuf__.Any | None' = _FACTORY, last_updated: 'datetime.datetime | None' = _FACTORY) -> None:
         self.listener = None if listener is _FACTORY else listener
         self.last_updated = None if last_updated is _FACTORY else last_updated
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'listener': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'last_updated': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -437,48 +491,45 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RoutesConfigDump(betterproto2.Message):
     "RoutesConfigDump(static_route_configs: 'list[RoutesConfigDumpStaticRouteConfig]' = <factory>, dynamic_route_configs: 'list[RoutesConfigDumpDynamicRouteConfig]' = <factory>)"
 
-    static_route_configs: "list[RoutesConfigDumpStaticRouteConfig]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    static_route_configs: "list[RoutesConfigDumpStaticRouteConfig]"
 
-    dynamic_route_configs: "list[RoutesConfigDumpDynamicRouteConfig]" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    dynamic_route_configs: "list[RoutesConfigDumpDynamicRouteConfig]"
+
+    __match_args__ = ('static_route_configs', 'dynamic_route_configs',)
 
     def __init__(self, static_route_configs: 'list[RoutesConfigDumpStaticRouteConfig]' = _FACTORY, dynamic_route_configs: 'list[RoutesConfigDumpDynamicRouteConfig]' = _FACTORY) -> None:
         self.static_route_configs = [] if static_route_configs is _FACTORY else static_route_configs
         self.dynamic_route_configs = [] if dynamic_route_configs is _FACTORY else dynamic_route_configs
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'static_route_configs': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+            'dynamic_route_configs': betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.admin.v3", "RoutesConfigDump", RoutesConfigDump)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RoutesConfigDumpDynamicRouteConfig(betterproto2.Message):
     "RoutesConfigDumpDynamicRouteConfig(version_info: 'str' = <factory>, route_config: '___google__protobuf__.Any | None' = <factory>, last_updated: 'datetime.datetime | None' = <factory>, error_state: 'UpdateFailureState | None' = <factory>, client_status: 'ClientResourceStatus' = <factory>)"
 
-    version_info: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    version_info: "str"
 
-    route_config: "___google__protobuf__.Any | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    route_config: "___google__protobuf__.Any | None"
 
-    last_updated: "datetime.datetime | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
-    )
+    last_updated: "datetime.datetime | None"
 
-    error_state: "UpdateFailureState | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    error_state: "UpdateFailureState | None"
 
-    client_status: "ClientResourceStatus" = betterproto2.field(
-        5, betterproto2.TYPE_ENUM, default_factory=lambda: ClientResourceStatus(0)
-    )
+    client_status: "ClientResourceStatus"
+
+    __match_args__ = ('version_info', 'route_config', 'last_updated', 'error_state', 'client_status',)
 
     def __init__(self, version_info: 'str' = _FACTORY, route_config: '___google__protobuf__.Any | None' = _FACTORY, last_updated: 'datetime.datetime | None' = _FACTORY, error_state: 'UpdateFailureState | None' = _FACTORY, client_status: 'ClientResourceStatus' = _FACTORY) -> None:
         self.version_info = "" if version_info is _FACTORY else version_info
@@ -488,28 +539,42 @@ class RoutesConfigDumpDynamicRouteConfig(betterproto2.Message):
         self.client_status = ClientResourceStatus(0) if client_status is _FACTORY else client_status
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'version_info': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'route_config': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'last_updated': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True),
+            'error_state': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+            'client_status': betterproto2.field(5, betterproto2.TYPE_ENUM, default_factory=lambda: ClientResourceStatus(0)),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.admin.v3", "RoutesConfigDump.DynamicRouteConfig", RoutesConfigDumpDynamicRouteConfig
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RoutesConfigDumpStaticRouteConfig(betterproto2.Message):
     "RoutesConfigDumpStaticRouteConfig(route_config: '___google__protobuf__.Any | None' = <factory>, last_updated: 'datetime.datetime | None' = <factory>)"
 
-    route_config: "___google__protobuf__.Any | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    route_config: "___google__protobuf__.Any | None"
 
-    last_updated: "datetime.datetime | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
-    )
+    last_updated: "datetime.datetime | None"
+
+    __match_args__ = ('route_config', 'last_updated',)
 
     def __init__(self, route_config: '___google__protobuf__.Any | None' = _FACTORY, last_updated: 'datetime.datetime | None' = _FACTORY) -> None:
         self.route_config = None if route_config is _FACTORY else route_config
         self.last_updated = None if last_updated is _FACTORY else last_updated
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'route_config': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'last_updated': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -517,22 +582,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ScopedRoutesConfigDump(betterproto2.Message):
     "ScopedRoutesConfigDump(inline_scoped_route_configs: 'list[ScopedRoutesConfigDumpInlineScopedRouteConfigs]' = <factory>, dynamic_scoped_route_configs: 'list[ScopedRoutesConfigDumpDynamicScopedRouteConfigs]' = <factory>)"
 
-    inline_scoped_route_configs: "list[ScopedRoutesConfigDumpInlineScopedRouteConfigs]" = (
-        betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
-    )
+    inline_scoped_route_configs: "list[ScopedRoutesConfigDumpInlineScopedRouteConfigs]"
 
-    dynamic_scoped_route_configs: "list[ScopedRoutesConfigDumpDynamicScopedRouteConfigs]" = (
-        betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
-    )
+    dynamic_scoped_route_configs: "list[ScopedRoutesConfigDumpDynamicScopedRouteConfigs]"
+
+    __match_args__ = ('inline_scoped_route_configs', 'dynamic_scoped_route_configs',)
 
     def __init__(self, inline_scoped_route_configs: 'list[ScopedRoutesConfigDumpInlineScopedRouteConfigs]' = _FACTORY, dynamic_scoped_route_configs: 'list[ScopedRoutesConfigDumpDynamicScopedRouteConfigs]' = _FACTORY) -> None:
         self.inline_scoped_route_configs = [] if inline_scoped_route_configs is _FACTORY else inline_scoped_route_configs
         self.dynamic_scoped_route_configs = [] if dynamic_scoped_route_configs is _FACTORY else dynamic_scoped_route_configs
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'inline_scoped_route_configs': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+            'dynamic_scoped_route_configs': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -540,29 +609,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ScopedRoutesConfigDumpDynamicScopedRouteConfigs(betterproto2.Message):
     "ScopedRoutesConfigDumpDynamicScopedRouteConfigs(name: 'str' = <factory>, version_info: 'str' = <factory>, scoped_route_configs: 'list[___google__protobuf__.Any]' = <factory>, last_updated: 'datetime.datetime | None' = <factory>, error_state: 'UpdateFailureState | None' = <factory>, client_status: 'ClientResourceStatus' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    version_info: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    version_info: "str"
 
-    scoped_route_configs: "list[___google__protobuf__.Any]" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    scoped_route_configs: "list[___google__protobuf__.Any]"
 
-    last_updated: "datetime.datetime | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
-    )
+    last_updated: "datetime.datetime | None"
 
-    error_state: "UpdateFailureState | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    error_state: "UpdateFailureState | None"
 
-    client_status: "ClientResourceStatus" = betterproto2.field(
-        6, betterproto2.TYPE_ENUM, default_factory=lambda: ClientResourceStatus(0)
-    )
+    client_status: "ClientResourceStatus"
+
+    __match_args__ = ('name', 'version_info', 'scoped_route_configs', 'last_updated', 'error_state', 'client_status',)
 
     def __init__(self, name: 'str' = _FACTORY, version_info: 'str' = _FACTORY, scoped_route_configs: 'list[___google__protobuf__.Any]' = _FACTORY, last_updated: 'datetime.datetime | None' = _FACTORY, error_state: 'UpdateFailureState | None' = _FACTORY, client_status: 'ClientResourceStatus' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -573,6 +635,17 @@ class ScopedRoutesConfigDumpDynamicScopedRouteConfigs(betterproto2.Message):
         self.client_status = ClientResourceStatus(0) if client_status is _FACTORY else client_status
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'version_info': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'scoped_route_configs': betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True),
+            'last_updated': betterproto2.field(4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True),
+            'error_state': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True),
+            'client_status': betterproto2.field(6, betterproto2.TYPE_ENUM, default_factory=lambda: ClientResourceStatus(0)),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.admin.v3",
@@ -581,25 +654,30 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ScopedRoutesConfigDumpInlineScopedRouteConfigs(betterproto2.Message):
     "ScopedRoutesConfigDumpInlineScopedRouteConfigs(name: 'str' = <factory>, scoped_route_configs: 'list[___google__protobuf__.Any]' = <factory>, last_updated: 'datetime.datetime | None' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    scoped_route_configs: "list[___google__protobuf__.Any]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    scoped_route_configs: "list[___google__protobuf__.Any]"
 
-    last_updated: "datetime.datetime | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
-    )
+    last_updated: "datetime.datetime | None"
+
+    __match_args__ = ('name', 'scoped_route_configs', 'last_updated',)
 
     def __init__(self, name: 'str' = _FACTORY, scoped_route_configs: 'list[___google__protobuf__.Any]' = _FACTORY, last_updated: 'datetime.datetime | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.scoped_route_configs = [] if scoped_route_configs is _FACTORY else scoped_route_configs
         self.last_updated = None if last_updated is _FACTORY else last_updated
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'scoped_route_configs': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+            'last_updated': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -609,21 +687,16 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class SecretsConfigDump(betterproto2.Message):
     "SecretsConfigDump(static_secrets: 'list[SecretsConfigDumpStaticSecret]' = <factory>, dynamic_active_secrets: 'list[SecretsConfigDumpDynamicSecret]' = <factory>, dynamic_warming_secrets: 'list[SecretsConfigDumpDynamicSecret]' = <factory>)"
 
-    static_secrets: "list[SecretsConfigDumpStaticSecret]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    static_secrets: "list[SecretsConfigDumpStaticSecret]"
 
-    dynamic_active_secrets: "list[SecretsConfigDumpDynamicSecret]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    dynamic_active_secrets: "list[SecretsConfigDumpDynamicSecret]"
 
-    dynamic_warming_secrets: "list[SecretsConfigDumpDynamicSecret]" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    dynamic_warming_secrets: "list[SecretsConfigDumpDynamicSecret]"
+
+    __match_args__ = ('static_secrets', 'dynamic_active_secrets', 'dynamic_warming_secrets',)
 
     def __init__(self, static_secrets: 'list[SecretsConfigDumpStaticSecret]' = _FACTORY, dynamic_active_secrets: 'list[SecretsConfigDumpDynamicSecret]' = _FACTORY, dynamic_warming_secrets: 'list[SecretsConfigDumpDynamicSecret]' = _FACTORY) -> None:
         self.static_secrets = [] if static_secrets is _FACTORY else static_secrets
@@ -631,33 +704,34 @@ class SecretsConfigDump(betterproto2.Message):
         self.dynamic_warming_secrets = [] if dynamic_warming_secrets is _FACTORY else dynamic_warming_secrets
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'static_secrets': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+            'dynamic_active_secrets': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+            'dynamic_warming_secrets': betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.admin.v3", "SecretsConfigDump", SecretsConfigDump)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class SecretsConfigDumpDynamicSecret(betterproto2.Message):
     "SecretsConfigDumpDynamicSecret(name: 'str' = <factory>, version_info: 'str' = <factory>, last_updated: 'datetime.datetime | None' = <factory>, secret: '___google__protobuf__.Any | None' = <factory>, error_state: 'UpdateFailureState | None' = <factory>, client_status: 'ClientResourceStatus' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    version_info: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    version_info: "str"
 
-    last_updated: "datetime.datetime | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
-    )
+    last_updated: "datetime.datetime | None"
 
-    secret: "___google__protobuf__.Any | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    secret: "___google__protobuf__.Any | None"
 
-    error_state: "UpdateFailureState | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    error_state: "UpdateFailureState | None"
 
-    client_status: "ClientResourceStatus" = betterproto2.field(
-        6, betterproto2.TYPE_ENUM, default_factory=lambda: ClientResourceStatus(0)
-    )
+    client_status: "ClientResourceStatus"
+
+    __match_args__ = ('name', 'version_info', 'last_updated', 'secret', 'error_state', 'client_status',)
 
     def __init__(self, name: 'str' = _FACTORY, version_info: 'str' = _FACTORY, last_updated: 'datetime.datetime | None' = _FACTORY, secret: '___google__protobuf__.Any | None' = _FACTORY, error_state: 'UpdateFailureState | None' = _FACTORY, client_status: 'ClientResourceStatus' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -668,25 +742,33 @@ class SecretsConfigDumpDynamicSecret(betterproto2.Message):
         self.client_status = ClientResourceStatus(0) if client_status is _FACTORY else client_status
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'version_info': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'last_updated': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True),
+            'secret': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+            'error_state': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True),
+            'client_status': betterproto2.field(6, betterproto2.TYPE_ENUM, default_factory=lambda: ClientResourceStatus(0)),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.admin.v3", "SecretsConfigDump.DynamicSecret", SecretsConfigDumpDynamicSecret
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class SecretsConfigDumpStaticSecret(betterproto2.Message):
     "SecretsConfigDumpStaticSecret(name: 'str' = <factory>, last_updated: 'datetime.datetime | None' = <factory>, secret: '___google__protobuf__.Any | None' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    last_updated: "datetime.datetime | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
-    )
+    last_updated: "datetime.datetime | None"
 
-    secret: "___google__protobuf__.Any | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    secret: "___google__protobuf__.Any | None"
+
+    __match_args__ = ('name', 'last_updated', 'secret',)
 
     def __init__(self, name: 'str' = _FACTORY, last_updated: 'datetime.datetime | None' = _FACTORY, secret: '___google__protobuf__.Any | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -694,27 +776,32 @@ class SecretsConfigDumpStaticSecret(betterproto2.Message):
         self.secret = None if secret is _FACTORY else secret
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'last_updated': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True),
+            'secret': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.admin.v3", "SecretsConfigDump.StaticSecret", SecretsConfigDumpStaticSecret
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class UpdateFailureState(betterproto2.Message):
     "UpdateFailureState(failed_configuration: '___google__protobuf__.Any | None' = <factory>, last_update_attempt: 'datetime.datetime | None' = <factory>, details: 'str' = <factory>, version_info: 'str' = <factory>)"
 
-    failed_configuration: "___google__protobuf__.Any | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    failed_configuration: "___google__protobuf__.Any | None"
 
-    last_update_attempt: "datetime.datetime | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
-    )
+    last_update_attempt: "datetime.datetime | None"
 
-    details: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    details: "str"
 
-    version_info: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    version_info: "str"
+
+    __match_args__ = ('failed_configuration', 'last_update_attempt', 'details', 'version_info',)
 
     def __init__(self, failed_configuration: '___google__protobuf__.Any | None' = _FACTORY, last_update_attempt: 'datetime.datetime | None' = _FACTORY, details: 'str' = _FACTORY, version_info: 'str' = _FACTORY) -> None:
         self.failed_configuration = None if failed_configuration is _FACTORY else failed_configuration
@@ -722,6 +809,15 @@ class UpdateFailureState(betterproto2.Message):
         self.details = "" if details is _FACTORY else details
         self.version_info = "" if version_info is _FACTORY else version_info
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'failed_configuration': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'last_update_attempt': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True),
+            'details': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'version_info': betterproto2.field(4, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message("envoy.admin.v3", "UpdateFailureState", UpdateFailureState)

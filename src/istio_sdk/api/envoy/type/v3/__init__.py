@@ -18,10 +18,9 @@ __all__ = (
     "SemanticVersion",
 )
 
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from ....message_pool import default_message_pool
 
@@ -45,43 +44,56 @@ class FractionalPercentDenominatorType(betterproto2.Enum):
     MILLION = 2
 
 
-@dataclass(eq=False, repr=False, init=False)
 class DoubleRange(betterproto2.Message):
     "DoubleRange(start: 'float' = <factory>, end: 'float' = <factory>)"
 
-    start: "float" = betterproto2.field(1, betterproto2.TYPE_DOUBLE)
+    start: "float"
 
-    end: "float" = betterproto2.field(2, betterproto2.TYPE_DOUBLE)
+    end: "float"
+
+    __match_args__ = ('start', 'end',)
 
     def __init__(self, start: 'float' = _FACTORY, end: 'float' = _FACTORY) -> None:
         self.start = 0.0 if start is _FACTORY else start
         self.end = 0.0 if end is _FACTORY else end
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'start': betterproto2.field(1, betterproto2.TYPE_DOUBLE),
+            'end': betterproto2.field(2, betterproto2.TYPE_DOUBLE),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.type.v3", "DoubleRange", DoubleRange)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class FractionalPercent(betterproto2.Message):
     "FractionalPercent(numerator: 'int' = <factory>, denominator: 'FractionalPercentDenominatorType' = <factory>)"
 
-    numerator: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
+    numerator: "int"
 
-    denominator: "FractionalPercentDenominatorType" = betterproto2.field(
-        2, betterproto2.TYPE_ENUM, default_factory=lambda: FractionalPercentDenominatorType(0)
-    )
+    denominator: "FractionalPercentDenominatorType"
+
+    __match_args__ = ('numerator', 'denominator',)
 
     def __init__(self, numerator: 'int' = _FACTORY, denominator: 'FractionalPercentDenominatorType' = _FACTORY) -> None:
         self.numerator = 0 if numerator is _FACTORY else numerator
         self.denominator = FractionalPercentDenominatorType(0) if denominator is _FACTORY else denominator
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'numerator': betterproto2.field(1, betterproto2.TYPE_UINT32),
+            'denominator': betterproto2.field(2, betterproto2.TYPE_ENUM, default_factory=lambda: FractionalPercentDenominatorType(0)),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.type.v3", "FractionalPercent", FractionalPercent)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HashPolicy(betterproto2.Message):
     """
 
@@ -90,32 +102,44 @@ class HashPolicy(betterproto2.Message):
         - policy_specifier:
     """
 
-    source_ip: "HashPolicySourceIp | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True, group="policy_specifier"
-    )
+    source_ip: "HashPolicySourceIp | None"
 
-    filter_state: "HashPolicyFilterState | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="policy_specifier"
-    )
+    filter_state: "HashPolicyFilterState | None"
+
+    __match_args__ = ('source_ip', 'filter_state',)
 
     def __init__(self, source_ip: 'HashPolicySourceIp | None' = _FACTORY, filter_state: 'HashPolicyFilterState | None' = _FACTORY) -> None:
         self.source_ip = None if source_ip is _FACTORY else source_ip
         self.filter_state = None if filter_state is _FACTORY else filter_state
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'source_ip': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group='policy_specifier'),
+            'filter_state': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='policy_specifier'),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.type.v3", "HashPolicy", HashPolicy)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HashPolicyFilterState(betterproto2.Message):
     "HashPolicyFilterState(key: 'str' = <factory>)"
 
-    key: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    key: "str"
+
+    __match_args__ = ('key',)
 
     def __init__(self, key: 'str' = _FACTORY) -> None:
         self.key = "" if key is _FACTORY else key
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'key': betterproto2.field(1, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -123,82 +147,120 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HashPolicySourceIp(betterproto2.Message):
     'HashPolicySourceIp()'
 
     pass
 
+    __match_args__ = ()
+
     def __init__(self) -> None:
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+        }
+    )
 
 
 default_message_pool.register_message("envoy.type.v3", "HashPolicy.SourceIp", HashPolicySourceIp)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Int32Range(betterproto2.Message):
     "Int32Range(start: 'int' = <factory>, end: 'int' = <factory>)"
 
-    start: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    start: "int"
 
-    end: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
+    end: "int"
+
+    __match_args__ = ('start', 'end',)
 
     def __init__(self, start: 'int' = _FACTORY, end: 'int' = _FACTORY) -> None:
         self.start = 0 if start is _FACTORY else start
         self.end = 0 if end is _FACTORY else end
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'start': betterproto2.field(1, betterproto2.TYPE_INT32),
+            'end': betterproto2.field(2, betterproto2.TYPE_INT32),
+        }
+    )
 
 
 default_message_pool.register_message("envoy.type.v3", "Int32Range", Int32Range)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Int64Range(betterproto2.Message):
     "Int64Range(start: 'int' = <factory>, end: 'int' = <factory>)"
 
-    start: "int" = betterproto2.field(1, betterproto2.TYPE_INT64)
+    start: "int"
 
-    end: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
+    end: "int"
+
+    __match_args__ = ('start', 'end',)
 
     def __init__(self, start: 'int' = _FACTORY, end: 'int' = _FACTORY) -> None:
         self.start = 0 if start is _FACTORY else start
         self.end = 0 if end is _FACTORY else end
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'start': betterproto2.field(1, betterproto2.TYPE_INT64),
+            'end': betterproto2.field(2, betterproto2.TYPE_INT64),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.type.v3", "Int64Range", Int64Range)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Percent(betterproto2.Message):
     "Percent(value: 'float' = <factory>)"
 
-    value: "float" = betterproto2.field(1, betterproto2.TYPE_DOUBLE)
+    value: "float"
+
+    __match_args__ = ('value',)
 
     def __init__(self, value: 'float' = _FACTORY) -> None:
         self.value = 0.0 if value is _FACTORY else value
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'value': betterproto2.field(1, betterproto2.TYPE_DOUBLE),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.type.v3", "Percent", Percent)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class SemanticVersion(betterproto2.Message):
     "SemanticVersion(major_number: 'int' = <factory>, minor_number: 'int' = <factory>, patch: 'int' = <factory>)"
 
-    major_number: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
+    major_number: "int"
 
-    minor_number: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+    minor_number: "int"
 
-    patch: "int" = betterproto2.field(3, betterproto2.TYPE_UINT32)
+    patch: "int"
+
+    __match_args__ = ('major_number', 'minor_number', 'patch',)
 
     def __init__(self, major_number: 'int' = _FACTORY, minor_number: 'int' = _FACTORY, patch: 'int' = _FACTORY) -> None:
         self.major_number = 0 if major_number is _FACTORY else major_number
         self.minor_number = 0 if minor_number is _FACTORY else minor_number
         self.patch = 0 if patch is _FACTORY else patch
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'major_number': betterproto2.field(1, betterproto2.TYPE_UINT32),
+            'minor_number': betterproto2.field(2, betterproto2.TYPE_UINT32),
+            'patch': betterproto2.field(3, betterproto2.TYPE_UINT32),
+        }
+    )
 
 
 default_message_pool.register_message("envoy.type.v3", "SemanticVersion", SemanticVersion)

@@ -14,10 +14,9 @@ __all__ = (
     "InternalErrorAnalysisMessage",
 )
 
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from ....message_pool import default_message_pool
 
@@ -35,19 +34,16 @@ class AnalysisMessageBaseLevel(betterproto2.Enum):
     INFO = 12
 
 
-@dataclass(eq=False, repr=False, init=False)
 class AnalysisMessageBase(betterproto2.Message):
     "AnalysisMessageBase(type: 'AnalysisMessageBaseType | None' = <factory>, level: 'AnalysisMessageBaseLevel' = <factory>, documentation_url: 'str' = <factory>)"
 
-    type: "AnalysisMessageBaseType | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    type: "AnalysisMessageBaseType | None"
 
-    level: "AnalysisMessageBaseLevel" = betterproto2.field(
-        2, betterproto2.TYPE_ENUM, default_factory=lambda: AnalysisMessageBaseLevel(0)
-    )
+    level: "AnalysisMessageBaseLevel"
 
-    documentation_url: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    documentation_url: "str"
+
+    __match_args__ = ('type', 'level', 'documentation_url',)
 
     def __init__(self, type: 'AnalysisMessageBaseType | None' = _FACTORY, level: 'AnalysisMessageBaseLevel' = _FACTORY, documentation_url: 'str' = _FACTORY) -> None:
         self.type = None if type is _FACTORY else type
@@ -55,24 +51,40 @@ class AnalysisMessageBase(betterproto2.Message):
         self.documentation_url = "" if documentation_url is _FACTORY else documentation_url
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'type': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'level': betterproto2.field(2, betterproto2.TYPE_ENUM, default_factory=lambda: AnalysisMessageBaseLevel(0)),
+            'documentation_url': betterproto2.field(3, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.analysis.v1alpha1", "AnalysisMessageBase", AnalysisMessageBase
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class AnalysisMessageBaseType(betterproto2.Message):
     "AnalysisMessageBaseType(name: 'str' = <factory>, code: 'str' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    code: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    code: "str"
+
+    __match_args__ = ('name', 'code',)
 
     def __init__(self, name: 'str' = _FACTORY, code: 'str' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.code = "" if code is _FACTORY else code
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'code': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -80,21 +92,18 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class AnalysisMessageWeakSchema(betterproto2.Message):
     "AnalysisMessageWeakSchema(message_base: 'AnalysisMessageBase | None' = <factory>, description: 'str' = <factory>, template: 'str' = <factory>, args: 'list[AnalysisMessageWeakSchemaArgType]' = <factory>)"
 
-    message_base: "AnalysisMessageBase | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    message_base: "AnalysisMessageBase | None"
 
-    description: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    description: "str"
 
-    template: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    template: "str"
 
-    args: "list[AnalysisMessageWeakSchemaArgType]" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    args: "list[AnalysisMessageWeakSchemaArgType]"
+
+    __match_args__ = ('message_base', 'description', 'template', 'args',)
 
     def __init__(self, message_base: 'AnalysisMessageBase | None' = _FACTORY, description: 'str' = _FACTORY, template: 'str' = _FACTORY, args: 'list[AnalysisMessageWeakSchemaArgType]' = _FACTORY) -> None:
         self.message_base = None if message_base is _FACTORY else message_base
@@ -103,24 +112,41 @@ class AnalysisMessageWeakSchema(betterproto2.Message):
         self.args = [] if args is _FACTORY else args
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'message_base': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'description': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'template': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'args': betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.analysis.v1alpha1", "AnalysisMessageWeakSchema", AnalysisMessageWeakSchema
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class AnalysisMessageWeakSchemaArgType(betterproto2.Message):
     "AnalysisMessageWeakSchemaArgType(name: 'str' = <factory>, go_type: 'str' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    go_type: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    go_type: "str"
+
+    __match_args__ = ('name', 'go_type',)
 
     def __init__(self, name: 'str' = _FACTORY, go_type: 'str' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.go_type = "" if go_type is _FACTORY else go_type
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'go_type': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -128,19 +154,16 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class GenericAnalysisMessage(betterproto2.Message):
     "GenericAnalysisMessage(message_base: 'AnalysisMessageBase | None' = <factory>, args: '___google__protobuf__.Struct | None' = <factory>, resource_paths: 'list[str]' = <factory>)"
 
-    message_base: "AnalysisMessageBase | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    message_base: "AnalysisMessageBase | None"
 
-    args: "___google__protobuf__.Struct | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    args: "___google__protobuf__.Struct | None"
 
-    resource_paths: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
+    resource_paths: "list[str]"
+
+    __match_args__ = ('message_base', 'args', 'resource_paths',)
 
     def __init__(self, message_base: 'AnalysisMessageBase | None' = _FACTORY, args: '___google__protobuf__.Struct | None' = _FACTORY, resource_paths: 'list[str]' = _FACTORY) -> None:
         self.message_base = None if message_base is _FACTORY else message_base
@@ -148,26 +171,40 @@ class GenericAnalysisMessage(betterproto2.Message):
         self.resource_paths = [] if resource_paths is _FACTORY else resource_paths
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'message_base': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'args': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'resource_paths': betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.analysis.v1alpha1", "GenericAnalysisMessage", GenericAnalysisMessage
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class InternalErrorAnalysisMessage(betterproto2.Message):
     "InternalErrorAnalysisMessage(message_base: 'AnalysisMessageBase | None' = <factory>, detail: 'str' = <factory>)"
 
-    message_base: "AnalysisMessageBase | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    message_base: "AnalysisMessageBase | None"
 
-    detail: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    detail: "str"
+
+    __match_args__ = ('message_base', 'detail',)
 
     def __init__(self, message_base: 'AnalysisMessageBase | None' = _FACTORY, detail: 'str' = _FACTORY) -> None:
         self.message_base = None if message_base is _FACTORY else message_base
         self.detail = "" if detail is _FACTORY else detail
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'message_base': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'detail': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(

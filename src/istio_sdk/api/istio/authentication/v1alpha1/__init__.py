@@ -18,10 +18,9 @@ __all__ = (
     "TargetSelector",
 )
 
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from ....message_pool import default_message_pool
 
@@ -41,25 +40,24 @@ class PrincipalBinding(betterproto2.Enum):
     USE_ORIGIN = 1
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Jwt(betterproto2.Message):
     "Jwt(issuer: 'str' = <factory>, audiences: 'list[str]' = <factory>, jwks_uri: 'str' = <factory>, jwks: 'str' = <factory>, jwt_headers: 'list[str]' = <factory>, jwt_params: 'list[str]' = <factory>, trigger_rules: 'list[JwtTriggerRule]' = <factory>)"
 
-    issuer: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    issuer: "str"
 
-    audiences: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
+    audiences: "list[str]"
 
-    jwks_uri: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    jwks_uri: "str"
 
-    jwks: "str" = betterproto2.field(10, betterproto2.TYPE_STRING)
+    jwks: "str"
 
-    jwt_headers: "list[str]" = betterproto2.field(6, betterproto2.TYPE_STRING, repeated=True)
+    jwt_headers: "list[str]"
 
-    jwt_params: "list[str]" = betterproto2.field(7, betterproto2.TYPE_STRING, repeated=True)
+    jwt_params: "list[str]"
 
-    trigger_rules: "list[JwtTriggerRule]" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    trigger_rules: "list[JwtTriggerRule]"
+
+    __match_args__ = ('issuer', 'audiences', 'jwks_uri', 'jwks', 'jwt_headers', 'jwt_params', 'trigger_rules',)
 
     def __init__(self, issuer: 'str' = _FACTORY, audiences: 'list[str]' = _FACTORY, jwks_uri: 'str' = _FACTORY, jwks: 'str' = _FACTORY, jwt_headers: 'list[str]' = _FACTORY, jwt_params: 'list[str]' = _FACTORY, trigger_rules: 'list[JwtTriggerRule]' = _FACTORY) -> None:
         self.issuer = "" if issuer is _FACTORY else issuer
@@ -71,26 +69,42 @@ class Jwt(betterproto2.Message):
         self.trigger_rules = [] if trigger_rules is _FACTORY else trigger_rules
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'issuer': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'audiences': betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True),
+            'jwks_uri': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'jwks': betterproto2.field(10, betterproto2.TYPE_STRING),
+            'jwt_headers': betterproto2.field(6, betterproto2.TYPE_STRING, repeated=True),
+            'jwt_params': betterproto2.field(7, betterproto2.TYPE_STRING, repeated=True),
+            'trigger_rules': betterproto2.field(9, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.authentication.v1alpha1", "Jwt", Jwt)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class JwtTriggerRule(betterproto2.Message):
     "JwtTriggerRule(excluded_paths: 'list[StringMatch]' = <factory>, included_paths: 'list[StringMatch]' = <factory>)"
 
-    excluded_paths: "list[StringMatch]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    excluded_paths: "list[StringMatch]"
 
-    included_paths: "list[StringMatch]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    included_paths: "list[StringMatch]"
+
+    __match_args__ = ('excluded_paths', 'included_paths',)
 
     def __init__(self, excluded_paths: 'list[StringMatch]' = _FACTORY, included_paths: 'list[StringMatch]' = _FACTORY) -> None:
         self.excluded_paths = [] if excluded_paths is _FACTORY else excluded_paths
         self.included_paths = [] if included_paths is _FACTORY else included_paths
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'excluded_paths': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+            'included_paths': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -98,34 +112,47 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MutualTls(betterproto2.Message):
     "MutualTls(allow_tls: 'bool' = <factory>, mode: 'MutualTlsMode' = <factory>)"
 
-    allow_tls: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    allow_tls: "bool"
 
-    mode: "MutualTlsMode" = betterproto2.field(
-        2, betterproto2.TYPE_ENUM, default_factory=lambda: MutualTlsMode(0)
-    )
+    mode: "MutualTlsMode"
+
+    __match_args__ = ('allow_tls', 'mode',)
 
     def __init__(self, allow_tls: 'bool' = _FACTORY, mode: 'MutualTlsMode' = _FACTORY) -> None:
         self.allow_tls = False if allow_tls is _FACTORY else allow_tls
         self.mode = MutualTlsMode(0) if mode is _FACTORY else mode
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'allow_tls': betterproto2.field(1, betterproto2.TYPE_BOOL),
+            'mode': betterproto2.field(2, betterproto2.TYPE_ENUM, default_factory=lambda: MutualTlsMode(0)),
+        }
+    )
+
 
 default_message_pool.register_message("istio.authentication.v1alpha1", "MutualTls", MutualTls)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class OriginAuthenticationMethod(betterproto2.Message):
     "OriginAuthenticationMethod(jwt: 'Jwt | None' = <factory>)"
 
-    jwt: "Jwt | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    jwt: "Jwt | None"
+
+    __match_args__ = ('jwt',)
 
     def __init__(self, jwt: 'Jwt | None' = _FACTORY) -> None:
         self.jwt = None if jwt is _FACTORY else jwt
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'jwt': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -133,7 +160,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class PeerAuthenticationMethod(betterproto2.Message):
     """
 
@@ -142,18 +168,23 @@ class PeerAuthenticationMethod(betterproto2.Message):
         - params:
     """
 
-    mtls: "MutualTls | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True, group="params"
-    )
+    mtls: "MutualTls | None"
 
-    jwt: "Jwt | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="params"
-    )
+    jwt: "Jwt | None"
+
+    __match_args__ = ('mtls', 'jwt',)
 
     def __init__(self, mtls: 'MutualTls | None' = _FACTORY, jwt: 'Jwt | None' = _FACTORY) -> None:
         self.mtls = None if mtls is _FACTORY else mtls
         self.jwt = None if jwt is _FACTORY else jwt
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'mtls': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group='params'),
+            'jwt': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='params'),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -161,29 +192,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Policy(betterproto2.Message):
     "Policy(targets: 'list[TargetSelector]' = <factory>, peers: 'list[PeerAuthenticationMethod]' = <factory>, peer_is_optional: 'bool' = <factory>, origins: 'list[OriginAuthenticationMethod]' = <factory>, origin_is_optional: 'bool' = <factory>, principal_binding: 'PrincipalBinding' = <factory>)"
 
-    targets: "list[TargetSelector]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    targets: "list[TargetSelector]"
 
-    peers: "list[PeerAuthenticationMethod]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    peers: "list[PeerAuthenticationMethod]"
 
-    peer_is_optional: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    peer_is_optional: "bool"
 
-    origins: "list[OriginAuthenticationMethod]" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    origins: "list[OriginAuthenticationMethod]"
 
-    origin_is_optional: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
+    origin_is_optional: "bool"
 
-    principal_binding: "PrincipalBinding" = betterproto2.field(
-        6, betterproto2.TYPE_ENUM, default_factory=lambda: PrincipalBinding(0)
-    )
+    principal_binding: "PrincipalBinding"
+
+    __match_args__ = ('targets', 'peers', 'peer_is_optional', 'origins', 'origin_is_optional', 'principal_binding',)
 
     def __init__(self, targets: 'list[TargetSelector]' = _FACTORY, peers: 'list[PeerAuthenticationMethod]' = _FACTORY, peer_is_optional: 'bool' = _FACTORY, origins: 'list[OriginAuthenticationMethod]' = _FACTORY, origin_is_optional: 'bool' = _FACTORY, principal_binding: 'PrincipalBinding' = _FACTORY) -> None:
         self.targets = [] if targets is _FACTORY else targets
@@ -194,11 +218,21 @@ class Policy(betterproto2.Message):
         self.principal_binding = PrincipalBinding(0) if principal_binding is _FACTORY else principal_binding
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'targets': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+            'peers': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+            'peer_is_optional': betterproto2.field(3, betterproto2.TYPE_BOOL),
+            'origins': betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True),
+            'origin_is_optional': betterproto2.field(5, betterproto2.TYPE_BOOL),
+            'principal_binding': betterproto2.field(6, betterproto2.TYPE_ENUM, default_factory=lambda: PrincipalBinding(0)),
+        }
+    )
+
 
 default_message_pool.register_message("istio.authentication.v1alpha1", "Policy", Policy)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class PortSelector(betterproto2.Message):
     """
 
@@ -207,24 +241,28 @@ class PortSelector(betterproto2.Message):
         - port:
     """
 
-    number: "int | None" = betterproto2.field(
-        1, betterproto2.TYPE_UINT32, optional=True, group="port"
-    )
+    number: "int | None"
 
-    name: "str | None" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, optional=True, group="port"
-    )
+    name: "str | None"
+
+    __match_args__ = ('number', 'name',)
 
     def __init__(self, number: 'int | None' = _FACTORY, name: 'str | None' = _FACTORY) -> None:
         self.number = None if number is _FACTORY else number
         self.name = None if name is _FACTORY else name
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'number': betterproto2.field(1, betterproto2.TYPE_UINT32, optional=True, group='port'),
+            'name': betterproto2.field(2, betterproto2.TYPE_STRING, optional=True, group='port'),
+        }
+    )
+
 
 default_message_pool.register_message("istio.authentication.v1alpha1", "PortSelector", PortSelector)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class StringMatch(betterproto2.Message):
     """
 
@@ -233,21 +271,15 @@ class StringMatch(betterproto2.Message):
         - match_type:
     """
 
-    exact: "str | None" = betterproto2.field(
-        1, betterproto2.TYPE_STRING, optional=True, group="match_type"
-    )
+    exact: "str | None"
 
-    prefix: "str | None" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, optional=True, group="match_type"
-    )
+    prefix: "str | None"
 
-    suffix: "str | None" = betterproto2.field(
-        3, betterproto2.TYPE_STRING, optional=True, group="match_type"
-    )
+    suffix: "str | None"
 
-    regex: "str | None" = betterproto2.field(
-        4, betterproto2.TYPE_STRING, optional=True, group="match_type"
-    )
+    regex: "str | None"
+
+    __match_args__ = ('exact', 'prefix', 'suffix', 'regex',)
 
     def __init__(self, exact: 'str | None' = _FACTORY, prefix: 'str | None' = _FACTORY, suffix: 'str | None' = _FACTORY, regex: 'str | None' = _FACTORY) -> None:
         self.exact = None if exact is _FACTORY else exact
@@ -256,29 +288,43 @@ class StringMatch(betterproto2.Message):
         self.regex = None if regex is _FACTORY else regex
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'exact': betterproto2.field(1, betterproto2.TYPE_STRING, optional=True, group='match_type'),
+            'prefix': betterproto2.field(2, betterproto2.TYPE_STRING, optional=True, group='match_type'),
+            'suffix': betterproto2.field(3, betterproto2.TYPE_STRING, optional=True, group='match_type'),
+            'regex': betterproto2.field(4, betterproto2.TYPE_STRING, optional=True, group='match_type'),
+        }
+    )
+
 
 default_message_pool.register_message("istio.authentication.v1alpha1", "StringMatch", StringMatch)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TargetSelector(betterproto2.Message):
     "TargetSelector(name: 'str' = <factory>, labels: 'dict[str, str]' = <factory>, ports: 'list[PortSelector]' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    labels: "dict[str, str]" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
-    )
+    labels: "dict[str, str]"
 
-    ports: "list[PortSelector]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
+    ports: "list[PortSelector]"
+
+    __match_args__ = ('name', 'labels', 'ports',)
 
     def __init__(self, name: 'str' = _FACTORY, labels: 'dict[str, str]' = _FACTORY, ports: 'list[PortSelector]' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.labels = {} if labels is _FACTORY else labels
         self.ports = [] if ports is _FACTORY else ports
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'labels': betterproto2.field(3, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING)),
+            'ports': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(

@@ -21,10 +21,9 @@ __all__ = (
     "WasmPluginTrafficSelector",
 )
 
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from ....message_pool import default_message_pool
 
@@ -82,17 +81,16 @@ class TrafficExtensionExecutionPhase(betterproto2.Enum):
     STATS = 3
 
 
-@dataclass(eq=False, repr=False, init=False)
 class EnvVar(betterproto2.Message):
     "EnvVar(name: 'str' = <factory>, value_from: 'EnvValueSource' = <factory>, value: 'str' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    value_from: "EnvValueSource" = betterproto2.field(
-        3, betterproto2.TYPE_ENUM, default_factory=lambda: EnvValueSource(0)
-    )
+    value_from: "EnvValueSource"
 
-    value: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    value: "str"
+
+    __match_args__ = ('name', 'value_from', 'value',)
 
     def __init__(self, name: 'str' = _FACTORY, value_from: 'EnvValueSource' = _FACTORY, value: 'str' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -100,25 +98,39 @@ class EnvVar(betterproto2.Message):
         self.value = "" if value is _FACTORY else value
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'value_from': betterproto2.field(3, betterproto2.TYPE_ENUM, default_factory=lambda: EnvValueSource(0)),
+            'value': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message("istio.extensions.v1alpha1", "EnvVar", EnvVar)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class LuaConfig(betterproto2.Message):
     "LuaConfig(inline_code: 'str' = <factory>)"
 
-    inline_code: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    inline_code: "str"
+
+    __match_args__ = ('inline_code',)
 
     def __init__(self, inline_code: 'str' = _FACTORY) -> None:
         self.inline_code = "" if inline_code is _FACTORY else inline_code
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'inline_code': betterproto2.field(1, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message("istio.extensions.v1alpha1", "LuaConfig", LuaConfig)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TrafficExtension(betterproto2.Message):
     """
 
@@ -127,31 +139,21 @@ class TrafficExtension(betterproto2.Message):
         - filter_config:
     """
 
-    selector: "__type__v1beta1__.WorkloadSelector | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    selector: "__type__v1beta1__.WorkloadSelector | None"
 
-    target_refs: "list[__type__v1beta1__.PolicyTargetReference]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    target_refs: "list[__type__v1beta1__.PolicyTargetReference]"
 
-    phase: "TrafficExtensionExecutionPhase" = betterproto2.field(
-        3, betterproto2.TYPE_ENUM, default_factory=lambda: TrafficExtensionExecutionPhase(0)
-    )
+    phase: "TrafficExtensionExecutionPhase"
 
-    priority: "int | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Int32Value, optional=True
-    )
+    priority: "int | None"
 
-    match: "list[TrafficSelector]" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, repeated=True)
+    match: "list[TrafficSelector]"
 
-    wasm: "WasmConfig | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, optional=True, group="filter_config"
-    )
+    wasm: "WasmConfig | None"
 
-    lua: "LuaConfig | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True, group="filter_config"
-    )
+    lua: "LuaConfig | None"
+
+    __match_args__ = ('selector', 'target_refs', 'phase', 'priority', 'match', 'wasm', 'lua',)
 
     def __init__(self, selector: '__type__v1beta1__.WorkloadSelector | None' = _FACTORY, target_refs: 'list[__type__v1beta1__.PolicyTargetReference]' = _FACTORY, phase: 'TrafficExtensionExecutionPhase' = _FACTORY, priority: 'int | None' = _FACTORY, match: 'list[TrafficSelector]' = _FACTORY, wasm: 'WasmConfig | None' = _FACTORY, lua: 'LuaConfig | None' = _FACTORY) -> None:
         self.selector = None if selector is _FACTORY else selector
@@ -163,28 +165,44 @@ class TrafficExtension(betterproto2.Message):
         self.lua = None if lua is _FACTORY else lua
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'selector': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'target_refs': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+            'phase': betterproto2.field(3, betterproto2.TYPE_ENUM, default_factory=lambda: TrafficExtensionExecutionPhase(0)),
+            'priority': betterproto2.field(4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Int32Value, optional=True),
+            'match': betterproto2.field(5, betterproto2.TYPE_MESSAGE, repeated=True),
+            'wasm': betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True, group='filter_config'),
+            'lua': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True, group='filter_config'),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.extensions.v1alpha1", "TrafficExtension", TrafficExtension
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TrafficSelector(betterproto2.Message):
     "TrafficSelector(mode: '__type__v1beta1__.WorkloadMode' = <factory>, ports: 'list[__type__v1beta1__.PortSelector]' = <factory>)"
 
-    mode: "__type__v1beta1__.WorkloadMode" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, default_factory=lambda: __type__v1beta1__.WorkloadMode(0)
-    )
+    mode: "__type__v1beta1__.WorkloadMode"
 
-    ports: "list[__type__v1beta1__.PortSelector]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    ports: "list[__type__v1beta1__.PortSelector]"
+
+    __match_args__ = ('mode', 'ports',)
 
     def __init__(self, mode: '__type__v1beta1__.WorkloadMode' = _FACTORY, ports: 'list[__type__v1beta1__.PortSelector]' = _FACTORY) -> None:
         self.mode = __type__v1beta1__.WorkloadMode(0) if mode is _FACTORY else mode
         self.ports = [] if ports is _FACTORY else ports
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'mode': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: __type__v1beta1__.WorkloadMode(0)),
+            'ports': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -192,51 +210,51 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class VmConfig(betterproto2.Message):
     "VmConfig(env: 'list[EnvVar]' = <factory>)"
 
-    env: "list[EnvVar]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    env: "list[EnvVar]"
+
+    __match_args__ = ('env',)
 
     def __init__(self, env: 'list[EnvVar]' = _FACTORY) -> None:
         self.env = [] if env is _FACTORY else env
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'env': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.extensions.v1alpha1", "VmConfig", VmConfig)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class WasmConfig(betterproto2.Message):
     "WasmConfig(url: 'str' = <factory>, sha256: 'str' = <factory>, image_pull_policy: 'PullPolicy' = <factory>, image_pull_secret: 'str' = <factory>, verification_key: 'str' = <factory>, plugin_config: '___google__protobuf__.Struct | None' = <factory>, plugin_name: 'str' = <factory>, fail_strategy: 'FailStrategy' = <factory>, vm_config: 'VmConfig | None' = <factory>, type: 'PluginType' = <factory>)"
 
-    url: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    url: "str"
 
-    sha256: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    sha256: "str"
 
-    image_pull_policy: "PullPolicy" = betterproto2.field(
-        3, betterproto2.TYPE_ENUM, default_factory=lambda: PullPolicy(0)
-    )
+    image_pull_policy: "PullPolicy"
 
-    image_pull_secret: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    image_pull_secret: "str"
 
-    verification_key: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    verification_key: "str"
 
-    plugin_config: "___google__protobuf__.Struct | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    plugin_config: "___google__protobuf__.Struct | None"
 
-    plugin_name: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+    plugin_name: "str"
 
-    fail_strategy: "FailStrategy" = betterproto2.field(
-        8, betterproto2.TYPE_ENUM, default_factory=lambda: FailStrategy(0)
-    )
+    fail_strategy: "FailStrategy"
 
-    vm_config: "VmConfig | None" = betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True)
+    vm_config: "VmConfig | None"
 
-    type: "PluginType" = betterproto2.field(
-        10, betterproto2.TYPE_ENUM, default_factory=lambda: PluginType(0)
-    )
+    type: "PluginType"
+
+    __match_args__ = ('url', 'sha256', 'image_pull_policy', 'image_pull_secret', 'verification_key', 'plugin_config', 'plugin_name', 'fail_strategy', 'vm_config', 'type',)
 
     def __init__(self, url: 'str' = _FACTORY, sha256: 'str' = _FACTORY, image_pull_policy: 'PullPolicy' = _FACTORY, image_pull_secret: 'str' = _FACTORY, verification_key: 'str' = _FACTORY, plugin_config: '___google__protobuf__.Struct | None' = _FACTORY, plugin_name: 'str' = _FACTORY, fail_strategy: 'FailStrategy' = _FACTORY, vm_config: 'VmConfig | None' = _FACTORY, type: 'PluginType' = _FACTORY) -> None:
         self.url = "" if url is _FACTORY else url
@@ -251,68 +269,61 @@ class WasmConfig(betterproto2.Message):
         self.type = PluginType(0) if type is _FACTORY else type
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'url': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'sha256': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'image_pull_policy': betterproto2.field(3, betterproto2.TYPE_ENUM, default_factory=lambda: PullPolicy(0)),
+            'image_pull_secret': betterproto2.field(4, betterproto2.TYPE_STRING),
+            'verification_key': betterproto2.field(5, betterproto2.TYPE_STRING),
+            'plugin_config': betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True),
+            'plugin_name': betterproto2.field(7, betterproto2.TYPE_STRING),
+            'fail_strategy': betterproto2.field(8, betterproto2.TYPE_ENUM, default_factory=lambda: FailStrategy(0)),
+            'vm_config': betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True),
+            'type': betterproto2.field(10, betterproto2.TYPE_ENUM, default_factory=lambda: PluginType(0)),
+        }
+    )
+
 
 default_message_pool.register_message("istio.extensions.v1alpha1", "WasmConfig", WasmConfig)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class WasmPlugin(betterproto2.Message):
     "WasmPlugin(selector: '__type__v1beta1__.WorkloadSelector | None' = <factory>, target_ref: '__type__v1beta1__.PolicyTargetReference | None' = <factory>, target_refs: 'list[__type__v1beta1__.PolicyTargetReference]' = <factory>, url: 'str' = <factory>, sha256: 'str' = <factory>, image_pull_policy: 'PullPolicy' = <factory>, image_pull_secret: 'str' = <factory>, verification_key: 'str' = <factory>, plugin_config: '___google__protobuf__.Struct | None' = <factory>, plugin_name: 'str' = <factory>, phase: 'PluginPhase' = <factory>, priority: 'int | None' = <factory>, fail_strategy: 'FailStrategy' = <factory>, vm_config: 'VmConfig | None' = <factory>, match: 'list[WasmPluginTrafficSelector]' = <factory>, type: 'PluginType' = <factory>)"
 
-    selector: "__type__v1beta1__.WorkloadSelector | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    selector: "__type__v1beta1__.WorkloadSelector | None"
 
-    target_ref: "__type__v1beta1__.PolicyTargetReference | None" = betterproto2.field(
-        15, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    target_ref: "__type__v1beta1__.PolicyTargetReference | None"
 
-    target_refs: "list[__type__v1beta1__.PolicyTargetReference]" = betterproto2.field(
-        16, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    target_refs: "list[__type__v1beta1__.PolicyTargetReference]"
 
-    url: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    url: "str"
 
-    sha256: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    sha256: "str"
 
-    image_pull_policy: "PullPolicy" = betterproto2.field(
-        4, betterproto2.TYPE_ENUM, default_factory=lambda: PullPolicy(0)
-    )
+    image_pull_policy: "PullPolicy"
 
-    image_pull_secret: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    image_pull_secret: "str"
 
-    verification_key: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    verification_key: "str"
 
-    plugin_config: "___google__protobuf__.Struct | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    plugin_config: "___google__protobuf__.Struct | None"
 
-    plugin_name: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
+    plugin_name: "str"
 
-    phase: "PluginPhase" = betterproto2.field(
-        9, betterproto2.TYPE_ENUM, default_factory=lambda: PluginPhase(0)
-    )
+    phase: "PluginPhase"
 
-    priority: "int | None" = betterproto2.field(
-        10,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Int32Value,
-        optional=True,
-    )
+    priority: "int | None"
 
-    fail_strategy: "FailStrategy" = betterproto2.field(
-        13, betterproto2.TYPE_ENUM, default_factory=lambda: FailStrategy(0)
-    )
+    fail_strategy: "FailStrategy"
 
-    vm_config: "VmConfig | None" = betterproto2.field(11, betterproto2.TYPE_MESSAGE, optional=True)
+    vm_config: "VmConfig | None"
 
-    match: "list[WasmPluginTrafficSelector]" = betterproto2.field(
-        12, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    match: "list[WasmPluginTrafficSelector]"
 
-    type: "PluginType" = betterproto2.field(
-        14, betterproto2.TYPE_ENUM, default_factory=lambda: PluginType(0)
-    )
+    type: "PluginType"
+
+    __match_args__ = ('selector', 'target_ref', 'target_refs', 'url', 'sha256', 'image_pull_policy', 'image_pull_secret', 'verification_key', 'plugin_config', 'plugin_name', 'phase', 'priority', 'fail_strategy', 'vm_config', 'match', 'type',)
 
     def __init__(self, selector: '__type__v1beta1__.WorkloadSelector | None' = _FACTORY, target_ref: '__type__v1beta1__.PolicyTargetReference | None' = _FACTORY, target_refs: 'list[__type__v1beta1__.PolicyTargetReference]' = _FACTORY, url: 'str' = _FACTORY, sha256: 'str' = _FACTORY, image_pull_policy: 'PullPolicy' = _FACTORY, image_pull_secret: 'str' = _FACTORY, verification_key: 'str' = _FACTORY, plugin_config: '___google__protobuf__.Struct | None' = _FACTORY, plugin_name: 'str' = _FACTORY, phase: 'PluginPhase' = _FACTORY, priority: 'int | None' = _FACTORY, fail_strategy: 'FailStrategy' = _FACTORY, vm_config: 'VmConfig | None' = _FACTORY, match: 'list[WasmPluginTrafficSelector]' = _FACTORY, type: 'PluginType' = _FACTORY) -> None:
         self.selector = None if selector is _FACTORY else selector
@@ -333,26 +344,51 @@ class WasmPlugin(betterproto2.Message):
         self.type = PluginType(0) if type is _FACTORY else type
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'selector': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'target_ref': betterproto2.field(15, betterproto2.TYPE_MESSAGE, optional=True),
+            'target_refs': betterproto2.field(16, betterproto2.TYPE_MESSAGE, repeated=True),
+            'url': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'sha256': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'image_pull_policy': betterproto2.field(4, betterproto2.TYPE_ENUM, default_factory=lambda: PullPolicy(0)),
+            'image_pull_secret': betterproto2.field(5, betterproto2.TYPE_STRING),
+            'verification_key': betterproto2.field(6, betterproto2.TYPE_STRING),
+            'plugin_config': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True),
+            'plugin_name': betterproto2.field(8, betterproto2.TYPE_STRING),
+            'phase': betterproto2.field(9, betterproto2.TYPE_ENUM, default_factory=lambda: PluginPhase(0)),
+            'priority': betterproto2.field(10, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Int32Value, optional=True),
+            'fail_strategy': betterproto2.field(13, betterproto2.TYPE_ENUM, default_factory=lambda: FailStrategy(0)),
+            'vm_config': betterproto2.field(11, betterproto2.TYPE_MESSAGE, optional=True),
+            'match': betterproto2.field(12, betterproto2.TYPE_MESSAGE, repeated=True),
+            'type': betterproto2.field(14, betterproto2.TYPE_ENUM, default_factory=lambda: PluginType(0)),
+        }
+    )
+
 
 default_message_pool.register_message("istio.extensions.v1alpha1", "WasmPlugin", WasmPlugin)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class WasmPluginTrafficSelector(betterproto2.Message):
     "WasmPluginTrafficSelector(mode: '__type__v1beta1__.WorkloadMode' = <factory>, ports: 'list[__type__v1beta1__.PortSelector]' = <factory>)"
 
-    mode: "__type__v1beta1__.WorkloadMode" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, default_factory=lambda: __type__v1beta1__.WorkloadMode(0)
-    )
+    mode: "__type__v1beta1__.WorkloadMode"
 
-    ports: "list[__type__v1beta1__.PortSelector]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    ports: "list[__type__v1beta1__.PortSelector]"
+
+    __match_args__ = ('mode', 'ports',)
 
     def __init__(self, mode: '__type__v1beta1__.WorkloadMode' = _FACTORY, ports: 'list[__type__v1beta1__.PortSelector]' = _FACTORY) -> None:
         self.mode = __type__v1beta1__.WorkloadMode(0) if mode is _FACTORY else mode
         self.ports = [] if ports is _FACTORY else ports
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'mode': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: __type__v1beta1__.WorkloadMode(0)),
+            'ports': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(

@@ -24,11 +24,10 @@ __all__ = (
 
 import datetime
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from ....message_pool import default_message_pool
 
@@ -41,25 +40,20 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class IncrementalMeshConfigRequest(betterproto2.Message):
     "IncrementalMeshConfigRequest(sink_node: 'SinkNode | None' = <factory>, type_url: 'str' = <factory>, initial_resource_versions: 'dict[str, str]' = <factory>, response_nonce: 'str' = <factory>, error_detail: '___google__rpc__.Status | None' = <factory>)"
 
-    sink_node: "SinkNode | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    sink_node: "SinkNode | None"
 
-    type_url: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    type_url: "str"
 
-    initial_resource_versions: "dict[str, str]" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
-    )
+    initial_resource_versions: "dict[str, str]"
 
-    response_nonce: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    response_nonce: "str"
 
-    error_detail: "___google__rpc__.Status | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    error_detail: "___google__rpc__.Status | None"
+
+    __match_args__ = ('sink_node', 'type_url', 'initial_resource_versions', 'response_nonce', 'error_detail',)
 
     def __init__(self, sink_node: 'SinkNode | None' = _FACTORY, type_url: 'str' = _FACTORY, initial_resource_versions: 'dict[str, str]' = _FACTORY, response_nonce: 'str' = _FACTORY, error_detail: '___google__rpc__.Status | None' = _FACTORY) -> None:
         self.sink_node = None if sink_node is _FACTORY else sink_node
@@ -69,23 +63,34 @@ class IncrementalMeshConfigRequest(betterproto2.Message):
         self.error_detail = None if error_detail is _FACTORY else error_detail
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'sink_node': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'type_url': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'initial_resource_versions': betterproto2.field(3, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING)),
+            'response_nonce': betterproto2.field(4, betterproto2.TYPE_STRING),
+            'error_detail': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.mcp.v1alpha1", "IncrementalMeshConfigRequest", IncrementalMeshConfigRequest
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class IncrementalMeshConfigResponse(betterproto2.Message):
     "IncrementalMeshConfigResponse(system_version_info: 'str' = <factory>, resources: 'list[Resource]' = <factory>, removed_resources: 'list[str]' = <factory>, nonce: 'str' = <factory>)"
 
-    system_version_info: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    system_version_info: "str"
 
-    resources: "list[Resource]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
+    resources: "list[Resource]"
 
-    removed_resources: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
+    removed_resources: "list[str]"
 
-    nonce: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    nonce: "str"
+
+    __match_args__ = ('system_version_info', 'resources', 'removed_resources', 'nonce',)
 
     def __init__(self, system_version_info: 'str' = _FACTORY, resources: 'list[Resource]' = _FACTORY, removed_resources: 'list[str]' = _FACTORY, nonce: 'str' = _FACTORY) -> None:
         self.system_version_info = "" if system_version_info is _FACTORY else system_version_info
@@ -94,27 +99,35 @@ class IncrementalMeshConfigResponse(betterproto2.Message):
         self.nonce = "" if nonce is _FACTORY else nonce
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'system_version_info': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'resources': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+            'removed_resources': betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True),
+            'nonce': betterproto2.field(4, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.mcp.v1alpha1", "IncrementalMeshConfigResponse", IncrementalMeshConfigResponse
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MeshConfigRequest(betterproto2.Message):
     "MeshConfigRequest(version_info: 'str' = <factory>, sink_node: 'SinkNode | None' = <factory>, type_url: 'str' = <factory>, response_nonce: 'str' = <factory>, error_detail: '___google__rpc__.Status | None' = <factory>)"
 
-    version_info: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    version_info: "str"
 
-    sink_node: "SinkNode | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+    sink_node: "SinkNode | None"
 
-    type_url: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    type_url: "str"
 
-    response_nonce: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    response_nonce: "str"
 
-    error_detail: "___google__rpc__.Status | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    error_detail: "___google__rpc__.Status | None"
+
+    __match_args__ = ('version_info', 'sink_node', 'type_url', 'response_nonce', 'error_detail',)
 
     def __init__(self, version_info: 'str' = _FACTORY, sink_node: 'SinkNode | None' = _FACTORY, type_url: 'str' = _FACTORY, response_nonce: 'str' = _FACTORY, error_detail: '___google__rpc__.Status | None' = _FACTORY) -> None:
         self.version_info = "" if version_info is _FACTORY else version_info
@@ -124,21 +137,32 @@ class MeshConfigRequest(betterproto2.Message):
         self.error_detail = None if error_detail is _FACTORY else error_detail
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'version_info': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'sink_node': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'type_url': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'response_nonce': betterproto2.field(4, betterproto2.TYPE_STRING),
+            'error_detail': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.mcp.v1alpha1", "MeshConfigRequest", MeshConfigRequest)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MeshConfigResponse(betterproto2.Message):
     "MeshConfigResponse(version_info: 'str' = <factory>, resources: 'list[Resource]' = <factory>, type_url: 'str' = <factory>, nonce: 'str' = <factory>)"
 
-    version_info: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    version_info: "str"
 
-    resources: "list[Resource]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
+    resources: "list[Resource]"
 
-    type_url: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    type_url: "str"
 
-    nonce: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    nonce: "str"
+
+    __match_args__ = ('version_info', 'resources', 'type_url', 'nonce',)
 
     def __init__(self, version_info: 'str' = _FACTORY, resources: 'list[Resource]' = _FACTORY, type_url: 'str' = _FACTORY, nonce: 'str' = _FACTORY) -> None:
         self.version_info = "" if version_info is _FACTORY else version_info
@@ -147,35 +171,35 @@ class MeshConfigResponse(betterproto2.Message):
         self.nonce = "" if nonce is _FACTORY else nonce
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'version_info': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'resources': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+            'type_url': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'nonce': betterproto2.field(4, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.mcp.v1alpha1", "MeshConfigResponse", MeshConfigResponse
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Metadata(betterproto2.Message):
     "Metadata(name: 'str' = <factory>, create_time: 'datetime.datetime | None' = <factory>, version: 'str' = <factory>, labels: 'dict[str, str]' = <factory>, annotations: 'dict[str, str]' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    create_time: "datetime.datetime | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
-    )
+    create_time: "datetime.datetime | None"
 
-    version: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    version: "str"
 
-    labels: "dict[str, str]" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
-    )
+    labels: "dict[str, str]"
 
-    annotations: "dict[str, str]" = betterproto2.field(
-        5,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
-    )
+    annotations: "dict[str, str]"
+
+    __match_args__ = ('name', 'create_time', 'version', 'labels', 'annotations',)
 
     def __init__(self, name: 'str' = _FACTORY, create_time: 'datetime.datetime | None' = _FACTORY, version: 'str' = _FACTORY, labels: 'dict[str, str]' = _FACTORY, annotations: 'dict[str, str]' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -185,31 +209,36 @@ class Metadata(betterproto2.Message):
         self.annotations = {} if annotations is _FACTORY else annotations
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'create_time': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True),
+            'version': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'labels': betterproto2.field(4, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING)),
+            'annotations': betterproto2.field(5, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING)),
+        }
+    )
+
 
 default_message_pool.register_message("istio.mcp.v1alpha1", "Metadata", Metadata)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RequestResources(betterproto2.Message):
     "RequestResources(sink_node: 'SinkNode | None' = <factory>, collection: 'str' = <factory>, initial_resource_versions: 'dict[str, str]' = <factory>, response_nonce: 'str' = <factory>, error_detail: '___google__rpc__.Status | None' = <factory>, incremental: 'bool' = <factory>)"
 
-    sink_node: "SinkNode | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    sink_node: "SinkNode | None"
 
-    collection: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    collection: "str"
 
-    initial_resource_versions: "dict[str, str]" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
-    )
+    initial_resource_versions: "dict[str, str]"
 
-    response_nonce: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    response_nonce: "str"
 
-    error_detail: "___google__rpc__.Status | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    error_detail: "___google__rpc__.Status | None"
 
-    incremental: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
+    incremental: "bool"
+
+    __match_args__ = ('sink_node', 'collection', 'initial_resource_versions', 'response_nonce', 'error_detail', 'incremental',)
 
     def __init__(self, sink_node: 'SinkNode | None' = _FACTORY, collection: 'str' = _FACTORY, initial_resource_versions: 'dict[str, str]' = _FACTORY, response_nonce: 'str' = _FACTORY, error_detail: '___google__rpc__.Status | None' = _FACTORY, incremental: 'bool' = _FACTORY) -> None:
         self.sink_node = None if sink_node is _FACTORY else sink_node
@@ -220,44 +249,62 @@ class RequestResources(betterproto2.Message):
         self.incremental = False if incremental is _FACTORY else incremental
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'sink_node': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'collection': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'initial_resource_versions': betterproto2.field(3, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING)),
+            'response_nonce': betterproto2.field(4, betterproto2.TYPE_STRING),
+            'error_detail': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True),
+            'incremental': betterproto2.field(6, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message("istio.mcp.v1alpha1", "RequestResources", RequestResources)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Resource(betterproto2.Message):
     "Resource(metadata: 'Metadata | None' = <factory>, body: '___google__protobuf__.Any | None' = <factory>)"
 
-    metadata: "Metadata | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    metadata: "Metadata | None"
 
-    body: "___google__protobuf__.Any | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    body: "___google__protobuf__.Any | None"
+
+    __match_args__ = ('metadata', 'body',)
 
     def __init__(self, metadata: 'Metadata | None' = _FACTORY, body: '___google__protobuf__.Any | None' = _FACTORY) -> None:
         self.metadata = None if metadata is _FACTORY else metadata
         self.body = None if body is _FACTORY else body
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'metadata': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'body': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.mcp.v1alpha1", "Resource", Resource)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Resources(betterproto2.Message):
     "Resources(system_version_info: 'str' = <factory>, collection: 'str' = <factory>, resources: 'list[Resource]' = <factory>, removed_resources: 'list[str]' = <factory>, nonce: 'str' = <factory>, incremental: 'bool' = <factory>)"
 
-    system_version_info: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    system_version_info: "str"
 
-    collection: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    collection: "str"
 
-    resources: "list[Resource]" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
+    resources: "list[Resource]"
 
-    removed_resources: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
+    removed_resources: "list[str]"
 
-    nonce: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    nonce: "str"
 
-    incremental: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
+    incremental: "bool"
+
+    __match_args__ = ('system_version_info', 'collection', 'resources', 'removed_resources', 'nonce', 'incremental',)
 
     def __init__(self, system_version_info: 'str' = _FACTORY, collection: 'str' = _FACTORY, resources: 'list[Resource]' = _FACTORY, removed_resources: 'list[str]' = _FACTORY, nonce: 'str' = _FACTORY, incremental: 'bool' = _FACTORY) -> None:
         self.system_version_info = "" if system_version_info is _FACTORY else system_version_info
@@ -268,26 +315,41 @@ class Resources(betterproto2.Message):
         self.incremental = False if incremental is _FACTORY else incremental
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'system_version_info': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'collection': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'resources': betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True),
+            'removed_resources': betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True),
+            'nonce': betterproto2.field(5, betterproto2.TYPE_STRING),
+            'incremental': betterproto2.field(6, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message("istio.mcp.v1alpha1", "Resources", Resources)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class SinkNode(betterproto2.Message):
     "SinkNode(id: 'str' = <factory>, annotations: 'dict[str, str]' = <factory>)"
 
-    id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    id: "str"
 
-    annotations: "dict[str, str]" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
-    )
+    annotations: "dict[str, str]"
+
+    __match_args__ = ('id', 'annotations',)
 
     def __init__(self, id: 'str' = _FACTORY, annotations: 'dict[str, str]' = _FACTORY) -> None:
         self.id = "" if id is _FACTORY else id
         self.annotations = {} if annotations is _FACTORY else annotations
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'id': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'annotations': betterproto2.field(2, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING)),
+        }
+    )
 
 
 default_message_pool.register_message("istio.mcp.v1alpha1", "SinkNode", SinkNode)

@@ -112,10 +112,9 @@ __all__ = (
 
 import datetime
 import warnings
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from ....message_pool import default_message_pool
 
@@ -313,36 +312,41 @@ class TracingOpenCensusAgentTraceContext(betterproto2.Enum):
     B3 = 4
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Certificate(betterproto2.Message):
     "Certificate(secret_name: 'str' = <factory>, dns_names: 'list[str]' = <factory>)"
 
-    secret_name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    secret_name: "str"
 
-    dns_names: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
+    dns_names: "list[str]"
+
+    __match_args__ = ('secret_name', 'dns_names',)
 
     def __init__(self, secret_name: 'str' = _FACTORY, dns_names: 'list[str]' = _FACTORY) -> None:
         self.secret_name = "" if secret_name is _FACTORY else secret_name
         self.dns_names = [] if dns_names is _FACTORY else dns_names
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'secret_name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'dns_names': betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.mesh.v1alpha1", "Certificate", Certificate)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ConfigSource(betterproto2.Message):
     "ConfigSource(address: 'str' = <factory>, tls_settings: '__networking__v1alpha3__.ClientTlsSettings | None' = <factory>, subscribed_resources: 'list[Resource]' = <factory>)"
 
-    address: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    address: "str"
 
-    tls_settings: "__networking__v1alpha3__.ClientTlsSettings | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    tls_settings: "__networking__v1alpha3__.ClientTlsSettings | None"
 
-    subscribed_resources: "list[Resource]" = betterproto2.field(
-        3, betterproto2.TYPE_ENUM, repeated=True
-    )
+    subscribed_resources: "list[Resource]"
+
+    __match_args__ = ('address', 'tls_settings', 'subscribed_resources',)
 
     def __init__(self, address: 'str' = _FACTORY, tls_settings: '__networking__v1alpha3__.ClientTlsSettings | None' = _FACTORY, subscribed_resources: 'list[Resource]' = _FACTORY) -> None:
         self.address = "" if address is _FACTORY else address
@@ -350,42 +354,53 @@ class ConfigSource(betterproto2.Message):
         self.subscribed_resources = [] if subscribed_resources is _FACTORY else subscribed_resources
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'address': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'tls_settings': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'subscribed_resources': betterproto2.field(3, betterproto2.TYPE_ENUM, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.mesh.v1alpha1", "ConfigSource", ConfigSource)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class LabelSelector(betterproto2.Message):
     "LabelSelector(match_labels: 'dict[str, str]' = <factory>, match_expressions: 'list[LabelSelectorRequirement]' = <factory>)"
 
-    match_labels: "dict[str, str]" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
-    )
+    match_labels: "dict[str, str]"
 
-    match_expressions: "list[LabelSelectorRequirement]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    match_expressions: "list[LabelSelectorRequirement]"
+
+    __match_args__ = ('match_labels', 'match_expressions',)
 
     def __init__(self, match_labels: 'dict[str, str]' = _FACTORY, match_expressions: 'list[LabelSelectorRequirement]' = _FACTORY) -> None:
         self.match_labels = {} if match_labels is _FACTORY else match_labels
         self.match_expressions = [] if match_expressions is _FACTORY else match_expressions
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'match_labels': betterproto2.field(1, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING)),
+            'match_expressions': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.mesh.v1alpha1", "LabelSelector", LabelSelector)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class LabelSelectorRequirement(betterproto2.Message):
     "LabelSelectorRequirement(key: 'str' = <factory>, operator: 'str' = <factory>, values: 'list[str]' = <factory>)"
 
-    key: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    key: "str"
 
-    operator: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    operator: "str"
 
-    values: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
+    values: "list[str]"
+
+    __match_args__ = ('key', 'operator', 'values',)
 
     def __init__(self, key: 'str' = _FACTORY, operator: 'str' = _FACTORY, values: 'list[str]' = _FACTORY) -> None:
         self.key = "" if key is _FACTORY else key
@@ -393,183 +408,122 @@ class LabelSelectorRequirement(betterproto2.Message):
         self.values = [] if values is _FACTORY else values
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'key': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'operator': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'values': betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1", "LabelSelectorRequirement", LabelSelectorRequirement
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MeshConfig(betterproto2.Message):
     "MeshConfig(proxy_listen_port: 'int' = <factory>, proxy_inbound_listen_port: 'int' = <factory>, proxy_http_port: 'int' = <factory>, connect_timeout: 'datetime.timedelta | None' = <factory>, hbone_idle_timeout: 'datetime.timedelta | None' = <factory>, protocol_detection_timeout: 'datetime.timedelta | None' = <factory>, tcp_keepalive: '__networking__v1alpha3__.ConnectionPoolSettingsTcpSettingsTcpKeepalive | None' = <factory>, ingress_class: 'str' = <factory>, ingress_service: 'str' = <factory>, ingress_controller_mode: 'MeshConfigIngressControllerMode' = <factory>, ingress_selector: 'str' = <factory>, enable_tracing: 'bool' = <factory>, access_log_file: 'str' = <factory>, access_log_format: 'str' = <factory>, access_log_encoding: 'MeshConfigAccessLogEncoding' = <factory>, enable_envoy_access_log_service: 'bool' = <factory>, disable_envoy_listener_log: 'bool' = <factory>, default_config: 'ProxyConfig | None' = <factory>, outbound_traffic_policy: 'MeshConfigOutboundTrafficPolicy | None' = <factory>, inbound_traffic_policy: 'MeshConfigInboundTrafficPolicy | None' = <factory>, config_sources: 'list[ConfigSource]' = <factory>, enable_auto_mtls: 'bool | None' = <factory>, trust_domain: 'str' = <factory>, trust_domain_aliases: 'list[str]' = <factory>, ca_certificates: 'list[MeshConfigCertificateData]' = <factory>, default_service_export_to: 'list[str]' = <factory>, default_virtual_service_export_to: 'list[str]' = <factory>, default_destination_rule_export_to: 'list[str]' = <factory>, root_namespace: 'str' = <factory>, locality_lb_setting: '__networking__v1alpha3__.LocalityLoadBalancerSetting | None' = <factory>, zone_aware_lb_setting: '__networking__v1alpha3__.ZoneAwareLoadBalancerSetting | None' = <factory>, dns_refresh_rate: 'datetime.timedelta | None' = <factory>, h2_upgrade_policy: 'MeshConfigH2UpgradePolicy' = <factory>, inbound_cluster_stat_name: 'str' = <factory>, outbound_cluster_stat_name: 'str' = <factory>, certificates: 'list[Certificate]' = <factory>, service_settings: 'list[MeshConfigServiceSettings]' = <factory>, service_scope_configs: 'list[MeshConfigServiceScopeConfigs]' = <factory>, enable_prometheus_merge: 'bool | None' = <factory>, verify_certificate_at_client: 'bool | None' = <factory>, ca: 'MeshConfigCa | None' = <factory>, extension_providers: 'list[MeshConfigExtensionProvider]' = <factory>, default_providers: 'MeshConfigDefaultProviders | None' = <factory>, discovery_selectors: 'list[LabelSelector]' = <factory>, path_normalization: 'MeshConfigProxyPathNormalization | None' = <factory>, default_http_retry_policy: '__networking__v1alpha3__.HttpRetry | None' = <factory>, mesh_mTLS: 'MeshConfigTlsConfig | None' = <factory>, tls_defaults: 'MeshConfigTlsConfig | None' = <factory>, default_traffic_policy: 'MeshConfigDefaultTrafficPolicy | None' = <factory>, service_entry_visibility: 'ServiceEntryVisibility | None' = <factory>)"
 
-    proxy_listen_port: "int" = betterproto2.field(4, betterproto2.TYPE_INT32)
+    proxy_listen_port: "int"
 
-    proxy_inbound_listen_port: "int" = betterproto2.field(65, betterproto2.TYPE_INT32)
+    proxy_inbound_listen_port: "int"
 
-    proxy_http_port: "int" = betterproto2.field(5, betterproto2.TYPE_INT32)
+    proxy_http_port: "int"
 
-    connect_timeout: "datetime.timedelta | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
-    )
+    connect_timeout: "datetime.timedelta | None"
 
-    hbone_idle_timeout: "datetime.timedelta | None" = betterproto2.field(
-        70, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
-    )
+    hbone_idle_timeout: "datetime.timedelta | None"
 
-    protocol_detection_timeout: "datetime.timedelta | None" = betterproto2.field(
-        42, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
-    )
+    protocol_detection_timeout: "datetime.timedelta | None"
 
-    tcp_keepalive: "__networking__v1alpha3__.ConnectionPoolSettingsTcpSettingsTcpKeepalive | None" = betterproto2.field(
-        28, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    tcp_keepalive: "__networking__v1alpha3__.ConnectionPoolSettingsTcpSettingsTcpKeepalive | None"
 
-    ingress_class: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+    ingress_class: "str"
 
-    ingress_service: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
+    ingress_service: "str"
 
-    ingress_controller_mode: "MeshConfigIngressControllerMode" = betterproto2.field(
-        9, betterproto2.TYPE_ENUM, default_factory=lambda: MeshConfigIngressControllerMode(0)
-    )
+    ingress_controller_mode: "MeshConfigIngressControllerMode"
 
-    ingress_selector: "str" = betterproto2.field(52, betterproto2.TYPE_STRING)
+    ingress_selector: "str"
 
-    enable_tracing: "bool" = betterproto2.field(12, betterproto2.TYPE_BOOL)
+    enable_tracing: "bool"
 
-    access_log_file: "str" = betterproto2.field(13, betterproto2.TYPE_STRING)
+    access_log_file: "str"
 
-    access_log_format: "str" = betterproto2.field(24, betterproto2.TYPE_STRING)
+    access_log_format: "str"
 
-    access_log_encoding: "MeshConfigAccessLogEncoding" = betterproto2.field(
-        27, betterproto2.TYPE_ENUM, default_factory=lambda: MeshConfigAccessLogEncoding(0)
-    )
+    access_log_encoding: "MeshConfigAccessLogEncoding"
 
-    enable_envoy_access_log_service: "bool" = betterproto2.field(40, betterproto2.TYPE_BOOL)
+    enable_envoy_access_log_service: "bool"
 
-    disable_envoy_listener_log: "bool" = betterproto2.field(56, betterproto2.TYPE_BOOL)
+    disable_envoy_listener_log: "bool"
 
-    default_config: "ProxyConfig | None" = betterproto2.field(
-        14, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    default_config: "ProxyConfig | None"
 
-    outbound_traffic_policy: "MeshConfigOutboundTrafficPolicy | None" = betterproto2.field(
-        17, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    outbound_traffic_policy: "MeshConfigOutboundTrafficPolicy | None"
 
-    inbound_traffic_policy: "MeshConfigInboundTrafficPolicy | None" = betterproto2.field(
-        66, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    inbound_traffic_policy: "MeshConfigInboundTrafficPolicy | None"
 
-    config_sources: "list[ConfigSource]" = betterproto2.field(
-        22, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    config_sources: "list[ConfigSource]"
 
-    enable_auto_mtls: "bool | None" = betterproto2.field(
-        43, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
-    )
+    enable_auto_mtls: "bool | None"
 
-    trust_domain: "str" = betterproto2.field(26, betterproto2.TYPE_STRING)
+    trust_domain: "str"
 
-    trust_domain_aliases: "list[str]" = betterproto2.field(
-        46, betterproto2.TYPE_STRING, repeated=True
-    )
+    trust_domain_aliases: "list[str]"
 
-    ca_certificates: "list[MeshConfigCertificateData]" = betterproto2.field(
-        58, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    ca_certificates: "list[MeshConfigCertificateData]"
 
-    default_service_export_to: "list[str]" = betterproto2.field(
-        31, betterproto2.TYPE_STRING, repeated=True
-    )
+    default_service_export_to: "list[str]"
 
-    default_virtual_service_export_to: "list[str]" = betterproto2.field(
-        32, betterproto2.TYPE_STRING, repeated=True
-    )
+    default_virtual_service_export_to: "list[str]"
 
-    default_destination_rule_export_to: "list[str]" = betterproto2.field(
-        33, betterproto2.TYPE_STRING, repeated=True
-    )
+    default_destination_rule_export_to: "list[str]"
 
-    root_namespace: "str" = betterproto2.field(34, betterproto2.TYPE_STRING)
+    root_namespace: "str"
 
-    locality_lb_setting: "__networking__v1alpha3__.LocalityLoadBalancerSetting | None" = (
-        betterproto2.field(35, betterproto2.TYPE_MESSAGE, optional=True)
-    )
+    locality_lb_setting: "__networking__v1alpha3__.LocalityLoadBalancerSetting | None"
 
-    zone_aware_lb_setting: "__networking__v1alpha3__.ZoneAwareLoadBalancerSetting | None" = (
-        betterproto2.field(73, betterproto2.TYPE_MESSAGE, optional=True)
-    )
+    zone_aware_lb_setting: "__networking__v1alpha3__.ZoneAwareLoadBalancerSetting | None"
 
-    dns_refresh_rate: "datetime.timedelta | None" = betterproto2.field(
-        36, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
-    )
+    dns_refresh_rate: "datetime.timedelta | None"
 
-    h2_upgrade_policy: "MeshConfigH2UpgradePolicy" = betterproto2.field(
-        41, betterproto2.TYPE_ENUM, default_factory=lambda: MeshConfigH2UpgradePolicy(0)
-    )
+    h2_upgrade_policy: "MeshConfigH2UpgradePolicy"
 
-    inbound_cluster_stat_name: "str" = betterproto2.field(44, betterproto2.TYPE_STRING)
+    inbound_cluster_stat_name: "str"
 
-    outbound_cluster_stat_name: "str" = betterproto2.field(45, betterproto2.TYPE_STRING)
+    outbound_cluster_stat_name: "str"
 
-    certificates: "list[Certificate]" = betterproto2.field(
-        47, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    certificates: "list[Certificate]"
 
-    service_settings: "list[MeshConfigServiceSettings]" = betterproto2.field(
-        50, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    service_settings: "list[MeshConfigServiceSettings]"
 
-    service_scope_configs: "list[MeshConfigServiceScopeConfigs]" = betterproto2.field(
-        67, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    service_scope_configs: "list[MeshConfigServiceScopeConfigs]"
 
-    enable_prometheus_merge: "bool | None" = betterproto2.field(
-        51, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
-    )
+    enable_prometheus_merge: "bool | None"
 
-    verify_certificate_at_client: "bool | None" = betterproto2.field(
-        54, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
-    )
+    verify_certificate_at_client: "bool | None"
 
-    ca: "MeshConfigCa | None" = betterproto2.field(55, betterproto2.TYPE_MESSAGE, optional=True)
+    ca: "MeshConfigCa | None"
 
-    extension_providers: "list[MeshConfigExtensionProvider]" = betterproto2.field(
-        57, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    extension_providers: "list[MeshConfigExtensionProvider]"
 
-    default_providers: "MeshConfigDefaultProviders | None" = betterproto2.field(
-        60, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    default_providers: "MeshConfigDefaultProviders | None"
 
-    discovery_selectors: "list[LabelSelector]" = betterproto2.field(
-        59, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    discovery_selectors: "list[LabelSelector]"
 
-    path_normalization: "MeshConfigProxyPathNormalization | None" = betterproto2.field(
-        61, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    path_normalization: "MeshConfigProxyPathNormalization | None"
 
-    default_http_retry_policy: "__networking__v1alpha3__.HttpRetry | None" = betterproto2.field(
-        62, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    default_http_retry_policy: "__networking__v1alpha3__.HttpRetry | None"
 
-    mesh_mTLS: "MeshConfigTlsConfig | None" = betterproto2.field(
-        63, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    mesh_mTLS: "MeshConfigTlsConfig | None"
 
-    tls_defaults: "MeshConfigTlsConfig | None" = betterproto2.field(
-        64, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    tls_defaults: "MeshConfigTlsConfig | None"
 
-    default_traffic_policy: "MeshConfigDefaultTrafficPolicy | None" = betterproto2.field(
-        71, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    default_traffic_policy: "MeshConfigDefaultTrafficPolicy | None"
 
-    service_entry_visibility: "ServiceEntryVisibility | None" = betterproto2.field(
-        72, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    service_entry_visibility: "ServiceEntryVisibility | None"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -579,6 +533,8 @@ class MeshConfig(betterproto2.Message):
             warnings.warn(
                 "MeshConfig.verify_certificate_at_client is deprecated", DeprecationWarning
             )
+
+    __match_args__ = ('proxy_listen_port', 'proxy_inbound_listen_port', 'proxy_http_port', 'connect_timeout', 'hbone_idle_timeout', 'protocol_detection_timeout', 'tcp_keepalive', 'ingress_class', 'ingress_service', 'ingress_controller_mode', 'ingress_selector', 'enable_tracing', 'access_log_file', 'access_log_format', 'access_log_encoding', 'enable_envoy_access_log_service', 'disable_envoy_listener_log', 'default_config', 'outbound_traffic_policy', 'inbound_traffic_policy', 'config_sources', 'enable_auto_mtls', 'trust_domain', 'trust_domain_aliases', 'ca_certificates', 'default_service_export_to', 'default_virtual_service_export_to', 'default_destination_rule_export_to', 'root_namespace', 'locality_lb_setting', 'zone_aware_lb_setting', 'dns_refresh_rate', 'h2_upgrade_policy', 'inbound_cluster_stat_name', 'outbound_cluster_stat_name', 'certificates', 'service_settings', 'service_scope_configs', 'enable_prometheus_merge', 'verify_certificate_at_client', 'ca', 'extension_providers', 'default_providers', 'discovery_selectors', 'path_normalization', 'default_http_retry_policy', 'mesh_mTLS', 'tls_defaults', 'default_traffic_policy', 'service_entry_visibility',)
 
     def __init__(self, proxy_listen_port: 'int' = _FACTORY, proxy_inbound_listen_port: 'int' = _FACTORY, proxy_http_port: 'int' = _FACTORY, connect_timeout: 'datetime.timedelta | None' = _FACTORY, hbone_idle_timeout: 'datetime.timedelta | None' = _FACTORY, protocol_detection_timeout: 'datetime.timedelta | None' = _FACTORY, tcp_keepalive: '__networking__v1alpha3__.ConnectionPoolSettingsTcpSettingsTcpKeepalive | None' = _FACTORY, ingress_class: 'str' = _FACTORY, ingress_service: 'str' = _FACTORY, ingress_controller_mode: 'MeshConfigIngressControllerMode' = _FACTORY, ingress_selector: 'str' = _FACTORY, enable_tracing: 'bool' = _FACTORY, access_log_file: 'str' = _FACTORY, access_log_format: 'str' = _FACTORY, access_log_encoding: 'MeshConfigAccessLogEncoding' = _FACTORY, enable_envoy_access_log_service: 'bool' = _FACTORY, disable_envoy_listener_log: 'bool' = _FACTORY, default_config: 'ProxyConfig | None' = _FACTORY, outbound_traffic_policy: 'MeshConfigOutboundTrafficPolicy | None' = _FACTORY, inbound_traffic_policy: 'MeshConfigInboundTrafficPolicy | None' = _FACTORY, config_sources: 'list[ConfigSource]' = _FACTORY, enable_auto_mtls: 'bool | None' = _FACTORY, trust_domain: 'str' = _FACTORY, trust_domain_aliases: 'list[str]' = _FACTORY, ca_certificates: 'list[MeshConfigCertificateData]' = _FACTORY, default_service_export_to: 'list[str]' = _FACTORY, default_virtual_service_export_to: 'list[str]' = _FACTORY, default_destination_rule_export_to: 'list[str]' = _FACTORY, root_namespace: 'str' = _FACTORY, locality_lb_setting: '__networking__v1alpha3__.LocalityLoadBalancerSetting | None' = _FACTORY, zone_aware_lb_setting: '__networking__v1alpha3__.ZoneAwareLoadBalancerSetting | None' = _FACTORY, dns_refresh_rate: 'datetime.timedelta | None' = _FACTORY, h2_upgrade_policy: 'MeshConfigH2UpgradePolicy' = _FACTORY, inbound_cluster_stat_name: 'str' = _FACTORY, outbound_cluster_stat_name: 'str' = _FACTORY, certificates: 'list[Certificate]' = _FACTORY, service_settings: 'list[MeshConfigServiceSettings]' = _FACTORY, service_scope_configs: 'list[MeshConfigServiceScopeConfigs]' = _FACTORY, enable_prometheus_merge: 'bool | None' = _FACTORY, verify_certificate_at_client: 'bool | None' = _FACTORY, ca: 'MeshConfigCa | None' = _FACTORY, extension_providers: 'list[MeshConfigExtensionProvider]' = _FACTORY, default_providers: 'MeshConfigDefaultProviders | None' = _FACTORY, discovery_selectors: 'list[LabelSelector]' = _FACTORY, path_normalization: 'MeshConfigProxyPathNormalization | None' = _FACTORY, default_http_retry_policy: '__networking__v1alpha3__.HttpRetry | None' = _FACTORY, mesh_mTLS: 'MeshConfigTlsConfig | None' = _FACTORY, tls_defaults: 'MeshConfigTlsConfig | None' = _FACTORY, default_traffic_policy: 'MeshConfigDefaultTrafficPolicy | None' = _FACTORY, service_entry_visibility: 'ServiceEntryVisibility | None' = _FACTORY) -> None:
         self.proxy_listen_port = 0 if proxy_listen_port is _FACTORY else proxy_listen_port
@@ -633,25 +589,77 @@ class MeshConfig(betterproto2.Message):
         self.service_entry_visibility = None if service_entry_visibility is _FACTORY else service_entry_visibility
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'proxy_listen_port': betterproto2.field(4, betterproto2.TYPE_INT32),
+            'proxy_inbound_listen_port': betterproto2.field(65, betterproto2.TYPE_INT32),
+            'proxy_http_port': betterproto2.field(5, betterproto2.TYPE_INT32),
+            'connect_timeout': betterproto2.field(6, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True),
+            'hbone_idle_timeout': betterproto2.field(70, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True),
+            'protocol_detection_timeout': betterproto2.field(42, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True),
+            'tcp_keepalive': betterproto2.field(28, betterproto2.TYPE_MESSAGE, optional=True),
+            'ingress_class': betterproto2.field(7, betterproto2.TYPE_STRING),
+            'ingress_service': betterproto2.field(8, betterproto2.TYPE_STRING),
+            'ingress_controller_mode': betterproto2.field(9, betterproto2.TYPE_ENUM, default_factory=lambda: MeshConfigIngressControllerMode(0)),
+            'ingress_selector': betterproto2.field(52, betterproto2.TYPE_STRING),
+            'enable_tracing': betterproto2.field(12, betterproto2.TYPE_BOOL),
+            'access_log_file': betterproto2.field(13, betterproto2.TYPE_STRING),
+            'access_log_format': betterproto2.field(24, betterproto2.TYPE_STRING),
+            'access_log_encoding': betterproto2.field(27, betterproto2.TYPE_ENUM, default_factory=lambda: MeshConfigAccessLogEncoding(0)),
+            'enable_envoy_access_log_service': betterproto2.field(40, betterproto2.TYPE_BOOL),
+            'disable_envoy_listener_log': betterproto2.field(56, betterproto2.TYPE_BOOL),
+            'default_config': betterproto2.field(14, betterproto2.TYPE_MESSAGE, optional=True),
+            'outbound_traffic_policy': betterproto2.field(17, betterproto2.TYPE_MESSAGE, optional=True),
+            'inbound_traffic_policy': betterproto2.field(66, betterproto2.TYPE_MESSAGE, optional=True),
+            'config_sources': betterproto2.field(22, betterproto2.TYPE_MESSAGE, repeated=True),
+            'enable_auto_mtls': betterproto2.field(43, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True),
+            'trust_domain': betterproto2.field(26, betterproto2.TYPE_STRING),
+            'trust_domain_aliases': betterproto2.field(46, betterproto2.TYPE_STRING, repeated=True),
+            'ca_certificates': betterproto2.field(58, betterproto2.TYPE_MESSAGE, repeated=True),
+            'default_service_export_to': betterproto2.field(31, betterproto2.TYPE_STRING, repeated=True),
+            'default_virtual_service_export_to': betterproto2.field(32, betterproto2.TYPE_STRING, repeated=True),
+            'default_destination_rule_export_to': betterproto2.field(33, betterproto2.TYPE_STRING, repeated=True),
+            'root_namespace': betterproto2.field(34, betterproto2.TYPE_STRING),
+            'locality_lb_setting': betterproto2.field(35, betterproto2.TYPE_MESSAGE, optional=True),
+            'zone_aware_lb_setting': betterproto2.field(73, betterproto2.TYPE_MESSAGE, optional=True),
+            'dns_refresh_rate': betterproto2.field(36, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True),
+            'h2_upgrade_policy': betterproto2.field(41, betterproto2.TYPE_ENUM, default_factory=lambda: MeshConfigH2UpgradePolicy(0)),
+            'inbound_cluster_stat_name': betterproto2.field(44, betterproto2.TYPE_STRING),
+            'outbound_cluster_stat_name': betterproto2.field(45, betterproto2.TYPE_STRING),
+            'certificates': betterproto2.field(47, betterproto2.TYPE_MESSAGE, repeated=True),
+            'service_settings': betterproto2.field(50, betterproto2.TYPE_MESSAGE, repeated=True),
+            'service_scope_configs': betterproto2.field(67, betterproto2.TYPE_MESSAGE, repeated=True),
+            'enable_prometheus_merge': betterproto2.field(51, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True),
+            'verify_certificate_at_client': betterproto2.field(54, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True),
+            'ca': betterproto2.field(55, betterproto2.TYPE_MESSAGE, optional=True),
+            'extension_providers': betterproto2.field(57, betterproto2.TYPE_MESSAGE, repeated=True),
+            'default_providers': betterproto2.field(60, betterproto2.TYPE_MESSAGE, optional=True),
+            'discovery_selectors': betterproto2.field(59, betterproto2.TYPE_MESSAGE, repeated=True),
+            'path_normalization': betterproto2.field(61, betterproto2.TYPE_MESSAGE, optional=True),
+            'default_http_retry_policy': betterproto2.field(62, betterproto2.TYPE_MESSAGE, optional=True),
+            'mesh_mTLS': betterproto2.field(63, betterproto2.TYPE_MESSAGE, optional=True),
+            'tls_defaults': betterproto2.field(64, betterproto2.TYPE_MESSAGE, optional=True),
+            'default_traffic_policy': betterproto2.field(71, betterproto2.TYPE_MESSAGE, optional=True),
+            'service_entry_visibility': betterproto2.field(72, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.mesh.v1alpha1", "MeshConfig", MeshConfig)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MeshConfigCa(betterproto2.Message):
     "MeshConfigCa(address: 'str' = <factory>, tls_settings: '__networking__v1alpha3__.ClientTlsSettings | None' = <factory>, request_timeout: 'datetime.timedelta | None' = <factory>, istiod_side: 'bool' = <factory>)"
 
-    address: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    address: "str"
 
-    tls_settings: "__networking__v1alpha3__.ClientTlsSettings | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    tls_settings: "__networking__v1alpha3__.ClientTlsSettings | None"
 
-    request_timeout: "datetime.timedelta | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
-    )
+    request_timeout: "datetime.timedelta | None"
 
-    istiod_side: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
+    istiod_side: "bool"
+
+    __match_args__ = ('address', 'tls_settings', 'request_timeout', 'istiod_side',)
 
     def __init__(self, address: 'str' = _FACTORY, tls_settings: '__networking__v1alpha3__.ClientTlsSettings | None' = _FACTORY, request_timeout: 'datetime.timedelta | None' = _FACTORY, istiod_side: 'bool' = _FACTORY) -> None:
         self.address = "" if address is _FACTORY else address
@@ -660,11 +668,19 @@ class MeshConfigCa(betterproto2.Message):
         self.istiod_side = False if istiod_side is _FACTORY else istiod_side
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'address': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'tls_settings': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'request_timeout': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True),
+            'istiod_side': betterproto2.field(4, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message("istio.mesh.v1alpha1", "MeshConfig.CA", MeshConfigCa)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MeshConfigCertificateData(betterproto2.Message):
     """
 
@@ -673,17 +689,15 @@ class MeshConfigCertificateData(betterproto2.Message):
         - certificate_data:
     """
 
-    pem: "str | None" = betterproto2.field(
-        1, betterproto2.TYPE_STRING, optional=True, group="certificate_data"
-    )
+    pem: "str | None"
 
-    spiffe_bundle_url: "str | None" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, optional=True, group="certificate_data"
-    )
+    spiffe_bundle_url: "str | None"
 
-    cert_signers: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
+    cert_signers: "list[str]"
 
-    trust_domains: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
+    trust_domains: "list[str]"
+
+    __match_args__ = ('pem', 'spiffe_bundle_url', 'cert_signers', 'trust_domains',)
 
     def __init__(self, pem: 'str | None' = _FACTORY, spiffe_bundle_url: 'str | None' = _FACTORY, cert_signers: 'list[str]' = _FACTORY, trust_domains: 'list[str]' = _FACTORY) -> None:
         self.pem = None if pem is _FACTORY else pem
@@ -692,21 +706,31 @@ class MeshConfigCertificateData(betterproto2.Message):
         self.trust_domains = [] if trust_domains is _FACTORY else trust_domains
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'pem': betterproto2.field(1, betterproto2.TYPE_STRING, optional=True, group='certificate_data'),
+            'spiffe_bundle_url': betterproto2.field(2, betterproto2.TYPE_STRING, optional=True, group='certificate_data'),
+            'cert_signers': betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True),
+            'trust_domains': betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1", "MeshConfig.CertificateData", MeshConfigCertificateData
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MeshConfigDefaultProviders(betterproto2.Message):
     "MeshConfigDefaultProviders(tracing: 'list[str]' = <factory>, metrics: 'list[str]' = <factory>, access_logging: 'list[str]' = <factory>)"
 
-    tracing: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
+    tracing: "list[str]"
 
-    metrics: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
+    metrics: "list[str]"
 
-    access_logging: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
+    access_logging: "list[str]"
+
+    __match_args__ = ('tracing', 'metrics', 'access_logging',)
 
     def __init__(self, tracing: 'list[str]' = _FACTORY, metrics: 'list[str]' = _FACTORY, access_logging: 'list[str]' = _FACTORY) -> None:
         self.tracing = [] if tracing is _FACTORY else tracing
@@ -714,28 +738,40 @@ class MeshConfigDefaultProviders(betterproto2.Message):
         self.access_logging = [] if access_logging is _FACTORY else access_logging
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'tracing': betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True),
+            'metrics': betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True),
+            'access_logging': betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1", "MeshConfig.DefaultProviders", MeshConfigDefaultProviders
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MeshConfigDefaultTrafficPolicy(betterproto2.Message):
     "MeshConfigDefaultTrafficPolicy(connection_pool: '__networking__v1alpha3__.ConnectionPoolSettings | None' = <factory>, outlier_detection: '__networking__v1alpha3__.OutlierDetection | None' = <factory>)"
 
-    connection_pool: "__networking__v1alpha3__.ConnectionPoolSettings | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    connection_pool: "__networking__v1alpha3__.ConnectionPoolSettings | None"
 
-    outlier_detection: "__networking__v1alpha3__.OutlierDetection | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    outlier_detection: "__networking__v1alpha3__.OutlierDetection | None"
+
+    __match_args__ = ('connection_pool', 'outlier_detection',)
 
     def __init__(self, connection_pool: '__networking__v1alpha3__.ConnectionPoolSettings | None' = _FACTORY, outlier_detection: '__networking__v1alpha3__.OutlierDetection | None' = _FACTORY) -> None:
         self.connection_pool = None if connection_pool is _FACTORY else connection_pool
         self.outlier_detection = None if outlier_detection is _FACTORY else outlier_detection
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'connection_pool': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'outlier_detection': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -743,7 +779,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProvider(betterproto2.Message):
     """
 
@@ -752,67 +787,37 @@ class MeshConfigExtensionProvider(betterproto2.Message):
         - provider:
     """
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    envoy_ext_authz_http: "MeshConfigExtensionProviderEnvoyExternalAuthorizationHttpProvider | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="provider"
-    )
+    envoy_ext_authz_http: "MeshConfigExtensionProviderEnvoyExternalAuthorizationHttpProvider | None"
 
-    envoy_ext_authz_grpc: "MeshConfigExtensionProviderEnvoyExternalAuthorizationGrpcProvider | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="provider"
-    )
+    envoy_ext_authz_grpc: "MeshConfigExtensionProviderEnvoyExternalAuthorizationGrpcProvider | None"
 
-    zipkin: "MeshConfigExtensionProviderZipkinTracingProvider | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True, group="provider"
-    )
+    zipkin: "MeshConfigExtensionProviderZipkinTracingProvider | None"
 
-    lightstep: "MeshConfigExtensionProviderLightstepTracingProvider | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True, group="provider"
-    )
+    lightstep: "MeshConfigExtensionProviderLightstepTracingProvider | None"
 
-    datadog: "MeshConfigExtensionProviderDatadogTracingProvider | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, optional=True, group="provider"
-    )
+    datadog: "MeshConfigExtensionProviderDatadogTracingProvider | None"
 
-    stackdriver: "MeshConfigExtensionProviderStackdriverProvider | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True, group="provider"
-    )
+    stackdriver: "MeshConfigExtensionProviderStackdriverProvider | None"
 
-    opencensus: "MeshConfigExtensionProviderOpenCensusAgentTracingProvider | None" = (
-        betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True, group="provider")
-    )
+    opencensus: "MeshConfigExtensionProviderOpenCensusAgentTracingProvider | None"
 
-    skywalking: "MeshConfigExtensionProviderSkyWalkingTracingProvider | None" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, optional=True, group="provider"
-    )
+    skywalking: "MeshConfigExtensionProviderSkyWalkingTracingProvider | None"
 
-    opentelemetry: "MeshConfigExtensionProviderOpenTelemetryTracingProvider | None" = (
-        betterproto2.field(15, betterproto2.TYPE_MESSAGE, optional=True, group="provider")
-    )
+    opentelemetry: "MeshConfigExtensionProviderOpenTelemetryTracingProvider | None"
 
-    prometheus: "MeshConfigExtensionProviderPrometheusMetricsProvider | None" = betterproto2.field(
-        10, betterproto2.TYPE_MESSAGE, optional=True, group="provider"
-    )
+    prometheus: "MeshConfigExtensionProviderPrometheusMetricsProvider | None"
 
-    envoy_file_access_log: "MeshConfigExtensionProviderEnvoyFileAccessLogProvider | None" = (
-        betterproto2.field(11, betterproto2.TYPE_MESSAGE, optional=True, group="provider")
-    )
+    envoy_file_access_log: "MeshConfigExtensionProviderEnvoyFileAccessLogProvider | None"
 
-    envoy_http_als: "MeshConfigExtensionProviderEnvoyHttpGrpcV3LogProvider | None" = (
-        betterproto2.field(12, betterproto2.TYPE_MESSAGE, optional=True, group="provider")
-    )
+    envoy_http_als: "MeshConfigExtensionProviderEnvoyHttpGrpcV3LogProvider | None"
 
-    envoy_tcp_als: "MeshConfigExtensionProviderEnvoyTcpGrpcV3LogProvider | None" = (
-        betterproto2.field(13, betterproto2.TYPE_MESSAGE, optional=True, group="provider")
-    )
+    envoy_tcp_als: "MeshConfigExtensionProviderEnvoyTcpGrpcV3LogProvider | None"
 
-    envoy_otel_als: "MeshConfigExtensionProviderEnvoyOpenTelemetryLogProvider | None" = (
-        betterproto2.field(14, betterproto2.TYPE_MESSAGE, optional=True, group="provider")
-    )
+    envoy_otel_als: "MeshConfigExtensionProviderEnvoyOpenTelemetryLogProvider | None"
 
-    sds: "MeshConfigExtensionProviderSdsProvider | None" = betterproto2.field(
-        16, betterproto2.TYPE_MESSAGE, optional=True, group="provider"
-    )
+    sds: "MeshConfigExtensionProviderSdsProvider | None"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -822,6 +827,8 @@ class MeshConfigExtensionProvider(betterproto2.Message):
             warnings.warn(
                 "MeshConfigExtensionProvider.opencensus is deprecated", DeprecationWarning
             )
+
+    __match_args__ = ('name', 'envoy_ext_authz_http', 'envoy_ext_authz_grpc', 'zipkin', 'lightstep', 'datadog', 'stackdriver', 'opencensus', 'skywalking', 'opentelemetry', 'prometheus', 'envoy_file_access_log', 'envoy_http_als', 'envoy_tcp_als', 'envoy_otel_als', 'sds',)
 
     def __init__(self, name: 'str' = _FACTORY, envoy_ext_authz_http: 'MeshConfigExtensionProviderEnvoyExternalAuthorizationHttpProvider | None' = _FACTORY, envoy_ext_authz_grpc: 'MeshConfigExtensionProviderEnvoyExternalAuthorizationGrpcProvider | None' = _FACTORY, zipkin: 'MeshConfigExtensionProviderZipkinTracingProvider | None' = _FACTORY, lightstep: 'MeshConfigExtensionProviderLightstepTracingProvider | None' = _FACTORY, datadog: 'MeshConfigExtensionProviderDatadogTracingProvider | None' = _FACTORY, stackdriver: 'MeshConfigExtensionProviderStackdriverProvider | None' = _FACTORY, opencensus: 'MeshConfigExtensionProviderOpenCensusAgentTracingProvider | None' = _FACTORY, skywalking: 'MeshConfigExtensionProviderSkyWalkingTracingProvider | None' = _FACTORY, opentelemetry: 'MeshConfigExtensionProviderOpenTelemetryTracingProvider | None' = _FACTORY, prometheus: 'MeshConfigExtensionProviderPrometheusMetricsProvider | None' = _FACTORY, envoy_file_access_log: 'MeshConfigExtensionProviderEnvoyFileAccessLogProvider | None' = _FACTORY, envoy_http_als: 'MeshConfigExtensionProviderEnvoyHttpGrpcV3LogProvider | None' = _FACTORY, envoy_tcp_als: 'MeshConfigExtensionProviderEnvoyTcpGrpcV3LogProvider | None' = _FACTORY, envoy_otel_als: 'MeshConfigExtensionProviderEnvoyOpenTelemetryLogProvider | None' = _FACTORY, sds: 'MeshConfigExtensionProviderSdsProvider | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -842,27 +849,57 @@ class MeshConfigExtensionProvider(betterproto2.Message):
         self.sds = None if sds is _FACTORY else sds
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'envoy_ext_authz_http': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='provider'),
+            'envoy_ext_authz_grpc': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='provider'),
+            'zipkin': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True, group='provider'),
+            'lightstep': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True, group='provider'),
+            'datadog': betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True, group='provider'),
+            'stackdriver': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True, group='provider'),
+            'opencensus': betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True, group='provider'),
+            'skywalking': betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True, group='provider'),
+            'opentelemetry': betterproto2.field(15, betterproto2.TYPE_MESSAGE, optional=True, group='provider'),
+            'prometheus': betterproto2.field(10, betterproto2.TYPE_MESSAGE, optional=True, group='provider'),
+            'envoy_file_access_log': betterproto2.field(11, betterproto2.TYPE_MESSAGE, optional=True, group='provider'),
+            'envoy_http_als': betterproto2.field(12, betterproto2.TYPE_MESSAGE, optional=True, group='provider'),
+            'envoy_tcp_als': betterproto2.field(13, betterproto2.TYPE_MESSAGE, optional=True, group='provider'),
+            'envoy_otel_als': betterproto2.field(14, betterproto2.TYPE_MESSAGE, optional=True, group='provider'),
+            'sds': betterproto2.field(16, betterproto2.TYPE_MESSAGE, optional=True, group='provider'),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1", "MeshConfig.ExtensionProvider", MeshConfigExtensionProvider
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderDatadogTracingProvider(betterproto2.Message):
     "MeshConfigExtensionProviderDatadogTracingProvider(service: 'str' = <factory>, port: 'int' = <factory>, max_tag_length: 'int' = <factory>)"
 
-    service: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    service: "str"
 
-    port: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+    port: "int"
 
-    max_tag_length: "int" = betterproto2.field(3, betterproto2.TYPE_UINT32)
+    max_tag_length: "int"
+
+    __match_args__ = ('service', 'port', 'max_tag_length',)
 
     def __init__(self, service: 'str' = _FACTORY, port: 'int' = _FACTORY, max_tag_length: 'int' = _FACTORY) -> None:
         self.service = "" if service is _FACTORY else service
         self.port = 0 if port is _FACTORY else port
         self.max_tag_length = 0 if max_tag_length is _FACTORY else max_tag_length
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'service': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'port': betterproto2.field(2, betterproto2.TYPE_UINT32),
+            'max_tag_length': betterproto2.field(3, betterproto2.TYPE_UINT32),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -872,27 +909,24 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderEnvoyExternalAuthorizationGrpcProvider(betterproto2.Message):
     "MeshConfigExtensionProviderEnvoyExternalAuthorizationGrpcProvider(service: 'str' = <factory>, port: 'int' = <factory>, timeout: 'datetime.timedelta | None' = <factory>, fail_open: 'bool' = <factory>, clear_route_cache: 'bool' = <factory>, status_on_error: 'str' = <factory>, include_request_body_in_check: 'MeshConfigExtensionProviderEnvoyExternalAuthorizationRequestBody | None' = <factory>)"
 
-    service: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    service: "str"
 
-    port: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+    port: "int"
 
-    timeout: "datetime.timedelta | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
-    )
+    timeout: "datetime.timedelta | None"
 
-    fail_open: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    fail_open: "bool"
 
-    clear_route_cache: "bool" = betterproto2.field(7, betterproto2.TYPE_BOOL)
+    clear_route_cache: "bool"
 
-    status_on_error: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    status_on_error: "str"
 
-    include_request_body_in_check: "MeshConfigExtensionProviderEnvoyExternalAuthorizationRequestBody | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    include_request_body_in_check: "MeshConfigExtensionProviderEnvoyExternalAuthorizationRequestBody | None"
+
+    __match_args__ = ('service', 'port', 'timeout', 'fail_open', 'clear_route_cache', 'status_on_error', 'include_request_body_in_check',)
 
     def __init__(self, service: 'str' = _FACTORY, port: 'int' = _FACTORY, timeout: 'datetime.timedelta | None' = _FACTORY, fail_open: 'bool' = _FACTORY, clear_route_cache: 'bool' = _FACTORY, status_on_error: 'str' = _FACTORY, include_request_body_in_check: 'MeshConfigExtensionProviderEnvoyExternalAuthorizationRequestBody | None' = _FACTORY) -> None:
         self.service = "" if service is _FACTORY else service
@@ -904,6 +938,18 @@ class MeshConfigExtensionProviderEnvoyExternalAuthorizationGrpcProvider(betterpr
         self.include_request_body_in_check = None if include_request_body_in_check is _FACTORY else include_request_body_in_check
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'service': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'port': betterproto2.field(2, betterproto2.TYPE_UINT32),
+            'timeout': betterproto2.field(5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True),
+            'fail_open': betterproto2.field(3, betterproto2.TYPE_BOOL),
+            'clear_route_cache': betterproto2.field(7, betterproto2.TYPE_BOOL),
+            'status_on_error': betterproto2.field(4, betterproto2.TYPE_STRING),
+            'include_request_body_in_check': betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1",
@@ -912,55 +958,36 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderEnvoyExternalAuthorizationHttpProvider(betterproto2.Message):
     "MeshConfigExtensionProviderEnvoyExternalAuthorizationHttpProvider(service: 'str' = <factory>, port: 'int' = <factory>, timeout: 'datetime.timedelta | None' = <factory>, path_prefix: 'str' = <factory>, fail_open: 'bool' = <factory>, clear_route_cache: 'bool' = <factory>, status_on_error: 'str' = <factory>, include_headers_in_check: 'list[str]' = <factory>, include_request_headers_in_check: 'list[str]' = <factory>, include_additional_headers_in_check: 'dict[str, str]' = <factory>, include_request_body_in_check: 'MeshConfigExtensionProviderEnvoyExternalAuthorizationRequestBody | None' = <factory>, headers_to_upstream_on_allow: 'list[str]' = <factory>, headers_to_downstream_on_deny: 'list[str]' = <factory>, headers_to_downstream_on_allow: 'list[str]' = <factory>)"
 
-    service: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    service: "str"
 
-    port: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+    port: "int"
 
-    timeout: "datetime.timedelta | None" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
-    )
+    timeout: "datetime.timedelta | None"
 
-    path_prefix: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    path_prefix: "str"
 
-    fail_open: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
+    fail_open: "bool"
 
-    clear_route_cache: "bool" = betterproto2.field(14, betterproto2.TYPE_BOOL)
+    clear_route_cache: "bool"
 
-    status_on_error: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    status_on_error: "str"
 
-    include_headers_in_check: "list[str]" = betterproto2.field(
-        6, betterproto2.TYPE_STRING, repeated=True
-    )
+    include_headers_in_check: "list[str]"
 
-    include_request_headers_in_check: "list[str]" = betterproto2.field(
-        10, betterproto2.TYPE_STRING, repeated=True
-    )
+    include_request_headers_in_check: "list[str]"
 
-    include_additional_headers_in_check: "dict[str, str]" = betterproto2.field(
-        11,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
-    )
+    include_additional_headers_in_check: "dict[str, str]"
 
-    include_request_body_in_check: "MeshConfigExtensionProviderEnvoyExternalAuthorizationRequestBody | None" = betterproto2.field(
-        12, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    include_request_body_in_check: "MeshConfigExtensionProviderEnvoyExternalAuthorizationRequestBody | None"
 
-    headers_to_upstream_on_allow: "list[str]" = betterproto2.field(
-        7, betterproto2.TYPE_STRING, repeated=True
-    )
+    headers_to_upstream_on_allow: "list[str]"
 
-    headers_to_downstream_on_deny: "list[str]" = betterproto2.field(
-        8, betterproto2.TYPE_STRING, repeated=True
-    )
+    headers_to_downstream_on_deny: "list[str]"
 
-    headers_to_downstream_on_allow: "list[str]" = betterproto2.field(
-        13, betterproto2.TYPE_STRING, repeated=True
-    )
+    headers_to_downstream_on_allow: "list[str]"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -969,6 +996,8 @@ class MeshConfigExtensionProviderEnvoyExternalAuthorizationHttpProvider(betterpr
                 "MeshConfigExtensionProviderEnvoyExternalAuthorizationHttpProvider.include_headers_in_check is deprecated",
                 DeprecationWarning,
             )
+
+    __match_args__ = ('service', 'port', 'timeout', 'path_prefix', 'fail_open', 'clear_route_cache', 'status_on_error', 'include_headers_in_check', 'include_request_headers_in_check', 'include_additional_headers_in_check', 'include_request_body_in_check', 'headers_to_upstream_on_allow', 'headers_to_downstream_on_deny', 'headers_to_downstream_on_allow',)
 
     def __init__(self, service: 'str' = _FACTORY, port: 'int' = _FACTORY, timeout: 'datetime.timedelta | None' = _FACTORY, path_prefix: 'str' = _FACTORY, fail_open: 'bool' = _FACTORY, clear_route_cache: 'bool' = _FACTORY, status_on_error: 'str' = _FACTORY, include_headers_in_check: 'list[str]' = _FACTORY, include_request_headers_in_check: 'list[str]' = _FACTORY, include_additional_headers_in_check: 'dict[str, str]' = _FACTORY, include_request_body_in_check: 'MeshConfigExtensionProviderEnvoyExternalAuthorizationRequestBody | None' = _FACTORY, headers_to_upstream_on_allow: 'list[str]' = _FACTORY, headers_to_downstream_on_deny: 'list[str]' = _FACTORY, headers_to_downstream_on_allow: 'list[str]' = _FACTORY) -> None:
         self.service = "" if service is _FACTORY else service
@@ -987,6 +1016,25 @@ class MeshConfigExtensionProviderEnvoyExternalAuthorizationHttpProvider(betterpr
         self.headers_to_downstream_on_allow = [] if headers_to_downstream_on_allow is _FACTORY else headers_to_downstream_on_allow
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'service': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'port': betterproto2.field(2, betterproto2.TYPE_UINT32),
+            'timeout': betterproto2.field(9, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True),
+            'path_prefix': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'fail_open': betterproto2.field(4, betterproto2.TYPE_BOOL),
+            'clear_route_cache': betterproto2.field(14, betterproto2.TYPE_BOOL),
+            'status_on_error': betterproto2.field(5, betterproto2.TYPE_STRING),
+            'include_headers_in_check': betterproto2.field(6, betterproto2.TYPE_STRING, repeated=True),
+            'include_request_headers_in_check': betterproto2.field(10, betterproto2.TYPE_STRING, repeated=True),
+            'include_additional_headers_in_check': betterproto2.field(11, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING)),
+            'include_request_body_in_check': betterproto2.field(12, betterproto2.TYPE_MESSAGE, optional=True),
+            'headers_to_upstream_on_allow': betterproto2.field(7, betterproto2.TYPE_STRING, repeated=True),
+            'headers_to_downstream_on_deny': betterproto2.field(8, betterproto2.TYPE_STRING, repeated=True),
+            'headers_to_downstream_on_allow': betterproto2.field(13, betterproto2.TYPE_STRING, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1",
@@ -995,21 +1043,30 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderEnvoyExternalAuthorizationRequestBody(betterproto2.Message):
     "MeshConfigExtensionProviderEnvoyExternalAuthorizationRequestBody(max_request_bytes: 'int' = <factory>, allow_partial_message: 'bool' = <factory>, pack_as_bytes: 'bool' = <factory>)"
 
-    max_request_bytes: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
+    max_request_bytes: "int"
 
-    allow_partial_message: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    allow_partial_message: "bool"
 
-    pack_as_bytes: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    pack_as_bytes: "bool"
+
+    __match_args__ = ('max_request_bytes', 'allow_partial_message', 'pack_as_bytes',)
 
     def __init__(self, max_request_bytes: 'int' = _FACTORY, allow_partial_message: 'bool' = _FACTORY, pack_as_bytes: 'bool' = _FACTORY) -> None:
         self.max_request_bytes = 0 if max_request_bytes is _FACTORY else max_request_bytes
         self.allow_partial_message = False if allow_partial_message is _FACTORY else allow_partial_message
         self.pack_as_bytes = False if pack_as_bytes is _FACTORY else pack_as_bytes
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'max_request_bytes': betterproto2.field(1, betterproto2.TYPE_UINT32),
+            'allow_partial_message': betterproto2.field(2, betterproto2.TYPE_BOOL),
+            'pack_as_bytes': betterproto2.field(3, betterproto2.TYPE_BOOL),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1019,23 +1076,30 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderEnvoyFileAccessLogProvider(betterproto2.Message):
     "MeshConfigExtensionProviderEnvoyFileAccessLogProvider(path: 'str' = <factory>, log_format: 'MeshConfigExtensionProviderEnvoyFileAccessLogProviderLogFormat | None' = <factory>, omit_empty_values: 'bool' = <factory>)"
 
-    path: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    path: "str"
 
-    log_format: "MeshConfigExtensionProviderEnvoyFileAccessLogProviderLogFormat | None" = (
-        betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
-    )
+    log_format: "MeshConfigExtensionProviderEnvoyFileAccessLogProviderLogFormat | None"
 
-    omit_empty_values: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    omit_empty_values: "bool"
+
+    __match_args__ = ('path', 'log_format', 'omit_empty_values',)
 
     def __init__(self, path: 'str' = _FACTORY, log_format: 'MeshConfigExtensionProviderEnvoyFileAccessLogProviderLogFormat | None' = _FACTORY, omit_empty_values: 'bool' = _FACTORY) -> None:
         self.path = "" if path is _FACTORY else path
         self.log_format = None if log_format is _FACTORY else log_format
         self.omit_empty_values = False if omit_empty_values is _FACTORY else omit_empty_values
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'path': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'log_format': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'omit_empty_values': betterproto2.field(3, betterproto2.TYPE_BOOL),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1045,7 +1109,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderEnvoyFileAccessLogProviderLogFormat(betterproto2.Message):
     """
 
@@ -1054,18 +1117,23 @@ class MeshConfigExtensionProviderEnvoyFileAccessLogProviderLogFormat(betterproto
         - log_format:
     """
 
-    text: "str | None" = betterproto2.field(
-        1, betterproto2.TYPE_STRING, optional=True, group="log_format"
-    )
+    text: "str | None"
 
-    labels: "___google__protobuf__.Struct | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="log_format"
-    )
+    labels: "___google__protobuf__.Struct | None"
+
+    __match_args__ = ('text', 'labels',)
 
     def __init__(self, text: 'str | None' = _FACTORY, labels: '___google__protobuf__.Struct | None' = _FACTORY) -> None:
         self.text = None if text is _FACTORY else text
         self.labels = None if labels is _FACTORY else labels
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'text': betterproto2.field(1, betterproto2.TYPE_STRING, optional=True, group='log_format'),
+            'labels': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='log_format'),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1075,31 +1143,24 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderEnvoyHttpGrpcV3LogProvider(betterproto2.Message):
     "MeshConfigExtensionProviderEnvoyHttpGrpcV3LogProvider(service: 'str' = <factory>, port: 'int' = <factory>, log_name: 'str' = <factory>, filter_state_objects_to_log: 'list[str]' = <factory>, additional_request_headers_to_log: 'list[str]' = <factory>, additional_response_headers_to_log: 'list[str]' = <factory>, additional_response_trailers_to_log: 'list[str]' = <factory>)"
 
-    service: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    service: "str"
 
-    port: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+    port: "int"
 
-    log_name: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    log_name: "str"
 
-    filter_state_objects_to_log: "list[str]" = betterproto2.field(
-        4, betterproto2.TYPE_STRING, repeated=True
-    )
+    filter_state_objects_to_log: "list[str]"
 
-    additional_request_headers_to_log: "list[str]" = betterproto2.field(
-        5, betterproto2.TYPE_STRING, repeated=True
-    )
+    additional_request_headers_to_log: "list[str]"
 
-    additional_response_headers_to_log: "list[str]" = betterproto2.field(
-        6, betterproto2.TYPE_STRING, repeated=True
-    )
+    additional_response_headers_to_log: "list[str]"
 
-    additional_response_trailers_to_log: "list[str]" = betterproto2.field(
-        7, betterproto2.TYPE_STRING, repeated=True
-    )
+    additional_response_trailers_to_log: "list[str]"
+
+    __match_args__ = ('service', 'port', 'log_name', 'filter_state_objects_to_log', 'additional_request_headers_to_log', 'additional_response_headers_to_log', 'additional_response_trailers_to_log',)
 
     def __init__(self, service: 'str' = _FACTORY, port: 'int' = _FACTORY, log_name: 'str' = _FACTORY, filter_state_objects_to_log: 'list[str]' = _FACTORY, additional_request_headers_to_log: 'list[str]' = _FACTORY, additional_response_headers_to_log: 'list[str]' = _FACTORY, additional_response_trailers_to_log: 'list[str]' = _FACTORY) -> None:
         self.service = "" if service is _FACTORY else service
@@ -1111,6 +1172,18 @@ class MeshConfigExtensionProviderEnvoyHttpGrpcV3LogProvider(betterproto2.Message
         self.additional_response_trailers_to_log = [] if additional_response_trailers_to_log is _FACTORY else additional_response_trailers_to_log
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'service': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'port': betterproto2.field(2, betterproto2.TYPE_UINT32),
+            'log_name': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'filter_state_objects_to_log': betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True),
+            'additional_request_headers_to_log': betterproto2.field(5, betterproto2.TYPE_STRING, repeated=True),
+            'additional_response_headers_to_log': betterproto2.field(6, betterproto2.TYPE_STRING, repeated=True),
+            'additional_response_trailers_to_log': betterproto2.field(7, betterproto2.TYPE_STRING, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1",
@@ -1119,19 +1192,18 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderEnvoyOpenTelemetryLogProvider(betterproto2.Message):
     "MeshConfigExtensionProviderEnvoyOpenTelemetryLogProvider(service: 'str' = <factory>, port: 'int' = <factory>, log_name: 'str' = <factory>, log_format: 'MeshConfigExtensionProviderEnvoyOpenTelemetryLogProviderLogFormat | None' = <factory>)"
 
-    service: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    service: "str"
 
-    port: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+    port: "int"
 
-    log_name: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    log_name: "str"
 
-    log_format: "MeshConfigExtensionProviderEnvoyOpenTelemetryLogProviderLogFormat | None" = (
-        betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
-    )
+    log_format: "MeshConfigExtensionProviderEnvoyOpenTelemetryLogProviderLogFormat | None"
+
+    __match_args__ = ('service', 'port', 'log_name', 'log_format',)
 
     def __init__(self, service: 'str' = _FACTORY, port: 'int' = _FACTORY, log_name: 'str' = _FACTORY, log_format: 'MeshConfigExtensionProviderEnvoyOpenTelemetryLogProviderLogFormat | None' = _FACTORY) -> None:
         self.service = "" if service is _FACTORY else service
@@ -1139,6 +1211,15 @@ class MeshConfigExtensionProviderEnvoyOpenTelemetryLogProvider(betterproto2.Mess
         self.log_name = "" if log_name is _FACTORY else log_name
         self.log_format = None if log_format is _FACTORY else log_format
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'service': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'port': betterproto2.field(2, betterproto2.TYPE_UINT32),
+            'log_name': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'log_format': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1148,20 +1229,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderEnvoyOpenTelemetryLogProviderLogFormat(betterproto2.Message):
     "MeshConfigExtensionProviderEnvoyOpenTelemetryLogProviderLogFormat(text: 'str' = <factory>, labels: '___google__protobuf__.Struct | None' = <factory>)"
 
-    text: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    text: "str"
 
-    labels: "___google__protobuf__.Struct | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    labels: "___google__protobuf__.Struct | None"
+
+    __match_args__ = ('text', 'labels',)
 
     def __init__(self, text: 'str' = _FACTORY, labels: '___google__protobuf__.Struct | None' = _FACTORY) -> None:
         self.text = "" if text is _FACTORY else text
         self.labels = None if labels is _FACTORY else labels
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'text': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'labels': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1171,19 +1258,18 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderEnvoyTcpGrpcV3LogProvider(betterproto2.Message):
     "MeshConfigExtensionProviderEnvoyTcpGrpcV3LogProvider(service: 'str' = <factory>, port: 'int' = <factory>, log_name: 'str' = <factory>, filter_state_objects_to_log: 'list[str]' = <factory>)"
 
-    service: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    service: "str"
 
-    port: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+    port: "int"
 
-    log_name: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    log_name: "str"
 
-    filter_state_objects_to_log: "list[str]" = betterproto2.field(
-        4, betterproto2.TYPE_STRING, repeated=True
-    )
+    filter_state_objects_to_log: "list[str]"
+
+    __match_args__ = ('service', 'port', 'log_name', 'filter_state_objects_to_log',)
 
     def __init__(self, service: 'str' = _FACTORY, port: 'int' = _FACTORY, log_name: 'str' = _FACTORY, filter_state_objects_to_log: 'list[str]' = _FACTORY) -> None:
         self.service = "" if service is _FACTORY else service
@@ -1191,6 +1277,15 @@ class MeshConfigExtensionProviderEnvoyTcpGrpcV3LogProvider(betterproto2.Message)
         self.log_name = "" if log_name is _FACTORY else log_name
         self.filter_state_objects_to_log = [] if filter_state_objects_to_log is _FACTORY else filter_state_objects_to_log
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'service': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'port': betterproto2.field(2, betterproto2.TYPE_UINT32),
+            'log_name': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'filter_state_objects_to_log': betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1200,22 +1295,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderGrpcService(betterproto2.Message):
     "MeshConfigExtensionProviderGrpcService(timeout: 'datetime.timedelta | None' = <factory>, initial_metadata: 'list[MeshConfigExtensionProviderHttpHeader]' = <factory>)"
 
-    timeout: "datetime.timedelta | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
-    )
+    timeout: "datetime.timedelta | None"
 
-    initial_metadata: "list[MeshConfigExtensionProviderHttpHeader]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    initial_metadata: "list[MeshConfigExtensionProviderHttpHeader]"
+
+    __match_args__ = ('timeout', 'initial_metadata',)
 
     def __init__(self, timeout: 'datetime.timedelta | None' = _FACTORY, initial_metadata: 'list[MeshConfigExtensionProviderHttpHeader]' = _FACTORY) -> None:
         self.timeout = None if timeout is _FACTORY else timeout
         self.initial_metadata = [] if initial_metadata is _FACTORY else initial_metadata
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'timeout': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True),
+            'initial_metadata': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1225,7 +1324,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderHttpHeader(betterproto2.Message):
     """
 
@@ -1234,21 +1332,27 @@ class MeshConfigExtensionProviderHttpHeader(betterproto2.Message):
         - header_value:
     """
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    value: "str | None" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, optional=True, group="header_value"
-    )
+    value: "str | None"
 
-    env_name: "str | None" = betterproto2.field(
-        3, betterproto2.TYPE_STRING, optional=True, group="header_value"
-    )
+    env_name: "str | None"
+
+    __match_args__ = ('name', 'value', 'env_name',)
 
     def __init__(self, name: 'str' = _FACTORY, value: 'str | None' = _FACTORY, env_name: 'str | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.value = None if value is _FACTORY else value
         self.env_name = None if env_name is _FACTORY else env_name
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'value': betterproto2.field(2, betterproto2.TYPE_STRING, optional=True, group='header_value'),
+            'env_name': betterproto2.field(3, betterproto2.TYPE_STRING, optional=True, group='header_value'),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1258,25 +1362,30 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderHttpService(betterproto2.Message):
     "MeshConfigExtensionProviderHttpService(path: 'str' = <factory>, timeout: 'datetime.timedelta | None' = <factory>, headers: 'list[MeshConfigExtensionProviderHttpHeader]' = <factory>)"
 
-    path: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    path: "str"
 
-    timeout: "datetime.timedelta | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
-    )
+    timeout: "datetime.timedelta | None"
 
-    headers: "list[MeshConfigExtensionProviderHttpHeader]" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    headers: "list[MeshConfigExtensionProviderHttpHeader]"
+
+    __match_args__ = ('path', 'timeout', 'headers',)
 
     def __init__(self, path: 'str' = _FACTORY, timeout: 'datetime.timedelta | None' = _FACTORY, headers: 'list[MeshConfigExtensionProviderHttpHeader]' = _FACTORY) -> None:
         self.path = "" if path is _FACTORY else path
         self.timeout = None if timeout is _FACTORY else timeout
         self.headers = [] if headers is _FACTORY else headers
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'path': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'timeout': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True),
+            'headers': betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1286,17 +1395,18 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderLightstepTracingProvider(betterproto2.Message):
     "MeshConfigExtensionProviderLightstepTracingProvider(service: 'str' = <factory>, port: 'int' = <factory>, access_token: 'str' = <factory>, max_tag_length: 'int' = <factory>)"
 
-    service: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    service: "str"
 
-    port: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+    port: "int"
 
-    access_token: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    access_token: "str"
 
-    max_tag_length: "int" = betterproto2.field(4, betterproto2.TYPE_UINT32)
+    max_tag_length: "int"
+
+    __match_args__ = ('service', 'port', 'access_token', 'max_tag_length',)
 
     def __init__(self, service: 'str' = _FACTORY, port: 'int' = _FACTORY, access_token: 'str' = _FACTORY, max_tag_length: 'int' = _FACTORY) -> None:
         self.service = "" if service is _FACTORY else service
@@ -1304,6 +1414,15 @@ class MeshConfigExtensionProviderLightstepTracingProvider(betterproto2.Message):
         self.access_token = "" if access_token is _FACTORY else access_token
         self.max_tag_length = 0 if max_tag_length is _FACTORY else max_tag_length
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'service': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'port': betterproto2.field(2, betterproto2.TYPE_UINT32),
+            'access_token': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'max_tag_length': betterproto2.field(4, betterproto2.TYPE_UINT32),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1313,19 +1432,18 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderOpenCensusAgentTracingProvider(betterproto2.Message):
     "MeshConfigExtensionProviderOpenCensusAgentTracingProvider(service: 'str' = <factory>, port: 'int' = <factory>, context: 'list[MeshConfigExtensionProviderOpenCensusAgentTracingProviderTraceContext]' = <factory>, max_tag_length: 'int' = <factory>)"
 
-    service: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    service: "str"
 
-    port: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+    port: "int"
 
-    context: "list[MeshConfigExtensionProviderOpenCensusAgentTracingProviderTraceContext]" = (
-        betterproto2.field(3, betterproto2.TYPE_ENUM, repeated=True)
-    )
+    context: "list[MeshConfigExtensionProviderOpenCensusAgentTracingProviderTraceContext]"
 
-    max_tag_length: "int" = betterproto2.field(4, betterproto2.TYPE_UINT32)
+    max_tag_length: "int"
+
+    __match_args__ = ('service', 'port', 'context', 'max_tag_length',)
 
     def __init__(self, service: 'str' = _FACTORY, port: 'int' = _FACTORY, context: 'list[MeshConfigExtensionProviderOpenCensusAgentTracingProviderTraceContext]' = _FACTORY, max_tag_length: 'int' = _FACTORY) -> None:
         self.service = "" if service is _FACTORY else service
@@ -1333,6 +1451,15 @@ class MeshConfigExtensionProviderOpenCensusAgentTracingProvider(betterproto2.Mes
         self.context = [] if context is _FACTORY else context
         self.max_tag_length = 0 if max_tag_length is _FACTORY else max_tag_length
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'service': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'port': betterproto2.field(2, betterproto2.TYPE_UINT32),
+            'context': betterproto2.field(3, betterproto2.TYPE_ENUM, repeated=True),
+            'max_tag_length': betterproto2.field(4, betterproto2.TYPE_UINT32),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1342,7 +1469,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderOpenTelemetryTracingProvider(betterproto2.Message):
     """
 
@@ -1351,35 +1477,23 @@ class MeshConfigExtensionProviderOpenTelemetryTracingProvider(betterproto2.Messa
         - sampling:
     """
 
-    service: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    service: "str"
 
-    port: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+    port: "int"
 
-    max_tag_length: "int" = betterproto2.field(3, betterproto2.TYPE_UINT32)
+    max_tag_length: "int"
 
-    http: "MeshConfigExtensionProviderHttpService | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    http: "MeshConfigExtensionProviderHttpService | None"
 
-    grpc: "MeshConfigExtensionProviderGrpcService | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    grpc: "MeshConfigExtensionProviderGrpcService | None"
 
-    resource_detectors: "MeshConfigExtensionProviderResourceDetectors | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    resource_detectors: "MeshConfigExtensionProviderResourceDetectors | None"
 
-    service_attribute_enrichment: "MeshConfigExtensionProviderServiceAttributeEnrichment" = (
-        betterproto2.field(
-            8,
-            betterproto2.TYPE_ENUM,
-            default_factory=lambda: MeshConfigExtensionProviderServiceAttributeEnrichment(0),
-        )
-    )
+    service_attribute_enrichment: "MeshConfigExtensionProviderServiceAttributeEnrichment"
 
-    dynatrace_sampler: "MeshConfigExtensionProviderOpenTelemetryTracingProviderDynatraceSampler | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, optional=True, group="sampling"
-    )
+    dynatrace_sampler: "MeshConfigExtensionProviderOpenTelemetryTracingProviderDynatraceSampler | None"
+
+    __match_args__ = ('service', 'port', 'max_tag_length', 'http', 'grpc', 'resource_detectors', 'service_attribute_enrichment', 'dynatrace_sampler',)
 
     def __init__(self, service: 'str' = _FACTORY, port: 'int' = _FACTORY, max_tag_length: 'int' = _FACTORY, http: 'MeshConfigExtensionProviderHttpService | None' = _FACTORY, grpc: 'MeshConfigExtensionProviderGrpcService | None' = _FACTORY, resource_detectors: 'MeshConfigExtensionProviderResourceDetectors | None' = _FACTORY, service_attribute_enrichment: 'MeshConfigExtensionProviderServiceAttributeEnrichment' = _FACTORY, dynatrace_sampler: 'MeshConfigExtensionProviderOpenTelemetryTracingProviderDynatraceSampler | None' = _FACTORY) -> None:
         self.service = "" if service is _FACTORY else service
@@ -1392,6 +1506,19 @@ class MeshConfigExtensionProviderOpenTelemetryTracingProvider(betterproto2.Messa
         self.dynatrace_sampler = None if dynatrace_sampler is _FACTORY else dynatrace_sampler
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'service': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'port': betterproto2.field(2, betterproto2.TYPE_UINT32),
+            'max_tag_length': betterproto2.field(3, betterproto2.TYPE_UINT32),
+            'http': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+            'grpc': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True),
+            'resource_detectors': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True),
+            'service_attribute_enrichment': betterproto2.field(8, betterproto2.TYPE_ENUM, default_factory=lambda: MeshConfigExtensionProviderServiceAttributeEnrichment(0)),
+            'dynatrace_sampler': betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True, group='sampling'),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1",
@@ -1400,19 +1527,18 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderOpenTelemetryTracingProviderDynatraceSampler(betterproto2.Message):
     "MeshConfigExtensionProviderOpenTelemetryTracingProviderDynatraceSampler(tenant: 'str' = <factory>, cluster_id: 'int' = <factory>, root_spans_per_minute: 'int' = <factory>, http_service: 'MeshConfigExtensionProviderOpenTelemetryTracingProviderDynatraceSamplerDynatraceApi | None' = <factory>)"
 
-    tenant: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    tenant: "str"
 
-    cluster_id: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
+    cluster_id: "int"
 
-    root_spans_per_minute: "int" = betterproto2.field(3, betterproto2.TYPE_UINT32)
+    root_spans_per_minute: "int"
 
-    http_service: "MeshConfigExtensionProviderOpenTelemetryTracingProviderDynatraceSamplerDynatraceApi | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    http_service: "MeshConfigExtensionProviderOpenTelemetryTracingProviderDynatraceSamplerDynatraceApi | None"
+
+    __match_args__ = ('tenant', 'cluster_id', 'root_spans_per_minute', 'http_service',)
 
     def __init__(self, tenant: 'str' = _FACTORY, cluster_id: 'int' = _FACTORY, root_spans_per_minute: 'int' = _FACTORY, http_service: 'MeshConfigExtensionProviderOpenTelemetryTracingProviderDynatraceSamplerDynatraceApi | None' = _FACTORY) -> None:
         self.tenant = "" if tenant is _FACTORY else tenant
@@ -1420,6 +1546,15 @@ class MeshConfigExtensionProviderOpenTelemetryTracingProviderDynatraceSampler(be
         self.root_spans_per_minute = 0 if root_spans_per_minute is _FACTORY else root_spans_per_minute
         self.http_service = None if http_service is _FACTORY else http_service
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'tenant': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'cluster_id': betterproto2.field(2, betterproto2.TYPE_INT32),
+            'root_spans_per_minute': betterproto2.field(3, betterproto2.TYPE_UINT32),
+            'http_service': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1429,25 +1564,32 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderOpenTelemetryTracingProviderDynatraceSamplerDynatraceApi(
     betterproto2.Message
 ):
     "MeshConfigExtensionProviderOpenTelemetryTracingProviderDynatraceSamplerDynatraceApi(service: 'str' = <factory>, port: 'int' = <factory>, http: 'MeshConfigExtensionProviderHttpService | None' = <factory>)"
 
-    service: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    service: "str"
 
-    port: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+    port: "int"
 
-    http: "MeshConfigExtensionProviderHttpService | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    http: "MeshConfigExtensionProviderHttpService | None"
+
+    __match_args__ = ('service', 'port', 'http',)
 
     def __init__(self, service: 'str' = _FACTORY, port: 'int' = _FACTORY, http: 'MeshConfigExtensionProviderHttpService | None' = _FACTORY) -> None:
         self.service = "" if service is _FACTORY else service
         self.port = 0 if port is _FACTORY else port
         self.http = None if http is _FACTORY else http
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'service': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'port': betterproto2.field(2, betterproto2.TYPE_UINT32),
+            'http': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1457,14 +1599,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderPrometheusMetricsProvider(betterproto2.Message):
     'MeshConfigExtensionProviderPrometheusMetricsProvider()'
 
     pass
 
+    __match_args__ = ()
+
     def __init__(self) -> None:
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1474,22 +1622,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderResourceDetectors(betterproto2.Message):
     "MeshConfigExtensionProviderResourceDetectors(environment: 'MeshConfigExtensionProviderResourceDetectorsEnvironmentResourceDetector | None' = <factory>, dynatrace: 'MeshConfigExtensionProviderResourceDetectorsDynatraceResourceDetector | None' = <factory>)"
 
-    environment: "MeshConfigExtensionProviderResourceDetectorsEnvironmentResourceDetector | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    environment: "MeshConfigExtensionProviderResourceDetectorsEnvironmentResourceDetector | None"
 
-    dynatrace: "MeshConfigExtensionProviderResourceDetectorsDynatraceResourceDetector | None" = (
-        betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
-    )
+    dynatrace: "MeshConfigExtensionProviderResourceDetectorsDynatraceResourceDetector | None"
+
+    __match_args__ = ('environment', 'dynatrace',)
 
     def __init__(self, environment: 'MeshConfigExtensionProviderResourceDetectorsEnvironmentResourceDetector | None' = _FACTORY, dynatrace: 'MeshConfigExtensionProviderResourceDetectorsDynatraceResourceDetector | None' = _FACTORY) -> None:
         self.environment = None if environment is _FACTORY else environment
         self.dynatrace = None if dynatrace is _FACTORY else dynatrace
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'environment': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'dynatrace': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1499,14 +1651,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderResourceDetectorsDynatraceResourceDetector(betterproto2.Message):
     'MeshConfigExtensionProviderResourceDetectorsDynatraceResourceDetector()'
 
     pass
 
+    __match_args__ = ()
+
     def __init__(self) -> None:
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1516,14 +1674,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderResourceDetectorsEnvironmentResourceDetector(betterproto2.Message):
     'MeshConfigExtensionProviderResourceDetectorsEnvironmentResourceDetector()'
 
     pass
 
+    __match_args__ = ()
+
     def __init__(self) -> None:
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1533,21 +1697,30 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderSdsProvider(betterproto2.Message):
     "MeshConfigExtensionProviderSdsProvider(name: 'str' = <factory>, service: 'str' = <factory>, port: 'int' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    service: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    service: "str"
 
-    port: "int" = betterproto2.field(3, betterproto2.TYPE_UINT32)
+    port: "int"
+
+    __match_args__ = ('name', 'service', 'port',)
 
     def __init__(self, name: 'str' = _FACTORY, service: 'str' = _FACTORY, port: 'int' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.service = "" if service is _FACTORY else service
         self.port = 0 if port is _FACTORY else port
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'service': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'port': betterproto2.field(3, betterproto2.TYPE_UINT32),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1557,21 +1730,30 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderSkyWalkingTracingProvider(betterproto2.Message):
     "MeshConfigExtensionProviderSkyWalkingTracingProvider(service: 'str' = <factory>, port: 'int' = <factory>, access_token: 'str' = <factory>)"
 
-    service: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    service: "str"
 
-    port: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+    port: "int"
 
-    access_token: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    access_token: "str"
+
+    __match_args__ = ('service', 'port', 'access_token',)
 
     def __init__(self, service: 'str' = _FACTORY, port: 'int' = _FACTORY, access_token: 'str' = _FACTORY) -> None:
         self.service = "" if service is _FACTORY else service
         self.port = 0 if port is _FACTORY else port
         self.access_token = "" if access_token is _FACTORY else access_token
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'service': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'port': betterproto2.field(2, betterproto2.TYPE_UINT32),
+            'access_token': betterproto2.field(3, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1581,29 +1763,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderStackdriverProvider(betterproto2.Message):
     "MeshConfigExtensionProviderStackdriverProvider(debug: 'bool' = <factory>, max_number_of_attributes: 'int | None' = <factory>, max_number_of_annotations: 'int | None' = <factory>, max_number_of_message_events: 'int | None' = <factory>, max_tag_length: 'int' = <factory>, logging: 'MeshConfigExtensionProviderStackdriverProviderLogging | None' = <factory>)"
 
-    debug: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    debug: "bool"
 
-    max_number_of_attributes: "int | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Int64Value, optional=True
-    )
+    max_number_of_attributes: "int | None"
 
-    max_number_of_annotations: "int | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Int64Value, optional=True
-    )
+    max_number_of_annotations: "int | None"
 
-    max_number_of_message_events: "int | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Int64Value, optional=True
-    )
+    max_number_of_message_events: "int | None"
 
-    max_tag_length: "int" = betterproto2.field(5, betterproto2.TYPE_UINT32)
+    max_tag_length: "int"
 
-    logging: "MeshConfigExtensionProviderStackdriverProviderLogging | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    logging: "MeshConfigExtensionProviderStackdriverProviderLogging | None"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -1628,6 +1801,8 @@ class MeshConfigExtensionProviderStackdriverProvider(betterproto2.Message):
                 DeprecationWarning,
             )
 
+    __match_args__ = ('debug', 'max_number_of_attributes', 'max_number_of_annotations', 'max_number_of_message_events', 'max_tag_length', 'logging',)
+
     def __init__(self, debug: 'bool' = _FACTORY, max_number_of_attributes: 'int | None' = _FACTORY, max_number_of_annotations: 'int | None' = _FACTORY, max_number_of_message_events: 'int | None' = _FACTORY, max_tag_length: 'int' = _FACTORY, logging: 'MeshConfigExtensionProviderStackdriverProviderLogging | None' = _FACTORY) -> None:
         self.debug = False if debug is _FACTORY else debug
         self.max_number_of_attributes = None if max_number_of_attributes is _FACTORY else max_number_of_attributes
@@ -1637,6 +1812,17 @@ class MeshConfigExtensionProviderStackdriverProvider(betterproto2.Message):
         self.logging = None if logging is _FACTORY else logging
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'debug': betterproto2.field(1, betterproto2.TYPE_BOOL),
+            'max_number_of_attributes': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Int64Value, optional=True),
+            'max_number_of_annotations': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Int64Value, optional=True),
+            'max_number_of_message_events': betterproto2.field(4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Int64Value, optional=True),
+            'max_tag_length': betterproto2.field(5, betterproto2.TYPE_UINT32),
+            'logging': betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1",
@@ -1645,19 +1831,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderStackdriverProviderLogging(betterproto2.Message):
     "MeshConfigExtensionProviderStackdriverProviderLogging(labels: 'dict[str, str]' = <factory>)"
 
-    labels: "dict[str, str]" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
-    )
+    labels: "dict[str, str]"
+
+    __match_args__ = ('labels',)
 
     def __init__(self, labels: 'dict[str, str]' = _FACTORY) -> None:
         self.labels = {} if labels is _FACTORY else labels
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'labels': betterproto2.field(1, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING)),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1667,37 +1856,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MeshConfigExtensionProviderZipkinTracingProvider(betterproto2.Message):
     "MeshConfigExtensionProviderZipkinTracingProvider(service: 'str' = <factory>, port: 'int' = <factory>, max_tag_length: 'int' = <factory>, enable_64bit_trace_id: 'bool' = <factory>, path: 'str' = <factory>, trace_context_option: 'MeshConfigExtensionProviderZipkinTracingProviderTraceContextOption' = <factory>, timeout: 'datetime.timedelta | None' = <factory>, headers: 'list[MeshConfigExtensionProviderHttpHeader]' = <factory>)"
 
-    service: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    service: "str"
 
-    port: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+    port: "int"
 
-    max_tag_length: "int" = betterproto2.field(3, betterproto2.TYPE_UINT32)
+    max_tag_length: "int"
 
-    enable_64bit_trace_id: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
+    enable_64bit_trace_id: "bool"
 
-    path: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    path: "str"
 
-    trace_context_option: "MeshConfigExtensionProviderZipkinTracingProviderTraceContextOption" = (
-        betterproto2.field(
-            6,
-            betterproto2.TYPE_ENUM,
-            default_factory=lambda: (
-                MeshConfigExtensionProviderZipkinTracingProviderTraceContextOption(0)
-            ),
-        )
-    )
+    trace_context_option: "MeshConfigExtensionProviderZipkinTracingProviderTraceContextOption"
 
-    timeout: "datetime.timedelta | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
-    )
+    timeout: "datetime.timedelta | None"
 
-    headers: "list[MeshConfigExtensionProviderHttpHeader]" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    headers: "list[MeshConfigExtensionProviderHttpHeader]"
+
+    __match_args__ = ('service', 'port', 'max_tag_length', 'enable_64bit_trace_id', 'path', 'trace_context_option', 'timeout', 'headers',)
 
     def __init__(self, service: 'str' = _FACTORY, port: 'int' = _FACTORY, max_tag_length: 'int' = _FACTORY, enable_64bit_trace_id: 'bool' = _FACTORY, path: 'str' = _FACTORY, trace_context_option: 'MeshConfigExtensionProviderZipkinTracingProviderTraceContextOption' = _FACTORY, timeout: 'datetime.timedelta | None' = _FACTORY, headers: 'list[MeshConfigExtensionProviderHttpHeader]' = _FACTORY) -> None:
         self.service = "" if service is _FACTORY else service
@@ -1710,6 +1888,19 @@ class MeshConfigExtensionProviderZipkinTracingProvider(betterproto2.Message):
         self.headers = [] if headers is _FACTORY else headers
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'service': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'port': betterproto2.field(2, betterproto2.TYPE_UINT32),
+            'max_tag_length': betterproto2.field(3, betterproto2.TYPE_UINT32),
+            'enable_64bit_trace_id': betterproto2.field(4, betterproto2.TYPE_BOOL),
+            'path': betterproto2.field(5, betterproto2.TYPE_STRING),
+            'trace_context_option': betterproto2.field(6, betterproto2.TYPE_ENUM, default_factory=lambda: MeshConfigExtensionProviderZipkinTracingProviderTraceContextOption(0)),
+            'timeout': betterproto2.field(7, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True),
+            'headers': betterproto2.field(8, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1",
@@ -1718,17 +1909,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MeshConfigInboundTrafficPolicy(betterproto2.Message):
     "MeshConfigInboundTrafficPolicy(mode: 'MeshConfigInboundTrafficPolicyMode' = <factory>)"
 
-    mode: "MeshConfigInboundTrafficPolicyMode" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, default_factory=lambda: MeshConfigInboundTrafficPolicyMode(0)
-    )
+    mode: "MeshConfigInboundTrafficPolicyMode"
+
+    __match_args__ = ('mode',)
 
     def __init__(self, mode: 'MeshConfigInboundTrafficPolicyMode' = _FACTORY) -> None:
         self.mode = MeshConfigInboundTrafficPolicyMode(0) if mode is _FACTORY else mode
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'mode': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: MeshConfigInboundTrafficPolicyMode(0)),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1736,22 +1932,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MeshConfigOutboundTrafficPolicy(betterproto2.Message):
     "MeshConfigOutboundTrafficPolicy(mode: 'MeshConfigOutboundTrafficPolicyMode' = <factory>, tls: '__networking__v1alpha3__.ClientTlsSettings | None' = <factory>)"
 
-    mode: "MeshConfigOutboundTrafficPolicyMode" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, default_factory=lambda: MeshConfigOutboundTrafficPolicyMode(0)
-    )
+    mode: "MeshConfigOutboundTrafficPolicyMode"
 
-    tls: "__networking__v1alpha3__.ClientTlsSettings | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    tls: "__networking__v1alpha3__.ClientTlsSettings | None"
+
+    __match_args__ = ('mode', 'tls',)
 
     def __init__(self, mode: 'MeshConfigOutboundTrafficPolicyMode' = _FACTORY, tls: '__networking__v1alpha3__.ClientTlsSettings | None' = _FACTORY) -> None:
         self.mode = MeshConfigOutboundTrafficPolicyMode(0) if mode is _FACTORY else mode
         self.tls = None if tls is _FACTORY else tls
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'mode': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: MeshConfigOutboundTrafficPolicyMode(0)),
+            'tls': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1759,19 +1959,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MeshConfigProxyPathNormalization(betterproto2.Message):
     "MeshConfigProxyPathNormalization(normalization: 'MeshConfigProxyPathNormalizationNormalizationType' = <factory>)"
 
-    normalization: "MeshConfigProxyPathNormalizationNormalizationType" = betterproto2.field(
-        1,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: MeshConfigProxyPathNormalizationNormalizationType(0),
-    )
+    normalization: "MeshConfigProxyPathNormalizationNormalizationType"
+
+    __match_args__ = ('normalization',)
 
     def __init__(self, normalization: 'MeshConfigProxyPathNormalizationNormalizationType' = _FACTORY) -> None:
         self.normalization = MeshConfigProxyPathNormalizationNormalizationType(0) if normalization is _FACTORY else normalization
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'normalization': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: MeshConfigProxyPathNormalizationNormalizationType(0)),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1779,21 +1982,16 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MeshConfigServiceScopeConfigs(betterproto2.Message):
     "MeshConfigServiceScopeConfigs(namespace_selector: 'LabelSelector | None' = <factory>, services_selector: 'LabelSelector | None' = <factory>, scope: 'MeshConfigServiceScopeConfigsScope' = <factory>)"
 
-    namespace_selector: "LabelSelector | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    namespace_selector: "LabelSelector | None"
 
-    services_selector: "LabelSelector | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    services_selector: "LabelSelector | None"
 
-    scope: "MeshConfigServiceScopeConfigsScope" = betterproto2.field(
-        3, betterproto2.TYPE_ENUM, default_factory=lambda: MeshConfigServiceScopeConfigsScope(0)
-    )
+    scope: "MeshConfigServiceScopeConfigsScope"
+
+    __match_args__ = ('namespace_selector', 'services_selector', 'scope',)
 
     def __init__(self, namespace_selector: 'LabelSelector | None' = _FACTORY, services_selector: 'LabelSelector | None' = _FACTORY, scope: 'MeshConfigServiceScopeConfigsScope' = _FACTORY) -> None:
         self.namespace_selector = None if namespace_selector is _FACTORY else namespace_selector
@@ -1801,26 +1999,40 @@ class MeshConfigServiceScopeConfigs(betterproto2.Message):
         self.scope = MeshConfigServiceScopeConfigsScope(0) if scope is _FACTORY else scope
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'namespace_selector': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'services_selector': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'scope': betterproto2.field(3, betterproto2.TYPE_ENUM, default_factory=lambda: MeshConfigServiceScopeConfigsScope(0)),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1", "MeshConfig.ServiceScopeConfigs", MeshConfigServiceScopeConfigs
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MeshConfigServiceSettings(betterproto2.Message):
     "MeshConfigServiceSettings(settings: 'MeshConfigServiceSettingsSettings | None' = <factory>, hosts: 'list[str]' = <factory>)"
 
-    settings: "MeshConfigServiceSettingsSettings | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    settings: "MeshConfigServiceSettingsSettings | None"
 
-    hosts: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
+    hosts: "list[str]"
+
+    __match_args__ = ('settings', 'hosts',)
 
     def __init__(self, settings: 'MeshConfigServiceSettingsSettings | None' = _FACTORY, hosts: 'list[str]' = _FACTORY) -> None:
         self.settings = None if settings is _FACTORY else settings
         self.hosts = [] if hosts is _FACTORY else hosts
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'settings': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'hosts': betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1828,15 +2040,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MeshConfigServiceSettingsSettings(betterproto2.Message):
     "MeshConfigServiceSettingsSettings(cluster_local: 'bool' = <factory>)"
 
-    cluster_local: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    cluster_local: "bool"
+
+    __match_args__ = ('cluster_local',)
 
     def __init__(self, cluster_local: 'bool' = _FACTORY) -> None:
         self.cluster_local = False if cluster_local is _FACTORY else cluster_local
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'cluster_local': betterproto2.field(1, betterproto2.TYPE_BOOL),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1844,17 +2063,16 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MeshConfigTlsConfig(betterproto2.Message):
     "MeshConfigTlsConfig(min_protocol_version: 'MeshConfigTlsConfigTlsProtocol' = <factory>, ecdh_curves: 'list[str]' = <factory>, cipher_suites: 'list[str]' = <factory>)"
 
-    min_protocol_version: "MeshConfigTlsConfigTlsProtocol" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, default_factory=lambda: MeshConfigTlsConfigTlsProtocol(0)
-    )
+    min_protocol_version: "MeshConfigTlsConfigTlsProtocol"
 
-    ecdh_curves: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
+    ecdh_curves: "list[str]"
 
-    cipher_suites: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
+    cipher_suites: "list[str]"
+
+    __match_args__ = ('min_protocol_version', 'ecdh_curves', 'cipher_suites',)
 
     def __init__(self, min_protocol_version: 'MeshConfigTlsConfigTlsProtocol' = _FACTORY, ecdh_curves: 'list[str]' = _FACTORY, cipher_suites: 'list[str]' = _FACTORY) -> None:
         self.min_protocol_version = MeshConfigTlsConfigTlsProtocol(0) if min_protocol_version is _FACTORY else min_protocol_version
@@ -1862,52 +2080,66 @@ class MeshConfigTlsConfig(betterproto2.Message):
         self.cipher_suites = [] if cipher_suites is _FACTORY else cipher_suites
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'min_protocol_version': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: MeshConfigTlsConfigTlsProtocol(0)),
+            'ecdh_curves': betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True),
+            'cipher_suites': betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1", "MeshConfig.TLSConfig", MeshConfigTlsConfig
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MeshNetworks(betterproto2.Message):
     "MeshNetworks(networks: 'dict[str, Network]' = <factory>)"
 
-    networks: "dict[str, Network]" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
-    )
+    networks: "dict[str, Network]"
+
+    __match_args__ = ('networks',)
 
     def __init__(self, networks: 'dict[str, Network]' = _FACTORY) -> None:
         self.networks = {} if networks is _FACTORY else networks
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'networks': betterproto2.field(1, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)),
+        }
+    )
+
 
 default_message_pool.register_message("istio.mesh.v1alpha1", "MeshNetworks", MeshNetworks)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Network(betterproto2.Message):
     "Network(endpoints: 'list[NetworkNetworkEndpoints]' = <factory>, gateways: 'list[NetworkIstioNetworkGateway]' = <factory>)"
 
-    endpoints: "list[NetworkNetworkEndpoints]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    endpoints: "list[NetworkNetworkEndpoints]"
 
-    gateways: "list[NetworkIstioNetworkGateway]" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    gateways: "list[NetworkIstioNetworkGateway]"
+
+    __match_args__ = ('endpoints', 'gateways',)
 
     def __init__(self, endpoints: 'list[NetworkNetworkEndpoints]' = _FACTORY, gateways: 'list[NetworkIstioNetworkGateway]' = _FACTORY) -> None:
         self.endpoints = [] if endpoints is _FACTORY else endpoints
         self.gateways = [] if gateways is _FACTORY else gateways
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'endpoints': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+            'gateways': betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.mesh.v1alpha1", "Network", Network)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class NetworkIstioNetworkGateway(betterproto2.Message):
     """
 
@@ -1916,17 +2148,15 @@ class NetworkIstioNetworkGateway(betterproto2.Message):
         - gw:
     """
 
-    registry_service_name: "str | None" = betterproto2.field(
-        1, betterproto2.TYPE_STRING, optional=True, group="gw"
-    )
+    registry_service_name: "str | None"
 
-    address: "str | None" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, optional=True, group="gw"
-    )
+    address: "str | None"
 
-    port: "int" = betterproto2.field(3, betterproto2.TYPE_UINT32)
+    port: "int"
 
-    locality: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    locality: "str"
+
+    __match_args__ = ('registry_service_name', 'address', 'port', 'locality',)
 
     def __init__(self, registry_service_name: 'str | None' = _FACTORY, address: 'str | None' = _FACTORY, port: 'int' = _FACTORY, locality: 'str' = _FACTORY) -> None:
         self.registry_service_name = None if registry_service_name is _FACTORY else registry_service_name
@@ -1935,13 +2165,21 @@ class NetworkIstioNetworkGateway(betterproto2.Message):
         self.locality = "" if locality is _FACTORY else locality
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'registry_service_name': betterproto2.field(1, betterproto2.TYPE_STRING, optional=True, group='gw'),
+            'address': betterproto2.field(2, betterproto2.TYPE_STRING, optional=True, group='gw'),
+            'port': betterproto2.field(3, betterproto2.TYPE_UINT32),
+            'locality': betterproto2.field(4, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1", "Network.IstioNetworkGateway", NetworkIstioNetworkGateway
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class NetworkNetworkEndpoints(betterproto2.Message):
     """
 
@@ -1950,18 +2188,23 @@ class NetworkNetworkEndpoints(betterproto2.Message):
         - ne:
     """
 
-    from_cidr: "str | None" = betterproto2.field(
-        1, betterproto2.TYPE_STRING, optional=True, group="ne"
-    )
+    from_cidr: "str | None"
 
-    from_registry: "str | None" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, optional=True, group="ne"
-    )
+    from_registry: "str | None"
+
+    __match_args__ = ('from_cidr', 'from_registry',)
 
     def __init__(self, from_cidr: 'str | None' = _FACTORY, from_registry: 'str | None' = _FACTORY) -> None:
         self.from_cidr = None if from_cidr is _FACTORY else from_cidr
         self.from_registry = None if from_registry is _FACTORY else from_registry
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'from_cidr': betterproto2.field(1, betterproto2.TYPE_STRING, optional=True, group='ne'),
+            'from_registry': betterproto2.field(2, betterproto2.TYPE_STRING, optional=True, group='ne'),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1969,7 +2212,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class PrivateKeyProvider(betterproto2.Message):
     """
 
@@ -1978,18 +2220,23 @@ class PrivateKeyProvider(betterproto2.Message):
         - provider:
     """
 
-    cryptomb: "PrivateKeyProviderCryptoMb | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="provider"
-    )
+    cryptomb: "PrivateKeyProviderCryptoMb | None"
 
-    qat: "PrivateKeyProviderQat | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="provider"
-    )
+    qat: "PrivateKeyProviderQat | None"
+
+    __match_args__ = ('cryptomb', 'qat',)
 
     def __init__(self, cryptomb: 'PrivateKeyProviderCryptoMb | None' = _FACTORY, qat: 'PrivateKeyProviderQat | None' = _FACTORY) -> None:
         self.cryptomb = None if cryptomb is _FACTORY else cryptomb
         self.qat = None if qat is _FACTORY else qat
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'cryptomb': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='provider'),
+            'qat': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='provider'),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1997,22 +2244,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class PrivateKeyProviderCryptoMb(betterproto2.Message):
     "PrivateKeyProviderCryptoMb(poll_delay: 'datetime.timedelta | None' = <factory>, fallback: 'bool | None' = <factory>)"
 
-    poll_delay: "datetime.timedelta | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
-    )
+    poll_delay: "datetime.timedelta | None"
 
-    fallback: "bool | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
-    )
+    fallback: "bool | None"
+
+    __match_args__ = ('poll_delay', 'fallback',)
 
     def __init__(self, poll_delay: 'datetime.timedelta | None' = _FACTORY, fallback: 'bool | None' = _FACTORY) -> None:
         self.poll_delay = None if poll_delay is _FACTORY else poll_delay
         self.fallback = None if fallback is _FACTORY else fallback
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'poll_delay': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True),
+            'fallback': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -2020,22 +2271,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class PrivateKeyProviderQat(betterproto2.Message):
     "PrivateKeyProviderQat(poll_delay: 'datetime.timedelta | None' = <factory>, fallback: 'bool | None' = <factory>)"
 
-    poll_delay: "datetime.timedelta | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
-    )
+    poll_delay: "datetime.timedelta | None"
 
-    fallback: "bool | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
-    )
+    fallback: "bool | None"
+
+    __match_args__ = ('poll_delay', 'fallback',)
 
     def __init__(self, poll_delay: 'datetime.timedelta | None' = _FACTORY, fallback: 'bool | None' = _FACTORY) -> None:
         self.poll_delay = None if poll_delay is _FACTORY else poll_delay
         self.fallback = None if fallback is _FACTORY else fallback
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'poll_delay': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True),
+            'fallback': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -2043,7 +2298,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ProxyConfig(betterproto2.Message):
     """
 
@@ -2052,138 +2306,85 @@ class ProxyConfig(betterproto2.Message):
         - cluster_name:
     """
 
-    config_path: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    config_path: "str"
 
-    binary_path: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    binary_path: "str"
 
-    service_cluster: "str | None" = betterproto2.field(
-        3, betterproto2.TYPE_STRING, optional=True, group="cluster_name"
-    )
+    service_cluster: "str | None"
 
-    tracing_service_name: "ProxyConfigTracingServiceName | None" = betterproto2.field(
-        36, betterproto2.TYPE_ENUM, optional=True, group="cluster_name"
-    )
+    tracing_service_name: "ProxyConfigTracingServiceName | None"
 
-    drain_duration: "datetime.timedelta | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
-    )
+    drain_duration: "datetime.timedelta | None"
 
-    discovery_address: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    discovery_address: "str"
 
-    discovery_refresh_delay: "datetime.timedelta | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
-    )
+    discovery_refresh_delay: "datetime.timedelta | None"
 
-    zipkin_address: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
+    zipkin_address: "str"
 
-    statsd_udp_address: "str" = betterproto2.field(10, betterproto2.TYPE_STRING)
+    statsd_udp_address: "str"
 
-    envoy_metrics_service_address: "str" = betterproto2.field(20, betterproto2.TYPE_STRING)
+    envoy_metrics_service_address: "str"
 
-    proxy_admin_port: "int" = betterproto2.field(11, betterproto2.TYPE_INT32)
+    proxy_admin_port: "int"
 
-    availability_zone: "str" = betterproto2.field(12, betterproto2.TYPE_STRING)
+    availability_zone: "str"
 
-    control_plane_auth_policy: "AuthenticationPolicy" = betterproto2.field(
-        13, betterproto2.TYPE_ENUM, default_factory=lambda: AuthenticationPolicy(0)
-    )
+    control_plane_auth_policy: "AuthenticationPolicy"
 
-    custom_config_file: "str" = betterproto2.field(14, betterproto2.TYPE_STRING)
+    custom_config_file: "str"
 
-    stat_name_length: "int" = betterproto2.field(15, betterproto2.TYPE_INT32)
+    stat_name_length: "int"
 
-    concurrency: "int | None" = betterproto2.field(
-        16,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Int32Value,
-        optional=True,
-    )
+    concurrency: "int | None"
 
-    proxy_bootstrap_template_path: "str" = betterproto2.field(17, betterproto2.TYPE_STRING)
+    proxy_bootstrap_template_path: "str"
 
-    interception_mode: "ProxyConfigInboundInterceptionMode" = betterproto2.field(
-        18, betterproto2.TYPE_ENUM, default_factory=lambda: ProxyConfigInboundInterceptionMode(0)
-    )
+    interception_mode: "ProxyConfigInboundInterceptionMode"
 
-    tracing: "Tracing | None" = betterproto2.field(19, betterproto2.TYPE_MESSAGE, optional=True)
+    tracing: "Tracing | None"
 
-    sds: "Sds | None" = betterproto2.field(21, betterproto2.TYPE_MESSAGE, optional=True)
+    sds: "Sds | None"
 
-    envoy_access_log_service: "RemoteService | None" = betterproto2.field(
-        22, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    envoy_access_log_service: "RemoteService | None"
 
-    envoy_metrics_service: "RemoteService | None" = betterproto2.field(
-        23, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    envoy_metrics_service: "RemoteService | None"
 
-    proxy_metadata: "dict[str, str]" = betterproto2.field(
-        24,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
-    )
+    proxy_metadata: "dict[str, str]"
 
-    runtime_values: "dict[str, str]" = betterproto2.field(
-        37,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
-    )
+    runtime_values: "dict[str, str]"
 
-    status_port: "int" = betterproto2.field(26, betterproto2.TYPE_INT32)
+    status_port: "int"
 
-    extra_stat_tags: "list[str]" = betterproto2.field(27, betterproto2.TYPE_STRING, repeated=True)
+    extra_stat_tags: "list[str]"
 
-    gateway_topology: "Topology | None" = betterproto2.field(
-        28, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    gateway_topology: "Topology | None"
 
-    termination_drain_duration: "datetime.timedelta | None" = betterproto2.field(
-        29, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
-    )
+    termination_drain_duration: "datetime.timedelta | None"
 
-    mesh_id: "str" = betterproto2.field(30, betterproto2.TYPE_STRING)
+    mesh_id: "str"
 
-    readiness_probe: "__networking__v1alpha3__.ReadinessProbe | None" = betterproto2.field(
-        31, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    readiness_probe: "__networking__v1alpha3__.ReadinessProbe | None"
 
-    proxy_stats_matcher: "ProxyConfigProxyStatsMatcher | None" = betterproto2.field(
-        32, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    proxy_stats_matcher: "ProxyConfigProxyStatsMatcher | None"
 
-    hold_application_until_proxy_starts: "bool | None" = betterproto2.field(
-        33, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
-    )
+    hold_application_until_proxy_starts: "bool | None"
 
-    ca_certificates_pem: "list[str]" = betterproto2.field(
-        34, betterproto2.TYPE_STRING, repeated=True
-    )
+    ca_certificates_pem: "list[str]"
 
-    image: "__networking__v1beta1__.ProxyImage | None" = betterproto2.field(
-        35, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    image: "__networking__v1beta1__.ProxyImage | None"
 
-    private_key_provider: "PrivateKeyProvider | None" = betterproto2.field(
-        38, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    private_key_provider: "PrivateKeyProvider | None"
 
-    proxy_headers: "ProxyConfigProxyHeaders | None" = betterproto2.field(
-        39, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    proxy_headers: "ProxyConfigProxyHeaders | None"
 
-    file_flush_interval: "datetime.timedelta | None" = betterproto2.field(
-        40, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
-    )
+    file_flush_interval: "datetime.timedelta | None"
 
-    file_flush_min_size_kb: "int" = betterproto2.field(41, betterproto2.TYPE_UINT32)
+    file_flush_min_size_kb: "int"
 
-    stats_compression: "bool | None" = betterproto2.field(
-        42, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
-    )
+    stats_compression: "bool | None"
 
-    connection_settings: "ProxyConfigConnectionSettings | None" = betterproto2.field(
-        43, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    connection_settings: "ProxyConfigConnectionSettings | None"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -2199,6 +2400,8 @@ class ProxyConfig(betterproto2.Message):
             warnings.warn("ProxyConfig.availability_zone is deprecated", DeprecationWarning)
         if self.is_set("sds"):
             warnings.warn("ProxyConfig.sds is deprecated", DeprecationWarning)
+
+    __match_args__ = ('config_path', 'binary_path', 'service_cluster', 'tracing_service_name', 'drain_duration', 'discovery_address', 'discovery_refresh_delay', 'zipkin_address', 'statsd_udp_address', 'envoy_metrics_service_address', 'proxy_admin_port', 'availability_zone', 'control_plane_auth_policy', 'custom_config_file', 'stat_name_length', 'concurrency', 'proxy_bootstrap_template_path', 'interception_mode', 'tracing', 'sds', 'envoy_access_log_service', 'envoy_metrics_service', 'proxy_metadata', 'runtime_values', 'status_port', 'extra_stat_tags', 'gateway_topology', 'termination_drain_duration', 'mesh_id', 'readiness_probe', 'proxy_stats_matcher', 'hold_application_until_proxy_starts', 'ca_certificates_pem', 'image', 'private_key_provider', 'proxy_headers', 'file_flush_interval', 'file_flush_min_size_kb', 'stats_compression', 'connection_settings',)
 
     def __init__(self, config_path: 'str' = _FACTORY, binary_path: 'str' = _FACTORY, service_cluster: 'str | None' = _FACTORY, tracing_service_name: 'ProxyConfigTracingServiceName | None' = _FACTORY, drain_duration: 'datetime.timedelta | None' = _FACTORY, discovery_address: 'str' = _FACTORY, discovery_refresh_delay: 'datetime.timedelta | None' = _FACTORY, zipkin_address: 'str' = _FACTORY, statsd_udp_address: 'str' = _FACTORY, envoy_metrics_service_address: 'str' = _FACTORY, proxy_admin_port: 'int' = _FACTORY, availability_zone: 'str' = _FACTORY, control_plane_auth_policy: 'AuthenticationPolicy' = _FACTORY, custom_config_file: 'str' = _FACTORY, stat_name_length: 'int' = _FACTORY, concurrency: 'int | None' = _FACTORY, proxy_bootstrap_template_path: 'str' = _FACTORY, interception_mode: 'ProxyConfigInboundInterceptionMode' = _FACTORY, tracing: 'Tracing | None' = _FACTORY, sds: 'Sds | None' = _FACTORY, envoy_access_log_service: 'RemoteService | None' = _FACTORY, envoy_metrics_service: 'RemoteService | None' = _FACTORY, proxy_metadata: 'dict[str, str]' = _FACTORY, runtime_values: 'dict[str, str]' = _FACTORY, status_port: 'int' = _FACTORY, extra_stat_tags: 'list[str]' = _FACTORY, gateway_topology: 'Topology | None' = _FACTORY, termination_drain_duration: 'datetime.timedelta | None' = _FACTORY, mesh_id: 'str' = _FACTORY, readiness_probe: '__networking__v1alpha3__.ReadinessProbe | None' = _FACTORY, proxy_stats_matcher: 'ProxyConfigProxyStatsMatcher | None' = _FACTORY, hold_application_until_proxy_starts: 'bool | None' = _FACTORY, ca_certificates_pem: 'list[str]' = _FACTORY, image: '__networking__v1beta1__.ProxyImage | None' = _FACTORY, private_key_provider: 'PrivateKeyProvider | None' = _FACTORY, proxy_headers: 'ProxyConfigProxyHeaders | None' = _FACTORY, file_flush_interval: 'datetime.timedelta | None' = _FACTORY, file_flush_min_size_kb: 'int' = _FACTORY, stats_compression: 'bool | None' = _FACTORY, connection_settings: 'ProxyConfigConnectionSettings | None' = _FACTORY) -> None:
         self.config_path = "" if config_path is _FACTORY else config_path
@@ -2243,104 +2446,95 @@ class ProxyConfig(betterproto2.Message):
         self.connection_settings = None if connection_settings is _FACTORY else connection_settings
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'config_path': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'binary_path': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'service_cluster': betterproto2.field(3, betterproto2.TYPE_STRING, optional=True, group='cluster_name'),
+            'tracing_service_name': betterproto2.field(36, betterproto2.TYPE_ENUM, optional=True, group='cluster_name'),
+            'drain_duration': betterproto2.field(4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True),
+            'discovery_address': betterproto2.field(6, betterproto2.TYPE_STRING),
+            'discovery_refresh_delay': betterproto2.field(7, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True),
+            'zipkin_address': betterproto2.field(8, betterproto2.TYPE_STRING),
+            'statsd_udp_address': betterproto2.field(10, betterproto2.TYPE_STRING),
+            'envoy_metrics_service_address': betterproto2.field(20, betterproto2.TYPE_STRING),
+            'proxy_admin_port': betterproto2.field(11, betterproto2.TYPE_INT32),
+            'availability_zone': betterproto2.field(12, betterproto2.TYPE_STRING),
+            'control_plane_auth_policy': betterproto2.field(13, betterproto2.TYPE_ENUM, default_factory=lambda: AuthenticationPolicy(0)),
+            'custom_config_file': betterproto2.field(14, betterproto2.TYPE_STRING),
+            'stat_name_length': betterproto2.field(15, betterproto2.TYPE_INT32),
+            'concurrency': betterproto2.field(16, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Int32Value, optional=True),
+            'proxy_bootstrap_template_path': betterproto2.field(17, betterproto2.TYPE_STRING),
+            'interception_mode': betterproto2.field(18, betterproto2.TYPE_ENUM, default_factory=lambda: ProxyConfigInboundInterceptionMode(0)),
+            'tracing': betterproto2.field(19, betterproto2.TYPE_MESSAGE, optional=True),
+            'sds': betterproto2.field(21, betterproto2.TYPE_MESSAGE, optional=True),
+            'envoy_access_log_service': betterproto2.field(22, betterproto2.TYPE_MESSAGE, optional=True),
+            'envoy_metrics_service': betterproto2.field(23, betterproto2.TYPE_MESSAGE, optional=True),
+            'proxy_metadata': betterproto2.field(24, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING)),
+            'runtime_values': betterproto2.field(37, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING)),
+            'status_port': betterproto2.field(26, betterproto2.TYPE_INT32),
+            'extra_stat_tags': betterproto2.field(27, betterproto2.TYPE_STRING, repeated=True),
+            'gateway_topology': betterproto2.field(28, betterproto2.TYPE_MESSAGE, optional=True),
+            'termination_drain_duration': betterproto2.field(29, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True),
+            'mesh_id': betterproto2.field(30, betterproto2.TYPE_STRING),
+            'readiness_probe': betterproto2.field(31, betterproto2.TYPE_MESSAGE, optional=True),
+            'proxy_stats_matcher': betterproto2.field(32, betterproto2.TYPE_MESSAGE, optional=True),
+            'hold_application_until_proxy_starts': betterproto2.field(33, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True),
+            'ca_certificates_pem': betterproto2.field(34, betterproto2.TYPE_STRING, repeated=True),
+            'image': betterproto2.field(35, betterproto2.TYPE_MESSAGE, optional=True),
+            'private_key_provider': betterproto2.field(38, betterproto2.TYPE_MESSAGE, optional=True),
+            'proxy_headers': betterproto2.field(39, betterproto2.TYPE_MESSAGE, optional=True),
+            'file_flush_interval': betterproto2.field(40, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True),
+            'file_flush_min_size_kb': betterproto2.field(41, betterproto2.TYPE_UINT32),
+            'stats_compression': betterproto2.field(42, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True),
+            'connection_settings': betterproto2.field(43, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.mesh.v1alpha1", "ProxyConfig", ProxyConfig)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ProxyConfigConnectionSettings(betterproto2.Message):
     "ProxyConfigConnectionSettings(profile: 'ProxyConfigConnectionSettingsProfile' = <factory>, listener_per_connection_buffer_limit_bytes: 'int | None' = <factory>, cluster_per_connection_buffer_limit_bytes: 'int | None' = <factory>, http_idle_timeout: 'datetime.timedelta | None' = <factory>, http_max_connection_duration: 'datetime.timedelta | None' = <factory>, http_drain_timeout: 'datetime.timedelta | None' = <factory>, http_request_timeout: 'datetime.timedelta | None' = <factory>, http_request_headers_timeout: 'datetime.timedelta | None' = <factory>, http_stream_idle_timeout: 'datetime.timedelta | None' = <factory>, http_max_stream_duration: 'datetime.timedelta | None' = <factory>, http_max_concurrent_streams: 'int | None' = <factory>, http2_initial_stream_window_size: 'int | None' = <factory>, http2_initial_connection_window_size: 'int | None' = <factory>, http_headers_with_underscores_action: 'ProxyConfigConnectionSettingsHeadersWithUnderscoresAction' = <factory>, http_merge_slashes: 'bool | None' = <factory>, http_path_with_escaped_slashes_action: 'ProxyConfigConnectionSettingsPathWithEscapedSlashesAction' = <factory>, listener_connection_limit: 'int | None' = <factory>, global_downstream_connection_limit: 'int | None' = <factory>)"
 
-    profile: "ProxyConfigConnectionSettingsProfile" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, default_factory=lambda: ProxyConfigConnectionSettingsProfile(0)
-    )
+    profile: "ProxyConfigConnectionSettingsProfile"
 
-    listener_per_connection_buffer_limit_bytes: "int | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Int32Value, optional=True
-    )
+    listener_per_connection_buffer_limit_bytes: "int | None"
 
-    cluster_per_connection_buffer_limit_bytes: "int | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Int32Value, optional=True
-    )
+    cluster_per_connection_buffer_limit_bytes: "int | None"
 
-    http_idle_timeout: "datetime.timedelta | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
-    )
+    http_idle_timeout: "datetime.timedelta | None"
 
-    http_max_connection_duration: "datetime.timedelta | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
-    )
+    http_max_connection_duration: "datetime.timedelta | None"
 
-    http_drain_timeout: "datetime.timedelta | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
-    )
+    http_drain_timeout: "datetime.timedelta | None"
 
-    http_request_timeout: "datetime.timedelta | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
-    )
+    http_request_timeout: "datetime.timedelta | None"
 
-    http_request_headers_timeout: "datetime.timedelta | None" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
-    )
+    http_request_headers_timeout: "datetime.timedelta | None"
 
-    http_stream_idle_timeout: "datetime.timedelta | None" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
-    )
+    http_stream_idle_timeout: "datetime.timedelta | None"
 
-    http_max_stream_duration: "datetime.timedelta | None" = betterproto2.field(
-        10, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
-    )
+    http_max_stream_duration: "datetime.timedelta | None"
 
-    http_max_concurrent_streams: "int | None" = betterproto2.field(
-        11,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Int32Value,
-        optional=True,
-    )
+    http_max_concurrent_streams: "int | None"
 
-    http2_initial_stream_window_size: "int | None" = betterproto2.field(
-        12,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Int32Value,
-        optional=True,
-    )
+    http2_initial_stream_window_size: "int | None"
 
-    http2_initial_connection_window_size: "int | None" = betterproto2.field(
-        13,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Int32Value,
-        optional=True,
-    )
+    http2_initial_connection_window_size: "int | None"
 
-    http_headers_with_underscores_action: "ProxyConfigConnectionSettingsHeadersWithUnderscoresAction" = betterproto2.field(
-        14,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: ProxyConfigConnectionSettingsHeadersWithUnderscoresAction(0),
-    )
+    http_headers_with_underscores_action: "ProxyConfigConnectionSettingsHeadersWithUnderscoresAction"
 
-    http_merge_slashes: "bool | None" = betterproto2.field(
-        15, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
-    )
+    http_merge_slashes: "bool | None"
 
-    http_path_with_escaped_slashes_action: "ProxyConfigConnectionSettingsPathWithEscapedSlashesAction" = betterproto2.field(
-        16,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: ProxyConfigConnectionSettingsPathWithEscapedSlashesAction(0),
-    )
+    http_path_with_escaped_slashes_action: "ProxyConfigConnectionSettingsPathWithEscapedSlashesAction"
 
-    listener_connection_limit: "int | None" = betterproto2.field(
-        17,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Int32Value,
-        optional=True,
-    )
+    listener_connection_limit: "int | None"
 
-    global_downstream_connection_limit: "int | None" = betterproto2.field(
-        18,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Int32Value,
-        optional=True,
-    )
+    global_downstream_connection_limit: "int | None"
+
+    __match_args__ = ('profile', 'listener_per_connection_buffer_limit_bytes', 'cluster_per_connection_buffer_limit_bytes', 'http_idle_timeout', 'http_max_connection_duration', 'http_drain_timeout', 'http_request_timeout', 'http_request_headers_timeout', 'http_stream_idle_timeout', 'http_max_stream_duration', 'http_max_concurrent_streams', 'http2_initial_stream_window_size', 'http2_initial_connection_window_size', 'http_headers_with_underscores_action', 'http_merge_slashes', 'http_path_with_escaped_slashes_action', 'listener_connection_limit', 'global_downstream_connection_limit',)
 
     def __init__(self, profile: 'ProxyConfigConnectionSettingsProfile' = _FACTORY, listener_per_connection_buffer_limit_bytes: 'int | None' = _FACTORY, cluster_per_connection_buffer_limit_bytes: 'int | None' = _FACTORY, http_idle_timeout: 'datetime.timedelta | None' = _FACTORY, http_max_connection_duration: 'datetime.timedelta | None' = _FACTORY, http_drain_timeout: 'datetime.timedelta | None' = _FACTORY, http_request_timeout: 'datetime.timedelta | None' = _FACTORY, http_request_headers_timeout: 'datetime.timedelta | None' = _FACTORY, http_stream_idle_timeout: 'datetime.timedelta | None' = _FACTORY, http_max_stream_duration: 'datetime.timedelta | None' = _FACTORY, http_max_concurrent_streams: 'int | None' = _FACTORY, http2_initial_stream_window_size: 'int | None' = _FACTORY, http2_initial_connection_window_size: 'int | None' = _FACTORY, http_headers_with_underscores_action: 'ProxyConfigConnectionSettingsHeadersWithUnderscoresAction' = _FACTORY, http_merge_slashes: 'bool | None' = _FACTORY, http_path_with_escaped_slashes_action: 'ProxyConfigConnectionSettingsPathWithEscapedSlashesAction' = _FACTORY, listener_connection_limit: 'int | None' = _FACTORY, global_downstream_connection_limit: 'int | None' = _FACTORY) -> None:
         self.profile = ProxyConfigConnectionSettingsProfile(0) if profile is _FACTORY else profile
@@ -2363,55 +2557,59 @@ class ProxyConfigConnectionSettings(betterproto2.Message):
         self.global_downstream_connection_limit = None if global_downstream_connection_limit is _FACTORY else global_downstream_connection_limit
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'profile': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: ProxyConfigConnectionSettingsProfile(0)),
+            'listener_per_connection_buffer_limit_bytes': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Int32Value, optional=True),
+            'cluster_per_connection_buffer_limit_bytes': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Int32Value, optional=True),
+            'http_idle_timeout': betterproto2.field(4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True),
+            'http_max_connection_duration': betterproto2.field(5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True),
+            'http_drain_timeout': betterproto2.field(6, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True),
+            'http_request_timeout': betterproto2.field(7, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True),
+            'http_request_headers_timeout': betterproto2.field(8, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True),
+            'http_stream_idle_timeout': betterproto2.field(9, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True),
+            'http_max_stream_duration': betterproto2.field(10, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True),
+            'http_max_concurrent_streams': betterproto2.field(11, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Int32Value, optional=True),
+            'http2_initial_stream_window_size': betterproto2.field(12, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Int32Value, optional=True),
+            'http2_initial_connection_window_size': betterproto2.field(13, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Int32Value, optional=True),
+            'http_headers_with_underscores_action': betterproto2.field(14, betterproto2.TYPE_ENUM, default_factory=lambda: ProxyConfigConnectionSettingsHeadersWithUnderscoresAction(0)),
+            'http_merge_slashes': betterproto2.field(15, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True),
+            'http_path_with_escaped_slashes_action': betterproto2.field(16, betterproto2.TYPE_ENUM, default_factory=lambda: ProxyConfigConnectionSettingsPathWithEscapedSlashesAction(0)),
+            'listener_connection_limit': betterproto2.field(17, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Int32Value, optional=True),
+            'global_downstream_connection_limit': betterproto2.field(18, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Int32Value, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1", "ProxyConfig.ConnectionSettings", ProxyConfigConnectionSettings
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ProxyConfigProxyHeaders(betterproto2.Message):
     "ProxyConfigProxyHeaders(forwarded_client_cert: 'ForwardClientCertDetails' = <factory>, set_current_client_cert_details: 'ProxyConfigProxyHeadersSetCurrentClientCertDetails | None' = <factory>, request_id: 'ProxyConfigProxyHeadersRequestId | None' = <factory>, server: 'ProxyConfigProxyHeadersServer | None' = <factory>, attempt_count: 'ProxyConfigProxyHeadersAttemptCount | None' = <factory>, envoy_debug_headers: 'ProxyConfigProxyHeadersEnvoyDebugHeaders | None' = <factory>, metadata_exchange_headers: 'ProxyConfigProxyHeadersMetadataExchangeHeaders | None' = <factory>, preserve_http1_header_case: 'bool | None' = <factory>, x_forwarded_host: 'ProxyConfigProxyHeadersXForwardedHost | None' = <factory>, x_forwarded_port: 'ProxyConfigProxyHeadersXForwardedPort | None' = <factory>)"
 
-    forwarded_client_cert: "ForwardClientCertDetails" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, default_factory=lambda: ForwardClientCertDetails(0)
-    )
+    forwarded_client_cert: "ForwardClientCertDetails"
 
-    set_current_client_cert_details: "ProxyConfigProxyHeadersSetCurrentClientCertDetails | None" = (
-        betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True)
-    )
+    set_current_client_cert_details: "ProxyConfigProxyHeadersSetCurrentClientCertDetails | None"
 
-    request_id: "ProxyConfigProxyHeadersRequestId | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    request_id: "ProxyConfigProxyHeadersRequestId | None"
 
-    server: "ProxyConfigProxyHeadersServer | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    server: "ProxyConfigProxyHeadersServer | None"
 
-    attempt_count: "ProxyConfigProxyHeadersAttemptCount | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    attempt_count: "ProxyConfigProxyHeadersAttemptCount | None"
 
-    envoy_debug_headers: "ProxyConfigProxyHeadersEnvoyDebugHeaders | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    envoy_debug_headers: "ProxyConfigProxyHeadersEnvoyDebugHeaders | None"
 
-    metadata_exchange_headers: "ProxyConfigProxyHeadersMetadataExchangeHeaders | None" = (
-        betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True)
-    )
+    metadata_exchange_headers: "ProxyConfigProxyHeadersMetadataExchangeHeaders | None"
 
-    preserve_http1_header_case: "bool | None" = betterproto2.field(
-        40, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
-    )
+    preserve_http1_header_case: "bool | None"
 
-    x_forwarded_host: "ProxyConfigProxyHeadersXForwardedHost | None" = betterproto2.field(
-        41, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    x_forwarded_host: "ProxyConfigProxyHeadersXForwardedHost | None"
 
-    x_forwarded_port: "ProxyConfigProxyHeadersXForwardedPort | None" = betterproto2.field(
-        42, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    x_forwarded_port: "ProxyConfigProxyHeadersXForwardedPort | None"
+
+    __match_args__ = ('forwarded_client_cert', 'set_current_client_cert_details', 'request_id', 'server', 'attempt_count', 'envoy_debug_headers', 'metadata_exchange_headers', 'preserve_http1_header_case', 'x_forwarded_host', 'x_forwarded_port',)
 
     def __init__(self, forwarded_client_cert: 'ForwardClientCertDetails' = _FACTORY, set_current_client_cert_details: 'ProxyConfigProxyHeadersSetCurrentClientCertDetails | None' = _FACTORY, request_id: 'ProxyConfigProxyHeadersRequestId | None' = _FACTORY, server: 'ProxyConfigProxyHeadersServer | None' = _FACTORY, attempt_count: 'ProxyConfigProxyHeadersAttemptCount | None' = _FACTORY, envoy_debug_headers: 'ProxyConfigProxyHeadersEnvoyDebugHeaders | None' = _FACTORY, metadata_exchange_headers: 'ProxyConfigProxyHeadersMetadataExchangeHeaders | None' = _FACTORY, preserve_http1_header_case: 'bool | None' = _FACTORY, x_forwarded_host: 'ProxyConfigProxyHeadersXForwardedHost | None' = _FACTORY, x_forwarded_port: 'ProxyConfigProxyHeadersXForwardedPort | None' = _FACTORY) -> None:
         self.forwarded_client_cert = ForwardClientCertDetails(0) if forwarded_client_cert is _FACTORY else forwarded_client_cert
@@ -2426,23 +2624,43 @@ class ProxyConfigProxyHeaders(betterproto2.Message):
         self.x_forwarded_port = None if x_forwarded_port is _FACTORY else x_forwarded_port
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'forwarded_client_cert': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: ForwardClientCertDetails(0)),
+            'set_current_client_cert_details': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True),
+            'request_id': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+            'server': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'attempt_count': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+            'envoy_debug_headers': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True),
+            'metadata_exchange_headers': betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True),
+            'preserve_http1_header_case': betterproto2.field(40, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True),
+            'x_forwarded_host': betterproto2.field(41, betterproto2.TYPE_MESSAGE, optional=True),
+            'x_forwarded_port': betterproto2.field(42, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1", "ProxyConfig.ProxyHeaders", ProxyConfigProxyHeaders
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ProxyConfigProxyHeadersAttemptCount(betterproto2.Message):
     "ProxyConfigProxyHeadersAttemptCount(disabled: 'bool | None' = <factory>)"
 
-    disabled: "bool | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
-    )
+    disabled: "bool | None"
+
+    __match_args__ = ('disabled',)
 
     def __init__(self, disabled: 'bool | None' = _FACTORY) -> None:
         self.disabled = None if disabled is _FACTORY else disabled
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'disabled': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -2452,17 +2670,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ProxyConfigProxyHeadersEnvoyDebugHeaders(betterproto2.Message):
     "ProxyConfigProxyHeadersEnvoyDebugHeaders(disabled: 'bool | None' = <factory>)"
 
-    disabled: "bool | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
-    )
+    disabled: "bool | None"
+
+    __match_args__ = ('disabled',)
 
     def __init__(self, disabled: 'bool | None' = _FACTORY) -> None:
         self.disabled = None if disabled is _FACTORY else disabled
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'disabled': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -2472,19 +2695,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ProxyConfigProxyHeadersMetadataExchangeHeaders(betterproto2.Message):
     "ProxyConfigProxyHeadersMetadataExchangeHeaders(mode: 'ProxyConfigProxyHeadersMetadataExchangeMode' = <factory>)"
 
-    mode: "ProxyConfigProxyHeadersMetadataExchangeMode" = betterproto2.field(
-        1,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: ProxyConfigProxyHeadersMetadataExchangeMode(0),
-    )
+    mode: "ProxyConfigProxyHeadersMetadataExchangeMode"
+
+    __match_args__ = ('mode',)
 
     def __init__(self, mode: 'ProxyConfigProxyHeadersMetadataExchangeMode' = _FACTORY) -> None:
         self.mode = ProxyConfigProxyHeadersMetadataExchangeMode(0) if mode is _FACTORY else mode
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'mode': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: ProxyConfigProxyHeadersMetadataExchangeMode(0)),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -2494,17 +2720,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ProxyConfigProxyHeadersRequestId(betterproto2.Message):
     "ProxyConfigProxyHeadersRequestId(disabled: 'bool | None' = <factory>)"
 
-    disabled: "bool | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
-    )
+    disabled: "bool | None"
+
+    __match_args__ = ('disabled',)
 
     def __init__(self, disabled: 'bool | None' = _FACTORY) -> None:
         self.disabled = None if disabled is _FACTORY else disabled
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'disabled': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -2512,20 +2743,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ProxyConfigProxyHeadersServer(betterproto2.Message):
     "ProxyConfigProxyHeadersServer(disabled: 'bool | None' = <factory>, value: 'str' = <factory>)"
 
-    disabled: "bool | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
-    )
+    disabled: "bool | None"
 
-    value: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    value: "str"
+
+    __match_args__ = ('disabled', 'value',)
 
     def __init__(self, disabled: 'bool | None' = _FACTORY, value: 'str' = _FACTORY) -> None:
         self.disabled = None if disabled is _FACTORY else disabled
         self.value = "" if value is _FACTORY else value
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'disabled': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True),
+            'value': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -2533,29 +2770,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ProxyConfigProxyHeadersSetCurrentClientCertDetails(betterproto2.Message):
     "ProxyConfigProxyHeadersSetCurrentClientCertDetails(subject: 'bool | None' = <factory>, cert: 'bool | None' = <factory>, chain: 'bool | None' = <factory>, dns: 'bool | None' = <factory>, uri: 'bool | None' = <factory>)"
 
-    subject: "bool | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
-    )
+    subject: "bool | None"
 
-    cert: "bool | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
-    )
+    cert: "bool | None"
 
-    chain: "bool | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
-    )
+    chain: "bool | None"
 
-    dns: "bool | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
-    )
+    dns: "bool | None"
 
-    uri: "bool | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
-    )
+    uri: "bool | None"
+
+    __match_args__ = ('subject', 'cert', 'chain', 'dns', 'uri',)
 
     def __init__(self, subject: 'bool | None' = _FACTORY, cert: 'bool | None' = _FACTORY, chain: 'bool | None' = _FACTORY, dns: 'bool | None' = _FACTORY, uri: 'bool | None' = _FACTORY) -> None:
         self.subject = None if subject is _FACTORY else subject
@@ -2565,6 +2793,16 @@ class ProxyConfigProxyHeadersSetCurrentClientCertDetails(betterproto2.Message):
         self.uri = None if uri is _FACTORY else uri
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'subject': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True),
+            'cert': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True),
+            'chain': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True),
+            'dns': betterproto2.field(4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True),
+            'uri': betterproto2.field(5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1",
@@ -2573,17 +2811,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ProxyConfigProxyHeadersXForwardedHost(betterproto2.Message):
     "ProxyConfigProxyHeadersXForwardedHost(enabled: 'bool | None' = <factory>)"
 
-    enabled: "bool | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
-    )
+    enabled: "bool | None"
+
+    __match_args__ = ('enabled',)
 
     def __init__(self, enabled: 'bool | None' = _FACTORY) -> None:
         self.enabled = None if enabled is _FACTORY else enabled
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'enabled': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -2593,17 +2836,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ProxyConfigProxyHeadersXForwardedPort(betterproto2.Message):
     "ProxyConfigProxyHeadersXForwardedPort(enabled: 'bool | None' = <factory>)"
 
-    enabled: "bool | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
-    )
+    enabled: "bool | None"
+
+    __match_args__ = ('enabled',)
 
     def __init__(self, enabled: 'bool | None' = _FACTORY) -> None:
         self.enabled = None if enabled is _FACTORY else enabled
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'enabled': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -2613,15 +2861,16 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ProxyConfigProxyStatsMatcher(betterproto2.Message):
     "ProxyConfigProxyStatsMatcher(inclusion_prefixes: 'list[str]' = <factory>, inclusion_suffixes: 'list[str]' = <factory>, inclusion_regexps: 'list[str]' = <factory>)"
 
-    inclusion_prefixes: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
+    inclusion_prefixes: "list[str]"
 
-    inclusion_suffixes: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
+    inclusion_suffixes: "list[str]"
 
-    inclusion_regexps: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
+    inclusion_regexps: "list[str]"
+
+    __match_args__ = ('inclusion_prefixes', 'inclusion_suffixes', 'inclusion_regexps',)
 
     def __init__(self, inclusion_prefixes: 'list[str]' = _FACTORY, inclusion_suffixes: 'list[str]' = _FACTORY, inclusion_regexps: 'list[str]' = _FACTORY) -> None:
         self.inclusion_prefixes = [] if inclusion_prefixes is _FACTORY else inclusion_prefixes
@@ -2629,25 +2878,30 @@ class ProxyConfigProxyStatsMatcher(betterproto2.Message):
         self.inclusion_regexps = [] if inclusion_regexps is _FACTORY else inclusion_regexps
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'inclusion_prefixes': betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True),
+            'inclusion_suffixes': betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True),
+            'inclusion_regexps': betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1", "ProxyConfig.ProxyStatsMatcher", ProxyConfigProxyStatsMatcher
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RemoteService(betterproto2.Message):
     "RemoteService(address: 'str' = <factory>, tls_settings: '__networking__v1alpha3__.ClientTlsSettings | None' = <factory>, tcp_keepalive: '__networking__v1alpha3__.ConnectionPoolSettingsTcpSettingsTcpKeepalive | None' = <factory>)"
 
-    address: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    address: "str"
 
-    tls_settings: "__networking__v1alpha3__.ClientTlsSettings | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    tls_settings: "__networking__v1alpha3__.ClientTlsSettings | None"
 
-    tcp_keepalive: "__networking__v1alpha3__.ConnectionPoolSettingsTcpSettingsTcpKeepalive | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    tcp_keepalive: "__networking__v1alpha3__.ConnectionPoolSettingsTcpSettingsTcpKeepalive | None"
+
+    __match_args__ = ('address', 'tls_settings', 'tcp_keepalive',)
 
     def __init__(self, address: 'str' = _FACTORY, tls_settings: '__networking__v1alpha3__.ClientTlsSettings | None' = _FACTORY, tcp_keepalive: '__networking__v1alpha3__.ConnectionPoolSettingsTcpSettingsTcpKeepalive | None' = _FACTORY) -> None:
         self.address = "" if address is _FACTORY else address
@@ -2655,40 +2909,53 @@ class RemoteService(betterproto2.Message):
         self.tcp_keepalive = None if tcp_keepalive is _FACTORY else tcp_keepalive
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'address': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'tls_settings': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'tcp_keepalive': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.mesh.v1alpha1", "RemoteService", RemoteService)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Sds(betterproto2.Message):
     "Sds(enabled: 'bool' = <factory>, k8s_sa_jwt_path: 'str' = <factory>)"
 
-    enabled: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    enabled: "bool"
 
-    k8s_sa_jwt_path: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    k8s_sa_jwt_path: "str"
+
+    __match_args__ = ('enabled', 'k8s_sa_jwt_path',)
 
     def __init__(self, enabled: 'bool' = _FACTORY, k8s_sa_jwt_path: 'str' = _FACTORY) -> None:
         self.enabled = False if enabled is _FACTORY else enabled
         self.k8s_sa_jwt_path = "" if k8s_sa_jwt_path is _FACTORY else k8s_sa_jwt_path
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'enabled': betterproto2.field(1, betterproto2.TYPE_BOOL),
+            'k8s_sa_jwt_path': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message("istio.mesh.v1alpha1", "SDS", Sds)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ServiceEntryVisibility(betterproto2.Message):
     "ServiceEntryVisibility(default_visibility: 'ServiceEntryVisibilityVisibility' = <factory>, apply_to_sidecars: 'bool' = <factory>, policies: 'list[ServiceEntryVisibilityPolicy]' = <factory>)"
 
-    default_visibility: "ServiceEntryVisibilityVisibility" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, default_factory=lambda: ServiceEntryVisibilityVisibility(0)
-    )
+    default_visibility: "ServiceEntryVisibilityVisibility"
 
-    apply_to_sidecars: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    apply_to_sidecars: "bool"
 
-    policies: "list[ServiceEntryVisibilityPolicy]" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    policies: "list[ServiceEntryVisibilityPolicy]"
+
+    __match_args__ = ('default_visibility', 'apply_to_sidecars', 'policies',)
 
     def __init__(self, default_visibility: 'ServiceEntryVisibilityVisibility' = _FACTORY, apply_to_sidecars: 'bool' = _FACTORY, policies: 'list[ServiceEntryVisibilityPolicy]' = _FACTORY) -> None:
         self.default_visibility = ServiceEntryVisibilityVisibility(0) if default_visibility is _FACTORY else default_visibility
@@ -2696,13 +2963,20 @@ class ServiceEntryVisibility(betterproto2.Message):
         self.policies = [] if policies is _FACTORY else policies
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'default_visibility': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: ServiceEntryVisibilityVisibility(0)),
+            'apply_to_sidecars': betterproto2.field(2, betterproto2.TYPE_BOOL),
+            'policies': betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1", "ServiceEntryVisibility", ServiceEntryVisibility
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ServiceEntryVisibilityMatchRule(betterproto2.Message):
     """
 
@@ -2711,13 +2985,19 @@ class ServiceEntryVisibilityMatchRule(betterproto2.Message):
         - matcher:
     """
 
-    namespace_selector: "LabelSelector | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True, group="matcher"
-    )
+    namespace_selector: "LabelSelector | None"
+
+    __match_args__ = ('namespace_selector',)
 
     def __init__(self, namespace_selector: 'LabelSelector | None' = _FACTORY) -> None:
         self.namespace_selector = None if namespace_selector is _FACTORY else namespace_selector
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'namespace_selector': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group='matcher'),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -2725,22 +3005,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ServiceEntryVisibilityPolicy(betterproto2.Message):
     "ServiceEntryVisibilityPolicy(visibility: 'ServiceEntryVisibilityVisibility' = <factory>, matching_rules: 'list[ServiceEntryVisibilityMatchRule]' = <factory>)"
 
-    visibility: "ServiceEntryVisibilityVisibility" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, default_factory=lambda: ServiceEntryVisibilityVisibility(0)
-    )
+    visibility: "ServiceEntryVisibilityVisibility"
 
-    matching_rules: "list[ServiceEntryVisibilityMatchRule]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    matching_rules: "list[ServiceEntryVisibilityMatchRule]"
+
+    __match_args__ = ('visibility', 'matching_rules',)
 
     def __init__(self, visibility: 'ServiceEntryVisibilityVisibility' = _FACTORY, matching_rules: 'list[ServiceEntryVisibilityMatchRule]' = _FACTORY) -> None:
         self.visibility = ServiceEntryVisibilityVisibility(0) if visibility is _FACTORY else visibility
         self.matching_rules = [] if matching_rules is _FACTORY else matching_rules
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'visibility': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: ServiceEntryVisibilityVisibility(0)),
+            'matching_rules': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -2748,19 +3032,16 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Topology(betterproto2.Message):
     "Topology(num_trusted_proxies: 'int' = <factory>, forward_client_cert_details: 'ForwardClientCertDetails' = <factory>, proxy_protocol: 'TopologyProxyProtocolConfiguration | None' = <factory>)"
 
-    num_trusted_proxies: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
+    num_trusted_proxies: "int"
 
-    forward_client_cert_details: "ForwardClientCertDetails" = betterproto2.field(
-        2, betterproto2.TYPE_ENUM, default_factory=lambda: ForwardClientCertDetails(0)
-    )
+    forward_client_cert_details: "ForwardClientCertDetails"
 
-    proxy_protocol: "TopologyProxyProtocolConfiguration | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    proxy_protocol: "TopologyProxyProtocolConfiguration | None"
+
+    __match_args__ = ('num_trusted_proxies', 'forward_client_cert_details', 'proxy_protocol',)
 
     def __init__(self, num_trusted_proxies: 'int' = _FACTORY, forward_client_cert_details: 'ForwardClientCertDetails' = _FACTORY, proxy_protocol: 'TopologyProxyProtocolConfiguration | None' = _FACTORY) -> None:
         self.num_trusted_proxies = 0 if num_trusted_proxies is _FACTORY else num_trusted_proxies
@@ -2768,18 +3049,32 @@ class Topology(betterproto2.Message):
         self.proxy_protocol = None if proxy_protocol is _FACTORY else proxy_protocol
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'num_trusted_proxies': betterproto2.field(1, betterproto2.TYPE_UINT32),
+            'forward_client_cert_details': betterproto2.field(2, betterproto2.TYPE_ENUM, default_factory=lambda: ForwardClientCertDetails(0)),
+            'proxy_protocol': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.mesh.v1alpha1", "Topology", Topology)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TopologyProxyProtocolConfiguration(betterproto2.Message):
     'TopologyProxyProtocolConfiguration()'
 
     pass
 
+    __match_args__ = ()
+
     def __init__(self) -> None:
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -2787,7 +3082,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Tracing(betterproto2.Message):
     """
 
@@ -2796,43 +3090,27 @@ class Tracing(betterproto2.Message):
         - tracer:
     """
 
-    zipkin: "TracingZipkin | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True, group="tracer"
-    )
+    zipkin: "TracingZipkin | None"
 
-    lightstep: "TracingLightstep | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="tracer"
-    )
+    lightstep: "TracingLightstep | None"
 
-    datadog: "TracingDatadog | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="tracer"
-    )
+    datadog: "TracingDatadog | None"
 
-    stackdriver: "TracingStackdriver | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True, group="tracer"
-    )
+    stackdriver: "TracingStackdriver | None"
 
-    open_census_agent: "TracingOpenCensusAgent | None" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, optional=True, group="tracer"
-    )
+    open_census_agent: "TracingOpenCensusAgent | None"
 
-    custom_tags: "dict[str, TracingCustomTag]" = betterproto2.field(
-        5,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
-    )
+    custom_tags: "dict[str, TracingCustomTag]"
 
-    max_path_tag_length: "int" = betterproto2.field(6, betterproto2.TYPE_UINT32)
+    max_path_tag_length: "int"
 
-    sampling: "float" = betterproto2.field(7, betterproto2.TYPE_DOUBLE)
+    sampling: "float"
 
-    tls_settings: "__networking__v1alpha3__.ClientTlsSettings | None" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    tls_settings: "__networking__v1alpha3__.ClientTlsSettings | None"
 
-    enable_istio_tags: "bool | None" = betterproto2.field(
-        10, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
-    )
+    enable_istio_tags: "bool | None"
+
+    __match_args__ = ('zipkin', 'lightstep', 'datadog', 'stackdriver', 'open_census_agent', 'custom_tags', 'max_path_tag_length', 'sampling', 'tls_settings', 'enable_istio_tags',)
 
     def __init__(self, zipkin: 'TracingZipkin | None' = _FACTORY, lightstep: 'TracingLightstep | None' = _FACTORY, datadog: 'TracingDatadog | None' = _FACTORY, stackdriver: 'TracingStackdriver | None' = _FACTORY, open_census_agent: 'TracingOpenCensusAgent | None' = _FACTORY, custom_tags: 'dict[str, TracingCustomTag]' = _FACTORY, max_path_tag_length: 'int' = _FACTORY, sampling: 'float' = _FACTORY, tls_settings: '__networking__v1alpha3__.ClientTlsSettings | None' = _FACTORY, enable_istio_tags: 'bool | None' = _FACTORY) -> None:
         self.zipkin = None if zipkin is _FACTORY else zipkin
@@ -2847,11 +3125,25 @@ class Tracing(betterproto2.Message):
         self.enable_istio_tags = None if enable_istio_tags is _FACTORY else enable_istio_tags
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'zipkin': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group='tracer'),
+            'lightstep': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='tracer'),
+            'datadog': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='tracer'),
+            'stackdriver': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True, group='tracer'),
+            'open_census_agent': betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True, group='tracer'),
+            'custom_tags': betterproto2.field(5, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)),
+            'max_path_tag_length': betterproto2.field(6, betterproto2.TYPE_UINT32),
+            'sampling': betterproto2.field(7, betterproto2.TYPE_DOUBLE),
+            'tls_settings': betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True),
+            'enable_istio_tags': betterproto2.field(10, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.mesh.v1alpha1", "Tracing", Tracing)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TracingCustomTag(betterproto2.Message):
     """
 
@@ -2860,17 +3152,13 @@ class TracingCustomTag(betterproto2.Message):
         - type:
     """
 
-    literal: "TracingLiteral | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True, group="type"
-    )
+    literal: "TracingLiteral | None"
 
-    environment: "TracingEnvironment | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="type"
-    )
+    environment: "TracingEnvironment | None"
 
-    header: "TracingRequestHeader | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="type"
-    )
+    header: "TracingRequestHeader | None"
+
+    __match_args__ = ('literal', 'environment', 'header',)
 
     def __init__(self, literal: 'TracingLiteral | None' = _FACTORY, environment: 'TracingEnvironment | None' = _FACTORY, header: 'TracingRequestHeader | None' = _FACTORY) -> None:
         self.literal = None if literal is _FACTORY else literal
@@ -2878,36 +3166,59 @@ class TracingCustomTag(betterproto2.Message):
         self.header = None if header is _FACTORY else header
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'literal': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group='type'),
+            'environment': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='type'),
+            'header': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='type'),
+        }
+    )
+
 
 default_message_pool.register_message("istio.mesh.v1alpha1", "Tracing.CustomTag", TracingCustomTag)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TracingDatadog(betterproto2.Message):
     "TracingDatadog(address: 'str' = <factory>)"
 
-    address: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    address: "str"
+
+    __match_args__ = ('address',)
 
     def __init__(self, address: 'str' = _FACTORY) -> None:
         self.address = "" if address is _FACTORY else address
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'address': betterproto2.field(1, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message("istio.mesh.v1alpha1", "Tracing.Datadog", TracingDatadog)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TracingEnvironment(betterproto2.Message):
     "TracingEnvironment(name: 'str' = <factory>, default_value: 'str' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    default_value: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    default_value: "str"
+
+    __match_args__ = ('name', 'default_value',)
 
     def __init__(self, name: 'str' = _FACTORY, default_value: 'str' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.default_value = "" if default_value is _FACTORY else default_value
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'default_value': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -2915,51 +3226,72 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TracingLightstep(betterproto2.Message):
     "TracingLightstep(address: 'str' = <factory>, access_token: 'str' = <factory>)"
 
-    address: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    address: "str"
 
-    access_token: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    access_token: "str"
+
+    __match_args__ = ('address', 'access_token',)
 
     def __init__(self, address: 'str' = _FACTORY, access_token: 'str' = _FACTORY) -> None:
         self.address = "" if address is _FACTORY else address
         self.access_token = "" if access_token is _FACTORY else access_token
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'address': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'access_token': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message("istio.mesh.v1alpha1", "Tracing.Lightstep", TracingLightstep)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TracingLiteral(betterproto2.Message):
     "TracingLiteral(value: 'str' = <factory>)"
 
-    value: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    value: "str"
+
+    __match_args__ = ('value',)
 
     def __init__(self, value: 'str' = _FACTORY) -> None:
         self.value = "" if value is _FACTORY else value
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'value': betterproto2.field(1, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message("istio.mesh.v1alpha1", "Tracing.Literal", TracingLiteral)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TracingOpenCensusAgent(betterproto2.Message):
     "TracingOpenCensusAgent(address: 'str' = <factory>, context: 'list[TracingOpenCensusAgentTraceContext]' = <factory>)"
 
-    address: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    address: "str"
 
-    context: "list[TracingOpenCensusAgentTraceContext]" = betterproto2.field(
-        2, betterproto2.TYPE_ENUM, repeated=True
-    )
+    context: "list[TracingOpenCensusAgentTraceContext]"
+
+    __match_args__ = ('address', 'context',)
 
     def __init__(self, address: 'str' = _FACTORY, context: 'list[TracingOpenCensusAgentTraceContext]' = _FACTORY) -> None:
         self.address = "" if address is _FACTORY else address
         self.context = [] if context is _FACTORY else context
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'address': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'context': betterproto2.field(2, betterproto2.TYPE_ENUM, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -2967,18 +3299,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TracingRequestHeader(betterproto2.Message):
     "TracingRequestHeader(name: 'str' = <factory>, default_value: 'str' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    default_value: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    default_value: "str"
+
+    __match_args__ = ('name', 'default_value',)
 
     def __init__(self, name: 'str' = _FACTORY, default_value: 'str' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.default_value = "" if default_value is _FACTORY else default_value
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'default_value': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -2986,23 +3326,18 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TracingStackdriver(betterproto2.Message):
     "TracingStackdriver(debug: 'bool' = <factory>, max_number_of_attributes: 'int | None' = <factory>, max_number_of_annotations: 'int | None' = <factory>, max_number_of_message_events: 'int | None' = <factory>)"
 
-    debug: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    debug: "bool"
 
-    max_number_of_attributes: "int | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Int64Value, optional=True
-    )
+    max_number_of_attributes: "int | None"
 
-    max_number_of_annotations: "int | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Int64Value, optional=True
-    )
+    max_number_of_annotations: "int | None"
 
-    max_number_of_message_events: "int | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Int64Value, optional=True
-    )
+    max_number_of_message_events: "int | None"
+
+    __match_args__ = ('debug', 'max_number_of_attributes', 'max_number_of_annotations', 'max_number_of_message_events',)
 
     def __init__(self, debug: 'bool' = _FACTORY, max_number_of_attributes: 'int | None' = _FACTORY, max_number_of_annotations: 'int | None' = _FACTORY, max_number_of_message_events: 'int | None' = _FACTORY) -> None:
         self.debug = False if debug is _FACTORY else debug
@@ -3011,21 +3346,37 @@ class TracingStackdriver(betterproto2.Message):
         self.max_number_of_message_events = None if max_number_of_message_events is _FACTORY else max_number_of_message_events
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'debug': betterproto2.field(1, betterproto2.TYPE_BOOL),
+            'max_number_of_attributes': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Int64Value, optional=True),
+            'max_number_of_annotations': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Int64Value, optional=True),
+            'max_number_of_message_events': betterproto2.field(4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Int64Value, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.mesh.v1alpha1", "Tracing.Stackdriver", TracingStackdriver
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TracingZipkin(betterproto2.Message):
     "TracingZipkin(address: 'str' = <factory>)"
 
-    address: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    address: "str"
+
+    __match_args__ = ('address',)
 
     def __init__(self, address: 'str' = _FACTORY) -> None:
         self.address = "" if address is _FACTORY else address
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'address': betterproto2.field(1, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message("istio.mesh.v1alpha1", "Tracing.Zipkin", TracingZipkin)

@@ -10,10 +10,9 @@ __all__ = (
 )
 
 import datetime
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from ....message_pool import default_message_pool
 
@@ -21,27 +20,24 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class IstioCondition(betterproto2.Message):
     "IstioCondition(type: 'str' = <factory>, status: 'str' = <factory>, last_probe_time: 'datetime.datetime | None' = <factory>, last_transition_time: 'datetime.datetime | None' = <factory>, reason: 'str' = <factory>, message: 'str' = <factory>, observed_generation: 'int' = <factory>)"
 
-    type: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    type: "str"
 
-    status: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    status: "str"
 
-    last_probe_time: "datetime.datetime | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
-    )
+    last_probe_time: "datetime.datetime | None"
 
-    last_transition_time: "datetime.datetime | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
-    )
+    last_transition_time: "datetime.datetime | None"
 
-    reason: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    reason: "str"
 
-    message: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    message: "str"
 
-    observed_generation: "int" = betterproto2.field(7, betterproto2.TYPE_INT64)
+    observed_generation: "int"
+
+    __match_args__ = ('type', 'status', 'last_probe_time', 'last_transition_time', 'reason', 'message', 'observed_generation',)
 
     def __init__(self, type: 'str' = _FACTORY, status: 'str' = _FACTORY, last_probe_time: 'datetime.datetime | None' = _FACTORY, last_transition_time: 'datetime.datetime | None' = _FACTORY, reason: 'str' = _FACTORY, message: 'str' = _FACTORY, observed_generation: 'int' = _FACTORY) -> None:
         self.type = "" if type is _FACTORY else type
@@ -53,29 +49,46 @@ class IstioCondition(betterproto2.Message):
         self.observed_generation = 0 if observed_generation is _FACTORY else observed_generation
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'type': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'status': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'last_probe_time': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True),
+            'last_transition_time': betterproto2.field(4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True),
+            'reason': betterproto2.field(5, betterproto2.TYPE_STRING),
+            'message': betterproto2.field(6, betterproto2.TYPE_STRING),
+            'observed_generation': betterproto2.field(7, betterproto2.TYPE_INT64),
+        }
+    )
+
 
 default_message_pool.register_message("istio.meta.v1alpha1", "IstioCondition", IstioCondition)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class IstioStatus(betterproto2.Message):
     "IstioStatus(conditions: 'list[IstioCondition]' = <factory>, validation_messages: 'list[__analysis__v1alpha1__.AnalysisMessageBase]' = <factory>, observed_generation: 'int' = <factory>)"
 
-    conditions: "list[IstioCondition]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    conditions: "list[IstioCondition]"
 
-    validation_messages: "list[__analysis__v1alpha1__.AnalysisMessageBase]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    validation_messages: "list[__analysis__v1alpha1__.AnalysisMessageBase]"
 
-    observed_generation: "int" = betterproto2.field(3, betterproto2.TYPE_INT64)
+    observed_generation: "int"
+
+    __match_args__ = ('conditions', 'validation_messages', 'observed_generation',)
 
     def __init__(self, conditions: 'list[IstioCondition]' = _FACTORY, validation_messages: 'list[__analysis__v1alpha1__.AnalysisMessageBase]' = _FACTORY, observed_generation: 'int' = _FACTORY) -> None:
         self.conditions = [] if conditions is _FACTORY else conditions
         self.validation_messages = [] if validation_messages is _FACTORY else validation_messages
         self.observed_generation = 0 if observed_generation is _FACTORY else observed_generation
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'conditions': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+            'validation_messages': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+            'observed_generation': betterproto2.field(3, betterproto2.TYPE_INT64),
+        }
+    )
 
 
 default_message_pool.register_message("istio.meta.v1alpha1", "IstioStatus", IstioStatus)

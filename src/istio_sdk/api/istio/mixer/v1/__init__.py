@@ -29,11 +29,10 @@ __all__ = (
 )
 
 import datetime
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from ....message_pool import default_message_pool
 
@@ -70,25 +69,27 @@ class ReportRequestRepeatedAttributesSemantics(betterproto2.Enum):
     INDEPENDENT_ENCODING = 1
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Attributes(betterproto2.Message):
     "Attributes(attributes: 'dict[str, AttributesAttributeValue]' = <factory>)"
 
-    attributes: "dict[str, AttributesAttributeValue]" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
-    )
+    attributes: "dict[str, AttributesAttributeValue]"
+
+    __match_args__ = ('attributes',)
 
     def __init__(self, attributes: 'dict[str, AttributesAttributeValue]' = _FACTORY) -> None:
         self.attributes = {} if attributes is _FACTORY else attributes
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'attributes': betterproto2.field(1, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)),
+        }
+    )
+
 
 default_message_pool.register_message("istio.mixer.v1", "Attributes", Attributes)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class AttributesAttributeValue(betterproto2.Message):
     """
 
@@ -97,45 +98,23 @@ class AttributesAttributeValue(betterproto2.Message):
         - value:
     """
 
-    string_value: "str | None" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, optional=True, group="value"
-    )
+    string_value: "str | None"
 
-    int64_value: "int | None" = betterproto2.field(
-        3, betterproto2.TYPE_INT64, optional=True, group="value"
-    )
+    int64_value: "int | None"
 
-    double_value: "float | None" = betterproto2.field(
-        4, betterproto2.TYPE_DOUBLE, optional=True, group="value"
-    )
+    double_value: "float | None"
 
-    bool_value: "bool | None" = betterproto2.field(
-        5, betterproto2.TYPE_BOOL, optional=True, group="value"
-    )
+    bool_value: "bool | None"
 
-    bytes_value: "bytes | None" = betterproto2.field(
-        6, betterproto2.TYPE_BYTES, optional=True, group="value"
-    )
+    bytes_value: "bytes | None"
 
-    timestamp_value: "datetime.datetime | None" = betterproto2.field(
-        7,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Timestamp,
-        optional=True,
-        group="value",
-    )
+    timestamp_value: "datetime.datetime | None"
 
-    duration_value: "datetime.timedelta | None" = betterproto2.field(
-        8,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
-        group="value",
-    )
+    duration_value: "datetime.timedelta | None"
 
-    string_map_value: "AttributesStringMap | None" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, optional=True, group="value"
-    )
+    string_map_value: "AttributesStringMap | None"
+
+    __match_args__ = ('string_value', 'int64_value', 'double_value', 'bool_value', 'bytes_value', 'timestamp_value', 'duration_value', 'string_map_value',)
 
     def __init__(self, string_value: 'str | None' = _FACTORY, int64_value: 'int | None' = _FACTORY, double_value: 'float | None' = _FACTORY, bool_value: 'bool | None' = _FACTORY, bytes_value: 'bytes | None' = _FACTORY, timestamp_value: 'datetime.datetime | None' = _FACTORY, duration_value: 'datetime.timedelta | None' = _FACTORY, string_map_value: 'AttributesStringMap | None' = _FACTORY) -> None:
         self.string_value = None if string_value is _FACTORY else string_value
@@ -148,47 +127,58 @@ class AttributesAttributeValue(betterproto2.Message):
         self.string_map_value = None if string_map_value is _FACTORY else string_map_value
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'string_value': betterproto2.field(2, betterproto2.TYPE_STRING, optional=True, group='value'),
+            'int64_value': betterproto2.field(3, betterproto2.TYPE_INT64, optional=True, group='value'),
+            'double_value': betterproto2.field(4, betterproto2.TYPE_DOUBLE, optional=True, group='value'),
+            'bool_value': betterproto2.field(5, betterproto2.TYPE_BOOL, optional=True, group='value'),
+            'bytes_value': betterproto2.field(6, betterproto2.TYPE_BYTES, optional=True, group='value'),
+            'timestamp_value': betterproto2.field(7, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True, group='value'),
+            'duration_value': betterproto2.field(8, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True, group='value'),
+            'string_map_value': betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True, group='value'),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.mixer.v1", "Attributes.AttributeValue", AttributesAttributeValue
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class AttributesStringMap(betterproto2.Message):
     "AttributesStringMap(entries: 'dict[str, str]' = <factory>)"
 
-    entries: "dict[str, str]" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
-    )
+    entries: "dict[str, str]"
+
+    __match_args__ = ('entries',)
 
     def __init__(self, entries: 'dict[str, str]' = _FACTORY) -> None:
         self.entries = {} if entries is _FACTORY else entries
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'entries': betterproto2.field(1, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING)),
+        }
+    )
+
 
 default_message_pool.register_message("istio.mixer.v1", "Attributes.StringMap", AttributesStringMap)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class CheckRequest(betterproto2.Message):
     "CheckRequest(attributes: 'CompressedAttributes | None' = <factory>, global_word_count: 'int' = <factory>, deduplication_id: 'str' = <factory>, quotas: 'dict[str, CheckRequestQuotaParams]' = <factory>)"
 
-    attributes: "CompressedAttributes | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    attributes: "CompressedAttributes | None"
 
-    global_word_count: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+    global_word_count: "int"
 
-    deduplication_id: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    deduplication_id: "str"
 
-    quotas: "dict[str, CheckRequestQuotaParams]" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
-    )
+    quotas: "dict[str, CheckRequestQuotaParams]"
+
+    __match_args__ = ('attributes', 'global_word_count', 'deduplication_id', 'quotas',)
 
     def __init__(self, attributes: 'CompressedAttributes | None' = _FACTORY, global_word_count: 'int' = _FACTORY, deduplication_id: 'str' = _FACTORY, quotas: 'dict[str, CheckRequestQuotaParams]' = _FACTORY) -> None:
         self.attributes = None if attributes is _FACTORY else attributes
@@ -197,22 +187,39 @@ class CheckRequest(betterproto2.Message):
         self.quotas = {} if quotas is _FACTORY else quotas
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'attributes': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'global_word_count': betterproto2.field(2, betterproto2.TYPE_UINT32),
+            'deduplication_id': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'quotas': betterproto2.field(4, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)),
+        }
+    )
+
 
 default_message_pool.register_message("istio.mixer.v1", "CheckRequest", CheckRequest)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class CheckRequestQuotaParams(betterproto2.Message):
     "CheckRequestQuotaParams(amount: 'int' = <factory>, best_effort: 'bool' = <factory>)"
 
-    amount: "int" = betterproto2.field(1, betterproto2.TYPE_INT64)
+    amount: "int"
 
-    best_effort: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    best_effort: "bool"
+
+    __match_args__ = ('amount', 'best_effort',)
 
     def __init__(self, amount: 'int' = _FACTORY, best_effort: 'bool' = _FACTORY) -> None:
         self.amount = 0 if amount is _FACTORY else amount
         self.best_effort = False if best_effort is _FACTORY else best_effort
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'amount': betterproto2.field(1, betterproto2.TYPE_INT64),
+            'best_effort': betterproto2.field(2, betterproto2.TYPE_BOOL),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -220,50 +227,45 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class CheckResponse(betterproto2.Message):
     "CheckResponse(precondition: 'CheckResponsePreconditionResult | None' = <factory>, quotas: 'dict[str, CheckResponseQuotaResult]' = <factory>)"
 
-    precondition: "CheckResponsePreconditionResult | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    precondition: "CheckResponsePreconditionResult | None"
 
-    quotas: "dict[str, CheckResponseQuotaResult]" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
-    )
+    quotas: "dict[str, CheckResponseQuotaResult]"
+
+    __match_args__ = ('precondition', 'quotas',)
 
     def __init__(self, precondition: 'CheckResponsePreconditionResult | None' = _FACTORY, quotas: 'dict[str, CheckResponseQuotaResult]' = _FACTORY) -> None:
         self.precondition = None if precondition is _FACTORY else precondition
         self.quotas = {} if quotas is _FACTORY else quotas
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'precondition': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'quotas': betterproto2.field(3, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)),
+        }
+    )
+
 
 default_message_pool.register_message("istio.mixer.v1", "CheckResponse", CheckResponse)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class CheckResponsePreconditionResult(betterproto2.Message):
     "CheckResponsePreconditionResult(status: '___google__rpc__.Status | None' = <factory>, valid_duration: 'datetime.timedelta | None' = <factory>, valid_use_count: 'int' = <factory>, referenced_attributes: 'ReferencedAttributes | None' = <factory>, route_directive: 'RouteDirective | None' = <factory>)"
 
-    status: "___google__rpc__.Status | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    status: "___google__rpc__.Status | None"
 
-    valid_duration: "datetime.timedelta | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
-    )
+    valid_duration: "datetime.timedelta | None"
 
-    valid_use_count: "int" = betterproto2.field(3, betterproto2.TYPE_INT32)
+    valid_use_count: "int"
 
-    referenced_attributes: "ReferencedAttributes | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    referenced_attributes: "ReferencedAttributes | None"
 
-    route_directive: "RouteDirective | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    route_directive: "RouteDirective | None"
+
+    __match_args__ = ('status', 'valid_duration', 'valid_use_count', 'referenced_attributes', 'route_directive',)
 
     def __init__(self, status: '___google__rpc__.Status | None' = _FACTORY, valid_duration: 'datetime.timedelta | None' = _FACTORY, valid_use_count: 'int' = _FACTORY, referenced_attributes: 'ReferencedAttributes | None' = _FACTORY, route_directive: 'RouteDirective | None' = _FACTORY) -> None:
         self.status = None if status is _FACTORY else status
@@ -273,29 +275,34 @@ class CheckResponsePreconditionResult(betterproto2.Message):
         self.route_directive = None if route_directive is _FACTORY else route_directive
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'status': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'valid_duration': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True),
+            'valid_use_count': betterproto2.field(3, betterproto2.TYPE_INT32),
+            'referenced_attributes': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True),
+            'route_directive': betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.mixer.v1", "CheckResponse.PreconditionResult", CheckResponsePreconditionResult
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class CheckResponseQuotaResult(betterproto2.Message):
     "CheckResponseQuotaResult(valid_duration: 'datetime.timedelta | None' = <factory>, granted_amount: 'int' = <factory>, status: '___google__rpc__.Status | None' = <factory>, referenced_attributes: 'ReferencedAttributes | None' = <factory>)"
 
-    valid_duration: "datetime.timedelta | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
-    )
+    valid_duration: "datetime.timedelta | None"
 
-    granted_amount: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
+    granted_amount: "int"
 
-    status: "___google__rpc__.Status | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    status: "___google__rpc__.Status | None"
 
-    referenced_attributes: "ReferencedAttributes | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    referenced_attributes: "ReferencedAttributes | None"
+
+    __match_args__ = ('valid_duration', 'granted_amount', 'status', 'referenced_attributes',)
 
     def __init__(self, valid_duration: 'datetime.timedelta | None' = _FACTORY, granted_amount: 'int' = _FACTORY, status: '___google__rpc__.Status | None' = _FACTORY, referenced_attributes: 'ReferencedAttributes | None' = _FACTORY) -> None:
         self.valid_duration = None if valid_duration is _FACTORY else valid_duration
@@ -304,73 +311,43 @@ class CheckResponseQuotaResult(betterproto2.Message):
         self.referenced_attributes = None if referenced_attributes is _FACTORY else referenced_attributes
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'valid_duration': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True),
+            'granted_amount': betterproto2.field(2, betterproto2.TYPE_INT64),
+            'status': betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True),
+            'referenced_attributes': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.mixer.v1", "CheckResponse.QuotaResult", CheckResponseQuotaResult
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class CompressedAttributes(betterproto2.Message):
     "CompressedAttributes(words: 'list[str]' = <factory>, strings: 'dict[int, int]' = <factory>, int64s: 'dict[int, int]' = <factory>, doubles: 'dict[int, float]' = <factory>, bools: 'dict[int, bool]' = <factory>, timestamps: 'dict[int, datetime.datetime]' = <factory>, durations: 'dict[int, datetime.timedelta]' = <factory>, bytes: 'dict[int, bytes]' = <factory>, string_maps: 'dict[int, StringMap]' = <factory>)"
 
-    words: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
+    words: "list[str]"
 
-    strings: "dict[int, int]" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_SINT32, betterproto2.TYPE_SINT32),
-    )
+    strings: "dict[int, int]"
 
-    int64s: "dict[int, int]" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_SINT32, betterproto2.TYPE_INT64),
-    )
+    int64s: "dict[int, int]"
 
-    doubles: "dict[int, float]" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_SINT32, betterproto2.TYPE_DOUBLE),
-    )
+    doubles: "dict[int, float]"
 
-    bools: "dict[int, bool]" = betterproto2.field(
-        5,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_SINT32, betterproto2.TYPE_BOOL),
-    )
+    bools: "dict[int, bool]"
 
-    timestamps: "dict[int, datetime.datetime]" = betterproto2.field(
-        6,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_SINT32,
-            betterproto2.TYPE_MESSAGE,
-            unwrap_2=lambda: ___google__protobuf__.Timestamp,
-        ),
-    )
+    timestamps: "dict[int, datetime.datetime]"
 
-    durations: "dict[int, datetime.timedelta]" = betterproto2.field(
-        7,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(
-            betterproto2.TYPE_SINT32,
-            betterproto2.TYPE_MESSAGE,
-            unwrap_2=lambda: ___google__protobuf__.Duration,
-        ),
-    )
+    durations: "dict[int, datetime.timedelta]"
 
-    bytes: "dict[int, bytes]" = betterproto2.field(
-        8,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_SINT32, betterproto2.TYPE_BYTES),
-    )
+    bytes: "dict[int, bytes]"
 
-    string_maps: "dict[int, StringMap]" = betterproto2.field(
-        9,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_SINT32, betterproto2.TYPE_MESSAGE),
-    )
+    string_maps: "dict[int, StringMap]"
+
+    __match_args__ = ('words', 'strings', 'int64s', 'doubles', 'bools', 'timestamps', 'durations', 'bytes', 'string_maps',)
 
     def __init__(self, words: 'list[str]' = _FACTORY, strings: 'dict[int, int]' = _FACTORY, int64s: 'dict[int, int]' = _FACTORY, doubles: 'dict[int, float]' = _FACTORY, bools: 'dict[int, bool]' = _FACTORY, timestamps: 'dict[int, datetime.datetime]' = _FACTORY, durations: 'dict[int, datetime.timedelta]' = _FACTORY, bytes: 'dict[int, bytes]' = _FACTORY, string_maps: 'dict[int, StringMap]' = _FACTORY) -> None:
         self.words = [] if words is _FACTORY else words
@@ -384,23 +361,36 @@ class CompressedAttributes(betterproto2.Message):
         self.string_maps = {} if string_maps is _FACTORY else string_maps
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'words': betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True),
+            'strings': betterproto2.field(2, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_SINT32, betterproto2.TYPE_SINT32)),
+            'int64s': betterproto2.field(3, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_SINT32, betterproto2.TYPE_INT64)),
+            'doubles': betterproto2.field(4, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_SINT32, betterproto2.TYPE_DOUBLE)),
+            'bools': betterproto2.field(5, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_SINT32, betterproto2.TYPE_BOOL)),
+            'timestamps': betterproto2.field(6, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_SINT32, betterproto2.TYPE_MESSAGE, unwrap_2=lambda: ___google__protobuf__.Timestamp)),
+            'durations': betterproto2.field(7, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_SINT32, betterproto2.TYPE_MESSAGE, unwrap_2=lambda: ___google__protobuf__.Duration)),
+            'bytes': betterproto2.field(8, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_SINT32, betterproto2.TYPE_BYTES)),
+            'string_maps': betterproto2.field(9, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_SINT32, betterproto2.TYPE_MESSAGE)),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.mixer.v1", "CompressedAttributes", CompressedAttributes
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HeaderOperation(betterproto2.Message):
     "HeaderOperation(name: 'str' = <factory>, value: 'str' = <factory>, operation: 'HeaderOperationOperation' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    value: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    value: "str"
 
-    operation: "HeaderOperationOperation" = betterproto2.field(
-        3, betterproto2.TYPE_ENUM, default_factory=lambda: HeaderOperationOperation(0)
-    )
+    operation: "HeaderOperationOperation"
+
+    __match_args__ = ('name', 'value', 'operation',)
 
     def __init__(self, name: 'str' = _FACTORY, value: 'str' = _FACTORY, operation: 'HeaderOperationOperation' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -408,24 +398,38 @@ class HeaderOperation(betterproto2.Message):
         self.operation = HeaderOperationOperation(0) if operation is _FACTORY else operation
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'value': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'operation': betterproto2.field(3, betterproto2.TYPE_ENUM, default_factory=lambda: HeaderOperationOperation(0)),
+        }
+    )
+
 
 default_message_pool.register_message("istio.mixer.v1", "HeaderOperation", HeaderOperation)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ReferencedAttributes(betterproto2.Message):
     "ReferencedAttributes(words: 'list[str]' = <factory>, attribute_matches: 'list[ReferencedAttributesAttributeMatch]' = <factory>)"
 
-    words: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
+    words: "list[str]"
 
-    attribute_matches: "list[ReferencedAttributesAttributeMatch]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    attribute_matches: "list[ReferencedAttributesAttributeMatch]"
+
+    __match_args__ = ('words', 'attribute_matches',)
 
     def __init__(self, words: 'list[str]' = _FACTORY, attribute_matches: 'list[ReferencedAttributesAttributeMatch]' = _FACTORY) -> None:
         self.words = [] if words is _FACTORY else words
         self.attribute_matches = [] if attribute_matches is _FACTORY else attribute_matches
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'words': betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True),
+            'attribute_matches': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -433,19 +437,18 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ReferencedAttributesAttributeMatch(betterproto2.Message):
     "ReferencedAttributesAttributeMatch(name: 'int' = <factory>, condition: 'ReferencedAttributesCondition' = <factory>, regex: 'str' = <factory>, map_key: 'int' = <factory>)"
 
-    name: "int" = betterproto2.field(1, betterproto2.TYPE_SINT32)
+    name: "int"
 
-    condition: "ReferencedAttributesCondition" = betterproto2.field(
-        2, betterproto2.TYPE_ENUM, default_factory=lambda: ReferencedAttributesCondition(0)
-    )
+    condition: "ReferencedAttributesCondition"
 
-    regex: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    regex: "str"
 
-    map_key: "int" = betterproto2.field(4, betterproto2.TYPE_SINT32)
+    map_key: "int"
+
+    __match_args__ = ('name', 'condition', 'regex', 'map_key',)
 
     def __init__(self, name: 'int' = _FACTORY, condition: 'ReferencedAttributesCondition' = _FACTORY, regex: 'str' = _FACTORY, map_key: 'int' = _FACTORY) -> None:
         self.name = 0 if name is _FACTORY else name
@@ -454,29 +457,33 @@ class ReferencedAttributesAttributeMatch(betterproto2.Message):
         self.map_key = 0 if map_key is _FACTORY else map_key
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_SINT32),
+            'condition': betterproto2.field(2, betterproto2.TYPE_ENUM, default_factory=lambda: ReferencedAttributesCondition(0)),
+            'regex': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'map_key': betterproto2.field(4, betterproto2.TYPE_SINT32),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.mixer.v1", "ReferencedAttributes.AttributeMatch", ReferencedAttributesAttributeMatch
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ReportRequest(betterproto2.Message):
     "ReportRequest(attributes: 'list[CompressedAttributes]' = <factory>, repeated_attributes_semantics: 'ReportRequestRepeatedAttributesSemantics' = <factory>, default_words: 'list[str]' = <factory>, global_word_count: 'int' = <factory>)"
 
-    attributes: "list[CompressedAttributes]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    attributes: "list[CompressedAttributes]"
 
-    repeated_attributes_semantics: "ReportRequestRepeatedAttributesSemantics" = betterproto2.field(
-        4,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: ReportRequestRepeatedAttributesSemantics(0),
-    )
+    repeated_attributes_semantics: "ReportRequestRepeatedAttributesSemantics"
 
-    default_words: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
+    default_words: "list[str]"
 
-    global_word_count: "int" = betterproto2.field(3, betterproto2.TYPE_UINT32)
+    global_word_count: "int"
+
+    __match_args__ = ('attributes', 'repeated_attributes_semantics', 'default_words', 'global_word_count',)
 
     def __init__(self, attributes: 'list[CompressedAttributes]' = _FACTORY, repeated_attributes_semantics: 'ReportRequestRepeatedAttributesSemantics' = _FACTORY, default_words: 'list[str]' = _FACTORY, global_word_count: 'int' = _FACTORY) -> None:
         self.attributes = [] if attributes is _FACTORY else attributes
@@ -485,38 +492,50 @@ class ReportRequest(betterproto2.Message):
         self.global_word_count = 0 if global_word_count is _FACTORY else global_word_count
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'attributes': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+            'repeated_attributes_semantics': betterproto2.field(4, betterproto2.TYPE_ENUM, default_factory=lambda: ReportRequestRepeatedAttributesSemantics(0)),
+            'default_words': betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True),
+            'global_word_count': betterproto2.field(3, betterproto2.TYPE_UINT32),
+        }
+    )
+
 
 default_message_pool.register_message("istio.mixer.v1", "ReportRequest", ReportRequest)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ReportResponse(betterproto2.Message):
     'ReportResponse()'
 
     pass
 
+    __match_args__ = ()
+
     def __init__(self) -> None:
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+        }
+    )
 
 
 default_message_pool.register_message("istio.mixer.v1", "ReportResponse", ReportResponse)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RouteDirective(betterproto2.Message):
     "RouteDirective(request_header_operations: 'list[HeaderOperation]' = <factory>, response_header_operations: 'list[HeaderOperation]' = <factory>, direct_response_code: 'int' = <factory>, direct_response_body: 'str' = <factory>)"
 
-    request_header_operations: "list[HeaderOperation]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    request_header_operations: "list[HeaderOperation]"
 
-    response_header_operations: "list[HeaderOperation]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    response_header_operations: "list[HeaderOperation]"
 
-    direct_response_code: "int" = betterproto2.field(3, betterproto2.TYPE_UINT32)
+    direct_response_code: "int"
 
-    direct_response_body: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    direct_response_body: "str"
+
+    __match_args__ = ('request_header_operations', 'response_header_operations', 'direct_response_code', 'direct_response_body',)
 
     def __init__(self, request_header_operations: 'list[HeaderOperation]' = _FACTORY, response_header_operations: 'list[HeaderOperation]' = _FACTORY, direct_response_code: 'int' = _FACTORY, direct_response_body: 'str' = _FACTORY) -> None:
         self.request_header_operations = [] if request_header_operations is _FACTORY else request_header_operations
@@ -525,23 +544,35 @@ class RouteDirective(betterproto2.Message):
         self.direct_response_body = "" if direct_response_body is _FACTORY else direct_response_body
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'request_header_operations': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+            'response_header_operations': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+            'direct_response_code': betterproto2.field(3, betterproto2.TYPE_UINT32),
+            'direct_response_body': betterproto2.field(4, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message("istio.mixer.v1", "RouteDirective", RouteDirective)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class StringMap(betterproto2.Message):
     "StringMap(entries: 'dict[int, int]' = <factory>)"
 
-    entries: "dict[int, int]" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_SINT32, betterproto2.TYPE_SINT32),
-    )
+    entries: "dict[int, int]"
+
+    __match_args__ = ('entries',)
 
     def __init__(self, entries: 'dict[int, int]' = _FACTORY) -> None:
         self.entries = {} if entries is _FACTORY else entries
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'entries': betterproto2.field(1, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_SINT32, betterproto2.TYPE_SINT32)),
+        }
+    )
 
 
 default_message_pool.register_message("istio.mixer.v1", "StringMap", StringMap)

@@ -121,10 +121,9 @@ __all__ = (
 import builtins
 import datetime
 import warnings
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from ....message_pool import default_message_pool
 
@@ -320,31 +319,28 @@ class TrafficPolicyProxyProtocolVersion(betterproto2.Enum):
     V2 = 1
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ClientTlsSettings(betterproto2.Message):
     "ClientTlsSettings(mode: 'ClientTlsSettingsTlSmode' = <factory>, client_certificate: 'str' = <factory>, private_key: 'str' = <factory>, ca_certificates: 'str' = <factory>, credential_name: 'str' = <factory>, subject_alt_names: 'list[str]' = <factory>, sni: 'str' = <factory>, insecure_skip_verify: 'bool | None' = <factory>, ca_crl: 'str' = <factory>)"
 
-    mode: "ClientTlsSettingsTlSmode" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, default_factory=lambda: ClientTlsSettingsTlSmode(0)
-    )
+    mode: "ClientTlsSettingsTlSmode"
 
-    client_certificate: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    client_certificate: "str"
 
-    private_key: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    private_key: "str"
 
-    ca_certificates: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    ca_certificates: "str"
 
-    credential_name: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+    credential_name: "str"
 
-    subject_alt_names: "list[str]" = betterproto2.field(5, betterproto2.TYPE_STRING, repeated=True)
+    subject_alt_names: "list[str]"
 
-    sni: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    sni: "str"
 
-    insecure_skip_verify: "bool | None" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
-    )
+    insecure_skip_verify: "bool | None"
 
-    ca_crl: "str" = betterproto2.field(9, betterproto2.TYPE_STRING)
+    ca_crl: "str"
+
+    __match_args__ = ('mode', 'client_certificate', 'private_key', 'ca_certificates', 'credential_name', 'subject_alt_names', 'sni', 'insecure_skip_verify', 'ca_crl',)
 
     def __init__(self, mode: 'ClientTlsSettingsTlSmode' = _FACTORY, client_certificate: 'str' = _FACTORY, private_key: 'str' = _FACTORY, ca_certificates: 'str' = _FACTORY, credential_name: 'str' = _FACTORY, subject_alt_names: 'list[str]' = _FACTORY, sni: 'str' = _FACTORY, insecure_skip_verify: 'bool | None' = _FACTORY, ca_crl: 'str' = _FACTORY) -> None:
         self.mode = ClientTlsSettingsTlSmode(0) if mode is _FACTORY else mode
@@ -358,28 +354,46 @@ class ClientTlsSettings(betterproto2.Message):
         self.ca_crl = "" if ca_crl is _FACTORY else ca_crl
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'mode': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: ClientTlsSettingsTlSmode(0)),
+            'client_certificate': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'private_key': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'ca_certificates': betterproto2.field(4, betterproto2.TYPE_STRING),
+            'credential_name': betterproto2.field(7, betterproto2.TYPE_STRING),
+            'subject_alt_names': betterproto2.field(5, betterproto2.TYPE_STRING, repeated=True),
+            'sni': betterproto2.field(6, betterproto2.TYPE_STRING),
+            'insecure_skip_verify': betterproto2.field(8, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True),
+            'ca_crl': betterproto2.field(9, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "ClientTLSSettings", ClientTlsSettings
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ConnectionPoolSettings(betterproto2.Message):
     "ConnectionPoolSettings(tcp: 'ConnectionPoolSettingsTcpSettings | None' = <factory>, http: 'ConnectionPoolSettingsHttpSettings | None' = <factory>)"
 
-    tcp: "ConnectionPoolSettingsTcpSettings | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    tcp: "ConnectionPoolSettingsTcpSettings | None"
 
-    http: "ConnectionPoolSettingsHttpSettings | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    http: "ConnectionPoolSettingsHttpSettings | None"
+
+    __match_args__ = ('tcp', 'http',)
 
     def __init__(self, tcp: 'ConnectionPoolSettingsTcpSettings | None' = _FACTORY, http: 'ConnectionPoolSettingsHttpSettings | None' = _FACTORY) -> None:
         self.tcp = None if tcp is _FACTORY else tcp
         self.http = None if http is _FACTORY else http
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'tcp': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'http': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -387,35 +401,28 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ConnectionPoolSettingsHttpSettings(betterproto2.Message):
     "ConnectionPoolSettingsHttpSettings(http1_max_pending_requests: 'int' = <factory>, http2_max_requests: 'int' = <factory>, max_requests_per_connection: 'int' = <factory>, max_retries: 'int' = <factory>, idle_timeout: 'datetime.timedelta | None' = <factory>, h2_upgrade_policy: 'ConnectionPoolSettingsHttpSettingsH2UpgradePolicy' = <factory>, use_client_protocol: 'bool' = <factory>, max_concurrent_streams: 'int' = <factory>, http2_keep_alive: 'ConnectionPoolSettingsHttpSettingsConnectionKeepalive | None' = <factory>)"
 
-    http1_max_pending_requests: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    http1_max_pending_requests: "int"
 
-    http2_max_requests: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
+    http2_max_requests: "int"
 
-    max_requests_per_connection: "int" = betterproto2.field(3, betterproto2.TYPE_INT32)
+    max_requests_per_connection: "int"
 
-    max_retries: "int" = betterproto2.field(4, betterproto2.TYPE_INT32)
+    max_retries: "int"
 
-    idle_timeout: "datetime.timedelta | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
-    )
+    idle_timeout: "datetime.timedelta | None"
 
-    h2_upgrade_policy: "ConnectionPoolSettingsHttpSettingsH2UpgradePolicy" = betterproto2.field(
-        6,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: ConnectionPoolSettingsHttpSettingsH2UpgradePolicy(0),
-    )
+    h2_upgrade_policy: "ConnectionPoolSettingsHttpSettingsH2UpgradePolicy"
 
-    use_client_protocol: "bool" = betterproto2.field(7, betterproto2.TYPE_BOOL)
+    use_client_protocol: "bool"
 
-    max_concurrent_streams: "int" = betterproto2.field(8, betterproto2.TYPE_INT32)
+    max_concurrent_streams: "int"
 
-    http2_keep_alive: "ConnectionPoolSettingsHttpSettingsConnectionKeepalive | None" = (
-        betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True)
-    )
+    http2_keep_alive: "ConnectionPoolSettingsHttpSettingsConnectionKeepalive | None"
+
+    __match_args__ = ('http1_max_pending_requests', 'http2_max_requests', 'max_requests_per_connection', 'max_retries', 'idle_timeout', 'h2_upgrade_policy', 'use_client_protocol', 'max_concurrent_streams', 'http2_keep_alive',)
 
     def __init__(self, http1_max_pending_requests: 'int' = _FACTORY, http2_max_requests: 'int' = _FACTORY, max_requests_per_connection: 'int' = _FACTORY, max_retries: 'int' = _FACTORY, idle_timeout: 'datetime.timedelta | None' = _FACTORY, h2_upgrade_policy: 'ConnectionPoolSettingsHttpSettingsH2UpgradePolicy' = _FACTORY, use_client_protocol: 'bool' = _FACTORY, max_concurrent_streams: 'int' = _FACTORY, http2_keep_alive: 'ConnectionPoolSettingsHttpSettingsConnectionKeepalive | None' = _FACTORY) -> None:
         self.http1_max_pending_requests = 0 if http1_max_pending_requests is _FACTORY else http1_max_pending_requests
@@ -429,6 +436,20 @@ class ConnectionPoolSettingsHttpSettings(betterproto2.Message):
         self.http2_keep_alive = None if http2_keep_alive is _FACTORY else http2_keep_alive
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'http1_max_pending_requests': betterproto2.field(1, betterproto2.TYPE_INT32),
+            'http2_max_requests': betterproto2.field(2, betterproto2.TYPE_INT32),
+            'max_requests_per_connection': betterproto2.field(3, betterproto2.TYPE_INT32),
+            'max_retries': betterproto2.field(4, betterproto2.TYPE_INT32),
+            'idle_timeout': betterproto2.field(5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True),
+            'h2_upgrade_policy': betterproto2.field(6, betterproto2.TYPE_ENUM, default_factory=lambda: ConnectionPoolSettingsHttpSettingsH2UpgradePolicy(0)),
+            'use_client_protocol': betterproto2.field(7, betterproto2.TYPE_BOOL),
+            'max_concurrent_streams': betterproto2.field(8, betterproto2.TYPE_INT32),
+            'http2_keep_alive': betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3",
@@ -437,22 +458,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ConnectionPoolSettingsHttpSettingsConnectionKeepalive(betterproto2.Message):
     "ConnectionPoolSettingsHttpSettingsConnectionKeepalive(interval: 'datetime.timedelta | None' = <factory>, timeout: 'datetime.timedelta | None' = <factory>)"
 
-    interval: "datetime.timedelta | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
-    )
+    interval: "datetime.timedelta | None"
 
-    timeout: "datetime.timedelta | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
-    )
+    timeout: "datetime.timedelta | None"
+
+    __match_args__ = ('interval', 'timeout',)
 
     def __init__(self, interval: 'datetime.timedelta | None' = _FACTORY, timeout: 'datetime.timedelta | None' = _FACTORY) -> None:
         self.interval = None if interval is _FACTORY else interval
         self.timeout = None if timeout is _FACTORY else timeout
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'interval': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True),
+            'timeout': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -462,27 +487,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ConnectionPoolSettingsTcpSettings(betterproto2.Message):
     "ConnectionPoolSettingsTcpSettings(max_connections: 'int' = <factory>, connect_timeout: 'datetime.timedelta | None' = <factory>, tcp_keepalive: 'ConnectionPoolSettingsTcpSettingsTcpKeepalive | None' = <factory>, max_connection_duration: 'datetime.timedelta | None' = <factory>, idle_timeout: 'datetime.timedelta | None' = <factory>)"
 
-    max_connections: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    max_connections: "int"
 
-    connect_timeout: "datetime.timedelta | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
-    )
+    connect_timeout: "datetime.timedelta | None"
 
-    tcp_keepalive: "ConnectionPoolSettingsTcpSettingsTcpKeepalive | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    tcp_keepalive: "ConnectionPoolSettingsTcpSettingsTcpKeepalive | None"
 
-    max_connection_duration: "datetime.timedelta | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
-    )
+    max_connection_duration: "datetime.timedelta | None"
 
-    idle_timeout: "datetime.timedelta | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
-    )
+    idle_timeout: "datetime.timedelta | None"
+
+    __match_args__ = ('max_connections', 'connect_timeout', 'tcp_keepalive', 'max_connection_duration', 'idle_timeout',)
 
     def __init__(self, max_connections: 'int' = _FACTORY, connect_timeout: 'datetime.timedelta | None' = _FACTORY, tcp_keepalive: 'ConnectionPoolSettingsTcpSettingsTcpKeepalive | None' = _FACTORY, max_connection_duration: 'datetime.timedelta | None' = _FACTORY, idle_timeout: 'datetime.timedelta | None' = _FACTORY) -> None:
         self.max_connections = 0 if max_connections is _FACTORY else max_connections
@@ -492,6 +510,16 @@ class ConnectionPoolSettingsTcpSettings(betterproto2.Message):
         self.idle_timeout = None if idle_timeout is _FACTORY else idle_timeout
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'max_connections': betterproto2.field(1, betterproto2.TYPE_INT32),
+            'connect_timeout': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True),
+            'tcp_keepalive': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+            'max_connection_duration': betterproto2.field(4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True),
+            'idle_timeout': betterproto2.field(5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3",
@@ -500,25 +528,30 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ConnectionPoolSettingsTcpSettingsTcpKeepalive(betterproto2.Message):
     "ConnectionPoolSettingsTcpSettingsTcpKeepalive(probes: 'int' = <factory>, time: 'datetime.timedelta | None' = <factory>, interval: 'datetime.timedelta | None' = <factory>)"
 
-    probes: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
+    probes: "int"
 
-    time: "datetime.timedelta | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
-    )
+    time: "datetime.timedelta | None"
 
-    interval: "datetime.timedelta | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
-    )
+    interval: "datetime.timedelta | None"
+
+    __match_args__ = ('probes', 'time', 'interval',)
 
     def __init__(self, probes: 'int' = _FACTORY, time: 'datetime.timedelta | None' = _FACTORY, interval: 'datetime.timedelta | None' = _FACTORY) -> None:
         self.probes = 0 if probes is _FACTORY else probes
         self.time = None if time is _FACTORY else time
         self.interval = None if interval is _FACTORY else interval
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'probes': betterproto2.field(1, betterproto2.TYPE_UINT32),
+            'time': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True),
+            'interval': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -528,38 +561,31 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class CorsPolicy(betterproto2.Message):
     "CorsPolicy(allow_origin: 'list[str]' = <factory>, allow_origins: 'list[StringMatch]' = <factory>, allow_methods: 'list[str]' = <factory>, allow_headers: 'list[str]' = <factory>, expose_headers: 'list[str]' = <factory>, max_age: 'datetime.timedelta | None' = <factory>, allow_credentials: 'bool | None' = <factory>, unmatched_preflights: 'CorsPolicyUnmatchedPreflights' = <factory>)"
 
-    allow_origin: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
+    allow_origin: "list[str]"
 
-    allow_origins: "list[StringMatch]" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    allow_origins: "list[StringMatch]"
 
-    allow_methods: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
+    allow_methods: "list[str]"
 
-    allow_headers: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
+    allow_headers: "list[str]"
 
-    expose_headers: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
+    expose_headers: "list[str]"
 
-    max_age: "datetime.timedelta | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
-    )
+    max_age: "datetime.timedelta | None"
 
-    allow_credentials: "bool | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
-    )
+    allow_credentials: "bool | None"
 
-    unmatched_preflights: "CorsPolicyUnmatchedPreflights" = betterproto2.field(
-        8, betterproto2.TYPE_ENUM, default_factory=lambda: CorsPolicyUnmatchedPreflights(0)
-    )
+    unmatched_preflights: "CorsPolicyUnmatchedPreflights"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("allow_origin"):
             warnings.warn("CorsPolicy.allow_origin is deprecated", DeprecationWarning)
+
+    __match_args__ = ('allow_origin', 'allow_origins', 'allow_methods', 'allow_headers', 'expose_headers', 'max_age', 'allow_credentials', 'unmatched_preflights',)
 
     def __init__(self, allow_origin: 'list[str]' = _FACTORY, allow_origins: 'list[StringMatch]' = _FACTORY, allow_methods: 'list[str]' = _FACTORY, allow_headers: 'list[str]' = _FACTORY, expose_headers: 'list[str]' = _FACTORY, max_age: 'datetime.timedelta | None' = _FACTORY, allow_credentials: 'bool | None' = _FACTORY, unmatched_preflights: 'CorsPolicyUnmatchedPreflights' = _FACTORY) -> None:
         self.allow_origin = [] if allow_origin is _FACTORY else allow_origin
@@ -572,36 +598,58 @@ class CorsPolicy(betterproto2.Message):
         self.unmatched_preflights = CorsPolicyUnmatchedPreflights(0) if unmatched_preflights is _FACTORY else unmatched_preflights
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'allow_origin': betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True),
+            'allow_origins': betterproto2.field(7, betterproto2.TYPE_MESSAGE, repeated=True),
+            'allow_methods': betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True),
+            'allow_headers': betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True),
+            'expose_headers': betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True),
+            'max_age': betterproto2.field(5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True),
+            'allow_credentials': betterproto2.field(6, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True),
+            'unmatched_preflights': betterproto2.field(8, betterproto2.TYPE_ENUM, default_factory=lambda: CorsPolicyUnmatchedPreflights(0)),
+        }
+    )
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "CorsPolicy", CorsPolicy)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Delegate(betterproto2.Message):
     "Delegate(name: 'str' = <factory>, namespace: 'str' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    namespace: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    namespace: "str"
+
+    __match_args__ = ('name', 'namespace',)
 
     def __init__(self, name: 'str' = _FACTORY, namespace: 'str' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.namespace = "" if namespace is _FACTORY else namespace
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'namespace': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "Delegate", Delegate)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Destination(betterproto2.Message):
     "Destination(host: 'str' = <factory>, subset: 'str' = <factory>, port: 'PortSelector | None' = <factory>)"
 
-    host: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    host: "str"
 
-    subset: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    subset: "str"
 
-    port: "PortSelector | None" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
+    port: "PortSelector | None"
+
+    __match_args__ = ('host', 'subset', 'port',)
 
     def __init__(self, host: 'str' = _FACTORY, subset: 'str' = _FACTORY, port: 'PortSelector | None' = _FACTORY) -> None:
         self.host = "" if host is _FACTORY else host
@@ -609,27 +657,32 @@ class Destination(betterproto2.Message):
         self.port = None if port is _FACTORY else port
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'host': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'subset': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'port': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "Destination", Destination)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class DestinationRule(betterproto2.Message):
     "DestinationRule(host: 'str' = <factory>, traffic_policy: 'TrafficPolicy | None' = <factory>, subsets: 'list[Subset]' = <factory>, export_to: 'list[str]' = <factory>, workload_selector: '__type__v1beta1__.WorkloadSelector | None' = <factory>)"
 
-    host: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    host: "str"
 
-    traffic_policy: "TrafficPolicy | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    traffic_policy: "TrafficPolicy | None"
 
-    subsets: "list[Subset]" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
+    subsets: "list[Subset]"
 
-    export_to: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
+    export_to: "list[str]"
 
-    workload_selector: "__type__v1beta1__.WorkloadSelector | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    workload_selector: "__type__v1beta1__.WorkloadSelector | None"
+
+    __match_args__ = ('host', 'traffic_policy', 'subsets', 'export_to', 'workload_selector',)
 
     def __init__(self, host: 'str' = _FACTORY, traffic_policy: 'TrafficPolicy | None' = _FACTORY, subsets: 'list[Subset]' = _FACTORY, export_to: 'list[str]' = _FACTORY, workload_selector: '__type__v1beta1__.WorkloadSelector | None' = _FACTORY) -> None:
         self.host = "" if host is _FACTORY else host
@@ -639,29 +692,34 @@ class DestinationRule(betterproto2.Message):
         self.workload_selector = None if workload_selector is _FACTORY else workload_selector
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'host': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'traffic_policy': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'subsets': betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True),
+            'export_to': betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True),
+            'workload_selector': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "DestinationRule", DestinationRule
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class EnvoyFilter(betterproto2.Message):
     "EnvoyFilter(workload_selector: 'WorkloadSelector | None' = <factory>, target_refs: 'list[__type__v1beta1__.PolicyTargetReference]' = <factory>, config_patches: 'list[EnvoyFilterEnvoyConfigObjectPatch]' = <factory>, priority: 'int' = <factory>)"
 
-    workload_selector: "WorkloadSelector | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    workload_selector: "WorkloadSelector | None"
 
-    target_refs: "list[__type__v1beta1__.PolicyTargetReference]" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    target_refs: "list[__type__v1beta1__.PolicyTargetReference]"
 
-    config_patches: "list[EnvoyFilterEnvoyConfigObjectPatch]" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    config_patches: "list[EnvoyFilterEnvoyConfigObjectPatch]"
 
-    priority: "int" = betterproto2.field(5, betterproto2.TYPE_INT32)
+    priority: "int"
+
+    __match_args__ = ('workload_selector', 'target_refs', 'config_patches', 'priority',)
 
     def __init__(self, workload_selector: 'WorkloadSelector | None' = _FACTORY, target_refs: 'list[__type__v1beta1__.PolicyTargetReference]' = _FACTORY, config_patches: 'list[EnvoyFilterEnvoyConfigObjectPatch]' = _FACTORY, priority: 'int' = _FACTORY) -> None:
         self.workload_selector = None if workload_selector is _FACTORY else workload_selector
@@ -670,21 +728,31 @@ class EnvoyFilter(betterproto2.Message):
         self.priority = 0 if priority is _FACTORY else priority
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'workload_selector': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+            'target_refs': betterproto2.field(6, betterproto2.TYPE_MESSAGE, repeated=True),
+            'config_patches': betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True),
+            'priority': betterproto2.field(5, betterproto2.TYPE_INT32),
+        }
+    )
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "EnvoyFilter", EnvoyFilter)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class EnvoyFilterClusterMatch(betterproto2.Message):
     "EnvoyFilterClusterMatch(port_number: 'int' = <factory>, service: 'str' = <factory>, subset: 'str' = <factory>, name: 'str' = <factory>)"
 
-    port_number: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
+    port_number: "int"
 
-    service: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    service: "str"
 
-    subset: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    subset: "str"
 
-    name: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    name: "str"
+
+    __match_args__ = ('port_number', 'service', 'subset', 'name',)
 
     def __init__(self, port_number: 'int' = _FACTORY, service: 'str' = _FACTORY, subset: 'str' = _FACTORY, name: 'str' = _FACTORY) -> None:
         self.port_number = 0 if port_number is _FACTORY else port_number
@@ -693,13 +761,21 @@ class EnvoyFilterClusterMatch(betterproto2.Message):
         self.name = "" if name is _FACTORY else name
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'port_number': betterproto2.field(1, betterproto2.TYPE_UINT32),
+            'service': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'subset': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'name': betterproto2.field(4, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "EnvoyFilter.ClusterMatch", EnvoyFilterClusterMatch
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class EnvoyFilterEnvoyConfigObjectMatch(betterproto2.Message):
     """
 
@@ -708,29 +784,19 @@ class EnvoyFilterEnvoyConfigObjectMatch(betterproto2.Message):
         - object_types:
     """
 
-    context: "EnvoyFilterPatchContext" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, default_factory=lambda: EnvoyFilterPatchContext(0)
-    )
+    context: "EnvoyFilterPatchContext"
 
-    proxy: "EnvoyFilterProxyMatch | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    proxy: "EnvoyFilterProxyMatch | None"
 
-    listener: "EnvoyFilterListenerMatch | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="object_types"
-    )
+    listener: "EnvoyFilterListenerMatch | None"
 
-    route_configuration: "EnvoyFilterRouteConfigurationMatch | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True, group="object_types"
-    )
+    route_configuration: "EnvoyFilterRouteConfigurationMatch | None"
 
-    cluster: "EnvoyFilterClusterMatch | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True, group="object_types"
-    )
+    cluster: "EnvoyFilterClusterMatch | None"
 
-    waypoint: "EnvoyFilterWaypointMatch | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, optional=True, group="object_types"
-    )
+    waypoint: "EnvoyFilterWaypointMatch | None"
+
+    __match_args__ = ('context', 'proxy', 'listener', 'route_configuration', 'cluster', 'waypoint',)
 
     def __init__(self, context: 'EnvoyFilterPatchContext' = _FACTORY, proxy: 'EnvoyFilterProxyMatch | None' = _FACTORY, listener: 'EnvoyFilterListenerMatch | None' = _FACTORY, route_configuration: 'EnvoyFilterRouteConfigurationMatch | None' = _FACTORY, cluster: 'EnvoyFilterClusterMatch | None' = _FACTORY, waypoint: 'EnvoyFilterWaypointMatch | None' = _FACTORY) -> None:
         self.context = EnvoyFilterPatchContext(0) if context is _FACTORY else context
@@ -741,6 +807,17 @@ class EnvoyFilterEnvoyConfigObjectMatch(betterproto2.Message):
         self.waypoint = None if waypoint is _FACTORY else waypoint
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'context': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: EnvoyFilterPatchContext(0)),
+            'proxy': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'listener': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='object_types'),
+            'route_configuration': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True, group='object_types'),
+            'cluster': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True, group='object_types'),
+            'waypoint': betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True, group='object_types'),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3",
@@ -749,27 +826,30 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class EnvoyFilterEnvoyConfigObjectPatch(betterproto2.Message):
     "EnvoyFilterEnvoyConfigObjectPatch(apply_to: 'EnvoyFilterApplyTo' = <factory>, match: 'EnvoyFilterEnvoyConfigObjectMatch | None' = <factory>, patch: 'EnvoyFilterPatch | None' = <factory>)"
 
-    apply_to: "EnvoyFilterApplyTo" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, default_factory=lambda: EnvoyFilterApplyTo(0)
-    )
+    apply_to: "EnvoyFilterApplyTo"
 
-    match: "EnvoyFilterEnvoyConfigObjectMatch | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    match: "EnvoyFilterEnvoyConfigObjectMatch | None"
 
-    patch: "EnvoyFilterPatch | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    patch: "EnvoyFilterPatch | None"
+
+    __match_args__ = ('apply_to', 'match', 'patch',)
 
     def __init__(self, apply_to: 'EnvoyFilterApplyTo' = _FACTORY, match: 'EnvoyFilterEnvoyConfigObjectMatch | None' = _FACTORY, patch: 'EnvoyFilterPatch | None' = _FACTORY) -> None:
         self.apply_to = EnvoyFilterApplyTo(0) if apply_to is _FACTORY else apply_to
         self.match = None if match is _FACTORY else match
         self.patch = None if patch is _FACTORY else patch
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'apply_to': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: EnvoyFilterApplyTo(0)),
+            'match': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'patch': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -779,21 +859,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class EnvoyFilterListenerMatch(betterproto2.Message):
     "EnvoyFilterListenerMatch(port_number: 'int' = <factory>, port_name: 'str' = <factory>, filter_chain: 'EnvoyFilterListenerMatchFilterChainMatch | None' = <factory>, listener_filter: 'str' = <factory>, name: 'str' = <factory>)"
 
-    port_number: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
+    port_number: "int"
 
-    port_name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    port_name: "str"
 
-    filter_chain: "EnvoyFilterListenerMatchFilterChainMatch | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    filter_chain: "EnvoyFilterListenerMatchFilterChainMatch | None"
 
-    listener_filter: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    listener_filter: "str"
 
-    name: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    name: "str"
+
+    __match_args__ = ('port_number', 'port_name', 'filter_chain', 'listener_filter', 'name',)
 
     def __init__(self, port_number: 'int' = _FACTORY, port_name: 'str' = _FACTORY, filter_chain: 'EnvoyFilterListenerMatchFilterChainMatch | None' = _FACTORY, listener_filter: 'str' = _FACTORY, name: 'str' = _FACTORY) -> None:
         self.port_number = 0 if port_number is _FACTORY else port_number
@@ -803,29 +882,38 @@ class EnvoyFilterListenerMatch(betterproto2.Message):
         self.name = "" if name is _FACTORY else name
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'port_number': betterproto2.field(1, betterproto2.TYPE_UINT32),
+            'port_name': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'filter_chain': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+            'listener_filter': betterproto2.field(5, betterproto2.TYPE_STRING),
+            'name': betterproto2.field(4, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "EnvoyFilter.ListenerMatch", EnvoyFilterListenerMatch
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class EnvoyFilterListenerMatchFilterChainMatch(betterproto2.Message):
     "EnvoyFilterListenerMatchFilterChainMatch(name: 'str' = <factory>, sni: 'str' = <factory>, transport_protocol: 'str' = <factory>, application_protocols: 'str' = <factory>, filter: 'EnvoyFilterListenerMatchFilterMatch | None' = <factory>, destination_port: 'int' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    sni: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    sni: "str"
 
-    transport_protocol: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    transport_protocol: "str"
 
-    application_protocols: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    application_protocols: "str"
 
-    filter: "EnvoyFilterListenerMatchFilterMatch | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    filter: "EnvoyFilterListenerMatchFilterMatch | None"
 
-    destination_port: "int" = betterproto2.field(6, betterproto2.TYPE_UINT32)
+    destination_port: "int"
+
+    __match_args__ = ('name', 'sni', 'transport_protocol', 'application_protocols', 'filter', 'destination_port',)
 
     def __init__(self, name: 'str' = _FACTORY, sni: 'str' = _FACTORY, transport_protocol: 'str' = _FACTORY, application_protocols: 'str' = _FACTORY, filter: 'EnvoyFilterListenerMatchFilterMatch | None' = _FACTORY, destination_port: 'int' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -836,6 +924,17 @@ class EnvoyFilterListenerMatchFilterChainMatch(betterproto2.Message):
         self.destination_port = 0 if destination_port is _FACTORY else destination_port
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'sni': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'transport_protocol': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'application_protocols': betterproto2.field(4, betterproto2.TYPE_STRING),
+            'filter': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True),
+            'destination_port': betterproto2.field(6, betterproto2.TYPE_UINT32),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3",
@@ -844,20 +943,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class EnvoyFilterListenerMatchFilterMatch(betterproto2.Message):
     "EnvoyFilterListenerMatchFilterMatch(name: 'str' = <factory>, sub_filter: 'EnvoyFilterListenerMatchSubFilterMatch | None' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    sub_filter: "EnvoyFilterListenerMatchSubFilterMatch | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    sub_filter: "EnvoyFilterListenerMatchSubFilterMatch | None"
+
+    __match_args__ = ('name', 'sub_filter',)
 
     def __init__(self, name: 'str' = _FACTORY, sub_filter: 'EnvoyFilterListenerMatchSubFilterMatch | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.sub_filter = None if sub_filter is _FACTORY else sub_filter
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'sub_filter': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -867,15 +972,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class EnvoyFilterListenerMatchSubFilterMatch(betterproto2.Message):
     "EnvoyFilterListenerMatchSubFilterMatch(name: 'str' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
+
+    __match_args__ = ('name',)
 
     def __init__(self, name: 'str' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -885,21 +997,16 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class EnvoyFilterPatch(betterproto2.Message):
     "EnvoyFilterPatch(operation: 'EnvoyFilterPatchOperation' = <factory>, value: '___google__protobuf__.Struct | None' = <factory>, filter_class: 'EnvoyFilterPatchFilterClass' = <factory>)"
 
-    operation: "EnvoyFilterPatchOperation" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, default_factory=lambda: EnvoyFilterPatchOperation(0)
-    )
+    operation: "EnvoyFilterPatchOperation"
 
-    value: "___google__protobuf__.Struct | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    value: "___google__protobuf__.Struct | None"
 
-    filter_class: "EnvoyFilterPatchFilterClass" = betterproto2.field(
-        3, betterproto2.TYPE_ENUM, default_factory=lambda: EnvoyFilterPatchFilterClass(0)
-    )
+    filter_class: "EnvoyFilterPatchFilterClass"
+
+    __match_args__ = ('operation', 'value', 'filter_class',)
 
     def __init__(self, operation: 'EnvoyFilterPatchOperation' = _FACTORY, value: '___google__protobuf__.Struct | None' = _FACTORY, filter_class: 'EnvoyFilterPatchFilterClass' = _FACTORY) -> None:
         self.operation = EnvoyFilterPatchOperation(0) if operation is _FACTORY else operation
@@ -907,28 +1014,40 @@ class EnvoyFilterPatch(betterproto2.Message):
         self.filter_class = EnvoyFilterPatchFilterClass(0) if filter_class is _FACTORY else filter_class
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'operation': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: EnvoyFilterPatchOperation(0)),
+            'value': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'filter_class': betterproto2.field(3, betterproto2.TYPE_ENUM, default_factory=lambda: EnvoyFilterPatchFilterClass(0)),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "EnvoyFilter.Patch", EnvoyFilterPatch
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class EnvoyFilterProxyMatch(betterproto2.Message):
     "EnvoyFilterProxyMatch(proxy_version: 'str' = <factory>, metadata: 'dict[str, str]' = <factory>)"
 
-    proxy_version: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    proxy_version: "str"
 
-    metadata: "dict[str, str]" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
-    )
+    metadata: "dict[str, str]"
+
+    __match_args__ = ('proxy_version', 'metadata',)
 
     def __init__(self, proxy_version: 'str' = _FACTORY, metadata: 'dict[str, str]' = _FACTORY) -> None:
         self.proxy_version = "" if proxy_version is _FACTORY else proxy_version
         self.metadata = {} if metadata is _FACTORY else metadata
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'proxy_version': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'metadata': betterproto2.field(2, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING)),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -936,21 +1055,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class EnvoyFilterRouteConfigurationMatch(betterproto2.Message):
     "EnvoyFilterRouteConfigurationMatch(port_number: 'int' = <factory>, port_name: 'str' = <factory>, gateway: 'str' = <factory>, vhost: 'EnvoyFilterRouteConfigurationMatchVirtualHostMatch | None' = <factory>, name: 'str' = <factory>)"
 
-    port_number: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
+    port_number: "int"
 
-    port_name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    port_name: "str"
 
-    gateway: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    gateway: "str"
 
-    vhost: "EnvoyFilterRouteConfigurationMatchVirtualHostMatch | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    vhost: "EnvoyFilterRouteConfigurationMatchVirtualHostMatch | None"
 
-    name: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    name: "str"
+
+    __match_args__ = ('port_number', 'port_name', 'gateway', 'vhost', 'name',)
 
     def __init__(self, port_number: 'int' = _FACTORY, port_name: 'str' = _FACTORY, gateway: 'str' = _FACTORY, vhost: 'EnvoyFilterRouteConfigurationMatchVirtualHostMatch | None' = _FACTORY, name: 'str' = _FACTORY) -> None:
         self.port_number = 0 if port_number is _FACTORY else port_number
@@ -960,6 +1078,16 @@ class EnvoyFilterRouteConfigurationMatch(betterproto2.Message):
         self.name = "" if name is _FACTORY else name
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'port_number': betterproto2.field(1, betterproto2.TYPE_UINT32),
+            'port_name': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'gateway': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'vhost': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+            'name': betterproto2.field(5, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3",
@@ -968,22 +1096,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class EnvoyFilterRouteConfigurationMatchRouteMatch(betterproto2.Message):
     "EnvoyFilterRouteConfigurationMatchRouteMatch(name: 'str' = <factory>, action: 'EnvoyFilterRouteConfigurationMatchRouteMatchAction' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    action: "EnvoyFilterRouteConfigurationMatchRouteMatchAction" = betterproto2.field(
-        2,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: EnvoyFilterRouteConfigurationMatchRouteMatchAction(0),
-    )
+    action: "EnvoyFilterRouteConfigurationMatchRouteMatchAction"
+
+    __match_args__ = ('name', 'action',)
 
     def __init__(self, name: 'str' = _FACTORY, action: 'EnvoyFilterRouteConfigurationMatchRouteMatchAction' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.action = EnvoyFilterRouteConfigurationMatchRouteMatchAction(0) if action is _FACTORY else action
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'action': betterproto2.field(2, betterproto2.TYPE_ENUM, default_factory=lambda: EnvoyFilterRouteConfigurationMatchRouteMatchAction(0)),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -993,23 +1125,30 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class EnvoyFilterRouteConfigurationMatchVirtualHostMatch(betterproto2.Message):
     "EnvoyFilterRouteConfigurationMatchVirtualHostMatch(name: 'str' = <factory>, domain_name: 'str' = <factory>, route: 'EnvoyFilterRouteConfigurationMatchRouteMatch | None' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    domain_name: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    domain_name: "str"
 
-    route: "EnvoyFilterRouteConfigurationMatchRouteMatch | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    route: "EnvoyFilterRouteConfigurationMatchRouteMatch | None"
+
+    __match_args__ = ('name', 'domain_name', 'route',)
 
     def __init__(self, name: 'str' = _FACTORY, domain_name: 'str' = _FACTORY, route: 'EnvoyFilterRouteConfigurationMatchRouteMatch | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.domain_name = "" if domain_name is _FACTORY else domain_name
         self.route = None if route is _FACTORY else route
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'domain_name': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'route': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1019,19 +1158,16 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class EnvoyFilterWaypointMatch(betterproto2.Message):
     "EnvoyFilterWaypointMatch(port_number: 'int' = <factory>, route: 'EnvoyFilterWaypointMatchRouteMatch | None' = <factory>, filter: 'EnvoyFilterWaypointMatchFilterMatch | None' = <factory>)"
 
-    port_number: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
+    port_number: "int"
 
-    route: "EnvoyFilterWaypointMatchRouteMatch | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    route: "EnvoyFilterWaypointMatchRouteMatch | None"
 
-    filter: "EnvoyFilterWaypointMatchFilterMatch | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    filter: "EnvoyFilterWaypointMatchFilterMatch | None"
+
+    __match_args__ = ('port_number', 'route', 'filter',)
 
     def __init__(self, port_number: 'int' = _FACTORY, route: 'EnvoyFilterWaypointMatchRouteMatch | None' = _FACTORY, filter: 'EnvoyFilterWaypointMatchFilterMatch | None' = _FACTORY) -> None:
         self.port_number = 0 if port_number is _FACTORY else port_number
@@ -1039,26 +1175,40 @@ class EnvoyFilterWaypointMatch(betterproto2.Message):
         self.filter = None if filter is _FACTORY else filter
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'port_number': betterproto2.field(1, betterproto2.TYPE_UINT32),
+            'route': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'filter': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "EnvoyFilter.WaypointMatch", EnvoyFilterWaypointMatch
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class EnvoyFilterWaypointMatchFilterMatch(betterproto2.Message):
     "EnvoyFilterWaypointMatchFilterMatch(name: 'str' = <factory>, sub_filter: 'EnvoyFilterWaypointMatchFilterMatchSubFilterMatch | None' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    sub_filter: "EnvoyFilterWaypointMatchFilterMatchSubFilterMatch | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    sub_filter: "EnvoyFilterWaypointMatchFilterMatchSubFilterMatch | None"
+
+    __match_args__ = ('name', 'sub_filter',)
 
     def __init__(self, name: 'str' = _FACTORY, sub_filter: 'EnvoyFilterWaypointMatchFilterMatchSubFilterMatch | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.sub_filter = None if sub_filter is _FACTORY else sub_filter
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'sub_filter': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1068,15 +1218,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class EnvoyFilterWaypointMatchFilterMatchSubFilterMatch(betterproto2.Message):
     "EnvoyFilterWaypointMatchFilterMatchSubFilterMatch(name: 'str' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
+
+    __match_args__ = ('name',)
 
     def __init__(self, name: 'str' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1086,15 +1243,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class EnvoyFilterWaypointMatchRouteMatch(betterproto2.Message):
     "EnvoyFilterWaypointMatchRouteMatch(name: 'str' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
+
+    __match_args__ = ('name',)
 
     def __init__(self, name: 'str' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1104,15 +1268,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ExecHealthCheckConfig(betterproto2.Message):
     "ExecHealthCheckConfig(command: 'list[str]' = <factory>)"
 
-    command: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
+    command: "list[str]"
+
+    __match_args__ = ('command',)
 
     def __init__(self, command: 'list[str]' = _FACTORY) -> None:
         self.command = [] if command is _FACTORY else command
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'command': betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1120,39 +1291,51 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Gateway(betterproto2.Message):
     "Gateway(servers: 'list[Server]' = <factory>, selector: 'dict[str, str]' = <factory>)"
 
-    servers: "list[Server]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    servers: "list[Server]"
 
-    selector: "dict[str, str]" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
-    )
+    selector: "dict[str, str]"
+
+    __match_args__ = ('servers', 'selector',)
 
     def __init__(self, servers: 'list[Server]' = _FACTORY, selector: 'dict[str, str]' = _FACTORY) -> None:
         self.servers = [] if servers is _FACTORY else servers
         self.selector = {} if selector is _FACTORY else selector
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'servers': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+            'selector': betterproto2.field(2, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING)),
+        }
+    )
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "Gateway", Gateway)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class GrpcHealthCheckConfig(betterproto2.Message):
     "GrpcHealthCheckConfig(port: 'int' = <factory>, service: 'str' = <factory>)"
 
-    port: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
+    port: "int"
 
-    service: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    service: "str"
+
+    __match_args__ = ('port', 'service',)
 
     def __init__(self, port: 'int' = _FACTORY, service: 'str' = _FACTORY) -> None:
         self.port = 0 if port is _FACTORY else port
         self.service = "" if service is _FACTORY else service
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'port': betterproto2.field(1, betterproto2.TYPE_UINT32),
+            'service': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1160,44 +1343,41 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Headers(betterproto2.Message):
     "Headers(request: 'HeadersHeaderOperations | None' = <factory>, response: 'HeadersHeaderOperations | None' = <factory>)"
 
-    request: "HeadersHeaderOperations | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    request: "HeadersHeaderOperations | None"
 
-    response: "HeadersHeaderOperations | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    response: "HeadersHeaderOperations | None"
+
+    __match_args__ = ('request', 'response',)
 
     def __init__(self, request: 'HeadersHeaderOperations | None' = _FACTORY, response: 'HeadersHeaderOperations | None' = _FACTORY) -> None:
         self.request = None if request is _FACTORY else request
         self.response = None if response is _FACTORY else response
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'request': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'response': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "Headers", Headers)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HeadersHeaderOperations(betterproto2.Message):
     "HeadersHeaderOperations(set: 'dict[str, str]' = <factory>, add: 'dict[str, str]' = <factory>, remove: 'list[str]' = <factory>)"
 
-    set: "dict[str, str]" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
-    )
+    set: "dict[str, str]"
 
-    add: "dict[str, str]" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
-    )
+    add: "dict[str, str]"
 
-    remove: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
+    remove: "list[str]"
+
+    __match_args__ = ('set', 'add', 'remove',)
 
     def __init__(self, set: 'dict[str, str]' = _FACTORY, add: 'dict[str, str]' = _FACTORY, remove: 'list[str]' = _FACTORY) -> None:
         self.set = {} if set is _FACTORY else set
@@ -1205,13 +1385,20 @@ class HeadersHeaderOperations(betterproto2.Message):
         self.remove = [] if remove is _FACTORY else remove
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'set': betterproto2.field(1, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING)),
+            'add': betterproto2.field(2, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING)),
+            'remove': betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "Headers.HeaderOperations", HeadersHeaderOperations
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HttpBody(betterproto2.Message):
     """
 
@@ -1220,35 +1407,48 @@ class HttpBody(betterproto2.Message):
         - specifier:
     """
 
-    string: "str | None" = betterproto2.field(
-        1, betterproto2.TYPE_STRING, optional=True, group="specifier"
-    )
+    string: "str | None"
 
-    bytes: "builtins.bytes | None" = betterproto2.field(
-        2, betterproto2.TYPE_BYTES, optional=True, group="specifier"
-    )
+    bytes: "builtins.bytes | None"
+
+    __match_args__ = ('string', 'bytes',)
 
     def __init__(self, string: 'str | None' = _FACTORY, bytes: 'builtins.bytes | None' = _FACTORY) -> None:
         self.string = None if string is _FACTORY else string
         self.bytes = None if bytes is _FACTORY else bytes
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'string': betterproto2.field(1, betterproto2.TYPE_STRING, optional=True, group='specifier'),
+            'bytes': betterproto2.field(2, betterproto2.TYPE_BYTES, optional=True, group='specifier'),
+        }
+    )
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "HTTPBody", HttpBody)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HttpDirectResponse(betterproto2.Message):
     "HttpDirectResponse(status: 'int' = <factory>, body: 'HttpBody | None' = <factory>)"
 
-    status: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
+    status: "int"
 
-    body: "HttpBody | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+    body: "HttpBody | None"
+
+    __match_args__ = ('status', 'body',)
 
     def __init__(self, status: 'int' = _FACTORY, body: 'HttpBody | None' = _FACTORY) -> None:
         self.status = 0 if status is _FACTORY else status
         self.body = None if body is _FACTORY else body
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'status': betterproto2.field(1, betterproto2.TYPE_UINT32),
+            'body': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1256,22 +1456,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HttpFaultInjection(betterproto2.Message):
     "HttpFaultInjection(delay: 'HttpFaultInjectionDelay | None' = <factory>, abort: 'HttpFaultInjectionAbort | None' = <factory>)"
 
-    delay: "HttpFaultInjectionDelay | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    delay: "HttpFaultInjectionDelay | None"
 
-    abort: "HttpFaultInjectionAbort | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    abort: "HttpFaultInjectionAbort | None"
+
+    __match_args__ = ('delay', 'abort',)
 
     def __init__(self, delay: 'HttpFaultInjectionDelay | None' = _FACTORY, abort: 'HttpFaultInjectionAbort | None' = _FACTORY) -> None:
         self.delay = None if delay is _FACTORY else delay
         self.abort = None if abort is _FACTORY else abort
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'delay': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'abort': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1279,7 +1483,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HttpFaultInjectionAbort(betterproto2.Message):
     """
 
@@ -1288,19 +1491,15 @@ class HttpFaultInjectionAbort(betterproto2.Message):
         - error_type:
     """
 
-    http_status: "int | None" = betterproto2.field(
-        2, betterproto2.TYPE_INT32, optional=True, group="error_type"
-    )
+    http_status: "int | None"
 
-    grpc_status: "str | None" = betterproto2.field(
-        3, betterproto2.TYPE_STRING, optional=True, group="error_type"
-    )
+    grpc_status: "str | None"
 
-    http2_error: "str | None" = betterproto2.field(
-        4, betterproto2.TYPE_STRING, optional=True, group="error_type"
-    )
+    http2_error: "str | None"
 
-    percentage: "Percent | None" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
+    percentage: "Percent | None"
+
+    __match_args__ = ('http_status', 'grpc_status', 'http2_error', 'percentage',)
 
     def __init__(self, http_status: 'int | None' = _FACTORY, grpc_status: 'str | None' = _FACTORY, http2_error: 'str | None' = _FACTORY, percentage: 'Percent | None' = _FACTORY) -> None:
         self.http_status = None if http_status is _FACTORY else http_status
@@ -1309,13 +1508,21 @@ class HttpFaultInjectionAbort(betterproto2.Message):
         self.percentage = None if percentage is _FACTORY else percentage
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'http_status': betterproto2.field(2, betterproto2.TYPE_INT32, optional=True, group='error_type'),
+            'grpc_status': betterproto2.field(3, betterproto2.TYPE_STRING, optional=True, group='error_type'),
+            'http2_error': betterproto2.field(4, betterproto2.TYPE_STRING, optional=True, group='error_type'),
+            'percentage': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "HTTPFaultInjection.Abort", HttpFaultInjectionAbort
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HttpFaultInjectionDelay(betterproto2.Message):
     """
 
@@ -1324,30 +1531,20 @@ class HttpFaultInjectionDelay(betterproto2.Message):
         - http_delay_type:
     """
 
-    percent: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    percent: "int"
 
-    fixed_delay: "datetime.timedelta | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
-        group="http_delay_type",
-    )
+    fixed_delay: "datetime.timedelta | None"
 
-    exponential_delay: "datetime.timedelta | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.Duration,
-        optional=True,
-        group="http_delay_type",
-    )
+    exponential_delay: "datetime.timedelta | None"
 
-    percentage: "Percent | None" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
+    percentage: "Percent | None"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("percent"):
             warnings.warn("HttpFaultInjectionDelay.percent is deprecated", DeprecationWarning)
+
+    __match_args__ = ('percent', 'fixed_delay', 'exponential_delay', 'percentage',)
 
     def __init__(self, percent: 'int' = _FACTORY, fixed_delay: 'datetime.timedelta | None' = _FACTORY, exponential_delay: 'datetime.timedelta | None' = _FACTORY, percentage: 'Percent | None' = _FACTORY) -> None:
         self.percent = 0 if percent is _FACTORY else percent
@@ -1356,44 +1553,60 @@ class HttpFaultInjectionDelay(betterproto2.Message):
         self.percentage = None if percentage is _FACTORY else percentage
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'percent': betterproto2.field(1, betterproto2.TYPE_INT32),
+            'fixed_delay': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True, group='http_delay_type'),
+            'exponential_delay': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True, group='http_delay_type'),
+            'percentage': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "HTTPFaultInjection.Delay", HttpFaultInjectionDelay
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HttpHeader(betterproto2.Message):
     "HttpHeader(name: 'str' = <factory>, value: 'str' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    value: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    value: "str"
+
+    __match_args__ = ('name', 'value',)
 
     def __init__(self, name: 'str' = _FACTORY, value: 'str' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.value = "" if value is _FACTORY else value
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'value': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "HTTPHeader", HttpHeader)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HttpHealthCheckConfig(betterproto2.Message):
     "HttpHealthCheckConfig(path: 'str' = <factory>, port: 'int' = <factory>, host: 'str' = <factory>, scheme: 'str' = <factory>, http_headers: 'list[HttpHeader]' = <factory>)"
 
-    path: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    path: "str"
 
-    port: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+    port: "int"
 
-    host: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    host: "str"
 
-    scheme: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    scheme: "str"
 
-    http_headers: "list[HttpHeader]" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    http_headers: "list[HttpHeader]"
+
+    __match_args__ = ('path', 'port', 'host', 'scheme', 'http_headers',)
 
     def __init__(self, path: 'str' = _FACTORY, port: 'int' = _FACTORY, host: 'str' = _FACTORY, scheme: 'str' = _FACTORY, http_headers: 'list[HttpHeader]' = _FACTORY) -> None:
         self.path = "" if path is _FACTORY else path
@@ -1403,61 +1616,54 @@ class HttpHealthCheckConfig(betterproto2.Message):
         self.http_headers = [] if http_headers is _FACTORY else http_headers
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'path': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'port': betterproto2.field(2, betterproto2.TYPE_UINT32),
+            'host': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'scheme': betterproto2.field(4, betterproto2.TYPE_STRING),
+            'http_headers': betterproto2.field(5, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "HTTPHealthCheckConfig", HttpHealthCheckConfig
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HttpMatchRequest(betterproto2.Message):
     "HttpMatchRequest(name: 'str' = <factory>, uri: 'StringMatch | None' = <factory>, scheme: 'StringMatch | None' = <factory>, method: 'StringMatch | None' = <factory>, authority: 'StringMatch | None' = <factory>, headers: 'dict[str, StringMatch]' = <factory>, port: 'int' = <factory>, source_labels: 'dict[str, str]' = <factory>, gateways: 'list[str]' = <factory>, query_params: 'dict[str, StringMatch]' = <factory>, ignore_uri_case: 'bool' = <factory>, without_headers: 'dict[str, StringMatch]' = <factory>, source_namespace: 'str' = <factory>, stat_prefix: 'str' = <factory>)"
 
-    name: "str" = betterproto2.field(11, betterproto2.TYPE_STRING)
+    name: "str"
 
-    uri: "StringMatch | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    uri: "StringMatch | None"
 
-    scheme: "StringMatch | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+    scheme: "StringMatch | None"
 
-    method: "StringMatch | None" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
+    method: "StringMatch | None"
 
-    authority: "StringMatch | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    authority: "StringMatch | None"
 
-    headers: "dict[str, StringMatch]" = betterproto2.field(
-        5,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
-    )
+    headers: "dict[str, StringMatch]"
 
-    port: "int" = betterproto2.field(6, betterproto2.TYPE_UINT32)
+    port: "int"
 
-    source_labels: "dict[str, str]" = betterproto2.field(
-        7,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
-    )
+    source_labels: "dict[str, str]"
 
-    gateways: "list[str]" = betterproto2.field(8, betterproto2.TYPE_STRING, repeated=True)
+    gateways: "list[str]"
 
-    query_params: "dict[str, StringMatch]" = betterproto2.field(
-        9,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
-    )
+    query_params: "dict[str, StringMatch]"
 
-    ignore_uri_case: "bool" = betterproto2.field(10, betterproto2.TYPE_BOOL)
+    ignore_uri_case: "bool"
 
-    without_headers: "dict[str, StringMatch]" = betterproto2.field(
-        12,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
-    )
+    without_headers: "dict[str, StringMatch]"
 
-    source_namespace: "str" = betterproto2.field(13, betterproto2.TYPE_STRING)
+    source_namespace: "str"
 
-    stat_prefix: "str" = betterproto2.field(14, betterproto2.TYPE_STRING)
+    stat_prefix: "str"
+
+    __match_args__ = ('name', 'uri', 'scheme', 'method', 'authority', 'headers', 'port', 'source_labels', 'gateways', 'query_params', 'ignore_uri_case', 'without_headers', 'source_namespace', 'stat_prefix',)
 
     def __init__(self, name: 'str' = _FACTORY, uri: 'StringMatch | None' = _FACTORY, scheme: 'StringMatch | None' = _FACTORY, method: 'StringMatch | None' = _FACTORY, authority: 'StringMatch | None' = _FACTORY, headers: 'dict[str, StringMatch]' = _FACTORY, port: 'int' = _FACTORY, source_labels: 'dict[str, str]' = _FACTORY, gateways: 'list[str]' = _FACTORY, query_params: 'dict[str, StringMatch]' = _FACTORY, ignore_uri_case: 'bool' = _FACTORY, without_headers: 'dict[str, StringMatch]' = _FACTORY, source_namespace: 'str' = _FACTORY, stat_prefix: 'str' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -1476,26 +1682,51 @@ class HttpMatchRequest(betterproto2.Message):
         self.stat_prefix = "" if stat_prefix is _FACTORY else stat_prefix
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(11, betterproto2.TYPE_STRING),
+            'uri': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'scheme': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'method': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+            'authority': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+            'headers': betterproto2.field(5, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)),
+            'port': betterproto2.field(6, betterproto2.TYPE_UINT32),
+            'source_labels': betterproto2.field(7, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING)),
+            'gateways': betterproto2.field(8, betterproto2.TYPE_STRING, repeated=True),
+            'query_params': betterproto2.field(9, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)),
+            'ignore_uri_case': betterproto2.field(10, betterproto2.TYPE_BOOL),
+            'without_headers': betterproto2.field(12, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)),
+            'source_namespace': betterproto2.field(13, betterproto2.TYPE_STRING),
+            'stat_prefix': betterproto2.field(14, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "HTTPMatchRequest", HttpMatchRequest
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HttpMirrorPolicy(betterproto2.Message):
     "HttpMirrorPolicy(destination: 'Destination | None' = <factory>, percentage: 'Percent | None' = <factory>)"
 
-    destination: "Destination | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    destination: "Destination | None"
 
-    percentage: "Percent | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+    percentage: "Percent | None"
+
+    __match_args__ = ('destination', 'percentage',)
 
     def __init__(self, destination: 'Destination | None' = _FACTORY, percentage: 'Percent | None' = _FACTORY) -> None:
         self.destination = None if destination is _FACTORY else destination
         self.percentage = None if percentage is _FACTORY else percentage
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'destination': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'percentage': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1503,7 +1734,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HttpRedirect(betterproto2.Message):
     """
 
@@ -1512,23 +1742,21 @@ class HttpRedirect(betterproto2.Message):
         - redirect_port:
     """
 
-    uri: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    uri: "str"
 
-    authority: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    authority: "str"
 
-    port: "int | None" = betterproto2.field(
-        4, betterproto2.TYPE_UINT32, optional=True, group="redirect_port"
-    )
+    port: "int | None"
 
-    derive_port: "HttpRedirectRedirectPortSelection | None" = betterproto2.field(
-        5, betterproto2.TYPE_ENUM, optional=True, group="redirect_port"
-    )
+    derive_port: "HttpRedirectRedirectPortSelection | None"
 
-    scheme: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    scheme: "str"
 
-    redirect_code: "int" = betterproto2.field(3, betterproto2.TYPE_UINT32)
+    redirect_code: "int"
 
-    prefix_rewrite: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+    prefix_rewrite: "str"
+
+    __match_args__ = ('uri', 'authority', 'port', 'derive_port', 'scheme', 'redirect_code', 'prefix_rewrite',)
 
     def __init__(self, uri: 'str' = _FACTORY, authority: 'str' = _FACTORY, port: 'int | None' = _FACTORY, derive_port: 'HttpRedirectRedirectPortSelection | None' = _FACTORY, scheme: 'str' = _FACTORY, redirect_code: 'int' = _FACTORY, prefix_rewrite: 'str' = _FACTORY) -> None:
         self.uri = "" if uri is _FACTORY else uri
@@ -1540,33 +1768,38 @@ class HttpRedirect(betterproto2.Message):
         self.prefix_rewrite = "" if prefix_rewrite is _FACTORY else prefix_rewrite
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'uri': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'authority': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'port': betterproto2.field(4, betterproto2.TYPE_UINT32, optional=True, group='redirect_port'),
+            'derive_port': betterproto2.field(5, betterproto2.TYPE_ENUM, optional=True, group='redirect_port'),
+            'scheme': betterproto2.field(6, betterproto2.TYPE_STRING),
+            'redirect_code': betterproto2.field(3, betterproto2.TYPE_UINT32),
+            'prefix_rewrite': betterproto2.field(7, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "HTTPRedirect", HttpRedirect)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HttpRetry(betterproto2.Message):
     "HttpRetry(attempts: 'int' = <factory>, per_try_timeout: 'datetime.timedelta | None' = <factory>, retry_on: 'str' = <factory>, retry_remote_localities: 'bool | None' = <factory>, retry_ignore_previous_hosts: 'bool | None' = <factory>, backoff: 'datetime.timedelta | None' = <factory>)"
 
-    attempts: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    attempts: "int"
 
-    per_try_timeout: "datetime.timedelta | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
-    )
+    per_try_timeout: "datetime.timedelta | None"
 
-    retry_on: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    retry_on: "str"
 
-    retry_remote_localities: "bool | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
-    )
+    retry_remote_localities: "bool | None"
 
-    retry_ignore_previous_hosts: "bool | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
-    )
+    retry_ignore_previous_hosts: "bool | None"
 
-    backoff: "datetime.timedelta | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
-    )
+    backoff: "datetime.timedelta | None"
+
+    __match_args__ = ('attempts', 'per_try_timeout', 'retry_on', 'retry_remote_localities', 'retry_ignore_previous_hosts', 'backoff',)
 
     def __init__(self, attempts: 'int' = _FACTORY, per_try_timeout: 'datetime.timedelta | None' = _FACTORY, retry_on: 'str' = _FACTORY, retry_remote_localities: 'bool | None' = _FACTORY, retry_ignore_previous_hosts: 'bool | None' = _FACTORY, backoff: 'datetime.timedelta | None' = _FACTORY) -> None:
         self.attempts = 0 if attempts is _FACTORY else attempts
@@ -1577,21 +1810,31 @@ class HttpRetry(betterproto2.Message):
         self.backoff = None if backoff is _FACTORY else backoff
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'attempts': betterproto2.field(1, betterproto2.TYPE_INT32),
+            'per_try_timeout': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True),
+            'retry_on': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'retry_remote_localities': betterproto2.field(4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True),
+            'retry_ignore_previous_hosts': betterproto2.field(5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True),
+            'backoff': betterproto2.field(6, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "HTTPRetry", HttpRetry)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HttpRewrite(betterproto2.Message):
     "HttpRewrite(uri: 'str' = <factory>, authority: 'str' = <factory>, uri_regex_rewrite: 'RegexRewrite | None' = <factory>)"
 
-    uri: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    uri: "str"
 
-    authority: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    authority: "str"
 
-    uri_regex_rewrite: "RegexRewrite | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    uri_regex_rewrite: "RegexRewrite | None"
+
+    __match_args__ = ('uri', 'authority', 'uri_regex_rewrite',)
 
     def __init__(self, uri: 'str' = _FACTORY, authority: 'str' = _FACTORY, uri_regex_rewrite: 'RegexRewrite | None' = _FACTORY) -> None:
         self.uri = "" if uri is _FACTORY else uri
@@ -1599,73 +1842,59 @@ class HttpRewrite(betterproto2.Message):
         self.uri_regex_rewrite = None if uri_regex_rewrite is _FACTORY else uri_regex_rewrite
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'uri': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'authority': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'uri_regex_rewrite': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "HTTPRewrite", HttpRewrite)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HttpRoute(betterproto2.Message):
     "HttpRoute(name: 'str' = <factory>, match: 'list[HttpMatchRequest]' = <factory>, route: 'list[HttpRouteDestination]' = <factory>, redirect: 'HttpRedirect | None' = <factory>, direct_response: 'HttpDirectResponse | None' = <factory>, delegate: 'Delegate | None' = <factory>, rewrite: 'HttpRewrite | None' = <factory>, timeout: 'datetime.timedelta | None' = <factory>, retries: 'HttpRetry | None' = <factory>, fault: 'HttpFaultInjection | None' = <factory>, mirror: 'Destination | None' = <factory>, mirrors: 'list[HttpMirrorPolicy]' = <factory>, mirror_percent: 'int | None' = <factory>, mirror_percentage: 'Percent | None' = <factory>, cors_policy: 'CorsPolicy | None' = <factory>, headers: 'Headers | None' = <factory>)"
 
-    name: "str" = betterproto2.field(17, betterproto2.TYPE_STRING)
+    name: "str"
 
-    match: "list[HttpMatchRequest]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    match: "list[HttpMatchRequest]"
 
-    route: "list[HttpRouteDestination]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    route: "list[HttpRouteDestination]"
 
-    redirect: "HttpRedirect | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    redirect: "HttpRedirect | None"
 
-    direct_response: "HttpDirectResponse | None" = betterproto2.field(
-        21, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    direct_response: "HttpDirectResponse | None"
 
-    delegate: "Delegate | None" = betterproto2.field(20, betterproto2.TYPE_MESSAGE, optional=True)
+    delegate: "Delegate | None"
 
-    rewrite: "HttpRewrite | None" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
+    rewrite: "HttpRewrite | None"
 
-    timeout: "datetime.timedelta | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
-    )
+    timeout: "datetime.timedelta | None"
 
-    retries: "HttpRetry | None" = betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True)
+    retries: "HttpRetry | None"
 
-    fault: "HttpFaultInjection | None" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    fault: "HttpFaultInjection | None"
 
-    mirror: "Destination | None" = betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True)
+    mirror: "Destination | None"
 
-    mirrors: "list[HttpMirrorPolicy]" = betterproto2.field(
-        22, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    mirrors: "list[HttpMirrorPolicy]"
 
-    mirror_percent: "int | None" = betterproto2.field(
-        18,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    mirror_percent: "int | None"
 
-    mirror_percentage: "Percent | None" = betterproto2.field(
-        19, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    mirror_percentage: "Percent | None"
 
-    cors_policy: "CorsPolicy | None" = betterproto2.field(
-        10, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    cors_policy: "CorsPolicy | None"
 
-    headers: "Headers | None" = betterproto2.field(16, betterproto2.TYPE_MESSAGE, optional=True)
+    headers: "Headers | None"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("mirror_percent"):
             warnings.warn("HttpRoute.mirror_percent is deprecated", DeprecationWarning)
+
+    __match_args__ = ('name', 'match', 'route', 'redirect', 'direct_response', 'delegate', 'rewrite', 'timeout', 'retries', 'fault', 'mirror', 'mirrors', 'mirror_percent', 'mirror_percentage', 'cors_policy', 'headers',)
 
     def __init__(self, name: 'str' = _FACTORY, match: 'list[HttpMatchRequest]' = _FACTORY, route: 'list[HttpRouteDestination]' = _FACTORY, redirect: 'HttpRedirect | None' = _FACTORY, direct_response: 'HttpDirectResponse | None' = _FACTORY, delegate: 'Delegate | None' = _FACTORY, rewrite: 'HttpRewrite | None' = _FACTORY, timeout: 'datetime.timedelta | None' = _FACTORY, retries: 'HttpRetry | None' = _FACTORY, fault: 'HttpFaultInjection | None' = _FACTORY, mirror: 'Destination | None' = _FACTORY, mirrors: 'list[HttpMirrorPolicy]' = _FACTORY, mirror_percent: 'int | None' = _FACTORY, mirror_percentage: 'Percent | None' = _FACTORY, cors_policy: 'CorsPolicy | None' = _FACTORY, headers: 'Headers | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -1686,21 +1915,41 @@ class HttpRoute(betterproto2.Message):
         self.headers = None if headers is _FACTORY else headers
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(17, betterproto2.TYPE_STRING),
+            'match': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+            'route': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+            'redirect': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+            'direct_response': betterproto2.field(21, betterproto2.TYPE_MESSAGE, optional=True),
+            'delegate': betterproto2.field(20, betterproto2.TYPE_MESSAGE, optional=True),
+            'rewrite': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+            'timeout': betterproto2.field(6, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True),
+            'retries': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True),
+            'fault': betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True),
+            'mirror': betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True),
+            'mirrors': betterproto2.field(22, betterproto2.TYPE_MESSAGE, repeated=True),
+            'mirror_percent': betterproto2.field(18, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.UInt32Value, optional=True),
+            'mirror_percentage': betterproto2.field(19, betterproto2.TYPE_MESSAGE, optional=True),
+            'cors_policy': betterproto2.field(10, betterproto2.TYPE_MESSAGE, optional=True),
+            'headers': betterproto2.field(16, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "HTTPRoute", HttpRoute)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HttpRouteDestination(betterproto2.Message):
     "HttpRouteDestination(destination: 'Destination | None' = <factory>, weight: 'int' = <factory>, headers: 'Headers | None' = <factory>)"
 
-    destination: "Destination | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    destination: "Destination | None"
 
-    weight: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
+    weight: "int"
 
-    headers: "Headers | None" = betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True)
+    headers: "Headers | None"
+
+    __match_args__ = ('destination', 'weight', 'headers',)
 
     def __init__(self, destination: 'Destination | None' = _FACTORY, weight: 'int' = _FACTORY, headers: 'Headers | None' = _FACTORY) -> None:
         self.destination = None if destination is _FACTORY else destination
@@ -1708,25 +1957,32 @@ class HttpRouteDestination(betterproto2.Message):
         self.headers = None if headers is _FACTORY else headers
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'destination': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'weight': betterproto2.field(2, betterproto2.TYPE_INT32),
+            'headers': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "HTTPRouteDestination", HttpRouteDestination
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class IstioEgressListener(betterproto2.Message):
     "IstioEgressListener(port: 'SidecarPort | None' = <factory>, bind: 'str' = <factory>, capture_mode: 'CaptureMode' = <factory>, hosts: 'list[str]' = <factory>)"
 
-    port: "SidecarPort | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    port: "SidecarPort | None"
 
-    bind: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    bind: "str"
 
-    capture_mode: "CaptureMode" = betterproto2.field(
-        3, betterproto2.TYPE_ENUM, default_factory=lambda: CaptureMode(0)
-    )
+    capture_mode: "CaptureMode"
 
-    hosts: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
+    hosts: "list[str]"
+
+    __match_args__ = ('port', 'bind', 'capture_mode', 'hosts',)
 
     def __init__(self, port: 'SidecarPort | None' = _FACTORY, bind: 'str' = _FACTORY, capture_mode: 'CaptureMode' = _FACTORY, hosts: 'list[str]' = _FACTORY) -> None:
         self.port = None if port is _FACTORY else port
@@ -1735,33 +1991,37 @@ class IstioEgressListener(betterproto2.Message):
         self.hosts = [] if hosts is _FACTORY else hosts
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'port': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'bind': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'capture_mode': betterproto2.field(3, betterproto2.TYPE_ENUM, default_factory=lambda: CaptureMode(0)),
+            'hosts': betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "IstioEgressListener", IstioEgressListener
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class IstioIngressListener(betterproto2.Message):
     "IstioIngressListener(port: 'SidecarPort | None' = <factory>, bind: 'str' = <factory>, capture_mode: 'CaptureMode' = <factory>, default_endpoint: 'str' = <factory>, tls: 'ServerTlsSettings | None' = <factory>, connection_pool: 'ConnectionPoolSettings | None' = <factory>)"
 
-    port: "SidecarPort | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    port: "SidecarPort | None"
 
-    bind: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    bind: "str"
 
-    capture_mode: "CaptureMode" = betterproto2.field(
-        3, betterproto2.TYPE_ENUM, default_factory=lambda: CaptureMode(0)
-    )
+    capture_mode: "CaptureMode"
 
-    default_endpoint: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    default_endpoint: "str"
 
-    tls: "ServerTlsSettings | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    tls: "ServerTlsSettings | None"
 
-    connection_pool: "ConnectionPoolSettings | None" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    connection_pool: "ConnectionPoolSettings | None"
+
+    __match_args__ = ('port', 'bind', 'capture_mode', 'default_endpoint', 'tls', 'connection_pool',)
 
     def __init__(self, port: 'SidecarPort | None' = _FACTORY, bind: 'str' = _FACTORY, capture_mode: 'CaptureMode' = _FACTORY, default_endpoint: 'str' = _FACTORY, tls: 'ServerTlsSettings | None' = _FACTORY, connection_pool: 'ConnectionPoolSettings | None' = _FACTORY) -> None:
         self.port = None if port is _FACTORY else port
@@ -1772,33 +2032,39 @@ class IstioIngressListener(betterproto2.Message):
         self.connection_pool = None if connection_pool is _FACTORY else connection_pool
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'port': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'bind': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'capture_mode': betterproto2.field(3, betterproto2.TYPE_ENUM, default_factory=lambda: CaptureMode(0)),
+            'default_endpoint': betterproto2.field(4, betterproto2.TYPE_STRING),
+            'tls': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True),
+            'connection_pool': betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "IstioIngressListener", IstioIngressListener
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class L4MatchAttributes(betterproto2.Message):
     "L4MatchAttributes(destination_subnets: 'list[str]' = <factory>, port: 'int' = <factory>, source_subnet: 'str' = <factory>, source_labels: 'dict[str, str]' = <factory>, gateways: 'list[str]' = <factory>, source_namespace: 'str' = <factory>)"
 
-    destination_subnets: "list[str]" = betterproto2.field(
-        1, betterproto2.TYPE_STRING, repeated=True
-    )
+    destination_subnets: "list[str]"
 
-    port: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+    port: "int"
 
-    source_subnet: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    source_subnet: "str"
 
-    source_labels: "dict[str, str]" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
-    )
+    source_labels: "dict[str, str]"
 
-    gateways: "list[str]" = betterproto2.field(5, betterproto2.TYPE_STRING, repeated=True)
+    gateways: "list[str]"
 
-    source_namespace: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    source_namespace: "str"
+
+    __match_args__ = ('destination_subnets', 'port', 'source_subnet', 'source_labels', 'gateways', 'source_namespace',)
 
     def __init__(self, destination_subnets: 'list[str]' = _FACTORY, port: 'int' = _FACTORY, source_subnet: 'str' = _FACTORY, source_labels: 'dict[str, str]' = _FACTORY, gateways: 'list[str]' = _FACTORY, source_namespace: 'str' = _FACTORY) -> None:
         self.destination_subnets = [] if destination_subnets is _FACTORY else destination_subnets
@@ -1809,13 +2075,23 @@ class L4MatchAttributes(betterproto2.Message):
         self.source_namespace = "" if source_namespace is _FACTORY else source_namespace
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'destination_subnets': betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True),
+            'port': betterproto2.field(2, betterproto2.TYPE_UINT32),
+            'source_subnet': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'source_labels': betterproto2.field(4, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING)),
+            'gateways': betterproto2.field(5, betterproto2.TYPE_STRING, repeated=True),
+            'source_namespace': betterproto2.field(6, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "L4MatchAttributes", L4MatchAttributes
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class LoadBalancerSettings(betterproto2.Message):
     """
 
@@ -1824,29 +2100,19 @@ class LoadBalancerSettings(betterproto2.Message):
         - lb_policy:
     """
 
-    simple: "LoadBalancerSettingsSimpleLb | None" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, optional=True, group="lb_policy"
-    )
+    simple: "LoadBalancerSettingsSimpleLb | None"
 
-    consistent_hash: "LoadBalancerSettingsConsistentHashLb | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="lb_policy"
-    )
+    consistent_hash: "LoadBalancerSettingsConsistentHashLb | None"
 
-    locality_lb_setting: "LocalityLoadBalancerSetting | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    locality_lb_setting: "LocalityLoadBalancerSetting | None"
 
-    zone_aware_lb_setting: "ZoneAwareLoadBalancerSetting | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    zone_aware_lb_setting: "ZoneAwareLoadBalancerSetting | None"
 
-    warmup_duration_secs: "datetime.timedelta | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
-    )
+    warmup_duration_secs: "datetime.timedelta | None"
 
-    warmup: "WarmupConfiguration | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    warmup: "WarmupConfiguration | None"
+
+    __match_args__ = ('simple', 'consistent_hash', 'locality_lb_setting', 'zone_aware_lb_setting', 'warmup_duration_secs', 'warmup',)
 
     def __init__(self, simple: 'LoadBalancerSettingsSimpleLb | None' = _FACTORY, consistent_hash: 'LoadBalancerSettingsConsistentHashLb | None' = _FACTORY, locality_lb_setting: 'LocalityLoadBalancerSetting | None' = _FACTORY, zone_aware_lb_setting: 'ZoneAwareLoadBalancerSetting | None' = _FACTORY, warmup_duration_secs: 'datetime.timedelta | None' = _FACTORY, warmup: 'WarmupConfiguration | None' = _FACTORY) -> None:
         self.simple = None if simple is _FACTORY else simple
@@ -1857,13 +2123,23 @@ class LoadBalancerSettings(betterproto2.Message):
         self.warmup = None if warmup is _FACTORY else warmup
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'simple': betterproto2.field(1, betterproto2.TYPE_ENUM, optional=True, group='lb_policy'),
+            'consistent_hash': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='lb_policy'),
+            'locality_lb_setting': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+            'zone_aware_lb_setting': betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True),
+            'warmup_duration_secs': betterproto2.field(4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True),
+            'warmup': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "LoadBalancerSettings", LoadBalancerSettings
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class LoadBalancerSettingsConsistentHashLb(betterproto2.Message):
     """
 
@@ -1873,31 +2149,19 @@ class LoadBalancerSettingsConsistentHashLb(betterproto2.Message):
         - hash_algorithm:
     """
 
-    http_header_name: "str | None" = betterproto2.field(
-        1, betterproto2.TYPE_STRING, optional=True, group="hash_key"
-    )
+    http_header_name: "str | None"
 
-    http_cookie: "LoadBalancerSettingsConsistentHashLbHttpCookie | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="hash_key"
-    )
+    http_cookie: "LoadBalancerSettingsConsistentHashLbHttpCookie | None"
 
-    use_source_ip: "bool | None" = betterproto2.field(
-        3, betterproto2.TYPE_BOOL, optional=True, group="hash_key"
-    )
+    use_source_ip: "bool | None"
 
-    http_query_parameter_name: "str | None" = betterproto2.field(
-        5, betterproto2.TYPE_STRING, optional=True, group="hash_key"
-    )
+    http_query_parameter_name: "str | None"
 
-    ring_hash: "LoadBalancerSettingsConsistentHashLbRingHash | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, optional=True, group="hash_algorithm"
-    )
+    ring_hash: "LoadBalancerSettingsConsistentHashLbRingHash | None"
 
-    maglev: "LoadBalancerSettingsConsistentHashLbMagLev | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True, group="hash_algorithm"
-    )
+    maglev: "LoadBalancerSettingsConsistentHashLbMagLev | None"
 
-    minimum_ring_size: "int" = betterproto2.field(4, betterproto2.TYPE_UINT64)
+    minimum_ring_size: "int"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -1906,6 +2170,8 @@ class LoadBalancerSettingsConsistentHashLb(betterproto2.Message):
                 "LoadBalancerSettingsConsistentHashLb.minimum_ring_size is deprecated",
                 DeprecationWarning,
             )
+
+    __match_args__ = ('http_header_name', 'http_cookie', 'use_source_ip', 'http_query_parameter_name', 'ring_hash', 'maglev', 'minimum_ring_size',)
 
     def __init__(self, http_header_name: 'str | None' = _FACTORY, http_cookie: 'LoadBalancerSettingsConsistentHashLbHttpCookie | None' = _FACTORY, use_source_ip: 'bool | None' = _FACTORY, http_query_parameter_name: 'str | None' = _FACTORY, ring_hash: 'LoadBalancerSettingsConsistentHashLbRingHash | None' = _FACTORY, maglev: 'LoadBalancerSettingsConsistentHashLbMagLev | None' = _FACTORY, minimum_ring_size: 'int' = _FACTORY) -> None:
         self.http_header_name = None if http_header_name is _FACTORY else http_header_name
@@ -1917,6 +2183,18 @@ class LoadBalancerSettingsConsistentHashLb(betterproto2.Message):
         self.minimum_ring_size = 0 if minimum_ring_size is _FACTORY else minimum_ring_size
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'http_header_name': betterproto2.field(1, betterproto2.TYPE_STRING, optional=True, group='hash_key'),
+            'http_cookie': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='hash_key'),
+            'use_source_ip': betterproto2.field(3, betterproto2.TYPE_BOOL, optional=True, group='hash_key'),
+            'http_query_parameter_name': betterproto2.field(5, betterproto2.TYPE_STRING, optional=True, group='hash_key'),
+            'ring_hash': betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True, group='hash_algorithm'),
+            'maglev': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True, group='hash_algorithm'),
+            'minimum_ring_size': betterproto2.field(4, betterproto2.TYPE_UINT64),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3",
@@ -1925,21 +2203,18 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class LoadBalancerSettingsConsistentHashLbHttpCookie(betterproto2.Message):
     "LoadBalancerSettingsConsistentHashLbHttpCookie(name: 'str' = <factory>, path: 'str' = <factory>, ttl: 'datetime.timedelta | None' = <factory>, attributes: 'list[LoadBalancerSettingsConsistentHashLbHttpCookieAttribute]' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    path: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    path: "str"
 
-    ttl: "datetime.timedelta | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
-    )
+    ttl: "datetime.timedelta | None"
 
-    attributes: "list[LoadBalancerSettingsConsistentHashLbHttpCookieAttribute]" = (
-        betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True)
-    )
+    attributes: "list[LoadBalancerSettingsConsistentHashLbHttpCookieAttribute]"
+
+    __match_args__ = ('name', 'path', 'ttl', 'attributes',)
 
     def __init__(self, name: 'str' = _FACTORY, path: 'str' = _FACTORY, ttl: 'datetime.timedelta | None' = _FACTORY, attributes: 'list[LoadBalancerSettingsConsistentHashLbHttpCookieAttribute]' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -1947,6 +2222,15 @@ class LoadBalancerSettingsConsistentHashLbHttpCookie(betterproto2.Message):
         self.ttl = None if ttl is _FACTORY else ttl
         self.attributes = [] if attributes is _FACTORY else attributes
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'path': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'ttl': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True),
+            'attributes': betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1956,18 +2240,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class LoadBalancerSettingsConsistentHashLbHttpCookieAttribute(betterproto2.Message):
     "LoadBalancerSettingsConsistentHashLbHttpCookieAttribute(name: 'str' = <factory>, value: 'str' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    value: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    value: "str"
+
+    __match_args__ = ('name', 'value',)
 
     def __init__(self, name: 'str' = _FACTORY, value: 'str' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.value = "" if value is _FACTORY else value
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'value': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1977,15 +2269,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class LoadBalancerSettingsConsistentHashLbMagLev(betterproto2.Message):
     "LoadBalancerSettingsConsistentHashLbMagLev(table_size: 'int' = <factory>)"
 
-    table_size: "int" = betterproto2.field(1, betterproto2.TYPE_UINT64)
+    table_size: "int"
+
+    __match_args__ = ('table_size',)
 
     def __init__(self, table_size: 'int' = _FACTORY) -> None:
         self.table_size = 0 if table_size is _FACTORY else table_size
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'table_size': betterproto2.field(1, betterproto2.TYPE_UINT64),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1995,15 +2294,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class LoadBalancerSettingsConsistentHashLbRingHash(betterproto2.Message):
     "LoadBalancerSettingsConsistentHashLbRingHash(minimum_ring_size: 'int' = <factory>)"
 
-    minimum_ring_size: "int" = betterproto2.field(1, betterproto2.TYPE_UINT64)
+    minimum_ring_size: "int"
+
+    __match_args__ = ('minimum_ring_size',)
 
     def __init__(self, minimum_ring_size: 'int' = _FACTORY) -> None:
         self.minimum_ring_size = 0 if minimum_ring_size is _FACTORY else minimum_ring_size
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'minimum_ring_size': betterproto2.field(1, betterproto2.TYPE_UINT64),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -2013,23 +2319,18 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class LocalityLoadBalancerSetting(betterproto2.Message):
     "LocalityLoadBalancerSetting(distribute: 'list[LocalityLoadBalancerSettingDistribute]' = <factory>, failover: 'list[LocalityLoadBalancerSettingFailover]' = <factory>, failover_priority: 'list[str]' = <factory>, enabled: 'bool | None' = <factory>)"
 
-    distribute: "list[LocalityLoadBalancerSettingDistribute]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    distribute: "list[LocalityLoadBalancerSettingDistribute]"
 
-    failover: "list[LocalityLoadBalancerSettingFailover]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    failover: "list[LocalityLoadBalancerSettingFailover]"
 
-    failover_priority: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
+    failover_priority: "list[str]"
 
-    enabled: "bool | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
-    )
+    enabled: "bool | None"
+
+    __match_args__ = ('distribute', 'failover', 'failover_priority', 'enabled',)
 
     def __init__(self, distribute: 'list[LocalityLoadBalancerSettingDistribute]' = _FACTORY, failover: 'list[LocalityLoadBalancerSettingFailover]' = _FACTORY, failover_priority: 'list[str]' = _FACTORY, enabled: 'bool | None' = _FACTORY) -> None:
         self.distribute = [] if distribute is _FACTORY else distribute
@@ -2038,28 +2339,41 @@ class LocalityLoadBalancerSetting(betterproto2.Message):
         self.enabled = None if enabled is _FACTORY else enabled
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'distribute': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+            'failover': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+            'failover_priority': betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True),
+            'enabled': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "LocalityLoadBalancerSetting", LocalityLoadBalancerSetting
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class LocalityLoadBalancerSettingDistribute(betterproto2.Message):
     "LocalityLoadBalancerSettingDistribute(from_: 'str' = <factory>, to: 'dict[str, int]' = <factory>)"
 
-    from_: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    from_: "str"
 
-    to: "dict[str, int]" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_UINT32),
-    )
+    to: "dict[str, int]"
+
+    __match_args__ = ('from_', 'to',)
 
     def __init__(self, from_: 'str' = _FACTORY, to: 'dict[str, int]' = _FACTORY) -> None:
         self.from_ = "" if from_ is _FACTORY else from_
         self.to = {} if to is _FACTORY else to
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'from_': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'to': betterproto2.field(2, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_UINT32)),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -2069,18 +2383,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class LocalityLoadBalancerSettingFailover(betterproto2.Message):
     "LocalityLoadBalancerSettingFailover(from_: 'str' = <factory>, to: 'str' = <factory>)"
 
-    from_: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    from_: "str"
 
-    to: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    to: "str"
+
+    __match_args__ = ('from_', 'to',)
 
     def __init__(self, from_: 'str' = _FACTORY, to: 'str' = _FACTORY) -> None:
         self.from_ = "" if from_ is _FACTORY else from_
         self.to = "" if to is _FACTORY else to
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'from_': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'to': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -2090,22 +2412,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class OutboundTrafficPolicy(betterproto2.Message):
     "OutboundTrafficPolicy(mode: 'OutboundTrafficPolicyMode' = <factory>, egress_proxy: 'Destination | None' = <factory>)"
 
-    mode: "OutboundTrafficPolicyMode" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, default_factory=lambda: OutboundTrafficPolicyMode(0)
-    )
+    mode: "OutboundTrafficPolicyMode"
 
-    egress_proxy: "Destination | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    egress_proxy: "Destination | None"
+
+    __match_args__ = ('mode', 'egress_proxy',)
 
     def __init__(self, mode: 'OutboundTrafficPolicyMode' = _FACTORY, egress_proxy: 'Destination | None' = _FACTORY) -> None:
         self.mode = OutboundTrafficPolicyMode(0) if mode is _FACTORY else mode
         self.egress_proxy = None if egress_proxy is _FACTORY else egress_proxy
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'mode': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: OutboundTrafficPolicyMode(0)),
+            'egress_proxy': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -2113,55 +2439,35 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class OutlierDetection(betterproto2.Message):
     "OutlierDetection(consecutive_errors: 'int' = <factory>, split_external_local_origin_errors: 'bool' = <factory>, consecutive_local_origin_failures: 'int | None' = <factory>, consecutive_gateway_errors: 'int | None' = <factory>, consecutive_5xx_errors: 'int | None' = <factory>, interval: 'datetime.timedelta | None' = <factory>, base_ejection_time: 'datetime.timedelta | None' = <factory>, max_ejection_percent: 'int' = <factory>, min_health_percent: 'int' = <factory>, outlier_detection_http_error_codes: 'list[int]' = <factory>)"
 
-    consecutive_errors: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    consecutive_errors: "int"
 
-    split_external_local_origin_errors: "bool" = betterproto2.field(8, betterproto2.TYPE_BOOL)
+    split_external_local_origin_errors: "bool"
 
-    consecutive_local_origin_failures: "int | None" = betterproto2.field(
-        9,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    consecutive_local_origin_failures: "int | None"
 
-    consecutive_gateway_errors: "int | None" = betterproto2.field(
-        6,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    consecutive_gateway_errors: "int | None"
 
-    consecutive_5xx_errors: "int | None" = betterproto2.field(
-        7,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    consecutive_5xx_errors: "int | None"
 
-    interval: "datetime.timedelta | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
-    )
+    interval: "datetime.timedelta | None"
 
-    base_ejection_time: "datetime.timedelta | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
-    )
+    base_ejection_time: "datetime.timedelta | None"
 
-    max_ejection_percent: "int" = betterproto2.field(4, betterproto2.TYPE_INT32)
+    max_ejection_percent: "int"
 
-    min_health_percent: "int" = betterproto2.field(5, betterproto2.TYPE_INT32)
+    min_health_percent: "int"
 
-    outlier_detection_http_error_codes: "list[int]" = betterproto2.field(
-        10, betterproto2.TYPE_UINT32, repeated=True
-    )
+    outlier_detection_http_error_codes: "list[int]"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("consecutive_errors"):
             warnings.warn("OutlierDetection.consecutive_errors is deprecated", DeprecationWarning)
+
+    __match_args__ = ('consecutive_errors', 'split_external_local_origin_errors', 'consecutive_local_origin_failures', 'consecutive_gateway_errors', 'consecutive_5xx_errors', 'interval', 'base_ejection_time', 'max_ejection_percent', 'min_health_percent', 'outlier_detection_http_error_codes',)
 
     def __init__(self, consecutive_errors: 'int' = _FACTORY, split_external_local_origin_errors: 'bool' = _FACTORY, consecutive_local_origin_failures: 'int | None' = _FACTORY, consecutive_gateway_errors: 'int | None' = _FACTORY, consecutive_5xx_errors: 'int | None' = _FACTORY, interval: 'datetime.timedelta | None' = _FACTORY, base_ejection_time: 'datetime.timedelta | None' = _FACTORY, max_ejection_percent: 'int' = _FACTORY, min_health_percent: 'int' = _FACTORY, outlier_detection_http_error_codes: 'list[int]' = _FACTORY) -> None:
         self.consecutive_errors = 0 if consecutive_errors is _FACTORY else consecutive_errors
@@ -2176,42 +2482,65 @@ class OutlierDetection(betterproto2.Message):
         self.outlier_detection_http_error_codes = [] if outlier_detection_http_error_codes is _FACTORY else outlier_detection_http_error_codes
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'consecutive_errors': betterproto2.field(1, betterproto2.TYPE_INT32),
+            'split_external_local_origin_errors': betterproto2.field(8, betterproto2.TYPE_BOOL),
+            'consecutive_local_origin_failures': betterproto2.field(9, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.UInt32Value, optional=True),
+            'consecutive_gateway_errors': betterproto2.field(6, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.UInt32Value, optional=True),
+            'consecutive_5xx_errors': betterproto2.field(7, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.UInt32Value, optional=True),
+            'interval': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True),
+            'base_ejection_time': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True),
+            'max_ejection_percent': betterproto2.field(4, betterproto2.TYPE_INT32),
+            'min_health_percent': betterproto2.field(5, betterproto2.TYPE_INT32),
+            'outlier_detection_http_error_codes': betterproto2.field(10, betterproto2.TYPE_UINT32, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "OutlierDetection", OutlierDetection
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Percent(betterproto2.Message):
     "Percent(value: 'float' = <factory>)"
 
-    value: "float" = betterproto2.field(1, betterproto2.TYPE_DOUBLE)
+    value: "float"
+
+    __match_args__ = ('value',)
 
     def __init__(self, value: 'float' = _FACTORY) -> None:
         self.value = 0.0 if value is _FACTORY else value
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'value': betterproto2.field(1, betterproto2.TYPE_DOUBLE),
+        }
+    )
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "Percent", Percent)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Port(betterproto2.Message):
     "Port(number: 'int' = <factory>, protocol: 'str' = <factory>, name: 'str' = <factory>, target_port: 'int' = <factory>)"
 
-    number: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
+    number: "int"
 
-    protocol: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    protocol: "str"
 
-    name: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    name: "str"
 
-    target_port: "int" = betterproto2.field(4, betterproto2.TYPE_UINT32)
+    target_port: "int"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("target_port"):
             warnings.warn("Port.target_port is deprecated", DeprecationWarning)
+
+    __match_args__ = ('number', 'protocol', 'name', 'target_port',)
 
     def __init__(self, number: 'int' = _FACTORY, protocol: 'str' = _FACTORY, name: 'str' = _FACTORY, target_port: 'int' = _FACTORY) -> None:
         self.number = 0 if number is _FACTORY else number
@@ -2220,25 +2549,40 @@ class Port(betterproto2.Message):
         self.target_port = 0 if target_port is _FACTORY else target_port
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'number': betterproto2.field(1, betterproto2.TYPE_UINT32),
+            'protocol': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'name': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'target_port': betterproto2.field(4, betterproto2.TYPE_UINT32),
+        }
+    )
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "Port", Port)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class PortSelector(betterproto2.Message):
     "PortSelector(number: 'int' = <factory>)"
 
-    number: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
+    number: "int"
+
+    __match_args__ = ('number',)
 
     def __init__(self, number: 'int' = _FACTORY) -> None:
         self.number = 0 if number is _FACTORY else number
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'number': betterproto2.field(1, betterproto2.TYPE_UINT32),
+        }
+    )
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "PortSelector", PortSelector)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ReadinessProbe(betterproto2.Message):
     """
 
@@ -2247,31 +2591,25 @@ class ReadinessProbe(betterproto2.Message):
         - health_check_method:
     """
 
-    initial_delay_seconds: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
+    initial_delay_seconds: "int"
 
-    timeout_seconds: "int" = betterproto2.field(3, betterproto2.TYPE_INT32)
+    timeout_seconds: "int"
 
-    period_seconds: "int" = betterproto2.field(4, betterproto2.TYPE_INT32)
+    period_seconds: "int"
 
-    success_threshold: "int" = betterproto2.field(5, betterproto2.TYPE_INT32)
+    success_threshold: "int"
 
-    failure_threshold: "int" = betterproto2.field(6, betterproto2.TYPE_INT32)
+    failure_threshold: "int"
 
-    http_get: "HttpHealthCheckConfig | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True, group="health_check_method"
-    )
+    http_get: "HttpHealthCheckConfig | None"
 
-    tcp_socket: "TcpHealthCheckConfig | None" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, optional=True, group="health_check_method"
-    )
+    tcp_socket: "TcpHealthCheckConfig | None"
 
-    exec: "ExecHealthCheckConfig | None" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, optional=True, group="health_check_method"
-    )
+    exec: "ExecHealthCheckConfig | None"
 
-    grpc: "GrpcHealthCheckConfig | None" = betterproto2.field(
-        10, betterproto2.TYPE_MESSAGE, optional=True, group="health_check_method"
-    )
+    grpc: "GrpcHealthCheckConfig | None"
+
+    __match_args__ = ('initial_delay_seconds', 'timeout_seconds', 'period_seconds', 'success_threshold', 'failure_threshold', 'http_get', 'tcp_socket', 'exec', 'grpc',)
 
     def __init__(self, initial_delay_seconds: 'int' = _FACTORY, timeout_seconds: 'int' = _FACTORY, period_seconds: 'int' = _FACTORY, success_threshold: 'int' = _FACTORY, failure_threshold: 'int' = _FACTORY, http_get: 'HttpHealthCheckConfig | None' = _FACTORY, tcp_socket: 'TcpHealthCheckConfig | None' = _FACTORY, exec: 'ExecHealthCheckConfig | None' = _FACTORY, grpc: 'GrpcHealthCheckConfig | None' = _FACTORY) -> None:
         self.initial_delay_seconds = 0 if initial_delay_seconds is _FACTORY else initial_delay_seconds
@@ -2285,41 +2623,69 @@ class ReadinessProbe(betterproto2.Message):
         self.grpc = None if grpc is _FACTORY else grpc
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'initial_delay_seconds': betterproto2.field(2, betterproto2.TYPE_INT32),
+            'timeout_seconds': betterproto2.field(3, betterproto2.TYPE_INT32),
+            'period_seconds': betterproto2.field(4, betterproto2.TYPE_INT32),
+            'success_threshold': betterproto2.field(5, betterproto2.TYPE_INT32),
+            'failure_threshold': betterproto2.field(6, betterproto2.TYPE_INT32),
+            'http_get': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True, group='health_check_method'),
+            'tcp_socket': betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True, group='health_check_method'),
+            'exec': betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True, group='health_check_method'),
+            'grpc': betterproto2.field(10, betterproto2.TYPE_MESSAGE, optional=True, group='health_check_method'),
+        }
+    )
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "ReadinessProbe", ReadinessProbe)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RegexRewrite(betterproto2.Message):
     "RegexRewrite(match: 'str' = <factory>, rewrite: 'str' = <factory>)"
 
-    match: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    match: "str"
 
-    rewrite: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    rewrite: "str"
+
+    __match_args__ = ('match', 'rewrite',)
 
     def __init__(self, match: 'str' = _FACTORY, rewrite: 'str' = _FACTORY) -> None:
         self.match = "" if match is _FACTORY else match
         self.rewrite = "" if rewrite is _FACTORY else rewrite
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'match': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'rewrite': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "RegexRewrite", RegexRewrite)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RouteDestination(betterproto2.Message):
     "RouteDestination(destination: 'Destination | None' = <factory>, weight: 'int' = <factory>)"
 
-    destination: "Destination | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    destination: "Destination | None"
 
-    weight: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
+    weight: "int"
+
+    __match_args__ = ('destination', 'weight',)
 
     def __init__(self, destination: 'Destination | None' = _FACTORY, weight: 'int' = _FACTORY) -> None:
         self.destination = None if destination is _FACTORY else destination
         self.weight = 0 if weight is _FACTORY else weight
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'destination': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'weight': betterproto2.field(2, betterproto2.TYPE_INT32),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -2327,23 +2693,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Server(betterproto2.Message):
     "Server(port: 'Port | None' = <factory>, bind: 'str' = <factory>, hosts: 'list[str]' = <factory>, tls: 'ServerTlsSettings | None' = <factory>, default_endpoint: 'str' = <factory>, name: 'str' = <factory>)"
 
-    port: "Port | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    port: "Port | None"
 
-    bind: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    bind: "str"
 
-    hosts: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
+    hosts: "list[str]"
 
-    tls: "ServerTlsSettings | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    tls: "ServerTlsSettings | None"
 
-    default_endpoint: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    default_endpoint: "str"
 
-    name: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    name: "str"
+
+    __match_args__ = ('port', 'bind', 'hosts', 'tls', 'default_endpoint', 'name',)
 
     def __init__(self, port: 'Port | None' = _FACTORY, bind: 'str' = _FACTORY, hosts: 'list[str]' = _FACTORY, tls: 'ServerTlsSettings | None' = _FACTORY, default_endpoint: 'str' = _FACTORY, name: 'str' = _FACTORY) -> None:
         self.port = None if port is _FACTORY else port
@@ -2354,61 +2719,59 @@ class Server(betterproto2.Message):
         self.name = "" if name is _FACTORY else name
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'port': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'bind': betterproto2.field(4, betterproto2.TYPE_STRING),
+            'hosts': betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True),
+            'tls': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+            'default_endpoint': betterproto2.field(5, betterproto2.TYPE_STRING),
+            'name': betterproto2.field(6, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "Server", Server)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ServerTlsSettings(betterproto2.Message):
     "ServerTlsSettings(https_redirect: 'bool' = <factory>, mode: 'ServerTlsSettingsTlSmode' = <factory>, server_certificate: 'str' = <factory>, private_key: 'str' = <factory>, ca_certificates: 'str' = <factory>, ca_crl: 'str' = <factory>, credential_name: 'str' = <factory>, credential_names: 'list[str]' = <factory>, ca_cert_credential_name: 'str' = <factory>, tls_certificates: 'list[ServerTlsSettingsTlsCertificate]' = <factory>, subject_alt_names: 'list[str]' = <factory>, verify_certificate_spki: 'list[str]' = <factory>, verify_certificate_hash: 'list[str]' = <factory>, min_protocol_version: 'ServerTlsSettingsTlsProtocol' = <factory>, max_protocol_version: 'ServerTlsSettingsTlsProtocol' = <factory>, cipher_suites: 'list[str]' = <factory>, insecure_skip_verify: 'bool | None' = <factory>)"
 
-    https_redirect: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    https_redirect: "bool"
 
-    mode: "ServerTlsSettingsTlSmode" = betterproto2.field(
-        2, betterproto2.TYPE_ENUM, default_factory=lambda: ServerTlsSettingsTlSmode(0)
-    )
+    mode: "ServerTlsSettingsTlSmode"
 
-    server_certificate: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    server_certificate: "str"
 
-    private_key: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    private_key: "str"
 
-    ca_certificates: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    ca_certificates: "str"
 
-    ca_crl: "str" = betterproto2.field(13, betterproto2.TYPE_STRING)
+    ca_crl: "str"
 
-    credential_name: "str" = betterproto2.field(10, betterproto2.TYPE_STRING)
+    credential_name: "str"
 
-    credential_names: "list[str]" = betterproto2.field(14, betterproto2.TYPE_STRING, repeated=True)
+    credential_names: "list[str]"
 
-    ca_cert_credential_name: "str" = betterproto2.field(16, betterproto2.TYPE_STRING)
+    ca_cert_credential_name: "str"
 
-    tls_certificates: "list[ServerTlsSettingsTlsCertificate]" = betterproto2.field(
-        15, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    tls_certificates: "list[ServerTlsSettingsTlsCertificate]"
 
-    subject_alt_names: "list[str]" = betterproto2.field(6, betterproto2.TYPE_STRING, repeated=True)
+    subject_alt_names: "list[str]"
 
-    verify_certificate_spki: "list[str]" = betterproto2.field(
-        11, betterproto2.TYPE_STRING, repeated=True
-    )
+    verify_certificate_spki: "list[str]"
 
-    verify_certificate_hash: "list[str]" = betterproto2.field(
-        12, betterproto2.TYPE_STRING, repeated=True
-    )
+    verify_certificate_hash: "list[str]"
 
-    min_protocol_version: "ServerTlsSettingsTlsProtocol" = betterproto2.field(
-        7, betterproto2.TYPE_ENUM, default_factory=lambda: ServerTlsSettingsTlsProtocol(0)
-    )
+    min_protocol_version: "ServerTlsSettingsTlsProtocol"
 
-    max_protocol_version: "ServerTlsSettingsTlsProtocol" = betterproto2.field(
-        8, betterproto2.TYPE_ENUM, default_factory=lambda: ServerTlsSettingsTlsProtocol(0)
-    )
+    max_protocol_version: "ServerTlsSettingsTlsProtocol"
 
-    cipher_suites: "list[str]" = betterproto2.field(9, betterproto2.TYPE_STRING, repeated=True)
+    cipher_suites: "list[str]"
 
-    insecure_skip_verify: "bool | None" = betterproto2.field(
-        17, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
-    )
+    insecure_skip_verify: "bool | None"
+
+    __match_args__ = ('https_redirect', 'mode', 'server_certificate', 'private_key', 'ca_certificates', 'ca_crl', 'credential_name', 'credential_names', 'ca_cert_credential_name', 'tls_certificates', 'subject_alt_names', 'verify_certificate_spki', 'verify_certificate_hash', 'min_protocol_version', 'max_protocol_version', 'cipher_suites', 'insecure_skip_verify',)
 
     def __init__(self, https_redirect: 'bool' = _FACTORY, mode: 'ServerTlsSettingsTlSmode' = _FACTORY, server_certificate: 'str' = _FACTORY, private_key: 'str' = _FACTORY, ca_certificates: 'str' = _FACTORY, ca_crl: 'str' = _FACTORY, credential_name: 'str' = _FACTORY, credential_names: 'list[str]' = _FACTORY, ca_cert_credential_name: 'str' = _FACTORY, tls_certificates: 'list[ServerTlsSettingsTlsCertificate]' = _FACTORY, subject_alt_names: 'list[str]' = _FACTORY, verify_certificate_spki: 'list[str]' = _FACTORY, verify_certificate_hash: 'list[str]' = _FACTORY, min_protocol_version: 'ServerTlsSettingsTlsProtocol' = _FACTORY, max_protocol_version: 'ServerTlsSettingsTlsProtocol' = _FACTORY, cipher_suites: 'list[str]' = _FACTORY, insecure_skip_verify: 'bool | None' = _FACTORY) -> None:
         self.https_redirect = False if https_redirect is _FACTORY else https_redirect
@@ -2430,21 +2793,44 @@ class ServerTlsSettings(betterproto2.Message):
         self.insecure_skip_verify = None if insecure_skip_verify is _FACTORY else insecure_skip_verify
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'https_redirect': betterproto2.field(1, betterproto2.TYPE_BOOL),
+            'mode': betterproto2.field(2, betterproto2.TYPE_ENUM, default_factory=lambda: ServerTlsSettingsTlSmode(0)),
+            'server_certificate': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'private_key': betterproto2.field(4, betterproto2.TYPE_STRING),
+            'ca_certificates': betterproto2.field(5, betterproto2.TYPE_STRING),
+            'ca_crl': betterproto2.field(13, betterproto2.TYPE_STRING),
+            'credential_name': betterproto2.field(10, betterproto2.TYPE_STRING),
+            'credential_names': betterproto2.field(14, betterproto2.TYPE_STRING, repeated=True),
+            'ca_cert_credential_name': betterproto2.field(16, betterproto2.TYPE_STRING),
+            'tls_certificates': betterproto2.field(15, betterproto2.TYPE_MESSAGE, repeated=True),
+            'subject_alt_names': betterproto2.field(6, betterproto2.TYPE_STRING, repeated=True),
+            'verify_certificate_spki': betterproto2.field(11, betterproto2.TYPE_STRING, repeated=True),
+            'verify_certificate_hash': betterproto2.field(12, betterproto2.TYPE_STRING, repeated=True),
+            'min_protocol_version': betterproto2.field(7, betterproto2.TYPE_ENUM, default_factory=lambda: ServerTlsSettingsTlsProtocol(0)),
+            'max_protocol_version': betterproto2.field(8, betterproto2.TYPE_ENUM, default_factory=lambda: ServerTlsSettingsTlsProtocol(0)),
+            'cipher_suites': betterproto2.field(9, betterproto2.TYPE_STRING, repeated=True),
+            'insecure_skip_verify': betterproto2.field(17, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "ServerTLSSettings", ServerTlsSettings
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ServerTlsSettingsTlsCertificate(betterproto2.Message):
     "ServerTlsSettingsTlsCertificate(server_certificate: 'str' = <factory>, private_key: 'str' = <factory>, ca_certificates: 'str' = <factory>)"
 
-    server_certificate: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    server_certificate: "str"
 
-    private_key: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    private_key: "str"
 
-    ca_certificates: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    ca_certificates: "str"
+
+    __match_args__ = ('server_certificate', 'private_key', 'ca_certificates',)
 
     def __init__(self, server_certificate: 'str' = _FACTORY, private_key: 'str' = _FACTORY, ca_certificates: 'str' = _FACTORY) -> None:
         self.server_certificate = "" if server_certificate is _FACTORY else server_certificate
@@ -2452,41 +2838,42 @@ class ServerTlsSettingsTlsCertificate(betterproto2.Message):
         self.ca_certificates = "" if ca_certificates is _FACTORY else ca_certificates
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'server_certificate': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'private_key': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'ca_certificates': betterproto2.field(3, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "ServerTLSSettings.TLSCertificate", ServerTlsSettingsTlsCertificate
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ServiceEntry(betterproto2.Message):
     "ServiceEntry(hosts: 'list[str]' = <factory>, addresses: 'list[str]' = <factory>, ports: 'list[ServicePort]' = <factory>, location: 'ServiceEntryLocation' = <factory>, resolution: 'ServiceEntryResolution' = <factory>, endpoints: 'list[WorkloadEntry]' = <factory>, workload_selector: 'WorkloadSelector | None' = <factory>, export_to: 'list[str]' = <factory>, subject_alt_names: 'list[str]' = <factory>)"
 
-    hosts: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
+    hosts: "list[str]"
 
-    addresses: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
+    addresses: "list[str]"
 
-    ports: "list[ServicePort]" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
+    ports: "list[ServicePort]"
 
-    location: "ServiceEntryLocation" = betterproto2.field(
-        4, betterproto2.TYPE_ENUM, default_factory=lambda: ServiceEntryLocation(0)
-    )
+    location: "ServiceEntryLocation"
 
-    resolution: "ServiceEntryResolution" = betterproto2.field(
-        5, betterproto2.TYPE_ENUM, default_factory=lambda: ServiceEntryResolution(0)
-    )
+    resolution: "ServiceEntryResolution"
 
-    endpoints: "list[WorkloadEntry]" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    endpoints: "list[WorkloadEntry]"
 
-    workload_selector: "WorkloadSelector | None" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    workload_selector: "WorkloadSelector | None"
 
-    export_to: "list[str]" = betterproto2.field(7, betterproto2.TYPE_STRING, repeated=True)
+    export_to: "list[str]"
 
-    subject_alt_names: "list[str]" = betterproto2.field(8, betterproto2.TYPE_STRING, repeated=True)
+    subject_alt_names: "list[str]"
+
+    __match_args__ = ('hosts', 'addresses', 'ports', 'location', 'resolution', 'endpoints', 'workload_selector', 'export_to', 'subject_alt_names',)
 
     def __init__(self, hosts: 'list[str]' = _FACTORY, addresses: 'list[str]' = _FACTORY, ports: 'list[ServicePort]' = _FACTORY, location: 'ServiceEntryLocation' = _FACTORY, resolution: 'ServiceEntryResolution' = _FACTORY, endpoints: 'list[WorkloadEntry]' = _FACTORY, workload_selector: 'WorkloadSelector | None' = _FACTORY, export_to: 'list[str]' = _FACTORY, subject_alt_names: 'list[str]' = _FACTORY) -> None:
         self.hosts = [] if hosts is _FACTORY else hosts
@@ -2500,22 +2887,44 @@ class ServiceEntry(betterproto2.Message):
         self.subject_alt_names = [] if subject_alt_names is _FACTORY else subject_alt_names
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'hosts': betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True),
+            'addresses': betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True),
+            'ports': betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True),
+            'location': betterproto2.field(4, betterproto2.TYPE_ENUM, default_factory=lambda: ServiceEntryLocation(0)),
+            'resolution': betterproto2.field(5, betterproto2.TYPE_ENUM, default_factory=lambda: ServiceEntryResolution(0)),
+            'endpoints': betterproto2.field(6, betterproto2.TYPE_MESSAGE, repeated=True),
+            'workload_selector': betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True),
+            'export_to': betterproto2.field(7, betterproto2.TYPE_STRING, repeated=True),
+            'subject_alt_names': betterproto2.field(8, betterproto2.TYPE_STRING, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "ServiceEntry", ServiceEntry)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ServiceEntryAddress(betterproto2.Message):
     "ServiceEntryAddress(value: 'str' = <factory>, host: 'str' = <factory>)"
 
-    value: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    value: "str"
 
-    host: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    host: "str"
+
+    __match_args__ = ('value', 'host',)
 
     def __init__(self, value: 'str' = _FACTORY, host: 'str' = _FACTORY) -> None:
         self.value = "" if value is _FACTORY else value
         self.host = "" if host is _FACTORY else host
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'value': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'host': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -2523,23 +2932,18 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ServiceEntryStatus(betterproto2.Message):
     "ServiceEntryStatus(conditions: 'list[__meta__v1alpha1__.IstioCondition]' = <factory>, validation_messages: 'list[__analysis__v1alpha1__.AnalysisMessageBase]' = <factory>, observed_generation: 'int' = <factory>, addresses: 'list[ServiceEntryAddress]' = <factory>)"
 
-    conditions: "list[__meta__v1alpha1__.IstioCondition]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    conditions: "list[__meta__v1alpha1__.IstioCondition]"
 
-    validation_messages: "list[__analysis__v1alpha1__.AnalysisMessageBase]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    validation_messages: "list[__analysis__v1alpha1__.AnalysisMessageBase]"
 
-    observed_generation: "int" = betterproto2.field(3, betterproto2.TYPE_INT64)
+    observed_generation: "int"
 
-    addresses: "list[ServiceEntryAddress]" = betterproto2.field(
-        10, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    addresses: "list[ServiceEntryAddress]"
+
+    __match_args__ = ('conditions', 'validation_messages', 'observed_generation', 'addresses',)
 
     def __init__(self, conditions: 'list[__meta__v1alpha1__.IstioCondition]' = _FACTORY, validation_messages: 'list[__analysis__v1alpha1__.AnalysisMessageBase]' = _FACTORY, observed_generation: 'int' = _FACTORY, addresses: 'list[ServiceEntryAddress]' = _FACTORY) -> None:
         self.conditions = [] if conditions is _FACTORY else conditions
@@ -2548,23 +2952,33 @@ class ServiceEntryStatus(betterproto2.Message):
         self.addresses = [] if addresses is _FACTORY else addresses
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'conditions': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+            'validation_messages': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+            'observed_generation': betterproto2.field(3, betterproto2.TYPE_INT64),
+            'addresses': betterproto2.field(10, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "ServiceEntryStatus", ServiceEntryStatus
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ServicePort(betterproto2.Message):
     "ServicePort(number: 'int' = <factory>, protocol: 'str' = <factory>, name: 'str' = <factory>, target_port: 'int' = <factory>)"
 
-    number: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
+    number: "int"
 
-    protocol: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    protocol: "str"
 
-    name: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    name: "str"
 
-    target_port: "int" = betterproto2.field(4, betterproto2.TYPE_UINT32)
+    target_port: "int"
+
+    __match_args__ = ('number', 'protocol', 'name', 'target_port',)
 
     def __init__(self, number: 'int' = _FACTORY, protocol: 'str' = _FACTORY, name: 'str' = _FACTORY, target_port: 'int' = _FACTORY) -> None:
         self.number = 0 if number is _FACTORY else number
@@ -2573,33 +2987,33 @@ class ServicePort(betterproto2.Message):
         self.target_port = 0 if target_port is _FACTORY else target_port
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'number': betterproto2.field(1, betterproto2.TYPE_UINT32),
+            'protocol': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'name': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'target_port': betterproto2.field(4, betterproto2.TYPE_UINT32),
+        }
+    )
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "ServicePort", ServicePort)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Sidecar(betterproto2.Message):
     "Sidecar(workload_selector: 'WorkloadSelector | None' = <factory>, ingress: 'list[IstioIngressListener]' = <factory>, egress: 'list[IstioEgressListener]' = <factory>, inbound_connection_pool: 'ConnectionPoolSettings | None' = <factory>, outbound_traffic_policy: 'OutboundTrafficPolicy | None' = <factory>)"
 
-    workload_selector: "WorkloadSelector | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    workload_selector: "WorkloadSelector | None"
 
-    ingress: "list[IstioIngressListener]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    ingress: "list[IstioIngressListener]"
 
-    egress: "list[IstioEgressListener]" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    egress: "list[IstioEgressListener]"
 
-    inbound_connection_pool: "ConnectionPoolSettings | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    inbound_connection_pool: "ConnectionPoolSettings | None"
 
-    outbound_traffic_policy: "OutboundTrafficPolicy | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    outbound_traffic_policy: "OutboundTrafficPolicy | None"
+
+    __match_args__ = ('workload_selector', 'ingress', 'egress', 'inbound_connection_pool', 'outbound_traffic_policy',)
 
     def __init__(self, workload_selector: 'WorkloadSelector | None' = _FACTORY, ingress: 'list[IstioIngressListener]' = _FACTORY, egress: 'list[IstioEgressListener]' = _FACTORY, inbound_connection_pool: 'ConnectionPoolSettings | None' = _FACTORY, outbound_traffic_policy: 'OutboundTrafficPolicy | None' = _FACTORY) -> None:
         self.workload_selector = None if workload_selector is _FACTORY else workload_selector
@@ -2609,26 +3023,37 @@ class Sidecar(betterproto2.Message):
         self.outbound_traffic_policy = None if outbound_traffic_policy is _FACTORY else outbound_traffic_policy
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'workload_selector': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'ingress': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+            'egress': betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True),
+            'inbound_connection_pool': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True),
+            'outbound_traffic_policy': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "Sidecar", Sidecar)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class SidecarPort(betterproto2.Message):
     "SidecarPort(number: 'int' = <factory>, protocol: 'str' = <factory>, name: 'str' = <factory>, target_port: 'int' = <factory>)"
 
-    number: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
+    number: "int"
 
-    protocol: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    protocol: "str"
 
-    name: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    name: "str"
 
-    target_port: "int" = betterproto2.field(4, betterproto2.TYPE_UINT32)
+    target_port: "int"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("target_port"):
             warnings.warn("SidecarPort.target_port is deprecated", DeprecationWarning)
+
+    __match_args__ = ('number', 'protocol', 'name', 'target_port',)
 
     def __init__(self, number: 'int' = _FACTORY, protocol: 'str' = _FACTORY, name: 'str' = _FACTORY, target_port: 'int' = _FACTORY) -> None:
         self.number = 0 if number is _FACTORY else number
@@ -2637,11 +3062,19 @@ class SidecarPort(betterproto2.Message):
         self.target_port = 0 if target_port is _FACTORY else target_port
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'number': betterproto2.field(1, betterproto2.TYPE_UINT32),
+            'protocol': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'name': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'target_port': betterproto2.field(4, betterproto2.TYPE_UINT32),
+        }
+    )
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "SidecarPort", SidecarPort)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class StringMatch(betterproto2.Message):
     """
 
@@ -2650,17 +3083,13 @@ class StringMatch(betterproto2.Message):
         - match_type:
     """
 
-    exact: "str | None" = betterproto2.field(
-        1, betterproto2.TYPE_STRING, optional=True, group="match_type"
-    )
+    exact: "str | None"
 
-    prefix: "str | None" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, optional=True, group="match_type"
-    )
+    prefix: "str | None"
 
-    regex: "str | None" = betterproto2.field(
-        3, betterproto2.TYPE_STRING, optional=True, group="match_type"
-    )
+    regex: "str | None"
+
+    __match_args__ = ('exact', 'prefix', 'regex',)
 
     def __init__(self, exact: 'str | None' = _FACTORY, prefix: 'str | None' = _FACTORY, regex: 'str | None' = _FACTORY) -> None:
         self.exact = None if exact is _FACTORY else exact
@@ -2668,25 +3097,28 @@ class StringMatch(betterproto2.Message):
         self.regex = None if regex is _FACTORY else regex
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'exact': betterproto2.field(1, betterproto2.TYPE_STRING, optional=True, group='match_type'),
+            'prefix': betterproto2.field(2, betterproto2.TYPE_STRING, optional=True, group='match_type'),
+            'regex': betterproto2.field(3, betterproto2.TYPE_STRING, optional=True, group='match_type'),
+        }
+    )
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "StringMatch", StringMatch)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Subset(betterproto2.Message):
     "Subset(name: 'str' = <factory>, labels: 'dict[str, str]' = <factory>, traffic_policy: 'TrafficPolicy | None' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    labels: "dict[str, str]" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
-    )
+    labels: "dict[str, str]"
 
-    traffic_policy: "TrafficPolicy | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    traffic_policy: "TrafficPolicy | None"
+
+    __match_args__ = ('name', 'labels', 'traffic_policy',)
 
     def __init__(self, name: 'str' = _FACTORY, labels: 'dict[str, str]' = _FACTORY, traffic_policy: 'TrafficPolicy | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -2694,22 +3126,38 @@ class Subset(betterproto2.Message):
         self.traffic_policy = None if traffic_policy is _FACTORY else traffic_policy
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'labels': betterproto2.field(2, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING)),
+            'traffic_policy': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "Subset", Subset)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TcpHealthCheckConfig(betterproto2.Message):
     "TcpHealthCheckConfig(host: 'str' = <factory>, port: 'int' = <factory>)"
 
-    host: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    host: "str"
 
-    port: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+    port: "int"
+
+    __match_args__ = ('host', 'port',)
 
     def __init__(self, host: 'str' = _FACTORY, port: 'int' = _FACTORY) -> None:
         self.host = "" if host is _FACTORY else host
         self.port = 0 if port is _FACTORY else port
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'host': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'port': betterproto2.field(2, betterproto2.TYPE_UINT32),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -2717,48 +3165,47 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TcpRoute(betterproto2.Message):
     "TcpRoute(match: 'list[L4MatchAttributes]' = <factory>, route: 'list[RouteDestination]' = <factory>)"
 
-    match: "list[L4MatchAttributes]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    match: "list[L4MatchAttributes]"
 
-    route: "list[RouteDestination]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    route: "list[RouteDestination]"
+
+    __match_args__ = ('match', 'route',)
 
     def __init__(self, match: 'list[L4MatchAttributes]' = _FACTORY, route: 'list[RouteDestination]' = _FACTORY) -> None:
         self.match = [] if match is _FACTORY else match
         self.route = [] if route is _FACTORY else route
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'match': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+            'route': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "TCPRoute", TcpRoute)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TlsMatchAttributes(betterproto2.Message):
     "TlsMatchAttributes(sni_hosts: 'list[str]' = <factory>, destination_subnets: 'list[str]' = <factory>, port: 'int' = <factory>, source_labels: 'dict[str, str]' = <factory>, gateways: 'list[str]' = <factory>, source_namespace: 'str' = <factory>)"
 
-    sni_hosts: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
+    sni_hosts: "list[str]"
 
-    destination_subnets: "list[str]" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, repeated=True
-    )
+    destination_subnets: "list[str]"
 
-    port: "int" = betterproto2.field(3, betterproto2.TYPE_UINT32)
+    port: "int"
 
-    source_labels: "dict[str, str]" = betterproto2.field(
-        5,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
-    )
+    source_labels: "dict[str, str]"
 
-    gateways: "list[str]" = betterproto2.field(6, betterproto2.TYPE_STRING, repeated=True)
+    gateways: "list[str]"
 
-    source_namespace: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+    source_namespace: "str"
+
+    __match_args__ = ('sni_hosts', 'destination_subnets', 'port', 'source_labels', 'gateways', 'source_namespace',)
 
     def __init__(self, sni_hosts: 'list[str]' = _FACTORY, destination_subnets: 'list[str]' = _FACTORY, port: 'int' = _FACTORY, source_labels: 'dict[str, str]' = _FACTORY, gateways: 'list[str]' = _FACTORY, source_namespace: 'str' = _FACTORY) -> None:
         self.sni_hosts = [] if sni_hosts is _FACTORY else sni_hosts
@@ -2769,68 +3216,68 @@ class TlsMatchAttributes(betterproto2.Message):
         self.source_namespace = "" if source_namespace is _FACTORY else source_namespace
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'sni_hosts': betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True),
+            'destination_subnets': betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True),
+            'port': betterproto2.field(3, betterproto2.TYPE_UINT32),
+            'source_labels': betterproto2.field(5, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING)),
+            'gateways': betterproto2.field(6, betterproto2.TYPE_STRING, repeated=True),
+            'source_namespace': betterproto2.field(7, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "TLSMatchAttributes", TlsMatchAttributes
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TlsRoute(betterproto2.Message):
     "TlsRoute(match: 'list[TlsMatchAttributes]' = <factory>, route: 'list[RouteDestination]' = <factory>)"
 
-    match: "list[TlsMatchAttributes]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    match: "list[TlsMatchAttributes]"
 
-    route: "list[RouteDestination]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    route: "list[RouteDestination]"
+
+    __match_args__ = ('match', 'route',)
 
     def __init__(self, match: 'list[TlsMatchAttributes]' = _FACTORY, route: 'list[RouteDestination]' = _FACTORY) -> None:
         self.match = [] if match is _FACTORY else match
         self.route = [] if route is _FACTORY else route
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'match': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+            'route': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "TLSRoute", TlsRoute)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TrafficPolicy(betterproto2.Message):
     "TrafficPolicy(load_balancer: 'LoadBalancerSettings | None' = <factory>, connection_pool: 'ConnectionPoolSettings | None' = <factory>, outlier_detection: 'OutlierDetection | None' = <factory>, tls: 'ClientTlsSettings | None' = <factory>, port_level_settings: 'list[TrafficPolicyPortTrafficPolicy]' = <factory>, tunnel: 'TrafficPolicyTunnelSettings | None' = <factory>, proxy_protocol: 'TrafficPolicyProxyProtocol | None' = <factory>, retry_budget: 'TrafficPolicyRetryBudget | None' = <factory>)"
 
-    load_balancer: "LoadBalancerSettings | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    load_balancer: "LoadBalancerSettings | None"
 
-    connection_pool: "ConnectionPoolSettings | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    connection_pool: "ConnectionPoolSettings | None"
 
-    outlier_detection: "OutlierDetection | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    outlier_detection: "OutlierDetection | None"
 
-    tls: "ClientTlsSettings | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    tls: "ClientTlsSettings | None"
 
-    port_level_settings: "list[TrafficPolicyPortTrafficPolicy]" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    port_level_settings: "list[TrafficPolicyPortTrafficPolicy]"
 
-    tunnel: "TrafficPolicyTunnelSettings | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    tunnel: "TrafficPolicyTunnelSettings | None"
 
-    proxy_protocol: "TrafficPolicyProxyProtocol | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    proxy_protocol: "TrafficPolicyProxyProtocol | None"
 
-    retry_budget: "TrafficPolicyRetryBudget | None" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    retry_budget: "TrafficPolicyRetryBudget | None"
+
+    __match_args__ = ('load_balancer', 'connection_pool', 'outlier_detection', 'tls', 'port_level_settings', 'tunnel', 'proxy_protocol', 'retry_budget',)
 
     def __init__(self, load_balancer: 'LoadBalancerSettings | None' = _FACTORY, connection_pool: 'ConnectionPoolSettings | None' = _FACTORY, outlier_detection: 'OutlierDetection | None' = _FACTORY, tls: 'ClientTlsSettings | None' = _FACTORY, port_level_settings: 'list[TrafficPolicyPortTrafficPolicy]' = _FACTORY, tunnel: 'TrafficPolicyTunnelSettings | None' = _FACTORY, proxy_protocol: 'TrafficPolicyProxyProtocol | None' = _FACTORY, retry_budget: 'TrafficPolicyRetryBudget | None' = _FACTORY) -> None:
         self.load_balancer = None if load_balancer is _FACTORY else load_balancer
@@ -2843,31 +3290,37 @@ class TrafficPolicy(betterproto2.Message):
         self.retry_budget = None if retry_budget is _FACTORY else retry_budget
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'load_balancer': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'connection_pool': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'outlier_detection': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+            'tls': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+            'port_level_settings': betterproto2.field(5, betterproto2.TYPE_MESSAGE, repeated=True),
+            'tunnel': betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True),
+            'proxy_protocol': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True),
+            'retry_budget': betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "TrafficPolicy", TrafficPolicy)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TrafficPolicyPortTrafficPolicy(betterproto2.Message):
     "TrafficPolicyPortTrafficPolicy(port: 'PortSelector | None' = <factory>, load_balancer: 'LoadBalancerSettings | None' = <factory>, connection_pool: 'ConnectionPoolSettings | None' = <factory>, outlier_detection: 'OutlierDetection | None' = <factory>, tls: 'ClientTlsSettings | None' = <factory>)"
 
-    port: "PortSelector | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    port: "PortSelector | None"
 
-    load_balancer: "LoadBalancerSettings | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    load_balancer: "LoadBalancerSettings | None"
 
-    connection_pool: "ConnectionPoolSettings | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    connection_pool: "ConnectionPoolSettings | None"
 
-    outlier_detection: "OutlierDetection | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    outlier_detection: "OutlierDetection | None"
 
-    tls: "ClientTlsSettings | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    tls: "ClientTlsSettings | None"
+
+    __match_args__ = ('port', 'load_balancer', 'connection_pool', 'outlier_detection', 'tls',)
 
     def __init__(self, port: 'PortSelector | None' = _FACTORY, load_balancer: 'LoadBalancerSettings | None' = _FACTORY, connection_pool: 'ConnectionPoolSettings | None' = _FACTORY, outlier_detection: 'OutlierDetection | None' = _FACTORY, tls: 'ClientTlsSettings | None' = _FACTORY) -> None:
         self.port = None if port is _FACTORY else port
@@ -2877,23 +3330,38 @@ class TrafficPolicyPortTrafficPolicy(betterproto2.Message):
         self.tls = None if tls is _FACTORY else tls
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'port': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'load_balancer': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'connection_pool': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+            'outlier_detection': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+            'tls': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "TrafficPolicy.PortTrafficPolicy", TrafficPolicyPortTrafficPolicy
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TrafficPolicyProxyProtocol(betterproto2.Message):
     "TrafficPolicyProxyProtocol(version: 'TrafficPolicyProxyProtocolVersion' = <factory>)"
 
-    version: "TrafficPolicyProxyProtocolVersion" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, default_factory=lambda: TrafficPolicyProxyProtocolVersion(0)
-    )
+    version: "TrafficPolicyProxyProtocolVersion"
+
+    __match_args__ = ('version',)
 
     def __init__(self, version: 'TrafficPolicyProxyProtocolVersion' = _FACTORY) -> None:
         self.version = TrafficPolicyProxyProtocolVersion(0) if version is _FACTORY else version
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'version': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: TrafficPolicyProxyProtocolVersion(0)),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -2901,22 +3369,16 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TrafficPolicyRetryBudget(betterproto2.Message):
     "TrafficPolicyRetryBudget(percent: 'float | None' = <factory>, min_retry_concurrency: 'int' = <factory>, budget_interval: 'datetime.timedelta | None' = <factory>)"
 
-    percent: "float | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.DoubleValue,
-        optional=True,
-    )
+    percent: "float | None"
 
-    min_retry_concurrency: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+    min_retry_concurrency: "int"
 
-    budget_interval: "datetime.timedelta | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
-    )
+    budget_interval: "datetime.timedelta | None"
+
+    __match_args__ = ('percent', 'min_retry_concurrency', 'budget_interval',)
 
     def __init__(self, percent: 'float | None' = _FACTORY, min_retry_concurrency: 'int' = _FACTORY, budget_interval: 'datetime.timedelta | None' = _FACTORY) -> None:
         self.percent = None if percent is _FACTORY else percent
@@ -2924,21 +3386,30 @@ class TrafficPolicyRetryBudget(betterproto2.Message):
         self.budget_interval = None if budget_interval is _FACTORY else budget_interval
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'percent': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.DoubleValue, optional=True),
+            'min_retry_concurrency': betterproto2.field(2, betterproto2.TYPE_UINT32),
+            'budget_interval': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "TrafficPolicy.RetryBudget", TrafficPolicyRetryBudget
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TrafficPolicyTunnelSettings(betterproto2.Message):
     "TrafficPolicyTunnelSettings(protocol: 'str' = <factory>, target_host: 'str' = <factory>, target_port: 'int' = <factory>)"
 
-    protocol: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    protocol: "str"
 
-    target_host: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    target_host: "str"
 
-    target_port: "int" = betterproto2.field(3, betterproto2.TYPE_UINT32)
+    target_port: "int"
+
+    __match_args__ = ('protocol', 'target_host', 'target_port',)
 
     def __init__(self, protocol: 'str' = _FACTORY, target_host: 'str' = _FACTORY, target_port: 'int' = _FACTORY) -> None:
         self.protocol = "" if protocol is _FACTORY else protocol
@@ -2946,27 +3417,36 @@ class TrafficPolicyTunnelSettings(betterproto2.Message):
         self.target_port = 0 if target_port is _FACTORY else target_port
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'protocol': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'target_host': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'target_port': betterproto2.field(3, betterproto2.TYPE_UINT32),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "TrafficPolicy.TunnelSettings", TrafficPolicyTunnelSettings
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class VirtualService(betterproto2.Message):
     "VirtualService(hosts: 'list[str]' = <factory>, gateways: 'list[str]' = <factory>, http: 'list[HttpRoute]' = <factory>, tls: 'list[TlsRoute]' = <factory>, tcp: 'list[TcpRoute]' = <factory>, export_to: 'list[str]' = <factory>)"
 
-    hosts: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
+    hosts: "list[str]"
 
-    gateways: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
+    gateways: "list[str]"
 
-    http: "list[HttpRoute]" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
+    http: "list[HttpRoute]"
 
-    tls: "list[TlsRoute]" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, repeated=True)
+    tls: "list[TlsRoute]"
 
-    tcp: "list[TcpRoute]" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True)
+    tcp: "list[TcpRoute]"
 
-    export_to: "list[str]" = betterproto2.field(6, betterproto2.TYPE_STRING, repeated=True)
+    export_to: "list[str]"
+
+    __match_args__ = ('hosts', 'gateways', 'http', 'tls', 'tcp', 'export_to',)
 
     def __init__(self, hosts: 'list[str]' = _FACTORY, gateways: 'list[str]' = _FACTORY, http: 'list[HttpRoute]' = _FACTORY, tls: 'list[TlsRoute]' = _FACTORY, tcp: 'list[TcpRoute]' = _FACTORY, export_to: 'list[str]' = _FACTORY) -> None:
         self.hosts = [] if hosts is _FACTORY else hosts
@@ -2977,31 +3457,31 @@ class VirtualService(betterproto2.Message):
         self.export_to = [] if export_to is _FACTORY else export_to
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'hosts': betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True),
+            'gateways': betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True),
+            'http': betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True),
+            'tls': betterproto2.field(5, betterproto2.TYPE_MESSAGE, repeated=True),
+            'tcp': betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True),
+            'export_to': betterproto2.field(6, betterproto2.TYPE_STRING, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "VirtualService", VirtualService)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class WarmupConfiguration(betterproto2.Message):
     "WarmupConfiguration(duration: 'datetime.timedelta | None' = <factory>, minimum_percent: 'float | None' = <factory>, aggression: 'float | None' = <factory>)"
 
-    duration: "datetime.timedelta | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
-    )
+    duration: "datetime.timedelta | None"
 
-    minimum_percent: "float | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.DoubleValue,
-        optional=True,
-    )
+    minimum_percent: "float | None"
 
-    aggression: "float | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.DoubleValue,
-        optional=True,
-    )
+    aggression: "float | None"
+
+    __match_args__ = ('duration', 'minimum_percent', 'aggression',)
 
     def __init__(self, duration: 'datetime.timedelta | None' = _FACTORY, minimum_percent: 'float | None' = _FACTORY, aggression: 'float | None' = _FACTORY) -> None:
         self.duration = None if duration is _FACTORY else duration
@@ -3009,37 +3489,38 @@ class WarmupConfiguration(betterproto2.Message):
         self.aggression = None if aggression is _FACTORY else aggression
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'duration': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True),
+            'minimum_percent': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.DoubleValue, optional=True),
+            'aggression': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.DoubleValue, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "WarmupConfiguration", WarmupConfiguration
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class WorkloadEntry(betterproto2.Message):
     "WorkloadEntry(address: 'str' = <factory>, ports: 'dict[str, int]' = <factory>, labels: 'dict[str, str]' = <factory>, network: 'str' = <factory>, locality: 'str' = <factory>, weight: 'int' = <factory>, service_account: 'str' = <factory>)"
 
-    address: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    address: "str"
 
-    ports: "dict[str, int]" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_UINT32),
-    )
+    ports: "dict[str, int]"
 
-    labels: "dict[str, str]" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
-    )
+    labels: "dict[str, str]"
 
-    network: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    network: "str"
 
-    locality: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    locality: "str"
 
-    weight: "int" = betterproto2.field(6, betterproto2.TYPE_UINT32)
+    weight: "int"
 
-    service_account: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+    service_account: "str"
+
+    __match_args__ = ('address', 'ports', 'labels', 'network', 'locality', 'weight', 'service_account',)
 
     def __init__(self, address: 'str' = _FACTORY, ports: 'dict[str, int]' = _FACTORY, labels: 'dict[str, str]' = _FACTORY, network: 'str' = _FACTORY, locality: 'str' = _FACTORY, weight: 'int' = _FACTORY, service_account: 'str' = _FACTORY) -> None:
         self.address = "" if address is _FACTORY else address
@@ -3051,23 +3532,32 @@ class WorkloadEntry(betterproto2.Message):
         self.service_account = "" if service_account is _FACTORY else service_account
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'address': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'ports': betterproto2.field(2, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_UINT32)),
+            'labels': betterproto2.field(3, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING)),
+            'network': betterproto2.field(4, betterproto2.TYPE_STRING),
+            'locality': betterproto2.field(5, betterproto2.TYPE_STRING),
+            'weight': betterproto2.field(6, betterproto2.TYPE_UINT32),
+            'service_account': betterproto2.field(7, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "WorkloadEntry", WorkloadEntry)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class WorkloadGroup(betterproto2.Message):
     "WorkloadGroup(metadata: 'WorkloadGroupObjectMeta | None' = <factory>, template: 'WorkloadEntry | None' = <factory>, probe: 'ReadinessProbe | None' = <factory>)"
 
-    metadata: "WorkloadGroupObjectMeta | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    metadata: "WorkloadGroupObjectMeta | None"
 
-    template: "WorkloadEntry | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    template: "WorkloadEntry | None"
 
-    probe: "ReadinessProbe | None" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
+    probe: "ReadinessProbe | None"
+
+    __match_args__ = ('metadata', 'template', 'probe',)
 
     def __init__(self, metadata: 'WorkloadGroupObjectMeta | None' = _FACTORY, template: 'WorkloadEntry | None' = _FACTORY, probe: 'ReadinessProbe | None' = _FACTORY) -> None:
         self.metadata = None if metadata is _FACTORY else metadata
@@ -3075,30 +3565,38 @@ class WorkloadGroup(betterproto2.Message):
         self.probe = None if probe is _FACTORY else probe
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'metadata': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'template': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'probe': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.networking.v1alpha3", "WorkloadGroup", WorkloadGroup)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class WorkloadGroupObjectMeta(betterproto2.Message):
     "WorkloadGroupObjectMeta(labels: 'dict[str, str]' = <factory>, annotations: 'dict[str, str]' = <factory>)"
 
-    labels: "dict[str, str]" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
-    )
+    labels: "dict[str, str]"
 
-    annotations: "dict[str, str]" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
-    )
+    annotations: "dict[str, str]"
+
+    __match_args__ = ('labels', 'annotations',)
 
     def __init__(self, labels: 'dict[str, str]' = _FACTORY, annotations: 'dict[str, str]' = _FACTORY) -> None:
         self.labels = {} if labels is _FACTORY else labels
         self.annotations = {} if annotations is _FACTORY else annotations
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'labels': betterproto2.field(1, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING)),
+            'annotations': betterproto2.field(2, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING)),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -3106,19 +3604,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class WorkloadSelector(betterproto2.Message):
     "WorkloadSelector(labels: 'dict[str, str]' = <factory>)"
 
-    labels: "dict[str, str]" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
-    )
+    labels: "dict[str, str]"
+
+    __match_args__ = ('labels',)
 
     def __init__(self, labels: 'dict[str, str]' = _FACTORY) -> None:
         self.labels = {} if labels is _FACTORY else labels
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'labels': betterproto2.field(1, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING)),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -3126,26 +3627,18 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ZoneAwareLoadBalancerSetting(betterproto2.Message):
     "ZoneAwareLoadBalancerSetting(enabled: 'bool | None' = <factory>, failover: 'list[ZoneAwareLoadBalancerSettingFailover]' = <factory>, failover_priority: 'list[str]' = <factory>, min_cluster_size: 'int | None' = <factory>)"
 
-    enabled: "bool | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
-    )
+    enabled: "bool | None"
 
-    failover: "list[ZoneAwareLoadBalancerSettingFailover]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    failover: "list[ZoneAwareLoadBalancerSettingFailover]"
 
-    failover_priority: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
+    failover_priority: "list[str]"
 
-    min_cluster_size: "int | None" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.UInt64Value,
-        optional=True,
-    )
+    min_cluster_size: "int | None"
+
+    __match_args__ = ('enabled', 'failover', 'failover_priority', 'min_cluster_size',)
 
     def __init__(self, enabled: 'bool | None' = _FACTORY, failover: 'list[ZoneAwareLoadBalancerSettingFailover]' = _FACTORY, failover_priority: 'list[str]' = _FACTORY, min_cluster_size: 'int | None' = _FACTORY) -> None:
         self.enabled = None if enabled is _FACTORY else enabled
@@ -3154,24 +3647,41 @@ class ZoneAwareLoadBalancerSetting(betterproto2.Message):
         self.min_cluster_size = None if min_cluster_size is _FACTORY else min_cluster_size
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'enabled': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True),
+            'failover': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+            'failover_priority': betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True),
+            'min_cluster_size': betterproto2.field(4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.UInt64Value, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.networking.v1alpha3", "ZoneAwareLoadBalancerSetting", ZoneAwareLoadBalancerSetting
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ZoneAwareLoadBalancerSettingFailover(betterproto2.Message):
     "ZoneAwareLoadBalancerSettingFailover(from_: 'str' = <factory>, to: 'str' = <factory>)"
 
-    from_: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    from_: "str"
 
-    to: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    to: "str"
+
+    __match_args__ = ('from_', 'to',)
 
     def __init__(self, from_: 'str' = _FACTORY, to: 'str' = _FACTORY) -> None:
         self.from_ = "" if from_ is _FACTORY else from_
         self.to = "" if to is _FACTORY else to
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'from_': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'to': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(

@@ -9,10 +9,9 @@ __all__ = (
     "ProxyImage",
 )
 
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from ....message_pool import default_message_pool
 
@@ -20,25 +19,18 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ProxyConfig(betterproto2.Message):
     "ProxyConfig(selector: '__type__v1beta1__.WorkloadSelector | None' = <factory>, concurrency: 'int | None' = <factory>, environment_variables: 'dict[str, str]' = <factory>, image: 'ProxyImage | None' = <factory>)"
 
-    selector: "__type__v1beta1__.WorkloadSelector | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    selector: "__type__v1beta1__.WorkloadSelector | None"
 
-    concurrency: "int | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Int32Value, optional=True
-    )
+    concurrency: "int | None"
 
-    environment_variables: "dict[str, str]" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
-    )
+    environment_variables: "dict[str, str]"
 
-    image: "ProxyImage | None" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
+    image: "ProxyImage | None"
+
+    __match_args__ = ('selector', 'concurrency', 'environment_variables', 'image',)
 
     def __init__(self, selector: '__type__v1beta1__.WorkloadSelector | None' = _FACTORY, concurrency: 'int | None' = _FACTORY, environment_variables: 'dict[str, str]' = _FACTORY, image: 'ProxyImage | None' = _FACTORY) -> None:
         self.selector = None if selector is _FACTORY else selector
@@ -47,19 +39,35 @@ class ProxyConfig(betterproto2.Message):
         self.image = None if image is _FACTORY else image
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'selector': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'concurrency': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Int32Value, optional=True),
+            'environment_variables': betterproto2.field(3, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING)),
+            'image': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.networking.v1beta1", "ProxyConfig", ProxyConfig)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ProxyImage(betterproto2.Message):
     "ProxyImage(image_type: 'str' = <factory>)"
 
-    image_type: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    image_type: "str"
+
+    __match_args__ = ('image_type',)
 
     def __init__(self, image_type: 'str' = _FACTORY) -> None:
         self.image_type = "" if image_type is _FACTORY else image_type
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'image_type': betterproto2.field(1, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message("istio.networking.v1beta1", "ProxyImage", ProxyImage)

@@ -38,10 +38,9 @@ __all__ = (
 )
 
 import datetime
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from ....message_pool import default_message_pool
 
@@ -211,15 +210,16 @@ class ValueType(betterproto2.Enum):
     STRING_MAP = 11
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Action(betterproto2.Message):
     "Action(handler: 'str' = <factory>, instances: 'list[str]' = <factory>, name: 'str' = <factory>)"
 
-    handler: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    handler: "str"
 
-    instances: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
+    instances: "list[str]"
 
-    name: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    name: "str"
+
+    __match_args__ = ('handler', 'instances', 'name',)
 
     def __init__(self, handler: 'str' = _FACTORY, instances: 'list[str]' = _FACTORY, name: 'str' = _FACTORY) -> None:
         self.handler = "" if handler is _FACTORY else handler
@@ -227,23 +227,28 @@ class Action(betterproto2.Message):
         self.name = "" if name is _FACTORY else name
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'handler': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'instances': betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True),
+            'name': betterproto2.field(4, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message("istio.policy.v1beta1", "Action", Action)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class AttributeManifest(betterproto2.Message):
     "AttributeManifest(revision: 'str' = <factory>, name: 'str' = <factory>, attributes: 'dict[str, AttributeManifestAttributeInfo]' = <factory>)"
 
-    revision: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    revision: "str"
 
-    name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    name: "str"
 
-    attributes: "dict[str, AttributeManifestAttributeInfo]" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
-    )
+    attributes: "dict[str, AttributeManifestAttributeInfo]"
+
+    __match_args__ = ('revision', 'name', 'attributes',)
 
     def __init__(self, revision: 'str' = _FACTORY, name: 'str' = _FACTORY, attributes: 'dict[str, AttributeManifestAttributeInfo]' = _FACTORY) -> None:
         self.revision = "" if revision is _FACTORY else revision
@@ -251,26 +256,40 @@ class AttributeManifest(betterproto2.Message):
         self.attributes = {} if attributes is _FACTORY else attributes
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'revision': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'name': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'attributes': betterproto2.field(3, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.policy.v1beta1", "AttributeManifest", AttributeManifest
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class AttributeManifestAttributeInfo(betterproto2.Message):
     "AttributeManifestAttributeInfo(description: 'str' = <factory>, value_type: 'ValueType' = <factory>)"
 
-    description: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    description: "str"
 
-    value_type: "ValueType" = betterproto2.field(
-        2, betterproto2.TYPE_ENUM, default_factory=lambda: ValueType(0)
-    )
+    value_type: "ValueType"
+
+    __match_args__ = ('description', 'value_type',)
 
     def __init__(self, description: 'str' = _FACTORY, value_type: 'ValueType' = _FACTORY) -> None:
         self.description = "" if description is _FACTORY else description
         self.value_type = ValueType(0) if value_type is _FACTORY else value_type
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'description': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'value_type': betterproto2.field(2, betterproto2.TYPE_ENUM, default_factory=lambda: ValueType(0)),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -278,7 +297,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Authentication(betterproto2.Message):
     """
 
@@ -287,36 +305,38 @@ class Authentication(betterproto2.Message):
         - auth_type:
     """
 
-    tls: "Tls | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True, group="auth_type"
-    )
+    tls: "Tls | None"
 
-    mutual: "Mutual | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="auth_type"
-    )
+    mutual: "Mutual | None"
+
+    __match_args__ = ('tls', 'mutual',)
 
     def __init__(self, tls: 'Tls | None' = _FACTORY, mutual: 'Mutual | None' = _FACTORY) -> None:
         self.tls = None if tls is _FACTORY else tls
         self.mutual = None if mutual is _FACTORY else mutual
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'tls': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group='auth_type'),
+            'mutual': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='auth_type'),
+        }
+    )
+
 
 default_message_pool.register_message("istio.policy.v1beta1", "Authentication", Authentication)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Connection(betterproto2.Message):
     "Connection(address: 'str' = <factory>, timeout: 'datetime.timedelta | None' = <factory>, authentication: 'Authentication | None' = <factory>)"
 
-    address: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    address: "str"
 
-    timeout: "datetime.timedelta | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
-    )
+    timeout: "datetime.timedelta | None"
 
-    authentication: "Authentication | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    authentication: "Authentication | None"
+
+    __match_args__ = ('address', 'timeout', 'authentication',)
 
     def __init__(self, address: 'str' = _FACTORY, timeout: 'datetime.timedelta | None' = _FACTORY, authentication: 'Authentication | None' = _FACTORY) -> None:
         self.address = "" if address is _FACTORY else address
@@ -324,25 +344,28 @@ class Connection(betterproto2.Message):
         self.authentication = None if authentication is _FACTORY else authentication
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'address': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'timeout': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True),
+            'authentication': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.policy.v1beta1", "Connection", Connection)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class DirectHttpResponse(betterproto2.Message):
     "DirectHttpResponse(code: 'HttpStatusCode' = <factory>, body: 'str' = <factory>, headers: 'dict[str, str]' = <factory>)"
 
-    code: "HttpStatusCode" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, default_factory=lambda: HttpStatusCode(0)
-    )
+    code: "HttpStatusCode"
 
-    body: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    body: "str"
 
-    headers: "dict[str, str]" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
-    )
+    headers: "dict[str, str]"
+
+    __match_args__ = ('code', 'body', 'headers',)
 
     def __init__(self, code: 'HttpStatusCode' = _FACTORY, body: 'str' = _FACTORY, headers: 'dict[str, str]' = _FACTORY) -> None:
         self.code = HttpStatusCode(0) if code is _FACTORY else code
@@ -350,70 +373,103 @@ class DirectHttpResponse(betterproto2.Message):
         self.headers = {} if headers is _FACTORY else headers
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'code': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: HttpStatusCode(0)),
+            'body': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'headers': betterproto2.field(3, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING)),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.policy.v1beta1", "DirectHttpResponse", DirectHttpResponse
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class DnsName(betterproto2.Message):
     "DnsName(value: 'str' = <factory>)"
 
-    value: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    value: "str"
+
+    __match_args__ = ('value',)
 
     def __init__(self, value: 'str' = _FACTORY) -> None:
         self.value = "" if value is _FACTORY else value
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'value': betterproto2.field(1, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message("istio.policy.v1beta1", "DNSName", DnsName)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Duration(betterproto2.Message):
     "Duration(value: 'datetime.timedelta | None' = <factory>)"
 
-    value: "datetime.timedelta | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
-    )
+    value: "datetime.timedelta | None"
+
+    __match_args__ = ('value',)
 
     def __init__(self, value: 'datetime.timedelta | None' = _FACTORY) -> None:
         self.value = None if value is _FACTORY else value
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'value': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.policy.v1beta1", "Duration", Duration)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class EmailAddress(betterproto2.Message):
     "EmailAddress(value: 'str' = <factory>)"
 
-    value: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    value: "str"
+
+    __match_args__ = ('value',)
 
     def __init__(self, value: 'str' = _FACTORY) -> None:
         self.value = "" if value is _FACTORY else value
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'value': betterproto2.field(1, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message("istio.policy.v1beta1", "EmailAddress", EmailAddress)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class FractionalPercent(betterproto2.Message):
     "FractionalPercent(numerator: 'int' = <factory>, denominator: 'FractionalPercentDenominatorType' = <factory>)"
 
-    numerator: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
+    numerator: "int"
 
-    denominator: "FractionalPercentDenominatorType" = betterproto2.field(
-        2, betterproto2.TYPE_ENUM, default_factory=lambda: FractionalPercentDenominatorType(0)
-    )
+    denominator: "FractionalPercentDenominatorType"
+
+    __match_args__ = ('numerator', 'denominator',)
 
     def __init__(self, numerator: 'int' = _FACTORY, denominator: 'FractionalPercentDenominatorType' = _FACTORY) -> None:
         self.numerator = 0 if numerator is _FACTORY else numerator
         self.denominator = FractionalPercentDenominatorType(0) if denominator is _FACTORY else denominator
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'numerator': betterproto2.field(1, betterproto2.TYPE_UINT32),
+            'denominator': betterproto2.field(2, betterproto2.TYPE_ENUM, default_factory=lambda: FractionalPercentDenominatorType(0)),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -421,23 +477,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Handler(betterproto2.Message):
     "Handler(name: 'str' = <factory>, compiled_adapter: 'str' = <factory>, adapter: 'str' = <factory>, params: '___google__protobuf__.Struct | None' = <factory>, connection: 'Connection | None' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    compiled_adapter: "str" = betterproto2.field(67794676, betterproto2.TYPE_STRING)
+    compiled_adapter: "str"
 
-    adapter: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    adapter: "str"
 
-    params: "___google__protobuf__.Struct | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    params: "___google__protobuf__.Struct | None"
 
-    connection: "Connection | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    connection: "Connection | None"
+
+    __match_args__ = ('name', 'compiled_adapter', 'adapter', 'params', 'connection',)
 
     def __init__(self, name: 'str' = _FACTORY, compiled_adapter: 'str' = _FACTORY, adapter: 'str' = _FACTORY, params: '___google__protobuf__.Struct | None' = _FACTORY, connection: 'Connection | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -447,29 +500,34 @@ class Handler(betterproto2.Message):
         self.connection = None if connection is _FACTORY else connection
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'compiled_adapter': betterproto2.field(67794676, betterproto2.TYPE_STRING),
+            'adapter': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'params': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+            'connection': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.policy.v1beta1", "Handler", Handler)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Instance(betterproto2.Message):
     "Instance(name: 'str' = <factory>, compiled_template: 'str' = <factory>, template: 'str' = <factory>, params: '___google__protobuf__.Struct | None' = <factory>, attribute_bindings: 'dict[str, str]' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    compiled_template: "str" = betterproto2.field(67794676, betterproto2.TYPE_STRING)
+    compiled_template: "str"
 
-    template: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    template: "str"
 
-    params: "___google__protobuf__.Struct | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    params: "___google__protobuf__.Struct | None"
 
-    attribute_bindings: "dict[str, str]" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
-    )
+    attribute_bindings: "dict[str, str]"
+
+    __match_args__ = ('name', 'compiled_template', 'template', 'params', 'attribute_bindings',)
 
     def __init__(self, name: 'str' = _FACTORY, compiled_template: 'str' = _FACTORY, template: 'str' = _FACTORY, params: '___google__protobuf__.Struct | None' = _FACTORY, attribute_bindings: 'dict[str, str]' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -479,35 +537,53 @@ class Instance(betterproto2.Message):
         self.attribute_bindings = {} if attribute_bindings is _FACTORY else attribute_bindings
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'compiled_template': betterproto2.field(67794676, betterproto2.TYPE_STRING),
+            'template': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'params': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+            'attribute_bindings': betterproto2.field(4, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING)),
+        }
+    )
+
 
 default_message_pool.register_message("istio.policy.v1beta1", "Instance", Instance)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class IpAddress(betterproto2.Message):
     "IpAddress(value: 'bytes' = <factory>)"
 
-    value: "bytes" = betterproto2.field(1, betterproto2.TYPE_BYTES)
+    value: "bytes"
+
+    __match_args__ = ('value',)
 
     def __init__(self, value: 'bytes' = _FACTORY) -> None:
         self.value = b"" if value is _FACTORY else value
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'value': betterproto2.field(1, betterproto2.TYPE_BYTES),
+        }
+    )
+
 
 default_message_pool.register_message("istio.policy.v1beta1", "IPAddress", IpAddress)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Mutual(betterproto2.Message):
     "Mutual(private_key: 'str' = <factory>, client_certificate: 'str' = <factory>, ca_certificates: 'str' = <factory>, server_name: 'str' = <factory>)"
 
-    private_key: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    private_key: "str"
 
-    client_certificate: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    client_certificate: "str"
 
-    ca_certificates: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    ca_certificates: "str"
 
-    server_name: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    server_name: "str"
+
+    __match_args__ = ('private_key', 'client_certificate', 'ca_certificates', 'server_name',)
 
     def __init__(self, private_key: 'str' = _FACTORY, client_certificate: 'str' = _FACTORY, ca_certificates: 'str' = _FACTORY, server_name: 'str' = _FACTORY) -> None:
         self.private_key = "" if private_key is _FACTORY else private_key
@@ -516,27 +592,33 @@ class Mutual(betterproto2.Message):
         self.server_name = "" if server_name is _FACTORY else server_name
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'private_key': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'client_certificate': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'ca_certificates': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'server_name': betterproto2.field(4, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message("istio.policy.v1beta1", "Mutual", Mutual)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class OAuth(betterproto2.Message):
     "OAuth(client_id: 'str' = <factory>, client_secret: 'str' = <factory>, token_url: 'str' = <factory>, scopes: 'list[str]' = <factory>, endpoint_params: 'dict[str, str]' = <factory>)"
 
-    client_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    client_id: "str"
 
-    client_secret: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    client_secret: "str"
 
-    token_url: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    token_url: "str"
 
-    scopes: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
+    scopes: "list[str]"
 
-    endpoint_params: "dict[str, str]" = betterproto2.field(
-        5,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
-    )
+    endpoint_params: "dict[str, str]"
+
+    __match_args__ = ('client_id', 'client_secret', 'token_url', 'scopes', 'endpoint_params',)
 
     def __init__(self, client_id: 'str' = _FACTORY, client_secret: 'str' = _FACTORY, token_url: 'str' = _FACTORY, scopes: 'list[str]' = _FACTORY, endpoint_params: 'dict[str, str]' = _FACTORY) -> None:
         self.client_id = "" if client_id is _FACTORY else client_id
@@ -546,21 +628,30 @@ class OAuth(betterproto2.Message):
         self.endpoint_params = {} if endpoint_params is _FACTORY else endpoint_params
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'client_id': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'client_secret': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'token_url': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'scopes': betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True),
+            'endpoint_params': betterproto2.field(5, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING)),
+        }
+    )
+
 
 default_message_pool.register_message("istio.policy.v1beta1", "OAuth", OAuth)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RandomSampling(betterproto2.Message):
     "RandomSampling(attribute_expression: 'str' = <factory>, percent_sampled: 'FractionalPercent | None' = <factory>, use_independent_randomness: 'bool' = <factory>)"
 
-    attribute_expression: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    attribute_expression: "str"
 
-    percent_sampled: "FractionalPercent | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    percent_sampled: "FractionalPercent | None"
 
-    use_independent_randomness: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    use_independent_randomness: "bool"
+
+    __match_args__ = ('attribute_expression', 'percent_sampled', 'use_independent_randomness',)
 
     def __init__(self, attribute_expression: 'str' = _FACTORY, percent_sampled: 'FractionalPercent | None' = _FACTORY, use_independent_randomness: 'bool' = _FACTORY) -> None:
         self.attribute_expression = "" if attribute_expression is _FACTORY else attribute_expression
@@ -568,21 +659,28 @@ class RandomSampling(betterproto2.Message):
         self.use_independent_randomness = False if use_independent_randomness is _FACTORY else use_independent_randomness
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'attribute_expression': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'percent_sampled': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'use_independent_randomness': betterproto2.field(3, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message("istio.policy.v1beta1", "RandomSampling", RandomSampling)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RateLimitSampling(betterproto2.Message):
     "RateLimitSampling(sampling_duration: 'datetime.timedelta | None' = <factory>, max_unsampled_entries: 'int' = <factory>, sampling_rate: 'int' = <factory>)"
 
-    sampling_duration: "datetime.timedelta | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
-    )
+    sampling_duration: "datetime.timedelta | None"
 
-    max_unsampled_entries: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
+    max_unsampled_entries: "int"
 
-    sampling_rate: "int" = betterproto2.field(3, betterproto2.TYPE_INT64)
+    sampling_rate: "int"
+
+    __match_args__ = ('sampling_duration', 'max_unsampled_entries', 'sampling_rate',)
 
     def __init__(self, sampling_duration: 'datetime.timedelta | None' = _FACTORY, max_unsampled_entries: 'int' = _FACTORY, sampling_rate: 'int' = _FACTORY) -> None:
         self.sampling_duration = None if sampling_duration is _FACTORY else sampling_duration
@@ -590,29 +688,34 @@ class RateLimitSampling(betterproto2.Message):
         self.sampling_rate = 0 if sampling_rate is _FACTORY else sampling_rate
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'sampling_duration': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True),
+            'max_unsampled_entries': betterproto2.field(2, betterproto2.TYPE_INT64),
+            'sampling_rate': betterproto2.field(3, betterproto2.TYPE_INT64),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.policy.v1beta1", "RateLimitSampling", RateLimitSampling
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Rule(betterproto2.Message):
     "Rule(match: 'str' = <factory>, actions: 'list[Action]' = <factory>, request_header_operations: 'list[RuleHeaderOperationTemplate]' = <factory>, response_header_operations: 'list[RuleHeaderOperationTemplate]' = <factory>, sampling: 'Sampling | None' = <factory>)"
 
-    match: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    match: "str"
 
-    actions: "list[Action]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
+    actions: "list[Action]"
 
-    request_header_operations: "list[RuleHeaderOperationTemplate]" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    request_header_operations: "list[RuleHeaderOperationTemplate]"
 
-    response_header_operations: "list[RuleHeaderOperationTemplate]" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    response_header_operations: "list[RuleHeaderOperationTemplate]"
 
-    sampling: "Sampling | None" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
+    sampling: "Sampling | None"
+
+    __match_args__ = ('match', 'actions', 'request_header_operations', 'response_header_operations', 'sampling',)
 
     def __init__(self, match: 'str' = _FACTORY, actions: 'list[Action]' = _FACTORY, request_header_operations: 'list[RuleHeaderOperationTemplate]' = _FACTORY, response_header_operations: 'list[RuleHeaderOperationTemplate]' = _FACTORY, sampling: 'Sampling | None' = _FACTORY) -> None:
         self.match = "" if match is _FACTORY else match
@@ -622,21 +725,30 @@ class Rule(betterproto2.Message):
         self.sampling = None if sampling is _FACTORY else sampling
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'match': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'actions': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+            'request_header_operations': betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True),
+            'response_header_operations': betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True),
+            'sampling': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.policy.v1beta1", "Rule", Rule)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RuleHeaderOperationTemplate(betterproto2.Message):
     "RuleHeaderOperationTemplate(name: 'str' = <factory>, values: 'list[str]' = <factory>, operation: 'RuleHeaderOperationTemplateOperation' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    values: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
+    values: "list[str]"
 
-    operation: "RuleHeaderOperationTemplateOperation" = betterproto2.field(
-        3, betterproto2.TYPE_ENUM, default_factory=lambda: RuleHeaderOperationTemplateOperation(0)
-    )
+    operation: "RuleHeaderOperationTemplateOperation"
+
+    __match_args__ = ('name', 'values', 'operation',)
 
     def __init__(self, name: 'str' = _FACTORY, values: 'list[str]' = _FACTORY, operation: 'RuleHeaderOperationTemplateOperation' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -644,68 +756,87 @@ class RuleHeaderOperationTemplate(betterproto2.Message):
         self.operation = RuleHeaderOperationTemplateOperation(0) if operation is _FACTORY else operation
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'values': betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True),
+            'operation': betterproto2.field(3, betterproto2.TYPE_ENUM, default_factory=lambda: RuleHeaderOperationTemplateOperation(0)),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.policy.v1beta1", "Rule.HeaderOperationTemplate", RuleHeaderOperationTemplate
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Sampling(betterproto2.Message):
     "Sampling(random: 'RandomSampling | None' = <factory>, rate_limit: 'RateLimitSampling | None' = <factory>)"
 
-    random: "RandomSampling | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    random: "RandomSampling | None"
 
-    rate_limit: "RateLimitSampling | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    rate_limit: "RateLimitSampling | None"
+
+    __match_args__ = ('random', 'rate_limit',)
 
     def __init__(self, random: 'RandomSampling | None' = _FACTORY, rate_limit: 'RateLimitSampling | None' = _FACTORY) -> None:
         self.random = None if random is _FACTORY else random
         self.rate_limit = None if rate_limit is _FACTORY else rate_limit
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'random': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'rate_limit': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.policy.v1beta1", "Sampling", Sampling)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class StringMap(betterproto2.Message):
     "StringMap(value: 'dict[str, str]' = <factory>)"
 
-    value: "dict[str, str]" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
-    )
+    value: "dict[str, str]"
+
+    __match_args__ = ('value',)
 
     def __init__(self, value: 'dict[str, str]' = _FACTORY) -> None:
         self.value = {} if value is _FACTORY else value
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'value': betterproto2.field(1, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING)),
+        }
+    )
+
 
 default_message_pool.register_message("istio.policy.v1beta1", "StringMap", StringMap)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TimeStamp(betterproto2.Message):
     "TimeStamp(value: 'datetime.datetime | None' = <factory>)"
 
-    value: "datetime.datetime | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
-    )
+    value: "datetime.datetime | None"
+
+    __match_args__ = ('value',)
 
     def __init__(self, value: 'datetime.datetime | None' = _FACTORY) -> None:
         self.value = None if value is _FACTORY else value
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'value': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.policy.v1beta1", "TimeStamp", TimeStamp)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Tls(betterproto2.Message):
     """
 
@@ -715,25 +846,19 @@ class Tls(betterproto2.Message):
         - token_type:
     """
 
-    ca_certificates: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    ca_certificates: "str"
 
-    token_path: "str | None" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, optional=True, group="token_source"
-    )
+    token_path: "str | None"
 
-    oauth: "OAuth | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="token_source"
-    )
+    oauth: "OAuth | None"
 
-    auth_header: "TlsAuthHeader | None" = betterproto2.field(
-        4, betterproto2.TYPE_ENUM, optional=True, group="token_type"
-    )
+    auth_header: "TlsAuthHeader | None"
 
-    custom_header: "str | None" = betterproto2.field(
-        5, betterproto2.TYPE_STRING, optional=True, group="token_type"
-    )
+    custom_header: "str | None"
 
-    server_name: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    server_name: "str"
+
+    __match_args__ = ('ca_certificates', 'token_path', 'oauth', 'auth_header', 'custom_header', 'server_name',)
 
     def __init__(self, ca_certificates: 'str' = _FACTORY, token_path: 'str | None' = _FACTORY, oauth: 'OAuth | None' = _FACTORY, auth_header: 'TlsAuthHeader | None' = _FACTORY, custom_header: 'str | None' = _FACTORY, server_name: 'str' = _FACTORY) -> None:
         self.ca_certificates = "" if ca_certificates is _FACTORY else ca_certificates
@@ -744,25 +869,42 @@ class Tls(betterproto2.Message):
         self.server_name = "" if server_name is _FACTORY else server_name
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'ca_certificates': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'token_path': betterproto2.field(2, betterproto2.TYPE_STRING, optional=True, group='token_source'),
+            'oauth': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='token_source'),
+            'auth_header': betterproto2.field(4, betterproto2.TYPE_ENUM, optional=True, group='token_type'),
+            'custom_header': betterproto2.field(5, betterproto2.TYPE_STRING, optional=True, group='token_type'),
+            'server_name': betterproto2.field(6, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message("istio.policy.v1beta1", "Tls", Tls)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Uri(betterproto2.Message):
     "Uri(value: 'str' = <factory>)"
 
-    value: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    value: "str"
+
+    __match_args__ = ('value',)
 
     def __init__(self, value: 'str' = _FACTORY) -> None:
         self.value = "" if value is _FACTORY else value
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'value': betterproto2.field(1, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message("istio.policy.v1beta1", "Uri", Uri)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Value(betterproto2.Message):
     """
 
@@ -771,49 +913,29 @@ class Value(betterproto2.Message):
         - value:
     """
 
-    string_value: "str | None" = betterproto2.field(
-        1, betterproto2.TYPE_STRING, optional=True, group="value"
-    )
+    string_value: "str | None"
 
-    int64_value: "int | None" = betterproto2.field(
-        2, betterproto2.TYPE_INT64, optional=True, group="value"
-    )
+    int64_value: "int | None"
 
-    double_value: "float | None" = betterproto2.field(
-        3, betterproto2.TYPE_DOUBLE, optional=True, group="value"
-    )
+    double_value: "float | None"
 
-    bool_value: "bool | None" = betterproto2.field(
-        4, betterproto2.TYPE_BOOL, optional=True, group="value"
-    )
+    bool_value: "bool | None"
 
-    ip_address_value: "IpAddress | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True, group="value"
-    )
+    ip_address_value: "IpAddress | None"
 
-    timestamp_value: "TimeStamp | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, optional=True, group="value"
-    )
+    timestamp_value: "TimeStamp | None"
 
-    duration_value: "Duration | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True, group="value"
-    )
+    duration_value: "Duration | None"
 
-    email_address_value: "EmailAddress | None" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, optional=True, group="value"
-    )
+    email_address_value: "EmailAddress | None"
 
-    dns_name_value: "DnsName | None" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, optional=True, group="value"
-    )
+    dns_name_value: "DnsName | None"
 
-    uri_value: "Uri | None" = betterproto2.field(
-        10, betterproto2.TYPE_MESSAGE, optional=True, group="value"
-    )
+    uri_value: "Uri | None"
 
-    string_map_value: "StringMap | None" = betterproto2.field(
-        11, betterproto2.TYPE_MESSAGE, optional=True, group="value"
-    )
+    string_map_value: "StringMap | None"
+
+    __match_args__ = ('string_value', 'int64_value', 'double_value', 'bool_value', 'ip_address_value', 'timestamp_value', 'duration_value', 'email_address_value', 'dns_name_value', 'uri_value', 'string_map_value',)
 
     def __init__(self, string_value: 'str | None' = _FACTORY, int64_value: 'int | None' = _FACTORY, double_value: 'float | None' = _FACTORY, bool_value: 'bool | None' = _FACTORY, ip_address_value: 'IpAddress | None' = _FACTORY, timestamp_value: 'TimeStamp | None' = _FACTORY, duration_value: 'Duration | None' = _FACTORY, email_address_value: 'EmailAddress | None' = _FACTORY, dns_name_value: 'DnsName | None' = _FACTORY, uri_value: 'Uri | None' = _FACTORY, string_map_value: 'StringMap | None' = _FACTORY) -> None:
         self.string_value = None if string_value is _FACTORY else string_value
@@ -828,6 +950,22 @@ class Value(betterproto2.Message):
         self.uri_value = None if uri_value is _FACTORY else uri_value
         self.string_map_value = None if string_map_value is _FACTORY else string_map_value
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'string_value': betterproto2.field(1, betterproto2.TYPE_STRING, optional=True, group='value'),
+            'int64_value': betterproto2.field(2, betterproto2.TYPE_INT64, optional=True, group='value'),
+            'double_value': betterproto2.field(3, betterproto2.TYPE_DOUBLE, optional=True, group='value'),
+            'bool_value': betterproto2.field(4, betterproto2.TYPE_BOOL, optional=True, group='value'),
+            'ip_address_value': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True, group='value'),
+            'timestamp_value': betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True, group='value'),
+            'duration_value': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True, group='value'),
+            'email_address_value': betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True, group='value'),
+            'dns_name_value': betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True, group='value'),
+            'uri_value': betterproto2.field(10, betterproto2.TYPE_MESSAGE, optional=True, group='value'),
+            'string_map_value': betterproto2.field(11, betterproto2.TYPE_MESSAGE, optional=True, group='value'),
+        }
+    )
 
 
 default_message_pool.register_message("istio.policy.v1beta1", "Value", Value)

@@ -18,10 +18,9 @@ __all__ = (
 )
 
 import warnings
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from ....message_pool import default_message_pool
 
@@ -45,31 +44,30 @@ class RbacConfigMode(betterproto2.Enum):
     ON_WITH_EXCLUSION = 3
 
 
-@dataclass(eq=False, repr=False, init=False)
 class AccessRule(betterproto2.Message):
     "AccessRule(services: 'list[str]' = <factory>, hosts: 'list[str]' = <factory>, not_hosts: 'list[str]' = <factory>, paths: 'list[str]' = <factory>, not_paths: 'list[str]' = <factory>, methods: 'list[str]' = <factory>, not_methods: 'list[str]' = <factory>, ports: 'list[int]' = <factory>, not_ports: 'list[int]' = <factory>, constraints: 'list[AccessRuleConstraint]' = <factory>)"
 
-    services: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
+    services: "list[str]"
 
-    hosts: "list[str]" = betterproto2.field(5, betterproto2.TYPE_STRING, repeated=True)
+    hosts: "list[str]"
 
-    not_hosts: "list[str]" = betterproto2.field(6, betterproto2.TYPE_STRING, repeated=True)
+    not_hosts: "list[str]"
 
-    paths: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
+    paths: "list[str]"
 
-    not_paths: "list[str]" = betterproto2.field(7, betterproto2.TYPE_STRING, repeated=True)
+    not_paths: "list[str]"
 
-    methods: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
+    methods: "list[str]"
 
-    not_methods: "list[str]" = betterproto2.field(8, betterproto2.TYPE_STRING, repeated=True)
+    not_methods: "list[str]"
 
-    ports: "list[int]" = betterproto2.field(9, betterproto2.TYPE_INT32, repeated=True)
+    ports: "list[int]"
 
-    not_ports: "list[int]" = betterproto2.field(10, betterproto2.TYPE_INT32, repeated=True)
+    not_ports: "list[int]"
 
-    constraints: "list[AccessRuleConstraint]" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    constraints: "list[AccessRuleConstraint]"
+
+    __match_args__ = ('services', 'hosts', 'not_hosts', 'paths', 'not_paths', 'methods', 'not_methods', 'ports', 'not_ports', 'constraints',)
 
     def __init__(self, services: 'list[str]' = _FACTORY, hosts: 'list[str]' = _FACTORY, not_hosts: 'list[str]' = _FACTORY, paths: 'list[str]' = _FACTORY, not_paths: 'list[str]' = _FACTORY, methods: 'list[str]' = _FACTORY, not_methods: 'list[str]' = _FACTORY, ports: 'list[int]' = _FACTORY, not_ports: 'list[int]' = _FACTORY, constraints: 'list[AccessRuleConstraint]' = _FACTORY) -> None:
         self.services = [] if services is _FACTORY else services
@@ -84,22 +82,45 @@ class AccessRule(betterproto2.Message):
         self.constraints = [] if constraints is _FACTORY else constraints
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'services': betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True),
+            'hosts': betterproto2.field(5, betterproto2.TYPE_STRING, repeated=True),
+            'not_hosts': betterproto2.field(6, betterproto2.TYPE_STRING, repeated=True),
+            'paths': betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True),
+            'not_paths': betterproto2.field(7, betterproto2.TYPE_STRING, repeated=True),
+            'methods': betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True),
+            'not_methods': betterproto2.field(8, betterproto2.TYPE_STRING, repeated=True),
+            'ports': betterproto2.field(9, betterproto2.TYPE_INT32, repeated=True),
+            'not_ports': betterproto2.field(10, betterproto2.TYPE_INT32, repeated=True),
+            'constraints': betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.rbac.v1alpha1", "AccessRule", AccessRule)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class AccessRuleConstraint(betterproto2.Message):
     "AccessRuleConstraint(key: 'str' = <factory>, values: 'list[str]' = <factory>)"
 
-    key: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    key: "str"
 
-    values: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
+    values: "list[str]"
+
+    __match_args__ = ('key', 'values',)
 
     def __init__(self, key: 'str' = _FACTORY, values: 'list[str]' = _FACTORY) -> None:
         self.key = "" if key is _FACTORY else key
         self.values = [] if values is _FACTORY else values
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'key': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'values': betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -107,25 +128,18 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RbacConfig(betterproto2.Message):
     "RbacConfig(mode: 'RbacConfigMode' = <factory>, inclusion: 'RbacConfigTarget | None' = <factory>, exclusion: 'RbacConfigTarget | None' = <factory>, enforcement_mode: 'EnforcementMode' = <factory>)"
 
-    mode: "RbacConfigMode" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, default_factory=lambda: RbacConfigMode(0)
-    )
+    mode: "RbacConfigMode"
 
-    inclusion: "RbacConfigTarget | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    inclusion: "RbacConfigTarget | None"
 
-    exclusion: "RbacConfigTarget | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    exclusion: "RbacConfigTarget | None"
 
-    enforcement_mode: "EnforcementMode" = betterproto2.field(
-        4, betterproto2.TYPE_ENUM, default_factory=lambda: EnforcementMode(0)
-    )
+    enforcement_mode: "EnforcementMode"
+
+    __match_args__ = ('mode', 'inclusion', 'exclusion', 'enforcement_mode',)
 
     def __init__(self, mode: 'RbacConfigMode' = _FACTORY, inclusion: 'RbacConfigTarget | None' = _FACTORY, exclusion: 'RbacConfigTarget | None' = _FACTORY, enforcement_mode: 'EnforcementMode' = _FACTORY) -> None:
         self.mode = RbacConfigMode(0) if mode is _FACTORY else mode
@@ -134,73 +148,104 @@ class RbacConfig(betterproto2.Message):
         self.enforcement_mode = EnforcementMode(0) if enforcement_mode is _FACTORY else enforcement_mode
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'mode': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: RbacConfigMode(0)),
+            'inclusion': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'exclusion': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+            'enforcement_mode': betterproto2.field(4, betterproto2.TYPE_ENUM, default_factory=lambda: EnforcementMode(0)),
+        }
+    )
+
 
 default_message_pool.register_message("istio.rbac.v1alpha1", "RbacConfig", RbacConfig)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RbacConfigTarget(betterproto2.Message):
     "RbacConfigTarget(services: 'list[str]' = <factory>, namespaces: 'list[str]' = <factory>)"
 
-    services: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
+    services: "list[str]"
 
-    namespaces: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
+    namespaces: "list[str]"
+
+    __match_args__ = ('services', 'namespaces',)
 
     def __init__(self, services: 'list[str]' = _FACTORY, namespaces: 'list[str]' = _FACTORY) -> None:
         self.services = [] if services is _FACTORY else services
         self.namespaces = [] if namespaces is _FACTORY else namespaces
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'services': betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True),
+            'namespaces': betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.rbac.v1alpha1", "RbacConfig.Target", RbacConfigTarget)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RoleRef(betterproto2.Message):
     "RoleRef(kind: 'str' = <factory>, name: 'str' = <factory>)"
 
-    kind: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    kind: "str"
 
-    name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    name: "str"
+
+    __match_args__ = ('kind', 'name',)
 
     def __init__(self, kind: 'str' = _FACTORY, name: 'str' = _FACTORY) -> None:
         self.kind = "" if kind is _FACTORY else kind
         self.name = "" if name is _FACTORY else name
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'kind': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'name': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message("istio.rbac.v1alpha1", "RoleRef", RoleRef)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ServiceRole(betterproto2.Message):
     "ServiceRole(rules: 'list[AccessRule]' = <factory>)"
 
-    rules: "list[AccessRule]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    rules: "list[AccessRule]"
+
+    __match_args__ = ('rules',)
 
     def __init__(self, rules: 'list[AccessRule]' = _FACTORY) -> None:
         self.rules = [] if rules is _FACTORY else rules
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'rules': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.rbac.v1alpha1", "ServiceRole", ServiceRole)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ServiceRoleBinding(betterproto2.Message):
     "ServiceRoleBinding(subjects: 'list[Subject]' = <factory>, role_ref: 'RoleRef | None' = <factory>, mode: 'EnforcementMode' = <factory>, actions: 'list[AccessRule]' = <factory>, role: 'str' = <factory>)"
 
-    subjects: "list[Subject]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    subjects: "list[Subject]"
 
-    role_ref: "RoleRef | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+    role_ref: "RoleRef | None"
 
-    mode: "EnforcementMode" = betterproto2.field(
-        3, betterproto2.TYPE_ENUM, default_factory=lambda: EnforcementMode(0)
-    )
+    mode: "EnforcementMode"
 
-    actions: "list[AccessRule]" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True)
+    actions: "list[AccessRule]"
 
-    role: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    role: "str"
+
+    __match_args__ = ('subjects', 'role_ref', 'mode', 'actions', 'role',)
 
     def __init__(self, subjects: 'list[Subject]' = _FACTORY, role_ref: 'RoleRef | None' = _FACTORY, mode: 'EnforcementMode' = _FACTORY, actions: 'list[AccessRule]' = _FACTORY, role: 'str' = _FACTORY) -> None:
         self.subjects = [] if subjects is _FACTORY else subjects
@@ -210,46 +255,53 @@ class ServiceRoleBinding(betterproto2.Message):
         self.role = "" if role is _FACTORY else role
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'subjects': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+            'role_ref': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'mode': betterproto2.field(3, betterproto2.TYPE_ENUM, default_factory=lambda: EnforcementMode(0)),
+            'actions': betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True),
+            'role': betterproto2.field(5, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.rbac.v1alpha1", "ServiceRoleBinding", ServiceRoleBinding
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Subject(betterproto2.Message):
     "Subject(user: 'str' = <factory>, names: 'list[str]' = <factory>, not_names: 'list[str]' = <factory>, group: 'str' = <factory>, groups: 'list[str]' = <factory>, not_groups: 'list[str]' = <factory>, namespaces: 'list[str]' = <factory>, not_namespaces: 'list[str]' = <factory>, ips: 'list[str]' = <factory>, not_ips: 'list[str]' = <factory>, properties: 'dict[str, str]' = <factory>)"
 
-    user: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    user: "str"
 
-    names: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
+    names: "list[str]"
 
-    not_names: "list[str]" = betterproto2.field(5, betterproto2.TYPE_STRING, repeated=True)
+    not_names: "list[str]"
 
-    group: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    group: "str"
 
-    groups: "list[str]" = betterproto2.field(6, betterproto2.TYPE_STRING, repeated=True)
+    groups: "list[str]"
 
-    not_groups: "list[str]" = betterproto2.field(7, betterproto2.TYPE_STRING, repeated=True)
+    not_groups: "list[str]"
 
-    namespaces: "list[str]" = betterproto2.field(8, betterproto2.TYPE_STRING, repeated=True)
+    namespaces: "list[str]"
 
-    not_namespaces: "list[str]" = betterproto2.field(9, betterproto2.TYPE_STRING, repeated=True)
+    not_namespaces: "list[str]"
 
-    ips: "list[str]" = betterproto2.field(10, betterproto2.TYPE_STRING, repeated=True)
+    ips: "list[str]"
 
-    not_ips: "list[str]" = betterproto2.field(11, betterproto2.TYPE_STRING, repeated=True)
+    not_ips: "list[str]"
 
-    properties: "dict[str, str]" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
-    )
+    properties: "dict[str, str]"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("group"):
             warnings.warn("Subject.group is deprecated", DeprecationWarning)
+
+    __match_args__ = ('user', 'names', 'not_names', 'group', 'groups', 'not_groups', 'namespaces', 'not_namespaces', 'ips', 'not_ips', 'properties',)
 
     def __init__(self, user: 'str' = _FACTORY, names: 'list[str]' = _FACTORY, not_names: 'list[str]' = _FACTORY, group: 'str' = _FACTORY, groups: 'list[str]' = _FACTORY, not_groups: 'list[str]' = _FACTORY, namespaces: 'list[str]' = _FACTORY, not_namespaces: 'list[str]' = _FACTORY, ips: 'list[str]' = _FACTORY, not_ips: 'list[str]' = _FACTORY, properties: 'dict[str, str]' = _FACTORY) -> None:
         self.user = "" if user is _FACTORY else user
@@ -264,6 +316,22 @@ class Subject(betterproto2.Message):
         self.not_ips = [] if not_ips is _FACTORY else not_ips
         self.properties = {} if properties is _FACTORY else properties
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'user': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'names': betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True),
+            'not_names': betterproto2.field(5, betterproto2.TYPE_STRING, repeated=True),
+            'group': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'groups': betterproto2.field(6, betterproto2.TYPE_STRING, repeated=True),
+            'not_groups': betterproto2.field(7, betterproto2.TYPE_STRING, repeated=True),
+            'namespaces': betterproto2.field(8, betterproto2.TYPE_STRING, repeated=True),
+            'not_namespaces': betterproto2.field(9, betterproto2.TYPE_STRING, repeated=True),
+            'ips': betterproto2.field(10, betterproto2.TYPE_STRING, repeated=True),
+            'not_ips': betterproto2.field(11, betterproto2.TYPE_STRING, repeated=True),
+            'properties': betterproto2.field(3, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING)),
+        }
+    )
 
 
 default_message_pool.register_message("istio.rbac.v1alpha1", "Subject", Subject)

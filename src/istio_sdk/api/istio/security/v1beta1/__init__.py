@@ -24,10 +24,9 @@ __all__ = (
 )
 
 import datetime
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from ....message_pool import default_message_pool
 
@@ -55,7 +54,6 @@ class PeerAuthenticationMutualTlsMode(betterproto2.Enum):
     STRICT = 3
 
 
-@dataclass(eq=False, repr=False, init=False)
 class AuthorizationPolicy(betterproto2.Message):
     """
 
@@ -64,27 +62,19 @@ class AuthorizationPolicy(betterproto2.Message):
         - action_detail:
     """
 
-    selector: "__type__v1beta1__.WorkloadSelector | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    selector: "__type__v1beta1__.WorkloadSelector | None"
 
-    target_ref: "__type__v1beta1__.PolicyTargetReference | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    target_ref: "__type__v1beta1__.PolicyTargetReference | None"
 
-    target_refs: "list[__type__v1beta1__.PolicyTargetReference]" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    target_refs: "list[__type__v1beta1__.PolicyTargetReference]"
 
-    rules: "list[Rule]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
+    rules: "list[Rule]"
 
-    action: "AuthorizationPolicyAction" = betterproto2.field(
-        3, betterproto2.TYPE_ENUM, default_factory=lambda: AuthorizationPolicyAction(0)
-    )
+    action: "AuthorizationPolicyAction"
 
-    provider: "AuthorizationPolicyExtensionProvider | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True, group="action_detail"
-    )
+    provider: "AuthorizationPolicyExtensionProvider | None"
+
+    __match_args__ = ('selector', 'target_ref', 'target_refs', 'rules', 'action', 'provider',)
 
     def __init__(self, selector: '__type__v1beta1__.WorkloadSelector | None' = _FACTORY, target_ref: '__type__v1beta1__.PolicyTargetReference | None' = _FACTORY, target_refs: 'list[__type__v1beta1__.PolicyTargetReference]' = _FACTORY, rules: 'list[Rule]' = _FACTORY, action: 'AuthorizationPolicyAction' = _FACTORY, provider: 'AuthorizationPolicyExtensionProvider | None' = _FACTORY) -> None:
         self.selector = None if selector is _FACTORY else selector
@@ -95,21 +85,39 @@ class AuthorizationPolicy(betterproto2.Message):
         self.provider = None if provider is _FACTORY else provider
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'selector': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'target_ref': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True),
+            'target_refs': betterproto2.field(6, betterproto2.TYPE_MESSAGE, repeated=True),
+            'rules': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+            'action': betterproto2.field(3, betterproto2.TYPE_ENUM, default_factory=lambda: AuthorizationPolicyAction(0)),
+            'provider': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True, group='action_detail'),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.security.v1beta1", "AuthorizationPolicy", AuthorizationPolicy
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class AuthorizationPolicyExtensionProvider(betterproto2.Message):
     "AuthorizationPolicyExtensionProvider(name: 'str' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
+
+    __match_args__ = ('name',)
 
     def __init__(self, name: 'str' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -119,32 +127,41 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ClaimToHeader(betterproto2.Message):
     "ClaimToHeader(header: 'str' = <factory>, claim: 'str' = <factory>)"
 
-    header: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    header: "str"
 
-    claim: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    claim: "str"
+
+    __match_args__ = ('header', 'claim',)
 
     def __init__(self, header: 'str' = _FACTORY, claim: 'str' = _FACTORY) -> None:
         self.header = "" if header is _FACTORY else header
         self.claim = "" if claim is _FACTORY else claim
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'header': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'claim': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message("istio.security.v1beta1", "ClaimToHeader", ClaimToHeader)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Condition(betterproto2.Message):
     "Condition(key: 'str' = <factory>, values: 'list[str]' = <factory>, not_values: 'list[str]' = <factory>)"
 
-    key: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    key: "str"
 
-    values: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
+    values: "list[str]"
 
-    not_values: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
+    not_values: "list[str]"
+
+    __match_args__ = ('key', 'values', 'not_values',)
 
     def __init__(self, key: 'str' = _FACTORY, values: 'list[str]' = _FACTORY, not_values: 'list[str]' = _FACTORY) -> None:
         self.key = "" if key is _FACTORY else key
@@ -152,62 +169,71 @@ class Condition(betterproto2.Message):
         self.not_values = [] if not_values is _FACTORY else not_values
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'key': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'values': betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True),
+            'not_values': betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.security.v1beta1", "Condition", Condition)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class JwtHeader(betterproto2.Message):
     "JwtHeader(name: 'str' = <factory>, prefix: 'str' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    prefix: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    prefix: "str"
+
+    __match_args__ = ('name', 'prefix',)
 
     def __init__(self, name: 'str' = _FACTORY, prefix: 'str' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.prefix = "" if prefix is _FACTORY else prefix
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'prefix': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message("istio.security.v1beta1", "JWTHeader", JwtHeader)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class JwtRule(betterproto2.Message):
     "JwtRule(issuer: 'str' = <factory>, audiences: 'list[str]' = <factory>, jwks_uri: 'str' = <factory>, jwks: 'str' = <factory>, from_headers: 'list[JwtHeader]' = <factory>, from_params: 'list[str]' = <factory>, output_payload_to_header: 'str' = <factory>, from_cookies: 'list[str]' = <factory>, forward_original_token: 'bool' = <factory>, output_claim_to_headers: 'list[ClaimToHeader]' = <factory>, timeout: 'datetime.timedelta | None' = <factory>, space_delimited_claims: 'list[str]' = <factory>)"
 
-    issuer: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    issuer: "str"
 
-    audiences: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
+    audiences: "list[str]"
 
-    jwks_uri: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    jwks_uri: "str"
 
-    jwks: "str" = betterproto2.field(10, betterproto2.TYPE_STRING)
+    jwks: "str"
 
-    from_headers: "list[JwtHeader]" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    from_headers: "list[JwtHeader]"
 
-    from_params: "list[str]" = betterproto2.field(7, betterproto2.TYPE_STRING, repeated=True)
+    from_params: "list[str]"
 
-    output_payload_to_header: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
+    output_payload_to_header: "str"
 
-    from_cookies: "list[str]" = betterproto2.field(12, betterproto2.TYPE_STRING, repeated=True)
+    from_cookies: "list[str]"
 
-    forward_original_token: "bool" = betterproto2.field(9, betterproto2.TYPE_BOOL)
+    forward_original_token: "bool"
 
-    output_claim_to_headers: "list[ClaimToHeader]" = betterproto2.field(
-        11, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    output_claim_to_headers: "list[ClaimToHeader]"
 
-    timeout: "datetime.timedelta | None" = betterproto2.field(
-        13, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
-    )
+    timeout: "datetime.timedelta | None"
 
-    space_delimited_claims: "list[str]" = betterproto2.field(
-        14, betterproto2.TYPE_STRING, repeated=True
-    )
+    space_delimited_claims: "list[str]"
+
+    __match_args__ = ('issuer', 'audiences', 'jwks_uri', 'jwks', 'from_headers', 'from_params', 'output_payload_to_header', 'from_cookies', 'forward_original_token', 'output_claim_to_headers', 'timeout', 'space_delimited_claims',)
 
     def __init__(self, issuer: 'str' = _FACTORY, audiences: 'list[str]' = _FACTORY, jwks_uri: 'str' = _FACTORY, jwks: 'str' = _FACTORY, from_headers: 'list[JwtHeader]' = _FACTORY, from_params: 'list[str]' = _FACTORY, output_payload_to_header: 'str' = _FACTORY, from_cookies: 'list[str]' = _FACTORY, forward_original_token: 'bool' = _FACTORY, output_claim_to_headers: 'list[ClaimToHeader]' = _FACTORY, timeout: 'datetime.timedelta | None' = _FACTORY, space_delimited_claims: 'list[str]' = _FACTORY) -> None:
         self.issuer = "" if issuer is _FACTORY else issuer
@@ -224,29 +250,47 @@ class JwtRule(betterproto2.Message):
         self.space_delimited_claims = [] if space_delimited_claims is _FACTORY else space_delimited_claims
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'issuer': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'audiences': betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True),
+            'jwks_uri': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'jwks': betterproto2.field(10, betterproto2.TYPE_STRING),
+            'from_headers': betterproto2.field(6, betterproto2.TYPE_MESSAGE, repeated=True),
+            'from_params': betterproto2.field(7, betterproto2.TYPE_STRING, repeated=True),
+            'output_payload_to_header': betterproto2.field(8, betterproto2.TYPE_STRING),
+            'from_cookies': betterproto2.field(12, betterproto2.TYPE_STRING, repeated=True),
+            'forward_original_token': betterproto2.field(9, betterproto2.TYPE_BOOL),
+            'output_claim_to_headers': betterproto2.field(11, betterproto2.TYPE_MESSAGE, repeated=True),
+            'timeout': betterproto2.field(13, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True),
+            'space_delimited_claims': betterproto2.field(14, betterproto2.TYPE_STRING, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.security.v1beta1", "JWTRule", JwtRule)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Operation(betterproto2.Message):
     "Operation(hosts: 'list[str]' = <factory>, not_hosts: 'list[str]' = <factory>, ports: 'list[str]' = <factory>, not_ports: 'list[str]' = <factory>, methods: 'list[str]' = <factory>, not_methods: 'list[str]' = <factory>, paths: 'list[str]' = <factory>, not_paths: 'list[str]' = <factory>)"
 
-    hosts: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
+    hosts: "list[str]"
 
-    not_hosts: "list[str]" = betterproto2.field(5, betterproto2.TYPE_STRING, repeated=True)
+    not_hosts: "list[str]"
 
-    ports: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
+    ports: "list[str]"
 
-    not_ports: "list[str]" = betterproto2.field(6, betterproto2.TYPE_STRING, repeated=True)
+    not_ports: "list[str]"
 
-    methods: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
+    methods: "list[str]"
 
-    not_methods: "list[str]" = betterproto2.field(7, betterproto2.TYPE_STRING, repeated=True)
+    not_methods: "list[str]"
 
-    paths: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
+    paths: "list[str]"
 
-    not_paths: "list[str]" = betterproto2.field(8, betterproto2.TYPE_STRING, repeated=True)
+    not_paths: "list[str]"
+
+    __match_args__ = ('hosts', 'not_hosts', 'ports', 'not_ports', 'methods', 'not_methods', 'paths', 'not_paths',)
 
     def __init__(self, hosts: 'list[str]' = _FACTORY, not_hosts: 'list[str]' = _FACTORY, ports: 'list[str]' = _FACTORY, not_ports: 'list[str]' = _FACTORY, methods: 'list[str]' = _FACTORY, not_methods: 'list[str]' = _FACTORY, paths: 'list[str]' = _FACTORY, not_paths: 'list[str]' = _FACTORY) -> None:
         self.hosts = [] if hosts is _FACTORY else hosts
@@ -259,27 +303,33 @@ class Operation(betterproto2.Message):
         self.not_paths = [] if not_paths is _FACTORY else not_paths
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'hosts': betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True),
+            'not_hosts': betterproto2.field(5, betterproto2.TYPE_STRING, repeated=True),
+            'ports': betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True),
+            'not_ports': betterproto2.field(6, betterproto2.TYPE_STRING, repeated=True),
+            'methods': betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True),
+            'not_methods': betterproto2.field(7, betterproto2.TYPE_STRING, repeated=True),
+            'paths': betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True),
+            'not_paths': betterproto2.field(8, betterproto2.TYPE_STRING, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.security.v1beta1", "Operation", Operation)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class PeerAuthentication(betterproto2.Message):
     "PeerAuthentication(selector: '__type__v1beta1__.WorkloadSelector | None' = <factory>, mtls: 'PeerAuthenticationMutualTls | None' = <factory>, port_level_mtls: 'dict[int, PeerAuthenticationMutualTls]' = <factory>)"
 
-    selector: "__type__v1beta1__.WorkloadSelector | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    selector: "__type__v1beta1__.WorkloadSelector | None"
 
-    mtls: "PeerAuthenticationMutualTls | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    mtls: "PeerAuthenticationMutualTls | None"
 
-    port_level_mtls: "dict[int, PeerAuthenticationMutualTls]" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_UINT32, betterproto2.TYPE_MESSAGE),
-    )
+    port_level_mtls: "dict[int, PeerAuthenticationMutualTls]"
+
+    __match_args__ = ('selector', 'mtls', 'port_level_mtls',)
 
     def __init__(self, selector: '__type__v1beta1__.WorkloadSelector | None' = _FACTORY, mtls: 'PeerAuthenticationMutualTls | None' = _FACTORY, port_level_mtls: 'dict[int, PeerAuthenticationMutualTls]' = _FACTORY) -> None:
         self.selector = None if selector is _FACTORY else selector
@@ -287,23 +337,36 @@ class PeerAuthentication(betterproto2.Message):
         self.port_level_mtls = {} if port_level_mtls is _FACTORY else port_level_mtls
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'selector': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'mtls': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'port_level_mtls': betterproto2.field(3, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_UINT32, betterproto2.TYPE_MESSAGE)),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.security.v1beta1", "PeerAuthentication", PeerAuthentication
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class PeerAuthenticationMutualTls(betterproto2.Message):
     "PeerAuthenticationMutualTls(mode: 'PeerAuthenticationMutualTlsMode' = <factory>)"
 
-    mode: "PeerAuthenticationMutualTlsMode" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, default_factory=lambda: PeerAuthenticationMutualTlsMode(0)
-    )
+    mode: "PeerAuthenticationMutualTlsMode"
+
+    __match_args__ = ('mode',)
 
     def __init__(self, mode: 'PeerAuthenticationMutualTlsMode' = _FACTORY) -> None:
         self.mode = PeerAuthenticationMutualTlsMode(0) if mode is _FACTORY else mode
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'mode': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: PeerAuthenticationMutualTlsMode(0)),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -311,23 +374,18 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RequestAuthentication(betterproto2.Message):
     "RequestAuthentication(selector: '__type__v1beta1__.WorkloadSelector | None' = <factory>, target_ref: '__type__v1beta1__.PolicyTargetReference | None' = <factory>, target_refs: 'list[__type__v1beta1__.PolicyTargetReference]' = <factory>, jwt_rules: 'list[JwtRule]' = <factory>)"
 
-    selector: "__type__v1beta1__.WorkloadSelector | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    selector: "__type__v1beta1__.WorkloadSelector | None"
 
-    target_ref: "__type__v1beta1__.PolicyTargetReference | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    target_ref: "__type__v1beta1__.PolicyTargetReference | None"
 
-    target_refs: "list[__type__v1beta1__.PolicyTargetReference]" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    target_refs: "list[__type__v1beta1__.PolicyTargetReference]"
 
-    jwt_rules: "list[JwtRule]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
+    jwt_rules: "list[JwtRule]"
+
+    __match_args__ = ('selector', 'target_ref', 'target_refs', 'jwt_rules',)
 
     def __init__(self, selector: '__type__v1beta1__.WorkloadSelector | None' = _FACTORY, target_ref: '__type__v1beta1__.PolicyTargetReference | None' = _FACTORY, target_refs: 'list[__type__v1beta1__.PolicyTargetReference]' = _FACTORY, jwt_rules: 'list[JwtRule]' = _FACTORY) -> None:
         self.selector = None if selector is _FACTORY else selector
@@ -336,21 +394,31 @@ class RequestAuthentication(betterproto2.Message):
         self.jwt_rules = [] if jwt_rules is _FACTORY else jwt_rules
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'selector': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'target_ref': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+            'target_refs': betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True),
+            'jwt_rules': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.security.v1beta1", "RequestAuthentication", RequestAuthentication
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Rule(betterproto2.Message):
     "Rule(from_: 'list[RuleFrom]' = <factory>, to: 'list[RuleTo]' = <factory>, when: 'list[Condition]' = <factory>)"
 
-    from_: "list[RuleFrom]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    from_: "list[RuleFrom]"
 
-    to: "list[RuleTo]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
+    to: "list[RuleTo]"
 
-    when: "list[Condition]" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
+    when: "list[Condition]"
+
+    __match_args__ = ('from_', 'to', 'when',)
 
     def __init__(self, from_: 'list[RuleFrom]' = _FACTORY, to: 'list[RuleTo]' = _FACTORY, when: 'list[Condition]' = _FACTORY) -> None:
         self.from_ = [] if from_ is _FACTORY else from_
@@ -358,75 +426,92 @@ class Rule(betterproto2.Message):
         self.when = [] if when is _FACTORY else when
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'from_': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+            'to': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+            'when': betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.security.v1beta1", "Rule", Rule)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RuleFrom(betterproto2.Message):
     "RuleFrom(source: 'Source | None' = <factory>)"
 
-    source: "Source | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    source: "Source | None"
+
+    __match_args__ = ('source',)
 
     def __init__(self, source: 'Source | None' = _FACTORY) -> None:
         self.source = None if source is _FACTORY else source
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'source': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.security.v1beta1", "Rule.From", RuleFrom)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RuleTo(betterproto2.Message):
     "RuleTo(operation: 'Operation | None' = <factory>)"
 
-    operation: "Operation | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    operation: "Operation | None"
+
+    __match_args__ = ('operation',)
 
     def __init__(self, operation: 'Operation | None' = _FACTORY) -> None:
         self.operation = None if operation is _FACTORY else operation
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'operation': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.security.v1beta1", "Rule.To", RuleTo)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Source(betterproto2.Message):
     "Source(principals: 'list[str]' = <factory>, not_principals: 'list[str]' = <factory>, request_principals: 'list[str]' = <factory>, not_request_principals: 'list[str]' = <factory>, namespaces: 'list[str]' = <factory>, not_namespaces: 'list[str]' = <factory>, service_accounts: 'list[str]' = <factory>, not_service_accounts: 'list[str]' = <factory>, ip_blocks: 'list[str]' = <factory>, not_ip_blocks: 'list[str]' = <factory>, remote_ip_blocks: 'list[str]' = <factory>, not_remote_ip_blocks: 'list[str]' = <factory>, trust_domains: 'list[str]' = <factory>, not_trust_domains: 'list[str]' = <factory>)"
 
-    principals: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
+    principals: "list[str]"
 
-    not_principals: "list[str]" = betterproto2.field(5, betterproto2.TYPE_STRING, repeated=True)
+    not_principals: "list[str]"
 
-    request_principals: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
+    request_principals: "list[str]"
 
-    not_request_principals: "list[str]" = betterproto2.field(
-        6, betterproto2.TYPE_STRING, repeated=True
-    )
+    not_request_principals: "list[str]"
 
-    namespaces: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
+    namespaces: "list[str]"
 
-    not_namespaces: "list[str]" = betterproto2.field(7, betterproto2.TYPE_STRING, repeated=True)
+    not_namespaces: "list[str]"
 
-    service_accounts: "list[str]" = betterproto2.field(11, betterproto2.TYPE_STRING, repeated=True)
+    service_accounts: "list[str]"
 
-    not_service_accounts: "list[str]" = betterproto2.field(
-        12, betterproto2.TYPE_STRING, repeated=True
-    )
+    not_service_accounts: "list[str]"
 
-    ip_blocks: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
+    ip_blocks: "list[str]"
 
-    not_ip_blocks: "list[str]" = betterproto2.field(8, betterproto2.TYPE_STRING, repeated=True)
+    not_ip_blocks: "list[str]"
 
-    remote_ip_blocks: "list[str]" = betterproto2.field(9, betterproto2.TYPE_STRING, repeated=True)
+    remote_ip_blocks: "list[str]"
 
-    not_remote_ip_blocks: "list[str]" = betterproto2.field(
-        10, betterproto2.TYPE_STRING, repeated=True
-    )
+    not_remote_ip_blocks: "list[str]"
 
-    trust_domains: "list[str]" = betterproto2.field(13, betterproto2.TYPE_STRING, repeated=True)
+    trust_domains: "list[str]"
 
-    not_trust_domains: "list[str]" = betterproto2.field(14, betterproto2.TYPE_STRING, repeated=True)
+    not_trust_domains: "list[str]"
+
+    __match_args__ = ('principals', 'not_principals', 'request_principals', 'not_request_principals', 'namespaces', 'not_namespaces', 'service_accounts', 'not_service_accounts', 'ip_blocks', 'not_ip_blocks', 'remote_ip_blocks', 'not_remote_ip_blocks', 'trust_domains', 'not_trust_domains',)
 
     def __init__(self, principals: 'list[str]' = _FACTORY, not_principals: 'list[str]' = _FACTORY, request_principals: 'list[str]' = _FACTORY, not_request_principals: 'list[str]' = _FACTORY, namespaces: 'list[str]' = _FACTORY, not_namespaces: 'list[str]' = _FACTORY, service_accounts: 'list[str]' = _FACTORY, not_service_accounts: 'list[str]' = _FACTORY, ip_blocks: 'list[str]' = _FACTORY, not_ip_blocks: 'list[str]' = _FACTORY, remote_ip_blocks: 'list[str]' = _FACTORY, not_remote_ip_blocks: 'list[str]' = _FACTORY, trust_domains: 'list[str]' = _FACTORY, not_trust_domains: 'list[str]' = _FACTORY) -> None:
         self.principals = [] if principals is _FACTORY else principals
@@ -444,6 +529,25 @@ class Source(betterproto2.Message):
         self.trust_domains = [] if trust_domains is _FACTORY else trust_domains
         self.not_trust_domains = [] if not_trust_domains is _FACTORY else not_trust_domains
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'principals': betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True),
+            'not_principals': betterproto2.field(5, betterproto2.TYPE_STRING, repeated=True),
+            'request_principals': betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True),
+            'not_request_principals': betterproto2.field(6, betterproto2.TYPE_STRING, repeated=True),
+            'namespaces': betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True),
+            'not_namespaces': betterproto2.field(7, betterproto2.TYPE_STRING, repeated=True),
+            'service_accounts': betterproto2.field(11, betterproto2.TYPE_STRING, repeated=True),
+            'not_service_accounts': betterproto2.field(12, betterproto2.TYPE_STRING, repeated=True),
+            'ip_blocks': betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True),
+            'not_ip_blocks': betterproto2.field(8, betterproto2.TYPE_STRING, repeated=True),
+            'remote_ip_blocks': betterproto2.field(9, betterproto2.TYPE_STRING, repeated=True),
+            'not_remote_ip_blocks': betterproto2.field(10, betterproto2.TYPE_STRING, repeated=True),
+            'trust_domains': betterproto2.field(13, betterproto2.TYPE_STRING, repeated=True),
+            'not_trust_domains': betterproto2.field(14, betterproto2.TYPE_STRING, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message("istio.security.v1beta1", "Source", Source)

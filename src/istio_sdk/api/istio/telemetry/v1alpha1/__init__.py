@@ -27,10 +27,9 @@ __all__ = (
 )
 
 import datetime
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from ....message_pool import default_message_pool
 
@@ -76,23 +75,18 @@ class WorkloadMode(betterproto2.Enum):
     SERVER = 2
 
 
-@dataclass(eq=False, repr=False, init=False)
 class AccessLogging(betterproto2.Message):
     "AccessLogging(match: 'AccessLoggingLogSelector | None' = <factory>, providers: 'list[ProviderRef]' = <factory>, disabled: 'bool | None' = <factory>, filter: 'AccessLoggingFilter | None' = <factory>)"
 
-    match: "AccessLoggingLogSelector | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    match: "AccessLoggingLogSelector | None"
 
-    providers: "list[ProviderRef]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    providers: "list[ProviderRef]"
 
-    disabled: "bool | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
-    )
+    disabled: "bool | None"
 
-    filter: "AccessLoggingFilter | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    filter: "AccessLoggingFilter | None"
+
+    __match_args__ = ('match', 'providers', 'disabled', 'filter',)
 
     def __init__(self, match: 'AccessLoggingLogSelector | None' = _FACTORY, providers: 'list[ProviderRef]' = _FACTORY, disabled: 'bool | None' = _FACTORY, filter: 'AccessLoggingFilter | None' = _FACTORY) -> None:
         self.match = None if match is _FACTORY else match
@@ -101,19 +95,35 @@ class AccessLogging(betterproto2.Message):
         self.filter = None if filter is _FACTORY else filter
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'match': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+            'providers': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+            'disabled': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True),
+            'filter': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.telemetry.v1alpha1", "AccessLogging", AccessLogging)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class AccessLoggingFilter(betterproto2.Message):
     "AccessLoggingFilter(expression: 'str' = <factory>)"
 
-    expression: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    expression: "str"
+
+    __match_args__ = ('expression',)
 
     def __init__(self, expression: 'str' = _FACTORY) -> None:
         self.expression = "" if expression is _FACTORY else expression
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'expression': betterproto2.field(1, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -121,17 +131,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class AccessLoggingLogSelector(betterproto2.Message):
     "AccessLoggingLogSelector(mode: 'WorkloadMode' = <factory>)"
 
-    mode: "WorkloadMode" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, default_factory=lambda: WorkloadMode(0)
-    )
+    mode: "WorkloadMode"
+
+    __match_args__ = ('mode',)
 
     def __init__(self, mode: 'WorkloadMode' = _FACTORY) -> None:
         self.mode = WorkloadMode(0) if mode is _FACTORY else mode
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'mode': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: WorkloadMode(0)),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -139,19 +154,16 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Metrics(betterproto2.Message):
     "Metrics(providers: 'list[ProviderRef]' = <factory>, overrides: 'list[MetricsOverrides]' = <factory>, reporting_interval: 'datetime.timedelta | None' = <factory>)"
 
-    providers: "list[ProviderRef]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    providers: "list[ProviderRef]"
 
-    overrides: "list[MetricsOverrides]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    overrides: "list[MetricsOverrides]"
 
-    reporting_interval: "datetime.timedelta | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True
-    )
+    reporting_interval: "datetime.timedelta | None"
+
+    __match_args__ = ('providers', 'overrides', 'reporting_interval',)
 
     def __init__(self, providers: 'list[ProviderRef]' = _FACTORY, overrides: 'list[MetricsOverrides]' = _FACTORY, reporting_interval: 'datetime.timedelta | None' = _FACTORY) -> None:
         self.providers = [] if providers is _FACTORY else providers
@@ -159,11 +171,18 @@ class Metrics(betterproto2.Message):
         self.reporting_interval = None if reporting_interval is _FACTORY else reporting_interval
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'providers': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+            'overrides': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+            'reporting_interval': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Duration, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.telemetry.v1alpha1", "Metrics", Metrics)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MetricSelector(betterproto2.Message):
     """
 
@@ -172,17 +191,13 @@ class MetricSelector(betterproto2.Message):
         - metric_match:
     """
 
-    metric: "MetricSelectorIstioMetric | None" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, optional=True, group="metric_match"
-    )
+    metric: "MetricSelectorIstioMetric | None"
 
-    custom_metric: "str | None" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, optional=True, group="metric_match"
-    )
+    custom_metric: "str | None"
 
-    mode: "WorkloadMode" = betterproto2.field(
-        3, betterproto2.TYPE_ENUM, default_factory=lambda: WorkloadMode(0)
-    )
+    mode: "WorkloadMode"
+
+    __match_args__ = ('metric', 'custom_metric', 'mode',)
 
     def __init__(self, metric: 'MetricSelectorIstioMetric | None' = _FACTORY, custom_metric: 'str | None' = _FACTORY, mode: 'WorkloadMode' = _FACTORY) -> None:
         self.metric = None if metric is _FACTORY else metric
@@ -190,25 +205,28 @@ class MetricSelector(betterproto2.Message):
         self.mode = WorkloadMode(0) if mode is _FACTORY else mode
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'metric': betterproto2.field(1, betterproto2.TYPE_ENUM, optional=True, group='metric_match'),
+            'custom_metric': betterproto2.field(2, betterproto2.TYPE_STRING, optional=True, group='metric_match'),
+            'mode': betterproto2.field(3, betterproto2.TYPE_ENUM, default_factory=lambda: WorkloadMode(0)),
+        }
+    )
+
 
 default_message_pool.register_message("istio.telemetry.v1alpha1", "MetricSelector", MetricSelector)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MetricsOverrides(betterproto2.Message):
     "MetricsOverrides(match: 'MetricSelector | None' = <factory>, disabled: 'bool | None' = <factory>, tag_overrides: 'dict[str, MetricsOverridesTagOverride]' = <factory>)"
 
-    match: "MetricSelector | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    match: "MetricSelector | None"
 
-    disabled: "bool | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
-    )
+    disabled: "bool | None"
 
-    tag_overrides: "dict[str, MetricsOverridesTagOverride]" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
-    )
+    tag_overrides: "dict[str, MetricsOverridesTagOverride]"
+
+    __match_args__ = ('match', 'disabled', 'tag_overrides',)
 
     def __init__(self, match: 'MetricSelector | None' = _FACTORY, disabled: 'bool | None' = _FACTORY, tag_overrides: 'dict[str, MetricsOverridesTagOverride]' = _FACTORY) -> None:
         self.match = None if match is _FACTORY else match
@@ -216,26 +234,40 @@ class MetricsOverrides(betterproto2.Message):
         self.tag_overrides = {} if tag_overrides is _FACTORY else tag_overrides
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'match': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'disabled': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True),
+            'tag_overrides': betterproto2.field(3, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.telemetry.v1alpha1", "MetricsOverrides", MetricsOverrides
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MetricsOverridesTagOverride(betterproto2.Message):
     "MetricsOverridesTagOverride(operation: 'MetricsOverridesTagOverrideOperation' = <factory>, value: 'str' = <factory>)"
 
-    operation: "MetricsOverridesTagOverrideOperation" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, default_factory=lambda: MetricsOverridesTagOverrideOperation(0)
-    )
+    operation: "MetricsOverridesTagOverrideOperation"
 
-    value: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    value: "str"
+
+    __match_args__ = ('operation', 'value',)
 
     def __init__(self, operation: 'MetricsOverridesTagOverrideOperation' = _FACTORY, value: 'str' = _FACTORY) -> None:
         self.operation = MetricsOverridesTagOverrideOperation(0) if operation is _FACTORY else operation
         self.value = "" if value is _FACTORY else value
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'operation': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: MetricsOverridesTagOverrideOperation(0)),
+            'value': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -243,43 +275,43 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ProviderRef(betterproto2.Message):
     "ProviderRef(name: 'str' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
+
+    __match_args__ = ('name',)
 
     def __init__(self, name: 'str' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message("istio.telemetry.v1alpha1", "ProviderRef", ProviderRef)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Telemetry(betterproto2.Message):
     "Telemetry(selector: '__type__v1beta1__.WorkloadSelector | None' = <factory>, target_ref: '__type__v1beta1__.PolicyTargetReference | None' = <factory>, target_refs: 'list[__type__v1beta1__.PolicyTargetReference]' = <factory>, tracing: 'list[Tracing]' = <factory>, metrics: 'list[Metrics]' = <factory>, access_logging: 'list[AccessLogging]' = <factory>)"
 
-    selector: "__type__v1beta1__.WorkloadSelector | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    selector: "__type__v1beta1__.WorkloadSelector | None"
 
-    target_ref: "__type__v1beta1__.PolicyTargetReference | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    target_ref: "__type__v1beta1__.PolicyTargetReference | None"
 
-    target_refs: "list[__type__v1beta1__.PolicyTargetReference]" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    target_refs: "list[__type__v1beta1__.PolicyTargetReference]"
 
-    tracing: "list[Tracing]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
+    tracing: "list[Tracing]"
 
-    metrics: "list[Metrics]" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
+    metrics: "list[Metrics]"
 
-    access_logging: "list[AccessLogging]" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    access_logging: "list[AccessLogging]"
+
+    __match_args__ = ('selector', 'target_ref', 'target_refs', 'tracing', 'metrics', 'access_logging',)
 
     def __init__(self, selector: '__type__v1beta1__.WorkloadSelector | None' = _FACTORY, target_ref: '__type__v1beta1__.PolicyTargetReference | None' = _FACTORY, target_refs: 'list[__type__v1beta1__.PolicyTargetReference]' = _FACTORY, tracing: 'list[Tracing]' = _FACTORY, metrics: 'list[Metrics]' = _FACTORY, access_logging: 'list[AccessLogging]' = _FACTORY) -> None:
         self.selector = None if selector is _FACTORY else selector
@@ -290,48 +322,41 @@ class Telemetry(betterproto2.Message):
         self.access_logging = [] if access_logging is _FACTORY else access_logging
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'selector': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'target_ref': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True),
+            'target_refs': betterproto2.field(6, betterproto2.TYPE_MESSAGE, repeated=True),
+            'tracing': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+            'metrics': betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True),
+            'access_logging': betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.telemetry.v1alpha1", "Telemetry", Telemetry)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Tracing(betterproto2.Message):
     "Tracing(match: 'TracingTracingSelector | None' = <factory>, providers: 'list[ProviderRef]' = <factory>, random_sampling_percentage: 'float | None' = <factory>, disable_span_reporting: 'bool | None' = <factory>, custom_tags: 'dict[str, TracingCustomTag]' = <factory>, use_request_id_for_trace_sampling: 'bool | None' = <factory>, enable_istio_tags: 'bool | None' = <factory>, disable_context_propagation: 'bool | None' = <factory>)"
 
-    match: "TracingTracingSelector | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    match: "TracingTracingSelector | None"
 
-    providers: "list[ProviderRef]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
+    providers: "list[ProviderRef]"
 
-    random_sampling_percentage: "float | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.DoubleValue,
-        optional=True,
-    )
+    random_sampling_percentage: "float | None"
 
-    disable_span_reporting: "bool | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
-    )
+    disable_span_reporting: "bool | None"
 
-    custom_tags: "dict[str, TracingCustomTag]" = betterproto2.field(
-        5,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
-    )
+    custom_tags: "dict[str, TracingCustomTag]"
 
-    use_request_id_for_trace_sampling: "bool | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
-    )
+    use_request_id_for_trace_sampling: "bool | None"
 
-    enable_istio_tags: "bool | None" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
-    )
+    enable_istio_tags: "bool | None"
 
-    disable_context_propagation: "bool | None" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True
-    )
+    disable_context_propagation: "bool | None"
+
+    __match_args__ = ('match', 'providers', 'random_sampling_percentage', 'disable_span_reporting', 'custom_tags', 'use_request_id_for_trace_sampling', 'enable_istio_tags', 'disable_context_propagation',)
 
     def __init__(self, match: 'TracingTracingSelector | None' = _FACTORY, providers: 'list[ProviderRef]' = _FACTORY, random_sampling_percentage: 'float | None' = _FACTORY, disable_span_reporting: 'bool | None' = _FACTORY, custom_tags: 'dict[str, TracingCustomTag]' = _FACTORY, use_request_id_for_trace_sampling: 'bool | None' = _FACTORY, enable_istio_tags: 'bool | None' = _FACTORY, disable_context_propagation: 'bool | None' = _FACTORY) -> None:
         self.match = None if match is _FACTORY else match
@@ -344,11 +369,23 @@ class Tracing(betterproto2.Message):
         self.disable_context_propagation = None if disable_context_propagation is _FACTORY else disable_context_propagation
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'match': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True),
+            'providers': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+            'random_sampling_percentage': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.DoubleValue, optional=True),
+            'disable_span_reporting': betterproto2.field(4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True),
+            'custom_tags': betterproto2.field(5, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)),
+            'use_request_id_for_trace_sampling': betterproto2.field(6, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True),
+            'enable_istio_tags': betterproto2.field(8, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True),
+            'disable_context_propagation': betterproto2.field(9, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.BoolValue, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.telemetry.v1alpha1", "Tracing", Tracing)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TracingCustomTag(betterproto2.Message):
     """
 
@@ -357,21 +394,15 @@ class TracingCustomTag(betterproto2.Message):
         - type:
     """
 
-    literal: "TracingLiteral | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True, group="type"
-    )
+    literal: "TracingLiteral | None"
 
-    environment: "TracingEnvironment | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="type"
-    )
+    environment: "TracingEnvironment | None"
 
-    header: "TracingRequestHeader | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="type"
-    )
+    header: "TracingRequestHeader | None"
 
-    formatter: "TracingFormatter | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True, group="type"
-    )
+    formatter: "TracingFormatter | None"
+
+    __match_args__ = ('literal', 'environment', 'header', 'formatter',)
 
     def __init__(self, literal: 'TracingLiteral | None' = _FACTORY, environment: 'TracingEnvironment | None' = _FACTORY, header: 'TracingRequestHeader | None' = _FACTORY, formatter: 'TracingFormatter | None' = _FACTORY) -> None:
         self.literal = None if literal is _FACTORY else literal
@@ -380,24 +411,41 @@ class TracingCustomTag(betterproto2.Message):
         self.formatter = None if formatter is _FACTORY else formatter
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'literal': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group='type'),
+            'environment': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='type'),
+            'header': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='type'),
+            'formatter': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True, group='type'),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.telemetry.v1alpha1", "Tracing.CustomTag", TracingCustomTag
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TracingEnvironment(betterproto2.Message):
     "TracingEnvironment(name: 'str' = <factory>, default_value: 'str' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    default_value: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    default_value: "str"
+
+    __match_args__ = ('name', 'default_value',)
 
     def __init__(self, name: 'str' = _FACTORY, default_value: 'str' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.default_value = "" if default_value is _FACTORY else default_value
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'default_value': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -405,15 +453,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TracingFormatter(betterproto2.Message):
     "TracingFormatter(value: 'str' = <factory>)"
 
-    value: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    value: "str"
+
+    __match_args__ = ('value',)
 
     def __init__(self, value: 'str' = _FACTORY) -> None:
         self.value = "" if value is _FACTORY else value
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'value': betterproto2.field(1, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -421,32 +476,47 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TracingLiteral(betterproto2.Message):
     "TracingLiteral(value: 'str' = <factory>)"
 
-    value: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    value: "str"
+
+    __match_args__ = ('value',)
 
     def __init__(self, value: 'str' = _FACTORY) -> None:
         self.value = "" if value is _FACTORY else value
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'value': betterproto2.field(1, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message("istio.telemetry.v1alpha1", "Tracing.Literal", TracingLiteral)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TracingRequestHeader(betterproto2.Message):
     "TracingRequestHeader(name: 'str' = <factory>, default_value: 'str' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    default_value: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    default_value: "str"
+
+    __match_args__ = ('name', 'default_value',)
 
     def __init__(self, name: 'str' = _FACTORY, default_value: 'str' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.default_value = "" if default_value is _FACTORY else default_value
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'default_value': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -454,17 +524,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TracingTracingSelector(betterproto2.Message):
     "TracingTracingSelector(mode: 'WorkloadMode' = <factory>)"
 
-    mode: "WorkloadMode" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, default_factory=lambda: WorkloadMode(0)
-    )
+    mode: "WorkloadMode"
+
+    __match_args__ = ('mode',)
 
     def __init__(self, mode: 'WorkloadMode' = _FACTORY) -> None:
         self.mode = WorkloadMode(0) if mode is _FACTORY else mode
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'mode': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: WorkloadMode(0)),
+        }
+    )
 
 
 default_message_pool.register_message(

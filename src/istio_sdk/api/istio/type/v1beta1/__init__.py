@@ -6,10 +6,9 @@
 
 __all__ = ("PolicyTargetReference", "PortSelector", "WorkloadMode", "WorkloadSelector")
 
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from ....message_pool import default_message_pool
 
@@ -27,17 +26,18 @@ class WorkloadMode(betterproto2.Enum):
     CLIENT_AND_SERVER = 3
 
 
-@dataclass(eq=False, repr=False, init=False)
 class PolicyTargetReference(betterproto2.Message):
     "PolicyTargetReference(group: 'str' = <factory>, kind: 'str' = <factory>, name: 'str' = <factory>, namespace: 'str' = <factory>)"
 
-    group: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    group: "str"
 
-    kind: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    kind: "str"
 
-    name: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    name: "str"
 
-    namespace: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    namespace: "str"
+
+    __match_args__ = ('group', 'kind', 'name', 'namespace',)
 
     def __init__(self, group: 'str' = _FACTORY, kind: 'str' = _FACTORY, name: 'str' = _FACTORY, namespace: 'str' = _FACTORY) -> None:
         self.group = "" if group is _FACTORY else group
@@ -46,39 +46,58 @@ class PolicyTargetReference(betterproto2.Message):
         self.namespace = "" if namespace is _FACTORY else namespace
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'group': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'kind': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'name': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'namespace': betterproto2.field(4, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.type.v1beta1", "PolicyTargetReference", PolicyTargetReference
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class PortSelector(betterproto2.Message):
     "PortSelector(number: 'int' = <factory>)"
 
-    number: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
+    number: "int"
+
+    __match_args__ = ('number',)
 
     def __init__(self, number: 'int' = _FACTORY) -> None:
         self.number = 0 if number is _FACTORY else number
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'number': betterproto2.field(1, betterproto2.TYPE_UINT32),
+        }
+    )
+
 
 default_message_pool.register_message("istio.type.v1beta1", "PortSelector", PortSelector)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class WorkloadSelector(betterproto2.Message):
     "WorkloadSelector(match_labels: 'dict[str, str]' = <factory>)"
 
-    match_labels: "dict[str, str]" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
-    )
+    match_labels: "dict[str, str]"
+
+    __match_args__ = ('match_labels',)
 
     def __init__(self, match_labels: 'dict[str, str]' = _FACTORY) -> None:
         self.match_labels = {} if match_labels is _FACTORY else match_labels
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'match_labels': betterproto2.field(1, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING)),
+        }
+    )
 
 
 default_message_pool.register_message("istio.type.v1beta1", "WorkloadSelector", WorkloadSelector)

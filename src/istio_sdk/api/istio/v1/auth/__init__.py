@@ -11,11 +11,10 @@ __all__ = (
     "IstioCertificateServiceStub",
 )
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from ....message_pool import default_message_pool
 
@@ -28,17 +27,16 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class IstioCertificateRequest(betterproto2.Message):
     "IstioCertificateRequest(csr: 'str' = <factory>, validity_duration: 'int' = <factory>, metadata: '___google__protobuf__.Struct | None' = <factory>)"
 
-    csr: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    csr: "str"
 
-    validity_duration: "int" = betterproto2.field(3, betterproto2.TYPE_INT64)
+    validity_duration: "int"
 
-    metadata: "___google__protobuf__.Struct | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    metadata: "___google__protobuf__.Struct | None"
+
+    __match_args__ = ('csr', 'validity_duration', 'metadata',)
 
     def __init__(self, csr: 'str' = _FACTORY, validity_duration: 'int' = _FACTORY, metadata: '___google__protobuf__.Struct | None' = _FACTORY) -> None:
         self.csr = "" if csr is _FACTORY else csr
@@ -46,21 +44,36 @@ class IstioCertificateRequest(betterproto2.Message):
         self.metadata = None if metadata is _FACTORY else metadata
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'csr': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'validity_duration': betterproto2.field(3, betterproto2.TYPE_INT64),
+            'metadata': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.v1.auth", "IstioCertificateRequest", IstioCertificateRequest
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class IstioCertificateResponse(betterproto2.Message):
     "IstioCertificateResponse(cert_chain: 'list[str]' = <factory>)"
 
-    cert_chain: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
+    cert_chain: "list[str]"
+
+    __match_args__ = ('cert_chain',)
 
     def __init__(self, cert_chain: 'list[str]' = _FACTORY) -> None:
         self.cert_chain = [] if cert_chain is _FACTORY else cert_chain
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'cert_chain': betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(

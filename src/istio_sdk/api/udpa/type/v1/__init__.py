@@ -6,10 +6,9 @@
 
 __all__ = ("TypedStruct",)
 
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from ....message_pool import default_message_pool
 
@@ -17,20 +16,26 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TypedStruct(betterproto2.Message):
     "TypedStruct(type_url: 'str' = <factory>, value: '___google__protobuf__.Struct | None' = <factory>)"
 
-    type_url: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    type_url: "str"
 
-    value: "___google__protobuf__.Struct | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    value: "___google__protobuf__.Struct | None"
+
+    __match_args__ = ('type_url', 'value',)
 
     def __init__(self, type_url: 'str' = _FACTORY, value: '___google__protobuf__.Struct | None' = _FACTORY) -> None:
         self.type_url = "" if type_url is _FACTORY else type_url
         self.value = None if value is _FACTORY else value
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'type_url': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'value': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message("udpa.type.v1", "TypedStruct", TypedStruct)

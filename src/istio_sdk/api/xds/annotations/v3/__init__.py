@@ -12,10 +12,9 @@ __all__ = (
     "StatusAnnotation",
 )
 
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from ....message_pool import default_message_pool
 
@@ -33,15 +32,22 @@ class PackageVersionStatus(betterproto2.Enum):
     NEXT_MAJOR_VERSION_CANDIDATE = 3
 
 
-@dataclass(eq=False, repr=False, init=False)
 class FieldStatusAnnotation(betterproto2.Message):
     "FieldStatusAnnotation(work_in_progress: 'bool' = <factory>)"
 
-    work_in_progress: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    work_in_progress: "bool"
+
+    __match_args__ = ('work_in_progress',)
 
     def __init__(self, work_in_progress: 'bool' = _FACTORY) -> None:
         self.work_in_progress = False if work_in_progress is _FACTORY else work_in_progress
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'work_in_progress': betterproto2.field(1, betterproto2.TYPE_BOOL),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -49,15 +55,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class FileStatusAnnotation(betterproto2.Message):
     "FileStatusAnnotation(work_in_progress: 'bool' = <factory>)"
 
-    work_in_progress: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    work_in_progress: "bool"
+
+    __match_args__ = ('work_in_progress',)
 
     def __init__(self, work_in_progress: 'bool' = _FACTORY) -> None:
         self.work_in_progress = False if work_in_progress is _FACTORY else work_in_progress
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'work_in_progress': betterproto2.field(1, betterproto2.TYPE_BOOL),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -65,15 +78,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MessageStatusAnnotation(betterproto2.Message):
     "MessageStatusAnnotation(work_in_progress: 'bool' = <factory>)"
 
-    work_in_progress: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    work_in_progress: "bool"
+
+    __match_args__ = ('work_in_progress',)
 
     def __init__(self, work_in_progress: 'bool' = _FACTORY) -> None:
         self.work_in_progress = False if work_in_progress is _FACTORY else work_in_progress
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'work_in_progress': betterproto2.field(1, betterproto2.TYPE_BOOL),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -81,20 +101,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class StatusAnnotation(betterproto2.Message):
     "StatusAnnotation(work_in_progress: 'bool' = <factory>, package_version_status: 'PackageVersionStatus' = <factory>)"
 
-    work_in_progress: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    work_in_progress: "bool"
 
-    package_version_status: "PackageVersionStatus" = betterproto2.field(
-        2, betterproto2.TYPE_ENUM, default_factory=lambda: PackageVersionStatus(0)
-    )
+    package_version_status: "PackageVersionStatus"
+
+    __match_args__ = ('work_in_progress', 'package_version_status',)
 
     def __init__(self, work_in_progress: 'bool' = _FACTORY, package_version_status: 'PackageVersionStatus' = _FACTORY) -> None:
         self.work_in_progress = False if work_in_progress is _FACTORY else work_in_progress
         self.package_version_status = PackageVersionStatus(0) if package_version_status is _FACTORY else package_version_status
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'work_in_progress': betterproto2.field(1, betterproto2.TYPE_BOOL),
+            'package_version_status': betterproto2.field(2, betterproto2.TYPE_ENUM, default_factory=lambda: PackageVersionStatus(0)),
+        }
+    )
 
 
 default_message_pool.register_message("xds.annotations.v3", "StatusAnnotation", StatusAnnotation)

@@ -16,10 +16,9 @@ __all__ = (
     "TypedExtensionConfig",
 )
 
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from ....message_pool import default_message_pool
 
@@ -35,43 +34,52 @@ class ResourceLocatorScheme(betterproto2.Enum):
     FILE = 2
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Authority(betterproto2.Message):
     "Authority(name: 'str' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
+
+    __match_args__ = ('name',)
 
     def __init__(self, name: 'str' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message("xds.core.v3", "Authority", Authority)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class CidrRange(betterproto2.Message):
     "CidrRange(address_prefix: 'str' = <factory>, prefix_len: 'int | None' = <factory>)"
 
-    address_prefix: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    address_prefix: "str"
 
-    prefix_len: "int | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    prefix_len: "int | None"
+
+    __match_args__ = ('address_prefix', 'prefix_len',)
 
     def __init__(self, address_prefix: 'str' = _FACTORY, prefix_len: 'int | None' = _FACTORY) -> None:
         self.address_prefix = "" if address_prefix is _FACTORY else address_prefix
         self.prefix_len = None if prefix_len is _FACTORY else prefix_len
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'address_prefix': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'prefix_len': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.UInt32Value, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("xds.core.v3", "CidrRange", CidrRange)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class CollectionEntry(betterproto2.Message):
     """
 
@@ -80,34 +88,38 @@ class CollectionEntry(betterproto2.Message):
         - resource_specifier:
     """
 
-    locator: "ResourceLocator | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True, group="resource_specifier"
-    )
+    locator: "ResourceLocator | None"
 
-    inline_entry: "CollectionEntryInlineEntry | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="resource_specifier"
-    )
+    inline_entry: "CollectionEntryInlineEntry | None"
+
+    __match_args__ = ('locator', 'inline_entry',)
 
     def __init__(self, locator: 'ResourceLocator | None' = _FACTORY, inline_entry: 'CollectionEntryInlineEntry | None' = _FACTORY) -> None:
         self.locator = None if locator is _FACTORY else locator
         self.inline_entry = None if inline_entry is _FACTORY else inline_entry
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'locator': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group='resource_specifier'),
+            'inline_entry': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='resource_specifier'),
+        }
+    )
+
 
 default_message_pool.register_message("xds.core.v3", "CollectionEntry", CollectionEntry)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class CollectionEntryInlineEntry(betterproto2.Message):
     "CollectionEntryInlineEntry(name: 'str' = <factory>, version: 'str' = <factory>, resource: '___google__protobuf__.Any | None' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    version: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    version: "str"
 
-    resource: "___google__protobuf__.Any | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    resource: "___google__protobuf__.Any | None"
+
+    __match_args__ = ('name', 'version', 'resource',)
 
     def __init__(self, name: 'str' = _FACTORY, version: 'str' = _FACTORY, resource: '___google__protobuf__.Any | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -115,31 +127,41 @@ class CollectionEntryInlineEntry(betterproto2.Message):
         self.resource = None if resource is _FACTORY else resource
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'version': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'resource': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "xds.core.v3", "CollectionEntry.InlineEntry", CollectionEntryInlineEntry
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ContextParams(betterproto2.Message):
     "ContextParams(params: 'dict[str, str]' = <factory>)"
 
-    params: "dict[str, str]" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
-    )
+    params: "dict[str, str]"
+
+    __match_args__ = ('params',)
 
     def __init__(self, params: 'dict[str, str]' = _FACTORY) -> None:
         self.params = {} if params is _FACTORY else params
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'params': betterproto2.field(1, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING)),
+        }
+    )
+
 
 default_message_pool.register_message("xds.core.v3", "ContextParams", ContextParams)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ResourceLocator(betterproto2.Message):
     """
 
@@ -148,23 +170,19 @@ class ResourceLocator(betterproto2.Message):
         - context_param_specifier:
     """
 
-    scheme: "ResourceLocatorScheme" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, default_factory=lambda: ResourceLocatorScheme(0)
-    )
+    scheme: "ResourceLocatorScheme"
 
-    id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    id: "str"
 
-    authority: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    authority: "str"
 
-    resource_type: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    resource_type: "str"
 
-    exact_context: "ContextParams | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True, group="context_param_specifier"
-    )
+    exact_context: "ContextParams | None"
 
-    directives: "list[ResourceLocatorDirective]" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    directives: "list[ResourceLocatorDirective]"
+
+    __match_args__ = ('scheme', 'id', 'authority', 'resource_type', 'exact_context', 'directives',)
 
     def __init__(self, scheme: 'ResourceLocatorScheme' = _FACTORY, id: 'str' = _FACTORY, authority: 'str' = _FACTORY, resource_type: 'str' = _FACTORY, exact_context: 'ContextParams | None' = _FACTORY, directives: 'list[ResourceLocatorDirective]' = _FACTORY) -> None:
         self.scheme = ResourceLocatorScheme(0) if scheme is _FACTORY else scheme
@@ -175,11 +193,21 @@ class ResourceLocator(betterproto2.Message):
         self.directives = [] if directives is _FACTORY else directives
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'scheme': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: ResourceLocatorScheme(0)),
+            'id': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'authority': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'resource_type': betterproto2.field(4, betterproto2.TYPE_STRING),
+            'exact_context': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True, group='context_param_specifier'),
+            'directives': betterproto2.field(6, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("xds.core.v3", "ResourceLocator", ResourceLocator)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ResourceLocatorDirective(betterproto2.Message):
     """
 
@@ -188,18 +216,23 @@ class ResourceLocatorDirective(betterproto2.Message):
         - directive:
     """
 
-    alt: "ResourceLocator | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True, group="directive"
-    )
+    alt: "ResourceLocator | None"
 
-    entry: "str | None" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, optional=True, group="directive"
-    )
+    entry: "str | None"
+
+    __match_args__ = ('alt', 'entry',)
 
     def __init__(self, alt: 'ResourceLocator | None' = _FACTORY, entry: 'str | None' = _FACTORY) -> None:
         self.alt = None if alt is _FACTORY else alt
         self.entry = None if entry is _FACTORY else entry
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'alt': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group='directive'),
+            'entry': betterproto2.field(2, betterproto2.TYPE_STRING, optional=True, group='directive'),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -207,20 +240,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TypedExtensionConfig(betterproto2.Message):
     "TypedExtensionConfig(name: 'str' = <factory>, typed_config: '___google__protobuf__.Any | None' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    typed_config: "___google__protobuf__.Any | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    typed_config: "___google__protobuf__.Any | None"
+
+    __match_args__ = ('name', 'typed_config',)
 
     def __init__(self, name: 'str' = _FACTORY, typed_config: '___google__protobuf__.Any | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.typed_config = None if typed_config is _FACTORY else typed_config
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'typed_config': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message("xds.core.v3", "TypedExtensionConfig", TypedExtensionConfig)

@@ -25,10 +25,9 @@ __all__ = (
     "TraceableFilter",
 )
 
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from .....message_pool import default_message_pool
 
@@ -82,7 +81,6 @@ class GrpcStatusFilterStatus(betterproto2.Enum):
     UNAUTHENTICATED = 16
 
 
-@dataclass(eq=False, repr=False, init=False)
 class AccessLog(betterproto2.Message):
     """
 
@@ -91,15 +89,13 @@ class AccessLog(betterproto2.Message):
         - config_type:
     """
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    filter: "AccessLogFilter | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    filter: "AccessLogFilter | None"
 
-    typed_config: "____google__protobuf__.Any | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True, group="config_type"
-    )
+    typed_config: "____google__protobuf__.Any | None"
+
+    __match_args__ = ('name', 'filter', 'typed_config',)
 
     def __init__(self, name: 'str' = _FACTORY, filter: 'AccessLogFilter | None' = _FACTORY, typed_config: '____google__protobuf__.Any | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -107,11 +103,18 @@ class AccessLog(betterproto2.Message):
         self.typed_config = None if typed_config is _FACTORY else typed_config
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'filter': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'typed_config': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True, group='config_type'),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.accesslog.v3", "AccessLog", AccessLog)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class AccessLogFilter(betterproto2.Message):
     """
 
@@ -120,57 +123,33 @@ class AccessLogFilter(betterproto2.Message):
         - filter_specifier:
     """
 
-    status_code_filter: "StatusCodeFilter | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True, group="filter_specifier"
-    )
+    status_code_filter: "StatusCodeFilter | None"
 
-    duration_filter: "DurationFilter | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="filter_specifier"
-    )
+    duration_filter: "DurationFilter | None"
 
-    not_health_check_filter: "NotHealthCheckFilter | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="filter_specifier"
-    )
+    not_health_check_filter: "NotHealthCheckFilter | None"
 
-    traceable_filter: "TraceableFilter | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True, group="filter_specifier"
-    )
+    traceable_filter: "TraceableFilter | None"
 
-    runtime_filter: "RuntimeFilter | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True, group="filter_specifier"
-    )
+    runtime_filter: "RuntimeFilter | None"
 
-    and_filter: "AndFilter | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, optional=True, group="filter_specifier"
-    )
+    and_filter: "AndFilter | None"
 
-    or_filter: "OrFilter | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True, group="filter_specifier"
-    )
+    or_filter: "OrFilter | None"
 
-    header_filter: "HeaderFilter | None" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, optional=True, group="filter_specifier"
-    )
+    header_filter: "HeaderFilter | None"
 
-    response_flag_filter: "ResponseFlagFilter | None" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, optional=True, group="filter_specifier"
-    )
+    response_flag_filter: "ResponseFlagFilter | None"
 
-    grpc_status_filter: "GrpcStatusFilter | None" = betterproto2.field(
-        10, betterproto2.TYPE_MESSAGE, optional=True, group="filter_specifier"
-    )
+    grpc_status_filter: "GrpcStatusFilter | None"
 
-    extension_filter: "ExtensionFilter | None" = betterproto2.field(
-        11, betterproto2.TYPE_MESSAGE, optional=True, group="filter_specifier"
-    )
+    extension_filter: "ExtensionFilter | None"
 
-    metadata_filter: "MetadataFilter | None" = betterproto2.field(
-        12, betterproto2.TYPE_MESSAGE, optional=True, group="filter_specifier"
-    )
+    metadata_filter: "MetadataFilter | None"
 
-    log_type_filter: "LogTypeFilter | None" = betterproto2.field(
-        13, betterproto2.TYPE_MESSAGE, optional=True, group="filter_specifier"
-    )
+    log_type_filter: "LogTypeFilter | None"
+
+    __match_args__ = ('status_code_filter', 'duration_filter', 'not_health_check_filter', 'traceable_filter', 'runtime_filter', 'and_filter', 'or_filter', 'header_filter', 'response_flag_filter', 'grpc_status_filter', 'extension_filter', 'metadata_filter', 'log_type_filter',)
 
     def __init__(self, status_code_filter: 'StatusCodeFilter | None' = _FACTORY, duration_filter: 'DurationFilter | None' = _FACTORY, not_health_check_filter: 'NotHealthCheckFilter | None' = _FACTORY, traceable_filter: 'TraceableFilter | None' = _FACTORY, runtime_filter: 'RuntimeFilter | None' = _FACTORY, and_filter: 'AndFilter | None' = _FACTORY, or_filter: 'OrFilter | None' = _FACTORY, header_filter: 'HeaderFilter | None' = _FACTORY, response_flag_filter: 'ResponseFlagFilter | None' = _FACTORY, grpc_status_filter: 'GrpcStatusFilter | None' = _FACTORY, extension_filter: 'ExtensionFilter | None' = _FACTORY, metadata_filter: 'MetadataFilter | None' = _FACTORY, log_type_filter: 'LogTypeFilter | None' = _FACTORY) -> None:
         self.status_code_filter = None if status_code_filter is _FACTORY else status_code_filter
@@ -188,44 +167,71 @@ class AccessLogFilter(betterproto2.Message):
         self.log_type_filter = None if log_type_filter is _FACTORY else log_type_filter
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'status_code_filter': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group='filter_specifier'),
+            'duration_filter': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='filter_specifier'),
+            'not_health_check_filter': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='filter_specifier'),
+            'traceable_filter': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True, group='filter_specifier'),
+            'runtime_filter': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True, group='filter_specifier'),
+            'and_filter': betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True, group='filter_specifier'),
+            'or_filter': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True, group='filter_specifier'),
+            'header_filter': betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True, group='filter_specifier'),
+            'response_flag_filter': betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True, group='filter_specifier'),
+            'grpc_status_filter': betterproto2.field(10, betterproto2.TYPE_MESSAGE, optional=True, group='filter_specifier'),
+            'extension_filter': betterproto2.field(11, betterproto2.TYPE_MESSAGE, optional=True, group='filter_specifier'),
+            'metadata_filter': betterproto2.field(12, betterproto2.TYPE_MESSAGE, optional=True, group='filter_specifier'),
+            'log_type_filter': betterproto2.field(13, betterproto2.TYPE_MESSAGE, optional=True, group='filter_specifier'),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.accesslog.v3", "AccessLogFilter", AccessLogFilter
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class AndFilter(betterproto2.Message):
     "AndFilter(filters: 'list[AccessLogFilter]' = <factory>)"
 
-    filters: "list[AccessLogFilter]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    filters: "list[AccessLogFilter]"
+
+    __match_args__ = ('filters',)
 
     def __init__(self, filters: 'list[AccessLogFilter]' = _FACTORY) -> None:
         self.filters = [] if filters is _FACTORY else filters
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'filters': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.accesslog.v3", "AndFilter", AndFilter)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ComparisonFilter(betterproto2.Message):
     "ComparisonFilter(op: 'ComparisonFilterOp' = <factory>, value: '__core__v3__.RuntimeUInt32 | None' = <factory>)"
 
-    op: "ComparisonFilterOp" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, default_factory=lambda: ComparisonFilterOp(0)
-    )
+    op: "ComparisonFilterOp"
 
-    value: "__core__v3__.RuntimeUInt32 | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    value: "__core__v3__.RuntimeUInt32 | None"
+
+    __match_args__ = ('op', 'value',)
 
     def __init__(self, op: 'ComparisonFilterOp' = _FACTORY, value: '__core__v3__.RuntimeUInt32 | None' = _FACTORY) -> None:
         self.op = ComparisonFilterOp(0) if op is _FACTORY else op
         self.value = None if value is _FACTORY else value
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'op': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: ComparisonFilterOp(0)),
+            'value': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -233,23 +239,27 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class DurationFilter(betterproto2.Message):
     "DurationFilter(comparison: 'ComparisonFilter | None' = <factory>)"
 
-    comparison: "ComparisonFilter | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    comparison: "ComparisonFilter | None"
+
+    __match_args__ = ('comparison',)
 
     def __init__(self, comparison: 'ComparisonFilter | None' = _FACTORY) -> None:
         self.comparison = None if comparison is _FACTORY else comparison
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'comparison': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.accesslog.v3", "DurationFilter", DurationFilter)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ExtensionFilter(betterproto2.Message):
     """
 
@@ -258,16 +268,23 @@ class ExtensionFilter(betterproto2.Message):
         - config_type:
     """
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    typed_config: "____google__protobuf__.Any | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="config_type"
-    )
+    typed_config: "____google__protobuf__.Any | None"
+
+    __match_args__ = ('name', 'typed_config',)
 
     def __init__(self, name: 'str' = _FACTORY, typed_config: '____google__protobuf__.Any | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.typed_config = None if typed_config is _FACTORY else typed_config
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'typed_config': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='config_type'),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -275,20 +292,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class GrpcStatusFilter(betterproto2.Message):
     "GrpcStatusFilter(statuses: 'list[GrpcStatusFilterStatus]' = <factory>, exclude: 'bool' = <factory>)"
 
-    statuses: "list[GrpcStatusFilterStatus]" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, repeated=True
-    )
+    statuses: "list[GrpcStatusFilterStatus]"
 
-    exclude: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    exclude: "bool"
+
+    __match_args__ = ('statuses', 'exclude',)
 
     def __init__(self, statuses: 'list[GrpcStatusFilterStatus]' = _FACTORY, exclude: 'bool' = _FACTORY) -> None:
         self.statuses = [] if statuses is _FACTORY else statuses
         self.exclude = False if exclude is _FACTORY else exclude
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'statuses': betterproto2.field(1, betterproto2.TYPE_ENUM, repeated=True),
+            'exclude': betterproto2.field(2, betterproto2.TYPE_BOOL),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -296,70 +319,91 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HeaderFilter(betterproto2.Message):
     "HeaderFilter(header: '__route__v3__.HeaderMatcher | None' = <factory>)"
 
-    header: "__route__v3__.HeaderMatcher | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    header: "__route__v3__.HeaderMatcher | None"
+
+    __match_args__ = ('header',)
 
     def __init__(self, header: '__route__v3__.HeaderMatcher | None' = _FACTORY) -> None:
         self.header = None if header is _FACTORY else header
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'header': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.accesslog.v3", "HeaderFilter", HeaderFilter)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class LogTypeFilter(betterproto2.Message):
     "LogTypeFilter(types: 'list[___data__accesslog__v3__.AccessLogType]' = <factory>, exclude: 'bool' = <factory>)"
 
-    types: "list[___data__accesslog__v3__.AccessLogType]" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, repeated=True
-    )
+    types: "list[___data__accesslog__v3__.AccessLogType]"
 
-    exclude: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    exclude: "bool"
+
+    __match_args__ = ('types', 'exclude',)
 
     def __init__(self, types: 'list[___data__accesslog__v3__.AccessLogType]' = _FACTORY, exclude: 'bool' = _FACTORY) -> None:
         self.types = [] if types is _FACTORY else types
         self.exclude = False if exclude is _FACTORY else exclude
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'types': betterproto2.field(1, betterproto2.TYPE_ENUM, repeated=True),
+            'exclude': betterproto2.field(2, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.accesslog.v3", "LogTypeFilter", LogTypeFilter)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MetadataFilter(betterproto2.Message):
     "MetadataFilter(matcher: '___type__matcher__v3__.MetadataMatcher | None' = <factory>, match_if_key_not_found: 'bool | None' = <factory>)"
 
-    matcher: "___type__matcher__v3__.MetadataMatcher | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    matcher: "___type__matcher__v3__.MetadataMatcher | None"
 
-    match_if_key_not_found: "bool | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
-    )
+    match_if_key_not_found: "bool | None"
+
+    __match_args__ = ('matcher', 'match_if_key_not_found',)
 
     def __init__(self, matcher: '___type__matcher__v3__.MetadataMatcher | None' = _FACTORY, match_if_key_not_found: 'bool | None' = _FACTORY) -> None:
         self.matcher = None if matcher is _FACTORY else matcher
         self.match_if_key_not_found = None if match_if_key_not_found is _FACTORY else match_if_key_not_found
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'matcher': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'match_if_key_not_found': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.accesslog.v3", "MetadataFilter", MetadataFilter)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class NotHealthCheckFilter(betterproto2.Message):
     'NotHealthCheckFilter()'
 
     pass
 
+    __match_args__ = ()
+
     def __init__(self) -> None:
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -367,31 +411,43 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class OrFilter(betterproto2.Message):
     "OrFilter(filters: 'list[AccessLogFilter]' = <factory>)"
 
-    filters: "list[AccessLogFilter]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    filters: "list[AccessLogFilter]"
+
+    __match_args__ = ('filters',)
 
     def __init__(self, filters: 'list[AccessLogFilter]' = _FACTORY) -> None:
         self.filters = [] if filters is _FACTORY else filters
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'filters': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.accesslog.v3", "OrFilter", OrFilter)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ResponseFlagFilter(betterproto2.Message):
     "ResponseFlagFilter(flags: 'list[str]' = <factory>)"
 
-    flags: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
+    flags: "list[str]"
+
+    __match_args__ = ('flags',)
 
     def __init__(self, flags: 'list[str]' = _FACTORY) -> None:
         self.flags = [] if flags is _FACTORY else flags
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'flags': betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -399,17 +455,16 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RuntimeFilter(betterproto2.Message):
     "RuntimeFilter(runtime_key: 'str' = <factory>, percent_sampled: '___type__v3__.FractionalPercent | None' = <factory>, use_independent_randomness: 'bool' = <factory>)"
 
-    runtime_key: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    runtime_key: "str"
 
-    percent_sampled: "___type__v3__.FractionalPercent | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    percent_sampled: "___type__v3__.FractionalPercent | None"
 
-    use_independent_randomness: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    use_independent_randomness: "bool"
+
+    __match_args__ = ('runtime_key', 'percent_sampled', 'use_independent_randomness',)
 
     def __init__(self, runtime_key: 'str' = _FACTORY, percent_sampled: '___type__v3__.FractionalPercent | None' = _FACTORY, use_independent_randomness: 'bool' = _FACTORY) -> None:
         self.runtime_key = "" if runtime_key is _FACTORY else runtime_key
@@ -417,21 +472,34 @@ class RuntimeFilter(betterproto2.Message):
         self.use_independent_randomness = False if use_independent_randomness is _FACTORY else use_independent_randomness
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'runtime_key': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'percent_sampled': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'use_independent_randomness': betterproto2.field(3, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.accesslog.v3", "RuntimeFilter", RuntimeFilter)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class StatusCodeFilter(betterproto2.Message):
     "StatusCodeFilter(comparison: 'ComparisonFilter | None' = <factory>)"
 
-    comparison: "ComparisonFilter | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    comparison: "ComparisonFilter | None"
+
+    __match_args__ = ('comparison',)
 
     def __init__(self, comparison: 'ComparisonFilter | None' = _FACTORY) -> None:
         self.comparison = None if comparison is _FACTORY else comparison
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'comparison': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -439,14 +507,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TraceableFilter(betterproto2.Message):
     'TraceableFilter()'
 
     pass
 
+    __match_args__ = ()
+
     def __init__(self) -> None:
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+        }
+    )
 
 
 default_message_pool.register_message(

@@ -33,10 +33,9 @@ __all__ = (
 
 import datetime
 import warnings
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from .....message_pool import default_message_pool
 
@@ -66,36 +65,29 @@ class WatchdogWatchdogActionWatchdogEvent(betterproto2.Enum):
     MISS = 4
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Admin(betterproto2.Message):
     "Admin(access_log: 'list[__accesslog__v3__.AccessLog]' = <factory>, access_log_path: 'str' = <factory>, profile_path: 'str' = <factory>, address: '__core__v3__.Address | None' = <factory>, socket_options: 'list[__core__v3__.SocketOption]' = <factory>, ignore_global_conn_limit: 'bool' = <factory>, allow_paths: 'list[___type__matcher__v3__.StringMatcher]' = <factory>)"
 
-    access_log: "list[__accesslog__v3__.AccessLog]" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    access_log: "list[__accesslog__v3__.AccessLog]"
 
-    access_log_path: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    access_log_path: "str"
 
-    profile_path: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    profile_path: "str"
 
-    address: "__core__v3__.Address | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    address: "__core__v3__.Address | None"
 
-    socket_options: "list[__core__v3__.SocketOption]" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    socket_options: "list[__core__v3__.SocketOption]"
 
-    ignore_global_conn_limit: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
+    ignore_global_conn_limit: "bool"
 
-    allow_paths: "list[___type__matcher__v3__.StringMatcher]" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    allow_paths: "list[___type__matcher__v3__.StringMatcher]"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("access_log_path"):
             warnings.warn("Admin.access_log_path is deprecated", DeprecationWarning)
+
+    __match_args__ = ('access_log', 'access_log_path', 'profile_path', 'address', 'socket_options', 'ignore_global_conn_limit', 'allow_paths',)
 
     def __init__(self, access_log: 'list[__accesslog__v3__.AccessLog]' = _FACTORY, access_log_path: 'str' = _FACTORY, profile_path: 'str' = _FACTORY, address: '__core__v3__.Address | None' = _FACTORY, socket_options: 'list[__core__v3__.SocketOption]' = _FACTORY, ignore_global_conn_limit: 'bool' = _FACTORY, allow_paths: 'list[___type__matcher__v3__.StringMatcher]' = _FACTORY) -> None:
         self.access_log = [] if access_log is _FACTORY else access_log
@@ -107,11 +99,22 @@ class Admin(betterproto2.Message):
         self.allow_paths = [] if allow_paths is _FACTORY else allow_paths
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'access_log': betterproto2.field(5, betterproto2.TYPE_MESSAGE, repeated=True),
+            'access_log_path': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'profile_path': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'address': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+            'socket_options': betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True),
+            'ignore_global_conn_limit': betterproto2.field(6, betterproto2.TYPE_BOOL),
+            'allow_paths': betterproto2.field(7, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.bootstrap.v3", "Admin", Admin)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Bootstrap(betterproto2.Message):
     """
 
@@ -121,158 +124,85 @@ class Bootstrap(betterproto2.Message):
         - stats_eviction:
     """
 
-    node: "__core__v3__.Node | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    node: "__core__v3__.Node | None"
 
-    node_context_params: "list[str]" = betterproto2.field(
-        26, betterproto2.TYPE_STRING, repeated=True
-    )
+    node_context_params: "list[str]"
 
-    static_resources: "BootstrapStaticResources | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    static_resources: "BootstrapStaticResources | None"
 
-    dynamic_resources: "BootstrapDynamicResources | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    dynamic_resources: "BootstrapDynamicResources | None"
 
-    cluster_manager: "ClusterManager | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    cluster_manager: "ClusterManager | None"
 
-    hds_config: "__core__v3__.ApiConfigSource | None" = betterproto2.field(
-        14, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    hds_config: "__core__v3__.ApiConfigSource | None"
 
-    flags_path: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    flags_path: "str"
 
-    stats_sinks: "list[__metrics__v3__.StatsSink]" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    stats_sinks: "list[__metrics__v3__.StatsSink]"
 
-    deferred_stat_options: "BootstrapDeferredStatOptions | None" = betterproto2.field(
-        39, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    deferred_stat_options: "BootstrapDeferredStatOptions | None"
 
-    stats_config: "__metrics__v3__.StatsConfig | None" = betterproto2.field(
-        13, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    stats_config: "__metrics__v3__.StatsConfig | None"
 
-    stats_flush_interval: "datetime.timedelta | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    stats_flush_interval: "datetime.timedelta | None"
 
-    stats_flush_on_admin: "bool | None" = betterproto2.field(
-        29, betterproto2.TYPE_BOOL, optional=True, group="stats_flush"
-    )
+    stats_flush_on_admin: "bool | None"
 
-    stats_eviction_interval: "datetime.timedelta | None" = betterproto2.field(
-        42,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
-        group="stats_eviction",
-    )
+    stats_eviction_interval: "datetime.timedelta | None"
 
-    watchdog: "Watchdog | None" = betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True)
+    watchdog: "Watchdog | None"
 
-    watchdogs: "Watchdogs | None" = betterproto2.field(27, betterproto2.TYPE_MESSAGE, optional=True)
+    watchdogs: "Watchdogs | None"
 
-    tracing: "__trace__v3__.Tracing | None" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    tracing: "__trace__v3__.Tracing | None"
 
-    layered_runtime: "LayeredRuntime | None" = betterproto2.field(
-        17, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    layered_runtime: "LayeredRuntime | None"
 
-    admin: "Admin | None" = betterproto2.field(12, betterproto2.TYPE_MESSAGE, optional=True)
+    admin: "Admin | None"
 
-    overload_manager: "__overload__v3__.OverloadManager | None" = betterproto2.field(
-        15, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    overload_manager: "__overload__v3__.OverloadManager | None"
 
-    enable_dispatcher_stats: "bool" = betterproto2.field(16, betterproto2.TYPE_BOOL)
+    enable_dispatcher_stats: "bool"
 
-    header_prefix: "str" = betterproto2.field(18, betterproto2.TYPE_STRING)
+    header_prefix: "str"
 
-    stats_server_version_override: "int | None" = betterproto2.field(
-        19,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt64Value,
-        optional=True,
-    )
+    stats_server_version_override: "int | None"
 
-    use_tcp_for_dns_lookups: "bool" = betterproto2.field(20, betterproto2.TYPE_BOOL)
+    use_tcp_for_dns_lookups: "bool"
 
-    dns_resolution_config: "__core__v3__.DnsResolutionConfig | None" = betterproto2.field(
-        30, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    dns_resolution_config: "__core__v3__.DnsResolutionConfig | None"
 
-    typed_dns_resolver_config: "__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
-        31, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    typed_dns_resolver_config: "__core__v3__.TypedExtensionConfig | None"
 
-    bootstrap_extensions: "list[__core__v3__.TypedExtensionConfig]" = betterproto2.field(
-        21, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    bootstrap_extensions: "list[__core__v3__.TypedExtensionConfig]"
 
-    fatal_actions: "list[FatalAction]" = betterproto2.field(
-        28, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    fatal_actions: "list[FatalAction]"
 
-    config_sources: "list[__core__v3__.ConfigSource]" = betterproto2.field(
-        22, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    config_sources: "list[__core__v3__.ConfigSource]"
 
-    default_config_source: "__core__v3__.ConfigSource | None" = betterproto2.field(
-        23, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    default_config_source: "__core__v3__.ConfigSource | None"
 
-    default_socket_interface: "str" = betterproto2.field(24, betterproto2.TYPE_STRING)
+    default_socket_interface: "str"
 
-    certificate_provider_instances: "dict[str, __core__v3__.TypedExtensionConfig]" = (
-        betterproto2.field(
-            25,
-            betterproto2.TYPE_MAP,
-            map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
-        )
-    )
+    certificate_provider_instances: "dict[str, __core__v3__.TypedExtensionConfig]"
 
-    inline_headers: "list[CustomInlineHeader]" = betterproto2.field(
-        32, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    inline_headers: "list[CustomInlineHeader]"
 
-    perf_tracing_file_path: "str" = betterproto2.field(33, betterproto2.TYPE_STRING)
+    perf_tracing_file_path: "str"
 
-    default_regex_engine: "__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
-        34, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    default_regex_engine: "__core__v3__.TypedExtensionConfig | None"
 
-    xds_delegate_extension: "__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
-        35, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    xds_delegate_extension: "__core__v3__.TypedExtensionConfig | None"
 
-    xds_config_tracker_extension: "__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
-        36, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    xds_config_tracker_extension: "__core__v3__.TypedExtensionConfig | None"
 
-    listener_manager: "__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
-        37, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    listener_manager: "__core__v3__.TypedExtensionConfig | None"
 
-    application_log_config: "BootstrapApplicationLogConfig | None" = betterproto2.field(
-        38, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    application_log_config: "BootstrapApplicationLogConfig | None"
 
-    grpc_async_client_manager_config: "BootstrapGrpcAsyncClientManagerConfig | None" = (
-        betterproto2.field(40, betterproto2.TYPE_MESSAGE, optional=True)
-    )
+    grpc_async_client_manager_config: "BootstrapGrpcAsyncClientManagerConfig | None"
 
-    memory_allocator_manager: "MemoryAllocatorManager | None" = betterproto2.field(
-        41, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    memory_allocator_manager: "MemoryAllocatorManager | None"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -284,6 +214,8 @@ class Bootstrap(betterproto2.Message):
             warnings.warn("Bootstrap.use_tcp_for_dns_lookups is deprecated", DeprecationWarning)
         if self.is_set("dns_resolution_config"):
             warnings.warn("Bootstrap.dns_resolution_config is deprecated", DeprecationWarning)
+
+    __match_args__ = ('node', 'node_context_params', 'static_resources', 'dynamic_resources', 'cluster_manager', 'hds_config', 'flags_path', 'stats_sinks', 'deferred_stat_options', 'stats_config', 'stats_flush_interval', 'stats_flush_on_admin', 'stats_eviction_interval', 'watchdog', 'watchdogs', 'tracing', 'layered_runtime', 'admin', 'overload_manager', 'enable_dispatcher_stats', 'header_prefix', 'stats_server_version_override', 'use_tcp_for_dns_lookups', 'dns_resolution_config', 'typed_dns_resolver_config', 'bootstrap_extensions', 'fatal_actions', 'config_sources', 'default_config_source', 'default_socket_interface', 'certificate_provider_instances', 'inline_headers', 'perf_tracing_file_path', 'default_regex_engine', 'xds_delegate_extension', 'xds_config_tracker_extension', 'listener_manager', 'application_log_config', 'grpc_async_client_manager_config', 'memory_allocator_manager',)
 
     def __init__(self, node: '__core__v3__.Node | None' = _FACTORY, node_context_params: 'list[str]' = _FACTORY, static_resources: 'BootstrapStaticResources | None' = _FACTORY, dynamic_resources: 'BootstrapDynamicResources | None' = _FACTORY, cluster_manager: 'ClusterManager | None' = _FACTORY, hds_config: '__core__v3__.ApiConfigSource | None' = _FACTORY, flags_path: 'str' = _FACTORY, stats_sinks: 'list[__metrics__v3__.StatsSink]' = _FACTORY, deferred_stat_options: 'BootstrapDeferredStatOptions | None' = _FACTORY, stats_config: '__metrics__v3__.StatsConfig | None' = _FACTORY, stats_flush_interval: 'datetime.timedelta | None' = _FACTORY, stats_flush_on_admin: 'bool | None' = _FACTORY, stats_eviction_interval: 'datetime.timedelta | None' = _FACTORY, watchdog: 'Watchdog | None' = _FACTORY, watchdogs: 'Watchdogs | None' = _FACTORY, tracing: '__trace__v3__.Tracing | None' = _FACTORY, layered_runtime: 'LayeredRuntime | None' = _FACTORY, admin: 'Admin | None' = _FACTORY, overload_manager: '__overload__v3__.OverloadManager | None' = _FACTORY, enable_dispatcher_stats: 'bool' = _FACTORY, header_prefix: 'str' = _FACTORY, stats_server_version_override: 'int | None' = _FACTORY, use_tcp_for_dns_lookups: 'bool' = _FACTORY, dns_resolution_config: '__core__v3__.DnsResolutionConfig | None' = _FACTORY, typed_dns_resolver_config: '__core__v3__.TypedExtensionConfig | None' = _FACTORY, bootstrap_extensions: 'list[__core__v3__.TypedExtensionConfig]' = _FACTORY, fatal_actions: 'list[FatalAction]' = _FACTORY, config_sources: 'list[__core__v3__.ConfigSource]' = _FACTORY, default_config_source: '__core__v3__.ConfigSource | None' = _FACTORY, default_socket_interface: 'str' = _FACTORY, certificate_provider_instances: 'dict[str, __core__v3__.TypedExtensionConfig]' = _FACTORY, inline_headers: 'list[CustomInlineHeader]' = _FACTORY, perf_tracing_file_path: 'str' = _FACTORY, default_regex_engine: '__core__v3__.TypedExtensionConfig | None' = _FACTORY, xds_delegate_extension: '__core__v3__.TypedExtensionConfig | None' = _FACTORY, xds_config_tracker_extension: '__core__v3__.TypedExtensionConfig | None' = _FACTORY, listener_manager: '__core__v3__.TypedExtensionConfig | None' = _FACTORY, application_log_config: 'BootstrapApplicationLogConfig | None' = _FACTORY, grpc_async_client_manager_config: 'BootstrapGrpcAsyncClientManagerConfig | None' = _FACTORY, memory_allocator_manager: 'MemoryAllocatorManager | None' = _FACTORY) -> None:
         self.node = None if node is _FACTORY else node
@@ -328,21 +260,71 @@ class Bootstrap(betterproto2.Message):
         self.memory_allocator_manager = None if memory_allocator_manager is _FACTORY else memory_allocator_manager
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'node': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'node_context_params': betterproto2.field(26, betterproto2.TYPE_STRING, repeated=True),
+            'static_resources': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'dynamic_resources': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+            'cluster_manager': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+            'hds_config': betterproto2.field(14, betterproto2.TYPE_MESSAGE, optional=True),
+            'flags_path': betterproto2.field(5, betterproto2.TYPE_STRING),
+            'stats_sinks': betterproto2.field(6, betterproto2.TYPE_MESSAGE, repeated=True),
+            'deferred_stat_options': betterproto2.field(39, betterproto2.TYPE_MESSAGE, optional=True),
+            'stats_config': betterproto2.field(13, betterproto2.TYPE_MESSAGE, optional=True),
+            'stats_flush_interval': betterproto2.field(7, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'stats_flush_on_admin': betterproto2.field(29, betterproto2.TYPE_BOOL, optional=True, group='stats_flush'),
+            'stats_eviction_interval': betterproto2.field(42, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True, group='stats_eviction'),
+            'watchdog': betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True),
+            'watchdogs': betterproto2.field(27, betterproto2.TYPE_MESSAGE, optional=True),
+            'tracing': betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True),
+            'layered_runtime': betterproto2.field(17, betterproto2.TYPE_MESSAGE, optional=True),
+            'admin': betterproto2.field(12, betterproto2.TYPE_MESSAGE, optional=True),
+            'overload_manager': betterproto2.field(15, betterproto2.TYPE_MESSAGE, optional=True),
+            'enable_dispatcher_stats': betterproto2.field(16, betterproto2.TYPE_BOOL),
+            'header_prefix': betterproto2.field(18, betterproto2.TYPE_STRING),
+            'stats_server_version_override': betterproto2.field(19, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt64Value, optional=True),
+            'use_tcp_for_dns_lookups': betterproto2.field(20, betterproto2.TYPE_BOOL),
+            'dns_resolution_config': betterproto2.field(30, betterproto2.TYPE_MESSAGE, optional=True),
+            'typed_dns_resolver_config': betterproto2.field(31, betterproto2.TYPE_MESSAGE, optional=True),
+            'bootstrap_extensions': betterproto2.field(21, betterproto2.TYPE_MESSAGE, repeated=True),
+            'fatal_actions': betterproto2.field(28, betterproto2.TYPE_MESSAGE, repeated=True),
+            'config_sources': betterproto2.field(22, betterproto2.TYPE_MESSAGE, repeated=True),
+            'default_config_source': betterproto2.field(23, betterproto2.TYPE_MESSAGE, optional=True),
+            'default_socket_interface': betterproto2.field(24, betterproto2.TYPE_STRING),
+            'certificate_provider_instances': betterproto2.field(25, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)),
+            'inline_headers': betterproto2.field(32, betterproto2.TYPE_MESSAGE, repeated=True),
+            'perf_tracing_file_path': betterproto2.field(33, betterproto2.TYPE_STRING),
+            'default_regex_engine': betterproto2.field(34, betterproto2.TYPE_MESSAGE, optional=True),
+            'xds_delegate_extension': betterproto2.field(35, betterproto2.TYPE_MESSAGE, optional=True),
+            'xds_config_tracker_extension': betterproto2.field(36, betterproto2.TYPE_MESSAGE, optional=True),
+            'listener_manager': betterproto2.field(37, betterproto2.TYPE_MESSAGE, optional=True),
+            'application_log_config': betterproto2.field(38, betterproto2.TYPE_MESSAGE, optional=True),
+            'grpc_async_client_manager_config': betterproto2.field(40, betterproto2.TYPE_MESSAGE, optional=True),
+            'memory_allocator_manager': betterproto2.field(41, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.bootstrap.v3", "Bootstrap", Bootstrap)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class BootstrapApplicationLogConfig(betterproto2.Message):
     "BootstrapApplicationLogConfig(log_format: 'BootstrapApplicationLogConfigLogFormat | None' = <factory>)"
 
-    log_format: "BootstrapApplicationLogConfigLogFormat | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    log_format: "BootstrapApplicationLogConfigLogFormat | None"
+
+    __match_args__ = ('log_format',)
 
     def __init__(self, log_format: 'BootstrapApplicationLogConfigLogFormat | None' = _FACTORY) -> None:
         self.log_format = None if log_format is _FACTORY else log_format
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'log_format': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -350,7 +332,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class BootstrapApplicationLogConfigLogFormat(betterproto2.Message):
     """
 
@@ -359,18 +340,23 @@ class BootstrapApplicationLogConfigLogFormat(betterproto2.Message):
         - log_format:
     """
 
-    json_format: "____google__protobuf__.Struct | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True, group="log_format"
-    )
+    json_format: "____google__protobuf__.Struct | None"
 
-    text_format: "str | None" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, optional=True, group="log_format"
-    )
+    text_format: "str | None"
+
+    __match_args__ = ('json_format', 'text_format',)
 
     def __init__(self, json_format: '____google__protobuf__.Struct | None' = _FACTORY, text_format: 'str | None' = _FACTORY) -> None:
         self.json_format = None if json_format is _FACTORY else json_format
         self.text_format = None if text_format is _FACTORY else text_format
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'json_format': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group='log_format'),
+            'text_format': betterproto2.field(2, betterproto2.TYPE_STRING, optional=True, group='log_format'),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -380,15 +366,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class BootstrapDeferredStatOptions(betterproto2.Message):
     "BootstrapDeferredStatOptions(enable_deferred_creation_stats: 'bool' = <factory>)"
 
-    enable_deferred_creation_stats: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    enable_deferred_creation_stats: "bool"
+
+    __match_args__ = ('enable_deferred_creation_stats',)
 
     def __init__(self, enable_deferred_creation_stats: 'bool' = _FACTORY) -> None:
         self.enable_deferred_creation_stats = False if enable_deferred_creation_stats is _FACTORY else enable_deferred_creation_stats
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'enable_deferred_creation_stats': betterproto2.field(1, betterproto2.TYPE_BOOL),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -396,25 +389,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class BootstrapDynamicResources(betterproto2.Message):
     "BootstrapDynamicResources(lds_config: '__core__v3__.ConfigSource | None' = <factory>, lds_resources_locator: 'str' = <factory>, cds_config: '__core__v3__.ConfigSource | None' = <factory>, cds_resources_locator: 'str' = <factory>, ads_config: '__core__v3__.ApiConfigSource | None' = <factory>)"
 
-    lds_config: "__core__v3__.ConfigSource | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    lds_config: "__core__v3__.ConfigSource | None"
 
-    lds_resources_locator: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    lds_resources_locator: "str"
 
-    cds_config: "__core__v3__.ConfigSource | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    cds_config: "__core__v3__.ConfigSource | None"
 
-    cds_resources_locator: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    cds_resources_locator: "str"
 
-    ads_config: "__core__v3__.ApiConfigSource | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    ads_config: "__core__v3__.ApiConfigSource | None"
+
+    __match_args__ = ('lds_config', 'lds_resources_locator', 'cds_config', 'cds_resources_locator', 'ads_config',)
 
     def __init__(self, lds_config: '__core__v3__.ConfigSource | None' = _FACTORY, lds_resources_locator: 'str' = _FACTORY, cds_config: '__core__v3__.ConfigSource | None' = _FACTORY, cds_resources_locator: 'str' = _FACTORY, ads_config: '__core__v3__.ApiConfigSource | None' = _FACTORY) -> None:
         self.lds_config = None if lds_config is _FACTORY else lds_config
@@ -424,23 +412,38 @@ class BootstrapDynamicResources(betterproto2.Message):
         self.ads_config = None if ads_config is _FACTORY else ads_config
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'lds_config': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'lds_resources_locator': betterproto2.field(5, betterproto2.TYPE_STRING),
+            'cds_config': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'cds_resources_locator': betterproto2.field(6, betterproto2.TYPE_STRING),
+            'ads_config': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.bootstrap.v3", "Bootstrap.DynamicResources", BootstrapDynamicResources
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class BootstrapGrpcAsyncClientManagerConfig(betterproto2.Message):
     "BootstrapGrpcAsyncClientManagerConfig(max_cached_entry_idle_duration: 'datetime.timedelta | None' = <factory>)"
 
-    max_cached_entry_idle_duration: "datetime.timedelta | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    max_cached_entry_idle_duration: "datetime.timedelta | None"
+
+    __match_args__ = ('max_cached_entry_idle_duration',)
 
     def __init__(self, max_cached_entry_idle_duration: 'datetime.timedelta | None' = _FACTORY) -> None:
         self.max_cached_entry_idle_duration = None if max_cached_entry_idle_duration is _FACTORY else max_cached_entry_idle_duration
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'max_cached_entry_idle_duration': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -450,21 +453,16 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class BootstrapStaticResources(betterproto2.Message):
     "BootstrapStaticResources(listeners: 'list[__listener__v3__.Listener]' = <factory>, clusters: 'list[__cluster__v3__.Cluster]' = <factory>, secrets: 'list[___extensions__transport_sockets__tls__v3__.Secret]' = <factory>)"
 
-    listeners: "list[__listener__v3__.Listener]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    listeners: "list[__listener__v3__.Listener]"
 
-    clusters: "list[__cluster__v3__.Cluster]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    clusters: "list[__cluster__v3__.Cluster]"
 
-    secrets: "list[___extensions__transport_sockets__tls__v3__.Secret]" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    secrets: "list[___extensions__transport_sockets__tls__v3__.Secret]"
+
+    __match_args__ = ('listeners', 'clusters', 'secrets',)
 
     def __init__(self, listeners: 'list[__listener__v3__.Listener]' = _FACTORY, clusters: 'list[__cluster__v3__.Cluster]' = _FACTORY, secrets: 'list[___extensions__transport_sockets__tls__v3__.Secret]' = _FACTORY) -> None:
         self.listeners = [] if listeners is _FACTORY else listeners
@@ -472,31 +470,34 @@ class BootstrapStaticResources(betterproto2.Message):
         self.secrets = [] if secrets is _FACTORY else secrets
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'listeners': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+            'clusters': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+            'secrets': betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.bootstrap.v3", "Bootstrap.StaticResources", BootstrapStaticResources
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ClusterManager(betterproto2.Message):
     "ClusterManager(local_cluster_name: 'str' = <factory>, outlier_detection: 'ClusterManagerOutlierDetection | None' = <factory>, upstream_bind_config: '__core__v3__.BindConfig | None' = <factory>, load_stats_config: '__core__v3__.ApiConfigSource | None' = <factory>, enable_deferred_cluster_creation: 'bool' = <factory>)"
 
-    local_cluster_name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    local_cluster_name: "str"
 
-    outlier_detection: "ClusterManagerOutlierDetection | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    outlier_detection: "ClusterManagerOutlierDetection | None"
 
-    upstream_bind_config: "__core__v3__.BindConfig | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    upstream_bind_config: "__core__v3__.BindConfig | None"
 
-    load_stats_config: "__core__v3__.ApiConfigSource | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    load_stats_config: "__core__v3__.ApiConfigSource | None"
 
-    enable_deferred_cluster_creation: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
+    enable_deferred_cluster_creation: "bool"
+
+    __match_args__ = ('local_cluster_name', 'outlier_detection', 'upstream_bind_config', 'load_stats_config', 'enable_deferred_cluster_creation',)
 
     def __init__(self, local_cluster_name: 'str' = _FACTORY, outlier_detection: 'ClusterManagerOutlierDetection | None' = _FACTORY, upstream_bind_config: '__core__v3__.BindConfig | None' = _FACTORY, load_stats_config: '__core__v3__.ApiConfigSource | None' = _FACTORY, enable_deferred_cluster_creation: 'bool' = _FACTORY) -> None:
         self.local_cluster_name = "" if local_cluster_name is _FACTORY else local_cluster_name
@@ -506,24 +507,40 @@ class ClusterManager(betterproto2.Message):
         self.enable_deferred_cluster_creation = False if enable_deferred_cluster_creation is _FACTORY else enable_deferred_cluster_creation
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'local_cluster_name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'outlier_detection': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'upstream_bind_config': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+            'load_stats_config': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+            'enable_deferred_cluster_creation': betterproto2.field(5, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.bootstrap.v3", "ClusterManager", ClusterManager)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ClusterManagerOutlierDetection(betterproto2.Message):
     "ClusterManagerOutlierDetection(event_log_path: 'str' = <factory>, event_service: '__core__v3__.EventServiceConfig | None' = <factory>)"
 
-    event_log_path: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    event_log_path: "str"
 
-    event_service: "__core__v3__.EventServiceConfig | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    event_service: "__core__v3__.EventServiceConfig | None"
+
+    __match_args__ = ('event_log_path', 'event_service',)
 
     def __init__(self, event_log_path: 'str' = _FACTORY, event_service: '__core__v3__.EventServiceConfig | None' = _FACTORY) -> None:
         self.event_log_path = "" if event_log_path is _FACTORY else event_log_path
         self.event_service = None if event_service is _FACTORY else event_service
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'event_log_path': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'event_service': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -531,20 +548,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class CustomInlineHeader(betterproto2.Message):
     "CustomInlineHeader(inline_header_name: 'str' = <factory>, inline_header_type: 'CustomInlineHeaderInlineHeaderType' = <factory>)"
 
-    inline_header_name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    inline_header_name: "str"
 
-    inline_header_type: "CustomInlineHeaderInlineHeaderType" = betterproto2.field(
-        2, betterproto2.TYPE_ENUM, default_factory=lambda: CustomInlineHeaderInlineHeaderType(0)
-    )
+    inline_header_type: "CustomInlineHeaderInlineHeaderType"
+
+    __match_args__ = ('inline_header_name', 'inline_header_type',)
 
     def __init__(self, inline_header_name: 'str' = _FACTORY, inline_header_type: 'CustomInlineHeaderInlineHeaderType' = _FACTORY) -> None:
         self.inline_header_name = "" if inline_header_name is _FACTORY else inline_header_name
         self.inline_header_type = CustomInlineHeaderInlineHeaderType(0) if inline_header_type is _FACTORY else inline_header_type
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'inline_header_name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'inline_header_type': betterproto2.field(2, betterproto2.TYPE_ENUM, default_factory=lambda: CustomInlineHeaderInlineHeaderType(0)),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -552,50 +575,68 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class FatalAction(betterproto2.Message):
     "FatalAction(config: '__core__v3__.TypedExtensionConfig | None' = <factory>)"
 
-    config: "__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    config: "__core__v3__.TypedExtensionConfig | None"
+
+    __match_args__ = ('config',)
 
     def __init__(self, config: '__core__v3__.TypedExtensionConfig | None' = _FACTORY) -> None:
         self.config = None if config is _FACTORY else config
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'config': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.bootstrap.v3", "FatalAction", FatalAction)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class LayeredRuntime(betterproto2.Message):
     "LayeredRuntime(layers: 'list[RuntimeLayer]' = <factory>)"
 
-    layers: "list[RuntimeLayer]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    layers: "list[RuntimeLayer]"
+
+    __match_args__ = ('layers',)
 
     def __init__(self, layers: 'list[RuntimeLayer]' = _FACTORY) -> None:
         self.layers = [] if layers is _FACTORY else layers
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'layers': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.bootstrap.v3", "LayeredRuntime", LayeredRuntime)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MemoryAllocatorManager(betterproto2.Message):
     "MemoryAllocatorManager(bytes_to_release: 'int' = <factory>, memory_release_interval: 'datetime.timedelta | None' = <factory>)"
 
-    bytes_to_release: "int" = betterproto2.field(1, betterproto2.TYPE_UINT64)
+    bytes_to_release: "int"
 
-    memory_release_interval: "datetime.timedelta | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    memory_release_interval: "datetime.timedelta | None"
+
+    __match_args__ = ('bytes_to_release', 'memory_release_interval',)
 
     def __init__(self, bytes_to_release: 'int' = _FACTORY, memory_release_interval: 'datetime.timedelta | None' = _FACTORY) -> None:
         self.bytes_to_release = 0 if bytes_to_release is _FACTORY else bytes_to_release
         self.memory_release_interval = None if memory_release_interval is _FACTORY else memory_release_interval
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'bytes_to_release': betterproto2.field(1, betterproto2.TYPE_UINT64),
+            'memory_release_interval': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -603,19 +644,18 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Runtime(betterproto2.Message):
     "Runtime(symlink_root: 'str' = <factory>, subdirectory: 'str' = <factory>, override_subdirectory: 'str' = <factory>, base: '____google__protobuf__.Struct | None' = <factory>)"
 
-    symlink_root: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    symlink_root: "str"
 
-    subdirectory: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    subdirectory: "str"
 
-    override_subdirectory: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    override_subdirectory: "str"
 
-    base: "____google__protobuf__.Struct | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    base: "____google__protobuf__.Struct | None"
+
+    __match_args__ = ('symlink_root', 'subdirectory', 'override_subdirectory', 'base',)
 
     def __init__(self, symlink_root: 'str' = _FACTORY, subdirectory: 'str' = _FACTORY, override_subdirectory: 'str' = _FACTORY, base: '____google__protobuf__.Struct | None' = _FACTORY) -> None:
         self.symlink_root = "" if symlink_root is _FACTORY else symlink_root
@@ -624,11 +664,19 @@ class Runtime(betterproto2.Message):
         self.base = None if base is _FACTORY else base
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'symlink_root': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'subdirectory': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'override_subdirectory': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'base': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.bootstrap.v3", "Runtime", Runtime)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RuntimeLayer(betterproto2.Message):
     """
 
@@ -637,23 +685,17 @@ class RuntimeLayer(betterproto2.Message):
         - layer_specifier:
     """
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    static_layer: "____google__protobuf__.Struct | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="layer_specifier"
-    )
+    static_layer: "____google__protobuf__.Struct | None"
 
-    disk_layer: "RuntimeLayerDiskLayer | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="layer_specifier"
-    )
+    disk_layer: "RuntimeLayerDiskLayer | None"
 
-    admin_layer: "RuntimeLayerAdminLayer | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True, group="layer_specifier"
-    )
+    admin_layer: "RuntimeLayerAdminLayer | None"
 
-    rtds_layer: "RuntimeLayerRtdsLayer | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True, group="layer_specifier"
-    )
+    rtds_layer: "RuntimeLayerRtdsLayer | None"
+
+    __match_args__ = ('name', 'static_layer', 'disk_layer', 'admin_layer', 'rtds_layer',)
 
     def __init__(self, name: 'str' = _FACTORY, static_layer: '____google__protobuf__.Struct | None' = _FACTORY, disk_layer: 'RuntimeLayerDiskLayer | None' = _FACTORY, admin_layer: 'RuntimeLayerAdminLayer | None' = _FACTORY, rtds_layer: 'RuntimeLayerRtdsLayer | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -663,18 +705,34 @@ class RuntimeLayer(betterproto2.Message):
         self.rtds_layer = None if rtds_layer is _FACTORY else rtds_layer
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'static_layer': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='layer_specifier'),
+            'disk_layer': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='layer_specifier'),
+            'admin_layer': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True, group='layer_specifier'),
+            'rtds_layer': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True, group='layer_specifier'),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.bootstrap.v3", "RuntimeLayer", RuntimeLayer)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RuntimeLayerAdminLayer(betterproto2.Message):
     'RuntimeLayerAdminLayer()'
 
     pass
 
+    __match_args__ = ()
+
     def __init__(self) -> None:
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -682,15 +740,16 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RuntimeLayerDiskLayer(betterproto2.Message):
     "RuntimeLayerDiskLayer(symlink_root: 'str' = <factory>, subdirectory: 'str' = <factory>, append_service_cluster: 'bool' = <factory>)"
 
-    symlink_root: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    symlink_root: "str"
 
-    subdirectory: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    subdirectory: "str"
 
-    append_service_cluster: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    append_service_cluster: "bool"
+
+    __match_args__ = ('symlink_root', 'subdirectory', 'append_service_cluster',)
 
     def __init__(self, symlink_root: 'str' = _FACTORY, subdirectory: 'str' = _FACTORY, append_service_cluster: 'bool' = _FACTORY) -> None:
         self.symlink_root = "" if symlink_root is _FACTORY else symlink_root
@@ -698,26 +757,40 @@ class RuntimeLayerDiskLayer(betterproto2.Message):
         self.append_service_cluster = False if append_service_cluster is _FACTORY else append_service_cluster
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'symlink_root': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'subdirectory': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'append_service_cluster': betterproto2.field(2, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.bootstrap.v3", "RuntimeLayer.DiskLayer", RuntimeLayerDiskLayer
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RuntimeLayerRtdsLayer(betterproto2.Message):
     "RuntimeLayerRtdsLayer(name: 'str' = <factory>, rtds_config: '__core__v3__.ConfigSource | None' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    rtds_config: "__core__v3__.ConfigSource | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    rtds_config: "__core__v3__.ConfigSource | None"
+
+    __match_args__ = ('name', 'rtds_config',)
 
     def __init__(self, name: 'str' = _FACTORY, rtds_config: '__core__v3__.ConfigSource | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.rtds_config = None if rtds_config is _FACTORY else rtds_config
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'rtds_config': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -725,37 +798,24 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Watchdog(betterproto2.Message):
     "Watchdog(actions: 'list[WatchdogWatchdogAction]' = <factory>, miss_timeout: 'datetime.timedelta | None' = <factory>, megamiss_timeout: 'datetime.timedelta | None' = <factory>, kill_timeout: 'datetime.timedelta | None' = <factory>, max_kill_timeout_jitter: 'datetime.timedelta | None' = <factory>, multikill_timeout: 'datetime.timedelta | None' = <factory>, multikill_threshold: '___type__v3__.Percent | None' = <factory>)"
 
-    actions: "list[WatchdogWatchdogAction]" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    actions: "list[WatchdogWatchdogAction]"
 
-    miss_timeout: "datetime.timedelta | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    miss_timeout: "datetime.timedelta | None"
 
-    megamiss_timeout: "datetime.timedelta | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    megamiss_timeout: "datetime.timedelta | None"
 
-    kill_timeout: "datetime.timedelta | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    kill_timeout: "datetime.timedelta | None"
 
-    max_kill_timeout_jitter: "datetime.timedelta | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    max_kill_timeout_jitter: "datetime.timedelta | None"
 
-    multikill_timeout: "datetime.timedelta | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    multikill_timeout: "datetime.timedelta | None"
 
-    multikill_threshold: "___type__v3__.Percent | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    multikill_threshold: "___type__v3__.Percent | None"
+
+    __match_args__ = ('actions', 'miss_timeout', 'megamiss_timeout', 'kill_timeout', 'max_kill_timeout_jitter', 'multikill_timeout', 'multikill_threshold',)
 
     def __init__(self, actions: 'list[WatchdogWatchdogAction]' = _FACTORY, miss_timeout: 'datetime.timedelta | None' = _FACTORY, megamiss_timeout: 'datetime.timedelta | None' = _FACTORY, kill_timeout: 'datetime.timedelta | None' = _FACTORY, max_kill_timeout_jitter: 'datetime.timedelta | None' = _FACTORY, multikill_timeout: 'datetime.timedelta | None' = _FACTORY, multikill_threshold: '___type__v3__.Percent | None' = _FACTORY) -> None:
         self.actions = [] if actions is _FACTORY else actions
@@ -767,26 +827,42 @@ class Watchdog(betterproto2.Message):
         self.multikill_threshold = None if multikill_threshold is _FACTORY else multikill_threshold
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'actions': betterproto2.field(7, betterproto2.TYPE_MESSAGE, repeated=True),
+            'miss_timeout': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'megamiss_timeout': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'kill_timeout': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'max_kill_timeout_jitter': betterproto2.field(6, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'multikill_timeout': betterproto2.field(4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'multikill_threshold': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.bootstrap.v3", "Watchdog", Watchdog)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class WatchdogWatchdogAction(betterproto2.Message):
     "WatchdogWatchdogAction(config: '__core__v3__.TypedExtensionConfig | None' = <factory>, event: 'WatchdogWatchdogActionWatchdogEvent' = <factory>)"
 
-    config: "__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    config: "__core__v3__.TypedExtensionConfig | None"
 
-    event: "WatchdogWatchdogActionWatchdogEvent" = betterproto2.field(
-        2, betterproto2.TYPE_ENUM, default_factory=lambda: WatchdogWatchdogActionWatchdogEvent(0)
-    )
+    event: "WatchdogWatchdogActionWatchdogEvent"
+
+    __match_args__ = ('config', 'event',)
 
     def __init__(self, config: '__core__v3__.TypedExtensionConfig | None' = _FACTORY, event: 'WatchdogWatchdogActionWatchdogEvent' = _FACTORY) -> None:
         self.config = None if config is _FACTORY else config
         self.event = WatchdogWatchdogActionWatchdogEvent(0) if event is _FACTORY else event
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'config': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'event': betterproto2.field(2, betterproto2.TYPE_ENUM, default_factory=lambda: WatchdogWatchdogActionWatchdogEvent(0)),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -794,22 +870,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Watchdogs(betterproto2.Message):
     "Watchdogs(main_thread_watchdog: 'Watchdog | None' = <factory>, worker_watchdog: 'Watchdog | None' = <factory>)"
 
-    main_thread_watchdog: "Watchdog | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    main_thread_watchdog: "Watchdog | None"
 
-    worker_watchdog: "Watchdog | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    worker_watchdog: "Watchdog | None"
+
+    __match_args__ = ('main_thread_watchdog', 'worker_watchdog',)
 
     def __init__(self, main_thread_watchdog: 'Watchdog | None' = _FACTORY, worker_watchdog: 'Watchdog | None' = _FACTORY) -> None:
         self.main_thread_watchdog = None if main_thread_watchdog is _FACTORY else main_thread_watchdog
         self.worker_watchdog = None if worker_watchdog is _FACTORY else worker_watchdog
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'main_thread_watchdog': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'worker_watchdog': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message("envoy.config.bootstrap.v3", "Watchdogs", Watchdogs)

@@ -47,10 +47,9 @@ __all__ = (
 
 import datetime
 import warnings
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from .....message_pool import default_message_pool
 
@@ -144,75 +143,51 @@ class UpstreamConnectionOptionsFirstAddressFamilyVersion(betterproto2.Enum):
     V6 = 2
 
 
-@dataclass(eq=False, repr=False, init=False)
 class CircuitBreakers(betterproto2.Message):
     "CircuitBreakers(thresholds: 'list[CircuitBreakersThresholds]' = <factory>, per_host_thresholds: 'list[CircuitBreakersThresholds]' = <factory>)"
 
-    thresholds: "list[CircuitBreakersThresholds]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    thresholds: "list[CircuitBreakersThresholds]"
 
-    per_host_thresholds: "list[CircuitBreakersThresholds]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    per_host_thresholds: "list[CircuitBreakersThresholds]"
+
+    __match_args__ = ('thresholds', 'per_host_thresholds',)
 
     def __init__(self, thresholds: 'list[CircuitBreakersThresholds]' = _FACTORY, per_host_thresholds: 'list[CircuitBreakersThresholds]' = _FACTORY) -> None:
         self.thresholds = [] if thresholds is _FACTORY else thresholds
         self.per_host_thresholds = [] if per_host_thresholds is _FACTORY else per_host_thresholds
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'thresholds': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+            'per_host_thresholds': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.cluster.v3", "CircuitBreakers", CircuitBreakers)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class CircuitBreakersThresholds(betterproto2.Message):
     "CircuitBreakersThresholds(priority: '__core__v3__.RoutingPriority' = <factory>, max_connections: 'int | None' = <factory>, max_pending_requests: 'int | None' = <factory>, max_requests: 'int | None' = <factory>, max_retries: 'int | None' = <factory>, retry_budget: 'CircuitBreakersThresholdsRetryBudget | None' = <factory>, track_remaining: 'bool' = <factory>, max_connection_pools: 'int | None' = <factory>)"
 
-    priority: "__core__v3__.RoutingPriority" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, default_factory=lambda: __core__v3__.RoutingPriority(0)
-    )
+    priority: "__core__v3__.RoutingPriority"
 
-    max_connections: "int | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    max_connections: "int | None"
 
-    max_pending_requests: "int | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    max_pending_requests: "int | None"
 
-    max_requests: "int | None" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    max_requests: "int | None"
 
-    max_retries: "int | None" = betterproto2.field(
-        5,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    max_retries: "int | None"
 
-    retry_budget: "CircuitBreakersThresholdsRetryBudget | None" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    retry_budget: "CircuitBreakersThresholdsRetryBudget | None"
 
-    track_remaining: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
+    track_remaining: "bool"
 
-    max_connection_pools: "int | None" = betterproto2.field(
-        7,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    max_connection_pools: "int | None"
+
+    __match_args__ = ('priority', 'max_connections', 'max_pending_requests', 'max_requests', 'max_retries', 'retry_budget', 'track_remaining', 'max_connection_pools',)
 
     def __init__(self, priority: '__core__v3__.RoutingPriority' = _FACTORY, max_connections: 'int | None' = _FACTORY, max_pending_requests: 'int | None' = _FACTORY, max_requests: 'int | None' = _FACTORY, max_retries: 'int | None' = _FACTORY, retry_budget: 'CircuitBreakersThresholdsRetryBudget | None' = _FACTORY, track_remaining: 'bool' = _FACTORY, max_connection_pools: 'int | None' = _FACTORY) -> None:
         self.priority = __core__v3__.RoutingPriority(0) if priority is _FACTORY else priority
@@ -225,31 +200,45 @@ class CircuitBreakersThresholds(betterproto2.Message):
         self.max_connection_pools = None if max_connection_pools is _FACTORY else max_connection_pools
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'priority': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: __core__v3__.RoutingPriority(0)),
+            'max_connections': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'max_pending_requests': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'max_requests': betterproto2.field(4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'max_retries': betterproto2.field(5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'retry_budget': betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True),
+            'track_remaining': betterproto2.field(6, betterproto2.TYPE_BOOL),
+            'max_connection_pools': betterproto2.field(7, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.cluster.v3", "CircuitBreakers.Thresholds", CircuitBreakersThresholds
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class CircuitBreakersThresholdsRetryBudget(betterproto2.Message):
     "CircuitBreakersThresholdsRetryBudget(budget_percent: '___type__v3__.Percent | None' = <factory>, min_retry_concurrency: 'int | None' = <factory>)"
 
-    budget_percent: "___type__v3__.Percent | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    budget_percent: "___type__v3__.Percent | None"
 
-    min_retry_concurrency: "int | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    min_retry_concurrency: "int | None"
+
+    __match_args__ = ('budget_percent', 'min_retry_concurrency',)
 
     def __init__(self, budget_percent: '___type__v3__.Percent | None' = _FACTORY, min_retry_concurrency: 'int | None' = _FACTORY) -> None:
         self.budget_percent = None if budget_percent is _FACTORY else budget_percent
         self.min_retry_concurrency = None if min_retry_concurrency is _FACTORY else min_retry_concurrency
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'budget_percent': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'min_retry_concurrency': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -259,7 +248,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Cluster(betterproto2.Message):
     """
 
@@ -269,218 +257,113 @@ class Cluster(betterproto2.Message):
         - lb_config:
     """
 
-    transport_socket_matches: "list[ClusterTransportSocketMatch]" = betterproto2.field(
-        43, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    transport_socket_matches: "list[ClusterTransportSocketMatch]"
 
-    transport_socket_matcher: "____xds__type__matcher__v3__.Matcher | None" = betterproto2.field(
-        59, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    transport_socket_matcher: "____xds__type__matcher__v3__.Matcher | None"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    alt_stat_name: "str" = betterproto2.field(28, betterproto2.TYPE_STRING)
+    alt_stat_name: "str"
 
-    type: "ClusterDiscoveryType | None" = betterproto2.field(
-        2, betterproto2.TYPE_ENUM, optional=True, group="cluster_discovery_type"
-    )
+    type: "ClusterDiscoveryType | None"
 
-    cluster_type: "ClusterCustomClusterType | None" = betterproto2.field(
-        38, betterproto2.TYPE_MESSAGE, optional=True, group="cluster_discovery_type"
-    )
+    cluster_type: "ClusterCustomClusterType | None"
 
-    eds_cluster_config: "ClusterEdsClusterConfig | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    eds_cluster_config: "ClusterEdsClusterConfig | None"
 
-    connect_timeout: "datetime.timedelta | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    connect_timeout: "datetime.timedelta | None"
 
-    per_connection_buffer_limit_bytes: "int | None" = betterproto2.field(
-        5,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    per_connection_buffer_limit_bytes: "int | None"
 
-    lb_policy: "ClusterLbPolicy" = betterproto2.field(
-        6, betterproto2.TYPE_ENUM, default_factory=lambda: ClusterLbPolicy(0)
-    )
+    lb_policy: "ClusterLbPolicy"
 
-    load_assignment: "__endpoint__v3__.ClusterLoadAssignment | None" = betterproto2.field(
-        33, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    load_assignment: "__endpoint__v3__.ClusterLoadAssignment | None"
 
-    health_checks: "list[__core__v3__.HealthCheck]" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    health_checks: "list[__core__v3__.HealthCheck]"
 
-    max_requests_per_connection: "int | None" = betterproto2.field(
-        9,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    max_requests_per_connection: "int | None"
 
-    circuit_breakers: "CircuitBreakers | None" = betterproto2.field(
-        10, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    circuit_breakers: "CircuitBreakers | None"
 
-    upstream_http_protocol_options: "__core__v3__.UpstreamHttpProtocolOptions | None" = (
-        betterproto2.field(46, betterproto2.TYPE_MESSAGE, optional=True)
-    )
+    upstream_http_protocol_options: "__core__v3__.UpstreamHttpProtocolOptions | None"
 
-    common_http_protocol_options: "__core__v3__.HttpProtocolOptions | None" = betterproto2.field(
-        29, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    common_http_protocol_options: "__core__v3__.HttpProtocolOptions | None"
 
-    http_protocol_options: "__core__v3__.Http1ProtocolOptions | None" = betterproto2.field(
-        13, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    http_protocol_options: "__core__v3__.Http1ProtocolOptions | None"
 
-    http2_protocol_options: "__core__v3__.Http2ProtocolOptions | None" = betterproto2.field(
-        14, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    http2_protocol_options: "__core__v3__.Http2ProtocolOptions | None"
 
-    typed_extension_protocol_options: "dict[str, ____google__protobuf__.Any]" = betterproto2.field(
-        36,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
-    )
+    typed_extension_protocol_options: "dict[str, ____google__protobuf__.Any]"
 
-    dns_refresh_rate: "datetime.timedelta | None" = betterproto2.field(
-        16, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    dns_refresh_rate: "datetime.timedelta | None"
 
-    dns_jitter: "datetime.timedelta | None" = betterproto2.field(
-        58, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    dns_jitter: "datetime.timedelta | None"
 
-    dns_failure_refresh_rate: "ClusterRefreshRate | None" = betterproto2.field(
-        44, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    dns_failure_refresh_rate: "ClusterRefreshRate | None"
 
-    respect_dns_ttl: "bool" = betterproto2.field(39, betterproto2.TYPE_BOOL)
+    respect_dns_ttl: "bool"
 
-    dns_lookup_family: "ClusterDnsLookupFamily" = betterproto2.field(
-        17, betterproto2.TYPE_ENUM, default_factory=lambda: ClusterDnsLookupFamily(0)
-    )
+    dns_lookup_family: "ClusterDnsLookupFamily"
 
-    dns_resolvers: "list[__core__v3__.Address]" = betterproto2.field(
-        18, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    dns_resolvers: "list[__core__v3__.Address]"
 
-    use_tcp_for_dns_lookups: "bool" = betterproto2.field(45, betterproto2.TYPE_BOOL)
+    use_tcp_for_dns_lookups: "bool"
 
-    dns_resolution_config: "__core__v3__.DnsResolutionConfig | None" = betterproto2.field(
-        53, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    dns_resolution_config: "__core__v3__.DnsResolutionConfig | None"
 
-    typed_dns_resolver_config: "__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
-        55, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    typed_dns_resolver_config: "__core__v3__.TypedExtensionConfig | None"
 
-    wait_for_warm_on_init: "bool | None" = betterproto2.field(
-        54,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.BoolValue,
-        optional=True,
-    )
+    wait_for_warm_on_init: "bool | None"
 
-    outlier_detection: "OutlierDetection | None" = betterproto2.field(
-        19, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    outlier_detection: "OutlierDetection | None"
 
-    cleanup_interval: "datetime.timedelta | None" = betterproto2.field(
-        20, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    cleanup_interval: "datetime.timedelta | None"
 
-    upstream_bind_config: "__core__v3__.BindConfig | None" = betterproto2.field(
-        21, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    upstream_bind_config: "__core__v3__.BindConfig | None"
 
-    lb_subset_config: "ClusterLbSubsetConfig | None" = betterproto2.field(
-        22, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    lb_subset_config: "ClusterLbSubsetConfig | None"
 
-    ring_hash_lb_config: "ClusterRingHashLbConfig | None" = betterproto2.field(
-        23, betterproto2.TYPE_MESSAGE, optional=True, group="lb_config"
-    )
+    ring_hash_lb_config: "ClusterRingHashLbConfig | None"
 
-    maglev_lb_config: "ClusterMaglevLbConfig | None" = betterproto2.field(
-        52, betterproto2.TYPE_MESSAGE, optional=True, group="lb_config"
-    )
+    maglev_lb_config: "ClusterMaglevLbConfig | None"
 
-    original_dst_lb_config: "ClusterOriginalDstLbConfig | None" = betterproto2.field(
-        34, betterproto2.TYPE_MESSAGE, optional=True, group="lb_config"
-    )
+    original_dst_lb_config: "ClusterOriginalDstLbConfig | None"
 
-    least_request_lb_config: "ClusterLeastRequestLbConfig | None" = betterproto2.field(
-        37, betterproto2.TYPE_MESSAGE, optional=True, group="lb_config"
-    )
+    least_request_lb_config: "ClusterLeastRequestLbConfig | None"
 
-    round_robin_lb_config: "ClusterRoundRobinLbConfig | None" = betterproto2.field(
-        56, betterproto2.TYPE_MESSAGE, optional=True, group="lb_config"
-    )
+    round_robin_lb_config: "ClusterRoundRobinLbConfig | None"
 
-    common_lb_config: "ClusterCommonLbConfig | None" = betterproto2.field(
-        27, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    common_lb_config: "ClusterCommonLbConfig | None"
 
-    transport_socket: "__core__v3__.TransportSocket | None" = betterproto2.field(
-        24, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    transport_socket: "__core__v3__.TransportSocket | None"
 
-    metadata: "__core__v3__.Metadata | None" = betterproto2.field(
-        25, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    metadata: "__core__v3__.Metadata | None"
 
-    protocol_selection: "ClusterClusterProtocolSelection" = betterproto2.field(
-        26, betterproto2.TYPE_ENUM, default_factory=lambda: ClusterClusterProtocolSelection(0)
-    )
+    protocol_selection: "ClusterClusterProtocolSelection"
 
-    upstream_connection_options: "UpstreamConnectionOptions | None" = betterproto2.field(
-        30, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    upstream_connection_options: "UpstreamConnectionOptions | None"
 
-    close_connections_on_host_health_failure: "bool" = betterproto2.field(
-        31, betterproto2.TYPE_BOOL
-    )
+    close_connections_on_host_health_failure: "bool"
 
-    ignore_health_on_host_removal: "bool" = betterproto2.field(32, betterproto2.TYPE_BOOL)
+    ignore_health_on_host_removal: "bool"
 
-    filters: "list[Filter]" = betterproto2.field(40, betterproto2.TYPE_MESSAGE, repeated=True)
+    filters: "list[Filter]"
 
-    load_balancing_policy: "LoadBalancingPolicy | None" = betterproto2.field(
-        41, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    load_balancing_policy: "LoadBalancingPolicy | None"
 
-    lrs_server: "__core__v3__.ConfigSource | None" = betterproto2.field(
-        42, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    lrs_server: "__core__v3__.ConfigSource | None"
 
-    lrs_report_endpoint_metrics: "list[str]" = betterproto2.field(
-        57, betterproto2.TYPE_STRING, repeated=True
-    )
+    lrs_report_endpoint_metrics: "list[str]"
 
-    track_timeout_budgets: "bool" = betterproto2.field(47, betterproto2.TYPE_BOOL)
+    track_timeout_budgets: "bool"
 
-    upstream_config: "__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
-        48, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    upstream_config: "__core__v3__.TypedExtensionConfig | None"
 
-    track_cluster_stats: "TrackClusterStats | None" = betterproto2.field(
-        49, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    track_cluster_stats: "TrackClusterStats | None"
 
-    preconnect_policy: "ClusterPreconnectPolicy | None" = betterproto2.field(
-        50, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    preconnect_policy: "ClusterPreconnectPolicy | None"
 
-    connection_pool_per_downstream_connection: "bool" = betterproto2.field(
-        51, betterproto2.TYPE_BOOL
-    )
+    connection_pool_per_downstream_connection: "bool"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -514,6 +397,8 @@ class Cluster(betterproto2.Message):
             warnings.warn("Cluster.protocol_selection is deprecated", DeprecationWarning)
         if self.is_set("track_timeout_budgets"):
             warnings.warn("Cluster.track_timeout_budgets is deprecated", DeprecationWarning)
+
+    __match_args__ = ('transport_socket_matches', 'transport_socket_matcher', 'name', 'alt_stat_name', 'type', 'cluster_type', 'eds_cluster_config', 'connect_timeout', 'per_connection_buffer_limit_bytes', 'lb_policy', 'load_assignment', 'health_checks', 'max_requests_per_connection', 'circuit_breakers', 'upstream_http_protocol_options', 'common_http_protocol_options', 'http_protocol_options', 'http2_protocol_options', 'typed_extension_protocol_options', 'dns_refresh_rate', 'dns_jitter', 'dns_failure_refresh_rate', 'respect_dns_ttl', 'dns_lookup_family', 'dns_resolvers', 'use_tcp_for_dns_lookups', 'dns_resolution_config', 'typed_dns_resolver_config', 'wait_for_warm_on_init', 'outlier_detection', 'cleanup_interval', 'upstream_bind_config', 'lb_subset_config', 'ring_hash_lb_config', 'maglev_lb_config', 'original_dst_lb_config', 'least_request_lb_config', 'round_robin_lb_config', 'common_lb_config', 'transport_socket', 'metadata', 'protocol_selection', 'upstream_connection_options', 'close_connections_on_host_health_failure', 'ignore_health_on_host_removal', 'filters', 'load_balancing_policy', 'lrs_server', 'lrs_report_endpoint_metrics', 'track_timeout_budgets', 'upstream_config', 'track_cluster_stats', 'preconnect_policy', 'connection_pool_per_downstream_connection',)
 
     def __init__(self, transport_socket_matches: 'list[ClusterTransportSocketMatch]' = _FACTORY, transport_socket_matcher: '____xds__type__matcher__v3__.Matcher | None' = _FACTORY, name: 'str' = _FACTORY, alt_stat_name: 'str' = _FACTORY, type: 'ClusterDiscoveryType | None' = _FACTORY, cluster_type: 'ClusterCustomClusterType | None' = _FACTORY, eds_cluster_config: 'ClusterEdsClusterConfig | None' = _FACTORY, connect_timeout: 'datetime.timedelta | None' = _FACTORY, per_connection_buffer_limit_bytes: 'int | None' = _FACTORY, lb_policy: 'ClusterLbPolicy' = _FACTORY, load_assignment: '__endpoint__v3__.ClusterLoadAssignment | None' = _FACTORY, health_checks: 'list[__core__v3__.HealthCheck]' = _FACTORY, max_requests_per_connection: 'int | None' = _FACTORY, circuit_breakers: 'CircuitBreakers | None' = _FACTORY, upstream_http_protocol_options: '__core__v3__.UpstreamHttpProtocolOptions | None' = _FACTORY, common_http_protocol_options: '__core__v3__.HttpProtocolOptions | None' = _FACTORY, http_protocol_options: '__core__v3__.Http1ProtocolOptions | None' = _FACTORY, http2_protocol_options: '__core__v3__.Http2ProtocolOptions | None' = _FACTORY, typed_extension_protocol_options: 'dict[str, ____google__protobuf__.Any]' = _FACTORY, dns_refresh_rate: 'datetime.timedelta | None' = _FACTORY, dns_jitter: 'datetime.timedelta | None' = _FACTORY, dns_failure_refresh_rate: 'ClusterRefreshRate | None' = _FACTORY, respect_dns_ttl: 'bool' = _FACTORY, dns_lookup_family: 'ClusterDnsLookupFamily' = _FACTORY, dns_resolvers: 'list[__core__v3__.Address]' = _FACTORY, use_tcp_for_dns_lookups: 'bool' = _FACTORY, dns_resolution_config: '__core__v3__.DnsResolutionConfig | None' = _FACTORY, typed_dns_resolver_config: '__core__v3__.TypedExtensionConfig | None' = _FACTORY, wait_for_warm_on_init: 'bool | None' = _FACTORY, outlier_detection: 'OutlierDetection | None' = _FACTORY, cleanup_interval: 'datetime.timedelta | None' = _FACTORY, upstream_bind_config: '__core__v3__.BindConfig | None' = _FACTORY, lb_subset_config: 'ClusterLbSubsetConfig | None' = _FACTORY, ring_hash_lb_config: 'ClusterRingHashLbConfig | None' = _FACTORY, maglev_lb_config: 'ClusterMaglevLbConfig | None' = _FACTORY, original_dst_lb_config: 'ClusterOriginalDstLbConfig | None' = _FACTORY, least_request_lb_config: 'ClusterLeastRequestLbConfig | None' = _FACTORY, round_robin_lb_config: 'ClusterRoundRobinLbConfig | None' = _FACTORY, common_lb_config: 'ClusterCommonLbConfig | None' = _FACTORY, transport_socket: '__core__v3__.TransportSocket | None' = _FACTORY, metadata: '__core__v3__.Metadata | None' = _FACTORY, protocol_selection: 'ClusterClusterProtocolSelection' = _FACTORY, upstream_connection_options: 'UpstreamConnectionOptions | None' = _FACTORY, close_connections_on_host_health_failure: 'bool' = _FACTORY, ignore_health_on_host_removal: 'bool' = _FACTORY, filters: 'list[Filter]' = _FACTORY, load_balancing_policy: 'LoadBalancingPolicy | None' = _FACTORY, lrs_server: '__core__v3__.ConfigSource | None' = _FACTORY, lrs_report_endpoint_metrics: 'list[str]' = _FACTORY, track_timeout_budgets: 'bool' = _FACTORY, upstream_config: '__core__v3__.TypedExtensionConfig | None' = _FACTORY, track_cluster_stats: 'TrackClusterStats | None' = _FACTORY, preconnect_policy: 'ClusterPreconnectPolicy | None' = _FACTORY, connection_pool_per_downstream_connection: 'bool' = _FACTORY) -> None:
         self.transport_socket_matches = [] if transport_socket_matches is _FACTORY else transport_socket_matches
@@ -572,11 +457,69 @@ class Cluster(betterproto2.Message):
         self.connection_pool_per_downstream_connection = False if connection_pool_per_downstream_connection is _FACTORY else connection_pool_per_downstream_connection
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'transport_socket_matches': betterproto2.field(43, betterproto2.TYPE_MESSAGE, repeated=True),
+            'transport_socket_matcher': betterproto2.field(59, betterproto2.TYPE_MESSAGE, optional=True),
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'alt_stat_name': betterproto2.field(28, betterproto2.TYPE_STRING),
+            'type': betterproto2.field(2, betterproto2.TYPE_ENUM, optional=True, group='cluster_discovery_type'),
+            'cluster_type': betterproto2.field(38, betterproto2.TYPE_MESSAGE, optional=True, group='cluster_discovery_type'),
+            'eds_cluster_config': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+            'connect_timeout': betterproto2.field(4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'per_connection_buffer_limit_bytes': betterproto2.field(5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'lb_policy': betterproto2.field(6, betterproto2.TYPE_ENUM, default_factory=lambda: ClusterLbPolicy(0)),
+            'load_assignment': betterproto2.field(33, betterproto2.TYPE_MESSAGE, optional=True),
+            'health_checks': betterproto2.field(8, betterproto2.TYPE_MESSAGE, repeated=True),
+            'max_requests_per_connection': betterproto2.field(9, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'circuit_breakers': betterproto2.field(10, betterproto2.TYPE_MESSAGE, optional=True),
+            'upstream_http_protocol_options': betterproto2.field(46, betterproto2.TYPE_MESSAGE, optional=True),
+            'common_http_protocol_options': betterproto2.field(29, betterproto2.TYPE_MESSAGE, optional=True),
+            'http_protocol_options': betterproto2.field(13, betterproto2.TYPE_MESSAGE, optional=True),
+            'http2_protocol_options': betterproto2.field(14, betterproto2.TYPE_MESSAGE, optional=True),
+            'typed_extension_protocol_options': betterproto2.field(36, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)),
+            'dns_refresh_rate': betterproto2.field(16, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'dns_jitter': betterproto2.field(58, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'dns_failure_refresh_rate': betterproto2.field(44, betterproto2.TYPE_MESSAGE, optional=True),
+            'respect_dns_ttl': betterproto2.field(39, betterproto2.TYPE_BOOL),
+            'dns_lookup_family': betterproto2.field(17, betterproto2.TYPE_ENUM, default_factory=lambda: ClusterDnsLookupFamily(0)),
+            'dns_resolvers': betterproto2.field(18, betterproto2.TYPE_MESSAGE, repeated=True),
+            'use_tcp_for_dns_lookups': betterproto2.field(45, betterproto2.TYPE_BOOL),
+            'dns_resolution_config': betterproto2.field(53, betterproto2.TYPE_MESSAGE, optional=True),
+            'typed_dns_resolver_config': betterproto2.field(55, betterproto2.TYPE_MESSAGE, optional=True),
+            'wait_for_warm_on_init': betterproto2.field(54, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True),
+            'outlier_detection': betterproto2.field(19, betterproto2.TYPE_MESSAGE, optional=True),
+            'cleanup_interval': betterproto2.field(20, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'upstream_bind_config': betterproto2.field(21, betterproto2.TYPE_MESSAGE, optional=True),
+            'lb_subset_config': betterproto2.field(22, betterproto2.TYPE_MESSAGE, optional=True),
+            'ring_hash_lb_config': betterproto2.field(23, betterproto2.TYPE_MESSAGE, optional=True, group='lb_config'),
+            'maglev_lb_config': betterproto2.field(52, betterproto2.TYPE_MESSAGE, optional=True, group='lb_config'),
+            'original_dst_lb_config': betterproto2.field(34, betterproto2.TYPE_MESSAGE, optional=True, group='lb_config'),
+            'least_request_lb_config': betterproto2.field(37, betterproto2.TYPE_MESSAGE, optional=True, group='lb_config'),
+            'round_robin_lb_config': betterproto2.field(56, betterproto2.TYPE_MESSAGE, optional=True, group='lb_config'),
+            'common_lb_config': betterproto2.field(27, betterproto2.TYPE_MESSAGE, optional=True),
+            'transport_socket': betterproto2.field(24, betterproto2.TYPE_MESSAGE, optional=True),
+            'metadata': betterproto2.field(25, betterproto2.TYPE_MESSAGE, optional=True),
+            'protocol_selection': betterproto2.field(26, betterproto2.TYPE_ENUM, default_factory=lambda: ClusterClusterProtocolSelection(0)),
+            'upstream_connection_options': betterproto2.field(30, betterproto2.TYPE_MESSAGE, optional=True),
+            'close_connections_on_host_health_failure': betterproto2.field(31, betterproto2.TYPE_BOOL),
+            'ignore_health_on_host_removal': betterproto2.field(32, betterproto2.TYPE_BOOL),
+            'filters': betterproto2.field(40, betterproto2.TYPE_MESSAGE, repeated=True),
+            'load_balancing_policy': betterproto2.field(41, betterproto2.TYPE_MESSAGE, optional=True),
+            'lrs_server': betterproto2.field(42, betterproto2.TYPE_MESSAGE, optional=True),
+            'lrs_report_endpoint_metrics': betterproto2.field(57, betterproto2.TYPE_STRING, repeated=True),
+            'track_timeout_budgets': betterproto2.field(47, betterproto2.TYPE_BOOL),
+            'upstream_config': betterproto2.field(48, betterproto2.TYPE_MESSAGE, optional=True),
+            'track_cluster_stats': betterproto2.field(49, betterproto2.TYPE_MESSAGE, optional=True),
+            'preconnect_policy': betterproto2.field(50, betterproto2.TYPE_MESSAGE, optional=True),
+            'connection_pool_per_downstream_connection': betterproto2.field(51, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.cluster.v3", "Cluster", Cluster)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ClusterCommonLbConfig(betterproto2.Message):
     """
 
@@ -585,35 +528,23 @@ class ClusterCommonLbConfig(betterproto2.Message):
         - locality_config_specifier:
     """
 
-    healthy_panic_threshold: "___type__v3__.Percent | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    healthy_panic_threshold: "___type__v3__.Percent | None"
 
-    zone_aware_lb_config: "ClusterCommonLbConfigZoneAwareLbConfig | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="locality_config_specifier"
-    )
+    zone_aware_lb_config: "ClusterCommonLbConfigZoneAwareLbConfig | None"
 
-    locality_weighted_lb_config: "ClusterCommonLbConfigLocalityWeightedLbConfig | None" = (
-        betterproto2.field(
-            3, betterproto2.TYPE_MESSAGE, optional=True, group="locality_config_specifier"
-        )
-    )
+    locality_weighted_lb_config: "ClusterCommonLbConfigLocalityWeightedLbConfig | None"
 
-    update_merge_window: "datetime.timedelta | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    update_merge_window: "datetime.timedelta | None"
 
-    ignore_new_hosts_until_first_hc: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
+    ignore_new_hosts_until_first_hc: "bool"
 
-    close_connections_on_host_set_change: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
+    close_connections_on_host_set_change: "bool"
 
-    consistent_hashing_lb_config: "ClusterCommonLbConfigConsistentHashingLbConfig | None" = (
-        betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True)
-    )
+    consistent_hashing_lb_config: "ClusterCommonLbConfigConsistentHashingLbConfig | None"
 
-    override_host_status: "__core__v3__.HealthStatusSet | None" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    override_host_status: "__core__v3__.HealthStatusSet | None"
+
+    __match_args__ = ('healthy_panic_threshold', 'zone_aware_lb_config', 'locality_weighted_lb_config', 'update_merge_window', 'ignore_new_hosts_until_first_hc', 'close_connections_on_host_set_change', 'consistent_hashing_lb_config', 'override_host_status',)
 
     def __init__(self, healthy_panic_threshold: '___type__v3__.Percent | None' = _FACTORY, zone_aware_lb_config: 'ClusterCommonLbConfigZoneAwareLbConfig | None' = _FACTORY, locality_weighted_lb_config: 'ClusterCommonLbConfigLocalityWeightedLbConfig | None' = _FACTORY, update_merge_window: 'datetime.timedelta | None' = _FACTORY, ignore_new_hosts_until_first_hc: 'bool' = _FACTORY, close_connections_on_host_set_change: 'bool' = _FACTORY, consistent_hashing_lb_config: 'ClusterCommonLbConfigConsistentHashingLbConfig | None' = _FACTORY, override_host_status: '__core__v3__.HealthStatusSet | None' = _FACTORY) -> None:
         self.healthy_panic_threshold = None if healthy_panic_threshold is _FACTORY else healthy_panic_threshold
@@ -626,29 +557,45 @@ class ClusterCommonLbConfig(betterproto2.Message):
         self.override_host_status = None if override_host_status is _FACTORY else override_host_status
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'healthy_panic_threshold': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'zone_aware_lb_config': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='locality_config_specifier'),
+            'locality_weighted_lb_config': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='locality_config_specifier'),
+            'update_merge_window': betterproto2.field(4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'ignore_new_hosts_until_first_hc': betterproto2.field(5, betterproto2.TYPE_BOOL),
+            'close_connections_on_host_set_change': betterproto2.field(6, betterproto2.TYPE_BOOL),
+            'consistent_hashing_lb_config': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True),
+            'override_host_status': betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.cluster.v3", "Cluster.CommonLbConfig", ClusterCommonLbConfig
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ClusterCommonLbConfigConsistentHashingLbConfig(betterproto2.Message):
     "ClusterCommonLbConfigConsistentHashingLbConfig(use_hostname_for_hashing: 'bool' = <factory>, hash_balance_factor: 'int | None' = <factory>)"
 
-    use_hostname_for_hashing: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    use_hostname_for_hashing: "bool"
 
-    hash_balance_factor: "int | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    hash_balance_factor: "int | None"
+
+    __match_args__ = ('use_hostname_for_hashing', 'hash_balance_factor',)
 
     def __init__(self, use_hostname_for_hashing: 'bool' = _FACTORY, hash_balance_factor: 'int | None' = _FACTORY) -> None:
         self.use_hostname_for_hashing = False if use_hostname_for_hashing is _FACTORY else use_hostname_for_hashing
         self.hash_balance_factor = None if hash_balance_factor is _FACTORY else hash_balance_factor
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'use_hostname_for_hashing': betterproto2.field(1, betterproto2.TYPE_BOOL),
+            'hash_balance_factor': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -658,14 +605,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ClusterCommonLbConfigLocalityWeightedLbConfig(betterproto2.Message):
     'ClusterCommonLbConfigLocalityWeightedLbConfig()'
 
     pass
 
+    __match_args__ = ()
+
     def __init__(self) -> None:
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -675,28 +628,30 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ClusterCommonLbConfigZoneAwareLbConfig(betterproto2.Message):
     "ClusterCommonLbConfigZoneAwareLbConfig(routing_enabled: '___type__v3__.Percent | None' = <factory>, min_cluster_size: 'int | None' = <factory>, fail_traffic_on_panic: 'bool' = <factory>)"
 
-    routing_enabled: "___type__v3__.Percent | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    routing_enabled: "___type__v3__.Percent | None"
 
-    min_cluster_size: "int | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt64Value,
-        optional=True,
-    )
+    min_cluster_size: "int | None"
 
-    fail_traffic_on_panic: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    fail_traffic_on_panic: "bool"
+
+    __match_args__ = ('routing_enabled', 'min_cluster_size', 'fail_traffic_on_panic',)
 
     def __init__(self, routing_enabled: '___type__v3__.Percent | None' = _FACTORY, min_cluster_size: 'int | None' = _FACTORY, fail_traffic_on_panic: 'bool' = _FACTORY) -> None:
         self.routing_enabled = None if routing_enabled is _FACTORY else routing_enabled
         self.min_cluster_size = None if min_cluster_size is _FACTORY else min_cluster_size
         self.fail_traffic_on_panic = False if fail_traffic_on_panic is _FACTORY else fail_traffic_on_panic
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'routing_enabled': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'min_cluster_size': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt64Value, optional=True),
+            'fail_traffic_on_panic': betterproto2.field(3, betterproto2.TYPE_BOOL),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -706,20 +661,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ClusterCustomClusterType(betterproto2.Message):
     "ClusterCustomClusterType(name: 'str' = <factory>, typed_config: '____google__protobuf__.Any | None' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    typed_config: "____google__protobuf__.Any | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    typed_config: "____google__protobuf__.Any | None"
+
+    __match_args__ = ('name', 'typed_config',)
 
     def __init__(self, name: 'str' = _FACTORY, typed_config: '____google__protobuf__.Any | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.typed_config = None if typed_config is _FACTORY else typed_config
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'typed_config': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -727,20 +688,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ClusterEdsClusterConfig(betterproto2.Message):
     "ClusterEdsClusterConfig(eds_config: '__core__v3__.ConfigSource | None' = <factory>, service_name: 'str' = <factory>)"
 
-    eds_config: "__core__v3__.ConfigSource | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    eds_config: "__core__v3__.ConfigSource | None"
 
-    service_name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    service_name: "str"
+
+    __match_args__ = ('eds_config', 'service_name',)
 
     def __init__(self, eds_config: '__core__v3__.ConfigSource | None' = _FACTORY, service_name: 'str' = _FACTORY) -> None:
         self.eds_config = None if eds_config is _FACTORY else eds_config
         self.service_name = "" if service_name is _FACTORY else service_name
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'eds_config': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'service_name': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -748,39 +715,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ClusterLbSubsetConfig(betterproto2.Message):
     "ClusterLbSubsetConfig(fallback_policy: 'ClusterLbSubsetConfigLbSubsetFallbackPolicy' = <factory>, default_subset: '____google__protobuf__.Struct | None' = <factory>, subset_selectors: 'list[ClusterLbSubsetConfigLbSubsetSelector]' = <factory>, locality_weight_aware: 'bool' = <factory>, scale_locality_weight: 'bool' = <factory>, panic_mode_any: 'bool' = <factory>, list_as_any: 'bool' = <factory>, metadata_fallback_policy: 'ClusterLbSubsetConfigLbSubsetMetadataFallbackPolicy' = <factory>)"
 
-    fallback_policy: "ClusterLbSubsetConfigLbSubsetFallbackPolicy" = betterproto2.field(
-        1,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: ClusterLbSubsetConfigLbSubsetFallbackPolicy(0),
-    )
+    fallback_policy: "ClusterLbSubsetConfigLbSubsetFallbackPolicy"
 
-    default_subset: "____google__protobuf__.Struct | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    default_subset: "____google__protobuf__.Struct | None"
 
-    subset_selectors: "list[ClusterLbSubsetConfigLbSubsetSelector]" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    subset_selectors: "list[ClusterLbSubsetConfigLbSubsetSelector]"
 
-    locality_weight_aware: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
+    locality_weight_aware: "bool"
 
-    scale_locality_weight: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
+    scale_locality_weight: "bool"
 
-    panic_mode_any: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
+    panic_mode_any: "bool"
 
-    list_as_any: "bool" = betterproto2.field(7, betterproto2.TYPE_BOOL)
+    list_as_any: "bool"
 
-    metadata_fallback_policy: "ClusterLbSubsetConfigLbSubsetMetadataFallbackPolicy" = (
-        betterproto2.field(
-            8,
-            betterproto2.TYPE_ENUM,
-            default_factory=lambda: ClusterLbSubsetConfigLbSubsetMetadataFallbackPolicy(0),
-        )
-    )
+    metadata_fallback_policy: "ClusterLbSubsetConfigLbSubsetMetadataFallbackPolicy"
+
+    __match_args__ = ('fallback_policy', 'default_subset', 'subset_selectors', 'locality_weight_aware', 'scale_locality_weight', 'panic_mode_any', 'list_as_any', 'metadata_fallback_policy',)
 
     def __init__(self, fallback_policy: 'ClusterLbSubsetConfigLbSubsetFallbackPolicy' = _FACTORY, default_subset: '____google__protobuf__.Struct | None' = _FACTORY, subset_selectors: 'list[ClusterLbSubsetConfigLbSubsetSelector]' = _FACTORY, locality_weight_aware: 'bool' = _FACTORY, scale_locality_weight: 'bool' = _FACTORY, panic_mode_any: 'bool' = _FACTORY, list_as_any: 'bool' = _FACTORY, metadata_fallback_policy: 'ClusterLbSubsetConfigLbSubsetMetadataFallbackPolicy' = _FACTORY) -> None:
         self.fallback_policy = ClusterLbSubsetConfigLbSubsetFallbackPolicy(0) if fallback_policy is _FACTORY else fallback_policy
@@ -793,33 +747,37 @@ class ClusterLbSubsetConfig(betterproto2.Message):
         self.metadata_fallback_policy = ClusterLbSubsetConfigLbSubsetMetadataFallbackPolicy(0) if metadata_fallback_policy is _FACTORY else metadata_fallback_policy
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'fallback_policy': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: ClusterLbSubsetConfigLbSubsetFallbackPolicy(0)),
+            'default_subset': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'subset_selectors': betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True),
+            'locality_weight_aware': betterproto2.field(4, betterproto2.TYPE_BOOL),
+            'scale_locality_weight': betterproto2.field(5, betterproto2.TYPE_BOOL),
+            'panic_mode_any': betterproto2.field(6, betterproto2.TYPE_BOOL),
+            'list_as_any': betterproto2.field(7, betterproto2.TYPE_BOOL),
+            'metadata_fallback_policy': betterproto2.field(8, betterproto2.TYPE_ENUM, default_factory=lambda: ClusterLbSubsetConfigLbSubsetMetadataFallbackPolicy(0)),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.cluster.v3", "Cluster.LbSubsetConfig", ClusterLbSubsetConfig
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ClusterLbSubsetConfigLbSubsetSelector(betterproto2.Message):
     "ClusterLbSubsetConfigLbSubsetSelector(keys: 'list[str]' = <factory>, single_host_per_subset: 'bool' = <factory>, fallback_policy: 'ClusterLbSubsetConfigLbSubsetSelectorLbSubsetSelectorFallbackPolicy' = <factory>, fallback_keys_subset: 'list[str]' = <factory>)"
 
-    keys: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
+    keys: "list[str]"
 
-    single_host_per_subset: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
+    single_host_per_subset: "bool"
 
-    fallback_policy: "ClusterLbSubsetConfigLbSubsetSelectorLbSubsetSelectorFallbackPolicy" = (
-        betterproto2.field(
-            2,
-            betterproto2.TYPE_ENUM,
-            default_factory=lambda: (
-                ClusterLbSubsetConfigLbSubsetSelectorLbSubsetSelectorFallbackPolicy(0)
-            ),
-        )
-    )
+    fallback_policy: "ClusterLbSubsetConfigLbSubsetSelectorLbSubsetSelectorFallbackPolicy"
 
-    fallback_keys_subset: "list[str]" = betterproto2.field(
-        3, betterproto2.TYPE_STRING, repeated=True
-    )
+    fallback_keys_subset: "list[str]"
+
+    __match_args__ = ('keys', 'single_host_per_subset', 'fallback_policy', 'fallback_keys_subset',)
 
     def __init__(self, keys: 'list[str]' = _FACTORY, single_host_per_subset: 'bool' = _FACTORY, fallback_policy: 'ClusterLbSubsetConfigLbSubsetSelectorLbSubsetSelectorFallbackPolicy' = _FACTORY, fallback_keys_subset: 'list[str]' = _FACTORY) -> None:
         self.keys = [] if keys is _FACTORY else keys
@@ -827,6 +785,15 @@ class ClusterLbSubsetConfigLbSubsetSelector(betterproto2.Message):
         self.fallback_policy = ClusterLbSubsetConfigLbSubsetSelectorLbSubsetSelectorFallbackPolicy(0) if fallback_policy is _FACTORY else fallback_policy
         self.fallback_keys_subset = [] if fallback_keys_subset is _FACTORY else fallback_keys_subset
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'keys': betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True),
+            'single_host_per_subset': betterproto2.field(4, betterproto2.TYPE_BOOL),
+            'fallback_policy': betterproto2.field(2, betterproto2.TYPE_ENUM, default_factory=lambda: ClusterLbSubsetConfigLbSubsetSelectorLbSubsetSelectorFallbackPolicy(0)),
+            'fallback_keys_subset': betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -836,24 +803,16 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ClusterLeastRequestLbConfig(betterproto2.Message):
     "ClusterLeastRequestLbConfig(choice_count: 'int | None' = <factory>, active_request_bias: '__core__v3__.RuntimeDouble | None' = <factory>, slow_start_config: 'ClusterSlowStartConfig | None' = <factory>)"
 
-    choice_count: "int | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    choice_count: "int | None"
 
-    active_request_bias: "__core__v3__.RuntimeDouble | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    active_request_bias: "__core__v3__.RuntimeDouble | None"
 
-    slow_start_config: "ClusterSlowStartConfig | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    slow_start_config: "ClusterSlowStartConfig | None"
+
+    __match_args__ = ('choice_count', 'active_request_bias', 'slow_start_config',)
 
     def __init__(self, choice_count: 'int | None' = _FACTORY, active_request_bias: '__core__v3__.RuntimeDouble | None' = _FACTORY, slow_start_config: 'ClusterSlowStartConfig | None' = _FACTORY) -> None:
         self.choice_count = None if choice_count is _FACTORY else choice_count
@@ -861,26 +820,36 @@ class ClusterLeastRequestLbConfig(betterproto2.Message):
         self.slow_start_config = None if slow_start_config is _FACTORY else slow_start_config
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'choice_count': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'active_request_bias': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'slow_start_config': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.cluster.v3", "Cluster.LeastRequestLbConfig", ClusterLeastRequestLbConfig
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ClusterMaglevLbConfig(betterproto2.Message):
     "ClusterMaglevLbConfig(table_size: 'int | None' = <factory>)"
 
-    table_size: "int | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt64Value,
-        optional=True,
-    )
+    table_size: "int | None"
+
+    __match_args__ = ('table_size',)
 
     def __init__(self, table_size: 'int | None' = _FACTORY) -> None:
         self.table_size = None if table_size is _FACTORY else table_size
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'table_size': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt64Value, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -888,24 +857,18 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ClusterOriginalDstLbConfig(betterproto2.Message):
     "ClusterOriginalDstLbConfig(use_http_header: 'bool' = <factory>, http_header_name: 'str' = <factory>, upstream_port_override: 'int | None' = <factory>, metadata_key: '___type__metadata__v3__.MetadataKey | None' = <factory>)"
 
-    use_http_header: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    use_http_header: "bool"
 
-    http_header_name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    http_header_name: "str"
 
-    upstream_port_override: "int | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    upstream_port_override: "int | None"
 
-    metadata_key: "___type__metadata__v3__.MetadataKey | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    metadata_key: "___type__metadata__v3__.MetadataKey | None"
+
+    __match_args__ = ('use_http_header', 'http_header_name', 'upstream_port_override', 'metadata_key',)
 
     def __init__(self, use_http_header: 'bool' = _FACTORY, http_header_name: 'str' = _FACTORY, upstream_port_override: 'int | None' = _FACTORY, metadata_key: '___type__metadata__v3__.MetadataKey | None' = _FACTORY) -> None:
         self.use_http_header = False if use_http_header is _FACTORY else use_http_header
@@ -914,34 +877,41 @@ class ClusterOriginalDstLbConfig(betterproto2.Message):
         self.metadata_key = None if metadata_key is _FACTORY else metadata_key
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'use_http_header': betterproto2.field(1, betterproto2.TYPE_BOOL),
+            'http_header_name': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'upstream_port_override': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'metadata_key': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.cluster.v3", "Cluster.OriginalDstLbConfig", ClusterOriginalDstLbConfig
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ClusterPreconnectPolicy(betterproto2.Message):
     "ClusterPreconnectPolicy(per_upstream_preconnect_ratio: 'float | None' = <factory>, predictive_preconnect_ratio: 'float | None' = <factory>)"
 
-    per_upstream_preconnect_ratio: "float | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.DoubleValue,
-        optional=True,
-    )
+    per_upstream_preconnect_ratio: "float | None"
 
-    predictive_preconnect_ratio: "float | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.DoubleValue,
-        optional=True,
-    )
+    predictive_preconnect_ratio: "float | None"
+
+    __match_args__ = ('per_upstream_preconnect_ratio', 'predictive_preconnect_ratio',)
 
     def __init__(self, per_upstream_preconnect_ratio: 'float | None' = _FACTORY, predictive_preconnect_ratio: 'float | None' = _FACTORY) -> None:
         self.per_upstream_preconnect_ratio = None if per_upstream_preconnect_ratio is _FACTORY else per_upstream_preconnect_ratio
         self.predictive_preconnect_ratio = None if predictive_preconnect_ratio is _FACTORY else predictive_preconnect_ratio
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'per_upstream_preconnect_ratio': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.DoubleValue, optional=True),
+            'predictive_preconnect_ratio': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.DoubleValue, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -949,22 +919,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ClusterRefreshRate(betterproto2.Message):
     "ClusterRefreshRate(base_interval: 'datetime.timedelta | None' = <factory>, max_interval: 'datetime.timedelta | None' = <factory>)"
 
-    base_interval: "datetime.timedelta | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    base_interval: "datetime.timedelta | None"
 
-    max_interval: "datetime.timedelta | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    max_interval: "datetime.timedelta | None"
+
+    __match_args__ = ('base_interval', 'max_interval',)
 
     def __init__(self, base_interval: 'datetime.timedelta | None' = _FACTORY, max_interval: 'datetime.timedelta | None' = _FACTORY) -> None:
         self.base_interval = None if base_interval is _FACTORY else base_interval
         self.max_interval = None if max_interval is _FACTORY else max_interval
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'base_interval': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'max_interval': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -972,27 +946,16 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ClusterRingHashLbConfig(betterproto2.Message):
     "ClusterRingHashLbConfig(minimum_ring_size: 'int | None' = <factory>, hash_function: 'ClusterRingHashLbConfigHashFunction' = <factory>, maximum_ring_size: 'int | None' = <factory>)"
 
-    minimum_ring_size: "int | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt64Value,
-        optional=True,
-    )
+    minimum_ring_size: "int | None"
 
-    hash_function: "ClusterRingHashLbConfigHashFunction" = betterproto2.field(
-        3, betterproto2.TYPE_ENUM, default_factory=lambda: ClusterRingHashLbConfigHashFunction(0)
-    )
+    hash_function: "ClusterRingHashLbConfigHashFunction"
 
-    maximum_ring_size: "int | None" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt64Value,
-        optional=True,
-    )
+    maximum_ring_size: "int | None"
+
+    __match_args__ = ('minimum_ring_size', 'hash_function', 'maximum_ring_size',)
 
     def __init__(self, minimum_ring_size: 'int | None' = _FACTORY, hash_function: 'ClusterRingHashLbConfigHashFunction' = _FACTORY, maximum_ring_size: 'int | None' = _FACTORY) -> None:
         self.minimum_ring_size = None if minimum_ring_size is _FACTORY else minimum_ring_size
@@ -1000,23 +963,36 @@ class ClusterRingHashLbConfig(betterproto2.Message):
         self.maximum_ring_size = None if maximum_ring_size is _FACTORY else maximum_ring_size
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'minimum_ring_size': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt64Value, optional=True),
+            'hash_function': betterproto2.field(3, betterproto2.TYPE_ENUM, default_factory=lambda: ClusterRingHashLbConfigHashFunction(0)),
+            'maximum_ring_size': betterproto2.field(4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt64Value, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.cluster.v3", "Cluster.RingHashLbConfig", ClusterRingHashLbConfig
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ClusterRoundRobinLbConfig(betterproto2.Message):
     "ClusterRoundRobinLbConfig(slow_start_config: 'ClusterSlowStartConfig | None' = <factory>)"
 
-    slow_start_config: "ClusterSlowStartConfig | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    slow_start_config: "ClusterSlowStartConfig | None"
+
+    __match_args__ = ('slow_start_config',)
 
     def __init__(self, slow_start_config: 'ClusterSlowStartConfig | None' = _FACTORY) -> None:
         self.slow_start_config = None if slow_start_config is _FACTORY else slow_start_config
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'slow_start_config': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1024,21 +1000,16 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ClusterSlowStartConfig(betterproto2.Message):
     "ClusterSlowStartConfig(slow_start_window: 'datetime.timedelta | None' = <factory>, aggression: '__core__v3__.RuntimeDouble | None' = <factory>, min_weight_percent: '___type__v3__.Percent | None' = <factory>)"
 
-    slow_start_window: "datetime.timedelta | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    slow_start_window: "datetime.timedelta | None"
 
-    aggression: "__core__v3__.RuntimeDouble | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    aggression: "__core__v3__.RuntimeDouble | None"
 
-    min_weight_percent: "___type__v3__.Percent | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    min_weight_percent: "___type__v3__.Percent | None"
+
+    __match_args__ = ('slow_start_window', 'aggression', 'min_weight_percent',)
 
     def __init__(self, slow_start_window: 'datetime.timedelta | None' = _FACTORY, aggression: '__core__v3__.RuntimeDouble | None' = _FACTORY, min_weight_percent: '___type__v3__.Percent | None' = _FACTORY) -> None:
         self.slow_start_window = None if slow_start_window is _FACTORY else slow_start_window
@@ -1046,25 +1017,30 @@ class ClusterSlowStartConfig(betterproto2.Message):
         self.min_weight_percent = None if min_weight_percent is _FACTORY else min_weight_percent
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'slow_start_window': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'aggression': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'min_weight_percent': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.cluster.v3", "Cluster.SlowStartConfig", ClusterSlowStartConfig
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ClusterTransportSocketMatch(betterproto2.Message):
     "ClusterTransportSocketMatch(name: 'str' = <factory>, match: '____google__protobuf__.Struct | None' = <factory>, transport_socket: '__core__v3__.TransportSocket | None' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    match: "____google__protobuf__.Struct | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    match: "____google__protobuf__.Struct | None"
 
-    transport_socket: "__core__v3__.TransportSocket | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    transport_socket: "__core__v3__.TransportSocket | None"
+
+    __match_args__ = ('name', 'match', 'transport_socket',)
 
     def __init__(self, name: 'str' = _FACTORY, match: '____google__protobuf__.Struct | None' = _FACTORY, transport_socket: '__core__v3__.TransportSocket | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -1072,23 +1048,36 @@ class ClusterTransportSocketMatch(betterproto2.Message):
         self.transport_socket = None if transport_socket is _FACTORY else transport_socket
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'match': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'transport_socket': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.cluster.v3", "Cluster.TransportSocketMatch", ClusterTransportSocketMatch
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ClusterCollection(betterproto2.Message):
     "ClusterCollection(entries: '____xds__core__v3__.CollectionEntry | None' = <factory>)"
 
-    entries: "____xds__core__v3__.CollectionEntry | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    entries: "____xds__core__v3__.CollectionEntry | None"
+
+    __match_args__ = ('entries',)
 
     def __init__(self, entries: '____xds__core__v3__.CollectionEntry | None' = _FACTORY) -> None:
         self.entries = None if entries is _FACTORY else entries
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'entries': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1096,19 +1085,16 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Filter(betterproto2.Message):
     "Filter(name: 'str' = <factory>, typed_config: '____google__protobuf__.Any | None' = <factory>, config_discovery: '__core__v3__.ExtensionConfigSource | None' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    typed_config: "____google__protobuf__.Any | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    typed_config: "____google__protobuf__.Any | None"
 
-    config_discovery: "__core__v3__.ExtensionConfigSource | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    config_discovery: "__core__v3__.ExtensionConfigSource | None"
+
+    __match_args__ = ('name', 'typed_config', 'config_discovery',)
 
     def __init__(self, name: 'str' = _FACTORY, typed_config: '____google__protobuf__.Any | None' = _FACTORY, config_discovery: '__core__v3__.ExtensionConfigSource | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -1116,21 +1102,34 @@ class Filter(betterproto2.Message):
         self.config_discovery = None if config_discovery is _FACTORY else config_discovery
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'typed_config': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'config_discovery': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.cluster.v3", "Filter", Filter)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class LoadBalancingPolicy(betterproto2.Message):
     "LoadBalancingPolicy(policies: 'list[LoadBalancingPolicyPolicy]' = <factory>)"
 
-    policies: "list[LoadBalancingPolicyPolicy]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    policies: "list[LoadBalancingPolicyPolicy]"
+
+    __match_args__ = ('policies',)
 
     def __init__(self, policies: 'list[LoadBalancingPolicyPolicy]' = _FACTORY) -> None:
         self.policies = [] if policies is _FACTORY else policies
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'policies': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1138,17 +1137,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class LoadBalancingPolicyPolicy(betterproto2.Message):
     "LoadBalancingPolicyPolicy(typed_extension_config: '__core__v3__.TypedExtensionConfig | None' = <factory>)"
 
-    typed_extension_config: "__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    typed_extension_config: "__core__v3__.TypedExtensionConfig | None"
+
+    __match_args__ = ('typed_extension_config',)
 
     def __init__(self, typed_extension_config: '__core__v3__.TypedExtensionConfig | None' = _FACTORY) -> None:
         self.typed_extension_config = None if typed_extension_config is _FACTORY else typed_extension_config
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'typed_extension_config': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1156,164 +1160,60 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class OutlierDetection(betterproto2.Message):
     "OutlierDetection(consecutive_5xx: 'int | None' = <factory>, interval: 'datetime.timedelta | None' = <factory>, base_ejection_time: 'datetime.timedelta | None' = <factory>, max_ejection_percent: 'int | None' = <factory>, enforcing_consecutive_5xx: 'int | None' = <factory>, enforcing_success_rate: 'int | None' = <factory>, success_rate_minimum_hosts: 'int | None' = <factory>, success_rate_request_volume: 'int | None' = <factory>, success_rate_stdev_factor: 'int | None' = <factory>, consecutive_gateway_failure: 'int | None' = <factory>, enforcing_consecutive_gateway_failure: 'int | None' = <factory>, split_external_local_origin_errors: 'bool' = <factory>, consecutive_local_origin_failure: 'int | None' = <factory>, enforcing_consecutive_local_origin_failure: 'int | None' = <factory>, enforcing_local_origin_success_rate: 'int | None' = <factory>, failure_percentage_threshold: 'int | None' = <factory>, enforcing_failure_percentage: 'int | None' = <factory>, enforcing_failure_percentage_local_origin: 'int | None' = <factory>, failure_percentage_minimum_hosts: 'int | None' = <factory>, failure_percentage_request_volume: 'int | None' = <factory>, max_ejection_time: 'datetime.timedelta | None' = <factory>, max_ejection_time_jitter: 'datetime.timedelta | None' = <factory>, successful_active_health_check_uneject_host: 'bool | None' = <factory>, monitors: 'list[__core__v3__.TypedExtensionConfig]' = <factory>, always_eject_one_host: 'bool | None' = <factory>)"
 
-    consecutive_5xx: "int | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    consecutive_5xx: "int | None"
 
-    interval: "datetime.timedelta | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    interval: "datetime.timedelta | None"
 
-    base_ejection_time: "datetime.timedelta | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    base_ejection_time: "datetime.timedelta | None"
 
-    max_ejection_percent: "int | None" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    max_ejection_percent: "int | None"
 
-    enforcing_consecutive_5xx: "int | None" = betterproto2.field(
-        5,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    enforcing_consecutive_5xx: "int | None"
 
-    enforcing_success_rate: "int | None" = betterproto2.field(
-        6,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    enforcing_success_rate: "int | None"
 
-    success_rate_minimum_hosts: "int | None" = betterproto2.field(
-        7,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    success_rate_minimum_hosts: "int | None"
 
-    success_rate_request_volume: "int | None" = betterproto2.field(
-        8,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    success_rate_request_volume: "int | None"
 
-    success_rate_stdev_factor: "int | None" = betterproto2.field(
-        9,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    success_rate_stdev_factor: "int | None"
 
-    consecutive_gateway_failure: "int | None" = betterproto2.field(
-        10,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    consecutive_gateway_failure: "int | None"
 
-    enforcing_consecutive_gateway_failure: "int | None" = betterproto2.field(
-        11,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    enforcing_consecutive_gateway_failure: "int | None"
 
-    split_external_local_origin_errors: "bool" = betterproto2.field(12, betterproto2.TYPE_BOOL)
+    split_external_local_origin_errors: "bool"
 
-    consecutive_local_origin_failure: "int | None" = betterproto2.field(
-        13,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    consecutive_local_origin_failure: "int | None"
 
-    enforcing_consecutive_local_origin_failure: "int | None" = betterproto2.field(
-        14,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    enforcing_consecutive_local_origin_failure: "int | None"
 
-    enforcing_local_origin_success_rate: "int | None" = betterproto2.field(
-        15,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    enforcing_local_origin_success_rate: "int | None"
 
-    failure_percentage_threshold: "int | None" = betterproto2.field(
-        16,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    failure_percentage_threshold: "int | None"
 
-    enforcing_failure_percentage: "int | None" = betterproto2.field(
-        17,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    enforcing_failure_percentage: "int | None"
 
-    enforcing_failure_percentage_local_origin: "int | None" = betterproto2.field(
-        18,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    enforcing_failure_percentage_local_origin: "int | None"
 
-    failure_percentage_minimum_hosts: "int | None" = betterproto2.field(
-        19,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    failure_percentage_minimum_hosts: "int | None"
 
-    failure_percentage_request_volume: "int | None" = betterproto2.field(
-        20,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    failure_percentage_request_volume: "int | None"
 
-    max_ejection_time: "datetime.timedelta | None" = betterproto2.field(
-        21, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    max_ejection_time: "datetime.timedelta | None"
 
-    max_ejection_time_jitter: "datetime.timedelta | None" = betterproto2.field(
-        22, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    max_ejection_time_jitter: "datetime.timedelta | None"
 
-    successful_active_health_check_uneject_host: "bool | None" = betterproto2.field(
-        23,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.BoolValue,
-        optional=True,
-    )
+    successful_active_health_check_uneject_host: "bool | None"
 
-    monitors: "list[__core__v3__.TypedExtensionConfig]" = betterproto2.field(
-        24, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    monitors: "list[__core__v3__.TypedExtensionConfig]"
 
-    always_eject_one_host: "bool | None" = betterproto2.field(
-        25,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.BoolValue,
-        optional=True,
-    )
+    always_eject_one_host: "bool | None"
+
+    __match_args__ = ('consecutive_5xx', 'interval', 'base_ejection_time', 'max_ejection_percent', 'enforcing_consecutive_5xx', 'enforcing_success_rate', 'success_rate_minimum_hosts', 'success_rate_request_volume', 'success_rate_stdev_factor', 'consecutive_gateway_failure', 'enforcing_consecutive_gateway_failure', 'split_external_local_origin_errors', 'consecutive_local_origin_failure', 'enforcing_consecutive_local_origin_failure', 'enforcing_local_origin_success_rate', 'failure_percentage_threshold', 'enforcing_failure_percentage', 'enforcing_failure_percentage_local_origin', 'failure_percentage_minimum_hosts', 'failure_percentage_request_volume', 'max_ejection_time', 'max_ejection_time_jitter', 'successful_active_health_check_uneject_host', 'monitors', 'always_eject_one_host',)
 
     def __init__(self, consecutive_5xx: 'int | None' = _FACTORY, interval: 'datetime.timedelta | None' = _FACTORY, base_ejection_time: 'datetime.timedelta | None' = _FACTORY, max_ejection_percent: 'int | None' = _FACTORY, enforcing_consecutive_5xx: 'int | None' = _FACTORY, enforcing_success_rate: 'int | None' = _FACTORY, success_rate_minimum_hosts: 'int | None' = _FACTORY, success_rate_request_volume: 'int | None' = _FACTORY, success_rate_stdev_factor: 'int | None' = _FACTORY, consecutive_gateway_failure: 'int | None' = _FACTORY, enforcing_consecutive_gateway_failure: 'int | None' = _FACTORY, split_external_local_origin_errors: 'bool' = _FACTORY, consecutive_local_origin_failure: 'int | None' = _FACTORY, enforcing_consecutive_local_origin_failure: 'int | None' = _FACTORY, enforcing_local_origin_success_rate: 'int | None' = _FACTORY, failure_percentage_threshold: 'int | None' = _FACTORY, enforcing_failure_percentage: 'int | None' = _FACTORY, enforcing_failure_percentage_local_origin: 'int | None' = _FACTORY, failure_percentage_minimum_hosts: 'int | None' = _FACTORY, failure_percentage_request_volume: 'int | None' = _FACTORY, max_ejection_time: 'datetime.timedelta | None' = _FACTORY, max_ejection_time_jitter: 'datetime.timedelta | None' = _FACTORY, successful_active_health_check_uneject_host: 'bool | None' = _FACTORY, monitors: 'list[__core__v3__.TypedExtensionConfig]' = _FACTORY, always_eject_one_host: 'bool | None' = _FACTORY) -> None:
         self.consecutive_5xx = None if consecutive_5xx is _FACTORY else consecutive_5xx
@@ -1343,21 +1243,52 @@ class OutlierDetection(betterproto2.Message):
         self.always_eject_one_host = None if always_eject_one_host is _FACTORY else always_eject_one_host
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'consecutive_5xx': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'interval': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'base_ejection_time': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'max_ejection_percent': betterproto2.field(4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'enforcing_consecutive_5xx': betterproto2.field(5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'enforcing_success_rate': betterproto2.field(6, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'success_rate_minimum_hosts': betterproto2.field(7, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'success_rate_request_volume': betterproto2.field(8, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'success_rate_stdev_factor': betterproto2.field(9, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'consecutive_gateway_failure': betterproto2.field(10, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'enforcing_consecutive_gateway_failure': betterproto2.field(11, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'split_external_local_origin_errors': betterproto2.field(12, betterproto2.TYPE_BOOL),
+            'consecutive_local_origin_failure': betterproto2.field(13, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'enforcing_consecutive_local_origin_failure': betterproto2.field(14, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'enforcing_local_origin_success_rate': betterproto2.field(15, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'failure_percentage_threshold': betterproto2.field(16, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'enforcing_failure_percentage': betterproto2.field(17, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'enforcing_failure_percentage_local_origin': betterproto2.field(18, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'failure_percentage_minimum_hosts': betterproto2.field(19, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'failure_percentage_request_volume': betterproto2.field(20, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'max_ejection_time': betterproto2.field(21, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'max_ejection_time_jitter': betterproto2.field(22, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'successful_active_health_check_uneject_host': betterproto2.field(23, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True),
+            'monitors': betterproto2.field(24, betterproto2.TYPE_MESSAGE, repeated=True),
+            'always_eject_one_host': betterproto2.field(25, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.cluster.v3", "OutlierDetection", OutlierDetection
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TrackClusterStats(betterproto2.Message):
     "TrackClusterStats(timeout_budgets: 'bool' = <factory>, request_response_sizes: 'bool' = <factory>, per_endpoint_stats: 'bool' = <factory>)"
 
-    timeout_budgets: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    timeout_budgets: "bool"
 
-    request_response_sizes: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    request_response_sizes: "bool"
 
-    per_endpoint_stats: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    per_endpoint_stats: "bool"
+
+    __match_args__ = ('timeout_budgets', 'request_response_sizes', 'per_endpoint_stats',)
 
     def __init__(self, timeout_budgets: 'bool' = _FACTORY, request_response_sizes: 'bool' = _FACTORY, per_endpoint_stats: 'bool' = _FACTORY) -> None:
         self.timeout_budgets = False if timeout_budgets is _FACTORY else timeout_budgets
@@ -1365,27 +1296,30 @@ class TrackClusterStats(betterproto2.Message):
         self.per_endpoint_stats = False if per_endpoint_stats is _FACTORY else per_endpoint_stats
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'timeout_budgets': betterproto2.field(1, betterproto2.TYPE_BOOL),
+            'request_response_sizes': betterproto2.field(2, betterproto2.TYPE_BOOL),
+            'per_endpoint_stats': betterproto2.field(3, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.cluster.v3", "TrackClusterStats", TrackClusterStats
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class UpstreamConnectionOptions(betterproto2.Message):
     "UpstreamConnectionOptions(tcp_keepalive: '__core__v3__.TcpKeepalive | None' = <factory>, set_local_interface_name_on_upstream_connections: 'bool' = <factory>, happy_eyeballs_config: 'UpstreamConnectionOptionsHappyEyeballsConfig | None' = <factory>)"
 
-    tcp_keepalive: "__core__v3__.TcpKeepalive | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    tcp_keepalive: "__core__v3__.TcpKeepalive | None"
 
-    set_local_interface_name_on_upstream_connections: "bool" = betterproto2.field(
-        2, betterproto2.TYPE_BOOL
-    )
+    set_local_interface_name_on_upstream_connections: "bool"
 
-    happy_eyeballs_config: "UpstreamConnectionOptionsHappyEyeballsConfig | None" = (
-        betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
-    )
+    happy_eyeballs_config: "UpstreamConnectionOptionsHappyEyeballsConfig | None"
+
+    __match_args__ = ('tcp_keepalive', 'set_local_interface_name_on_upstream_connections', 'happy_eyeballs_config',)
 
     def __init__(self, tcp_keepalive: '__core__v3__.TcpKeepalive | None' = _FACTORY, set_local_interface_name_on_upstream_connections: 'bool' = _FACTORY, happy_eyeballs_config: 'UpstreamConnectionOptionsHappyEyeballsConfig | None' = _FACTORY) -> None:
         self.tcp_keepalive = None if tcp_keepalive is _FACTORY else tcp_keepalive
@@ -1393,35 +1327,40 @@ class UpstreamConnectionOptions(betterproto2.Message):
         self.happy_eyeballs_config = None if happy_eyeballs_config is _FACTORY else happy_eyeballs_config
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'tcp_keepalive': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'set_local_interface_name_on_upstream_connections': betterproto2.field(2, betterproto2.TYPE_BOOL),
+            'happy_eyeballs_config': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.cluster.v3", "UpstreamConnectionOptions", UpstreamConnectionOptions
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class UpstreamConnectionOptionsHappyEyeballsConfig(betterproto2.Message):
     "UpstreamConnectionOptionsHappyEyeballsConfig(first_address_family_version: 'UpstreamConnectionOptionsFirstAddressFamilyVersion' = <factory>, first_address_family_count: 'int | None' = <factory>)"
 
-    first_address_family_version: "UpstreamConnectionOptionsFirstAddressFamilyVersion" = (
-        betterproto2.field(
-            1,
-            betterproto2.TYPE_ENUM,
-            default_factory=lambda: UpstreamConnectionOptionsFirstAddressFamilyVersion(0),
-        )
-    )
+    first_address_family_version: "UpstreamConnectionOptionsFirstAddressFamilyVersion"
 
-    first_address_family_count: "int | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    first_address_family_count: "int | None"
+
+    __match_args__ = ('first_address_family_version', 'first_address_family_count',)
 
     def __init__(self, first_address_family_version: 'UpstreamConnectionOptionsFirstAddressFamilyVersion' = _FACTORY, first_address_family_count: 'int | None' = _FACTORY) -> None:
         self.first_address_family_version = UpstreamConnectionOptionsFirstAddressFamilyVersion(0) if first_address_family_version is _FACTORY else first_address_family_version
         self.first_address_family_count = None if first_address_family_count is _FACTORY else first_address_family_count
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'first_address_family_version': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: UpstreamConnectionOptionsFirstAddressFamilyVersion(0)),
+            'first_address_family_count': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(

@@ -123,10 +123,9 @@ __all__ = (
 
 import datetime
 import warnings
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from .....message_pool import default_message_pool
 
@@ -260,7 +259,6 @@ class TrafficDirection(betterproto2.Enum):
     OUTBOUND = 2
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Address(betterproto2.Message):
     """
 
@@ -269,17 +267,13 @@ class Address(betterproto2.Message):
         - address:
     """
 
-    socket_address: "SocketAddress | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True, group="address"
-    )
+    socket_address: "SocketAddress | None"
 
-    pipe: "Pipe | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="address"
-    )
+    pipe: "Pipe | None"
 
-    envoy_internal_address: "EnvoyInternalAddress | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="address"
-    )
+    envoy_internal_address: "EnvoyInternalAddress | None"
+
+    __match_args__ = ('socket_address', 'pipe', 'envoy_internal_address',)
 
     def __init__(self, socket_address: 'SocketAddress | None' = _FACTORY, pipe: 'Pipe | None' = _FACTORY, envoy_internal_address: 'EnvoyInternalAddress | None' = _FACTORY) -> None:
         self.socket_address = None if socket_address is _FACTORY else socket_address
@@ -287,18 +281,32 @@ class Address(betterproto2.Message):
         self.envoy_internal_address = None if envoy_internal_address is _FACTORY else envoy_internal_address
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'socket_address': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group='address'),
+            'pipe': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='address'),
+            'envoy_internal_address': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='address'),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.core.v3", "Address", Address)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class AggregatedConfigSource(betterproto2.Message):
     'AggregatedConfigSource()'
 
     pass
 
+    __match_args__ = ()
+
     def __init__(self) -> None:
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -306,28 +314,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class AlternateProtocolsCacheOptions(betterproto2.Message):
     "AlternateProtocolsCacheOptions(name: 'str' = <factory>, max_entries: 'int | None' = <factory>, key_value_store_config: 'TypedExtensionConfig | None' = <factory>, prepopulated_entries: 'list[AlternateProtocolsCacheOptionsAlternateProtocolsCacheEntry]' = <factory>, canonical_suffixes: 'list[str]' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    max_entries: "int | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    max_entries: "int | None"
 
-    key_value_store_config: "TypedExtensionConfig | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    key_value_store_config: "TypedExtensionConfig | None"
 
-    prepopulated_entries: "list[AlternateProtocolsCacheOptionsAlternateProtocolsCacheEntry]" = (
-        betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True)
-    )
+    prepopulated_entries: "list[AlternateProtocolsCacheOptionsAlternateProtocolsCacheEntry]"
 
-    canonical_suffixes: "list[str]" = betterproto2.field(5, betterproto2.TYPE_STRING, repeated=True)
+    canonical_suffixes: "list[str]"
+
+    __match_args__ = ('name', 'max_entries', 'key_value_store_config', 'prepopulated_entries', 'canonical_suffixes',)
 
     def __init__(self, name: 'str' = _FACTORY, max_entries: 'int | None' = _FACTORY, key_value_store_config: 'TypedExtensionConfig | None' = _FACTORY, prepopulated_entries: 'list[AlternateProtocolsCacheOptionsAlternateProtocolsCacheEntry]' = _FACTORY, canonical_suffixes: 'list[str]' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -337,24 +337,42 @@ class AlternateProtocolsCacheOptions(betterproto2.Message):
         self.canonical_suffixes = [] if canonical_suffixes is _FACTORY else canonical_suffixes
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'max_entries': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'key_value_store_config': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+            'prepopulated_entries': betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True),
+            'canonical_suffixes': betterproto2.field(5, betterproto2.TYPE_STRING, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "AlternateProtocolsCacheOptions", AlternateProtocolsCacheOptions
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class AlternateProtocolsCacheOptionsAlternateProtocolsCacheEntry(betterproto2.Message):
     "AlternateProtocolsCacheOptionsAlternateProtocolsCacheEntry(hostname: 'str' = <factory>, port: 'int' = <factory>)"
 
-    hostname: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    hostname: "str"
 
-    port: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+    port: "int"
+
+    __match_args__ = ('hostname', 'port',)
 
     def __init__(self, hostname: 'str' = _FACTORY, port: 'int' = _FACTORY) -> None:
         self.hostname = "" if hostname is _FACTORY else hostname
         self.port = 0 if port is _FACTORY else port
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'hostname': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'port': betterproto2.field(2, betterproto2.TYPE_UINT32),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -364,41 +382,28 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ApiConfigSource(betterproto2.Message):
     "ApiConfigSource(api_type: 'ApiConfigSourceApiType' = <factory>, transport_api_version: 'ApiVersion' = <factory>, cluster_names: 'list[str]' = <factory>, grpc_services: 'list[GrpcService]' = <factory>, refresh_delay: 'datetime.timedelta | None' = <factory>, request_timeout: 'datetime.timedelta | None' = <factory>, rate_limit_settings: 'RateLimitSettings | None' = <factory>, set_node_on_first_message_only: 'bool' = <factory>, config_validators: 'list[TypedExtensionConfig]' = <factory>)"
 
-    api_type: "ApiConfigSourceApiType" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, default_factory=lambda: ApiConfigSourceApiType(0)
-    )
+    api_type: "ApiConfigSourceApiType"
 
-    transport_api_version: "ApiVersion" = betterproto2.field(
-        8, betterproto2.TYPE_ENUM, default_factory=lambda: ApiVersion(0)
-    )
+    transport_api_version: "ApiVersion"
 
-    cluster_names: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
+    cluster_names: "list[str]"
 
-    grpc_services: "list[GrpcService]" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    grpc_services: "list[GrpcService]"
 
-    refresh_delay: "datetime.timedelta | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    refresh_delay: "datetime.timedelta | None"
 
-    request_timeout: "datetime.timedelta | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    request_timeout: "datetime.timedelta | None"
 
-    rate_limit_settings: "RateLimitSettings | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    rate_limit_settings: "RateLimitSettings | None"
 
-    set_node_on_first_message_only: "bool" = betterproto2.field(7, betterproto2.TYPE_BOOL)
+    set_node_on_first_message_only: "bool"
 
-    config_validators: "list[TypedExtensionConfig]" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    config_validators: "list[TypedExtensionConfig]"
+
+    __match_args__ = ('api_type', 'transport_api_version', 'cluster_names', 'grpc_services', 'refresh_delay', 'request_timeout', 'rate_limit_settings', 'set_node_on_first_message_only', 'config_validators',)
 
     def __init__(self, api_type: 'ApiConfigSourceApiType' = _FACTORY, transport_api_version: 'ApiVersion' = _FACTORY, cluster_names: 'list[str]' = _FACTORY, grpc_services: 'list[GrpcService]' = _FACTORY, refresh_delay: 'datetime.timedelta | None' = _FACTORY, request_timeout: 'datetime.timedelta | None' = _FACTORY, rate_limit_settings: 'RateLimitSettings | None' = _FACTORY, set_node_on_first_message_only: 'bool' = _FACTORY, config_validators: 'list[TypedExtensionConfig]' = _FACTORY) -> None:
         self.api_type = ApiConfigSourceApiType(0) if api_type is _FACTORY else api_type
@@ -412,11 +417,24 @@ class ApiConfigSource(betterproto2.Message):
         self.config_validators = [] if config_validators is _FACTORY else config_validators
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'api_type': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: ApiConfigSourceApiType(0)),
+            'transport_api_version': betterproto2.field(8, betterproto2.TYPE_ENUM, default_factory=lambda: ApiVersion(0)),
+            'cluster_names': betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True),
+            'grpc_services': betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True),
+            'refresh_delay': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'request_timeout': betterproto2.field(5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'rate_limit_settings': betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True),
+            'set_node_on_first_message_only': betterproto2.field(7, betterproto2.TYPE_BOOL),
+            'config_validators': betterproto2.field(9, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.core.v3", "ApiConfigSource", ApiConfigSource)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class AsyncDataSource(betterproto2.Message):
     """
 
@@ -425,71 +443,67 @@ class AsyncDataSource(betterproto2.Message):
         - specifier:
     """
 
-    local: "DataSource | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True, group="specifier"
-    )
+    local: "DataSource | None"
 
-    remote: "RemoteDataSource | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="specifier"
-    )
+    remote: "RemoteDataSource | None"
+
+    __match_args__ = ('local', 'remote',)
 
     def __init__(self, local: 'DataSource | None' = _FACTORY, remote: 'RemoteDataSource | None' = _FACTORY) -> None:
         self.local = None if local is _FACTORY else local
         self.remote = None if remote is _FACTORY else remote
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'local': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group='specifier'),
+            'remote': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='specifier'),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.core.v3", "AsyncDataSource", AsyncDataSource)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class BackoffStrategy(betterproto2.Message):
     "BackoffStrategy(base_interval: 'datetime.timedelta | None' = <factory>, max_interval: 'datetime.timedelta | None' = <factory>)"
 
-    base_interval: "datetime.timedelta | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    base_interval: "datetime.timedelta | None"
 
-    max_interval: "datetime.timedelta | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    max_interval: "datetime.timedelta | None"
+
+    __match_args__ = ('base_interval', 'max_interval',)
 
     def __init__(self, base_interval: 'datetime.timedelta | None' = _FACTORY, max_interval: 'datetime.timedelta | None' = _FACTORY) -> None:
         self.base_interval = None if base_interval is _FACTORY else base_interval
         self.max_interval = None if max_interval is _FACTORY else max_interval
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'base_interval': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'max_interval': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.core.v3", "BackoffStrategy", BackoffStrategy)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class BindConfig(betterproto2.Message):
     "BindConfig(source_address: 'SocketAddress | None' = <factory>, freebind: 'bool | None' = <factory>, socket_options: 'list[SocketOption]' = <factory>, extra_source_addresses: 'list[ExtraSourceAddress]' = <factory>, additional_source_addresses: 'list[SocketAddress]' = <factory>, local_address_selector: 'TypedExtensionConfig | None' = <factory>)"
 
-    source_address: "SocketAddress | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    source_address: "SocketAddress | None"
 
-    freebind: "bool | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
-    )
+    freebind: "bool | None"
 
-    socket_options: "list[SocketOption]" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    socket_options: "list[SocketOption]"
 
-    extra_source_addresses: "list[ExtraSourceAddress]" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    extra_source_addresses: "list[ExtraSourceAddress]"
 
-    additional_source_addresses: "list[SocketAddress]" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    additional_source_addresses: "list[SocketAddress]"
 
-    local_address_selector: "TypedExtensionConfig | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    local_address_selector: "TypedExtensionConfig | None"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -497,6 +511,8 @@ class BindConfig(betterproto2.Message):
             warnings.warn(
                 "BindConfig.additional_source_addresses is deprecated", DeprecationWarning
             )
+
+    __match_args__ = ('source_address', 'freebind', 'socket_options', 'extra_source_addresses', 'additional_source_addresses', 'local_address_selector',)
 
     def __init__(self, source_address: 'SocketAddress | None' = _FACTORY, freebind: 'bool | None' = _FACTORY, socket_options: 'list[SocketOption]' = _FACTORY, extra_source_addresses: 'list[ExtraSourceAddress]' = _FACTORY, additional_source_addresses: 'list[SocketAddress]' = _FACTORY, local_address_selector: 'TypedExtensionConfig | None' = _FACTORY) -> None:
         self.source_address = None if source_address is _FACTORY else source_address
@@ -507,40 +523,56 @@ class BindConfig(betterproto2.Message):
         self.local_address_selector = None if local_address_selector is _FACTORY else local_address_selector
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'source_address': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'freebind': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True),
+            'socket_options': betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True),
+            'extra_source_addresses': betterproto2.field(5, betterproto2.TYPE_MESSAGE, repeated=True),
+            'additional_source_addresses': betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True),
+            'local_address_selector': betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.core.v3", "BindConfig", BindConfig)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class BuildVersion(betterproto2.Message):
     "BuildVersion(version: '___type__v3__.SemanticVersion | None' = <factory>, metadata: '____google__protobuf__.Struct | None' = <factory>)"
 
-    version: "___type__v3__.SemanticVersion | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    version: "___type__v3__.SemanticVersion | None"
 
-    metadata: "____google__protobuf__.Struct | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    metadata: "____google__protobuf__.Struct | None"
+
+    __match_args__ = ('version', 'metadata',)
 
     def __init__(self, version: '___type__v3__.SemanticVersion | None' = _FACTORY, metadata: '____google__protobuf__.Struct | None' = _FACTORY) -> None:
         self.version = None if version is _FACTORY else version
         self.metadata = None if metadata is _FACTORY else metadata
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'version': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'metadata': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.core.v3", "BuildVersion", BuildVersion)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class CelExpressionConfig(betterproto2.Message):
     "CelExpressionConfig(enable_string_conversion: 'bool' = <factory>, enable_string_concat: 'bool' = <factory>, enable_string_functions: 'bool' = <factory>)"
 
-    enable_string_conversion: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    enable_string_conversion: "bool"
 
-    enable_string_concat: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    enable_string_concat: "bool"
 
-    enable_string_functions: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    enable_string_functions: "bool"
+
+    __match_args__ = ('enable_string_conversion', 'enable_string_concat', 'enable_string_functions',)
 
     def __init__(self, enable_string_conversion: 'bool' = _FACTORY, enable_string_concat: 'bool' = _FACTORY, enable_string_functions: 'bool' = _FACTORY) -> None:
         self.enable_string_conversion = False if enable_string_conversion is _FACTORY else enable_string_conversion
@@ -548,35 +580,45 @@ class CelExpressionConfig(betterproto2.Message):
         self.enable_string_functions = False if enable_string_functions is _FACTORY else enable_string_functions
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'enable_string_conversion': betterproto2.field(1, betterproto2.TYPE_BOOL),
+            'enable_string_concat': betterproto2.field(2, betterproto2.TYPE_BOOL),
+            'enable_string_functions': betterproto2.field(3, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "CelExpressionConfig", CelExpressionConfig
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class CidrRange(betterproto2.Message):
     "CidrRange(address_prefix: 'str' = <factory>, prefix_len: 'int | None' = <factory>)"
 
-    address_prefix: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    address_prefix: "str"
 
-    prefix_len: "int | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    prefix_len: "int | None"
+
+    __match_args__ = ('address_prefix', 'prefix_len',)
 
     def __init__(self, address_prefix: 'str' = _FACTORY, prefix_len: 'int | None' = _FACTORY) -> None:
         self.address_prefix = "" if address_prefix is _FACTORY else address_prefix
         self.prefix_len = None if prefix_len is _FACTORY else prefix_len
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'address_prefix': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'prefix_len': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.core.v3", "CidrRange", CidrRange)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ConfigSource(betterproto2.Message):
     """
 
@@ -585,42 +627,28 @@ class ConfigSource(betterproto2.Message):
         - config_source_specifier:
     """
 
-    authorities: "list[____xds__core__v3__.Authority]" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    authorities: "list[____xds__core__v3__.Authority]"
 
-    path: "str | None" = betterproto2.field(
-        1, betterproto2.TYPE_STRING, optional=True, group="config_source_specifier"
-    )
+    path: "str | None"
 
-    path_config_source: "PathConfigSource | None" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, optional=True, group="config_source_specifier"
-    )
+    path_config_source: "PathConfigSource | None"
 
-    api_config_source: "ApiConfigSource | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="config_source_specifier"
-    )
+    api_config_source: "ApiConfigSource | None"
 
-    ads: "AggregatedConfigSource | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="config_source_specifier"
-    )
+    ads: "AggregatedConfigSource | None"
 
-    self: "SelfConfigSource | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True, group="config_source_specifier"
-    )
+    self: "SelfConfigSource | None"
 
-    initial_fetch_timeout: "datetime.timedelta | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    initial_fetch_timeout: "datetime.timedelta | None"
 
-    resource_api_version: "ApiVersion" = betterproto2.field(
-        6, betterproto2.TYPE_ENUM, default_factory=lambda: ApiVersion(0)
-    )
+    resource_api_version: "ApiVersion"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("path"):
             warnings.warn("ConfigSource.path is deprecated", DeprecationWarning)
+
+    __match_args__ = ('authorities', 'path', 'path_config_source', 'api_config_source', 'ads', 'self', 'initial_fetch_timeout', 'resource_api_version',)
 
     def __init__(__dataclass_self__, authorities: 'list[____xds__core__v3__.Authority]' = _FACTORY, path: 'str | None' = _FACTORY, path_config_source: 'PathConfigSource | None' = _FACTORY, api_config_source: 'ApiConfigSource | None' = _FACTORY, ads: 'AggregatedConfigSource | None' = _FACTORY, self: 'SelfConfigSource | None' = _FACTORY, initial_fetch_timeout: 'datetime.timedelta | None' = _FACTORY, resource_api_version: 'ApiVersion' = _FACTORY) -> None:
         __dataclass_self__.authorities = [] if authorities is _FACTORY else authorities
@@ -633,25 +661,44 @@ class ConfigSource(betterproto2.Message):
         __dataclass_self__.resource_api_version = ApiVersion(0) if resource_api_version is _FACTORY else resource_api_version
         __dataclass_self__.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'authorities': betterproto2.field(7, betterproto2.TYPE_MESSAGE, repeated=True),
+            'path': betterproto2.field(1, betterproto2.TYPE_STRING, optional=True, group='config_source_specifier'),
+            'path_config_source': betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True, group='config_source_specifier'),
+            'api_config_source': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='config_source_specifier'),
+            'ads': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='config_source_specifier'),
+            'self': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True, group='config_source_specifier'),
+            'initial_fetch_timeout': betterproto2.field(4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'resource_api_version': betterproto2.field(6, betterproto2.TYPE_ENUM, default_factory=lambda: ApiVersion(0)),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.core.v3", "ConfigSource", ConfigSource)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ControlPlane(betterproto2.Message):
     "ControlPlane(identifier: 'str' = <factory>)"
 
-    identifier: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    identifier: "str"
+
+    __match_args__ = ('identifier',)
 
     def __init__(self, identifier: 'str' = _FACTORY) -> None:
         self.identifier = "" if identifier is _FACTORY else identifier
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'identifier': betterproto2.field(1, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.core.v3", "ControlPlane", ControlPlane)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class DataSource(betterproto2.Message):
     """
 
@@ -660,25 +707,17 @@ class DataSource(betterproto2.Message):
         - specifier:
     """
 
-    filename: "str | None" = betterproto2.field(
-        1, betterproto2.TYPE_STRING, optional=True, group="specifier"
-    )
+    filename: "str | None"
 
-    inline_bytes: "bytes | None" = betterproto2.field(
-        2, betterproto2.TYPE_BYTES, optional=True, group="specifier"
-    )
+    inline_bytes: "bytes | None"
 
-    inline_string: "str | None" = betterproto2.field(
-        3, betterproto2.TYPE_STRING, optional=True, group="specifier"
-    )
+    inline_string: "str | None"
 
-    environment_variable: "str | None" = betterproto2.field(
-        4, betterproto2.TYPE_STRING, optional=True, group="specifier"
-    )
+    environment_variable: "str | None"
 
-    watched_directory: "WatchedDirectory | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    watched_directory: "WatchedDirectory | None"
+
+    __match_args__ = ('filename', 'inline_bytes', 'inline_string', 'environment_variable', 'watched_directory',)
 
     def __init__(self, filename: 'str | None' = _FACTORY, inline_bytes: 'bytes | None' = _FACTORY, inline_string: 'str | None' = _FACTORY, environment_variable: 'str | None' = _FACTORY, watched_directory: 'WatchedDirectory | None' = _FACTORY) -> None:
         self.filename = None if filename is _FACTORY else filename
@@ -688,24 +727,40 @@ class DataSource(betterproto2.Message):
         self.watched_directory = None if watched_directory is _FACTORY else watched_directory
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'filename': betterproto2.field(1, betterproto2.TYPE_STRING, optional=True, group='specifier'),
+            'inline_bytes': betterproto2.field(2, betterproto2.TYPE_BYTES, optional=True, group='specifier'),
+            'inline_string': betterproto2.field(3, betterproto2.TYPE_STRING, optional=True, group='specifier'),
+            'environment_variable': betterproto2.field(4, betterproto2.TYPE_STRING, optional=True, group='specifier'),
+            'watched_directory': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.core.v3", "DataSource", DataSource)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class DnsResolutionConfig(betterproto2.Message):
     "DnsResolutionConfig(resolvers: 'list[Address]' = <factory>, dns_resolver_options: 'DnsResolverOptions | None' = <factory>)"
 
-    resolvers: "list[Address]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    resolvers: "list[Address]"
 
-    dns_resolver_options: "DnsResolverOptions | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    dns_resolver_options: "DnsResolverOptions | None"
+
+    __match_args__ = ('resolvers', 'dns_resolver_options',)
 
     def __init__(self, resolvers: 'list[Address]' = _FACTORY, dns_resolver_options: 'DnsResolverOptions | None' = _FACTORY) -> None:
         self.resolvers = [] if resolvers is _FACTORY else resolvers
         self.dns_resolver_options = None if dns_resolver_options is _FACTORY else dns_resolver_options
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'resolvers': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+            'dns_resolver_options': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -713,18 +768,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class DnsResolverOptions(betterproto2.Message):
     "DnsResolverOptions(use_tcp_for_dns_lookups: 'bool' = <factory>, no_default_search_domain: 'bool' = <factory>)"
 
-    use_tcp_for_dns_lookups: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    use_tcp_for_dns_lookups: "bool"
 
-    no_default_search_domain: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    no_default_search_domain: "bool"
+
+    __match_args__ = ('use_tcp_for_dns_lookups', 'no_default_search_domain',)
 
     def __init__(self, use_tcp_for_dns_lookups: 'bool' = _FACTORY, no_default_search_domain: 'bool' = _FACTORY) -> None:
         self.use_tcp_for_dns_lookups = False if use_tcp_for_dns_lookups is _FACTORY else use_tcp_for_dns_lookups
         self.no_default_search_domain = False if no_default_search_domain is _FACTORY else no_default_search_domain
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'use_tcp_for_dns_lookups': betterproto2.field(1, betterproto2.TYPE_BOOL),
+            'no_default_search_domain': betterproto2.field(2, betterproto2.TYPE_BOOL),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -732,7 +795,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class EnvoyInternalAddress(betterproto2.Message):
     """
 
@@ -741,16 +803,23 @@ class EnvoyInternalAddress(betterproto2.Message):
         - address_name_specifier:
     """
 
-    server_listener_name: "str | None" = betterproto2.field(
-        1, betterproto2.TYPE_STRING, optional=True, group="address_name_specifier"
-    )
+    server_listener_name: "str | None"
 
-    endpoint_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    endpoint_id: "str"
+
+    __match_args__ = ('server_listener_name', 'endpoint_id',)
 
     def __init__(self, server_listener_name: 'str | None' = _FACTORY, endpoint_id: 'str' = _FACTORY) -> None:
         self.server_listener_name = None if server_listener_name is _FACTORY else server_listener_name
         self.endpoint_id = "" if endpoint_id is _FACTORY else endpoint_id
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'server_listener_name': betterproto2.field(1, betterproto2.TYPE_STRING, optional=True, group='address_name_specifier'),
+            'endpoint_id': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -758,7 +827,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class EventServiceConfig(betterproto2.Message):
     """
 
@@ -767,13 +835,19 @@ class EventServiceConfig(betterproto2.Message):
         - config_source_specifier:
     """
 
-    grpc_service: "GrpcService | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True, group="config_source_specifier"
-    )
+    grpc_service: "GrpcService | None"
+
+    __match_args__ = ('grpc_service',)
 
     def __init__(self, grpc_service: 'GrpcService | None' = _FACTORY) -> None:
         self.grpc_service = None if grpc_service is _FACTORY else grpc_service
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'grpc_service': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group='config_source_specifier'),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -781,26 +855,27 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Extension(betterproto2.Message):
     "Extension(name: 'str' = <factory>, category: 'str' = <factory>, type_descriptor: 'str' = <factory>, version: 'BuildVersion | None' = <factory>, disabled: 'bool' = <factory>, type_urls: 'list[str]' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    category: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    category: "str"
 
-    type_descriptor: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    type_descriptor: "str"
 
-    version: "BuildVersion | None" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
+    version: "BuildVersion | None"
 
-    disabled: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
+    disabled: "bool"
 
-    type_urls: "list[str]" = betterproto2.field(6, betterproto2.TYPE_STRING, repeated=True)
+    type_urls: "list[str]"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("type_descriptor"):
             warnings.warn("Extension.type_descriptor is deprecated", DeprecationWarning)
+
+    __match_args__ = ('name', 'category', 'type_descriptor', 'version', 'disabled', 'type_urls',)
 
     def __init__(self, name: 'str' = _FACTORY, category: 'str' = _FACTORY, type_descriptor: 'str' = _FACTORY, version: 'BuildVersion | None' = _FACTORY, disabled: 'bool' = _FACTORY, type_urls: 'list[str]' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -811,25 +886,33 @@ class Extension(betterproto2.Message):
         self.type_urls = [] if type_urls is _FACTORY else type_urls
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'category': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'type_descriptor': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'version': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+            'disabled': betterproto2.field(5, betterproto2.TYPE_BOOL),
+            'type_urls': betterproto2.field(6, betterproto2.TYPE_STRING, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.core.v3", "Extension", Extension)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ExtensionConfigSource(betterproto2.Message):
     "ExtensionConfigSource(config_source: 'ConfigSource | None' = <factory>, default_config: '____google__protobuf__.Any | None' = <factory>, apply_default_config_without_warming: 'bool' = <factory>, type_urls: 'list[str]' = <factory>)"
 
-    config_source: "ConfigSource | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    config_source: "ConfigSource | None"
 
-    default_config: "____google__protobuf__.Any | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    default_config: "____google__protobuf__.Any | None"
 
-    apply_default_config_without_warming: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    apply_default_config_without_warming: "bool"
 
-    type_urls: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
+    type_urls: "list[str]"
+
+    __match_args__ = ('config_source', 'default_config', 'apply_default_config_without_warming', 'type_urls',)
 
     def __init__(self, config_source: 'ConfigSource | None' = _FACTORY, default_config: '____google__protobuf__.Any | None' = _FACTORY, apply_default_config_without_warming: 'bool' = _FACTORY, type_urls: 'list[str]' = _FACTORY) -> None:
         self.config_source = None if config_source is _FACTORY else config_source
@@ -838,28 +921,41 @@ class ExtensionConfigSource(betterproto2.Message):
         self.type_urls = [] if type_urls is _FACTORY else type_urls
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'config_source': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'default_config': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'apply_default_config_without_warming': betterproto2.field(3, betterproto2.TYPE_BOOL),
+            'type_urls': betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "ExtensionConfigSource", ExtensionConfigSource
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ExtraSourceAddress(betterproto2.Message):
     "ExtraSourceAddress(address: 'SocketAddress | None' = <factory>, socket_options: 'SocketOptionsOverride | None' = <factory>)"
 
-    address: "SocketAddress | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    address: "SocketAddress | None"
 
-    socket_options: "SocketOptionsOverride | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    socket_options: "SocketOptionsOverride | None"
+
+    __match_args__ = ('address', 'socket_options',)
 
     def __init__(self, address: 'SocketAddress | None' = _FACTORY, socket_options: 'SocketOptionsOverride | None' = _FACTORY) -> None:
         self.address = None if address is _FACTORY else address
         self.socket_options = None if socket_options is _FACTORY else socket_options
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'address': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'socket_options': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -867,17 +963,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class GrpcProtocolOptions(betterproto2.Message):
     "GrpcProtocolOptions(http2_protocol_options: 'Http2ProtocolOptions | None' = <factory>)"
 
-    http2_protocol_options: "Http2ProtocolOptions | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    http2_protocol_options: "Http2ProtocolOptions | None"
+
+    __match_args__ = ('http2_protocol_options',)
 
     def __init__(self, http2_protocol_options: 'Http2ProtocolOptions | None' = _FACTORY) -> None:
         self.http2_protocol_options = None if http2_protocol_options is _FACTORY else http2_protocol_options
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'http2_protocol_options': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -885,7 +986,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class GrpcService(betterproto2.Message):
     """
 
@@ -894,25 +994,17 @@ class GrpcService(betterproto2.Message):
         - target_specifier:
     """
 
-    envoy_grpc: "GrpcServiceEnvoyGrpc | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True, group="target_specifier"
-    )
+    envoy_grpc: "GrpcServiceEnvoyGrpc | None"
 
-    google_grpc: "GrpcServiceGoogleGrpc | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="target_specifier"
-    )
+    google_grpc: "GrpcServiceGoogleGrpc | None"
 
-    timeout: "datetime.timedelta | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    timeout: "datetime.timedelta | None"
 
-    initial_metadata: "list[HeaderValue]" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    initial_metadata: "list[HeaderValue]"
 
-    retry_policy: "RetryPolicy | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    retry_policy: "RetryPolicy | None"
+
+    __match_args__ = ('envoy_grpc', 'google_grpc', 'timeout', 'initial_metadata', 'retry_policy',)
 
     def __init__(self, envoy_grpc: 'GrpcServiceEnvoyGrpc | None' = _FACTORY, google_grpc: 'GrpcServiceGoogleGrpc | None' = _FACTORY, timeout: 'datetime.timedelta | None' = _FACTORY, initial_metadata: 'list[HeaderValue]' = _FACTORY, retry_policy: 'RetryPolicy | None' = _FACTORY) -> None:
         self.envoy_grpc = None if envoy_grpc is _FACTORY else envoy_grpc
@@ -922,30 +1014,34 @@ class GrpcService(betterproto2.Message):
         self.retry_policy = None if retry_policy is _FACTORY else retry_policy
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'envoy_grpc': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group='target_specifier'),
+            'google_grpc': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='target_specifier'),
+            'timeout': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'initial_metadata': betterproto2.field(5, betterproto2.TYPE_MESSAGE, repeated=True),
+            'retry_policy': betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.core.v3", "GrpcService", GrpcService)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class GrpcServiceEnvoyGrpc(betterproto2.Message):
     "GrpcServiceEnvoyGrpc(cluster_name: 'str' = <factory>, authority: 'str' = <factory>, retry_policy: 'RetryPolicy | None' = <factory>, max_receive_message_length: 'int | None' = <factory>, skip_envoy_headers: 'bool' = <factory>)"
 
-    cluster_name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    cluster_name: "str"
 
-    authority: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    authority: "str"
 
-    retry_policy: "RetryPolicy | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    retry_policy: "RetryPolicy | None"
 
-    max_receive_message_length: "int | None" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    max_receive_message_length: "int | None"
 
-    skip_envoy_headers: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
+    skip_envoy_headers: "bool"
+
+    __match_args__ = ('cluster_name', 'authority', 'retry_policy', 'max_receive_message_length', 'skip_envoy_headers',)
 
     def __init__(self, cluster_name: 'str' = _FACTORY, authority: 'str' = _FACTORY, retry_policy: 'RetryPolicy | None' = _FACTORY, max_receive_message_length: 'int | None' = _FACTORY, skip_envoy_headers: 'bool' = _FACTORY) -> None:
         self.cluster_name = "" if cluster_name is _FACTORY else cluster_name
@@ -955,52 +1051,46 @@ class GrpcServiceEnvoyGrpc(betterproto2.Message):
         self.skip_envoy_headers = False if skip_envoy_headers is _FACTORY else skip_envoy_headers
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'cluster_name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'authority': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'retry_policy': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+            'max_receive_message_length': betterproto2.field(4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'skip_envoy_headers': betterproto2.field(5, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "GrpcService.EnvoyGrpc", GrpcServiceEnvoyGrpc
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class GrpcServiceGoogleGrpc(betterproto2.Message):
     "GrpcServiceGoogleGrpc(target_uri: 'str' = <factory>, channel_credentials: 'GrpcServiceGoogleGrpcChannelCredentials | None' = <factory>, channel_credentials_plugin: 'list[____google__protobuf__.Any]' = <factory>, call_credentials: 'list[GrpcServiceGoogleGrpcCallCredentials]' = <factory>, call_credentials_plugin: 'list[____google__protobuf__.Any]' = <factory>, stat_prefix: 'str' = <factory>, credentials_factory_name: 'str' = <factory>, config: '____google__protobuf__.Struct | None' = <factory>, per_stream_buffer_limit_bytes: 'int | None' = <factory>, channel_args: 'GrpcServiceGoogleGrpcChannelArgs | None' = <factory>)"
 
-    target_uri: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    target_uri: "str"
 
-    channel_credentials: "GrpcServiceGoogleGrpcChannelCredentials | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    channel_credentials: "GrpcServiceGoogleGrpcChannelCredentials | None"
 
-    channel_credentials_plugin: "list[____google__protobuf__.Any]" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    channel_credentials_plugin: "list[____google__protobuf__.Any]"
 
-    call_credentials: "list[GrpcServiceGoogleGrpcCallCredentials]" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    call_credentials: "list[GrpcServiceGoogleGrpcCallCredentials]"
 
-    call_credentials_plugin: "list[____google__protobuf__.Any]" = betterproto2.field(
-        10, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    call_credentials_plugin: "list[____google__protobuf__.Any]"
 
-    stat_prefix: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    stat_prefix: "str"
 
-    credentials_factory_name: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    credentials_factory_name: "str"
 
-    config: "____google__protobuf__.Struct | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    config: "____google__protobuf__.Struct | None"
 
-    per_stream_buffer_limit_bytes: "int | None" = betterproto2.field(
-        7,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    per_stream_buffer_limit_bytes: "int | None"
 
-    channel_args: "GrpcServiceGoogleGrpcChannelArgs | None" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    channel_args: "GrpcServiceGoogleGrpcChannelArgs | None"
+
+    __match_args__ = ('target_uri', 'channel_credentials', 'channel_credentials_plugin', 'call_credentials', 'call_credentials_plugin', 'stat_prefix', 'credentials_factory_name', 'config', 'per_stream_buffer_limit_bytes', 'channel_args',)
 
     def __init__(self, target_uri: 'str' = _FACTORY, channel_credentials: 'GrpcServiceGoogleGrpcChannelCredentials | None' = _FACTORY, channel_credentials_plugin: 'list[____google__protobuf__.Any]' = _FACTORY, call_credentials: 'list[GrpcServiceGoogleGrpcCallCredentials]' = _FACTORY, call_credentials_plugin: 'list[____google__protobuf__.Any]' = _FACTORY, stat_prefix: 'str' = _FACTORY, credentials_factory_name: 'str' = _FACTORY, config: '____google__protobuf__.Struct | None' = _FACTORY, per_stream_buffer_limit_bytes: 'int | None' = _FACTORY, channel_args: 'GrpcServiceGoogleGrpcChannelArgs | None' = _FACTORY) -> None:
         self.target_uri = "" if target_uri is _FACTORY else target_uri
@@ -1015,13 +1105,27 @@ class GrpcServiceGoogleGrpc(betterproto2.Message):
         self.channel_args = None if channel_args is _FACTORY else channel_args
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'target_uri': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'channel_credentials': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'channel_credentials_plugin': betterproto2.field(9, betterproto2.TYPE_MESSAGE, repeated=True),
+            'call_credentials': betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True),
+            'call_credentials_plugin': betterproto2.field(10, betterproto2.TYPE_MESSAGE, repeated=True),
+            'stat_prefix': betterproto2.field(4, betterproto2.TYPE_STRING),
+            'credentials_factory_name': betterproto2.field(5, betterproto2.TYPE_STRING),
+            'config': betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True),
+            'per_stream_buffer_limit_bytes': betterproto2.field(7, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'channel_args': betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "GrpcService.GoogleGrpc", GrpcServiceGoogleGrpc
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class GrpcServiceGoogleGrpcCallCredentials(betterproto2.Message):
     """
 
@@ -1030,37 +1134,21 @@ class GrpcServiceGoogleGrpcCallCredentials(betterproto2.Message):
         - credential_specifier:
     """
 
-    access_token: "str | None" = betterproto2.field(
-        1, betterproto2.TYPE_STRING, optional=True, group="credential_specifier"
-    )
+    access_token: "str | None"
 
-    google_compute_engine: "____google__protobuf__.Empty | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="credential_specifier"
-    )
+    google_compute_engine: "____google__protobuf__.Empty | None"
 
-    google_refresh_token: "str | None" = betterproto2.field(
-        3, betterproto2.TYPE_STRING, optional=True, group="credential_specifier"
-    )
+    google_refresh_token: "str | None"
 
-    service_account_jwt_access: "GrpcServiceGoogleGrpcCallCredentialsServiceAccountJwtAccessCredentials | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True, group="credential_specifier"
-    )
+    service_account_jwt_access: "GrpcServiceGoogleGrpcCallCredentialsServiceAccountJwtAccessCredentials | None"
 
-    google_iam: "GrpcServiceGoogleGrpcCallCredentialsGoogleIamCredentials | None" = (
-        betterproto2.field(
-            5, betterproto2.TYPE_MESSAGE, optional=True, group="credential_specifier"
-        )
-    )
+    google_iam: "GrpcServiceGoogleGrpcCallCredentialsGoogleIamCredentials | None"
 
-    from_plugin: "GrpcServiceGoogleGrpcCallCredentialsMetadataCredentialsFromPlugin | None" = (
-        betterproto2.field(
-            6, betterproto2.TYPE_MESSAGE, optional=True, group="credential_specifier"
-        )
-    )
+    from_plugin: "GrpcServiceGoogleGrpcCallCredentialsMetadataCredentialsFromPlugin | None"
 
-    sts_service: "GrpcServiceGoogleGrpcCallCredentialsStsService | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True, group="credential_specifier"
-    )
+    sts_service: "GrpcServiceGoogleGrpcCallCredentialsStsService | None"
+
+    __match_args__ = ('access_token', 'google_compute_engine', 'google_refresh_token', 'service_account_jwt_access', 'google_iam', 'from_plugin', 'sts_service',)
 
     def __init__(self, access_token: 'str | None' = _FACTORY, google_compute_engine: '____google__protobuf__.Empty | None' = _FACTORY, google_refresh_token: 'str | None' = _FACTORY, service_account_jwt_access: 'GrpcServiceGoogleGrpcCallCredentialsServiceAccountJwtAccessCredentials | None' = _FACTORY, google_iam: 'GrpcServiceGoogleGrpcCallCredentialsGoogleIamCredentials | None' = _FACTORY, from_plugin: 'GrpcServiceGoogleGrpcCallCredentialsMetadataCredentialsFromPlugin | None' = _FACTORY, sts_service: 'GrpcServiceGoogleGrpcCallCredentialsStsService | None' = _FACTORY) -> None:
         self.access_token = None if access_token is _FACTORY else access_token
@@ -1072,6 +1160,18 @@ class GrpcServiceGoogleGrpcCallCredentials(betterproto2.Message):
         self.sts_service = None if sts_service is _FACTORY else sts_service
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'access_token': betterproto2.field(1, betterproto2.TYPE_STRING, optional=True, group='credential_specifier'),
+            'google_compute_engine': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='credential_specifier'),
+            'google_refresh_token': betterproto2.field(3, betterproto2.TYPE_STRING, optional=True, group='credential_specifier'),
+            'service_account_jwt_access': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True, group='credential_specifier'),
+            'google_iam': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True, group='credential_specifier'),
+            'from_plugin': betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True, group='credential_specifier'),
+            'sts_service': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True, group='credential_specifier'),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3",
@@ -1080,18 +1180,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class GrpcServiceGoogleGrpcCallCredentialsGoogleIamCredentials(betterproto2.Message):
     "GrpcServiceGoogleGrpcCallCredentialsGoogleIamCredentials(authorization_token: 'str' = <factory>, authority_selector: 'str' = <factory>)"
 
-    authorization_token: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    authorization_token: "str"
 
-    authority_selector: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    authority_selector: "str"
+
+    __match_args__ = ('authorization_token', 'authority_selector',)
 
     def __init__(self, authorization_token: 'str' = _FACTORY, authority_selector: 'str' = _FACTORY) -> None:
         self.authorization_token = "" if authorization_token is _FACTORY else authorization_token
         self.authority_selector = "" if authority_selector is _FACTORY else authority_selector
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'authorization_token': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'authority_selector': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1101,7 +1209,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class GrpcServiceGoogleGrpcCallCredentialsMetadataCredentialsFromPlugin(betterproto2.Message):
     """
 
@@ -1110,16 +1217,23 @@ class GrpcServiceGoogleGrpcCallCredentialsMetadataCredentialsFromPlugin(betterpr
         - config_type:
     """
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    typed_config: "____google__protobuf__.Any | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="config_type"
-    )
+    typed_config: "____google__protobuf__.Any | None"
+
+    __match_args__ = ('name', 'typed_config',)
 
     def __init__(self, name: 'str' = _FACTORY, typed_config: '____google__protobuf__.Any | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.typed_config = None if typed_config is _FACTORY else typed_config
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'typed_config': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='config_type'),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1129,18 +1243,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class GrpcServiceGoogleGrpcCallCredentialsServiceAccountJwtAccessCredentials(betterproto2.Message):
     "GrpcServiceGoogleGrpcCallCredentialsServiceAccountJwtAccessCredentials(json_key: 'str' = <factory>, token_lifetime_seconds: 'int' = <factory>)"
 
-    json_key: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    json_key: "str"
 
-    token_lifetime_seconds: "int" = betterproto2.field(2, betterproto2.TYPE_UINT64)
+    token_lifetime_seconds: "int"
+
+    __match_args__ = ('json_key', 'token_lifetime_seconds',)
 
     def __init__(self, json_key: 'str' = _FACTORY, token_lifetime_seconds: 'int' = _FACTORY) -> None:
         self.json_key = "" if json_key is _FACTORY else json_key
         self.token_lifetime_seconds = 0 if token_lifetime_seconds is _FACTORY else token_lifetime_seconds
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'json_key': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'token_lifetime_seconds': betterproto2.field(2, betterproto2.TYPE_UINT64),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1150,27 +1272,28 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class GrpcServiceGoogleGrpcCallCredentialsStsService(betterproto2.Message):
     "GrpcServiceGoogleGrpcCallCredentialsStsService(token_exchange_service_uri: 'str' = <factory>, resource: 'str' = <factory>, audience: 'str' = <factory>, scope: 'str' = <factory>, requested_token_type: 'str' = <factory>, subject_token_path: 'str' = <factory>, subject_token_type: 'str' = <factory>, actor_token_path: 'str' = <factory>, actor_token_type: 'str' = <factory>)"
 
-    token_exchange_service_uri: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    token_exchange_service_uri: "str"
 
-    resource: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    resource: "str"
 
-    audience: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    audience: "str"
 
-    scope: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    scope: "str"
 
-    requested_token_type: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    requested_token_type: "str"
 
-    subject_token_path: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    subject_token_path: "str"
 
-    subject_token_type: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+    subject_token_type: "str"
 
-    actor_token_path: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
+    actor_token_path: "str"
 
-    actor_token_type: "str" = betterproto2.field(9, betterproto2.TYPE_STRING)
+    actor_token_type: "str"
+
+    __match_args__ = ('token_exchange_service_uri', 'resource', 'audience', 'scope', 'requested_token_type', 'subject_token_path', 'subject_token_type', 'actor_token_path', 'actor_token_type',)
 
     def __init__(self, token_exchange_service_uri: 'str' = _FACTORY, resource: 'str' = _FACTORY, audience: 'str' = _FACTORY, scope: 'str' = _FACTORY, requested_token_type: 'str' = _FACTORY, subject_token_path: 'str' = _FACTORY, subject_token_type: 'str' = _FACTORY, actor_token_path: 'str' = _FACTORY, actor_token_type: 'str' = _FACTORY) -> None:
         self.token_exchange_service_uri = "" if token_exchange_service_uri is _FACTORY else token_exchange_service_uri
@@ -1184,6 +1307,20 @@ class GrpcServiceGoogleGrpcCallCredentialsStsService(betterproto2.Message):
         self.actor_token_type = "" if actor_token_type is _FACTORY else actor_token_type
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'token_exchange_service_uri': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'resource': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'audience': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'scope': betterproto2.field(4, betterproto2.TYPE_STRING),
+            'requested_token_type': betterproto2.field(5, betterproto2.TYPE_STRING),
+            'subject_token_path': betterproto2.field(6, betterproto2.TYPE_STRING),
+            'subject_token_type': betterproto2.field(7, betterproto2.TYPE_STRING),
+            'actor_token_path': betterproto2.field(8, betterproto2.TYPE_STRING),
+            'actor_token_type': betterproto2.field(9, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3",
@@ -1192,19 +1329,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class GrpcServiceGoogleGrpcChannelArgs(betterproto2.Message):
     "GrpcServiceGoogleGrpcChannelArgs(args: 'dict[str, GrpcServiceGoogleGrpcChannelArgsValue]' = <factory>)"
 
-    args: "dict[str, GrpcServiceGoogleGrpcChannelArgsValue]" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
-    )
+    args: "dict[str, GrpcServiceGoogleGrpcChannelArgsValue]"
+
+    __match_args__ = ('args',)
 
     def __init__(self, args: 'dict[str, GrpcServiceGoogleGrpcChannelArgsValue]' = _FACTORY) -> None:
         self.args = {} if args is _FACTORY else args
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'args': betterproto2.field(1, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1212,7 +1352,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class GrpcServiceGoogleGrpcChannelArgsValue(betterproto2.Message):
     """
 
@@ -1221,18 +1360,23 @@ class GrpcServiceGoogleGrpcChannelArgsValue(betterproto2.Message):
         - value_specifier:
     """
 
-    string_value: "str | None" = betterproto2.field(
-        1, betterproto2.TYPE_STRING, optional=True, group="value_specifier"
-    )
+    string_value: "str | None"
 
-    int_value: "int | None" = betterproto2.field(
-        2, betterproto2.TYPE_INT64, optional=True, group="value_specifier"
-    )
+    int_value: "int | None"
+
+    __match_args__ = ('string_value', 'int_value',)
 
     def __init__(self, string_value: 'str | None' = _FACTORY, int_value: 'int | None' = _FACTORY) -> None:
         self.string_value = None if string_value is _FACTORY else string_value
         self.int_value = None if int_value is _FACTORY else int_value
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'string_value': betterproto2.field(1, betterproto2.TYPE_STRING, optional=True, group='value_specifier'),
+            'int_value': betterproto2.field(2, betterproto2.TYPE_INT64, optional=True, group='value_specifier'),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1242,7 +1386,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class GrpcServiceGoogleGrpcChannelCredentials(betterproto2.Message):
     """
 
@@ -1251,23 +1394,27 @@ class GrpcServiceGoogleGrpcChannelCredentials(betterproto2.Message):
         - credential_specifier:
     """
 
-    ssl_credentials: "GrpcServiceGoogleGrpcSslCredentials | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True, group="credential_specifier"
-    )
+    ssl_credentials: "GrpcServiceGoogleGrpcSslCredentials | None"
 
-    google_default: "____google__protobuf__.Empty | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="credential_specifier"
-    )
+    google_default: "____google__protobuf__.Empty | None"
 
-    local_credentials: "GrpcServiceGoogleGrpcGoogleLocalCredentials | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="credential_specifier"
-    )
+    local_credentials: "GrpcServiceGoogleGrpcGoogleLocalCredentials | None"
+
+    __match_args__ = ('ssl_credentials', 'google_default', 'local_credentials',)
 
     def __init__(self, ssl_credentials: 'GrpcServiceGoogleGrpcSslCredentials | None' = _FACTORY, google_default: '____google__protobuf__.Empty | None' = _FACTORY, local_credentials: 'GrpcServiceGoogleGrpcGoogleLocalCredentials | None' = _FACTORY) -> None:
         self.ssl_credentials = None if ssl_credentials is _FACTORY else ssl_credentials
         self.google_default = None if google_default is _FACTORY else google_default
         self.local_credentials = None if local_credentials is _FACTORY else local_credentials
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'ssl_credentials': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group='credential_specifier'),
+            'google_default': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='credential_specifier'),
+            'local_credentials': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='credential_specifier'),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1277,14 +1424,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class GrpcServiceGoogleGrpcGoogleLocalCredentials(betterproto2.Message):
     'GrpcServiceGoogleGrpcGoogleLocalCredentials()'
 
     pass
 
+    __match_args__ = ()
+
     def __init__(self) -> None:
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1294,27 +1447,30 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class GrpcServiceGoogleGrpcSslCredentials(betterproto2.Message):
     "GrpcServiceGoogleGrpcSslCredentials(root_certs: 'DataSource | None' = <factory>, private_key: 'DataSource | None' = <factory>, cert_chain: 'DataSource | None' = <factory>)"
 
-    root_certs: "DataSource | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    root_certs: "DataSource | None"
 
-    private_key: "DataSource | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    private_key: "DataSource | None"
 
-    cert_chain: "DataSource | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    cert_chain: "DataSource | None"
+
+    __match_args__ = ('root_certs', 'private_key', 'cert_chain',)
 
     def __init__(self, root_certs: 'DataSource | None' = _FACTORY, private_key: 'DataSource | None' = _FACTORY, cert_chain: 'DataSource | None' = _FACTORY) -> None:
         self.root_certs = None if root_certs is _FACTORY else root_certs
         self.private_key = None if private_key is _FACTORY else private_key
         self.cert_chain = None if cert_chain is _FACTORY else cert_chain
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'root_certs': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'private_key': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'cert_chain': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1324,29 +1480,37 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HeaderMap(betterproto2.Message):
     "HeaderMap(headers: 'list[HeaderValue]' = <factory>)"
 
-    headers: "list[HeaderValue]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    headers: "list[HeaderValue]"
+
+    __match_args__ = ('headers',)
 
     def __init__(self, headers: 'list[HeaderValue]' = _FACTORY) -> None:
         self.headers = [] if headers is _FACTORY else headers
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'headers': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.core.v3", "HeaderMap", HeaderMap)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HeaderValue(betterproto2.Message):
     "HeaderValue(key: 'str' = <factory>, value: 'str' = <factory>, raw_value: 'bytes' = <factory>)"
 
-    key: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    key: "str"
 
-    value: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    value: "str"
 
-    raw_value: "bytes" = betterproto2.field(3, betterproto2.TYPE_BYTES)
+    raw_value: "bytes"
+
+    __match_args__ = ('key', 'value', 'raw_value',)
 
     def __init__(self, key: 'str' = _FACTORY, value: 'str' = _FACTORY, raw_value: 'bytes' = _FACTORY) -> None:
         self.key = "" if key is _FACTORY else key
@@ -1354,30 +1518,35 @@ class HeaderValue(betterproto2.Message):
         self.raw_value = b"" if raw_value is _FACTORY else raw_value
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'key': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'value': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'raw_value': betterproto2.field(3, betterproto2.TYPE_BYTES),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.core.v3", "HeaderValue", HeaderValue)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HeaderValueOption(betterproto2.Message):
     "HeaderValueOption(header: 'HeaderValue | None' = <factory>, append: 'bool | None' = <factory>, append_action: 'HeaderValueOptionHeaderAppendAction' = <factory>, keep_empty_value: 'bool' = <factory>)"
 
-    header: "HeaderValue | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    header: "HeaderValue | None"
 
-    append: "bool | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
-    )
+    append: "bool | None"
 
-    append_action: "HeaderValueOptionHeaderAppendAction" = betterproto2.field(
-        3, betterproto2.TYPE_ENUM, default_factory=lambda: HeaderValueOptionHeaderAppendAction(0)
-    )
+    append_action: "HeaderValueOptionHeaderAppendAction"
 
-    keep_empty_value: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
+    keep_empty_value: "bool"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("append"):
             warnings.warn("HeaderValueOption.append is deprecated", DeprecationWarning)
+
+    __match_args__ = ('header', 'append', 'append_action', 'keep_empty_value',)
 
     def __init__(self, header: 'HeaderValue | None' = _FACTORY, append: 'bool | None' = _FACTORY, append_action: 'HeaderValueOptionHeaderAppendAction' = _FACTORY, keep_empty_value: 'bool' = _FACTORY) -> None:
         self.header = None if header is _FACTORY else header
@@ -1386,13 +1555,21 @@ class HeaderValueOption(betterproto2.Message):
         self.keep_empty_value = False if keep_empty_value is _FACTORY else keep_empty_value
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'header': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'append': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True),
+            'append_action': betterproto2.field(3, betterproto2.TYPE_ENUM, default_factory=lambda: HeaderValueOptionHeaderAppendAction(0)),
+            'keep_empty_value': betterproto2.field(4, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "HeaderValueOption", HeaderValueOption
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HealthCheck(betterproto2.Message):
     """
 
@@ -1401,111 +1578,62 @@ class HealthCheck(betterproto2.Message):
         - health_checker:
     """
 
-    timeout: "datetime.timedelta | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    timeout: "datetime.timedelta | None"
 
-    interval: "datetime.timedelta | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    interval: "datetime.timedelta | None"
 
-    initial_jitter: "datetime.timedelta | None" = betterproto2.field(
-        20, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    initial_jitter: "datetime.timedelta | None"
 
-    interval_jitter: "datetime.timedelta | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    interval_jitter: "datetime.timedelta | None"
 
-    interval_jitter_percent: "int" = betterproto2.field(18, betterproto2.TYPE_UINT32)
+    interval_jitter_percent: "int"
 
-    unhealthy_threshold: "int | None" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    unhealthy_threshold: "int | None"
 
-    healthy_threshold: "int | None" = betterproto2.field(
-        5,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    healthy_threshold: "int | None"
 
-    alt_port: "int | None" = betterproto2.field(
-        6,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    alt_port: "int | None"
 
-    reuse_connection: "bool | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
-    )
+    reuse_connection: "bool | None"
 
-    http_health_check: "HealthCheckHttpHealthCheck | None" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, optional=True, group="health_checker"
-    )
+    http_health_check: "HealthCheckHttpHealthCheck | None"
 
-    tcp_health_check: "HealthCheckTcpHealthCheck | None" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, optional=True, group="health_checker"
-    )
+    tcp_health_check: "HealthCheckTcpHealthCheck | None"
 
-    grpc_health_check: "HealthCheckGrpcHealthCheck | None" = betterproto2.field(
-        11, betterproto2.TYPE_MESSAGE, optional=True, group="health_checker"
-    )
+    grpc_health_check: "HealthCheckGrpcHealthCheck | None"
 
-    custom_health_check: "HealthCheckCustomHealthCheck | None" = betterproto2.field(
-        13, betterproto2.TYPE_MESSAGE, optional=True, group="health_checker"
-    )
+    custom_health_check: "HealthCheckCustomHealthCheck | None"
 
-    no_traffic_interval: "datetime.timedelta | None" = betterproto2.field(
-        12, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    no_traffic_interval: "datetime.timedelta | None"
 
-    no_traffic_healthy_interval: "datetime.timedelta | None" = betterproto2.field(
-        24, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    no_traffic_healthy_interval: "datetime.timedelta | None"
 
-    unhealthy_interval: "datetime.timedelta | None" = betterproto2.field(
-        14, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    unhealthy_interval: "datetime.timedelta | None"
 
-    unhealthy_edge_interval: "datetime.timedelta | None" = betterproto2.field(
-        15, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    unhealthy_edge_interval: "datetime.timedelta | None"
 
-    healthy_edge_interval: "datetime.timedelta | None" = betterproto2.field(
-        16, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    healthy_edge_interval: "datetime.timedelta | None"
 
-    event_log_path: "str" = betterproto2.field(17, betterproto2.TYPE_STRING)
+    event_log_path: "str"
 
-    event_logger: "list[TypedExtensionConfig]" = betterproto2.field(
-        25, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    event_logger: "list[TypedExtensionConfig]"
 
-    event_service: "EventServiceConfig | None" = betterproto2.field(
-        22, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    event_service: "EventServiceConfig | None"
 
-    always_log_health_check_failures: "bool" = betterproto2.field(19, betterproto2.TYPE_BOOL)
+    always_log_health_check_failures: "bool"
 
-    always_log_health_check_success: "bool" = betterproto2.field(26, betterproto2.TYPE_BOOL)
+    always_log_health_check_success: "bool"
 
-    tls_options: "HealthCheckTlsOptions | None" = betterproto2.field(
-        21, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    tls_options: "HealthCheckTlsOptions | None"
 
-    transport_socket_match_criteria: "____google__protobuf__.Struct | None" = betterproto2.field(
-        23, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    transport_socket_match_criteria: "____google__protobuf__.Struct | None"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("event_log_path"):
             warnings.warn("HealthCheck.event_log_path is deprecated", DeprecationWarning)
+
+    __match_args__ = ('timeout', 'interval', 'initial_jitter', 'interval_jitter', 'interval_jitter_percent', 'unhealthy_threshold', 'healthy_threshold', 'alt_port', 'reuse_connection', 'http_health_check', 'tcp_health_check', 'grpc_health_check', 'custom_health_check', 'no_traffic_interval', 'no_traffic_healthy_interval', 'unhealthy_interval', 'unhealthy_edge_interval', 'healthy_edge_interval', 'event_log_path', 'event_logger', 'event_service', 'always_log_health_check_failures', 'always_log_health_check_success', 'tls_options', 'transport_socket_match_criteria',)
 
     def __init__(self, timeout: 'datetime.timedelta | None' = _FACTORY, interval: 'datetime.timedelta | None' = _FACTORY, initial_jitter: 'datetime.timedelta | None' = _FACTORY, interval_jitter: 'datetime.timedelta | None' = _FACTORY, interval_jitter_percent: 'int' = _FACTORY, unhealthy_threshold: 'int | None' = _FACTORY, healthy_threshold: 'int | None' = _FACTORY, alt_port: 'int | None' = _FACTORY, reuse_connection: 'bool | None' = _FACTORY, http_health_check: 'HealthCheckHttpHealthCheck | None' = _FACTORY, tcp_health_check: 'HealthCheckTcpHealthCheck | None' = _FACTORY, grpc_health_check: 'HealthCheckGrpcHealthCheck | None' = _FACTORY, custom_health_check: 'HealthCheckCustomHealthCheck | None' = _FACTORY, no_traffic_interval: 'datetime.timedelta | None' = _FACTORY, no_traffic_healthy_interval: 'datetime.timedelta | None' = _FACTORY, unhealthy_interval: 'datetime.timedelta | None' = _FACTORY, unhealthy_edge_interval: 'datetime.timedelta | None' = _FACTORY, healthy_edge_interval: 'datetime.timedelta | None' = _FACTORY, event_log_path: 'str' = _FACTORY, event_logger: 'list[TypedExtensionConfig]' = _FACTORY, event_service: 'EventServiceConfig | None' = _FACTORY, always_log_health_check_failures: 'bool' = _FACTORY, always_log_health_check_success: 'bool' = _FACTORY, tls_options: 'HealthCheckTlsOptions | None' = _FACTORY, transport_socket_match_criteria: '____google__protobuf__.Struct | None' = _FACTORY) -> None:
         self.timeout = None if timeout is _FACTORY else timeout
@@ -1535,11 +1663,40 @@ class HealthCheck(betterproto2.Message):
         self.transport_socket_match_criteria = None if transport_socket_match_criteria is _FACTORY else transport_socket_match_criteria
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'timeout': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'interval': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'initial_jitter': betterproto2.field(20, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'interval_jitter': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'interval_jitter_percent': betterproto2.field(18, betterproto2.TYPE_UINT32),
+            'unhealthy_threshold': betterproto2.field(4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'healthy_threshold': betterproto2.field(5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'alt_port': betterproto2.field(6, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'reuse_connection': betterproto2.field(7, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True),
+            'http_health_check': betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True, group='health_checker'),
+            'tcp_health_check': betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True, group='health_checker'),
+            'grpc_health_check': betterproto2.field(11, betterproto2.TYPE_MESSAGE, optional=True, group='health_checker'),
+            'custom_health_check': betterproto2.field(13, betterproto2.TYPE_MESSAGE, optional=True, group='health_checker'),
+            'no_traffic_interval': betterproto2.field(12, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'no_traffic_healthy_interval': betterproto2.field(24, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'unhealthy_interval': betterproto2.field(14, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'unhealthy_edge_interval': betterproto2.field(15, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'healthy_edge_interval': betterproto2.field(16, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'event_log_path': betterproto2.field(17, betterproto2.TYPE_STRING),
+            'event_logger': betterproto2.field(25, betterproto2.TYPE_MESSAGE, repeated=True),
+            'event_service': betterproto2.field(22, betterproto2.TYPE_MESSAGE, optional=True),
+            'always_log_health_check_failures': betterproto2.field(19, betterproto2.TYPE_BOOL),
+            'always_log_health_check_success': betterproto2.field(26, betterproto2.TYPE_BOOL),
+            'tls_options': betterproto2.field(21, betterproto2.TYPE_MESSAGE, optional=True),
+            'transport_socket_match_criteria': betterproto2.field(23, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.core.v3", "HealthCheck", HealthCheck)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HealthCheckCustomHealthCheck(betterproto2.Message):
     """
 
@@ -1548,16 +1705,23 @@ class HealthCheckCustomHealthCheck(betterproto2.Message):
         - config_type:
     """
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    typed_config: "____google__protobuf__.Any | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="config_type"
-    )
+    typed_config: "____google__protobuf__.Any | None"
+
+    __match_args__ = ('name', 'typed_config',)
 
     def __init__(self, name: 'str' = _FACTORY, typed_config: '____google__protobuf__.Any | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.typed_config = None if typed_config is _FACTORY else typed_config
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'typed_config': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='config_type'),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1565,17 +1729,16 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HealthCheckGrpcHealthCheck(betterproto2.Message):
     "HealthCheckGrpcHealthCheck(service_name: 'str' = <factory>, authority: 'str' = <factory>, initial_metadata: 'list[HeaderValueOption]' = <factory>)"
 
-    service_name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    service_name: "str"
 
-    authority: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    authority: "str"
 
-    initial_metadata: "list[HeaderValueOption]" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    initial_metadata: "list[HeaderValueOption]"
+
+    __match_args__ = ('service_name', 'authority', 'initial_metadata',)
 
     def __init__(self, service_name: 'str' = _FACTORY, authority: 'str' = _FACTORY, initial_metadata: 'list[HeaderValueOption]' = _FACTORY) -> None:
         self.service_name = "" if service_name is _FACTORY else service_name
@@ -1583,62 +1746,48 @@ class HealthCheckGrpcHealthCheck(betterproto2.Message):
         self.initial_metadata = [] if initial_metadata is _FACTORY else initial_metadata
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'service_name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'authority': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'initial_metadata': betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "HealthCheck.GrpcHealthCheck", HealthCheckGrpcHealthCheck
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HealthCheckHttpHealthCheck(betterproto2.Message):
     "HealthCheckHttpHealthCheck(host: 'str' = <factory>, path: 'str' = <factory>, send: 'HealthCheckPayload | None' = <factory>, receive: 'list[HealthCheckPayload]' = <factory>, response_buffer_size: 'int | None' = <factory>, request_headers_to_add: 'list[HeaderValueOption]' = <factory>, request_headers_to_remove: 'list[str]' = <factory>, expected_statuses: 'list[___type__v3__.Int64Range]' = <factory>, retriable_statuses: 'list[___type__v3__.Int64Range]' = <factory>, codec_client_type: '___type__v3__.CodecClientType' = <factory>, service_name_matcher: '___type__matcher__v3__.StringMatcher | None' = <factory>, method: 'RequestMethod' = <factory>)"
 
-    host: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    host: "str"
 
-    path: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    path: "str"
 
-    send: "HealthCheckPayload | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    send: "HealthCheckPayload | None"
 
-    receive: "list[HealthCheckPayload]" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    receive: "list[HealthCheckPayload]"
 
-    response_buffer_size: "int | None" = betterproto2.field(
-        14,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt64Value,
-        optional=True,
-    )
+    response_buffer_size: "int | None"
 
-    request_headers_to_add: "list[HeaderValueOption]" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    request_headers_to_add: "list[HeaderValueOption]"
 
-    request_headers_to_remove: "list[str]" = betterproto2.field(
-        8, betterproto2.TYPE_STRING, repeated=True
-    )
+    request_headers_to_remove: "list[str]"
 
-    expected_statuses: "list[___type__v3__.Int64Range]" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    expected_statuses: "list[___type__v3__.Int64Range]"
 
-    retriable_statuses: "list[___type__v3__.Int64Range]" = betterproto2.field(
-        12, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    retriable_statuses: "list[___type__v3__.Int64Range]"
 
-    codec_client_type: "___type__v3__.CodecClientType" = betterproto2.field(
-        10, betterproto2.TYPE_ENUM, default_factory=lambda: ___type__v3__.CodecClientType(0)
-    )
+    codec_client_type: "___type__v3__.CodecClientType"
 
-    service_name_matcher: "___type__matcher__v3__.StringMatcher | None" = betterproto2.field(
-        11, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    service_name_matcher: "___type__matcher__v3__.StringMatcher | None"
 
-    method: "RequestMethod" = betterproto2.field(
-        13, betterproto2.TYPE_ENUM, default_factory=lambda: RequestMethod(0)
-    )
+    method: "RequestMethod"
+
+    __match_args__ = ('host', 'path', 'send', 'receive', 'response_buffer_size', 'request_headers_to_add', 'request_headers_to_remove', 'expected_statuses', 'retriable_statuses', 'codec_client_type', 'service_name_matcher', 'method',)
 
     def __init__(self, host: 'str' = _FACTORY, path: 'str' = _FACTORY, send: 'HealthCheckPayload | None' = _FACTORY, receive: 'list[HealthCheckPayload]' = _FACTORY, response_buffer_size: 'int | None' = _FACTORY, request_headers_to_add: 'list[HeaderValueOption]' = _FACTORY, request_headers_to_remove: 'list[str]' = _FACTORY, expected_statuses: 'list[___type__v3__.Int64Range]' = _FACTORY, retriable_statuses: 'list[___type__v3__.Int64Range]' = _FACTORY, codec_client_type: '___type__v3__.CodecClientType' = _FACTORY, service_name_matcher: '___type__matcher__v3__.StringMatcher | None' = _FACTORY, method: 'RequestMethod' = _FACTORY) -> None:
         self.host = "" if host is _FACTORY else host
@@ -1655,13 +1804,29 @@ class HealthCheckHttpHealthCheck(betterproto2.Message):
         self.method = RequestMethod(0) if method is _FACTORY else method
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'host': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'path': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'send': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+            'receive': betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True),
+            'response_buffer_size': betterproto2.field(14, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt64Value, optional=True),
+            'request_headers_to_add': betterproto2.field(6, betterproto2.TYPE_MESSAGE, repeated=True),
+            'request_headers_to_remove': betterproto2.field(8, betterproto2.TYPE_STRING, repeated=True),
+            'expected_statuses': betterproto2.field(9, betterproto2.TYPE_MESSAGE, repeated=True),
+            'retriable_statuses': betterproto2.field(12, betterproto2.TYPE_MESSAGE, repeated=True),
+            'codec_client_type': betterproto2.field(10, betterproto2.TYPE_ENUM, default_factory=lambda: ___type__v3__.CodecClientType(0)),
+            'service_name_matcher': betterproto2.field(11, betterproto2.TYPE_MESSAGE, optional=True),
+            'method': betterproto2.field(13, betterproto2.TYPE_ENUM, default_factory=lambda: RequestMethod(0)),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "HealthCheck.HttpHealthCheck", HealthCheckHttpHealthCheck
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HealthCheckPayload(betterproto2.Message):
     """
 
@@ -1670,18 +1835,23 @@ class HealthCheckPayload(betterproto2.Message):
         - payload:
     """
 
-    text: "str | None" = betterproto2.field(
-        1, betterproto2.TYPE_STRING, optional=True, group="payload"
-    )
+    text: "str | None"
 
-    binary: "bytes | None" = betterproto2.field(
-        2, betterproto2.TYPE_BYTES, optional=True, group="payload"
-    )
+    binary: "bytes | None"
+
+    __match_args__ = ('text', 'binary',)
 
     def __init__(self, text: 'str | None' = _FACTORY, binary: 'bytes | None' = _FACTORY) -> None:
         self.text = None if text is _FACTORY else text
         self.binary = None if binary is _FACTORY else binary
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'text': betterproto2.field(1, betterproto2.TYPE_STRING, optional=True, group='payload'),
+            'binary': betterproto2.field(2, betterproto2.TYPE_BYTES, optional=True, group='payload'),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1689,15 +1859,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HealthCheckRedisHealthCheck(betterproto2.Message):
     "HealthCheckRedisHealthCheck(key: 'str' = <factory>)"
 
-    key: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    key: "str"
+
+    __match_args__ = ('key',)
 
     def __init__(self, key: 'str' = _FACTORY) -> None:
         self.key = "" if key is _FACTORY else key
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'key': betterproto2.field(1, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1705,21 +1882,16 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HealthCheckTcpHealthCheck(betterproto2.Message):
     "HealthCheckTcpHealthCheck(send: 'HealthCheckPayload | None' = <factory>, receive: 'list[HealthCheckPayload]' = <factory>, proxy_protocol_config: 'ProxyProtocolConfig | None' = <factory>)"
 
-    send: "HealthCheckPayload | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    send: "HealthCheckPayload | None"
 
-    receive: "list[HealthCheckPayload]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    receive: "list[HealthCheckPayload]"
 
-    proxy_protocol_config: "ProxyProtocolConfig | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    proxy_protocol_config: "ProxyProtocolConfig | None"
+
+    __match_args__ = ('send', 'receive', 'proxy_protocol_config',)
 
     def __init__(self, send: 'HealthCheckPayload | None' = _FACTORY, receive: 'list[HealthCheckPayload]' = _FACTORY, proxy_protocol_config: 'ProxyProtocolConfig | None' = _FACTORY) -> None:
         self.send = None if send is _FACTORY else send
@@ -1727,21 +1899,36 @@ class HealthCheckTcpHealthCheck(betterproto2.Message):
         self.proxy_protocol_config = None if proxy_protocol_config is _FACTORY else proxy_protocol_config
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'send': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'receive': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+            'proxy_protocol_config': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "HealthCheck.TcpHealthCheck", HealthCheckTcpHealthCheck
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HealthCheckTlsOptions(betterproto2.Message):
     "HealthCheckTlsOptions(alpn_protocols: 'list[str]' = <factory>)"
 
-    alpn_protocols: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
+    alpn_protocols: "list[str]"
+
+    __match_args__ = ('alpn_protocols',)
 
     def __init__(self, alpn_protocols: 'list[str]' = _FACTORY) -> None:
         self.alpn_protocols = [] if alpn_protocols is _FACTORY else alpn_protocols
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'alpn_protocols': betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1749,60 +1936,58 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HealthStatusSet(betterproto2.Message):
     "HealthStatusSet(statuses: 'list[HealthStatus]' = <factory>)"
 
-    statuses: "list[HealthStatus]" = betterproto2.field(1, betterproto2.TYPE_ENUM, repeated=True)
+    statuses: "list[HealthStatus]"
+
+    __match_args__ = ('statuses',)
 
     def __init__(self, statuses: 'list[HealthStatus]' = _FACTORY) -> None:
         self.statuses = [] if statuses is _FACTORY else statuses
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'statuses': betterproto2.field(1, betterproto2.TYPE_ENUM, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.core.v3", "HealthStatusSet", HealthStatusSet)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Http1ProtocolOptions(betterproto2.Message):
     "Http1ProtocolOptions(allow_absolute_url: 'bool | None' = <factory>, accept_http_10: 'bool' = <factory>, default_host_for_http_10: 'str' = <factory>, header_key_format: 'Http1ProtocolOptionsHeaderKeyFormat | None' = <factory>, enable_trailers: 'bool' = <factory>, allow_chunked_length: 'bool' = <factory>, override_stream_error_on_invalid_http_message: 'bool | None' = <factory>, send_fully_qualified_url: 'bool' = <factory>, use_balsa_parser: 'bool | None' = <factory>, allow_custom_methods: 'bool' = <factory>, ignore_http_11_upgrade: 'list[___type__matcher__v3__.StringMatcher]' = <factory>)"
 
-    allow_absolute_url: "bool | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
-    )
+    allow_absolute_url: "bool | None"
 
-    accept_http_10: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    accept_http_10: "bool"
 
-    default_host_for_http_10: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    default_host_for_http_10: "str"
 
-    header_key_format: "Http1ProtocolOptionsHeaderKeyFormat | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    header_key_format: "Http1ProtocolOptionsHeaderKeyFormat | None"
 
-    enable_trailers: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
+    enable_trailers: "bool"
 
-    allow_chunked_length: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
+    allow_chunked_length: "bool"
 
-    override_stream_error_on_invalid_http_message: "bool | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
-    )
+    override_stream_error_on_invalid_http_message: "bool | None"
 
-    send_fully_qualified_url: "bool" = betterproto2.field(8, betterproto2.TYPE_BOOL)
+    send_fully_qualified_url: "bool"
 
-    use_balsa_parser: "bool | None" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
-    )
+    use_balsa_parser: "bool | None"
 
-    allow_custom_methods: "bool" = betterproto2.field(10, betterproto2.TYPE_BOOL)
+    allow_custom_methods: "bool"
 
-    ignore_http_11_upgrade: "list[___type__matcher__v3__.StringMatcher]" = betterproto2.field(
-        11, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    ignore_http_11_upgrade: "list[___type__matcher__v3__.StringMatcher]"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("use_balsa_parser"):
             warnings.warn("Http1ProtocolOptions.use_balsa_parser is deprecated", DeprecationWarning)
+
+    __match_args__ = ('allow_absolute_url', 'accept_http_10', 'default_host_for_http_10', 'header_key_format', 'enable_trailers', 'allow_chunked_length', 'override_stream_error_on_invalid_http_message', 'send_fully_qualified_url', 'use_balsa_parser', 'allow_custom_methods', 'ignore_http_11_upgrade',)
 
     def __init__(self, allow_absolute_url: 'bool | None' = _FACTORY, accept_http_10: 'bool' = _FACTORY, default_host_for_http_10: 'str' = _FACTORY, header_key_format: 'Http1ProtocolOptionsHeaderKeyFormat | None' = _FACTORY, enable_trailers: 'bool' = _FACTORY, allow_chunked_length: 'bool' = _FACTORY, override_stream_error_on_invalid_http_message: 'bool | None' = _FACTORY, send_fully_qualified_url: 'bool' = _FACTORY, use_balsa_parser: 'bool | None' = _FACTORY, allow_custom_methods: 'bool' = _FACTORY, ignore_http_11_upgrade: 'list[___type__matcher__v3__.StringMatcher]' = _FACTORY) -> None:
         self.allow_absolute_url = None if allow_absolute_url is _FACTORY else allow_absolute_url
@@ -1818,13 +2003,28 @@ class Http1ProtocolOptions(betterproto2.Message):
         self.ignore_http_11_upgrade = [] if ignore_http_11_upgrade is _FACTORY else ignore_http_11_upgrade
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'allow_absolute_url': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True),
+            'accept_http_10': betterproto2.field(2, betterproto2.TYPE_BOOL),
+            'default_host_for_http_10': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'header_key_format': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+            'enable_trailers': betterproto2.field(5, betterproto2.TYPE_BOOL),
+            'allow_chunked_length': betterproto2.field(6, betterproto2.TYPE_BOOL),
+            'override_stream_error_on_invalid_http_message': betterproto2.field(7, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True),
+            'send_fully_qualified_url': betterproto2.field(8, betterproto2.TYPE_BOOL),
+            'use_balsa_parser': betterproto2.field(9, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True),
+            'allow_custom_methods': betterproto2.field(10, betterproto2.TYPE_BOOL),
+            'ignore_http_11_upgrade': betterproto2.field(11, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "Http1ProtocolOptions", Http1ProtocolOptions
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Http1ProtocolOptionsHeaderKeyFormat(betterproto2.Message):
     """
 
@@ -1833,18 +2033,23 @@ class Http1ProtocolOptionsHeaderKeyFormat(betterproto2.Message):
         - header_format:
     """
 
-    proper_case_words: "Http1ProtocolOptionsHeaderKeyFormatProperCaseWords | None" = (
-        betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group="header_format")
-    )
+    proper_case_words: "Http1ProtocolOptionsHeaderKeyFormatProperCaseWords | None"
 
-    stateful_formatter: "TypedExtensionConfig | None" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, optional=True, group="header_format"
-    )
+    stateful_formatter: "TypedExtensionConfig | None"
+
+    __match_args__ = ('proper_case_words', 'stateful_formatter',)
 
     def __init__(self, proper_case_words: 'Http1ProtocolOptionsHeaderKeyFormatProperCaseWords | None' = _FACTORY, stateful_formatter: 'TypedExtensionConfig | None' = _FACTORY) -> None:
         self.proper_case_words = None if proper_case_words is _FACTORY else proper_case_words
         self.stateful_formatter = None if stateful_formatter is _FACTORY else stateful_formatter
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'proper_case_words': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group='header_format'),
+            'stateful_formatter': betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True, group='header_format'),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1854,14 +2059,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Http1ProtocolOptionsHeaderKeyFormatProperCaseWords(betterproto2.Message):
     'Http1ProtocolOptionsHeaderKeyFormatProperCaseWords()'
 
     pass
 
+    __match_args__ = ()
+
     def __init__(self) -> None:
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1871,107 +2082,42 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Http2ProtocolOptions(betterproto2.Message):
     "Http2ProtocolOptions(hpack_table_size: 'int | None' = <factory>, max_concurrent_streams: 'int | None' = <factory>, initial_stream_window_size: 'int | None' = <factory>, initial_connection_window_size: 'int | None' = <factory>, allow_connect: 'bool' = <factory>, allow_metadata: 'bool' = <factory>, max_outbound_frames: 'int | None' = <factory>, max_outbound_control_frames: 'int | None' = <factory>, max_consecutive_inbound_frames_with_empty_payload: 'int | None' = <factory>, max_inbound_priority_frames_per_stream: 'int | None' = <factory>, max_inbound_window_update_frames_per_data_frame_sent: 'int | None' = <factory>, stream_error_on_invalid_http_messaging: 'bool' = <factory>, override_stream_error_on_invalid_http_message: 'bool | None' = <factory>, custom_settings_parameters: 'list[Http2ProtocolOptionsSettingsParameter]' = <factory>, connection_keepalive: 'KeepaliveSettings | None' = <factory>, use_oghttp2_codec: 'bool | None' = <factory>, max_metadata_size: 'int | None' = <factory>)"
 
-    hpack_table_size: "int | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    hpack_table_size: "int | None"
 
-    max_concurrent_streams: "int | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    max_concurrent_streams: "int | None"
 
-    initial_stream_window_size: "int | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    initial_stream_window_size: "int | None"
 
-    initial_connection_window_size: "int | None" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    initial_connection_window_size: "int | None"
 
-    allow_connect: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
+    allow_connect: "bool"
 
-    allow_metadata: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
+    allow_metadata: "bool"
 
-    max_outbound_frames: "int | None" = betterproto2.field(
-        7,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    max_outbound_frames: "int | None"
 
-    max_outbound_control_frames: "int | None" = betterproto2.field(
-        8,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    max_outbound_control_frames: "int | None"
 
-    max_consecutive_inbound_frames_with_empty_payload: "int | None" = betterproto2.field(
-        9,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    max_consecutive_inbound_frames_with_empty_payload: "int | None"
 
-    max_inbound_priority_frames_per_stream: "int | None" = betterproto2.field(
-        10,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    max_inbound_priority_frames_per_stream: "int | None"
 
-    max_inbound_window_update_frames_per_data_frame_sent: "int | None" = betterproto2.field(
-        11,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    max_inbound_window_update_frames_per_data_frame_sent: "int | None"
 
-    stream_error_on_invalid_http_messaging: "bool" = betterproto2.field(12, betterproto2.TYPE_BOOL)
+    stream_error_on_invalid_http_messaging: "bool"
 
-    override_stream_error_on_invalid_http_message: "bool | None" = betterproto2.field(
-        14,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.BoolValue,
-        optional=True,
-    )
+    override_stream_error_on_invalid_http_message: "bool | None"
 
-    custom_settings_parameters: "list[Http2ProtocolOptionsSettingsParameter]" = betterproto2.field(
-        13, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    custom_settings_parameters: "list[Http2ProtocolOptionsSettingsParameter]"
 
-    connection_keepalive: "KeepaliveSettings | None" = betterproto2.field(
-        15, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    connection_keepalive: "KeepaliveSettings | None"
 
-    use_oghttp2_codec: "bool | None" = betterproto2.field(
-        16,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.BoolValue,
-        optional=True,
-    )
+    use_oghttp2_codec: "bool | None"
 
-    max_metadata_size: "int | None" = betterproto2.field(
-        17,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt64Value,
-        optional=True,
-    )
+    max_metadata_size: "int | None"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -1980,6 +2126,8 @@ class Http2ProtocolOptions(betterproto2.Message):
                 "Http2ProtocolOptions.stream_error_on_invalid_http_messaging is deprecated",
                 DeprecationWarning,
             )
+
+    __match_args__ = ('hpack_table_size', 'max_concurrent_streams', 'initial_stream_window_size', 'initial_connection_window_size', 'allow_connect', 'allow_metadata', 'max_outbound_frames', 'max_outbound_control_frames', 'max_consecutive_inbound_frames_with_empty_payload', 'max_inbound_priority_frames_per_stream', 'max_inbound_window_update_frames_per_data_frame_sent', 'stream_error_on_invalid_http_messaging', 'override_stream_error_on_invalid_http_message', 'custom_settings_parameters', 'connection_keepalive', 'use_oghttp2_codec', 'max_metadata_size',)
 
     def __init__(self, hpack_table_size: 'int | None' = _FACTORY, max_concurrent_streams: 'int | None' = _FACTORY, initial_stream_window_size: 'int | None' = _FACTORY, initial_connection_window_size: 'int | None' = _FACTORY, allow_connect: 'bool' = _FACTORY, allow_metadata: 'bool' = _FACTORY, max_outbound_frames: 'int | None' = _FACTORY, max_outbound_control_frames: 'int | None' = _FACTORY, max_consecutive_inbound_frames_with_empty_payload: 'int | None' = _FACTORY, max_inbound_priority_frames_per_stream: 'int | None' = _FACTORY, max_inbound_window_update_frames_per_data_frame_sent: 'int | None' = _FACTORY, stream_error_on_invalid_http_messaging: 'bool' = _FACTORY, override_stream_error_on_invalid_http_message: 'bool | None' = _FACTORY, custom_settings_parameters: 'list[Http2ProtocolOptionsSettingsParameter]' = _FACTORY, connection_keepalive: 'KeepaliveSettings | None' = _FACTORY, use_oghttp2_codec: 'bool | None' = _FACTORY, max_metadata_size: 'int | None' = _FACTORY) -> None:
         self.hpack_table_size = None if hpack_table_size is _FACTORY else hpack_table_size
@@ -2001,34 +2149,54 @@ class Http2ProtocolOptions(betterproto2.Message):
         self.max_metadata_size = None if max_metadata_size is _FACTORY else max_metadata_size
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'hpack_table_size': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'max_concurrent_streams': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'initial_stream_window_size': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'initial_connection_window_size': betterproto2.field(4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'allow_connect': betterproto2.field(5, betterproto2.TYPE_BOOL),
+            'allow_metadata': betterproto2.field(6, betterproto2.TYPE_BOOL),
+            'max_outbound_frames': betterproto2.field(7, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'max_outbound_control_frames': betterproto2.field(8, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'max_consecutive_inbound_frames_with_empty_payload': betterproto2.field(9, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'max_inbound_priority_frames_per_stream': betterproto2.field(10, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'max_inbound_window_update_frames_per_data_frame_sent': betterproto2.field(11, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'stream_error_on_invalid_http_messaging': betterproto2.field(12, betterproto2.TYPE_BOOL),
+            'override_stream_error_on_invalid_http_message': betterproto2.field(14, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True),
+            'custom_settings_parameters': betterproto2.field(13, betterproto2.TYPE_MESSAGE, repeated=True),
+            'connection_keepalive': betterproto2.field(15, betterproto2.TYPE_MESSAGE, optional=True),
+            'use_oghttp2_codec': betterproto2.field(16, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True),
+            'max_metadata_size': betterproto2.field(17, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt64Value, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "Http2ProtocolOptions", Http2ProtocolOptions
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Http2ProtocolOptionsSettingsParameter(betterproto2.Message):
     "Http2ProtocolOptionsSettingsParameter(identifier: 'int | None' = <factory>, value: 'int | None' = <factory>)"
 
-    identifier: "int | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    identifier: "int | None"
 
-    value: "int | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    value: "int | None"
+
+    __match_args__ = ('identifier', 'value',)
 
     def __init__(self, identifier: 'int | None' = _FACTORY, value: 'int | None' = _FACTORY) -> None:
         self.identifier = None if identifier is _FACTORY else identifier
         self.value = None if value is _FACTORY else value
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'identifier': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'value': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -2038,27 +2206,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Http3ProtocolOptions(betterproto2.Message):
     "Http3ProtocolOptions(quic_protocol_options: 'QuicProtocolOptions | None' = <factory>, override_stream_error_on_invalid_http_message: 'bool | None' = <factory>, allow_extended_connect: 'bool' = <factory>, allow_metadata: 'bool' = <factory>, disable_qpack: 'bool' = <factory>, disable_connection_flow_control_for_streams: 'bool' = <factory>)"
 
-    quic_protocol_options: "QuicProtocolOptions | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    quic_protocol_options: "QuicProtocolOptions | None"
 
-    override_stream_error_on_invalid_http_message: "bool | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
-    )
+    override_stream_error_on_invalid_http_message: "bool | None"
 
-    allow_extended_connect: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
+    allow_extended_connect: "bool"
 
-    allow_metadata: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
+    allow_metadata: "bool"
 
-    disable_qpack: "bool" = betterproto2.field(7, betterproto2.TYPE_BOOL)
+    disable_qpack: "bool"
 
-    disable_connection_flow_control_for_streams: "bool" = betterproto2.field(
-        8, betterproto2.TYPE_BOOL
-    )
+    disable_connection_flow_control_for_streams: "bool"
+
+    __match_args__ = ('quic_protocol_options', 'override_stream_error_on_invalid_http_message', 'allow_extended_connect', 'allow_metadata', 'disable_qpack', 'disable_connection_flow_control_for_streams',)
 
     def __init__(self, quic_protocol_options: 'QuicProtocolOptions | None' = _FACTORY, override_stream_error_on_invalid_http_message: 'bool | None' = _FACTORY, allow_extended_connect: 'bool' = _FACTORY, allow_metadata: 'bool' = _FACTORY, disable_qpack: 'bool' = _FACTORY, disable_connection_flow_control_for_streams: 'bool' = _FACTORY) -> None:
         self.quic_protocol_options = None if quic_protocol_options is _FACTORY else quic_protocol_options
@@ -2069,56 +2232,41 @@ class Http3ProtocolOptions(betterproto2.Message):
         self.disable_connection_flow_control_for_streams = False if disable_connection_flow_control_for_streams is _FACTORY else disable_connection_flow_control_for_streams
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'quic_protocol_options': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'override_stream_error_on_invalid_http_message': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True),
+            'allow_extended_connect': betterproto2.field(5, betterproto2.TYPE_BOOL),
+            'allow_metadata': betterproto2.field(6, betterproto2.TYPE_BOOL),
+            'disable_qpack': betterproto2.field(7, betterproto2.TYPE_BOOL),
+            'disable_connection_flow_control_for_streams': betterproto2.field(8, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "Http3ProtocolOptions", Http3ProtocolOptions
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HttpProtocolOptions(betterproto2.Message):
     "HttpProtocolOptions(idle_timeout: 'datetime.timedelta | None' = <factory>, max_connection_duration: 'datetime.timedelta | None' = <factory>, max_headers_count: 'int | None' = <factory>, max_response_headers_kb: 'int | None' = <factory>, max_stream_duration: 'datetime.timedelta | None' = <factory>, headers_with_underscores_action: 'HttpProtocolOptionsHeadersWithUnderscoresAction' = <factory>, max_requests_per_connection: 'int | None' = <factory>)"
 
-    idle_timeout: "datetime.timedelta | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    idle_timeout: "datetime.timedelta | None"
 
-    max_connection_duration: "datetime.timedelta | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    max_connection_duration: "datetime.timedelta | None"
 
-    max_headers_count: "int | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    max_headers_count: "int | None"
 
-    max_response_headers_kb: "int | None" = betterproto2.field(
-        7,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    max_response_headers_kb: "int | None"
 
-    max_stream_duration: "datetime.timedelta | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    max_stream_duration: "datetime.timedelta | None"
 
-    headers_with_underscores_action: "HttpProtocolOptionsHeadersWithUnderscoresAction" = (
-        betterproto2.field(
-            5,
-            betterproto2.TYPE_ENUM,
-            default_factory=lambda: HttpProtocolOptionsHeadersWithUnderscoresAction(0),
-        )
-    )
+    headers_with_underscores_action: "HttpProtocolOptionsHeadersWithUnderscoresAction"
 
-    max_requests_per_connection: "int | None" = betterproto2.field(
-        6,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    max_requests_per_connection: "int | None"
+
+    __match_args__ = ('idle_timeout', 'max_connection_duration', 'max_headers_count', 'max_response_headers_kb', 'max_stream_duration', 'headers_with_underscores_action', 'max_requests_per_connection',)
 
     def __init__(self, idle_timeout: 'datetime.timedelta | None' = _FACTORY, max_connection_duration: 'datetime.timedelta | None' = _FACTORY, max_headers_count: 'int | None' = _FACTORY, max_response_headers_kb: 'int | None' = _FACTORY, max_stream_duration: 'datetime.timedelta | None' = _FACTORY, headers_with_underscores_action: 'HttpProtocolOptionsHeadersWithUnderscoresAction' = _FACTORY, max_requests_per_connection: 'int | None' = _FACTORY) -> None:
         self.idle_timeout = None if idle_timeout is _FACTORY else idle_timeout
@@ -2130,32 +2278,49 @@ class HttpProtocolOptions(betterproto2.Message):
         self.max_requests_per_connection = None if max_requests_per_connection is _FACTORY else max_requests_per_connection
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'idle_timeout': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'max_connection_duration': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'max_headers_count': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'max_response_headers_kb': betterproto2.field(7, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'max_stream_duration': betterproto2.field(4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'headers_with_underscores_action': betterproto2.field(5, betterproto2.TYPE_ENUM, default_factory=lambda: HttpProtocolOptionsHeadersWithUnderscoresAction(0)),
+            'max_requests_per_connection': betterproto2.field(6, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "HttpProtocolOptions", HttpProtocolOptions
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HttpService(betterproto2.Message):
     "HttpService(http_uri: 'HttpUri | None' = <factory>, request_headers_to_add: 'list[HeaderValueOption]' = <factory>)"
 
-    http_uri: "HttpUri | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    http_uri: "HttpUri | None"
 
-    request_headers_to_add: "list[HeaderValueOption]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    request_headers_to_add: "list[HeaderValueOption]"
+
+    __match_args__ = ('http_uri', 'request_headers_to_add',)
 
     def __init__(self, http_uri: 'HttpUri | None' = _FACTORY, request_headers_to_add: 'list[HeaderValueOption]' = _FACTORY) -> None:
         self.http_uri = None if http_uri is _FACTORY else http_uri
         self.request_headers_to_add = [] if request_headers_to_add is _FACTORY else request_headers_to_add
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'http_uri': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'request_headers_to_add': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.core.v3", "HttpService", HttpService)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HttpUri(betterproto2.Message):
     """
 
@@ -2164,15 +2329,13 @@ class HttpUri(betterproto2.Message):
         - http_upstream_type:
     """
 
-    uri: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    uri: "str"
 
-    cluster: "str | None" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, optional=True, group="http_upstream_type"
-    )
+    cluster: "str | None"
 
-    timeout: "datetime.timedelta | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    timeout: "datetime.timedelta | None"
+
+    __match_args__ = ('uri', 'cluster', 'timeout',)
 
     def __init__(self, uri: 'str' = _FACTORY, cluster: 'str | None' = _FACTORY, timeout: 'datetime.timedelta | None' = _FACTORY) -> None:
         self.uri = "" if uri is _FACTORY else uri
@@ -2180,24 +2343,39 @@ class HttpUri(betterproto2.Message):
         self.timeout = None if timeout is _FACTORY else timeout
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'uri': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'cluster': betterproto2.field(2, betterproto2.TYPE_STRING, optional=True, group='http_upstream_type'),
+            'timeout': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.core.v3", "HttpUri", HttpUri)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class JsonFormatOptions(betterproto2.Message):
     "JsonFormatOptions(sort_properties: 'bool' = <factory>)"
 
-    sort_properties: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    sort_properties: "bool"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("sort_properties"):
             warnings.warn("JsonFormatOptions.sort_properties is deprecated", DeprecationWarning)
 
+    __match_args__ = ('sort_properties',)
+
     def __init__(self, sort_properties: 'bool' = _FACTORY) -> None:
         self.sort_properties = False if sort_properties is _FACTORY else sort_properties
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'sort_properties': betterproto2.field(1, betterproto2.TYPE_BOOL),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -2205,25 +2383,18 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class KeepaliveSettings(betterproto2.Message):
     "KeepaliveSettings(interval: 'datetime.timedelta | None' = <factory>, timeout: 'datetime.timedelta | None' = <factory>, interval_jitter: '___type__v3__.Percent | None' = <factory>, connection_idle_interval: 'datetime.timedelta | None' = <factory>)"
 
-    interval: "datetime.timedelta | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    interval: "datetime.timedelta | None"
 
-    timeout: "datetime.timedelta | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    timeout: "datetime.timedelta | None"
 
-    interval_jitter: "___type__v3__.Percent | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    interval_jitter: "___type__v3__.Percent | None"
 
-    connection_idle_interval: "datetime.timedelta | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    connection_idle_interval: "datetime.timedelta | None"
+
+    __match_args__ = ('interval', 'timeout', 'interval_jitter', 'connection_idle_interval',)
 
     def __init__(self, interval: 'datetime.timedelta | None' = _FACTORY, timeout: 'datetime.timedelta | None' = _FACTORY, interval_jitter: '___type__v3__.Percent | None' = _FACTORY, connection_idle_interval: 'datetime.timedelta | None' = _FACTORY) -> None:
         self.interval = None if interval is _FACTORY else interval
@@ -2232,19 +2403,27 @@ class KeepaliveSettings(betterproto2.Message):
         self.connection_idle_interval = None if connection_idle_interval is _FACTORY else connection_idle_interval
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'interval': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'timeout': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'interval_jitter': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+            'connection_idle_interval': betterproto2.field(4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "KeepaliveSettings", KeepaliveSettings
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class KeyValue(betterproto2.Message):
     "KeyValue(key: 'str' = <factory>, value: 'bytes' = <factory>)"
 
-    key: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    key: "str"
 
-    value: "bytes" = betterproto2.field(2, betterproto2.TYPE_BYTES)
+    value: "bytes"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -2253,31 +2432,39 @@ class KeyValue(betterproto2.Message):
         if self.is_set("value"):
             warnings.warn("KeyValue.value is deprecated", DeprecationWarning)
 
+    __match_args__ = ('key', 'value',)
+
     def __init__(self, key: 'str' = _FACTORY, value: 'bytes' = _FACTORY) -> None:
         self.key = "" if key is _FACTORY else key
         self.value = b"" if value is _FACTORY else value
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'key': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'value': betterproto2.field(2, betterproto2.TYPE_BYTES),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.core.v3", "KeyValue", KeyValue)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class KeyValueAppend(betterproto2.Message):
     "KeyValueAppend(record: 'KeyValuePair | None' = <factory>, entry: 'KeyValue | None' = <factory>, action: 'KeyValueAppendKeyValueAppendAction' = <factory>)"
 
-    record: "KeyValuePair | None" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
+    record: "KeyValuePair | None"
 
-    entry: "KeyValue | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    entry: "KeyValue | None"
 
-    action: "KeyValueAppendKeyValueAppendAction" = betterproto2.field(
-        2, betterproto2.TYPE_ENUM, default_factory=lambda: KeyValueAppendKeyValueAppendAction(0)
-    )
+    action: "KeyValueAppendKeyValueAppendAction"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("entry"):
             warnings.warn("KeyValueAppend.entry is deprecated", DeprecationWarning)
+
+    __match_args__ = ('record', 'entry', 'action',)
 
     def __init__(self, record: 'KeyValuePair | None' = _FACTORY, entry: 'KeyValue | None' = _FACTORY, action: 'KeyValueAppendKeyValueAppendAction' = _FACTORY) -> None:
         self.record = None if record is _FACTORY else record
@@ -2285,57 +2472,78 @@ class KeyValueAppend(betterproto2.Message):
         self.action = KeyValueAppendKeyValueAppendAction(0) if action is _FACTORY else action
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'record': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+            'entry': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'action': betterproto2.field(2, betterproto2.TYPE_ENUM, default_factory=lambda: KeyValueAppendKeyValueAppendAction(0)),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.core.v3", "KeyValueAppend", KeyValueAppend)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class KeyValueMutation(betterproto2.Message):
     "KeyValueMutation(append: 'KeyValueAppend | None' = <factory>, remove: 'str' = <factory>)"
 
-    append: "KeyValueAppend | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    append: "KeyValueAppend | None"
 
-    remove: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    remove: "str"
+
+    __match_args__ = ('append', 'remove',)
 
     def __init__(self, append: 'KeyValueAppend | None' = _FACTORY, remove: 'str' = _FACTORY) -> None:
         self.append = None if append is _FACTORY else append
         self.remove = "" if remove is _FACTORY else remove
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'append': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'remove': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.core.v3", "KeyValueMutation", KeyValueMutation)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class KeyValuePair(betterproto2.Message):
     "KeyValuePair(key: 'str' = <factory>, value: '____google__protobuf__.Value | None' = <factory>)"
 
-    key: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    key: "str"
 
-    value: "____google__protobuf__.Value | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    value: "____google__protobuf__.Value | None"
+
+    __match_args__ = ('key', 'value',)
 
     def __init__(self, key: 'str' = _FACTORY, value: '____google__protobuf__.Value | None' = _FACTORY) -> None:
         self.key = "" if key is _FACTORY else key
         self.value = None if value is _FACTORY else value
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'key': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'value': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.core.v3", "KeyValuePair", KeyValuePair)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Locality(betterproto2.Message):
     "Locality(region: 'str' = <factory>, zone: 'str' = <factory>, sub_zone: 'str' = <factory>)"
 
-    region: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    region: "str"
 
-    zone: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    zone: "str"
 
-    sub_zone: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    sub_zone: "str"
+
+    __match_args__ = ('region', 'zone', 'sub_zone',)
 
     def __init__(self, region: 'str' = _FACTORY, zone: 'str' = _FACTORY, sub_zone: 'str' = _FACTORY) -> None:
         self.region = "" if region is _FACTORY else region
@@ -2343,36 +2551,43 @@ class Locality(betterproto2.Message):
         self.sub_zone = "" if sub_zone is _FACTORY else sub_zone
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'region': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'zone': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'sub_zone': betterproto2.field(3, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.core.v3", "Locality", Locality)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Metadata(betterproto2.Message):
     "Metadata(filter_metadata: 'dict[str, ____google__protobuf__.Struct]' = <factory>, typed_filter_metadata: 'dict[str, ____google__protobuf__.Any]' = <factory>)"
 
-    filter_metadata: "dict[str, ____google__protobuf__.Struct]" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
-    )
+    filter_metadata: "dict[str, ____google__protobuf__.Struct]"
 
-    typed_filter_metadata: "dict[str, ____google__protobuf__.Any]" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
-    )
+    typed_filter_metadata: "dict[str, ____google__protobuf__.Any]"
+
+    __match_args__ = ('filter_metadata', 'typed_filter_metadata',)
 
     def __init__(self, filter_metadata: 'dict[str, ____google__protobuf__.Struct]' = _FACTORY, typed_filter_metadata: 'dict[str, ____google__protobuf__.Any]' = _FACTORY) -> None:
         self.filter_metadata = {} if filter_metadata is _FACTORY else filter_metadata
         self.typed_filter_metadata = {} if typed_filter_metadata is _FACTORY else typed_filter_metadata
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'filter_metadata': betterproto2.field(1, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)),
+            'typed_filter_metadata': betterproto2.field(2, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.core.v3", "Metadata", Metadata)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Node(betterproto2.Message):
     """
 
@@ -2381,44 +2596,34 @@ class Node(betterproto2.Message):
         - user_agent_version_type:
     """
 
-    id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    id: "str"
 
-    cluster: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    cluster: "str"
 
-    metadata: "____google__protobuf__.Struct | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    metadata: "____google__protobuf__.Struct | None"
 
-    dynamic_parameters: "dict[str, ____xds__core__v3__.ContextParams]" = betterproto2.field(
-        12,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
-    )
+    dynamic_parameters: "dict[str, ____xds__core__v3__.ContextParams]"
 
-    locality: "Locality | None" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
+    locality: "Locality | None"
 
-    user_agent_name: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    user_agent_name: "str"
 
-    user_agent_version: "str | None" = betterproto2.field(
-        7, betterproto2.TYPE_STRING, optional=True, group="user_agent_version_type"
-    )
+    user_agent_version: "str | None"
 
-    user_agent_build_version: "BuildVersion | None" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, optional=True, group="user_agent_version_type"
-    )
+    user_agent_build_version: "BuildVersion | None"
 
-    extensions: "list[Extension]" = betterproto2.field(9, betterproto2.TYPE_MESSAGE, repeated=True)
+    extensions: "list[Extension]"
 
-    client_features: "list[str]" = betterproto2.field(10, betterproto2.TYPE_STRING, repeated=True)
+    client_features: "list[str]"
 
-    listening_addresses: "list[Address]" = betterproto2.field(
-        11, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    listening_addresses: "list[Address]"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("listening_addresses"):
             warnings.warn("Node.listening_addresses is deprecated", DeprecationWarning)
+
+    __match_args__ = ('id', 'cluster', 'metadata', 'dynamic_parameters', 'locality', 'user_agent_name', 'user_agent_version', 'user_agent_build_version', 'extensions', 'client_features', 'listening_addresses',)
 
     def __init__(self, id: 'str' = _FACTORY, cluster: 'str' = _FACTORY, metadata: '____google__protobuf__.Struct | None' = _FACTORY, dynamic_parameters: 'dict[str, ____xds__core__v3__.ContextParams]' = _FACTORY, locality: 'Locality | None' = _FACTORY, user_agent_name: 'str' = _FACTORY, user_agent_version: 'str | None' = _FACTORY, user_agent_build_version: 'BuildVersion | None' = _FACTORY, extensions: 'list[Extension]' = _FACTORY, client_features: 'list[str]' = _FACTORY, listening_addresses: 'list[Address]' = _FACTORY) -> None:
         self.id = "" if id is _FACTORY else id
@@ -2434,73 +2639,107 @@ class Node(betterproto2.Message):
         self.listening_addresses = [] if listening_addresses is _FACTORY else listening_addresses
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'id': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'cluster': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'metadata': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+            'dynamic_parameters': betterproto2.field(12, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)),
+            'locality': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+            'user_agent_name': betterproto2.field(6, betterproto2.TYPE_STRING),
+            'user_agent_version': betterproto2.field(7, betterproto2.TYPE_STRING, optional=True, group='user_agent_version_type'),
+            'user_agent_build_version': betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True, group='user_agent_version_type'),
+            'extensions': betterproto2.field(9, betterproto2.TYPE_MESSAGE, repeated=True),
+            'client_features': betterproto2.field(10, betterproto2.TYPE_STRING, repeated=True),
+            'listening_addresses': betterproto2.field(11, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.core.v3", "Node", Node)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class PathConfigSource(betterproto2.Message):
     "PathConfigSource(path: 'str' = <factory>, watched_directory: 'WatchedDirectory | None' = <factory>)"
 
-    path: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    path: "str"
 
-    watched_directory: "WatchedDirectory | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    watched_directory: "WatchedDirectory | None"
+
+    __match_args__ = ('path', 'watched_directory',)
 
     def __init__(self, path: 'str' = _FACTORY, watched_directory: 'WatchedDirectory | None' = _FACTORY) -> None:
         self.path = "" if path is _FACTORY else path
         self.watched_directory = None if watched_directory is _FACTORY else watched_directory
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'path': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'watched_directory': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.core.v3", "PathConfigSource", PathConfigSource)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class PerHostConfig(betterproto2.Message):
     "PerHostConfig(added_tlvs: 'list[TlvEntry]' = <factory>)"
 
-    added_tlvs: "list[TlvEntry]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    added_tlvs: "list[TlvEntry]"
+
+    __match_args__ = ('added_tlvs',)
 
     def __init__(self, added_tlvs: 'list[TlvEntry]' = _FACTORY) -> None:
         self.added_tlvs = [] if added_tlvs is _FACTORY else added_tlvs
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'added_tlvs': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.core.v3", "PerHostConfig", PerHostConfig)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Pipe(betterproto2.Message):
     "Pipe(path: 'str' = <factory>, mode: 'int' = <factory>)"
 
-    path: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    path: "str"
 
-    mode: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+    mode: "int"
+
+    __match_args__ = ('path', 'mode',)
 
     def __init__(self, path: 'str' = _FACTORY, mode: 'int' = _FACTORY) -> None:
         self.path = "" if path is _FACTORY else path
         self.mode = 0 if mode is _FACTORY else mode
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'path': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'mode': betterproto2.field(2, betterproto2.TYPE_UINT32),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.core.v3", "Pipe", Pipe)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ProxyProtocolConfig(betterproto2.Message):
     "ProxyProtocolConfig(version: 'ProxyProtocolConfigVersion' = <factory>, pass_through_tlvs: 'ProxyProtocolPassThroughTlVs | None' = <factory>, added_tlvs: 'list[TlvEntry]' = <factory>)"
 
-    version: "ProxyProtocolConfigVersion" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, default_factory=lambda: ProxyProtocolConfigVersion(0)
-    )
+    version: "ProxyProtocolConfigVersion"
 
-    pass_through_tlvs: "ProxyProtocolPassThroughTlVs | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    pass_through_tlvs: "ProxyProtocolPassThroughTlVs | None"
 
-    added_tlvs: "list[TlvEntry]" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
+    added_tlvs: "list[TlvEntry]"
+
+    __match_args__ = ('version', 'pass_through_tlvs', 'added_tlvs',)
 
     def __init__(self, version: 'ProxyProtocolConfigVersion' = _FACTORY, pass_through_tlvs: 'ProxyProtocolPassThroughTlVs | None' = _FACTORY, added_tlvs: 'list[TlvEntry]' = _FACTORY) -> None:
         self.version = ProxyProtocolConfigVersion(0) if version is _FACTORY else version
@@ -2508,28 +2747,40 @@ class ProxyProtocolConfig(betterproto2.Message):
         self.added_tlvs = [] if added_tlvs is _FACTORY else added_tlvs
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'version': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: ProxyProtocolConfigVersion(0)),
+            'pass_through_tlvs': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'added_tlvs': betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "ProxyProtocolConfig", ProxyProtocolConfig
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ProxyProtocolPassThroughTlVs(betterproto2.Message):
     "ProxyProtocolPassThroughTlVs(match_type: 'ProxyProtocolPassThroughTlVsPassTlVsMatchType' = <factory>, tlv_type: 'list[int]' = <factory>)"
 
-    match_type: "ProxyProtocolPassThroughTlVsPassTlVsMatchType" = betterproto2.field(
-        1,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: ProxyProtocolPassThroughTlVsPassTlVsMatchType(0),
-    )
+    match_type: "ProxyProtocolPassThroughTlVsPassTlVsMatchType"
 
-    tlv_type: "list[int]" = betterproto2.field(2, betterproto2.TYPE_UINT32, repeated=True)
+    tlv_type: "list[int]"
+
+    __match_args__ = ('match_type', 'tlv_type',)
 
     def __init__(self, match_type: 'ProxyProtocolPassThroughTlVsPassTlVsMatchType' = _FACTORY, tlv_type: 'list[int]' = _FACTORY) -> None:
         self.match_type = ProxyProtocolPassThroughTlVsPassTlVsMatchType(0) if match_type is _FACTORY else match_type
         self.tlv_type = [] if tlv_type is _FACTORY else tlv_type
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'match_type': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: ProxyProtocolPassThroughTlVsPassTlVsMatchType(0)),
+            'tlv_type': betterproto2.field(2, betterproto2.TYPE_UINT32, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -2537,39 +2788,51 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class QueryParameter(betterproto2.Message):
     "QueryParameter(key: 'str' = <factory>, value: 'str' = <factory>)"
 
-    key: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    key: "str"
 
-    value: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    value: "str"
+
+    __match_args__ = ('key', 'value',)
 
     def __init__(self, key: 'str' = _FACTORY, value: 'str' = _FACTORY) -> None:
         self.key = "" if key is _FACTORY else key
         self.value = "" if value is _FACTORY else value
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'key': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'value': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.core.v3", "QueryParameter", QueryParameter)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class QuicKeepAliveSettings(betterproto2.Message):
     "QuicKeepAliveSettings(max_interval: 'datetime.timedelta | None' = <factory>, initial_interval: 'datetime.timedelta | None' = <factory>)"
 
-    max_interval: "datetime.timedelta | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    max_interval: "datetime.timedelta | None"
 
-    initial_interval: "datetime.timedelta | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    initial_interval: "datetime.timedelta | None"
+
+    __match_args__ = ('max_interval', 'initial_interval',)
 
     def __init__(self, max_interval: 'datetime.timedelta | None' = _FACTORY, initial_interval: 'datetime.timedelta | None' = _FACTORY) -> None:
         self.max_interval = None if max_interval is _FACTORY else max_interval
         self.initial_interval = None if initial_interval is _FACTORY else initial_interval
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'max_interval': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'initial_interval': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -2577,56 +2840,28 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class QuicProtocolOptions(betterproto2.Message):
     "QuicProtocolOptions(max_concurrent_streams: 'int | None' = <factory>, initial_stream_window_size: 'int | None' = <factory>, initial_connection_window_size: 'int | None' = <factory>, num_timeouts_to_trigger_port_migration: 'int | None' = <factory>, connection_keepalive: 'QuicKeepAliveSettings | None' = <factory>, connection_options: 'str' = <factory>, client_connection_options: 'str' = <factory>, idle_network_timeout: 'datetime.timedelta | None' = <factory>, max_packet_length: 'int | None' = <factory>)"
 
-    max_concurrent_streams: "int | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    max_concurrent_streams: "int | None"
 
-    initial_stream_window_size: "int | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    initial_stream_window_size: "int | None"
 
-    initial_connection_window_size: "int | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    initial_connection_window_size: "int | None"
 
-    num_timeouts_to_trigger_port_migration: "int | None" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    num_timeouts_to_trigger_port_migration: "int | None"
 
-    connection_keepalive: "QuicKeepAliveSettings | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    connection_keepalive: "QuicKeepAliveSettings | None"
 
-    connection_options: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    connection_options: "str"
 
-    client_connection_options: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+    client_connection_options: "str"
 
-    idle_network_timeout: "datetime.timedelta | None" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    idle_network_timeout: "datetime.timedelta | None"
 
-    max_packet_length: "int | None" = betterproto2.field(
-        9,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt64Value,
-        optional=True,
-    )
+    max_packet_length: "int | None"
+
+    __match_args__ = ('max_concurrent_streams', 'initial_stream_window_size', 'initial_connection_window_size', 'num_timeouts_to_trigger_port_migration', 'connection_keepalive', 'connection_options', 'client_connection_options', 'idle_network_timeout', 'max_packet_length',)
 
     def __init__(self, max_concurrent_streams: 'int | None' = _FACTORY, initial_stream_window_size: 'int | None' = _FACTORY, initial_connection_window_size: 'int | None' = _FACTORY, num_timeouts_to_trigger_port_migration: 'int | None' = _FACTORY, connection_keepalive: 'QuicKeepAliveSettings | None' = _FACTORY, connection_options: 'str' = _FACTORY, client_connection_options: 'str' = _FACTORY, idle_network_timeout: 'datetime.timedelta | None' = _FACTORY, max_packet_length: 'int | None' = _FACTORY) -> None:
         self.max_concurrent_streams = None if max_concurrent_streams is _FACTORY else max_concurrent_streams
@@ -2640,34 +2875,46 @@ class QuicProtocolOptions(betterproto2.Message):
         self.max_packet_length = None if max_packet_length is _FACTORY else max_packet_length
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'max_concurrent_streams': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'initial_stream_window_size': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'initial_connection_window_size': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'num_timeouts_to_trigger_port_migration': betterproto2.field(4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'connection_keepalive': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True),
+            'connection_options': betterproto2.field(6, betterproto2.TYPE_STRING),
+            'client_connection_options': betterproto2.field(7, betterproto2.TYPE_STRING),
+            'idle_network_timeout': betterproto2.field(8, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'max_packet_length': betterproto2.field(9, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt64Value, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "QuicProtocolOptions", QuicProtocolOptions
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RateLimitSettings(betterproto2.Message):
     "RateLimitSettings(max_tokens: 'int | None' = <factory>, fill_rate: 'float | None' = <factory>)"
 
-    max_tokens: "int | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    max_tokens: "int | None"
 
-    fill_rate: "float | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.DoubleValue,
-        optional=True,
-    )
+    fill_rate: "float | None"
+
+    __match_args__ = ('max_tokens', 'fill_rate',)
 
     def __init__(self, max_tokens: 'int | None' = _FACTORY, fill_rate: 'float | None' = _FACTORY) -> None:
         self.max_tokens = None if max_tokens is _FACTORY else max_tokens
         self.fill_rate = None if fill_rate is _FACTORY else fill_rate
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'max_tokens': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'fill_rate': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.DoubleValue, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -2675,17 +2922,16 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RemoteDataSource(betterproto2.Message):
     "RemoteDataSource(http_uri: 'HttpUri | None' = <factory>, sha256: 'str' = <factory>, retry_policy: 'RetryPolicy | None' = <factory>)"
 
-    http_uri: "HttpUri | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    http_uri: "HttpUri | None"
 
-    sha256: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    sha256: "str"
 
-    retry_policy: "RetryPolicy | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    retry_policy: "RetryPolicy | None"
+
+    __match_args__ = ('http_uri', 'sha256', 'retry_policy',)
 
     def __init__(self, http_uri: 'HttpUri | None' = _FACTORY, sha256: 'str' = _FACTORY, retry_policy: 'RetryPolicy | None' = _FACTORY) -> None:
         self.http_uri = None if http_uri is _FACTORY else http_uri
@@ -2693,36 +2939,34 @@ class RemoteDataSource(betterproto2.Message):
         self.retry_policy = None if retry_policy is _FACTORY else retry_policy
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'http_uri': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'sha256': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'retry_policy': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.core.v3", "RemoteDataSource", RemoteDataSource)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RetryPolicy(betterproto2.Message):
     "RetryPolicy(retry_back_off: 'BackoffStrategy | None' = <factory>, num_retries: 'int | None' = <factory>, retry_on: 'str' = <factory>, retry_priority: 'RetryPolicyRetryPriority | None' = <factory>, retry_host_predicate: 'list[RetryPolicyRetryHostPredicate]' = <factory>, host_selection_retry_max_attempts: 'int' = <factory>)"
 
-    retry_back_off: "BackoffStrategy | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    retry_back_off: "BackoffStrategy | None"
 
-    num_retries: "int | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    num_retries: "int | None"
 
-    retry_on: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    retry_on: "str"
 
-    retry_priority: "RetryPolicyRetryPriority | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    retry_priority: "RetryPolicyRetryPriority | None"
 
-    retry_host_predicate: "list[RetryPolicyRetryHostPredicate]" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    retry_host_predicate: "list[RetryPolicyRetryHostPredicate]"
 
-    host_selection_retry_max_attempts: "int" = betterproto2.field(6, betterproto2.TYPE_INT64)
+    host_selection_retry_max_attempts: "int"
+
+    __match_args__ = ('retry_back_off', 'num_retries', 'retry_on', 'retry_priority', 'retry_host_predicate', 'host_selection_retry_max_attempts',)
 
     def __init__(self, retry_back_off: 'BackoffStrategy | None' = _FACTORY, num_retries: 'int | None' = _FACTORY, retry_on: 'str' = _FACTORY, retry_priority: 'RetryPolicyRetryPriority | None' = _FACTORY, retry_host_predicate: 'list[RetryPolicyRetryHostPredicate]' = _FACTORY, host_selection_retry_max_attempts: 'int' = _FACTORY) -> None:
         self.retry_back_off = None if retry_back_off is _FACTORY else retry_back_off
@@ -2733,11 +2977,21 @@ class RetryPolicy(betterproto2.Message):
         self.host_selection_retry_max_attempts = 0 if host_selection_retry_max_attempts is _FACTORY else host_selection_retry_max_attempts
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'retry_back_off': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'num_retries': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'retry_on': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'retry_priority': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+            'retry_host_predicate': betterproto2.field(5, betterproto2.TYPE_MESSAGE, repeated=True),
+            'host_selection_retry_max_attempts': betterproto2.field(6, betterproto2.TYPE_INT64),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.core.v3", "RetryPolicy", RetryPolicy)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RetryPolicyRetryHostPredicate(betterproto2.Message):
     """
 
@@ -2746,16 +3000,23 @@ class RetryPolicyRetryHostPredicate(betterproto2.Message):
         - config_type:
     """
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    typed_config: "____google__protobuf__.Any | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="config_type"
-    )
+    typed_config: "____google__protobuf__.Any | None"
+
+    __match_args__ = ('name', 'typed_config',)
 
     def __init__(self, name: 'str' = _FACTORY, typed_config: '____google__protobuf__.Any | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.typed_config = None if typed_config is _FACTORY else typed_config
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'typed_config': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='config_type'),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -2763,7 +3024,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RetryPolicyRetryPriority(betterproto2.Message):
     """
 
@@ -2772,16 +3032,23 @@ class RetryPolicyRetryPriority(betterproto2.Message):
         - config_type:
     """
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    typed_config: "____google__protobuf__.Any | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="config_type"
-    )
+    typed_config: "____google__protobuf__.Any | None"
+
+    __match_args__ = ('name', 'typed_config',)
 
     def __init__(self, name: 'str' = _FACTORY, typed_config: '____google__protobuf__.Any | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.typed_config = None if typed_config is _FACTORY else typed_config
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'typed_config': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='config_type'),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -2789,37 +3056,51 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RuntimeDouble(betterproto2.Message):
     "RuntimeDouble(default_value: 'float' = <factory>, runtime_key: 'str' = <factory>)"
 
-    default_value: "float" = betterproto2.field(1, betterproto2.TYPE_DOUBLE)
+    default_value: "float"
 
-    runtime_key: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    runtime_key: "str"
+
+    __match_args__ = ('default_value', 'runtime_key',)
 
     def __init__(self, default_value: 'float' = _FACTORY, runtime_key: 'str' = _FACTORY) -> None:
         self.default_value = 0.0 if default_value is _FACTORY else default_value
         self.runtime_key = "" if runtime_key is _FACTORY else runtime_key
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'default_value': betterproto2.field(1, betterproto2.TYPE_DOUBLE),
+            'runtime_key': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.core.v3", "RuntimeDouble", RuntimeDouble)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RuntimeFeatureFlag(betterproto2.Message):
     "RuntimeFeatureFlag(default_value: 'bool | None' = <factory>, runtime_key: 'str' = <factory>)"
 
-    default_value: "bool | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
-    )
+    default_value: "bool | None"
 
-    runtime_key: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    runtime_key: "str"
+
+    __match_args__ = ('default_value', 'runtime_key',)
 
     def __init__(self, default_value: 'bool | None' = _FACTORY, runtime_key: 'str' = _FACTORY) -> None:
         self.default_value = None if default_value is _FACTORY else default_value
         self.runtime_key = "" if runtime_key is _FACTORY else runtime_key
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'default_value': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True),
+            'runtime_key': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -2827,20 +3108,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RuntimeFractionalPercent(betterproto2.Message):
     "RuntimeFractionalPercent(default_value: '___type__v3__.FractionalPercent | None' = <factory>, runtime_key: 'str' = <factory>)"
 
-    default_value: "___type__v3__.FractionalPercent | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    default_value: "___type__v3__.FractionalPercent | None"
 
-    runtime_key: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    runtime_key: "str"
+
+    __match_args__ = ('default_value', 'runtime_key',)
 
     def __init__(self, default_value: '___type__v3__.FractionalPercent | None' = _FACTORY, runtime_key: 'str' = _FACTORY) -> None:
         self.default_value = None if default_value is _FACTORY else default_value
         self.runtime_key = "" if runtime_key is _FACTORY else runtime_key
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'default_value': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'runtime_key': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -2848,43 +3135,56 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RuntimePercent(betterproto2.Message):
     "RuntimePercent(default_value: '___type__v3__.Percent | None' = <factory>, runtime_key: 'str' = <factory>)"
 
-    default_value: "___type__v3__.Percent | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    default_value: "___type__v3__.Percent | None"
 
-    runtime_key: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    runtime_key: "str"
+
+    __match_args__ = ('default_value', 'runtime_key',)
 
     def __init__(self, default_value: '___type__v3__.Percent | None' = _FACTORY, runtime_key: 'str' = _FACTORY) -> None:
         self.default_value = None if default_value is _FACTORY else default_value
         self.runtime_key = "" if runtime_key is _FACTORY else runtime_key
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'default_value': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'runtime_key': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.core.v3", "RuntimePercent", RuntimePercent)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RuntimeUInt32(betterproto2.Message):
     "RuntimeUInt32(default_value: 'int' = <factory>, runtime_key: 'str' = <factory>)"
 
-    default_value: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+    default_value: "int"
 
-    runtime_key: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    runtime_key: "str"
+
+    __match_args__ = ('default_value', 'runtime_key',)
 
     def __init__(self, default_value: 'int' = _FACTORY, runtime_key: 'str' = _FACTORY) -> None:
         self.default_value = 0 if default_value is _FACTORY else default_value
         self.runtime_key = "" if runtime_key is _FACTORY else runtime_key
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'default_value': betterproto2.field(2, betterproto2.TYPE_UINT32),
+            'runtime_key': betterproto2.field(3, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.core.v3", "RuntimeUInt32", RuntimeUInt32)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class SchemeHeaderTransformation(betterproto2.Message):
     """
 
@@ -2893,16 +3193,23 @@ class SchemeHeaderTransformation(betterproto2.Message):
         - transformation:
     """
 
-    scheme_to_overwrite: "str | None" = betterproto2.field(
-        1, betterproto2.TYPE_STRING, optional=True, group="transformation"
-    )
+    scheme_to_overwrite: "str | None"
 
-    match_upstream: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    match_upstream: "bool"
+
+    __match_args__ = ('scheme_to_overwrite', 'match_upstream',)
 
     def __init__(self, scheme_to_overwrite: 'str | None' = _FACTORY, match_upstream: 'bool' = _FACTORY) -> None:
         self.scheme_to_overwrite = None if scheme_to_overwrite is _FACTORY else scheme_to_overwrite
         self.match_upstream = False if match_upstream is _FACTORY else match_upstream
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'scheme_to_overwrite': betterproto2.field(1, betterproto2.TYPE_STRING, optional=True, group='transformation'),
+            'match_upstream': betterproto2.field(2, betterproto2.TYPE_BOOL),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -2910,23 +3217,27 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class SelfConfigSource(betterproto2.Message):
     "SelfConfigSource(transport_api_version: 'ApiVersion' = <factory>)"
 
-    transport_api_version: "ApiVersion" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, default_factory=lambda: ApiVersion(0)
-    )
+    transport_api_version: "ApiVersion"
+
+    __match_args__ = ('transport_api_version',)
 
     def __init__(self, transport_api_version: 'ApiVersion' = _FACTORY) -> None:
         self.transport_api_version = ApiVersion(0) if transport_api_version is _FACTORY else transport_api_version
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'transport_api_version': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: ApiVersion(0)),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.core.v3", "SelfConfigSource", SelfConfigSource)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class SocketAddress(betterproto2.Message):
     """
 
@@ -2935,25 +3246,21 @@ class SocketAddress(betterproto2.Message):
         - port_specifier:
     """
 
-    protocol: "SocketAddressProtocol" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, default_factory=lambda: SocketAddressProtocol(0)
-    )
+    protocol: "SocketAddressProtocol"
 
-    address: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    address: "str"
 
-    port_value: "int | None" = betterproto2.field(
-        3, betterproto2.TYPE_UINT32, optional=True, group="port_specifier"
-    )
+    port_value: "int | None"
 
-    named_port: "str | None" = betterproto2.field(
-        4, betterproto2.TYPE_STRING, optional=True, group="port_specifier"
-    )
+    named_port: "str | None"
 
-    resolver_name: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    resolver_name: "str"
 
-    ipv4_compat: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
+    ipv4_compat: "bool"
 
-    network_namespace_filepath: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+    network_namespace_filepath: "str"
+
+    __match_args__ = ('protocol', 'address', 'port_value', 'named_port', 'resolver_name', 'ipv4_compat', 'network_namespace_filepath',)
 
     def __init__(self, protocol: 'SocketAddressProtocol' = _FACTORY, address: 'str' = _FACTORY, port_value: 'int | None' = _FACTORY, named_port: 'str | None' = _FACTORY, resolver_name: 'str' = _FACTORY, ipv4_compat: 'bool' = _FACTORY, network_namespace_filepath: 'str' = _FACTORY) -> None:
         self.protocol = SocketAddressProtocol(0) if protocol is _FACTORY else protocol
@@ -2965,29 +3272,32 @@ class SocketAddress(betterproto2.Message):
         self.network_namespace_filepath = "" if network_namespace_filepath is _FACTORY else network_namespace_filepath
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'protocol': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: SocketAddressProtocol(0)),
+            'address': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'port_value': betterproto2.field(3, betterproto2.TYPE_UINT32, optional=True, group='port_specifier'),
+            'named_port': betterproto2.field(4, betterproto2.TYPE_STRING, optional=True, group='port_specifier'),
+            'resolver_name': betterproto2.field(5, betterproto2.TYPE_STRING),
+            'ipv4_compat': betterproto2.field(6, betterproto2.TYPE_BOOL),
+            'network_namespace_filepath': betterproto2.field(7, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.core.v3", "SocketAddress", SocketAddress)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class SocketCmsgHeaders(betterproto2.Message):
     "SocketCmsgHeaders(level: 'int | None' = <factory>, type: 'int | None' = <factory>, expected_size: 'int' = <factory>)"
 
-    level: "int | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    level: "int | None"
 
-    type: "int | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    type: "int | None"
 
-    expected_size: "int" = betterproto2.field(3, betterproto2.TYPE_UINT32)
+    expected_size: "int"
+
+    __match_args__ = ('level', 'type', 'expected_size',)
 
     def __init__(self, level: 'int | None' = _FACTORY, type: 'int | None' = _FACTORY, expected_size: 'int' = _FACTORY) -> None:
         self.level = None if level is _FACTORY else level
@@ -2995,13 +3305,20 @@ class SocketCmsgHeaders(betterproto2.Message):
         self.expected_size = 0 if expected_size is _FACTORY else expected_size
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'level': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'type': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'expected_size': betterproto2.field(3, betterproto2.TYPE_UINT32),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "SocketCmsgHeaders", SocketCmsgHeaders
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class SocketOption(betterproto2.Message):
     """
 
@@ -3010,27 +3327,21 @@ class SocketOption(betterproto2.Message):
         - value:
     """
 
-    description: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    description: "str"
 
-    level: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
+    level: "int"
 
-    name: "int" = betterproto2.field(3, betterproto2.TYPE_INT64)
+    name: "int"
 
-    int_value: "int | None" = betterproto2.field(
-        4, betterproto2.TYPE_INT64, optional=True, group="value"
-    )
+    int_value: "int | None"
 
-    buf_value: "bytes | None" = betterproto2.field(
-        5, betterproto2.TYPE_BYTES, optional=True, group="value"
-    )
+    buf_value: "bytes | None"
 
-    state: "SocketOptionSocketState" = betterproto2.field(
-        6, betterproto2.TYPE_ENUM, default_factory=lambda: SocketOptionSocketState(0)
-    )
+    state: "SocketOptionSocketState"
 
-    type: "SocketOptionSocketType | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    type: "SocketOptionSocketType | None"
+
+    __match_args__ = ('description', 'level', 'name', 'int_value', 'buf_value', 'state', 'type',)
 
     def __init__(self, description: 'str' = _FACTORY, level: 'int' = _FACTORY, name: 'int' = _FACTORY, int_value: 'int | None' = _FACTORY, buf_value: 'bytes | None' = _FACTORY, state: 'SocketOptionSocketState' = _FACTORY, type: 'SocketOptionSocketType | None' = _FACTORY) -> None:
         self.description = "" if description is _FACTORY else description
@@ -3042,26 +3353,42 @@ class SocketOption(betterproto2.Message):
         self.type = None if type is _FACTORY else type
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'description': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'level': betterproto2.field(2, betterproto2.TYPE_INT64),
+            'name': betterproto2.field(3, betterproto2.TYPE_INT64),
+            'int_value': betterproto2.field(4, betterproto2.TYPE_INT64, optional=True, group='value'),
+            'buf_value': betterproto2.field(5, betterproto2.TYPE_BYTES, optional=True, group='value'),
+            'state': betterproto2.field(6, betterproto2.TYPE_ENUM, default_factory=lambda: SocketOptionSocketState(0)),
+            'type': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.core.v3", "SocketOption", SocketOption)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class SocketOptionSocketType(betterproto2.Message):
     "SocketOptionSocketType(stream: 'SocketOptionSocketTypeStream | None' = <factory>, datagram: 'SocketOptionSocketTypeDatagram | None' = <factory>)"
 
-    stream: "SocketOptionSocketTypeStream | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    stream: "SocketOptionSocketTypeStream | None"
 
-    datagram: "SocketOptionSocketTypeDatagram | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    datagram: "SocketOptionSocketTypeDatagram | None"
+
+    __match_args__ = ('stream', 'datagram',)
 
     def __init__(self, stream: 'SocketOptionSocketTypeStream | None' = _FACTORY, datagram: 'SocketOptionSocketTypeDatagram | None' = _FACTORY) -> None:
         self.stream = None if stream is _FACTORY else stream
         self.datagram = None if datagram is _FACTORY else datagram
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'stream': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'datagram': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -3069,14 +3396,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class SocketOptionSocketTypeDatagram(betterproto2.Message):
     'SocketOptionSocketTypeDatagram()'
 
     pass
 
+    __match_args__ = ()
+
     def __init__(self) -> None:
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -3084,14 +3417,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class SocketOptionSocketTypeStream(betterproto2.Message):
     'SocketOptionSocketTypeStream()'
 
     pass
 
+    __match_args__ = ()
+
     def __init__(self) -> None:
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -3099,17 +3438,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class SocketOptionsOverride(betterproto2.Message):
     "SocketOptionsOverride(socket_options: 'list[SocketOption]' = <factory>)"
 
-    socket_options: "list[SocketOption]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    socket_options: "list[SocketOption]"
+
+    __match_args__ = ('socket_options',)
 
     def __init__(self, socket_options: 'list[SocketOption]' = _FACTORY) -> None:
         self.socket_options = [] if socket_options is _FACTORY else socket_options
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'socket_options': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -3117,7 +3461,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class SubstitutionFormatString(betterproto2.Message):
     """
 
@@ -3126,34 +3469,26 @@ class SubstitutionFormatString(betterproto2.Message):
         - format:
     """
 
-    text_format: "str | None" = betterproto2.field(
-        1, betterproto2.TYPE_STRING, optional=True, group="format"
-    )
+    text_format: "str | None"
 
-    json_format: "____google__protobuf__.Struct | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="format"
-    )
+    json_format: "____google__protobuf__.Struct | None"
 
-    text_format_source: "DataSource | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True, group="format"
-    )
+    text_format_source: "DataSource | None"
 
-    omit_empty_values: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    omit_empty_values: "bool"
 
-    content_type: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    content_type: "str"
 
-    formatters: "list[TypedExtensionConfig]" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    formatters: "list[TypedExtensionConfig]"
 
-    json_format_options: "JsonFormatOptions | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    json_format_options: "JsonFormatOptions | None"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("text_format"):
             warnings.warn("SubstitutionFormatString.text_format is deprecated", DeprecationWarning)
+
+    __match_args__ = ('text_format', 'json_format', 'text_format_source', 'omit_empty_values', 'content_type', 'formatters', 'json_format_options',)
 
     def __init__(self, text_format: 'str | None' = _FACTORY, json_format: '____google__protobuf__.Struct | None' = _FACTORY, text_format_source: 'DataSource | None' = _FACTORY, omit_empty_values: 'bool' = _FACTORY, content_type: 'str' = _FACTORY, formatters: 'list[TypedExtensionConfig]' = _FACTORY, json_format_options: 'JsonFormatOptions | None' = _FACTORY) -> None:
         self.text_format = None if text_format is _FACTORY else text_format
@@ -3165,36 +3500,34 @@ class SubstitutionFormatString(betterproto2.Message):
         self.json_format_options = None if json_format_options is _FACTORY else json_format_options
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'text_format': betterproto2.field(1, betterproto2.TYPE_STRING, optional=True, group='format'),
+            'json_format': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='format'),
+            'text_format_source': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True, group='format'),
+            'omit_empty_values': betterproto2.field(3, betterproto2.TYPE_BOOL),
+            'content_type': betterproto2.field(4, betterproto2.TYPE_STRING),
+            'formatters': betterproto2.field(6, betterproto2.TYPE_MESSAGE, repeated=True),
+            'json_format_options': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "SubstitutionFormatString", SubstitutionFormatString
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TcpKeepalive(betterproto2.Message):
     "TcpKeepalive(keepalive_probes: 'int | None' = <factory>, keepalive_time: 'int | None' = <factory>, keepalive_interval: 'int | None' = <factory>)"
 
-    keepalive_probes: "int | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    keepalive_probes: "int | None"
 
-    keepalive_time: "int | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    keepalive_time: "int | None"
 
-    keepalive_interval: "int | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    keepalive_interval: "int | None"
+
+    __match_args__ = ('keepalive_probes', 'keepalive_time', 'keepalive_interval',)
 
     def __init__(self, keepalive_probes: 'int | None' = _FACTORY, keepalive_time: 'int | None' = _FACTORY, keepalive_interval: 'int | None' = _FACTORY) -> None:
         self.keepalive_probes = None if keepalive_probes is _FACTORY else keepalive_probes
@@ -3202,18 +3535,32 @@ class TcpKeepalive(betterproto2.Message):
         self.keepalive_interval = None if keepalive_interval is _FACTORY else keepalive_interval
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'keepalive_probes': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'keepalive_time': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'keepalive_interval': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.core.v3", "TcpKeepalive", TcpKeepalive)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TcpProtocolOptions(betterproto2.Message):
     'TcpProtocolOptions()'
 
     pass
 
+    __match_args__ = ()
+
     def __init__(self) -> None:
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -3221,17 +3568,16 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TlvEntry(betterproto2.Message):
     "TlvEntry(type: 'int' = <factory>, value: 'bytes' = <factory>, format_string: 'SubstitutionFormatString | None' = <factory>)"
 
-    type: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
+    type: "int"
 
-    value: "bytes" = betterproto2.field(2, betterproto2.TYPE_BYTES)
+    value: "bytes"
 
-    format_string: "SubstitutionFormatString | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    format_string: "SubstitutionFormatString | None"
+
+    __match_args__ = ('type', 'value', 'format_string',)
 
     def __init__(self, type: 'int' = _FACTORY, value: 'bytes' = _FACTORY, format_string: 'SubstitutionFormatString | None' = _FACTORY) -> None:
         self.type = 0 if type is _FACTORY else type
@@ -3239,11 +3585,18 @@ class TlvEntry(betterproto2.Message):
         self.format_string = None if format_string is _FACTORY else format_string
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'type': betterproto2.field(1, betterproto2.TYPE_UINT32),
+            'value': betterproto2.field(2, betterproto2.TYPE_BYTES),
+            'format_string': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.core.v3", "TlvEntry", TlvEntry)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TransportSocket(betterproto2.Message):
     """
 
@@ -3252,35 +3605,48 @@ class TransportSocket(betterproto2.Message):
         - config_type:
     """
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    typed_config: "____google__protobuf__.Any | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="config_type"
-    )
+    typed_config: "____google__protobuf__.Any | None"
+
+    __match_args__ = ('name', 'typed_config',)
 
     def __init__(self, name: 'str' = _FACTORY, typed_config: '____google__protobuf__.Any | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.typed_config = None if typed_config is _FACTORY else typed_config
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'typed_config': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='config_type'),
+        }
+    )
 
 
 default_message_pool.register_message("envoy.config.core.v3", "TransportSocket", TransportSocket)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TypedExtensionConfig(betterproto2.Message):
     "TypedExtensionConfig(name: 'str' = <factory>, typed_config: '____google__protobuf__.Any | None' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    typed_config: "____google__protobuf__.Any | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    typed_config: "____google__protobuf__.Any | None"
+
+    __match_args__ = ('name', 'typed_config',)
 
     def __init__(self, name: 'str' = _FACTORY, typed_config: '____google__protobuf__.Any | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.typed_config = None if typed_config is _FACTORY else typed_config
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'typed_config': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -3288,39 +3654,41 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class UdpSocketConfig(betterproto2.Message):
     "UdpSocketConfig(max_rx_datagram_size: 'int | None' = <factory>, prefer_gro: 'bool | None' = <factory>)"
 
-    max_rx_datagram_size: "int | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt64Value,
-        optional=True,
-    )
+    max_rx_datagram_size: "int | None"
 
-    prefer_gro: "bool | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
-    )
+    prefer_gro: "bool | None"
+
+    __match_args__ = ('max_rx_datagram_size', 'prefer_gro',)
 
     def __init__(self, max_rx_datagram_size: 'int | None' = _FACTORY, prefer_gro: 'bool | None' = _FACTORY) -> None:
         self.max_rx_datagram_size = None if max_rx_datagram_size is _FACTORY else max_rx_datagram_size
         self.prefer_gro = None if prefer_gro is _FACTORY else prefer_gro
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'max_rx_datagram_size': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt64Value, optional=True),
+            'prefer_gro': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.core.v3", "UdpSocketConfig", UdpSocketConfig)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class UpstreamHttpProtocolOptions(betterproto2.Message):
     "UpstreamHttpProtocolOptions(auto_sni: 'bool' = <factory>, auto_san_validation: 'bool' = <factory>, override_auto_sni_header: 'str' = <factory>)"
 
-    auto_sni: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    auto_sni: "bool"
 
-    auto_san_validation: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    auto_san_validation: "bool"
 
-    override_auto_sni_header: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    override_auto_sni_header: "str"
+
+    __match_args__ = ('auto_sni', 'auto_san_validation', 'override_auto_sni_header',)
 
     def __init__(self, auto_sni: 'bool' = _FACTORY, auto_san_validation: 'bool' = _FACTORY, override_auto_sni_header: 'str' = _FACTORY) -> None:
         self.auto_sni = False if auto_sni is _FACTORY else auto_sni
@@ -3328,21 +3696,36 @@ class UpstreamHttpProtocolOptions(betterproto2.Message):
         self.override_auto_sni_header = "" if override_auto_sni_header is _FACTORY else override_auto_sni_header
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'auto_sni': betterproto2.field(1, betterproto2.TYPE_BOOL),
+            'auto_san_validation': betterproto2.field(2, betterproto2.TYPE_BOOL),
+            'override_auto_sni_header': betterproto2.field(3, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.core.v3", "UpstreamHttpProtocolOptions", UpstreamHttpProtocolOptions
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class WatchedDirectory(betterproto2.Message):
     "WatchedDirectory(path: 'str' = <factory>)"
 
-    path: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    path: "str"
+
+    __match_args__ = ('path',)
 
     def __init__(self, path: 'str' = _FACTORY) -> None:
         self.path = "" if path is _FACTORY else path
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'path': betterproto2.field(1, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message("envoy.config.core.v3", "WatchedDirectory", WatchedDirectory)

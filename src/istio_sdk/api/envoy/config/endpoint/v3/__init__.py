@@ -20,10 +20,9 @@ __all__ = (
 
 import datetime
 import warnings
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from .....message_pool import default_message_pool
 
@@ -31,25 +30,18 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ClusterLoadAssignment(betterproto2.Message):
     "ClusterLoadAssignment(cluster_name: 'str' = <factory>, endpoints: 'list[LocalityLbEndpoints]' = <factory>, named_endpoints: 'dict[str, Endpoint]' = <factory>, policy: 'ClusterLoadAssignmentPolicy | None' = <factory>)"
 
-    cluster_name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    cluster_name: "str"
 
-    endpoints: "list[LocalityLbEndpoints]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    endpoints: "list[LocalityLbEndpoints]"
 
-    named_endpoints: "dict[str, Endpoint]" = betterproto2.field(
-        5,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
-    )
+    named_endpoints: "dict[str, Endpoint]"
 
-    policy: "ClusterLoadAssignmentPolicy | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    policy: "ClusterLoadAssignmentPolicy | None"
+
+    __match_args__ = ('cluster_name', 'endpoints', 'named_endpoints', 'policy',)
 
     def __init__(self, cluster_name: 'str' = _FACTORY, endpoints: 'list[LocalityLbEndpoints]' = _FACTORY, named_endpoints: 'dict[str, Endpoint]' = _FACTORY, policy: 'ClusterLoadAssignmentPolicy | None' = _FACTORY) -> None:
         self.cluster_name = "" if cluster_name is _FACTORY else cluster_name
@@ -58,32 +50,33 @@ class ClusterLoadAssignment(betterproto2.Message):
         self.policy = None if policy is _FACTORY else policy
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'cluster_name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'endpoints': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+            'named_endpoints': betterproto2.field(5, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)),
+            'policy': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.endpoint.v3", "ClusterLoadAssignment", ClusterLoadAssignment
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ClusterLoadAssignmentPolicy(betterproto2.Message):
     "ClusterLoadAssignmentPolicy(drop_overloads: 'list[ClusterLoadAssignmentPolicyDropOverload]' = <factory>, overprovisioning_factor: 'int | None' = <factory>, endpoint_stale_after: 'datetime.timedelta | None' = <factory>, weighted_priority_health: 'bool' = <factory>)"
 
-    drop_overloads: "list[ClusterLoadAssignmentPolicyDropOverload]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    drop_overloads: "list[ClusterLoadAssignmentPolicyDropOverload]"
 
-    overprovisioning_factor: "int | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    overprovisioning_factor: "int | None"
 
-    endpoint_stale_after: "datetime.timedelta | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    endpoint_stale_after: "datetime.timedelta | None"
 
-    weighted_priority_health: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
+    weighted_priority_health: "bool"
+
+    __match_args__ = ('drop_overloads', 'overprovisioning_factor', 'endpoint_stale_after', 'weighted_priority_health',)
 
     def __init__(self, drop_overloads: 'list[ClusterLoadAssignmentPolicyDropOverload]' = _FACTORY, overprovisioning_factor: 'int | None' = _FACTORY, endpoint_stale_after: 'datetime.timedelta | None' = _FACTORY, weighted_priority_health: 'bool' = _FACTORY) -> None:
         self.drop_overloads = [] if drop_overloads is _FACTORY else drop_overloads
@@ -92,26 +85,41 @@ class ClusterLoadAssignmentPolicy(betterproto2.Message):
         self.weighted_priority_health = False if weighted_priority_health is _FACTORY else weighted_priority_health
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'drop_overloads': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+            'overprovisioning_factor': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'endpoint_stale_after': betterproto2.field(4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'weighted_priority_health': betterproto2.field(6, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.endpoint.v3", "ClusterLoadAssignment.Policy", ClusterLoadAssignmentPolicy
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ClusterLoadAssignmentPolicyDropOverload(betterproto2.Message):
     "ClusterLoadAssignmentPolicyDropOverload(category: 'str' = <factory>, drop_percentage: '___type__v3__.FractionalPercent | None' = <factory>)"
 
-    category: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    category: "str"
 
-    drop_percentage: "___type__v3__.FractionalPercent | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    drop_percentage: "___type__v3__.FractionalPercent | None"
+
+    __match_args__ = ('category', 'drop_percentage',)
 
     def __init__(self, category: 'str' = _FACTORY, drop_percentage: '___type__v3__.FractionalPercent | None' = _FACTORY) -> None:
         self.category = "" if category is _FACTORY else category
         self.drop_percentage = None if drop_percentage is _FACTORY else drop_percentage
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'category': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'drop_percentage': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -121,23 +129,18 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Endpoint(betterproto2.Message):
     "Endpoint(address: '__core__v3__.Address | None' = <factory>, health_check_config: 'EndpointHealthCheckConfig | None' = <factory>, hostname: 'str' = <factory>, additional_addresses: 'list[EndpointAdditionalAddress]' = <factory>)"
 
-    address: "__core__v3__.Address | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    address: "__core__v3__.Address | None"
 
-    health_check_config: "EndpointHealthCheckConfig | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    health_check_config: "EndpointHealthCheckConfig | None"
 
-    hostname: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    hostname: "str"
 
-    additional_addresses: "list[EndpointAdditionalAddress]" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    additional_addresses: "list[EndpointAdditionalAddress]"
+
+    __match_args__ = ('address', 'health_check_config', 'hostname', 'additional_addresses',)
 
     def __init__(self, address: '__core__v3__.Address | None' = _FACTORY, health_check_config: 'EndpointHealthCheckConfig | None' = _FACTORY, hostname: 'str' = _FACTORY, additional_addresses: 'list[EndpointAdditionalAddress]' = _FACTORY) -> None:
         self.address = None if address is _FACTORY else address
@@ -146,21 +149,35 @@ class Endpoint(betterproto2.Message):
         self.additional_addresses = [] if additional_addresses is _FACTORY else additional_addresses
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'address': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'health_check_config': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'hostname': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'additional_addresses': betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.endpoint.v3", "Endpoint", Endpoint)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class EndpointAdditionalAddress(betterproto2.Message):
     "EndpointAdditionalAddress(address: '__core__v3__.Address | None' = <factory>)"
 
-    address: "__core__v3__.Address | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    address: "__core__v3__.Address | None"
+
+    __match_args__ = ('address',)
 
     def __init__(self, address: '__core__v3__.Address | None' = _FACTORY) -> None:
         self.address = None if address is _FACTORY else address
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'address': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -168,19 +185,18 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class EndpointHealthCheckConfig(betterproto2.Message):
     "EndpointHealthCheckConfig(port_value: 'int' = <factory>, hostname: 'str' = <factory>, address: '__core__v3__.Address | None' = <factory>, disable_active_health_check: 'bool' = <factory>)"
 
-    port_value: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
+    port_value: "int"
 
-    hostname: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    hostname: "str"
 
-    address: "__core__v3__.Address | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    address: "__core__v3__.Address | None"
 
-    disable_active_health_check: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
+    disable_active_health_check: "bool"
+
+    __match_args__ = ('port_value', 'hostname', 'address', 'disable_active_health_check',)
 
     def __init__(self, port_value: 'int' = _FACTORY, hostname: 'str' = _FACTORY, address: '__core__v3__.Address | None' = _FACTORY, disable_active_health_check: 'bool' = _FACTORY) -> None:
         self.port_value = 0 if port_value is _FACTORY else port_value
@@ -189,13 +205,21 @@ class EndpointHealthCheckConfig(betterproto2.Message):
         self.disable_active_health_check = False if disable_active_health_check is _FACTORY else disable_active_health_check
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'port_value': betterproto2.field(1, betterproto2.TYPE_UINT32),
+            'hostname': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'address': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+            'disable_active_health_check': betterproto2.field(4, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.endpoint.v3", "Endpoint.HealthCheckConfig", EndpointHealthCheckConfig
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class LbEndpoint(betterproto2.Message):
     """
 
@@ -204,28 +228,17 @@ class LbEndpoint(betterproto2.Message):
         - host_identifier:
     """
 
-    endpoint: "Endpoint | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True, group="host_identifier"
-    )
+    endpoint: "Endpoint | None"
 
-    endpoint_name: "str | None" = betterproto2.field(
-        5, betterproto2.TYPE_STRING, optional=True, group="host_identifier"
-    )
+    endpoint_name: "str | None"
 
-    health_status: "__core__v3__.HealthStatus" = betterproto2.field(
-        2, betterproto2.TYPE_ENUM, default_factory=lambda: __core__v3__.HealthStatus(0)
-    )
+    health_status: "__core__v3__.HealthStatus"
 
-    metadata: "__core__v3__.Metadata | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    metadata: "__core__v3__.Metadata | None"
 
-    load_balancing_weight: "int | None" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    load_balancing_weight: "int | None"
+
+    __match_args__ = ('endpoint', 'endpoint_name', 'health_status', 'metadata', 'load_balancing_weight',)
 
     def __init__(self, endpoint: 'Endpoint | None' = _FACTORY, endpoint_name: 'str | None' = _FACTORY, health_status: '__core__v3__.HealthStatus' = _FACTORY, metadata: '__core__v3__.Metadata | None' = _FACTORY, load_balancing_weight: 'int | None' = _FACTORY) -> None:
         self.endpoint = None if endpoint is _FACTORY else endpoint
@@ -235,21 +248,36 @@ class LbEndpoint(betterproto2.Message):
         self.load_balancing_weight = None if load_balancing_weight is _FACTORY else load_balancing_weight
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'endpoint': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group='host_identifier'),
+            'endpoint_name': betterproto2.field(5, betterproto2.TYPE_STRING, optional=True, group='host_identifier'),
+            'health_status': betterproto2.field(2, betterproto2.TYPE_ENUM, default_factory=lambda: __core__v3__.HealthStatus(0)),
+            'metadata': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+            'load_balancing_weight': betterproto2.field(4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.endpoint.v3", "LbEndpoint", LbEndpoint)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class LbEndpointCollection(betterproto2.Message):
     "LbEndpointCollection(entries: '____xds__core__v3__.CollectionEntry | None' = <factory>)"
 
-    entries: "____xds__core__v3__.CollectionEntry | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    entries: "____xds__core__v3__.CollectionEntry | None"
+
+    __match_args__ = ('entries',)
 
     def __init__(self, entries: '____xds__core__v3__.CollectionEntry | None' = _FACTORY) -> None:
         self.entries = None if entries is _FACTORY else entries
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'entries': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -257,20 +285,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class LedsClusterLocalityConfig(betterproto2.Message):
     "LedsClusterLocalityConfig(leds_config: '__core__v3__.ConfigSource | None' = <factory>, leds_collection_name: 'str' = <factory>)"
 
-    leds_config: "__core__v3__.ConfigSource | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    leds_config: "__core__v3__.ConfigSource | None"
 
-    leds_collection_name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    leds_collection_name: "str"
+
+    __match_args__ = ('leds_config', 'leds_collection_name',)
 
     def __init__(self, leds_config: '__core__v3__.ConfigSource | None' = _FACTORY, leds_collection_name: 'str' = _FACTORY) -> None:
         self.leds_config = None if leds_config is _FACTORY else leds_config
         self.leds_collection_name = "" if leds_collection_name is _FACTORY else leds_collection_name
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'leds_config': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'leds_collection_name': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -278,7 +312,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class LocalityLbEndpoints(betterproto2.Message):
     """
 
@@ -287,41 +320,21 @@ class LocalityLbEndpoints(betterproto2.Message):
         - lb_config:
     """
 
-    locality: "__core__v3__.Locality | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    locality: "__core__v3__.Locality | None"
 
-    metadata: "__core__v3__.Metadata | None" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    metadata: "__core__v3__.Metadata | None"
 
-    lb_endpoints: "list[LbEndpoint]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    lb_endpoints: "list[LbEndpoint]"
 
-    load_balancer_endpoints: "LocalityLbEndpointsLbEndpointList | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True, group="lb_config"
-    )
+    load_balancer_endpoints: "LocalityLbEndpointsLbEndpointList | None"
 
-    leds_cluster_locality_config: "LedsClusterLocalityConfig | None" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, optional=True, group="lb_config"
-    )
+    leds_cluster_locality_config: "LedsClusterLocalityConfig | None"
 
-    load_balancing_weight: "int | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    load_balancing_weight: "int | None"
 
-    priority: "int" = betterproto2.field(5, betterproto2.TYPE_UINT32)
+    priority: "int"
 
-    proximity: "int | None" = betterproto2.field(
-        6,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    proximity: "int | None"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -329,6 +342,8 @@ class LocalityLbEndpoints(betterproto2.Message):
             warnings.warn(
                 "LocalityLbEndpoints.load_balancer_endpoints is deprecated", DeprecationWarning
             )
+
+    __match_args__ = ('locality', 'metadata', 'lb_endpoints', 'load_balancer_endpoints', 'leds_cluster_locality_config', 'load_balancing_weight', 'priority', 'proximity',)
 
     def __init__(self, locality: '__core__v3__.Locality | None' = _FACTORY, metadata: '__core__v3__.Metadata | None' = _FACTORY, lb_endpoints: 'list[LbEndpoint]' = _FACTORY, load_balancer_endpoints: 'LocalityLbEndpointsLbEndpointList | None' = _FACTORY, leds_cluster_locality_config: 'LedsClusterLocalityConfig | None' = _FACTORY, load_balancing_weight: 'int | None' = _FACTORY, priority: 'int' = _FACTORY, proximity: 'int | None' = _FACTORY) -> None:
         self.locality = None if locality is _FACTORY else locality
@@ -341,23 +356,41 @@ class LocalityLbEndpoints(betterproto2.Message):
         self.proximity = None if proximity is _FACTORY else proximity
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'locality': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'metadata': betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True),
+            'lb_endpoints': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+            'load_balancer_endpoints': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True, group='lb_config'),
+            'leds_cluster_locality_config': betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True, group='lb_config'),
+            'load_balancing_weight': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'priority': betterproto2.field(5, betterproto2.TYPE_UINT32),
+            'proximity': betterproto2.field(6, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.endpoint.v3", "LocalityLbEndpoints", LocalityLbEndpoints
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class LocalityLbEndpointsLbEndpointList(betterproto2.Message):
     "LocalityLbEndpointsLbEndpointList(lb_endpoints: 'list[LbEndpoint]' = <factory>)"
 
-    lb_endpoints: "list[LbEndpoint]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    lb_endpoints: "list[LbEndpoint]"
+
+    __match_args__ = ('lb_endpoints',)
 
     def __init__(self, lb_endpoints: 'list[LbEndpoint]' = _FACTORY) -> None:
         self.lb_endpoints = [] if lb_endpoints is _FACTORY else lb_endpoints
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'lb_endpoints': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(

@@ -32,10 +32,9 @@ __all__ = (
 
 import datetime
 import warnings
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from .....message_pool import default_message_pool
 
@@ -57,14 +56,20 @@ class ListenerDrainType(betterproto2.Enum):
     MODIFY_ONLY = 1
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ActiveRawUdpListenerConfig(betterproto2.Message):
     'ActiveRawUdpListenerConfig()'
 
     pass
 
+    __match_args__ = ()
+
     def __init__(self) -> None:
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -72,22 +77,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class AdditionalAddress(betterproto2.Message):
     "AdditionalAddress(address: '__core__v3__.Address | None' = <factory>, socket_options: '__core__v3__.SocketOptionsOverride | None' = <factory>)"
 
-    address: "__core__v3__.Address | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    address: "__core__v3__.Address | None"
 
-    socket_options: "__core__v3__.SocketOptionsOverride | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    socket_options: "__core__v3__.SocketOptionsOverride | None"
+
+    __match_args__ = ('address', 'socket_options',)
 
     def __init__(self, address: '__core__v3__.Address | None' = _FACTORY, socket_options: '__core__v3__.SocketOptionsOverride | None' = _FACTORY) -> None:
         self.address = None if address is _FACTORY else address
         self.socket_options = None if socket_options is _FACTORY else socket_options
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'address': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'socket_options': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -95,30 +104,41 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ApiListener(betterproto2.Message):
     "ApiListener(api_listener: '____google__protobuf__.Any | None' = <factory>)"
 
-    api_listener: "____google__protobuf__.Any | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    api_listener: "____google__protobuf__.Any | None"
+
+    __match_args__ = ('api_listener',)
 
     def __init__(self, api_listener: '____google__protobuf__.Any | None' = _FACTORY) -> None:
         self.api_listener = None if api_listener is _FACTORY else api_listener
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'api_listener': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.listener.v3", "ApiListener", ApiListener)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ApiListenerManager(betterproto2.Message):
     'ApiListenerManager()'
 
     pass
 
+    __match_args__ = ()
+
     def __init__(self) -> None:
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -126,7 +146,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Filter(betterproto2.Message):
     """
 
@@ -135,15 +154,13 @@ class Filter(betterproto2.Message):
         - config_type:
     """
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    typed_config: "____google__protobuf__.Any | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True, group="config_type"
-    )
+    typed_config: "____google__protobuf__.Any | None"
 
-    config_discovery: "__core__v3__.ExtensionConfigSource | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True, group="config_type"
-    )
+    config_discovery: "__core__v3__.ExtensionConfigSource | None"
+
+    __match_args__ = ('name', 'typed_config', 'config_discovery',)
 
     def __init__(self, name: 'str' = _FACTORY, typed_config: '____google__protobuf__.Any | None' = _FACTORY, config_discovery: '__core__v3__.ExtensionConfigSource | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -151,42 +168,41 @@ class Filter(betterproto2.Message):
         self.config_discovery = None if config_discovery is _FACTORY else config_discovery
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'typed_config': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True, group='config_type'),
+            'config_discovery': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True, group='config_type'),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.listener.v3", "Filter", Filter)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class FilterChain(betterproto2.Message):
     "FilterChain(filter_chain_match: 'FilterChainMatch | None' = <factory>, filters: 'list[Filter]' = <factory>, use_proxy_proto: 'bool | None' = <factory>, metadata: '__core__v3__.Metadata | None' = <factory>, transport_socket: '__core__v3__.TransportSocket | None' = <factory>, transport_socket_connect_timeout: 'datetime.timedelta | None' = <factory>, name: 'str' = <factory>)"
 
-    filter_chain_match: "FilterChainMatch | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    filter_chain_match: "FilterChainMatch | None"
 
-    filters: "list[Filter]" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
+    filters: "list[Filter]"
 
-    use_proxy_proto: "bool | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
-    )
+    use_proxy_proto: "bool | None"
 
-    metadata: "__core__v3__.Metadata | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    metadata: "__core__v3__.Metadata | None"
 
-    transport_socket: "__core__v3__.TransportSocket | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    transport_socket: "__core__v3__.TransportSocket | None"
 
-    transport_socket_connect_timeout: "datetime.timedelta | None" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    transport_socket_connect_timeout: "datetime.timedelta | None"
 
-    name: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+    name: "str"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("use_proxy_proto"):
             warnings.warn("FilterChain.use_proxy_proto is deprecated", DeprecationWarning)
+
+    __match_args__ = ('filter_chain_match', 'filters', 'use_proxy_proto', 'metadata', 'transport_socket', 'transport_socket_connect_timeout', 'name',)
 
     def __init__(self, filter_chain_match: 'FilterChainMatch | None' = _FACTORY, filters: 'list[Filter]' = _FACTORY, use_proxy_proto: 'bool | None' = _FACTORY, metadata: '__core__v3__.Metadata | None' = _FACTORY, transport_socket: '__core__v3__.TransportSocket | None' = _FACTORY, transport_socket_connect_timeout: 'datetime.timedelta | None' = _FACTORY, name: 'str' = _FACTORY) -> None:
         self.filter_chain_match = None if filter_chain_match is _FACTORY else filter_chain_match
@@ -198,55 +214,48 @@ class FilterChain(betterproto2.Message):
         self.name = "" if name is _FACTORY else name
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'filter_chain_match': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'filters': betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True),
+            'use_proxy_proto': betterproto2.field(4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True),
+            'metadata': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True),
+            'transport_socket': betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True),
+            'transport_socket_connect_timeout': betterproto2.field(9, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'name': betterproto2.field(7, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.listener.v3", "FilterChain", FilterChain)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class FilterChainMatch(betterproto2.Message):
     "FilterChainMatch(destination_port: 'int | None' = <factory>, prefix_ranges: 'list[__core__v3__.CidrRange]' = <factory>, address_suffix: 'str' = <factory>, suffix_len: 'int | None' = <factory>, direct_source_prefix_ranges: 'list[__core__v3__.CidrRange]' = <factory>, source_type: 'FilterChainMatchConnectionSourceType' = <factory>, source_prefix_ranges: 'list[__core__v3__.CidrRange]' = <factory>, source_ports: 'list[int]' = <factory>, server_names: 'list[str]' = <factory>, transport_protocol: 'str' = <factory>, application_protocols: 'list[str]' = <factory>)"
 
-    destination_port: "int | None" = betterproto2.field(
-        8,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    destination_port: "int | None"
 
-    prefix_ranges: "list[__core__v3__.CidrRange]" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    prefix_ranges: "list[__core__v3__.CidrRange]"
 
-    address_suffix: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    address_suffix: "str"
 
-    suffix_len: "int | None" = betterproto2.field(
-        5,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    suffix_len: "int | None"
 
-    direct_source_prefix_ranges: "list[__core__v3__.CidrRange]" = betterproto2.field(
-        13, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    direct_source_prefix_ranges: "list[__core__v3__.CidrRange]"
 
-    source_type: "FilterChainMatchConnectionSourceType" = betterproto2.field(
-        12, betterproto2.TYPE_ENUM, default_factory=lambda: FilterChainMatchConnectionSourceType(0)
-    )
+    source_type: "FilterChainMatchConnectionSourceType"
 
-    source_prefix_ranges: "list[__core__v3__.CidrRange]" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    source_prefix_ranges: "list[__core__v3__.CidrRange]"
 
-    source_ports: "list[int]" = betterproto2.field(7, betterproto2.TYPE_UINT32, repeated=True)
+    source_ports: "list[int]"
 
-    server_names: "list[str]" = betterproto2.field(11, betterproto2.TYPE_STRING, repeated=True)
+    server_names: "list[str]"
 
-    transport_protocol: "str" = betterproto2.field(9, betterproto2.TYPE_STRING)
+    transport_protocol: "str"
 
-    application_protocols: "list[str]" = betterproto2.field(
-        10, betterproto2.TYPE_STRING, repeated=True
-    )
+    application_protocols: "list[str]"
+
+    __match_args__ = ('destination_port', 'prefix_ranges', 'address_suffix', 'suffix_len', 'direct_source_prefix_ranges', 'source_type', 'source_prefix_ranges', 'source_ports', 'server_names', 'transport_protocol', 'application_protocols',)
 
     def __init__(self, destination_port: 'int | None' = _FACTORY, prefix_ranges: 'list[__core__v3__.CidrRange]' = _FACTORY, address_suffix: 'str' = _FACTORY, suffix_len: 'int | None' = _FACTORY, direct_source_prefix_ranges: 'list[__core__v3__.CidrRange]' = _FACTORY, source_type: 'FilterChainMatchConnectionSourceType' = _FACTORY, source_prefix_ranges: 'list[__core__v3__.CidrRange]' = _FACTORY, source_ports: 'list[int]' = _FACTORY, server_names: 'list[str]' = _FACTORY, transport_protocol: 'str' = _FACTORY, application_protocols: 'list[str]' = _FACTORY) -> None:
         self.destination_port = None if destination_port is _FACTORY else destination_port
@@ -262,13 +271,28 @@ class FilterChainMatch(betterproto2.Message):
         self.application_protocols = [] if application_protocols is _FACTORY else application_protocols
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'destination_port': betterproto2.field(8, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'prefix_ranges': betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True),
+            'address_suffix': betterproto2.field(4, betterproto2.TYPE_STRING),
+            'suffix_len': betterproto2.field(5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'direct_source_prefix_ranges': betterproto2.field(13, betterproto2.TYPE_MESSAGE, repeated=True),
+            'source_type': betterproto2.field(12, betterproto2.TYPE_ENUM, default_factory=lambda: FilterChainMatchConnectionSourceType(0)),
+            'source_prefix_ranges': betterproto2.field(6, betterproto2.TYPE_MESSAGE, repeated=True),
+            'source_ports': betterproto2.field(7, betterproto2.TYPE_UINT32, repeated=True),
+            'server_names': betterproto2.field(11, betterproto2.TYPE_STRING, repeated=True),
+            'transport_protocol': betterproto2.field(9, betterproto2.TYPE_STRING),
+            'application_protocols': betterproto2.field(10, betterproto2.TYPE_STRING, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.listener.v3", "FilterChainMatch", FilterChainMatch
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Listener(betterproto2.Message):
     """
 
@@ -277,151 +301,73 @@ class Listener(betterproto2.Message):
         - listener_specifier:
     """
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    address: "__core__v3__.Address | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    address: "__core__v3__.Address | None"
 
-    additional_addresses: "list[AdditionalAddress]" = betterproto2.field(
-        33, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    additional_addresses: "list[AdditionalAddress]"
 
-    stat_prefix: "str" = betterproto2.field(28, betterproto2.TYPE_STRING)
+    stat_prefix: "str"
 
-    filter_chains: "list[FilterChain]" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    filter_chains: "list[FilterChain]"
 
-    fcds_config: "ListenerFcdsConfig | None" = betterproto2.field(
-        36, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    fcds_config: "ListenerFcdsConfig | None"
 
-    filter_chain_matcher: "____xds__type__matcher__v3__.Matcher | None" = betterproto2.field(
-        32, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    filter_chain_matcher: "____xds__type__matcher__v3__.Matcher | None"
 
-    use_original_dst: "bool | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
-    )
+    use_original_dst: "bool | None"
 
-    default_filter_chain: "FilterChain | None" = betterproto2.field(
-        25, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    default_filter_chain: "FilterChain | None"
 
-    per_connection_buffer_limit_bytes: "int | None" = betterproto2.field(
-        5,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    per_connection_buffer_limit_bytes: "int | None"
 
-    metadata: "__core__v3__.Metadata | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    metadata: "__core__v3__.Metadata | None"
 
-    deprecated_v1: "ListenerDeprecatedV1 | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    deprecated_v1: "ListenerDeprecatedV1 | None"
 
-    drain_type: "ListenerDrainType" = betterproto2.field(
-        8, betterproto2.TYPE_ENUM, default_factory=lambda: ListenerDrainType(0)
-    )
+    drain_type: "ListenerDrainType"
 
-    listener_filters: "list[ListenerFilter]" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    listener_filters: "list[ListenerFilter]"
 
-    listener_filters_timeout: "datetime.timedelta | None" = betterproto2.field(
-        15, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    listener_filters_timeout: "datetime.timedelta | None"
 
-    continue_on_listener_filters_timeout: "bool" = betterproto2.field(17, betterproto2.TYPE_BOOL)
+    continue_on_listener_filters_timeout: "bool"
 
-    transparent: "bool | None" = betterproto2.field(
-        10,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.BoolValue,
-        optional=True,
-    )
+    transparent: "bool | None"
 
-    freebind: "bool | None" = betterproto2.field(
-        11,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.BoolValue,
-        optional=True,
-    )
+    freebind: "bool | None"
 
-    socket_options: "list[__core__v3__.SocketOption]" = betterproto2.field(
-        13, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    socket_options: "list[__core__v3__.SocketOption]"
 
-    tcp_fast_open_queue_length: "int | None" = betterproto2.field(
-        12,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    tcp_fast_open_queue_length: "int | None"
 
-    traffic_direction: "__core__v3__.TrafficDirection" = betterproto2.field(
-        16, betterproto2.TYPE_ENUM, default_factory=lambda: __core__v3__.TrafficDirection(0)
-    )
+    traffic_direction: "__core__v3__.TrafficDirection"
 
-    udp_listener_config: "UdpListenerConfig | None" = betterproto2.field(
-        18, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    udp_listener_config: "UdpListenerConfig | None"
 
-    api_listener: "ApiListener | None" = betterproto2.field(
-        19, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    api_listener: "ApiListener | None"
 
-    connection_balance_config: "ListenerConnectionBalanceConfig | None" = betterproto2.field(
-        20, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    connection_balance_config: "ListenerConnectionBalanceConfig | None"
 
-    reuse_port: "bool" = betterproto2.field(21, betterproto2.TYPE_BOOL)
+    reuse_port: "bool"
 
-    enable_reuse_port: "bool | None" = betterproto2.field(
-        29,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.BoolValue,
-        optional=True,
-    )
+    enable_reuse_port: "bool | None"
 
-    access_log: "list[__accesslog__v3__.AccessLog]" = betterproto2.field(
-        22, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    access_log: "list[__accesslog__v3__.AccessLog]"
 
-    tcp_backlog_size: "int | None" = betterproto2.field(
-        24,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    tcp_backlog_size: "int | None"
 
-    max_connections_to_accept_per_socket_event: "int | None" = betterproto2.field(
-        34,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    max_connections_to_accept_per_socket_event: "int | None"
 
-    bind_to_port: "bool | None" = betterproto2.field(
-        26,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.BoolValue,
-        optional=True,
-    )
+    bind_to_port: "bool | None"
 
-    internal_listener: "ListenerInternalListenerConfig | None" = betterproto2.field(
-        27, betterproto2.TYPE_MESSAGE, optional=True, group="listener_specifier"
-    )
+    internal_listener: "ListenerInternalListenerConfig | None"
 
-    enable_mptcp: "bool" = betterproto2.field(30, betterproto2.TYPE_BOOL)
+    enable_mptcp: "bool"
 
-    ignore_global_conn_limit: "bool" = betterproto2.field(31, betterproto2.TYPE_BOOL)
+    ignore_global_conn_limit: "bool"
 
-    bypass_overload_manager: "bool" = betterproto2.field(35, betterproto2.TYPE_BOOL)
+    bypass_overload_manager: "bool"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -429,6 +375,8 @@ class Listener(betterproto2.Message):
             warnings.warn("Listener.deprecated_v1 is deprecated", DeprecationWarning)
         if self.is_set("reuse_port"):
             warnings.warn("Listener.reuse_port is deprecated", DeprecationWarning)
+
+    __match_args__ = ('name', 'address', 'additional_addresses', 'stat_prefix', 'filter_chains', 'fcds_config', 'filter_chain_matcher', 'use_original_dst', 'default_filter_chain', 'per_connection_buffer_limit_bytes', 'metadata', 'deprecated_v1', 'drain_type', 'listener_filters', 'listener_filters_timeout', 'continue_on_listener_filters_timeout', 'transparent', 'freebind', 'socket_options', 'tcp_fast_open_queue_length', 'traffic_direction', 'udp_listener_config', 'api_listener', 'connection_balance_config', 'reuse_port', 'enable_reuse_port', 'access_log', 'tcp_backlog_size', 'max_connections_to_accept_per_socket_event', 'bind_to_port', 'internal_listener', 'enable_mptcp', 'ignore_global_conn_limit', 'bypass_overload_manager',)
 
     def __init__(self, name: 'str' = _FACTORY, address: '__core__v3__.Address | None' = _FACTORY, additional_addresses: 'list[AdditionalAddress]' = _FACTORY, stat_prefix: 'str' = _FACTORY, filter_chains: 'list[FilterChain]' = _FACTORY, fcds_config: 'ListenerFcdsConfig | None' = _FACTORY, filter_chain_matcher: '____xds__type__matcher__v3__.Matcher | None' = _FACTORY, use_original_dst: 'bool | None' = _FACTORY, default_filter_chain: 'FilterChain | None' = _FACTORY, per_connection_buffer_limit_bytes: 'int | None' = _FACTORY, metadata: '__core__v3__.Metadata | None' = _FACTORY, deprecated_v1: 'ListenerDeprecatedV1 | None' = _FACTORY, drain_type: 'ListenerDrainType' = _FACTORY, listener_filters: 'list[ListenerFilter]' = _FACTORY, listener_filters_timeout: 'datetime.timedelta | None' = _FACTORY, continue_on_listener_filters_timeout: 'bool' = _FACTORY, transparent: 'bool | None' = _FACTORY, freebind: 'bool | None' = _FACTORY, socket_options: 'list[__core__v3__.SocketOption]' = _FACTORY, tcp_fast_open_queue_length: 'int | None' = _FACTORY, traffic_direction: '__core__v3__.TrafficDirection' = _FACTORY, udp_listener_config: 'UdpListenerConfig | None' = _FACTORY, api_listener: 'ApiListener | None' = _FACTORY, connection_balance_config: 'ListenerConnectionBalanceConfig | None' = _FACTORY, reuse_port: 'bool' = _FACTORY, enable_reuse_port: 'bool | None' = _FACTORY, access_log: 'list[__accesslog__v3__.AccessLog]' = _FACTORY, tcp_backlog_size: 'int | None' = _FACTORY, max_connections_to_accept_per_socket_event: 'int | None' = _FACTORY, bind_to_port: 'bool | None' = _FACTORY, internal_listener: 'ListenerInternalListenerConfig | None' = _FACTORY, enable_mptcp: 'bool' = _FACTORY, ignore_global_conn_limit: 'bool' = _FACTORY, bypass_overload_manager: 'bool' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -467,11 +415,49 @@ class Listener(betterproto2.Message):
         self.bypass_overload_manager = False if bypass_overload_manager is _FACTORY else bypass_overload_manager
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'address': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'additional_addresses': betterproto2.field(33, betterproto2.TYPE_MESSAGE, repeated=True),
+            'stat_prefix': betterproto2.field(28, betterproto2.TYPE_STRING),
+            'filter_chains': betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True),
+            'fcds_config': betterproto2.field(36, betterproto2.TYPE_MESSAGE, optional=True),
+            'filter_chain_matcher': betterproto2.field(32, betterproto2.TYPE_MESSAGE, optional=True),
+            'use_original_dst': betterproto2.field(4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True),
+            'default_filter_chain': betterproto2.field(25, betterproto2.TYPE_MESSAGE, optional=True),
+            'per_connection_buffer_limit_bytes': betterproto2.field(5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'metadata': betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True),
+            'deprecated_v1': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True),
+            'drain_type': betterproto2.field(8, betterproto2.TYPE_ENUM, default_factory=lambda: ListenerDrainType(0)),
+            'listener_filters': betterproto2.field(9, betterproto2.TYPE_MESSAGE, repeated=True),
+            'listener_filters_timeout': betterproto2.field(15, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'continue_on_listener_filters_timeout': betterproto2.field(17, betterproto2.TYPE_BOOL),
+            'transparent': betterproto2.field(10, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True),
+            'freebind': betterproto2.field(11, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True),
+            'socket_options': betterproto2.field(13, betterproto2.TYPE_MESSAGE, repeated=True),
+            'tcp_fast_open_queue_length': betterproto2.field(12, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'traffic_direction': betterproto2.field(16, betterproto2.TYPE_ENUM, default_factory=lambda: __core__v3__.TrafficDirection(0)),
+            'udp_listener_config': betterproto2.field(18, betterproto2.TYPE_MESSAGE, optional=True),
+            'api_listener': betterproto2.field(19, betterproto2.TYPE_MESSAGE, optional=True),
+            'connection_balance_config': betterproto2.field(20, betterproto2.TYPE_MESSAGE, optional=True),
+            'reuse_port': betterproto2.field(21, betterproto2.TYPE_BOOL),
+            'enable_reuse_port': betterproto2.field(29, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True),
+            'access_log': betterproto2.field(22, betterproto2.TYPE_MESSAGE, repeated=True),
+            'tcp_backlog_size': betterproto2.field(24, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'max_connections_to_accept_per_socket_event': betterproto2.field(34, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'bind_to_port': betterproto2.field(26, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True),
+            'internal_listener': betterproto2.field(27, betterproto2.TYPE_MESSAGE, optional=True, group='listener_specifier'),
+            'enable_mptcp': betterproto2.field(30, betterproto2.TYPE_BOOL),
+            'ignore_global_conn_limit': betterproto2.field(31, betterproto2.TYPE_BOOL),
+            'bypass_overload_manager': betterproto2.field(35, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.listener.v3", "Listener", Listener)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ListenerConnectionBalanceConfig(betterproto2.Message):
     """
 
@@ -480,18 +466,23 @@ class ListenerConnectionBalanceConfig(betterproto2.Message):
         - balance_type:
     """
 
-    exact_balance: "ListenerConnectionBalanceConfigExactBalance | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True, group="balance_type"
-    )
+    exact_balance: "ListenerConnectionBalanceConfigExactBalance | None"
 
-    extend_balance: "__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="balance_type"
-    )
+    extend_balance: "__core__v3__.TypedExtensionConfig | None"
+
+    __match_args__ = ('exact_balance', 'extend_balance',)
 
     def __init__(self, exact_balance: 'ListenerConnectionBalanceConfigExactBalance | None' = _FACTORY, extend_balance: '__core__v3__.TypedExtensionConfig | None' = _FACTORY) -> None:
         self.exact_balance = None if exact_balance is _FACTORY else exact_balance
         self.extend_balance = None if extend_balance is _FACTORY else extend_balance
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'exact_balance': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group='balance_type'),
+            'extend_balance': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='balance_type'),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -499,14 +490,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ListenerConnectionBalanceConfigExactBalance(betterproto2.Message):
     'ListenerConnectionBalanceConfigExactBalance()'
 
     pass
 
+    __match_args__ = ()
+
     def __init__(self) -> None:
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -516,17 +513,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ListenerDeprecatedV1(betterproto2.Message):
     "ListenerDeprecatedV1(bind_to_port: 'bool | None' = <factory>)"
 
-    bind_to_port: "bool | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
-    )
+    bind_to_port: "bool | None"
+
+    __match_args__ = ('bind_to_port',)
 
     def __init__(self, bind_to_port: 'bool | None' = _FACTORY) -> None:
         self.bind_to_port = None if bind_to_port is _FACTORY else bind_to_port
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'bind_to_port': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -534,20 +536,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ListenerFcdsConfig(betterproto2.Message):
     "ListenerFcdsConfig(name: 'str' = <factory>, config_source: '__core__v3__.ConfigSource | None' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    config_source: "__core__v3__.ConfigSource | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    config_source: "__core__v3__.ConfigSource | None"
+
+    __match_args__ = ('name', 'config_source',)
 
     def __init__(self, name: 'str' = _FACTORY, config_source: '__core__v3__.ConfigSource | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.config_source = None if config_source is _FACTORY else config_source
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'config_source': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -555,14 +563,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ListenerInternalListenerConfig(betterproto2.Message):
     'ListenerInternalListenerConfig()'
 
     pass
 
+    __match_args__ = ()
+
     def __init__(self) -> None:
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -570,17 +584,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ListenerCollection(betterproto2.Message):
     "ListenerCollection(entries: 'list[____xds__core__v3__.CollectionEntry]' = <factory>)"
 
-    entries: "list[____xds__core__v3__.CollectionEntry]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    entries: "list[____xds__core__v3__.CollectionEntry]"
+
+    __match_args__ = ('entries',)
 
     def __init__(self, entries: 'list[____xds__core__v3__.CollectionEntry]' = _FACTORY) -> None:
         self.entries = [] if entries is _FACTORY else entries
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'entries': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -588,7 +607,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ListenerFilter(betterproto2.Message):
     """
 
@@ -597,19 +615,15 @@ class ListenerFilter(betterproto2.Message):
         - config_type:
     """
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    typed_config: "____google__protobuf__.Any | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="config_type"
-    )
+    typed_config: "____google__protobuf__.Any | None"
 
-    config_discovery: "__core__v3__.ExtensionConfigSource | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True, group="config_type"
-    )
+    config_discovery: "__core__v3__.ExtensionConfigSource | None"
 
-    filter_disabled: "ListenerFilterChainMatchPredicate | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    filter_disabled: "ListenerFilterChainMatchPredicate | None"
+
+    __match_args__ = ('name', 'typed_config', 'config_discovery', 'filter_disabled',)
 
     def __init__(self, name: 'str' = _FACTORY, typed_config: '____google__protobuf__.Any | None' = _FACTORY, config_discovery: '__core__v3__.ExtensionConfigSource | None' = _FACTORY, filter_disabled: 'ListenerFilterChainMatchPredicate | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -618,11 +632,19 @@ class ListenerFilter(betterproto2.Message):
         self.filter_disabled = None if filter_disabled is _FACTORY else filter_disabled
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'typed_config': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='config_type'),
+            'config_discovery': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True, group='config_type'),
+            'filter_disabled': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.listener.v3", "ListenerFilter", ListenerFilter)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ListenerFilterChainMatchPredicate(betterproto2.Message):
     """
 
@@ -631,25 +653,17 @@ class ListenerFilterChainMatchPredicate(betterproto2.Message):
         - rule:
     """
 
-    or_match: "ListenerFilterChainMatchPredicateMatchSet | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True, group="rule"
-    )
+    or_match: "ListenerFilterChainMatchPredicateMatchSet | None"
 
-    and_match: "ListenerFilterChainMatchPredicateMatchSet | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="rule"
-    )
+    and_match: "ListenerFilterChainMatchPredicateMatchSet | None"
 
-    not_match: "ListenerFilterChainMatchPredicate | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="rule"
-    )
+    not_match: "ListenerFilterChainMatchPredicate | None"
 
-    any_match: "bool | None" = betterproto2.field(
-        4, betterproto2.TYPE_BOOL, optional=True, group="rule"
-    )
+    any_match: "bool | None"
 
-    destination_port_range: "___type__v3__.Int32Range | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True, group="rule"
-    )
+    destination_port_range: "___type__v3__.Int32Range | None"
+
+    __match_args__ = ('or_match', 'and_match', 'not_match', 'any_match', 'destination_port_range',)
 
     def __init__(self, or_match: 'ListenerFilterChainMatchPredicateMatchSet | None' = _FACTORY, and_match: 'ListenerFilterChainMatchPredicateMatchSet | None' = _FACTORY, not_match: 'ListenerFilterChainMatchPredicate | None' = _FACTORY, any_match: 'bool | None' = _FACTORY, destination_port_range: '___type__v3__.Int32Range | None' = _FACTORY) -> None:
         self.or_match = None if or_match is _FACTORY else or_match
@@ -659,6 +673,16 @@ class ListenerFilterChainMatchPredicate(betterproto2.Message):
         self.destination_port_range = None if destination_port_range is _FACTORY else destination_port_range
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'or_match': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group='rule'),
+            'and_match': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='rule'),
+            'not_match': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='rule'),
+            'any_match': betterproto2.field(4, betterproto2.TYPE_BOOL, optional=True, group='rule'),
+            'destination_port_range': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True, group='rule'),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.listener.v3",
@@ -667,17 +691,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ListenerFilterChainMatchPredicateMatchSet(betterproto2.Message):
     "ListenerFilterChainMatchPredicateMatchSet(rules: 'list[ListenerFilterChainMatchPredicate]' = <factory>)"
 
-    rules: "list[ListenerFilterChainMatchPredicate]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    rules: "list[ListenerFilterChainMatchPredicate]"
+
+    __match_args__ = ('rules',)
 
     def __init__(self, rules: 'list[ListenerFilterChainMatchPredicate]' = _FACTORY) -> None:
         self.rules = [] if rules is _FACTORY else rules
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'rules': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -687,14 +716,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ListenerManager(betterproto2.Message):
     'ListenerManager()'
 
     pass
 
+    __match_args__ = ()
+
     def __init__(self) -> None:
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -702,72 +737,38 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class QuicProtocolOptions(betterproto2.Message):
     "QuicProtocolOptions(quic_protocol_options: '__core__v3__.QuicProtocolOptions | None' = <factory>, idle_timeout: 'datetime.timedelta | None' = <factory>, crypto_handshake_timeout: 'datetime.timedelta | None' = <factory>, enabled: '__core__v3__.RuntimeFeatureFlag | None' = <factory>, packets_to_read_to_connection_count_ratio: 'int | None' = <factory>, crypto_stream_config: '__core__v3__.TypedExtensionConfig | None' = <factory>, proof_source_config: '__core__v3__.TypedExtensionConfig | None' = <factory>, connection_id_generator_config: '__core__v3__.TypedExtensionConfig | None' = <factory>, server_preferred_address_config: '__core__v3__.TypedExtensionConfig | None' = <factory>, send_disable_active_migration: 'bool | None' = <factory>, connection_debug_visitor_config: '__core__v3__.TypedExtensionConfig | None' = <factory>, save_cmsg_config: 'list[__core__v3__.SocketCmsgHeaders]' = <factory>, reject_new_connections: 'bool' = <factory>, max_sessions_per_event_loop: 'int | None' = <factory>)"
 
-    quic_protocol_options: "__core__v3__.QuicProtocolOptions | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    quic_protocol_options: "__core__v3__.QuicProtocolOptions | None"
 
-    idle_timeout: "datetime.timedelta | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    idle_timeout: "datetime.timedelta | None"
 
-    crypto_handshake_timeout: "datetime.timedelta | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    crypto_handshake_timeout: "datetime.timedelta | None"
 
-    enabled: "__core__v3__.RuntimeFeatureFlag | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    enabled: "__core__v3__.RuntimeFeatureFlag | None"
 
-    packets_to_read_to_connection_count_ratio: "int | None" = betterproto2.field(
-        5,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    packets_to_read_to_connection_count_ratio: "int | None"
 
-    crypto_stream_config: "__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    crypto_stream_config: "__core__v3__.TypedExtensionConfig | None"
 
-    proof_source_config: "__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    proof_source_config: "__core__v3__.TypedExtensionConfig | None"
 
-    connection_id_generator_config: "__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    connection_id_generator_config: "__core__v3__.TypedExtensionConfig | None"
 
-    server_preferred_address_config: "__core__v3__.TypedExtensionConfig | None" = (
-        betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True)
-    )
+    server_preferred_address_config: "__core__v3__.TypedExtensionConfig | None"
 
-    send_disable_active_migration: "bool | None" = betterproto2.field(
-        10,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.BoolValue,
-        optional=True,
-    )
+    send_disable_active_migration: "bool | None"
 
-    connection_debug_visitor_config: "__core__v3__.TypedExtensionConfig | None" = (
-        betterproto2.field(11, betterproto2.TYPE_MESSAGE, optional=True)
-    )
+    connection_debug_visitor_config: "__core__v3__.TypedExtensionConfig | None"
 
-    save_cmsg_config: "list[__core__v3__.SocketCmsgHeaders]" = betterproto2.field(
-        12, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    save_cmsg_config: "list[__core__v3__.SocketCmsgHeaders]"
 
-    reject_new_connections: "bool" = betterproto2.field(13, betterproto2.TYPE_BOOL)
+    reject_new_connections: "bool"
 
-    max_sessions_per_event_loop: "int | None" = betterproto2.field(
-        14,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    max_sessions_per_event_loop: "int | None"
+
+    __match_args__ = ('quic_protocol_options', 'idle_timeout', 'crypto_handshake_timeout', 'enabled', 'packets_to_read_to_connection_count_ratio', 'crypto_stream_config', 'proof_source_config', 'connection_id_generator_config', 'server_preferred_address_config', 'send_disable_active_migration', 'connection_debug_visitor_config', 'save_cmsg_config', 'reject_new_connections', 'max_sessions_per_event_loop',)
 
     def __init__(self, quic_protocol_options: '__core__v3__.QuicProtocolOptions | None' = _FACTORY, idle_timeout: 'datetime.timedelta | None' = _FACTORY, crypto_handshake_timeout: 'datetime.timedelta | None' = _FACTORY, enabled: '__core__v3__.RuntimeFeatureFlag | None' = _FACTORY, packets_to_read_to_connection_count_ratio: 'int | None' = _FACTORY, crypto_stream_config: '__core__v3__.TypedExtensionConfig | None' = _FACTORY, proof_source_config: '__core__v3__.TypedExtensionConfig | None' = _FACTORY, connection_id_generator_config: '__core__v3__.TypedExtensionConfig | None' = _FACTORY, server_preferred_address_config: '__core__v3__.TypedExtensionConfig | None' = _FACTORY, send_disable_active_migration: 'bool | None' = _FACTORY, connection_debug_visitor_config: '__core__v3__.TypedExtensionConfig | None' = _FACTORY, save_cmsg_config: 'list[__core__v3__.SocketCmsgHeaders]' = _FACTORY, reject_new_connections: 'bool' = _FACTORY, max_sessions_per_event_loop: 'int | None' = _FACTORY) -> None:
         self.quic_protocol_options = None if quic_protocol_options is _FACTORY else quic_protocol_options
@@ -786,27 +787,41 @@ class QuicProtocolOptions(betterproto2.Message):
         self.max_sessions_per_event_loop = None if max_sessions_per_event_loop is _FACTORY else max_sessions_per_event_loop
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'quic_protocol_options': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'idle_timeout': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'crypto_handshake_timeout': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'enabled': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+            'packets_to_read_to_connection_count_ratio': betterproto2.field(5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'crypto_stream_config': betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True),
+            'proof_source_config': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True),
+            'connection_id_generator_config': betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True),
+            'server_preferred_address_config': betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True),
+            'send_disable_active_migration': betterproto2.field(10, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True),
+            'connection_debug_visitor_config': betterproto2.field(11, betterproto2.TYPE_MESSAGE, optional=True),
+            'save_cmsg_config': betterproto2.field(12, betterproto2.TYPE_MESSAGE, repeated=True),
+            'reject_new_connections': betterproto2.field(13, betterproto2.TYPE_BOOL),
+            'max_sessions_per_event_loop': betterproto2.field(14, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.listener.v3", "QuicProtocolOptions", QuicProtocolOptions
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class UdpListenerConfig(betterproto2.Message):
     "UdpListenerConfig(downstream_socket_config: '__core__v3__.UdpSocketConfig | None' = <factory>, quic_options: 'QuicProtocolOptions | None' = <factory>, udp_packet_packet_writer_config: '__core__v3__.TypedExtensionConfig | None' = <factory>)"
 
-    downstream_socket_config: "__core__v3__.UdpSocketConfig | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    downstream_socket_config: "__core__v3__.UdpSocketConfig | None"
 
-    quic_options: "QuicProtocolOptions | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    quic_options: "QuicProtocolOptions | None"
 
-    udp_packet_packet_writer_config: "__core__v3__.TypedExtensionConfig | None" = (
-        betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True)
-    )
+    udp_packet_packet_writer_config: "__core__v3__.TypedExtensionConfig | None"
+
+    __match_args__ = ('downstream_socket_config', 'quic_options', 'udp_packet_packet_writer_config',)
 
     def __init__(self, downstream_socket_config: '__core__v3__.UdpSocketConfig | None' = _FACTORY, quic_options: 'QuicProtocolOptions | None' = _FACTORY, udp_packet_packet_writer_config: '__core__v3__.TypedExtensionConfig | None' = _FACTORY) -> None:
         self.downstream_socket_config = None if downstream_socket_config is _FACTORY else downstream_socket_config
@@ -814,20 +829,34 @@ class UdpListenerConfig(betterproto2.Message):
         self.udp_packet_packet_writer_config = None if udp_packet_packet_writer_config is _FACTORY else udp_packet_packet_writer_config
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'downstream_socket_config': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True),
+            'quic_options': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True),
+            'udp_packet_packet_writer_config': betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.listener.v3", "UdpListenerConfig", UdpListenerConfig
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ValidationListenerManager(betterproto2.Message):
     'ValidationListenerManager()'
 
     pass
 
+    __match_args__ = ()
+
     def __init__(self) -> None:
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+        }
+    )
 
 
 default_message_pool.register_message(

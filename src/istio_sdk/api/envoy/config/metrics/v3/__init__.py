@@ -17,10 +17,9 @@ __all__ = (
     "TagSpecifier",
 )
 
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from .....message_pool import default_message_pool
 
@@ -36,7 +35,6 @@ class HistogramEmitMode(betterproto2.Enum):
     HISTOGRAM = 2
 
 
-@dataclass(eq=False, repr=False, init=False)
 class DogStatsdSink(betterproto2.Message):
     """
 
@@ -45,18 +43,13 @@ class DogStatsdSink(betterproto2.Message):
         - dog_statsd_specifier:
     """
 
-    address: "__core__v3__.Address | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True, group="dog_statsd_specifier"
-    )
+    address: "__core__v3__.Address | None"
 
-    prefix: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    prefix: "str"
 
-    max_bytes_per_datagram: "int | None" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt64Value,
-        optional=True,
-    )
+    max_bytes_per_datagram: "int | None"
+
+    __match_args__ = ('address', 'prefix', 'max_bytes_per_datagram',)
 
     def __init__(self, address: '__core__v3__.Address | None' = _FACTORY, prefix: 'str' = _FACTORY, max_bytes_per_datagram: 'int | None' = _FACTORY) -> None:
         self.address = None if address is _FACTORY else address
@@ -64,26 +57,28 @@ class DogStatsdSink(betterproto2.Message):
         self.max_bytes_per_datagram = None if max_bytes_per_datagram is _FACTORY else max_bytes_per_datagram
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'address': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group='dog_statsd_specifier'),
+            'prefix': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'max_bytes_per_datagram': betterproto2.field(4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt64Value, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.metrics.v3", "DogStatsdSink", DogStatsdSink)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HistogramBucketSettings(betterproto2.Message):
     "HistogramBucketSettings(match: '___type__matcher__v3__.StringMatcher | None' = <factory>, buckets: 'list[float]' = <factory>, bins: 'int | None' = <factory>)"
 
-    match: "___type__matcher__v3__.StringMatcher | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    match: "___type__matcher__v3__.StringMatcher | None"
 
-    buckets: "list[float]" = betterproto2.field(2, betterproto2.TYPE_DOUBLE, repeated=True)
+    buckets: "list[float]"
 
-    bins: "int | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    bins: "int | None"
+
+    __match_args__ = ('match', 'buckets', 'bins',)
 
     def __init__(self, match: '___type__matcher__v3__.StringMatcher | None' = _FACTORY, buckets: 'list[float]' = _FACTORY, bins: 'int | None' = _FACTORY) -> None:
         self.match = None if match is _FACTORY else match
@@ -91,49 +86,57 @@ class HistogramBucketSettings(betterproto2.Message):
         self.bins = None if bins is _FACTORY else bins
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'match': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'buckets': betterproto2.field(2, betterproto2.TYPE_DOUBLE, repeated=True),
+            'bins': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.metrics.v3", "HistogramBucketSettings", HistogramBucketSettings
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HystrixSink(betterproto2.Message):
     "HystrixSink(num_buckets: 'int' = <factory>)"
 
-    num_buckets: "int" = betterproto2.field(1, betterproto2.TYPE_INT64)
+    num_buckets: "int"
+
+    __match_args__ = ('num_buckets',)
 
     def __init__(self, num_buckets: 'int' = _FACTORY) -> None:
         self.num_buckets = 0 if num_buckets is _FACTORY else num_buckets
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'num_buckets': betterproto2.field(1, betterproto2.TYPE_INT64),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.metrics.v3", "HystrixSink", HystrixSink)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MetricsServiceConfig(betterproto2.Message):
     "MetricsServiceConfig(grpc_service: '__core__v3__.GrpcService | None' = <factory>, transport_api_version: '__core__v3__.ApiVersion' = <factory>, report_counters_as_deltas: 'bool | None' = <factory>, emit_tags_as_labels: 'bool' = <factory>, histogram_emit_mode: 'HistogramEmitMode' = <factory>, batch_size: 'int' = <factory>)"
 
-    grpc_service: "__core__v3__.GrpcService | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    grpc_service: "__core__v3__.GrpcService | None"
 
-    transport_api_version: "__core__v3__.ApiVersion" = betterproto2.field(
-        3, betterproto2.TYPE_ENUM, default_factory=lambda: __core__v3__.ApiVersion(0)
-    )
+    transport_api_version: "__core__v3__.ApiVersion"
 
-    report_counters_as_deltas: "bool | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
-    )
+    report_counters_as_deltas: "bool | None"
 
-    emit_tags_as_labels: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
+    emit_tags_as_labels: "bool"
 
-    histogram_emit_mode: "HistogramEmitMode" = betterproto2.field(
-        5, betterproto2.TYPE_ENUM, default_factory=lambda: HistogramEmitMode(0)
-    )
+    histogram_emit_mode: "HistogramEmitMode"
 
-    batch_size: "int" = betterproto2.field(6, betterproto2.TYPE_UINT32)
+    batch_size: "int"
+
+    __match_args__ = ('grpc_service', 'transport_api_version', 'report_counters_as_deltas', 'emit_tags_as_labels', 'histogram_emit_mode', 'batch_size',)
 
     def __init__(self, grpc_service: '__core__v3__.GrpcService | None' = _FACTORY, transport_api_version: '__core__v3__.ApiVersion' = _FACTORY, report_counters_as_deltas: 'bool | None' = _FACTORY, emit_tags_as_labels: 'bool' = _FACTORY, histogram_emit_mode: 'HistogramEmitMode' = _FACTORY, batch_size: 'int' = _FACTORY) -> None:
         self.grpc_service = None if grpc_service is _FACTORY else grpc_service
@@ -144,31 +147,35 @@ class MetricsServiceConfig(betterproto2.Message):
         self.batch_size = 0 if batch_size is _FACTORY else batch_size
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'grpc_service': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'transport_api_version': betterproto2.field(3, betterproto2.TYPE_ENUM, default_factory=lambda: __core__v3__.ApiVersion(0)),
+            'report_counters_as_deltas': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True),
+            'emit_tags_as_labels': betterproto2.field(4, betterproto2.TYPE_BOOL),
+            'histogram_emit_mode': betterproto2.field(5, betterproto2.TYPE_ENUM, default_factory=lambda: HistogramEmitMode(0)),
+            'batch_size': betterproto2.field(6, betterproto2.TYPE_UINT32),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.metrics.v3", "MetricsServiceConfig", MetricsServiceConfig
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class StatsConfig(betterproto2.Message):
     "StatsConfig(stats_tags: 'list[TagSpecifier]' = <factory>, use_all_default_tags: 'bool | None' = <factory>, stats_matcher: 'StatsMatcher | None' = <factory>, histogram_bucket_settings: 'list[HistogramBucketSettings]' = <factory>)"
 
-    stats_tags: "list[TagSpecifier]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    stats_tags: "list[TagSpecifier]"
 
-    use_all_default_tags: "bool | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
-    )
+    use_all_default_tags: "bool | None"
 
-    stats_matcher: "StatsMatcher | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    stats_matcher: "StatsMatcher | None"
 
-    histogram_bucket_settings: "list[HistogramBucketSettings]" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    histogram_bucket_settings: "list[HistogramBucketSettings]"
+
+    __match_args__ = ('stats_tags', 'use_all_default_tags', 'stats_matcher', 'histogram_bucket_settings',)
 
     def __init__(self, stats_tags: 'list[TagSpecifier]' = _FACTORY, use_all_default_tags: 'bool | None' = _FACTORY, stats_matcher: 'StatsMatcher | None' = _FACTORY, histogram_bucket_settings: 'list[HistogramBucketSettings]' = _FACTORY) -> None:
         self.stats_tags = [] if stats_tags is _FACTORY else stats_tags
@@ -177,11 +184,19 @@ class StatsConfig(betterproto2.Message):
         self.histogram_bucket_settings = [] if histogram_bucket_settings is _FACTORY else histogram_bucket_settings
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'stats_tags': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+            'use_all_default_tags': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True),
+            'stats_matcher': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+            'histogram_bucket_settings': betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.metrics.v3", "StatsConfig", StatsConfig)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class StatsdSink(betterproto2.Message):
     """
 
@@ -190,15 +205,13 @@ class StatsdSink(betterproto2.Message):
         - statsd_specifier:
     """
 
-    address: "__core__v3__.Address | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True, group="statsd_specifier"
-    )
+    address: "__core__v3__.Address | None"
 
-    tcp_cluster_name: "str | None" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, optional=True, group="statsd_specifier"
-    )
+    tcp_cluster_name: "str | None"
 
-    prefix: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    prefix: "str"
+
+    __match_args__ = ('address', 'tcp_cluster_name', 'prefix',)
 
     def __init__(self, address: '__core__v3__.Address | None' = _FACTORY, tcp_cluster_name: 'str | None' = _FACTORY, prefix: 'str' = _FACTORY) -> None:
         self.address = None if address is _FACTORY else address
@@ -206,11 +219,18 @@ class StatsdSink(betterproto2.Message):
         self.prefix = "" if prefix is _FACTORY else prefix
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'address': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group='statsd_specifier'),
+            'tcp_cluster_name': betterproto2.field(2, betterproto2.TYPE_STRING, optional=True, group='statsd_specifier'),
+            'prefix': betterproto2.field(3, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.metrics.v3", "StatsdSink", StatsdSink)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class StatsMatcher(betterproto2.Message):
     """
 
@@ -219,17 +239,13 @@ class StatsMatcher(betterproto2.Message):
         - stats_matcher:
     """
 
-    reject_all: "bool | None" = betterproto2.field(
-        1, betterproto2.TYPE_BOOL, optional=True, group="stats_matcher"
-    )
+    reject_all: "bool | None"
 
-    exclusion_list: "___type__matcher__v3__.ListStringMatcher | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="stats_matcher"
-    )
+    exclusion_list: "___type__matcher__v3__.ListStringMatcher | None"
 
-    inclusion_list: "___type__matcher__v3__.ListStringMatcher | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="stats_matcher"
-    )
+    inclusion_list: "___type__matcher__v3__.ListStringMatcher | None"
+
+    __match_args__ = ('reject_all', 'exclusion_list', 'inclusion_list',)
 
     def __init__(self, reject_all: 'bool | None' = _FACTORY, exclusion_list: '___type__matcher__v3__.ListStringMatcher | None' = _FACTORY, inclusion_list: '___type__matcher__v3__.ListStringMatcher | None' = _FACTORY) -> None:
         self.reject_all = None if reject_all is _FACTORY else reject_all
@@ -237,11 +253,18 @@ class StatsMatcher(betterproto2.Message):
         self.inclusion_list = None if inclusion_list is _FACTORY else inclusion_list
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'reject_all': betterproto2.field(1, betterproto2.TYPE_BOOL, optional=True, group='stats_matcher'),
+            'exclusion_list': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='stats_matcher'),
+            'inclusion_list': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='stats_matcher'),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.metrics.v3", "StatsMatcher", StatsMatcher)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class StatsSink(betterproto2.Message):
     """
 
@@ -250,22 +273,28 @@ class StatsSink(betterproto2.Message):
         - config_type:
     """
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    typed_config: "____google__protobuf__.Any | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="config_type"
-    )
+    typed_config: "____google__protobuf__.Any | None"
+
+    __match_args__ = ('name', 'typed_config',)
 
     def __init__(self, name: 'str' = _FACTORY, typed_config: '____google__protobuf__.Any | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.typed_config = None if typed_config is _FACTORY else typed_config
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'typed_config': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='config_type'),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.metrics.v3", "StatsSink", StatsSink)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TagSpecifier(betterproto2.Message):
     """
 
@@ -274,21 +303,27 @@ class TagSpecifier(betterproto2.Message):
         - tag_value:
     """
 
-    tag_name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    tag_name: "str"
 
-    regex: "str | None" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, optional=True, group="tag_value"
-    )
+    regex: "str | None"
 
-    fixed_value: "str | None" = betterproto2.field(
-        3, betterproto2.TYPE_STRING, optional=True, group="tag_value"
-    )
+    fixed_value: "str | None"
+
+    __match_args__ = ('tag_name', 'regex', 'fixed_value',)
 
     def __init__(self, tag_name: 'str' = _FACTORY, regex: 'str | None' = _FACTORY, fixed_value: 'str | None' = _FACTORY) -> None:
         self.tag_name = "" if tag_name is _FACTORY else tag_name
         self.regex = None if regex is _FACTORY else regex
         self.fixed_value = None if fixed_value is _FACTORY else fixed_value
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'tag_name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'regex': betterproto2.field(2, betterproto2.TYPE_STRING, optional=True, group='tag_value'),
+            'fixed_value': betterproto2.field(3, betterproto2.TYPE_STRING, optional=True, group='tag_value'),
+        }
+    )
 
 
 default_message_pool.register_message("envoy.config.metrics.v3", "TagSpecifier", TagSpecifier)

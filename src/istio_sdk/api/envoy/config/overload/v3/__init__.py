@@ -19,10 +19,9 @@ __all__ = (
 )
 
 import datetime
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from .....message_pool import default_message_pool
 
@@ -44,15 +43,22 @@ class ScaleTimersOverloadActionConfigTimerType(betterproto2.Enum):
     HTTP_DOWNSTREAM_STREAM_FLUSH = 5
 
 
-@dataclass(eq=False, repr=False, init=False)
 class BufferFactoryConfig(betterproto2.Message):
     "BufferFactoryConfig(minimum_account_to_track_power_of_two: 'int' = <factory>)"
 
-    minimum_account_to_track_power_of_two: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
+    minimum_account_to_track_power_of_two: "int"
+
+    __match_args__ = ('minimum_account_to_track_power_of_two',)
 
     def __init__(self, minimum_account_to_track_power_of_two: 'int' = _FACTORY) -> None:
         self.minimum_account_to_track_power_of_two = 0 if minimum_account_to_track_power_of_two is _FACTORY else minimum_account_to_track_power_of_two
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'minimum_account_to_track_power_of_two': betterproto2.field(1, betterproto2.TYPE_UINT32),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -60,34 +66,41 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class LoadShedPoint(betterproto2.Message):
     "LoadShedPoint(name: 'str' = <factory>, triggers: 'list[Trigger]' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    triggers: "list[Trigger]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
+    triggers: "list[Trigger]"
+
+    __match_args__ = ('name', 'triggers',)
 
     def __init__(self, name: 'str' = _FACTORY, triggers: 'list[Trigger]' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.triggers = [] if triggers is _FACTORY else triggers
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'triggers': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.overload.v3", "LoadShedPoint", LoadShedPoint)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class OverloadAction(betterproto2.Message):
     "OverloadAction(name: 'str' = <factory>, triggers: 'list[Trigger]' = <factory>, typed_config: '____google__protobuf__.Any | None' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    triggers: "list[Trigger]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
+    triggers: "list[Trigger]"
 
-    typed_config: "____google__protobuf__.Any | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    typed_config: "____google__protobuf__.Any | None"
+
+    __match_args__ = ('name', 'triggers', 'typed_config',)
 
     def __init__(self, name: 'str' = _FACTORY, triggers: 'list[Trigger]' = _FACTORY, typed_config: '____google__protobuf__.Any | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -95,33 +108,32 @@ class OverloadAction(betterproto2.Message):
         self.typed_config = None if typed_config is _FACTORY else typed_config
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'triggers': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+            'typed_config': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.overload.v3", "OverloadAction", OverloadAction)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class OverloadManager(betterproto2.Message):
     "OverloadManager(refresh_interval: 'datetime.timedelta | None' = <factory>, resource_monitors: 'list[ResourceMonitor]' = <factory>, actions: 'list[OverloadAction]' = <factory>, loadshed_points: 'list[LoadShedPoint]' = <factory>, buffer_factory_config: 'BufferFactoryConfig | None' = <factory>)"
 
-    refresh_interval: "datetime.timedelta | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    refresh_interval: "datetime.timedelta | None"
 
-    resource_monitors: "list[ResourceMonitor]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    resource_monitors: "list[ResourceMonitor]"
 
-    actions: "list[OverloadAction]" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    actions: "list[OverloadAction]"
 
-    loadshed_points: "list[LoadShedPoint]" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    loadshed_points: "list[LoadShedPoint]"
 
-    buffer_factory_config: "BufferFactoryConfig | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    buffer_factory_config: "BufferFactoryConfig | None"
+
+    __match_args__ = ('refresh_interval', 'resource_monitors', 'actions', 'loadshed_points', 'buffer_factory_config',)
 
     def __init__(self, refresh_interval: 'datetime.timedelta | None' = _FACTORY, resource_monitors: 'list[ResourceMonitor]' = _FACTORY, actions: 'list[OverloadAction]' = _FACTORY, loadshed_points: 'list[LoadShedPoint]' = _FACTORY, buffer_factory_config: 'BufferFactoryConfig | None' = _FACTORY) -> None:
         self.refresh_interval = None if refresh_interval is _FACTORY else refresh_interval
@@ -131,13 +143,22 @@ class OverloadManager(betterproto2.Message):
         self.buffer_factory_config = None if buffer_factory_config is _FACTORY else buffer_factory_config
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'refresh_interval': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'resource_monitors': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+            'actions': betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True),
+            'loadshed_points': betterproto2.field(5, betterproto2.TYPE_MESSAGE, repeated=True),
+            'buffer_factory_config': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.overload.v3", "OverloadManager", OverloadManager
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ResourceMonitor(betterproto2.Message):
     """
 
@@ -146,16 +167,23 @@ class ResourceMonitor(betterproto2.Message):
         - config_type:
     """
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    typed_config: "____google__protobuf__.Any | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="config_type"
-    )
+    typed_config: "____google__protobuf__.Any | None"
+
+    __match_args__ = ('name', 'typed_config',)
 
     def __init__(self, name: 'str' = _FACTORY, typed_config: '____google__protobuf__.Any | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.typed_config = None if typed_config is _FACTORY else typed_config
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'typed_config': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='config_type'),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -163,34 +191,47 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ScaledTrigger(betterproto2.Message):
     "ScaledTrigger(scaling_threshold: 'float' = <factory>, saturation_threshold: 'float' = <factory>)"
 
-    scaling_threshold: "float" = betterproto2.field(1, betterproto2.TYPE_DOUBLE)
+    scaling_threshold: "float"
 
-    saturation_threshold: "float" = betterproto2.field(2, betterproto2.TYPE_DOUBLE)
+    saturation_threshold: "float"
+
+    __match_args__ = ('scaling_threshold', 'saturation_threshold',)
 
     def __init__(self, scaling_threshold: 'float' = _FACTORY, saturation_threshold: 'float' = _FACTORY) -> None:
         self.scaling_threshold = 0.0 if scaling_threshold is _FACTORY else scaling_threshold
         self.saturation_threshold = 0.0 if saturation_threshold is _FACTORY else saturation_threshold
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'scaling_threshold': betterproto2.field(1, betterproto2.TYPE_DOUBLE),
+            'saturation_threshold': betterproto2.field(2, betterproto2.TYPE_DOUBLE),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.overload.v3", "ScaledTrigger", ScaledTrigger)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ScaleTimersOverloadActionConfig(betterproto2.Message):
     "ScaleTimersOverloadActionConfig(timer_scale_factors: 'list[ScaleTimersOverloadActionConfigScaleTimer]' = <factory>)"
 
-    timer_scale_factors: "list[ScaleTimersOverloadActionConfigScaleTimer]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    timer_scale_factors: "list[ScaleTimersOverloadActionConfigScaleTimer]"
+
+    __match_args__ = ('timer_scale_factors',)
 
     def __init__(self, timer_scale_factors: 'list[ScaleTimersOverloadActionConfigScaleTimer]' = _FACTORY) -> None:
         self.timer_scale_factors = [] if timer_scale_factors is _FACTORY else timer_scale_factors
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'timer_scale_factors': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -198,7 +239,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ScaleTimersOverloadActionConfigScaleTimer(betterproto2.Message):
     """
 
@@ -207,29 +247,27 @@ class ScaleTimersOverloadActionConfigScaleTimer(betterproto2.Message):
         - overload_adjust:
     """
 
-    timer: "ScaleTimersOverloadActionConfigTimerType" = betterproto2.field(
-        1,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: ScaleTimersOverloadActionConfigTimerType(0),
-    )
+    timer: "ScaleTimersOverloadActionConfigTimerType"
 
-    min_timeout: "datetime.timedelta | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.Duration,
-        optional=True,
-        group="overload_adjust",
-    )
+    min_timeout: "datetime.timedelta | None"
 
-    min_scale: "___type__v3__.Percent | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="overload_adjust"
-    )
+    min_scale: "___type__v3__.Percent | None"
+
+    __match_args__ = ('timer', 'min_timeout', 'min_scale',)
 
     def __init__(self, timer: 'ScaleTimersOverloadActionConfigTimerType' = _FACTORY, min_timeout: 'datetime.timedelta | None' = _FACTORY, min_scale: '___type__v3__.Percent | None' = _FACTORY) -> None:
         self.timer = ScaleTimersOverloadActionConfigTimerType(0) if timer is _FACTORY else timer
         self.min_timeout = None if min_timeout is _FACTORY else min_timeout
         self.min_scale = None if min_scale is _FACTORY else min_scale
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'timer': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: ScaleTimersOverloadActionConfigTimerType(0)),
+            'min_timeout': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True, group='overload_adjust'),
+            'min_scale': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='overload_adjust'),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -239,15 +277,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ThresholdTrigger(betterproto2.Message):
     "ThresholdTrigger(value: 'float' = <factory>)"
 
-    value: "float" = betterproto2.field(1, betterproto2.TYPE_DOUBLE)
+    value: "float"
+
+    __match_args__ = ('value',)
 
     def __init__(self, value: 'float' = _FACTORY) -> None:
         self.value = 0.0 if value is _FACTORY else value
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'value': betterproto2.field(1, betterproto2.TYPE_DOUBLE),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -255,7 +300,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Trigger(betterproto2.Message):
     """
 
@@ -264,21 +308,27 @@ class Trigger(betterproto2.Message):
         - trigger_oneof:
     """
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    threshold: "ThresholdTrigger | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="trigger_oneof"
-    )
+    threshold: "ThresholdTrigger | None"
 
-    scaled: "ScaledTrigger | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="trigger_oneof"
-    )
+    scaled: "ScaledTrigger | None"
+
+    __match_args__ = ('name', 'threshold', 'scaled',)
 
     def __init__(self, name: 'str' = _FACTORY, threshold: 'ThresholdTrigger | None' = _FACTORY, scaled: 'ScaledTrigger | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.threshold = None if threshold is _FACTORY else threshold
         self.scaled = None if scaled is _FACTORY else scaled
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'threshold': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='trigger_oneof'),
+            'scaled': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='trigger_oneof'),
+        }
+    )
 
 
 default_message_pool.register_message("envoy.config.overload.v3", "Trigger", Trigger)

@@ -22,10 +22,9 @@ __all__ = (
 )
 
 import warnings
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from .....message_pool import default_message_pool
 
@@ -57,26 +56,31 @@ class RbacAuditLoggingOptionsAuditCondition(betterproto2.Enum):
     ON_DENY_AND_ALLOW = 3
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Action(betterproto2.Message):
     "Action(name: 'str' = <factory>, action: 'RbacAction' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    action: "RbacAction" = betterproto2.field(
-        2, betterproto2.TYPE_ENUM, default_factory=lambda: RbacAction(0)
-    )
+    action: "RbacAction"
+
+    __match_args__ = ('name', 'action',)
 
     def __init__(self, name: 'str' = _FACTORY, action: 'RbacAction' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.action = RbacAction(0) if action is _FACTORY else action
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'action': betterproto2.field(2, betterproto2.TYPE_ENUM, default_factory=lambda: RbacAction(0)),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.rbac.v3", "Action", Action)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Permission(betterproto2.Message):
     """
 
@@ -85,64 +89,40 @@ class Permission(betterproto2.Message):
         - rule:
     """
 
-    and_rules: "PermissionSet | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True, group="rule"
-    )
+    and_rules: "PermissionSet | None"
 
-    or_rules: "PermissionSet | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="rule"
-    )
+    or_rules: "PermissionSet | None"
 
-    any: "bool | None" = betterproto2.field(3, betterproto2.TYPE_BOOL, optional=True, group="rule")
+    any: "bool | None"
 
-    header: "__route__v3__.HeaderMatcher | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True, group="rule"
-    )
+    header: "__route__v3__.HeaderMatcher | None"
 
-    url_path: "___type__matcher__v3__.PathMatcher | None" = betterproto2.field(
-        10, betterproto2.TYPE_MESSAGE, optional=True, group="rule"
-    )
+    url_path: "___type__matcher__v3__.PathMatcher | None"
 
-    destination_ip: "__core__v3__.CidrRange | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True, group="rule"
-    )
+    destination_ip: "__core__v3__.CidrRange | None"
 
-    destination_port: "int | None" = betterproto2.field(
-        6, betterproto2.TYPE_UINT32, optional=True, group="rule"
-    )
+    destination_port: "int | None"
 
-    destination_port_range: "___type__v3__.Int32Range | None" = betterproto2.field(
-        11, betterproto2.TYPE_MESSAGE, optional=True, group="rule"
-    )
+    destination_port_range: "___type__v3__.Int32Range | None"
 
-    metadata: "___type__matcher__v3__.MetadataMatcher | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True, group="rule"
-    )
+    metadata: "___type__matcher__v3__.MetadataMatcher | None"
 
-    not_rule: "Permission | None" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, optional=True, group="rule"
-    )
+    not_rule: "Permission | None"
 
-    requested_server_name: "___type__matcher__v3__.StringMatcher | None" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, optional=True, group="rule"
-    )
+    requested_server_name: "___type__matcher__v3__.StringMatcher | None"
 
-    matcher: "__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
-        12, betterproto2.TYPE_MESSAGE, optional=True, group="rule"
-    )
+    matcher: "__core__v3__.TypedExtensionConfig | None"
 
-    uri_template: "__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
-        13, betterproto2.TYPE_MESSAGE, optional=True, group="rule"
-    )
+    uri_template: "__core__v3__.TypedExtensionConfig | None"
 
-    sourced_metadata: "SourcedMetadata | None" = betterproto2.field(
-        14, betterproto2.TYPE_MESSAGE, optional=True, group="rule"
-    )
+    sourced_metadata: "SourcedMetadata | None"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("metadata"):
             warnings.warn("Permission.metadata is deprecated", DeprecationWarning)
+
+    __match_args__ = ('and_rules', 'or_rules', 'any', 'header', 'url_path', 'destination_ip', 'destination_port', 'destination_port_range', 'metadata', 'not_rule', 'requested_server_name', 'matcher', 'uri_template', 'sourced_metadata',)
 
     def __init__(self, and_rules: 'PermissionSet | None' = _FACTORY, or_rules: 'PermissionSet | None' = _FACTORY, any: 'bool | None' = _FACTORY, header: '__route__v3__.HeaderMatcher | None' = _FACTORY, url_path: '___type__matcher__v3__.PathMatcher | None' = _FACTORY, destination_ip: '__core__v3__.CidrRange | None' = _FACTORY, destination_port: 'int | None' = _FACTORY, destination_port_range: '___type__v3__.Int32Range | None' = _FACTORY, metadata: '___type__matcher__v3__.MetadataMatcher | None' = _FACTORY, not_rule: 'Permission | None' = _FACTORY, requested_server_name: '___type__matcher__v3__.StringMatcher | None' = _FACTORY, matcher: '__core__v3__.TypedExtensionConfig | None' = _FACTORY, uri_template: '__core__v3__.TypedExtensionConfig | None' = _FACTORY, sourced_metadata: 'SourcedMetadata | None' = _FACTORY) -> None:
         self.and_rules = None if and_rules is _FACTORY else and_rules
@@ -161,45 +141,64 @@ class Permission(betterproto2.Message):
         self.sourced_metadata = None if sourced_metadata is _FACTORY else sourced_metadata
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'and_rules': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group='rule'),
+            'or_rules': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='rule'),
+            'any': betterproto2.field(3, betterproto2.TYPE_BOOL, optional=True, group='rule'),
+            'header': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True, group='rule'),
+            'url_path': betterproto2.field(10, betterproto2.TYPE_MESSAGE, optional=True, group='rule'),
+            'destination_ip': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True, group='rule'),
+            'destination_port': betterproto2.field(6, betterproto2.TYPE_UINT32, optional=True, group='rule'),
+            'destination_port_range': betterproto2.field(11, betterproto2.TYPE_MESSAGE, optional=True, group='rule'),
+            'metadata': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True, group='rule'),
+            'not_rule': betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True, group='rule'),
+            'requested_server_name': betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True, group='rule'),
+            'matcher': betterproto2.field(12, betterproto2.TYPE_MESSAGE, optional=True, group='rule'),
+            'uri_template': betterproto2.field(13, betterproto2.TYPE_MESSAGE, optional=True, group='rule'),
+            'sourced_metadata': betterproto2.field(14, betterproto2.TYPE_MESSAGE, optional=True, group='rule'),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.rbac.v3", "Permission", Permission)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class PermissionSet(betterproto2.Message):
     "PermissionSet(rules: 'list[Permission]' = <factory>)"
 
-    rules: "list[Permission]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    rules: "list[Permission]"
+
+    __match_args__ = ('rules',)
 
     def __init__(self, rules: 'list[Permission]' = _FACTORY) -> None:
         self.rules = [] if rules is _FACTORY else rules
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'rules': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.rbac.v3", "Permission.Set", PermissionSet)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Policy(betterproto2.Message):
     "Policy(permissions: 'list[Permission]' = <factory>, principals: 'list[Principal]' = <factory>, condition: '____google__api__expr__v1alpha1__.Expr | None' = <factory>, checked_condition: '____google__api__expr__v1alpha1__.CheckedExpr | None' = <factory>, cel_config: '__core__v3__.CelExpressionConfig | None' = <factory>)"
 
-    permissions: "list[Permission]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    permissions: "list[Permission]"
 
-    principals: "list[Principal]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
+    principals: "list[Principal]"
 
-    condition: "____google__api__expr__v1alpha1__.Expr | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    condition: "____google__api__expr__v1alpha1__.Expr | None"
 
-    checked_condition: "____google__api__expr__v1alpha1__.CheckedExpr | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    checked_condition: "____google__api__expr__v1alpha1__.CheckedExpr | None"
 
-    cel_config: "__core__v3__.CelExpressionConfig | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    cel_config: "__core__v3__.CelExpressionConfig | None"
+
+    __match_args__ = ('permissions', 'principals', 'condition', 'checked_condition', 'cel_config',)
 
     def __init__(self, permissions: 'list[Permission]' = _FACTORY, principals: 'list[Principal]' = _FACTORY, condition: '____google__api__expr__v1alpha1__.Expr | None' = _FACTORY, checked_condition: '____google__api__expr__v1alpha1__.CheckedExpr | None' = _FACTORY, cel_config: '__core__v3__.CelExpressionConfig | None' = _FACTORY) -> None:
         self.permissions = [] if permissions is _FACTORY else permissions
@@ -209,11 +208,20 @@ class Policy(betterproto2.Message):
         self.cel_config = None if cel_config is _FACTORY else cel_config
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'permissions': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+            'principals': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+            'condition': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+            'checked_condition': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+            'cel_config': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.rbac.v3", "Policy", Policy)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Principal(betterproto2.Message):
     """
 
@@ -222,61 +230,33 @@ class Principal(betterproto2.Message):
         - identifier:
     """
 
-    and_ids: "PrincipalSet | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True, group="identifier"
-    )
+    and_ids: "PrincipalSet | None"
 
-    or_ids: "PrincipalSet | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="identifier"
-    )
+    or_ids: "PrincipalSet | None"
 
-    any: "bool | None" = betterproto2.field(
-        3, betterproto2.TYPE_BOOL, optional=True, group="identifier"
-    )
+    any: "bool | None"
 
-    authenticated: "PrincipalAuthenticated | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True, group="identifier"
-    )
+    authenticated: "PrincipalAuthenticated | None"
 
-    source_ip: "__core__v3__.CidrRange | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True, group="identifier"
-    )
+    source_ip: "__core__v3__.CidrRange | None"
 
-    direct_remote_ip: "__core__v3__.CidrRange | None" = betterproto2.field(
-        10, betterproto2.TYPE_MESSAGE, optional=True, group="identifier"
-    )
+    direct_remote_ip: "__core__v3__.CidrRange | None"
 
-    remote_ip: "__core__v3__.CidrRange | None" = betterproto2.field(
-        11, betterproto2.TYPE_MESSAGE, optional=True, group="identifier"
-    )
+    remote_ip: "__core__v3__.CidrRange | None"
 
-    header: "__route__v3__.HeaderMatcher | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, optional=True, group="identifier"
-    )
+    header: "__route__v3__.HeaderMatcher | None"
 
-    url_path: "___type__matcher__v3__.PathMatcher | None" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, optional=True, group="identifier"
-    )
+    url_path: "___type__matcher__v3__.PathMatcher | None"
 
-    metadata: "___type__matcher__v3__.MetadataMatcher | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True, group="identifier"
-    )
+    metadata: "___type__matcher__v3__.MetadataMatcher | None"
 
-    filter_state: "___type__matcher__v3__.FilterStateMatcher | None" = betterproto2.field(
-        12, betterproto2.TYPE_MESSAGE, optional=True, group="identifier"
-    )
+    filter_state: "___type__matcher__v3__.FilterStateMatcher | None"
 
-    not_id: "Principal | None" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, optional=True, group="identifier"
-    )
+    not_id: "Principal | None"
 
-    sourced_metadata: "SourcedMetadata | None" = betterproto2.field(
-        13, betterproto2.TYPE_MESSAGE, optional=True, group="identifier"
-    )
+    sourced_metadata: "SourcedMetadata | None"
 
-    custom: "__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
-        14, betterproto2.TYPE_MESSAGE, optional=True, group="identifier"
-    )
+    custom: "__core__v3__.TypedExtensionConfig | None"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -284,6 +264,8 @@ class Principal(betterproto2.Message):
             warnings.warn("Principal.source_ip is deprecated", DeprecationWarning)
         if self.is_set("metadata"):
             warnings.warn("Principal.metadata is deprecated", DeprecationWarning)
+
+    __match_args__ = ('and_ids', 'or_ids', 'any', 'authenticated', 'source_ip', 'direct_remote_ip', 'remote_ip', 'header', 'url_path', 'metadata', 'filter_state', 'not_id', 'sourced_metadata', 'custom',)
 
     def __init__(self, and_ids: 'PrincipalSet | None' = _FACTORY, or_ids: 'PrincipalSet | None' = _FACTORY, any: 'bool | None' = _FACTORY, authenticated: 'PrincipalAuthenticated | None' = _FACTORY, source_ip: '__core__v3__.CidrRange | None' = _FACTORY, direct_remote_ip: '__core__v3__.CidrRange | None' = _FACTORY, remote_ip: '__core__v3__.CidrRange | None' = _FACTORY, header: '__route__v3__.HeaderMatcher | None' = _FACTORY, url_path: '___type__matcher__v3__.PathMatcher | None' = _FACTORY, metadata: '___type__matcher__v3__.MetadataMatcher | None' = _FACTORY, filter_state: '___type__matcher__v3__.FilterStateMatcher | None' = _FACTORY, not_id: 'Principal | None' = _FACTORY, sourced_metadata: 'SourcedMetadata | None' = _FACTORY, custom: '__core__v3__.TypedExtensionConfig | None' = _FACTORY) -> None:
         self.and_ids = None if and_ids is _FACTORY else and_ids
@@ -302,21 +284,45 @@ class Principal(betterproto2.Message):
         self.custom = None if custom is _FACTORY else custom
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'and_ids': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group='identifier'),
+            'or_ids': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='identifier'),
+            'any': betterproto2.field(3, betterproto2.TYPE_BOOL, optional=True, group='identifier'),
+            'authenticated': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True, group='identifier'),
+            'source_ip': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True, group='identifier'),
+            'direct_remote_ip': betterproto2.field(10, betterproto2.TYPE_MESSAGE, optional=True, group='identifier'),
+            'remote_ip': betterproto2.field(11, betterproto2.TYPE_MESSAGE, optional=True, group='identifier'),
+            'header': betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True, group='identifier'),
+            'url_path': betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True, group='identifier'),
+            'metadata': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True, group='identifier'),
+            'filter_state': betterproto2.field(12, betterproto2.TYPE_MESSAGE, optional=True, group='identifier'),
+            'not_id': betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True, group='identifier'),
+            'sourced_metadata': betterproto2.field(13, betterproto2.TYPE_MESSAGE, optional=True, group='identifier'),
+            'custom': betterproto2.field(14, betterproto2.TYPE_MESSAGE, optional=True, group='identifier'),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.rbac.v3", "Principal", Principal)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class PrincipalAuthenticated(betterproto2.Message):
     "PrincipalAuthenticated(principal_name: '___type__matcher__v3__.StringMatcher | None' = <factory>)"
 
-    principal_name: "___type__matcher__v3__.StringMatcher | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    principal_name: "___type__matcher__v3__.StringMatcher | None"
+
+    __match_args__ = ('principal_name',)
 
     def __init__(self, principal_name: '___type__matcher__v3__.StringMatcher | None' = _FACTORY) -> None:
         self.principal_name = None if principal_name is _FACTORY else principal_name
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'principal_name': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -324,37 +330,37 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class PrincipalSet(betterproto2.Message):
     "PrincipalSet(ids: 'list[Principal]' = <factory>)"
 
-    ids: "list[Principal]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    ids: "list[Principal]"
+
+    __match_args__ = ('ids',)
 
     def __init__(self, ids: 'list[Principal]' = _FACTORY) -> None:
         self.ids = [] if ids is _FACTORY else ids
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'ids': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.rbac.v3", "Principal.Set", PrincipalSet)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Rbac(betterproto2.Message):
     "Rbac(action: 'RbacAction' = <factory>, policies: 'dict[str, Policy]' = <factory>, audit_logging_options: 'RbacAuditLoggingOptions | None' = <factory>)"
 
-    action: "RbacAction" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, default_factory=lambda: RbacAction(0)
-    )
+    action: "RbacAction"
 
-    policies: "dict[str, Policy]" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
-    )
+    policies: "dict[str, Policy]"
 
-    audit_logging_options: "RbacAuditLoggingOptions | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    audit_logging_options: "RbacAuditLoggingOptions | None"
+
+    __match_args__ = ('action', 'policies', 'audit_logging_options',)
 
     def __init__(self, action: 'RbacAction' = _FACTORY, policies: 'dict[str, Policy]' = _FACTORY, audit_logging_options: 'RbacAuditLoggingOptions | None' = _FACTORY) -> None:
         self.action = RbacAction(0) if action is _FACTORY else action
@@ -362,26 +368,38 @@ class Rbac(betterproto2.Message):
         self.audit_logging_options = None if audit_logging_options is _FACTORY else audit_logging_options
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'action': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: RbacAction(0)),
+            'policies': betterproto2.field(2, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)),
+            'audit_logging_options': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.rbac.v3", "RBAC", Rbac)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RbacAuditLoggingOptions(betterproto2.Message):
     "RbacAuditLoggingOptions(audit_condition: 'RbacAuditLoggingOptionsAuditCondition' = <factory>, logger_configs: 'list[RbacAuditLoggingOptionsAuditLoggerConfig]' = <factory>)"
 
-    audit_condition: "RbacAuditLoggingOptionsAuditCondition" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, default_factory=lambda: RbacAuditLoggingOptionsAuditCondition(0)
-    )
+    audit_condition: "RbacAuditLoggingOptionsAuditCondition"
 
-    logger_configs: "list[RbacAuditLoggingOptionsAuditLoggerConfig]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    logger_configs: "list[RbacAuditLoggingOptionsAuditLoggerConfig]"
+
+    __match_args__ = ('audit_condition', 'logger_configs',)
 
     def __init__(self, audit_condition: 'RbacAuditLoggingOptionsAuditCondition' = _FACTORY, logger_configs: 'list[RbacAuditLoggingOptionsAuditLoggerConfig]' = _FACTORY) -> None:
         self.audit_condition = RbacAuditLoggingOptionsAuditCondition(0) if audit_condition is _FACTORY else audit_condition
         self.logger_configs = [] if logger_configs is _FACTORY else logger_configs
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'audit_condition': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: RbacAuditLoggingOptionsAuditCondition(0)),
+            'logger_configs': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -389,20 +407,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RbacAuditLoggingOptionsAuditLoggerConfig(betterproto2.Message):
     "RbacAuditLoggingOptionsAuditLoggerConfig(audit_logger: '__core__v3__.TypedExtensionConfig | None' = <factory>, is_optional: 'bool' = <factory>)"
 
-    audit_logger: "__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    audit_logger: "__core__v3__.TypedExtensionConfig | None"
 
-    is_optional: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    is_optional: "bool"
+
+    __match_args__ = ('audit_logger', 'is_optional',)
 
     def __init__(self, audit_logger: '__core__v3__.TypedExtensionConfig | None' = _FACTORY, is_optional: 'bool' = _FACTORY) -> None:
         self.audit_logger = None if audit_logger is _FACTORY else audit_logger
         self.is_optional = False if is_optional is _FACTORY else is_optional
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'audit_logger': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'is_optional': betterproto2.field(2, betterproto2.TYPE_BOOL),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -412,22 +436,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class SourcedMetadata(betterproto2.Message):
     "SourcedMetadata(metadata_matcher: '___type__matcher__v3__.MetadataMatcher | None' = <factory>, metadata_source: 'MetadataSource' = <factory>)"
 
-    metadata_matcher: "___type__matcher__v3__.MetadataMatcher | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    metadata_matcher: "___type__matcher__v3__.MetadataMatcher | None"
 
-    metadata_source: "MetadataSource" = betterproto2.field(
-        2, betterproto2.TYPE_ENUM, default_factory=lambda: MetadataSource(0)
-    )
+    metadata_source: "MetadataSource"
+
+    __match_args__ = ('metadata_matcher', 'metadata_source',)
 
     def __init__(self, metadata_matcher: '___type__matcher__v3__.MetadataMatcher | None' = _FACTORY, metadata_source: 'MetadataSource' = _FACTORY) -> None:
         self.metadata_matcher = None if metadata_matcher is _FACTORY else metadata_matcher
         self.metadata_source = MetadataSource(0) if metadata_source is _FACTORY else metadata_source
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'metadata_matcher': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'metadata_source': betterproto2.field(2, betterproto2.TYPE_ENUM, default_factory=lambda: MetadataSource(0)),
+        }
+    )
 
 
 default_message_pool.register_message("envoy.config.rbac.v3", "SourcedMetadata", SourcedMetadata)

@@ -77,10 +77,9 @@ __all__ = (
 
 import datetime
 import warnings
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from .....message_pool import default_message_pool
 
@@ -134,20 +133,26 @@ class VirtualHostTlsRequirementType(betterproto2.Enum):
     ALL = 2
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ClusterSpecifierPlugin(betterproto2.Message):
     "ClusterSpecifierPlugin(extension: '__core__v3__.TypedExtensionConfig | None' = <factory>, is_optional: 'bool' = <factory>)"
 
-    extension: "__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    extension: "__core__v3__.TypedExtensionConfig | None"
 
-    is_optional: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    is_optional: "bool"
+
+    __match_args__ = ('extension', 'is_optional',)
 
     def __init__(self, extension: '__core__v3__.TypedExtensionConfig | None' = _FACTORY, is_optional: 'bool' = _FACTORY) -> None:
         self.extension = None if extension is _FACTORY else extension
         self.is_optional = False if is_optional is _FACTORY else is_optional
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'extension': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'is_optional': betterproto2.field(2, betterproto2.TYPE_BOOL),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -155,7 +160,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class CorsPolicy(betterproto2.Message):
     """
 
@@ -164,43 +168,27 @@ class CorsPolicy(betterproto2.Message):
         - enabled_specifier:
     """
 
-    allow_origin_string_match: "list[___type__matcher__v3__.StringMatcher]" = betterproto2.field(
-        11, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    allow_origin_string_match: "list[___type__matcher__v3__.StringMatcher]"
 
-    allow_methods: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    allow_methods: "str"
 
-    allow_headers: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    allow_headers: "str"
 
-    expose_headers: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    expose_headers: "str"
 
-    max_age: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    max_age: "str"
 
-    allow_credentials: "bool | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
-    )
+    allow_credentials: "bool | None"
 
-    filter_enabled: "__core__v3__.RuntimeFractionalPercent | None" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, optional=True, group="enabled_specifier"
-    )
+    filter_enabled: "__core__v3__.RuntimeFractionalPercent | None"
 
-    shadow_enabled: "__core__v3__.RuntimeFractionalPercent | None" = betterproto2.field(
-        10, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    shadow_enabled: "__core__v3__.RuntimeFractionalPercent | None"
 
-    allow_private_network_access: "bool | None" = betterproto2.field(
-        12,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.BoolValue,
-        optional=True,
-    )
+    allow_private_network_access: "bool | None"
 
-    forward_not_matching_preflights: "bool | None" = betterproto2.field(
-        13,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.BoolValue,
-        optional=True,
-    )
+    forward_not_matching_preflights: "bool | None"
+
+    __match_args__ = ('allow_origin_string_match', 'allow_methods', 'allow_headers', 'expose_headers', 'max_age', 'allow_credentials', 'filter_enabled', 'shadow_enabled', 'allow_private_network_access', 'forward_not_matching_preflights',)
 
     def __init__(self, allow_origin_string_match: 'list[___type__matcher__v3__.StringMatcher]' = _FACTORY, allow_methods: 'str' = _FACTORY, allow_headers: 'str' = _FACTORY, expose_headers: 'str' = _FACTORY, max_age: 'str' = _FACTORY, allow_credentials: 'bool | None' = _FACTORY, filter_enabled: '__core__v3__.RuntimeFractionalPercent | None' = _FACTORY, shadow_enabled: '__core__v3__.RuntimeFractionalPercent | None' = _FACTORY, allow_private_network_access: 'bool | None' = _FACTORY, forward_not_matching_preflights: 'bool | None' = _FACTORY) -> None:
         self.allow_origin_string_match = [] if allow_origin_string_match is _FACTORY else allow_origin_string_match
@@ -215,42 +203,60 @@ class CorsPolicy(betterproto2.Message):
         self.forward_not_matching_preflights = None if forward_not_matching_preflights is _FACTORY else forward_not_matching_preflights
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'allow_origin_string_match': betterproto2.field(11, betterproto2.TYPE_MESSAGE, repeated=True),
+            'allow_methods': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'allow_headers': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'expose_headers': betterproto2.field(4, betterproto2.TYPE_STRING),
+            'max_age': betterproto2.field(5, betterproto2.TYPE_STRING),
+            'allow_credentials': betterproto2.field(6, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True),
+            'filter_enabled': betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True, group='enabled_specifier'),
+            'shadow_enabled': betterproto2.field(10, betterproto2.TYPE_MESSAGE, optional=True),
+            'allow_private_network_access': betterproto2.field(12, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True),
+            'forward_not_matching_preflights': betterproto2.field(13, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.route.v3", "CorsPolicy", CorsPolicy)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Decorator(betterproto2.Message):
     "Decorator(operation: 'str' = <factory>, propagate: 'bool | None' = <factory>)"
 
-    operation: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    operation: "str"
 
-    propagate: "bool | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
-    )
+    propagate: "bool | None"
+
+    __match_args__ = ('operation', 'propagate',)
 
     def __init__(self, operation: 'str' = _FACTORY, propagate: 'bool | None' = _FACTORY) -> None:
         self.operation = "" if operation is _FACTORY else operation
         self.propagate = None if propagate is _FACTORY else propagate
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'operation': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'propagate': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.route.v3", "Decorator", Decorator)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class DirectResponseAction(betterproto2.Message):
     "DirectResponseAction(status: 'int' = <factory>, body: '__core__v3__.DataSource | None' = <factory>, body_format: '__core__v3__.SubstitutionFormatString | None' = <factory>)"
 
-    status: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
+    status: "int"
 
-    body: "__core__v3__.DataSource | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    body: "__core__v3__.DataSource | None"
 
-    body_format: "__core__v3__.SubstitutionFormatString | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    body_format: "__core__v3__.SubstitutionFormatString | None"
+
+    __match_args__ = ('status', 'body', 'body_format',)
 
     def __init__(self, status: 'int' = _FACTORY, body: '__core__v3__.DataSource | None' = _FACTORY, body_format: '__core__v3__.SubstitutionFormatString | None' = _FACTORY) -> None:
         self.status = 0 if status is _FACTORY else status
@@ -258,39 +264,51 @@ class DirectResponseAction(betterproto2.Message):
         self.body_format = None if body_format is _FACTORY else body_format
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'status': betterproto2.field(1, betterproto2.TYPE_UINT32),
+            'body': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'body_format': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.route.v3", "DirectResponseAction", DirectResponseAction
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class FilterAction(betterproto2.Message):
     "FilterAction(action: '____google__protobuf__.Any | None' = <factory>)"
 
-    action: "____google__protobuf__.Any | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    action: "____google__protobuf__.Any | None"
+
+    __match_args__ = ('action',)
 
     def __init__(self, action: '____google__protobuf__.Any | None' = _FACTORY) -> None:
         self.action = None if action is _FACTORY else action
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'action': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.route.v3", "FilterAction", FilterAction)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class FilterConfig(betterproto2.Message):
     "FilterConfig(config: '____google__protobuf__.Any | None' = <factory>, is_optional: 'bool' = <factory>, disabled: 'bool' = <factory>)"
 
-    config: "____google__protobuf__.Any | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    config: "____google__protobuf__.Any | None"
 
-    is_optional: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    is_optional: "bool"
 
-    disabled: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    disabled: "bool"
+
+    __match_args__ = ('config', 'is_optional', 'disabled',)
 
     def __init__(self, config: '____google__protobuf__.Any | None' = _FACTORY, is_optional: 'bool' = _FACTORY, disabled: 'bool' = _FACTORY) -> None:
         self.config = None if config is _FACTORY else config
@@ -298,11 +316,18 @@ class FilterConfig(betterproto2.Message):
         self.disabled = False if disabled is _FACTORY else disabled
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'config': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'is_optional': betterproto2.field(2, betterproto2.TYPE_BOOL),
+            'disabled': betterproto2.field(3, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.route.v3", "FilterConfig", FilterConfig)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HeaderMatcher(betterproto2.Message):
     """
 
@@ -311,43 +336,27 @@ class HeaderMatcher(betterproto2.Message):
         - header_match_specifier:
     """
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    exact_match: "str | None" = betterproto2.field(
-        4, betterproto2.TYPE_STRING, optional=True, group="header_match_specifier"
-    )
+    exact_match: "str | None"
 
-    safe_regex_match: "___type__matcher__v3__.RegexMatcher | None" = betterproto2.field(
-        11, betterproto2.TYPE_MESSAGE, optional=True, group="header_match_specifier"
-    )
+    safe_regex_match: "___type__matcher__v3__.RegexMatcher | None"
 
-    range_match: "___type__v3__.Int64Range | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, optional=True, group="header_match_specifier"
-    )
+    range_match: "___type__v3__.Int64Range | None"
 
-    present_match: "bool | None" = betterproto2.field(
-        7, betterproto2.TYPE_BOOL, optional=True, group="header_match_specifier"
-    )
+    present_match: "bool | None"
 
-    prefix_match: "str | None" = betterproto2.field(
-        9, betterproto2.TYPE_STRING, optional=True, group="header_match_specifier"
-    )
+    prefix_match: "str | None"
 
-    suffix_match: "str | None" = betterproto2.field(
-        10, betterproto2.TYPE_STRING, optional=True, group="header_match_specifier"
-    )
+    suffix_match: "str | None"
 
-    contains_match: "str | None" = betterproto2.field(
-        12, betterproto2.TYPE_STRING, optional=True, group="header_match_specifier"
-    )
+    contains_match: "str | None"
 
-    string_match: "___type__matcher__v3__.StringMatcher | None" = betterproto2.field(
-        13, betterproto2.TYPE_MESSAGE, optional=True, group="header_match_specifier"
-    )
+    string_match: "___type__matcher__v3__.StringMatcher | None"
 
-    invert_match: "bool" = betterproto2.field(8, betterproto2.TYPE_BOOL)
+    invert_match: "bool"
 
-    treat_missing_header_as_empty: "bool" = betterproto2.field(14, betterproto2.TYPE_BOOL)
+    treat_missing_header_as_empty: "bool"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -361,6 +370,8 @@ class HeaderMatcher(betterproto2.Message):
             warnings.warn("HeaderMatcher.suffix_match is deprecated", DeprecationWarning)
         if self.is_set("contains_match"):
             warnings.warn("HeaderMatcher.contains_match is deprecated", DeprecationWarning)
+
+    __match_args__ = ('name', 'exact_match', 'safe_regex_match', 'range_match', 'present_match', 'prefix_match', 'suffix_match', 'contains_match', 'string_match', 'invert_match', 'treat_missing_header_as_empty',)
 
     def __init__(self, name: 'str' = _FACTORY, exact_match: 'str | None' = _FACTORY, safe_regex_match: '___type__matcher__v3__.RegexMatcher | None' = _FACTORY, range_match: '___type__v3__.Int64Range | None' = _FACTORY, present_match: 'bool | None' = _FACTORY, prefix_match: 'str | None' = _FACTORY, suffix_match: 'str | None' = _FACTORY, contains_match: 'str | None' = _FACTORY, string_match: '___type__matcher__v3__.StringMatcher | None' = _FACTORY, invert_match: 'bool' = _FACTORY, treat_missing_header_as_empty: 'bool' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -376,26 +387,36 @@ class HeaderMatcher(betterproto2.Message):
         self.treat_missing_header_as_empty = False if treat_missing_header_as_empty is _FACTORY else treat_missing_header_as_empty
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'exact_match': betterproto2.field(4, betterproto2.TYPE_STRING, optional=True, group='header_match_specifier'),
+            'safe_regex_match': betterproto2.field(11, betterproto2.TYPE_MESSAGE, optional=True, group='header_match_specifier'),
+            'range_match': betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True, group='header_match_specifier'),
+            'present_match': betterproto2.field(7, betterproto2.TYPE_BOOL, optional=True, group='header_match_specifier'),
+            'prefix_match': betterproto2.field(9, betterproto2.TYPE_STRING, optional=True, group='header_match_specifier'),
+            'suffix_match': betterproto2.field(10, betterproto2.TYPE_STRING, optional=True, group='header_match_specifier'),
+            'contains_match': betterproto2.field(12, betterproto2.TYPE_STRING, optional=True, group='header_match_specifier'),
+            'string_match': betterproto2.field(13, betterproto2.TYPE_MESSAGE, optional=True, group='header_match_specifier'),
+            'invert_match': betterproto2.field(8, betterproto2.TYPE_BOOL),
+            'treat_missing_header_as_empty': betterproto2.field(14, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.route.v3", "HeaderMatcher", HeaderMatcher)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HedgePolicy(betterproto2.Message):
     "HedgePolicy(initial_requests: 'int | None' = <factory>, additional_request_chance: '___type__v3__.FractionalPercent | None' = <factory>, hedge_on_per_try_timeout: 'bool' = <factory>)"
 
-    initial_requests: "int | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    initial_requests: "int | None"
 
-    additional_request_chance: "___type__v3__.FractionalPercent | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    additional_request_chance: "___type__v3__.FractionalPercent | None"
 
-    hedge_on_per_try_timeout: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    hedge_on_per_try_timeout: "bool"
+
+    __match_args__ = ('initial_requests', 'additional_request_chance', 'hedge_on_per_try_timeout',)
 
     def __init__(self, initial_requests: 'int | None' = _FACTORY, additional_request_chance: '___type__v3__.FractionalPercent | None' = _FACTORY, hedge_on_per_try_timeout: 'bool' = _FACTORY) -> None:
         self.initial_requests = None if initial_requests is _FACTORY else initial_requests
@@ -403,34 +424,32 @@ class HedgePolicy(betterproto2.Message):
         self.hedge_on_per_try_timeout = False if hedge_on_per_try_timeout is _FACTORY else hedge_on_per_try_timeout
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'initial_requests': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'additional_request_chance': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'hedge_on_per_try_timeout': betterproto2.field(3, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.route.v3", "HedgePolicy", HedgePolicy)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class InternalRedirectPolicy(betterproto2.Message):
     "InternalRedirectPolicy(max_internal_redirects: 'int | None' = <factory>, redirect_response_codes: 'list[int]' = <factory>, predicates: 'list[__core__v3__.TypedExtensionConfig]' = <factory>, allow_cross_scheme_redirect: 'bool' = <factory>, response_headers_to_copy: 'list[str]' = <factory>)"
 
-    max_internal_redirects: "int | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    max_internal_redirects: "int | None"
 
-    redirect_response_codes: "list[int]" = betterproto2.field(
-        2, betterproto2.TYPE_UINT32, repeated=True
-    )
+    redirect_response_codes: "list[int]"
 
-    predicates: "list[__core__v3__.TypedExtensionConfig]" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    predicates: "list[__core__v3__.TypedExtensionConfig]"
 
-    allow_cross_scheme_redirect: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
+    allow_cross_scheme_redirect: "bool"
 
-    response_headers_to_copy: "list[str]" = betterproto2.field(
-        5, betterproto2.TYPE_STRING, repeated=True
-    )
+    response_headers_to_copy: "list[str]"
+
+    __match_args__ = ('max_internal_redirects', 'redirect_response_codes', 'predicates', 'allow_cross_scheme_redirect', 'response_headers_to_copy',)
 
     def __init__(self, max_internal_redirects: 'int | None' = _FACTORY, redirect_response_codes: 'list[int]' = _FACTORY, predicates: 'list[__core__v3__.TypedExtensionConfig]' = _FACTORY, allow_cross_scheme_redirect: 'bool' = _FACTORY, response_headers_to_copy: 'list[str]' = _FACTORY) -> None:
         self.max_internal_redirects = None if max_internal_redirects is _FACTORY else max_internal_redirects
@@ -440,20 +459,36 @@ class InternalRedirectPolicy(betterproto2.Message):
         self.response_headers_to_copy = [] if response_headers_to_copy is _FACTORY else response_headers_to_copy
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'max_internal_redirects': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'redirect_response_codes': betterproto2.field(2, betterproto2.TYPE_UINT32, repeated=True),
+            'predicates': betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True),
+            'allow_cross_scheme_redirect': betterproto2.field(4, betterproto2.TYPE_BOOL),
+            'response_headers_to_copy': betterproto2.field(5, betterproto2.TYPE_STRING, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.route.v3", "InternalRedirectPolicy", InternalRedirectPolicy
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class NonForwardingAction(betterproto2.Message):
     'NonForwardingAction()'
 
     pass
 
+    __match_args__ = ()
+
     def __init__(self) -> None:
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -461,7 +496,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class QueryParameterMatcher(betterproto2.Message):
     """
 
@@ -470,15 +504,13 @@ class QueryParameterMatcher(betterproto2.Message):
         - query_parameter_match_specifier:
     """
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    string_match: "___type__matcher__v3__.StringMatcher | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True, group="query_parameter_match_specifier"
-    )
+    string_match: "___type__matcher__v3__.StringMatcher | None"
 
-    present_match: "bool | None" = betterproto2.field(
-        6, betterproto2.TYPE_BOOL, optional=True, group="query_parameter_match_specifier"
-    )
+    present_match: "bool | None"
+
+    __match_args__ = ('name', 'string_match', 'present_match',)
 
     def __init__(self, name: 'str' = _FACTORY, string_match: '___type__matcher__v3__.StringMatcher | None' = _FACTORY, present_match: 'bool | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -486,38 +518,36 @@ class QueryParameterMatcher(betterproto2.Message):
         self.present_match = None if present_match is _FACTORY else present_match
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'string_match': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True, group='query_parameter_match_specifier'),
+            'present_match': betterproto2.field(6, betterproto2.TYPE_BOOL, optional=True, group='query_parameter_match_specifier'),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.route.v3", "QueryParameterMatcher", QueryParameterMatcher
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RateLimit(betterproto2.Message):
     "RateLimit(stage: 'int | None' = <factory>, disable_key: 'str' = <factory>, actions: 'list[RateLimitAction]' = <factory>, limit: 'RateLimitOverride | None' = <factory>, hits_addend: 'RateLimitHitsAddend | None' = <factory>, apply_on_stream_done: 'bool' = <factory>)"
 
-    stage: "int | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    stage: "int | None"
 
-    disable_key: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    disable_key: "str"
 
-    actions: "list[RateLimitAction]" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    actions: "list[RateLimitAction]"
 
-    limit: "RateLimitOverride | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    limit: "RateLimitOverride | None"
 
-    hits_addend: "RateLimitHitsAddend | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    hits_addend: "RateLimitHitsAddend | None"
 
-    apply_on_stream_done: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
+    apply_on_stream_done: "bool"
+
+    __match_args__ = ('stage', 'disable_key', 'actions', 'limit', 'hits_addend', 'apply_on_stream_done',)
 
     def __init__(self, stage: 'int | None' = _FACTORY, disable_key: 'str' = _FACTORY, actions: 'list[RateLimitAction]' = _FACTORY, limit: 'RateLimitOverride | None' = _FACTORY, hits_addend: 'RateLimitHitsAddend | None' = _FACTORY, apply_on_stream_done: 'bool' = _FACTORY) -> None:
         self.stage = None if stage is _FACTORY else stage
@@ -528,11 +558,21 @@ class RateLimit(betterproto2.Message):
         self.apply_on_stream_done = False if apply_on_stream_done is _FACTORY else apply_on_stream_done
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'stage': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'disable_key': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'actions': betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True),
+            'limit': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+            'hits_addend': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True),
+            'apply_on_stream_done': betterproto2.field(6, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.route.v3", "RateLimit", RateLimit)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RateLimitAction(betterproto2.Message):
     """
 
@@ -541,58 +581,36 @@ class RateLimitAction(betterproto2.Message):
         - action_specifier:
     """
 
-    source_cluster: "RateLimitActionSourceCluster | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True, group="action_specifier"
-    )
+    source_cluster: "RateLimitActionSourceCluster | None"
 
-    destination_cluster: "RateLimitActionDestinationCluster | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="action_specifier"
-    )
+    destination_cluster: "RateLimitActionDestinationCluster | None"
 
-    request_headers: "RateLimitActionRequestHeaders | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="action_specifier"
-    )
+    request_headers: "RateLimitActionRequestHeaders | None"
 
-    query_parameters: "RateLimitActionQueryParameters | None" = betterproto2.field(
-        12, betterproto2.TYPE_MESSAGE, optional=True, group="action_specifier"
-    )
+    query_parameters: "RateLimitActionQueryParameters | None"
 
-    remote_address: "RateLimitActionRemoteAddress | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True, group="action_specifier"
-    )
+    remote_address: "RateLimitActionRemoteAddress | None"
 
-    generic_key: "RateLimitActionGenericKey | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True, group="action_specifier"
-    )
+    generic_key: "RateLimitActionGenericKey | None"
 
-    header_value_match: "RateLimitActionHeaderValueMatch | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, optional=True, group="action_specifier"
-    )
+    header_value_match: "RateLimitActionHeaderValueMatch | None"
 
-    dynamic_metadata: "RateLimitActionDynamicMetaData | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True, group="action_specifier"
-    )
+    dynamic_metadata: "RateLimitActionDynamicMetaData | None"
 
-    metadata: "RateLimitActionMetaData | None" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, optional=True, group="action_specifier"
-    )
+    metadata: "RateLimitActionMetaData | None"
 
-    extension: "__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, optional=True, group="action_specifier"
-    )
+    extension: "__core__v3__.TypedExtensionConfig | None"
 
-    masked_remote_address: "RateLimitActionMaskedRemoteAddress | None" = betterproto2.field(
-        10, betterproto2.TYPE_MESSAGE, optional=True, group="action_specifier"
-    )
+    masked_remote_address: "RateLimitActionMaskedRemoteAddress | None"
 
-    query_parameter_value_match: "RateLimitActionQueryParameterValueMatch | None" = (
-        betterproto2.field(11, betterproto2.TYPE_MESSAGE, optional=True, group="action_specifier")
-    )
+    query_parameter_value_match: "RateLimitActionQueryParameterValueMatch | None"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("dynamic_metadata"):
             warnings.warn("RateLimitAction.dynamic_metadata is deprecated", DeprecationWarning)
+
+    __match_args__ = ('source_cluster', 'destination_cluster', 'request_headers', 'query_parameters', 'remote_address', 'generic_key', 'header_value_match', 'dynamic_metadata', 'metadata', 'extension', 'masked_remote_address', 'query_parameter_value_match',)
 
     def __init__(self, source_cluster: 'RateLimitActionSourceCluster | None' = _FACTORY, destination_cluster: 'RateLimitActionDestinationCluster | None' = _FACTORY, request_headers: 'RateLimitActionRequestHeaders | None' = _FACTORY, query_parameters: 'RateLimitActionQueryParameters | None' = _FACTORY, remote_address: 'RateLimitActionRemoteAddress | None' = _FACTORY, generic_key: 'RateLimitActionGenericKey | None' = _FACTORY, header_value_match: 'RateLimitActionHeaderValueMatch | None' = _FACTORY, dynamic_metadata: 'RateLimitActionDynamicMetaData | None' = _FACTORY, metadata: 'RateLimitActionMetaData | None' = _FACTORY, extension: '__core__v3__.TypedExtensionConfig | None' = _FACTORY, masked_remote_address: 'RateLimitActionMaskedRemoteAddress | None' = _FACTORY, query_parameter_value_match: 'RateLimitActionQueryParameterValueMatch | None' = _FACTORY) -> None:
         self.source_cluster = None if source_cluster is _FACTORY else source_cluster
@@ -609,18 +627,41 @@ class RateLimitAction(betterproto2.Message):
         self.query_parameter_value_match = None if query_parameter_value_match is _FACTORY else query_parameter_value_match
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'source_cluster': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group='action_specifier'),
+            'destination_cluster': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='action_specifier'),
+            'request_headers': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='action_specifier'),
+            'query_parameters': betterproto2.field(12, betterproto2.TYPE_MESSAGE, optional=True, group='action_specifier'),
+            'remote_address': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True, group='action_specifier'),
+            'generic_key': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True, group='action_specifier'),
+            'header_value_match': betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True, group='action_specifier'),
+            'dynamic_metadata': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True, group='action_specifier'),
+            'metadata': betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True, group='action_specifier'),
+            'extension': betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True, group='action_specifier'),
+            'masked_remote_address': betterproto2.field(10, betterproto2.TYPE_MESSAGE, optional=True, group='action_specifier'),
+            'query_parameter_value_match': betterproto2.field(11, betterproto2.TYPE_MESSAGE, optional=True, group='action_specifier'),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.route.v3", "RateLimit.Action", RateLimitAction)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RateLimitActionDestinationCluster(betterproto2.Message):
     'RateLimitActionDestinationCluster()'
 
     pass
 
+    __match_args__ = ()
+
     def __init__(self) -> None:
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -630,17 +671,16 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RateLimitActionDynamicMetaData(betterproto2.Message):
     "RateLimitActionDynamicMetaData(descriptor_key: 'str' = <factory>, metadata_key: '___type__metadata__v3__.MetadataKey | None' = <factory>, default_value: 'str' = <factory>)"
 
-    descriptor_key: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    descriptor_key: "str"
 
-    metadata_key: "___type__metadata__v3__.MetadataKey | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    metadata_key: "___type__metadata__v3__.MetadataKey | None"
 
-    default_value: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    default_value: "str"
+
+    __match_args__ = ('descriptor_key', 'metadata_key', 'default_value',)
 
     def __init__(self, descriptor_key: 'str' = _FACTORY, metadata_key: '___type__metadata__v3__.MetadataKey | None' = _FACTORY, default_value: 'str' = _FACTORY) -> None:
         self.descriptor_key = "" if descriptor_key is _FACTORY else descriptor_key
@@ -648,24 +688,40 @@ class RateLimitActionDynamicMetaData(betterproto2.Message):
         self.default_value = "" if default_value is _FACTORY else default_value
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'descriptor_key': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'metadata_key': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'default_value': betterproto2.field(3, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.route.v3", "RateLimit.Action.DynamicMetaData", RateLimitActionDynamicMetaData
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RateLimitActionGenericKey(betterproto2.Message):
     "RateLimitActionGenericKey(descriptor_value: 'str' = <factory>, descriptor_key: 'str' = <factory>)"
 
-    descriptor_value: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    descriptor_value: "str"
 
-    descriptor_key: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    descriptor_key: "str"
+
+    __match_args__ = ('descriptor_value', 'descriptor_key',)
 
     def __init__(self, descriptor_value: 'str' = _FACTORY, descriptor_key: 'str' = _FACTORY) -> None:
         self.descriptor_value = "" if descriptor_value is _FACTORY else descriptor_value
         self.descriptor_key = "" if descriptor_key is _FACTORY else descriptor_key
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'descriptor_value': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'descriptor_key': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -673,19 +729,18 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RateLimitActionHeaderValueMatch(betterproto2.Message):
     "RateLimitActionHeaderValueMatch(descriptor_key: 'str' = <factory>, descriptor_value: 'str' = <factory>, expect_match: 'bool | None' = <factory>, headers: 'list[HeaderMatcher]' = <factory>)"
 
-    descriptor_key: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    descriptor_key: "str"
 
-    descriptor_value: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    descriptor_value: "str"
 
-    expect_match: "bool | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
-    )
+    expect_match: "bool | None"
 
-    headers: "list[HeaderMatcher]" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
+    headers: "list[HeaderMatcher]"
+
+    __match_args__ = ('descriptor_key', 'descriptor_value', 'expect_match', 'headers',)
 
     def __init__(self, descriptor_key: 'str' = _FACTORY, descriptor_value: 'str' = _FACTORY, expect_match: 'bool | None' = _FACTORY, headers: 'list[HeaderMatcher]' = _FACTORY) -> None:
         self.descriptor_key = "" if descriptor_key is _FACTORY else descriptor_key
@@ -694,34 +749,41 @@ class RateLimitActionHeaderValueMatch(betterproto2.Message):
         self.headers = [] if headers is _FACTORY else headers
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'descriptor_key': betterproto2.field(4, betterproto2.TYPE_STRING),
+            'descriptor_value': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'expect_match': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True),
+            'headers': betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.route.v3", "RateLimit.Action.HeaderValueMatch", RateLimitActionHeaderValueMatch
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RateLimitActionMaskedRemoteAddress(betterproto2.Message):
     "RateLimitActionMaskedRemoteAddress(v4_prefix_mask_len: 'int | None' = <factory>, v6_prefix_mask_len: 'int | None' = <factory>)"
 
-    v4_prefix_mask_len: "int | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    v4_prefix_mask_len: "int | None"
 
-    v6_prefix_mask_len: "int | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    v6_prefix_mask_len: "int | None"
+
+    __match_args__ = ('v4_prefix_mask_len', 'v6_prefix_mask_len',)
 
     def __init__(self, v4_prefix_mask_len: 'int | None' = _FACTORY, v6_prefix_mask_len: 'int | None' = _FACTORY) -> None:
         self.v4_prefix_mask_len = None if v4_prefix_mask_len is _FACTORY else v4_prefix_mask_len
         self.v6_prefix_mask_len = None if v6_prefix_mask_len is _FACTORY else v6_prefix_mask_len
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'v4_prefix_mask_len': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'v6_prefix_mask_len': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -731,23 +793,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RateLimitActionMetaData(betterproto2.Message):
     "RateLimitActionMetaData(descriptor_key: 'str' = <factory>, metadata_key: '___type__metadata__v3__.MetadataKey | None' = <factory>, default_value: 'str' = <factory>, source: 'RateLimitActionMetaDataSource' = <factory>, skip_if_absent: 'bool' = <factory>)"
 
-    descriptor_key: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    descriptor_key: "str"
 
-    metadata_key: "___type__metadata__v3__.MetadataKey | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    metadata_key: "___type__metadata__v3__.MetadataKey | None"
 
-    default_value: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    default_value: "str"
 
-    source: "RateLimitActionMetaDataSource" = betterproto2.field(
-        4, betterproto2.TYPE_ENUM, default_factory=lambda: RateLimitActionMetaDataSource(0)
-    )
+    source: "RateLimitActionMetaDataSource"
 
-    skip_if_absent: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
+    skip_if_absent: "bool"
+
+    __match_args__ = ('descriptor_key', 'metadata_key', 'default_value', 'source', 'skip_if_absent',)
 
     def __init__(self, descriptor_key: 'str' = _FACTORY, metadata_key: '___type__metadata__v3__.MetadataKey | None' = _FACTORY, default_value: 'str' = _FACTORY, source: 'RateLimitActionMetaDataSource' = _FACTORY, skip_if_absent: 'bool' = _FACTORY) -> None:
         self.descriptor_key = "" if descriptor_key is _FACTORY else descriptor_key
@@ -757,21 +816,32 @@ class RateLimitActionMetaData(betterproto2.Message):
         self.skip_if_absent = False if skip_if_absent is _FACTORY else skip_if_absent
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'descriptor_key': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'metadata_key': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'default_value': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'source': betterproto2.field(4, betterproto2.TYPE_ENUM, default_factory=lambda: RateLimitActionMetaDataSource(0)),
+            'skip_if_absent': betterproto2.field(5, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.route.v3", "RateLimit.Action.MetaData", RateLimitActionMetaData
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RateLimitActionQueryParameters(betterproto2.Message):
     "RateLimitActionQueryParameters(query_parameter_name: 'str' = <factory>, descriptor_key: 'str' = <factory>, skip_if_absent: 'bool' = <factory>)"
 
-    query_parameter_name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    query_parameter_name: "str"
 
-    descriptor_key: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    descriptor_key: "str"
 
-    skip_if_absent: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    skip_if_absent: "bool"
+
+    __match_args__ = ('query_parameter_name', 'descriptor_key', 'skip_if_absent',)
 
     def __init__(self, query_parameter_name: 'str' = _FACTORY, descriptor_key: 'str' = _FACTORY, skip_if_absent: 'bool' = _FACTORY) -> None:
         self.query_parameter_name = "" if query_parameter_name is _FACTORY else query_parameter_name
@@ -779,27 +849,32 @@ class RateLimitActionQueryParameters(betterproto2.Message):
         self.skip_if_absent = False if skip_if_absent is _FACTORY else skip_if_absent
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'query_parameter_name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'descriptor_key': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'skip_if_absent': betterproto2.field(3, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.route.v3", "RateLimit.Action.QueryParameters", RateLimitActionQueryParameters
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RateLimitActionQueryParameterValueMatch(betterproto2.Message):
     "RateLimitActionQueryParameterValueMatch(descriptor_key: 'str' = <factory>, descriptor_value: 'str' = <factory>, expect_match: 'bool | None' = <factory>, query_parameters: 'list[QueryParameterMatcher]' = <factory>)"
 
-    descriptor_key: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    descriptor_key: "str"
 
-    descriptor_value: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    descriptor_value: "str"
 
-    expect_match: "bool | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
-    )
+    expect_match: "bool | None"
 
-    query_parameters: "list[QueryParameterMatcher]" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    query_parameters: "list[QueryParameterMatcher]"
+
+    __match_args__ = ('descriptor_key', 'descriptor_value', 'expect_match', 'query_parameters',)
 
     def __init__(self, descriptor_key: 'str' = _FACTORY, descriptor_value: 'str' = _FACTORY, expect_match: 'bool | None' = _FACTORY, query_parameters: 'list[QueryParameterMatcher]' = _FACTORY) -> None:
         self.descriptor_key = "" if descriptor_key is _FACTORY else descriptor_key
@@ -807,6 +882,15 @@ class RateLimitActionQueryParameterValueMatch(betterproto2.Message):
         self.expect_match = None if expect_match is _FACTORY else expect_match
         self.query_parameters = [] if query_parameters is _FACTORY else query_parameters
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'descriptor_key': betterproto2.field(4, betterproto2.TYPE_STRING),
+            'descriptor_value': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'expect_match': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True),
+            'query_parameters': betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -816,14 +900,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RateLimitActionRemoteAddress(betterproto2.Message):
     'RateLimitActionRemoteAddress()'
 
     pass
 
+    __match_args__ = ()
+
     def __init__(self) -> None:
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -831,15 +921,16 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RateLimitActionRequestHeaders(betterproto2.Message):
     "RateLimitActionRequestHeaders(header_name: 'str' = <factory>, descriptor_key: 'str' = <factory>, skip_if_absent: 'bool' = <factory>)"
 
-    header_name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    header_name: "str"
 
-    descriptor_key: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    descriptor_key: "str"
 
-    skip_if_absent: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    skip_if_absent: "bool"
+
+    __match_args__ = ('header_name', 'descriptor_key', 'skip_if_absent',)
 
     def __init__(self, header_name: 'str' = _FACTORY, descriptor_key: 'str' = _FACTORY, skip_if_absent: 'bool' = _FACTORY) -> None:
         self.header_name = "" if header_name is _FACTORY else header_name
@@ -847,20 +938,34 @@ class RateLimitActionRequestHeaders(betterproto2.Message):
         self.skip_if_absent = False if skip_if_absent is _FACTORY else skip_if_absent
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'header_name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'descriptor_key': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'skip_if_absent': betterproto2.field(3, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.route.v3", "RateLimit.Action.RequestHeaders", RateLimitActionRequestHeaders
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RateLimitActionSourceCluster(betterproto2.Message):
     'RateLimitActionSourceCluster()'
 
     pass
 
+    __match_args__ = ()
+
     def __init__(self) -> None:
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -868,23 +973,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RateLimitHitsAddend(betterproto2.Message):
     "RateLimitHitsAddend(number: 'int | None' = <factory>, format: 'str' = <factory>)"
 
-    number: "int | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt64Value,
-        optional=True,
-    )
+    number: "int | None"
 
-    format: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    format: "str"
+
+    __match_args__ = ('number', 'format',)
 
     def __init__(self, number: 'int | None' = _FACTORY, format: 'str' = _FACTORY) -> None:
         self.number = None if number is _FACTORY else number
         self.format = "" if format is _FACTORY else format
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'number': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt64Value, optional=True),
+            'format': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -892,7 +1000,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RateLimitOverride(betterproto2.Message):
     """
 
@@ -901,13 +1008,19 @@ class RateLimitOverride(betterproto2.Message):
         - override_specifier:
     """
 
-    dynamic_metadata: "RateLimitOverrideDynamicMetadata | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True, group="override_specifier"
-    )
+    dynamic_metadata: "RateLimitOverrideDynamicMetadata | None"
+
+    __match_args__ = ('dynamic_metadata',)
 
     def __init__(self, dynamic_metadata: 'RateLimitOverrideDynamicMetadata | None' = _FACTORY) -> None:
         self.dynamic_metadata = None if dynamic_metadata is _FACTORY else dynamic_metadata
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'dynamic_metadata': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group='override_specifier'),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -915,17 +1028,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RateLimitOverrideDynamicMetadata(betterproto2.Message):
     "RateLimitOverrideDynamicMetadata(metadata_key: '___type__metadata__v3__.MetadataKey | None' = <factory>)"
 
-    metadata_key: "___type__metadata__v3__.MetadataKey | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    metadata_key: "___type__metadata__v3__.MetadataKey | None"
+
+    __match_args__ = ('metadata_key',)
 
     def __init__(self, metadata_key: '___type__metadata__v3__.MetadataKey | None' = _FACTORY) -> None:
         self.metadata_key = None if metadata_key is _FACTORY else metadata_key
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'metadata_key': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -933,7 +1051,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RedirectAction(betterproto2.Message):
     """
 
@@ -943,35 +1060,25 @@ class RedirectAction(betterproto2.Message):
         - path_rewrite_specifier:
     """
 
-    https_redirect: "bool | None" = betterproto2.field(
-        4, betterproto2.TYPE_BOOL, optional=True, group="scheme_rewrite_specifier"
-    )
+    https_redirect: "bool | None"
 
-    scheme_redirect: "str | None" = betterproto2.field(
-        7, betterproto2.TYPE_STRING, optional=True, group="scheme_rewrite_specifier"
-    )
+    scheme_redirect: "str | None"
 
-    host_redirect: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    host_redirect: "str"
 
-    port_redirect: "int" = betterproto2.field(8, betterproto2.TYPE_UINT32)
+    port_redirect: "int"
 
-    path_redirect: "str | None" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, optional=True, group="path_rewrite_specifier"
-    )
+    path_redirect: "str | None"
 
-    prefix_rewrite: "str | None" = betterproto2.field(
-        5, betterproto2.TYPE_STRING, optional=True, group="path_rewrite_specifier"
-    )
+    prefix_rewrite: "str | None"
 
-    regex_rewrite: "___type__matcher__v3__.RegexMatchAndSubstitute | None" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, optional=True, group="path_rewrite_specifier"
-    )
+    regex_rewrite: "___type__matcher__v3__.RegexMatchAndSubstitute | None"
 
-    response_code: "RedirectActionRedirectResponseCode" = betterproto2.field(
-        3, betterproto2.TYPE_ENUM, default_factory=lambda: RedirectActionRedirectResponseCode(0)
-    )
+    response_code: "RedirectActionRedirectResponseCode"
 
-    strip_query: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
+    strip_query: "bool"
+
+    __match_args__ = ('https_redirect', 'scheme_redirect', 'host_redirect', 'port_redirect', 'path_redirect', 'prefix_rewrite', 'regex_rewrite', 'response_code', 'strip_query',)
 
     def __init__(self, https_redirect: 'bool | None' = _FACTORY, scheme_redirect: 'str | None' = _FACTORY, host_redirect: 'str' = _FACTORY, port_redirect: 'int' = _FACTORY, path_redirect: 'str | None' = _FACTORY, prefix_rewrite: 'str | None' = _FACTORY, regex_rewrite: '___type__matcher__v3__.RegexMatchAndSubstitute | None' = _FACTORY, response_code: 'RedirectActionRedirectResponseCode' = _FACTORY, strip_query: 'bool' = _FACTORY) -> None:
         self.https_redirect = None if https_redirect is _FACTORY else https_redirect
@@ -985,64 +1092,54 @@ class RedirectAction(betterproto2.Message):
         self.strip_query = False if strip_query is _FACTORY else strip_query
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'https_redirect': betterproto2.field(4, betterproto2.TYPE_BOOL, optional=True, group='scheme_rewrite_specifier'),
+            'scheme_redirect': betterproto2.field(7, betterproto2.TYPE_STRING, optional=True, group='scheme_rewrite_specifier'),
+            'host_redirect': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'port_redirect': betterproto2.field(8, betterproto2.TYPE_UINT32),
+            'path_redirect': betterproto2.field(2, betterproto2.TYPE_STRING, optional=True, group='path_rewrite_specifier'),
+            'prefix_rewrite': betterproto2.field(5, betterproto2.TYPE_STRING, optional=True, group='path_rewrite_specifier'),
+            'regex_rewrite': betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True, group='path_rewrite_specifier'),
+            'response_code': betterproto2.field(3, betterproto2.TYPE_ENUM, default_factory=lambda: RedirectActionRedirectResponseCode(0)),
+            'strip_query': betterproto2.field(6, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.route.v3", "RedirectAction", RedirectAction)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RetryPolicy(betterproto2.Message):
     "RetryPolicy(retry_on: 'str' = <factory>, num_retries: 'int | None' = <factory>, per_try_timeout: 'datetime.timedelta | None' = <factory>, per_try_idle_timeout: 'datetime.timedelta | None' = <factory>, retry_priority: 'RetryPolicyRetryPriority | None' = <factory>, retry_host_predicate: 'list[RetryPolicyRetryHostPredicate]' = <factory>, retry_options_predicates: 'list[__core__v3__.TypedExtensionConfig]' = <factory>, host_selection_retry_max_attempts: 'int' = <factory>, retriable_status_codes: 'list[int]' = <factory>, retry_back_off: 'RetryPolicyRetryBackOff | None' = <factory>, rate_limited_retry_back_off: 'RetryPolicyRateLimitedRetryBackOff | None' = <factory>, retriable_headers: 'list[HeaderMatcher]' = <factory>, retriable_request_headers: 'list[HeaderMatcher]' = <factory>)"
 
-    retry_on: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    retry_on: "str"
 
-    num_retries: "int | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    num_retries: "int | None"
 
-    per_try_timeout: "datetime.timedelta | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    per_try_timeout: "datetime.timedelta | None"
 
-    per_try_idle_timeout: "datetime.timedelta | None" = betterproto2.field(
-        13, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    per_try_idle_timeout: "datetime.timedelta | None"
 
-    retry_priority: "RetryPolicyRetryPriority | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    retry_priority: "RetryPolicyRetryPriority | None"
 
-    retry_host_predicate: "list[RetryPolicyRetryHostPredicate]" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    retry_host_predicate: "list[RetryPolicyRetryHostPredicate]"
 
-    retry_options_predicates: "list[__core__v3__.TypedExtensionConfig]" = betterproto2.field(
-        12, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    retry_options_predicates: "list[__core__v3__.TypedExtensionConfig]"
 
-    host_selection_retry_max_attempts: "int" = betterproto2.field(6, betterproto2.TYPE_INT64)
+    host_selection_retry_max_attempts: "int"
 
-    retriable_status_codes: "list[int]" = betterproto2.field(
-        7, betterproto2.TYPE_UINT32, repeated=True
-    )
+    retriable_status_codes: "list[int]"
 
-    retry_back_off: "RetryPolicyRetryBackOff | None" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    retry_back_off: "RetryPolicyRetryBackOff | None"
 
-    rate_limited_retry_back_off: "RetryPolicyRateLimitedRetryBackOff | None" = betterproto2.field(
-        11, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    rate_limited_retry_back_off: "RetryPolicyRateLimitedRetryBackOff | None"
 
-    retriable_headers: "list[HeaderMatcher]" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    retriable_headers: "list[HeaderMatcher]"
 
-    retriable_request_headers: "list[HeaderMatcher]" = betterproto2.field(
-        10, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    retriable_request_headers: "list[HeaderMatcher]"
+
+    __match_args__ = ('retry_on', 'num_retries', 'per_try_timeout', 'per_try_idle_timeout', 'retry_priority', 'retry_host_predicate', 'retry_options_predicates', 'host_selection_retry_max_attempts', 'retriable_status_codes', 'retry_back_off', 'rate_limited_retry_back_off', 'retriable_headers', 'retriable_request_headers',)
 
     def __init__(self, retry_on: 'str' = _FACTORY, num_retries: 'int | None' = _FACTORY, per_try_timeout: 'datetime.timedelta | None' = _FACTORY, per_try_idle_timeout: 'datetime.timedelta | None' = _FACTORY, retry_priority: 'RetryPolicyRetryPriority | None' = _FACTORY, retry_host_predicate: 'list[RetryPolicyRetryHostPredicate]' = _FACTORY, retry_options_predicates: 'list[__core__v3__.TypedExtensionConfig]' = _FACTORY, host_selection_retry_max_attempts: 'int' = _FACTORY, retriable_status_codes: 'list[int]' = _FACTORY, retry_back_off: 'RetryPolicyRetryBackOff | None' = _FACTORY, rate_limited_retry_back_off: 'RetryPolicyRateLimitedRetryBackOff | None' = _FACTORY, retriable_headers: 'list[HeaderMatcher]' = _FACTORY, retriable_request_headers: 'list[HeaderMatcher]' = _FACTORY) -> None:
         self.retry_on = "" if retry_on is _FACTORY else retry_on
@@ -1060,26 +1157,48 @@ class RetryPolicy(betterproto2.Message):
         self.retriable_request_headers = [] if retriable_request_headers is _FACTORY else retriable_request_headers
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'retry_on': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'num_retries': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'per_try_timeout': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'per_try_idle_timeout': betterproto2.field(13, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'retry_priority': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+            'retry_host_predicate': betterproto2.field(5, betterproto2.TYPE_MESSAGE, repeated=True),
+            'retry_options_predicates': betterproto2.field(12, betterproto2.TYPE_MESSAGE, repeated=True),
+            'host_selection_retry_max_attempts': betterproto2.field(6, betterproto2.TYPE_INT64),
+            'retriable_status_codes': betterproto2.field(7, betterproto2.TYPE_UINT32, repeated=True),
+            'retry_back_off': betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True),
+            'rate_limited_retry_back_off': betterproto2.field(11, betterproto2.TYPE_MESSAGE, optional=True),
+            'retriable_headers': betterproto2.field(9, betterproto2.TYPE_MESSAGE, repeated=True),
+            'retriable_request_headers': betterproto2.field(10, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.route.v3", "RetryPolicy", RetryPolicy)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RetryPolicyRateLimitedRetryBackOff(betterproto2.Message):
     "RetryPolicyRateLimitedRetryBackOff(reset_headers: 'list[RetryPolicyResetHeader]' = <factory>, max_interval: 'datetime.timedelta | None' = <factory>)"
 
-    reset_headers: "list[RetryPolicyResetHeader]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    reset_headers: "list[RetryPolicyResetHeader]"
 
-    max_interval: "datetime.timedelta | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    max_interval: "datetime.timedelta | None"
+
+    __match_args__ = ('reset_headers', 'max_interval',)
 
     def __init__(self, reset_headers: 'list[RetryPolicyResetHeader]' = _FACTORY, max_interval: 'datetime.timedelta | None' = _FACTORY) -> None:
         self.reset_headers = [] if reset_headers is _FACTORY else reset_headers
         self.max_interval = None if max_interval is _FACTORY else max_interval
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'reset_headers': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+            'max_interval': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1089,20 +1208,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RetryPolicyResetHeader(betterproto2.Message):
     "RetryPolicyResetHeader(name: 'str' = <factory>, format: 'RetryPolicyResetHeaderFormat' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    format: "RetryPolicyResetHeaderFormat" = betterproto2.field(
-        2, betterproto2.TYPE_ENUM, default_factory=lambda: RetryPolicyResetHeaderFormat(0)
-    )
+    format: "RetryPolicyResetHeaderFormat"
+
+    __match_args__ = ('name', 'format',)
 
     def __init__(self, name: 'str' = _FACTORY, format: 'RetryPolicyResetHeaderFormat' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.format = RetryPolicyResetHeaderFormat(0) if format is _FACTORY else format
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'format': betterproto2.field(2, betterproto2.TYPE_ENUM, default_factory=lambda: RetryPolicyResetHeaderFormat(0)),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1110,22 +1235,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RetryPolicyRetryBackOff(betterproto2.Message):
     "RetryPolicyRetryBackOff(base_interval: 'datetime.timedelta | None' = <factory>, max_interval: 'datetime.timedelta | None' = <factory>)"
 
-    base_interval: "datetime.timedelta | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    base_interval: "datetime.timedelta | None"
 
-    max_interval: "datetime.timedelta | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    max_interval: "datetime.timedelta | None"
+
+    __match_args__ = ('base_interval', 'max_interval',)
 
     def __init__(self, base_interval: 'datetime.timedelta | None' = _FACTORY, max_interval: 'datetime.timedelta | None' = _FACTORY) -> None:
         self.base_interval = None if base_interval is _FACTORY else base_interval
         self.max_interval = None if max_interval is _FACTORY else max_interval
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'base_interval': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'max_interval': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1133,7 +1262,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RetryPolicyRetryHostPredicate(betterproto2.Message):
     """
 
@@ -1142,16 +1270,23 @@ class RetryPolicyRetryHostPredicate(betterproto2.Message):
         - config_type:
     """
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    typed_config: "____google__protobuf__.Any | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="config_type"
-    )
+    typed_config: "____google__protobuf__.Any | None"
+
+    __match_args__ = ('name', 'typed_config',)
 
     def __init__(self, name: 'str' = _FACTORY, typed_config: '____google__protobuf__.Any | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.typed_config = None if typed_config is _FACTORY else typed_config
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'typed_config': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='config_type'),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1159,7 +1294,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RetryPolicyRetryPriority(betterproto2.Message):
     """
 
@@ -1168,16 +1302,23 @@ class RetryPolicyRetryPriority(betterproto2.Message):
         - config_type:
     """
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    typed_config: "____google__protobuf__.Any | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="config_type"
-    )
+    typed_config: "____google__protobuf__.Any | None"
+
+    __match_args__ = ('name', 'typed_config',)
 
     def __init__(self, name: 'str' = _FACTORY, typed_config: '____google__protobuf__.Any | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.typed_config = None if typed_config is _FACTORY else typed_config
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'typed_config': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='config_type'),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1185,7 +1326,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Route(betterproto2.Message):
     """
 
@@ -1194,80 +1334,48 @@ class Route(betterproto2.Message):
         - action:
     """
 
-    name: "str" = betterproto2.field(14, betterproto2.TYPE_STRING)
+    name: "str"
 
-    match: "RouteMatch | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    match: "RouteMatch | None"
 
-    route: "RouteAction | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="action"
-    )
+    route: "RouteAction | None"
 
-    redirect: "RedirectAction | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="action"
-    )
+    redirect: "RedirectAction | None"
 
-    direct_response: "DirectResponseAction | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True, group="action"
-    )
+    direct_response: "DirectResponseAction | None"
 
-    filter_action: "FilterAction | None" = betterproto2.field(
-        17, betterproto2.TYPE_MESSAGE, optional=True, group="action"
-    )
+    filter_action: "FilterAction | None"
 
-    non_forwarding_action: "NonForwardingAction | None" = betterproto2.field(
-        18, betterproto2.TYPE_MESSAGE, optional=True, group="action"
-    )
+    non_forwarding_action: "NonForwardingAction | None"
 
-    metadata: "__core__v3__.Metadata | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    metadata: "__core__v3__.Metadata | None"
 
-    decorator: "Decorator | None" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
+    decorator: "Decorator | None"
 
-    typed_per_filter_config: "dict[str, ____google__protobuf__.Any]" = betterproto2.field(
-        13,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
-    )
+    typed_per_filter_config: "dict[str, ____google__protobuf__.Any]"
 
-    request_headers_to_add: "list[__core__v3__.HeaderValueOption]" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    request_headers_to_add: "list[__core__v3__.HeaderValueOption]"
 
-    request_headers_to_remove: "list[str]" = betterproto2.field(
-        12, betterproto2.TYPE_STRING, repeated=True
-    )
+    request_headers_to_remove: "list[str]"
 
-    response_headers_to_add: "list[__core__v3__.HeaderValueOption]" = betterproto2.field(
-        10, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    response_headers_to_add: "list[__core__v3__.HeaderValueOption]"
 
-    response_headers_to_remove: "list[str]" = betterproto2.field(
-        11, betterproto2.TYPE_STRING, repeated=True
-    )
+    response_headers_to_remove: "list[str]"
 
-    tracing: "Tracing | None" = betterproto2.field(15, betterproto2.TYPE_MESSAGE, optional=True)
+    tracing: "Tracing | None"
 
-    per_request_buffer_limit_bytes: "int | None" = betterproto2.field(
-        16,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    per_request_buffer_limit_bytes: "int | None"
 
-    stat_prefix: "str" = betterproto2.field(19, betterproto2.TYPE_STRING)
+    stat_prefix: "str"
 
-    request_body_buffer_limit: "int | None" = betterproto2.field(
-        20,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt64Value,
-        optional=True,
-    )
+    request_body_buffer_limit: "int | None"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("per_request_buffer_limit_bytes"):
             warnings.warn("Route.per_request_buffer_limit_bytes is deprecated", DeprecationWarning)
+
+    __match_args__ = ('name', 'match', 'route', 'redirect', 'direct_response', 'filter_action', 'non_forwarding_action', 'metadata', 'decorator', 'typed_per_filter_config', 'request_headers_to_add', 'request_headers_to_remove', 'response_headers_to_add', 'response_headers_to_remove', 'tracing', 'per_request_buffer_limit_bytes', 'stat_prefix', 'request_body_buffer_limit',)
 
     def __init__(self, name: 'str' = _FACTORY, match: 'RouteMatch | None' = _FACTORY, route: 'RouteAction | None' = _FACTORY, redirect: 'RedirectAction | None' = _FACTORY, direct_response: 'DirectResponseAction | None' = _FACTORY, filter_action: 'FilterAction | None' = _FACTORY, non_forwarding_action: 'NonForwardingAction | None' = _FACTORY, metadata: '__core__v3__.Metadata | None' = _FACTORY, decorator: 'Decorator | None' = _FACTORY, typed_per_filter_config: 'dict[str, ____google__protobuf__.Any]' = _FACTORY, request_headers_to_add: 'list[__core__v3__.HeaderValueOption]' = _FACTORY, request_headers_to_remove: 'list[str]' = _FACTORY, response_headers_to_add: 'list[__core__v3__.HeaderValueOption]' = _FACTORY, response_headers_to_remove: 'list[str]' = _FACTORY, tracing: 'Tracing | None' = _FACTORY, per_request_buffer_limit_bytes: 'int | None' = _FACTORY, stat_prefix: 'str' = _FACTORY, request_body_buffer_limit: 'int | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -1290,11 +1398,33 @@ class Route(betterproto2.Message):
         self.request_body_buffer_limit = None if request_body_buffer_limit is _FACTORY else request_body_buffer_limit
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(14, betterproto2.TYPE_STRING),
+            'match': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'route': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='action'),
+            'redirect': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='action'),
+            'direct_response': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True, group='action'),
+            'filter_action': betterproto2.field(17, betterproto2.TYPE_MESSAGE, optional=True, group='action'),
+            'non_forwarding_action': betterproto2.field(18, betterproto2.TYPE_MESSAGE, optional=True, group='action'),
+            'metadata': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+            'decorator': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True),
+            'typed_per_filter_config': betterproto2.field(13, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)),
+            'request_headers_to_add': betterproto2.field(9, betterproto2.TYPE_MESSAGE, repeated=True),
+            'request_headers_to_remove': betterproto2.field(12, betterproto2.TYPE_STRING, repeated=True),
+            'response_headers_to_add': betterproto2.field(10, betterproto2.TYPE_MESSAGE, repeated=True),
+            'response_headers_to_remove': betterproto2.field(11, betterproto2.TYPE_STRING, repeated=True),
+            'tracing': betterproto2.field(15, betterproto2.TYPE_MESSAGE, optional=True),
+            'per_request_buffer_limit_bytes': betterproto2.field(16, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'stat_prefix': betterproto2.field(19, betterproto2.TYPE_STRING),
+            'request_body_buffer_limit': betterproto2.field(20, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt64Value, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.route.v3", "Route", Route)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RouteAction(betterproto2.Message):
     """
 
@@ -1304,159 +1434,79 @@ class RouteAction(betterproto2.Message):
         - host_rewrite_specifier:
     """
 
-    cluster: "str | None" = betterproto2.field(
-        1, betterproto2.TYPE_STRING, optional=True, group="cluster_specifier"
-    )
+    cluster: "str | None"
 
-    cluster_header: "str | None" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, optional=True, group="cluster_specifier"
-    )
+    cluster_header: "str | None"
 
-    weighted_clusters: "WeightedCluster | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="cluster_specifier"
-    )
+    weighted_clusters: "WeightedCluster | None"
 
-    cluster_specifier_plugin: "str | None" = betterproto2.field(
-        37, betterproto2.TYPE_STRING, optional=True, group="cluster_specifier"
-    )
+    cluster_specifier_plugin: "str | None"
 
-    inline_cluster_specifier_plugin: "ClusterSpecifierPlugin | None" = betterproto2.field(
-        39, betterproto2.TYPE_MESSAGE, optional=True, group="cluster_specifier"
-    )
+    inline_cluster_specifier_plugin: "ClusterSpecifierPlugin | None"
 
-    cluster_not_found_response_code: "RouteActionClusterNotFoundResponseCode" = betterproto2.field(
-        20,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: RouteActionClusterNotFoundResponseCode(0),
-    )
+    cluster_not_found_response_code: "RouteActionClusterNotFoundResponseCode"
 
-    metadata_match: "__core__v3__.Metadata | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    metadata_match: "__core__v3__.Metadata | None"
 
-    prefix_rewrite: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    prefix_rewrite: "str"
 
-    regex_rewrite: "___type__matcher__v3__.RegexMatchAndSubstitute | None" = betterproto2.field(
-        32, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    regex_rewrite: "___type__matcher__v3__.RegexMatchAndSubstitute | None"
 
-    path_rewrite_policy: "__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
-        41, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    path_rewrite_policy: "__core__v3__.TypedExtensionConfig | None"
 
-    path_rewrite: "str" = betterproto2.field(45, betterproto2.TYPE_STRING)
+    path_rewrite: "str"
 
-    host_rewrite_literal: "str | None" = betterproto2.field(
-        6, betterproto2.TYPE_STRING, optional=True, group="host_rewrite_specifier"
-    )
+    host_rewrite_literal: "str | None"
 
-    auto_host_rewrite: "bool | None" = betterproto2.field(
-        7,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.BoolValue,
-        optional=True,
-        group="host_rewrite_specifier",
-    )
+    auto_host_rewrite: "bool | None"
 
-    host_rewrite_header: "str | None" = betterproto2.field(
-        29, betterproto2.TYPE_STRING, optional=True, group="host_rewrite_specifier"
-    )
+    host_rewrite_header: "str | None"
 
-    host_rewrite_path_regex: "___type__matcher__v3__.RegexMatchAndSubstitute | None" = (
-        betterproto2.field(
-            35, betterproto2.TYPE_MESSAGE, optional=True, group="host_rewrite_specifier"
-        )
-    )
+    host_rewrite_path_regex: "___type__matcher__v3__.RegexMatchAndSubstitute | None"
 
-    host_rewrite: "str | None" = betterproto2.field(
-        44, betterproto2.TYPE_STRING, optional=True, group="host_rewrite_specifier"
-    )
+    host_rewrite: "str | None"
 
-    append_x_forwarded_host: "bool" = betterproto2.field(38, betterproto2.TYPE_BOOL)
+    append_x_forwarded_host: "bool"
 
-    timeout: "datetime.timedelta | None" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    timeout: "datetime.timedelta | None"
 
-    idle_timeout: "datetime.timedelta | None" = betterproto2.field(
-        24, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    idle_timeout: "datetime.timedelta | None"
 
-    flush_timeout: "datetime.timedelta | None" = betterproto2.field(
-        42, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    flush_timeout: "datetime.timedelta | None"
 
-    early_data_policy: "__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
-        40, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    early_data_policy: "__core__v3__.TypedExtensionConfig | None"
 
-    retry_policy: "RetryPolicy | None" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    retry_policy: "RetryPolicy | None"
 
-    retry_policy_typed_config: "____google__protobuf__.Any | None" = betterproto2.field(
-        33, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    retry_policy_typed_config: "____google__protobuf__.Any | None"
 
-    request_mirror_policies: "list[RouteActionRequestMirrorPolicy]" = betterproto2.field(
-        30, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    request_mirror_policies: "list[RouteActionRequestMirrorPolicy]"
 
-    priority: "__core__v3__.RoutingPriority" = betterproto2.field(
-        11, betterproto2.TYPE_ENUM, default_factory=lambda: __core__v3__.RoutingPriority(0)
-    )
+    priority: "__core__v3__.RoutingPriority"
 
-    rate_limits: "list[RateLimit]" = betterproto2.field(
-        13, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    rate_limits: "list[RateLimit]"
 
-    include_vh_rate_limits: "bool | None" = betterproto2.field(
-        14,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.BoolValue,
-        optional=True,
-    )
+    include_vh_rate_limits: "bool | None"
 
-    hash_policy: "list[RouteActionHashPolicy]" = betterproto2.field(
-        15, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    hash_policy: "list[RouteActionHashPolicy]"
 
-    cors: "CorsPolicy | None" = betterproto2.field(17, betterproto2.TYPE_MESSAGE, optional=True)
+    cors: "CorsPolicy | None"
 
-    max_grpc_timeout: "datetime.timedelta | None" = betterproto2.field(
-        23, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    max_grpc_timeout: "datetime.timedelta | None"
 
-    grpc_timeout_offset: "datetime.timedelta | None" = betterproto2.field(
-        28, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    grpc_timeout_offset: "datetime.timedelta | None"
 
-    upgrade_configs: "list[RouteActionUpgradeConfig]" = betterproto2.field(
-        25, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    upgrade_configs: "list[RouteActionUpgradeConfig]"
 
-    internal_redirect_policy: "InternalRedirectPolicy | None" = betterproto2.field(
-        34, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    internal_redirect_policy: "InternalRedirectPolicy | None"
 
-    internal_redirect_action: "RouteActionInternalRedirectAction" = betterproto2.field(
-        26, betterproto2.TYPE_ENUM, default_factory=lambda: RouteActionInternalRedirectAction(0)
-    )
+    internal_redirect_action: "RouteActionInternalRedirectAction"
 
-    max_internal_redirects: "int | None" = betterproto2.field(
-        31,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    max_internal_redirects: "int | None"
 
-    hedge_policy: "HedgePolicy | None" = betterproto2.field(
-        27, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    hedge_policy: "HedgePolicy | None"
 
-    max_stream_duration: "RouteActionMaxStreamDuration | None" = betterproto2.field(
-        36, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    max_stream_duration: "RouteActionMaxStreamDuration | None"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -1472,6 +1522,8 @@ class RouteAction(betterproto2.Message):
             warnings.warn("RouteAction.internal_redirect_action is deprecated", DeprecationWarning)
         if self.is_set("max_internal_redirects"):
             warnings.warn("RouteAction.max_internal_redirects is deprecated", DeprecationWarning)
+
+    __match_args__ = ('cluster', 'cluster_header', 'weighted_clusters', 'cluster_specifier_plugin', 'inline_cluster_specifier_plugin', 'cluster_not_found_response_code', 'metadata_match', 'prefix_rewrite', 'regex_rewrite', 'path_rewrite_policy', 'path_rewrite', 'host_rewrite_literal', 'auto_host_rewrite', 'host_rewrite_header', 'host_rewrite_path_regex', 'host_rewrite', 'append_x_forwarded_host', 'timeout', 'idle_timeout', 'flush_timeout', 'early_data_policy', 'retry_policy', 'retry_policy_typed_config', 'request_mirror_policies', 'priority', 'rate_limits', 'include_vh_rate_limits', 'hash_policy', 'cors', 'max_grpc_timeout', 'grpc_timeout_offset', 'upgrade_configs', 'internal_redirect_policy', 'internal_redirect_action', 'max_internal_redirects', 'hedge_policy', 'max_stream_duration',)
 
     def __init__(self, cluster: 'str | None' = _FACTORY, cluster_header: 'str | None' = _FACTORY, weighted_clusters: 'WeightedCluster | None' = _FACTORY, cluster_specifier_plugin: 'str | None' = _FACTORY, inline_cluster_specifier_plugin: 'ClusterSpecifierPlugin | None' = _FACTORY, cluster_not_found_response_code: 'RouteActionClusterNotFoundResponseCode' = _FACTORY, metadata_match: '__core__v3__.Metadata | None' = _FACTORY, prefix_rewrite: 'str' = _FACTORY, regex_rewrite: '___type__matcher__v3__.RegexMatchAndSubstitute | None' = _FACTORY, path_rewrite_policy: '__core__v3__.TypedExtensionConfig | None' = _FACTORY, path_rewrite: 'str' = _FACTORY, host_rewrite_literal: 'str | None' = _FACTORY, auto_host_rewrite: 'bool | None' = _FACTORY, host_rewrite_header: 'str | None' = _FACTORY, host_rewrite_path_regex: '___type__matcher__v3__.RegexMatchAndSubstitute | None' = _FACTORY, host_rewrite: 'str | None' = _FACTORY, append_x_forwarded_host: 'bool' = _FACTORY, timeout: 'datetime.timedelta | None' = _FACTORY, idle_timeout: 'datetime.timedelta | None' = _FACTORY, flush_timeout: 'datetime.timedelta | None' = _FACTORY, early_data_policy: '__core__v3__.TypedExtensionConfig | None' = _FACTORY, retry_policy: 'RetryPolicy | None' = _FACTORY, retry_policy_typed_config: '____google__protobuf__.Any | None' = _FACTORY, request_mirror_policies: 'list[RouteActionRequestMirrorPolicy]' = _FACTORY, priority: '__core__v3__.RoutingPriority' = _FACTORY, rate_limits: 'list[RateLimit]' = _FACTORY, include_vh_rate_limits: 'bool | None' = _FACTORY, hash_policy: 'list[RouteActionHashPolicy]' = _FACTORY, cors: 'CorsPolicy | None' = _FACTORY, max_grpc_timeout: 'datetime.timedelta | None' = _FACTORY, grpc_timeout_offset: 'datetime.timedelta | None' = _FACTORY, upgrade_configs: 'list[RouteActionUpgradeConfig]' = _FACTORY, internal_redirect_policy: 'InternalRedirectPolicy | None' = _FACTORY, internal_redirect_action: 'RouteActionInternalRedirectAction' = _FACTORY, max_internal_redirects: 'int | None' = _FACTORY, hedge_policy: 'HedgePolicy | None' = _FACTORY, max_stream_duration: 'RouteActionMaxStreamDuration | None' = _FACTORY) -> None:
         self.cluster = None if cluster is _FACTORY else cluster
@@ -1513,11 +1565,52 @@ class RouteAction(betterproto2.Message):
         self.max_stream_duration = None if max_stream_duration is _FACTORY else max_stream_duration
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'cluster': betterproto2.field(1, betterproto2.TYPE_STRING, optional=True, group='cluster_specifier'),
+            'cluster_header': betterproto2.field(2, betterproto2.TYPE_STRING, optional=True, group='cluster_specifier'),
+            'weighted_clusters': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='cluster_specifier'),
+            'cluster_specifier_plugin': betterproto2.field(37, betterproto2.TYPE_STRING, optional=True, group='cluster_specifier'),
+            'inline_cluster_specifier_plugin': betterproto2.field(39, betterproto2.TYPE_MESSAGE, optional=True, group='cluster_specifier'),
+            'cluster_not_found_response_code': betterproto2.field(20, betterproto2.TYPE_ENUM, default_factory=lambda: RouteActionClusterNotFoundResponseCode(0)),
+            'metadata_match': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+            'prefix_rewrite': betterproto2.field(5, betterproto2.TYPE_STRING),
+            'regex_rewrite': betterproto2.field(32, betterproto2.TYPE_MESSAGE, optional=True),
+            'path_rewrite_policy': betterproto2.field(41, betterproto2.TYPE_MESSAGE, optional=True),
+            'path_rewrite': betterproto2.field(45, betterproto2.TYPE_STRING),
+            'host_rewrite_literal': betterproto2.field(6, betterproto2.TYPE_STRING, optional=True, group='host_rewrite_specifier'),
+            'auto_host_rewrite': betterproto2.field(7, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True, group='host_rewrite_specifier'),
+            'host_rewrite_header': betterproto2.field(29, betterproto2.TYPE_STRING, optional=True, group='host_rewrite_specifier'),
+            'host_rewrite_path_regex': betterproto2.field(35, betterproto2.TYPE_MESSAGE, optional=True, group='host_rewrite_specifier'),
+            'host_rewrite': betterproto2.field(44, betterproto2.TYPE_STRING, optional=True, group='host_rewrite_specifier'),
+            'append_x_forwarded_host': betterproto2.field(38, betterproto2.TYPE_BOOL),
+            'timeout': betterproto2.field(8, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'idle_timeout': betterproto2.field(24, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'flush_timeout': betterproto2.field(42, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'early_data_policy': betterproto2.field(40, betterproto2.TYPE_MESSAGE, optional=True),
+            'retry_policy': betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True),
+            'retry_policy_typed_config': betterproto2.field(33, betterproto2.TYPE_MESSAGE, optional=True),
+            'request_mirror_policies': betterproto2.field(30, betterproto2.TYPE_MESSAGE, repeated=True),
+            'priority': betterproto2.field(11, betterproto2.TYPE_ENUM, default_factory=lambda: __core__v3__.RoutingPriority(0)),
+            'rate_limits': betterproto2.field(13, betterproto2.TYPE_MESSAGE, repeated=True),
+            'include_vh_rate_limits': betterproto2.field(14, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True),
+            'hash_policy': betterproto2.field(15, betterproto2.TYPE_MESSAGE, repeated=True),
+            'cors': betterproto2.field(17, betterproto2.TYPE_MESSAGE, optional=True),
+            'max_grpc_timeout': betterproto2.field(23, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'grpc_timeout_offset': betterproto2.field(28, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'upgrade_configs': betterproto2.field(25, betterproto2.TYPE_MESSAGE, repeated=True),
+            'internal_redirect_policy': betterproto2.field(34, betterproto2.TYPE_MESSAGE, optional=True),
+            'internal_redirect_action': betterproto2.field(26, betterproto2.TYPE_ENUM, default_factory=lambda: RouteActionInternalRedirectAction(0)),
+            'max_internal_redirects': betterproto2.field(31, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'hedge_policy': betterproto2.field(27, betterproto2.TYPE_MESSAGE, optional=True),
+            'max_stream_duration': betterproto2.field(36, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.route.v3", "RouteAction", RouteAction)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RouteActionHashPolicy(betterproto2.Message):
     """
 
@@ -1526,27 +1619,19 @@ class RouteActionHashPolicy(betterproto2.Message):
         - policy_specifier:
     """
 
-    header: "RouteActionHashPolicyHeader | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True, group="policy_specifier"
-    )
+    header: "RouteActionHashPolicyHeader | None"
 
-    cookie: "RouteActionHashPolicyCookie | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="policy_specifier"
-    )
+    cookie: "RouteActionHashPolicyCookie | None"
 
-    connection_properties: "RouteActionHashPolicyConnectionProperties | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="policy_specifier"
-    )
+    connection_properties: "RouteActionHashPolicyConnectionProperties | None"
 
-    query_parameter: "RouteActionHashPolicyQueryParameter | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True, group="policy_specifier"
-    )
+    query_parameter: "RouteActionHashPolicyQueryParameter | None"
 
-    filter_state: "RouteActionHashPolicyFilterState | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, optional=True, group="policy_specifier"
-    )
+    filter_state: "RouteActionHashPolicyFilterState | None"
 
-    terminal: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
+    terminal: "bool"
+
+    __match_args__ = ('header', 'cookie', 'connection_properties', 'query_parameter', 'filter_state', 'terminal',)
 
     def __init__(self, header: 'RouteActionHashPolicyHeader | None' = _FACTORY, cookie: 'RouteActionHashPolicyCookie | None' = _FACTORY, connection_properties: 'RouteActionHashPolicyConnectionProperties | None' = _FACTORY, query_parameter: 'RouteActionHashPolicyQueryParameter | None' = _FACTORY, filter_state: 'RouteActionHashPolicyFilterState | None' = _FACTORY, terminal: 'bool' = _FACTORY) -> None:
         self.header = None if header is _FACTORY else header
@@ -1557,21 +1642,39 @@ class RouteActionHashPolicy(betterproto2.Message):
         self.terminal = False if terminal is _FACTORY else terminal
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'header': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group='policy_specifier'),
+            'cookie': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='policy_specifier'),
+            'connection_properties': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='policy_specifier'),
+            'query_parameter': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True, group='policy_specifier'),
+            'filter_state': betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True, group='policy_specifier'),
+            'terminal': betterproto2.field(4, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.route.v3", "RouteAction.HashPolicy", RouteActionHashPolicy
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RouteActionHashPolicyConnectionProperties(betterproto2.Message):
     "RouteActionHashPolicyConnectionProperties(source_ip: 'bool' = <factory>)"
 
-    source_ip: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    source_ip: "bool"
+
+    __match_args__ = ('source_ip',)
 
     def __init__(self, source_ip: 'bool' = _FACTORY) -> None:
         self.source_ip = False if source_ip is _FACTORY else source_ip
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'source_ip': betterproto2.field(1, betterproto2.TYPE_BOOL),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1581,21 +1684,18 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RouteActionHashPolicyCookie(betterproto2.Message):
     "RouteActionHashPolicyCookie(name: 'str' = <factory>, ttl: 'datetime.timedelta | None' = <factory>, path: 'str' = <factory>, attributes: 'list[RouteActionHashPolicyCookieAttribute]' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    ttl: "datetime.timedelta | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    ttl: "datetime.timedelta | None"
 
-    path: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    path: "str"
 
-    attributes: "list[RouteActionHashPolicyCookieAttribute]" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    attributes: "list[RouteActionHashPolicyCookieAttribute]"
+
+    __match_args__ = ('name', 'ttl', 'path', 'attributes',)
 
     def __init__(self, name: 'str' = _FACTORY, ttl: 'datetime.timedelta | None' = _FACTORY, path: 'str' = _FACTORY, attributes: 'list[RouteActionHashPolicyCookieAttribute]' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -1604,24 +1704,41 @@ class RouteActionHashPolicyCookie(betterproto2.Message):
         self.attributes = [] if attributes is _FACTORY else attributes
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'ttl': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'path': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'attributes': betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.route.v3", "RouteAction.HashPolicy.Cookie", RouteActionHashPolicyCookie
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RouteActionHashPolicyCookieAttribute(betterproto2.Message):
     "RouteActionHashPolicyCookieAttribute(name: 'str' = <factory>, value: 'str' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    value: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    value: "str"
+
+    __match_args__ = ('name', 'value',)
 
     def __init__(self, name: 'str' = _FACTORY, value: 'str' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.value = "" if value is _FACTORY else value
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'value': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1631,15 +1748,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RouteActionHashPolicyFilterState(betterproto2.Message):
     "RouteActionHashPolicyFilterState(key: 'str' = <factory>)"
 
-    key: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    key: "str"
+
+    __match_args__ = ('key',)
 
     def __init__(self, key: 'str' = _FACTORY) -> None:
         self.key = "" if key is _FACTORY else key
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'key': betterproto2.field(1, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1647,20 +1771,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RouteActionHashPolicyHeader(betterproto2.Message):
     "RouteActionHashPolicyHeader(header_name: 'str' = <factory>, regex_rewrite: '___type__matcher__v3__.RegexMatchAndSubstitute | None' = <factory>)"
 
-    header_name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    header_name: "str"
 
-    regex_rewrite: "___type__matcher__v3__.RegexMatchAndSubstitute | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    regex_rewrite: "___type__matcher__v3__.RegexMatchAndSubstitute | None"
+
+    __match_args__ = ('header_name', 'regex_rewrite',)
 
     def __init__(self, header_name: 'str' = _FACTORY, regex_rewrite: '___type__matcher__v3__.RegexMatchAndSubstitute | None' = _FACTORY) -> None:
         self.header_name = "" if header_name is _FACTORY else header_name
         self.regex_rewrite = None if regex_rewrite is _FACTORY else regex_rewrite
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'header_name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'regex_rewrite': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1668,15 +1798,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RouteActionHashPolicyQueryParameter(betterproto2.Message):
     "RouteActionHashPolicyQueryParameter(name: 'str' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
+
+    __match_args__ = ('name',)
 
     def __init__(self, name: 'str' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1686,21 +1823,16 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RouteActionMaxStreamDuration(betterproto2.Message):
     "RouteActionMaxStreamDuration(max_stream_duration: 'datetime.timedelta | None' = <factory>, grpc_timeout_header_max: 'datetime.timedelta | None' = <factory>, grpc_timeout_header_offset: 'datetime.timedelta | None' = <factory>)"
 
-    max_stream_duration: "datetime.timedelta | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    max_stream_duration: "datetime.timedelta | None"
 
-    grpc_timeout_header_max: "datetime.timedelta | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    grpc_timeout_header_max: "datetime.timedelta | None"
 
-    grpc_timeout_header_offset: "datetime.timedelta | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    grpc_timeout_header_offset: "datetime.timedelta | None"
+
+    __match_args__ = ('max_stream_duration', 'grpc_timeout_header_max', 'grpc_timeout_header_offset',)
 
     def __init__(self, max_stream_duration: 'datetime.timedelta | None' = _FACTORY, grpc_timeout_header_max: 'datetime.timedelta | None' = _FACTORY, grpc_timeout_header_offset: 'datetime.timedelta | None' = _FACTORY) -> None:
         self.max_stream_duration = None if max_stream_duration is _FACTORY else max_stream_duration
@@ -1708,35 +1840,38 @@ class RouteActionMaxStreamDuration(betterproto2.Message):
         self.grpc_timeout_header_offset = None if grpc_timeout_header_offset is _FACTORY else grpc_timeout_header_offset
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'max_stream_duration': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'grpc_timeout_header_max': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'grpc_timeout_header_offset': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.route.v3", "RouteAction.MaxStreamDuration", RouteActionMaxStreamDuration
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RouteActionRequestMirrorPolicy(betterproto2.Message):
     "RouteActionRequestMirrorPolicy(cluster: 'str' = <factory>, cluster_header: 'str' = <factory>, runtime_fraction: '__core__v3__.RuntimeFractionalPercent | None' = <factory>, trace_sampled: 'bool | None' = <factory>, disable_shadow_host_suffix_append: 'bool' = <factory>, request_headers_mutations: 'list[__common__mutation_rules__v3__.HeaderMutation]' = <factory>, host_rewrite_literal: 'str' = <factory>)"
 
-    cluster: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    cluster: "str"
 
-    cluster_header: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    cluster_header: "str"
 
-    runtime_fraction: "__core__v3__.RuntimeFractionalPercent | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    runtime_fraction: "__core__v3__.RuntimeFractionalPercent | None"
 
-    trace_sampled: "bool | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
-    )
+    trace_sampled: "bool | None"
 
-    disable_shadow_host_suffix_append: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
+    disable_shadow_host_suffix_append: "bool"
 
-    request_headers_mutations: "list[__common__mutation_rules__v3__.HeaderMutation]" = (
-        betterproto2.field(7, betterproto2.TYPE_MESSAGE, repeated=True)
-    )
+    request_headers_mutations: "list[__common__mutation_rules__v3__.HeaderMutation]"
 
-    host_rewrite_literal: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
+    host_rewrite_literal: "str"
+
+    __match_args__ = ('cluster', 'cluster_header', 'runtime_fraction', 'trace_sampled', 'disable_shadow_host_suffix_append', 'request_headers_mutations', 'host_rewrite_literal',)
 
     def __init__(self, cluster: 'str' = _FACTORY, cluster_header: 'str' = _FACTORY, runtime_fraction: '__core__v3__.RuntimeFractionalPercent | None' = _FACTORY, trace_sampled: 'bool | None' = _FACTORY, disable_shadow_host_suffix_append: 'bool' = _FACTORY, request_headers_mutations: 'list[__common__mutation_rules__v3__.HeaderMutation]' = _FACTORY, host_rewrite_literal: 'str' = _FACTORY) -> None:
         self.cluster = "" if cluster is _FACTORY else cluster
@@ -1748,25 +1883,34 @@ class RouteActionRequestMirrorPolicy(betterproto2.Message):
         self.host_rewrite_literal = "" if host_rewrite_literal is _FACTORY else host_rewrite_literal
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'cluster': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'cluster_header': betterproto2.field(5, betterproto2.TYPE_STRING),
+            'runtime_fraction': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+            'trace_sampled': betterproto2.field(4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True),
+            'disable_shadow_host_suffix_append': betterproto2.field(6, betterproto2.TYPE_BOOL),
+            'request_headers_mutations': betterproto2.field(7, betterproto2.TYPE_MESSAGE, repeated=True),
+            'host_rewrite_literal': betterproto2.field(8, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.route.v3", "RouteAction.RequestMirrorPolicy", RouteActionRequestMirrorPolicy
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RouteActionUpgradeConfig(betterproto2.Message):
     "RouteActionUpgradeConfig(upgrade_type: 'str' = <factory>, enabled: 'bool | None' = <factory>, connect_config: 'RouteActionUpgradeConfigConnectConfig | None' = <factory>)"
 
-    upgrade_type: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    upgrade_type: "str"
 
-    enabled: "bool | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
-    )
+    enabled: "bool | None"
 
-    connect_config: "RouteActionUpgradeConfigConnectConfig | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    connect_config: "RouteActionUpgradeConfigConnectConfig | None"
+
+    __match_args__ = ('upgrade_type', 'enabled', 'connect_config',)
 
     def __init__(self, upgrade_type: 'str' = _FACTORY, enabled: 'bool | None' = _FACTORY, connect_config: 'RouteActionUpgradeConfigConnectConfig | None' = _FACTORY) -> None:
         self.upgrade_type = "" if upgrade_type is _FACTORY else upgrade_type
@@ -1774,26 +1918,40 @@ class RouteActionUpgradeConfig(betterproto2.Message):
         self.connect_config = None if connect_config is _FACTORY else connect_config
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'upgrade_type': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'enabled': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True),
+            'connect_config': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.route.v3", "RouteAction.UpgradeConfig", RouteActionUpgradeConfig
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RouteActionUpgradeConfigConnectConfig(betterproto2.Message):
     "RouteActionUpgradeConfigConnectConfig(proxy_protocol_config: '__core__v3__.ProxyProtocolConfig | None' = <factory>, allow_post: 'bool' = <factory>)"
 
-    proxy_protocol_config: "__core__v3__.ProxyProtocolConfig | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    proxy_protocol_config: "__core__v3__.ProxyProtocolConfig | None"
 
-    allow_post: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    allow_post: "bool"
+
+    __match_args__ = ('proxy_protocol_config', 'allow_post',)
 
     def __init__(self, proxy_protocol_config: '__core__v3__.ProxyProtocolConfig | None' = _FACTORY, allow_post: 'bool' = _FACTORY) -> None:
         self.proxy_protocol_config = None if proxy_protocol_config is _FACTORY else proxy_protocol_config
         self.allow_post = False if allow_post is _FACTORY else allow_post
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'proxy_protocol_config': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'allow_post': betterproto2.field(2, betterproto2.TYPE_BOOL),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1803,74 +1961,46 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RouteConfiguration(betterproto2.Message):
     "RouteConfiguration(name: 'str' = <factory>, virtual_hosts: 'list[VirtualHost]' = <factory>, vhds: 'Vhds | None' = <factory>, internal_only_headers: 'list[str]' = <factory>, response_headers_to_add: 'list[__core__v3__.HeaderValueOption]' = <factory>, response_headers_to_remove: 'list[str]' = <factory>, request_headers_to_add: 'list[__core__v3__.HeaderValueOption]' = <factory>, request_headers_to_remove: 'list[str]' = <factory>, most_specific_header_mutations_wins: 'bool' = <factory>, validate_clusters: 'bool | None' = <factory>, max_direct_response_body_size_bytes: 'int | None' = <factory>, cluster_specifier_plugins: 'list[ClusterSpecifierPlugin]' = <factory>, request_mirror_policies: 'list[RouteActionRequestMirrorPolicy]' = <factory>, ignore_port_in_host_matching: 'bool' = <factory>, vhost_header: 'str' = <factory>, ignore_path_parameters_in_path_matching: 'bool' = <factory>, typed_per_filter_config: 'dict[str, ____google__protobuf__.Any]' = <factory>, metadata: '__core__v3__.Metadata | None' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    virtual_hosts: "list[VirtualHost]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    virtual_hosts: "list[VirtualHost]"
 
-    vhds: "Vhds | None" = betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True)
+    vhds: "Vhds | None"
 
-    internal_only_headers: "list[str]" = betterproto2.field(
-        3, betterproto2.TYPE_STRING, repeated=True
-    )
+    internal_only_headers: "list[str]"
 
-    response_headers_to_add: "list[__core__v3__.HeaderValueOption]" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    response_headers_to_add: "list[__core__v3__.HeaderValueOption]"
 
-    response_headers_to_remove: "list[str]" = betterproto2.field(
-        5, betterproto2.TYPE_STRING, repeated=True
-    )
+    response_headers_to_remove: "list[str]"
 
-    request_headers_to_add: "list[__core__v3__.HeaderValueOption]" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    request_headers_to_add: "list[__core__v3__.HeaderValueOption]"
 
-    request_headers_to_remove: "list[str]" = betterproto2.field(
-        8, betterproto2.TYPE_STRING, repeated=True
-    )
+    request_headers_to_remove: "list[str]"
 
-    most_specific_header_mutations_wins: "bool" = betterproto2.field(10, betterproto2.TYPE_BOOL)
+    most_specific_header_mutations_wins: "bool"
 
-    validate_clusters: "bool | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
-    )
+    validate_clusters: "bool | None"
 
-    max_direct_response_body_size_bytes: "int | None" = betterproto2.field(
-        11,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    max_direct_response_body_size_bytes: "int | None"
 
-    cluster_specifier_plugins: "list[ClusterSpecifierPlugin]" = betterproto2.field(
-        12, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    cluster_specifier_plugins: "list[ClusterSpecifierPlugin]"
 
-    request_mirror_policies: "list[RouteActionRequestMirrorPolicy]" = betterproto2.field(
-        13, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    request_mirror_policies: "list[RouteActionRequestMirrorPolicy]"
 
-    ignore_port_in_host_matching: "bool" = betterproto2.field(14, betterproto2.TYPE_BOOL)
+    ignore_port_in_host_matching: "bool"
 
-    vhost_header: "str" = betterproto2.field(18, betterproto2.TYPE_STRING)
+    vhost_header: "str"
 
-    ignore_path_parameters_in_path_matching: "bool" = betterproto2.field(15, betterproto2.TYPE_BOOL)
+    ignore_path_parameters_in_path_matching: "bool"
 
-    typed_per_filter_config: "dict[str, ____google__protobuf__.Any]" = betterproto2.field(
-        16,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
-    )
+    typed_per_filter_config: "dict[str, ____google__protobuf__.Any]"
 
-    metadata: "__core__v3__.Metadata | None" = betterproto2.field(
-        17, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    metadata: "__core__v3__.Metadata | None"
+
+    __match_args__ = ('name', 'virtual_hosts', 'vhds', 'internal_only_headers', 'response_headers_to_add', 'response_headers_to_remove', 'request_headers_to_add', 'request_headers_to_remove', 'most_specific_header_mutations_wins', 'validate_clusters', 'max_direct_response_body_size_bytes', 'cluster_specifier_plugins', 'request_mirror_policies', 'ignore_port_in_host_matching', 'vhost_header', 'ignore_path_parameters_in_path_matching', 'typed_per_filter_config', 'metadata',)
 
     def __init__(self, name: 'str' = _FACTORY, virtual_hosts: 'list[VirtualHost]' = _FACTORY, vhds: 'Vhds | None' = _FACTORY, internal_only_headers: 'list[str]' = _FACTORY, response_headers_to_add: 'list[__core__v3__.HeaderValueOption]' = _FACTORY, response_headers_to_remove: 'list[str]' = _FACTORY, request_headers_to_add: 'list[__core__v3__.HeaderValueOption]' = _FACTORY, request_headers_to_remove: 'list[str]' = _FACTORY, most_specific_header_mutations_wins: 'bool' = _FACTORY, validate_clusters: 'bool | None' = _FACTORY, max_direct_response_body_size_bytes: 'int | None' = _FACTORY, cluster_specifier_plugins: 'list[ClusterSpecifierPlugin]' = _FACTORY, request_mirror_policies: 'list[RouteActionRequestMirrorPolicy]' = _FACTORY, ignore_port_in_host_matching: 'bool' = _FACTORY, vhost_header: 'str' = _FACTORY, ignore_path_parameters_in_path_matching: 'bool' = _FACTORY, typed_per_filter_config: 'dict[str, ____google__protobuf__.Any]' = _FACTORY, metadata: '__core__v3__.Metadata | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -1893,27 +2023,56 @@ class RouteConfiguration(betterproto2.Message):
         self.metadata = None if metadata is _FACTORY else metadata
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'virtual_hosts': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+            'vhds': betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True),
+            'internal_only_headers': betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True),
+            'response_headers_to_add': betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True),
+            'response_headers_to_remove': betterproto2.field(5, betterproto2.TYPE_STRING, repeated=True),
+            'request_headers_to_add': betterproto2.field(6, betterproto2.TYPE_MESSAGE, repeated=True),
+            'request_headers_to_remove': betterproto2.field(8, betterproto2.TYPE_STRING, repeated=True),
+            'most_specific_header_mutations_wins': betterproto2.field(10, betterproto2.TYPE_BOOL),
+            'validate_clusters': betterproto2.field(7, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True),
+            'max_direct_response_body_size_bytes': betterproto2.field(11, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'cluster_specifier_plugins': betterproto2.field(12, betterproto2.TYPE_MESSAGE, repeated=True),
+            'request_mirror_policies': betterproto2.field(13, betterproto2.TYPE_MESSAGE, repeated=True),
+            'ignore_port_in_host_matching': betterproto2.field(14, betterproto2.TYPE_BOOL),
+            'vhost_header': betterproto2.field(18, betterproto2.TYPE_STRING),
+            'ignore_path_parameters_in_path_matching': betterproto2.field(15, betterproto2.TYPE_BOOL),
+            'typed_per_filter_config': betterproto2.field(16, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)),
+            'metadata': betterproto2.field(17, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.route.v3", "RouteConfiguration", RouteConfiguration
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RouteList(betterproto2.Message):
     "RouteList(routes: 'list[Route]' = <factory>)"
 
-    routes: "list[Route]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    routes: "list[Route]"
+
+    __match_args__ = ('routes',)
 
     def __init__(self, routes: 'list[Route]' = _FACTORY) -> None:
         self.routes = [] if routes is _FACTORY else routes
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'routes': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.route.v3", "RouteList", RouteList)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RouteMatch(betterproto2.Message):
     """
 
@@ -1922,59 +2081,35 @@ class RouteMatch(betterproto2.Message):
         - path_specifier:
     """
 
-    prefix: "str | None" = betterproto2.field(
-        1, betterproto2.TYPE_STRING, optional=True, group="path_specifier"
-    )
+    prefix: "str | None"
 
-    path: "str | None" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, optional=True, group="path_specifier"
-    )
+    path: "str | None"
 
-    safe_regex: "___type__matcher__v3__.RegexMatcher | None" = betterproto2.field(
-        10, betterproto2.TYPE_MESSAGE, optional=True, group="path_specifier"
-    )
+    safe_regex: "___type__matcher__v3__.RegexMatcher | None"
 
-    connect_matcher: "RouteMatchConnectMatcher | None" = betterproto2.field(
-        12, betterproto2.TYPE_MESSAGE, optional=True, group="path_specifier"
-    )
+    connect_matcher: "RouteMatchConnectMatcher | None"
 
-    path_separated_prefix: "str | None" = betterproto2.field(
-        14, betterproto2.TYPE_STRING, optional=True, group="path_specifier"
-    )
+    path_separated_prefix: "str | None"
 
-    path_match_policy: "__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
-        15, betterproto2.TYPE_MESSAGE, optional=True, group="path_specifier"
-    )
+    path_match_policy: "__core__v3__.TypedExtensionConfig | None"
 
-    case_sensitive: "bool | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
-    )
+    case_sensitive: "bool | None"
 
-    runtime_fraction: "__core__v3__.RuntimeFractionalPercent | None" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    runtime_fraction: "__core__v3__.RuntimeFractionalPercent | None"
 
-    headers: "list[HeaderMatcher]" = betterproto2.field(6, betterproto2.TYPE_MESSAGE, repeated=True)
+    headers: "list[HeaderMatcher]"
 
-    query_parameters: "list[QueryParameterMatcher]" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    query_parameters: "list[QueryParameterMatcher]"
 
-    grpc: "RouteMatchGrpcRouteMatchOptions | None" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    grpc: "RouteMatchGrpcRouteMatchOptions | None"
 
-    tls_context: "RouteMatchTlsContextMatchOptions | None" = betterproto2.field(
-        11, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    tls_context: "RouteMatchTlsContextMatchOptions | None"
 
-    dynamic_metadata: "list[___type__matcher__v3__.MetadataMatcher]" = betterproto2.field(
-        13, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    dynamic_metadata: "list[___type__matcher__v3__.MetadataMatcher]"
 
-    filter_state: "list[___type__matcher__v3__.FilterStateMatcher]" = betterproto2.field(
-        16, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    filter_state: "list[___type__matcher__v3__.FilterStateMatcher]"
+
+    __match_args__ = ('prefix', 'path', 'safe_regex', 'connect_matcher', 'path_separated_prefix', 'path_match_policy', 'case_sensitive', 'runtime_fraction', 'headers', 'query_parameters', 'grpc', 'tls_context', 'dynamic_metadata', 'filter_state',)
 
     def __init__(self, prefix: 'str | None' = _FACTORY, path: 'str | None' = _FACTORY, safe_regex: '___type__matcher__v3__.RegexMatcher | None' = _FACTORY, connect_matcher: 'RouteMatchConnectMatcher | None' = _FACTORY, path_separated_prefix: 'str | None' = _FACTORY, path_match_policy: '__core__v3__.TypedExtensionConfig | None' = _FACTORY, case_sensitive: 'bool | None' = _FACTORY, runtime_fraction: '__core__v3__.RuntimeFractionalPercent | None' = _FACTORY, headers: 'list[HeaderMatcher]' = _FACTORY, query_parameters: 'list[QueryParameterMatcher]' = _FACTORY, grpc: 'RouteMatchGrpcRouteMatchOptions | None' = _FACTORY, tls_context: 'RouteMatchTlsContextMatchOptions | None' = _FACTORY, dynamic_metadata: 'list[___type__matcher__v3__.MetadataMatcher]' = _FACTORY, filter_state: 'list[___type__matcher__v3__.FilterStateMatcher]' = _FACTORY) -> None:
         self.prefix = None if prefix is _FACTORY else prefix
@@ -1993,18 +2128,43 @@ class RouteMatch(betterproto2.Message):
         self.filter_state = [] if filter_state is _FACTORY else filter_state
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'prefix': betterproto2.field(1, betterproto2.TYPE_STRING, optional=True, group='path_specifier'),
+            'path': betterproto2.field(2, betterproto2.TYPE_STRING, optional=True, group='path_specifier'),
+            'safe_regex': betterproto2.field(10, betterproto2.TYPE_MESSAGE, optional=True, group='path_specifier'),
+            'connect_matcher': betterproto2.field(12, betterproto2.TYPE_MESSAGE, optional=True, group='path_specifier'),
+            'path_separated_prefix': betterproto2.field(14, betterproto2.TYPE_STRING, optional=True, group='path_specifier'),
+            'path_match_policy': betterproto2.field(15, betterproto2.TYPE_MESSAGE, optional=True, group='path_specifier'),
+            'case_sensitive': betterproto2.field(4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True),
+            'runtime_fraction': betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True),
+            'headers': betterproto2.field(6, betterproto2.TYPE_MESSAGE, repeated=True),
+            'query_parameters': betterproto2.field(7, betterproto2.TYPE_MESSAGE, repeated=True),
+            'grpc': betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True),
+            'tls_context': betterproto2.field(11, betterproto2.TYPE_MESSAGE, optional=True),
+            'dynamic_metadata': betterproto2.field(13, betterproto2.TYPE_MESSAGE, repeated=True),
+            'filter_state': betterproto2.field(16, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.route.v3", "RouteMatch", RouteMatch)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RouteMatchConnectMatcher(betterproto2.Message):
     'RouteMatchConnectMatcher()'
 
     pass
 
+    __match_args__ = ()
+
     def __init__(self) -> None:
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -2012,14 +2172,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RouteMatchGrpcRouteMatchOptions(betterproto2.Message):
     'RouteMatchGrpcRouteMatchOptions()'
 
     pass
 
+    __match_args__ = ()
+
     def __init__(self) -> None:
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -2027,22 +2193,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RouteMatchTlsContextMatchOptions(betterproto2.Message):
     "RouteMatchTlsContextMatchOptions(presented: 'bool | None' = <factory>, validated: 'bool | None' = <factory>)"
 
-    presented: "bool | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
-    )
+    presented: "bool | None"
 
-    validated: "bool | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
-    )
+    validated: "bool | None"
+
+    __match_args__ = ('presented', 'validated',)
 
     def __init__(self, presented: 'bool | None' = _FACTORY, validated: 'bool | None' = _FACTORY) -> None:
         self.presented = None if presented is _FACTORY else presented
         self.validated = None if validated is _FACTORY else validated
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'presented': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True),
+            'validated': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -2050,23 +2220,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ScopedRouteConfiguration(betterproto2.Message):
     "ScopedRouteConfiguration(on_demand: 'bool' = <factory>, name: 'str' = <factory>, route_configuration_name: 'str' = <factory>, route_configuration: 'RouteConfiguration | None' = <factory>, key: 'ScopedRouteConfigurationKey | None' = <factory>)"
 
-    on_demand: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
+    on_demand: "bool"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    route_configuration_name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    route_configuration_name: "str"
 
-    route_configuration: "RouteConfiguration | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    route_configuration: "RouteConfiguration | None"
 
-    key: "ScopedRouteConfigurationKey | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    key: "ScopedRouteConfigurationKey | None"
+
+    __match_args__ = ('on_demand', 'name', 'route_configuration_name', 'route_configuration', 'key',)
 
     def __init__(self, on_demand: 'bool' = _FACTORY, name: 'str' = _FACTORY, route_configuration_name: 'str' = _FACTORY, route_configuration: 'RouteConfiguration | None' = _FACTORY, key: 'ScopedRouteConfigurationKey | None' = _FACTORY) -> None:
         self.on_demand = False if on_demand is _FACTORY else on_demand
@@ -2076,23 +2243,38 @@ class ScopedRouteConfiguration(betterproto2.Message):
         self.key = None if key is _FACTORY else key
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'on_demand': betterproto2.field(4, betterproto2.TYPE_BOOL),
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'route_configuration_name': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'route_configuration': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True),
+            'key': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.route.v3", "ScopedRouteConfiguration", ScopedRouteConfiguration
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ScopedRouteConfigurationKey(betterproto2.Message):
     "ScopedRouteConfigurationKey(fragments: 'list[ScopedRouteConfigurationKeyFragment]' = <factory>)"
 
-    fragments: "list[ScopedRouteConfigurationKeyFragment]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    fragments: "list[ScopedRouteConfigurationKeyFragment]"
+
+    __match_args__ = ('fragments',)
 
     def __init__(self, fragments: 'list[ScopedRouteConfigurationKeyFragment]' = _FACTORY) -> None:
         self.fragments = [] if fragments is _FACTORY else fragments
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'fragments': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -2100,7 +2282,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ScopedRouteConfigurationKeyFragment(betterproto2.Message):
     """
 
@@ -2109,13 +2290,19 @@ class ScopedRouteConfigurationKeyFragment(betterproto2.Message):
         - type:
     """
 
-    string_key: "str | None" = betterproto2.field(
-        1, betterproto2.TYPE_STRING, optional=True, group="type"
-    )
+    string_key: "str | None"
+
+    __match_args__ = ('string_key',)
 
     def __init__(self, string_key: 'str | None' = _FACTORY) -> None:
         self.string_key = None if string_key is _FACTORY else string_key
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'string_key': betterproto2.field(1, betterproto2.TYPE_STRING, optional=True, group='type'),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -2125,29 +2312,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Tracing(betterproto2.Message):
     "Tracing(client_sampling: '___type__v3__.FractionalPercent | None' = <factory>, random_sampling: '___type__v3__.FractionalPercent | None' = <factory>, overall_sampling: '___type__v3__.FractionalPercent | None' = <factory>, custom_tags: 'list[___type__tracing__v3__.CustomTag]' = <factory>, operation: 'str' = <factory>, upstream_operation: 'str' = <factory>)"
 
-    client_sampling: "___type__v3__.FractionalPercent | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    client_sampling: "___type__v3__.FractionalPercent | None"
 
-    random_sampling: "___type__v3__.FractionalPercent | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    random_sampling: "___type__v3__.FractionalPercent | None"
 
-    overall_sampling: "___type__v3__.FractionalPercent | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    overall_sampling: "___type__v3__.FractionalPercent | None"
 
-    custom_tags: "list[___type__tracing__v3__.CustomTag]" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    custom_tags: "list[___type__tracing__v3__.CustomTag]"
 
-    operation: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    operation: "str"
 
-    upstream_operation: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    upstream_operation: "str"
+
+    __match_args__ = ('client_sampling', 'random_sampling', 'overall_sampling', 'custom_tags', 'operation', 'upstream_operation',)
 
     def __init__(self, client_sampling: '___type__v3__.FractionalPercent | None' = _FACTORY, random_sampling: '___type__v3__.FractionalPercent | None' = _FACTORY, overall_sampling: '___type__v3__.FractionalPercent | None' = _FACTORY, custom_tags: 'list[___type__tracing__v3__.CustomTag]' = _FACTORY, operation: 'str' = _FACTORY, upstream_operation: 'str' = _FACTORY) -> None:
         self.client_sampling = None if client_sampling is _FACTORY else client_sampling
@@ -2158,130 +2338,115 @@ class Tracing(betterproto2.Message):
         self.upstream_operation = "" if upstream_operation is _FACTORY else upstream_operation
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'client_sampling': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'random_sampling': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'overall_sampling': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+            'custom_tags': betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True),
+            'operation': betterproto2.field(5, betterproto2.TYPE_STRING),
+            'upstream_operation': betterproto2.field(6, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.route.v3", "Tracing", Tracing)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Vhds(betterproto2.Message):
     "Vhds(config_source: '__core__v3__.ConfigSource | None' = <factory>)"
 
-    config_source: "__core__v3__.ConfigSource | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    config_source: "__core__v3__.ConfigSource | None"
+
+    __match_args__ = ('config_source',)
 
     def __init__(self, config_source: '__core__v3__.ConfigSource | None' = _FACTORY) -> None:
         self.config_source = None if config_source is _FACTORY else config_source
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'config_source': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.route.v3", "Vhds", Vhds)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class VirtualCluster(betterproto2.Message):
     "VirtualCluster(headers: 'list[HeaderMatcher]' = <factory>, name: 'str' = <factory>)"
 
-    headers: "list[HeaderMatcher]" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True)
+    headers: "list[HeaderMatcher]"
 
-    name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    name: "str"
+
+    __match_args__ = ('headers', 'name',)
 
     def __init__(self, headers: 'list[HeaderMatcher]' = _FACTORY, name: 'str' = _FACTORY) -> None:
         self.headers = [] if headers is _FACTORY else headers
         self.name = "" if name is _FACTORY else name
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'headers': betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True),
+            'name': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.route.v3", "VirtualCluster", VirtualCluster)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class VirtualHost(betterproto2.Message):
     "VirtualHost(name: 'str' = <factory>, domains: 'list[str]' = <factory>, routes: 'list[Route]' = <factory>, matcher: '____xds__type__matcher__v3__.Matcher | None' = <factory>, require_tls: 'VirtualHostTlsRequirementType' = <factory>, virtual_clusters: 'list[VirtualCluster]' = <factory>, rate_limits: 'list[RateLimit]' = <factory>, request_headers_to_add: 'list[__core__v3__.HeaderValueOption]' = <factory>, request_headers_to_remove: 'list[str]' = <factory>, response_headers_to_add: 'list[__core__v3__.HeaderValueOption]' = <factory>, response_headers_to_remove: 'list[str]' = <factory>, cors: 'CorsPolicy | None' = <factory>, typed_per_filter_config: 'dict[str, ____google__protobuf__.Any]' = <factory>, include_request_attempt_count: 'bool' = <factory>, include_attempt_count_in_response: 'bool' = <factory>, retry_policy: 'RetryPolicy | None' = <factory>, retry_policy_typed_config: '____google__protobuf__.Any | None' = <factory>, hedge_policy: 'HedgePolicy | None' = <factory>, include_is_timeout_retry_header: 'bool' = <factory>, per_request_buffer_limit_bytes: 'int | None' = <factory>, request_body_buffer_limit: 'int | None' = <factory>, request_mirror_policies: 'list[RouteActionRequestMirrorPolicy]' = <factory>, metadata: '__core__v3__.Metadata | None' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    domains: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
+    domains: "list[str]"
 
-    routes: "list[Route]" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
+    routes: "list[Route]"
 
-    matcher: "____xds__type__matcher__v3__.Matcher | None" = betterproto2.field(
-        21, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    matcher: "____xds__type__matcher__v3__.Matcher | None"
 
-    require_tls: "VirtualHostTlsRequirementType" = betterproto2.field(
-        4, betterproto2.TYPE_ENUM, default_factory=lambda: VirtualHostTlsRequirementType(0)
-    )
+    require_tls: "VirtualHostTlsRequirementType"
 
-    virtual_clusters: "list[VirtualCluster]" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    virtual_clusters: "list[VirtualCluster]"
 
-    rate_limits: "list[RateLimit]" = betterproto2.field(6, betterproto2.TYPE_MESSAGE, repeated=True)
+    rate_limits: "list[RateLimit]"
 
-    request_headers_to_add: "list[__core__v3__.HeaderValueOption]" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    request_headers_to_add: "list[__core__v3__.HeaderValueOption]"
 
-    request_headers_to_remove: "list[str]" = betterproto2.field(
-        13, betterproto2.TYPE_STRING, repeated=True
-    )
+    request_headers_to_remove: "list[str]"
 
-    response_headers_to_add: "list[__core__v3__.HeaderValueOption]" = betterproto2.field(
-        10, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    response_headers_to_add: "list[__core__v3__.HeaderValueOption]"
 
-    response_headers_to_remove: "list[str]" = betterproto2.field(
-        11, betterproto2.TYPE_STRING, repeated=True
-    )
+    response_headers_to_remove: "list[str]"
 
-    cors: "CorsPolicy | None" = betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True)
+    cors: "CorsPolicy | None"
 
-    typed_per_filter_config: "dict[str, ____google__protobuf__.Any]" = betterproto2.field(
-        15,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
-    )
+    typed_per_filter_config: "dict[str, ____google__protobuf__.Any]"
 
-    include_request_attempt_count: "bool" = betterproto2.field(14, betterproto2.TYPE_BOOL)
+    include_request_attempt_count: "bool"
 
-    include_attempt_count_in_response: "bool" = betterproto2.field(19, betterproto2.TYPE_BOOL)
+    include_attempt_count_in_response: "bool"
 
-    retry_policy: "RetryPolicy | None" = betterproto2.field(
-        16, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    retry_policy: "RetryPolicy | None"
 
-    retry_policy_typed_config: "____google__protobuf__.Any | None" = betterproto2.field(
-        20, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    retry_policy_typed_config: "____google__protobuf__.Any | None"
 
-    hedge_policy: "HedgePolicy | None" = betterproto2.field(
-        17, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    hedge_policy: "HedgePolicy | None"
 
-    include_is_timeout_retry_header: "bool" = betterproto2.field(23, betterproto2.TYPE_BOOL)
+    include_is_timeout_retry_header: "bool"
 
-    per_request_buffer_limit_bytes: "int | None" = betterproto2.field(
-        18,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    per_request_buffer_limit_bytes: "int | None"
 
-    request_body_buffer_limit: "int | None" = betterproto2.field(
-        25,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt64Value,
-        optional=True,
-    )
+    request_body_buffer_limit: "int | None"
 
-    request_mirror_policies: "list[RouteActionRequestMirrorPolicy]" = betterproto2.field(
-        22, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    request_mirror_policies: "list[RouteActionRequestMirrorPolicy]"
 
-    metadata: "__core__v3__.Metadata | None" = betterproto2.field(
-        24, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    metadata: "__core__v3__.Metadata | None"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -2291,6 +2456,8 @@ class VirtualHost(betterproto2.Message):
             warnings.warn(
                 "VirtualHost.per_request_buffer_limit_bytes is deprecated", DeprecationWarning
             )
+
+    __match_args__ = ('name', 'domains', 'routes', 'matcher', 'require_tls', 'virtual_clusters', 'rate_limits', 'request_headers_to_add', 'request_headers_to_remove', 'response_headers_to_add', 'response_headers_to_remove', 'cors', 'typed_per_filter_config', 'include_request_attempt_count', 'include_attempt_count_in_response', 'retry_policy', 'retry_policy_typed_config', 'hedge_policy', 'include_is_timeout_retry_header', 'per_request_buffer_limit_bytes', 'request_body_buffer_limit', 'request_mirror_policies', 'metadata',)
 
     def __init__(self, name: 'str' = _FACTORY, domains: 'list[str]' = _FACTORY, routes: 'list[Route]' = _FACTORY, matcher: '____xds__type__matcher__v3__.Matcher | None' = _FACTORY, require_tls: 'VirtualHostTlsRequirementType' = _FACTORY, virtual_clusters: 'list[VirtualCluster]' = _FACTORY, rate_limits: 'list[RateLimit]' = _FACTORY, request_headers_to_add: 'list[__core__v3__.HeaderValueOption]' = _FACTORY, request_headers_to_remove: 'list[str]' = _FACTORY, response_headers_to_add: 'list[__core__v3__.HeaderValueOption]' = _FACTORY, response_headers_to_remove: 'list[str]' = _FACTORY, cors: 'CorsPolicy | None' = _FACTORY, typed_per_filter_config: 'dict[str, ____google__protobuf__.Any]' = _FACTORY, include_request_attempt_count: 'bool' = _FACTORY, include_attempt_count_in_response: 'bool' = _FACTORY, retry_policy: 'RetryPolicy | None' = _FACTORY, retry_policy_typed_config: '____google__protobuf__.Any | None' = _FACTORY, hedge_policy: 'HedgePolicy | None' = _FACTORY, include_is_timeout_retry_header: 'bool' = _FACTORY, per_request_buffer_limit_bytes: 'int | None' = _FACTORY, request_body_buffer_limit: 'int | None' = _FACTORY, request_mirror_policies: 'list[RouteActionRequestMirrorPolicy]' = _FACTORY, metadata: '__core__v3__.Metadata | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -2318,11 +2485,38 @@ class VirtualHost(betterproto2.Message):
         self.metadata = None if metadata is _FACTORY else metadata
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'domains': betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True),
+            'routes': betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True),
+            'matcher': betterproto2.field(21, betterproto2.TYPE_MESSAGE, optional=True),
+            'require_tls': betterproto2.field(4, betterproto2.TYPE_ENUM, default_factory=lambda: VirtualHostTlsRequirementType(0)),
+            'virtual_clusters': betterproto2.field(5, betterproto2.TYPE_MESSAGE, repeated=True),
+            'rate_limits': betterproto2.field(6, betterproto2.TYPE_MESSAGE, repeated=True),
+            'request_headers_to_add': betterproto2.field(7, betterproto2.TYPE_MESSAGE, repeated=True),
+            'request_headers_to_remove': betterproto2.field(13, betterproto2.TYPE_STRING, repeated=True),
+            'response_headers_to_add': betterproto2.field(10, betterproto2.TYPE_MESSAGE, repeated=True),
+            'response_headers_to_remove': betterproto2.field(11, betterproto2.TYPE_STRING, repeated=True),
+            'cors': betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True),
+            'typed_per_filter_config': betterproto2.field(15, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)),
+            'include_request_attempt_count': betterproto2.field(14, betterproto2.TYPE_BOOL),
+            'include_attempt_count_in_response': betterproto2.field(19, betterproto2.TYPE_BOOL),
+            'retry_policy': betterproto2.field(16, betterproto2.TYPE_MESSAGE, optional=True),
+            'retry_policy_typed_config': betterproto2.field(20, betterproto2.TYPE_MESSAGE, optional=True),
+            'hedge_policy': betterproto2.field(17, betterproto2.TYPE_MESSAGE, optional=True),
+            'include_is_timeout_retry_header': betterproto2.field(23, betterproto2.TYPE_BOOL),
+            'per_request_buffer_limit_bytes': betterproto2.field(18, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'request_body_buffer_limit': betterproto2.field(25, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt64Value, optional=True),
+            'request_mirror_policies': betterproto2.field(22, betterproto2.TYPE_MESSAGE, repeated=True),
+            'metadata': betterproto2.field(24, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.route.v3", "VirtualHost", VirtualHost)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class WeightedCluster(betterproto2.Message):
     """
 
@@ -2331,35 +2525,22 @@ class WeightedCluster(betterproto2.Message):
         - random_value_specifier:
     """
 
-    clusters: "list[WeightedClusterClusterWeight]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    clusters: "list[WeightedClusterClusterWeight]"
 
-    total_weight: "int | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    total_weight: "int | None"
 
-    runtime_key_prefix: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    runtime_key_prefix: "str"
 
-    header_name: "str | None" = betterproto2.field(
-        4, betterproto2.TYPE_STRING, optional=True, group="random_value_specifier"
-    )
+    header_name: "str | None"
 
-    use_hash_policy: "bool | None" = betterproto2.field(
-        5,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.BoolValue,
-        optional=True,
-        group="random_value_specifier",
-    )
+    use_hash_policy: "bool | None"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("total_weight"):
             warnings.warn("WeightedCluster.total_weight is deprecated", DeprecationWarning)
+
+    __match_args__ = ('clusters', 'total_weight', 'runtime_key_prefix', 'header_name', 'use_hash_policy',)
 
     def __init__(self, clusters: 'list[WeightedClusterClusterWeight]' = _FACTORY, total_weight: 'int | None' = _FACTORY, runtime_key_prefix: 'str' = _FACTORY, header_name: 'str | None' = _FACTORY, use_hash_policy: 'bool | None' = _FACTORY) -> None:
         self.clusters = [] if clusters is _FACTORY else clusters
@@ -2369,11 +2550,20 @@ class WeightedCluster(betterproto2.Message):
         self.use_hash_policy = None if use_hash_policy is _FACTORY else use_hash_policy
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'clusters': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+            'total_weight': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'runtime_key_prefix': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'header_name': betterproto2.field(4, betterproto2.TYPE_STRING, optional=True, group='random_value_specifier'),
+            'use_hash_policy': betterproto2.field(5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True, group='random_value_specifier'),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.route.v3", "WeightedCluster", WeightedCluster)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class WeightedClusterClusterWeight(betterproto2.Message):
     """
 
@@ -2382,46 +2572,27 @@ class WeightedClusterClusterWeight(betterproto2.Message):
         - host_rewrite_specifier:
     """
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    cluster_header: "str" = betterproto2.field(12, betterproto2.TYPE_STRING)
+    cluster_header: "str"
 
-    weight: "int | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    weight: "int | None"
 
-    metadata_match: "__core__v3__.Metadata | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    metadata_match: "__core__v3__.Metadata | None"
 
-    request_headers_to_add: "list[__core__v3__.HeaderValueOption]" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    request_headers_to_add: "list[__core__v3__.HeaderValueOption]"
 
-    request_headers_to_remove: "list[str]" = betterproto2.field(
-        9, betterproto2.TYPE_STRING, repeated=True
-    )
+    request_headers_to_remove: "list[str]"
 
-    response_headers_to_add: "list[__core__v3__.HeaderValueOption]" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    response_headers_to_add: "list[__core__v3__.HeaderValueOption]"
 
-    response_headers_to_remove: "list[str]" = betterproto2.field(
-        6, betterproto2.TYPE_STRING, repeated=True
-    )
+    response_headers_to_remove: "list[str]"
 
-    typed_per_filter_config: "dict[str, ____google__protobuf__.Any]" = betterproto2.field(
-        10,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
-    )
+    typed_per_filter_config: "dict[str, ____google__protobuf__.Any]"
 
-    host_rewrite_literal: "str | None" = betterproto2.field(
-        11, betterproto2.TYPE_STRING, optional=True, group="host_rewrite_specifier"
-    )
+    host_rewrite_literal: "str | None"
+
+    __match_args__ = ('name', 'cluster_header', 'weight', 'metadata_match', 'request_headers_to_add', 'request_headers_to_remove', 'response_headers_to_add', 'response_headers_to_remove', 'typed_per_filter_config', 'host_rewrite_literal',)
 
     def __init__(self, name: 'str' = _FACTORY, cluster_header: 'str' = _FACTORY, weight: 'int | None' = _FACTORY, metadata_match: '__core__v3__.Metadata | None' = _FACTORY, request_headers_to_add: 'list[__core__v3__.HeaderValueOption]' = _FACTORY, request_headers_to_remove: 'list[str]' = _FACTORY, response_headers_to_add: 'list[__core__v3__.HeaderValueOption]' = _FACTORY, response_headers_to_remove: 'list[str]' = _FACTORY, typed_per_filter_config: 'dict[str, ____google__protobuf__.Any]' = _FACTORY, host_rewrite_literal: 'str | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -2435,6 +2606,21 @@ class WeightedClusterClusterWeight(betterproto2.Message):
         self.typed_per_filter_config = {} if typed_per_filter_config is _FACTORY else typed_per_filter_config
         self.host_rewrite_literal = None if host_rewrite_literal is _FACTORY else host_rewrite_literal
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'cluster_header': betterproto2.field(12, betterproto2.TYPE_STRING),
+            'weight': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'metadata_match': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+            'request_headers_to_add': betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True),
+            'request_headers_to_remove': betterproto2.field(9, betterproto2.TYPE_STRING, repeated=True),
+            'response_headers_to_add': betterproto2.field(5, betterproto2.TYPE_MESSAGE, repeated=True),
+            'response_headers_to_remove': betterproto2.field(6, betterproto2.TYPE_STRING, repeated=True),
+            'typed_per_filter_config': betterproto2.field(10, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)),
+            'host_rewrite_literal': betterproto2.field(11, betterproto2.TYPE_STRING, optional=True, group='host_rewrite_specifier'),
+        }
+    )
 
 
 default_message_pool.register_message(

@@ -18,10 +18,9 @@ __all__ = (
 
 import datetime
 import warnings
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from .....message_pool import default_message_pool
 
@@ -55,19 +54,18 @@ class ZipkinConfigTraceContextOption(betterproto2.Enum):
     USE_B3_WITH_W3C_PROPAGATION = 1
 
 
-@dataclass(eq=False, repr=False, init=False)
 class DatadogConfig(betterproto2.Message):
     "DatadogConfig(collector_cluster: 'str' = <factory>, service_name: 'str' = <factory>, collector_hostname: 'str' = <factory>, remote_config: 'DatadogRemoteConfig | None' = <factory>)"
 
-    collector_cluster: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    collector_cluster: "str"
 
-    service_name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    service_name: "str"
 
-    collector_hostname: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    collector_hostname: "str"
 
-    remote_config: "DatadogRemoteConfig | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    remote_config: "DatadogRemoteConfig | None"
+
+    __match_args__ = ('collector_cluster', 'service_name', 'collector_hostname', 'remote_config',)
 
     def __init__(self, collector_cluster: 'str' = _FACTORY, service_name: 'str' = _FACTORY, collector_hostname: 'str' = _FACTORY, remote_config: 'DatadogRemoteConfig | None' = _FACTORY) -> None:
         self.collector_cluster = "" if collector_cluster is _FACTORY else collector_cluster
@@ -76,21 +74,35 @@ class DatadogConfig(betterproto2.Message):
         self.remote_config = None if remote_config is _FACTORY else remote_config
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'collector_cluster': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'service_name': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'collector_hostname': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'remote_config': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.trace.v3", "DatadogConfig", DatadogConfig)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class DatadogRemoteConfig(betterproto2.Message):
     "DatadogRemoteConfig(polling_interval: 'datetime.timedelta | None' = <factory>)"
 
-    polling_interval: "datetime.timedelta | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    polling_interval: "datetime.timedelta | None"
+
+    __match_args__ = ('polling_interval',)
 
     def __init__(self, polling_interval: 'datetime.timedelta | None' = _FACTORY) -> None:
         self.polling_interval = None if polling_interval is _FACTORY else polling_interval
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'polling_interval': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -98,26 +110,23 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class LightstepConfig(betterproto2.Message):
     "LightstepConfig(collector_cluster: 'str' = <factory>, access_token_file: 'str' = <factory>, access_token: '__core__v3__.DataSource | None' = <factory>, propagation_modes: 'list[LightstepConfigPropagationMode]' = <factory>)"
 
-    collector_cluster: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    collector_cluster: "str"
 
-    access_token_file: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    access_token_file: "str"
 
-    access_token: "__core__v3__.DataSource | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    access_token: "__core__v3__.DataSource | None"
 
-    propagation_modes: "list[LightstepConfigPropagationMode]" = betterproto2.field(
-        3, betterproto2.TYPE_ENUM, repeated=True
-    )
+    propagation_modes: "list[LightstepConfigPropagationMode]"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("access_token_file"):
             warnings.warn("LightstepConfig.access_token_file is deprecated", DeprecationWarning)
+
+    __match_args__ = ('collector_cluster', 'access_token_file', 'access_token', 'propagation_modes',)
 
     def __init__(self, collector_cluster: 'str' = _FACTORY, access_token_file: 'str' = _FACTORY, access_token: '__core__v3__.DataSource | None' = _FACTORY, propagation_modes: 'list[LightstepConfigPropagationMode]' = _FACTORY) -> None:
         self.collector_cluster = "" if collector_cluster is _FACTORY else collector_cluster
@@ -126,25 +135,40 @@ class LightstepConfig(betterproto2.Message):
         self.propagation_modes = [] if propagation_modes is _FACTORY else propagation_modes
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'collector_cluster': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'access_token_file': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'access_token': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+            'propagation_modes': betterproto2.field(3, betterproto2.TYPE_ENUM, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.trace.v3", "LightstepConfig", LightstepConfig)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Tracing(betterproto2.Message):
     "Tracing(http: 'TracingHttp | None' = <factory>)"
 
-    http: "TracingHttp | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    http: "TracingHttp | None"
+
+    __match_args__ = ('http',)
 
     def __init__(self, http: 'TracingHttp | None' = _FACTORY) -> None:
         self.http = None if http is _FACTORY else http
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'http': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.trace.v3", "Tracing", Tracing)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TracingHttp(betterproto2.Message):
     """
 
@@ -153,55 +177,55 @@ class TracingHttp(betterproto2.Message):
         - config_type:
     """
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    typed_config: "____google__protobuf__.Any | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="config_type"
-    )
+    typed_config: "____google__protobuf__.Any | None"
+
+    __match_args__ = ('name', 'typed_config',)
 
     def __init__(self, name: 'str' = _FACTORY, typed_config: '____google__protobuf__.Any | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.typed_config = None if typed_config is _FACTORY else typed_config
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'typed_config': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='config_type'),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.trace.v3", "Tracing.Http", TracingHttp)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ZipkinConfig(betterproto2.Message):
     "ZipkinConfig(collector_cluster: 'str' = <factory>, collector_endpoint: 'str' = <factory>, trace_id_128bit: 'bool' = <factory>, shared_span_context: 'bool | None' = <factory>, collector_endpoint_version: 'ZipkinConfigCollectorEndpointVersion' = <factory>, collector_hostname: 'str' = <factory>, split_spans_for_request: 'bool' = <factory>, trace_context_option: 'ZipkinConfigTraceContextOption' = <factory>, collector_service: '__core__v3__.HttpService | None' = <factory>)"
 
-    collector_cluster: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    collector_cluster: "str"
 
-    collector_endpoint: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    collector_endpoint: "str"
 
-    trace_id_128bit: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    trace_id_128bit: "bool"
 
-    shared_span_context: "bool | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True
-    )
+    shared_span_context: "bool | None"
 
-    collector_endpoint_version: "ZipkinConfigCollectorEndpointVersion" = betterproto2.field(
-        5, betterproto2.TYPE_ENUM, default_factory=lambda: ZipkinConfigCollectorEndpointVersion(0)
-    )
+    collector_endpoint_version: "ZipkinConfigCollectorEndpointVersion"
 
-    collector_hostname: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    collector_hostname: "str"
 
-    split_spans_for_request: "bool" = betterproto2.field(7, betterproto2.TYPE_BOOL)
+    split_spans_for_request: "bool"
 
-    trace_context_option: "ZipkinConfigTraceContextOption" = betterproto2.field(
-        8, betterproto2.TYPE_ENUM, default_factory=lambda: ZipkinConfigTraceContextOption(0)
-    )
+    trace_context_option: "ZipkinConfigTraceContextOption"
 
-    collector_service: "__core__v3__.HttpService | None" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    collector_service: "__core__v3__.HttpService | None"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("split_spans_for_request"):
             warnings.warn("ZipkinConfig.split_spans_for_request is deprecated", DeprecationWarning)
+
+    __match_args__ = ('collector_cluster', 'collector_endpoint', 'trace_id_128bit', 'shared_span_context', 'collector_endpoint_version', 'collector_hostname', 'split_spans_for_request', 'trace_context_option', 'collector_service',)
 
     def __init__(self, collector_cluster: 'str' = _FACTORY, collector_endpoint: 'str' = _FACTORY, trace_id_128bit: 'bool' = _FACTORY, shared_span_context: 'bool | None' = _FACTORY, collector_endpoint_version: 'ZipkinConfigCollectorEndpointVersion' = _FACTORY, collector_hostname: 'str' = _FACTORY, split_spans_for_request: 'bool' = _FACTORY, trace_context_option: 'ZipkinConfigTraceContextOption' = _FACTORY, collector_service: '__core__v3__.HttpService | None' = _FACTORY) -> None:
         self.collector_cluster = "" if collector_cluster is _FACTORY else collector_cluster
@@ -214,6 +238,20 @@ class ZipkinConfig(betterproto2.Message):
         self.trace_context_option = ZipkinConfigTraceContextOption(0) if trace_context_option is _FACTORY else trace_context_option
         self.collector_service = None if collector_service is _FACTORY else collector_service
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'collector_cluster': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'collector_endpoint': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'trace_id_128bit': betterproto2.field(3, betterproto2.TYPE_BOOL),
+            'shared_span_context': betterproto2.field(4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.BoolValue, optional=True),
+            'collector_endpoint_version': betterproto2.field(5, betterproto2.TYPE_ENUM, default_factory=lambda: ZipkinConfigCollectorEndpointVersion(0)),
+            'collector_hostname': betterproto2.field(6, betterproto2.TYPE_STRING),
+            'split_spans_for_request': betterproto2.field(7, betterproto2.TYPE_BOOL),
+            'trace_context_option': betterproto2.field(8, betterproto2.TYPE_ENUM, default_factory=lambda: ZipkinConfigTraceContextOption(0)),
+            'collector_service': betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message("envoy.config.trace.v3", "ZipkinConfig", ZipkinConfig)

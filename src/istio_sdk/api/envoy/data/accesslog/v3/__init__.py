@@ -24,10 +24,9 @@ __all__ = (
 
 import datetime
 import warnings
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from .....message_pool import default_message_pool
 
@@ -95,119 +94,74 @@ class TlsPropertiesTlsVersion(betterproto2.Enum):
     TLSv1_3 = 4
 
 
-@dataclass(eq=False, repr=False, init=False)
 class AccessLogCommon(betterproto2.Message):
     "AccessLogCommon(sample_rate: 'float' = <factory>, downstream_remote_address: '___config__core__v3__.Address | None' = <factory>, downstream_local_address: '___config__core__v3__.Address | None' = <factory>, tls_properties: 'TlsProperties | None' = <factory>, start_time: 'datetime.datetime | None' = <factory>, time_to_last_rx_byte: 'datetime.timedelta | None' = <factory>, time_to_first_upstream_tx_byte: 'datetime.timedelta | None' = <factory>, time_to_last_upstream_tx_byte: 'datetime.timedelta | None' = <factory>, time_to_first_upstream_rx_byte: 'datetime.timedelta | None' = <factory>, time_to_last_upstream_rx_byte: 'datetime.timedelta | None' = <factory>, time_to_first_downstream_tx_byte: 'datetime.timedelta | None' = <factory>, time_to_last_downstream_tx_byte: 'datetime.timedelta | None' = <factory>, upstream_remote_address: '___config__core__v3__.Address | None' = <factory>, upstream_local_address: '___config__core__v3__.Address | None' = <factory>, upstream_cluster: 'str' = <factory>, response_flags: 'ResponseFlags | None' = <factory>, metadata: '___config__core__v3__.Metadata | None' = <factory>, upstream_transport_failure_reason: 'str' = <factory>, route_name: 'str' = <factory>, downstream_direct_remote_address: '___config__core__v3__.Address | None' = <factory>, filter_state_objects: 'dict[str, ____google__protobuf__.Any]' = <factory>, custom_tags: 'dict[str, str]' = <factory>, duration: 'datetime.timedelta | None' = <factory>, upstream_request_attempt_count: 'int' = <factory>, connection_termination_details: 'str' = <factory>, stream_id: 'str' = <factory>, intermediate_log_entry: 'bool' = <factory>, downstream_transport_failure_reason: 'str' = <factory>, downstream_wire_bytes_sent: 'int' = <factory>, downstream_wire_bytes_received: 'int' = <factory>, upstream_wire_bytes_sent: 'int' = <factory>, upstream_wire_bytes_received: 'int' = <factory>, access_log_type: 'AccessLogType' = <factory>)"
 
-    sample_rate: "float" = betterproto2.field(1, betterproto2.TYPE_DOUBLE)
+    sample_rate: "float"
 
-    downstream_remote_address: "___config__core__v3__.Address | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    downstream_remote_address: "___config__core__v3__.Address | None"
 
-    downstream_local_address: "___config__core__v3__.Address | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    downstream_local_address: "___config__core__v3__.Address | None"
 
-    tls_properties: "TlsProperties | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    tls_properties: "TlsProperties | None"
 
-    start_time: "datetime.datetime | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Timestamp, optional=True
-    )
+    start_time: "datetime.datetime | None"
 
-    time_to_last_rx_byte: "datetime.timedelta | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    time_to_last_rx_byte: "datetime.timedelta | None"
 
-    time_to_first_upstream_tx_byte: "datetime.timedelta | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    time_to_first_upstream_tx_byte: "datetime.timedelta | None"
 
-    time_to_last_upstream_tx_byte: "datetime.timedelta | None" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    time_to_last_upstream_tx_byte: "datetime.timedelta | None"
 
-    time_to_first_upstream_rx_byte: "datetime.timedelta | None" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    time_to_first_upstream_rx_byte: "datetime.timedelta | None"
 
-    time_to_last_upstream_rx_byte: "datetime.timedelta | None" = betterproto2.field(
-        10, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    time_to_last_upstream_rx_byte: "datetime.timedelta | None"
 
-    time_to_first_downstream_tx_byte: "datetime.timedelta | None" = betterproto2.field(
-        11, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    time_to_first_downstream_tx_byte: "datetime.timedelta | None"
 
-    time_to_last_downstream_tx_byte: "datetime.timedelta | None" = betterproto2.field(
-        12, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    time_to_last_downstream_tx_byte: "datetime.timedelta | None"
 
-    upstream_remote_address: "___config__core__v3__.Address | None" = betterproto2.field(
-        13, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    upstream_remote_address: "___config__core__v3__.Address | None"
 
-    upstream_local_address: "___config__core__v3__.Address | None" = betterproto2.field(
-        14, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    upstream_local_address: "___config__core__v3__.Address | None"
 
-    upstream_cluster: "str" = betterproto2.field(15, betterproto2.TYPE_STRING)
+    upstream_cluster: "str"
 
-    response_flags: "ResponseFlags | None" = betterproto2.field(
-        16, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    response_flags: "ResponseFlags | None"
 
-    metadata: "___config__core__v3__.Metadata | None" = betterproto2.field(
-        17, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    metadata: "___config__core__v3__.Metadata | None"
 
-    upstream_transport_failure_reason: "str" = betterproto2.field(18, betterproto2.TYPE_STRING)
+    upstream_transport_failure_reason: "str"
 
-    route_name: "str" = betterproto2.field(19, betterproto2.TYPE_STRING)
+    route_name: "str"
 
-    downstream_direct_remote_address: "___config__core__v3__.Address | None" = betterproto2.field(
-        20, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    downstream_direct_remote_address: "___config__core__v3__.Address | None"
 
-    filter_state_objects: "dict[str, ____google__protobuf__.Any]" = betterproto2.field(
-        21,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
-    )
+    filter_state_objects: "dict[str, ____google__protobuf__.Any]"
 
-    custom_tags: "dict[str, str]" = betterproto2.field(
-        22,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
-    )
+    custom_tags: "dict[str, str]"
 
-    duration: "datetime.timedelta | None" = betterproto2.field(
-        23, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    duration: "datetime.timedelta | None"
 
-    upstream_request_attempt_count: "int" = betterproto2.field(24, betterproto2.TYPE_UINT32)
+    upstream_request_attempt_count: "int"
 
-    connection_termination_details: "str" = betterproto2.field(25, betterproto2.TYPE_STRING)
+    connection_termination_details: "str"
 
-    stream_id: "str" = betterproto2.field(26, betterproto2.TYPE_STRING)
+    stream_id: "str"
 
-    intermediate_log_entry: "bool" = betterproto2.field(27, betterproto2.TYPE_BOOL)
+    intermediate_log_entry: "bool"
 
-    downstream_transport_failure_reason: "str" = betterproto2.field(28, betterproto2.TYPE_STRING)
+    downstream_transport_failure_reason: "str"
 
-    downstream_wire_bytes_sent: "int" = betterproto2.field(29, betterproto2.TYPE_UINT64)
+    downstream_wire_bytes_sent: "int"
 
-    downstream_wire_bytes_received: "int" = betterproto2.field(30, betterproto2.TYPE_UINT64)
+    downstream_wire_bytes_received: "int"
 
-    upstream_wire_bytes_sent: "int" = betterproto2.field(31, betterproto2.TYPE_UINT64)
+    upstream_wire_bytes_sent: "int"
 
-    upstream_wire_bytes_received: "int" = betterproto2.field(32, betterproto2.TYPE_UINT64)
+    upstream_wire_bytes_received: "int"
 
-    access_log_type: "AccessLogType" = betterproto2.field(
-        33, betterproto2.TYPE_ENUM, default_factory=lambda: AccessLogType(0)
-    )
+    access_log_type: "AccessLogType"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -215,6 +169,8 @@ class AccessLogCommon(betterproto2.Message):
             warnings.warn(
                 "AccessLogCommon.intermediate_log_entry is deprecated", DeprecationWarning
             )
+
+    __match_args__ = ('sample_rate', 'downstream_remote_address', 'downstream_local_address', 'tls_properties', 'start_time', 'time_to_last_rx_byte', 'time_to_first_upstream_tx_byte', 'time_to_last_upstream_tx_byte', 'time_to_first_upstream_rx_byte', 'time_to_last_upstream_rx_byte', 'time_to_first_downstream_tx_byte', 'time_to_last_downstream_tx_byte', 'upstream_remote_address', 'upstream_local_address', 'upstream_cluster', 'response_flags', 'metadata', 'upstream_transport_failure_reason', 'route_name', 'downstream_direct_remote_address', 'filter_state_objects', 'custom_tags', 'duration', 'upstream_request_attempt_count', 'connection_termination_details', 'stream_id', 'intermediate_log_entry', 'downstream_transport_failure_reason', 'downstream_wire_bytes_sent', 'downstream_wire_bytes_received', 'upstream_wire_bytes_sent', 'upstream_wire_bytes_received', 'access_log_type',)
 
     def __init__(self, sample_rate: 'float' = _FACTORY, downstream_remote_address: '___config__core__v3__.Address | None' = _FACTORY, downstream_local_address: '___config__core__v3__.Address | None' = _FACTORY, tls_properties: 'TlsProperties | None' = _FACTORY, start_time: 'datetime.datetime | None' = _FACTORY, time_to_last_rx_byte: 'datetime.timedelta | None' = _FACTORY, time_to_first_upstream_tx_byte: 'datetime.timedelta | None' = _FACTORY, time_to_last_upstream_tx_byte: 'datetime.timedelta | None' = _FACTORY, time_to_first_upstream_rx_byte: 'datetime.timedelta | None' = _FACTORY, time_to_last_upstream_rx_byte: 'datetime.timedelta | None' = _FACTORY, time_to_first_downstream_tx_byte: 'datetime.timedelta | None' = _FACTORY, time_to_last_downstream_tx_byte: 'datetime.timedelta | None' = _FACTORY, upstream_remote_address: '___config__core__v3__.Address | None' = _FACTORY, upstream_local_address: '___config__core__v3__.Address | None' = _FACTORY, upstream_cluster: 'str' = _FACTORY, response_flags: 'ResponseFlags | None' = _FACTORY, metadata: '___config__core__v3__.Metadata | None' = _FACTORY, upstream_transport_failure_reason: 'str' = _FACTORY, route_name: 'str' = _FACTORY, downstream_direct_remote_address: '___config__core__v3__.Address | None' = _FACTORY, filter_state_objects: 'dict[str, ____google__protobuf__.Any]' = _FACTORY, custom_tags: 'dict[str, str]' = _FACTORY, duration: 'datetime.timedelta | None' = _FACTORY, upstream_request_attempt_count: 'int' = _FACTORY, connection_termination_details: 'str' = _FACTORY, stream_id: 'str' = _FACTORY, intermediate_log_entry: 'bool' = _FACTORY, downstream_transport_failure_reason: 'str' = _FACTORY, downstream_wire_bytes_sent: 'int' = _FACTORY, downstream_wire_bytes_received: 'int' = _FACTORY, upstream_wire_bytes_sent: 'int' = _FACTORY, upstream_wire_bytes_received: 'int' = _FACTORY, access_log_type: 'AccessLogType' = _FACTORY) -> None:
         self.sample_rate = 0.0 if sample_rate is _FACTORY else sample_rate
@@ -252,22 +208,68 @@ class AccessLogCommon(betterproto2.Message):
         self.access_log_type = AccessLogType(0) if access_log_type is _FACTORY else access_log_type
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'sample_rate': betterproto2.field(1, betterproto2.TYPE_DOUBLE),
+            'downstream_remote_address': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'downstream_local_address': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+            'tls_properties': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+            'start_time': betterproto2.field(5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Timestamp, optional=True),
+            'time_to_last_rx_byte': betterproto2.field(6, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'time_to_first_upstream_tx_byte': betterproto2.field(7, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'time_to_last_upstream_tx_byte': betterproto2.field(8, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'time_to_first_upstream_rx_byte': betterproto2.field(9, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'time_to_last_upstream_rx_byte': betterproto2.field(10, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'time_to_first_downstream_tx_byte': betterproto2.field(11, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'time_to_last_downstream_tx_byte': betterproto2.field(12, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'upstream_remote_address': betterproto2.field(13, betterproto2.TYPE_MESSAGE, optional=True),
+            'upstream_local_address': betterproto2.field(14, betterproto2.TYPE_MESSAGE, optional=True),
+            'upstream_cluster': betterproto2.field(15, betterproto2.TYPE_STRING),
+            'response_flags': betterproto2.field(16, betterproto2.TYPE_MESSAGE, optional=True),
+            'metadata': betterproto2.field(17, betterproto2.TYPE_MESSAGE, optional=True),
+            'upstream_transport_failure_reason': betterproto2.field(18, betterproto2.TYPE_STRING),
+            'route_name': betterproto2.field(19, betterproto2.TYPE_STRING),
+            'downstream_direct_remote_address': betterproto2.field(20, betterproto2.TYPE_MESSAGE, optional=True),
+            'filter_state_objects': betterproto2.field(21, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)),
+            'custom_tags': betterproto2.field(22, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING)),
+            'duration': betterproto2.field(23, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'upstream_request_attempt_count': betterproto2.field(24, betterproto2.TYPE_UINT32),
+            'connection_termination_details': betterproto2.field(25, betterproto2.TYPE_STRING),
+            'stream_id': betterproto2.field(26, betterproto2.TYPE_STRING),
+            'intermediate_log_entry': betterproto2.field(27, betterproto2.TYPE_BOOL),
+            'downstream_transport_failure_reason': betterproto2.field(28, betterproto2.TYPE_STRING),
+            'downstream_wire_bytes_sent': betterproto2.field(29, betterproto2.TYPE_UINT64),
+            'downstream_wire_bytes_received': betterproto2.field(30, betterproto2.TYPE_UINT64),
+            'upstream_wire_bytes_sent': betterproto2.field(31, betterproto2.TYPE_UINT64),
+            'upstream_wire_bytes_received': betterproto2.field(32, betterproto2.TYPE_UINT64),
+            'access_log_type': betterproto2.field(33, betterproto2.TYPE_ENUM, default_factory=lambda: AccessLogType(0)),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.data.accesslog.v3", "AccessLogCommon", AccessLogCommon)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ConnectionProperties(betterproto2.Message):
     "ConnectionProperties(received_bytes: 'int' = <factory>, sent_bytes: 'int' = <factory>)"
 
-    received_bytes: "int" = betterproto2.field(1, betterproto2.TYPE_UINT64)
+    received_bytes: "int"
 
-    sent_bytes: "int" = betterproto2.field(2, betterproto2.TYPE_UINT64)
+    sent_bytes: "int"
+
+    __match_args__ = ('received_bytes', 'sent_bytes',)
 
     def __init__(self, received_bytes: 'int' = _FACTORY, sent_bytes: 'int' = _FACTORY) -> None:
         self.received_bytes = 0 if received_bytes is _FACTORY else received_bytes
         self.sent_bytes = 0 if sent_bytes is _FACTORY else sent_bytes
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'received_bytes': betterproto2.field(1, betterproto2.TYPE_UINT64),
+            'sent_bytes': betterproto2.field(2, betterproto2.TYPE_UINT64),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -275,25 +277,18 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HttpAccessLogEntry(betterproto2.Message):
     "HttpAccessLogEntry(common_properties: 'AccessLogCommon | None' = <factory>, protocol_version: 'HttpAccessLogEntryHttpVersion' = <factory>, request: 'HttpRequestProperties | None' = <factory>, response: 'HttpResponseProperties | None' = <factory>)"
 
-    common_properties: "AccessLogCommon | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    common_properties: "AccessLogCommon | None"
 
-    protocol_version: "HttpAccessLogEntryHttpVersion" = betterproto2.field(
-        2, betterproto2.TYPE_ENUM, default_factory=lambda: HttpAccessLogEntryHttpVersion(0)
-    )
+    protocol_version: "HttpAccessLogEntryHttpVersion"
 
-    request: "HttpRequestProperties | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    request: "HttpRequestProperties | None"
 
-    response: "HttpResponseProperties | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    response: "HttpResponseProperties | None"
+
+    __match_args__ = ('common_properties', 'protocol_version', 'request', 'response',)
 
     def __init__(self, common_properties: 'AccessLogCommon | None' = _FACTORY, protocol_version: 'HttpAccessLogEntryHttpVersion' = _FACTORY, request: 'HttpRequestProperties | None' = _FACTORY, response: 'HttpResponseProperties | None' = _FACTORY) -> None:
         self.common_properties = None if common_properties is _FACTORY else common_properties
@@ -302,56 +297,55 @@ class HttpAccessLogEntry(betterproto2.Message):
         self.response = None if response is _FACTORY else response
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'common_properties': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'protocol_version': betterproto2.field(2, betterproto2.TYPE_ENUM, default_factory=lambda: HttpAccessLogEntryHttpVersion(0)),
+            'request': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+            'response': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.data.accesslog.v3", "HTTPAccessLogEntry", HttpAccessLogEntry
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HttpRequestProperties(betterproto2.Message):
     "HttpRequestProperties(request_method: '___config__core__v3__.RequestMethod' = <factory>, scheme: 'str' = <factory>, authority: 'str' = <factory>, port: 'int | None' = <factory>, path: 'str' = <factory>, user_agent: 'str' = <factory>, referer: 'str' = <factory>, forwarded_for: 'str' = <factory>, request_id: 'str' = <factory>, original_path: 'str' = <factory>, request_headers_bytes: 'int' = <factory>, request_body_bytes: 'int' = <factory>, request_headers: 'dict[str, str]' = <factory>, upstream_header_bytes_sent: 'int' = <factory>, downstream_header_bytes_received: 'int' = <factory>)"
 
-    request_method: "___config__core__v3__.RequestMethod" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, default_factory=lambda: ___config__core__v3__.RequestMethod(0)
-    )
+    request_method: "___config__core__v3__.RequestMethod"
 
-    scheme: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    scheme: "str"
 
-    authority: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    authority: "str"
 
-    port: "int | None" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    port: "int | None"
 
-    path: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    path: "str"
 
-    user_agent: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    user_agent: "str"
 
-    referer: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+    referer: "str"
 
-    forwarded_for: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
+    forwarded_for: "str"
 
-    request_id: "str" = betterproto2.field(9, betterproto2.TYPE_STRING)
+    request_id: "str"
 
-    original_path: "str" = betterproto2.field(10, betterproto2.TYPE_STRING)
+    original_path: "str"
 
-    request_headers_bytes: "int" = betterproto2.field(11, betterproto2.TYPE_UINT64)
+    request_headers_bytes: "int"
 
-    request_body_bytes: "int" = betterproto2.field(12, betterproto2.TYPE_UINT64)
+    request_body_bytes: "int"
 
-    request_headers: "dict[str, str]" = betterproto2.field(
-        13,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
-    )
+    request_headers: "dict[str, str]"
 
-    upstream_header_bytes_sent: "int" = betterproto2.field(14, betterproto2.TYPE_UINT64)
+    upstream_header_bytes_sent: "int"
 
-    downstream_header_bytes_received: "int" = betterproto2.field(15, betterproto2.TYPE_UINT64)
+    downstream_header_bytes_received: "int"
+
+    __match_args__ = ('request_method', 'scheme', 'authority', 'port', 'path', 'user_agent', 'referer', 'forwarded_for', 'request_id', 'original_path', 'request_headers_bytes', 'request_body_bytes', 'request_headers', 'upstream_header_bytes_sent', 'downstream_header_bytes_received',)
 
     def __init__(self, request_method: '___config__core__v3__.RequestMethod' = _FACTORY, scheme: 'str' = _FACTORY, authority: 'str' = _FACTORY, port: 'int | None' = _FACTORY, path: 'str' = _FACTORY, user_agent: 'str' = _FACTORY, referer: 'str' = _FACTORY, forwarded_for: 'str' = _FACTORY, request_id: 'str' = _FACTORY, original_path: 'str' = _FACTORY, request_headers_bytes: 'int' = _FACTORY, request_body_bytes: 'int' = _FACTORY, request_headers: 'dict[str, str]' = _FACTORY, upstream_header_bytes_sent: 'int' = _FACTORY, downstream_header_bytes_received: 'int' = _FACTORY) -> None:
         self.request_method = ___config__core__v3__.RequestMethod(0) if request_method is _FACTORY else request_method
@@ -371,44 +365,52 @@ class HttpRequestProperties(betterproto2.Message):
         self.downstream_header_bytes_received = 0 if downstream_header_bytes_received is _FACTORY else downstream_header_bytes_received
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'request_method': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: ___config__core__v3__.RequestMethod(0)),
+            'scheme': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'authority': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'port': betterproto2.field(4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'path': betterproto2.field(5, betterproto2.TYPE_STRING),
+            'user_agent': betterproto2.field(6, betterproto2.TYPE_STRING),
+            'referer': betterproto2.field(7, betterproto2.TYPE_STRING),
+            'forwarded_for': betterproto2.field(8, betterproto2.TYPE_STRING),
+            'request_id': betterproto2.field(9, betterproto2.TYPE_STRING),
+            'original_path': betterproto2.field(10, betterproto2.TYPE_STRING),
+            'request_headers_bytes': betterproto2.field(11, betterproto2.TYPE_UINT64),
+            'request_body_bytes': betterproto2.field(12, betterproto2.TYPE_UINT64),
+            'request_headers': betterproto2.field(13, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING)),
+            'upstream_header_bytes_sent': betterproto2.field(14, betterproto2.TYPE_UINT64),
+            'downstream_header_bytes_received': betterproto2.field(15, betterproto2.TYPE_UINT64),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.data.accesslog.v3", "HTTPRequestProperties", HttpRequestProperties
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HttpResponseProperties(betterproto2.Message):
     "HttpResponseProperties(response_code: 'int | None' = <factory>, response_headers_bytes: 'int' = <factory>, response_body_bytes: 'int' = <factory>, response_headers: 'dict[str, str]' = <factory>, response_trailers: 'dict[str, str]' = <factory>, response_code_details: 'str' = <factory>, upstream_header_bytes_received: 'int' = <factory>, downstream_header_bytes_sent: 'int' = <factory>)"
 
-    response_code: "int | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    response_code: "int | None"
 
-    response_headers_bytes: "int" = betterproto2.field(2, betterproto2.TYPE_UINT64)
+    response_headers_bytes: "int"
 
-    response_body_bytes: "int" = betterproto2.field(3, betterproto2.TYPE_UINT64)
+    response_body_bytes: "int"
 
-    response_headers: "dict[str, str]" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
-    )
+    response_headers: "dict[str, str]"
 
-    response_trailers: "dict[str, str]" = betterproto2.field(
-        5,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
-    )
+    response_trailers: "dict[str, str]"
 
-    response_code_details: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    response_code_details: "str"
 
-    upstream_header_bytes_received: "int" = betterproto2.field(7, betterproto2.TYPE_UINT64)
+    upstream_header_bytes_received: "int"
 
-    downstream_header_bytes_sent: "int" = betterproto2.field(8, betterproto2.TYPE_UINT64)
+    downstream_header_bytes_sent: "int"
+
+    __match_args__ = ('response_code', 'response_headers_bytes', 'response_body_bytes', 'response_headers', 'response_trailers', 'response_code_details', 'upstream_header_bytes_received', 'downstream_header_bytes_sent',)
 
     def __init__(self, response_code: 'int | None' = _FACTORY, response_headers_bytes: 'int' = _FACTORY, response_body_bytes: 'int' = _FACTORY, response_headers: 'dict[str, str]' = _FACTORY, response_trailers: 'dict[str, str]' = _FACTORY, response_code_details: 'str' = _FACTORY, upstream_header_bytes_received: 'int' = _FACTORY, downstream_header_bytes_sent: 'int' = _FACTORY) -> None:
         self.response_code = None if response_code is _FACTORY else response_code
@@ -421,73 +423,85 @@ class HttpResponseProperties(betterproto2.Message):
         self.downstream_header_bytes_sent = 0 if downstream_header_bytes_sent is _FACTORY else downstream_header_bytes_sent
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'response_code': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'response_headers_bytes': betterproto2.field(2, betterproto2.TYPE_UINT64),
+            'response_body_bytes': betterproto2.field(3, betterproto2.TYPE_UINT64),
+            'response_headers': betterproto2.field(4, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING)),
+            'response_trailers': betterproto2.field(5, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING)),
+            'response_code_details': betterproto2.field(6, betterproto2.TYPE_STRING),
+            'upstream_header_bytes_received': betterproto2.field(7, betterproto2.TYPE_UINT64),
+            'downstream_header_bytes_sent': betterproto2.field(8, betterproto2.TYPE_UINT64),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.data.accesslog.v3", "HTTPResponseProperties", HttpResponseProperties
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ResponseFlags(betterproto2.Message):
     "ResponseFlags(failed_local_healthcheck: 'bool' = <factory>, no_healthy_upstream: 'bool' = <factory>, upstream_request_timeout: 'bool' = <factory>, local_reset: 'bool' = <factory>, upstream_remote_reset: 'bool' = <factory>, upstream_connection_failure: 'bool' = <factory>, upstream_connection_termination: 'bool' = <factory>, upstream_overflow: 'bool' = <factory>, no_route_found: 'bool' = <factory>, delay_injected: 'bool' = <factory>, fault_injected: 'bool' = <factory>, rate_limited: 'bool' = <factory>, unauthorized_details: 'ResponseFlagsUnauthorized | None' = <factory>, rate_limit_service_error: 'bool' = <factory>, downstream_connection_termination: 'bool' = <factory>, upstream_retry_limit_exceeded: 'bool' = <factory>, stream_idle_timeout: 'bool' = <factory>, invalid_envoy_request_headers: 'bool' = <factory>, downstream_protocol_error: 'bool' = <factory>, upstream_max_stream_duration_reached: 'bool' = <factory>, response_from_cache_filter: 'bool' = <factory>, no_filter_config_found: 'bool' = <factory>, duration_timeout: 'bool' = <factory>, upstream_protocol_error: 'bool' = <factory>, no_cluster_found: 'bool' = <factory>, overload_manager: 'bool' = <factory>, dns_resolution_failure: 'bool' = <factory>, downstream_remote_reset: 'bool' = <factory>)"
 
-    failed_local_healthcheck: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    failed_local_healthcheck: "bool"
 
-    no_healthy_upstream: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    no_healthy_upstream: "bool"
 
-    upstream_request_timeout: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    upstream_request_timeout: "bool"
 
-    local_reset: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
+    local_reset: "bool"
 
-    upstream_remote_reset: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
+    upstream_remote_reset: "bool"
 
-    upstream_connection_failure: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
+    upstream_connection_failure: "bool"
 
-    upstream_connection_termination: "bool" = betterproto2.field(7, betterproto2.TYPE_BOOL)
+    upstream_connection_termination: "bool"
 
-    upstream_overflow: "bool" = betterproto2.field(8, betterproto2.TYPE_BOOL)
+    upstream_overflow: "bool"
 
-    no_route_found: "bool" = betterproto2.field(9, betterproto2.TYPE_BOOL)
+    no_route_found: "bool"
 
-    delay_injected: "bool" = betterproto2.field(10, betterproto2.TYPE_BOOL)
+    delay_injected: "bool"
 
-    fault_injected: "bool" = betterproto2.field(11, betterproto2.TYPE_BOOL)
+    fault_injected: "bool"
 
-    rate_limited: "bool" = betterproto2.field(12, betterproto2.TYPE_BOOL)
+    rate_limited: "bool"
 
-    unauthorized_details: "ResponseFlagsUnauthorized | None" = betterproto2.field(
-        13, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    unauthorized_details: "ResponseFlagsUnauthorized | None"
 
-    rate_limit_service_error: "bool" = betterproto2.field(14, betterproto2.TYPE_BOOL)
+    rate_limit_service_error: "bool"
 
-    downstream_connection_termination: "bool" = betterproto2.field(15, betterproto2.TYPE_BOOL)
+    downstream_connection_termination: "bool"
 
-    upstream_retry_limit_exceeded: "bool" = betterproto2.field(16, betterproto2.TYPE_BOOL)
+    upstream_retry_limit_exceeded: "bool"
 
-    stream_idle_timeout: "bool" = betterproto2.field(17, betterproto2.TYPE_BOOL)
+    stream_idle_timeout: "bool"
 
-    invalid_envoy_request_headers: "bool" = betterproto2.field(18, betterproto2.TYPE_BOOL)
+    invalid_envoy_request_headers: "bool"
 
-    downstream_protocol_error: "bool" = betterproto2.field(19, betterproto2.TYPE_BOOL)
+    downstream_protocol_error: "bool"
 
-    upstream_max_stream_duration_reached: "bool" = betterproto2.field(20, betterproto2.TYPE_BOOL)
+    upstream_max_stream_duration_reached: "bool"
 
-    response_from_cache_filter: "bool" = betterproto2.field(21, betterproto2.TYPE_BOOL)
+    response_from_cache_filter: "bool"
 
-    no_filter_config_found: "bool" = betterproto2.field(22, betterproto2.TYPE_BOOL)
+    no_filter_config_found: "bool"
 
-    duration_timeout: "bool" = betterproto2.field(23, betterproto2.TYPE_BOOL)
+    duration_timeout: "bool"
 
-    upstream_protocol_error: "bool" = betterproto2.field(24, betterproto2.TYPE_BOOL)
+    upstream_protocol_error: "bool"
 
-    no_cluster_found: "bool" = betterproto2.field(25, betterproto2.TYPE_BOOL)
+    no_cluster_found: "bool"
 
-    overload_manager: "bool" = betterproto2.field(26, betterproto2.TYPE_BOOL)
+    overload_manager: "bool"
 
-    dns_resolution_failure: "bool" = betterproto2.field(27, betterproto2.TYPE_BOOL)
+    dns_resolution_failure: "bool"
 
-    downstream_remote_reset: "bool" = betterproto2.field(28, betterproto2.TYPE_BOOL)
+    downstream_remote_reset: "bool"
+
+    __match_args__ = ('failed_local_healthcheck', 'no_healthy_upstream', 'upstream_request_timeout', 'local_reset', 'upstream_remote_reset', 'upstream_connection_failure', 'upstream_connection_termination', 'upstream_overflow', 'no_route_found', 'delay_injected', 'fault_injected', 'rate_limited', 'unauthorized_details', 'rate_limit_service_error', 'downstream_connection_termination', 'upstream_retry_limit_exceeded', 'stream_idle_timeout', 'invalid_envoy_request_headers', 'downstream_protocol_error', 'upstream_max_stream_duration_reached', 'response_from_cache_filter', 'no_filter_config_found', 'duration_timeout', 'upstream_protocol_error', 'no_cluster_found', 'overload_manager', 'dns_resolution_failure', 'downstream_remote_reset',)
 
     def __init__(self, failed_local_healthcheck: 'bool' = _FACTORY, no_healthy_upstream: 'bool' = _FACTORY, upstream_request_timeout: 'bool' = _FACTORY, local_reset: 'bool' = _FACTORY, upstream_remote_reset: 'bool' = _FACTORY, upstream_connection_failure: 'bool' = _FACTORY, upstream_connection_termination: 'bool' = _FACTORY, upstream_overflow: 'bool' = _FACTORY, no_route_found: 'bool' = _FACTORY, delay_injected: 'bool' = _FACTORY, fault_injected: 'bool' = _FACTORY, rate_limited: 'bool' = _FACTORY, unauthorized_details: 'ResponseFlagsUnauthorized | None' = _FACTORY, rate_limit_service_error: 'bool' = _FACTORY, downstream_connection_termination: 'bool' = _FACTORY, upstream_retry_limit_exceeded: 'bool' = _FACTORY, stream_idle_timeout: 'bool' = _FACTORY, invalid_envoy_request_headers: 'bool' = _FACTORY, downstream_protocol_error: 'bool' = _FACTORY, upstream_max_stream_duration_reached: 'bool' = _FACTORY, response_from_cache_filter: 'bool' = _FACTORY, no_filter_config_found: 'bool' = _FACTORY, duration_timeout: 'bool' = _FACTORY, upstream_protocol_error: 'bool' = _FACTORY, no_cluster_found: 'bool' = _FACTORY, overload_manager: 'bool' = _FACTORY, dns_resolution_failure: 'bool' = _FACTORY, downstream_remote_reset: 'bool' = _FACTORY) -> None:
         self.failed_local_healthcheck = False if failed_local_healthcheck is _FACTORY else failed_local_healthcheck
@@ -520,21 +534,59 @@ class ResponseFlags(betterproto2.Message):
         self.downstream_remote_reset = False if downstream_remote_reset is _FACTORY else downstream_remote_reset
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'failed_local_healthcheck': betterproto2.field(1, betterproto2.TYPE_BOOL),
+            'no_healthy_upstream': betterproto2.field(2, betterproto2.TYPE_BOOL),
+            'upstream_request_timeout': betterproto2.field(3, betterproto2.TYPE_BOOL),
+            'local_reset': betterproto2.field(4, betterproto2.TYPE_BOOL),
+            'upstream_remote_reset': betterproto2.field(5, betterproto2.TYPE_BOOL),
+            'upstream_connection_failure': betterproto2.field(6, betterproto2.TYPE_BOOL),
+            'upstream_connection_termination': betterproto2.field(7, betterproto2.TYPE_BOOL),
+            'upstream_overflow': betterproto2.field(8, betterproto2.TYPE_BOOL),
+            'no_route_found': betterproto2.field(9, betterproto2.TYPE_BOOL),
+            'delay_injected': betterproto2.field(10, betterproto2.TYPE_BOOL),
+            'fault_injected': betterproto2.field(11, betterproto2.TYPE_BOOL),
+            'rate_limited': betterproto2.field(12, betterproto2.TYPE_BOOL),
+            'unauthorized_details': betterproto2.field(13, betterproto2.TYPE_MESSAGE, optional=True),
+            'rate_limit_service_error': betterproto2.field(14, betterproto2.TYPE_BOOL),
+            'downstream_connection_termination': betterproto2.field(15, betterproto2.TYPE_BOOL),
+            'upstream_retry_limit_exceeded': betterproto2.field(16, betterproto2.TYPE_BOOL),
+            'stream_idle_timeout': betterproto2.field(17, betterproto2.TYPE_BOOL),
+            'invalid_envoy_request_headers': betterproto2.field(18, betterproto2.TYPE_BOOL),
+            'downstream_protocol_error': betterproto2.field(19, betterproto2.TYPE_BOOL),
+            'upstream_max_stream_duration_reached': betterproto2.field(20, betterproto2.TYPE_BOOL),
+            'response_from_cache_filter': betterproto2.field(21, betterproto2.TYPE_BOOL),
+            'no_filter_config_found': betterproto2.field(22, betterproto2.TYPE_BOOL),
+            'duration_timeout': betterproto2.field(23, betterproto2.TYPE_BOOL),
+            'upstream_protocol_error': betterproto2.field(24, betterproto2.TYPE_BOOL),
+            'no_cluster_found': betterproto2.field(25, betterproto2.TYPE_BOOL),
+            'overload_manager': betterproto2.field(26, betterproto2.TYPE_BOOL),
+            'dns_resolution_failure': betterproto2.field(27, betterproto2.TYPE_BOOL),
+            'downstream_remote_reset': betterproto2.field(28, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.data.accesslog.v3", "ResponseFlags", ResponseFlags)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ResponseFlagsUnauthorized(betterproto2.Message):
     "ResponseFlagsUnauthorized(reason: 'ResponseFlagsUnauthorizedReason' = <factory>)"
 
-    reason: "ResponseFlagsUnauthorizedReason" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, default_factory=lambda: ResponseFlagsUnauthorizedReason(0)
-    )
+    reason: "ResponseFlagsUnauthorizedReason"
+
+    __match_args__ = ('reason',)
 
     def __init__(self, reason: 'ResponseFlagsUnauthorizedReason' = _FACTORY) -> None:
         self.reason = ResponseFlagsUnauthorizedReason(0) if reason is _FACTORY else reason
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'reason': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: ResponseFlagsUnauthorizedReason(0)),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -542,22 +594,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TcpAccessLogEntry(betterproto2.Message):
     "TcpAccessLogEntry(common_properties: 'AccessLogCommon | None' = <factory>, connection_properties: 'ConnectionProperties | None' = <factory>)"
 
-    common_properties: "AccessLogCommon | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    common_properties: "AccessLogCommon | None"
 
-    connection_properties: "ConnectionProperties | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    connection_properties: "ConnectionProperties | None"
+
+    __match_args__ = ('common_properties', 'connection_properties',)
 
     def __init__(self, common_properties: 'AccessLogCommon | None' = _FACTORY, connection_properties: 'ConnectionProperties | None' = _FACTORY) -> None:
         self.common_properties = None if common_properties is _FACTORY else common_properties
         self.connection_properties = None if connection_properties is _FACTORY else connection_properties
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'common_properties': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'connection_properties': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -565,34 +621,24 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TlsProperties(betterproto2.Message):
     "TlsProperties(tls_version: 'TlsPropertiesTlsVersion' = <factory>, tls_cipher_suite: 'int | None' = <factory>, tls_sni_hostname: 'str' = <factory>, local_certificate_properties: 'TlsPropertiesCertificateProperties | None' = <factory>, peer_certificate_properties: 'TlsPropertiesCertificateProperties | None' = <factory>, tls_session_id: 'str' = <factory>, ja3_fingerprint: 'str' = <factory>)"
 
-    tls_version: "TlsPropertiesTlsVersion" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, default_factory=lambda: TlsPropertiesTlsVersion(0)
-    )
+    tls_version: "TlsPropertiesTlsVersion"
 
-    tls_cipher_suite: "int | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    tls_cipher_suite: "int | None"
 
-    tls_sni_hostname: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    tls_sni_hostname: "str"
 
-    local_certificate_properties: "TlsPropertiesCertificateProperties | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    local_certificate_properties: "TlsPropertiesCertificateProperties | None"
 
-    peer_certificate_properties: "TlsPropertiesCertificateProperties | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    peer_certificate_properties: "TlsPropertiesCertificateProperties | None"
 
-    tls_session_id: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    tls_session_id: "str"
 
-    ja3_fingerprint: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+    ja3_fingerprint: "str"
+
+    __match_args__ = ('tls_version', 'tls_cipher_suite', 'tls_sni_hostname', 'local_certificate_properties', 'peer_certificate_properties', 'tls_session_id', 'ja3_fingerprint',)
 
     def __init__(self, tls_version: 'TlsPropertiesTlsVersion' = _FACTORY, tls_cipher_suite: 'int | None' = _FACTORY, tls_sni_hostname: 'str' = _FACTORY, local_certificate_properties: 'TlsPropertiesCertificateProperties | None' = _FACTORY, peer_certificate_properties: 'TlsPropertiesCertificateProperties | None' = _FACTORY, tls_session_id: 'str' = _FACTORY, ja3_fingerprint: 'str' = _FACTORY) -> None:
         self.tls_version = TlsPropertiesTlsVersion(0) if tls_version is _FACTORY else tls_version
@@ -604,27 +650,46 @@ class TlsProperties(betterproto2.Message):
         self.ja3_fingerprint = "" if ja3_fingerprint is _FACTORY else ja3_fingerprint
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'tls_version': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: TlsPropertiesTlsVersion(0)),
+            'tls_cipher_suite': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+            'tls_sni_hostname': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'local_certificate_properties': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+            'peer_certificate_properties': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True),
+            'tls_session_id': betterproto2.field(6, betterproto2.TYPE_STRING),
+            'ja3_fingerprint': betterproto2.field(7, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.data.accesslog.v3", "TLSProperties", TlsProperties)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TlsPropertiesCertificateProperties(betterproto2.Message):
     "TlsPropertiesCertificateProperties(subject_alt_name: 'list[TlsPropertiesCertificatePropertiesSubjectAltName]' = <factory>, subject: 'str' = <factory>, issuer: 'str' = <factory>)"
 
-    subject_alt_name: "list[TlsPropertiesCertificatePropertiesSubjectAltName]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    subject_alt_name: "list[TlsPropertiesCertificatePropertiesSubjectAltName]"
 
-    subject: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    subject: "str"
 
-    issuer: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    issuer: "str"
+
+    __match_args__ = ('subject_alt_name', 'subject', 'issuer',)
 
     def __init__(self, subject_alt_name: 'list[TlsPropertiesCertificatePropertiesSubjectAltName]' = _FACTORY, subject: 'str' = _FACTORY, issuer: 'str' = _FACTORY) -> None:
         self.subject_alt_name = [] if subject_alt_name is _FACTORY else subject_alt_name
         self.subject = "" if subject is _FACTORY else subject
         self.issuer = "" if issuer is _FACTORY else issuer
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'subject_alt_name': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+            'subject': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'issuer': betterproto2.field(3, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -634,7 +699,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TlsPropertiesCertificatePropertiesSubjectAltName(betterproto2.Message):
     """
 
@@ -643,14 +707,23 @@ class TlsPropertiesCertificatePropertiesSubjectAltName(betterproto2.Message):
         - san:
     """
 
-    uri: "str | None" = betterproto2.field(1, betterproto2.TYPE_STRING, optional=True, group="san")
+    uri: "str | None"
 
-    dns: "str | None" = betterproto2.field(2, betterproto2.TYPE_STRING, optional=True, group="san")
+    dns: "str | None"
+
+    __match_args__ = ('uri', 'dns',)
 
     def __init__(self, uri: 'str | None' = _FACTORY, dns: 'str | None' = _FACTORY) -> None:
         self.uri = None if uri is _FACTORY else uri
         self.dns = None if dns is _FACTORY else dns
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'uri': betterproto2.field(1, betterproto2.TYPE_STRING, optional=True, group='san'),
+            'dns': betterproto2.field(2, betterproto2.TYPE_STRING, optional=True, group='san'),
+        }
+    )
 
 
 default_message_pool.register_message(

@@ -25,11 +25,10 @@ __all__ = (
 
 import datetime
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from .....message_pool import default_message_pool
 
@@ -42,56 +41,47 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class AdsDummy(betterproto2.Message):
     'AdsDummy()'
 
     pass
 
+    __match_args__ = ()
+
     def __init__(self) -> None:
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+        }
+    )
 
 
 default_message_pool.register_message("envoy.service.discovery.v3", "AdsDummy", AdsDummy)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class DeltaDiscoveryRequest(betterproto2.Message):
     "DeltaDiscoveryRequest(node: '___config__core__v3__.Node | None' = <factory>, type_url: 'str' = <factory>, resource_names_subscribe: 'list[str]' = <factory>, resource_names_unsubscribe: 'list[str]' = <factory>, resource_locators_subscribe: 'list[ResourceLocator]' = <factory>, resource_locators_unsubscribe: 'list[ResourceLocator]' = <factory>, initial_resource_versions: 'dict[str, str]' = <factory>, response_nonce: 'str' = <factory>, error_detail: '____google__rpc__.Status | None' = <factory>)"
 
-    node: "___config__core__v3__.Node | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    node: "___config__core__v3__.Node | None"
 
-    type_url: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    type_url: "str"
 
-    resource_names_subscribe: "list[str]" = betterproto2.field(
-        3, betterproto2.TYPE_STRING, repeated=True
-    )
+    resource_names_subscribe: "list[str]"
 
-    resource_names_unsubscribe: "list[str]" = betterproto2.field(
-        4, betterproto2.TYPE_STRING, repeated=True
-    )
+    resource_names_unsubscribe: "list[str]"
 
-    resource_locators_subscribe: "list[ResourceLocator]" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    resource_locators_subscribe: "list[ResourceLocator]"
 
-    resource_locators_unsubscribe: "list[ResourceLocator]" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    resource_locators_unsubscribe: "list[ResourceLocator]"
 
-    initial_resource_versions: "dict[str, str]" = betterproto2.field(
-        5,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
-    )
+    initial_resource_versions: "dict[str, str]"
 
-    response_nonce: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    response_nonce: "str"
 
-    error_detail: "____google__rpc__.Status | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    error_detail: "____google__rpc__.Status | None"
+
+    __match_args__ = ('node', 'type_url', 'resource_names_subscribe', 'resource_names_unsubscribe', 'resource_locators_subscribe', 'resource_locators_unsubscribe', 'initial_resource_versions', 'response_nonce', 'error_detail',)
 
     def __init__(self, node: '___config__core__v3__.Node | None' = _FACTORY, type_url: 'str' = _FACTORY, resource_names_subscribe: 'list[str]' = _FACTORY, resource_names_unsubscribe: 'list[str]' = _FACTORY, resource_locators_subscribe: 'list[ResourceLocator]' = _FACTORY, resource_locators_unsubscribe: 'list[ResourceLocator]' = _FACTORY, initial_resource_versions: 'dict[str, str]' = _FACTORY, response_nonce: 'str' = _FACTORY, error_detail: '____google__rpc__.Status | None' = _FACTORY) -> None:
         self.node = None if node is _FACTORY else node
@@ -105,37 +95,46 @@ class DeltaDiscoveryRequest(betterproto2.Message):
         self.error_detail = None if error_detail is _FACTORY else error_detail
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'node': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'type_url': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'resource_names_subscribe': betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True),
+            'resource_names_unsubscribe': betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True),
+            'resource_locators_subscribe': betterproto2.field(8, betterproto2.TYPE_MESSAGE, repeated=True),
+            'resource_locators_unsubscribe': betterproto2.field(9, betterproto2.TYPE_MESSAGE, repeated=True),
+            'initial_resource_versions': betterproto2.field(5, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING)),
+            'response_nonce': betterproto2.field(6, betterproto2.TYPE_STRING),
+            'error_detail': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.service.discovery.v3", "DeltaDiscoveryRequest", DeltaDiscoveryRequest
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class DeltaDiscoveryResponse(betterproto2.Message):
     "DeltaDiscoveryResponse(system_version_info: 'str' = <factory>, resources: 'list[Resource]' = <factory>, type_url: 'str' = <factory>, removed_resources: 'list[str]' = <factory>, removed_resource_names: 'list[ResourceName]' = <factory>, nonce: 'str' = <factory>, control_plane: '___config__core__v3__.ControlPlane | None' = <factory>, resource_errors: 'list[ResourceError]' = <factory>)"
 
-    system_version_info: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    system_version_info: "str"
 
-    resources: "list[Resource]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
+    resources: "list[Resource]"
 
-    type_url: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    type_url: "str"
 
-    removed_resources: "list[str]" = betterproto2.field(6, betterproto2.TYPE_STRING, repeated=True)
+    removed_resources: "list[str]"
 
-    removed_resource_names: "list[ResourceName]" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    removed_resource_names: "list[ResourceName]"
 
-    nonce: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    nonce: "str"
 
-    control_plane: "___config__core__v3__.ControlPlane | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    control_plane: "___config__core__v3__.ControlPlane | None"
 
-    resource_errors: "list[ResourceError]" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    resource_errors: "list[ResourceError]"
+
+    __match_args__ = ('system_version_info', 'resources', 'type_url', 'removed_resources', 'removed_resource_names', 'nonce', 'control_plane', 'resource_errors',)
 
     def __init__(self, system_version_info: 'str' = _FACTORY, resources: 'list[Resource]' = _FACTORY, type_url: 'str' = _FACTORY, removed_resources: 'list[str]' = _FACTORY, removed_resource_names: 'list[ResourceName]' = _FACTORY, nonce: 'str' = _FACTORY, control_plane: '___config__core__v3__.ControlPlane | None' = _FACTORY, resource_errors: 'list[ResourceError]' = _FACTORY) -> None:
         self.system_version_info = "" if system_version_info is _FACTORY else system_version_info
@@ -148,35 +147,43 @@ class DeltaDiscoveryResponse(betterproto2.Message):
         self.resource_errors = [] if resource_errors is _FACTORY else resource_errors
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'system_version_info': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'resources': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+            'type_url': betterproto2.field(4, betterproto2.TYPE_STRING),
+            'removed_resources': betterproto2.field(6, betterproto2.TYPE_STRING, repeated=True),
+            'removed_resource_names': betterproto2.field(8, betterproto2.TYPE_MESSAGE, repeated=True),
+            'nonce': betterproto2.field(5, betterproto2.TYPE_STRING),
+            'control_plane': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True),
+            'resource_errors': betterproto2.field(9, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.service.discovery.v3", "DeltaDiscoveryResponse", DeltaDiscoveryResponse
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class DiscoveryRequest(betterproto2.Message):
     "DiscoveryRequest(version_info: 'str' = <factory>, node: '___config__core__v3__.Node | None' = <factory>, resource_names: 'list[str]' = <factory>, resource_locators: 'list[ResourceLocator]' = <factory>, type_url: 'str' = <factory>, response_nonce: 'str' = <factory>, error_detail: '____google__rpc__.Status | None' = <factory>)"
 
-    version_info: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    version_info: "str"
 
-    node: "___config__core__v3__.Node | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    node: "___config__core__v3__.Node | None"
 
-    resource_names: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
+    resource_names: "list[str]"
 
-    resource_locators: "list[ResourceLocator]" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    resource_locators: "list[ResourceLocator]"
 
-    type_url: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    type_url: "str"
 
-    response_nonce: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    response_nonce: "str"
 
-    error_detail: "____google__rpc__.Status | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    error_detail: "____google__rpc__.Status | None"
+
+    __match_args__ = ('version_info', 'node', 'resource_names', 'resource_locators', 'type_url', 'response_nonce', 'error_detail',)
 
     def __init__(self, version_info: 'str' = _FACTORY, node: '___config__core__v3__.Node | None' = _FACTORY, resource_names: 'list[str]' = _FACTORY, resource_locators: 'list[ResourceLocator]' = _FACTORY, type_url: 'str' = _FACTORY, response_nonce: 'str' = _FACTORY, error_detail: '____google__rpc__.Status | None' = _FACTORY) -> None:
         self.version_info = "" if version_info is _FACTORY else version_info
@@ -188,35 +195,42 @@ class DiscoveryRequest(betterproto2.Message):
         self.error_detail = None if error_detail is _FACTORY else error_detail
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'version_info': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'node': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'resource_names': betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True),
+            'resource_locators': betterproto2.field(7, betterproto2.TYPE_MESSAGE, repeated=True),
+            'type_url': betterproto2.field(4, betterproto2.TYPE_STRING),
+            'response_nonce': betterproto2.field(5, betterproto2.TYPE_STRING),
+            'error_detail': betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.service.discovery.v3", "DiscoveryRequest", DiscoveryRequest
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class DiscoveryResponse(betterproto2.Message):
     "DiscoveryResponse(version_info: 'str' = <factory>, resources: 'list[____google__protobuf__.Any]' = <factory>, canary: 'bool' = <factory>, type_url: 'str' = <factory>, nonce: 'str' = <factory>, control_plane: '___config__core__v3__.ControlPlane | None' = <factory>, resource_errors: 'list[ResourceError]' = <factory>)"
 
-    version_info: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    version_info: "str"
 
-    resources: "list[____google__protobuf__.Any]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    resources: "list[____google__protobuf__.Any]"
 
-    canary: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    canary: "bool"
 
-    type_url: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    type_url: "str"
 
-    nonce: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    nonce: "str"
 
-    control_plane: "___config__core__v3__.ControlPlane | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    control_plane: "___config__core__v3__.ControlPlane | None"
 
-    resource_errors: "list[ResourceError]" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    resource_errors: "list[ResourceError]"
+
+    __match_args__ = ('version_info', 'resources', 'canary', 'type_url', 'nonce', 'control_plane', 'resource_errors',)
 
     def __init__(self, version_info: 'str' = _FACTORY, resources: 'list[____google__protobuf__.Any]' = _FACTORY, canary: 'bool' = _FACTORY, type_url: 'str' = _FACTORY, nonce: 'str' = _FACTORY, control_plane: '___config__core__v3__.ControlPlane | None' = _FACTORY, resource_errors: 'list[ResourceError]' = _FACTORY) -> None:
         self.version_info = "" if version_info is _FACTORY else version_info
@@ -228,13 +242,24 @@ class DiscoveryResponse(betterproto2.Message):
         self.resource_errors = [] if resource_errors is _FACTORY else resource_errors
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'version_info': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'resources': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+            'canary': betterproto2.field(3, betterproto2.TYPE_BOOL),
+            'type_url': betterproto2.field(4, betterproto2.TYPE_STRING),
+            'nonce': betterproto2.field(5, betterproto2.TYPE_STRING),
+            'control_plane': betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True),
+            'resource_errors': betterproto2.field(7, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.service.discovery.v3", "DiscoveryResponse", DiscoveryResponse
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class DynamicParameterConstraints(betterproto2.Message):
     """
 
@@ -243,21 +268,15 @@ class DynamicParameterConstraints(betterproto2.Message):
         - type:
     """
 
-    constraint: "DynamicParameterConstraintsSingleConstraint | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True, group="type"
-    )
+    constraint: "DynamicParameterConstraintsSingleConstraint | None"
 
-    or_constraints: "DynamicParameterConstraintsConstraintList | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="type"
-    )
+    or_constraints: "DynamicParameterConstraintsConstraintList | None"
 
-    and_constraints: "DynamicParameterConstraintsConstraintList | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="type"
-    )
+    and_constraints: "DynamicParameterConstraintsConstraintList | None"
 
-    not_constraints: "DynamicParameterConstraints | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True, group="type"
-    )
+    not_constraints: "DynamicParameterConstraints | None"
+
+    __match_args__ = ('constraint', 'or_constraints', 'and_constraints', 'not_constraints',)
 
     def __init__(self, constraint: 'DynamicParameterConstraintsSingleConstraint | None' = _FACTORY, or_constraints: 'DynamicParameterConstraintsConstraintList | None' = _FACTORY, and_constraints: 'DynamicParameterConstraintsConstraintList | None' = _FACTORY, not_constraints: 'DynamicParameterConstraints | None' = _FACTORY) -> None:
         self.constraint = None if constraint is _FACTORY else constraint
@@ -266,23 +285,37 @@ class DynamicParameterConstraints(betterproto2.Message):
         self.not_constraints = None if not_constraints is _FACTORY else not_constraints
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'constraint': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group='type'),
+            'or_constraints': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='type'),
+            'and_constraints': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='type'),
+            'not_constraints': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True, group='type'),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.service.discovery.v3", "DynamicParameterConstraints", DynamicParameterConstraints
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class DynamicParameterConstraintsConstraintList(betterproto2.Message):
     "DynamicParameterConstraintsConstraintList(constraints: 'list[DynamicParameterConstraints]' = <factory>)"
 
-    constraints: "list[DynamicParameterConstraints]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    constraints: "list[DynamicParameterConstraints]"
+
+    __match_args__ = ('constraints',)
 
     def __init__(self, constraints: 'list[DynamicParameterConstraints]' = _FACTORY) -> None:
         self.constraints = [] if constraints is _FACTORY else constraints
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'constraints': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -292,7 +325,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class DynamicParameterConstraintsSingleConstraint(betterproto2.Message):
     """
 
@@ -301,21 +333,27 @@ class DynamicParameterConstraintsSingleConstraint(betterproto2.Message):
         - constraint_type:
     """
 
-    key: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    key: "str"
 
-    value: "str | None" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, optional=True, group="constraint_type"
-    )
+    value: "str | None"
 
-    exists: "DynamicParameterConstraintsSingleConstraintExists | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="constraint_type"
-    )
+    exists: "DynamicParameterConstraintsSingleConstraintExists | None"
+
+    __match_args__ = ('key', 'value', 'exists',)
 
     def __init__(self, key: 'str' = _FACTORY, value: 'str | None' = _FACTORY, exists: 'DynamicParameterConstraintsSingleConstraintExists | None' = _FACTORY) -> None:
         self.key = "" if key is _FACTORY else key
         self.value = None if value is _FACTORY else value
         self.exists = None if exists is _FACTORY else exists
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'key': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'value': betterproto2.field(2, betterproto2.TYPE_STRING, optional=True, group='constraint_type'),
+            'exists': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='constraint_type'),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -325,14 +363,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class DynamicParameterConstraintsSingleConstraintExists(betterproto2.Message):
     'DynamicParameterConstraintsSingleConstraintExists()'
 
     pass
 
+    __match_args__ = ()
+
     def __init__(self) -> None:
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -342,35 +386,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Resource(betterproto2.Message):
     "Resource(name: 'str' = <factory>, resource_name: 'ResourceName | None' = <factory>, aliases: 'list[str]' = <factory>, version: 'str' = <factory>, resource: '____google__protobuf__.Any | None' = <factory>, ttl: 'datetime.timedelta | None' = <factory>, cache_control: 'ResourceCacheControl | None' = <factory>, metadata: '___config__core__v3__.Metadata | None' = <factory>)"
 
-    name: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    name: "str"
 
-    resource_name: "ResourceName | None" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    resource_name: "ResourceName | None"
 
-    aliases: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
+    aliases: "list[str]"
 
-    version: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    version: "str"
 
-    resource: "____google__protobuf__.Any | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    resource: "____google__protobuf__.Any | None"
 
-    ttl: "datetime.timedelta | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True
-    )
+    ttl: "datetime.timedelta | None"
 
-    cache_control: "ResourceCacheControl | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    cache_control: "ResourceCacheControl | None"
 
-    metadata: "___config__core__v3__.Metadata | None" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    metadata: "___config__core__v3__.Metadata | None"
+
+    __match_args__ = ('name', 'resource_name', 'aliases', 'version', 'resource', 'ttl', 'cache_control', 'metadata',)
 
     def __init__(self, name: 'str' = _FACTORY, resource_name: 'ResourceName | None' = _FACTORY, aliases: 'list[str]' = _FACTORY, version: 'str' = _FACTORY, resource: '____google__protobuf__.Any | None' = _FACTORY, ttl: 'datetime.timedelta | None' = _FACTORY, cache_control: 'ResourceCacheControl | None' = _FACTORY, metadata: '___config__core__v3__.Metadata | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -383,19 +418,39 @@ class Resource(betterproto2.Message):
         self.metadata = None if metadata is _FACTORY else metadata
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'resource_name': betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True),
+            'aliases': betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True),
+            'version': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'resource': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'ttl': betterproto2.field(6, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Duration, optional=True),
+            'cache_control': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True),
+            'metadata': betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.service.discovery.v3", "Resource", Resource)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ResourceCacheControl(betterproto2.Message):
     "ResourceCacheControl(do_not_cache: 'bool' = <factory>)"
 
-    do_not_cache: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    do_not_cache: "bool"
+
+    __match_args__ = ('do_not_cache',)
 
     def __init__(self, do_not_cache: 'bool' = _FACTORY) -> None:
         self.do_not_cache = False if do_not_cache is _FACTORY else do_not_cache
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'do_not_cache': betterproto2.field(1, betterproto2.TYPE_BOOL),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -403,43 +458,51 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ResourceError(betterproto2.Message):
     "ResourceError(resource_name: 'ResourceName | None' = <factory>, error_detail: '____google__rpc__.Status | None' = <factory>)"
 
-    resource_name: "ResourceName | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    resource_name: "ResourceName | None"
 
-    error_detail: "____google__rpc__.Status | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    error_detail: "____google__rpc__.Status | None"
+
+    __match_args__ = ('resource_name', 'error_detail',)
 
     def __init__(self, resource_name: 'ResourceName | None' = _FACTORY, error_detail: '____google__rpc__.Status | None' = _FACTORY) -> None:
         self.resource_name = None if resource_name is _FACTORY else resource_name
         self.error_detail = None if error_detail is _FACTORY else error_detail
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'resource_name': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'error_detail': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.service.discovery.v3", "ResourceError", ResourceError)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ResourceLocator(betterproto2.Message):
     "ResourceLocator(name: 'str' = <factory>, dynamic_parameters: 'dict[str, str]' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    dynamic_parameters: "dict[str, str]" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
-    )
+    dynamic_parameters: "dict[str, str]"
+
+    __match_args__ = ('name', 'dynamic_parameters',)
 
     def __init__(self, name: 'str' = _FACTORY, dynamic_parameters: 'dict[str, str]' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.dynamic_parameters = {} if dynamic_parameters is _FACTORY else dynamic_parameters
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'dynamic_parameters': betterproto2.field(2, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING)),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -447,20 +510,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ResourceName(betterproto2.Message):
     "ResourceName(name: 'str' = <factory>, dynamic_parameter_constraints: 'DynamicParameterConstraints | None' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    dynamic_parameter_constraints: "DynamicParameterConstraints | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    dynamic_parameter_constraints: "DynamicParameterConstraints | None"
+
+    __match_args__ = ('name', 'dynamic_parameter_constraints',)
 
     def __init__(self, name: 'str' = _FACTORY, dynamic_parameter_constraints: 'DynamicParameterConstraints | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.dynamic_parameter_constraints = None if dynamic_parameter_constraints is _FACTORY else dynamic_parameter_constraints
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'dynamic_parameter_constraints': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message("envoy.service.discovery.v3", "ResourceName", ResourceName)

@@ -7,11 +7,10 @@
 __all__ = ("LdsDummy", "ListenerDiscoveryServiceBase", "ListenerDiscoveryServiceStub")
 
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from .....message_pool import default_message_pool
 
@@ -24,14 +23,20 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class LdsDummy(betterproto2.Message):
     'LdsDummy()'
 
     pass
 
+    __match_args__ = ()
+
     def __init__(self) -> None:
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+        }
+    )
 
 
 default_message_pool.register_message("envoy.service.listener.v3", "LdsDummy", LdsDummy)

@@ -19,11 +19,10 @@ __all__ = (
 import datetime
 import warnings
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from .....message_pool import default_message_pool
 
@@ -60,28 +59,23 @@ class ConfigStatus(betterproto2.Enum):
     ERROR = 4
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ClientConfig(betterproto2.Message):
     "ClientConfig(node: '___config__core__v3__.Node | None' = <factory>, xds_config: 'list[PerXdsConfig]' = <factory>, generic_xds_configs: 'list[ClientConfigGenericXdsConfig]' = <factory>, client_scope: 'str' = <factory>)"
 
-    node: "___config__core__v3__.Node | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    node: "___config__core__v3__.Node | None"
 
-    xds_config: "list[PerXdsConfig]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    xds_config: "list[PerXdsConfig]"
 
-    generic_xds_configs: "list[ClientConfigGenericXdsConfig]" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    generic_xds_configs: "list[ClientConfigGenericXdsConfig]"
 
-    client_scope: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    client_scope: "str"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("xds_config"):
             warnings.warn("ClientConfig.xds_config is deprecated", DeprecationWarning)
+
+    __match_args__ = ('node', 'xds_config', 'generic_xds_configs', 'client_scope',)
 
     def __init__(self, node: '___config__core__v3__.Node | None' = _FACTORY, xds_config: 'list[PerXdsConfig]' = _FACTORY, generic_xds_configs: 'list[ClientConfigGenericXdsConfig]' = _FACTORY, client_scope: 'str' = _FACTORY) -> None:
         self.node = None if node is _FACTORY else node
@@ -90,41 +84,41 @@ class ClientConfig(betterproto2.Message):
         self.client_scope = "" if client_scope is _FACTORY else client_scope
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'node': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'xds_config': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+            'generic_xds_configs': betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True),
+            'client_scope': betterproto2.field(4, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.service.status.v3", "ClientConfig", ClientConfig)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ClientConfigGenericXdsConfig(betterproto2.Message):
     "ClientConfigGenericXdsConfig(type_url: 'str' = <factory>, name: 'str' = <factory>, version_info: 'str' = <factory>, xds_config: '____google__protobuf__.Any | None' = <factory>, last_updated: 'datetime.datetime | None' = <factory>, config_status: 'ConfigStatus' = <factory>, client_status: '___admin__v3__.ClientResourceStatus' = <factory>, error_state: '___admin__v3__.UpdateFailureState | None' = <factory>, is_static_resource: 'bool' = <factory>)"
 
-    type_url: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    type_url: "str"
 
-    name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    name: "str"
 
-    version_info: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    version_info: "str"
 
-    xds_config: "____google__protobuf__.Any | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    xds_config: "____google__protobuf__.Any | None"
 
-    last_updated: "datetime.datetime | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Timestamp, optional=True
-    )
+    last_updated: "datetime.datetime | None"
 
-    config_status: "ConfigStatus" = betterproto2.field(
-        6, betterproto2.TYPE_ENUM, default_factory=lambda: ConfigStatus(0)
-    )
+    config_status: "ConfigStatus"
 
-    client_status: "___admin__v3__.ClientResourceStatus" = betterproto2.field(
-        7, betterproto2.TYPE_ENUM, default_factory=lambda: ___admin__v3__.ClientResourceStatus(0)
-    )
+    client_status: "___admin__v3__.ClientResourceStatus"
 
-    error_state: "___admin__v3__.UpdateFailureState | None" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    error_state: "___admin__v3__.UpdateFailureState | None"
 
-    is_static_resource: "bool" = betterproto2.field(9, betterproto2.TYPE_BOOL)
+    is_static_resource: "bool"
+
+    __match_args__ = ('type_url', 'name', 'version_info', 'xds_config', 'last_updated', 'config_status', 'client_status', 'error_state', 'is_static_resource',)
 
     def __init__(self, type_url: 'str' = _FACTORY, name: 'str' = _FACTORY, version_info: 'str' = _FACTORY, xds_config: '____google__protobuf__.Any | None' = _FACTORY, last_updated: 'datetime.datetime | None' = _FACTORY, config_status: 'ConfigStatus' = _FACTORY, client_status: '___admin__v3__.ClientResourceStatus' = _FACTORY, error_state: '___admin__v3__.UpdateFailureState | None' = _FACTORY, is_static_resource: 'bool' = _FACTORY) -> None:
         self.type_url = "" if type_url is _FACTORY else type_url
@@ -138,25 +132,36 @@ class ClientConfigGenericXdsConfig(betterproto2.Message):
         self.is_static_resource = False if is_static_resource is _FACTORY else is_static_resource
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'type_url': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'name': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'version_info': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'xds_config': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+            'last_updated': betterproto2.field(5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Timestamp, optional=True),
+            'config_status': betterproto2.field(6, betterproto2.TYPE_ENUM, default_factory=lambda: ConfigStatus(0)),
+            'client_status': betterproto2.field(7, betterproto2.TYPE_ENUM, default_factory=lambda: ___admin__v3__.ClientResourceStatus(0)),
+            'error_state': betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True),
+            'is_static_resource': betterproto2.field(9, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.service.status.v3", "ClientConfig.GenericXdsConfig", ClientConfigGenericXdsConfig
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ClientStatusRequest(betterproto2.Message):
     "ClientStatusRequest(node_matchers: 'list[___type__matcher__v3__.NodeMatcher]' = <factory>, node: '___config__core__v3__.Node | None' = <factory>, exclude_resource_contents: 'bool' = <factory>)"
 
-    node_matchers: "list[___type__matcher__v3__.NodeMatcher]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    node_matchers: "list[___type__matcher__v3__.NodeMatcher]"
 
-    node: "___config__core__v3__.Node | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    node: "___config__core__v3__.Node | None"
 
-    exclude_resource_contents: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    exclude_resource_contents: "bool"
+
+    __match_args__ = ('node_matchers', 'node', 'exclude_resource_contents',)
 
     def __init__(self, node_matchers: 'list[___type__matcher__v3__.NodeMatcher]' = _FACTORY, node: '___config__core__v3__.Node | None' = _FACTORY, exclude_resource_contents: 'bool' = _FACTORY) -> None:
         self.node_matchers = [] if node_matchers is _FACTORY else node_matchers
@@ -164,21 +169,36 @@ class ClientStatusRequest(betterproto2.Message):
         self.exclude_resource_contents = False if exclude_resource_contents is _FACTORY else exclude_resource_contents
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'node_matchers': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+            'node': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'exclude_resource_contents': betterproto2.field(3, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.service.status.v3", "ClientStatusRequest", ClientStatusRequest
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ClientStatusResponse(betterproto2.Message):
     "ClientStatusResponse(config: 'list[ClientConfig]' = <factory>)"
 
-    config: "list[ClientConfig]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    config: "list[ClientConfig]"
+
+    __match_args__ = ('config',)
 
     def __init__(self, config: 'list[ClientConfig]' = _FACTORY) -> None:
         self.config = [] if config is _FACTORY else config
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'config': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -186,7 +206,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class PerXdsConfig(betterproto2.Message):
     """
 
@@ -195,38 +214,26 @@ class PerXdsConfig(betterproto2.Message):
         - per_xds_config:
     """
 
-    status: "ConfigStatus" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, default_factory=lambda: ConfigStatus(0)
-    )
+    status: "ConfigStatus"
 
-    client_status: "ClientConfigStatus" = betterproto2.field(
-        7, betterproto2.TYPE_ENUM, default_factory=lambda: ClientConfigStatus(0)
-    )
+    client_status: "ClientConfigStatus"
 
-    listener_config: "___admin__v3__.ListenersConfigDump | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="per_xds_config"
-    )
+    listener_config: "___admin__v3__.ListenersConfigDump | None"
 
-    cluster_config: "___admin__v3__.ClustersConfigDump | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="per_xds_config"
-    )
+    cluster_config: "___admin__v3__.ClustersConfigDump | None"
 
-    route_config: "___admin__v3__.RoutesConfigDump | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True, group="per_xds_config"
-    )
+    route_config: "___admin__v3__.RoutesConfigDump | None"
 
-    scoped_route_config: "___admin__v3__.ScopedRoutesConfigDump | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True, group="per_xds_config"
-    )
+    scoped_route_config: "___admin__v3__.ScopedRoutesConfigDump | None"
 
-    endpoint_config: "___admin__v3__.EndpointsConfigDump | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, optional=True, group="per_xds_config"
-    )
+    endpoint_config: "___admin__v3__.EndpointsConfigDump | None"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("client_status"):
             warnings.warn("PerXdsConfig.client_status is deprecated", DeprecationWarning)
+
+    __match_args__ = ('status', 'client_status', 'listener_config', 'cluster_config', 'route_config', 'scoped_route_config', 'endpoint_config',)
 
     def __init__(self, status: 'ConfigStatus' = _FACTORY, client_status: 'ClientConfigStatus' = _FACTORY, listener_config: '___admin__v3__.ListenersConfigDump | None' = _FACTORY, cluster_config: '___admin__v3__.ClustersConfigDump | None' = _FACTORY, route_config: '___admin__v3__.RoutesConfigDump | None' = _FACTORY, scoped_route_config: '___admin__v3__.ScopedRoutesConfigDump | None' = _FACTORY, endpoint_config: '___admin__v3__.EndpointsConfigDump | None' = _FACTORY) -> None:
         self.status = ConfigStatus(0) if status is _FACTORY else status
@@ -237,6 +244,18 @@ class PerXdsConfig(betterproto2.Message):
         self.scoped_route_config = None if scoped_route_config is _FACTORY else scoped_route_config
         self.endpoint_config = None if endpoint_config is _FACTORY else endpoint_config
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'status': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: ConfigStatus(0)),
+            'client_status': betterproto2.field(7, betterproto2.TYPE_ENUM, default_factory=lambda: ClientConfigStatus(0)),
+            'listener_config': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='per_xds_config'),
+            'cluster_config': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='per_xds_config'),
+            'route_config': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True, group='per_xds_config'),
+            'scoped_route_config': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True, group='per_xds_config'),
+            'endpoint_config': betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True, group='per_xds_config'),
+        }
+    )
 
 
 default_message_pool.register_message("envoy.service.status.v3", "PerXdsConfig", PerXdsConfig)

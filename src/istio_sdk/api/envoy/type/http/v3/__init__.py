@@ -11,10 +11,9 @@ __all__ = (
     "PathTransformationOperationNormalizePathRfc3986",
 )
 
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from .....message_pool import default_message_pool
 
@@ -22,17 +21,22 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class PathTransformation(betterproto2.Message):
     "PathTransformation(operations: 'list[PathTransformationOperation]' = <factory>)"
 
-    operations: "list[PathTransformationOperation]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    operations: "list[PathTransformationOperation]"
+
+    __match_args__ = ('operations',)
 
     def __init__(self, operations: 'list[PathTransformationOperation]' = _FACTORY) -> None:
         self.operations = [] if operations is _FACTORY else operations
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'operations': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -40,7 +44,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class PathTransformationOperation(betterproto2.Message):
     """
 
@@ -49,18 +52,23 @@ class PathTransformationOperation(betterproto2.Message):
         - operation_specifier:
     """
 
-    normalize_path_rfc_3986: "PathTransformationOperationNormalizePathRfc3986 | None" = (
-        betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group="operation_specifier")
-    )
+    normalize_path_rfc_3986: "PathTransformationOperationNormalizePathRfc3986 | None"
 
-    merge_slashes: "PathTransformationOperationMergeSlashes | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="operation_specifier"
-    )
+    merge_slashes: "PathTransformationOperationMergeSlashes | None"
+
+    __match_args__ = ('normalize_path_rfc_3986', 'merge_slashes',)
 
     def __init__(self, normalize_path_rfc_3986: 'PathTransformationOperationNormalizePathRfc3986 | None' = _FACTORY, merge_slashes: 'PathTransformationOperationMergeSlashes | None' = _FACTORY) -> None:
         self.normalize_path_rfc_3986 = None if normalize_path_rfc_3986 is _FACTORY else normalize_path_rfc_3986
         self.merge_slashes = None if merge_slashes is _FACTORY else merge_slashes
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'normalize_path_rfc_3986': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='operation_specifier'),
+            'merge_slashes': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='operation_specifier'),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -68,14 +76,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class PathTransformationOperationMergeSlashes(betterproto2.Message):
     'PathTransformationOperationMergeSlashes()'
 
     pass
 
+    __match_args__ = ()
+
     def __init__(self) -> None:
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -85,14 +99,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class PathTransformationOperationNormalizePathRfc3986(betterproto2.Message):
     'PathTransformationOperationNormalizePathRfc3986()'
 
     pass
 
+    __match_args__ = ()
+
     def __init__(self) -> None:
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+        }
+    )
 
 
 default_message_pool.register_message(

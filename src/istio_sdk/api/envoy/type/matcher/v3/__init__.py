@@ -26,10 +26,9 @@ __all__ = (
 )
 
 import warnings
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from .....message_pool import default_message_pool
 
@@ -37,23 +36,27 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class AddressMatcher(betterproto2.Message):
     "AddressMatcher(ranges: 'list[____xds__core__v3__.CidrRange]' = <factory>)"
 
-    ranges: "list[____xds__core__v3__.CidrRange]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    ranges: "list[____xds__core__v3__.CidrRange]"
+
+    __match_args__ = ('ranges',)
 
     def __init__(self, ranges: 'list[____xds__core__v3__.CidrRange]' = _FACTORY) -> None:
         self.ranges = [] if ranges is _FACTORY else ranges
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'ranges': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.type.matcher.v3", "AddressMatcher", AddressMatcher)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class DoubleMatcher(betterproto2.Message):
     """
 
@@ -62,24 +65,28 @@ class DoubleMatcher(betterproto2.Message):
         - match_pattern:
     """
 
-    range: "__v3__.DoubleRange | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True, group="match_pattern"
-    )
+    range: "__v3__.DoubleRange | None"
 
-    exact: "float | None" = betterproto2.field(
-        2, betterproto2.TYPE_DOUBLE, optional=True, group="match_pattern"
-    )
+    exact: "float | None"
+
+    __match_args__ = ('range', 'exact',)
 
     def __init__(self, range: '__v3__.DoubleRange | None' = _FACTORY, exact: 'float | None' = _FACTORY) -> None:
         self.range = None if range is _FACTORY else range
         self.exact = None if exact is _FACTORY else exact
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'range': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group='match_pattern'),
+            'exact': betterproto2.field(2, betterproto2.TYPE_DOUBLE, optional=True, group='match_pattern'),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.type.matcher.v3", "DoubleMatcher", DoubleMatcher)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class FilterStateMatcher(betterproto2.Message):
     """
 
@@ -88,15 +95,13 @@ class FilterStateMatcher(betterproto2.Message):
         - matcher:
     """
 
-    key: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    key: "str"
 
-    string_match: "StringMatcher | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="matcher"
-    )
+    string_match: "StringMatcher | None"
 
-    address_match: "AddressMatcher | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="matcher"
-    )
+    address_match: "AddressMatcher | None"
+
+    __match_args__ = ('key', 'string_match', 'address_match',)
 
     def __init__(self, key: 'str' = _FACTORY, string_match: 'StringMatcher | None' = _FACTORY, address_match: 'AddressMatcher | None' = _FACTORY) -> None:
         self.key = "" if key is _FACTORY else key
@@ -104,13 +109,20 @@ class FilterStateMatcher(betterproto2.Message):
         self.address_match = None if address_match is _FACTORY else address_match
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'key': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'string_match': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='matcher'),
+            'address_match': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='matcher'),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.type.matcher.v3", "FilterStateMatcher", FilterStateMatcher
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ListMatcher(betterproto2.Message):
     """
 
@@ -119,29 +131,40 @@ class ListMatcher(betterproto2.Message):
         - match_pattern:
     """
 
-    one_of: "ValueMatcher | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True, group="match_pattern"
-    )
+    one_of: "ValueMatcher | None"
+
+    __match_args__ = ('one_of',)
 
     def __init__(self, one_of: 'ValueMatcher | None' = _FACTORY) -> None:
         self.one_of = None if one_of is _FACTORY else one_of
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'one_of': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group='match_pattern'),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.type.matcher.v3", "ListMatcher", ListMatcher)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ListStringMatcher(betterproto2.Message):
     "ListStringMatcher(patterns: 'list[StringMatcher]' = <factory>)"
 
-    patterns: "list[StringMatcher]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    patterns: "list[StringMatcher]"
+
+    __match_args__ = ('patterns',)
 
     def __init__(self, patterns: 'list[StringMatcher]' = _FACTORY) -> None:
         self.patterns = [] if patterns is _FACTORY else patterns
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'patterns': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -149,19 +172,18 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MetadataMatcher(betterproto2.Message):
     "MetadataMatcher(filter: 'str' = <factory>, path: 'list[MetadataMatcherPathSegment]' = <factory>, value: 'ValueMatcher | None' = <factory>, invert: 'bool' = <factory>)"
 
-    filter: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    filter: "str"
 
-    path: "list[MetadataMatcherPathSegment]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    path: "list[MetadataMatcherPathSegment]"
 
-    value: "ValueMatcher | None" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
+    value: "ValueMatcher | None"
 
-    invert: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
+    invert: "bool"
+
+    __match_args__ = ('filter', 'path', 'value', 'invert',)
 
     def __init__(self, filter: 'str' = _FACTORY, path: 'list[MetadataMatcherPathSegment]' = _FACTORY, value: 'ValueMatcher | None' = _FACTORY, invert: 'bool' = _FACTORY) -> None:
         self.filter = "" if filter is _FACTORY else filter
@@ -170,11 +192,19 @@ class MetadataMatcher(betterproto2.Message):
         self.invert = False if invert is _FACTORY else invert
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'filter': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'path': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+            'value': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+            'invert': betterproto2.field(4, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.type.matcher.v3", "MetadataMatcher", MetadataMatcher)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MetadataMatcherPathSegment(betterproto2.Message):
     """
 
@@ -183,13 +213,19 @@ class MetadataMatcherPathSegment(betterproto2.Message):
         - segment:
     """
 
-    key: "str | None" = betterproto2.field(
-        1, betterproto2.TYPE_STRING, optional=True, group="segment"
-    )
+    key: "str | None"
+
+    __match_args__ = ('key',)
 
     def __init__(self, key: 'str | None' = _FACTORY) -> None:
         self.key = None if key is _FACTORY else key
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'key': betterproto2.field(1, betterproto2.TYPE_STRING, optional=True, group='segment'),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -197,44 +233,52 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class NodeMatcher(betterproto2.Message):
     "NodeMatcher(node_id: 'StringMatcher | None' = <factory>, node_metadatas: 'list[StructMatcher]' = <factory>)"
 
-    node_id: "StringMatcher | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    node_id: "StringMatcher | None"
 
-    node_metadatas: "list[StructMatcher]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    node_metadatas: "list[StructMatcher]"
+
+    __match_args__ = ('node_id', 'node_metadatas',)
 
     def __init__(self, node_id: 'StringMatcher | None' = _FACTORY, node_metadatas: 'list[StructMatcher]' = _FACTORY) -> None:
         self.node_id = None if node_id is _FACTORY else node_id
         self.node_metadatas = [] if node_metadatas is _FACTORY else node_metadatas
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'node_id': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'node_metadatas': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.type.matcher.v3", "NodeMatcher", NodeMatcher)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class OrMatcher(betterproto2.Message):
     "OrMatcher(value_matchers: 'list[ValueMatcher]' = <factory>)"
 
-    value_matchers: "list[ValueMatcher]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    value_matchers: "list[ValueMatcher]"
+
+    __match_args__ = ('value_matchers',)
 
     def __init__(self, value_matchers: 'list[ValueMatcher]' = _FACTORY) -> None:
         self.value_matchers = [] if value_matchers is _FACTORY else value_matchers
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'value_matchers': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.type.matcher.v3", "OrMatcher", OrMatcher)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class PathMatcher(betterproto2.Message):
     """
 
@@ -243,30 +287,44 @@ class PathMatcher(betterproto2.Message):
         - rule:
     """
 
-    path: "StringMatcher | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True, group="rule"
-    )
+    path: "StringMatcher | None"
+
+    __match_args__ = ('path',)
 
     def __init__(self, path: 'StringMatcher | None' = _FACTORY) -> None:
         self.path = None if path is _FACTORY else path
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'path': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group='rule'),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.type.matcher.v3", "PathMatcher", PathMatcher)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RegexMatchAndSubstitute(betterproto2.Message):
     "RegexMatchAndSubstitute(pattern: 'RegexMatcher | None' = <factory>, substitution: 'str' = <factory>)"
 
-    pattern: "RegexMatcher | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    pattern: "RegexMatcher | None"
 
-    substitution: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    substitution: "str"
+
+    __match_args__ = ('pattern', 'substitution',)
 
     def __init__(self, pattern: 'RegexMatcher | None' = _FACTORY, substitution: 'str' = _FACTORY) -> None:
         self.pattern = None if pattern is _FACTORY else pattern
         self.substitution = "" if substitution is _FACTORY else substitution
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'pattern': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'substitution': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -274,7 +332,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RegexMatcher(betterproto2.Message):
     """
 
@@ -283,36 +340,37 @@ class RegexMatcher(betterproto2.Message):
         - engine_type:
     """
 
-    google_re2: "RegexMatcherGoogleRe2 | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True, group="engine_type"
-    )
+    google_re2: "RegexMatcherGoogleRe2 | None"
 
-    regex: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    regex: "str"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("google_re2"):
             warnings.warn("RegexMatcher.google_re2 is deprecated", DeprecationWarning)
 
+    __match_args__ = ('google_re2', 'regex',)
+
     def __init__(self, google_re2: 'RegexMatcherGoogleRe2 | None' = _FACTORY, regex: 'str' = _FACTORY) -> None:
         self.google_re2 = None if google_re2 is _FACTORY else google_re2
         self.regex = "" if regex is _FACTORY else regex
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'google_re2': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group='engine_type'),
+            'regex': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.type.matcher.v3", "RegexMatcher", RegexMatcher)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RegexMatcherGoogleRe2(betterproto2.Message):
     "RegexMatcherGoogleRe2(max_program_size: 'int | None' = <factory>)"
 
-    max_program_size: "int | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    max_program_size: "int | None"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -321,9 +379,17 @@ class RegexMatcherGoogleRe2(betterproto2.Message):
                 "RegexMatcherGoogleRe2.max_program_size is deprecated", DeprecationWarning
             )
 
+    __match_args__ = ('max_program_size',)
+
     def __init__(self, max_program_size: 'int | None' = _FACTORY) -> None:
         self.max_program_size = None if max_program_size is _FACTORY else max_program_size
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'max_program_size': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.UInt32Value, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -331,7 +397,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class StringMatcher(betterproto2.Message):
     """
 
@@ -340,31 +405,21 @@ class StringMatcher(betterproto2.Message):
         - match_pattern:
     """
 
-    exact: "str | None" = betterproto2.field(
-        1, betterproto2.TYPE_STRING, optional=True, group="match_pattern"
-    )
+    exact: "str | None"
 
-    prefix: "str | None" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, optional=True, group="match_pattern"
-    )
+    prefix: "str | None"
 
-    suffix: "str | None" = betterproto2.field(
-        3, betterproto2.TYPE_STRING, optional=True, group="match_pattern"
-    )
+    suffix: "str | None"
 
-    safe_regex: "RegexMatcher | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True, group="match_pattern"
-    )
+    safe_regex: "RegexMatcher | None"
 
-    contains: "str | None" = betterproto2.field(
-        7, betterproto2.TYPE_STRING, optional=True, group="match_pattern"
-    )
+    contains: "str | None"
 
-    custom: "____xds__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, optional=True, group="match_pattern"
-    )
+    custom: "____xds__core__v3__.TypedExtensionConfig | None"
 
-    ignore_case: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
+    ignore_case: "bool"
+
+    __match_args__ = ('exact', 'prefix', 'suffix', 'safe_regex', 'contains', 'custom', 'ignore_case',)
 
     def __init__(self, exact: 'str | None' = _FACTORY, prefix: 'str | None' = _FACTORY, suffix: 'str | None' = _FACTORY, safe_regex: 'RegexMatcher | None' = _FACTORY, contains: 'str | None' = _FACTORY, custom: '____xds__core__v3__.TypedExtensionConfig | None' = _FACTORY, ignore_case: 'bool' = _FACTORY) -> None:
         self.exact = None if exact is _FACTORY else exact
@@ -376,30 +431,47 @@ class StringMatcher(betterproto2.Message):
         self.ignore_case = False if ignore_case is _FACTORY else ignore_case
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'exact': betterproto2.field(1, betterproto2.TYPE_STRING, optional=True, group='match_pattern'),
+            'prefix': betterproto2.field(2, betterproto2.TYPE_STRING, optional=True, group='match_pattern'),
+            'suffix': betterproto2.field(3, betterproto2.TYPE_STRING, optional=True, group='match_pattern'),
+            'safe_regex': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True, group='match_pattern'),
+            'contains': betterproto2.field(7, betterproto2.TYPE_STRING, optional=True, group='match_pattern'),
+            'custom': betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True, group='match_pattern'),
+            'ignore_case': betterproto2.field(6, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.type.matcher.v3", "StringMatcher", StringMatcher)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class StructMatcher(betterproto2.Message):
     "StructMatcher(path: 'list[StructMatcherPathSegment]' = <factory>, value: 'ValueMatcher | None' = <factory>)"
 
-    path: "list[StructMatcherPathSegment]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    path: "list[StructMatcherPathSegment]"
 
-    value: "ValueMatcher | None" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
+    value: "ValueMatcher | None"
+
+    __match_args__ = ('path', 'value',)
 
     def __init__(self, path: 'list[StructMatcherPathSegment]' = _FACTORY, value: 'ValueMatcher | None' = _FACTORY) -> None:
         self.path = [] if path is _FACTORY else path
         self.value = None if value is _FACTORY else value
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'path': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+            'value': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.type.matcher.v3", "StructMatcher", StructMatcher)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class StructMatcherPathSegment(betterproto2.Message):
     """
 
@@ -408,13 +480,19 @@ class StructMatcherPathSegment(betterproto2.Message):
         - segment:
     """
 
-    key: "str | None" = betterproto2.field(
-        1, betterproto2.TYPE_STRING, optional=True, group="segment"
-    )
+    key: "str | None"
+
+    __match_args__ = ('key',)
 
     def __init__(self, key: 'str | None' = _FACTORY) -> None:
         self.key = None if key is _FACTORY else key
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'key': betterproto2.field(1, betterproto2.TYPE_STRING, optional=True, group='segment'),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -422,7 +500,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ValueMatcher(betterproto2.Message):
     """
 
@@ -431,33 +508,21 @@ class ValueMatcher(betterproto2.Message):
         - match_pattern:
     """
 
-    null_match: "ValueMatcherNullMatch | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True, group="match_pattern"
-    )
+    null_match: "ValueMatcherNullMatch | None"
 
-    double_match: "DoubleMatcher | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="match_pattern"
-    )
+    double_match: "DoubleMatcher | None"
 
-    string_match: "StringMatcher | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="match_pattern"
-    )
+    string_match: "StringMatcher | None"
 
-    bool_match: "bool | None" = betterproto2.field(
-        4, betterproto2.TYPE_BOOL, optional=True, group="match_pattern"
-    )
+    bool_match: "bool | None"
 
-    present_match: "bool | None" = betterproto2.field(
-        5, betterproto2.TYPE_BOOL, optional=True, group="match_pattern"
-    )
+    present_match: "bool | None"
 
-    list_match: "ListMatcher | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, optional=True, group="match_pattern"
-    )
+    list_match: "ListMatcher | None"
 
-    or_match: "OrMatcher | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True, group="match_pattern"
-    )
+    or_match: "OrMatcher | None"
+
+    __match_args__ = ('null_match', 'double_match', 'string_match', 'bool_match', 'present_match', 'list_match', 'or_match',)
 
     def __init__(self, null_match: 'ValueMatcherNullMatch | None' = _FACTORY, double_match: 'DoubleMatcher | None' = _FACTORY, string_match: 'StringMatcher | None' = _FACTORY, bool_match: 'bool | None' = _FACTORY, present_match: 'bool | None' = _FACTORY, list_match: 'ListMatcher | None' = _FACTORY, or_match: 'OrMatcher | None' = _FACTORY) -> None:
         self.null_match = None if null_match is _FACTORY else null_match
@@ -469,18 +534,36 @@ class ValueMatcher(betterproto2.Message):
         self.or_match = None if or_match is _FACTORY else or_match
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'null_match': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group='match_pattern'),
+            'double_match': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='match_pattern'),
+            'string_match': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='match_pattern'),
+            'bool_match': betterproto2.field(4, betterproto2.TYPE_BOOL, optional=True, group='match_pattern'),
+            'present_match': betterproto2.field(5, betterproto2.TYPE_BOOL, optional=True, group='match_pattern'),
+            'list_match': betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True, group='match_pattern'),
+            'or_match': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True, group='match_pattern'),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.type.matcher.v3", "ValueMatcher", ValueMatcher)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ValueMatcherNullMatch(betterproto2.Message):
     'ValueMatcherNullMatch()'
 
     pass
 
+    __match_args__ = ()
+
     def __init__(self) -> None:
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+        }
+    )
 
 
 default_message_pool.register_message(

@@ -14,10 +14,9 @@ __all__ = (
     "MetadataKindRoute",
 )
 
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from .....message_pool import default_message_pool
 
@@ -25,26 +24,31 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MetadataKey(betterproto2.Message):
     "MetadataKey(key: 'str' = <factory>, path: 'list[MetadataKeyPathSegment]' = <factory>)"
 
-    key: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    key: "str"
 
-    path: "list[MetadataKeyPathSegment]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    path: "list[MetadataKeyPathSegment]"
+
+    __match_args__ = ('key', 'path',)
 
     def __init__(self, key: 'str' = _FACTORY, path: 'list[MetadataKeyPathSegment]' = _FACTORY) -> None:
         self.key = "" if key is _FACTORY else key
         self.path = [] if path is _FACTORY else path
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'key': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'path': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.type.metadata.v3", "MetadataKey", MetadataKey)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MetadataKeyPathSegment(betterproto2.Message):
     """
 
@@ -53,13 +57,19 @@ class MetadataKeyPathSegment(betterproto2.Message):
         - segment:
     """
 
-    key: "str | None" = betterproto2.field(
-        1, betterproto2.TYPE_STRING, optional=True, group="segment"
-    )
+    key: "str | None"
+
+    __match_args__ = ('key',)
 
     def __init__(self, key: 'str | None' = _FACTORY) -> None:
         self.key = None if key is _FACTORY else key
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'key': betterproto2.field(1, betterproto2.TYPE_STRING, optional=True, group='segment'),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -67,7 +77,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MetadataKind(betterproto2.Message):
     """
 
@@ -76,21 +85,15 @@ class MetadataKind(betterproto2.Message):
         - kind:
     """
 
-    request: "MetadataKindRequest | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True, group="kind"
-    )
+    request: "MetadataKindRequest | None"
 
-    route: "MetadataKindRoute | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="kind"
-    )
+    route: "MetadataKindRoute | None"
 
-    cluster: "MetadataKindCluster | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="kind"
-    )
+    cluster: "MetadataKindCluster | None"
 
-    host: "MetadataKindHost | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True, group="kind"
-    )
+    host: "MetadataKindHost | None"
+
+    __match_args__ = ('request', 'route', 'cluster', 'host',)
 
     def __init__(self, request: 'MetadataKindRequest | None' = _FACTORY, route: 'MetadataKindRoute | None' = _FACTORY, cluster: 'MetadataKindCluster | None' = _FACTORY, host: 'MetadataKindHost | None' = _FACTORY) -> None:
         self.request = None if request is _FACTORY else request
@@ -99,18 +102,33 @@ class MetadataKind(betterproto2.Message):
         self.host = None if host is _FACTORY else host
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'request': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group='kind'),
+            'route': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='kind'),
+            'cluster': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='kind'),
+            'host': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True, group='kind'),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.type.metadata.v3", "MetadataKind", MetadataKind)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MetadataKindCluster(betterproto2.Message):
     'MetadataKindCluster()'
 
     pass
 
+    __match_args__ = ()
+
     def __init__(self) -> None:
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -118,14 +136,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MetadataKindHost(betterproto2.Message):
     'MetadataKindHost()'
 
     pass
 
+    __match_args__ = ()
+
     def __init__(self) -> None:
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -133,14 +157,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MetadataKindRequest(betterproto2.Message):
     'MetadataKindRequest()'
 
     pass
 
+    __match_args__ = ()
+
     def __init__(self) -> None:
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -148,14 +178,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MetadataKindRoute(betterproto2.Message):
     'MetadataKindRoute()'
 
     pass
 
+    __match_args__ = ()
+
     def __init__(self) -> None:
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+        }
+    )
 
 
 default_message_pool.register_message(

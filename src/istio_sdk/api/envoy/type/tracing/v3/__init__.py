@@ -12,10 +12,9 @@ __all__ = (
     "CustomTagMetadata",
 )
 
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from .....message_pool import default_message_pool
 
@@ -23,7 +22,6 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class CustomTag(betterproto2.Message):
     """
 
@@ -32,27 +30,19 @@ class CustomTag(betterproto2.Message):
         - type:
     """
 
-    tag: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    tag: "str"
 
-    literal: "CustomTagLiteral | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="type"
-    )
+    literal: "CustomTagLiteral | None"
 
-    environment: "CustomTagEnvironment | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="type"
-    )
+    environment: "CustomTagEnvironment | None"
 
-    request_header: "CustomTagHeader | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True, group="type"
-    )
+    request_header: "CustomTagHeader | None"
 
-    metadata: "CustomTagMetadata | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True, group="type"
-    )
+    metadata: "CustomTagMetadata | None"
 
-    value: "str | None" = betterproto2.field(
-        6, betterproto2.TYPE_STRING, optional=True, group="type"
-    )
+    value: "str | None"
+
+    __match_args__ = ('tag', 'literal', 'environment', 'request_header', 'metadata', 'value',)
 
     def __init__(self, tag: 'str' = _FACTORY, literal: 'CustomTagLiteral | None' = _FACTORY, environment: 'CustomTagEnvironment | None' = _FACTORY, request_header: 'CustomTagHeader | None' = _FACTORY, metadata: 'CustomTagMetadata | None' = _FACTORY, value: 'str | None' = _FACTORY) -> None:
         self.tag = "" if tag is _FACTORY else tag
@@ -63,22 +53,41 @@ class CustomTag(betterproto2.Message):
         self.value = None if value is _FACTORY else value
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'tag': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'literal': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='type'),
+            'environment': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='type'),
+            'request_header': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True, group='type'),
+            'metadata': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True, group='type'),
+            'value': betterproto2.field(6, betterproto2.TYPE_STRING, optional=True, group='type'),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.type.tracing.v3", "CustomTag", CustomTag)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class CustomTagEnvironment(betterproto2.Message):
     "CustomTagEnvironment(name: 'str' = <factory>, default_value: 'str' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    default_value: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    default_value: "str"
+
+    __match_args__ = ('name', 'default_value',)
 
     def __init__(self, name: 'str' = _FACTORY, default_value: 'str' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.default_value = "" if default_value is _FACTORY else default_value
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'default_value': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -86,32 +95,47 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class CustomTagHeader(betterproto2.Message):
     "CustomTagHeader(name: 'str' = <factory>, default_value: 'str' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    default_value: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    default_value: "str"
+
+    __match_args__ = ('name', 'default_value',)
 
     def __init__(self, name: 'str' = _FACTORY, default_value: 'str' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.default_value = "" if default_value is _FACTORY else default_value
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'default_value': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.type.tracing.v3", "CustomTag.Header", CustomTagHeader)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class CustomTagLiteral(betterproto2.Message):
     "CustomTagLiteral(value: 'str' = <factory>)"
 
-    value: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    value: "str"
+
+    __match_args__ = ('value',)
 
     def __init__(self, value: 'str' = _FACTORY) -> None:
         self.value = "" if value is _FACTORY else value
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'value': betterproto2.field(1, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -119,25 +143,30 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class CustomTagMetadata(betterproto2.Message):
     "CustomTagMetadata(kind: '__metadata__v3__.MetadataKind | None' = <factory>, metadata_key: '__metadata__v3__.MetadataKey | None' = <factory>, default_value: 'str' = <factory>)"
 
-    kind: "__metadata__v3__.MetadataKind | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    kind: "__metadata__v3__.MetadataKind | None"
 
-    metadata_key: "__metadata__v3__.MetadataKey | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    metadata_key: "__metadata__v3__.MetadataKey | None"
 
-    default_value: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    default_value: "str"
+
+    __match_args__ = ('kind', 'metadata_key', 'default_value',)
 
     def __init__(self, kind: '__metadata__v3__.MetadataKind | None' = _FACTORY, metadata_key: '__metadata__v3__.MetadataKey | None' = _FACTORY, default_value: 'str' = _FACTORY) -> None:
         self.kind = None if kind is _FACTORY else kind
         self.metadata_key = None if metadata_key is _FACTORY else metadata_key
         self.default_value = "" if default_value is _FACTORY else default_value
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'kind': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'metadata_key': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'default_value': betterproto2.field(3, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(

@@ -37,10 +37,9 @@ __all__ = (
 
 import datetime
 import warnings
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from .....message_pool import default_message_pool
 
@@ -102,29 +101,20 @@ class TypeWellKnownType(betterproto2.Enum):
     DURATION = 3
 
 
-@dataclass(eq=False, repr=False, init=False)
 class CheckedExpr(betterproto2.Message):
     "CheckedExpr(reference_map: 'dict[int, Reference]' = <factory>, type_map: 'dict[int, Type]' = <factory>, source_info: 'SourceInfo | None' = <factory>, expr_version: 'str' = <factory>, expr: 'Expr | None' = <factory>)"
 
-    reference_map: "dict[int, Reference]" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_INT64, betterproto2.TYPE_MESSAGE),
-    )
+    reference_map: "dict[int, Reference]"
 
-    type_map: "dict[int, Type]" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_INT64, betterproto2.TYPE_MESSAGE),
-    )
+    type_map: "dict[int, Type]"
 
-    source_info: "SourceInfo | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    source_info: "SourceInfo | None"
 
-    expr_version: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    expr_version: "str"
 
-    expr: "Expr | None" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
+    expr: "Expr | None"
+
+    __match_args__ = ('reference_map', 'type_map', 'source_info', 'expr_version', 'expr',)
 
     def __init__(self, reference_map: 'dict[int, Reference]' = _FACTORY, type_map: 'dict[int, Type]' = _FACTORY, source_info: 'SourceInfo | None' = _FACTORY, expr_version: 'str' = _FACTORY, expr: 'Expr | None' = _FACTORY) -> None:
         self.reference_map = {} if reference_map is _FACTORY else reference_map
@@ -134,11 +124,20 @@ class CheckedExpr(betterproto2.Message):
         self.expr = None if expr is _FACTORY else expr
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'reference_map': betterproto2.field(2, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_INT64, betterproto2.TYPE_MESSAGE)),
+            'type_map': betterproto2.field(3, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_INT64, betterproto2.TYPE_MESSAGE)),
+            'source_info': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True),
+            'expr_version': betterproto2.field(6, betterproto2.TYPE_STRING),
+            'expr': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("google.api.expr.v1alpha1", "CheckedExpr", CheckedExpr)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Constant(betterproto2.Message):
     """
 
@@ -147,49 +146,23 @@ class Constant(betterproto2.Message):
         - constant_kind:
     """
 
-    null_value: "___protobuf__.NullValue | None" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, optional=True, group="constant_kind"
-    )
+    null_value: "___protobuf__.NullValue | None"
 
-    bool_value: "bool | None" = betterproto2.field(
-        2, betterproto2.TYPE_BOOL, optional=True, group="constant_kind"
-    )
+    bool_value: "bool | None"
 
-    int64_value: "int | None" = betterproto2.field(
-        3, betterproto2.TYPE_INT64, optional=True, group="constant_kind"
-    )
+    int64_value: "int | None"
 
-    uint64_value: "int | None" = betterproto2.field(
-        4, betterproto2.TYPE_UINT64, optional=True, group="constant_kind"
-    )
+    uint64_value: "int | None"
 
-    double_value: "float | None" = betterproto2.field(
-        5, betterproto2.TYPE_DOUBLE, optional=True, group="constant_kind"
-    )
+    double_value: "float | None"
 
-    string_value: "str | None" = betterproto2.field(
-        6, betterproto2.TYPE_STRING, optional=True, group="constant_kind"
-    )
+    string_value: "str | None"
 
-    bytes_value: "bytes | None" = betterproto2.field(
-        7, betterproto2.TYPE_BYTES, optional=True, group="constant_kind"
-    )
+    bytes_value: "bytes | None"
 
-    duration_value: "datetime.timedelta | None" = betterproto2.field(
-        8,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___protobuf__.Duration,
-        optional=True,
-        group="constant_kind",
-    )
+    duration_value: "datetime.timedelta | None"
 
-    timestamp_value: "datetime.datetime | None" = betterproto2.field(
-        9,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ___protobuf__.Timestamp,
-        optional=True,
-        group="constant_kind",
-    )
+    timestamp_value: "datetime.datetime | None"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -197,6 +170,8 @@ class Constant(betterproto2.Message):
             warnings.warn("Constant.duration_value is deprecated", DeprecationWarning)
         if self.is_set("timestamp_value"):
             warnings.warn("Constant.timestamp_value is deprecated", DeprecationWarning)
+
+    __match_args__ = ('null_value', 'bool_value', 'int64_value', 'uint64_value', 'double_value', 'string_value', 'bytes_value', 'duration_value', 'timestamp_value',)
 
     def __init__(self, null_value: '___protobuf__.NullValue | None' = _FACTORY, bool_value: 'bool | None' = _FACTORY, int64_value: 'int | None' = _FACTORY, uint64_value: 'int | None' = _FACTORY, double_value: 'float | None' = _FACTORY, string_value: 'str | None' = _FACTORY, bytes_value: 'bytes | None' = _FACTORY, duration_value: 'datetime.timedelta | None' = _FACTORY, timestamp_value: 'datetime.datetime | None' = _FACTORY) -> None:
         self.null_value = None if null_value is _FACTORY else null_value
@@ -210,11 +185,24 @@ class Constant(betterproto2.Message):
         self.timestamp_value = None if timestamp_value is _FACTORY else timestamp_value
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'null_value': betterproto2.field(1, betterproto2.TYPE_ENUM, optional=True, group='constant_kind'),
+            'bool_value': betterproto2.field(2, betterproto2.TYPE_BOOL, optional=True, group='constant_kind'),
+            'int64_value': betterproto2.field(3, betterproto2.TYPE_INT64, optional=True, group='constant_kind'),
+            'uint64_value': betterproto2.field(4, betterproto2.TYPE_UINT64, optional=True, group='constant_kind'),
+            'double_value': betterproto2.field(5, betterproto2.TYPE_DOUBLE, optional=True, group='constant_kind'),
+            'string_value': betterproto2.field(6, betterproto2.TYPE_STRING, optional=True, group='constant_kind'),
+            'bytes_value': betterproto2.field(7, betterproto2.TYPE_BYTES, optional=True, group='constant_kind'),
+            'duration_value': betterproto2.field(8, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___protobuf__.Duration, optional=True, group='constant_kind'),
+            'timestamp_value': betterproto2.field(9, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___protobuf__.Timestamp, optional=True, group='constant_kind'),
+        }
+    )
+
 
 default_message_pool.register_message("google.api.expr.v1alpha1", "Constant", Constant)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Decl(betterproto2.Message):
     """
 
@@ -223,15 +211,13 @@ class Decl(betterproto2.Message):
         - decl_kind:
     """
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    ident: "DeclIdentDecl | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="decl_kind"
-    )
+    ident: "DeclIdentDecl | None"
 
-    function: "DeclFunctionDecl | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="decl_kind"
-    )
+    function: "DeclFunctionDecl | None"
+
+    __match_args__ = ('name', 'ident', 'function',)
 
     def __init__(self, name: 'str' = _FACTORY, ident: 'DeclIdentDecl | None' = _FACTORY, function: 'DeclFunctionDecl | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -239,21 +225,34 @@ class Decl(betterproto2.Message):
         self.function = None if function is _FACTORY else function
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'ident': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='decl_kind'),
+            'function': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='decl_kind'),
+        }
+    )
+
 
 default_message_pool.register_message("google.api.expr.v1alpha1", "Decl", Decl)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class DeclFunctionDecl(betterproto2.Message):
     "DeclFunctionDecl(overloads: 'list[DeclFunctionDeclOverload]' = <factory>)"
 
-    overloads: "list[DeclFunctionDeclOverload]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    overloads: "list[DeclFunctionDeclOverload]"
+
+    __match_args__ = ('overloads',)
 
     def __init__(self, overloads: 'list[DeclFunctionDeclOverload]' = _FACTORY) -> None:
         self.overloads = [] if overloads is _FACTORY else overloads
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'overloads': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -261,21 +260,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class DeclFunctionDeclOverload(betterproto2.Message):
     "DeclFunctionDeclOverload(overload_id: 'str' = <factory>, params: 'list[Type]' = <factory>, type_params: 'list[str]' = <factory>, result_type: 'Type | None' = <factory>, is_instance_function: 'bool' = <factory>, doc: 'str' = <factory>)"
 
-    overload_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    overload_id: "str"
 
-    params: "list[Type]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
+    params: "list[Type]"
 
-    type_params: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
+    type_params: "list[str]"
 
-    result_type: "Type | None" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
+    result_type: "Type | None"
 
-    is_instance_function: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
+    is_instance_function: "bool"
 
-    doc: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    doc: "str"
+
+    __match_args__ = ('overload_id', 'params', 'type_params', 'result_type', 'is_instance_function', 'doc',)
 
     def __init__(self, overload_id: 'str' = _FACTORY, params: 'list[Type]' = _FACTORY, type_params: 'list[str]' = _FACTORY, result_type: 'Type | None' = _FACTORY, is_instance_function: 'bool' = _FACTORY, doc: 'str' = _FACTORY) -> None:
         self.overload_id = "" if overload_id is _FACTORY else overload_id
@@ -286,21 +286,33 @@ class DeclFunctionDeclOverload(betterproto2.Message):
         self.doc = "" if doc is _FACTORY else doc
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'overload_id': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'params': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+            'type_params': betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True),
+            'result_type': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+            'is_instance_function': betterproto2.field(5, betterproto2.TYPE_BOOL),
+            'doc': betterproto2.field(6, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message(
     "google.api.expr.v1alpha1", "Decl.FunctionDecl.Overload", DeclFunctionDeclOverload
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class DeclIdentDecl(betterproto2.Message):
     "DeclIdentDecl(type: 'Type | None' = <factory>, value: 'Constant | None' = <factory>, doc: 'str' = <factory>)"
 
-    type: "Type | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    type: "Type | None"
 
-    value: "Constant | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+    value: "Constant | None"
 
-    doc: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    doc: "str"
+
+    __match_args__ = ('type', 'value', 'doc',)
 
     def __init__(self, type: 'Type | None' = _FACTORY, value: 'Constant | None' = _FACTORY, doc: 'str' = _FACTORY) -> None:
         self.type = None if type is _FACTORY else type
@@ -308,11 +320,18 @@ class DeclIdentDecl(betterproto2.Message):
         self.doc = "" if doc is _FACTORY else doc
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'type': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'value': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'doc': betterproto2.field(3, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message("google.api.expr.v1alpha1", "Decl.IdentDecl", DeclIdentDecl)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Expr(betterproto2.Message):
     """
 
@@ -321,35 +340,23 @@ class Expr(betterproto2.Message):
         - expr_kind:
     """
 
-    id: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
+    id: "int"
 
-    const_expr: "Constant | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="expr_kind"
-    )
+    const_expr: "Constant | None"
 
-    ident_expr: "ExprIdent | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True, group="expr_kind"
-    )
+    ident_expr: "ExprIdent | None"
 
-    select_expr: "ExprSelect | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True, group="expr_kind"
-    )
+    select_expr: "ExprSelect | None"
 
-    call_expr: "ExprCall | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, optional=True, group="expr_kind"
-    )
+    call_expr: "ExprCall | None"
 
-    list_expr: "ExprCreateList | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True, group="expr_kind"
-    )
+    list_expr: "ExprCreateList | None"
 
-    struct_expr: "ExprCreateStruct | None" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, optional=True, group="expr_kind"
-    )
+    struct_expr: "ExprCreateStruct | None"
 
-    comprehension_expr: "ExprComprehension | None" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, optional=True, group="expr_kind"
-    )
+    comprehension_expr: "ExprComprehension | None"
+
+    __match_args__ = ('id', 'const_expr', 'ident_expr', 'select_expr', 'call_expr', 'list_expr', 'struct_expr', 'comprehension_expr',)
 
     def __init__(self, id: 'int' = _FACTORY, const_expr: 'Constant | None' = _FACTORY, ident_expr: 'ExprIdent | None' = _FACTORY, select_expr: 'ExprSelect | None' = _FACTORY, call_expr: 'ExprCall | None' = _FACTORY, list_expr: 'ExprCreateList | None' = _FACTORY, struct_expr: 'ExprCreateStruct | None' = _FACTORY, comprehension_expr: 'ExprComprehension | None' = _FACTORY) -> None:
         self.id = 0 if id is _FACTORY else id
@@ -362,19 +369,33 @@ class Expr(betterproto2.Message):
         self.comprehension_expr = None if comprehension_expr is _FACTORY else comprehension_expr
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'id': betterproto2.field(2, betterproto2.TYPE_INT64),
+            'const_expr': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='expr_kind'),
+            'ident_expr': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True, group='expr_kind'),
+            'select_expr': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True, group='expr_kind'),
+            'call_expr': betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True, group='expr_kind'),
+            'list_expr': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True, group='expr_kind'),
+            'struct_expr': betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True, group='expr_kind'),
+            'comprehension_expr': betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True, group='expr_kind'),
+        }
+    )
+
 
 default_message_pool.register_message("google.api.expr.v1alpha1", "Expr", Expr)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ExprCall(betterproto2.Message):
     "ExprCall(target: 'Expr | None' = <factory>, function: 'str' = <factory>, args: 'list[Expr]' = <factory>)"
 
-    target: "Expr | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    target: "Expr | None"
 
-    function: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    function: "str"
 
-    args: "list[Expr]" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
+    args: "list[Expr]"
+
+    __match_args__ = ('target', 'function', 'args',)
 
     def __init__(self, target: 'Expr | None' = _FACTORY, function: 'str' = _FACTORY, args: 'list[Expr]' = _FACTORY) -> None:
         self.target = None if target is _FACTORY else target
@@ -382,29 +403,38 @@ class ExprCall(betterproto2.Message):
         self.args = [] if args is _FACTORY else args
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'target': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'function': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'args': betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("google.api.expr.v1alpha1", "Expr.Call", ExprCall)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ExprComprehension(betterproto2.Message):
     "ExprComprehension(iter_var: 'str' = <factory>, iter_var2: 'str' = <factory>, iter_range: 'Expr | None' = <factory>, accu_var: 'str' = <factory>, accu_init: 'Expr | None' = <factory>, loop_condition: 'Expr | None' = <factory>, loop_step: 'Expr | None' = <factory>, result: 'Expr | None' = <factory>)"
 
-    iter_var: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    iter_var: "str"
 
-    iter_var2: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
+    iter_var2: "str"
 
-    iter_range: "Expr | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+    iter_range: "Expr | None"
 
-    accu_var: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    accu_var: "str"
 
-    accu_init: "Expr | None" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
+    accu_init: "Expr | None"
 
-    loop_condition: "Expr | None" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
+    loop_condition: "Expr | None"
 
-    loop_step: "Expr | None" = betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True)
+    loop_step: "Expr | None"
 
-    result: "Expr | None" = betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True)
+    result: "Expr | None"
+
+    __match_args__ = ('iter_var', 'iter_var2', 'iter_range', 'accu_var', 'accu_init', 'loop_condition', 'loop_step', 'result',)
 
     def __init__(self, iter_var: 'str' = _FACTORY, iter_var2: 'str' = _FACTORY, iter_range: 'Expr | None' = _FACTORY, accu_var: 'str' = _FACTORY, accu_init: 'Expr | None' = _FACTORY, loop_condition: 'Expr | None' = _FACTORY, loop_step: 'Expr | None' = _FACTORY, result: 'Expr | None' = _FACTORY) -> None:
         self.iter_var = "" if iter_var is _FACTORY else iter_var
@@ -417,43 +447,70 @@ class ExprComprehension(betterproto2.Message):
         self.result = None if result is _FACTORY else result
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'iter_var': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'iter_var2': betterproto2.field(8, betterproto2.TYPE_STRING),
+            'iter_range': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'accu_var': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'accu_init': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+            'loop_condition': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True),
+            'loop_step': betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True),
+            'result': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "google.api.expr.v1alpha1", "Expr.Comprehension", ExprComprehension
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ExprCreateList(betterproto2.Message):
     "ExprCreateList(elements: 'list[Expr]' = <factory>, optional_indices: 'list[int]' = <factory>)"
 
-    elements: "list[Expr]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    elements: "list[Expr]"
 
-    optional_indices: "list[int]" = betterproto2.field(2, betterproto2.TYPE_INT32, repeated=True)
+    optional_indices: "list[int]"
+
+    __match_args__ = ('elements', 'optional_indices',)
 
     def __init__(self, elements: 'list[Expr]' = _FACTORY, optional_indices: 'list[int]' = _FACTORY) -> None:
         self.elements = [] if elements is _FACTORY else elements
         self.optional_indices = [] if optional_indices is _FACTORY else optional_indices
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'elements': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+            'optional_indices': betterproto2.field(2, betterproto2.TYPE_INT32, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("google.api.expr.v1alpha1", "Expr.CreateList", ExprCreateList)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ExprCreateStruct(betterproto2.Message):
     "ExprCreateStruct(message_name: 'str' = <factory>, entries: 'list[ExprCreateStructEntry]' = <factory>)"
 
-    message_name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    message_name: "str"
 
-    entries: "list[ExprCreateStructEntry]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    entries: "list[ExprCreateStructEntry]"
+
+    __match_args__ = ('message_name', 'entries',)
 
     def __init__(self, message_name: 'str' = _FACTORY, entries: 'list[ExprCreateStructEntry]' = _FACTORY) -> None:
         self.message_name = "" if message_name is _FACTORY else message_name
         self.entries = [] if entries is _FACTORY else entries
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'message_name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'entries': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -461,7 +518,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ExprCreateStructEntry(betterproto2.Message):
     """
 
@@ -470,19 +526,17 @@ class ExprCreateStructEntry(betterproto2.Message):
         - key_kind:
     """
 
-    id: "int" = betterproto2.field(1, betterproto2.TYPE_INT64)
+    id: "int"
 
-    field_key: "str | None" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, optional=True, group="key_kind"
-    )
+    field_key: "str | None"
 
-    map_key: "Expr | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="key_kind"
-    )
+    map_key: "Expr | None"
 
-    value: "Expr | None" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
+    value: "Expr | None"
 
-    optional_entry: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
+    optional_entry: "bool"
+
+    __match_args__ = ('id', 'field_key', 'map_key', 'value', 'optional_entry',)
 
     def __init__(self, id: 'int' = _FACTORY, field_key: 'str | None' = _FACTORY, map_key: 'Expr | None' = _FACTORY, value: 'Expr | None' = _FACTORY, optional_entry: 'bool' = _FACTORY) -> None:
         self.id = 0 if id is _FACTORY else id
@@ -492,35 +546,53 @@ class ExprCreateStructEntry(betterproto2.Message):
         self.optional_entry = False if optional_entry is _FACTORY else optional_entry
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'id': betterproto2.field(1, betterproto2.TYPE_INT64),
+            'field_key': betterproto2.field(2, betterproto2.TYPE_STRING, optional=True, group='key_kind'),
+            'map_key': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='key_kind'),
+            'value': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+            'optional_entry': betterproto2.field(5, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message(
     "google.api.expr.v1alpha1", "Expr.CreateStruct.Entry", ExprCreateStructEntry
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ExprIdent(betterproto2.Message):
     "ExprIdent(name: 'str' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
+
+    __match_args__ = ('name',)
 
     def __init__(self, name: 'str' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message("google.api.expr.v1alpha1", "Expr.Ident", ExprIdent)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ExprSelect(betterproto2.Message):
     "ExprSelect(operand: 'Expr | None' = <factory>, field: 'str' = <factory>, test_only: 'bool' = <factory>)"
 
-    operand: "Expr | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    operand: "Expr | None"
 
-    field: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    field: "str"
 
-    test_only: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    test_only: "bool"
+
+    __match_args__ = ('operand', 'field', 'test_only',)
 
     def __init__(self, operand: 'Expr | None' = _FACTORY, field: 'str' = _FACTORY, test_only: 'bool' = _FACTORY) -> None:
         self.operand = None if operand is _FACTORY else operand
@@ -528,38 +600,53 @@ class ExprSelect(betterproto2.Message):
         self.test_only = False if test_only is _FACTORY else test_only
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'operand': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'field': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'test_only': betterproto2.field(3, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message("google.api.expr.v1alpha1", "Expr.Select", ExprSelect)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ParsedExpr(betterproto2.Message):
     "ParsedExpr(expr: 'Expr | None' = <factory>, source_info: 'SourceInfo | None' = <factory>)"
 
-    expr: "Expr | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+    expr: "Expr | None"
 
-    source_info: "SourceInfo | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    source_info: "SourceInfo | None"
+
+    __match_args__ = ('expr', 'source_info',)
 
     def __init__(self, expr: 'Expr | None' = _FACTORY, source_info: 'SourceInfo | None' = _FACTORY) -> None:
         self.expr = None if expr is _FACTORY else expr
         self.source_info = None if source_info is _FACTORY else source_info
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'expr': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'source_info': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("google.api.expr.v1alpha1", "ParsedExpr", ParsedExpr)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Reference(betterproto2.Message):
     "Reference(name: 'str' = <factory>, overload_id: 'list[str]' = <factory>, value: 'Constant | None' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    overload_id: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
+    overload_id: "list[str]"
 
-    value: "Constant | None" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
+    value: "Constant | None"
+
+    __match_args__ = ('name', 'overload_id', 'value',)
 
     def __init__(self, name: 'str' = _FACTORY, overload_id: 'list[str]' = _FACTORY, value: 'Constant | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -567,35 +654,34 @@ class Reference(betterproto2.Message):
         self.value = None if value is _FACTORY else value
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'overload_id': betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True),
+            'value': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("google.api.expr.v1alpha1", "Reference", Reference)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class SourceInfo(betterproto2.Message):
     "SourceInfo(syntax_version: 'str' = <factory>, location: 'str' = <factory>, line_offsets: 'list[int]' = <factory>, positions: 'dict[int, int]' = <factory>, macro_calls: 'dict[int, Expr]' = <factory>, extensions: 'list[SourceInfoExtension]' = <factory>)"
 
-    syntax_version: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    syntax_version: "str"
 
-    location: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    location: "str"
 
-    line_offsets: "list[int]" = betterproto2.field(3, betterproto2.TYPE_INT32, repeated=True)
+    line_offsets: "list[int]"
 
-    positions: "dict[int, int]" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_INT64, betterproto2.TYPE_INT32),
-    )
+    positions: "dict[int, int]"
 
-    macro_calls: "dict[int, Expr]" = betterproto2.field(
-        5,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_INT64, betterproto2.TYPE_MESSAGE),
-    )
+    macro_calls: "dict[int, Expr]"
 
-    extensions: "list[SourceInfoExtension]" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    extensions: "list[SourceInfoExtension]"
+
+    __match_args__ = ('syntax_version', 'location', 'line_offsets', 'positions', 'macro_calls', 'extensions',)
 
     def __init__(self, syntax_version: 'str' = _FACTORY, location: 'str' = _FACTORY, line_offsets: 'list[int]' = _FACTORY, positions: 'dict[int, int]' = _FACTORY, macro_calls: 'dict[int, Expr]' = _FACTORY, extensions: 'list[SourceInfoExtension]' = _FACTORY) -> None:
         self.syntax_version = "" if syntax_version is _FACTORY else syntax_version
@@ -606,23 +692,31 @@ class SourceInfo(betterproto2.Message):
         self.extensions = [] if extensions is _FACTORY else extensions
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'syntax_version': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'location': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'line_offsets': betterproto2.field(3, betterproto2.TYPE_INT32, repeated=True),
+            'positions': betterproto2.field(4, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_INT64, betterproto2.TYPE_INT32)),
+            'macro_calls': betterproto2.field(5, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_INT64, betterproto2.TYPE_MESSAGE)),
+            'extensions': betterproto2.field(6, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("google.api.expr.v1alpha1", "SourceInfo", SourceInfo)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class SourceInfoExtension(betterproto2.Message):
     "SourceInfoExtension(id: 'str' = <factory>, affected_components: 'list[SourceInfoExtensionComponent]' = <factory>, version: 'SourceInfoExtensionVersion | None' = <factory>)"
 
-    id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    id: "str"
 
-    affected_components: "list[SourceInfoExtensionComponent]" = betterproto2.field(
-        2, betterproto2.TYPE_ENUM, repeated=True
-    )
+    affected_components: "list[SourceInfoExtensionComponent]"
 
-    version: "SourceInfoExtensionVersion | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    version: "SourceInfoExtensionVersion | None"
+
+    __match_args__ = ('id', 'affected_components', 'version',)
 
     def __init__(self, id: 'str' = _FACTORY, affected_components: 'list[SourceInfoExtensionComponent]' = _FACTORY, version: 'SourceInfoExtensionVersion | None' = _FACTORY) -> None:
         self.id = "" if id is _FACTORY else id
@@ -630,24 +724,40 @@ class SourceInfoExtension(betterproto2.Message):
         self.version = None if version is _FACTORY else version
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'id': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'affected_components': betterproto2.field(2, betterproto2.TYPE_ENUM, repeated=True),
+            'version': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "google.api.expr.v1alpha1", "SourceInfo.Extension", SourceInfoExtension
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class SourceInfoExtensionVersion(betterproto2.Message):
     "SourceInfoExtensionVersion(major: 'int' = <factory>, minor: 'int' = <factory>)"
 
-    major: "int" = betterproto2.field(1, betterproto2.TYPE_INT64)
+    major: "int"
 
-    minor: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
+    minor: "int"
+
+    __match_args__ = ('major', 'minor',)
 
     def __init__(self, major: 'int' = _FACTORY, minor: 'int' = _FACTORY) -> None:
         self.major = 0 if major is _FACTORY else major
         self.minor = 0 if minor is _FACTORY else minor
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'major': betterproto2.field(1, betterproto2.TYPE_INT64),
+            'minor': betterproto2.field(2, betterproto2.TYPE_INT64),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -655,17 +765,18 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class SourcePosition(betterproto2.Message):
     "SourcePosition(location: 'str' = <factory>, offset: 'int' = <factory>, line: 'int' = <factory>, column: 'int' = <factory>)"
 
-    location: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    location: "str"
 
-    offset: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
+    offset: "int"
 
-    line: "int" = betterproto2.field(3, betterproto2.TYPE_INT32)
+    line: "int"
 
-    column: "int" = betterproto2.field(4, betterproto2.TYPE_INT32)
+    column: "int"
+
+    __match_args__ = ('location', 'offset', 'line', 'column',)
 
     def __init__(self, location: 'str' = _FACTORY, offset: 'int' = _FACTORY, line: 'int' = _FACTORY, column: 'int' = _FACTORY) -> None:
         self.location = "" if location is _FACTORY else location
@@ -674,11 +785,19 @@ class SourcePosition(betterproto2.Message):
         self.column = 0 if column is _FACTORY else column
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'location': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'offset': betterproto2.field(2, betterproto2.TYPE_INT32),
+            'line': betterproto2.field(3, betterproto2.TYPE_INT32),
+            'column': betterproto2.field(4, betterproto2.TYPE_INT32),
+        }
+    )
+
 
 default_message_pool.register_message("google.api.expr.v1alpha1", "SourcePosition", SourcePosition)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Type(betterproto2.Message):
     """
 
@@ -687,57 +806,33 @@ class Type(betterproto2.Message):
         - type_kind:
     """
 
-    dyn: "___protobuf__.Empty | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True, group="type_kind"
-    )
+    dyn: "___protobuf__.Empty | None"
 
-    null: "___protobuf__.NullValue | None" = betterproto2.field(
-        2, betterproto2.TYPE_ENUM, optional=True, group="type_kind"
-    )
+    null: "___protobuf__.NullValue | None"
 
-    primitive: "TypePrimitiveType | None" = betterproto2.field(
-        3, betterproto2.TYPE_ENUM, optional=True, group="type_kind"
-    )
+    primitive: "TypePrimitiveType | None"
 
-    wrapper: "TypePrimitiveType | None" = betterproto2.field(
-        4, betterproto2.TYPE_ENUM, optional=True, group="type_kind"
-    )
+    wrapper: "TypePrimitiveType | None"
 
-    well_known: "TypeWellKnownType | None" = betterproto2.field(
-        5, betterproto2.TYPE_ENUM, optional=True, group="type_kind"
-    )
+    well_known: "TypeWellKnownType | None"
 
-    list_type: "TypeListType | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, optional=True, group="type_kind"
-    )
+    list_type: "TypeListType | None"
 
-    map_type: "TypeMapType | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True, group="type_kind"
-    )
+    map_type: "TypeMapType | None"
 
-    function: "TypeFunctionType | None" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, optional=True, group="type_kind"
-    )
+    function: "TypeFunctionType | None"
 
-    message_type: "str | None" = betterproto2.field(
-        9, betterproto2.TYPE_STRING, optional=True, group="type_kind"
-    )
+    message_type: "str | None"
 
-    type_param: "str | None" = betterproto2.field(
-        10, betterproto2.TYPE_STRING, optional=True, group="type_kind"
-    )
+    type_param: "str | None"
 
-    type: "Type | None" = betterproto2.field(
-        11, betterproto2.TYPE_MESSAGE, optional=True, group="type_kind"
-    )
+    type: "Type | None"
 
-    error: "___protobuf__.Empty | None" = betterproto2.field(
-        12, betterproto2.TYPE_MESSAGE, optional=True, group="type_kind"
-    )
+    error: "___protobuf__.Empty | None"
 
-    abstract_type: "TypeAbstractType | None" = betterproto2.field(
-        14, betterproto2.TYPE_MESSAGE, optional=True, group="type_kind"
-    )
+    abstract_type: "TypeAbstractType | None"
+
+    __match_args__ = ('dyn', 'null', 'primitive', 'wrapper', 'well_known', 'list_type', 'map_type', 'function', 'message_type', 'type_param', 'type', 'error', 'abstract_type',)
 
     def __init__(self, dyn: '___protobuf__.Empty | None' = _FACTORY, null: '___protobuf__.NullValue | None' = _FACTORY, primitive: 'TypePrimitiveType | None' = _FACTORY, wrapper: 'TypePrimitiveType | None' = _FACTORY, well_known: 'TypeWellKnownType | None' = _FACTORY, list_type: 'TypeListType | None' = _FACTORY, map_type: 'TypeMapType | None' = _FACTORY, function: 'TypeFunctionType | None' = _FACTORY, message_type: 'str | None' = _FACTORY, type_param: 'str | None' = _FACTORY, type: 'Type | None' = _FACTORY, error: '___protobuf__.Empty | None' = _FACTORY, abstract_type: 'TypeAbstractType | None' = _FACTORY) -> None:
         self.dyn = None if dyn is _FACTORY else dyn
@@ -755,22 +850,48 @@ class Type(betterproto2.Message):
         self.abstract_type = None if abstract_type is _FACTORY else abstract_type
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'dyn': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group='type_kind'),
+            'null': betterproto2.field(2, betterproto2.TYPE_ENUM, optional=True, group='type_kind'),
+            'primitive': betterproto2.field(3, betterproto2.TYPE_ENUM, optional=True, group='type_kind'),
+            'wrapper': betterproto2.field(4, betterproto2.TYPE_ENUM, optional=True, group='type_kind'),
+            'well_known': betterproto2.field(5, betterproto2.TYPE_ENUM, optional=True, group='type_kind'),
+            'list_type': betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True, group='type_kind'),
+            'map_type': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True, group='type_kind'),
+            'function': betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True, group='type_kind'),
+            'message_type': betterproto2.field(9, betterproto2.TYPE_STRING, optional=True, group='type_kind'),
+            'type_param': betterproto2.field(10, betterproto2.TYPE_STRING, optional=True, group='type_kind'),
+            'type': betterproto2.field(11, betterproto2.TYPE_MESSAGE, optional=True, group='type_kind'),
+            'error': betterproto2.field(12, betterproto2.TYPE_MESSAGE, optional=True, group='type_kind'),
+            'abstract_type': betterproto2.field(14, betterproto2.TYPE_MESSAGE, optional=True, group='type_kind'),
+        }
+    )
+
 
 default_message_pool.register_message("google.api.expr.v1alpha1", "Type", Type)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TypeAbstractType(betterproto2.Message):
     "TypeAbstractType(name: 'str' = <factory>, parameter_types: 'list[Type]' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    parameter_types: "list[Type]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
+    parameter_types: "list[Type]"
+
+    __match_args__ = ('name', 'parameter_types',)
 
     def __init__(self, name: 'str' = _FACTORY, parameter_types: 'list[Type]' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.parameter_types = [] if parameter_types is _FACTORY else parameter_types
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'parameter_types': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -778,18 +899,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TypeFunctionType(betterproto2.Message):
     "TypeFunctionType(result_type: 'Type | None' = <factory>, arg_types: 'list[Type]' = <factory>)"
 
-    result_type: "Type | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    result_type: "Type | None"
 
-    arg_types: "list[Type]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
+    arg_types: "list[Type]"
+
+    __match_args__ = ('result_type', 'arg_types',)
 
     def __init__(self, result_type: 'Type | None' = _FACTORY, arg_types: 'list[Type]' = _FACTORY) -> None:
         self.result_type = None if result_type is _FACTORY else result_type
         self.arg_types = [] if arg_types is _FACTORY else arg_types
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'result_type': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'arg_types': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -797,32 +926,47 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TypeListType(betterproto2.Message):
     "TypeListType(elem_type: 'Type | None' = <factory>)"
 
-    elem_type: "Type | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    elem_type: "Type | None"
+
+    __match_args__ = ('elem_type',)
 
     def __init__(self, elem_type: 'Type | None' = _FACTORY) -> None:
         self.elem_type = None if elem_type is _FACTORY else elem_type
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'elem_type': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("google.api.expr.v1alpha1", "Type.ListType", TypeListType)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TypeMapType(betterproto2.Message):
     "TypeMapType(key_type: 'Type | None' = <factory>, value_type: 'Type | None' = <factory>)"
 
-    key_type: "Type | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    key_type: "Type | None"
 
-    value_type: "Type | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+    value_type: "Type | None"
+
+    __match_args__ = ('key_type', 'value_type',)
 
     def __init__(self, key_type: 'Type | None' = _FACTORY, value_type: 'Type | None' = _FACTORY) -> None:
         self.key_type = None if key_type is _FACTORY else key_type
         self.value_type = None if value_type is _FACTORY else value_type
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'key_type': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'value_type': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message("google.api.expr.v1alpha1", "Type.MapType", TypeMapType)

@@ -10,10 +10,9 @@ __all__ = (
 )
 
 import warnings
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from .....message_pool import default_message_pool
 
@@ -21,54 +20,56 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class NameTable(betterproto2.Message):
     """
     Every hostname the agent's DNS proxy answers for, with its addresses.
     """
 
-    table: "dict[str, NameTableNameInfo]" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
-    )
+    table: "dict[str, NameTableNameInfo]"
     """
     Hostname -> what to answer for it.
     """
+
+    __match_args__ = ('table',)
 
     def __init__(self, table: 'dict[str, NameTableNameInfo]' = _FACTORY) -> None:
         self.table = {} if table is _FACTORY else table
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'table': betterproto2.field(1, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)),
+        }
+    )
+
 
 default_message_pool.register_message("istio.networking.nds.v1", "NameTable", NameTable)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class NameTableNameInfo(betterproto2.Message):
     "NameTableNameInfo(ips: 'list[str]' = <factory>, registry: 'str' = <factory>, shortname: 'str' = <factory>, namespace: 'str' = <factory>, alt_hosts: 'list[str]' = <factory>)"
 
-    ips: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
+    ips: "list[str]"
     """
     Addresses of the host (IPv4 and IPv6 mixed).
     """
 
-    registry: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    registry: "str"
     """
     The service registry the host comes from ("Kubernetes", "External", ...).
     """
 
-    shortname: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    shortname: "str"
     """
     Kubernetes only: the Service's name, from which the agent derives short names.
     """
 
-    namespace: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    namespace: "str"
     """
     Kubernetes only: the Service's namespace.
     """
 
-    alt_hosts: "list[str]" = betterproto2.field(5, betterproto2.TYPE_STRING, repeated=True)
+    alt_hosts: "list[str]"
     """
     Unused by istiod; kept for wire compatibility.
     """
@@ -78,6 +79,8 @@ class NameTableNameInfo(betterproto2.Message):
         if self.is_set("alt_hosts"):
             warnings.warn("NameTableNameInfo.alt_hosts is deprecated", DeprecationWarning)
 
+    __match_args__ = ('ips', 'registry', 'shortname', 'namespace', 'alt_hosts',)
+
     def __init__(self, ips: 'list[str]' = _FACTORY, registry: 'str' = _FACTORY, shortname: 'str' = _FACTORY, namespace: 'str' = _FACTORY, alt_hosts: 'list[str]' = _FACTORY) -> None:
         self.ips = [] if ips is _FACTORY else ips
         self.registry = "" if registry is _FACTORY else registry
@@ -85,6 +88,16 @@ class NameTableNameInfo(betterproto2.Message):
         self.namespace = "" if namespace is _FACTORY else namespace
         self.alt_hosts = [] if alt_hosts is _FACTORY else alt_hosts
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'ips': betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True),
+            'registry': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'shortname': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'namespace': betterproto2.field(4, betterproto2.TYPE_STRING),
+            'alt_hosts': betterproto2.field(5, betterproto2.TYPE_STRING, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(

@@ -20,10 +20,9 @@ __all__ = (
     "StringMatcher",
 )
 
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from .....message_pool import default_message_pool
 
@@ -31,23 +30,27 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ListStringMatcher(betterproto2.Message):
     "ListStringMatcher(patterns: 'list[StringMatcher]' = <factory>)"
 
-    patterns: "list[StringMatcher]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    patterns: "list[StringMatcher]"
+
+    __match_args__ = ('patterns',)
 
     def __init__(self, patterns: 'list[StringMatcher]' = _FACTORY) -> None:
         self.patterns = [] if patterns is _FACTORY else patterns
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'patterns': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("xds.type.matcher.v3", "ListStringMatcher", ListStringMatcher)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Matcher(betterproto2.Message):
     """
 
@@ -56,17 +59,13 @@ class Matcher(betterproto2.Message):
         - matcher_type:
     """
 
-    matcher_list: "MatcherMatcherList | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True, group="matcher_type"
-    )
+    matcher_list: "MatcherMatcherList | None"
 
-    matcher_tree: "MatcherMatcherTree | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="matcher_type"
-    )
+    matcher_tree: "MatcherMatcherTree | None"
 
-    on_no_match: "MatcherOnMatch | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    on_no_match: "MatcherOnMatch | None"
+
+    __match_args__ = ('matcher_list', 'matcher_tree', 'on_no_match',)
 
     def __init__(self, matcher_list: 'MatcherMatcherList | None' = _FACTORY, matcher_tree: 'MatcherMatcherTree | None' = _FACTORY, on_no_match: 'MatcherOnMatch | None' = _FACTORY) -> None:
         self.matcher_list = None if matcher_list is _FACTORY else matcher_list
@@ -74,21 +73,34 @@ class Matcher(betterproto2.Message):
         self.on_no_match = None if on_no_match is _FACTORY else on_no_match
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'matcher_list': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group='matcher_type'),
+            'matcher_tree': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='matcher_type'),
+            'on_no_match': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("xds.type.matcher.v3", "Matcher", Matcher)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MatcherMatcherList(betterproto2.Message):
     "MatcherMatcherList(matchers: 'list[MatcherMatcherListFieldMatcher]' = <factory>)"
 
-    matchers: "list[MatcherMatcherListFieldMatcher]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    matchers: "list[MatcherMatcherListFieldMatcher]"
+
+    __match_args__ = ('matchers',)
 
     def __init__(self, matchers: 'list[MatcherMatcherListFieldMatcher]' = _FACTORY) -> None:
         self.matchers = [] if matchers is _FACTORY else matchers
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'matchers': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -96,22 +108,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MatcherMatcherListFieldMatcher(betterproto2.Message):
     "MatcherMatcherListFieldMatcher(predicate: 'MatcherMatcherListPredicate | None' = <factory>, on_match: 'MatcherOnMatch | None' = <factory>)"
 
-    predicate: "MatcherMatcherListPredicate | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    predicate: "MatcherMatcherListPredicate | None"
 
-    on_match: "MatcherOnMatch | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    on_match: "MatcherOnMatch | None"
+
+    __match_args__ = ('predicate', 'on_match',)
 
     def __init__(self, predicate: 'MatcherMatcherListPredicate | None' = _FACTORY, on_match: 'MatcherOnMatch | None' = _FACTORY) -> None:
         self.predicate = None if predicate is _FACTORY else predicate
         self.on_match = None if on_match is _FACTORY else on_match
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'predicate': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'on_match': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -119,7 +135,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MatcherMatcherListPredicate(betterproto2.Message):
     """
 
@@ -128,21 +143,15 @@ class MatcherMatcherListPredicate(betterproto2.Message):
         - match_type:
     """
 
-    single_predicate: "MatcherMatcherListPredicateSinglePredicate | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True, group="match_type"
-    )
+    single_predicate: "MatcherMatcherListPredicateSinglePredicate | None"
 
-    or_matcher: "MatcherMatcherListPredicatePredicateList | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="match_type"
-    )
+    or_matcher: "MatcherMatcherListPredicatePredicateList | None"
 
-    and_matcher: "MatcherMatcherListPredicatePredicateList | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="match_type"
-    )
+    and_matcher: "MatcherMatcherListPredicatePredicateList | None"
 
-    not_matcher: "MatcherMatcherListPredicate | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True, group="match_type"
-    )
+    not_matcher: "MatcherMatcherListPredicate | None"
+
+    __match_args__ = ('single_predicate', 'or_matcher', 'and_matcher', 'not_matcher',)
 
     def __init__(self, single_predicate: 'MatcherMatcherListPredicateSinglePredicate | None' = _FACTORY, or_matcher: 'MatcherMatcherListPredicatePredicateList | None' = _FACTORY, and_matcher: 'MatcherMatcherListPredicatePredicateList | None' = _FACTORY, not_matcher: 'MatcherMatcherListPredicate | None' = _FACTORY) -> None:
         self.single_predicate = None if single_predicate is _FACTORY else single_predicate
@@ -151,23 +160,37 @@ class MatcherMatcherListPredicate(betterproto2.Message):
         self.not_matcher = None if not_matcher is _FACTORY else not_matcher
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'single_predicate': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group='match_type'),
+            'or_matcher': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='match_type'),
+            'and_matcher': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='match_type'),
+            'not_matcher': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True, group='match_type'),
+        }
+    )
+
 
 default_message_pool.register_message(
     "xds.type.matcher.v3", "Matcher.MatcherList.Predicate", MatcherMatcherListPredicate
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MatcherMatcherListPredicatePredicateList(betterproto2.Message):
     "MatcherMatcherListPredicatePredicateList(predicate: 'list[MatcherMatcherListPredicate]' = <factory>)"
 
-    predicate: "list[MatcherMatcherListPredicate]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    predicate: "list[MatcherMatcherListPredicate]"
+
+    __match_args__ = ('predicate',)
 
     def __init__(self, predicate: 'list[MatcherMatcherListPredicate]' = _FACTORY) -> None:
         self.predicate = [] if predicate is _FACTORY else predicate
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'predicate': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -177,7 +200,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MatcherMatcherListPredicateSinglePredicate(betterproto2.Message):
     """
 
@@ -186,23 +208,27 @@ class MatcherMatcherListPredicateSinglePredicate(betterproto2.Message):
         - matcher:
     """
 
-    input: "___core__v3__.TypedExtensionConfig | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    input: "___core__v3__.TypedExtensionConfig | None"
 
-    value_match: "StringMatcher | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="matcher"
-    )
+    value_match: "StringMatcher | None"
 
-    custom_match: "___core__v3__.TypedExtensionConfig | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="matcher"
-    )
+    custom_match: "___core__v3__.TypedExtensionConfig | None"
+
+    __match_args__ = ('input', 'value_match', 'custom_match',)
 
     def __init__(self, input: '___core__v3__.TypedExtensionConfig | None' = _FACTORY, value_match: 'StringMatcher | None' = _FACTORY, custom_match: '___core__v3__.TypedExtensionConfig | None' = _FACTORY) -> None:
         self.input = None if input is _FACTORY else input
         self.value_match = None if value_match is _FACTORY else value_match
         self.custom_match = None if custom_match is _FACTORY else custom_match
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'input': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'value_match': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='matcher'),
+            'custom_match': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='matcher'),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -212,7 +238,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MatcherMatcherTree(betterproto2.Message):
     """
 
@@ -221,21 +246,15 @@ class MatcherMatcherTree(betterproto2.Message):
         - tree_type:
     """
 
-    input: "___core__v3__.TypedExtensionConfig | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    input: "___core__v3__.TypedExtensionConfig | None"
 
-    exact_match_map: "MatcherMatcherTreeMatchMap | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="tree_type"
-    )
+    exact_match_map: "MatcherMatcherTreeMatchMap | None"
 
-    prefix_match_map: "MatcherMatcherTreeMatchMap | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="tree_type"
-    )
+    prefix_match_map: "MatcherMatcherTreeMatchMap | None"
 
-    custom_match: "___core__v3__.TypedExtensionConfig | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True, group="tree_type"
-    )
+    custom_match: "___core__v3__.TypedExtensionConfig | None"
+
+    __match_args__ = ('input', 'exact_match_map', 'prefix_match_map', 'custom_match',)
 
     def __init__(self, input: '___core__v3__.TypedExtensionConfig | None' = _FACTORY, exact_match_map: 'MatcherMatcherTreeMatchMap | None' = _FACTORY, prefix_match_map: 'MatcherMatcherTreeMatchMap | None' = _FACTORY, custom_match: '___core__v3__.TypedExtensionConfig | None' = _FACTORY) -> None:
         self.input = None if input is _FACTORY else input
@@ -244,25 +263,37 @@ class MatcherMatcherTree(betterproto2.Message):
         self.custom_match = None if custom_match is _FACTORY else custom_match
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'input': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'exact_match_map': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='tree_type'),
+            'prefix_match_map': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='tree_type'),
+            'custom_match': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True, group='tree_type'),
+        }
+    )
+
 
 default_message_pool.register_message(
     "xds.type.matcher.v3", "Matcher.MatcherTree", MatcherMatcherTree
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MatcherMatcherTreeMatchMap(betterproto2.Message):
     "MatcherMatcherTreeMatchMap(map: 'dict[str, MatcherOnMatch]' = <factory>)"
 
-    map: "dict[str, MatcherOnMatch]" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
-    )
+    map: "dict[str, MatcherOnMatch]"
+
+    __match_args__ = ('map',)
 
     def __init__(self, map: 'dict[str, MatcherOnMatch]' = _FACTORY) -> None:
         self.map = {} if map is _FACTORY else map
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'map': betterproto2.field(1, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -270,7 +301,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MatcherOnMatch(betterproto2.Message):
     """
 
@@ -279,15 +309,13 @@ class MatcherOnMatch(betterproto2.Message):
         - on_match:
     """
 
-    matcher: "Matcher | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True, group="on_match"
-    )
+    matcher: "Matcher | None"
 
-    action: "___core__v3__.TypedExtensionConfig | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="on_match"
-    )
+    action: "___core__v3__.TypedExtensionConfig | None"
 
-    keep_matching: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    keep_matching: "bool"
+
+    __match_args__ = ('matcher', 'action', 'keep_matching',)
 
     def __init__(self, matcher: 'Matcher | None' = _FACTORY, action: '___core__v3__.TypedExtensionConfig | None' = _FACTORY, keep_matching: 'bool' = _FACTORY) -> None:
         self.matcher = None if matcher is _FACTORY else matcher
@@ -295,11 +323,18 @@ class MatcherOnMatch(betterproto2.Message):
         self.keep_matching = False if keep_matching is _FACTORY else keep_matching
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'matcher': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group='on_match'),
+            'action': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='on_match'),
+            'keep_matching': betterproto2.field(3, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message("xds.type.matcher.v3", "Matcher.OnMatch", MatcherOnMatch)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RegexMatcher(betterproto2.Message):
     """
 
@@ -308,29 +343,42 @@ class RegexMatcher(betterproto2.Message):
         - engine_type:
     """
 
-    google_re2: "RegexMatcherGoogleRe2 | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True, group="engine_type"
-    )
+    google_re2: "RegexMatcherGoogleRe2 | None"
 
-    regex: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    regex: "str"
+
+    __match_args__ = ('google_re2', 'regex',)
 
     def __init__(self, google_re2: 'RegexMatcherGoogleRe2 | None' = _FACTORY, regex: 'str' = _FACTORY) -> None:
         self.google_re2 = None if google_re2 is _FACTORY else google_re2
         self.regex = "" if regex is _FACTORY else regex
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'google_re2': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group='engine_type'),
+            'regex': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message("xds.type.matcher.v3", "RegexMatcher", RegexMatcher)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RegexMatcherGoogleRe2(betterproto2.Message):
     'RegexMatcherGoogleRe2()'
 
     pass
 
+    __match_args__ = ()
+
     def __init__(self) -> None:
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -338,7 +386,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class StringMatcher(betterproto2.Message):
     """
 
@@ -347,31 +394,21 @@ class StringMatcher(betterproto2.Message):
         - match_pattern:
     """
 
-    exact: "str | None" = betterproto2.field(
-        1, betterproto2.TYPE_STRING, optional=True, group="match_pattern"
-    )
+    exact: "str | None"
 
-    prefix: "str | None" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, optional=True, group="match_pattern"
-    )
+    prefix: "str | None"
 
-    suffix: "str | None" = betterproto2.field(
-        3, betterproto2.TYPE_STRING, optional=True, group="match_pattern"
-    )
+    suffix: "str | None"
 
-    safe_regex: "RegexMatcher | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True, group="match_pattern"
-    )
+    safe_regex: "RegexMatcher | None"
 
-    contains: "str | None" = betterproto2.field(
-        7, betterproto2.TYPE_STRING, optional=True, group="match_pattern"
-    )
+    contains: "str | None"
 
-    custom: "___core__v3__.TypedExtensionConfig | None" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, optional=True, group="match_pattern"
-    )
+    custom: "___core__v3__.TypedExtensionConfig | None"
 
-    ignore_case: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
+    ignore_case: "bool"
+
+    __match_args__ = ('exact', 'prefix', 'suffix', 'safe_regex', 'contains', 'custom', 'ignore_case',)
 
     def __init__(self, exact: 'str | None' = _FACTORY, prefix: 'str | None' = _FACTORY, suffix: 'str | None' = _FACTORY, safe_regex: 'RegexMatcher | None' = _FACTORY, contains: 'str | None' = _FACTORY, custom: '___core__v3__.TypedExtensionConfig | None' = _FACTORY, ignore_case: 'bool' = _FACTORY) -> None:
         self.exact = None if exact is _FACTORY else exact
@@ -382,6 +419,18 @@ class StringMatcher(betterproto2.Message):
         self.custom = None if custom is _FACTORY else custom
         self.ignore_case = False if ignore_case is _FACTORY else ignore_case
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'exact': betterproto2.field(1, betterproto2.TYPE_STRING, optional=True, group='match_pattern'),
+            'prefix': betterproto2.field(2, betterproto2.TYPE_STRING, optional=True, group='match_pattern'),
+            'suffix': betterproto2.field(3, betterproto2.TYPE_STRING, optional=True, group='match_pattern'),
+            'safe_regex': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True, group='match_pattern'),
+            'contains': betterproto2.field(7, betterproto2.TYPE_STRING, optional=True, group='match_pattern'),
+            'custom': betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True, group='match_pattern'),
+            'ignore_case': betterproto2.field(6, betterproto2.TYPE_BOOL),
+        }
+    )
 
 
 default_message_pool.register_message("xds.type.matcher.v3", "StringMatcher", StringMatcher)

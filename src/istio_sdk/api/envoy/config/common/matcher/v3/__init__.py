@@ -21,10 +21,9 @@ __all__ = (
     "MatcherOnMatch",
 )
 
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from ......message_pool import default_message_pool
 
@@ -32,20 +31,26 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HttpGenericBodyMatch(betterproto2.Message):
     "HttpGenericBodyMatch(bytes_limit: 'int' = <factory>, patterns: 'list[HttpGenericBodyMatchGenericTextMatch]' = <factory>)"
 
-    bytes_limit: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
+    bytes_limit: "int"
 
-    patterns: "list[HttpGenericBodyMatchGenericTextMatch]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    patterns: "list[HttpGenericBodyMatchGenericTextMatch]"
+
+    __match_args__ = ('bytes_limit', 'patterns',)
 
     def __init__(self, bytes_limit: 'int' = _FACTORY, patterns: 'list[HttpGenericBodyMatchGenericTextMatch]' = _FACTORY) -> None:
         self.bytes_limit = 0 if bytes_limit is _FACTORY else bytes_limit
         self.patterns = [] if patterns is _FACTORY else patterns
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'bytes_limit': betterproto2.field(1, betterproto2.TYPE_UINT32),
+            'patterns': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -53,7 +58,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HttpGenericBodyMatchGenericTextMatch(betterproto2.Message):
     """
 
@@ -62,18 +66,23 @@ class HttpGenericBodyMatchGenericTextMatch(betterproto2.Message):
         - rule:
     """
 
-    string_match: "str | None" = betterproto2.field(
-        1, betterproto2.TYPE_STRING, optional=True, group="rule"
-    )
+    string_match: "str | None"
 
-    binary_match: "bytes | None" = betterproto2.field(
-        2, betterproto2.TYPE_BYTES, optional=True, group="rule"
-    )
+    binary_match: "bytes | None"
+
+    __match_args__ = ('string_match', 'binary_match',)
 
     def __init__(self, string_match: 'str | None' = _FACTORY, binary_match: 'bytes | None' = _FACTORY) -> None:
         self.string_match = None if string_match is _FACTORY else string_match
         self.binary_match = None if binary_match is _FACTORY else binary_match
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'string_match': betterproto2.field(1, betterproto2.TYPE_STRING, optional=True, group='rule'),
+            'binary_match': betterproto2.field(2, betterproto2.TYPE_BYTES, optional=True, group='rule'),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -83,17 +92,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HttpHeadersMatch(betterproto2.Message):
     "HttpHeadersMatch(headers: 'list[___route__v3__.HeaderMatcher]' = <factory>)"
 
-    headers: "list[___route__v3__.HeaderMatcher]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    headers: "list[___route__v3__.HeaderMatcher]"
+
+    __match_args__ = ('headers',)
 
     def __init__(self, headers: 'list[___route__v3__.HeaderMatcher]' = _FACTORY) -> None:
         self.headers = [] if headers is _FACTORY else headers
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'headers': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -101,7 +115,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Matcher(betterproto2.Message):
     """
 
@@ -110,17 +123,13 @@ class Matcher(betterproto2.Message):
         - matcher_type:
     """
 
-    matcher_list: "MatcherMatcherList | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True, group="matcher_type"
-    )
+    matcher_list: "MatcherMatcherList | None"
 
-    matcher_tree: "MatcherMatcherTree | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="matcher_type"
-    )
+    matcher_tree: "MatcherMatcherTree | None"
 
-    on_no_match: "MatcherOnMatch | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    on_no_match: "MatcherOnMatch | None"
+
+    __match_args__ = ('matcher_list', 'matcher_tree', 'on_no_match',)
 
     def __init__(self, matcher_list: 'MatcherMatcherList | None' = _FACTORY, matcher_tree: 'MatcherMatcherTree | None' = _FACTORY, on_no_match: 'MatcherOnMatch | None' = _FACTORY) -> None:
         self.matcher_list = None if matcher_list is _FACTORY else matcher_list
@@ -128,21 +137,34 @@ class Matcher(betterproto2.Message):
         self.on_no_match = None if on_no_match is _FACTORY else on_no_match
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'matcher_list': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group='matcher_type'),
+            'matcher_tree': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='matcher_type'),
+            'on_no_match': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.config.common.matcher.v3", "Matcher", Matcher)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MatcherMatcherList(betterproto2.Message):
     "MatcherMatcherList(matchers: 'list[MatcherMatcherListFieldMatcher]' = <factory>)"
 
-    matchers: "list[MatcherMatcherListFieldMatcher]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    matchers: "list[MatcherMatcherListFieldMatcher]"
+
+    __match_args__ = ('matchers',)
 
     def __init__(self, matchers: 'list[MatcherMatcherListFieldMatcher]' = _FACTORY) -> None:
         self.matchers = [] if matchers is _FACTORY else matchers
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'matchers': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -150,22 +172,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MatcherMatcherListFieldMatcher(betterproto2.Message):
     "MatcherMatcherListFieldMatcher(predicate: 'MatcherMatcherListPredicate | None' = <factory>, on_match: 'MatcherOnMatch | None' = <factory>)"
 
-    predicate: "MatcherMatcherListPredicate | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    predicate: "MatcherMatcherListPredicate | None"
 
-    on_match: "MatcherOnMatch | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    on_match: "MatcherOnMatch | None"
+
+    __match_args__ = ('predicate', 'on_match',)
 
     def __init__(self, predicate: 'MatcherMatcherListPredicate | None' = _FACTORY, on_match: 'MatcherOnMatch | None' = _FACTORY) -> None:
         self.predicate = None if predicate is _FACTORY else predicate
         self.on_match = None if on_match is _FACTORY else on_match
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'predicate': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'on_match': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -175,7 +201,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MatcherMatcherListPredicate(betterproto2.Message):
     """
 
@@ -184,21 +209,15 @@ class MatcherMatcherListPredicate(betterproto2.Message):
         - match_type:
     """
 
-    single_predicate: "MatcherMatcherListPredicateSinglePredicate | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True, group="match_type"
-    )
+    single_predicate: "MatcherMatcherListPredicateSinglePredicate | None"
 
-    or_matcher: "MatcherMatcherListPredicatePredicateList | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="match_type"
-    )
+    or_matcher: "MatcherMatcherListPredicatePredicateList | None"
 
-    and_matcher: "MatcherMatcherListPredicatePredicateList | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="match_type"
-    )
+    and_matcher: "MatcherMatcherListPredicatePredicateList | None"
 
-    not_matcher: "MatcherMatcherListPredicate | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True, group="match_type"
-    )
+    not_matcher: "MatcherMatcherListPredicate | None"
+
+    __match_args__ = ('single_predicate', 'or_matcher', 'and_matcher', 'not_matcher',)
 
     def __init__(self, single_predicate: 'MatcherMatcherListPredicateSinglePredicate | None' = _FACTORY, or_matcher: 'MatcherMatcherListPredicatePredicateList | None' = _FACTORY, and_matcher: 'MatcherMatcherListPredicatePredicateList | None' = _FACTORY, not_matcher: 'MatcherMatcherListPredicate | None' = _FACTORY) -> None:
         self.single_predicate = None if single_predicate is _FACTORY else single_predicate
@@ -207,23 +226,37 @@ class MatcherMatcherListPredicate(betterproto2.Message):
         self.not_matcher = None if not_matcher is _FACTORY else not_matcher
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'single_predicate': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group='match_type'),
+            'or_matcher': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='match_type'),
+            'and_matcher': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='match_type'),
+            'not_matcher': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True, group='match_type'),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.common.matcher.v3", "Matcher.MatcherList.Predicate", MatcherMatcherListPredicate
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MatcherMatcherListPredicatePredicateList(betterproto2.Message):
     "MatcherMatcherListPredicatePredicateList(predicate: 'list[MatcherMatcherListPredicate]' = <factory>)"
 
-    predicate: "list[MatcherMatcherListPredicate]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    predicate: "list[MatcherMatcherListPredicate]"
+
+    __match_args__ = ('predicate',)
 
     def __init__(self, predicate: 'list[MatcherMatcherListPredicate]' = _FACTORY) -> None:
         self.predicate = [] if predicate is _FACTORY else predicate
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'predicate': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -233,7 +266,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MatcherMatcherListPredicateSinglePredicate(betterproto2.Message):
     """
 
@@ -242,23 +274,27 @@ class MatcherMatcherListPredicateSinglePredicate(betterproto2.Message):
         - matcher:
     """
 
-    input: "___core__v3__.TypedExtensionConfig | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    input: "___core__v3__.TypedExtensionConfig | None"
 
-    value_match: "____type__matcher__v3__.StringMatcher | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="matcher"
-    )
+    value_match: "____type__matcher__v3__.StringMatcher | None"
 
-    custom_match: "___core__v3__.TypedExtensionConfig | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="matcher"
-    )
+    custom_match: "___core__v3__.TypedExtensionConfig | None"
+
+    __match_args__ = ('input', 'value_match', 'custom_match',)
 
     def __init__(self, input: '___core__v3__.TypedExtensionConfig | None' = _FACTORY, value_match: '____type__matcher__v3__.StringMatcher | None' = _FACTORY, custom_match: '___core__v3__.TypedExtensionConfig | None' = _FACTORY) -> None:
         self.input = None if input is _FACTORY else input
         self.value_match = None if value_match is _FACTORY else value_match
         self.custom_match = None if custom_match is _FACTORY else custom_match
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'input': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'value_match': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='matcher'),
+            'custom_match': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='matcher'),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -268,7 +304,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MatcherMatcherTree(betterproto2.Message):
     """
 
@@ -277,21 +312,15 @@ class MatcherMatcherTree(betterproto2.Message):
         - tree_type:
     """
 
-    input: "___core__v3__.TypedExtensionConfig | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    input: "___core__v3__.TypedExtensionConfig | None"
 
-    exact_match_map: "MatcherMatcherTreeMatchMap | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="tree_type"
-    )
+    exact_match_map: "MatcherMatcherTreeMatchMap | None"
 
-    prefix_match_map: "MatcherMatcherTreeMatchMap | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="tree_type"
-    )
+    prefix_match_map: "MatcherMatcherTreeMatchMap | None"
 
-    custom_match: "___core__v3__.TypedExtensionConfig | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True, group="tree_type"
-    )
+    custom_match: "___core__v3__.TypedExtensionConfig | None"
+
+    __match_args__ = ('input', 'exact_match_map', 'prefix_match_map', 'custom_match',)
 
     def __init__(self, input: '___core__v3__.TypedExtensionConfig | None' = _FACTORY, exact_match_map: 'MatcherMatcherTreeMatchMap | None' = _FACTORY, prefix_match_map: 'MatcherMatcherTreeMatchMap | None' = _FACTORY, custom_match: '___core__v3__.TypedExtensionConfig | None' = _FACTORY) -> None:
         self.input = None if input is _FACTORY else input
@@ -300,25 +329,37 @@ class MatcherMatcherTree(betterproto2.Message):
         self.custom_match = None if custom_match is _FACTORY else custom_match
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'input': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'exact_match_map': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='tree_type'),
+            'prefix_match_map': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='tree_type'),
+            'custom_match': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True, group='tree_type'),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.common.matcher.v3", "Matcher.MatcherTree", MatcherMatcherTree
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MatcherMatcherTreeMatchMap(betterproto2.Message):
     "MatcherMatcherTreeMatchMap(map: 'dict[str, MatcherOnMatch]' = <factory>)"
 
-    map: "dict[str, MatcherOnMatch]" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
-    )
+    map: "dict[str, MatcherOnMatch]"
+
+    __match_args__ = ('map',)
 
     def __init__(self, map: 'dict[str, MatcherOnMatch]' = _FACTORY) -> None:
         self.map = {} if map is _FACTORY else map
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'map': betterproto2.field(1, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -326,7 +367,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MatcherOnMatch(betterproto2.Message):
     """
 
@@ -335,15 +375,13 @@ class MatcherOnMatch(betterproto2.Message):
         - on_match:
     """
 
-    matcher: "Matcher | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True, group="on_match"
-    )
+    matcher: "Matcher | None"
 
-    action: "___core__v3__.TypedExtensionConfig | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="on_match"
-    )
+    action: "___core__v3__.TypedExtensionConfig | None"
 
-    keep_matching: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    keep_matching: "bool"
+
+    __match_args__ = ('matcher', 'action', 'keep_matching',)
 
     def __init__(self, matcher: 'Matcher | None' = _FACTORY, action: '___core__v3__.TypedExtensionConfig | None' = _FACTORY, keep_matching: 'bool' = _FACTORY) -> None:
         self.matcher = None if matcher is _FACTORY else matcher
@@ -351,13 +389,20 @@ class MatcherOnMatch(betterproto2.Message):
         self.keep_matching = False if keep_matching is _FACTORY else keep_matching
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'matcher': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group='on_match'),
+            'action': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='on_match'),
+            'keep_matching': betterproto2.field(3, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.common.matcher.v3", "Matcher.OnMatch", MatcherOnMatch
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MatchPredicate(betterproto2.Message):
     """
 
@@ -366,45 +411,27 @@ class MatchPredicate(betterproto2.Message):
         - rule:
     """
 
-    or_match: "MatchPredicateMatchSet | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True, group="rule"
-    )
+    or_match: "MatchPredicateMatchSet | None"
 
-    and_match: "MatchPredicateMatchSet | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="rule"
-    )
+    and_match: "MatchPredicateMatchSet | None"
 
-    not_match: "MatchPredicate | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="rule"
-    )
+    not_match: "MatchPredicate | None"
 
-    any_match: "bool | None" = betterproto2.field(
-        4, betterproto2.TYPE_BOOL, optional=True, group="rule"
-    )
+    any_match: "bool | None"
 
-    http_request_headers_match: "HttpHeadersMatch | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True, group="rule"
-    )
+    http_request_headers_match: "HttpHeadersMatch | None"
 
-    http_request_trailers_match: "HttpHeadersMatch | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, optional=True, group="rule"
-    )
+    http_request_trailers_match: "HttpHeadersMatch | None"
 
-    http_response_headers_match: "HttpHeadersMatch | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True, group="rule"
-    )
+    http_response_headers_match: "HttpHeadersMatch | None"
 
-    http_response_trailers_match: "HttpHeadersMatch | None" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, optional=True, group="rule"
-    )
+    http_response_trailers_match: "HttpHeadersMatch | None"
 
-    http_request_generic_body_match: "HttpGenericBodyMatch | None" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, optional=True, group="rule"
-    )
+    http_request_generic_body_match: "HttpGenericBodyMatch | None"
 
-    http_response_generic_body_match: "HttpGenericBodyMatch | None" = betterproto2.field(
-        10, betterproto2.TYPE_MESSAGE, optional=True, group="rule"
-    )
+    http_response_generic_body_match: "HttpGenericBodyMatch | None"
+
+    __match_args__ = ('or_match', 'and_match', 'not_match', 'any_match', 'http_request_headers_match', 'http_request_trailers_match', 'http_response_headers_match', 'http_response_trailers_match', 'http_request_generic_body_match', 'http_response_generic_body_match',)
 
     def __init__(self, or_match: 'MatchPredicateMatchSet | None' = _FACTORY, and_match: 'MatchPredicateMatchSet | None' = _FACTORY, not_match: 'MatchPredicate | None' = _FACTORY, any_match: 'bool | None' = _FACTORY, http_request_headers_match: 'HttpHeadersMatch | None' = _FACTORY, http_request_trailers_match: 'HttpHeadersMatch | None' = _FACTORY, http_response_headers_match: 'HttpHeadersMatch | None' = _FACTORY, http_response_trailers_match: 'HttpHeadersMatch | None' = _FACTORY, http_request_generic_body_match: 'HttpGenericBodyMatch | None' = _FACTORY, http_response_generic_body_match: 'HttpGenericBodyMatch | None' = _FACTORY) -> None:
         self.or_match = None if or_match is _FACTORY else or_match
@@ -419,21 +446,43 @@ class MatchPredicate(betterproto2.Message):
         self.http_response_generic_body_match = None if http_response_generic_body_match is _FACTORY else http_response_generic_body_match
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'or_match': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group='rule'),
+            'and_match': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='rule'),
+            'not_match': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='rule'),
+            'any_match': betterproto2.field(4, betterproto2.TYPE_BOOL, optional=True, group='rule'),
+            'http_request_headers_match': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True, group='rule'),
+            'http_request_trailers_match': betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True, group='rule'),
+            'http_response_headers_match': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True, group='rule'),
+            'http_response_trailers_match': betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True, group='rule'),
+            'http_request_generic_body_match': betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True, group='rule'),
+            'http_response_generic_body_match': betterproto2.field(10, betterproto2.TYPE_MESSAGE, optional=True, group='rule'),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.common.matcher.v3", "MatchPredicate", MatchPredicate
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class MatchPredicateMatchSet(betterproto2.Message):
     "MatchPredicateMatchSet(rules: 'list[MatchPredicate]' = <factory>)"
 
-    rules: "list[MatchPredicate]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    rules: "list[MatchPredicate]"
+
+    __match_args__ = ('rules',)
 
     def __init__(self, rules: 'list[MatchPredicate]' = _FACTORY) -> None:
         self.rules = [] if rules is _FACTORY else rules
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'rules': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(

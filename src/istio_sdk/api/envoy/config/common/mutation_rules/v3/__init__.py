@@ -10,10 +10,9 @@ __all__ = (
     "HeaderMutationRules",
 )
 
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from ......message_pool import default_message_pool
 
@@ -21,7 +20,6 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HeaderMutation(betterproto2.Message):
     """
 
@@ -30,17 +28,13 @@ class HeaderMutation(betterproto2.Message):
         - action:
     """
 
-    remove: "str | None" = betterproto2.field(
-        1, betterproto2.TYPE_STRING, optional=True, group="action"
-    )
+    remove: "str | None"
 
-    append: "___core__v3__.HeaderValueOption | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="action"
-    )
+    append: "___core__v3__.HeaderValueOption | None"
 
-    remove_on_match: "HeaderMutationRemoveOnMatch | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="action"
-    )
+    remove_on_match: "HeaderMutationRemoveOnMatch | None"
+
+    __match_args__ = ('remove', 'append', 'remove_on_match',)
 
     def __init__(self, remove: 'str | None' = _FACTORY, append: '___core__v3__.HeaderValueOption | None' = _FACTORY, remove_on_match: 'HeaderMutationRemoveOnMatch | None' = _FACTORY) -> None:
         self.remove = None if remove is _FACTORY else remove
@@ -48,23 +42,36 @@ class HeaderMutation(betterproto2.Message):
         self.remove_on_match = None if remove_on_match is _FACTORY else remove_on_match
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'remove': betterproto2.field(1, betterproto2.TYPE_STRING, optional=True, group='action'),
+            'append': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='action'),
+            'remove_on_match': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='action'),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.config.common.mutation_rules.v3", "HeaderMutation", HeaderMutation
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HeaderMutationRemoveOnMatch(betterproto2.Message):
     "HeaderMutationRemoveOnMatch(key_matcher: '____type__matcher__v3__.StringMatcher | None' = <factory>)"
 
-    key_matcher: "____type__matcher__v3__.StringMatcher | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    key_matcher: "____type__matcher__v3__.StringMatcher | None"
+
+    __match_args__ = ('key_matcher',)
 
     def __init__(self, key_matcher: '____type__matcher__v3__.StringMatcher | None' = _FACTORY) -> None:
         self.key_matcher = None if key_matcher is _FACTORY else key_matcher
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'key_matcher': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -74,52 +81,24 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HeaderMutationRules(betterproto2.Message):
     "HeaderMutationRules(allow_all_routing: 'bool | None' = <factory>, allow_envoy: 'bool | None' = <factory>, disallow_system: 'bool | None' = <factory>, disallow_all: 'bool | None' = <factory>, allow_expression: '____type__matcher__v3__.RegexMatcher | None' = <factory>, disallow_expression: '____type__matcher__v3__.RegexMatcher | None' = <factory>, disallow_is_error: 'bool | None' = <factory>)"
 
-    allow_all_routing: "bool | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: _____google__protobuf__.BoolValue,
-        optional=True,
-    )
+    allow_all_routing: "bool | None"
 
-    allow_envoy: "bool | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: _____google__protobuf__.BoolValue,
-        optional=True,
-    )
+    allow_envoy: "bool | None"
 
-    disallow_system: "bool | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: _____google__protobuf__.BoolValue,
-        optional=True,
-    )
+    disallow_system: "bool | None"
 
-    disallow_all: "bool | None" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: _____google__protobuf__.BoolValue,
-        optional=True,
-    )
+    disallow_all: "bool | None"
 
-    allow_expression: "____type__matcher__v3__.RegexMatcher | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    allow_expression: "____type__matcher__v3__.RegexMatcher | None"
 
-    disallow_expression: "____type__matcher__v3__.RegexMatcher | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    disallow_expression: "____type__matcher__v3__.RegexMatcher | None"
 
-    disallow_is_error: "bool | None" = betterproto2.field(
-        7,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: _____google__protobuf__.BoolValue,
-        optional=True,
-    )
+    disallow_is_error: "bool | None"
+
+    __match_args__ = ('allow_all_routing', 'allow_envoy', 'disallow_system', 'disallow_all', 'allow_expression', 'disallow_expression', 'disallow_is_error',)
 
     def __init__(self, allow_all_routing: 'bool | None' = _FACTORY, allow_envoy: 'bool | None' = _FACTORY, disallow_system: 'bool | None' = _FACTORY, disallow_all: 'bool | None' = _FACTORY, allow_expression: '____type__matcher__v3__.RegexMatcher | None' = _FACTORY, disallow_expression: '____type__matcher__v3__.RegexMatcher | None' = _FACTORY, disallow_is_error: 'bool | None' = _FACTORY) -> None:
         self.allow_all_routing = None if allow_all_routing is _FACTORY else allow_all_routing
@@ -130,6 +109,18 @@ class HeaderMutationRules(betterproto2.Message):
         self.disallow_expression = None if disallow_expression is _FACTORY else disallow_expression
         self.disallow_is_error = None if disallow_is_error is _FACTORY else disallow_is_error
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'allow_all_routing': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.BoolValue, optional=True),
+            'allow_envoy': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.BoolValue, optional=True),
+            'disallow_system': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.BoolValue, optional=True),
+            'disallow_all': betterproto2.field(4, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.BoolValue, optional=True),
+            'allow_expression': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True),
+            'disallow_expression': betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True),
+            'disallow_is_error': betterproto2.field(7, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.BoolValue, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(

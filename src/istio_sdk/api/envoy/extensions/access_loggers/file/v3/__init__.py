@@ -7,10 +7,9 @@
 __all__ = ("FileAccessLog",)
 
 import warnings
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from ......message_pool import default_message_pool
 
@@ -18,7 +17,6 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class FileAccessLog(betterproto2.Message):
     """
 
@@ -27,23 +25,15 @@ class FileAccessLog(betterproto2.Message):
         - access_log_format:
     """
 
-    path: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    path: "str"
 
-    format: "str | None" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, optional=True, group="access_log_format"
-    )
+    format: "str | None"
 
-    json_format: "_____google__protobuf__.Struct | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="access_log_format"
-    )
+    json_format: "_____google__protobuf__.Struct | None"
 
-    typed_json_format: "_____google__protobuf__.Struct | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True, group="access_log_format"
-    )
+    typed_json_format: "_____google__protobuf__.Struct | None"
 
-    log_format: "____config__core__v3__.SubstitutionFormatString | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True, group="access_log_format"
-    )
+    log_format: "____config__core__v3__.SubstitutionFormatString | None"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -54,6 +44,8 @@ class FileAccessLog(betterproto2.Message):
         if self.is_set("typed_json_format"):
             warnings.warn("FileAccessLog.typed_json_format is deprecated", DeprecationWarning)
 
+    __match_args__ = ('path', 'format', 'json_format', 'typed_json_format', 'log_format',)
+
     def __init__(self, path: 'str' = _FACTORY, format: 'str | None' = _FACTORY, json_format: '_____google__protobuf__.Struct | None' = _FACTORY, typed_json_format: '_____google__protobuf__.Struct | None' = _FACTORY, log_format: '____config__core__v3__.SubstitutionFormatString | None' = _FACTORY) -> None:
         self.path = "" if path is _FACTORY else path
         self.format = None if format is _FACTORY else format
@@ -61,6 +53,16 @@ class FileAccessLog(betterproto2.Message):
         self.typed_json_format = None if typed_json_format is _FACTORY else typed_json_format
         self.log_format = None if log_format is _FACTORY else log_format
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'path': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'format': betterproto2.field(2, betterproto2.TYPE_STRING, optional=True, group='access_log_format'),
+            'json_format': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='access_log_format'),
+            'typed_json_format': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True, group='access_log_format'),
+            'log_format': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True, group='access_log_format'),
+        }
+    )
 
 
 default_message_pool.register_message(

@@ -16,10 +16,9 @@ __all__ = (
 
 import datetime
 import warnings
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from ......message_pool import default_message_pool
 
@@ -33,28 +32,30 @@ class LocalityLbConfigZoneAwareLbConfigLocalityBasis(betterproto2.Enum):
     HEALTHY_HOSTS_WEIGHT = 1
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ConsistentHashingLbConfig(betterproto2.Message):
     "ConsistentHashingLbConfig(use_hostname_for_hashing: 'bool' = <factory>, hash_balance_factor: 'int | None' = <factory>, hash_policy: 'list[____config__route__v3__.RouteActionHashPolicy]' = <factory>)"
 
-    use_hostname_for_hashing: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    use_hostname_for_hashing: "bool"
 
-    hash_balance_factor: "int | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: _____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    hash_balance_factor: "int | None"
 
-    hash_policy: "list[____config__route__v3__.RouteActionHashPolicy]" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    hash_policy: "list[____config__route__v3__.RouteActionHashPolicy]"
+
+    __match_args__ = ('use_hostname_for_hashing', 'hash_balance_factor', 'hash_policy',)
 
     def __init__(self, use_hostname_for_hashing: 'bool' = _FACTORY, hash_balance_factor: 'int | None' = _FACTORY, hash_policy: 'list[____config__route__v3__.RouteActionHashPolicy]' = _FACTORY) -> None:
         self.use_hostname_for_hashing = False if use_hostname_for_hashing is _FACTORY else use_hostname_for_hashing
         self.hash_balance_factor = None if hash_balance_factor is _FACTORY else hash_balance_factor
         self.hash_policy = [] if hash_policy is _FACTORY else hash_policy
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'use_hostname_for_hashing': betterproto2.field(1, betterproto2.TYPE_BOOL),
+            'hash_balance_factor': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.UInt32Value, optional=True),
+            'hash_policy': betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -64,7 +65,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class LocalityLbConfig(betterproto2.Message):
     """
 
@@ -73,20 +73,23 @@ class LocalityLbConfig(betterproto2.Message):
         - locality_config_specifier:
     """
 
-    zone_aware_lb_config: "LocalityLbConfigZoneAwareLbConfig | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True, group="locality_config_specifier"
-    )
+    zone_aware_lb_config: "LocalityLbConfigZoneAwareLbConfig | None"
 
-    locality_weighted_lb_config: "LocalityLbConfigLocalityWeightedLbConfig | None" = (
-        betterproto2.field(
-            2, betterproto2.TYPE_MESSAGE, optional=True, group="locality_config_specifier"
-        )
-    )
+    locality_weighted_lb_config: "LocalityLbConfigLocalityWeightedLbConfig | None"
+
+    __match_args__ = ('zone_aware_lb_config', 'locality_weighted_lb_config',)
 
     def __init__(self, zone_aware_lb_config: 'LocalityLbConfigZoneAwareLbConfig | None' = _FACTORY, locality_weighted_lb_config: 'LocalityLbConfigLocalityWeightedLbConfig | None' = _FACTORY) -> None:
         self.zone_aware_lb_config = None if zone_aware_lb_config is _FACTORY else zone_aware_lb_config
         self.locality_weighted_lb_config = None if locality_weighted_lb_config is _FACTORY else locality_weighted_lb_config
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'zone_aware_lb_config': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group='locality_config_specifier'),
+            'locality_weighted_lb_config': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='locality_config_specifier'),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -94,14 +97,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class LocalityLbConfigLocalityWeightedLbConfig(betterproto2.Message):
     'LocalityLbConfigLocalityWeightedLbConfig()'
 
     pass
 
+    __match_args__ = ()
+
     def __init__(self) -> None:
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -111,34 +120,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class LocalityLbConfigZoneAwareLbConfig(betterproto2.Message):
     "LocalityLbConfigZoneAwareLbConfig(routing_enabled: '____type__v3__.Percent | None' = <factory>, min_cluster_size: 'int | None' = <factory>, fail_traffic_on_panic: 'bool' = <factory>, force_locality_direct_routing: 'bool' = <factory>, force_local_zone: 'LocalityLbConfigZoneAwareLbConfigForceLocalZone | None' = <factory>, locality_basis: 'LocalityLbConfigZoneAwareLbConfigLocalityBasis' = <factory>)"
 
-    routing_enabled: "____type__v3__.Percent | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    routing_enabled: "____type__v3__.Percent | None"
 
-    min_cluster_size: "int | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: _____google__protobuf__.UInt64Value,
-        optional=True,
-    )
+    min_cluster_size: "int | None"
 
-    fail_traffic_on_panic: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    fail_traffic_on_panic: "bool"
 
-    force_locality_direct_routing: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
+    force_locality_direct_routing: "bool"
 
-    force_local_zone: "LocalityLbConfigZoneAwareLbConfigForceLocalZone | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    force_local_zone: "LocalityLbConfigZoneAwareLbConfigForceLocalZone | None"
 
-    locality_basis: "LocalityLbConfigZoneAwareLbConfigLocalityBasis" = betterproto2.field(
-        6,
-        betterproto2.TYPE_ENUM,
-        default_factory=lambda: LocalityLbConfigZoneAwareLbConfigLocalityBasis(0),
-    )
+    locality_basis: "LocalityLbConfigZoneAwareLbConfigLocalityBasis"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -147,6 +142,8 @@ class LocalityLbConfigZoneAwareLbConfig(betterproto2.Message):
                 "LocalityLbConfigZoneAwareLbConfig.force_locality_direct_routing is deprecated",
                 DeprecationWarning,
             )
+
+    __match_args__ = ('routing_enabled', 'min_cluster_size', 'fail_traffic_on_panic', 'force_locality_direct_routing', 'force_local_zone', 'locality_basis',)
 
     def __init__(self, routing_enabled: '____type__v3__.Percent | None' = _FACTORY, min_cluster_size: 'int | None' = _FACTORY, fail_traffic_on_panic: 'bool' = _FACTORY, force_locality_direct_routing: 'bool' = _FACTORY, force_local_zone: 'LocalityLbConfigZoneAwareLbConfigForceLocalZone | None' = _FACTORY, locality_basis: 'LocalityLbConfigZoneAwareLbConfigLocalityBasis' = _FACTORY) -> None:
         self.routing_enabled = None if routing_enabled is _FACTORY else routing_enabled
@@ -157,6 +154,17 @@ class LocalityLbConfigZoneAwareLbConfig(betterproto2.Message):
         self.locality_basis = LocalityLbConfigZoneAwareLbConfigLocalityBasis(0) if locality_basis is _FACTORY else locality_basis
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'routing_enabled': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'min_cluster_size': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.UInt64Value, optional=True),
+            'fail_traffic_on_panic': betterproto2.field(3, betterproto2.TYPE_BOOL),
+            'force_locality_direct_routing': betterproto2.field(4, betterproto2.TYPE_BOOL),
+            'force_local_zone': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True),
+            'locality_basis': betterproto2.field(6, betterproto2.TYPE_ENUM, default_factory=lambda: LocalityLbConfigZoneAwareLbConfigLocalityBasis(0)),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.extensions.load_balancing_policies.common.v3",
@@ -165,20 +173,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class LocalityLbConfigZoneAwareLbConfigForceLocalZone(betterproto2.Message):
     "LocalityLbConfigZoneAwareLbConfigForceLocalZone(min_size: 'int | None' = <factory>)"
 
-    min_size: "int | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: _____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    min_size: "int | None"
+
+    __match_args__ = ('min_size',)
 
     def __init__(self, min_size: 'int | None' = _FACTORY) -> None:
         self.min_size = None if min_size is _FACTORY else min_size
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'min_size': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.UInt32Value, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -188,27 +198,30 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class SlowStartConfig(betterproto2.Message):
     "SlowStartConfig(slow_start_window: 'datetime.timedelta | None' = <factory>, aggression: '____config__core__v3__.RuntimeDouble | None' = <factory>, min_weight_percent: '____type__v3__.Percent | None' = <factory>)"
 
-    slow_start_window: "datetime.timedelta | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.Duration, optional=True
-    )
+    slow_start_window: "datetime.timedelta | None"
 
-    aggression: "____config__core__v3__.RuntimeDouble | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    aggression: "____config__core__v3__.RuntimeDouble | None"
 
-    min_weight_percent: "____type__v3__.Percent | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    min_weight_percent: "____type__v3__.Percent | None"
+
+    __match_args__ = ('slow_start_window', 'aggression', 'min_weight_percent',)
 
     def __init__(self, slow_start_window: 'datetime.timedelta | None' = _FACTORY, aggression: '____config__core__v3__.RuntimeDouble | None' = _FACTORY, min_weight_percent: '____type__v3__.Percent | None' = _FACTORY) -> None:
         self.slow_start_window = None if slow_start_window is _FACTORY else slow_start_window
         self.aggression = None if aggression is _FACTORY else aggression
         self.min_weight_percent = None if min_weight_percent is _FACTORY else min_weight_percent
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'slow_start_window': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.Duration, optional=True),
+            'aggression': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'min_weight_percent': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(

@@ -7,10 +7,9 @@
 __all__ = ("LeastRequest", "LeastRequestSelectionMethod")
 
 import warnings
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from ......message_pool import default_message_pool
 
@@ -24,44 +23,27 @@ class LeastRequestSelectionMethod(betterproto2.Enum):
     FULL_SCAN = 1
 
 
-@dataclass(eq=False, repr=False, init=False)
 class LeastRequest(betterproto2.Message):
     "LeastRequest(choice_count: 'int | None' = <factory>, active_request_bias: '____config__core__v3__.RuntimeDouble | None' = <factory>, slow_start_config: '__common__v3__.SlowStartConfig | None' = <factory>, locality_lb_config: '__common__v3__.LocalityLbConfig | None' = <factory>, enable_full_scan: 'bool | None' = <factory>, selection_method: 'LeastRequestSelectionMethod' = <factory>)"
 
-    choice_count: "int | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: _____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    choice_count: "int | None"
 
-    active_request_bias: "____config__core__v3__.RuntimeDouble | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    active_request_bias: "____config__core__v3__.RuntimeDouble | None"
 
-    slow_start_config: "__common__v3__.SlowStartConfig | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    slow_start_config: "__common__v3__.SlowStartConfig | None"
 
-    locality_lb_config: "__common__v3__.LocalityLbConfig | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    locality_lb_config: "__common__v3__.LocalityLbConfig | None"
 
-    enable_full_scan: "bool | None" = betterproto2.field(
-        5,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: _____google__protobuf__.BoolValue,
-        optional=True,
-    )
+    enable_full_scan: "bool | None"
 
-    selection_method: "LeastRequestSelectionMethod" = betterproto2.field(
-        6, betterproto2.TYPE_ENUM, default_factory=lambda: LeastRequestSelectionMethod(0)
-    )
+    selection_method: "LeastRequestSelectionMethod"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("enable_full_scan"):
             warnings.warn("LeastRequest.enable_full_scan is deprecated", DeprecationWarning)
+
+    __match_args__ = ('choice_count', 'active_request_bias', 'slow_start_config', 'locality_lb_config', 'enable_full_scan', 'selection_method',)
 
     def __init__(self, choice_count: 'int | None' = _FACTORY, active_request_bias: '____config__core__v3__.RuntimeDouble | None' = _FACTORY, slow_start_config: '__common__v3__.SlowStartConfig | None' = _FACTORY, locality_lb_config: '__common__v3__.LocalityLbConfig | None' = _FACTORY, enable_full_scan: 'bool | None' = _FACTORY, selection_method: 'LeastRequestSelectionMethod' = _FACTORY) -> None:
         self.choice_count = None if choice_count is _FACTORY else choice_count
@@ -71,6 +53,17 @@ class LeastRequest(betterproto2.Message):
         self.enable_full_scan = None if enable_full_scan is _FACTORY else enable_full_scan
         self.selection_method = LeastRequestSelectionMethod(0) if selection_method is _FACTORY else selection_method
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'choice_count': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.UInt32Value, optional=True),
+            'active_request_bias': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'slow_start_config': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+            'locality_lb_config': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+            'enable_full_scan': betterproto2.field(5, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.BoolValue, optional=True),
+            'selection_method': betterproto2.field(6, betterproto2.TYPE_ENUM, default_factory=lambda: LeastRequestSelectionMethod(0)),
+        }
+    )
 
 
 default_message_pool.register_message(

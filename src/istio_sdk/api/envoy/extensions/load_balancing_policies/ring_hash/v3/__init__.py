@@ -7,10 +7,9 @@
 __all__ = ("RingHash", "RingHashHashFunction")
 
 import warnings
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from ......message_pool import default_message_pool
 
@@ -26,44 +25,22 @@ class RingHashHashFunction(betterproto2.Enum):
     MURMUR_HASH_2 = 2
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RingHash(betterproto2.Message):
     "RingHash(hash_function: 'RingHashHashFunction' = <factory>, minimum_ring_size: 'int | None' = <factory>, maximum_ring_size: 'int | None' = <factory>, use_hostname_for_hashing: 'bool' = <factory>, hash_balance_factor: 'int | None' = <factory>, consistent_hashing_lb_config: '__common__v3__.ConsistentHashingLbConfig | None' = <factory>, locality_weighted_lb_config: '__common__v3__.LocalityLbConfigLocalityWeightedLbConfig | None' = <factory>)"
 
-    hash_function: "RingHashHashFunction" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, default_factory=lambda: RingHashHashFunction(0)
-    )
+    hash_function: "RingHashHashFunction"
 
-    minimum_ring_size: "int | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: _____google__protobuf__.UInt64Value,
-        optional=True,
-    )
+    minimum_ring_size: "int | None"
 
-    maximum_ring_size: "int | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: _____google__protobuf__.UInt64Value,
-        optional=True,
-    )
+    maximum_ring_size: "int | None"
 
-    use_hostname_for_hashing: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
+    use_hostname_for_hashing: "bool"
 
-    hash_balance_factor: "int | None" = betterproto2.field(
-        5,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: _____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    hash_balance_factor: "int | None"
 
-    consistent_hashing_lb_config: "__common__v3__.ConsistentHashingLbConfig | None" = (
-        betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True)
-    )
+    consistent_hashing_lb_config: "__common__v3__.ConsistentHashingLbConfig | None"
 
-    locality_weighted_lb_config: "__common__v3__.LocalityLbConfigLocalityWeightedLbConfig | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    locality_weighted_lb_config: "__common__v3__.LocalityLbConfigLocalityWeightedLbConfig | None"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -71,6 +48,8 @@ class RingHash(betterproto2.Message):
             warnings.warn("RingHash.use_hostname_for_hashing is deprecated", DeprecationWarning)
         if self.is_set("hash_balance_factor"):
             warnings.warn("RingHash.hash_balance_factor is deprecated", DeprecationWarning)
+
+    __match_args__ = ('hash_function', 'minimum_ring_size', 'maximum_ring_size', 'use_hostname_for_hashing', 'hash_balance_factor', 'consistent_hashing_lb_config', 'locality_weighted_lb_config',)
 
     def __init__(self, hash_function: 'RingHashHashFunction' = _FACTORY, minimum_ring_size: 'int | None' = _FACTORY, maximum_ring_size: 'int | None' = _FACTORY, use_hostname_for_hashing: 'bool' = _FACTORY, hash_balance_factor: 'int | None' = _FACTORY, consistent_hashing_lb_config: '__common__v3__.ConsistentHashingLbConfig | None' = _FACTORY, locality_weighted_lb_config: '__common__v3__.LocalityLbConfigLocalityWeightedLbConfig | None' = _FACTORY) -> None:
         self.hash_function = RingHashHashFunction(0) if hash_function is _FACTORY else hash_function
@@ -81,6 +60,18 @@ class RingHash(betterproto2.Message):
         self.consistent_hashing_lb_config = None if consistent_hashing_lb_config is _FACTORY else consistent_hashing_lb_config
         self.locality_weighted_lb_config = None if locality_weighted_lb_config is _FACTORY else locality_weighted_lb_config
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'hash_function': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: RingHashHashFunction(0)),
+            'minimum_ring_size': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.UInt64Value, optional=True),
+            'maximum_ring_size': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.UInt64Value, optional=True),
+            'use_hostname_for_hashing': betterproto2.field(4, betterproto2.TYPE_BOOL),
+            'hash_balance_factor': betterproto2.field(5, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.UInt32Value, optional=True),
+            'consistent_hashing_lb_config': betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True),
+            'locality_weighted_lb_config': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(

@@ -6,10 +6,9 @@
 
 __all__ = ("RoundRobin",)
 
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from ......message_pool import default_message_pool
 
@@ -17,22 +16,26 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RoundRobin(betterproto2.Message):
     "RoundRobin(slow_start_config: '__common__v3__.SlowStartConfig | None' = <factory>, locality_lb_config: '__common__v3__.LocalityLbConfig | None' = <factory>)"
 
-    slow_start_config: "__common__v3__.SlowStartConfig | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    slow_start_config: "__common__v3__.SlowStartConfig | None"
 
-    locality_lb_config: "__common__v3__.LocalityLbConfig | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    locality_lb_config: "__common__v3__.LocalityLbConfig | None"
+
+    __match_args__ = ('slow_start_config', 'locality_lb_config',)
 
     def __init__(self, slow_start_config: '__common__v3__.SlowStartConfig | None' = _FACTORY, locality_lb_config: '__common__v3__.LocalityLbConfig | None' = _FACTORY) -> None:
         self.slow_start_config = None if slow_start_config is _FACTORY else slow_start_config
         self.locality_lb_config = None if locality_lb_config is _FACTORY else locality_lb_config
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'slow_start_config': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'locality_lb_config': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(

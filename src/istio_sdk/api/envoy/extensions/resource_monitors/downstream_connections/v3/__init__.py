@@ -6,10 +6,9 @@
 
 __all__ = ("DownstreamConnectionsConfig",)
 
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from ......message_pool import default_message_pool
 
@@ -17,15 +16,22 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class DownstreamConnectionsConfig(betterproto2.Message):
     "DownstreamConnectionsConfig(max_active_downstream_connections: 'int' = <factory>)"
 
-    max_active_downstream_connections: "int" = betterproto2.field(1, betterproto2.TYPE_INT64)
+    max_active_downstream_connections: "int"
+
+    __match_args__ = ('max_active_downstream_connections',)
 
     def __init__(self, max_active_downstream_connections: 'int' = _FACTORY) -> None:
         self.max_active_downstream_connections = 0 if max_active_downstream_connections is _FACTORY else max_active_downstream_connections
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'max_active_downstream_connections': betterproto2.field(1, betterproto2.TYPE_INT64),
+        }
+    )
 
 
 default_message_pool.register_message(

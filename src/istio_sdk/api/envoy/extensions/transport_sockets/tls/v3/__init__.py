@@ -32,10 +32,9 @@ __all__ = (
 
 import datetime
 import warnings
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from ......message_pool import default_message_pool
 
@@ -87,18 +86,26 @@ class TlsParametersTlsProtocol(betterproto2.Enum):
     TLSv1_3 = 4
 
 
-@dataclass(eq=False, repr=False, init=False)
 class CertificateProviderPluginInstance(betterproto2.Message):
     "CertificateProviderPluginInstance(instance_name: 'str' = <factory>, certificate_name: 'str' = <factory>)"
 
-    instance_name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    instance_name: "str"
 
-    certificate_name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    certificate_name: "str"
+
+    __match_args__ = ('instance_name', 'certificate_name',)
 
     def __init__(self, instance_name: 'str' = _FACTORY, certificate_name: 'str' = _FACTORY) -> None:
         self.instance_name = "" if instance_name is _FACTORY else instance_name
         self.certificate_name = "" if certificate_name is _FACTORY else certificate_name
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'instance_name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'certificate_name': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -108,75 +115,38 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class CertificateValidationContext(betterproto2.Message):
     "CertificateValidationContext(trusted_ca: '____config__core__v3__.DataSource | None' = <factory>, ca_certificate_provider_instance: 'CertificateProviderPluginInstance | None' = <factory>, system_root_certs: 'CertificateValidationContextSystemRootCerts | None' = <factory>, watched_directory: '____config__core__v3__.WatchedDirectory | None' = <factory>, verify_certificate_spki: 'list[str]' = <factory>, verify_certificate_hash: 'list[str]' = <factory>, match_typed_subject_alt_names: 'list[SubjectAltNameMatcher]' = <factory>, match_subject_alt_names: 'list[____type__matcher__v3__.StringMatcher]' = <factory>, require_signed_certificate_timestamp: 'bool | None' = <factory>, crl: '____config__core__v3__.DataSource | None' = <factory>, allow_expired_certificate: 'bool' = <factory>, trust_chain_verification: 'CertificateValidationContextTrustChainVerification' = <factory>, custom_validator_config: '____config__core__v3__.TypedExtensionConfig | None' = <factory>, only_verify_leaf_cert_crl: 'bool' = <factory>, max_verify_depth: 'int | None' = <factory>)"
 
-    trusted_ca: "____config__core__v3__.DataSource | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    trusted_ca: "____config__core__v3__.DataSource | None"
 
-    ca_certificate_provider_instance: "CertificateProviderPluginInstance | None" = (
-        betterproto2.field(13, betterproto2.TYPE_MESSAGE, optional=True)
-    )
+    ca_certificate_provider_instance: "CertificateProviderPluginInstance | None"
 
-    system_root_certs: "CertificateValidationContextSystemRootCerts | None" = betterproto2.field(
-        17, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    system_root_certs: "CertificateValidationContextSystemRootCerts | None"
 
-    watched_directory: "____config__core__v3__.WatchedDirectory | None" = betterproto2.field(
-        11, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    watched_directory: "____config__core__v3__.WatchedDirectory | None"
 
-    verify_certificate_spki: "list[str]" = betterproto2.field(
-        3, betterproto2.TYPE_STRING, repeated=True
-    )
+    verify_certificate_spki: "list[str]"
 
-    verify_certificate_hash: "list[str]" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, repeated=True
-    )
+    verify_certificate_hash: "list[str]"
 
-    match_typed_subject_alt_names: "list[SubjectAltNameMatcher]" = betterproto2.field(
-        15, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    match_typed_subject_alt_names: "list[SubjectAltNameMatcher]"
 
-    match_subject_alt_names: "list[____type__matcher__v3__.StringMatcher]" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    match_subject_alt_names: "list[____type__matcher__v3__.StringMatcher]"
 
-    require_signed_certificate_timestamp: "bool | None" = betterproto2.field(
-        6,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: _____google__protobuf__.BoolValue,
-        optional=True,
-    )
+    require_signed_certificate_timestamp: "bool | None"
 
-    crl: "____config__core__v3__.DataSource | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    crl: "____config__core__v3__.DataSource | None"
 
-    allow_expired_certificate: "bool" = betterproto2.field(8, betterproto2.TYPE_BOOL)
+    allow_expired_certificate: "bool"
 
-    trust_chain_verification: "CertificateValidationContextTrustChainVerification" = (
-        betterproto2.field(
-            10,
-            betterproto2.TYPE_ENUM,
-            default_factory=lambda: CertificateValidationContextTrustChainVerification(0),
-        )
-    )
+    trust_chain_verification: "CertificateValidationContextTrustChainVerification"
 
-    custom_validator_config: "____config__core__v3__.TypedExtensionConfig | None" = (
-        betterproto2.field(12, betterproto2.TYPE_MESSAGE, optional=True)
-    )
+    custom_validator_config: "____config__core__v3__.TypedExtensionConfig | None"
 
-    only_verify_leaf_cert_crl: "bool" = betterproto2.field(14, betterproto2.TYPE_BOOL)
+    only_verify_leaf_cert_crl: "bool"
 
-    max_verify_depth: "int | None" = betterproto2.field(
-        16,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: _____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    max_verify_depth: "int | None"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -185,6 +155,8 @@ class CertificateValidationContext(betterproto2.Message):
                 "CertificateValidationContext.match_subject_alt_names is deprecated",
                 DeprecationWarning,
             )
+
+    __match_args__ = ('trusted_ca', 'ca_certificate_provider_instance', 'system_root_certs', 'watched_directory', 'verify_certificate_spki', 'verify_certificate_hash', 'match_typed_subject_alt_names', 'match_subject_alt_names', 'require_signed_certificate_timestamp', 'crl', 'allow_expired_certificate', 'trust_chain_verification', 'custom_validator_config', 'only_verify_leaf_cert_crl', 'max_verify_depth',)
 
     def __init__(self, trusted_ca: '____config__core__v3__.DataSource | None' = _FACTORY, ca_certificate_provider_instance: 'CertificateProviderPluginInstance | None' = _FACTORY, system_root_certs: 'CertificateValidationContextSystemRootCerts | None' = _FACTORY, watched_directory: '____config__core__v3__.WatchedDirectory | None' = _FACTORY, verify_certificate_spki: 'list[str]' = _FACTORY, verify_certificate_hash: 'list[str]' = _FACTORY, match_typed_subject_alt_names: 'list[SubjectAltNameMatcher]' = _FACTORY, match_subject_alt_names: 'list[____type__matcher__v3__.StringMatcher]' = _FACTORY, require_signed_certificate_timestamp: 'bool | None' = _FACTORY, crl: '____config__core__v3__.DataSource | None' = _FACTORY, allow_expired_certificate: 'bool' = _FACTORY, trust_chain_verification: 'CertificateValidationContextTrustChainVerification' = _FACTORY, custom_validator_config: '____config__core__v3__.TypedExtensionConfig | None' = _FACTORY, only_verify_leaf_cert_crl: 'bool' = _FACTORY, max_verify_depth: 'int | None' = _FACTORY) -> None:
         self.trusted_ca = None if trusted_ca is _FACTORY else trusted_ca
@@ -204,6 +176,26 @@ class CertificateValidationContext(betterproto2.Message):
         self.max_verify_depth = None if max_verify_depth is _FACTORY else max_verify_depth
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'trusted_ca': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'ca_certificate_provider_instance': betterproto2.field(13, betterproto2.TYPE_MESSAGE, optional=True),
+            'system_root_certs': betterproto2.field(17, betterproto2.TYPE_MESSAGE, optional=True),
+            'watched_directory': betterproto2.field(11, betterproto2.TYPE_MESSAGE, optional=True),
+            'verify_certificate_spki': betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True),
+            'verify_certificate_hash': betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True),
+            'match_typed_subject_alt_names': betterproto2.field(15, betterproto2.TYPE_MESSAGE, repeated=True),
+            'match_subject_alt_names': betterproto2.field(9, betterproto2.TYPE_MESSAGE, repeated=True),
+            'require_signed_certificate_timestamp': betterproto2.field(6, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.BoolValue, optional=True),
+            'crl': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True),
+            'allow_expired_certificate': betterproto2.field(8, betterproto2.TYPE_BOOL),
+            'trust_chain_verification': betterproto2.field(10, betterproto2.TYPE_ENUM, default_factory=lambda: CertificateValidationContextTrustChainVerification(0)),
+            'custom_validator_config': betterproto2.field(12, betterproto2.TYPE_MESSAGE, optional=True),
+            'only_verify_leaf_cert_crl': betterproto2.field(14, betterproto2.TYPE_BOOL),
+            'max_verify_depth': betterproto2.field(16, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.UInt32Value, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.extensions.transport_sockets.tls.v3",
@@ -212,14 +204,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class CertificateValidationContextSystemRootCerts(betterproto2.Message):
     'CertificateValidationContextSystemRootCerts()'
 
     pass
 
+    __match_args__ = ()
+
     def __init__(self) -> None:
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -229,7 +227,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class CommonTlsContext(betterproto2.Message):
     """
 
@@ -238,65 +235,35 @@ class CommonTlsContext(betterproto2.Message):
         - validation_context_type:
     """
 
-    tls_params: "TlsParameters | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    tls_params: "TlsParameters | None"
 
-    tls_certificates: "list[TlsCertificate]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    tls_certificates: "list[TlsCertificate]"
 
-    tls_certificate_sds_secret_configs: "list[SdsSecretConfig]" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    tls_certificate_sds_secret_configs: "list[SdsSecretConfig]"
 
-    tls_certificate_provider_instance: "CertificateProviderPluginInstance | None" = (
-        betterproto2.field(14, betterproto2.TYPE_MESSAGE, optional=True)
-    )
+    tls_certificate_provider_instance: "CertificateProviderPluginInstance | None"
 
-    custom_tls_certificate_selector: "____config__core__v3__.TypedExtensionConfig | None" = (
-        betterproto2.field(16, betterproto2.TYPE_MESSAGE, optional=True)
-    )
+    custom_tls_certificate_selector: "____config__core__v3__.TypedExtensionConfig | None"
 
-    tls_certificate_certificate_provider: "CommonTlsContextCertificateProvider | None" = (
-        betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True)
-    )
+    tls_certificate_certificate_provider: "CommonTlsContextCertificateProvider | None"
 
-    tls_certificate_certificate_provider_instance: "CommonTlsContextCertificateProviderInstance | None" = betterproto2.field(
-        11, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    tls_certificate_certificate_provider_instance: "CommonTlsContextCertificateProviderInstance | None"
 
-    validation_context: "CertificateValidationContext | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="validation_context_type"
-    )
+    validation_context: "CertificateValidationContext | None"
 
-    validation_context_sds_secret_config: "SdsSecretConfig | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True, group="validation_context_type"
-    )
+    validation_context_sds_secret_config: "SdsSecretConfig | None"
 
-    combined_validation_context: "CommonTlsContextCombinedCertificateValidationContext | None" = (
-        betterproto2.field(
-            8, betterproto2.TYPE_MESSAGE, optional=True, group="validation_context_type"
-        )
-    )
+    combined_validation_context: "CommonTlsContextCombinedCertificateValidationContext | None"
 
-    validation_context_certificate_provider: "CommonTlsContextCertificateProvider | None" = (
-        betterproto2.field(
-            10, betterproto2.TYPE_MESSAGE, optional=True, group="validation_context_type"
-        )
-    )
+    validation_context_certificate_provider: "CommonTlsContextCertificateProvider | None"
 
-    validation_context_certificate_provider_instance: "CommonTlsContextCertificateProviderInstance | None" = betterproto2.field(
-        12, betterproto2.TYPE_MESSAGE, optional=True, group="validation_context_type"
-    )
+    validation_context_certificate_provider_instance: "CommonTlsContextCertificateProviderInstance | None"
 
-    alpn_protocols: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
+    alpn_protocols: "list[str]"
 
-    custom_handshaker: "____config__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
-        13, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    custom_handshaker: "____config__core__v3__.TypedExtensionConfig | None"
 
-    key_log: "TlsKeyLog | None" = betterproto2.field(15, betterproto2.TYPE_MESSAGE, optional=True)
+    key_log: "TlsKeyLog | None"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -321,6 +288,8 @@ class CommonTlsContext(betterproto2.Message):
                 DeprecationWarning,
             )
 
+    __match_args__ = ('tls_params', 'tls_certificates', 'tls_certificate_sds_secret_configs', 'tls_certificate_provider_instance', 'custom_tls_certificate_selector', 'tls_certificate_certificate_provider', 'tls_certificate_certificate_provider_instance', 'validation_context', 'validation_context_sds_secret_config', 'combined_validation_context', 'validation_context_certificate_provider', 'validation_context_certificate_provider_instance', 'alpn_protocols', 'custom_handshaker', 'key_log',)
+
     def __init__(self, tls_params: 'TlsParameters | None' = _FACTORY, tls_certificates: 'list[TlsCertificate]' = _FACTORY, tls_certificate_sds_secret_configs: 'list[SdsSecretConfig]' = _FACTORY, tls_certificate_provider_instance: 'CertificateProviderPluginInstance | None' = _FACTORY, custom_tls_certificate_selector: '____config__core__v3__.TypedExtensionConfig | None' = _FACTORY, tls_certificate_certificate_provider: 'CommonTlsContextCertificateProvider | None' = _FACTORY, tls_certificate_certificate_provider_instance: 'CommonTlsContextCertificateProviderInstance | None' = _FACTORY, validation_context: 'CertificateValidationContext | None' = _FACTORY, validation_context_sds_secret_config: 'SdsSecretConfig | None' = _FACTORY, combined_validation_context: 'CommonTlsContextCombinedCertificateValidationContext | None' = _FACTORY, validation_context_certificate_provider: 'CommonTlsContextCertificateProvider | None' = _FACTORY, validation_context_certificate_provider_instance: 'CommonTlsContextCertificateProviderInstance | None' = _FACTORY, alpn_protocols: 'list[str]' = _FACTORY, custom_handshaker: '____config__core__v3__.TypedExtensionConfig | None' = _FACTORY, key_log: 'TlsKeyLog | None' = _FACTORY) -> None:
         self.tls_params = None if tls_params is _FACTORY else tls_params
         self.tls_certificates = [] if tls_certificates is _FACTORY else tls_certificates
@@ -339,13 +308,32 @@ class CommonTlsContext(betterproto2.Message):
         self.key_log = None if key_log is _FACTORY else key_log
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'tls_params': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'tls_certificates': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+            'tls_certificate_sds_secret_configs': betterproto2.field(6, betterproto2.TYPE_MESSAGE, repeated=True),
+            'tls_certificate_provider_instance': betterproto2.field(14, betterproto2.TYPE_MESSAGE, optional=True),
+            'custom_tls_certificate_selector': betterproto2.field(16, betterproto2.TYPE_MESSAGE, optional=True),
+            'tls_certificate_certificate_provider': betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True),
+            'tls_certificate_certificate_provider_instance': betterproto2.field(11, betterproto2.TYPE_MESSAGE, optional=True),
+            'validation_context': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='validation_context_type'),
+            'validation_context_sds_secret_config': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True, group='validation_context_type'),
+            'combined_validation_context': betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True, group='validation_context_type'),
+            'validation_context_certificate_provider': betterproto2.field(10, betterproto2.TYPE_MESSAGE, optional=True, group='validation_context_type'),
+            'validation_context_certificate_provider_instance': betterproto2.field(12, betterproto2.TYPE_MESSAGE, optional=True, group='validation_context_type'),
+            'alpn_protocols': betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True),
+            'custom_handshaker': betterproto2.field(13, betterproto2.TYPE_MESSAGE, optional=True),
+            'key_log': betterproto2.field(15, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.extensions.transport_sockets.tls.v3", "CommonTlsContext", CommonTlsContext
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class CommonTlsContextCertificateProvider(betterproto2.Message):
     """
 
@@ -354,16 +342,23 @@ class CommonTlsContextCertificateProvider(betterproto2.Message):
         - config:
     """
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    typed_config: "____config__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="config"
-    )
+    typed_config: "____config__core__v3__.TypedExtensionConfig | None"
+
+    __match_args__ = ('name', 'typed_config',)
 
     def __init__(self, name: 'str' = _FACTORY, typed_config: '____config__core__v3__.TypedExtensionConfig | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.typed_config = None if typed_config is _FACTORY else typed_config
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'typed_config': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='config'),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -373,18 +368,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class CommonTlsContextCertificateProviderInstance(betterproto2.Message):
     "CommonTlsContextCertificateProviderInstance(instance_name: 'str' = <factory>, certificate_name: 'str' = <factory>)"
 
-    instance_name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    instance_name: "str"
 
-    certificate_name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    certificate_name: "str"
+
+    __match_args__ = ('instance_name', 'certificate_name',)
 
     def __init__(self, instance_name: 'str' = _FACTORY, certificate_name: 'str' = _FACTORY) -> None:
         self.instance_name = "" if instance_name is _FACTORY else instance_name
         self.certificate_name = "" if certificate_name is _FACTORY else certificate_name
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'instance_name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'certificate_name': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -394,25 +397,16 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class CommonTlsContextCombinedCertificateValidationContext(betterproto2.Message):
     "CommonTlsContextCombinedCertificateValidationContext(default_validation_context: 'CertificateValidationContext | None' = <factory>, validation_context_sds_secret_config: 'SdsSecretConfig | None' = <factory>, validation_context_certificate_provider: 'CommonTlsContextCertificateProvider | None' = <factory>, validation_context_certificate_provider_instance: 'CommonTlsContextCertificateProviderInstance | None' = <factory>)"
 
-    default_validation_context: "CertificateValidationContext | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    default_validation_context: "CertificateValidationContext | None"
 
-    validation_context_sds_secret_config: "SdsSecretConfig | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    validation_context_sds_secret_config: "SdsSecretConfig | None"
 
-    validation_context_certificate_provider: "CommonTlsContextCertificateProvider | None" = (
-        betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
-    )
+    validation_context_certificate_provider: "CommonTlsContextCertificateProvider | None"
 
-    validation_context_certificate_provider_instance: "CommonTlsContextCertificateProviderInstance | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    validation_context_certificate_provider_instance: "CommonTlsContextCertificateProviderInstance | None"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -427,12 +421,23 @@ class CommonTlsContextCombinedCertificateValidationContext(betterproto2.Message)
                 DeprecationWarning,
             )
 
+    __match_args__ = ('default_validation_context', 'validation_context_sds_secret_config', 'validation_context_certificate_provider', 'validation_context_certificate_provider_instance',)
+
     def __init__(self, default_validation_context: 'CertificateValidationContext | None' = _FACTORY, validation_context_sds_secret_config: 'SdsSecretConfig | None' = _FACTORY, validation_context_certificate_provider: 'CommonTlsContextCertificateProvider | None' = _FACTORY, validation_context_certificate_provider_instance: 'CommonTlsContextCertificateProviderInstance | None' = _FACTORY) -> None:
         self.default_validation_context = None if default_validation_context is _FACTORY else default_validation_context
         self.validation_context_sds_secret_config = None if validation_context_sds_secret_config is _FACTORY else validation_context_sds_secret_config
         self.validation_context_certificate_provider = None if validation_context_certificate_provider is _FACTORY else validation_context_certificate_provider
         self.validation_context_certificate_provider_instance = None if validation_context_certificate_provider_instance is _FACTORY else validation_context_certificate_provider_instance
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'default_validation_context': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'validation_context_sds_secret_config': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'validation_context_certificate_provider': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+            'validation_context_certificate_provider_instance': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -442,7 +447,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class DownstreamTlsContext(betterproto2.Message):
     """
 
@@ -451,54 +455,29 @@ class DownstreamTlsContext(betterproto2.Message):
         - session_ticket_keys_type:
     """
 
-    common_tls_context: "CommonTlsContext | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    common_tls_context: "CommonTlsContext | None"
 
-    require_client_certificate: "bool | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: _____google__protobuf__.BoolValue,
-        optional=True,
-    )
+    require_client_certificate: "bool | None"
 
-    require_sni: "bool | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: _____google__protobuf__.BoolValue,
-        optional=True,
-    )
+    require_sni: "bool | None"
 
-    session_ticket_keys: "TlsSessionTicketKeys | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True, group="session_ticket_keys_type"
-    )
+    session_ticket_keys: "TlsSessionTicketKeys | None"
 
-    session_ticket_keys_sds_secret_config: "SdsSecretConfig | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True, group="session_ticket_keys_type"
-    )
+    session_ticket_keys_sds_secret_config: "SdsSecretConfig | None"
 
-    disable_stateless_session_resumption: "bool | None" = betterproto2.field(
-        7, betterproto2.TYPE_BOOL, optional=True, group="session_ticket_keys_type"
-    )
+    disable_stateless_session_resumption: "bool | None"
 
-    disable_stateful_session_resumption: "bool" = betterproto2.field(10, betterproto2.TYPE_BOOL)
+    disable_stateful_session_resumption: "bool"
 
-    session_timeout: "datetime.timedelta | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.Duration, optional=True
-    )
+    session_timeout: "datetime.timedelta | None"
 
-    ocsp_staple_policy: "DownstreamTlsContextOcspStaplePolicy" = betterproto2.field(
-        8, betterproto2.TYPE_ENUM, default_factory=lambda: DownstreamTlsContextOcspStaplePolicy(0)
-    )
+    ocsp_staple_policy: "DownstreamTlsContextOcspStaplePolicy"
 
-    full_scan_certs_on_sni_mismatch: "bool | None" = betterproto2.field(
-        9,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: _____google__protobuf__.BoolValue,
-        optional=True,
-    )
+    full_scan_certs_on_sni_mismatch: "bool | None"
 
-    prefer_client_ciphers: "bool" = betterproto2.field(11, betterproto2.TYPE_BOOL)
+    prefer_client_ciphers: "bool"
+
+    __match_args__ = ('common_tls_context', 'require_client_certificate', 'require_sni', 'session_ticket_keys', 'session_ticket_keys_sds_secret_config', 'disable_stateless_session_resumption', 'disable_stateful_session_resumption', 'session_timeout', 'ocsp_staple_policy', 'full_scan_certs_on_sni_mismatch', 'prefer_client_ciphers',)
 
     def __init__(self, common_tls_context: 'CommonTlsContext | None' = _FACTORY, require_client_certificate: 'bool | None' = _FACTORY, require_sni: 'bool | None' = _FACTORY, session_ticket_keys: 'TlsSessionTicketKeys | None' = _FACTORY, session_ticket_keys_sds_secret_config: 'SdsSecretConfig | None' = _FACTORY, disable_stateless_session_resumption: 'bool | None' = _FACTORY, disable_stateful_session_resumption: 'bool' = _FACTORY, session_timeout: 'datetime.timedelta | None' = _FACTORY, ocsp_staple_policy: 'DownstreamTlsContextOcspStaplePolicy' = _FACTORY, full_scan_certs_on_sni_mismatch: 'bool | None' = _FACTORY, prefer_client_ciphers: 'bool' = _FACTORY) -> None:
         self.common_tls_context = None if common_tls_context is _FACTORY else common_tls_context
@@ -514,30 +493,48 @@ class DownstreamTlsContext(betterproto2.Message):
         self.prefer_client_ciphers = False if prefer_client_ciphers is _FACTORY else prefer_client_ciphers
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'common_tls_context': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'require_client_certificate': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.BoolValue, optional=True),
+            'require_sni': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.BoolValue, optional=True),
+            'session_ticket_keys': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True, group='session_ticket_keys_type'),
+            'session_ticket_keys_sds_secret_config': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True, group='session_ticket_keys_type'),
+            'disable_stateless_session_resumption': betterproto2.field(7, betterproto2.TYPE_BOOL, optional=True, group='session_ticket_keys_type'),
+            'disable_stateful_session_resumption': betterproto2.field(10, betterproto2.TYPE_BOOL),
+            'session_timeout': betterproto2.field(6, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.Duration, optional=True),
+            'ocsp_staple_policy': betterproto2.field(8, betterproto2.TYPE_ENUM, default_factory=lambda: DownstreamTlsContextOcspStaplePolicy(0)),
+            'full_scan_certs_on_sni_mismatch': betterproto2.field(9, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.BoolValue, optional=True),
+            'prefer_client_ciphers': betterproto2.field(11, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.extensions.transport_sockets.tls.v3", "DownstreamTlsContext", DownstreamTlsContext
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class GenericSecret(betterproto2.Message):
     "GenericSecret(secret: '____config__core__v3__.DataSource | None' = <factory>, secrets: 'dict[str, ____config__core__v3__.DataSource]' = <factory>)"
 
-    secret: "____config__core__v3__.DataSource | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    secret: "____config__core__v3__.DataSource | None"
 
-    secrets: "dict[str, ____config__core__v3__.DataSource]" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
-    )
+    secrets: "dict[str, ____config__core__v3__.DataSource]"
+
+    __match_args__ = ('secret', 'secrets',)
 
     def __init__(self, secret: '____config__core__v3__.DataSource | None' = _FACTORY, secrets: 'dict[str, ____config__core__v3__.DataSource]' = _FACTORY) -> None:
         self.secret = None if secret is _FACTORY else secret
         self.secrets = {} if secrets is _FACTORY else secrets
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'secret': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'secrets': betterproto2.field(2, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -545,7 +542,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class PrivateKeyProvider(betterproto2.Message):
     """
 
@@ -554,13 +550,13 @@ class PrivateKeyProvider(betterproto2.Message):
         - config_type:
     """
 
-    provider_name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    provider_name: "str"
 
-    typed_config: "_____google__protobuf__.Any | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="config_type"
-    )
+    typed_config: "_____google__protobuf__.Any | None"
 
-    fallback: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
+    fallback: "bool"
+
+    __match_args__ = ('provider_name', 'typed_config', 'fallback',)
 
     def __init__(self, provider_name: 'str' = _FACTORY, typed_config: '_____google__protobuf__.Any | None' = _FACTORY, fallback: 'bool' = _FACTORY) -> None:
         self.provider_name = "" if provider_name is _FACTORY else provider_name
@@ -568,26 +564,40 @@ class PrivateKeyProvider(betterproto2.Message):
         self.fallback = False if fallback is _FACTORY else fallback
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'provider_name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'typed_config': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='config_type'),
+            'fallback': betterproto2.field(4, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.extensions.transport_sockets.tls.v3", "PrivateKeyProvider", PrivateKeyProvider
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class SdsSecretConfig(betterproto2.Message):
     "SdsSecretConfig(name: 'str' = <factory>, sds_config: '____config__core__v3__.ConfigSource | None' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    sds_config: "____config__core__v3__.ConfigSource | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    sds_config: "____config__core__v3__.ConfigSource | None"
+
+    __match_args__ = ('name', 'sds_config',)
 
     def __init__(self, name: 'str' = _FACTORY, sds_config: '____config__core__v3__.ConfigSource | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.sds_config = None if sds_config is _FACTORY else sds_config
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'sds_config': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -595,7 +605,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Secret(betterproto2.Message):
     """
 
@@ -604,23 +613,17 @@ class Secret(betterproto2.Message):
         - type:
     """
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    tls_certificate: "TlsCertificate | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="type"
-    )
+    tls_certificate: "TlsCertificate | None"
 
-    session_ticket_keys: "TlsSessionTicketKeys | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="type"
-    )
+    session_ticket_keys: "TlsSessionTicketKeys | None"
 
-    validation_context: "CertificateValidationContext | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True, group="type"
-    )
+    validation_context: "CertificateValidationContext | None"
 
-    generic_secret: "GenericSecret | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True, group="type"
-    )
+    generic_secret: "GenericSecret | None"
+
+    __match_args__ = ('name', 'tls_certificate', 'session_ticket_keys', 'validation_context', 'generic_secret',)
 
     def __init__(self, name: 'str' = _FACTORY, tls_certificate: 'TlsCertificate | None' = _FACTORY, session_ticket_keys: 'TlsSessionTicketKeys | None' = _FACTORY, validation_context: 'CertificateValidationContext | None' = _FACTORY, generic_secret: 'GenericSecret | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -630,23 +633,30 @@ class Secret(betterproto2.Message):
         self.generic_secret = None if generic_secret is _FACTORY else generic_secret
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'tls_certificate': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='type'),
+            'session_ticket_keys': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='type'),
+            'validation_context': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True, group='type'),
+            'generic_secret': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True, group='type'),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.extensions.transport_sockets.tls.v3", "Secret", Secret)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class SubjectAltNameMatcher(betterproto2.Message):
     "SubjectAltNameMatcher(san_type: 'SubjectAltNameMatcherSanType' = <factory>, matcher: '____type__matcher__v3__.StringMatcher | None' = <factory>, oid: 'str' = <factory>)"
 
-    san_type: "SubjectAltNameMatcherSanType" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, default_factory=lambda: SubjectAltNameMatcherSanType(0)
-    )
+    san_type: "SubjectAltNameMatcherSanType"
 
-    matcher: "____type__matcher__v3__.StringMatcher | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    matcher: "____type__matcher__v3__.StringMatcher | None"
 
-    oid: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    oid: "str"
+
+    __match_args__ = ('san_type', 'matcher', 'oid',)
 
     def __init__(self, san_type: 'SubjectAltNameMatcherSanType' = _FACTORY, matcher: '____type__matcher__v3__.StringMatcher | None' = _FACTORY, oid: 'str' = _FACTORY) -> None:
         self.san_type = SubjectAltNameMatcherSanType(0) if san_type is _FACTORY else san_type
@@ -654,47 +664,40 @@ class SubjectAltNameMatcher(betterproto2.Message):
         self.oid = "" if oid is _FACTORY else oid
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'san_type': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: SubjectAltNameMatcherSanType(0)),
+            'matcher': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'oid': betterproto2.field(3, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.extensions.transport_sockets.tls.v3", "SubjectAltNameMatcher", SubjectAltNameMatcher
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TlsCertificate(betterproto2.Message):
     "TlsCertificate(certificate_chain: '____config__core__v3__.DataSource | None' = <factory>, private_key: '____config__core__v3__.DataSource | None' = <factory>, pkcs12: '____config__core__v3__.DataSource | None' = <factory>, watched_directory: '____config__core__v3__.WatchedDirectory | None' = <factory>, private_key_provider: 'PrivateKeyProvider | None' = <factory>, password: '____config__core__v3__.DataSource | None' = <factory>, ocsp_staple: '____config__core__v3__.DataSource | None' = <factory>, signed_certificate_timestamp: 'list[____config__core__v3__.DataSource]' = <factory>)"
 
-    certificate_chain: "____config__core__v3__.DataSource | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    certificate_chain: "____config__core__v3__.DataSource | None"
 
-    private_key: "____config__core__v3__.DataSource | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    private_key: "____config__core__v3__.DataSource | None"
 
-    pkcs12: "____config__core__v3__.DataSource | None" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    pkcs12: "____config__core__v3__.DataSource | None"
 
-    watched_directory: "____config__core__v3__.WatchedDirectory | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    watched_directory: "____config__core__v3__.WatchedDirectory | None"
 
-    private_key_provider: "PrivateKeyProvider | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    private_key_provider: "PrivateKeyProvider | None"
 
-    password: "____config__core__v3__.DataSource | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    password: "____config__core__v3__.DataSource | None"
 
-    ocsp_staple: "____config__core__v3__.DataSource | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    ocsp_staple: "____config__core__v3__.DataSource | None"
 
-    signed_certificate_timestamp: "list[____config__core__v3__.DataSource]" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    signed_certificate_timestamp: "list[____config__core__v3__.DataSource]"
+
+    __match_args__ = ('certificate_chain', 'private_key', 'pkcs12', 'watched_directory', 'private_key_provider', 'password', 'ocsp_staple', 'signed_certificate_timestamp',)
 
     def __init__(self, certificate_chain: '____config__core__v3__.DataSource | None' = _FACTORY, private_key: '____config__core__v3__.DataSource | None' = _FACTORY, pkcs12: '____config__core__v3__.DataSource | None' = _FACTORY, watched_directory: '____config__core__v3__.WatchedDirectory | None' = _FACTORY, private_key_provider: 'PrivateKeyProvider | None' = _FACTORY, password: '____config__core__v3__.DataSource | None' = _FACTORY, ocsp_staple: '____config__core__v3__.DataSource | None' = _FACTORY, signed_certificate_timestamp: 'list[____config__core__v3__.DataSource]' = _FACTORY) -> None:
         self.certificate_chain = None if certificate_chain is _FACTORY else certificate_chain
@@ -707,25 +710,35 @@ class TlsCertificate(betterproto2.Message):
         self.signed_certificate_timestamp = [] if signed_certificate_timestamp is _FACTORY else signed_certificate_timestamp
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'certificate_chain': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'private_key': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'pkcs12': betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True),
+            'watched_directory': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True),
+            'private_key_provider': betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True),
+            'password': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+            'ocsp_staple': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+            'signed_certificate_timestamp': betterproto2.field(5, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.extensions.transport_sockets.tls.v3", "TlsCertificate", TlsCertificate
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TlsKeyLog(betterproto2.Message):
     "TlsKeyLog(path: 'str' = <factory>, local_address_range: 'list[____config__core__v3__.CidrRange]' = <factory>, remote_address_range: 'list[____config__core__v3__.CidrRange]' = <factory>)"
 
-    path: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    path: "str"
 
-    local_address_range: "list[____config__core__v3__.CidrRange]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    local_address_range: "list[____config__core__v3__.CidrRange]"
 
-    remote_address_range: "list[____config__core__v3__.CidrRange]" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    remote_address_range: "list[____config__core__v3__.CidrRange]"
+
+    __match_args__ = ('path', 'local_address_range', 'remote_address_range',)
 
     def __init__(self, path: 'str' = _FACTORY, local_address_range: 'list[____config__core__v3__.CidrRange]' = _FACTORY, remote_address_range: 'list[____config__core__v3__.CidrRange]' = _FACTORY) -> None:
         self.path = "" if path is _FACTORY else path
@@ -733,35 +746,36 @@ class TlsKeyLog(betterproto2.Message):
         self.remote_address_range = [] if remote_address_range is _FACTORY else remote_address_range
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'path': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'local_address_range': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+            'remote_address_range': betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.extensions.transport_sockets.tls.v3", "TlsKeyLog", TlsKeyLog
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TlsParameters(betterproto2.Message):
     "TlsParameters(tls_minimum_protocol_version: 'TlsParametersTlsProtocol' = <factory>, tls_maximum_protocol_version: 'TlsParametersTlsProtocol' = <factory>, cipher_suites: 'list[str]' = <factory>, ecdh_curves: 'list[str]' = <factory>, signature_algorithms: 'list[str]' = <factory>, compliance_policies: 'list[TlsParametersCompliancePolicy]' = <factory>)"
 
-    tls_minimum_protocol_version: "TlsParametersTlsProtocol" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, default_factory=lambda: TlsParametersTlsProtocol(0)
-    )
+    tls_minimum_protocol_version: "TlsParametersTlsProtocol"
 
-    tls_maximum_protocol_version: "TlsParametersTlsProtocol" = betterproto2.field(
-        2, betterproto2.TYPE_ENUM, default_factory=lambda: TlsParametersTlsProtocol(0)
-    )
+    tls_maximum_protocol_version: "TlsParametersTlsProtocol"
 
-    cipher_suites: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
+    cipher_suites: "list[str]"
 
-    ecdh_curves: "list[str]" = betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True)
+    ecdh_curves: "list[str]"
 
-    signature_algorithms: "list[str]" = betterproto2.field(
-        5, betterproto2.TYPE_STRING, repeated=True
-    )
+    signature_algorithms: "list[str]"
 
-    compliance_policies: "list[TlsParametersCompliancePolicy]" = betterproto2.field(
-        6, betterproto2.TYPE_ENUM, repeated=True
-    )
+    compliance_policies: "list[TlsParametersCompliancePolicy]"
+
+    __match_args__ = ('tls_minimum_protocol_version', 'tls_maximum_protocol_version', 'cipher_suites', 'ecdh_curves', 'signature_algorithms', 'compliance_policies',)
 
     def __init__(self, tls_minimum_protocol_version: 'TlsParametersTlsProtocol' = _FACTORY, tls_maximum_protocol_version: 'TlsParametersTlsProtocol' = _FACTORY, cipher_suites: 'list[str]' = _FACTORY, ecdh_curves: 'list[str]' = _FACTORY, signature_algorithms: 'list[str]' = _FACTORY, compliance_policies: 'list[TlsParametersCompliancePolicy]' = _FACTORY) -> None:
         self.tls_minimum_protocol_version = TlsParametersTlsProtocol(0) if tls_minimum_protocol_version is _FACTORY else tls_minimum_protocol_version
@@ -772,23 +786,39 @@ class TlsParameters(betterproto2.Message):
         self.compliance_policies = [] if compliance_policies is _FACTORY else compliance_policies
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'tls_minimum_protocol_version': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: TlsParametersTlsProtocol(0)),
+            'tls_maximum_protocol_version': betterproto2.field(2, betterproto2.TYPE_ENUM, default_factory=lambda: TlsParametersTlsProtocol(0)),
+            'cipher_suites': betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True),
+            'ecdh_curves': betterproto2.field(4, betterproto2.TYPE_STRING, repeated=True),
+            'signature_algorithms': betterproto2.field(5, betterproto2.TYPE_STRING, repeated=True),
+            'compliance_policies': betterproto2.field(6, betterproto2.TYPE_ENUM, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.extensions.transport_sockets.tls.v3", "TlsParameters", TlsParameters
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TlsSessionTicketKeys(betterproto2.Message):
     "TlsSessionTicketKeys(keys: 'list[____config__core__v3__.DataSource]' = <factory>)"
 
-    keys: "list[____config__core__v3__.DataSource]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    keys: "list[____config__core__v3__.DataSource]"
+
+    __match_args__ = ('keys',)
 
     def __init__(self, keys: 'list[____config__core__v3__.DataSource]' = _FACTORY) -> None:
         self.keys = [] if keys is _FACTORY else keys
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'keys': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -796,35 +826,24 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class UpstreamTlsContext(betterproto2.Message):
     "UpstreamTlsContext(common_tls_context: 'CommonTlsContext | None' = <factory>, sni: 'str' = <factory>, auto_host_sni: 'bool' = <factory>, auto_sni_san_validation: 'bool' = <factory>, allow_renegotiation: 'bool' = <factory>, max_session_keys: 'int | None' = <factory>, enforce_rsa_key_usage: 'bool | None' = <factory>)"
 
-    common_tls_context: "CommonTlsContext | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    common_tls_context: "CommonTlsContext | None"
 
-    sni: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    sni: "str"
 
-    auto_host_sni: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
+    auto_host_sni: "bool"
 
-    auto_sni_san_validation: "bool" = betterproto2.field(7, betterproto2.TYPE_BOOL)
+    auto_sni_san_validation: "bool"
 
-    allow_renegotiation: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    allow_renegotiation: "bool"
 
-    max_session_keys: "int | None" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: _____google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    max_session_keys: "int | None"
 
-    enforce_rsa_key_usage: "bool | None" = betterproto2.field(
-        5,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: _____google__protobuf__.BoolValue,
-        optional=True,
-    )
+    enforce_rsa_key_usage: "bool | None"
+
+    __match_args__ = ('common_tls_context', 'sni', 'auto_host_sni', 'auto_sni_san_validation', 'allow_renegotiation', 'max_session_keys', 'enforce_rsa_key_usage',)
 
     def __init__(self, common_tls_context: 'CommonTlsContext | None' = _FACTORY, sni: 'str' = _FACTORY, auto_host_sni: 'bool' = _FACTORY, auto_sni_san_validation: 'bool' = _FACTORY, allow_renegotiation: 'bool' = _FACTORY, max_session_keys: 'int | None' = _FACTORY, enforce_rsa_key_usage: 'bool | None' = _FACTORY) -> None:
         self.common_tls_context = None if common_tls_context is _FACTORY else common_tls_context
@@ -835,6 +854,18 @@ class UpstreamTlsContext(betterproto2.Message):
         self.max_session_keys = None if max_session_keys is _FACTORY else max_session_keys
         self.enforce_rsa_key_usage = None if enforce_rsa_key_usage is _FACTORY else enforce_rsa_key_usage
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'common_tls_context': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'sni': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'auto_host_sni': betterproto2.field(6, betterproto2.TYPE_BOOL),
+            'auto_sni_san_validation': betterproto2.field(7, betterproto2.TYPE_BOOL),
+            'allow_renegotiation': betterproto2.field(3, betterproto2.TYPE_BOOL),
+            'max_session_keys': betterproto2.field(4, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.UInt32Value, optional=True),
+            'enforce_rsa_key_usage': betterproto2.field(5, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.BoolValue, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(

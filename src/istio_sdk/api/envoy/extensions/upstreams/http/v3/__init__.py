@@ -12,10 +12,9 @@ __all__ = (
     "HttpProtocolOptionsUseDownstreamHttpConfig",
 )
 
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from ......message_pool import default_message_pool
 
@@ -23,7 +22,6 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HttpProtocolOptions(betterproto2.Message):
     """
 
@@ -32,51 +30,29 @@ class HttpProtocolOptions(betterproto2.Message):
         - upstream_protocol_options:
     """
 
-    common_http_protocol_options: "____config__core__v3__.HttpProtocolOptions | None" = (
-        betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
-    )
+    common_http_protocol_options: "____config__core__v3__.HttpProtocolOptions | None"
 
-    upstream_http_protocol_options: "____config__core__v3__.UpstreamHttpProtocolOptions | None" = (
-        betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
-    )
+    upstream_http_protocol_options: "____config__core__v3__.UpstreamHttpProtocolOptions | None"
 
-    explicit_http_config: "HttpProtocolOptionsExplicitHttpConfig | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="upstream_protocol_options"
-    )
+    explicit_http_config: "HttpProtocolOptionsExplicitHttpConfig | None"
 
-    use_downstream_protocol_config: "HttpProtocolOptionsUseDownstreamHttpConfig | None" = (
-        betterproto2.field(
-            4, betterproto2.TYPE_MESSAGE, optional=True, group="upstream_protocol_options"
-        )
-    )
+    use_downstream_protocol_config: "HttpProtocolOptionsUseDownstreamHttpConfig | None"
 
-    auto_config: "HttpProtocolOptionsAutoHttpConfig | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True, group="upstream_protocol_options"
-    )
+    auto_config: "HttpProtocolOptionsAutoHttpConfig | None"
 
-    http_filters: "list[___filters__network__http_connection_manager__v3__.HttpFilter]" = (
-        betterproto2.field(6, betterproto2.TYPE_MESSAGE, repeated=True)
-    )
+    http_filters: "list[___filters__network__http_connection_manager__v3__.HttpFilter]"
 
-    header_validation_config: "____config__core__v3__.TypedExtensionConfig | None" = (
-        betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True)
-    )
+    header_validation_config: "____config__core__v3__.TypedExtensionConfig | None"
 
-    outlier_detection: "HttpProtocolOptionsOutlierDetection | None" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    outlier_detection: "HttpProtocolOptionsOutlierDetection | None"
 
-    request_mirror_policies: "list[____config__route__v3__.RouteActionRequestMirrorPolicy]" = (
-        betterproto2.field(9, betterproto2.TYPE_MESSAGE, repeated=True)
-    )
+    request_mirror_policies: "list[____config__route__v3__.RouteActionRequestMirrorPolicy]"
 
-    hash_policy: "list[____config__route__v3__.RouteActionHashPolicy]" = betterproto2.field(
-        10, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    hash_policy: "list[____config__route__v3__.RouteActionHashPolicy]"
 
-    retry_policy: "____config__route__v3__.RetryPolicy | None" = betterproto2.field(
-        11, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    retry_policy: "____config__route__v3__.RetryPolicy | None"
+
+    __match_args__ = ('common_http_protocol_options', 'upstream_http_protocol_options', 'explicit_http_config', 'use_downstream_protocol_config', 'auto_config', 'http_filters', 'header_validation_config', 'outlier_detection', 'request_mirror_policies', 'hash_policy', 'retry_policy',)
 
     def __init__(self, common_http_protocol_options: '____config__core__v3__.HttpProtocolOptions | None' = _FACTORY, upstream_http_protocol_options: '____config__core__v3__.UpstreamHttpProtocolOptions | None' = _FACTORY, explicit_http_config: 'HttpProtocolOptionsExplicitHttpConfig | None' = _FACTORY, use_downstream_protocol_config: 'HttpProtocolOptionsUseDownstreamHttpConfig | None' = _FACTORY, auto_config: 'HttpProtocolOptionsAutoHttpConfig | None' = _FACTORY, http_filters: 'list[___filters__network__http_connection_manager__v3__.HttpFilter]' = _FACTORY, header_validation_config: '____config__core__v3__.TypedExtensionConfig | None' = _FACTORY, outlier_detection: 'HttpProtocolOptionsOutlierDetection | None' = _FACTORY, request_mirror_policies: 'list[____config__route__v3__.RouteActionRequestMirrorPolicy]' = _FACTORY, hash_policy: 'list[____config__route__v3__.RouteActionHashPolicy]' = _FACTORY, retry_policy: '____config__route__v3__.RetryPolicy | None' = _FACTORY) -> None:
         self.common_http_protocol_options = None if common_http_protocol_options is _FACTORY else common_http_protocol_options
@@ -92,31 +68,40 @@ class HttpProtocolOptions(betterproto2.Message):
         self.retry_policy = None if retry_policy is _FACTORY else retry_policy
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'common_http_protocol_options': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'upstream_http_protocol_options': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'explicit_http_config': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='upstream_protocol_options'),
+            'use_downstream_protocol_config': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True, group='upstream_protocol_options'),
+            'auto_config': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True, group='upstream_protocol_options'),
+            'http_filters': betterproto2.field(6, betterproto2.TYPE_MESSAGE, repeated=True),
+            'header_validation_config': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True),
+            'outlier_detection': betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True),
+            'request_mirror_policies': betterproto2.field(9, betterproto2.TYPE_MESSAGE, repeated=True),
+            'hash_policy': betterproto2.field(10, betterproto2.TYPE_MESSAGE, repeated=True),
+            'retry_policy': betterproto2.field(11, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.extensions.upstreams.http.v3", "HttpProtocolOptions", HttpProtocolOptions
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HttpProtocolOptionsAutoHttpConfig(betterproto2.Message):
     "HttpProtocolOptionsAutoHttpConfig(http_protocol_options: '____config__core__v3__.Http1ProtocolOptions | None' = <factory>, http2_protocol_options: '____config__core__v3__.Http2ProtocolOptions | None' = <factory>, http3_protocol_options: '____config__core__v3__.Http3ProtocolOptions | None' = <factory>, alternate_protocols_cache_options: '____config__core__v3__.AlternateProtocolsCacheOptions | None' = <factory>)"
 
-    http_protocol_options: "____config__core__v3__.Http1ProtocolOptions | None" = (
-        betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
-    )
+    http_protocol_options: "____config__core__v3__.Http1ProtocolOptions | None"
 
-    http2_protocol_options: "____config__core__v3__.Http2ProtocolOptions | None" = (
-        betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
-    )
+    http2_protocol_options: "____config__core__v3__.Http2ProtocolOptions | None"
 
-    http3_protocol_options: "____config__core__v3__.Http3ProtocolOptions | None" = (
-        betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
-    )
+    http3_protocol_options: "____config__core__v3__.Http3ProtocolOptions | None"
 
-    alternate_protocols_cache_options: "____config__core__v3__.AlternateProtocolsCacheOptions | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    alternate_protocols_cache_options: "____config__core__v3__.AlternateProtocolsCacheOptions | None"
+
+    __match_args__ = ('http_protocol_options', 'http2_protocol_options', 'http3_protocol_options', 'alternate_protocols_cache_options',)
 
     def __init__(self, http_protocol_options: '____config__core__v3__.Http1ProtocolOptions | None' = _FACTORY, http2_protocol_options: '____config__core__v3__.Http2ProtocolOptions | None' = _FACTORY, http3_protocol_options: '____config__core__v3__.Http3ProtocolOptions | None' = _FACTORY, alternate_protocols_cache_options: '____config__core__v3__.AlternateProtocolsCacheOptions | None' = _FACTORY) -> None:
         self.http_protocol_options = None if http_protocol_options is _FACTORY else http_protocol_options
@@ -124,6 +109,15 @@ class HttpProtocolOptionsAutoHttpConfig(betterproto2.Message):
         self.http3_protocol_options = None if http3_protocol_options is _FACTORY else http3_protocol_options
         self.alternate_protocols_cache_options = None if alternate_protocols_cache_options is _FACTORY else alternate_protocols_cache_options
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'http_protocol_options': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'http2_protocol_options': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'http3_protocol_options': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+            'alternate_protocols_cache_options': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -133,7 +127,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HttpProtocolOptionsExplicitHttpConfig(betterproto2.Message):
     """
 
@@ -142,23 +135,27 @@ class HttpProtocolOptionsExplicitHttpConfig(betterproto2.Message):
         - protocol_config:
     """
 
-    http_protocol_options: "____config__core__v3__.Http1ProtocolOptions | None" = (
-        betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group="protocol_config")
-    )
+    http_protocol_options: "____config__core__v3__.Http1ProtocolOptions | None"
 
-    http2_protocol_options: "____config__core__v3__.Http2ProtocolOptions | None" = (
-        betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group="protocol_config")
-    )
+    http2_protocol_options: "____config__core__v3__.Http2ProtocolOptions | None"
 
-    http3_protocol_options: "____config__core__v3__.Http3ProtocolOptions | None" = (
-        betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group="protocol_config")
-    )
+    http3_protocol_options: "____config__core__v3__.Http3ProtocolOptions | None"
+
+    __match_args__ = ('http_protocol_options', 'http2_protocol_options', 'http3_protocol_options',)
 
     def __init__(self, http_protocol_options: '____config__core__v3__.Http1ProtocolOptions | None' = _FACTORY, http2_protocol_options: '____config__core__v3__.Http2ProtocolOptions | None' = _FACTORY, http3_protocol_options: '____config__core__v3__.Http3ProtocolOptions | None' = _FACTORY) -> None:
         self.http_protocol_options = None if http_protocol_options is _FACTORY else http_protocol_options
         self.http2_protocol_options = None if http2_protocol_options is _FACTORY else http2_protocol_options
         self.http3_protocol_options = None if http3_protocol_options is _FACTORY else http3_protocol_options
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'http_protocol_options': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group='protocol_config'),
+            'http2_protocol_options': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='protocol_config'),
+            'http3_protocol_options': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='protocol_config'),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -168,17 +165,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HttpProtocolOptionsOutlierDetection(betterproto2.Message):
     "HttpProtocolOptionsOutlierDetection(error_matcher: '____config__common__matcher__v3__.MatchPredicate | None' = <factory>)"
 
-    error_matcher: "____config__common__matcher__v3__.MatchPredicate | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    error_matcher: "____config__common__matcher__v3__.MatchPredicate | None"
+
+    __match_args__ = ('error_matcher',)
 
     def __init__(self, error_matcher: '____config__common__matcher__v3__.MatchPredicate | None' = _FACTORY) -> None:
         self.error_matcher = None if error_matcher is _FACTORY else error_matcher
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'error_matcher': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -188,27 +190,30 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HttpProtocolOptionsUseDownstreamHttpConfig(betterproto2.Message):
     "HttpProtocolOptionsUseDownstreamHttpConfig(http_protocol_options: '____config__core__v3__.Http1ProtocolOptions | None' = <factory>, http2_protocol_options: '____config__core__v3__.Http2ProtocolOptions | None' = <factory>, http3_protocol_options: '____config__core__v3__.Http3ProtocolOptions | None' = <factory>)"
 
-    http_protocol_options: "____config__core__v3__.Http1ProtocolOptions | None" = (
-        betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
-    )
+    http_protocol_options: "____config__core__v3__.Http1ProtocolOptions | None"
 
-    http2_protocol_options: "____config__core__v3__.Http2ProtocolOptions | None" = (
-        betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
-    )
+    http2_protocol_options: "____config__core__v3__.Http2ProtocolOptions | None"
 
-    http3_protocol_options: "____config__core__v3__.Http3ProtocolOptions | None" = (
-        betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
-    )
+    http3_protocol_options: "____config__core__v3__.Http3ProtocolOptions | None"
+
+    __match_args__ = ('http_protocol_options', 'http2_protocol_options', 'http3_protocol_options',)
 
     def __init__(self, http_protocol_options: '____config__core__v3__.Http1ProtocolOptions | None' = _FACTORY, http2_protocol_options: '____config__core__v3__.Http2ProtocolOptions | None' = _FACTORY, http3_protocol_options: '____config__core__v3__.Http3ProtocolOptions | None' = _FACTORY) -> None:
         self.http_protocol_options = None if http_protocol_options is _FACTORY else http_protocol_options
         self.http2_protocol_options = None if http2_protocol_options is _FACTORY else http2_protocol_options
         self.http3_protocol_options = None if http3_protocol_options is _FACTORY else http3_protocol_options
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'http_protocol_options': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'http2_protocol_options': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'http3_protocol_options': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(

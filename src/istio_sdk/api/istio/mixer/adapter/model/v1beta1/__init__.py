@@ -25,11 +25,10 @@ __all__ = (
 )
 
 import datetime
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from ......message_pool import default_message_pool
 
@@ -74,19 +73,16 @@ class TemplateVariety(betterproto2.Enum):
         }
 
 
-@dataclass(eq=False, repr=False, init=False)
 class CheckResult(betterproto2.Message):
     "CheckResult(status: '_____google__rpc__.Status | None' = <factory>, valid_duration: 'datetime.timedelta | None' = <factory>, valid_use_count: 'int' = <factory>)"
 
-    status: "_____google__rpc__.Status | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    status: "_____google__rpc__.Status | None"
 
-    valid_duration: "datetime.timedelta | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.Duration, optional=True
-    )
+    valid_duration: "datetime.timedelta | None"
 
-    valid_use_count: "int" = betterproto2.field(3, betterproto2.TYPE_INT32)
+    valid_use_count: "int"
+
+    __match_args__ = ('status', 'valid_duration', 'valid_use_count',)
 
     def __init__(self, status: '_____google__rpc__.Status | None' = _FACTORY, valid_duration: 'datetime.timedelta | None' = _FACTORY, valid_use_count: 'int' = _FACTORY) -> None:
         self.status = None if status is _FACTORY else status
@@ -94,21 +90,36 @@ class CheckResult(betterproto2.Message):
         self.valid_use_count = 0 if valid_use_count is _FACTORY else valid_use_count
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'status': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'valid_duration': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.Duration, optional=True),
+            'valid_use_count': betterproto2.field(3, betterproto2.TYPE_INT32),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.mixer.adapter.model.v1beta1", "CheckResult", CheckResult
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class CloseSessionRequest(betterproto2.Message):
     "CloseSessionRequest(session_id: 'str' = <factory>)"
 
-    session_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    session_id: "str"
+
+    __match_args__ = ('session_id',)
 
     def __init__(self, session_id: 'str' = _FACTORY) -> None:
         self.session_id = "" if session_id is _FACTORY else session_id
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'session_id': betterproto2.field(1, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -116,17 +127,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class CloseSessionResponse(betterproto2.Message):
     "CloseSessionResponse(status: '_____google__rpc__.Status | None' = <factory>)"
 
-    status: "_____google__rpc__.Status | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    status: "_____google__rpc__.Status | None"
+
+    __match_args__ = ('status',)
 
     def __init__(self, status: '_____google__rpc__.Status | None' = _FACTORY) -> None:
         self.status = None if status is _FACTORY else status
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'status': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -134,24 +150,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class CreateSessionRequest(betterproto2.Message):
     "CreateSessionRequest(adapter_config: '_____google__protobuf__.Any | None' = <factory>, inferred_types: 'dict[str, _____google__protobuf__.Any]' = <factory>)"
 
-    adapter_config: "_____google__protobuf__.Any | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    adapter_config: "_____google__protobuf__.Any | None"
 
-    inferred_types: "dict[str, _____google__protobuf__.Any]" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
-    )
+    inferred_types: "dict[str, _____google__protobuf__.Any]"
+
+    __match_args__ = ('adapter_config', 'inferred_types',)
 
     def __init__(self, adapter_config: '_____google__protobuf__.Any | None' = _FACTORY, inferred_types: 'dict[str, _____google__protobuf__.Any]' = _FACTORY) -> None:
         self.adapter_config = None if adapter_config is _FACTORY else adapter_config
         self.inferred_types = {} if inferred_types is _FACTORY else inferred_types
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'adapter_config': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'inferred_types': betterproto2.field(2, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -159,20 +177,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class CreateSessionResponse(betterproto2.Message):
     "CreateSessionResponse(session_id: 'str' = <factory>, status: '_____google__rpc__.Status | None' = <factory>)"
 
-    session_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    session_id: "str"
 
-    status: "_____google__rpc__.Status | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    status: "_____google__rpc__.Status | None"
+
+    __match_args__ = ('session_id', 'status',)
 
     def __init__(self, session_id: 'str' = _FACTORY, status: '_____google__rpc__.Status | None' = _FACTORY) -> None:
         self.session_id = "" if session_id is _FACTORY else session_id
         self.status = None if status is _FACTORY else status
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'session_id': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'status': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -180,19 +204,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Info(betterproto2.Message):
     "Info(name: 'str' = <factory>, description: 'str' = <factory>, templates: 'list[str]' = <factory>, config: 'str' = <factory>, session_based: 'bool' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    description: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    description: "str"
 
-    templates: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
+    templates: "list[str]"
 
-    config: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    config: "str"
 
-    session_based: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
+    session_based: "bool"
+
+    __match_args__ = ('name', 'description', 'templates', 'config', 'session_based',)
 
     def __init__(self, name: 'str' = _FACTORY, description: 'str' = _FACTORY, templates: 'list[str]' = _FACTORY, config: 'str' = _FACTORY, session_based: 'bool' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -202,23 +227,36 @@ class Info(betterproto2.Message):
         self.session_based = False if session_based is _FACTORY else session_based
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'description': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'templates': betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True),
+            'config': betterproto2.field(4, betterproto2.TYPE_STRING),
+            'session_based': betterproto2.field(5, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message("istio.mixer.adapter.model.v1beta1", "Info", Info)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class QuotaRequest(betterproto2.Message):
     "QuotaRequest(quotas: 'dict[str, QuotaRequestQuotaParams]' = <factory>)"
 
-    quotas: "dict[str, QuotaRequestQuotaParams]" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
-    )
+    quotas: "dict[str, QuotaRequestQuotaParams]"
+
+    __match_args__ = ('quotas',)
 
     def __init__(self, quotas: 'dict[str, QuotaRequestQuotaParams]' = _FACTORY) -> None:
         self.quotas = {} if quotas is _FACTORY else quotas
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'quotas': betterproto2.field(1, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -226,18 +264,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class QuotaRequestQuotaParams(betterproto2.Message):
     "QuotaRequestQuotaParams(amount: 'int' = <factory>, best_effort: 'bool' = <factory>)"
 
-    amount: "int" = betterproto2.field(1, betterproto2.TYPE_INT64)
+    amount: "int"
 
-    best_effort: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    best_effort: "bool"
+
+    __match_args__ = ('amount', 'best_effort',)
 
     def __init__(self, amount: 'int' = _FACTORY, best_effort: 'bool' = _FACTORY) -> None:
         self.amount = 0 if amount is _FACTORY else amount
         self.best_effort = False if best_effort is _FACTORY else best_effort
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'amount': betterproto2.field(1, betterproto2.TYPE_INT64),
+            'best_effort': betterproto2.field(2, betterproto2.TYPE_BOOL),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -245,19 +291,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class QuotaResult(betterproto2.Message):
     "QuotaResult(quotas: 'dict[str, QuotaResultResult]' = <factory>)"
 
-    quotas: "dict[str, QuotaResultResult]" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
-    )
+    quotas: "dict[str, QuotaResultResult]"
+
+    __match_args__ = ('quotas',)
 
     def __init__(self, quotas: 'dict[str, QuotaResultResult]' = _FACTORY) -> None:
         self.quotas = {} if quotas is _FACTORY else quotas
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'quotas': betterproto2.field(1, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -265,19 +314,16 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class QuotaResultResult(betterproto2.Message):
     "QuotaResultResult(valid_duration: 'datetime.timedelta | None' = <factory>, granted_amount: 'int' = <factory>, status: '_____google__rpc__.Status | None' = <factory>)"
 
-    valid_duration: "datetime.timedelta | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.Duration, optional=True
-    )
+    valid_duration: "datetime.timedelta | None"
 
-    granted_amount: "int" = betterproto2.field(3, betterproto2.TYPE_INT64)
+    granted_amount: "int"
 
-    status: "_____google__rpc__.Status | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    status: "_____google__rpc__.Status | None"
+
+    __match_args__ = ('valid_duration', 'granted_amount', 'status',)
 
     def __init__(self, valid_duration: 'datetime.timedelta | None' = _FACTORY, granted_amount: 'int' = _FACTORY, status: '_____google__rpc__.Status | None' = _FACTORY) -> None:
         self.valid_duration = None if valid_duration is _FACTORY else valid_duration
@@ -285,20 +331,34 @@ class QuotaResultResult(betterproto2.Message):
         self.status = None if status is _FACTORY else status
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'valid_duration': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.Duration, optional=True),
+            'granted_amount': betterproto2.field(3, betterproto2.TYPE_INT64),
+            'status': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.mixer.adapter.model.v1beta1", "QuotaResult.Result", QuotaResultResult
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ReportResult(betterproto2.Message):
     'ReportResult()'
 
     pass
 
+    __match_args__ = ()
+
     def __init__(self) -> None:
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -306,38 +366,47 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Template(betterproto2.Message):
     "Template(descriptor: 'str' = <factory>)"
 
-    descriptor: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    descriptor: "str"
+
+    __match_args__ = ('descriptor',)
 
     def __init__(self, descriptor: 'str' = _FACTORY) -> None:
         self.descriptor = "" if descriptor is _FACTORY else descriptor
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'descriptor': betterproto2.field(1, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message("istio.mixer.adapter.model.v1beta1", "Template", Template)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ValidateRequest(betterproto2.Message):
     "ValidateRequest(adapter_config: '_____google__protobuf__.Any | None' = <factory>, inferred_types: 'dict[str, _____google__protobuf__.Any]' = <factory>)"
 
-    adapter_config: "_____google__protobuf__.Any | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    adapter_config: "_____google__protobuf__.Any | None"
 
-    inferred_types: "dict[str, _____google__protobuf__.Any]" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
-    )
+    inferred_types: "dict[str, _____google__protobuf__.Any]"
+
+    __match_args__ = ('adapter_config', 'inferred_types',)
 
     def __init__(self, adapter_config: '_____google__protobuf__.Any | None' = _FACTORY, inferred_types: 'dict[str, _____google__protobuf__.Any]' = _FACTORY) -> None:
         self.adapter_config = None if adapter_config is _FACTORY else adapter_config
         self.inferred_types = {} if inferred_types is _FACTORY else inferred_types
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'adapter_config': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'inferred_types': betterproto2.field(2, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -345,17 +414,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ValidateResponse(betterproto2.Message):
     "ValidateResponse(status: '_____google__rpc__.Status | None' = <factory>)"
 
-    status: "_____google__rpc__.Status | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    status: "_____google__rpc__.Status | None"
+
+    __match_args__ = ('status',)
 
     def __init__(self, status: '_____google__rpc__.Status | None' = _FACTORY) -> None:
         self.status = None if status is _FACTORY else status
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'status': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(

@@ -27,10 +27,9 @@ __all__ = (
 )
 
 import datetime
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from ......message_pool import default_message_pool
 
@@ -44,7 +43,6 @@ class NetworkFailPolicyFailPolicy(betterproto2.Enum):
     FAIL_CLOSE = 1
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ApiKey(betterproto2.Message):
     """
 
@@ -53,17 +51,13 @@ class ApiKey(betterproto2.Message):
         - key:
     """
 
-    query: "str | None" = betterproto2.field(
-        1, betterproto2.TYPE_STRING, optional=True, group="key"
-    )
+    query: "str | None"
 
-    header: "str | None" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, optional=True, group="key"
-    )
+    header: "str | None"
 
-    cookie: "str | None" = betterproto2.field(
-        3, betterproto2.TYPE_STRING, optional=True, group="key"
-    )
+    cookie: "str | None"
+
+    __match_args__ = ('query', 'header', 'cookie',)
 
     def __init__(self, query: 'str | None' = _FACTORY, header: 'str | None' = _FACTORY, cookie: 'str | None' = _FACTORY) -> None:
         self.query = None if query is _FACTORY else query
@@ -71,23 +65,34 @@ class ApiKey(betterproto2.Message):
         self.cookie = None if cookie is _FACTORY else cookie
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'query': betterproto2.field(1, betterproto2.TYPE_STRING, optional=True, group='key'),
+            'header': betterproto2.field(2, betterproto2.TYPE_STRING, optional=True, group='key'),
+            'cookie': betterproto2.field(3, betterproto2.TYPE_STRING, optional=True, group='key'),
+        }
+    )
+
 
 default_message_pool.register_message("istio.mixer.v1.config.client", "APIKey", ApiKey)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class AttributeMatch(betterproto2.Message):
     "AttributeMatch(clause: 'dict[str, StringMatch]' = <factory>)"
 
-    clause: "dict[str, StringMatch]" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
-    )
+    clause: "dict[str, StringMatch]"
+
+    __match_args__ = ('clause',)
 
     def __init__(self, clause: 'dict[str, StringMatch]' = _FACTORY) -> None:
         self.clause = {} if clause is _FACTORY else clause
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'clause': betterproto2.field(1, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -95,19 +100,16 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HttpapiSpec(betterproto2.Message):
     "HttpapiSpec(attributes: '___v1__.Attributes | None' = <factory>, patterns: 'list[HttpapiSpecPattern]' = <factory>, api_keys: 'list[ApiKey]' = <factory>)"
 
-    attributes: "___v1__.Attributes | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    attributes: "___v1__.Attributes | None"
 
-    patterns: "list[HttpapiSpecPattern]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    patterns: "list[HttpapiSpecPattern]"
 
-    api_keys: "list[ApiKey]" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
+    api_keys: "list[ApiKey]"
+
+    __match_args__ = ('attributes', 'patterns', 'api_keys',)
 
     def __init__(self, attributes: '___v1__.Attributes | None' = _FACTORY, patterns: 'list[HttpapiSpecPattern]' = _FACTORY, api_keys: 'list[ApiKey]' = _FACTORY) -> None:
         self.attributes = None if attributes is _FACTORY else attributes
@@ -115,24 +117,38 @@ class HttpapiSpec(betterproto2.Message):
         self.api_keys = [] if api_keys is _FACTORY else api_keys
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'attributes': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'patterns': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+            'api_keys': betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.mixer.v1.config.client", "HTTPAPISpec", HttpapiSpec)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HttpapiSpecBinding(betterproto2.Message):
     "HttpapiSpecBinding(services: 'list[IstioService]' = <factory>, api_specs: 'list[HttpapiSpecReference]' = <factory>)"
 
-    services: "list[IstioService]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    services: "list[IstioService]"
 
-    api_specs: "list[HttpapiSpecReference]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    api_specs: "list[HttpapiSpecReference]"
+
+    __match_args__ = ('services', 'api_specs',)
 
     def __init__(self, services: 'list[IstioService]' = _FACTORY, api_specs: 'list[HttpapiSpecReference]' = _FACTORY) -> None:
         self.services = [] if services is _FACTORY else services
         self.api_specs = [] if api_specs is _FACTORY else api_specs
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'services': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+            'api_specs': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -140,7 +156,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HttpapiSpecPattern(betterproto2.Message):
     """
 
@@ -149,19 +164,15 @@ class HttpapiSpecPattern(betterproto2.Message):
         - pattern:
     """
 
-    attributes: "___v1__.Attributes | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    attributes: "___v1__.Attributes | None"
 
-    http_method: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    http_method: "str"
 
-    uri_template: "str | None" = betterproto2.field(
-        3, betterproto2.TYPE_STRING, optional=True, group="pattern"
-    )
+    uri_template: "str | None"
 
-    regex: "str | None" = betterproto2.field(
-        4, betterproto2.TYPE_STRING, optional=True, group="pattern"
-    )
+    regex: "str | None"
+
+    __match_args__ = ('attributes', 'http_method', 'uri_template', 'regex',)
 
     def __init__(self, attributes: '___v1__.Attributes | None' = _FACTORY, http_method: 'str' = _FACTORY, uri_template: 'str | None' = _FACTORY, regex: 'str | None' = _FACTORY) -> None:
         self.attributes = None if attributes is _FACTORY else attributes
@@ -170,24 +181,41 @@ class HttpapiSpecPattern(betterproto2.Message):
         self.regex = None if regex is _FACTORY else regex
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'attributes': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'http_method': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'uri_template': betterproto2.field(3, betterproto2.TYPE_STRING, optional=True, group='pattern'),
+            'regex': betterproto2.field(4, betterproto2.TYPE_STRING, optional=True, group='pattern'),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.mixer.v1.config.client", "HTTPAPISpecPattern", HttpapiSpecPattern
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HttpapiSpecReference(betterproto2.Message):
     "HttpapiSpecReference(name: 'str' = <factory>, namespace: 'str' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    namespace: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    namespace: "str"
+
+    __match_args__ = ('name', 'namespace',)
 
     def __init__(self, name: 'str' = _FACTORY, namespace: 'str' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.namespace = "" if namespace is _FACTORY else namespace
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'namespace': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -195,29 +223,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HttpClientConfig(betterproto2.Message):
     "HttpClientConfig(transport: 'TransportConfig | None' = <factory>, service_configs: 'dict[str, ServiceConfig]' = <factory>, default_destination_service: 'str' = <factory>, mixer_attributes: '___v1__.Attributes | None' = <factory>, forward_attributes: '___v1__.Attributes | None' = <factory>)"
 
-    transport: "TransportConfig | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    transport: "TransportConfig | None"
 
-    service_configs: "dict[str, ServiceConfig]" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE),
-    )
+    service_configs: "dict[str, ServiceConfig]"
 
-    default_destination_service: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    default_destination_service: "str"
 
-    mixer_attributes: "___v1__.Attributes | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    mixer_attributes: "___v1__.Attributes | None"
 
-    forward_attributes: "___v1__.Attributes | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    forward_attributes: "___v1__.Attributes | None"
+
+    __match_args__ = ('transport', 'service_configs', 'default_destination_service', 'mixer_attributes', 'forward_attributes',)
 
     def __init__(self, transport: 'TransportConfig | None' = _FACTORY, service_configs: 'dict[str, ServiceConfig]' = _FACTORY, default_destination_service: 'str' = _FACTORY, mixer_attributes: '___v1__.Attributes | None' = _FACTORY, forward_attributes: '___v1__.Attributes | None' = _FACTORY) -> None:
         self.transport = None if transport is _FACTORY else transport
@@ -227,29 +246,36 @@ class HttpClientConfig(betterproto2.Message):
         self.forward_attributes = None if forward_attributes is _FACTORY else forward_attributes
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'transport': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'service_configs': betterproto2.field(2, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_MESSAGE)),
+            'default_destination_service': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'mixer_attributes': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+            'forward_attributes': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.mixer.v1.config.client", "HttpClientConfig", HttpClientConfig
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class IstioService(betterproto2.Message):
     "IstioService(name: 'str' = <factory>, namespace: 'str' = <factory>, domain: 'str' = <factory>, service: 'str' = <factory>, labels: 'dict[str, str]' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    namespace: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    namespace: "str"
 
-    domain: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    domain: "str"
 
-    service: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    service: "str"
 
-    labels: "dict[str, str]" = betterproto2.field(
-        5,
-        betterproto2.TYPE_MAP,
-        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
-    )
+    labels: "dict[str, str]"
+
+    __match_args__ = ('name', 'namespace', 'domain', 'service', 'labels',)
 
     def __init__(self, name: 'str' = _FACTORY, namespace: 'str' = _FACTORY, domain: 'str' = _FACTORY, service: 'str' = _FACTORY, labels: 'dict[str, str]' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -259,27 +285,32 @@ class IstioService(betterproto2.Message):
         self.labels = {} if labels is _FACTORY else labels
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'namespace': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'domain': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'service': betterproto2.field(4, betterproto2.TYPE_STRING),
+            'labels': betterproto2.field(5, betterproto2.TYPE_MAP, map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING)),
+        }
+    )
+
 
 default_message_pool.register_message("istio.mixer.v1.config.client", "IstioService", IstioService)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class NetworkFailPolicy(betterproto2.Message):
     "NetworkFailPolicy(policy: 'NetworkFailPolicyFailPolicy' = <factory>, max_retry: 'int' = <factory>, base_retry_wait: 'datetime.timedelta | None' = <factory>, max_retry_wait: 'datetime.timedelta | None' = <factory>)"
 
-    policy: "NetworkFailPolicyFailPolicy" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, default_factory=lambda: NetworkFailPolicyFailPolicy(0)
-    )
+    policy: "NetworkFailPolicyFailPolicy"
 
-    max_retry: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+    max_retry: "int"
 
-    base_retry_wait: "datetime.timedelta | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.Duration, optional=True
-    )
+    base_retry_wait: "datetime.timedelta | None"
 
-    max_retry_wait: "datetime.timedelta | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.Duration, optional=True
-    )
+    max_retry_wait: "datetime.timedelta | None"
+
+    __match_args__ = ('policy', 'max_retry', 'base_retry_wait', 'max_retry_wait',)
 
     def __init__(self, policy: 'NetworkFailPolicyFailPolicy' = _FACTORY, max_retry: 'int' = _FACTORY, base_retry_wait: 'datetime.timedelta | None' = _FACTORY, max_retry_wait: 'datetime.timedelta | None' = _FACTORY) -> None:
         self.policy = NetworkFailPolicyFailPolicy(0) if policy is _FACTORY else policy
@@ -288,74 +319,112 @@ class NetworkFailPolicy(betterproto2.Message):
         self.max_retry_wait = None if max_retry_wait is _FACTORY else max_retry_wait
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'policy': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: NetworkFailPolicyFailPolicy(0)),
+            'max_retry': betterproto2.field(2, betterproto2.TYPE_UINT32),
+            'base_retry_wait': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.Duration, optional=True),
+            'max_retry_wait': betterproto2.field(4, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.Duration, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.mixer.v1.config.client", "NetworkFailPolicy", NetworkFailPolicy
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Quota(betterproto2.Message):
     "Quota(quota: 'str' = <factory>, charge: 'int' = <factory>)"
 
-    quota: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    quota: "str"
 
-    charge: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
+    charge: "int"
+
+    __match_args__ = ('quota', 'charge',)
 
     def __init__(self, quota: 'str' = _FACTORY, charge: 'int' = _FACTORY) -> None:
         self.quota = "" if quota is _FACTORY else quota
         self.charge = 0 if charge is _FACTORY else charge
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'quota': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'charge': betterproto2.field(2, betterproto2.TYPE_INT64),
+        }
+    )
+
 
 default_message_pool.register_message("istio.mixer.v1.config.client", "Quota", Quota)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class QuotaRule(betterproto2.Message):
     "QuotaRule(match: 'list[AttributeMatch]' = <factory>, quotas: 'list[Quota]' = <factory>)"
 
-    match: "list[AttributeMatch]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    match: "list[AttributeMatch]"
 
-    quotas: "list[Quota]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
+    quotas: "list[Quota]"
+
+    __match_args__ = ('match', 'quotas',)
 
     def __init__(self, match: 'list[AttributeMatch]' = _FACTORY, quotas: 'list[Quota]' = _FACTORY) -> None:
         self.match = [] if match is _FACTORY else match
         self.quotas = [] if quotas is _FACTORY else quotas
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'match': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+            'quotas': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.mixer.v1.config.client", "QuotaRule", QuotaRule)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class QuotaSpec(betterproto2.Message):
     "QuotaSpec(rules: 'list[QuotaRule]' = <factory>)"
 
-    rules: "list[QuotaRule]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    rules: "list[QuotaRule]"
+
+    __match_args__ = ('rules',)
 
     def __init__(self, rules: 'list[QuotaRule]' = _FACTORY) -> None:
         self.rules = [] if rules is _FACTORY else rules
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'rules': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("istio.mixer.v1.config.client", "QuotaSpec", QuotaSpec)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class QuotaSpecBinding(betterproto2.Message):
     "QuotaSpecBinding(services: 'list[IstioService]' = <factory>, quota_specs: 'list[QuotaSpecBindingQuotaSpecReference]' = <factory>)"
 
-    services: "list[IstioService]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    services: "list[IstioService]"
 
-    quota_specs: "list[QuotaSpecBindingQuotaSpecReference]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    quota_specs: "list[QuotaSpecBindingQuotaSpecReference]"
+
+    __match_args__ = ('services', 'quota_specs',)
 
     def __init__(self, services: 'list[IstioService]' = _FACTORY, quota_specs: 'list[QuotaSpecBindingQuotaSpecReference]' = _FACTORY) -> None:
         self.services = [] if services is _FACTORY else services
         self.quota_specs = [] if quota_specs is _FACTORY else quota_specs
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'services': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+            'quota_specs': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -363,18 +432,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class QuotaSpecBindingQuotaSpecReference(betterproto2.Message):
     "QuotaSpecBindingQuotaSpecReference(name: 'str' = <factory>, namespace: 'str' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    namespace: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    namespace: "str"
+
+    __match_args__ = ('name', 'namespace',)
 
     def __init__(self, name: 'str' = _FACTORY, namespace: 'str' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.namespace = "" if namespace is _FACTORY else namespace
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'namespace': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -384,31 +461,24 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ServiceConfig(betterproto2.Message):
     "ServiceConfig(disable_check_calls: 'bool' = <factory>, disable_report_calls: 'bool' = <factory>, mixer_attributes: '___v1__.Attributes | None' = <factory>, http_api_spec: 'list[HttpapiSpec]' = <factory>, quota_spec: 'list[QuotaSpec]' = <factory>, network_fail_policy: 'NetworkFailPolicy | None' = <factory>, forward_attributes: '___v1__.Attributes | None' = <factory>)"
 
-    disable_check_calls: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    disable_check_calls: "bool"
 
-    disable_report_calls: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    disable_report_calls: "bool"
 
-    mixer_attributes: "___v1__.Attributes | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    mixer_attributes: "___v1__.Attributes | None"
 
-    http_api_spec: "list[HttpapiSpec]" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    http_api_spec: "list[HttpapiSpec]"
 
-    quota_spec: "list[QuotaSpec]" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, repeated=True)
+    quota_spec: "list[QuotaSpec]"
 
-    network_fail_policy: "NetworkFailPolicy | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    network_fail_policy: "NetworkFailPolicy | None"
 
-    forward_attributes: "___v1__.Attributes | None" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    forward_attributes: "___v1__.Attributes | None"
+
+    __match_args__ = ('disable_check_calls', 'disable_report_calls', 'mixer_attributes', 'http_api_spec', 'quota_spec', 'network_fail_policy', 'forward_attributes',)
 
     def __init__(self, disable_check_calls: 'bool' = _FACTORY, disable_report_calls: 'bool' = _FACTORY, mixer_attributes: '___v1__.Attributes | None' = _FACTORY, http_api_spec: 'list[HttpapiSpec]' = _FACTORY, quota_spec: 'list[QuotaSpec]' = _FACTORY, network_fail_policy: 'NetworkFailPolicy | None' = _FACTORY, forward_attributes: '___v1__.Attributes | None' = _FACTORY) -> None:
         self.disable_check_calls = False if disable_check_calls is _FACTORY else disable_check_calls
@@ -420,13 +490,24 @@ class ServiceConfig(betterproto2.Message):
         self.forward_attributes = None if forward_attributes is _FACTORY else forward_attributes
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'disable_check_calls': betterproto2.field(1, betterproto2.TYPE_BOOL),
+            'disable_report_calls': betterproto2.field(2, betterproto2.TYPE_BOOL),
+            'mixer_attributes': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+            'http_api_spec': betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True),
+            'quota_spec': betterproto2.field(5, betterproto2.TYPE_MESSAGE, repeated=True),
+            'network_fail_policy': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True),
+            'forward_attributes': betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.mixer.v1.config.client", "ServiceConfig", ServiceConfig
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class StringMatch(betterproto2.Message):
     """
 
@@ -435,17 +516,13 @@ class StringMatch(betterproto2.Message):
         - match_type:
     """
 
-    exact: "str | None" = betterproto2.field(
-        1, betterproto2.TYPE_STRING, optional=True, group="match_type"
-    )
+    exact: "str | None"
 
-    prefix: "str | None" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, optional=True, group="match_type"
-    )
+    prefix: "str | None"
 
-    regex: "str | None" = betterproto2.field(
-        3, betterproto2.TYPE_STRING, optional=True, group="match_type"
-    )
+    regex: "str | None"
+
+    __match_args__ = ('exact', 'prefix', 'regex',)
 
     def __init__(self, exact: 'str | None' = _FACTORY, prefix: 'str | None' = _FACTORY, regex: 'str | None' = _FACTORY) -> None:
         self.exact = None if exact is _FACTORY else exact
@@ -453,33 +530,34 @@ class StringMatch(betterproto2.Message):
         self.regex = None if regex is _FACTORY else regex
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'exact': betterproto2.field(1, betterproto2.TYPE_STRING, optional=True, group='match_type'),
+            'prefix': betterproto2.field(2, betterproto2.TYPE_STRING, optional=True, group='match_type'),
+            'regex': betterproto2.field(3, betterproto2.TYPE_STRING, optional=True, group='match_type'),
+        }
+    )
+
 
 default_message_pool.register_message("istio.mixer.v1.config.client", "StringMatch", StringMatch)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TcpClientConfig(betterproto2.Message):
     "TcpClientConfig(transport: 'TransportConfig | None' = <factory>, mixer_attributes: '___v1__.Attributes | None' = <factory>, disable_check_calls: 'bool' = <factory>, disable_report_calls: 'bool' = <factory>, connection_quota_spec: 'QuotaSpec | None' = <factory>, report_interval: 'datetime.timedelta | None' = <factory>)"
 
-    transport: "TransportConfig | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    transport: "TransportConfig | None"
 
-    mixer_attributes: "___v1__.Attributes | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    mixer_attributes: "___v1__.Attributes | None"
 
-    disable_check_calls: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    disable_check_calls: "bool"
 
-    disable_report_calls: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
+    disable_report_calls: "bool"
 
-    connection_quota_spec: "QuotaSpec | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    connection_quota_spec: "QuotaSpec | None"
 
-    report_interval: "datetime.timedelta | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.Duration, optional=True
-    )
+    report_interval: "datetime.timedelta | None"
+
+    __match_args__ = ('transport', 'mixer_attributes', 'disable_check_calls', 'disable_report_calls', 'connection_quota_spec', 'report_interval',)
 
     def __init__(self, transport: 'TransportConfig | None' = _FACTORY, mixer_attributes: '___v1__.Attributes | None' = _FACTORY, disable_check_calls: 'bool' = _FACTORY, disable_report_calls: 'bool' = _FACTORY, connection_quota_spec: 'QuotaSpec | None' = _FACTORY, report_interval: 'datetime.timedelta | None' = _FACTORY) -> None:
         self.transport = None if transport is _FACTORY else transport
@@ -490,46 +568,47 @@ class TcpClientConfig(betterproto2.Message):
         self.report_interval = None if report_interval is _FACTORY else report_interval
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'transport': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'mixer_attributes': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'disable_check_calls': betterproto2.field(3, betterproto2.TYPE_BOOL),
+            'disable_report_calls': betterproto2.field(4, betterproto2.TYPE_BOOL),
+            'connection_quota_spec': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True),
+            'report_interval': betterproto2.field(6, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.Duration, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "istio.mixer.v1.config.client", "TcpClientConfig", TcpClientConfig
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TransportConfig(betterproto2.Message):
     "TransportConfig(disable_check_cache: 'bool' = <factory>, disable_quota_cache: 'bool' = <factory>, disable_report_batch: 'bool' = <factory>, network_fail_policy: 'NetworkFailPolicy | None' = <factory>, stats_update_interval: 'datetime.timedelta | None' = <factory>, check_cluster: 'str' = <factory>, report_cluster: 'str' = <factory>, attributes_for_mixer_proxy: '___v1__.Attributes | None' = <factory>, report_batch_max_entries: 'int' = <factory>, report_batch_max_time: 'datetime.timedelta | None' = <factory>)"
 
-    disable_check_cache: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    disable_check_cache: "bool"
 
-    disable_quota_cache: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    disable_quota_cache: "bool"
 
-    disable_report_batch: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    disable_report_batch: "bool"
 
-    network_fail_policy: "NetworkFailPolicy | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    network_fail_policy: "NetworkFailPolicy | None"
 
-    stats_update_interval: "datetime.timedelta | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.Duration, optional=True
-    )
+    stats_update_interval: "datetime.timedelta | None"
 
-    check_cluster: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    check_cluster: "str"
 
-    report_cluster: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+    report_cluster: "str"
 
-    attributes_for_mixer_proxy: "___v1__.Attributes | None" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    attributes_for_mixer_proxy: "___v1__.Attributes | None"
 
-    report_batch_max_entries: "int" = betterproto2.field(9, betterproto2.TYPE_UINT32)
+    report_batch_max_entries: "int"
 
-    report_batch_max_time: "datetime.timedelta | None" = betterproto2.field(
-        10,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: _____google__protobuf__.Duration,
-        optional=True,
-    )
+    report_batch_max_time: "datetime.timedelta | None"
+
+    __match_args__ = ('disable_check_cache', 'disable_quota_cache', 'disable_report_batch', 'network_fail_policy', 'stats_update_interval', 'check_cluster', 'report_cluster', 'attributes_for_mixer_proxy', 'report_batch_max_entries', 'report_batch_max_time',)
 
     def __init__(self, disable_check_cache: 'bool' = _FACTORY, disable_quota_cache: 'bool' = _FACTORY, disable_report_batch: 'bool' = _FACTORY, network_fail_policy: 'NetworkFailPolicy | None' = _FACTORY, stats_update_interval: 'datetime.timedelta | None' = _FACTORY, check_cluster: 'str' = _FACTORY, report_cluster: 'str' = _FACTORY, attributes_for_mixer_proxy: '___v1__.Attributes | None' = _FACTORY, report_batch_max_entries: 'int' = _FACTORY, report_batch_max_time: 'datetime.timedelta | None' = _FACTORY) -> None:
         self.disable_check_cache = False if disable_check_cache is _FACTORY else disable_check_cache
@@ -543,6 +622,21 @@ class TransportConfig(betterproto2.Message):
         self.report_batch_max_entries = 0 if report_batch_max_entries is _FACTORY else report_batch_max_entries
         self.report_batch_max_time = None if report_batch_max_time is _FACTORY else report_batch_max_time
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'disable_check_cache': betterproto2.field(1, betterproto2.TYPE_BOOL),
+            'disable_quota_cache': betterproto2.field(2, betterproto2.TYPE_BOOL),
+            'disable_report_batch': betterproto2.field(3, betterproto2.TYPE_BOOL),
+            'network_fail_policy': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+            'stats_update_interval': betterproto2.field(5, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.Duration, optional=True),
+            'check_cluster': betterproto2.field(6, betterproto2.TYPE_STRING),
+            'report_cluster': betterproto2.field(7, betterproto2.TYPE_STRING),
+            'attributes_for_mixer_proxy': betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True),
+            'report_batch_max_entries': betterproto2.field(9, betterproto2.TYPE_UINT32),
+            'report_batch_max_time': betterproto2.field(10, betterproto2.TYPE_MESSAGE, unwrap=lambda: _____google__protobuf__.Duration, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(

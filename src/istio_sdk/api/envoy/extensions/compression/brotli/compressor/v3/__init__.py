@@ -6,10 +6,9 @@
 
 __all__ = ("Brotli", "BrotliEncoderMode")
 
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from .......message_pool import default_message_pool
 
@@ -27,43 +26,22 @@ class BrotliEncoderMode(betterproto2.Enum):
     FONT = 3
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Brotli(betterproto2.Message):
     "Brotli(quality: 'int | None' = <factory>, encoder_mode: 'BrotliEncoderMode' = <factory>, window_bits: 'int | None' = <factory>, input_block_bits: 'int | None' = <factory>, chunk_size: 'int | None' = <factory>, disable_literal_context_modeling: 'bool' = <factory>)"
 
-    quality: "int | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    quality: "int | None"
 
-    encoder_mode: "BrotliEncoderMode" = betterproto2.field(
-        2, betterproto2.TYPE_ENUM, default_factory=lambda: BrotliEncoderMode(0)
-    )
+    encoder_mode: "BrotliEncoderMode"
 
-    window_bits: "int | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    window_bits: "int | None"
 
-    input_block_bits: "int | None" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    input_block_bits: "int | None"
 
-    chunk_size: "int | None" = betterproto2.field(
-        5,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    chunk_size: "int | None"
 
-    disable_literal_context_modeling: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
+    disable_literal_context_modeling: "bool"
+
+    __match_args__ = ('quality', 'encoder_mode', 'window_bits', 'input_block_bits', 'chunk_size', 'disable_literal_context_modeling',)
 
     def __init__(self, quality: 'int | None' = _FACTORY, encoder_mode: 'BrotliEncoderMode' = _FACTORY, window_bits: 'int | None' = _FACTORY, input_block_bits: 'int | None' = _FACTORY, chunk_size: 'int | None' = _FACTORY, disable_literal_context_modeling: 'bool' = _FACTORY) -> None:
         self.quality = None if quality is _FACTORY else quality
@@ -73,6 +51,17 @@ class Brotli(betterproto2.Message):
         self.chunk_size = None if chunk_size is _FACTORY else chunk_size
         self.disable_literal_context_modeling = False if disable_literal_context_modeling is _FACTORY else disable_literal_context_modeling
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'quality': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.UInt32Value, optional=True),
+            'encoder_mode': betterproto2.field(2, betterproto2.TYPE_ENUM, default_factory=lambda: BrotliEncoderMode(0)),
+            'window_bits': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.UInt32Value, optional=True),
+            'input_block_bits': betterproto2.field(4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.UInt32Value, optional=True),
+            'chunk_size': betterproto2.field(5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.UInt32Value, optional=True),
+            'disable_literal_context_modeling': betterproto2.field(6, betterproto2.TYPE_BOOL),
+        }
+    )
 
 
 default_message_pool.register_message(

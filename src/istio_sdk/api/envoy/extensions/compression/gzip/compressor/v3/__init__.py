@@ -6,10 +6,9 @@
 
 __all__ = ("Gzip", "GzipCompressionLevel", "GzipCompressionStrategy")
 
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from .......message_pool import default_message_pool
 
@@ -55,38 +54,20 @@ class GzipCompressionStrategy(betterproto2.Enum):
     FIXED = 4
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Gzip(betterproto2.Message):
     "Gzip(memory_level: 'int | None' = <factory>, compression_level: 'GzipCompressionLevel' = <factory>, compression_strategy: 'GzipCompressionStrategy' = <factory>, window_bits: 'int | None' = <factory>, chunk_size: 'int | None' = <factory>)"
 
-    memory_level: "int | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    memory_level: "int | None"
 
-    compression_level: "GzipCompressionLevel" = betterproto2.field(
-        2, betterproto2.TYPE_ENUM, default_factory=lambda: GzipCompressionLevel(0)
-    )
+    compression_level: "GzipCompressionLevel"
 
-    compression_strategy: "GzipCompressionStrategy" = betterproto2.field(
-        3, betterproto2.TYPE_ENUM, default_factory=lambda: GzipCompressionStrategy(0)
-    )
+    compression_strategy: "GzipCompressionStrategy"
 
-    window_bits: "int | None" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    window_bits: "int | None"
 
-    chunk_size: "int | None" = betterproto2.field(
-        5,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    chunk_size: "int | None"
+
+    __match_args__ = ('memory_level', 'compression_level', 'compression_strategy', 'window_bits', 'chunk_size',)
 
     def __init__(self, memory_level: 'int | None' = _FACTORY, compression_level: 'GzipCompressionLevel' = _FACTORY, compression_strategy: 'GzipCompressionStrategy' = _FACTORY, window_bits: 'int | None' = _FACTORY, chunk_size: 'int | None' = _FACTORY) -> None:
         self.memory_level = None if memory_level is _FACTORY else memory_level
@@ -95,6 +76,16 @@ class Gzip(betterproto2.Message):
         self.window_bits = None if window_bits is _FACTORY else window_bits
         self.chunk_size = None if chunk_size is _FACTORY else chunk_size
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'memory_level': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.UInt32Value, optional=True),
+            'compression_level': betterproto2.field(2, betterproto2.TYPE_ENUM, default_factory=lambda: GzipCompressionLevel(0)),
+            'compression_strategy': betterproto2.field(3, betterproto2.TYPE_ENUM, default_factory=lambda: GzipCompressionStrategy(0)),
+            'window_bits': betterproto2.field(4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.UInt32Value, optional=True),
+            'chunk_size': betterproto2.field(5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.UInt32Value, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(

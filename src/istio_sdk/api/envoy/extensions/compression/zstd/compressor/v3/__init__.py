@@ -6,10 +6,9 @@
 
 __all__ = ("Zstd", "ZstdStrategy")
 
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from .......message_pool import default_message_pool
 
@@ -39,33 +38,20 @@ class ZstdStrategy(betterproto2.Enum):
     BTULTRA2 = 9
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Zstd(betterproto2.Message):
     "Zstd(compression_level: 'int | None' = <factory>, enable_checksum: 'bool' = <factory>, strategy: 'ZstdStrategy' = <factory>, dictionary: '_____config__core__v3__.DataSource | None' = <factory>, chunk_size: 'int | None' = <factory>)"
 
-    compression_level: "int | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    compression_level: "int | None"
 
-    enable_checksum: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    enable_checksum: "bool"
 
-    strategy: "ZstdStrategy" = betterproto2.field(
-        3, betterproto2.TYPE_ENUM, default_factory=lambda: ZstdStrategy(0)
-    )
+    strategy: "ZstdStrategy"
 
-    dictionary: "_____config__core__v3__.DataSource | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    dictionary: "_____config__core__v3__.DataSource | None"
 
-    chunk_size: "int | None" = betterproto2.field(
-        5,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    chunk_size: "int | None"
+
+    __match_args__ = ('compression_level', 'enable_checksum', 'strategy', 'dictionary', 'chunk_size',)
 
     def __init__(self, compression_level: 'int | None' = _FACTORY, enable_checksum: 'bool' = _FACTORY, strategy: 'ZstdStrategy' = _FACTORY, dictionary: '_____config__core__v3__.DataSource | None' = _FACTORY, chunk_size: 'int | None' = _FACTORY) -> None:
         self.compression_level = None if compression_level is _FACTORY else compression_level
@@ -74,6 +60,16 @@ class Zstd(betterproto2.Message):
         self.dictionary = None if dictionary is _FACTORY else dictionary
         self.chunk_size = None if chunk_size is _FACTORY else chunk_size
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'compression_level': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.UInt32Value, optional=True),
+            'enable_checksum': betterproto2.field(2, betterproto2.TYPE_BOOL),
+            'strategy': betterproto2.field(3, betterproto2.TYPE_ENUM, default_factory=lambda: ZstdStrategy(0)),
+            'dictionary': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+            'chunk_size': betterproto2.field(5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.UInt32Value, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(

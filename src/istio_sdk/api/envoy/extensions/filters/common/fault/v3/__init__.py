@@ -14,10 +14,9 @@ __all__ = (
 )
 
 import datetime
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from .......message_pool import default_message_pool
 
@@ -29,7 +28,6 @@ class FaultDelayFaultDelayType(betterproto2.Enum):
     FIXED = 0
 
 
-@dataclass(eq=False, repr=False, init=False)
 class FaultDelay(betterproto2.Message):
     """
 
@@ -38,21 +36,13 @@ class FaultDelay(betterproto2.Message):
         - fault_delay_secifier:
     """
 
-    fixed_delay: "datetime.timedelta | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.Duration,
-        optional=True,
-        group="fault_delay_secifier",
-    )
+    fixed_delay: "datetime.timedelta | None"
 
-    header_delay: "FaultDelayHeaderDelay | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True, group="fault_delay_secifier"
-    )
+    header_delay: "FaultDelayHeaderDelay | None"
 
-    percentage: "_____type__v3__.FractionalPercent | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    percentage: "_____type__v3__.FractionalPercent | None"
+
+    __match_args__ = ('fixed_delay', 'header_delay', 'percentage',)
 
     def __init__(self, fixed_delay: 'datetime.timedelta | None' = _FACTORY, header_delay: 'FaultDelayHeaderDelay | None' = _FACTORY, percentage: '_____type__v3__.FractionalPercent | None' = _FACTORY) -> None:
         self.fixed_delay = None if fixed_delay is _FACTORY else fixed_delay
@@ -60,20 +50,34 @@ class FaultDelay(betterproto2.Message):
         self.percentage = None if percentage is _FACTORY else percentage
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'fixed_delay': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.Duration, optional=True, group='fault_delay_secifier'),
+            'header_delay': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True, group='fault_delay_secifier'),
+            'percentage': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.extensions.filters.common.fault.v3", "FaultDelay", FaultDelay
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class FaultDelayHeaderDelay(betterproto2.Message):
     'FaultDelayHeaderDelay()'
 
     pass
 
+    __match_args__ = ()
+
     def __init__(self) -> None:
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -81,7 +85,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class FaultRateLimit(betterproto2.Message):
     """
 
@@ -90,17 +93,13 @@ class FaultRateLimit(betterproto2.Message):
         - limit_type:
     """
 
-    fixed_limit: "FaultRateLimitFixedLimit | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True, group="limit_type"
-    )
+    fixed_limit: "FaultRateLimitFixedLimit | None"
 
-    header_limit: "FaultRateLimitHeaderLimit | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="limit_type"
-    )
+    header_limit: "FaultRateLimitHeaderLimit | None"
 
-    percentage: "_____type__v3__.FractionalPercent | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    percentage: "_____type__v3__.FractionalPercent | None"
+
+    __match_args__ = ('fixed_limit', 'header_limit', 'percentage',)
 
     def __init__(self, fixed_limit: 'FaultRateLimitFixedLimit | None' = _FACTORY, header_limit: 'FaultRateLimitHeaderLimit | None' = _FACTORY, percentage: '_____type__v3__.FractionalPercent | None' = _FACTORY) -> None:
         self.fixed_limit = None if fixed_limit is _FACTORY else fixed_limit
@@ -108,21 +107,36 @@ class FaultRateLimit(betterproto2.Message):
         self.percentage = None if percentage is _FACTORY else percentage
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'fixed_limit': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group='limit_type'),
+            'header_limit': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='limit_type'),
+            'percentage': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.extensions.filters.common.fault.v3", "FaultRateLimit", FaultRateLimit
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class FaultRateLimitFixedLimit(betterproto2.Message):
     "FaultRateLimitFixedLimit(limit_kbps: 'int' = <factory>)"
 
-    limit_kbps: "int" = betterproto2.field(1, betterproto2.TYPE_UINT64)
+    limit_kbps: "int"
+
+    __match_args__ = ('limit_kbps',)
 
     def __init__(self, limit_kbps: 'int' = _FACTORY) -> None:
         self.limit_kbps = 0 if limit_kbps is _FACTORY else limit_kbps
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'limit_kbps': betterproto2.field(1, betterproto2.TYPE_UINT64),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -132,14 +146,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class FaultRateLimitHeaderLimit(betterproto2.Message):
     'FaultRateLimitHeaderLimit()'
 
     pass
 
+    __match_args__ = ()
+
     def __init__(self) -> None:
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+        }
+    )
 
 
 default_message_pool.register_message(

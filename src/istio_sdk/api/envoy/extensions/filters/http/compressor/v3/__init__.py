@@ -15,10 +15,9 @@ __all__ = (
 )
 
 import warnings
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from .......message_pool import default_message_pool
 
@@ -26,40 +25,26 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Compressor(betterproto2.Message):
     "Compressor(content_length: 'int | None' = <factory>, content_type: 'list[str]' = <factory>, disable_on_etag_header: 'bool' = <factory>, remove_accept_encoding_header: 'bool' = <factory>, runtime_enabled: '_____config__core__v3__.RuntimeFeatureFlag | None' = <factory>, compressor_library: '_____config__core__v3__.TypedExtensionConfig | None' = <factory>, request_direction_config: 'CompressorRequestDirectionConfig | None' = <factory>, response_direction_config: 'CompressorResponseDirectionConfig | None' = <factory>, choose_first: 'bool' = <factory>)"
 
-    content_length: "int | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    content_length: "int | None"
 
-    content_type: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
+    content_type: "list[str]"
 
-    disable_on_etag_header: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    disable_on_etag_header: "bool"
 
-    remove_accept_encoding_header: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
+    remove_accept_encoding_header: "bool"
 
-    runtime_enabled: "_____config__core__v3__.RuntimeFeatureFlag | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    runtime_enabled: "_____config__core__v3__.RuntimeFeatureFlag | None"
 
-    compressor_library: "_____config__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    compressor_library: "_____config__core__v3__.TypedExtensionConfig | None"
 
-    request_direction_config: "CompressorRequestDirectionConfig | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    request_direction_config: "CompressorRequestDirectionConfig | None"
 
-    response_direction_config: "CompressorResponseDirectionConfig | None" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    response_direction_config: "CompressorResponseDirectionConfig | None"
 
-    choose_first: "bool" = betterproto2.field(9, betterproto2.TYPE_BOOL)
+    choose_first: "bool"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -76,6 +61,8 @@ class Compressor(betterproto2.Message):
         if self.is_set("runtime_enabled"):
             warnings.warn("Compressor.runtime_enabled is deprecated", DeprecationWarning)
 
+    __match_args__ = ('content_length', 'content_type', 'disable_on_etag_header', 'remove_accept_encoding_header', 'runtime_enabled', 'compressor_library', 'request_direction_config', 'response_direction_config', 'choose_first',)
+
     def __init__(self, content_length: 'int | None' = _FACTORY, content_type: 'list[str]' = _FACTORY, disable_on_etag_header: 'bool' = _FACTORY, remove_accept_encoding_header: 'bool' = _FACTORY, runtime_enabled: '_____config__core__v3__.RuntimeFeatureFlag | None' = _FACTORY, compressor_library: '_____config__core__v3__.TypedExtensionConfig | None' = _FACTORY, request_direction_config: 'CompressorRequestDirectionConfig | None' = _FACTORY, response_direction_config: 'CompressorResponseDirectionConfig | None' = _FACTORY, choose_first: 'bool' = _FACTORY) -> None:
         self.content_length = None if content_length is _FACTORY else content_length
         self.content_type = [] if content_type is _FACTORY else content_type
@@ -88,34 +75,50 @@ class Compressor(betterproto2.Message):
         self.choose_first = False if choose_first is _FACTORY else choose_first
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'content_length': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.UInt32Value, optional=True),
+            'content_type': betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True),
+            'disable_on_etag_header': betterproto2.field(3, betterproto2.TYPE_BOOL),
+            'remove_accept_encoding_header': betterproto2.field(4, betterproto2.TYPE_BOOL),
+            'runtime_enabled': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True),
+            'compressor_library': betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True),
+            'request_direction_config': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True),
+            'response_direction_config': betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True),
+            'choose_first': betterproto2.field(9, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.extensions.filters.http.compressor.v3", "Compressor", Compressor
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class CompressorCommonDirectionConfig(betterproto2.Message):
     "CompressorCommonDirectionConfig(enabled: '_____config__core__v3__.RuntimeFeatureFlag | None' = <factory>, min_content_length: 'int | None' = <factory>, content_type: 'list[str]' = <factory>)"
 
-    enabled: "_____config__core__v3__.RuntimeFeatureFlag | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    enabled: "_____config__core__v3__.RuntimeFeatureFlag | None"
 
-    min_content_length: "int | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    min_content_length: "int | None"
 
-    content_type: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
+    content_type: "list[str]"
+
+    __match_args__ = ('enabled', 'min_content_length', 'content_type',)
 
     def __init__(self, enabled: '_____config__core__v3__.RuntimeFeatureFlag | None' = _FACTORY, min_content_length: 'int | None' = _FACTORY, content_type: 'list[str]' = _FACTORY) -> None:
         self.enabled = None if enabled is _FACTORY else enabled
         self.min_content_length = None if min_content_length is _FACTORY else min_content_length
         self.content_type = [] if content_type is _FACTORY else content_type
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'enabled': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'min_content_length': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.UInt32Value, optional=True),
+            'content_type': betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -125,17 +128,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class CompressorRequestDirectionConfig(betterproto2.Message):
     "CompressorRequestDirectionConfig(common_config: 'CompressorCommonDirectionConfig | None' = <factory>)"
 
-    common_config: "CompressorCommonDirectionConfig | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    common_config: "CompressorCommonDirectionConfig | None"
+
+    __match_args__ = ('common_config',)
 
     def __init__(self, common_config: 'CompressorCommonDirectionConfig | None' = _FACTORY) -> None:
         self.common_config = None if common_config is _FACTORY else common_config
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'common_config': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -145,23 +153,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class CompressorResponseDirectionConfig(betterproto2.Message):
     "CompressorResponseDirectionConfig(common_config: 'CompressorCommonDirectionConfig | None' = <factory>, disable_on_etag_header: 'bool' = <factory>, remove_accept_encoding_header: 'bool' = <factory>, uncompressible_response_codes: 'list[int]' = <factory>, status_header_enabled: 'bool' = <factory>)"
 
-    common_config: "CompressorCommonDirectionConfig | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    common_config: "CompressorCommonDirectionConfig | None"
 
-    disable_on_etag_header: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    disable_on_etag_header: "bool"
 
-    remove_accept_encoding_header: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    remove_accept_encoding_header: "bool"
 
-    uncompressible_response_codes: "list[int]" = betterproto2.field(
-        4, betterproto2.TYPE_UINT32, repeated=True
-    )
+    uncompressible_response_codes: "list[int]"
 
-    status_header_enabled: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
+    status_header_enabled: "bool"
+
+    __match_args__ = ('common_config', 'disable_on_etag_header', 'remove_accept_encoding_header', 'uncompressible_response_codes', 'status_header_enabled',)
 
     def __init__(self, common_config: 'CompressorCommonDirectionConfig | None' = _FACTORY, disable_on_etag_header: 'bool' = _FACTORY, remove_accept_encoding_header: 'bool' = _FACTORY, uncompressible_response_codes: 'list[int]' = _FACTORY, status_header_enabled: 'bool' = _FACTORY) -> None:
         self.common_config = None if common_config is _FACTORY else common_config
@@ -171,6 +176,16 @@ class CompressorResponseDirectionConfig(betterproto2.Message):
         self.status_header_enabled = False if status_header_enabled is _FACTORY else status_header_enabled
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'common_config': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'disable_on_etag_header': betterproto2.field(2, betterproto2.TYPE_BOOL),
+            'remove_accept_encoding_header': betterproto2.field(3, betterproto2.TYPE_BOOL),
+            'uncompressible_response_codes': betterproto2.field(4, betterproto2.TYPE_UINT32, repeated=True),
+            'status_header_enabled': betterproto2.field(5, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.extensions.filters.http.compressor.v3",
@@ -179,22 +194,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class CompressorOverrides(betterproto2.Message):
     "CompressorOverrides(response_direction_config: 'ResponseDirectionOverrides | None' = <factory>, compressor_library: '_____config__core__v3__.TypedExtensionConfig | None' = <factory>)"
 
-    response_direction_config: "ResponseDirectionOverrides | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    response_direction_config: "ResponseDirectionOverrides | None"
 
-    compressor_library: "_____config__core__v3__.TypedExtensionConfig | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    compressor_library: "_____config__core__v3__.TypedExtensionConfig | None"
+
+    __match_args__ = ('response_direction_config', 'compressor_library',)
 
     def __init__(self, response_direction_config: 'ResponseDirectionOverrides | None' = _FACTORY, compressor_library: '_____config__core__v3__.TypedExtensionConfig | None' = _FACTORY) -> None:
         self.response_direction_config = None if response_direction_config is _FACTORY else response_direction_config
         self.compressor_library = None if compressor_library is _FACTORY else compressor_library
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'response_direction_config': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'compressor_library': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -202,7 +221,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class CompressorPerRoute(betterproto2.Message):
     """
 
@@ -211,18 +229,23 @@ class CompressorPerRoute(betterproto2.Message):
         - override:
     """
 
-    disabled: "bool | None" = betterproto2.field(
-        1, betterproto2.TYPE_BOOL, optional=True, group="override"
-    )
+    disabled: "bool | None"
 
-    overrides: "CompressorOverrides | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True, group="override"
-    )
+    overrides: "CompressorOverrides | None"
+
+    __match_args__ = ('disabled', 'overrides',)
 
     def __init__(self, disabled: 'bool | None' = _FACTORY, overrides: 'CompressorOverrides | None' = _FACTORY) -> None:
         self.disabled = None if disabled is _FACTORY else disabled
         self.overrides = None if overrides is _FACTORY else overrides
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'disabled': betterproto2.field(1, betterproto2.TYPE_BOOL, optional=True, group='override'),
+            'overrides': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True, group='override'),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -230,20 +253,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ResponseDirectionOverrides(betterproto2.Message):
     "ResponseDirectionOverrides(remove_accept_encoding_header: 'bool | None' = <factory>)"
 
-    remove_accept_encoding_header: "bool | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.BoolValue,
-        optional=True,
-    )
+    remove_accept_encoding_header: "bool | None"
+
+    __match_args__ = ('remove_accept_encoding_header',)
 
     def __init__(self, remove_accept_encoding_header: 'bool | None' = _FACTORY) -> None:
         self.remove_accept_encoding_header = None if remove_accept_encoding_header is _FACTORY else remove_accept_encoding_header
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'remove_accept_encoding_header': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.BoolValue, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(

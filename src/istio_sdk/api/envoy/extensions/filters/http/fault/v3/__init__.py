@@ -10,10 +10,9 @@ __all__ = (
     "HttpFault",
 )
 
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from .......message_pool import default_message_pool
 
@@ -21,7 +20,6 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class FaultAbort(betterproto2.Message):
     """
 
@@ -30,21 +28,15 @@ class FaultAbort(betterproto2.Message):
         - error_type:
     """
 
-    http_status: "int | None" = betterproto2.field(
-        2, betterproto2.TYPE_UINT32, optional=True, group="error_type"
-    )
+    http_status: "int | None"
 
-    grpc_status: "int | None" = betterproto2.field(
-        5, betterproto2.TYPE_UINT32, optional=True, group="error_type"
-    )
+    grpc_status: "int | None"
 
-    header_abort: "FaultAbortHeaderAbort | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True, group="error_type"
-    )
+    header_abort: "FaultAbortHeaderAbort | None"
 
-    percentage: "_____type__v3__.FractionalPercent | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    percentage: "_____type__v3__.FractionalPercent | None"
+
+    __match_args__ = ('http_status', 'grpc_status', 'header_abort', 'percentage',)
 
     def __init__(self, http_status: 'int | None' = _FACTORY, grpc_status: 'int | None' = _FACTORY, header_abort: 'FaultAbortHeaderAbort | None' = _FACTORY, percentage: '_____type__v3__.FractionalPercent | None' = _FACTORY) -> None:
         self.http_status = None if http_status is _FACTORY else http_status
@@ -53,20 +45,35 @@ class FaultAbort(betterproto2.Message):
         self.percentage = None if percentage is _FACTORY else percentage
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'http_status': betterproto2.field(2, betterproto2.TYPE_UINT32, optional=True, group='error_type'),
+            'grpc_status': betterproto2.field(5, betterproto2.TYPE_UINT32, optional=True, group='error_type'),
+            'header_abort': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True, group='error_type'),
+            'percentage': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.extensions.filters.http.fault.v3", "FaultAbort", FaultAbort
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class FaultAbortHeaderAbort(betterproto2.Message):
     'FaultAbortHeaderAbort()'
 
     pass
 
+    __match_args__ = ()
+
     def __init__(self) -> None:
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -74,54 +81,42 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HttpFault(betterproto2.Message):
     "HttpFault(delay: '___common__fault__v3__.FaultDelay | None' = <factory>, abort: 'FaultAbort | None' = <factory>, upstream_cluster: 'str' = <factory>, headers: 'list[_____config__route__v3__.HeaderMatcher]' = <factory>, downstream_nodes: 'list[str]' = <factory>, max_active_faults: 'int | None' = <factory>, response_rate_limit: '___common__fault__v3__.FaultRateLimit | None' = <factory>, delay_percent_runtime: 'str' = <factory>, abort_percent_runtime: 'str' = <factory>, delay_duration_runtime: 'str' = <factory>, abort_http_status_runtime: 'str' = <factory>, max_active_faults_runtime: 'str' = <factory>, response_rate_limit_percent_runtime: 'str' = <factory>, abort_grpc_status_runtime: 'str' = <factory>, disable_downstream_cluster_stats: 'bool' = <factory>, filter_metadata: '______google__protobuf__.Struct | None' = <factory>)"
 
-    delay: "___common__fault__v3__.FaultDelay | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    delay: "___common__fault__v3__.FaultDelay | None"
 
-    abort: "FaultAbort | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+    abort: "FaultAbort | None"
 
-    upstream_cluster: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    upstream_cluster: "str"
 
-    headers: "list[_____config__route__v3__.HeaderMatcher]" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    headers: "list[_____config__route__v3__.HeaderMatcher]"
 
-    downstream_nodes: "list[str]" = betterproto2.field(5, betterproto2.TYPE_STRING, repeated=True)
+    downstream_nodes: "list[str]"
 
-    max_active_faults: "int | None" = betterproto2.field(
-        6,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    max_active_faults: "int | None"
 
-    response_rate_limit: "___common__fault__v3__.FaultRateLimit | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    response_rate_limit: "___common__fault__v3__.FaultRateLimit | None"
 
-    delay_percent_runtime: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
+    delay_percent_runtime: "str"
 
-    abort_percent_runtime: "str" = betterproto2.field(9, betterproto2.TYPE_STRING)
+    abort_percent_runtime: "str"
 
-    delay_duration_runtime: "str" = betterproto2.field(10, betterproto2.TYPE_STRING)
+    delay_duration_runtime: "str"
 
-    abort_http_status_runtime: "str" = betterproto2.field(11, betterproto2.TYPE_STRING)
+    abort_http_status_runtime: "str"
 
-    max_active_faults_runtime: "str" = betterproto2.field(12, betterproto2.TYPE_STRING)
+    max_active_faults_runtime: "str"
 
-    response_rate_limit_percent_runtime: "str" = betterproto2.field(13, betterproto2.TYPE_STRING)
+    response_rate_limit_percent_runtime: "str"
 
-    abort_grpc_status_runtime: "str" = betterproto2.field(14, betterproto2.TYPE_STRING)
+    abort_grpc_status_runtime: "str"
 
-    disable_downstream_cluster_stats: "bool" = betterproto2.field(15, betterproto2.TYPE_BOOL)
+    disable_downstream_cluster_stats: "bool"
 
-    filter_metadata: "______google__protobuf__.Struct | None" = betterproto2.field(
-        16, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    filter_metadata: "______google__protobuf__.Struct | None"
+
+    __match_args__ = ('delay', 'abort', 'upstream_cluster', 'headers', 'downstream_nodes', 'max_active_faults', 'response_rate_limit', 'delay_percent_runtime', 'abort_percent_runtime', 'delay_duration_runtime', 'abort_http_status_runtime', 'max_active_faults_runtime', 'response_rate_limit_percent_runtime', 'abort_grpc_status_runtime', 'disable_downstream_cluster_stats', 'filter_metadata',)
 
     def __init__(self, delay: '___common__fault__v3__.FaultDelay | None' = _FACTORY, abort: 'FaultAbort | None' = _FACTORY, upstream_cluster: 'str' = _FACTORY, headers: 'list[_____config__route__v3__.HeaderMatcher]' = _FACTORY, downstream_nodes: 'list[str]' = _FACTORY, max_active_faults: 'int | None' = _FACTORY, response_rate_limit: '___common__fault__v3__.FaultRateLimit | None' = _FACTORY, delay_percent_runtime: 'str' = _FACTORY, abort_percent_runtime: 'str' = _FACTORY, delay_duration_runtime: 'str' = _FACTORY, abort_http_status_runtime: 'str' = _FACTORY, max_active_faults_runtime: 'str' = _FACTORY, response_rate_limit_percent_runtime: 'str' = _FACTORY, abort_grpc_status_runtime: 'str' = _FACTORY, disable_downstream_cluster_stats: 'bool' = _FACTORY, filter_metadata: '______google__protobuf__.Struct | None' = _FACTORY) -> None:
         self.delay = None if delay is _FACTORY else delay
@@ -141,6 +136,27 @@ class HttpFault(betterproto2.Message):
         self.disable_downstream_cluster_stats = False if disable_downstream_cluster_stats is _FACTORY else disable_downstream_cluster_stats
         self.filter_metadata = None if filter_metadata is _FACTORY else filter_metadata
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'delay': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'abort': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'upstream_cluster': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'headers': betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True),
+            'downstream_nodes': betterproto2.field(5, betterproto2.TYPE_STRING, repeated=True),
+            'max_active_faults': betterproto2.field(6, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.UInt32Value, optional=True),
+            'response_rate_limit': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True),
+            'delay_percent_runtime': betterproto2.field(8, betterproto2.TYPE_STRING),
+            'abort_percent_runtime': betterproto2.field(9, betterproto2.TYPE_STRING),
+            'delay_duration_runtime': betterproto2.field(10, betterproto2.TYPE_STRING),
+            'abort_http_status_runtime': betterproto2.field(11, betterproto2.TYPE_STRING),
+            'max_active_faults_runtime': betterproto2.field(12, betterproto2.TYPE_STRING),
+            'response_rate_limit_percent_runtime': betterproto2.field(13, betterproto2.TYPE_STRING),
+            'abort_grpc_status_runtime': betterproto2.field(14, betterproto2.TYPE_STRING),
+            'disable_downstream_cluster_stats': betterproto2.field(15, betterproto2.TYPE_BOOL),
+            'filter_metadata': betterproto2.field(16, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(

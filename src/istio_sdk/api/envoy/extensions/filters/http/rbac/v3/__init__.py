@@ -9,10 +9,9 @@ __all__ = (
     "RbacPerRoute",
 )
 
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from .......message_pool import default_message_pool
 
@@ -20,31 +19,24 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Rbac(betterproto2.Message):
     "Rbac(rules: '_____config__rbac__v3__.Rbac | None' = <factory>, rules_stat_prefix: 'str' = <factory>, matcher: '______xds__type__matcher__v3__.Matcher | None' = <factory>, shadow_rules: '_____config__rbac__v3__.Rbac | None' = <factory>, shadow_matcher: '______xds__type__matcher__v3__.Matcher | None' = <factory>, shadow_rules_stat_prefix: 'str' = <factory>, track_per_rule_stats: 'bool' = <factory>)"
 
-    rules: "_____config__rbac__v3__.Rbac | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    rules: "_____config__rbac__v3__.Rbac | None"
 
-    rules_stat_prefix: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    rules_stat_prefix: "str"
 
-    matcher: "______xds__type__matcher__v3__.Matcher | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    matcher: "______xds__type__matcher__v3__.Matcher | None"
 
-    shadow_rules: "_____config__rbac__v3__.Rbac | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    shadow_rules: "_____config__rbac__v3__.Rbac | None"
 
-    shadow_matcher: "______xds__type__matcher__v3__.Matcher | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    shadow_matcher: "______xds__type__matcher__v3__.Matcher | None"
 
-    shadow_rules_stat_prefix: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    shadow_rules_stat_prefix: "str"
 
-    track_per_rule_stats: "bool" = betterproto2.field(7, betterproto2.TYPE_BOOL)
+    track_per_rule_stats: "bool"
+
+    __match_args__ = ('rules', 'rules_stat_prefix', 'matcher', 'shadow_rules', 'shadow_matcher', 'shadow_rules_stat_prefix', 'track_per_rule_stats',)
 
     def __init__(self, rules: '_____config__rbac__v3__.Rbac | None' = _FACTORY, rules_stat_prefix: 'str' = _FACTORY, matcher: '______xds__type__matcher__v3__.Matcher | None' = _FACTORY, shadow_rules: '_____config__rbac__v3__.Rbac | None' = _FACTORY, shadow_matcher: '______xds__type__matcher__v3__.Matcher | None' = _FACTORY, shadow_rules_stat_prefix: 'str' = _FACTORY, track_per_rule_stats: 'bool' = _FACTORY) -> None:
         self.rules = None if rules is _FACTORY else rules
@@ -56,19 +48,38 @@ class Rbac(betterproto2.Message):
         self.track_per_rule_stats = False if track_per_rule_stats is _FACTORY else track_per_rule_stats
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'rules': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'rules_stat_prefix': betterproto2.field(6, betterproto2.TYPE_STRING),
+            'matcher': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+            'shadow_rules': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'shadow_matcher': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True),
+            'shadow_rules_stat_prefix': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'track_per_rule_stats': betterproto2.field(7, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.extensions.filters.http.rbac.v3", "RBAC", Rbac)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RbacPerRoute(betterproto2.Message):
     "RbacPerRoute(rbac: 'Rbac | None' = <factory>)"
 
-    rbac: "Rbac | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+    rbac: "Rbac | None"
+
+    __match_args__ = ('rbac',)
 
     def __init__(self, rbac: 'Rbac | None' = _FACTORY) -> None:
         self.rbac = None if rbac is _FACTORY else rbac
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'rbac': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(

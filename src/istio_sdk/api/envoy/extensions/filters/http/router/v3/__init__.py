@@ -11,10 +11,9 @@ __all__ = (
 
 import datetime
 import warnings
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from .......message_pool import default_message_pool
 
@@ -22,45 +21,33 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Router(betterproto2.Message):
     "Router(dynamic_stats: 'bool | None' = <factory>, start_child_span: 'bool' = <factory>, upstream_log: 'list[_____config__accesslog__v3__.AccessLog]' = <factory>, upstream_log_options: 'RouterUpstreamAccessLogOptions | None' = <factory>, suppress_envoy_headers: 'bool' = <factory>, strict_check_headers: 'list[str]' = <factory>, respect_expected_rq_timeout: 'bool' = <factory>, suppress_grpc_request_failure_code_stats: 'bool' = <factory>, upstream_http_filters: 'list[___network__http_connection_manager__v3__.HttpFilter]' = <factory>)"
 
-    dynamic_stats: "bool | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.BoolValue,
-        optional=True,
-    )
+    dynamic_stats: "bool | None"
 
-    start_child_span: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    start_child_span: "bool"
 
-    upstream_log: "list[_____config__accesslog__v3__.AccessLog]" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    upstream_log: "list[_____config__accesslog__v3__.AccessLog]"
 
-    upstream_log_options: "RouterUpstreamAccessLogOptions | None" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    upstream_log_options: "RouterUpstreamAccessLogOptions | None"
 
-    suppress_envoy_headers: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
+    suppress_envoy_headers: "bool"
 
-    strict_check_headers: "list[str]" = betterproto2.field(
-        5, betterproto2.TYPE_STRING, repeated=True
-    )
+    strict_check_headers: "list[str]"
 
-    respect_expected_rq_timeout: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
+    respect_expected_rq_timeout: "bool"
 
-    suppress_grpc_request_failure_code_stats: "bool" = betterproto2.field(7, betterproto2.TYPE_BOOL)
+    suppress_grpc_request_failure_code_stats: "bool"
 
-    upstream_http_filters: "list[___network__http_connection_manager__v3__.HttpFilter]" = (
-        betterproto2.field(8, betterproto2.TYPE_MESSAGE, repeated=True)
-    )
+    upstream_http_filters: "list[___network__http_connection_manager__v3__.HttpFilter]"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.is_set("start_child_span"):
             warnings.warn("Router.start_child_span is deprecated", DeprecationWarning)
+
+    __match_args__ = ('dynamic_stats', 'start_child_span', 'upstream_log', 'upstream_log_options', 'suppress_envoy_headers', 'strict_check_headers', 'respect_expected_rq_timeout', 'suppress_grpc_request_failure_code_stats', 'upstream_http_filters',)
 
     def __init__(self, dynamic_stats: 'bool | None' = _FACTORY, start_child_span: 'bool' = _FACTORY, upstream_log: 'list[_____config__accesslog__v3__.AccessLog]' = _FACTORY, upstream_log_options: 'RouterUpstreamAccessLogOptions | None' = _FACTORY, suppress_envoy_headers: 'bool' = _FACTORY, strict_check_headers: 'list[str]' = _FACTORY, respect_expected_rq_timeout: 'bool' = _FACTORY, suppress_grpc_request_failure_code_stats: 'bool' = _FACTORY, upstream_http_filters: 'list[___network__http_connection_manager__v3__.HttpFilter]' = _FACTORY) -> None:
         self.dynamic_stats = None if dynamic_stats is _FACTORY else dynamic_stats
@@ -74,27 +61,44 @@ class Router(betterproto2.Message):
         self.upstream_http_filters = [] if upstream_http_filters is _FACTORY else upstream_http_filters
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'dynamic_stats': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.BoolValue, optional=True),
+            'start_child_span': betterproto2.field(2, betterproto2.TYPE_BOOL),
+            'upstream_log': betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True),
+            'upstream_log_options': betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True),
+            'suppress_envoy_headers': betterproto2.field(4, betterproto2.TYPE_BOOL),
+            'strict_check_headers': betterproto2.field(5, betterproto2.TYPE_STRING, repeated=True),
+            'respect_expected_rq_timeout': betterproto2.field(6, betterproto2.TYPE_BOOL),
+            'suppress_grpc_request_failure_code_stats': betterproto2.field(7, betterproto2.TYPE_BOOL),
+            'upstream_http_filters': betterproto2.field(8, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message("envoy.extensions.filters.http.router.v3", "Router", Router)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RouterUpstreamAccessLogOptions(betterproto2.Message):
     "RouterUpstreamAccessLogOptions(flush_upstream_log_on_upstream_stream: 'bool' = <factory>, upstream_log_flush_interval: 'datetime.timedelta | None' = <factory>)"
 
-    flush_upstream_log_on_upstream_stream: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    flush_upstream_log_on_upstream_stream: "bool"
 
-    upstream_log_flush_interval: "datetime.timedelta | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.Duration,
-        optional=True,
-    )
+    upstream_log_flush_interval: "datetime.timedelta | None"
+
+    __match_args__ = ('flush_upstream_log_on_upstream_stream', 'upstream_log_flush_interval',)
 
     def __init__(self, flush_upstream_log_on_upstream_stream: 'bool' = _FACTORY, upstream_log_flush_interval: 'datetime.timedelta | None' = _FACTORY) -> None:
         self.flush_upstream_log_on_upstream_stream = False if flush_upstream_log_on_upstream_stream is _FACTORY else flush_upstream_log_on_upstream_stream
         self.upstream_log_flush_interval = None if upstream_log_flush_interval is _FACTORY else upstream_log_flush_interval
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'flush_upstream_log_on_upstream_stream': betterproto2.field(1, betterproto2.TYPE_BOOL),
+            'upstream_log_flush_interval': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.Duration, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(

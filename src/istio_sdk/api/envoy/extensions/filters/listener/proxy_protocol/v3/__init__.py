@@ -11,10 +11,9 @@ __all__ = (
     "ProxyProtocolTlvLocation",
 )
 
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from .......message_pool import default_message_pool
 
@@ -28,29 +27,22 @@ class ProxyProtocolTlvLocation(betterproto2.Enum):
     FILTER_STATE = 1
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ProxyProtocol(betterproto2.Message):
     "ProxyProtocol(rules: 'list[ProxyProtocolRule]' = <factory>, allow_requests_without_proxy_protocol: 'bool' = <factory>, pass_through_tlvs: '_____config__core__v3__.ProxyProtocolPassThroughTlVs | None' = <factory>, disallowed_versions: 'list[_____config__core__v3__.ProxyProtocolConfigVersion]' = <factory>, stat_prefix: 'str' = <factory>, tlv_location: 'ProxyProtocolTlvLocation' = <factory>)"
 
-    rules: "list[ProxyProtocolRule]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    rules: "list[ProxyProtocolRule]"
 
-    allow_requests_without_proxy_protocol: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    allow_requests_without_proxy_protocol: "bool"
 
-    pass_through_tlvs: "_____config__core__v3__.ProxyProtocolPassThroughTlVs | None" = (
-        betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
-    )
+    pass_through_tlvs: "_____config__core__v3__.ProxyProtocolPassThroughTlVs | None"
 
-    disallowed_versions: "list[_____config__core__v3__.ProxyProtocolConfigVersion]" = (
-        betterproto2.field(4, betterproto2.TYPE_ENUM, repeated=True)
-    )
+    disallowed_versions: "list[_____config__core__v3__.ProxyProtocolConfigVersion]"
 
-    stat_prefix: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    stat_prefix: "str"
 
-    tlv_location: "ProxyProtocolTlvLocation" = betterproto2.field(
-        6, betterproto2.TYPE_ENUM, default_factory=lambda: ProxyProtocolTlvLocation(0)
-    )
+    tlv_location: "ProxyProtocolTlvLocation"
+
+    __match_args__ = ('rules', 'allow_requests_without_proxy_protocol', 'pass_through_tlvs', 'disallowed_versions', 'stat_prefix', 'tlv_location',)
 
     def __init__(self, rules: 'list[ProxyProtocolRule]' = _FACTORY, allow_requests_without_proxy_protocol: 'bool' = _FACTORY, pass_through_tlvs: '_____config__core__v3__.ProxyProtocolPassThroughTlVs | None' = _FACTORY, disallowed_versions: 'list[_____config__core__v3__.ProxyProtocolConfigVersion]' = _FACTORY, stat_prefix: 'str' = _FACTORY, tlv_location: 'ProxyProtocolTlvLocation' = _FACTORY) -> None:
         self.rules = [] if rules is _FACTORY else rules
@@ -61,24 +53,43 @@ class ProxyProtocol(betterproto2.Message):
         self.tlv_location = ProxyProtocolTlvLocation(0) if tlv_location is _FACTORY else tlv_location
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'rules': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+            'allow_requests_without_proxy_protocol': betterproto2.field(2, betterproto2.TYPE_BOOL),
+            'pass_through_tlvs': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+            'disallowed_versions': betterproto2.field(4, betterproto2.TYPE_ENUM, repeated=True),
+            'stat_prefix': betterproto2.field(5, betterproto2.TYPE_STRING),
+            'tlv_location': betterproto2.field(6, betterproto2.TYPE_ENUM, default_factory=lambda: ProxyProtocolTlvLocation(0)),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.extensions.filters.listener.proxy_protocol.v3", "ProxyProtocol", ProxyProtocol
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ProxyProtocolKeyValuePair(betterproto2.Message):
     "ProxyProtocolKeyValuePair(metadata_namespace: 'str' = <factory>, key: 'str' = <factory>)"
 
-    metadata_namespace: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    metadata_namespace: "str"
 
-    key: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    key: "str"
+
+    __match_args__ = ('metadata_namespace', 'key',)
 
     def __init__(self, metadata_namespace: 'str' = _FACTORY, key: 'str' = _FACTORY) -> None:
         self.metadata_namespace = "" if metadata_namespace is _FACTORY else metadata_namespace
         self.key = "" if key is _FACTORY else key
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'metadata_namespace': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'key': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -88,20 +99,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ProxyProtocolRule(betterproto2.Message):
     "ProxyProtocolRule(tlv_type: 'int' = <factory>, on_tlv_present: 'ProxyProtocolKeyValuePair | None' = <factory>)"
 
-    tlv_type: "int" = betterproto2.field(1, betterproto2.TYPE_UINT32)
+    tlv_type: "int"
 
-    on_tlv_present: "ProxyProtocolKeyValuePair | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    on_tlv_present: "ProxyProtocolKeyValuePair | None"
+
+    __match_args__ = ('tlv_type', 'on_tlv_present',)
 
     def __init__(self, tlv_type: 'int' = _FACTORY, on_tlv_present: 'ProxyProtocolKeyValuePair | None' = _FACTORY) -> None:
         self.tlv_type = 0 if tlv_type is _FACTORY else tlv_type
         self.on_tlv_present = None if on_tlv_present is _FACTORY else on_tlv_present
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'tlv_type': betterproto2.field(1, betterproto2.TYPE_UINT32),
+            'on_tlv_present': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(

@@ -6,10 +6,9 @@
 
 __all__ = ("TlsInspector",)
 
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from .......message_pool import default_message_pool
 
@@ -17,41 +16,20 @@ _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TlsInspector(betterproto2.Message):
     "TlsInspector(enable_ja3_fingerprinting: 'bool | None' = <factory>, enable_ja4_fingerprinting: 'bool | None' = <factory>, initial_read_buffer_size: 'int | None' = <factory>, close_connection_on_client_hello_parsing_errors: 'bool' = <factory>, max_client_hello_size: 'int | None' = <factory>)"
 
-    enable_ja3_fingerprinting: "bool | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.BoolValue,
-        optional=True,
-    )
+    enable_ja3_fingerprinting: "bool | None"
 
-    enable_ja4_fingerprinting: "bool | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.BoolValue,
-        optional=True,
-    )
+    enable_ja4_fingerprinting: "bool | None"
 
-    initial_read_buffer_size: "int | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    initial_read_buffer_size: "int | None"
 
-    close_connection_on_client_hello_parsing_errors: "bool" = betterproto2.field(
-        4, betterproto2.TYPE_BOOL
-    )
+    close_connection_on_client_hello_parsing_errors: "bool"
 
-    max_client_hello_size: "int | None" = betterproto2.field(
-        5,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    max_client_hello_size: "int | None"
+
+    __match_args__ = ('enable_ja3_fingerprinting', 'enable_ja4_fingerprinting', 'initial_read_buffer_size', 'close_connection_on_client_hello_parsing_errors', 'max_client_hello_size',)
 
     def __init__(self, enable_ja3_fingerprinting: 'bool | None' = _FACTORY, enable_ja4_fingerprinting: 'bool | None' = _FACTORY, initial_read_buffer_size: 'int | None' = _FACTORY, close_connection_on_client_hello_parsing_errors: 'bool' = _FACTORY, max_client_hello_size: 'int | None' = _FACTORY) -> None:
         self.enable_ja3_fingerprinting = None if enable_ja3_fingerprinting is _FACTORY else enable_ja3_fingerprinting
@@ -60,6 +38,16 @@ class TlsInspector(betterproto2.Message):
         self.close_connection_on_client_hello_parsing_errors = False if close_connection_on_client_hello_parsing_errors is _FACTORY else close_connection_on_client_hello_parsing_errors
         self.max_client_hello_size = None if max_client_hello_size is _FACTORY else max_client_hello_size
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'enable_ja3_fingerprinting': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.BoolValue, optional=True),
+            'enable_ja4_fingerprinting': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.BoolValue, optional=True),
+            'initial_read_buffer_size': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.UInt32Value, optional=True),
+            'close_connection_on_client_hello_parsing_errors': betterproto2.field(4, betterproto2.TYPE_BOOL),
+            'max_client_hello_size': betterproto2.field(5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.UInt32Value, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(

@@ -36,10 +36,9 @@ __all__ = (
 
 import datetime
 import warnings
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from .......message_pool import default_message_pool
 
@@ -95,17 +94,22 @@ class HttpConnectionManagerTracingOperationName(betterproto2.Enum):
     EGRESS = 1
 
 
-@dataclass(eq=False, repr=False, init=False)
 class EnvoyMobileHttpConnectionManager(betterproto2.Message):
     "EnvoyMobileHttpConnectionManager(config: 'HttpConnectionManager | None' = <factory>)"
 
-    config: "HttpConnectionManager | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    config: "HttpConnectionManager | None"
+
+    __match_args__ = ('config',)
 
     def __init__(self, config: 'HttpConnectionManager | None' = _FACTORY) -> None:
         self.config = None if config is _FACTORY else config
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'config': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -115,7 +119,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HttpConnectionManager(betterproto2.Message):
     """
 
@@ -125,261 +128,121 @@ class HttpConnectionManager(betterproto2.Message):
         - strip_port_mode:
     """
 
-    codec_type: "HttpConnectionManagerCodecType" = betterproto2.field(
-        1, betterproto2.TYPE_ENUM, default_factory=lambda: HttpConnectionManagerCodecType(0)
-    )
+    codec_type: "HttpConnectionManagerCodecType"
 
-    stat_prefix: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    stat_prefix: "str"
 
-    rds: "Rds | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True, group="route_specifier"
-    )
+    rds: "Rds | None"
 
-    route_config: "_____config__route__v3__.RouteConfiguration | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True, group="route_specifier"
-    )
+    route_config: "_____config__route__v3__.RouteConfiguration | None"
 
-    scoped_routes: "ScopedRoutes | None" = betterproto2.field(
-        31, betterproto2.TYPE_MESSAGE, optional=True, group="route_specifier"
-    )
+    scoped_routes: "ScopedRoutes | None"
 
-    http_filters: "list[HttpFilter]" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    http_filters: "list[HttpFilter]"
 
-    add_user_agent: "bool | None" = betterproto2.field(
-        6,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.BoolValue,
-        optional=True,
-    )
+    add_user_agent: "bool | None"
 
-    tracing: "HttpConnectionManagerTracing | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    tracing: "HttpConnectionManagerTracing | None"
 
-    common_http_protocol_options: "_____config__core__v3__.HttpProtocolOptions | None" = (
-        betterproto2.field(35, betterproto2.TYPE_MESSAGE, optional=True)
-    )
+    common_http_protocol_options: "_____config__core__v3__.HttpProtocolOptions | None"
 
-    http1_safe_max_connection_duration: "bool" = betterproto2.field(58, betterproto2.TYPE_BOOL)
+    http1_safe_max_connection_duration: "bool"
 
-    http_protocol_options: "_____config__core__v3__.Http1ProtocolOptions | None" = (
-        betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True)
-    )
+    http_protocol_options: "_____config__core__v3__.Http1ProtocolOptions | None"
 
-    http2_protocol_options: "_____config__core__v3__.Http2ProtocolOptions | None" = (
-        betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True)
-    )
+    http2_protocol_options: "_____config__core__v3__.Http2ProtocolOptions | None"
 
-    http3_protocol_options: "_____config__core__v3__.Http3ProtocolOptions | None" = (
-        betterproto2.field(44, betterproto2.TYPE_MESSAGE, optional=True)
-    )
+    http3_protocol_options: "_____config__core__v3__.Http3ProtocolOptions | None"
 
-    server_name: "str" = betterproto2.field(10, betterproto2.TYPE_STRING)
+    server_name: "str"
 
-    server_header_transformation: "HttpConnectionManagerServerHeaderTransformation" = (
-        betterproto2.field(
-            34,
-            betterproto2.TYPE_ENUM,
-            default_factory=lambda: HttpConnectionManagerServerHeaderTransformation(0),
-        )
-    )
+    server_header_transformation: "HttpConnectionManagerServerHeaderTransformation"
 
-    scheme_header_transformation: "_____config__core__v3__.SchemeHeaderTransformation | None" = (
-        betterproto2.field(48, betterproto2.TYPE_MESSAGE, optional=True)
-    )
+    scheme_header_transformation: "_____config__core__v3__.SchemeHeaderTransformation | None"
 
-    max_request_headers_kb: "int | None" = betterproto2.field(
-        29,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    max_request_headers_kb: "int | None"
 
-    stream_idle_timeout: "datetime.timedelta | None" = betterproto2.field(
-        24,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.Duration,
-        optional=True,
-    )
+    stream_idle_timeout: "datetime.timedelta | None"
 
-    stream_flush_timeout: "datetime.timedelta | None" = betterproto2.field(
-        59,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.Duration,
-        optional=True,
-    )
+    stream_flush_timeout: "datetime.timedelta | None"
 
-    request_timeout: "datetime.timedelta | None" = betterproto2.field(
-        28,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.Duration,
-        optional=True,
-    )
+    request_timeout: "datetime.timedelta | None"
 
-    request_headers_timeout: "datetime.timedelta | None" = betterproto2.field(
-        41,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.Duration,
-        optional=True,
-    )
+    request_headers_timeout: "datetime.timedelta | None"
 
-    drain_timeout: "datetime.timedelta | None" = betterproto2.field(
-        12,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.Duration,
-        optional=True,
-    )
+    drain_timeout: "datetime.timedelta | None"
 
-    delayed_close_timeout: "datetime.timedelta | None" = betterproto2.field(
-        26,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.Duration,
-        optional=True,
-    )
+    delayed_close_timeout: "datetime.timedelta | None"
 
-    access_log: "list[_____config__accesslog__v3__.AccessLog]" = betterproto2.field(
-        13, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    access_log: "list[_____config__accesslog__v3__.AccessLog]"
 
-    access_log_flush_interval: "datetime.timedelta | None" = betterproto2.field(
-        54,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.Duration,
-        optional=True,
-    )
+    access_log_flush_interval: "datetime.timedelta | None"
 
-    flush_access_log_on_new_request: "bool" = betterproto2.field(55, betterproto2.TYPE_BOOL)
+    flush_access_log_on_new_request: "bool"
 
-    access_log_options: "HttpConnectionManagerHcmAccessLogOptions | None" = betterproto2.field(
-        56, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    access_log_options: "HttpConnectionManagerHcmAccessLogOptions | None"
 
-    use_remote_address: "bool | None" = betterproto2.field(
-        14,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.BoolValue,
-        optional=True,
-    )
+    use_remote_address: "bool | None"
 
-    xff_num_trusted_hops: "int" = betterproto2.field(19, betterproto2.TYPE_UINT32)
+    xff_num_trusted_hops: "int"
 
-    original_ip_detection_extensions: "list[_____config__core__v3__.TypedExtensionConfig]" = (
-        betterproto2.field(46, betterproto2.TYPE_MESSAGE, repeated=True)
-    )
+    original_ip_detection_extensions: "list[_____config__core__v3__.TypedExtensionConfig]"
 
-    early_header_mutation_extensions: "list[_____config__core__v3__.TypedExtensionConfig]" = (
-        betterproto2.field(52, betterproto2.TYPE_MESSAGE, repeated=True)
-    )
+    early_header_mutation_extensions: "list[_____config__core__v3__.TypedExtensionConfig]"
 
-    internal_address_config: "HttpConnectionManagerInternalAddressConfig | None" = (
-        betterproto2.field(25, betterproto2.TYPE_MESSAGE, optional=True)
-    )
+    internal_address_config: "HttpConnectionManagerInternalAddressConfig | None"
 
-    skip_xff_append: "bool" = betterproto2.field(21, betterproto2.TYPE_BOOL)
+    skip_xff_append: "bool"
 
-    via: "str" = betterproto2.field(22, betterproto2.TYPE_STRING)
+    via: "str"
 
-    generate_request_id: "bool | None" = betterproto2.field(
-        15,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.BoolValue,
-        optional=True,
-    )
+    generate_request_id: "bool | None"
 
-    preserve_external_request_id: "bool" = betterproto2.field(32, betterproto2.TYPE_BOOL)
+    preserve_external_request_id: "bool"
 
-    always_set_request_id_in_response: "bool" = betterproto2.field(37, betterproto2.TYPE_BOOL)
+    always_set_request_id_in_response: "bool"
 
-    forward_client_cert_details: "HttpConnectionManagerForwardClientCertDetails" = (
-        betterproto2.field(
-            16,
-            betterproto2.TYPE_ENUM,
-            default_factory=lambda: HttpConnectionManagerForwardClientCertDetails(0),
-        )
-    )
+    forward_client_cert_details: "HttpConnectionManagerForwardClientCertDetails"
 
-    set_current_client_cert_details: "HttpConnectionManagerSetCurrentClientCertDetails | None" = (
-        betterproto2.field(17, betterproto2.TYPE_MESSAGE, optional=True)
-    )
+    set_current_client_cert_details: "HttpConnectionManagerSetCurrentClientCertDetails | None"
 
-    forward_client_cert_matcher: "______xds__type__matcher__v3__.Matcher | None" = (
-        betterproto2.field(60, betterproto2.TYPE_MESSAGE, optional=True)
-    )
+    forward_client_cert_matcher: "______xds__type__matcher__v3__.Matcher | None"
 
-    proxy_100_continue: "bool" = betterproto2.field(18, betterproto2.TYPE_BOOL)
+    proxy_100_continue: "bool"
 
-    represent_ipv4_remote_address_as_ipv4_mapped_ipv6: "bool" = betterproto2.field(
-        20, betterproto2.TYPE_BOOL
-    )
+    represent_ipv4_remote_address_as_ipv4_mapped_ipv6: "bool"
 
-    upgrade_configs: "list[HttpConnectionManagerUpgradeConfig]" = betterproto2.field(
-        23, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    upgrade_configs: "list[HttpConnectionManagerUpgradeConfig]"
 
-    normalize_path: "bool | None" = betterproto2.field(
-        30,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.BoolValue,
-        optional=True,
-    )
+    normalize_path: "bool | None"
 
-    merge_slashes: "bool" = betterproto2.field(33, betterproto2.TYPE_BOOL)
+    merge_slashes: "bool"
 
-    path_with_escaped_slashes_action: "HttpConnectionManagerPathWithEscapedSlashesAction" = (
-        betterproto2.field(
-            45,
-            betterproto2.TYPE_ENUM,
-            default_factory=lambda: HttpConnectionManagerPathWithEscapedSlashesAction(0),
-        )
-    )
+    path_with_escaped_slashes_action: "HttpConnectionManagerPathWithEscapedSlashesAction"
 
-    request_id_extension: "RequestIdExtension | None" = betterproto2.field(
-        36, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    request_id_extension: "RequestIdExtension | None"
 
-    local_reply_config: "LocalReplyConfig | None" = betterproto2.field(
-        38, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    local_reply_config: "LocalReplyConfig | None"
 
-    strip_matching_host_port: "bool" = betterproto2.field(39, betterproto2.TYPE_BOOL)
+    strip_matching_host_port: "bool"
 
-    strip_any_host_port: "bool | None" = betterproto2.field(
-        42, betterproto2.TYPE_BOOL, optional=True, group="strip_port_mode"
-    )
+    strip_any_host_port: "bool | None"
 
-    stream_error_on_invalid_http_message: "bool | None" = betterproto2.field(
-        40,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.BoolValue,
-        optional=True,
-    )
+    stream_error_on_invalid_http_message: "bool | None"
 
-    path_normalization_options: "HttpConnectionManagerPathNormalizationOptions | None" = (
-        betterproto2.field(43, betterproto2.TYPE_MESSAGE, optional=True)
-    )
+    path_normalization_options: "HttpConnectionManagerPathNormalizationOptions | None"
 
-    strip_trailing_host_dot: "bool" = betterproto2.field(47, betterproto2.TYPE_BOOL)
+    strip_trailing_host_dot: "bool"
 
-    proxy_status_config: "HttpConnectionManagerProxyStatusConfig | None" = betterproto2.field(
-        49, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    proxy_status_config: "HttpConnectionManagerProxyStatusConfig | None"
 
-    typed_header_validation_config: "_____config__core__v3__.TypedExtensionConfig | None" = (
-        betterproto2.field(50, betterproto2.TYPE_MESSAGE, optional=True)
-    )
+    typed_header_validation_config: "_____config__core__v3__.TypedExtensionConfig | None"
 
-    append_x_forwarded_port: "bool" = betterproto2.field(51, betterproto2.TYPE_BOOL)
+    append_x_forwarded_port: "bool"
 
-    append_local_overload: "bool" = betterproto2.field(57, betterproto2.TYPE_BOOL)
+    append_local_overload: "bool"
 
-    add_proxy_protocol_connection_state: "bool | None" = betterproto2.field(
-        53,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.BoolValue,
-        optional=True,
-    )
+    add_proxy_protocol_connection_state: "bool | None"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -392,6 +255,8 @@ class HttpConnectionManager(betterproto2.Message):
                 "HttpConnectionManager.flush_access_log_on_new_request is deprecated",
                 DeprecationWarning,
             )
+
+    __match_args__ = ('codec_type', 'stat_prefix', 'rds', 'route_config', 'scoped_routes', 'http_filters', 'add_user_agent', 'tracing', 'common_http_protocol_options', 'http1_safe_max_connection_duration', 'http_protocol_options', 'http2_protocol_options', 'http3_protocol_options', 'server_name', 'server_header_transformation', 'scheme_header_transformation', 'max_request_headers_kb', 'stream_idle_timeout', 'stream_flush_timeout', 'request_timeout', 'request_headers_timeout', 'drain_timeout', 'delayed_close_timeout', 'access_log', 'access_log_flush_interval', 'flush_access_log_on_new_request', 'access_log_options', 'use_remote_address', 'xff_num_trusted_hops', 'original_ip_detection_extensions', 'early_header_mutation_extensions', 'internal_address_config', 'skip_xff_append', 'via', 'generate_request_id', 'preserve_external_request_id', 'always_set_request_id_in_response', 'forward_client_cert_details', 'set_current_client_cert_details', 'forward_client_cert_matcher', 'proxy_100_continue', 'represent_ipv4_remote_address_as_ipv4_mapped_ipv6', 'upgrade_configs', 'normalize_path', 'merge_slashes', 'path_with_escaped_slashes_action', 'request_id_extension', 'local_reply_config', 'strip_matching_host_port', 'strip_any_host_port', 'stream_error_on_invalid_http_message', 'path_normalization_options', 'strip_trailing_host_dot', 'proxy_status_config', 'typed_header_validation_config', 'append_x_forwarded_port', 'append_local_overload', 'add_proxy_protocol_connection_state',)
 
     def __init__(self, codec_type: 'HttpConnectionManagerCodecType' = _FACTORY, stat_prefix: 'str' = _FACTORY, rds: 'Rds | None' = _FACTORY, route_config: '_____config__route__v3__.RouteConfiguration | None' = _FACTORY, scoped_routes: 'ScopedRoutes | None' = _FACTORY, http_filters: 'list[HttpFilter]' = _FACTORY, add_user_agent: 'bool | None' = _FACTORY, tracing: 'HttpConnectionManagerTracing | None' = _FACTORY, common_http_protocol_options: '_____config__core__v3__.HttpProtocolOptions | None' = _FACTORY, http1_safe_max_connection_duration: 'bool' = _FACTORY, http_protocol_options: '_____config__core__v3__.Http1ProtocolOptions | None' = _FACTORY, http2_protocol_options: '_____config__core__v3__.Http2ProtocolOptions | None' = _FACTORY, http3_protocol_options: '_____config__core__v3__.Http3ProtocolOptions | None' = _FACTORY, server_name: 'str' = _FACTORY, server_header_transformation: 'HttpConnectionManagerServerHeaderTransformation' = _FACTORY, scheme_header_transformation: '_____config__core__v3__.SchemeHeaderTransformation | None' = _FACTORY, max_request_headers_kb: 'int | None' = _FACTORY, stream_idle_timeout: 'datetime.timedelta | None' = _FACTORY, stream_flush_timeout: 'datetime.timedelta | None' = _FACTORY, request_timeout: 'datetime.timedelta | None' = _FACTORY, request_headers_timeout: 'datetime.timedelta | None' = _FACTORY, drain_timeout: 'datetime.timedelta | None' = _FACTORY, delayed_close_timeout: 'datetime.timedelta | None' = _FACTORY, access_log: 'list[_____config__accesslog__v3__.AccessLog]' = _FACTORY, access_log_flush_interval: 'datetime.timedelta | None' = _FACTORY, flush_access_log_on_new_request: 'bool' = _FACTORY, access_log_options: 'HttpConnectionManagerHcmAccessLogOptions | None' = _FACTORY, use_remote_address: 'bool | None' = _FACTORY, xff_num_trusted_hops: 'int' = _FACTORY, original_ip_detection_extensions: 'list[_____config__core__v3__.TypedExtensionConfig]' = _FACTORY, early_header_mutation_extensions: 'list[_____config__core__v3__.TypedExtensionConfig]' = _FACTORY, internal_address_config: 'HttpConnectionManagerInternalAddressConfig | None' = _FACTORY, skip_xff_append: 'bool' = _FACTORY, via: 'str' = _FACTORY, generate_request_id: 'bool | None' = _FACTORY, preserve_external_request_id: 'bool' = _FACTORY, always_set_request_id_in_response: 'bool' = _FACTORY, forward_client_cert_details: 'HttpConnectionManagerForwardClientCertDetails' = _FACTORY, set_current_client_cert_details: 'HttpConnectionManagerSetCurrentClientCertDetails | None' = _FACTORY, forward_client_cert_matcher: '______xds__type__matcher__v3__.Matcher | None' = _FACTORY, proxy_100_continue: 'bool' = _FACTORY, represent_ipv4_remote_address_as_ipv4_mapped_ipv6: 'bool' = _FACTORY, upgrade_configs: 'list[HttpConnectionManagerUpgradeConfig]' = _FACTORY, normalize_path: 'bool | None' = _FACTORY, merge_slashes: 'bool' = _FACTORY, path_with_escaped_slashes_action: 'HttpConnectionManagerPathWithEscapedSlashesAction' = _FACTORY, request_id_extension: 'RequestIdExtension | None' = _FACTORY, local_reply_config: 'LocalReplyConfig | None' = _FACTORY, strip_matching_host_port: 'bool' = _FACTORY, strip_any_host_port: 'bool | None' = _FACTORY, stream_error_on_invalid_http_message: 'bool | None' = _FACTORY, path_normalization_options: 'HttpConnectionManagerPathNormalizationOptions | None' = _FACTORY, strip_trailing_host_dot: 'bool' = _FACTORY, proxy_status_config: 'HttpConnectionManagerProxyStatusConfig | None' = _FACTORY, typed_header_validation_config: '_____config__core__v3__.TypedExtensionConfig | None' = _FACTORY, append_x_forwarded_port: 'bool' = _FACTORY, append_local_overload: 'bool' = _FACTORY, add_proxy_protocol_connection_state: 'bool | None' = _FACTORY) -> None:
         self.codec_type = HttpConnectionManagerCodecType(0) if codec_type is _FACTORY else codec_type
@@ -454,6 +319,69 @@ class HttpConnectionManager(betterproto2.Message):
         self.add_proxy_protocol_connection_state = None if add_proxy_protocol_connection_state is _FACTORY else add_proxy_protocol_connection_state
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'codec_type': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: HttpConnectionManagerCodecType(0)),
+            'stat_prefix': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'rds': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True, group='route_specifier'),
+            'route_config': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True, group='route_specifier'),
+            'scoped_routes': betterproto2.field(31, betterproto2.TYPE_MESSAGE, optional=True, group='route_specifier'),
+            'http_filters': betterproto2.field(5, betterproto2.TYPE_MESSAGE, repeated=True),
+            'add_user_agent': betterproto2.field(6, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.BoolValue, optional=True),
+            'tracing': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True),
+            'common_http_protocol_options': betterproto2.field(35, betterproto2.TYPE_MESSAGE, optional=True),
+            'http1_safe_max_connection_duration': betterproto2.field(58, betterproto2.TYPE_BOOL),
+            'http_protocol_options': betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True),
+            'http2_protocol_options': betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True),
+            'http3_protocol_options': betterproto2.field(44, betterproto2.TYPE_MESSAGE, optional=True),
+            'server_name': betterproto2.field(10, betterproto2.TYPE_STRING),
+            'server_header_transformation': betterproto2.field(34, betterproto2.TYPE_ENUM, default_factory=lambda: HttpConnectionManagerServerHeaderTransformation(0)),
+            'scheme_header_transformation': betterproto2.field(48, betterproto2.TYPE_MESSAGE, optional=True),
+            'max_request_headers_kb': betterproto2.field(29, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.UInt32Value, optional=True),
+            'stream_idle_timeout': betterproto2.field(24, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.Duration, optional=True),
+            'stream_flush_timeout': betterproto2.field(59, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.Duration, optional=True),
+            'request_timeout': betterproto2.field(28, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.Duration, optional=True),
+            'request_headers_timeout': betterproto2.field(41, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.Duration, optional=True),
+            'drain_timeout': betterproto2.field(12, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.Duration, optional=True),
+            'delayed_close_timeout': betterproto2.field(26, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.Duration, optional=True),
+            'access_log': betterproto2.field(13, betterproto2.TYPE_MESSAGE, repeated=True),
+            'access_log_flush_interval': betterproto2.field(54, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.Duration, optional=True),
+            'flush_access_log_on_new_request': betterproto2.field(55, betterproto2.TYPE_BOOL),
+            'access_log_options': betterproto2.field(56, betterproto2.TYPE_MESSAGE, optional=True),
+            'use_remote_address': betterproto2.field(14, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.BoolValue, optional=True),
+            'xff_num_trusted_hops': betterproto2.field(19, betterproto2.TYPE_UINT32),
+            'original_ip_detection_extensions': betterproto2.field(46, betterproto2.TYPE_MESSAGE, repeated=True),
+            'early_header_mutation_extensions': betterproto2.field(52, betterproto2.TYPE_MESSAGE, repeated=True),
+            'internal_address_config': betterproto2.field(25, betterproto2.TYPE_MESSAGE, optional=True),
+            'skip_xff_append': betterproto2.field(21, betterproto2.TYPE_BOOL),
+            'via': betterproto2.field(22, betterproto2.TYPE_STRING),
+            'generate_request_id': betterproto2.field(15, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.BoolValue, optional=True),
+            'preserve_external_request_id': betterproto2.field(32, betterproto2.TYPE_BOOL),
+            'always_set_request_id_in_response': betterproto2.field(37, betterproto2.TYPE_BOOL),
+            'forward_client_cert_details': betterproto2.field(16, betterproto2.TYPE_ENUM, default_factory=lambda: HttpConnectionManagerForwardClientCertDetails(0)),
+            'set_current_client_cert_details': betterproto2.field(17, betterproto2.TYPE_MESSAGE, optional=True),
+            'forward_client_cert_matcher': betterproto2.field(60, betterproto2.TYPE_MESSAGE, optional=True),
+            'proxy_100_continue': betterproto2.field(18, betterproto2.TYPE_BOOL),
+            'represent_ipv4_remote_address_as_ipv4_mapped_ipv6': betterproto2.field(20, betterproto2.TYPE_BOOL),
+            'upgrade_configs': betterproto2.field(23, betterproto2.TYPE_MESSAGE, repeated=True),
+            'normalize_path': betterproto2.field(30, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.BoolValue, optional=True),
+            'merge_slashes': betterproto2.field(33, betterproto2.TYPE_BOOL),
+            'path_with_escaped_slashes_action': betterproto2.field(45, betterproto2.TYPE_ENUM, default_factory=lambda: HttpConnectionManagerPathWithEscapedSlashesAction(0)),
+            'request_id_extension': betterproto2.field(36, betterproto2.TYPE_MESSAGE, optional=True),
+            'local_reply_config': betterproto2.field(38, betterproto2.TYPE_MESSAGE, optional=True),
+            'strip_matching_host_port': betterproto2.field(39, betterproto2.TYPE_BOOL),
+            'strip_any_host_port': betterproto2.field(42, betterproto2.TYPE_BOOL, optional=True, group='strip_port_mode'),
+            'stream_error_on_invalid_http_message': betterproto2.field(40, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.BoolValue, optional=True),
+            'path_normalization_options': betterproto2.field(43, betterproto2.TYPE_MESSAGE, optional=True),
+            'strip_trailing_host_dot': betterproto2.field(47, betterproto2.TYPE_BOOL),
+            'proxy_status_config': betterproto2.field(49, betterproto2.TYPE_MESSAGE, optional=True),
+            'typed_header_validation_config': betterproto2.field(50, betterproto2.TYPE_MESSAGE, optional=True),
+            'append_x_forwarded_port': betterproto2.field(51, betterproto2.TYPE_BOOL),
+            'append_local_overload': betterproto2.field(57, betterproto2.TYPE_BOOL),
+            'add_proxy_protocol_connection_state': betterproto2.field(53, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.BoolValue, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.extensions.filters.network.http_connection_manager.v3",
@@ -462,26 +390,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HttpConnectionManagerForwardClientCertConfig(betterproto2.Message):
     "HttpConnectionManagerForwardClientCertConfig(forward_client_cert_details: 'HttpConnectionManagerForwardClientCertDetails' = <factory>, set_current_client_cert_details: 'HttpConnectionManagerSetCurrentClientCertDetails | None' = <factory>)"
 
-    forward_client_cert_details: "HttpConnectionManagerForwardClientCertDetails" = (
-        betterproto2.field(
-            1,
-            betterproto2.TYPE_ENUM,
-            default_factory=lambda: HttpConnectionManagerForwardClientCertDetails(0),
-        )
-    )
+    forward_client_cert_details: "HttpConnectionManagerForwardClientCertDetails"
 
-    set_current_client_cert_details: "HttpConnectionManagerSetCurrentClientCertDetails | None" = (
-        betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
-    )
+    set_current_client_cert_details: "HttpConnectionManagerSetCurrentClientCertDetails | None"
+
+    __match_args__ = ('forward_client_cert_details', 'set_current_client_cert_details',)
 
     def __init__(self, forward_client_cert_details: 'HttpConnectionManagerForwardClientCertDetails' = _FACTORY, set_current_client_cert_details: 'HttpConnectionManagerSetCurrentClientCertDetails | None' = _FACTORY) -> None:
         self.forward_client_cert_details = HttpConnectionManagerForwardClientCertDetails(0) if forward_client_cert_details is _FACTORY else forward_client_cert_details
         self.set_current_client_cert_details = None if set_current_client_cert_details is _FACTORY else set_current_client_cert_details
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'forward_client_cert_details': betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: HttpConnectionManagerForwardClientCertDetails(0)),
+            'set_current_client_cert_details': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -491,28 +419,30 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HttpConnectionManagerHcmAccessLogOptions(betterproto2.Message):
     "HttpConnectionManagerHcmAccessLogOptions(access_log_flush_interval: 'datetime.timedelta | None' = <factory>, flush_access_log_on_new_request: 'bool' = <factory>, flush_log_on_tunnel_successfully_established: 'bool' = <factory>)"
 
-    access_log_flush_interval: "datetime.timedelta | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.Duration,
-        optional=True,
-    )
+    access_log_flush_interval: "datetime.timedelta | None"
 
-    flush_access_log_on_new_request: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    flush_access_log_on_new_request: "bool"
 
-    flush_log_on_tunnel_successfully_established: "bool" = betterproto2.field(
-        3, betterproto2.TYPE_BOOL
-    )
+    flush_log_on_tunnel_successfully_established: "bool"
+
+    __match_args__ = ('access_log_flush_interval', 'flush_access_log_on_new_request', 'flush_log_on_tunnel_successfully_established',)
 
     def __init__(self, access_log_flush_interval: 'datetime.timedelta | None' = _FACTORY, flush_access_log_on_new_request: 'bool' = _FACTORY, flush_log_on_tunnel_successfully_established: 'bool' = _FACTORY) -> None:
         self.access_log_flush_interval = None if access_log_flush_interval is _FACTORY else access_log_flush_interval
         self.flush_access_log_on_new_request = False if flush_access_log_on_new_request is _FACTORY else flush_access_log_on_new_request
         self.flush_log_on_tunnel_successfully_established = False if flush_log_on_tunnel_successfully_established is _FACTORY else flush_log_on_tunnel_successfully_established
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'access_log_flush_interval': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.Duration, optional=True),
+            'flush_access_log_on_new_request': betterproto2.field(2, betterproto2.TYPE_BOOL),
+            'flush_log_on_tunnel_successfully_established': betterproto2.field(3, betterproto2.TYPE_BOOL),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -522,20 +452,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HttpConnectionManagerInternalAddressConfig(betterproto2.Message):
     "HttpConnectionManagerInternalAddressConfig(unix_sockets: 'bool' = <factory>, cidr_ranges: 'list[_____config__core__v3__.CidrRange]' = <factory>)"
 
-    unix_sockets: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    unix_sockets: "bool"
 
-    cidr_ranges: "list[_____config__core__v3__.CidrRange]" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    cidr_ranges: "list[_____config__core__v3__.CidrRange]"
+
+    __match_args__ = ('unix_sockets', 'cidr_ranges',)
 
     def __init__(self, unix_sockets: 'bool' = _FACTORY, cidr_ranges: 'list[_____config__core__v3__.CidrRange]' = _FACTORY) -> None:
         self.unix_sockets = False if unix_sockets is _FACTORY else unix_sockets
         self.cidr_ranges = [] if cidr_ranges is _FACTORY else cidr_ranges
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'unix_sockets': betterproto2.field(1, betterproto2.TYPE_BOOL),
+            'cidr_ranges': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -545,22 +481,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HttpConnectionManagerPathNormalizationOptions(betterproto2.Message):
     "HttpConnectionManagerPathNormalizationOptions(forwarding_transformation: '_____type__http__v3__.PathTransformation | None' = <factory>, http_filter_transformation: '_____type__http__v3__.PathTransformation | None' = <factory>)"
 
-    forwarding_transformation: "_____type__http__v3__.PathTransformation | None" = (
-        betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
-    )
+    forwarding_transformation: "_____type__http__v3__.PathTransformation | None"
 
-    http_filter_transformation: "_____type__http__v3__.PathTransformation | None" = (
-        betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
-    )
+    http_filter_transformation: "_____type__http__v3__.PathTransformation | None"
+
+    __match_args__ = ('forwarding_transformation', 'http_filter_transformation',)
 
     def __init__(self, forwarding_transformation: '_____type__http__v3__.PathTransformation | None' = _FACTORY, http_filter_transformation: '_____type__http__v3__.PathTransformation | None' = _FACTORY) -> None:
         self.forwarding_transformation = None if forwarding_transformation is _FACTORY else forwarding_transformation
         self.http_filter_transformation = None if http_filter_transformation is _FACTORY else http_filter_transformation
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'forwarding_transformation': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'http_filter_transformation': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -570,7 +510,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HttpConnectionManagerProxyStatusConfig(betterproto2.Message):
     """
 
@@ -579,21 +518,19 @@ class HttpConnectionManagerProxyStatusConfig(betterproto2.Message):
         - proxy_name:
     """
 
-    remove_details: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    remove_details: "bool"
 
-    remove_connection_termination_details: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    remove_connection_termination_details: "bool"
 
-    remove_response_flags: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    remove_response_flags: "bool"
 
-    set_recommended_response_code: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
+    set_recommended_response_code: "bool"
 
-    use_node_id: "bool | None" = betterproto2.field(
-        5, betterproto2.TYPE_BOOL, optional=True, group="proxy_name"
-    )
+    use_node_id: "bool | None"
 
-    literal_proxy_name: "str | None" = betterproto2.field(
-        6, betterproto2.TYPE_STRING, optional=True, group="proxy_name"
-    )
+    literal_proxy_name: "str | None"
+
+    __match_args__ = ('remove_details', 'remove_connection_termination_details', 'remove_response_flags', 'set_recommended_response_code', 'use_node_id', 'literal_proxy_name',)
 
     def __init__(self, remove_details: 'bool' = _FACTORY, remove_connection_termination_details: 'bool' = _FACTORY, remove_response_flags: 'bool' = _FACTORY, set_recommended_response_code: 'bool' = _FACTORY, use_node_id: 'bool | None' = _FACTORY, literal_proxy_name: 'str | None' = _FACTORY) -> None:
         self.remove_details = False if remove_details is _FACTORY else remove_details
@@ -604,6 +541,17 @@ class HttpConnectionManagerProxyStatusConfig(betterproto2.Message):
         self.literal_proxy_name = None if literal_proxy_name is _FACTORY else literal_proxy_name
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'remove_details': betterproto2.field(1, betterproto2.TYPE_BOOL),
+            'remove_connection_termination_details': betterproto2.field(2, betterproto2.TYPE_BOOL),
+            'remove_response_flags': betterproto2.field(3, betterproto2.TYPE_BOOL),
+            'set_recommended_response_code': betterproto2.field(4, betterproto2.TYPE_BOOL),
+            'use_node_id': betterproto2.field(5, betterproto2.TYPE_BOOL, optional=True, group='proxy_name'),
+            'literal_proxy_name': betterproto2.field(6, betterproto2.TYPE_STRING, optional=True, group='proxy_name'),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.extensions.filters.network.http_connection_manager.v3",
@@ -612,24 +560,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HttpConnectionManagerSetCurrentClientCertDetails(betterproto2.Message):
     "HttpConnectionManagerSetCurrentClientCertDetails(subject: 'bool | None' = <factory>, cert: 'bool' = <factory>, chain: 'bool' = <factory>, dns: 'bool' = <factory>, uri: 'bool' = <factory>)"
 
-    subject: "bool | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.BoolValue,
-        optional=True,
-    )
+    subject: "bool | None"
 
-    cert: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    cert: "bool"
 
-    chain: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
+    chain: "bool"
 
-    dns: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
+    dns: "bool"
 
-    uri: "bool" = betterproto2.field(5, betterproto2.TYPE_BOOL)
+    uri: "bool"
+
+    __match_args__ = ('subject', 'cert', 'chain', 'dns', 'uri',)
 
     def __init__(self, subject: 'bool | None' = _FACTORY, cert: 'bool' = _FACTORY, chain: 'bool' = _FACTORY, dns: 'bool' = _FACTORY, uri: 'bool' = _FACTORY) -> None:
         self.subject = None if subject is _FACTORY else subject
@@ -639,6 +583,16 @@ class HttpConnectionManagerSetCurrentClientCertDetails(betterproto2.Message):
         self.uri = False if uri is _FACTORY else uri
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'subject': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.BoolValue, optional=True),
+            'cert': betterproto2.field(3, betterproto2.TYPE_BOOL),
+            'chain': betterproto2.field(6, betterproto2.TYPE_BOOL),
+            'dns': betterproto2.field(4, betterproto2.TYPE_BOOL),
+            'uri': betterproto2.field(5, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.extensions.filters.network.http_connection_manager.v3",
@@ -647,49 +601,30 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HttpConnectionManagerTracing(betterproto2.Message):
     "HttpConnectionManagerTracing(client_sampling: '_____type__v3__.Percent | None' = <factory>, random_sampling: '_____type__v3__.Percent | None' = <factory>, overall_sampling: '_____type__v3__.Percent | None' = <factory>, verbose: 'bool' = <factory>, max_path_tag_length: 'int | None' = <factory>, custom_tags: 'list[_____type__tracing__v3__.CustomTag]' = <factory>, provider: '_____config__trace__v3__.TracingHttp | None' = <factory>, spawn_upstream_span: 'bool | None' = <factory>, operation: 'str' = <factory>, upstream_operation: 'str' = <factory>)"
 
-    client_sampling: "_____type__v3__.Percent | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    client_sampling: "_____type__v3__.Percent | None"
 
-    random_sampling: "_____type__v3__.Percent | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    random_sampling: "_____type__v3__.Percent | None"
 
-    overall_sampling: "_____type__v3__.Percent | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    overall_sampling: "_____type__v3__.Percent | None"
 
-    verbose: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
+    verbose: "bool"
 
-    max_path_tag_length: "int | None" = betterproto2.field(
-        7,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    max_path_tag_length: "int | None"
 
-    custom_tags: "list[_____type__tracing__v3__.CustomTag]" = betterproto2.field(
-        8, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    custom_tags: "list[_____type__tracing__v3__.CustomTag]"
 
-    provider: "_____config__trace__v3__.TracingHttp | None" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    provider: "_____config__trace__v3__.TracingHttp | None"
 
-    spawn_upstream_span: "bool | None" = betterproto2.field(
-        10,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.BoolValue,
-        optional=True,
-    )
+    spawn_upstream_span: "bool | None"
 
-    operation: "str" = betterproto2.field(11, betterproto2.TYPE_STRING)
+    operation: "str"
 
-    upstream_operation: "str" = betterproto2.field(12, betterproto2.TYPE_STRING)
+    upstream_operation: "str"
+
+    __match_args__ = ('client_sampling', 'random_sampling', 'overall_sampling', 'verbose', 'max_path_tag_length', 'custom_tags', 'provider', 'spawn_upstream_span', 'operation', 'upstream_operation',)
 
     def __init__(self, client_sampling: '_____type__v3__.Percent | None' = _FACTORY, random_sampling: '_____type__v3__.Percent | None' = _FACTORY, overall_sampling: '_____type__v3__.Percent | None' = _FACTORY, verbose: 'bool' = _FACTORY, max_path_tag_length: 'int | None' = _FACTORY, custom_tags: 'list[_____type__tracing__v3__.CustomTag]' = _FACTORY, provider: '_____config__trace__v3__.TracingHttp | None' = _FACTORY, spawn_upstream_span: 'bool | None' = _FACTORY, operation: 'str' = _FACTORY, upstream_operation: 'str' = _FACTORY) -> None:
         self.client_sampling = None if client_sampling is _FACTORY else client_sampling
@@ -704,6 +639,21 @@ class HttpConnectionManagerTracing(betterproto2.Message):
         self.upstream_operation = "" if upstream_operation is _FACTORY else upstream_operation
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'client_sampling': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+            'random_sampling': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+            'overall_sampling': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True),
+            'verbose': betterproto2.field(6, betterproto2.TYPE_BOOL),
+            'max_path_tag_length': betterproto2.field(7, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.UInt32Value, optional=True),
+            'custom_tags': betterproto2.field(8, betterproto2.TYPE_MESSAGE, repeated=True),
+            'provider': betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True),
+            'spawn_upstream_span': betterproto2.field(10, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.BoolValue, optional=True),
+            'operation': betterproto2.field(11, betterproto2.TYPE_STRING),
+            'upstream_operation': betterproto2.field(12, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.extensions.filters.network.http_connection_manager.v3",
@@ -712,26 +662,30 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HttpConnectionManagerUpgradeConfig(betterproto2.Message):
     "HttpConnectionManagerUpgradeConfig(upgrade_type: 'str' = <factory>, filters: 'list[HttpFilter]' = <factory>, enabled: 'bool | None' = <factory>)"
 
-    upgrade_type: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    upgrade_type: "str"
 
-    filters: "list[HttpFilter]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
+    filters: "list[HttpFilter]"
 
-    enabled: "bool | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.BoolValue,
-        optional=True,
-    )
+    enabled: "bool | None"
+
+    __match_args__ = ('upgrade_type', 'filters', 'enabled',)
 
     def __init__(self, upgrade_type: 'str' = _FACTORY, filters: 'list[HttpFilter]' = _FACTORY, enabled: 'bool | None' = _FACTORY) -> None:
         self.upgrade_type = "" if upgrade_type is _FACTORY else upgrade_type
         self.filters = [] if filters is _FACTORY else filters
         self.enabled = None if enabled is _FACTORY else enabled
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'upgrade_type': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'filters': betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True),
+            'enabled': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.BoolValue, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -741,7 +695,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class HttpFilter(betterproto2.Message):
     """
 
@@ -750,19 +703,17 @@ class HttpFilter(betterproto2.Message):
         - config_type:
     """
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    typed_config: "______google__protobuf__.Any | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True, group="config_type"
-    )
+    typed_config: "______google__protobuf__.Any | None"
 
-    config_discovery: "_____config__core__v3__.ExtensionConfigSource | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True, group="config_type"
-    )
+    config_discovery: "_____config__core__v3__.ExtensionConfigSource | None"
 
-    is_optional: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
+    is_optional: "bool"
 
-    disabled: "bool" = betterproto2.field(7, betterproto2.TYPE_BOOL)
+    disabled: "bool"
+
+    __match_args__ = ('name', 'typed_config', 'config_discovery', 'is_optional', 'disabled',)
 
     def __init__(self, name: 'str' = _FACTORY, typed_config: '______google__protobuf__.Any | None' = _FACTORY, config_discovery: '_____config__core__v3__.ExtensionConfigSource | None' = _FACTORY, is_optional: 'bool' = _FACTORY, disabled: 'bool' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -772,28 +723,42 @@ class HttpFilter(betterproto2.Message):
         self.disabled = False if disabled is _FACTORY else disabled
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'typed_config': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True, group='config_type'),
+            'config_discovery': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True, group='config_type'),
+            'is_optional': betterproto2.field(6, betterproto2.TYPE_BOOL),
+            'disabled': betterproto2.field(7, betterproto2.TYPE_BOOL),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.extensions.filters.network.http_connection_manager.v3", "HttpFilter", HttpFilter
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class LocalReplyConfig(betterproto2.Message):
     "LocalReplyConfig(mappers: 'list[ResponseMapper]' = <factory>, body_format: '_____config__core__v3__.SubstitutionFormatString | None' = <factory>)"
 
-    mappers: "list[ResponseMapper]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    mappers: "list[ResponseMapper]"
 
-    body_format: "_____config__core__v3__.SubstitutionFormatString | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    body_format: "_____config__core__v3__.SubstitutionFormatString | None"
+
+    __match_args__ = ('mappers', 'body_format',)
 
     def __init__(self, mappers: 'list[ResponseMapper]' = _FACTORY, body_format: '_____config__core__v3__.SubstitutionFormatString | None' = _FACTORY) -> None:
         self.mappers = [] if mappers is _FACTORY else mappers
         self.body_format = None if body_format is _FACTORY else body_format
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'mappers': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+            'body_format': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -803,20 +768,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Rds(betterproto2.Message):
     "Rds(config_source: '_____config__core__v3__.ConfigSource | None' = <factory>, route_config_name: 'str' = <factory>)"
 
-    config_source: "_____config__core__v3__.ConfigSource | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    config_source: "_____config__core__v3__.ConfigSource | None"
 
-    route_config_name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    route_config_name: "str"
+
+    __match_args__ = ('config_source', 'route_config_name',)
 
     def __init__(self, config_source: '_____config__core__v3__.ConfigSource | None' = _FACTORY, route_config_name: 'str' = _FACTORY) -> None:
         self.config_source = None if config_source is _FACTORY else config_source
         self.route_config_name = "" if route_config_name is _FACTORY else route_config_name
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'config_source': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'route_config_name': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -824,17 +795,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class RequestIdExtension(betterproto2.Message):
     "RequestIdExtension(typed_config: '______google__protobuf__.Any | None' = <factory>)"
 
-    typed_config: "______google__protobuf__.Any | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    typed_config: "______google__protobuf__.Any | None"
+
+    __match_args__ = ('typed_config',)
 
     def __init__(self, typed_config: '______google__protobuf__.Any | None' = _FACTORY) -> None:
         self.typed_config = None if typed_config is _FACTORY else typed_config
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'typed_config': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -844,32 +820,20 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ResponseMapper(betterproto2.Message):
     "ResponseMapper(filter: '_____config__accesslog__v3__.AccessLogFilter | None' = <factory>, status_code: 'int | None' = <factory>, body: '_____config__core__v3__.DataSource | None' = <factory>, body_format_override: '_____config__core__v3__.SubstitutionFormatString | None' = <factory>, headers_to_add: 'list[_____config__core__v3__.HeaderValueOption]' = <factory>)"
 
-    filter: "_____config__accesslog__v3__.AccessLogFilter | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    filter: "_____config__accesslog__v3__.AccessLogFilter | None"
 
-    status_code: "int | None" = betterproto2.field(
-        2,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    status_code: "int | None"
 
-    body: "_____config__core__v3__.DataSource | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    body: "_____config__core__v3__.DataSource | None"
 
-    body_format_override: "_____config__core__v3__.SubstitutionFormatString | None" = (
-        betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
-    )
+    body_format_override: "_____config__core__v3__.SubstitutionFormatString | None"
 
-    headers_to_add: "list[_____config__core__v3__.HeaderValueOption]" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    headers_to_add: "list[_____config__core__v3__.HeaderValueOption]"
+
+    __match_args__ = ('filter', 'status_code', 'body', 'body_format_override', 'headers_to_add',)
 
     def __init__(self, filter: '_____config__accesslog__v3__.AccessLogFilter | None' = _FACTORY, status_code: 'int | None' = _FACTORY, body: '_____config__core__v3__.DataSource | None' = _FACTORY, body_format_override: '_____config__core__v3__.SubstitutionFormatString | None' = _FACTORY, headers_to_add: 'list[_____config__core__v3__.HeaderValueOption]' = _FACTORY) -> None:
         self.filter = None if filter is _FACTORY else filter
@@ -879,26 +843,42 @@ class ResponseMapper(betterproto2.Message):
         self.headers_to_add = [] if headers_to_add is _FACTORY else headers_to_add
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'filter': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'status_code': betterproto2.field(2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.UInt32Value, optional=True),
+            'body': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+            'body_format_override': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True),
+            'headers_to_add': betterproto2.field(5, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.extensions.filters.network.http_connection_manager.v3", "ResponseMapper", ResponseMapper
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ScopedRds(betterproto2.Message):
     "ScopedRds(scoped_rds_config_source: '_____config__core__v3__.ConfigSource | None' = <factory>, srds_resources_locator: 'str' = <factory>)"
 
-    scoped_rds_config_source: "_____config__core__v3__.ConfigSource | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    scoped_rds_config_source: "_____config__core__v3__.ConfigSource | None"
 
-    srds_resources_locator: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    srds_resources_locator: "str"
+
+    __match_args__ = ('scoped_rds_config_source', 'srds_resources_locator',)
 
     def __init__(self, scoped_rds_config_source: '_____config__core__v3__.ConfigSource | None' = _FACTORY, srds_resources_locator: 'str' = _FACTORY) -> None:
         self.scoped_rds_config_source = None if scoped_rds_config_source is _FACTORY else scoped_rds_config_source
         self.srds_resources_locator = "" if srds_resources_locator is _FACTORY else srds_resources_locator
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'scoped_rds_config_source': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'srds_resources_locator': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -906,17 +886,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ScopedRouteConfigurationsList(betterproto2.Message):
     "ScopedRouteConfigurationsList(scoped_route_configurations: 'list[_____config__route__v3__.ScopedRouteConfiguration]' = <factory>)"
 
-    scoped_route_configurations: "list[_____config__route__v3__.ScopedRouteConfiguration]" = (
-        betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
-    )
+    scoped_route_configurations: "list[_____config__route__v3__.ScopedRouteConfiguration]"
+
+    __match_args__ = ('scoped_route_configurations',)
 
     def __init__(self, scoped_route_configurations: 'list[_____config__route__v3__.ScopedRouteConfiguration]' = _FACTORY) -> None:
         self.scoped_route_configurations = [] if scoped_route_configurations is _FACTORY else scoped_route_configurations
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'scoped_route_configurations': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -926,7 +911,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ScopedRoutes(betterproto2.Message):
     """
 
@@ -935,23 +919,17 @@ class ScopedRoutes(betterproto2.Message):
         - config_specifier:
     """
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    scope_key_builder: "ScopedRoutesScopeKeyBuilder | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    scope_key_builder: "ScopedRoutesScopeKeyBuilder | None"
 
-    rds_config_source: "_____config__core__v3__.ConfigSource | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    rds_config_source: "_____config__core__v3__.ConfigSource | None"
 
-    scoped_route_configurations_list: "ScopedRouteConfigurationsList | None" = betterproto2.field(
-        4, betterproto2.TYPE_MESSAGE, optional=True, group="config_specifier"
-    )
+    scoped_route_configurations_list: "ScopedRouteConfigurationsList | None"
 
-    scoped_rds: "ScopedRds | None" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, optional=True, group="config_specifier"
-    )
+    scoped_rds: "ScopedRds | None"
+
+    __match_args__ = ('name', 'scope_key_builder', 'rds_config_source', 'scoped_route_configurations_list', 'scoped_rds',)
 
     def __init__(self, name: 'str' = _FACTORY, scope_key_builder: 'ScopedRoutesScopeKeyBuilder | None' = _FACTORY, rds_config_source: '_____config__core__v3__.ConfigSource | None' = _FACTORY, scoped_route_configurations_list: 'ScopedRouteConfigurationsList | None' = _FACTORY, scoped_rds: 'ScopedRds | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -961,23 +939,38 @@ class ScopedRoutes(betterproto2.Message):
         self.scoped_rds = None if scoped_rds is _FACTORY else scoped_rds
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'scope_key_builder': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'rds_config_source': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+            'scoped_route_configurations_list': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True, group='config_specifier'),
+            'scoped_rds': betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True, group='config_specifier'),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.extensions.filters.network.http_connection_manager.v3", "ScopedRoutes", ScopedRoutes
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ScopedRoutesScopeKeyBuilder(betterproto2.Message):
     "ScopedRoutesScopeKeyBuilder(fragments: 'list[ScopedRoutesScopeKeyBuilderFragmentBuilder]' = <factory>)"
 
-    fragments: "list[ScopedRoutesScopeKeyBuilderFragmentBuilder]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    fragments: "list[ScopedRoutesScopeKeyBuilderFragmentBuilder]"
+
+    __match_args__ = ('fragments',)
 
     def __init__(self, fragments: 'list[ScopedRoutesScopeKeyBuilderFragmentBuilder]' = _FACTORY) -> None:
         self.fragments = [] if fragments is _FACTORY else fragments
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'fragments': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -987,7 +980,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ScopedRoutesScopeKeyBuilderFragmentBuilder(betterproto2.Message):
     """
 
@@ -996,13 +988,19 @@ class ScopedRoutesScopeKeyBuilderFragmentBuilder(betterproto2.Message):
         - type:
     """
 
-    header_value_extractor: "ScopedRoutesScopeKeyBuilderFragmentBuilderHeaderValueExtractor | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True, group="type"
-    )
+    header_value_extractor: "ScopedRoutesScopeKeyBuilderFragmentBuilderHeaderValueExtractor | None"
+
+    __match_args__ = ('header_value_extractor',)
 
     def __init__(self, header_value_extractor: 'ScopedRoutesScopeKeyBuilderFragmentBuilderHeaderValueExtractor | None' = _FACTORY) -> None:
         self.header_value_extractor = None if header_value_extractor is _FACTORY else header_value_extractor
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'header_value_extractor': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True, group='type'),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1012,7 +1010,6 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ScopedRoutesScopeKeyBuilderFragmentBuilderHeaderValueExtractor(betterproto2.Message):
     """
 
@@ -1021,17 +1018,15 @@ class ScopedRoutesScopeKeyBuilderFragmentBuilderHeaderValueExtractor(betterproto
         - extract_type:
     """
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    element_separator: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    element_separator: "str"
 
-    index: "int | None" = betterproto2.field(
-        3, betterproto2.TYPE_UINT32, optional=True, group="extract_type"
-    )
+    index: "int | None"
 
-    element: "ScopedRoutesScopeKeyBuilderFragmentBuilderHeaderValueExtractorKvElement | None" = (
-        betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True, group="extract_type")
-    )
+    element: "ScopedRoutesScopeKeyBuilderFragmentBuilderHeaderValueExtractorKvElement | None"
+
+    __match_args__ = ('name', 'element_separator', 'index', 'element',)
 
     def __init__(self, name: 'str' = _FACTORY, element_separator: 'str' = _FACTORY, index: 'int | None' = _FACTORY, element: 'ScopedRoutesScopeKeyBuilderFragmentBuilderHeaderValueExtractorKvElement | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
@@ -1039,6 +1034,15 @@ class ScopedRoutesScopeKeyBuilderFragmentBuilderHeaderValueExtractor(betterproto
         self.index = None if index is _FACTORY else index
         self.element = None if element is _FACTORY else element
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'element_separator': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'index': betterproto2.field(3, betterproto2.TYPE_UINT32, optional=True, group='extract_type'),
+            'element': betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True, group='extract_type'),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -1048,18 +1052,26 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class ScopedRoutesScopeKeyBuilderFragmentBuilderHeaderValueExtractorKvElement(betterproto2.Message):
     "ScopedRoutesScopeKeyBuilderFragmentBuilderHeaderValueExtractorKvElement(separator: 'str' = <factory>, key: 'str' = <factory>)"
 
-    separator: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    separator: "str"
 
-    key: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    key: "str"
+
+    __match_args__ = ('separator', 'key',)
 
     def __init__(self, separator: 'str' = _FACTORY, key: 'str' = _FACTORY) -> None:
         self.separator = "" if separator is _FACTORY else separator
         self.key = "" if key is _FACTORY else key
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'separator': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'key': betterproto2.field(2, betterproto2.TYPE_STRING),
+        }
+    )
 
 
 default_message_pool.register_message(

@@ -7,10 +7,9 @@
 __all__ = ("Rbac", "RbacEnforcementType")
 
 import datetime
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from .......message_pool import default_message_pool
 
@@ -24,40 +23,26 @@ class RbacEnforcementType(betterproto2.Enum):
     CONTINUOUS = 1
 
 
-@dataclass(eq=False, repr=False, init=False)
 class Rbac(betterproto2.Message):
     "Rbac(rules: '_____config__rbac__v3__.Rbac | None' = <factory>, matcher: '______xds__type__matcher__v3__.Matcher | None' = <factory>, shadow_rules: '_____config__rbac__v3__.Rbac | None' = <factory>, shadow_matcher: '______xds__type__matcher__v3__.Matcher | None' = <factory>, shadow_rules_stat_prefix: 'str' = <factory>, stat_prefix: 'str' = <factory>, enforcement_type: 'RbacEnforcementType' = <factory>, delay_deny: 'datetime.timedelta | None' = <factory>)"
 
-    rules: "_____config__rbac__v3__.Rbac | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    rules: "_____config__rbac__v3__.Rbac | None"
 
-    matcher: "______xds__type__matcher__v3__.Matcher | None" = betterproto2.field(
-        6, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    matcher: "______xds__type__matcher__v3__.Matcher | None"
 
-    shadow_rules: "_____config__rbac__v3__.Rbac | None" = betterproto2.field(
-        2, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    shadow_rules: "_____config__rbac__v3__.Rbac | None"
 
-    shadow_matcher: "______xds__type__matcher__v3__.Matcher | None" = betterproto2.field(
-        7, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    shadow_matcher: "______xds__type__matcher__v3__.Matcher | None"
 
-    shadow_rules_stat_prefix: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    shadow_rules_stat_prefix: "str"
 
-    stat_prefix: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    stat_prefix: "str"
 
-    enforcement_type: "RbacEnforcementType" = betterproto2.field(
-        4, betterproto2.TYPE_ENUM, default_factory=lambda: RbacEnforcementType(0)
-    )
+    enforcement_type: "RbacEnforcementType"
 
-    delay_deny: "datetime.timedelta | None" = betterproto2.field(
-        8,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.Duration,
-        optional=True,
-    )
+    delay_deny: "datetime.timedelta | None"
+
+    __match_args__ = ('rules', 'matcher', 'shadow_rules', 'shadow_matcher', 'shadow_rules_stat_prefix', 'stat_prefix', 'enforcement_type', 'delay_deny',)
 
     def __init__(self, rules: '_____config__rbac__v3__.Rbac | None' = _FACTORY, matcher: '______xds__type__matcher__v3__.Matcher | None' = _FACTORY, shadow_rules: '_____config__rbac__v3__.Rbac | None' = _FACTORY, shadow_matcher: '______xds__type__matcher__v3__.Matcher | None' = _FACTORY, shadow_rules_stat_prefix: 'str' = _FACTORY, stat_prefix: 'str' = _FACTORY, enforcement_type: 'RbacEnforcementType' = _FACTORY, delay_deny: 'datetime.timedelta | None' = _FACTORY) -> None:
         self.rules = None if rules is _FACTORY else rules
@@ -69,6 +54,19 @@ class Rbac(betterproto2.Message):
         self.enforcement_type = RbacEnforcementType(0) if enforcement_type is _FACTORY else enforcement_type
         self.delay_deny = None if delay_deny is _FACTORY else delay_deny
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'rules': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'matcher': betterproto2.field(6, betterproto2.TYPE_MESSAGE, optional=True),
+            'shadow_rules': betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True),
+            'shadow_matcher': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True),
+            'shadow_rules_stat_prefix': betterproto2.field(5, betterproto2.TYPE_STRING),
+            'stat_prefix': betterproto2.field(3, betterproto2.TYPE_STRING),
+            'enforcement_type': betterproto2.field(4, betterproto2.TYPE_ENUM, default_factory=lambda: RbacEnforcementType(0)),
+            'delay_deny': betterproto2.field(8, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.Duration, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message("envoy.extensions.filters.network.rbac.v3", "RBAC", Rbac)

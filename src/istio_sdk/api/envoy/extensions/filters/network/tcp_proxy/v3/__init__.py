@@ -16,10 +16,9 @@ __all__ = (
 
 import datetime
 import warnings
-from dataclasses import dataclass
 
 import betterproto2
-from istio_sdk.codec import FACTORY as _FACTORY
+from istio_sdk.codec import FACTORY as _FACTORY, LazyFields as _LazyFields
 
 from .......message_pool import default_message_pool
 
@@ -35,7 +34,6 @@ class UpstreamConnectMode(betterproto2.Enum):
     ON_DOWNSTREAM_TLS_HANDSHAKE = 2
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TcpProxy(betterproto2.Message):
     """
 
@@ -44,106 +42,47 @@ class TcpProxy(betterproto2.Message):
         - cluster_specifier:
     """
 
-    stat_prefix: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    stat_prefix: "str"
 
-    cluster: "str | None" = betterproto2.field(
-        2, betterproto2.TYPE_STRING, optional=True, group="cluster_specifier"
-    )
+    cluster: "str | None"
 
-    weighted_clusters: "TcpProxyWeightedCluster | None" = betterproto2.field(
-        10, betterproto2.TYPE_MESSAGE, optional=True, group="cluster_specifier"
-    )
+    weighted_clusters: "TcpProxyWeightedCluster | None"
 
-    on_demand: "TcpProxyOnDemand | None" = betterproto2.field(
-        14, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    on_demand: "TcpProxyOnDemand | None"
 
-    metadata_match: "_____config__core__v3__.Metadata | None" = betterproto2.field(
-        9, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    metadata_match: "_____config__core__v3__.Metadata | None"
 
-    idle_timeout: "datetime.timedelta | None" = betterproto2.field(
-        8,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.Duration,
-        optional=True,
-    )
+    idle_timeout: "datetime.timedelta | None"
 
-    downstream_idle_timeout: "datetime.timedelta | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.Duration,
-        optional=True,
-    )
+    downstream_idle_timeout: "datetime.timedelta | None"
 
-    upstream_idle_timeout: "datetime.timedelta | None" = betterproto2.field(
-        4,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.Duration,
-        optional=True,
-    )
+    upstream_idle_timeout: "datetime.timedelta | None"
 
-    access_log: "list[_____config__accesslog__v3__.AccessLog]" = betterproto2.field(
-        5, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    access_log: "list[_____config__accesslog__v3__.AccessLog]"
 
-    max_connect_attempts: "int | None" = betterproto2.field(
-        7,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    max_connect_attempts: "int | None"
 
-    backoff_options: "_____config__core__v3__.BackoffStrategy | None" = betterproto2.field(
-        18, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    backoff_options: "_____config__core__v3__.BackoffStrategy | None"
 
-    hash_policy: "list[_____type__v3__.HashPolicy]" = betterproto2.field(
-        11, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    hash_policy: "list[_____type__v3__.HashPolicy]"
 
-    tunneling_config: "TcpProxyTunnelingConfig | None" = betterproto2.field(
-        12, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    tunneling_config: "TcpProxyTunnelingConfig | None"
 
-    max_downstream_connection_duration: "datetime.timedelta | None" = betterproto2.field(
-        13,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.Duration,
-        optional=True,
-    )
+    max_downstream_connection_duration: "datetime.timedelta | None"
 
-    max_downstream_connection_duration_jitter_percentage: "_____type__v3__.Percent | None" = (
-        betterproto2.field(20, betterproto2.TYPE_MESSAGE, optional=True)
-    )
+    max_downstream_connection_duration_jitter_percentage: "_____type__v3__.Percent | None"
 
-    access_log_flush_interval: "datetime.timedelta | None" = betterproto2.field(
-        15,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.Duration,
-        optional=True,
-    )
+    access_log_flush_interval: "datetime.timedelta | None"
 
-    flush_access_log_on_connected: "bool" = betterproto2.field(16, betterproto2.TYPE_BOOL)
+    flush_access_log_on_connected: "bool"
 
-    access_log_options: "TcpProxyTcpAccessLogOptions | None" = betterproto2.field(
-        17, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    access_log_options: "TcpProxyTcpAccessLogOptions | None"
 
-    proxy_protocol_tlvs: "list[_____config__core__v3__.TlvEntry]" = betterproto2.field(
-        19, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    proxy_protocol_tlvs: "list[_____config__core__v3__.TlvEntry]"
 
-    upstream_connect_mode: "UpstreamConnectMode" = betterproto2.field(
-        21, betterproto2.TYPE_ENUM, default_factory=lambda: UpstreamConnectMode(0)
-    )
+    upstream_connect_mode: "UpstreamConnectMode"
 
-    max_early_data_bytes: "int | None" = betterproto2.field(
-        22,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.UInt32Value,
-        optional=True,
-    )
+    max_early_data_bytes: "int | None"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -153,6 +92,8 @@ class TcpProxy(betterproto2.Message):
             warnings.warn(
                 "TcpProxy.flush_access_log_on_connected is deprecated", DeprecationWarning
             )
+
+    __match_args__ = ('stat_prefix', 'cluster', 'weighted_clusters', 'on_demand', 'metadata_match', 'idle_timeout', 'downstream_idle_timeout', 'upstream_idle_timeout', 'access_log', 'max_connect_attempts', 'backoff_options', 'hash_policy', 'tunneling_config', 'max_downstream_connection_duration', 'max_downstream_connection_duration_jitter_percentage', 'access_log_flush_interval', 'flush_access_log_on_connected', 'access_log_options', 'proxy_protocol_tlvs', 'upstream_connect_mode', 'max_early_data_bytes',)
 
     def __init__(self, stat_prefix: 'str' = _FACTORY, cluster: 'str | None' = _FACTORY, weighted_clusters: 'TcpProxyWeightedCluster | None' = _FACTORY, on_demand: 'TcpProxyOnDemand | None' = _FACTORY, metadata_match: '_____config__core__v3__.Metadata | None' = _FACTORY, idle_timeout: 'datetime.timedelta | None' = _FACTORY, downstream_idle_timeout: 'datetime.timedelta | None' = _FACTORY, upstream_idle_timeout: 'datetime.timedelta | None' = _FACTORY, access_log: 'list[_____config__accesslog__v3__.AccessLog]' = _FACTORY, max_connect_attempts: 'int | None' = _FACTORY, backoff_options: '_____config__core__v3__.BackoffStrategy | None' = _FACTORY, hash_policy: 'list[_____type__v3__.HashPolicy]' = _FACTORY, tunneling_config: 'TcpProxyTunnelingConfig | None' = _FACTORY, max_downstream_connection_duration: 'datetime.timedelta | None' = _FACTORY, max_downstream_connection_duration_jitter_percentage: '_____type__v3__.Percent | None' = _FACTORY, access_log_flush_interval: 'datetime.timedelta | None' = _FACTORY, flush_access_log_on_connected: 'bool' = _FACTORY, access_log_options: 'TcpProxyTcpAccessLogOptions | None' = _FACTORY, proxy_protocol_tlvs: 'list[_____config__core__v3__.TlvEntry]' = _FACTORY, upstream_connect_mode: 'UpstreamConnectMode' = _FACTORY, max_early_data_bytes: 'int | None' = _FACTORY) -> None:
         self.stat_prefix = "" if stat_prefix is _FACTORY else stat_prefix
@@ -178,28 +119,48 @@ class TcpProxy(betterproto2.Message):
         self.max_early_data_bytes = None if max_early_data_bytes is _FACTORY else max_early_data_bytes
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'stat_prefix': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'cluster': betterproto2.field(2, betterproto2.TYPE_STRING, optional=True, group='cluster_specifier'),
+            'weighted_clusters': betterproto2.field(10, betterproto2.TYPE_MESSAGE, optional=True, group='cluster_specifier'),
+            'on_demand': betterproto2.field(14, betterproto2.TYPE_MESSAGE, optional=True),
+            'metadata_match': betterproto2.field(9, betterproto2.TYPE_MESSAGE, optional=True),
+            'idle_timeout': betterproto2.field(8, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.Duration, optional=True),
+            'downstream_idle_timeout': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.Duration, optional=True),
+            'upstream_idle_timeout': betterproto2.field(4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.Duration, optional=True),
+            'access_log': betterproto2.field(5, betterproto2.TYPE_MESSAGE, repeated=True),
+            'max_connect_attempts': betterproto2.field(7, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.UInt32Value, optional=True),
+            'backoff_options': betterproto2.field(18, betterproto2.TYPE_MESSAGE, optional=True),
+            'hash_policy': betterproto2.field(11, betterproto2.TYPE_MESSAGE, repeated=True),
+            'tunneling_config': betterproto2.field(12, betterproto2.TYPE_MESSAGE, optional=True),
+            'max_downstream_connection_duration': betterproto2.field(13, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.Duration, optional=True),
+            'max_downstream_connection_duration_jitter_percentage': betterproto2.field(20, betterproto2.TYPE_MESSAGE, optional=True),
+            'access_log_flush_interval': betterproto2.field(15, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.Duration, optional=True),
+            'flush_access_log_on_connected': betterproto2.field(16, betterproto2.TYPE_BOOL),
+            'access_log_options': betterproto2.field(17, betterproto2.TYPE_MESSAGE, optional=True),
+            'proxy_protocol_tlvs': betterproto2.field(19, betterproto2.TYPE_MESSAGE, repeated=True),
+            'upstream_connect_mode': betterproto2.field(21, betterproto2.TYPE_ENUM, default_factory=lambda: UpstreamConnectMode(0)),
+            'max_early_data_bytes': betterproto2.field(22, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.UInt32Value, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.extensions.filters.network.tcp_proxy.v3", "TcpProxy", TcpProxy
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TcpProxyOnDemand(betterproto2.Message):
     "TcpProxyOnDemand(odcds_config: '_____config__core__v3__.ConfigSource | None' = <factory>, resources_locator: 'str' = <factory>, timeout: 'datetime.timedelta | None' = <factory>)"
 
-    odcds_config: "_____config__core__v3__.ConfigSource | None" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    odcds_config: "_____config__core__v3__.ConfigSource | None"
 
-    resources_locator: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    resources_locator: "str"
 
-    timeout: "datetime.timedelta | None" = betterproto2.field(
-        3,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.Duration,
-        optional=True,
-    )
+    timeout: "datetime.timedelta | None"
+
+    __match_args__ = ('odcds_config', 'resources_locator', 'timeout',)
 
     def __init__(self, odcds_config: '_____config__core__v3__.ConfigSource | None' = _FACTORY, resources_locator: 'str' = _FACTORY, timeout: 'datetime.timedelta | None' = _FACTORY) -> None:
         self.odcds_config = None if odcds_config is _FACTORY else odcds_config
@@ -207,29 +168,40 @@ class TcpProxyOnDemand(betterproto2.Message):
         self.timeout = None if timeout is _FACTORY else timeout
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'odcds_config': betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True),
+            'resources_locator': betterproto2.field(2, betterproto2.TYPE_STRING),
+            'timeout': betterproto2.field(3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.Duration, optional=True),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.extensions.filters.network.tcp_proxy.v3", "TcpProxy.OnDemand", TcpProxyOnDemand
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TcpProxyTcpAccessLogOptions(betterproto2.Message):
     "TcpProxyTcpAccessLogOptions(access_log_flush_interval: 'datetime.timedelta | None' = <factory>, flush_access_log_on_connected: 'bool' = <factory>)"
 
-    access_log_flush_interval: "datetime.timedelta | None" = betterproto2.field(
-        1,
-        betterproto2.TYPE_MESSAGE,
-        unwrap=lambda: ______google__protobuf__.Duration,
-        optional=True,
-    )
+    access_log_flush_interval: "datetime.timedelta | None"
 
-    flush_access_log_on_connected: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    flush_access_log_on_connected: "bool"
+
+    __match_args__ = ('access_log_flush_interval', 'flush_access_log_on_connected',)
 
     def __init__(self, access_log_flush_interval: 'datetime.timedelta | None' = _FACTORY, flush_access_log_on_connected: 'bool' = _FACTORY) -> None:
         self.access_log_flush_interval = None if access_log_flush_interval is _FACTORY else access_log_flush_interval
         self.flush_access_log_on_connected = False if flush_access_log_on_connected is _FACTORY else flush_access_log_on_connected
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'access_log_flush_interval': betterproto2.field(1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ______google__protobuf__.Duration, optional=True),
+            'flush_access_log_on_connected': betterproto2.field(2, betterproto2.TYPE_BOOL),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -239,31 +211,28 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TcpProxyTunnelingConfig(betterproto2.Message):
     "TcpProxyTunnelingConfig(hostname: 'str' = <factory>, use_post: 'bool' = <factory>, headers_to_add: 'list[_____config__core__v3__.HeaderValueOption]' = <factory>, propagate_response_headers: 'bool' = <factory>, post_path: 'str' = <factory>, propagate_response_trailers: 'bool' = <factory>, request_id_extension: '__http_connection_manager__v3__.RequestIdExtension | None' = <factory>, request_id_header: 'str' = <factory>, request_id_metadata_key: 'str' = <factory>)"
 
-    hostname: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    hostname: "str"
 
-    use_post: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    use_post: "bool"
 
-    headers_to_add: "list[_____config__core__v3__.HeaderValueOption]" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    headers_to_add: "list[_____config__core__v3__.HeaderValueOption]"
 
-    propagate_response_headers: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
+    propagate_response_headers: "bool"
 
-    post_path: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    post_path: "str"
 
-    propagate_response_trailers: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
+    propagate_response_trailers: "bool"
 
-    request_id_extension: "__http_connection_manager__v3__.RequestIdExtension | None" = (
-        betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True)
-    )
+    request_id_extension: "__http_connection_manager__v3__.RequestIdExtension | None"
 
-    request_id_header: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
+    request_id_header: "str"
 
-    request_id_metadata_key: "str" = betterproto2.field(9, betterproto2.TYPE_STRING)
+    request_id_metadata_key: "str"
+
+    __match_args__ = ('hostname', 'use_post', 'headers_to_add', 'propagate_response_headers', 'post_path', 'propagate_response_trailers', 'request_id_extension', 'request_id_header', 'request_id_metadata_key',)
 
     def __init__(self, hostname: 'str' = _FACTORY, use_post: 'bool' = _FACTORY, headers_to_add: 'list[_____config__core__v3__.HeaderValueOption]' = _FACTORY, propagate_response_headers: 'bool' = _FACTORY, post_path: 'str' = _FACTORY, propagate_response_trailers: 'bool' = _FACTORY, request_id_extension: '__http_connection_manager__v3__.RequestIdExtension | None' = _FACTORY, request_id_header: 'str' = _FACTORY, request_id_metadata_key: 'str' = _FACTORY) -> None:
         self.hostname = "" if hostname is _FACTORY else hostname
@@ -277,6 +246,20 @@ class TcpProxyTunnelingConfig(betterproto2.Message):
         self.request_id_metadata_key = "" if request_id_metadata_key is _FACTORY else request_id_metadata_key
         self.__post_init__()
 
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'hostname': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'use_post': betterproto2.field(2, betterproto2.TYPE_BOOL),
+            'headers_to_add': betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True),
+            'propagate_response_headers': betterproto2.field(4, betterproto2.TYPE_BOOL),
+            'post_path': betterproto2.field(5, betterproto2.TYPE_STRING),
+            'propagate_response_trailers': betterproto2.field(6, betterproto2.TYPE_BOOL),
+            'request_id_extension': betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True),
+            'request_id_header': betterproto2.field(8, betterproto2.TYPE_STRING),
+            'request_id_metadata_key': betterproto2.field(9, betterproto2.TYPE_STRING),
+        }
+    )
+
 
 default_message_pool.register_message(
     "envoy.extensions.filters.network.tcp_proxy.v3",
@@ -285,17 +268,22 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TcpProxyWeightedCluster(betterproto2.Message):
     "TcpProxyWeightedCluster(clusters: 'list[TcpProxyWeightedClusterClusterWeight]' = <factory>)"
 
-    clusters: "list[TcpProxyWeightedClusterClusterWeight]" = betterproto2.field(
-        1, betterproto2.TYPE_MESSAGE, repeated=True
-    )
+    clusters: "list[TcpProxyWeightedClusterClusterWeight]"
+
+    __match_args__ = ('clusters',)
 
     def __init__(self, clusters: 'list[TcpProxyWeightedClusterClusterWeight]' = _FACTORY) -> None:
         self.clusters = [] if clusters is _FACTORY else clusters
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'clusters': betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True),
+        }
+    )
 
 
 default_message_pool.register_message(
@@ -305,23 +293,30 @@ default_message_pool.register_message(
 )
 
 
-@dataclass(eq=False, repr=False, init=False)
 class TcpProxyWeightedClusterClusterWeight(betterproto2.Message):
     "TcpProxyWeightedClusterClusterWeight(name: 'str' = <factory>, weight: 'int' = <factory>, metadata_match: '_____config__core__v3__.Metadata | None' = <factory>)"
 
-    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    name: "str"
 
-    weight: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+    weight: "int"
 
-    metadata_match: "_____config__core__v3__.Metadata | None" = betterproto2.field(
-        3, betterproto2.TYPE_MESSAGE, optional=True
-    )
+    metadata_match: "_____config__core__v3__.Metadata | None"
+
+    __match_args__ = ('name', 'weight', 'metadata_match',)
 
     def __init__(self, name: 'str' = _FACTORY, weight: 'int' = _FACTORY, metadata_match: '_____config__core__v3__.Metadata | None' = _FACTORY) -> None:
         self.name = "" if name is _FACTORY else name
         self.weight = 0 if weight is _FACTORY else weight
         self.metadata_match = None if metadata_match is _FACTORY else metadata_match
         self.__post_init__()
+
+    __dataclass_fields__ = _LazyFields(
+        lambda: {
+            'name': betterproto2.field(1, betterproto2.TYPE_STRING),
+            'weight': betterproto2.field(2, betterproto2.TYPE_UINT32),
+            'metadata_match': betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True),
+        }
+    )
 
 
 default_message_pool.register_message(
