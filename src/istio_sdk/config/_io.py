@@ -9,9 +9,10 @@ import pathlib
 from collections.abc import Iterable, Iterator
 from typing import IO, Literal, TypeAlias
 
+import attrs
 import yaml
 
-from istio_sdk.config._errors import DocumentError, Problem, YamlSyntaxError
+from istio_sdk.config._errors import ConfigError, DocumentError, Problem, YamlSyntaxError
 from istio_sdk.config._limits import DEFAULT_LIMITS, LoadLimits
 from istio_sdk.config._resource import Resource, resource_from_json
 from istio_sdk.config._yaml import Document, JsonValue, join_index, limit_error, parse_documents
@@ -145,6 +146,48 @@ def resources_from_text(
                 )
             )
     return out
+
+
+@attrs.frozen
+class LoadedObject:
+    """One object of a file that loaded: the resource, its document, where it sits in it
+    (``prefix``: ``""`` or ``items[i]`` of a List) and the JSON it was made from."""
+
+    resource: Resource
+    document: Document
+    prefix: str
+    value: JsonValue
+
+
+def load_leniently(
+    text: str, source: str, limits: LoadLimits = DEFAULT_LIMITS
+) -> Iterator[LoadedObject | Problem]:
+    """Every object of one file's text, or the problem that stopped it, in order: what
+    ``validate`` and ``analyze`` read (a bad document does not hide the others)."""
+    try:
+        documents = parse_documents(text, source, limits)
+    except ConfigError as exc:
+        yield exc.problem
+        return
+    for document in documents:
+        try:
+            objects = list(iter_objects(document, source))
+        except ConfigError as exc:
+            yield exc.problem
+            continue
+        for prefix, value in objects:
+            try:
+                resource = resource_from_json(
+                    value,
+                    source=source,
+                    index=document.index,
+                    prefix=prefix,
+                    line_of=document.line_of,
+                )
+            except ConfigError as exc:
+                yield exc.problem
+                continue
+            yield LoadedObject(resource, document, prefix, value)
 
 
 def load_resources(source: Source, *, limits: LoadLimits | None = None) -> list[Resource]:

@@ -23,10 +23,10 @@ from istio_sdk.config import semantic
 from istio_sdk.config._crd_rules import check as check_schema
 from istio_sdk.config._crd_rules import rules_for
 from istio_sdk.config._errors import ConfigError, Problem
-from istio_sdk.config._io import Source, iter_objects, read_source
+from istio_sdk.config._io import Source, load_leniently, read_source
 from istio_sdk.config._limits import DEFAULT_LIMITS, LoadLimits
-from istio_sdk.config._resource import Resource, resource_from_json
-from istio_sdk.config._yaml import JsonValue, join_index, join_key, parse_documents
+from istio_sdk.config._resource import Resource
+from istio_sdk.config._yaml import JsonValue, join_index, join_key
 from istio_sdk.config.semantic import Finding, Level
 
 _DNS1123_SUBDOMAIN = re.compile(
@@ -198,43 +198,28 @@ def validate_text(
     """Load what can be loaded from one file's text and collect every problem (and warning)."""
     resources: list[Resource] = []
     problems: list[Problem] = []
-    try:
-        documents = parse_documents(text, source, limits)
-    except ConfigError as exc:
-        return [], [exc.problem]
-    for document in documents:
-        try:
-            objects = list(iter_objects(document, source))
-        except ConfigError as exc:
-            problems.append(exc.problem)
+    for loaded in load_leniently(text, source, limits):
+        if isinstance(loaded, Problem):
+            problems.append(loaded)
             continue
-        for prefix, value in objects:
-            try:
-                resource = resource_from_json(
-                    value,
-                    source=source,
-                    index=document.index,
-                    prefix=prefix,
-                    line_of=document.line_of,
-                )
-            except ConfigError as exc:
-                problems.append(exc.problem)
-                continue
-            resources.append(resource)
-            written = value.get("spec") if isinstance(value, dict) else None
-            if resource.kubernetes:
-                written = value
-            problems.extend(
-                _problems_of(
-                    resource,
-                    source=source,
-                    index=document.index,
-                    prefix=prefix,
-                    line_of=document.line_of,
-                    spec_json=written,
-                    cel=cel,
-                )
+        resource, document, value = loaded.resource, loaded.document, loaded.value
+        resources.append(resource)
+        written = (
+            value
+            if resource.kubernetes
+            else (value.get("spec") if isinstance(value, dict) else None)
+        )
+        problems.extend(
+            _problems_of(
+                resource,
+                source=source,
+                index=document.index,
+                prefix=loaded.prefix,
+                line_of=document.line_of,
+                spec_json=written,
+                cel=cel,
             )
+        )
     return resources, problems
 
 

@@ -12,9 +12,7 @@ from collections.abc import Iterable
 import attrs
 
 from istio_sdk.config import ConfigError, Problem, Resource
-from istio_sdk.config._io import config_files, decode_text, iter_objects, read_file
-from istio_sdk.config._resource import resource_from_json
-from istio_sdk.config._yaml import parse_documents
+from istio_sdk.config._io import config_files, decode_text, load_leniently, read_file
 from istio_sdk.galley.analysis._snapshot import Location
 
 __all__ = ["LoadResult", "load_for_analysis", "load_text"]
@@ -35,30 +33,13 @@ def load_text(text: str, name: str) -> tuple[list[tuple[Resource, Location]], li
     """The resources of one file's text; a document that does not load is a problem."""
     out: list[tuple[Resource, Location]] = []
     problems: list[Problem] = []
-    try:
-        documents = parse_documents(text, name)
-    except ConfigError as exc:
-        return [], [exc.problem]
-    for document in documents:
-        try:
-            objects = list(iter_objects(document, name))
-        except ConfigError as exc:
-            problems.append(exc.problem)
+    for loaded in load_leniently(text, name):
+        if isinstance(loaded, Problem):
+            problems.append(loaded)
             continue
-        for prefix, value in objects:
-            try:
-                resource = resource_from_json(
-                    value,
-                    source=name,
-                    index=document.index,
-                    prefix=prefix,
-                    line_of=document.line_of,
-                )
-            except ConfigError as exc:
-                problems.append(exc.problem)
-                continue
-            line = document.lines.get(prefix) if prefix else document.line
-            out.append((resource, Location(name, line, document.lines, prefix)))
+        document, prefix = loaded.document, loaded.prefix
+        line = document.lines.get(prefix) if prefix else document.line
+        out.append((loaded.resource, Location(name, line, document.lines, prefix)))
     return out, problems
 
 
