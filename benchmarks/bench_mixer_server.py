@@ -213,7 +213,8 @@ class _Child:
             [
                 sys.executable,
                 "-c",
-                "from benchmarks.bench_mixer_server import _serve_child; _serve_child()",
+                "from benchmarks.bench_mixer_server import _serve_child; "
+                f"_serve_child(empty={empty})",
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

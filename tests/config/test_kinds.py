@@ -24,6 +24,15 @@ LEGACY = {
     ("rbac.istio.io", "RbacConfig"): "istio.rbac.v1alpha1.RbacConfig",
     ("rbac.istio.io", "ClusterRbacConfig"): "istio.rbac.v1alpha1.RbacConfig",
 }
+# Mixer 1.3's per-adapter and per-template kinds (Galley 1.3's legacy collections): untyped
+MIXER_LEGACY = (
+    "apikey", "authorization", "bypass", "checknothing", "circonus", "cloudwatch", "denier",
+    "dogstatsd", "edge", "fluentd", "kubernetesenv", "kubernetes", "listchecker", "listentry",
+    "logentry", "memquota", "metric", "noop", "opa", "prometheus", "quota", "rbac", "redisquota",
+    "reportnothing", "signalfx", "solarwinds", "stackdriver", "statsd", "stdio", "tracespan",
+    "zipkin",
+)  # fmt: skip
+LEGACY.update({("config.istio.io", kind): "google.protobuf.Struct" for kind in MIXER_LEGACY})
 
 
 def test_registry_matches_istio_crds(shared_dir: pathlib.Path) -> None:
@@ -48,6 +57,18 @@ def test_legacy_kinds_map_to_their_1_3_messages() -> None:
     assert kind_for("MeshPolicy").scope == "Cluster"
     assert kind_for("ClusterRbacConfig").scope == "Cluster"
     assert kind_for("rule").api_version == "config.istio.io/v1alpha2"
+
+
+def test_every_kind_mixer_reads_is_registered_as_galley_named_it() -> None:
+    from istio_sdk.galley.mcp.collections import COLLECTIONS
+    from istio_sdk.mixer.runtime import config as mixer_config
+
+    read = mixer_config.LEGACY_ADAPTER_KINDS | mixer_config.LEGACY_TEMPLATE_KINDS
+    untyped = {k.kind: k for k in KINDS if k.spec_type == "google.protobuf.Struct"}
+    assert read <= set(untyped)
+    legacy_collections = {c.name.rpartition("/")[2] for c in COLLECTIONS if "/legacy/" in c.name}
+    assert {k.plural for k in untyped.values()} == legacy_collections
+    assert all(k.api_version == "config.istio.io/v1alpha2" for k in untyped.values())
 
 
 @pytest.mark.parametrize("info", KINDS, ids=lambda k: f"{k.group}/{k.kind}")
@@ -80,3 +101,25 @@ def test_lookups_fail_clearly() -> None:
         message_class("istio.networking.v1alpha3.Percent.value")
     with pytest.raises(KeyError, match="not a generated message"):
         message_class("istio.nothing.v1.Thing")
+
+
+def test_a_legacy_mixer_kind_loads_from_yaml_and_validates() -> None:
+    from istio_sdk.config import FieldError, load_resources, validate
+    from istio_sdk.protojson import message_to_json
+
+    text = """
+apiVersion: config.istio.io/v1alpha2
+kind: listchecker
+metadata: {name: whitelist, namespace: istio-system}
+spec:
+  overrides: [v1, v2]
+  blacklist: false
+"""
+    (resource,) = load_resources(text)
+    assert resource.key == ("listchecker", "istio-system", "whitelist")
+    assert message_to_json(resource.spec) == {"overrides": ["v1", "v2"], "blacklist": False}
+    assert validate(resource) == []
+    with pytest.raises(FieldError, match=r"spec: expected an object"):
+        load_resources(text.replace("spec:\n  overrides: [v1, v2]\n  blacklist: false", "spec: 7"))
+    (bad,) = load_resources(text.replace("name: whitelist", "name: White_List"))
+    assert [p.path for p in validate(bad)] == ["metadata.name"]

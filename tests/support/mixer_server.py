@@ -69,7 +69,7 @@ def legacy(
     kind: str, name: str, spec: Mapping[str, Any], namespace: str = "istio-system"
 ) -> Resource:
     """A resource of one of Mixer 1.3's per-adapter or per-template kinds (``listchecker``,
-    ``listentry``...), which the YAML loader does not know: its spec is the params, as JSON."""
+    ``listentry``...) built in Python: its spec is the params, as a plain mapping."""
     return Resource(
         api_version="config.istio.io/v1alpha2",
         kind=kind,

@@ -15,8 +15,13 @@ names); every served version of a kind maps to the same generated message, as in
 - ``ServiceRole``, ``ServiceRoleBinding`` -> their ``istio.rbac.v1alpha1`` messages, and both
   ``RbacConfig`` and ``ClusterRbacConfig`` -> ``istio.rbac.v1alpha1.RbacConfig``.
 
-The per-adapter and per-template kinds of Mixer's "old style" config (``prometheus``,
-``metric``, ...) are not registered.
+The per-adapter and per-template kinds of Mixer's "old style" config (``memquota``,
+``listchecker``, ``denier``, ``quota``, ``listentry``, ``metric``, ...: a handler of the adapter,
+or an instance of the template, named by the kind) are registered as Galley 1.3 listed them under
+``istio/config/v1alpha2/legacy/``: ``config.istio.io/v1alpha2``, the spec an untyped
+``google.protobuf.Struct`` (the adapter's or template's parameters, as Mixer read them), so they
+load from YAML and validate as the other kinds (metadata, names, a spec that is a JSON object);
+the parameters themselves are checked by Mixer when it builds its configuration.
 
 :data:`KUBERNETES_KINDS` are the Kubernetes kinds a mesh is made of (core/v1, apps/v1,
 discovery.k8s.io/v1, admissionregistration.k8s.io/v1 and the Gateway API kinds Istio reads). Their
@@ -162,6 +167,23 @@ _SEC = "istio.security.v1beta1."
 _POLICY = "istio.policy.v1beta1."
 _ADAPTER = "istio.mixer.adapter.model.v1beta1."
 _RBAC = "istio.rbac.v1alpha1."
+_STRUCT = "google.protobuf.Struct"
+
+LEGACY_MIXER_KINDS: tuple[tuple[str, str], ...] = (
+    ("apikey", "apikeys"), ("authorization", "authorizations"), ("bypass", "bypasses"),
+    ("checknothing", "checknothings"), ("circonus", "circonuses"),
+    ("cloudwatch", "cloudwatches"), ("denier", "deniers"), ("dogstatsd", "dogstatsds"),
+    ("edge", "edges"), ("fluentd", "fluentds"), ("kubernetesenv", "kubernetesenvs"),
+    ("kubernetes", "kuberneteses"), ("listchecker", "listcheckers"),
+    ("listentry", "listentries"), ("logentry", "logentries"), ("memquota", "memquotas"),
+    ("metric", "metrics"), ("noop", "noops"), ("opa", "opas"), ("prometheus", "prometheuses"),
+    ("quota", "quotas"), ("rbac", "rbacs"), ("redisquota", "redisquotas"),
+    ("reportnothing", "reportnothings"), ("signalfx", "signalfxs"),
+    ("solarwinds", "solarwindses"), ("stackdriver", "stackdrivers"), ("statsd", "statsds"),
+    ("stdio", "stdios"), ("tracespan", "tracespans"), ("zipkin", "zipkins"),
+)  # fmt: skip
+"""``(kind, plural)`` of Mixer 1.3's per-adapter and per-template kinds (Galley 1.3's legacy
+collections); each is registered with an untyped ``google.protobuf.Struct`` spec."""
 
 KINDS: tuple[KindInfo, ...] = (
     # networking.istio.io
@@ -205,6 +227,8 @@ KINDS: tuple[KindInfo, ...] = (
             _POLICY + "AttributeManifest"),
     _legacy("adapter", "config.istio.io", "v1alpha2", "adapters", _ADAPTER + "Info"),
     _legacy("template", "config.istio.io", "v1alpha2", "templates", _ADAPTER + "Template"),
+    *(_legacy(kind, "config.istio.io", "v1alpha2", plural, _STRUCT)
+      for kind, plural in LEGACY_MIXER_KINDS),
     # 1.3-era authentication and RBAC
     _legacy("Policy", "authentication.istio.io", "v1alpha1", "policies",
             "istio.authentication.v1alpha1.Policy"),

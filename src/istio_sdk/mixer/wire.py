@@ -296,9 +296,12 @@ def _decode_clean(
                 return None
             value: Any
             if field == "strings":
-                value = text(raw)
-                if value is None:
-                    return None
+                if 0 <= raw < GLOBAL_WORD_COUNT:  # the usual case, without a call
+                    value = GLOBAL_DICTIONARY[raw]
+                else:
+                    value = text(raw)
+                    if value is None:
+                        return None
             elif field == "string_maps":
                 pairs = {text(k): text(v) for k, v in raw.entries.items()}
                 if None in pairs or None in pairs.values():

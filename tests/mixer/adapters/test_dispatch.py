@@ -19,6 +19,7 @@ from istio_sdk.mixer.adapters import (
     UnknownAdapterError,
     build_handler,
     dispatch_check,
+    dispatch_check_now,
     dispatch_quota,
     dispatch_report,
 )
@@ -78,11 +79,30 @@ async def test_an_adapter_error_becomes_internal_with_the_handler_name() -> None
     assert result.valid_duration == datetime.timedelta(0)
 
 
+class FailingNow(Handler):
+    adapter = "failingnow"
+    templates = frozenset({"checknothing"})
+    answers_checks_now = True
+
+    def check_now(self, instance: object) -> CheckResult:  # type: ignore[override]
+        raise RuntimeError("exploded in memory")
+
+
+def test_an_adapter_answering_from_memory_that_raises_becomes_internal_too() -> None:
+    result = dispatch_check_now(FailingNow("boom.handler.ns"), CheckNothing("c.instance.ns"))
+    assert result.status.code is Code.INTERNAL
+    assert result.status.message == "boom.handler.ns: exploded in memory"
+    assert result.valid_use_count == 0  # never cached by the proxy
+
+
 async def test_a_template_the_adapter_does_not_handle_is_internal() -> None:
     denier = await build_handler("denier", "deny.handler.ns")
     result = await dispatch_check(denier, Authorization("a.instance.ns"))
     assert result.status.code is Code.INTERNAL
     assert "does not handle template authorization" in result.status.message
+    now = dispatch_check_now(denier, Authorization("a.instance.ns"))
+    assert now.status.code is Code.INTERNAL
+    assert "does not handle template authorization" in now.status.message
     report = await dispatch_report(denier, [LogEntry("l.instance.ns")])
     assert "does not handle template logentry" in report.message
 

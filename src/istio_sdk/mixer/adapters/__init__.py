@@ -33,6 +33,7 @@ from istio_sdk.mixer.adapters.base import (
     UnknownAdapterError,
     UnsupportedTemplateError,
     dispatch_check,
+    dispatch_check_now,
     dispatch_quota,
     dispatch_report,
 )
@@ -95,6 +96,7 @@ __all__ = [
     "UnsupportedTemplateError",
     "build_handler",
     "dispatch_check",
+    "dispatch_check_now",
     "dispatch_quota",
     "dispatch_report",
 ]

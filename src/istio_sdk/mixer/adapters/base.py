@@ -136,6 +136,14 @@ class Handler:
             f"(it handles {', '.join(sorted(self.templates))})"
         )
 
+    answers_checks_now: ClassVar[bool] = False
+    """True when :meth:`check_now` answers a check from memory, without waiting: the server
+    then calls it directly (no task, no timer: nothing could time out)."""
+
+    def check_now(self, instance: CheckInstance) -> CheckResult:
+        """The synchronous answer of adapters that set :attr:`answers_checks_now`."""
+        raise self._unsupported(instance.template)
+
     async def handle_check(self, instance: CheckInstance) -> CheckResult:
         raise self._unsupported(instance.template)
 
@@ -168,6 +176,15 @@ async def dispatch_check(
             return await handler.handle_check(instance)
     except Exception as exc:  # any adapter bug becomes a status, never a dead server
         return CheckResult(status=_failure(handler, exc, adapter_timeout))
+
+
+def dispatch_check_now(handler: Handler, instance: CheckInstance) -> CheckResult:
+    """``handler.check_now(instance)`` for a handler that answers from memory; a failure
+    becomes a non-OK status, as in :func:`dispatch_check`."""
+    try:
+        return handler.check_now(instance)
+    except Exception as exc:  # any adapter bug becomes a status, never a dead server
+        return CheckResult(status=_failure(handler, exc, 0.0))
 
 
 async def dispatch_quota(

@@ -74,10 +74,15 @@ class DenierHandler(Handler):
     async def create(cls, name: str, params: Mapping[str, Any] | None) -> DenierHandler:
         return cls(name, DenierParams.from_dict(params))
 
-    async def handle_check(self, instance: CheckInstance) -> CheckResult:
+    answers_checks_now: ClassVar[bool] = True
+
+    def check_now(self, instance: CheckInstance) -> CheckResult:
         if instance.template not in self.templates:
             raise self._unsupported(instance.template)
         return self._result
+
+    async def handle_check(self, instance: CheckInstance) -> CheckResult:
+        return self.check_now(instance)
 
     async def handle_quota(self, instance: Quota, args: QuotaArgs) -> QuotaResult:
         return QuotaResult()  # nothing granted

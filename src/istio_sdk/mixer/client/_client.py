@@ -243,7 +243,9 @@ class MixerClient:
                 tickets.append(
                     self._quota_cache.check(attributes, name, amount, now, use_cache=use_cache)
                 )
-            if cached is not None:  # every ticket is decided: the pools answered
+            # the pools answer only when every ticket is decided; with the quota cache off a
+            # ticket is pending and the call waits for Mixer (the proxy's "not a cache hit")
+            if cached is not None and all(t.state is not QuotaState.PENDING for t in tickets):
                 stats.quota_cache_hits += 1
                 rejected = [t.name for t in tickets if t.state is QuotaState.REJECTED]
                 if any(t.request is not None for t in tickets):

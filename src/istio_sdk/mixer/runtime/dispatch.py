@@ -42,6 +42,7 @@ from istio_sdk.mixer.adapters.base import (
     QuotaArgs,
     RpcStatus,
     dispatch_check,
+    dispatch_check_now,
     dispatch_quota,
     dispatch_report,
 )
@@ -270,12 +271,19 @@ class Dispatcher:
     # -- calling the handlers ----------------------------------------------------------------
     async def run_check(self, plan: CheckPlan) -> CheckOutcome:
         """Call the plan's handlers together and combine their answers as Mixer does."""
-        results = await _together(
-            [
-                (handler, dispatch_check(handler, instance, adapter_timeout=self.adapter_timeout))
-                for handler, instance in plan.calls
-            ]
-        )
+        if all(handler.answers_checks_now for handler, _ in plan.calls):
+            # from memory: a direct call each (a coroutine and a timer apiece cost more)
+            results = [dispatch_check_now(handler, instance) for handler, instance in plan.calls]
+        else:
+            results = await _together(
+                [
+                    (
+                        handler,
+                        dispatch_check(handler, instance, adapter_timeout=self.adapter_timeout),
+                    )
+                    for handler, instance in plan.calls
+                ]
+            )
         code = OK.code
         messages: list[str] = []
         combined: CheckResult | None = None

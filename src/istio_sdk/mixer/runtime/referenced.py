@@ -10,6 +10,8 @@ message's own words (negative); a missing map key is 0.
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -65,6 +67,15 @@ class _RecordingMap(Mapping[str, str]):
         return len(self.plain)
 
 
+_SCALARS = frozenset(
+    {
+        str, int, float, bool, bytes, datetime.datetime, datetime.timedelta,
+        ipaddress.IPv4Address, ipaddress.IPv6Address,
+    }
+)  # fmt: skip
+"""Value types that are never a map (most of a bag)."""
+
+
 class RecordingBag(Mapping[str, Any]):
     """A read-only view of ``values`` that records every attribute read (see the module doc)."""
 
@@ -79,7 +90,7 @@ class RecordingBag(Mapping[str, Any]):
         if value is _MISSING:
             self.record.setdefault((name, None), ABSENCE)
             return default
-        if isinstance(value, Mapping):
+        if type(value) not in _SCALARS and isinstance(value, Mapping):  # skip the ABC check
             return _RecordingMap(name, value, self.record)
         self.record.setdefault((name, None), EXACT)
         return value
