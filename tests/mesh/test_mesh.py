@@ -275,8 +275,8 @@ class Leftovers:
         # Python: its epoll and eventfd descriptors get a bounded wait.
         assert {fd for fd in left if "anon_inode" not in fd} == set()
         async with asyncio.timeout(5):
-            while open_fds() - self.fds:
-                await asyncio.sleep(0.02)  # noqa: ASYNC110 - nothing to wait on but /proc
+            while open_fds() - self.fds:  # noqa: ASYNC110 - nothing to wait on but /proc
+                await asyncio.sleep(0.02)
         assert set(threading.enumerate()) - self.threads - _default_executor_threads() == set()
 
 
