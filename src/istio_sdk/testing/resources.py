@@ -42,7 +42,7 @@ _SECURITY = "security.istio.io/v1beta1"
 
 def dns_labels(max_size: int = 12) -> st.SearchStrategy[str]:
     """A DNS-1123 label: lower-case letters, digits and inner dashes, starting with a letter."""
-    return st.from_regex(rf"\A[A-Za-z]([a-z0-9-]{{0,{max_size - 2}}}[a-z0-9])?\Z", fullmatch=True)
+    return st.from_regex(rf"\A[a-z]([a-z0-9-]{{0,{max_size - 2}}}[a-z0-9])?\Z", fullmatch=True)
 
 
 def hostnames() -> st.SearchStrategy[str]:
@@ -56,13 +56,13 @@ def hostnames() -> st.SearchStrategy[str]:
 
 
 def _ports() -> st.SearchStrategy[int]:
-    return st.integers(0, 70000)
+    return st.integers(1, 65535)
 
 
 def _weights(count: int) -> st.SearchStrategy[list[int]]:
     # ``count`` weights adding up to 100 (Istio's rule for a route with several destinations).
     if count == 1:
-        return st.just([90])
+        return st.just([100])
     cuts = st.lists(st.integers(0, 100), min_size=count - 1, max_size=count - 1).map(sorted)
     return cuts.map(lambda c: [b - a for a, b in zip([0, *c], [*c, 100], strict=True)])
 
