@@ -39,7 +39,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import attrs
 
@@ -528,15 +528,14 @@ class Mesh:
         )
         return client
 
-    def pilot_client(
-        self, node: Node | None = None, *, mode: Literal["sotw", "delta"] = "sotw"
-    ) -> PilotClient:
+    def pilot_client(self, node: Node | None = None, **options: Any) -> PilotClient:
         """An ADS client for this mesh's Pilot (start it with ``async with``); the mesh closes
         it when it stops. ``node`` defaults to a sidecar in ``default``
-        (:func:`~istio_sdk.pilot.client.sidecar_node`)."""
+        (:func:`~istio_sdk.pilot.client.sidecar_node`); ``options`` are
+        :class:`~istio_sdk.PilotClient` keywords (``mode``, ``validator``, ...)."""
         from istio_sdk.pilot.client import PilotClient
 
-        return self._keep(PilotClient(self._address("pilot"), node=node, mode=mode))
+        return self._keep(PilotClient(self._address("pilot"), node=node, **options))
 
     def citadel_client(
         self, identity: Identity | str | tuple[str, str] | None = None

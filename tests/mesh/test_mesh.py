@@ -217,17 +217,15 @@ async def test_converged_raises_on_a_nack_with_the_reason(config: pathlib.Path) 
         return "route rejected by the test" if type_url == xds.ROUTE else None
 
     async with Mesh.from_directory(config, free_ports=True, debounce_after=0.01) as mesh:
-        from istio_sdk import PilotClient
-
-        host, port = mesh.addresses["pilot"]
-        async with PilotClient((host, port), node=node(), validator=refuse_routes) as client:
-            client.subscribe(xds.LISTENER)
-            client.subscribe(xds.ROUTE, [ROUTE])
-            await client.wait_for(xds.LISTENER)
-            mesh.apply(*load_resources(virtual_service("/v1")))
-            with pytest.raises(MeshNotConvergedError, match="route rejected by the test") as info:
-                await mesh.converged()
-            assert "RDS NACKED" in info.value.pending[0]
+        client = mesh.pilot_client(node(), validator=refuse_routes)
+        await client.start()
+        client.subscribe(xds.LISTENER)
+        client.subscribe(xds.ROUTE, [ROUTE])
+        await client.wait_for(xds.LISTENER)
+        mesh.apply(*load_resources(virtual_service("/v1")))
+        with pytest.raises(MeshNotConvergedError, match="route rejected by the test") as info:
+            await mesh.converged()
+        assert "RDS NACKED" in info.value.pending[0]
 
 
 async def test_converged_times_out_naming_a_proxy_that_never_acks() -> None:

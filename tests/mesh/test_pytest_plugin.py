@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import pathlib
 import tomllib
 
 import pytest
+from support.plugin_run import PLUGIN, run_with_plugin
 
 pytest_plugins = ["pytester"]
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-PLUGIN = "istio_sdk.testing.pytest_plugin"
 
 SERVICE_ENTRY = """\
 apiVersion: networking.istio.io/v1beta1
@@ -25,16 +24,6 @@ spec:
   - {address: 10.1.0.1, labels: {version: v1}}
   - {address: 10.1.0.2, labels: {version: v2}}
 """
-
-
-def plugin_args() -> list[str]:
-    # Installed, the entry point loads the plugin; from a checkout it is loaded by name.
-    loaded = any(ep.value == PLUGIN for ep in importlib.metadata.entry_points(group="pytest11"))
-    return ["-p", "asyncio"] + ([] if loaded else ["-p", PLUGIN])
-
-
-def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    return pytester.runpytest_subprocess(*plugin_args(), "-q", "-p", "no:cacheprovider", *args)
 
 
 def test_the_entry_point_names_the_plugin_module() -> None:
@@ -67,7 +56,7 @@ def test_a_marked_test_gets_a_started_mesh_with_its_config(pytester: pytest.Pyte
             assert {"pilot", "citadel", "galley", "mixer", "injector"} <= set(istio_mesh.addresses)
         """
     )
-    result = run(pytester)
+    result = run_with_plugin(pytester)
     result.assert_outcomes(passed=2)
 
 
@@ -131,7 +120,7 @@ def test_istio_config_is_applied_converged_and_undone(pytester: pytest.Pytester)
                 await istio_config.apply(bad)
         """
     )
-    result = run(pytester, "-s")
+    result = run_with_plugin(pytester, "-s")
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(["*CHECKED-AFTER-TEARDOWN*"])
 
@@ -147,7 +136,7 @@ def test_a_positional_marker_argument_is_a_usage_error(pytester: pytest.Pytester
             pass
         """
     )
-    result = run(pytester)
+    result = run_with_plugin(pytester)
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*takes keywords only (config=..., components=...)*"])
 
@@ -171,4 +160,4 @@ def test_overriding_istio_mesh_options_configures_the_mesh(pytester: pytest.Pyte
             assert set(istio_mesh.addresses) == {"pilot"}
         """
     )
-    run(pytester).assert_outcomes(passed=1)
+    run_with_plugin(pytester).assert_outcomes(passed=1)
