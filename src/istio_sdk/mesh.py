@@ -164,7 +164,7 @@ def _type_name(url: str) -> str:
         return url
 
 
-def unsynced_proxies(proxies: Iterable[ProxyStatus]) -> list[str]:
+def _unsynced_proxies(proxies: Iterable[ProxyStatus]) -> list[str]:
     """What keeps these proxies from having ACKed what they were last sent, one line each
     (empty: all in sync). Raises :class:`MeshNotConvergedError` when a proxy NACKed the
     newest version it was sent of a type (it will not ACK that config)."""
@@ -671,7 +671,7 @@ class Mesh:
             pending.append("a config change is being translated")
         if self.discovery.pushes_pending:
             pending.append("a push is queued")
-        pending.extend(unsynced_proxies(self.discovery.proxies()))
+        pending.extend(_unsynced_proxies(self.discovery.proxies()))
         return pending
 
     async def converged(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109

@@ -330,3 +330,24 @@ async def test_a_failed_start_leaves_nothing_behind(config: pathlib.Path) -> Non
         await before.assert_none()
     finally:
         taken.close()
+
+
+async def test_a_stop_ends_a_converged_wait_with_the_reason() -> None:
+    mesh = Mesh(free_ports=True, debounce_after=0.01)
+    await mesh.start()
+    host, port = mesh.addresses["pilot"]
+    channel = Channel(host, port)
+    request = DiscoveryRequest(node=node("stalled"), type_url=xds.CLUSTER)
+    try:
+        async with channel.request(
+            SOTW_METHOD, Cardinality.STREAM_STREAM, EncodedMessage, EncodedMessage
+        ) as stream:
+            await stream.send_message(EncodedMessage(bytes(request)))
+            await stream.recv_message()  # never ACKed
+            waiting = asyncio.create_task(mesh.converged(timeout=30))
+            await asyncio.sleep(0)  # the wait has started
+            await mesh.stop()
+            with pytest.raises(MeshNotConvergedError, match="the mesh stopped"):
+                await waiting
+    finally:
+        channel.close()
