@@ -34,6 +34,7 @@ from istio_sdk.pilot.registry import Endpoint, Service, ServicePort
 from istio_sdk.pilot.server import SOTW_METHOD
 
 REVIEWS = "reviews.default.svc.cluster.local"
+RATINGS = "ratings.default.svc.cluster.local"
 CLUSTER = f"outbound|9080||{REVIEWS}"
 ROUTE = "9080"
 
@@ -332,22 +333,14 @@ async def test_a_failed_start_leaves_nothing_behind(config: pathlib.Path) -> Non
         taken.close()
 
 
-async def test_a_stop_ends_a_converged_wait_with_the_reason() -> None:
-    mesh = Mesh(free_ports=True, debounce_after=0.01)
+async def test_a_stop_ends_a_converged_wait_with_the_reason(config: pathlib.Path) -> None:
+    mesh = Mesh.from_directory(config, free_ports=True, debounce_after=30, debounce_max=30)
     await mesh.start()
-    host, port = mesh.addresses["pilot"]
-    channel = Channel(host, port)
-    request = DiscoveryRequest(node=node("stalled"), type_url=xds.CLUSTER)
-    try:
-        async with channel.request(
-            SOTW_METHOD, Cardinality.STREAM_STREAM, EncodedMessage, EncodedMessage
-        ) as stream:
-            await stream.send_message(EncodedMessage(bytes(request)))
-            await stream.recv_message()  # never ACKed
-            waiting = asyncio.create_task(mesh.converged(timeout=30))
-            await asyncio.sleep(0)  # the wait has started
-            await mesh.stop()
-            with pytest.raises(MeshNotConvergedError, match="the mesh stopped"):
-                await waiting
-    finally:
-        channel.close()
+    mesh.registry.register_service(Service(RATINGS, "default", [ServicePort(9080, "http")]))
+    mesh.rebuild()  # built at once; its push waits out 30 s
+    waiting = asyncio.create_task(mesh.converged(timeout=10))
+    await asyncio.sleep(0)  # the wait has started
+    await mesh.stop()
+    with pytest.raises(MeshNotConvergedError, match="the mesh stopped") as info:
+        await waiting
+    assert info.value.pending == ("a push is queued",)
