@@ -213,6 +213,16 @@ async def test_converged_waits_for_every_proxy_to_ack_a_config_change(
             assert mesh.unsynced() == []
 
 
+async def test_converged_without_proxies_returns_after_the_push_round(
+    config: pathlib.Path,
+) -> None:
+    async with Mesh.from_directory(config, free_ports=True, debounce_after=0.05) as mesh:
+        generation = mesh.discovery.generation
+        mesh.apply(*load_resources(virtual_service("/v1")))
+        await mesh.converged(timeout=5)
+        assert mesh.discovery.generation == generation + 1  # the round ran, to no one
+
+
 async def test_converged_raises_on_a_nack_with_the_reason(config: pathlib.Path) -> None:
     def refuse_routes(type_url: str, resources: object) -> str | None:
         return "route rejected by the test" if type_url == xds.ROUTE else None
@@ -243,7 +253,10 @@ async def test_converged_times_out_naming_a_proxy_that_never_acks() -> None:
                 with pytest.raises(MeshNotConvergedError, match=r"stalled.*CDS SENT") as info:
                     await mesh.converged(timeout=0.5)
                 assert len(info.value.pending) == 1
+                waiting = asyncio.create_task(mesh.converged(timeout=5))
+                await asyncio.sleep(0)  # the wait has started
                 await stream.cancel()
+                await waiting  # the stalled proxy left: nothing more to wait for
         finally:
             channel.close()
 
