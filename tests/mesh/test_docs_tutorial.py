@@ -26,4 +26,4 @@ def test_the_tutorial_test_file_passes(pytester: pytest.Pytester) -> None:
     code = fenced("python", "# test_reviews_config.py")
     pytester.makepyfile(test_reviews_config=code)
     result = run_with_plugin(pytester)
-    result.assert_outcomes(passed=3)
+    result.assert_outcomes(passed=4)

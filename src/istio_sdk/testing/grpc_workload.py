@@ -274,8 +274,9 @@ class GrpcWorkloads:
         service_port: int = 9090,
     ) -> GrpcServer:
         """Register ``NAME.NAMESPACE.svc.cluster.local:service_port`` (GRPC) with this server
-        as its endpoint and start it; returns once it serves. Several servers of one name
-        (say, different ``version`` labels) are endpoints of the same service."""
+        as its endpoint and start it; returns once it serves and the mesh converged on its
+        endpoint. Several servers of one name (say, different ``version`` labels) are
+        endpoints of the same service."""
         account = service_account or name
         wanted = {"app": name, **(labels or {})}
         port = _free_port()
@@ -293,6 +294,7 @@ class GrpcWorkloads:
         self.mesh.register_service(
             Service(hostname, namespace, [ServicePort(service_port, "grpc", "GRPC")]), endpoints
         )
+        await self.mesh.converged()
         return GrpcServer(name, namespace, hostname, port, service_port, process)
 
     async def client(

@@ -1,5 +1,6 @@
-"""The pytest plugin: a whole mesh per test (``istio_mesh``) and config applied for one test
-(``istio_config``), waiting for every proxy to ACK it.
+"""The pytest plugin: a whole mesh per test (``istio_mesh``), config applied for one test
+(``istio_config``), waiting for every proxy to ACK it, and proxyless gRPC workloads with the
+mesh's certificates (``grpc_workload``, :mod:`istio_sdk.testing.grpc_workload`).
 
 Installed as the ``pytest11`` entry point ``istio_sdk``, so ``pip install istio-sdk[test]``
 makes the fixtures available everywhere; ``-p istio_sdk.testing.pytest_plugin`` loads it by hand.
@@ -24,8 +25,9 @@ import pytest
 if TYPE_CHECKING:
     from istio_sdk.config import Resource
     from istio_sdk.mesh import Mesh
+    from istio_sdk.testing.grpc_workload import GrpcWorkloads
 
-__all__ = ["DEFAULT_MESH_OPTIONS", "IstioConfig", "istio_config", "istio_mesh"]
+__all__ = ["DEFAULT_MESH_OPTIONS", "IstioConfig", "grpc_workload", "istio_config", "istio_mesh"]
 
 DEFAULT_MESH_OPTIONS: Mapping[str, Any] = {
     "components": ("pilot", "citadel", "galley", "mixer", "injector"),
@@ -159,6 +161,13 @@ except ImportError:  # pragma: no cover - the test extra installs it
         )
 
     @pytest.fixture
+    def grpc_workload() -> GrpcWorkloads:
+        """Proxyless gRPC workloads (needs pytest-asyncio)."""
+        raise pytest.UsageError(
+            "the grpc_workload fixture needs pytest-asyncio: pip install 'istio-sdk[test]'"
+        )
+
+    @pytest.fixture
     def istio_config() -> IstioConfig:
         """Config for one test (needs pytest-asyncio)."""
         raise pytest.UsageError(
@@ -184,3 +193,19 @@ else:
         config = IstioConfig(istio_mesh)
         yield config
         await config.restore()
+
+    @pytest_asyncio.fixture
+    async def grpc_workload(  # type: ignore[misc]
+        istio_mesh: Mesh, tmp_path: pathlib.Path
+    ) -> AsyncIterator[GrpcWorkloads]:
+        """Start proxyless gRPC servers and clients on ``istio_mesh`` (see
+        :class:`~istio_sdk.testing.grpc_workload.GrpcWorkloads`; skipped without grpcio);
+        every process ends with the test."""
+        pytest.importorskip("grpc")
+        from istio_sdk.testing.grpc_workload import GrpcWorkloads
+
+        workloads = GrpcWorkloads(istio_mesh, tmp_path / "grpc-workloads")
+        try:
+            yield workloads
+        finally:
+            await workloads.close()
