@@ -200,6 +200,11 @@ def _injector(
 class Mesh:
     """Run the control plane over ``store`` (and ``registry``) until :meth:`stop`.
 
+    ``components`` (names from :data:`COMPONENTS`) picks the servers: each runs on its port
+    argument, else Istio's (:data:`DEFAULT_PORTS`), else with ``free_ports`` a free one; a port
+    given for a component left out is a ``ValueError``. Without ``components``, Pilot runs on
+    ``xds_port`` (``None``: 15010, or free with ``free_ports``) and each other server when
+    its port is given.
     ``xds_port`` 0 picks a free port (read it back from :attr:`xds_port` after :meth:`start`);
     ``debug_port`` (``None``: off) serves Pilot's Prometheus metrics at ``/metrics`` and its
     state at ``/debug/syncz`` and ``/debug/metrics`` (JSON).
