@@ -36,6 +36,7 @@ import asyncio
 import contextlib
 import datetime
 import logging
+import math
 import os
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from types import MappingProxyType
@@ -686,6 +687,8 @@ class Mesh:
         Raises :class:`MeshNotConvergedError` when a proxy NACKed its newest config, or when
         ``timeout`` seconds pass first (naming what was still pending).
         """
+        if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):
+            raise ValueError(f"timeout must be a finite number of seconds > 0, got {timeout!r}")
         if not self._running:
             raise MeshComponentError("the mesh is not running")
         waiter = asyncio.Event()

@@ -26,7 +26,7 @@ from istio_sdk import (
 )
 from istio_sdk.api.envoy.config.core.v3 import Node
 from istio_sdk.api.envoy.service.discovery.v3 import DiscoveryRequest
-from istio_sdk.citadel import CertificateBundle, Identity, IdentityError
+from istio_sdk.citadel import CertificateBundle, CsrError, Identity, IdentityError
 from istio_sdk.mesh import COMPONENTS, DEFAULT_PORTS
 from istio_sdk.pilot._raw import EncodedMessage
 from istio_sdk.pilot.client import sidecar_node
@@ -161,6 +161,10 @@ async def test_issue_identity_gives_key_chain_and_trust_bundle() -> None:
             leaf.verify_directly_issued_by(root)
         with pytest.raises(IdentityError):
             await mesh.issue_identity("spiffe://cluster.local/not-an-identity")
+        with pytest.raises(IdentityError):
+            await mesh.issue_identity(("", "x" * 10_000))
+        with pytest.raises(CsrError, match="outside this CA's trust domain"):
+            await mesh.issue_identity("spiffe://example.org/ns/default/sa/reviews")
 
 
 async def test_citadel_client_for_an_identity_asks_as_that_workload() -> None:
@@ -221,6 +225,13 @@ async def test_converged_without_proxies_returns_after_the_push_round(
         mesh.apply(*load_resources(virtual_service("/v1")))
         await mesh.converged(timeout=5)
         assert mesh.discovery.generation == generation + 1  # the round ran, to no one
+
+
+@pytest.mark.parametrize("seconds", [0, -1, float("nan"), float("inf")])
+async def test_a_bad_converged_timeout_is_refused(seconds: float) -> None:
+    async with Mesh(free_ports=True) as mesh:
+        with pytest.raises(ValueError, match="timeout must be a finite number"):
+            await mesh.converged(seconds)
 
 
 async def test_converged_raises_on_a_nack_with_the_reason(config: pathlib.Path) -> None:
