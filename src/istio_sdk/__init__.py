@@ -89,6 +89,8 @@ _EXPORTS: dict[str, str] = {
     "NumberError": "istio_sdk.config",
     "LoadLimits": "istio_sdk.config",
     "MeshListenError": "istio_sdk.mesh",
+    "MeshComponentError": "istio_sdk.mesh",
+    "MeshNotConvergedError": "istio_sdk.mesh",
     "MixerClient": "istio_sdk.mixer",
     "MixerError": "istio_sdk.mixer",
     "AttributesError": "istio_sdk.mixer",
@@ -199,6 +201,8 @@ __all__ = [  # grouped like _EXPORTS; tests/core/test_public_api.py checks they 
     "NumberError",
     "LoadLimits",
     "MeshListenError",
+    "MeshComponentError",
+    "MeshNotConvergedError",
     "MixerClient",
     "MixerError",
     "AttributesError",
@@ -263,7 +267,9 @@ if TYPE_CHECKING:
     from istio_sdk.galley.mcp import GalleyClient as GalleyClient
     from istio_sdk.galley.mcp import McpSource as McpSource
     from istio_sdk.mesh import Mesh as Mesh
+    from istio_sdk.mesh import MeshComponentError as MeshComponentError
     from istio_sdk.mesh import MeshListenError as MeshListenError
+    from istio_sdk.mesh import MeshNotConvergedError as MeshNotConvergedError
     from istio_sdk.mixer import AdapterError as AdapterError
     from istio_sdk.mixer import AdapterParamsError as AdapterParamsError
     from istio_sdk.mixer import AttributesError as AttributesError

@@ -224,6 +224,7 @@ class DiscoveryServer:
         self._connections: dict[str, _Connection] = {}
         self._generation = 0
         self._listeners: list[Callable[[ProxyEvent], None]] = []
+        self._state_listeners: list[Callable[[], None]] = []
         self._grpc: Server | None = None
         self._http: MonitoringHttpServer | None = None
         self._debounce_task: asyncio.Task[None] | None = None
@@ -315,6 +316,25 @@ class DiscoveryServer:
         """Call ``callback`` for every ACK and NACK (synchronously, keep it short)."""
         self._listeners.append(callback)
 
+    def add_state_listener(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` after every push round and whenever a stream closes (what a
+        waiter for convergence re-checks on; synchronous, keep it short)."""
+        self._state_listeners.append(callback)
+
+    def _state_changed(self, _task: object = None) -> None:
+        for callback in self._state_listeners:
+            try:
+                callback()
+            except Exception:
+                log.exception("state listener failed")
+
+    @property
+    def pushes_pending(self) -> bool:
+        """True while a queued push waits out its debounce or a push round is being written."""
+        if self._debouncer.deadline() is not None:
+            return True
+        return any(not task.done() for task in self._round_tasks)
+
     @property
     def generation(self) -> int:
         """The config generation; every push round increments it."""
@@ -381,6 +401,7 @@ class DiscoveryServer:
             )
             self._round_tasks.add(task)
             task.add_done_callback(self._round_tasks.discard)
+            task.add_done_callback(self._state_changed)
 
     async def _push_round(self, request: PushRequest, changed_at: float, flushed: float) -> None:
         self._generation += 1
@@ -548,6 +569,7 @@ class DiscoveryServer:
             conn.alive = False
             self._connections.pop(conn.id, None)
             self.metrics.disconnected()
+            self._state_changed()
             log.debug("stream %s closed", conn.who())
 
     async def _on_request(

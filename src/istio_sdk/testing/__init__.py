@@ -12,6 +12,32 @@ Needs Hypothesis (installed with the ``test`` extra)::
         assert Cluster.parse(bytes(cluster)) == cluster
 """
 
-from istio_sdk.testing.strategies import all_message_types, full_name, message_class, messages
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from istio_sdk.testing.strategies import (
+        all_message_types as all_message_types,
+    )
+    from istio_sdk.testing.strategies import (
+        full_name as full_name,
+    )
+    from istio_sdk.testing.strategies import (
+        message_class as message_class,
+    )
+    from istio_sdk.testing.strategies import (
+        messages as messages,
+    )
 
 __all__ = ["all_message_types", "full_name", "message_class", "messages"]
+
+
+def __getattr__(name: str) -> Any:
+    # Hypothesis is imported on first use: the pytest plugin (istio_sdk.testing.pytest_plugin)
+    # lives in this package and must load in projects without it.
+    if name in __all__:
+        from istio_sdk.testing import strategies
+
+        return getattr(strategies, name)
+    raise AttributeError(f"module 'istio_sdk.testing' has no attribute {name!r}")
