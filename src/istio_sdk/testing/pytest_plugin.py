@@ -120,7 +120,7 @@ class IstioConfig:
                 resources.extend(load_resources(source))
             else:
                 resources.extend(source)
-        problems = validate(resources)
+        problems = [p for p in validate(resources) if p.is_error]  # warnings do not refuse
         if problems:
             raise ConfigError(problems[0])
         stored = []

@@ -1,7 +1,8 @@
 """Hypothesis strategies for valid Istio resources, to property-test config of your own.
 
 Each strategy draws a :class:`~istio_sdk.config.Resource` that :func:`istio_sdk.validate`
-accepts (no problems), built the way users write config: DNS-1123 names, short or fully
+accepts (no errors; Istio's warnings, such as a rule after a catch-all, may come), built the
+way users write config: DNS-1123 names, short or fully
 qualified hosts, route weights that add up to 100, subsets a DestinationRule declares, ports
 in range. ``namespace`` and ``hosts`` pin what a test needs fixed::
 
@@ -109,7 +110,7 @@ def _http_route(draw: st.DrawFn, hosts: Sequence[str]) -> dict[str, Any]:
     if draw(st.booleans()):
         route["timeout"] = f"{draw(st.integers(1, 600))}s"
     if draw(st.booleans()):
-        route["retries"] = {"attempts": draw(st.integers(0, 10)), "perTryTimeout": "2s"}
+        route["retries"] = {"attempts": draw(st.integers(1, 10)), "perTryTimeout": "2s"}
     return route
 
 
