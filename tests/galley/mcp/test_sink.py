@@ -282,3 +282,31 @@ async def test_a_resource_with_only_istio_warnings_is_mirrored() -> None:
             async with asyncio.timeout(10):
                 await client.wait_synced()
             assert mirror.get("EnvoyFilter", "ef", "default") is not None
+
+
+MEMQUOTA = """\
+apiVersion: config.istio.io/v1alpha2
+kind: memquota
+metadata: {name: handler, namespace: istio-system}
+spec:
+  quotas:
+  - name: requestcount.quota.istio-system
+    maxAmount: 500
+    validDuration: 1s
+"""
+
+
+async def test_a_mixer_legacy_kind_travels_in_its_legacy_collection() -> None:
+    # Galley 1.3 served the adapter and template kinds under istio/config/v1alpha2/legacy/.
+    from istio_sdk.config import load_resources
+
+    store = ConfigStore(load_resources(MEMQUOTA))
+    async with McpSource(store) as source:
+        mirror = ConfigStore()
+        legacy = ["istio/config/v1alpha2/legacy/memquotas"]
+        async with GalleyClient(mirror, ("127.0.0.1", source.port), collections=legacy) as client:
+            async with asyncio.timeout(10):
+                await client.wait_synced()
+            mirrored = mirror.get("memquota", "handler", "istio-system")
+            assert mirrored is not None
+            assert mirrored.spec.to_dict()["quotas"][0]["maxAmount"] == 500

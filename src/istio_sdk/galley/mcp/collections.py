@@ -5,9 +5,10 @@ Galley 1.3 (its default processor) named 60 metadata collections plus
 Endpoints, Namespace) were excluded by default, so it served 56. The names mix prefixes as
 Galley's did (``istio/config/v1alpha2/httpapispecs`` beside
 ``istio/mixer/v1/config/client/quotaspecs``). A collection whose kind the config layer knows is
-filled from a :class:`~istio_sdk.config.ConfigStore` and mirrored back into one by a sink; the
-others (the Mixer adapter kinds of ``legacy/``, Ingress, the synthetic service entries) are
-served, empty, so sinks that ask for them are in sync.
+filled from a :class:`~istio_sdk.config.ConfigStore` and mirrored back into one by a sink
+(the Mixer adapter and template kinds of ``legacy/`` included); the others (Ingress, the
+synthetic service entries, the HTTPAPISpec and QuotaSpec kinds) are served, empty, so sinks that
+ask for them are in sync.
 
 Mixer's untyped kinds travel as ``google.protobuf.Struct`` (Galley's table doubled that type
 URL, an artefact not repeated here).
@@ -16,6 +17,8 @@ URL, an artefact not repeated here).
 from __future__ import annotations
 
 import attrs
+
+from istio_sdk.config._kinds import LEGACY_MIXER_KINDS
 
 __all__ = [
     "COLLECTIONS",
@@ -57,13 +60,6 @@ _RBAC = "istio.rbac.v1alpha1."
 
 MESH_CONFIG = "istio/mesh/v1alpha1/MeshConfig"
 
-_LEGACY = (
-    "apikeys", "authorizations", "bypasses", "checknothings", "circonuses", "cloudwatches",
-    "deniers", "dogstatsds", "edges", "fluentds", "kubernetesenvs", "kuberneteses",
-    "listcheckers", "listentries", "logentries", "memquotas", "metrics", "noops", "opas",
-    "prometheuses", "quotas", "rbacs", "redisquotas", "reportnothings", "signalfxs",
-    "solarwindses", "stackdrivers", "statsds", "stdios", "tracespans", "zipkins",
-)  # fmt: skip
 
 COLLECTIONS: tuple[Collection, ...] = (
     Collection("istio/networking/v1alpha3/virtualservices", _NET + "VirtualService",
@@ -96,7 +92,8 @@ COLLECTIONS: tuple[Collection, ...] = (
     Collection("istio/policy/v1beta1/handlers", _POLICY + "Handler", "handler"),
     Collection("istio/config/v1alpha2/adapters", STRUCT, "adapter"),
     Collection("istio/config/v1alpha2/templates", STRUCT, "template"),
-    *(Collection(f"istio/config/v1alpha2/legacy/{plural}", STRUCT) for plural in _LEGACY),
+    *(Collection(f"istio/config/v1alpha2/legacy/{plural}", STRUCT, kind)
+      for kind, plural in LEGACY_MIXER_KINDS),
     Collection("k8s/core/v1/services", "k8s.io.api.core.v1.ServiceSpec", default=False),
     Collection("k8s/core/v1/pods", "k8s.io.api.core.v1.Pod", default=False),
     Collection("k8s/core/v1/nodes", "k8s.io.api.core.v1.NodeSpec", default=False),
