@@ -6,10 +6,11 @@ services run as proxyless grpcio workloads (:mod:`istio_sdk.testing.grpc_workloa
 certificates Citadel issued; ``productpage`` is the client. The demo then shifts reviews
 traffic v1 -> v2 -> v3 by VirtualService, waiting for the mesh to converge and for the first
 call that shows each change, while a Mixer denier rule refuses productpage's calls to
-ratings (the Check before the call says no). A rich table shows requests per version,
-denials and certificate serials; a summary follows. Any failure is a one-line
-:class:`~istio_sdk.cli._command.CommandError`; every process and server is stopped on the
-way out.
+details (the Check before the call says no) and an AuthorizationPolicy makes the ratings
+server refuse productpage (grpcio enforces the RBAC filter Pilot sends it). A rich table
+shows requests per version, denials and certificate serials; a summary follows. Any failure
+is a one-line :class:`~istio_sdk.cli._command.CommandError`; every process and server is
+stopped on the way out.
 """
 
 from __future__ import annotations
@@ -36,26 +37,49 @@ if TYPE_CHECKING:
 NAMESPACE = "bookinfo"
 VERSIONS = ("v1", "v2", "v3")
 
-# Mixer 1.3 policy: productpage may not call ratings (a denier rule, PERMISSION_DENIED).
+# Security for the gRPC services: the bundled reviews-readers policy speaks HTTP (GET
+# /reviews/*); here it allows productpage's gRPC calls. ratings refuses productpage (RBAC in
+# the ratings server's listener, enforced by grpcio: PERMISSION_DENIED).
+_AUTHORIZATION = """
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: reviews-readers, namespace: bookinfo}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  rules:
+  - from: [{source: {principals: [cluster.local/ns/bookinfo/sa/bookinfo-productpage]}}]
+    to: [{operation: {paths: [/istio_sdk.testing.Echo/*]}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: demo-deny-ratings, namespace: bookinfo}
+spec:
+  selector: {matchLabels: {app: ratings}}
+  action: DENY
+  rules:
+  - from: [{source: {principals: [cluster.local/ns/bookinfo/sa/bookinfo-productpage]}}]
+"""
+
+# Mixer 1.3 policy: productpage may not call details (a denier rule, PERMISSION_DENIED).
 _MIXER_DENIAL = """
 apiVersion: config.istio.io/v1alpha2
 kind: handler
-metadata: {name: demo-deny-ratings, namespace: istio-system}
+metadata: {name: demo-deny-details, namespace: istio-system}
 spec:
   compiledAdapter: denier
-  params: {status: {code: 7, message: ratings is closed to productpage}}
+  params: {status: {code: 7, message: details is closed to productpage}}
 ---
 apiVersion: config.istio.io/v1alpha2
 kind: instance
-metadata: {name: demo-deny-ratings, namespace: istio-system}
+metadata: {name: demo-deny-details, namespace: istio-system}
 spec: {compiledTemplate: checknothing}
 ---
 apiVersion: config.istio.io/v1alpha2
 kind: rule
-metadata: {name: demo-deny-ratings, namespace: istio-system}
+metadata: {name: demo-deny-details, namespace: istio-system}
 spec:
-  match: destination.service.name == "ratings" && source.name == "productpage"
-  actions: [{handler: demo-deny-ratings, instances: [demo-deny-ratings]}]
+  match: destination.service.name == "details" && source.name == "productpage"
+  actions: [{handler: demo-deny-details, instances: [demo-deny-details]}]
 """
 
 
@@ -90,7 +114,6 @@ class _Tally:
         table.add_column("count / value", justify="right")
         for version in VERSIONS:
             table.add_row(f"reviews {version} answers", str(self.answers[version]))
-        table.add_row("details answers", str(self.answers["details"]))
         for reason, count in sorted(self.denials.items()):
             table.add_row(f"denied by {reason}", str(count))
         for workload, serial in sorted(self.serials.items()):
@@ -134,6 +157,17 @@ async def _start_workloads(
     return servers, client
 
 
+async def _call(client: GrpcClient, target: str) -> GrpcCallResult:
+    """One call; a call caught by a server draining its connections (grpcio sends GOAWAY when
+    its listener is pushed again) is tried again, a few times."""
+    for _ in range(4):
+        result = await client.call(target, timeout=10)
+        if result.error != "UNAVAILABLE":
+            break
+        await asyncio.sleep(0.1)
+    return result
+
+
 async def _traffic(
     mesh: Mesh,
     client: GrpcClient,
@@ -164,26 +198,33 @@ async def _traffic(
             print(f"shift: reviews traffic now goes to {version}")
             phase_end = start + duration * (index + 1) / len(VERSIONS)
             while True:
-                answer = await client.call(reviews, timeout=10)
+                answer = await _call(client, reviews)
                 if not answer.ok:
                     raise CommandError(f"a call to reviews failed: {answer.error} {answer.details}")
                 tally.answers[ports[answer.server_port]] += 1
-                details = await client.call(servers["details"].target, timeout=10)
-                if not details.ok:
-                    raise CommandError(f"a call to details failed: {details.error}")
-                tally.answers["details"] += 1
                 check = await mixer.check(
                     {
                         "source.name": "productpage",
-                        "destination.service.name": "ratings",
+                        "destination.service.name": "details",
                         "context.protocol": "grpc",
                     }
                 )
                 if check.ok:
-                    raise CommandError("Mixer let productpage call ratings (the rule denies it)")
+                    raise CommandError("Mixer let productpage call details (the rule denies it)")
                 if not tally.denials["Mixer rule"]:
-                    print(f"denied: productpage -> ratings by Mixer ({check.message})")
+                    print(f"denied: productpage -> details by Mixer ({check.message})")
                 tally.denials["Mixer rule"] += 1
+                ratings = await _call(client, servers["ratings"].target)
+                if ratings.error != "PERMISSION_DENIED":
+                    raise CommandError(
+                        f"ratings answered productpage ({ratings.error or 'ok'}); "
+                        "its AuthorizationPolicy denies it"
+                    )
+                if not tally.denials["AuthorizationPolicy"]:
+                    print(
+                        f"denied: productpage -> ratings by AuthorizationPolicy ({ratings.details})"
+                    )
+                tally.denials["AuthorizationPolicy"] += 1
                 refresh()
                 if time.monotonic() >= phase_end:
                     break
@@ -218,7 +259,7 @@ async def run_live(folder: pathlib.Path, duration: float) -> int:
     )
     with tempfile.TemporaryDirectory(prefix="istio-sdk-demo-") as scratch:
         async with mesh:
-            mesh.apply(*load_resources(_MIXER_DENIAL))
+            mesh.apply(*load_resources(_AUTHORIZATION), *load_resources(_MIXER_DENIAL))
             workloads = GrpcWorkloads(mesh, scratch)
             try:
                 servers, client = await _start_workloads(workloads, tally)
@@ -235,7 +276,7 @@ async def run_live(folder: pathlib.Path, duration: float) -> int:
     print("Summary:")
     print(f"  reviews versions seen, in order: {' -> '.join(tally.shifts)}")
     counts = ", ".join(f"{v} {tally.answers[v]}" for v in VERSIONS)
-    print(f"  reviews answers: {counts}; details answers: {tally.answers['details']}")
+    print(f"  reviews answers: {counts}")
     for reason, count in sorted(tally.denials.items()):
         print(f"  denied by {reason}: {count}")
     print(f"  mTLS identities seen by reviews: {', '.join(sorted(tally.identities))}")
