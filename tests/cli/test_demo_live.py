@@ -22,11 +22,27 @@ def _demo(*argv: str, env: dict[str, str] | None = None) -> subprocess.Completed
     )
 
 
-def test_the_live_demo_shifts_reviews_and_denies_by_policy() -> None:
+def _processes_mentioning(text: str) -> list[str]:
+    found = []
+    for entry in pathlib.Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if text in command:
+            found.append(command)
+    return found
+
+
+def test_the_live_demo_shifts_reviews_and_denies_by_policy(tmp_path: pathlib.Path) -> None:
     pytest.importorskip("grpc")
     pytest.importorskip("rich")
-    proc = _demo("--duration", "3")
+    env = dict(os.environ, TMPDIR=str(tmp_path))  # the workloads' folders go here
+    proc = _demo("--duration", "3", env=env)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    # a clean shutdown: no workload process left, their folders removed
+    assert _processes_mentioning(str(tmp_path)) == []
+    assert list(tmp_path.iterdir()) == []
     out = proc.stdout
     assert "validation: all valid" in out  # the summary still comes first
     shifts = re.findall(r"^shift: reviews traffic now goes to (v\d)$", out, re.MULTILINE)
