@@ -242,6 +242,18 @@ async def run_live(folder: pathlib.Path, duration: float) -> int:
             "pip install 'istio-sdk[demo]'",
             exit_code=1,
         ) from None
+    from istio_sdk.mesh import MeshNotConvergedError
+
+    try:
+        return await _live(folder, duration)
+    except CommandError:
+        raise
+    except (OSError, RuntimeError, ValueError, MeshNotConvergedError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CommandError(f"the live demo failed: {reason}", exit_code=1) from None
+
+
+async def _live(folder: pathlib.Path, duration: float) -> int:
     from rich.console import Console
     from rich.live import Live
 
