@@ -143,7 +143,7 @@ def test_validate_requires_a_file(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_demo_summarises_the_bundled_mesh(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo"]) == 0
+    assert main(["demo", "--summary-only"]) == 0
     out = capsys.readouterr().out
     assert "validation: all valid, 1 warning(s)" in out  # every EnvoyFilter gets Istio's warning
     assert "  warning: " in out and "EnvoyFilter exposes internal implementation details" in out
@@ -164,7 +164,7 @@ def test_demo_on_a_folder_with_problems(
     tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "bad.yaml").write_text(INVALID)
-    assert main(["demo", "--path", str(tmp_path)]) == 1
+    assert main(["demo", "--summary-only", "--path", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "3 problem(s)" in out
     assert "Gateway" in out  # what loaded is still summarised
@@ -246,7 +246,7 @@ def refused_port() -> Iterator[int]:
         yield sock.getsockname()[1]
 
 
-@pytest.mark.parametrize("argv", [["demo"], ["validate", "-f", "-"], ["version"]])
+@pytest.mark.parametrize("argv", [["demo", "--summary-only"], ["validate", "-f", "-"], ["version"]])
 def test_output_into_a_closed_pipe_exits_quietly(argv: list[str]) -> None:
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader is gone before the command writes: `istio-sdk demo | head`

@@ -404,3 +404,34 @@ def test_random_policies_give_ordered_filters_naming_applicable_rules(ctx: PushC
                 assert isinstance(spec, sec.AuthorizationPolicy)
                 assert _ENVOY_ACTION[spec.action] is rules.action
                 assert int(found["i"]) < len(spec.rules)
+
+
+GRPC_SERVER = ProxyInfo(
+    "echo-grpc", ip_addresses=["10.0.0.5"], namespace=NS, labels={"app": "echo"}, generator="grpc"
+)
+GRPC_SERVER_LISTENER = "xds.istio.io/grpc/lds/inbound/10.0.0.5:8080"
+
+
+def _grpc_server_chain(ctx: PushContext, proxy: ProxyInfo = GRPC_SERVER) -> listener.FilterChain:
+    out = generate(ctx, proxy, xds.LISTENER, [GRPC_SERVER_LISTENER])[GRPC_SERVER_LISTENER]
+    assert isinstance(out, listener.Listener)
+    (chain,) = out.filter_chains
+    return chain
+
+
+def test_xds_enabled_grpc_servers_get_their_policies_as_rbac_filters() -> None:
+    """grpcio enforces RBAC HTTP filters on its server listeners: a DENY policy for the
+    workload reaches it, before the router; another workload's policy does not."""
+    deny = _ap(
+        "no-caller",
+        NS,
+        _rule(sec.Source(principals=["cluster.local/ns/prod/sa/caller"])),
+        action=ACTION.DENY,
+        selector={"app": "echo"},
+    )
+    other = _ap("db-only", NS, _rule(), selector={"app": "db"})
+    chain = _grpc_server_chain(_ctx(deny, other))
+    (rules,) = _http_rbacs(chain)
+    assert rules.action is rbac.RbacAction.DENY
+    assert list(rules.policies) == [policy_name(NS, "no-caller", 0)]
+    assert _http_rbacs(_grpc_server_chain(_ctx(other))) == []

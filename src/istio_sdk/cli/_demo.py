@@ -1,4 +1,5 @@
-"""``istio-sdk demo``: load, validate and summarise the bundled example mesh (or a folder).
+"""``istio-sdk demo``: load, validate and summarise the bundled example mesh (or a folder),
+then run it live (see :mod:`istio_sdk.cli._demo_live`) unless ``--summary-only``.
 
 The summary lists every kind with its count, the hosts VirtualServices route and where to,
 the gateways with their ports, the destination rules with their subsets and TLS mode, the
@@ -11,6 +12,7 @@ import argparse
 import collections
 import datetime
 import pathlib
+import sys
 from collections.abc import Iterable, Sequence
 from importlib import resources as importlib_resources
 from typing import Any
@@ -198,6 +200,18 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="summarise this folder instead of the bundled examples",
     )
+    parser.add_argument(
+        "--summary-only",
+        action="store_true",
+        help="only load, validate and summarise (no mesh, no traffic)",
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=20.0,
+        metavar="SECONDS",
+        help="how long the live traffic runs (default 20)",
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -226,13 +240,29 @@ def _run(args: argparse.Namespace) -> int:
     if resources:
         print()
         print("\n".join(summarize(resources)))
-    return 0 if not errors else 1
+    if errors:
+        return 1
+    if args.summary_only:
+        return 0
+    if not 0 < args.duration <= 3600:
+        raise CommandError("--duration must be between 0 and 3600 seconds")
+    import asyncio
+
+    from istio_sdk.cli._demo_live import run_live
+
+    print()
+    sys.stdout.flush()
+    return asyncio.run(run_live(folder, args.duration))
 
 
 COMMAND = Command(
     name="demo",
-    help="load, validate and summarise the bundled example mesh",
-    description="Load, validate and summarise the example mesh bundled with istio-sdk.",
+    help="the bundled bookinfo mesh, summarised, then live with gRPC traffic",
+    description=(
+        "Load, validate and summarise the example mesh bundled with istio-sdk, then run it: "
+        "Pilot, Citadel and Mixer with bookinfo as proxyless gRPC workloads over mTLS, "
+        "reviews traffic shifted v1 -> v2 -> v3, calls denied by policy."
+    ),
     run=_run,
     configure=_configure,
 )

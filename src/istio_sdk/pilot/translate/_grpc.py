@@ -58,6 +58,7 @@ from istio_sdk.pilot.translate.authn import (
     proxy_mtls_policy,
     tls_transport_socket,
 )
+from istio_sdk.pilot.translate.authz import authz_filters
 from istio_sdk.xds.types import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
 __all__ = [
@@ -120,7 +121,11 @@ def grpc_server_mtls_mode(context: PushContext, proxy: ProxyInfo, port: int) -> 
     return mode
 
 
-def grpc_server_listener(name: str, mode: MtlsMode = MtlsMode.DISABLE) -> listener.Listener | None:
+def grpc_server_listener(
+    name: str,
+    mode: MtlsMode = MtlsMode.DISABLE,
+    authz: Iterable[hcm.HttpFilter] = (),
+) -> listener.Listener | None:
     """The listener an xDS-enabled gRPC *server* gets for ``name``.
 
     gRPC servers ask for the name their bootstrap's ``server_listener_resource_name_template``
@@ -130,7 +135,8 @@ def grpc_server_listener(name: str, mode: MtlsMode = MtlsMode.DISABLE) -> listen
     (``non_forwarding_action``), router filter last. With ``mode`` STRICT the chain
     (``inbound-mtls``) carries a DownstreamTlsContext requiring a client certificate, both
     certificate and trust bundle from certificate provider instance ``default``; otherwise
-    it is plaintext (``inbound-plaintext``).
+    it is plaintext (``inbound-plaintext``). ``authz`` (the workload's AuthorizationPolicies
+    as RBAC HTTP filters, see :mod:`.authz`) go before the router, as Istio sends them.
     """
     address = _server_address(name)
     if address is None:
@@ -154,7 +160,7 @@ def grpc_server_listener(name: str, mode: MtlsMode = MtlsMode.DISABLE) -> listen
                 )
             ],
         ),
-        http_filters=http_filters(with_fault=False),
+        http_filters=[*authz, *http_filters(with_fault=False)],
     )
     chain = listener.FilterChain(name="inbound-plaintext", filters=[hcm_filter(manager)])
     if mode is MtlsMode.STRICT:
@@ -173,7 +179,8 @@ def grpc_listener(context: PushContext, proxy: ProxyInfo, name: str) -> listener
     server listener for an xDS-enabled gRPC server's listening address."""
     address = _server_address(name)
     if address is not None:
-        return grpc_server_listener(name, grpc_server_mtls_mode(context, proxy, address[1]))
+        mode = grpc_server_mtls_mode(context, proxy, address[1])
+        return grpc_server_listener(name, mode, authz_filters(context, proxy).http)
     if _resolve(context, proxy, name) is None:
         return None
     manager = hcm.HttpConnectionManager(
