@@ -285,6 +285,7 @@ async def _live(folder: pathlib.Path, duration: float) -> int:
                     refresh()
             finally:
                 await workloads.close()
+    print()
     print("Summary:")
     print(f"  reviews versions seen, in order: {' -> '.join(tally.shifts)}")
     counts = ", ".join(f"{v} {tally.answers[v]}" for v in VERSIONS)
