@@ -66,6 +66,7 @@ if TYPE_CHECKING:
         Identity,
         KeyAlgorithm,
     )
+    from istio_sdk.citadel.agent import CitadelAgent
     from istio_sdk.config import KubernetesSource, LeaderElector, Resource, StatusWriter
     from istio_sdk.galley.mcp import GalleyClient, McpSource
     from istio_sdk.galley.webhook import ValidationWebhookServer
@@ -623,6 +624,45 @@ class Mesh:
                 credential=lambda: self.issue_identity(wanted),
             )
         )
+
+    async def citadel_agent(
+        self,
+        identity: Identity | str | tuple[str, str],
+        *,
+        output_dir: str | os.PathLike[str] | None = None,
+        sds_socket_path: str | None = None,
+        sds_port: int | None = None,
+        **options: Any,
+    ) -> CitadelAgent:
+        """The Citadel node agent of workload ``identity`` against this mesh's CA.
+
+        The mesh hands it a first certificate (what a workload's provisioning would), and the
+        agent renews it over mutual TLS from then on, writes the PEM files to ``output_dir`` and
+        serves them over SDS on ``sds_socket_path`` or ``sds_port`` (0: a free one), as
+        ``istio-sdk agent`` does. ``options`` are further
+        :class:`~istio_sdk.citadel.agent.AgentOptions` fields. Start it with ``async with``
+        (or ``start()``); the mesh stops it when it stops.
+        """
+        from istio_sdk.citadel import CitadelClient
+        from istio_sdk.citadel.agent import AgentOptions, CitadelAgent
+
+        host, port = self._address("citadel")
+        assert self.citadel is not None
+        first = await self.issue_identity(identity)
+        agent_options = AgentOptions(
+            ca_host=host,
+            ca_port=port,
+            ca_root_pem=self.citadel.root_pem,
+            output_dir=None if output_dir is None else os.fspath(output_dir),
+            sds_socket_path=sds_socket_path,
+            sds_port=sds_port,
+            **options,
+        )
+        client = CitadelClient(host, port, root_cert_pem=self.citadel.root_pem)
+        agent = CitadelAgent(agent_options, client=client)
+        agent.cache.set(first)
+        self._client_closers.append(agent.stop)
+        return agent
 
     def mixer_client(self, **options: object) -> MixerClient:
         """A Mixer client for this mesh's Mixer (``options``: see

@@ -175,6 +175,34 @@ async def test_citadel_client_for_an_identity_asks_as_that_workload() -> None:
         assert mesh.citadel is not None and mesh.citadel.stats().signed == 1
 
 
+async def test_a_workload_agent_renews_over_mtls_and_serves_sds(tmp_path: pathlib.Path) -> None:
+    from istio_sdk._grpc import create_channel
+    from istio_sdk.api.envoy.extensions.transport_sockets.tls.v3 import Secret
+    from istio_sdk.api.envoy.service.secret.v3 import SecretDiscoveryServiceStub
+
+    async with Mesh(components=["citadel"], free_ports=True) as mesh:
+        assert mesh.citadel is not None
+        agent = await mesh.citadel_agent(("shop", "cart"), output_dir=tmp_path, sds_port=0)
+        await agent.start()
+        bundle = await asyncio.wait_for(agent.wait_ready(), 10)
+        # the agent's own request, signed by the mesh's CA over mutual TLS (no token given)
+        assert bundle.identity == Identity("shop", "cart")
+        assert mesh.citadel.stats().signed == 1
+        assert (tmp_path / "cert-chain.pem").read_text() == "".join(bundle.cert_chain_pem)
+        channel = create_channel("127.0.0.1", agent.sds_port)
+        try:
+            stub = SecretDiscoveryServiceStub(channel)
+            response = await stub.fetch_secrets(DiscoveryRequest(resource_names=["default"]))
+        finally:
+            channel.close()
+        (served,) = [Secret.parse(r.value) for r in response.resources]
+        chain = served.tls_certificate.certificate_chain.inline_bytes.decode()
+        assert chain == "".join(bundle.cert_chain_pem)
+    # the mesh stopped the agent with itself
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", agent.sds_port), timeout=1).close()
+
+
 # -- workloads and convergence ----------------------------------------------------------------
 async def test_registered_workloads_reach_proxies_by_converged() -> None:
     async with Mesh(free_ports=True, debounce_after=0.2) as mesh:
