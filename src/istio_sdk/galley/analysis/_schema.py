@@ -17,22 +17,23 @@ from istio_sdk.galley.analysis._analyzer import Finding, register
 from istio_sdk.galley.analysis._snapshot import Snapshot
 from istio_sdk.protojson import message_to_json
 
-# Validation's own wording of those rules (reported as IST0130/IST0131, not twice).
-_RULE_WARNINGS = ("virtualService rule ",)
-
 
 def _validation_findings(snapshot: Snapshot, kind: str) -> Iterator[Finding]:
     for entry in snapshot.of(kind):
+        rules = []
+        if kind == "VirtualService":
+            spec = message_to_json(entry.spec)
+            rules = list(unreachable_rules(spec if isinstance(spec, dict) else {}))
+        # Validation words these rules as warnings; istioctl reports them as IST0130/IST0131.
+        as_rules = {(rule.path, rule.message) for rule in rules}
         for problem in validate(entry.resource):
             warning = not problem.is_error
-            if warning and problem.message.startswith(_RULE_WARNINGS):
+            if warning and (problem.path, problem.message) in as_rules:
                 continue
             text = f"{problem.path}: {problem.message}" if problem.path else problem.message
             yield Finding(entry, "IST0133" if warning else "IST0106", (text,), problem.path or None)
-        if kind == "VirtualService":
-            spec = message_to_json(entry.spec)
-            for found in unreachable_rules(spec if isinstance(spec, dict) else {}):
-                yield Finding(entry, found.code, found.arguments, found.path)
+        for found in rules:
+            yield Finding(entry, found.code, found.arguments, found.path)
 
 
 def _analyzer_for(kind: str) -> Callable[[Snapshot], Iterable[Finding]]:

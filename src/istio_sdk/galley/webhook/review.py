@@ -156,10 +156,6 @@ def _line(problem: Problem) -> str:
     return line if len(line) <= _MAX_MESSAGE else line[:_MAX_MESSAGE] + "..."
 
 
-def _is_warning(problem: Problem) -> bool:
-    return not problem.is_error
-
-
 def _errors_message(lines: list[str]) -> str:
     """Istio's wording: one error as it is, several as Go's multierror lists them."""
     if len(lines) == 1:
@@ -178,8 +174,8 @@ def _check(obj: Mapping[str, Any], info: KindInfo) -> tuple[list[str], list[str]
     doc["apiVersion"] = api_version if api_version in info.api_versions else info.api_version
     doc["kind"] = info.kind
     problems = validate(json.dumps(doc).encode())
-    errors = [_line(p) for p in problems if not _is_warning(p)]
-    warnings = [_line(p) for p in problems if _is_warning(p)]
+    errors = [_line(p) for p in problems if p.is_error]
+    warnings = [_line(p) for p in problems if not p.is_error]
     return errors, warnings
 
 
